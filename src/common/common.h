@@ -1,0 +1,91 @@
+/*
+ * common.h — the small pieces every shmfaas program shares.
+ *
+ * Owns: logging, the error convention, SHA-256 (OpenSSL), parsing of sizes and durations as users
+ * write them (Kubernetes quantities, Go durations), whole-file IO with atomic replace, monotonic
+ * time, and per-process memory figures from /proc/PID/smaps_rollup.
+ *
+ * Error convention (DESIGN.md): functions return 0 or a negative errno-style code and, where a
+ * human will read it, fill a caller-provided message buffer. seterr() does both in one line:
+ *     return seterr(err, errlen, -EINVAL, "node %s: unsupported op %s", name, op);
+ */
+#ifndef SHMFAAS_COMMON_H
+#define SHMFAAS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
+
+/* ---- logging: one line per event on stderr, "level func: message" ---- */
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Parses "debug|info|warn|error|off"; returns -EINVAL on anything else. */
+int log_parse_level(const char *s, enum log_level *out);
+void log_msg(enum log_level level, const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __func__, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __func__, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __func__, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __func__, __VA_ARGS__)
+
+/* ---- errors ---- */
+/* Formats a message into err (if err != NULL and errlen > 0) and returns code. */
+int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- SHA-256 ---- */
+#define SHA256_LEN 32
+#define SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
+
+void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
+void sha256_hex(const uint8_t digest[SHA256_LEN], char out[SHA256_HEX_LEN]);
+/* Parses 64 hex digits; returns -EINVAL otherwise. */
+int sha256_parse_hex(const char *hex, uint8_t out[SHA256_LEN]);
+
+/* ---- sizes and durations ---- */
+/* Kubernetes quantities and friends: "512Mi", "1G", "250M", "2GiB", "1.5Gi", "4096", "64k".
+ * Decimal suffixes k/K, M, G, T (x1000); binary Ki, Mi, Gi, Ti (also KiB, MiB, GiB, TiB). */
+int parse_size(const char *s, uint64_t *out);
+/* Go durations ("30s", "5m", "1m30s", "250ms", "1h") or a bare number of seconds ("30", "0.5"). */
+int parse_duration_ms(const char *s, int64_t *out_ms);
+/* "98.0 MiB" style, for messages and tables. */
+const char *format_size(uint64_t bytes, char *buf, size_t len);
+
+/* ---- files ---- */
+/* Reads a whole regular file of at most max_len bytes into a malloc'd buffer (NUL-terminated
+ * one byte past len, for text). */
+int read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len, char *err,
+              size_t errlen);
+/* Writes path atomically: temp file in the same directory, fsync, rename, fsync directory. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
+                      size_t errlen);
+/* Like mkdir -p with the given mode for directories it creates. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* ---- time ---- */
+int64_t now_ns(void); /* CLOCK_MONOTONIC */
+double now_s(void);
+int64_t wall_ms(void); /* CLOCK_REALTIME, ms since the epoch */
+
+/* ---- memory figures of a process (bytes), from /proc/PID/smaps_rollup ---- */
+struct proc_mem {
+    uint64_t rss;
+    uint64_t pss;
+    uint64_t shared_clean, shared_dirty;
+    uint64_t private_clean, private_dirty;
+    uint64_t anonymous;
+};
+int proc_mem_read(pid_t pid, struct proc_mem *out);
+/* Private_Clean + Private_Dirty: what this process alone costs. */
+static inline uint64_t proc_mem_uss(const struct proc_mem *m)
+{
+    return m->private_clean + m->private_dirty;
+}
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * engine.h — compile an ONNX model once into a plan image; run that image zero-copy.
+ *
+ * Owns: ONNX import, the plan compiler, the plan image format (docs/plan-format.md), model open and
+ * sessions. Guarantees:
+ *   - a plan image is one position-independent byte blob (offsets only, every section 64-byte
+ *     aligned) that engine_model_open() wraps without copying and never writes, so it may be a
+ *     PROT_READ mapping shared by any number of processes;
+ *   - engine_model_open() validates the header, versions, CPU features, thread count and every
+ *     offset/length before trusting any of it, and refuses an image whose oneDNN primitives would
+ *     resolve to a different (or reference) implementation in this process;
+ *   - all per-instance mutable state (activation arena, primitives, scratchpad) lives in a session.
+ *
+ * Errors: every function returns 0 or a negative errno code and writes a message naming the model,
+ * node, op and attribute concerned into err (common.h's convention).
+ */
+#ifndef SHMFAAS_ENGINE_H
+#define SHMFAAS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENGINE_MAX_RANK 8
+
+/* Element types; the values are ONNX TensorProto.DataType's. */
+enum engine_dtype {
+    ENGINE_F32 = 1,
+    ENGINE_U8 = 2,
+    ENGINE_I8 = 3,
+    ENGINE_I32 = 6,
+    ENGINE_I64 = 7,
+    ENGINE_BOOL = 9,
+};
+
+struct engine_shape {
+    int rank;
+    int64_t dims[ENGINE_MAX_RANK];
+};
+
+size_t engine_dtype_size(int dtype);        /* 0 for an unknown dtype */
+const char *engine_dtype_name(int dtype);   /* "float32", "int64", ...; "?" if unknown */
+int engine_dtype_parse(const char *name);   /* inverse; -1 if unknown */
+int64_t engine_shape_numel(const struct engine_shape *s);
+/* "[1,3,224,224]" */
+const char *engine_shape_str(const struct engine_shape *s, char *buf, size_t len);
+
+/* ---- compile (the store does this once per model) ---- */
+
+struct engine_input_shape {
+    const char *name;
+    struct engine_shape shape;
+};
+
+struct engine_compile_opts {
+    int threads;                             /* intra-op threads of the sessions; 0 means 1 */
+    const char *base_dir;                    /* directory of external-data files; NULL: refused */
+    const char *model_name;                  /* used in error messages; NULL: "model" */
+    const struct engine_input_shape *shapes; /* concrete shapes for symbolic input dims */
+    int n_shapes;
+};
+
+/* ONNX bytes → plan image (malloc'd, 64-byte aligned; free with engine_image_free). */
+int engine_compile(const void *onnx, size_t len, const struct engine_compile_opts *opts,
+                   void **image, size_t *image_len, char *err, size_t errlen);
+void engine_image_free(void *image);
+
+/* Checks the SHA-256 over the whole image that the compiler stored in its header. Costs a pass
+ * over the weights, so the store runs it when it adopts a file, not every instance on open. */
+int engine_image_verify(const void *image, size_t len, char *err, size_t errlen);
+
+/* What this build on this CPU compiles for: engine + format version, oneDNN version, ISA.
+ * The store folds it into a model's identity. Static string. */
+const char *engine_fingerprint(void);
+
+/* ---- open (zero-copy) ---- */
+
+struct engine_model;
+
+int engine_model_open(const void *image, size_t len, struct engine_model **out, char *err,
+                      size_t errlen);
+void engine_model_close(struct engine_model *m);
+
+struct engine_tensor_info {
+    const char *name; /* points into the image */
+    int dtype;
+    struct engine_shape shape;
+};
+
+int engine_model_n_inputs(const struct engine_model *m);
+int engine_model_n_outputs(const struct engine_model *m);
+int engine_model_input(const struct engine_model *m, int i, struct engine_tensor_info *out);
+int engine_model_output(const struct engine_model *m, int i, struct engine_tensor_info *out);
+size_t engine_model_arena_size(const struct engine_model *m);   /* activation bytes/session */
+size_t engine_model_weights_size(const struct engine_model *m); /* bytes of weights in image */
+int engine_model_threads(const struct engine_model *m);
+const uint8_t *engine_model_source_sha256(const struct engine_model *m); /* 32 bytes */
+
+/* ---- sessions ---- */
+
+struct engine_session;
+
+struct engine_tensor {
+    const char *name; /* inputs: matched by name; NULL allowed when the model has one input */
+    int dtype;
+    struct engine_shape shape;
+    void *data;
+    size_t nbytes;
+};
+
+int engine_session_create(struct engine_model *m, struct engine_session **out, char *err,
+                          size_t errlen);
+void engine_session_destroy(struct engine_session *s);
+
+/* Runs one inference. Inputs must match the plan's names, dtypes and shapes (the error says
+ * which shape the plan expects). outputs has engine_model_n_outputs() slots; the engine fills
+ * them with pointers into session memory, valid until the next run or release. */
+int engine_session_run(struct engine_session *s, const struct engine_tensor *inputs, int n_inputs,
+                       struct engine_tensor *outputs, int n_outputs, char *err, size_t errlen);
+
+/* Gives the arena's pages back to the kernel (MADV_DONTNEED) and keeps the mapping, so an idle
+ * session costs little; the next run pays only page faults. */
+void engine_session_release_memory(struct engine_session *s);
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * ir.h — the engine's in-memory graph, between ONNX import and the plan compiler.
+ * Engine-internal: nothing outside src/engine includes it.
+ *
+ * Pipeline (engine_compile): ir_import_onnx → ir_infer_shapes → ir_fold_constants → ir_optimize
+ * → plan compiler (plan.c) → image. After ir_import_onnx the node array is in topological order
+ * and every node input names a tensor that exists; after ir_infer_shapes every live tensor has a
+ * known dtype and concrete shape; after ir_fold_constants no live node has only constant inputs;
+ * ir_optimize only marks nodes dead and records fusions (post-ops) on the surviving ones.
+ *
+ * Ownership: the graph owns every string, array and tensor payload it points to (ir_free).
+ */
+#ifndef SHMFAAS_ENGINE_IR_H
+#define SHMFAAS_ENGINE_IR_H
+
+#include "engine/engine.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* AttributeProto.AttributeType values. */
+enum ir_attr_type {
+    IR_ATTR_FLOAT = 1,
+    IR_ATTR_INT = 2,
+    IR_ATTR_STRING = 3,
+    IR_ATTR_TENSOR = 4,
+    IR_ATTR_FLOATS = 6,
+    IR_ATTR_INTS = 7,
+};
+
+struct ir_attr {
+    char *name;
+    enum ir_attr_type type;
+    int64_t i;
+    float f;
+    char *s; /* NUL-terminated copy */
+    int64_t *ints;
+    float *floats;
+    size_t n; /* length of ints / floats */
+    int tensor; /* IR_ATTR_TENSOR: index into graph tensors (a constant) */
+};
+
+enum ir_tensor_flags {
+    IR_T_INPUT = 1,  /* graph input fed at run time */
+    IR_T_OUTPUT = 2, /* graph output */
+};
+
+struct ir_tensor {
+    char *name;
+    int dtype;                 /* enum engine_dtype; 0 = not yet known */
+    struct engine_shape shape; /* valid when shape_known */
+    int shape_known;
+    void *data;    /* constant payload (initializer, Constant, folded) in plain row-major, or NULL */
+    size_t nbytes; /* of data */
+    int producer;  /* producing live node, or -1 */
+    unsigned flags;
+};
+
+/* Element-wise activations the plan compiler can run as oneDNN eltwise (alone or as post-op). */
+enum ir_act {
+    IR_ACT_NONE,
+    IR_ACT_RELU,       /* alpha: negative slope (LeakyRelu) */
+    IR_ACT_CLIP,       /* [alpha, beta] */
+    IR_ACT_SIGMOID,
+    IR_ACT_TANH,
+    IR_ACT_HARDSIGMOID, /* alpha*x+beta clipped to [0,1] */
+    IR_ACT_HARDSWISH,
+    IR_ACT_ELU,        /* alpha */
+    IR_ACT_GELU_ERF,
+    IR_ACT_EXP,
+    IR_ACT_SQRT,
+    IR_ACT_ABS,
+};
+
+enum ir_post_kind {
+    IR_POST_ACT, /* dst = act(dst) */
+    IR_POST_SUM, /* dst = dst + tensor (same shape): residual Add folded into Conv/Gemm */
+};
+
+#define IR_MAX_POST 4
+
+struct ir_post_op {
+    enum ir_post_kind kind;
+    enum ir_act act; /* IR_POST_ACT */
+    float alpha, beta;
+    int tensor; /* IR_POST_SUM: the addend tensor index */
+};
+
+struct ir_node {
+    char *name; /* the model's node name, or "<op>_<index>" if it had none */
+    char *op;   /* op_type (default domain only) */
+    int *in;    /* tensor indices; -1 for an omitted optional input */
+    int n_in;
+    int *out;
+    int n_out;
+    struct ir_attr *attrs;
+    int n_attrs;
+    struct ir_post_op post[IR_MAX_POST]; /* fused by ir_optimize, in application order */
+    int n_post;
+    int dead; /* removed by folding/optimisation: skip */
+};
+
+struct ir_graph {
+    char *name;   /* model name for messages */
+    int64_t opset; /* default-domain opset version */
+    struct ir_tensor *tensors;
+    int n_tensors, cap_tensors;
+    struct ir_node *nodes; /* topological order */
+    int n_nodes, cap_nodes;
+    int *inputs; /* tensor indices of run-time inputs (initializers excluded) */
+    int n_inputs;
+    int *outputs;
+    int n_outputs;
+};
+
+/* ---- import & passes (each returns 0 or -errno with a message naming model/node/op) ---- */
+
+/* Parses ONNX bytes with protobuf-c. base_dir: directory for external-data files (NULL: models
+ * with external data are refused). Checks every count and length, resolves initializers (raw_data,
+ * typed fields, external data), turns Constant nodes into constant tensors, sorts topologically
+ * and refuses cycles, undefined inputs, duplicate outputs, non-default domains. */
+int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const char *model_name,
+                   struct ir_graph **out, char *err, size_t errlen);
+
+/* Fixes input shapes (symbolic dims from `shapes`, else the model's; unknown dims are an error)
+ * and infers dtype+shape of every tensor. Unsupported ops/attributes fail here. */
+int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
+                    char *err, size_t errlen);
+
+/* Evaluates nodes whose inputs are all constant (shape subgraphs etc.) with kernels.h. */
+int ir_fold_constants(struct ir_graph *g, char *err, size_t errlen);
+
+/* Drops Identity/Dropout, folds BatchNormalization into the preceding Conv/Gemm weights, fuses
+ * activations and residual Adds as post-ops. Never changes what the graph computes. */
+int ir_optimize(struct ir_graph *g, char *err, size_t errlen);
+
+void ir_free(struct ir_graph *g);
+
+/* ---- helpers ---- */
+int ir_add_tensor(struct ir_graph *g, const char *name); /* returns index or -ENOMEM */
+int ir_find_tensor(const struct ir_graph *g, const char *name); /* index or -1 */
+const struct ir_attr *ir_attr_get(const struct ir_node *n, const char *name);
+int64_t ir_attr_int(const struct ir_node *n, const char *name, int64_t def);
+float ir_attr_float(const struct ir_node *n, const char *name, float def);
+const char *ir_attr_str(const struct ir_node *n, const char *name, const char *def);
+/* Number of live nodes that read tensor t (post-op addends included). */
+int ir_consumers(const struct ir_graph *g, int t);
+
+#endif
