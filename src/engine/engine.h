@@ -121,4 +121,21 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
  * session costs little; the next run pays only page faults. */
 void engine_session_release_memory(struct engine_session *s);
 
+/* ---- the JSON tensor schema (shmfaas-run files, shmfaas-fn input=json/output=json) ----
+ *   {"inputs":  {"NAME": {"shape": [..], "data": [..], "dtype": "float32"}}}   ("dtype" optional)
+ *   {"outputs": {"NAME": {"shape": [..], "data": [..]}}}
+ * A set owns its names and data. */
+struct engine_tensor_set {
+    struct engine_tensor *t;
+    int n;
+};
+
+/* Parses `{"inputs": {...}}` (key selects "inputs" or "outputs") from len bytes of JSON. Checks
+ * that shape and data agree, dtype is known, numbers fit the dtype; errors name the tensor. */
+int engine_tensors_from_json(const char *json, size_t len, const char *key,
+                             struct engine_tensor_set *out, char *err, size_t errlen);
+/* Writes `{"<key>": {...}}`; returns a malloc'd NUL-terminated string (floats round-trip). */
+char *engine_tensors_to_json(const struct engine_tensor *t, int n, const char *key);
+void engine_tensor_set_free(struct engine_tensor_set *set);
+
 #endif

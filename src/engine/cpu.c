@@ -1,0 +1,1 @@
+/* placeholder: being written (see src/engine/meson.build) */
