@@ -1,0 +1,95 @@
+/*
+ * http.h — the HTTP server pieces shmfaas-fn and shmfaasd share, on libmicrohttpd.
+ *
+ * Owns: the listening socket (TCP "host:port" or "unix:PATH", bound here and handed to MHD), the
+ * accumulation of a request body up to a maximum size, and reply helpers (plain, JSON, and
+ * `{"error": "..."}` with extra headers). Guarantees:
+ *   - a handler is called once per request, after the whole body has arrived, with the body in one
+ *     buffer (NUL-terminated one byte past body_len, for text);
+ *   - a body longer than max_body never reaches the handler and is never buffered beyond the limit:
+ *     the client gets 413 with the server's error headers (a Content-Length over the limit is
+ *     refused before any byte is read);
+ *   - a unix socket path is unlinked when the server stops; an existing non-socket file at the path
+ *     is never removed.
+ *
+ * Threading: one thread per connection (thread_pool == 0) or a pool of polling threads. A handler may
+ * block (it runs on its connection's thread); it must queue exactly one reply before returning 0.
+ */
+#ifndef SHMFAAS_HTTP_H
+#define SHMFAAS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct MHD_Connection;
+struct http_server;
+
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
+/* One request as a handler sees it. Valid only during the handler call. */
+struct http_request {
+    struct MHD_Connection *conn; /* for MHD_lookup_connection_value() and custom replies */
+    const char *method;          /* "GET", "POST", ... */
+    const char *url;             /* path without the query string */
+    const uint8_t *body;         /* never NULL; "" when there is no body */
+    size_t body_len;
+};
+
+/* Returns 0 once a reply is queued; a negative value closes the connection without a reply. */
+typedef int (*http_handler)(struct http_request *req, void *user);
+
+struct http_server_opts {
+    const char *listen;        /* "unix:/path", "host:port", ":port" or "port" (0: any free port) */
+    size_t max_body;           /* 0: 16 MiB */
+    unsigned conn_timeout_s;   /* idle connection timeout (read/write); 0: none */
+    unsigned thread_pool;      /* 0: one thread per connection; N: N polling threads */
+    unsigned max_connections;  /* 0: MHD's default */
+    const struct http_header *error_headers; /* added to replies the server makes itself (413) */
+    int n_error_headers;
+    http_handler handler;
+    void *user;
+};
+
+#define HTTP_DEFAULT_MAX_BODY ((size_t)16 << 20)
+
+/* Parses a listen address as above into its parts. For "unix:PATH" *unix_path points into s and
+ * host/port are untouched; for TCP host is "" when the address names no host (all interfaces).
+ * Errors say what was wrong. */
+int http_listen_parse(const char *s, char *host, size_t hostlen, uint16_t *port,
+                      const char **unix_path, char *err, size_t errlen);
+
+int http_server_start(const struct http_server_opts *opts, struct http_server **out, char *err,
+                      size_t errlen);
+/* The TCP port actually bound (useful with port 0); 0 for a unix socket. */
+uint16_t http_server_port(const struct http_server *s);
+/* Stops accepting new connections (closes the listening socket); open connections keep being
+ * served. Idempotent. */
+void http_server_quiesce(struct http_server *s);
+/* Closes every connection, joins the threads, unlinks a unix socket, frees s. NULL is a no-op. */
+void http_server_stop(struct http_server *s);
+
+/* ---- replies; each returns 0, or -EIO when the reply could not be queued ---- */
+
+/* body is copied; headers (may be NULL with n == 0) are added as given. */
+int http_reply(struct MHD_Connection *conn, unsigned status, const char *content_type,
+               const void *body, size_t len, const struct http_header *hdrs, int n_hdrs);
+/* Takes ownership of a malloc'd body (freed by MHD after sending, or here on failure). */
+int http_reply_take(struct MHD_Connection *conn, unsigned status, const char *content_type,
+                    void *body, size_t len, const struct http_header *hdrs, int n_hdrs);
+/* Content-Type: application/json; json is a NUL-terminated string, copied. */
+int http_reply_json(struct MHD_Connection *conn, unsigned status, const char *json,
+                    const struct http_header *hdrs, int n_hdrs);
+/* {"error": "<msg>"} with msg properly escaped, Content-Type: application/json. */
+int http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg,
+                     const struct http_header *hdrs, int n_hdrs);
+
+/* A request header's value (case-insensitive name) or NULL. */
+const char *http_request_header(const struct http_request *req, const char *name);
+/* A query argument's value or NULL (an argument without '=' gives ""). */
+const char *http_request_query(const struct http_request *req, const char *name);
+
+#endif
