@@ -146,4 +146,40 @@ const char *ir_attr_str(const struct ir_node *n, const char *name, const char *d
 /* Number of live nodes that read tensor t (post-op addends included). */
 int ir_consumers(const struct ir_graph *g, int t);
 
+/* ---- frontend internals (additive; shared by shape.c, fold.c, optimize.c, usable by the backend) ----
+ * A tensor is a constant exactly when data != NULL (a zero-element constant still has a 1-byte
+ * allocation). After ir_infer_shapes, Conv/MaxPool/AveragePool nodes carry explicit kernel_shape,
+ * strides, pads (begin..., end...) and dilations with auto_pad resolved, Softmax an explicit
+ * non-negative axis, Gemm explicit alpha/beta/transA/transB; an omitted optional OUTPUT is -1 in out[]. */
+
+/* The per-op table: one entry per supported ONNX op. */
+struct ir_op_def {
+    const char *op;
+    /* Checks attributes and input dtypes/shapes, sets output dtypes/shapes. */
+    int (*infer)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+    /* Computes the outputs' data from constant inputs (kernels.h); NULL: never folded. */
+    int (*eval)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+};
+const struct ir_op_def *ir_op_find(const char *op); /* NULL if unsupported */
+
+/* Formats "model M: node N (Op): <fmt>" into err and returns code. */
+int ir_node_err(const struct ir_graph *g, const struct ir_node *n, char *err, size_t errlen,
+                int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Makes t a constant: takes ownership of data (malloc'd, engine_shape_numel × dtype size). */
+void ir_set_const(struct ir_graph *g, int t, int dtype, const struct engine_shape *shape,
+                  void *data);
+/* Adds a new constant tensor named "<base><suffix>" (made unique); returns index or -ENOMEM.
+ * Takes ownership of data even on failure. */
+int ir_add_const(struct ir_graph *g, const char *base, const char *suffix, int dtype,
+                 const struct engine_shape *shape, void *data);
+/* Adds or replaces an attribute; returns 0 or -ENOMEM. */
+int ir_attr_set_int(struct ir_node *n, const char *name, int64_t v);
+int ir_attr_set_float(struct ir_node *n, const char *name, float v);
+int ir_attr_set_ints(struct ir_node *n, const char *name, const int64_t *v, size_t count);
+
+/* Decodes one serialized TensorProto (an ONNX test-data input_N.pb / output_N.pb) into out;
+ * out->name (may be NULL) and out->data are malloc'd: free both. */
+int ir_decode_tensor_proto(const void *bytes, size_t len, struct engine_tensor *out, char *err,
+                           size_t errlen);
+
 #endif
