@@ -1,1 +1,577 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * tensor_json.c — the JSON tensor schema of shmfaas-run files and shmfaas-fn's json codec.
+ *
+ *   {"inputs":  {"NAME": {"shape": [1,3], "data": [[1,2,3]], "dtype": "float32"}}}
+ *   {"outputs": {"NAME": {"shape": [1,3], "dtype": "float32", "data": [1,2,3]}}}
+ *
+ * The reader is an entry point for untrusted bytes (HTTP bodies): it bounds the number of tensors
+ * and elements, accepts "data" flat or nested exactly as "shape" says, and checks that every number
+ * fits the dtype before it converts anything. Every error names the tensor. The writer prints
+ * floats with %.9g, enough digits for any float32 to round-trip, and integers exactly.
+ */
+#include "engine/engine.h"
+
+#include "common/common.h"
+
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSON_MAX_TENSORS  256
+#define JSON_MAX_ELEMENTS (INT64_C(1) << 28) /* 1 GiB of float32: far beyond any input we take */
+#define JSON_NAME_MAX     256
+
+/* What the reader needs to know about one tensor while it fills it. */
+struct tensor_reader {
+    const char *name;
+    struct engine_tensor *t;
+    int64_t numel;
+    int64_t filled;
+};
+
+/* ================================================================ numbers → dtype */
+
+static int integer_range(int dtype, int64_t *lo, int64_t *hi)
+{
+    switch (dtype) {
+    case ENGINE_U8:
+        *lo = 0, *hi = UINT8_MAX;
+        return 0;
+    case ENGINE_I8:
+        *lo = INT8_MIN, *hi = INT8_MAX;
+        return 0;
+    case ENGINE_I32:
+        *lo = INT32_MIN, *hi = INT32_MAX;
+        return 0;
+    case ENGINE_I64:
+        *lo = INT64_MIN, *hi = INT64_MAX;
+        return 0;
+    case ENGINE_BOOL:
+        *lo = 0, *hi = 1;
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* A JSON number (or boolean) as an integer of the tensor's dtype; reals must be integral. */
+static int json_to_integer(const json_t *v, int dtype, int64_t *out)
+{
+    int64_t lo, hi;
+    if (integer_range(dtype, &lo, &hi) < 0)
+        return -EINVAL;
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v) ? 1 : 0;
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < lo || i > hi)
+            return -ERANGE;
+        *out = (int64_t)i;
+        return 0;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        /* 2^63 as a double; comparing against it avoids the rounding of (double)INT64_MAX. */
+        if (!isfinite(d) || d != floor(d) || d < (double)lo || d >= 9223372036854775808.0 ||
+            d > (double)hi)
+            return -ERANGE;
+        *out = (int64_t)d;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int json_to_float(const json_t *v, float *out)
+{
+    double d;
+    if (json_is_integer(v))
+        d = (double)json_integer_value(v);
+    else if (json_is_real(v))
+        d = json_real_value(v);
+    else
+        return -EINVAL;
+    /* FLT_MAX + half an ulp: the smallest magnitude that rounds to infinity. */
+    if (!isfinite(d) || fabs(d) >= 0x1.ffffffp+127)
+        return -ERANGE;
+    *out = (float)d;
+    return 0;
+}
+
+static void store_integer(struct engine_tensor *t, int64_t i, int64_t v)
+{
+    switch (t->dtype) {
+    case ENGINE_U8:
+        ((uint8_t *)t->data)[i] = (uint8_t)v;
+        break;
+    case ENGINE_I8:
+        ((int8_t *)t->data)[i] = (int8_t)v;
+        break;
+    case ENGINE_I32:
+        ((int32_t *)t->data)[i] = (int32_t)v;
+        break;
+    case ENGINE_I64:
+        ((int64_t *)t->data)[i] = v;
+        break;
+    case ENGINE_BOOL:
+        ((uint8_t *)t->data)[i] = (uint8_t)v;
+        break;
+    default:
+        abort(); /* dtype was validated when the tensor was allocated */
+    }
+}
+
+/* Converts one JSON value into element r->filled of the tensor. */
+static int read_element(struct tensor_reader *r, const json_t *v, char *err, size_t errlen)
+{
+    int64_t i = r->filled;
+    const char *dn = engine_dtype_name(r->t->dtype);
+    int rc;
+
+    if (i >= r->numel)
+        return seterr(err, errlen, -EINVAL,
+                      "'%s': data has more than the %" PRId64 " elements its shape holds", r->name,
+                      r->numel);
+    if (r->t->dtype == ENGINE_F32) {
+        rc = json_to_float(v, &((float *)r->t->data)[i]);
+    } else {
+        int64_t x = 0;
+        rc = json_to_integer(v, r->t->dtype, &x);
+        if (rc == 0)
+            store_integer(r->t, i, x);
+    }
+    if (rc == -ERANGE)
+        return seterr(err, errlen, -ERANGE, "'%s': data element %" PRId64 " does not fit %s",
+                      r->name, i, dn);
+    if (rc < 0)
+        return seterr(err, errlen, -EINVAL, "'%s': data element %" PRId64 " is not a number",
+                      r->name, i);
+    r->filled++;
+    return 0;
+}
+
+/* ================================================================ shape and data */
+
+static int parse_shape(const char *name, const json_t *js, struct engine_shape *shape,
+                       int64_t *numel, char *err, size_t errlen)
+{
+    size_t i;
+    const json_t *d;
+    int64_t n = 1;
+
+    if (!json_is_array(js))
+        return seterr(err, errlen, -EINVAL, "'%s': \"shape\" must be an array of integers", name);
+    if (json_array_size(js) > ENGINE_MAX_RANK)
+        return seterr(err, errlen, -EINVAL, "'%s': shape has rank %zu, at most %d supported", name,
+                      json_array_size(js), ENGINE_MAX_RANK);
+    shape->rank = (int)json_array_size(js);
+    json_array_foreach(js, i, d)
+    {
+        if (!json_is_integer(d) || json_integer_value(d) < 0)
+            return seterr(err, errlen, -EINVAL,
+                          "'%s': shape entry %zu must be a non-negative integer", name, i);
+        shape->dims[i] = (int64_t)json_integer_value(d);
+        if (shape->dims[i] > JSON_MAX_ELEMENTS ||
+            (shape->dims[i] && n > JSON_MAX_ELEMENTS / shape->dims[i]))
+            return seterr(err, errlen, -E2BIG, "'%s': shape has more than %" PRId64 " elements",
+                          name, JSON_MAX_ELEMENTS);
+        n *= shape->dims[i];
+    }
+    *numel = n;
+    return 0;
+}
+
+/* Nested data: every array at depth d holds exactly dims[d] entries, numbers only at the bottom. */
+static int read_nested(struct tensor_reader *r, const json_t *v, int depth, char *err,
+                       size_t errlen)
+{
+    const struct engine_shape *s = &r->t->shape;
+    size_t i;
+    const json_t *e;
+    int rc;
+
+    if (depth == s->rank)
+        return read_element(r, v, err, errlen);
+    if (!json_is_array(v))
+        return seterr(err, errlen, -EINVAL,
+                      "'%s': nested data has a number at depth %d where shape %s needs an array",
+                      r->name, depth, engine_shape_str(s, (char[96]){0}, 96));
+    if ((int64_t)json_array_size(v) != s->dims[depth])
+        return seterr(err, errlen, -EINVAL,
+                      "'%s': nested data has %zu entries at depth %d, shape says %" PRId64, r->name,
+                      json_array_size(v), depth, s->dims[depth]);
+    json_array_foreach(v, i, e)
+    {
+        rc = read_nested(r, e, depth + 1, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int read_flat(struct tensor_reader *r, const json_t *data, char *err, size_t errlen)
+{
+    size_t i;
+    const json_t *e;
+    int rc;
+
+    json_array_foreach(data, i, e)
+    {
+        if (json_is_array(e))
+            return seterr(err, errlen, -EINVAL, "'%s': data mixes numbers and arrays (element %zu)",
+                          r->name, i);
+        rc = read_element(r, e, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Numbers in data however it is nested; jansson bounds the nesting depth, so recursion is safe. */
+static int64_t count_elements(const json_t *v)
+{
+    size_t i;
+    const json_t *e;
+    int64_t n = 0;
+
+    if (!json_is_array(v))
+        return 1;
+    json_array_foreach(v, i, e) n += count_elements(e);
+    return n;
+}
+
+/* Before anything is allocated: the data holds as many numbers as the shape says. */
+static int check_count(const char *name, const struct engine_shape *s, int64_t numel,
+                       const json_t *data, char *err, size_t errlen)
+{
+    char sb[96];
+    int64_t n;
+
+    if (data == NULL)
+        return seterr(err, errlen, -EINVAL, "'%s': missing \"data\"", name);
+    if (!json_is_array(data) && s->rank != 0)
+        return seterr(err, errlen, -EINVAL, "'%s': \"data\" must be an array", name);
+    n = count_elements(data);
+    if (n != numel)
+        return seterr(err, errlen, -EINVAL,
+                      "'%s': shape %s has %" PRId64 " elements, data has %" PRId64, name,
+                      engine_shape_str(s, sb, sizeof sb), numel, n);
+    return 0;
+}
+
+static int read_data(struct tensor_reader *r, const json_t *data, char *err, size_t errlen)
+{
+    if (!json_is_array(data))
+        return read_element(r, data, err, errlen);
+    if (json_array_size(data) > 0 && json_is_array(json_array_get(data, 0)))
+        return read_nested(r, data, 0, err, errlen);
+    return read_flat(r, data, err, errlen);
+}
+
+/* ================================================================ one tensor */
+
+static int parse_dtype(const char *name, const json_t *jd, int *dtype, char *err, size_t errlen)
+{
+    if (jd == NULL) {
+        *dtype = ENGINE_F32;
+        return 0;
+    }
+    if (!json_is_string(jd))
+        return seterr(err, errlen, -EINVAL, "'%s': \"dtype\" must be a string", name);
+    *dtype = engine_dtype_parse(json_string_value(jd));
+    if (*dtype < 0 || engine_dtype_size(*dtype) == 0)
+        return seterr(err, errlen, -EINVAL,
+                      "'%s': unknown dtype \"%.32s\" (float32, int64, int32, uint8, int8, bool)",
+                      name, json_string_value(jd));
+    return 0;
+}
+
+static int check_keys(const char *name, const json_t *obj, char *err, size_t errlen)
+{
+    const char *k;
+    const json_t *v;
+
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        if (strcmp(k, "shape") && strcmp(k, "data") && strcmp(k, "dtype"))
+            return seterr(err, errlen, -EINVAL,
+                          "'%s': unknown field \"%.32s\" (shape, data, dtype)", name, k);
+    }
+    return 0;
+}
+
+static int parse_tensor(const char *name, const json_t *obj, struct engine_tensor *t, char *err,
+                        size_t errlen)
+{
+    struct tensor_reader r = {.name = name, .t = t};
+    size_t esize;
+    int rc;
+
+    if (strlen(name) == 0 || strlen(name) > JSON_NAME_MAX)
+        return seterr(err, errlen, -EINVAL, "tensor name must be 1 to %d bytes", JSON_NAME_MAX);
+    if (!json_is_object(obj))
+        return seterr(err, errlen, -EINVAL, "'%s': must be an object with shape and data", name);
+    if ((rc = check_keys(name, obj, err, errlen)) < 0 ||
+        (rc = parse_dtype(name, json_object_get(obj, "dtype"), &t->dtype, err, errlen)) < 0)
+        return rc;
+    if (json_object_get(obj, "shape") == NULL)
+        return seterr(err, errlen, -EINVAL, "'%s': missing \"shape\"", name);
+    rc = parse_shape(name, json_object_get(obj, "shape"), &t->shape, &r.numel, err, errlen);
+    if (rc < 0 ||
+        (rc = check_count(name, &t->shape, r.numel, json_object_get(obj, "data"), err, errlen)) < 0)
+        return rc;
+    esize = engine_dtype_size(t->dtype);
+    t->nbytes = (size_t)r.numel * esize;
+    t->data = calloc(r.numel ? (size_t)r.numel : 1, esize);
+    t->name = strdup(name);
+    if (t->data == NULL || t->name == NULL)
+        return seterr(err, errlen, -ENOMEM, "'%s': out of memory for %" PRId64 " elements", name,
+                      r.numel);
+    return read_data(&r, json_object_get(obj, "data"), err, errlen);
+}
+
+/* ================================================================ the set */
+
+/* "inputs" → "input", so that errors read "input 'x': ..." */
+static int singular_len(const char *key)
+{
+    size_t n = strlen(key);
+    if (n > 64)
+        n = 64;
+    return (int)(n > 1 && key[n - 1] == 's' ? n - 1 : n);
+}
+
+static int parse_set(const json_t *root, const char *key, struct engine_tensor_set *out, char *err,
+                     size_t errlen)
+{
+    const json_t *set = json_is_object(root) ? json_object_get(root, key) : NULL;
+    const char *name;
+    const json_t *v;
+    char e[512];
+    int rc;
+
+    if (set == NULL || !json_is_object(set))
+        return seterr(err, errlen, -EINVAL, "expected a JSON object {\"%s\": {NAME: tensor, ...}}",
+                      key);
+    if (json_object_size(set) > JSON_MAX_TENSORS)
+        return seterr(err, errlen, -E2BIG, "%s: %zu tensors, at most %d", key,
+                      json_object_size(set), JSON_MAX_TENSORS);
+    out->t = calloc(json_object_size(set) ? json_object_size(set) : 1, sizeof(*out->t));
+    if (out->t == NULL)
+        return seterr(err, errlen, -ENOMEM, "%s: out of memory", key);
+    json_object_foreach((json_t *)set, name, v)
+    {
+        /* Count the slot first so that free releases whatever parse_tensor allocated. */
+        out->n++;
+        rc = parse_tensor(name, v, &out->t[out->n - 1], e, sizeof e);
+        if (rc < 0)
+            return seterr(err, errlen, rc, "%.*s %s", singular_len(key), key, e);
+    }
+    return 0;
+}
+
+int engine_tensors_from_json(const char *json, size_t len, const char *key,
+                             struct engine_tensor_set *out, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root;
+    int rc;
+
+    out->t = NULL;
+    out->n = 0;
+    if (json == NULL || key == NULL || key[0] == '\0')
+        return seterr(err, errlen, -EINVAL, "no JSON given");
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return seterr(err, errlen, -EINVAL, "invalid JSON at line %d column %d: %s", jerr.line,
+                      jerr.column, jerr.text);
+    rc = parse_set(root, key, out, err, errlen);
+    json_decref(root);
+    if (rc < 0)
+        engine_tensor_set_free(out);
+    return rc;
+}
+
+void engine_tensor_set_free(struct engine_tensor_set *set)
+{
+    if (set == NULL)
+        return;
+    for (int i = 0; i < set->n; i++) {
+        free((char *)set->t[i].name);
+        free(set->t[i].data);
+    }
+    free(set->t);
+    set->t = NULL;
+    set->n = 0;
+}
+
+/* ================================================================ writer */
+
+/* A growable string; on allocation failure it sets failed and stops writing. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void sb_reserve(struct sbuf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+
+    if (b->failed || b->len + more + 1 <= b->cap)
+        return;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->failed = true;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    sb_reserve(b, 64);
+    if (b->failed)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if ((size_t)n >= b->cap - b->len) {
+        sb_reserve(b, (size_t)n);
+        if (b->failed)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+/* A JSON string literal; bytes below 0x20, '"' and '\\' escaped, the rest copied. */
+static void sb_string(struct sbuf *b, const char *s)
+{
+    sb_printf(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            sb_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            sb_printf(b, "\\u%04x", c);
+        else
+            sb_printf(b, "%c", c);
+    }
+    sb_printf(b, "\"");
+}
+
+/* float32 with %.9g (round-trips); NaN and infinities, which JSON cannot hold, as null. */
+static void sb_element(struct sbuf *b, const struct engine_tensor *t, size_t i)
+{
+    switch (t->dtype) {
+    case ENGINE_F32: {
+        float f = ((const float *)t->data)[i];
+        if (f == 0.0f && signbit(f))
+            sb_printf(b, "-0.0"); /* "-0" would read back as the integer 0 */
+        else if (isfinite(f))
+            sb_printf(b, "%.9g", (double)f);
+        else
+            sb_printf(b, "null");
+        break;
+    }
+    case ENGINE_U8:
+        sb_printf(b, "%u", (unsigned)((const uint8_t *)t->data)[i]);
+        break;
+    case ENGINE_I8:
+        sb_printf(b, "%d", (int)((const int8_t *)t->data)[i]);
+        break;
+    case ENGINE_I32:
+        sb_printf(b, "%" PRId32, ((const int32_t *)t->data)[i]);
+        break;
+    case ENGINE_I64:
+        sb_printf(b, "%" PRId64, ((const int64_t *)t->data)[i]);
+        break;
+    case ENGINE_BOOL:
+        sb_printf(b, "%s", ((const uint8_t *)t->data)[i] ? "true" : "false");
+        break;
+    default:
+        b->failed = true;
+        break;
+    }
+}
+
+static bool tensor_writable(const struct engine_tensor *t)
+{
+    int64_t numel;
+    size_t esize = engine_dtype_size(t->dtype);
+
+    if (esize == 0 || t->shape.rank < 0 || t->shape.rank > ENGINE_MAX_RANK)
+        return false;
+    numel = engine_shape_numel(&t->shape);
+    if (numel < 0 || (numel > 0 && t->data == NULL))
+        return false;
+    return t->nbytes >= (size_t)numel * esize;
+}
+
+static void sb_tensor(struct sbuf *b, const struct engine_tensor *t, int index)
+{
+    char fallback[32];
+    int64_t numel = engine_shape_numel(&t->shape);
+
+    if (t->name == NULL)
+        snprintf(fallback, sizeof fallback, "output%d", index);
+    sb_string(b, t->name ? t->name : fallback);
+    sb_printf(b, ": {\"shape\": [");
+    for (int d = 0; d < t->shape.rank; d++)
+        sb_printf(b, "%s%" PRId64, d ? "," : "", t->shape.dims[d]);
+    sb_printf(b, "], \"dtype\": \"%s\", \"data\": [", engine_dtype_name(t->dtype));
+    for (int64_t i = 0; i < numel && !b->failed; i++) {
+        if (i)
+            sb_printf(b, ",");
+        sb_element(b, t, (size_t)i);
+    }
+    sb_printf(b, "]}");
+}
+
+char *engine_tensors_to_json(const struct engine_tensor *t, int n, const char *key)
+{
+    struct sbuf b = {0};
+
+    if (key == NULL || n < 0 || (n > 0 && t == NULL))
+        return NULL;
+    for (int i = 0; i < n; i++)
+        if (!tensor_writable(&t[i]))
+            return NULL;
+    sb_printf(&b, "{");
+    sb_string(&b, key);
+    sb_printf(&b, ": {");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            sb_printf(&b, ", ");
+        sb_tensor(&b, &t[i], i);
+    }
+    sb_printf(&b, "}}\n");
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
