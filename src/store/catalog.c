@@ -1,0 +1,218 @@
+/*
+ * The store's catalog: a singly linked list of models (a node holds tens of models, so linear
+ * scans are cheaper than any index), the budget counter, and LRU victim selection.
+ */
+#include "store/catalog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void catalog_init(struct catalog *c, uint64_t budget)
+{
+    memset(c, 0, sizeof(*c));
+    c->budget = budget;
+}
+
+void catalog_free(struct catalog *c)
+{
+    struct model *m = c->models;
+    while (m) {
+        struct model *next = m->next;
+        free(m);
+        m = next;
+    }
+    c->models = NULL;
+    c->resident_bytes = 0;
+}
+
+struct model *catalog_add(struct catalog *c, const uint8_t identity[SHA256_LEN],
+                          const uint8_t source_sha[SHA256_LEN], int threads, const char *name)
+{
+    struct model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    memcpy(m->identity, identity, SHA256_LEN);
+    sha256_hex(identity, m->idhex);
+    memcpy(m->source_sha, source_sha, SHA256_LEN);
+    m->threads = threads;
+    m->state = MODEL_COMPILING;
+    m->fd = -1;
+    m->release_seq = ++c->seq;
+    if (name)
+        catalog_add_name(m, name);
+    m->next = c->models;
+    c->models = m;
+    return m;
+}
+
+void catalog_remove(struct catalog *c, struct model *m)
+{
+    for (struct model **p = &c->models; *p; p = &(*p)->next) {
+        if (*p != m)
+            continue;
+        *p = m->next;
+        if (m->state == MODEL_RESIDENT)
+            c->resident_bytes -= m->size;
+        free(m);
+        return;
+    }
+}
+
+struct model *catalog_find(const struct catalog *c, const uint8_t identity[SHA256_LEN])
+{
+    for (struct model *m = c->models; m; m = m->next)
+        if (memcmp(m->identity, identity, SHA256_LEN) == 0)
+            return m;
+    return NULL;
+}
+
+struct model *catalog_find_hash(const struct catalog *c, const uint8_t sha[SHA256_LEN],
+                                int threads)
+{
+    struct model *m = catalog_find(c, sha);
+    if (m)
+        return m;
+    for (m = c->models; m; m = m->next)
+        if (m->threads == threads && memcmp(m->source_sha, sha, SHA256_LEN) == 0)
+            return m;
+    return NULL;
+}
+
+static int has_name(const char *names, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = names; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+void catalog_add_name(struct model *m, const char *name)
+{
+    if (!*name || strncmp(name, "sha256:", 7) == 0 || strchr(name, ','))
+        return;
+    if (has_name(m->names, name))
+        return;
+    size_t used = strlen(m->names);
+    size_t need = strlen(name) + (used ? 1 : 0);
+    if (used + need >= sizeof(m->names))
+        return;
+    snprintf(m->names + used, sizeof(m->names) - used, "%s%s", used ? "," : "", name);
+}
+
+void catalog_admit(struct catalog *c, struct model *m, uint64_t size)
+{
+    m->state = MODEL_RESIDENT;
+    m->size = size;
+    c->resident_bytes += size;
+}
+
+void catalog_lease(struct catalog *c, struct model *m, int64_t now_ms)
+{
+    (void)c;
+    m->leases++;
+    m->last_use_ms = now_ms;
+}
+
+void catalog_release(struct catalog *c, struct model *m, int64_t now_ms)
+{
+    if (m->leases > 0)
+        m->leases--;
+    m->last_use_ms = now_ms;
+    m->release_seq = ++c->seq;
+}
+
+/* The lease-free resident model with the smallest release_seq that is not yet in victims. */
+static struct model *next_victim(const struct catalog *c, struct model **victims, size_t n)
+{
+    struct model *best = NULL;
+    for (struct model *m = c->models; m; m = m->next) {
+        if (m->state != MODEL_RESIDENT || m->leases > 0)
+            continue;
+        int taken = 0;
+        for (size_t i = 0; i < n && !taken; i++)
+            taken = victims[i] == m;
+        if (!taken && (!best || m->release_seq < best->release_seq))
+            best = m;
+    }
+    return best;
+}
+
+/* "a: 98.0 MiB, 3 leases; b: ..." for the pinned models. */
+static void describe_pinned(const struct catalog *c, char *buf, size_t len, uint64_t *bytes,
+                            int *leases, int *models)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (struct model *m = c->models; m; m = m->next) {
+        if (m->state != MODEL_RESIDENT || m->leases == 0)
+            continue;
+        *bytes += m->size;
+        *leases += m->leases;
+        (*models)++;
+        char sz[32];
+        int n = snprintf(buf + used, len - used, "%s%s: %s, %d lease%s", used ? "; " : "",
+                         m->names[0] ? m->names : m->idhex, format_size(m->size, sz, sizeof(sz)),
+                         m->leases, m->leases == 1 ? "" : "s");
+        if (n < 0 || (size_t)n >= len - used) {
+            buf[used] = '\0';
+            break;
+        }
+        used += (size_t)n;
+    }
+}
+
+int catalog_plan_room(const struct catalog *c, uint64_t need, const char *name,
+                      struct model **victims, size_t cap, size_t *n_victims, char *err,
+                      size_t errlen)
+{
+    uint64_t freed = 0;
+    size_t n = 0;
+    *n_victims = 0;
+    while (need <= c->budget && c->resident_bytes - freed + need > c->budget) {
+        struct model *v = n < cap ? next_victim(c, victims, n) : NULL;
+        if (!v)
+            break;
+        victims[n++] = v;
+        freed += v->size;
+    }
+    if (need <= c->budget && c->resident_bytes - freed + need <= c->budget) {
+        *n_victims = n;
+        return 0;
+    }
+    char pinned[512], a[32], b[32], p[32];
+    uint64_t pinned_bytes = 0;
+    int leases = 0, models = 0;
+    describe_pinned(c, pinned, sizeof(pinned), &pinned_bytes, &leases, &models);
+    return seterr(err, errlen, -ENOSPC,
+                  "budget exhausted: %s needs %s, budget %s, %s pinned by %d lease%s on %d "
+                  "model%s%s%s%s",
+                  name ? name : "model", format_size(need, a, sizeof(a)),
+                  format_size(c->budget, b, sizeof(b)), format_size(pinned_bytes, p, sizeof(p)),
+                  leases, leases == 1 ? "" : "s", models, models == 1 ? "" : "s",
+                  models ? " (" : "", pinned, models ? ")" : "");
+}
+
+size_t catalog_count(const struct catalog *c, enum model_state state)
+{
+    size_t n = 0;
+    for (struct model *m = c->models; m; m = m->next)
+        n += m->state == state;
+    return n;
+}
+
+int catalog_total_leases(const struct catalog *c)
+{
+    int n = 0;
+    for (struct model *m = c->models; m; m = m->next)
+        n += m->leases;
+    return n;
+}

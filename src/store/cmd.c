@@ -1,0 +1,144 @@
+/* Operator subcommands: ls, stats, evict, attach — thin clients over proto.h. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int call(int sock, int type, const char *model, int threads, uint8_t *buf,
+                struct proto_msg *reply, int *fd)
+{
+    struct proto_msg req = {.type = (uint16_t)type, .seq = 1};
+    if (model) {
+        if (strlen(model) > PROTO_MAX_REF) {
+            fprintf(stderr, "shmfaas-store: model ref longer than %d bytes\n", PROTO_MAX_REF);
+            return -EINVAL;
+        }
+        snprintf(req.u.ref.ref, sizeof(req.u.ref.ref), "%s", model);
+        req.u.ref.threads = (uint32_t)threads;
+    }
+    char err[PROTO_MAX_ERR + 64];
+    int rc = proto_call(sock, &req, buf, reply, fd, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "shmfaas-store %s: %s\n", proto_type_name(type), err);
+    return rc;
+}
+
+static json_t *load_json(const struct proto_msg *m)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(m->u.json.text, m->u.json.len, 0, &jerr);
+    if (!j)
+        fprintf(stderr, "shmfaas-store: bad JSON from the store: %s\n", jerr.text);
+    return j;
+}
+
+static int print_ls(const struct proto_msg *m)
+{
+    json_t *root = load_json(m);
+    if (!root)
+        return 1;
+    printf("%-24s %-16s %-10s %12s %6s %8s\n", "NAME", "IDENTITY", "STATE", "BYTES", "LEASES",
+           "THREADS");
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(root, "models"), i, e)
+    {
+        const char *names = json_string_value(json_object_get(e, "names"));
+        const char *id = json_string_value(json_object_get(e, "identity"));
+        printf("%-24s %-16.16s %-10s %12lld %6lld %8lld\n", names && *names ? names : "-",
+               id ? id : "?", json_string_value(json_object_get(e, "state")),
+               (long long)json_integer_value(json_object_get(e, "bytes")),
+               (long long)json_integer_value(json_object_get(e, "leases")),
+               (long long)json_integer_value(json_object_get(e, "threads")));
+    }
+    json_decref(root);
+    return 0;
+}
+
+static int print_stats(const struct proto_msg *m)
+{
+    json_t *root = load_json(m);
+    if (!root)
+        return 1;
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text)
+        return 1;
+    printf("%s\n", text);
+    free(text);
+    return 0;
+}
+
+static int hold_lease(const struct proto_attached *a, int fd)
+{
+    char sha[SHA256_HEX_LEN], id[SHA256_HEX_LEN], sz[32];
+    sha256_hex(a->sha256, sha);
+    sha256_hex(a->identity, id);
+    void *p = mmap(NULL, a->size, PROT_READ, MAP_SHARED, fd, 0);
+    printf("attached %s: lease %llu, %s (%llu bytes), %u thread(s)\n  image sha256 %s\n"
+           "  identity     %s\n  mapped       %s\nholding the lease until SIGINT/SIGTERM\n",
+           a->name, (unsigned long long)a->lease, format_size(a->size, sz, sizeof(sz)),
+           (unsigned long long)a->size, a->threads, sha, id,
+           p == MAP_FAILED ? strerror(errno) : "read-only");
+    fflush(stdout);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig;
+    sigwait(&set, &sig);
+    if (p != MAP_FAILED)
+        munmap(p, a->size);
+    close(fd);
+    return 0;
+}
+
+int store_cmd(const char *cmd, const char *socket_path, const char *model, int threads)
+{
+    static const struct {
+        const char *name;
+        int type;
+    } cmds[] = {
+        {"ls", PROTO_LS}, {"stats", PROTO_STATS}, {"evict", PROTO_EVICT}, {"attach", PROTO_ATTACH}};
+    int type = 0;
+    for (size_t i = 0; i < ARRAY_LEN(cmds); i++)
+        if (strcmp(cmd, cmds[i].name) == 0)
+            type = cmds[i].type;
+    if (!type) {
+        fprintf(stderr, "shmfaas-store: unknown command %s (ls, stats, evict, attach)\n", cmd);
+        return 2;
+    }
+    sigset_t set; /* blocked before connecting, so a quick SIGINT still detaches cleanly */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (type == PROTO_ATTACH)
+        sigprocmask(SIG_BLOCK, &set, NULL);
+    char err[512];
+    int sock = proto_connect(socket_path, err, sizeof(err));
+    if (sock < 0) {
+        fprintf(stderr, "shmfaas-store: %s\n", err);
+        return 1;
+    }
+    uint8_t *buf = malloc(PROTO_MAX_MSG);
+    struct proto_msg reply;
+    int fd = -1, rc = buf ? call(sock, type, model, threads, buf, &reply, &fd) : -ENOMEM;
+    int status = rc < 0;
+    if (rc == 0 && type == PROTO_LS)
+        status = print_ls(&reply);
+    else if (rc == 0 && type == PROTO_STATS)
+        status = print_stats(&reply);
+    else if (rc == 0 && type == PROTO_EVICT)
+        printf("evicted %s\n", model);
+    else if (rc == 0 && type == PROTO_ATTACH)
+        status = hold_lease(&reply.u.attached, fd);
+    free(buf);
+    close(sock);
+    return status;
+}

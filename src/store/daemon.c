@@ -1,0 +1,784 @@
+/*
+ * The shmfaas-store event loop: one poll() over the signalfd, the listening socket, the compile
+ * worker's pipe and every client connection. Message handlers are a table by type. A handler
+ * either replies at once or (ATTACH of a model being compiled) parks a waiter that the compile's
+ * completion answers. A client that sends anything malformed, or does not read its replies, loses
+ * its connection and with it its leases; nobody else notices.
+ */
+#include "store/store.h"
+
+#include "engine/engine.h"
+#include "store/manifest.h"
+#include "store/ref.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_CONNS 4096
+#define SRC_CACHE_MAX 256
+
+struct lease {
+    uint64_t id;
+    struct model *model;
+};
+
+struct conn {
+    int fd;
+    uint64_t id;
+    uid_t uid;
+    pid_t pid;
+    struct lease *leases;
+    size_t n_leases, cap_leases;
+};
+
+/* A client waiting for a compile to finish. */
+struct waiter {
+    uint64_t conn_id;
+    uint32_t seq;
+    char name[PROTO_MAX_NAME + 1];
+    struct waiter *next;
+};
+
+struct pending {
+    struct model *model;
+    struct waiter *waiters;
+    struct pending *next;
+};
+
+/* (file, stat) → SHA-256 of its bytes, so a resident model's attach costs a stat, not a hash. */
+struct src_cache {
+    char path[PATH_MAX];
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    uint8_t sha[SHA256_LEN];
+    struct src_cache *next;
+};
+
+struct daemon {
+    const struct store_config *cfg;
+    char models_real[PATH_MAX];
+    char manifest_path[PATH_MAX];
+    const char *fingerprint;
+    struct catalog cat;
+    struct store_counters n;
+    struct worker worker;
+    struct metrics *metrics;
+    int listen_fd, sig_fd;
+    struct conn **conns;
+    size_t n_conns;
+    uint64_t next_conn_id, next_lease_id;
+    struct pending *pending;
+    struct src_cache *cache;
+    size_t n_cache;
+    uint8_t buf[PROTO_MAX_REQ];
+    int manifest_dirty, stats_dirty, stop;
+};
+
+/* ---- replies ---- */
+
+static int send_msg(struct conn *c, struct proto_msg *m, int fd)
+{
+    char err[256];
+    int rc = proto_send(c->fd, m, fd, err, sizeof(err));
+    if (rc < 0)
+        log_warn("client pid %d: %s; dropping the connection", (int)c->pid, err);
+    return rc;
+}
+
+static int reply_error(struct conn *c, uint32_t seq, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int reply_error(struct conn *c, uint32_t seq, int code, const char *fmt, ...)
+{
+    struct proto_msg m = {.type = PROTO_ERROR, .seq = seq};
+    m.u.error.code = code < 0 && code > -4096 ? code : -EIO;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m.u.error.msg, sizeof(m.u.error.msg), fmt, ap);
+    va_end(ap);
+    log_info("client pid %d: %s", (int)c->pid, m.u.error.msg);
+    return send_msg(c, &m, -1);
+}
+
+static int reply_ok(struct conn *c, uint32_t seq)
+{
+    struct proto_msg m = {.type = PROTO_OK, .seq = seq};
+    return send_msg(c, &m, -1);
+}
+
+static struct conn *conn_by_id(struct daemon *d, uint64_t id)
+{
+    for (size_t i = 0; i < d->n_conns; i++)
+        if (d->conns[i]->id == id)
+            return d->conns[i];
+    return NULL;
+}
+
+/* Gives c a lease on resident model m and sends it the image fd. */
+static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq,
+                 const char *name)
+{
+    if (c->n_leases == c->cap_leases) {
+        size_t cap = c->cap_leases ? c->cap_leases * 2 : 4;
+        struct lease *l = realloc(c->leases, cap * sizeof(*l));
+        if (!l)
+            return reply_error(c, seq, -ENOMEM, "store out of memory");
+        c->leases = l;
+        c->cap_leases = cap;
+    }
+    struct proto_msg r = {.type = PROTO_ATTACHED, .seq = seq};
+    struct proto_attached *a = &r.u.attached;
+    a->lease = ++d->next_lease_id;
+    a->size = m->size;
+    memcpy(a->sha256, m->image_sha, SHA256_LEN);
+    memcpy(a->identity, m->identity, SHA256_LEN);
+    a->threads = (uint32_t)m->threads;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    c->leases[c->n_leases++] = (struct lease){a->lease, m};
+    catalog_lease(&d->cat, m, wall_ms());
+    d->stats_dirty = 1;
+    return send_msg(c, &r, m->fd);
+}
+
+/* ---- model lifecycle ---- */
+
+static void evict(struct daemon *d, struct model *m)
+{
+    char path[PATH_MAX];
+    image_path(d->cfg->dir, m->idhex, path, sizeof(path));
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("%s: unlink: %s", path, strerror(errno));
+    log_info("evicted %s (%s, %llu bytes)", m->names, m->idhex, (unsigned long long)m->size);
+    close(m->fd);
+    catalog_remove(&d->cat, m);
+    d->n.evictions++;
+    d->manifest_dirty = d->stats_dirty = 1;
+}
+
+/* Source SHA-256 of a model file: from the cache when the file is unchanged. */
+static int cached_source_sha(struct daemon *d, const char *path, const struct stat *st,
+                             uint8_t sha[SHA256_LEN])
+{
+    for (struct src_cache *e = d->cache; e; e = e->next) {
+        if (strcmp(e->path, path) != 0)
+            continue;
+        if (e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+            e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+            e->ctime.tv_sec == st->st_ctim.tv_sec && e->ctime.tv_nsec == st->st_ctim.tv_nsec) {
+            memcpy(sha, e->sha, SHA256_LEN);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static void cache_source_sha(struct daemon *d, const char *path, const struct stat *st,
+                             const uint8_t sha[SHA256_LEN])
+{
+    if (d->n_cache >= SRC_CACHE_MAX) {
+        while (d->cache) {
+            struct src_cache *next = d->cache->next;
+            free(d->cache);
+            d->cache = next;
+        }
+        d->n_cache = 0;
+    }
+    struct src_cache *e = calloc(1, sizeof(*e));
+    if (!e)
+        return;
+    snprintf(e->path, sizeof(e->path), "%s", path);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    e->ctime = st->st_ctim;
+    memcpy(e->sha, sha, SHA256_LEN);
+    e->next = d->cache;
+    d->cache = e;
+    d->n_cache++;
+}
+
+static struct pending *pending_of(struct daemon *d, const struct model *m)
+{
+    for (struct pending *p = d->pending; p; p = p->next)
+        if (p->model == m)
+            return p;
+    return NULL;
+}
+
+static int add_waiter(struct daemon *d, struct conn *c, struct model *m, uint32_t seq,
+                      const char *name)
+{
+    struct pending *p = pending_of(d, m);
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!p || !w) {
+        free(w);
+        return reply_error(c, seq, -ENOMEM, "store out of memory");
+    }
+    w->conn_id = c->id;
+    w->seq = seq;
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    w->next = p->waiters;
+    p->waiters = w;
+    return 0;
+}
+
+/* Reads and hashes the model file, then queues its compile (or joins the compile under way). */
+static int start_compile(struct daemon *d, struct conn *c, uint32_t seq, const struct ref *ref,
+                         int threads)
+{
+    char err[PROTO_MAX_ERR];
+    struct compile_job *job = calloc(1, sizeof(*job));
+    struct pending *p = calloc(1, sizeof(*p));
+    int rc = job && p ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = read_file(ref->path, STORE_MAX_ONNX, &job->onnx, &job->onnx_len, err, sizeof(err));
+    if (rc < 0) {
+        compile_job_free(job);
+        free(p);
+        return reply_error(c, seq, rc, "model %s: %s", ref->name,
+                           rc == -ENOMEM ? "store out of memory" : err);
+    }
+    uint8_t src[SHA256_LEN];
+    sha256(job->onnx, job->onnx_len, src);
+    struct stat st;
+    if (stat(ref->path, &st) == 0)
+        cache_source_sha(d, ref->path, &st, src);
+    model_identity(src, d->fingerprint, threads, job->identity);
+    struct model *m = catalog_find(&d->cat, job->identity);
+    if (m) { /* the file changed back to bytes we know, or another name for them */
+        compile_job_free(job);
+        free(p);
+        catalog_add_name(m, ref->name);
+        if (m->state == MODEL_RESIDENT) {
+            d->n.hits++;
+            return grant(d, c, m, seq, ref->name);
+        }
+        d->n.misses++;
+        return add_waiter(d, c, m, seq, ref->name);
+    }
+    m = catalog_add(&d->cat, job->identity, src, threads, ref->name);
+    if (!m) {
+        compile_job_free(job);
+        free(p);
+        return reply_error(c, seq, -ENOMEM, "store out of memory");
+    }
+    p->model = m;
+    p->next = d->pending;
+    d->pending = p;
+    job->threads = threads;
+    snprintf(job->name, sizeof(job->name), "%s", ref->name);
+    snprintf(job->base_dir, sizeof(job->base_dir), "%s", d->models_real);
+    d->n.misses++;
+    d->stats_dirty = 1;
+    log_info("model %s: compiling for %d thread(s) (%s)", ref->name, threads, m->idhex);
+    worker_submit(&d->worker, job);
+    return add_waiter(d, c, m, seq, ref->name);
+}
+
+/* ---- handlers ---- */
+
+static int resolve(struct daemon *d, struct conn *c, const struct proto_msg *msg, struct ref *ref)
+{
+    char err[PROTO_MAX_ERR];
+    int rc = ref_resolve(d->models_real, msg->u.ref.ref, ref, err, sizeof(err));
+    if (rc < 0) {
+        reply_error(c, msg->seq, rc, "%s", err);
+        return rc;
+    }
+    return 0;
+}
+
+static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    int threads = msg->u.ref.threads ? (int)msg->u.ref.threads : d->cfg->threads;
+    struct ref ref;
+    if (resolve(d, c, msg, &ref) < 0)
+        return 0;
+    struct model *m = NULL;
+    const char *name = ref.name;
+    if (ref.kind == REF_HASH) {
+        m = catalog_find_hash(&d->cat, ref.hash, threads);
+        if (!m)
+            return reply_error(c, msg->seq, -ENOENT, "model %s: no resident model has this "
+                               "hash; attach it by name first", msg->u.ref.ref);
+        name = m->names[0] ? m->names : m->idhex;
+    } else {
+        struct stat st;
+        uint8_t src[SHA256_LEN], identity[SHA256_LEN];
+        if (stat(ref.path, &st) == 0 && cached_source_sha(d, ref.path, &st, src) == 0) {
+            model_identity(src, d->fingerprint, threads, identity);
+            m = catalog_find(&d->cat, identity);
+        }
+        if (!m)
+            return start_compile(d, c, msg->seq, &ref, threads);
+        catalog_add_name(m, ref.name);
+    }
+    if (m->state == MODEL_RESIDENT) {
+        d->n.hits++;
+        return grant(d, c, m, msg->seq, name);
+    }
+    d->n.misses++;
+    return add_waiter(d, c, m, msg->seq, name);
+}
+
+static int on_detach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    for (size_t i = 0; i < c->n_leases; i++) {
+        if (c->leases[i].id != msg->u.lease)
+            continue;
+        catalog_release(&d->cat, c->leases[i].model, wall_ms());
+        c->leases[i] = c->leases[--c->n_leases];
+        d->manifest_dirty = d->stats_dirty = 1;
+        return reply_ok(c, msg->seq);
+    }
+    return reply_error(c, msg->seq, -ENOENT, "lease %llu is not held by this connection",
+                       (unsigned long long)msg->u.lease);
+}
+
+static int send_json(struct conn *c, uint32_t seq, char *text)
+{
+    if (!text)
+        return reply_error(c, seq, -ENOMEM, "store out of memory");
+    struct proto_msg m = {.type = PROTO_JSON, .seq = seq};
+    m.u.json.text = text;
+    m.u.json.len = strlen(text);
+    int rc;
+    if (m.u.json.len > PROTO_MAX_MSG - PROTO_HDR_LEN - 4)
+        rc = reply_error(c, seq, -EMSGSIZE, "stats of %zu bytes exceed one message",
+                         m.u.json.len);
+    else
+        rc = send_msg(c, &m, -1);
+    free(text);
+    return rc;
+}
+
+static int on_stats(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, 1));
+}
+
+static int on_ls(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, 0));
+}
+
+/* Evicts every resident image of the model (any thread count) unless one is leased. */
+static int on_evict(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    struct ref ref;
+    if (resolve(d, c, msg, &ref) < 0)
+        return 0;
+    uint8_t sha[SHA256_LEN];
+    if (ref.kind == REF_HASH) {
+        memcpy(sha, ref.hash, SHA256_LEN);
+    } else {
+        struct stat st;
+        if (stat(ref.path, &st) < 0 || cached_source_sha(d, ref.path, &st, sha) < 0)
+            return reply_error(c, msg->seq, -ENOENT, "model %s is not resident", ref.name);
+    }
+    int found = 0;
+    for (struct model *m = d->cat.models; m; m = m->next) {
+        int match = !memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha,
+                                                                      SHA256_LEN);
+        if (match && m->state == MODEL_RESIDENT && m->leases > 0)
+            return reply_error(c, msg->seq, -EBUSY, "model %s: %d lease(s) held; not evicted",
+                               msg->u.ref.ref, m->leases);
+        found += match && m->state == MODEL_RESIDENT;
+    }
+    if (!found)
+        return reply_error(c, msg->seq, -ENOENT, "model %s is not resident", msg->u.ref.ref);
+    for (struct model *m = d->cat.models, *next; m; m = next) {
+        next = m->next;
+        if (m->state == MODEL_RESIDENT && (!memcmp(m->identity, sha, SHA256_LEN) ||
+                                           !memcmp(m->source_sha, sha, SHA256_LEN)))
+            evict(d, m);
+    }
+    return reply_ok(c, msg->seq);
+}
+
+enum access { ACCESS_CLIENT, ACCESS_ADMIN };
+
+static const struct handler {
+    int type;
+    enum access access;
+    int (*fn)(struct daemon *d, struct conn *c, const struct proto_msg *msg);
+} handlers[] = {
+    {PROTO_ATTACH, ACCESS_CLIENT, on_attach}, {PROTO_DETACH, ACCESS_CLIENT, on_detach},
+    {PROTO_STATS, ACCESS_CLIENT, on_stats},   {PROTO_LS, ACCESS_CLIENT, on_ls},
+    {PROTO_EVICT, ACCESS_ADMIN, on_evict},
+};
+
+static int allowed(const struct daemon *d, uid_t uid, enum access access)
+{
+    if (uid == 0 || uid == geteuid())
+        return 1;
+    if (access == ACCESS_ADMIN)
+        return 0;
+    for (int i = 0; i < d->cfg->n_allow; i++)
+        if (d->cfg->allow[i] == uid)
+            return 1;
+    return 0;
+}
+
+/* Returns < 0 when the connection must close. */
+static int dispatch(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    for (size_t i = 0; i < ARRAY_LEN(handlers); i++) {
+        const struct handler *h = &handlers[i];
+        if (h->type != msg->type)
+            continue;
+        if (!allowed(d, c->uid, h->access))
+            return reply_error(c, msg->seq, -EACCES, "uid %u may not %s on this store (%s)",
+                               (unsigned)c->uid, proto_type_name(msg->type),
+                               h->access == ACCESS_ADMIN ? "root or the store's user only"
+                                                         : "see --allow-uid");
+        d->stats_dirty = 1;
+        return h->fn(d, c, msg);
+    }
+    log_warn("client pid %d: %s is not a request; dropping the connection", (int)c->pid,
+             proto_type_name(msg->type));
+    return -EBADMSG;
+}
+
+/* ---- compile completion ---- */
+
+static void answer_waiters(struct daemon *d, struct pending *p, int rc, const char *err)
+{
+    for (struct waiter *w = p->waiters, *next; w; w = next) {
+        next = w->next;
+        struct conn *c = conn_by_id(d, w->conn_id);
+        if (c && rc == 0)
+            grant(d, c, p->model, w->seq, w->name);
+        else if (c)
+            reply_error(c, w->seq, rc, "%s", err);
+        free(w);
+    }
+    p->waiters = NULL;
+}
+
+/* Makes room, writes the image file, and admits the model; or says why not. */
+static int admit(struct daemon *d, struct model *m, struct compile_job *job, char *err,
+                 size_t errlen)
+{
+    size_t cap = catalog_count(&d->cat, MODEL_RESIDENT) + 1, n_victims = 0;
+    struct model **victims = calloc(cap, sizeof(*victims));
+    if (!victims)
+        return seterr(err, errlen, -ENOMEM, "store out of memory");
+    int rc = catalog_plan_room(&d->cat, job->image_len, job->name, victims, cap, &n_victims, err,
+                               errlen);
+    if (rc == 0)
+        for (size_t i = 0; i < n_victims; i++)
+            evict(d, victims[i]);
+    free(victims);
+    if (rc < 0) {
+        d->n.refused++;
+        return rc;
+    }
+    rc = image_write(d->cfg->dir, m->idhex, job->image, job->image_len, m->image_sha, &m->fd,
+                     err, errlen);
+    if (rc < 0)
+        return rc;
+    catalog_admit(&d->cat, m, job->image_len);
+    m->compile_s = job->seconds;
+    d->n.compiles++;
+    d->n.compile_s += job->seconds;
+    d->manifest_dirty = d->stats_dirty = 1;
+    log_info("model %s: compiled in %.2f s, %zu bytes", job->name, job->seconds, job->image_len);
+    return 0;
+}
+
+static void finish_compile(struct daemon *d, struct compile_job *job)
+{
+    struct model *m = catalog_find(&d->cat, job->identity);
+    struct pending **pp = &d->pending;
+    while (*pp && (*pp)->model != m)
+        pp = &(*pp)->next;
+    struct pending *p = *pp;
+    if (!m || !p) {
+        log_error("compile of %s finished for a model the store forgot", job->name);
+        return;
+    }
+    *pp = p->next;
+    char err[PROTO_MAX_ERR + PROTO_MAX_NAME + 64];
+    int rc = job->rc;
+    if (rc < 0)
+        snprintf(err, sizeof(err), "model %s: compile failed: %s", job->name, job->err);
+    else
+        rc = admit(d, m, job, err, sizeof(err));
+    if (rc < 0)
+        log_warn("%s", err);
+    answer_waiters(d, p, rc, err);
+    if (rc < 0)
+        catalog_remove(&d->cat, m);
+    free(p);
+    d->stats_dirty = 1;
+}
+
+/* ---- connections ---- */
+
+static void conn_close(struct daemon *d, size_t i)
+{
+    struct conn *c = d->conns[i];
+    for (size_t k = 0; k < c->n_leases; k++)
+        catalog_release(&d->cat, c->leases[k].model, wall_ms());
+    if (c->n_leases)
+        d->manifest_dirty = 1;
+    d->stats_dirty = 1;
+    log_debug("client pid %d: closed, %zu lease(s) released", (int)c->pid, c->n_leases);
+    close(c->fd);
+    free(c->leases);
+    free(c);
+    d->conns[i] = d->conns[--d->n_conns];
+}
+
+static void accept_all(struct daemon *d)
+{
+    for (;;) {
+        int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        struct conn *c = d->n_conns < MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+        if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            log_warn("refusing a connection: %s", c ? strerror(errno) : "too many clients");
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->id = ++d->next_conn_id;
+        c->uid = cred.uid;
+        c->pid = cred.pid;
+        d->conns[d->n_conns++] = c;
+    }
+}
+
+/* Reads one message; returns < 0 when the connection must close. */
+static int conn_read(struct daemon *d, struct conn *c)
+{
+    struct proto_msg msg;
+    char err[256];
+    int rc = proto_recv(c->fd, d->buf, sizeof(d->buf), &msg, NULL, err, sizeof(err));
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc == -ECONNRESET)
+        return rc;
+    if (rc < 0) {
+        log_warn("client pid %d uid %u: %s; dropping the connection", (int)c->pid,
+                 (unsigned)c->uid, err);
+        return rc;
+    }
+    return dispatch(d, c, &msg);
+}
+
+/* ---- setup and the loop ---- */
+
+static int listen_on(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return seterr(err, errlen, -ENAMETOOLONG, "--socket %s: longer than %zu bytes", path,
+                      sizeof(sa.sun_path) - 1);
+    strcpy(sa.sun_path, path);
+    int probe = proto_connect(path, NULL, 0);
+    if (probe >= 0) {
+        close(probe);
+        return seterr(err, errlen, -EADDRINUSE, "--socket %s: another store is serving it", path);
+    }
+    unlink(path);
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0)
+        return seterr(err, errlen, -errno, "socket: %s", strerror(errno));
+    if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+        listen(s, 512) < 0) {
+        int e = errno;
+        close(s);
+        return seterr(err, errlen, -e, "--socket %s: %s", path, strerror(e));
+    }
+    return s;
+}
+
+static int open_signals(char *err, size_t errlen)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "signalfd: %s", strerror(errno));
+    return fd;
+}
+
+static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
+{
+    const struct store_config *cfg = d->cfg;
+    if (!realpath(cfg->models, d->models_real))
+        return seterr(err, errlen, -errno, "--models %s: %s", cfg->models, strerror(errno));
+    int rc = mkdir_p(cfg->dir, 0700);
+    struct stat st;
+    if (rc < 0 || stat(cfg->dir, &st) < 0)
+        return seterr(err, errlen, rc < 0 ? rc : -errno, "--dir %s: cannot create it: %s",
+                      cfg->dir, strerror(rc < 0 ? -rc : errno));
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+        return seterr(err, errlen, -EPERM, "--dir %s: not a directory owned by uid %u", cfg->dir,
+                      (unsigned)geteuid());
+    if ((size_t)snprintf(d->manifest_path, sizeof(d->manifest_path), "%s/manifest.json",
+                         cfg->dir) >= sizeof(d->manifest_path))
+        return seterr(err, errlen, -ENAMETOOLONG, "--dir %s: path too long", cfg->dir);
+    return 0;
+}
+
+static int daemon_open(struct daemon *d, const struct store_config *cfg, char *err,
+                       size_t errlen)
+{
+    d->cfg = cfg;
+    d->listen_fd = d->sig_fd = -1;
+    d->fingerprint = engine_fingerprint();
+    catalog_init(&d->cat, cfg->budget);
+    d->conns = calloc(MAX_CONNS, sizeof(*d->conns));
+    if (!d->conns)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    int rc = prepare_dirs(d, err, errlen);
+    if (rc == 0)
+        rc = d->sig_fd = open_signals(err, errlen);
+    if (rc >= 0)
+        rc = image_adopt_dir(cfg->dir, &d->cat, &d->n, err, errlen);
+    if (rc >= 0)
+        rc = worker_start(&d->worker, err, errlen);
+    if (rc >= 0 && cfg->metrics)
+        rc = metrics_start(cfg->metrics, &d->metrics, err, errlen);
+    if (rc >= 0)
+        rc = d->listen_fd = listen_on(cfg->socket_path, err, errlen);
+    d->manifest_dirty = d->stats_dirty = 1;
+    return rc < 0 ? rc : 0;
+}
+
+static void publish(struct daemon *d)
+{
+    if (d->manifest_dirty) {
+        char err[512];
+        if (manifest_write(d->manifest_path, &d->cat, d->fingerprint, err, sizeof(err)) < 0)
+            log_error("%s", err);
+        d->manifest_dirty = 0;
+    }
+    if (d->stats_dirty && d->metrics)
+        metrics_publish(d->metrics, stats_prometheus(&d->cat, &d->n));
+    d->stats_dirty = 0;
+}
+
+static void handle_signal(struct daemon *d)
+{
+    struct signalfd_siginfo si;
+    while (read(d->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        log_info("signal %u: stopping", si.ssi_signo);
+        d->stop = 1;
+    }
+}
+
+static void loop_once(struct daemon *d, struct pollfd *pfd)
+{
+    size_t n = d->n_conns;
+    pfd[0] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
+    pfd[1] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
+    pfd[2] = (struct pollfd){.fd = d->worker.notify[0], .events = POLLIN};
+    for (size_t i = 0; i < n; i++)
+        pfd[3 + i] = (struct pollfd){.fd = d->conns[i]->fd, .events = POLLIN};
+    if (poll(pfd, n + 3, -1) < 0) {
+        if (errno != EINTR)
+            log_error("poll: %s", strerror(errno));
+        return;
+    }
+    if (pfd[0].revents)
+        handle_signal(d);
+    if (pfd[2].revents)
+        for (struct compile_job *job = worker_take_done(&d->worker), *next; job; job = next) {
+            next = job->next;
+            finish_compile(d, job);
+            compile_job_free(job);
+        }
+    /* Walk backwards: conn_close moves the last connection into the freed slot. */
+    for (size_t i = n; i-- > 0;) {
+        if (!pfd[3 + i].revents)
+            continue;
+        if ((pfd[3 + i].revents & POLLIN) ? conn_read(d, d->conns[i]) < 0 : 1)
+            conn_close(d, i);
+    }
+    if (pfd[1].revents)
+        accept_all(d);
+    publish(d);
+}
+
+static void daemon_close(struct daemon *d)
+{
+    worker_stop(&d->worker);
+    metrics_stop(d->metrics);
+    while (d->n_conns)
+        conn_close(d, d->n_conns - 1);
+    if (d->listen_fd >= 0) { /* only a store that served may touch the socket and manifest */
+        close(d->listen_fd);
+        unlink(d->cfg->socket_path);
+        publish(d);
+    }
+    for (struct pending *p = d->pending, *next; p; p = next) {
+        next = p->next;
+        answer_waiters(d, p, -ESHUTDOWN, "store stopping");
+        free(p);
+    }
+    for (struct model *m = d->cat.models; m; m = m->next)
+        if (m->fd >= 0)
+            close(m->fd);
+    catalog_free(&d->cat);
+    while (d->cache) {
+        struct src_cache *next = d->cache->next;
+        free(d->cache);
+        d->cache = next;
+    }
+    if (d->sig_fd >= 0)
+        close(d->sig_fd);
+    free(d->conns);
+}
+
+int store_run(const struct store_config *cfg)
+{
+    struct daemon *d = calloc(1, sizeof(*d));
+    struct pollfd *pfd = calloc(MAX_CONNS + 3, sizeof(*pfd));
+    char err[1024];
+    int rc = d && pfd ? daemon_open(d, cfg, err, sizeof(err)) : -ENOMEM;
+    if (rc < 0) {
+        log_error("%s", d && pfd ? err : "out of memory");
+    } else {
+        char used[32], budget[32];
+        log_info("serving %s: %zu model(s) adopted, %s of %s budget used, images in %s",
+                 cfg->socket_path, catalog_count(&d->cat, MODEL_RESIDENT),
+                 format_size(d->cat.resident_bytes, used, sizeof(used)),
+                 format_size(d->cat.budget, budget, sizeof(budget)), cfg->dir);
+        while (!d->stop)
+            loop_once(d, pfd);
+    }
+    if (d)
+        daemon_close(d);
+    free(d);
+    free(pfd);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * manifest.h — <dir>/manifest.json: what the store knew about its images (internal).
+ *
+ * Owns: the manifest's JSON form. The image files are the truth (a restarted store adopts what
+ * verifies); the manifest only carries what a file cannot: the names a model was attached by, its
+ * last use (the LRU order survives a restart) and its compile time. Written atomically after
+ * every change, so a SIGKILL leaves either the old or the new one.
+ */
+#ifndef SHMFAAS_STORE_MANIFEST_H
+#define SHMFAAS_STORE_MANIFEST_H
+
+#include "store/catalog.h"
+
+struct manifest_entry {
+    char idhex[SHA256_HEX_LEN];
+    char names[CATALOG_NAMES_LEN];
+    int64_t last_use_ms;
+    uint64_t release_seq;
+    double compile_s;
+};
+
+struct manifest {
+    struct manifest_entry *e;
+    size_t n;
+};
+
+/* Writes every RESIDENT model of c to path. */
+int manifest_write(const char *path, const struct catalog *c, const char *fingerprint,
+                   char *err, size_t errlen);
+/* Reads path; a missing file is an empty manifest. Malformed entries are skipped with a warning. */
+int manifest_read(const char *path, struct manifest *out, char *err, size_t errlen);
+const struct manifest_entry *manifest_find(const struct manifest *m, const char *idhex);
+void manifest_free(struct manifest *m);
+
+#endif

@@ -1,0 +1,130 @@
+/* The store's figures, rendered as the STATS/LS JSON and as Prometheus text. */
+#include "store/store.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *model_json(const struct model *m)
+{
+    char src[SHA256_HEX_LEN], img[SHA256_HEX_LEN];
+    sha256_hex(m->source_sha, src);
+    sha256_hex(m->image_sha, img);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:I, s:f}", "names", m->names,
+                     "identity", m->idhex, "source_sha256", src, "image_sha256", img, "state",
+                     m->state == MODEL_RESIDENT ? "resident" : "compiling", "threads", m->threads,
+                     "bytes", (json_int_t)m->size, "leases", m->leases, "last_use_ms",
+                     (json_int_t)m->last_use_ms, "compile_seconds", m->compile_s);
+}
+
+static json_t *totals_json(const struct catalog *c, const struct store_counters *n)
+{
+    return json_pack("{s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
+                     "resident_models", (json_int_t)catalog_count(c, MODEL_RESIDENT),
+                     "resident_bytes", (json_int_t)c->resident_bytes, "budget_bytes",
+                     (json_int_t)c->budget, "leases", catalog_total_leases(c), "hits",
+                     (json_int_t)n->hits, "misses", (json_int_t)n->misses, "compiles",
+                     (json_int_t)n->compiles, "compile_seconds", n->compile_s, "evictions",
+                     (json_int_t)n->evictions, "refused", (json_int_t)n->refused, "adopted",
+                     (json_int_t)n->adopted, "discarded", (json_int_t)n->discarded);
+}
+
+char *stats_json(const struct catalog *c, const struct store_counters *n, int with_totals)
+{
+    json_t *models = json_array();
+    for (const struct model *m = c->models; m; m = m->next)
+        json_array_append_new(models, model_json(m));
+    json_t *root = json_pack("{s:o}", "models", models);
+    if (root && with_totals)
+        json_object_set_new(root, "totals", totals_json(c, n));
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
+}
+
+/* ---- Prometheus text ---- */
+
+struct text {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void emit(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(struct text *t, const char *fmt, ...)
+{
+    for (;;) {
+        if (t->failed)
+            return;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 + (n > 0 ? (size_t)n : 0);
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+static void metric(struct text *t, const char *name, const char *type, const char *help,
+                   double value)
+{
+    emit(t, "# HELP shmfaas_store_%s %s\n# TYPE shmfaas_store_%s %s\nshmfaas_store_%s %.17g\n",
+         name, help, name, type, name, value);
+}
+
+/* Label values: names are [A-Za-z0-9._-,] by construction, hashes hex; nothing to escape. */
+static void model_metrics(struct text *t, const struct catalog *c)
+{
+    emit(t, "# HELP shmfaas_store_model_bytes Image bytes of a resident model.\n"
+            "# TYPE shmfaas_store_model_bytes gauge\n");
+    for (const struct model *m = c->models; m; m = m->next)
+        if (m->state == MODEL_RESIDENT)
+            emit(t, "shmfaas_store_model_bytes{name=\"%s\",hash=\"%s\"} %llu\n", m->names,
+                 m->idhex, (unsigned long long)m->size);
+    emit(t, "# HELP shmfaas_store_model_leases Live leases on a resident model.\n"
+            "# TYPE shmfaas_store_model_leases gauge\n");
+    for (const struct model *m = c->models; m; m = m->next)
+        if (m->state == MODEL_RESIDENT)
+            emit(t, "shmfaas_store_model_leases{name=\"%s\",hash=\"%s\"} %d\n", m->names,
+                 m->idhex, m->leases);
+}
+
+char *stats_prometheus(const struct catalog *c, const struct store_counters *n)
+{
+    struct text t = {.p = malloc(4096), .cap = 4096};
+    if (!t.p)
+        return NULL;
+    metric(&t, "resident_models", "gauge", "Models resident in the store.",
+           (double)catalog_count(c, MODEL_RESIDENT));
+    metric(&t, "resident_bytes", "gauge", "Sum of resident image sizes.",
+           (double)c->resident_bytes);
+    metric(&t, "budget_bytes", "gauge", "Memory budget for resident images.", (double)c->budget);
+    metric(&t, "leases", "gauge", "Live leases over all models.", catalog_total_leases(c));
+    metric(&t, "hits_total", "counter", "Attaches served by a resident image.", (double)n->hits);
+    metric(&t, "misses_total", "counter", "Attaches that needed a compile.", (double)n->misses);
+    metric(&t, "compiles_total", "counter", "Successful compiles.", (double)n->compiles);
+    metric(&t, "compile_seconds_total", "counter", "Seconds spent compiling.", n->compile_s);
+    metric(&t, "evictions_total", "counter", "Images evicted.", (double)n->evictions);
+    metric(&t, "refused_total", "counter", "Attaches refused for lack of budget.",
+           (double)n->refused);
+    metric(&t, "adopted_total", "counter", "Images re-adopted at start.", (double)n->adopted);
+    model_metrics(&t, c);
+    if (t.failed) {
+        free(t.p);
+        return NULL;
+    }
+    return t.p;
+}

@@ -1,0 +1,134 @@
+/*
+ * The compile worker: one thread that turns queued ONNX bytes into plan images, one at a time (a
+ * compile already uses the machine; two would only fight for it). The loop learns of a finished
+ * job through a pipe, so it never blocks on a compile.
+ */
+#include "store/store.h"
+
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void compile_one(struct compile_job *job)
+{
+    struct engine_compile_opts opts = {
+        .threads = job->threads,
+        .base_dir = job->base_dir,
+        .model_name = job->name,
+    };
+    int64_t t0 = now_ns();
+    job->rc = engine_compile(job->onnx, job->onnx_len, &opts, &job->image, &job->image_len,
+                             job->err, sizeof(job->err));
+    job->seconds = (double)(now_ns() - t0) / 1e9;
+    free(job->onnx);
+    job->onnx = NULL;
+}
+
+static void push_back(struct compile_job **list, struct compile_job *job)
+{
+    job->next = NULL;
+    while (*list)
+        list = &(*list)->next;
+    *list = job;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->stop && !w->todo)
+            pthread_cond_wait(&w->wake, &w->lock);
+        if (w->stop)
+            break;
+        struct compile_job *job = w->todo;
+        w->todo = job->next;
+        pthread_mutex_unlock(&w->lock);
+        compile_one(job);
+        pthread_mutex_lock(&w->lock);
+        push_back(&w->done, job);
+        char byte = 1;
+        if (write(w->notify[1], &byte, 1) < 0 && errno != EAGAIN)
+            log_error("notify pipe: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+int worker_start(struct worker *w, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    if (pipe2(w->notify, O_CLOEXEC | O_NONBLOCK) < 0)
+        return seterr(err, errlen, -errno, "pipe: %s", strerror(errno));
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0) {
+        close(w->notify[0]);
+        close(w->notify[1]);
+        return seterr(err, errlen, -rc, "compile thread: %s", strerror(rc));
+    }
+    w->started = 1;
+    return 0;
+}
+
+void worker_submit(struct worker *w, struct compile_job *job)
+{
+    pthread_mutex_lock(&w->lock);
+    push_back(&w->todo, job);
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+}
+
+struct compile_job *worker_take_done(struct worker *w)
+{
+    char drain[64];
+    while (read(w->notify[0], drain, sizeof(drain)) > 0)
+        ;
+    pthread_mutex_lock(&w->lock);
+    struct compile_job *done = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return done;
+}
+
+void compile_job_free(struct compile_job *job)
+{
+    if (!job)
+        return;
+    free(job->onnx);
+    if (job->image)
+        engine_image_free(job->image);
+    free(job);
+}
+
+static void free_list(struct compile_job *job)
+{
+    while (job) {
+        struct compile_job *next = job->next;
+        compile_job_free(job);
+        job = next;
+    }
+}
+
+void worker_stop(struct worker *w)
+{
+    if (!w->started)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    free_list(w->todo);
+    free_list(w->done);
+    close(w->notify[0]);
+    close(w->notify[1]);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->wake);
+    w->started = 0;
+}
