@@ -1,4 +1,550 @@
-int main(void)
+/*
+ * shmfaas-run — compile an ONNX model (or map a plan image) and run it on JSON tensors.
+ *
+ *   shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json] [--threads N]
+ *               [--bench N] [--compare ref.json] [--compile-only -o out.plan] [-v]
+ *
+ * An .onnx file is compiled in this process (symbolic input dims take the shapes of --input); a
+ * .plan file is mapped PROT_READ, verified and opened zero-copy, as instances do. Without --input
+ * the model runs on zeros of its input shapes. Outputs go to --output, or to stdout when neither
+ * --bench nor --compare is given. --bench N runs N more times after the first run and prints
+ * "p50 X ms  p99 Y ms". --compare checks the outputs against a reference file and fails when
+ * max|diff| > 1e-4 x max|ref|. -v prints compile time, sizes and memory to stderr.
+ *
+ * Exit status: 0 success, 1 error, 2 usage, 3 outputs differ from --compare's reference.
+ */
+#include "engine/engine.h"
+
+#include "common/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EXIT_USAGE        2
+#define EXIT_MISMATCH     3
+#define MAX_ONNX_BYTES    (UINT64_C(4) << 30)
+#define MAX_JSON_BYTES    (UINT64_C(1) << 30)
+#define COMPARE_TOLERANCE 1e-4
+#define MAX_BENCH         1000000
+
+struct run_config {
+    const char *model;   /* .onnx or .plan */
+    const char *input;   /* JSON inputs; NULL: zeros */
+    const char *output;  /* JSON outputs; NULL: stdout unless bench/compare */
+    const char *compare; /* reference outputs JSON */
+    const char *plan_out;
+    int threads; /* 0: the engine's default (1) */
+    int bench;
+    bool compile_only;
+    bool verbose;
+};
+
+/* Everything main() must release, in one place. */
+struct run_state {
+    void *image; /* compiled here (engine_image_free) ... */
+    void *map;   /* ... or mapped from a .plan file (munmap) */
+    size_t image_len;
+    double compile_ms;
+    struct engine_model *model;
+    struct engine_session *session;
+    struct engine_tensor_set inputs;
+    struct engine_tensor *outputs;
+    int n_outputs;
+    bool mismatch; /* --compare found the outputs too far from the reference */
+};
+
+/* ================================================================ options */
+
+static void usage(FILE *f)
 {
-    return 1;
+    fprintf(f, "usage: shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json]\n"
+               "                   [--threads N] [--bench N] [--compare ref.json]\n"
+               "                   [--compile-only -o out.plan] [-v]\n");
+}
+
+static int parse_count(const char *opt, const char *s, int max, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > max) {
+        fprintf(stderr, "shmfaas-run: %s wants an integer from 1 to %d, got \"%s\"\n", opt, max, s);
+        return -EINVAL;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static bool is_plan_path(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 5 && !strcmp(path + n - 5, ".plan");
+}
+
+static int check_config(const struct run_config *c)
+{
+
+    if (c->compile_only && c->plan_out == NULL) {
+        fprintf(stderr, "shmfaas-run: --compile-only needs -o out.plan\n");
+        return -EINVAL;
+    }
+    if (c->plan_out && !c->compile_only) {
+        fprintf(stderr, "shmfaas-run: -o is the image file of --compile-only\n");
+        return -EINVAL;
+    }
+    if (c->compile_only && is_plan_path(c->model)) {
+        fprintf(stderr, "shmfaas-run: --compile-only compiles an ONNX model, %s is a plan\n",
+                c->model);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct run_config *c)
+{
+    static const struct option longopts[] = {
+        {"input", required_argument, NULL, 'i'},
+        {"output", required_argument, NULL, 'O'},
+        {"threads", required_argument, NULL, 't'},
+        {"bench", required_argument, NULL, 'b'},
+        {"compare", required_argument, NULL, 'c'},
+        {"compile-only", no_argument, NULL, 'C'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "i:O:t:b:c:o:vh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'i':
+            c->input = optarg;
+            break;
+        case 'O':
+            c->output = optarg;
+            break;
+        case 'c':
+            c->compare = optarg;
+            break;
+        case 'o':
+            c->plan_out = optarg;
+            break;
+        case 'C':
+            c->compile_only = true;
+            break;
+        case 'v':
+            c->verbose = true;
+            break;
+        case 't':
+            if (parse_count("--threads", optarg, 1024, &c->threads) < 0)
+                return -EINVAL;
+            break;
+        case 'b':
+            if (parse_count("--bench", optarg, MAX_BENCH, &c->bench) < 0)
+                return -EINVAL;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "shmfaas-run: %s\n",
+                optind < argc ? "one model, please" : "no model given");
+        return -EINVAL;
+    }
+    c->model = argv[optind];
+    return check_config(c);
+}
+
+/* ================================================================ loading the model */
+
+static int read_inputs(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    char e[512];
+    int rc;
+
+    if (c->input == NULL)
+        return 0;
+    rc = read_file(c->input, MAX_JSON_BYTES, &buf, &len, e, sizeof e);
+    if (rc < 0)
+        return seterr(err, errlen, rc, "%s", e);
+    rc = engine_tensors_from_json((const char *)buf, len, "inputs", &st->inputs, e, sizeof e);
+    free(buf);
+    if (rc < 0)
+        return seterr(err, errlen, rc, "%s: %s", c->input, e);
+    return 0;
+}
+
+static int compile_onnx(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
+{
+    struct engine_input_shape shapes[256];
+    struct engine_compile_opts opts = {.threads = c->threads};
+    char *dir_copy = strdup(c->model), *name_copy = strdup(c->model);
+    uint8_t *onnx = NULL;
+    size_t len = 0;
+    int64_t t0;
+    int rc;
+
+    if (dir_copy == NULL || name_copy == NULL) {
+        rc = seterr(err, errlen, -ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = read_file(c->model, MAX_ONNX_BYTES, &onnx, &len, err, errlen);
+    if (rc < 0)
+        goto out;
+    for (int i = 0; i < st->inputs.n && i < (int)ARRAY_LEN(shapes); i++)
+        shapes[i] = (struct engine_input_shape){st->inputs.t[i].name, st->inputs.t[i].shape};
+    opts.shapes = shapes;
+    opts.n_shapes = st->inputs.n < (int)ARRAY_LEN(shapes) ? st->inputs.n : (int)ARRAY_LEN(shapes);
+    opts.base_dir = dirname(dir_copy);
+    opts.model_name = basename(name_copy);
+    t0 = now_ns();
+    rc = engine_compile(onnx, len, &opts, &st->image, &st->image_len, err, errlen);
+    st->compile_ms = (double)(now_ns() - t0) / 1e6;
+out:
+    free(onnx);
+    free(dir_copy);
+    free(name_copy);
+    return rc;
+}
+
+/* A .plan file mapped exactly as instances map it: read-only, shared, never written. */
+static int map_plan(const char *path, struct run_state *st, char *err, size_t errlen)
+{
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = 0;
+
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0) {
+        rc = seterr(err, errlen, -EINVAL, "%s: not a non-empty regular file", path);
+        goto out;
+    }
+    st->image_len = (size_t)sb.st_size;
+    st->map = mmap(NULL, st->image_len, PROT_READ, MAP_SHARED, fd, 0);
+    if (st->map == MAP_FAILED) {
+        st->map = NULL;
+        rc = seterr(err, errlen, -errno, "%s: mmap: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = engine_image_verify(st->map, st->image_len, err, errlen);
+out:
+    close(fd);
+    return rc;
+}
+
+static int load_model(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
+{
+    const void *image;
+    int rc;
+
+    rc = is_plan_path(c->model) ? map_plan(c->model, st, err, errlen)
+                                : compile_onnx(c, st, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (c->compile_only)
+        return 0;
+    image = st->map ? st->map : st->image;
+    rc = engine_model_open(image, st->image_len, &st->model, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (c->threads && engine_model_threads(st->model) != c->threads)
+        return seterr(err, errlen, -EINVAL,
+                      "%s was compiled for %d thread(s), --threads %d asked: recompile it",
+                      c->model, engine_model_threads(st->model), c->threads);
+    return 0;
+}
+
+/* ================================================================ running */
+
+/* Without --input: zeros of every input the model declares. */
+static int zero_inputs(struct run_state *st, char *err, size_t errlen)
+{
+    int n = engine_model_n_inputs(st->model);
+    struct engine_tensor_info info;
+
+    st->inputs.t = calloc(n > 0 ? (size_t)n : 1, sizeof(*st->inputs.t));
+    if (st->inputs.t == NULL)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        struct engine_tensor *t = &st->inputs.t[i];
+        if (engine_model_input(st->model, i, &info) < 0)
+            return seterr(err, errlen, -EINVAL, "model input %d unreadable", i);
+        st->inputs.n++;
+        t->name = strdup(info.name);
+        t->dtype = info.dtype;
+        t->shape = info.shape;
+        t->nbytes = (size_t)engine_shape_numel(&info.shape) * engine_dtype_size(info.dtype);
+        t->data = calloc(t->nbytes ? t->nbytes : 1, 1);
+        if (t->name == NULL || t->data == NULL)
+            return seterr(err, errlen, -ENOMEM, "out of memory for input %s", info.name);
+    }
+    return 0;
+}
+
+static int run_once(struct run_state *st, char *err, size_t errlen)
+{
+    return engine_session_run(st->session, st->inputs.t, st->inputs.n, st->outputs, st->n_outputs,
+                              err, errlen);
+}
+
+static int start_session(struct run_state *st, char *err, size_t errlen)
+{
+    int rc;
+
+    if (st->inputs.t == NULL && (rc = zero_inputs(st, err, errlen)) < 0)
+        return rc;
+    st->n_outputs = engine_model_n_outputs(st->model);
+    st->outputs = calloc(st->n_outputs > 0 ? (size_t)st->n_outputs : 1, sizeof(*st->outputs));
+    if (st->outputs == NULL)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    return engine_session_create(st->model, &st->session, err, errlen);
+}
+
+/* Output names from the model when the engine left them out. */
+static void name_outputs(struct run_state *st)
+{
+    struct engine_tensor_info info;
+
+    for (int i = 0; i < st->n_outputs; i++)
+        if (st->outputs[i].name == NULL && engine_model_output(st->model, i, &info) == 0)
+            st->outputs[i].name = info.name;
+}
+
+/* ================================================================ bench */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The first run was the warm-up; n more, timed one by one. */
+static int bench(struct run_state *st, int n, char *err, size_t errlen)
+{
+    double *ms = calloc((size_t)n, sizeof(double));
+    int rc = 0;
+
+    if (ms == NULL)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    for (int i = 0; i < n && rc == 0; i++) {
+        int64_t t0 = now_ns();
+        rc = run_once(st, err, errlen);
+        ms[i] = (double)(now_ns() - t0) / 1e6;
+    }
+    if (rc == 0) {
+        qsort(ms, (size_t)n, sizeof(double), cmp_double);
+        printf("p50 %.3f ms  p99 %.3f ms\n", ms[(n - 1) / 2], ms[(int)ceil(0.99 * n) - 1]);
+    }
+    free(ms);
+    return rc;
+}
+
+/* ================================================================ compare */
+
+static double element(const struct engine_tensor *t, size_t i)
+{
+    switch (t->dtype) {
+    case ENGINE_F32:
+        return ((const float *)t->data)[i];
+    case ENGINE_U8:
+    case ENGINE_BOOL:
+        return ((const uint8_t *)t->data)[i];
+    case ENGINE_I8:
+        return ((const int8_t *)t->data)[i];
+    case ENGINE_I32:
+        return ((const int32_t *)t->data)[i];
+    case ENGINE_I64:
+        return (double)((const int64_t *)t->data)[i];
+    default:
+        return NAN;
+    }
+}
+
+static const struct engine_tensor *find_ref(const struct engine_tensor_set *ref,
+                                            const struct engine_tensor *out, int n_outputs)
+{
+    for (int i = 0; i < ref->n; i++)
+        if (out->name && !strcmp(ref->t[i].name, out->name))
+            return &ref->t[i];
+    return ref->n == 1 && n_outputs == 1 ? &ref->t[0] : NULL;
+}
+
+/* Accumulates max|out - ref| and max|ref| over one output; NaN anywhere makes diff NaN. */
+static int compare_tensor(const struct engine_tensor *out, const struct engine_tensor *ref,
+                          double *max_diff, double *max_ref, char *err, size_t errlen)
+{
+    char a[96], b[96];
+    int64_t n = engine_shape_numel(&out->shape);
+
+    if (n != engine_shape_numel(&ref->shape))
+        return seterr(err, errlen, -EINVAL, "output %s has shape %s, reference %s", out->name,
+                      engine_shape_str(&out->shape, a, sizeof a),
+                      engine_shape_str(&ref->shape, b, sizeof b));
+    for (int64_t i = 0; i < n; i++) {
+        double o = element(out, (size_t)i), r = element(ref, (size_t)i);
+        double d = fabs(o - r);
+        if (isnan(d))
+            *max_diff = NAN; /* and stays NaN: d > NaN is false */
+        else if (d > *max_diff)
+            *max_diff = d;
+        if (fabs(r) > *max_ref)
+            *max_ref = fabs(r);
+    }
+    return 0;
+}
+
+static int compare(struct run_state *st, const char *path, char *err, size_t errlen)
+{
+    struct engine_tensor_set ref = {0};
+    double max_diff = 0, max_ref = 0;
+    uint8_t *buf;
+    size_t len;
+    char e[512];
+    int rc;
+
+    rc = read_file(path, MAX_JSON_BYTES, &buf, &len, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = engine_tensors_from_json((const char *)buf, len, "outputs", &ref, e, sizeof e);
+    free(buf);
+    if (rc < 0)
+        return seterr(err, errlen, rc, "%s: %s", path, e);
+    for (int i = 0; i < st->n_outputs && rc == 0; i++) {
+        const struct engine_tensor *r = find_ref(&ref, &st->outputs[i], st->n_outputs);
+        if (r == NULL)
+            rc = seterr(err, errlen, -ENOENT, "%s has no output %s", path, st->outputs[i].name);
+        else
+            rc = compare_tensor(&st->outputs[i], r, &max_diff, &max_ref, err, errlen);
+    }
+    engine_tensor_set_free(&ref);
+    if (rc < 0)
+        return rc;
+    printf("max|diff| %.3g  max|ref| %.4g  rel %.3g  (limit %.0e)\n", max_diff, max_ref,
+           max_ref > 0 ? max_diff / max_ref : max_diff, COMPARE_TOLERANCE);
+    st->mismatch = !(max_diff <= COMPARE_TOLERANCE * max_ref);
+    if (st->mismatch)
+        return seterr(err, errlen, -EDOM, "outputs differ from %s: max|diff| %.3g > %.0e x %.4g",
+                      path, max_diff, COMPARE_TOLERANCE, max_ref);
+    return 0;
+}
+
+/* ================================================================ results */
+
+static int write_outputs(const struct run_config *c, const struct run_state *st, char *err,
+                         size_t errlen)
+{
+    char *json;
+    int rc = 0;
+
+    if (c->output == NULL && (c->bench || c->compare))
+        return 0;
+    json = engine_tensors_to_json(st->outputs, st->n_outputs, "outputs");
+    if (json == NULL)
+        return seterr(err, errlen, -ENOMEM, "cannot write the outputs as JSON");
+    if (c->output)
+        rc = write_file_atomic(c->output, json, strlen(json), 0644, err, errlen);
+    else if (fputs(json, stdout) == EOF || fflush(stdout) == EOF)
+        rc = seterr(err, errlen, -EIO, "stdout: %s", strerror(errno));
+    free(json);
+    return rc;
+}
+
+static void report(const struct run_config *c, const struct run_state *st)
+{
+    struct proc_mem pm = {0};
+    struct rusage ru;
+    char a[32], b[32], d[32], e[32];
+
+    if (!c->verbose)
+        return;
+    if (st->image)
+        fprintf(stderr, "compile %.1f ms  image %s\n", st->compile_ms,
+                format_size(st->image_len, a, sizeof a));
+    if (st->model)
+        fprintf(stderr, "arena %s  weights %s  threads %d\n",
+                format_size(engine_model_arena_size(st->model), a, sizeof a),
+                format_size(engine_model_weights_size(st->model), b, sizeof b),
+                engine_model_threads(st->model));
+    getrusage(RUSAGE_SELF, &ru);
+    if (proc_mem_read(getpid(), &pm) == 0)
+        fprintf(stderr, "rss %s  pss %s  private %s  peak rss %s\n",
+                format_size(pm.rss, a, sizeof a), format_size(pm.pss, b, sizeof b),
+                format_size(proc_mem_uss(&pm), d, sizeof d),
+                format_size((uint64_t)ru.ru_maxrss << 10, e, sizeof e));
+}
+
+static void release(struct run_state *st)
+{
+    if (st->session)
+        engine_session_destroy(st->session);
+    if (st->model)
+        engine_model_close(st->model);
+    if (st->map)
+        munmap(st->map, st->image_len);
+    if (st->image)
+        engine_image_free(st->image);
+    engine_tensor_set_free(&st->inputs);
+    free(st->outputs);
+}
+
+/* ================================================================ main */
+
+static int run(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
+{
+    int rc;
+
+    if ((rc = read_inputs(c, st, err, errlen)) < 0 || (rc = load_model(c, st, err, errlen)) < 0)
+        return rc;
+    if (c->compile_only)
+        return write_file_atomic(c->plan_out, st->image, st->image_len, 0644, err, errlen);
+    if ((rc = start_session(st, err, errlen)) < 0 || (rc = run_once(st, err, errlen)) < 0)
+        return rc;
+    if (c->bench && (rc = bench(st, c->bench, err, errlen)) < 0)
+        return rc;
+    name_outputs(st);
+    if ((rc = write_outputs(c, st, err, errlen)) < 0)
+        return rc;
+    return c->compare ? compare(st, c->compare, err, errlen) : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct run_config c = {0};
+    struct run_state st = {0};
+    char err[1024] = "";
+    int rc;
+
+    if (parse_options(argc, argv, &c) < 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    rc = run(&c, &st, err, sizeof err);
+    if (rc == 0)
+        report(&c, &st);
+    else
+        fprintf(stderr, "shmfaas-run: %s\n", err);
+    release(&st);
+    if (st.mismatch)
+        return EXIT_MISMATCH;
+    return rc == 0 ? 0 : 1;
 }
