@@ -157,10 +157,17 @@ struct ir_op_def {
     const char *op;
     /* Checks attributes and input dtypes/shapes, sets output dtypes/shapes. */
     int (*infer)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
-    /* Computes the outputs' data from constant inputs (kernels.h); NULL: never folded. */
+    /* Computes the outputs' data from constant inputs (kernels.h); NULL: never folded.
+     * Returns 0, -errno, or 1 when these inputs cannot be evaluated (the node stays live). */
     int (*eval)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
 };
 const struct ir_op_def *ir_op_find(const char *op); /* NULL if unsupported */
+/* 1 if n can be evaluated now: it has an eval and all inputs are constant (Shape: always). */
+int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n);
+/* 1 if n is a pure activation (Relu, LeakyRelu, Clip with constant bounds, Sigmoid, Tanh,
+ * HardSigmoid, HardSwish, Elu, Exp, Sqrt, Abs) and fills its ir_act with alpha/beta. */
+int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *act,
+                float *alpha, float *beta);
 
 /* Formats "model M: node N (Op): <fmt>" into err and returns code. */
 int ir_node_err(const struct ir_graph *g, const struct ir_node *n, char *err, size_t errlen,

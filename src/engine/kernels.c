@@ -1,1 +1,485 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * kernels.c — plain-C kernels over row-major buffers (see kernels.h).
+ *
+ * Indexing is done by decomposing flat output indices into coordinates: simple and obviously
+ * right, and fast enough for shape subgraphs and the small data-movement ops the backend runs.
+ */
+#include "engine/kernels.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- broadcasting ---- */
+
+int k_broadcast_shape(const struct engine_shape *a, const struct engine_shape *b,
+                      struct engine_shape *out)
+{
+    int r = a->rank > b->rank ? a->rank : b->rank;
+    out->rank = r;
+    for (int i = 0; i < r; i++) {
+        int ia = i - (r - a->rank), ib = i - (r - b->rank);
+        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return -EINVAL;
+        out->dims[i] = da == 1 ? db : da;
+    }
+    return 0;
+}
+
+/* Element strides of s as seen from out's coordinates: 0 on broadcast axes. */
+static void bcast_strides(const struct engine_shape *s, const struct engine_shape *out,
+                          int64_t *st)
+{
+    int off = out->rank - s->rank;
+    int64_t acc = 1;
+    for (int i = out->rank - 1; i >= 0; i--) {
+        int j = i - off;
+        if (j < 0) {
+            st[i] = 0;
+            continue;
+        }
+        st[i] = s->dims[j] == 1 ? 0 : acc;
+        acc *= s->dims[j];
+    }
+}
+
+/* Source offset of flat output index i. */
+static size_t bcast_offset(size_t i, const struct engine_shape *out, const int64_t *st)
+{
+    size_t off = 0;
+    for (int d = out->rank - 1; d >= 0; d--) {
+        size_t dim = (size_t)out->dims[d];
+        off += (i % dim) * (size_t)st[d];
+        i /= dim;
+    }
+    return off;
+}
+
+#define BINARY_LOOP(T, OUT_T, EXPR)                                                            \
+    do {                                                                                       \
+        const T *pa = a, *pb = b;                                                              \
+        OUT_T *pd = dst;                                                                       \
+        for (size_t i = 0; i < n; i++) {                                                       \
+            T x = pa[bcast_offset(i, ds, sa)], y = pb[bcast_offset(i, ds, sb)];                \
+            pd[i] = (OUT_T)(EXPR);                                                             \
+        }                                                                                      \
+    } while (0)
+
+#define BINARY_OPS(T, DIV_EXPR, POW_EXPR)                                                      \
+    switch (op) {                                                                              \
+    case K_ADD:                                                                                \
+        BINARY_LOOP(T, T, x + y);                                                              \
+        break;                                                                                 \
+    case K_SUB:                                                                                \
+        BINARY_LOOP(T, T, x - y);                                                              \
+        break;                                                                                 \
+    case K_MUL:                                                                                \
+        BINARY_LOOP(T, T, x * y);                                                              \
+        break;                                                                                 \
+    case K_DIV:                                                                                \
+        BINARY_LOOP(T, T, DIV_EXPR);                                                           \
+        break;                                                                                 \
+    case K_POW:                                                                                \
+        BINARY_LOOP(T, T, POW_EXPR);                                                           \
+        break;                                                                                 \
+    case K_MAX:                                                                                \
+        BINARY_LOOP(T, T, x > y ? x : y);                                                      \
+        break;                                                                                 \
+    case K_MIN:                                                                                \
+        BINARY_LOOP(T, T, x < y ? x : y);                                                      \
+        break;                                                                                 \
+    case K_EQUAL:                                                                              \
+        BINARY_LOOP(T, uint8_t, x == y);                                                       \
+        break;                                                                                 \
+    case K_LESS:                                                                               \
+        BINARY_LOOP(T, uint8_t, x < y);                                                        \
+        break;                                                                                 \
+    case K_GREATER:                                                                            \
+        BINARY_LOOP(T, uint8_t, x > y);                                                        \
+        break;                                                                                 \
+    }
+
+static int has_int_zero(int dtype, const void *b, const struct engine_shape *bs)
+{
+    size_t n = (size_t)engine_shape_numel(bs);
+    for (size_t i = 0; i < n; i++)
+        if (dtype == ENGINE_I64 ? ((const int64_t *)b)[i] == 0 : ((const int32_t *)b)[i] == 0)
+            return 1;
+    return 0;
+}
+
+/* Integer Pow by repeated multiplication; negative exponents give 0 (as numpy's int would error). */
+static int64_t ipow(int64_t x, int64_t y)
+{
+    int64_t r = 1;
+    for (int64_t k = 0; k < y && k < 64; k++)
+        r *= x;
+    return y < 0 ? 0 : r;
+}
+
+int k_binary(enum k_binop op, int dtype, const void *a, const struct engine_shape *as,
+             const void *b, const struct engine_shape *bs, void *dst,
+             const struct engine_shape *ds)
+{
+    int64_t sa[ENGINE_MAX_RANK], sb[ENGINE_MAX_RANK];
+    bcast_strides(as, ds, sa);
+    bcast_strides(bs, ds, sb);
+    size_t n = (size_t)engine_shape_numel(ds);
+    switch (dtype) {
+    case ENGINE_F32:
+        BINARY_OPS(float, x / y, powf(x, y));
+        return 0;
+    case ENGINE_I64:
+        if (op == K_DIV && has_int_zero(dtype, b, bs))
+            return -EDOM;
+        BINARY_OPS(int64_t, x / y, ipow(x, y));
+        return 0;
+    case ENGINE_I32:
+        if (op == K_DIV && has_int_zero(dtype, b, bs))
+            return -EDOM;
+        BINARY_OPS(int32_t, x / y, ipow(x, y));
+        return 0;
+    }
+    return -ENOTSUP;
+}
+
+void k_where(const uint8_t *cond, const struct engine_shape *cs, const void *a,
+             const struct engine_shape *as, const void *b, const struct engine_shape *bs,
+             size_t esize, void *dst, const struct engine_shape *ds)
+{
+    int64_t sc[ENGINE_MAX_RANK], sa[ENGINE_MAX_RANK], sb[ENGINE_MAX_RANK];
+    bcast_strides(cs, ds, sc);
+    bcast_strides(as, ds, sa);
+    bcast_strides(bs, ds, sb);
+    size_t n = (size_t)engine_shape_numel(ds);
+    for (size_t i = 0; i < n; i++) {
+        int c = cond[bcast_offset(i, ds, sc)] != 0;
+        const char *src = c ? (const char *)a + bcast_offset(i, ds, sa) * esize
+                            : (const char *)b + bcast_offset(i, ds, sb) * esize;
+        memcpy((char *)dst + i * esize, src, esize);
+    }
+}
+
+void k_expand(const void *src, const struct engine_shape *ss, size_t esize, void *dst,
+              const struct engine_shape *ds)
+{
+    int64_t st[ENGINE_MAX_RANK];
+    bcast_strides(ss, ds, st);
+    size_t n = (size_t)engine_shape_numel(ds);
+    for (size_t i = 0; i < n; i++)
+        memcpy((char *)dst + i * esize, (const char *)src + bcast_offset(i, ds, st) * esize,
+               esize);
+}
+
+/* ---- element-wise ---- */
+
+float k_act1(enum ir_act act, float alpha, float beta, float x)
+{
+    switch (act) {
+    case IR_ACT_NONE:
+        return x;
+    case IR_ACT_RELU:
+        return x > 0 ? x : x * alpha;
+    case IR_ACT_CLIP:
+        return x < alpha ? alpha : x > beta ? beta : x;
+    case IR_ACT_SIGMOID:
+        return 1.0f / (1.0f + expf(-x));
+    case IR_ACT_TANH:
+        return tanhf(x);
+    case IR_ACT_HARDSIGMOID: {
+        float y = alpha * x + beta;
+        return y < 0 ? 0 : y > 1 ? 1 : y;
+    }
+    case IR_ACT_HARDSWISH: {
+        float y = x / 6.0f + 0.5f;
+        return x * (y < 0 ? 0 : y > 1 ? 1 : y);
+    }
+    case IR_ACT_ELU:
+        return x > 0 ? x : alpha * (expf(x) - 1.0f);
+    case IR_ACT_GELU_ERF:
+        return 0.5f * x * (1.0f + erff(x * 0.70710678f));
+    case IR_ACT_EXP:
+        return expf(x);
+    case IR_ACT_SQRT:
+        return sqrtf(x);
+    case IR_ACT_ABS:
+        return fabsf(x);
+    }
+    return x;
+}
+
+void k_act(enum ir_act act, float alpha, float beta, const float *src, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = k_act1(act, alpha, beta, src[i]);
+}
+
+static double load_elem(const void *p, int dt, size_t i)
+{
+    switch (dt) {
+    case ENGINE_F32:
+        return ((const float *)p)[i];
+    case ENGINE_U8:
+    case ENGINE_BOOL:
+        return ((const uint8_t *)p)[i];
+    case ENGINE_I8:
+        return ((const int8_t *)p)[i];
+    case ENGINE_I32:
+        return ((const int32_t *)p)[i];
+    }
+    return 0;
+}
+
+static void store_elem(void *p, int dt, size_t i, double v)
+{
+    switch (dt) {
+    case ENGINE_F32:
+        ((float *)p)[i] = (float)v;
+        break;
+    case ENGINE_U8:
+        ((uint8_t *)p)[i] = (uint8_t)(int64_t)v;
+        break;
+    case ENGINE_BOOL:
+        ((uint8_t *)p)[i] = v != 0;
+        break;
+    case ENGINE_I8:
+        ((int8_t *)p)[i] = (int8_t)(int64_t)v;
+        break;
+    case ENGINE_I32:
+        ((int32_t *)p)[i] = (int32_t)(int64_t)v;
+        break;
+    }
+}
+
+static int64_t clamp_i64(double v)
+{
+    if (isnan(v))
+        return 0;
+    if (v >= 9.2233720368547758e18)
+        return INT64_MAX;
+    if (v <= -9.2233720368547758e18)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+static void store_i64(void *p, int dt, size_t i, int64_t v)
+{
+    switch (dt) {
+    case ENGINE_I64:
+        ((int64_t *)p)[i] = v;
+        break;
+    case ENGINE_F32:
+        ((float *)p)[i] = (float)v;
+        break;
+    case ENGINE_BOOL:
+        ((uint8_t *)p)[i] = v != 0;
+        break;
+    case ENGINE_I32:
+        ((int32_t *)p)[i] = (int32_t)v;
+        break;
+    case ENGINE_I8:
+        ((int8_t *)p)[i] = (int8_t)v;
+        break;
+    case ENGINE_U8:
+        ((uint8_t *)p)[i] = (uint8_t)v;
+        break;
+    }
+}
+
+int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n)
+{
+    if (!engine_dtype_size(sdtype) || !engine_dtype_size(ddtype))
+        return -ENOTSUP;
+    for (size_t i = 0; i < n; i++) {
+        if (sdtype == ENGINE_I64)
+            store_i64(dst, ddtype, i, ((const int64_t *)src)[i]);
+        else if (ddtype == ENGINE_I64)
+            ((int64_t *)dst)[i] = clamp_i64(load_elem(src, sdtype, i));
+        else
+            store_elem(dst, ddtype, i, load_elem(src, sdtype, i));
+    }
+    return 0;
+}
+
+/* ---- data movement ---- */
+
+void k_transpose(const void *src, const struct engine_shape *s, const int *perm, size_t esize,
+                 void *dst)
+{
+    int r = s->rank;
+    int64_t sst[ENGINE_MAX_RANK], pst[ENGINE_MAX_RANK], odims[ENGINE_MAX_RANK];
+    int64_t acc = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        sst[i] = acc;
+        acc *= s->dims[i];
+    }
+    for (int i = 0; i < r; i++) {
+        pst[i] = sst[perm[i]];
+        odims[i] = s->dims[perm[i]];
+    }
+    size_t n = (size_t)engine_shape_numel(s);
+    for (size_t i = 0; i < n; i++) {
+        size_t rem = i, off = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            off += (rem % (size_t)odims[d]) * (size_t)pst[d];
+            rem /= (size_t)odims[d];
+        }
+        memcpy((char *)dst + i * esize, (const char *)src + off * esize, esize);
+    }
+}
+
+void k_concat(const void *const *srcs, const struct engine_shape *shapes, int n, int axis,
+              size_t esize, void *dst)
+{
+    size_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++)
+        outer *= (size_t)shapes[0].dims[d];
+    for (int d = axis + 1; d < shapes[0].rank; d++)
+        inner *= (size_t)shapes[0].dims[d];
+    char *o = dst;
+    for (size_t i = 0; i < outer; i++)
+        for (int k = 0; k < n; k++) {
+            size_t chunk = (size_t)shapes[k].dims[axis] * inner * esize;
+            memcpy(o, (const char *)srcs[k] + i * chunk, chunk);
+            o += chunk;
+        }
+}
+
+void k_slice(const void *src, const struct engine_shape *s, const int64_t *starts,
+             const int64_t *steps, const struct engine_shape *out, size_t esize, void *dst)
+{
+    int64_t sst[ENGINE_MAX_RANK], acc = 1;
+    for (int i = s->rank - 1; i >= 0; i--) {
+        sst[i] = acc;
+        acc *= s->dims[i];
+    }
+    size_t n = (size_t)engine_shape_numel(out);
+    for (size_t i = 0; i < n; i++) {
+        size_t rem = i;
+        int64_t off = 0;
+        for (int d = out->rank - 1; d >= 0; d--) {
+            int64_t o = (int64_t)(rem % (size_t)out->dims[d]);
+            rem /= (size_t)out->dims[d];
+            off += (starts[d] + o * steps[d]) * sst[d];
+        }
+        memcpy((char *)dst + i * esize, (const char *)src + (size_t)off * esize, esize);
+    }
+}
+
+int k_gather(const void *data, const struct engine_shape *s, int axis, const int64_t *idx,
+             size_t n_idx, size_t esize, void *dst)
+{
+    size_t outer = 1, inner = 1, len = (size_t)s->dims[axis];
+    for (int d = 0; d < axis; d++)
+        outer *= (size_t)s->dims[d];
+    for (int d = axis + 1; d < s->rank; d++)
+        inner *= (size_t)s->dims[d];
+    for (size_t k = 0; k < n_idx; k++)
+        if (idx[k] < -(int64_t)len || idx[k] >= (int64_t)len)
+            return -EINVAL;
+    char *o = dst;
+    size_t chunk = inner * esize;
+    for (size_t i = 0; i < outer; i++)
+        for (size_t k = 0; k < n_idx; k++) {
+            int64_t j = idx[k] < 0 ? idx[k] + (int64_t)len : idx[k];
+            memcpy(o, (const char *)data + (i * len + (size_t)j) * chunk, chunk);
+            o += chunk;
+        }
+    return 0;
+}
+
+/* Maps an output coordinate to a source coordinate for reflect/edge padding; -1: use value. */
+static int64_t pad_source(int64_t c, int64_t len, enum k_pad_mode mode)
+{
+    if (c >= 0 && c < len)
+        return c;
+    if (mode == K_PAD_CONSTANT)
+        return -1;
+    if (mode == K_PAD_EDGE || len == 1)
+        return c < 0 ? 0 : len - 1;
+    int64_t period = 2 * (len - 1);
+    int64_t m = ((c % period) + period) % period;
+    return m < len ? m : period - m;
+}
+
+void k_pad(const void *src, const struct engine_shape *s, const int64_t *pads_begin,
+           enum k_pad_mode mode, const void *value, size_t esize, void *dst,
+           const struct engine_shape *out)
+{
+    int64_t sst[ENGINE_MAX_RANK], acc = 1;
+    for (int i = s->rank - 1; i >= 0; i--) {
+        sst[i] = acc;
+        acc *= s->dims[i];
+    }
+    size_t n = (size_t)engine_shape_numel(out);
+    for (size_t i = 0; i < n; i++) {
+        size_t rem = i;
+        int64_t off = 0;
+        int outside = 0;
+        for (int d = out->rank - 1; d >= 0; d--) {
+            int64_t c = (int64_t)(rem % (size_t)out->dims[d]) - pads_begin[d];
+            rem /= (size_t)out->dims[d];
+            int64_t sc = pad_source(c, s->dims[d], mode);
+            if (sc < 0)
+                outside = 1;
+            else
+                off += sc * sst[d];
+        }
+        const void *from = outside ? value : (const char *)src + (size_t)off * esize;
+        memcpy((char *)dst + i * esize, from, esize);
+    }
+}
+
+void k_reduce_mean(const float *src, const struct engine_shape *s, const int *reduce,
+                   float *dst)
+{
+    struct engine_shape o = {.rank = s->rank};
+    size_t count = 1;
+    for (int d = 0; d < s->rank; d++) {
+        o.dims[d] = reduce[d] ? 1 : s->dims[d];
+        count *= reduce[d] ? (size_t)s->dims[d] : 1;
+    }
+    size_t on = (size_t)engine_shape_numel(&o), n = (size_t)engine_shape_numel(s);
+    for (size_t j = 0; j < on; j++)
+        dst[j] = 0;
+    int64_t ost[ENGINE_MAX_RANK], acc = 1;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        ost[d] = reduce[d] ? 0 : acc;
+        acc *= o.dims[d];
+    }
+    for (size_t i = 0; i < n; i++)
+        dst[bcast_offset(i, s, ost)] += src[i];
+    for (size_t j = 0; j < on; j++)
+        dst[j] = count ? dst[j] / (float)count : NAN;
+}
+
+void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t inner)
+{
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            const float *x = src + o * len * inner + i;
+            float *y = dst + o * len * inner + i;
+            float mx = -INFINITY;
+            for (size_t k = 0; k < len; k++)
+                mx = x[k * inner] > mx ? x[k * inner] : mx;
+            double sum = 0;
+            for (size_t k = 0; k < len; k++) {
+                y[k * inner] = expf(x[k * inner] - mx);
+                sum += y[k * inner];
+            }
+            for (size_t k = 0; k < len; k++)
+                y[k * inner] = (float)(y[k * inner] / sum);
+        }
+}
+
+void k_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double acc = 0;
+            for (size_t p = 0; p < k; p++)
+                acc += (double)a[i * k + p] * b[p * n + j];
+            c[i * n + j] = (float)acc;
+        }
+}

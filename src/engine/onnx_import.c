@@ -1,1 +1,882 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * onnx_import.c — ONNX protobuf bytes → ir_graph.
+ *
+ * Nothing read from the file is trusted: counts, ranks, dims (negative, huge, overflowing
+ * products), payload lengths against dims × element size, raw_data against the typed fields,
+ * external-data locations (relative, no "..", inside base_dir after realpath) and offsets against
+ * the file's size are all checked before use. Constant nodes become constant tensors, nodes are
+ * sorted topologically, and cycles, undefined inputs, duplicate producers and foreign domains are
+ * refused with the model, node and op named.
+ */
+#include "engine/ir.h"
+
+#include "common/common.h"
+#include "onnx.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_MODEL_BYTES ((size_t)2 << 30)   /* protobuf's own limit */
+#define MAX_TENSOR_BYTES ((uint64_t)16 << 30) /* any one tensor */
+#define MAX_ITEMS (1 << 24)                 /* nodes, initializers, inputs, outputs */
+#define MIN_OPSET 7
+#define MAX_OPSET 18
+
+/* ---- tensor payloads ---- */
+
+struct payload {
+    int dtype;
+    struct engine_shape shape;
+    void *data; /* malloc'd, at least 1 byte */
+    size_t nbytes;
+};
+
+static const char *onnx_dtype_name(int t)
+{
+    static const char *names[] = {"undefined", "float32", "uint8",  "int8",   "uint16",
+                                  "int16",     "int32",   "int64",  "string", "bool",
+                                  "float16",   "double",  "uint32", "uint64", "complex64",
+                                  "complex128", "bfloat16"};
+    return t >= 0 && (size_t)t < ARRAY_LEN(names) ? names[t] : "unknown";
+}
+
+static int dtype_supported(int t)
+{
+    return t == ENGINE_F32 || t == ENGINE_U8 || t == ENGINE_I8 || t == ENGINE_I32 ||
+           t == ENGINE_I64 || t == ENGINE_BOOL;
+}
+
+/* Validates dims and computes the element count and byte size without overflow. */
+static int check_dims(const int64_t *dims, size_t n, int dtype, struct engine_shape *shape,
+                      size_t *nbytes, const char *what, char *err, size_t errlen)
+{
+    if (n > ENGINE_MAX_RANK)
+        return seterr(err, errlen, -EINVAL, "%s: rank %zu exceeds the supported %d", what, n,
+                      ENGINE_MAX_RANK);
+    uint64_t numel = 1;
+    shape->rank = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        if (dims[i] < 0)
+            return seterr(err, errlen, -EINVAL, "%s: negative dim %lld at axis %zu", what,
+                          (long long)dims[i], i);
+        if (dims[i] > 0 && numel > MAX_TENSOR_BYTES / (uint64_t)dims[i])
+            return seterr(err, errlen, -EFBIG, "%s: dims too large (over %llu elements)", what,
+                          (unsigned long long)MAX_TENSOR_BYTES);
+        numel *= (uint64_t)dims[i];
+        shape->dims[i] = dims[i];
+    }
+    uint64_t bytes = numel * engine_dtype_size(dtype);
+    if (bytes > MAX_TENSOR_BYTES)
+        return seterr(err, errlen, -EFBIG, "%s: %llu bytes exceeds the %llu-byte tensor limit",
+                      what, (unsigned long long)bytes, (unsigned long long)MAX_TENSOR_BYTES);
+    *nbytes = (size_t)bytes;
+    return 0;
+}
+
+/* Typed int32_data holds int32, uint8, int8 and bool elements; each must fit its type. */
+static int from_int32_data(const Onnx__TensorProto *tp, struct payload *p, const char *what,
+                           char *err, size_t errlen)
+{
+    for (size_t i = 0; i < tp->n_int32_data; i++) {
+        int32_t v = tp->int32_data[i];
+        switch (p->dtype) {
+        case ENGINE_I32:
+            ((int32_t *)p->data)[i] = v;
+            break;
+        case ENGINE_U8:
+        case ENGINE_BOOL:
+            if (v < 0 || v > (p->dtype == ENGINE_BOOL ? 1 : 255))
+                return seterr(err, errlen, -EINVAL, "%s: value %d out of range for %s", what, v,
+                              engine_dtype_name(p->dtype));
+            ((uint8_t *)p->data)[i] = (uint8_t)v;
+            break;
+        case ENGINE_I8:
+            if (v < -128 || v > 127)
+                return seterr(err, errlen, -EINVAL, "%s: value %d out of range for int8", what,
+                              v);
+            ((int8_t *)p->data)[i] = (int8_t)v;
+            break;
+        default:
+            return seterr(err, errlen, -EINVAL, "%s: int32_data given for a %s tensor", what,
+                          engine_dtype_name(p->dtype));
+        }
+    }
+    return 0;
+}
+
+static int typed_count(const Onnx__TensorProto *tp)
+{
+    return (tp->n_float_data > 0) + (tp->n_int32_data > 0) + (tp->n_int64_data > 0) +
+           (tp->n_double_data > 0) + (tp->n_uint64_data > 0) + (tp->n_string_data > 0);
+}
+
+static int from_typed(const Onnx__TensorProto *tp, struct payload *p, size_t numel,
+                      const char *what, char *err, size_t errlen)
+{
+    size_t have = tp->n_float_data + tp->n_int32_data + tp->n_int64_data + tp->n_double_data +
+                  tp->n_uint64_data + tp->n_string_data;
+    if (have != numel)
+        return seterr(err, errlen, -EINVAL, "%s: %zu data elements for %zu elements of dims",
+                      what, have, numel);
+    if (p->dtype == ENGINE_F32 && tp->n_float_data == numel) {
+        memcpy(p->data, tp->float_data, numel * sizeof(float));
+        return 0;
+    }
+    if (p->dtype == ENGINE_I64 && tp->n_int64_data == numel) {
+        memcpy(p->data, tp->int64_data, numel * sizeof(int64_t));
+        return 0;
+    }
+    if (tp->n_int32_data == numel)
+        return from_int32_data(tp, p, what, err, errlen);
+    return seterr(err, errlen, -EINVAL, "%s: typed data field does not match data type %s",
+                  what, engine_dtype_name(p->dtype));
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Refuses absolute locations, ".." components and anything realpath puts outside base_dir. */
+static int external_path(const char *base_dir, const char *loc, char *path, size_t pathlen,
+                         const char *what, char *err, size_t errlen)
+{
+    if (!base_dir)
+        return seterr(err, errlen, -EINVAL,
+                      "%s: uses external data '%s' but no base directory was given "
+                      "(compile from a file path, or embed the weights)",
+                      what, loc);
+    if (loc[0] == '/')
+        return seterr(err, errlen, -EPERM, "%s: external data location '%s' is absolute", what,
+                      loc);
+    for (const char *c = loc; (c = strstr(c, "..")) != NULL; c += 2) {
+        int starts = c == loc || c[-1] == '/';
+        int ends = c[2] == '\0' || c[2] == '/';
+        if (starts && ends)
+            return seterr(err, errlen, -EPERM,
+                          "%s: external data location '%s' contains '..'", what, loc);
+    }
+    char base_real[PATH_MAX], joined[PATH_MAX];
+    if (!realpath(base_dir, base_real))
+        return seterr(err, errlen, -errno, "%s: base directory %s: %s", what, base_dir,
+                      strerror(errno));
+    if ((size_t)snprintf(joined, sizeof(joined), "%s/%s", base_real, loc) >= sizeof(joined))
+        return seterr(err, errlen, -ENAMETOOLONG, "%s: external data path too long", what);
+    if (!realpath(joined, path))
+        return seterr(err, errlen, -errno, "%s: external data %s: %s", what, joined,
+                      strerror(errno));
+    size_t bl = strlen(base_real);
+    if (strncmp(path, base_real, bl) != 0 || (path[bl] != '/' && strcmp(base_real, "/") != 0))
+        return seterr(err, errlen, -EPERM,
+                      "%s: external data location '%s' resolves outside %s", what, loc,
+                      base_real);
+    (void)pathlen;
+    return 0;
+}
+
+static int read_external_range(const char *path, uint64_t offset, int has_length,
+                               uint64_t length, struct payload *p, const char *what, char *err,
+                               size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "%s: external data %s: %s", what, path,
+                      strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = seterr(err, errlen, -EINVAL, "%s: external data %s is not a regular file", what,
+                    path);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t want = has_length ? length : (offset <= size ? size - offset : 0);
+    if (offset > size || want > size - offset) {
+        rc = seterr(err, errlen, -EINVAL,
+                    "%s: external data range offset %llu length %llu exceeds %s (%llu bytes)",
+                    what, (unsigned long long)offset, (unsigned long long)want, path,
+                    (unsigned long long)size);
+        goto out;
+    }
+    if (want != p->nbytes) {
+        rc = seterr(err, errlen, -EINVAL, "%s: external data length %llu, dims need %zu bytes",
+                    what, (unsigned long long)want, p->nbytes);
+        goto out;
+    }
+    size_t done = 0;
+    while (done < p->nbytes) {
+        ssize_t k = pread(fd, (char *)p->data + done, p->nbytes - done, (off_t)(offset + done));
+        if (k <= 0) {
+            rc = seterr(err, errlen, k < 0 ? -errno : -EIO, "%s: reading %s failed", what, path);
+            goto out;
+        }
+        done += (size_t)k;
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+static int from_external(const Onnx__TensorProto *tp, const char *base_dir, struct payload *p,
+                         const char *what, char *err, size_t errlen)
+{
+    const char *loc = NULL;
+    uint64_t offset = 0, length = 0;
+    int has_length = 0;
+    for (size_t i = 0; i < tp->n_external_data; i++) {
+        const Onnx__StringStringEntryProto *e = tp->external_data[i];
+        if (!e || !e->key || !e->value)
+            continue;
+        int bad = 0;
+        if (strcmp(e->key, "location") == 0)
+            loc = e->value;
+        else if (strcmp(e->key, "offset") == 0)
+            bad = parse_u64(e->value, &offset);
+        else if (strcmp(e->key, "length") == 0)
+            bad = parse_u64(e->value, &length), has_length = 1;
+        if (bad)
+            return seterr(err, errlen, -EINVAL, "%s: external data %s='%s' is not a number",
+                          what, e->key, e->value);
+    }
+    if (!loc || !*loc)
+        return seterr(err, errlen, -EINVAL, "%s: external data without a location", what);
+    char path[PATH_MAX];
+    int rc = external_path(base_dir, loc, path, sizeof(path), what, err, errlen);
+    if (rc)
+        return rc;
+    return read_external_range(path, offset, has_length, length, p, what, err, errlen);
+}
+
+static int decode_payload(const Onnx__TensorProto *tp, const char *base_dir, struct payload *p,
+                          const char *what, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof(*p));
+    int dt = tp->has_data_type ? tp->data_type : 0;
+    if (!dtype_supported(dt))
+        return seterr(err, errlen, -ENOTSUP, "%s: unsupported data type %s (%d)", what,
+                      onnx_dtype_name(dt), dt);
+    p->dtype = dt;
+    int rc = check_dims(tp->dims, tp->n_dims, dt, &p->shape, &p->nbytes, what, err, errlen);
+    if (rc)
+        return rc;
+    if (tp->segment)
+        return seterr(err, errlen, -ENOTSUP, "%s: segmented tensors are not supported", what);
+    int external = tp->has_data_location &&
+                   tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    int sources = (tp->has_raw_data && tp->raw_data.len > 0) + (typed_count(tp) > 0) + external;
+    if (sources > 1)
+        return seterr(err, errlen, -EINVAL,
+                      "%s: more than one of raw_data, typed data and external data", what);
+    size_t numel = (size_t)engine_shape_numel(&p->shape);
+    p->data = calloc(1, p->nbytes ? p->nbytes : 1);
+    if (!p->data)
+        return seterr(err, errlen, -ENOMEM, "%s: out of memory for %zu bytes", what, p->nbytes);
+    if (external)
+        rc = from_external(tp, base_dir, p, what, err, errlen);
+    else if (tp->has_raw_data && tp->raw_data.len > 0) {
+        if (tp->raw_data.len != p->nbytes)
+            rc = seterr(err, errlen, -EINVAL, "%s: raw_data has %zu bytes, dims need %zu", what,
+                        tp->raw_data.len, p->nbytes);
+        else
+            memcpy(p->data, tp->raw_data.data, p->nbytes);
+    } else if (numel > 0)
+        rc = from_typed(tp, p, numel, what, err, errlen);
+    if (rc) {
+        free(p->data);
+        p->data = NULL;
+    }
+    return rc;
+}
+
+int ir_decode_tensor_proto(const void *bytes, size_t len, struct engine_tensor *out, char *err,
+                           size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > MAX_MODEL_BYTES)
+        return seterr(err, errlen, -EFBIG, "tensor file too large (%zu bytes)", len);
+    Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, bytes);
+    if (!tp)
+        return seterr(err, errlen, -EINVAL, "not a valid TensorProto (truncated or corrupt)");
+    struct payload p;
+    const char *name = tp->name && *tp->name ? tp->name : "tensor";
+    char what[300];
+    snprintf(what, sizeof(what), "tensor %s", name);
+    int rc = decode_payload(tp, NULL, &p, what, err, errlen);
+    if (rc == 0) {
+        out->name = tp->name && *tp->name ? strdup(tp->name) : NULL;
+        out->dtype = p.dtype;
+        out->shape = p.shape;
+        out->data = p.data;
+        out->nbytes = p.nbytes;
+    }
+    onnx__tensor_proto__free_unpacked(tp, NULL);
+    return rc;
+}
+
+/* ---- name index: open addressing over tensor names, private to one import ---- */
+
+struct name_index {
+    int *slot; /* tensor index or -1 */
+    size_t cap; /* power of two */
+};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int index_init(struct name_index *ix, size_t expect)
+{
+    ix->cap = 64;
+    while (ix->cap < expect * 2)
+        ix->cap *= 2;
+    ix->slot = malloc(ix->cap * sizeof(int));
+    if (!ix->slot)
+        return -ENOMEM;
+    memset(ix->slot, 0xff, ix->cap * sizeof(int));
+    return 0;
+}
+
+/* Returns the tensor named `name` or -1; *pos is the slot where it is or would go. */
+static int index_find(const struct name_index *ix, const struct ir_graph *g, const char *name,
+                      size_t *pos)
+{
+    size_t i = name_hash(name) & (ix->cap - 1);
+    while (ix->slot[i] >= 0 && strcmp(g->tensors[ix->slot[i]].name, name) != 0)
+        i = (i + 1) & (ix->cap - 1);
+    *pos = i;
+    return ix->slot[i];
+}
+
+/* ---- graph building ---- */
+
+struct importer {
+    struct ir_graph *g;
+    const char *base_dir;
+    struct name_index ix;
+    char *err;
+    size_t errlen;
+};
+
+/* Adds a named tensor; a name already present is a duplicate producer (`what` says which). */
+static int add_named(struct importer *im, const char *name, const char *what)
+{
+    size_t pos;
+    int t = index_find(&im->ix, im->g, name, &pos);
+    if (t >= 0) {
+        const struct ir_tensor *x = &im->g->tensors[t];
+        const char *prev = x->producer >= 0 ? "a node output"
+                           : x->data        ? "an initializer or Constant"
+                                            : "a graph input";
+        return seterr(im->err, im->errlen, -EINVAL,
+                      "model %s: %s '%s' is already defined as %s (duplicate producer)",
+                      im->g->name, what, name, prev);
+    }
+    t = ir_add_tensor(im->g, name);
+    if (t < 0)
+        return seterr(im->err, im->errlen, t, "model %s: out of memory", im->g->name);
+    im->ix.slot[pos] = t;
+    return t;
+}
+
+static int import_initializers(struct importer *im, const Onnx__GraphProto *gp)
+{
+    if (gp->n_sparse_initializer > 0)
+        return seterr(im->err, im->errlen, -ENOTSUP,
+                      "model %s: sparse initializers are not supported", im->g->name);
+    for (size_t i = 0; i < gp->n_initializer; i++) {
+        const Onnx__TensorProto *tp = gp->initializer[i];
+        if (!tp->name || !*tp->name)
+            return seterr(im->err, im->errlen, -EINVAL, "model %s: initializer %zu has no name",
+                          im->g->name, i);
+        char what[300];
+        snprintf(what, sizeof(what), "model %s: initializer %s", im->g->name, tp->name);
+        struct payload p;
+        int rc = decode_payload(tp, im->base_dir, &p, what, im->err, im->errlen);
+        if (rc)
+            return rc;
+        int t = add_named(im, tp->name, "initializer");
+        if (t < 0) {
+            free(p.data);
+            return t;
+        }
+        ir_set_const(im->g, t, p.dtype, &p.shape, p.data);
+    }
+    return 0;
+}
+
+/* Reads a graph input's declared type: dims with dim_param (or nothing) become -1. */
+static int input_type(struct importer *im, struct ir_tensor *x, const Onnx__TypeProto *tp)
+{
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+        return seterr(im->err, im->errlen, -ENOTSUP, "model %s: input '%s' is not a tensor",
+                      im->g->name, x->name);
+    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    int dt = tt->has_elem_type ? tt->elem_type : 0;
+    if (!dtype_supported(dt))
+        return seterr(im->err, im->errlen, -ENOTSUP,
+                      "model %s: input '%s' has unsupported data type %s", im->g->name, x->name,
+                      onnx_dtype_name(dt));
+    x->dtype = dt;
+    x->shape.rank = -1;
+    if (!tt->shape)
+        return 0;
+    if (tt->shape->n_dim > ENGINE_MAX_RANK)
+        return seterr(im->err, im->errlen, -EINVAL, "model %s: input '%s' has rank %zu > %d",
+                      im->g->name, x->name, tt->shape->n_dim, ENGINE_MAX_RANK);
+    x->shape.rank = (int)tt->shape->n_dim;
+    x->shape_known = 1;
+    for (size_t i = 0; i < tt->shape->n_dim; i++) {
+        const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+        int64_t v = -1;
+        if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+            v = d->dim_value;
+        if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && v < 0)
+            return seterr(im->err, im->errlen, -EINVAL, "model %s: input '%s' has dim %lld",
+                          im->g->name, x->name, (long long)v);
+        if (v < 0)
+            x->shape_known = 0;
+        x->shape.dims[i] = v;
+    }
+    return 0;
+}
+
+static int import_inputs(struct importer *im, const Onnx__GraphProto *gp)
+{
+    im->g->inputs = calloc(gp->n_input + 1, sizeof(int));
+    if (!im->g->inputs)
+        return -ENOMEM;
+    for (size_t i = 0; i < gp->n_input; i++) {
+        const Onnx__ValueInfoProto *vi = gp->input[i];
+        if (!vi->name || !*vi->name)
+            return seterr(im->err, im->errlen, -EINVAL, "model %s: graph input %zu has no name",
+                          im->g->name, i);
+        size_t pos;
+        int t = index_find(&im->ix, im->g, vi->name, &pos);
+        if (t >= 0 && im->g->tensors[t].data)
+            continue; /* an initializer listed as input (IR < 4): it stays a constant */
+        t = add_named(im, vi->name, "graph input");
+        if (t < 0)
+            return t;
+        im->g->tensors[t].flags |= IR_T_INPUT;
+        int rc = input_type(im, &im->g->tensors[t], vi->type);
+        if (rc)
+            return rc;
+        im->g->inputs[im->g->n_inputs++] = t;
+    }
+    return 0;
+}
+
+static int copy_attr(struct importer *im, const char *node, const Onnx__AttributeProto *ap,
+                     struct ir_attr *a)
+{
+    a->tensor = -1;
+    a->name = strdup(ap->name ? ap->name : "");
+    if (!a->name)
+        return -ENOMEM;
+    a->type = ap->has_type ? (enum ir_attr_type)ap->type : 0;
+    switch (a->type) {
+    case IR_ATTR_FLOAT:
+        a->f = ap->f;
+        return 0;
+    case IR_ATTR_INT:
+        a->i = ap->i;
+        return 0;
+    case IR_ATTR_STRING:
+        a->s = malloc(ap->s.len + 1);
+        if (!a->s)
+            return -ENOMEM;
+        if (ap->s.len)
+            memcpy(a->s, ap->s.data, ap->s.len);
+        a->s[ap->s.len] = '\0';
+        return 0;
+    case IR_ATTR_FLOATS:
+        a->n = ap->n_floats;
+        a->floats = malloc((a->n ? a->n : 1) * sizeof(float));
+        if (!a->floats)
+            return -ENOMEM;
+        if (a->n)
+            memcpy(a->floats, ap->floats, a->n * sizeof(float));
+        return 0;
+    case IR_ATTR_INTS:
+        a->n = ap->n_ints;
+        a->ints = malloc((a->n ? a->n : 1) * sizeof(int64_t));
+        if (!a->ints)
+            return -ENOMEM;
+        if (a->n)
+            memcpy(a->ints, ap->ints, a->n * sizeof(int64_t));
+        return 0;
+    case IR_ATTR_TENSOR: {
+        if (!ap->t)
+            break;
+        char what[600];
+        snprintf(what, sizeof(what), "model %s: node %s: attribute %s", im->g->name, node,
+                 a->name);
+        struct payload p;
+        int rc = decode_payload(ap->t, im->base_dir, &p, what, im->err, im->errlen);
+        if (rc)
+            return rc;
+        char base[300];
+        snprintf(base, sizeof(base), "%s::", node);
+        a->tensor = ir_add_const(im->g, base, a->name, p.dtype, &p.shape, p.data);
+        return a->tensor < 0 ? a->tensor : 0;
+    }
+    }
+    return seterr(im->err, im->errlen, -ENOTSUP,
+                  "model %s: node %s: attribute %s has an unsupported type (%d)", im->g->name,
+                  node, a->name, (int)a->type);
+}
+
+/* A Constant node's single output becomes a constant tensor. */
+static int import_constant(struct importer *im, const Onnx__NodeProto *np, const char *name)
+{
+    if (np->n_output != 1 || np->n_attribute != 1 || !np->output[0] || !*np->output[0])
+        return seterr(im->err, im->errlen, -EINVAL,
+                      "model %s: node %s (Constant): needs one output and one value attribute",
+                      im->g->name, name);
+    const Onnx__AttributeProto *ap = np->attribute[0];
+    const char *an = ap->name ? ap->name : "";
+    struct payload p = {0};
+    int rc = 0;
+    if (strcmp(an, "value") == 0 && ap->t) {
+        char what[300];
+        snprintf(what, sizeof(what), "model %s: node %s (Constant)", im->g->name, name);
+        rc = decode_payload(ap->t, im->base_dir, &p, what, im->err, im->errlen);
+    } else if (strcmp(an, "value_float") == 0 || strcmp(an, "value_int") == 0) {
+        int f = an[6] == 'f';
+        p.dtype = f ? ENGINE_F32 : ENGINE_I64;
+        p.data = malloc(8);
+        if (!p.data)
+            return -ENOMEM;
+        if (f)
+            *(float *)p.data = ap->f;
+        else
+            *(int64_t *)p.data = ap->i;
+    } else if (strcmp(an, "value_floats") == 0 || strcmp(an, "value_ints") == 0) {
+        int f = an[6] == 'f';
+        size_t n = f ? ap->n_floats : ap->n_ints;
+        p.dtype = f ? ENGINE_F32 : ENGINE_I64;
+        p.shape.rank = 1;
+        p.shape.dims[0] = (int64_t)n;
+        p.data = malloc(n ? n * 8 : 1);
+        if (!p.data)
+            return -ENOMEM;
+        if (n)
+            memcpy(p.data, f ? (void *)ap->floats : (void *)ap->ints, n * (f ? 4 : 8));
+    } else {
+        return seterr(im->err, im->errlen, -ENOTSUP,
+                      "model %s: node %s (Constant): unsupported attribute %s", im->g->name,
+                      name, an);
+    }
+    if (rc)
+        return rc;
+    int t = add_named(im, np->output[0], "Constant output");
+    if (t < 0) {
+        free(p.data);
+        return t;
+    }
+    ir_set_const(im->g, t, p.dtype, &p.shape, p.data);
+    return 0;
+}
+
+static int is_default_domain(const char *d)
+{
+    return !d || !*d || strcmp(d, "ai.onnx") == 0;
+}
+
+/* Creates the node with its attributes and output tensors; inputs are resolved later. */
+static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t idx)
+{
+    struct ir_graph *g = im->g;
+    const char *op = np->op_type ? np->op_type : "";
+    char name[256];
+    if (np->name && *np->name)
+        snprintf(name, sizeof(name), "%s", np->name);
+    else
+        snprintf(name, sizeof(name), "%s_%zu", *op ? op : "node", idx);
+    if (!*op)
+        return seterr(im->err, im->errlen, -EINVAL, "model %s: node %s has no op_type", g->name,
+                      name);
+    if (!is_default_domain(np->domain))
+        return seterr(im->err, im->errlen, -ENOTSUP,
+                      "model %s: node %s (%s): unsupported op domain '%s'", g->name, name, op,
+                      np->domain);
+    if (strcmp(op, "Constant") == 0)
+        return import_constant(im, np, name);
+    struct ir_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof(*n));
+    n->name = strdup(name);
+    n->op = strdup(op);
+    n->in = calloc(np->n_input + 1, sizeof(int));
+    n->out = calloc(np->n_output + 1, sizeof(int));
+    n->attrs = calloc(np->n_attribute + 1, sizeof(struct ir_attr));
+    g->n_nodes++; /* owned by the graph from here on, so ir_free releases it on error */
+    if (!n->name || !n->op || !n->in || !n->out || !n->attrs)
+        return seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
+    if (!ir_op_find(op))
+        return ir_node_err(g, n, im->err, im->errlen, -ENOTSUP, "unsupported op");
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        int rc = copy_attr(im, name, np->attribute[i], &n->attrs[i]);
+        n->n_attrs++;
+        if (rc)
+            return rc == -ENOMEM ? seterr(im->err, im->errlen, rc, "out of memory") : rc;
+    }
+    for (size_t i = 0; i < np->n_output; i++) {
+        n->out[i] = -1;
+        n->n_out++;
+        if (!np->output[i] || !*np->output[i])
+            continue;
+        int t = add_named(im, np->output[i], "node output");
+        if (t < 0)
+            return t;
+        n = &g->nodes[g->n_nodes - 1];
+        n->out[i] = t;
+        g->tensors[t].producer = g->n_nodes - 1;
+    }
+    return 0;
+}
+
+static int resolve_inputs(struct importer *im, const Onnx__NodeProto *np, struct ir_node *n)
+{
+    for (size_t i = 0; i < np->n_input; i++) {
+        n->in[i] = -1;
+        n->n_in++;
+        const char *in = np->input[i];
+        if (!in || !*in)
+            continue;
+        size_t pos;
+        int t = index_find(&im->ix, im->g, in, &pos);
+        if (t < 0)
+            return ir_node_err(im->g, n, im->err, im->errlen, -EINVAL,
+                               "input '%s' is not defined (no initializer, graph input or node "
+                               "output has that name)",
+                               in);
+        n->in[i] = t;
+    }
+    return 0;
+}
+
+static int import_nodes(struct importer *im, const Onnx__GraphProto *gp)
+{
+    struct ir_graph *g = im->g;
+    g->nodes = calloc(gp->n_node + 1, sizeof(struct ir_node));
+    int *map = calloc(gp->n_node + 1, sizeof(int)); /* proto index → node index or -1 */
+    if (!g->nodes || !map) {
+        free(map);
+        return seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
+    }
+    g->cap_nodes = (int)gp->n_node + 1;
+    int rc = 0;
+    for (size_t i = 0; i < gp->n_node && rc == 0; i++) {
+        int before = g->n_nodes;
+        rc = import_node(im, gp->node[i], i);
+        map[i] = g->n_nodes > before ? before : -1;
+    }
+    for (size_t i = 0; i < gp->n_node && rc == 0; i++)
+        if (map[i] >= 0)
+            rc = resolve_inputs(im, gp->node[i], &g->nodes[map[i]]);
+    free(map);
+    return rc;
+}
+
+/* Kahn's algorithm; ready nodes keep the model's order. */
+static int topo_sort(struct importer *im)
+{
+    struct ir_graph *g = im->g;
+    int n = g->n_nodes, rc = 0;
+    int *indeg = calloc((size_t)n + 1, sizeof(int));
+    int *order = calloc((size_t)n + 1, sizeof(int));
+    int *start = calloc((size_t)n + 2, sizeof(int));
+    int edges = 0;
+    for (int i = 0; i < n; i++)
+        edges += g->nodes[i].n_in;
+    int *adj = calloc((size_t)edges + 1, sizeof(int));
+    struct ir_node *sorted = calloc((size_t)n + 1, sizeof(*sorted));
+    if (!indeg || !order || !start || !adj || !sorted) {
+        rc = seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int t = g->nodes[i].in[k];
+            if (t >= 0 && g->tensors[t].producer >= 0) {
+                start[g->tensors[t].producer + 1]++;
+                indeg[i]++;
+            }
+        }
+    for (int i = 0; i < n; i++)
+        start[i + 1] += start[i];
+    int *fill = calloc((size_t)n + 1, sizeof(int));
+    if (!fill) {
+        rc = seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int t = g->nodes[i].in[k];
+            if (t >= 0 && g->tensors[t].producer >= 0) {
+                int p = g->tensors[t].producer;
+                adj[start[p] + fill[p]++] = i;
+            }
+        }
+    free(fill);
+    int head = 0, tail = 0;
+    for (int i = 0; i < n; i++)
+        if (indeg[i] == 0)
+            order[tail++] = i;
+    while (head < tail) {
+        int p = order[head++];
+        for (int e = start[p]; e < start[p + 1]; e++)
+            if (--indeg[adj[e]] == 0)
+                order[tail++] = adj[e];
+    }
+    if (tail < n) {
+        for (int i = 0; i < n; i++)
+            if (indeg[i] > 0) {
+                rc = ir_node_err(g, &g->nodes[i], im->err, im->errlen, -EINVAL,
+                                 "the graph has a cycle through this node");
+                break;
+            }
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        sorted[i] = g->nodes[order[i]];
+        for (int k = 0; k < sorted[i].n_out; k++)
+            if (sorted[i].out[k] >= 0)
+                g->tensors[sorted[i].out[k]].producer = i;
+    }
+    free(g->nodes);
+    g->nodes = sorted;
+    sorted = NULL;
+out:
+    free(indeg);
+    free(order);
+    free(start);
+    free(adj);
+    free(sorted);
+    return rc;
+}
+
+static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
+{
+    struct ir_graph *g = im->g;
+    if (gp->n_output == 0)
+        return seterr(im->err, im->errlen, -EINVAL, "model %s: the graph has no outputs",
+                      g->name);
+    g->outputs = calloc(gp->n_output, sizeof(int));
+    if (!g->outputs)
+        return -ENOMEM;
+    for (size_t i = 0; i < gp->n_output; i++) {
+        const char *name = gp->output[i]->name ? gp->output[i]->name : "";
+        size_t pos;
+        int t = index_find(&im->ix, g, name, &pos);
+        if (t < 0)
+            return seterr(im->err, im->errlen, -EINVAL,
+                          "model %s: graph output '%s' is not produced by any node", g->name,
+                          name);
+        if (g->tensors[t].flags & IR_T_OUTPUT)
+            return seterr(im->err, im->errlen, -EINVAL,
+                          "model %s: graph output '%s' is listed twice", g->name, name);
+        g->tensors[t].flags |= IR_T_OUTPUT;
+        g->outputs[g->n_outputs++] = t;
+    }
+    return 0;
+}
+
+static int model_opset(struct importer *im, const Onnx__ModelProto *m)
+{
+    int64_t opset = -1;
+    for (size_t i = 0; i < m->n_opset_import; i++) {
+        const Onnx__OperatorSetIdProto *o = m->opset_import[i];
+        if (is_default_domain(o->domain) && o->has_version)
+            opset = o->version;
+    }
+    if (opset < 0)
+        return seterr(im->err, im->errlen, -EINVAL,
+                      "model %s: no opset_import for the default ONNX domain", im->g->name);
+    if (opset < MIN_OPSET || opset > MAX_OPSET)
+        return seterr(im->err, im->errlen, -ENOTSUP,
+                      "model %s: opset %lld is not supported (supported: %d to %d); re-export "
+                      "the model with a supported opset",
+                      im->g->name, (long long)opset, MIN_OPSET, MAX_OPSET);
+    im->g->opset = opset;
+    return 0;
+}
+
+static int import_graph(struct importer *im, const Onnx__ModelProto *m)
+{
+    const Onnx__GraphProto *gp = m->graph;
+    if (!gp)
+        return seterr(im->err, im->errlen, -EINVAL, "model %s: no graph", im->g->name);
+    int rc = model_opset(im, m);
+    if (rc)
+        return rc;
+    if (gp->n_node > MAX_ITEMS || gp->n_initializer > MAX_ITEMS || gp->n_input > MAX_ITEMS ||
+        gp->n_output > MAX_ITEMS)
+        return seterr(im->err, im->errlen, -EFBIG, "model %s: too many nodes or tensors",
+                      im->g->name);
+    size_t expect = gp->n_initializer + gp->n_input + gp->n_output;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        if (gp->node[i]->n_output > MAX_ITEMS || expect > MAX_ITEMS * (size_t)4)
+            return seterr(im->err, im->errlen, -EFBIG, "model %s: too many tensors",
+                          im->g->name);
+        expect += gp->node[i]->n_output;
+    }
+    if ((rc = index_init(&im->ix, expect)) != 0)
+        return seterr(im->err, im->errlen, rc, "model %s: out of memory", im->g->name);
+    if ((rc = import_initializers(im, gp)) || (rc = import_inputs(im, gp)) ||
+        (rc = import_nodes(im, gp)) || (rc = topo_sort(im)) || (rc = import_outputs(im, gp)))
+        return rc;
+    return 0;
+}
+
+int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const char *model_name,
+                   struct ir_graph **out, char *err, size_t errlen)
+{
+    const char *mname = model_name ? model_name : "model";
+    *out = NULL;
+    if (!bytes || len == 0)
+        return seterr(err, errlen, -EINVAL, "model %s: empty file (0 bytes), not an ONNX model",
+                      mname);
+    if (len > MAX_MODEL_BYTES)
+        return seterr(err, errlen, -EFBIG, "model %s: %zu bytes exceeds protobuf's 2 GiB limit",
+                      mname, len);
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, bytes);
+    if (!m)
+        return seterr(err, errlen, -EINVAL,
+                      "model %s: not a valid ONNX model (protobuf parse failed: truncated or "
+                      "corrupt file)",
+                      mname);
+    struct importer im = {.base_dir = base_dir, .err = err, .errlen = errlen};
+    im.g = calloc(1, sizeof(*im.g));
+    int rc = -ENOMEM;
+    if (im.g && (im.g->name = strdup(mname)) != NULL)
+        rc = import_graph(&im, m);
+    else
+        seterr(err, errlen, rc, "model %s: out of memory", mname);
+    free(im.ix.slot);
+    onnx__model_proto__free_unpacked(m, NULL);
+    if (rc) {
+        ir_free(im.g);
+        return rc;
+    }
+    *out = im.g;
+    return 0;
+}

@@ -1,1 +1,1392 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * shape.c — the per-op table (shape inference + compile-time evaluation) and the
+ * ir_infer_shapes pass.
+ *
+ * Every supported op is one row of `ops` below: its infer function checks attributes and input
+ * dtypes/shapes and sets the outputs' (refusing any attribute value it does not implement, never
+ * guessing), and its eval function, if any, computes the outputs from constant inputs with
+ * kernels.h. Shape inference evaluates constant nodes as it goes, so a Reshape fed by a
+ * Shape→Gather→Concat subgraph sees a constant target shape. Infer functions also write
+ * normalised attributes (explicit pads/strides/dilations, resolved auto_pad, non-negative axes)
+ * so the backend never re-derives ONNX defaults.
+ */
+#include "engine/ir.h"
+
+#include "common/common.h"
+#include "engine/kernels.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_INFERRED_BYTES ((uint64_t)16 << 30)
+#define MAX_SPATIAL 3
+
+typedef int (*op_fn)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+
+/* ---- helpers ---- */
+
+static struct ir_tensor *in_t(struct ir_graph *g, const struct ir_node *n, int i)
+{
+    return i < n->n_in && n->in[i] >= 0 ? &g->tensors[n->in[i]] : NULL;
+}
+
+static const char *shape_s(const struct engine_shape *s, char *buf)
+{
+    return engine_shape_str(s, buf, 128);
+}
+
+static int arity(struct ir_graph *g, struct ir_node *n, int min_in, int max_in, char *err,
+                 size_t errlen)
+{
+    if (n->n_in < min_in || n->n_in > max_in || n->n_out < 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "expects %d to %d inputs, has %d",
+                           min_in, max_in, n->n_in);
+    for (int i = 0; i < min_in; i++)
+        if (n->in[i] < 0)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "required input %d is missing", i);
+    return 0;
+}
+
+static int want_dtype(struct ir_graph *g, struct ir_node *n, int i, int dtype, char *err,
+                      size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, i);
+    if (x && x->dtype != dtype)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "input %d ('%s') is %s, expected %s", i,
+                           x->name, engine_dtype_name(x->dtype), engine_dtype_name(dtype));
+    return 0;
+}
+
+static int set_out(struct ir_graph *g, struct ir_node *n, int i, int dtype,
+                   const struct engine_shape *s, char *err, size_t errlen)
+{
+    if (i >= n->n_out || n->out[i] < 0)
+        return 0;
+    uint64_t numel = 1;
+    for (int d = 0; d < s->rank; d++) {
+        if (s->dims[d] < 0)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "output %d gets negative dim %lld",
+                               i, (long long)s->dims[d]);
+        if (s->dims[d] > 0 && numel > MAX_INFERRED_BYTES / (uint64_t)s->dims[d])
+            return ir_node_err(g, n, err, errlen, -EFBIG, "output %d is too large", i);
+        numel *= (uint64_t)s->dims[d];
+    }
+    if (numel * engine_dtype_size(dtype) > MAX_INFERRED_BYTES)
+        return ir_node_err(g, n, err, errlen, -EFBIG, "output %d is too large", i);
+    struct ir_tensor *t = &g->tensors[n->out[i]];
+    t->dtype = dtype;
+    t->shape = *s;
+    t->shape_known = 1;
+    return 0;
+}
+
+/* Axis in [-rank, rank) → [0, rank). */
+static int norm_axis(struct ir_graph *g, struct ir_node *n, int64_t axis, int rank, int *out,
+                     char *err, size_t errlen)
+{
+    *out = 0;
+    if (axis < -rank || axis >= rank)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "axis %lld out of range for rank %d",
+                           (long long)axis, rank);
+    *out = (int)(axis < 0 ? axis + rank : axis);
+    return 0;
+}
+
+/* Reads an int64/int32 constant input as up to max int64 values. */
+static int const_ints(struct ir_graph *g, struct ir_node *n, int i, int64_t *v, int max,
+                      int *count, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, i);
+    if (!x || !x->data)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "input %d must be a constant (computed at run time is unsupported)",
+                           i);
+    if (x->dtype != ENGINE_I64 && x->dtype != ENGINE_I32)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be int64, is %s", i,
+                           engine_dtype_name(x->dtype));
+    int64_t k = engine_shape_numel(&x->shape);
+    if (x->shape.rank > 1 || k > max)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be a 1-D list of <= %d",
+                           i, max);
+    for (int64_t j = 0; j < k; j++)
+        v[j] = x->dtype == ENGINE_I64 ? ((int64_t *)x->data)[j] : ((int32_t *)x->data)[j];
+    *count = (int)k;
+    return 0;
+}
+
+/* An INTS attribute of exactly `expect` values, or `def` everywhere when absent. */
+static int attr_ints(struct ir_graph *g, struct ir_node *n, const char *name, int64_t *v,
+                     int expect, int64_t def, char *err, size_t errlen)
+{
+    const struct ir_attr *a = ir_attr_get(n, name);
+    if (!a) {
+        for (int i = 0; i < expect; i++)
+            v[i] = def;
+        return 0;
+    }
+    if (a->type != IR_ATTR_INTS || a->n != (size_t)expect)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "attribute %s needs %d ints", name,
+                           expect);
+    memcpy(v, a->ints, (size_t)expect * sizeof(int64_t));
+    return 0;
+}
+
+static void *alloc_out(struct ir_graph *g, struct ir_node *n, int i)
+{
+    struct ir_tensor *t = &g->tensors[n->out[i]];
+    size_t bytes = (size_t)engine_shape_numel(&t->shape) * engine_dtype_size(t->dtype);
+    return calloc(1, bytes ? bytes : 1);
+}
+
+static int set_data(struct ir_graph *g, struct ir_node *n, int i, void *data)
+{
+    if (i >= n->n_out || n->out[i] < 0) {
+        free(data);
+        return 0;
+    }
+    struct ir_tensor *t = &g->tensors[n->out[i]];
+    ir_set_const(g, n->out[i], t->dtype, &t->shape, data);
+    return 0;
+}
+
+static int oom(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    return ir_node_err(g, n, err, errlen, -ENOMEM, "out of memory while folding");
+}
+
+/* Output 0 = input 0's bytes (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Dropout). */
+static int eval_copy(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    memcpy(d, x->data, x->nbytes);
+    set_data(g, n, 0, d);
+    if (n->n_out > 1 && n->out[1] >= 0) {
+        void *mask = alloc_out(g, n, 1);
+        if (!mask)
+            return oom(g, n, err, errlen);
+        memset(mask, 1, (size_t)engine_shape_numel(&x->shape));
+        set_data(g, n, 1, mask);
+    }
+    return 0;
+}
+
+/* ---- activations and element-wise unary ---- */
+
+int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *act,
+                float *alpha, float *beta)
+{
+    static const struct {
+        const char *op;
+        enum ir_act act;
+    } map[] = {
+        {"Relu", IR_ACT_RELU},       {"LeakyRelu", IR_ACT_RELU}, {"Sigmoid", IR_ACT_SIGMOID},
+        {"Tanh", IR_ACT_TANH},       {"Clip", IR_ACT_CLIP},      {"HardSigmoid", IR_ACT_HARDSIGMOID},
+        {"HardSwish", IR_ACT_HARDSWISH}, {"Elu", IR_ACT_ELU},    {"Exp", IR_ACT_EXP},
+        {"Sqrt", IR_ACT_SQRT},       {"Abs", IR_ACT_ABS},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(map); i++) {
+        if (strcmp(n->op, map[i].op) != 0)
+            continue;
+        *act = map[i].act;
+        *alpha = 0;
+        *beta = 0;
+        if (strcmp(n->op, "LeakyRelu") == 0)
+            *alpha = ir_attr_float(n, "alpha", 0.01f);
+        else if (*act == IR_ACT_HARDSIGMOID)
+            *alpha = ir_attr_float(n, "alpha", 0.2f), *beta = ir_attr_float(n, "beta", 0.5f);
+        else if (*act == IR_ACT_ELU)
+            *alpha = ir_attr_float(n, "alpha", 1.0f);
+        else if (*act == IR_ACT_CLIP) {
+            *alpha = ir_attr_float(n, "min", -INFINITY);
+            *beta = ir_attr_float(n, "max", INFINITY);
+            for (int k = 1; k <= 2; k++) {
+                const struct ir_tensor *b = k < n->n_in && n->in[k] >= 0 ? &g->tensors[n->in[k]]
+                                                                        : NULL;
+                if (!b)
+                    continue;
+                if (!b->data || b->dtype != ENGINE_F32 || engine_shape_numel(&b->shape) != 1)
+                    return 0;
+                *(k == 1 ? alpha : beta) = *(const float *)b->data;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int infer_act(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, strcmp(n->op, "Clip") == 0 ? 3 : 1, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    enum ir_act act;
+    float a, b;
+    if (!ir_node_act(g, n, &act, &a, &b))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "min/max must be constant float scalars");
+    struct ir_tensor *x = in_t(g, n, 0);
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+static int eval_act(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    enum ir_act act;
+    float a, b;
+    ir_node_act(g, n, &act, &a, &b);
+    struct ir_tensor *x = in_t(g, n, 0);
+    float *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_act(act, a, b, x->data, d, (size_t)engine_shape_numel(&x->shape));
+    return set_data(g, n, 0, d);
+}
+
+static int infer_identity(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+static int infer_dropout(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 3, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *tm = in_t(g, n, 2);
+    if (ir_attr_int(n, "is_test", 1) == 0 ||
+        (tm && (!tm->data || tm->dtype != ENGINE_BOOL || *(uint8_t *)tm->data)))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "unsupported attribute training_mode (only inference)");
+    struct ir_tensor *x = in_t(g, n, 0);
+    if ((rc = set_out(g, n, 0, x->dtype, &x->shape, err, errlen)))
+        return rc;
+    return set_out(g, n, 1, ENGINE_BOOL, &x->shape, err, errlen);
+}
+
+/* ---- element-wise binary with broadcasting ---- */
+
+static const struct {
+    const char *op;
+    enum k_binop k;
+} binops[] = {
+    {"Add", K_ADD}, {"Sub", K_SUB},     {"Mul", K_MUL},   {"Div", K_DIV},
+    {"Pow", K_POW}, {"Max", K_MAX},     {"Min", K_MIN},   {"Equal", K_EQUAL},
+    {"Less", K_LESS}, {"Greater", K_GREATER},
+};
+
+static enum k_binop binop_of(const char *op)
+{
+    for (size_t i = 0; i < ARRAY_LEN(binops); i++)
+        if (strcmp(binops[i].op, op) == 0)
+            return binops[i].k;
+    return K_ADD;
+}
+
+static int infer_binary(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
+    if (a->dtype != b->dtype)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input types differ (%s vs %s)",
+                           engine_dtype_name(a->dtype), engine_dtype_name(b->dtype));
+    struct engine_shape o;
+    char s1[128], s2[128];
+    if (k_broadcast_shape(&a->shape, &b->shape, &o))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "shapes %s and %s do not broadcast",
+                           shape_s(&a->shape, s1), shape_s(&b->shape, s2));
+    enum k_binop k = binop_of(n->op);
+    int cmp = k == K_EQUAL || k == K_LESS || k == K_GREATER;
+    return set_out(g, n, 0, cmp ? ENGINE_BOOL : a->dtype, &o, err, errlen);
+}
+
+static int eval_binary(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
+    struct ir_tensor *o = &g->tensors[n->out[0]];
+    if (a->dtype != ENGINE_F32 && a->dtype != ENGINE_I64 && a->dtype != ENGINE_I32)
+        return 1;
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    int rc = k_binary(binop_of(n->op), a->dtype, a->data, &a->shape, b->data, &b->shape, d,
+                      &o->shape);
+    if (rc) {
+        free(d);
+        return ir_node_err(g, n, err, errlen, rc, "integer division by zero in constants");
+    }
+    return set_data(g, n, 0, d);
+}
+
+static int infer_where(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 3, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_BOOL, err, errlen)))
+        return rc;
+    struct ir_tensor *c = in_t(g, n, 0), *a = in_t(g, n, 1), *b = in_t(g, n, 2);
+    struct engine_shape t, o;
+    if (a->dtype != b->dtype)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input types differ");
+    if (k_broadcast_shape(&c->shape, &a->shape, &t) || k_broadcast_shape(&t, &b->shape, &o))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input shapes do not broadcast");
+    return set_out(g, n, 0, a->dtype, &o, err, errlen);
+}
+
+static int eval_where(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *c = in_t(g, n, 0), *a = in_t(g, n, 1), *b = in_t(g, n, 2);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_where(c->data, &c->shape, a->data, &a->shape, b->data, &b->shape,
+            engine_dtype_size(a->dtype), d, &g->tensors[n->out[0]].shape);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_expand(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen), k;
+    int64_t v[ENGINE_MAX_RANK];
+    if (rc || (rc = const_ints(g, n, 1, v, ENGINE_MAX_RANK, &k, err, errlen)))
+        return rc;
+    struct engine_shape s = {.rank = k}, o;
+    memcpy(s.dims, v, (size_t)k * sizeof(int64_t));
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (k_broadcast_shape(&x->shape, &s, &o))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "shape does not broadcast");
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_expand(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_expand(x->data, &x->shape, engine_dtype_size(x->dtype), d, &g->tensors[n->out[0]].shape);
+    return set_data(g, n, 0, d);
+}
+
+/* ---- convolution and pooling ---- */
+
+struct window {
+    int k;                        /* spatial rank */
+    int64_t kernel[MAX_SPATIAL], stride[MAX_SPATIAL], dil[MAX_SPATIAL];
+    int64_t pads[2 * MAX_SPATIAL]; /* begins, then ends */
+};
+
+static int read_window(struct ir_graph *g, struct ir_node *n, struct window *w, char *err,
+                       size_t errlen)
+{
+    int rc;
+    if ((rc = attr_ints(g, n, "strides", w->stride, w->k, 1, err, errlen)) ||
+        (rc = attr_ints(g, n, "dilations", w->dil, w->k, 1, err, errlen)) ||
+        (rc = attr_ints(g, n, "pads", w->pads, 2 * w->k, 0, err, errlen)))
+        return rc;
+    for (int i = 0; i < w->k; i++) {
+        if (w->stride[i] < 1 || w->dil[i] < 1 || w->kernel[i] < 1 || w->pads[i] < 0 ||
+            w->pads[w->k + i] < 0)
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "kernel, strides and dilations must be >= 1, pads >= 0");
+        if (w->kernel[i] > 1 << 20 || w->stride[i] > 1 << 20 || w->dil[i] > 1 << 20 ||
+            w->pads[i] > 1 << 20 || w->pads[w->k + i] > 1 << 20)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "window attribute too large");
+    }
+    return 0;
+}
+
+/* Output spatial dims; resolves auto_pad into explicit pads. */
+static int window_out(struct ir_graph *g, struct ir_node *n, struct window *w,
+                      const int64_t *in, int ceil_mode, int64_t *out, char *err, size_t errlen)
+{
+    const char *ap = ir_attr_str(n, "auto_pad", "NOTSET");
+    int same_upper = strcmp(ap, "SAME_UPPER") == 0, same_lower = strcmp(ap, "SAME_LOWER") == 0;
+    if (strcmp(ap, "NOTSET") != 0 && strcmp(ap, "VALID") != 0 && !same_upper && !same_lower)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute auto_pad=%s",
+                           ap);
+    for (int i = 0; i < w->k; i++) {
+        int64_t ek = (w->kernel[i] - 1) * w->dil[i] + 1;
+        if (same_upper || same_lower) {
+            out[i] = (in[i] + w->stride[i] - 1) / w->stride[i];
+            int64_t total = (out[i] - 1) * w->stride[i] + ek - in[i];
+            total = total < 0 ? 0 : total;
+            int64_t small = total / 2;
+            w->pads[i] = same_upper ? small : total - small;
+            w->pads[w->k + i] = total - w->pads[i];
+            continue;
+        }
+        if (strcmp(ap, "VALID") == 0)
+            w->pads[i] = w->pads[w->k + i] = 0;
+        int64_t span = in[i] + w->pads[i] + w->pads[w->k + i] - ek;
+        if (span < 0)
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "kernel extent %lld exceeds padded input %lld on spatial axis %d",
+                               (long long)ek, (long long)(span + ek), i);
+        out[i] = (ceil_mode ? (span + w->stride[i] - 1) / w->stride[i] : span / w->stride[i]) + 1;
+        /* the last window must start inside the input or the begin padding */
+        if (ceil_mode && (out[i] - 1) * w->stride[i] >= in[i] + w->pads[i])
+            out[i]--;
+    }
+    return 0;
+}
+
+static int write_window(struct ir_node *n, const struct window *w)
+{
+    int rc;
+    if ((rc = ir_attr_set_ints(n, "kernel_shape", w->kernel, (size_t)w->k)) ||
+        (rc = ir_attr_set_ints(n, "strides", w->stride, (size_t)w->k)) ||
+        (rc = ir_attr_set_ints(n, "dilations", w->dil, (size_t)w->k)) ||
+        (rc = ir_attr_set_ints(n, "pads", w->pads, 2 * (size_t)w->k)))
+        return rc;
+    struct ir_attr *a = (struct ir_attr *)ir_attr_get(n, "auto_pad");
+    if (a && a->type == IR_ATTR_STRING) {
+        char *s = strdup("NOTSET");
+        if (!s)
+            return -ENOMEM;
+        free(a->s);
+        a->s = s;
+    }
+    return 0;
+}
+
+static int spatial_input(struct ir_graph *g, struct ir_node *n, struct ir_tensor *x, char *err,
+                         size_t errlen)
+{
+    char s[128];
+    if (x->shape.rank < 3 || x->shape.rank > 2 + MAX_SPATIAL)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "input %s must be [N,C,spatial...] with 1 to 3 spatial dims",
+                           shape_s(&x->shape, s));
+    return 0;
+}
+
+static int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 1), *b = in_t(g, n, 2);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    struct window win = {.k = x->shape.rank - 2};
+    int64_t group = ir_attr_int(n, "group", 1);
+    char s1[128], s2[128];
+    if (w->shape.rank != x->shape.rank || group < 1 || w->shape.dims[0] % group != 0 ||
+        x->shape.dims[1] != w->shape.dims[1] * group)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "weights %s do not fit input %s with group=%lld",
+                           shape_s(&w->shape, s1), shape_s(&x->shape, s2), (long long)group);
+    if (b && (b->shape.rank != 1 || b->shape.dims[0] != w->shape.dims[0]))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
+                           shape_s(&b->shape, s1), (long long)w->shape.dims[0]);
+    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)))
+        return rc;
+    for (int i = 0; i < win.k; i++) {
+        if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "kernel_shape disagrees with weights %s", shape_s(&w->shape, s1));
+        win.kernel[i] = w->shape.dims[2 + i];
+    }
+    struct engine_shape o = {.rank = x->shape.rank};
+    o.dims[0] = x->shape.dims[0];
+    o.dims[1] = w->shape.dims[0];
+    if ((rc = read_window(g, n, &win, err, errlen)) ||
+        (rc = window_out(g, n, &win, x->shape.dims + 2, 0, o.dims + 2, err, errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)) || (rc = ir_attr_set_int(n, "group", group)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_pool(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    int max = strcmp(n->op, "MaxPool") == 0;
+    if (max && n->n_out > 1 && n->out[1] >= 0)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "the Indices output is unsupported");
+    if (ir_attr_int(n, "storage_order", 0) != 0)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute storage_order=1");
+    struct ir_tensor *x = in_t(g, n, 0);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    struct window win = {.k = x->shape.rank - 2};
+    const struct ir_attr *ks = ir_attr_get(n, "kernel_shape");
+    if (!ks)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "attribute kernel_shape is required");
+    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)) ||
+        (rc = read_window(g, n, &win, err, errlen)))
+        return rc;
+    int64_t ceil_mode = ir_attr_int(n, "ceil_mode", 0);
+    if (ceil_mode != 0 && ceil_mode != 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "ceil_mode must be 0 or 1");
+    struct engine_shape o = x->shape;
+    if ((rc = window_out(g, n, &win, x->shape.dims + 2, (int)ceil_mode, o.dims + 2, err,
+                         errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_global_pool(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    struct engine_shape o = x->shape;
+    for (int i = 2; i < o.rank; i++)
+        o.dims[i] = 1;
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_batchnorm(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 5, 5, err, errlen);
+    if (rc)
+        return rc;
+    if (ir_attr_int(n, "training_mode", 0) != 0 || (n->n_out > 1 && n->out[1] >= 0))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "unsupported attribute training_mode (only inference)");
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (x->shape.rank < 2)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input must have a channel axis");
+    for (int i = 0; i < 5; i++) {
+        struct ir_tensor *p = in_t(g, n, i);
+        if ((rc = want_dtype(g, n, i, ENGINE_F32, err, errlen)))
+            return rc;
+        if (i > 0 && (p->shape.rank != 1 || p->shape.dims[0] != x->shape.dims[1]))
+            return ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be [%lld]", i,
+                               (long long)x->shape.dims[1]);
+    }
+    return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
+}
+
+/* ---- matrix products ---- */
+
+static int infer_gemm(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = want_dtype(g, n, i, ENGINE_F32, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1), *c = in_t(g, n, 2);
+    int64_t ta = ir_attr_int(n, "transA", 0), tb = ir_attr_int(n, "transB", 0);
+    char s1[128], s2[128];
+    if (a->shape.rank != 2 || b->shape.rank != 2)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "A %s and B %s must be 2-D",
+                           shape_s(&a->shape, s1), shape_s(&b->shape, s2));
+    int64_t m = a->shape.dims[ta ? 1 : 0], k = a->shape.dims[ta ? 0 : 1];
+    int64_t kb = b->shape.dims[tb ? 1 : 0], nn = b->shape.dims[tb ? 0 : 1];
+    if (k != kb)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "A %s and B %s disagree on K",
+                           shape_s(&a->shape, s1), shape_s(&b->shape, s2));
+    struct engine_shape o = {.rank = 2, .dims = {m, nn}}, t;
+    if (c && (k_broadcast_shape(&c->shape, &o, &t) || t.dims[0] != m || t.dims[1] != nn))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "C %s does not broadcast to [%lld,%lld]",
+                           shape_s(&c->shape, s1), (long long)m, (long long)nn);
+    if ((rc = ir_attr_set_int(n, "transA", ta)) || (rc = ir_attr_set_int(n, "transB", tb)) ||
+        (rc = ir_attr_set_float(n, "alpha", ir_attr_float(n, "alpha", 1.0f))) ||
+        (rc = ir_attr_set_float(n, "beta", ir_attr_float(n, "beta", 1.0f))))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_matmul(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)))
+        return rc;
+    struct engine_shape a = in_t(g, n, 0)->shape, b = in_t(g, n, 1)->shape, ab, bb, o;
+    char s1[128], s2[128];
+    if (a.rank < 1 || b.rank < 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "inputs must have rank >= 1");
+    int a1 = a.rank == 1, b1 = b.rank == 1;
+    if (a1)
+        a = (struct engine_shape){.rank = 2, .dims = {1, a.dims[0]}};
+    if (b1)
+        b = (struct engine_shape){.rank = 2, .dims = {b.dims[0], 1}};
+    if (a.dims[a.rank - 1] != b.dims[b.rank - 2])
+        return ir_node_err(g, n, err, errlen, -EINVAL, "shapes %s and %s disagree on K",
+                           shape_s(&in_t(g, n, 0)->shape, s1), shape_s(&in_t(g, n, 1)->shape, s2));
+    ab = a, bb = b;
+    ab.rank -= 2, bb.rank -= 2;
+    if (k_broadcast_shape(&ab, &bb, &o) || o.rank + 2 > ENGINE_MAX_RANK)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "batch dims do not broadcast");
+    if (!a1)
+        o.dims[o.rank++] = a.dims[a.rank - 2];
+    if (!b1)
+        o.dims[o.rank++] = b.dims[b.rank - 1];
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_softmax(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), axis;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t def = g->opset >= 13 ? -1 : 1;
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", def), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    if (g->opset < 13) {
+        /* before opset 13 Softmax flattens to 2-D at axis: per-axis only when nothing follows */
+        for (int i = axis + 1; i < x->shape.rank; i++)
+            if (x->shape.dims[i] != 1)
+                return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                                   "unsupported attribute axis=%d (opset %lld coerces to 2-D)",
+                                   axis, (long long)g->opset);
+    }
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
+}
+
+static int eval_softmax(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    int axis = (int)ir_attr_int(n, "axis", 0);
+    size_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; i++)
+        outer *= (size_t)x->shape.dims[i];
+    for (int i = axis + 1; i < x->shape.rank; i++)
+        inner *= (size_t)x->shape.dims[i];
+    float *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_softmax(x->data, d, outer, (size_t)x->shape.dims[axis], inner);
+    return set_data(g, n, 0, d);
+}
+
+/* ---- shape ops ---- */
+
+static int infer_flatten(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), axis;
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t a = ir_attr_int(n, "axis", 1);
+    if (a == x->shape.rank)
+        axis = (int)a;
+    else if ((rc = norm_axis(g, n, a, x->shape.rank, &axis, err, errlen)))
+        return rc;
+    struct engine_shape o = {.rank = 2, .dims = {1, 1}};
+    for (int i = 0; i < x->shape.rank; i++)
+        o.dims[i < axis ? 0 : 1] *= x->shape.dims[i];
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int infer_reshape(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen), k;
+    int64_t v[ENGINE_MAX_RANK + 1];
+    if (rc || (rc = const_ints(g, n, 1, v, ENGINE_MAX_RANK, &k, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int allowzero = ir_attr_int(n, "allowzero", 0) != 0, infer = -1;
+    struct engine_shape o = {.rank = k};
+    int64_t known = 1;
+    for (int i = 0; i < k; i++) {
+        o.dims[i] = v[i];
+        if (v[i] == 0 && !allowzero) {
+            if (i >= x->shape.rank)
+                return ir_node_err(g, n, err, errlen, -EINVAL, "dim %d is 0 beyond input rank",
+                                   i);
+            o.dims[i] = x->shape.dims[i];
+        } else if (v[i] == -1) {
+            if (infer >= 0)
+                return ir_node_err(g, n, err, errlen, -EINVAL, "more than one -1 in shape");
+            infer = i;
+            continue;
+        } else if (v[i] < -1)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "invalid dim %lld in shape",
+                               (long long)v[i]);
+        if (o.dims[i] > 0 && known > INT64_MAX / o.dims[i])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "shape too large");
+        known *= o.dims[i];
+    }
+    int64_t total = engine_shape_numel(&x->shape);
+    char s1[128], s2[128];
+    if (infer >= 0)
+        o.dims[infer] = known ? total / known : 0;
+    if (engine_shape_numel(&o) != total || (infer >= 0 && known == 0))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "cannot reshape %s to %s",
+                           shape_s(&x->shape, s1), shape_s(&o, s2));
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+/* Axes from the attribute (before opset 13) or the constant second input. */
+static int read_axes(struct ir_graph *g, struct ir_node *n, int64_t *v, int *k, char *err,
+                     size_t errlen)
+{
+    const struct ir_attr *a = ir_attr_get(n, "axes");
+    *k = 0;
+    if (a && a->type == IR_ATTR_INTS) {
+        if (a->n > ENGINE_MAX_RANK)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "too many axes");
+        memcpy(v, a->ints, a->n * sizeof(int64_t));
+        *k = (int)a->n;
+        return 1;
+    }
+    if (n->n_in > 1 && n->in[1] >= 0) {
+        int rc = const_ints(g, n, 1, v, ENGINE_MAX_RANK, k, err, errlen);
+        return rc ? rc : 1;
+    }
+    return 0;
+}
+
+static int infer_unsqueeze(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen), k;
+    int64_t v[ENGINE_MAX_RANK];
+    if (rc || (rc = read_axes(g, n, v, &k, err, errlen)) < 0)
+        return rc;
+    if (rc == 0)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "axes are required");
+    struct ir_tensor *x = in_t(g, n, 0);
+    int r = x->shape.rank + k, mark[ENGINE_MAX_RANK] = {0}, axis;
+    if (r > ENGINE_MAX_RANK)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "result rank %d exceeds %d", r,
+                           ENGINE_MAX_RANK);
+    for (int i = 0; i < k; i++) {
+        if ((rc = norm_axis(g, n, v[i], r, &axis, err, errlen)))
+            return rc;
+        if (mark[axis]++)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "axis %d repeated", axis);
+    }
+    struct engine_shape o = {.rank = r};
+    for (int i = 0, j = 0; i < r; i++)
+        o.dims[i] = mark[i] ? 1 : x->shape.dims[j++];
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int infer_squeeze(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen), k, axis;
+    int64_t v[ENGINE_MAX_RANK];
+    if (rc || (rc = read_axes(g, n, v, &k, err, errlen)) < 0)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int mark[ENGINE_MAX_RANK] = {0};
+    for (int i = 0; i < x->shape.rank && rc == 0; i++)
+        mark[i] = x->shape.dims[i] == 1;
+    if (rc == 1) {
+        memset(mark, 0, sizeof(mark));
+        for (int i = 0; i < k; i++) {
+            if ((rc = norm_axis(g, n, v[i], x->shape.rank, &axis, err, errlen)))
+                return rc;
+            if (x->shape.dims[axis] != 1)
+                return ir_node_err(g, n, err, errlen, -EINVAL, "axis %d has size %lld, not 1",
+                                   axis, (long long)x->shape.dims[axis]);
+            mark[axis] = 1;
+        }
+    }
+    struct engine_shape o = {.rank = 0};
+    for (int i = 0; i < x->shape.rank; i++)
+        if (!mark[i])
+            o.dims[o.rank++] = x->shape.dims[i];
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int infer_shape(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), r;
+    if (rc)
+        return rc;
+    r = in_t(g, n, 0)->shape.rank;
+    int64_t start = ir_attr_int(n, "start", 0), end = ir_attr_int(n, "end", r);
+    start = start < 0 ? start + r : start;
+    end = end < 0 ? end + r : end;
+    start = start < 0 ? 0 : start > r ? r : start;
+    end = end < 0 ? 0 : end > r ? r : end;
+    if ((rc = ir_attr_set_int(n, "start", start)) || (rc = ir_attr_set_int(n, "end", end)))
+        return oom(g, n, err, errlen);
+    struct engine_shape o = {.rank = 1, .dims = {end > start ? end - start : 0}};
+    return set_out(g, n, 0, ENGINE_I64, &o, err, errlen);
+}
+
+static int eval_shape(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t start = ir_attr_int(n, "start", 0), cnt = g->tensors[n->out[0]].shape.dims[0];
+    int64_t *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    for (int64_t i = 0; i < cnt; i++)
+        d[i] = x->shape.dims[start + i];
+    return set_data(g, n, 0, d);
+}
+
+static int infer_gather(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen), axis;
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1);
+    if (idx->dtype != ENGINE_I64 && idx->dtype != ENGINE_I32)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "indices must be int64 or int32");
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", 0), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    int r = x->shape.rank - 1 + idx->shape.rank;
+    if (r > ENGINE_MAX_RANK)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "result rank too large");
+    struct engine_shape o = {.rank = 0};
+    for (int i = 0; i < axis; i++)
+        o.dims[o.rank++] = x->shape.dims[i];
+    for (int i = 0; i < idx->shape.rank; i++)
+        o.dims[o.rank++] = idx->shape.dims[i];
+    for (int i = axis + 1; i < x->shape.rank; i++)
+        o.dims[o.rank++] = x->shape.dims[i];
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_gather(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1);
+    size_t ni = (size_t)engine_shape_numel(&idx->shape);
+    int64_t *iv = malloc((ni ? ni : 1) * sizeof(int64_t));
+    void *d = alloc_out(g, n, 0);
+    if (!iv || !d) {
+        free(iv), free(d);
+        return oom(g, n, err, errlen);
+    }
+    k_cast(idx->data, idx->dtype, iv, ENGINE_I64, ni);
+    int rc = k_gather(x->data, &x->shape, (int)ir_attr_int(n, "axis", 0), iv, ni,
+                      engine_dtype_size(x->dtype), d);
+    free(iv);
+    if (rc) {
+        free(d);
+        return ir_node_err(g, n, err, errlen, -EINVAL, "constant index out of range");
+    }
+    return set_data(g, n, 0, d);
+}
+
+static int infer_concat(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1 << 16, err, errlen), axis;
+    if (rc)
+        return rc;
+    struct ir_tensor *x0 = in_t(g, n, 0);
+    if (!ir_attr_get(n, "axis"))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "attribute axis is required");
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", 0), x0->shape.rank, &axis, err, errlen)))
+        return rc;
+    struct engine_shape o = x0->shape;
+    o.dims[axis] = 0;
+    char s1[128], s2[128];
+    for (int i = 0; i < n->n_in; i++) {
+        struct ir_tensor *x = in_t(g, n, i);
+        if (!x)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "input %d is missing", i);
+        int ok = x->dtype == x0->dtype && x->shape.rank == x0->shape.rank;
+        for (int d = 0; ok && d < o.rank; d++)
+            ok = d == axis || x->shape.dims[d] == x0->shape.dims[d];
+        if (!ok)
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "input %d %s %s does not match input 0 %s %s off axis %d", i,
+                               engine_dtype_name(x->dtype), shape_s(&x->shape, s1),
+                               engine_dtype_name(x0->dtype), shape_s(&x0->shape, s2), axis);
+        o.dims[axis] += x->shape.dims[axis];
+    }
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x0->dtype, &o, err, errlen);
+}
+
+static int eval_concat(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    const void **srcs = calloc((size_t)n->n_in, sizeof(void *));
+    struct engine_shape *shapes = calloc((size_t)n->n_in, sizeof(*shapes));
+    void *d = alloc_out(g, n, 0);
+    if (!srcs || !shapes || !d) {
+        free(srcs), free(shapes), free(d);
+        return oom(g, n, err, errlen);
+    }
+    for (int i = 0; i < n->n_in; i++) {
+        srcs[i] = in_t(g, n, i)->data;
+        shapes[i] = in_t(g, n, i)->shape;
+    }
+    k_concat(srcs, shapes, n->n_in, (int)ir_attr_int(n, "axis", 0),
+             engine_dtype_size(in_t(g, n, 0)->dtype), d);
+    free(srcs);
+    free(shapes);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_cast(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc)
+        return rc;
+    int64_t to = ir_attr_int(n, "to", 0);
+    if (!engine_dtype_size((int)to) || to > 100)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute to=%lld",
+                           (long long)to);
+    return set_out(g, n, 0, (int)to, &in_t(g, n, 0)->shape, err, errlen);
+}
+
+static int eval_cast(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_cast(x->data, x->dtype, d, g->tensors[n->out[0]].dtype,
+           (size_t)engine_shape_numel(&x->shape));
+    return set_data(g, n, 0, d);
+}
+
+static int infer_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *err,
+                                   size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), k;
+    int64_t v[ENGINE_MAX_RANK];
+    if (rc || (rc = const_ints(g, n, 0, v, ENGINE_MAX_RANK, &k, err, errlen)))
+        return rc;
+    const struct ir_attr *a = ir_attr_get(n, "value");
+    int dtype = ENGINE_F32;
+    if (a) {
+        if (a->type != IR_ATTR_TENSOR || a->tensor < 0 ||
+            engine_shape_numel(&g->tensors[a->tensor].shape) != 1)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "value must be a one-element tensor");
+        dtype = g->tensors[a->tensor].dtype;
+    }
+    struct engine_shape o = {.rank = k};
+    memcpy(o.dims, v, (size_t)k * sizeof(int64_t));
+    return set_out(g, n, 0, dtype, &o, err, errlen);
+}
+
+static int eval_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *err,
+                                  size_t errlen)
+{
+    const struct ir_attr *a = ir_attr_get(n, "value");
+    struct ir_tensor *o = &g->tensors[n->out[0]];
+    size_t es = engine_dtype_size(o->dtype), cnt = (size_t)engine_shape_numel(&o->shape);
+    char *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (a)
+        for (size_t i = 0; i < cnt; i++)
+            memcpy(d + i * es, g->tensors[a->tensor].data, es);
+    return set_data(g, n, 0, d);
+}
+
+/* Clamps ONNX Slice parameters for one axis into start/step/count. */
+static int64_t slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step, int64_t *s0)
+{
+    if (start < 0)
+        start += dim;
+    if (end < 0)
+        end += dim;
+    if (step > 0) {
+        start = start < 0 ? 0 : start > dim ? dim : start;
+        end = end < 0 ? 0 : end > dim ? dim : end;
+        *s0 = start;
+        return end > start ? (end - start + step - 1) / step : 0;
+    }
+    start = start < 0 ? -1 : start > dim - 1 ? dim - 1 : start;
+    end = end < -1 ? -1 : end > dim - 1 ? dim - 1 : end;
+    *s0 = start;
+    return start > end ? (start - end + (-step) - 1) / (-step) : 0;
+}
+
+static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int64_t *e,
+                        int64_t *ax, int64_t *sp, int *k, char *err, size_t errlen)
+{
+    int rc, k2 = 0, k3, k4;
+    if (g->opset < 10) {
+        const struct ir_attr *as = ir_attr_get(n, "starts"), *ae = ir_attr_get(n, "ends");
+        if (!as || !ae || as->n != ae->n || as->n > ENGINE_MAX_RANK)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "starts/ends attributes invalid");
+        *k = (int)as->n;
+        memcpy(st, as->ints, as->n * 8);
+        memcpy(e, ae->ints, ae->n * 8);
+        for (int i = 0; i < *k; i++)
+            ax[i] = i, sp[i] = 1;
+        const struct ir_attr *aa = ir_attr_get(n, "axes");
+        if (aa && (aa->type != IR_ATTR_INTS || aa->n != as->n))
+            return ir_node_err(g, n, err, errlen, -EINVAL, "axes attribute invalid");
+        if (aa)
+            memcpy(ax, aa->ints, aa->n * 8);
+        return 0;
+    }
+    if ((rc = arity(g, n, 3, 5, err, errlen)) ||
+        (rc = const_ints(g, n, 1, st, ENGINE_MAX_RANK, k, err, errlen)) ||
+        (rc = const_ints(g, n, 2, e, ENGINE_MAX_RANK, &k2, err, errlen)))
+        return rc;
+    k3 = k4 = *k;
+    for (int i = 0; i < *k; i++)
+        ax[i] = i, sp[i] = 1;
+    if (in_t(g, n, 3) && (rc = const_ints(g, n, 3, ax, ENGINE_MAX_RANK, &k3, err, errlen)))
+        return rc;
+    if (in_t(g, n, 4) && (rc = const_ints(g, n, 4, sp, ENGINE_MAX_RANK, &k4, err, errlen)))
+        return rc;
+    if (k2 != *k || k3 != *k || k4 != *k)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "starts/ends/axes/steps lengths differ");
+    return 0;
+}
+
+static int infer_slice(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int64_t st[ENGINE_MAX_RANK], e[ENGINE_MAX_RANK], ax[ENGINE_MAX_RANK], sp[ENGINE_MAX_RANK];
+    int k, rc = arity(g, n, 1, 5, err, errlen), axis, seen[ENGINE_MAX_RANK] = {0};
+    if (rc || (rc = slice_params(g, n, st, e, ax, sp, &k, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    struct engine_shape o = x->shape;
+    int64_t starts[ENGINE_MAX_RANK] = {0}, steps[ENGINE_MAX_RANK];
+    for (int i = 0; i < ENGINE_MAX_RANK; i++)
+        steps[i] = 1;
+    for (int i = 0; i < k; i++) {
+        if ((rc = norm_axis(g, n, ax[i], x->shape.rank, &axis, err, errlen)))
+            return rc;
+        if (sp[i] == 0 || seen[axis]++)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "zero step or repeated axis");
+        o.dims[axis] = slice_axis(x->shape.dims[axis], st[i], e[i], sp[i], &starts[axis]);
+        steps[axis] = sp[i];
+    }
+    /* normalised for the backend: one start and step per input axis */
+    if (ir_attr_set_ints(n, "norm_starts", starts, (size_t)x->shape.rank) ||
+        ir_attr_set_ints(n, "norm_steps", steps, (size_t)x->shape.rank))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_slice(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_slice(x->data, &x->shape, ir_attr_get(n, "norm_starts")->ints,
+            ir_attr_get(n, "norm_steps")->ints, &g->tensors[n->out[0]].shape,
+            engine_dtype_size(x->dtype), d);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_transpose(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int r = x->shape.rank, seen[ENGINE_MAX_RANK] = {0};
+    int64_t perm[ENGINE_MAX_RANK];
+    for (int i = 0; i < r; i++)
+        perm[i] = r - 1 - i;
+    if ((rc = attr_ints(g, n, "perm", perm, r, 0, err, errlen)))
+        return rc;
+    struct engine_shape o = {.rank = r};
+    for (int i = 0; i < r; i++) {
+        if (perm[i] < 0 || perm[i] >= r || seen[perm[i]]++)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "perm is not a permutation");
+        o.dims[i] = x->shape.dims[perm[i]];
+    }
+    if (ir_attr_set_ints(n, "perm", perm, (size_t)r))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_transpose(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "perm");
+    int perm[ENGINE_MAX_RANK];
+    for (int i = 0; i < x->shape.rank; i++)
+        perm[i] = (int)a->ints[i];
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_transpose(x->data, &x->shape, perm, engine_dtype_size(x->dtype), d);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 3, err, errlen), k = 0;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int r = x->shape.rank;
+    int64_t p[2 * ENGINE_MAX_RANK];
+    const char *mode = ir_attr_str(n, "mode", "constant");
+    if (rc)
+        return rc;
+    if (strcmp(mode, "constant") && strcmp(mode, "reflect") && strcmp(mode, "edge"))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute mode=%s", mode);
+    if (g->opset < 11) {
+        if ((rc = attr_ints(g, n, "pads", p, 2 * r, 0, err, errlen)))
+            return rc;
+        k = 2 * r;
+    } else if ((rc = const_ints(g, n, 1, p, 2 * ENGINE_MAX_RANK, &k, err, errlen)))
+        return rc;
+    struct ir_tensor *cv = in_t(g, n, 2);
+    if (k != 2 * r || (cv && (!cv->data || cv->dtype != x->dtype)))
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "pads needs %d values and constant_value a constant of the input type",
+                           2 * r);
+    struct engine_shape o = x->shape;
+    for (int i = 0; i < r; i++) {
+        o.dims[i] += p[i] + p[r + i];
+        if (o.dims[i] < 0 || (strcmp(mode, "reflect") == 0 && (p[i] >= x->shape.dims[i] ||
+                                                               p[r + i] >= x->shape.dims[i])))
+            return ir_node_err(g, n, err, errlen, -EINVAL, "pads do not fit axis %d", i);
+    }
+    if (ir_attr_set_ints(n, "pads", p, (size_t)k) ||
+        ir_attr_set_float(n, "value", cv && cv->dtype == ENGINE_F32 ? *(float *)cv->data
+                                                                      : ir_attr_float(n, "value", 0)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *cv = in_t(g, n, 2);
+    const char *mode = ir_attr_str(n, "mode", "constant");
+    enum k_pad_mode m = strcmp(mode, "edge") == 0      ? K_PAD_EDGE
+                        : strcmp(mode, "reflect") == 0 ? K_PAD_REFLECT
+                                                       : K_PAD_CONSTANT;
+    char zero[8] = {0};
+    float fv = ir_attr_float(n, "value", 0);
+    const void *value = cv ? cv->data : x->dtype == ENGINE_F32 ? (void *)&fv : (void *)zero;
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_pad(x->data, &x->shape, ir_attr_get(n, "pads")->ints, m, value,
+          engine_dtype_size(x->dtype), d, &g->tensors[n->out[0]].shape);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_reduce_mean(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen), k, axis;
+    int64_t v[ENGINE_MAX_RANK], mask[ENGINE_MAX_RANK] = {0};
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = read_axes(g, n, v, &k, err, errlen)) < 0)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (rc == 0 || k == 0) {
+        if (ir_attr_int(n, "noop_with_empty_axes", 0))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "unsupported attribute noop_with_empty_axes=1");
+        for (int i = 0; i < x->shape.rank; i++)
+            mask[i] = 1;
+    }
+    for (int i = 0; i < k; i++) {
+        if ((rc = norm_axis(g, n, v[i], x->shape.rank, &axis, err, errlen)))
+            return rc;
+        mask[axis] = 1;
+    }
+    int keep = ir_attr_int(n, "keepdims", 1) != 0;
+    struct engine_shape o = {.rank = 0};
+    for (int i = 0; i < x->shape.rank; i++)
+        if (!mask[i] || keep)
+            o.dims[o.rank++] = mask[i] ? 1 : x->shape.dims[i];
+    /* normalised for the backend: 1 on every reduced input axis */
+    if (ir_attr_set_ints(n, "reduce_mask", mask, (size_t)x->shape.rank))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int eval_reduce_mean(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
+    int mask[ENGINE_MAX_RANK];
+    for (int i = 0; i < x->shape.rank; i++)
+        mask[i] = (int)a->ints[i];
+    float *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_reduce_mean(x->data, &x->shape, mask, d);
+    return set_data(g, n, 0, d);
+}
+
+/* ---- the table ---- */
+
+static const struct ir_op_def ops[] = {
+    {"Abs", infer_act, eval_act},
+    {"Add", infer_binary, eval_binary},
+    {"AveragePool", infer_pool, NULL},
+    {"BatchNormalization", infer_batchnorm, NULL},
+    {"Cast", infer_cast, eval_cast},
+    {"Clip", infer_act, eval_act},
+    {"Concat", infer_concat, eval_concat},
+    {"ConstantOfShape", infer_constant_of_shape, eval_constant_of_shape},
+    {"Conv", infer_conv, NULL},
+    {"Div", infer_binary, eval_binary},
+    {"Dropout", infer_dropout, eval_copy},
+    {"Elu", infer_act, eval_act},
+    {"Equal", infer_binary, eval_binary},
+    {"Exp", infer_act, eval_act},
+    {"Expand", infer_expand, eval_expand},
+    {"Flatten", infer_flatten, eval_copy},
+    {"Gather", infer_gather, eval_gather},
+    {"Gemm", infer_gemm, NULL},
+    {"GlobalAveragePool", infer_global_pool, NULL},
+    {"GlobalMaxPool", infer_global_pool, NULL},
+    {"Greater", infer_binary, eval_binary},
+    {"HardSigmoid", infer_act, eval_act},
+    {"HardSwish", infer_act, eval_act},
+    {"Identity", infer_identity, eval_copy},
+    {"LeakyRelu", infer_act, eval_act},
+    {"Less", infer_binary, eval_binary},
+    {"MatMul", infer_matmul, NULL},
+    {"Max", infer_binary, eval_binary},
+    {"MaxPool", infer_pool, NULL},
+    {"Min", infer_binary, eval_binary},
+    {"Mul", infer_binary, eval_binary},
+    {"Pad", infer_pad, eval_pad},
+    {"Pow", infer_binary, eval_binary},
+    {"ReduceMean", infer_reduce_mean, eval_reduce_mean},
+    {"Relu", infer_act, eval_act},
+    {"Reshape", infer_reshape, eval_copy},
+    {"Shape", infer_shape, eval_shape},
+    {"Sigmoid", infer_act, eval_act},
+    {"Slice", infer_slice, eval_slice},
+    {"Softmax", infer_softmax, eval_softmax},
+    {"Sqrt", infer_act, eval_act},
+    {"Squeeze", infer_squeeze, eval_copy},
+    {"Sub", infer_binary, eval_binary},
+    {"Tanh", infer_act, eval_act},
+    {"Transpose", infer_transpose, eval_transpose},
+    {"Unsqueeze", infer_unsqueeze, eval_copy},
+    {"Where", infer_where, eval_where},
+};
+
+const struct ir_op_def *ir_op_find(const char *op)
+{
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        if (strcmp(ops[i].op, op) == 0)
+            return &ops[i];
+    return NULL;
+}
+
+/* ---- the pass ---- */
+
+int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n)
+{
+    const struct ir_op_def *d = ir_op_find(n->op);
+    if (!d || !d->eval)
+        return 0;
+    if (strcmp(n->op, "Shape") == 0)
+        return 1;
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0 && !g->tensors[n->in[i]].data)
+            return 0;
+    return 1;
+}
+
+static const struct engine_input_shape *find_override(const struct ir_graph *g, int t,
+                                                      const struct engine_input_shape *shapes,
+                                                      int n_shapes)
+{
+    for (int i = 0; i < n_shapes; i++)
+        if (shapes[i].name ? strcmp(shapes[i].name, g->tensors[t].name) == 0
+                           : g->n_inputs == 1)
+            return &shapes[i];
+    return NULL;
+}
+
+static int fix_input(struct ir_graph *g, int t, const struct engine_input_shape *ov, char *err,
+                     size_t errlen)
+{
+    struct ir_tensor *x = &g->tensors[t];
+    char s1[128], s2[128];
+    if (ov) {
+        if (ov->shape.rank < 0 || ov->shape.rank > ENGINE_MAX_RANK ||
+            (x->shape.rank >= 0 && ov->shape.rank != x->shape.rank))
+            return seterr(err, errlen, -EINVAL, "model %s: input '%s': shape %s given, model has %s",
+                          g->name, x->name, shape_s(&ov->shape, s1), shape_s(&x->shape, s2));
+        for (int i = 0; i < ov->shape.rank; i++)
+            if (ov->shape.dims[i] < 0 ||
+                (x->shape.rank >= 0 && x->shape.dims[i] >= 0 &&
+                 x->shape.dims[i] != ov->shape.dims[i]))
+                return seterr(err, errlen, -EINVAL,
+                              "model %s: input '%s': shape %s given, but the model fixes %s",
+                              g->name, x->name, shape_s(&ov->shape, s1), shape_s(&x->shape, s2));
+        x->shape = ov->shape;
+    }
+    if (x->shape.rank < 0)
+        return seterr(err, errlen, -EINVAL,
+                      "model %s: input '%s' has no shape in the model: give one", g->name,
+                      x->name);
+    for (int i = 0; i < x->shape.rank; i++)
+        if (x->shape.dims[i] < 0)
+            return seterr(err, errlen, -EINVAL,
+                          "model %s: input '%s' has symbolic dim %d in %s (shown as -1): give a "
+                          "concrete shape for it",
+                          g->name, x->name, i, shape_s(&x->shape, s1));
+    if (!x->dtype)
+        return seterr(err, errlen, -EINVAL, "model %s: input '%s' has no element type",
+                      g->name, x->name);
+    x->shape_known = 1;
+    return 0;
+}
+
+static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
+{
+    struct ir_node *n = &g->nodes[i];
+    const struct ir_op_def *d = ir_op_find(n->op);
+    if (!d)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported op");
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0 && !g->tensors[n->in[k]].shape_known)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "input '%s' has no known shape",
+                               g->tensors[n->in[k]].name);
+    int rc = d->infer(g, n, err, errlen);
+    if (rc)
+        return rc;
+    n = &g->nodes[i];
+    if (ir_node_foldable(g, n)) {
+        rc = d->eval(g, n, err, errlen);
+        return rc > 0 ? 0 : rc;
+    }
+    return 0;
+}
+
+int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
+                    char *err, size_t errlen)
+{
+    for (int i = 0; i < n_shapes; i++) {
+        int t = shapes[i].name ? ir_find_tensor(g, shapes[i].name) : -1;
+        if (shapes[i].name && (t < 0 || !(g->tensors[t].flags & IR_T_INPUT)))
+            return seterr(err, errlen, -EINVAL, "model %s: a shape is given for '%s', which "
+                          "is not an input of the model",
+                          g->name, shapes[i].name);
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        int rc = fix_input(g, g->inputs[i], find_override(g, g->inputs[i], shapes, n_shapes), err,
+                           errlen);
+        if (rc)
+            return rc;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].dead)
+            continue;
+        int rc = infer_node(g, i, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
