@@ -1,0 +1,295 @@
+/*
+ * gateway.h — shmfaasd, the single-node OpenFaaS gateway + provider (DESIGN.md "Gateway/provider").
+ *
+ * Owns: function specs (parsed from OpenFaaS FunctionDeployment JSON, validated, persisted atomically
+ * under the state directory), the instance processes of every function (one shmfaas-fn each, on a
+ * unix socket under <state>/run, with a pidfile so a restarted daemon reaps orphans), the autoscaler,
+ * the request path (hold → pick an instance → proxy over keep-alive unix-socket HTTP), and metrics.
+ *
+ * Guarantees:
+ *  - a spec that reaches the registry has passed spec_parse(): name, namespace, model ref, quantities
+ *    and scaling labels are valid; a rejected request changes nothing;
+ *  - the autoscaler (autoscale_decide) is a pure function of its inputs and its small state struct;
+ *  - an instance whose process died is never handed a request; a request that got no response byte
+ *    from a dying instance is retried once on another one, otherwise it is answered 502;
+ *  - the daemon never forks after starting threads except to exec shmfaas-fn / shmfaas-store at once
+ *    (the child only makes async-signal-safe calls before execve).
+ */
+#ifndef SHMFAAS_GATEWAY_H
+#define SHMFAAS_GATEWAY_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define GW_NAMESPACE "openfaas-fn"
+#define GW_NAME_MAX 64   /* function names: DNS label length */
+#define GW_REF_MAX 512   /* model refs */
+#define GW_MAX_REPLICAS 64
+
+/* ======================= function specs (spec.c) ======================= */
+
+/* Scaling settings from the OpenFaaS labels com.openfaas.scale.*. */
+struct fn_scale {
+    int min;         /* com.openfaas.scale.min, default 1 */
+    int max;         /* com.openfaas.scale.max, default 5 */
+    int target;      /* in-flight requests per instance, default 1 */
+    bool zero;       /* com.openfaas.scale.zero */
+    int64_t zero_ms; /* com.openfaas.scale.zero-duration, default 5m */
+};
+
+struct fn_spec {
+    char name[GW_NAME_MAX];
+    char image[GW_REF_MAX]; /* the model ref */
+    struct fn_scale scale;
+    uint64_t mem_limit; /* limits.memory in bytes, 0 = none */
+    bool private_model; /* label com.shmfaas.private = "true" */
+    int instance_cap;   /* max in flight per instance (envVars max_inflight; 0 → unlimited) */
+    json_t *deployment; /* the normalised FunctionDeployment (owned) */
+};
+
+/* Splits "name[.namespace]" at the last dot. Returns -EINVAL (with a message) when the name or
+ * namespace is not acceptable; an absent namespace is GW_NAMESPACE. */
+int gw_split_name(const char *full, char name[GW_NAME_MAX], char *err, size_t errlen);
+/* [-a-zA-Z_0-9]+, at most GW_NAME_MAX-1 chars. */
+bool gw_valid_name(const char *name);
+/* Only GW_NAMESPACE exists; NULL and "" mean it. */
+int gw_check_namespace(const char *ns, char *err, size_t errlen);
+/* A model ref as the store accepts it: a name ([A-Za-z0-9_][A-Za-z0-9._-]*, no ".."),
+ * "sha256:<64 hex>", or an absolute path without ".." components. */
+bool gw_valid_model_ref(const char *ref);
+/* Scaling labels of a labels object (may be NULL). */
+int gw_parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t errlen);
+/* Parses and validates a FunctionDeployment body. On success *out owns a normalised copy. */
+int spec_parse(const char *body, size_t len, struct fn_spec *out, char *err, size_t errlen);
+/* Same, from an already parsed object (persisted state). */
+int spec_from_json(const json_t *dep, struct fn_spec *out, char *err, size_t errlen);
+void spec_free(struct fn_spec *spec);
+
+/* ======================= autoscaler (autoscale.c) ======================= */
+
+struct autoscale_in {
+    struct fn_scale scale;
+    int floor;               /* replicas asked for by scale-function, -1 = use scale.min */
+    int current;             /* instances starting + ready */
+    int inflight;            /* requests being served */
+    int queued;              /* requests held waiting for an instance */
+    int64_t now_ms;
+    int64_t last_active_ms;  /* last time a request arrived or finished */
+    int64_t down_delay_ms;   /* demand must stay below capacity this long before removing one */
+};
+
+struct autoscale_state {
+    int64_t below_since_ms; /* 0 = demand not below current capacity */
+};
+
+/* Returns how many instances the function should have now. Up: at once to the demand (capped by
+ * max). Down: one instance per down_delay_ms of lower demand, never below the floor. To zero: when
+ * scale.zero is set, nothing is in flight or queued, and the function was idle for zero_ms. */
+int autoscale_decide(const struct autoscale_in *in, struct autoscale_state *st);
+
+/* ======================= metrics text (metrics.c) ======================= */
+
+#define GW_HIST_BUCKETS 11
+extern const double gw_hist_bounds[GW_HIST_BUCKETS];
+
+struct gw_hist {
+    uint64_t buckets[GW_HIST_BUCKETS]; /* non-cumulative counts per bucket */
+    uint64_t count;
+    double sum;
+};
+
+void gw_hist_observe(struct gw_hist *h, double seconds);
+
+/* A growable text buffer; on allocation failure it stays marked failed and further appends no-op. */
+struct gw_buf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+};
+void gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_buf_free(struct gw_buf *b);
+/* snprintf for paths: -ENAMETOOLONG when the result did not fit (out is then truncated). */
+int gw_pathf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Prometheus text pieces: "# HELP/# TYPE" header, one sample, a histogram's samples. Label values
+ * are escaped as the exposition format requires. */
+void prom_header(struct gw_buf *b, const char *name, const char *type, const char *help);
+void prom_sample(struct gw_buf *b, const char *name, const char *label, const char *value,
+                 double v);
+void prom_sample2(struct gw_buf *b, const char *name, const char *l1, const char *v1,
+                  const char *l2, const char *v2, double v);
+void prom_hist(struct gw_buf *b, const char *name, const char *label, const char *value,
+               const struct gw_hist *h);
+
+/* ======================= the daemon (main.c, registry.c, instance.c, proxy.c, routes.c) ========= */
+
+enum instance_state { INST_STARTING, INST_READY, INST_STOPPING, INST_DEAD };
+
+struct instance {
+    struct instance *next;
+    struct function *fn;
+    int id;
+    pid_t pid;
+    enum instance_state state;
+    int inflight;  /* requests using it; a dead instance is freed when this reaches 0 */
+    int64_t started_ms, stop_ms;
+    char sock[108];
+    char pidfile[512];
+    char cgroup[512]; /* "" when none */
+    void **curl_idle; /* keep-alive easy handles not in use */
+    int curl_nidle, curl_cap;
+};
+
+#define GW_MAX_CODES 16
+struct code_count {
+    int code;
+    uint64_t n;
+};
+
+struct function {
+    struct function *next;
+    struct fn_spec spec;
+    int64_t created_ms;
+    int floor; /* scale-function replicas, -1 = none */
+    bool deleted;
+    int refs; /* request threads holding it */
+    struct instance *instances;
+    int next_instance_id;
+    int inflight, queued;
+    int64_t last_active_ms;
+    int64_t backoff_until_ms; /* no new instance before this (start failures, crash loops) */
+    struct autoscale_state as;
+    int desired;
+    uint64_t invocations;
+    struct code_count codes[GW_MAX_CODES];
+    int ncodes;
+    struct gw_hist hist;
+};
+
+/* Isolation steps the host allows, probed once at start. */
+struct isolation {
+    bool cgroup_v2, cgroup_v1;
+    char cgroup_root[512]; /* where instance cgroups are created */
+    bool netns;
+    bool drop_uid;
+    uid_t uid;
+    gid_t gid;
+};
+
+struct gateway {
+    /* configuration, from flags */
+    char listen[256];
+    char state[512];
+    char models[512];
+    char budget[32];
+    char auth_dir[512];
+    char store_sock[512];
+    char store_bin[512];
+    char store_dir[512];
+    char fn_bin[512];
+    int64_t hold_ms;       /* how long a request waits for an instance */
+    int64_t down_delay_ms; /* autoscaler scale-down pace */
+    int64_t ready_timeout_ms;
+    size_t max_body;
+    int threads;
+    bool as_root; /* keep instances as root (no uid drop) */
+
+    /* runtime */
+    char auth_user[256], auth_pass[256];
+    bool auth;
+    pid_t store_pid; /* our store child, 0 when --store was given */
+    struct isolation iso;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* instance ready/free, function state changes */
+    pthread_cond_t kick;    /* wakes the supervisor */
+    struct function *functions;
+    bool stopping;
+    int64_t started_ms;
+    void *httpd;
+    int port;
+};
+
+/* registry.c — functions, persistence; call with g->lock held unless noted. */
+struct function *registry_find(struct gateway *g, const char *name);
+/* Adds (create) or replaces the spec of (update) a function and persists it. Takes spec. */
+int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err, size_t errlen);
+int registry_remove(struct gateway *g, const char *name, char *err, size_t errlen);
+int registry_save(struct gateway *g, struct function *fn, char *err, size_t errlen);
+/* Without the lock, before threads start: every persisted function. */
+int registry_load(struct gateway *g);
+void function_put_ref(struct gateway *g, struct function *fn);
+void function_count_code(struct function *fn, int code, double seconds);
+/* Does <models>/<ref>.onnx (or the path) exist? sha256: refs are the store's to judge. */
+int registry_check_model(struct gateway *g, const char *ref, char *err, size_t errlen);
+/* FunctionStatus JSON. */
+json_t *function_status(struct gateway *g, struct function *fn, bool usage);
+int function_ready_count(const struct function *fn);
+int function_live_count(const struct function *fn);
+
+/* instance.c */
+void isolation_probe(struct gateway *g);
+int instance_start(struct gateway *g, struct function *fn, char *err, size_t errlen);
+void instance_stop(struct gateway *g, struct instance *in);
+/* Drops one reference (a finished request); frees the instance if dead and unused. */
+void instance_release(struct gateway *g, struct instance *in);
+void instance_free(struct instance *in);
+/* Kills instances and the store that an earlier daemon left behind (pidfiles under <state>/run). */
+void reap_orphans(struct gateway *g);
+int store_start(struct gateway *g, char *err, size_t errlen);
+void store_stop(struct gateway *g);
+/* Supervisor thread body: reaps children, checks readiness, applies the autoscaler. */
+void *supervisor_main(void *arg);
+/* At exit: SIGTERM every instance, wait (bounded), SIGKILL what is left. */
+void instances_shutdown(struct gateway *g);
+
+/* proxy.c */
+struct proxy_req {
+    const char *method;
+    const char *path_query; /* "/path?query" sent to the instance */
+    const char *body;
+    size_t body_len;
+    void *headers; /* struct curl_slist * of request headers (already with X-* added) */
+};
+struct proxy_resp {
+    int status;
+    char content_type[256];
+    void *headers; /* struct curl_slist * of response headers to pass on */
+    struct gw_buf body;
+    bool got_bytes;     /* any byte of a response arrived */
+    bool conn_failed;   /* the instance could not be reached or went away */
+    bool timed_out;
+    char err[256];
+};
+/* Sends one request to an instance over its unix socket (keep-alive handle from its pool).
+ * Call without the lock; in->inflight holds the instance. */
+void proxy_send(struct gateway *g, struct instance *in, const struct proxy_req *rq,
+                struct proxy_resp *rs, int64_t timeout_ms);
+void proxy_resp_free(struct proxy_resp *rs);
+void proxy_handle_free(void *handle);
+/* GET /_/ready on a socket: 1 ready, 0 not yet, <0 unreachable. */
+int probe_ready(const char *sock, int64_t timeout_ms);
+
+/* routes.c */
+int httpd_start(struct gateway *g, char *err, size_t errlen);
+void httpd_stop(struct gateway *g);
+
+/* metrics.c */
+void metrics_render(struct gateway *g, struct gw_buf *out);
+
+/* invoke.c: ANY /function/NAME[.NS][/path] */
+struct http_request;
+int route_invoke(struct gateway *g, struct http_request *rq, const char *arg);
+
+/* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
+json_t *store_stats_json(struct gateway *g);
+void store_evict(struct gateway *g, const char *model);
+void store_metrics(const json_t *stats, struct gw_buf *b);
+
+/* logs (instance.c): NDJSON log file of a function */
+void function_log_path(struct gateway *g, const char *name, char *out, size_t len);
+
+#endif

@@ -1,0 +1,846 @@
+/*
+ * Instances: shmfaas-fn processes (and our shmfaas-store child). Started with fork+exec where the
+ * child makes only async-signal-safe calls (the daemon has threads by then, and never runs the
+ * engine), each with the isolation the host allows: own cgroup with the memory limit, a new network
+ * namespace, an unprivileged uid/gid when we are root, no_new_privs, no inherited fds. Every
+ * instance has a pidfile "<pid> <starttime>" under <state>/run so a daemon restarted after SIGKILL
+ * can reap what its predecessor left behind without killing a reused pid.
+ */
+#include "gateway/gateway.h"
+
+#include "common/common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_ENV 128
+#define STOP_GRACE_MS 10000
+
+/* ---- pidfiles ---- */
+
+static unsigned long long proc_starttime(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || p[2] == 'Z')
+        return 0; /* gone, or a zombie: nothing to kill */
+    unsigned long long v = 0;
+    p += 2;
+    for (int field = 3; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &v) != 1)
+        return 0;
+    return v;
+}
+
+static void write_pidfile(const char *path, pid_t pid)
+{
+    char buf[64], err[256];
+    int n = snprintf(buf, sizeof buf, "%d %llu\n", (int)pid, proc_starttime(pid));
+    if (write_file_atomic(path, buf, (size_t)n, 0600, err, sizeof err))
+        log_warn("pidfile: %s", err);
+}
+
+/* Kills the process a pidfile names if it is still the same process; removes the pidfile. */
+static void reap_pidfile(const char *path)
+{
+    uint8_t *data;
+    size_t len;
+    char err[256];
+    int pid;
+    unsigned long long start;
+    if (read_file(path, 256, &data, &len, err, sizeof err))
+        return;
+    int ok = sscanf((const char *)data, "%d %llu", &pid, &start) == 2 && pid > 1;
+    free(data);
+    if (ok && start && proc_starttime(pid) == start) {
+        log_info("reaping orphan pid %d of an earlier shmfaasd (%s)", pid, path);
+        kill(pid, SIGKILL);
+        for (int i = 0; i < 200 && proc_starttime(pid) == start; i++)
+            usleep(10000);
+    }
+    unlink(path);
+}
+
+void reap_orphans(struct gateway *g)
+{
+    char dir[1024], path[1536];
+    snprintf(dir, sizeof dir, "%s/run", g->state);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".pid") == 0)
+            reap_pidfile(path);
+        else if (n > 5 && strcmp(e->d_name + n - 5, ".sock") == 0)
+            unlink(path);
+    }
+    closedir(d);
+}
+
+/* ---- isolation ---- */
+
+/* Forks a child that tries unshare(CLONE_NEWNET): the only sure way to know it is allowed. */
+static bool probe_netns(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(unshare(CLONE_NEWNET) == 0 ? 0 : 1);
+    int st;
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static bool writable_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK) == 0;
+}
+
+/* Our own cgroup path from /proc/self/cgroup ("0::/x" for v2, "N:memory:/x" for v1). */
+static int own_cgroup(const char *controller, char *out, size_t len)
+{
+    char line[1024];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f)
+        return -errno;
+    int rc = -ENOENT;
+    while (fgets(line, sizeof line, f)) {
+        char *a = strchr(line, ':');
+        char *b = a ? strchr(a + 1, ':') : NULL;
+        if (!b)
+            continue;
+        *b = '\0';
+        b[strcspn(b + 1, "\n") + 1] = '\0';
+        if (strcmp(a + 1, controller) == 0) {
+            snprintf(out, len, "%s", strcmp(b + 1, "/") == 0 ? "" : b + 1);
+            rc = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static void probe_cgroup(struct isolation *iso)
+{
+    char own[512], path[1024];
+    struct stat st;
+    if (stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0 && own_cgroup("", own, sizeof own) == 0) {
+        snprintf(path, sizeof path, "/sys/fs/cgroup%s/shmfaas", own);
+        if ((mkdir(path, 0755) == 0 || errno == EEXIST) && writable_dir(path)) {
+            iso->cgroup_v2 = true;
+            gw_pathf(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
+            return;
+        }
+    }
+    if (own_cgroup("memory", own, sizeof own) == 0) {
+        snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/shmfaas", own);
+        if ((mkdir(path, 0755) == 0 || errno == EEXIST) && writable_dir(path)) {
+            iso->cgroup_v1 = true;
+            gw_pathf(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
+        }
+    }
+}
+
+void isolation_probe(struct gateway *g)
+{
+    struct isolation *iso = &g->iso;
+    probe_cgroup(iso);
+    if (iso->cgroup_v2 || iso->cgroup_v1)
+        log_info("isolation: cgroup %s under %s", iso->cgroup_v2 ? "v2" : "v1 memory",
+                 iso->cgroup_root);
+    else
+        log_warn("isolation: no writable cgroup (v2 or v1 memory): memory limits not enforced");
+    iso->netns = probe_netns();
+    if (!iso->netns)
+        log_warn("isolation: cannot create network namespaces: instances share the host network");
+    if (geteuid() == 0 && !g->as_root) {
+        struct passwd *pw = getpwnam("nobody");
+        struct group *gr = getgrnam("nogroup");
+        if (pw) {
+            iso->drop_uid = true;
+            iso->uid = pw->pw_uid;
+            iso->gid = gr ? gr->gr_gid : pw->pw_gid;
+            log_info("isolation: instances run as uid %d gid %d", (int)iso->uid, (int)iso->gid);
+        } else {
+            log_warn("isolation: no user nobody: instances run as root");
+        }
+    } else if (geteuid() != 0) {
+        log_info("isolation: not root: instances run as uid %d", (int)geteuid());
+    }
+}
+
+/* ---- cgroup of one instance ---- */
+
+static int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit)
+{
+    const struct isolation *iso = &g->iso;
+    if (!iso->cgroup_v2 && !iso->cgroup_v1)
+        return -1;
+    gw_pathf(in->cgroup, sizeof in->cgroup, "%s/%s-%d", iso->cgroup_root, in->fn->spec.name,
+             in->id);
+    if (mkdir(in->cgroup, 0755) != 0 && errno != EEXIST) {
+        log_warn("instance %s-%d: cgroup %s: %s", in->fn->spec.name, in->id, in->cgroup,
+                 strerror(errno));
+        in->cgroup[0] = '\0';
+        return -1;
+    }
+    char path[600], val[32];
+    if (limit) {
+        snprintf(path, sizeof path, "%s/%s", in->cgroup,
+                 iso->cgroup_v2 ? "memory.max" : "memory.limit_in_bytes");
+        int n = snprintf(val, sizeof val, "%llu", (unsigned long long)limit);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, val, (size_t)n) != n)
+            log_warn("instance %s-%d: cannot set memory limit in %s: %s", in->fn->spec.name,
+                     in->id, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    snprintf(path, sizeof path, "%s/cgroup.procs", in->cgroup);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        log_warn("instance %s-%d: %s: %s", in->fn->spec.name, in->id, path, strerror(errno));
+    return fd;
+}
+
+/* ---- logs: one reader thread per instance turns its output into NDJSON lines ---- */
+
+struct log_reader {
+    int fd;
+    char name[GW_NAME_MAX];
+    char instance[GW_NAME_MAX + 16];
+    char path[1024];
+};
+
+void function_log_path(struct gateway *g, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/logs/%s.log", g->state, name);
+}
+
+static void log_line(const struct log_reader *lr, int out, const char *text, size_t len)
+{
+    char ts[64];
+    int64_t ms = wall_ms();
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(ms % 1000));
+    json_t *o = json_pack("{sssssssss#}", "name", lr->name, "namespace", GW_NAMESPACE, "instance",
+                          lr->instance, "timestamp", ts, "text", text, len);
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(o);
+    if (!s)
+        return;
+    size_t sl = strlen(s);
+    s[sl] = '\n'; /* replaces the NUL: one write() of the whole line keeps O_APPEND lines whole */
+    if (write(out, s, sl + 1) < 0)
+        log_debug("log %s: %s", lr->path, strerror(errno));
+    free(s);
+}
+
+static void *log_reader_main(void *arg)
+{
+    struct log_reader *lr = arg;
+    char buf[8192];
+    size_t have = 0;
+    int out = open(lr->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    for (;;) {
+        ssize_t r = read(lr->fd, buf + have, sizeof buf - have);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        char *start = buf, *nl;
+        while ((nl = memchr(start, '\n', have - (size_t)(start - buf)))) {
+            if (out >= 0)
+                log_line(lr, out, start, (size_t)(nl - start));
+            start = nl + 1;
+        }
+        have -= (size_t)(start - buf);
+        memmove(buf, start, have);
+        if (have == sizeof buf) { /* a line longer than the buffer: emit it in pieces */
+            if (out >= 0)
+                log_line(lr, out, buf, have);
+            have = 0;
+        }
+    }
+    if (have && out >= 0)
+        log_line(lr, out, buf, have);
+    if (out >= 0)
+        close(out);
+    close(lr->fd);
+    free(lr);
+    return NULL;
+}
+
+static void start_log_reader(struct gateway *g, struct instance *in, int fd)
+{
+    struct log_reader *lr = calloc(1, sizeof *lr);
+    pthread_t t;
+    if (!lr) {
+        close(fd);
+        return;
+    }
+    lr->fd = fd;
+    snprintf(lr->name, sizeof lr->name, "%s", in->fn->spec.name);
+    snprintf(lr->instance, sizeof lr->instance, "%s-%d", in->fn->spec.name, in->id);
+    function_log_path(g, in->fn->spec.name, lr->path, sizeof lr->path);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, log_reader_main, lr) != 0) {
+        close(fd);
+        free(lr);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* ---- spawning ---- */
+
+struct spawn {
+    const char *path;
+    char *argv[12];
+    char *envp[MAX_ENV + 1];
+    int out_fd;    /* becomes stdout+stderr; -1 = keep ours */
+    int cgroup_fd; /* cgroup.procs to join; -1 = none */
+    bool netns, drop;
+    uid_t uid;
+    gid_t gid;
+};
+
+/* The child side: async-signal-safe calls only. Steps that fail are reported on its stderr. */
+static void __attribute__((noreturn)) spawn_child(const struct spawn *sp)
+{
+    static const char no_cg[] = "shmfaasd: isolation: could not join cgroup\n";
+    static const char no_ns[] = "shmfaasd: isolation: unshare(CLONE_NEWNET) failed\n";
+    static const char no_id[] = "shmfaasd: isolation: could not drop to the unprivileged user\n";
+    static const char no_nnp[] = "shmfaasd: isolation: PR_SET_NO_NEW_PRIVS failed\n";
+    setpgid(0, 0);
+    if (sp->out_fd >= 0) {
+        dup2(sp->out_fd, 1);
+        dup2(sp->out_fd, 2);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0)
+        dup2(devnull, 0);
+    if (sp->cgroup_fd >= 0 && write(sp->cgroup_fd, "0", 1) != 1 && write(2, no_cg, sizeof no_cg - 1))
+        (void)0;
+    if (sp->netns && unshare(CLONE_NEWNET) != 0 && write(2, no_ns, sizeof no_ns - 1))
+        (void)0;
+    if (sp->drop && (setgroups(0, NULL) || setgid(sp->gid) || setuid(sp->uid))) {
+        if (write(2, no_id, sizeof no_id - 1))
+            _exit(126);
+        _exit(126);
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 && write(2, no_nnp, sizeof no_nnp - 1))
+        (void)0;
+    syscall(SYS_close_range, 3U, ~0U, 0U);
+    execve(sp->path, sp->argv, sp->envp);
+    _exit(127);
+}
+
+static pid_t spawn_run(const struct spawn *sp)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        spawn_child(sp);
+    return pid;
+}
+
+static const char *const passed_env[] = {"PATH",         "TMPDIR",        "LD_LIBRARY_PATH",
+                                         "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                                         "OMP_WAIT_POLICY"};
+
+/* The instance's environment: a few of ours, then the function's envVars. Strings are malloc'd. */
+static int build_env(const struct fn_spec *spec, char **envp)
+{
+    int n = 0;
+    for (size_t i = 0; i < ARRAY_LEN(passed_env); i++) {
+        const char *v = getenv(passed_env[i]);
+        if (v && asprintf(&envp[n], "%s=%s", passed_env[i], v) >= 0)
+            n++;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(spec->deployment, "envVars"), k, v)
+    {
+        if (n >= MAX_ENV || !*k || strchr(k, '='))
+            continue;
+        if (asprintf(&envp[n], "%s=%s", k, json_string_value(v)) >= 0)
+            n++;
+    }
+    envp[n] = NULL;
+    return n;
+}
+
+static void free_strv(char **v)
+{
+    for (; *v; v++)
+        free(*v);
+}
+
+static void model_args(struct gateway *g, const struct fn_spec *spec, char *path, size_t len,
+                       char **argv)
+{
+    int a = 3;
+    if (spec->private_model) {
+        if (spec->image[0] == '/')
+            snprintf(path, len, "%s", spec->image);
+        else
+            gw_pathf(path, len, "%s/%s.onnx", g->models, spec->image);
+        argv[a++] = "--private";
+        argv[a++] = path;
+    } else {
+        argv[a++] = "--model";
+        argv[a++] = (char *)spec->image;
+        argv[a++] = "--store";
+        argv[a++] = g->store_sock;
+    }
+    argv[a] = NULL;
+}
+
+static struct instance *instance_new(struct gateway *g, struct function *fn, char *err,
+                                     size_t errlen)
+{
+    struct instance *in = calloc(1, sizeof *in);
+    if (!in) {
+        seterr(err, errlen, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    in->fn = fn;
+    in->id = ++fn->next_instance_id;
+    int n = snprintf(in->sock, sizeof in->sock, "%s/run/%s-%d.sock", g->state, fn->spec.name,
+                     in->id);
+    if (n < 0 || (size_t)n >= sizeof in->sock) {
+        seterr(err, errlen, -ENAMETOOLONG, "socket path under %s/run is too long for a unix socket",
+               g->state);
+        free(in);
+        return NULL;
+    }
+    gw_pathf(in->pidfile, sizeof in->pidfile, "%s/run/%s-%d.pid", g->state, fn->spec.name,
+             in->id);
+    unlink(in->sock);
+    return in;
+}
+
+int instance_start(struct gateway *g, struct function *fn, char *err, size_t errlen)
+{
+    struct instance *in = instance_new(g, fn, err, errlen);
+    if (!in)
+        return -ENOMEM;
+    struct spawn sp = {.path = g->fn_bin, .netns = g->iso.netns, .drop = g->iso.drop_uid,
+                       .uid = g->iso.uid, .gid = g->iso.gid};
+    char listen[160], model_path[1024];
+    snprintf(listen, sizeof listen, "unix:%s", in->sock);
+    sp.argv[0] = g->fn_bin;
+    sp.argv[1] = "--listen";
+    sp.argv[2] = listen;
+    model_args(g, &fn->spec, model_path, sizeof model_path, sp.argv);
+    build_env(&fn->spec, sp.envp);
+    int pipefd[2] = {-1, -1};
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        log_warn("instance %s-%d: no log pipe: %s", fn->spec.name, in->id, strerror(errno));
+    sp.out_fd = pipefd[1];
+    sp.cgroup_fd = cgroup_create(g, in, fn->spec.mem_limit);
+    in->pid = spawn_run(&sp);
+    int saved = errno;
+    free_strv(sp.envp);
+    if (sp.cgroup_fd >= 0)
+        close(sp.cgroup_fd);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    if (in->pid < 0) {
+        if (pipefd[0] >= 0)
+            close(pipefd[0]);
+        if (in->cgroup[0])
+            rmdir(in->cgroup);
+        free(in);
+        return seterr(err, errlen, -saved, "fork: %s", strerror(saved));
+    }
+    if (pipefd[0] >= 0)
+        start_log_reader(g, in, pipefd[0]);
+    write_pidfile(in->pidfile, in->pid);
+    in->state = INST_STARTING;
+    in->started_ms = now_ns() / 1000000;
+    in->next = fn->instances;
+    fn->instances = in;
+    log_info("instance %s-%d: started pid %d (%s)", fn->spec.name, in->id, (int)in->pid,
+             fn->spec.private_model ? "private model" : "shared model");
+    return 0;
+}
+
+void instance_stop(struct gateway *g, struct instance *in)
+{
+    if (in->state == INST_STOPPING || in->state == INST_DEAD)
+        return;
+    kill(in->pid, SIGTERM);
+    in->state = INST_STOPPING;
+    in->stop_ms = now_ns() / 1000000;
+    log_info("instance %s-%d: stopping pid %d", in->fn->spec.name, in->id, (int)in->pid);
+}
+
+void instance_free(struct instance *in)
+{
+    for (int i = 0; i < in->curl_nidle; i++)
+        proxy_handle_free(in->curl_idle[i]);
+    free(in->curl_idle);
+    free(in);
+}
+
+static void unlink_instance(struct function *fn, struct instance *in)
+{
+    for (struct instance **p = &fn->instances; *p; p = &(*p)->next) {
+        if (*p == in) {
+            *p = in->next;
+            return;
+        }
+    }
+}
+
+void instance_release(struct gateway *g, struct instance *in)
+{
+    in->inflight--;
+    if (in->state == INST_DEAD && in->inflight == 0) {
+        unlink_instance(in->fn, in);
+        instance_free(in);
+    }
+    pthread_cond_broadcast(&g->changed);
+}
+
+/* The process of `in` has exited (status st). */
+static void instance_exited(struct gateway *g, struct instance *in, int st)
+{
+    struct function *fn = in->fn;
+    bool expected = in->state == INST_STOPPING;
+    if (!expected) {
+        if (WIFSIGNALED(st))
+            log_warn("instance %s-%d: pid %d killed by signal %d; replacing it", fn->spec.name,
+                     in->id, (int)in->pid, WTERMSIG(st));
+        else
+            log_warn("instance %s-%d: pid %d exited with status %d; replacing it", fn->spec.name,
+                     in->id, (int)in->pid, WEXITSTATUS(st));
+        if (in->state == INST_STARTING)
+            fn->backoff_until_ms = now_ns() / 1000000 + 1000;
+    }
+    in->state = INST_DEAD;
+    unlink(in->sock);
+    unlink(in->pidfile);
+    if (in->cgroup[0])
+        rmdir(in->cgroup);
+    if (in->inflight == 0) {
+        unlink_instance(fn, in);
+        instance_free(in);
+    }
+    pthread_cond_broadcast(&g->changed);
+}
+
+static struct instance *instance_by_pid(struct gateway *g, pid_t pid)
+{
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        for (struct instance *in = fn->instances; in; in = in->next)
+            if (in->pid == pid && in->state != INST_DEAD)
+                return in;
+    return NULL;
+}
+
+/* Under the lock: collect exited children. */
+static void reap_children(struct gateway *g)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (pid == g->store_pid) {
+            log_error("shmfaas-store (pid %d) exited with status %d", (int)pid, st);
+            g->store_pid = 0;
+            continue;
+        }
+        struct instance *in = instance_by_pid(g, pid);
+        if (in)
+            instance_exited(g, in, st);
+    }
+}
+
+/* ---- the store child ---- */
+
+static int sock_connectable(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (gw_pathf(sa.sun_path, sizeof sa.sun_path, "%s", path))
+        return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+int store_start(struct gateway *g, char *err, size_t errlen)
+{
+    char pidfile[1024], uid[32];
+    struct spawn sp = {.path = g->store_bin, .out_fd = -1, .cgroup_fd = -1};
+    int a = 0;
+    sp.argv[a++] = g->store_bin;
+    sp.argv[a++] = "--socket";
+    sp.argv[a++] = g->store_sock;
+    sp.argv[a++] = "--dir";
+    sp.argv[a++] = g->store_dir;
+    sp.argv[a++] = "--models";
+    sp.argv[a++] = g->models;
+    if (g->budget[0]) {
+        sp.argv[a++] = "--budget";
+        sp.argv[a++] = g->budget;
+    }
+    if (g->iso.drop_uid) {
+        snprintf(uid, sizeof uid, "%d", (int)g->iso.uid);
+        sp.argv[a++] = "--allow-uid";
+        sp.argv[a++] = uid;
+    }
+    sp.argv[a] = NULL;
+    build_env(&(struct fn_spec){0}, sp.envp);
+    unlink(g->store_sock);
+    g->store_pid = spawn_run(&sp);
+    free_strv(sp.envp);
+    if (g->store_pid < 0)
+        return seterr(err, errlen, -errno, "cannot start %s: %s", g->store_bin, strerror(errno));
+    snprintf(pidfile, sizeof pidfile, "%s/run/store.pid", g->state);
+    write_pidfile(pidfile, g->store_pid);
+    for (int i = 0; i < 3000; i++) {
+        int st;
+        if (sock_connectable(g->store_sock) == 0) {
+            log_info("shmfaas-store pid %d serving on %s (images in %s)", (int)g->store_pid,
+                     g->store_sock, g->store_dir);
+            return 0;
+        }
+        if (waitpid(g->store_pid, &st, WNOHANG) == g->store_pid) {
+            g->store_pid = 0;
+            return seterr(err, errlen, -EIO, "%s exited (status %d) before serving on %s",
+                          g->store_bin, st, g->store_sock);
+        }
+        usleep(10000);
+    }
+    return seterr(err, errlen, -ETIMEDOUT, "%s did not open %s within 30 s", g->store_bin,
+                  g->store_sock);
+}
+
+void store_stop(struct gateway *g)
+{
+    char pidfile[1024];
+    if (g->store_pid <= 0)
+        return;
+    kill(g->store_pid, SIGTERM);
+    int st;
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(g->store_pid, &st, WNOHANG) == g->store_pid)
+            break;
+        if (i == 499) {
+            kill(g->store_pid, SIGKILL);
+            waitpid(g->store_pid, &st, 0);
+        }
+        usleep(10000);
+    }
+    snprintf(pidfile, sizeof pidfile, "%s/run/store.pid", g->state);
+    unlink(pidfile);
+    g->store_pid = 0;
+}
+
+/* ---- the supervisor ---- */
+
+struct probe {
+    struct instance *in;
+    pid_t pid;
+    char sock[108];
+};
+
+/* Probes starting instances without the lock held; marks the ready ones. */
+static void check_ready(struct gateway *g)
+{
+    struct probe probes[256];
+    int n = 0;
+    int64_t now = now_ns() / 1000000;
+    for (struct function *fn = g->functions; fn; fn = fn->next) {
+        for (struct instance *in = fn->instances; in && n < 256; in = in->next) {
+            if (in->state != INST_STARTING)
+                continue;
+            if (now - in->started_ms > g->ready_timeout_ms) {
+                log_error("instance %s-%d: not ready after %lld ms; killing it", fn->spec.name,
+                          in->id, (long long)g->ready_timeout_ms);
+                kill(in->pid, SIGKILL);
+                in->state = INST_STOPPING;
+                in->stop_ms = now;
+                continue;
+            }
+            probes[n].in = in;
+            probes[n].pid = in->pid;
+            snprintf(probes[n].sock, sizeof probes[n].sock, "%s", in->sock);
+            n++;
+        }
+    }
+    int ready[256];
+    pthread_mutex_unlock(&g->lock);
+    for (int i = 0; i < n; i++)
+        ready[i] = probe_ready(probes[i].sock, 200) == 1;
+    pthread_mutex_lock(&g->lock);
+    for (int i = 0; i < n; i++) {
+        if (!ready[i])
+            continue;
+        struct instance *in = instance_by_pid(g, probes[i].pid);
+        if (in == probes[i].in && in->state == INST_STARTING) {
+            in->state = INST_READY;
+            log_info("instance %s-%d: ready after %lld ms", in->fn->spec.name, in->id,
+                     (long long)(now_ns() / 1000000 - in->started_ms));
+            pthread_cond_broadcast(&g->changed);
+        }
+    }
+}
+
+/* Picks the instance to remove when scaling down: an idle one, newest first; else a starting one. */
+static struct instance *pick_victim(struct function *fn)
+{
+    struct instance *starting = NULL;
+    for (struct instance *in = fn->instances; in; in = in->next) {
+        if (in->state == INST_READY && in->inflight == 0)
+            return in;
+        if (in->state == INST_STARTING && !starting)
+            starting = in;
+    }
+    return starting;
+}
+
+static void scale_function(struct gateway *g, struct function *fn, int64_t now)
+{
+    struct autoscale_in ai = {.scale = fn->spec.scale, .floor = fn->floor,
+                              .current = function_live_count(fn), .inflight = fn->inflight,
+                              .queued = fn->queued, .now_ms = now,
+                              .last_active_ms = fn->last_active_ms,
+                              .down_delay_ms = g->down_delay_ms};
+    int want = autoscale_decide(&ai, &fn->as);
+    if (want != fn->desired)
+        log_info("function %s: %d → %d instances (in flight %d, held %d)", fn->spec.name,
+                 ai.current, want, fn->inflight, fn->queued);
+    fn->desired = want;
+    char err[512];
+    for (int live = ai.current; live < want && now >= fn->backoff_until_ms; live++) {
+        if (instance_start(g, fn, err, sizeof err)) {
+            log_error("function %s: %s", fn->spec.name, err);
+            fn->backoff_until_ms = now + 1000;
+        }
+    }
+    for (int live = ai.current; live > want; live--) {
+        struct instance *in = pick_victim(fn);
+        if (!in)
+            break;
+        instance_stop(g, in);
+    }
+}
+
+static void kill_overdue(struct function *fn, int64_t now)
+{
+    for (struct instance *in = fn->instances; in; in = in->next) {
+        if (in->state == INST_STOPPING && now - in->stop_ms > STOP_GRACE_MS) {
+            kill(in->pid, SIGKILL);
+            in->stop_ms = now;
+        }
+    }
+}
+
+/* Deleted functions leave once no request holds them and their instances are gone. */
+static void collect_deleted(struct gateway *g)
+{
+    for (struct function **p = &g->functions; *p;) {
+        struct function *fn = *p;
+        if (fn->deleted && fn->refs == 0 && !fn->instances) {
+            *p = fn->next;
+            spec_free(&fn->spec);
+            free(fn);
+            continue;
+        }
+        p = &fn->next;
+    }
+}
+
+static void supervise_once(struct gateway *g)
+{
+    int64_t now = now_ns() / 1000000;
+    reap_children(g);
+    check_ready(g);
+    for (struct function *fn = g->functions; fn; fn = fn->next) {
+        if (!fn->deleted && !g->stopping)
+            scale_function(g, fn, now);
+        kill_overdue(fn, now);
+    }
+    collect_deleted(g);
+}
+
+void *supervisor_main(void *arg)
+{
+    struct gateway *g = arg;
+    pthread_mutex_lock(&g->lock);
+    while (!g->stopping) {
+        supervise_once(g);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 20 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&g->kick, &g->lock, &ts);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+void instances_shutdown(struct gateway *g)
+{
+    pthread_mutex_lock(&g->lock);
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        for (struct instance *in = fn->instances; in; in = in->next)
+            instance_stop(g, in);
+    for (int i = 0; i < 500; i++) {
+        reap_children(g);
+        bool any = false;
+        for (struct function *fn = g->functions; fn; fn = fn->next)
+            for (struct instance *in = fn->instances; in; in = in->next)
+                any |= in->state != INST_DEAD;
+        if (!any)
+            break;
+        if (i == 300)
+            for (struct function *fn = g->functions; fn; fn = fn->next)
+                for (struct instance *in = fn->instances; in; in = in->next)
+                    if (in->state != INST_DEAD)
+                        kill(in->pid, SIGKILL);
+        pthread_mutex_unlock(&g->lock);
+        usleep(10000);
+        pthread_mutex_lock(&g->lock);
+    }
+    pthread_mutex_unlock(&g->lock);
+}

@@ -1,0 +1,294 @@
+/*
+ * ANY /function/NAME[.NAMESPACE][/path]: hold the request until an instance of NAME has room
+ * (bounded by --hold; scale-from-zero happens here, the supervisor sees the held count), proxy it
+ * with the OpenFaaS headers added, and retry once on another instance when the chosen one died
+ * before sending a single response byte (inference is idempotent). Otherwise: 502, 503 or 504.
+ */
+#include "gateway/gateway.h"
+
+#include "common/common.h"
+#include "common/http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#define UPSTREAM_TIMEOUT_MS 60000
+
+static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gateway"}};
+
+/* ---- choosing an instance ---- */
+
+static struct instance *pick(struct function *fn, pid_t avoid)
+{
+    struct instance *best = NULL;
+    for (struct instance *in = fn->instances; in; in = in->next) {
+        if (in->state != INST_READY || in->inflight >= fn->spec.instance_cap || in->pid == avoid)
+            continue;
+        if (!best || in->inflight < best->inflight)
+            best = in;
+    }
+    return best;
+}
+
+static void deadline_ts(int64_t deadline_ms, struct timespec *ts)
+{
+    ts->tv_sec = deadline_ms / 1000;
+    ts->tv_nsec = (deadline_ms % 1000) * 1000000;
+}
+
+/* Under the lock: waits for an instance with room until deadline (CLOCK_MONOTONIC ms).
+ * Returns it with its in-flight count taken, or NULL (timed out or function deleted). */
+static struct instance *acquire(struct gateway *g, struct function *fn, pid_t avoid,
+                                int64_t deadline_ms)
+{
+    struct instance *in;
+    bool counted = false;
+    while (!(in = pick(fn, avoid))) {
+        if (fn->deleted || g->stopping || now_ns() / 1000000 >= deadline_ms)
+            break;
+        if (!counted) {
+            fn->queued++;
+            counted = true;
+            pthread_cond_broadcast(&g->kick);
+        }
+        struct timespec ts;
+        deadline_ts(deadline_ms, &ts);
+        pthread_cond_timedwait(&g->changed, &g->lock, &ts);
+        avoid = 0; /* a second pass may use anything live */
+    }
+    if (counted)
+        fn->queued--;
+    if (in) {
+        in->inflight++;
+        fn->inflight++;
+        fn->last_active_ms = now_ns() / 1000000;
+    }
+    return in;
+}
+
+/* ---- request headers ---- */
+
+struct hdr_ctx {
+    struct curl_slist *list;
+    const char *host;
+    const char *xff;
+    const char *call_id;
+};
+
+static const char *const skip_headers[] = {"host",       "content-length", "connection",
+                                           "keep-alive", "transfer-encoding", "expect",
+                                           "te",         "upgrade",        "x-forwarded-for",
+                                           "x-forwarded-host", "x-call-id", "x-start-time"};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct hdr_ctx *h = cls;
+    char line[8192];
+    if (strcasecmp(key, "host") == 0)
+        h->host = value;
+    else if (strcasecmp(key, "x-forwarded-for") == 0)
+        h->xff = value;
+    else if (strcasecmp(key, "x-call-id") == 0)
+        h->call_id = value;
+    for (size_t i = 0; i < ARRAY_LEN(skip_headers); i++)
+        if (strcasecmp(key, skip_headers[i]) == 0)
+            return MHD_YES;
+    if (snprintf(line, sizeof line, "%s: %s", key, value ? value : "") < (int)sizeof line) {
+        struct curl_slist *l = curl_slist_append(h->list, line);
+        if (l)
+            h->list = l;
+    }
+    return MHD_YES;
+}
+
+static void client_ip(struct MHD_Connection *c, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, len, "unknown");
+    if (!ci || !ci->client_addr)
+        return;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, len);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, out, len);
+    else if (ci->client_addr->sa_family == AF_UNIX)
+        snprintf(out, len, "unix");
+}
+
+static void add(struct curl_slist **list, const char *fmt, const char *a, const char *b)
+{
+    char line[8192];
+    snprintf(line, sizeof line, fmt, a, b);
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l)
+        *list = l;
+}
+
+static struct curl_slist *request_headers(struct http_request *rq)
+{
+    struct hdr_ctx h = {0};
+    char ip[64], id[40], start[32];
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, collect_header, &h);
+    client_ip(rq->conn, ip, sizeof ip);
+    if (h.call_id && *h.call_id) {
+        snprintf(id, sizeof id, "%.36s", h.call_id);
+    } else {
+        uint8_t r[16] = {0};
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+            memset(r, 0, sizeof r);
+        snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 r[0], r[1], r[2], r[3], r[4], r[5], (r[6] & 0x0f) | 0x40, r[7], (r[8] & 0x3f) | 0x80,
+                 r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
+    }
+    snprintf(start, sizeof start, "%lld", (long long)wall_ms() * 1000000LL);
+    add(&h.list, "X-Call-Id: %s%s", h.call_id && *h.call_id ? h.call_id : id, "");
+    add(&h.list, "X-Start-Time: %s%s", start, "");
+    if (h.xff && *h.xff)
+        add(&h.list, "X-Forwarded-For: %s, %s", h.xff, ip);
+    else
+        add(&h.list, "X-Forwarded-For: %s%s", ip, "");
+    add(&h.list, "X-Forwarded-Host: %s%s", h.host ? h.host : "", "");
+    add(&h.list, "Expect:%s%s", "", "");
+    return h.list;
+}
+
+/* ---- the query string, rebuilt from MHD's parsed arguments ---- */
+
+static void put_escaped(struct gw_buf *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p))
+            gw_buf_printf(b, "%c", *p);
+        else
+            gw_buf_printf(b, "%%%02X", *p);
+    }
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct gw_buf *b = cls;
+    gw_buf_printf(b, "%c", b->len && strchr(b->data, '?') ? '&' : '?');
+    put_escaped(b, key);
+    if (value) {
+        gw_buf_printf(b, "=");
+        put_escaped(b, value);
+    }
+    return MHD_YES;
+}
+
+static void build_path(struct http_request *rq, const char *rest, struct gw_buf *b)
+{
+    gw_buf_printf(b, "%s", rest && *rest ? rest : "/");
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_arg, b);
+}
+
+/* ---- the reply ---- */
+
+static int reply_upstream(struct http_request *rq, struct proxy_resp *rs)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        rs->body.len, rs->body.len ? rs->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return -1;
+    for (struct curl_slist *l = rs->headers; l; l = l->next) {
+        char *colon = strchr(l->data, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        MHD_add_response_header(r, l->data, colon + 2);
+        *colon = ':';
+    }
+    if (rs->content_type[0])
+        MHD_add_response_header(r, "Content-Type", rs->content_type);
+    enum MHD_Result ok = MHD_queue_response(rq->conn, (unsigned)rs->status, r);
+    MHD_destroy_response(r);
+    return ok == MHD_YES ? 0 : -1;
+}
+
+/* Runs one request against fn with at most one retry; fills rs and returns the status to count. */
+static int forward(struct gateway *g, struct function *fn, struct http_request *rq,
+                   const struct proxy_req *prq, struct proxy_resp *rs, char *err, size_t errlen)
+{
+    int64_t deadline = now_ns() / 1000000 + g->hold_ms;
+    pid_t avoid = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&g->lock);
+        struct instance *in = acquire(g, fn, avoid, deadline);
+        pthread_mutex_unlock(&g->lock);
+        if (!in) {
+            seterr(err, errlen, 0, "no instance of %s became ready within %lld ms", fn->spec.name,
+                   (long long)g->hold_ms);
+            return fn->deleted ? 404 : 503;
+        }
+        proxy_send(g, in, prq, rs, UPSTREAM_TIMEOUT_MS);
+        pthread_mutex_lock(&g->lock);
+        fn->inflight--;
+        fn->last_active_ms = now_ns() / 1000000;
+        avoid = in->pid;
+        instance_release(g, in);
+        pthread_mutex_unlock(&g->lock);
+        if (!rs->conn_failed && !rs->timed_out)
+            return rs->status;
+        if (rs->timed_out) {
+            seterr(err, errlen, 0, "%s: no answer within %d ms", rs->err, UPSTREAM_TIMEOUT_MS);
+            return 504;
+        }
+        if (rs->got_bytes || attempt == 1)
+            break;
+        log_warn("%s; retrying on another instance", rs->err);
+        proxy_resp_free(rs);
+    }
+    seterr(err, errlen, 0, "%s", rs->err);
+    return 502;
+}
+
+int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[GW_NAME_MAX], err[512], full[GW_NAME_MAX + 1];
+    const char *slash = strchr(arg, '/');
+    size_t n = slash ? (size_t)(slash - arg) : strlen(arg);
+    snprintf(full, sizeof full, "%.*s", (int)(n < GW_NAME_MAX ? n : GW_NAME_MAX), arg);
+    if (n >= GW_NAME_MAX || gw_split_name(full, name, err, sizeof err))
+        return http_reply_error(rq->conn, 404, "function not found", internal_hdr, 1);
+    int64_t t0 = now_ns();
+    pthread_mutex_lock(&g->lock);
+    struct function *fn = registry_find(g, name);
+    if (fn) {
+        fn->refs++;
+        fn->last_active_ms = t0 / 1000000;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (!fn) {
+        snprintf(err, sizeof err, "function %s not found", name);
+        return http_reply_error(rq->conn, 404, err, internal_hdr, 1);
+    }
+    struct gw_buf path = {0};
+    build_path(rq, slash, &path);
+    struct proxy_req prq = {.method = rq->method, .path_query = path.data ? path.data : "/",
+                            .body = (const char *)rq->body, .body_len = rq->body_len,
+                            .headers = request_headers(rq)};
+    struct proxy_resp rs = {0};
+    int code = forward(g, fn, rq, &prq, &rs, err, sizeof err);
+    int rc = code == rs.status && !rs.conn_failed && !rs.timed_out
+                 ? reply_upstream(rq, &rs)
+                 : http_reply_error(rq->conn, (unsigned)code, err, internal_hdr, 1);
+    pthread_mutex_lock(&g->lock);
+    function_count_code(fn, code, (double)(now_ns() - t0) / 1e9);
+    function_put_ref(g, fn);
+    pthread_mutex_unlock(&g->lock);
+    proxy_resp_free(&rs);
+    curl_slist_free_all(prq.headers);
+    gw_buf_free(&path);
+    return rc;
+}

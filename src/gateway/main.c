@@ -1,0 +1,385 @@
+/*
+ * shmfaasd — the single-node OpenFaaS-compatible gateway and provider (DESIGN.md "Gateway/provider").
+ *
+ *   shmfaasd --state DIR [--listen 127.0.0.1:8080] [--models DIR] [--budget SIZE]
+ *            [--basic-auth DIR] [--store SOCKET] [--fn-bin PATH] [--store-bin PATH]
+ *
+ * Process table: this daemon (HTTP threads, one supervisor thread, one log reader per instance),
+ * its shmfaas-store child (unless --store names a running store) and one shmfaas-fn per instance.
+ * Order at start: flags → directories → reap what an earlier daemon left → probe isolation (forks)
+ * → store → restore functions → threads. SIGINT/SIGTERM stop everything in reverse.
+ */
+#include "gateway/gateway.h"
+
+#include "common/common.h"
+#include "config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: shmfaasd [options]\n"
+            "  --listen ADDR         host:port or unix:PATH (default 127.0.0.1:8080; port 0 = any)\n"
+            "  --state DIR           specs, instance sockets, logs (default /var/lib/shmfaas)\n"
+            "  --models DIR          where model names resolve (default STATE/models)\n"
+            "  --budget SIZE         the store's memory budget, e.g. 2GiB\n"
+            "  --basic-auth DIR      enable basic auth on /system/* (basic-auth-user, -password)\n"
+            "  --store PATH          use a running shmfaas-store on this socket\n"
+            "  --store-dir DIR       image directory of our own store (default /dev/shm/shmfaas-*)\n"
+            "  --fn-bin PATH         shmfaas-fn binary (default: next to shmfaasd, then PATH)\n"
+            "  --store-bin PATH      shmfaas-store binary (default: next to shmfaasd, then PATH)\n"
+            "  --hold DURATION       how long a request waits for an instance (default 30s)\n"
+            "  --down-delay DURATION pace of scaling down, one instance per (default 5s)\n"
+            "  --ready-timeout DUR   an instance not ready by then is killed (default 60s)\n"
+            "  --max-body SIZE       largest request body (default 256Mi)\n"
+            "  --run-as-root         do not drop instances to nobody when root\n"
+            "  --log-level LEVEL     debug|info|warn|error (default info)\n");
+}
+
+/* ---- finding our siblings ---- */
+
+static bool executable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* Next to this binary, in the build tree's ../<sub>/, or on PATH. */
+static int find_program(const char *name, const char *sub, char *out, size_t len)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            if (snprintf(out, len, "%s/%s", self, name) < (int)len && executable(out))
+                return 0;
+            if (snprintf(out, len, "%s/../%s/%s", self, sub, name) < (int)len && executable(out))
+                return 0;
+        }
+    }
+    const char *path = getenv("PATH");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/local/bin:/usr/bin:/bin");
+    for (char *save, *dir = strtok_r(buf, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        if (snprintf(out, len, "%s/%s", dir, name) < (int)len && executable(out))
+            return 0;
+    }
+    return -ENOENT;
+}
+
+/* ---- configuration ---- */
+
+static int set_str(char *dst, size_t len, const char *v, const char *flag)
+{
+    if (strlen(v) >= len) {
+        fprintf(stderr, "shmfaasd: %s: value too long\n", flag);
+        return -1;
+    }
+    snprintf(dst, len, "%s", v);
+    return 0;
+}
+
+static int set_duration(int64_t *dst, const char *v, const char *flag)
+{
+    if (parse_duration_ms(v, dst)) {
+        fprintf(stderr, "shmfaasd: %s: \"%s\" is not a duration (e.g. 30s, 500ms)\n", flag, v);
+        return -1;
+    }
+    return 0;
+}
+
+enum { O_STORE_DIR = 256, O_FN_BIN, O_STORE_BIN, O_HOLD, O_DOWN, O_READY, O_MAXBODY, O_ROOT, O_LOG };
+
+static int parse_flag(struct gateway *g, int c, const char *v)
+{
+    uint64_t size;
+    enum log_level lvl;
+    switch (c) {
+    case 'l': return set_str(g->listen, sizeof g->listen, v, "--listen");
+    case 's': return set_str(g->state, sizeof g->state, v, "--state");
+    case 'm': return set_str(g->models, sizeof g->models, v, "--models");
+    case 'b':
+        if (parse_size(v, &size)) {
+            fprintf(stderr, "shmfaasd: --budget: \"%s\" is not a size (e.g. 2GiB)\n", v);
+            return -1;
+        }
+        return set_str(g->budget, sizeof g->budget, v, "--budget");
+    case 'a': return set_str(g->auth_dir, sizeof g->auth_dir, v, "--basic-auth");
+    case 'S': return set_str(g->store_sock, sizeof g->store_sock, v, "--store");
+    case O_STORE_DIR: return set_str(g->store_dir, sizeof g->store_dir, v, "--store-dir");
+    case O_FN_BIN: return set_str(g->fn_bin, sizeof g->fn_bin, v, "--fn-bin");
+    case O_STORE_BIN: return set_str(g->store_bin, sizeof g->store_bin, v, "--store-bin");
+    case O_HOLD: return set_duration(&g->hold_ms, v, "--hold");
+    case O_DOWN: return set_duration(&g->down_delay_ms, v, "--down-delay");
+    case O_READY: return set_duration(&g->ready_timeout_ms, v, "--ready-timeout");
+    case O_MAXBODY:
+        if (parse_size(v, &size) || size == 0 || size > (4ull << 30)) {
+            fprintf(stderr, "shmfaasd: --max-body: \"%s\" must be a size up to 4GiB\n", v);
+            return -1;
+        }
+        g->max_body = (size_t)size;
+        return 0;
+    case O_ROOT: g->as_root = true; return 0;
+    case O_LOG:
+        if (log_parse_level(v, &lvl)) {
+            fprintf(stderr, "shmfaasd: --log-level: use debug, info, warn or error\n");
+            return -1;
+        }
+        log_set_level(lvl);
+        return 0;
+    default: return -1;
+    }
+}
+
+static int parse_flags(struct gateway *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},     {"state", required_argument, NULL, 's'},
+        {"models", required_argument, NULL, 'm'},     {"budget", required_argument, NULL, 'b'},
+        {"basic-auth", required_argument, NULL, 'a'}, {"store", required_argument, NULL, 'S'},
+        {"store-dir", required_argument, NULL, O_STORE_DIR},
+        {"fn-bin", required_argument, NULL, O_FN_BIN},
+        {"store-bin", required_argument, NULL, O_STORE_BIN},
+        {"hold", required_argument, NULL, O_HOLD},
+        {"down-delay", required_argument, NULL, O_DOWN},
+        {"ready-timeout", required_argument, NULL, O_READY},
+        {"max-body", required_argument, NULL, O_MAXBODY},
+        {"run-as-root", no_argument, NULL, O_ROOT},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (c == '?' || parse_flag(g, c, optarg)) {
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "shmfaasd: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_defaults(struct gateway *g)
+{
+    snprintf(g->listen, sizeof g->listen, "127.0.0.1:8080");
+    snprintf(g->state, sizeof g->state, "/var/lib/shmfaas");
+    g->hold_ms = 30000;
+    g->down_delay_ms = 5000;
+    g->ready_timeout_ms = 60000;
+    g->max_body = (size_t)256 << 20;
+}
+
+/* ---- directories, auth, programs ---- */
+
+static int make_dir(char *path, size_t len, mode_t mode, char *err, size_t errlen)
+{
+    char real[PATH_MAX];
+    if (mkdir_p(path, mode) != 0)
+        return seterr(err, errlen, -errno, "cannot create %s: %s", path, strerror(errno));
+    if (!realpath(path, real) || strlen(real) >= len)
+        return seterr(err, errlen, -EINVAL, "cannot resolve %s", path);
+    snprintf(path, len, "%s", real);
+    return 0;
+}
+
+static int prepare_dirs(struct gateway *g, char *err, size_t errlen)
+{
+    char sub[1024];
+    int rc = make_dir(g->state, sizeof g->state, 0711, err, errlen);
+    if (rc)
+        return rc;
+    chmod(g->state, 0711); /* instances (another uid) reach their sockets and the store's */
+    if (!g->models[0] &&
+        snprintf(g->models, sizeof g->models, "%s/models", g->state) >= (int)sizeof g->models)
+        return seterr(err, errlen, -ENAMETOOLONG, "state path %s is too long", g->state);
+    if ((rc = make_dir(g->models, sizeof g->models, 0755, err, errlen)))
+        return rc;
+    static const char *const subs[] = {"functions", "logs", "run"};
+    for (size_t i = 0; i < ARRAY_LEN(subs); i++) {
+        snprintf(sub, sizeof sub, "%s/%s", g->state, subs[i]);
+        if (mkdir_p(sub, 0700) != 0)
+            return seterr(err, errlen, -errno, "cannot create %s: %s", sub, strerror(errno));
+    }
+    return 0;
+}
+
+static int read_secret(const char *dir, const char *name, char *out, size_t len, char *err,
+                       size_t errlen)
+{
+    char path[1024];
+    uint8_t *data;
+    size_t n;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = read_file(path, len - 1, &data, &n, err, errlen);
+    if (rc)
+        return rc;
+    while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+        n--;
+    memcpy(out, data, n);
+    out[n] = '\0';
+    free(data);
+    if (n == 0)
+        return seterr(err, errlen, -EINVAL, "%s is empty", path);
+    return 0;
+}
+
+static int load_auth(struct gateway *g, char *err, size_t errlen)
+{
+    if (!g->auth_dir[0])
+        return 0;
+    int rc = read_secret(g->auth_dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err,
+                         errlen);
+    if (!rc)
+        rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass, sizeof g->auth_pass,
+                         err, errlen);
+    g->auth = rc == 0;
+    return rc;
+}
+
+static int find_programs(struct gateway *g, char *err, size_t errlen)
+{
+    if (!g->fn_bin[0] && find_program("shmfaas-fn", "fn", g->fn_bin, sizeof g->fn_bin))
+        return seterr(err, errlen, -ENOENT,
+                      "shmfaas-fn not found next to shmfaasd or on PATH: use --fn-bin");
+    if (g->store_sock[0])
+        return 0;
+    if (!g->store_bin[0] &&
+        find_program("shmfaas-store", "store", g->store_bin, sizeof g->store_bin))
+        return seterr(err, errlen, -ENOENT,
+                      "shmfaas-store not found next to shmfaasd or on PATH: use --store-bin "
+                      "or --store");
+    if (snprintf(g->store_sock, sizeof g->store_sock, "%s/store.sock", g->state) >= 108)
+        return seterr(err, errlen, -ENAMETOOLONG,
+                      "%s/store.sock is too long for a unix socket: use a shorter --state",
+                      g->state);
+    if (!g->store_dir[0]) {
+        uint8_t d[SHA256_LEN];
+        char hex[SHA256_HEX_LEN];
+        sha256(g->state, strlen(g->state), d);
+        sha256_hex(d, hex);
+        snprintf(g->store_dir, sizeof g->store_dir, "/dev/shm/shmfaas-%.12s", hex);
+    }
+    return 0;
+}
+
+/* ---- run ---- */
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    int sig = 0;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigwait(&set, &sig);
+    return sig;
+}
+
+static void write_listen_file(struct gateway *g)
+{
+    char path[1024], text[300], err[256];
+    snprintf(path, sizeof path, "%s/listen", g->state);
+    int n = g->port ? snprintf(text, sizeof text, "http://127.0.0.1:%d\n", g->port)
+                    : snprintf(text, sizeof text, "%s\n", g->listen);
+    if (write_file_atomic(path, text, (size_t)n, 0644, err, sizeof err))
+        log_warn("%s", err);
+}
+
+static int start(struct gateway *g, pthread_t *sup, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = prepare_dirs(g, err, errlen)) || (rc = load_auth(g, err, errlen)) ||
+        (rc = find_programs(g, err, errlen)))
+        return rc;
+    reap_orphans(g);
+    isolation_probe(g);
+    if (g->iso.drop_uid) {
+        char run[1024];
+        snprintf(run, sizeof run, "%s/run", g->state);
+        if (chown(run, g->iso.uid, g->iso.gid) != 0)
+            log_warn("cannot give %s to uid %d: %s", run, (int)g->iso.uid, strerror(errno));
+    }
+    if (g->store_bin[0] && (rc = store_start(g, err, errlen)))
+        return rc;
+    registry_load(g);
+    if ((rc = httpd_start(g, err, errlen)))
+        return rc;
+    write_listen_file(g);
+    if (pthread_create(sup, NULL, supervisor_main, g) != 0)
+        return seterr(err, errlen, -EAGAIN, "cannot start the supervisor thread");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct gateway g = {0};
+    char err[1024];
+    pthread_t sup;
+    set_defaults(&g);
+    if (parse_flags(&g, argc, argv))
+        return 2;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_condattr_t ca; /* deadlines are CLOCK_MONOTONIC (now_ns) */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g.kick, &ca);
+    pthread_cond_init(&g.changed, &ca);
+    g.started_ms = now_ns() / 1000000;
+    int rc = start(&g, &sup, err, sizeof err);
+    if (rc) {
+        log_error("%s", err);
+        store_stop(&g);
+        return 1;
+    }
+    log_info("shmfaasd %s listening on %s (port %d; state %s, models %s%s)", SHMFAAS_VERSION,
+             g.listen, g.port, g.state, g.models, g.auth ? ", basic auth" : "");
+    int sig = wait_for_signal();
+    log_info("signal %d: stopping", sig);
+    pthread_mutex_lock(&g.lock);
+    g.stopping = true;
+    pthread_cond_broadcast(&g.kick);
+    pthread_cond_broadcast(&g.changed);
+    pthread_mutex_unlock(&g.lock);
+    pthread_join(sup, NULL);
+    httpd_stop(&g);
+    instances_shutdown(&g);
+    store_stop(&g);
+    for (struct function *fn = g.functions, *next; fn; fn = next) {
+        next = fn->next;
+        while (fn->instances) {
+            struct instance *in = fn->instances;
+            fn->instances = in->next;
+            instance_free(in);
+        }
+        spec_free(&fn->spec);
+        free(fn);
+    }
+    curl_global_cleanup();
+    return 0;
+}

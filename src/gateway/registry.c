@@ -1,0 +1,294 @@
+/*
+ * The function registry: the list of deployed functions, their persisted specs
+ * (<state>/functions/<name>.json, written atomically) and their FunctionStatus view.
+ * Every function here holds a spec that passed spec_parse(). All calls run under g->lock except
+ * registry_load(), which runs before any thread starts.
+ */
+#include "gateway/gateway.h"
+
+#include "common/common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SPEC_MAX_BYTES (1 << 20)
+
+struct function *registry_find(struct gateway *g, const char *name)
+{
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        if (!fn->deleted && strcmp(fn->spec.name, name) == 0)
+            return fn;
+    return NULL;
+}
+
+static void spec_path(struct gateway *g, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/functions/%s.json", g->state, name);
+}
+
+int registry_save(struct gateway *g, struct function *fn, char *err, size_t errlen)
+{
+    char path[1024];
+    spec_path(g, fn->spec.name, path, sizeof path);
+    json_t *doc = json_pack("{sOsIsi}", "deployment", fn->spec.deployment, "createdAt",
+                            (json_int_t)fn->created_ms, "replicas", fn->floor);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    if (!text)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    int rc = write_file_atomic(path, text, strlen(text), 0600, err, errlen);
+    free(text);
+    return rc;
+}
+
+static struct function *function_new(struct fn_spec *spec, int64_t created_ms, int floor)
+{
+    struct function *fn = calloc(1, sizeof *fn);
+    if (!fn)
+        return NULL;
+    fn->spec = *spec;
+    *spec = (struct fn_spec){0};
+    fn->created_ms = created_ms;
+    fn->floor = floor;
+    fn->last_active_ms = now_ns() / 1000000;
+    return fn;
+}
+
+int registry_check_model(struct gateway *g, const char *ref, char *err, size_t errlen)
+{
+    char path[1024];
+    struct stat st;
+    if (strncmp(ref, "sha256:", 7) == 0)
+        return 0;
+    if (ref[0] == '/') {
+        size_t n = strlen(g->models);
+        if (strncmp(ref, g->models, n) != 0 || ref[n] != '/')
+            return seterr(err, errlen, -EINVAL, "model path %.200s is outside the models directory %s",
+                          ref, g->models);
+        snprintf(path, sizeof path, "%s", ref);
+    } else {
+        snprintf(path, sizeof path, "%s/%s.onnx", g->models, ref);
+    }
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return seterr(err, errlen, -ENOENT,
+                      "unknown model \"%.200s\": no %s (push it with `shmfaas model push`)", ref,
+                      path);
+    return 0;
+}
+
+/* An update restarts the function's instances on the new spec (the autoscaler starts new ones). */
+static void stop_all(struct gateway *g, struct function *fn)
+{
+    for (struct instance *in = fn->instances; in; in = in->next)
+        if (in->state == INST_STARTING || in->state == INST_READY)
+            instance_stop(g, in);
+}
+
+int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err, size_t errlen)
+{
+    struct function *fn = registry_find(g, spec->name);
+    if (create && fn)
+        return seterr(err, errlen, -EEXIST, "function %s already exists: update it with PUT",
+                      spec->name);
+    if (!create && !fn)
+        return seterr(err, errlen, -ENOENT, "function %s not found", spec->name);
+    if (fn) {
+        struct fn_spec old = fn->spec;
+        fn->spec = *spec;
+        *spec = (struct fn_spec){0};
+        int rc = registry_save(g, fn, err, errlen);
+        if (rc) {
+            *spec = fn->spec;
+            fn->spec = old;
+            return rc;
+        }
+        spec_free(&old);
+        fn->floor = -1;
+        stop_all(g, fn);
+        pthread_cond_broadcast(&g->kick);
+        return 0;
+    }
+    fn = function_new(spec, wall_ms(), -1);
+    if (!fn)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    int rc = registry_save(g, fn, err, errlen);
+    if (rc) {
+        *spec = fn->spec;
+        free(fn);
+        return rc;
+    }
+    fn->next = g->functions;
+    g->functions = fn;
+    pthread_cond_broadcast(&g->kick);
+    return 0;
+}
+
+int registry_remove(struct gateway *g, const char *name, char *err, size_t errlen)
+{
+    struct function *fn = registry_find(g, name);
+    if (!fn)
+        return seterr(err, errlen, -ENOENT, "function %s not found", name);
+    char path[1024];
+    spec_path(g, name, path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return seterr(err, errlen, -errno, "cannot remove %s: %s", path, strerror(errno));
+    fn->deleted = true;
+    stop_all(g, fn);
+    pthread_cond_broadcast(&g->changed);
+    pthread_cond_broadcast(&g->kick);
+    return 0;
+}
+
+void function_put_ref(struct gateway *g, struct function *fn)
+{
+    fn->refs--;
+    if (fn->refs == 0 && fn->deleted)
+        pthread_cond_broadcast(&g->kick);
+}
+
+void function_count_code(struct function *fn, int code, double seconds)
+{
+    fn->invocations++;
+    gw_hist_observe(&fn->hist, seconds);
+    for (int i = 0; i < fn->ncodes; i++) {
+        if (fn->codes[i].code == code) {
+            fn->codes[i].n++;
+            return;
+        }
+    }
+    if (fn->ncodes < GW_MAX_CODES)
+        fn->codes[fn->ncodes++] = (struct code_count){code, 1};
+}
+
+static int load_one(struct gateway *g, const char *path)
+{
+    char err[512];
+    uint8_t *data;
+    size_t len;
+    struct fn_spec spec;
+    if (read_file(path, SPEC_MAX_BYTES, &data, &len, err, sizeof err)) {
+        log_error("%s", err);
+        return -EIO;
+    }
+    json_t *doc = json_loadb((const char *)data, len, 0, NULL);
+    free(data);
+    int rc = doc ? spec_from_json(json_object_get(doc, "deployment"), &spec, err, sizeof err)
+                 : seterr(err, sizeof err, -EINVAL, "not JSON");
+    if (rc) {
+        log_error("%s: %s; function skipped", path, err);
+        json_decref(doc);
+        return rc;
+    }
+    json_t *r = json_object_get(doc, "replicas");
+    int floor = json_is_integer(r) ? (int)json_integer_value(r) : -1;
+    if (floor < -1 || floor > GW_MAX_REPLICAS)
+        floor = -1;
+    int64_t created = (int64_t)json_integer_value(json_object_get(doc, "createdAt"));
+    json_decref(doc);
+    struct function *fn = function_new(&spec, created ? created : wall_ms(), floor);
+    if (!fn) {
+        spec_free(&spec);
+        return -ENOMEM;
+    }
+    fn->next = g->functions;
+    g->functions = fn;
+    log_info("restored function %s (model %s)", fn->spec.name, fn->spec.image);
+    return 0;
+}
+
+int registry_load(struct gateway *g)
+{
+    char dir[1024], path[1536];
+    snprintf(dir, sizeof dir, "%s/functions", g->state);
+    if (mkdir_p(dir, 0700))
+        return -errno;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0 || e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        load_one(g, path);
+    }
+    closedir(d);
+    return 0;
+}
+
+int function_ready_count(const struct function *fn)
+{
+    int n = 0;
+    for (const struct instance *in = fn->instances; in; in = in->next)
+        n += in->state == INST_READY;
+    return n;
+}
+
+int function_live_count(const struct function *fn)
+{
+    int n = 0;
+    for (const struct instance *in = fn->instances; in; in = in->next)
+        n += in->state == INST_READY || in->state == INST_STARTING;
+    return n;
+}
+
+static json_t *rfc3339(int64_t ms)
+{
+    char buf[64];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+static json_t *usage_of(const struct function *fn)
+{
+    uint64_t total = 0;
+    for (const struct instance *in = fn->instances; in; in = in->next) {
+        struct proc_mem m;
+        if (in->state != INST_DEAD && proc_mem_read(in->pid, &m) == 0)
+            total += m.pss;
+    }
+    return json_pack("{sfsI}", "cpu", 0.0, "totalMemoryBytes", (json_int_t)total);
+}
+
+static json_t *field_or_null(const json_t *dep, const char *key)
+{
+    json_t *v = json_object_get(dep, key);
+    return v ? json_incref(v) : json_null();
+}
+
+json_t *function_status(struct gateway *g, struct function *fn, bool usage)
+{
+    const json_t *dep = fn->spec.deployment;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(fn->spec.name));
+    json_object_set_new(o, "image", json_string(fn->spec.image));
+    json_object_set_new(o, "namespace", json_string(GW_NAMESPACE));
+    const char *ep = json_string_value(json_object_get(dep, "envProcess"));
+    json_object_set_new(o, "envProcess", json_string(ep ? ep : ""));
+    json_object_set_new(o, "envVars", field_or_null(dep, "envVars"));
+    json_object_set_new(o, "labels", field_or_null(dep, "labels"));
+    json_object_set_new(o, "annotations", field_or_null(dep, "annotations"));
+    json_object_set_new(o, "constraints", field_or_null(dep, "constraints"));
+    json_object_set_new(o, "secrets", field_or_null(dep, "secrets"));
+    json_object_set_new(o, "limits", field_or_null(dep, "limits"));
+    json_object_set_new(o, "requests", field_or_null(dep, "requests"));
+    json_object_set_new(o, "readOnlyRootFilesystem",
+                        json_boolean(json_is_true(json_object_get(dep, "readOnlyRootFilesystem"))));
+    json_object_set_new(o, "invocationCount", json_real((double)fn->invocations));
+    json_object_set_new(o, "replicas", json_integer(function_live_count(fn)));
+    json_object_set_new(o, "availableReplicas", json_integer(function_ready_count(fn)));
+    json_object_set_new(o, "createdAt", rfc3339(fn->created_ms));
+    if (usage)
+        json_object_set_new(o, "usage", usage_of(fn));
+    return o;
+}

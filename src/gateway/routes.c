@@ -1,0 +1,535 @@
+/*
+ * The HTTP API of shmfaasd (OPENFAAS.md): a table of routes, each a short handler. The /system
+ * routes sit behind basic auth when enabled; /function, /healthz and /metrics stay open. Every error reply
+ * is {"error": "..."} with X-OpenFaaS-Internal: gateway, and a rejected request changes nothing.
+ */
+#include "gateway/gateway.h"
+
+#include "common/common.h"
+#include "common/http.h"
+#include "config.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define UPSTREAM_TIMEOUT_MS 60000
+#define LOG_MAX_BYTES (8u << 20)
+
+static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gateway"}};
+
+static int reply_err(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+    return http_reply_error(c, status, msg, internal_hdr, 1);
+}
+
+static unsigned status_of(int rc)
+{
+    switch (rc) {
+    case -EINVAL:
+        return 400;
+    case -ENOENT:
+        return 404;
+    case -EEXIST:
+        return 409;
+    default:
+        return 500;
+    }
+}
+
+static int reply_json_take(struct MHD_Connection *c, unsigned status, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    if (!s)
+        return reply_err(c, 500, "out of memory");
+    return http_reply_take(c, status, "application/json", s, strlen(s), NULL, 0);
+}
+
+/* ---- auth ---- */
+
+static bool ct_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned diff = la != lb;
+    for (size_t i = 0; i < la; i++)
+        diff |= (unsigned char)a[i] ^ (unsigned char)(i < lb ? b[i] : 0);
+    return diff == 0;
+}
+
+static bool auth_ok(struct gateway *g, struct http_request *rq)
+{
+    const char *h = http_request_header(rq, "Authorization");
+    if (!h || strncasecmp(h, "Basic ", 6) != 0)
+        return false;
+    const char *b64 = h + 6;
+    size_t n = strlen(b64);
+    if (n == 0 || n > 1024 || n % 4)
+        return false;
+    unsigned char dec[800];
+    int len = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)n);
+    if (len < 0)
+        return false;
+    while (len > 0 && n > 0 && b64[--n] == '=')
+        len--;
+    dec[len] = '\0';
+    char want[520];
+    snprintf(want, sizeof want, "%s:%s", g->auth_user, g->auth_pass);
+    return ct_equal((const char *)dec, want);
+}
+
+static int reply_unauthorized(struct MHD_Connection *c)
+{
+    static const struct http_header h[] = {{"WWW-Authenticate", "Basic realm=\"Restricted\""},
+                                           {"X-OpenFaaS-Internal", "gateway"}};
+    return http_reply_error(c, 401, "invalid credentials: check basic-auth-user/password", h, 2);
+}
+
+/* ---- small routes ---- */
+
+static int route_healthz(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    return http_reply(rq->conn, 200, "text/plain", "OK", 2, NULL, 0);
+}
+
+static int route_info(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    struct utsname u;
+    uname(&u);
+    json_t *ver = json_pack("{ssss}", "sha", "", "release", SHMFAAS_VERSION);
+    json_t *o = json_pack("{s{sssssO}sOss}", "provider", "provider", "shmfaasd", "orchestration",
+                          "process", "version", ver, "version", ver, "arch", u.machine);
+    json_decref(ver);
+    return reply_json_take(rq->conn, 200, o);
+}
+
+static int route_namespaces(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    return http_reply_json(rq->conn, 200, "[\"" GW_NAMESPACE "\"]", NULL, 0);
+}
+
+static int route_metrics(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    struct gw_buf b = {0};
+    metrics_render(g, &b);
+    if (b.failed) {
+        gw_buf_free(&b);
+        return reply_err(rq->conn, 500, "out of memory");
+    }
+    return http_reply_take(rq->conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
+                           b.len, NULL, 0);
+}
+
+/* ---- /system/functions ---- */
+
+static int check_query_ns(struct http_request *rq)
+{
+    char err[256];
+    if (gw_check_namespace(http_request_query(rq, "namespace"), err, sizeof err))
+        return reply_err(rq->conn, 400, err);
+    return 1;
+}
+
+static int route_list(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    int rc = check_query_ns(rq);
+    if (rc != 1)
+        return rc;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&g->lock);
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        if (!fn->deleted)
+            json_array_append_new(arr, function_status(g, fn, false));
+    pthread_mutex_unlock(&g->lock);
+    return reply_json_take(rq->conn, 200, arr);
+}
+
+static int deploy(struct gateway *g, struct http_request *rq, bool create)
+{
+    char err[768];
+    struct fn_spec spec;
+    int rc = spec_parse((const char *)rq->body, rq->body_len, &spec, err, sizeof err);
+    if (rc)
+        return reply_err(rq->conn, status_of(rc), err);
+    pthread_mutex_lock(&g->lock);
+    bool exists = registry_find(g, spec.name) != NULL;
+    pthread_mutex_unlock(&g->lock);
+    if (!create && !exists) {
+        snprintf(err, sizeof err, "function %s not found: deploy it with POST", spec.name);
+        rc = -ENOENT;
+    } else {
+        rc = registry_check_model(g, spec.image, err, sizeof err);
+        if (rc == -ENOENT)
+            rc = -EINVAL; /* an unknown model is a bad request, not a missing route */
+    }
+    if (!rc) {
+        pthread_mutex_lock(&g->lock);
+        rc = registry_put(g, &spec, create, err, sizeof err);
+        pthread_mutex_unlock(&g->lock);
+    }
+    spec_free(&spec);
+    if (rc)
+        return reply_err(rq->conn, status_of(rc), err);
+    log_info("%s function %.64s", create ? "deployed" : "updated", rq->url);
+    return http_reply(rq->conn, 202, "text/plain", "", 0, NULL, 0);
+}
+
+static int route_deploy(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    return deploy(g, rq, true);
+}
+
+static int route_update(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    return deploy(g, rq, false);
+}
+
+/* Parses a JSON object body; replies 400 itself and returns NULL when it is not one. */
+static json_t *body_object(struct http_request *rq, int *replied)
+{
+    json_error_t je;
+    json_t *v = json_loadb((const char *)rq->body, rq->body_len, 0, &je);
+    if (json_is_object(v))
+        return v;
+    json_decref(v);
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid JSON body: %s", v ? "expected an object" : je.text);
+    *replied = reply_err(rq->conn, 400, msg);
+    return NULL;
+}
+
+static int route_delete(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    int replied = 0;
+    char err[300];
+    json_t *o = body_object(rq, &replied);
+    if (!o)
+        return replied;
+    const char *name = json_string_value(json_object_get(o, "functionName"));
+    const char *ns = json_string_value(json_object_get(o, "namespace"));
+    int rc = !name || !*name ? seterr(err, sizeof err, -EINVAL, "functionName is required")
+                             : gw_check_namespace(ns ? ns : http_request_query(rq, "namespace"),
+                                                  err, sizeof err);
+    if (!rc) {
+        pthread_mutex_lock(&g->lock);
+        rc = registry_remove(g, name, err, sizeof err);
+        pthread_mutex_unlock(&g->lock);
+    }
+    json_decref(o);
+    if (rc)
+        return reply_err(rq->conn, status_of(rc), err);
+    return http_reply(rq->conn, 202, "text/plain", "", 0, NULL, 0);
+}
+
+static int route_describe(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[GW_NAME_MAX], err[300];
+    int rc = check_query_ns(rq);
+    if (rc != 1)
+        return rc;
+    if (gw_split_name(arg, name, err, sizeof err))
+        return reply_err(rq->conn, 404, err);
+    const char *u = http_request_query(rq, "usage");
+    bool usage = u && (strcmp(u, "1") == 0 || strcmp(u, "true") == 0);
+    pthread_mutex_lock(&g->lock);
+    struct function *fn = registry_find(g, name);
+    json_t *st = fn ? function_status(g, fn, usage) : NULL;
+    pthread_mutex_unlock(&g->lock);
+    if (!st) {
+        snprintf(err, sizeof err, "function %s not found", name);
+        return reply_err(rq->conn, 404, err);
+    }
+    return reply_json_take(rq->conn, 200, st);
+}
+
+static int route_scale(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[GW_NAME_MAX], err[300];
+    int replied = 0;
+    if (gw_split_name(arg, name, err, sizeof err))
+        return reply_err(rq->conn, 404, err);
+    json_t *o = body_object(rq, &replied);
+    if (!o)
+        return replied;
+    json_t *r = json_object_get(o, "replicas");
+    int rc = gw_check_namespace(json_string_value(json_object_get(o, "namespace")), err,
+                                sizeof err);
+    if (!rc && (!json_is_integer(r) || json_integer_value(r) < 0 ||
+                json_integer_value(r) > GW_MAX_REPLICAS))
+        rc = seterr(err, sizeof err, -EINVAL, "replicas must be a whole number from 0 to %d",
+                    GW_MAX_REPLICAS);
+    if (!rc) {
+        pthread_mutex_lock(&g->lock);
+        struct function *fn = registry_find(g, name);
+        if (!fn) {
+            rc = seterr(err, sizeof err, -ENOENT, "function %s not found", name);
+        } else {
+            int old = fn->floor;
+            fn->floor = (int)json_integer_value(r);
+            rc = registry_save(g, fn, err, sizeof err);
+            if (rc)
+                fn->floor = old;
+            pthread_cond_broadcast(&g->kick);
+        }
+        pthread_mutex_unlock(&g->lock);
+    }
+    json_decref(o);
+    if (rc)
+        return reply_err(rq->conn, status_of(rc), err);
+    return http_reply(rq->conn, 202, "text/plain", "", 0, NULL, 0);
+}
+
+/* ---- /system/logs ---- */
+
+/* Keeps the last `tail` lines at or after `since` (ISO timestamps compare as strings). */
+static char *select_lines(char *text, size_t len, long tail, const char *since, size_t *out_len)
+{
+    size_t nlines = 0;
+    for (size_t i = 0; i < len; i++)
+        nlines += text[i] == '\n';
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0, line = 0;
+    char *p = text;
+    while (p < text + len) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        size_t l = nl ? (size_t)(nl - p) + 1 : (size_t)(text + len - p);
+        bool keep = tail < 0 || line + (size_t)tail >= nlines;
+        if (keep && since && *since) {
+            const char *ts = strstr(p, "\"timestamp\":\"");
+            keep = ts && ts < p + l && strncmp(ts + 13, since, 19) >= 0;
+        }
+        if (keep) {
+            memcpy(out + o, p, l);
+            o += l;
+        }
+        p += l;
+        line++;
+    }
+    *out_len = o;
+    return out;
+}
+
+static int route_logs(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[GW_NAME_MAX], err[600], path[1024];
+    const char *q = http_request_query(rq, "name");
+    if (!q || gw_split_name(q, name, err, sizeof err))
+        return reply_err(rq->conn, 400, "name is required: /system/logs?name=FUNCTION");
+    pthread_mutex_lock(&g->lock);
+    bool exists = registry_find(g, name) != NULL;
+    pthread_mutex_unlock(&g->lock);
+    if (!exists) {
+        snprintf(err, sizeof err, "function %s not found", name);
+        return reply_err(rq->conn, 404, err);
+    }
+    const char *t = http_request_query(rq, "tail");
+    long tail = t && *t ? strtol(t, NULL, 10) : -1;
+    function_log_path(g, name, path, sizeof path);
+    uint8_t *data = NULL;
+    size_t len = 0, out_len = 0;
+    if (read_file(path, LOG_MAX_BYTES, &data, &len, err, sizeof err))
+        return http_reply(rq->conn, 200, "application/x-ndjson", "", 0, NULL, 0);
+    char *out = select_lines((char *)data, len, tail, http_request_query(rq, "since"), &out_len);
+    free(data);
+    if (!out)
+        return reply_err(rq->conn, 500, "out of memory");
+    return http_reply_take(rq->conn, 200, "application/x-ndjson", out, out_len, NULL, 0);
+}
+
+/* ---- /system/models ---- */
+
+static int model_name_arg(const char *arg, char *name, size_t len, char *err, size_t errlen)
+{
+    size_t n = strlen(arg);
+    if (n > 5 && strcmp(arg + n - 5, ".onnx") == 0)
+        n -= 5;
+    if (n == 0 || n >= len)
+        return seterr(err, errlen, -EINVAL, "model name is empty or too long");
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    if (!gw_valid_model_ref(name) || name[0] == '/' || strncmp(name, "sha256:", 7) == 0)
+        return seterr(err, errlen, -EINVAL,
+                      "model name \"%s\" may only contain letters, digits, '.', '-' and '_'",
+                      name);
+    return 0;
+}
+
+static int route_model_push(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[256], err[600], path[1024];
+    if (model_name_arg(arg, name, sizeof name, err, sizeof err))
+        return reply_err(rq->conn, 400, err);
+    if (rq->body_len == 0)
+        return reply_err(rq->conn, 400, "empty body: send the ONNX file as the request body");
+    snprintf(path, sizeof path, "%s/%s.onnx", g->models, name);
+    if (write_file_atomic(path, rq->body, rq->body_len, 0644, err, sizeof err))
+        return reply_err(rq->conn, 500, err);
+    log_info("model %s: %zu bytes stored in %s", name, rq->body_len, path);
+    json_t *o = json_pack("{sssIss}", "name", name, "bytes", (json_int_t)rq->body_len, "path", path);
+    return reply_json_take(rq->conn, 201, o);
+}
+
+static json_t *model_users(struct gateway *g, const char *name)
+{
+    json_t *arr = json_array();
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        if (!fn->deleted && strcmp(fn->spec.image, name) == 0)
+            json_array_append_new(arr, json_string(fn->spec.name));
+    return arr;
+}
+
+static int route_model_list(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    json_t *arr = json_array();
+    DIR *d = opendir(g->models);
+    struct dirent *e;
+    char path[1536], name[256];
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        struct stat st;
+        if (n <= 5 || n - 5 >= sizeof name || strcmp(e->d_name + n - 5, ".onnx") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", g->models, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        snprintf(name, sizeof name, "%.*s", (int)(n - 5), e->d_name);
+        pthread_mutex_lock(&g->lock);
+        json_t *users = model_users(g, name);
+        pthread_mutex_unlock(&g->lock);
+        json_array_append_new(arr, json_pack("{sssIsIso}", "name", name, "bytes",
+                                             (json_int_t)st.st_size, "modified",
+                                             (json_int_t)st.st_mtime, "functions", users));
+    }
+    if (d)
+        closedir(d);
+    json_t *store = store_stats_json(g);
+    json_t *o = json_pack("{soso}", "models", arr, "store", store ? store : json_null());
+    return reply_json_take(rq->conn, 200, o);
+}
+
+static int route_model_delete(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[256], err[600], path[1024];
+    if (model_name_arg(arg, name, sizeof name, err, sizeof err))
+        return reply_err(rq->conn, 400, err);
+    pthread_mutex_lock(&g->lock);
+    json_t *users = model_users(g, name);
+    pthread_mutex_unlock(&g->lock);
+    size_t n = json_array_size(users);
+    json_decref(users);
+    if (n > 0) {
+        snprintf(err, sizeof err, "model %s is used by %zu function(s): remove them first", name, n);
+        return reply_err(rq->conn, 409, err);
+    }
+    snprintf(path, sizeof path, "%s/%s.onnx", g->models, name);
+    if (unlink(path) != 0) {
+        snprintf(err, sizeof err, "model %s: %s", name,
+                 errno == ENOENT ? "not found" : strerror(errno));
+        return reply_err(rq->conn, errno == ENOENT ? 404 : 500, err);
+    }
+    store_evict(g, name);
+    return http_reply(rq->conn, 200, "text/plain", "", 0, NULL, 0);
+}
+
+/* ---- the route table ---- */
+
+typedef int (*route_fn)(struct gateway *g, struct http_request *rq, const char *arg);
+
+struct route {
+    const char *method; /* NULL = any */
+    const char *path;   /* exact, or a prefix when it ends in '/' (the rest is arg) */
+    bool auth;
+    route_fn fn;
+};
+
+static const struct route routes[] = {
+    {"GET", "/healthz", false, route_healthz},
+    {"GET", "/metrics", false, route_metrics},
+    {"GET", "/system/info", true, route_info},
+    {"GET", "/system/namespaces", true, route_namespaces},
+    {"GET", "/system/functions", true, route_list},
+    {"POST", "/system/functions", true, route_deploy},
+    {"PUT", "/system/functions", true, route_update},
+    {"DELETE", "/system/functions", true, route_delete},
+    {"GET", "/system/function/", true, route_describe},
+    {"POST", "/system/scale-function/", true, route_scale},
+    {"GET", "/system/logs", true, route_logs},
+    {"GET", "/system/models", true, route_model_list},
+    {"POST", "/system/models/", true, route_model_push},
+    {"PUT", "/system/models/", true, route_model_push},
+    {"DELETE", "/system/models/", true, route_model_delete},
+    {NULL, "/function/", false, route_invoke},
+};
+
+/* Matches url against a route path; *arg gets the rest for prefix routes (non-empty). */
+static bool path_match(const char *pattern, const char *url, const char **arg)
+{
+    size_t n = strlen(pattern);
+    if (pattern[n - 1] != '/')
+        return strcmp(pattern, url) == 0 || (strncmp(pattern, url, n) == 0 && url[n] == '/' &&
+                                             url[n + 1] == '\0');
+    if (strncmp(pattern, url, n) != 0 || url[n] == '\0')
+        return false;
+    *arg = url + n;
+    return true;
+}
+
+static int handle(struct http_request *rq, void *user)
+{
+    struct gateway *g = user;
+    bool path_known = false;
+    for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
+        const struct route *r = &routes[i];
+        const char *arg = "";
+        if (!path_match(r->path, rq->url, &arg))
+            continue;
+        if (r->auth && g->auth && !auth_ok(g, rq))
+            return reply_unauthorized(rq->conn);
+        path_known = true;
+        if (r->method && strcmp(r->method, rq->method) != 0)
+            continue;
+        return r->fn(g, rq, arg);
+    }
+    if (path_known)
+        return reply_err(rq->conn, 405, "method not allowed on this route");
+    return reply_err(rq->conn, 404, "no such route");
+}
+
+int httpd_start(struct gateway *g, char *err, size_t errlen)
+{
+    struct http_server_opts o = {
+        .listen = g->listen,
+        .max_body = g->max_body,
+        .conn_timeout_s = 300,
+        .error_headers = internal_hdr,
+        .n_error_headers = 1,
+        .handler = handle,
+        .user = g,
+    };
+    struct http_server *s;
+    int rc = http_server_start(&o, &s, err, errlen);
+    if (rc)
+        return rc;
+    g->httpd = s;
+    g->port = http_server_port(s);
+    return 0;
+}
+
+void httpd_stop(struct gateway *g)
+{
+    http_server_stop(g->httpd);
+    g->httpd = NULL;
+}
