@@ -1,0 +1,252 @@
+/*
+ * shmfaas-fn configuration: the env vars an OpenFaaS function's `environment` / `envVars` (or a
+ * Knative revision) sets, then command-line flags, which win. Every error names the variable.
+ */
+#include "fn/fn.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LABELS_FILE ((size_t)64 << 20)
+
+static int env_choice(const char *name, const char *const *choices, int n, int *out, char *err,
+                      size_t errlen)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(v, choices[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return seterr(err, errlen, -EINVAL, "%s=%s: expected %s%s%s%s%s", name, v, choices[0],
+                  n > 1 ? " or " : "", n > 1 ? choices[1] : "", n > 2 ? " or " : "",
+                  n > 2 ? choices[2] : "");
+}
+
+static int parse_int(const char *what, const char *v, long min, long max, int *out, char *err,
+                     size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < min || n > max)
+        return seterr(err, errlen, -EINVAL, "%s=%s: expected a whole number %ld-%ld", what, v,
+                      min, max);
+    *out = (int)n;
+    return 0;
+}
+
+static int env_int(const char *name, long min, long max, int *out, char *err, size_t errlen)
+{
+    const char *v = getenv(name);
+    return v && *v ? parse_int(name, v, min, max, out, err, errlen) : 0;
+}
+
+static int env_duration(const char *name, int64_t *out, char *err, size_t errlen)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return 0;
+    if (parse_duration_ms(v, out) < 0 || *out < 0)
+        return seterr(err, errlen, -EINVAL,
+                      "%s=%s: expected a duration such as 30s, 1m30s, 250ms or a number of seconds",
+                      name, v);
+    return 0;
+}
+
+static int env_floats3(const char *name, float out[3], char *err, size_t errlen)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return 0;
+    float f[3];
+    char tail;
+    if (sscanf(v, "%f,%f,%f%c", &f[0], &f[1], &f[2], &tail) != 3)
+        return seterr(err, errlen, -EINVAL, "%s=%s: expected three comma-separated numbers (R,G,B)",
+                      name, v);
+    memcpy(out, f, sizeof(f));
+    return 0;
+}
+
+static int env_size(const char *name, uint64_t *out, char *err, size_t errlen)
+{
+    const char *v = getenv(name);
+    if (v && *v && (parse_size(v, out) < 0 || *out == 0))
+        return seterr(err, errlen, -EINVAL, "%s=%s: expected a size such as 16Mi, 1G or 4096",
+                      name, v);
+    return 0;
+}
+
+static void set_defaults(struct fn_config *c)
+{
+    *c = (struct fn_config){
+        .store_path = FN_DEFAULT_STORE,
+        .threads = 1,
+        .max_inflight = 1,
+        .exec_timeout_ms = 30000,
+        .read_timeout_ms = 30000,
+        .write_timeout_ms = 30000,
+        .idle_release_ms = 1000,
+        .max_body = (size_t)16 << 20,
+        .log_level = LOG_WARN,
+    };
+    c->codec.topk = 5;
+    fn_image_opts_default(&c->codec.image);
+    snprintf(c->listen, sizeof(c->listen), ":8080");
+}
+
+static int load_codec_env(struct fn_config *c, char *err, size_t errlen)
+{
+    static const char *const inputs[] = {"json", "image", "raw"};
+    static const char *const outputs[] = {"json", "topk"};
+    static const char *const softmax[] = {"auto", "true", "false"};
+    int in = (int)c->codec.input, out = (int)c->codec.output, sm = (int)c->codec.softmax;
+    uint64_t max_pixels = c->codec.image.max_pixels;
+    int rc = env_choice("input", inputs, 3, &in, err, errlen);
+    if (!rc)
+        rc = env_choice("output", outputs, 2, &out, err, errlen);
+    if (!rc)
+        rc = env_choice("softmax", softmax, 3, &sm, err, errlen);
+    if (!rc)
+        rc = env_int("image_size", 1, 8192, &c->codec.image.size, err, errlen);
+    if (!rc)
+        rc = env_int("topk", 1, 1000000, &c->codec.topk, err, errlen);
+    if (!rc)
+        rc = env_floats3("mean", c->codec.image.mean, err, errlen);
+    if (!rc)
+        rc = env_floats3("std", c->codec.image.std, err, errlen);
+    if (!rc)
+        rc = env_size("max_pixels", &max_pixels, err, errlen);
+    for (int i = 0; !rc && i < 3; i++)
+        if (!(c->codec.image.std[i] > 0))
+            rc = seterr(err, errlen, -EINVAL, "std: every value must be > 0");
+    c->codec.input = (enum fn_input)in;
+    c->codec.output = (enum fn_output)out;
+    c->codec.softmax = (enum fn_softmax)sm;
+    c->codec.image.max_pixels = max_pixels;
+    c->labels_path = getenv("labels");
+    return rc;
+}
+
+static int load_env(struct fn_config *c, char *err, size_t errlen)
+{
+    const char *port = getenv("PORT");
+    if (port && *port) {
+        int p = 0;
+        int rc = parse_int("PORT", port, 0, 65535, &p, err, errlen);
+        if (rc < 0)
+            return rc;
+        snprintf(c->listen, sizeof(c->listen), ":%d", p);
+    }
+    if (getenv("model") && *getenv("model"))
+        c->model_ref = getenv("model");
+    if (getenv("store_socket") && *getenv("store_socket"))
+        c->store_path = getenv("store_socket");
+    uint64_t max_body = c->max_body;
+    const char *lvl = getenv("log_level");
+    if (lvl && *lvl && log_parse_level(lvl, &c->log_level) < 0)
+        return seterr(err, errlen, -EINVAL, "log_level=%s: expected debug, info, warn, error or off",
+                      lvl);
+    int rc = env_int("threads", 1, 1024, &c->threads, err, errlen);
+    if (!rc)
+        rc = env_int("max_inflight", 0, 1000000, &c->max_inflight, err, errlen);
+    if (!rc)
+        rc = env_duration("exec_timeout", &c->exec_timeout_ms, err, errlen);
+    if (!rc)
+        rc = env_duration("read_timeout", &c->read_timeout_ms, err, errlen);
+    if (!rc)
+        rc = env_duration("write_timeout", &c->write_timeout_ms, err, errlen);
+    if (!rc)
+        rc = env_duration("idle_release", &c->idle_release_ms, err, errlen);
+    if (!rc)
+        rc = env_size("max_body", &max_body, err, errlen);
+    if (!rc && max_body > SIZE_MAX / 2)
+        rc = seterr(err, errlen, -EINVAL, "max_body: too large");
+    c->max_body = (size_t)max_body;
+    return rc ? rc : load_codec_env(c, err, errlen);
+}
+
+static const char usage[] =
+    "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen unix:PATH|HOST:PORT]\n"
+    "                  [--threads N] [--labels FILE] [--log-level LEVEL]\n"
+    "env: PORT model store_socket threads input=json|image|raw output=json|topk image_size mean\n"
+    "     std max_pixels topk softmax=auto|true|false labels max_inflight exec_timeout\n"
+    "     read_timeout write_timeout idle_release max_body log_level";
+
+static int load_flags(struct fn_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'},   {"private", required_argument, NULL, 'p'},
+        {"store", required_argument, NULL, 's'},   {"listen", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'}, {"labels", required_argument, NULL, 'L'},
+        {"log-level", required_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int ch, rc = 0;
+    while (rc == 0 && (ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': c->model_ref = optarg; break;
+        case 'p': c->private_path = optarg; break;
+        case 's': c->store_path = optarg; break;
+        case 'L': c->labels_path = optarg; break;
+        case 'l':
+            if (strlen(optarg) >= sizeof(c->listen))
+                return seterr(err, errlen, -EINVAL, "--listen %s: too long", optarg);
+            snprintf(c->listen, sizeof(c->listen), "%s", optarg);
+            break;
+        case 't': rc = parse_int("--threads", optarg, 1, 1024, &c->threads, err, errlen); break;
+        case 'v':
+            if (log_parse_level(optarg, &c->log_level) < 0)
+                rc = seterr(err, errlen, -EINVAL, "--log-level %s: expected debug, info, warn, "
+                            "error or off", optarg);
+            break;
+        default: return seterr(err, errlen, -EINVAL, "%s", usage);
+        }
+    }
+    if (rc == 0 && optind < argc)
+        rc = seterr(err, errlen, -EINVAL, "unexpected argument %s\n%s", argv[optind], usage);
+    return rc;
+}
+
+static int load_labels(struct fn_config *c, char *err, size_t errlen)
+{
+    if (!c->labels_path || !*c->labels_path)
+        return 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char why[256];
+    int rc = read_file(c->labels_path, MAX_LABELS_FILE, &buf, &len, why, sizeof(why));
+    if (rc < 0)
+        return seterr(err, errlen, rc, "labels: %s", why);
+    rc = fn_labels_parse(buf, len, &c->codec.labels, why, sizeof(why));
+    free(buf);
+    return rc < 0 ? seterr(err, errlen, rc, "%s: %s", c->labels_path, why) : 0;
+}
+
+int fn_config_load(struct fn_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    set_defaults(c);
+    int rc = load_env(c, err, errlen);
+    if (!rc)
+        rc = load_flags(c, argc, argv, err, errlen);
+    if (rc)
+        return rc;
+    if (c->private_path)
+        c->model_ref = NULL; /* --private is the baseline run of a function otherwise attached */
+    else if (!c->model_ref)
+        return seterr(err, errlen, -EINVAL, "no model: give --model REF (or env model) or "
+                      "--private FILE\n%s", usage);
+    return load_labels(c, err, errlen);
+}
+
+void fn_config_free(struct fn_config *c)
+{
+    fn_labels_free(&c->codec.labels);
+}

@@ -1,0 +1,541 @@
+/*
+ * The instance: one model, one session, one worker thread that owns the session, and the HTTP
+ * routes of the of-watchdog contract.
+ *
+ * Requests decode their body on their own connection thread, queue a job and wait for it until
+ * their deadline (exec_timeout, shortened by X-Timeout). The worker runs jobs one at a time, skips
+ * jobs whose requester gave up, and, after idle_release without a job, gives the session's arena
+ * pages back to the kernel. All shared state is under one mutex.
+ */
+#include "fn/fn.h"
+#include "fn/source.h"
+#include "common/http.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct job {
+    struct job *next;
+    int refs;       /* the requester and the queue/worker */
+    bool abandoned; /* the requester timed out */
+    bool done;
+    /* in */
+    struct engine_tensor_set json_in; /* input=json */
+    struct fn_tensor tensor_in;       /* input=image|raw */
+    struct engine_tensor single;      /* points into tensor_in */
+    /* out */
+    unsigned status;
+    char *body; /* malloc'd reply body (JSON) */
+};
+
+struct fn_instance {
+    const struct fn_config *cfg;
+    struct fn_source *source;
+    struct engine_model *model;
+    struct engine_session *session;
+    struct engine_tensor_info in_info;  /* input 0 */
+    struct engine_tensor_info out_info; /* output 0 */
+    int n_outputs;
+    struct http_server *http;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work; /* worker: a job arrived or stop */
+    pthread_cond_t done; /* requesters: a job finished; drain: inflight changed */
+    pthread_t worker;
+    bool worker_started;
+    struct job *head, *tail;
+    int inflight;
+    bool ready, draining, stop, released;
+    int64_t last_run_ns;
+};
+
+static const struct http_header error_headers[] = {{"X-OpenFaaS-Internal", "shmfaas-fn"}};
+
+/* ---- jobs ---- */
+
+static void job_unref(struct job *j)
+{
+    if (--j->refs > 0)
+        return;
+    engine_tensor_set_free(&j->json_in);
+    fn_tensor_free(&j->tensor_in);
+    free(j->body);
+    free(j);
+}
+
+/* {"error": msg}, malloc'd; a message that is not valid UTF-8 is replaced, not sent broken. */
+static char *error_json(const char *msg)
+{
+    json_t *o = json_pack("{s:s}", "error", msg);
+    if (!o)
+        o = json_pack("{s:s}", "error", "request failed (message not valid UTF-8)");
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
+static void job_fail(struct job *j, unsigned status, const char *msg)
+{
+    j->status = status;
+    free(j->body);
+    j->body = error_json(msg);
+}
+
+/* ---- the worker ---- */
+
+static int encode_output(struct fn_instance *in, struct engine_tensor *outs, struct job *j)
+{
+    char err[512];
+    if (in->cfg->codec.output == FN_OUT_JSON) {
+        j->body = engine_tensors_to_json(outs, in->n_outputs, "outputs");
+        if (!j->body) {
+            job_fail(j, 500, "output=json: out of memory");
+            return -ENOMEM;
+        }
+        j->status = 200;
+        return 0;
+    }
+    int rc = fn_codec_topk(outs[0].data, outs[0].nbytes / sizeof(float), &in->cfg->codec,
+                           &j->body, err, sizeof(err));
+    if (rc < 0) {
+        job_fail(j, 500, err);
+        return rc;
+    }
+    j->status = 200;
+    return 0;
+}
+
+static void run_job(struct fn_instance *in, struct job *j)
+{
+    struct engine_tensor outs[64];
+    char err[512];
+    const struct engine_tensor *ins = j->json_in.n ? j->json_in.t : &j->single;
+    int n_ins = j->json_in.n ? j->json_in.n : 1;
+    int rc = engine_session_run(in->session, ins, n_ins, outs, in->n_outputs, err, sizeof(err));
+    if (rc < 0) {
+        /* The engine refuses inputs that do not match the plan with -EINVAL: the caller's fault. */
+        job_fail(j, rc == -EINVAL ? 400 : 500, err);
+        return;
+    }
+    encode_output(in, outs, j);
+}
+
+static int64_t idle_deadline_ns(const struct fn_instance *in)
+{
+    return in->last_run_ns + in->cfg->idle_release_ms * 1000000;
+}
+
+/* Waits for a job; gives the arena back once idle_release has passed without one. */
+static void wait_for_work(struct fn_instance *in)
+{
+    if (in->cfg->idle_release_ms <= 0 || in->released) {
+        pthread_cond_wait(&in->work, &in->lock);
+        return;
+    }
+    int64_t left = idle_deadline_ns(in) - now_ns();
+    if (left <= 0) {
+        engine_session_release_memory(in->session);
+        in->released = true;
+        log_debug("idle for %" PRId64 " ms: arena released", in->cfg->idle_release_ms);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + left;
+    ts.tv_sec = at / 1000000000LL;
+    ts.tv_nsec = at % 1000000000LL;
+    pthread_cond_timedwait(&in->work, &in->lock, &ts);
+}
+
+static void *worker_main(void *arg)
+{
+    struct fn_instance *in = arg;
+    pthread_mutex_lock(&in->lock);
+    for (;;) {
+        if (!in->head && in->stop)
+            break;
+        if (!in->head) {
+            wait_for_work(in);
+            continue;
+        }
+        struct job *j = in->head;
+        in->head = j->next;
+        if (!in->head)
+            in->tail = NULL;
+        if (!j->abandoned) {
+            pthread_mutex_unlock(&in->lock);
+            run_job(in, j);
+            pthread_mutex_lock(&in->lock);
+            in->last_run_ns = now_ns();
+            in->released = false;
+        }
+        j->done = true;
+        job_unref(j);
+        pthread_cond_broadcast(&in->done);
+    }
+    pthread_mutex_unlock(&in->lock);
+    return NULL;
+}
+
+/* ---- requests ---- */
+
+static int decode_input(struct fn_instance *in, const struct http_request *req, struct job *j,
+                        char *err, size_t errlen)
+{
+    const struct fn_codec_config *c = &in->cfg->codec;
+    int rc;
+    switch (c->input) {
+    case FN_IN_JSON:
+        return engine_tensors_from_json((const char *)req->body, req->body_len, "inputs",
+                                        &j->json_in, err, errlen);
+    case FN_IN_IMAGE:
+        rc = fn_codec_image(req->body, req->body_len, &c->image, &j->tensor_in, err, errlen);
+        break;
+    case FN_IN_RAW:
+        rc = fn_codec_raw(req->body, req->body_len, &in->in_info.shape, &j->tensor_in, err,
+                          errlen);
+        break;
+    default:
+        return seterr(err, errlen, -EINVAL, "unknown input codec");
+    }
+    if (rc < 0)
+        return rc;
+    j->single = (struct engine_tensor){.name = in->in_info.name,
+                                       .dtype = ENGINE_F32,
+                                       .shape = j->tensor_in.shape,
+                                       .data = j->tensor_in.data,
+                                       .nbytes = j->tensor_in.nbytes};
+    return 0;
+}
+
+static int64_t request_timeout_ms(const struct fn_instance *in, const struct http_request *req)
+{
+    int64_t t = in->cfg->exec_timeout_ms, h = 0;
+    const char *x = http_request_header(req, "X-Timeout");
+    if (x && parse_duration_ms(x, &h) == 0 && h > 0 && (t <= 0 || h < t))
+        t = h;
+    return t;
+}
+
+/* Queues j and waits until it is done or the deadline passes; true when done. */
+static bool run_until(struct fn_instance *in, struct job *j, int64_t timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + timeout_ms * 1000000;
+    ts.tv_sec = at / 1000000000LL;
+    ts.tv_nsec = at % 1000000000LL;
+    pthread_mutex_lock(&in->lock);
+    j->refs = 2;
+    if (in->tail)
+        in->tail->next = j;
+    else
+        in->head = j;
+    in->tail = j;
+    pthread_cond_signal(&in->work);
+    int rc = 0;
+    while (!j->done && rc != ETIMEDOUT)
+        rc = timeout_ms > 0 ? pthread_cond_timedwait(&in->done, &in->lock, &ts)
+                            : pthread_cond_wait(&in->done, &in->lock);
+    bool done = j->done;
+    j->abandoned = !done;
+    pthread_mutex_unlock(&in->lock);
+    return done;
+}
+
+static int reply(const struct http_request *req, unsigned status, char *body, int64_t t0)
+{
+    char dur[32];
+    snprintf(dur, sizeof(dur), "%.6f", (double)(now_ns() - t0) / 1e9);
+    struct http_header hdrs[] = {{"X-Duration-Seconds", dur}, error_headers[0]};
+    int n = status < 400 ? 1 : 2;
+    log_debug("%s %s %u %ss", req->method, req->url, status, dur);
+    if (!body)
+        return http_reply_error(req->conn, 500, "out of memory", hdrs, n);
+    return http_reply_take(req->conn, status, "application/json", body, strlen(body), hdrs, n);
+}
+
+static int reply_error(const struct http_request *req, unsigned status, const char *msg,
+                       int64_t t0)
+{
+    return reply(req, status, error_json(msg), t0);
+}
+
+/* Admission: max_inflight (0 = unlimited) and readiness. Returns 0 or the status to reply. */
+static unsigned admit(struct fn_instance *in)
+{
+    unsigned status = 0;
+    pthread_mutex_lock(&in->lock);
+    if (in->draining || !in->ready)
+        status = 503;
+    else if (in->cfg->max_inflight > 0 && in->inflight >= in->cfg->max_inflight)
+        status = 429;
+    else
+        in->inflight++;
+    pthread_mutex_unlock(&in->lock);
+    return status;
+}
+
+static void leave(struct fn_instance *in)
+{
+    pthread_mutex_lock(&in->lock);
+    in->inflight--;
+    pthread_cond_broadcast(&in->done);
+    pthread_mutex_unlock(&in->lock);
+}
+
+static int serve_inference(struct fn_instance *in, struct http_request *req, int64_t t0)
+{
+    unsigned refused = admit(in);
+    if (refused)
+        return reply_error(req, refused,
+                           refused == 429 ? "busy: max_inflight requests already in flight"
+                                          : "not ready: the model is not loaded yet or the "
+                                            "instance is shutting down",
+                           t0);
+    char err[512];
+    struct job *j = calloc(1, sizeof(*j));
+    int rc = j ? decode_input(in, req, j, err, sizeof(err)) : -ENOMEM;
+    if (rc < 0) {
+        if (j) {
+            j->refs = 1;
+            job_unref(j);
+        }
+        leave(in);
+        return reply_error(req, rc == -ENOMEM ? 500 : 400, j ? err : "out of memory", t0);
+    }
+    int64_t timeout = request_timeout_ms(in, req);
+    if (!run_until(in, j, timeout)) {
+        pthread_mutex_lock(&in->lock);
+        job_unref(j);
+        pthread_mutex_unlock(&in->lock);
+        leave(in);
+        snprintf(err, sizeof(err), "inference took longer than %" PRId64 " ms (exec_timeout)",
+                 timeout);
+        return reply_error(req, 504, err, t0);
+    }
+    unsigned status = j->status;
+    char *body = j->body;
+    j->body = NULL;
+    pthread_mutex_lock(&in->lock);
+    job_unref(j);
+    pthread_mutex_unlock(&in->lock);
+    leave(in);
+    return reply(req, status, body, t0);
+}
+
+static int serve_probe(struct fn_instance *in, struct http_request *req, int64_t t0)
+{
+    bool health = strcmp(req->url, "/_/health") == 0;
+    if (!health && strcmp(req->url, "/_/ready") != 0)
+        return reply_error(req, 404, "unknown path: probes are /_/health and /_/ready", t0);
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+        return reply_error(req, 405, "probes accept GET only", t0);
+    pthread_mutex_lock(&in->lock);
+    bool serving = in->ready && !in->draining;
+    bool full = in->cfg->max_inflight > 0 && in->inflight >= in->cfg->max_inflight;
+    pthread_mutex_unlock(&in->lock);
+    if (!serving)
+        return reply_error(req, 503, in->draining ? "shutting down" : "not ready", t0);
+    if (!health && full)
+        return reply_error(req, 429, "busy: max_inflight requests in flight", t0);
+    return reply(req, 200, strdup("{\"status\":\"ok\"}"), t0);
+}
+
+static int on_request(struct http_request *req, void *user)
+{
+    struct fn_instance *in = user;
+    int64_t t0 = now_ns();
+    if (strncmp(req->url, "/_/", 3) == 0)
+        return serve_probe(in, req, t0);
+    if (strcmp(req->method, "POST") != 0 && strcmp(req->method, "PUT") != 0)
+        return reply_error(req, 405, "send the input with POST", t0);
+    return serve_inference(in, req, t0);
+}
+
+/* ---- startup ---- */
+
+static int check_codecs(struct fn_instance *in, char *err, size_t errlen)
+{
+    const struct fn_codec_config *c = &in->cfg->codec;
+    int n_in = engine_model_n_inputs(in->model);
+    char shape[128];
+    if (c->input != FN_IN_JSON) {
+        if (n_in != 1 || in->in_info.dtype != ENGINE_F32)
+            return seterr(err, errlen, -EINVAL,
+                          "input=%s needs a model with one float32 input; this one has %d "
+                          "input(s), the first %s",
+                          c->input == FN_IN_IMAGE ? "image" : "raw", n_in,
+                          engine_dtype_name(in->in_info.dtype));
+        const int64_t *d = in->in_info.shape.dims;
+        int64_t s = c->image.size;
+        if (c->input == FN_IN_IMAGE &&
+            (in->in_info.shape.rank != 4 || d[0] != 1 || d[1] != 3 || d[2] != s || d[3] != s))
+            return seterr(err, errlen, -EINVAL,
+                          "input=image makes [1,3,%d,%d] tensors but the model input %s is %s; "
+                          "set image_size",
+                          c->image.size, c->image.size, in->in_info.name,
+                          engine_shape_str(&in->in_info.shape, shape, sizeof(shape)));
+    }
+    if (c->output == FN_OUT_TOPK && in->out_info.dtype != ENGINE_F32)
+        return seterr(err, errlen, -EINVAL, "output=topk needs a float32 output; %s is %s",
+                      in->out_info.name, engine_dtype_name(in->out_info.dtype));
+    if (in->n_outputs > 64)
+        return seterr(err, errlen, -EINVAL, "the model has %d outputs; at most 64 supported",
+                      in->n_outputs);
+    return 0;
+}
+
+/* One run on zeros so that page faults and primitive set-up are paid before readiness. */
+static int warm_up(struct fn_instance *in, char *err, size_t errlen)
+{
+    int n = engine_model_n_inputs(in->model);
+    struct engine_tensor ins[16], outs[64];
+    if (n > 16)
+        return seterr(err, errlen, -EINVAL, "the model has %d inputs; at most 16 supported", n);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        struct engine_tensor_info ti;
+        engine_model_input(in->model, i, &ti);
+        size_t nbytes = (size_t)engine_shape_numel(&ti.shape) * engine_dtype_size(ti.dtype);
+        ins[i] = (struct engine_tensor){.name = ti.name, .dtype = ti.dtype, .shape = ti.shape,
+                                        .data = calloc(1, nbytes ? nbytes : 1), .nbytes = nbytes};
+        if (!ins[i].data)
+            rc = seterr(err, errlen, -ENOMEM, "warm-up: out of memory");
+    }
+    if (rc == 0)
+        rc = engine_session_run(in->session, ins, n, outs, in->n_outputs, err, errlen);
+    for (int i = 0; i < n; i++)
+        free(ins[i].data);
+    return rc;
+}
+
+static int load_model(struct fn_instance *in, char *err, size_t errlen)
+{
+    int rc = fn_source_open(in->cfg, &in->source, err, errlen);
+    if (rc == 0)
+        rc = engine_model_open(fn_source_image(in->source), fn_source_len(in->source), &in->model,
+                               err, errlen);
+    if (rc == 0)
+        rc = engine_session_create(in->model, &in->session, err, errlen);
+    if (rc < 0)
+        return rc;
+    in->n_outputs = engine_model_n_outputs(in->model);
+    engine_model_input(in->model, 0, &in->in_info);
+    engine_model_output(in->model, 0, &in->out_info);
+    rc = check_codecs(in, err, errlen);
+    return rc ? rc : warm_up(in, err, errlen);
+}
+
+static int start_http(struct fn_instance *in, char *err, size_t errlen)
+{
+    int64_t t = in->cfg->read_timeout_ms > in->cfg->write_timeout_ms ? in->cfg->read_timeout_ms
+                                                                      : in->cfg->write_timeout_ms;
+    struct http_server_opts o = {
+        .listen = in->cfg->listen,
+        .max_body = in->cfg->max_body,
+        .conn_timeout_s = (unsigned)((t + 999) / 1000),
+        .error_headers = error_headers,
+        .n_error_headers = 1,
+        .handler = on_request,
+        .user = in,
+    };
+    return http_server_start(&o, &in->http, err, errlen);
+}
+
+static void instance_free(struct fn_instance *in)
+{
+    if (in->worker_started) {
+        pthread_mutex_lock(&in->lock);
+        in->stop = true;
+        pthread_cond_signal(&in->work);
+        pthread_mutex_unlock(&in->lock);
+        pthread_join(in->worker, NULL);
+    }
+    http_server_stop(in->http);
+    engine_session_destroy(in->session);
+    engine_model_close(in->model);
+    fn_source_close(in->source);
+    pthread_mutex_destroy(&in->lock);
+    pthread_cond_destroy(&in->work);
+    pthread_cond_destroy(&in->done);
+    free(in);
+}
+
+static int init_sync(struct fn_instance *in)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&in->lock, NULL);
+    pthread_cond_init(&in->work, &attr);
+    pthread_cond_init(&in->done, &attr);
+    pthread_condattr_destroy(&attr);
+    return 0;
+}
+
+int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instance **out, char *err,
+                      size_t errlen)
+{
+    struct fn_instance *in = calloc(1, sizeof(*in));
+    if (!in)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    in->cfg = c;
+    init_sync(in);
+    /* Listen first, so a platform polling /_/ready gets 503 rather than a refused connection. */
+    int rc = start_http(in, err, errlen);
+    if (rc == 0)
+        rc = load_model(in, err, errlen);
+    if (rc == 0)
+        rc = -pthread_create(&in->worker, NULL, worker_main, in);
+    if (rc < 0) {
+        instance_free(in);
+        return rc;
+    }
+    in->worker_started = true;
+    pthread_mutex_lock(&in->lock);
+    in->last_run_ns = now_ns();
+    in->ready = true;
+    pthread_mutex_unlock(&in->lock);
+    log_info("ready in %.1f ms: model %s (%s, %zu bytes of image), listening on %s",
+             (double)(now_ns() - t0_ns) / 1e6, c->private_path ? c->private_path : c->model_ref,
+             fn_source_kind(in->source), fn_source_len(in->source), c->listen);
+    *out = in;
+    return 0;
+}
+
+bool fn_instance_ready(struct fn_instance *in)
+{
+    pthread_mutex_lock(&in->lock);
+    bool r = in->ready && !in->draining;
+    pthread_mutex_unlock(&in->lock);
+    return r;
+}
+
+void fn_instance_drain_and_stop(struct fn_instance *in)
+{
+    pthread_mutex_lock(&in->lock);
+    in->draining = true;
+    pthread_mutex_unlock(&in->lock);
+    http_server_quiesce(in->http);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + in->cfg->write_timeout_ms * 1000000;
+    ts.tv_sec = at / 1000000000LL;
+    ts.tv_nsec = at % 1000000000LL;
+    pthread_mutex_lock(&in->lock);
+    int rc = 0;
+    while (in->inflight > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&in->done, &in->lock, &ts);
+    if (in->inflight > 0)
+        log_warn("%d request(s) still in flight after write_timeout; closing them", in->inflight);
+    pthread_mutex_unlock(&in->lock);
+    instance_free(in);
+}

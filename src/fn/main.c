@@ -1,0 +1,48 @@
+/*
+ * shmfaas-fn — a function instance: serves inference over HTTP (of-watchdog / Knative contract)
+ * from a model attached through the store, or loaded privately with --private.
+ *
+ *   model=resnet50 input=image output=topk labels=/models/synset.txt shmfaas-fn
+ *   shmfaas-fn --private resnet50.onnx --listen unix:/run/fn.sock
+ *
+ * main() reads the configuration, starts the instance and waits for SIGTERM/SIGINT in sigwait(),
+ * outside signal context; then it drains in-flight requests and exits 0.
+ */
+#include "fn/fn.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv)
+{
+    int64_t t0 = now_ns();
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    /* Blocked before any thread starts, so every thread inherits the mask and sigwait gets them. */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct fn_config cfg;
+    char err[1024];
+    if (fn_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "shmfaas-fn: %s\n", err);
+        fn_config_free(&cfg);
+        return 2;
+    }
+    log_set_level(cfg.log_level);
+    struct fn_instance *inst = NULL;
+    if (fn_instance_start(&cfg, t0, &inst, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        fn_config_free(&cfg);
+        return 1;
+    }
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("signal %d: draining", sig);
+    fn_instance_drain_and_stop(inst);
+    fn_config_free(&cfg);
+    return 0;
+}

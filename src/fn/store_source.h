@@ -1,0 +1,22 @@
+/*
+ * store_source.h — an instance's lease on a store image (internal to src/fn).
+ *
+ * Owns the store connection, the lease and the PROT_READ mapping. The mapping outlives the store:
+ * if the store restarts, the instance keeps serving from it while a background thread reconnects
+ * and re-takes the lease (client library reconnect), retrying with backoff until it succeeds or
+ * the source is closed.
+ */
+#ifndef SHMFAAS_FN_STORE_SOURCE_H
+#define SHMFAAS_FN_STORE_SOURCE_H
+
+#include <stddef.h>
+
+struct fn_store_source;
+
+int fn_store_source_open(const char *socket_path, const char *ref, int threads,
+                         struct fn_store_source **out, void **image, size_t *len, char *err,
+                         size_t errlen);
+/* NULL is a no-op. */
+void fn_store_source_close(struct fn_store_source *s);
+
+#endif
