@@ -539,9 +539,9 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     rc = run(&c, &st, err, sizeof err);
-    if (rc == 0)
+    if (rc == 0 || st.mismatch)
         report(&c, &st);
-    else
+    if (rc < 0)
         fprintf(stderr, "shmfaas-run: %s\n", err);
     release(&st);
     if (st.mismatch)
