@@ -1,9 +1,314 @@
 /*
- * optimize.c — graph rewrites that never change what the graph computes (being written).
+ * optimize.c — rewrites that keep what the graph computes and make the plan smaller.
+ *
+ *  1. Identity and (inference) Dropout disappear: their consumers read the input instead. When
+ *     the output is a graph output the producer is renamed to write it directly; only when that
+ *     is impossible (the input is a graph input, a constant or another graph output) the node
+ *     stays and the backend copies.
+ *  2. Along each Conv/Gemm/MatMul, while its output has exactly one consumer and is not a graph
+ *     output: a BatchNormalization is folded into Conv/Gemm weights and bias (new constant
+ *     tensors, so shared weights stay intact), an activation becomes an IR_POST_ACT, and a
+ *     residual Add of an equal-shaped operand that is already computed becomes an IR_POST_SUM
+ *     on a Conv. The fused node takes over the last node's output tensor.
  */
 #include "engine/ir.h"
 
+#include "common/common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void kill_node(struct ir_graph *g, struct ir_node *n)
+{
+    n->dead = 1;
+    for (int k = 0; k < n->n_out; k++)
+        if (n->out[k] >= 0 && g->tensors[n->out[k]].producer == n - g->nodes)
+            g->tensors[n->out[k]].producer = -1;
+}
+
+static void replace_uses(struct ir_graph *g, int from, int to)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct ir_node *n = &g->nodes[i];
+        if (n->dead)
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] == from)
+                n->in[k] = to;
+        for (int k = 0; k < n->n_post; k++)
+            if (n->post[k].kind == IR_POST_SUM && n->post[k].tensor == from)
+                n->post[k].tensor = to;
+    }
+}
+
+/* The one live node reading t exactly once, or -1 (also when t is a graph output). */
+static int sole_consumer(const struct ir_graph *g, int t)
+{
+    if (g->tensors[t].flags & IR_T_OUTPUT || ir_consumers(g, t) != 1)
+        return -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct ir_node *n = &g->nodes[i];
+        if (n->dead)
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] == t)
+                return i;
+    }
+    return -1; /* read only by a post-op */
+}
+
+/* ---- 1. Identity / Dropout ---- */
+
+static int drop_passthrough(struct ir_graph *g, int i)
+{
+    struct ir_node *n = &g->nodes[i];
+    if (n->n_out > 1 && n->out[1] >= 0 &&
+        (ir_consumers(g, n->out[1]) > 0 || g->tensors[n->out[1]].flags & IR_T_OUTPUT))
+        return 0; /* Dropout's mask is used */
+    int x = n->in[0], y = n->out[0];
+    if (y < 0) {
+        kill_node(g, n);
+        return 0;
+    }
+    if (!(g->tensors[y].flags & IR_T_OUTPUT)) {
+        kill_node(g, n);
+        replace_uses(g, y, x);
+        return 0;
+    }
+    int p = g->tensors[x].producer;
+    if (p < 0 || g->tensors[x].flags & (IR_T_OUTPUT | IR_T_INPUT))
+        return 0;
+    kill_node(g, n);
+    struct ir_node *pn = &g->nodes[p];
+    for (int k = 0; k < pn->n_out; k++)
+        if (pn->out[k] == x)
+            pn->out[k] = y;
+    g->tensors[y].producer = p;
+    g->tensors[x].producer = -1;
+    replace_uses(g, x, y);
+    return 0;
+}
+
+/* ---- 2a. BatchNormalization folding ---- */
+
+struct bn {
+    const float *scale, *bias, *mean, *var;
+    double eps;
+    int64_t c;
+};
+
+static int read_bn(const struct ir_graph *g, const struct ir_node *q, struct bn *bn)
+{
+    const float *p[4];
+    for (int k = 0; k < 4; k++) {
+        const struct ir_tensor *t = &g->tensors[q->in[1 + k]];
+        if (!t->data || t->dtype != ENGINE_F32)
+            return 0;
+        p[k] = t->data;
+    }
+    bn->scale = p[0], bn->bias = p[1], bn->mean = p[2], bn->var = p[3];
+    bn->eps = ir_attr_float(q, "epsilon", 1e-5f);
+    bn->c = g->tensors[q->in[1]].shape.dims[0];
+    return 1;
+}
+
+static double bn_factor(const struct bn *bn, int64_t c)
+{
+    return bn->scale[c] / sqrt((double)bn->var[c] + bn->eps);
+}
+
+/* Gives p a third input slot (bias) if it has none. */
+static int ensure_bias_slot(struct ir_node *p)
+{
+    if (p->n_in >= 3)
+        return 0;
+    int *in = realloc(p->in, 3 * sizeof(int));
+    if (!in)
+        return -ENOMEM;
+    for (int k = p->n_in; k < 3; k++)
+        in[k] = -1;
+    p->in = in;
+    p->n_in = 3;
+    return 0;
+}
+
+/* W'[m,...] = W[m,...]·s[m]; b'[m] = (b[m] − mean[m])·s[m] + β[m]. */
+static int fold_bn_conv(struct ir_graph *g, int pi, const struct bn *bn)
+{
+    struct ir_node *p = &g->nodes[pi];
+    const struct ir_tensor *w = &g->tensors[p->in[1]];
+    const struct ir_tensor *b = p->n_in > 2 && p->in[2] >= 0 ? &g->tensors[p->in[2]] : NULL;
+    if (!w->data || w->dtype != ENGINE_F32 || w->shape.dims[0] != bn->c || (b && !b->data))
+        return 0;
+    size_t per = (size_t)(engine_shape_numel(&w->shape) / bn->c);
+    float *nw = malloc(w->nbytes ? w->nbytes : 1), *nb = malloc((size_t)bn->c * sizeof(float));
+    if (!nw || !nb) {
+        free(nw), free(nb);
+        return -ENOMEM;
+    }
+    for (int64_t m = 0; m < bn->c; m++) {
+        double s = bn_factor(bn, m), b0 = b ? ((const float *)b->data)[m] : 0.0;
+        for (size_t j = 0; j < per; j++)
+            nw[(size_t)m * per + j] = (float)(((const float *)w->data)[(size_t)m * per + j] * s);
+        nb[m] = (float)((b0 - bn->mean[m]) * s + bn->bias[m]);
+    }
+    struct engine_shape ws = w->shape, bs = {.rank = 1, .dims = {bn->c}};
+    char wname[256];
+    snprintf(wname, sizeof(wname), "%s", w->name);
+    int tw = ir_add_const(g, wname, "::bn", ENGINE_F32, &ws, nw);
+    int tb = ir_add_const(g, wname, "::bn_bias", ENGINE_F32, &bs, nb);
+    if (tw < 0 || tb < 0 || ensure_bias_slot(&g->nodes[pi]))
+        return -ENOMEM;
+    g->nodes[pi].in[1] = tw;
+    g->nodes[pi].in[2] = tb;
+    return 1;
+}
+
+/* Y = α·A·B + β·C, then BN over N: scale B's n-th column (row if transB), bias
+ * c'[n] = (β·C[n] − mean[n])·s[n] + bias[n] with β := 1. */
+static int fold_bn_gemm(struct ir_graph *g, int pi, const struct bn *bn)
+{
+    struct ir_node *p = &g->nodes[pi];
+    const struct ir_tensor *w = &g->tensors[p->in[1]];
+    const struct ir_tensor *c = p->n_in > 2 && p->in[2] >= 0 ? &g->tensors[p->in[2]] : NULL;
+    int tb = (int)ir_attr_int(p, "transB", 0);
+    int64_t rows = w->shape.dims[0], cols = w->shape.dims[1];
+    int64_t cn = c ? engine_shape_numel(&c->shape) : 0;
+    if (!w->data || w->dtype != ENGINE_F32 || (tb ? rows : cols) != bn->c ||
+        (c && (!c->data || (cn != 1 && cn != bn->c) ||
+               (c->shape.rank == 2 && c->shape.dims[0] != 1))))
+        return 0;
+    float beta = ir_attr_float(p, "beta", 1.0f);
+    float *nw = malloc(w->nbytes ? w->nbytes : 1), *nb = malloc((size_t)bn->c * sizeof(float));
+    if (!nw || !nb) {
+        free(nw), free(nb);
+        return -ENOMEM;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < cols; k++)
+            nw[r * cols + k] =
+                (float)(((const float *)w->data)[r * cols + k] * bn_factor(bn, tb ? r : k));
+    for (int64_t n = 0; n < bn->c; n++) {
+        double c0 = c ? (double)beta * ((const float *)c->data)[cn == 1 ? 0 : n] : 0.0;
+        nb[n] = (float)((c0 - bn->mean[n]) * bn_factor(bn, n) + bn->bias[n]);
+    }
+    struct engine_shape ws = w->shape, bs = {.rank = 1, .dims = {bn->c}};
+    char wname[256];
+    snprintf(wname, sizeof(wname), "%s", w->name);
+    int twi = ir_add_const(g, wname, "::bn", ENGINE_F32, &ws, nw);
+    int tbi = ir_add_const(g, wname, "::bn_bias", ENGINE_F32, &bs, nb);
+    if (twi < 0 || tbi < 0 || ensure_bias_slot(&g->nodes[pi]) ||
+        ir_attr_set_float(&g->nodes[pi], "beta", 1.0f))
+        return -ENOMEM;
+    g->nodes[pi].in[1] = twi;
+    g->nodes[pi].in[2] = tbi;
+    return 1;
+}
+
+static int fold_bn(struct ir_graph *g, int pi, int qi)
+{
+    struct ir_node *p = &g->nodes[pi], *q = &g->nodes[qi];
+    struct bn bn;
+    if (p->n_post > 0 || q->in[0] != p->out[0] || !read_bn(g, q, &bn))
+        return 0;
+    if (strcmp(p->op, "Conv") == 0)
+        return fold_bn_conv(g, pi, &bn);
+    if (strcmp(p->op, "Gemm") == 0)
+        return fold_bn_gemm(g, pi, &bn);
+    return 0;
+}
+
+/* ---- 2b. activations and residual sums as post-ops ---- */
+
+static int fuse_act(struct ir_graph *g, int pi, int qi)
+{
+    struct ir_node *p = &g->nodes[pi], *q = &g->nodes[qi];
+    enum ir_act act;
+    float a, b;
+    if (p->n_post >= IR_MAX_POST || q->in[0] != p->out[0] || !ir_node_act(g, q, &act, &a, &b))
+        return 0;
+    p->post[p->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = act, .alpha = a,
+                                               .beta = b, .tensor = -1};
+    return 1;
+}
+
+static int same_shape(const struct ir_tensor *a, const struct ir_tensor *b)
+{
+    if (a->shape.rank != b->shape.rank || a->dtype != b->dtype)
+        return 0;
+    for (int i = 0; i < a->shape.rank; i++)
+        if (a->shape.dims[i] != b->shape.dims[i])
+            return 0;
+    return 1;
+}
+
+static int fuse_sum(struct ir_graph *g, int pi, int qi)
+{
+    struct ir_node *p = &g->nodes[pi], *q = &g->nodes[qi];
+    if (strcmp(p->op, "Conv") != 0 || strcmp(q->op, "Add") != 0 || p->n_post != 0)
+        return 0;
+    int y = p->out[0], other = q->in[0] == y ? q->in[1] : q->in[0];
+    const struct ir_tensor *yt = &g->tensors[y], *ot = &g->tensors[other];
+    if (!same_shape(yt, ot) || !same_shape(yt, &g->tensors[q->out[0]]) ||
+        yt->dtype != ENGINE_F32)
+        return 0;
+    /* the addend must exist when p runs */
+    if (ot->producer >= pi)
+        return 0;
+    p->post[p->n_post++] =
+        (struct ir_post_op){.kind = IR_POST_SUM, .act = IR_ACT_NONE, .tensor = other};
+    return 1;
+}
+
+/* q's output becomes p's; q dies. */
+static void absorb(struct ir_graph *g, int pi, int qi)
+{
+    struct ir_node *p = &g->nodes[pi], *q = &g->nodes[qi];
+    int y = p->out[0], z = q->out[0];
+    kill_node(g, q);
+    p->out[0] = z;
+    g->tensors[z].producer = pi;
+    g->tensors[y].producer = -1;
+}
+
+static int fuse_chain(struct ir_graph *g, int pi)
+{
+    for (;;) {
+        int qi = sole_consumer(g, g->nodes[pi].out[0]);
+        if (qi < 0)
+            return 0;
+        const char *op = g->nodes[qi].op;
+        int rc = 0;
+        if (strcmp(op, "BatchNormalization") == 0)
+            rc = fold_bn(g, pi, qi);
+        else if (strcmp(op, "Add") == 0)
+            rc = fuse_sum(g, pi, qi);
+        else
+            rc = fuse_act(g, pi, qi);
+        if (rc <= 0)
+            return rc;
+        absorb(g, pi, qi);
+    }
+}
+
 int ir_optimize(struct ir_graph *g, char *err, size_t errlen)
 {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const char *op = g->nodes[i].op;
+        if (!g->nodes[i].dead && (strcmp(op, "Identity") == 0 || strcmp(op, "Dropout") == 0))
+            drop_passthrough(g, i);
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const char *op = g->nodes[i].op;
+        if (g->nodes[i].dead || g->nodes[i].n_out < 1 || g->nodes[i].out[0] < 0 ||
+            (strcmp(op, "Conv") && strcmp(op, "Gemm") && strcmp(op, "MatMul")))
+            continue;
+        int rc = fuse_chain(g, i);
+        if (rc < 0)
+            return ir_node_err(g, &g->nodes[i], err, errlen, rc, "out of memory while fusing");
+    }
     return 0;
 }
