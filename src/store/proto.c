@@ -26,6 +26,8 @@ struct rcur {
 
 static void put_bytes(struct wcur *w, const void *src, size_t n)
 {
+    if (n == 0)
+        return;
     if (w->overflow || n > w->cap - w->len) {
         w->overflow = 1;
         return;

@@ -1,0 +1,243 @@
+/* Unit tests for the store's bookkeeping: budget + LRU (catalog.h), model refs (ref.h) and the
+ * manifest (manifest.h). No daemon: these pin the rules the integration tests rely on. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "store/catalog.h"
+#include "store/manifest.h"
+#include "store/ref.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MiB (1ull << 20)
+
+static struct model *add(struct catalog *c, int tag, const char *name, uint64_t size)
+{
+    uint8_t id[SHA256_LEN] = {0}, src[SHA256_LEN] = {0};
+    id[0] = (uint8_t)tag;
+    src[0] = (uint8_t)(tag + 100);
+    struct model *m = catalog_add(c, id, src, 1, name);
+    assert_non_null(m);
+    catalog_admit(c, m, size);
+    return m;
+}
+
+static void test_budget_evicts_least_recently_released(void **state)
+{
+    struct catalog c;
+    catalog_init(&c, 10 * MiB);
+    struct model *a = add(&c, 1, "a", 4 * MiB), *b = add(&c, 2, "b", 4 * MiB);
+    catalog_lease(&c, a, 1);
+    catalog_lease(&c, b, 2);
+    catalog_release(&c, b, 3); /* b released first ... */
+    catalog_release(&c, a, 4); /* ... then a: b is the LRU one */
+    struct model *victims[4];
+    size_t n;
+    char err[512];
+    assert_int_equal(catalog_plan_room(&c, 4 * MiB, "c", victims, 4, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_ptr_equal(victims[0], b);
+    /* Room already there: nobody is evicted. */
+    assert_int_equal(catalog_plan_room(&c, 2 * MiB, "c", victims, 4, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    catalog_free(&c);
+}
+
+static void test_budget_refuses_with_pinned_details(void **state)
+{
+    struct catalog c;
+    catalog_init(&c, 10 * MiB);
+    struct model *a = add(&c, 1, "a", 4 * MiB), *b = add(&c, 2, "b", 4 * MiB);
+    catalog_lease(&c, a, 1);
+    catalog_lease(&c, a, 1);
+    catalog_lease(&c, b, 1);
+    struct model *victims[4];
+    size_t n;
+    char err[512];
+    assert_int_equal(catalog_plan_room(&c, 4 * MiB, "c", victims, 4, &n, err, sizeof(err)),
+                     -ENOSPC);
+    assert_non_null(strstr(err, "budget exhausted: c needs 4.0 MiB, budget 10.0 MiB, 8.0 MiB "
+                                "pinned by 3 leases on 2 models"));
+    assert_non_null(strstr(err, "a: 4.0 MiB, 2 leases"));
+    assert_non_null(strstr(err, "b: 4.0 MiB, 1 lease"));
+    /* Bigger than the whole budget: refused even with nothing pinned. */
+    catalog_release(&c, a, 2);
+    catalog_release(&c, a, 2);
+    catalog_release(&c, b, 2);
+    assert_int_equal(catalog_plan_room(&c, 11 * MiB, "huge", victims, 4, &n, err, sizeof(err)),
+                     -ENOSPC);
+    catalog_free(&c);
+}
+
+static void test_resident_bytes_follow_admit_and_remove(void **state)
+{
+    struct catalog c;
+    catalog_init(&c, 100 * MiB);
+    struct model *a = add(&c, 1, "a", 3 * MiB);
+    add(&c, 2, "b", 5 * MiB);
+    assert_true(c.resident_bytes == 8 * MiB);
+    assert_int_equal(catalog_count(&c, MODEL_RESIDENT), 2);
+    catalog_remove(&c, a);
+    assert_true(c.resident_bytes == 5 * MiB);
+    assert_int_equal(catalog_count(&c, MODEL_RESIDENT), 1);
+    catalog_free(&c);
+}
+
+static void test_names_and_hash_lookup(void **state)
+{
+    struct catalog c;
+    catalog_init(&c, 100 * MiB);
+    struct model *a = add(&c, 1, "resnet18", MiB);
+    catalog_add_name(a, "rn18");
+    catalog_add_name(a, "resnet18");
+    catalog_add_name(a, "sha256:00");
+    assert_string_equal(a->names, "resnet18,rn18");
+    uint8_t src[SHA256_LEN] = {101};
+    assert_ptr_equal(catalog_find_hash(&c, src, 1), a);
+    assert_null(catalog_find_hash(&c, src, 2));
+    assert_ptr_equal(catalog_find_hash(&c, a->identity, 7), a);
+    catalog_free(&c);
+}
+
+/* ---- refs ---- */
+
+static char root[64];
+
+static void put(const char *rel, const char *text)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup_refs(void **state)
+{
+    strcpy(root, "/tmp/shmfaas-ref-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    char p[256], q[256];
+    snprintf(p, sizeof(p), "%s/models", root);
+    mkdir(p, 0700);
+    put("models/resnet18.onnx", "x");
+    put("secret.onnx", "s");
+    snprintf(p, sizeof(p), "%s/secret.onnx", root);
+    snprintf(q, sizeof(q), "%s/models/escape.onnx", root);
+    assert_int_equal(symlink(p, q), 0);
+    snprintf(p, sizeof(p), "%s/models/resnet18.onnx", root);
+    snprintf(q, sizeof(q), "%s/models/alias.onnx", root);
+    assert_int_equal(symlink(p, q), 0);
+    return 0;
+}
+
+static int teardown_refs(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+    return system(cmd);
+}
+
+static void test_refs(void **state)
+{
+    char models[128], err[512], p[256];
+    snprintf(models, sizeof(models), "%s/models", root);
+    struct ref r;
+    assert_int_equal(ref_resolve(models, "resnet18", &r, err, sizeof(err)), 0);
+    assert_int_equal(r.kind, REF_PATH);
+    assert_string_equal(r.name, "resnet18");
+    snprintf(p, sizeof(p), "%s/resnet18.onnx", models);
+    assert_string_equal(r.path, p);
+    /* An absolute path inside, and a symlink that stays inside, are fine. */
+    assert_int_equal(ref_resolve(models, p, &r, err, sizeof(err)), 0);
+    assert_int_equal(ref_resolve(models, "alias", &r, err, sizeof(err)), 0);
+    assert_string_equal(r.name, "alias");
+    assert_string_equal(r.path, p);
+    /* Out of the directory: refused, whichever way. */
+    assert_int_equal(ref_resolve(models, "escape", &r, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "outside the models directory"));
+    snprintf(p, sizeof(p), "%s/../secret.onnx", models);
+    assert_int_equal(ref_resolve(models, p, &r, err, sizeof(err)), -EPERM);
+    snprintf(p, sizeof(p), "%s/secret.onnx", root);
+    assert_int_equal(ref_resolve(models, p, &r, err, sizeof(err)), -EPERM);
+    assert_int_equal(ref_resolve(models, "/etc/passwd", &r, err, sizeof(err)), -EPERM);
+    assert_int_equal(ref_resolve(models, models, &r, err, sizeof(err)), -EPERM);
+    static const char *bad[] = {"", "..", "../secret", "a/b", ".hidden", "-x", "a b", "a\\b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ref_resolve(models, bad[i], &r, err, sizeof(err)), -EINVAL);
+    char longname[300];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    assert_int_equal(ref_resolve(models, longname, &r, err, sizeof(err)), -EINVAL);
+    assert_int_equal(ref_resolve(models, "missing", &r, err, sizeof(err)), -ENOENT);
+    /* Hashes. */
+    char h[80] = "sha256:";
+    memset(h + 7, 'a', 64);
+    h[71] = '\0';
+    assert_int_equal(ref_resolve(models, h, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.kind, REF_HASH);
+    assert_int_equal(r.hash[0], 0xaa);
+    h[70] = '\0';
+    assert_int_equal(ref_resolve(models, h, &r, err, sizeof(err)), -EINVAL);
+    h[70] = 'g';
+    assert_int_equal(ref_resolve(models, h, &r, err, sizeof(err)), -EINVAL);
+}
+
+/* ---- manifest ---- */
+
+static void test_manifest_roundtrip(void **state)
+{
+    struct catalog c;
+    catalog_init(&c, 100 * MiB);
+    struct model *a = add(&c, 1, "resnet18", 3 * MiB);
+    a->last_use_ms = 1234;
+    a->compile_s = 2.5;
+    struct model *compiling = catalog_add(&c, (uint8_t[SHA256_LEN]){9}, a->source_sha, 1, "x");
+    assert_non_null(compiling);
+    char path[128], err[512];
+    snprintf(path, sizeof(path), "%s/manifest.json", root);
+    assert_int_equal(manifest_write(path, &c, "engine-test", err, sizeof(err)), 0);
+    struct manifest m;
+    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n, 1); /* only resident models */
+    const struct manifest_entry *e = manifest_find(&m, a->idhex);
+    assert_non_null(e);
+    assert_string_equal(e->names, "resnet18");
+    assert_int_equal(e->last_use_ms, 1234);
+    assert_true(e->release_seq == a->release_seq);
+    manifest_free(&m);
+    /* Missing: empty. Garbage: an error, not a crash. */
+    snprintf(path, sizeof(path), "%s/none.json", root);
+    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n, 0);
+    put("bad.json", "{\"models\": [1, {\"identity\": \"zz\"}, {}]");
+    snprintf(path, sizeof(path), "%s/bad.json", root);
+    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), -EINVAL);
+    put("bad.json", "{\"models\": [1, {\"identity\": \"zz\"}, {}]}");
+    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n, 0);
+    manifest_free(&m);
+    catalog_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_budget_evicts_least_recently_released),
+        cmocka_unit_test(test_budget_refuses_with_pinned_details),
+        cmocka_unit_test(test_resident_bytes_follow_admit_and_remove),
+        cmocka_unit_test(test_names_and_hash_lookup),
+        cmocka_unit_test(test_refs),
+        cmocka_unit_test(test_manifest_roundtrip),
+    };
+    log_set_level(LOG_OFF);
+    return cmocka_run_group_tests(tests, setup_refs, teardown_refs);
+}
