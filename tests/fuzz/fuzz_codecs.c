@@ -1,0 +1,166 @@
+/*
+ * fuzz_codecs — drives shmfaas-fn's request codecs (image decode + preprocess, raw, labels + top-k)
+ * with arbitrary bytes. The first byte picks the codec, the rest is the body.
+ *
+ * With clang it is a libFuzzer target (SHMFAAS_LIBFUZZER defined, -fsanitize=fuzzer):
+ *     build-clang/tests/fuzz/fuzz-codecs -max_total_time=60
+ * With gcc it is a standalone driver that replays files given on the command line, or, with no
+ * arguments, a built-in corpus (small JPEG/PNG images of several kinds, every truncation of them,
+ * and deterministic byte mutations): that run is the unit test.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fn/fn.h"
+#include "../fn/images.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_image(const uint8_t *data, size_t size)
+{
+    struct fn_image_opts o;
+    fn_image_opts_default(&o);
+    o.size = 16;
+    o.max_pixels = 1 << 20;
+    struct fn_tensor t;
+    char err[256];
+    if (fn_codec_image(data, size, &o, &t, err, sizeof(err)) == 0)
+        fn_tensor_free(&t);
+}
+
+static void fuzz_raw(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return;
+    struct engine_shape s = {.rank = 1 + data[0] % 4};
+    for (int i = 0; i < s.rank; i++)
+        s.dims[i] = (int64_t)(data[1] >> (2 * i) & 3) - 1; /* -1..2: includes bad dims */
+    struct fn_tensor t;
+    char err[256];
+    if (fn_codec_raw(data + 2, size - 2, &s, &t, err, sizeof(err)) == 0)
+        fn_tensor_free(&t);
+}
+
+/* Labels text, then a 0 byte, then float32 scores. */
+static void fuzz_topk(const uint8_t *data, size_t size)
+{
+    const uint8_t *nul = memchr(data, 0, size);
+    size_t text = nul ? (size_t)(nul - data) : size;
+    struct fn_codec_config c = {.topk = 3, .softmax = FN_SOFTMAX_AUTO};
+    char err[256];
+    if (fn_labels_parse(data, text, &c.labels, err, sizeof(err)) < 0)
+        return;
+    size_t rest = nul ? size - text - 1 : 0, n = rest / sizeof(float);
+    float *scores = malloc(n ? n * sizeof(float) : 1);
+    if (scores && n)
+        memcpy(scores, nul + 1, n * sizeof(float));
+    char *json = NULL;
+    if (scores && fn_codec_topk(scores, n, &c, &json, err, sizeof(err)) == 0)
+        free(json);
+    free(scores);
+    fn_labels_free(&c.labels);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    switch (data[0] % 3) {
+    case 0: fuzz_image(data + 1, size - 1); break;
+    case 1: fuzz_raw(data + 1, size - 1); break;
+    default: fuzz_topk(data + 1, size - 1); break;
+    }
+    return 0;
+}
+
+#ifndef SHMFAAS_LIBFUZZER
+
+static int replay_file(const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[256];
+    if (read_file(path, 64 << 20, &buf, &len, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz_codecs: %s\n", err);
+        return 1;
+    }
+    LLVMFuzzerTestOneInput(buf, len);
+    free(buf);
+    return 0;
+}
+
+/* Runs one input with the codec selector byte in front. */
+static void run_with(uint8_t selector, const uint8_t *body, size_t len)
+{
+    uint8_t *in = malloc(len + 1);
+    in[0] = selector;
+    memcpy(in + 1, body, len);
+    LLVMFuzzerTestOneInput(in, len + 1);
+    free(in);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Every prefix and 300 single-byte mutations of one valid input. */
+static size_t mutate_all(uint8_t selector, const uint8_t *seed, size_t len, uint64_t *rng)
+{
+    size_t runs = 0;
+    for (size_t n = 0; n <= len; n += 1 + len / 200, runs++)
+        run_with(selector, seed, n);
+    uint8_t *copy = malloc(len);
+    for (int i = 0; i < 300; i++, runs++) {
+        memcpy(copy, seed, len);
+        copy[xorshift(rng) % len] = (uint8_t)xorshift(rng);
+        run_with(selector, copy, len);
+    }
+    free(copy);
+    return runs;
+}
+
+static size_t builtin_corpus(void)
+{
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    size_t runs = 0, len = 0;
+    uint8_t *rgb = test_rgb_solid(24, 16, 200, 100, 50);
+    uint8_t *jpg = test_jpeg_encode(rgb, 24, 16, 80, &len);
+    runs += mutate_all(0, jpg, len, &rng);
+    free(jpg);
+    uint8_t *png = test_png_encode(rgb, 24 * 16 * 3, 24, 16, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0,
+                                   &len);
+    runs += mutate_all(0, png, len, &rng);
+    free(png);
+    uint8_t idx[12] = {0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1}, plte[6] = {1, 2, 3, 4, 5, 6};
+    png = test_png_encode(idx, 12, 4, 3, SPNG_COLOR_TYPE_INDEXED, 8, plte, 2, &len);
+    runs += mutate_all(0, png, len, &rng);
+    free(png);
+    free(rgb);
+    uint8_t raw[2 + 16] = {1, 0x15};
+    runs += mutate_all(1, raw, sizeof(raw), &rng);
+    uint8_t topk[] = "a\nb\r\nc\0\0\0\x80?\0\0\0@\0\0\0\0";
+    runs += mutate_all(2, topk, sizeof(topk) - 1, &rng);
+    return runs;
+}
+
+int main(int argc, char **argv)
+{
+    log_set_level(LOG_OFF);
+    if (argc > 1) {
+        int failed = 0;
+        for (int i = 1; i < argc; i++)
+            failed |= replay_file(argv[i]);
+        return failed;
+    }
+    size_t runs = builtin_corpus();
+    printf("fuzz_codecs: %zu inputs replayed without a crash\n", runs);
+    return 0;
+}
+
+#endif
