@@ -1,18 +1,132 @@
-/* An instance's lease on a store image; see store_source.h. */
+/*
+ * An instance's lease on a store image; see store_source.h. A watcher thread is the only user of
+ * the client after open (the client library is not thread-safe): it polls the connection, and
+ * when the store goes away it keeps calling store_reconnect() until the lease is back.
+ */
 #include "fn/store_source.h"
 #include "common/common.h"
+#include "client/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RECONNECT_TRY_MS 1000
+
+struct fn_store_source {
+    struct store_client *client;
+    const struct store_image *img;
+    pthread_t watcher;
+    bool watcher_started;
+    int stop_pipe[2]; /* written once by close() to stop the watcher */
+};
+
+/* True when the store closed the connection (it never sends unsolicited messages). */
+static bool store_gone(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Waits for the store to go away or for stop; returns false on stop. */
+static bool wait_store_gone(struct fn_store_source *s)
+{
+    for (;;) {
+        struct pollfd p[2] = {{.fd = store_fd(s->client), .events = POLLIN},
+                              {.fd = s->stop_pipe[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            return false;
+        if (p[1].revents)
+            return false;
+        if (p[0].revents && store_gone(p[0].fd))
+            return true;
+        if (p[0].revents & (POLLNVAL | POLLERR))
+            return true;
+    }
+}
+
+/* Retries store_reconnect until it succeeds; returns false on stop. */
+static bool reattach(struct fn_store_source *s)
+{
+    char err[512];
+    for (int tries = 1;; tries++) {
+        struct pollfd stop = {.fd = s->stop_pipe[0], .events = POLLIN};
+        if (poll(&stop, 1, 0) > 0)
+            return false;
+        if (store_reconnect(s->client, RECONNECT_TRY_MS, err, sizeof(err)) == 0) {
+            log_info("store is back: lease on %s re-taken after %d tries", s->img->ref, tries);
+            return true;
+        }
+        if (tries == 1 || tries % 30 == 0)
+            log_warn("store reconnect: %s; still serving from the existing mapping", err);
+        if (poll(&stop, 1, 100) > 0)
+            return false;
+    }
+}
+
+static void *watcher_main(void *arg)
+{
+    struct fn_store_source *s = arg;
+    while (wait_store_gone(s)) {
+        log_warn("store connection lost: serving %s from the existing mapping, reconnecting",
+                 s->img->ref);
+        if (!reattach(s))
+            break;
+    }
+    return NULL;
+}
 
 int fn_store_source_open(const char *socket_path, const char *ref, int threads,
                          struct fn_store_source **out, void **image, size_t *len, char *err,
                          size_t errlen)
 {
     *out = NULL;
-    return seterr(err, errlen, -ENOTSUP, "model %s: store at %s: this build has no store client",
-                  ref, socket_path);
+    struct fn_store_source *s = calloc(1, sizeof(*s));
+    if (!s)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    s->stop_pipe[0] = s->stop_pipe[1] = -1;
+    int rc = store_connect(socket_path, &s->client, err, errlen);
+    if (rc == 0)
+        rc = store_attach(s->client, ref, threads, &s->img, err, errlen);
+    if (rc == 0 && pipe2(s->stop_pipe, O_CLOEXEC) < 0)
+        rc = seterr(err, errlen, -errno, "pipe: %s", strerror(errno));
+    if (rc == 0) {
+        rc = -pthread_create(&s->watcher, NULL, watcher_main, s);
+        if (rc < 0)
+            seterr(err, errlen, rc, "store watcher thread: %s", strerror(-rc));
+    }
+    if (rc < 0) {
+        fn_store_source_close(s);
+        return rc;
+    }
+    s->watcher_started = true;
+    *image = (void *)s->img->addr;
+    *len = (size_t)s->img->size;
+    *out = s;
+    return 0;
 }
 
 void fn_store_source_close(struct fn_store_source *s)
 {
+    if (!s)
+        return;
+    if (s->watcher_started) {
+        char b = 1;
+        ssize_t n = write(s->stop_pipe[1], &b, 1);
+        (void)n;
+        pthread_join(s->watcher, NULL);
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->stop_pipe[i] >= 0)
+            close(s->stop_pipe[i]);
+    if (s->client)
+        store_close(s->client);
+    free(s);
 }
