@@ -162,6 +162,7 @@ struct function {
     int inflight, queued;
     int64_t last_active_ms;
     int64_t backoff_until_ms; /* no new instance before this (start failures, crash loops) */
+    int failures;             /* instances in a row that died before ready; 0 once one is */
     struct autoscale_state as;
     int desired;
     uint64_t invocations;

@@ -535,6 +535,14 @@ void instance_release(struct gateway *g, struct instance *in)
     pthread_cond_broadcast(&g->changed);
 }
 
+/* Crash loops back off: 0.25 s doubling per failure up to 30 s. */
+static void backoff(struct function *fn)
+{
+    int64_t ms = 250LL << (fn->failures < 7 ? fn->failures : 7);
+    fn->failures++;
+    fn->backoff_until_ms = now_ns() / 1000000 + (ms < 30000 ? ms : 30000);
+}
+
 /* The process of `in` has exited (status st). */
 static void instance_exited(struct gateway *g, struct instance *in, int st)
 {
@@ -548,7 +556,7 @@ static void instance_exited(struct gateway *g, struct instance *in, int st)
             log_warn("instance %s-%d: pid %d exited with status %d; replacing it", fn->spec.name,
                      in->id, (int)in->pid, WEXITSTATUS(st));
         if (in->state == INST_STARTING)
-            fn->backoff_until_ms = now_ns() / 1000000 + 1000;
+            backoff(fn);
     }
     in->state = INST_DEAD;
     unlink(in->sock);
@@ -715,6 +723,7 @@ static void check_ready(struct gateway *g)
         struct instance *in = instance_by_pid(g, probes[i].pid);
         if (in == probes[i].in && in->state == INST_STARTING) {
             in->state = INST_READY;
+            in->fn->failures = 0;
             log_info("instance %s-%d: ready after %lld ms", in->fn->spec.name, in->id,
                      (long long)(now_ns() / 1000000 - in->started_ms));
             pthread_cond_broadcast(&g->changed);
@@ -751,7 +760,7 @@ static void scale_function(struct gateway *g, struct function *fn, int64_t now)
     for (int live = ai.current; live < want && now >= fn->backoff_until_ms; live++) {
         if (instance_start(g, fn, err, sizeof err)) {
             log_error("function %s: %s", fn->spec.name, err);
-            fn->backoff_until_ms = now + 1000;
+            backoff(fn);
         }
     }
     for (int live = ai.current; live > want; live--) {

@@ -19,12 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#define UPSTREAM_TIMEOUT_MS 60000
 #define LOG_MAX_BYTES (8u << 20)
 
 static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gateway"}};
@@ -162,6 +160,9 @@ static int deploy(struct gateway *g, struct http_request *rq, bool create)
     int rc = spec_parse((const char *)rq->body, rq->body_len, &spec, err, sizeof err);
     if (rc)
         return reply_err(rq->conn, status_of(rc), err);
+    char name[GW_NAME_MAX], image[GW_REF_MAX];
+    snprintf(name, sizeof name, "%s", spec.name);
+    snprintf(image, sizeof image, "%s", spec.image);
     pthread_mutex_lock(&g->lock);
     bool exists = registry_find(g, spec.name) != NULL;
     pthread_mutex_unlock(&g->lock);
@@ -181,7 +182,7 @@ static int deploy(struct gateway *g, struct http_request *rq, bool create)
     spec_free(&spec);
     if (rc)
         return reply_err(rq->conn, status_of(rc), err);
-    log_info("%s function %.64s", create ? "deployed" : "updated", rq->url);
+    log_info("%s function %s (model %s)", create ? "deployed" : "updated", name, image);
     return http_reply(rq->conn, 202, "text/plain", "", 0, NULL, 0);
 }
 
