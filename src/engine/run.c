@@ -289,6 +289,9 @@ static int zero_inputs(struct run_state *st, char *err, size_t errlen)
         struct engine_tensor *t = &st->inputs.t[i];
         if (engine_model_input(st->model, i, &info) < 0)
             return seterr(err, errlen, -EINVAL, "model input %d unreadable", i);
+        if (engine_shape_numel(&info.shape) < 0)
+            return seterr(err, errlen, -EINVAL, "input %s has no fixed shape: give --input",
+                          info.name);
         st->inputs.n++;
         t->name = strdup(info.name);
         t->dtype = info.dtype;
