@@ -1,1 +1,1056 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * compile.c — the plan compiler: ONNX bytes → IR passes → plan tables → image.
+ *
+ * Lowering walks the live IR nodes in topological order and emits one plan node per oneDNN
+ * primitive. Shape-only ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) emit no
+ * node: their output is an alias of their input's activation buffer. Weights of convolutions and
+ * inner products are reordered once, here, into the layout oneDNN picks for this CPU and thread
+ * count (format `any`), and stored with that layout's memory desc and the implementation name.
+ *
+ * Activations are plain row-major (PLAN_LAYOUT_PLAIN). The memory plan then gives every
+ * activation buffer an offset in one arena: lifetimes over the node order, in-place residual sums
+ * where the addend dies at the convolution, greedy placement by size with best-fit gaps.
+ */
+#include "common/common.h"
+#include "config.h"
+#include "engine/plan.h"
+
+#include <errno.h>
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Marks, during lowering only, an activation whose offset field holds its alias root. */
+#define ALIAS_FLAG 0x80000000u
+
+struct lower {
+    const struct ir_graph *g;
+    struct plan_builder b;
+    int32_t *tmap; /* IR tensor → plan tensor, -1 */
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    const char *model;
+    char *err;
+    size_t errlen;
+};
+
+static int lerr(struct lower *l, const struct ir_node *n, int code, const char *what)
+{
+    return seterr(l->err, l->errlen, code, "model %s: node %s (%s): %s", l->model, n->name, n->op,
+                  what);
+}
+
+/* ---- tensors ---- */
+
+static int64_t add_plan_tensor(struct lower *l, const struct ir_tensor *it, uint32_t storage)
+{
+    struct plan_tensor t = {.dtype = (uint32_t)it->dtype, .rank = (uint32_t)it->shape.rank,
+                            .storage = storage, .layout = PLAN_LAYOUT_PLAIN};
+    int64_t name = plan_add_string(&l->b, it->name);
+    int64_t numel = engine_shape_numel(&it->shape);
+    size_t es = engine_dtype_size(it->dtype);
+    if (name < 0 || numel < 0 || !es || (uint64_t)numel > UINT64_MAX / 16 / es)
+        return name < 0 ? name : -EINVAL;
+    t.name = (uint32_t)name;
+    memcpy(t.dims, it->shape.dims, sizeof(t.dims));
+    t.nbytes = (uint64_t)numel * es;
+    if (storage == PLAN_ST_CONST) {
+        int64_t off = plan_add_weights(&l->b, t.nbytes);
+        if (off < 0)
+            return off;
+        if (t.nbytes)
+            memcpy(l->b.weights + off, it->data, t.nbytes);
+        t.offset = (uint64_t)off;
+    }
+    return plan_add_tensor(&l->b, &t);
+}
+
+/* The plan tensor for IR tensor t as an operand: constants become CONST on first use. */
+static int64_t operand_of(struct lower *l, const struct ir_node *n, int t)
+{
+    if (t < 0 || t >= l->g->n_tensors)
+        return lerr(l, n, -EINVAL, "missing input");
+    if (l->tmap[t] >= 0)
+        return l->tmap[t];
+    const struct ir_tensor *it = &l->g->tensors[t];
+    if (!it->data || !it->shape_known || it->nbytes != (size_t)engine_shape_numel(&it->shape) *
+                                                           engine_dtype_size(it->dtype))
+        return lerr(l, n, -EINVAL, "input is neither computed earlier nor a constant");
+    int64_t pt = add_plan_tensor(l, it, PLAN_ST_CONST);
+    if (pt < 0)
+        return lerr(l, n, (int)pt, "cannot store constant input");
+    l->tmap[t] = (int32_t)pt;
+    return pt;
+}
+
+static int64_t output_of(struct lower *l, const struct ir_node *n, int k)
+{
+    if (k >= n->n_out || n->out[k] < 0)
+        return lerr(l, n, -EINVAL, "missing output");
+    const struct ir_tensor *it = &l->g->tensors[n->out[k]];
+    if (!it->shape_known || !it->dtype)
+        return lerr(l, n, -EINVAL, "output shape unknown after shape inference");
+    int64_t pt = add_plan_tensor(l, it, PLAN_ST_ARENA);
+    if (pt < 0)
+        return lerr(l, n, (int)pt, "cannot add output tensor");
+    l->tmap[n->out[k]] = (int32_t)pt;
+    return pt;
+}
+
+static const struct ir_tensor *ir_in(const struct lower *l, const struct ir_node *n, int i)
+{
+    if (i >= n->n_in || n->in[i] < 0 || n->in[i] >= l->g->n_tensors)
+        return NULL;
+    return &l->g->tensors[n->in[i]];
+}
+
+/* ---- activations → oneDNN eltwise steps ---- */
+
+struct step {
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+};
+
+/* Up to two steps for one activation; returns the count or -EINVAL. */
+static int act_steps(enum ir_act act, float alpha, float beta, struct step s[2])
+{
+    s[0] = (struct step){dnnl_alg_kind_undef, alpha, beta};
+    switch (act) {
+    case IR_ACT_RELU: s[0].alg = dnnl_eltwise_relu; s[0].beta = 0; return 1;
+    case IR_ACT_CLIP: s[0].alg = dnnl_eltwise_clip; return 1;
+    case IR_ACT_SIGMOID: s[0].alg = dnnl_eltwise_logistic; return 1;
+    case IR_ACT_TANH: s[0].alg = dnnl_eltwise_tanh; return 1;
+    case IR_ACT_ELU: s[0].alg = dnnl_eltwise_elu; return 1;
+    case IR_ACT_GELU_ERF: s[0].alg = dnnl_eltwise_gelu_erf; return 1;
+    case IR_ACT_EXP: s[0].alg = dnnl_eltwise_exp; return 1;
+    case IR_ACT_SQRT: s[0].alg = dnnl_eltwise_sqrt; return 1;
+    case IR_ACT_ABS: s[0].alg = dnnl_eltwise_abs; return 1;
+    case IR_ACT_HARDSWISH: s[0].alg = dnnl_eltwise_hardswish; return 1;
+    case IR_ACT_HARDSIGMOID:
+        s[0].alg = dnnl_eltwise_linear;
+        s[1] = (struct step){dnnl_eltwise_clip, 0.0f, 1.0f};
+        return 2;
+    default: return -EINVAL;
+    }
+}
+
+static int push_post(struct plan_node *pn, uint32_t kind, const struct step *s)
+{
+    if (pn->n_post >= PLAN_MAX_POST)
+        return -E2BIG;
+    pn->post[pn->n_post++] = (struct plan_post){kind, s ? (uint32_t)s->alg : 0,
+                                                s ? s->alpha : 0, s ? s->beta : 0};
+    return 0;
+}
+
+/* Copies the IR node's fused post-ops; a SUM names its addend (only CONV/INNER take one). */
+static int lower_posts(struct lower *l, const struct ir_node *n, struct plan_node *pn)
+{
+    for (int i = 0; i < n->n_post; i++) {
+        const struct ir_post_op *p = &n->post[i];
+        struct step s[2];
+        int rc = 0;
+        if (p->kind == IR_POST_SUM) {
+            if ((pn->op != PLAN_OP_CONV && pn->op != PLAN_OP_INNER) || pn->sum_tensor != PLAN_NONE)
+                return lerr(l, n, -EINVAL, "residual sum fused on an op that cannot take it");
+            int64_t t = operand_of(l, n, p->tensor);
+            if (t < 0)
+                return (int)t;
+            if (l->b.tensors[t].storage != PLAN_ST_ARENA)
+                return lerr(l, n, -EINVAL, "residual sum of a constant is not supported");
+            pn->sum_tensor = (uint32_t)t;
+            rc = push_post(pn, PLAN_POST_SUM, NULL);
+        } else {
+            int k = act_steps(p->act, p->alpha, p->beta, s);
+            if (k < 0)
+                return lerr(l, n, -EINVAL, "unsupported fused activation");
+            for (int j = 0; j < k && !rc; j++)
+                rc = push_post(pn, PLAN_POST_ELTWISE, &s[j]);
+        }
+        if (rc)
+            return lerr(l, n, rc, "too many fused post-ops");
+    }
+    return 0;
+}
+
+/* ---- emitting nodes ---- */
+
+static struct plan_node node_init(struct lower *l, const struct ir_node *n, uint32_t op)
+{
+    struct plan_node pn = {.op = op, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE,
+                           .impl = PLAN_NONE};
+    int64_t name = plan_add_string(&l->b, n->name);
+    int64_t onnx_op = plan_add_string(&l->b, n->op);
+    pn.name = name < 0 ? 0 : (uint32_t)name;
+    pn.onnx_op = onnx_op < 0 ? 0 : (uint32_t)onnx_op;
+    return pn;
+}
+
+static int set_inputs(struct lower *l, struct plan_node *pn, const int64_t *ts, uint32_t count)
+{
+    pn->in_first = l->b.n_index;
+    pn->n_in = count;
+    for (uint32_t i = 0; i < count; i++)
+        if (plan_add_index(&l->b, (int32_t)ts[i]) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+/* Reorders plain f32 weights (dims as the pd's weights md) into the chosen layout in the image. */
+static int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd,
+                        uint32_t wt, const void *plain)
+{
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_memory_desc_t src_md;
+    if (!want || dnnl_memory_desc_init_by_strides(&src_md, want->ndims, want->dims, dnnl_f32,
+                                                  NULL) != dnnl_success)
+        return lerr(l, n, -EINVAL, "cannot describe the weights");
+    size_t size = dnnl_memory_desc_get_size(want);
+    int64_t off = plan_add_weights(&l->b, size);
+    int64_t md = off < 0 ? off : plan_add_md(&l->b, want);
+    if (md < 0)
+        return lerr(l, n, -ENOMEM, "out of memory for weights");
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    int ok = dnnl_memory_create(&from, &src_md, l->eng, (void *)plain) == dnnl_success &&
+             dnnl_memory_create(&to, want, l->eng, l->b.weights + off) == dnnl_success &&
+             dnnl_reorder_primitive_desc_create(&rpd, &src_md, l->eng, want, l->eng, NULL) ==
+                 dnnl_success &&
+             dnnl_primitive_create(&r, rpd) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+        ok = dnnl_primitive_execute(r, l->stream, 2, args) == dnnl_success &&
+             dnnl_stream_wait(l->stream) == dnnl_success;
+    }
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(from);
+    dnnl_memory_destroy(to);
+    if (!ok)
+        return lerr(l, n, -EINVAL, "oneDNN cannot reorder the weights");
+    l->b.tensors[wt].offset = (uint64_t)off;
+    l->b.tensors[wt].nbytes = size;
+    l->b.nodes[l->b.n_nodes - 1].wmd = (uint32_t)md;
+    return 0;
+}
+
+/* Adds pn, resolves its primitive (packing weights when wt is a PACKED tensor) and records the
+ * implementation name. */
+static int emit(struct lower *l, const struct ir_node *n, const struct plan_node *pn, int64_t wt,
+                const void *plain_weights)
+{
+    if (plan_add_node(&l->b, pn) < 0)
+        return lerr(l, n, -ENOMEM, "out of memory");
+    struct plan_view v;
+    plan_builder_view(&l->b, &v);
+    dnnl_primitive_desc_t pd;
+    int rc = plan_primitive_desc(&v, &l->b.nodes[l->b.n_nodes - 1], l->eng, &pd, l->err,
+                                 l->errlen);
+    if (rc)
+        return rc;
+    if (wt >= 0)
+        rc = pack_weights(l, n, pd, (uint32_t)wt, plain_weights);
+    const char *impl = NULL;
+    if (!rc && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+        impl) {
+        int64_t s = plan_add_string(&l->b, impl);
+        rc = s < 0 ? lerr(l, n, -ENOMEM, "out of memory") : 0;
+        if (!rc)
+            l->b.nodes[l->b.n_nodes - 1].impl = (uint32_t)s;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+/* A PACKED tensor for weights with the given logical dims (bytes filled by pack_weights). */
+static int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int rank,
+                             const int64_t *dims)
+{
+    struct plan_tensor t = {.dtype = ENGINE_F32, .rank = (uint32_t)rank,
+                            .storage = PLAN_ST_PACKED, .layout = PLAN_LAYOUT_PLAIN};
+    int64_t name = plan_add_string(&l->b, w->name);
+    if (name < 0)
+        return name;
+    t.name = (uint32_t)name;
+    memcpy(t.dims, dims, (size_t)rank * sizeof(dims[0]));
+    return plan_add_tensor(&l->b, &t);
+}
+
+/* ---- per-op lowering ---- */
+
+static int get_ints(const struct ir_node *n, const char *name, int64_t *out, int count,
+                    int64_t def)
+{
+    const struct ir_attr *a = ir_attr_get(n, name);
+    for (int i = 0; i < count; i++)
+        out[i] = def;
+    if (!a)
+        return 0;
+    if (a->type != IR_ATTR_INTS || (int)a->n != count)
+        return -EINVAL;
+    memcpy(out, a->ints, (size_t)count * sizeof(int64_t));
+    return 0;
+}
+
+/* kernel/strides/dilations/pads of a window op; right pads follow from the output shape so
+ * ceil_mode needs no special case. */
+static int window(struct lower *l, const struct ir_node *n, const struct ir_tensor *x,
+                  const struct ir_tensor *y, const int64_t *kernel, struct plan_node *pn)
+{
+    int sp = x->shape.rank - 2;
+    int64_t pads[2 * PLAN_MAX_SPATIAL], dil[PLAN_MAX_SPATIAL];
+    if (sp < 1 || sp > PLAN_MAX_SPATIAL || y->shape.rank != x->shape.rank)
+        return lerr(l, n, -EINVAL, "only 1-3 spatial dims are supported");
+    if (get_ints(n, "strides", pn->strides, sp, 1) || get_ints(n, "dilations", dil, sp, 1) ||
+        get_ints(n, "pads", pads, 2 * sp, 0))
+        return lerr(l, n, -EINVAL, "strides, dilations or pads have the wrong length");
+    const char *ap = ir_attr_str(n, "auto_pad", "NOTSET");
+    if (strcmp(ap, "NOTSET") != 0 && strcmp(ap, "VALID") != 0)
+        return lerr(l, n, -EINVAL, "auto_pad was not resolved by shape inference");
+    for (int i = 0; i < sp; i++) {
+        int64_t ext = (kernel[i] - 1) * dil[i] + 1, in = x->shape.dims[2 + i];
+        int64_t out = y->shape.dims[2 + i];
+        pn->kernel[i] = kernel[i];
+        pn->dilations[i] = dil[i] - 1;
+        pn->pad_l[i] = pads[i];
+        pn->pad_r[i] = (out - 1) * pn->strides[i] + ext - in - pads[i];
+        if (pn->pad_r[i] < 0)
+            pn->pad_r[i] = 0;
+    }
+    return 0;
+}
+
+static int lower_conv(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *w = ir_in(l, n, 1), *b = ir_in(l, n, 2);
+    if (!x || !w || !w->data || w->dtype != ENGINE_F32 || (b && (!b->data || b->dtype != ENGINE_F32)))
+        return lerr(l, n, -EINVAL, "weights (and bias) must be float32 constants");
+    struct plan_node pn = node_init(l, n, PLAN_OP_CONV);
+    pn.groups = ir_attr_int(n, "group", 1);
+    int64_t ts[3];
+    int rc = window(l, n, x, &l->g->tensors[n->out[0]], w->shape.dims + 2, &pn);
+    if (rc)
+        return rc;
+    ts[0] = operand_of(l, n, n->in[0]);
+    ts[1] = packed_tensor(l, w, w->shape.rank, w->shape.dims);
+    ts[2] = b ? operand_of(l, n, n->in[2]) : 0;
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0 || out < 0)
+        return out < 0 ? (int)out : lerr(l, n, -EINVAL, "bad operands");
+    pn.out = (uint32_t)out;
+    rc = set_inputs(l, &pn, ts, b ? 3 : 2);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, ts[1], w->data);
+}
+
+/* out[N,K] = in[K,N] transposed, scaled. */
+static float *transpose_scaled(const float *in, int64_t k, int64_t nn, float scale)
+{
+    float *out = malloc((size_t)(k * nn) * sizeof(float) + 1);
+    if (!out)
+        return NULL;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < nn; j++)
+            out[j * k + i] = in[i * nn + j] * scale;
+    return out;
+}
+
+/* Inner product with weights w ([N,K], or [K,N] when transposed) and an optional bias. */
+static int lower_inner(struct lower *l, const struct ir_node *n, int transposed, float alpha,
+                       const struct ir_tensor *bias, float beta)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *w = ir_in(l, n, 1);
+    int64_t nn = transposed ? w->shape.dims[1] : w->shape.dims[0];
+    int64_t k = transposed ? w->shape.dims[0] : w->shape.dims[1];
+    struct plan_node pn = node_init(l, n, PLAN_OP_INNER);
+    pn.collapse = (uint32_t)x->shape.rank - 1;
+    float *wbuf = transposed ? transpose_scaled(w->data, k, nn, alpha)
+                             : transpose_scaled(w->data, 1, nn * k, alpha);
+    float *bbuf = malloc((size_t)nn * sizeof(float) + 1);
+    int64_t dims[2] = {nn, k}, ts[3];
+    int rc = wbuf && bbuf ? 0 : lerr(l, n, -ENOMEM, "out of memory");
+    int64_t bn = bias ? engine_shape_numel(&bias->shape) : 0;
+    if (!rc && bias && bn != nn && bn != 1)
+        rc = lerr(l, n, -EINVAL, "bias C must hold one value per output feature");
+    for (int64_t i = 0; !rc && bias && i < nn; i++)
+        bbuf[i] = beta * ((const float *)bias->data)[bn == 1 ? 0 : i];
+    if (!rc) {
+        ts[0] = operand_of(l, n, n->in[0]);
+        ts[1] = packed_tensor(l, w, 2, dims);
+        struct ir_tensor bt = {.name = bias ? bias->name : NULL, .dtype = ENGINE_F32,
+                               .shape = {1, {nn}}, .shape_known = 1, .data = bbuf};
+        ts[2] = bias ? add_plan_tensor(l, &bt, PLAN_ST_CONST) : 0;
+        int64_t out = output_of(l, n, 0);
+        rc = ts[0] < 0 || ts[1] < 0 || ts[2] < 0 || out < 0 ? -EINVAL : 0;
+        pn.out = (uint32_t)out;
+        if (!rc)
+            rc = set_inputs(l, &pn, ts, bias ? 3 : 2);
+        if (!rc)
+            rc = lower_posts(l, n, &pn);
+        if (!rc)
+            rc = emit(l, n, &pn, ts[1], wbuf);
+    }
+    free(wbuf);
+    free(bbuf);
+    return rc;
+}
+
+static int lower_plain_matmul(struct lower *l, const struct ir_node *n)
+{
+    struct plan_node pn = node_init(l, n, PLAN_OP_MATMUL);
+    int64_t ts[2] = {operand_of(l, n, n->in[0]), operand_of(l, n, n->in[1])};
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || ts[1] < 0 || out < 0)
+        return -EINVAL;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, 2);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+static int lower_gemm(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *a = ir_in(l, n, 0), *w = ir_in(l, n, 1), *c = ir_in(l, n, 2);
+    if (!a || !w || a->shape.rank != 2 || w->shape.rank != 2)
+        return lerr(l, n, -EINVAL, "Gemm needs 2-D A and B");
+    if (ir_attr_int(n, "transA", 0))
+        return lerr(l, n, -EINVAL, "unsupported attribute transA=1");
+    if (!w->data || w->dtype != ENGINE_F32 || (c && (!c->data || c->dtype != ENGINE_F32)))
+        return lerr(l, n, -EINVAL, "B and C must be float32 constants");
+    float alpha = ir_attr_float(n, "alpha", 1.0f), beta = ir_attr_float(n, "beta", 1.0f);
+    if (c && c->shape.rank == 2 && c->shape.dims[0] != 1)
+        return lerr(l, n, -EINVAL, "C must broadcast along rows (one bias per output)");
+    return lower_inner(l, n, !ir_attr_int(n, "transB", 0), alpha, c, beta);
+}
+
+static int lower_matmul(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *a = ir_in(l, n, 0), *w = ir_in(l, n, 1);
+    if (!a || !w)
+        return lerr(l, n, -EINVAL, "missing input");
+    if (w->data && w->dtype == ENGINE_F32 && w->shape.rank == 2 && a->shape.rank >= 2)
+        return lower_inner(l, n, 1, 1.0f, NULL, 0.0f);
+    return lower_plain_matmul(l, n);
+}
+
+static int lower_pool(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    const struct ir_tensor *y = n->n_out > 0 && n->out[0] >= 0 ? &l->g->tensors[n->out[0]] : NULL;
+    if (!x || !y || x->dtype != ENGINE_F32)
+        return lerr(l, n, -EINVAL, "pooling needs a float32 input");
+    if (n->n_out > 1 && n->out[1] >= 0)
+        return lerr(l, n, -EINVAL, "MaxPool Indices output is not supported");
+    struct plan_node pn = node_init(l, n, PLAN_OP_POOL);
+    int sp = x->shape.rank - 2;
+    int64_t kernel[PLAN_MAX_SPATIAL];
+    int global = strncmp(n->op, "Global", 6) == 0;
+    if (sp < 1 || sp > PLAN_MAX_SPATIAL)
+        return lerr(l, n, -EINVAL, "only 1-3 spatial dims are supported");
+    if (global) {
+        for (int i = 0; i < sp; i++) {
+            pn.kernel[i] = x->shape.dims[2 + i];
+            pn.strides[i] = 1;
+        }
+    } else {
+        if (get_ints(n, "kernel_shape", kernel, sp, 0))
+            return lerr(l, n, -EINVAL, "kernel_shape has the wrong length");
+        int rc = window(l, n, x, y, kernel, &pn);
+        if (rc)
+            return rc;
+    }
+    int is_max = strstr(n->op, "Max") != NULL;
+    pn.alg = is_max ? dnnl_pooling_max
+             : ir_attr_int(n, "count_include_pad", 0) ? dnnl_pooling_avg_include_padding
+                                                      : dnnl_pooling_avg_exclude_padding;
+    if (ir_attr_int(n, "storage_order", 0))
+        return lerr(l, n, -EINVAL, "unsupported attribute storage_order=1");
+    int64_t ts[1] = {operand_of(l, n, n->in[0])};
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || out < 0)
+        return -EINVAL;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, 1);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+/* A float scalar from an optional constant input (Clip min/max at opset >= 11). */
+static int scalar_input(struct lower *l, const struct ir_node *n, int i, float def, float *out)
+{
+    const struct ir_tensor *t = ir_in(l, n, i);
+    *out = def;
+    if (!t)
+        return 0;
+    if (!t->data || t->dtype != ENGINE_F32 || engine_shape_numel(&t->shape) != 1)
+        return lerr(l, n, -EINVAL, "min/max must be float32 scalar constants");
+    *out = *(const float *)t->data;
+    return 0;
+}
+
+static int eltwise_of(struct lower *l, const struct ir_node *n, struct step s[2])
+{
+    static const struct {
+        const char *op;
+        enum ir_act act;
+        float alpha, beta;
+    } map[] = {
+        {"Relu", IR_ACT_RELU, 0, 0},           {"LeakyRelu", IR_ACT_RELU, 0.01f, 0},
+        {"Sigmoid", IR_ACT_SIGMOID, 0, 0},     {"Tanh", IR_ACT_TANH, 0, 0},
+        {"HardSigmoid", IR_ACT_HARDSIGMOID, 0.2f, 0.5f},
+        {"HardSwish", IR_ACT_HARDSWISH, 0, 0}, {"Elu", IR_ACT_ELU, 1.0f, 0},
+        {"Exp", IR_ACT_EXP, 0, 0},             {"Sqrt", IR_ACT_SQRT, 0, 0},
+        {"Abs", IR_ACT_ABS, 0, 0},             {"Clip", IR_ACT_CLIP, -FLT_MAX, FLT_MAX},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(map); i++) {
+        if (strcmp(map[i].op, n->op) != 0)
+            continue;
+        float alpha = ir_attr_float(n, map[i].act == IR_ACT_CLIP ? "min" : "alpha", map[i].alpha);
+        float beta = ir_attr_float(n, map[i].act == IR_ACT_CLIP ? "max" : "beta", map[i].beta);
+        if (map[i].act == IR_ACT_CLIP && (scalar_input(l, n, 1, alpha, &alpha) ||
+                                          scalar_input(l, n, 2, beta, &beta)))
+            return -EINVAL;
+        return act_steps(map[i].act, alpha, beta, s);
+    }
+    return lerr(l, n, -EINVAL, "unsupported activation");
+}
+
+static int lower_eltwise(struct lower *l, const struct ir_node *n)
+{
+    struct step s[2];
+    int k = eltwise_of(l, n, s);
+    if (k < 0)
+        return k;
+    struct plan_node pn = node_init(l, n, PLAN_OP_ELTWISE);
+    pn.alg = (uint32_t)s[0].alg;
+    pn.alpha = s[0].alpha;
+    pn.beta = s[0].beta;
+    if (k > 1)
+        push_post(&pn, PLAN_POST_ELTWISE, &s[1]);
+    int64_t ts[1] = {operand_of(l, n, n->in[0])};
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || out < 0)
+        return -EINVAL;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, 1);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+static int same_shape(const struct engine_shape *a, const struct engine_shape *b)
+{
+    return a->rank == b->rank && memcmp(a->dims, b->dims, (size_t)a->rank * sizeof(int64_t)) == 0;
+}
+
+static int lower_binary(struct lower *l, const struct ir_node *n)
+{
+    static const struct {
+        const char *op;
+        dnnl_alg_kind_t alg;
+        int commutes;
+    } map[] = {{"Add", dnnl_binary_add, 1}, {"Mul", dnnl_binary_mul, 1},
+               {"Sub", dnnl_binary_sub, 0}, {"Div", dnnl_binary_div, 0},
+               {"Max", dnnl_binary_max, 1}, {"Min", dnnl_binary_min, 1}};
+    const struct ir_tensor *a = ir_in(l, n, 0), *b = ir_in(l, n, 1);
+    if (!a || !b || n->n_in != 2)
+        return lerr(l, n, -EINVAL, "needs exactly two inputs");
+    const struct engine_shape *ys = &l->g->tensors[n->out[0]].shape;
+    struct plan_node pn = node_init(l, n, PLAN_OP_BINARY);
+    size_t i = 0;
+    while (i < ARRAY_LEN(map) && strcmp(map[i].op, n->op) != 0)
+        i++;
+    if (i == ARRAY_LEN(map))
+        return lerr(l, n, -EINVAL, "unsupported binary op");
+    pn.alg = (uint32_t)map[i].alg;
+    int swap = !same_shape(&a->shape, ys);
+    if (swap && !same_shape(&b->shape, ys))
+        return lerr(l, n, -EINVAL, "broadcasting both operands is not supported");
+    /* b - a and b / a, fixed up by a post-op: a - b = -(b - a), a / b = (b / a)^-1. */
+    struct step neg = {dnnl_eltwise_linear, -1.0f, 0.0f}, inv = {dnnl_eltwise_pow, 1.0f, -1.0f};
+    if (swap && !map[i].commutes)
+        push_post(&pn, PLAN_POST_ELTWISE, map[i].alg == dnnl_binary_sub ? &neg : &inv);
+    int64_t ts[2] = {operand_of(l, n, n->in[swap ? 1 : 0]), operand_of(l, n, n->in[swap ? 0 : 1])};
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || ts[1] < 0 || out < 0)
+        return -EINVAL;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, 2);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+static int lower_softmax(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int64_t axis = ir_attr_int(n, "axis", l->g->opset >= 13 ? -1 : 1);
+    if (!x)
+        return lerr(l, n, -EINVAL, "missing input");
+    if (axis < 0)
+        axis += x->shape.rank;
+    if (axis < 0 || axis >= (x->shape.rank ? x->shape.rank : 1))
+        return lerr(l, n, -EINVAL, "axis out of range");
+    struct plan_node pn = node_init(l, n, PLAN_OP_SOFTMAX);
+    pn.axis = axis;
+    if (l->g->opset < 13 && axis > 0) {
+        pn.collapse = (uint32_t)axis; /* opset < 13 softmax is over the flattened tail */
+        pn.axis = 1;
+    }
+    if (l->g->opset < 13 && axis == 0)
+        return lerr(l, n, -EINVAL, "unsupported attribute axis=0 before opset 13");
+    int64_t ts[1] = {operand_of(l, n, n->in[0])};
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || out < 0)
+        return -EINVAL;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, 1);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+static int lower_concat(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
+    int64_t axis = ir_attr_int(n, "axis", 0);
+    if (axis < 0)
+        axis += y->shape.rank;
+    if (n->n_in < 1 || n->n_in > 64)
+        return lerr(l, n, -EINVAL, "Concat takes 1 to 64 inputs here");
+    struct plan_node pn = node_init(l, n, PLAN_OP_CONCAT);
+    pn.axis = axis;
+    int64_t ts[64];
+    for (int i = 0; i < n->n_in; i++) {
+        ts[i] = operand_of(l, n, n->in[i]);
+        if (ts[i] < 0)
+            return (int)ts[i];
+        if (l->b.tensors[ts[i]].storage != PLAN_ST_ARENA)
+            return lerr(l, n, -EINVAL, "concatenating a constant is not supported");
+    }
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, (uint32_t)n->n_in);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+static int lower_batchnorm(struct lower *l, const struct ir_node *n)
+{
+    if (n->n_in != 5 || (n->n_out > 1 && n->out[1] >= 0))
+        return lerr(l, n, -EINVAL, "only inference-mode BatchNormalization is supported");
+    struct plan_node pn = node_init(l, n, PLAN_OP_BATCHNORM);
+    pn.alpha = ir_attr_float(n, "epsilon", 1e-5f);
+    static const int order[5] = {0, 3, 4, 1, 2}; /* X, mean, var, scale, B */
+    int64_t ts[5];
+    for (int i = 0; i < 5; i++) {
+        ts[i] = operand_of(l, n, n->in[order[i]]);
+        if (ts[i] < 0)
+            return (int)ts[i];
+    }
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, 5);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
+/* Shape-only ops: the output shares the input's buffer (or is a constant of the same bytes). */
+static int lower_alias(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    if (!x || n->n_post)
+        return lerr(l, n, -EINVAL, "missing input");
+    for (int k = 1; k < n->n_out; k++)
+        if (n->out[k] >= 0 && ir_consumers(l->g, n->out[k]) > 0)
+            return lerr(l, n, -EINVAL, "only the first output is supported");
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
+    if (engine_shape_numel(&x->shape) != engine_shape_numel(&y->shape) || x->dtype != y->dtype)
+        return lerr(l, n, -EINVAL, "output size differs from the input's");
+    int64_t src = operand_of(l, n, n->in[0]);
+    if (src < 0)
+        return (int)src;
+    if (l->b.tensors[src].storage == PLAN_ST_CONST) {
+        struct ir_tensor c = *y;
+        c.data = l->b.weights + l->b.tensors[src].offset;
+        int64_t t = add_plan_tensor(l, &c, PLAN_ST_CONST);
+        if (t < 0)
+            return lerr(l, n, (int)t, "cannot store constant");
+        l->tmap[n->out[0]] = (int32_t)t;
+        return 0;
+    }
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    l->b.tensors[out].offset = (uint64_t)src; /* alias root, resolved by the memory plan */
+    l->b.tensors[out].flags |= ALIAS_FLAG;
+    return 0;
+}
+
+typedef int (*lower_fn)(struct lower *, const struct ir_node *);
+
+static const struct {
+    const char *op;
+    lower_fn fn;
+} lowerings[] = {
+    {"Conv", lower_conv},
+    {"Gemm", lower_gemm},
+    {"MatMul", lower_matmul},
+    {"MaxPool", lower_pool},
+    {"AveragePool", lower_pool},
+    {"GlobalAveragePool", lower_pool},
+    {"GlobalMaxPool", lower_pool},
+    {"Relu", lower_eltwise},
+    {"LeakyRelu", lower_eltwise},
+    {"Clip", lower_eltwise},
+    {"Sigmoid", lower_eltwise},
+    {"Tanh", lower_eltwise},
+    {"HardSigmoid", lower_eltwise},
+    {"HardSwish", lower_eltwise},
+    {"Elu", lower_eltwise},
+    {"Exp", lower_eltwise},
+    {"Sqrt", lower_eltwise},
+    {"Abs", lower_eltwise},
+    {"Add", lower_binary},
+    {"Mul", lower_binary},
+    {"Sub", lower_binary},
+    {"Div", lower_binary},
+    {"Max", lower_binary},
+    {"Min", lower_binary},
+    {"Softmax", lower_softmax},
+    {"Concat", lower_concat},
+    {"BatchNormalization", lower_batchnorm},
+    {"Flatten", lower_alias},
+    {"Reshape", lower_alias},
+    {"Squeeze", lower_alias},
+    {"Unsqueeze", lower_alias},
+    {"Identity", lower_alias},
+    {"Dropout", lower_alias},
+};
+
+static int lower_node(struct lower *l, const struct ir_node *n)
+{
+    for (size_t i = 0; i < ARRAY_LEN(lowerings); i++)
+        if (strcmp(lowerings[i].op, n->op) == 0)
+            return lowerings[i].fn(l, n);
+    return lerr(l, n, -ENOTSUP, "unsupported op for the oneDNN backend");
+}
+
+/* ---- memory plan ---- */
+
+struct buffer {
+    uint32_t root;
+    uint64_t size;
+    int64_t def, last; /* node positions; inputs are defined at -1, outputs live to the end */
+    uint64_t offset;
+    int pinned; /* graph input/output: never merged into */
+};
+
+static uint32_t find_root(const uint32_t *parent, uint32_t t)
+{
+    while (parent[t] != t)
+        t = parent[t];
+    return t;
+}
+
+static void touch(struct buffer *bufs, const uint32_t *parent, uint32_t t, int64_t pos)
+{
+    struct buffer *b = &bufs[find_root(parent, t)];
+    if (pos > b->last)
+        b->last = pos;
+    if (pos < b->def)
+        b->def = pos;
+}
+
+static void compute_lifetimes(struct plan_builder *b, const uint32_t *parent, struct buffer *bufs)
+{
+    int64_t end = b->n_nodes;
+    for (uint32_t i = 0; i < b->n_tensors; i++) {
+        struct buffer *r = &bufs[find_root(parent, i)];
+        if (b->tensors[i].storage != PLAN_ST_ARENA)
+            continue;
+        uint64_t sz = ALIGN_UP(b->tensors[i].nbytes, PLAN_ALIGN);
+        r->size = sz > r->size ? sz : r->size;
+        if (b->tensors[i].flags & PLAN_TF_INPUT)
+            touch(bufs, parent, i, -1);
+        if (b->tensors[i].flags & PLAN_TF_OUTPUT)
+            touch(bufs, parent, i, end);
+        if (b->tensors[i].flags & (PLAN_TF_INPUT | PLAN_TF_OUTPUT))
+            r->pinned = 1;
+    }
+    for (uint32_t k = 0; k < b->n_nodes; k++) {
+        const struct plan_node *n = &b->nodes[k];
+        touch(bufs, parent, n->out, k);
+        for (uint32_t i = 0; i < n->n_in; i++)
+            if (b->tensors[b->index[n->in_first + i]].storage == PLAN_ST_ARENA)
+                touch(bufs, parent, (uint32_t)b->index[n->in_first + i], k);
+        if (n->sum_tensor != PLAN_NONE)
+            touch(bufs, parent, n->sum_tensor, k);
+    }
+}
+
+/* A residual sum writes into its addend's buffer when the addend dies at that node. */
+static void merge_sums(struct plan_builder *b, uint32_t *parent, struct buffer *bufs)
+{
+    for (uint32_t k = 0; k < b->n_nodes; k++) {
+        const struct plan_node *n = &b->nodes[k];
+        if (n->sum_tensor == PLAN_NONE)
+            continue;
+        uint32_t ra = find_root(parent, n->sum_tensor), rd = find_root(parent, n->out);
+        int read_elsewhere = 0;
+        for (uint32_t i = 0; i < n->n_in; i++)
+            if (b->tensors[b->index[n->in_first + i]].storage == PLAN_ST_ARENA &&
+                find_root(parent, (uint32_t)b->index[n->in_first + i]) == ra)
+                read_elsewhere = 1;
+        if (ra == rd || read_elsewhere || bufs[ra].last != (int64_t)k || bufs[ra].pinned ||
+            bufs[rd].pinned || bufs[ra].size != bufs[rd].size)
+            continue;
+        parent[rd] = ra;
+        if (bufs[rd].last > bufs[ra].last)
+            bufs[ra].last = bufs[rd].last;
+    }
+}
+
+static int by_size_desc(const void *pa, const void *pb)
+{
+    const struct buffer *a = *(struct buffer *const *)pa, *b = *(struct buffer *const *)pb;
+    if (a->size != b->size)
+        return a->size < b->size ? 1 : -1;
+    return a->def < b->def ? -1 : a->def > b->def;
+}
+
+static int by_offset(const void *pa, const void *pb)
+{
+    const struct buffer *a = *(struct buffer *const *)pa, *b = *(struct buffer *const *)pb;
+    return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+/* Best-fit gap among the placed buffers whose lifetimes overlap b's; returns the arena end. */
+static uint64_t place_one(struct buffer *b, struct buffer **placed, size_t n_placed,
+                          struct buffer **live)
+{
+    size_t n_live = 0;
+    for (size_t i = 0; i < n_placed; i++)
+        if (placed[i]->def <= b->last && b->def <= placed[i]->last)
+            live[n_live++] = placed[i];
+    qsort(live, n_live, sizeof(*live), by_offset);
+    uint64_t pos = 0, best = UINT64_MAX, best_gap = UINT64_MAX;
+    for (size_t i = 0; i < n_live; i++) {
+        if (live[i]->offset >= pos + b->size && live[i]->offset - pos < best_gap) {
+            best_gap = live[i]->offset - pos;
+            best = pos;
+        }
+        uint64_t end = live[i]->offset + live[i]->size;
+        pos = end > pos ? end : pos;
+    }
+    b->offset = best != UINT64_MAX ? best : pos;
+    return b->offset + b->size;
+}
+
+static int place_buffers(struct plan_builder *b, const uint32_t *parent, struct buffer *bufs)
+{
+    struct buffer **order = calloc(b->n_tensors + 1, sizeof(*order));
+    struct buffer **placed = calloc(b->n_tensors + 1, sizeof(*placed));
+    struct buffer **live = calloc(b->n_tensors + 1, sizeof(*live));
+    size_t n = 0, n_placed = 0;
+    uint64_t arena = 0;
+    if (!order || !placed || !live) {
+        free(order);
+        free(placed);
+        free(live);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < b->n_tensors; i++)
+        if (b->tensors[i].storage == PLAN_ST_ARENA && find_root(parent, i) == i)
+            order[n++] = &bufs[i];
+    qsort(order, n, sizeof(*order), by_size_desc);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t end = place_one(order[i], placed, n_placed, live);
+        placed[n_placed++] = order[i];
+        arena = end > arena ? end : arena;
+    }
+    for (uint32_t i = 0; i < b->n_tensors; i++)
+        if (b->tensors[i].storage == PLAN_ST_ARENA)
+            b->tensors[i].offset = bufs[find_root(parent, i)].offset;
+    b->h.arena_size = arena;
+    free(order);
+    free(placed);
+    free(live);
+    return 0;
+}
+
+static int plan_memory(struct plan_builder *b)
+{
+    uint32_t *parent = calloc(b->n_tensors + 1, sizeof(*parent));
+    struct buffer *bufs = calloc(b->n_tensors + 1, sizeof(*bufs));
+    int rc = parent && bufs ? 0 : -ENOMEM;
+    for (uint32_t i = 0; !rc && i < b->n_tensors; i++) {
+        struct plan_tensor *t = &b->tensors[i];
+        parent[i] = i;
+        if (t->storage == PLAN_ST_ARENA && (t->flags & ALIAS_FLAG)) {
+            parent[i] = (uint32_t)t->offset;
+            t->flags &= ~ALIAS_FLAG;
+        }
+        bufs[i] = (struct buffer){.root = i, .def = INT64_MAX, .last = INT64_MIN};
+    }
+    if (!rc) {
+        compute_lifetimes(b, parent, bufs);
+        for (uint32_t i = 0; i < b->n_tensors; i++)
+            if (bufs[i].def == INT64_MAX)
+                bufs[i].def = bufs[i].last = 0;
+        merge_sums(b, parent, bufs);
+        rc = place_buffers(b, parent, bufs);
+    }
+    free(parent);
+    free(bufs);
+    return rc;
+}
+
+/* ---- graph inputs/outputs, header ---- */
+
+static int map_inputs(struct lower *l)
+{
+    for (int i = 0; i < l->g->n_inputs; i++) {
+        int t = l->g->inputs[i];
+        const struct ir_tensor *it = &l->g->tensors[t];
+        if (!it->shape_known)
+            return seterr(l->err, l->errlen, -EINVAL, "model %s: input %s has no concrete shape",
+                          l->model, it->name);
+        int64_t pt = add_plan_tensor(l, it, PLAN_ST_ARENA);
+        if (pt < 0)
+            return seterr(l->err, l->errlen, (int)pt, "model %s: input %s: bad shape", l->model,
+                          it->name);
+        l->b.tensors[pt].flags |= PLAN_TF_INPUT;
+        l->tmap[t] = (int32_t)pt;
+    }
+    return 0;
+}
+
+static int list_io(struct lower *l)
+{
+    struct plan_header *h = &l->b.h;
+    h->inputs_first = l->b.n_index;
+    h->n_inputs = (uint32_t)l->g->n_inputs;
+    for (int i = 0; i < l->g->n_inputs; i++)
+        if (plan_add_index(&l->b, l->tmap[l->g->inputs[i]]) < 0)
+            return -ENOMEM;
+    h->outputs_first = l->b.n_index;
+    h->n_outputs = (uint32_t)l->g->n_outputs;
+    for (int i = 0; i < l->g->n_outputs; i++) {
+        int t = l->g->outputs[i];
+        int32_t pt = t >= 0 && t < l->g->n_tensors ? l->tmap[t] : -1;
+        if (pt < 0 || l->b.tensors[pt].storage != PLAN_ST_ARENA)
+            return seterr(l->err, l->errlen, -EINVAL,
+                          "model %s: output %s is a constant or never computed", l->model,
+                          t >= 0 && t < l->g->n_tensors ? l->g->tensors[t].name : "?");
+        l->b.tensors[pt].flags |= PLAN_TF_OUTPUT;
+        if (plan_add_index(&l->b, pt) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int fill_header(struct lower *l, const struct plan_compile_opts *opts)
+{
+    struct plan_header *h = &l->b.h;
+    snprintf(h->engine_version, sizeof(h->engine_version), "%s", SHMFAAS_VERSION);
+    cpu_dnnl_version(h->dnnl_version, sizeof(h->dnnl_version));
+    snprintf(h->isa, sizeof(h->isa), "%s", cpu_isa_name());
+    h->threads = (uint32_t)opts->threads;
+    if (opts->source_sha256)
+        memcpy(h->source_sha256, opts->source_sha256, SHA256_LEN);
+    int64_t name = plan_add_string(&l->b, l->model);
+    if (name < 0)
+        return -ENOMEM;
+    h->model_name = (uint32_t)name;
+    return 0;
+}
+
+static int lower_graph(struct lower *l, const struct plan_compile_opts *opts)
+{
+    int rc = fill_header(l, opts);
+    if (!rc)
+        rc = map_inputs(l);
+    for (int i = 0; !rc && i < l->g->n_nodes; i++)
+        if (!l->g->nodes[i].dead)
+            rc = lower_node(l, &l->g->nodes[i]);
+    if (!rc)
+        rc = list_io(l);
+    if (!rc && plan_memory(&l->b) < 0)
+        rc = seterr(l->err, l->errlen, -ENOMEM, "model %s: out of memory planning the arena",
+                    l->model);
+    return rc;
+}
+
+int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts, void **image,
+                 size_t *image_len, char *err, size_t errlen)
+{
+    struct lower l = {.g = g, .model = opts->model_name ? opts->model_name : "model",
+                      .err = err, .errlen = errlen};
+    if (err && errlen)
+        err[0] = '\0';
+    plan_builder_init(&l.b);
+    l.tmap = malloc(((size_t)g->n_tensors + 1) * sizeof(*l.tmap));
+    if (!l.tmap)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    for (int i = 0; i < g->n_tensors; i++)
+        l.tmap[i] = -1;
+    cpu_set_threads(opts->threads);
+    int rc = dnnl_engine_create(&l.eng, dnnl_cpu, 0) == dnnl_success &&
+                     dnnl_stream_create(&l.stream, l.eng, dnnl_stream_default_flags) == dnnl_success
+                 ? 0
+                 : seterr(err, errlen, -EIO, "cannot create a oneDNN CPU engine");
+    if (!rc)
+        rc = lower_graph(&l, opts);
+    if (!rc)
+        rc = plan_builder_finish(&l.b, image, image_len, err, errlen);
+    if (l.stream)
+        dnnl_stream_destroy(l.stream);
+    if (l.eng)
+        dnnl_engine_destroy(l.eng);
+    plan_builder_free(&l.b);
+    free(l.tmap);
+    return rc;
+}
+
+/* ---- engine_compile ---- */
+
+int engine_compile(const void *onnx, size_t len, const struct engine_compile_opts *opts,
+                   void **image, size_t *image_len, char *err, size_t errlen)
+{
+    struct engine_compile_opts none = {0};
+    if (!opts)
+        opts = &none;
+    const char *model = opts->model_name ? opts->model_name : "model";
+    if (opts->threads < 0 || opts->threads > 1024)
+        return seterr(err, errlen, -EINVAL, "model %s: thread count %d out of range", model,
+                      opts->threads);
+    uint8_t sha[SHA256_LEN];
+    sha256(onnx, len, sha);
+    struct ir_graph *g = NULL;
+    int rc = ir_import_onnx(onnx, len, opts->base_dir, model, &g, err, errlen);
+    if (!rc)
+        rc = ir_infer_shapes(g, opts->shapes, opts->n_shapes, err, errlen);
+    if (!rc)
+        rc = ir_fold_constants(g, err, errlen);
+    if (!rc)
+        rc = ir_optimize(g, err, errlen);
+    if (!rc) {
+        struct plan_compile_opts po = {.threads = opts->threads ? opts->threads : 1,
+                                       .model_name = model, .source_sha256 = sha};
+        rc = plan_compile(g, &po, image, image_len, err, errlen);
+    }
+    ir_free(g);
+    return rc;
+}

@@ -1,1 +1,442 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * image.c — the plan image as bytes: the builder the compiler fills, the final layout with both
+ * hashes, and the validating view model open lays over an untrusted image.
+ *
+ * Layout (docs/plan-format.md): header, then the sections tensors, nodes, index, strings, mds,
+ * weights, in that order, each starting on a 64-byte boundary. Two SHA-256s live at the front of
+ * the header: `tables_sha256` covers everything from the field after it up to the weights (cheap,
+ * checked on every open); `image_sha256` covers everything after itself, weights included
+ * (engine_image_verify, run by the store when it adopts a file).
+ */
+#include "common/common.h"
+#include "engine/plan.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- builder ---- */
+
+void plan_builder_init(struct plan_builder *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void plan_builder_free(struct plan_builder *b)
+{
+    free(b->tensors);
+    free(b->nodes);
+    free(b->index);
+    free(b->strings);
+    free(b->mds);
+    free(b->weights);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Makes room for `need` elements of `elem` bytes in *p (capacity *cap); 0 or -ENOMEM. */
+static int grow(void **p, uint64_t *cap, uint64_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    uint64_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    if (n > SIZE_MAX / elem)
+        return -ENOMEM;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -ENOMEM;
+    memset((uint8_t *)q + *cap * elem, 0, (n - *cap) * elem);
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+#define GROW32(b, field, capfield, need)                                                           \
+    __extension__({                                                                                \
+        uint64_t cap_ = (b)->capfield;                                                             \
+        int rc_ = grow((void **)&(b)->field, &cap_, (need), sizeof(*(b)->field));                  \
+        (b)->capfield = (uint32_t)cap_;                                                            \
+        rc_;                                                                                       \
+    })
+
+int64_t plan_add_string(struct plan_builder *b, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    if (grow((void **)&b->strings, &b->cap_strings, b->strings_size + n, 1) < 0)
+        return -ENOMEM;
+    if (b->strings_size + n > UINT32_MAX)
+        return -E2BIG;
+    memcpy(b->strings + b->strings_size, s, n);
+    b->strings_size += n;
+    return (int64_t)(b->strings_size - n);
+}
+
+int64_t plan_add_tensor(struct plan_builder *b, const struct plan_tensor *t)
+{
+    if (b->n_tensors >= PLAN_MAX_TENSORS || GROW32(b, tensors, cap_tensors, b->n_tensors + 1ull))
+        return -ENOMEM;
+    b->tensors[b->n_tensors] = *t;
+    return b->n_tensors++;
+}
+
+int64_t plan_add_node(struct plan_builder *b, const struct plan_node *n)
+{
+    if (b->n_nodes >= PLAN_MAX_NODES || GROW32(b, nodes, cap_nodes, b->n_nodes + 1ull))
+        return -ENOMEM;
+    b->nodes[b->n_nodes] = *n;
+    return b->n_nodes++;
+}
+
+int64_t plan_add_index(struct plan_builder *b, int32_t v)
+{
+    if (b->n_index >= INT32_MAX || GROW32(b, index, cap_index, b->n_index + 1ull))
+        return -ENOMEM;
+    b->index[b->n_index] = v;
+    return b->n_index++;
+}
+
+int64_t plan_add_md(struct plan_builder *b, const dnnl_memory_desc_t *md)
+{
+    if (b->n_mds >= PLAN_MAX_NODES || GROW32(b, mds, cap_mds, b->n_mds + 1ull))
+        return -ENOMEM;
+    b->mds[b->n_mds] = *md;
+    return b->n_mds++;
+}
+
+int64_t plan_add_weights(struct plan_builder *b, uint64_t nbytes)
+{
+    uint64_t off = ALIGN_UP(b->weights_size, PLAN_ALIGN);
+    if (nbytes > UINT64_MAX / 2 - off)
+        return -E2BIG;
+    if (grow((void **)&b->weights, &b->cap_weights, off + nbytes, 1) < 0)
+        return -ENOMEM;
+    b->weights_size = off + nbytes;
+    return (int64_t)off;
+}
+
+void plan_builder_view(const struct plan_builder *b, struct plan_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->h = &b->h;
+    v->tensors = b->tensors;
+    v->n_tensors = b->n_tensors;
+    v->nodes = b->nodes;
+    v->n_nodes = b->n_nodes;
+    v->index = b->index;
+    v->n_index = b->n_index;
+    v->strings = b->strings;
+    v->strings_size = b->strings_size;
+    v->mds = b->mds;
+    v->n_mds = b->n_mds;
+    v->weights = b->weights;
+    v->weights_size = b->weights_size;
+}
+
+static void place(struct plan_header *h, enum plan_section_id id, uint64_t *pos, uint64_t size,
+                  uint64_t count)
+{
+    *pos = ALIGN_UP(*pos, PLAN_ALIGN);
+    h->sec[id].offset = *pos;
+    h->sec[id].size = size;
+    h->sec[id].count = count;
+    *pos += size;
+}
+
+static void copy_section(uint8_t *img, const struct plan_header *h, enum plan_section_id id,
+                         const void *src)
+{
+    if (h->sec[id].size)
+        memcpy(img + h->sec[id].offset, src, h->sec[id].size);
+}
+
+int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char *err,
+                        size_t errlen)
+{
+    struct plan_header *h = &b->h;
+    memcpy(h->magic, PLAN_MAGIC, sizeof(h->magic));
+    h->format_version = PLAN_FORMAT_VERSION;
+    h->header_size = sizeof(*h);
+    uint64_t pos = sizeof(*h);
+    place(h, PLAN_SEC_TENSORS, &pos, (uint64_t)b->n_tensors * sizeof(*b->tensors), b->n_tensors);
+    place(h, PLAN_SEC_NODES, &pos, (uint64_t)b->n_nodes * sizeof(*b->nodes), b->n_nodes);
+    place(h, PLAN_SEC_INDEX, &pos, (uint64_t)b->n_index * sizeof(*b->index), b->n_index);
+    place(h, PLAN_SEC_STRINGS, &pos, b->strings_size, 0);
+    place(h, PLAN_SEC_MDS, &pos, (uint64_t)b->n_mds * sizeof(*b->mds), b->n_mds);
+    place(h, PLAN_SEC_WEIGHTS, &pos, b->weights_size, 0);
+    uint64_t total = ALIGN_UP(pos, PLAN_ALIGN);
+    h->image_size = total;
+    uint8_t *img = aligned_alloc(PLAN_ALIGN, total);
+    if (!img)
+        return seterr(err, errlen, -ENOMEM, "out of memory for a %llu-byte plan image",
+                      (unsigned long long)total);
+    memset(img, 0, total);
+    copy_section(img, h, PLAN_SEC_TENSORS, b->tensors);
+    copy_section(img, h, PLAN_SEC_NODES, b->nodes);
+    copy_section(img, h, PLAN_SEC_INDEX, b->index);
+    copy_section(img, h, PLAN_SEC_STRINGS, b->strings);
+    copy_section(img, h, PLAN_SEC_MDS, b->mds);
+    copy_section(img, h, PLAN_SEC_WEIGHTS, b->weights);
+    struct plan_header *out = (struct plan_header *)img;
+    memcpy(out, h, sizeof(*h));
+    uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
+    sha256(img + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM,
+           out->tables_sha256);
+    sha256(img + PLAN_IMAGE_HASHED_FROM, total - PLAN_IMAGE_HASHED_FROM, out->image_sha256);
+    *image = img;
+    *len = total;
+    return 0;
+}
+
+void engine_image_free(void *image)
+{
+    free(image);
+}
+
+/* ---- validation of an untrusted image ---- */
+
+static int check_header(const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+    if ((uintptr_t)p % PLAN_ALIGN)
+        return seterr(err, errlen, -EINVAL,
+                      "plan image must start on a 64-byte boundary (map the file or use the "
+                      "compiler's buffer)");
+    if (len < sizeof(struct plan_header))
+        return seterr(err, errlen, -EINVAL, "not a plan image: %zu bytes is shorter than a header",
+                      len);
+    const struct plan_header *h = (const struct plan_header *)p;
+    if (memcmp(h->magic, PLAN_MAGIC, sizeof(h->magic)) != 0)
+        return seterr(err, errlen, -EINVAL, "not a plan image: bad magic");
+    if (h->format_version != PLAN_FORMAT_VERSION)
+        return seterr(err, errlen, -EPROTO,
+                      "plan image format version %u, this engine reads version %u; recompile",
+                      h->format_version, PLAN_FORMAT_VERSION);
+    if (h->header_size != sizeof(*h))
+        return seterr(err, errlen, -EINVAL, "plan image header size %u, expected %zu",
+                      h->header_size, sizeof(*h));
+    if (h->image_size != len)
+        return seterr(err, errlen, -EINVAL,
+                      "plan image truncated or padded: header says %llu bytes, got %zu",
+                      (unsigned long long)h->image_size, len);
+    return 0;
+}
+
+static const size_t sec_elem[PLAN_SEC_COUNT] = {
+    [PLAN_SEC_TENSORS] = sizeof(struct plan_tensor), [PLAN_SEC_NODES] = sizeof(struct plan_node),
+    [PLAN_SEC_INDEX] = sizeof(int32_t),              [PLAN_SEC_STRINGS] = 0,
+    [PLAN_SEC_MDS] = sizeof(dnnl_memory_desc_t),     [PLAN_SEC_WEIGHTS] = 0,
+};
+
+static const char *const sec_name[PLAN_SEC_COUNT] = {"tensors", "nodes", "index",
+                                                     "strings", "mds",   "weights"};
+
+static int check_sections(const struct plan_header *h, size_t len, char *err, size_t errlen)
+{
+    uint64_t prev_end = sizeof(*h);
+    for (int i = 0; i < PLAN_SEC_COUNT; i++) {
+        const struct plan_section *s = &h->sec[i];
+        if (s->offset % PLAN_ALIGN || s->offset < prev_end || s->offset > len ||
+            s->size > len - s->offset)
+            return seterr(err, errlen, -EINVAL,
+                          "plan image: section %s (offset %llu, %llu bytes) outside the %zu-byte "
+                          "image or misaligned",
+                          sec_name[i], (unsigned long long)s->offset,
+                          (unsigned long long)s->size, len);
+        if (sec_elem[i] && (s->count > PLAN_MAX_TENSORS * 4ull || s->size != s->count * sec_elem[i]))
+            return seterr(err, errlen, -EINVAL,
+                          "plan image: section %s holds %llu bytes for %llu entries", sec_name[i],
+                          (unsigned long long)s->size, (unsigned long long)s->count);
+        prev_end = s->offset + s->size;
+    }
+    const struct plan_section *str = &h->sec[PLAN_SEC_STRINGS];
+    if (str->size == 0)
+        return seterr(err, errlen, -EINVAL, "plan image: empty string table");
+    return 0;
+}
+
+static void view_tables(struct plan_view *v)
+{
+    const struct plan_header *h = v->h;
+    v->tensors = (const struct plan_tensor *)(v->base + h->sec[PLAN_SEC_TENSORS].offset);
+    v->n_tensors = (uint32_t)h->sec[PLAN_SEC_TENSORS].count;
+    v->nodes = (const struct plan_node *)(v->base + h->sec[PLAN_SEC_NODES].offset);
+    v->n_nodes = (uint32_t)h->sec[PLAN_SEC_NODES].count;
+    v->index = (const int32_t *)(v->base + h->sec[PLAN_SEC_INDEX].offset);
+    v->n_index = (uint32_t)h->sec[PLAN_SEC_INDEX].count;
+    v->strings = (const char *)(v->base + h->sec[PLAN_SEC_STRINGS].offset);
+    v->strings_size = h->sec[PLAN_SEC_STRINGS].size;
+    v->mds = (const dnnl_memory_desc_t *)(v->base + h->sec[PLAN_SEC_MDS].offset);
+    v->n_mds = (uint32_t)h->sec[PLAN_SEC_MDS].count;
+    v->weights = v->base + h->sec[PLAN_SEC_WEIGHTS].offset;
+    v->weights_size = h->sec[PLAN_SEC_WEIGHTS].size;
+}
+
+static int check_string(const struct plan_view *v, uint32_t off, int optional, const char *what,
+                        uint32_t i, char *err, size_t errlen)
+{
+    if (off < v->strings_size || (optional && off == PLAN_NONE))
+        return 0;
+    return seterr(err, errlen, -EINVAL, "plan image: %s %u names string %u outside the table",
+                  what, i, off);
+}
+
+static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t errlen)
+{
+    const struct plan_tensor *t = &v->tensors[i];
+    int rc = check_string(v, t->name, 0, "tensor", i, err, errlen);
+    if (rc)
+        return rc;
+    const char *name = v->strings + t->name;
+    size_t esize = engine_dtype_size((int)t->dtype);
+    if (!esize || t->rank > ENGINE_MAX_RANK || t->layout != PLAN_LAYOUT_PLAIN)
+        return seterr(err, errlen, -EINVAL, "plan image: tensor %s: bad dtype %u, rank %u or layout",
+                      name, t->dtype, t->rank);
+    struct engine_shape s = {.rank = (int)t->rank};
+    memcpy(s.dims, t->dims, sizeof(s.dims));
+    int64_t numel = engine_shape_numel(&s);
+    if (numel < 0 || (uint64_t)numel > UINT64_MAX / 16 / esize)
+        return seterr(err, errlen, -EINVAL, "plan image: tensor %s: bad dims", name);
+    uint64_t want = (uint64_t)numel * esize;
+    uint64_t limit = t->storage == PLAN_ST_ARENA ? v->h->arena_size : v->weights_size;
+    if (t->storage < PLAN_ST_ARENA || t->storage > PLAN_ST_PACKED ||
+        (t->storage != PLAN_ST_PACKED && t->nbytes != want))
+        return seterr(err, errlen, -EINVAL,
+                      "plan image: tensor %s: storage %u with %llu bytes for %llu elements", name,
+                      t->storage, (unsigned long long)t->nbytes, (unsigned long long)numel);
+    if (t->offset > limit || t->nbytes > limit - t->offset ||
+        (t->storage != PLAN_ST_ARENA && t->offset % PLAN_ALIGN))
+        return seterr(err, errlen, -EINVAL,
+                      "plan image: tensor %s: %llu bytes at %llu outside its %s (%llu bytes)", name,
+                      (unsigned long long)t->nbytes, (unsigned long long)t->offset,
+                      t->storage == PLAN_ST_ARENA ? "arena" : "weights", (unsigned long long)limit);
+    return 0;
+}
+
+static int check_tensor_ref(const struct plan_view *v, int64_t t, int arena, const char *what,
+                            uint32_t i, char *err, size_t errlen)
+{
+    if (t < 0 || t >= v->n_tensors)
+        return seterr(err, errlen, -EINVAL, "plan image: %s %u refers to tensor %lld of %u", what,
+                      i, (long long)t, v->n_tensors);
+    if (arena && v->tensors[t].storage != PLAN_ST_ARENA)
+        return seterr(err, errlen, -EINVAL, "plan image: %s %u: tensor %s is not an activation",
+                      what, i, v->strings + v->tensors[t].name);
+    return 0;
+}
+
+static int check_slice(const struct plan_view *v, uint32_t first, uint32_t n, const char *what,
+                       uint32_t i, char *err, size_t errlen)
+{
+    if (first > v->n_index || n > v->n_index - first)
+        return seterr(err, errlen, -EINVAL, "plan image: %s %u: list [%u,+%u) outside the index",
+                      what, i, first, n);
+    return 0;
+}
+
+static int check_node(const struct plan_view *v, uint32_t i, char *err, size_t errlen)
+{
+    const struct plan_node *n = &v->nodes[i];
+    int rc = check_string(v, n->name, 0, "node", i, err, errlen);
+    if (!rc)
+        rc = check_string(v, n->onnx_op, 0, "node", i, err, errlen);
+    if (!rc)
+        rc = check_string(v, n->impl, 1, "node", i, err, errlen);
+    if (!rc)
+        rc = check_slice(v, n->in_first, n->n_in, "node", i, err, errlen);
+    if (rc)
+        return rc;
+    if (n->op < PLAN_OP_CONV || n->op >= PLAN_OP_COUNT_ || n->n_post > PLAN_MAX_POST ||
+        (n->wmd != PLAN_NONE && n->wmd >= v->n_mds))
+        return seterr(err, errlen, -EINVAL, "plan image: node %s: bad op %u, post-op count %u or md",
+                      v->strings + n->name, n->op, n->n_post);
+    for (uint32_t k = 0; k < n->n_in && !rc; k++)
+        rc = check_tensor_ref(v, v->index[n->in_first + k], 0, "node", i, err, errlen);
+    if (!rc)
+        rc = check_tensor_ref(v, n->out, 1, "node", i, err, errlen);
+    if (!rc && n->sum_tensor != PLAN_NONE)
+        rc = check_tensor_ref(v, n->sum_tensor, 1, "node", i, err, errlen);
+    return rc;
+}
+
+static int check_io(const struct plan_view *v, char *err, size_t errlen)
+{
+    const struct plan_header *h = v->h;
+    int rc = check_slice(v, h->inputs_first, h->n_inputs, "graph inputs", 0, err, errlen);
+    if (!rc)
+        rc = check_slice(v, h->outputs_first, h->n_outputs, "graph outputs", 0, err, errlen);
+    for (uint32_t k = 0; k < h->n_inputs && !rc; k++)
+        rc = check_tensor_ref(v, v->index[h->inputs_first + k], 1, "input", k, err, errlen);
+    for (uint32_t k = 0; k < h->n_outputs && !rc; k++)
+        rc = check_tensor_ref(v, v->index[h->outputs_first + k], 1, "output", k, err, errlen);
+    return rc;
+}
+
+static int check_tables(struct plan_view *v, char *err, size_t errlen)
+{
+    if (v->strings[v->strings_size - 1] != '\0')
+        return seterr(err, errlen, -EINVAL, "plan image: string table not NUL-terminated");
+    int rc = check_string(v, v->h->model_name, 0, "header", 0, err, errlen);
+    for (uint32_t i = 0; i < v->n_tensors && !rc; i++)
+        rc = check_tensor(v, i, err, errlen);
+    for (uint32_t i = 0; i < v->n_nodes && !rc; i++)
+        rc = check_node(v, i, err, errlen);
+    if (!rc)
+        rc = check_io(v, err, errlen);
+    return rc;
+}
+
+int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof(*v));
+    const uint8_t *p = image;
+    int rc = check_header(p, len, err, errlen);
+    if (rc)
+        return rc;
+    const struct plan_header *h = (const struct plan_header *)p;
+    rc = check_sections(h, len, err, errlen);
+    if (rc)
+        return rc;
+    uint8_t digest[SHA256_LEN];
+    uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
+    sha256(p + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM, digest);
+    if (memcmp(digest, h->tables_sha256, SHA256_LEN) != 0)
+        return seterr(err, errlen, -EBADMSG,
+                      "plan image tables fail their checksum: the image is corrupt or was "
+                      "tampered with; recompile");
+    v->base = p;
+    v->len = len;
+    v->h = h;
+    view_tables(v);
+    return check_tables(v, err, errlen);
+}
+
+int engine_image_verify(const void *image, size_t len, char *err, size_t errlen)
+{
+    const uint8_t *p = image;
+    int rc = check_header(p, len, err, errlen);
+    if (rc)
+        return rc;
+    const struct plan_header *h = (const struct plan_header *)p;
+    uint8_t digest[SHA256_LEN];
+    sha256(p + PLAN_IMAGE_HASHED_FROM, len - PLAN_IMAGE_HASHED_FROM, digest);
+    if (memcmp(digest, h->image_sha256, SHA256_LEN) != 0)
+        return seterr(err, errlen, -EBADMSG,
+                      "plan image fails its SHA-256: the image is corrupt or was tampered with");
+    struct plan_view v;
+    return plan_view_init(&v, image, len, err, errlen);
+}
+
+const char *plan_str(const struct plan_view *v, uint32_t off)
+{
+    return off < v->strings_size ? v->strings + off : "";
+}
+
+int32_t plan_input(const struct plan_view *v, const struct plan_node *n, uint32_t i)
+{
+    return v->index[n->in_first + i];
+}
+
+const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor *t)
+{
+    return v->weights + t->offset;
+}

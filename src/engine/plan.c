@@ -1,1 +1,498 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * plan.c — a plan node → its oneDNN primitive descriptor.
+ *
+ * The same code runs at compile time (to let oneDNN choose weight layouts, which the compiler then
+ * packs into the image) and at model open (to re-resolve each primitive in this process and
+ * compare the result with what the image recorded). Everything read from the plan is checked
+ * here before oneDNN sees it: operand counts, storage classes, dtypes, ranks and the arithmetic
+ * that ties output shapes to input shapes, so a hostile image cannot make a primitive read or
+ * write past a tensor's bytes.
+ */
+#include "common/common.h"
+#include "engine/plan.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char *const op_names[PLAN_OP_COUNT_] = {
+    [PLAN_OP_CONV] = "conv",       [PLAN_OP_INNER] = "inner_product",
+    [PLAN_OP_MATMUL] = "matmul",   [PLAN_OP_POOL] = "pooling",
+    [PLAN_OP_ELTWISE] = "eltwise", [PLAN_OP_BINARY] = "binary",
+    [PLAN_OP_SOFTMAX] = "softmax", [PLAN_OP_CONCAT] = "concat",
+    [PLAN_OP_BATCHNORM] = "batch_normalization",
+};
+
+const char *plan_op_name(uint32_t op)
+{
+    return op > 0 && op < PLAN_OP_COUNT_ ? op_names[op] : "?";
+}
+
+/* ---- memory descs of plan tensors ---- */
+
+int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims;
+    int nd;
+    if (collapse > 0 && collapse < t->rank) {
+        dims[0] = dims[1] = 1;
+        for (uint32_t i = 0; i < t->rank; i++)
+            dims[i < collapse ? 0 : 1] *= t->dims[i];
+        nd = 2;
+    } else {
+        nd = rank > (int)t->rank ? rank : (int)t->rank;
+        if (nd == 0)
+            nd = 1;
+        int pad = nd - (int)t->rank;
+        for (int i = 0; i < nd; i++)
+            dims[i] = i < pad ? 1 : t->dims[i - pad];
+    }
+    dnnl_data_type_t dt = t->dtype == ENGINE_F32 ? dnnl_f32 : dnnl_data_type_undef;
+    if (dt == dnnl_data_type_undef)
+        return -EINVAL;
+    return dnnl_memory_desc_init_by_strides(md, nd, dims, dt, NULL) == dnnl_success ? 0 : -EINVAL;
+}
+
+/* ---- operand checks ---- */
+
+struct node_ctx {
+    const struct plan_view *v;
+    const struct plan_node *n;
+    char *err;
+    size_t errlen;
+};
+
+static int node_err(const struct node_ctx *c, int code, const char *what)
+{
+    return seterr(c->err, c->errlen, code, "model %s: node %s (%s): %s", plan_str(c->v, c->v->h->model_name),
+                  plan_str(c->v, c->n->name), plan_str(c->v, c->n->onnx_op), what);
+}
+
+static const struct plan_tensor *operand(const struct node_ctx *c, uint32_t i)
+{
+    return &c->v->tensors[plan_input(c->v, c->n, i)];
+}
+
+static const struct plan_tensor *dst_of(const struct node_ctx *c)
+{
+    return &c->v->tensors[c->n->out];
+}
+
+/* Every operand f32, count within [lo, hi], role storage as given ("A" arena, "C" const,
+ * "P" packed, "*" arena or const) by position; the last letter repeats. */
+static int check_operands(const struct node_ctx *c, uint32_t lo, uint32_t hi, const char *roles)
+{
+    if (c->n->n_in < lo || c->n->n_in > hi)
+        return node_err(c, -EINVAL, "wrong number of inputs in plan");
+    size_t nr = strlen(roles);
+    for (uint32_t i = 0; i < c->n->n_in; i++) {
+        const struct plan_tensor *t = operand(c, i);
+        char r = roles[i < nr ? i : nr - 1];
+        int ok = (r == 'A' && t->storage == PLAN_ST_ARENA) ||
+                 (r == 'C' && t->storage == PLAN_ST_CONST) ||
+                 (r == 'P' && t->storage == PLAN_ST_PACKED) ||
+                 (r == '*' && t->storage != PLAN_ST_PACKED);
+        if (!ok || t->dtype != ENGINE_F32)
+            return node_err(c, -EINVAL, "operand storage or dtype does not fit the op");
+    }
+    if (dst_of(c)->dtype != ENGINE_F32)
+        return node_err(c, -EINVAL, "output is not float32");
+    return 0;
+}
+
+static int same_dims(const struct plan_tensor *a, const struct plan_tensor *b)
+{
+    return a->rank == b->rank && memcmp(a->dims, b->dims, a->rank * sizeof(a->dims[0])) == 0;
+}
+
+/* out == (in + pl + pr - ((k-1)*(d+1)+1)) / s + 1 for each spatial dim; dilation d is oneDNN's. */
+static int check_window(const struct node_ctx *c, const struct plan_tensor *src,
+                        const struct plan_tensor *dst)
+{
+    const struct plan_node *n = c->n;
+    int sp = (int)src->rank - 2;
+    if (sp < 1 || sp > PLAN_MAX_SPATIAL || dst->rank != src->rank || dst->dims[0] != src->dims[0])
+        return node_err(c, -EINVAL, "input/output ranks do not fit a window op");
+    for (int i = 0; i < sp; i++) {
+        int64_t k = n->kernel[i], s = n->strides[i], d = n->dilations[i];
+        int64_t pl = n->pad_l[i], pr = n->pad_r[i], in = src->dims[2 + i];
+        if (k < 1 || k > 1 << 20 || s < 1 || s > 1 << 20 || d < 0 || d > 1 << 20 || pl < 0 ||
+            pr < 0 || pl > 1 << 20 || pr > 1 << 20)
+            return node_err(c, -EINVAL, "kernel, stride, dilation or padding out of range");
+        int64_t ext = (k - 1) * (d + 1) + 1;
+        if (in + pl + pr < ext || (in + pl + pr - ext) / s + 1 != dst->dims[2 + i])
+            return node_err(c, -EINVAL, "output spatial size does not follow from the window");
+    }
+    return 0;
+}
+
+/* ---- attributes ---- */
+
+static int make_attr(const struct node_ctx *c, dnnl_primitive_attr_t *attr, uint32_t first_post)
+{
+    const struct plan_node *n = c->n;
+    dnnl_post_ops_t po = NULL;
+    int sums = 0;
+    if (dnnl_primitive_attr_create(attr) != dnnl_success ||
+        dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user) != dnnl_success)
+        return node_err(c, -ENOMEM, "cannot create primitive attributes");
+    if (n->n_post <= first_post)
+        return 0;
+    if (dnnl_post_ops_create(&po) != dnnl_success)
+        return node_err(c, -ENOMEM, "cannot create post-ops");
+    int rc = 0;
+    for (uint32_t i = first_post; i < n->n_post && !rc; i++) {
+        const struct plan_post *p = &n->post[i];
+        dnnl_status_t st = dnnl_invalid_arguments;
+        if (p->kind == PLAN_POST_ELTWISE)
+            st = dnnl_post_ops_append_eltwise(po, 1.0f, (dnnl_alg_kind_t)p->alg, p->alpha, p->beta);
+        else if (p->kind == PLAN_POST_SUM && n->sum_tensor != PLAN_NONE && !sums++)
+            st = dnnl_post_ops_append_sum(po, 1.0f);
+        if (st != dnnl_success)
+            rc = node_err(c, -EINVAL, "post-op not supported");
+    }
+    if (!rc && sums && !same_dims(&c->v->tensors[n->sum_tensor], dst_of(c)))
+        rc = node_err(c, -EINVAL, "sum post-op addend shape differs from the output");
+    if (!rc && !sums && n->sum_tensor != PLAN_NONE)
+        rc = node_err(c, -EINVAL, "sum addend without a sum post-op");
+    if (!rc && dnnl_primitive_attr_set_post_ops(*attr, po) != dnnl_success)
+        rc = node_err(c, -EINVAL, "post-ops rejected");
+    dnnl_post_ops_destroy(po);
+    return rc;
+}
+
+static int finish_pd(const struct node_ctx *c, const void *desc, dnnl_primitive_attr_t attr,
+                     dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, desc, attr, eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN has no implementation for these shapes/attributes");
+    return 0;
+}
+
+/* ---- per-op descriptors ---- */
+
+/* A window op's geometry as the dnnl_dims_t arrays oneDNN reads. */
+struct geometry {
+    dnnl_dims_t kernel, strides, dilations, pad_l, pad_r;
+};
+
+static void geometry_of(const struct plan_node *n, struct geometry *g)
+{
+    memset(g, 0, sizeof(*g));
+    for (int i = 0; i < PLAN_MAX_SPATIAL; i++) {
+        g->kernel[i] = n->kernel[i];
+        g->strides[i] = n->strides[i];
+        g->dilations[i] = n->dilations[i];
+        g->pad_l[i] = n->pad_l[i];
+        g->pad_r[i] = n->pad_r[i];
+    }
+}
+
+static int conv_weights_md(const struct node_ctx *c, const struct plan_tensor *src,
+                           const struct plan_tensor *w, const struct plan_tensor *dst,
+                           dnnl_memory_desc_t *md)
+{
+    int64_t g = c->n->groups;
+    if (w->rank != src->rank || g < 1 || w->dims[0] % g || dst->dims[1] != w->dims[0] ||
+        src->dims[1] != w->dims[1] * g)
+        return node_err(c, -EINVAL, "weights do not fit input/output channels and groups");
+    for (uint32_t i = 2; i < w->rank; i++)
+        if (w->dims[i] != c->n->kernel[i - 2])
+            return node_err(c, -EINVAL, "weights do not match the kernel shape");
+    dnnl_dims_t dims;
+    int nd = 0;
+    if (g > 1)
+        dims[nd++] = g;
+    dims[nd++] = w->dims[0] / g;
+    for (uint32_t i = 1; i < w->rank; i++)
+        dims[nd++] = w->dims[i];
+    if (dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+        return node_err(c, -EINVAL, "bad weights dims");
+    return 0;
+}
+
+static int bias_md(const struct node_ctx *c, uint32_t idx, int64_t channels,
+                   dnnl_memory_desc_t *md, const dnnl_memory_desc_t **out)
+{
+    *out = NULL;
+    if (c->n->n_in <= idx)
+        return 0;
+    const struct plan_tensor *b = operand(c, idx);
+    if (b->rank != 1 || b->dims[0] != channels || plan_tensor_md(b, 1, 0, md))
+        return node_err(c, -EINVAL, "bias is not one value per output channel");
+    *out = md;
+    return 0;
+}
+
+static int conv_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 3, "APC");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
+    dnnl_memory_desc_t smd, wmd, bmd, dmd;
+    const dnnl_memory_desc_t *bp;
+    rc = check_window(c, src, dst);
+    if (!rc)
+        rc = conv_weights_md(c, src, w, dst, &wmd);
+    if (!rc)
+        rc = bias_md(c, 2, w->dims[0], &bmd, &bp);
+    if (rc)
+        return rc;
+    if (plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
+        return node_err(c, -EINVAL, "bad tensor dims");
+    dnnl_convolution_desc_t d;
+    struct geometry g;
+    geometry_of(c->n, &g);
+    if (dnnl_dilated_convolution_forward_desc_init(&d, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, &smd, &wmd, bp, &dmd,
+                                                   g.strides, g.dilations, g.pad_l,
+                                                   g.pad_r) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the convolution's shapes");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int inner_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 3, "APC");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
+    uint32_t k = c->n->collapse;
+    if (k < 1 || k >= src->rank || k >= dst->rank || w->rank != 2)
+        return node_err(c, -EINVAL, "inner product ranks do not fit");
+    dnnl_memory_desc_t smd, wmd, bmd, dmd;
+    const dnnl_memory_desc_t *bp;
+    if (plan_tensor_md(src, 0, k, &smd) || plan_tensor_md(dst, 0, k, &dmd))
+        return node_err(c, -EINVAL, "bad tensor dims");
+    if (smd.dims[0] != dmd.dims[0] || smd.dims[1] != w->dims[1] || dmd.dims[1] != w->dims[0])
+        return node_err(c, -EINVAL, "weights do not fit input/output features");
+    dnnl_dims_t wd = {w->dims[0], w->dims[1]};
+    if (dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+        return node_err(c, -EINVAL, "bad weights dims");
+    rc = bias_md(c, 2, w->dims[0], &bmd, &bp);
+    if (rc)
+        return rc;
+    dnnl_inner_product_desc_t d;
+    if (dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &smd, &wmd, bp, &dmd) !=
+        dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the inner product's shapes");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int matmul_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 2, "**");
+    if (rc)
+        return rc;
+    const struct plan_tensor *a = operand(c, 0), *b = operand(c, 1), *dst = dst_of(c);
+    int r = (int)dst->rank;
+    dnnl_memory_desc_t amd, bmd, dmd;
+    if (r < 2 || a->rank > dst->rank || b->rank > dst->rank || a->rank < 2 || b->rank < 2 ||
+        plan_tensor_md(a, r, 0, &amd) || plan_tensor_md(b, r, 0, &bmd) ||
+        plan_tensor_md(dst, r, 0, &dmd))
+        return node_err(c, -EINVAL, "matmul ranks do not fit");
+    dnnl_matmul_desc_t d;
+    if (dnnl_matmul_desc_init(&d, &amd, &bmd, NULL, &dmd) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the matmul's shapes");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int pool_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 1, 1, "A");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    rc = check_window(c, src, dst);
+    if (rc)
+        return rc;
+    if (dst->dims[1] != src->dims[1])
+        return node_err(c, -EINVAL, "pooling changes the channel count");
+    dnnl_memory_desc_t smd, dmd;
+    if (plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
+        return node_err(c, -EINVAL, "bad tensor dims");
+    dnnl_pooling_v2_desc_t d;
+    struct geometry g;
+    geometry_of(c->n, &g);
+    if (dnnl_pooling_v2_forward_desc_init(&d, dnnl_forward_inference, (dnnl_alg_kind_t)c->n->alg,
+                                          &smd, &dmd, g.strides, g.kernel, g.dilations, g.pad_l,
+                                          g.pad_r) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the pooling's shapes or algorithm");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int eltwise_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 1, 1, "A");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    dnnl_memory_desc_t md;
+    if (!same_dims(src, dst) || plan_tensor_md(src, 0, 0, &md))
+        return node_err(c, -EINVAL, "eltwise input and output shapes differ");
+    dnnl_eltwise_desc_t d;
+    if (dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, (dnnl_alg_kind_t)c->n->alg, &md,
+                                       c->n->alpha, c->n->beta) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the eltwise algorithm");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int binary_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 2, "**");
+    if (rc)
+        return rc;
+    const struct plan_tensor *a = operand(c, 0), *b = operand(c, 1), *dst = dst_of(c);
+    int r = (int)dst->rank;
+    dnnl_memory_desc_t amd, bmd, dmd;
+    if (!same_dims(a, dst) || b->rank > dst->rank || plan_tensor_md(a, r, 0, &amd) ||
+        plan_tensor_md(b, r, 0, &bmd) || plan_tensor_md(dst, r, 0, &dmd))
+        return node_err(c, -EINVAL, "binary operand shapes do not fit the output");
+    for (int i = 0; i < dmd.ndims; i++)
+        if (bmd.dims[i] != 1 && bmd.dims[i] != dmd.dims[i])
+            return node_err(c, -EINVAL, "second operand does not broadcast to the output");
+    dnnl_binary_desc_t d;
+    if (dnnl_binary_desc_init(&d, (dnnl_alg_kind_t)c->n->alg, &amd, &bmd, &dmd) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the binary op");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int softmax_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 1, 1, "A");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    dnnl_memory_desc_t md;
+    if (!same_dims(src, dst) || plan_tensor_md(src, 0, c->n->collapse, &md) || c->n->axis < 0 ||
+        c->n->axis >= md.ndims)
+        return node_err(c, -EINVAL, "softmax shapes or axis do not fit");
+    dnnl_softmax_desc_t d;
+    if (dnnl_softmax_forward_desc_init(&d, dnnl_forward_inference, &md, (int)c->n->axis) !=
+        dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the softmax");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+#define CONCAT_MAX 64
+
+static int concat_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 1, CONCAT_MAX, "A");
+    if (rc)
+        return rc;
+    const struct plan_tensor *dst = dst_of(c);
+    dnnl_memory_desc_t src[CONCAT_MAX], dmd;
+    int64_t axis = c->n->axis, sum = 0;
+    if (axis < 0 || axis >= dst->rank || plan_tensor_md(dst, 0, 0, &dmd))
+        return node_err(c, -EINVAL, "concat axis out of range");
+    for (uint32_t i = 0; i < c->n->n_in; i++) {
+        const struct plan_tensor *t = operand(c, i);
+        if (t->rank != dst->rank || plan_tensor_md(t, 0, 0, &src[i]))
+            return node_err(c, -EINVAL, "concat input rank differs from the output");
+        for (uint32_t k = 0; k < t->rank; k++)
+            if (k != axis && t->dims[k] != dst->dims[k])
+                return node_err(c, -EINVAL, "concat inputs differ outside the axis");
+        sum += t->dims[axis];
+    }
+    if (sum != dst->dims[axis])
+        return node_err(c, -EINVAL, "concat inputs do not add up to the output");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    if (rc)
+        return rc;
+    dnnl_status_t st = dnnl_concat_primitive_desc_create(pd, &dmd, (int)c->n->n_in, (int)axis, src,
+                                                         attr, eng);
+    dnnl_primitive_attr_destroy(attr);
+    return st == dnnl_success ? 0 : node_err(c, -EINVAL, "oneDNN refuses the concat");
+}
+
+static int batchnorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 5, 5, "ACCCC");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    dnnl_memory_desc_t md;
+    if (!same_dims(src, dst) || src->rank < 2 || plan_tensor_md(src, 0, 0, &md))
+        return node_err(c, -EINVAL, "batch normalization shapes do not fit");
+    for (uint32_t i = 1; i < 5; i++)
+        if (operand(c, i)->rank != 1 || operand(c, i)->dims[0] != src->dims[1])
+            return node_err(c, -EINVAL, "batch normalization parameters are not per channel");
+    dnnl_batch_normalization_desc_t d;
+    unsigned flags = dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift;
+    if (dnnl_batch_normalization_forward_desc_init(&d, dnnl_forward_inference, &md, c->n->alpha,
+                                                   flags) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the batch normalization");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
+                        dnnl_primitive_desc_t *pd, char *err, size_t errlen)
+{
+    struct node_ctx c = {v, n, err, errlen};
+    *pd = NULL;
+    switch (n->op) {
+    case PLAN_OP_CONV:
+        return conv_pd(&c, eng, pd);
+    case PLAN_OP_INNER:
+        return inner_pd(&c, eng, pd);
+    case PLAN_OP_MATMUL:
+        return matmul_pd(&c, eng, pd);
+    case PLAN_OP_POOL:
+        return pool_pd(&c, eng, pd);
+    case PLAN_OP_ELTWISE:
+        return eltwise_pd(&c, eng, pd);
+    case PLAN_OP_BINARY:
+        return binary_pd(&c, eng, pd);
+    case PLAN_OP_SOFTMAX:
+        return softmax_pd(&c, eng, pd);
+    case PLAN_OP_CONCAT:
+        return concat_pd(&c, eng, pd);
+    case PLAN_OP_BATCHNORM:
+        return batchnorm_pd(&c, eng, pd);
+    default:
+        return node_err(&c, -EINVAL, "unknown plan op");
+    }
+}
+
+/* The execution argument each input position binds to. */
+int plan_input_arg(uint32_t op, uint32_t i)
+{
+    static const int conv[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS};
+    static const int bin[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1};
+    static const int bn[] = {DNNL_ARG_SRC, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_SCALE,
+                             DNNL_ARG_SHIFT};
+    switch (op) {
+    case PLAN_OP_CONV:
+    case PLAN_OP_INNER:
+    case PLAN_OP_MATMUL:
+        return i < 3 ? conv[i] : -1;
+    case PLAN_OP_BINARY:
+        return i < 2 ? bin[i] : -1;
+    case PLAN_OP_CONCAT:
+        return DNNL_ARG_MULTIPLE_SRC + (int)i;
+    case PLAN_OP_BATCHNORM:
+        return i < 5 ? bn[i] : -1;
+    default:
+        return i == 0 ? DNNL_ARG_SRC : -1;
+    }
+}

@@ -1,1 +1,234 @@
-/* placeholder: being written (see src/engine/meson.build) */
+/*
+ * session.c — per-instance state over an open model, and running it.
+ *
+ * A session owns the activation arena (one anonymous mapping, so idle sessions can hand pages
+ * back with MADV_DONTNEED), one scratchpad shared by all primitives (sized by the largest), the
+ * oneDNN primitives and their memory objects. Weight memories point straight into the image:
+ * nothing of the image is copied or written. Everything is created here; a run only copies the
+ * inputs in and executes the primitives in order.
+ */
+#include "common/common.h"
+#include "engine/plan.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+struct session_node {
+    dnnl_primitive_t prim;
+    dnnl_exec_arg_t *args; /* inputs, dst, scratchpad */
+    int nargs;
+    const uint8_t *sum_from; /* residual addend copied into dst first, or NULL */
+    uint8_t *sum_to;
+    size_t sum_bytes;
+};
+
+struct engine_session {
+    struct engine_model *m;
+    uint8_t *arena;
+    size_t arena_len; /* mapped bytes */
+    uint8_t *scratch;
+    size_t scratch_len;
+    dnnl_stream_t stream;
+    struct session_node *nodes;
+    dnnl_memory_t *mems; /* every memory object, for destruction */
+    size_t n_mems, cap_mems;
+};
+
+static void *map_anon(size_t *len)
+{
+    size_t page = 4096;
+    *len = ALIGN_UP(*len ? *len : 1, page);
+    void *p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Address of tensor t's bytes: arena for activations, the image for constants. */
+static void *tensor_ptr(struct engine_session *s, uint32_t t)
+{
+    const struct plan_tensor *pt = &s->m->v.tensors[t];
+    if (pt->storage == PLAN_ST_ARENA)
+        return s->arena + pt->offset;
+    return (void *)plan_weights_ptr(&s->m->v, pt);
+}
+
+static int add_mem(struct engine_session *s, dnnl_primitive_desc_t pd, int arg, void *ptr,
+                   dnnl_exec_arg_t *slot)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
+    dnnl_memory_t mem;
+    if (!md || dnnl_memory_create(&mem, md, s->m->eng, ptr) != dnnl_success)
+        return -ENOMEM;
+    s->mems[s->n_mems++] = mem;
+    *slot = (dnnl_exec_arg_t){arg, mem};
+    return 0;
+}
+
+static int setup_node(struct engine_session *s, uint32_t k)
+{
+    const struct plan_view *v = &s->m->v;
+    const struct plan_node *n = &v->nodes[k];
+    dnnl_primitive_desc_t pd = s->m->pds[k];
+    struct session_node *sn = &s->nodes[k];
+    sn->args = calloc(n->n_in + 2, sizeof(*sn->args));
+    if (!sn->args || dnnl_primitive_create(&sn->prim, pd) != dnnl_success)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint32_t i = 0; i < n->n_in && !rc; i++)
+        rc = add_mem(s, pd, plan_input_arg(n->op, i), tensor_ptr(s, (uint32_t)plan_input(v, n, i)),
+                     &sn->args[sn->nargs++]);
+    if (!rc)
+        rc = add_mem(s, pd, DNNL_ARG_DST, tensor_ptr(s, n->out), &sn->args[sn->nargs++]);
+    if (!rc)
+        rc = add_mem(s, pd, DNNL_ARG_SCRATCHPAD, s->scratch, &sn->args[sn->nargs++]);
+    if (!rc && n->sum_tensor != PLAN_NONE && tensor_ptr(s, n->sum_tensor) != tensor_ptr(s, n->out)) {
+        sn->sum_from = tensor_ptr(s, n->sum_tensor);
+        sn->sum_to = tensor_ptr(s, n->out);
+        sn->sum_bytes = (size_t)v->tensors[n->out].nbytes;
+    }
+    return rc;
+}
+
+int engine_session_create(struct engine_model *m, struct engine_session **out, char *err,
+                          size_t errlen)
+{
+    *out = NULL;
+    struct engine_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    s->m = m;
+    s->arena_len = (size_t)m->v.h->arena_size;
+    s->scratch_len = m->scratch_size;
+    s->arena = map_anon(&s->arena_len);
+    s->scratch = map_anon(&s->scratch_len);
+    uint32_t n_nodes = m->v.n_nodes;
+    s->nodes = calloc(n_nodes + 1, sizeof(*s->nodes));
+    size_t n_mems = 0;
+    for (uint32_t k = 0; k < n_nodes; k++)
+        n_mems += m->v.nodes[k].n_in + 2;
+    s->mems = calloc(n_mems + 1, sizeof(*s->mems));
+    int rc = s->arena && s->scratch && s->nodes && s->mems ? 0 : -ENOMEM;
+    cpu_set_threads(m->threads);
+    if (!rc && dnnl_stream_create(&s->stream, m->eng, dnnl_stream_default_flags) != dnnl_success)
+        rc = -ENOMEM;
+    for (uint32_t k = 0; !rc && k < n_nodes; k++)
+        rc = setup_node(s, k);
+    if (rc) {
+        engine_session_destroy(s);
+        return seterr(err, errlen, rc,
+                      "model %s: cannot create a session (arena %zu bytes, scratchpad %zu bytes)",
+                      plan_str(&m->v, m->v.h->model_name), (size_t)m->v.h->arena_size,
+                      m->scratch_size);
+    }
+    *out = s;
+    return 0;
+}
+
+void engine_session_destroy(struct engine_session *s)
+{
+    if (!s)
+        return;
+    for (uint32_t k = 0; s->nodes && k < s->m->v.n_nodes; k++) {
+        if (s->nodes[k].prim)
+            dnnl_primitive_destroy(s->nodes[k].prim);
+        free(s->nodes[k].args);
+    }
+    for (size_t i = 0; i < s->n_mems; i++)
+        dnnl_memory_destroy(s->mems[i]);
+    if (s->stream)
+        dnnl_stream_destroy(s->stream);
+    if (s->arena)
+        munmap(s->arena, s->arena_len);
+    if (s->scratch)
+        munmap(s->scratch, s->scratch_len);
+    free(s->nodes);
+    free(s->mems);
+    free(s);
+}
+
+void engine_session_release_memory(struct engine_session *s)
+{
+    madvise(s->arena, s->arena_len, MADV_DONTNEED);
+    madvise(s->scratch, s->scratch_len, MADV_DONTNEED);
+}
+
+/* ---- run ---- */
+
+static const struct engine_tensor *find_input(const struct engine_tensor *in, int n,
+                                              const char *name, int only)
+{
+    for (int i = 0; i < n; i++)
+        if ((in[i].name && strcmp(in[i].name, name) == 0) || (!in[i].name && only && n == 1))
+            return &in[i];
+    return NULL;
+}
+
+static int copy_input(struct engine_session *s, uint32_t t, const struct engine_tensor *inputs,
+                      int n_inputs, char *err, size_t errlen)
+{
+    const struct plan_view *v = &s->m->v;
+    const struct plan_tensor *pt = &v->tensors[t];
+    const char *name = plan_str(v, pt->name);
+    const struct engine_tensor *in = find_input(inputs, n_inputs, name, v->h->n_inputs == 1);
+    struct engine_shape want = {.rank = (int)pt->rank};
+    memcpy(want.dims, pt->dims, sizeof(want.dims));
+    char ws[160], gs[160];
+    if (!in)
+        return seterr(err, errlen, -EINVAL, "model %s: input %s missing",
+                      plan_str(v, v->h->model_name), name);
+    if (in->dtype != (int)pt->dtype)
+        return seterr(err, errlen, -EINVAL, "input %s: dtype %s, the plan expects %s", name,
+                      engine_dtype_name(in->dtype), engine_dtype_name((int)pt->dtype));
+    if (in->shape.rank != want.rank ||
+        memcmp(in->shape.dims, want.dims, (size_t)want.rank * sizeof(int64_t)) != 0)
+        return seterr(err, errlen, -EINVAL, "input %s: shape %s, the plan expects %s", name,
+                      engine_shape_str(&in->shape, gs, sizeof(gs)),
+                      engine_shape_str(&want, ws, sizeof(ws)));
+    if (!in->data || in->nbytes != pt->nbytes)
+        return seterr(err, errlen, -EINVAL, "input %s: %zu bytes of data, the plan expects %llu",
+                      name, in->nbytes, (unsigned long long)pt->nbytes);
+    memcpy(s->arena + pt->offset, in->data, in->nbytes);
+    return 0;
+}
+
+static void fill_output(struct engine_session *s, uint32_t t, struct engine_tensor *out)
+{
+    const struct plan_tensor *pt = &s->m->v.tensors[t];
+    out->name = plan_str(&s->m->v, pt->name);
+    out->dtype = (int)pt->dtype;
+    out->shape.rank = (int)pt->rank;
+    memcpy(out->shape.dims, pt->dims, sizeof(out->shape.dims));
+    out->data = s->arena + pt->offset;
+    out->nbytes = (size_t)pt->nbytes;
+}
+
+int engine_session_run(struct engine_session *s, const struct engine_tensor *inputs, int n_inputs,
+                       struct engine_tensor *outputs, int n_outputs, char *err, size_t errlen)
+{
+    const struct plan_view *v = &s->m->v;
+    const struct plan_header *h = v->h;
+    if (n_outputs < (int)h->n_outputs || n_inputs < 0 || (n_inputs && !inputs))
+        return seterr(err, errlen, -EINVAL, "model %s: %d output slots for %u outputs",
+                      plan_str(v, h->model_name), n_outputs, h->n_outputs);
+    for (uint32_t i = 0; i < h->n_inputs; i++) {
+        int rc = copy_input(s, (uint32_t)v->index[h->inputs_first + i], inputs, n_inputs, err,
+                            errlen);
+        if (rc)
+            return rc;
+    }
+    cpu_set_threads(s->m->threads);
+    for (uint32_t k = 0; k < v->n_nodes; k++) {
+        struct session_node *sn = &s->nodes[k];
+        if (sn->sum_from)
+            memmove(sn->sum_to, sn->sum_from, sn->sum_bytes);
+        if (dnnl_primitive_execute(sn->prim, s->stream, sn->nargs, sn->args) != dnnl_success)
+            return seterr(err, errlen, -EIO, "model %s: node %s failed to run",
+                          plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));
+    }
+    if (dnnl_stream_wait(s->stream) != dnnl_success)
+        return seterr(err, errlen, -EIO, "model %s: run failed", plan_str(v, h->model_name));
+    for (uint32_t i = 0; i < h->n_outputs; i++)
+        fill_output(s, (uint32_t)v->index[h->outputs_first + i], &outputs[i]);
+    return 0;
+}

@@ -1,0 +1,257 @@
+/*
+ * plan.h — the plan image format and the backend's internal interfaces. Engine-internal.
+ *
+ * Owns: the on-disk/in-memory layout of a plan image (docs/plan-format.md is its prose twice),
+ * the image builder used by the compiler, structural validation used by model open, and the one
+ * function that turns a plan node into a oneDNN primitive descriptor — used by the compiler to
+ * choose and pre-pack weight layouts and by model open to re-resolve every primitive and refuse
+ * an image this process would run differently.
+ *
+ * Guarantees:
+ *   - an image holds offsets only (no pointers); every section and every weight blob starts on a
+ *     64-byte boundary; all integers are little-endian fixed-width;
+ *   - plan_view_init() checks every offset, length, count, index and string of the tables against
+ *     the image length before anything else reads them; code holding a plan_view may index the
+ *     tables with the indices it finds in them.
+ */
+#ifndef SHMFAAS_ENGINE_PLAN_H
+#define SHMFAAS_ENGINE_PLAN_H
+
+#include "engine/engine.h"
+#include "engine/ir.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PLAN_MAGIC          "SHMFPLAN"
+#define PLAN_FORMAT_VERSION 1u
+#define PLAN_ALIGN          64u
+#define PLAN_MAX_POST       IR_MAX_POST
+#define PLAN_MAX_SPATIAL    3
+#define PLAN_NONE           0xffffffffu /* absent string / md / tensor reference */
+/* Sanity caps that keep a hostile image's counts from driving allocations. */
+#define PLAN_MAX_TENSORS (1u << 20)
+#define PLAN_MAX_NODES   (1u << 20)
+
+/* ---- on-image structures ---- */
+
+enum plan_section_id {
+    PLAN_SEC_TENSORS, /* struct plan_tensor[count] */
+    PLAN_SEC_NODES,   /* struct plan_node[count] */
+    PLAN_SEC_INDEX,   /* int32_t[count]: node input lists, graph input and output lists */
+    PLAN_SEC_STRINGS, /* NUL-terminated names, addressed by byte offset */
+    PLAN_SEC_MDS,     /* dnnl_memory_desc_t[count]: chosen weight layouts, for comparison */
+    PLAN_SEC_WEIGHTS, /* constant tensors, each 64-byte aligned */
+    PLAN_SEC_COUNT
+};
+
+struct plan_section {
+    uint64_t offset; /* from the start of the image, multiple of 64 */
+    uint64_t size;   /* bytes */
+    uint64_t count;  /* entries (tables) or 0 */
+};
+
+struct plan_header {
+    char magic[8];               /* PLAN_MAGIC */
+    uint32_t format_version;     /* PLAN_FORMAT_VERSION */
+    uint32_t header_size;        /* sizeof(struct plan_header) */
+    uint8_t image_sha256[32];    /* of bytes [PLAN_IMAGE_HASHED_FROM, image_size) */
+    uint8_t tables_sha256[32];   /* of bytes [PLAN_TABLES_HASHED_FROM, weights offset) */
+    uint64_t image_size;         /* total bytes */
+    char engine_version[16];     /* SHMFAAS_VERSION */
+    char dnnl_version[16];       /* "2.6.3" */
+    char isa[24];                /* oneDNN effective ISA, "avx2" */
+    uint32_t threads;            /* intra-op threads the primitives were chosen for */
+    uint32_t model_name;         /* string offset */
+    uint8_t source_sha256[32];   /* of the ONNX bytes */
+    uint64_t arena_size;         /* activation bytes per session */
+    uint32_t inputs_first, n_inputs;   /* graph inputs: index-section slice of tensor ids */
+    uint32_t outputs_first, n_outputs; /* graph outputs */
+    struct plan_section sec[PLAN_SEC_COUNT];
+    uint8_t reserved[64];
+};
+
+#define PLAN_IMAGE_HASHED_FROM  ((uint64_t)offsetof(struct plan_header, tables_sha256))
+#define PLAN_TABLES_HASHED_FROM ((uint64_t)offsetof(struct plan_header, image_size))
+
+enum plan_storage {
+    PLAN_ST_ARENA = 1,  /* activation: offset into the session arena */
+    PLAN_ST_CONST = 2,  /* constant, plain row-major: offset into the weights section */
+    PLAN_ST_PACKED = 3, /* weights in the layout its node's md names: offset into weights */
+};
+
+enum plan_tensor_flags {
+    PLAN_TF_INPUT = 1,  /* graph input: the session copies it in */
+    PLAN_TF_OUTPUT = 2, /* graph output: the session hands out a pointer to it */
+};
+
+enum plan_layout {
+    PLAN_LAYOUT_PLAIN = 0, /* row-major */
+};
+
+struct plan_tensor {
+    uint32_t name;    /* string offset */
+    uint32_t dtype;   /* enum engine_dtype */
+    uint32_t rank;    /* <= ENGINE_MAX_RANK */
+    uint32_t storage; /* enum plan_storage */
+    uint32_t layout;  /* enum plan_layout */
+    uint32_t flags;   /* PLAN_TF_* */
+    int64_t dims[ENGINE_MAX_RANK];
+    uint64_t offset; /* arena or weights-section offset, multiple of 64 for weights */
+    uint64_t nbytes;
+};
+
+enum plan_op {
+    PLAN_OP_CONV = 1,  /* in: src, weights (packed), [bias] */
+    PLAN_OP_INNER,     /* inner product; in: src, weights (packed), [bias] */
+    PLAN_OP_MATMUL,    /* in: a, b (plain) */
+    PLAN_OP_POOL,      /* in: src; alg = dnnl pooling alg */
+    PLAN_OP_ELTWISE,   /* in: src; alg/alpha/beta; more steps as post-ops */
+    PLAN_OP_BINARY,    /* in: src0, src1 (broadcast); alg = dnnl binary alg */
+    PLAN_OP_SOFTMAX,   /* in: src; axis (of the md built with the node's collapse rule) */
+    PLAN_OP_CONCAT,    /* in: n sources; axis */
+    PLAN_OP_BATCHNORM, /* in: src, mean, variance, scale, shift; alpha = epsilon */
+    PLAN_OP_COUNT_
+};
+
+enum plan_post_kind {
+    PLAN_POST_ELTWISE = 1, /* alg/alpha/beta */
+    PLAN_POST_SUM = 2,     /* dst += node.sum_tensor (dst initialised from it) */
+};
+
+struct plan_post {
+    uint32_t kind;
+    uint32_t alg;
+    float alpha, beta;
+};
+
+struct plan_node {
+    uint32_t name;       /* string offset */
+    uint32_t op;         /* enum plan_op */
+    uint32_t onnx_op;    /* string offset: the ONNX op it came from, for messages */
+    uint32_t alg;        /* dnnl_alg_kind_t */
+    uint32_t in_first;   /* index-section slice of input tensor ids */
+    uint32_t n_in;
+    uint32_t out;        /* output tensor id */
+    uint32_t sum_tensor; /* addend of a SUM post-op, or PLAN_NONE */
+    uint32_t n_post;
+    uint32_t impl;       /* string offset: oneDNN implementation chosen at compile time */
+    uint32_t wmd;        /* MDS index of the packed weights' md, or PLAN_NONE */
+    uint32_t collapse;   /* INNER/SOFTMAX: leading dims folded into one (see plan.c) */
+    struct plan_post post[PLAN_MAX_POST];
+    int64_t kernel[PLAN_MAX_SPATIAL];
+    int64_t strides[PLAN_MAX_SPATIAL];
+    int64_t dilations[PLAN_MAX_SPATIAL]; /* oneDNN convention: 0 = dense */
+    int64_t pad_l[PLAN_MAX_SPATIAL];
+    int64_t pad_r[PLAN_MAX_SPATIAL];
+    int64_t groups;
+    int64_t axis;
+    float alpha, beta;
+};
+
+/* ---- a validated view over an image ---- */
+
+struct plan_view {
+    const uint8_t *base;
+    size_t len;
+    const struct plan_header *h;
+    const struct plan_tensor *tensors;
+    uint32_t n_tensors;
+    const struct plan_node *nodes;
+    uint32_t n_nodes;
+    const int32_t *index;
+    uint32_t n_index;
+    const char *strings;
+    uint64_t strings_size;
+    const dnnl_memory_desc_t *mds;
+    uint32_t n_mds;
+    const uint8_t *weights;
+    uint64_t weights_size;
+};
+
+/* Checks magic, versions, hashes of the tables, then every section, offset, index and string.
+ * Does not look at CPU/threads or oneDNN (model.c does). */
+int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err, size_t errlen);
+const char *plan_str(const struct plan_view *v, uint32_t off); /* "" for PLAN_NONE */
+int32_t plan_input(const struct plan_view *v, const struct plan_node *n, uint32_t i);
+/* Pointer into the image for a CONST/PACKED tensor. */
+const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor *t);
+
+/* ---- oneDNN lowering shared by the compiler and model open ---- */
+
+/* Creates the primitive descriptor a plan node describes. Packed weights are requested in
+ * format `any` so the caller sees which layout this process would pick. The descriptor uses a
+ * user-managed scratchpad. Errors name the node. */
+int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
+                        dnnl_primitive_desc_t *pd, char *err, size_t errlen);
+/* The plain memory desc of tensor t as node n's operand (INNER collapses leading dims, BINARY
+ * and MATMUL left-pad rank with ones to `rank`). */
+int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnnl_memory_desc_t *md);
+const char *plan_op_name(uint32_t op);
+/* The DNNL_ARG_* that input position i of an op binds to; -1 if none. */
+int plan_input_arg(uint32_t op, uint32_t i);
+
+/* ---- the image builder (compiler side) ---- */
+
+struct plan_builder {
+    struct plan_header h;
+    struct plan_tensor *tensors;
+    uint32_t n_tensors, cap_tensors;
+    struct plan_node *nodes;
+    uint32_t n_nodes, cap_nodes;
+    int32_t *index;
+    uint32_t n_index, cap_index;
+    char *strings;
+    uint64_t strings_size, cap_strings;
+    dnnl_memory_desc_t *mds;
+    uint32_t n_mds, cap_mds;
+    uint8_t *weights;
+    uint64_t weights_size, cap_weights;
+};
+
+void plan_builder_init(struct plan_builder *b);
+void plan_builder_free(struct plan_builder *b);
+/* Each returns the new entry's index/offset, or a negative errno. */
+int64_t plan_add_string(struct plan_builder *b, const char *s);
+int64_t plan_add_tensor(struct plan_builder *b, const struct plan_tensor *t);
+int64_t plan_add_node(struct plan_builder *b, const struct plan_node *n);
+int64_t plan_add_index(struct plan_builder *b, int32_t v);
+int64_t plan_add_md(struct plan_builder *b, const dnnl_memory_desc_t *md);
+/* Reserves nbytes (zero-filled) at a 64-byte aligned offset of the weights section. */
+int64_t plan_add_weights(struct plan_builder *b, uint64_t nbytes);
+/* A view over the builder's tables as they stand (for plan_primitive_desc during compile). */
+void plan_builder_view(const struct plan_builder *b, struct plan_view *v);
+/* Lays out the sections, fills the header's section table and both hashes; returns the image
+ * (aligned, free with engine_image_free). */
+int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char *err,
+                        size_t errlen);
+
+/* ---- compile, one level below engine_compile ---- */
+
+struct plan_compile_opts {
+    int threads;
+    const char *model_name;
+    const uint8_t *source_sha256; /* 32 bytes, or NULL for zeros */
+};
+
+/* An optimised, shape-inferred IR graph → plan image. */
+int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts, void **image,
+                 size_t *image_len, char *err, size_t errlen);
+
+/* ---- an open model (model.c), shared with sessions (session.c) ---- */
+
+struct engine_model {
+    struct plan_view v;
+    dnnl_engine_t eng;
+    dnnl_primitive_desc_t *pds; /* one per node */
+    size_t scratch_size;        /* max over the nodes' scratchpads */
+    int threads;
+};
+
+/* ---- CPU / build identity ---- */
+const char *cpu_isa_name(void);      /* oneDNN's effective ISA, "avx2" */
+void cpu_dnnl_version(char *buf, size_t len); /* runtime oneDNN version, "2.6.3" */
+void cpu_set_threads(int threads);   /* omp_set_num_threads for this thread */
+
+#endif
