@@ -729,9 +729,12 @@ static int infer_reshape(struct ir_graph *g, struct ir_node *n, char *err, size_
     char s1[128], s2[128];
     if (infer >= 0)
         o.dims[infer] = known ? total / known : 0;
-    if (engine_shape_numel(&o) != total || (infer >= 0 && known == 0))
+    if (engine_shape_numel(&o) != total || (infer >= 0 && known == 0)) {
+        struct engine_shape req = {.rank = k};
+        memcpy(req.dims, v, (size_t)k * sizeof(int64_t));
         return ir_node_err(g, n, err, errlen, -EINVAL, "cannot reshape %s to %s",
-                           shape_s(&x->shape, s1), shape_s(&o, s2));
+                           shape_s(&x->shape, s1), shape_s(&req, s2));
+    }
     return set_out(g, n, 0, x->dtype, &o, err, errlen);
 }
 

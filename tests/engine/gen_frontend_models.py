@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""Writes the small ONNX models the engine frontend tests load (tests/engine/test_frontend.c).
+
+Usage: gen_frontend_models.py OUTDIR STAMP
+Good models exercise shape inference, folding and fusion; hostile ones are built by hand (no
+onnx.checker) so that each breaks exactly one rule the importer must enforce.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+F = TensorProto.FLOAT
+I64 = TensorProto.INT64
+rng = np.random.default_rng(7)
+
+
+def init(name, shape, lo=-1.0, hi=1.0):
+    return numpy_helper.from_array(rng.uniform(lo, hi, shape).astype(np.float32), name)
+
+
+def ints(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+def save(outdir, name, nodes, inputs, outputs, inits=(), opset=13):
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(outdir, name + ".onnx"))
+
+
+def vi(name, shape, dtype=F):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def shapes_model(outdir):
+    """One input, many branches: every output's shape is asserted by name."""
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["X", "W1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        N("Conv", ["X", "W2"], ["c2"], strides=[2, 2], auto_pad="SAME_UPPER"),
+        N("Conv", ["c1", "W3"], ["c3"], group=8, dilations=[2, 2], pads=[2, 2, 2, 2]),
+        N("Conv", ["X", "W4"], ["c4"], auto_pad="VALID"),
+        N("Conv", ["X", "W5"], ["c5"], auto_pad="SAME_LOWER"),
+        N("MaxPool", ["c1"], ["mp"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        N("Slice", ["X", "s_starts", "s_ends", "s_axes"], ["x5"]),
+        N("MaxPool", ["x5"], ["mp2"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+          ceil_mode=1),
+        N("AveragePool", ["c1"], ["ap"], kernel_shape=[3, 3], strides=[2, 2],
+          pads=[1, 1, 1, 1], count_include_pad=1),
+        N("GlobalAveragePool", ["c1"], ["gap"]),
+        N("Flatten", ["gap"], ["fl"]),
+        N("Gemm", ["fl", "Wg", "Bg"], ["gm"], transB=1),
+        N("MatMul", ["fl", "Wm"], ["mm"]),
+        N("Softmax", ["gm"], ["sm"]),
+        N("Concat", ["c1", "c2"], ["cat"], axis=1),
+        N("BatchNormalization", ["c1", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"]),
+        N("Add", ["c1", "Bb"], ["add"]),
+        N("Transpose", ["gm"], ["tr"], perm=[1, 0]),
+        N("Pad", ["X", "pads"], ["pad"]),
+        N("ReduceMean", ["c1"], ["rm"], axes=[2, 3], keepdims=0),
+        N("Unsqueeze", ["fl", "ax0"], ["us"]),
+        N("Squeeze", ["gap", "ax23"], ["sq"]),
+        N("HardSwish", ["c1"], ["hs"]),
+        N("Clip", ["c1", "cmin", "cmax"], ["cl"]),
+        N("LeakyRelu", ["c1"], ["lr"], alpha=0.1),
+        N("HardSigmoid", ["c1"], ["hsg"]),
+        N("Sigmoid", ["c1"], ["sg"]),
+        N("Tanh", ["c1"], ["th"]),
+    ]
+    inits = [
+        init("W1", [8, 3, 3, 3]), init("W2", [8, 3, 3, 3]), init("W3", [8, 1, 3, 3]),
+        init("W4", [4, 3, 5, 5]), init("W5", [4, 3, 2, 2]), init("Wg", [10, 8]),
+        init("Bg", [10]), init("Wm", [8, 6]), init("bn_s", [8]), init("bn_b", [8]),
+        init("bn_m", [8]), init("bn_v", [8], 0.5, 1.5), init("Bb", [8, 1, 1]),
+        ints("s_starts", [0, 0]), ints("s_ends", [5, 5]), ints("s_axes", [2, 3]),
+        ints("pads", [0, 0, 1, 2, 0, 0, 3, 4]), ints("ax0", [0]), ints("ax23", [2, 3]),
+        numpy_helper.from_array(np.array(0.0, np.float32), "cmin"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "cmax"),
+    ]
+    outs = ["c1", "c2", "c3", "c4", "c5", "mp", "mp2", "ap", "gap", "fl", "gm", "mm", "sm",
+            "cat", "bn", "add", "tr", "pad", "rm", "us", "sq", "hs", "cl", "lr", "hsg", "sg",
+            "th"]
+    save(outdir, "shapes", nodes, [vi("X", [1, 3, 224, 224])], [vi(o, None) for o in outs],
+         inits)
+
+
+def reshape_subgraph(outdir):
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape, with a Constant node, listed out of
+    order (the importer must sort)."""
+    N = helper.make_node
+    nodes = [
+        N("Reshape", ["X", "shape"], ["Y"]),
+        N("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        N("Unsqueeze", ["n0", "ax0"], ["n1"]),
+        N("Gather", ["s", "zero"], ["n0"], axis=0),
+        N("Shape", ["X"], ["s"]),
+        N("Constant", [], ["minus1"], value_ints=[-1]),
+        N("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.int64))),
+    ]
+    save(outdir, "reshape_subgraph", nodes, [vi("X", [2, 3, 4, 5])], [vi("Y", None)],
+         [ints("ax0", [0])])
+
+
+def conv_bn_relu(outdir):
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["X", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+        N("BatchNormalization", ["c", "s", "b", "m", "v"], ["bn"], epsilon=1e-3),
+        N("Relu", ["bn"], ["Y"]),
+    ]
+    inits = [init("W", [4, 3, 3, 3]), init("B", [4]), init("s", [4], 0.5, 2.0),
+             init("b", [4]), init("m", [4]), init("v", [4], 0.2, 2.0)]
+    save(outdir, "conv_bn_relu", nodes, [vi("X", [1, 3, 6, 6])], [vi("Y", None)], inits)
+
+
+def residual(outdir):
+    """conv -> relu -> conv -> (+X) -> relu, with an Identity and a Dropout in the way."""
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["X", "W1"], ["c1"], pads=[1, 1, 1, 1]),
+        N("Relu", ["c1"], ["r1"]),
+        N("Identity", ["r1"], ["r1i"]),
+        N("Conv", ["r1i", "W2"], ["c2"], pads=[1, 1, 1, 1]),
+        N("Dropout", ["c2"], ["c2d"]),
+        N("Add", ["c2d", "X"], ["sum"]),
+        N("Relu", ["sum"], ["r2"]),
+        N("Identity", ["r2"], ["Y"]),
+    ]
+    save(outdir, "residual", nodes, [vi("X", [1, 4, 5, 5])], [vi("Y", None)],
+         [init("W1", [4, 4, 3, 3]), init("W2", [4, 4, 3, 3])])
+
+
+def symbolic(outdir):
+    save(outdir, "symbolic", [helper.make_node("Relu", ["X"], ["Y"])],
+         [vi("X", ["N", 3, 4, 4])], [vi("Y", None)])
+
+
+def external_ok(outdir):
+    w = np.arange(8, dtype=np.float32)
+    with open(os.path.join(outdir, "ext_ok.bin"), "wb") as f:
+        f.write(b"\0" * 16 + w.tobytes())
+    save_external(outdir, "external_ok", "ext_ok.bin", 16, 32)
+
+
+def save_external(outdir, name, location, offset=0, length=32):
+    t = TensorProto()
+    t.name = "W"
+    t.data_type = F
+    t.dims.extend([8])
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    save(outdir, name, [helper.make_node("Add", ["X", "W"], ["Y"])], [vi("X", [8])],
+         [vi("Y", None)], [t])
+
+
+def raw_tensor(name, dims, raw, dtype=F):
+    t = TensorProto()
+    t.name = name
+    t.data_type = dtype
+    t.dims.extend(dims)
+    t.raw_data = raw
+    return t
+
+
+def add_model(outdir, name, w, opset=13):
+    save(outdir, name, [helper.make_node("Add", ["X", "W"], ["Y"])], [vi("X", [4])],
+         [vi("Y", None)], [w], opset)
+
+
+def hostile(outdir):
+    N = helper.make_node
+    add_model(outdir, "bad_raw_len", raw_tensor("W", [4], b"\0" * 10))
+    add_model(outdir, "bad_huge_dims", raw_tensor("W", [1 << 40, 1 << 40], b"\0" * 16))
+    add_model(outdir, "bad_negative_dim", raw_tensor("W", [-4], b"\0" * 16))
+    t = TensorProto()
+    t.name, t.data_type = "W", F
+    t.dims.extend([4])
+    t.float_data.extend([1.0, 2.0, 3.0])
+    add_model(outdir, "bad_typed_count", t)
+    t2 = raw_tensor("W", [4], b"\0" * 16)
+    t2.float_data.extend([1.0, 2.0, 3.0, 4.0])
+    add_model(outdir, "bad_raw_and_typed", t2)
+    add_model(outdir, "bad_opset", init("W", [4]), opset=6)
+    save(outdir, "bad_cycle",
+         [N("Relu", ["b"], ["a"], name="first"), N("Relu", ["a"], ["b"], name="second"),
+          N("Relu", ["X"], ["Y"])], [vi("X", [4])], [vi("Y", None), vi("a", None)])
+    save(outdir, "bad_missing_init", [N("Conv", ["X", "W"], ["Y"], name="conv0")],
+         [vi("X", [1, 3, 4, 4])], [vi("Y", None)])
+    save(outdir, "bad_unsupported_op", [N("Einsum", ["X"], ["Y"], name="e0", equation="ii")],
+         [vi("X", [4, 4])], [vi("Y", None)])
+    save(outdir, "bad_auto_pad", [N("Conv", ["X", "W"], ["Y"], name="conv0", auto_pad="FOO")],
+         [vi("X", [1, 3, 4, 4])], [vi("Y", None)], [init("W", [2, 3, 3, 3])])
+    save(outdir, "bad_domain", [N("Gelu", ["X"], ["Y"], name="g0", domain="com.microsoft")],
+         [vi("X", [4])], [vi("Y", None)])
+    save(outdir, "bad_duplicate", [N("Relu", ["X"], ["Y"]), N("Sigmoid", ["X"], ["Y"])],
+         [vi("X", [4])], [vi("Y", None)])
+    save(outdir, "bad_reshape", [N("Reshape", ["X", "s"], ["Y"], name="r0")],
+         [vi("X", [2, 3])], [vi("Y", None)], [ints("s", [4, -1, 5])])
+    save_external(outdir, "bad_ext_dotdot", "../secret.bin")
+    save_external(outdir, "bad_ext_absolute", "/etc/passwd")
+    save_external(outdir, "bad_ext_symlink", "escape.bin")
+    save_external(outdir, "bad_ext_range", "ext_ok.bin", 16, 64)
+
+
+def main():
+    outdir = sys.argv[1]
+    os.makedirs(outdir, exist_ok=True)
+    shapes_model(outdir)
+    reshape_subgraph(outdir)
+    conv_bn_relu(outdir)
+    residual(outdir)
+    symbolic(outdir)
+    external_ok(outdir)
+    hostile(outdir)
+    with open(sys.argv[2], "w") as f:
+        f.write("ok\n")
+
+
+if __name__ == "__main__":
+    main()
