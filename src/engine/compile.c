@@ -754,7 +754,7 @@ struct buffer {
     uint64_t size;
     int64_t def, last; /* node positions; inputs are defined at -1, outputs live to the end */
     uint64_t offset;
-    int pinned; /* graph input/output: never merged into */
+    int pinned; /* graph input/output: never written in place */
 };
 
 static uint32_t find_root(const uint32_t *parent, uint32_t t)
@@ -814,7 +814,7 @@ static void merge_sums(struct plan_builder *b, uint32_t *parent, struct buffer *
                 find_root(parent, (uint32_t)b->index[n->in_first + i]) == ra)
                 read_elsewhere = 1;
         if (ra == rd || read_elsewhere || bufs[ra].last != (int64_t)k || bufs[ra].pinned ||
-            bufs[rd].pinned || bufs[ra].size != bufs[rd].size)
+            bufs[ra].size != bufs[rd].size)
             continue;
         parent[rd] = ra;
         if (bufs[rd].last > bufs[ra].last)

@@ -1,0 +1,543 @@
+/*
+ * test_backend.c — op-level numerics of the plan compiler and sessions against tiny reference
+ * implementations written here: convolution (plain, strided, padded, dilated, grouped,
+ * depthwise, with fused activations and residual sums in place or copied), pooling (max with
+ * ceil_mode, average with and without padding, global), Gemm/MatMul, Concat, broadcasting binary
+ * ops, Softmax, activations, and shape-only aliases.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "test_backend_util.h"
+
+/* ---- running a compiled graph ---- */
+
+struct run {
+    void *img;
+    size_t len;
+    struct engine_model *m;
+    struct engine_session *s;
+    struct engine_tensor out[4];
+};
+
+static void run_graph(struct ir_graph *g, const float *const *inputs, struct run *r)
+{
+    char err[512] = "";
+    int n_in = g->n_inputs;
+    struct engine_tensor in[4];
+    for (int i = 0; i < n_in; i++) {
+        const struct ir_tensor *t = &g->tensors[g->inputs[i]];
+        in[i] = (struct engine_tensor){.name = strdup(t->name), .dtype = ENGINE_F32,
+                                       .shape = t->shape, .data = (void *)inputs[i],
+                                       .nbytes = (size_t)engine_shape_numel(&t->shape) * 4};
+    }
+    int rc = tb_compile(g, 1, &r->img, &r->len, err, sizeof(err));
+    if (rc)
+        fail_msg("compile: %s", err);
+    rc = engine_model_open(r->img, r->len, &r->m, err, sizeof(err));
+    if (rc)
+        fail_msg("open: %s", err);
+    rc = engine_session_create(r->m, &r->s, err, sizeof(err));
+    if (rc)
+        fail_msg("session: %s", err);
+    rc = engine_session_run(r->s, in, n_in, r->out, 4, err, sizeof(err));
+    if (rc)
+        fail_msg("run: %s", err);
+    for (int i = 0; i < n_in; i++)
+        free((void *)in[i].name);
+}
+
+static void run_free(struct run *r)
+{
+    engine_session_destroy(r->s);
+    engine_model_close(r->m);
+    engine_image_free(r->img);
+}
+
+static void assert_close(const float *got, const float *want, size_t n)
+{
+    double maxref = 1e-6, maxdiff = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxref = fmax(maxref, fabs(want[i]));
+        maxdiff = fmax(maxdiff, fabs(got[i] - want[i]));
+    }
+    if (maxdiff > 1e-5 * maxref)
+        fail_msg("max|diff| %g exceeds 1e-5 x max|ref| %g", maxdiff, maxref);
+}
+
+/* ---- reference kernels ---- */
+
+struct conv_geom {
+    int64_t n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow;
+};
+
+static void ref_conv(const struct conv_geom *q, const float *x, const float *wt, const float *b,
+                     float *y)
+{
+    int64_t icg = q->c / q->groups, ocg = q->oc / q->groups;
+    for (int64_t n = 0; n < q->n; n++)
+        for (int64_t o = 0; o < q->oc; o++)
+            for (int64_t i = 0; i < q->oh; i++)
+                for (int64_t j = 0; j < q->ow; j++) {
+                    double acc = b ? b[o] : 0;
+                    int64_t g = o / ocg;
+                    for (int64_t c = 0; c < icg; c++)
+                        for (int64_t u = 0; u < q->kh; u++)
+                            for (int64_t v = 0; v < q->kw; v++) {
+                                int64_t hi = i * q->sh - q->ph + u * q->dh;
+                                int64_t wi = j * q->sw - q->pw + v * q->dw;
+                                if (hi < 0 || hi >= q->h || wi < 0 || wi >= q->w)
+                                    continue;
+                                acc += x[((n * q->c + g * icg + c) * q->h + hi) * q->w + wi] *
+                                       wt[((o * icg + c) * q->kh + u) * q->kw + v];
+                            }
+                    y[((n * q->oc + o) * q->oh + i) * q->ow + j] = (float)acc;
+                }
+}
+
+/* Max or average pooling; pads on the right may be larger (ceil_mode). */
+static void ref_pool(int max, int include_pad, const int64_t *d, int64_t k, int64_t s, int64_t p,
+                     int64_t oh, int64_t ow, const float *x, float *y)
+{
+    for (int64_t nc = 0; nc < d[0] * d[1]; nc++)
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                double acc = max ? -INFINITY : 0;
+                int64_t cnt = 0, padded = 0;
+                for (int64_t u = 0; u < k; u++)
+                    for (int64_t v = 0; v < k; v++) {
+                        int64_t hi = i * s - p + u, wi = j * s - p + v;
+                        if (hi < d[2] + p && wi < d[3] + p)
+                            padded++;
+                        if (hi < 0 || hi >= d[2] || wi < 0 || wi >= d[3])
+                            continue;
+                        float val = x[(nc * d[2] + hi) * d[3] + wi];
+                        acc = max ? fmax(acc, val) : acc + val;
+                        cnt++;
+                    }
+                y[(nc * oh + i) * ow + j] =
+                    (float)(max ? acc : acc / (double)(include_pad ? padded : cnt));
+            }
+}
+
+static float relu(float v)
+{
+    return v > 0 ? v : 0;
+}
+
+/* ---- convolution ---- */
+
+static void conv_case(const struct conv_geom *q, int with_bias, int fuse_relu)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, q->n, q->c, q->h, q->w));
+    int w = tb_const(g, "w", SHAPE(4, q->oc, q->c / q->groups, q->kh, q->kw), NULL, 7);
+    int b = with_bias ? tb_const(g, "b", SHAPE(1, q->oc), NULL, 9) : -1;
+    int y = tb_act(g, "y", SHAPE(4, q->n, q->oc, q->oh, q->ow));
+    const float *wv = g->tensors[w].data, *bv = with_bias ? g->tensors[b].data : NULL;
+    size_t ny = (size_t)(q->n * q->oc * q->oh * q->ow);
+    float *want = malloc(ny * sizeof(float));
+    float *xin = tb_fill((size_t)(q->n * q->c * q->h * q->w), 3);
+    ref_conv(q, xin, wv, bv, want);
+    if (fuse_relu)
+        for (size_t i = 0; i < ny; i++)
+            want[i] = relu(want[i]);
+    int ins[3] = {x, w, b};
+    tb_input(g, x);
+    struct ir_node *n = tb_node(g, "Conv", ins, with_bias ? 3 : 2, y);
+    tb_ints(n, "strides", 2, q->sh, q->sw);
+    tb_ints(n, "pads", 4, q->ph, q->pw, q->ph, q->pw);
+    tb_ints(n, "dilations", 2, q->dh, q->dw);
+    ir_attr_set_int(n, "group", q->groups);
+    if (fuse_relu)
+        n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    tb_output(g, y);
+    struct run r;
+    const float *inputs[] = {xin};
+    run_graph(g, inputs, &r);
+    assert_int_equal(r.out[0].nbytes, ny * sizeof(float));
+    assert_close(r.out[0].data, want, ny);
+    run_free(&r);
+    free(want);
+    free(xin);
+}
+
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    return (in + 2 * p - (k - 1) * d - 1) / s + 1;
+}
+
+static struct conv_geom geom(int64_t c, int64_t oc, int64_t hw, int64_t k, int64_t s, int64_t p,
+                             int64_t d, int64_t groups)
+{
+    struct conv_geom q = {1, c, hw, hw + 1, oc, k, k, s, s, p, p, d, d, groups, 0, 0};
+    q.oh = out_size(q.h, k, s, p, d);
+    q.ow = out_size(q.w, k, s, p, d);
+    return q;
+}
+
+static void test_conv_plain(void **state)
+{
+    struct conv_geom q = geom(3, 8, 9, 3, 1, 1, 1, 1);
+    conv_case(&q, 1, 0);
+    q = geom(4, 6, 10, 3, 2, 0, 1, 1);
+    conv_case(&q, 0, 1);
+    q = geom(5, 7, 11, 1, 1, 0, 1, 1);
+    conv_case(&q, 1, 1);
+}
+
+static void test_conv_dilated_strided(void **state)
+{
+    struct conv_geom q = geom(4, 4, 12, 3, 2, 2, 2, 1);
+    conv_case(&q, 1, 1);
+}
+
+static void test_conv_grouped_depthwise(void **state)
+{
+    struct conv_geom q = geom(4, 6, 8, 3, 1, 1, 1, 2);
+    conv_case(&q, 1, 0);
+    q = geom(16, 16, 10, 3, 2, 1, 1, 16);
+    conv_case(&q, 1, 1);
+}
+
+/* y = relu(conv(x0) + x), x = relu(x0), with the addend x either dying at the conv (summed in
+ * place) or read again later (copied into y first). */
+static void residual_case(int addend_reused)
+{
+    struct ir_graph *g = tb_graph();
+    int x0 = tb_act(g, "x0", SHAPE(4, 1, 8, 6, 6));
+    int x = tb_act(g, "x", SHAPE(4, 1, 8, 6, 6));
+    int w = tb_const(g, "w", SHAPE(4, 8, 8, 3, 3), NULL, 11);
+    int y = tb_act(g, "y", SHAPE(4, 1, 8, 6, 6));
+    int z = tb_act(g, "z", SHAPE(4, 1, 8, 6, 6));
+    tb_input(g, x0);
+    int r1[1] = {x0};
+    tb_node(g, "Relu", r1, 1, x); /* x is an activation owned by the arena, not an input */
+    int ins[2] = {x0, w};
+    struct ir_node *n = tb_node(g, "Conv", ins, 2, y);
+    tb_ints(n, "pads", 4, 1, 1, 1, 1);
+    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_SUM, .tensor = x};
+    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    int add[2] = {y, x};
+    if (addend_reused)
+        tb_node(g, "Add", add, 2, z);
+    tb_output(g, addend_reused ? z : y);
+    float *xin = tb_fill(8 * 36, 5), want[8 * 36], xr[8 * 36];
+    for (int i = 0; i < 8 * 36; i++)
+        xr[i] = relu(xin[i]);
+    struct conv_geom q = geom(8, 8, 6, 3, 1, 1, 1, 1);
+    q.w = 6;
+    q.ow = 6;
+    ref_conv(&q, xin, g->tensors[w].data, NULL, want);
+    for (int i = 0; i < 8 * 36; i++)
+        want[i] = relu(want[i] + xr[i]) + (addend_reused ? xr[i] : 0);
+    struct run r;
+    const float *inputs[] = {xin};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 8 * 36);
+    struct plan_view v;
+    char err[256];
+    assert_int_equal(plan_view_init(&v, r.img, r.len, err, sizeof(err)), 0);
+    uint64_t off_x = 0, off_y = 1;
+    for (uint32_t i = 0; i < v.n_tensors; i++) {
+        if (strcmp(plan_str(&v, v.tensors[i].name), "x") == 0)
+            off_x = v.tensors[i].offset;
+        if (strcmp(plan_str(&v, v.tensors[i].name), "y") == 0)
+            off_y = v.tensors[i].offset;
+    }
+    if (addend_reused)
+        assert_true(off_x != off_y); /* x still needed: y got its own buffer, x copied in */
+    else
+        assert_true(off_x == off_y); /* x dies here: the sum accumulates into x's buffer */
+    run_free(&r);
+    free(xin);
+}
+
+static void test_conv_residual_sum(void **state)
+{
+    residual_case(0);
+    residual_case(1);
+}
+
+/* ---- pooling ---- */
+
+static void pool_case(const char *op, int include_pad, int ceil_mode, int64_t hw, int64_t k,
+                      int64_t s, int64_t p)
+{
+    int max = strcmp(op, "MaxPool") == 0;
+    int64_t span = hw + 2 * p - k;
+    int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (ceil_mode && (o - 1) * s >= hw + p)
+        o--;
+    int64_t d[4] = {1, 3, hw, hw};
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, d[0], d[1], d[2], d[3]));
+    int y = tb_act(g, "y", SHAPE(4, d[0], d[1], o, o));
+    tb_input(g, x);
+    int ins[1] = {x};
+    struct ir_node *n = tb_node(g, op, ins, 1, y);
+    tb_ints(n, "kernel_shape", 2, k, k);
+    tb_ints(n, "strides", 2, s, s);
+    tb_ints(n, "pads", 4, p, p, p, p);
+    ir_attr_set_int(n, "ceil_mode", ceil_mode);
+    if (!max)
+        ir_attr_set_int(n, "count_include_pad", include_pad);
+    tb_output(g, y);
+    float *xin = tb_fill((size_t)(3 * hw * hw), 13);
+    float *want = malloc((size_t)(3 * o * o) * sizeof(float));
+    ref_pool(max, include_pad, d, k, s, p, o, o, xin, want);
+    struct run r;
+    const float *inputs[] = {xin};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, (size_t)(3 * o * o));
+    run_free(&r);
+    free(xin);
+    free(want);
+}
+
+static void test_pool(void **state)
+{
+    pool_case("MaxPool", 0, 0, 8, 3, 2, 1);
+    pool_case("MaxPool", 0, 1, 13, 3, 2, 0); /* squeezenet's ceil_mode pooling */
+    pool_case("AveragePool", 0, 0, 7, 3, 2, 1);
+    pool_case("AveragePool", 1, 0, 7, 3, 2, 1);
+    pool_case("AveragePool", 0, 0, 7, 1, 1, 0);
+}
+
+static void test_global_pool(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, 5, 4, 3));
+    int y = tb_act(g, "y", SHAPE(4, 1, 5, 1, 1));
+    int f = tb_act(g, "f", SHAPE(2, 1, 5));
+    tb_input(g, x);
+    int ins[1] = {x}, fin[1] = {y};
+    tb_node(g, "GlobalAveragePool", ins, 1, y);
+    tb_node(g, "Flatten", fin, 1, f);
+    tb_output(g, f);
+    float *xin = tb_fill(60, 17), want[5] = {0};
+    for (int c = 0; c < 5; c++) {
+        for (int i = 0; i < 12; i++)
+            want[c] += xin[c * 12 + i];
+        want[c] /= 12;
+    }
+    struct run r;
+    const float *inputs[] = {xin};
+    run_graph(g, inputs, &r);
+    assert_int_equal(r.out[0].shape.rank, 2);
+    assert_int_equal(r.out[0].shape.dims[1], 5);
+    assert_string_equal(r.out[0].name, "f");
+    assert_close(r.out[0].data, want, 5);
+    run_free(&r);
+    free(xin);
+}
+
+/* ---- Gemm / MatMul ---- */
+
+static void gemm_case(int trans_b, float alpha, float beta, int matmul)
+{
+    int64_t m = 3, k = 10, nn = 7;
+    struct ir_graph *g = tb_graph();
+    int a = tb_act(g, "a", SHAPE(2, m, k));
+    int b = trans_b ? tb_const(g, "b", SHAPE(2, nn, k), NULL, 19)
+                    : tb_const(g, "b", SHAPE(2, k, nn), NULL, 19);
+    int c = tb_const(g, "c", SHAPE(1, nn), NULL, 23);
+    int y = tb_act(g, "y", SHAPE(2, m, nn));
+    tb_input(g, a);
+    int ins[3] = {a, b, c};
+    struct ir_node *n = tb_node(g, matmul ? "MatMul" : "Gemm", ins, matmul ? 2 : 3, y);
+    if (!matmul) {
+        ir_attr_set_int(n, "transB", trans_b);
+        ir_attr_set_float(n, "alpha", alpha);
+        ir_attr_set_float(n, "beta", beta);
+    }
+    tb_output(g, y);
+    float *ain = tb_fill((size_t)(m * k), 29), want[21];
+    const float *bv = g->tensors[b].data, *cv = g->tensors[c].data;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < nn; j++) {
+            double acc = 0;
+            for (int64_t q = 0; q < k; q++)
+                acc += ain[i * k + q] * (trans_b ? bv[j * k + q] : bv[q * nn + j]);
+            want[i * nn + j] = (float)(alpha * acc + (matmul ? 0 : beta * cv[j]));
+        }
+    struct run r;
+    const float *inputs[] = {ain};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, (size_t)(m * nn));
+    run_free(&r);
+    free(ain);
+}
+
+static void test_gemm(void **state)
+{
+    gemm_case(1, 1.0f, 1.0f, 0);
+    gemm_case(0, 0.5f, 2.0f, 0);
+    gemm_case(0, 1.0f, 0.0f, 1);
+}
+
+/* ---- Concat, binary, softmax, activations ---- */
+
+static void test_concat(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int a = tb_act(g, "a", SHAPE(4, 1, 2, 3, 3));
+    int b = tb_act(g, "b", SHAPE(4, 1, 3, 3, 3));
+    int ra = tb_act(g, "ra", SHAPE(4, 1, 2, 3, 3));
+    int y = tb_act(g, "y", SHAPE(4, 1, 5, 3, 3));
+    tb_input(g, a);
+    tb_input(g, b);
+    int r1[1] = {a}, ins[2] = {ra, b};
+    tb_node(g, "Relu", r1, 1, ra);
+    struct ir_node *n = tb_node(g, "Concat", ins, 2, y);
+    ir_attr_set_int(n, "axis", 1);
+    tb_output(g, y);
+    float *av = tb_fill(18, 31), *bv = tb_fill(27, 37), want[45];
+    for (int i = 0; i < 18; i++)
+        want[i] = relu(av[i]);
+    memcpy(want + 18, bv, 27 * sizeof(float));
+    struct run r;
+    const float *inputs[] = {av, bv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 45);
+    run_free(&r);
+    free(av);
+    free(bv);
+}
+
+/* a (op) b where b is [1,3,1,1] (broadcast); `swapped` puts the broadcast operand first. */
+static void binary_case(const char *op, int swapped)
+{
+    struct ir_graph *g = tb_graph();
+    int a = tb_act(g, "a", SHAPE(4, 1, 3, 2, 2));
+    float bvals[3] = {0.5f, -2.0f, 4.0f};
+    int b = tb_const(g, "b", SHAPE(4, 1, 3, 1, 1), bvals, 0);
+    int y = tb_act(g, "y", SHAPE(4, 1, 3, 2, 2));
+    tb_input(g, a);
+    int ins[2] = {swapped ? b : a, swapped ? a : b};
+    tb_node(g, op, ins, 2, y);
+    tb_output(g, y);
+    float *av = tb_fill(12, 41), want[12];
+    for (int i = 0; i < 12; i++) {
+        float p = swapped ? bvals[i / 4] : av[i], q = swapped ? av[i] : bvals[i / 4];
+        want[i] = op[0] == 'A' ? p + q : op[0] == 'M' ? p * q : op[0] == 'S' ? p - q : p / q;
+    }
+    struct run r;
+    const float *inputs[] = {av};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 12);
+    run_free(&r);
+    free(av);
+}
+
+static void test_binary_broadcast(void **state)
+{
+    static const char *const ops[] = {"Add", "Mul", "Sub", "Div"};
+    for (int i = 0; i < 4; i++) {
+        binary_case(ops[i], 0);
+        binary_case(ops[i], 1);
+    }
+}
+
+static void test_softmax(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 2, 5));
+    int y = tb_act(g, "y", SHAPE(2, 2, 5));
+    tb_input(g, x);
+    int ins[1] = {x};
+    struct ir_node *n = tb_node(g, "Softmax", ins, 1, y);
+    ir_attr_set_int(n, "axis", 1);
+    tb_output(g, y);
+    float *xv = tb_fill(10, 43), want[10];
+    for (int r0 = 0; r0 < 2; r0++) {
+        double sum = 0;
+        for (int i = 0; i < 5; i++)
+            sum += exp(xv[r0 * 5 + i]);
+        for (int i = 0; i < 5; i++)
+            want[r0 * 5 + i] = (float)(exp(xv[r0 * 5 + i]) / sum);
+    }
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 10);
+    run_free(&r);
+    free(xv);
+}
+
+static void test_activations(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 4, 8));
+    int lo = tb_const(g, "lo", SHAPE(0), (float[]){0.0f}, 0);
+    int hi = tb_const(g, "hi", SHAPE(0), (float[]){0.5f}, 0);
+    int c = tb_act(g, "c", SHAPE(2, 4, 8));
+    int l = tb_act(g, "l", SHAPE(2, 4, 8));
+    int h = tb_act(g, "h", SHAPE(2, 4, 8));
+    tb_input(g, x);
+    int clip[3] = {x, lo, hi}, li[1] = {x}, hin[1] = {x};
+    tb_node(g, "Clip", clip, 3, c);
+    struct ir_node *n = tb_node(g, "LeakyRelu", li, 1, l);
+    ir_attr_set_float(n, "alpha", 0.1f);
+    tb_node(g, "HardSigmoid", hin, 1, h);
+    tb_output(g, c);
+    tb_output(g, l);
+    tb_output(g, h);
+    float *xv = tb_fill(32, 47), wc[32], wl[32], wh[32];
+    for (int i = 0; i < 32; i++) {
+        wc[i] = fminf(fmaxf(xv[i], 0.0f), 0.5f);
+        wl[i] = xv[i] > 0 ? xv[i] : 0.1f * xv[i];
+        wh[i] = fminf(fmaxf(0.2f * xv[i] + 0.5f, 0.0f), 1.0f);
+    }
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, wc, 32);
+    assert_close(r.out[1].data, wl, 32);
+    assert_close(r.out[2].data, wh, 32);
+    run_free(&r);
+    free(xv);
+}
+
+/* An op the backend cannot lower fails compile naming the model, node and op. */
+static void test_unsupported_op(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 2, 3));
+    int y = tb_act(g, "y", SHAPE(2, 2, 3));
+    tb_input(g, x);
+    int ins[1] = {x};
+    tb_node(g, "Frobnicate", ins, 1, y);
+    tb_output(g, y);
+    char err[256];
+    void *img;
+    size_t len;
+    assert_true(tb_compile(g, 1, &img, &len, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "test"));
+    assert_non_null(strstr(err, "Frobnicate_0"));
+    assert_non_null(strstr(err, "Frobnicate"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_plain),
+        cmocka_unit_test(test_conv_dilated_strided),
+        cmocka_unit_test(test_conv_grouped_depthwise),
+        cmocka_unit_test(test_conv_residual_sum),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_global_pool),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_binary_broadcast),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_unsupported_op),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

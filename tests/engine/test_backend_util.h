@@ -1,0 +1,131 @@
+/*
+ * test_backend_util.h — building small post-optimisation IR graphs by hand for the backend tests, and
+ * compiling/opening/running them. Header-only test helpers (static functions).
+ */
+#ifndef SHMFAAS_TESTS_BACKEND_UTIL_H
+#define SHMFAAS_TESTS_BACKEND_UTIL_H
+
+#include "common/common.h"
+#include "engine/ir.h"
+#include "engine/plan.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline struct engine_shape tb_shape(int rank, ...)
+{
+    struct engine_shape s = {.rank = rank};
+    va_list ap;
+    va_start(ap, rank);
+    for (int i = 0; i < rank; i++)
+        s.dims[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    return s;
+}
+
+#define SHAPE(...) tb_shape(__VA_ARGS__)
+
+static inline struct ir_graph *tb_graph(void)
+{
+    struct ir_graph *g = calloc(1, sizeof(*g));
+    g->name = strdup("test");
+    g->opset = 13;
+    return g;
+}
+
+/* Deterministic values in [-1, 1). */
+static inline float tb_rand(uint32_t *state)
+{
+    *state = *state * 1664525u + 1013904223u;
+    return (float)((*state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static inline float *tb_fill(size_t n, uint32_t seed)
+{
+    float *p = malloc(n * sizeof(float) + 1);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tb_rand(&seed);
+    return p;
+}
+
+/* An activation tensor with a known shape. */
+static inline int tb_act(struct ir_graph *g, const char *name, struct engine_shape s)
+{
+    int t = ir_add_tensor(g, name);
+    g->tensors[t].dtype = ENGINE_F32;
+    g->tensors[t].shape = s;
+    g->tensors[t].shape_known = 1;
+    return t;
+}
+
+/* A float constant with random (or given, copied) values. */
+static inline int tb_const(struct ir_graph *g, const char *name, struct engine_shape s,
+                           const float *values, uint32_t seed)
+{
+    size_t n = (size_t)engine_shape_numel(&s);
+    float *d = values ? malloc(n * sizeof(float) + 1) : tb_fill(n, seed);
+    if (values)
+        memcpy(d, values, n * sizeof(float));
+    return ir_add_const(g, name, "", ENGINE_F32, &s, d);
+}
+
+static inline void tb_input(struct ir_graph *g, int t)
+{
+    g->inputs = realloc(g->inputs, (size_t)(g->n_inputs + 1) * sizeof(int));
+    g->inputs[g->n_inputs++] = t;
+    g->tensors[t].flags |= IR_T_INPUT;
+}
+
+static inline void tb_output(struct ir_graph *g, int t)
+{
+    g->outputs = realloc(g->outputs, (size_t)(g->n_outputs + 1) * sizeof(int));
+    g->outputs[g->n_outputs++] = t;
+    g->tensors[t].flags |= IR_T_OUTPUT;
+}
+
+/* Appends a node; ins/outs end at the first -2. */
+static inline struct ir_node *tb_node(struct ir_graph *g, const char *op, const int *ins, int n_in,
+                                      int out)
+{
+    g->nodes = realloc(g->nodes, (size_t)(g->n_nodes + 1) * sizeof(*g->nodes));
+    struct ir_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof(*n));
+    char name[64];
+    snprintf(name, sizeof(name), "%s_%d", op, g->n_nodes);
+    n->name = strdup(name);
+    n->op = strdup(op);
+    n->in = malloc((size_t)n_in * sizeof(int) + 1);
+    memcpy(n->in, ins, (size_t)n_in * sizeof(int));
+    n->n_in = n_in;
+    n->out = malloc(sizeof(int));
+    n->out[0] = out;
+    n->n_out = 1;
+    g->tensors[out].producer = g->n_nodes;
+    g->n_nodes++;
+    return n;
+}
+
+static inline void tb_ints(struct ir_node *n, const char *name, int count, ...)
+{
+    int64_t v[16];
+    va_list ap;
+    va_start(ap, count);
+    for (int i = 0; i < count; i++)
+        v[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    ir_attr_set_ints(n, name, v, (size_t)count);
+}
+
+/* Compiles g (then frees it); returns 0 and the image, or the error code with err filled. */
+static inline int tb_compile(struct ir_graph *g, int threads, void **img, size_t *len, char *err,
+                             size_t errlen)
+{
+    struct plan_compile_opts o = {.threads = threads, .model_name = "test"};
+    int rc = plan_compile(g, &o, img, len, err, errlen);
+    ir_free(g);
+    return rc;
+}
+
+#endif
