@@ -251,13 +251,17 @@ static json_t *rfc3339(int64_t ms)
 
 static json_t *usage_of(const struct function *fn)
 {
-    uint64_t total = 0;
+    uint64_t pss = 0, uss = 0;
     for (const struct instance *in = fn->instances; in; in = in->next) {
         struct proc_mem m;
-        if (in->state != INST_DEAD && proc_mem_read(in->pid, &m) == 0)
-            total += m.pss;
+        if (in->state != INST_DEAD && proc_mem_read(in->pid, &m) == 0) {
+            pss += m.pss;
+            uss += proc_mem_uss(&m);
+        }
     }
-    return json_pack("{sfsI}", "cpu", 0.0, "totalMemoryBytes", (json_int_t)total);
+    /* totalMemoryBytes is OpenFaaS's field (PSS: shared pages split fairly); ussBytes is ours */
+    return json_pack("{sfsIsI}", "cpu", 0.0, "totalMemoryBytes", (json_int_t)pss, "ussBytes",
+                     (json_int_t)uss);
 }
 
 static json_t *field_or_null(const json_t *dep, const char *key)
