@@ -1,95 +1,65 @@
-/* GET /metrics over libmicrohttpd, serving the text snapshot the event loop last published. */
+/* GET /metrics (common/http.h server), serving the text snapshot the event loop last published. */
 #include "store/store.h"
 
-#include <arpa/inet.h>
+#include "common/http.h"
+
 #include <errno.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct metrics {
-    struct MHD_Daemon *mhd;
+    struct http_server *http;
     pthread_mutex_t lock;
     char *text; /* guarded by lock */
 };
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body,
-                             const char *type)
+static int handle(struct http_request *req, void *user)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
-                              const char *method, const char *version, const char *upload,
-                              size_t *upload_len, void **con_cls)
-{
-    struct metrics *m = cls;
-    if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0)
-        return reply(conn, MHD_HTTP_NOT_FOUND, strdup("only GET /metrics is served here\n"),
-                     "text/plain");
+    struct metrics *m = user;
+    if (strcmp(req->method, "GET") != 0 || strcmp(req->url, "/metrics") != 0)
+        return http_reply_error(req->conn, 404, "only GET /metrics is served here", NULL, 0);
     pthread_mutex_lock(&m->lock);
     char *body = strdup(m->text ? m->text : "");
     pthread_mutex_unlock(&m->lock);
     if (!body)
-        return MHD_NO;
-    return reply(conn, MHD_HTTP_OK, body, "text/plain; version=0.0.4");
+        return -ENOMEM;
+    return http_reply_take(req->conn, 200, "text/plain; version=0.0.4", body, strlen(body), NULL,
+                           0);
 }
 
-static int parse_addr(const char *addr, struct sockaddr_in *sa, char *err, size_t errlen)
+/* ":9101" and "9101" mean loopback: metrics are exposed beyond the node only when asked. */
+static const char *loopback_default(const char *addr, char *buf, size_t len)
 {
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    const char *colon = strrchr(addr, ':');
-    const char *port = colon ? colon + 1 : addr;
-    char host[64] = "127.0.0.1";
-    if (colon && colon > addr) {
-        size_t n = (size_t)(colon - addr);
-        if (n >= sizeof(host))
-            return seterr(err, errlen, -EINVAL, "--metrics %s: host too long", addr);
-        memcpy(host, addr, n);
-        host[n] = '\0';
-    }
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (!*port || *end || p <= 0 || p > 65535)
-        return seterr(err, errlen, -EINVAL, "--metrics %s: expected HOST:PORT, e.g. "
-                      "127.0.0.1:9101", addr);
-    sa->sin_port = htons((uint16_t)p);
-    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-        return seterr(err, errlen, -EINVAL, "--metrics %s: %s is not an IPv4 address", addr,
-                      host);
-    return 0;
+    const char *port = addr[0] == ':' ? addr + 1 : addr;
+    if (strchr(port, ':') || strchr(port, '.') || strncmp(port, "unix:", 5) == 0)
+        return addr;
+    snprintf(buf, len, "127.0.0.1:%s", port);
+    return buf;
 }
 
 int metrics_start(const char *addr, struct metrics **out, char *err, size_t errlen)
 {
-    struct sockaddr_in sa;
-    int rc = parse_addr(addr, &sa, err, errlen);
-    if (rc < 0)
-        return rc;
     struct metrics *m = calloc(1, sizeof(*m));
     if (!m)
         return seterr(err, errlen, -ENOMEM, "out of memory");
     pthread_mutex_init(&m->lock, NULL);
-    m->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                              handle, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                              MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-                              10u, MHD_OPTION_END);
-    if (!m->mhd) {
+    char buf[128];
+    struct http_server_opts opts = {
+        .listen = loopback_default(addr, buf, sizeof(buf)),
+        .max_body = 4096,
+        .conn_timeout_s = 10,
+        .thread_pool = 0,
+        .max_connections = 64,
+        .handler = handle,
+        .user = m,
+    };
+    char why[512];
+    int rc = http_server_start(&opts, &m->http, why, sizeof(why));
+    if (rc < 0) {
         pthread_mutex_destroy(&m->lock);
         free(m);
-        return seterr(err, errlen, -EADDRINUSE, "--metrics %s: cannot listen (in use?)", addr);
+        return seterr(err, errlen, rc, "--metrics %s: %s", addr, why);
     }
     *out = m;
     return 0;
@@ -111,7 +81,7 @@ void metrics_stop(struct metrics *m)
 {
     if (!m)
         return;
-    MHD_stop_daemon(m->mhd);
+    http_server_stop(m->http);
     pthread_mutex_destroy(&m->lock);
     free(m->text);
     free(m);
