@@ -312,7 +312,7 @@ int ir_decode_tensor_proto(const void *bytes, size_t len, struct engine_tensor *
     if (!tp)
         return seterr(err, errlen, -EINVAL, "not a valid TensorProto (truncated or corrupt)");
     struct payload p;
-    const char *name = tp->name && *tp->name ? tp->name : "tensor";
+    const char *name = tp->name && *tp->name ? tp->name : "(unnamed)";
     char what[300];
     snprintf(what, sizeof(what), "tensor %s", name);
     int rc = decode_payload(tp, NULL, &p, what, err, errlen);

@@ -1,0 +1,441 @@
+/*
+ * shmfaas-conformance — runs the ONNX backend test data (Debian libonnx-testdata) through the
+ * engine: compile, open, session, run, and compare with the expected outputs.
+ *
+ *   shmfaas-conformance [--root DIR] [--suite NAME]... [--filter SUBSTR] [--verbose]
+ *                       [--no-fork] [--decode-only]
+ *
+ * For each case directory ROOT/SUITE/<case>/ (suites: node, pytorch-converted,
+ * pytorch-operator, simple) it loads model.onnx and every test_data_set_N/input_K.pb and
+ * output_K.pb. A case passes when every output matches (|got - want| <= 1e-4 + 1e-3 |want|,
+ * integers and bools exactly); it is "unsupported" when engine_compile refuses the model with
+ * an error, and "failed" otherwise (wrong result, run error, crash or timeout). Each case runs
+ * in a forked child, so one crash costs one case, not the run (--no-fork for debuggers).
+ * Prints one line per suite and a total; --verbose adds one line per case with the reason.
+ * --decode-only only walks the cases and decodes every .pb file (a unit test of the walker and
+ * of ir_decode_tensor_proto): it fails if a file is undecodable for a reason other than an
+ * unsupported element type.
+ *
+ * Exit status: 0 when nothing failed, 1 when some case failed, 2 usage.
+ */
+#include "common/common.h"
+#include "engine/engine.h"
+#include "engine/ir.h"
+#include "onnx.pb-c.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_ROOT "/usr/share/libonnx-testdata/data"
+#define MAX_FILE_BYTES ((size_t)1 << 30)
+#define MAX_TENSORS 64
+#define CASE_TIMEOUT_S 60
+#define RTOL 1e-3
+#define ATOL 1e-4
+
+enum verdict { PASS, FAIL, UNSUPPORTED };
+static const char *verdict_name[] = {"pass", "FAIL", "unsupported"};
+
+struct config {
+    const char *root;
+    const char *suites[8];
+    int n_suites;
+    const char *filter;
+    int verbose, fork, decode_only;
+};
+
+struct tally {
+    int n[3];
+    int decoded, undecodable;
+};
+
+/* ---- one case ---- */
+
+struct tensors {
+    struct engine_tensor t[MAX_TENSORS];
+    int n;
+};
+
+static void tensors_free(struct tensors *ts)
+{
+    for (int i = 0; i < ts->n; i++) {
+        free((char *)ts->t[i].name);
+        free(ts->t[i].data);
+    }
+    ts->n = 0;
+}
+
+/* Loads PREFIX_0.pb, PREFIX_1.pb, ... from dir until one is missing. */
+static int load_tensors(const char *dir, const char *prefix, struct tensors *ts, char *err,
+                        size_t errlen)
+{
+    ts->n = 0;
+    for (int i = 0; i < MAX_TENSORS; i++) {
+        char path[4096];
+        if (snprintf(path, sizeof(path), "%s/%s_%d.pb", dir, prefix, i) >= (int)sizeof(path) ||
+            access(path, R_OK) != 0)
+            return 0;
+        uint8_t *buf;
+        size_t len;
+        int rc = read_file(path, MAX_FILE_BYTES, &buf, &len, err, errlen);
+        if (rc)
+            return rc;
+        char msg[512];
+        rc = ir_decode_tensor_proto(buf, len, &ts->t[i], msg, sizeof(msg));
+        free(buf);
+        if (rc)
+            return seterr(err, errlen, rc, "%s: %s", path, msg);
+        ts->n++;
+    }
+    return 0;
+}
+
+static double elem(const struct engine_tensor *t, size_t i)
+{
+    switch (t->dtype) {
+    case ENGINE_F32:
+        return ((const float *)t->data)[i];
+    case ENGINE_I64:
+        return (double)((const int64_t *)t->data)[i];
+    case ENGINE_I32:
+        return ((const int32_t *)t->data)[i];
+    case ENGINE_I8:
+        return ((const int8_t *)t->data)[i];
+    default:
+        return ((const uint8_t *)t->data)[i];
+    }
+}
+
+static int compare(const struct engine_tensor *got, const struct engine_tensor *want, int k,
+                   char *err, size_t errlen)
+{
+    char s1[128], s2[128];
+    int64_t n = engine_shape_numel(&want->shape);
+    if (got->dtype != want->dtype || engine_shape_numel(&got->shape) != n)
+        return seterr(err, errlen, -EINVAL, "output %d: got %s %s, want %s %s", k,
+                      engine_dtype_name(got->dtype), engine_shape_str(&got->shape, s1, 128),
+                      engine_dtype_name(want->dtype), engine_shape_str(&want->shape, s2, 128));
+    for (int64_t i = 0; i < n; i++) {
+        double a = elem(got, (size_t)i), b = elem(want, (size_t)i);
+        if (isnan(a) && isnan(b))
+            continue;
+        double tol = want->dtype == ENGINE_F32 ? ATOL + RTOL * fabs(b) : 0;
+        if (!(fabs(a - b) <= tol) && !(a == b))
+            return seterr(err, errlen, -EINVAL, "output %d element %lld: got %.9g, want %.9g",
+                          k, (long long)i, a, b);
+    }
+    return 0;
+}
+
+/* Runs one test_data_set directory against an open session. */
+static int run_set(struct engine_model *m, struct engine_session *s, const char *dir, char *err,
+                   size_t errlen)
+{
+    struct tensors in = {0}, want = {0};
+    struct engine_tensor got[MAX_TENSORS];
+    int rc = load_tensors(dir, "input", &in, err, errlen);
+    if (rc == 0)
+        rc = load_tensors(dir, "output", &want, err, errlen);
+    int n_out = engine_model_n_outputs(m);
+    if (rc == 0 && (in.n != engine_model_n_inputs(m) || want.n != n_out || n_out > MAX_TENSORS))
+        rc = seterr(err, errlen, -EINVAL, "%d inputs / %d outputs in %s, model has %d / %d",
+                    in.n, want.n, dir, engine_model_n_inputs(m), n_out);
+    for (int i = 0; rc == 0 && i < in.n; i++) {
+        struct engine_tensor_info info;
+        if (in.t[i].name || engine_model_input(m, i, &info) != 0)
+            continue;
+        in.t[i].name = strdup(info.name);
+    }
+    if (rc == 0) {
+        memset(got, 0, sizeof(got));
+        rc = engine_session_run(s, in.t, in.n, got, n_out, err, errlen);
+    }
+    for (int k = 0; rc == 0 && k < n_out; k++)
+        rc = compare(&got[k], &want.t[k], k, err, errlen);
+    tensors_free(&in);
+    tensors_free(&want);
+    return rc;
+}
+
+static int is_data_set(const struct dirent *e)
+{
+    return strncmp(e->d_name, "test_data_set_", 14) == 0;
+}
+
+static enum verdict run_case(const char *dir, const char *name, char *why, size_t whylen)
+{
+    char path[4096];
+    uint8_t *onnx;
+    if (snprintf(path, sizeof(path), "%s/model.onnx", dir) >= (int)sizeof(path))
+        return FAIL;
+    size_t len;
+    if (read_file(path, MAX_FILE_BYTES, &onnx, &len, why, whylen))
+        return FAIL;
+    struct engine_compile_opts opts = {.threads = 1, .base_dir = dir, .model_name = name};
+    void *image = NULL;
+    size_t image_len = 0;
+    int rc = engine_compile(onnx, len, &opts, &image, &image_len, why, whylen);
+    free(onnx);
+    if (rc)
+        return UNSUPPORTED;
+    struct engine_model *m = NULL;
+    struct engine_session *s = NULL;
+    rc = engine_model_open(image, image_len, &m, why, whylen);
+    if (rc == 0)
+        rc = engine_session_create(m, &s, why, whylen);
+    struct dirent **sets = NULL;
+    int n = rc == 0 ? scandir(dir, &sets, is_data_set, alphasort) : 0;
+    if (rc == 0 && n <= 0)
+        rc = seterr(why, whylen, -ENOENT, "no test_data_set_* in %s", dir);
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 &&
+            snprintf(path, sizeof(path), "%s/%s", dir, sets[i]->d_name) >= (int)sizeof(path))
+            rc = seterr(why, whylen, -ENAMETOOLONG, "path too long in %s", dir);
+        if (rc == 0)
+            rc = run_set(m, s, path, why, whylen);
+        free(sets[i]);
+    }
+    free(sets);
+    engine_session_destroy(s);
+    engine_model_close(m);
+    engine_image_free(image);
+    return rc ? FAIL : PASS;
+}
+
+static int all_tensors(Onnx__ValueInfoProto **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!v[i]->type || v[i]->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+            return 0;
+    return 1;
+}
+
+/* 1 if the case's model reads and writes only tensors: sequence, map and optional values are
+ * stored as other protobuf messages, not TensorProtos. */
+static int tensor_only_case(const char *dir)
+{
+    char path[4096];
+    uint8_t *buf;
+    size_t len;
+    char err[256];
+    if (snprintf(path, sizeof(path), "%s/model.onnx", dir) >= (int)sizeof(path) ||
+        read_file(path, MAX_FILE_BYTES, &buf, &len, err, sizeof(err)) != 0)
+        return 0;
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+    free(buf);
+    int ok = m && m->graph && all_tensors(m->graph->input, m->graph->n_input) &&
+             all_tensors(m->graph->output, m->graph->n_output);
+    if (m)
+        onnx__model_proto__free_unpacked(m, NULL);
+    return ok;
+}
+
+/* Decodes every .pb of a case; returns the number that failed for a reason other than an
+ * unsupported element type. */
+static int decode_case(const char *dir, struct tally *t, int verbose)
+{
+    if (!tensor_only_case(dir)) {
+        t->undecodable++;
+        return 0;
+    }
+    struct dirent **sets = NULL;
+    int n = scandir(dir, &sets, is_data_set, alphasort), bad = 0;
+    for (int i = 0; i < n; i++) {
+        char sub[4096], err[512];
+        if (snprintf(sub, sizeof(sub), "%s/%s", dir, sets[i]->d_name) >= (int)sizeof(sub)) {
+            free(sets[i]);
+            continue;
+        }
+        for (int k = 0; k < 2; k++) {
+            struct tensors ts = {0};
+            int rc = load_tensors(sub, k ? "output" : "input", &ts, err, sizeof(err));
+            t->decoded += ts.n;
+            tensors_free(&ts);
+            if (rc == -ENOTSUP) {
+                t->undecodable++;
+            } else if (rc) {
+                bad++;
+                fprintf(stderr, "undecodable: %s\n", err);
+            }
+            if (rc && verbose)
+                printf("  %s: %s\n", sub, err);
+        }
+        free(sets[i]);
+    }
+    free(sets);
+    return bad;
+}
+
+/* ---- isolation: one forked child per case ---- */
+
+static enum verdict run_isolated(const struct config *c, const char *dir, const char *name,
+                                 char *why, size_t whylen)
+{
+    if (!c->fork)
+        return run_case(dir, name, why, whylen);
+    int fds[2];
+    if (pipe(fds) != 0) {
+        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        return FAIL;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        snprintf(why, whylen, "fork: %s", strerror(errno));
+        return FAIL;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(CASE_TIMEOUT_S);
+        enum verdict v = run_case(dir, name, why, whylen);
+        ssize_t w = write(fds[1], why, strnlen(why, whylen));
+        (void)w;
+        _exit((int)v);
+    }
+    close(fds[1]);
+    why[0] = '\0';
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < whylen && (k = read(fds[0], why + got, whylen - 1 - got)) > 0)
+        got += (size_t)k;
+    why[got] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFSIGNALED(status)) {
+        snprintf(why, whylen, "crashed with signal %d (%s)", WTERMSIG(status),
+                 WTERMSIG(status) == SIGALRM ? "timeout" : strsignal(WTERMSIG(status)));
+        return FAIL;
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : FAIL;
+    return code == PASS || code == UNSUPPORTED ? (enum verdict)code : FAIL;
+}
+
+/* ---- walking the suites ---- */
+
+static int is_case(const struct dirent *e)
+{
+    return e->d_name[0] != '.';
+}
+
+static int run_suite(const struct config *c, const char *suite, struct tally *total)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/%s", c->root, suite);
+    struct dirent **cases = NULL;
+    int n = scandir(dir, &cases, is_case, alphasort), bad = 0;
+    if (n < 0) {
+        fprintf(stderr, "shmfaas-conformance: %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    struct tally t = {0};
+    for (int i = 0; i < n; i++) {
+        const char *name = cases[i]->d_name;
+        char cdir[4096], why[1024] = "";
+        if (snprintf(cdir, sizeof(cdir), "%s/%s", dir, name) >= (int)sizeof(cdir) ||
+            (c->filter && !strstr(name, c->filter))) {
+            free(cases[i]);
+            continue;
+        }
+        if (c->decode_only) {
+            bad += decode_case(cdir, &t, c->verbose);
+            t.n[PASS]++;
+        } else {
+            enum verdict v = run_isolated(c, cdir, name, why, sizeof(why));
+            t.n[v]++;
+            if (c->verbose)
+                printf("  %-11s %s/%s%s%s\n", verdict_name[v], suite, name, *why ? ": " : "",
+                       v == PASS ? "" : why);
+        }
+        free(cases[i]);
+    }
+    free(cases);
+    if (c->decode_only)
+        printf("%s: %d cases, %d tensors decoded, %d skipped (unsupported types), %d undecodable\n",
+               suite, t.n[PASS], t.decoded, t.undecodable, bad);
+    else
+        printf("%s: %d passed, %d failed, %d unsupported\n", suite, t.n[PASS], t.n[FAIL],
+               t.n[UNSUPPORTED]);
+    for (int k = 0; k < 3; k++)
+        total->n[k] += t.n[k];
+    total->decoded += t.decoded;
+    if (c->decode_only && t.n[PASS] == 0)
+        return -1;
+    return bad;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: shmfaas-conformance [--root DIR] [--suite NAME]... "
+                    "[--filter SUBSTR] [--verbose] [--no-fork] [--decode-only]\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct config c = {.root = DEFAULT_ROOT, .fork = 1};
+    static const struct option longopts[] = {
+        {"root", required_argument, NULL, 'r'}, {"suite", required_argument, NULL, 's'},
+        {"filter", required_argument, NULL, 'f'}, {"verbose", no_argument, NULL, 'v'},
+        {"no-fork", no_argument, NULL, 'n'},    {"decode-only", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "r:s:f:vndh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'r':
+            c.root = optarg;
+            break;
+        case 's':
+            if (c.n_suites == (int)ARRAY_LEN(c.suites)) {
+                usage();
+                return 2;
+            }
+            c.suites[c.n_suites++] = optarg;
+            break;
+        case 'f':
+            c.filter = optarg;
+            break;
+        case 'v':
+            c.verbose = 1;
+            break;
+        case 'n':
+            c.fork = 0;
+            break;
+        case 'd':
+            c.decode_only = 1;
+            break;
+        default:
+            usage();
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    if (optind != argc) {
+        usage();
+        return 2;
+    }
+    if (c.n_suites == 0) {
+        const char *all[] = {"node", "pytorch-converted", "pytorch-operator", "simple"};
+        for (size_t i = 0; i < ARRAY_LEN(all); i++)
+            c.suites[c.n_suites++] = all[i];
+    }
+    struct tally total = {0};
+    int bad = 0;
+    for (int i = 0; i < c.n_suites; i++)
+        if (run_suite(&c, c.suites[i], &total) != 0)
+            bad = 1;
+    if (!c.decode_only)
+        printf("total: %d passed, %d failed, %d unsupported\n", total.n[PASS], total.n[FAIL],
+               total.n[UNSUPPORTED]);
+    return bad || total.n[FAIL] > 0 ? 1 : 0;
+}
