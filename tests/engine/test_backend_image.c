@@ -1,0 +1,440 @@
+/*
+ * test_backend_image.c — the plan image as untrusted bytes: round trip through a copy, run-time
+ * input checks, truncation, every flipped table byte, targeted hostile fields (offsets, counts,
+ * indices, strings, magic, version, ISA), random mutations with the checksum recomputed (must
+ * error or run, never crash), and an image compiled for another thread count.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+
+#include "test_backend_util.h"
+
+/* x[1,3,8,8] → Conv 3x3 (+bias, relu) → MaxPool 2x2 → Flatten → Gemm → y[1,5] */
+static struct ir_graph *small_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, 3, 8, 8));
+    int w = tb_const(g, "w", SHAPE(4, 4, 3, 3, 3), NULL, 1);
+    int b = tb_const(g, "b", SHAPE(1, 4), NULL, 2);
+    int c = tb_act(g, "c", SHAPE(4, 1, 4, 8, 8));
+    int p = tb_act(g, "p", SHAPE(4, 1, 4, 4, 4));
+    int f = tb_act(g, "f", SHAPE(2, 1, 64));
+    int gw = tb_const(g, "gw", SHAPE(2, 5, 64), NULL, 3);
+    int gb = tb_const(g, "gb", SHAPE(1, 5), NULL, 4);
+    int y = tb_act(g, "y", SHAPE(2, 1, 5));
+    tb_input(g, x);
+    int ci[3] = {x, w, b}, pi[1] = {c}, fi[1] = {p}, gi[3] = {f, gw, gb};
+    struct ir_node *n = tb_node(g, "Conv", ci, 3, c);
+    tb_ints(n, "pads", 4, 1, 1, 1, 1);
+    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    n = tb_node(g, "MaxPool", pi, 1, p);
+    tb_ints(n, "kernel_shape", 2, 2, 2);
+    tb_ints(n, "strides", 2, 2, 2);
+    tb_node(g, "Flatten", fi, 1, f);
+    n = tb_node(g, "Gemm", gi, 3, y);
+    ir_attr_set_int(n, "transB", 1);
+    tb_output(g, y);
+    return g;
+}
+
+struct fixture {
+    void *img;
+    size_t len;
+    uint8_t *copy; /* 64-byte aligned scratch of len bytes */
+    float x[3 * 64];
+    float y[5]; /* output of the pristine image */
+};
+
+static int run_image(const void *img, size_t len, const float *x, float *y, char *err,
+                     size_t errlen)
+{
+    struct engine_model *m;
+    struct engine_session *s;
+    int rc = engine_model_open(img, len, &m, err, errlen);
+    if (rc)
+        return rc;
+    rc = engine_session_create(m, &s, err, errlen);
+    if (!rc) {
+        struct engine_tensor in = {.name = NULL, .dtype = ENGINE_F32,
+                                   .shape = SHAPE(4, 1, 3, 8, 8), .data = (void *)x,
+                                   .nbytes = 3 * 64 * sizeof(float)};
+        struct engine_tensor out[4];
+        rc = engine_session_run(s, &in, 1, out, 4, err, errlen);
+        if (!rc && y && out[0].nbytes == 5 * sizeof(float))
+            memcpy(y, out[0].data, 5 * sizeof(float));
+        engine_session_destroy(s);
+    }
+    engine_model_close(m);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    char err[512];
+    unsetenv("OMP_NUM_THREADS");
+    if (tb_compile(small_net(), 1, &f->img, &f->len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    f->copy = aligned_alloc(64, ALIGN_UP(f->len, 64));
+    uint32_t seed = 99;
+    for (int i = 0; i < 3 * 64; i++)
+        f->x[i] = tb_rand(&seed);
+    if (run_image(f->img, f->len, f->x, f->y, err, sizeof(err)))
+        fail_msg("run: %s", err);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    engine_image_free(f->img);
+    free(f->copy);
+    free(f);
+    return 0;
+}
+
+static struct plan_header *fresh_copy(struct fixture *f)
+{
+    memcpy(f->copy, f->img, f->len);
+    return (struct plan_header *)f->copy;
+}
+
+/* Recomputes both hashes after a deliberate edit, as a forger would. */
+static void reseal(uint8_t *img, size_t len)
+{
+    struct plan_header *h = (struct plan_header *)img;
+    uint64_t wo = h->sec[PLAN_SEC_WEIGHTS].offset;
+    if (wo < PLAN_TABLES_HASHED_FROM || wo > len)
+        wo = len;
+    sha256(img + PLAN_TABLES_HASHED_FROM, wo - PLAN_TABLES_HASHED_FROM, h->tables_sha256);
+    sha256(img + PLAN_IMAGE_HASHED_FROM, len - PLAN_IMAGE_HASHED_FROM, h->image_sha256);
+}
+
+static void expect_refused(struct fixture *f, size_t len, const char *needle)
+{
+    char err[512] = "";
+    struct engine_model *m = NULL;
+    int rc = engine_model_open(f->copy, len, &m, err, sizeof(err));
+    if (rc == 0) {
+        engine_model_close(m);
+        fail_msg("hostile image opened (expected an error containing \"%s\")", needle);
+    }
+    if (needle && !strstr(err, needle))
+        fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
+}
+
+/* ---- round trip and introspection ---- */
+
+static void test_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    fresh_copy(f);
+    assert_int_equal(engine_image_verify(f->copy, f->len, err, sizeof(err)), 0);
+    struct engine_model *m;
+    assert_int_equal(engine_model_open(f->copy, f->len, &m, err, sizeof(err)), 0);
+    assert_int_equal(engine_model_n_inputs(m), 1);
+    assert_int_equal(engine_model_n_outputs(m), 1);
+    struct engine_tensor_info ti;
+    assert_int_equal(engine_model_input(m, 0, &ti), 0);
+    assert_string_equal(ti.name, "x");
+    assert_int_equal(ti.dtype, ENGINE_F32);
+    assert_int_equal(ti.shape.rank, 4);
+    assert_int_equal(ti.shape.dims[1], 3);
+    assert_int_equal(engine_model_output(m, 0, &ti), 0);
+    assert_string_equal(ti.name, "y");
+    assert_int_equal(ti.shape.dims[1], 5);
+    assert_true(engine_model_input(m, 1, &ti) < 0);
+    assert_int_equal(engine_model_threads(m), 1);
+    assert_true(engine_model_arena_size(m) >= (3 + 4 + 4) * 64 * sizeof(float) / 4);
+    assert_true(engine_model_weights_size(m) >= (4 * 27 + 4 + 5 * 64 + 5) * sizeof(float));
+    engine_model_close(m);
+    float y[5];
+    assert_int_equal(run_image(f->copy, f->len, f->x, y, err, sizeof(err)), 0);
+    assert_memory_equal(y, f->y, sizeof(y));
+    const char *fp = engine_fingerprint();
+    assert_non_null(strstr(fp, "onednn/"));
+    assert_non_null(strstr(fp, "isa/"));
+}
+
+/* Two sessions of one model are independent; release_memory keeps a session usable. */
+static void test_sessions(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    struct engine_model *m;
+    struct engine_session *a, *b;
+    assert_int_equal(engine_model_open(f->img, f->len, &m, err, sizeof(err)), 0);
+    assert_int_equal(engine_session_create(m, &a, err, sizeof(err)), 0);
+    assert_int_equal(engine_session_create(m, &b, err, sizeof(err)), 0);
+    struct engine_tensor in = {.dtype = ENGINE_F32, .shape = SHAPE(4, 1, 3, 8, 8), .data = f->x,
+                               .nbytes = sizeof(f->x)};
+    struct engine_tensor oa[1], ob[1];
+    assert_int_equal(engine_session_run(a, &in, 1, oa, 1, err, sizeof(err)), 0);
+    engine_session_release_memory(a);
+    assert_int_equal(engine_session_run(b, &in, 1, ob, 1, err, sizeof(err)), 0);
+    assert_int_equal(engine_session_run(a, &in, 1, oa, 1, err, sizeof(err)), 0);
+    assert_true(oa[0].data != ob[0].data);
+    assert_memory_equal(oa[0].data, f->y, sizeof(f->y));
+    assert_memory_equal(ob[0].data, f->y, sizeof(f->y));
+    engine_session_destroy(a);
+    engine_session_destroy(b);
+    engine_model_close(m);
+}
+
+static void test_input_checks(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    struct engine_model *m;
+    struct engine_session *s;
+    assert_int_equal(engine_model_open(f->img, f->len, &m, err, sizeof(err)), 0);
+    assert_int_equal(engine_session_create(m, &s, err, sizeof(err)), 0);
+    struct engine_tensor out[1];
+    struct engine_tensor in = {.name = "x", .dtype = ENGINE_F32, .shape = SHAPE(4, 1, 3, 8, 7),
+                               .data = f->x, .nbytes = 3 * 56 * sizeof(float)};
+    assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "expects [1,3,8,8]"));
+    in.shape = SHAPE(4, 1, 3, 8, 8);
+    in.dtype = ENGINE_I32;
+    assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "float32"));
+    in.dtype = ENGINE_F32;
+    in.name = "nope";
+    assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "input x missing"));
+    in.name = "x";
+    in.nbytes = 12;
+    assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
+    assert_int_equal(engine_session_run(s, &in, 1, out, 0, err, sizeof(err)), -EINVAL);
+    engine_session_destroy(s);
+    engine_model_close(m);
+}
+
+/* ---- hostile images ---- */
+
+static void test_truncated(void **state)
+{
+    struct fixture *f = *state;
+    size_t lens[] = {0, 7, 64, sizeof(struct plan_header) - 1, sizeof(struct plan_header),
+                     f->len / 2, f->len - 64, f->len - 1};
+    char err[512];
+    for (size_t i = 0; i < ARRAY_LEN(lens); i++) {
+        fresh_copy(f);
+        expect_refused(f, lens[i], NULL);
+        assert_true(engine_image_verify(f->copy, lens[i], err, sizeof(err)) < 0);
+    }
+    fresh_copy(f);
+    expect_refused(f, lens[1], "shorter than a header");
+    expect_refused(f, f->len - 64, "truncated");
+}
+
+/* Any flipped byte of the header or tables is refused by open; any flipped byte anywhere is
+ * caught by engine_image_verify. */
+static void test_flipped_bytes(void **state)
+{
+    struct fixture *f = *state;
+    const struct plan_header *h = f->img;
+    uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
+    char err[512];
+    for (uint64_t pos = 0; pos < tables_end; pos++) {
+        fresh_copy(f);
+        f->copy[pos] ^= 0x5a;
+        int in_image_hash = pos >= offsetof(struct plan_header, image_sha256) &&
+                            pos < offsetof(struct plan_header, tables_sha256);
+        if (in_image_hash) {
+            struct engine_model *m;
+            assert_int_equal(engine_model_open(f->copy, f->len, &m, err, sizeof(err)), 0);
+            engine_model_close(m);
+        } else {
+            expect_refused(f, f->len, NULL);
+        }
+        assert_true(engine_image_verify(f->copy, f->len, err, sizeof(err)) < 0);
+    }
+    for (uint64_t pos = tables_end; pos < f->len; pos += 61) {
+        fresh_copy(f);
+        f->copy[pos] ^= 0x01;
+        assert_int_equal(engine_image_verify(f->copy, f->len, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "SHA-256"));
+    }
+}
+
+static void test_header_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct plan_header *h = fresh_copy(f);
+    h->magic[1] = 'X';
+    expect_refused(f, f->len, "bad magic");
+    h = fresh_copy(f);
+    h->format_version = 99;
+    expect_refused(f, f->len, "format version 99");
+    h = fresh_copy(f);
+    snprintf(h->isa, sizeof(h->isa), "avx512_core_amx");
+    expect_refused(f, f->len, "checksum");
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "ISA avx512_core_amx");
+    h = fresh_copy(f);
+    snprintf(h->dnnl_version, sizeof(h->dnnl_version), "9.9.9");
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "oneDNN 9.9.9");
+    h = fresh_copy(f);
+    snprintf(h->engine_version, sizeof(h->engine_version), "0.0.0-old");
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "engine 0.0.0-old");
+    h = fresh_copy(f);
+    h->threads = 4;
+    expect_refused(f, f->len, "checksum"); /* a tampered thread count never gets this far */
+    h->threads = 0;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "thread count");
+}
+
+static void test_section_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct plan_header *h = fresh_copy(f);
+    h->sec[PLAN_SEC_TENSORS].offset = f->len + 64;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "section tensors");
+    h = fresh_copy(f);
+    h->sec[PLAN_SEC_NODES].count = 1ull << 40;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "section nodes");
+    h = fresh_copy(f);
+    h->sec[PLAN_SEC_NODES].offset += 8;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "misaligned");
+    h = fresh_copy(f);
+    h->sec[PLAN_SEC_STRINGS].size = 0;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "string table");
+    h = fresh_copy(f);
+    h->n_inputs = 1u << 30;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "graph inputs");
+}
+
+static struct plan_tensor *tensor_at(struct fixture *f, uint32_t i)
+{
+    struct plan_header *h = (struct plan_header *)f->copy;
+    return (struct plan_tensor *)(f->copy + h->sec[PLAN_SEC_TENSORS].offset) + i;
+}
+
+static struct plan_node *node_at(struct fixture *f, uint32_t i)
+{
+    struct plan_header *h = (struct plan_header *)f->copy;
+    return (struct plan_node *)(f->copy + h->sec[PLAN_SEC_NODES].offset) + i;
+}
+
+static void test_table_fields(void **state)
+{
+    struct fixture *f = *state;
+    fresh_copy(f);
+    tensor_at(f, 0)->offset = 1ull << 62;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "outside its");
+    fresh_copy(f);
+    tensor_at(f, 1)->dims[0] = INT64_MAX / 2;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "tensor");
+    fresh_copy(f);
+    tensor_at(f, 0)->name = 1u << 31;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "outside the table");
+    fresh_copy(f);
+    node_at(f, 0)->out = 1u << 20;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "refers to tensor");
+    fresh_copy(f);
+    node_at(f, 0)->in_first = UINT32_MAX - 1;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "outside the index");
+    fresh_copy(f);
+    node_at(f, 0)->op = 77;
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "bad op");
+    fresh_copy(f);
+    node_at(f, 0)->strides[0] = 3; /* output no longer follows from the window */
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "output spatial size");
+    fresh_copy(f);
+    node_at(f, 0)->impl = node_at(f, 0)->name; /* recorded implementation differs */
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "recompile");
+    fresh_copy(f);
+    struct plan_header *h = (struct plan_header *)f->copy;
+    dnnl_memory_desc_t *md = (dnnl_memory_desc_t *)(f->copy + h->sec[PLAN_SEC_MDS].offset);
+    md->format_desc.blocking.inner_nblks = 1000; /* a weights layout nobody would pick */
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "weights are packed for another layout");
+}
+
+/* Random edits with the checksum recomputed: each image errors cleanly or runs. */
+static void test_resealed_mutations(void **state)
+{
+    struct fixture *f = *state;
+    const struct plan_header *h = f->img;
+    uint64_t lo = PLAN_TABLES_HASHED_FROM, hi = h->sec[PLAN_SEC_WEIGHTS].offset;
+    uint32_t seed = 12345;
+    float y[5];
+    char err[512];
+    int opened = 0;
+    for (int iter = 0; iter < 400; iter++) {
+        fresh_copy(f);
+        int edits = 1 + iter % 4;
+        for (int e = 0; e < edits; e++) {
+            seed = seed * 1664525u + 1013904223u;
+            uint64_t pos = lo + (seed >> 4) % (hi - lo);
+            seed = seed * 1664525u + 1013904223u;
+            f->copy[pos] = (iter & 1) ? (uint8_t)(seed >> 24) : f->copy[pos] ^ (uint8_t)(1u << (seed >> 29));
+        }
+        reseal(f->copy, f->len);
+        if (run_image(f->copy, f->len, f->x, y, err, sizeof(err)) == 0)
+            opened++;
+    }
+    print_message("%d of 400 resealed mutants opened and ran\n", opened);
+}
+
+/* An image is compiled for a thread count; a process set to run another count refuses it. */
+static void test_thread_count(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    void *img2;
+    size_t len2;
+    if (tb_compile(small_net(), 2, &img2, &len2, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    struct engine_model *m;
+    setenv("OMP_NUM_THREADS", "1", 1);
+    assert_int_equal(engine_model_open(img2, len2, &m, err, sizeof(err)), -EPROTO);
+    assert_non_null(strstr(err, "compiled for 2 thread(s)"));
+    assert_non_null(strstr(err, "recompile"));
+    assert_int_equal(engine_model_open(f->img, f->len, &m, err, sizeof(err)), 0);
+    engine_model_close(m);
+    setenv("OMP_NUM_THREADS", "2", 1);
+    assert_int_equal(engine_model_open(img2, len2, &m, err, sizeof(err)), 0);
+    assert_int_equal(engine_model_threads(m), 2);
+    engine_model_close(m);
+    assert_int_equal(engine_model_open(f->img, f->len, &m, err, sizeof(err)), -EPROTO);
+    assert_non_null(strstr(err, "compiled for 1 thread(s)"));
+    unsetenv("OMP_NUM_THREADS");
+    engine_image_free(img2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_input_checks),  cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_flipped_bytes), cmocka_unit_test(test_header_fields),
+        cmocka_unit_test(test_section_fields), cmocka_unit_test(test_table_fields),
+        cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_thread_count),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
