@@ -156,7 +156,8 @@ static int oom(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return ir_node_err(g, n, err, errlen, -ENOMEM, "out of memory while folding");
 }
 
-/* Output 0 = input 0's bytes (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Dropout). */
+/* Output 0 = input 0's bytes (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Dropout: its
+ * mask, if any, became a constant in infer_dropout). */
 static int eval_copy(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     struct ir_tensor *x = in_t(g, n, 0);
@@ -164,15 +165,7 @@ static int eval_copy(struct ir_graph *g, struct ir_node *n, char *err, size_t er
     if (!d)
         return oom(g, n, err, errlen);
     memcpy(d, x->data, x->nbytes);
-    set_data(g, n, 0, d);
-    if (n->n_out > 1 && n->out[1] >= 0) {
-        void *mask = alloc_out(g, n, 1);
-        if (!mask)
-            return oom(g, n, err, errlen);
-        memset(mask, 1, (size_t)engine_shape_numel(&x->shape));
-        set_data(g, n, 1, mask);
-    }
-    return 0;
+    return set_data(g, n, 0, d);
 }
 
 /* ---- activations and element-wise unary ---- */
@@ -266,9 +259,20 @@ static int infer_dropout(struct ir_graph *g, struct ir_node *n, char *err, size_
         return ir_node_err(g, n, err, errlen, -ENOTSUP,
                            "unsupported attribute training_mode (only inference)");
     struct ir_tensor *x = in_t(g, n, 0);
-    if ((rc = set_out(g, n, 0, x->dtype, &x->shape, err, errlen)))
+    if ((rc = set_out(g, n, 0, x->dtype, &x->shape, err, errlen)) ||
+        (rc = set_out(g, n, 1, ENGINE_BOOL, &x->shape, err, errlen)))
         return rc;
-    return set_out(g, n, 1, ENGINE_BOOL, &x->shape, err, errlen);
+    if (n->n_out < 2 || n->out[1] < 0)
+        return 0;
+    /* in inference the mask is all true whatever the input: a constant, not an output */
+    void *mask = alloc_out(g, n, 1);
+    if (!mask)
+        return oom(g, n, err, errlen);
+    memset(mask, 1, (size_t)engine_shape_numel(&x->shape));
+    set_data(g, n, 1, mask);
+    g->tensors[n->out[1]].producer = -1;
+    n->out[1] = -1;
+    return 0;
 }
 
 /* ---- element-wise binary with broadcasting ---- */
@@ -1099,7 +1103,7 @@ static int infer_transpose(struct ir_graph *g, struct ir_node *n, char *err, siz
     int64_t perm[ENGINE_MAX_RANK];
     for (int i = 0; i < r; i++)
         perm[i] = r - 1 - i;
-    if ((rc = attr_ints(g, n, "perm", perm, r, 0, err, errlen)))
+    if (ir_attr_get(n, "perm") && (rc = attr_ints(g, n, "perm", perm, r, 0, err, errlen)))
         return rc;
     struct engine_shape o = {.rank = r};
     for (int i = 0; i < r; i++) {
