@@ -75,13 +75,12 @@ static int call(struct store_client *c, struct proto_msg *req, struct proto_msg 
 }
 
 /* ATTACH round trip; fills img (fd, size, hashes, lease, name), no mapping. */
-static int attach_raw(struct store_client *c, const char *ref, int threads,
-                      struct store_image *img, char *err, size_t errlen)
+static int attach_raw(struct store_client *c, const char *ref, int threads, struct store_image *img,
+                      char *err, size_t errlen)
 {
     struct proto_msg req = {.type = PROTO_ATTACH}, reply;
     if (strlen(ref) > PROTO_MAX_REF)
-        return seterr(err, errlen, -ENAMETOOLONG, "model ref longer than %d bytes",
-                      PROTO_MAX_REF);
+        return seterr(err, errlen, -ENAMETOOLONG, "model ref longer than %d bytes", PROTO_MAX_REF);
     req.u.ref.threads = threads > 0 ? (uint32_t)threads : 0;
     snprintf(req.u.ref.ref, sizeof(req.u.ref.ref), "%s", ref);
     int fd = -1;
@@ -152,8 +151,7 @@ static void unmap_held(struct held *h)
         close(h->img.fd);
 }
 
-int store_detach(struct store_client *c, const struct store_image *img, char *err,
-                 size_t errlen)
+int store_detach(struct store_client *c, const struct store_image *img, char *err, size_t errlen)
 {
     struct held **pp = &c->held;
     while (*pp && &(*pp)->img != img)

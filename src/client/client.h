@@ -23,15 +23,15 @@ struct store_client;
 
 /* An attached model image. Owned by the client; valid until store_detach()/store_close(). */
 struct store_image {
-    int fd;                 /* O_RDONLY fd of the image file */
-    uint64_t size;          /* image bytes */
-    uint8_t sha256[32];     /* of the image bytes */
-    uint8_t identity[32];   /* model identity (ONNX sha + engine fingerprint + threads) */
-    const void *addr;       /* PROT_READ mapping of the whole image */
-    int threads;            /* thread count the image was compiled for */
-    uint64_t lease;         /* lease id in the store */
-    char name[256];         /* the name the store knows it by */
-    char ref[4097];         /* the ref it was attached with (re-attached on reconnect) */
+    int fd;               /* O_RDONLY fd of the image file */
+    uint64_t size;        /* image bytes */
+    uint8_t sha256[32];   /* of the image bytes */
+    uint8_t identity[32]; /* model identity (ONNX sha + engine fingerprint + threads) */
+    const void *addr;     /* PROT_READ mapping of the whole image */
+    int threads;          /* thread count the image was compiled for */
+    uint64_t lease;       /* lease id in the store */
+    char name[256];       /* the name the store knows it by */
+    char ref[4097];       /* the ref it was attached with (re-attached on reconnect) */
 };
 
 /* path NULL: STORE_DEFAULT_SOCKET. Errors say where and what to check. */
@@ -43,8 +43,7 @@ int store_attach(struct store_client *c, const char *ref, int threads,
                  const struct store_image **out, char *err, size_t errlen);
 
 /* Drops the lease and unmaps the image. */
-int store_detach(struct store_client *c, const struct store_image *img, char *err,
-                 size_t errlen);
+int store_detach(struct store_client *c, const struct store_image *img, char *err, size_t errlen);
 
 /* The store's figures as JSON text ({"totals": {...}, "models": [...]}); free() it. */
 int store_stats(struct store_client *c, char **json, char *err, size_t errlen);

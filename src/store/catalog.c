@@ -68,8 +68,7 @@ struct model *catalog_find(const struct catalog *c, const uint8_t identity[SHA25
     return NULL;
 }
 
-struct model *catalog_find_hash(const struct catalog *c, const uint8_t sha[SHA256_LEN],
-                                int threads)
+struct model *catalog_find_hash(const struct catalog *c, const uint8_t sha[SHA256_LEN], int threads)
 {
     struct model *m = catalog_find(c, sha);
     if (m)

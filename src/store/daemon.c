@@ -25,7 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define MAX_CONNS 4096
+#define MAX_CONNS     4096
 #define SRC_CACHE_MAX 256
 
 struct lease {
@@ -128,8 +128,7 @@ static struct conn *conn_by_id(struct daemon *d, uint64_t id)
 }
 
 /* Gives c a lease on resident model m and sends it the image fd. */
-static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq,
-                 const char *name)
+static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq, const char *name)
 {
     if (c->n_leases == c->cap_leases) {
         size_t cap = c->cap_leases ? c->cap_leases * 2 : 4;
@@ -313,8 +312,10 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     if (ref.kind == REF_HASH) {
         m = catalog_find_hash(&d->cat, ref.hash, threads);
         if (!m)
-            return reply_error(c, msg->seq, -ENOENT, "model %s: no resident model has this "
-                               "hash; attach it by name first", msg->u.ref.ref);
+            return reply_error(c, msg->seq, -ENOENT,
+                               "model %s: no resident model has this "
+                               "hash; attach it by name first",
+                               msg->u.ref.ref);
         name = m->names[0] ? m->names : m->idhex;
     } else {
         struct stat st;
@@ -358,8 +359,7 @@ static int send_json(struct conn *c, uint32_t seq, char *text)
     m.u.json.len = strlen(text);
     int rc;
     if (m.u.json.len > PROTO_MAX_MSG - PROTO_HDR_LEN - 4)
-        rc = reply_error(c, seq, -EMSGSIZE, "stats of %zu bytes exceed one message",
-                         m.u.json.len);
+        rc = reply_error(c, seq, -EMSGSIZE, "stats of %zu bytes exceed one message", m.u.json.len);
     else
         rc = send_msg(c, &m, -1);
     free(text);
@@ -392,8 +392,8 @@ static int on_evict(struct daemon *d, struct conn *c, const struct proto_msg *ms
     }
     int found = 0;
     for (struct model *m = d->cat.models; m; m = m->next) {
-        int match = !memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha,
-                                                                      SHA256_LEN);
+        int match =
+            !memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha, SHA256_LEN);
         if (match && m->state == MODEL_RESIDENT && m->leases > 0)
             return reply_error(c, msg->seq, -EBUSY, "model %s: %d lease(s) held; not evicted",
                                msg->u.ref.ref, m->leases);
@@ -403,8 +403,8 @@ static int on_evict(struct daemon *d, struct conn *c, const struct proto_msg *ms
         return reply_error(c, msg->seq, -ENOENT, "model %s is not resident", msg->u.ref.ref);
     for (struct model *m = d->cat.models, *next; m; m = next) {
         next = m->next;
-        if (m->state == MODEL_RESIDENT && (!memcmp(m->identity, sha, SHA256_LEN) ||
-                                           !memcmp(m->source_sha, sha, SHA256_LEN)))
+        if (m->state == MODEL_RESIDENT &&
+            (!memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha, SHA256_LEN)))
             evict(d, m);
     }
     return reply_ok(c, msg->seq);
@@ -488,8 +488,8 @@ static int admit(struct daemon *d, struct model *m, struct compile_job *job, cha
         d->n.refused++;
         return rc;
     }
-    rc = image_write(d->cfg->dir, m->idhex, job->image, job->image_len, m->image_sha, &m->fd,
-                     err, errlen);
+    rc = image_write(d->cfg->dir, m->idhex, job->image, job->image_len, m->image_sha, &m->fd, err,
+                     errlen);
     if (rc < 0)
         return rc;
     catalog_admit(&d->cat, m, job->image_len);
@@ -582,8 +582,8 @@ static int conn_read(struct daemon *d, struct conn *c)
     if (rc == -ECONNRESET)
         return rc;
     if (rc < 0) {
-        log_warn("client pid %d uid %u: %s; dropping the connection", (int)c->pid,
-                 (unsigned)c->uid, err);
+        log_warn("client pid %d uid %u: %s; dropping the connection", (int)c->pid, (unsigned)c->uid,
+                 err);
         return rc;
     }
     return dispatch(d, c, &msg);
@@ -638,8 +638,8 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     int rc = mkdir_p(cfg->dir, 0700);
     struct stat st;
     if (rc < 0 || stat(cfg->dir, &st) < 0)
-        return seterr(err, errlen, rc < 0 ? rc : -errno, "--dir %s: cannot create it: %s",
-                      cfg->dir, strerror(rc < 0 ? -rc : errno));
+        return seterr(err, errlen, rc < 0 ? rc : -errno, "--dir %s: cannot create it: %s", cfg->dir,
+                      strerror(rc < 0 ? -rc : errno));
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
         return seterr(err, errlen, -EPERM, "--dir %s: not a directory owned by uid %u", cfg->dir,
                       (unsigned)geteuid());
@@ -649,8 +649,7 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
-static int daemon_open(struct daemon *d, const struct store_config *cfg, char *err,
-                       size_t errlen)
+static int daemon_open(struct daemon *d, const struct store_config *cfg, char *err, size_t errlen)
 {
     d->cfg = cfg;
     d->listen_fd = d->sig_fd = -1;

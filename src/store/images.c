@@ -112,7 +112,8 @@ static int check_image(const void *p, size_t len, const uint8_t identity[SHA256_
     uint8_t want[SHA256_LEN];
     model_identity(tmpl->source_sha, engine_fingerprint(), tmpl->threads, want);
     if (memcmp(want, identity, SHA256_LEN) != 0)
-        return seterr(err, errlen, -EINVAL, "image content does not match its name (built by "
+        return seterr(err, errlen, -EINVAL,
+                      "image content does not match its name (built by "
                       "another engine, CPU or thread count)");
     sha256(p, len, tmpl->image_sha);
     return 0;
@@ -141,8 +142,8 @@ static int adopt_one(const char *dir, const char *name, const uint8_t identity[S
     struct model tmpl = {0};
     int rc = check_image(p, len, identity, &tmpl, err, errlen);
     munmap(p, len);
-    struct model *m = rc == 0 ? catalog_add(c, identity, tmpl.source_sha, tmpl.threads, NULL)
-                              : NULL;
+    struct model *m =
+        rc == 0 ? catalog_add(c, identity, tmpl.source_sha, tmpl.threads, NULL) : NULL;
     if (!m) {
         close(fd);
         return rc < 0 ? rc : seterr(err, errlen, -ENOMEM, "out of memory");

@@ -65,8 +65,16 @@ static int parse_allow(struct store_config *cfg, const char *list)
     return 0;
 }
 
-enum { OPT_SOCKET = 256, OPT_DIR, OPT_MODELS, OPT_BUDGET, OPT_THREADS, OPT_ALLOW, OPT_METRICS,
-       OPT_LOG };
+enum {
+    OPT_SOCKET = 256,
+    OPT_DIR,
+    OPT_MODELS,
+    OPT_BUDGET,
+    OPT_THREADS,
+    OPT_ALLOW,
+    OPT_METRICS,
+    OPT_LOG
+};
 
 static int parse_opt(struct store_config *cfg, int opt, const char *arg)
 {

@@ -14,22 +14,21 @@ static json_t *model_json(const struct model *m)
     char src[SHA256_HEX_LEN], img[SHA256_HEX_LEN];
     sha256_hex(m->source_sha, src);
     sha256_hex(m->image_sha, img);
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f}", "identity", m->idhex,
-                     "names", m->names, "source_sha256", src, "image_sha256", img, "threads",
-                     m->threads, "size", (json_int_t)m->size, "last_use_ms",
-                     (json_int_t)m->last_use_ms, "release_seq", (json_int_t)m->release_seq,
-                     "compile_seconds", m->compile_s);
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f}", "identity", m->idhex, "names",
+                     m->names, "source_sha256", src, "image_sha256", img, "threads", m->threads,
+                     "size", (json_int_t)m->size, "last_use_ms", (json_int_t)m->last_use_ms,
+                     "release_seq", (json_int_t)m->release_seq, "compile_seconds", m->compile_s);
 }
 
-int manifest_write(const char *path, const struct catalog *c, const char *fingerprint,
-                   char *err, size_t errlen)
+int manifest_write(const char *path, const struct catalog *c, const char *fingerprint, char *err,
+                   size_t errlen)
 {
     json_t *models = json_array();
     for (const struct model *m = c->models; m; m = m->next)
         if (m->state == MODEL_RESIDENT)
             json_array_append_new(models, model_json(m));
-    json_t *root = json_pack("{s:i, s:s, s:o}", "version", 1, "fingerprint", fingerprint,
-                             "models", models);
+    json_t *root =
+        json_pack("{s:i, s:s, s:o}", "version", 1, "fingerprint", fingerprint, "models", models);
     char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!text)
@@ -44,9 +43,8 @@ static int entry_from_json(json_t *j, struct manifest_entry *e)
     const char *id = NULL, *names = "";
     json_int_t last = 0, seq = 0;
     double compile_s = 0;
-    if (json_unpack(j, "{s:s, s?s, s?I, s?I, s?F}", "identity", &id, "names", &names,
-                    "last_use_ms", &last, "release_seq", &seq, "compile_seconds",
-                    &compile_s) < 0)
+    if (json_unpack(j, "{s:s, s?s, s?I, s?I, s?F}", "identity", &id, "names", &names, "last_use_ms",
+                    &last, "release_seq", &seq, "compile_seconds", &compile_s) < 0)
         return -1;
     uint8_t digest[SHA256_LEN];
     if (strlen(id) != 64 || sha256_parse_hex(id, digest) < 0 || strlen(names) >= sizeof(e->names))

@@ -25,8 +25,8 @@ struct manifest {
 };
 
 /* Writes every RESIDENT model of c to path. */
-int manifest_write(const char *path, const struct catalog *c, const char *fingerprint,
-                   char *err, size_t errlen);
+int manifest_write(const char *path, const struct catalog *c, const char *fingerprint, char *err,
+                   size_t errlen);
 /* Reads path; a missing file is an empty manifest. Malformed entries are skipped with a warning. */
 int manifest_read(const char *path, struct manifest *out, char *err, size_t errlen);
 const struct manifest_entry *manifest_find(const struct manifest *m, const char *idhex);

@@ -279,8 +279,7 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *m, char *err,
         get_u32(&r, &length) < 0 || get_u32(&r, &m->seq) < 0)
         return seterr(err, errlen, -EBADMSG, "message of %zu bytes is shorter than a header", len);
     if (magic != PROTO_MAGIC)
-        return seterr(err, errlen, -EBADMSG, "bad magic 0x%08x (not a shmfaas store peer?)",
-                      magic);
+        return seterr(err, errlen, -EBADMSG, "bad magic 0x%08x (not a shmfaas store peer?)", magic);
     if (version != PROTO_VERSION)
         return seterr(err, errlen, -EPROTO, "protocol version %u, this side speaks %u", version,
                       PROTO_VERSION);
@@ -366,9 +365,10 @@ int proto_recv(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd,
         struct cmsghdr h;
         char space[CMSG_SPACE(4 * sizeof(int))];
     } ctl;
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
-        .msg_controllen = sizeof(ctl.space)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.space,
+                        .msg_controllen = sizeof(ctl.space)};
     if (fd)
         *fd = -1;
     ssize_t n;

@@ -25,16 +25,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC      0x464d4853u /* "SHMF" */
-#define PROTO_VERSION    1
-#define PROTO_HDR_LEN    16
-#define PROTO_MAX_REF    4096           /* bytes of a model ref */
-#define PROTO_MAX_NAME   255            /* bytes of a model name */
-#define PROTO_MAX_ERR    1024           /* bytes of an error message */
-#define PROTO_MAX_THREADS 1024          /* threads an image may be compiled for */
-#define PROTO_MAX_REQ    (PROTO_HDR_LEN + 8 + PROTO_MAX_REF) /* largest request */
-#define PROTO_MAX_MSG    (256 * 1024)   /* largest message of any kind (JSON replies) */
-#define PROTO_SHA_LEN    32
+#define PROTO_MAGIC       0x464d4853u /* "SHMF" */
+#define PROTO_VERSION     1
+#define PROTO_HDR_LEN     16
+#define PROTO_MAX_REF     4096 /* bytes of a model ref */
+#define PROTO_MAX_NAME    255  /* bytes of a model name */
+#define PROTO_MAX_ERR     1024 /* bytes of an error message */
+#define PROTO_MAX_THREADS 1024 /* threads an image may be compiled for */
+#define PROTO_MAX_REQ     (PROTO_HDR_LEN + 8 + PROTO_MAX_REF) /* largest request */
+#define PROTO_MAX_MSG     (256 * 1024) /* largest message of any kind (JSON replies) */
+#define PROTO_SHA_LEN     32
 
 enum proto_type {
     PROTO_ATTACH = 1,

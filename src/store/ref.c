@@ -32,8 +32,10 @@ static int resolve_inside(const char *models_real, const char *ref, const char *
     size_t n = strlen(models_real);
     int root = n == 1; /* models_real is "/" */
     if (strncmp(real, models_real, n) != 0 || (!root && real[n] != '/') || !real[n + !root])
-        return seterr(err, errlen, -EPERM, "model %s: resolves to %s, outside the models "
-                      "directory %s", ref, real, models_real);
+        return seterr(err, errlen, -EPERM,
+                      "model %s: resolves to %s, outside the models "
+                      "directory %s",
+                      ref, real, models_real);
     struct stat st;
     if (stat(real, &st) < 0 || !S_ISREG(st.st_mode))
         return seterr(err, errlen, -EINVAL, "model %s: %s is not a regular file", ref, real);
@@ -49,12 +51,12 @@ static int resolve_inside(const char *models_real, const char *ref, const char *
     return 0;
 }
 
-int ref_resolve(const char *models_real, const char *ref, struct ref *out, char *err,
-                size_t errlen)
+int ref_resolve(const char *models_real, const char *ref, struct ref *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (!ref || !*ref)
-        return seterr(err, errlen, -EINVAL, "empty model ref: give a name, an absolute path or "
+        return seterr(err, errlen, -EINVAL,
+                      "empty model ref: give a name, an absolute path or "
                       "sha256:<hex>");
     if (strlen(ref) >= PATH_MAX)
         return seterr(err, errlen, -ENAMETOOLONG, "model ref of %zu bytes is too long",
@@ -69,8 +71,10 @@ int ref_resolve(const char *models_real, const char *ref, struct ref *out, char 
     if (ref[0] == '/')
         return resolve_inside(models_real, ref, ref, out, err, errlen);
     if (!valid_name(ref))
-        return seterr(err, errlen, -EINVAL, "model %.80s: a name is 1-%d characters of "
-                      "[A-Za-z0-9._-], not starting with '.' or '-'", ref, REF_MAX_NAME);
+        return seterr(err, errlen, -EINVAL,
+                      "model %.80s: a name is 1-%d characters of "
+                      "[A-Za-z0-9._-], not starting with '.' or '-'",
+                      ref, REF_MAX_NAME);
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof(path), "%s/%s.onnx", models_real, ref) >= sizeof(path))
         return seterr(err, errlen, -ENAMETOOLONG, "model %s: path too long", ref);

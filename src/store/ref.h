@@ -23,9 +23,9 @@ enum ref_kind { REF_PATH, REF_HASH };
 
 struct ref {
     enum ref_kind kind;
-    char path[PATH_MAX];       /* REF_PATH: resolved file */
+    char path[PATH_MAX];         /* REF_PATH: resolved file */
     char name[REF_MAX_NAME + 1]; /* REF_PATH: file name without ".onnx" */
-    uint8_t hash[SHA256_LEN];  /* REF_HASH */
+    uint8_t hash[SHA256_LEN];    /* REF_HASH */
 };
 
 /* models_real is the realpath() of --models. */

@@ -92,14 +92,14 @@ static void model_metrics(struct text *t, const struct catalog *c)
             "# TYPE shmfaas_store_model_bytes gauge\n");
     for (const struct model *m = c->models; m; m = m->next)
         if (m->state == MODEL_RESIDENT)
-            emit(t, "shmfaas_store_model_bytes{name=\"%s\",hash=\"%s\"} %llu\n", m->names,
-                 m->idhex, (unsigned long long)m->size);
+            emit(t, "shmfaas_store_model_bytes{name=\"%s\",hash=\"%s\"} %llu\n", m->names, m->idhex,
+                 (unsigned long long)m->size);
     emit(t, "# HELP shmfaas_store_model_leases Live leases on a resident model.\n"
             "# TYPE shmfaas_store_model_leases gauge\n");
     for (const struct model *m = c->models; m; m = m->next)
         if (m->state == MODEL_RESIDENT)
-            emit(t, "shmfaas_store_model_leases{name=\"%s\",hash=\"%s\"} %d\n", m->names,
-                 m->idhex, m->leases);
+            emit(t, "shmfaas_store_model_leases{name=\"%s\",hash=\"%s\"} %d\n", m->names, m->idhex,
+                 m->leases);
 }
 
 char *stats_prometheus(const struct catalog *c, const struct store_counters *n)

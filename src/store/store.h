@@ -21,7 +21,7 @@
 #include <sys/types.h>
 
 #define STORE_MAX_ALLOW 32
-#define STORE_MAX_ONNX (4ull << 30) /* largest ONNX file the store reads */
+#define STORE_MAX_ONNX  (4ull << 30) /* largest ONNX file the store reads */
 
 struct store_config {
     const char *socket_path;

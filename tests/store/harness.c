@@ -72,8 +72,8 @@ void env_start(struct store_env *e, const char *budget, const char *const *extra
 {
     char bin[512];
     snprintf(bin, sizeof(bin), "%s/src/store/shmfaas-store", build_root());
-    const char *argv[32] = {bin, "--socket", e->sock, "--dir", e->dir, "--models", e->models,
-                            "--budget", budget};
+    const char *argv[32] = {bin,        "--socket", e->sock,    "--dir", e->dir,
+                            "--models", e->models,  "--budget", budget};
     int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 30; i++)
         argv[argc++] = extra[i];

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #define CONCURRENT 200
-#define ROUNDS 5
+#define ROUNDS     5
 
 static uint8_t buf[PROTO_MAX_MSG];
 
@@ -149,8 +149,8 @@ static void traversal_refs(const struct store_env *e, struct store_client *good)
     snprintf(escape, sizeof(escape), "%s/escape.onnx", e->models);
     snprintf(inside_dots, sizeof(inside_dots), "%s/../secret.onnx", e->models);
     symlink(outside, escape);
-    const char *refs[] = {"../secret", "..", "/etc/passwd", outside, inside_dots, "escape",
-                          "a/../../secret", "", "sha256:xyz", ".onnx", "gemm_a\n"};
+    const char *refs[] = {"../secret",      "..", "/etc/passwd", outside, inside_dots, "escape",
+                          "a/../../secret", "",   "sha256:xyz",  ".onnx", "gemm_a\n"};
     for (size_t i = 0; i < ARRAY_LEN(refs); i++) {
         const struct store_image *img;
         char err[1024];

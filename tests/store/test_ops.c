@@ -22,8 +22,7 @@
 #include <unistd.h>
 
 /* Runs `shmfaas-store ARGS --socket SOCK`; returns its pid, its stdout on *out_fd. */
-static pid_t spawn_cmd(const struct store_env *e, const char *cmd, const char *model,
-                       int *out_fd)
+static pid_t spawn_cmd(const struct store_env *e, const char *cmd, const char *model, int *out_fd)
 {
     char bin[512];
     snprintf(bin, sizeof(bin), "%s/src/store/shmfaas-store", getenv("SHMFAAS_BUILD"));
@@ -128,7 +127,8 @@ static int free_port(void)
 static void http_get(int port, const char *path, char *out, size_t len)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
     char req[256];
@@ -160,13 +160,18 @@ static void test_prometheus(void **state)
     waitpid(holder, NULL, 0);
     close(fd);
     assert_non_null(strstr(out, "200 OK"));
-    static const char *want[] = {
-        "shmfaas_store_resident_models 1\n", "shmfaas_store_budget_bytes 1073741824\n",
-        "shmfaas_store_leases 1\n",          "shmfaas_store_misses_total 1\n",
-        "shmfaas_store_compiles_total 1\n",  "shmfaas_store_hits_total 0\n",
-        "shmfaas_store_evictions_total 0\n", "shmfaas_store_refused_total 0\n",
-        "shmfaas_store_compile_seconds_total ", "shmfaas_store_resident_bytes ",
-        "shmfaas_store_model_bytes{name=\"cnn\",hash=\"", "shmfaas_store_model_leases{name=\"cnn\""};
+    static const char *want[] = {"shmfaas_store_resident_models 1\n",
+                                 "shmfaas_store_budget_bytes 1073741824\n",
+                                 "shmfaas_store_leases 1\n",
+                                 "shmfaas_store_misses_total 1\n",
+                                 "shmfaas_store_compiles_total 1\n",
+                                 "shmfaas_store_hits_total 0\n",
+                                 "shmfaas_store_evictions_total 0\n",
+                                 "shmfaas_store_refused_total 0\n",
+                                 "shmfaas_store_compile_seconds_total ",
+                                 "shmfaas_store_resident_bytes ",
+                                 "shmfaas_store_model_bytes{name=\"cnn\",hash=\"",
+                                 "shmfaas_store_model_leases{name=\"cnn\""};
     for (size_t i = 0; i < ARRAY_LEN(want); i++)
         if (!strstr(out, want[i]))
             fail_msg("metrics lack %s:\n%s", want[i], out);

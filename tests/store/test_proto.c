@@ -136,8 +136,8 @@ static void test_random_payloads(void **state)
     struct proto_msg out;
     char err[256];
     unsigned seed = 12345;
-    static const int types[] = {PROTO_ATTACH, PROTO_DETACH, PROTO_EVICT, PROTO_ATTACHED,
-                                PROTO_JSON, PROTO_ERROR};
+    static const int types[] = {PROTO_ATTACH,   PROTO_DETACH, PROTO_EVICT,
+                                PROTO_ATTACHED, PROTO_JSON,   PROTO_ERROR};
     for (int i = 0; i < 20000; i++) {
         size_t len = PROTO_HDR_LEN + (size_t)(rand_r(&seed) % 200);
         for (size_t k = 0; k < len; k++)

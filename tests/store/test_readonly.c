@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #define ALLOWED_UID 65534
-#define OTHER_UID 65533
+#define OTHER_UID   65533
 
 static void check_fd_readonly(const struct store_image *img)
 {

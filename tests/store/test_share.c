@@ -57,8 +57,7 @@ static uint64_t pss_sum(const pid_t *pids, int n)
     return sum;
 }
 
-static void start_clients(const struct store_env *e, pid_t *pids, int first, int n,
-                          uint64_t *size)
+static void start_clients(const struct store_env *e, pid_t *pids, int first, int n, uint64_t *size)
 {
     int go[2], ready[2];
     assert_int_equal(pipe(go), 0);
@@ -117,8 +116,7 @@ static void test_one_compile_shared_pages(void **state)
            "client %s (%.1f%% of the image); %d private copies would cost %s\n",
            format_size(size, a, sizeof(a)), format_size(pss_one, b, sizeof(b)), CLIENTS,
            format_size(pss_all, c, sizeof(c)), format_size((uint64_t)per_extra, d, sizeof(d)),
-           100.0 * per_extra / (double)size, CLIENTS,
-           format_size(size * CLIENTS, f, sizeof(f)));
+           100.0 * per_extra / (double)size, CLIENTS, format_size(size * CLIENTS, f, sizeof(f)));
     /* "well under one copy per extra client": under a quarter of one. */
     assert_true(per_extra < (double)size / 4);
 }
