@@ -114,8 +114,8 @@ static inline int h_wait_exit(struct harness *h, pid_t pid, int timeout_ms)
 
 static inline void h_cleanup(struct harness *h)
 {
-    while (h->n_procs > 0)
-        h_kill(h, h->procs[0]);
+    while (h->n_procs > 0) /* last started first: instances before their store */
+        h_kill(h, h->procs[h->n_procs - 1]);
     nftw(h->dir, h_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
