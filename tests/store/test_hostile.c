@@ -241,7 +241,9 @@ static void test_hostile_input(void **state)
            ROUNDS, 30, CONCURRENT, fds0, fds1, (unsigned long long)m0.rss >> 10,
            (unsigned long long)m1.rss >> 10, (long long)leases);
     assert_int_equal(fds1, fds0);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's quarantine holds freed memory by design */
     assert_true(m1.rss <= m0.rss + (2u << 20));
+#endif
     assert_int_equal(leases, 1); /* only the good client's */
     store_close(good);
 }
