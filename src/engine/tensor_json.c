@@ -483,38 +483,43 @@ static void sb_string(struct sbuf *b, const char *s)
     sb_printf(b, "\"");
 }
 
-/* float32 with %.9g (round-trips); NaN and infinities, which JSON cannot hold, as null. */
-static void sb_element(struct sbuf *b, const struct engine_tensor *t, size_t i)
+static void sb_append(struct sbuf *b, const char *s, size_t n)
 {
+    sb_reserve(b, n);
+    if (b->failed)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* One element as JSON text into out (32 bytes); returns its length, or -1 for an unknown dtype.
+ * float32 with %.9g (round-trips); NaN and infinities, which JSON cannot hold, as null. */
+static int format_element(char *out, const struct engine_tensor *t, size_t i)
+{
+    const size_t n = 32;
+
     switch (t->dtype) {
     case ENGINE_F32: {
         float f = ((const float *)t->data)[i];
         if (f == 0.0f && signbit(f))
-            sb_printf(b, "-0.0"); /* "-0" would read back as the integer 0 */
-        else if (isfinite(f))
-            sb_printf(b, "%.9g", (double)f);
-        else
-            sb_printf(b, "null");
-        break;
+            return snprintf(out, n, "-0.0"); /* "-0" would read back as the integer 0 */
+        if (!isfinite(f))
+            return snprintf(out, n, "null");
+        return snprintf(out, n, "%.9g", (double)f);
     }
     case ENGINE_U8:
-        sb_printf(b, "%u", (unsigned)((const uint8_t *)t->data)[i]);
-        break;
+        return snprintf(out, n, "%u", (unsigned)((const uint8_t *)t->data)[i]);
     case ENGINE_I8:
-        sb_printf(b, "%d", (int)((const int8_t *)t->data)[i]);
-        break;
+        return snprintf(out, n, "%d", (int)((const int8_t *)t->data)[i]);
     case ENGINE_I32:
-        sb_printf(b, "%" PRId32, ((const int32_t *)t->data)[i]);
-        break;
+        return snprintf(out, n, "%" PRId32, ((const int32_t *)t->data)[i]);
     case ENGINE_I64:
-        sb_printf(b, "%" PRId64, ((const int64_t *)t->data)[i]);
-        break;
+        return snprintf(out, n, "%" PRId64, ((const int64_t *)t->data)[i]);
     case ENGINE_BOOL:
-        sb_printf(b, "%s", ((const uint8_t *)t->data)[i] ? "true" : "false");
-        break;
+        return snprintf(out, n, "%s", ((const uint8_t *)t->data)[i] ? "true" : "false");
     default:
-        b->failed = true;
-        break;
+        return -1;
     }
 }
 
@@ -544,9 +549,13 @@ static void sb_tensor(struct sbuf *b, const struct engine_tensor *t, int index)
         sb_printf(b, "%s%" PRId64, d ? "," : "", t->shape.dims[d]);
     sb_printf(b, "], \"dtype\": \"%s\", \"data\": [", engine_dtype_name(t->dtype));
     for (int64_t i = 0; i < numel && !b->failed; i++) {
-        if (i)
-            sb_printf(b, ",");
-        sb_element(b, t, (size_t)i);
+        char num[33] = ",";
+        int len = format_element(num + 1, t, (size_t)i);
+        if (len < 0) {
+            b->failed = true;
+            break;
+        }
+        sb_append(b, i ? num : num + 1, (size_t)len + (i ? 1 : 0));
     }
     sb_printf(b, "]}");
 }
