@@ -27,7 +27,8 @@ if [ ! -f "$dir/model.onnx" ] || [ ! -f "$dir/input.json" ] || [ ! -f "$dir/outp
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-models.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
 
 echo "$model: onnx:  $run $dir/model.onnx --input $dir/input.json --compare $dir/output.json"
 "$run" "$dir/model.onnx" --input "$dir/input.json" --compare "$dir/output.json"

@@ -8,7 +8,8 @@ run=$1
 zoo=${SHMFAAS_ZOO:-zoo}
 source_root=${SHMFAAS_SOURCE:-.}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-run-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
 failed=0
 
 fail() {
