@@ -13,6 +13,7 @@
 
 #include "client/client.h"
 #include "common/common.h"
+#include "store/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +59,20 @@ static void test_fd_is_read_only(void **state)
     store_close(c);
 }
 
+/* EVICT is for root and the store's own user only: an allowed client still may not. */
+static int evict_refused(const struct store_env *e)
+{
+    int s = proto_connect(e->sock, NULL, 0);
+    struct proto_msg req = {.type = PROTO_EVICT, .seq = 1}, reply;
+    strcpy(req.u.ref.ref, "cnn");
+    static uint8_t buf[PROTO_MAX_MSG];
+    char err[512];
+    int rc = s < 0 ? s : proto_call(s, &req, buf, &reply, NULL, err, sizeof(err));
+    if (s >= 0)
+        close(s);
+    return rc == -EACCES ? 0 : -1;
+}
+
 /* In a child running as uid: attach, then try every way to write. Exit 0 when all failed. */
 static int other_user(const struct store_env *e, uid_t uid, int expect_attach)
 {
@@ -89,6 +104,8 @@ static int other_user(const struct store_env *e, uid_t uid, int expect_attach)
             _exit(16);
         if (mmap(NULL, img->size, PROT_WRITE, MAP_SHARED, img->fd, 0) != MAP_FAILED)
             _exit(17);
+        if (evict_refused(e) != 0)
+            _exit(18);
         _exit(0);
     }
     int status;
@@ -109,7 +126,7 @@ static void test_other_users(void **state)
     assert_int_equal(other_user(e, ALLOWED_UID, 1), 0);
     assert_int_equal(other_user(e, OTHER_UID, 0), 0);
     printf("criterion 4: uid %d (allowed) attached but could not open the image for writing by "
-           "path or /proc/self/fd; uid %d (not allowed) was refused\n",
+           "path or /proc/self/fd, nor evict it; uid %d (not allowed) was refused\n",
            ALLOWED_UID, OTHER_UID);
 }
 
