@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -142,6 +143,9 @@ static void wait_for_work(struct fn_instance *in)
     int64_t left = idle_deadline_ns(in) - now_ns();
     if (left <= 0) {
         engine_session_release_memory(in->session);
+        /* Freed request and reply buffers stay in malloc's arenas otherwise: a few MiB per
+         * instance that an idle instance should not hold. */
+        malloc_trim(0);
         in->released = true;
         log_debug("idle for %" PRId64 " ms: arena released", in->cfg->idle_release_ms);
         return;
