@@ -1,0 +1,38 @@
+#!/bin/sh
+# tools/zoo: the known-answer model's files and meta, a second run skips it, another --opset
+# re-exports it, and no temporary file is left behind.
+#   test_zoo.sh   (SHMFAAS_SOURCE points at the source tree)
+set -u
+
+zoo_tool=${SHMFAAS_SOURCE:-.}/tools/zoo
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-zoo-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+failed=0
+
+fail() {
+    echo "FAIL: $*"
+    failed=1
+}
+
+/usr/bin/python3 "$zoo_tool" --out "$tmp" --models known_answer >"$tmp/first.log" 2>&1 ||
+    { cat "$tmp/first.log"; exit 1; }
+for f in model.onnx input.json output.json labels.txt meta.json; do
+    [ -s "$tmp/known_answer/$f" ] || fail "known_answer/$f missing or empty"
+done
+[ "$(wc -l <"$tmp/known_answer/labels.txt")" = 10 ] || fail "labels.txt has not 10 lines"
+grep -q '"opset": 13' "$tmp/known_answer/meta.json" || fail "meta.json lacks opset 13"
+grep -q "known_answer .*exported" "$tmp/first.log" || fail "no progress line: $(cat "$tmp/first.log")"
+
+/usr/bin/python3 "$zoo_tool" --out "$tmp" --models known_answer >"$tmp/second.log" 2>&1
+grep -q "known_answer .*up to date" "$tmp/second.log" || fail "second run re-exported: $(cat "$tmp/second.log")"
+
+/usr/bin/python3 "$zoo_tool" --out "$tmp" --models known_answer --opset 14 >"$tmp/third.log" 2>&1
+grep -q '"opset": 14' "$tmp/known_answer/meta.json" || fail "--opset 14 did not re-export"
+
+leftover=$(find "$tmp/known_answer" -name '.tmp-*')
+[ -z "$leftover" ] || fail "temporary files left: $leftover"
+
+/usr/bin/python3 "$zoo_tool" --out "$tmp" --models nosuchnet >/dev/null 2>&1 && fail "unknown model accepted"
+[ "$failed" = 0 ] && echo "zoo: ok"
+exit $failed
