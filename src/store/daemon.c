@@ -40,6 +40,7 @@ struct conn {
     pid_t pid;
     struct lease *leases;
     size_t n_leases, cap_leases;
+    int broken; /* a reply could not be sent: closed at the end of this loop turn */
 };
 
 /* A client waiting for a compile to finish. */
@@ -74,7 +75,7 @@ struct daemon {
     const char *fingerprint;
     struct catalog cat;
     struct store_counters n;
-    struct worker worker;
+    struct worker hasher, compiler;
     struct metrics *metrics;
     int listen_fd, sig_fd;
     struct conn **conns;
@@ -93,6 +94,7 @@ static int send_msg(struct conn *c, struct proto_msg *m, int fd)
 {
     char err[256];
     int rc = proto_send(c->fd, m, fd, err, sizeof(err));
+    c->broken |= rc < 0;
     if (rc < 0)
         log_warn("client pid %d: %s; dropping the connection", (int)c->pid, err);
     return rc;
@@ -235,57 +237,79 @@ static int add_waiter(struct daemon *d, struct conn *c, struct model *m, uint32_
     return 0;
 }
 
-/* Reads and hashes the model file, then queues its compile (or joins the compile under way). */
-static int start_compile(struct daemon *d, struct conn *c, uint32_t seq, const struct ref *ref,
-                         int threads)
+/* A resident model answers at once; one being compiled takes another waiter. */
+static int serve_known(struct daemon *d, struct conn *c, struct model *m, uint32_t seq,
+                       const char *name)
 {
-    char err[PROTO_MAX_ERR];
-    struct compile_job *job = calloc(1, sizeof(*job));
-    struct pending *p = calloc(1, sizeof(*p));
-    int rc = job && p ? 0 : -ENOMEM;
-    if (rc == 0)
-        rc = read_file(ref->path, STORE_MAX_ONNX, &job->onnx, &job->onnx_len, err, sizeof(err));
-    if (rc < 0) {
-        compile_job_free(job);
-        free(p);
-        return reply_error(c, seq, rc, "model %s: %s", ref->name,
-                           rc == -ENOMEM ? "store out of memory" : err);
+    if (m->state == MODEL_RESIDENT) {
+        d->n.hits++;
+        return grant(d, c, m, seq, name);
     }
-    uint8_t src[SHA256_LEN];
-    sha256(job->onnx, job->onnx_len, src);
-    struct stat st;
-    if (stat(ref->path, &st) == 0)
-        cache_source_sha(d, ref->path, &st, src);
-    model_identity(src, d->fingerprint, threads, job->identity);
-    struct model *m = catalog_find(&d->cat, job->identity);
-    if (m) { /* the file changed back to bytes we know, or another name for them */
-        compile_job_free(job);
-        free(p);
-        catalog_add_name(m, ref->name);
-        if (m->state == MODEL_RESIDENT) {
-            d->n.hits++;
-            return grant(d, c, m, seq, ref->name);
-        }
-        d->n.misses++;
-        return add_waiter(d, c, m, seq, ref->name);
-    }
-    m = catalog_add(&d->cat, job->identity, src, threads, ref->name);
-    if (!m) {
-        compile_job_free(job);
-        free(p);
+    d->n.misses++;
+    return add_waiter(d, c, m, seq, name);
+}
+
+/* Queues the read + hash of a model file whose SHA-256 is not cached; finish_hash() goes on. */
+static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const struct ref *ref,
+                      int threads)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (!job)
         return reply_error(c, seq, -ENOMEM, "store out of memory");
+    job->kind = JOB_HASH;
+    snprintf(job->path, sizeof(job->path), "%s", ref->path);
+    snprintf(job->name, sizeof(job->name), "%s", ref->name);
+    job->conn_id = c->id;
+    job->seq = seq;
+    job->threads = threads;
+    worker_submit(&d->hasher, job);
+    return 0;
+}
+
+/* Turns a hash job for bytes nobody has compiled into their compile job. */
+static void start_compile(struct daemon *d, struct conn *c, struct job *job)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    struct model *m =
+        p ? catalog_add(&d->cat, job->identity, job->source_sha, job->threads, job->name) : NULL;
+    if (!m) {
+        reply_error(c, job->seq, -ENOMEM, "store out of memory");
+        free(p);
+        job_free(job);
+        return;
     }
     p->model = m;
     p->next = d->pending;
     d->pending = p;
-    job->threads = threads;
-    snprintf(job->name, sizeof(job->name), "%s", ref->name);
-    snprintf(job->base_dir, sizeof(job->base_dir), "%s", d->models_real);
     d->n.misses++;
     d->stats_dirty = 1;
-    log_info("model %s: compiling for %d thread(s) (%s)", ref->name, threads, m->idhex);
-    worker_submit(&d->worker, job);
-    return add_waiter(d, c, m, seq, ref->name);
+    add_waiter(d, c, m, job->seq, job->name);
+    log_info("model %s: compiling for %d thread(s) (%s)", job->name, job->threads, m->idhex);
+    job->kind = JOB_COMPILE;
+    snprintf(job->base_dir, sizeof(job->base_dir), "%s", d->models_real);
+    worker_submit(&d->compiler, job); /* the worker owns it now */
+}
+
+static void finish_hash(struct daemon *d, struct job *job)
+{
+    struct conn *c = conn_by_id(d, job->conn_id);
+    if (job->rc == 0)
+        cache_source_sha(d, job->path, &job->st, job->source_sha);
+    if (!c || job->rc < 0) { /* nobody waits any more, or the file could not be read */
+        if (c)
+            reply_error(c, job->seq, job->rc, "%s", job->err);
+        job_free(job);
+        return;
+    }
+    model_identity(job->source_sha, d->fingerprint, job->threads, job->identity);
+    struct model *m = catalog_find(&d->cat, job->identity);
+    if (!m) {
+        start_compile(d, c, job);
+        return;
+    }
+    catalog_add_name(m, job->name); /* another name for known bytes */
+    serve_known(d, c, m, job->seq, job->name);
+    job_free(job);
 }
 
 /* ---- handlers ---- */
@@ -307,33 +331,26 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     struct ref ref;
     if (resolve(d, c, msg, &ref) < 0)
         return 0;
-    struct model *m = NULL;
-    const char *name = ref.name;
     if (ref.kind == REF_HASH) {
-        m = catalog_find_hash(&d->cat, ref.hash, threads);
+        struct model *m = catalog_find_hash(&d->cat, ref.hash, threads);
         if (!m)
             return reply_error(c, msg->seq, -ENOENT,
-                               "model %s: no resident model has this "
-                               "hash; attach it by name first",
+                               "model %s: no resident model has this hash; attach it by name "
+                               "first",
                                msg->u.ref.ref);
-        name = m->names[0] ? m->names : m->idhex;
-    } else {
-        struct stat st;
-        uint8_t src[SHA256_LEN], identity[SHA256_LEN];
-        if (stat(ref.path, &st) == 0 && cached_source_sha(d, ref.path, &st, src) == 0) {
-            model_identity(src, d->fingerprint, threads, identity);
-            m = catalog_find(&d->cat, identity);
-        }
-        if (!m)
-            return start_compile(d, c, msg->seq, &ref, threads);
-        catalog_add_name(m, ref.name);
+        return serve_known(d, c, m, msg->seq, m->names[0] ? m->names : m->idhex);
     }
-    if (m->state == MODEL_RESIDENT) {
-        d->n.hits++;
-        return grant(d, c, m, msg->seq, name);
+    struct stat st;
+    uint8_t src[SHA256_LEN], identity[SHA256_LEN];
+    struct model *m = NULL;
+    if (stat(ref.path, &st) == 0 && cached_source_sha(d, ref.path, &st, src) == 0) {
+        model_identity(src, d->fingerprint, threads, identity);
+        m = catalog_find(&d->cat, identity);
     }
-    d->n.misses++;
-    return add_waiter(d, c, m, msg->seq, name);
+    if (!m)
+        return start_hash(d, c, msg->seq, &ref, threads);
+    catalog_add_name(m, ref.name);
+    return serve_known(d, c, m, msg->seq, ref.name);
 }
 
 static int on_detach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
@@ -471,8 +488,7 @@ static void answer_waiters(struct daemon *d, struct pending *p, int rc, const ch
 }
 
 /* Makes room, writes the image file, and admits the model; or says why not. */
-static int admit(struct daemon *d, struct model *m, struct compile_job *job, char *err,
-                 size_t errlen)
+static int admit(struct daemon *d, struct model *m, struct job *job, char *err, size_t errlen)
 {
     size_t cap = catalog_count(&d->cat, MODEL_RESIDENT) + 1, n_victims = 0;
     struct model **victims = calloc(cap, sizeof(*victims));
@@ -501,7 +517,7 @@ static int admit(struct daemon *d, struct model *m, struct compile_job *job, cha
     return 0;
 }
 
-static void finish_compile(struct daemon *d, struct compile_job *job)
+static void finish_compile(struct daemon *d, struct job *job)
 {
     struct model *m = catalog_find(&d->cat, job->identity);
     struct pending **pp = &d->pending;
@@ -664,7 +680,9 @@ static int daemon_open(struct daemon *d, const struct store_config *cfg, char *e
     if (rc >= 0)
         rc = image_adopt_dir(cfg->dir, &d->cat, &d->n, err, errlen);
     if (rc >= 0)
-        rc = worker_start(&d->worker, err, errlen);
+        rc = worker_start(&d->hasher, err, errlen);
+    if (rc >= 0)
+        rc = worker_start(&d->compiler, err, errlen);
     if (rc >= 0 && cfg->metrics)
         rc = metrics_start(cfg->metrics, &d->metrics, err, errlen);
     if (rc >= 0)
@@ -695,34 +713,50 @@ static void handle_signal(struct daemon *d)
     }
 }
 
+#define POLL_FIXED 4 /* signalfd, listening socket, hasher pipe, compiler pipe */
+
+static void take_finished(struct daemon *d, struct worker *w)
+{
+    for (struct job *job = worker_take_done(w), *next; job; job = next) {
+        next = job->next;
+        if (job->kind == JOB_HASH) {
+            finish_hash(d, job); /* frees it or hands it on to the compiler */
+        } else {
+            finish_compile(d, job);
+            job_free(job);
+        }
+    }
+}
+
 static void loop_once(struct daemon *d, struct pollfd *pfd)
 {
     size_t n = d->n_conns;
     pfd[0] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
     pfd[1] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
-    pfd[2] = (struct pollfd){.fd = d->worker.notify[0], .events = POLLIN};
+    pfd[2] = (struct pollfd){.fd = d->hasher.notify[0], .events = POLLIN};
+    pfd[3] = (struct pollfd){.fd = d->compiler.notify[0], .events = POLLIN};
     for (size_t i = 0; i < n; i++)
-        pfd[3 + i] = (struct pollfd){.fd = d->conns[i]->fd, .events = POLLIN};
-    if (poll(pfd, n + 3, -1) < 0) {
+        pfd[POLL_FIXED + i] = (struct pollfd){.fd = d->conns[i]->fd, .events = POLLIN};
+    if (poll(pfd, n + POLL_FIXED, -1) < 0) {
         if (errno != EINTR)
             log_error("poll: %s", strerror(errno));
         return;
     }
     if (pfd[0].revents)
         handle_signal(d);
-    if (pfd[2].revents)
-        for (struct compile_job *job = worker_take_done(&d->worker), *next; job; job = next) {
-            next = job->next;
-            finish_compile(d, job);
-            compile_job_free(job);
-        }
     /* Walk backwards: conn_close moves the last connection into the freed slot. */
     for (size_t i = n; i-- > 0;) {
-        if (!pfd[3 + i].revents)
-            continue;
-        if ((pfd[3 + i].revents & POLLIN) ? conn_read(d, d->conns[i]) < 0 : 1)
+        short ev = pfd[POLL_FIXED + i].revents;
+        if (ev && ((ev & POLLIN) ? conn_read(d, d->conns[i]) < 0 : 1))
             conn_close(d, i);
     }
+    if (pfd[2].revents)
+        take_finished(d, &d->hasher);
+    if (pfd[3].revents)
+        take_finished(d, &d->compiler);
+    for (size_t i = d->n_conns; i-- > 0;)
+        if (d->conns[i]->broken)
+            conn_close(d, i);
     if (pfd[1].revents)
         accept_all(d);
     publish(d);
@@ -730,7 +764,8 @@ static void loop_once(struct daemon *d, struct pollfd *pfd)
 
 static void daemon_close(struct daemon *d)
 {
-    worker_stop(&d->worker);
+    worker_stop(&d->hasher);
+    worker_stop(&d->compiler);
     metrics_stop(d->metrics);
     while (d->n_conns)
         conn_close(d, d->n_conns - 1);
@@ -761,7 +796,7 @@ static void daemon_close(struct daemon *d)
 int store_run(const struct store_config *cfg)
 {
     struct daemon *d = calloc(1, sizeof(*d));
-    struct pollfd *pfd = calloc(MAX_CONNS + 3, sizeof(*pfd));
+    struct pollfd *pfd = calloc(MAX_CONNS + POLL_FIXED, sizeof(*pfd));
     char err[1024];
     int rc = d && pfd ? daemon_open(d, cfg, err, sizeof(err)) : -ENOMEM;
     if (rc < 0) {

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define STORE_MAX_ALLOW 32
@@ -40,42 +41,52 @@ struct store_counters {
     double compile_s;
 };
 
-/* ---- compile worker (worker.c) ---- */
+/* ---- background work (worker.c) ---- */
 
-struct compile_job {
+/* Anything that takes long enough to stall the loop runs on a worker thread: reading and hashing
+ * a model file (one worker), compiling it (another, so a compile never delays a hash). */
+enum job_kind { JOB_HASH, JOB_COMPILE };
+
+struct job {
+    enum job_kind kind;
     /* set by the loop */
-    uint8_t identity[SHA256_LEN];
-    uint8_t *onnx;
-    size_t onnx_len;
+    char path[PATH_MAX]; /* the model file */
+    uint64_t conn_id;    /* HASH: the attach waiting for it */
+    uint32_t seq;
     int threads;
     char name[PROTO_MAX_NAME + 1];
-    char base_dir[PATH_MAX];
+    char base_dir[PATH_MAX];      /* COMPILE: where external data files are */
+    uint8_t identity[SHA256_LEN]; /* COMPILE */
     /* set by the worker */
+    uint8_t *onnx; /* HASH: the bytes read, kept for the compile */
+    size_t onnx_len;
+    struct stat st;                 /* HASH: the file as it was read */
+    uint8_t source_sha[SHA256_LEN]; /* HASH */
     int rc;
-    void *image;
+    void *image; /* COMPILE */
     size_t image_len;
     double seconds;
     char err[PROTO_MAX_ERR];
-    struct compile_job *next;
+    struct job *next;
 };
 
 struct worker {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    struct compile_job *todo, *done;
+    struct job *todo, *done;
     int stop;
     int notify[2]; /* pipe: the worker writes a byte per finished job */
     int started;
 };
 
 int worker_start(struct worker *w, char *err, size_t errlen);
-void worker_submit(struct worker *w, struct compile_job *job);
+void worker_submit(struct worker *w, struct job *job);
 /* Takes the finished jobs (oldest first); drains the notify pipe. */
-struct compile_job *worker_take_done(struct worker *w);
+struct job *worker_take_done(struct worker *w);
 /* Finishes the job in progress, then stops; frees queued jobs. */
 void worker_stop(struct worker *w);
-void compile_job_free(struct compile_job *job);
+void job_free(struct job *job);
 
 /* ---- image files (images.c) ---- */
 

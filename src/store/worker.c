@@ -1,7 +1,7 @@
 /*
- * The compile worker: one thread that turns queued ONNX bytes into plan images, one at a time (a
- * compile already uses the machine; two would only fight for it). The loop learns of a finished
- * job through a pipe, so it never blocks on a compile.
+ * A worker: one thread that runs queued jobs in order — reading + hashing a model file, or
+ * compiling ONNX bytes into a plan image (one at a time: a compile already uses the machine; two
+ * would only fight for it). The loop learns of a finished job through a pipe, so it never blocks.
  */
 #include "store/store.h"
 
@@ -9,11 +9,29 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void compile_one(struct compile_job *job)
+static void hash_one(struct job *job)
+{
+    /* stat first: if the file changes while it is read, the cache key is already stale. */
+    if (stat(job->path, &job->st) < 0) {
+        job->rc = seterr(job->err, sizeof(job->err), -errno, "model %s: %s: %s", job->name,
+                         job->path, strerror(errno));
+        return;
+    }
+    char why[PROTO_MAX_ERR - PROTO_MAX_NAME - 16];
+    job->rc = read_file(job->path, STORE_MAX_ONNX, &job->onnx, &job->onnx_len, why, sizeof(why));
+    if (job->rc < 0) {
+        seterr(job->err, sizeof(job->err), job->rc, "model %s: %s", job->name, why);
+        return;
+    }
+    sha256(job->onnx, job->onnx_len, job->source_sha);
+}
+
+static void compile_one(struct job *job)
 {
     struct engine_compile_opts opts = {
         .threads = job->threads,
@@ -28,7 +46,7 @@ static void compile_one(struct compile_job *job)
     job->onnx = NULL;
 }
 
-static void push_back(struct compile_job **list, struct compile_job *job)
+static void push_back(struct job **list, struct job *job)
 {
     job->next = NULL;
     while (*list)
@@ -45,10 +63,13 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&w->wake, &w->lock);
         if (w->stop)
             break;
-        struct compile_job *job = w->todo;
+        struct job *job = w->todo;
         w->todo = job->next;
         pthread_mutex_unlock(&w->lock);
-        compile_one(job);
+        if (job->kind == JOB_HASH)
+            hash_one(job);
+        else
+            compile_one(job);
         pthread_mutex_lock(&w->lock);
         push_back(&w->done, job);
         char byte = 1;
@@ -76,7 +97,7 @@ int worker_start(struct worker *w, char *err, size_t errlen)
     return 0;
 }
 
-void worker_submit(struct worker *w, struct compile_job *job)
+void worker_submit(struct worker *w, struct job *job)
 {
     pthread_mutex_lock(&w->lock);
     push_back(&w->todo, job);
@@ -84,19 +105,19 @@ void worker_submit(struct worker *w, struct compile_job *job)
     pthread_mutex_unlock(&w->lock);
 }
 
-struct compile_job *worker_take_done(struct worker *w)
+struct job *worker_take_done(struct worker *w)
 {
     char drain[64];
     while (read(w->notify[0], drain, sizeof(drain)) > 0)
         ;
     pthread_mutex_lock(&w->lock);
-    struct compile_job *done = w->done;
+    struct job *done = w->done;
     w->done = NULL;
     pthread_mutex_unlock(&w->lock);
     return done;
 }
 
-void compile_job_free(struct compile_job *job)
+void job_free(struct job *job)
 {
     if (!job)
         return;
@@ -106,11 +127,11 @@ void compile_job_free(struct compile_job *job)
     free(job);
 }
 
-static void free_list(struct compile_job *job)
+static void free_list(struct job *job)
 {
     while (job) {
-        struct compile_job *next = job->next;
-        compile_job_free(job);
+        struct job *next = job->next;
+        job_free(job);
         job = next;
     }
 }

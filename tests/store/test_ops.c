@@ -179,6 +179,50 @@ static void test_prometheus(void **state)
     assert_non_null(strstr(out, "404"));
 }
 
+/* A compile runs on a worker thread: while a real zoo model compiles, STATS is answered and shows
+ * it "compiling". */
+static void test_serves_during_compile(void **state)
+{
+    struct store_env *e = *state;
+    char from[512], to[256];
+    const char *zoo = getenv("SHMFAAS_ZOO");
+    snprintf(from, sizeof(from), "%s/resnet18/model.onnx", zoo ? zoo : "zoo");
+    if (access(from, R_OK) != 0) {
+        printf("no %s (make zoo); skipped\n", from);
+        skip();
+    }
+    snprintf(to, sizeof(to), "%s/resnet18.onnx", e->models);
+    assert_int_equal(symlink(from, to), 0); /* a symlink out of --models: must be refused */
+    env_start(e, "1GiB", NULL);
+    char out[256];
+    assert_int_equal(run_cmd(e, "attach", "resnet18", out, sizeof(out)), 1);
+    unlink(to);
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(read_file(from, 1u << 30, &data, &len, NULL, 0), 0);
+    assert_int_equal(write_file_atomic(to, data, len, 0644, NULL, 0), 0);
+    free(data);
+
+    int fd;
+    pid_t holder = spawn_cmd(e, "attach", "resnet18", &fd);
+    int seen_compiling = 0, polls = 0;
+    for (; polls < 2000 && !seen_compiling; polls++) {
+        json_t *st = env_stats(e);
+        json_t *m = stats_model(st, "resnet18");
+        seen_compiling = m && !strcmp(json_string_value(json_object_get(m, "state")), "compiling");
+        json_decref(st);
+        usleep(2000);
+    }
+    char line[1024];
+    ssize_t n = read(fd, line, sizeof(line) - 1);
+    kill(holder, SIGINT);
+    waitpid(holder, NULL, 0);
+    close(fd);
+    assert_true(n > 0);
+    printf("store answered STATS during the resnet18 compile: %s\n", seen_compiling ? "yes" : "no");
+    assert_true(seen_compiling);
+}
+
 static int setup(void **state)
 {
     static struct store_env e;
@@ -198,6 +242,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_subcommands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prometheus, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serves_during_compile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
