@@ -112,7 +112,7 @@ static int read_bn(const struct ir_graph *g, const struct ir_node *q, struct bn 
     bn->scale = p[0], bn->bias = p[1], bn->mean = p[2], bn->var = p[3];
     bn->eps = ir_attr_float(q, "epsilon", 1e-5f);
     bn->c = g->tensors[q->in[1]].shape.dims[0];
-    return 1;
+    return bn->c > 0;
 }
 
 static double bn_factor(const struct bn *bn, int64_t c)
@@ -141,7 +141,8 @@ static int fold_bn_conv(struct ir_graph *g, int pi, const struct bn *bn)
     struct ir_node *p = &g->nodes[pi];
     const struct ir_tensor *w = &g->tensors[p->in[1]];
     const struct ir_tensor *b = p->n_in > 2 && p->in[2] >= 0 ? &g->tensors[p->in[2]] : NULL;
-    if (!w->data || w->dtype != ENGINE_F32 || w->shape.dims[0] != bn->c || (b && !b->data))
+    if (!w->data || w->dtype != ENGINE_F32 || w->shape.dims[0] != bn->c || bn->c <= 0 ||
+        (b && !b->data))
         return 0;
     size_t per = (size_t)(engine_shape_numel(&w->shape) / bn->c);
     float *nw = malloc(w->nbytes ? w->nbytes : 1), *nb = malloc((size_t)bn->c * sizeof(float));

@@ -22,6 +22,9 @@
 
 #define MAX_INFERRED_BYTES ((uint64_t)16 << 30)
 #define MAX_SPATIAL 3
+#define MAX_PAD ((int64_t)1 << 40)
+#define MAX_GROUP ((int64_t)1 << 24)
+#define MAX_FOLD_BYTES ((uint64_t)1 << 30) /* largest constant folding may create */
 
 typedef int (*op_fn)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
 
@@ -486,7 +489,8 @@ static int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     struct window win = {.k = x->shape.rank - 2};
     int64_t group = ir_attr_int(n, "group", 1);
     char s1[128], s2[128];
-    if (w->shape.rank != x->shape.rank || group < 1 || w->shape.dims[0] % group != 0 ||
+    if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
+        w->shape.dims[0] % group != 0 ||
         x->shape.dims[1] != w->shape.dims[1] * group)
         return ir_node_err(g, n, err, errlen, -EINVAL,
                            "weights %s do not fit input %s with group=%lld",
@@ -1011,12 +1015,12 @@ static int64_t slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step,
         start = start < 0 ? 0 : start > dim ? dim : start;
         end = end < 0 ? 0 : end > dim ? dim : end;
         *s0 = start;
-        return end > start ? (end - start + step - 1) / step : 0;
+        return end > start ? (end - start - 1) / step + 1 : 0;
     }
     start = start < 0 ? -1 : start > dim - 1 ? dim - 1 : start;
     end = end < -1 ? -1 : end > dim - 1 ? dim - 1 : end;
     *s0 = start;
-    return start > end ? (start - end + (-step) - 1) / (-step) : 0;
+    return start > end ? (start - end - 1) / (-step) + 1 : 0;
 }
 
 static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int64_t *e,
@@ -1025,17 +1029,20 @@ static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int6
     int rc, k2 = 0, k3, k4;
     if (g->opset < 10) {
         const struct ir_attr *as = ir_attr_get(n, "starts"), *ae = ir_attr_get(n, "ends");
-        if (!as || !ae || as->n != ae->n || as->n > ENGINE_MAX_RANK)
+        if (!as || !ae || as->type != IR_ATTR_INTS || ae->type != IR_ATTR_INTS ||
+            as->n != ae->n || as->n > ENGINE_MAX_RANK)
             return ir_node_err(g, n, err, errlen, -EINVAL, "starts/ends attributes invalid");
         *k = (int)as->n;
-        memcpy(st, as->ints, as->n * 8);
-        memcpy(e, ae->ints, ae->n * 8);
+        if (*k) {
+            memcpy(st, as->ints, as->n * 8);
+            memcpy(e, ae->ints, ae->n * 8);
+        }
         for (int i = 0; i < *k; i++)
             ax[i] = i, sp[i] = 1;
         const struct ir_attr *aa = ir_attr_get(n, "axes");
         if (aa && (aa->type != IR_ATTR_INTS || aa->n != as->n))
             return ir_node_err(g, n, err, errlen, -EINVAL, "axes attribute invalid");
-        if (aa)
+        if (aa && aa->n)
             memcpy(ax, aa->ints, aa->n * 8);
         return 0;
     }
@@ -1069,8 +1076,8 @@ static int infer_slice(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     for (int i = 0; i < k; i++) {
         if ((rc = norm_axis(g, n, ax[i], x->shape.rank, &axis, err, errlen)))
             return rc;
-        if (sp[i] == 0 || seen[axis]++)
-            return ir_node_err(g, n, err, errlen, -EINVAL, "zero step or repeated axis");
+        if (sp[i] == 0 || sp[i] == INT64_MIN || seen[axis]++)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "invalid step or repeated axis");
         o.dims[axis] = slice_axis(x->shape.dims[axis], st[i], e[i], sp[i], &starts[axis]);
         steps[axis] = sp[i];
     }
@@ -1154,6 +1161,8 @@ static int infer_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t er
                            2 * r);
     struct engine_shape o = x->shape;
     for (int i = 0; i < r; i++) {
+        if (p[i] < -MAX_PAD || p[i] > MAX_PAD || p[r + i] < -MAX_PAD || p[r + i] > MAX_PAD)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "pads out of range on axis %d", i);
         o.dims[i] += p[i] + p[r + i];
         if (o.dims[i] < 0 || (strcmp(mode, "reflect") == 0 && (p[i] >= x->shape.dims[i] ||
                                                                p[r + i] >= x->shape.dims[i])))
@@ -1347,6 +1356,16 @@ static int fix_input(struct ir_graph *g, int t, const struct engine_input_shape 
     if (!x->dtype)
         return seterr(err, errlen, -EINVAL, "model %s: input '%s' has no element type",
                       g->name, x->name);
+    uint64_t numel = 1;
+    for (int i = 0; i < x->shape.rank; i++) {
+        if (x->shape.dims[i] > 0 && numel > MAX_INFERRED_BYTES / (uint64_t)x->shape.dims[i])
+            return seterr(err, errlen, -EFBIG, "model %s: input '%s' shape %s is too large",
+                          g->name, x->name, shape_s(&x->shape, s1));
+        numel *= (uint64_t)x->shape.dims[i];
+    }
+    if (numel * engine_dtype_size(x->dtype) > MAX_INFERRED_BYTES)
+        return seterr(err, errlen, -EFBIG, "model %s: input '%s' shape %s is too large", g->name,
+                      x->name, shape_s(&x->shape, s1));
     x->shape_known = 1;
     return 0;
 }
@@ -1366,6 +1385,15 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
         return rc;
     n = &g->nodes[i];
     if (ir_node_foldable(g, n)) {
+        for (int k = 0; k < n->n_out; k++) {
+            const struct ir_tensor *t = n->out[k] >= 0 ? &g->tensors[n->out[k]] : NULL;
+            if (t && !t->data &&
+                (uint64_t)engine_shape_numel(&t->shape) * engine_dtype_size(t->dtype) >
+                    MAX_FOLD_BYTES)
+                return ir_node_err(g, n, err, errlen, -EFBIG,
+                                   "folding would create a constant over %llu bytes",
+                                   (unsigned long long)MAX_FOLD_BYTES);
+        }
         rc = d->eval(g, n, err, errlen);
         return rc > 0 ? 0 : rc;
     }

@@ -60,6 +60,7 @@ def shapes_model(outdir):
         N("BatchNormalization", ["c1", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"]),
         N("Add", ["c1", "Bb"], ["add"]),
         N("Transpose", ["gm"], ["tr"], perm=[1, 0]),
+        N("Transpose", ["c1"], ["tr2"]),
         N("Pad", ["X", "pads"], ["pad"]),
         N("ReduceMean", ["c1"], ["rm"], axes=[2, 3], keepdims=0),
         N("Unsqueeze", ["fl", "ax0"], ["us"]),
@@ -82,7 +83,7 @@ def shapes_model(outdir):
         numpy_helper.from_array(np.array(6.0, np.float32), "cmax"),
     ]
     outs = ["c1", "c2", "c3", "c4", "c5", "mp", "mp2", "ap", "gap", "fl", "gm", "mm", "sm",
-            "cat", "bn", "add", "tr", "pad", "rm", "us", "sq", "hs", "cl", "lr", "hsg", "sg",
+            "cat", "bn", "add", "tr", "tr2", "pad", "rm", "us", "sq", "hs", "cl", "lr", "hsg", "sg",
             "th"]
     save(outdir, "shapes", nodes, [vi("X", [1, 3, 224, 224])], [vi(o, None) for o in outs],
          inits)

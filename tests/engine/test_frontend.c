@@ -134,6 +134,7 @@ static void test_shapes_torchvision_ops(void **state)
     assert_dims(g, "bn", 4, 1, 8, 112, 112);
     assert_dims(g, "add", 4, 1, 8, 112, 112);
     assert_dims(g, "tr", 2, 10, 1);
+    assert_dims(g, "tr2", 4, 112, 112, 8, 1); /* no perm: axes reversed */
     assert_dims(g, "pad", 4, 1, 3, 228, 230);
     assert_dims(g, "rm", 2, 1, 8);
     assert_dims(g, "us", 3, 1, 1, 8);
