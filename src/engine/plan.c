@@ -132,13 +132,19 @@ static int make_attr(const struct node_ctx *c, dnnl_primitive_attr_t *attr, uint
     const struct plan_node *n = c->n;
     dnnl_post_ops_t po = NULL;
     int sums = 0;
-    if (dnnl_primitive_attr_create(attr) != dnnl_success ||
-        dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user) != dnnl_success)
+    *attr = NULL;
+    if (dnnl_primitive_attr_create(attr) != dnnl_success)
         return node_err(c, -ENOMEM, "cannot create primitive attributes");
+    if (dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user) != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
+        return node_err(c, -ENOMEM, "cannot set a user scratchpad");
+    }
     if (n->n_post <= first_post)
         return 0;
-    if (dnnl_post_ops_create(&po) != dnnl_success)
+    if (dnnl_post_ops_create(&po) != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
         return node_err(c, -ENOMEM, "cannot create post-ops");
+    }
     int rc = 0;
     for (uint32_t i = first_post; i < n->n_post && !rc; i++) {
         const struct plan_post *p = &n->post[i];
@@ -157,6 +163,10 @@ static int make_attr(const struct node_ctx *c, dnnl_primitive_attr_t *attr, uint
     if (!rc && dnnl_primitive_attr_set_post_ops(*attr, po) != dnnl_success)
         rc = node_err(c, -EINVAL, "post-ops rejected");
     dnnl_post_ops_destroy(po);
+    if (rc) {
+        dnnl_primitive_attr_destroy(*attr);
+        *attr = NULL;
+    }
     return rc;
 }
 
