@@ -199,6 +199,8 @@ static void test_bad_values(void **state)
     expect_error("{\"inputs\": {\"x\": {\"shape\": [1], \"dtype\": 1, \"data\": [1]}}}",
                  "\"dtype\" must be a string");
     expect_error("{\"inputs\": {\"x\": {\"shape\": [1], \"data\": [NaN]}}}", "invalid JSON");
+    expect_error("{\"inputs\": {\"x\": {\"shape\": [1], \"data\": [Infinity]}}}", "invalid JSON");
+    expect_error("{\"inputs\": {\"x\": {\"shape\": [1], \"data\": [1e999]}}}", "overflow");
     expect_error("{\"inputs\": {\"x\": {\"shape\": [2], \"data\": 5}}}", "must be an array");
     expect_error("{\"inputs\": {\"x\": {\"shape\": [2]}}}", "missing \"data\"");
     expect_error("{\"inputs\": {\"x\": {\"shape\": [1], \"data\": [1], \"dt\": 1}}}",
