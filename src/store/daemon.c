@@ -189,6 +189,17 @@ static int cached_source_sha(struct daemon *d, const char *path, const struct st
 static void cache_source_sha(struct daemon *d, const char *path, const struct stat *st,
                              const uint8_t sha[SHA256_LEN])
 {
+    for (struct src_cache *e = d->cache; e; e = e->next) {
+        if (strcmp(e->path, path) == 0) { /* the file changed: this entry was stale */
+            e->dev = st->st_dev;
+            e->ino = st->st_ino;
+            e->size = st->st_size;
+            e->mtime = st->st_mtim;
+            e->ctime = st->st_ctim;
+            memcpy(e->sha, sha, SHA256_LEN);
+            return;
+        }
+    }
     if (d->n_cache >= SRC_CACHE_MAX) {
         while (d->cache) {
             struct src_cache *next = d->cache->next;
@@ -614,6 +625,15 @@ static int listen_on(const char *path, char *err, size_t errlen)
         return seterr(err, errlen, -ENAMETOOLONG, "--socket %s: longer than %zu bytes", path,
                       sizeof(sa.sun_path) - 1);
     strcpy(sa.sun_path, path);
+    char parent[sizeof(sa.sun_path)];
+    strcpy(parent, path);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) { /* e.g. /run/shmfaas on a fresh boot */
+        *slash = '\0';
+        if (mkdir_p(parent, 0755) < 0)
+            return seterr(err, errlen, -errno, "--socket %s: cannot create %s: %s", path, parent,
+                          strerror(errno));
+    }
     int probe = proto_connect(path, NULL, 0);
     if (probe >= 0) {
         close(probe);
