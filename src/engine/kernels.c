@@ -28,8 +28,7 @@ int k_broadcast_shape(const struct engine_shape *a, const struct engine_shape *b
 }
 
 /* Element strides of s as seen from out's coordinates: 0 on broadcast axes. */
-static void bcast_strides(const struct engine_shape *s, const struct engine_shape *out,
-                          int64_t *st)
+static void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st)
 {
     int off = out->rank - s->rank;
     int64_t acc = 1;
@@ -56,48 +55,48 @@ static size_t bcast_offset(size_t i, const struct engine_shape *out, const int64
     return off;
 }
 
-#define BINARY_LOOP(T, OUT_T, EXPR)                                                            \
-    do {                                                                                       \
-        const T *pa = a, *pb = b;                                                              \
-        OUT_T *pd = dst;                                                                       \
-        for (size_t i = 0; i < n; i++) {                                                       \
-            T x = pa[bcast_offset(i, ds, sa)], y = pb[bcast_offset(i, ds, sb)];                \
-            pd[i] = (OUT_T)(EXPR);                                                             \
-        }                                                                                      \
+#define BINARY_LOOP(T, OUT_T, EXPR)                                                                \
+    do {                                                                                           \
+        const T *pa = a, *pb = b;                                                                  \
+        OUT_T *pd = dst;                                                                           \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            T x = pa[bcast_offset(i, ds, sa)], y = pb[bcast_offset(i, ds, sb)];                    \
+            pd[i] = (OUT_T)(EXPR);                                                                 \
+        }                                                                                          \
     } while (0)
 
-#define BINARY_OPS(T, DIV_EXPR, POW_EXPR)                                                      \
-    switch (op) {                                                                              \
-    case K_ADD:                                                                                \
-        BINARY_LOOP(T, T, x + y);                                                              \
-        break;                                                                                 \
-    case K_SUB:                                                                                \
-        BINARY_LOOP(T, T, x - y);                                                              \
-        break;                                                                                 \
-    case K_MUL:                                                                                \
-        BINARY_LOOP(T, T, x * y);                                                              \
-        break;                                                                                 \
-    case K_DIV:                                                                                \
-        BINARY_LOOP(T, T, DIV_EXPR);                                                           \
-        break;                                                                                 \
-    case K_POW:                                                                                \
-        BINARY_LOOP(T, T, POW_EXPR);                                                           \
-        break;                                                                                 \
-    case K_MAX:                                                                                \
-        BINARY_LOOP(T, T, x > y ? x : y);                                                      \
-        break;                                                                                 \
-    case K_MIN:                                                                                \
-        BINARY_LOOP(T, T, x < y ? x : y);                                                      \
-        break;                                                                                 \
-    case K_EQUAL:                                                                              \
-        BINARY_LOOP(T, uint8_t, x == y);                                                       \
-        break;                                                                                 \
-    case K_LESS:                                                                               \
-        BINARY_LOOP(T, uint8_t, x < y);                                                        \
-        break;                                                                                 \
-    case K_GREATER:                                                                            \
-        BINARY_LOOP(T, uint8_t, x > y);                                                        \
-        break;                                                                                 \
+#define BINARY_OPS(T, DIV_EXPR, POW_EXPR)                                                          \
+    switch (op) {                                                                                  \
+    case K_ADD:                                                                                    \
+        BINARY_LOOP(T, T, x + y);                                                                  \
+        break;                                                                                     \
+    case K_SUB:                                                                                    \
+        BINARY_LOOP(T, T, x - y);                                                                  \
+        break;                                                                                     \
+    case K_MUL:                                                                                    \
+        BINARY_LOOP(T, T, x *y);                                                                   \
+        break;                                                                                     \
+    case K_DIV:                                                                                    \
+        BINARY_LOOP(T, T, DIV_EXPR);                                                               \
+        break;                                                                                     \
+    case K_POW:                                                                                    \
+        BINARY_LOOP(T, T, POW_EXPR);                                                               \
+        break;                                                                                     \
+    case K_MAX:                                                                                    \
+        BINARY_LOOP(T, T, x > y ? x : y);                                                          \
+        break;                                                                                     \
+    case K_MIN:                                                                                    \
+        BINARY_LOOP(T, T, x < y ? x : y);                                                          \
+        break;                                                                                     \
+    case K_EQUAL:                                                                                  \
+        BINARY_LOOP(T, uint8_t, x == y);                                                           \
+        break;                                                                                     \
+    case K_LESS:                                                                                   \
+        BINARY_LOOP(T, uint8_t, x < y);                                                            \
+        break;                                                                                     \
+    case K_GREATER:                                                                                \
+        BINARY_LOOP(T, uint8_t, x > y);                                                            \
+        break;                                                                                     \
     }
 
 static int has_int_zero(int dtype, const void *b, const struct engine_shape *bs)
@@ -109,7 +108,8 @@ static int has_int_zero(int dtype, const void *b, const struct engine_shape *bs)
     return 0;
 }
 
-/* Integer Pow by repeated multiplication; negative exponents give 0 (as numpy's int would error). */
+/* Integer Pow by repeated multiplication; negative exponents give 0 (as numpy's int would error).
+ */
 static int64_t ipow(int64_t x, int64_t y)
 {
     int64_t r = 1;
@@ -119,8 +119,7 @@ static int64_t ipow(int64_t x, int64_t y)
 }
 
 int k_binary(enum k_binop op, int dtype, const void *a, const struct engine_shape *as,
-             const void *b, const struct engine_shape *bs, void *dst,
-             const struct engine_shape *ds)
+             const void *b, const struct engine_shape *bs, void *dst, const struct engine_shape *ds)
 {
     int64_t sa[ENGINE_MAX_RANK], sb[ENGINE_MAX_RANK];
     bcast_strides(as, ds, sa);
@@ -168,8 +167,7 @@ void k_expand(const void *src, const struct engine_shape *ss, size_t esize, void
     bcast_strides(ss, ds, st);
     size_t n = (size_t)engine_shape_numel(ds);
     for (size_t i = 0; i < n; i++)
-        memcpy((char *)dst + i * esize, (const char *)src + bcast_offset(i, ds, st) * esize,
-               esize);
+        memcpy((char *)dst + i * esize, (const char *)src + bcast_offset(i, ds, st) * esize, esize);
 }
 
 /* ---- element-wise ---- */
@@ -431,8 +429,7 @@ void k_pad(const void *src, const struct engine_shape *s, const int64_t *pads_be
     }
 }
 
-void k_reduce_mean(const float *src, const struct engine_shape *s, const int *reduce,
-                   float *dst)
+void k_reduce_mean(const float *src, const struct engine_shape *s, const int *reduce, float *dst)
 {
     struct engine_shape o = {.rank = s->rank};
     size_t count = 1;

@@ -28,7 +28,7 @@ enum k_binop {
     K_POW,
     K_MAX,
     K_MIN,
-    K_EQUAL,   /* comparisons write bool (uint8 0/1) */
+    K_EQUAL, /* comparisons write bool (uint8 0/1) */
     K_LESS,
     K_GREATER,
 };
@@ -81,8 +81,7 @@ void k_pad(const void *src, const struct engine_shape *s, const int64_t *pads_be
            const struct engine_shape *out);
 
 /* Mean over the axes with reduce[axis] != 0 (float). dst has the kept dims in order. */
-void k_reduce_mean(const float *src, const struct engine_shape *s, const int *reduce,
-                   float *dst);
+void k_reduce_mean(const float *src, const struct engine_shape *s, const int *reduce, float *dst);
 
 /* Softmax over one axis: src viewed as [outer, len, inner]. */
 void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t inner);

@@ -22,11 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_MODEL_BYTES ((size_t)2 << 30)   /* protobuf's own limit */
+#define MAX_MODEL_BYTES  ((size_t)2 << 30)    /* protobuf's own limit */
 #define MAX_TENSOR_BYTES ((uint64_t)16 << 30) /* any one tensor */
-#define MAX_ITEMS (1 << 24)                 /* nodes, initializers, inputs, outputs */
-#define MIN_OPSET 7
-#define MAX_OPSET 18
+#define MAX_ITEMS        (1 << 24)            /* nodes, initializers, inputs, outputs */
+#define MIN_OPSET        7
+#define MAX_OPSET        18
 
 /* ---- tensor payloads ---- */
 
@@ -39,9 +39,9 @@ struct payload {
 
 static const char *onnx_dtype_name(int t)
 {
-    static const char *names[] = {"undefined", "float32", "uint8",  "int8",   "uint16",
-                                  "int16",     "int32",   "int64",  "string", "bool",
-                                  "float16",   "double",  "uint32", "uint64", "complex64",
+    static const char *names[] = {"undefined",  "float32", "uint8",  "int8",   "uint16",
+                                  "int16",      "int32",   "int64",  "string", "bool",
+                                  "float16",    "double",  "uint32", "uint64", "complex64",
                                   "complex128", "bfloat16"};
     return t >= 0 && (size_t)t < ARRAY_LEN(names) ? names[t] : "unknown";
 }
@@ -98,8 +98,7 @@ static int from_int32_data(const Onnx__TensorProto *tp, struct payload *p, const
             break;
         case ENGINE_I8:
             if (v < -128 || v > 127)
-                return seterr(err, errlen, -EINVAL, "%s: value %d out of range for int8", what,
-                              v);
+                return seterr(err, errlen, -EINVAL, "%s: value %d out of range for int8", what, v);
             ((int8_t *)p->data)[i] = (int8_t)v;
             break;
         default:
@@ -122,8 +121,8 @@ static int from_typed(const Onnx__TensorProto *tp, struct payload *p, size_t num
     size_t have = tp->n_float_data + tp->n_int32_data + tp->n_int64_data + tp->n_double_data +
                   tp->n_uint64_data + tp->n_string_data;
     if (have != numel)
-        return seterr(err, errlen, -EINVAL, "%s: %zu data elements for %zu elements of dims",
-                      what, have, numel);
+        return seterr(err, errlen, -EINVAL, "%s: %zu data elements for %zu elements of dims", what,
+                      have, numel);
     if (p->dtype == ENGINE_F32 && tp->n_float_data == numel) {
         memcpy(p->data, tp->float_data, numel * sizeof(float));
         return 0;
@@ -134,8 +133,8 @@ static int from_typed(const Onnx__TensorProto *tp, struct payload *p, size_t num
     }
     if (tp->n_int32_data == numel)
         return from_int32_data(tp, p, what, err, errlen);
-    return seterr(err, errlen, -EINVAL, "%s: typed data field does not match data type %s",
-                  what, engine_dtype_name(p->dtype));
+    return seterr(err, errlen, -EINVAL, "%s: typed data field does not match data type %s", what,
+                  engine_dtype_name(p->dtype));
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -152,7 +151,8 @@ static int parse_u64(const char *s, uint64_t *out)
 }
 
 /* Refuses absolute locations, ".." components and anything realpath puts outside base_dir. */
-static int external_path(const char *base_dir, const char *loc, char *path, size_t pathlen,
+/* path must hold PATH_MAX bytes (realpath's contract). */
+static int external_path(const char *base_dir, const char *loc, char path[PATH_MAX],
                          const char *what, char *err, size_t errlen)
 {
     if (!base_dir)
@@ -167,8 +167,8 @@ static int external_path(const char *base_dir, const char *loc, char *path, size
         int starts = c == loc || c[-1] == '/';
         int ends = c[2] == '\0' || c[2] == '/';
         if (starts && ends)
-            return seterr(err, errlen, -EPERM,
-                          "%s: external data location '%s' contains '..'", what, loc);
+            return seterr(err, errlen, -EPERM, "%s: external data location '%s' contains '..'",
+                          what, loc);
     }
     char base_real[PATH_MAX], joined[PATH_MAX];
     if (!realpath(base_dir, base_real))
@@ -181,34 +181,29 @@ static int external_path(const char *base_dir, const char *loc, char *path, size
                       strerror(errno));
     size_t bl = strlen(base_real);
     if (strncmp(path, base_real, bl) != 0 || (path[bl] != '/' && strcmp(base_real, "/") != 0))
-        return seterr(err, errlen, -EPERM,
-                      "%s: external data location '%s' resolves outside %s", what, loc,
-                      base_real);
-    (void)pathlen;
+        return seterr(err, errlen, -EPERM, "%s: external data location '%s' resolves outside %s",
+                      what, loc, base_real);
     return 0;
 }
 
-static int read_external_range(const char *path, uint64_t offset, int has_length,
-                               uint64_t length, struct payload *p, const char *what, char *err,
-                               size_t errlen)
+static int read_external_range(const char *path, uint64_t offset, int has_length, uint64_t length,
+                               struct payload *p, const char *what, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return seterr(err, errlen, -errno, "%s: external data %s: %s", what, path,
-                      strerror(errno));
+        return seterr(err, errlen, -errno, "%s: external data %s: %s", what, path, strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = seterr(err, errlen, -EINVAL, "%s: external data %s is not a regular file", what,
-                    path);
+        rc = seterr(err, errlen, -EINVAL, "%s: external data %s is not a regular file", what, path);
         goto out;
     }
     uint64_t size = (uint64_t)st.st_size;
     uint64_t want = has_length ? length : (offset <= size ? size - offset : 0);
     if (offset > size || want > size - offset) {
         rc = seterr(err, errlen, -EINVAL,
-                    "%s: external data range offset %llu length %llu exceeds %s (%llu bytes)",
-                    what, (unsigned long long)offset, (unsigned long long)want, path,
+                    "%s: external data range offset %llu length %llu exceeds %s (%llu bytes)", what,
+                    (unsigned long long)offset, (unsigned long long)want, path,
                     (unsigned long long)size);
         goto out;
     }
@@ -249,13 +244,13 @@ static int from_external(const Onnx__TensorProto *tp, const char *base_dir, stru
         else if (strcmp(e->key, "length") == 0)
             bad = parse_u64(e->value, &length), has_length = 1;
         if (bad)
-            return seterr(err, errlen, -EINVAL, "%s: external data %s='%s' is not a number",
-                          what, e->key, e->value);
+            return seterr(err, errlen, -EINVAL, "%s: external data %s='%s' is not a number", what,
+                          e->key, e->value);
     }
     if (!loc || !*loc)
         return seterr(err, errlen, -EINVAL, "%s: external data without a location", what);
     char path[PATH_MAX];
-    int rc = external_path(base_dir, loc, path, sizeof(path), what, err, errlen);
+    int rc = external_path(base_dir, loc, path, what, err, errlen);
     if (rc)
         return rc;
     return read_external_range(path, offset, has_length, length, p, what, err, errlen);
@@ -275,8 +270,8 @@ static int decode_payload(const Onnx__TensorProto *tp, const char *base_dir, str
         return rc;
     if (tp->segment)
         return seterr(err, errlen, -ENOTSUP, "%s: segmented tensors are not supported", what);
-    int external = tp->has_data_location &&
-                   tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    int external =
+        tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     int sources = (tp->has_raw_data && tp->raw_data.len > 0) + (typed_count(tp) > 0) + external;
     if (sources > 1)
         return seterr(err, errlen, -EINVAL,
@@ -330,7 +325,7 @@ int ir_decode_tensor_proto(const void *bytes, size_t len, struct engine_tensor *
 /* ---- name index: open addressing over tensor names, private to one import ---- */
 
 struct name_index {
-    int *slot; /* tensor index or -1 */
+    int *slot;  /* tensor index or -1 */
     size_t cap; /* power of two */
 };
 
@@ -527,8 +522,7 @@ static int copy_attr(struct importer *im, const char *node, const Onnx__Attribut
         if (!ap->t)
             break;
         char what[600];
-        snprintf(what, sizeof(what), "model %s: node %s: attribute %s", im->g->name, node,
-                 a->name);
+        snprintf(what, sizeof(what), "model %s: node %s: attribute %s", im->g->name, node, a->name);
         struct payload p;
         int rc = decode_payload(ap->t, im->base_dir, &p, what, im->err, im->errlen);
         if (rc)
@@ -540,8 +534,8 @@ static int copy_attr(struct importer *im, const char *node, const Onnx__Attribut
     }
     }
     return seterr(im->err, im->errlen, -ENOTSUP,
-                  "model %s: node %s: attribute %s has an unsupported type (%d)", im->g->name,
-                  node, a->name, (int)a->type);
+                  "model %s: node %s: attribute %s has an unsupported type (%d)", im->g->name, node,
+                  a->name, (int)a->type);
 }
 
 /* A Constant node's single output becomes a constant tensor. */
@@ -582,8 +576,8 @@ static int import_constant(struct importer *im, const Onnx__NodeProto *np, const
             memcpy(p.data, f ? (void *)ap->floats : (void *)ap->ints, n * (f ? 4 : 8));
     } else {
         return seterr(im->err, im->errlen, -ENOTSUP,
-                      "model %s: node %s (Constant): unsupported attribute %s", im->g->name,
-                      name, an);
+                      "model %s: node %s (Constant): unsupported attribute %s", im->g->name, name,
+                      an);
     }
     if (rc)
         return rc;
@@ -778,8 +772,7 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
 {
     struct ir_graph *g = im->g;
     if (gp->n_output == 0)
-        return seterr(im->err, im->errlen, -EINVAL, "model %s: the graph has no outputs",
-                      g->name);
+        return seterr(im->err, im->errlen, -EINVAL, "model %s: the graph has no outputs", g->name);
     g->outputs = calloc(gp->n_output, sizeof(int));
     if (!g->outputs)
         return -ENOMEM;
@@ -789,8 +782,7 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
         int t = index_find(&im->ix, g, name, &pos);
         if (t < 0)
             return seterr(im->err, im->errlen, -EINVAL,
-                          "model %s: graph output '%s' is not produced by any node", g->name,
-                          name);
+                          "model %s: graph output '%s' is not produced by any node", g->name, name);
         if (g->tensors[t].flags & IR_T_OUTPUT)
             return seterr(im->err, im->errlen, -EINVAL,
                           "model %s: graph output '%s' is listed twice", g->name, name);
@@ -835,8 +827,7 @@ static int import_graph(struct importer *im, const Onnx__ModelProto *m)
     size_t expect = gp->n_initializer + gp->n_input + gp->n_output;
     for (size_t i = 0; i < gp->n_node; i++) {
         if (gp->node[i]->n_output > MAX_ITEMS || expect > MAX_ITEMS * (size_t)4)
-            return seterr(im->err, im->errlen, -EFBIG, "model %s: too many tensors",
-                          im->g->name);
+            return seterr(im->err, im->errlen, -EFBIG, "model %s: too many tensors", im->g->name);
         expect += gp->node[i]->n_output;
     }
     if ((rc = index_init(&im->ix, expect)) != 0)

@@ -179,8 +179,8 @@ static int fold_bn_gemm(struct ir_graph *g, int pi, const struct bn *bn)
     int64_t rows = w->shape.dims[0], cols = w->shape.dims[1];
     int64_t cn = c ? engine_shape_numel(&c->shape) : 0;
     if (!w->data || w->dtype != ENGINE_F32 || (tb ? rows : cols) != bn->c ||
-        (c && (!c->data || (cn != 1 && cn != bn->c) ||
-               (c->shape.rank == 2 && c->shape.dims[0] != 1))))
+        (c &&
+         (!c->data || (cn != 1 && cn != bn->c) || (c->shape.rank == 2 && c->shape.dims[0] != 1))))
         return 0;
     float beta = ir_attr_float(p, "beta", 1.0f);
     float *nw = malloc(w->nbytes ? w->nbytes : 1), *nb = malloc((size_t)bn->c * sizeof(float));
@@ -231,8 +231,8 @@ static int fuse_act(struct ir_graph *g, int pi, int qi)
     float a, b;
     if (p->n_post >= IR_MAX_POST || q->in[0] != p->out[0] || !ir_node_act(g, q, &act, &a, &b))
         return 0;
-    p->post[p->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = act, .alpha = a,
-                                               .beta = b, .tensor = -1};
+    p->post[p->n_post++] =
+        (struct ir_post_op){.kind = IR_POST_ACT, .act = act, .alpha = a, .beta = b, .tensor = -1};
     return 1;
 }
 
@@ -253,8 +253,7 @@ static int fuse_sum(struct ir_graph *g, int pi, int qi)
         return 0;
     int y = p->out[0], other = q->in[0] == y ? q->in[1] : q->in[0];
     const struct ir_tensor *yt = &g->tensors[y], *ot = &g->tensors[other];
-    if (!same_shape(yt, ot) || !same_shape(yt, &g->tensors[q->out[0]]) ||
-        yt->dtype != ENGINE_F32)
+    if (!same_shape(yt, ot) || !same_shape(yt, &g->tensors[q->out[0]]) || yt->dtype != ENGINE_F32)
         return 0;
     /* the addend must exist when p runs */
     if (ot->producer >= pi)

@@ -21,10 +21,10 @@
 #include <string.h>
 
 #define MAX_INFERRED_BYTES ((uint64_t)16 << 30)
-#define MAX_SPATIAL 3
-#define MAX_PAD ((int64_t)1 << 40)
-#define MAX_GROUP ((int64_t)1 << 24)
-#define MAX_FOLD_BYTES ((uint64_t)1 << 30) /* largest constant folding may create */
+#define MAX_SPATIAL        3
+#define MAX_PAD            ((int64_t)1 << 40)
+#define MAX_GROUP          ((int64_t)1 << 24)
+#define MAX_FOLD_BYTES     ((uint64_t)1 << 30) /* largest constant folding may create */
 
 typedef int (*op_fn)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
 
@@ -44,8 +44,8 @@ static int arity(struct ir_graph *g, struct ir_node *n, int min_in, int max_in, 
                  size_t errlen)
 {
     if (n->n_in < min_in || n->n_in > max_in || n->n_out < 1)
-        return ir_node_err(g, n, err, errlen, -EINVAL, "expects %d to %d inputs, has %d",
-                           min_in, max_in, n->n_in);
+        return ir_node_err(g, n, err, errlen, -EINVAL, "expects %d to %d inputs, has %d", min_in,
+                           max_in, n->n_in);
     for (int i = 0; i < min_in; i++)
         if (n->in[i] < 0)
             return ir_node_err(g, n, err, errlen, -EINVAL, "required input %d is missing", i);
@@ -70,8 +70,8 @@ static int set_out(struct ir_graph *g, struct ir_node *n, int i, int dtype,
     uint64_t numel = 1;
     for (int d = 0; d < s->rank; d++) {
         if (s->dims[d] < 0)
-            return ir_node_err(g, n, err, errlen, -EINVAL, "output %d gets negative dim %lld",
-                               i, (long long)s->dims[d]);
+            return ir_node_err(g, n, err, errlen, -EINVAL, "output %d gets negative dim %lld", i,
+                               (long long)s->dims[d]);
         if (s->dims[d] > 0 && numel > MAX_INFERRED_BYTES / (uint64_t)s->dims[d])
             return ir_node_err(g, n, err, errlen, -EFBIG, "output %d is too large", i);
         numel *= (uint64_t)s->dims[d];
@@ -98,21 +98,20 @@ static int norm_axis(struct ir_graph *g, struct ir_node *n, int64_t axis, int ra
 }
 
 /* Reads an int64/int32 constant input as up to max int64 values. */
-static int const_ints(struct ir_graph *g, struct ir_node *n, int i, int64_t *v, int max,
-                      int *count, char *err, size_t errlen)
+static int const_ints(struct ir_graph *g, struct ir_node *n, int i, int64_t *v, int max, int *count,
+                      char *err, size_t errlen)
 {
     struct ir_tensor *x = in_t(g, n, i);
     if (!x || !x->data)
         return ir_node_err(g, n, err, errlen, -ENOTSUP,
-                           "input %d must be a constant (computed at run time is unsupported)",
-                           i);
+                           "input %d must be a constant (computed at run time is unsupported)", i);
     if (x->dtype != ENGINE_I64 && x->dtype != ENGINE_I32)
         return ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be int64, is %s", i,
                            engine_dtype_name(x->dtype));
     int64_t k = engine_shape_numel(&x->shape);
     if (x->shape.rank > 1 || k > max)
-        return ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be a 1-D list of <= %d",
-                           i, max);
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be a 1-D list of <= %d", i,
+                           max);
     for (int64_t j = 0; j < k; j++)
         v[j] = x->dtype == ENGINE_I64 ? ((int64_t *)x->data)[j] : ((int32_t *)x->data)[j];
     *count = (int)k;
@@ -130,8 +129,7 @@ static int attr_ints(struct ir_graph *g, struct ir_node *n, const char *name, in
         return 0;
     }
     if (a->type != IR_ATTR_INTS || a->n != (size_t)expect)
-        return ir_node_err(g, n, err, errlen, -EINVAL, "attribute %s needs %d ints", name,
-                           expect);
+        return ir_node_err(g, n, err, errlen, -EINVAL, "attribute %s needs %d ints", name, expect);
     memcpy(v, a->ints, (size_t)expect * sizeof(int64_t));
     return 0;
 }
@@ -173,17 +171,24 @@ static int eval_copy(struct ir_graph *g, struct ir_node *n, char *err, size_t er
 
 /* ---- activations and element-wise unary ---- */
 
-int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *act,
-                float *alpha, float *beta)
+int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *act, float *alpha,
+                float *beta)
 {
     static const struct {
         const char *op;
         enum ir_act act;
     } map[] = {
-        {"Relu", IR_ACT_RELU},       {"LeakyRelu", IR_ACT_RELU}, {"Sigmoid", IR_ACT_SIGMOID},
-        {"Tanh", IR_ACT_TANH},       {"Clip", IR_ACT_CLIP},      {"HardSigmoid", IR_ACT_HARDSIGMOID},
-        {"HardSwish", IR_ACT_HARDSWISH}, {"Elu", IR_ACT_ELU},    {"Exp", IR_ACT_EXP},
-        {"Sqrt", IR_ACT_SQRT},       {"Abs", IR_ACT_ABS},
+        {"Relu", IR_ACT_RELU},
+        {"LeakyRelu", IR_ACT_RELU},
+        {"Sigmoid", IR_ACT_SIGMOID},
+        {"Tanh", IR_ACT_TANH},
+        {"Clip", IR_ACT_CLIP},
+        {"HardSigmoid", IR_ACT_HARDSIGMOID},
+        {"HardSwish", IR_ACT_HARDSWISH},
+        {"Elu", IR_ACT_ELU},
+        {"Exp", IR_ACT_EXP},
+        {"Sqrt", IR_ACT_SQRT},
+        {"Abs", IR_ACT_ABS},
     };
     for (size_t i = 0; i < ARRAY_LEN(map); i++) {
         if (strcmp(n->op, map[i].op) != 0)
@@ -201,8 +206,8 @@ int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *
             *alpha = ir_attr_float(n, "min", -INFINITY);
             *beta = ir_attr_float(n, "max", INFINITY);
             for (int k = 1; k <= 2; k++) {
-                const struct ir_tensor *b = k < n->n_in && n->in[k] >= 0 ? &g->tensors[n->in[k]]
-                                                                        : NULL;
+                const struct ir_tensor *b =
+                    k < n->n_in && n->in[k] >= 0 ? &g->tensors[n->in[k]] : NULL;
                 if (!b)
                     continue;
                 if (!b->data || b->dtype != ENGINE_F32 || engine_shape_numel(&b->shape) != 1)
@@ -223,8 +228,7 @@ static int infer_act(struct ir_graph *g, struct ir_node *n, char *err, size_t er
     enum ir_act act;
     float a, b;
     if (!ir_node_act(g, n, &act, &a, &b))
-        return ir_node_err(g, n, err, errlen, -ENOTSUP,
-                           "min/max must be constant float scalars");
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "min/max must be constant float scalars");
     struct ir_tensor *x = in_t(g, n, 0);
     return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
 }
@@ -284,9 +288,8 @@ static const struct {
     const char *op;
     enum k_binop k;
 } binops[] = {
-    {"Add", K_ADD}, {"Sub", K_SUB},     {"Mul", K_MUL},   {"Div", K_DIV},
-    {"Pow", K_POW}, {"Max", K_MAX},     {"Min", K_MIN},   {"Equal", K_EQUAL},
-    {"Less", K_LESS}, {"Greater", K_GREATER},
+    {"Add", K_ADD}, {"Sub", K_SUB}, {"Mul", K_MUL},     {"Div", K_DIV},   {"Pow", K_POW},
+    {"Max", K_MAX}, {"Min", K_MIN}, {"Equal", K_EQUAL}, {"Less", K_LESS}, {"Greater", K_GREATER},
 };
 
 static enum k_binop binop_of(const char *op)
@@ -325,8 +328,8 @@ static int eval_binary(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     void *d = alloc_out(g, n, 0);
     if (!d)
         return oom(g, n, err, errlen);
-    int rc = k_binary(binop_of(n->op), a->dtype, a->data, &a->shape, b->data, &b->shape, d,
-                      &o->shape);
+    int rc =
+        k_binary(binop_of(n->op), a->dtype, a->data, &a->shape, b->data, &b->shape, d, &o->shape);
     if (rc) {
         free(d);
         return ir_node_err(g, n, err, errlen, rc, "integer division by zero in constants");
@@ -354,8 +357,8 @@ static int eval_where(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     void *d = alloc_out(g, n, 0);
     if (!d)
         return oom(g, n, err, errlen);
-    k_where(c->data, &c->shape, a->data, &a->shape, b->data, &b->shape,
-            engine_dtype_size(a->dtype), d, &g->tensors[n->out[0]].shape);
+    k_where(c->data, &c->shape, a->data, &a->shape, b->data, &b->shape, engine_dtype_size(a->dtype),
+            d, &g->tensors[n->out[0]].shape);
     return set_data(g, n, 0, d);
 }
 
@@ -386,7 +389,7 @@ static int eval_expand(struct ir_graph *g, struct ir_node *n, char *err, size_t 
 /* ---- convolution and pooling ---- */
 
 struct window {
-    int k;                        /* spatial rank */
+    int k; /* spatial rank */
     int64_t kernel[MAX_SPATIAL], stride[MAX_SPATIAL], dil[MAX_SPATIAL];
     int64_t pads[2 * MAX_SPATIAL]; /* begins, then ends */
 };
@@ -412,14 +415,13 @@ static int read_window(struct ir_graph *g, struct ir_node *n, struct window *w, 
 }
 
 /* Output spatial dims; resolves auto_pad into explicit pads. */
-static int window_out(struct ir_graph *g, struct ir_node *n, struct window *w,
-                      const int64_t *in, int ceil_mode, int64_t *out, char *err, size_t errlen)
+static int window_out(struct ir_graph *g, struct ir_node *n, struct window *w, const int64_t *in,
+                      int ceil_mode, int64_t *out, char *err, size_t errlen)
 {
     const char *ap = ir_attr_str(n, "auto_pad", "NOTSET");
     int same_upper = strcmp(ap, "SAME_UPPER") == 0, same_lower = strcmp(ap, "SAME_LOWER") == 0;
     if (strcmp(ap, "NOTSET") != 0 && strcmp(ap, "VALID") != 0 && !same_upper && !same_lower)
-        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute auto_pad=%s",
-                           ap);
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute auto_pad=%s", ap);
     for (int i = 0; i < w->k; i++) {
         int64_t ek = (w->kernel[i] - 1) * w->dil[i] + 1;
         if (same_upper || same_lower) {
@@ -490,11 +492,10 @@ static int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     int64_t group = ir_attr_int(n, "group", 1);
     char s1[128], s2[128];
     if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
-        w->shape.dims[0] % group != 0 ||
-        x->shape.dims[1] != w->shape.dims[1] * group)
+        w->shape.dims[0] % group != 0 || x->shape.dims[1] != w->shape.dims[1] * group)
         return ir_node_err(g, n, err, errlen, -EINVAL,
-                           "weights %s do not fit input %s with group=%lld",
-                           shape_s(&w->shape, s1), shape_s(&x->shape, s2), (long long)group);
+                           "weights %s do not fit input %s with group=%lld", shape_s(&w->shape, s1),
+                           shape_s(&x->shape, s2), (long long)group);
     if (b && (b->shape.rank != 1 || b->shape.dims[0] != w->shape.dims[0]))
         return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
                            shape_s(&b->shape, s1), (long long)w->shape.dims[0]);
@@ -502,8 +503,8 @@ static int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t e
         return rc;
     for (int i = 0; i < win.k; i++) {
         if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
-            return ir_node_err(g, n, err, errlen, -EINVAL,
-                               "kernel_shape disagrees with weights %s", shape_s(&w->shape, s1));
+            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
+                               shape_s(&w->shape, s1));
         win.kernel[i] = w->shape.dims[2 + i];
     }
     struct engine_shape o = {.rank = x->shape.rank};
@@ -541,8 +542,7 @@ static int infer_pool(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     if (ceil_mode != 0 && ceil_mode != 1)
         return ir_node_err(g, n, err, errlen, -EINVAL, "ceil_mode must be 0 or 1");
     struct engine_shape o = x->shape;
-    if ((rc = window_out(g, n, &win, x->shape.dims + 2, (int)ceil_mode, o.dims + 2, err,
-                         errlen)))
+    if ((rc = window_out(g, n, &win, x->shape.dims + 2, (int)ceil_mode, o.dims + 2, err, errlen)))
         return rc;
     if ((rc = write_window(n, &win)))
         return oom(g, n, err, errlen);
@@ -718,8 +718,7 @@ static int infer_reshape(struct ir_graph *g, struct ir_node *n, char *err, size_
         o.dims[i] = v[i];
         if (v[i] == 0 && !allowzero) {
             if (i >= x->shape.rank)
-                return ir_node_err(g, n, err, errlen, -EINVAL, "dim %d is 0 beyond input rank",
-                                   i);
+                return ir_node_err(g, n, err, errlen, -EINVAL, "dim %d is 0 beyond input rank", i);
             o.dims[i] = x->shape.dims[i];
         } else if (v[i] == -1) {
             if (infer >= 0)
@@ -807,8 +806,8 @@ static int infer_squeeze(struct ir_graph *g, struct ir_node *n, char *err, size_
             if ((rc = norm_axis(g, n, v[i], x->shape.rank, &axis, err, errlen)))
                 return rc;
             if (x->shape.dims[axis] != 1)
-                return ir_node_err(g, n, err, errlen, -EINVAL, "axis %d has size %lld, not 1",
-                                   axis, (long long)x->shape.dims[axis]);
+                return ir_node_err(g, n, err, errlen, -EINVAL, "axis %d has size %lld, not 1", axis,
+                                   (long long)x->shape.dims[axis]);
             mark[axis] = 1;
         }
     }
@@ -969,8 +968,7 @@ static int eval_cast(struct ir_graph *g, struct ir_node *n, char *err, size_t er
     return set_data(g, n, 0, d);
 }
 
-static int infer_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *err,
-                                   size_t errlen)
+static int infer_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen), k;
     int64_t v[ENGINE_MAX_RANK];
@@ -989,8 +987,7 @@ static int infer_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *
     return set_out(g, n, 0, dtype, &o, err, errlen);
 }
 
-static int eval_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *err,
-                                  size_t errlen)
+static int eval_constant_of_shape(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     const struct ir_attr *a = ir_attr_get(n, "value");
     struct ir_tensor *o = &g->tensors[n->out[0]];
@@ -1023,14 +1020,14 @@ static int64_t slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step,
     return start > end ? (start - end - 1) / (-step) + 1 : 0;
 }
 
-static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int64_t *e,
-                        int64_t *ax, int64_t *sp, int *k, char *err, size_t errlen)
+static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int64_t *e, int64_t *ax,
+                        int64_t *sp, int *k, char *err, size_t errlen)
 {
     int rc, k2 = 0, k3, k4;
     if (g->opset < 10) {
         const struct ir_attr *as = ir_attr_get(n, "starts"), *ae = ir_attr_get(n, "ends");
-        if (!as || !ae || as->type != IR_ATTR_INTS || ae->type != IR_ATTR_INTS ||
-            as->n != ae->n || as->n > ENGINE_MAX_RANK)
+        if (!as || !ae || as->type != IR_ATTR_INTS || ae->type != IR_ATTR_INTS || as->n != ae->n ||
+            as->n > ENGINE_MAX_RANK)
             return ir_node_err(g, n, err, errlen, -EINVAL, "starts/ends attributes invalid");
         *k = (int)as->n;
         if (*k) {
@@ -1164,13 +1161,14 @@ static int infer_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t er
         if (p[i] < -MAX_PAD || p[i] > MAX_PAD || p[r + i] < -MAX_PAD || p[r + i] > MAX_PAD)
             return ir_node_err(g, n, err, errlen, -EINVAL, "pads out of range on axis %d", i);
         o.dims[i] += p[i] + p[r + i];
-        if (o.dims[i] < 0 || (strcmp(mode, "reflect") == 0 && (p[i] >= x->shape.dims[i] ||
-                                                               p[r + i] >= x->shape.dims[i])))
+        if (o.dims[i] < 0 || (strcmp(mode, "reflect") == 0 &&
+                              (p[i] >= x->shape.dims[i] || p[r + i] >= x->shape.dims[i])))
             return ir_node_err(g, n, err, errlen, -EINVAL, "pads do not fit axis %d", i);
     }
     if (ir_attr_set_ints(n, "pads", p, (size_t)k) ||
-        ir_attr_set_float(n, "value", cv && cv->dtype == ENGINE_F32 ? *(float *)cv->data
-                                                                      : ir_attr_float(n, "value", 0)))
+        ir_attr_set_float(n, "value",
+                          cv && cv->dtype == ENGINE_F32 ? *(float *)cv->data
+                                                        : ir_attr_float(n, "value", 0)))
         return oom(g, n, err, errlen);
     return set_out(g, n, 0, x->dtype, &o, err, errlen);
 }
@@ -1188,8 +1186,8 @@ static int eval_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t err
     void *d = alloc_out(g, n, 0);
     if (!d)
         return oom(g, n, err, errlen);
-    k_pad(x->data, &x->shape, ir_attr_get(n, "pads")->ints, m, value,
-          engine_dtype_size(x->dtype), d, &g->tensors[n->out[0]].shape);
+    k_pad(x->data, &x->shape, ir_attr_get(n, "pads")->ints, m, value, engine_dtype_size(x->dtype),
+          d, &g->tensors[n->out[0]].shape);
     return set_data(g, n, 0, d);
 }
 
@@ -1318,8 +1316,7 @@ static const struct engine_input_shape *find_override(const struct ir_graph *g, 
                                                       int n_shapes)
 {
     for (int i = 0; i < n_shapes; i++)
-        if (shapes[i].name ? strcmp(shapes[i].name, g->tensors[t].name) == 0
-                           : g->n_inputs == 1)
+        if (shapes[i].name ? strcmp(shapes[i].name, g->tensors[t].name) == 0 : g->n_inputs == 1)
             return &shapes[i];
     return NULL;
 }
@@ -1332,12 +1329,12 @@ static int fix_input(struct ir_graph *g, int t, const struct engine_input_shape 
     if (ov) {
         if (ov->shape.rank < 0 || ov->shape.rank > ENGINE_MAX_RANK ||
             (x->shape.rank >= 0 && ov->shape.rank != x->shape.rank))
-            return seterr(err, errlen, -EINVAL, "model %s: input '%s': shape %s given, model has %s",
-                          g->name, x->name, shape_s(&ov->shape, s1), shape_s(&x->shape, s2));
+            return seterr(err, errlen, -EINVAL,
+                          "model %s: input '%s': shape %s given, model has %s", g->name, x->name,
+                          shape_s(&ov->shape, s1), shape_s(&x->shape, s2));
         for (int i = 0; i < ov->shape.rank; i++)
-            if (ov->shape.dims[i] < 0 ||
-                (x->shape.rank >= 0 && x->shape.dims[i] >= 0 &&
-                 x->shape.dims[i] != ov->shape.dims[i]))
+            if (ov->shape.dims[i] < 0 || (x->shape.rank >= 0 && x->shape.dims[i] >= 0 &&
+                                          x->shape.dims[i] != ov->shape.dims[i]))
                 return seterr(err, errlen, -EINVAL,
                               "model %s: input '%s': shape %s given, but the model fixes %s",
                               g->name, x->name, shape_s(&ov->shape, s1), shape_s(&x->shape, s2));
@@ -1345,8 +1342,7 @@ static int fix_input(struct ir_graph *g, int t, const struct engine_input_shape 
     }
     if (x->shape.rank < 0)
         return seterr(err, errlen, -EINVAL,
-                      "model %s: input '%s' has no shape in the model: give one", g->name,
-                      x->name);
+                      "model %s: input '%s' has no shape in the model: give one", g->name, x->name);
     for (int i = 0; i < x->shape.rank; i++)
         if (x->shape.dims[i] < 0)
             return seterr(err, errlen, -EINVAL,
@@ -1354,8 +1350,8 @@ static int fix_input(struct ir_graph *g, int t, const struct engine_input_shape 
                           "concrete shape for it",
                           g->name, x->name, i, shape_s(&x->shape, s1));
     if (!x->dtype)
-        return seterr(err, errlen, -EINVAL, "model %s: input '%s' has no element type",
-                      g->name, x->name);
+        return seterr(err, errlen, -EINVAL, "model %s: input '%s' has no element type", g->name,
+                      x->name);
     uint64_t numel = 1;
     for (int i = 0; i < x->shape.rank; i++) {
         if (x->shape.dims[i] > 0 && numel > MAX_INFERRED_BYTES / (uint64_t)x->shape.dims[i])
@@ -1406,7 +1402,8 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
     for (int i = 0; i < n_shapes; i++) {
         int t = shapes[i].name ? ir_find_tensor(g, shapes[i].name) : -1;
         if (shapes[i].name && (t < 0 || !(g->tensors[t].flags & IR_T_INPUT)))
-            return seterr(err, errlen, -EINVAL, "model %s: a shape is given for '%s', which "
+            return seterr(err, errlen, -EINVAL,
+                          "model %s: a shape is given for '%s', which "
                           "is not an input of the model",
                           g->name, shapes[i].name);
     }

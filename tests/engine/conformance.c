@@ -34,12 +34,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DEFAULT_ROOT "/usr/share/libonnx-testdata/data"
+#define DEFAULT_ROOT   "/usr/share/libonnx-testdata/data"
 #define MAX_FILE_BYTES ((size_t)1 << 30)
-#define MAX_TENSORS 64
+#define MAX_TENSORS    64
 #define CASE_TIMEOUT_S 60
-#define RTOL 1e-3
-#define ATOL 1e-4
+#define RTOL           1e-3
+#define ATOL           1e-4
 
 enum verdict { PASS, FAIL, UNSUPPORTED };
 static const char *verdict_name[] = {"pass", "FAIL", "unsupported"};
@@ -129,8 +129,8 @@ static int compare(const struct engine_tensor *got, const struct engine_tensor *
             continue;
         double tol = want->dtype == ENGINE_F32 ? ATOL + RTOL * fabs(b) : 0;
         if (!(fabs(a - b) <= tol) && !(a == b))
-            return seterr(err, errlen, -EINVAL, "output %d element %lld: got %.9g, want %.9g",
-                          k, (long long)i, a, b);
+            return seterr(err, errlen, -EINVAL, "output %d element %lld: got %.9g, want %.9g", k,
+                          (long long)i, a, b);
     }
     return 0;
 }
@@ -146,8 +146,8 @@ static int run_set(struct engine_model *m, struct engine_session *s, const char 
         rc = load_tensors(dir, "output", &want, err, errlen);
     int n_out = engine_model_n_outputs(m);
     if (rc == 0 && (in.n != engine_model_n_inputs(m) || want.n != n_out || n_out > MAX_TENSORS))
-        rc = seterr(err, errlen, -EINVAL, "%d inputs / %d outputs in %s, model has %d / %d",
-                    in.n, want.n, dir, engine_model_n_inputs(m), n_out);
+        rc = seterr(err, errlen, -EINVAL, "%d inputs / %d outputs in %s, model has %d / %d", in.n,
+                    want.n, dir, engine_model_n_inputs(m), n_out);
     for (int i = 0; rc == 0 && i < in.n; i++) {
         struct engine_tensor_info info;
         if (in.t[i].name || engine_model_input(m, i, &info) != 0)
@@ -385,10 +385,10 @@ int main(int argc, char **argv)
 {
     struct config c = {.root = DEFAULT_ROOT, .fork = 1};
     static const struct option longopts[] = {
-        {"root", required_argument, NULL, 'r'}, {"suite", required_argument, NULL, 's'},
+        {"root", required_argument, NULL, 'r'},   {"suite", required_argument, NULL, 's'},
         {"filter", required_argument, NULL, 'f'}, {"verbose", no_argument, NULL, 'v'},
-        {"no-fork", no_argument, NULL, 'n'},    {"decode-only", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"no-fork", no_argument, NULL, 'n'},      {"decode-only", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "r:s:f:vndh", longopts, NULL)) != -1) {

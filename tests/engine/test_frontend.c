@@ -40,8 +40,8 @@ static struct model load(const char *name)
 
 /* import + infer (+ fold + optimize when `passes` >= 3, 4). */
 static int run_passes(const void *bytes, size_t len, const char *base_dir, int passes,
-                      const struct engine_input_shape *shapes, int n_shapes,
-                      struct ir_graph **out, char *err, size_t errlen)
+                      const struct engine_input_shape *shapes, int n_shapes, struct ir_graph **out,
+                      char *err, size_t errlen)
 {
     struct ir_graph *g = NULL;
     int rc = ir_import_onnx(bytes, len, base_dir, "test.onnx", &g, err, errlen);
