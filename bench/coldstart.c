@@ -1,0 +1,325 @@
+/*
+ * bench/coldstart — how long a new shmfaas-fn instance takes from process start to ready and to
+ * its first answer (issue 4, criterion 5), side by side:
+ *   resident      the model's image is already in the store (attach = map it);
+ *   not resident  the store compiles it first (evicted before each run);
+ *   --private     the instance compiles the ONNX itself into private memory (the baseline);
+ *   ONNX Runtime  session create + first run in node (onnxruntime-node), same model, 1 thread;
+ * and what idle_release costs: the first request after the arena was given back vs a warm one.
+ *
+ *   build/bench/coldstart [--model resnet50] [--runs 5] [--out docs/bench/coldstart.md]
+ *
+ * Runs the programs of the build tree it belongs to; needs zoo/<model>/model.onnx
+ * (tools/zoo --models resnet50) and, for the ONNX Runtime column,
+ * `npm install --ignore-scripts` in bench/coldstart-ort (skipped with a note otherwise).
+ * Prints a Markdown report (also written to --out) with the command that produced it.
+ */
+#include <stdio.h>
+
+#include "config.h"
+#include "../tests/fn/harness.h"
+
+#define MAX_RUNS 50
+#define RAW_LEN (3 * 224 * 224 * 4)
+
+struct bench {
+    struct harness h;
+    const char *model;
+    int runs;
+    char store_sock[300], models[300], onnx[512];
+    pid_t store;
+    uint8_t *raw;
+};
+
+struct sample {
+    double ready_ms, answer_ms; /* from spawn */
+};
+
+static double ms_since(int64_t t0)
+{
+    return (double)(now_ns() - t0) / 1e6;
+}
+
+static int start_store(struct bench *b)
+{
+    char bin[512], dir[300], dst[400];
+    h_path(&b->h, "store.sock", b->store_sock, sizeof(b->store_sock));
+    h_path(&b->h, "images", dir, sizeof(dir));
+    h_path(&b->h, "models", b->models, sizeof(b->models));
+    mkdir(b->models, 0755);
+    snprintf(dst, sizeof(dst), "%s/%s.onnx", b->models, b->model);
+    if (h_copy(b->onnx, dst) < 0) {
+        fprintf(stderr, "coldstart: cannot copy %s (run tools/zoo --models %s)\n", b->onnx,
+                b->model);
+        return -1;
+    }
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "--socket",
+                    b->store_sock, "--dir", dir, "--models", b->models, "--budget", "4Gi",
+                    "--log-level", "warn", NULL};
+    b->store = h_spawn(&b->h, argv, NULL);
+    return h_wait_path(b->store_sock, 10000) ? 0 : -1;
+}
+
+static int evict(struct bench *b)
+{
+    char bin[512];
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "evict",
+                    (char *)b->model, "--socket", b->store_sock, NULL};
+    pid_t pid = h_spawn(&b->h, argv, NULL);
+    int st = h_wait_exit(&b->h, pid, 30000);
+    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* Polls /_/ready every 0.5 ms: the figure is within that of the instance's own. */
+static bool poll_ready(const char *sock, pid_t pid)
+{
+    for (int i = 0; i < 600000; i++) {
+        if (h_status(sock, "GET", "/_/ready") == 200)
+            return true;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return false;
+        usleep(500);
+    }
+    return false;
+}
+
+/* One cold start: spawn → ready → first answer. */
+static int one_start(struct bench *b, bool private, const char *idle, struct sample *s,
+                     pid_t *keep)
+{
+    char bin[512], sock[300], listen[320], store_env[320], model_env[128], idle_env[64];
+    h_path(&b->h, "fn.sock", sock, sizeof(sock));
+    snprintf(listen, sizeof(listen), "unix:%s", sock);
+    snprintf(store_env, sizeof(store_env), "store_socket=%s", b->store_sock);
+    snprintf(model_env, sizeof(model_env), "model=%s", b->model);
+    snprintf(idle_env, sizeof(idle_env), "idle_release=%s", idle ? idle : "0");
+    const char *env[] = {model_env, store_env, "input=raw", "output=topk", idle_env, NULL};
+    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen,
+                    private ? "--private" : NULL, b->onnx, NULL};
+    int64_t t0 = now_ns();
+    pid_t pid = h_spawn(&b->h, argv, env);
+    if (!poll_ready(sock, pid))
+        return -1;
+    s->ready_ms = ms_since(t0);
+    struct h_reply r;
+    h_http(sock, "POST", "/", b->raw, RAW_LEN, NULL, &r);
+    s->answer_ms = ms_since(t0);
+    free(r.body);
+    if (r.status != 200)
+        return -1;
+    if (keep)
+        *keep = pid;
+    else
+        h_kill(&b->h, pid);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+struct row {
+    const char *name;
+    double ready, answer; /* medians; < 0: not measured */
+};
+
+static int measure(struct bench *b, const char *name, bool private, bool evict_first,
+                   struct row *row)
+{
+    double ready[MAX_RUNS], answer[MAX_RUNS];
+    for (int i = 0; i < b->runs; i++) {
+        struct sample s;
+        /* The first eviction finds nothing resident; later ones must succeed. */
+        if ((evict_first && evict(b) < 0 && i > 0) || one_start(b, private, NULL, &s, NULL) < 0) {
+            fprintf(stderr, "coldstart: %s run %d failed\n", name, i + 1);
+            return -1;
+        }
+        ready[i] = s.ready_ms;
+        answer[i] = s.answer_ms;
+    }
+    *row = (struct row){name, median(ready, b->runs), median(answer, b->runs)};
+    return 0;
+}
+
+/* onnxruntime-node: create + first run, timed in node; -1 when it cannot run. */
+static int measure_ort(struct bench *b, struct row *row, char *version, size_t vlen)
+{
+    double v[MAX_RUNS], from_start[MAX_RUNS];
+    for (int i = 0; i < b->runs; i++) {
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd),
+                 "cd '%s/bench/coldstart-ort' 2>/dev/null && node ort_coldstart.js '%s' 2>/dev/null",
+                 SHMFAAS_SOURCE_ROOT, b->onnx);
+        FILE *p = popen(cmd, "r");
+        char line[1024] = "";
+        if (!p || !fgets(line, sizeof(line), p)) {
+            if (p)
+                pclose(p);
+            return -1;
+        }
+        pclose(p);
+        double create_run = 0, start = 0;
+        char *a = strstr(line, "\"create_and_run_ms\":");
+        char *s = strstr(line, "\"from_process_start_ms\":");
+        char *ver = strstr(line, "\"ort_version\":\"");
+        if (!a || !s || !ver)
+            return -1;
+        create_run = strtod(a + 20, NULL);
+        start = strtod(s + 24, NULL);
+        snprintf(version, vlen, "%.*s", (int)strcspn(ver + 15, "\""), ver + 15);
+        v[i] = create_run;
+        from_start[i] = start;
+    }
+    /* ready: from node's own process start; answer: create + first run timed in node */
+    *row = (struct row){"ONNX Runtime (node)", median(from_start, b->runs), median(v, b->runs)};
+    return 0;
+}
+
+/* Warm request latency vs the first one after idle_release gave the arena back. */
+static int measure_idle(struct bench *b, double *warm, double *after_idle)
+{
+    struct sample s;
+    pid_t pid;
+    if (one_start(b, false, "1s", &s, &pid) < 0)
+        return -1;
+    char sock[300];
+    h_path(&b->h, "fn.sock", sock, sizeof(sock));
+    double w[MAX_RUNS], a[MAX_RUNS];
+    for (int i = 0; i < b->runs; i++) {
+        struct h_reply r;
+        int64_t t0 = now_ns();
+        h_http(sock, "POST", "/", b->raw, RAW_LEN, NULL, &r);
+        w[i] = ms_since(t0);
+        free(r.body);
+        usleep(1500 * 1000);
+        t0 = now_ns();
+        h_http(sock, "POST", "/", b->raw, RAW_LEN, NULL, &r);
+        a[i] = ms_since(t0);
+        free(r.body);
+    }
+    h_kill(&b->h, pid);
+    *warm = median(w, b->runs);
+    *after_idle = median(a, b->runs);
+    return 0;
+}
+
+static void cpu_name(char *out, size_t len)
+{
+    snprintf(out, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *c = strchr(line, ':');
+            snprintf(out, len, "%.200s", c ? c + 2 : line);
+            out[strcspn(out, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+static void report(FILE *f, const struct bench *b, const struct row *rows, int n,
+                   const struct row *ort, const char *ort_version, double warm, double idle,
+                   const char *cmdline)
+{
+    char cpu[256];
+    cpu_name(cpu, sizeof(cpu));
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    fprintf(f, "# Cold start of a function instance (`bench/coldstart`)\n\n");
+    fprintf(f, "Model `%s` (zoo, 1x3x224x224), 1 intra-op thread, median of %d runs, %s, %s, "
+               "%ld CPUs online.\n\n",
+            b->model, b->runs, date, cpu, sysconf(_SC_NPROCESSORS_ONLN));
+    fprintf(f, "Command: `%s`\n\n", cmdline);
+    fprintf(f, "| start | process start → ready | → first answer |\n|---|---:|---:|\n");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "| %s | %.1f ms | %.1f ms |\n", rows[i].name, rows[i].ready, rows[i].answer);
+    if (ort)
+        fprintf(f, "| ONNX Runtime %s (node): session create + first run | – | %.1f ms (%.1f ms "
+                   "from node's process start) |\n",
+                ort_version, ort->answer, ort->ready);
+    else
+        fprintf(f, "| ONNX Runtime | not measured: `npm install --ignore-scripts` in "
+                   "bench/coldstart-ort did not give a working onnxruntime-node | |\n");
+    if (ort)
+        fprintf(f, "\nResident ready + first answer vs ONNX Runtime create + first run: 1/%.1f "
+                   "(goal ≤ 1/15).\n",
+                ort->answer / rows[0].answer);
+    fprintf(f, "\nIdle release (`idle_release=1s`, arena pages given back with MADV_DONTNEED): "
+               "warm request %.1f ms, first request after idle %.1f ms (median; the difference "
+               "is the page faults of re-touching the arena).\n",
+            warm, idle);
+}
+
+static int parse_args(struct bench *b, int argc, char **argv, const char **out)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            b->model = argv[++i];
+        else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+            b->runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+            *out = argv[++i];
+        else {
+            fprintf(stderr, "usage: coldstart [--model NAME] [--runs N] [--out FILE.md]\n");
+            return -1;
+        }
+    }
+    if (b->runs < 1 || b->runs > MAX_RUNS) {
+        fprintf(stderr, "coldstart: --runs must be 1-%d\n", MAX_RUNS);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench b = {.model = "resnet50", .runs = 5};
+    const char *out = NULL;
+    setenv("SHMFAAS_BUILD", SHMFAAS_BUILD_ROOT, 0);
+    setenv("SHMFAAS_ZOO", SHMFAAS_SOURCE_ROOT "/zoo", 0);
+    if (parse_args(&b, argc, argv, &out) < 0)
+        return 2;
+    char rel[128], cmdline[1024] = "";
+    for (int i = 0; i < argc; i++)
+        snprintf(cmdline + strlen(cmdline), sizeof(cmdline) - strlen(cmdline), "%s%s",
+                 i ? " " : "", argv[i]);
+    snprintf(rel, sizeof(rel), "%s/model.onnx", b.model);
+    h_zoo(rel, b.onnx, sizeof(b.onnx));
+    b.raw = calloc(1, RAW_LEN);
+    if (h_init(&b.h) < 0 || start_store(&b) < 0)
+        return 1;
+    struct row rows[3], ort;
+    char ort_version[64] = "";
+    double warm = 0, idle = 0;
+    int rc = measure(&b, "not resident (store compiles)", false, true, &rows[1]);
+    if (!rc)
+        rc = measure(&b, "resident in the store", false, false, &rows[0]);
+    if (!rc)
+        rc = measure(&b, "--private (instance compiles)", true, false, &rows[2]);
+    if (!rc)
+        rc = measure_idle(&b, &warm, &idle);
+    bool have_ort = rc == 0 && measure_ort(&b, &ort, ort_version, sizeof(ort_version)) == 0;
+    h_cleanup(&b.h);
+    free(b.raw);
+    if (rc < 0)
+        return 1;
+    report(stdout, &b, rows, 3, have_ort ? &ort : NULL, ort_version, warm, idle, cmdline);
+    FILE *f = out ? fopen(out, "w") : NULL;
+    if (f) {
+        report(f, &b, rows, 3, have_ort ? &ort : NULL, ort_version, warm, idle, cmdline);
+        fclose(f);
+    }
+    return 0;
+}
