@@ -13,7 +13,6 @@
 
 #include "client/client.h"
 #include "common/common.h"
-#include "store/proto.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -107,24 +106,6 @@ static void cleanup(struct bench *b)
         fprintf(stderr, "bench/store: could not remove %s\n", b->root);
 }
 
-/* Evicts the bench model through the raw protocol (the client library has no EVICT). */
-static int evict(struct bench *b)
-{
-    int s = proto_connect(b->sock, NULL, 0);
-    if (s < 0)
-        return s;
-    struct proto_msg req = {.type = PROTO_EVICT, .seq = 1}, reply;
-    strcpy(req.u.ref.ref, "bench");
-    uint8_t *buf = malloc(PROTO_MAX_MSG);
-    char err[512];
-    int rc = buf ? proto_call(s, &req, buf, &reply, NULL, err, sizeof(err)) : -ENOMEM;
-    if (rc < 0)
-        fprintf(stderr, "bench/store: evict: %s\n", err);
-    free(buf);
-    close(s);
-    return rc;
-}
-
 static int timed_attach(struct store_client *c, int threads, double *ms)
 {
     const struct store_image *img;
@@ -150,8 +131,8 @@ static int run(struct bench *b, double *cold, double *warm)
     int rc = 0;
     for (int i = 0; i < b->cold && rc == 0; i++) {
         rc = timed_attach(c, b->threads, &cold[i]);
-        if (rc == 0)
-            rc = evict(b);
+        if (rc == 0 && (rc = store_evict_model(c, "bench", err, sizeof(err))) < 0)
+            fprintf(stderr, "bench/store: evict: %s\n", err);
     }
     double ignore;
     if (rc == 0)

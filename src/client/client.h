@@ -48,6 +48,10 @@ int store_detach(struct store_client *c, const struct store_image *img, char *er
 /* The store's figures as JSON text ({"totals": {...}, "models": [...]}); free() it. */
 int store_stats(struct store_client *c, char **json, char *err, size_t errlen);
 
+/* Evicts every resident image of ref (any thread count) that no instance holds; refused while one
+ * is leased, and for anyone but root and the store's own user. */
+int store_evict_model(struct store_client *c, const char *ref, char *err, size_t errlen);
+
 /* Reconnects (retrying for up to timeout_ms while the store restarts) and re-attaches every held
  * lease. An image whose bytes changed gets a new mapping; pointers into the old one stay valid
  * until store_detach/store_close. */

@@ -94,9 +94,19 @@ static void test_refs_share_one_image(void **state)
     st = env_stats(e);
     assert_int_equal(stats_total(st, "leases"), 5);
     json_decref(st);
+    /* Evict refuses while leased, then drops both thread-count images of the bytes. */
+    assert_int_equal(store_evict_model(c, "gemm_a", err, sizeof(err)), -EBUSY);
     store_close(c);
     st = env_stats(e);
     assert_int_equal(stats_total(st, "leases"), 0);
+    json_decref(st);
+    c = connect_to(e);
+    assert_int_equal(store_evict_model(c, "alias", err, sizeof(err)), 0);
+    assert_int_equal(store_evict_model(c, "alias", err, sizeof(err)), -ENOENT);
+    store_close(c);
+    st = env_stats(e);
+    assert_int_equal(stats_total(st, "resident_models"), 0);
+    assert_int_equal(stats_total(st, "evictions"), 2);
     json_decref(st);
 }
 
