@@ -421,21 +421,36 @@ static int warm_up(struct fn_instance *in, char *err, size_t errlen)
     return rc;
 }
 
-static int load_model(struct fn_instance *in, char *err, size_t errlen)
+/* Milliseconds each startup step took, for the ready log line. */
+struct startup {
+    double source_ms, open_ms, session_ms, warmup_ms;
+};
+
+static int load_model(struct fn_instance *in, struct startup *st, char *err, size_t errlen)
 {
+    int64_t t = now_ns();
     int rc = fn_source_open(in->cfg, &in->source, err, errlen);
+    st->source_ms = (double)(now_ns() - t) / 1e6;
+    t = now_ns();
     if (rc == 0)
         rc = engine_model_open(fn_source_image(in->source), fn_source_len(in->source), &in->model,
                                err, errlen);
+    st->open_ms = (double)(now_ns() - t) / 1e6;
+    t = now_ns();
     if (rc == 0)
         rc = engine_session_create(in->model, &in->session, err, errlen);
+    st->session_ms = (double)(now_ns() - t) / 1e6;
     if (rc < 0)
         return rc;
     in->n_outputs = engine_model_n_outputs(in->model);
     engine_model_input(in->model, 0, &in->in_info);
     engine_model_output(in->model, 0, &in->out_info);
     rc = check_codecs(in, err, errlen);
-    return rc ? rc : warm_up(in, err, errlen);
+    t = now_ns();
+    if (rc == 0)
+        rc = warm_up(in, err, errlen);
+    st->warmup_ms = (double)(now_ns() - t) / 1e6;
+    return rc;
 }
 
 static int start_http(struct fn_instance *in, char *err, size_t errlen)
@@ -494,9 +509,10 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
     in->cfg = c;
     init_sync(in);
     /* Listen first, so a platform polling /_/ready gets 503 rather than a refused connection. */
+    struct startup st = {0};
     int rc = start_http(in, err, errlen);
     if (rc == 0)
-        rc = load_model(in, err, errlen);
+        rc = load_model(in, &st, err, errlen);
     if (rc == 0)
         rc = -pthread_create(&in->worker, NULL, worker_main, in);
     if (rc < 0) {
@@ -508,9 +524,12 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
     in->last_run_ns = now_ns();
     in->ready = true;
     pthread_mutex_unlock(&in->lock);
-    log_info("ready in %.1f ms: model %s (%s, %zu bytes of image), listening on %s",
-             (double)(now_ns() - t0_ns) / 1e6, c->private_path ? c->private_path : c->model_ref,
-             fn_source_kind(in->source), fn_source_len(in->source), c->listen);
+    log_info("ready in %.1f ms since process start (%s %.1f ms, open %.1f ms, session %.1f ms, "
+             "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
+             (double)(now_ns() - t0_ns) / 1e6, fn_source_kind(in->source), st.source_ms,
+             st.open_ms, st.session_ms, st.warmup_ms,
+             c->private_path ? c->private_path : c->model_ref, fn_source_len(in->source),
+             c->listen);
     *out = in;
     return 0;
 }
