@@ -10,6 +10,7 @@
  *     tensors, so shared weights stay intact), an activation becomes an IR_POST_ACT, and a
  *     residual Add of an equal-shaped operand that is already computed becomes an IR_POST_SUM
  *     on a Conv. The fused node takes over the last node's output tensor.
+ *  3. Nodes whose outputs nobody reads (and that are no graph output) die, last to first.
  */
 #include "engine/ir.h"
 
@@ -294,6 +295,41 @@ static int fuse_chain(struct ir_graph *g, int pi)
     }
 }
 
+/* ---- 3. dead nodes: nothing reads their outputs and none is a graph output ---- */
+
+/* Counts readers once, then walks backwards so a whole dead branch goes in one pass. */
+static int drop_dead(struct ir_graph *g)
+{
+    int *readers = calloc((size_t)g->n_tensors + 1, sizeof(int));
+    if (!readers)
+        return -ENOMEM;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct ir_node *n = &g->nodes[i];
+        for (int k = 0; !n->dead && k < n->n_in; k++)
+            readers[n->in[k] >= 0 ? n->in[k] : g->n_tensors]++;
+        for (int k = 0; !n->dead && k < n->n_post; k++)
+            if (n->post[k].kind == IR_POST_SUM)
+                readers[n->post[k].tensor]++;
+    }
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        struct ir_node *n = &g->nodes[i];
+        int used = 0;
+        for (int k = 0; k < n->n_out; k++)
+            used |= n->out[k] >= 0 &&
+                    (readers[n->out[k]] > 0 || g->tensors[n->out[k]].flags & IR_T_OUTPUT);
+        if (n->dead || used)
+            continue;
+        kill_node(g, n);
+        for (int k = 0; k < n->n_in; k++)
+            readers[n->in[k] >= 0 ? n->in[k] : g->n_tensors]--;
+        for (int k = 0; k < n->n_post; k++)
+            if (n->post[k].kind == IR_POST_SUM)
+                readers[n->post[k].tensor]--;
+    }
+    free(readers);
+    return 0;
+}
+
 int ir_optimize(struct ir_graph *g, char *err, size_t errlen)
 {
     for (int i = 0; i < g->n_nodes; i++) {
@@ -310,5 +346,7 @@ int ir_optimize(struct ir_graph *g, char *err, size_t errlen)
         if (rc < 0)
             return ir_node_err(g, &g->nodes[i], err, errlen, rc, "out of memory while fusing");
     }
+    if (drop_dead(g))
+        return seterr(err, errlen, -ENOMEM, "model %s: out of memory", g->name);
     return 0;
 }

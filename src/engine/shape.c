@@ -571,6 +571,8 @@ static int infer_batchnorm(struct ir_graph *g, struct ir_node *n, char *err, siz
     if (ir_attr_int(n, "training_mode", 0) != 0 || (n->n_out > 1 && n->out[1] >= 0))
         return ir_node_err(g, n, err, errlen, -ENOTSUP,
                            "unsupported attribute training_mode (only inference)");
+    if (ir_attr_int(n, "spatial", 1) != 1)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute spatial=0");
     struct ir_tensor *x = in_t(g, n, 0);
     if (x->shape.rank < 2)
         return ir_node_err(g, n, err, errlen, -EINVAL, "input must have a channel axis");

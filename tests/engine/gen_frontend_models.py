@@ -119,7 +119,8 @@ def conv_bn_relu(outdir):
 
 
 def residual(outdir):
-    """conv -> relu -> conv -> (+X) -> relu, with an Identity and a Dropout in the way."""
+    """conv -> relu -> conv -> (+X) -> relu, with an Identity and a Dropout in the way and a
+    branch nothing reads."""
     N = helper.make_node
     nodes = [
         N("Conv", ["X", "W1"], ["c1"], pads=[1, 1, 1, 1]),
@@ -130,6 +131,8 @@ def residual(outdir):
         N("Add", ["c2d", "X"], ["sum"]),
         N("Relu", ["sum"], ["r2"]),
         N("Identity", ["r2"], ["Y"]),
+        N("Sigmoid", ["r1"], ["unused1"]),
+        N("Tanh", ["unused1"], ["unused2"]),
     ]
     save(outdir, "residual", nodes, [vi("X", [1, 4, 5, 5])], [vi("Y", None)],
          [init("W1", [4, 4, 3, 3]), init("W2", [4, 4, 3, 3])])
