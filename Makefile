@@ -3,8 +3,8 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 PYTHON     ?= /usr/bin/python3
 # Models the tests need; `make zoo-all` adds the big ones (resnet50, vgg16).
-ZOO_MODELS ?= resnet18,mobilenet_v2,squeezenet1_1
-ZOO_ALL    := resnet18,resnet50,mobilenet_v2,vgg16,squeezenet1_1
+ZOO_MODELS ?= resnet18,mobilenet_v2,squeezenet1_1,known_answer
+ZOO_ALL    := $(ZOO_MODELS),resnet50,vgg16
 
 .PHONY: all bootstrap build zoo zoo-all test demo run clean format
 
