@@ -1139,12 +1139,12 @@ static int eval_transpose(struct ir_graph *g, struct ir_node *n, char *err, size
 static int infer_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 3, err, errlen), k = 0;
+    if (rc)
+        return rc;
     struct ir_tensor *x = in_t(g, n, 0);
     int r = x->shape.rank;
     int64_t p[2 * ENGINE_MAX_RANK];
     const char *mode = ir_attr_str(n, "mode", "constant");
-    if (rc)
-        return rc;
     if (strcmp(mode, "constant") && strcmp(mode, "reflect") && strcmp(mode, "edge"))
         return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute mode=%s", mode);
     if (g->opset < 11) {

@@ -212,6 +212,26 @@ def hostile(outdir):
     save_external(outdir, "bad_ext_range", "ext_ok.bin", 16, 64)
 
 
+# Every op of the engine's table (src/engine/shape.c), each fed no inputs and then one empty one.
+TABLE_OPS = ["Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat",
+             "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Equal", "Exp", "Expand",
+             "Flatten", "Gather", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater",
+             "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Less", "MatMul", "Max",
+             "MaxPool", "Min", "Mul", "Pad", "Pow", "ReduceMean", "Relu", "Reshape", "Shape",
+             "Sigmoid", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose",
+             "Unsqueeze", "Where"]
+
+
+def missing_inputs(outdir):
+    for op in TABLE_OPS:
+        for tag, inputs in (("noin", []), ("emptyin", [""])):
+            save(outdir, "bad_%s_%s" % (tag, op),
+                 [helper.make_node(op, inputs, ["Y"], name="bad0")], [vi("X", [4])],
+                 [vi("Y", None)])
+    with open(os.path.join(outdir, "table_ops.txt"), "w") as f:
+        f.write("\n".join(TABLE_OPS) + "\n")
+
+
 def main():
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
@@ -222,6 +242,7 @@ def main():
     symbolic(outdir)
     external_ok(outdir)
     hostile(outdir)
+    missing_inputs(outdir)
     with open(sys.argv[2], "w") as f:
         f.write("ok\n")
 

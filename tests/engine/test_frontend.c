@@ -342,6 +342,27 @@ static void test_hostile_models(void **state)
     expect_error("bad_ext_range", models_dir, "exceeds");
 }
 
+/* Each op of the table refuses a node without its inputs instead of reading past them. */
+static void test_every_op_checks_its_inputs(void **state)
+{
+    char path[1024], op[64], name[128], want[128];
+    snprintf(path, sizeof(path), "%s/table_ops.txt", models_dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int count = 0;
+    while (fscanf(f, "%63s", op) == 1) {
+        assert_non_null(ir_op_find(op));
+        snprintf(want, sizeof(want), "node bad0 (%s): ", op);
+        snprintf(name, sizeof(name), "bad_noin_%s", op);
+        expect_error(name, NULL, want);
+        snprintf(name, sizeof(name), "bad_emptyin_%s", op);
+        expect_error(name, NULL, want);
+        count++;
+    }
+    fclose(f);
+    assert_true(count > 40);
+}
+
 static void test_external_symlink_escape(void **state)
 {
     char dir[] = "/tmp/shmfaas-frontend-XXXXXX", link[64];
@@ -474,6 +495,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_residual_and_passthrough_fusion),
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_hostile_models),
+        cmocka_unit_test(test_every_op_checks_its_inputs),
         cmocka_unit_test(test_external_symlink_escape),
         cmocka_unit_test(test_garbage_never_crashes),
         cmocka_unit_test(test_truncated_and_flipped_never_crash),
