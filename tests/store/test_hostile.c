@@ -160,6 +160,20 @@ static void traversal_refs(const struct store_env *e, struct store_client *good)
     }
 }
 
+/* A lease id of another connection (or a made-up one) is refused; the lease is untouched. */
+static void foreign_detach(const struct store_env *e, const struct store_image *img)
+{
+    int s = dial(e);
+    struct proto_msg req = {.type = PROTO_DETACH, .seq = 1}, reply;
+    char err[512];
+    static const uint64_t leases[] = {0, 1, UINT64_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(leases) + 1; i++) {
+        req.u.lease = i < ARRAY_LEN(leases) ? leases[i] : img->lease;
+        assert_int_equal(proto_call(s, &req, buf, &reply, NULL, err, sizeof(err)), -ENOENT);
+    }
+    close(s);
+}
+
 static void concurrent_connections(const struct store_env *e)
 {
     int s[CONCURRENT];
@@ -191,8 +205,10 @@ static void still_serving(struct store_client *good)
     free(json);
 }
 
-static void one_round(const struct store_env *e, struct store_client *good, unsigned *seed)
+static void one_round(const struct store_env *e, struct store_client *good,
+                      const struct store_image *img, unsigned *seed)
 {
+    foreign_detach(e, img);
     random_messages(e, seed);
     still_serving(good);
     truncated_messages(e);
@@ -220,12 +236,12 @@ static void test_hostile_input(void **state)
     assert_int_equal(store_connect(e->sock, &good, err, sizeof(err)), 0);
     assert_int_equal(store_attach(good, "gemm_a", 1, &img, err, sizeof(err)), 0);
     unsigned seed = 42;
-    one_round(e, good, &seed); /* warm-up: allocator arenas, caches */
+    one_round(e, good, img, &seed); /* warm-up: allocator arenas, caches */
     struct proc_mem m0, m1;
     int fds0 = proc_fd_count(e->pid);
     assert_int_equal(proc_mem_read(e->pid, &m0), 0);
     for (int r = 0; r < ROUNDS; r++)
-        one_round(e, good, &seed);
+        one_round(e, good, img, &seed);
     int fds1 = proc_fd_count(e->pid);
     for (int i = 0; i < 100 && fds1 != fds0; i++) { /* the last hang-ups may be in flight */
         usleep(20000);

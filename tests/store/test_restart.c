@@ -136,6 +136,39 @@ static void test_store_kill_readopts(void **state)
     store_close(c);
 }
 
+/* The LRU order survives a restart (manifest): a store restarted with a budget that fits one of
+ * two images keeps the more recently released one. */
+static void test_restart_smaller_budget_keeps_lru_order(void **state)
+{
+    struct store_env *e = *state;
+    env_start(e, "1GiB", NULL);
+    struct store_client *c;
+    const struct store_image *img;
+    char err[1024];
+    uint64_t size = 0;
+    assert_int_equal(store_connect(e->sock, &c, err, sizeof(err)), 0);
+    static const char *order[] = {"gemm_b", "gemm_a", "gemm_b"}; /* a is the LRU one */
+    for (size_t i = 0; i < ARRAY_LEN(order); i++) {
+        assert_int_equal(store_attach(c, order[i], 1, &img, err, sizeof(err)), 0);
+        size = img->size;
+        assert_int_equal(store_detach(c, img, err, sizeof(err)), 0);
+    }
+    store_close(c);
+    env_stop(e, SIGTERM);
+    char budget[32];
+    snprintf(budget, sizeof(budget), "%llu", (unsigned long long)(size + size / 2));
+    env_start(e, budget, NULL);
+    json_t *st = env_stats(e);
+    assert_int_equal(stats_total(st, "adopted"), 2);
+    assert_int_equal(stats_total(st, "evictions"), 1);
+    assert_int_equal(stats_total(st, "resident_models"), 1);
+    assert_non_null(stats_model(st, "gemm_b"));
+    assert_null(stats_model(st, "gemm_a"));
+    json_decref(st);
+    uint64_t bytes;
+    assert_int_equal(env_count_images(e, &bytes), 1);
+}
+
 static int setup(void **state)
 {
     static struct store_env e;
@@ -155,6 +188,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_client_kill_drops_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_kill_readopts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_smaller_budget_keeps_lru_order, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
