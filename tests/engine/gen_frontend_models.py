@@ -163,6 +163,36 @@ def save_external(outdir, name, location, offset=0, length=32):
          [vi("Y", None)], [t])
 
 
+def typed_tensor(name, dtype, dims, field, values):
+    t = TensorProto()
+    t.name, t.data_type = name, dtype
+    t.dims.extend(dims)
+    getattr(t, field).extend(values)
+    return t
+
+
+def typed_initializers(outdir):
+    """Initializers in the typed fields instead of raw_data, and Constant's scalar forms."""
+    N = helper.make_node
+    inits = [
+        typed_tensor("Wf", F, [4], "float_data", [1.5, -2.0, 3.25, 0.0]),
+        typed_tensor("Wi64", I64, [2, 2], "int64_data", [1, -2, 1 << 40, 7]),
+        typed_tensor("Wi32", TensorProto.INT32, [3], "int32_data", [-5, 0, 1 << 30]),
+        typed_tensor("Wu8", TensorProto.UINT8, [3], "int32_data", [0, 200, 255]),
+        typed_tensor("Wi8", TensorProto.INT8, [2], "int32_data", [-128, 127]),
+        typed_tensor("Wb", TensorProto.BOOL, [2], "int32_data", [1, 0]),
+    ]
+    nodes = [N("Add", ["X", "Wf"], ["Y"]),
+             N("Constant", [], ["cf"], value_float=0.5),
+             N("Constant", [], ["cfs"], value_floats=[1.0, 2.0]),
+             N("Constant", [], ["ci"], value_int=-3)]
+    outs = [vi("Y", None)] + [vi(t.name, None) for t in inits] + [vi(c, None)
+                                                                  for c in ("cf", "cfs", "ci")]
+    save(outdir, "typed_initializers", nodes, [vi("X", [4])], outs, inits)
+    add_model(outdir, "bad_u8_range",
+              typed_tensor("W", TensorProto.UINT8, [4], "int32_data", [0, 1, 256, 3]))
+
+
 def raw_tensor(name, dims, raw, dtype=F):
     t = TensorProto()
     t.name = name
@@ -241,6 +271,7 @@ def main():
     residual(outdir)
     symbolic(outdir)
     external_ok(outdir)
+    typed_initializers(outdir)
     hostile(outdir)
     missing_inputs(outdir)
     with open(sys.argv[2], "w") as f:

@@ -307,6 +307,32 @@ static void test_external_data(void **state)
     free(m.bytes);
 }
 
+static void test_typed_initializers_and_constants(void **state)
+{
+    struct ir_graph *g = graph_of("typed_initializers", 3);
+    const float wf[] = {1.5f, -2.0f, 3.25f, 0.0f};
+    const int64_t wi64[] = {1, -2, (int64_t)1 << 40, 7};
+    const int32_t wi32[] = {-5, 0, 1 << 30};
+    const uint8_t wu8[] = {0, 200, 255}, wb[] = {1, 0};
+    const int8_t wi8[] = {-128, 127};
+    assert_memory_equal(tensor(g, "Wf")->data, wf, sizeof(wf));
+    assert_memory_equal(tensor(g, "Wi64")->data, wi64, sizeof(wi64));
+    assert_memory_equal(tensor(g, "Wi32")->data, wi32, sizeof(wi32));
+    assert_memory_equal(tensor(g, "Wu8")->data, wu8, sizeof(wu8));
+    assert_memory_equal(tensor(g, "Wi8")->data, wi8, sizeof(wi8));
+    assert_memory_equal(tensor(g, "Wb")->data, wb, sizeof(wb));
+    assert_int_equal(tensor(g, "Wb")->dtype, ENGINE_BOOL);
+    assert_dims(g, "Wi64", 2, 2, 2);
+    assert_dims(g, "cf", 0);
+    assert_true(*(float *)tensor(g, "cf")->data == 0.5f);
+    assert_dims(g, "cfs", 1, 2);
+    assert_true(((float *)tensor(g, "cfs")->data)[1] == 2.0f);
+    assert_int_equal(tensor(g, "ci")->dtype, ENGINE_I64);
+    assert_int_equal(*(int64_t *)tensor(g, "ci")->data, -3);
+    assert_dims(g, "Y", 1, 4);
+    ir_free(g);
+}
+
 /* ---- hostile input ---- */
 
 static void expect_error(const char *name, const char *base_dir, const char *want)
@@ -328,6 +354,7 @@ static void test_hostile_models(void **state)
     expect_error("bad_huge_dims", NULL, "initializer W: dims too large");
     expect_error("bad_negative_dim", NULL, "negative dim -4");
     expect_error("bad_typed_count", NULL, "3 data elements for 4 elements");
+    expect_error("bad_u8_range", NULL, "value 256 out of range for uint8");
     expect_error("bad_raw_and_typed", NULL, "more than one of raw_data");
     expect_error("bad_opset", NULL, "opset 6 is not supported");
     expect_error("bad_cycle", NULL, "cycle");
@@ -494,6 +521,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bn_folding_keeps_numerics),
         cmocka_unit_test(test_residual_and_passthrough_fusion),
         cmocka_unit_test(test_external_data),
+        cmocka_unit_test(test_typed_initializers_and_constants),
         cmocka_unit_test(test_hostile_models),
         cmocka_unit_test(test_every_op_checks_its_inputs),
         cmocka_unit_test(test_external_symlink_escape),
