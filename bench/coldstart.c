@@ -260,6 +260,21 @@ static void report(FILE *f, const struct bench *b, const struct row *rows, int n
                "warm request %.1f ms, first request after idle %.1f ms (median; the difference "
                "is the page faults of re-touching the arena).\n",
             warm, idle);
+    fprintf(f, "\n## Reading the table\n\n"
+               "- \"ready\" is what `GET /_/ready` reports: model attached (or compiled), session "
+               "created and one warm-up inference done, as issue 4 requires. \"First answer\" adds "
+               "one `POST /` with a raw zero tensor over a unix socket. So the resident column "
+               "contains two full inferences; the instance logs its own split at `log_level=info` "
+               "(`ready in ... (store, open, session, warm-up)`).\n"
+               "- Not resident: the store compiles the ONNX (and writes the image to tmpfs) while "
+               "the instance waits in ATTACH; later instances of the function get the resident "
+               "figure.\n"
+               "- --private compiles in the instance, as every instance would without the store.\n"
+               "- ONNX Runtime is timed inside node (`InferenceSession.create` + first `run`, 1 "
+               "intra-op thread), so node's own start-up is not charged to it; the figure in "
+               "brackets includes it.\n"
+               "- The timings are wall-clock on a shared machine; other builds running at the same "
+               "time inflate every column alike.\n");
 }
 
 static int parse_args(struct bench *b, int argc, char **argv, const char **out)

@@ -260,7 +260,7 @@ static int reply(const struct http_request *req, unsigned status, char *body, in
     snprintf(dur, sizeof(dur), "%.6f", (double)(now_ns() - t0) / 1e9);
     struct http_header hdrs[] = {{"X-Duration-Seconds", dur}, error_headers[0]};
     int n = status < 400 ? 1 : 2;
-    log_debug("%s %s %u %ss", req->method, req->url, status, dur);
+    log_info("%s %s %u %ss", req->method, req->url, status, dur); /* off by default (warn) */
     if (!body)
         return http_reply_error(req->conn, 500, "out of memory", hdrs, n);
     return http_reply_take(req->conn, status, "application/json", body, strlen(body), hdrs, n);
