@@ -190,6 +190,29 @@ static void *worker_main(void *arg)
 
 /* ---- requests ---- */
 
+/* Names the model's inputs, for an error about an unknown one. */
+static int check_input_names(struct fn_instance *in, const struct engine_tensor_set *set,
+                             char *err, size_t errlen)
+{
+    int n = engine_model_n_inputs(in->model);
+    for (int i = 0; i < set->n; i++) {
+        bool known = false;
+        struct engine_tensor_info ti;
+        for (int k = 0; k < n && !known; k++)
+            known = engine_model_input(in->model, k, &ti) == 0 && set->t[i].name &&
+                    strcmp(set->t[i].name, ti.name) == 0;
+        if (known)
+            continue;
+        char names[256] = "";
+        for (int k = 0; k < n && engine_model_input(in->model, k, &ti) == 0; k++)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", k ? ", " : "",
+                     ti.name);
+        return seterr(err, errlen, -EINVAL, "unknown input '%s'; the model's inputs are: %s",
+                      set->t[i].name ? set->t[i].name : "", names);
+    }
+    return 0;
+}
+
 static int decode_input(struct fn_instance *in, const struct http_request *req, struct job *j,
                         char *err, size_t errlen)
 {
@@ -197,8 +220,9 @@ static int decode_input(struct fn_instance *in, const struct http_request *req, 
     int rc;
     switch (c->input) {
     case FN_IN_JSON:
-        return engine_tensors_from_json((const char *)req->body, req->body_len, "inputs",
-                                        &j->json_in, err, errlen);
+        rc = engine_tensors_from_json((const char *)req->body, req->body_len, "inputs",
+                                      &j->json_in, err, errlen);
+        return rc < 0 ? rc : check_input_names(in, &j->json_in, err, errlen);
     case FN_IN_IMAGE:
         rc = fn_codec_image(req->body, req->body_len, &c->image, &j->tensor_in, err, errlen);
         break;

@@ -281,10 +281,11 @@ static void bad_json_and_raw_get_400(void **state)
     static const struct {
         const char *body, *needle;
     } bad[] = {
-        {"not json at all", NULL},
-        {"{\"inputs\":{\"input\":{\"shape\":[1,3,2,2],\"data\":[0,0,0,0,0,0,0,0,0,0,0,0]}}}", NULL},
-        {"{\"inputs\":{\"nope\":{\"shape\":[1],\"data\":[0]}}}", NULL},
-        {"{\"inputs\":{\"input\":{\"shape\":[1],\"data\":[1],\"dtype\":\"int64\"}}}", NULL},
+        {"not json at all", "JSON"},
+        {"{\"inputs\":{\"input\":{\"shape\":[1,3,2,2],\"data\":[0,0,0,0,0,0,0,0,0,0,0,0]}}}",
+         "shape"},
+        {"{\"inputs\":{\"nope\":{\"shape\":[1],\"data\":[0]}}}", "unknown input 'nope'"},
+        {"{\"inputs\":{\"input\":{\"shape\":[1],\"data\":[1],\"dtype\":\"int64\"}}}", "dtype"},
         {"{\"inputs\":{\"input\":{\"shape\":[2],\"data\":[1]}}}", NULL},
     };
     char input[512];
