@@ -679,6 +679,10 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
         return seterr(err, errlen, -EPERM, "--dir %s: not a directory owned by uid %u", cfg->dir,
                       (unsigned)geteuid());
+    if (st.st_mode & 022)
+        log_warn("--dir %s is writable by others (mode %04o): they could plant files; use a "
+                 "directory of its own (created 0700 when missing)",
+                 cfg->dir, (unsigned)(st.st_mode & 07777));
     if ((size_t)snprintf(d->manifest_path, sizeof(d->manifest_path), "%s/manifest.json",
                          cfg->dir) >= sizeof(d->manifest_path))
         return seterr(err, errlen, -ENAMETOOLONG, "--dir %s: path too long", cfg->dir);
