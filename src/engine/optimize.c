@@ -1,7 +1,9 @@
 /*
  * optimize.c — rewrites that keep what the graph computes and make the plan smaller.
  *
- *  1. Identity and (inference) Dropout disappear: their consumers read the input instead. When
+ *  1. Identity, inference Dropout and other nodes that change nothing (a Pad without padding,
+ *     a Cast to the same type, a Reshape to the same shape...) disappear: their consumers read
+ *     the input instead, and x·HardSigmoid(x) becomes one HardSwish. When
  *     the output is a graph output the producer is renamed to write it directly; only when that
  *     is impossible (the input is a graph input, a constant or another graph output) the node
  *     stays and the backend copies.
@@ -61,7 +63,69 @@ static int sole_consumer(const struct ir_graph *g, int t)
     return -1; /* read only by a post-op */
 }
 
-/* ---- 1. Identity / Dropout ---- */
+static int same_shape(const struct ir_tensor *a, const struct ir_tensor *b)
+{
+    if (a->shape.rank != b->shape.rank || a->dtype != b->dtype)
+        return 0;
+    for (int i = 0; i < a->shape.rank; i++)
+        if (a->shape.dims[i] != b->shape.dims[i])
+            return 0;
+    return 1;
+}
+
+/* ---- 1. pass-through nodes and the HardSwish pattern ---- */
+
+/* 1 if n hands its first input on unchanged: Identity, inference Dropout, and a Pad without
+ * padding, a Cast to the same type, a Reshape/Flatten/Squeeze/Unsqueeze to the same shape. */
+static int is_passthrough(const struct ir_graph *g, const struct ir_node *n)
+{
+    static const char *const maybe[] = {"Pad",     "Cast",    "Reshape",
+                                        "Flatten", "Squeeze", "Unsqueeze"};
+    if (strcmp(n->op, "Identity") == 0 || strcmp(n->op, "Dropout") == 0)
+        return 1;
+    int candidate = 0;
+    for (size_t i = 0; i < ARRAY_LEN(maybe); i++)
+        candidate |= strcmp(n->op, maybe[i]) == 0;
+    if (!candidate || n->n_in < 1 || n->in[0] < 0 || n->n_out < 1 || n->out[0] < 0 ||
+        !same_shape(&g->tensors[n->in[0]], &g->tensors[n->out[0]]))
+        return 0;
+    const struct ir_attr *pads = ir_attr_get(n, "pads");
+    for (size_t i = 0; strcmp(n->op, "Pad") == 0 && pads && i < pads->n; i++)
+        if (pads->ints[i] != 0)
+            return 0;
+    return strcmp(n->op, "Pad") != 0 || pads;
+}
+
+/* x · HardSigmoid(x; alpha 1/6, beta 1/2) is HardSwish(x): PyTorch exports hardswish so before
+ * opset 14. The Mul becomes a HardSwish of x, so it can fuse into the Conv producing x. */
+static int fuse_hardswish(struct ir_graph *g, int mi)
+{
+    struct ir_node *m = &g->nodes[mi];
+    if (strcmp(m->op, "Mul") != 0 || m->n_in != 2 || m->in[0] < 0 || m->in[1] < 0)
+        return 0;
+    for (int k = 0; k < 2; k++) {
+        int h = m->in[k], x = m->in[1 - k], hp = g->tensors[h].producer;
+        if (hp < 0)
+            continue;
+        struct ir_node *hs = &g->nodes[hp];
+        if (hs->dead || strcmp(hs->op, "HardSigmoid") != 0 || hs->in[0] != x ||
+            ir_attr_float(hs, "alpha", 0.2f) != 1.0f / 6.0f ||
+            ir_attr_float(hs, "beta", 0.5f) != 0.5f ||
+            !same_shape(&g->tensors[x], &g->tensors[m->out[0]]) ||
+            g->tensors[h].flags & IR_T_OUTPUT || ir_consumers(g, h) != 1)
+            continue;
+        char *op = strdup("HardSwish");
+        if (!op)
+            return -ENOMEM;
+        free(m->op);
+        m->op = op;
+        m->in[0] = x;
+        m->n_in = 1;
+        kill_node(g, hs);
+        return 1;
+    }
+    return 0;
+}
 
 static int drop_passthrough(struct ir_graph *g, int i)
 {
@@ -237,16 +301,6 @@ static int fuse_act(struct ir_graph *g, int pi, int qi)
     return 1;
 }
 
-static int same_shape(const struct ir_tensor *a, const struct ir_tensor *b)
-{
-    if (a->shape.rank != b->shape.rank || a->dtype != b->dtype)
-        return 0;
-    for (int i = 0; i < a->shape.rank; i++)
-        if (a->shape.dims[i] != b->shape.dims[i])
-            return 0;
-    return 1;
-}
-
 static int fuse_sum(struct ir_graph *g, int pi, int qi)
 {
     struct ir_node *p = &g->nodes[pi], *q = &g->nodes[qi];
@@ -333,9 +387,12 @@ static int drop_dead(struct ir_graph *g)
 int ir_optimize(struct ir_graph *g, char *err, size_t errlen)
 {
     for (int i = 0; i < g->n_nodes; i++) {
-        const char *op = g->nodes[i].op;
-        if (!g->nodes[i].dead && (strcmp(op, "Identity") == 0 || strcmp(op, "Dropout") == 0))
+        if (g->nodes[i].dead)
+            continue;
+        if (is_passthrough(g, &g->nodes[i]))
             drop_passthrough(g, i);
+        else if (fuse_hardswish(g, i) < 0)
+            return ir_node_err(g, &g->nodes[i], err, errlen, -ENOMEM, "out of memory");
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const char *op = g->nodes[i].op;

@@ -138,6 +138,20 @@ def residual(outdir):
          [init("W1", [4, 4, 3, 3]), init("W2", [4, 4, 3, 3])])
 
 
+def conv_hardswish(outdir):
+    """PyTorch's opset-13 hardswish (x * HardSigmoid(x)) after a Conv, a no-op Pad and Cast."""
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["X", "W"], ["c"]),
+        N("Pad", ["c", "zero_pads"], ["p"]),
+        N("Cast", ["p"], ["q"], to=F),
+        N("HardSigmoid", ["q"], ["h"], alpha=1.0 / 6, beta=0.5),
+        N("Mul", ["q", "h"], ["Y"]),
+    ]
+    save(outdir, "conv_hardswish", nodes, [vi("X", [1, 2, 4, 4])], [vi("Y", None)],
+         [init("W", [3, 2, 1, 1]), ints("zero_pads", [0] * 8)])
+
+
 def symbolic(outdir):
     save(outdir, "symbolic", [helper.make_node("Relu", ["X"], ["Y"])],
          [vi("X", ["N", 3, 4, 4])], [vi("Y", None)])
@@ -269,6 +283,7 @@ def main():
     reshape_subgraph(outdir)
     conv_bn_relu(outdir)
     residual(outdir)
+    conv_hardswish(outdir)
     symbolic(outdir)
     external_ok(outdir)
     typed_initializers(outdir)

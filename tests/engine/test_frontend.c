@@ -288,6 +288,17 @@ static void test_residual_and_passthrough_fusion(void **state)
     ir_free(g);
 }
 
+static void test_hardswish_pattern_and_noops(void **state)
+{
+    struct ir_graph *g = graph_of("conv_hardswish", 4);
+    assert_int_equal(live_nodes(g), 1);
+    const struct ir_node *c = producer(g, "Y");
+    assert_string_equal(c->op, "Conv");
+    assert_int_equal(c->n_post, 1);
+    assert_int_equal(c->post[0].act, IR_ACT_HARDSWISH);
+    ir_free(g);
+}
+
 /* ---- external data ---- */
 
 static void test_external_data(void **state)
@@ -520,6 +531,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fold_shape_subgraph),
         cmocka_unit_test(test_bn_folding_keeps_numerics),
         cmocka_unit_test(test_residual_and_passthrough_fusion),
+        cmocka_unit_test(test_hardswish_pattern_and_noops),
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_typed_initializers_and_constants),
         cmocka_unit_test(test_hostile_models),
