@@ -253,9 +253,9 @@ static void report(FILE *f, const struct bench *b, const struct row *rows, int n
         fprintf(f, "| ONNX Runtime | not measured: `npm install --ignore-scripts` in "
                    "bench/coldstart-ort did not give a working onnxruntime-node | |\n");
     if (ort)
-        fprintf(f, "\nResident ready + first answer vs ONNX Runtime create + first run: 1/%.1f "
-                   "(goal ≤ 1/15).\n",
-                ort->answer / rows[0].answer);
+        fprintf(f, "\nResident ready + first answer = %.2f × ONNX Runtime's create + first run "
+                   "(goal: ≤ 1/15 = 0.07 ×).\n",
+                rows[0].answer / ort->answer);
     fprintf(f, "\nIdle release (`idle_release=1s`, arena pages given back with MADV_DONTNEED): "
                "warm request %.1f ms, first request after idle %.1f ms (median; the difference "
                "is the page faults of re-touching the arena).\n",
