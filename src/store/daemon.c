@@ -1,7 +1,8 @@
 /*
- * The shmfaas-store event loop: one poll() over the signalfd, the listening socket, the compile
- * worker's pipe and every client connection. Message handlers are a table by type. A handler
- * either replies at once or (ATTACH of a model being compiled) parks a waiter that the compile's
+ * The shmfaas-store event loop: one poll() over the signalfd, the listening socket, the two
+ * workers' pipes and every client connection. Message handlers are a table by type. A handler
+ * either replies at once or hands the work to a worker: an ATTACH whose file hash is not cached
+ * goes to the hasher, and one of a model nobody has compiled parks a waiter that the compile's
  * completion answers. A client that sends anything malformed, or does not read its replies, loses
  * its connection and with it its leases; nobody else notices.
  */

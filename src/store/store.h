@@ -1,9 +1,10 @@
 /*
  * store.h — the shmfaas-store daemon's pieces and how they fit (internal).
  *
- * Threads: the event loop (daemon.c) owns every piece of state below; the compile worker
- * (worker.c) sees only the jobs handed to it; the metrics server (metrics.c) sees only a text
- * snapshot the loop publishes under a mutex. Nothing else is shared, so nothing else is locked.
+ * Threads: the event loop (daemon.c) owns every piece of state below; the two workers (worker.c:
+ * one reads and hashes model files, one compiles) see only the jobs handed to them; the metrics
+ * server (metrics.c) sees only a text snapshot the loop publishes under a mutex. Nothing else is
+ * shared, so nothing else is locked.
  *
  * Guarantees the daemon keeps: image files are mode 0600 and owned by the store's user; every fd
  * handed to a client is O_RDONLY; the resident total never exceeds the budget (an image is
