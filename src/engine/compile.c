@@ -7,7 +7,11 @@
  * inner products are reordered once, here, into the layout oneDNN picks for this CPU and thread
  * count (format `any`), and stored with that layout's memory desc and the implementation name.
  *
- * Activations are plain row-major (PLAN_LAYOUT_PLAIN). The memory plan then gives every
+ * Layouts: each convolution picks its preferred src/dst layouts (format `any`, typically nChw8c
+ * on AVX2); pooling, eltwise, batch norm, same-shape binary ops and channel concats keep their
+ * input's layout; a reorder node is inserted only where an op needs plain row-major data (inner
+ * product, matmul, softmax, broadcasting binary ops, shape-only aliases, graph outputs) or a
+ * convolution wants another layout. The memory plan then gives every
  * activation buffer an offset in one arena: lifetimes over the node order, in-place residual sums
  * where the addend dies at the convolution, greedy placement by size with best-fit gaps.
  */
@@ -24,10 +28,18 @@
 /* Marks, during lowering only, an activation whose offset field holds its alias root. */
 #define ALIAS_FLAG 0x80000000u
 
+struct relayout {
+    int64_t from;
+    uint32_t layout;
+    int64_t to;
+};
+
 struct lower {
     const struct ir_graph *g;
     struct plan_builder b;
     int32_t *tmap; /* IR tensor → plan tensor, -1 */
+    struct relayout *relayouts; /* activations already reordered into another layout */
+    size_t n_relayouts, cap_relayouts;
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     const char *model;
@@ -37,6 +49,8 @@ struct lower {
 
 static int lerr(struct lower *l, const struct ir_node *n, int code, const char *what)
 {
+    if (!n)
+        return seterr(l->err, l->errlen, code, "model %s: %s", l->model, what);
     return seterr(l->err, l->errlen, code, "model %s: node %s (%s): %s", l->model, n->name, n->op,
                   what);
 }
@@ -98,6 +112,56 @@ static int64_t output_of(struct lower *l, const struct ir_node *n, int k)
     return pt;
 }
 
+/* Gives arena tensor pt a layout; its size becomes that layout's (padded) size. */
+static int set_layout(struct lower *l, int64_t pt, uint32_t layout)
+{
+    struct plan_tensor *t = &l->b.tensors[pt];
+    dnnl_memory_desc_t md;
+    t->layout = layout;
+    if (plan_tensor_md(t, 0, 0, &md))
+        return -EINVAL;
+    t->nbytes = dnnl_memory_desc_get_size(&md);
+    return 0;
+}
+
+static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
+
+/* Activation pt in the given layout: itself, or the output of a (shared) reorder node. */
+static int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, uint32_t layout)
+{
+    if (pt < 0 || l->b.tensors[pt].storage != PLAN_ST_ARENA || l->b.tensors[pt].layout == layout)
+        return pt;
+    for (size_t i = 0; i < l->n_relayouts; i++)
+        if (l->relayouts[i].from == pt && l->relayouts[i].layout == layout)
+            return l->relayouts[i].to;
+    struct plan_tensor t = l->b.tensors[pt];
+    t.flags = 0;
+    int64_t to = plan_add_tensor(&l->b, &t);
+    if (to < 0 || set_layout(l, to, layout) || emit_reorder(l, n, pt, to) < 0)
+        return lerr(l, n, -EINVAL, "cannot change an activation's layout");
+    if (l->n_relayouts == l->cap_relayouts) {
+        size_t cap = l->cap_relayouts ? 2 * l->cap_relayouts : 16;
+        struct relayout *r = realloc(l->relayouts, cap * sizeof(*r));
+        if (!r)
+            return lerr(l, n, -ENOMEM, "out of memory");
+        l->relayouts = r;
+        l->cap_relayouts = cap;
+    }
+    l->relayouts[l->n_relayouts++] = (struct relayout){pt, layout, to};
+    return to;
+}
+
+/* IR tensor t as an operand that must be plain row-major. */
+static int64_t plain_operand(struct lower *l, const struct ir_node *n, int t)
+{
+    return in_layout(l, n, operand_of(l, n, t), PLAN_LAYOUT_PLAIN);
+}
+
+static uint32_t layout_of(const struct lower *l, int64_t pt)
+{
+    return pt >= 0 ? l->b.tensors[pt].layout : PLAN_LAYOUT_PLAIN;
+}
+
 static const struct ir_tensor *ir_in(const struct lower *l, const struct ir_node *n, int i)
 {
     if (i >= n->n_in || n->in[i] < 0 || n->in[i] >= l->g->n_tensors)
@@ -144,6 +208,15 @@ static int push_post(struct plan_node *pn, uint32_t kind, const struct step *s)
     return 0;
 }
 
+/* The activation part of a post-op, for layout trials (a sum needs its addend placed first). */
+static void lower_posts_act_only(struct plan_node *pn, const struct ir_post_op *p)
+{
+    struct step s[2];
+    int k = act_steps(p->act, p->alpha, p->beta, s);
+    for (int j = 0; j < k; j++)
+        push_post(pn, PLAN_POST_ELTWISE, &s[j]);
+}
+
 /* Copies the IR node's fused post-ops; a SUM names its addend (only CONV/INNER take one). */
 static int lower_posts(struct lower *l, const struct ir_node *n, struct plan_node *pn)
 {
@@ -154,7 +227,7 @@ static int lower_posts(struct lower *l, const struct ir_node *n, struct plan_nod
         if (p->kind == IR_POST_SUM) {
             if ((pn->op != PLAN_OP_CONV && pn->op != PLAN_OP_INNER) || pn->sum_tensor != PLAN_NONE)
                 return lerr(l, n, -EINVAL, "residual sum fused on an op that cannot take it");
-            int64_t t = operand_of(l, n, p->tensor);
+            int64_t t = in_layout(l, n, operand_of(l, n, p->tensor), layout_of(l, pn->out));
             if (t < 0)
                 return (int)t;
             if (l->b.tensors[t].storage != PLAN_ST_ARENA)
@@ -175,6 +248,11 @@ static int lower_posts(struct lower *l, const struct ir_node *n, struct plan_nod
 }
 
 /* ---- emitting nodes ---- */
+
+static const char *plan_str_or(const struct plan_builder *b, uint32_t off)
+{
+    return off < b->strings_size ? b->strings + off : "?";
+}
 
 static struct plan_node node_init(struct lower *l, const struct ir_node *n, uint32_t op)
 {
@@ -264,6 +342,19 @@ static int emit(struct lower *l, const struct ir_node *n, const struct plan_node
     return rc;
 }
 
+static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
+{
+    struct plan_node pn = {.op = PLAN_OP_REORDER, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE,
+                           .impl = PLAN_NONE, .out = (uint32_t)to};
+    int64_t name = plan_add_string(&l->b, plan_str_or(&l->b, l->b.tensors[from].name));
+    int64_t op = plan_add_string(&l->b, "Reorder");
+    if (name < 0 || op < 0 || set_inputs(l, &pn, &from, 1))
+        return -ENOMEM;
+    pn.name = (uint32_t)name;
+    pn.onnx_op = (uint32_t)op;
+    return emit(l, n, &pn, -1, NULL);
+}
+
 /* A PACKED tensor for weights with the given logical dims (bytes filled by pack_weights). */
 static int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int rank,
                              const int64_t *dims)
@@ -322,25 +413,74 @@ static int window(struct lower *l, const struct ir_node *n, const struct ir_tens
     return 0;
 }
 
+/* Asks oneDNN which src/dst layouts it prefers for this convolution (format `any`), using
+ * throw-away tensors that are rolled back afterwards. */
+static void conv_layouts(struct lower *l, const struct plan_node *pn, const int64_t *ts,
+                         uint32_t n_in, const struct ir_tensor *y, uint32_t *src_layout,
+                         uint32_t *dst_layout)
+{
+    struct plan_builder *b = &l->b;
+    uint32_t nt = b->n_tensors, ni = b->n_index;
+    struct plan_tensor s = b->tensors[ts[0]], d = s;
+    s.layout = d.layout = PLAN_LAYOUT_ANY;
+    d.rank = (uint32_t)y->shape.rank;
+    memcpy(d.dims, y->shape.dims, sizeof(d.dims));
+    int64_t ins[3] = {plan_add_tensor(b, &s), ts[1], ts[2]};
+    int64_t out = plan_add_tensor(b, &d);
+    struct plan_node trial = *pn;
+    trial.sum_tensor = PLAN_NONE;
+    trial.n_post = 0;
+    for (uint32_t i = 0; i < pn->n_post; i++)
+        if (pn->post[i].kind == PLAN_POST_ELTWISE)
+            trial.post[trial.n_post++] = pn->post[i];
+    *src_layout = *dst_layout = PLAN_LAYOUT_PLAIN;
+    if (ins[0] >= 0 && out >= 0 && set_inputs(l, &trial, ins, n_in) == 0) {
+        trial.out = (uint32_t)out;
+        struct plan_view v;
+        dnnl_primitive_desc_t pd;
+        char scratch[8];
+        plan_builder_view(b, &v);
+        if (plan_primitive_desc(&v, &trial, l->eng, &pd, scratch, sizeof(scratch)) == 0) {
+            *src_layout = plan_layout_of(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
+            *dst_layout = plan_layout_of(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
+            dnnl_primitive_desc_destroy(pd);
+        }
+    }
+    b->n_tensors = nt;
+    b->n_index = ni;
+}
+
 static int lower_conv(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0), *w = ir_in(l, n, 1), *b = ir_in(l, n, 2);
     if (!x || !w || !w->data || w->dtype != ENGINE_F32 || (b && (!b->data || b->dtype != ENGINE_F32)))
         return lerr(l, n, -EINVAL, "weights (and bias) must be float32 constants");
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
     struct plan_node pn = node_init(l, n, PLAN_OP_CONV);
     pn.groups = ir_attr_int(n, "group", 1);
     int64_t ts[3];
-    int rc = window(l, n, x, &l->g->tensors[n->out[0]], w->shape.dims + 2, &pn);
+    uint32_t n_in = b ? 3 : 2, src_layout, dst_layout;
+    int rc = window(l, n, x, y, w->shape.dims + 2, &pn);
     if (rc)
         return rc;
     ts[0] = operand_of(l, n, n->in[0]);
     ts[1] = packed_tensor(l, w, w->shape.rank, w->shape.dims);
     ts[2] = b ? operand_of(l, n, n->in[2]) : 0;
+    if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0)
+        return lerr(l, n, -EINVAL, "bad operands");
+    if (l->b.tensors[ts[0]].storage != PLAN_ST_ARENA)
+        return lerr(l, n, -EINVAL, "convolution of a constant input is not supported");
+    for (int i = 0; i < n->n_post; i++)
+        if (n->post[i].kind == IR_POST_ACT)
+            lower_posts_act_only(&pn, &n->post[i]);
+    conv_layouts(l, &pn, ts, n_in, y, &src_layout, &dst_layout);
+    pn.n_post = 0;
+    ts[0] = in_layout(l, n, ts[0], src_layout);
     int64_t out = output_of(l, n, 0);
-    if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0 || out < 0)
-        return out < 0 ? (int)out : lerr(l, n, -EINVAL, "bad operands");
+    if (ts[0] < 0 || out < 0 || set_layout(l, out, dst_layout))
+        return lerr(l, n, -EINVAL, "bad operands");
     pn.out = (uint32_t)out;
-    rc = set_inputs(l, &pn, ts, b ? 3 : 2);
+    rc = set_inputs(l, &pn, ts, n_in);
     if (!rc)
         rc = lower_posts(l, n, &pn);
     return rc ? rc : emit(l, n, &pn, ts[1], w->data);
@@ -378,7 +518,7 @@ static int lower_inner(struct lower *l, const struct ir_node *n, int transposed,
     for (int64_t i = 0; !rc && bias && i < nn; i++)
         bbuf[i] = beta * ((const float *)bias->data)[bn == 1 ? 0 : i];
     if (!rc) {
-        ts[0] = operand_of(l, n, n->in[0]);
+        ts[0] = plain_operand(l, n, n->in[0]);
         ts[1] = packed_tensor(l, w, 2, dims);
         struct ir_tensor bt = {.name = bias ? bias->name : NULL, .dtype = ENGINE_F32,
                                .shape = {1, {nn}}, .shape_known = 1, .data = bbuf};
@@ -401,7 +541,7 @@ static int lower_inner(struct lower *l, const struct ir_node *n, int transposed,
 static int lower_plain_matmul(struct lower *l, const struct ir_node *n)
 {
     struct plan_node pn = node_init(l, n, PLAN_OP_MATMUL);
-    int64_t ts[2] = {operand_of(l, n, n->in[0]), operand_of(l, n, n->in[1])};
+    int64_t ts[2] = {plain_operand(l, n, n->in[0]), plain_operand(l, n, n->in[1])};
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || ts[1] < 0 || out < 0)
         return -EINVAL;
@@ -471,7 +611,7 @@ static int lower_pool(struct lower *l, const struct ir_node *n)
         return lerr(l, n, -EINVAL, "unsupported attribute storage_order=1");
     int64_t ts[1] = {operand_of(l, n, n->in[0])};
     int64_t out = output_of(l, n, 0);
-    if (ts[0] < 0 || out < 0)
+    if (ts[0] < 0 || out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return -EINVAL;
     pn.out = (uint32_t)out;
     int rc = set_inputs(l, &pn, ts, 1);
@@ -534,7 +674,7 @@ static int lower_eltwise(struct lower *l, const struct ir_node *n)
         push_post(&pn, PLAN_POST_ELTWISE, &s[1]);
     int64_t ts[1] = {operand_of(l, n, n->in[0])};
     int64_t out = output_of(l, n, 0);
-    if (ts[0] < 0 || out < 0)
+    if (ts[0] < 0 || out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return -EINVAL;
     pn.out = (uint32_t)out;
     int rc = set_inputs(l, &pn, ts, 1);
@@ -579,6 +719,13 @@ static int lower_binary(struct lower *l, const struct ir_node *n)
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || ts[1] < 0 || out < 0)
         return -EINVAL;
+    /* Same-shape operands keep the first one's layout; a broadcast runs plain (oneDNN has only a
+     * reference kernel for a blocked src0 with a plain broadcast src1). */
+    uint32_t layout = same_shape(&a->shape, &b->shape) ? layout_of(l, ts[0]) : PLAN_LAYOUT_PLAIN;
+    ts[0] = in_layout(l, n, ts[0], layout);
+    ts[1] = in_layout(l, n, ts[1], layout);
+    if (ts[0] < 0 || ts[1] < 0 || set_layout(l, out, layout))
+        return -EINVAL;
     pn.out = (uint32_t)out;
     int rc = set_inputs(l, &pn, ts, 2);
     if (!rc)
@@ -604,7 +751,7 @@ static int lower_softmax(struct lower *l, const struct ir_node *n)
     }
     if (l->g->opset < 13 && axis == 0)
         return lerr(l, n, -EINVAL, "unsupported attribute axis=0 before opset 13");
-    int64_t ts[1] = {operand_of(l, n, n->in[0])};
+    int64_t ts[1] = {plain_operand(l, n, n->in[0])};
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0)
         return -EINVAL;
@@ -626,16 +773,25 @@ static int lower_concat(struct lower *l, const struct ir_node *n)
     struct plan_node pn = node_init(l, n, PLAN_OP_CONCAT);
     pn.axis = axis;
     int64_t ts[64];
+    uint32_t layout = PLAN_LAYOUT_PLAIN;
     for (int i = 0; i < n->n_in; i++) {
         ts[i] = operand_of(l, n, n->in[i]);
         if (ts[i] < 0)
             return (int)ts[i];
         if (l->b.tensors[ts[i]].storage != PLAN_ST_ARENA)
             return lerr(l, n, -EINVAL, "concatenating a constant is not supported");
+        layout = i == 0 ? layout_of(l, ts[0]) : layout;
+        /* blocked along channels only when every input fills whole blocks */
+        int blk = plan_layout_block(layout);
+        if (blk > 1 && (axis != 1 || l->b.tensors[ts[i]].dims[1] % blk))
+            layout = PLAN_LAYOUT_PLAIN;
     }
+    for (int i = 0; i < n->n_in; i++)
+        if ((ts[i] = in_layout(l, n, ts[i], layout)) < 0)
+            return (int)ts[i];
     int64_t out = output_of(l, n, 0);
-    if (out < 0)
-        return (int)out;
+    if (out < 0 || set_layout(l, out, layout))
+        return lerr(l, n, -EINVAL, "cannot lay out the output");
     pn.out = (uint32_t)out;
     int rc = set_inputs(l, &pn, ts, (uint32_t)n->n_in);
     if (!rc)
@@ -657,8 +813,8 @@ static int lower_batchnorm(struct lower *l, const struct ir_node *n)
             return (int)ts[i];
     }
     int64_t out = output_of(l, n, 0);
-    if (out < 0)
-        return (int)out;
+    if (out < 0 || set_layout(l, out, layout_of(l, ts[0])))
+        return lerr(l, n, -EINVAL, "cannot lay out the output");
     pn.out = (uint32_t)out;
     int rc = set_inputs(l, &pn, ts, 5);
     if (!rc)
@@ -678,7 +834,7 @@ static int lower_alias(struct lower *l, const struct ir_node *n)
     const struct ir_tensor *y = &l->g->tensors[n->out[0]];
     if (engine_shape_numel(&x->shape) != engine_shape_numel(&y->shape) || x->dtype != y->dtype)
         return lerr(l, n, -EINVAL, "output size differs from the input's");
-    int64_t src = operand_of(l, n, n->in[0]);
+    int64_t src = plain_operand(l, n, n->in[0]);
     if (src < 0)
         return (int)src;
     if (l->b.tensors[src].storage == PLAN_ST_CONST) {
@@ -940,25 +1096,33 @@ static int map_inputs(struct lower *l)
 static int list_io(struct lower *l)
 {
     struct plan_header *h = &l->b.h;
+    int64_t *outs = calloc((size_t)l->g->n_outputs + 1, sizeof(*outs));
+    if (!outs)
+        return -ENOMEM;
+    /* outputs are made plain first: a reorder node appends to the index too */
+    int rc = 0;
+    for (int i = 0; i < l->g->n_outputs && !rc; i++) {
+        int t = l->g->outputs[i];
+        outs[i] = t >= 0 && t < l->g->n_tensors ? in_layout(l, NULL, l->tmap[t], 0) : -1;
+        if (outs[i] < 0 || l->b.tensors[outs[i]].storage != PLAN_ST_ARENA)
+            rc = seterr(l->err, l->errlen, -EINVAL,
+                        "model %s: output %s is a constant or never computed", l->model,
+                        t >= 0 && t < l->g->n_tensors ? l->g->tensors[t].name : "?");
+    }
     h->inputs_first = l->b.n_index;
     h->n_inputs = (uint32_t)l->g->n_inputs;
-    for (int i = 0; i < l->g->n_inputs; i++)
+    for (int i = 0; i < l->g->n_inputs && !rc; i++)
         if (plan_add_index(&l->b, l->tmap[l->g->inputs[i]]) < 0)
-            return -ENOMEM;
+            rc = -ENOMEM;
     h->outputs_first = l->b.n_index;
     h->n_outputs = (uint32_t)l->g->n_outputs;
-    for (int i = 0; i < l->g->n_outputs; i++) {
-        int t = l->g->outputs[i];
-        int32_t pt = t >= 0 && t < l->g->n_tensors ? l->tmap[t] : -1;
-        if (pt < 0 || l->b.tensors[pt].storage != PLAN_ST_ARENA)
-            return seterr(l->err, l->errlen, -EINVAL,
-                          "model %s: output %s is a constant or never computed", l->model,
-                          t >= 0 && t < l->g->n_tensors ? l->g->tensors[t].name : "?");
-        l->b.tensors[pt].flags |= PLAN_TF_OUTPUT;
-        if (plan_add_index(&l->b, pt) < 0)
-            return -ENOMEM;
+    for (int i = 0; i < l->g->n_outputs && !rc; i++) {
+        l->b.tensors[outs[i]].flags |= PLAN_TF_OUTPUT;
+        if (plan_add_index(&l->b, (int32_t)outs[i]) < 0)
+            rc = -ENOMEM;
     }
-    return 0;
+    free(outs);
+    return rc;
 }
 
 static int fill_header(struct lower *l, const struct plan_compile_opts *opts)
@@ -1021,6 +1185,7 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
         dnnl_engine_destroy(l.eng);
     plan_builder_free(&l.b);
     free(l.tmap);
+    free(l.relayouts);
     return rc;
 }
 

@@ -288,7 +288,8 @@ static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t
         return rc;
     const char *name = v->strings + t->name;
     size_t esize = engine_dtype_size((int)t->dtype);
-    if (!esize || t->rank > ENGINE_MAX_RANK || t->layout != PLAN_LAYOUT_PLAIN)
+    if (!esize || t->rank > ENGINE_MAX_RANK || !plan_layout_valid(t->layout, t->rank) ||
+        (t->layout != PLAN_LAYOUT_PLAIN && (t->storage != PLAN_ST_ARENA || t->dtype != ENGINE_F32)))
         return seterr(err, errlen, -EINVAL, "plan image: tensor %s: bad dtype %u, rank %u or layout",
                       name, t->dtype, t->rank);
     struct engine_shape s = {.rank = (int)t->rank};
@@ -297,6 +298,12 @@ static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t
     if (numel < 0 || (uint64_t)numel > UINT64_MAX / 16 / esize)
         return seterr(err, errlen, -EINVAL, "plan image: tensor %s: bad dims", name);
     uint64_t want = (uint64_t)numel * esize;
+    dnnl_memory_desc_t md;
+    if (t->layout != PLAN_LAYOUT_PLAIN) {
+        if (plan_tensor_md(t, 0, 0, &md))
+            return seterr(err, errlen, -EINVAL, "plan image: tensor %s: bad blocked dims", name);
+        want = dnnl_memory_desc_get_size(&md); /* padded channels included */
+    }
     uint64_t limit = t->storage == PLAN_ST_ARENA ? v->h->arena_size : v->weights_size;
     if (t->storage < PLAN_ST_ARENA || t->storage > PLAN_ST_PACKED ||
         (t->storage != PLAN_ST_PACKED && t->nbytes != want))

@@ -19,7 +19,7 @@ static const char *const op_names[PLAN_OP_COUNT_] = {
     [PLAN_OP_MATMUL] = "matmul",   [PLAN_OP_POOL] = "pooling",
     [PLAN_OP_ELTWISE] = "eltwise", [PLAN_OP_BINARY] = "binary",
     [PLAN_OP_SOFTMAX] = "softmax", [PLAN_OP_CONCAT] = "concat",
-    [PLAN_OP_BATCHNORM] = "batch_normalization",
+    [PLAN_OP_BATCHNORM] = "batch_normalization", [PLAN_OP_REORDER] = "reorder",
 };
 
 const char *plan_op_name(uint32_t op)
@@ -27,12 +27,71 @@ const char *plan_op_name(uint32_t op)
     return op > 0 && op < PLAN_OP_COUNT_ ? op_names[op] : "?";
 }
 
-/* ---- memory descs of plan tensors ---- */
+/* ---- layouts and memory descs of plan tensors ---- */
+
+struct layout_def {
+    dnnl_format_tag_t tag;
+    uint32_t rank;
+    int block;
+};
+
+static const struct layout_def layouts[] = {
+    {dnnl_aBc8b, 3, 8},    {dnnl_aBcd8b, 4, 8},    {dnnl_aBcde8b, 5, 8},
+    {dnnl_aBc16b, 3, 16},  {dnnl_aBcd16b, 4, 16},  {dnnl_aBcde16b, 5, 16},
+    {dnnl_acb, 3, 1},      {dnnl_acdb, 4, 1},      {dnnl_acdeb, 5, 1},
+};
+
+static const struct layout_def *layout_find(uint32_t layout)
+{
+    for (size_t i = 0; i < ARRAY_LEN(layouts); i++)
+        if ((uint32_t)layouts[i].tag == layout)
+            return &layouts[i];
+    return NULL;
+}
+
+int plan_layout_valid(uint32_t layout, uint32_t rank)
+{
+    const struct layout_def *d = layout_find(layout);
+    return layout == PLAN_LAYOUT_PLAIN || (d && d->rank == rank);
+}
+
+int plan_layout_block(uint32_t layout)
+{
+    const struct layout_def *d = layout_find(layout);
+    return d ? d->block : 1;
+}
+
+uint32_t plan_layout_of(const dnnl_memory_desc_t *md)
+{
+    dnnl_memory_desc_t cand;
+    if (md->ndims < 1 || md->ndims > ENGINE_MAX_RANK)
+        return PLAN_LAYOUT_PLAIN;
+    for (size_t i = 0; i < ARRAY_LEN(layouts); i++)
+        if (layouts[i].rank == (uint32_t)md->ndims &&
+            dnnl_memory_desc_init_by_tag(&cand, md->ndims, md->dims, dnnl_f32, layouts[i].tag) ==
+                dnnl_success &&
+            dnnl_memory_desc_equal(&cand, md))
+            return (uint32_t)layouts[i].tag;
+    return PLAN_LAYOUT_PLAIN;
+}
 
 int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnnl_memory_desc_t *md)
 {
     dnnl_dims_t dims;
     int nd;
+    dnnl_data_type_t dt = t->dtype == ENGINE_F32 ? dnnl_f32 : dnnl_data_type_undef;
+    if (dt == dnnl_data_type_undef || t->rank > ENGINE_MAX_RANK)
+        return -EINVAL;
+    if (t->layout != PLAN_LAYOUT_PLAIN) {
+        if (collapse || rank > (int)t->rank || t->rank == 0 ||
+            (t->layout != PLAN_LAYOUT_ANY && !plan_layout_valid(t->layout, t->rank)))
+            return -EINVAL;
+        memcpy(dims, t->dims, t->rank * sizeof(dims[0]));
+        return dnnl_memory_desc_init_by_tag(md, (int)t->rank, dims, dt,
+                                            (dnnl_format_tag_t)t->layout) == dnnl_success
+                   ? 0
+                   : -EINVAL;
+    }
     if (collapse > 0 && collapse < t->rank) {
         dims[0] = dims[1] = 1;
         for (uint32_t i = 0; i < t->rank; i++)
@@ -46,9 +105,6 @@ int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnn
         for (int i = 0; i < nd; i++)
             dims[i] = i < pad ? 1 : t->dims[i - pad];
     }
-    dnnl_data_type_t dt = t->dtype == ENGINE_F32 ? dnnl_f32 : dnnl_data_type_undef;
-    if (dt == dnnl_data_type_undef)
-        return -EINVAL;
     return dnnl_memory_desc_init_by_strides(md, nd, dims, dt, NULL) == dnnl_success ? 0 : -EINVAL;
 }
 
@@ -104,6 +160,12 @@ static int same_dims(const struct plan_tensor *a, const struct plan_tensor *b)
     return a->rank == b->rank && memcmp(a->dims, b->dims, a->rank * sizeof(a->dims[0])) == 0;
 }
 
+/* Same dims and layout: one memory desc describes both. */
+static int same_md(const struct plan_tensor *a, const struct plan_tensor *b)
+{
+    return same_dims(a, b) && a->layout == b->layout;
+}
+
 /* out == (in + pl + pr - ((k-1)*(d+1)+1)) / s + 1 for each spatial dim; dilation d is oneDNN's. */
 static int check_window(const struct node_ctx *c, const struct plan_tensor *src,
                         const struct plan_tensor *dst)
@@ -156,7 +218,7 @@ static int make_attr(const struct node_ctx *c, dnnl_primitive_attr_t *attr, uint
         if (st != dnnl_success)
             rc = node_err(c, -EINVAL, "post-op not supported");
     }
-    if (!rc && sums && !same_dims(&c->v->tensors[n->sum_tensor], dst_of(c)))
+    if (!rc && sums && !same_md(&c->v->tensors[n->sum_tensor], dst_of(c)))
         rc = node_err(c, -EINVAL, "sum post-op addend shape differs from the output");
     if (!rc && !sums && n->sum_tensor != PLAN_NONE)
         rc = node_err(c, -EINVAL, "sum addend without a sum post-op");
@@ -348,7 +410,7 @@ static int eltwise_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitiv
         return rc;
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
     dnnl_memory_desc_t md;
-    if (!same_dims(src, dst) || plan_tensor_md(src, 0, 0, &md))
+    if (!same_md(src, dst) || plan_tensor_md(src, 0, 0, &md))
         return node_err(c, -EINVAL, "eltwise input and output shapes differ");
     dnnl_eltwise_desc_t d;
     if (dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, (dnnl_alg_kind_t)c->n->alg, &md,
@@ -388,7 +450,7 @@ static int softmax_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitiv
         return rc;
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
     dnnl_memory_desc_t md;
-    if (!same_dims(src, dst) || plan_tensor_md(src, 0, c->n->collapse, &md) || c->n->axis < 0 ||
+    if (!same_md(src, dst) || plan_tensor_md(src, 0, c->n->collapse, &md) || c->n->axis < 0 ||
         c->n->axis >= md.ndims)
         return node_err(c, -EINVAL, "softmax shapes or axis do not fit");
     dnnl_softmax_desc_t d;
@@ -440,7 +502,7 @@ static int batchnorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primit
         return rc;
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
     dnnl_memory_desc_t md;
-    if (!same_dims(src, dst) || src->rank < 2 || plan_tensor_md(src, 0, 0, &md))
+    if (!same_md(src, dst) || src->rank < 2 || plan_tensor_md(src, 0, 0, &md))
         return node_err(c, -EINVAL, "batch normalization shapes do not fit");
     for (uint32_t i = 1; i < 5; i++)
         if (operand(c, i)->rank != 1 || operand(c, i)->dims[0] != src->dims[1])
@@ -453,6 +515,24 @@ static int batchnorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primit
     dnnl_primitive_attr_t attr;
     rc = make_attr(c, &attr, 0);
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+static int reorder_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 1, 1, "A");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    dnnl_memory_desc_t smd, dmd;
+    if (!same_dims(src, dst) || plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
+        return node_err(c, -EINVAL, "reorder input and output shapes differ");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    if (rc)
+        return rc;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(pd, &smd, eng, &dmd, eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    return st == dnnl_success ? 0 : node_err(c, -EINVAL, "oneDNN refuses the reorder");
 }
 
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
@@ -479,6 +559,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return concat_pd(&c, eng, pd);
     case PLAN_OP_BATCHNORM:
         return batchnorm_pd(&c, eng, pd);
+    case PLAN_OP_REORDER:
+        return reorder_pd(&c, eng, pd);
     default:
         return node_err(&c, -EINVAL, "unknown plan op");
     }

@@ -86,8 +86,12 @@ enum plan_tensor_flags {
     PLAN_TF_OUTPUT = 2, /* graph output: the session hands out a pointer to it */
 };
 
+/* An activation's layout: 0 = plain row-major, else the dnnl_format_tag_t of a blocked or
+ * channels-last layout from plan_layouts (nChw8c = dnnl_aBcd8b, ...). PLAN_LAYOUT_ANY exists only
+ * inside the compiler, to ask oneDNN for its preference. */
 enum plan_layout {
-    PLAN_LAYOUT_PLAIN = 0, /* row-major */
+    PLAN_LAYOUT_PLAIN = 0,
+    PLAN_LAYOUT_ANY = dnnl_format_tag_any,
 };
 
 struct plan_tensor {
@@ -95,7 +99,7 @@ struct plan_tensor {
     uint32_t dtype;   /* enum engine_dtype */
     uint32_t rank;    /* <= ENGINE_MAX_RANK */
     uint32_t storage; /* enum plan_storage */
-    uint32_t layout;  /* enum plan_layout */
+    uint32_t layout;  /* enum plan_layout / dnnl_format_tag_t */
     uint32_t flags;   /* PLAN_TF_* */
     int64_t dims[ENGINE_MAX_RANK];
     uint64_t offset; /* arena or weights-section offset, multiple of 64 for weights */
@@ -112,6 +116,7 @@ enum plan_op {
     PLAN_OP_SOFTMAX,   /* in: src; axis (of the md built with the node's collapse rule) */
     PLAN_OP_CONCAT,    /* in: n sources; axis */
     PLAN_OP_BATCHNORM, /* in: src, mean, variance, scale, shift; alpha = epsilon */
+    PLAN_OP_REORDER,   /* in: src; dst: same dims in another layout */
     PLAN_OP_COUNT_
 };
 
@@ -185,9 +190,16 @@ const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor
  * user-managed scratchpad. Errors name the node. */
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
                         dnnl_primitive_desc_t *pd, char *err, size_t errlen);
-/* The plain memory desc of tensor t as node n's operand (INNER collapses leading dims, BINARY
- * and MATMUL left-pad rank with ones to `rank`). */
+/* The memory desc of tensor t as an operand, in its layout; plain tensors may be viewed with
+ * leading dims collapsed (INNER, SOFTMAX) or rank left-padded with ones to `rank` (BINARY,
+ * MATMUL). */
 int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnnl_memory_desc_t *md);
+/* 1 if layout is plain or one of the blocked/channels-last tags allowed for this rank. */
+int plan_layout_valid(uint32_t layout, uint32_t rank);
+/* Channel block of a blocked layout (8, 16), 1 otherwise. */
+int plan_layout_block(uint32_t layout);
+/* The allowed layout md equals for these dims, or PLAN_LAYOUT_PLAIN if none. */
+uint32_t plan_layout_of(const dnnl_memory_desc_t *md);
 const char *plan_op_name(uint32_t op);
 /* The DNNL_ARG_* that input position i of an op binds to; -1 if none. */
 int plan_input_arg(uint32_t op, uint32_t i);

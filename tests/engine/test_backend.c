@@ -244,11 +244,12 @@ static void residual_case(int addend_reused)
     char err[256];
     assert_int_equal(plan_view_init(&v, r.img, r.len, err, sizeof(err)), 0);
     uint64_t off_x = 0, off_y = 1;
-    for (uint32_t i = 0; i < v.n_tensors; i++) {
-        if (strcmp(plan_str(&v, v.tensors[i].name), "x") == 0)
-            off_x = v.tensors[i].offset;
-        if (strcmp(plan_str(&v, v.tensors[i].name), "y") == 0)
-            off_y = v.tensors[i].offset;
+    for (uint32_t i = 0; i < v.n_nodes; i++) {
+        if (v.nodes[i].op != PLAN_OP_CONV)
+            continue;
+        assert_int_not_equal(v.nodes[i].sum_tensor, PLAN_NONE);
+        off_x = v.tensors[v.nodes[i].sum_tensor].offset;
+        off_y = v.tensors[v.nodes[i].out].offset;
     }
     if (addend_reused)
         assert_true(off_x != off_y); /* x still needed: y got its own buffer, x copied in */
