@@ -20,7 +20,7 @@
 #include "../tests/fn/harness.h"
 
 #define MAX_RUNS 50
-#define RAW_LEN (3 * 224 * 224 * 4)
+#define RAW_LEN  (3 * 224 * 224 * 4)
 
 struct bench {
     struct harness h;
@@ -53,9 +53,18 @@ static int start_store(struct bench *b)
                 b->model);
         return -1;
     }
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "--socket",
-                    b->store_sock, "--dir", dir, "--models", b->models, "--budget", "4Gi",
-                    "--log-level", "warn", NULL};
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
+                    "--socket",
+                    b->store_sock,
+                    "--dir",
+                    dir,
+                    "--models",
+                    b->models,
+                    "--budget",
+                    "4Gi",
+                    "--log-level",
+                    "warn",
+                    NULL};
     b->store = h_spawn(&b->h, argv, NULL);
     return h_wait_path(b->store_sock, 10000) ? 0 : -1;
 }
@@ -63,8 +72,12 @@ static int start_store(struct bench *b)
 static int evict(struct bench *b)
 {
     char bin[512];
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "evict",
-                    (char *)b->model, "--socket", b->store_sock, NULL};
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
+                    "evict",
+                    (char *)b->model,
+                    "--socket",
+                    b->store_sock,
+                    NULL};
     pid_t pid = h_spawn(&b->h, argv, NULL);
     int st = h_wait_exit(&b->h, pid, 30000);
     return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
@@ -84,8 +97,7 @@ static bool poll_ready(const char *sock, pid_t pid)
 }
 
 /* One cold start: spawn → ready → first answer. */
-static int one_start(struct bench *b, bool private, const char *idle, struct sample *s,
-                     pid_t *keep)
+static int one_start(struct bench *b, bool private, const char *idle, struct sample *s, pid_t *keep)
 {
     char bin[512], sock[300], listen[320], store_env[320], model_env[128], idle_env[64];
     h_path(&b->h, "fn.sock", sock, sizeof(sock));
@@ -94,8 +106,12 @@ static int one_start(struct bench *b, bool private, const char *idle, struct sam
     snprintf(model_env, sizeof(model_env), "model=%s", b->model);
     snprintf(idle_env, sizeof(idle_env), "idle_release=%s", idle ? idle : "0");
     const char *env[] = {model_env, store_env, "input=raw", "output=topk", idle_env, NULL};
-    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen,
-                    private ? "--private" : NULL, b->onnx, NULL};
+    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)),
+                    "--listen",
+                    listen,
+                    private ? "--private" : NULL,
+                    b->onnx,
+                    NULL};
     int64_t t0 = now_ns();
     pid_t pid = h_spawn(&b->h, argv, env);
     if (!poll_ready(sock, pid))
@@ -155,9 +171,10 @@ static int measure_ort(struct bench *b, struct row *row, char *version, size_t v
     double v[MAX_RUNS], from_start[MAX_RUNS];
     for (int i = 0; i < b->runs; i++) {
         char cmd[1200];
-        snprintf(cmd, sizeof(cmd),
-                 "cd '%s/bench/coldstart-ort' 2>/dev/null && node ort_coldstart.js '%s' 2>/dev/null",
-                 SHMFAAS_SOURCE_ROOT, b->onnx);
+        snprintf(
+            cmd, sizeof(cmd),
+            "cd '%s/bench/coldstart-ort' 2>/dev/null && node ort_coldstart.js '%s' 2>/dev/null",
+            SHMFAAS_SOURCE_ROOT, b->onnx);
         FILE *p = popen(cmd, "r");
         char line[1024] = "";
         if (!p || !fgets(line, sizeof(line), p)) {
@@ -238,27 +255,31 @@ static void report(FILE *f, const struct bench *b, const struct row *rows, int n
     char date[64];
     strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
     fprintf(f, "# Cold start of a function instance (`bench/coldstart`)\n\n");
-    fprintf(f, "Model `%s` (zoo, 1x3x224x224), 1 intra-op thread, median of %d runs, %s, %s, "
-               "%ld CPUs online.\n\n",
+    fprintf(f,
+            "Model `%s` (zoo, 1x3x224x224), 1 intra-op thread, median of %d runs, %s, %s, "
+            "%ld CPUs online.\n\n",
             b->model, b->runs, date, cpu, sysconf(_SC_NPROCESSORS_ONLN));
     fprintf(f, "Command: `%s`\n\n", cmdline);
     fprintf(f, "| start | process start → ready | → first answer |\n|---|---:|---:|\n");
     for (int i = 0; i < n; i++)
         fprintf(f, "| %s | %.1f ms | %.1f ms |\n", rows[i].name, rows[i].ready, rows[i].answer);
     if (ort)
-        fprintf(f, "| ONNX Runtime %s (node): session create + first run | – | %.1f ms (%.1f ms "
-                   "from node's process start) |\n",
+        fprintf(f,
+                "| ONNX Runtime %s (node): session create + first run | – | %.1f ms (%.1f ms "
+                "from node's process start) |\n",
                 ort_version, ort->answer, ort->ready);
     else
         fprintf(f, "| ONNX Runtime | not measured: `npm install --ignore-scripts` in "
                    "bench/coldstart-ort did not give a working onnxruntime-node | |\n");
     if (ort)
-        fprintf(f, "\nResident ready + first answer = %.2f × ONNX Runtime's create + first run "
-                   "(goal: ≤ 1/15 = 0.07 ×).\n",
+        fprintf(f,
+                "\nResident ready + first answer = %.2f × ONNX Runtime's create + first run "
+                "(goal: ≤ 1/15 = 0.07 ×).\n",
                 rows[0].answer / ort->answer);
-    fprintf(f, "\nIdle release (`idle_release=1s`, arena pages given back with MADV_DONTNEED): "
-               "warm request %.1f ms, first request after idle %.1f ms (median; the difference "
-               "is the page faults of re-touching the arena).\n",
+    fprintf(f,
+            "\nIdle release (`idle_release=1s`, arena pages given back with MADV_DONTNEED): "
+            "warm request %.1f ms, first request after idle %.1f ms (median; the difference "
+            "is the page faults of re-touching the arena).\n",
             warm, idle);
     fprintf(f, "\n## Reading the table\n\n"
                "- \"ready\" is what `GET /_/ready` reports: model attached (or compiled), session "
@@ -308,8 +329,8 @@ int main(int argc, char **argv)
         return 2;
     char rel[128], cmdline[1024] = "";
     for (int i = 0; i < argc; i++)
-        snprintf(cmdline + strlen(cmdline), sizeof(cmdline) - strlen(cmdline), "%s%s",
-                 i ? " " : "", argv[i]);
+        snprintf(cmdline + strlen(cmdline), sizeof(cmdline) - strlen(cmdline), "%s%s", i ? " " : "",
+                 argv[i]);
     snprintf(rel, sizeof(rel), "%s/model.onnx", b.model);
     h_zoo(rel, b.onnx, sizeof(b.onnx));
     b.raw = calloc(1, RAW_LEN);

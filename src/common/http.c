@@ -1,7 +1,7 @@
 /*
- * HTTP server helpers on libmicrohttpd: we bind the listening socket ourselves (TCP or unix) and hand
- * it to MHD, so both kinds behave alike and a unix path can be cleaned up; MHD's access handler is
- * turned into one call per request with the whole body, bounded by max_body.
+ * HTTP server helpers on libmicrohttpd: we bind the listening socket ourselves (TCP or unix) and
+ * hand it to MHD, so both kinds behave alike and a unix path can be cleaned up; MHD's access
+ * handler is turned into one call per request with the whole body, bounded by max_body.
  */
 #include "common/http.h"
 #include "common/common.h"
@@ -117,7 +117,8 @@ static int bound_port(int fd, uint16_t *port)
 static int listen_tcp(struct http_server *s, const char *host, uint16_t port, char *err,
                       size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     char port_str[8];
     snprintf(port_str, sizeof(port_str), "%u", port);

@@ -12,8 +12,9 @@
  *   - a unix socket path is unlinked when the server stops; an existing non-socket file at the path
  *     is never removed.
  *
- * Threading: one thread per connection (thread_pool == 0) or a pool of polling threads. A handler may
- * block (it runs on its connection's thread); it must queue exactly one reply before returning 0.
+ * Threading: one thread per connection (thread_pool == 0) or a pool of polling threads. A handler
+ * may block (it runs on its connection's thread); it must queue exactly one reply before returning
+ * 0.
  */
 #ifndef SHMFAAS_HTTP_H
 #define SHMFAAS_HTTP_H
@@ -43,11 +44,11 @@ struct http_request {
 typedef int (*http_handler)(struct http_request *req, void *user);
 
 struct http_server_opts {
-    const char *listen;        /* "unix:/path", "host:port", ":port" or "port" (0: any free port) */
-    size_t max_body;           /* 0: 16 MiB */
-    unsigned conn_timeout_s;   /* idle connection timeout (read/write); 0: none */
-    unsigned thread_pool;      /* 0: one thread per connection; N: N polling threads */
-    unsigned max_connections;  /* 0: MHD's default */
+    const char *listen;       /* "unix:/path", "host:port", ":port" or "port" (0: any free port) */
+    size_t max_body;          /* 0: 16 MiB */
+    unsigned conn_timeout_s;  /* idle connection timeout (read/write); 0: none */
+    unsigned thread_pool;     /* 0: one thread per connection; N: N polling threads */
+    unsigned max_connections; /* 0: MHD's default */
     const struct http_header *error_headers; /* added to replies the server makes itself (413) */
     int n_error_headers;
     http_handler handler;

@@ -29,8 +29,8 @@ int fn_codec_raw(const uint8_t *buf, size_t len, const struct engine_shape *shap
         return seterr(err, errlen, -ENOMEM, "input=raw: out of memory");
     for (uint64_t i = 0; i < numel; i++) {
         const uint8_t *p = buf + i * 4;
-        uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                        (uint32_t)p[3] << 24;
+        uint32_t bits =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         memcpy(&data[i], &bits, 4);
     }
     *out = (struct fn_tensor){.shape = *shape, .data = data, .nbytes = len};
@@ -145,8 +145,7 @@ static size_t count_lines(const uint8_t *buf, size_t len)
     return n + (len > 0 && buf[len - 1] != '\n');
 }
 
-int fn_labels_parse(const uint8_t *buf, size_t len, struct fn_labels *out, char *err,
-                    size_t errlen)
+int fn_labels_parse(const uint8_t *buf, size_t len, struct fn_labels *out, char *err, size_t errlen)
 {
     *out = (struct fn_labels){0};
     size_t lines = count_lines(buf, len);

@@ -36,8 +36,8 @@ static int parse_int(const char *what, const char *v, long min, long max, int *o
     errno = 0;
     long n = strtol(v, &end, 10);
     if (!*v || *end || errno || n < min || n > max)
-        return seterr(err, errlen, -EINVAL, "%s=%s: expected a whole number %ld-%ld", what, v,
-                      min, max);
+        return seterr(err, errlen, -EINVAL, "%s=%s: expected a whole number %ld-%ld", what, v, min,
+                      max);
     *out = (int)n;
     return 0;
 }
@@ -78,8 +78,8 @@ static int env_size(const char *name, uint64_t *out, char *err, size_t errlen)
 {
     const char *v = getenv(name);
     if (v && *v && (parse_size(v, out) < 0 || *out == 0))
-        return seterr(err, errlen, -EINVAL, "%s=%s: expected a size such as 16Mi, 1G or 4096",
-                      name, v);
+        return seterr(err, errlen, -EINVAL, "%s=%s: expected a size such as 16Mi, 1G or 4096", name,
+                      v);
     return 0;
 }
 
@@ -151,8 +151,8 @@ static int load_env(struct fn_config *c, char *err, size_t errlen)
     uint64_t max_body = c->max_body;
     const char *lvl = getenv("log_level");
     if (lvl && *lvl && log_parse_level(lvl, &c->log_level) < 0)
-        return seterr(err, errlen, -EINVAL, "log_level=%s: expected debug, info, warn, error or off",
-                      lvl);
+        return seterr(err, errlen, -EINVAL,
+                      "log_level=%s: expected debug, info, warn, error or off", lvl);
     int rc = env_int("threads", 1, 1024, &c->threads, err, errlen);
     if (!rc)
         rc = env_int("max_inflight", 0, 1000000, &c->max_inflight, err, errlen);
@@ -173,7 +173,8 @@ static int load_env(struct fn_config *c, char *err, size_t errlen)
 }
 
 static const char usage[] =
-    "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen unix:PATH|HOST:PORT]\n"
+    "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen "
+    "unix:PATH|HOST:PORT]\n"
     "                  [--threads N] [--labels FILE] [--log-level LEVEL]\n"
     "env: PORT model store_socket threads input=json|image|raw output=json|topk image_size mean\n"
     "     std max_pixels topk softmax=auto|true|false labels max_inflight exec_timeout\n"
@@ -182,32 +183,49 @@ static const char usage[] =
 static int load_flags(struct fn_config *c, int argc, char **argv, char *err, size_t errlen)
 {
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"private", required_argument, NULL, 'p'},
-        {"store", required_argument, NULL, 's'},   {"listen", required_argument, NULL, 'l'},
-        {"threads", required_argument, NULL, 't'}, {"labels", required_argument, NULL, 'L'},
-        {"log-level", required_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+        {"model", required_argument, NULL, 'm'},
+        {"private", required_argument, NULL, 'p'},
+        {"store", required_argument, NULL, 's'},
+        {"listen", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'},
+        {"labels", required_argument, NULL, 'L'},
+        {"log-level", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
     int ch, rc = 0;
     while (rc == 0 && (ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'm': c->model_ref = optarg; break;
-        case 'p': c->private_path = optarg; break;
-        case 's': c->store_path = optarg; break;
-        case 'L': c->labels_path = optarg; break;
+        case 'm':
+            c->model_ref = optarg;
+            break;
+        case 'p':
+            c->private_path = optarg;
+            break;
+        case 's':
+            c->store_path = optarg;
+            break;
+        case 'L':
+            c->labels_path = optarg;
+            break;
         case 'l':
             if (strlen(optarg) >= sizeof(c->listen))
                 return seterr(err, errlen, -EINVAL, "--listen %s: too long", optarg);
             snprintf(c->listen, sizeof(c->listen), "%s", optarg);
             break;
-        case 't': rc = parse_int("--threads", optarg, 1, 1024, &c->threads, err, errlen); break;
+        case 't':
+            rc = parse_int("--threads", optarg, 1, 1024, &c->threads, err, errlen);
+            break;
         case 'v':
             if (log_parse_level(optarg, &c->log_level) < 0)
-                rc = seterr(err, errlen, -EINVAL, "--log-level %s: expected debug, info, warn, "
-                            "error or off", optarg);
+                rc = seterr(err, errlen, -EINVAL,
+                            "--log-level %s: expected debug, info, warn, "
+                            "error or off",
+                            optarg);
             break;
-        default: return seterr(err, errlen, -EINVAL, "%s", usage);
+        default:
+            return seterr(err, errlen, -EINVAL, "%s", usage);
         }
     }
     if (rc == 0 && optind < argc)
@@ -241,8 +259,10 @@ int fn_config_load(struct fn_config *c, int argc, char **argv, char *err, size_t
     if (c->private_path)
         c->model_ref = NULL; /* --private is the baseline run of a function otherwise attached */
     else if (!c->model_ref)
-        return seterr(err, errlen, -EINVAL, "no model: give --model REF (or env model) or "
-                      "--private FILE\n%s", usage);
+        return seterr(err, errlen, -EINVAL,
+                      "no model: give --model REF (or env model) or "
+                      "--private FILE\n%s",
+                      usage);
     return load_labels(c, err, errlen);
 }
 

@@ -1,16 +1,17 @@
 /*
  * fn.h — shmfaas-fn, the function instance: one model, one engine session, one HTTP listener.
  *
- * Owns: the instance's configuration (flags + the env vars OpenFaaS/Knative set), the request codecs
- * (JSON tensors, JPEG/PNG images, raw float32 in; JSON tensors or top-k out), the worker that runs
- * the session, and the of-watchdog HTTP contract (/_/health, /_/ready, POST / ...). Guarantees:
+ * Owns: the instance's configuration (flags + the env vars OpenFaaS/Knative set), the request
+ * codecs (JSON tensors, JPEG/PNG images, raw float32 in; JSON tensors or top-k out), the worker
+ * that runs the session, and the of-watchdog HTTP contract (/_/health, /_/ready, POST / ...).
+ * Guarantees:
  *   - every codec is one function (bytes, len, config) → tensor or error message; it reads no byte
- *     past len, checks every size it decodes (image pixels against max_pixels before allocating) and
- *     never aborts on bad input, so each is a fuzz entry point;
+ *     past len, checks every size it decodes (image pixels against max_pixels before allocating)
+ * and never aborts on bad input, so each is a fuzz entry point;
  *   - the weights are never written: a store image is a PROT_READ mapping, a --private model is the
  *     instance's own copy;
- *   - a request that times out gets 504 at its deadline; the session finishes that run on the worker
- *     and the next request waits for it, so a session is never used by two runs at once.
+ *   - a request that times out gets 504 at its deadline; the session finishes that run on the
+ * worker and the next request waits for it, so a session is never used by two runs at once.
  */
 #ifndef SHMFAAS_FN_H
 #define SHMFAAS_FN_H
@@ -31,7 +32,7 @@ enum fn_softmax { FN_SOFTMAX_AUTO, FN_SOFTMAX_ON, FN_SOFTMAX_OFF };
 
 #define FN_DEFAULT_IMAGE_SIZE 224
 #define FN_DEFAULT_MAX_PIXELS ((uint64_t)64 << 20) /* 64 Mpixel: 8192 x 8192 */
-#define FN_MAX_LABELS 1000000
+#define FN_MAX_LABELS         1000000
 
 struct fn_image_opts {
     int size;            /* shorter side resized to size, then centre crop size x size */
@@ -81,7 +82,8 @@ int fn_codec_image(const uint8_t *buf, size_t len, const struct fn_image_opts *o
 /* input=raw: exactly numel(shape) little-endian float32 values. */
 int fn_codec_raw(const uint8_t *buf, size_t len, const struct engine_shape *shape,
                  struct fn_tensor *out, char *err, size_t errlen);
-/* output=topk: `{"predictions":[{"index":i,"label":"..","score":p}, ...]}`, best first; malloc'd. */
+/* output=topk: `{"predictions":[{"index":i,"label":"..","score":p}, ...]}`, best first; malloc'd.
+ */
 int fn_codec_topk(const float *scores, size_t n, const struct fn_codec_config *c, char **json,
                   char *err, size_t errlen);
 /* Splits a labels file's bytes into names; an empty last line is not a label. */
@@ -109,7 +111,8 @@ struct fn_config {
 
 #define FN_DEFAULT_STORE "/run/shmfaas/store.sock"
 
-/* Fills c from the environment and argv; loads the labels file. Errors name the variable or flag. */
+/* Fills c from the environment and argv; loads the labels file. Errors name the variable or flag.
+ */
 int fn_config_load(struct fn_config *c, int argc, char **argv, char *err, size_t errlen);
 void fn_config_free(struct fn_config *c);
 
@@ -118,11 +121,12 @@ void fn_config_free(struct fn_config *c);
 struct fn_instance;
 
 /* Gets the model (store or private), opens it, creates the session, checks the codecs against the
- * model's inputs and outputs, runs one warm-up inference and starts listening. Logs the startup time
- * at info. */
+ * model's inputs and outputs, runs one warm-up inference and starts listening. Logs the startup
+ * time at info. */
 int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instance **out, char *err,
                       size_t errlen);
-/* SIGTERM: stop accepting, wait up to write_timeout for in-flight requests, then free everything. */
+/* SIGTERM: stop accepting, wait up to write_timeout for in-flight requests, then free everything.
+ */
 void fn_instance_drain_and_stop(struct fn_instance *inst);
 /* True while the instance serves (ready and not draining). */
 bool fn_instance_ready(struct fn_instance *inst);

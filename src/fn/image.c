@@ -46,8 +46,7 @@ static int check_pixels(uint64_t w, uint64_t h, uint64_t max_pixels, const char 
     if (w > max_pixels || h > max_pixels || w * h > max_pixels)
         return seterr(err, errlen, -E2BIG,
                       "%s image is %llux%llu, more than the limit of %llu pixels", kind,
-                      (unsigned long long)w, (unsigned long long)h,
-                      (unsigned long long)max_pixels);
+                      (unsigned long long)w, (unsigned long long)h, (unsigned long long)max_pixels);
     return 0;
 }
 
@@ -82,8 +81,8 @@ struct jpeg_job {
 static int jpeg_decode_rows(struct jpeg_job *j, uint64_t max_pixels, char *err, size_t errlen)
 {
     jpeg_read_header(&j->cinfo, TRUE);
-    int rc = check_pixels(j->cinfo.image_width, j->cinfo.image_height, max_pixels, "JPEG", err,
-                          errlen);
+    int rc =
+        check_pixels(j->cinfo.image_width, j->cinfo.image_height, max_pixels, "JPEG", err, errlen);
     if (rc < 0)
         return rc;
     j->cinfo.out_color_space = JCS_RGB;

@@ -103,8 +103,8 @@ static int encode_output(struct fn_instance *in, struct engine_tensor *outs, str
         j->status = 200;
         return 0;
     }
-    int rc = fn_codec_topk(outs[0].data, outs[0].nbytes / sizeof(float), &in->cfg->codec,
-                           &j->body, err, sizeof(err));
+    int rc = fn_codec_topk(outs[0].data, outs[0].nbytes / sizeof(float), &in->cfg->codec, &j->body,
+                           err, sizeof(err));
     if (rc < 0) {
         job_fail(j, 500, err);
         return rc;
@@ -191,8 +191,8 @@ static void *worker_main(void *arg)
 /* ---- requests ---- */
 
 /* Names the model's inputs, for an error about an unknown one. */
-static int check_input_names(struct fn_instance *in, const struct engine_tensor_set *set,
-                             char *err, size_t errlen)
+static int check_input_names(struct fn_instance *in, const struct engine_tensor_set *set, char *err,
+                             size_t errlen)
 {
     int n = engine_model_n_inputs(in->model);
     for (int i = 0; i < set->n; i++) {
@@ -220,15 +220,14 @@ static int decode_input(struct fn_instance *in, const struct http_request *req, 
     int rc;
     switch (c->input) {
     case FN_IN_JSON:
-        rc = engine_tensors_from_json((const char *)req->body, req->body_len, "inputs",
-                                      &j->json_in, err, errlen);
+        rc = engine_tensors_from_json((const char *)req->body, req->body_len, "inputs", &j->json_in,
+                                      err, errlen);
         return rc < 0 ? rc : check_input_names(in, &j->json_in, err, errlen);
     case FN_IN_IMAGE:
         rc = fn_codec_image(req->body, req->body_len, &c->image, &j->tensor_in, err, errlen);
         break;
     case FN_IN_RAW:
-        rc = fn_codec_raw(req->body, req->body_len, &in->in_info.shape, &j->tensor_in, err,
-                          errlen);
+        rc = fn_codec_raw(req->body, req->body_len, &in->in_info.shape, &j->tensor_in, err, errlen);
         break;
     default:
         return seterr(err, errlen, -EINVAL, "unknown input codec");
@@ -290,8 +289,7 @@ static int reply(const struct http_request *req, unsigned status, char *body, in
     return http_reply_take(req->conn, status, "application/json", body, strlen(body), hdrs, n);
 }
 
-static int reply_error(const struct http_request *req, unsigned status, const char *msg,
-                       int64_t t0)
+static int reply_error(const struct http_request *req, unsigned status, const char *msg, int64_t t0)
 {
     return reply(req, status, error_json(msg), t0);
 }
@@ -433,8 +431,11 @@ static int warm_up(struct fn_instance *in, char *err, size_t errlen)
         struct engine_tensor_info ti;
         engine_model_input(in->model, i, &ti);
         size_t nbytes = (size_t)engine_shape_numel(&ti.shape) * engine_dtype_size(ti.dtype);
-        ins[i] = (struct engine_tensor){.name = ti.name, .dtype = ti.dtype, .shape = ti.shape,
-                                        .data = calloc(1, nbytes ? nbytes : 1), .nbytes = nbytes};
+        ins[i] = (struct engine_tensor){.name = ti.name,
+                                        .dtype = ti.dtype,
+                                        .shape = ti.shape,
+                                        .data = calloc(1, nbytes ? nbytes : 1),
+                                        .nbytes = nbytes};
         if (!ins[i].data)
             rc = seterr(err, errlen, -ENOMEM, "warm-up: out of memory");
     }
@@ -480,7 +481,7 @@ static int load_model(struct fn_instance *in, struct startup *st, char *err, siz
 static int start_http(struct fn_instance *in, char *err, size_t errlen)
 {
     int64_t t = in->cfg->read_timeout_ms > in->cfg->write_timeout_ms ? in->cfg->read_timeout_ms
-                                                                      : in->cfg->write_timeout_ms;
+                                                                     : in->cfg->write_timeout_ms;
     struct http_server_opts o = {
         .listen = in->cfg->listen,
         .max_body = in->cfg->max_body,
@@ -550,10 +551,9 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
     pthread_mutex_unlock(&in->lock);
     log_info("ready in %.1f ms since process start (%s %.1f ms, open %.1f ms, session %.1f ms, "
              "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
-             (double)(now_ns() - t0_ns) / 1e6, fn_source_kind(in->source), st.source_ms,
-             st.open_ms, st.session_ms, st.warmup_ms,
-             c->private_path ? c->private_path : c->model_ref, fn_source_len(in->source),
-             c->listen);
+             (double)(now_ns() - t0_ns) / 1e6, fn_source_kind(in->source), st.source_ms, st.open_ms,
+             st.session_ms, st.warmup_ms, c->private_path ? c->private_path : c->model_ref,
+             fn_source_len(in->source), c->listen);
     *out = in;
     return 0;
 }

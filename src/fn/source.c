@@ -42,8 +42,8 @@ static int read_plan(struct fn_source *s, const char *path, char *err, size_t er
         return seterr(err, errlen, -e, "--private %s: %s", path, strerror(e));
     }
     s->len = (size_t)st.st_size;
-    s->image = mmap(NULL, s->len ? s->len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1, 0);
+    s->image =
+        mmap(NULL, s->len ? s->len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (s->image == MAP_FAILED) {
         close(fd);
         s->image = NULL;

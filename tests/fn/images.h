@@ -50,8 +50,10 @@ static inline uint8_t *test_png_encode(const uint8_t *pixels, size_t pixels_len,
 {
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-    struct spng_ihdr ihdr = {.width = (uint32_t)width, .height = (uint32_t)height,
-                             .bit_depth = (uint8_t)bit_depth, .color_type = (uint8_t)color_type};
+    struct spng_ihdr ihdr = {.width = (uint32_t)width,
+                             .height = (uint32_t)height,
+                             .bit_depth = (uint8_t)bit_depth,
+                             .color_type = (uint8_t)color_type};
     spng_set_ihdr(ctx, &ihdr);
     if (plte) {
         struct spng_plte p = {.n_entries = (uint32_t)n_plte};

@@ -51,8 +51,8 @@ static void png_rgb_round_trips_exactly(void **state)
     for (size_t i = 0; i < sizeof(px); i++)
         px[i] = (uint8_t)(i * 7);
     size_t len;
-    uint8_t *png = test_png_encode(px, sizeof(px), 4, 3, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0,
-                                   &len);
+    uint8_t *png =
+        test_png_encode(px, sizeof(px), 4, 3, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0, &len);
     assert_non_null(png);
     struct fn_rgb img;
     char err[256];
@@ -125,8 +125,8 @@ static void bad_images_are_refused_with_a_reason(void **state)
     uint8_t *rgb = test_rgb_solid(64, 64, 1, 2, 3);
     size_t jlen, plen;
     uint8_t *jpg = test_jpeg_encode(rgb, 64, 64, 90, &jlen);
-    uint8_t *png = test_png_encode(rgb, 64 * 64 * 3, 64, 64, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL,
-                                   0, &plen);
+    uint8_t *png =
+        test_png_encode(rgb, 64 * 64 * 3, 64, 64, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0, &plen);
     expect_decode_error(jpg, jlen / 2, FN_DEFAULT_MAX_PIXELS, "JPEG");
     expect_decode_error(jpg, 3, FN_DEFAULT_MAX_PIXELS, "JPEG");
     expect_decode_error(png, plen - 20, FN_DEFAULT_MAX_PIXELS, "PNG");
@@ -268,8 +268,8 @@ static void topk_softmaxes_and_labels(void **state)
 {
     struct fn_codec_config c = {.topk = 2, .softmax = FN_SOFTMAX_AUTO};
     const char *labels = "cat\r\ndog\nbird";
-    assert_int_equal(
-        fn_labels_parse((const uint8_t *)labels, strlen(labels), &c.labels, NULL, 0), 0);
+    assert_int_equal(fn_labels_parse((const uint8_t *)labels, strlen(labels), &c.labels, NULL, 0),
+                     0);
     assert_int_equal(c.labels.n, 3);
     assert_string_equal(c.labels.names[0], "cat");
     float logits[3] = {1.0f, 3.0f, 2.0f};
@@ -291,8 +291,7 @@ static void topk_softmaxes_and_labels(void **state)
     root = topk_json(probs, 2, &c);
     p = json_object_get(root, "predictions");
     assert_int_equal(json_array_size(p), 2);
-    assert_float_equal(json_real_value(json_object_get(json_array_get(p, 0), "score")), 0.75,
-                       1e-7);
+    assert_float_equal(json_real_value(json_object_get(json_array_get(p, 0), "score")), 0.75, 1e-7);
     assert_null(json_object_get(json_array_get(p, 0), "label"));
     json_decref(root);
 }

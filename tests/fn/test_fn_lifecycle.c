@@ -28,8 +28,15 @@ struct world {
 static pid_t start_store(struct world *w)
 {
     char bin[512];
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "--socket",
-                    w->store_sock, "--dir", w->dir, "--models", w->models, "--log-level", "warn",
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
+                    "--socket",
+                    w->store_sock,
+                    "--dir",
+                    w->dir,
+                    "--models",
+                    w->models,
+                    "--log-level",
+                    "warn",
                     NULL};
     unlink(w->store_sock);
     pid_t pid = h_spawn(&w->h, argv, NULL);
@@ -53,8 +60,7 @@ static pid_t start_fn(struct world *w, const char *model, const char *name, char
     snprintf(store_env, sizeof(store_env), "store_socket=%s", w->store_sock);
     snprintf(model_env, sizeof(model_env), "model=%s", model);
     const char *env[] = {model_env, store_env, "input=raw", "output=topk", extra, NULL};
-    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen,
-                    NULL};
+    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen, NULL};
     pid_t pid = h_spawn(&w->h, argv, env);
     return h_wait_ready(sock, pid, 120000) ? pid : -1;
 }

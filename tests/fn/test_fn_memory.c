@@ -16,8 +16,8 @@
 #include "harness.h"
 
 #define N_INSTANCES 8
-#define MIB ((uint64_t)1 << 20)
-#define RAW_LEN (3 * 224 * 224 * 4)
+#define MIB         ((uint64_t)1 << 20)
+#define RAW_LEN     (3 * 224 * 224 * 4)
 
 struct world {
     struct harness h;
@@ -38,8 +38,16 @@ static int start_store(struct world *w)
     snprintf(dst, sizeof(dst), "%s/resnet18.onnx", models);
     if (h_copy(h_zoo("resnet18/model.onnx", src, sizeof(src)), dst) < 0)
         return -1;
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "--socket",
-                    w->store_sock, "--dir", dir, "--models", models, "--log-level", "warn", NULL};
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
+                    "--socket",
+                    w->store_sock,
+                    "--dir",
+                    dir,
+                    "--models",
+                    models,
+                    "--log-level",
+                    "warn",
+                    NULL};
     w->store = h_spawn(&w->h, argv, NULL);
     return h_wait_path(w->store_sock, 10000) ? 0 : -1;
 }
@@ -96,10 +104,14 @@ static void start_instances(struct world *w, bool private)
         snprintf(name, sizeof(name), "%s%d.sock", private ? "p" : "s", i);
         h_path(&w->h, name, w->socks[i], sizeof(w->socks[i]));
         snprintf(listen, sizeof(listen), "unix:%s", w->socks[i]);
-        const char *env[] = {"model=resnet18", store_env, "input=raw", "output=topk",
-                             "idle_release=1s", NULL};
-        char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen,
-                        private ? "--private" : NULL, onnx, NULL};
+        const char *env[] = {"model=resnet18", store_env,         "input=raw",
+                             "output=topk",    "idle_release=1s", NULL};
+        char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)),
+                        "--listen",
+                        listen,
+                        private ? "--private" : NULL,
+                        onnx,
+                        NULL};
         w->fns[i] = h_spawn(&w->h, argv, env);
         assert_true(h_wait_ready(w->socks[i], w->fns[i], 120000));
     }
@@ -149,8 +161,7 @@ static void eight_instances_share_one_copy(void **state)
     usleep(2500 * 1000);
     uint64_t idle = pss_sum(w, true);
     uint64_t idle_limit = w->weights + N_INSTANCES * 8 * MIB;
-    printf("weights %.1f MiB, arena %.1f MiB\n", (double)w->weights / MIB,
-           (double)w->arena / MIB);
+    printf("weights %.1f MiB, arena %.1f MiB\n", (double)w->weights / MIB, (double)w->arena / MIB);
     printf("8 instances + store, serving: PSS %.1f MiB (limit %.1f MiB)\n", (double)busy / MIB,
            (double)busy_limit / MIB);
     printf("8 instances + store, idle:    PSS %.1f MiB (limit %.1f MiB)\n", (double)idle / MIB,

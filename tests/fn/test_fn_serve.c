@@ -2,7 +2,8 @@
  * shmfaas-fn serving, end to end (issue 4, acceptance 1 and 3): a real shmfaas-store, real
  * shmfaas-fn instances attached through it on unix sockets, libcurl as the client.
  *   - JSON and image requests give the same numbers as shmfaas-run on the same input;
- *   - the known-answer model (zoo/known_answer) names the colour of a solid JPEG/PNG as top-1 label;
+ *   - the known-answer model (zoo/known_answer) names the colour of a solid JPEG/PNG as top-1
+ * label;
  *   - every bad input gets its 4xx with {"error": ...} and X-OpenFaaS-Internal, and the instance
  *     keeps serving; probes answer as of-watchdog's do.
  */
@@ -35,8 +36,16 @@ static pid_t start_store(struct world *w)
     snprintf(onnx, sizeof(onnx), "%s/known_answer.onnx", models);
     if (h_copy(h_zoo("known_answer/model.onnx", src, sizeof(src)), onnx) < 0)
         return -1;
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)), "--socket",
-                    w->store_sock, "--dir", dir, "--models", models, "--log-level", "warn", NULL};
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
+                    "--socket",
+                    w->store_sock,
+                    "--dir",
+                    dir,
+                    "--models",
+                    models,
+                    "--log-level",
+                    "warn",
+                    NULL};
     pid_t pid = h_spawn(&w->h, argv, NULL);
     return h_wait_path(w->store_sock, 10000) ? pid : -1;
 }
@@ -54,8 +63,7 @@ static pid_t start_fn(struct world *w, const char *name, char *sock, size_t sock
     for (int i = 0; extra && extra[i] && n < 15; i++)
         env[n++] = extra[i];
     env[n] = NULL;
-    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen,
-                    NULL};
+    char *argv[] = {(char *)h_bin("src/fn/shmfaas-fn", bin, sizeof(bin)), "--listen", listen, NULL};
     pid_t pid = h_spawn(&w->h, argv, env);
     return h_wait_ready(sock, pid, 60000) ? pid : -1;
 }
@@ -69,8 +77,8 @@ static int setup(void **state)
     h_zoo("known_answer/labels.txt", w.labels, sizeof(w.labels));
     snprintf(labels_env, sizeof(labels_env), "labels=%s", w.labels);
     const char *json[] = {"input=json", "output=json", NULL};
-    const char *topk[] = {"input=image", "output=topk", "mean=0,0,0", "std=1,1,1",
-                          labels_env, NULL};
+    const char *topk[] = {"input=image", "output=topk", "mean=0,0,0",
+                          "std=1,1,1",   labels_env,    NULL};
     const char *imgjson[] = {"input=image", "output=json", "mean=0,0,0", "std=1,1,1", NULL};
     const char *raw[] = {"input=raw", "output=topk", "topk=3", NULL};
     if (start_fn(&w, "json.sock", w.json_sock, sizeof(w.json_sock), json) < 0 ||
@@ -99,8 +107,12 @@ static json_t *reference_outputs(struct world *w, const char *input_path)
     char bin[512], model[512], out[300];
     h_path(&w->h, "ref-out.json", out, sizeof(out));
     char *argv[] = {(char *)h_bin("src/engine/shmfaas-run", bin, sizeof(bin)),
-                    (char *)h_zoo("known_answer/model.onnx", model, sizeof(model)), "--input",
-                    (char *)input_path, "--output", out, NULL};
+                    (char *)h_zoo("known_answer/model.onnx", model, sizeof(model)),
+                    "--input",
+                    (char *)input_path,
+                    "--output",
+                    out,
+                    NULL};
     pid_t pid = h_spawn(&w->h, argv, NULL);
     int st = h_wait_exit(&w->h, pid, 60000);
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -166,8 +178,8 @@ static void image_request_matches_shmfaas_run(void **state)
         rgb[i * 3 + 2] = 40;
     }
     size_t len;
-    uint8_t *png = test_png_encode(rgb, 320 * 240 * 3, 320, 240, SPNG_COLOR_TYPE_TRUECOLOR, 8,
-                                   NULL, 0, &len);
+    uint8_t *png =
+        test_png_encode(rgb, 320 * 240 * 3, 320, 240, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0, &len);
     json_t *got = post_json(w->imgjson_sock, png, len, 200);
 
     struct fn_image_opts o;
@@ -229,8 +241,8 @@ static void known_answer_names_the_colour(void **state)
 
 /* ---- acceptance 3 ---- */
 
-static void expect_error(const char *sock, const char *method, const char *path,
-                         const void *body, size_t len, long want, const char *needle)
+static void expect_error(const char *sock, const char *method, const char *path, const void *body,
+                         size_t len, long want, const char *needle)
 {
     struct h_reply r;
     h_http(sock, method, path, body, len, NULL, &r);

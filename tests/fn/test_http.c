@@ -1,6 +1,7 @@
 /* Unit tests of src/common/http.c (shared by shmfaas-fn and shmfaasd): listen address parsing, one
  * handler call per request with the whole body, 413 over max_body (declared or chunked) with the
- * error headers, unix sockets cleaned up, error replies escaped. An in-process server and libcurl. */
+ * error headers, unix sockets cleaned up, error replies escaped. An in-process server and libcurl.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,8 +19,8 @@ static int echo(struct http_request *req, void *user)
         return http_reply_error(req->conn, 400, "bad \"thing\"\n", NULL, 0);
     const char *q = http_request_query(req, "q");
     char *text = NULL;
-    if (asprintf(&text, "%s %s %zu q=%s", req->method, req->url, req->body_len,
-                 q ? q : "(none)") < 0)
+    if (asprintf(&text, "%s %s %zu q=%s", req->method, req->url, req->body_len, q ? q : "(none)") <
+        0)
         return -1;
     return http_reply_take(req->conn, 200, "text/plain", text, strlen(text), NULL, 0);
 }
@@ -28,8 +29,11 @@ static const struct http_header err_hdrs[] = {{"X-Test-Internal", "yes"}};
 
 static struct http_server *start(const char *listen)
 {
-    struct http_server_opts o = {.listen = listen, .max_body = 1000, .handler = echo,
-                                 .error_headers = err_hdrs, .n_error_headers = 1};
+    struct http_server_opts o = {.listen = listen,
+                                 .max_body = 1000,
+                                 .handler = echo,
+                                 .error_headers = err_hdrs,
+                                 .n_error_headers = 1};
     struct http_server *s = NULL;
     char err[256];
     if (http_server_start(&o, &s, err, sizeof(err)) < 0)
@@ -73,13 +77,12 @@ static void listen_addresses_parse(void **state)
     uint16_t port = 1;
     const char *path = NULL;
     char err[256];
-    assert_int_equal(http_listen_parse("unix:/tmp/x.sock", host, sizeof(host), &port, &path, err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        http_listen_parse("unix:/tmp/x.sock", host, sizeof(host), &port, &path, err, sizeof(err)),
+        0);
     assert_string_equal(path, "/tmp/x.sock");
-    assert_int_equal(http_listen_parse("127.0.0.1:8080", host, sizeof(host), &port, &path, err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        http_listen_parse("127.0.0.1:8080", host, sizeof(host), &port, &path, err, sizeof(err)), 0);
     assert_null(path);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 8080);
@@ -87,18 +90,16 @@ static void listen_addresses_parse(void **state)
                      0);
     assert_string_equal(host, "");
     assert_int_equal(port, 9);
-    assert_int_equal(http_listen_parse("[::1]:80", host, sizeof(host), &port, &path, err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        http_listen_parse("[::1]:80", host, sizeof(host), &port, &path, err, sizeof(err)), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(http_listen_parse("8080", host, sizeof(host), &port, &path, err, sizeof(err)),
                      0);
     assert_int_equal(port, 8080);
     const char *bad[] = {"", "unix:", "host:99999", "host:", "host:12x", "x:-1"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-        assert_int_equal(http_listen_parse(bad[i], host, sizeof(host), &port, &path, err,
-                                           sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(
+            http_listen_parse(bad[i], host, sizeof(host), &port, &path, err, sizeof(err)), -EINVAL);
 }
 
 static void bodies_arrive_whole_and_limits_hold(void **state)

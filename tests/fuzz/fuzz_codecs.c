@@ -68,9 +68,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     switch (data[0] % 3) {
-    case 0: fuzz_image(data + 1, size - 1); break;
-    case 1: fuzz_raw(data + 1, size - 1); break;
-    default: fuzz_topk(data + 1, size - 1); break;
+    case 0:
+        fuzz_image(data + 1, size - 1);
+        break;
+    case 1:
+        fuzz_raw(data + 1, size - 1);
+        break;
+    default:
+        fuzz_topk(data + 1, size - 1);
+        break;
     }
     return 0;
 }
@@ -133,8 +139,8 @@ static size_t builtin_corpus(void)
     uint8_t *jpg = test_jpeg_encode(rgb, 24, 16, 80, &len);
     runs += mutate_all(0, jpg, len, &rng);
     free(jpg);
-    uint8_t *png = test_png_encode(rgb, 24 * 16 * 3, 24, 16, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0,
-                                   &len);
+    uint8_t *png =
+        test_png_encode(rgb, 24 * 16 * 3, 24, 16, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0, &len);
     runs += mutate_all(0, png, len, &rng);
     free(png);
     uint8_t idx[12] = {0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1}, plte[6] = {1, 2, 3, 4, 5, 6};
