@@ -249,11 +249,6 @@ static int lower_posts(struct lower *l, const struct ir_node *n, struct plan_nod
 
 /* ---- emitting nodes ---- */
 
-static const char *plan_str_or(const struct plan_builder *b, uint32_t off)
-{
-    return off < b->strings_size ? b->strings + off : "?";
-}
-
 static struct plan_node node_init(struct lower *l, const struct ir_node *n, uint32_t op)
 {
     struct plan_node pn = {.op = op, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE,
@@ -346,11 +341,10 @@ static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t fr
 {
     struct plan_node pn = {.op = PLAN_OP_REORDER, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE,
                            .impl = PLAN_NONE, .out = (uint32_t)to};
-    int64_t name = plan_add_string(&l->b, plan_str_or(&l->b, l->b.tensors[from].name));
     int64_t op = plan_add_string(&l->b, "Reorder");
-    if (name < 0 || op < 0 || set_inputs(l, &pn, &from, 1))
+    if (op < 0 || set_inputs(l, &pn, &from, 1))
         return -ENOMEM;
-    pn.name = (uint32_t)name;
+    pn.name = l->b.tensors[from].name; /* the node is named after the tensor it converts */
     pn.onnx_op = (uint32_t)op;
     return emit(l, n, &pn, -1, NULL);
 }
@@ -839,8 +833,12 @@ static int lower_alias(struct lower *l, const struct ir_node *n)
         return (int)src;
     if (l->b.tensors[src].storage == PLAN_ST_CONST) {
         struct ir_tensor c = *y;
-        c.data = l->b.weights + l->b.tensors[src].offset;
-        int64_t t = add_plan_tensor(l, &c, PLAN_ST_CONST);
+        size_t nb = (size_t)l->b.tensors[src].nbytes;
+        c.data = malloc(nb + 1); /* the weights buffer may move while the copy is added */
+        if (c.data)
+            memcpy(c.data, l->b.weights + l->b.tensors[src].offset, nb);
+        int64_t t = c.data ? add_plan_tensor(l, &c, PLAN_ST_CONST) : -ENOMEM;
+        free(c.data);
         if (t < 0)
             return lerr(l, n, (int)t, "cannot store constant");
         l->tmap[n->out[0]] = (int32_t)t;
