@@ -348,6 +348,14 @@ static void test_table_fields(void **state)
     reseal(f->copy, f->len);
     expect_refused(f, f->len, "outside the table");
     fresh_copy(f);
+    tensor_at(f, 0)->layout = 12345; /* not a layout this engine knows */
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "layout");
+    fresh_copy(f);
+    tensor_at(f, 0)->layout = dnnl_aBcd8b; /* blocked, but nbytes is the plain size */
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "tensor x");
+    fresh_copy(f);
     node_at(f, 0)->out = 1u << 20;
     reseal(f->copy, f->len);
     expect_refused(f, f->len, "refers to tensor");
