@@ -288,7 +288,7 @@ static int decode_payload(const Onnx__TensorProto *tp, const char *base_dir, str
                         tp->raw_data.len, p->nbytes);
         else
             memcpy(p->data, tp->raw_data.data, p->nbytes);
-    } else if (numel > 0)
+    } else if (numel > 0 || typed_count(tp) > 0)
         rc = from_typed(tp, p, numel, what, err, errlen);
     if (rc) {
         free(p->data);
