@@ -549,7 +549,7 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
     in->last_run_ns = now_ns();
     in->ready = true;
     pthread_mutex_unlock(&in->lock);
-    log_info("ready in %.1f ms since process start (%s %.1f ms, open %.1f ms, session %.1f ms, "
+    log_info("ready in %.1f ms since main() (%s %.1f ms, open %.1f ms, session %.1f ms, "
              "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
              (double)(now_ns() - t0_ns) / 1e6, fn_source_kind(in->source), st.source_ms, st.open_ms,
              st.session_ms, st.warmup_ms, c->private_path ? c->private_path : c->model_ref,

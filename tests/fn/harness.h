@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -66,11 +67,18 @@ static inline int h_init(struct harness *h)
     return 0;
 }
 
-/* Starts argv[0] with extra env "K=V" entries (NULL-terminated, may be NULL). */
-static inline pid_t h_spawn(struct harness *h, char *const argv[], const char *const env[])
+/* Starts argv[0] with extra env "K=V" entries (NULL-terminated, may be NULL); its stderr goes to
+ * stderr_path (appended) when that is not NULL. */
+static inline pid_t h_spawn_log(struct harness *h, char *const argv[], const char *const env[],
+                                const char *stderr_path)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        if (stderr_path) {
+            int fd = open(stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            if (fd >= 0)
+                dup2(fd, 2);
+        }
         for (int i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
         setpgid(0, 0);
@@ -81,6 +89,11 @@ static inline pid_t h_spawn(struct harness *h, char *const argv[], const char *c
     if (pid > 0 && h->n_procs < H_MAX_PROCS)
         h->procs[h->n_procs++] = pid;
     return pid;
+}
+
+static inline pid_t h_spawn(struct harness *h, char *const argv[], const char *const env[])
+{
+    return h_spawn_log(h, argv, env, NULL);
 }
 
 static inline void h_forget(struct harness *h, pid_t pid)
