@@ -326,14 +326,16 @@ static int emit(struct lower *l, const struct ir_node *n, const struct plan_node
     if (wt >= 0)
         rc = pack_weights(l, n, pd, (uint32_t)wt, plain_weights);
     const char *impl = NULL;
-    if (!rc && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+    if (!rc && pd &&
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
         impl) {
         int64_t s = plan_add_string(&l->b, impl);
         rc = s < 0 ? lerr(l, n, -ENOMEM, "out of memory") : 0;
         if (!rc)
             l->b.nodes[l->b.n_nodes - 1].impl = (uint32_t)s;
     }
-    dnnl_primitive_desc_destroy(pd);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
     return rc;
 }
 
@@ -852,6 +854,134 @@ static int lower_alias(struct lower *l, const struct ir_node *n)
     return 0;
 }
 
+/* ---- plain-C kernel nodes ---- */
+
+/* Appends int32 kernel parameters to the index section. */
+static int set_params(struct lower *l, struct plan_node *pn, const int64_t *vals, uint32_t count)
+{
+    pn->params_first = l->b.n_index;
+    pn->n_params = count;
+    for (uint32_t i = 0; i < count; i++)
+        if (vals[i] < INT32_MIN || vals[i] > INT32_MAX || plan_add_index(&l->b, (int32_t)vals[i]) < 0)
+            return -EINVAL;
+    return 0;
+}
+
+static int emit_kernel(struct lower *l, const struct ir_node *n, uint32_t kind, const int64_t *ins,
+                       uint32_t n_in, const int64_t *params, uint32_t n_params, int64_t axis)
+{
+    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+    pn.alg = kind;
+    pn.axis = axis;
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    pn.out = (uint32_t)out;
+    if (set_inputs(l, &pn, ins, n_in) || set_params(l, &pn, params, n_params))
+        return lerr(l, n, -EINVAL, "kernel parameters out of range");
+    if (n->n_post)
+        return lerr(l, n, -EINVAL, "fused post-ops on a data-movement op");
+    return emit(l, n, &pn, -1, NULL);
+}
+
+static int lower_transpose(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    if (!x)
+        return lerr(l, n, -EINVAL, "missing input");
+    int r = x->shape.rank;
+    int64_t perm[ENGINE_MAX_RANK];
+    for (int i = 0; i < r; i++)
+        perm[i] = r - 1 - i;
+    if (ir_attr_get(n, "perm") && get_ints(n, "perm", perm, r, 0))
+        return lerr(l, n, -EINVAL, "perm does not match the input rank");
+    int64_t in[1] = {plain_operand(l, n, n->in[0])};
+    if (in[0] < 0)
+        return (int)in[0];
+    return emit_kernel(l, n, PLAN_K_TRANSPOSE, in, 1, perm, (uint32_t)r, 0);
+}
+
+/* Integer values of an optional constant input (int32 or int64); count them in *n. */
+static int const_ints(struct lower *l, const struct ir_node *n, int i, int64_t *out, int *count)
+{
+    const struct ir_tensor *t = ir_in(l, n, i);
+    *count = 0;
+    if (!t)
+        return 0;
+    int64_t k = engine_shape_numel(&t->shape);
+    if (!t->data || t->shape.rank > 1 || k < 0 || k > ENGINE_MAX_RANK ||
+        (t->dtype != ENGINE_I64 && t->dtype != ENGINE_I32))
+        return lerr(l, n, -EINVAL, "slice parameters must be small integer constants");
+    for (int64_t j = 0; j < k; j++)
+        out[j] = t->dtype == ENGINE_I64 ? ((const int64_t *)t->data)[j]
+                                        : ((const int32_t *)t->data)[j];
+    *count = (int)k;
+    return 0;
+}
+
+static int lower_slice(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    if (!x || l->g->opset < 10)
+        return lerr(l, n, -EINVAL, "Slice before opset 10 is not supported");
+    int r = x->shape.rank, ns, ne, na, nst;
+    int64_t starts[ENGINE_MAX_RANK], ends[ENGINE_MAX_RANK], axes[ENGINE_MAX_RANK];
+    int64_t steps[ENGINE_MAX_RANK], params[2 * ENGINE_MAX_RANK];
+    if (const_ints(l, n, 1, starts, &ns) || const_ints(l, n, 2, ends, &ne) ||
+        const_ints(l, n, 3, axes, &na) || const_ints(l, n, 4, steps, &nst))
+        return -EINVAL;
+    if (ns != ne || (na && na != ns) || (nst && nst != ns))
+        return lerr(l, n, -EINVAL, "starts, ends, axes and steps differ in length");
+    for (int i = 0; i < r; i++) {
+        params[i] = 0;
+        params[r + i] = 1;
+    }
+    for (int j = 0; j < ns; j++) {
+        int64_t a = na ? axes[j] : j, step = nst ? steps[j] : 1;
+        a = a < 0 ? a + r : a;
+        if (a < 0 || a >= r || step == 0)
+            return lerr(l, n, -EINVAL, "slice axis or step out of range");
+        int64_t dim = x->shape.dims[a], st = starts[j] < 0 ? starts[j] + dim : starts[j];
+        st = st < 0 ? 0 : st;
+        st = step > 0 ? (st > dim ? dim : st) : (st > dim - 1 ? dim - 1 : st);
+        params[a] = st;
+        params[r + a] = step;
+    }
+    int64_t in[1] = {plain_operand(l, n, n->in[0])};
+    if (in[0] < 0)
+        return (int)in[0];
+    return emit_kernel(l, n, PLAN_K_SLICE, in, 1, params, (uint32_t)(2 * r), 0);
+}
+
+static int lower_gather(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *idx = ir_in(l, n, 1);
+    if (!x || !idx)
+        return lerr(l, n, -EINVAL, "missing input");
+    int64_t axis = ir_attr_int(n, "axis", 0);
+    axis = axis < 0 ? axis + x->shape.rank : axis;
+    int64_t ins[2] = {plain_operand(l, n, n->in[0]), 0};
+    if (ins[0] < 0)
+        return (int)ins[0];
+    if (idx->data && idx->dtype == ENGINE_I32) {
+        int64_t k = engine_shape_numel(&idx->shape);
+        struct ir_tensor wide = *idx;
+        wide.dtype = ENGINE_I64;
+        wide.data = malloc((size_t)k * sizeof(int64_t) + 1);
+        for (int64_t j = 0; wide.data && j < k; j++)
+            ((int64_t *)wide.data)[j] = ((const int32_t *)idx->data)[j];
+        ins[1] = wide.data ? add_plan_tensor(l, &wide, PLAN_ST_CONST) : -ENOMEM;
+        free(wide.data);
+    } else if (idx->dtype == ENGINE_I64) {
+        ins[1] = plain_operand(l, n, n->in[1]);
+    } else {
+        return lerr(l, n, -EINVAL, "indices must be int32 constants or int64");
+    }
+    if (ins[1] < 0)
+        return lerr(l, n, (int)ins[1], "cannot store the indices");
+    return emit_kernel(l, n, PLAN_K_GATHER, ins, 2, NULL, 0, axis);
+}
+
 typedef int (*lower_fn)(struct lower *, const struct ir_node *);
 
 static const struct {
@@ -891,6 +1021,9 @@ static const struct {
     {"Unsqueeze", lower_alias},
     {"Identity", lower_alias},
     {"Dropout", lower_alias},
+    {"Transpose", lower_transpose},
+    {"Slice", lower_slice},
+    {"Gather", lower_gather},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

@@ -350,6 +350,8 @@ static int check_node(const struct plan_view *v, uint32_t i, char *err, size_t e
         rc = check_string(v, n->impl, 1, "node", i, err, errlen);
     if (!rc)
         rc = check_slice(v, n->in_first, n->n_in, "node", i, err, errlen);
+    if (!rc)
+        rc = check_slice(v, n->params_first, n->n_params, "node", i, err, errlen);
     if (rc)
         return rc;
     if (n->op < PLAN_OP_CONV || n->op >= PLAN_OP_COUNT_ || n->n_post > PLAN_MAX_POST ||

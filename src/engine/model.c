@@ -123,12 +123,21 @@ static int check_sizes(struct engine_model *m, const struct plan_node *n, dnnl_p
     return 0;
 }
 
+/* A kernel node runs our own C code: nothing to resolve, no recorded implementation. */
+static int check_kernel_node(const struct engine_model *m, const struct plan_node *n, char *err,
+                             size_t errlen)
+{
+    if (n->wmd != PLAN_NONE || n->impl != PLAN_NONE)
+        return refuse(m, n, "kernel node carries a oneDNN layout", "a C kernel", err, errlen);
+    return 0;
+}
+
 static int resolve_node(struct engine_model *m, uint32_t k, char *err, size_t errlen)
 {
     const struct plan_node *n = &m->v.nodes[k];
     int rc = plan_primitive_desc(&m->v, n, m->eng, &m->pds[k], err, errlen);
-    if (rc)
-        return rc;
+    if (rc || n->op == PLAN_OP_KERNEL)
+        return rc ? rc : check_kernel_node(m, n, err, errlen);
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(m->pds[k], dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
         !impl)

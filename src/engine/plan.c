@@ -20,6 +20,7 @@ static const char *const op_names[PLAN_OP_COUNT_] = {
     [PLAN_OP_ELTWISE] = "eltwise", [PLAN_OP_BINARY] = "binary",
     [PLAN_OP_SOFTMAX] = "softmax", [PLAN_OP_CONCAT] = "concat",
     [PLAN_OP_BATCHNORM] = "batch_normalization", [PLAN_OP_REORDER] = "reorder",
+    [PLAN_OP_KERNEL] = "kernel",
 };
 
 const char *plan_op_name(uint32_t op)
@@ -535,6 +536,83 @@ static int reorder_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitiv
     return st == dnnl_success ? 0 : node_err(c, -EINVAL, "oneDNN refuses the reorder");
 }
 
+/* ---- plain-C kernel nodes ---- */
+
+static int plain_of_dtype(const struct plan_tensor *t, uint32_t dtype)
+{
+    return t->storage != PLAN_ST_PACKED && t->layout == PLAN_LAYOUT_PLAIN && t->dtype == dtype;
+}
+
+static int transpose_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    int seen[ENGINE_MAX_RANK] = {0};
+    if (c->n->n_params != src->rank || dst->rank != src->rank)
+        return node_err(c, -EINVAL, "transpose permutation does not fit the rank");
+    for (uint32_t i = 0; i < src->rank; i++) {
+        if (p[i] < 0 || (uint32_t)p[i] >= src->rank || seen[p[i]]++ ||
+            dst->dims[i] != src->dims[p[i]])
+            return node_err(c, -EINVAL, "transpose permutation does not fit the shapes");
+    }
+    return 0;
+}
+
+static int slice_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    if (c->n->n_params != 2 * src->rank || dst->rank != src->rank)
+        return node_err(c, -EINVAL, "slice parameters do not fit the rank");
+    for (uint32_t i = 0; i < src->rank; i++) {
+        int64_t start = p[i], step = p[src->rank + i], n = dst->dims[i];
+        int64_t last = start + (n - 1) * step;
+        if (n > 0 && (step == 0 || start < 0 || start >= src->dims[i] || last < 0 ||
+                      last >= src->dims[i]))
+            return node_err(c, -EINVAL, "slice reads outside its input");
+    }
+    return 0;
+}
+
+static int gather_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *src = operand(c, 0), *idx = operand(c, 1), *dst = dst_of(c);
+    int64_t axis = c->n->axis;
+    if (!plain_of_dtype(idx, ENGINE_I64) || axis < 0 || axis >= src->rank ||
+        dst->rank != src->rank - 1 + idx->rank)
+        return node_err(c, -EINVAL, "gather axis, indices or output rank do not fit");
+    for (uint32_t i = 0; i < dst->rank; i++) {
+        int64_t want = i < axis                ? src->dims[i]
+                       : i < axis + idx->rank ? idx->dims[i - axis]
+                                               : src->dims[i - idx->rank + 1];
+        if (dst->dims[i] != want)
+            return node_err(c, -EINVAL, "gather output shape does not follow from its inputs");
+    }
+    return 0;
+}
+
+int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
+                      size_t errlen)
+{
+    struct node_ctx c = {v, n, err, errlen};
+    uint32_t want_in = n->alg == PLAN_K_GATHER ? 2 : 1;
+    if (n->n_in != want_in || n->params_first > v->n_index ||
+        n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE)
+        return node_err(&c, -EINVAL, "kernel inputs or parameters out of range");
+    const struct plan_tensor *src = operand(&c, 0), *dst = dst_of(&c);
+    if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
+        return node_err(&c, -EINVAL, "kernel operands must be plain and of one dtype");
+    const int32_t *p = v->index + n->params_first;
+    switch (n->alg) {
+    case PLAN_K_TRANSPOSE:
+        return transpose_check(&c, p);
+    case PLAN_K_SLICE:
+        return slice_check(&c, p);
+    case PLAN_K_GATHER:
+        return gather_check(&c);
+    default:
+        return node_err(&c, -EINVAL, "unknown kernel");
+    }
+}
+
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
                         dnnl_primitive_desc_t *pd, char *err, size_t errlen)
 {
@@ -561,6 +639,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return batchnorm_pd(&c, eng, pd);
     case PLAN_OP_REORDER:
         return reorder_pd(&c, eng, pd);
+    case PLAN_OP_KERNEL:
+        return plan_kernel_check(v, n, err, errlen);
     default:
         return node_err(&c, -EINVAL, "unknown plan op");
     }

@@ -117,7 +117,15 @@ enum plan_op {
     PLAN_OP_CONCAT,    /* in: n sources; axis */
     PLAN_OP_BATCHNORM, /* in: src, mean, variance, scale, shift; alpha = epsilon */
     PLAN_OP_REORDER,   /* in: src; dst: same dims in another layout */
+    PLAN_OP_KERNEL,    /* a plain-C kernel (kernels.h); alg = enum plan_kernel */
     PLAN_OP_COUNT_
+};
+
+/* Plain-C data-movement kernels; their parameters are int32 values in the index section. */
+enum plan_kernel {
+    PLAN_K_TRANSPOSE = 1, /* in: src; params: perm[rank] */
+    PLAN_K_SLICE = 2,     /* in: src; params: starts[rank], steps[rank] (normalised) */
+    PLAN_K_GATHER = 3,    /* in: data, indices (int64); axis */
 };
 
 enum plan_post_kind {
@@ -144,6 +152,7 @@ struct plan_node {
     uint32_t impl;       /* string offset: oneDNN implementation chosen at compile time */
     uint32_t wmd;        /* MDS index of the packed weights' md, or PLAN_NONE */
     uint32_t collapse;   /* INNER/SOFTMAX: leading dims folded into one (see plan.c) */
+    uint32_t params_first, n_params; /* KERNEL: index-section slice of int32 parameters */
     struct plan_post post[PLAN_MAX_POST];
     int64_t kernel[PLAN_MAX_SPATIAL];
     int64_t strides[PLAN_MAX_SPATIAL];
@@ -185,7 +194,12 @@ const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor
 
 /* ---- oneDNN lowering shared by the compiler and model open ---- */
 
-/* Creates the primitive descriptor a plan node describes. Packed weights are requested in
+/* Checks a KERNEL node's operands and parameters against its tensors (model open and compile). */
+int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
+                      size_t errlen);
+
+/* Creates the primitive descriptor a plan node describes (NULL for a KERNEL node, after
+ * plan_kernel_check). Packed weights are requested in
  * format `any` so the caller sees which layout this process would pick. The descriptor uses a
  * user-managed scratchpad. Errors name the node. */
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,

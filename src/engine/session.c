@@ -8,6 +8,7 @@
  * inputs in and executes the primitives in order.
  */
 #include "common/common.h"
+#include "engine/kernels.h"
 #include "engine/plan.h"
 
 #include <errno.h>
@@ -15,7 +16,20 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* A plain-C kernel node, its pointers and parameters resolved at session create. */
+struct session_kernel {
+    uint32_t kind; /* enum plan_kernel, 0 for a oneDNN node */
+    const void *src, *idx;
+    void *dst;
+    struct engine_shape s, o;
+    size_t esize, n_idx;
+    int axis;
+    int perm[ENGINE_MAX_RANK];
+    int64_t starts[ENGINE_MAX_RANK], steps[ENGINE_MAX_RANK];
+};
+
 struct session_node {
+    struct session_kernel k;
     dnnl_primitive_t prim;
     dnnl_exec_arg_t *args; /* inputs, dst, scratchpad */
     int nargs;
@@ -65,8 +79,62 @@ static int add_mem(struct engine_session *s, dnnl_primitive_desc_t pd, int arg, 
     return 0;
 }
 
+static void shape_of(const struct plan_tensor *t, struct engine_shape *s)
+{
+    s->rank = (int)t->rank;
+    memcpy(s->dims, t->dims, sizeof(s->dims));
+}
+
+static void setup_kernel(struct engine_session *s, const struct plan_node *n,
+                         struct session_kernel *k)
+{
+    const struct plan_view *v = &s->m->v;
+    const struct plan_tensor *src = &v->tensors[plan_input(v, n, 0)];
+    const int32_t *p = v->index + n->params_first;
+    k->kind = n->alg;
+    k->src = tensor_ptr(s, (uint32_t)plan_input(v, n, 0));
+    k->dst = tensor_ptr(s, n->out);
+    k->esize = engine_dtype_size((int)src->dtype);
+    k->axis = (int)n->axis;
+    shape_of(src, &k->s);
+    shape_of(&v->tensors[n->out], &k->o);
+    for (uint32_t i = 0; i < n->n_params && i < 2 * ENGINE_MAX_RANK; i++) {
+        if (i < ENGINE_MAX_RANK)
+            k->perm[i] = p[i];
+        if (i < src->rank)
+            k->starts[i] = p[i];
+        else
+            k->steps[i - src->rank] = p[i];
+    }
+    if (n->alg == PLAN_K_GATHER) {
+        const struct plan_tensor *idx = &v->tensors[plan_input(v, n, 1)];
+        k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
+        k->n_idx = (size_t)(idx->nbytes / sizeof(int64_t));
+    }
+}
+
+static int run_kernel(const struct session_kernel *k)
+{
+    switch (k->kind) {
+    case PLAN_K_TRANSPOSE:
+        k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);
+        return 0;
+    case PLAN_K_SLICE:
+        k_slice(k->src, &k->s, k->starts, k->steps, &k->o, k->esize, k->dst);
+        return 0;
+    case PLAN_K_GATHER:
+        return k_gather(k->src, &k->s, k->axis, k->idx, k->n_idx, k->esize, k->dst);
+    default:
+        return -EINVAL;
+    }
+}
+
 static int setup_node(struct engine_session *s, uint32_t k)
 {
+    if (s->m->v.nodes[k].op == PLAN_OP_KERNEL) {
+        setup_kernel(s, &s->m->v.nodes[k], &s->nodes[k].k);
+        return 0;
+    }
     const struct plan_view *v = &s->m->v;
     const struct plan_node *n = &v->nodes[k];
     dnnl_primitive_desc_t pd = s->m->pds[k];
@@ -222,7 +290,14 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
         struct session_node *sn = &s->nodes[k];
         if (sn->sum_from)
             memmove(sn->sum_to, sn->sum_from, sn->sum_bytes);
-        if (dnnl_primitive_execute(sn->prim, s->stream, sn->nargs, sn->args) != dnnl_success)
+        int rc = sn->k.kind ? run_kernel(&sn->k)
+                 : dnnl_primitive_execute(sn->prim, s->stream, sn->nargs, sn->args) == dnnl_success
+                     ? 0
+                     : -EIO;
+        if (rc == -EINVAL)
+            return seterr(err, errlen, rc, "model %s: node %s: gather index out of range",
+                          plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));
+        if (rc)
             return seterr(err, errlen, -EIO, "model %s: node %s failed to run",
                           plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));
     }

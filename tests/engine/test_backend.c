@@ -505,6 +505,46 @@ static void test_activations(void **state)
     free(xv);
 }
 
+/* ---- data movement (plain-C kernels) ---- */
+
+/* y = Gather(Slice(Transpose(x)), idx): x[2,3,4] → perm (2,0,1) → [4,2,3] → slice axis 0 from 3
+ * down by -2 → [2,2,3] → gather axis 2 with [2,0] → [2,2,2]. */
+static void test_kernels(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(3, 2, 3, 4));
+    int t = tb_act(g, "t", SHAPE(3, 4, 2, 3));
+    int s = tb_act(g, "s", SHAPE(3, 2, 2, 3));
+    int y = tb_act(g, "y", SHAPE(3, 2, 2, 2));
+    int64_t st[1] = {-1}, en[1] = {-100}, ax[1] = {0}, sp[1] = {-2}, ix[2] = {2, 0};
+    struct engine_shape one = SHAPE(1, 1), two = SHAPE(1, 2);
+    int cst = ir_add_const(g, "st", "", ENGINE_I64, &one, memcpy(malloc(8), st, 8));
+    int cen = ir_add_const(g, "en", "", ENGINE_I64, &one, memcpy(malloc(8), en, 8));
+    int cax = ir_add_const(g, "ax", "", ENGINE_I64, &one, memcpy(malloc(8), ax, 8));
+    int csp = ir_add_const(g, "sp", "", ENGINE_I64, &one, memcpy(malloc(8), sp, 8));
+    int cix = ir_add_const(g, "ix", "", ENGINE_I64, &two, memcpy(malloc(16), ix, 16));
+    tb_input(g, x);
+    int ti[1] = {x}, si[5] = {t, cst, cen, cax, csp}, gi[2] = {s, cix};
+    tb_ints(tb_node(g, "Transpose", ti, 1, t), "perm", 3, 2, 0, 1);
+    tb_node(g, "Slice", si, 5, s);
+    ir_attr_set_int(tb_node(g, "Gather", gi, 2, y), "axis", 2);
+    tb_output(g, y);
+    float xv[24], want[8];
+    for (int i = 0; i < 24; i++)
+        xv[i] = (float)i;
+    /* t[a][b][c] = x[b][c][a]; s[i] = t[3 - 2i]; y[i][b][j] = s[i][b][ix[j]] */
+    for (int i = 0; i < 2; i++)
+        for (int b = 0; b < 2; b++)
+            for (int j = 0; j < 2; j++)
+                want[(i * 2 + b) * 2 + j] = xv[(b * 3 + (int)ix[j]) * 4 + (3 - 2 * i)];
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_int_equal(r.out[0].nbytes, sizeof(want));
+    assert_memory_equal(r.out[0].data, want, sizeof(want));
+    run_free(&r);
+}
+
 /* An op the backend cannot lower fails compile naming the model, node and op. */
 static void test_unsupported_op(void **state)
 {
@@ -538,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_kernels),
         cmocka_unit_test(test_unsupported_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
