@@ -256,7 +256,20 @@ static int from_external(const Onnx__TensorProto *tp, const char *base_dir, stru
     return read_external_range(path, offset, has_length, length, p, what, err, errlen);
 }
 
-static int decode_payload(const Onnx__TensorProto *tp, const char *base_dir, struct payload *p,
+/* Takes over a raw_data buffer of exactly the right size instead of copying it: a model's
+ * weights then exist twice at most (file bytes and graph), not three times, while compiling. */
+static int steal_raw(Onnx__TensorProto *tp, struct payload *p)
+{
+    if (!tp->has_raw_data || tp->raw_data.len == 0 || tp->raw_data.len != p->nbytes)
+        return 0;
+    p->data = tp->raw_data.data;
+    tp->raw_data.data = NULL;
+    tp->raw_data.len = 0;
+    tp->has_raw_data = 0;
+    return 1;
+}
+
+static int decode_payload(Onnx__TensorProto *tp, const char *base_dir, struct payload *p,
                           const char *what, char *err, size_t errlen)
 {
     memset(p, 0, sizeof(*p));
@@ -277,6 +290,8 @@ static int decode_payload(const Onnx__TensorProto *tp, const char *base_dir, str
         return seterr(err, errlen, -EINVAL,
                       "%s: more than one of raw_data, typed data and external data", what);
     size_t numel = (size_t)engine_shape_numel(&p->shape);
+    if (!external && steal_raw(tp, p))
+        return 0;
     p->data = calloc(1, p->nbytes ? p->nbytes : 1);
     if (!p->data)
         return seterr(err, errlen, -ENOMEM, "%s: out of memory for %zu bytes", what, p->nbytes);
@@ -397,7 +412,7 @@ static int import_initializers(struct importer *im, const Onnx__GraphProto *gp)
         return seterr(im->err, im->errlen, -ENOTSUP,
                       "model %s: sparse initializers are not supported", im->g->name);
     for (size_t i = 0; i < gp->n_initializer; i++) {
-        const Onnx__TensorProto *tp = gp->initializer[i];
+        Onnx__TensorProto *tp = gp->initializer[i];
         if (!tp->name || !*tp->name)
             return seterr(im->err, im->errlen, -EINVAL, "model %s: initializer %zu has no name",
                           im->g->name, i);
