@@ -310,8 +310,8 @@ static int fuse_sum(struct ir_graph *g, int pi, int qi)
     const struct ir_tensor *yt = &g->tensors[y], *ot = &g->tensors[other];
     if (!same_shape(yt, ot) || !same_shape(yt, &g->tensors[q->out[0]]) || yt->dtype != ENGINE_F32)
         return 0;
-    /* the addend must exist when p runs */
-    if (ot->producer >= pi)
+    /* the addend is an activation (not a constant) that already exists when p runs */
+    if (ot->data || ot->producer >= pi)
         return 0;
     p->post[p->n_post++] =
         (struct ir_post_op){.kind = IR_POST_SUM, .act = IR_ACT_NONE, .tensor = other};
