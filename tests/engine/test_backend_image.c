@@ -409,6 +409,74 @@ static void test_resealed_mutations(void **state)
     print_message("%d of 400 resealed mutants opened and ran\n", opened);
 }
 
+/* x[2,3,4] → Transpose → Slice → Gather → Concat with a Relu of itself: every kind of node
+ * that carries parameters in the index section. */
+static struct ir_graph *kernel_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(3, 2, 3, 4));
+    int t = tb_act(g, "t", SHAPE(3, 4, 2, 3));
+    int s = tb_act(g, "s", SHAPE(3, 2, 2, 3));
+    int y = tb_act(g, "y", SHAPE(3, 2, 2, 2));
+    int64_t st[1] = {3}, en[1] = {0}, sp[1] = {-2}, ix[2] = {2, 0};
+    struct engine_shape one = SHAPE(1, 1), two = SHAPE(1, 2);
+    int cst = ir_add_const(g, "st", "", ENGINE_I64, &one, memcpy(malloc(8), st, 8));
+    int cen = ir_add_const(g, "en", "", ENGINE_I64, &one, memcpy(malloc(8), en, 8));
+    int cax = ir_add_const(g, "ax", "", ENGINE_I64, &one, calloc(1, 8));
+    int csp = ir_add_const(g, "sp", "", ENGINE_I64, &one, memcpy(malloc(8), sp, 8));
+    int cix = ir_add_const(g, "ix", "", ENGINE_I64, &two, memcpy(malloc(16), ix, 16));
+    tb_input(g, x);
+    int ti[1] = {x}, si[5] = {t, cst, cen, cax, csp}, gi[2] = {s, cix};
+    tb_ints(tb_node(g, "Transpose", ti, 1, t), "perm", 3, 2, 0, 1);
+    tb_node(g, "Slice", si, 5, s);
+    ir_attr_set_int(tb_node(g, "Gather", gi, 2, y), "axis", 2);
+    tb_output(g, y);
+    return g;
+}
+
+/* Resealed random edits of an image made of kernel nodes: errors or runs, never crashes. */
+static void test_resealed_kernel_mutations(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    void *img;
+    size_t len;
+    if (tb_compile(kernel_net(), 1, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
+    const struct plan_header *h = img;
+    uint64_t lo = PLAN_TABLES_HASHED_FROM, hi = h->sec[PLAN_SEC_WEIGHTS].offset;
+    uint32_t seed = 777;
+    float x[24], y[8];
+    memcpy(x, f->x, sizeof(x));
+    for (int iter = 0; iter < 400; iter++) {
+        memcpy(copy, img, len);
+        for (int e = 0; e < 1 + iter % 3; e++) {
+            seed = seed * 1664525u + 1013904223u;
+            copy[lo + (seed >> 4) % (hi - lo)] ^= (uint8_t)(1u << (seed >> 29));
+        }
+        reseal(copy, len);
+        struct engine_model *m;
+        struct engine_session *s;
+        if (engine_model_open(copy, len, &m, err, sizeof(err)))
+            continue;
+        if (engine_session_create(m, &s, err, sizeof(err)) == 0) {
+            struct engine_tensor_info ti;
+            engine_model_input(m, 0, &ti);
+            struct engine_tensor in = {.name = ti.name, .dtype = ti.dtype, .shape = ti.shape,
+                                       .data = x, .nbytes = sizeof(x)};
+            struct engine_tensor out[4];
+            if (engine_session_run(s, &in, 1, out, 4, err, sizeof(err)) == 0 &&
+                out[0].nbytes <= sizeof(y))
+                memcpy(y, out[0].data, out[0].nbytes);
+            engine_session_destroy(s);
+        }
+        engine_model_close(m);
+    }
+    free(copy);
+    engine_image_free(img);
+}
+
 /* An image is compiled for a thread count; a process set to run another count refuses it. */
 static void test_thread_count(void **state)
 {
@@ -442,7 +510,8 @@ int main(void)
         cmocka_unit_test(test_input_checks),  cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_flipped_bytes), cmocka_unit_test(test_header_fields),
         cmocka_unit_test(test_section_fields), cmocka_unit_test(test_table_fields),
-        cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_thread_count),
+        cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
+        cmocka_unit_test(test_thread_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
