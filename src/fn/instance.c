@@ -195,6 +195,8 @@ static int check_input_names(struct fn_instance *in, const struct engine_tensor_
                              size_t errlen)
 {
     int n = engine_model_n_inputs(in->model);
+    if (set->n == 0)
+        return seterr(err, errlen, -EINVAL, "the request has no inputs; the model takes %d", n);
     for (int i = 0; i < set->n; i++) {
         bool known = false;
         struct engine_tensor_info ti;

@@ -294,6 +294,7 @@ static void bad_json_and_raw_get_400(void **state)
         const char *body, *needle;
     } bad[] = {
         {"not json at all", "JSON"},
+        {"{\"inputs\":{}}", "no inputs"},
         {"{\"inputs\":{\"input\":{\"shape\":[1,3,2,2],\"data\":[0,0,0,0,0,0,0,0,0,0,0,0]}}}",
          "shape"},
         {"{\"inputs\":{\"nope\":{\"shape\":[1],\"data\":[0]}}}", "unknown input 'nope'"},
