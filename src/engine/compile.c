@@ -449,8 +449,9 @@ static void conv_layouts(struct lower *l, const struct plan_node *pn, const int6
 static int lower_conv(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0), *w = ir_in(l, n, 1), *b = ir_in(l, n, 2);
-    if (!x || !w || !w->data || w->dtype != ENGINE_F32 || (b && (!b->data || b->dtype != ENGINE_F32)))
-        return lerr(l, n, -EINVAL, "weights (and bias) must be float32 constants");
+    if (!x || !w || w->dtype != ENGINE_F32 || w->shape.rank != x->shape.rank ||
+        (b && b->dtype != ENGINE_F32))
+        return lerr(l, n, -EINVAL, "weights (and bias) must be float32 of the input's rank");
     const struct ir_tensor *y = &l->g->tensors[n->out[0]];
     struct plan_node pn = node_init(l, n, PLAN_OP_CONV);
     pn.groups = ir_attr_int(n, "group", 1);
@@ -460,8 +461,10 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
     if (rc)
         return rc;
     ts[0] = operand_of(l, n, n->in[0]);
-    ts[1] = packed_tensor(l, w, w->shape.rank, w->shape.dims);
-    ts[2] = b ? operand_of(l, n, n->in[2]) : 0;
+    /* constant weights are pre-packed into the image; computed ones are read plain */
+    ts[1] = w->data ? packed_tensor(l, w, w->shape.rank, w->shape.dims)
+                    : plain_operand(l, n, n->in[1]);
+    ts[2] = b ? plain_operand(l, n, n->in[2]) : 0;
     if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0)
         return lerr(l, n, -EINVAL, "bad operands");
     if (l->b.tensors[ts[0]].storage != PLAN_ST_ARENA)
@@ -479,7 +482,7 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
     rc = set_inputs(l, &pn, ts, n_in);
     if (!rc)
         rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, ts[1], w->data);
+    return rc ? rc : emit(l, n, &pn, w->data ? ts[1] : -1, w->data);
 }
 
 /* out[N,K] = in[K,N] transposed, scaled. */

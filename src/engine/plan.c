@@ -135,7 +135,7 @@ static const struct plan_tensor *dst_of(const struct node_ctx *c)
 }
 
 /* Every operand f32, count within [lo, hi], role storage as given ("A" arena, "C" const,
- * "P" packed, "*" arena or const) by position; the last letter repeats. */
+ * "P" packed, "*" arena or const, "?" any) by position; the last letter repeats. */
 static int check_operands(const struct node_ctx *c, uint32_t lo, uint32_t hi, const char *roles)
 {
     if (c->n->n_in < lo || c->n->n_in > hi)
@@ -147,7 +147,7 @@ static int check_operands(const struct node_ctx *c, uint32_t lo, uint32_t hi, co
         int ok = (r == 'A' && t->storage == PLAN_ST_ARENA) ||
                  (r == 'C' && t->storage == PLAN_ST_CONST) ||
                  (r == 'P' && t->storage == PLAN_ST_PACKED) ||
-                 (r == '*' && t->storage != PLAN_ST_PACKED);
+                 (r == '*' && t->storage != PLAN_ST_PACKED) || r == '?';
         if (!ok || t->dtype != ENGINE_F32)
             return node_err(c, -EINVAL, "operand storage or dtype does not fit the op");
     }
@@ -280,7 +280,12 @@ static int conv_weights_md(const struct node_ctx *c, const struct plan_tensor *s
     dims[nd++] = w->dims[0] / g;
     for (uint32_t i = 1; i < w->rank; i++)
         dims[nd++] = w->dims[i];
-    if (dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+    /* pre-packed weights: oneDNN's choice; weights computed at run time: plain (g)oihw */
+    dnnl_status_t st = w->storage == PLAN_ST_PACKED
+                           ? dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32,
+                                                          dnnl_format_tag_any)
+                           : dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, NULL);
+    if (st != dnnl_success || w->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "bad weights dims");
     return 0;
 }
@@ -300,7 +305,7 @@ static int bias_md(const struct node_ctx *c, uint32_t idx, int64_t channels,
 
 static int conv_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
-    int rc = check_operands(c, 2, 3, "APC");
+    int rc = check_operands(c, 2, 3, "A?*");
     if (rc)
         return rc;
     const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
@@ -498,7 +503,7 @@ static int concat_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive
 
 static int batchnorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
-    int rc = check_operands(c, 5, 5, "ACCCC");
+    int rc = check_operands(c, 5, 5, "A*");
     if (rc)
         return rc;
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);

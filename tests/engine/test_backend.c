@@ -205,6 +205,35 @@ static void test_conv_grouped_depthwise(void **state)
     conv_case(&q, 1, 1);
 }
 
+/* Weights fed at run time (not constants) are read plain instead of pre-packed. */
+static void test_conv_runtime_weights(void **state)
+{
+    struct conv_geom q = geom(4, 6, 7, 3, 1, 1, 1, 2);
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, q.n, q.c, q.h, q.w));
+    int w = tb_act(g, "w", SHAPE(4, q.oc, q.c / q.groups, q.kh, q.kw));
+    int y = tb_act(g, "y", SHAPE(4, q.n, q.oc, q.oh, q.ow));
+    tb_input(g, x);
+    tb_input(g, w);
+    int ins[2] = {x, w};
+    struct ir_node *n = tb_node(g, "Conv", ins, 2, y);
+    tb_ints(n, "pads", 4, 1, 1, 1, 1);
+    ir_attr_set_int(n, "group", q.groups);
+    tb_output(g, y);
+    size_t ny = (size_t)(q.oc * q.oh * q.ow);
+    float *xv = tb_fill((size_t)(q.c * q.h * q.w), 51), *wv = tb_fill(6 * 2 * 9, 53);
+    float *want = malloc(ny * sizeof(float));
+    ref_conv(&q, xv, wv, NULL, want);
+    struct run r;
+    const float *inputs[] = {xv, wv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, ny);
+    run_free(&r);
+    free(xv);
+    free(wv);
+    free(want);
+}
+
 /* y = relu(conv(x0) + x), x = relu(x0), with the addend x either dying at the conv (summed in
  * place) or read again later (copied into y first). */
 static void residual_case(int addend_reused)
@@ -571,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_conv_dilated_strided),
         cmocka_unit_test(test_conv_grouped_depthwise),
         cmocka_unit_test(test_conv_residual_sum),
+        cmocka_unit_test(test_conv_runtime_weights),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_gemm),
