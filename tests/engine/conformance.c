@@ -3,7 +3,7 @@
  * engine: compile, open, session, run, and compare with the expected outputs.
  *
  *   shmfaas-conformance [--root DIR] [--suite NAME]... [--filter SUBSTR] [--verbose]
- *                       [--no-fork] [--decode-only]
+ *                       [--no-fork] [--decode-only] [--reasons]
  *
  * For each case directory ROOT/SUITE/<case>/ (suites: node, pytorch-converted,
  * pytorch-operator, simple) it loads model.onnx and every test_data_set_N/input_K.pb and
@@ -14,7 +14,8 @@
  * Prints one line per suite and a total; --verbose adds one line per case with the reason.
  * --decode-only only walks the cases and decodes every .pb file (a unit test of the walker and
  * of ir_decode_tensor_proto): it fails if a file is undecodable for a reason other than an
- * unsupported element type.
+ * unsupported element type. --reasons ends with the most common reasons for "unsupported" (which
+ * ops and attributes to add next).
  *
  * Exit status: 0 when nothing failed, 1 when some case failed, 2 usage.
  */
@@ -49,8 +50,66 @@ struct config {
     const char *suites[8];
     int n_suites;
     const char *filter;
-    int verbose, fork, decode_only;
+    int verbose, fork, decode_only, reasons;
 };
+
+#define MAX_REASONS 512
+
+/* Why cases were unsupported, counted: "(Op): unsupported op", "input 'x' has ...". */
+struct reasons {
+    char *text[MAX_REASONS];
+    int count[MAX_REASONS];
+    int n;
+};
+
+/* Shortens a compile error to its op and complaint, dropping the model and node names. */
+static void reason_key(const char *why, char *key, size_t len)
+{
+    const char *end = strstr(why, "): ");
+    const char *from = why;
+    if (end) {
+        for (const char *c = end; c > why; c--)
+            if (*c == '(') {
+                from = c;
+                break;
+            }
+    } else if (strncmp(why, "model ", 6) == 0 && strstr(why, ": ")) {
+        from = strstr(why, ": ") + 2;
+    }
+    snprintf(key, len, "%s", from);
+}
+
+static void reasons_add(struct reasons *r, const char *why)
+{
+    char key[256];
+    reason_key(why, key, sizeof(key));
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->text[i], key) == 0) {
+            r->count[i]++;
+            return;
+        }
+    if (r->n == MAX_REASONS || !(r->text[r->n] = strdup(key)))
+        return;
+    r->count[r->n++] = 1;
+}
+
+static void reasons_print(struct reasons *r)
+{
+    printf("most common reasons for unsupported:\n");
+    for (int shown = 0; shown < 30; shown++) {
+        int best = -1;
+        for (int i = 0; i < r->n; i++)
+            if (r->count[i] > 0 && (best < 0 || r->count[i] > r->count[best]))
+                best = i;
+        if (best < 0)
+            break;
+        printf("%6d  %s\n", r->count[best], r->text[best]);
+        r->count[best] = -r->count[best];
+    }
+    for (int i = 0; i < r->n; i++)
+        free(r->text[i]);
+    r->n = 0;
+}
 
 struct tally {
     int n[3];
@@ -332,7 +391,8 @@ static int is_case(const struct dirent *e)
     return e->d_name[0] != '.';
 }
 
-static int run_suite(const struct config *c, const char *suite, struct tally *total)
+static int run_suite(const struct config *c, const char *suite, struct tally *total,
+                     struct reasons *reasons)
 {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/%s", c->root, suite);
@@ -357,6 +417,8 @@ static int run_suite(const struct config *c, const char *suite, struct tally *to
         } else {
             enum verdict v = run_isolated(c, cdir, name, why, sizeof(why));
             t.n[v]++;
+            if (v == UNSUPPORTED)
+                reasons_add(reasons, why);
             if (c->verbose)
                 printf("  %-11s %s/%s%s%s\n", verdict_name[v], suite, name, *why ? ": " : "",
                        v == PASS ? "" : why);
@@ -381,20 +443,25 @@ static int run_suite(const struct config *c, const char *suite, struct tally *to
 static void usage(void)
 {
     fprintf(stderr, "usage: shmfaas-conformance [--root DIR] [--suite NAME]... "
-                    "[--filter SUBSTR] [--verbose] [--no-fork] [--decode-only]\n");
+                    "[--filter SUBSTR] [--verbose] [--no-fork] [--decode-only] [--reasons]\n");
 }
 
 int main(int argc, char **argv)
 {
     struct config c = {.root = DEFAULT_ROOT, .fork = 1};
     static const struct option longopts[] = {
-        {"root", required_argument, NULL, 'r'},   {"suite", required_argument, NULL, 's'},
-        {"filter", required_argument, NULL, 'f'}, {"verbose", no_argument, NULL, 'v'},
-        {"no-fork", no_argument, NULL, 'n'},      {"decode-only", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"root", required_argument, NULL, 'r'},
+        {"suite", required_argument, NULL, 's'},
+        {"filter", required_argument, NULL, 'f'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"no-fork", no_argument, NULL, 'n'},
+        {"decode-only", no_argument, NULL, 'd'},
+        {"reasons", no_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "r:s:f:vndh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "r:s:f:vndRh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'r':
             c.root = optarg;
@@ -415,6 +482,9 @@ int main(int argc, char **argv)
         case 'n':
             c.fork = 0;
             break;
+        case 'R':
+            c.reasons = 1;
+            break;
         case 'd':
             c.decode_only = 1;
             break;
@@ -433,12 +503,18 @@ int main(int argc, char **argv)
             c.suites[c.n_suites++] = all[i];
     }
     struct tally total = {0};
+    struct reasons reasons = {0};
     int bad = 0;
     for (int i = 0; i < c.n_suites; i++)
-        if (run_suite(&c, c.suites[i], &total) != 0)
+        if (run_suite(&c, c.suites[i], &total, &reasons) != 0)
             bad = 1;
     if (!c.decode_only)
         printf("total: %d passed, %d failed, %d unsupported\n", total.n[PASS], total.n[FAIL],
                total.n[UNSUPPORTED]);
+    if (c.reasons)
+        reasons_print(&reasons);
+    else
+        for (int i = 0; i < reasons.n; i++)
+            free(reasons.text[i]);
     return bad || total.n[FAIL] > 0 ? 1 : 0;
 }
