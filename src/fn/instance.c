@@ -59,6 +59,17 @@ struct fn_instance {
 
 static const struct http_header error_headers[] = {{"X-OpenFaaS-Internal", "shmfaas-fn"}};
 
+/* CLOCK_MONOTONIC time `ns` from now, for pthread_cond_timedwait on our conds. */
+static struct timespec deadline_in(int64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + ns;
+    ts.tv_sec = at / 1000000000LL;
+    ts.tv_nsec = at % 1000000000LL;
+    return ts;
+}
+
 /* ---- jobs ---- */
 
 static void job_unref(struct job *j)
@@ -150,11 +161,7 @@ static void wait_for_work(struct fn_instance *in)
         log_debug("idle for %" PRId64 " ms: arena released", in->cfg->idle_release_ms);
         return;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + left;
-    ts.tv_sec = at / 1000000000LL;
-    ts.tv_nsec = at % 1000000000LL;
+    struct timespec ts = deadline_in(left);
     pthread_cond_timedwait(&in->work, &in->lock, &ts);
 }
 
@@ -256,11 +263,7 @@ static int64_t request_timeout_ms(const struct fn_instance *in, const struct htt
 /* Queues j and waits until it is done or the deadline passes; true when done. */
 static bool run_until(struct fn_instance *in, struct job *j, int64_t timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + timeout_ms * 1000000;
-    ts.tv_sec = at / 1000000000LL;
-    ts.tv_nsec = at % 1000000000LL;
+    struct timespec ts = deadline_in(timeout_ms * 1000000);
     pthread_mutex_lock(&in->lock);
     j->refs = 2;
     if (in->tail)
@@ -574,11 +577,7 @@ void fn_instance_drain_and_stop(struct fn_instance *in)
     in->draining = true;
     pthread_mutex_unlock(&in->lock);
     http_server_quiesce(in->http);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + in->cfg->write_timeout_ms * 1000000;
-    ts.tv_sec = at / 1000000000LL;
-    ts.tv_nsec = at % 1000000000LL;
+    struct timespec ts = deadline_in(in->cfg->write_timeout_ms * 1000000);
     pthread_mutex_lock(&in->lock);
     int rc = 0;
     while (in->inflight > 0 && rc != ETIMEDOUT)
