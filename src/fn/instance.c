@@ -314,9 +314,12 @@ static unsigned admit(struct fn_instance *in)
     return status;
 }
 
-static void leave(struct fn_instance *in)
+/* The request is done with its job (NULL: none) and leaves the in-flight count. */
+static void leave(struct fn_instance *in, struct job *j)
 {
     pthread_mutex_lock(&in->lock);
+    if (j)
+        job_unref(j);
     in->inflight--;
     pthread_cond_broadcast(&in->done);
     pthread_mutex_unlock(&in->lock);
@@ -335,19 +338,14 @@ static int serve_inference(struct fn_instance *in, struct http_request *req, int
     struct job *j = calloc(1, sizeof(*j));
     int rc = j ? decode_input(in, req, j, err, sizeof(err)) : -ENOMEM;
     if (rc < 0) {
-        if (j) {
+        if (j)
             j->refs = 1;
-            job_unref(j);
-        }
-        leave(in);
+        leave(in, j);
         return reply_error(req, rc == -ENOMEM ? 500 : 400, j ? err : "out of memory", t0);
     }
     int64_t timeout = request_timeout_ms(in, req);
     if (!run_until(in, j, timeout)) {
-        pthread_mutex_lock(&in->lock);
-        job_unref(j);
-        pthread_mutex_unlock(&in->lock);
-        leave(in);
+        leave(in, j);
         snprintf(err, sizeof(err), "inference took longer than %" PRId64 " ms (exec_timeout)",
                  timeout);
         return reply_error(req, 504, err, t0);
@@ -355,10 +353,7 @@ static int serve_inference(struct fn_instance *in, struct http_request *req, int
     unsigned status = j->status;
     char *body = j->body;
     j->body = NULL;
-    pthread_mutex_lock(&in->lock);
-    job_unref(j);
-    pthread_mutex_unlock(&in->lock);
-    leave(in);
+    leave(in, j);
     return reply(req, status, body, t0);
 }
 
