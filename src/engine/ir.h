@@ -162,7 +162,8 @@ struct ir_op_def {
     int (*eval)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
 };
 const struct ir_op_def *ir_op_find(const char *op); /* NULL if unsupported */
-/* 1 if n can be evaluated now: it has an eval and all inputs are constant (Shape: always). */
+/* 1 if n can be evaluated now: it has an eval and all inputs are constant (Shape and Size:
+ * always, they read only the input's shape). */
 int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n);
 /* 1 if n is a pure activation (Relu, LeakyRelu, Clip with constant bounds, Sigmoid, Tanh,
  * HardSigmoid, HardSwish, Elu, Exp, Sqrt, Abs) and fills its ir_act with alpha/beta. */

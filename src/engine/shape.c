@@ -849,6 +849,73 @@ static int eval_shape(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     return set_data(g, n, 0, d);
 }
 
+static int infer_size(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    struct engine_shape o = {.rank = 0};
+    return rc ? rc : set_out(g, n, 0, ENGINE_I64, &o, err, errlen);
+}
+
+static int eval_size(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int64_t *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    *d = engine_shape_numel(&in_t(g, n, 0)->shape);
+    return set_data(g, n, 0, d);
+}
+
+/* Range's three scalar inputs as doubles (they decide the output's length, so constant). */
+static int range_params(struct ir_graph *g, struct ir_node *n, double *v, char *err, size_t errlen)
+{
+    for (int i = 0; i < 3; i++) {
+        struct ir_tensor *x = in_t(g, n, i);
+        int dt = x->dtype;
+        if (!x->data || engine_shape_numel(&x->shape) != 1 || x->shape.rank > 1 ||
+            (dt != ENGINE_F32 && dt != ENGINE_I32 && dt != ENGINE_I64) ||
+            dt != in_t(g, n, 0)->dtype)
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "start, limit and delta must be constant scalars of one type");
+        v[i] = dt == ENGINE_F32   ? *(float *)x->data
+               : dt == ENGINE_I32 ? *(int32_t *)x->data
+                                  : (double)*(int64_t *)x->data;
+    }
+    if (v[2] == 0 || isnan(v[0]) || isnan(v[1]) || isnan(v[2]))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "delta is 0 or a value is NaN");
+    return 0;
+}
+
+static int infer_range(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 3, 3, err, errlen);
+    double v[3];
+    if (rc || (rc = range_params(g, n, v, err, errlen)))
+        return rc;
+    double count = ceil((v[1] - v[0]) / v[2]);
+    if (count > (double)(1 << 30))
+        return ir_node_err(g, n, err, errlen, -EFBIG, "range of %.0f elements is too long", count);
+    struct engine_shape o = {.rank = 1, .dims = {count > 0 ? (int64_t)count : 0}};
+    return set_out(g, n, 0, in_t(g, n, 0)->dtype, &o, err, errlen);
+}
+
+static int eval_range(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *s = in_t(g, n, 0), *dl = in_t(g, n, 2), *o = &g->tensors[n->out[0]];
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    for (int64_t i = 0; i < o->shape.dims[0]; i++) {
+        if (o->dtype == ENGINE_F32)
+            ((float *)d)[i] = *(float *)s->data + (float)i * *(float *)dl->data;
+        else if (o->dtype == ENGINE_I32)
+            ((int32_t *)d)[i] = (int32_t)(*(int32_t *)s->data + i * *(int32_t *)dl->data);
+        else
+            ((int64_t *)d)[i] = (int64_t)((uint64_t) * (int64_t *)s->data +
+                                          (uint64_t)i * (uint64_t) * (int64_t *)dl->data);
+    }
+    return set_data(g, n, 0, d);
+}
+
 static int infer_gather(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 2, 2, err, errlen), axis;
@@ -1274,11 +1341,13 @@ static const struct ir_op_def ops[] = {
     {"Mul", infer_binary, eval_binary},
     {"Pad", infer_pad, eval_pad},
     {"Pow", infer_binary, eval_binary},
+    {"Range", infer_range, eval_range},
     {"ReduceMean", infer_reduce_mean, eval_reduce_mean},
     {"Relu", infer_act, eval_act},
     {"Reshape", infer_reshape, eval_copy},
     {"Shape", infer_shape, eval_shape},
     {"Sigmoid", infer_act, eval_act},
+    {"Size", infer_size, eval_size},
     {"Slice", infer_slice, eval_slice},
     {"Softmax", infer_softmax, eval_softmax},
     {"Sqrt", infer_act, eval_act},
@@ -1305,8 +1374,8 @@ int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n)
     const struct ir_op_def *d = ir_op_find(n->op);
     if (!d || !d->eval)
         return 0;
-    if (strcmp(n->op, "Shape") == 0)
-        return 1;
+    if (strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0)
+        return 1; /* need only the input's shape */
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i] >= 0 && !g->tensors[n->in[i]].data)
             return 0;

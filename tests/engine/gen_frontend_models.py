@@ -71,6 +71,8 @@ def shapes_model(outdir):
         N("HardSigmoid", ["c1"], ["hsg"]),
         N("Sigmoid", ["c1"], ["sg"]),
         N("Tanh", ["c1"], ["th"]),
+        N("Size", ["X"], ["sz"]),
+        N("Range", ["r_start", "r_limit", "r_delta"], ["rg"]),
     ]
     inits = [
         init("W1", [8, 3, 3, 3]), init("W2", [8, 3, 3, 3]), init("W3", [8, 1, 3, 3]),
@@ -81,10 +83,13 @@ def shapes_model(outdir):
         ints("pads", [0, 0, 1, 2, 0, 0, 3, 4]), ints("ax0", [0]), ints("ax23", [2, 3]),
         numpy_helper.from_array(np.array(0.0, np.float32), "cmin"),
         numpy_helper.from_array(np.array(6.0, np.float32), "cmax"),
+        numpy_helper.from_array(np.array(10, np.int64), "r_start"),
+        numpy_helper.from_array(np.array(-1, np.int64), "r_limit"),
+        numpy_helper.from_array(np.array(-3, np.int64), "r_delta"),
     ]
     outs = ["c1", "c2", "c3", "c4", "c5", "mp", "mp2", "ap", "gap", "fl", "gm", "mm", "sm",
             "cat", "bn", "add", "tr", "tr2", "pad", "rm", "us", "sq", "hs", "cl", "lr", "hsg", "sg",
-            "th"]
+            "th", "sz", "rg"]
     save(outdir, "shapes", nodes, [vi("X", [1, 3, 224, 224])], [vi(o, None) for o in outs],
          inits)
 
@@ -261,9 +266,9 @@ TABLE_OPS = ["Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", 
              "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Equal", "Exp", "Expand",
              "Flatten", "Gather", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater",
              "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Less", "MatMul", "Max",
-             "MaxPool", "Min", "Mul", "Pad", "Pow", "ReduceMean", "Relu", "Reshape", "Shape",
-             "Sigmoid", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose",
-             "Unsqueeze", "Where"]
+             "MaxPool", "Min", "Mul", "Pad", "Pow", "Range", "ReduceMean", "Relu", "Reshape",
+             "Shape", "Sigmoid", "Size", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh",
+             "Transpose", "Unsqueeze", "Where"]
 
 
 def missing_inputs(outdir):

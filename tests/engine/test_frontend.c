@@ -143,6 +143,12 @@ static void test_shapes_torchvision_ops(void **state)
     for (size_t i = 0; i < ARRAY_LEN(same); i++)
         assert_dims(g, same[i], 4, 1, 8, 112, 112);
 
+    assert_dims(g, "sz", 0);
+    assert_int_equal(*(int64_t *)tensor(g, "sz")->data, 3 * 224 * 224);
+    assert_dims(g, "rg", 1, 4);
+    const int64_t range[] = {10, 7, 4, 1};
+    assert_memory_equal(tensor(g, "rg")->data, range, sizeof(range));
+
     /* auto_pad resolved into explicit pads (begins, then ends) */
     const struct ir_attr *p = ir_attr_get(producer(g, "c2"), "pads");
     assert_non_null(p);
