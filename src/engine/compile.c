@@ -17,6 +17,7 @@
  */
 #include "common/common.h"
 #include "config.h"
+#include "engine/kernels.h"
 #include "engine/plan.h"
 
 #include <errno.h>
@@ -687,6 +688,8 @@ static int same_shape(const struct engine_shape *a, const struct engine_shape *b
     return a->rank == b->rank && memcmp(a->dims, b->dims, (size_t)a->rank * sizeof(int64_t)) == 0;
 }
 
+static int lower_binary_kernel(struct lower *l, const struct ir_node *n);
+
 static int lower_binary(struct lower *l, const struct ir_node *n)
 {
     static const struct {
@@ -700,6 +703,12 @@ static int lower_binary(struct lower *l, const struct ir_node *n)
     if (!a || !b || n->n_in != 2)
         return lerr(l, n, -EINVAL, "needs exactly two inputs");
     const struct engine_shape *ys = &l->g->tensors[n->out[0]].shape;
+    /* oneDNN takes float32 with at most the second operand broadcast; the rest runs in C */
+    if (a->dtype != ENGINE_F32 || b->dtype != ENGINE_F32 ||
+        (!same_shape(&a->shape, ys) && !same_shape(&b->shape, ys)) ||
+        strcmp(n->op, "Pow") == 0 || strcmp(n->op, "Equal") == 0 || strcmp(n->op, "Less") == 0 ||
+        strcmp(n->op, "Greater") == 0)
+        return lower_binary_kernel(l, n);
     struct plan_node pn = node_init(l, n, PLAN_OP_BINARY);
     size_t i = 0;
     while (i < ARRAY_LEN(map) && strcmp(map[i].op, n->op) != 0)
@@ -985,6 +994,58 @@ static int lower_gather(struct lower *l, const struct ir_node *n)
     return emit_kernel(l, n, PLAN_K_GATHER, ins, 2, NULL, 0, axis);
 }
 
+static int lower_binary_kernel(struct lower *l, const struct ir_node *n)
+{
+    static const struct {
+        const char *op;
+        enum k_binop k;
+    } map[] = {{"Add", K_ADD},   {"Sub", K_SUB},     {"Mul", K_MUL},   {"Div", K_DIV},
+               {"Pow", K_POW},   {"Max", K_MAX},     {"Min", K_MIN},   {"Equal", K_EQUAL},
+               {"Less", K_LESS}, {"Greater", K_GREATER}};
+    size_t i = 0;
+    while (i < ARRAY_LEN(map) && strcmp(map[i].op, n->op) != 0)
+        i++;
+    const struct ir_tensor *a = ir_in(l, n, 0), *b = ir_in(l, n, 1);
+    if (i == ARRAY_LEN(map) || !a || !b || a->dtype != b->dtype || n->n_post)
+        return lerr(l, n, -EINVAL, "unsupported operand types for a C binary kernel");
+    int64_t ins[2] = {plain_operand(l, n, n->in[0]), plain_operand(l, n, n->in[1])};
+    int64_t op = map[i].k;
+    if (ins[0] < 0 || ins[1] < 0)
+        return -EINVAL;
+    return emit_kernel(l, n, PLAN_K_BINARY, ins, 2, &op, 1, 0);
+}
+
+static int lower_reduce_mean(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    if (!x || x->dtype != ENGINE_F32)
+        return lerr(l, n, -EINVAL, "ReduceMean needs a float32 input");
+    int r = x->shape.rank, na = 0;
+    int64_t axes[ENGINE_MAX_RANK], flags[ENGINE_MAX_RANK];
+    const struct ir_attr *aa = ir_attr_get(n, "axes");
+    if (aa && (aa->type != IR_ATTR_INTS || aa->n > ENGINE_MAX_RANK))
+        return lerr(l, n, -EINVAL, "bad axes");
+    if (aa) {
+        na = (int)aa->n;
+        memcpy(axes, aa->ints, aa->n * sizeof(int64_t));
+    } else if (const_ints(l, n, 1, axes, &na)) {
+        return -EINVAL;
+    }
+    int all = na == 0 && !ir_attr_int(n, "noop_with_empty_axes", 0);
+    for (int i = 0; i < r; i++)
+        flags[i] = all;
+    for (int j = 0; j < na; j++) {
+        int64_t a = axes[j] < 0 ? axes[j] + r : axes[j];
+        if (a < 0 || a >= r)
+            return lerr(l, n, -EINVAL, "axis out of range");
+        flags[a] = 1;
+    }
+    int64_t in[1] = {plain_operand(l, n, n->in[0])};
+    if (in[0] < 0)
+        return (int)in[0];
+    return emit_kernel(l, n, PLAN_K_REDUCE_MEAN, in, 1, flags, (uint32_t)r, 0);
+}
+
 typedef int (*lower_fn)(struct lower *, const struct ir_node *);
 
 static const struct {
@@ -1027,6 +1088,11 @@ static const struct {
     {"Transpose", lower_transpose},
     {"Slice", lower_slice},
     {"Gather", lower_gather},
+    {"Pow", lower_binary},
+    {"Equal", lower_binary},
+    {"Less", lower_binary},
+    {"Greater", lower_binary},
+    {"ReduceMean", lower_reduce_mean},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

@@ -9,6 +9,7 @@
  * write past a tensor's bytes.
  */
 #include "common/common.h"
+#include "engine/kernels.h"
 #include "engine/plan.h"
 
 #include <errno.h>
@@ -594,19 +595,62 @@ static int gather_check(const struct node_ctx *c)
     return 0;
 }
 
+static void shape_of(const struct plan_tensor *t, struct engine_shape *s)
+{
+    s->rank = (int)t->rank;
+    memcpy(s->dims, t->dims, sizeof(s->dims));
+}
+
+static int binary_kernel_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *a = operand(c, 0), *b = operand(c, 1), *dst = dst_of(c);
+    struct engine_shape as, bs, ds;
+    shape_of(a, &as);
+    shape_of(b, &bs);
+    int cmp = p[0] >= K_EQUAL;
+    if (c->n->n_params != 1 || p[0] < K_ADD || p[0] > K_GREATER || !plain_of_dtype(b, a->dtype) ||
+        (a->dtype != ENGINE_F32 && a->dtype != ENGINE_I32 && a->dtype != ENGINE_I64) ||
+        dst->dtype != (cmp ? ENGINE_BOOL : a->dtype))
+        return node_err(c, -EINVAL, "binary kernel op or dtypes do not fit");
+    if (k_broadcast_shape(&as, &bs, &ds) || ds.rank != (int)dst->rank ||
+        memcmp(ds.dims, dst->dims, dst->rank * sizeof(ds.dims[0])) != 0)
+        return node_err(c, -EINVAL, "binary kernel output is not the operands' broadcast");
+    return 0;
+}
+
+static int reduce_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    int64_t kept = 1;
+    if (c->n->n_params != src->rank || src->dtype != ENGINE_F32)
+        return node_err(c, -EINVAL, "reduce parameters do not fit the rank");
+    for (uint32_t i = 0; i < src->rank; i++)
+        kept *= p[i] ? 1 : src->dims[i];
+    struct engine_shape ds;
+    shape_of(dst, &ds);
+    if (engine_shape_numel(&ds) != kept)
+        return node_err(c, -EINVAL, "reduce output size does not follow from its input");
+    return 0;
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    uint32_t want_in = n->alg == PLAN_K_GATHER ? 2 : 1;
+    uint32_t want_in = n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY ? 2 : 1;
     if (n->n_in != want_in || n->params_first > v->n_index ||
         n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE)
         return node_err(&c, -EINVAL, "kernel inputs or parameters out of range");
     const struct plan_tensor *src = operand(&c, 0), *dst = dst_of(&c);
+    const int32_t *p = v->index + n->params_first;
+    if (n->alg == PLAN_K_BINARY && plain_of_dtype(src, src->dtype) &&
+        dst->layout == PLAN_LAYOUT_PLAIN)
+        return binary_kernel_check(&c, p);
     if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
         return node_err(&c, -EINVAL, "kernel operands must be plain and of one dtype");
-    const int32_t *p = v->index + n->params_first;
     switch (n->alg) {
+    case PLAN_K_REDUCE_MEAN:
+        return reduce_check(&c, p);
     case PLAN_K_TRANSPOSE:
         return transpose_check(&c, p);
     case PLAN_K_SLICE:

@@ -126,6 +126,8 @@ enum plan_kernel {
     PLAN_K_TRANSPOSE = 1, /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,     /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,    /* in: data, indices (int64); axis */
+    PLAN_K_BINARY = 4,    /* in: a, b (numpy broadcast); params: enum k_binop */
+    PLAN_K_REDUCE_MEAN = 5, /* in: src (float32); params: reduce flag per axis */
 };
 
 enum plan_post_kind {

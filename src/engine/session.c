@@ -19,7 +19,9 @@
 /* A plain-C kernel node, its pointers and parameters resolved at session create. */
 struct session_kernel {
     uint32_t kind; /* enum plan_kernel, 0 for a oneDNN node */
-    const void *src, *idx;
+    const void *src, *idx; /* idx: gather indices or the binary op's second operand */
+    struct engine_shape bs;
+    int dtype, op;
     void *dst;
     struct engine_shape s, o;
     size_t esize, n_idx;
@@ -106,6 +108,12 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
         else
             k->steps[i - src->rank] = p[i];
     }
+    k->dtype = (int)src->dtype;
+    k->op = n->n_params ? p[0] : 0;
+    if (n->alg == PLAN_K_BINARY) {
+        k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
+        shape_of(&v->tensors[plan_input(v, n, 1)], &k->bs);
+    }
     if (n->alg == PLAN_K_GATHER) {
         const struct plan_tensor *idx = &v->tensors[plan_input(v, n, 1)];
         k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
@@ -124,6 +132,12 @@ static int run_kernel(const struct session_kernel *k)
         return 0;
     case PLAN_K_GATHER:
         return k_gather(k->src, &k->s, k->axis, k->idx, k->n_idx, k->esize, k->dst);
+    case PLAN_K_BINARY:
+        return k_binary((enum k_binop)k->op, k->dtype, k->src, &k->s, k->idx, &k->bs, k->dst,
+                        &k->o);
+    case PLAN_K_REDUCE_MEAN:
+        k_reduce_mean(k->src, &k->s, k->perm, k->dst);
+        return 0;
     default:
         return -EINVAL;
     }
@@ -294,9 +308,10 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
                  : dnnl_primitive_execute(sn->prim, s->stream, sn->nargs, sn->args) == dnnl_success
                      ? 0
                      : -EIO;
-        if (rc == -EINVAL)
-            return seterr(err, errlen, rc, "model %s: node %s: gather index out of range",
-                          plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));
+        if (rc == -EINVAL || rc == -EDOM)
+            return seterr(err, errlen, rc, "model %s: node %s: %s",
+                          plan_str(v, h->model_name), plan_str(v, v->nodes[k].name),
+                          rc == -EDOM ? "integer division by zero" : "gather index out of range");
         if (rc)
             return seterr(err, errlen, -EIO, "model %s: node %s failed to run",
                           plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));

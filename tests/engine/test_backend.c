@@ -574,6 +574,39 @@ static void test_kernels(void **state)
     run_free(&r);
 }
 
+/* Binary ops oneDNN does not take (comparisons, Pow, both operands broadcast) and ReduceMean
+ * run as C kernels. */
+static void test_binary_and_reduce_kernels(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int a = tb_act(g, "a", SHAPE(2, 2, 1));
+    int b = tb_act(g, "b", SHAPE(2, 1, 3));
+    int p = tb_act(g, "p", SHAPE(2, 2, 3));
+    int e = tb_act(g, "e", SHAPE(2, 2, 3));
+    int m = tb_act(g, "m", SHAPE(2, 1, 3));
+    g->tensors[e].dtype = ENGINE_BOOL;
+    tb_input(g, a);
+    tb_input(g, b);
+    int pin[2] = {a, b}, ein[2] = {p, p}, min[1] = {p};
+    tb_node(g, "Pow", pin, 2, p);
+    tb_node(g, "Equal", ein, 2, e);
+    tb_ints(tb_node(g, "ReduceMean", min, 1, m), "axes", 1, 0);
+    tb_output(g, p);
+    tb_output(g, e);
+    tb_output(g, m);
+    float av[2] = {2.0f, 3.0f}, bv[3] = {0.0f, 1.0f, 2.0f};
+    float wp[6] = {1, 2, 4, 1, 3, 9}, wm[3] = {1.0f, 2.5f, 6.5f};
+    uint8_t we[6] = {1, 1, 1, 1, 1, 1};
+    struct run r;
+    const float *inputs[] = {av, bv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, wp, 6);
+    assert_int_equal(r.out[1].dtype, ENGINE_BOOL);
+    assert_memory_equal(r.out[1].data, we, 6);
+    assert_close(r.out[2].data, wm, 3);
+    run_free(&r);
+}
+
 /* An op the backend cannot lower fails compile naming the model, node and op. */
 static void test_unsupported_op(void **state)
 {
@@ -609,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_kernels),
+        cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_unsupported_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
