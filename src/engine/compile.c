@@ -552,19 +552,52 @@ static int lower_plain_matmul(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit(l, n, &pn, -1, NULL);
 }
 
+/* Gemm in general: a matmul reading A/B transposed in place, alpha as a post-op and beta*C/alpha
+ * as its broadcast bias. */
+static int lower_gemm_matmul(struct lower *l, const struct ir_node *n, float alpha, float beta)
+{
+    const struct ir_tensor *c = ir_in(l, n, 2);
+    struct plan_node pn = node_init(l, n, PLAN_OP_MATMUL);
+    pn.groups = (ir_attr_int(n, "transA", 0) ? 1 : 0) | (ir_attr_int(n, "transB", 0) ? 2 : 0);
+    int64_t ts[3] = {plain_operand(l, n, n->in[0]), plain_operand(l, n, n->in[1]), 0};
+    if (c && c->data && c->dtype == ENGINE_F32 && alpha != 0.0f) {
+        struct ir_tensor sc = *c;
+        int64_t k = engine_shape_numel(&c->shape);
+        sc.data = malloc((size_t)k * sizeof(float) + 1);
+        for (int64_t i = 0; sc.data && i < k; i++)
+            ((float *)sc.data)[i] = ((const float *)c->data)[i] * beta / alpha;
+        ts[2] = sc.data ? add_plan_tensor(l, &sc, PLAN_ST_CONST) : -ENOMEM;
+        free(sc.data);
+    } else if (c && beta == 1.0f && alpha == 1.0f) {
+        ts[2] = plain_operand(l, n, n->in[2]);
+    } else if (c && beta != 0.0f) {
+        return lerr(l, n, -EINVAL, "C computed at run time needs alpha = beta = 1");
+    }
+    struct step scale = {dnnl_eltwise_linear, alpha, 0.0f};
+    if (alpha != 1.0f)
+        push_post(&pn, PLAN_POST_ELTWISE, &scale);
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0 || out < 0)
+        return lerr(l, n, -EINVAL, "bad operands");
+    pn.out = (uint32_t)out;
+    int rc = set_inputs(l, &pn, ts, c && ts[2] ? 3 : 2);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    return rc ? rc : emit(l, n, &pn, -1, NULL);
+}
+
 static int lower_gemm(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *a = ir_in(l, n, 0), *w = ir_in(l, n, 1), *c = ir_in(l, n, 2);
-    if (!a || !w || a->shape.rank != 2 || w->shape.rank != 2)
-        return lerr(l, n, -EINVAL, "Gemm needs 2-D A and B");
-    if (ir_attr_int(n, "transA", 0))
-        return lerr(l, n, -EINVAL, "unsupported attribute transA=1");
-    if (!w->data || w->dtype != ENGINE_F32 || (c && (!c->data || c->dtype != ENGINE_F32)))
-        return lerr(l, n, -EINVAL, "B and C must be float32 constants");
+    if (!a || !w || a->shape.rank != 2 || w->shape.rank != 2 || a->dtype != ENGINE_F32 ||
+        w->dtype != ENGINE_F32 || (c && c->dtype != ENGINE_F32))
+        return lerr(l, n, -EINVAL, "Gemm needs 2-D float32 A and B");
     float alpha = ir_attr_float(n, "alpha", 1.0f), beta = ir_attr_float(n, "beta", 1.0f);
-    if (c && c->shape.rank == 2 && c->shape.dims[0] != 1)
-        return lerr(l, n, -EINVAL, "C must broadcast along rows (one bias per output)");
-    return lower_inner(l, n, !ir_attr_int(n, "transB", 0), alpha, c, beta);
+    /* the common case (a Linear layer): pre-packed inner product */
+    if (!ir_attr_int(n, "transA", 0) && w->data && (!c || c->data) &&
+        (!c || c->shape.rank < 2 || c->shape.dims[0] == 1))
+        return lower_inner(l, n, !ir_attr_int(n, "transB", 0), alpha, c, beta);
+    return lower_gemm_matmul(l, n, alpha, beta);
 }
 
 static int lower_matmul(struct lower *l, const struct ir_node *n)

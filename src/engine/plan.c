@@ -364,20 +364,48 @@ static int inner_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
 }
 
+/* A plain 2+-D operand read with its last two dims swapped (Gemm transA/transB). */
+static int transposed_md(const struct plan_tensor *t, int rank, dnnl_memory_desc_t *md)
+{
+    if (plan_tensor_md(t, rank, 0, md) || md->ndims < 2)
+        return -EINVAL;
+    dnnl_dims_t dims, strides;
+    int nd = md->ndims;
+    memcpy(dims, md->dims, sizeof(dims));
+    memcpy(strides, md->format_desc.blocking.strides, sizeof(strides));
+    int64_t d = dims[nd - 1], st = strides[nd - 1];
+    dims[nd - 1] = dims[nd - 2];
+    strides[nd - 1] = strides[nd - 2];
+    dims[nd - 2] = d;
+    strides[nd - 2] = st;
+    return dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, strides) == dnnl_success
+               ? 0
+               : -EINVAL;
+}
+
+/* groups bit 0 / bit 1: A / B read transposed; optional third input: bias (broadcast). */
 static int matmul_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
-    int rc = check_operands(c, 2, 2, "**");
+    int rc = check_operands(c, 2, 3, "**");
     if (rc)
         return rc;
     const struct plan_tensor *a = operand(c, 0), *b = operand(c, 1), *dst = dst_of(c);
     int r = (int)dst->rank;
-    dnnl_memory_desc_t amd, bmd, dmd;
-    if (r < 2 || a->rank > dst->rank || b->rank > dst->rank || a->rank < 2 || b->rank < 2 ||
-        plan_tensor_md(a, r, 0, &amd) || plan_tensor_md(b, r, 0, &bmd) ||
+    int64_t t = c->n->groups;
+    dnnl_memory_desc_t amd, bmd, cmd, dmd;
+    const dnnl_memory_desc_t *bias = NULL;
+    if (r < 2 || t < 0 || t > 3 || a->rank > dst->rank || b->rank > dst->rank || a->rank < 2 ||
+        b->rank < 2 || ((t & 1) ? transposed_md(a, r, &amd) : plan_tensor_md(a, r, 0, &amd)) ||
+        ((t & 2) ? transposed_md(b, r, &bmd) : plan_tensor_md(b, r, 0, &bmd)) ||
         plan_tensor_md(dst, r, 0, &dmd))
         return node_err(c, -EINVAL, "matmul ranks do not fit");
+    if (c->n->n_in == 3) {
+        if (operand(c, 2)->rank > dst->rank || plan_tensor_md(operand(c, 2), r, 0, &cmd))
+            return node_err(c, -EINVAL, "matmul bias does not fit");
+        bias = &cmd;
+    }
     dnnl_matmul_desc_t d;
-    if (dnnl_matmul_desc_init(&d, &amd, &bmd, NULL, &dmd) != dnnl_success)
+    if (dnnl_matmul_desc_init(&d, &amd, &bmd, bias, &dmd) != dnnl_success)
         return node_err(c, -EINVAL, "oneDNN refuses the matmul's shapes");
     dnnl_primitive_attr_t attr;
     rc = make_attr(c, &attr, 0);
