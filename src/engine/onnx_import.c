@@ -652,7 +652,9 @@ static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t id
         n->n_out++;
         if (!np->output[i] || !*np->output[i])
             continue;
-        int t = add_named(im, np->output[i], "node output");
+        char what[600];
+        snprintf(what, sizeof(what), "node %s (%s): output", name, op);
+        int t = add_named(im, np->output[i], what);
         if (t < 0)
             return t;
         n = &g->nodes[g->n_nodes - 1];

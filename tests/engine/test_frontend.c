@@ -379,7 +379,7 @@ static void test_hostile_models(void **state)
     expect_error("bad_unsupported_op", NULL, "node e0 (Einsum): unsupported op");
     expect_error("bad_auto_pad", NULL, "node conv0 (Conv): unsupported attribute auto_pad=FOO");
     expect_error("bad_domain", NULL, "unsupported op domain 'com.microsoft'");
-    expect_error("bad_duplicate", NULL, "'Y' is already defined");
+    expect_error("bad_duplicate", NULL, "node Sigmoid_1 (Sigmoid): output 'Y' is already defined");
     expect_error("bad_reshape", NULL, "node r0 (Reshape): cannot reshape [2,3] to [4,-1,5]");
     expect_error("bad_ext_dotdot", models_dir, "contains '..'");
     expect_error("bad_ext_absolute", models_dir, "is absolute");
