@@ -38,7 +38,7 @@ struct relayout {
 struct lower {
     const struct ir_graph *g;
     struct plan_builder b;
-    int32_t *tmap; /* IR tensor → plan tensor, -1 */
+    int32_t *tmap;              /* IR tensor → plan tensor, -1 */
     struct relayout *relayouts; /* activations already reordered into another layout */
     size_t n_relayouts, cap_relayouts;
     dnnl_engine_t eng;
@@ -60,8 +60,10 @@ static int lerr(struct lower *l, const struct ir_node *n, int code, const char *
 
 static int64_t add_plan_tensor(struct lower *l, const struct ir_tensor *it, uint32_t storage)
 {
-    struct plan_tensor t = {.dtype = (uint32_t)it->dtype, .rank = (uint32_t)it->shape.rank,
-                            .storage = storage, .layout = PLAN_LAYOUT_PLAIN};
+    struct plan_tensor t = {.dtype = (uint32_t)it->dtype,
+                            .rank = (uint32_t)it->shape.rank,
+                            .storage = storage,
+                            .layout = PLAN_LAYOUT_PLAIN};
     int64_t name = plan_add_string(&l->b, it->name);
     int64_t numel = engine_shape_numel(&it->shape);
     size_t es = engine_dtype_size(it->dtype);
@@ -89,8 +91,8 @@ static int64_t operand_of(struct lower *l, const struct ir_node *n, int t)
     if (l->tmap[t] >= 0)
         return l->tmap[t];
     const struct ir_tensor *it = &l->g->tensors[t];
-    if (!it->data || !it->shape_known || it->nbytes != (size_t)engine_shape_numel(&it->shape) *
-                                                           engine_dtype_size(it->dtype))
+    if (!it->data || !it->shape_known ||
+        it->nbytes != (size_t)engine_shape_numel(&it->shape) * engine_dtype_size(it->dtype))
         return lerr(l, n, -EINVAL, "input is neither computed earlier nor a constant");
     int64_t pt = add_plan_tensor(l, it, PLAN_ST_CONST);
     if (pt < 0)
@@ -182,21 +184,43 @@ static int act_steps(enum ir_act act, float alpha, float beta, struct step s[2])
 {
     s[0] = (struct step){dnnl_alg_kind_undef, alpha, beta};
     switch (act) {
-    case IR_ACT_RELU: s[0].alg = dnnl_eltwise_relu; s[0].beta = 0; return 1;
-    case IR_ACT_CLIP: s[0].alg = dnnl_eltwise_clip; return 1;
-    case IR_ACT_SIGMOID: s[0].alg = dnnl_eltwise_logistic; return 1;
-    case IR_ACT_TANH: s[0].alg = dnnl_eltwise_tanh; return 1;
-    case IR_ACT_ELU: s[0].alg = dnnl_eltwise_elu; return 1;
-    case IR_ACT_GELU_ERF: s[0].alg = dnnl_eltwise_gelu_erf; return 1;
-    case IR_ACT_EXP: s[0].alg = dnnl_eltwise_exp; return 1;
-    case IR_ACT_SQRT: s[0].alg = dnnl_eltwise_sqrt; return 1;
-    case IR_ACT_ABS: s[0].alg = dnnl_eltwise_abs; return 1;
-    case IR_ACT_HARDSWISH: s[0].alg = dnnl_eltwise_hardswish; return 1;
+    case IR_ACT_RELU:
+        s[0].alg = dnnl_eltwise_relu;
+        s[0].beta = 0;
+        return 1;
+    case IR_ACT_CLIP:
+        s[0].alg = dnnl_eltwise_clip;
+        return 1;
+    case IR_ACT_SIGMOID:
+        s[0].alg = dnnl_eltwise_logistic;
+        return 1;
+    case IR_ACT_TANH:
+        s[0].alg = dnnl_eltwise_tanh;
+        return 1;
+    case IR_ACT_ELU:
+        s[0].alg = dnnl_eltwise_elu;
+        return 1;
+    case IR_ACT_GELU_ERF:
+        s[0].alg = dnnl_eltwise_gelu_erf;
+        return 1;
+    case IR_ACT_EXP:
+        s[0].alg = dnnl_eltwise_exp;
+        return 1;
+    case IR_ACT_SQRT:
+        s[0].alg = dnnl_eltwise_sqrt;
+        return 1;
+    case IR_ACT_ABS:
+        s[0].alg = dnnl_eltwise_abs;
+        return 1;
+    case IR_ACT_HARDSWISH:
+        s[0].alg = dnnl_eltwise_hardswish;
+        return 1;
     case IR_ACT_HARDSIGMOID:
         s[0].alg = dnnl_eltwise_linear;
         s[1] = (struct step){dnnl_eltwise_clip, 0.0f, 1.0f};
         return 2;
-    default: return -EINVAL;
+    default:
+        return -EINVAL;
     }
 }
 
@@ -204,8 +228,8 @@ static int push_post(struct plan_node *pn, uint32_t kind, const struct step *s)
 {
     if (pn->n_post >= PLAN_MAX_POST)
         return -E2BIG;
-    pn->post[pn->n_post++] = (struct plan_post){kind, s ? (uint32_t)s->alg : 0,
-                                                s ? s->alpha : 0, s ? s->beta : 0};
+    pn->post[pn->n_post++] =
+        (struct plan_post){kind, s ? (uint32_t)s->alg : 0, s ? s->alpha : 0, s ? s->beta : 0};
     return 0;
 }
 
@@ -252,8 +276,7 @@ static int lower_posts(struct lower *l, const struct ir_node *n, struct plan_nod
 
 static struct plan_node node_init(struct lower *l, const struct ir_node *n, uint32_t op)
 {
-    struct plan_node pn = {.op = op, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE,
-                           .impl = PLAN_NONE};
+    struct plan_node pn = {.op = op, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE, .impl = PLAN_NONE};
     int64_t name = plan_add_string(&l->b, n->name);
     int64_t onnx_op = plan_add_string(&l->b, n->op);
     pn.name = name < 0 ? 0 : (uint32_t)name;
@@ -320,16 +343,14 @@ static int emit(struct lower *l, const struct ir_node *n, const struct plan_node
     struct plan_view v;
     plan_builder_view(&l->b, &v);
     dnnl_primitive_desc_t pd;
-    int rc = plan_primitive_desc(&v, &l->b.nodes[l->b.n_nodes - 1], l->eng, &pd, l->err,
-                                 l->errlen);
+    int rc = plan_primitive_desc(&v, &l->b.nodes[l->b.n_nodes - 1], l->eng, &pd, l->err, l->errlen);
     if (rc)
         return rc;
     if (wt >= 0)
         rc = pack_weights(l, n, pd, (uint32_t)wt, plain_weights);
     const char *impl = NULL;
     if (!rc && pd &&
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
-        impl) {
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl) {
         int64_t s = plan_add_string(&l->b, impl);
         rc = s < 0 ? lerr(l, n, -ENOMEM, "out of memory") : 0;
         if (!rc)
@@ -342,8 +363,11 @@ static int emit(struct lower *l, const struct ir_node *n, const struct plan_node
 
 static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
 {
-    struct plan_node pn = {.op = PLAN_OP_REORDER, .sum_tensor = PLAN_NONE, .wmd = PLAN_NONE,
-                           .impl = PLAN_NONE, .out = (uint32_t)to};
+    struct plan_node pn = {.op = PLAN_OP_REORDER,
+                           .sum_tensor = PLAN_NONE,
+                           .wmd = PLAN_NONE,
+                           .impl = PLAN_NONE,
+                           .out = (uint32_t)to};
     int64_t op = plan_add_string(&l->b, "Reorder");
     if (op < 0 || set_inputs(l, &pn, &from, 1))
         return -ENOMEM;
@@ -356,8 +380,10 @@ static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t fr
 static int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int rank,
                              const int64_t *dims)
 {
-    struct plan_tensor t = {.dtype = ENGINE_F32, .rank = (uint32_t)rank,
-                            .storage = PLAN_ST_PACKED, .layout = PLAN_LAYOUT_PLAIN};
+    struct plan_tensor t = {.dtype = ENGINE_F32,
+                            .rank = (uint32_t)rank,
+                            .storage = PLAN_ST_PACKED,
+                            .layout = PLAN_LAYOUT_PLAIN};
     int64_t name = plan_add_string(&l->b, w->name);
     if (name < 0)
         return name;
@@ -368,8 +394,7 @@ static int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int ran
 
 /* ---- per-op lowering ---- */
 
-static int get_ints(const struct ir_node *n, const char *name, int64_t *out, int count,
-                    int64_t def)
+static int get_ints(const struct ir_node *n, const char *name, int64_t *out, int count, int64_t def)
 {
     const struct ir_attr *a = ir_attr_get(n, name);
     for (int i = 0; i < count; i++)
@@ -463,8 +488,8 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
         return rc;
     ts[0] = operand_of(l, n, n->in[0]);
     /* constant weights are pre-packed into the image; computed ones are read plain */
-    ts[1] = w->data ? packed_tensor(l, w, w->shape.rank, w->shape.dims)
-                    : plain_operand(l, n, n->in[1]);
+    ts[1] =
+        w->data ? packed_tensor(l, w, w->shape.rank, w->shape.dims) : plain_operand(l, n, n->in[1]);
     ts[2] = b ? plain_operand(l, n, n->in[2]) : 0;
     if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0)
         return lerr(l, n, -EINVAL, "bad operands");
@@ -520,8 +545,11 @@ static int lower_inner(struct lower *l, const struct ir_node *n, int transposed,
     if (!rc) {
         ts[0] = plain_operand(l, n, n->in[0]);
         ts[1] = packed_tensor(l, w, 2, dims);
-        struct ir_tensor bt = {.name = bias ? bias->name : NULL, .dtype = ENGINE_F32,
-                               .shape = {1, {nn}}, .shape_known = 1, .data = bbuf};
+        struct ir_tensor bt = {.name = bias ? bias->name : NULL,
+                               .dtype = ENGINE_F32,
+                               .shape = {1, {nn}},
+                               .shape_known = 1,
+                               .data = bbuf};
         ts[2] = bias ? add_plan_tensor(l, &bt, PLAN_ST_CONST) : 0;
         int64_t out = output_of(l, n, 0);
         rc = ts[0] < 0 || ts[1] < 0 || ts[2] < 0 || out < 0 ? -EINVAL : 0;
@@ -637,7 +665,7 @@ static int lower_pool(struct lower *l, const struct ir_node *n)
             return rc;
     }
     int is_max = strstr(n->op, "Max") != NULL;
-    pn.alg = is_max ? dnnl_pooling_max
+    pn.alg = is_max                                   ? dnnl_pooling_max
              : ir_attr_int(n, "count_include_pad", 0) ? dnnl_pooling_avg_include_padding
                                                       : dnnl_pooling_avg_exclude_padding;
     if (ir_attr_int(n, "storage_order", 0))
@@ -673,20 +701,25 @@ static int eltwise_of(struct lower *l, const struct ir_node *n, struct step s[2]
         enum ir_act act;
         float alpha, beta;
     } map[] = {
-        {"Relu", IR_ACT_RELU, 0, 0},           {"LeakyRelu", IR_ACT_RELU, 0.01f, 0},
-        {"Sigmoid", IR_ACT_SIGMOID, 0, 0},     {"Tanh", IR_ACT_TANH, 0, 0},
+        {"Relu", IR_ACT_RELU, 0, 0},
+        {"LeakyRelu", IR_ACT_RELU, 0.01f, 0},
+        {"Sigmoid", IR_ACT_SIGMOID, 0, 0},
+        {"Tanh", IR_ACT_TANH, 0, 0},
         {"HardSigmoid", IR_ACT_HARDSIGMOID, 0.2f, 0.5f},
-        {"HardSwish", IR_ACT_HARDSWISH, 0, 0}, {"Elu", IR_ACT_ELU, 1.0f, 0},
-        {"Exp", IR_ACT_EXP, 0, 0},             {"Sqrt", IR_ACT_SQRT, 0, 0},
-        {"Abs", IR_ACT_ABS, 0, 0},             {"Clip", IR_ACT_CLIP, -FLT_MAX, FLT_MAX},
+        {"HardSwish", IR_ACT_HARDSWISH, 0, 0},
+        {"Elu", IR_ACT_ELU, 1.0f, 0},
+        {"Exp", IR_ACT_EXP, 0, 0},
+        {"Sqrt", IR_ACT_SQRT, 0, 0},
+        {"Abs", IR_ACT_ABS, 0, 0},
+        {"Clip", IR_ACT_CLIP, -FLT_MAX, FLT_MAX},
     };
     for (size_t i = 0; i < ARRAY_LEN(map); i++) {
         if (strcmp(map[i].op, n->op) != 0)
             continue;
         float alpha = ir_attr_float(n, map[i].act == IR_ACT_CLIP ? "min" : "alpha", map[i].alpha);
         float beta = ir_attr_float(n, map[i].act == IR_ACT_CLIP ? "max" : "beta", map[i].beta);
-        if (map[i].act == IR_ACT_CLIP && (scalar_input(l, n, 1, alpha, &alpha) ||
-                                          scalar_input(l, n, 2, beta, &beta)))
+        if (map[i].act == IR_ACT_CLIP &&
+            (scalar_input(l, n, 1, alpha, &alpha) || scalar_input(l, n, 2, beta, &beta)))
             return -EINVAL;
         return act_steps(map[i].act, alpha, beta, s);
     }
@@ -738,9 +771,8 @@ static int lower_binary(struct lower *l, const struct ir_node *n)
     const struct engine_shape *ys = &l->g->tensors[n->out[0]].shape;
     /* oneDNN takes float32 with at most the second operand broadcast; the rest runs in C */
     if (a->dtype != ENGINE_F32 || b->dtype != ENGINE_F32 ||
-        (!same_shape(&a->shape, ys) && !same_shape(&b->shape, ys)) ||
-        strcmp(n->op, "Pow") == 0 || strcmp(n->op, "Equal") == 0 || strcmp(n->op, "Less") == 0 ||
-        strcmp(n->op, "Greater") == 0)
+        (!same_shape(&a->shape, ys) && !same_shape(&b->shape, ys)) || strcmp(n->op, "Pow") == 0 ||
+        strcmp(n->op, "Equal") == 0 || strcmp(n->op, "Less") == 0 || strcmp(n->op, "Greater") == 0)
         return lower_binary_kernel(l, n);
     struct plan_node pn = node_init(l, n, PLAN_OP_BINARY);
     size_t i = 0;
@@ -907,7 +939,8 @@ static int set_params(struct lower *l, struct plan_node *pn, const int64_t *vals
     pn->params_first = l->b.n_index;
     pn->n_params = count;
     for (uint32_t i = 0; i < count; i++)
-        if (vals[i] < INT32_MIN || vals[i] > INT32_MAX || plan_add_index(&l->b, (int32_t)vals[i]) < 0)
+        if (vals[i] < INT32_MIN || vals[i] > INT32_MAX ||
+            plan_add_index(&l->b, (int32_t)vals[i]) < 0)
             return -EINVAL;
     return 0;
 }
@@ -958,8 +991,8 @@ static int const_ints(struct lower *l, const struct ir_node *n, int i, int64_t *
         (t->dtype != ENGINE_I64 && t->dtype != ENGINE_I32))
         return lerr(l, n, -EINVAL, "slice parameters must be small integer constants");
     for (int64_t j = 0; j < k; j++)
-        out[j] = t->dtype == ENGINE_I64 ? ((const int64_t *)t->data)[j]
-                                        : ((const int32_t *)t->data)[j];
+        out[j] =
+            t->dtype == ENGINE_I64 ? ((const int64_t *)t->data)[j] : ((const int32_t *)t->data)[j];
     *count = (int)k;
     return 0;
 }
@@ -1032,8 +1065,8 @@ static int lower_binary_kernel(struct lower *l, const struct ir_node *n)
     static const struct {
         const char *op;
         enum k_binop k;
-    } map[] = {{"Add", K_ADD},   {"Sub", K_SUB},     {"Mul", K_MUL},   {"Div", K_DIV},
-               {"Pow", K_POW},   {"Max", K_MAX},     {"Min", K_MIN},   {"Equal", K_EQUAL},
+    } map[] = {{"Add", K_ADD},   {"Sub", K_SUB},        {"Mul", K_MUL}, {"Div", K_DIV},
+               {"Pow", K_POW},   {"Max", K_MAX},        {"Min", K_MIN}, {"Equal", K_EQUAL},
                {"Less", K_LESS}, {"Greater", K_GREATER}};
     size_t i = 0;
     while (i < ARRAY_LEN(map) && strcmp(map[i].op, n->op) != 0)
@@ -1393,8 +1426,10 @@ static int lower_graph(struct lower *l, const struct plan_compile_opts *opts)
 int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts, void **image,
                  size_t *image_len, char *err, size_t errlen)
 {
-    struct lower l = {.g = g, .model = opts->model_name ? opts->model_name : "model",
-                      .err = err, .errlen = errlen};
+    struct lower l = {.g = g,
+                      .model = opts->model_name ? opts->model_name : "model",
+                      .err = err,
+                      .errlen = errlen};
     if (err && errlen)
         err[0] = '\0';
     plan_builder_init(&l.b);
@@ -1446,7 +1481,8 @@ int engine_compile(const void *onnx, size_t len, const struct engine_compile_opt
         rc = ir_optimize(g, err, errlen);
     if (!rc) {
         struct plan_compile_opts po = {.threads = opts->threads ? opts->threads : 1,
-                                       .model_name = model, .source_sha256 = sha};
+                                       .model_name = model,
+                                       .source_sha256 = sha};
         rc = plan_compile(g, &po, image, image_len, err, errlen);
     }
     ir_free(g);

@@ -13,8 +13,8 @@
 #define DNNL_VERSION_STR                                                                           \
     STR(DNNL_VERSION_MAJOR) "." STR(DNNL_VERSION_MINOR) "." STR(DNNL_VERSION_PATCH)
 #define FINGERPRINT(isa)                                                                           \
-    "shmfaas-engine " SHMFAAS_VERSION " plan/" STR(PLAN_FORMAT_VERSION_NUM) " onednn/"            \
-        DNNL_VERSION_STR " isa/" isa
+    "shmfaas-engine " SHMFAAS_VERSION                                                              \
+    " plan/" STR(PLAN_FORMAT_VERSION_NUM) " onednn/" DNNL_VERSION_STR " isa/" isa
 #define PLAN_FORMAT_VERSION_NUM 1
 
 _Static_assert(PLAN_FORMAT_VERSION_NUM == PLAN_FORMAT_VERSION, "fingerprint names the format");

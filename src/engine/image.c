@@ -150,8 +150,7 @@ static void copy_section(uint8_t *img, const struct plan_header *h, enum plan_se
         memcpy(img + h->sec[id].offset, src, h->sec[id].size);
 }
 
-int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char *err,
-                        size_t errlen)
+int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char *err, size_t errlen)
 {
     struct plan_header *h = &b->h;
     memcpy(h->magic, PLAN_MAGIC, sizeof(h->magic));
@@ -180,8 +179,7 @@ int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char 
     struct plan_header *out = (struct plan_header *)img;
     memcpy(out, h, sizeof(*h));
     uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
-    sha256(img + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM,
-           out->tables_sha256);
+    sha256(img + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM, out->tables_sha256);
     sha256(img + PLAN_IMAGE_HASHED_FROM, total - PLAN_IMAGE_HASHED_FROM, out->image_sha256);
     *image = img;
     *len = total;
@@ -222,9 +220,12 @@ static int check_header(const uint8_t *p, size_t len, char *err, size_t errlen)
 }
 
 static const size_t sec_elem[PLAN_SEC_COUNT] = {
-    [PLAN_SEC_TENSORS] = sizeof(struct plan_tensor), [PLAN_SEC_NODES] = sizeof(struct plan_node),
-    [PLAN_SEC_INDEX] = sizeof(int32_t),              [PLAN_SEC_STRINGS] = 0,
-    [PLAN_SEC_MDS] = sizeof(dnnl_memory_desc_t),     [PLAN_SEC_WEIGHTS] = 0,
+    [PLAN_SEC_TENSORS] = sizeof(struct plan_tensor),
+    [PLAN_SEC_NODES] = sizeof(struct plan_node),
+    [PLAN_SEC_INDEX] = sizeof(int32_t),
+    [PLAN_SEC_STRINGS] = 0,
+    [PLAN_SEC_MDS] = sizeof(dnnl_memory_desc_t),
+    [PLAN_SEC_WEIGHTS] = 0,
 };
 
 static const char *const sec_name[PLAN_SEC_COUNT] = {"tensors", "nodes", "index",
@@ -240,9 +241,10 @@ static int check_sections(const struct plan_header *h, size_t len, char *err, si
             return seterr(err, errlen, -EINVAL,
                           "plan image: section %s (offset %llu, %llu bytes) outside the %zu-byte "
                           "image or misaligned",
-                          sec_name[i], (unsigned long long)s->offset,
-                          (unsigned long long)s->size, len);
-        if (sec_elem[i] && (s->count > PLAN_MAX_TENSORS * 4ull || s->size != s->count * sec_elem[i]))
+                          sec_name[i], (unsigned long long)s->offset, (unsigned long long)s->size,
+                          len);
+        if (sec_elem[i] &&
+            (s->count > PLAN_MAX_TENSORS * 4ull || s->size != s->count * sec_elem[i]))
             return seterr(err, errlen, -EINVAL,
                           "plan image: section %s holds %llu bytes for %llu entries", sec_name[i],
                           (unsigned long long)s->size, (unsigned long long)s->count);
@@ -276,8 +278,8 @@ static int check_string(const struct plan_view *v, uint32_t off, int optional, c
 {
     if (off < v->strings_size || (optional && off == PLAN_NONE))
         return 0;
-    return seterr(err, errlen, -EINVAL, "plan image: %s %u names string %u outside the table",
-                  what, i, off);
+    return seterr(err, errlen, -EINVAL, "plan image: %s %u names string %u outside the table", what,
+                  i, off);
 }
 
 static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t errlen)
@@ -290,8 +292,9 @@ static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t
     size_t esize = engine_dtype_size((int)t->dtype);
     if (!esize || t->rank > ENGINE_MAX_RANK || !plan_layout_valid(t->layout, t->rank) ||
         (t->layout != PLAN_LAYOUT_PLAIN && (t->storage != PLAN_ST_ARENA || t->dtype != ENGINE_F32)))
-        return seterr(err, errlen, -EINVAL, "plan image: tensor %s: bad dtype %u, rank %u or layout",
-                      name, t->dtype, t->rank);
+        return seterr(err, errlen, -EINVAL,
+                      "plan image: tensor %s: bad dtype %u, rank %u or layout", name, t->dtype,
+                      t->rank);
     struct engine_shape s = {.rank = (int)t->rank};
     memcpy(s.dims, t->dims, sizeof(s.dims));
     int64_t numel = engine_shape_numel(&s);
@@ -356,7 +359,8 @@ static int check_node(const struct plan_view *v, uint32_t i, char *err, size_t e
         return rc;
     if (n->op < PLAN_OP_CONV || n->op >= PLAN_OP_COUNT_ || n->n_post > PLAN_MAX_POST ||
         (n->wmd != PLAN_NONE && n->wmd >= v->n_mds))
-        return seterr(err, errlen, -EINVAL, "plan image: node %s: bad op %u, post-op count %u or md",
+        return seterr(err, errlen, -EINVAL,
+                      "plan image: node %s: bad op %u, post-op count %u or md",
                       v->strings + n->name, n->op, n->n_post);
     for (uint32_t k = 0; k < n->n_in && !rc; k++)
         rc = check_tensor_ref(v, v->index[n->in_first + k], 0, "node", i, err, errlen);

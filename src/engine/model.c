@@ -52,8 +52,7 @@ static int check_threads(const struct plan_view *v, char *err, size_t errlen)
             return seterr(err, errlen, -EPROTO,
                           "model %s: image compiled for %u thread(s), this process runs "
                           "OMP_NUM_THREADS=%ld (ISA %s); recompile with --threads %ld",
-                          plan_str(v, v->h->model_name), v->h->threads, want, cpu_isa_name(),
-                          want);
+                          plan_str(v, v->h->model_name), v->h->threads, want, cpu_isa_name(), want);
     }
     return 0;
 }
@@ -83,7 +82,8 @@ static int check_weights(const struct engine_model *m, const struct plan_node *n
     int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER) &&
                  m->v.tensors[plan_input(&m->v, n, 1)].storage == PLAN_ST_PACKED;
     if (!packed)
-        return n->wmd == PLAN_NONE ? 0 : refuse(m, n, "unexpected weights layout", impl, err, errlen);
+        return n->wmd == PLAN_NONE ? 0
+                                   : refuse(m, n, "unexpected weights layout", impl, err, errlen);
     if (n->wmd == PLAN_NONE)
         return refuse(m, n, "weights layout missing", impl, err, errlen);
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);

@@ -16,11 +16,16 @@
 #include <string.h>
 
 static const char *const op_names[PLAN_OP_COUNT_] = {
-    [PLAN_OP_CONV] = "conv",       [PLAN_OP_INNER] = "inner_product",
-    [PLAN_OP_MATMUL] = "matmul",   [PLAN_OP_POOL] = "pooling",
-    [PLAN_OP_ELTWISE] = "eltwise", [PLAN_OP_BINARY] = "binary",
-    [PLAN_OP_SOFTMAX] = "softmax", [PLAN_OP_CONCAT] = "concat",
-    [PLAN_OP_BATCHNORM] = "batch_normalization", [PLAN_OP_REORDER] = "reorder",
+    [PLAN_OP_CONV] = "conv",
+    [PLAN_OP_INNER] = "inner_product",
+    [PLAN_OP_MATMUL] = "matmul",
+    [PLAN_OP_POOL] = "pooling",
+    [PLAN_OP_ELTWISE] = "eltwise",
+    [PLAN_OP_BINARY] = "binary",
+    [PLAN_OP_SOFTMAX] = "softmax",
+    [PLAN_OP_CONCAT] = "concat",
+    [PLAN_OP_BATCHNORM] = "batch_normalization",
+    [PLAN_OP_REORDER] = "reorder",
     [PLAN_OP_KERNEL] = "kernel",
 };
 
@@ -38,9 +43,9 @@ struct layout_def {
 };
 
 static const struct layout_def layouts[] = {
-    {dnnl_aBc8b, 3, 8},    {dnnl_aBcd8b, 4, 8},    {dnnl_aBcde8b, 5, 8},
-    {dnnl_aBc16b, 3, 16},  {dnnl_aBcd16b, 4, 16},  {dnnl_aBcde16b, 5, 16},
-    {dnnl_acb, 3, 1},      {dnnl_acdb, 4, 1},      {dnnl_acdeb, 5, 1},
+    {dnnl_aBc8b, 3, 8},   {dnnl_aBcd8b, 4, 8},   {dnnl_aBcde8b, 5, 8},
+    {dnnl_aBc16b, 3, 16}, {dnnl_aBcd16b, 4, 16}, {dnnl_aBcde16b, 5, 16},
+    {dnnl_acb, 3, 1},     {dnnl_acdb, 4, 1},     {dnnl_acdeb, 5, 1},
 };
 
 static const struct layout_def *layout_find(uint32_t layout)
@@ -121,8 +126,9 @@ struct node_ctx {
 
 static int node_err(const struct node_ctx *c, int code, const char *what)
 {
-    return seterr(c->err, c->errlen, code, "model %s: node %s (%s): %s", plan_str(c->v, c->v->h->model_name),
-                  plan_str(c->v, c->n->name), plan_str(c->v, c->n->onnx_op), what);
+    return seterr(c->err, c->errlen, code, "model %s: node %s (%s): %s",
+                  plan_str(c->v, c->v->h->model_name), plan_str(c->v, c->n->name),
+                  plan_str(c->v, c->n->onnx_op), what);
 }
 
 static const struct plan_tensor *operand(const struct node_ctx *c, uint32_t i)
@@ -282,17 +288,17 @@ static int conv_weights_md(const struct node_ctx *c, const struct plan_tensor *s
     for (uint32_t i = 1; i < w->rank; i++)
         dims[nd++] = w->dims[i];
     /* pre-packed weights: oneDNN's choice; weights computed at run time: plain (g)oihw */
-    dnnl_status_t st = w->storage == PLAN_ST_PACKED
-                           ? dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32,
-                                                          dnnl_format_tag_any)
-                           : dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, NULL);
+    dnnl_status_t st =
+        w->storage == PLAN_ST_PACKED
+            ? dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32, dnnl_format_tag_any)
+            : dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, NULL);
     if (st != dnnl_success || w->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "bad weights dims");
     return 0;
 }
 
-static int bias_md(const struct node_ctx *c, uint32_t idx, int64_t channels,
-                   dnnl_memory_desc_t *md, const dnnl_memory_desc_t **out)
+static int bias_md(const struct node_ctx *c, uint32_t idx, int64_t channels, dnnl_memory_desc_t *md,
+                   const dnnl_memory_desc_t **out)
 {
     *out = NULL;
     if (c->n->n_in <= idx)
@@ -324,10 +330,9 @@ static int conv_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_d
     dnnl_convolution_desc_t d;
     struct geometry g;
     geometry_of(c->n, &g);
-    if (dnnl_dilated_convolution_forward_desc_init(&d, dnnl_forward_inference,
-                                                   dnnl_convolution_direct, &smd, &wmd, bp, &dmd,
-                                                   g.strides, g.dilations, g.pad_l,
-                                                   g.pad_r) != dnnl_success)
+    if (dnnl_dilated_convolution_forward_desc_init(
+            &d, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd, bp, &dmd, g.strides,
+            g.dilations, g.pad_l, g.pad_r) != dnnl_success)
         return node_err(c, -EINVAL, "oneDNN refuses the convolution's shapes");
     dnnl_primitive_attr_t attr;
     rc = make_attr(c, &attr, 0);
@@ -524,8 +529,8 @@ static int concat_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive
     rc = make_attr(c, &attr, 0);
     if (rc)
         return rc;
-    dnnl_status_t st = dnnl_concat_primitive_desc_create(pd, &dmd, (int)c->n->n_in, (int)axis, src,
-                                                         attr, eng);
+    dnnl_status_t st =
+        dnnl_concat_primitive_desc_create(pd, &dmd, (int)c->n->n_in, (int)axis, src, attr, eng);
     dnnl_primitive_attr_destroy(attr);
     return st == dnnl_success ? 0 : node_err(c, -EINVAL, "oneDNN refuses the concat");
 }
@@ -599,8 +604,8 @@ static int slice_check(const struct node_ctx *c, const int32_t *p)
     for (uint32_t i = 0; i < src->rank; i++) {
         int64_t start = p[i], step = p[src->rank + i], n = dst->dims[i];
         int64_t last = start + (n - 1) * step;
-        if (n > 0 && (step == 0 || start < 0 || start >= src->dims[i] || last < 0 ||
-                      last >= src->dims[i]))
+        if (n > 0 &&
+            (step == 0 || start < 0 || start >= src->dims[i] || last < 0 || last >= src->dims[i]))
             return node_err(c, -EINVAL, "slice reads outside its input");
     }
     return 0;
@@ -614,9 +619,9 @@ static int gather_check(const struct node_ctx *c)
         dst->rank != src->rank - 1 + idx->rank)
         return node_err(c, -EINVAL, "gather axis, indices or output rank do not fit");
     for (uint32_t i = 0; i < dst->rank; i++) {
-        int64_t want = i < axis                ? src->dims[i]
+        int64_t want = i < axis               ? src->dims[i]
                        : i < axis + idx->rank ? idx->dims[i - axis]
-                                               : src->dims[i - idx->rank + 1];
+                                              : src->dims[i - idx->rank + 1];
         if (dst->dims[i] != want)
             return node_err(c, -EINVAL, "gather output shape does not follow from its inputs");
     }

@@ -53,19 +53,19 @@ struct plan_section {
 };
 
 struct plan_header {
-    char magic[8];               /* PLAN_MAGIC */
-    uint32_t format_version;     /* PLAN_FORMAT_VERSION */
-    uint32_t header_size;        /* sizeof(struct plan_header) */
-    uint8_t image_sha256[32];    /* of bytes [PLAN_IMAGE_HASHED_FROM, image_size) */
-    uint8_t tables_sha256[32];   /* of bytes [PLAN_TABLES_HASHED_FROM, weights offset) */
-    uint64_t image_size;         /* total bytes */
-    char engine_version[16];     /* SHMFAAS_VERSION */
-    char dnnl_version[16];       /* "2.6.3" */
-    char isa[24];                /* oneDNN effective ISA, "avx2" */
-    uint32_t threads;            /* intra-op threads the primitives were chosen for */
-    uint32_t model_name;         /* string offset */
-    uint8_t source_sha256[32];   /* of the ONNX bytes */
-    uint64_t arena_size;         /* activation bytes per session */
+    char magic[8];                     /* PLAN_MAGIC */
+    uint32_t format_version;           /* PLAN_FORMAT_VERSION */
+    uint32_t header_size;              /* sizeof(struct plan_header) */
+    uint8_t image_sha256[32];          /* of bytes [PLAN_IMAGE_HASHED_FROM, image_size) */
+    uint8_t tables_sha256[32];         /* of bytes [PLAN_TABLES_HASHED_FROM, weights offset) */
+    uint64_t image_size;               /* total bytes */
+    char engine_version[16];           /* SHMFAAS_VERSION */
+    char dnnl_version[16];             /* "2.6.3" */
+    char isa[24];                      /* oneDNN effective ISA, "avx2" */
+    uint32_t threads;                  /* intra-op threads the primitives were chosen for */
+    uint32_t model_name;               /* string offset */
+    uint8_t source_sha256[32];         /* of the ONNX bytes */
+    uint64_t arena_size;               /* activation bytes per session */
     uint32_t inputs_first, n_inputs;   /* graph inputs: index-section slice of tensor ids */
     uint32_t outputs_first, n_outputs; /* graph outputs */
     struct plan_section sec[PLAN_SEC_COUNT];
@@ -123,10 +123,10 @@ enum plan_op {
 
 /* Plain-C data-movement kernels; their parameters are int32 values in the index section. */
 enum plan_kernel {
-    PLAN_K_TRANSPOSE = 1, /* in: src; params: perm[rank] */
-    PLAN_K_SLICE = 2,     /* in: src; params: starts[rank], steps[rank] (normalised) */
-    PLAN_K_GATHER = 3,    /* in: data, indices (int64); axis */
-    PLAN_K_BINARY = 4,    /* in: a, b (numpy broadcast); params: enum k_binop */
+    PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
+    PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
+    PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */
+    PLAN_K_BINARY = 4,      /* in: a, b (numpy broadcast); params: enum k_binop */
     PLAN_K_REDUCE_MEAN = 5, /* in: src (float32); params: reduce flag per axis */
 };
 
@@ -142,18 +142,18 @@ struct plan_post {
 };
 
 struct plan_node {
-    uint32_t name;       /* string offset */
-    uint32_t op;         /* enum plan_op */
-    uint32_t onnx_op;    /* string offset: the ONNX op it came from, for messages */
-    uint32_t alg;        /* dnnl_alg_kind_t */
-    uint32_t in_first;   /* index-section slice of input tensor ids */
+    uint32_t name;     /* string offset */
+    uint32_t op;       /* enum plan_op */
+    uint32_t onnx_op;  /* string offset: the ONNX op it came from, for messages */
+    uint32_t alg;      /* dnnl_alg_kind_t */
+    uint32_t in_first; /* index-section slice of input tensor ids */
     uint32_t n_in;
     uint32_t out;        /* output tensor id */
     uint32_t sum_tensor; /* addend of a SUM post-op, or PLAN_NONE */
     uint32_t n_post;
-    uint32_t impl;       /* string offset: oneDNN implementation chosen at compile time */
-    uint32_t wmd;        /* MDS index of the packed weights' md, or PLAN_NONE */
-    uint32_t collapse;   /* INNER/SOFTMAX: leading dims folded into one (see plan.c) */
+    uint32_t impl;     /* string offset: oneDNN implementation chosen at compile time */
+    uint32_t wmd;      /* MDS index of the packed weights' md, or PLAN_NONE */
+    uint32_t collapse; /* INNER/SOFTMAX: leading dims folded into one (see plan.c) */
     uint32_t params_first, n_params; /* KERNEL: index-section slice of int32 parameters */
     struct plan_post post[PLAN_MAX_POST];
     int64_t kernel[PLAN_MAX_SPATIAL];
@@ -209,7 +209,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
 /* The memory desc of tensor t as an operand, in its layout; plain tensors may be viewed with
  * leading dims collapsed (INNER, SOFTMAX) or rank left-padded with ones to `rank` (BINARY,
  * MATMUL). */
-int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnnl_memory_desc_t *md);
+int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse,
+                   dnnl_memory_desc_t *md);
 /* 1 if layout is plain or one of the blocked/channels-last tags allowed for this rank. */
 int plan_layout_valid(uint32_t layout, uint32_t rank);
 /* Channel block of a blocked layout (8, 16), 1 otherwise. */
@@ -278,8 +279,8 @@ struct engine_model {
 };
 
 /* ---- CPU / build identity ---- */
-const char *cpu_isa_name(void);      /* oneDNN's effective ISA, "avx2" */
+const char *cpu_isa_name(void);               /* oneDNN's effective ISA, "avx2" */
 void cpu_dnnl_version(char *buf, size_t len); /* runtime oneDNN version, "2.6.3" */
-void cpu_set_threads(int threads);   /* omp_set_num_threads for this thread */
+void cpu_set_threads(int threads);            /* omp_set_num_threads for this thread */
 
 #endif

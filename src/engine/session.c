@@ -18,7 +18,7 @@
 
 /* A plain-C kernel node, its pointers and parameters resolved at session create. */
 struct session_kernel {
-    uint32_t kind; /* enum plan_kernel, 0 for a oneDNN node */
+    uint32_t kind;         /* enum plan_kernel, 0 for a oneDNN node */
     const void *src, *idx; /* idx: gather indices or the binary op's second operand */
     struct engine_shape bs;
     int dtype, op;
@@ -164,7 +164,8 @@ static int setup_node(struct engine_session *s, uint32_t k)
         rc = add_mem(s, pd, DNNL_ARG_DST, tensor_ptr(s, n->out), &sn->args[sn->nargs++]);
     if (!rc)
         rc = add_mem(s, pd, DNNL_ARG_SCRATCHPAD, s->scratch, &sn->args[sn->nargs++]);
-    if (!rc && n->sum_tensor != PLAN_NONE && tensor_ptr(s, n->sum_tensor) != tensor_ptr(s, n->out)) {
+    if (!rc && n->sum_tensor != PLAN_NONE &&
+        tensor_ptr(s, n->sum_tensor) != tensor_ptr(s, n->out)) {
         sn->sum_from = tensor_ptr(s, n->sum_tensor);
         sn->sum_to = tensor_ptr(s, n->out);
         sn->sum_bytes = (size_t)v->tensors[n->out].nbytes;
@@ -294,8 +295,8 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
         return seterr(err, errlen, -EINVAL, "model %s: %d output slots for %u outputs",
                       plan_str(v, h->model_name), n_outputs, h->n_outputs);
     for (uint32_t i = 0; i < h->n_inputs; i++) {
-        int rc = copy_input(s, (uint32_t)v->index[h->inputs_first + i], inputs, n_inputs, err,
-                            errlen);
+        int rc =
+            copy_input(s, (uint32_t)v->index[h->inputs_first + i], inputs, n_inputs, err, errlen);
         if (rc)
             return rc;
     }
@@ -309,8 +310,8 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
                      ? 0
                      : -EIO;
         if (rc == -EINVAL || rc == -EDOM)
-            return seterr(err, errlen, rc, "model %s: node %s: %s",
-                          plan_str(v, h->model_name), plan_str(v, v->nodes[k].name),
+            return seterr(err, errlen, rc, "model %s: node %s: %s", plan_str(v, h->model_name),
+                          plan_str(v, v->nodes[k].name),
                           rc == -EDOM ? "integer division by zero" : "gather index out of range");
         if (rc)
             return seterr(err, errlen, -EIO, "model %s: node %s failed to run",

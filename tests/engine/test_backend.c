@@ -32,8 +32,10 @@ static void run_graph(struct ir_graph *g, const float *const *inputs, struct run
     struct engine_tensor in[4];
     for (int i = 0; i < n_in; i++) {
         const struct ir_tensor *t = &g->tensors[g->inputs[i]];
-        in[i] = (struct engine_tensor){.name = strdup(t->name), .dtype = ENGINE_F32,
-                                       .shape = t->shape, .data = (void *)inputs[i],
+        in[i] = (struct engine_tensor){.name = strdup(t->name),
+                                       .dtype = ENGINE_F32,
+                                       .shape = t->shape,
+                                       .data = (void *)inputs[i],
                                        .nbytes = (size_t)engine_shape_numel(&t->shape) * 4};
     }
     int rc = tb_compile(g, 1, &r->img, &r->len, err, sizeof(err));

@@ -60,8 +60,10 @@ static int run_image(const void *img, size_t len, const float *x, float *y, char
         return rc;
     rc = engine_session_create(m, &s, err, errlen);
     if (!rc) {
-        struct engine_tensor in = {.name = NULL, .dtype = ENGINE_F32,
-                                   .shape = SHAPE(4, 1, 3, 8, 8), .data = (void *)x,
+        struct engine_tensor in = {.name = NULL,
+                                   .dtype = ENGINE_F32,
+                                   .shape = SHAPE(4, 1, 3, 8, 8),
+                                   .data = (void *)x,
                                    .nbytes = 3 * 64 * sizeof(float)};
         struct engine_tensor out[4];
         rc = engine_session_run(s, &in, 1, out, 4, err, errlen);
@@ -173,8 +175,8 @@ static void test_sessions(void **state)
     assert_int_equal(engine_model_open(f->img, f->len, &m, err, sizeof(err)), 0);
     assert_int_equal(engine_session_create(m, &a, err, sizeof(err)), 0);
     assert_int_equal(engine_session_create(m, &b, err, sizeof(err)), 0);
-    struct engine_tensor in = {.dtype = ENGINE_F32, .shape = SHAPE(4, 1, 3, 8, 8), .data = f->x,
-                               .nbytes = sizeof(f->x)};
+    struct engine_tensor in = {
+        .dtype = ENGINE_F32, .shape = SHAPE(4, 1, 3, 8, 8), .data = f->x, .nbytes = sizeof(f->x)};
     struct engine_tensor oa[1], ob[1];
     assert_int_equal(engine_session_run(a, &in, 1, oa, 1, err, sizeof(err)), 0);
     engine_session_release_memory(a);
@@ -197,8 +199,11 @@ static void test_input_checks(void **state)
     assert_int_equal(engine_model_open(f->img, f->len, &m, err, sizeof(err)), 0);
     assert_int_equal(engine_session_create(m, &s, err, sizeof(err)), 0);
     struct engine_tensor out[1];
-    struct engine_tensor in = {.name = "x", .dtype = ENGINE_F32, .shape = SHAPE(4, 1, 3, 8, 7),
-                               .data = f->x, .nbytes = 3 * 56 * sizeof(float)};
+    struct engine_tensor in = {.name = "x",
+                               .dtype = ENGINE_F32,
+                               .shape = SHAPE(4, 1, 3, 8, 7),
+                               .data = f->x,
+                               .nbytes = 3 * 56 * sizeof(float)};
     assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "expects [1,3,8,8]"));
     in.shape = SHAPE(4, 1, 3, 8, 8);
@@ -222,8 +227,14 @@ static void test_input_checks(void **state)
 static void test_truncated(void **state)
 {
     struct fixture *f = *state;
-    size_t lens[] = {0, 7, 64, sizeof(struct plan_header) - 1, sizeof(struct plan_header),
-                     f->len / 2, f->len - 64, f->len - 1};
+    size_t lens[] = {0,
+                     7,
+                     64,
+                     sizeof(struct plan_header) - 1,
+                     sizeof(struct plan_header),
+                     f->len / 2,
+                     f->len - 64,
+                     f->len - 1};
     char err[512];
     for (size_t i = 0; i < ARRAY_LEN(lens); i++) {
         fresh_copy(f);
@@ -400,7 +411,8 @@ static void test_resealed_mutations(void **state)
             seed = seed * 1664525u + 1013904223u;
             uint64_t pos = lo + (seed >> 4) % (hi - lo);
             seed = seed * 1664525u + 1013904223u;
-            f->copy[pos] = (iter & 1) ? (uint8_t)(seed >> 24) : f->copy[pos] ^ (uint8_t)(1u << (seed >> 29));
+            f->copy[pos] =
+                (iter & 1) ? (uint8_t)(seed >> 24) : f->copy[pos] ^ (uint8_t)(1u << (seed >> 29));
         }
         reseal(f->copy, f->len);
         if (run_image(f->copy, f->len, f->x, y, err, sizeof(err)) == 0)
@@ -463,8 +475,11 @@ static void test_resealed_kernel_mutations(void **state)
         if (engine_session_create(m, &s, err, sizeof(err)) == 0) {
             struct engine_tensor_info ti;
             engine_model_input(m, 0, &ti);
-            struct engine_tensor in = {.name = ti.name, .dtype = ti.dtype, .shape = ti.shape,
-                                       .data = x, .nbytes = sizeof(x)};
+            struct engine_tensor in = {.name = ti.name,
+                                       .dtype = ti.dtype,
+                                       .shape = ti.shape,
+                                       .data = x,
+                                       .nbytes = sizeof(x)};
             struct engine_tensor out[4];
             if (engine_session_run(s, &in, 1, out, 4, err, sizeof(err)) == 0 &&
                 out[0].nbytes <= sizeof(y))
@@ -506,10 +521,10 @@ static void test_thread_count(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_sessions),
-        cmocka_unit_test(test_input_checks),  cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_flipped_bytes), cmocka_unit_test(test_header_fields),
-        cmocka_unit_test(test_section_fields), cmocka_unit_test(test_table_fields),
+        cmocka_unit_test(test_round_trip),         cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_input_checks),       cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_flipped_bytes),      cmocka_unit_test(test_header_fields),
+        cmocka_unit_test(test_section_fields),     cmocka_unit_test(test_table_fields),
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
         cmocka_unit_test(test_thread_count),
     };

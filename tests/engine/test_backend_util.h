@@ -1,6 +1,6 @@
 /*
- * test_backend_util.h — building small post-optimisation IR graphs by hand for the backend tests, and
- * compiling/opening/running them. Header-only test helpers (static functions).
+ * test_backend_util.h — building small post-optimisation IR graphs by hand for the backend tests,
+ * and compiling/opening/running them. Header-only test helpers (static functions).
  */
 #ifndef SHMFAAS_TESTS_BACKEND_UTIL_H
 #define SHMFAAS_TESTS_BACKEND_UTIL_H

@@ -78,8 +78,11 @@ static double local_sum(const void *img, size_t len)
     float *x = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         x[i] = (float)sin((double)i * 0.37);
-    struct engine_tensor in = {.name = ti.name, .dtype = ENGINE_F32, .shape = ti.shape,
-                               .data = x, .nbytes = n * sizeof(float)};
+    struct engine_tensor in = {.name = ti.name,
+                               .dtype = ENGINE_F32,
+                               .shape = ti.shape,
+                               .data = x,
+                               .nbytes = n * sizeof(float)};
     struct engine_tensor out[1];
     if (engine_session_run(s, &in, 1, out, 1, err, sizeof(err)))
         fail_msg("%s", err);
@@ -96,8 +99,8 @@ static int setup(void **state)
 {
     struct zc *z = &zc_state;
     char err[512];
-    uint8_t *onnx;
-    size_t olen;
+    uint8_t *onnx = NULL;
+    size_t olen = 0;
     memcpy(z->dir, "/tmp/shmfaas-zc-XXXXXX", sizeof("/tmp/shmfaas-zc-XXXXXX"));
     if (!mkdtemp(z->dir) || read_file(z->onnx, 1u << 30, &onnx, &olen, err, sizeof(err)))
         fail_msg("setup: %s", err);

@@ -27,8 +27,11 @@ static int run_once(struct engine_model *m, double *sum, char *err, size_t errle
     float *x = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         x[i] = (float)sin((double)i * 0.37);
-    struct engine_tensor in = {.name = ti.name, .dtype = ENGINE_F32, .shape = ti.shape,
-                               .data = x, .nbytes = n * sizeof(float)};
+    struct engine_tensor in = {.name = ti.name,
+                               .dtype = ENGINE_F32,
+                               .shape = ti.shape,
+                               .data = x,
+                               .nbytes = n * sizeof(float)};
     struct engine_tensor out[1];
     int rc = engine_session_run(s, &in, 1, out, 1, err, errlen);
     *sum = 0;
