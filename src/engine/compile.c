@@ -1359,6 +1359,31 @@ static int map_inputs(struct lower *l)
     return 0;
 }
 
+/* The plain arena tensor that holds graph output t: its own, a reordered copy, or for an output
+ * that folding made constant, a copy of the constant made on every run. */
+static int64_t output_buffer(struct lower *l, int t)
+{
+    int64_t pt = l->tmap[t];
+    const struct ir_tensor *it = &l->g->tensors[t];
+    if (it->data && (pt < 0 || l->b.tensors[pt].storage != PLAN_ST_ARENA)) {
+        struct plan_node pn = {.op = PLAN_OP_KERNEL,
+                               .alg = PLAN_K_COPY,
+                               .sum_tensor = PLAN_NONE,
+                               .wmd = PLAN_NONE,
+                               .impl = PLAN_NONE};
+        int64_t src = pt >= 0 ? pt : add_plan_tensor(l, it, PLAN_ST_CONST);
+        int64_t dst = add_plan_tensor(l, it, PLAN_ST_ARENA);
+        int64_t op = plan_add_string(&l->b, "Constant");
+        if (src < 0 || dst < 0 || op < 0 || set_inputs(l, &pn, &src, 1))
+            return -ENOMEM;
+        pn.name = l->b.tensors[dst].name;
+        pn.onnx_op = (uint32_t)op;
+        pn.out = (uint32_t)dst;
+        return emit(l, NULL, &pn, -1, NULL) ? -EINVAL : dst;
+    }
+    return in_layout(l, NULL, pt, PLAN_LAYOUT_PLAIN);
+}
+
 static int list_io(struct lower *l)
 {
     struct plan_header *h = &l->b.h;
@@ -1369,7 +1394,7 @@ static int list_io(struct lower *l)
     int rc = 0;
     for (int i = 0; i < l->g->n_outputs && !rc; i++) {
         int t = l->g->outputs[i];
-        outs[i] = t >= 0 && t < l->g->n_tensors ? in_layout(l, NULL, l->tmap[t], 0) : -1;
+        outs[i] = t >= 0 && t < l->g->n_tensors ? output_buffer(l, t) : -1;
         if (outs[i] < 0 || l->b.tensors[outs[i]].storage != PLAN_ST_ARENA)
             rc = seterr(l->err, l->errlen, -EINVAL,
                         "model %s: output %s is a constant or never computed", l->model,

@@ -682,6 +682,8 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
     if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
         return node_err(&c, -EINVAL, "kernel operands must be plain and of one dtype");
     switch (n->alg) {
+    case PLAN_K_COPY:
+        return src->nbytes == dst->nbytes ? 0 : node_err(&c, -EINVAL, "copy sizes differ");
     case PLAN_K_REDUCE_MEAN:
         return reduce_check(&c, p);
     case PLAN_K_TRANSPOSE:

@@ -128,6 +128,7 @@ enum plan_kernel {
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */
     PLAN_K_BINARY = 4,      /* in: a, b (numpy broadcast); params: enum k_binop */
     PLAN_K_REDUCE_MEAN = 5, /* in: src (float32); params: reduce flag per axis */
+    PLAN_K_COPY = 6,        /* in: src (e.g. a constant graph output); same bytes */
 };
 
 enum plan_post_kind {

@@ -22,6 +22,7 @@ struct session_kernel {
     const void *src, *idx; /* idx: gather indices or the binary op's second operand */
     struct engine_shape bs;
     int dtype, op;
+    size_t n_bytes; /* copy */
     void *dst;
     struct engine_shape s, o;
     size_t esize, n_idx;
@@ -109,6 +110,7 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
             k->steps[i - src->rank] = p[i];
     }
     k->dtype = (int)src->dtype;
+    k->n_bytes = (size_t)src->nbytes;
     k->op = n->n_params ? p[0] : 0;
     if (n->alg == PLAN_K_BINARY) {
         k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
@@ -137,6 +139,9 @@ static int run_kernel(const struct session_kernel *k)
                         &k->o);
     case PLAN_K_REDUCE_MEAN:
         k_reduce_mean(k->src, &k->s, k->perm, k->dst);
+        return 0;
+    case PLAN_K_COPY:
+        memcpy(k->dst, k->src, k->n_bytes);
         return 0;
     default:
         return -EINVAL;

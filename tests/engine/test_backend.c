@@ -645,6 +645,31 @@ static void test_binary_and_reduce_kernels(void **state)
     run_free(&r);
 }
 
+/* A graph output that folding turned into a constant (e.g. a Shape) is still an output. */
+static void test_constant_output(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 1, 3));
+    int y = tb_act(g, "y", SHAPE(2, 1, 3));
+    int64_t dims[2] = {1, 3};
+    struct engine_shape two = SHAPE(1, 2);
+    int c = ir_add_const(g, "shape", "", ENGINE_I64, &two, memcpy(malloc(16), dims, 16));
+    tb_input(g, x);
+    int ins[1] = {x};
+    tb_node(g, "Relu", ins, 1, y);
+    tb_output(g, y);
+    tb_output(g, c);
+    float xv[3] = {-1.0f, 0.5f, 2.0f}, want[3] = {0.0f, 0.5f, 2.0f};
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 3);
+    assert_string_equal(r.out[1].name, "shape");
+    assert_int_equal(r.out[1].dtype, ENGINE_I64);
+    assert_memory_equal(r.out[1].data, dims, sizeof(dims));
+    run_free(&r);
+}
+
 /* An op the backend cannot lower fails compile naming the model, node and op. */
 static void test_unsupported_op(void **state)
 {
@@ -682,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_kernels),
         cmocka_unit_test(test_binary_and_reduce_kernels),
+        cmocka_unit_test(test_constant_output),
         cmocka_unit_test(test_unsupported_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
