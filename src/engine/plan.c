@@ -615,7 +615,7 @@ static int gather_check(const struct node_ctx *c)
 {
     const struct plan_tensor *src = operand(c, 0), *idx = operand(c, 1), *dst = dst_of(c);
     int64_t axis = c->n->axis;
-    if (!plain_of_dtype(idx, ENGINE_I64) || axis < 0 || axis >= src->rank ||
+    if (!plain_of_dtype(idx, ENGINE_I64) || axis < 0 || axis >= src->rank || c->n->n_params ||
         dst->rank != src->rank - 1 + idx->rank)
         return node_err(c, -EINVAL, "gather axis, indices or output rank do not fit");
     for (uint32_t i = 0; i < dst->rank; i++) {
@@ -683,7 +683,9 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
         return node_err(&c, -EINVAL, "kernel operands must be plain and of one dtype");
     switch (n->alg) {
     case PLAN_K_COPY:
-        return src->nbytes == dst->nbytes ? 0 : node_err(&c, -EINVAL, "copy sizes differ");
+        return src->nbytes == dst->nbytes && !n->n_params
+                   ? 0
+                   : node_err(&c, -EINVAL, "copy sizes or parameters differ");
     case PLAN_K_REDUCE_MEAN:
         return reduce_check(&c, p);
     case PLAN_K_TRANSPOSE:

@@ -101,13 +101,12 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
     k->axis = (int)n->axis;
     shape_of(src, &k->s);
     shape_of(&v->tensors[n->out], &k->o);
-    for (uint32_t i = 0; i < n->n_params && i < 2 * ENGINE_MAX_RANK; i++) {
-        if (i < ENGINE_MAX_RANK)
-            k->perm[i] = p[i];
-        if (i < src->rank)
-            k->starts[i] = p[i];
-        else
-            k->steps[i - src->rank] = p[i];
+    /* counts were checked by plan_kernel_check: rank (transpose, reduce) or 2 x rank (slice) */
+    for (uint32_t i = 0; i < n->n_params && i < ENGINE_MAX_RANK; i++)
+        k->perm[i] = p[i];
+    for (uint32_t i = 0; n->alg == PLAN_K_SLICE && i < src->rank && i < ENGINE_MAX_RANK; i++) {
+        k->starts[i] = p[i];
+        k->steps[i] = p[src->rank + i];
     }
     k->dtype = (int)src->dtype;
     k->n_bytes = (size_t)src->nbytes;
