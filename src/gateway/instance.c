@@ -254,7 +254,7 @@ static void log_line(const struct log_reader *lr, int out, const char *text, siz
     gmtime_r(&t, &tm);
     size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(ms % 1000));
-    json_t *o = json_pack("{sssssssss#}", "name", lr->name, "namespace", GW_NAMESPACE, "instance",
+    json_t *o = json_pack("{ssssssssss%}", "name", lr->name, "namespace", GW_NAMESPACE, "instance",
                           lr->instance, "timestamp", ts, "text", text, len);
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(o);

@@ -304,6 +304,21 @@ static void write_listen_file(struct gateway *g)
         log_warn("%s", err);
 }
 
+/* Instances run as another uid: every directory above the state dir must let them through. */
+static void check_reachable(const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *slash = strrchr(path, '/'); slash && slash != path; slash = strrchr(path, '/')) {
+        *slash = '\0';
+        struct stat st;
+        if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH))
+            log_warn("%s is not searchable by other users: instances (uid nobody) cannot reach "
+                     "their sockets or the store; chmod o+x it or use --run-as-root",
+                     path);
+    }
+}
+
 static int start(struct gateway *g, pthread_t *sup, char *err, size_t errlen)
 {
     int rc;
@@ -314,6 +329,7 @@ static int start(struct gateway *g, pthread_t *sup, char *err, size_t errlen)
     isolation_probe(g);
     if (g->iso.drop_uid) {
         char run[1024];
+        check_reachable(g->state);
         snprintf(run, sizeof run, "%s/run", g->state);
         if (chown(run, g->iso.uid, g->iso.gid) != 0)
             log_warn("cannot give %s to uid %d: %s", run, (int)g->iso.uid, strerror(errno));
