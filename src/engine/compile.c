@@ -1112,6 +1112,46 @@ static int lower_reduce_mean(struct lower *l, const struct ir_node *n)
     return emit_kernel(l, n, PLAN_K_REDUCE_MEAN, in, 1, flags, (uint32_t)r, 0);
 }
 
+static int lower_cast(struct lower *l, const struct ir_node *n)
+{
+    int64_t in[1] = {plain_operand(l, n, n->in[0])};
+    if (in[0] < 0)
+        return (int)in[0];
+    return emit_kernel(l, n, PLAN_K_CAST, in, 1, NULL, 0, 0);
+}
+
+/* Pad after shape inference: explicit "pads" (begin..., end...), "value" and "mode". */
+static int lower_pad(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    if (!x)
+        return lerr(l, n, -EINVAL, "missing input");
+    int r = x->shape.rank;
+    int64_t pads[2 * ENGINE_MAX_RANK], params[ENGINE_MAX_RANK + 1];
+    if (get_ints(n, "pads", pads, 2 * r, 0))
+        return lerr(l, n, -EINVAL, "pads were not resolved by shape inference");
+    const char *mode = ir_attr_str(n, "mode", "constant");
+    memcpy(params, pads, (size_t)r * sizeof(int64_t));
+    params[r] = strcmp(mode, "reflect") == 0 ? K_PAD_REFLECT
+                : strcmp(mode, "edge") == 0  ? K_PAD_EDGE
+                                             : K_PAD_CONSTANT;
+    float value = ir_attr_float(n, "value", 0.0f);
+    struct ir_tensor vt = {.name = "pad_value",
+                           .dtype = x->dtype,
+                           .shape = {0, {0}},
+                           .shape_known = 1,
+                           .data = calloc(1, 8)};
+    if (!vt.data || k_cast(&value, ENGINE_F32, vt.data, x->dtype, 1)) {
+        free(vt.data);
+        return lerr(l, n, -EINVAL, "unsupported pad value type");
+    }
+    int64_t ins[2] = {plain_operand(l, n, n->in[0]), add_plan_tensor(l, &vt, PLAN_ST_CONST)};
+    free(vt.data);
+    if (ins[0] < 0 || ins[1] < 0)
+        return lerr(l, n, -EINVAL, "bad operands");
+    return emit_kernel(l, n, PLAN_K_PAD, ins, 2, params, (uint32_t)r + 1, 0);
+}
+
 typedef int (*lower_fn)(struct lower *, const struct ir_node *);
 
 static const struct {
@@ -1159,6 +1199,8 @@ static const struct {
     {"Less", lower_binary},
     {"Greater", lower_binary},
     {"ReduceMean", lower_reduce_mean},
+    {"Cast", lower_cast},
+    {"Pad", lower_pad},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

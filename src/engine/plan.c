@@ -666,11 +666,34 @@ static int reduce_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int cast_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    size_t ss = engine_dtype_size((int)src->dtype), ds = engine_dtype_size((int)dst->dtype);
+    if (c->n->n_params || src->layout != PLAN_LAYOUT_PLAIN || src->storage == PLAN_ST_PACKED ||
+        dst->layout != PLAN_LAYOUT_PLAIN || !ss || !ds || src->nbytes / ss != dst->nbytes / ds)
+        return node_err(c, -EINVAL, "cast element counts or layouts differ");
+    return 0;
+}
+
+/* The pad kernel maps every output element to an in-range source element or to the value, so
+ * only counts, the mode and the value's size need checking. */
+static int pad_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *src = operand(c, 0), *val = operand(c, 1), *dst = dst_of(c);
+    if (c->n->n_params != src->rank + 1 || dst->rank != src->rank ||
+        !plain_of_dtype(val, src->dtype) || val->nbytes != engine_dtype_size((int)src->dtype) ||
+        p[src->rank] < K_PAD_CONSTANT || p[src->rank] > K_PAD_EDGE)
+        return node_err(c, -EINVAL, "pad parameters do not fit");
+    return 0;
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    uint32_t want_in = n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY ? 2 : 1;
+    uint32_t want_in =
+        n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY || n->alg == PLAN_K_PAD ? 2 : 1;
     if (n->n_in != want_in || n->params_first > v->n_index ||
         n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE)
         return node_err(&c, -EINVAL, "kernel inputs or parameters out of range");
@@ -679,6 +702,8 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
     if (n->alg == PLAN_K_BINARY && plain_of_dtype(src, src->dtype) &&
         dst->layout == PLAN_LAYOUT_PLAIN)
         return binary_kernel_check(&c, p);
+    if (n->alg == PLAN_K_CAST)
+        return cast_check(&c);
     if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
         return node_err(&c, -EINVAL, "kernel operands must be plain and of one dtype");
     switch (n->alg) {
@@ -688,6 +713,8 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                    : node_err(&c, -EINVAL, "copy sizes or parameters differ");
     case PLAN_K_REDUCE_MEAN:
         return reduce_check(&c, p);
+    case PLAN_K_PAD:
+        return pad_check(&c, p);
     case PLAN_K_TRANSPOSE:
         return transpose_check(&c, p);
     case PLAN_K_SLICE:

@@ -129,6 +129,8 @@ enum plan_kernel {
     PLAN_K_BINARY = 4,      /* in: a, b (numpy broadcast); params: enum k_binop */
     PLAN_K_REDUCE_MEAN = 5, /* in: src (float32); params: reduce flag per axis */
     PLAN_K_COPY = 6,        /* in: src (e.g. a constant graph output); same bytes */
+    PLAN_K_CAST = 7,        /* in: src; element conversion to dst's dtype */
+    PLAN_K_PAD = 8,         /* in: src, value (1 element); params: pads_begin[rank], mode */
 };
 
 enum plan_post_kind {

@@ -21,8 +21,8 @@ struct session_kernel {
     uint32_t kind;         /* enum plan_kernel, 0 for a oneDNN node */
     const void *src, *idx; /* idx: gather indices or the binary op's second operand */
     struct engine_shape bs;
-    int dtype, op;
-    size_t n_bytes; /* copy */
+    int dtype, out_dtype, op;
+    size_t n_bytes; /* copy, cast: bytes of src */
     void *dst;
     struct engine_shape s, o;
     size_t esize, n_idx;
@@ -111,7 +111,12 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
     k->dtype = (int)src->dtype;
     k->n_bytes = (size_t)src->nbytes;
     k->op = n->n_params ? p[0] : 0;
-    if (n->alg == PLAN_K_BINARY) {
+    k->out_dtype = (int)v->tensors[n->out].dtype;
+    for (uint32_t i = 0; n->alg == PLAN_K_PAD && i < src->rank && i < ENGINE_MAX_RANK; i++)
+        k->starts[i] = p[i];
+    if (n->alg == PLAN_K_PAD)
+        k->op = p[src->rank]; /* the mode */
+    if (n->alg == PLAN_K_BINARY || n->alg == PLAN_K_PAD) {
         k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
         shape_of(&v->tensors[plan_input(v, n, 1)], &k->bs);
     }
@@ -141,6 +146,11 @@ static int run_kernel(const struct session_kernel *k)
         return 0;
     case PLAN_K_COPY:
         memcpy(k->dst, k->src, k->n_bytes);
+        return 0;
+    case PLAN_K_CAST:
+        return k_cast(k->src, k->dtype, k->dst, k->out_dtype, k->n_bytes / k->esize);
+    case PLAN_K_PAD:
+        k_pad(k->src, &k->s, k->starts, (enum k_pad_mode)k->op, k->idx, k->esize, k->dst, &k->o);
         return 0;
     default:
         return -EINVAL;

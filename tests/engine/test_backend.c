@@ -645,6 +645,41 @@ static void test_binary_and_reduce_kernels(void **state)
     run_free(&r);
 }
 
+/* Pad (constant and edge) and Cast run as C kernels. */
+static void test_pad_and_cast(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(3, 1, 2, 2));
+    int p = tb_act(g, "p", SHAPE(3, 1, 3, 3));
+    int e = tb_act(g, "e", SHAPE(3, 1, 2, 4));
+    int c = tb_act(g, "c", SHAPE(3, 1, 2, 2));
+    g->tensors[c].dtype = ENGINE_I64;
+    tb_input(g, x);
+    int ins[1] = {x};
+    struct ir_node *n = tb_node(g, "Pad", ins, 1, p);
+    tb_ints(n, "pads", 6, 0, 1, 0, 0, 0, 1);
+    ir_attr_set_float(n, "value", 9.0f);
+    n = tb_node(g, "Pad", ins, 1, e);
+    tb_ints(n, "pads", 6, 0, 0, 1, 0, 0, 1);
+    tb_str(n, "mode", "edge");
+    tb_node(g, "Cast", ins, 1, c);
+    tb_output(g, p);
+    tb_output(g, e);
+    tb_output(g, c);
+    float xv[4] = {1.5f, 2.0f, -3.0f, 4.0f};
+    float wp[9] = {9, 9, 9, 1.5f, 2, 9, -3, 4, 9};
+    float we[8] = {1.5f, 1.5f, 2, 2, -3, -3, 4, 4};
+    int64_t wc[4] = {1, 2, -3, 4};
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, wp, 9);
+    assert_close(r.out[1].data, we, 8);
+    assert_int_equal(r.out[2].dtype, ENGINE_I64);
+    assert_memory_equal(r.out[2].data, wc, sizeof(wc));
+    run_free(&r);
+}
+
 /* A graph output that folding turned into a constant (e.g. a Shape) is still an output. */
 static void test_constant_output(void **state)
 {
@@ -707,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_kernels),
         cmocka_unit_test(test_binary_and_reduce_kernels),
+        cmocka_unit_test(test_pad_and_cast),
         cmocka_unit_test(test_constant_output),
         cmocka_unit_test(test_unsupported_op),
     };

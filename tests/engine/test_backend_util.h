@@ -119,6 +119,18 @@ static inline void tb_ints(struct ir_node *n, const char *name, int count, ...)
     ir_attr_set_ints(n, name, v, (size_t)count);
 }
 
+/* Adds a string attribute (ir.h has setters for numbers only). */
+static inline void tb_str(struct ir_node *n, const char *name, const char *value)
+{
+    n->attrs = realloc(n->attrs, (size_t)(n->n_attrs + 1) * sizeof(*n->attrs));
+    struct ir_attr *a = &n->attrs[n->n_attrs++];
+    memset(a, 0, sizeof(*a));
+    a->name = strdup(name);
+    a->type = IR_ATTR_STRING;
+    a->s = strdup(value);
+    a->tensor = -1;
+}
+
 /* Compiles g (then frees it); returns 0 and the image, or the error code with err filled. */
 static inline int tb_compile(struct ir_graph *g, int threads, void **img, size_t *len, char *err,
                              size_t errlen)
