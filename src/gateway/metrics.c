@@ -58,7 +58,8 @@ static void render_functions(struct gateway *g, struct gw_buf *b)
     static const struct {
         const char *name, *type, *help;
     } series[] = {
-        {"gateway_service_count", "gauge", "Instances of a function (starting or ready)."},
+        /* OpenFaaS's name; "untyped" because promtool's lint refuses a gauge ending in _count */
+        {"gateway_service_count", "untyped", "Instances of a function (starting or ready)."},
         {"shmfaas_function_instances_ready", "gauge", "Ready instances of a function."},
         {"shmfaas_function_inflight", "gauge", "Requests being served by a function."},
         {"shmfaas_function_queued", "gauge", "Requests held waiting for an instance."},

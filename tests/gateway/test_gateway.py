@@ -1,0 +1,455 @@
+#!/usr/bin/python3
+"""Integration tests of shmfaasd (issue 5 acceptance 1-5): real shmfaasd, real shmfaas-store,
+real shmfaas-fn instances, real HTTP. Each case starts its own daemon on a temporary state
+directory and port, and always cleans up (daemon, store, instances, tmpfs image directory).
+
+usage: test_gateway.py CASE BUILD_DIR MODELS_DIR
+CASE: api | auth | sharing | autoscale | crash | restart | bad
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+BUILD, MODELS = sys.argv[2], sys.argv[3]
+SHMFAASD = os.path.join(BUILD, "src/gateway/shmfaasd")
+CLI = os.path.join(BUILD, "src/cli/shmfaas")
+INPUT = open(os.path.join(MODELS, "input.json"), "rb").read()
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Gateway:
+    """One shmfaasd with its own state dir, models dir, store and tmpfs image dir."""
+
+    def __init__(self, tmp, extra=(), auth=None):
+        self.tmp, self.extra, self.auth = tmp, list(extra), auth
+        self.state = os.path.join(tmp, "state")
+        self.models = os.path.join(tmp, "models")
+        self.store_dir = tempfile.mkdtemp(prefix="shmfaas-gwtest-", dir="/dev/shm")
+        os.makedirs(self.models, exist_ok=True)
+        for m in ("tiny_a.onnx", "tiny_b.onnx"):
+            shutil.copy(os.path.join(MODELS, m), self.models)
+        self.proc = None
+        self.log = open(os.path.join(tmp, "shmfaasd.log"), "ab")
+
+    def start(self):
+        listen_file = os.path.join(self.state, "listen")
+        if os.path.exists(listen_file):
+            os.unlink(listen_file)
+        args = [SHMFAASD, "--state", self.state, "--models", self.models, "--listen",
+                "127.0.0.1:0", "--store-dir", self.store_dir, "--budget", "64Mi",
+                "--hold", "20s", "--down-delay", "500ms"] + self.extra
+        self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log)
+        for _ in range(300):
+            if os.path.exists(listen_file):
+                self.url = open(listen_file).read().strip()
+                return self
+            check(self.proc.poll() is None, "shmfaasd exited at start; see shmfaasd.log")
+            time.sleep(0.05)
+        fail("shmfaasd did not start listening")
+
+    def req(self, method, path, body=None, headers=None, auth=True, timeout=60):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        h = dict(headers or {})
+        if auth and self.auth:
+            tok = base64.b64encode(("%s:%s" % self.auth).encode()).decode()
+            h["Authorization"] = "Basic " + tok
+        r = urllib.request.Request(self.url + path, data=body, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(r, timeout=timeout) as resp:
+                return Reply(resp.status, resp.headers, resp.read())
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, e.headers, e.read())
+
+    def functions(self):
+        r = self.req("GET", "/system/functions")
+        check(r.status == 200, "list: %d" % r.status)
+        return {f["name"]: f for f in r.json()}
+
+    def wait_ready(self, name, n=1, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            f = self.functions().get(name)
+            if f and f["availableReplicas"] >= n:
+                return f
+            time.sleep(0.05)
+        fail("%s: %d ready instance(s) not reached in %ds" % (name, n, timeout))
+
+    def deploy(self, name, image, labels=None, env=None, **kw):
+        dep = {"service": name, "image": image, "labels": labels or {}, "annotations": {},
+               "envVars": dict({"input": "json", "output": "json"}, **(env or {}))}
+        dep.update(kw)
+        r = self.req("PUT", "/system/functions", dep)
+        if r.status == 404:
+            r = self.req("POST", "/system/functions", dep)
+        check(r.status in (200, 202), "deploy %s: %d %s" % (name, r.status, r.body))
+
+    def invoke(self, name, timeout=60):
+        return self.req("POST", "/function/%s.openfaas-fn" % name, INPUT,
+                        {"Content-Type": "application/json"}, auth=False, timeout=timeout)
+
+    def instance_pids(self):
+        run = os.path.join(self.state, "run")
+        out = {}
+        for f in os.listdir(run):
+            if f.endswith(".pid"):
+                try:
+                    out[f[:-4]] = int(open(os.path.join(run, f)).read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pass
+        return out
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self):
+        self.stop()
+        for pid in self.instance_pids().values():  # whatever a killed daemon left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(self.store_dir, ignore_errors=True)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def hey(url, n=None, duration=None, c=8):
+    args = ["hey", "-c", str(c), "-m", "POST", "-T", "application/json", "-D",
+            os.path.join(MODELS, "input.json")]
+    args += ["-z", duration] if duration else ["-n", str(n)]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=120).stdout
+    codes = {int(c): int(k) for c, k in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    errors = re.findall(r"\[\d+\]\s+Get|Post .*", out)
+    return codes, errors, out
+
+
+# ---------------------------------------------------------------- cases
+
+
+def case_api(gw):
+    """Acceptance 1: exactly what faas-cli 0.16.x sends, OpenFaaS's codes and shapes."""
+    check(gw.req("GET", "/healthz").status == 200, "healthz")
+    check(gw.req("GET", "/system/functions").body.strip() == b"[]", "empty list is []")
+    info = gw.req("GET", "/system/info").json()
+    check(info["provider"]["provider"] == "shmfaasd" and info["provider"]["orchestration"] == "process",
+          "system/info shape: %s" % info)
+    check(gw.req("GET", "/system/namespaces").json() == ["openfaas-fn"], "namespaces")
+    # faas-cli without login sends an empty bearer token: ignored with auth off
+    r = gw.req("GET", "/system/functions", headers={"Authorization": "Bearer "})
+    check(r.status == 200, "empty bearer with auth off: %d" % r.status)
+    # deploy: PUT first (404 as it does not exist), then POST
+    bare = {"service": "echo", "image": "tiny_a", "labels": {}, "annotations": {},
+            "envVars": {"input": "json", "output": "json"}}
+    r = gw.req("PUT", "/system/functions", bare)
+    check(r.status == 404, "PUT of a missing function must be 404, got %d" % r.status)
+    r = gw.req("POST", "/system/functions", bare)
+    check(r.status in (200, 202), "POST deploy: %d %s" % (r.status, r.body))
+    r = gw.req("PUT", "/system/functions", dict(bare, labels={"com.openfaas.scale.max": "2"}))
+    check(r.status in (200, 202), "PUT update: %d" % r.status)
+    f = gw.wait_ready("echo")
+    for k in ("name", "image", "namespace", "envProcess", "envVars", "labels", "annotations",
+              "invocationCount", "replicas", "availableReplicas", "createdAt"):
+        check(k in f, "FunctionStatus lacks %s" % k)
+    check(f["labels"].get("com.openfaas.scale.max") == "2", "update applied")
+    d = gw.req("GET", "/system/function/echo?namespace=openfaas-fn&usage=1")
+    check(d.status == 200 and "usage" in d.json() and d.json()["usage"]["totalMemoryBytes"] > 0,
+          "describe with usage: %s" % d.body)
+    r = gw.req("POST", "/function/echo.openfaas-fn", INPUT,
+               {"Content-Type": "application/json", "X-Call-Id": "call-123"}, auth=False)
+    check(r.status == 200, "invoke: %d %s" % (r.status, r.body))
+    check(r.headers.get("Content-Type", "").startswith("application/json"),
+          "reply Content-Type is the function's: %s" % r.headers.get("Content-Type"))
+    check("y" in r.json()["outputs"], "function answer: %s" % r.body)
+    r2 = gw.req("POST", "/function/echo", INPUT, auth=False)
+    check(r2.status == 200 and r2.body == r.body, "invoke without namespace suffix")
+    check(gw.req("POST", "/function/echo.other-ns", INPUT, auth=False).status == 404,
+          "unknown namespace → 404")
+    r = gw.req("POST", "/system/scale-function/echo",
+               {"serviceName": "echo", "replicas": 2, "namespace": "openfaas-fn"})
+    check(r.status in (200, 202), "scale: %d" % r.status)
+    gw.wait_ready("echo", 2)
+    check(gw.functions()["echo"]["invocationCount"] >= 2, "invocationCount counts")
+    m = gw.req("GET", "/metrics").body.decode()
+    check('gateway_function_invocation_total{function_name="echo.openfaas-fn",code="200"}' in m,
+          "invocation metric")
+    check("gateway_functions_seconds_bucket" in m and "gateway_service_count" in m, "metrics")
+    p = subprocess.run(["promtool", "check", "metrics"], input=m, capture_output=True, text=True)
+    check(p.returncode == 0, "promtool check metrics: %s %s" % (p.stdout, p.stderr))
+    logs = gw.req("GET", "/system/logs?name=echo&tail=5")
+    check(logs.status == 200, "logs: %d" % logs.status)
+    for line in logs.body.decode().splitlines():
+        check(set(json.loads(line)) >= {"name", "namespace", "instance", "timestamp", "text"},
+              "log line shape: %s" % line)
+    # DELETE with the namespace in the body, then (older clients) in the query
+    r = gw.req("DELETE", "/system/functions", {"functionName": "echo", "namespace": "openfaas-fn"})
+    check(r.status in (200, 202), "delete: %d" % r.status)
+    check(gw.req("DELETE", "/system/functions", {"functionName": "echo"}).status == 404,
+          "second delete → 404")
+    gw.deploy("echo2", "tiny_a")
+    r = gw.req("DELETE", "/system/functions?namespace=openfaas-fn", {"functionName": "echo2"})
+    check(r.status in (200, 202), "delete with ?namespace=: %d" % r.status)
+    check(gw.functions() == {}, "all gone")
+    check(gw.req("GET", "/system/function/echo").status == 404, "describe after delete")
+
+
+def case_auth(gw):
+    """Basic auth: /system/* needs it (401 + WWW-Authenticate), /function, /healthz, /metrics open."""
+    r = gw.req("GET", "/system/functions", auth=False)
+    check(r.status == 401, "no credentials: %d" % r.status)
+    check(r.headers.get("WWW-Authenticate") == 'Basic realm="Restricted"', "WWW-Authenticate")
+    bad = base64.b64encode(b"admin:wrong").decode()
+    r = gw.req("GET", "/system/functions", headers={"Authorization": "Basic " + bad}, auth=False)
+    check(r.status == 401, "wrong password: %d" % r.status)
+    r = gw.req("POST", "/system/functions", {"service": "x", "image": "tiny_a"}, auth=False)
+    check(r.status == 401, "deploy without auth: %d" % r.status)
+    check(gw.req("GET", "/system/functions").status == 200, "right credentials")
+    check(gw.req("GET", "/healthz", auth=False).status == 200, "healthz open")
+    check(gw.req("GET", "/metrics", auth=False).status == 200, "metrics open")
+    check(gw.req("POST", "/function/none", b"", auth=False).status == 404, "function route open")
+    check(gw.functions() == {}, "the refused deploy changed nothing")
+
+
+def store_models(gw):
+    st = gw.req("GET", "/system/models").json()["store"]
+    check(st is not None, "store stats unavailable")
+    return st
+
+
+def case_sharing(gw):
+    """Acceptance 2: two functions on one model + one on another: one image per model."""
+    gw.deploy("fa", "tiny_a")
+    gw.deploy("fb", "tiny_a")
+    gw.deploy("fc", "tiny_b")
+    for n in ("fa", "fb", "fc"):
+        gw.wait_ready(n)
+        r = gw.invoke(n)
+        check(r.status == 200, "invoke %s: %d %s" % (n, r.status, r.body))
+    check(gw.invoke("fa").body == gw.invoke("fb").body, "fa and fb answer alike")
+    st = store_models(gw)
+    resident = [m for m in st["models"] if m["state"] == "resident"]
+    check(len(resident) == 2, "one image per model: %s" % st["models"])
+    by_leases = sorted(m["leases"] for m in resident)
+    check(by_leases == [1, 2], "leases per image (tiny_b 1, tiny_a 2): %s" % by_leases)
+    out = subprocess.run([CLI, "--gateway", gw.url, "stats"], capture_output=True, text=True,
+                         env=dict(os.environ)).stdout
+    print(out)
+    check(all(n in out for n in ("fa", "fb", "fc")), "stats lists the functions")
+    check("2 models in use" in out and "3 instances" in out, "stats shows the sharing")
+    check("saved by sharing" in out, "stats compares with private copies")
+
+
+def case_autoscale(gw):
+    """Acceptance 3: hey -c 8 on target 1 max 4 → 4 instances, no failure; idle → 0; wake."""
+    labels = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "4",
+              "com.openfaas.scale.target": "1", "com.openfaas.scale.zero": "true",
+              "com.openfaas.scale.zero-duration": "2s"}
+    gw.deploy("auto", "tiny_a", labels=labels)
+    gw.wait_ready("auto")
+    peak = [0]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], gw.functions()["auto"]["replicas"])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    codes, errors, out = hey(gw.url + "/function/auto.openfaas-fn", duration="6s", c=8)
+    stop.set()
+    t.join()
+    print("hey status codes:", codes, "peak replicas:", peak[0])
+    check(codes and set(codes) == {200} and not errors, "every request succeeds:\n" + out)
+    check(peak[0] == 4, "scaled to max 4 (peak %d)" % peak[0])
+    deadline = time.time() + 40
+    while time.time() < deadline and gw.functions()["auto"]["replicas"] > 0:
+        time.sleep(0.1)
+    check(gw.functions()["auto"]["replicas"] == 0, "idle → scaled to zero")
+    time.sleep(0.5)
+    check(not [k for k in gw.instance_pids() if k.startswith("auto-")], "no instance left")
+    t0 = time.time()
+    r = gw.invoke("auto")
+    print("first request from zero: %.0f ms" % ((time.time() - t0) * 1000))
+    check(r.status == 200, "request at zero is held and served: %d %s" % (r.status, r.body))
+
+
+def case_crash(gw):
+    """Acceptance 4a: kill -9 of an instance under load: only the documented 502s."""
+    labels = {"com.openfaas.scale.min": "2", "com.openfaas.scale.max": "2"}
+    gw.deploy("crash", "tiny_a", labels=labels)
+    gw.wait_ready("crash", 2)
+    result = {}
+
+    def load():
+        result["v"] = hey(gw.url + "/function/crash", duration="4s", c=4)
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(1.0)
+    victim = sorted(gw.instance_pids().items())[0]
+    os.kill(victim[1], signal.SIGKILL)
+    print("killed instance", victim)
+    t.join()
+    codes, errors, out = result["v"]
+    print("hey status codes:", codes)
+    bad = {c: n for c, n in codes.items() if c != 200}
+    check(not errors, "transport errors:\n" + out)
+    check(set(bad) <= {502} and sum(bad.values()) <= 1,
+          "only the 502 of a request that had its answer started may fail: %s" % bad)
+    gw.wait_ready("crash", 2)
+    check(victim[0] not in gw.instance_pids(), "the crashed instance was replaced")
+    check(gw.invoke("crash").status == 200, "serves after the crash")
+
+
+def case_restart(gw):
+    """Acceptance 4b: kill -9 of shmfaasd, restart: functions back, orphans reaped, images re-adopted."""
+    gw.deploy("ra", "tiny_a", labels={"com.openfaas.scale.min": "2"})
+    gw.deploy("rb", "tiny_b")
+    gw.wait_ready("ra", 2)
+    gw.wait_ready("rb")
+    before = gw.functions()
+    old = gw.instance_pids()
+    check(len(old) >= 4, "instances + store have pidfiles: %s" % old)
+    gw.kill9()
+    check(all(alive(p) for p in old.values()), "instances outlive a SIGKILLed daemon")
+    gw.start()
+    for p in old.values():
+        check(not alive(p), "orphan pid %d reaped" % p)
+    after = gw.wait_ready("ra", 2)
+    gw.wait_ready("rb")
+    check(set(gw.functions()) == set(before), "all functions back")
+    check(after["image"] == "tiny_a" and after["labels"] == before["ra"]["labels"], "spec back")
+    check(gw.invoke("ra").status == 200 and gw.invoke("rb").status == 200, "invoke after restart")
+    totals = store_models(gw).get("totals", {})
+    print("store totals after restart:", totals)
+    check(totals.get("adopted", 0) >= 2 and totals.get("compiles", 1) == 0,
+          "images re-adopted, not recompiled: %s" % totals)
+
+
+def case_bad(gw):
+    """Acceptance 5: bad requests → documented 4xx with a message; nothing changes."""
+    gw.deploy("keep", "tiny_a")
+    gw.wait_ready("keep")
+    spec_file = os.path.join(gw.state, "functions", "keep.json")
+    spec_before = open(spec_file).read()
+    before = gw.functions()
+    cases = [
+        ("POST", "/system/functions", b"{not json", 400, "invalid JSON"),
+        ("POST", "/system/functions", {"image": "tiny_a"}, 400, "service"),
+        ("POST", "/system/functions", {"service": "nope"}, 400, "image"),
+        ("POST", "/system/functions", {"service": "nope", "image": "no_such_model"}, 400,
+         "unknown model"),
+        ("POST", "/system/functions", {"service": "nope", "image": "../etc/passwd"}, 400, "model"),
+        ("POST", "/system/functions",
+         {"service": "nope", "image": "tiny_a", "limits": {"memory": "12 parsecs"}}, 400,
+         "quantity"),
+        ("POST", "/system/functions",
+         {"service": "nope", "image": "tiny_a", "labels": {"com.openfaas.scale.max": "lots"}},
+         400, "com.openfaas.scale.max"),
+        ("POST", "/system/functions", {"service": "keep", "image": "tiny_a"}, 409, "exists"),
+        ("PUT", "/system/functions", {"service": "keep", "image": "no_such_model"}, 400,
+         "unknown model"),
+        ("PUT", "/system/functions", {"service": "keep", "image": "tiny_a",
+                                      "limits": {"memory": "-1Mi"}}, 400, "quantity"),
+        ("POST", "/system/functions", {"service": "nope", "image": "tiny_a",
+                                       "namespace": "prod"}, 400, "namespace"),
+        ("GET", "/system/function/ghost", None, 404, "not found"),
+        ("GET", "/system/functions?namespace=prod", None, 400, "namespace"),
+        ("DELETE", "/system/functions", {"functionName": "ghost"}, 404, "not found"),
+        ("DELETE", "/system/functions", b"[]", 400, "JSON"),
+        ("POST", "/system/scale-function/ghost", {"serviceName": "ghost", "replicas": 1}, 404,
+         "not found"),
+        ("POST", "/system/scale-function/keep", {"serviceName": "keep", "replicas": -3}, 400,
+         "replicas"),
+        ("POST", "/function/ghost", b"{}", 404, "not found"),
+        ("GET", "/system/logs?name=ghost", None, 404, "not found"),
+        ("POST", "/system/models/..bad", b"x", 400, "model name"),
+    ]
+    for method, path, body, code, needle in cases:
+        r = gw.req(method, path, body)
+        msg = r.body.decode(errors="replace")
+        check(r.status == code, "%s %s: want %d, got %d %s" % (method, path, code, r.status, msg))
+        check(needle.lower() in msg.lower(), "%s %s: message %r lacks %r" % (method, path, msg, needle))
+        print("%s %s → %d %s" % (method, path, r.status, msg))
+    check(gw.functions().keys() == before.keys(), "no function added or removed")
+    check(open(spec_file).read() == spec_before, "the persisted spec is unchanged")
+    check(gw.invoke("keep").status == 200, "still serving")
+
+
+CASES = {"api": case_api, "auth": case_auth, "sharing": case_sharing,
+         "autoscale": case_autoscale, "crash": case_crash, "restart": case_restart,
+         "bad": case_bad}
+
+
+def main():
+    case = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="shmfaas-gw-")
+    os.chmod(tmp, 0o711)  # instances run as nobody and must reach their sockets
+    extra, auth = [], None
+    if case == "auth":
+        secrets = os.path.join(tmp, "secrets")
+        os.makedirs(secrets)
+        open(os.path.join(secrets, "basic-auth-user"), "w").write("admin\n")
+        open(os.path.join(secrets, "basic-auth-password"), "w").write("s3cret\n")
+        extra, auth = ["--basic-auth", secrets], ("admin", "s3cret")
+    gw = Gateway(tmp, extra, auth)
+    ok = False
+    try:
+        gw.start()
+        CASES[case](gw)
+        ok = True
+        print("ok:", case)
+    finally:
+        gw.cleanup()
+        if not ok:
+            sys.stdout.write(open(os.path.join(tmp, "shmfaasd.log"), errors="replace").read()[-6000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
