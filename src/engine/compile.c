@@ -437,11 +437,12 @@ static int window(struct lower *l, const struct ir_node *n, const struct ir_tens
 
 /* Asks oneDNN which src/dst layouts it prefers for this convolution (format `any`), using
  * throw-away tensors that are rolled back afterwards. */
-static void conv_layouts(struct lower *l, const struct plan_node *pn, const int64_t *ts,
-                         uint32_t n_in, const struct ir_tensor *y, uint32_t *src_layout,
+static void conv_layouts(struct lower *l, const struct ir_node *n, const struct plan_node *pn,
+                         const int64_t *ts, uint32_t n_in, uint32_t *src_layout,
                          uint32_t *dst_layout)
 {
     struct plan_builder *b = &l->b;
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
     uint32_t nt = b->n_tensors, ni = b->n_index;
     struct plan_tensor s = b->tensors[ts[0]], d = s;
     s.layout = d.layout = PLAN_LAYOUT_ANY;
@@ -449,12 +450,10 @@ static void conv_layouts(struct lower *l, const struct plan_node *pn, const int6
     memcpy(d.dims, y->shape.dims, sizeof(d.dims));
     int64_t ins[3] = {plan_add_tensor(b, &s), ts[1], ts[2]};
     int64_t out = plan_add_tensor(b, &d);
-    struct plan_node trial = *pn;
-    trial.sum_tensor = PLAN_NONE;
-    trial.n_post = 0;
-    for (uint32_t i = 0; i < pn->n_post; i++)
-        if (pn->post[i].kind == PLAN_POST_ELTWISE)
-            trial.post[trial.n_post++] = pn->post[i];
+    struct plan_node trial = *pn; /* fused activations count; a sum needs its addend placed */
+    for (int i = 0; i < n->n_post; i++)
+        if (n->post[i].kind == IR_POST_ACT)
+            lower_posts_act_only(&trial, &n->post[i]);
     *src_layout = *dst_layout = PLAN_LAYOUT_PLAIN;
     if (ins[0] >= 0 && out >= 0 && set_inputs(l, &trial, ins, n_in) == 0) {
         trial.out = (uint32_t)out;
@@ -479,7 +478,7 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
         (b && b->dtype != ENGINE_F32))
         return lerr(l, n, -EINVAL, "weights (and bias) must be float32 of the input's rank");
     const struct ir_tensor *y = &l->g->tensors[n->out[0]];
-    struct plan_node pn = node_init(l, n, PLAN_OP_CONV);
+    struct plan_node pn = node_init(l, n, PLAN_OP_CONV); /* post-ops: added once placed */
     pn.groups = ir_attr_int(n, "group", 1);
     int64_t ts[3];
     uint32_t n_in = b ? 3 : 2, src_layout, dst_layout;
@@ -495,11 +494,7 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
         return lerr(l, n, -EINVAL, "bad operands");
     if (l->b.tensors[ts[0]].storage != PLAN_ST_ARENA)
         return lerr(l, n, -EINVAL, "convolution of a constant input is not supported");
-    for (int i = 0; i < n->n_post; i++)
-        if (n->post[i].kind == IR_POST_ACT)
-            lower_posts_act_only(&pn, &n->post[i]);
-    conv_layouts(l, &pn, ts, n_in, y, &src_layout, &dst_layout);
-    pn.n_post = 0;
+    conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout);
     ts[0] = in_layout(l, n, ts[0], src_layout);
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0 || set_layout(l, out, dst_layout))
