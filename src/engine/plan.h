@@ -82,8 +82,9 @@ enum plan_storage {
 };
 
 enum plan_tensor_flags {
-    PLAN_TF_INPUT = 1,  /* graph input: the session copies it in */
-    PLAN_TF_OUTPUT = 2, /* graph output: the session hands out a pointer to it */
+    PLAN_TF_INPUT = 1,          /* graph input: the session copies it in */
+    PLAN_TF_OUTPUT = 2,         /* graph output: the session hands out a pointer to it */
+    PLAN_TF_ALIAS = 0x40000000, /* compiler-internal: `offset` holds the alias root's id */
 };
 
 /* An activation's layout: 0 = plain row-major, else the dnnl_format_tag_t of a blocked or
@@ -258,6 +259,10 @@ void plan_builder_view(const struct plan_builder *b, struct plan_view *v);
  * (aligned, free with engine_image_free). */
 int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char *err,
                         size_t errlen);
+
+/* Assigns every ARENA tensor its offset and sets the header's arena_size (memplan.c). Tensors
+ * flagged PLAN_TF_ALIAS share the buffer of the tensor their offset names; the flag is cleared. */
+int plan_memory(struct plan_builder *b);
 
 /* ---- compile, one level below engine_compile ---- */
 
