@@ -29,6 +29,18 @@ test: build zoo
 demo: build zoo
 	@scripts/demo
 
+# shmfaasd in the foreground, embedded defaults: state + models under var/shmfaasd (zoo models
+# linked in by name), a quarter of the machine's memory as the store's budget. Ctrl-C stops it all.
+RUN_LISTEN ?= 127.0.0.1:8080
+RUN_BUDGET ?= $(shell awk '/MemTotal/ {printf "%dMi", $$2 / 1024 / 4}' /proc/meminfo)
+run: build
+	@mkdir -p var/shmfaasd/models
+	@for m in zoo/*/model.onnx; do [ -f "$$m" ] || continue; n=$$(basename $$(dirname $$m)); \
+	  ln -f "$$m" var/shmfaasd/models/$$n.onnx 2>/dev/null || cp "$$m" var/shmfaasd/models/$$n.onnx; done
+	@echo "shmfaasd on http://$(RUN_LISTEN): try 'shmfaas deploy --name r18 --image resnet18' or faas-cli"
+	@exec $(BUILD)/src/gateway/shmfaasd --state var/shmfaasd --models var/shmfaasd/models \
+	  --budget $(RUN_BUDGET) --listen $(RUN_LISTEN)
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
