@@ -572,6 +572,124 @@ static void test_activations(void **state)
     free(xv);
 }
 
+/* ---- memory plan ---- */
+
+/* Two arena tensors whose bytes overlap are never live at the same time, unless they are the
+ * same buffer (an alias or an in-place sum: same offset and size). Returns the sum of all
+ * activation sizes. */
+static uint64_t check_no_live_overlap(const struct plan_view *v)
+{
+    uint32_t nt = v->n_tensors;
+    int64_t *def = malloc(nt * sizeof(int64_t)), *last = malloc(nt * sizeof(int64_t));
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < nt; i++) {
+        def[i] = v->tensors[i].flags & PLAN_TF_INPUT ? -1 : INT64_MAX;
+        last[i] = v->tensors[i].flags & PLAN_TF_OUTPUT ? (int64_t)v->n_nodes : -2;
+    }
+    for (uint32_t k = 0; k < v->n_nodes; k++) {
+        const struct plan_node *n = &v->nodes[k];
+        def[n->out] = def[n->out] < (int64_t)k ? def[n->out] : (int64_t)k;
+        last[n->out] = last[n->out] > (int64_t)k ? last[n->out] : (int64_t)k;
+        for (uint32_t i = 0; i <= n->n_in; i++) {
+            uint32_t t = n->sum_tensor;
+            if (i < n->n_in)
+                t = (uint32_t)plan_input(v, n, i);
+            if (t != PLAN_NONE && last[t] < (int64_t)k)
+                last[t] = k;
+        }
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        const struct plan_tensor *a = &v->tensors[i];
+        if (a->storage != PLAN_ST_ARENA || def[i] == INT64_MAX)
+            continue;
+        total += a->nbytes;
+        for (uint32_t j = i + 1; j < nt; j++) {
+            const struct plan_tensor *b = &v->tensors[j];
+            if (b->storage != PLAN_ST_ARENA || def[j] == INT64_MAX ||
+                (a->offset == b->offset && a->nbytes == b->nbytes))
+                continue;
+            int bytes = a->offset < b->offset + b->nbytes && b->offset < a->offset + a->nbytes;
+            int alive = def[i] <= last[j] && def[j] <= last[i];
+            if (bytes && alive)
+                fail_msg("tensors %s and %s share bytes while both live", plan_str(v, a->name),
+                         plan_str(v, b->name));
+        }
+    }
+    free(def);
+    free(last);
+    return total;
+}
+
+/* A chain with a branch, a concat and a residual: the plan reuses memory and never lets two
+ * live tensors share bytes. */
+static void test_memory_plan(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, 8, 16, 16));
+    int prev = x;
+    char name[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(name, sizeof(name), "w%d", i);
+        int w = tb_const(g, name, SHAPE(4, 8, 8, 3, 3), NULL, (uint32_t)i + 100);
+        snprintf(name, sizeof(name), "a%d", i);
+        int a = tb_act(g, name, SHAPE(4, 1, 8, 16, 16));
+        int ins[2] = {prev, w};
+        struct ir_node *n = tb_node(g, "Conv", ins, 2, a);
+        tb_ints(n, "pads", 4, 1, 1, 1, 1);
+        if (i % 2)
+            n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_SUM, .tensor = prev};
+        n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+        prev = a;
+    }
+    int br = tb_act(g, "br", SHAPE(4, 1, 8, 16, 16));
+    int cat = tb_act(g, "cat", SHAPE(4, 1, 16, 16, 16));
+    int gp = tb_act(g, "gp", SHAPE(4, 1, 16, 1, 1));
+    int r1[1] = {x}, ci[2] = {prev, br}, gi[1] = {cat};
+    tb_input(g, x);
+    tb_node(g, "Relu", r1, 1, br);
+    ir_attr_set_int(tb_node(g, "Concat", ci, 2, cat), "axis", 1);
+    tb_node(g, "GlobalAveragePool", gi, 1, gp);
+    tb_output(g, gp);
+    void *img;
+    size_t len;
+    char err[256];
+    if (tb_compile(g, 1, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    struct plan_view v;
+    assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+    uint64_t total = check_no_live_overlap(&v);
+    print_message("arena %llu bytes for %llu bytes of activations\n",
+                  (unsigned long long)v.h->arena_size, (unsigned long long)total);
+    assert_true(v.h->arena_size * 2 <= total);
+    engine_image_free(img);
+}
+
+/* The same property on the zoo's real networks, when `make zoo` has exported them. */
+static void test_memory_plan_zoo(void **state)
+{
+    static const char *const models[] = {"resnet18", "mobilenet_v2", "squeezenet1_1"};
+    const char *zoo = getenv("SHMFAAS_ZOO");
+    for (size_t i = 0; zoo && i < ARRAY_LEN(models); i++) {
+        char path[512], err[512];
+        uint8_t *onnx;
+        size_t olen, len;
+        void *img;
+        snprintf(path, sizeof(path), "%s/%s/model.onnx", zoo, models[i]);
+        if (read_file(path, 1u << 30, &onnx, &olen, err, sizeof(err)))
+            continue;
+        struct engine_compile_opts o = {.threads = 1, .model_name = models[i]};
+        if (engine_compile(onnx, olen, &o, &img, &len, err, sizeof(err)))
+            fail_msg("%s", err);
+        free(onnx);
+        struct plan_view v;
+        assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+        uint64_t total = check_no_live_overlap(&v);
+        print_message("%s: arena %.1f MiB for %.1f MiB of activations\n", models[i],
+                      v.h->arena_size / 1048576.0, total / 1048576.0);
+        engine_image_free(img);
+    }
+}
+
 /* ---- data movement (plain-C kernels) ---- */
 
 /* y = Gather(Slice(Transpose(x)), idx): x[2,3,4] → perm (2,0,1) → [4,2,3] → slice axis 0 from 3
@@ -740,6 +858,8 @@ int main(void)
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_memory_plan),
+        cmocka_unit_test(test_memory_plan_zoo),
         cmocka_unit_test(test_kernels),
         cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_pad_and_cast),
