@@ -5,7 +5,8 @@
  * execs two helper processes that each map it PROT_READ and run it; while both are alive each
  * reports its Private_Clean + Private_Dirty, which must stay below its arena + 16 MiB, and both
  * must compute what this process computes. Then a forked child writes through a read-only
- * mapping of the file and must die of SIGSEGV.
+ * mapping of the file and must die of SIGSEGV, and helpers started with another thread count or a
+ * lower CPU ISA refuse the image (issue 2 acceptance 4).
  * Usage: test-zerocopy MODEL.onnx HELPER
  */
 #include <setjmp.h>
@@ -43,15 +44,20 @@ struct child {
     FILE *to, *from;
 };
 
-static int spawn(const char *helper, const char *image, struct child *c)
+/* Starts the helper on image with stdin/stdout (and stderr) on pipes; env_kv ("K=V") is added
+ * to its environment when not NULL. */
+static int spawn(const char *helper, const char *image, const char *env_kv, struct child *c)
 {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) /* no other child inherits our ends */
         return -1;
     c->pid = fork();
     if (c->pid == 0) {
+        if (env_kv)
+            putenv((char *)env_kv);
         dup2(in[0], 0);
         dup2(out[1], 1);
+        dup2(out[1], 2);
         close(in[1]);
         close(out[0]);
         execl(helper, helper, image, (char *)NULL);
@@ -131,7 +137,7 @@ static void test_two_instances_share_weights(void **state)
     struct child c[2];
     char line[256];
     for (int i = 0; i < 2; i++)
-        assert_int_equal(spawn(z->helper, z->image, &c[i]), 0);
+        assert_int_equal(spawn(z->helper, z->image, NULL, &c[i]), 0);
     for (int i = 0; i < 2; i++) {
         double sum;
         assert_non_null(fgets(line, sizeof(line), c[i].from));
@@ -180,6 +186,32 @@ static void test_write_through_mapping_faults(void **state)
     assert_int_equal(WTERMSIG(status), SIGSEGV);
 }
 
+/* A process whose CPU features or thread count differ from the image's refuses to run it. */
+static void refused_in(struct zc *z, const char *env_kv, const char *needle)
+{
+    struct child c;
+    char line[512] = "";
+    int status;
+    assert_int_equal(spawn(z->helper, z->image, env_kv, &c), 0);
+    fclose(c.to);
+    if (!fgets(line, sizeof(line), c.from))
+        line[0] = '\0';
+    fclose(c.from);
+    assert_int_equal(waitpid(c.pid, &status, 0), c.pid);
+    print_message("%s: %s", env_kv, line);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    assert_non_null(strstr(line, needle));
+    assert_non_null(strstr(line, "recompile"));
+}
+
+static void test_other_process_settings_refused(void **state)
+{
+    struct zc *z = *state;
+    refused_in(z, "OMP_NUM_THREADS=2", "compiled for 1 thread(s)");
+    if (!strstr(engine_fingerprint(), "isa/sse41")) /* a lower ISA than this CPU's */
+        refused_in(z, "DNNL_MAX_CPU_ISA=SSE41", "compiled for CPU ISA");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -191,6 +223,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_instances_share_weights),
         cmocka_unit_test(test_write_through_mapping_faults),
+        cmocka_unit_test(test_other_process_settings_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
