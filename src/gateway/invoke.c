@@ -29,8 +29,10 @@ static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gatew
 static struct instance *pick(struct function *fn, pid_t avoid)
 {
     struct instance *best = NULL;
+    int64_t now = now_ns() / 1000000;
     for (struct instance *in = fn->instances; in; in = in->next) {
-        if (in->state != INST_READY || in->inflight >= fn->spec.instance_cap || in->pid == avoid)
+        if (in->state != INST_READY || in->inflight >= fn->spec.instance_cap || in->pid == avoid ||
+            now < in->suspect_until_ms)
             continue;
         if (!best || in->inflight < best->inflight)
             best = in;
@@ -62,7 +64,6 @@ static struct instance *acquire(struct gateway *g, struct function *fn, pid_t av
         struct timespec ts;
         deadline_ts(deadline_ms, &ts);
         pthread_cond_timedwait(&g->changed, &g->lock, &ts);
-        avoid = 0; /* a second pass may use anything live */
     }
     if (counted)
         fn->queued--;
@@ -236,6 +237,11 @@ static int forward(struct gateway *g, struct function *fn, struct http_request *
         fn->inflight--;
         fn->last_active_ms = now_ns() / 1000000;
         avoid = in->pid;
+        if (rs->conn_failed && !rs->got_bytes) {
+            /* most likely dead: keep others off it until the supervisor has reaped it */
+            in->suspect_until_ms = now_ns() / 1000000 + 1000;
+            pthread_cond_broadcast(&g->kick);
+        }
         instance_release(g, in);
         pthread_mutex_unlock(&g->lock);
         if (!rs->conn_failed && !rs->timed_out)

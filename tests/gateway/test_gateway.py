@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 BUILD, MODELS = sys.argv[2], sys.argv[3]
-SHMFAASD = os.path.join(BUILD, "src/gateway/shmfaasd")
+SHMFAASD = os.environ.get("SHMFAASD_BIN") or os.path.join(BUILD, "src/gateway/shmfaasd")
 CLI = os.path.join(BUILD, "src/cli/shmfaas")
 INPUT = open(os.path.join(MODELS, "input.json"), "rb").read()
 
@@ -132,6 +132,7 @@ class Gateway:
         self.proc.wait()
 
     def stop(self):
+        """SIGTERM; returns the exit status (0 = clean stop, also under ASan/LSan)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -139,15 +140,17 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return self.proc.returncode if self.proc else 0
 
     def cleanup(self):
-        self.stop()
+        rc = self.stop()
         for pid in self.instance_pids().values():  # whatever a killed daemon left behind
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
         shutil.rmtree(self.store_dir, ignore_errors=True)
+        return rc
 
 
 def alive(pid):
@@ -442,6 +445,8 @@ def main():
     try:
         gw.start()
         CASES[case](gw)
+        rc = gw.cleanup()
+        check(rc == 0, "shmfaasd exit status on SIGTERM: %s" % rc)
         ok = True
         print("ok:", case)
     finally:
