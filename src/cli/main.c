@@ -540,6 +540,7 @@ static uint64_t image_bytes(const json_t *models, const char *name, int *from_st
 struct totals {
     uint64_t shared, private_copies;
     int functions, instances;
+    bool onnx_sizes; /* some image size was not known to the store */
 };
 
 static void stats_row(const struct cli *c, const json_t *f, const json_t *models, json_t *seen,
@@ -560,6 +561,7 @@ static void stats_row(const struct cli *c, const json_t *f, const json_t *models
            format_size(uss, b, sizeof b), format_size(img, d, sizeof d), from_store ? "" : "*");
     t->functions++;
     t->instances += n;
+    t->onnx_sizes |= !from_store;
     t->private_copies += uss + (uint64_t)n * img;
     t->shared += uss;
     if (n > 0 && !json_object_get(seen, model)) {
@@ -595,7 +597,8 @@ static int cmd_stats(struct cli *c)
     printf("saved by sharing:                                        %s\n",
            format_size(t.private_copies > t.shared ? t.private_copies - t.shared : 0, d,
                        sizeof d));
-    printf("(* image size not reported by the store: ONNX file size shown)\n");
+    if (t.onnx_sizes)
+        printf("(* image not resident in the store: ONNX file size shown)\n");
     json_decref(seen);
     json_decref(fns);
     json_decref(models);

@@ -217,6 +217,7 @@ def case_api(gw):
     check(r.status in (200, 202), "scale: %d" % r.status)
     gw.wait_ready("echo", 2)
     check(gw.functions()["echo"]["invocationCount"] >= 2, "invocationCount counts")
+    check_isolation(gw, "echo")
     m = gw.req("GET", "/metrics").body.decode()
     check('gateway_function_invocation_total{function_name="echo.openfaas-fn",code="200"}' in m,
           "invocation metric")
@@ -238,6 +239,43 @@ def case_api(gw):
     check(r.status in (200, 202), "delete with ?namespace=: %d" % r.status)
     check(gw.functions() == {}, "all gone")
     check(gw.req("GET", "/system/function/echo").status == 404, "describe after delete")
+
+
+def proc_cgroup_dir(pid):
+    """The instance's own cgroup directory (v2 or v1 memory), or None."""
+    for line in open("/proc/%d/cgroup" % pid):
+        hid, ctrl, path = line.rstrip("\n").split(":", 2)
+        if "/shmfaas/" in path:
+            if ctrl == "":
+                return "/sys/fs/cgroup" + path, "memory.max"
+            if "memory" in ctrl.split(","):
+                return "/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes"
+    return None, None
+
+
+def check_isolation(gw, name):
+    """What the host allows is applied: cgroup with limits.memory, own netns, nobody, no_new_privs."""
+    gw.deploy(name, "tiny_a", limits={"memory": "256Mi"})
+    gw.wait_ready(name)
+    time.sleep(0.3)
+    pids = [p for k, p in gw.instance_pids().items() if k.startswith(name + "-")]
+    check(pids, "instance pidfiles")
+    pid = max(pids)
+    status = open("/proc/%d/status" % pid).read()
+    check(re.search(r"NoNewPrivs:\s+1", status), "no_new_privs set")
+    if os.geteuid() == 0:
+        check(re.search(r"Uid:\s+65534\s", status), "runs as nobody when the daemon is root")
+    log = open(os.path.join(gw.tmp, "shmfaasd.log")).read()
+    if "cannot create network namespaces" not in log:
+        check(os.readlink("/proc/%d/ns/net" % pid) != os.readlink("/proc/self/ns/net"),
+              "own network namespace")
+    cg, limit_file = proc_cgroup_dir(pid)
+    if "no writable cgroup" not in log:
+        check(cg, "instance in its own cgroup")
+        limit = int(open(os.path.join(cg, limit_file)).read())
+        check(limit == 256 << 20, "memory limit %d == 256Mi" % limit)
+    fds = os.listdir("/proc/%d/fd" % pid)
+    print("isolation of %s pid %d: cgroup %s, fds %s" % (name, pid, cg, sorted(fds)))
 
 
 def case_auth(gw):
@@ -284,6 +322,16 @@ def case_sharing(gw):
     check(all(n in out for n in ("fa", "fb", "fc")), "stats lists the functions")
     check("2 models in use" in out and "3 instances" in out, "stats shows the sharing")
     check("saved by sharing" in out, "stats compares with private copies")
+    # the baseline: com.shmfaas.private runs instances with --private <models>/<image>.onnx
+    gw.deploy("fp", "tiny_a", labels={"com.shmfaas.private": "true"})
+    gw.wait_ready("fp")
+    check(gw.invoke("fp").body == gw.invoke("fa").body, "private copy answers alike")
+    pid = [p for k, p in gw.instance_pids().items() if k.startswith("fp-")][0]
+    argv = open("/proc/%d/cmdline" % pid).read().split("\0")
+    check("--private" in argv and argv[argv.index("--private") + 1].endswith("/tiny_a.onnx"),
+          "private instance argv: %s" % argv)
+    leases = sorted(m["leases"] for m in store_models(gw)["models"] if m["state"] == "resident")
+    check(leases == [1, 2], "a private instance takes no lease: %s" % leases)
 
 
 def case_autoscale(gw):
@@ -424,7 +472,63 @@ def case_bad(gw):
     check(gw.invoke("keep").status == 200, "still serving")
 
 
-CASES = {"api": case_api, "auth": case_auth, "sharing": case_sharing,
+def cli(gw, *args, stdin=None, env=None):
+    e = dict(os.environ, OPENFAAS_URL=gw.url, **(env or {}))
+    p = subprocess.run([CLI] + list(args), input=stdin, capture_output=True, env=e, timeout=60)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def case_cli(gw):
+    """The shmfaas CLI end to end: stack.yml with ${VAR}, list, describe, invoke, scale, logs,
+    model push/ls/rm, remove."""
+    stack = os.path.join(gw.tmp, "stack.yml")
+    open(stack, "w").write(
+        "version: 1.0\nprovider: {name: openfaas, gateway: http://127.0.0.1:1}\n"
+        "functions:\n"
+        "  c1:\n    image: ${MODEL}\n    environment: {input: json, output: json}\n"
+        "    labels: {com.openfaas.scale.max: \"3\"}\n"
+        "  c2:\n    image: ${OTHER:-tiny_b}\n    environment: {input: json, output: json}\n")
+    rc, out, err = cli(gw, "deploy", "-f", stack, env={"MODEL": "tiny_a"})
+    check(rc == 0 and "Deployed c1" in out and "Deployed c2" in out, "deploy -f: %s %s" % (out, err))
+    gw.wait_ready("c1")
+    gw.wait_ready("c2")
+    check(gw.functions()["c2"]["image"] == "tiny_b", "${OTHER:-tiny_b} default applied")
+    rc, out, err = cli(gw, "list")
+    check(rc == 0 and "c1" in out and "tiny_a" in out and "c2" in out, "list: %s" % out)
+    rc, out, err = cli(gw, "describe", "c1")
+    check(rc == 0 and "Ready" in out and "tiny_a" in out, "describe: %s %s" % (out, err))
+    rc, out, err = cli(gw, "invoke", "c1", stdin=INPUT)
+    check(rc == 0 and json.loads(out)["outputs"]["y"]["shape"] == [1, 3], "invoke: %s %s" % (out, err))
+    rc, out, err = cli(gw, "invoke", "c1", stdin=b"{broken")
+    check(rc == 1 and "400" in err, "invoke with a bad body reports the 400: %s" % err)
+    rc, out, err = cli(gw, "scale", "c1", "2")
+    check(rc == 0, "scale: %s" % err)
+    gw.wait_ready("c1", 2)
+    rc, out, err = cli(gw, "logs", "c1", "--tail", "5")
+    check(rc == 0, "logs: %s" % err)
+    rc, out, err = cli(gw, "model", "push", "pushed", os.path.join(MODELS, "tiny_b.onnx"))
+    check(rc == 0 and os.path.exists(os.path.join(gw.models, "pushed.onnx")), "model push: %s" % err)
+    rc, out, err = cli(gw, "model", "ls")
+    check(rc == 0 and "pushed" in out and "tiny_a" in out, "model ls: %s" % out)
+    rc, out, err = cli(gw, "deploy", "--name", "c3", "--image", "pushed", "--env", "input=json",
+                       "--env", "output=json", "--memory", "128Mi")
+    check(rc == 0, "deploy with flags: %s" % err)
+    gw.wait_ready("c3")
+    check(gw.invoke("c3").body == gw.invoke("c2").body, "pushed model = tiny_b")
+    rc, out, err = cli(gw, "model", "rm", "pushed")
+    check(rc == 1 and "409" in err, "model rm of a model in use is refused: %s" % err)
+    for n in ("c1", "c2", "c3"):
+        rc, out, err = cli(gw, "remove", n)
+        check(rc == 0, "remove %s: %s" % (n, err))
+    rc, out, err = cli(gw, "model", "rm", "pushed")
+    check(rc == 0 and not os.path.exists(os.path.join(gw.models, "pushed.onnx")), "model rm")
+    rc, out, err = cli(gw, "describe", "c1")
+    check(rc == 1 and "404" in err, "describe after remove: %s" % err)
+    rc, out, err = cli(gw, "frobnicate")
+    check(rc == 2, "unknown command → usage, exit 2")
+
+
+CASES = {"api": case_api, "cli": case_cli, "auth": case_auth, "sharing": case_sharing,
          "autoscale": case_autoscale, "crash": case_crash, "restart": case_restart,
          "bad": case_bad}
 
