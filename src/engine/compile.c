@@ -523,8 +523,11 @@ static int lower_inner(struct lower *l, const struct ir_node *n, int transposed,
     int64_t k = transposed ? w->shape.dims[0] : w->shape.dims[1];
     struct plan_node pn = node_init(l, n, PLAN_OP_INNER);
     pn.collapse = (uint32_t)x->shape.rank - 1;
-    float *wbuf = transposed ? transpose_scaled(w->data, k, nn, alpha)
-                             : transpose_scaled(w->data, 1, nn * k, alpha);
+    /* [N,K] weights with alpha 1 are packed straight from the graph; others get a scaled copy */
+    int as_is = !transposed && alpha == 1.0f;
+    float *wbuf = as_is        ? w->data
+                  : transposed ? transpose_scaled(w->data, k, nn, alpha)
+                               : transpose_scaled(w->data, 1, nn * k, alpha);
     float *bbuf = malloc((size_t)nn * sizeof(float) + 1);
     int64_t dims[2] = {nn, k}, ts[3];
     int rc = wbuf && bbuf ? 0 : lerr(l, n, -ENOMEM, "out of memory");
@@ -552,7 +555,8 @@ static int lower_inner(struct lower *l, const struct ir_node *n, int transposed,
         if (!rc)
             rc = emit(l, n, &pn, ts[1], wbuf);
     }
-    free(wbuf);
+    if (!as_is)
+        free(wbuf);
     free(bbuf);
     return rc;
 }
@@ -1326,6 +1330,11 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
         return seterr(err, errlen, -ENOMEM, "out of memory");
     for (int i = 0; i < g->n_tensors; i++)
         l.tmap[i] = -1;
+    uint64_t weights = 0;
+    for (int i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].data)
+            weights += ALIGN_UP(g->tensors[i].nbytes, PLAN_ALIGN);
+    plan_reserve_weights(&l.b, weights + weights / 16); /* packing pads some layouts */
     cpu_set_threads(opts->threads);
     int rc = dnnl_engine_create(&l.eng, dnnl_cpu, 0) == dnnl_success &&
                      dnnl_stream_create(&l.stream, l.eng, dnnl_stream_default_flags) == dnnl_success

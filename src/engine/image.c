@@ -40,7 +40,7 @@ static int grow(void **p, uint64_t *cap, uint64_t need, size_t elem)
         return 0;
     uint64_t n = *cap ? *cap : 16;
     while (n < need)
-        n *= 2;
+        n += n / 2 + 16; /* 1.5x: the weights buffer is as large as the model */
     if (n > SIZE_MAX / elem)
         return -ENOMEM;
     void *q = realloc(*p, n * elem);
@@ -102,6 +102,11 @@ int64_t plan_add_md(struct plan_builder *b, const dnnl_memory_desc_t *md)
         return -ENOMEM;
     b->mds[b->n_mds] = *md;
     return b->n_mds++;
+}
+
+int plan_reserve_weights(struct plan_builder *b, uint64_t nbytes)
+{
+    return grow((void **)&b->weights, &b->cap_weights, nbytes, 1);
 }
 
 int64_t plan_add_weights(struct plan_builder *b, uint64_t nbytes)

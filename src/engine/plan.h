@@ -251,6 +251,8 @@ int64_t plan_add_tensor(struct plan_builder *b, const struct plan_tensor *t);
 int64_t plan_add_node(struct plan_builder *b, const struct plan_node *n);
 int64_t plan_add_index(struct plan_builder *b, int32_t v);
 int64_t plan_add_md(struct plan_builder *b, const dnnl_memory_desc_t *md);
+/* Makes room for nbytes of weights up front (a model's weights are known before lowering). */
+int plan_reserve_weights(struct plan_builder *b, uint64_t nbytes);
 /* Reserves nbytes (zero-filled) at a 64-byte aligned offset of the weights section. */
 int64_t plan_add_weights(struct plan_builder *b, uint64_t nbytes);
 /* A view over the builder's tables as they stand (for plan_primitive_desc during compile). */
