@@ -823,6 +823,32 @@ static void test_constant_output(void **state)
     run_free(&r);
 }
 
+/* dtype and shape helpers of engine.h. */
+static void test_dtype_shape(void **state)
+{
+    char buf[64];
+    assert_int_equal(engine_dtype_size(ENGINE_F32), 4);
+    assert_int_equal(engine_dtype_size(ENGINE_I64), 8);
+    assert_int_equal(engine_dtype_size(ENGINE_BOOL), 1);
+    assert_int_equal(engine_dtype_size(42), 0);
+    assert_string_equal(engine_dtype_name(ENGINE_I32), "int32");
+    assert_string_equal(engine_dtype_name(42), "?");
+    assert_int_equal(engine_dtype_parse("uint8"), ENGINE_U8);
+    assert_int_equal(engine_dtype_parse("float"), ENGINE_F32);
+    assert_int_equal(engine_dtype_parse("complex64"), -1);
+    assert_int_equal(engine_dtype_parse(NULL), -1);
+    struct engine_shape s = SHAPE(4, 1, 3, 224, 224), bad = SHAPE(2, 2, -1);
+    assert_int_equal(engine_shape_numel(&s), 150528);
+    assert_int_equal(engine_shape_numel(&bad), -1);
+    struct engine_shape huge = SHAPE(3, INT64_MAX / 2, 4, 1);
+    assert_int_equal(engine_shape_numel(&huge), -1);
+    struct engine_shape scalar = {.rank = 0};
+    assert_int_equal(engine_shape_numel(&scalar), 1);
+    assert_string_equal(engine_shape_str(&s, buf, sizeof(buf)), "[1,3,224,224]");
+    assert_string_equal(engine_shape_str(&scalar, buf, sizeof(buf)), "[]");
+    assert_string_equal(engine_shape_str(&s, buf, 6), "[1,3,");
+}
+
 /* An op the backend cannot lower fails compile naming the model, node and op. */
 static void test_unsupported_op(void **state)
 {
@@ -864,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_pad_and_cast),
         cmocka_unit_test(test_constant_output),
+        cmocka_unit_test(test_dtype_shape),
         cmocka_unit_test(test_unsupported_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,24 +9,22 @@
 #include "engine/ir.h"
 #include "engine/plan.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static inline struct engine_shape tb_shape(int rank, ...)
+/* SHAPE(rank, dims...): the values become an int64_t array first, so plain int literals are
+ * read at their real width. */
+static inline struct engine_shape tb_shape(const int64_t *v)
 {
-    struct engine_shape s = {.rank = rank};
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dims[i] = va_arg(ap, int64_t);
-    va_end(ap);
+    struct engine_shape s = {.rank = (int)v[0]};
+    for (int i = 0; i < s.rank; i++)
+        s.dims[i] = v[1 + i];
     return s;
 }
 
-#define SHAPE(...) tb_shape(__VA_ARGS__)
+#define SHAPE(...) tb_shape((const int64_t[]){__VA_ARGS__})
 
 static inline struct ir_graph *tb_graph(void)
 {
@@ -108,16 +106,12 @@ static inline struct ir_node *tb_node(struct ir_graph *g, const char *op, const 
     return n;
 }
 
-static inline void tb_ints(struct ir_node *n, const char *name, int count, ...)
+static inline void tb_ints_array(struct ir_node *n, const char *name, int count, const int64_t *v)
 {
-    int64_t v[16];
-    va_list ap;
-    va_start(ap, count);
-    for (int i = 0; i < count; i++)
-        v[i] = va_arg(ap, int64_t);
-    va_end(ap);
     ir_attr_set_ints(n, name, v, (size_t)count);
 }
+
+#define tb_ints(n, name, count, ...) tb_ints_array(n, name, count, (const int64_t[]){__VA_ARGS__})
 
 /* Adds a string attribute (ir.h has setters for numbers only). */
 static inline void tb_str(struct ir_node *n, const char *name, const char *value)
