@@ -849,6 +849,43 @@ static void test_dtype_shape(void **state)
     assert_string_equal(engine_shape_str(&s, buf, 6), "[1,3,");
 }
 
+/* A BatchNormalization that was not folded into a convolution runs on its own; here after a
+ * convolution, so it sees a blocked layout too. */
+static void test_batchnorm(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, 8, 3, 3));
+    int w = tb_const(g, "w", SHAPE(4, 8, 8, 1, 1), NULL, 81);
+    int c = tb_act(g, "c", SHAPE(4, 1, 8, 3, 3));
+    int sc = tb_const(g, "scale", SHAPE(1, 8), NULL, 83);
+    int bb = tb_const(g, "bias", SHAPE(1, 8), NULL, 85);
+    int mu = tb_const(g, "mean", SHAPE(1, 8), NULL, 87);
+    float var[8] = {0.5f, 1, 2, 3, 0.25f, 1.5f, 4, 0.1f};
+    int va = tb_const(g, "var", SHAPE(1, 8), var, 0);
+    int y = tb_act(g, "y", SHAPE(4, 1, 8, 3, 3));
+    tb_input(g, x);
+    int ci[2] = {x, w}, bi[5] = {c, sc, bb, mu, va};
+    tb_node(g, "Conv", ci, 2, c);
+    ir_attr_set_float(tb_node(g, "BatchNormalization", bi, 5, y), "epsilon", 1e-3f);
+    tb_output(g, y);
+    float *xv = tb_fill(72, 89), want[72];
+    const float *wv = g->tensors[w].data, *s = g->tensors[sc].data, *b = g->tensors[bb].data;
+    const float *m = g->tensors[mu].data;
+    struct conv_geom q = geom(8, 8, 3, 1, 1, 0, 1, 1);
+    q.w = q.ow = 3;
+    ref_conv(&q, xv, wv, NULL, want);
+    for (int i = 0; i < 72; i++) {
+        int ch = i / 9;
+        want[i] = (float)((want[i] - m[ch]) / sqrt(var[ch] + 1e-3) * s[ch] + b[ch]);
+    }
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 72);
+    run_free(&r);
+    free(xv);
+}
+
 /* An op the backend cannot lower fails compile naming the model, node and op. */
 static void test_unsupported_op(void **state)
 {
@@ -890,6 +927,7 @@ int main(void)
         cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_pad_and_cast),
         cmocka_unit_test(test_constant_output),
+        cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_dtype_shape),
         cmocka_unit_test(test_unsupported_op),
     };
