@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -323,6 +324,106 @@ static char *select_lines(char *text, size_t len, long tail, const char *since, 
     return out;
 }
 
+/* follow=true: the selected lines, then whatever the instances write, until the function goes,
+ * the daemon stops or the client hangs up. */
+struct log_follow {
+    struct gateway *g;
+    char name[GW_NAME_MAX];
+    char *head;
+    size_t head_len, head_off;
+    int fd;
+    off_t off;
+};
+
+static bool follow_over(struct log_follow *f)
+{
+    pthread_mutex_lock(&f->g->lock);
+    bool over = f->g->stopping || !registry_find(f->g, f->name);
+    pthread_mutex_unlock(&f->g->lock);
+    return over;
+}
+
+static ssize_t follow_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct log_follow *f = cls;
+    if (f->head_off < f->head_len) {
+        size_t n = f->head_len - f->head_off < max ? f->head_len - f->head_off : max;
+        memcpy(buf, f->head + f->head_off, n);
+        f->head_off += n;
+        return (ssize_t)n;
+    }
+    for (int i = 0; i < 50; i++) { /* 5 s, then an empty chunk lets MHD notice a gone client */
+        ssize_t n = f->fd >= 0 ? pread(f->fd, buf, max, f->off) : 0;
+        if (n > 0) {
+            f->off += n;
+            return n;
+        }
+        if (follow_over(f))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        usleep(100000);
+    }
+    return 0;
+}
+
+static void follow_free(void *cls)
+{
+    struct log_follow *f = cls;
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f->head);
+    free(f);
+}
+
+static int reply_follow(struct gateway *g, struct http_request *rq, const char *name,
+                        const char *path, char *head, size_t head_len, off_t off)
+{
+    struct log_follow *f = calloc(1, sizeof *f);
+    if (!f) {
+        free(head);
+        return reply_err(rq->conn, 500, "out of memory");
+    }
+    *f = (struct log_follow){.g = g, .head = head, .head_len = head_len, .off = off};
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, follow_read, f, follow_free);
+    if (!r) {
+        follow_free(f);
+        return -1;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/x-ndjson");
+    enum MHD_Result ok = MHD_queue_response(rq->conn, 200, r);
+    MHD_destroy_response(r);
+    return ok == MHD_YES ? 0 : -1;
+}
+
+/* The last LOG_MAX_BYTES of a log file; *end = its size. A missing file is empty. */
+static int read_log_tail(const char *path, uint8_t **out, size_t *len, off_t *end)
+{
+    struct stat st;
+    *out = NULL;
+    *len = 0;
+    *end = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -ENOENT;
+    }
+    size_t n = st.st_size > (off_t)LOG_MAX_BYTES ? LOG_MAX_BYTES : (size_t)st.st_size;
+    uint8_t *buf = malloc(n + 1);
+    ssize_t r = buf ? pread(fd, buf, n, st.st_size - (off_t)n) : -1;
+    close(fd);
+    if (r < 0) {
+        free(buf);
+        return -EIO;
+    }
+    *out = buf;
+    *len = (size_t)r;
+    *end = st.st_size - (off_t)n + r;
+    return 0;
+}
+
 static int route_logs(struct gateway *g, struct http_request *rq, const char *arg)
 {
     char name[GW_NAME_MAX], err[600], path[1024];
@@ -341,12 +442,21 @@ static int route_logs(struct gateway *g, struct http_request *rq, const char *ar
     function_log_path(g, name, path, sizeof path);
     uint8_t *data = NULL;
     size_t len = 0, out_len = 0;
-    if (read_file(path, LOG_MAX_BYTES, &data, &len, err, sizeof err))
-        return http_reply(rq->conn, 200, "application/x-ndjson", "", 0, NULL, 0);
-    char *out = select_lines((char *)data, len, tail, http_request_query(rq, "since"), &out_len);
+    const char *fl = http_request_query(rq, "follow");
+    bool follow = fl && (strcmp(fl, "true") == 0 || strcmp(fl, "1") == 0);
+    off_t end = 0;
+    size_t skip = 0;
+    if (read_log_tail(path, &data, &len, &end) == 0 && end > (off_t)len) {
+        char *nl = memchr(data, '\n', len); /* started mid-file: drop the partial first line */
+        skip = nl ? (size_t)(nl - (char *)data) + 1 : len;
+    }
+    char *out = select_lines(data ? (char *)data + skip : "", len - skip, tail,
+                             http_request_query(rq, "since"), &out_len);
     free(data);
     if (!out)
         return reply_err(rq->conn, 500, "out of memory");
+    if (follow)
+        return reply_follow(g, rq, name, path, out, out_len, end);
     return http_reply_take(rq->conn, 200, "application/x-ndjson", out, out_len, NULL, 0);
 }
 

@@ -229,8 +229,22 @@ def case_api(gw):
     for line in logs.body.decode().splitlines():
         check(set(json.loads(line)) >= {"name", "namespace", "instance", "timestamp", "text"},
               "log line shape: %s" % line)
+    # follow=true streams until the function goes (faas-cli logs follows by default)
+    follow = {}
+
+    def read_follow():
+        t0 = time.time()
+        r = gw.req("GET", "/system/logs?name=echo&follow=true", timeout=30)
+        follow["status"], follow["secs"] = r.status, time.time() - t0
+
+    ft = threading.Thread(target=read_follow)
+    ft.start()
+    time.sleep(1.0)
+    check(ft.is_alive(), "follow=true keeps the stream open")
     # DELETE with the namespace in the body, then (older clients) in the query
     r = gw.req("DELETE", "/system/functions", {"functionName": "echo", "namespace": "openfaas-fn"})
+    ft.join(10)
+    check(not ft.is_alive() and follow.get("status") == 200, "follow ends when the function goes")
     check(r.status in (200, 202), "delete: %d" % r.status)
     check(gw.req("DELETE", "/system/functions", {"functionName": "echo"}).status == 404,
           "second delete → 404")
