@@ -203,7 +203,8 @@ struct gateway {
     /* runtime */
     char auth_user[256], auth_pass[256];
     bool auth;
-    pid_t store_pid; /* our store child, 0 when --store was given */
+    pid_t store_pid; /* our store child, 0 when --store was given or it died */
+    int64_t store_retry_ms; /* when our dead store may be restarted */
     struct isolation iso;
     pthread_mutex_t lock;
     pthread_cond_t changed; /* instance ready/free, function state changes */

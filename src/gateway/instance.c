@@ -586,7 +586,7 @@ static void reap_children(struct gateway *g)
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         if (pid == g->store_pid) {
-            log_error("shmfaas-store (pid %d) exited with status %d", (int)pid, st);
+            log_error("shmfaas-store (pid %d) exited with status %d; restarting it", (int)pid, st);
             g->store_pid = 0;
             continue;
         }
@@ -796,10 +796,29 @@ static void collect_deleted(struct gateway *g)
     }
 }
 
+/* Our store died: start a new one (it re-adopts the images; instances re-attach by themselves).
+ * Runs without the lock: the store takes a moment to open its socket. */
+static void restart_store(struct gateway *g, int64_t now)
+{
+    char err[512];
+    if (!g->store_bin[0] || g->store_pid != 0 || g->stopping || now < g->store_retry_ms)
+        return;
+    pthread_mutex_unlock(&g->lock);
+    int rc = store_start(g, err, sizeof err);
+    pthread_mutex_lock(&g->lock);
+    if (rc) {
+        log_error("%s; retrying in 5 s", err);
+        if (g->store_pid > 0)
+            kill(g->store_pid, SIGKILL);
+        g->store_retry_ms = now + 5000;
+    }
+}
+
 static void supervise_once(struct gateway *g)
 {
     int64_t now = now_ns() / 1000000;
     reap_children(g);
+    restart_store(g, now);
     check_ready(g);
     for (struct function *fn = g->functions; fn; fn = fn->next) {
         if (!fn->deleted && !g->stopping)

@@ -434,6 +434,22 @@ def case_restart(gw):
     print("store totals after restart:", totals)
     check(totals.get("adopted", 0) >= 2 and totals.get("compiles", 1) == 0,
           "images re-adopted, not recompiled: %s" % totals)
+    # our store dies: shmfaasd starts a new one, instances keep serving and re-attach
+    store_pid = gw.instance_pids()["store"]
+    os.kill(store_pid, signal.SIGKILL)
+    check(gw.invoke("ra").status == 200, "serving while the store is down")
+    deadline = time.time() + 20
+    while time.time() < deadline and gw.instance_pids().get("store", store_pid) == store_pid:
+        time.sleep(0.05)
+    check(gw.instance_pids().get("store", store_pid) != store_pid, "store restarted")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        st = gw.req("GET", "/system/models").json()["store"]
+        if st and st["totals"]["leases"] >= 3:
+            break
+        time.sleep(0.1)
+    check(st and st["totals"]["leases"] >= 3, "instances re-attached to the new store: %s" % st)
+    check(gw.invoke("rb").status == 200, "serving after the store restart")
 
 
 def case_bad(gw):
