@@ -108,7 +108,9 @@ static int report(const char *what, struct reply *r)
     json_t *j = r->body.data ? json_loads(r->body.data, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(j, "error"));
     fprintf(stderr, "shmfaas: %s: HTTP %ld: %s\n", what, r->status,
-            msg ? msg : r->body.data ? r->body.data : "");
+            msg            ? msg
+            : r->body.data ? r->body.data
+                           : "");
     json_decref(j);
     reply_free(r);
     return 1;
@@ -212,27 +214,47 @@ static int deploy_stack(struct cli *c, const char *file, const char *filter, boo
 
 static int cmd_deploy(struct cli *c, int argc, char **argv, bool gw_set)
 {
-    static const struct option opts[] = {
-        {"yaml", required_argument, NULL, 'f'},  {"name", required_argument, NULL, 'n'},
-        {"image", required_argument, NULL, 'i'}, {"env", required_argument, NULL, 'e'},
-        {"label", required_argument, NULL, 'l'}, {"memory", required_argument, NULL, 'm'},
-        {"private", no_argument, NULL, 'p'},     {"filter", required_argument, NULL, 'F'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"yaml", required_argument, NULL, 'f'},
+                                         {"name", required_argument, NULL, 'n'},
+                                         {"image", required_argument, NULL, 'i'},
+                                         {"env", required_argument, NULL, 'e'},
+                                         {"label", required_argument, NULL, 'l'},
+                                         {"memory", required_argument, NULL, 'm'},
+                                         {"private", no_argument, NULL, 'p'},
+                                         {"filter", required_argument, NULL, 'F'},
+                                         {NULL, 0, NULL, 0}};
     const char *file = NULL, *name = NULL, *image = NULL, *memory = NULL, *filter = NULL;
     json_t *env = json_object(), *labels = json_object();
     int o, bad = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "f:n:i:e:l:m:p", opts, NULL)) != -1) {
         switch (o) {
-        case 'f': file = optarg; break;
-        case 'n': name = optarg; break;
-        case 'i': image = optarg; break;
-        case 'e': bad |= add_kv(env, optarg, "--env"); break;
-        case 'l': bad |= add_kv(labels, optarg, "--label"); break;
-        case 'm': memory = optarg; break;
-        case 'p': json_object_set_new(labels, "com.shmfaas.private", json_string("true")); break;
-        case 'F': filter = optarg; break;
-        default: bad = 1;
+        case 'f':
+            file = optarg;
+            break;
+        case 'n':
+            name = optarg;
+            break;
+        case 'i':
+            image = optarg;
+            break;
+        case 'e':
+            bad |= add_kv(env, optarg, "--env");
+            break;
+        case 'l':
+            bad |= add_kv(labels, optarg, "--label");
+            break;
+        case 'm':
+            memory = optarg;
+            break;
+        case 'p':
+            json_object_set_new(labels, "com.shmfaas.private", json_string("true"));
+            break;
+        case 'F':
+            filter = optarg;
+            break;
+        default:
+            bad = 1;
         }
     }
     if (!bad && file) {
@@ -248,8 +270,8 @@ static int cmd_deploy(struct cli *c, int argc, char **argv, bool gw_set)
         json_decref(labels);
         return 2;
     }
-    json_t *dep = json_pack("{sssssoso}", "service", name, "image", image, "envVars", env,
-                            "labels", labels);
+    json_t *dep =
+        json_pack("{sssssoso}", "service", name, "image", image, "envVars", env, "labels", labels);
     json_object_set_new(dep, "annotations", json_object());
     if (memory)
         json_object_set_new(dep, "limits", json_pack("{ss}", "memory", memory));
@@ -341,8 +363,8 @@ static int cmd_remove(struct cli *c, int argc, char **argv)
     if (!need_name(argc, argv, "remove NAME"))
         return 2;
     return simple(c, "DELETE", "/system/functions",
-                  json_pack("{ssss}", "functionName", argv[1], "namespace", "openfaas-fn"),
-                  argv[1], "Removed.");
+                  json_pack("{ssss}", "functionName", argv[1], "namespace", "openfaas-fn"), argv[1],
+                  "Removed.");
 }
 
 static int cmd_scale(struct cli *c, int argc, char **argv)
@@ -586,8 +608,7 @@ static int cmd_stats(struct cli *c)
            "IMAGE");
     size_t i;
     json_t *f;
-    json_array_foreach(fns, i, f)
-        stats_row(c, f, models, seen, &t);
+    json_array_foreach(fns, i, f) stats_row(c, f, models, seen, &t);
     printf("\n%d functions, %d instances, %zu models in use.\n", t.functions, t.instances,
            json_object_size(seen));
     printf("memory, shared images (one per model + private memory): %s\n",
@@ -595,8 +616,7 @@ static int cmd_stats(struct cli *c)
     printf("memory, if every instance had a private copy:          %s\n",
            format_size(t.private_copies, b, sizeof b));
     printf("saved by sharing:                                        %s\n",
-           format_size(t.private_copies > t.shared ? t.private_copies - t.shared : 0, d,
-                       sizeof d));
+           format_size(t.private_copies > t.shared ? t.private_copies - t.shared : 0, d, sizeof d));
     if (t.onnx_sizes)
         printf("(* image not resident in the store: ONNX file size shown)\n");
     json_decref(seen);

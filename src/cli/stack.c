@@ -10,7 +10,7 @@
 #include <string.h>
 #include <yaml.h>
 
-#define VAR_MAX 256
+#define VAR_MAX        256
 #define YAML_MAX_DEPTH 64
 
 /* ---- ${VAR} substitution ---- */
@@ -271,10 +271,10 @@ static int function_deployment(const char *name, const json_t *f, json_t **out, 
     const char *image = json_string_value(json_object_get(f, "image"));
     if (!image || !*image)
         return seterr(err, errlen, -EINVAL, "function %s: image (the model) is required", name);
-    json_t *dep = json_pack("{sssss{}s{}}", "service", name, "image", image, "labels",
-                            "annotations");
-    int rc = copy_string_map(dep, "envVars", json_object_get(f, "environment"), name,
-                             "environment", err, errlen);
+    json_t *dep =
+        json_pack("{sssss{}s{}}", "service", name, "image", image, "labels", "annotations");
+    int rc = copy_string_map(dep, "envVars", json_object_get(f, "environment"), name, "environment",
+                             err, errlen);
     if (!rc)
         rc = copy_string_map(dep, "labels", json_object_get(f, "labels"), name, "labels", err,
                              errlen);
@@ -314,7 +314,8 @@ int stack_parse(const char *text, size_t len, env_lookup lookup, void *user, str
         json_decref(doc);
         return seterr(err, errlen, -EINVAL, "stack file has no functions: mapping");
     }
-    const char *gw = json_string_value(json_object_get(json_object_get(doc, "provider"), "gateway"));
+    const char *gw =
+        json_string_value(json_object_get(json_object_get(doc, "provider"), "gateway"));
     snprintf(out->gateway, sizeof out->gateway, "%s", gw ? gw : "");
     out->deployments = json_object();
     const char *name;

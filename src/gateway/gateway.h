@@ -1,19 +1,20 @@
 /*
  * gateway.h — shmfaasd, the single-node OpenFaaS gateway + provider (DESIGN.md "Gateway/provider").
  *
- * Owns: function specs (parsed from OpenFaaS FunctionDeployment JSON, validated, persisted atomically
- * under the state directory), the instance processes of every function (one shmfaas-fn each, on a
- * unix socket under <state>/run, with a pidfile so a restarted daemon reaps orphans), the autoscaler,
- * the request path (hold → pick an instance → proxy over keep-alive unix-socket HTTP), and metrics.
+ * Owns: function specs (parsed from OpenFaaS FunctionDeployment JSON, validated, persisted
+ * atomically under the state directory), the instance processes of every function (one shmfaas-fn
+ * each, on a unix socket under <state>/run, with a pidfile so a restarted daemon reaps orphans),
+ * the autoscaler, the request path (hold → pick an instance → proxy over keep-alive unix-socket
+ * HTTP), and metrics.
  *
  * Guarantees:
- *  - a spec that reaches the registry has passed spec_parse(): name, namespace, model ref, quantities
- *    and scaling labels are valid; a rejected request changes nothing;
+ *  - a spec that reaches the registry has passed spec_parse(): name, namespace, model ref,
+ * quantities and scaling labels are valid; a rejected request changes nothing;
  *  - the autoscaler (autoscale_decide) is a pure function of its inputs and its small state struct;
  *  - an instance whose process died is never handed a request; a request that got no response byte
  *    from a dying instance is retried once on another one, otherwise it is answered 502;
- *  - the daemon never forks after starting threads except to exec shmfaas-fn / shmfaas-store at once
- *    (the child only makes async-signal-safe calls before execve).
+ *  - the daemon never forks after starting threads except to exec shmfaas-fn / shmfaas-store at
+ * once (the child only makes async-signal-safe calls before execve).
  */
 #ifndef SHMFAAS_GATEWAY_H
 #define SHMFAAS_GATEWAY_H
@@ -25,9 +26,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define GW_NAMESPACE "openfaas-fn"
-#define GW_NAME_MAX 64   /* function names: DNS label length */
-#define GW_REF_MAX 512   /* model refs */
+#define GW_NAMESPACE    "openfaas-fn"
+#define GW_NAME_MAX     64  /* function names: DNS label length */
+#define GW_REF_MAX      512 /* model refs */
 #define GW_MAX_REPLICAS 64
 
 /* ======================= function specs (spec.c) ======================= */
@@ -73,13 +74,13 @@ void spec_free(struct fn_spec *spec);
 
 struct autoscale_in {
     struct fn_scale scale;
-    int floor;               /* replicas asked for by scale-function, -1 = use scale.min */
-    int current;             /* instances starting + ready */
-    int inflight;            /* requests being served */
-    int queued;              /* requests held waiting for an instance */
+    int floor;    /* replicas asked for by scale-function, -1 = use scale.min */
+    int current;  /* instances starting + ready */
+    int inflight; /* requests being served */
+    int queued;   /* requests held waiting for an instance */
     int64_t now_ms;
-    int64_t last_active_ms;  /* last time a request arrived or finished */
-    int64_t down_delay_ms;   /* demand must stay below capacity this long before removing one */
+    int64_t last_active_ms; /* last time a request arrived or finished */
+    int64_t down_delay_ms;  /* demand must stay below capacity this long before removing one */
 };
 
 struct autoscale_state {
@@ -104,7 +105,8 @@ struct gw_hist {
 
 void gw_hist_observe(struct gw_hist *h, double seconds);
 
-/* A growable text buffer; on allocation failure it stays marked failed and further appends no-op. */
+/* A growable text buffer; on allocation failure it stays marked failed and further appends no-op.
+ */
 struct gw_buf {
     char *data;
     size_t len, cap;
@@ -125,7 +127,8 @@ void prom_sample2(struct gw_buf *b, const char *name, const char *l1, const char
 void prom_hist(struct gw_buf *b, const char *name, const char *label, const char *value,
                const struct gw_hist *h);
 
-/* ======================= the daemon (main.c, registry.c, instance.c, proxy.c, routes.c) ========= */
+/* ======================= the daemon (main.c, registry.c, instance.c, proxy.c, routes.c) =========
+ */
 
 enum instance_state { INST_STARTING, INST_READY, INST_STOPPING, INST_DEAD };
 
@@ -135,7 +138,7 @@ struct instance {
     int id;
     pid_t pid;
     enum instance_state state;
-    int inflight;  /* requests using it; a dead instance is freed when this reaches 0 */
+    int inflight; /* requests using it; a dead instance is freed when this reaches 0 */
     int64_t started_ms, stop_ms;
     int64_t suspect_until_ms; /* a connect/send failed: not picked before this (it likely died) */
     char sock[108];
@@ -159,7 +162,6 @@ struct function {
     bool deleted;
     int refs; /* request threads holding it */
     struct instance *instances;
-    int next_instance_id;
     int inflight, queued;
     int64_t last_active_ms;
     int64_t backoff_until_ms; /* no new instance before this (start failures, crash loops) */
@@ -203,13 +205,15 @@ struct gateway {
     /* runtime */
     char auth_user[256], auth_pass[256];
     bool auth;
-    pid_t store_pid; /* our store child, 0 when --store was given or it died */
+    pid_t store_pid;        /* our store child, 0 when --store was given or it died */
     int64_t store_retry_ms; /* when our dead store may be restarted */
     struct isolation iso;
     pthread_mutex_t lock;
     pthread_cond_t changed; /* instance ready/free, function state changes */
     pthread_cond_t kick;    /* wakes the supervisor */
     struct function *functions;
+    int next_instance_id; /* daemon-wide: a re-created function never reuses a stopping one's socket
+                           */
     bool stopping;
     int64_t started_ms;
     void *httpd;
@@ -262,8 +266,8 @@ struct proxy_resp {
     char content_type[256];
     void *headers; /* struct curl_slist * of response headers to pass on */
     struct gw_buf body;
-    bool got_bytes;     /* any byte of a response arrived */
-    bool conn_failed;   /* the instance could not be reached or went away */
+    bool got_bytes;   /* any byte of a response arrived */
+    bool conn_failed; /* the instance could not be reached or went away */
     bool timed_out;
     char err[256];
 };

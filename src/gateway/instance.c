@@ -28,7 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ENV 128
+#define MAX_ENV       128
 #define STOP_GRACE_MS 10000
 
 /* ---- pidfiles ---- */
@@ -152,7 +152,8 @@ static void probe_cgroup(struct isolation *iso)
 {
     char own[512], path[1024];
     struct stat st;
-    if (stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0 && own_cgroup("", own, sizeof own) == 0) {
+    if (stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0 &&
+        own_cgroup("", own, sizeof own) == 0) {
         snprintf(path, sizeof path, "/sys/fs/cgroup%s/shmfaas", own);
         if ((mkdir(path, 0755) == 0 || errno == EEXIST) && writable_dir(path)) {
             iso->cgroup_v2 = true;
@@ -219,8 +220,8 @@ static int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit)
         int n = snprintf(val, sizeof val, "%llu", (unsigned long long)limit);
         int fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, val, (size_t)n) != n)
-            log_warn("instance %s-%d: cannot set memory limit in %s: %s", in->fn->spec.name,
-                     in->id, path, strerror(errno));
+            log_warn("instance %s-%d: cannot set memory limit in %s: %s", in->fn->spec.name, in->id,
+                     path, strerror(errno));
         if (fd >= 0)
             close(fd);
     }
@@ -351,7 +352,8 @@ static void __attribute__((noreturn)) spawn_child(const struct spawn *sp)
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0)
         dup2(devnull, 0);
-    if (sp->cgroup_fd >= 0 && write(sp->cgroup_fd, "0", 1) != 1 && write(2, no_cg, sizeof no_cg - 1))
+    if (sp->cgroup_fd >= 0 && write(sp->cgroup_fd, "0", 1) != 1 &&
+        write(2, no_cg, sizeof no_cg - 1))
         (void)0;
     if (sp->netns && unshare(CLONE_NEWNET) != 0 && write(2, no_ns, sizeof no_ns - 1))
         (void)0;
@@ -375,8 +377,8 @@ static pid_t spawn_run(const struct spawn *sp)
     return pid;
 }
 
-static const char *const passed_env[] = {"PATH",         "TMPDIR",        "LD_LIBRARY_PATH",
-                                         "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+static const char *const passed_env[] = {"PATH",           "TMPDIR",        "LD_LIBRARY_PATH",
+                                         "ASAN_OPTIONS",   "UBSAN_OPTIONS", "LSAN_OPTIONS",
                                          "OMP_WAIT_POLICY"};
 
 /* The instance's environment: a few of ours, then the function's envVars. Strings are malloc'd. */
@@ -436,17 +438,16 @@ static struct instance *instance_new(struct gateway *g, struct function *fn, cha
         return NULL;
     }
     in->fn = fn;
-    in->id = ++fn->next_instance_id;
-    int n = snprintf(in->sock, sizeof in->sock, "%s/run/%s-%d.sock", g->state, fn->spec.name,
-                     in->id);
+    in->id = ++g->next_instance_id;
+    int n =
+        snprintf(in->sock, sizeof in->sock, "%s/run/%s-%d.sock", g->state, fn->spec.name, in->id);
     if (n < 0 || (size_t)n >= sizeof in->sock) {
         seterr(err, errlen, -ENAMETOOLONG, "socket path under %s/run is too long for a unix socket",
                g->state);
         free(in);
         return NULL;
     }
-    gw_pathf(in->pidfile, sizeof in->pidfile, "%s/run/%s-%d.pid", g->state, fn->spec.name,
-             in->id);
+    gw_pathf(in->pidfile, sizeof in->pidfile, "%s/run/%s-%d.pid", g->state, fn->spec.name, in->id);
     unlink(in->sock);
     return in;
 }
@@ -456,8 +457,11 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     struct instance *in = instance_new(g, fn, err, errlen);
     if (!in)
         return -ENOMEM;
-    struct spawn sp = {.path = g->fn_bin, .netns = g->iso.netns, .drop = g->iso.drop_uid,
-                       .uid = g->iso.uid, .gid = g->iso.gid};
+    struct spawn sp = {.path = g->fn_bin,
+                       .netns = g->iso.netns,
+                       .drop = g->iso.drop_uid,
+                       .uid = g->iso.uid,
+                       .gid = g->iso.gid};
     char listen[160], model_path[1024];
     snprintf(listen, sizeof listen, "unix:%s", in->sock);
     sp.argv[0] = g->fn_bin;
@@ -731,7 +735,8 @@ static void check_ready(struct gateway *g)
     }
 }
 
-/* Picks the instance to remove when scaling down: an idle one, newest first; else a starting one. */
+/* Picks the instance to remove when scaling down: an idle one, newest first; else a starting one.
+ */
 static struct instance *pick_victim(struct function *fn)
 {
     struct instance *starting = NULL;
@@ -746,9 +751,12 @@ static struct instance *pick_victim(struct function *fn)
 
 static void scale_function(struct gateway *g, struct function *fn, int64_t now)
 {
-    struct autoscale_in ai = {.scale = fn->spec.scale, .floor = fn->floor,
-                              .current = function_live_count(fn), .inflight = fn->inflight,
-                              .queued = fn->queued, .now_ms = now,
+    struct autoscale_in ai = {.scale = fn->spec.scale,
+                              .floor = fn->floor,
+                              .current = function_live_count(fn),
+                              .inflight = fn->inflight,
+                              .queued = fn->queued,
+                              .now_ms = now,
                               .last_active_ms = fn->last_active_ms,
                               .down_delay_ms = g->down_delay_ms};
     int want = autoscale_decide(&ai, &fn->as);

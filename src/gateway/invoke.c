@@ -84,10 +84,18 @@ struct hdr_ctx {
     const char *call_id;
 };
 
-static const char *const skip_headers[] = {"host",       "content-length", "connection",
-                                           "keep-alive", "transfer-encoding", "expect",
-                                           "te",         "upgrade",        "x-forwarded-for",
-                                           "x-forwarded-host", "x-call-id", "x-start-time"};
+static const char *const skip_headers[] = {"host",
+                                           "content-length",
+                                           "connection",
+                                           "keep-alive",
+                                           "transfer-encoding",
+                                           "expect",
+                                           "te",
+                                           "upgrade",
+                                           "x-forwarded-for",
+                                           "x-forwarded-host",
+                                           "x-call-id",
+                                           "x-start-time"};
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value)
@@ -113,7 +121,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 
 static void client_ip(struct MHD_Connection *c, char *out, size_t len)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, len, "unknown");
     if (!ci || !ci->client_addr)
         return;
@@ -146,9 +155,10 @@ static struct curl_slist *request_headers(struct http_request *rq)
         uint8_t r[16] = {0};
         if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
             memset(r, 0, sizeof r);
-        snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                 r[0], r[1], r[2], r[3], r[4], r[5], (r[6] & 0x0f) | 0x40, r[7], (r[8] & 0x3f) | 0x80,
-                 r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
+        snprintf(id, sizeof id,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+                 r[2], r[3], r[4], r[5], (r[6] & 0x0f) | 0x40, r[7], (r[8] & 0x3f) | 0x80, r[9],
+                 r[10], r[11], r[12], r[13], r[14], r[15]);
     }
     snprintf(start, sizeof start, "%lld", (long long)wall_ms() * 1000000LL);
     add(&h.list, "X-Call-Id: %s%s", h.call_id && *h.call_id ? h.call_id : id, "");
@@ -281,8 +291,10 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
     }
     struct gw_buf path = {0};
     build_path(rq, slash, &path);
-    struct proxy_req prq = {.method = rq->method, .path_query = path.data ? path.data : "/",
-                            .body = (const char *)rq->body, .body_len = rq->body_len,
+    struct proxy_req prq = {.method = rq->method,
+                            .path_query = path.data ? path.data : "/",
+                            .body = (const char *)rq->body,
+                            .body_len = rq->body_len,
                             .headers = request_headers(rq)};
     struct proxy_resp rs = {0};
     int code = forward(g, fn, rq, &prq, &rs, err, sizeof err);

@@ -1,5 +1,6 @@
 /*
- * shmfaasd — the single-node OpenFaaS-compatible gateway and provider (DESIGN.md "Gateway/provider").
+ * shmfaasd — the single-node OpenFaaS-compatible gateway and provider (DESIGN.md
+ * "Gateway/provider").
  *
  *   shmfaasd --state DIR [--listen 127.0.0.1:8080] [--models DIR] [--budget SIZE]
  *            [--basic-auth DIR] [--store SOCKET] [--fn-bin PATH] [--store-bin PATH]
@@ -27,23 +28,23 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: shmfaasd [options]\n"
-            "  --listen ADDR         host:port or unix:PATH (default 127.0.0.1:8080; port 0 = any)\n"
-            "  --state DIR           specs, instance sockets, logs (default /var/lib/shmfaas)\n"
-            "  --models DIR          where model names resolve (default STATE/models)\n"
-            "  --budget SIZE         the store's memory budget, e.g. 2GiB\n"
-            "  --basic-auth DIR      enable basic auth on /system/* (basic-auth-user, -password)\n"
-            "  --store PATH          use a running shmfaas-store on this socket\n"
-            "  --store-dir DIR       image directory of our own store (default /dev/shm/shmfaas-*)\n"
-            "  --fn-bin PATH         shmfaas-fn binary (default: next to shmfaasd, then PATH)\n"
-            "  --store-bin PATH      shmfaas-store binary (default: next to shmfaasd, then PATH)\n"
-            "  --hold DURATION       how long a request waits for an instance (default 30s)\n"
-            "  --down-delay DURATION pace of scaling down, one instance per (default 5s)\n"
-            "  --ready-timeout DUR   an instance not ready by then is killed (default 60s)\n"
-            "  --max-body SIZE       largest request body (default 256Mi)\n"
-            "  --run-as-root         do not drop instances to nobody when root\n"
-            "  --log-level LEVEL     debug|info|warn|error (default info)\n");
+    fprintf(
+        f, "usage: shmfaasd [options]\n"
+           "  --listen ADDR         host:port or unix:PATH (default 127.0.0.1:8080; port 0 = any)\n"
+           "  --state DIR           specs, instance sockets, logs (default /var/lib/shmfaas)\n"
+           "  --models DIR          where model names resolve (default STATE/models)\n"
+           "  --budget SIZE         the store's memory budget, e.g. 2GiB\n"
+           "  --basic-auth DIR      enable basic auth on /system/* (basic-auth-user, -password)\n"
+           "  --store PATH          use a running shmfaas-store on this socket\n"
+           "  --store-dir DIR       image directory of our own store (default /dev/shm/shmfaas-*)\n"
+           "  --fn-bin PATH         shmfaas-fn binary (default: next to shmfaasd, then PATH)\n"
+           "  --store-bin PATH      shmfaas-store binary (default: next to shmfaasd, then PATH)\n"
+           "  --hold DURATION       how long a request waits for an instance (default 30s)\n"
+           "  --down-delay DURATION pace of scaling down, one instance per (default 5s)\n"
+           "  --ready-timeout DUR   an instance not ready by then is killed (default 60s)\n"
+           "  --max-body SIZE       largest request body (default 256Mi)\n"
+           "  --run-as-root         do not drop instances to nobody when root\n"
+           "  --log-level LEVEL     debug|info|warn|error (default info)\n");
 }
 
 /* ---- finding our siblings ---- */
@@ -101,30 +102,51 @@ static int set_duration(int64_t *dst, const char *v, const char *flag)
     return 0;
 }
 
-enum { O_STORE_DIR = 256, O_FN_BIN, O_STORE_BIN, O_HOLD, O_DOWN, O_READY, O_MAXBODY, O_ROOT, O_LOG };
+enum {
+    O_STORE_DIR = 256,
+    O_FN_BIN,
+    O_STORE_BIN,
+    O_HOLD,
+    O_DOWN,
+    O_READY,
+    O_MAXBODY,
+    O_ROOT,
+    O_LOG
+};
 
 static int parse_flag(struct gateway *g, int c, const char *v)
 {
     uint64_t size;
     enum log_level lvl;
     switch (c) {
-    case 'l': return set_str(g->listen, sizeof g->listen, v, "--listen");
-    case 's': return set_str(g->state, sizeof g->state, v, "--state");
-    case 'm': return set_str(g->models, sizeof g->models, v, "--models");
+    case 'l':
+        return set_str(g->listen, sizeof g->listen, v, "--listen");
+    case 's':
+        return set_str(g->state, sizeof g->state, v, "--state");
+    case 'm':
+        return set_str(g->models, sizeof g->models, v, "--models");
     case 'b':
         if (parse_size(v, &size)) {
             fprintf(stderr, "shmfaasd: --budget: \"%s\" is not a size (e.g. 2GiB)\n", v);
             return -1;
         }
         return set_str(g->budget, sizeof g->budget, v, "--budget");
-    case 'a': return set_str(g->auth_dir, sizeof g->auth_dir, v, "--basic-auth");
-    case 'S': return set_str(g->store_sock, sizeof g->store_sock, v, "--store");
-    case O_STORE_DIR: return set_str(g->store_dir, sizeof g->store_dir, v, "--store-dir");
-    case O_FN_BIN: return set_str(g->fn_bin, sizeof g->fn_bin, v, "--fn-bin");
-    case O_STORE_BIN: return set_str(g->store_bin, sizeof g->store_bin, v, "--store-bin");
-    case O_HOLD: return set_duration(&g->hold_ms, v, "--hold");
-    case O_DOWN: return set_duration(&g->down_delay_ms, v, "--down-delay");
-    case O_READY: return set_duration(&g->ready_timeout_ms, v, "--ready-timeout");
+    case 'a':
+        return set_str(g->auth_dir, sizeof g->auth_dir, v, "--basic-auth");
+    case 'S':
+        return set_str(g->store_sock, sizeof g->store_sock, v, "--store");
+    case O_STORE_DIR:
+        return set_str(g->store_dir, sizeof g->store_dir, v, "--store-dir");
+    case O_FN_BIN:
+        return set_str(g->fn_bin, sizeof g->fn_bin, v, "--fn-bin");
+    case O_STORE_BIN:
+        return set_str(g->store_bin, sizeof g->store_bin, v, "--store-bin");
+    case O_HOLD:
+        return set_duration(&g->hold_ms, v, "--hold");
+    case O_DOWN:
+        return set_duration(&g->down_delay_ms, v, "--down-delay");
+    case O_READY:
+        return set_duration(&g->ready_timeout_ms, v, "--ready-timeout");
     case O_MAXBODY:
         if (parse_size(v, &size) || size == 0 || size > (4ull << 30)) {
             fprintf(stderr, "shmfaasd: --max-body: \"%s\" must be a size up to 4GiB\n", v);
@@ -132,7 +154,9 @@ static int parse_flag(struct gateway *g, int c, const char *v)
         }
         g->max_body = (size_t)size;
         return 0;
-    case O_ROOT: g->as_root = true; return 0;
+    case O_ROOT:
+        g->as_root = true;
+        return 0;
     case O_LOG:
         if (log_parse_level(v, &lvl)) {
             fprintf(stderr, "shmfaasd: --log-level: use debug, info, warn or error\n");
@@ -140,26 +164,30 @@ static int parse_flag(struct gateway *g, int c, const char *v)
         }
         log_set_level(lvl);
         return 0;
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
 static int parse_flags(struct gateway *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},     {"state", required_argument, NULL, 's'},
-        {"models", required_argument, NULL, 'm'},     {"budget", required_argument, NULL, 'b'},
-        {"basic-auth", required_argument, NULL, 'a'}, {"store", required_argument, NULL, 'S'},
-        {"store-dir", required_argument, NULL, O_STORE_DIR},
-        {"fn-bin", required_argument, NULL, O_FN_BIN},
-        {"store-bin", required_argument, NULL, O_STORE_BIN},
-        {"hold", required_argument, NULL, O_HOLD},
-        {"down-delay", required_argument, NULL, O_DOWN},
-        {"ready-timeout", required_argument, NULL, O_READY},
-        {"max-body", required_argument, NULL, O_MAXBODY},
-        {"run-as-root", no_argument, NULL, O_ROOT},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+                                         {"state", required_argument, NULL, 's'},
+                                         {"models", required_argument, NULL, 'm'},
+                                         {"budget", required_argument, NULL, 'b'},
+                                         {"basic-auth", required_argument, NULL, 'a'},
+                                         {"store", required_argument, NULL, 'S'},
+                                         {"store-dir", required_argument, NULL, O_STORE_DIR},
+                                         {"fn-bin", required_argument, NULL, O_FN_BIN},
+                                         {"store-bin", required_argument, NULL, O_STORE_BIN},
+                                         {"hold", required_argument, NULL, O_HOLD},
+                                         {"down-delay", required_argument, NULL, O_DOWN},
+                                         {"ready-timeout", required_argument, NULL, O_READY},
+                                         {"max-body", required_argument, NULL, O_MAXBODY},
+                                         {"run-as-root", no_argument, NULL, O_ROOT},
+                                         {"log-level", required_argument, NULL, O_LOG},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
@@ -246,11 +274,11 @@ static int load_auth(struct gateway *g, char *err, size_t errlen)
 {
     if (!g->auth_dir[0])
         return 0;
-    int rc = read_secret(g->auth_dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err,
-                         errlen);
+    int rc =
+        read_secret(g->auth_dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err, errlen);
     if (!rc)
-        rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass, sizeof g->auth_pass,
-                         err, errlen);
+        rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass, sizeof g->auth_pass, err,
+                         errlen);
     g->auth = rc == 0;
     return rc;
 }

@@ -64,7 +64,8 @@ static void render_functions(struct gateway *g, struct gw_buf *b)
         {"shmfaas_function_inflight", "gauge", "Requests being served by a function."},
         {"shmfaas_function_queued", "gauge", "Requests held waiting for an instance."},
         {"shmfaas_function_pss_bytes", "gauge", "Summed PSS of a function's instances."},
-        {"shmfaas_function_uss_bytes", "gauge", "Summed USS (private memory) of a function's instances."},
+        {"shmfaas_function_uss_bytes", "gauge",
+         "Summed USS (private memory) of a function's instances."},
         {"shmfaas_function_rss_bytes", "gauge", "Summed RSS of a function's instances."},
     };
     struct fn_mem mems[256];
@@ -75,9 +76,9 @@ static void render_functions(struct gateway *g, struct gw_buf *b)
         prom_header(b, series[s].name, series[s].type, series[s].help);
         int i = 0;
         for (struct function *fn = g->functions; fn && i < nf; fn = fn->next, i++) {
-            double v[] = {function_live_count(fn), function_ready_count(fn), fn->inflight,
-                          fn->queued, (double)mems[i].pss, (double)mems[i].uss,
-                          (double)mems[i].rss};
+            double v[] = {
+                function_live_count(fn), function_ready_count(fn), fn->inflight,       fn->queued,
+                (double)mems[i].pss,     (double)mems[i].uss,      (double)mems[i].rss};
             fn_label(fn, label, sizeof label);
             prom_sample(b, series[s].name, "function_name", label, v[s]);
         }

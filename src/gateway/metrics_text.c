@@ -86,8 +86,7 @@ void prom_header(struct gw_buf *b, const char *name, const char *type, const cha
     gw_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void prom_sample(struct gw_buf *b, const char *name, const char *label, const char *value,
-                 double v)
+void prom_sample(struct gw_buf *b, const char *name, const char *label, const char *value, double v)
 {
     gw_buf_printf(b, "%s", name);
     if (label) {

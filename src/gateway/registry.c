@@ -69,8 +69,8 @@ int registry_check_model(struct gateway *g, const char *ref, char *err, size_t e
     if (ref[0] == '/') {
         size_t n = strlen(g->models);
         if (strncmp(ref, g->models, n) != 0 || ref[n] != '/')
-            return seterr(err, errlen, -EINVAL, "model path %.200s is outside the models directory %s",
-                          ref, g->models);
+            return seterr(err, errlen, -EINVAL,
+                          "model path %.200s is outside the models directory %s", ref, g->models);
         snprintf(path, sizeof path, "%s", ref);
     } else {
         snprintf(path, sizeof path, "%s/%s.onnx", g->models, ref);
@@ -138,6 +138,8 @@ int registry_remove(struct gateway *g, const char *name, char *err, size_t errle
     spec_path(g, name, path, sizeof path);
     if (unlink(path) != 0 && errno != ENOENT)
         return seterr(err, errlen, -errno, "cannot remove %s: %s", path, strerror(errno));
+    function_log_path(g, name, path, sizeof path);
+    unlink(path);
     fn->deleted = true;
     stop_all(g, fn);
     pthread_cond_broadcast(&g->changed);

@@ -1,7 +1,8 @@
 /*
  * The HTTP API of shmfaasd (OPENFAAS.md): a table of routes, each a short handler. The /system
- * routes sit behind basic auth when enabled; /function, /healthz and /metrics stay open. Every error reply
- * is {"error": "..."} with X-OpenFaaS-Internal: gateway, and a rejected request changes nothing.
+ * routes sit behind basic auth when enabled; /function, /healthz and /metrics stay open. Every
+ * error reply is {"error": "..."} with X-OpenFaaS-Internal: gateway, and a rejected request changes
+ * nothing.
  */
 #include "gateway/gateway.h"
 
@@ -126,8 +127,8 @@ static int route_metrics(struct gateway *g, struct http_request *rq, const char 
         gw_buf_free(&b);
         return reply_err(rq->conn, 500, "out of memory");
     }
-    return http_reply_take(rq->conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
-                           b.len, NULL, 0);
+    return http_reply_take(rq->conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len,
+                           NULL, 0);
 }
 
 /* ---- /system/functions ---- */
@@ -265,8 +266,8 @@ static int route_scale(struct gateway *g, struct http_request *rq, const char *a
     if (!o)
         return replied;
     json_t *r = json_object_get(o, "replicas");
-    int rc = gw_check_namespace(json_string_value(json_object_get(o, "namespace")), err,
-                                sizeof err);
+    int rc =
+        gw_check_namespace(json_string_value(json_object_get(o, "namespace")), err, sizeof err);
     if (!rc && (!json_is_integer(r) || json_integer_value(r) < 0 ||
                 json_integer_value(r) > GW_MAX_REPLICAS))
         rc = seterr(err, sizeof err, -EINVAL, "replicas must be a whole number from 0 to %d",
@@ -473,8 +474,7 @@ static int model_name_arg(const char *arg, char *name, size_t len, char *err, si
     name[n] = '\0';
     if (!gw_valid_model_ref(name) || name[0] == '/' || strncmp(name, "sha256:", 7) == 0)
         return seterr(err, errlen, -EINVAL,
-                      "model name \"%s\" may only contain letters, digits, '.', '-' and '_'",
-                      name);
+                      "model name \"%s\" may only contain letters, digits, '.', '-' and '_'", name);
     return 0;
 }
 
@@ -489,7 +489,8 @@ static int route_model_push(struct gateway *g, struct http_request *rq, const ch
     if (write_file_atomic(path, rq->body, rq->body_len, 0644, err, sizeof err))
         return reply_err(rq->conn, 500, err);
     log_info("model %s: %zu bytes stored in %s", name, rq->body_len, path);
-    json_t *o = json_pack("{sssIss}", "name", name, "bytes", (json_int_t)rq->body_len, "path", path);
+    json_t *o =
+        json_pack("{sssIss}", "name", name, "bytes", (json_int_t)rq->body_len, "path", path);
     return reply_json_take(rq->conn, 201, o);
 }
 
@@ -520,9 +521,9 @@ static int route_model_list(struct gateway *g, struct http_request *rq, const ch
         pthread_mutex_lock(&g->lock);
         json_t *users = model_users(g, name);
         pthread_mutex_unlock(&g->lock);
-        json_array_append_new(arr, json_pack("{sssIsIso}", "name", name, "bytes",
-                                             (json_int_t)st.st_size, "modified",
-                                             (json_int_t)st.st_mtime, "functions", users));
+        json_array_append_new(arr,
+                              json_pack("{sssIsIso}", "name", name, "bytes", (json_int_t)st.st_size,
+                                        "modified", (json_int_t)st.st_mtime, "functions", users));
     }
     if (d)
         closedir(d);
@@ -542,7 +543,8 @@ static int route_model_delete(struct gateway *g, struct http_request *rq, const 
     size_t n = json_array_size(users);
     json_decref(users);
     if (n > 0) {
-        snprintf(err, sizeof err, "model %s is used by %zu function(s): remove them first", name, n);
+        snprintf(err, sizeof err, "model %s is used by %zu function(s): remove them first", name,
+                 n);
         return reply_err(rq->conn, 409, err);
     }
     snprintf(path, sizeof path, "%s/%s.onnx", g->models, name);
@@ -590,8 +592,8 @@ static bool path_match(const char *pattern, const char *url, const char **arg)
 {
     size_t n = strlen(pattern);
     if (pattern[n - 1] != '/')
-        return strcmp(pattern, url) == 0 || (strncmp(pattern, url, n) == 0 && url[n] == '/' &&
-                                             url[n + 1] == '\0');
+        return strcmp(pattern, url) == 0 ||
+               (strncmp(pattern, url, n) == 0 && url[n] == '/' && url[n + 1] == '\0');
     if (strncmp(pattern, url, n) != 0 || url[n] == '\0')
         return false;
     *arg = url + n;

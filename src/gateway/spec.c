@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_MAX 5
+#define DEFAULT_MAX     5
 #define DEFAULT_ZERO_MS (5 * 60 * 1000)
 
 bool gw_valid_name(const char *name)
@@ -42,7 +42,8 @@ int gw_split_name(const char *full, char name[GW_NAME_MAX], char *err, size_t er
     name[n] = '\0';
     if (!gw_valid_name(name))
         return seterr(err, errlen, -EINVAL,
-                      "function name \"%.80s\" may only contain letters, digits, '-' and '_'", name);
+                      "function name \"%.80s\" may only contain letters, digits, '-' and '_'",
+                      name);
     return dot ? gw_check_namespace(dot + 1, err, errlen) : 0;
 }
 
@@ -119,9 +120,11 @@ int gw_parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t
     *out = (struct fn_scale){.min = 1, .max = DEFAULT_MAX, .target = 1, .zero_ms = DEFAULT_ZERO_MS};
     if (!labels)
         return 0;
-    int rc = label_int(labels, "com.openfaas.scale.min", 0, GW_MAX_REPLICAS, &out->min, err, errlen);
+    int rc =
+        label_int(labels, "com.openfaas.scale.min", 0, GW_MAX_REPLICAS, &out->min, err, errlen);
     if (!rc)
-        rc = label_int(labels, "com.openfaas.scale.max", 1, GW_MAX_REPLICAS, &out->max, err, errlen);
+        rc =
+            label_int(labels, "com.openfaas.scale.max", 1, GW_MAX_REPLICAS, &out->max, err, errlen);
     if (!rc)
         rc = label_int(labels, "com.openfaas.scale.target", 1, 10000, &out->target, err, errlen);
     if (!rc)
@@ -194,7 +197,8 @@ static int check_resources(json_t *dep, const char *key, uint64_t *mem, char *er
                           key);
         if (*s && parse_size(s, mem))
             return seterr(err, errlen, -EINVAL,
-                          "%s.memory \"%.32s\" is not a quantity: use e.g. 512Mi, 1G, 250M", key, s);
+                          "%s.memory \"%.32s\" is not a quantity: use e.g. 512Mi, 1G, 250M", key,
+                          s);
     }
     json_t *c = json_object_get(v, "cpu");
     if (c && !json_is_null(c) && !json_is_string(c))
@@ -273,8 +277,8 @@ int spec_from_json(const json_t *src, struct fn_spec *out, char *err, size_t err
         json_decref(dep);
         return rc;
     }
-    const char *priv = json_string_value(
-        json_object_get(json_object_get(dep, "labels"), "com.shmfaas.private"));
+    const char *priv =
+        json_string_value(json_object_get(json_object_get(dep, "labels"), "com.shmfaas.private"));
     out->private_model = priv && strcmp(priv, "true") == 0;
     out->instance_cap = instance_cap_of(json_object_get(dep, "envVars"));
     json_object_set_new(dep, "namespace", json_string(GW_NAMESPACE));

@@ -89,13 +89,13 @@ static void stack_to_deployments(void **state)
     json_t *r = json_object_get(st.deployments, "resnet");
     assert_string_equal(json_string_value(json_object_get(r, "service")), "resnet");
     assert_string_equal(json_string_value(json_object_get(r, "image")), "resnet50");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "envVars"), "input")),
+                        "image");
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(r, "envVars"), "input")), "image");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "labels"),
-                                                          "com.openfaas.scale.max")),
-                        "8");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(r, "limits"), "memory")), "256Mi");
+        json_string_value(json_object_get(json_object_get(r, "labels"), "com.openfaas.scale.max")),
+        "8");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "limits"), "memory")),
+                        "256Mi");
     json_t *t = json_object_get(st.deployments, "tiny");
     assert_string_equal(json_string_value(json_object_get(t, "image")), "tiny");
     assert_true(json_is_object(json_object_get(t, "labels")));

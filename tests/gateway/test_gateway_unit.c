@@ -126,8 +126,9 @@ static void rejected_deployments(void **state)
     expect_bad("{\"service\":\"y\",\"image\":\"x\",\"labels\":{\"com.openfaas.scale.min\":\"6\","
                "\"com.openfaas.scale.max\":\"2\"}}",
                "above");
-    expect_bad("{\"service\":\"y\",\"image\":\"x\",\"labels\":{\"com.openfaas.scale.zero\":\"yes\"}}",
-               "true");
+    expect_bad(
+        "{\"service\":\"y\",\"image\":\"x\",\"labels\":{\"com.openfaas.scale.zero\":\"yes\"}}",
+        "true");
     expect_bad("{\"service\":\"y\",\"image\":\"x\",\"labels\":"
                "{\"com.openfaas.scale.zero-duration\":\"soon\"}}",
                "duration");
@@ -170,7 +171,7 @@ static void autoscale_down_slowly(void **state)
     in.current = 3;
     in.now_ms += 10;
     assert_int_equal(autoscale_decide(&in, &st), 3); /* next step waits again */
-    in.inflight = 3;                                  /* demand back: timer reset */
+    in.inflight = 3;                                 /* demand back: timer reset */
     assert_int_equal(autoscale_decide(&in, &st), 3);
     assert_int_equal(st.below_since_ms, 0);
 }
