@@ -125,6 +125,24 @@ static int set_layout(struct lower *l, int64_t pt, uint32_t layout)
 
 static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
 
+/* Pseudo layout of the relayout cache: a constant's copy in the arena. */
+#define PLAN_LAYOUT_ARENA_COPY 0xfffffffeu
+
+/* Records that `to` holds `from` in `layout`, so later consumers share it. */
+static int remember(struct lower *l, int64_t from, uint32_t layout, int64_t to)
+{
+    if (l->n_relayouts == l->cap_relayouts) {
+        size_t cap = l->cap_relayouts ? 2 * l->cap_relayouts : 16;
+        struct relayout *r = realloc(l->relayouts, cap * sizeof(*r));
+        if (!r)
+            return -ENOMEM;
+        l->relayouts = r;
+        l->cap_relayouts = cap;
+    }
+    l->relayouts[l->n_relayouts++] = (struct relayout){from, layout, to};
+    return 0;
+}
+
 /* Activation pt in the given layout: itself, or the output of a (shared) reorder node. */
 static int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, uint32_t layout)
 {
@@ -136,17 +154,30 @@ static int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, u
     struct plan_tensor t = l->b.tensors[pt];
     t.flags = 0;
     int64_t to = plan_add_tensor(&l->b, &t);
-    if (to < 0 || set_layout(l, to, layout) || emit_reorder(l, n, pt, to) < 0)
+    if (to < 0 || set_layout(l, to, layout) || emit_reorder(l, n, pt, to) < 0 ||
+        remember(l, pt, layout, to))
         return lerr(l, n, -EINVAL, "cannot change an activation's layout");
-    if (l->n_relayouts == l->cap_relayouts) {
-        size_t cap = l->cap_relayouts ? 2 * l->cap_relayouts : 16;
-        struct relayout *r = realloc(l->relayouts, cap * sizeof(*r));
-        if (!r)
-            return lerr(l, n, -ENOMEM, "out of memory");
-        l->relayouts = r;
-        l->cap_relayouts = cap;
-    }
-    l->relayouts[l->n_relayouts++] = (struct relayout){pt, layout, to};
+    return to;
+}
+
+static int64_t emit_copy(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
+
+/* IR tensor t as an activation operand: a constant (ops that folding leaves alone, e.g. a Conv
+ * of constants) is copied into the arena by a copy node, once. */
+static int64_t act_operand(struct lower *l, const struct ir_node *n, int t)
+{
+    int64_t pt = operand_of(l, n, t);
+    if (pt < 0 || l->b.tensors[pt].storage == PLAN_ST_ARENA)
+        return pt;
+    for (size_t i = 0; i < l->n_relayouts; i++)
+        if (l->relayouts[i].from == pt && l->relayouts[i].layout == PLAN_LAYOUT_ARENA_COPY)
+            return l->relayouts[i].to;
+    struct plan_tensor c = l->b.tensors[pt];
+    c.storage = PLAN_ST_ARENA;
+    c.offset = 0;
+    int64_t to = plan_add_tensor(&l->b, &c);
+    if (to < 0 || emit_copy(l, n, pt, to) < 0 || remember(l, pt, PLAN_LAYOUT_ARENA_COPY, to))
+        return lerr(l, n, -EINVAL, "cannot copy a constant into the arena");
     return to;
 }
 
@@ -154,6 +185,12 @@ static int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, u
 static int64_t plain_operand(struct lower *l, const struct ir_node *n, int t)
 {
     return in_layout(l, n, operand_of(l, n, t), PLAN_LAYOUT_PLAIN);
+}
+
+/* An activation operand in plain row-major. */
+static int64_t plain_act_operand(struct lower *l, const struct ir_node *n, int t)
+{
+    return in_layout(l, n, act_operand(l, n, t), PLAN_LAYOUT_PLAIN);
 }
 
 static uint32_t layout_of(const struct lower *l, int64_t pt)
@@ -372,6 +409,22 @@ static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t fr
     return emit(l, n, &pn, -1, NULL);
 }
 
+static int64_t emit_copy(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
+{
+    struct plan_node pn = {.op = PLAN_OP_KERNEL,
+                           .alg = PLAN_K_COPY,
+                           .sum_tensor = PLAN_NONE,
+                           .wmd = PLAN_NONE,
+                           .impl = PLAN_NONE,
+                           .out = (uint32_t)to};
+    int64_t op = plan_add_string(&l->b, "Constant");
+    if (op < 0 || set_inputs(l, &pn, &from, 1))
+        return -ENOMEM;
+    pn.name = l->b.tensors[to].name;
+    pn.onnx_op = (uint32_t)op;
+    return emit(l, n, &pn, -1, NULL);
+}
+
 /* A PACKED tensor for weights with the given logical dims (bytes filled by pack_weights). */
 static int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int rank,
                              const int64_t *dims)
@@ -481,15 +534,13 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
     int rc = window(l, n, x, y, w->shape.dims + 2, &pn);
     if (rc)
         return rc;
-    ts[0] = operand_of(l, n, n->in[0]);
+    ts[0] = act_operand(l, n, n->in[0]);
     /* constant weights are pre-packed into the image; computed ones are read plain */
     ts[1] =
         w->data ? packed_tensor(l, w, w->shape.rank, w->shape.dims) : plain_operand(l, n, n->in[1]);
     ts[2] = b ? plain_operand(l, n, n->in[2]) : 0;
     if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0)
         return lerr(l, n, -EINVAL, "bad operands");
-    if (l->b.tensors[ts[0]].storage != PLAN_ST_ARENA)
-        return lerr(l, n, -EINVAL, "convolution of a constant input is not supported");
     conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout);
     ts[0] = in_layout(l, n, ts[0], src_layout);
     int64_t out = output_of(l, n, 0);
@@ -537,7 +588,7 @@ static int lower_inner(struct lower *l, const struct ir_node *n, int transposed,
     for (int64_t i = 0; !rc && bias && i < nn; i++)
         bbuf[i] = beta * ((const float *)bias->data)[bn == 1 ? 0 : i];
     if (!rc) {
-        ts[0] = plain_operand(l, n, n->in[0]);
+        ts[0] = plain_act_operand(l, n, n->in[0]);
         ts[1] = packed_tensor(l, w, 2, dims);
         struct ir_tensor bt = {.name = bias ? bias->name : NULL,
                                .dtype = ENGINE_F32,
@@ -665,7 +716,7 @@ static int lower_pool(struct lower *l, const struct ir_node *n)
                                                       : dnnl_pooling_avg_exclude_padding;
     if (ir_attr_int(n, "storage_order", 0))
         return lerr(l, n, -EINVAL, "unsupported attribute storage_order=1");
-    int64_t ts[1] = {operand_of(l, n, n->in[0])};
+    int64_t ts[1] = {act_operand(l, n, n->in[0])};
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return -EINVAL;
@@ -733,7 +784,7 @@ static int lower_eltwise(struct lower *l, const struct ir_node *n)
     pn.beta = s[0].beta;
     if (k > 1)
         push_post(&pn, PLAN_POST_ELTWISE, &s[1]);
-    int64_t ts[1] = {operand_of(l, n, n->in[0])};
+    int64_t ts[1] = {act_operand(l, n, n->in[0])};
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return -EINVAL;
@@ -819,7 +870,7 @@ static int lower_softmax(struct lower *l, const struct ir_node *n)
     }
     if (l->g->opset < 13 && axis == 0)
         return lerr(l, n, -EINVAL, "unsupported attribute axis=0 before opset 13");
-    int64_t ts[1] = {plain_operand(l, n, n->in[0])};
+    int64_t ts[1] = {plain_act_operand(l, n, n->in[0])};
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0)
         return -EINVAL;
@@ -843,11 +894,9 @@ static int lower_concat(struct lower *l, const struct ir_node *n)
     int64_t ts[64];
     uint32_t layout = PLAN_LAYOUT_PLAIN;
     for (int i = 0; i < n->n_in; i++) {
-        ts[i] = operand_of(l, n, n->in[i]);
+        ts[i] = act_operand(l, n, n->in[i]);
         if (ts[i] < 0)
             return (int)ts[i];
-        if (l->b.tensors[ts[i]].storage != PLAN_ST_ARENA)
-            return lerr(l, n, -EINVAL, "concatenating a constant is not supported");
         layout = i == 0 ? layout_of(l, ts[0]) : layout;
         /* blocked along channels only when every input fills whole blocks */
         int blk = plan_layout_block(layout);
@@ -876,7 +925,7 @@ static int lower_batchnorm(struct lower *l, const struct ir_node *n)
     static const int order[5] = {0, 3, 4, 1, 2}; /* X, mean, var, scale, B */
     int64_t ts[5];
     for (int i = 0; i < 5; i++) {
-        ts[i] = operand_of(l, n, n->in[order[i]]);
+        ts[i] = i == 0 ? act_operand(l, n, n->in[0]) : operand_of(l, n, n->in[order[i]]);
         if (ts[i] < 0)
             return (int)ts[i];
     }
@@ -1233,20 +1282,11 @@ static int64_t output_buffer(struct lower *l, int t)
     int64_t pt = l->tmap[t];
     const struct ir_tensor *it = &l->g->tensors[t];
     if (it->data && (pt < 0 || l->b.tensors[pt].storage != PLAN_ST_ARENA)) {
-        struct plan_node pn = {.op = PLAN_OP_KERNEL,
-                               .alg = PLAN_K_COPY,
-                               .sum_tensor = PLAN_NONE,
-                               .wmd = PLAN_NONE,
-                               .impl = PLAN_NONE};
         int64_t src = pt >= 0 ? pt : add_plan_tensor(l, it, PLAN_ST_CONST);
         int64_t dst = add_plan_tensor(l, it, PLAN_ST_ARENA);
-        int64_t op = plan_add_string(&l->b, "Constant");
-        if (src < 0 || dst < 0 || op < 0 || set_inputs(l, &pn, &src, 1))
+        if (src < 0 || dst < 0)
             return -ENOMEM;
-        pn.name = l->b.tensors[dst].name;
-        pn.onnx_op = (uint32_t)op;
-        pn.out = (uint32_t)dst;
-        return emit(l, NULL, &pn, -1, NULL) ? -EINVAL : dst;
+        return emit_copy(l, NULL, src, dst) ? -EINVAL : dst;
     }
     return in_layout(l, NULL, pt, PLAN_LAYOUT_PLAIN);
 }

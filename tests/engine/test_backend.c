@@ -798,6 +798,41 @@ static void test_pad_and_cast(void **state)
     run_free(&r);
 }
 
+/* Folding leaves Conv/pooling of constants to the backend: the constant is copied into the
+ * arena and convolved there. */
+static void test_conv_of_constant(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    struct conv_geom q = geom(2, 3, 5, 3, 1, 1, 1, 1);
+    int x = tb_act(g, "x", SHAPE(2, 1, 3));
+    int k = tb_const(g, "k", SHAPE(4, 1, 2, 5, 6), NULL, 91);
+    int w = tb_const(g, "w", SHAPE(4, 3, 2, 3, 3), NULL, 93);
+    int c = tb_act(g, "c", SHAPE(4, 1, 3, 5, 6));
+    int m = tb_act(g, "m", SHAPE(4, 1, 3, 1, 1));
+    int y = tb_act(g, "y", SHAPE(2, 1, 3));
+    tb_input(g, x);
+    int ci[2] = {k, w}, mi[1] = {c};
+    tb_ints(tb_node(g, "Conv", ci, 2, c), "pads", 4, 1, 1, 1, 1);
+    tb_node(g, "GlobalMaxPool", mi, 1, m);
+    int fi[1] = {m}, f = tb_act(g, "f", SHAPE(2, 1, 3)), ai[2] = {x, f};
+    tb_node(g, "Flatten", fi, 1, f);
+    tb_node(g, "Add", ai, 2, y);
+    tb_output(g, y);
+    float conv[90], want[3], xv[3] = {1, 2, 3};
+    ref_conv(&q, g->tensors[k].data, g->tensors[w].data, NULL, conv);
+    for (int o = 0; o < 3; o++) {
+        want[o] = -INFINITY;
+        for (int i = 0; i < 30; i++)
+            want[o] = fmaxf(want[o], conv[o * 30 + i]);
+        want[o] += xv[o];
+    }
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 3);
+    run_free(&r);
+}
+
 /* A graph output that folding turned into a constant (e.g. a Shape) is still an output. */
 static void test_constant_output(void **state)
 {
@@ -926,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_kernels),
         cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_pad_and_cast),
+        cmocka_unit_test(test_conv_of_constant),
         cmocka_unit_test(test_constant_output),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_dtype_shape),
