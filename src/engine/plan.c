@@ -274,8 +274,8 @@ static int conv_weights_md(const struct node_ctx *c, const struct plan_tensor *s
                            dnnl_memory_desc_t *md)
 {
     int64_t g = c->n->groups;
-    if (w->rank != src->rank || g < 1 || w->dims[0] % g || dst->dims[1] != w->dims[0] ||
-        src->dims[1] != w->dims[1] * g)
+    if (w->rank != src->rank || g < 1 || g > (1 << 24) || w->dims[1] > (1ll << 32) ||
+        w->dims[0] % g || dst->dims[1] != w->dims[0] || src->dims[1] != w->dims[1] * g)
         return node_err(c, -EINVAL, "weights do not fit input/output channels and groups");
     for (uint32_t i = 2; i < w->rank; i++)
         if (w->dims[i] != c->n->kernel[i - 2])
@@ -521,6 +521,8 @@ static int concat_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive
         for (uint32_t k = 0; k < t->rank; k++)
             if (k != axis && t->dims[k] != dst->dims[k])
                 return node_err(c, -EINVAL, "concat inputs differ outside the axis");
+        if (t->dims[axis] > dst->dims[axis] - sum)
+            return node_err(c, -EINVAL, "concat inputs exceed the output");
         sum += t->dims[axis];
     }
     if (sum != dst->dims[axis])
@@ -602,10 +604,13 @@ static int slice_check(const struct node_ctx *c, const int32_t *p)
     if (c->n->n_params != 2 * src->rank || dst->rank != src->rank)
         return node_err(c, -EINVAL, "slice parameters do not fit the rank");
     for (uint32_t i = 0; i < src->rank; i++) {
-        int64_t start = p[i], step = p[src->rank + i], n = dst->dims[i];
-        int64_t last = start + (n - 1) * step;
-        if (n > 0 &&
-            (step == 0 || start < 0 || start >= src->dims[i] || last < 0 || last >= src->dims[i]))
+        int64_t start = p[i], step = p[src->rank + i], n = dst->dims[i], dim = src->dims[i];
+        if (n == 0)
+            continue;
+        /* the last element read, start + (n-1)*step, stays in [0, dim) (no overflow) */
+        int ok = step != 0 && start >= 0 && start < dim &&
+                 (step > 0 ? n - 1 <= (dim - 1 - start) / step : n - 1 <= start / -step);
+        if (!ok)
             return node_err(c, -EINVAL, "slice reads outside its input");
     }
     return 0;
