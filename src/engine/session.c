@@ -18,17 +18,19 @@
 
 /* A plain-C kernel node, its pointers and parameters resolved at session create. */
 struct session_kernel {
-    uint32_t kind;         /* enum plan_kernel, 0 for a oneDNN node */
-    const void *src, *idx; /* idx: gather indices or the binary op's second operand */
-    struct engine_shape bs;
-    int dtype, out_dtype, op;
-    size_t n_bytes; /* copy, cast: bytes of src */
-    void *dst;
-    struct engine_shape s, o;
-    size_t esize, n_idx;
-    int axis;
-    int perm[ENGINE_MAX_RANK];
-    int64_t starts[ENGINE_MAX_RANK], steps[ENGINE_MAX_RANK];
+    uint32_t kind;                /* enum plan_kernel; 0 for a oneDNN node */
+    const void *src;              /* first input */
+    const void *idx;              /* second input: gather indices, binary operand, pad value */
+    void *dst;                    /* output */
+    struct engine_shape s, bs, o; /* shapes of src, the second input and dst */
+    int dtype, out_dtype;         /* of src and dst */
+    int op;                       /* binary: enum k_binop; pad: enum k_pad_mode */
+    int axis;                     /* gather */
+    size_t esize;                 /* bytes per src element */
+    size_t n_bytes;               /* copy, cast: bytes of src */
+    size_t n_idx;                 /* gather: number of indices */
+    int perm[ENGINE_MAX_RANK];    /* transpose: permutation; reduce: a flag per axis */
+    int64_t starts[ENGINE_MAX_RANK], steps[ENGINE_MAX_RANK]; /* slice; pad: pads_begin */
 };
 
 struct session_node {
@@ -50,7 +52,7 @@ struct engine_session {
     dnnl_stream_t stream;
     struct session_node *nodes;
     dnnl_memory_t *mems; /* every memory object, for destruction */
-    size_t n_mems, cap_mems;
+    size_t n_mems;
 };
 
 static void *map_anon(size_t *len)
