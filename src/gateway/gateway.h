@@ -271,10 +271,19 @@ struct proxy_resp {
     bool timed_out;
     char err[256];
 };
-/* Sends one request to an instance over its unix socket (keep-alive handle from its pool).
- * Call without the lock; in->inflight holds the instance. */
-void proxy_send(struct gateway *g, struct instance *in, const struct proxy_req *rq,
-                struct proxy_resp *rs, int64_t timeout_ms);
+/* Sends one request to an instance over its unix socket (keep-alive handle from its pool) and
+ * runs it until the response headers are in or it failed; rs (which must outlive the stream)
+ * gets status, headers and the flags. Call without the lock; in->inflight holds the instance.
+ * Returns NULL only when out of memory (rs->conn_failed is then set). */
+struct proxy_stream;
+struct proxy_stream *proxy_open(struct gateway *g, struct instance *in, const struct proxy_req *rq,
+                                struct proxy_resp *rs, int64_t timeout_ms);
+/* The whole response is in rs->body already. */
+bool proxy_complete(const struct proxy_stream *st);
+/* Next body bytes: > 0 bytes copied, 0 at the end, -1 when the instance failed mid-body. */
+ssize_t proxy_read(struct proxy_stream *st, char *buf, size_t max);
+/* Ends the transfer and returns the handle to the pool (kept only if it completed). NULL: no-op. */
+void proxy_close(struct proxy_stream *st);
 void proxy_resp_free(struct proxy_resp *rs);
 void proxy_handle_free(void *handle);
 /* GET /_/ready on a socket: 1 ready, 0 not yet, <0 unreachable. */

@@ -204,58 +204,63 @@ static void build_path(struct http_request *rq, const char *rest, struct gw_buf 
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_arg, b);
 }
 
-/* ---- the reply ---- */
+/* ---- one invocation, from choosing an instance to the last byte of the reply ---- */
 
-static int reply_upstream(struct http_request *rq, struct proxy_resp *rs)
+struct invocation {
+    struct gateway *g;
+    struct function *fn;
+    struct instance *in; /* held (in flight) while the reply streams */
+    struct proxy_stream *stream;
+    struct proxy_resp rs;
+    struct proxy_req prq;
+    struct gw_buf path;
+    int64_t t0;
+    int code;
+};
+
+/* Lets go of the instance the request used; a failed connection marks it suspect. */
+static void drop_instance(struct invocation *iv, bool failed)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        rs->body.len, rs->body.len ? rs->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return -1;
-    for (struct curl_slist *l = rs->headers; l; l = l->next) {
-        char *colon = strchr(l->data, ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        MHD_add_response_header(r, l->data, colon + 2);
-        *colon = ':';
+    struct gateway *g = iv->g;
+    proxy_close(iv->stream);
+    iv->stream = NULL;
+    pthread_mutex_lock(&g->lock);
+    iv->fn->inflight--;
+    iv->fn->last_active_ms = now_ns() / 1000000;
+    if (failed) {
+        /* most likely dead: keep others off it until the supervisor has reaped it */
+        iv->in->suspect_until_ms = now_ns() / 1000000 + 1000;
+        pthread_cond_broadcast(&g->kick);
     }
-    if (rs->content_type[0])
-        MHD_add_response_header(r, "Content-Type", rs->content_type);
-    enum MHD_Result ok = MHD_queue_response(rq->conn, (unsigned)rs->status, r);
-    MHD_destroy_response(r);
-    return ok == MHD_YES ? 0 : -1;
+    instance_release(g, iv->in);
+    pthread_mutex_unlock(&g->lock);
+    iv->in = NULL;
 }
 
-/* Runs one request against fn with at most one retry; fills rs and returns the status to count. */
-static int forward(struct gateway *g, struct function *fn, struct http_request *rq,
-                   const struct proxy_req *prq, struct proxy_resp *rs, char *err, size_t errlen)
+/* Chooses an instance and starts the request, retrying once on another instance when the first
+ * failed before any response byte. Returns the upstream status with iv->stream open, or the
+ * gateway's error status (iv->stream NULL) with err filled. */
+static int forward(struct invocation *iv, char *err, size_t errlen)
 {
+    struct gateway *g = iv->g;
+    struct proxy_resp *rs = &iv->rs;
     int64_t deadline = now_ns() / 1000000 + g->hold_ms;
     pid_t avoid = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&g->lock);
-        struct instance *in = acquire(g, fn, avoid, deadline);
+        iv->in = acquire(g, iv->fn, avoid, deadline);
+        bool deleted = iv->fn->deleted;
         pthread_mutex_unlock(&g->lock);
-        if (!in) {
-            seterr(err, errlen, 0, "no instance of %s became ready within %lld ms", fn->spec.name,
-                   (long long)g->hold_ms);
-            return fn->deleted ? 404 : 503;
+        if (!iv->in) {
+            seterr(err, errlen, 0, "no instance of %s became ready within %lld ms",
+                   iv->fn->spec.name, (long long)g->hold_ms);
+            return deleted ? 404 : 503;
         }
-        proxy_send(g, in, prq, rs, UPSTREAM_TIMEOUT_MS);
-        pthread_mutex_lock(&g->lock);
-        fn->inflight--;
-        fn->last_active_ms = now_ns() / 1000000;
-        avoid = in->pid;
-        if (rs->conn_failed && !rs->got_bytes) {
-            /* most likely dead: keep others off it until the supervisor has reaped it */
-            in->suspect_until_ms = now_ns() / 1000000 + 1000;
-            pthread_cond_broadcast(&g->kick);
-        }
-        instance_release(g, in);
-        pthread_mutex_unlock(&g->lock);
+        avoid = iv->in->pid;
+        iv->stream = proxy_open(g, iv->in, &iv->prq, rs, UPSTREAM_TIMEOUT_MS);
         if (!rs->conn_failed && !rs->timed_out)
             return rs->status;
+        drop_instance(iv, rs->conn_failed && !rs->got_bytes);
         if (rs->timed_out) {
             seterr(err, errlen, 0, "%s: no answer within %d ms", rs->err, UPSTREAM_TIMEOUT_MS);
             return 504;
@@ -267,6 +272,86 @@ static int forward(struct gateway *g, struct function *fn, struct http_request *
     }
     seterr(err, errlen, 0, "%s", rs->err);
     return 502;
+}
+
+/* Counts the invocation and frees it; runs when the reply is fully sent (or given up). */
+static void invocation_end(void *cls)
+{
+    struct invocation *iv = cls;
+    struct gateway *g = iv->g;
+    if (iv->in)
+        drop_instance(iv, false);
+    pthread_mutex_lock(&g->lock);
+    function_count_code(iv->fn, iv->code, (double)(now_ns() - iv->t0) / 1e9);
+    function_put_ref(g, iv->fn);
+    pthread_mutex_unlock(&g->lock);
+    proxy_resp_free(&iv->rs);
+    curl_slist_free_all(iv->prq.headers);
+    gw_buf_free(&iv->path);
+    free(iv);
+}
+
+static ssize_t stream_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct invocation *iv = cls;
+    ssize_t n = proxy_read(iv->stream, buf, max);
+    if (n < 0) {
+        log_warn("%s: failed after its reply started; the client sees a cut reply",
+                 iv->rs.err);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+/* The function's reply: whole when it already arrived (small inference replies), else streamed. */
+static int reply_upstream(struct http_request *rq, struct invocation *iv)
+{
+    struct proxy_resp *rs = &iv->rs;
+    struct MHD_Response *r;
+    bool whole = proxy_complete(iv->stream);
+    if (whole)
+        r = MHD_create_response_from_buffer(rs->body.len, rs->body.len ? rs->body.data : "",
+                                            MHD_RESPMEM_MUST_COPY);
+    else
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_body, iv,
+                                              invocation_end);
+    if (!r) {
+        invocation_end(iv);
+        return -1;
+    }
+    for (struct curl_slist *l = rs->headers; l; l = l->next) {
+        char *colon = strchr(l->data, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        MHD_add_response_header(r, l->data, colon + 2);
+        *colon = ':';
+    }
+    if (rs->content_type[0])
+        MHD_add_response_header(r, "Content-Type", rs->content_type);
+    enum MHD_Result ok = MHD_queue_response(rq->conn, (unsigned)rs->status, r);
+    MHD_destroy_response(r); /* a streamed reply's invocation_end runs when MHD is done with it */
+    if (whole)
+        invocation_end(iv);
+    return ok == MHD_YES ? 0 : -1;
+}
+
+static struct invocation *invocation_new(struct gateway *g, struct function *fn,
+                                         struct http_request *rq, const char *rest, int64_t t0)
+{
+    struct invocation *iv = calloc(1, sizeof *iv);
+    if (!iv)
+        return NULL;
+    iv->g = g;
+    iv->fn = fn;
+    iv->t0 = t0;
+    build_path(rq, rest, &iv->path);
+    iv->prq = (struct proxy_req){.method = rq->method,
+                                 .path_query = iv->path.data ? iv->path.data : "/",
+                                 .body = (const char *)rq->body,
+                                 .body_len = rq->body_len,
+                                 .headers = request_headers(rq)};
+    return iv;
 }
 
 int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
@@ -289,24 +374,17 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
         snprintf(err, sizeof err, "function %s not found", name);
         return http_reply_error(rq->conn, 404, err, internal_hdr, 1);
     }
-    struct gw_buf path = {0};
-    build_path(rq, slash, &path);
-    struct proxy_req prq = {.method = rq->method,
-                            .path_query = path.data ? path.data : "/",
-                            .body = (const char *)rq->body,
-                            .body_len = rq->body_len,
-                            .headers = request_headers(rq)};
-    struct proxy_resp rs = {0};
-    int code = forward(g, fn, rq, &prq, &rs, err, sizeof err);
-    int rc = code == rs.status && !rs.conn_failed && !rs.timed_out
-                 ? reply_upstream(rq, &rs)
-                 : http_reply_error(rq->conn, (unsigned)code, err, internal_hdr, 1);
-    pthread_mutex_lock(&g->lock);
-    function_count_code(fn, code, (double)(now_ns() - t0) / 1e9);
-    function_put_ref(g, fn);
-    pthread_mutex_unlock(&g->lock);
-    proxy_resp_free(&rs);
-    curl_slist_free_all(prq.headers);
-    gw_buf_free(&path);
+    struct invocation *iv = invocation_new(g, fn, rq, slash, t0);
+    if (!iv) {
+        pthread_mutex_lock(&g->lock);
+        function_put_ref(g, fn);
+        pthread_mutex_unlock(&g->lock);
+        return http_reply_error(rq->conn, 500, "out of memory", internal_hdr, 1);
+    }
+    iv->code = forward(iv, err, sizeof err);
+    if (iv->stream)
+        return reply_upstream(rq, iv);
+    int rc = http_reply_error(rq->conn, (unsigned)iv->code, err, internal_hdr, 1);
+    invocation_end(iv);
     return rc;
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Tiny ONNX models for the gateway tests: fast to compile and to run.
 
-usage: gen_models.py OUTDIR   → OUTDIR/tiny_a.onnx, OUTDIR/tiny_b.onnx, OUTDIR/input.json
+usage: gen_models.py OUTDIR   → OUTDIR/{tiny_a,tiny_b,wide}.onnx, OUTDIR/{input,input_wide}.json
 
 tiny_a: Conv(3→4, 3x3) → Relu → MaxPool 2x2 → GlobalAveragePool → Flatten → Gemm(4→3)
 tiny_b: Conv(3→4, 1x1) → Relu → Add(skip of itself) → GlobalAveragePool → Flatten → Gemm(4→2)
 Both take input "x" of shape [1, 3, 8, 8] float32; weights are fixed (seeded), so answers are stable.
+wide: Conv(3→64, 3x3, pad 1) → Relu on [1, 3, 64, 64]: a ~3 MB JSON reply, to see it streamed.
 """
 import json
 import os
@@ -48,9 +49,16 @@ def tiny_b(rng):
     return graph("tiny_b", nodes, inits, 2)
 
 
-def graph(name, nodes, inits, n_out):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])
+def wide(rng):
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["y"])]
+    inits = [init("w1", rng.standard_normal((64, 3, 3, 3))), init("b1", rng.standard_normal(64))]
+    return graph("wide", nodes, inits, None, [1, 3, 64, 64], [1, 64, 64, 64])
+
+
+def graph(name, nodes, inits, n_out, in_shape=(1, 3, 8, 8), out_shape=None):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape or [1, n_out])
     g = helper.make_graph(nodes, name, [x], [y], initializer=inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="shmfaas-tests")
     m.ir_version = 7
@@ -64,9 +72,11 @@ def main():
     rng = np.random.default_rng(5)
     onnx.save(tiny_a(rng), os.path.join(out, "tiny_a.onnx"))
     onnx.save(tiny_b(rng), os.path.join(out, "tiny_b.onnx"))
-    x = np.linspace(-1, 1, 3 * 8 * 8, dtype=np.float32).reshape(1, 3, 8, 8)
-    with open(os.path.join(out, "input.json"), "w") as f:
-        json.dump({"inputs": {"x": {"shape": [1, 3, 8, 8], "data": x.flatten().tolist()}}}, f)
+    onnx.save(wide(rng), os.path.join(out, "wide.onnx"))
+    for fname, shape in (("input.json", [1, 3, 8, 8]), ("input_wide.json", [1, 3, 64, 64])):
+        x = np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32)
+        with open(os.path.join(out, fname), "w") as f:
+            json.dump({"inputs": {"x": {"shape": shape, "data": x.tolist()}}}, f)
 
 
 if __name__ == "__main__":

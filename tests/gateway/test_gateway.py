@@ -52,7 +52,7 @@ class Gateway:
         self.models = os.path.join(tmp, "models")
         self.store_dir = tempfile.mkdtemp(prefix="shmfaas-gwtest-", dir="/dev/shm")
         os.makedirs(self.models, exist_ok=True)
-        for m in ("tiny_a.onnx", "tiny_b.onnx"):
+        for m in ("tiny_a.onnx", "tiny_b.onnx", "wide.onnx"):
             shutil.copy(os.path.join(MODELS, m), self.models)
         self.proc = None
         self.log = open(os.path.join(tmp, "shmfaasd.log"), "ab")
@@ -290,6 +290,26 @@ def check_isolation(gw, name):
         check(limit == 256 << 20, "memory limit %d == 256Mi" % limit)
     fds = os.listdir("/proc/%d/fd" % pid)
     print("isolation of %s pid %d: cgroup %s, fds %s" % (name, pid, cg, sorted(fds)))
+
+
+def case_stream(gw):
+    """A reply larger than one read passes through as it arrives (chunked), whole and intact."""
+    gw.deploy("wide", "wide")
+    gw.wait_ready("wide")
+    body = open(os.path.join(MODELS, "input_wide.json"), "rb").read()
+    for _ in range(3):
+        r = gw.req("POST", "/function/wide", body, {"Content-Type": "application/json"},
+                   auth=False)
+        check(r.status == 200, "wide invoke: %d %s" % (r.status, r.body[:300]))
+        y = json.loads(r.body)["outputs"]["y"]
+        check(y["shape"] == [1, 64, 64, 64], "shape %s" % y["shape"])
+        flat = y["data"]
+        while isinstance(flat[0], list):
+            flat = [v for row in flat for v in row]
+        check(len(flat) == 64 * 64 * 64, "all %d values arrived" % len(flat))
+        print("wide reply: %d bytes, Transfer-Encoding %s" % (len(r.body),
+              r.headers.get("Transfer-Encoding")))
+    check(gw.invoke("wide").status == 400, "a wrong input shape is the function's 400")
 
 
 def case_auth(gw):
@@ -558,7 +578,7 @@ def case_cli(gw):
     check(rc == 2, "unknown command → usage, exit 2")
 
 
-CASES = {"api": case_api, "cli": case_cli, "auth": case_auth, "sharing": case_sharing,
+CASES = {"api": case_api, "cli": case_cli, "stream": case_stream, "auth": case_auth, "sharing": case_sharing,
          "autoscale": case_autoscale, "crash": case_crash, "restart": case_restart,
          "bad": case_bad}
 
