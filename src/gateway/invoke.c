@@ -296,8 +296,7 @@ static ssize_t stream_body(void *cls, uint64_t pos, char *buf, size_t max)
     struct invocation *iv = cls;
     ssize_t n = proxy_read(iv->stream, buf, max);
     if (n < 0) {
-        log_warn("%s: failed after its reply started; the client sees a cut reply",
-                 iv->rs.err);
+        log_warn("%s: failed after its reply started; the client sees a cut reply", iv->rs.err);
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;

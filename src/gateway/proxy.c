@@ -104,9 +104,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *user)
     return len;
 }
 
-static const char *const hop_headers[] = {"connection", "keep-alive", "transfer-encoding",
-                                          "content-length", "date", "server", "te", "trailer",
-                                          "upgrade"};
+static const char *const hop_headers[] = {
+    "connection", "keep-alive", "transfer-encoding", "content-length", "date",
+    "server",     "te",         "trailer",           "upgrade"};
 
 static bool is_hop(const char *name, size_t len)
 {
