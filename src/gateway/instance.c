@@ -55,12 +55,22 @@ static unsigned long long proc_starttime(pid_t pid)
     return v;
 }
 
+/* Written with rename() but without fsync: a pidfile only matters while the machine is up (its
+ * processes die with it), and an fsync on every instance start would slow scale-from-zero. */
 static void write_pidfile(const char *path, pid_t pid)
 {
-    char buf[64], err[256];
+    char buf[64], tmp[600];
     int n = snprintf(buf, sizeof buf, "%d %llu\n", (int)pid, proc_starttime(pid));
-    if (write_file_atomic(path, buf, (size_t)n, 0600, err, sizeof err))
-        log_warn("pidfile: %s", err);
+    if (gw_pathf(tmp, sizeof tmp, "%s.tmp", path))
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        log_warn("pidfile %s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
 }
 
 /* Kills the process a pidfile names if it is still the same process; removes the pidfile. */
@@ -822,7 +832,8 @@ static void restart_store(struct gateway *g, int64_t now)
     }
 }
 
-static void supervise_once(struct gateway *g)
+/* Returns whether an instance is starting (the supervisor then looks again sooner). */
+static bool supervise_once(struct gateway *g)
 {
     int64_t now = now_ns() / 1000000;
     reap_children(g);
@@ -834,6 +845,11 @@ static void supervise_once(struct gateway *g)
         kill_overdue(fn, now);
     }
     collect_deleted(g);
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        for (struct instance *in = fn->instances; in; in = in->next)
+            if (in->state == INST_STARTING)
+                return true;
+    return false;
 }
 
 void *supervisor_main(void *arg)
@@ -841,10 +857,10 @@ void *supervisor_main(void *arg)
     struct gateway *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
-        supervise_once(g);
+        bool starting = supervise_once(g);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 20 * 1000000;
+        ts.tv_nsec += (starting ? 2 : 20) * 1000000;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
