@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -119,6 +120,30 @@ static void stack_errors(void **state)
     assert_non_null(strstr(err, "environment.x"));
 }
 
+/* examples/stack.yml parses, and its two functions share one model. */
+static void example_stack(void **state)
+{
+    const char *src = getenv("SHMFAAS_SOURCE");
+    if (!src)
+        skip();
+    char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/examples/stack.yml", src);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    struct stack st;
+    assert_int_equal(stack_parse(text, n, fake_env, NULL, &st, err, sizeof err), 0);
+    assert_int_equal(json_object_size(st.deployments), 2);
+    json_t *a = json_object_get(st.deployments, "classify");
+    json_t *b = json_object_get(st.deployments, "classify-json");
+    assert_string_equal(json_string_value(json_object_get(a, "image")), "resnet50");
+    assert_string_equal(json_string_value(json_object_get(b, "image")), "resnet50");
+    assert_string_equal(st.gateway, "http://127.0.0.1:8080");
+    stack_free(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +151,7 @@ int main(void)
         cmocka_unit_test(yaml_tree),
         cmocka_unit_test(stack_to_deployments),
         cmocka_unit_test(stack_errors),
+        cmocka_unit_test(example_stack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
