@@ -141,6 +141,7 @@ struct instance {
     int inflight; /* requests using it; a dead instance is freed when this reaches 0 */
     int64_t started_ms, stop_ms;
     int64_t suspect_until_ms; /* a connect/send failed: not picked before this (it likely died) */
+    bool stale; /* runs an older spec: serves only until a current instance is ready */
     char sock[108];
     char pidfile[512];
     char cgroup[512]; /* "" when none */

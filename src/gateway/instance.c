@@ -751,6 +751,8 @@ static struct instance *pick_victim(struct function *fn)
 {
     struct instance *starting = NULL;
     for (struct instance *in = fn->instances; in; in = in->next) {
+        if (in->stale)
+            continue;
         if (in->state == INST_READY && in->inflight == 0)
             return in;
         if (in->state == INST_STARTING && !starting)
@@ -787,6 +789,17 @@ static void scale_function(struct gateway *g, struct function *fn, int64_t now)
             break;
         instance_stop(g, in);
     }
+}
+
+/* Rolling update: an instance of the old spec goes once a current one is ready (or none is
+ * wanted) and it has nothing in flight. */
+static void retire_stale(struct gateway *g, struct function *fn)
+{
+    if (function_ready_count(fn) == 0 && fn->desired > 0)
+        return;
+    for (struct instance *in = fn->instances; in; in = in->next)
+        if (in->stale && in->inflight == 0)
+            instance_stop(g, in);
 }
 
 static void kill_overdue(struct function *fn, int64_t now)
@@ -840,8 +853,10 @@ static bool supervise_once(struct gateway *g)
     restart_store(g, now);
     check_ready(g);
     for (struct function *fn = g->functions; fn; fn = fn->next) {
-        if (!fn->deleted && !g->stopping)
+        if (!fn->deleted && !g->stopping) {
             scale_function(g, fn, now);
+            retire_stale(g, fn);
+        }
         kill_overdue(fn, now);
     }
     collect_deleted(g);

@@ -26,13 +26,16 @@ static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gatew
 
 /* ---- choosing an instance ---- */
 
+/* The least loaded ready instance with room; instances of an older spec only when no current
+ * one is ready (a rolling update). */
 static struct instance *pick(struct function *fn, pid_t avoid)
 {
     struct instance *best = NULL;
     int64_t now = now_ns() / 1000000;
+    bool current_ready = function_ready_count(fn) > 0;
     for (struct instance *in = fn->instances; in; in = in->next) {
         if (in->state != INST_READY || in->inflight >= fn->spec.instance_cap || in->pid == avoid ||
-            now < in->suspect_until_ms)
+            now < in->suspect_until_ms || (in->stale && current_ready))
             continue;
         if (!best || in->inflight < best->inflight)
             best = in;

@@ -82,7 +82,7 @@ int registry_check_model(struct gateway *g, const char *ref, char *err, size_t e
     return 0;
 }
 
-/* An update restarts the function's instances on the new spec (the autoscaler starts new ones). */
+/* A removed function's instances all stop at once. */
 static void stop_all(struct gateway *g, struct function *fn)
 {
     for (struct instance *in = fn->instances; in; in = in->next)
@@ -110,7 +110,9 @@ int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err
         }
         spec_free(&old);
         fn->floor = -1;
-        stop_all(g, fn);
+        /* rolling: the old instances serve until new ones are ready (supervisor retires them) */
+        for (struct instance *in = fn->instances; in; in = in->next)
+            in->stale = true;
         pthread_cond_broadcast(&g->kick);
         return 0;
     }
@@ -229,15 +231,16 @@ int function_ready_count(const struct function *fn)
 {
     int n = 0;
     for (const struct instance *in = fn->instances; in; in = in->next)
-        n += in->state == INST_READY;
+        n += in->state == INST_READY && !in->stale;
     return n;
 }
 
+/* Instances on the current spec, starting or ready: what the autoscaler counts. */
 int function_live_count(const struct function *fn)
 {
     int n = 0;
     for (const struct instance *in = fn->instances; in; in = in->next)
-        n += in->state == INST_READY || in->state == INST_STARTING;
+        n += (in->state == INST_READY || in->state == INST_STARTING) && !in->stale;
     return n;
 }
 

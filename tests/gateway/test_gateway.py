@@ -116,6 +116,12 @@ class Gateway:
         return self.req("POST", "/function/%s.openfaas-fn" % name, INPUT,
                         {"Content-Type": "application/json"}, auth=False, timeout=timeout)
 
+    def invoke_model_b(self):
+        """tiny_b's answer, from a scratch function."""
+        self.deploy("scratch-b", "tiny_b")
+        self.wait_ready("scratch-b")
+        return self.invoke("scratch-b").body
+
     def instance_pids(self):
         run = os.path.join(self.state, "run")
         out = {}
@@ -310,6 +316,32 @@ def case_stream(gw):
         print("wide reply: %d bytes, Transfer-Encoding %s" % (len(r.body),
               r.headers.get("Transfer-Encoding")))
     check(gw.invoke("wide").status == 400, "a wrong input shape is the function's 400")
+
+
+def case_update(gw):
+    """PUT under load (what every faas-cli deploy of an existing function does): the old instances
+    serve until the new ones are ready, no request fails, the new spec is what runs after."""
+    gw.deploy("upd", "tiny_a", labels={"com.openfaas.scale.min": "2"})
+    gw.wait_ready("upd", 2)
+    old = {k: p for k, p in gw.instance_pids().items() if k.startswith("upd-")}
+    result = {}
+
+    def load():
+        result["v"] = hey(gw.url + "/function/upd", duration="3s", c=2)
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(1.0)
+    gw.deploy("upd", "tiny_b", labels={"com.openfaas.scale.min": "2"})
+    t.join()
+    codes, errors, out = result["v"]
+    print("hey status codes across the update:", codes)
+    check(set(codes) == {200} and not errors, "no request fails during the update:\n" + out)
+    gw.wait_ready("upd", 2)
+    time.sleep(0.5)
+    now = {k: p for k, p in gw.instance_pids().items() if k.startswith("upd-")}
+    check(not set(old) & set(now), "old instances retired: %s → %s" % (old, now))
+    check(gw.invoke("upd").body == gw.invoke_model_b(), "the new model answers")
 
 
 def case_auth(gw):
@@ -578,7 +610,7 @@ def case_cli(gw):
     check(rc == 2, "unknown command → usage, exit 2")
 
 
-CASES = {"api": case_api, "cli": case_cli, "stream": case_stream, "auth": case_auth, "sharing": case_sharing,
+CASES = {"api": case_api, "cli": case_cli, "stream": case_stream, "update": case_update, "auth": case_auth, "sharing": case_sharing,
          "autoscale": case_autoscale, "crash": case_crash, "restart": case_restart,
          "bad": case_bad}
 
