@@ -627,6 +627,7 @@ int httpd_start(struct gateway *g, char *err, size_t errlen)
         .listen = g->listen,
         .max_body = g->max_body,
         .conn_timeout_s = 300,
+        .max_connections = 1024, /* one thread each: bounded */
         .error_headers = internal_hdr,
         .n_error_headers = 1,
         .handler = handle,
