@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 struct http_server {
@@ -26,6 +28,9 @@ struct http_server {
     int listen_fd; /* -1 once handed back by quiesce and closed */
     uint16_t port;
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    int open_requests; /* from the first header to the reply fully sent (or dropped) */
 };
 
 /* Per-request state, MHD's con_cls. */
@@ -169,6 +174,9 @@ static enum MHD_Result request_begin(struct http_server *s, struct MHD_Connectio
     if (!st)
         return MHD_NO;
     *con_cls = st;
+    pthread_mutex_lock(&s->lock);
+    s->open_requests++;
+    pthread_mutex_unlock(&s->lock);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end = NULL;
@@ -232,11 +240,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct http_server *s = cls;
     struct request_state *st = *con_cls;
     if (st) {
         free(st->body);
         free(st);
         *con_cls = NULL;
+        pthread_mutex_lock(&s->lock);
+        if (--s->open_requests == 0)
+            pthread_cond_broadcast(&s->idle);
+        pthread_mutex_unlock(&s->lock);
     }
 }
 
@@ -265,6 +278,8 @@ int http_server_start(const struct http_server_opts *opts, struct http_server **
         return seterr(err, errlen, -ENOMEM, "http server: out of memory");
     s->opts = *opts;
     s->listen_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->idle, NULL);
     if (!s->opts.max_body)
         s->opts.max_body = HTTP_DEFAULT_MAX_BODY;
     int rc = open_listener(s, err, errlen);
@@ -279,7 +294,7 @@ int http_server_start(const struct http_server_opts *opts, struct http_server **
         flags |= MHD_USE_EPOLL;
     struct MHD_OptionItem items[] = {
         {MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)opts->conn_timeout_s, NULL},
         {opts->thread_pool ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
          (intptr_t)opts->thread_pool, NULL},
@@ -319,12 +334,30 @@ void http_server_quiesce(struct http_server *s)
     s->unix_path[0] = '\0';
 }
 
+int http_server_wait_idle(struct http_server *s, int64_t timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (timeout_ms % 1000) * 1000000;
+    ts.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    pthread_mutex_lock(&s->lock);
+    int rc = 0;
+    while (s->open_requests > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&s->idle, &s->lock, &ts);
+    int left = s->open_requests;
+    pthread_mutex_unlock(&s->lock);
+    return left ? -ETIMEDOUT : 0;
+}
+
 void http_server_stop(struct http_server *s)
 {
     if (!s)
         return;
     http_server_quiesce(s);
     MHD_stop_daemon(s->mhd);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 

@@ -70,6 +70,10 @@ uint16_t http_server_port(const struct http_server *s);
 /* Stops accepting new connections (closes the listening socket); open connections keep being
  * served. Idempotent. */
 void http_server_quiesce(struct http_server *s);
+/* Waits until every request that has begun has had its reply fully sent (or its connection
+ * dropped): call after quiesce so SIGTERM drains replies, not just handlers. -ETIMEDOUT if some
+ * are still open after timeout_ms. */
+int http_server_wait_idle(struct http_server *s, int64_t timeout_ms);
 /* Closes every connection, joins the threads, unlinks a unix socket, frees s. NULL is a no-op. */
 void http_server_stop(struct http_server *s);
 

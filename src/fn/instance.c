@@ -580,5 +580,8 @@ void fn_instance_drain_and_stop(struct fn_instance *in)
     if (in->inflight > 0)
         log_warn("%d request(s) still in flight after write_timeout; closing them", in->inflight);
     pthread_mutex_unlock(&in->lock);
+    /* A handler that finished has only queued its reply; let it reach the client. */
+    if (rc != ETIMEDOUT && http_server_wait_idle(in->http, in->cfg->write_timeout_ms) < 0)
+        log_warn("replies still being sent after write_timeout; closing them");
     instance_free(in);
 }

@@ -548,12 +548,13 @@ static int route_model_delete(struct gateway *g, struct http_request *rq, const 
         return reply_err(rq->conn, 409, err);
     }
     snprintf(path, sizeof path, "%s/%s.onnx", g->models, name);
+    if (access(path, F_OK) == 0)
+        store_evict(g, name);
     if (unlink(path) != 0) {
         snprintf(err, sizeof err, "model %s: %s", name,
                  errno == ENOENT ? "not found" : strerror(errno));
         return reply_err(rq->conn, errno == ENOENT ? 404 : 500, err);
     }
-    store_evict(g, name);
     return http_reply(rq->conn, 200, "text/plain", "", 0, NULL, 0);
 }
 

@@ -38,10 +38,23 @@ json_t *store_stats_json(struct gateway *g)
 #endif
 }
 
-/* The client library has no EVICT; an unused image is the first the store's LRU gives up. */
+/* Called before the model file goes: the store resolves the name through that file. An image still
+ * leased by someone outside this gateway stays until its LRU turn; that is logged, not an error. */
 void store_evict(struct gateway *g, const char *model)
 {
+#ifdef SHMFAAS_HAVE_CLIENT
+    struct store_client *c;
+    char err[512];
+    if (store_connect(g->store_sock, &c, err, sizeof err)) {
+        log_warn("model %s: image not evicted: %s", model, err);
+        return;
+    }
+    if (store_evict_model(c, model, err, sizeof err))
+        log_info("model %s: image not evicted: %s", model, err);
+    store_close(c);
+#else
     log_info("model %s removed: its image (if resident) goes when the store needs room", model);
+#endif
 }
 
 static double num(const json_t *o, const char *key)
