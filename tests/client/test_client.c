@@ -163,26 +163,12 @@ static void test_reconnect_after_restart(void **state)
     store_close(c);
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_refs_share_one_image, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_errors_say_what_is_wrong, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reconnect_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refs_share_one_image, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_errors_say_what_is_wrong, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_after_restart, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

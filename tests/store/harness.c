@@ -224,3 +224,17 @@ int proc_fd_count(pid_t pid)
     closedir(d);
     return n;
 }
+
+int env_setup(void **state)
+{
+    static struct store_env e;
+    env_create(&e);
+    *state = &e;
+    return 0;
+}
+
+int env_teardown(void **state)
+{
+    env_destroy(*state);
+    return 0;
+}

@@ -30,6 +30,10 @@ void env_stop(struct store_env *e, int sig);
 /* Stops the store if running and removes the directory. */
 void env_destroy(struct store_env *e);
 
+/* cmocka setup/teardown: a fresh environment per test (*state is the struct store_env). */
+int env_setup(void **state);
+int env_teardown(void **state);
+
 /* STATS over a fresh connection, parsed; json_decref() it. */
 json_t *env_stats(const struct store_env *e);
 /* totals.<key> of a STATS reply. */

@@ -136,24 +136,10 @@ static void test_lru_eviction_and_refusal(void **state)
     store_close(c);
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_lru_eviction_and_refusal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_eviction_and_refusal, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,24 +264,10 @@ static void test_hostile_input(void **state)
     store_close(good);
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hostile_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_input, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,26 +223,12 @@ static void test_serves_during_compile(void **state)
     assert_true(seen_compiling);
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_subcommands, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prometheus, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_serves_during_compile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subcommands, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_prometheus, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_serves_during_compile, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

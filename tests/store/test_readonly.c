@@ -130,25 +130,11 @@ static void test_other_users(void **state)
            ALLOWED_UID, OTHER_UID);
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_fd_is_read_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fd_is_read_only, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_other_users, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -169,27 +169,13 @@ static void test_restart_smaller_budget_keeps_lru_order(void **state)
     assert_int_equal(env_count_images(e, &bytes), 1);
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_client_kill_drops_leases, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_kill_readopts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_smaller_budget_keeps_lru_order, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_client_kill_drops_leases, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_store_kill_readopts, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_smaller_budget_keeps_lru_order, env_setup,
+                                        env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

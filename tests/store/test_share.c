@@ -149,24 +149,10 @@ static void test_one_compile_shared_pages(void **state)
 #endif
 }
 
-static int setup(void **state)
-{
-    static struct store_env e;
-    env_create(&e);
-    *state = &e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    env_destroy(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_one_compile_shared_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_compile_shared_pages, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
