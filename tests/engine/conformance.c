@@ -3,7 +3,7 @@
  * engine: compile, open, session, run, and compare with the expected outputs.
  *
  *   shmfaas-conformance [--root DIR] [--suite NAME]... [--filter SUBSTR] [--verbose]
- *                       [--no-fork] [--decode-only] [--reasons]
+ *                       [--no-fork] [--decode-only] [--reasons] [--floor FILE]
  *
  * For each case directory ROOT/SUITE/<case>/ (suites: node, pytorch-converted,
  * pytorch-operator, simple) it loads model.onnx and every test_data_set_N/input_K.pb and
@@ -15,9 +15,12 @@
  * --decode-only only walks the cases and decodes every .pb file (a unit test of the walker and
  * of ir_decode_tensor_proto): it fails if a file is undecodable for a reason other than an
  * unsupported element type. --reasons ends with the most common reasons for "unsupported" (which
- * ops and attributes to add next).
+ * ops and attributes to add next). --floor FILE reads lines "SUITE MIN_PASSED" ('#' starts a
+ * comment) and fails the run when a suite passes fewer cases than its floor (the regression
+ * check `make test` runs; the floors are the counts recorded in docs/conformance.md).
  *
- * Exit status: 0 when nothing failed, 1 when some case failed, 2 usage.
+ * Exit status: 0 when nothing failed, 1 when some case failed or a floor was missed, 2 usage
+ * (or an unreadable floor file).
  */
 #include "common/common.h"
 #include "engine/engine.h"
@@ -51,6 +54,14 @@ struct config {
     int n_suites;
     const char *filter;
     int verbose, fork, decode_only, reasons;
+    const char *floor_file;
+};
+
+/* Minimum pass counts per suite (--floor). */
+struct floors {
+    char suite[8][64];
+    int min_passed[8];
+    int n;
 };
 
 #define MAX_REASONS 512
@@ -443,7 +454,55 @@ static int run_suite(const struct config *c, const char *suite, struct tally *to
 static void usage(void)
 {
     fprintf(stderr, "usage: shmfaas-conformance [--root DIR] [--suite NAME]... "
-                    "[--filter SUBSTR] [--verbose] [--no-fork] [--decode-only] [--reasons]\n");
+                    "[--filter SUBSTR] [--verbose] [--no-fork] [--decode-only] [--reasons] "
+                    "[--floor FILE]\n");
+}
+
+static int floors_parse_line(struct floors *f, const char *line, char *err, size_t errlen)
+{
+    char suite[64];
+    int min = -1, used = 0;
+    if (sscanf(line, " %63s %d %n", suite, &min, &used) != 2 || min < 0 || line[used] != '\0')
+        return seterr(err, errlen, -EINVAL, "expected 'SUITE MIN_PASSED', got '%s'", line);
+    if (f->n == (int)ARRAY_LEN(f->suite))
+        return seterr(err, errlen, -EINVAL, "more than %d suites", (int)ARRAY_LEN(f->suite));
+    snprintf(f->suite[f->n], sizeof(f->suite[f->n]), "%s", suite);
+    f->min_passed[f->n++] = min;
+    return 0;
+}
+
+static int floors_load(struct floors *f, const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return seterr(err, errlen, -errno, "cannot open floor file %s: %s", path, strerror(errno));
+    char line[256];
+    int rc = 0, lineno = 0;
+    while (rc == 0 && fgets(line, sizeof(line), fp)) {
+        lineno++;
+        line[strcspn(line, "#\n")] = '\0';
+        if (line[strspn(line, " \t")] == '\0')
+            continue;
+        char why[256];
+        rc = floors_parse_line(f, line, why, sizeof(why));
+        if (rc < 0)
+            seterr(err, errlen, rc, "%s:%d: %s", path, lineno, why);
+    }
+    fclose(fp);
+    return rc;
+}
+
+/* Returns 1 (and says so) when SUITE passed fewer cases than its floor. */
+static int floor_missed(const struct floors *f, const char *suite, int passed)
+{
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->suite[i], suite) == 0 && passed < f->min_passed[i]) {
+            printf("%s: %d passed is below the floor of %d (a regression; see "
+                   "docs/conformance.md)\n",
+                   suite, passed, f->min_passed[i]);
+            return 1;
+        }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -457,11 +516,12 @@ int main(int argc, char **argv)
         {"no-fork", no_argument, NULL, 'n'},
         {"decode-only", no_argument, NULL, 'd'},
         {"reasons", no_argument, NULL, 'R'},
+        {"floor", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "r:s:f:vndRh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "r:s:f:vndRF:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'r':
             c.root = optarg;
@@ -488,6 +548,9 @@ int main(int argc, char **argv)
         case 'd':
             c.decode_only = 1;
             break;
+        case 'F':
+            c.floor_file = optarg;
+            break;
         default:
             usage();
             return opt == 'h' ? 0 : 2;
@@ -502,12 +565,22 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < ARRAY_LEN(all); i++)
             c.suites[c.n_suites++] = all[i];
     }
+    struct floors floors = {0};
+    char err[512];
+    if (c.floor_file && floors_load(&floors, c.floor_file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "shmfaas-conformance: %s\n", err);
+        return 2;
+    }
     struct tally total = {0};
     struct reasons reasons = {0};
     int bad = 0;
-    for (int i = 0; i < c.n_suites; i++)
+    for (int i = 0; i < c.n_suites; i++) {
+        int before = total.n[PASS];
         if (run_suite(&c, c.suites[i], &total, &reasons) != 0)
             bad = 1;
+        if (!c.decode_only && floor_missed(&floors, c.suites[i], total.n[PASS] - before))
+            bad = 1;
+    }
     if (!c.decode_only)
         printf("total: %d passed, %d failed, %d unsupported\n", total.n[PASS], total.n[FAIL],
                total.n[UNSUPPORTED]);
