@@ -1164,6 +1164,18 @@ static int lower_cast(struct lower *l, const struct ir_node *n)
     return emit_kernel(l, n, PLAN_K_CAST, in, 1, NULL, 0, 0);
 }
 
+/* Where(cond, a, b): a plain-C select with numpy broadcasting. */
+static int lower_where(struct lower *l, const struct ir_node *n)
+{
+    int64_t in[3];
+    for (int i = 0; i < 3; i++) {
+        in[i] = i < n->n_in ? plain_operand(l, n, n->in[i]) : -EINVAL;
+        if (in[i] < 0)
+            return lerr(l, n, -EINVAL, "Where needs three inputs");
+    }
+    return emit_kernel(l, n, PLAN_K_WHERE, in, 3, NULL, 0, 0);
+}
+
 /* Pad after shape inference: explicit "pads" (begin..., end...), "value" and "mode". */
 static int lower_pad(struct lower *l, const struct ir_node *n)
 {
@@ -1245,6 +1257,7 @@ static const struct {
     {"ReduceMean", lower_reduce_mean},
     {"Cast", lower_cast},
     {"Pad", lower_pad},
+    {"Where", lower_where},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

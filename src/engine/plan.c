@@ -693,12 +693,34 @@ static int pad_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+/* Every operand must broadcast to exactly dst's shape (k_where walks dst and maps back). */
+static int where_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *dst = dst_of(c);
+    struct engine_shape ds, os, bs;
+    shape_of(dst, &ds);
+    if (c->n->n_params || dst->layout != PLAN_LAYOUT_PLAIN ||
+        !plain_of_dtype(operand(c, 0), ENGINE_BOOL) || !plain_of_dtype(operand(c, 1), dst->dtype) ||
+        !plain_of_dtype(operand(c, 2), dst->dtype))
+        return node_err(c, -EINVAL,
+                        "where needs a plain bool condition and operands of the output's dtype");
+    for (uint32_t i = 0; i < 3; i++) {
+        shape_of(operand(c, i), &os);
+        if (k_broadcast_shape(&os, &ds, &bs) || bs.rank != ds.rank ||
+            memcmp(bs.dims, ds.dims, (size_t)ds.rank * sizeof(ds.dims[0])) != 0)
+            return node_err(c, -EINVAL, "where operands do not broadcast to the output");
+    }
+    return 0;
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    uint32_t want_in =
-        n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY || n->alg == PLAN_K_PAD ? 2 : 1;
+    uint32_t want_in = n->alg == PLAN_K_WHERE ? 3
+                       : n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY || n->alg == PLAN_K_PAD
+                           ? 2
+                           : 1;
     if (n->n_in != want_in || n->params_first > v->n_index ||
         n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE)
         return node_err(&c, -EINVAL, "kernel inputs or parameters out of range");
@@ -709,6 +731,8 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
         return binary_kernel_check(&c, p);
     if (n->alg == PLAN_K_CAST)
         return cast_check(&c);
+    if (n->alg == PLAN_K_WHERE)
+        return where_check(&c);
     if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
         return node_err(&c, -EINVAL, "kernel operands must be plain and of one dtype");
     switch (n->alg) {

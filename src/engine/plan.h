@@ -132,6 +132,7 @@ enum plan_kernel {
     PLAN_K_COPY = 6,        /* in: src (e.g. a constant graph output); same bytes */
     PLAN_K_CAST = 7,        /* in: src; element conversion to dst's dtype */
     PLAN_K_PAD = 8,         /* in: src, value (1 element); params: pads_begin[rank], mode */
+    PLAN_K_WHERE = 9,       /* in: cond (bool), a, b (numpy broadcast to dst; a, b of dst's dtype) */
 };
 
 enum plan_post_kind {

@@ -21,6 +21,8 @@ struct session_kernel {
     uint32_t kind;                /* enum plan_kernel; 0 for a oneDNN node */
     const void *src;              /* first input */
     const void *idx;              /* second input: gather indices, binary operand, pad value */
+    const void *third;            /* where: the "else" operand */
+    struct engine_shape ts;       /* its shape */
     void *dst;                    /* output */
     struct engine_shape s, bs, o; /* shapes of src, the second input and dst */
     int dtype, out_dtype;         /* of src and dst */
@@ -122,6 +124,13 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
         k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
         shape_of(&v->tensors[plan_input(v, n, 1)], &k->bs);
     }
+    if (n->alg == PLAN_K_WHERE) {
+        k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
+        shape_of(&v->tensors[plan_input(v, n, 1)], &k->bs);
+        k->third = tensor_ptr(s, (uint32_t)plan_input(v, n, 2));
+        shape_of(&v->tensors[plan_input(v, n, 2)], &k->ts);
+        k->esize = engine_dtype_size(k->out_dtype);
+    }
     if (n->alg == PLAN_K_GATHER) {
         const struct plan_tensor *idx = &v->tensors[plan_input(v, n, 1)];
         k->idx = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
@@ -153,6 +162,9 @@ static int run_kernel(const struct session_kernel *k)
         return k_cast(k->src, k->dtype, k->dst, k->out_dtype, k->n_bytes / k->esize);
     case PLAN_K_PAD:
         k_pad(k->src, &k->s, k->starts, (enum k_pad_mode)k->op, k->idx, k->esize, k->dst, &k->o);
+        return 0;
+    case PLAN_K_WHERE:
+        k_where(k->src, &k->s, k->idx, &k->bs, k->third, &k->ts, k->esize, k->dst, &k->o);
         return 0;
     default:
         return -EINVAL;

@@ -798,6 +798,30 @@ static void test_pad_and_cast(void **state)
     run_free(&r);
 }
 
+/* Where(a > b, a, b) with all three operands broadcast: a C select kernel (the elementwise max). */
+static void test_where(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int a = tb_act(g, "a", SHAPE(2, 2, 1));
+    int b = tb_act(g, "b", SHAPE(2, 1, 3));
+    int c = tb_act(g, "c", SHAPE(2, 2, 3));
+    int y = tb_act(g, "y", SHAPE(2, 2, 3));
+    g->tensors[c].dtype = ENGINE_BOOL;
+    tb_input(g, a);
+    tb_input(g, b);
+    int cin[2] = {a, b}, win[3] = {c, a, b};
+    tb_node(g, "Greater", cin, 2, c);
+    tb_node(g, "Where", win, 3, y);
+    tb_output(g, y);
+    float av[2] = {1.0f, 5.0f}, bv[3] = {0.0f, 2.0f, 7.0f};
+    float want[6] = {1, 2, 7, 5, 5, 7};
+    struct run r;
+    const float *inputs[] = {av, bv};
+    run_graph(g, inputs, &r);
+    assert_close(r.out[0].data, want, 6);
+    run_free(&r);
+}
+
 /* Folding leaves Conv/pooling of constants to the backend: the constant is copied into the
  * arena and convolved there. */
 static void test_conv_of_constant(void **state)
@@ -961,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_kernels),
         cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_pad_and_cast),
+        cmocka_unit_test(test_where),
         cmocka_unit_test(test_conv_of_constant),
         cmocka_unit_test(test_constant_output),
         cmocka_unit_test(test_batchnorm),
