@@ -27,6 +27,7 @@ static const char *const op_names[PLAN_OP_COUNT_] = {
     [PLAN_OP_BATCHNORM] = "batch_normalization",
     [PLAN_OP_REORDER] = "reorder",
     [PLAN_OP_KERNEL] = "kernel",
+    [PLAN_OP_LAYERNORM] = "layer_normalization",
 };
 
 const char *plan_op_name(uint32_t op)
@@ -559,6 +560,30 @@ static int batchnorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primit
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
 }
 
+/* Layer normalization over the last dim of a plain src; scale and shift are 1-D of that dim. */
+static int layernorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 3, "A*");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    dnnl_memory_desc_t md;
+    if (!same_md(src, dst) || src->layout != PLAN_LAYOUT_PLAIN || src->rank < 2 ||
+        plan_tensor_md(src, 0, 0, &md))
+        return node_err(c, -EINVAL, "layer normalization shapes do not fit");
+    for (uint32_t i = 1; i < c->n->n_in; i++)
+        if (operand(c, i)->rank != 1 || operand(c, i)->dims[0] != src->dims[src->rank - 1])
+            return node_err(c, -EINVAL, "layer normalization scale/shift are not per element");
+    dnnl_layer_normalization_desc_t d;
+    unsigned flags = dnnl_use_scale | (c->n->n_in == 3 ? dnnl_use_shift : 0);
+    if (dnnl_layer_normalization_forward_desc_init(&d, dnnl_forward_inference, &md, NULL,
+                                                   c->n->alpha, flags) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the layer normalization");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
 static int reorder_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
     int rc = check_operands(c, 1, 1, "A");
@@ -781,6 +806,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return batchnorm_pd(&c, eng, pd);
     case PLAN_OP_REORDER:
         return reorder_pd(&c, eng, pd);
+    case PLAN_OP_LAYERNORM:
+        return layernorm_pd(&c, eng, pd);
     case PLAN_OP_KERNEL:
         return plan_kernel_check(v, n, err, errlen);
     default:
@@ -806,6 +833,8 @@ int plan_input_arg(uint32_t op, uint32_t i)
         return DNNL_ARG_MULTIPLE_SRC + (int)i;
     case PLAN_OP_BATCHNORM:
         return i < 5 ? bn[i] : -1;
+    case PLAN_OP_LAYERNORM:
+        return i < 3 ? bn[i == 0 ? 0 : i + 2] : -1;
     default:
         return i == 0 ? DNNL_ARG_SRC : -1;
     }

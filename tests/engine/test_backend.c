@@ -822,6 +822,60 @@ static void test_where(void **state)
     run_free(&r);
 }
 
+/* LayerNormalization over the last dim (rank 3, with and without bias) against a direct
+ * computation; an axis other than the last is refused, not miscomputed. */
+static const float ln_scale[4] = {1.0f, -2.0f, 0.5f, 3.0f}, ln_bias[4] = {0.25f, 0.0f, -1.0f, 2.0f};
+
+static struct ir_graph *layernorm_graph(int with_bias, int64_t axis)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(3, 2, 3, 4));
+    int y = tb_act(g, "y", SHAPE(3, 2, 3, 4));
+    int sc = tb_const(g, "scale", SHAPE(1, 4), ln_scale, 0);
+    int b = tb_const(g, "bias", SHAPE(1, 4), ln_bias, 0);
+    tb_input(g, x);
+    int ins[3] = {x, sc, b};
+    struct ir_node *n = tb_node(g, "LayerNormalization", ins, with_bias ? 3 : 2, y);
+    ir_attr_set_int(n, "axis", axis);
+    ir_attr_set_float(n, "epsilon", 1e-3f);
+    tb_output(g, y);
+    return g;
+}
+
+static void layernorm_check(int with_bias, int64_t axis, const float *xv)
+{
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(layernorm_graph(with_bias, axis), inputs, &r);
+    assert_int_equal(r.out[0].nbytes, 24 * sizeof(float));
+    for (int row = 0; row < 6; row++) {
+        const float *v = xv + row * 4;
+        double mean = (v[0] + v[1] + v[2] + v[3]) / 4.0, var = 0;
+        for (int i = 0; i < 4; i++)
+            var += (v[i] - mean) * (v[i] - mean) / 4.0;
+        float want[4];
+        for (int i = 0; i < 4; i++)
+            want[i] = (float)((v[i] - mean) / sqrt(var + 1e-3) * ln_scale[i] +
+                              (with_bias ? ln_bias[i] : 0));
+        assert_close((const float *)r.out[0].data + row * 4, want, 4);
+    }
+    run_free(&r);
+}
+
+static void test_layernorm(void **state)
+{
+    float xv[24];
+    for (int i = 0; i < 24; i++)
+        xv[i] = (float)((i * 7) % 11) - 4.5f;
+    layernorm_check(1, -1, xv);
+    layernorm_check(0, 2, xv);
+    char err[256];
+    void *img;
+    size_t len;
+    assert_true(tb_compile(layernorm_graph(1, 1), 1, &img, &len, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "axis"));
+}
+
 /* Folding leaves Conv/pooling of constants to the backend: the constant is copied into the
  * arena and convolved there. */
 static void test_conv_of_constant(void **state)
@@ -986,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_binary_and_reduce_kernels),
         cmocka_unit_test(test_pad_and_cast),
         cmocka_unit_test(test_where),
+        cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_conv_of_constant),
         cmocka_unit_test(test_constant_output),
         cmocka_unit_test(test_batchnorm),
