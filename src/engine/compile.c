@@ -626,6 +626,27 @@ static int lower_plain_matmul(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit(l, n, &pn, -1, NULL);
 }
 
+/* A plain arena copy of plan tensor `from` multiplied by `scale` (an eltwise linear node). */
+static int64_t scaled_copy(struct lower *l, const struct ir_node *n, int64_t from, float scale)
+{
+    if (from < 0)
+        return from;
+    struct plan_tensor t = l->b.tensors[from];
+    t.storage = PLAN_ST_ARENA;
+    t.offset = 0;
+    int64_t to = plan_add_tensor(&l->b, &t);
+    if (to < 0)
+        return lerr(l, n, (int)to, "cannot add a scaled copy");
+    struct plan_node pn = node_init(l, n, PLAN_OP_ELTWISE);
+    pn.alg = (uint32_t)dnnl_eltwise_linear;
+    pn.alpha = scale;
+    pn.beta = 0.0f;
+    pn.out = (uint32_t)to;
+    if (set_inputs(l, &pn, &from, 1) || emit(l, n, &pn, -1, NULL) < 0)
+        return lerr(l, n, -EINVAL, "cannot scale an operand");
+    return to;
+}
+
 /* Gemm in general: a matmul reading A/B transposed in place, alpha as a post-op and beta*C/alpha
  * as its broadcast bias. */
 static int lower_gemm_matmul(struct lower *l, const struct ir_node *n, float alpha, float beta)
@@ -642,10 +663,12 @@ static int lower_gemm_matmul(struct lower *l, const struct ir_node *n, float alp
             ((float *)sc.data)[i] = ((const float *)c->data)[i] * beta / alpha;
         ts[2] = sc.data ? add_plan_tensor(l, &sc, PLAN_ST_CONST) : -ENOMEM;
         free(sc.data);
-    } else if (c && beta == 1.0f && alpha == 1.0f) {
+    } else if (c && beta == alpha) {
         ts[2] = plain_operand(l, n, n->in[2]);
+    } else if (c && beta != 0.0f && alpha != 0.0f) {
+        ts[2] = scaled_copy(l, n, plain_operand(l, n, n->in[2]), beta / alpha);
     } else if (c && beta != 0.0f) {
-        return lerr(l, n, -EINVAL, "C computed at run time needs alpha = beta = 1");
+        return lerr(l, n, -EINVAL, "C computed at run time needs alpha != 0");
     }
     struct step scale = {dnnl_eltwise_linear, alpha, 0.0f};
     if (alpha != 1.0f)

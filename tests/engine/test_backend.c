@@ -413,17 +413,22 @@ static void test_gemm(void **state)
     gemm_case(0, 1.0f, 0.0f, 1);
 }
 
-/* Gemm with A transposed, B fed at run time and a full [M,N] C runs as a oneDNN matmul. */
-static void test_gemm_general(void **state)
+/* Gemm with A transposed, B fed at run time and a full [M,N] C (a constant, or fed at run time
+ * and scaled by beta/alpha in the arena first) runs as a oneDNN matmul. */
+static void gemm_general_case(int runtime_c)
 {
     int64_t m = 3, k = 4, nn = 5;
     struct ir_graph *g = tb_graph();
     int a = tb_act(g, "a", SHAPE(2, k, m));
     int b = tb_act(g, "b", SHAPE(2, nn, k));
-    int c = tb_const(g, "c", SHAPE(2, m, nn), NULL, 61);
+    float *cfill = tb_fill((size_t)(m * nn), 61);
+    int c =
+        runtime_c ? tb_act(g, "c", SHAPE(2, m, nn)) : tb_const(g, "c", SHAPE(2, m, nn), cfill, 0);
     int y = tb_act(g, "y", SHAPE(2, m, nn));
     tb_input(g, a);
     tb_input(g, b);
+    if (runtime_c)
+        tb_input(g, c);
     int ins[3] = {a, b, c};
     struct ir_node *n = tb_node(g, "Gemm", ins, 3, y);
     ir_attr_set_int(n, "transA", 1);
@@ -432,21 +437,27 @@ static void test_gemm_general(void **state)
     ir_attr_set_float(n, "beta", 2.0f);
     tb_output(g, y);
     float *av = tb_fill((size_t)(k * m), 67), *bv = tb_fill((size_t)(nn * k), 71), want[15];
-    const float *cv = g->tensors[c].data;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < nn; j++) {
             double acc = 0;
             for (int64_t q = 0; q < k; q++)
                 acc += av[q * m + i] * bv[j * k + q];
-            want[i * nn + j] = (float)(0.5 * acc + 2.0 * cv[i * nn + j]);
+            want[i * nn + j] = (float)(0.5 * acc + 2.0 * cfill[i * nn + j]);
         }
     struct run r;
-    const float *inputs[] = {av, bv};
+    const float *inputs[] = {av, bv, cfill};
     run_graph(g, inputs, &r);
     assert_close(r.out[0].data, want, (size_t)(m * nn));
     run_free(&r);
     free(av);
     free(bv);
+    free(cfill);
+}
+
+static void test_gemm_general(void **state)
+{
+    gemm_general_case(0);
+    gemm_general_case(1);
 }
 
 /* ---- Concat, binary, softmax, activations ---- */
