@@ -962,32 +962,35 @@ static int lower_batchnorm(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit(l, n, &pn, -1, NULL);
 }
 
-/* LayerNormalization (opset 17) over the last axis: oneDNN layer_normalization on a plain src.
- * The Mean and InvStdDev outputs (training only) must be unused. */
+/* LayerNormalization (opset 17): oneDNN layer_normalization on a plain src seen as 2-D [dims
+ * before axis, dims from axis on]. The Mean and InvStdDev outputs (training only) must be unused.
+ */
 static int lower_layernorm(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
-    if (!x || n->n_in < 2 || x->dtype != ENGINE_F32 || x->shape.rank < 2)
-        return lerr(l, n, -EINVAL, "LayerNormalization needs a float32 input of rank 2 or more");
-    int64_t axis = ir_attr_int(n, "axis", -1);
-    if (axis != -1 && axis != x->shape.rank - 1)
-        return lerr(l, n, -ENOTSUP, "only axis -1 (the last dim) is supported");
+    if (!x || n->n_in < 2 || x->dtype != ENGINE_F32 || x->shape.rank < 1)
+        return lerr(l, n, -EINVAL, "LayerNormalization needs a float32 input of rank 1 or more");
+    int64_t axis = ir_attr_int(n, "axis", -1), inner = 1;
+    axis += axis < 0 ? x->shape.rank : 0;
+    if (axis < 0 || axis >= x->shape.rank)
+        return lerr(l, n, -EINVAL, "axis is out of range for the input's rank");
+    for (int i = (int)axis; i < x->shape.rank; i++)
+        inner *= x->shape.dims[i];
     for (int k = 1; k < n->n_out; k++)
         if (n->out[k] >= 0 && ir_consumers(l->g, n->out[k]) > 0)
             return lerr(l, n, -ENOTSUP, "the Mean and InvStdDev outputs are unsupported");
     int n_in = n->n_in > 2 && n->in[2] >= 0 ? 3 : 2;
     for (int i = 1; i < n_in; i++) {
         const struct ir_tensor *p = ir_in(l, n, i);
-        if (!p || p->dtype != ENGINE_F32 || p->shape.rank != 1 ||
-            p->shape.dims[0] != x->shape.dims[x->shape.rank - 1])
-            return lerr(l, n, -ENOTSUP,
-                        "scale and bias must be 1-D float32 of the last dim's size");
+        if (!p || p->dtype != ENGINE_F32 || engine_shape_numel(&p->shape) != inner)
+            return lerr(l, n, -ENOTSUP, "scale and bias must be float32 of the normalized shape");
     }
     struct plan_node pn = node_init(l, n, PLAN_OP_LAYERNORM);
     pn.alpha = ir_attr_float(n, "epsilon", 1e-5f);
+    pn.axis = axis;
     int64_t ts[3];
     for (int i = 0; i < n_in; i++)
-        if ((ts[i] = i == 0 ? plain_operand(l, n, n->in[0]) : operand_of(l, n, n->in[i])) < 0)
+        if ((ts[i] = plain_operand(l, n, n->in[i])) < 0)
             return (int)ts[i];
     int64_t out = output_of(l, n, 0);
     if (out < 0 || set_layout(l, out, PLAN_LAYOUT_PLAIN))

@@ -560,20 +560,27 @@ static int batchnorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primit
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
 }
 
-/* Layer normalization over the last dim of a plain src; scale and shift are 1-D of that dim. */
+/* Layer normalization of a plain src over the dims from `axis` on, seen as 2-D [outer, inner];
+ * scale and shift are plain with inner elements. */
 static int layernorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
     int rc = check_operands(c, 2, 3, "A*");
     if (rc)
         return rc;
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
-    dnnl_memory_desc_t md;
-    if (!same_md(src, dst) || src->layout != PLAN_LAYOUT_PLAIN || src->rank < 2 ||
-        plan_tensor_md(src, 0, 0, &md))
-        return node_err(c, -EINVAL, "layer normalization shapes do not fit");
+    int64_t axis = c->n->axis;
+    if (!same_md(src, dst) || src->layout != PLAN_LAYOUT_PLAIN || axis < 0 || axis >= src->rank)
+        return node_err(c, -EINVAL, "layer normalization shapes or axis do not fit");
+    dnnl_dims_t dims = {1, 1};
+    for (uint32_t i = 0; i < src->rank; i++)
+        dims[i < axis ? 0 : 1] *= src->dims[i];
     for (uint32_t i = 1; i < c->n->n_in; i++)
-        if (operand(c, i)->rank != 1 || operand(c, i)->dims[0] != src->dims[src->rank - 1])
-            return node_err(c, -EINVAL, "layer normalization scale/shift are not per element");
+        if (operand(c, i)->layout != PLAN_LAYOUT_PLAIN ||
+            operand(c, i)->nbytes != (uint64_t)dims[1] * sizeof(float))
+            return node_err(c, -EINVAL, "layer normalization scale/shift size does not fit");
+    dnnl_memory_desc_t md;
+    if (dnnl_memory_desc_init_by_tag(&md, 2, dims, dnnl_f32, dnnl_ab) != dnnl_success)
+        return node_err(c, -EINVAL, "layer normalization shapes do not fit");
     dnnl_layer_normalization_desc_t d;
     unsigned flags = dnnl_use_scale | (c->n->n_in == 3 ? dnnl_use_shift : 0);
     if (dnnl_layer_normalization_forward_desc_init(&d, dnnl_forward_inference, &md, NULL,

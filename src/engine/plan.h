@@ -119,7 +119,7 @@ enum plan_op {
     PLAN_OP_BATCHNORM, /* in: src, mean, variance, scale, shift; alpha = epsilon */
     PLAN_OP_REORDER,   /* in: src; dst: same dims in another layout */
     PLAN_OP_KERNEL,    /* a plain-C kernel (kernels.h); alg = enum plan_kernel */
-    PLAN_OP_LAYERNORM, /* in: src (plain), scale, [shift] over the last dim; alpha = epsilon */
+    PLAN_OP_LAYERNORM, /* in: src (plain), scale, [shift]; over dims axis..; alpha = epsilon */
     PLAN_OP_COUNT_
 };
 

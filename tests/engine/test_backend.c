@@ -833,17 +833,16 @@ static void test_where(void **state)
     run_free(&r);
 }
 
-/* LayerNormalization over the last dim (rank 3, with and without bias) against a direct
- * computation; an axis other than the last is refused, not miscomputed. */
-static const float ln_scale[4] = {1.0f, -2.0f, 0.5f, 3.0f}, ln_bias[4] = {0.25f, 0.0f, -1.0f, 2.0f};
-
-static struct ir_graph *layernorm_graph(int with_bias, int64_t axis)
+/* LayerNormalization of x [2,3,4] over the last dim (with and without bias) and over the last
+ * two dims, against a direct computation; a scale of the wrong size is refused. */
+static struct ir_graph *layernorm_graph(int with_bias, int64_t axis, int64_t group, const float *sv,
+                                        const float *bv)
 {
     struct ir_graph *g = tb_graph();
     int x = tb_act(g, "x", SHAPE(3, 2, 3, 4));
     int y = tb_act(g, "y", SHAPE(3, 2, 3, 4));
-    int sc = tb_const(g, "scale", SHAPE(1, 4), ln_scale, 0);
-    int b = tb_const(g, "bias", SHAPE(1, 4), ln_bias, 0);
+    int sc = tb_const(g, "scale", SHAPE(1, group), sv, 0);
+    int b = tb_const(g, "bias", SHAPE(1, group), bv, 0);
     tb_input(g, x);
     int ins[3] = {x, sc, b};
     struct ir_node *n = tb_node(g, "LayerNormalization", ins, with_bias ? 3 : 2, y);
@@ -853,24 +852,28 @@ static struct ir_graph *layernorm_graph(int with_bias, int64_t axis)
     return g;
 }
 
-static void layernorm_check(int with_bias, int64_t axis, const float *xv)
+static void layernorm_check(int with_bias, int64_t axis, int64_t group, const float *xv)
 {
+    float *sv = tb_fill((size_t)group, 5), *bv = tb_fill((size_t)group, 7), want[24];
+    for (int64_t row = 0; row < 24 / group; row++) {
+        const float *v = xv + row * group;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < group; i++)
+            mean += v[i] / (double)group;
+        for (int64_t i = 0; i < group; i++)
+            var += (v[i] - mean) * (v[i] - mean) / (double)group;
+        for (int64_t i = 0; i < group; i++)
+            want[row * group + i] =
+                (float)((v[i] - mean) / sqrt(var + 1e-3) * sv[i] + (with_bias ? bv[i] : 0));
+    }
     struct run r;
     const float *inputs[] = {xv};
-    run_graph(layernorm_graph(with_bias, axis), inputs, &r);
-    assert_int_equal(r.out[0].nbytes, 24 * sizeof(float));
-    for (int row = 0; row < 6; row++) {
-        const float *v = xv + row * 4;
-        double mean = (v[0] + v[1] + v[2] + v[3]) / 4.0, var = 0;
-        for (int i = 0; i < 4; i++)
-            var += (v[i] - mean) * (v[i] - mean) / 4.0;
-        float want[4];
-        for (int i = 0; i < 4; i++)
-            want[i] = (float)((v[i] - mean) / sqrt(var + 1e-3) * ln_scale[i] +
-                              (with_bias ? ln_bias[i] : 0));
-        assert_close((const float *)r.out[0].data + row * 4, want, 4);
-    }
+    run_graph(layernorm_graph(with_bias, axis, group, sv, bv), inputs, &r);
+    assert_int_equal(r.out[0].nbytes, sizeof(want));
+    assert_close(r.out[0].data, want, 24);
     run_free(&r);
+    free(sv);
+    free(bv);
 }
 
 static void test_layernorm(void **state)
@@ -878,13 +881,16 @@ static void test_layernorm(void **state)
     float xv[24];
     for (int i = 0; i < 24; i++)
         xv[i] = (float)((i * 7) % 11) - 4.5f;
-    layernorm_check(1, -1, xv);
-    layernorm_check(0, 2, xv);
+    layernorm_check(1, -1, 4, xv);
+    layernorm_check(0, 2, 4, xv);
+    layernorm_check(1, 1, 12, xv);
+    layernorm_check(1, -3, 24, xv);
     char err[256];
     void *img;
     size_t len;
-    assert_true(tb_compile(layernorm_graph(1, 1), 1, &img, &len, err, sizeof(err)) < 0);
-    assert_non_null(strstr(err, "axis"));
+    float sv[4] = {1, 1, 1, 1};
+    assert_true(tb_compile(layernorm_graph(1, 1, 4, sv, sv), 1, &img, &len, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "normalized shape"));
 }
 
 /* Folding leaves Conv/pooling of constants to the backend: the constant is copied into the
