@@ -1,0 +1,127 @@
+/*
+ * fuzz_plan — drives the plan-image loader (engine_model_open) with hostile images and, when one
+ * is accepted, a session run on zero inputs (so a bound the loader forgot shows up in the backend).
+ *
+ * Input: byte 0 selects the mode, the rest is the body.
+ *   bit 0 clear: the body is an image, opened as is (64-byte aligned copy);
+ *   bit 0 set:   the body is a list of 5-byte patches (little-endian u32 offset, modulo the image
+ *                length, then a byte XORed there) applied to an image compiled at start-up from
+ *                corpus/onnx/conv_relu_pool.onnx, so the image carries this CPU's fingerprint and
+ *                mutations get past the version/ISA checks;
+ *   bit 1 set:   an accepted image is also run once.
+ *
+ * libFuzzer (clang): tests/fuzz/run-fuzz plan SECONDS. Replay (gcc): fuzz-plan-replay [FILE...];
+ * with no file it replays tests/fuzz/corpus/plan (see fuzz_replay.h).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "engine/engine.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define RUN_ARENA_MAX (64u << 20)
+
+struct fresh_image {
+    void *image;
+    size_t len;
+};
+
+static const struct fresh_image *fresh_image(void)
+{
+    static struct fresh_image fresh;
+    if (fresh.image)
+        return &fresh;
+    uint8_t *onnx = NULL;
+    size_t len = 0;
+    char err[512];
+    struct engine_compile_opts opts = {.threads = 1, .model_name = "fuzz-seed"};
+    if (read_file(FUZZ_SEED_ONNX, 1u << 20, &onnx, &len, err, sizeof(err)) < 0 ||
+        engine_compile(onnx, len, &opts, &fresh.image, &fresh.len, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz_plan: cannot build the seed image: %s\n", err);
+        abort();
+    }
+    free(onnx);
+    return &fresh;
+}
+
+static void run_zero_inputs(struct engine_model *m)
+{
+    int n_in = engine_model_n_inputs(m), n_out = engine_model_n_outputs(m);
+    if (engine_model_arena_size(m) > RUN_ARENA_MAX || n_in < 0 || n_in > 8 || n_out < 0 ||
+        n_out > 64)
+        return;
+    struct engine_tensor in[8] = {0}, out[64];
+    void *bufs[8] = {0};
+    int ok = 1;
+    char err[512];
+    for (int i = 0; i < n_in && ok; i++) {
+        struct engine_tensor_info info;
+        if (engine_model_input(m, i, &info) < 0)
+            return;
+        int64_t numel = engine_shape_numel(&info.shape);
+        size_t es = engine_dtype_size(info.dtype);
+        ok = numel >= 0 && es && (uint64_t)numel <= RUN_ARENA_MAX / es;
+        bufs[i] = ok ? calloc((size_t)numel ? (size_t)numel : 1, es) : NULL;
+        ok = ok && bufs[i];
+        in[i] = (struct engine_tensor){.name = info.name, .dtype = info.dtype, .shape = info.shape,
+                                       .data = bufs[i], .nbytes = (size_t)numel * es};
+    }
+    struct engine_session *s = NULL;
+    if (ok && engine_session_create(m, &s, err, sizeof(err)) == 0) {
+        engine_session_run(s, in, n_in, out, n_out, err, sizeof(err));
+        engine_session_destroy(s);
+    }
+    for (int i = 0; i < n_in; i++)
+        free(bufs[i]);
+}
+
+static void open_image(const uint8_t *body, size_t len, int run)
+{
+    size_t cap = (len + 63) / 64 * 64;
+    void *image = aligned_alloc(64, cap ? cap : 64);
+    if (!image)
+        return;
+    memcpy(image, body, len);
+    struct engine_model *m = NULL;
+    char err[512];
+    if (engine_model_open(image, len, &m, err, sizeof(err)) == 0) {
+        if (run)
+            run_zero_inputs(m);
+        engine_model_close(m);
+    }
+    free(image);
+}
+
+static void open_patched(const uint8_t *patches, size_t n, int run)
+{
+    const struct fresh_image *f = fresh_image();
+    uint8_t *copy = malloc(f->len);
+    if (!copy)
+        return;
+    memcpy(copy, f->image, f->len);
+    for (size_t i = 0; i + 5 <= n; i += 5) {
+        uint32_t off = (uint32_t)patches[i] | (uint32_t)patches[i + 1] << 8 |
+                       (uint32_t)patches[i + 2] << 16 | (uint32_t)patches[i + 3] << 24;
+        copy[off % f->len] ^= patches[i + 4];
+    }
+    open_image(copy, f->len, run);
+    free(copy);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    int run = data[0] >> 1 & 1;
+    if (data[0] & 1)
+        open_patched(data + 1, size - 1, run);
+    else
+        open_image(data + 1, size - 1, run);
+    return 0;
+}
+
+#include "fuzz_replay.h"
