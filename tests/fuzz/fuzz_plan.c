@@ -8,7 +8,10 @@
  *                length, then a byte XORed there) applied to an image compiled at start-up from
  *                corpus/onnx/conv_relu_pool.onnx, so the image carries this CPU's fingerprint and
  *                mutations get past the version/ISA checks;
- *   bit 1 set:   an accepted image is also run once.
+ *   bit 1 set:   an accepted image is also run once;
+ *   bit 2 clear: the tables checksum in the header is recomputed after the patches or on the raw
+ *                body (it detects corruption, it is no secret: a hostile image carries a valid
+ *                one), so mutations reach the section and node checks behind it.
  *
  * libFuzzer (clang): tests/fuzz/run-fuzz plan SECONDS. Replay (gcc): fuzz-plan-replay [FILE...];
  * with no file it replays tests/fuzz/corpus/plan (see fuzz_replay.h).
@@ -20,6 +23,7 @@
 
 #include "common/common.h"
 #include "engine/engine.h"
+#include "engine/plan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -79,13 +83,28 @@ static void run_zero_inputs(struct engine_model *m)
         free(bufs[i]);
 }
 
-static void open_image(const uint8_t *body, size_t len, int run)
+/* Rewrites tables_sha256 over [PLAN_TABLES_HASHED_FROM, weights offset) when both ends lie in
+ * the image; otherwise leaves the image for the loader to refuse. */
+static void rehash_tables(uint8_t *img, size_t len)
+{
+    if (len < sizeof(struct plan_header))
+        return;
+    struct plan_header *h = (struct plan_header *)img;
+    uint64_t end = h->sec[PLAN_SEC_WEIGHTS].offset;
+    if (end < PLAN_TABLES_HASHED_FROM || end > len)
+        return;
+    sha256(img + PLAN_TABLES_HASHED_FROM, end - PLAN_TABLES_HASHED_FROM, h->tables_sha256);
+}
+
+static void open_image(const uint8_t *body, size_t len, int run, int rehash)
 {
     size_t cap = (len + 63) / 64 * 64;
     void *image = aligned_alloc(64, cap ? cap : 64);
     if (!image)
         return;
     memcpy(image, body, len);
+    if (rehash)
+        rehash_tables(image, len);
     struct engine_model *m = NULL;
     char err[512];
     if (engine_model_open(image, len, &m, err, sizeof(err)) == 0) {
@@ -96,7 +115,7 @@ static void open_image(const uint8_t *body, size_t len, int run)
     free(image);
 }
 
-static void open_patched(const uint8_t *patches, size_t n, int run)
+static void open_patched(const uint8_t *patches, size_t n, int run, int rehash)
 {
     const struct fresh_image *f = fresh_image();
     uint8_t *copy = malloc(f->len);
@@ -108,7 +127,7 @@ static void open_patched(const uint8_t *patches, size_t n, int run)
                        (uint32_t)patches[i + 2] << 16 | (uint32_t)patches[i + 3] << 24;
         copy[off % f->len] ^= patches[i + 4];
     }
-    open_image(copy, f->len, run);
+    open_image(copy, f->len, run, rehash);
     free(copy);
 }
 
@@ -116,11 +135,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int run = data[0] >> 1 & 1;
+    int run = data[0] >> 1 & 1, rehash = !(data[0] >> 2 & 1);
     if (data[0] & 1)
-        open_patched(data + 1, size - 1, run);
+        open_patched(data + 1, size - 1, run, rehash);
     else
-        open_image(data + 1, size - 1, run);
+        open_image(data + 1, size - 1, run, rehash);
     return 0;
 }
 
