@@ -64,15 +64,20 @@ static void run_zero_inputs(struct engine_model *m)
     char err[512];
     for (int i = 0; i < n_in && ok; i++) {
         struct engine_tensor_info info;
-        if (engine_model_input(m, i, &info) < 0)
-            return;
+        if (engine_model_input(m, i, &info) < 0) {
+            ok = 0;
+            break;
+        }
         int64_t numel = engine_shape_numel(&info.shape);
         size_t es = engine_dtype_size(info.dtype);
         ok = numel >= 0 && es && (uint64_t)numel <= RUN_ARENA_MAX / es;
         bufs[i] = ok ? calloc((size_t)numel ? (size_t)numel : 1, es) : NULL;
         ok = ok && bufs[i];
-        in[i] = (struct engine_tensor){.name = info.name, .dtype = info.dtype, .shape = info.shape,
-                                       .data = bufs[i], .nbytes = (size_t)numel * es};
+        in[i] = (struct engine_tensor){.name = info.name,
+                                       .dtype = info.dtype,
+                                       .shape = info.shape,
+                                       .data = bufs[i],
+                                       .nbytes = (size_t)numel * es};
     }
     struct engine_session *s = NULL;
     if (ok && engine_session_create(m, &s, err, sizeof(err)) == 0) {

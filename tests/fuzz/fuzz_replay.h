@@ -20,7 +20,7 @@
 
 #include "common/common.h"
 
-#define FUZZ_STEPS 64
+#define FUZZ_STEPS     64
 #define FUZZ_MUTATIONS 64
 
 static void replay_buffer(const uint8_t *data, size_t len)
