@@ -221,6 +221,19 @@ static void one_round(const struct store_env *e, struct store_client *good,
     still_serving(good);
 }
 
+/* The store's fd count once hang-ups in flight have landed: the same reading for 200 ms. */
+static int settled_fd_count(pid_t pid)
+{
+    int last = proc_fd_count(pid), same = 0;
+    for (int i = 0; i < 250 && same < 10; i++) {
+        usleep(20000);
+        int n = proc_fd_count(pid);
+        same = n == last ? same + 1 : 0;
+        last = n;
+    }
+    return last;
+}
+
 static void test_hostile_input(void **state)
 {
     struct store_env *e = *state;
@@ -238,15 +251,11 @@ static void test_hostile_input(void **state)
     unsigned seed = 42;
     one_round(e, good, img, &seed); /* warm-up: allocator arenas, caches */
     struct proc_mem m0, m1;
-    int fds0 = proc_fd_count(e->pid);
+    int fds0 = settled_fd_count(e->pid);
     assert_int_equal(proc_mem_read(e->pid, &m0), 0);
     for (int r = 0; r < ROUNDS; r++)
         one_round(e, good, img, &seed);
-    int fds1 = proc_fd_count(e->pid);
-    for (int i = 0; i < 100 && fds1 != fds0; i++) { /* the last hang-ups may be in flight */
-        usleep(20000);
-        fds1 = proc_fd_count(e->pid);
-    }
+    int fds1 = settled_fd_count(e->pid);
     assert_int_equal(proc_mem_read(e->pid, &m1), 0);
     json_t *st = env_stats(e);
     int64_t leases = stats_total(st, "leases");
