@@ -977,7 +977,7 @@ static int lower_layernorm(struct lower *l, const struct ir_node *n)
     for (int i = (int)axis; i < x->shape.rank; i++)
         inner *= x->shape.dims[i];
     for (int k = 1; k < n->n_out; k++)
-        if (n->out[k] >= 0 && ir_consumers(l->g, n->out[k]) > 0)
+        if (n->out[k] >= 0 && ir_tensor_used(l->g, n->out[k]))
             return lerr(l, n, -ENOTSUP, "the Mean and InvStdDev outputs are unsupported");
     int n_in = n->n_in > 2 && n->in[2] >= 0 ? 3 : 2;
     for (int i = 1; i < n_in; i++) {
@@ -1009,7 +1009,7 @@ static int lower_alias(struct lower *l, const struct ir_node *n)
     if (!x || n->n_post)
         return lerr(l, n, -EINVAL, "missing input");
     for (int k = 1; k < n->n_out; k++)
-        if (n->out[k] >= 0 && ir_consumers(l->g, n->out[k]) > 0)
+        if (n->out[k] >= 0 && ir_tensor_used(l->g, n->out[k]))
             return lerr(l, n, -EINVAL, "only the first output is supported");
     const struct ir_tensor *y = &l->g->tensors[n->out[0]];
     if (engine_shape_numel(&x->shape) != engine_shape_numel(&y->shape) || x->dtype != y->dtype)

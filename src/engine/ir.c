@@ -199,6 +199,14 @@ int ir_consumers(const struct ir_graph *g, int t)
     return count;
 }
 
+int ir_tensor_used(const struct ir_graph *g, int t)
+{
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == t)
+            return 1;
+    return ir_consumers(g, t) > 0;
+}
+
 /* ---- freeing ---- */
 
 static void node_free(struct ir_node *n)

@@ -148,6 +148,8 @@ float ir_attr_float(const struct ir_node *n, const char *name, float def);
 const char *ir_attr_str(const struct ir_node *n, const char *name, const char *def);
 /* Number of live nodes that read tensor t (post-op addends included). */
 int ir_consumers(const struct ir_graph *g, int t);
+/* 1 when t is read by a live node or is a graph output. */
+int ir_tensor_used(const struct ir_graph *g, int t);
 
 /* ---- frontend internals (additive; shared by shape.c, fold.c, optimize.c, usable by the backend) ----
  * A tensor is a constant exactly when data != NULL (a zero-element constant still has a 1-byte

@@ -115,14 +115,16 @@ static int typed_count(const Onnx__TensorProto *tp)
            (tp->n_double_data > 0) + (tp->n_uint64_data > 0) + (tp->n_string_data > 0);
 }
 
+static size_t typed_elems(const Onnx__TensorProto *tp)
+{
+    return tp->n_float_data + tp->n_int32_data + tp->n_int64_data + tp->n_double_data +
+           tp->n_uint64_data + tp->n_string_data;
+}
+
+/* Fills p->data (numel elements, checked by decode_payload) from the typed fields. */
 static int from_typed(const Onnx__TensorProto *tp, struct payload *p, size_t numel,
                       const char *what, char *err, size_t errlen)
 {
-    size_t have = tp->n_float_data + tp->n_int32_data + tp->n_int64_data + tp->n_double_data +
-                  tp->n_uint64_data + tp->n_string_data;
-    if (have != numel)
-        return seterr(err, errlen, -EINVAL, "%s: %zu data elements for %zu elements of dims", what,
-                      have, numel);
     if (p->dtype == ENGINE_F32 && tp->n_float_data == numel) {
         memcpy(p->data, tp->float_data, numel * sizeof(float));
         return 0;
@@ -290,6 +292,14 @@ static int decode_payload(Onnx__TensorProto *tp, const char *base_dir, struct pa
         return seterr(err, errlen, -EINVAL,
                       "%s: more than one of raw_data, typed data and external data", what);
     size_t numel = (size_t)engine_shape_numel(&p->shape);
+    /* the payload must match the dims before anything of the dims' size is allocated */
+    int raw = tp->has_raw_data && tp->raw_data.len > 0;
+    if (raw && tp->raw_data.len != p->nbytes)
+        return seterr(err, errlen, -EINVAL, "%s: raw_data has %zu bytes, dims need %zu", what,
+                      tp->raw_data.len, p->nbytes);
+    if (!raw && !external && typed_elems(tp) != numel)
+        return seterr(err, errlen, -EINVAL, "%s: %zu data elements for %zu elements of dims", what,
+                      typed_elems(tp), numel);
     if (!external && steal_raw(tp, p))
         return 0;
     p->data = calloc(1, p->nbytes ? p->nbytes : 1);
@@ -297,13 +307,9 @@ static int decode_payload(Onnx__TensorProto *tp, const char *base_dir, struct pa
         return seterr(err, errlen, -ENOMEM, "%s: out of memory for %zu bytes", what, p->nbytes);
     if (external)
         rc = from_external(tp, base_dir, p, what, err, errlen);
-    else if (tp->has_raw_data && tp->raw_data.len > 0) {
-        if (tp->raw_data.len != p->nbytes)
-            rc = seterr(err, errlen, -EINVAL, "%s: raw_data has %zu bytes, dims need %zu", what,
-                        tp->raw_data.len, p->nbytes);
-        else
-            memcpy(p->data, tp->raw_data.data, p->nbytes);
-    } else if (numel > 0 || typed_count(tp) > 0)
+    else if (tp->has_raw_data && tp->raw_data.len > 0)
+        memcpy(p->data, tp->raw_data.data, p->nbytes);
+    else if (numel > 0 || typed_count(tp) > 0)
         rc = from_typed(tp, p, numel, what, err, errlen);
     if (rc) {
         free(p->data);

@@ -336,6 +336,8 @@ static int fuse_chain(struct ir_graph *g, int pi)
         if (qi < 0)
             return 0;
         const char *op = g->nodes[qi].op;
+        if (g->nodes[qi].out[0] < 0) /* an absent output ("") has no tensor to take over */
+            return 0;
         int rc = 0;
         if (strcmp(op, "BatchNormalization") == 0)
             rc = fold_bn(g, pi, qi);

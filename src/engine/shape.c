@@ -255,6 +255,30 @@ static int infer_identity(struct ir_graph *g, struct ir_node *n, char *err, size
     return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
 }
 
+/* LayerNormalization (opset 17): Y has X's shape; Mean and InvStdDev (training outputs, which
+ * the backend refuses when used) have X's dims with those from axis on set to 1. */
+static int infer_layernorm(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    for (int i = 0; i < n->n_in && !rc; i++)
+        rc = want_dtype(g, n, i, ENGINE_F32, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t axis = ir_attr_int(n, "axis", -1);
+    axis += axis < 0 ? x->shape.rank : 0;
+    if (axis < 0 || axis >= x->shape.rank)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "axis %lld is out of range for rank %d",
+                           (long long)ir_attr_int(n, "axis", -1), x->shape.rank);
+    struct engine_shape stat = x->shape;
+    for (int d = (int)axis; d < stat.rank; d++)
+        stat.dims[d] = 1;
+    if ((rc = set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen)) ||
+        (rc = set_out(g, n, 1, ENGINE_F32, &stat, err, errlen)))
+        return rc;
+    return set_out(g, n, 2, ENGINE_F32, &stat, err, errlen);
+}
+
 static int infer_dropout(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 3, err, errlen);
@@ -1350,6 +1374,7 @@ static const struct ir_op_def ops[] = {
     {"Size", infer_size, eval_size},
     {"Slice", infer_slice, eval_slice},
     {"Softmax", infer_softmax, eval_softmax},
+    {"LayerNormalization", infer_layernorm, NULL},
     {"Sqrt", infer_act, eval_act},
     {"Squeeze", infer_squeeze, eval_copy},
     {"Sub", infer_binary, eval_binary},
