@@ -17,6 +17,8 @@
 #include <sys/mman.h>
 
 /* A plain-C kernel node, its pointers and parameters resolved at session create. */
+#define SESSION_KERNEL_MAX_IN 8
+
 struct session_kernel {
     uint32_t kind;                /* enum plan_kernel; 0 for a oneDNN node */
     const void *src;              /* first input */
@@ -33,6 +35,15 @@ struct session_kernel {
     size_t n_idx;                 /* gather: number of indices */
     int perm[ENGINE_MAX_RANK];    /* transpose: permutation; reduce: a flag per axis */
     int64_t starts[ENGINE_MAX_RANK], steps[ENGINE_MAX_RANK]; /* slice; pad: pads_begin */
+    /* the generic view every kernel gets (new kernels use only these) */
+    uint32_t n_in;                         /* inputs, at most SESSION_KERNEL_MAX_IN */
+    const void *in[SESSION_KERNEL_MAX_IN]; /* input buffers (NULL: absent optional) */
+    struct engine_shape in_s[SESSION_KERNEL_MAX_IN];
+    int in_dtype[SESSION_KERNEL_MAX_IN];
+    const int32_t *params; /* the node's int32 parameters (checked by plan_kernel_check) */
+    uint32_t n_params;
+    int64_t attr; /* the node's axis field */
+    float alpha, beta;
 };
 
 struct session_node {
@@ -99,6 +110,20 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
     const struct plan_tensor *src = &v->tensors[plan_input(v, n, 0)];
     const int32_t *p = v->index + n->params_first;
     k->kind = n->alg;
+    k->n_in = n->n_in < SESSION_KERNEL_MAX_IN ? n->n_in : SESSION_KERNEL_MAX_IN;
+    for (uint32_t i = 0; i < k->n_in; i++) {
+        int32_t t = plan_input(v, n, i);
+        k->in[i] = t < 0 ? NULL : tensor_ptr(s, (uint32_t)t);
+        if (t >= 0) {
+            shape_of(&v->tensors[t], &k->in_s[i]);
+            k->in_dtype[i] = (int)v->tensors[t].dtype;
+        }
+    }
+    k->params = p;
+    k->n_params = n->n_params;
+    k->attr = n->axis;
+    k->alpha = n->alpha;
+    k->beta = n->beta;
     k->src = tensor_ptr(s, (uint32_t)plan_input(v, n, 0));
     k->dst = tensor_ptr(s, n->out);
     k->esize = engine_dtype_size((int)src->dtype);
