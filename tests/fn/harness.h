@@ -237,4 +237,41 @@ static inline bool h_wait_path(const char *path, int timeout_ms)
     return false;
 }
 
+/* Starts shmfaas-store on sock (images in dir, models from models); waits for its socket. */
+static inline pid_t h_start_store(struct harness *h, const char *sock, const char *dir,
+                                  const char *models)
+{
+    char bin[512];
+    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
+                    "--socket",
+                    (char *)sock,
+                    "--dir",
+                    (char *)dir,
+                    "--models",
+                    (char *)models,
+                    "--log-level",
+                    "warn",
+                    NULL};
+    unlink(sock);
+    pid_t pid = h_spawn(h, argv, NULL);
+    return pid > 0 && h_wait_path(sock, 10000) ? pid : -1;
+}
+
+/* A store in h->dir ("store.sock", "images") over a models directory that holds one zoo model,
+ * copied as models/<model>.onnx. */
+static inline pid_t h_start_store_with(struct harness *h, const char *model, char *sock,
+                                       size_t socklen)
+{
+    char dir[300], models[300], src[512], dst[400], rel[128];
+    h_path(h, "store.sock", sock, socklen);
+    h_path(h, "images", dir, sizeof(dir));
+    h_path(h, "models", models, sizeof(models));
+    mkdir(models, 0755);
+    snprintf(rel, sizeof(rel), "%s/model.onnx", model);
+    snprintf(dst, sizeof(dst), "%s/%s.onnx", models, model);
+    if (h_copy(h_zoo(rel, src, sizeof(src)), dst) < 0)
+        return -1;
+    return h_start_store(h, sock, dir, models);
+}
+
 #endif

@@ -27,20 +27,7 @@ struct world {
 
 static pid_t start_store(struct world *w)
 {
-    char bin[512];
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
-                    "--socket",
-                    w->store_sock,
-                    "--dir",
-                    w->dir,
-                    "--models",
-                    w->models,
-                    "--log-level",
-                    "warn",
-                    NULL};
-    unlink(w->store_sock);
-    pid_t pid = h_spawn(&w->h, argv, NULL);
-    return h_wait_path(w->store_sock, 10000) ? pid : -1;
+    return h_start_store(&w->h, w->store_sock, w->dir, w->models);
 }
 
 static int copy_model(struct world *w, const char *name)

@@ -30,26 +30,8 @@ struct world {
 
 static int start_store(struct world *w)
 {
-    char bin[512], dir[300], models[300], src[512], dst[400];
-    h_path(&w->h, "store.sock", w->store_sock, sizeof(w->store_sock));
-    h_path(&w->h, "images", dir, sizeof(dir));
-    h_path(&w->h, "models", models, sizeof(models));
-    mkdir(models, 0755);
-    snprintf(dst, sizeof(dst), "%s/resnet18.onnx", models);
-    if (h_copy(h_zoo("resnet18/model.onnx", src, sizeof(src)), dst) < 0)
-        return -1;
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
-                    "--socket",
-                    w->store_sock,
-                    "--dir",
-                    dir,
-                    "--models",
-                    models,
-                    "--log-level",
-                    "warn",
-                    NULL};
-    w->store = h_spawn(&w->h, argv, NULL);
-    return h_wait_path(w->store_sock, 10000) ? 0 : -1;
+    w->store = h_start_store_with(&w->h, "resnet18", w->store_sock, sizeof(w->store_sock));
+    return w->store > 0 ? 0 : -1;
 }
 
 /* Weights and arena bytes of the store's image, read through a lease of our own. */

@@ -28,26 +28,7 @@ struct world {
 
 static pid_t start_store(struct world *w)
 {
-    char bin[512], dir[300], models[300], onnx[400], src[512];
-    h_path(&w->h, "store.sock", w->store_sock, sizeof(w->store_sock));
-    h_path(&w->h, "images", dir, sizeof(dir));
-    h_path(&w->h, "models", models, sizeof(models));
-    mkdir(models, 0755);
-    snprintf(onnx, sizeof(onnx), "%s/known_answer.onnx", models);
-    if (h_copy(h_zoo("known_answer/model.onnx", src, sizeof(src)), onnx) < 0)
-        return -1;
-    char *argv[] = {(char *)h_bin("src/store/shmfaas-store", bin, sizeof(bin)),
-                    "--socket",
-                    w->store_sock,
-                    "--dir",
-                    dir,
-                    "--models",
-                    models,
-                    "--log-level",
-                    "warn",
-                    NULL};
-    pid_t pid = h_spawn(&w->h, argv, NULL);
-    return h_wait_path(w->store_sock, 10000) ? pid : -1;
+    return h_start_store_with(&w->h, "known_answer", w->store_sock, sizeof(w->store_sock));
 }
 
 /* Starts an instance of known_answer with the given codec env; waits until ready. */
