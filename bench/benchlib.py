@@ -1,0 +1,360 @@
+"""bench/benchlib.py — what bench/memory and bench/latency share: the machine line, a shmfaasd
+started in a private temp dir (own state, models, store dir, port) and stopped with everything it
+started, HTTP over the instances' unix sockets, and PSS summed over a process tree.
+
+Cleanup: Gateway.stop() is idempotent; run_guarded() turns SIGINT/SIGTERM into an exception so
+that the `finally` blocks of the benchmarks stop every gateway they started (shmfaasd stops its
+instances and store; whatever is left of its process tree is killed; temp and /dev/shm dirs go).
+"""
+import http.client
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ORT_FN = os.path.join(ROOT, "bench", "ort", "ort_fn.js")
+MIB = 1 << 20
+
+
+class BenchError(Exception):
+    pass
+
+
+def machine():
+    """CPU model name (lscpu), online cores, kernel release."""
+    model = "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def command_line():
+    return shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def raw_input(shape=(1, 3, 224, 224), seed=12345):
+    """Seeded random float32 input, little-endian bytes (input=raw)."""
+    rng = random.Random(seed)
+    n = 1
+    for d in shape:
+        n *= d
+    return struct.pack("<%df" % n, *(rng.random() - 0.5 for _ in range(n)))
+
+
+def zoo_model(name):
+    path = os.path.join(ROOT, "zoo", name, "model.onnx")
+    if not os.path.isfile(path):
+        raise BenchError(f"{path} missing: run /usr/bin/python3 tools/zoo --out zoo --models {name}")
+    return path
+
+
+def run_guarded(main):
+    """Runs main() with SIGTERM/SIGINT raised as KeyboardInterrupt (so `finally` cleans up)."""
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    prog = os.path.basename(sys.argv[0])
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        sys.exit(f"{prog}: {e}")
+    except KeyboardInterrupt:
+        sys.exit(f"{prog}: interrupted; everything it started was stopped")
+
+
+# ---- HTTP over a unix socket (the instances' sockets) ----
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=300):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def post(conn, path, body, ctype="application/octet-stream"):
+    """POST on a kept-alive connection; returns (status, body bytes)."""
+    conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def post_ok(conn, path, body):
+    status, data = post(conn, path, body)
+    if status != 200:
+        raise BenchError(f"POST {path}: {status} {data[:300]!r}")
+    return data
+
+
+# ---- memory: PSS of a process tree ----
+
+
+def _children_map():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    kids = _children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        return st[st.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def kill_if_same(procs):
+    """SIGKILL each (pid, start time) that is still that same process."""
+    for pid, t in procs:
+        if t is not None and start_time(pid) == t:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def pss_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def mapped_rss(pids, path):
+    """The largest Rss any of pids has of a mapping of `path` (pages of the file that are mapped)."""
+    best = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps") as f:
+                cur = False
+                rss = 0
+                for line in f:
+                    first = line.split(None, 1)[0]
+                    if "-" in first and not first.endswith(":"):
+                        best = max(best, rss)
+                        rss = 0
+                        cur = line.rstrip("\n").endswith(path)
+                    elif cur and first == "Rss:":
+                        rss += int(line.split()[1]) * 1024
+                best = max(best, rss)
+        except OSError:
+            continue
+    return best
+
+
+def tmpfs_unmapped(pids, d):
+    """Bytes of the files in tmpfs dir d that no process of pids maps (file size - the largest
+    mapped Rss; an upper bound, which counts against the shared store)."""
+    total = 0
+    if not d or not os.path.isdir(d):
+        return 0
+    for name in os.listdir(d):
+        path = os.path.join(d, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        used = st.st_blocks * 512
+        total += max(0, used - mapped_rss(pids, path))
+    return total
+
+
+# ---- shmfaasd in a temp dir ----
+
+
+class Gateway:
+    """shmfaasd with its own state dir, models dir (hard links of zoo models), store dir, port."""
+
+    def __init__(self, build, models, fn_bin=None, budget="8GiB", tag="bench"):
+        self.proc = None
+        self.tmp = tempfile.mkdtemp(prefix=f"shmfaas-{tag}-")
+        os.chmod(self.tmp, 0o755)
+        self.state = os.path.join(self.tmp, "state")
+        self.models = os.path.join(self.tmp, "models")
+        self.store_dir = f"/dev/shm/shmfaas-{tag}-{os.getpid()}-{os.path.basename(self.tmp)}"
+        os.makedirs(self.state)
+        os.makedirs(self.models)
+        os.chmod(self.models, 0o755)
+        for m in models:
+            dst = os.path.join(self.models, m + ".onnx")
+            try:
+                os.link(zoo_model(m), dst)
+            except OSError:
+                shutil.copyfile(zoo_model(m), dst)
+            os.chmod(dst, 0o644)
+        exe = os.path.join(build, "src", "gateway", "shmfaasd")
+        if not os.access(exe, os.X_OK):
+            raise BenchError(f"{exe} not built (meson setup {build} && ninja -C {build})")
+        cmd = [exe, "--listen", "127.0.0.1:0", "--state", self.state, "--models", self.models,
+               "--store-dir", self.store_dir, "--budget", budget, "--log-level", "warn"]
+        if fn_bin:
+            cmd += ["--fn-bin", fn_bin]
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+        self.log = open(os.path.join(self.tmp, "shmfaasd.log"), "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        self.url = self._wait_listen()
+
+    def _wait_listen(self):
+        path = os.path.join(self.state, "listen")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"shmfaasd exited: {self.log_tail()}")
+            try:
+                with open(path) as f:
+                    url = f.read().strip()
+                if url:
+                    if not url.startswith("http"):
+                        url = "http://" + url
+                    with urllib.request.urlopen(url + "/healthz", timeout=2):
+                        return url
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise BenchError(f"shmfaasd did not start: {self.log_tail()}")
+
+    def log_tail(self, n=1500):
+        try:
+            with open(os.path.join(self.tmp, "shmfaasd.log")) as f:
+                return f.read()[-n:]
+        except OSError:
+            return "(no log)"
+
+    def request(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        r = urllib.request.Request(self.url + path, data=data, method=method,
+                                   headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(r, timeout=60) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as e:
+            raise BenchError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
+
+    def deploy(self, name, image, env, private=False, max_replicas=16):
+        labels = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": str(max_replicas)}
+        if private:
+            labels["com.shmfaas.private"] = "true"
+        self.request("POST", "/system/functions",
+                     {"service": name, "image": image, "envVars": env, "labels": labels})
+
+    def scale(self, name, n):
+        self.request("POST", f"/system/scale-function/{name}",
+                     {"serviceName": name, "replicas": n})
+
+    def remove(self, name):
+        self.request("DELETE", "/system/functions", {"functionName": name})
+
+    def ready(self, name):
+        st = json.loads(self.request("GET", f"/system/function/{name}"))
+        return st.get("availableReplicas", 0)
+
+    def wait_ready(self, name, n, timeout=300):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.ready(name) >= n:
+                return
+            if self.proc.poll() is not None:
+                raise BenchError(f"shmfaasd exited: {self.log_tail()}")
+            time.sleep(0.1)
+        raise BenchError(f"{name}: {n} instances not ready after {timeout} s; "
+                         f"instance log: {self.fn_log(name)}")
+
+    def fn_log(self, name, n=1500):
+        try:
+            with open(os.path.join(self.state, "logs", name + ".log")) as f:
+                return f.read()[-n:]
+        except OSError:
+            return "(no log)"
+
+    def sockets(self, name):
+        run = os.path.join(self.state, "run")
+        socks = [f for f in os.listdir(run) if f.startswith(name + "-") and f.endswith(".sock")]
+        return sorted((os.path.join(run, f) for f in socks), key=lambda p: int(p[:-5].rsplit("-", 1)[1]))
+
+    def pids(self):
+        return tree(self.proc.pid) if self.proc and self.proc.poll() is None else []
+
+    def memory(self):
+        """(total PSS of shmfaasd + store + instances, image bytes in the store dir nobody maps)."""
+        pids = self.pids()
+        return sum(pss_bytes(p) for p in pids), tmpfs_unmapped(pids, self.store_dir)
+
+    def stop(self):
+        if self.proc is not None:
+            procs = [(p, start_time(p)) for p in self.pids()]
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+            kill_if_same(procs)
+            if self.proc.poll() is None:
+                self.proc.wait()
+            self.proc = None
+            self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.store_dir, ignore_errors=True)
