@@ -170,6 +170,14 @@ static void evict(struct daemon *d, struct model *m)
     d->manifest_dirty = d->stats_dirty = 1;
 }
 
+/* Drops one lease; with --no-warm-cache an image nobody holds any more is evicted at once. */
+static void release(struct daemon *d, struct model *m)
+{
+    catalog_release(&d->cat, m, wall_ms());
+    if (d->cfg->no_warm_cache && m->leases == 0 && m->state == MODEL_RESIDENT)
+        evict(d, m);
+}
+
 /* Source SHA-256 of a model file: from the cache when the file is unchanged. */
 static int cached_source_sha(struct daemon *d, const char *path, const struct stat *st,
                              uint8_t sha[SHA256_LEN])
@@ -370,7 +378,7 @@ static int on_detach(struct daemon *d, struct conn *c, const struct proto_msg *m
     for (size_t i = 0; i < c->n_leases; i++) {
         if (c->leases[i].id != msg->u.lease)
             continue;
-        catalog_release(&d->cat, c->leases[i].model, wall_ms());
+        release(d, c->leases[i].model);
         c->leases[i] = c->leases[--c->n_leases];
         d->manifest_dirty = d->stats_dirty = 1;
         return reply_ok(c, msg->seq);
@@ -562,7 +570,7 @@ static void conn_close(struct daemon *d, size_t i)
 {
     struct conn *c = d->conns[i];
     for (size_t k = 0; k < c->n_leases; k++)
-        catalog_release(&d->cat, c->leases[k].model, wall_ms());
+        release(d, c->leases[k].model);
     if (c->n_leases)
         d->manifest_dirty = 1;
     d->stats_dirty = 1;

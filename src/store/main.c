@@ -4,6 +4,7 @@
  *
  *   shmfaas-store [--socket PATH] [--dir DIR] [--models DIR] [--budget SIZE] [--threads N]
  *                 [--allow-uid UID[,UID...]] [--metrics HOST:PORT] [--log-level LEVEL]
+ *                 [--no-warm-cache]
  *   shmfaas-store ls | stats | evict MODEL | attach MODEL   [--socket PATH] [--threads N]
  */
 #include "store/store.h"
@@ -35,7 +36,9 @@ static void usage(FILE *f)
             "  --threads N        thread count to compile for when a client gives none (1)\n"
             "  --allow-uid LIST   comma-separated uids that may attach (own uid and root always)\n"
             "  --metrics ADDR     serve Prometheus text on HOST:PORT (e.g. 127.0.0.1:9101)\n"
-            "  --log-level LEVEL  debug|info|warn|error|off (default info)\n");
+            "  --log-level LEVEL  debug|info|warn|error|off (default info)\n"
+            "  --no-warm-cache    evict an image when its last lease is released (no LRU cache;\n"
+            "                     the baseline bench/eviction compares LRU against)\n");
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out)
@@ -73,7 +76,8 @@ enum {
     OPT_THREADS,
     OPT_ALLOW,
     OPT_METRICS,
-    OPT_LOG
+    OPT_LOG,
+    OPT_NO_WARM
 };
 
 static int parse_opt(struct store_config *cfg, int opt, const char *arg)
@@ -92,6 +96,9 @@ static int parse_opt(struct store_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_METRICS:
         cfg->metrics = arg;
+        return 0;
+    case OPT_NO_WARM:
+        cfg->no_warm_cache = 1;
         return 0;
     case OPT_BUDGET:
         if (parse_size(arg, &cfg->budget) < 0)
@@ -125,6 +132,7 @@ int main(int argc, char **argv)
         {"allow-uid", required_argument, NULL, OPT_ALLOW},
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"no-warm-cache", no_argument, NULL, OPT_NO_WARM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };

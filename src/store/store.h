@@ -31,7 +31,8 @@ struct store_config {
     const char *models;
     const char *metrics; /* "HOST:PORT" or NULL */
     uint64_t budget;
-    int threads; /* compile thread count when a client says 0 */
+    int threads;       /* compile thread count when a client says 0 */
+    int no_warm_cache; /* evict an image as soon as its last lease is released */
     uid_t allow[STORE_MAX_ALLOW];
     int n_allow;
 };
