@@ -1,0 +1,180 @@
+/*
+ * bench/eviction-replay — the store side of bench/eviction: replays instance starts and stops
+ * against a running shmfaas-store through the client library, one connection per instance, and
+ * prints one CSV line per operation with the store's figures right after it.
+ *
+ *   build/bench/eviction-replay --store SOCKET OPS_FILE
+ *
+ * OPS_FILE lines: `T_MS start|stop INSTANCE MODEL` (virtual trace time in ms, instance id
+ * 0..4095, model name), in time order; bench/eviction writes it from its seeded trace. A start
+ * connects and attaches MODEL for 1 thread (timed: the cold-start cost of the store, a hit or a
+ * compile); a stop detaches and closes. A refused attach (budget exhausted) is reported and the
+ * instance counts as not started. Output columns:
+ *   t_ms,op,instance,model,attach_ms,ok,resident_bytes,leases,hits,misses,compiles,evictions,refused
+ */
+#include "client/client.h"
+#include "common/common.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_INSTANCES 4096
+#define MAX_MODEL     128
+
+struct op {
+    long long t_ms;
+    int start; /* 1 start, 0 stop */
+    int instance;
+    char model[MAX_MODEL + 1];
+};
+
+struct replay {
+    const char *sock;
+    struct store_client *monitor;                   /* for STATS */
+    struct store_client *inst[MAX_INSTANCES];       /* one connection per live instance */
+    const struct store_image *image[MAX_INSTANCES]; /* its attached image */
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Parses one OPS_FILE line; every field is checked. */
+static int parse_op(const char *line, int lineno, struct op *op, char *err, size_t errlen)
+{
+    char kind[8];
+    int n = sscanf(line, "%lld %7s %d %128s", &op->t_ms, kind, &op->instance, op->model);
+    if (n != 4)
+        return seterr(err, errlen, -EINVAL, "line %d: want `T_MS start|stop INSTANCE MODEL`",
+                      lineno);
+    if (strcmp(kind, "start") != 0 && strcmp(kind, "stop") != 0)
+        return seterr(err, errlen, -EINVAL, "line %d: op %s is neither start nor stop", lineno,
+                      kind);
+    if (op->instance < 0 || op->instance >= MAX_INSTANCES || op->t_ms < 0)
+        return seterr(err, errlen, -ERANGE, "line %d: instance must be 0..%d, time >= 0", lineno,
+                      MAX_INSTANCES - 1);
+    op->start = kind[2] == 'a';
+    return 0;
+}
+
+static json_int_t total(json_t *totals, const char *key)
+{
+    return json_integer_value(json_object_get(totals, key));
+}
+
+/* Prints the op's line with the store's totals right after it. */
+static int print_line(struct replay *r, const struct op *op, double attach_ms, int ok, char *err,
+                      size_t errlen)
+{
+    char *text;
+    if (store_stats(r->monitor, &text, err, errlen) < 0)
+        return -EIO;
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    free(text);
+    json_t *t = json_object_get(root, "totals");
+    if (!json_is_object(t)) {
+        json_decref(root);
+        return seterr(err, errlen, -EPROTO, "store STATS reply has no totals object");
+    }
+    printf("%lld,%s,%d,%s,%.3f,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", op->t_ms,
+           op->start ? "start" : "stop", op->instance, op->model, attach_ms, ok,
+           (long long)total(t, "resident_bytes"), (long long)total(t, "leases"),
+           (long long)total(t, "hits"), (long long)total(t, "misses"),
+           (long long)total(t, "compiles"), (long long)total(t, "evictions"),
+           (long long)total(t, "refused"));
+    json_decref(root);
+    return 0;
+}
+
+static int do_start(struct replay *r, const struct op *op, char *err, size_t errlen)
+{
+    if (r->inst[op->instance])
+        return seterr(err, errlen, -EEXIST, "t=%lld: instance %d started twice", op->t_ms,
+                      op->instance);
+    char aerr[1024];
+    double t0 = now_ms();
+    int ok = store_connect(r->sock, &r->inst[op->instance], aerr, sizeof(aerr)) == 0 &&
+             store_attach(r->inst[op->instance], op->model, 1, &r->image[op->instance], aerr,
+                          sizeof(aerr)) == 0;
+    double dt = now_ms() - t0;
+    if (!ok) {
+        fprintf(stderr, "eviction-replay: t=%lld %s: %s\n", op->t_ms, op->model, aerr);
+        if (r->inst[op->instance])
+            store_close(r->inst[op->instance]);
+        r->inst[op->instance] = NULL;
+    }
+    return print_line(r, op, dt, ok, err, errlen);
+}
+
+static int do_stop(struct replay *r, const struct op *op, char *err, size_t errlen)
+{
+    struct store_client *c = r->inst[op->instance];
+    if (c) {
+        char derr[1024];
+        if (store_detach(c, r->image[op->instance], derr, sizeof(derr)) < 0)
+            fprintf(stderr, "eviction-replay: t=%lld detach %s: %s\n", op->t_ms, op->model, derr);
+        store_close(c);
+        r->inst[op->instance] = NULL;
+    }
+    return print_line(r, op, 0, c != NULL, err, errlen);
+}
+
+static int replay_file(struct replay *r, FILE *f, char *err, size_t errlen)
+{
+    char line[512];
+    int lineno = 0;
+    printf("t_ms,op,instance,model,attach_ms,ok,resident_bytes,leases,hits,misses,compiles,"
+           "evictions,refused\n");
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        struct op op;
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        int rc = parse_op(line, lineno, &op, err, errlen);
+        if (rc == 0)
+            rc = op.start ? do_start(r, &op, err, errlen) : do_stop(r, &op, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4 || strcmp(argv[1], "--store") != 0) {
+        fprintf(stderr, "usage: eviction-replay --store SOCKET OPS_FILE\n");
+        return 2;
+    }
+    char err[1024];
+    struct replay *r = calloc(1, sizeof(*r));
+    FILE *f = fopen(argv[3], "r");
+    if (!r || !f) {
+        fprintf(stderr, "eviction-replay: %s: %s\n", argv[3], strerror(errno));
+        free(r);
+        return 1;
+    }
+    r->sock = argv[2];
+    int rc = store_connect(r->sock, &r->monitor, err, sizeof(err));
+    if (rc == 0)
+        rc = replay_file(r, f, err, sizeof(err));
+    fclose(f);
+    for (int i = 0; i < MAX_INSTANCES; i++)
+        if (r->inst[i])
+            store_close(r->inst[i]);
+    if (r->monitor)
+        store_close(r->monitor);
+    free(r);
+    if (rc < 0) {
+        fprintf(stderr, "eviction-replay: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
