@@ -50,7 +50,7 @@ static void replace_uses(struct ir_graph *g, int from, int to)
 /* The one live node reading t exactly once, or -1 (also when t is a graph output). */
 static int sole_consumer(const struct ir_graph *g, int t)
 {
-    if (g->tensors[t].flags & IR_T_OUTPUT || ir_consumers(g, t) != 1)
+    if (t < 0 || g->tensors[t].flags & IR_T_OUTPUT || ir_consumers(g, t) != 1)
         return -1;
     for (int i = 0; i < g->n_nodes; i++) {
         const struct ir_node *n = &g->nodes[i];

@@ -1476,7 +1476,8 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
     if (rc)
         return rc;
     n = &g->nodes[i];
-    if (ir_node_foldable(g, n)) {
+    /* a node whose first output is absent ("") computes nothing anyone can read: never evaluated */
+    if (n->n_out > 0 && n->out[0] >= 0 && ir_node_foldable(g, n)) {
         for (int k = 0; k < n->n_out; k++) {
             const struct ir_tensor *t = n->out[k] >= 0 ? &g->tensors[n->out[k]] : NULL;
             if (t && !t->data &&
