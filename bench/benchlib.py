@@ -171,6 +171,14 @@ def kill_if_same(procs):
                 pass
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def pss_bytes(pid):
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -339,8 +347,23 @@ class Gateway:
 
     def memory(self):
         """(total PSS of shmfaasd + store + instances, image bytes in the store dir nobody maps)."""
+        parts = self.memory_parts()
+        return parts["shmfaasd"] + parts["store"] + parts["instances"], parts["unmapped"]
+
+    def memory_parts(self):
+        """PSS of shmfaasd, of its store, of all instances; unmapped image bytes; instance count."""
         pids = self.pids()
-        return sum(pss_bytes(p) for p in pids), tmpfs_unmapped(pids, self.store_dir)
+        parts = {"shmfaasd": 0, "store": 0, "instances": 0, "n_instances": 0}
+        for p in pids:
+            if p == self.proc.pid:
+                parts["shmfaasd"] += pss_bytes(p)
+            elif comm(p) == "shmfaas-store":
+                parts["store"] += pss_bytes(p)
+            else:
+                parts["instances"] += pss_bytes(p)
+                parts["n_instances"] += 1
+        parts["unmapped"] = tmpfs_unmapped(pids, self.store_dir)
+        return parts
 
     def stop(self):
         if self.proc is not None:
