@@ -93,8 +93,9 @@ function serve(args, cfg) {
       const body = Buffer.concat(chunks);
       if (body.length !== count * 4)
         return reply(res, 400, { error: `input=raw: body has ${body.length} bytes; the input takes ${count} float32 values = ${count * 4} bytes` });
+      // One copy into an aligned buffer; the host is little-endian like the wire format (x86, arm64).
       const data = new Float32Array(count);
-      for (let i = 0; i < count; i++) data[i] = body.readFloatLE(i * 4);
+      new Uint8Array(data.buffer).set(body);
       const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', data, dims) };
       session.run(feeds).then((out) => {
         if (cfg.output === 'json') return reply(res, 200, jsonReply(out));
