@@ -2,11 +2,19 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 PYTHON     ?= /usr/bin/python3
-# Models the tests need; `make zoo-all` adds the big ones (resnet50, vgg16).
-ZOO_MODELS ?= resnet18,mobilenet_v2,squeezenet1_1,known_answer
-ZOO_ALL    := $(ZOO_MODELS),resnet50,vgg16
+# Models `make test` needs: the CI models plus a representative subset of the models people deploy
+# (docs/models.md); `make zoo-all` adds the rest of them at opset 13 and 17 (NAME-op17), and
+# `make test-models` checks every one against PyTorch and prints the table. Exported so that
+# tests/engine/test_models.sh fails (not skips) when one of ZOO_MODELS is missing.
+ZOO_MODELS ?= resnet18,mobilenet_v2,squeezenet1_1,known_answer,mobilenet_v3_small,efficientnet_b0,shufflenet_v2_x1_0-op17,googlenet-op17,transformer,transformer-op17
+ZOO_DEPLOYED := mobilenet_v3_small shufflenet_v2_x1_0 densenet121 efficientnet_b0 googlenet resnet50 vgg16 transformer
+ZOO_ALL_LIST := resnet18 mobilenet_v2 squeezenet1_1 $(foreach m,$(ZOO_DEPLOYED),$(m) $(m)-op17)
+empty      :=
+comma      := ,
+ZOO_ALL    := known_answer,$(subst $(empty) $(empty),$(comma),$(ZOO_ALL_LIST))
+export ZOO_MODELS
 
-.PHONY: all bootstrap build zoo zoo-all test demo run clean format
+.PHONY: all bootstrap build zoo zoo-all test test-models demo run clean format
 
 all: build
 
@@ -25,6 +33,10 @@ zoo-all: bootstrap
 
 test: build zoo
 	@BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) scripts/run-tests
+
+# Every zoo model (issue 6 acceptance 1) through shmfaas-run against PyTorch: one table.
+test-models: build zoo-all
+	@SHMFAAS_ZOO=zoo tests/engine/test_models.sh $(BUILD)/src/engine/shmfaas-run $(ZOO_ALL_LIST)
 
 demo: build zoo
 	@scripts/demo

@@ -1,6 +1,6 @@
 #!/bin/sh
 # tools/zoo: the known-answer model's files and meta, a second run skips it, another --opset
-# re-exports it, and no temporary file is left behind.
+# re-exports it, NAME-op17 goes to its own directory, and no temporary file is left behind.
 #   test_zoo.sh   (SHMFAAS_SOURCE points at the source tree)
 set -u
 
@@ -30,7 +30,13 @@ grep -q "known_answer .*up to date" "$tmp/second.log" || fail "second run re-exp
 /usr/bin/python3 "$zoo_tool" --out "$tmp" --models known_answer --opset 14 >"$tmp/third.log" 2>&1
 grep -q '"opset": 14' "$tmp/known_answer/meta.json" || fail "--opset 14 did not re-export"
 
-leftover=$(find "$tmp/known_answer" -name '.tmp-*')
+/usr/bin/python3 "$zoo_tool" --out "$tmp" --models known_answer-op17 --opset 14 >"$tmp/fourth.log" 2>&1
+grep -q '"opset": 17' "$tmp/known_answer-op17/meta.json" || fail "-op17 not exported at opset 17"
+grep -q '"opset": 14' "$tmp/known_answer/meta.json" || fail "-op17 overwrote the bare export"
+cmp -s "$tmp/known_answer/input.json" "$tmp/known_answer-op17/input.json" ||
+    fail "-op17 has another reference input"
+
+leftover=$(find "$tmp" -name '.tmp-*')
 [ -z "$leftover" ] || fail "temporary files left: $leftover"
 
 /usr/bin/python3 "$zoo_tool" --out "$tmp" --models nosuchnet >/dev/null 2>&1 && fail "unknown model accepted"
