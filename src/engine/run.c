@@ -2,9 +2,13 @@
  * shmfaas-run — compile an ONNX model (or map a plan image) and run it on JSON tensors.
  *
  *   shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json] [--threads N]
- *               [--bench N] [--compare ref.json] [--compile-only -o out.plan] [-v]
+ *               [--shape [NAME=]DxDx..]... [--bench N] [--compare ref.json]
+ *               [--compile-only -o out.plan] [-v]
  *
- * An .onnx file is compiled in this process (symbolic input dims take the shapes of --input); a
+ * An .onnx file is compiled in this process for concrete input shapes: an input's symbolic dims
+ * (batch, height, width) take the shape of --shape NAME=1x3x224x224 (NAME may be left out when
+ * the model has one input), else the input's shape in --input. The plan records those shapes (-v
+ * prints them); a run with other shapes fails naming the shape the plan expects. A
  * .plan file is mapped PROT_READ, verified and opened zero-copy, as instances do. Without --input
  * the model runs on zeros of its input shapes. Outputs go to --output, or to stdout when neither
  * --bench nor --compare is given. --bench N runs N more times after the first run and prints
@@ -37,6 +41,7 @@
 #define MAX_JSON_BYTES    (UINT64_C(1) << 30)
 #define COMPARE_TOLERANCE 1e-4
 #define MAX_BENCH         1000000
+#define MAX_SHAPE_OPTS    64
 
 struct run_config {
     const char *model;   /* .onnx or .plan */
@@ -46,6 +51,8 @@ struct run_config {
     const char *plan_out;
     int threads; /* 0: the engine's default (1) */
     int bench;
+    struct engine_input_shape shapes[MAX_SHAPE_OPTS]; /* --shape; names point into argv */
+    int n_shapes;
     bool compile_only;
     bool verbose;
 };
@@ -69,8 +76,8 @@ struct run_state {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json]\n"
-               "                   [--threads N] [--bench N] [--compare ref.json]\n"
-               "                   [--compile-only -o out.plan] [-v]\n");
+               "                   [--threads N] [--shape [NAME=]DxDx..]... [--bench N]\n"
+               "                   [--compare ref.json] [--compile-only -o out.plan] [-v]\n");
 }
 
 static int parse_count(const char *opt, const char *s, int max, int *out)
@@ -85,6 +92,51 @@ static int parse_count(const char *opt, const char *s, int max, int *out)
         return -EINVAL;
     }
     *out = (int)v;
+    return 0;
+}
+
+/* "NAME=1x3x224x224" or "1x3x224x224" (the model's only input); NAME points into arg. */
+static int parse_shape(char *arg, struct engine_input_shape *out)
+{
+    char *eq = strrchr(arg, '='), *dims = eq ? eq + 1 : arg, *p = dims, *end;
+
+    out->name = NULL;
+    if (eq) {
+        *eq = '\0';
+        out->name = arg;
+    }
+    out->shape.rank = 0;
+    while (*p) {
+        long long v;
+        errno = 0;
+        v = strtoll(p, &end, 10);
+        if (errno || end == p || v < 1 || v > INT32_MAX || (*end && *end != 'x') ||
+            out->shape.rank == ENGINE_MAX_RANK || (*end == 'x' && end[1] == '\0')) {
+            fprintf(stderr,
+                    "shmfaas-run: --shape wants [NAME=]DxDx.. with 1 to %d dims of 1 to %d, "
+                    "got \"%s\"\n",
+                    ENGINE_MAX_RANK, INT32_MAX, dims);
+            return -EINVAL;
+        }
+        out->shape.dims[out->shape.rank++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (out->shape.rank == 0 || (out->name && !*out->name)) {
+        fprintf(stderr, "shmfaas-run: --shape wants [NAME=]DxDx.., e.g. input=1x3x224x224\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int add_shape(struct run_config *c, char *arg)
+{
+    if (c->n_shapes == MAX_SHAPE_OPTS) {
+        fprintf(stderr, "shmfaas-run: at most %d --shape options\n", MAX_SHAPE_OPTS);
+        return -EINVAL;
+    }
+    if (parse_shape(arg, &c->shapes[c->n_shapes]) < 0)
+        return -EINVAL;
+    c->n_shapes++;
     return 0;
 }
 
@@ -105,6 +157,11 @@ static int check_config(const struct run_config *c)
         fprintf(stderr, "shmfaas-run: -o is the image file of --compile-only\n");
         return -EINVAL;
     }
+    if (c->n_shapes && is_plan_path(c->model)) {
+        fprintf(stderr, "shmfaas-run: --shape is a compile option; %s is compiled already\n",
+                c->model);
+        return -EINVAL;
+    }
     if (c->compile_only && is_plan_path(c->model)) {
         fprintf(stderr, "shmfaas-run: --compile-only compiles an ONNX model, %s is a plan\n",
                 c->model);
@@ -116,19 +173,15 @@ static int check_config(const struct run_config *c)
 static int parse_options(int argc, char **argv, struct run_config *c)
 {
     static const struct option longopts[] = {
-        {"input", required_argument, NULL, 'i'},
-        {"output", required_argument, NULL, 'O'},
-        {"threads", required_argument, NULL, 't'},
-        {"bench", required_argument, NULL, 'b'},
-        {"compare", required_argument, NULL, 'c'},
-        {"compile-only", no_argument, NULL, 'C'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"input", required_argument, NULL, 'i'},   {"output", required_argument, NULL, 'O'},
+        {"threads", required_argument, NULL, 't'}, {"shape", required_argument, NULL, 's'},
+        {"bench", required_argument, NULL, 'b'},   {"compare", required_argument, NULL, 'c'},
+        {"compile-only", no_argument, NULL, 'C'},  {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "i:O:t:b:c:o:vh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "i:O:t:s:b:c:o:vh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'i':
             c->input = optarg;
@@ -150,6 +203,10 @@ static int parse_options(int argc, char **argv, struct run_config *c)
             break;
         case 't':
             if (parse_count("--threads", optarg, 1024, &c->threads) < 0)
+                return -EINVAL;
+            break;
+        case 's':
+            if (add_shape(c, optarg) < 0)
                 return -EINVAL;
             break;
         case 'b':
@@ -193,9 +250,22 @@ static int read_inputs(const struct run_config *c, struct run_state *st, char *e
     return 0;
 }
 
+/* The shapes to compile for: --shape first (the engine takes the first match), then --input's. */
+static int compile_shapes(const struct run_config *c, const struct run_state *st,
+                          struct engine_input_shape *shapes, int max)
+{
+    int n = 0;
+
+    for (int i = 0; i < c->n_shapes && n < max; i++)
+        shapes[n++] = c->shapes[i];
+    for (int i = 0; i < st->inputs.n && n < max; i++)
+        shapes[n++] = (struct engine_input_shape){st->inputs.t[i].name, st->inputs.t[i].shape};
+    return n;
+}
+
 static int compile_onnx(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
 {
-    struct engine_input_shape shapes[256];
+    struct engine_input_shape shapes[MAX_SHAPE_OPTS + 256];
     struct engine_compile_opts opts = {.threads = c->threads};
     char *dir_copy = strdup(c->model), *name_copy = strdup(c->model);
     uint8_t *onnx = NULL;
@@ -210,15 +280,17 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
     rc = read_file(c->model, MAX_ONNX_BYTES, &onnx, &len, err, errlen);
     if (rc < 0)
         goto out;
-    for (int i = 0; i < st->inputs.n && i < (int)ARRAY_LEN(shapes); i++)
-        shapes[i] = (struct engine_input_shape){st->inputs.t[i].name, st->inputs.t[i].shape};
     opts.shapes = shapes;
-    opts.n_shapes = st->inputs.n < (int)ARRAY_LEN(shapes) ? st->inputs.n : (int)ARRAY_LEN(shapes);
+    opts.n_shapes = compile_shapes(c, st, shapes, (int)ARRAY_LEN(shapes));
     opts.base_dir = dirname(dir_copy);
     opts.model_name = basename(name_copy);
     t0 = now_ns();
     rc = engine_compile(onnx, len, &opts, &st->image, &st->image_len, err, errlen);
     st->compile_ms = (double)(now_ns() - t0) / 1e6;
+    if (rc < 0 && strstr(err, "symbolic dim") && opts.n_shapes == 0) {
+        size_t used = strlen(err);
+        snprintf(err + used, errlen - used, " (--shape NAME=DxDx.. or --input)");
+    }
 out:
     free(onnx);
     free(dir_copy);
@@ -472,6 +544,18 @@ static int write_outputs(const struct run_config *c, const struct run_state *st,
     return rc;
 }
 
+/* The shapes the plan was compiled for: "input NAME float32 [1,3,224,224]". */
+static void report_inputs(const struct engine_model *m)
+{
+    struct engine_tensor_info info;
+    char s[128];
+
+    for (int i = 0; i < engine_model_n_inputs(m); i++)
+        if (engine_model_input(m, i, &info) == 0)
+            fprintf(stderr, "input %s %s %s\n", info.name, engine_dtype_name(info.dtype),
+                    engine_shape_str(&info.shape, s, sizeof s));
+}
+
 static void report(const struct run_config *c, const struct run_state *st)
 {
     struct proc_mem pm = {0};
@@ -483,11 +567,13 @@ static void report(const struct run_config *c, const struct run_state *st)
     if (st->image)
         fprintf(stderr, "compile %.1f ms  image %s\n", st->compile_ms,
                 format_size(st->image_len, a, sizeof a));
-    if (st->model)
+    if (st->model) {
         fprintf(stderr, "arena %s  weights %s  threads %d\n",
                 format_size(engine_model_arena_size(st->model), a, sizeof a),
                 format_size(engine_model_weights_size(st->model), b, sizeof b),
                 engine_model_threads(st->model));
+        report_inputs(st->model);
+    }
     getrusage(RUSAGE_SELF, &ru);
     if (proc_mem_read(getpid(), &pm) == 0)
         fprintf(stderr, "rss %s  pss %s  private %s  peak rss %s\n",
