@@ -103,6 +103,10 @@ function serve(args, cfg) {
       }, (e) => reply(res, 500, { error: `run: ${e.message}` }));
     });
   });
+  // Node closes idle kept-alive connections after 5 s by default; a benchmark client that
+  // interleaves slow models waits longer than that between two requests on one connection.
+  server.keepAliveTimeout = 120000;
+  server.headersTimeout = 121000;
   const listen = args.listen.startsWith('unix:') ? args.listen.slice(5) : null;
   if (listen) {
     try { fs.unlinkSync(listen); } catch (e) { /* not there */ }
