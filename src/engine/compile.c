@@ -384,6 +384,11 @@ static int emit(struct lower *l, const struct ir_node *n, const struct plan_node
     const char *impl = NULL;
     if (!rc && pd &&
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl) {
+        /* model open refuses packed weights for a reference kernel; say so at compile time */
+        if (wt >= 0 && strncmp(impl, "ref", 3) == 0) {
+            dnnl_primitive_desc_destroy(pd);
+            return lerr(l, n, -ENOTSUP, "unsupported: oneDNN has only a reference kernel for it");
+        }
         int64_t s = plan_add_string(&l->b, impl);
         rc = s < 0 ? lerr(l, n, -ENOMEM, "out of memory") : 0;
         if (!rc)

@@ -130,6 +130,10 @@ int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const ch
 int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
                     char *err, size_t errlen);
 
+/* Models below opset 7 (onnx_import.c): called by ir_infer_shapes before each node's inference;
+ * checks legacy broadcasting against the now known shapes and completes rewrites that need them. */
+int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+
 /* Evaluates nodes whose inputs are all constant (shape subgraphs etc.) with kernels.h. */
 int ir_fold_constants(struct ir_graph *g, char *err, size_t errlen);
 

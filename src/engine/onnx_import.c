@@ -25,7 +25,8 @@
 #define MAX_MODEL_BYTES  ((size_t)2 << 30)    /* protobuf's own limit */
 #define MAX_TENSOR_BYTES ((uint64_t)16 << 30) /* any one tensor */
 #define MAX_ITEMS        (1 << 24)            /* nodes, initializers, inputs, outputs */
-#define MIN_OPSET        7
+#define MIN_OPSET        1
+#define MIN_MODERN_OPSET 7 /* below: legacy_nodes() rewrites or refuses each node */
 #define MAX_OPSET        18
 
 /* ---- tensor payloads ---- */
@@ -815,6 +816,336 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
     return 0;
 }
 
+/* ---- opsets 1 to 6 ----
+ *
+ * Opset 7 changed a handful of ops (numpy broadcasting replaced the broadcast/axis attributes,
+ * is_test left BatchNormalization and Dropout) and a few more changed between opsets 1 and 6.
+ * A model below opset 7 is accepted node by node: an op whose version in force at the model's
+ * opset means what the engine's (opset 7) implementation computes passes, possibly rewritten
+ * into its opset-7 form here or, where that needs shapes, by ir_legacy_infer; any other is
+ * refused with the op, opset and reason named. consumed_inputs (opset 1) was an in-place hint
+ * without effect on the result and is ignored. */
+
+enum legacy_kind {
+    LEG_SAME,    /* unchanged from `from` to opset 7 */
+    LEG_BCAST,   /* binary op with the legacy broadcast/axis attributes */
+    LEG_TEST,    /* BatchNormalization, Dropout: only is_test=1 (inference) */
+    LEG_CAST,    /* opset 1-5: `to` is a type name */
+    LEG_CONCAT,  /* opset 1-3: axis defaults to 1 */
+    LEG_RESHAPE, /* opset 1-4: the target shape is an attribute */
+    LEG_PAD,     /* opset 1: pads are called paddings */
+    LEG_SPLIT,   /* opset 1: split may be a second input */
+    LEG_PRELU,   /* opset 1-6: slope broadcast per channel; only a one-element slope agrees */
+};
+
+static const struct {
+    const char *op;
+    int from; /* lowest opset at which this op (after its rewrite) means what opset 7 does */
+    enum legacy_kind kind;
+} legacy_ops[] = {
+    {"Abs", 1, LEG_SAME},
+    {"Add", 1, LEG_BCAST},
+    {"And", 1, LEG_BCAST},
+    {"ArgMax", 1, LEG_SAME},
+    {"ArgMin", 1, LEG_SAME},
+    {"AveragePool", 1, LEG_SAME}, /* opset 7 added count_include_pad, default 0 as before */
+    {"BatchNormalization", 1, LEG_TEST},
+    {"Cast", 1, LEG_CAST},
+    {"Ceil", 1, LEG_SAME},
+    {"Clip", 1, LEG_SAME},
+    {"Concat", 1, LEG_CONCAT},
+    {"Conv", 1, LEG_SAME},
+    {"ConvTranspose", 1, LEG_SAME},
+    {"DepthToSpace", 1, LEG_SAME},
+    {"Div", 1, LEG_BCAST},
+    {"Dropout", 1, LEG_TEST},
+    {"Elu", 1, LEG_SAME},
+    {"Equal", 1, LEG_BCAST},
+    {"Exp", 1, LEG_SAME},
+    {"Flatten", 1, LEG_SAME},
+    {"Floor", 1, LEG_SAME},
+    {"Gather", 1, LEG_SAME},
+    {"Gemm", 1, LEG_SAME}, /* broadcast of C: opset 7's unidirectional broadcast agrees */
+    {"GlobalAveragePool", 1, LEG_SAME},
+    {"GlobalLpPool", 2, LEG_SAME},
+    {"GlobalMaxPool", 1, LEG_SAME},
+    {"Greater", 1, LEG_BCAST},
+    {"HardSigmoid", 1, LEG_SAME},
+    {"Hardmax", 1, LEG_SAME},
+    {"Identity", 1, LEG_SAME},
+    {"InstanceNormalization", 1, LEG_SAME},
+    {"LRN", 1, LEG_SAME},
+    {"LeakyRelu", 1, LEG_SAME},
+    {"Less", 1, LEG_BCAST},
+    {"Log", 1, LEG_SAME},
+    {"LogSoftmax", 1, LEG_SAME},
+    {"LpNormalization", 1, LEG_SAME},
+    {"LpPool", 2, LEG_SAME},
+    {"MatMul", 1, LEG_SAME},
+    {"Max", 1, LEG_SAME},
+    {"MaxPool", 1, LEG_SAME},
+    {"Mean", 1, LEG_SAME},
+    {"Min", 1, LEG_SAME},
+    {"Mul", 1, LEG_BCAST},
+    {"Neg", 1, LEG_SAME},
+    {"Not", 1, LEG_SAME},
+    {"Or", 1, LEG_BCAST},
+    {"PRelu", 1, LEG_PRELU},
+    {"Pad", 1, LEG_PAD},
+    {"Pow", 1, LEG_BCAST},
+    {"Reciprocal", 1, LEG_SAME},
+    {"ReduceL1", 1, LEG_SAME},
+    {"ReduceL2", 1, LEG_SAME},
+    {"ReduceLogSum", 1, LEG_SAME},
+    {"ReduceLogSumExp", 1, LEG_SAME},
+    {"ReduceMax", 1, LEG_SAME},
+    {"ReduceMean", 1, LEG_SAME},
+    {"ReduceMin", 1, LEG_SAME},
+    {"ReduceProd", 1, LEG_SAME},
+    {"ReduceSum", 1, LEG_SAME},
+    {"ReduceSumSquare", 1, LEG_SAME},
+    {"Relu", 1, LEG_SAME},
+    {"Reshape", 1, LEG_RESHAPE},
+    {"Selu", 1, LEG_SAME},
+    {"Shape", 1, LEG_SAME},
+    {"Sigmoid", 1, LEG_SAME},
+    {"Size", 1, LEG_SAME},
+    {"Slice", 1, LEG_SAME},
+    {"Softmax", 1, LEG_SAME},
+    {"Softplus", 1, LEG_SAME},
+    {"Softsign", 1, LEG_SAME},
+    {"SpaceToDepth", 1, LEG_SAME},
+    {"Split", 1, LEG_SPLIT},
+    {"Sqrt", 1, LEG_SAME},
+    {"Squeeze", 1, LEG_SAME},
+    {"Sub", 1, LEG_BCAST},
+    {"Sum", 1, LEG_SAME},
+    {"Tanh", 1, LEG_SAME},
+    {"Tile", 6, LEG_SAME}, /* Tile-1 took (input, tiles, axis) */
+    {"TopK", 1, LEG_SAME},
+    {"Transpose", 1, LEG_SAME},
+    {"Unsqueeze", 1, LEG_SAME},
+    {"Xor", 1, LEG_BCAST},
+};
+
+#define LEGACY_AXIS_ATTR "legacy_broadcast_axis" /* marks an Unsqueeze inserted for Add(axis) */
+
+static int legacy_refuse(struct importer *im, const struct ir_node *n, const char *why)
+{
+    return ir_node_err(im->g, n, im->err, im->errlen, -ENOTSUP, "at opset %lld: %s",
+                       (long long)im->g->opset, why);
+}
+
+/* Cast-1 named the target type: "FLOAT", "INT64", ... */
+static int legacy_cast(struct importer *im, struct ir_node *n)
+{
+    const struct ir_attr *a = ir_attr_get(n, "to");
+    if (!a || a->type != IR_ATTR_STRING)
+        return 0;
+    for (int t = 1; t <= 16; t++) {
+        const char *name = onnx_dtype_name(t);
+        char upper[16];
+        size_t k = 0;
+        for (; name[k] && k < sizeof(upper) - 1; k++)
+            upper[k] = (char)(name[k] >= 'a' && name[k] <= 'z' ? name[k] - 32 : name[k]);
+        upper[k] = '\0';
+        if (strcmp(upper, a->s) == 0 || (t == ENGINE_F32 && strcmp(a->s, "FLOAT") == 0))
+            return ir_attr_set_int(n, "to", t);
+    }
+    return legacy_refuse(im, n, "attribute to names an unknown type");
+}
+
+/* Reshape-1: the target shape becomes the constant second input of Reshape-5. */
+static int legacy_reshape(struct importer *im, struct ir_node *n)
+{
+    const struct ir_attr *a = ir_attr_get(n, "shape");
+    if (n->n_in != 1 || !a || a->type != IR_ATTR_INTS || a->n > ENGINE_MAX_RANK)
+        return legacy_refuse(im, n, "Reshape needs one input and a shape attribute of ints");
+    struct engine_shape s = {.rank = 1, .dims = {(int64_t)a->n}};
+    int64_t *v = malloc((a->n ? a->n : 1) * sizeof(int64_t));
+    if (!v)
+        return -ENOMEM;
+    if (a->n)
+        memcpy(v, a->ints, a->n * sizeof(int64_t));
+    char base[300];
+    snprintf(base, sizeof(base), "%s::", n->name);
+    int t = ir_add_const(im->g, base, "shape", ENGINE_I64, &s, v);
+    if (t < 0)
+        return t;
+    n->in[1] = t; /* in[] has room: import_node allocates one slot more than the inputs */
+    n->n_in = 2;
+    return 0;
+}
+
+/* Inserts Unsqueeze(B, A) before a binary node with an explicit broadcast axis; ir_legacy_infer
+ * gives it the axes that align B's dims at `axis` of A (trailing ones), once A's rank is known. */
+static int legacy_axis_unsqueeze(struct importer *im, int i, int64_t axis)
+{
+    struct ir_graph *g = im->g;
+    if (g->n_nodes == g->cap_nodes) {
+        struct ir_node *nn = realloc(g->nodes, (size_t)g->cap_nodes * 2 * sizeof(*nn));
+        if (!nn)
+            return -ENOMEM;
+        g->nodes = nn;
+        g->cap_nodes *= 2;
+    }
+    char name[300];
+    snprintf(name, sizeof(name), "%s::aligned_B", g->nodes[i].name);
+    int t = ir_add_tensor(g, name);
+    if (t < 0)
+        return t;
+    struct ir_node *u = &g->nodes[g->n_nodes];
+    memset(u, 0, sizeof(*u));
+    u->name = strdup(name);
+    u->op = strdup("Unsqueeze");
+    u->in = calloc(3, sizeof(int));
+    u->out = calloc(2, sizeof(int));
+    u->attrs = calloc(1, sizeof(struct ir_attr));
+    g->n_nodes++;
+    if (!u->name || !u->op || !u->in || !u->out || !u->attrs)
+        return -ENOMEM;
+    u->in[0] = g->nodes[i].in[1];
+    u->in[1] = g->nodes[i].in[0];
+    u->n_in = 2;
+    u->out[0] = t;
+    u->n_out = 1;
+    g->tensors[t].producer = g->n_nodes - 1;
+    g->nodes[i].in[1] = t;
+    return ir_attr_set_int(u, LEGACY_AXIS_ATTR, axis);
+}
+
+static int legacy_bcast(struct importer *im, int i)
+{
+    struct ir_node *n = &im->g->nodes[i];
+    const struct ir_attr *ax = ir_attr_get(n, "axis");
+    if (n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0)
+        return legacy_refuse(im, n, "needs two inputs");
+    if (!ax || ir_attr_int(n, "broadcast", 0) == 0)
+        return 0;
+    if (ax->type != IR_ATTR_INT)
+        return legacy_refuse(im, n, "attribute axis must be an int");
+    return legacy_axis_unsqueeze(im, i, ax->i);
+}
+
+static int legacy_node(struct importer *im, int i)
+{
+    struct ir_node *n = &im->g->nodes[i];
+    int64_t opset = im->g->opset;
+    size_t k = 0;
+    while (k < ARRAY_LEN(legacy_ops) && strcmp(legacy_ops[k].op, n->op) != 0)
+        k++;
+    if (k == ARRAY_LEN(legacy_ops) || opset < legacy_ops[k].from)
+        return legacy_refuse(im, n, "this op's semantics at this opset are not implemented");
+    switch (legacy_ops[k].kind) {
+    case LEG_SAME:
+        return 0;
+    case LEG_BCAST:
+        return legacy_bcast(im, i);
+    case LEG_TEST:
+        return ir_attr_int(n, "is_test", 0) != 0 && ir_attr_int(n, "spatial", 1) == 1
+                   ? 0
+                   : legacy_refuse(im, n,
+                                   "attribute is_test=0 (training) or spatial=0 unsupported");
+    case LEG_CAST:
+        return opset < 6 ? legacy_cast(im, n) : 0;
+    case LEG_CONCAT:
+        return opset < 4 && !ir_attr_get(n, "axis") ? ir_attr_set_int(n, "axis", 1) : 0;
+    case LEG_RESHAPE:
+        return opset < 5 ? legacy_reshape(im, n) : 0;
+    case LEG_PAD: {
+        struct ir_attr *a = (struct ir_attr *)ir_attr_get(n, "paddings");
+        if (opset >= 2 || !a)
+            return 0;
+        char *pads = strdup("pads");
+        if (!pads)
+            return -ENOMEM;
+        free(a->name);
+        a->name = pads;
+        return 0;
+    }
+    case LEG_SPLIT:
+        return opset < 2 && n->n_in > 1
+                   ? legacy_refuse(im, n, "split as a second input unsupported")
+                   : 0;
+    case LEG_PRELU: {
+        const struct ir_tensor *s =
+            n->n_in == 2 && n->in[1] >= 0 ? &im->g->tensors[n->in[1]] : NULL;
+        return s && s->data && engine_shape_numel(&s->shape) == 1
+                   ? 0
+                   : legacy_refuse(im, n,
+                                   "a slope of more than one element (broadcast per "
+                                   "channel) unsupported");
+    }
+    }
+    return 0;
+}
+
+static int legacy_nodes(struct importer *im)
+{
+    if (im->g->opset >= MIN_MODERN_OPSET)
+        return 0;
+    int n = im->g->n_nodes; /* nodes inserted here need no rewrite */
+    for (int i = 0; i < n; i++) {
+        int rc = legacy_node(im, i);
+        if (rc)
+            return rc == -ENOMEM ? seterr(im->err, im->errlen, rc, "out of memory") : rc;
+    }
+    return 0;
+}
+
+static int legacy_unsqueeze_infer(struct ir_graph *g, struct ir_node *n, const struct ir_attr *ax,
+                                  char *err, size_t errlen)
+{
+    if (n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "legacy broadcast: bad operands");
+    int ra = g->tensors[n->in[1]].shape.rank, rb = g->tensors[n->in[0]].shape.rank;
+    int64_t axis = ax->i < 0 ? ax->i + ra : ax->i;
+    if (axis < 0 || axis + rb > ra)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "at opset %lld: broadcast axis %lld does not fit ranks %d and %d",
+                           (long long)g->opset, (long long)ax->i, ra, rb);
+    int64_t axes[ENGINE_MAX_RANK];
+    int k = 0;
+    for (int64_t d = rb; d < ra - axis; d++)
+        axes[k++] = d;
+    n->in[1] = -1;
+    n->n_in = 1;
+    return ir_attr_set_ints(n, "axes", axes, (size_t)k) ? -ENOMEM : 0;
+}
+
+/* Legacy broadcasting is unidirectional: B (aligned by now) must broadcast to A's shape, and
+ * without broadcast=1 the shapes must be equal. */
+static int legacy_bcast_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0)
+        return 0;
+    const struct engine_shape *a = &g->tensors[n->in[0]].shape, *b = &g->tensors[n->in[1]].shape;
+    int ok = b->rank <= a->rank;
+    int bcast = ir_attr_int(n, "broadcast", 0) != 0;
+    for (int i = 0; ok && i < b->rank; i++) {
+        int64_t da = a->dims[a->rank - b->rank + i], db = b->dims[i];
+        ok = db == da || (bcast && db == 1);
+    }
+    if (!ok || (!bcast && a->rank != b->rank))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "at opset %lld: input B does not %s input A",
+                           (long long)g->opset,
+                           bcast ? "broadcast to" : "have the shape of (broadcast=0)");
+    return 0;
+}
+
+int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (g->opset >= MIN_MODERN_OPSET)
+        return 0;
+    const struct ir_attr *ax = ir_attr_get(n, LEGACY_AXIS_ATTR);
+    if (ax && strcmp(n->op, "Unsqueeze") == 0)
+        return legacy_unsqueeze_infer(g, n, ax, err, errlen);
+    for (size_t k = 0; k < ARRAY_LEN(legacy_ops); k++)
+        if (legacy_ops[k].kind == LEG_BCAST && strcmp(legacy_ops[k].op, n->op) == 0)
+            return legacy_bcast_infer(g, n, err, errlen);
+    return 0;
+}
+
 static int model_opset(struct importer *im, const Onnx__ModelProto *m)
 {
     int64_t opset = -1;
@@ -856,7 +1187,8 @@ static int import_graph(struct importer *im, const Onnx__ModelProto *m)
     if ((rc = index_init(&im->ix, expect)) != 0)
         return seterr(im->err, im->errlen, rc, "model %s: out of memory", im->g->name);
     if ((rc = import_initializers(im, gp)) || (rc = import_inputs(im, gp)) ||
-        (rc = import_nodes(im, gp)) || (rc = topo_sort(im)) || (rc = import_outputs(im, gp)))
+        (rc = import_nodes(im, gp)) || (rc = legacy_nodes(im)) || (rc = topo_sort(im)) ||
+        (rc = import_outputs(im, gp)))
         return rc;
     return 0;
 }

@@ -451,7 +451,8 @@ static int eltwise_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitiv
         return rc;
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
     dnnl_memory_desc_t md;
-    if (!same_md(src, dst) || plan_tensor_md(src, 0, 0, &md))
+    /* a 1-D view loses post-ops in oneDNN 2.6 (HardSigmoid's clip): run it as [1, n] */
+    if (!same_md(src, dst) || plan_tensor_md(src, src->rank < 2 ? 2 : 0, 0, &md))
         return node_err(c, -EINVAL, "eltwise input and output shapes differ");
     dnnl_eltwise_desc_t d;
     if (dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, (dnnl_alg_kind_t)c->n->alg, &md,

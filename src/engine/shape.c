@@ -1472,8 +1472,8 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
         if (n->in[k] >= 0 && !g->tensors[n->in[k]].shape_known)
             return ir_node_err(g, n, err, errlen, -EINVAL, "input '%s' has no known shape",
                                g->tensors[n->in[k]].name);
-    int rc = d->infer(g, n, err, errlen);
-    if (rc)
+    int rc = ir_legacy_infer(g, n, err, errlen);
+    if (rc || (rc = d->infer(g, n, err, errlen)))
         return rc;
     n = &g->nodes[i];
     /* a node whose first output is absent ("") computes nothing anyone can read: never evaluated */
