@@ -239,7 +239,12 @@ def hostile(outdir):
     t2 = raw_tensor("W", [4], b"\0" * 16)
     t2.float_data.extend([1.0, 2.0, 3.0, 4.0])
     add_model(outdir, "bad_raw_and_typed", t2)
-    add_model(outdir, "bad_opset", init("W", [4]), opset=6)
+    add_model(outdir, "bad_opset", init("W", [4]), opset=19)
+    save(outdir, "bad_legacy_bcast", [N("Add", ["X", "W"], ["Y"], name="add0", broadcast=1,
+                                        axis=2)],
+         [vi("X", [2, 3])], [vi("Y", None)], [init("W", [3])], 6)
+    save(outdir, "bad_legacy_dropout", [N("Dropout", ["X"], ["Y"], name="drop0")],
+         [vi("X", [4])], [vi("Y", None)], [], 6)
     save(outdir, "bad_cycle",
          [N("Relu", ["b"], ["a"], name="first"), N("Relu", ["a"], ["b"], name="second"),
           N("Relu", ["X"], ["Y"])], [vi("X", [4])], [vi("Y", None), vi("a", None)])
