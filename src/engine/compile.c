@@ -967,6 +967,8 @@ static int lower_batchnorm(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit(l, n, &pn, -1, NULL);
 }
 
+static int lower_layernorm_c(struct lower *l, const struct ir_node *n);
+
 /* LayerNormalization (opset 17): oneDNN layer_normalization on a plain src seen as 2-D [dims
  * before axis, dims from axis on]. The Mean and InvStdDev outputs (training only) must be unused.
  */
@@ -983,7 +985,7 @@ static int lower_layernorm(struct lower *l, const struct ir_node *n)
         inner *= x->shape.dims[i];
     for (int k = 1; k < n->n_out; k++)
         if (n->out[k] >= 0 && ir_tensor_used(l->g, n->out[k]))
-            return lerr(l, n, -ENOTSUP, "the Mean and InvStdDev outputs are unsupported");
+            return lower_layernorm_c(l, n);
     int n_in = n->n_in > 2 && n->in[2] >= 0 ? 3 : 2;
     for (int i = 1; i < n_in; i++) {
         const struct ir_tensor *p = ir_in(l, n, i);
@@ -1072,6 +1074,189 @@ static int emit_kernel(struct lower *l, const struct ir_node *n, uint32_t kind, 
     if (n->n_post)
         return lerr(l, n, -EINVAL, "fused post-ops on a data-movement op");
     return emit(l, n, &pn, -1, NULL);
+}
+
+/* ---- math kernels (kernels_math.c) ---- */
+
+/* Emits a math kernel from plain operands ins into plan tensor out. */
+static int emit_math_to(struct lower *l, const struct ir_node *n, int64_t out, uint32_t kind,
+                        const int64_t *ins, uint32_t n_in, const int64_t *params, uint32_t n_params,
+                        int64_t axis, float alpha, float beta)
+{
+    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+    pn.alg = kind;
+    pn.axis = axis;
+    pn.alpha = alpha;
+    pn.beta = beta;
+    pn.out = (uint32_t)out;
+    if (n->n_post)
+        return lerr(l, n, -EINVAL, "fused post-ops on a math kernel");
+    if (set_inputs(l, &pn, ins, n_in) || set_params(l, &pn, params, n_params))
+        return lerr(l, n, -EINVAL, "kernel parameters out of range");
+    return emit(l, n, &pn, -1, NULL);
+}
+
+/* The same, writing output k of n. */
+static int emit_math(struct lower *l, const struct ir_node *n, int k, uint32_t kind,
+                     const int64_t *ins, uint32_t n_in, const int64_t *params, uint32_t n_params,
+                     int64_t axis, float alpha, float beta)
+{
+    int64_t out = output_of(l, n, k);
+    if (out < 0)
+        return (int)out;
+    return emit_math_to(l, n, out, kind, ins, n_in, params, n_params, axis, alpha, beta);
+}
+
+/* Plain operands of n's first inputs, up to count or the first absent one; returns how many. */
+static int math_operands(struct lower *l, const struct ir_node *n, int count, int64_t *ins)
+{
+    int k = 0;
+    for (; k < count && k < n->n_in && n->in[k] >= 0; k++)
+        if ((ins[k] = plain_operand(l, n, n->in[k])) < 0)
+            return (int)ins[k];
+    return k ? k : lerr(l, n, -EINVAL, "missing input");
+}
+
+static int lower_unary_math(struct lower *l, const struct ir_node *n)
+{
+    int64_t op = k_unop_find(n->op), ins[1];
+    float alpha = 0.0f, beta = 0.0f;
+    if (op == K_ISINF) {
+        alpha = (float)ir_attr_int(n, "detect_positive", 1);
+        beta = (float)ir_attr_int(n, "detect_negative", 1);
+    } else if (op == K_THRESHOLDED_RELU || op == K_CELU) {
+        alpha = ir_attr_float(n, "alpha", 1.0f);
+    } else if (op == K_SHRINK) {
+        alpha = ir_attr_float(n, "lambd", 0.5f);
+        beta = ir_attr_float(n, "bias", 0.0f);
+    }
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_UNARY, ins, 1, &op, 1, 0, alpha, beta);
+}
+
+static int lower_reduce(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
+    int64_t params[ENGINE_MAX_RANK + 1], ins[1];
+    if (!x || !a || a->type != IR_ATTR_INTS || a->n != (size_t)x->shape.rank)
+        return lerr(l, n, -EINVAL, "axes were not resolved by shape inference");
+    params[0] = k_redop_find(n->op);
+    memcpy(params + 1, a->ints, a->n * sizeof(int64_t));
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_REDUCE, ins, 1, params, (uint32_t)a->n + 1, 0, 0, 0);
+}
+
+static int lower_argext(struct lower *l, const struct ir_node *n)
+{
+    int64_t params[2] = {strcmp(n->op, "ArgMin") == 0, ir_attr_int(n, "select_last_index", 0) != 0};
+    int64_t ins[1];
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_ARGEXT, ins, 1, params, 2, ir_attr_int(n, "axis", 0),
+                              0, 0);
+}
+
+static int lower_softmax_f(struct lower *l, const struct ir_node *n)
+{
+    int64_t params[2] = {strcmp(n->op, "Hardmax") == 0 ? K_SM_HARDMAX : K_SM_LOGSOFTMAX,
+                         l->g->opset < 13};
+    int64_t ins[1];
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_SOFTMAX_F, ins, 1, params, 2,
+                              ir_attr_int(n, "axis", 0), 0, 0);
+}
+
+static int lower_logic(struct lower *l, const struct ir_node *n)
+{
+    int64_t op = k_logop_find(n->op, (int)ir_attr_int(n, "fmod", 0)), ins[2];
+    int rc = math_operands(l, n, 2, ins);
+    if (rc >= 0 && rc != 2)
+        return lerr(l, n, -EINVAL, "needs two inputs");
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_LOGIC, ins, 2, &op, 1, 0, 0, 0);
+}
+
+static int lower_binary(struct lower *l, const struct ir_node *n);
+
+/* Sum, Mean, Max, Min over 1 to 8 inputs; two-input Max/Min stay binary (oneDNN when it can). */
+static int lower_variadic(struct lower *l, const struct ir_node *n)
+{
+    if (n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0))
+        return lower_binary(l, n);
+    int64_t op = k_varop_find(n->op), ins[8];
+    if (n->n_in < 1 || n->n_in > 8)
+        return lerr(l, n, -EINVAL, "takes 1 to 8 inputs here");
+    int rc = math_operands(l, n, n->n_in, ins);
+    if (rc >= 0 && rc != n->n_in)
+        return lerr(l, n, -EINVAL, "an input is missing");
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_VARIADIC, ins, (uint32_t)rc, &op, 1, 0, 0, 0);
+}
+
+/* LayerNormalization with its Mean/InvStdDev outputs used: one C kernel per output. */
+static int lower_layernorm_c(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int64_t ins[3], axis = ir_attr_int(n, "axis", -1);
+    axis += axis < 0 ? x->shape.rank : 0;
+    if (ir_attr_int(n, "stash_type", 1) != 1)
+        return lerr(l, n, -ENOTSUP, "unsupported attribute stash_type (only float)");
+    int cnt = math_operands(l, n, 3, ins);
+    for (int64_t k = 0; cnt > 0 && k < 3 && k < n->n_out; k++) {
+        if (n->out[k] < 0 || (k > 0 && !ir_tensor_used(l->g, n->out[k])))
+            continue;
+        int rc = emit_math(l, n, (int)k, PLAN_K_LAYERNORM, ins, (uint32_t)cnt, &k, 1, axis,
+                           ir_attr_float(n, "epsilon", 1e-5f), 0);
+        if (rc)
+            return rc;
+    }
+    return cnt < 0 ? cnt : 0;
+}
+
+/* reduction, has_ignore, ignore_index of a loss op. */
+static void loss_params(const struct ir_node *n, int64_t *params)
+{
+    const char *red = ir_attr_str(n, "reduction", "mean");
+    params[0] = strcmp(red, "none") == 0  ? K_LOSS_NONE
+                : strcmp(red, "sum") == 0 ? K_LOSS_SUM
+                                          : K_LOSS_MEAN;
+    params[1] = ir_attr_get(n, "ignore_index") != NULL;
+    params[2] = ir_attr_int(n, "ignore_index", 0);
+}
+
+static int lower_nll(struct lower *l, const struct ir_node *n)
+{
+    int64_t params[3], ins[3];
+    loss_params(n, params);
+    int cnt = math_operands(l, n, 3, ins);
+    return cnt < 0 ? cnt : emit_math(l, n, 0, PLAN_K_NLL, ins, (uint32_t)cnt, params, 3, 0, 0, 0);
+}
+
+/* SoftmaxCrossEntropyLoss = NegativeLogLikelihoodLoss of LogSoftmax over axis 1; the
+ * log-probabilities go to the log_prob output when there is one, else to a scratch tensor. */
+static int lower_sce(struct lower *l, const struct ir_node *n)
+{
+    int64_t params[3], ins[3], sm[2] = {K_SM_LOGSOFTMAX, 0};
+    loss_params(n, params);
+    int cnt = math_operands(l, n, 3, ins);
+    if (cnt < 2)
+        return cnt < 0 ? cnt : lerr(l, n, -EINVAL, "needs scores and labels");
+    int64_t logp;
+    if (n->n_out > 1 && n->out[1] >= 0) {
+        logp = output_of(l, n, 1);
+    } else {
+        struct plan_tensor t = l->b.tensors[ins[0]];
+        t.storage = PLAN_ST_ARENA;
+        t.offset = 0;
+        t.flags = 0;
+        logp = plan_add_tensor(&l->b, &t);
+    }
+    if (logp < 0)
+        return lerr(l, n, (int)logp, "cannot add the log-probabilities");
+    int rc = emit_math_to(l, n, logp, PLAN_K_SOFTMAX_F, ins, 1, sm, 2, 1, 0, 0);
+    ins[0] = logp;
+    return rc ? rc : emit_math(l, n, 0, PLAN_K_NLL, ins, (uint32_t)cnt, params, 3, 0, 0, 0);
 }
 
 static int lower_transpose(struct lower *l, const struct ir_node *n)
@@ -1193,37 +1378,6 @@ static int lower_binary_kernel(struct lower *l, const struct ir_node *n)
     return emit_kernel(l, n, PLAN_K_BINARY, ins, 2, &op, 1, 0);
 }
 
-static int lower_reduce_mean(struct lower *l, const struct ir_node *n)
-{
-    const struct ir_tensor *x = ir_in(l, n, 0);
-    if (!x || x->dtype != ENGINE_F32)
-        return lerr(l, n, -EINVAL, "ReduceMean needs a float32 input");
-    int r = x->shape.rank, na = 0;
-    int64_t axes[ENGINE_MAX_RANK], flags[ENGINE_MAX_RANK];
-    const struct ir_attr *aa = ir_attr_get(n, "axes");
-    if (aa && (aa->type != IR_ATTR_INTS || aa->n > ENGINE_MAX_RANK))
-        return lerr(l, n, -EINVAL, "bad axes");
-    if (aa) {
-        na = (int)aa->n;
-        memcpy(axes, aa->ints, aa->n * sizeof(int64_t));
-    } else if (const_ints(l, n, 1, axes, &na)) {
-        return -EINVAL;
-    }
-    int all = na == 0 && !ir_attr_int(n, "noop_with_empty_axes", 0);
-    for (int i = 0; i < r; i++)
-        flags[i] = all;
-    for (int j = 0; j < na; j++) {
-        int64_t a = axes[j] < 0 ? axes[j] + r : axes[j];
-        if (a < 0 || a >= r)
-            return lerr(l, n, -EINVAL, "axis out of range");
-        flags[a] = 1;
-    }
-    int64_t in[1] = {plain_operand(l, n, n->in[0])};
-    if (in[0] < 0)
-        return (int)in[0];
-    return emit_kernel(l, n, PLAN_K_REDUCE_MEAN, in, 1, flags, (uint32_t)r, 0);
-}
-
 static int lower_cast(struct lower *l, const struct ir_node *n)
 {
     int64_t in[1] = {plain_operand(l, n, n->in[0])};
@@ -1282,6 +1436,58 @@ static const struct {
     const char *op;
     lower_fn fn;
 } lowerings[] = {
+    {"Neg", lower_unary_math},
+    {"Reciprocal", lower_unary_math},
+    {"Cos", lower_unary_math},
+    {"Sin", lower_unary_math},
+    {"Tan", lower_unary_math},
+    {"Sinh", lower_unary_math},
+    {"Cosh", lower_unary_math},
+    {"Asin", lower_unary_math},
+    {"Acos", lower_unary_math},
+    {"Atan", lower_unary_math},
+    {"Asinh", lower_unary_math},
+    {"Acosh", lower_unary_math},
+    {"Atanh", lower_unary_math},
+    {"Ceil", lower_unary_math},
+    {"Floor", lower_unary_math},
+    {"Round", lower_unary_math},
+    {"Sign", lower_unary_math},
+    {"Erf", lower_unary_math},
+    {"Log", lower_unary_math},
+    {"IsInf", lower_unary_math},
+    {"IsNaN", lower_unary_math},
+    {"ThresholdedRelu", lower_unary_math},
+    {"Shrink", lower_unary_math},
+    {"Celu", lower_unary_math},
+    {"Softsign", lower_unary_math},
+    {"Softplus", lower_unary_math},
+    {"Not", lower_unary_math},
+    {"ReduceSum", lower_reduce},
+    {"ReduceMean", lower_reduce},
+    {"ReduceMax", lower_reduce},
+    {"ReduceMin", lower_reduce},
+    {"ReduceProd", lower_reduce},
+    {"ReduceL1", lower_reduce},
+    {"ReduceL2", lower_reduce},
+    {"ReduceSumSquare", lower_reduce},
+    {"ReduceLogSum", lower_reduce},
+    {"ReduceLogSumExp", lower_reduce},
+    {"ArgMax", lower_argext},
+    {"ArgMin", lower_argext},
+    {"LogSoftmax", lower_softmax_f},
+    {"Hardmax", lower_softmax_f},
+    {"And", lower_logic},
+    {"Or", lower_logic},
+    {"Xor", lower_logic},
+    {"Mod", lower_logic},
+    {"LessOrEqual", lower_logic},
+    {"GreaterOrEqual", lower_logic},
+    {"PRelu", lower_logic},
+    {"Sum", lower_variadic},
+    {"Mean", lower_variadic},
+    {"NegativeLogLikelihoodLoss", lower_nll},
+    {"SoftmaxCrossEntropyLoss", lower_sce},
     {"Conv", lower_conv},
     {"Gemm", lower_gemm},
     {"MatMul", lower_matmul},
@@ -1304,8 +1510,8 @@ static const struct {
     {"Mul", lower_binary},
     {"Sub", lower_binary},
     {"Div", lower_binary},
-    {"Max", lower_binary},
-    {"Min", lower_binary},
+    {"Max", lower_variadic},
+    {"Min", lower_variadic},
     {"Softmax", lower_softmax},
     {"Concat", lower_concat},
     {"BatchNormalization", lower_batchnorm},
@@ -1323,7 +1529,6 @@ static const struct {
     {"Equal", lower_binary},
     {"Less", lower_binary},
     {"Greater", lower_binary},
-    {"ReduceMean", lower_reduce_mean},
     {"Cast", lower_cast},
     {"Pad", lower_pad},
     {"Where", lower_where},

@@ -28,7 +28,7 @@ int k_broadcast_shape(const struct engine_shape *a, const struct engine_shape *b
 }
 
 /* Element strides of s as seen from out's coordinates: 0 on broadcast axes. */
-static void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st)
+void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st)
 {
     int off = out->rank - s->rank;
     int64_t acc = 1;
@@ -44,7 +44,7 @@ static void bcast_strides(const struct engine_shape *s, const struct engine_shap
 }
 
 /* Source offset of flat output index i. */
-static size_t bcast_offset(size_t i, const struct engine_shape *out, const int64_t *st)
+size_t bcast_offset(size_t i, const struct engine_shape *out, const int64_t *st)
 {
     size_t off = 0;
     for (int d = out->rank - 1; d >= 0; d--) {

@@ -19,6 +19,10 @@
 /* numpy broadcasting of two shapes; -EINVAL if incompatible. */
 int k_broadcast_shape(const struct engine_shape *a, const struct engine_shape *b,
                       struct engine_shape *out);
+/* Element strides of s seen from out's coordinates (0 on broadcast axes), and the offset in s
+ * of out's flat index i under those strides. */
+void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st);
+size_t bcast_offset(size_t i, const struct engine_shape *out, const int64_t *st);
 
 enum k_binop {
     K_ADD,
@@ -88,5 +92,117 @@ void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t in
 
 /* c[M,N] = a[M,K] × b[K,N], plain loops (folding and reference checks only). */
 void k_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n);
+
+/* ---- kernels_math.c: math operators (unary, reductions, arg-extrema, softmax family, logic and
+ * variadic element-wise ops, layer-norm statistics, losses) ---- */
+
+enum k_unop {
+    K_NEG,
+    K_RECIPROCAL,
+    K_COS,
+    K_SIN,
+    K_TAN,
+    K_SINH,
+    K_COSH,
+    K_ASIN,
+    K_ACOS,
+    K_ATAN,
+    K_ASINH,
+    K_ACOSH,
+    K_ATANH,
+    K_CEIL,
+    K_FLOOR,
+    K_ROUND, /* half to even */
+    K_SIGN,
+    K_ERF,
+    K_LOG,
+    K_ISINF,            /* alpha: detect_positive, beta: detect_negative (0 or 1); writes bool */
+    K_ISNAN,            /* writes bool */
+    K_THRESHOLDED_RELU, /* alpha */
+    K_SHRINK,           /* alpha: lambd, beta: bias */
+    K_CELU,             /* alpha */
+    K_SOFTSIGN,
+    K_SOFTPLUS,
+    K_NOT, /* bool */
+    K_UNOP_COUNT_
+};
+
+/* The unary op an ONNX op name maps to, or -1. */
+int k_unop_find(const char *onnx_op);
+/* The dtype op writes for a dtype input, or 0 when the kernel does not implement that pair. */
+int k_unary_dtype(enum k_unop op, int dtype);
+void k_unary(enum k_unop op, int dtype, float alpha, float beta, const void *src, void *dst,
+             size_t n);
+
+enum k_redop {
+    K_RSUM,
+    K_RMEAN,
+    K_RMAX,
+    K_RMIN,
+    K_RPROD,
+    K_RL1,
+    K_RL2,
+    K_RSUMSQ,
+    K_RLOGSUM,
+    K_RLOGSUMEXP,
+    K_REDOP_COUNT_
+};
+
+int k_redop_find(const char *onnx_op);
+/* 1 if the reduction runs on dtype (float32 all; int32/int64 sum, mean, max, min, prod). */
+int k_reduce_dtype_ok(enum k_redop op, int dtype);
+/* Reduces the axes with mask[axis] != 0; dst holds the kept dims in order (of src's dtype). */
+void k_reduce(enum k_redop op, int dtype, const void *src, const struct engine_shape *s,
+              const int32_t *mask, void *dst);
+
+/* Index of the largest (smallest) element along axis, first or last of equals; dims[axis] >= 1. */
+void k_argext(int is_min, int select_last, const float *src, const struct engine_shape *s, int axis,
+              int64_t *dst);
+
+enum k_smop { K_SM_SOFTMAX, K_SM_LOGSOFTMAX, K_SM_HARDMAX, K_SMOP_COUNT_ };
+
+/* Softmax, log-softmax or hardmax over src viewed as [outer, len, inner]. */
+void k_softmax_family(enum k_smop op, const float *src, float *dst, size_t outer, size_t len,
+                      size_t inner);
+
+enum k_logop {
+    K_AND, /* bool */
+    K_OR,
+    K_XOR,
+    K_MOD,  /* sign of the divisor (fmod=0) */
+    K_FMOD, /* sign of the dividend (fmod=1) */
+    K_LESS_EQUAL,
+    K_GREATER_EQUAL,
+    K_PRELU, /* a < 0 ? a * b : a */
+    K_LOGOP_COUNT_
+};
+
+int k_logop_find(const char *onnx_op, int fmod);
+/* The dtype op writes for operands of dtype, or 0 when not implemented. */
+int k_logic_dtype(enum k_logop op, int dtype);
+/* dst (shape ds, the broadcast of as and bs) = a op b; -EDOM on an integer modulo by zero. */
+int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape *as, const void *b,
+            const struct engine_shape *bs, void *dst, const struct engine_shape *ds);
+
+enum k_varop { K_VSUM, K_VMEAN, K_VMAX, K_VMIN, K_VAROP_COUNT_ };
+
+int k_varop_find(const char *onnx_op);
+/* 1 if the variadic op runs on dtype (float32; int32/int64 except mean). */
+int k_variadic_dtype_ok(enum k_varop op, int dtype);
+/* dst (shape ds) = srcs[0] op srcs[1] op ..., every source broadcast to ds; n >= 1. */
+void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
+                const struct engine_shape *shapes, int n, void *dst, const struct engine_shape *ds);
+
+/* Layer normalisation of x viewed as [outer, inner]; y, mean and inv_std may each be NULL. */
+void k_layernorm(const float *x, const float *scale, const float *bias, size_t outer, size_t inner,
+                 float eps, float *y, float *mean, float *inv_std);
+
+enum k_reduction { K_LOSS_NONE, K_LOSS_SUM, K_LOSS_MEAN };
+
+/* Negative log-likelihood of logp viewed as [n, c, inner] at target [n, inner] with optional
+ * class weights; dst has n*inner values (none) or one. Returns -EINVAL when a target that is
+ * not ignore_index lies outside [0, c). */
+int k_nll(const float *logp, const int64_t *target, const float *weight, size_t n, size_t c,
+          size_t inner, enum k_reduction red, int has_ignore, int64_t ignore_index, float *dst);
 
 #endif

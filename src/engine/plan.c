@@ -746,10 +746,184 @@ static int where_check(const struct node_ctx *c)
     return 0;
 }
 
+/* ---- math kernel nodes (kernels_math.c) ---- */
+
+static int dims_equal(const struct plan_tensor *t, const struct engine_shape *s)
+{
+    return s->rank == (int)t->rank && memcmp(s->dims, t->dims, t->rank * sizeof(t->dims[0])) == 0;
+}
+
+static int64_t numel_of(const struct plan_tensor *t)
+{
+    struct engine_shape s;
+    shape_of(t, &s);
+    return engine_shape_numel(&s);
+}
+
+static int unary_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    int out = c->n->n_params == 1 ? k_unary_dtype((enum k_unop)p[0], (int)x->dtype) : 0;
+    if (!out || !plain_of_dtype(x, x->dtype) || dst->dtype != (uint32_t)out ||
+        !dims_equal(dst, &xs))
+        return node_err(c, -EINVAL, "unary kernel op, dtypes or shapes do not fit");
+    return 0;
+}
+
+static int math_reduce_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    int64_t kept = 1;
+    if (c->n->n_params != x->rank + 1 || !k_reduce_dtype_ok((enum k_redop)p[0], (int)x->dtype) ||
+        !plain_of_dtype(x, dst->dtype))
+        return node_err(c, -EINVAL, "reduce kernel op, dtypes or parameters do not fit");
+    for (uint32_t i = 0; i < x->rank; i++)
+        kept *= p[1 + i] ? 1 : x->dims[i];
+    if (numel_of(dst) != kept)
+        return node_err(c, -EINVAL, "reduce output size does not follow from its input");
+    return 0;
+}
+
+static int argext_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    int64_t axis = c->n->axis, rest = 1;
+    if (c->n->n_params != 2 || !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_I64 ||
+        axis < 0 || axis >= x->rank || x->dims[axis] < 1)
+        return node_err(c, -EINVAL, "arg-extremum axis, dtypes or parameters do not fit");
+    for (uint32_t i = 0; i < x->rank; i++)
+        rest *= i == axis ? 1 : x->dims[i];
+    return numel_of(dst) == rest ? 0 : node_err(c, -EINVAL, "arg-extremum output size is wrong");
+}
+
+static int softmax_f_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    if (c->n->n_params != 2 || p[0] < 0 || p[0] >= K_SMOP_COUNT_ || (p[1] != 0 && p[1] != 1) ||
+        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 || !dims_equal(dst, &xs) ||
+        c->n->axis < 0 || c->n->axis >= x->rank)
+        return node_err(c, -EINVAL, "softmax-family axis, shapes or parameters do not fit");
+    return 0;
+}
+
+/* Every input broadcasts to exactly dst's shape (the kernels walk dst and map back). */
+static int broadcasts_to_dst(const struct node_ctx *c)
+{
+    struct engine_shape ds, os, bs;
+    shape_of(dst_of(c), &ds);
+    for (uint32_t i = 0; i < c->n->n_in; i++) {
+        shape_of(operand(c, i), &os);
+        if (k_broadcast_shape(&os, &ds, &bs) || !dims_equal(dst_of(c), &bs))
+            return 0;
+    }
+    return 1;
+}
+
+static int logic_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *a = operand(c, 0), *b = operand(c, 1), *dst = dst_of(c);
+    struct engine_shape as, bs, ds;
+    shape_of(a, &as);
+    shape_of(b, &bs);
+    int out = c->n->n_params == 1 && p[0] >= 0 && p[0] < K_LOGOP_COUNT_
+                  ? k_logic_dtype((enum k_logop)p[0], (int)a->dtype)
+                  : 0;
+    if (!out || !plain_of_dtype(a, a->dtype) || !plain_of_dtype(b, a->dtype) ||
+        dst->dtype != (uint32_t)out)
+        return node_err(c, -EINVAL, "logic kernel op or dtypes do not fit");
+    if (k_broadcast_shape(&as, &bs, &ds) || !dims_equal(dst, &ds))
+        return node_err(c, -EINVAL, "logic kernel output is not the operands' broadcast");
+    return 0;
+}
+
+static int variadic_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *dst = dst_of(c);
+    if (c->n->n_params != 1 || c->n->n_in > 8 ||
+        !k_variadic_dtype_ok((enum k_varop)p[0], (int)dst->dtype))
+        return node_err(c, -EINVAL, "variadic kernel op, input count or dtype do not fit");
+    for (uint32_t i = 0; i < c->n->n_in; i++)
+        if (!plain_of_dtype(operand(c, i), dst->dtype))
+            return node_err(c, -EINVAL, "variadic kernel inputs differ in dtype or layout");
+    return broadcasts_to_dst(c)
+               ? 0
+               : node_err(c, -EINVAL, "variadic inputs do not broadcast to the output");
+}
+
+static int layernorm_k_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    int64_t axis = c->n->axis, outer = 1, inner = 1;
+    if (c->n->n_params != 1 || p[0] < 0 || p[0] > 2 || axis < 0 || axis >= x->rank ||
+        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32)
+        return node_err(c, -EINVAL, "layer-norm kernel axis, dtypes or parameters do not fit");
+    for (uint32_t i = 0; i < x->rank; i++)
+        *(i < axis ? &outer : &inner) *= x->dims[i];
+    for (uint32_t i = 1; i < c->n->n_in; i++)
+        if (!plain_of_dtype(operand(c, i), ENGINE_F32) || numel_of(operand(c, i)) != inner)
+            return node_err(c, -EINVAL, "layer-norm scale or bias size differs from the row's");
+    if (numel_of(dst) != (p[0] ? outer : outer * inner))
+        return node_err(c, -EINVAL, "layer-norm output size does not follow from its input");
+    return 0;
+}
+
+static int nll_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *t = operand(c, 1), *dst = dst_of(c);
+    if (c->n->n_params != 3 || p[0] < K_LOSS_NONE || p[0] > K_LOSS_MEAN ||
+        (p[1] != 0 && p[1] != 1) || !plain_of_dtype(x, ENGINE_F32) ||
+        !plain_of_dtype(t, ENGINE_I64) || dst->dtype != ENGINE_F32 || x->rank < 2 ||
+        t->rank != x->rank - 1 || t->dims[0] != x->dims[0] ||
+        memcmp(t->dims + 1, x->dims + 2, (t->rank - 1) * sizeof(int64_t)))
+        return node_err(c, -EINVAL, "loss kernel shapes, dtypes or parameters do not fit");
+    if (c->n->n_in == 3 &&
+        (!plain_of_dtype(operand(c, 2), ENGINE_F32) || numel_of(operand(c, 2)) != x->dims[1]))
+        return node_err(c, -EINVAL, "loss weights must hold one float32 per class");
+    if (numel_of(dst) != (p[0] == K_LOSS_NONE ? numel_of(t) : 1))
+        return node_err(c, -EINVAL, "loss output size does not follow from its inputs");
+    return 0;
+}
+
+static int math_kernel_check(const struct node_ctx *c)
+{
+    const struct plan_node *n = c->n;
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2}, max_in[] = {1, 1, 1, 1, 2, 8, 3, 3};
+    uint32_t k = n->alg - PLAN_K_UNARY;
+    if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
+        n->n_params > c->v->n_index - n->params_first || n->n_params < 1 || n->n_post ||
+        n->sum_tensor != PLAN_NONE || dst_of(c)->layout != PLAN_LAYOUT_PLAIN)
+        return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
+    const int32_t *p = c->v->index + n->params_first;
+    switch (n->alg) {
+    case PLAN_K_UNARY:
+        return unary_check(c, p);
+    case PLAN_K_REDUCE:
+        return math_reduce_check(c, p);
+    case PLAN_K_ARGEXT:
+        return argext_check(c);
+    case PLAN_K_SOFTMAX_F:
+        return softmax_f_check(c, p);
+    case PLAN_K_LOGIC:
+        return logic_check(c, p);
+    case PLAN_K_VARIADIC:
+        return variadic_check(c, p);
+    case PLAN_K_LAYERNORM:
+        return layernorm_k_check(c, p);
+    default:
+        return nll_check(c, p);
+    }
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_NLL)
+        return math_kernel_check(&c);
     uint32_t want_in = n->alg == PLAN_K_WHERE ? 3
                        : n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY || n->alg == PLAN_K_PAD
                            ? 2

@@ -125,6 +125,17 @@ enum plan_op {
 
 /* Plain-C data-movement kernels; their parameters are int32 values in the index section. */
 enum plan_kernel {
+    /* math kernels (kernels_math.c); params[0] is the op of the family unless noted */
+    PLAN_K_UNARY = 20,      /* in: x; params: enum k_unop; alpha/beta as k_unary documents */
+    PLAN_K_REDUCE = 21,     /* in: x; params: enum k_redop, then a reduce flag per axis */
+    PLAN_K_ARGEXT = 22,     /* in: x (float32); params: is_min, select_last; axis; dst int64 */
+    PLAN_K_SOFTMAX_F = 23,  /* in: x (float32); params: enum k_smop, coerce (1: over dims axis..) */
+    PLAN_K_LOGIC = 24,      /* in: a, b (numpy broadcast); params: enum k_logop */
+    PLAN_K_VARIADIC = 25,   /* in: 1 to 8 sources (broadcast to dst); params: enum k_varop */
+    PLAN_K_LAYERNORM = 26,  /* in: x, scale, [bias]; params: output (0 Y, 1 Mean, 2 InvStdDev);
+                               axis; alpha = epsilon */
+    PLAN_K_NLL = 27,        /* in: log-probabilities [N,C,...], target int64, [weight]; params:
+                               enum k_reduction, has_ignore, ignore_index */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */

@@ -163,9 +163,78 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
     }
 }
 
+/* Splits x at axis into [outer, len, inner]; with coerce, len spans every dim from axis on. */
+static void split_at(const struct engine_shape *x, int64_t axis, int coerce, size_t *outer,
+                     size_t *len, size_t *inner)
+{
+    *outer = *len = *inner = 1;
+    for (int d = 0; d < x->rank; d++)
+        *(d < axis ? outer : d == axis || coerce ? len : inner) *= (size_t)x->dims[d];
+}
+
+static int run_layernorm(const struct session_kernel *k)
+{
+    size_t outer, len, inner;
+    split_at(&k->in_s[0], k->attr, 1, &outer, &len, &inner);
+    int which = k->params[0];
+    k_layernorm(k->in[0], k->in[1], k->n_in > 2 ? k->in[2] : NULL, outer, len, k->alpha,
+                which == 0 ? k->dst : NULL, which == 1 ? k->dst : NULL, which == 2 ? k->dst : NULL);
+    return 0;
+}
+
+static int run_nll(const struct session_kernel *k)
+{
+    size_t n, c, inner;
+    split_at(&k->in_s[0], 1, 0, &n, &c, &inner);
+    return k_nll(k->in[0], k->in[1], k->n_in > 2 ? k->in[2] : NULL, n, c, inner,
+                 (enum k_reduction)k->params[0], k->params[1], k->params[2], k->dst);
+}
+
+static int run_math_kernel(const struct session_kernel *k)
+{
+    size_t outer, len, inner;
+    switch (k->kind) {
+    case PLAN_K_UNARY:
+        k_unary((enum k_unop)k->params[0], k->in_dtype[0], k->alpha, k->beta, k->in[0], k->dst,
+                (size_t)engine_shape_numel(&k->in_s[0]));
+        return 0;
+    case PLAN_K_REDUCE:
+        k_reduce((enum k_redop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0], k->params + 1,
+                 k->dst);
+        return 0;
+    case PLAN_K_ARGEXT:
+        k_argext(k->params[0], k->params[1], k->in[0], &k->in_s[0], (int)k->attr, k->dst);
+        return 0;
+    case PLAN_K_SOFTMAX_F:
+        split_at(&k->in_s[0], k->attr, k->params[1], &outer, &len, &inner);
+        k_softmax_family((enum k_smop)k->params[0], k->in[0], k->dst, outer, len, inner);
+        return 0;
+    case PLAN_K_LOGIC:
+        return k_logic((enum k_logop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0], k->in[1],
+                       &k->in_s[1], k->dst, &k->o);
+    case PLAN_K_VARIADIC:
+        k_variadic((enum k_varop)k->params[0], k->out_dtype, k->in, k->in_s, (int)k->n_in, k->dst,
+                   &k->o);
+        return 0;
+    case PLAN_K_LAYERNORM:
+        return run_layernorm(k);
+    default:
+        return run_nll(k);
+    }
+}
+
 static int run_kernel(const struct session_kernel *k)
 {
     switch (k->kind) {
+    case PLAN_K_UNARY:
+    case PLAN_K_REDUCE:
+    case PLAN_K_ARGEXT:
+    case PLAN_K_SOFTMAX_F:
+    case PLAN_K_LOGIC:
+    case PLAN_K_VARIADIC:
+    case PLAN_K_LAYERNORM:
+    case PLAN_K_NLL:
+        return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);
         return 0;
@@ -365,7 +434,8 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
         if (rc == -EINVAL || rc == -EDOM)
             return seterr(err, errlen, rc, "model %s: node %s: %s", plan_str(v, h->model_name),
                           plan_str(v, v->nodes[k].name),
-                          rc == -EDOM ? "integer division by zero" : "gather index out of range");
+                          rc == -EDOM ? "integer division by zero"
+                                      : "an index (gather, loss target) is out of range");
         if (rc)
             return seterr(err, errlen, -EIO, "model %s: node %s failed to run",
                           plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));

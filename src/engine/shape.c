@@ -1284,21 +1284,40 @@ static int eval_pad(struct ir_graph *g, struct ir_node *n, char *err, size_t err
     return set_data(g, n, 0, d);
 }
 
-static int infer_reduce_mean(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+/* ---- math ops (kernels_math.c) ---- */
+
+static int unsupported_type(struct ir_graph *g, struct ir_node *n, const struct ir_tensor *x,
+                            char *err, size_t errlen)
+{
+    return ir_node_err(g, n, err, errlen, -ENOTSUP, "input type %s is unsupported for %s",
+                       engine_dtype_name(x->dtype), n->op);
+}
+
+static int infer_unary_math(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int out = k_unary_dtype((enum k_unop)k_unop_find(n->op), x->dtype);
+    if (!out)
+        return unsupported_type(g, n, x, err, errlen);
+    return set_out(g, n, 0, out, &x->shape, err, errlen);
+}
+
+/* Reductions: the reduced axes become the normalised attribute reduce_mask (1 per reduced input
+ * axis); empty axes reduce everything unless noop_with_empty_axes, which reduces nothing. */
+static int infer_reduce(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 2, err, errlen), k, axis;
     int64_t v[ENGINE_MAX_RANK], mask[ENGINE_MAX_RANK] = {0};
-    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
-        (rc = read_axes(g, n, v, &k, err, errlen)) < 0)
+    if (rc || (rc = read_axes(g, n, v, &k, err, errlen)) < 0)
         return rc;
     struct ir_tensor *x = in_t(g, n, 0);
-    if (rc == 0 || k == 0) {
-        if (ir_attr_int(n, "noop_with_empty_axes", 0))
-            return ir_node_err(g, n, err, errlen, -ENOTSUP,
-                               "unsupported attribute noop_with_empty_axes=1");
-        for (int i = 0; i < x->shape.rank; i++)
-            mask[i] = 1;
-    }
+    if (!k_reduce_dtype_ok((enum k_redop)k_redop_find(n->op), x->dtype))
+        return unsupported_type(g, n, x, err, errlen);
+    for (int i = 0; (rc == 0 || k == 0) && i < x->shape.rank; i++)
+        mask[i] = !ir_attr_int(n, "noop_with_empty_axes", 0);
     for (int i = 0; i < k; i++) {
         if ((rc = norm_axis(g, n, v[i], x->shape.rank, &axis, err, errlen)))
             return rc;
@@ -1309,29 +1328,209 @@ static int infer_reduce_mean(struct ir_graph *g, struct ir_node *n, char *err, s
     for (int i = 0; i < x->shape.rank; i++)
         if (!mask[i] || keep)
             o.dims[o.rank++] = mask[i] ? 1 : x->shape.dims[i];
-    /* normalised for the backend: 1 on every reduced input axis */
     if (ir_attr_set_ints(n, "reduce_mask", mask, (size_t)x->shape.rank))
         return oom(g, n, err, errlen);
-    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
 }
 
-static int eval_reduce_mean(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+static int eval_reduce(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     struct ir_tensor *x = in_t(g, n, 0);
     const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
-    int mask[ENGINE_MAX_RANK];
+    int32_t mask[ENGINE_MAX_RANK];
     for (int i = 0; i < x->shape.rank; i++)
-        mask[i] = (int)a->ints[i];
-    float *d = alloc_out(g, n, 0);
+        mask[i] = (int32_t)a->ints[i];
+    void *d = alloc_out(g, n, 0);
     if (!d)
         return oom(g, n, err, errlen);
-    k_reduce_mean(x->data, &x->shape, mask, d);
+    k_reduce((enum k_redop)k_redop_find(n->op), x->dtype, x->data, &x->shape, mask, d);
     return set_data(g, n, 0, d);
+}
+
+/* ArgMax/ArgMin: int64 indices; axis normalised. */
+static int infer_argext(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), axis;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", 0), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    if (x->shape.dims[axis] < 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "axis %d is empty", axis);
+    int keep = ir_attr_int(n, "keepdims", 1) != 0;
+    struct engine_shape o = {.rank = 0};
+    for (int i = 0; i < x->shape.rank; i++)
+        if (i != axis || keep)
+            o.dims[o.rank++] = i == axis ? 1 : x->shape.dims[i];
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_I64, &o, err, errlen);
+}
+
+/* LogSoftmax, Hardmax: axis normalised; before opset 13 the kernel coerces to 2-D at axis. */
+static int infer_softmax_f(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), axis;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t def = g->opset >= 13 ? -1 : 1;
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", def), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
+}
+
+/* And, Or, Xor, Mod, LessOrEqual, GreaterOrEqual, PRelu (slope broadcast to X only). */
+static int infer_logic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
+    int op = k_logop_find(n->op, (int)ir_attr_int(n, "fmod", 0));
+    int out = a->dtype == b->dtype ? k_logic_dtype((enum k_logop)op, a->dtype) : 0;
+    if (!out)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "input types %s and %s are unsupported",
+                           engine_dtype_name(a->dtype), engine_dtype_name(b->dtype));
+    struct engine_shape o;
+    char s1[128], s2[128];
+    if (k_broadcast_shape(&a->shape, &b->shape, &o) ||
+        (op == K_PRELU && (o.rank != a->shape.rank ||
+                           memcmp(o.dims, a->shape.dims, (size_t)o.rank * sizeof(int64_t)))))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "shapes %s and %s do not broadcast",
+                           shape_s(&a->shape, s1), shape_s(&b->shape, s2));
+    return set_out(g, n, 0, out, &o, err, errlen);
+}
+
+static int variadic_binary(const struct ir_node *n)
+{
+    return n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0);
+}
+
+/* Sum, Mean, Max, Min of 1 to 8 inputs (two-input Max/Min stay binary ops). */
+static int infer_variadic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (variadic_binary(n))
+        return infer_binary(g, n, err, errlen);
+    int rc = arity(g, n, 1, 8, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    struct engine_shape o = x->shape;
+    for (int i = 0; i < n->n_in; i++) {
+        struct ir_tensor *t = in_t(g, n, i);
+        if (!t || t->dtype != x->dtype || k_broadcast_shape(&o, &t->shape, &o))
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "inputs are missing, differ in type or do not broadcast");
+    }
+    if (!k_variadic_dtype_ok((enum k_varop)k_varop_find(n->op), x->dtype))
+        return unsupported_type(g, n, x, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_variadic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (variadic_binary(n))
+        return eval_binary(g, n, err, errlen);
+    const void *srcs[8];
+    struct engine_shape shapes[8];
+    for (int i = 0; i < n->n_in; i++) {
+        srcs[i] = in_t(g, n, i)->data;
+        shapes[i] = in_t(g, n, i)->shape;
+    }
+    struct ir_tensor *o = &g->tensors[n->out[0]];
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_variadic((enum k_varop)k_varop_find(n->op), o->dtype, srcs, shapes, n->n_in, d, &o->shape);
+    return set_data(g, n, 0, d);
+}
+
+/* NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: input [N, C, d...], int64 target
+ * [N, d...], optional weights [C]; loss per element (reduction none) or a scalar. */
+static int infer_loss(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_I64, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *t = in_t(g, n, 1), *w = in_t(g, n, 2);
+    const char *red = ir_attr_str(n, "reduction", "mean");
+    int ok = x->shape.rank >= 2 && t->shape.rank == x->shape.rank - 1 &&
+             t->shape.dims[0] == x->shape.dims[0] &&
+             memcmp(t->shape.dims + 1, x->shape.dims + 2,
+                    (size_t)(t->shape.rank - 1) * sizeof(int64_t)) == 0 &&
+             (!w || (w->shape.rank == 1 && w->shape.dims[0] == x->shape.dims[1]));
+    if (!ok)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "input [N, C, ...], target [N, ...] and weights [C] do not match");
+    if (strcmp(red, "none") != 0 && strcmp(red, "sum") != 0 && strcmp(red, "mean") != 0)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute reduction=%s", red);
+    struct engine_shape scalar = {.rank = 0};
+    rc = set_out(g, n, 0, ENGINE_F32, strcmp(red, "none") == 0 ? &t->shape : &scalar, err, errlen);
+    if (!rc && strcmp(n->op, "SoftmaxCrossEntropyLoss") == 0)
+        rc = set_out(g, n, 1, ENGINE_F32, &x->shape, err, errlen);
+    return rc;
 }
 
 /* ---- the table ---- */
 
 static const struct ir_op_def ops[] = {
+    {"Neg", infer_unary_math, NULL},
+    {"Reciprocal", infer_unary_math, NULL},
+    {"Cos", infer_unary_math, NULL},
+    {"Sin", infer_unary_math, NULL},
+    {"Tan", infer_unary_math, NULL},
+    {"Sinh", infer_unary_math, NULL},
+    {"Cosh", infer_unary_math, NULL},
+    {"Asin", infer_unary_math, NULL},
+    {"Acos", infer_unary_math, NULL},
+    {"Atan", infer_unary_math, NULL},
+    {"Asinh", infer_unary_math, NULL},
+    {"Acosh", infer_unary_math, NULL},
+    {"Atanh", infer_unary_math, NULL},
+    {"Ceil", infer_unary_math, NULL},
+    {"Floor", infer_unary_math, NULL},
+    {"Round", infer_unary_math, NULL},
+    {"Sign", infer_unary_math, NULL},
+    {"Erf", infer_unary_math, NULL},
+    {"Log", infer_unary_math, NULL},
+    {"IsInf", infer_unary_math, NULL},
+    {"IsNaN", infer_unary_math, NULL},
+    {"ThresholdedRelu", infer_unary_math, NULL},
+    {"Shrink", infer_unary_math, NULL},
+    {"Celu", infer_unary_math, NULL},
+    {"Softsign", infer_unary_math, NULL},
+    {"Softplus", infer_unary_math, NULL},
+    {"Not", infer_unary_math, NULL},
+    {"ReduceSum", infer_reduce, eval_reduce},
+    {"ReduceMax", infer_reduce, eval_reduce},
+    {"ReduceMin", infer_reduce, eval_reduce},
+    {"ReduceProd", infer_reduce, eval_reduce},
+    {"ReduceL1", infer_reduce, eval_reduce},
+    {"ReduceL2", infer_reduce, eval_reduce},
+    {"ReduceSumSquare", infer_reduce, eval_reduce},
+    {"ReduceLogSum", infer_reduce, eval_reduce},
+    {"ReduceLogSumExp", infer_reduce, eval_reduce},
+    {"ArgMax", infer_argext, NULL},
+    {"ArgMin", infer_argext, NULL},
+    {"LogSoftmax", infer_softmax_f, NULL},
+    {"Hardmax", infer_softmax_f, NULL},
+    {"And", infer_logic, NULL},
+    {"Or", infer_logic, NULL},
+    {"Xor", infer_logic, NULL},
+    {"Mod", infer_logic, NULL},
+    {"LessOrEqual", infer_logic, NULL},
+    {"GreaterOrEqual", infer_logic, NULL},
+    {"PRelu", infer_logic, NULL},
+    {"Sum", infer_variadic, eval_variadic},
+    {"Mean", infer_variadic, eval_variadic},
+    {"NegativeLogLikelihoodLoss", infer_loss, NULL},
+    {"SoftmaxCrossEntropyLoss", infer_loss, NULL},
     {"Abs", infer_act, eval_act},
     {"Add", infer_binary, eval_binary},
     {"AveragePool", infer_pool, NULL},
@@ -1359,14 +1558,14 @@ static const struct ir_op_def ops[] = {
     {"LeakyRelu", infer_act, eval_act},
     {"Less", infer_binary, eval_binary},
     {"MatMul", infer_matmul, NULL},
-    {"Max", infer_binary, eval_binary},
+    {"Max", infer_variadic, eval_variadic},
     {"MaxPool", infer_pool, NULL},
-    {"Min", infer_binary, eval_binary},
+    {"Min", infer_variadic, eval_variadic},
     {"Mul", infer_binary, eval_binary},
     {"Pad", infer_pad, eval_pad},
     {"Pow", infer_binary, eval_binary},
     {"Range", infer_range, eval_range},
-    {"ReduceMean", infer_reduce_mean, eval_reduce_mean},
+    {"ReduceMean", infer_reduce, eval_reduce},
     {"Relu", infer_act, eval_act},
     {"Reshape", infer_reshape, eval_copy},
     {"Shape", infer_shape, eval_shape},

@@ -1,0 +1,629 @@
+/*
+ * kernels_math.c — plain-C math operators (see the "kernels_math.c" section of kernels.h).
+ *
+ * These ops are rare in CNN inference, so the kernels favour exact ONNX semantics over speed:
+ * float math in float (double accumulators for sums), integers through int64, broadcasting by
+ * the same flat-index decomposition as kernels.c. Every kernel trusts its shapes (plan.c checks
+ * them against the buffers) and checks the run-time values it indexes with.
+ */
+#include "engine/kernels.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- name tables ---- */
+
+static int find_name(const char *const *names, int count, const char *op)
+{
+    for (int i = 0; i < count; i++)
+        if (names[i] && strcmp(names[i], op) == 0)
+            return i;
+    return -1;
+}
+
+int k_unop_find(const char *onnx_op)
+{
+    static const char *const names[K_UNOP_COUNT_] = {
+        [K_NEG] = "Neg",           [K_RECIPROCAL] = "Reciprocal",
+        [K_COS] = "Cos",           [K_SIN] = "Sin",
+        [K_TAN] = "Tan",           [K_SINH] = "Sinh",
+        [K_COSH] = "Cosh",         [K_ASIN] = "Asin",
+        [K_ACOS] = "Acos",         [K_ATAN] = "Atan",
+        [K_ASINH] = "Asinh",       [K_ACOSH] = "Acosh",
+        [K_ATANH] = "Atanh",       [K_CEIL] = "Ceil",
+        [K_FLOOR] = "Floor",       [K_ROUND] = "Round",
+        [K_SIGN] = "Sign",         [K_ERF] = "Erf",
+        [K_LOG] = "Log",           [K_ISINF] = "IsInf",
+        [K_ISNAN] = "IsNaN",       [K_THRESHOLDED_RELU] = "ThresholdedRelu",
+        [K_SHRINK] = "Shrink",     [K_CELU] = "Celu",
+        [K_SOFTSIGN] = "Softsign", [K_SOFTPLUS] = "Softplus",
+        [K_NOT] = "Not",
+    };
+    return find_name(names, K_UNOP_COUNT_, onnx_op);
+}
+
+int k_redop_find(const char *onnx_op)
+{
+    static const char *const names[K_REDOP_COUNT_] = {
+        [K_RSUM] = "ReduceSum",       [K_RMEAN] = "ReduceMean",
+        [K_RMAX] = "ReduceMax",       [K_RMIN] = "ReduceMin",
+        [K_RPROD] = "ReduceProd",     [K_RL1] = "ReduceL1",
+        [K_RL2] = "ReduceL2",         [K_RSUMSQ] = "ReduceSumSquare",
+        [K_RLOGSUM] = "ReduceLogSum", [K_RLOGSUMEXP] = "ReduceLogSumExp",
+    };
+    return find_name(names, K_REDOP_COUNT_, onnx_op);
+}
+
+int k_logop_find(const char *onnx_op, int fmod)
+{
+    static const char *const names[K_LOGOP_COUNT_] = {
+        [K_AND] = "And",
+        [K_OR] = "Or",
+        [K_XOR] = "Xor",
+        [K_MOD] = "Mod",
+        [K_LESS_EQUAL] = "LessOrEqual",
+        [K_GREATER_EQUAL] = "GreaterOrEqual",
+        [K_PRELU] = "PRelu",
+    };
+    int op = find_name(names, K_LOGOP_COUNT_, onnx_op);
+    return op == K_MOD && fmod ? K_FMOD : op;
+}
+
+int k_varop_find(const char *onnx_op)
+{
+    static const char *const names[K_VAROP_COUNT_] = {
+        [K_VSUM] = "Sum", [K_VMEAN] = "Mean", [K_VMAX] = "Max", [K_VMIN] = "Min"};
+    return find_name(names, K_VAROP_COUNT_, onnx_op);
+}
+
+/* ---- integers through int64 ---- */
+
+static int is_int(int dtype)
+{
+    return dtype == ENGINE_I32 || dtype == ENGINE_I64 || dtype == ENGINE_I8 || dtype == ENGINE_U8;
+}
+
+static int64_t load_int(const void *p, int dtype, size_t i)
+{
+    switch (dtype) {
+    case ENGINE_I64:
+        return ((const int64_t *)p)[i];
+    case ENGINE_I32:
+        return ((const int32_t *)p)[i];
+    case ENGINE_I8:
+        return ((const int8_t *)p)[i];
+    default:
+        return ((const uint8_t *)p)[i];
+    }
+}
+
+/* Stores v wrapped to the dtype's width (two's complement, as numpy does). */
+static void store_int(void *p, int dtype, size_t i, int64_t v)
+{
+    switch (dtype) {
+    case ENGINE_I64:
+        ((int64_t *)p)[i] = v;
+        break;
+    case ENGINE_I32:
+        ((int32_t *)p)[i] = (int32_t)(uint32_t)(uint64_t)v;
+        break;
+    case ENGINE_I8:
+        ((int8_t *)p)[i] = (int8_t)(uint8_t)(uint64_t)v;
+        break;
+    default:
+        ((uint8_t *)p)[i] = (uint8_t)(uint64_t)v;
+        break;
+    }
+}
+
+/* Wrapping int64 arithmetic: overflow is defined (as numpy's) rather than UB. */
+static int64_t wrap_add(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+static int64_t wrap_mul(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a * (uint64_t)b);
+}
+
+/* ---- unary ---- */
+
+int k_unary_dtype(enum k_unop op, int dtype)
+{
+    if ((unsigned)op >= K_UNOP_COUNT_)
+        return 0;
+    if (op == K_NOT)
+        return dtype == ENGINE_BOOL ? ENGINE_BOOL : 0;
+    if (op == K_ISINF || op == K_ISNAN)
+        return dtype == ENGINE_F32 ? ENGINE_BOOL : 0;
+    if (dtype == ENGINE_F32)
+        return ENGINE_F32;
+    return (op == K_NEG || op == K_SIGN) && is_int(dtype) && dtype != ENGINE_U8 ? dtype : 0;
+}
+
+static float softplus(float x)
+{
+    /* log(1 + e^x) without overflow for large x */
+    return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x));
+}
+
+static float unary_f32(enum k_unop op, float alpha, float beta, float x)
+{
+    switch (op) {
+    case K_NEG:
+        return -x;
+    case K_RECIPROCAL:
+        return 1.0f / x;
+    case K_COS:
+        return cosf(x);
+    case K_SIN:
+        return sinf(x);
+    case K_TAN:
+        return tanf(x);
+    case K_SINH:
+        return sinhf(x);
+    case K_COSH:
+        return coshf(x);
+    case K_ASIN:
+        return asinf(x);
+    case K_ACOS:
+        return acosf(x);
+    case K_ATAN:
+        return atanf(x);
+    case K_ASINH:
+        return asinhf(x);
+    case K_ACOSH:
+        return acoshf(x);
+    case K_ATANH:
+        return atanhf(x);
+    case K_CEIL:
+        return ceilf(x);
+    case K_FLOOR:
+        return floorf(x);
+    case K_ROUND:
+        return rintf(x); /* the default rounding mode rounds half to even */
+    case K_SIGN:
+        return x > 0 ? 1.0f : x < 0 ? -1.0f : x;
+    case K_ERF:
+        return erff(x);
+    case K_LOG:
+        return logf(x);
+    case K_THRESHOLDED_RELU:
+        return x > alpha ? x : 0.0f;
+    case K_SHRINK:
+        return x < -alpha ? x + beta : x > alpha ? x - beta : 0.0f;
+    case K_CELU:
+        return fmaxf(0.0f, x) + fminf(0.0f, alpha * expm1f(x / alpha));
+    case K_SOFTSIGN:
+        return x / (1.0f + fabsf(x));
+    case K_SOFTPLUS:
+        return softplus(x);
+    default:
+        return x;
+    }
+}
+
+static uint8_t unary_bool(enum k_unop op, float alpha, float beta, float x)
+{
+    if (op == K_ISNAN)
+        return isnan(x) != 0;
+    return isinf(x) && ((x > 0 && alpha != 0.0f) || (x < 0 && beta != 0.0f));
+}
+
+void k_unary(enum k_unop op, int dtype, float alpha, float beta, const void *src, void *dst,
+             size_t n)
+{
+    if (op == K_NOT) {
+        for (size_t i = 0; i < n; i++)
+            ((uint8_t *)dst)[i] = !((const uint8_t *)src)[i];
+    } else if (op == K_ISINF || op == K_ISNAN) {
+        for (size_t i = 0; i < n; i++)
+            ((uint8_t *)dst)[i] = unary_bool(op, alpha, beta, ((const float *)src)[i]);
+    } else if (dtype == ENGINE_F32) {
+        for (size_t i = 0; i < n; i++)
+            ((float *)dst)[i] = unary_f32(op, alpha, beta, ((const float *)src)[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            int64_t v = load_int(src, dtype, i);
+            store_int(dst, dtype, i, op == K_NEG ? (int64_t)(0 - (uint64_t)v) : (v > 0) - (v < 0));
+        }
+    }
+}
+
+/* ---- reductions ---- */
+
+int k_reduce_dtype_ok(enum k_redop op, int dtype)
+{
+    if ((unsigned)op >= K_REDOP_COUNT_)
+        return 0;
+    if (dtype == ENGINE_F32)
+        return 1;
+    return (dtype == ENGINE_I32 || dtype == ENGINE_I64) && op <= K_RPROD;
+}
+
+/* The reduced axes' dims and strides, and the kept ones', of a shape under a mask. */
+struct red_walk {
+    int nk, nr;
+    int64_t kdim[ENGINE_MAX_RANK], kst[ENGINE_MAX_RANK];
+    int64_t rdim[ENGINE_MAX_RANK], rst[ENGINE_MAX_RANK];
+    size_t kept, count;
+};
+
+static void red_walk_init(struct red_walk *w, const struct engine_shape *s, const int32_t *mask)
+{
+    int64_t st = 1;
+    w->nk = w->nr = 0;
+    w->kept = w->count = 1;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        if (mask[d]) {
+            w->rdim[w->nr] = s->dims[d];
+            w->rst[w->nr++] = st;
+            w->count *= (size_t)s->dims[d];
+        } else {
+            w->kdim[w->nk] = s->dims[d];
+            w->kst[w->nk++] = st;
+            w->kept *= (size_t)s->dims[d];
+        }
+        st *= s->dims[d];
+    }
+}
+
+/* Offset of flat index i over dims listed innermost first. */
+static size_t walk_offset(size_t i, const int64_t *dims, const int64_t *st, int n)
+{
+    size_t off = 0;
+    for (int d = 0; d < n; d++) {
+        off += (i % (size_t)dims[d]) * (size_t)st[d];
+        i /= (size_t)dims[d];
+    }
+    return off;
+}
+
+static float reduce_f32(enum k_redop op, const float *x, const struct red_walk *w, size_t base)
+{
+    double acc = op == K_RPROD ? 1.0 : op == K_RMAX ? -INFINITY : op == K_RMIN ? INFINITY : 0.0;
+    double mx = -INFINITY;
+    for (size_t r = 0; op == K_RLOGSUMEXP && r < w->count; r++) {
+        double v = x[base + walk_offset(r, w->rdim, w->rst, w->nr)];
+        mx = v > mx || isnan(v) ? v : mx;
+    }
+    if (op == K_RLOGSUMEXP && (isinf(mx) || isnan(mx)))
+        return (float)mx; /* all -inf (or empty) stays -inf; +inf or nan propagate */
+    for (size_t r = 0; r < w->count; r++) {
+        double v = x[base + walk_offset(r, w->rdim, w->rst, w->nr)];
+        switch (op) {
+        case K_RMAX:
+            acc = v > acc || isnan(v) ? v : acc;
+            break;
+        case K_RMIN:
+            acc = v < acc || isnan(v) ? v : acc;
+            break;
+        case K_RPROD:
+            acc *= v;
+            break;
+        case K_RL1:
+            acc += fabs(v);
+            break;
+        case K_RL2:
+        case K_RSUMSQ:
+            acc += v * v;
+            break;
+        case K_RLOGSUMEXP:
+            acc += exp(v - mx);
+            break;
+        default:
+            acc += v;
+            break;
+        }
+    }
+    switch (op) {
+    case K_RMEAN:
+        return (float)(acc / (double)w->count);
+    case K_RL2:
+        return (float)sqrt(acc);
+    case K_RLOGSUM:
+        return (float)log(acc);
+    case K_RLOGSUMEXP:
+        return (float)(mx + log(acc));
+    default:
+        return (float)acc;
+    }
+}
+
+static int64_t reduce_int(enum k_redop op, int dtype, const void *x, const struct red_walk *w,
+                          size_t base)
+{
+    int64_t acc = op == K_RPROD ? 1 : op == K_RMAX ? INT64_MIN : op == K_RMIN ? INT64_MAX : 0;
+    for (size_t r = 0; r < w->count; r++) {
+        int64_t v = load_int(x, dtype, base + walk_offset(r, w->rdim, w->rst, w->nr));
+        acc = op == K_RMAX    ? (v > acc ? v : acc)
+              : op == K_RMIN  ? (v < acc ? v : acc)
+              : op == K_RPROD ? wrap_mul(acc, v)
+                              : wrap_add(acc, v);
+    }
+    if (op == K_RMEAN)
+        return w->count ? acc / (int64_t)w->count : 0;
+    return acc;
+}
+
+void k_reduce(enum k_redop op, int dtype, const void *src, const struct engine_shape *s,
+              const int32_t *mask, void *dst)
+{
+    struct red_walk w;
+    red_walk_init(&w, s, mask);
+    for (size_t o = 0; o < w.kept; o++) {
+        size_t base = walk_offset(o, w.kdim, w.kst, w.nk);
+        if (dtype == ENGINE_F32)
+            ((float *)dst)[o] = reduce_f32(op, src, &w, base);
+        else
+            store_int(dst, dtype, o, reduce_int(op, dtype, src, &w, base));
+    }
+}
+
+/* ---- arg-extrema and the softmax family ---- */
+
+static void axis_split(const struct engine_shape *s, int axis, size_t *outer, size_t *len,
+                       size_t *inner)
+{
+    *outer = *inner = 1;
+    for (int d = 0; d < axis; d++)
+        *outer *= (size_t)s->dims[d];
+    for (int d = axis + 1; d < s->rank; d++)
+        *inner *= (size_t)s->dims[d];
+    *len = (size_t)s->dims[axis];
+}
+
+void k_argext(int is_min, int select_last, const float *src, const struct engine_shape *s, int axis,
+              int64_t *dst)
+{
+    size_t outer, len, inner;
+    axis_split(s, axis, &outer, &len, &inner);
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            const float *x = src + o * len * inner + i;
+            size_t best = 0;
+            for (size_t k = 1; k < len; k++) {
+                float v = x[k * inner], b = x[best * inner];
+                int better = is_min ? v < b : v > b;
+                if (better || (select_last && v == b))
+                    best = k;
+            }
+            dst[o * inner + i] = (int64_t)best;
+        }
+}
+
+static void softmax_row(enum k_smop op, const float *x, float *y, size_t len, size_t inner)
+{
+    float mx = -INFINITY;
+    size_t arg = 0;
+    for (size_t k = 0; k < len; k++)
+        if (x[k * inner] > mx) {
+            mx = x[k * inner];
+            arg = k;
+        }
+    if (op == K_SM_HARDMAX) {
+        for (size_t k = 0; k < len; k++)
+            y[k * inner] = k == arg ? 1.0f : 0.0f;
+        return;
+    }
+    double sum = 0;
+    for (size_t k = 0; k < len; k++)
+        sum += exp((double)x[k * inner] - mx);
+    for (size_t k = 0; k < len; k++) {
+        double d = (double)x[k * inner] - mx;
+        y[k * inner] = (float)(op == K_SM_LOGSOFTMAX ? d - log(sum) : exp(d) / sum);
+    }
+}
+
+void k_softmax_family(enum k_smop op, const float *src, float *dst, size_t outer, size_t len,
+                      size_t inner)
+{
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++)
+            softmax_row(op, src + o * len * inner + i, dst + o * len * inner + i, len, inner);
+}
+
+/* ---- logic and other binary ops ---- */
+
+int k_logic_dtype(enum k_logop op, int dtype)
+{
+    switch (op) {
+    case K_AND:
+    case K_OR:
+    case K_XOR:
+        return dtype == ENGINE_BOOL ? ENGINE_BOOL : 0;
+    case K_LESS_EQUAL:
+    case K_GREATER_EQUAL:
+        return dtype == ENGINE_F32 || is_int(dtype) ? ENGINE_BOOL : 0;
+    case K_MOD:
+    case K_FMOD:
+        return dtype == ENGINE_F32 || is_int(dtype) ? dtype : 0;
+    case K_PRELU:
+        return dtype == ENGINE_F32 ? dtype : 0;
+    default:
+        return 0;
+    }
+}
+
+static float logic_f32(enum k_logop op, float x, float y)
+{
+    switch (op) {
+    case K_MOD: {
+        float r = fmodf(x, y);
+        return r != 0 && (r < 0) != (y < 0) ? r + y : r;
+    }
+    case K_FMOD:
+        return fmodf(x, y);
+    case K_LESS_EQUAL:
+        return x <= y;
+    case K_GREATER_EQUAL:
+        return x >= y;
+    default: /* K_PRELU */
+        return x < 0 ? x * y : x;
+    }
+}
+
+/* Integer modulo; y != 0 is checked by the caller. INT64_MIN % -1 is 0, not a trap. */
+static int64_t int_mod(int64_t x, int64_t y, int python)
+{
+    int64_t r = y == -1 ? 0 : x % y;
+    return python && r != 0 && (r < 0) != (y < 0) ? r + y : r;
+}
+
+static int64_t logic_int(enum k_logop op, int64_t x, int64_t y)
+{
+    switch (op) {
+    case K_AND:
+        return x && y;
+    case K_OR:
+        return x || y;
+    case K_XOR:
+        return !x != !y;
+    case K_MOD:
+    case K_FMOD:
+        return int_mod(x, y, op == K_MOD);
+    case K_LESS_EQUAL:
+        return x <= y;
+    default: /* K_GREATER_EQUAL */
+        return x >= y;
+    }
+}
+
+int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape *as, const void *b,
+            const struct engine_shape *bs, void *dst, const struct engine_shape *ds)
+{
+    int64_t sa[ENGINE_MAX_RANK], sb[ENGINE_MAX_RANK];
+    bcast_strides(as, ds, sa);
+    bcast_strides(bs, ds, sb);
+    size_t n = (size_t)engine_shape_numel(ds), nb = (size_t)engine_shape_numel(bs);
+    int out = k_logic_dtype(op, dtype);
+    if ((op == K_MOD || op == K_FMOD) && dtype != ENGINE_F32)
+        for (size_t i = 0; i < nb; i++)
+            if (load_int(b, dtype, i) == 0)
+                return -EDOM;
+    for (size_t i = 0; i < n; i++) {
+        size_t ia = bcast_offset(i, ds, sa), ib = bcast_offset(i, ds, sb);
+        if (dtype == ENGINE_F32) {
+            float v = logic_f32(op, ((const float *)a)[ia], ((const float *)b)[ib]);
+            if (out == ENGINE_BOOL)
+                ((uint8_t *)dst)[i] = v != 0;
+            else
+                ((float *)dst)[i] = v;
+        } else {
+            int64_t v = logic_int(op, load_int(a, dtype, ia), load_int(b, dtype, ib));
+            store_int(dst, out == ENGINE_BOOL ? ENGINE_U8 : dtype, i, v);
+        }
+    }
+    return 0;
+}
+
+/* ---- variadic element-wise ---- */
+
+int k_variadic_dtype_ok(enum k_varop op, int dtype)
+{
+    if ((unsigned)op >= K_VAROP_COUNT_)
+        return 0;
+    return dtype == ENGINE_F32 || (op != K_VMEAN && (dtype == ENGINE_I32 || dtype == ENGINE_I64));
+}
+
+static void variadic_f32(enum k_varop op, const float *x, const struct engine_shape *xs, int first,
+                         float *dst, const struct engine_shape *ds)
+{
+    int64_t st[ENGINE_MAX_RANK];
+    bcast_strides(xs, ds, st);
+    size_t n = (size_t)engine_shape_numel(ds);
+    for (size_t i = 0; i < n; i++) {
+        float v = x[bcast_offset(i, ds, st)], d = dst[i];
+        dst[i] = first          ? v
+                 : op == K_VMAX ? (v > d || isnan(v) ? v : d)
+                 : op == K_VMIN ? (v < d || isnan(v) ? v : d)
+                                : d + v;
+    }
+}
+
+static void variadic_int(enum k_varop op, int dtype, const void *x, const struct engine_shape *xs,
+                         int first, void *dst, const struct engine_shape *ds)
+{
+    int64_t st[ENGINE_MAX_RANK];
+    bcast_strides(xs, ds, st);
+    size_t n = (size_t)engine_shape_numel(ds);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = load_int(x, dtype, bcast_offset(i, ds, st));
+        int64_t d = first ? v : load_int(dst, dtype, i);
+        store_int(dst, dtype, i,
+                  first          ? v
+                  : op == K_VMAX ? (v > d ? v : d)
+                  : op == K_VMIN ? (v < d ? v : d)
+                                 : wrap_add(d, v));
+    }
+}
+
+void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
+                const struct engine_shape *shapes, int n, void *dst, const struct engine_shape *ds)
+{
+    for (int k = 0; k < n; k++) {
+        if (dtype == ENGINE_F32)
+            variadic_f32(op, srcs[k], &shapes[k], k == 0, dst, ds);
+        else
+            variadic_int(op, dtype, srcs[k], &shapes[k], k == 0, dst, ds);
+    }
+    if (op == K_VMEAN && dtype == ENGINE_F32) {
+        size_t m = (size_t)engine_shape_numel(ds);
+        for (size_t i = 0; i < m; i++)
+            ((float *)dst)[i] /= (float)n;
+    }
+}
+
+/* ---- layer normalisation ---- */
+
+void k_layernorm(const float *x, const float *scale, const float *bias, size_t outer, size_t inner,
+                 float eps, float *y, float *mean, float *inv_std)
+{
+    for (size_t o = 0; o < outer; o++) {
+        const float *row = x + o * inner;
+        double sum = 0, sq = 0;
+        for (size_t i = 0; i < inner; i++)
+            sum += row[i];
+        double mu = inner ? sum / (double)inner : 0;
+        for (size_t i = 0; i < inner; i++)
+            sq += (row[i] - mu) * (row[i] - mu);
+        double var = inner ? sq / (double)inner : 0;
+        double inv = 1.0 / sqrt(var + eps);
+        if (mean)
+            mean[o] = (float)mu;
+        if (inv_std)
+            inv_std[o] = (float)inv;
+        for (size_t i = 0; y && i < inner; i++)
+            y[o * inner + i] = (float)((row[i] - mu) * inv * scale[i] + (bias ? bias[i] : 0.0f));
+    }
+}
+
+/* ---- losses ---- */
+
+int k_nll(const float *logp, const int64_t *target, const float *weight, size_t n, size_t c,
+          size_t inner, enum k_reduction red, int has_ignore, int64_t ignore_index, float *dst)
+{
+    size_t m = n * inner;
+    for (size_t j = 0; j < m; j++)
+        if (!(has_ignore && target[j] == ignore_index) && (target[j] < 0 || (size_t)target[j] >= c))
+            return -EINVAL;
+    double sum = 0, wsum = 0;
+    for (size_t j = 0; j < m; j++) {
+        size_t b = j / inner, i = j % inner;
+        int64_t t = target[j];
+        int ignored = has_ignore && t == ignore_index;
+        double w = ignored ? 0.0 : weight ? weight[t] : 1.0;
+        double loss = ignored ? 0.0 : -w * logp[(b * c + (size_t)t) * inner + i];
+        if (red == K_LOSS_NONE)
+            dst[j] = (float)loss;
+        sum += loss;
+        wsum += w;
+    }
+    if (red == K_LOSS_SUM)
+        dst[0] = (float)sum;
+    else if (red == K_LOSS_MEAN)
+        dst[0] = (float)(sum / wsum);
+    return 0;
+}
