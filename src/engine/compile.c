@@ -1078,6 +1078,8 @@ static int emit_kernel(struct lower *l, const struct ir_node *n, uint32_t kind, 
 
 /* ---- math kernels (kernels_math.c) ---- */
 
+static int const_ints(struct lower *l, const struct ir_node *n, int i, int64_t *out, int *count);
+
 /* Emits a math kernel from plain operands ins into plan tensor out. */
 static int emit_math_to(struct lower *l, const struct ir_node *n, int64_t out, uint32_t kind,
                         const int64_t *ins, uint32_t n_in, const int64_t *params, uint32_t n_params,
@@ -1134,18 +1136,50 @@ static int lower_unary_math(struct lower *l, const struct ir_node *n)
     return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_UNARY, ins, 1, &op, 1, 0, alpha, beta);
 }
 
+/* The reduce flag per axis: shape inference's reduce_mask, or for graphs that skipped it, the
+ * axes attribute or constant input (none: every axis unless noop_with_empty_axes). */
+static int reduce_flags(struct lower *l, const struct ir_node *n, int r, int64_t *flags)
+{
+    const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
+    int64_t axes[ENGINE_MAX_RANK];
+    int na = 0;
+    if (a && a->type == IR_ATTR_INTS && a->n == (size_t)r) {
+        memcpy(flags, a->ints, a->n * sizeof(int64_t));
+        return 0;
+    }
+    a = ir_attr_get(n, "axes");
+    if (a && (a->type != IR_ATTR_INTS || a->n > ENGINE_MAX_RANK))
+        return lerr(l, n, -EINVAL, "bad axes");
+    if (a) {
+        na = (int)a->n;
+        memcpy(axes, a->ints, a->n * sizeof(int64_t));
+    } else if (const_ints(l, n, 1, axes, &na)) {
+        return -EINVAL;
+    }
+    for (int i = 0; i < r; i++)
+        flags[i] = na == 0 && !ir_attr_int(n, "noop_with_empty_axes", 0);
+    for (int j = 0; j < na; j++) {
+        int64_t ax = axes[j] < 0 ? axes[j] + r : axes[j];
+        if (ax < 0 || ax >= r)
+            return lerr(l, n, -EINVAL, "axis out of range");
+        flags[ax] = 1;
+    }
+    return 0;
+}
+
 static int lower_reduce(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
-    const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
     int64_t params[ENGINE_MAX_RANK + 1], ins[1];
-    if (!x || !a || a->type != IR_ATTR_INTS || a->n != (size_t)x->shape.rank)
-        return lerr(l, n, -EINVAL, "axes were not resolved by shape inference");
+    if (!x)
+        return lerr(l, n, -EINVAL, "missing input");
     params[0] = k_redop_find(n->op);
-    memcpy(params + 1, a->ints, a->n * sizeof(int64_t));
-    int rc = math_operands(l, n, 1, ins);
+    int rc = reduce_flags(l, n, x->shape.rank, params + 1);
+    if (!rc)
+        rc = math_operands(l, n, 1, ins);
     return rc < 0 ? rc
-                  : emit_math(l, n, 0, PLAN_K_REDUCE, ins, 1, params, (uint32_t)a->n + 1, 0, 0, 0);
+                  : emit_math(l, n, 0, PLAN_K_REDUCE, ins, 1, params, (uint32_t)x->shape.rank + 1,
+                              0, 0, 0);
 }
 
 static int lower_argext(struct lower *l, const struct ir_node *n)
@@ -1171,7 +1205,7 @@ static int lower_softmax_f(struct lower *l, const struct ir_node *n)
 
 static int lower_logic(struct lower *l, const struct ir_node *n)
 {
-    int64_t op = k_logop_find(n->op, (int)ir_attr_int(n, "fmod", 0)), ins[2];
+    int64_t op = k_logop_of(n), ins[2];
     int rc = math_operands(l, n, 2, ins);
     if (rc >= 0 && rc != 2)
         return lerr(l, n, -EINVAL, "needs two inputs");
@@ -1183,7 +1217,9 @@ static int lower_binary(struct lower *l, const struct ir_node *n);
 /* Sum, Mean, Max, Min over 1 to 8 inputs; two-input Max/Min stay binary (oneDNN when it can). */
 static int lower_variadic(struct lower *l, const struct ir_node *n)
 {
-    if (n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0))
+    const struct ir_tensor *a = ir_in(l, n, 0);
+    if (n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0) && a &&
+        (a->dtype == ENGINE_F32 || a->dtype == ENGINE_I32 || a->dtype == ENGINE_I64))
         return lower_binary(l, n);
     int64_t op = k_varop_find(n->op), ins[8];
     if (n->n_in < 1 || n->n_in > 8)
@@ -1484,6 +1520,7 @@ static const struct {
     {"LessOrEqual", lower_logic},
     {"GreaterOrEqual", lower_logic},
     {"PRelu", lower_logic},
+    {"BitShift", lower_logic},
     {"Sum", lower_variadic},
     {"Mean", lower_variadic},
     {"NegativeLogLikelihoodLoss", lower_nll},

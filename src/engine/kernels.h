@@ -173,11 +173,15 @@ enum k_logop {
     K_FMOD, /* sign of the dividend (fmod=1) */
     K_LESS_EQUAL,
     K_GREATER_EQUAL,
-    K_PRELU, /* a < 0 ? a * b : a */
+    K_PRELU,       /* a < 0 ? a * b : a */
+    K_SHIFT_LEFT,  /* uint8 */
+    K_SHIFT_RIGHT, /* uint8 */
     K_LOGOP_COUNT_
 };
 
-int k_logop_find(const char *onnx_op, int fmod);
+/* The op of an And/Or/Xor/Mod/LessOrEqual/GreaterOrEqual/PRelu/BitShift node (its fmod or
+ * direction attribute included), or -1. */
+int k_logop_of(const struct ir_node *n);
 /* The dtype op writes for operands of dtype, or 0 when not implemented. */
 int k_logic_dtype(enum k_logop op, int dtype);
 /* dst (shape ds, the broadcast of as and bs) = a op b; -EDOM on an integer modulo by zero. */
@@ -187,7 +191,7 @@ int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape
 enum k_varop { K_VSUM, K_VMEAN, K_VMAX, K_VMIN, K_VAROP_COUNT_ };
 
 int k_varop_find(const char *onnx_op);
-/* 1 if the variadic op runs on dtype (float32; int32/int64 except mean). */
+/* 1 if the variadic op runs on dtype (float32; integers except for mean). */
 int k_variadic_dtype_ok(enum k_varop op, int dtype);
 /* dst (shape ds) = srcs[0] op srcs[1] op ..., every source broadcast to ds; n >= 1. */
 void k_variadic(enum k_varop op, int dtype, const void *const *srcs,

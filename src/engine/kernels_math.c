@@ -55,7 +55,7 @@ int k_redop_find(const char *onnx_op)
     return find_name(names, K_REDOP_COUNT_, onnx_op);
 }
 
-int k_logop_find(const char *onnx_op, int fmod)
+int k_logop_of(const struct ir_node *n)
 {
     static const char *const names[K_LOGOP_COUNT_] = {
         [K_AND] = "And",
@@ -65,9 +65,18 @@ int k_logop_find(const char *onnx_op, int fmod)
         [K_LESS_EQUAL] = "LessOrEqual",
         [K_GREATER_EQUAL] = "GreaterOrEqual",
         [K_PRELU] = "PRelu",
+        [K_SHIFT_LEFT] = "BitShift",
     };
-    int op = find_name(names, K_LOGOP_COUNT_, onnx_op);
-    return op == K_MOD && fmod ? K_FMOD : op;
+    int op = find_name(names, K_LOGOP_COUNT_, n->op);
+    if (op == K_MOD && ir_attr_int(n, "fmod", 0))
+        return K_FMOD;
+    if (op == K_SHIFT_LEFT) {
+        const char *dir = ir_attr_str(n, "direction", "");
+        return strcmp(dir, "LEFT") == 0    ? K_SHIFT_LEFT
+               : strcmp(dir, "RIGHT") == 0 ? K_SHIFT_RIGHT
+                                           : -1;
+    }
+    return op;
 }
 
 int k_varop_find(const char *onnx_op)
@@ -442,6 +451,9 @@ int k_logic_dtype(enum k_logop op, int dtype)
         return dtype == ENGINE_F32 || is_int(dtype) ? dtype : 0;
     case K_PRELU:
         return dtype == ENGINE_F32 ? dtype : 0;
+    case K_SHIFT_LEFT:
+    case K_SHIFT_RIGHT:
+        return dtype == ENGINE_U8 ? dtype : 0;
     default:
         return 0;
     }
@@ -486,6 +498,10 @@ static int64_t logic_int(enum k_logop op, int64_t x, int64_t y)
         return int_mod(x, y, op == K_MOD);
     case K_LESS_EQUAL:
         return x <= y;
+    case K_SHIFT_LEFT: /* unsigned only: shifting every bit out gives 0 */
+        return y < 0 || y >= 64 ? 0 : (int64_t)((uint64_t)x << y);
+    case K_SHIFT_RIGHT:
+        return y < 0 || y >= 64 ? 0 : (int64_t)((uint64_t)x >> y);
     default: /* K_GREATER_EQUAL */
         return x >= y;
     }
@@ -525,7 +541,7 @@ int k_variadic_dtype_ok(enum k_varop op, int dtype)
 {
     if ((unsigned)op >= K_VAROP_COUNT_)
         return 0;
-    return dtype == ENGINE_F32 || (op != K_VMEAN && (dtype == ENGINE_I32 || dtype == ENGINE_I64));
+    return dtype == ENGINE_F32 || (op != K_VMEAN && is_int(dtype));
 }
 
 static void variadic_f32(enum k_varop op, const float *x, const struct engine_shape *xs, int first,

@@ -1390,7 +1390,10 @@ static int infer_logic(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     if (rc)
         return rc;
     struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
-    int op = k_logop_find(n->op, (int)ir_attr_int(n, "fmod", 0));
+    int op = k_logop_of(n);
+    if (op < 0)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute direction=%s",
+                           ir_attr_str(n, "direction", ""));
     int out = a->dtype == b->dtype ? k_logic_dtype((enum k_logop)op, a->dtype) : 0;
     if (!out)
         return ir_node_err(g, n, err, errlen, -ENOTSUP, "input types %s and %s are unsupported",
@@ -1405,15 +1408,18 @@ static int infer_logic(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     return set_out(g, n, 0, out, &o, err, errlen);
 }
 
-static int variadic_binary(const struct ir_node *n)
+/* Two-input Max/Min of the dtypes the binary kernels take stay binary ops. */
+static int variadic_binary(struct ir_graph *g, const struct ir_node *n)
 {
-    return n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0);
+    struct ir_tensor *a = in_t(g, n, 0);
+    return n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0) && a &&
+           (a->dtype == ENGINE_F32 || a->dtype == ENGINE_I32 || a->dtype == ENGINE_I64);
 }
 
 /* Sum, Mean, Max, Min of 1 to 8 inputs (two-input Max/Min stay binary ops). */
 static int infer_variadic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
-    if (variadic_binary(n))
+    if (variadic_binary(g, n))
         return infer_binary(g, n, err, errlen);
     int rc = arity(g, n, 1, 8, err, errlen);
     if (rc)
@@ -1433,7 +1439,7 @@ static int infer_variadic(struct ir_graph *g, struct ir_node *n, char *err, size
 
 static int eval_variadic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
-    if (variadic_binary(n))
+    if (variadic_binary(g, n))
         return eval_binary(g, n, err, errlen);
     const void *srcs[8];
     struct engine_shape shapes[8];
@@ -1527,6 +1533,7 @@ static const struct ir_op_def ops[] = {
     {"LessOrEqual", infer_logic, NULL},
     {"GreaterOrEqual", infer_logic, NULL},
     {"PRelu", infer_logic, NULL},
+    {"BitShift", infer_logic, NULL},
     {"Sum", infer_variadic, eval_variadic},
     {"Mean", infer_variadic, eval_variadic},
     {"NegativeLogLikelihoodLoss", infer_loss, NULL},

@@ -1,0 +1,253 @@
+/*
+ * test_kernels_math.c — the math kernels (kernels_math.c) on edge cases the ONNX conformance data
+ * does not cover: rounding half to even, integer wrap-around and modulo signs, empty reductions,
+ * ties in ArgMax, ignored and out-of-range loss targets; plan_kernel_check refusing hostile
+ * parameters and shapes; and an out-of-range loss target refused by a running session with an
+ * error rather than read out of bounds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <math.h>
+
+#include "engine/kernels.h"
+#include "test_backend_util.h"
+
+/* ---- kernels called directly ---- */
+
+static void test_unary_edges(void **state)
+{
+    float x[6] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, NAN}, y[6];
+    float want_round[6] = {0.0f, 2.0f, 2.0f, -0.0f, -2.0f, NAN};
+    k_unary(K_ROUND, ENGINE_F32, 0, 0, x, y, 6);
+    for (int i = 0; i < 5; i++)
+        assert_true(y[i] == want_round[i]);
+    assert_true(isnan(y[5]));
+    int32_t xi[3] = {INT32_MIN, -7, 0}, yi[3];
+    k_unary(K_NEG, ENGINE_I32, 0, 0, xi, yi, 3);
+    assert_int_equal(yi[0], INT32_MIN); /* wraps as numpy does, no signed overflow */
+    assert_int_equal(yi[1], 7);
+    k_unary(K_SIGN, ENGINE_I32, 0, 0, xi, yi, 3);
+    assert_int_equal(yi[0], -1);
+    assert_int_equal(yi[2], 0);
+    float inf[3] = {INFINITY, -INFINITY, 1.0f};
+    uint8_t b[3];
+    k_unary(K_ISINF, ENGINE_F32, 0.0f, 1.0f, inf, b, 3); /* negative infinity only */
+    assert_int_equal(b[0], 0);
+    assert_int_equal(b[1], 1);
+    assert_int_equal(b[2], 0);
+    assert_int_equal(k_unary_dtype(K_COS, ENGINE_I64), 0);
+    assert_int_equal(k_unary_dtype(K_NOT, ENGINE_F32), 0);
+    assert_int_equal(k_unary_dtype((enum k_unop)99, ENGINE_F32), 0);
+}
+
+static void test_mod_signs(void **state)
+{
+    struct engine_shape s = SHAPE(1, 4), one = SHAPE(1, 1);
+    int64_t a[4] = {7, -7, 7, INT64_MIN}, b[4] = {-3, 3, 3, -1}, d[4];
+    assert_int_equal(k_logic(K_MOD, ENGINE_I64, a, &s, b, &s, d, &s), 0);
+    int64_t want_mod[4] = {-2, 2, 1, 0}; /* sign of the divisor; INT64_MIN % -1 does not trap */
+    assert_memory_equal(d, want_mod, sizeof(d));
+    assert_int_equal(k_logic(K_FMOD, ENGINE_I64, a, &s, b, &s, d, &s), 0);
+    int64_t want_fmod[4] = {1, -1, 1, 0};
+    assert_memory_equal(d, want_fmod, sizeof(d));
+    int64_t zero = 0;
+    assert_int_equal(k_logic(K_MOD, ENGINE_I64, a, &s, &zero, &one, d, &s), -EDOM);
+    float fa[2] = {-4.0f, 4.0f}, fb[1] = {3.0f}, fd[2];
+    struct engine_shape s2 = SHAPE(1, 2);
+    k_logic(K_MOD, ENGINE_F32, fa, &s2, fb, &one, fd, &s2);
+    assert_true(fd[0] == 2.0f && fd[1] == 1.0f);
+}
+
+static void test_reduce_edges(void **state)
+{
+    struct engine_shape s = SHAPE(2, 2, 0);
+    int32_t mask[2] = {0, 1};
+    float d[2];
+    k_reduce(K_RSUM, ENGINE_F32, NULL, &s, mask, d);
+    assert_true(d[0] == 0.0f && d[1] == 0.0f);
+    k_reduce(K_RMAX, ENGINE_F32, NULL, &s, mask, d);
+    assert_true(isinf(d[0]) && d[0] < 0);
+    k_reduce(K_RPROD, ENGINE_F32, NULL, &s, mask, d);
+    assert_true(d[0] == 1.0f);
+    int64_t di[2];
+    k_reduce(K_RMEAN, ENGINE_I64, NULL, &s, mask, di); /* no division by an empty count */
+    assert_int_equal(di[0], 0);
+    float x[4] = {-INFINITY, -INFINITY, 1000.0f, 1000.0f};
+    struct engine_shape s4 = SHAPE(2, 2, 2);
+    k_reduce(K_RLOGSUMEXP, ENGINE_F32, x, &s4, mask, d);
+    assert_true(isinf(d[0]) && d[0] < 0);
+    assert_true(fabsf(d[1] - (1000.0f + logf(2.0f))) < 1e-3f);
+    assert_false(k_reduce_dtype_ok(K_RL2, ENGINE_I32));
+}
+
+static void test_argext_ties(void **state)
+{
+    float x[6] = {1, 3, 3, 2, 2, 0};
+    struct engine_shape s = SHAPE(2, 2, 3);
+    int64_t d[2];
+    k_argext(0, 0, x, &s, 1, d);
+    assert_int_equal(d[0], 1);
+    k_argext(0, 1, x, &s, 1, d);
+    assert_int_equal(d[0], 2);
+    k_argext(1, 1, x, &s, 1, d);
+    assert_int_equal(d[1], 2);
+}
+
+static void test_nll_targets(void **state)
+{
+    float logp[6] = {-1, -2, -3, -4, -5, -6}, w[3] = {1, 2, 3}, d[2];
+    int64_t t[2] = {2, -100};
+    assert_int_equal(k_nll(logp, t, w, 2, 3, 1, K_LOSS_NONE, 1, -100, d), 0);
+    assert_true(d[0] == 9.0f && d[1] == 0.0f);
+    assert_int_equal(k_nll(logp, t, w, 2, 3, 1, K_LOSS_MEAN, 1, -100, d), 0);
+    assert_true(d[0] == 3.0f);
+    int64_t bad[2] = {3, 0};
+    assert_int_equal(k_nll(logp, bad, NULL, 2, 3, 1, K_LOSS_SUM, 0, 0, d), -EINVAL);
+    assert_int_equal(k_nll(logp, t, NULL, 2, 3, 1, K_LOSS_SUM, 0, 0, d), -EINVAL);
+}
+
+/* ---- plan_kernel_check on hand-built nodes ---- */
+
+static int64_t hostile_tensor(struct plan_builder *b, int dtype, struct engine_shape s)
+{
+    struct plan_tensor t = {.dtype = (uint32_t)dtype,
+                            .rank = (uint32_t)s.rank,
+                            .storage = PLAN_ST_ARENA,
+                            .name = (uint32_t)plan_add_string(b, "t")};
+    memcpy(t.dims, s.dims, sizeof(t.dims));
+    t.nbytes = (uint64_t)engine_shape_numel(&s) * engine_dtype_size(dtype);
+    return plan_add_tensor(b, &t);
+}
+
+/* Runs plan_kernel_check on one kernel node; 0 or the error. */
+static int check_node(uint32_t kind, const int64_t *ins, uint32_t n_in, int64_t out,
+                      const int32_t *params, uint32_t n_params, int64_t axis,
+                      struct plan_builder *b)
+{
+    struct plan_node n = {.op = PLAN_OP_KERNEL,
+                          .alg = kind,
+                          .out = (uint32_t)out,
+                          .sum_tensor = PLAN_NONE,
+                          .wmd = PLAN_NONE,
+                          .impl = PLAN_NONE,
+                          .axis = axis,
+                          .in_first = b->n_index,
+                          .n_in = n_in};
+    for (uint32_t i = 0; i < n_in; i++)
+        plan_add_index(b, (int32_t)ins[i]);
+    n.params_first = b->n_index;
+    n.n_params = n_params;
+    for (uint32_t i = 0; i < n_params; i++)
+        plan_add_index(b, params[i]);
+    plan_add_node(b, &n);
+    struct plan_view v;
+    plan_builder_view(b, &v);
+    char err[256];
+    return plan_kernel_check(&v, &v.nodes[v.n_nodes - 1], err, sizeof(err));
+}
+
+static void test_hostile_params(void **state)
+{
+    struct plan_builder b;
+    plan_builder_init(&b);
+    plan_add_string(&b, "model");
+    int64_t x = hostile_tensor(&b, ENGINE_F32, SHAPE(2, 2, 3));
+    int64_t y = hostile_tensor(&b, ENGINE_F32, SHAPE(2, 2, 3));
+    int64_t r = hostile_tensor(&b, ENGINE_F32, SHAPE(1, 2));
+    int64_t i64 = hostile_tensor(&b, ENGINE_I64, SHAPE(1, 2));
+    int64_t big = hostile_tensor(&b, ENGINE_I64, SHAPE(1, 5));
+    int64_t empty = hostile_tensor(&b, ENGINE_F32, SHAPE(2, 2, 0));
+    int64_t scalar = hostile_tensor(&b, ENGINE_F32, SHAPE(0));
+    int64_t in1[1] = {x};
+    /* the well-formed nodes pass */
+    int32_t neg[1] = {K_NEG}, red[3] = {K_RSUM, 0, 1}, arg[2] = {0, 0}, sm[2] = {K_SM_HARDMAX, 0};
+    assert_int_equal(check_node(PLAN_K_UNARY, in1, 1, y, neg, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_REDUCE, in1, 1, r, red, 3, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_ARGEXT, in1, 1, i64, arg, 2, 1, &b), 0);
+    assert_int_equal(check_node(PLAN_K_SOFTMAX_F, in1, 1, y, sm, 2, 1, &b), 0);
+    /* hostile ones do not */
+    int32_t bad_op[1] = {99}, bad_red[2] = {K_RSUM, 0}, bad_sm[2] = {K_SM_HARDMAX, 2};
+    assert_int_equal(check_node(PLAN_K_UNARY, in1, 1, y, bad_op, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_UNARY, in1, 1, r, neg, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_REDUCE, in1, 1, r, bad_red, 2, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_REDUCE, in1, 1, y, red, 3, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_ARGEXT, in1, 1, i64, arg, 2, 2, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_ARGEXT, in1, 1, big, arg, 2, 1, &b), -EINVAL);
+    int64_t ine[1] = {empty};
+    assert_int_equal(check_node(PLAN_K_ARGEXT, ine, 1, i64, arg, 2, 1, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_SOFTMAX_F, in1, 1, y, bad_sm, 2, 1, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_SOFTMAX_F, in1, 1, y, sm, 2, -1, &b), -EINVAL);
+    int64_t nine[9] = {x, x, x, x, x, x, x, x, x};
+    int32_t vsum[1] = {K_VSUM}, ln[1] = {3}, nll[3] = {K_LOSS_NONE, 0, 0};
+    assert_int_equal(check_node(PLAN_K_VARIADIC, nine, 8, y, vsum, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_VARIADIC, nine, 9, y, vsum, 1, 0, &b), -EINVAL);
+    int64_t ln_in[2] = {x, r};
+    assert_int_equal(check_node(PLAN_K_LAYERNORM, ln_in, 2, y, ln, 1, 1, &b), -EINVAL);
+    ln[0] = 0;
+    assert_int_equal(check_node(PLAN_K_LAYERNORM, ln_in, 2, y, ln, 1, 0, &b), -EINVAL);
+    int64_t nll_in[2] = {x, i64}, nll_big[2] = {x, big};
+    assert_int_equal(check_node(PLAN_K_NLL, nll_in, 2, r, nll, 3, 0, &b), 0);
+    nll[0] = K_LOSS_SUM;
+    assert_int_equal(check_node(PLAN_K_NLL, nll_in, 2, scalar, nll, 3, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_NLL, nll_in, 2, r, nll, 3, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_NLL, nll_big, 2, scalar, nll, 3, 0, &b), -EINVAL);
+    nll[1] = 2;
+    assert_int_equal(check_node(PLAN_K_NLL, nll_in, 2, scalar, nll, 3, 0, &b), -EINVAL);
+    plan_builder_free(&b);
+}
+
+/* ---- a session refuses an out-of-range loss target ---- */
+
+static void test_run_target_out_of_range(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 2, 3));
+    int loss = tb_act(g, "loss", SHAPE(0));
+    struct engine_shape ts = SHAPE(1, 2);
+    int64_t *tv = malloc(2 * sizeof(int64_t));
+    tv[0] = 1;
+    tv[1] = 3; /* one past the last class */
+    int t = ir_add_const(g, "target", "", ENGINE_I64, &ts, tv);
+    tb_input(g, x);
+    int ins[2] = {x, t};
+    tb_str(tb_node(g, "NegativeLogLikelihoodLoss", ins, 2, loss), "reduction", "sum");
+    tb_output(g, loss);
+    char err[512] = "";
+    void *img;
+    size_t len;
+    struct engine_model *m;
+    struct engine_session *s;
+    assert_int_equal(tb_compile(g, 1, &img, &len, err, sizeof(err)), 0);
+    assert_int_equal(engine_model_open(img, len, &m, err, sizeof(err)), 0);
+    assert_int_equal(engine_session_create(m, &s, err, sizeof(err)), 0);
+    float xv[6] = {0};
+    struct engine_tensor in = {.name = "x",
+                               .dtype = ENGINE_F32,
+                               .shape = SHAPE(2, 2, 3),
+                               .data = xv,
+                               .nbytes = sizeof(xv)};
+    struct engine_tensor out[1];
+    assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "out of range"));
+    engine_session_destroy(s);
+    engine_model_close(m);
+    engine_image_free(img);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary_edges),
+        cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),
+        cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),
+        cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_run_target_out_of_range),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
