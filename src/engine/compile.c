@@ -1466,6 +1466,116 @@ static int lower_pad(struct lower *l, const struct ir_node *n)
     return emit_kernel(l, n, PLAN_K_PAD, ins, 2, params, (uint32_t)r + 1, 0);
 }
 
+/* ---- data movement (kernels_move.c) ---- */
+
+/* Plain operands for inputs 0..count-1 of n. */
+static int plain_inputs(struct lower *l, const struct ir_node *n, int count, int64_t *ins)
+{
+    for (int i = 0; i < count; i++) {
+        ins[i] = i < n->n_in && n->in[i] >= 0 ? plain_operand(l, n, n->in[i]) : -EINVAL;
+        if (ins[i] < 0)
+            return lerr(l, n, -EINVAL, "missing or unusable input");
+    }
+    return 0;
+}
+
+static int lower_gather_elements(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2];
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc
+              : emit_kernel(l, n, PLAN_K_GATHER_ELEMENTS, ins, 2, NULL, 0,
+                            ir_attr_int(n, "axis", 0));
+}
+
+static int lower_scatter_elements(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[3], red = ir_attr_int(n, "reduction_code", 0);
+    int rc = plain_inputs(l, n, 3, ins);
+    return rc ? rc
+              : emit_kernel(l, n, PLAN_K_SCATTER_ELEMENTS, ins, 3, &red, 1,
+                            ir_attr_int(n, "axis", 0));
+}
+
+static int lower_gather_nd(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], b = ir_attr_int(n, "batch_dims", 0);
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_GATHER_ND, ins, 2, &b, 1, 0);
+}
+
+static int lower_scatter_nd(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[3], red = ir_attr_int(n, "reduction_code", 0);
+    int rc = plain_inputs(l, n, 3, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_SCATTER_ND, ins, 3, &red, 1, 0);
+}
+
+/* Trilu: k is an operand (a constant 0 when absent), so a run-time k works too. */
+static int lower_trilu(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], upper = ir_attr_int(n, "upper", 1);
+    int rc = plain_inputs(l, n, 1, ins);
+    if (rc)
+        return rc;
+    if (n->n_in > 1 && n->in[1] >= 0) {
+        ins[1] = plain_operand(l, n, n->in[1]);
+    } else {
+        int64_t zero = 0;
+        struct ir_tensor kt = {.name = "trilu_k",
+                               .dtype = ENGINE_I64,
+                               .shape = {0, {0}},
+                               .shape_known = 1,
+                               .data = &zero};
+        ins[1] = add_plan_tensor(l, &kt, PLAN_ST_CONST);
+    }
+    if (ins[1] < 0)
+        return lerr(l, n, -EINVAL, "cannot store k");
+    return emit_kernel(l, n, PLAN_K_TRILU, ins, 2, &upper, 1, 0);
+}
+
+static int lower_depth_space(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[1], p[2] = {ir_attr_int(n, "blocksize", 1), ir_attr_int(n, "depth_mode", 0)};
+    int rc = plain_inputs(l, n, 1, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_DEPTH_SPACE, ins, 1, p, 2, 0);
+}
+
+static int lower_tile(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[1];
+    int rc = plain_inputs(l, n, 1, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_TILE, ins, 1, NULL, 0, 0);
+}
+
+/* Split: one slice kernel per output. */
+static int lower_split(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "split");
+    int64_t axis = ir_attr_int(n, "axis", 0), ins[1], params[2 * ENGINE_MAX_RANK];
+    if (!x || !a || a->n != (size_t)n->n_out || axis < 0 || axis >= x->shape.rank)
+        return lerr(l, n, -EINVAL, "split was not resolved by shape inference");
+    int r = x->shape.rank, rc = plain_inputs(l, n, 1, ins);
+    for (int i = 0; i < r; i++)
+        params[i] = 0, params[r + i] = 1;
+    for (int k = 0; k < n->n_out && !rc; k++) {
+        if (n->out[k] >= 0) {
+            struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+            pn.alg = PLAN_K_SLICE;
+            int64_t out = output_of(l, n, k);
+            if (out < 0)
+                return (int)out;
+            pn.out = (uint32_t)out;
+            if (set_inputs(l, &pn, ins, 1) || set_params(l, &pn, params, (uint32_t)(2 * r)))
+                return lerr(l, n, -EINVAL, "kernel parameters out of range");
+            rc = emit(l, n, &pn, -1, NULL);
+        }
+        params[axis] += a->ints[k];
+    }
+    return rc;
+}
+
 typedef int (*lower_fn)(struct lower *, const struct ir_node *);
 
 static const struct {
@@ -1569,6 +1679,16 @@ static const struct {
     {"Cast", lower_cast},
     {"Pad", lower_pad},
     {"Where", lower_where},
+    {"GatherElements", lower_gather_elements},
+    {"ScatterElements", lower_scatter_elements},
+    {"Scatter", lower_scatter_elements},
+    {"GatherND", lower_gather_nd},
+    {"ScatterND", lower_scatter_nd},
+    {"Trilu", lower_trilu},
+    {"DepthToSpace", lower_depth_space},
+    {"SpaceToDepth", lower_depth_space},
+    {"Tile", lower_tile},
+    {"Split", lower_split},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

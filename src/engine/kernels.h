@@ -208,5 +208,42 @@ enum k_reduction { K_LOSS_NONE, K_LOSS_SUM, K_LOSS_MEAN };
  * not ignore_index lies outside [0, c). */
 int k_nll(const float *logp, const int64_t *target, const float *weight, size_t n, size_t c,
           size_t inner, enum k_reduction red, int has_ignore, int64_t ignore_index, float *dst);
+/* ---- kernels_move.c: data movement by element size (indices checked, -EINVAL if out of range)
+ * ---- */
+
+enum k_scatter_red { K_RED_NONE, K_RED_ADD, K_RED_MUL, K_RED_MAX, K_RED_MIN };
+
+/* 1 if reduction r is defined for dtype (none: any; the others: float32, int32, int64). */
+int k_reduction_ok(enum k_scatter_red r, int dtype);
+
+/* dst (shape is) [.., i_axis, ..] = data[.., idx[..], ..]; idx int32 or int64, same rank as data,
+ * is[d] <= ds[d] off axis. */
+int k_gather_elements(const void *data, const struct engine_shape *ds, const void *idx,
+                      int idx_dtype, const struct engine_shape *is, int axis, size_t esize,
+                      void *dst);
+/* dst = data, then dst[.., idx[..], ..] (op)= updates[..] (updates shaped like idx). */
+int k_scatter_elements(const void *data, const struct engine_shape *ds, const void *idx,
+                       int idx_dtype, const struct engine_shape *is, const void *updates, int axis,
+                       enum k_scatter_red r, int dtype, void *dst);
+/* GatherND: idx [..., k] tuples index dims batch_dims.. batch_dims+k-1 of data; dst is
+ * ds[:b] + is[b:-1] + ds[b+k:]. */
+int k_gather_nd(const void *data, const struct engine_shape *ds, const void *idx, int idx_dtype,
+                const struct engine_shape *is, int batch_dims, size_t esize, void *dst);
+/* ScatterND: dst = data, then the slice each idx tuple names (op)= its updates slice. */
+int k_scatter_nd(const void *data, const struct engine_shape *ds, const void *idx, int idx_dtype,
+                 const struct engine_shape *is, const void *updates, enum k_scatter_red r,
+                 int dtype, void *dst);
+/* Keeps the upper (j - i >= k) or lower (j - i <= k) triangle of each trailing matrix. */
+void k_trilu(const void *src, const struct engine_shape *s, int64_t k, int upper, size_t esize,
+             void *dst);
+
+enum k_depth_mode { K_DEPTH_DCR, K_DEPTH_CRD, K_SPACE_TO_DEPTH };
+
+/* DepthToSpace (DCR, CRD) or SpaceToDepth of an NCHW tensor s with block b. */
+void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enum k_depth_mode mode,
+                   size_t esize, void *dst);
+/* dst (shape o, each dim a multiple of s's) repeats src. */
+void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *dst,
+            const struct engine_shape *o);
 
 #endif

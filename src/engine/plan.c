@@ -918,12 +918,156 @@ static int math_kernel_check(const struct node_ctx *c)
     }
 }
 
+/* ---- data-movement kernels (kernels_move.c) ---- */
+
+static int is_index(const struct plan_tensor *t)
+{
+    return plain_of_dtype(t, ENGINE_I32) || plain_of_dtype(t, ENGINE_I64);
+}
+
+static int same_tensor_dims(const struct plan_tensor *a, const struct plan_tensor *b)
+{
+    return a->rank == b->rank && memcmp(a->dims, b->dims, a->rank * sizeof(a->dims[0])) == 0;
+}
+
+/* GatherElements / ScatterElements: indices (and updates) share data's rank and fit inside
+ * it off the axis; the kernel checks the index values along it. */
+static int elements_check(const struct node_ctx *c, const int32_t *p, int scatter)
+{
+    const struct plan_tensor *data = operand(c, 0), *idx = operand(c, 1), *dst = dst_of(c);
+    const struct plan_tensor *upd = scatter ? operand(c, 2) : NULL;
+    int64_t axis = c->n->axis;
+    int ok = is_index(idx) && idx->rank == data->rank && axis >= 0 && axis < data->rank &&
+             c->n->n_params == (uint32_t)scatter && same_tensor_dims(dst, scatter ? data : idx) &&
+             (!scatter || (plain_of_dtype(upd, dst->dtype) && same_tensor_dims(upd, idx) &&
+                           k_reduction_ok((enum k_scatter_red)p[0], (int)dst->dtype)));
+    for (uint32_t d = 0; ok && d < idx->rank; d++)
+        ok = d == axis || idx->dims[d] <= data->dims[d];
+    return ok ? 0 : node_err(c, -EINVAL, "element gather/scatter operands do not fit");
+}
+
+/* GatherND: dst = data[:b] + idx[b:-1] + data[b+k:]. */
+static int gather_nd_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *data = operand(c, 0), *idx = operand(c, 1), *dst = dst_of(c);
+    int64_t b = c->n->n_params == 1 ? p[0] : -1;
+    int64_t k = idx->rank ? idx->dims[idx->rank - 1] : 0;
+    if (!is_index(idx) || b < 0 || b >= idx->rank || k < 1 || b + k > data->rank ||
+        dst->rank != idx->rank - 1 + data->rank - b - k)
+        return node_err(c, -EINVAL, "gather_nd operands do not fit");
+    uint32_t o = 0;
+    int ok = 1;
+    for (int64_t d = 0; d < b; d++)
+        ok &= idx->dims[d] == data->dims[d] && dst->dims[o++] == data->dims[d];
+    for (int64_t d = b; d < idx->rank - 1; d++)
+        ok &= dst->dims[o++] == idx->dims[d];
+    for (int64_t d = b + k; d < data->rank; d++)
+        ok &= dst->dims[o++] == data->dims[d];
+    return ok ? 0 : node_err(c, -EINVAL, "gather_nd output shape does not follow from its inputs");
+}
+
+/* ScatterND: updates = idx[:-1] + data[k:], dst = data. */
+static int scatter_nd_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *data = operand(c, 0), *idx = operand(c, 1), *upd = operand(c, 2);
+    const struct plan_tensor *dst = dst_of(c);
+    int64_t k = idx->rank ? idx->dims[idx->rank - 1] : 0;
+    int ok = is_index(idx) && c->n->n_params == 1 &&
+             k_reduction_ok((enum k_scatter_red)p[0], (int)dst->dtype) && k >= 1 &&
+             k <= data->rank && plain_of_dtype(upd, dst->dtype) && same_tensor_dims(dst, data) &&
+             upd->rank == idx->rank - 1 + data->rank - k;
+    uint32_t o = 0;
+    for (uint32_t d = 0; ok && d + 1 < idx->rank; d++)
+        ok = upd->dims[o++] == idx->dims[d];
+    for (int64_t d = k; ok && d < data->rank; d++)
+        ok = upd->dims[o++] == data->dims[d];
+    return ok ? 0 : node_err(c, -EINVAL, "scatter_nd operands do not fit");
+}
+
+static int trilu_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *src = operand(c, 0), *k = operand(c, 1), *dst = dst_of(c);
+    if (src->rank < 2 || !same_tensor_dims(src, dst) || !plain_of_dtype(k, ENGINE_I64) ||
+        k->nbytes != sizeof(int64_t) || c->n->n_params != 1 || (p[0] != 0 && p[0] != 1))
+        return node_err(c, -EINVAL, "trilu operands do not fit");
+    return 0;
+}
+
+static int depth_space_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    if (c->n->n_params != 2 || src->rank != 4 || dst->rank != 4 || p[0] < 1 || p[1] < K_DEPTH_DCR ||
+        p[1] > K_SPACE_TO_DEPTH)
+        return node_err(c, -EINVAL, "depth/space parameters do not fit");
+    int64_t b = p[0], bb = b * b;
+    const struct plan_tensor *depth = p[1] == K_SPACE_TO_DEPTH ? dst : src;
+    const struct plan_tensor *space = p[1] == K_SPACE_TO_DEPTH ? src : dst;
+    int ok = depth->dims[0] == space->dims[0] && depth->dims[1] == space->dims[1] * bb &&
+             space->dims[2] == depth->dims[2] * b && space->dims[3] == depth->dims[3] * b;
+    return ok ? 0 : node_err(c, -EINVAL, "depth/space shapes do not follow from the block size");
+}
+
+static int tile_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    int ok = src->rank == dst->rank && !c->n->n_params;
+    for (uint32_t d = 0; ok && d < src->rank; d++)
+        ok = src->dims[d] ? dst->dims[d] % src->dims[d] == 0 : dst->dims[d] == 0;
+    return ok ? 0 : node_err(c, -EINVAL, "tile output is not a multiple of its input");
+}
+
+static int move_kernel_check(const struct node_ctx *c)
+{
+    static const struct {
+        uint32_t kind, n_in;
+    } arity[] = {{PLAN_K_GATHER_ELEMENTS, 2},
+                 {PLAN_K_SCATTER_ELEMENTS, 3},
+                 {PLAN_K_GATHER_ND, 2},
+                 {PLAN_K_SCATTER_ND, 3},
+                 {PLAN_K_TRILU, 2},
+                 {PLAN_K_DEPTH_SPACE, 1},
+                 {PLAN_K_TILE, 1}};
+    const struct plan_node *n = c->n;
+    const struct plan_view *v = c->v;
+    size_t i = 0;
+    while (i < ARRAY_LEN(arity) && arity[i].kind != n->alg)
+        i++;
+    if (i == ARRAY_LEN(arity) || n->n_in != arity[i].n_in || n->params_first > v->n_index ||
+        n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE)
+        return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
+    for (uint32_t k = 0; k < n->n_in; k++)
+        if (plan_input(v, n, k) < 0)
+            return node_err(c, -EINVAL, "kernel input missing");
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
+        return node_err(c, -EINVAL, "kernel operands must be plain and of one dtype");
+    const int32_t *p = v->index + n->params_first;
+    switch (n->alg) {
+    case PLAN_K_GATHER_ELEMENTS:
+        return elements_check(c, p, 0);
+    case PLAN_K_SCATTER_ELEMENTS:
+        return elements_check(c, p, 1);
+    case PLAN_K_GATHER_ND:
+        return gather_nd_check(c, p);
+    case PLAN_K_SCATTER_ND:
+        return scatter_nd_check(c, p);
+    case PLAN_K_TRILU:
+        return trilu_check(c, p);
+    case PLAN_K_DEPTH_SPACE:
+        return depth_space_check(c, p);
+    default:
+        return tile_check(c);
+    }
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
     if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_NLL)
         return math_kernel_check(&c);
+    if (n->alg >= PLAN_K_GATHER_ELEMENTS)
+        return move_kernel_check(&c);
     uint32_t want_in = n->alg == PLAN_K_WHERE ? 3
                        : n->alg == PLAN_K_GATHER || n->alg == PLAN_K_BINARY || n->alg == PLAN_K_PAD
                            ? 2

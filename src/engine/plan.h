@@ -145,6 +145,14 @@ enum plan_kernel {
     PLAN_K_CAST = 7,        /* in: src; element conversion to dst's dtype */
     PLAN_K_PAD = 8,         /* in: src, value (1 element); params: pads_begin[rank], mode */
     PLAN_K_WHERE = 9,       /* in: cond (bool), a, b (numpy broadcast to dst; a, b of dst's dtype) */
+    /* data movement (kernels_move.c); index inputs are int32 or int64 */
+    PLAN_K_GATHER_ELEMENTS = 60,  /* in: data, indices; axis */
+    PLAN_K_SCATTER_ELEMENTS = 61, /* in: data, indices, updates; axis; params: enum k_scatter_red */
+    PLAN_K_GATHER_ND = 62,        /* in: data, indices; params: batch_dims */
+    PLAN_K_SCATTER_ND = 63,       /* in: data, indices, updates; params: enum k_scatter_red */
+    PLAN_K_TRILU = 64,            /* in: src, k (int64 scalar); params: upper */
+    PLAN_K_DEPTH_SPACE = 65,      /* in: src (NCHW); params: blocksize, enum k_depth_mode */
+    PLAN_K_TILE = 66,             /* in: src; dst dims are multiples of src's */
 };
 
 enum plan_post_kind {

@@ -260,6 +260,29 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_WHERE:
         k_where(k->src, &k->s, k->idx, &k->bs, k->third, &k->ts, k->esize, k->dst, &k->o);
         return 0;
+    case PLAN_K_GATHER_ELEMENTS:
+        return k_gather_elements(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1],
+                                 (int)k->attr, k->esize, k->dst);
+    case PLAN_K_SCATTER_ELEMENTS:
+        return k_scatter_elements(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1],
+                                  k->in[2], (int)k->attr, (enum k_scatter_red)k->params[0],
+                                  k->out_dtype, k->dst);
+    case PLAN_K_GATHER_ND:
+        return k_gather_nd(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1],
+                           k->params[0], k->esize, k->dst);
+    case PLAN_K_SCATTER_ND:
+        return k_scatter_nd(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1], k->in[2],
+                            (enum k_scatter_red)k->params[0], k->out_dtype, k->dst);
+    case PLAN_K_TRILU:
+        k_trilu(k->in[0], &k->in_s[0], *(const int64_t *)k->in[1], k->params[0], k->esize, k->dst);
+        return 0;
+    case PLAN_K_DEPTH_SPACE:
+        k_depth_space(k->in[0], &k->in_s[0], k->params[0], (enum k_depth_mode)k->params[1],
+                      k->esize, k->dst);
+        return 0;
+    case PLAN_K_TILE:
+        k_tile(k->in[0], &k->in_s[0], k->esize, k->dst, &k->o);
+        return 0;
     default:
         return -EINVAL;
     }

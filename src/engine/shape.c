@@ -1485,6 +1485,381 @@ static int infer_loss(struct ir_graph *g, struct ir_node *n, char *err, size_t e
 
 /* ---- the table ---- */
 
+/* ---- data movement (kernels_move.c) ---- */
+
+static int index_input(struct ir_graph *g, struct ir_node *n, int i, char *err, size_t errlen)
+{
+    struct ir_tensor *t = in_t(g, n, i);
+    if (t->dtype != ENGINE_I64 && t->dtype != ENGINE_I32)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "indices must be int64 or int32, are %s",
+                           engine_dtype_name(t->dtype));
+    return 0;
+}
+
+/* The reduction attribute of ScatterElements/ScatterND, kept as "reduction_code". */
+static int read_reduction(struct ir_graph *g, struct ir_node *n, int dtype, char *err,
+                          size_t errlen)
+{
+    static const char *names[] = {"none", "add", "mul", "max", "min"};
+    const char *r = ir_attr_str(n, "reduction", "none");
+    size_t k = 0;
+    while (k < ARRAY_LEN(names) && strcmp(names[k], r) != 0)
+        k++;
+    if (k == ARRAY_LEN(names) || !k_reduction_ok((enum k_scatter_red)k, dtype))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute reduction=%s for %s",
+                           r, engine_dtype_name(dtype));
+    return ir_attr_set_int(n, "reduction_code", (int64_t)k) ? oom(g, n, err, errlen) : 0;
+}
+
+/* GatherElements, and ScatterElements/Scatter (scatter = 1): indices (and updates) of data's
+ * rank, no larger than data off the axis. */
+static int elements_common(struct ir_graph *g, struct ir_node *n, int scatter, char *err,
+                           size_t errlen)
+{
+    int rc = arity(g, n, 2 + scatter, 2 + scatter, err, errlen), axis;
+    if (rc || (rc = index_input(g, n, 1, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1), *u = in_t(g, n, 2);
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", 0), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    int ok = idx->shape.rank == x->shape.rank;
+    for (int d = 0; ok && d < x->shape.rank; d++)
+        ok = d == axis || idx->shape.dims[d] <= x->shape.dims[d];
+    if (ok && scatter)
+        ok = u->dtype == x->dtype && u->shape.rank == idx->shape.rank &&
+             !memcmp(u->shape.dims, idx->shape.dims, (size_t)u->shape.rank * sizeof(int64_t));
+    char s1[128], s2[128];
+    if (!ok)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "indices %s do not fit data %s",
+                           shape_s(&idx->shape, s1), shape_s(&x->shape, s2));
+    if (scatter && (rc = read_reduction(g, n, x->dtype, err, errlen)))
+        return rc;
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, scatter ? &x->shape : &idx->shape, err, errlen);
+}
+
+static int infer_gather_elements(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    return elements_common(g, n, 0, err, errlen);
+}
+
+static int infer_scatter_elements(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    return elements_common(g, n, 1, err, errlen);
+}
+
+static int index_err(struct ir_graph *g, struct ir_node *n, void *d, char *err, size_t errlen)
+{
+    free(d);
+    return ir_node_err(g, n, err, errlen, -EINVAL, "constant index out of range");
+}
+
+static int eval_gather_elements(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (k_gather_elements(x->data, &x->shape, idx->data, idx->dtype, &idx->shape,
+                          (int)ir_attr_int(n, "axis", 0), engine_dtype_size(x->dtype), d))
+        return index_err(g, n, d, err, errlen);
+    return set_data(g, n, 0, d);
+}
+
+static int eval_scatter_elements(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1), *u = in_t(g, n, 2);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (k_scatter_elements(x->data, &x->shape, idx->data, idx->dtype, &idx->shape, u->data,
+                           (int)ir_attr_int(n, "axis", 0),
+                           (enum k_scatter_red)ir_attr_int(n, "reduction_code", 0), x->dtype, d))
+        return index_err(g, n, d, err, errlen);
+    return set_data(g, n, 0, d);
+}
+
+/* GatherND (scatter = 0) and ScatterND: tuples of k indices in the last dim of indices. */
+static int nd_common(struct ir_graph *g, struct ir_node *n, int scatter, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2 + scatter, 2 + scatter, err, errlen);
+    if (rc || (rc = index_input(g, n, 1, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1), *u = in_t(g, n, 2);
+    int64_t b = scatter ? 0 : ir_attr_int(n, "batch_dims", 0);
+    int64_t k = idx->shape.rank ? idx->shape.dims[idx->shape.rank - 1] : 0;
+    int r = x->shape.rank, q = idx->shape.rank;
+    if (b < 0 || b >= q || b >= r || k < 1 || b + k > r || q - 1 + r - b - k > ENGINE_MAX_RANK)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "batch_dims %lld and index depth %lld do not fit ranks %d and %d",
+                           (long long)b, (long long)k, r, q);
+    struct engine_shape o = {.rank = 0};
+    for (int64_t d = 0; d < b; d++) {
+        if (idx->shape.dims[d] != x->shape.dims[d])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "batch dims of data and indices differ");
+        o.dims[o.rank++] = x->shape.dims[d];
+    }
+    for (int64_t d = b; d < q - 1; d++)
+        o.dims[o.rank++] = idx->shape.dims[d];
+    for (int64_t d = b + k; d < r; d++)
+        o.dims[o.rank++] = x->shape.dims[d];
+    if (!scatter)
+        return set_out(g, n, 0, x->dtype, &o, err, errlen);
+    if (u->dtype != x->dtype || u->shape.rank != o.rank ||
+        memcmp(u->shape.dims, o.dims, (size_t)o.rank * sizeof(int64_t)))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "updates do not fit indices and data");
+    if ((rc = read_reduction(g, n, x->dtype, err, errlen)))
+        return rc;
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+static int infer_gather_nd(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    return nd_common(g, n, 0, err, errlen);
+}
+
+static int infer_scatter_nd(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    return nd_common(g, n, 1, err, errlen);
+}
+
+static int eval_gather_nd(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (k_gather_nd(x->data, &x->shape, idx->data, idx->dtype, &idx->shape,
+                    (int)ir_attr_int(n, "batch_dims", 0), engine_dtype_size(x->dtype), d))
+        return index_err(g, n, d, err, errlen);
+    return set_data(g, n, 0, d);
+}
+
+static int eval_scatter_nd(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1), *u = in_t(g, n, 2);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (k_scatter_nd(x->data, &x->shape, idx->data, idx->dtype, &idx->shape, u->data,
+                     (enum k_scatter_red)ir_attr_int(n, "reduction_code", 0), x->dtype, d))
+        return index_err(g, n, d, err, errlen);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_trilu(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *k = in_t(g, n, 1);
+    if (x->shape.rank < 2)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input must have rank >= 2");
+    if (k && (k->dtype != ENGINE_I64 || engine_shape_numel(&k->shape) != 1))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "k must be one int64");
+    int64_t upper = ir_attr_int(n, "upper", 1);
+    if (upper != 0 && upper != 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "attribute upper must be 0 or 1");
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+static int eval_trilu(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *k = in_t(g, n, 1);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_trilu(x->data, &x->shape, k ? *(int64_t *)k->data : 0, (int)ir_attr_int(n, "upper", 1),
+            engine_dtype_size(x->dtype), d);
+    return set_data(g, n, 0, d);
+}
+
+/* DepthToSpace (DCR, CRD) and SpaceToDepth; the mode is kept as "depth_mode". */
+static int infer_depth_space(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t b = ir_attr_int(n, "blocksize", 0), mode = K_SPACE_TO_DEPTH;
+    if (strcmp(n->op, "DepthToSpace") == 0) {
+        const char *m = ir_attr_str(n, "mode", "DCR");
+        mode = strcmp(m, "DCR") == 0 ? K_DEPTH_DCR : strcmp(m, "CRD") == 0 ? K_DEPTH_CRD : -1;
+        if (mode < 0)
+            return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute mode=%s", m);
+    }
+    if (x->shape.rank != 4 || b < 1 || b > (1 << 15))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "needs a 4-D input and a blocksize >= 1");
+    struct engine_shape o = x->shape;
+    const int64_t *s = x->shape.dims;
+    int fits = mode == K_SPACE_TO_DEPTH ? s[2] % b == 0 && s[3] % b == 0 : s[1] % (b * b) == 0;
+    if (!fits)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "blocksize %lld does not divide the input",
+                           (long long)b);
+    if (mode == K_SPACE_TO_DEPTH) {
+        o.dims[1] = s[1] * b * b, o.dims[2] = s[2] / b, o.dims[3] = s[3] / b;
+    } else {
+        o.dims[1] = s[1] / (b * b), o.dims[2] = s[2] * b, o.dims[3] = s[3] * b;
+    }
+    if (ir_attr_set_int(n, "depth_mode", mode))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_depth_space(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_depth_space(x->data, &x->shape, ir_attr_int(n, "blocksize", 1),
+                  (enum k_depth_mode)ir_attr_int(n, "depth_mode", 0), engine_dtype_size(x->dtype),
+                  d);
+    return set_data(g, n, 0, d);
+}
+
+static int infer_tile(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen), k;
+    int64_t rep[ENGINE_MAX_RANK];
+    if (rc || (rc = const_ints(g, n, 1, rep, ENGINE_MAX_RANK, &k, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (k != x->shape.rank)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "repeats needs %d values", x->shape.rank);
+    struct engine_shape o = x->shape;
+    for (int d = 0; d < k; d++) {
+        if (rep[d] < 0 || (o.dims[d] && rep[d] > INT64_MAX / o.dims[d]))
+            return ir_node_err(g, n, err, errlen, -EINVAL, "repeats out of range on axis %d", d);
+        o.dims[d] *= rep[d];
+    }
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
+static int eval_tile(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_tile(x->data, &x->shape, engine_dtype_size(x->dtype), d, &g->tensors[n->out[0]].shape);
+    return set_data(g, n, 0, d);
+}
+
+/* Split: sizes from the split attribute (before opset 13) or constant input, num_outputs (opset
+ * 18) or equal parts; kept as an explicit "split" and a non-negative "axis". */
+static int split_sizes(struct ir_graph *g, struct ir_node *n, int64_t dim, int64_t *sz, char *err,
+                       size_t errlen)
+{
+    int k = 0, rc;
+    const struct ir_attr *a = ir_attr_get(n, "split");
+    if (g->opset < 13 && a) {
+        if (a->type != IR_ATTR_INTS || a->n != (size_t)n->n_out)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "split needs %d values", n->n_out);
+        memcpy(sz, a->ints, a->n * sizeof(int64_t));
+        k = n->n_out;
+    } else if (g->opset >= 13 && in_t(g, n, 1)) {
+        if ((rc = const_ints(g, n, 1, sz, n->n_out, &k, err, errlen)))
+            return rc;
+    } else {
+        int64_t parts = n->n_out, each = parts ? (dim + parts - 1) / parts : 0;
+        if (g->opset < 18 && dim % parts)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "%lld does not split into %d parts",
+                               (long long)dim, n->n_out);
+        for (int i = 0; i < n->n_out; i++)
+            sz[i] = dim - each * i < each ? (dim - each * i > 0 ? dim - each * i : 0) : each;
+        k = n->n_out;
+    }
+    int64_t sum = 0;
+    for (int i = 0; i < k; i++)
+        sum += sz[i] >= 0 && sz[i] <= dim ? sz[i] : dim + 1;
+    if (k != n->n_out || sum != dim)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "split sizes do not add up to %lld over %d outputs", (long long)dim,
+                           n->n_out);
+    return 0;
+}
+
+#define MAX_SPLIT 1024
+
+static int infer_split(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen), axis;
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (n->n_out > MAX_SPLIT)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "more than %d outputs", MAX_SPLIT);
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", 0), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    int64_t sz[MAX_SPLIT];
+    if ((rc = split_sizes(g, n, x->shape.dims[axis], sz, err, errlen)))
+        return rc;
+    for (int i = 0; i < n->n_out; i++) {
+        struct engine_shape o = x->shape;
+        o.dims[axis] = sz[i];
+        if ((rc = set_out(g, n, i, x->dtype, &o, err, errlen)))
+            return rc;
+    }
+    if (ir_attr_set_int(n, "axis", axis) || ir_attr_set_ints(n, "split", sz, (size_t)n->n_out))
+        return oom(g, n, err, errlen);
+    return 0;
+}
+
+static int eval_split(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    int axis = (int)ir_attr_int(n, "axis", 0);
+    const struct ir_attr *a = ir_attr_get(n, "split");
+    int64_t starts[ENGINE_MAX_RANK] = {0}, steps[ENGINE_MAX_RANK];
+    for (int d = 0; d < ENGINE_MAX_RANK; d++)
+        steps[d] = 1;
+    for (int i = 0; i < n->n_out; i++) {
+        if (n->out[i] >= 0) {
+            void *d = alloc_out(g, n, i);
+            if (!d)
+                return oom(g, n, err, errlen);
+            k_slice(x->data, &x->shape, starts, steps, &g->tensors[n->out[i]].shape,
+                    engine_dtype_size(x->dtype), d);
+            set_data(g, n, i, d);
+        }
+        starts[axis] += a->ints[i];
+    }
+    return 0;
+}
+
+/* EyeLike depends only on its input's shape: always folded to a constant. */
+static int infer_eyelike(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t dt = ir_attr_int(n, "dtype", x->dtype);
+    if (dt <= 0 || dt > 100 || !engine_dtype_size((int)dt) || dt == ENGINE_BOOL)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute dtype=%lld",
+                           (long long)dt);
+    if (x->shape.rank != 2)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input must be 2-D");
+    return set_out(g, n, 0, (int)dt, &x->shape, err, errlen);
+}
+
+static int eval_eyelike(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *o = &g->tensors[n->out[0]];
+    int64_t k = ir_attr_int(n, "k", 0), rows = o->shape.dims[0], cols = o->shape.dims[1];
+    uint8_t *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    float one = 1.0f;
+    size_t es = engine_dtype_size(o->dtype);
+    for (int64_t i = 0; i < rows; i++)
+        if (k >= -i && k < cols - i) /* column i + k inside the matrix */
+            k_cast(&one, ENGINE_F32, d + (size_t)(i * cols + i + k) * es, o->dtype, 1);
+    return set_data(g, n, 0, d);
+}
+
 static const struct ir_op_def ops[] = {
     {"Neg", infer_unary_math, NULL},
     {"Reciprocal", infer_unary_math, NULL},
@@ -1588,6 +1963,17 @@ static const struct ir_op_def ops[] = {
     {"Transpose", infer_transpose, eval_transpose},
     {"Unsqueeze", infer_unsqueeze, eval_copy},
     {"Where", infer_where, eval_where},
+    {"GatherElements", infer_gather_elements, eval_gather_elements},
+    {"ScatterElements", infer_scatter_elements, eval_scatter_elements},
+    {"Scatter", infer_scatter_elements, eval_scatter_elements},
+    {"GatherND", infer_gather_nd, eval_gather_nd},
+    {"ScatterND", infer_scatter_nd, eval_scatter_nd},
+    {"Trilu", infer_trilu, eval_trilu},
+    {"DepthToSpace", infer_depth_space, eval_depth_space},
+    {"SpaceToDepth", infer_depth_space, eval_depth_space},
+    {"Tile", infer_tile, eval_tile},
+    {"Split", infer_split, eval_split},
+    {"EyeLike", infer_eyelike, eval_eyelike},
 };
 
 const struct ir_op_def *ir_op_find(const char *op)
@@ -1605,7 +1991,7 @@ int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n)
     const struct ir_op_def *d = ir_op_find(n->op);
     if (!d || !d->eval)
         return 0;
-    if (strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0)
+    if (strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0 || strcmp(n->op, "EyeLike") == 0)
         return 1; /* need only the input's shape */
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i] >= 0 && !g->tensors[n->in[i]].data)

@@ -1,0 +1,249 @@
+/*
+ * kernels_move.c — plain-C data-movement kernels: GatherElements, ScatterElements, GatherND,
+ * ScatterND, Trilu, DepthToSpace/SpaceToDepth, Tile.
+ *
+ * They move elements by size and never look at their values, except the reductions of the
+ * scatters (float32, int32, int64). The caller (plan_kernel_check at model open, shape inference
+ * at compile time) guarantees that the shapes fit each other; the kernels check every index
+ * they read from a tensor and return -EINVAL for one out of range, before writing through it.
+ */
+#include "engine/kernels.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* ---- helpers ---- */
+
+/* Row-major strides of s, in elements. */
+static void strides_of(const struct engine_shape *s, int64_t *st)
+{
+    int64_t acc = 1;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        st[d] = acc;
+        acc *= s->dims[d];
+    }
+}
+
+/* Advances a multi-index over shape s (last axis fastest). */
+static void next_index(const struct engine_shape *s, int64_t *ix)
+{
+    for (int d = s->rank - 1; d >= 0; d--) {
+        if (++ix[d] < s->dims[d])
+            return;
+        ix[d] = 0;
+    }
+}
+
+/* Index element i of an int32 or int64 tensor, normalised against dim (negative counts from the
+ * end); -1 when out of range. */
+static int64_t index_at(const void *idx, int idx_dtype, size_t i, int64_t dim)
+{
+    int64_t j = idx_dtype == ENGINE_I32 ? ((const int32_t *)idx)[i] : ((const int64_t *)idx)[i];
+    if (j < 0)
+        j += dim;
+    return j >= 0 && j < dim ? j : -1;
+}
+
+/* dst op= src for one element of dtype. */
+static void reduce_one(enum k_scatter_red r, int dtype, void *dst, const void *src, size_t esize)
+{
+#define REDUCE(T)                                                                                  \
+    do {                                                                                           \
+        T a = *(T *)dst, b = *(const T *)src;                                                      \
+        *(T *)dst = r == K_RED_ADD   ? a + b                                                       \
+                    : r == K_RED_MUL ? a * b                                                       \
+                    : r == K_RED_MAX ? (a > b ? a : b)                                             \
+                                     : (a < b ? a : b);                                            \
+    } while (0)
+    if (r == K_RED_NONE)
+        memcpy(dst, src, esize);
+    else if (dtype == ENGINE_F32)
+        REDUCE(float);
+    else if (dtype == ENGINE_I32)
+        REDUCE(int32_t);
+    else
+        REDUCE(int64_t);
+#undef REDUCE
+}
+
+int k_reduction_ok(enum k_scatter_red r, int dtype)
+{
+    return r == K_RED_NONE || (r > K_RED_NONE && r <= K_RED_MIN &&
+                               (dtype == ENGINE_F32 || dtype == ENGINE_I32 || dtype == ENGINE_I64));
+}
+
+/* ---- GatherElements / ScatterElements ---- */
+
+int k_gather_elements(const void *data, const struct engine_shape *ds, const void *idx,
+                      int idx_dtype, const struct engine_shape *is, int axis, size_t esize,
+                      void *dst)
+{
+    int64_t st[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0};
+    strides_of(ds, st);
+    int64_t n = engine_shape_numel(is);
+    for (int64_t i = 0; i < n; i++, next_index(is, ix)) {
+        int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
+        if (j < 0)
+            return -EINVAL;
+        int64_t off = 0;
+        for (int d = 0; d < is->rank; d++)
+            off += (d == axis ? j : ix[d]) * st[d];
+        memcpy((char *)dst + (size_t)i * esize, (const char *)data + (size_t)off * esize, esize);
+    }
+    return 0;
+}
+
+int k_scatter_elements(const void *data, const struct engine_shape *ds, const void *idx,
+                       int idx_dtype, const struct engine_shape *is, const void *updates, int axis,
+                       enum k_scatter_red r, int dtype, void *dst)
+{
+    size_t esize = engine_dtype_size(dtype);
+    int64_t st[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0};
+    strides_of(ds, st);
+    if (dst != data)
+        memcpy(dst, data, (size_t)engine_shape_numel(ds) * esize);
+    int64_t n = engine_shape_numel(is);
+    for (int64_t i = 0; i < n; i++, next_index(is, ix)) {
+        int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
+        if (j < 0)
+            return -EINVAL;
+        int64_t off = 0;
+        for (int d = 0; d < is->rank; d++)
+            off += (d == axis ? j : ix[d]) * st[d];
+        reduce_one(r, dtype, (char *)dst + (size_t)off * esize,
+                   (const char *)updates + (size_t)i * esize, esize);
+    }
+    return 0;
+}
+
+/* ---- GatherND / ScatterND ---- */
+
+/* Element offset in data of the slice that index tuple t (k values from dim `first` on) names,
+ * or -1 if a value is out of range. */
+static int64_t tuple_offset(const void *idx, int idx_dtype, size_t t, int k,
+                            const struct engine_shape *ds, const int64_t *st, int first)
+{
+    int64_t off = 0;
+    for (int j = 0; j < k; j++) {
+        int64_t v = index_at(idx, idx_dtype, t * (size_t)k + (size_t)j, ds->dims[first + j]);
+        if (v < 0)
+            return -1;
+        off += v * st[first + j];
+    }
+    return off;
+}
+
+int k_gather_nd(const void *data, const struct engine_shape *ds, const void *idx, int idx_dtype,
+                const struct engine_shape *is, int batch_dims, size_t esize, void *dst)
+{
+    int k = (int)is->dims[is->rank - 1];
+    int64_t st[ENGINE_MAX_RANK], batches = 1, per_batch = 1, slice = 1;
+    strides_of(ds, st);
+    for (int d = 0; d < batch_dims; d++)
+        batches *= ds->dims[d];
+    for (int d = batch_dims; d < is->rank - 1; d++)
+        per_batch *= is->dims[d];
+    for (int d = batch_dims + k; d < ds->rank; d++)
+        slice *= ds->dims[d];
+    int64_t batch_stride = batch_dims ? st[batch_dims - 1] : 0;
+    char *out = dst;
+    for (int64_t b = 0; b < batches; b++) {
+        for (int64_t t = 0; t < per_batch; t++) {
+            int64_t off =
+                tuple_offset(idx, idx_dtype, (size_t)(b * per_batch + t), k, ds, st, batch_dims);
+            if (off < 0)
+                return -EINVAL;
+            memcpy(out, (const char *)data + (size_t)(b * batch_stride + off) * esize,
+                   (size_t)slice * esize);
+            out += (size_t)slice * esize;
+        }
+    }
+    return 0;
+}
+
+int k_scatter_nd(const void *data, const struct engine_shape *ds, const void *idx, int idx_dtype,
+                 const struct engine_shape *is, const void *updates, enum k_scatter_red r,
+                 int dtype, void *dst)
+{
+    size_t esize = engine_dtype_size(dtype);
+    int k = (int)is->dims[is->rank - 1];
+    int64_t st[ENGINE_MAX_RANK], tuples = 1, slice = 1;
+    strides_of(ds, st);
+    for (int d = 0; d < is->rank - 1; d++)
+        tuples *= is->dims[d];
+    for (int d = k; d < ds->rank; d++)
+        slice *= ds->dims[d];
+    if (dst != data)
+        memcpy(dst, data, (size_t)engine_shape_numel(ds) * esize);
+    for (int64_t t = 0; t < tuples; t++) {
+        int64_t off = tuple_offset(idx, idx_dtype, (size_t)t, k, ds, st, 0);
+        if (off < 0)
+            return -EINVAL;
+        for (int64_t e = 0; e < slice; e++)
+            reduce_one(r, dtype, (char *)dst + (size_t)(off + e) * esize,
+                       (const char *)updates + (size_t)(t * slice + e) * esize, esize);
+    }
+    return 0;
+}
+
+/* ---- Trilu, DepthToSpace / SpaceToDepth, Tile ---- */
+
+void k_trilu(const void *src, const struct engine_shape *s, int64_t k, int upper, size_t esize,
+             void *dst)
+{
+    int64_t rows = s->dims[s->rank - 2], cols = s->dims[s->rank - 1];
+    int64_t mats = rows && cols ? engine_shape_numel(s) / (rows * cols) : 0;
+    const char *in = src;
+    char *out = dst;
+    for (int64_t m = 0; m < mats; m++)
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++, in += esize, out += esize) {
+                /* j - i never overflows; k may be any int64 */
+                int keep = upper ? j - i >= k : j - i <= k;
+                if (keep)
+                    memcpy(out, in, esize);
+                else
+                    memset(out, 0, esize);
+            }
+}
+
+void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enum k_depth_mode mode,
+                   size_t esize, void *dst)
+{
+    /* walk the "space" side [N, C, H*b, W*b] with its "depth" twin [N, C*b*b, H, W] */
+    int64_t n = s->dims[0], c, h, w;
+    if (mode == K_SPACE_TO_DEPTH) {
+        c = s->dims[1], h = s->dims[2] / b, w = s->dims[3] / b;
+    } else {
+        c = s->dims[1] / (b * b), h = s->dims[2], w = s->dims[3];
+    }
+    for (int64_t in = 0; in < n; in++)
+        for (int64_t ic = 0; ic < c; ic++)
+            for (int64_t y = 0; y < h * b; y++)
+                for (int64_t x = 0; x < w * b; x++) {
+                    int64_t i = y % b, j = x % b;
+                    int64_t dc =
+                        mode == K_DEPTH_CRD ? ic * b * b + i * b + j : (i * b + j) * c + ic;
+                    int64_t space = ((in * c + ic) * h * b + y) * w * b + x;
+                    int64_t depth = ((in * c * b * b + dc) * h + y / b) * w + x / b;
+                    const char *from = (const char *)src +
+                                       (size_t)(mode == K_SPACE_TO_DEPTH ? space : depth) * esize;
+                    char *to =
+                        (char *)dst + (size_t)(mode == K_SPACE_TO_DEPTH ? depth : space) * esize;
+                    memcpy(to, from, esize);
+                }
+}
+
+void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *dst,
+            const struct engine_shape *o)
+{
+    int64_t st[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0};
+    strides_of(s, st);
+    int64_t n = engine_shape_numel(o);
+    for (int64_t i = 0; i < n; i++, next_index(o, ix)) {
+        int64_t off = 0;
+        for (int d = 0; d < o->rank; d++)
+            off += ix[d] % s->dims[d] * st[d];
+        memcpy((char *)dst + (size_t)i * esize, (const char *)src + (size_t)off * esize, esize);
+    }
+}
