@@ -1122,16 +1122,8 @@ static int math_operands(struct lower *l, const struct ir_node *n, int count, in
 static int lower_unary_math(struct lower *l, const struct ir_node *n)
 {
     int64_t op = k_unop_find(n->op), ins[1];
-    float alpha = 0.0f, beta = 0.0f;
-    if (op == K_ISINF) {
-        alpha = (float)ir_attr_int(n, "detect_positive", 1);
-        beta = (float)ir_attr_int(n, "detect_negative", 1);
-    } else if (op == K_THRESHOLDED_RELU || op == K_CELU) {
-        alpha = ir_attr_float(n, "alpha", 1.0f);
-    } else if (op == K_SHRINK) {
-        alpha = ir_attr_float(n, "lambd", 0.5f);
-        beta = ir_attr_float(n, "bias", 0.0f);
-    }
+    float alpha, beta;
+    k_unary_attrs(n, &alpha, &beta);
     int rc = math_operands(l, n, 1, ins);
     return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_UNARY, ins, 1, &op, 1, 0, alpha, beta);
 }
@@ -1609,6 +1601,7 @@ static const struct {
     {"Softsign", lower_unary_math},
     {"Softplus", lower_unary_math},
     {"Not", lower_unary_math},
+    {"Selu", lower_unary_math},
     {"ReduceSum", lower_reduce},
     {"ReduceMean", lower_reduce},
     {"ReduceMax", lower_reduce},

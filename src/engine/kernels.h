@@ -123,12 +123,15 @@ enum k_unop {
     K_CELU,             /* alpha */
     K_SOFTSIGN,
     K_SOFTPLUS,
-    K_NOT, /* bool */
+    K_NOT,  /* bool */
+    K_SELU, /* alpha, beta: gamma */
     K_UNOP_COUNT_
 };
 
 /* The unary op an ONNX op name maps to, or -1. */
 int k_unop_find(const char *onnx_op);
+/* The alpha and beta k_unary takes for node n (its attributes, ONNX defaults). */
+void k_unary_attrs(const struct ir_node *n, float *alpha, float *beta);
 /* The dtype op writes for a dtype input, or 0 when the kernel does not implement that pair. */
 int k_unary_dtype(enum k_unop op, int dtype);
 void k_unary(enum k_unop op, int dtype, float alpha, float beta, const void *src, void *dst,

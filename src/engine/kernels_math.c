@@ -38,9 +38,27 @@ int k_unop_find(const char *onnx_op)
         [K_ISNAN] = "IsNaN",       [K_THRESHOLDED_RELU] = "ThresholdedRelu",
         [K_SHRINK] = "Shrink",     [K_CELU] = "Celu",
         [K_SOFTSIGN] = "Softsign", [K_SOFTPLUS] = "Softplus",
-        [K_NOT] = "Not",
+        [K_NOT] = "Not",           [K_SELU] = "Selu",
     };
     return find_name(names, K_UNOP_COUNT_, onnx_op);
+}
+
+void k_unary_attrs(const struct ir_node *n, float *alpha, float *beta)
+{
+    int op = k_unop_find(n->op);
+    *alpha = *beta = 0.0f;
+    if (op == K_ISINF) {
+        *alpha = (float)ir_attr_int(n, "detect_positive", 1);
+        *beta = (float)ir_attr_int(n, "detect_negative", 1);
+    } else if (op == K_THRESHOLDED_RELU || op == K_CELU) {
+        *alpha = ir_attr_float(n, "alpha", 1.0f);
+    } else if (op == K_SHRINK) {
+        *alpha = ir_attr_float(n, "lambd", 0.5f);
+        *beta = ir_attr_float(n, "bias", 0.0f);
+    } else if (op == K_SELU) {
+        *alpha = ir_attr_float(n, "alpha", 1.67326319217681884765625f);
+        *beta = ir_attr_float(n, "gamma", 1.05070102214813232421875f);
+    }
 }
 
 int k_redop_find(const char *onnx_op)
@@ -209,6 +227,8 @@ static float unary_f32(enum k_unop op, float alpha, float beta, float x)
         return x / (1.0f + fabsf(x));
     case K_SOFTPLUS:
         return softplus(x);
+    case K_SELU:
+        return beta * (x > 0 ? x : alpha * expm1f(x));
     default:
         return x;
     }

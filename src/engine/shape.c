@@ -1305,6 +1305,19 @@ static int infer_unary_math(struct ir_graph *g, struct ir_node *n, char *err, si
     return set_out(g, n, 0, out, &x->shape, err, errlen);
 }
 
+static int eval_unary_math(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0);
+    float alpha, beta;
+    k_unary_attrs(n, &alpha, &beta);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_unary((enum k_unop)k_unop_find(n->op), x->dtype, alpha, beta, x->data, d,
+            (size_t)engine_shape_numel(&x->shape));
+    return set_data(g, n, 0, d);
+}
+
 /* Reductions: the reduced axes become the normalised attribute reduce_mask (1 per reduced input
  * axis); empty axes reduce everything unless noop_with_empty_axes, which reduces nothing. */
 static int infer_reduce(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
@@ -1409,6 +1422,21 @@ static int infer_logic(struct ir_graph *g, struct ir_node *n, char *err, size_t 
 }
 
 /* Two-input Max/Min of the dtypes the binary kernels take stay binary ops. */
+static int eval_logic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1), *o = &g->tensors[n->out[0]];
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    int rc = k_logic((enum k_logop)k_logop_of(n), a->dtype, a->data, &a->shape, b->data, &b->shape,
+                     d, &o->shape);
+    if (rc) {
+        free(d);
+        return ir_node_err(g, n, err, errlen, rc, "integer modulo by zero in constants");
+    }
+    return set_data(g, n, 0, d);
+}
+
 static int variadic_binary(struct ir_graph *g, const struct ir_node *n)
 {
     struct ir_tensor *a = in_t(g, n, 0);
@@ -1861,33 +1889,34 @@ static int eval_eyelike(struct ir_graph *g, struct ir_node *n, char *err, size_t
 }
 
 static const struct ir_op_def ops[] = {
-    {"Neg", infer_unary_math, NULL},
-    {"Reciprocal", infer_unary_math, NULL},
-    {"Cos", infer_unary_math, NULL},
-    {"Sin", infer_unary_math, NULL},
-    {"Tan", infer_unary_math, NULL},
-    {"Sinh", infer_unary_math, NULL},
-    {"Cosh", infer_unary_math, NULL},
-    {"Asin", infer_unary_math, NULL},
-    {"Acos", infer_unary_math, NULL},
-    {"Atan", infer_unary_math, NULL},
-    {"Asinh", infer_unary_math, NULL},
-    {"Acosh", infer_unary_math, NULL},
-    {"Atanh", infer_unary_math, NULL},
-    {"Ceil", infer_unary_math, NULL},
-    {"Floor", infer_unary_math, NULL},
-    {"Round", infer_unary_math, NULL},
-    {"Sign", infer_unary_math, NULL},
-    {"Erf", infer_unary_math, NULL},
-    {"Log", infer_unary_math, NULL},
-    {"IsInf", infer_unary_math, NULL},
-    {"IsNaN", infer_unary_math, NULL},
-    {"ThresholdedRelu", infer_unary_math, NULL},
-    {"Shrink", infer_unary_math, NULL},
-    {"Celu", infer_unary_math, NULL},
-    {"Softsign", infer_unary_math, NULL},
-    {"Softplus", infer_unary_math, NULL},
-    {"Not", infer_unary_math, NULL},
+    {"Neg", infer_unary_math, eval_unary_math},
+    {"Reciprocal", infer_unary_math, eval_unary_math},
+    {"Cos", infer_unary_math, eval_unary_math},
+    {"Sin", infer_unary_math, eval_unary_math},
+    {"Tan", infer_unary_math, eval_unary_math},
+    {"Sinh", infer_unary_math, eval_unary_math},
+    {"Cosh", infer_unary_math, eval_unary_math},
+    {"Asin", infer_unary_math, eval_unary_math},
+    {"Acos", infer_unary_math, eval_unary_math},
+    {"Atan", infer_unary_math, eval_unary_math},
+    {"Asinh", infer_unary_math, eval_unary_math},
+    {"Acosh", infer_unary_math, eval_unary_math},
+    {"Atanh", infer_unary_math, eval_unary_math},
+    {"Ceil", infer_unary_math, eval_unary_math},
+    {"Floor", infer_unary_math, eval_unary_math},
+    {"Round", infer_unary_math, eval_unary_math},
+    {"Sign", infer_unary_math, eval_unary_math},
+    {"Erf", infer_unary_math, eval_unary_math},
+    {"Log", infer_unary_math, eval_unary_math},
+    {"IsInf", infer_unary_math, eval_unary_math},
+    {"IsNaN", infer_unary_math, eval_unary_math},
+    {"ThresholdedRelu", infer_unary_math, eval_unary_math},
+    {"Shrink", infer_unary_math, eval_unary_math},
+    {"Celu", infer_unary_math, eval_unary_math},
+    {"Softsign", infer_unary_math, eval_unary_math},
+    {"Softplus", infer_unary_math, eval_unary_math},
+    {"Not", infer_unary_math, eval_unary_math},
+    {"Selu", infer_unary_math, eval_unary_math},
     {"ReduceSum", infer_reduce, eval_reduce},
     {"ReduceMax", infer_reduce, eval_reduce},
     {"ReduceMin", infer_reduce, eval_reduce},
@@ -1901,14 +1930,14 @@ static const struct ir_op_def ops[] = {
     {"ArgMin", infer_argext, NULL},
     {"LogSoftmax", infer_softmax_f, NULL},
     {"Hardmax", infer_softmax_f, NULL},
-    {"And", infer_logic, NULL},
-    {"Or", infer_logic, NULL},
-    {"Xor", infer_logic, NULL},
-    {"Mod", infer_logic, NULL},
-    {"LessOrEqual", infer_logic, NULL},
-    {"GreaterOrEqual", infer_logic, NULL},
-    {"PRelu", infer_logic, NULL},
-    {"BitShift", infer_logic, NULL},
+    {"And", infer_logic, eval_logic},
+    {"Or", infer_logic, eval_logic},
+    {"Xor", infer_logic, eval_logic},
+    {"Mod", infer_logic, eval_logic},
+    {"LessOrEqual", infer_logic, eval_logic},
+    {"GreaterOrEqual", infer_logic, eval_logic},
+    {"PRelu", infer_logic, eval_logic},
+    {"BitShift", infer_logic, eval_logic},
     {"Sum", infer_variadic, eval_variadic},
     {"Mean", infer_variadic, eval_variadic},
     {"NegativeLogLikelihoodLoss", infer_loss, NULL},
