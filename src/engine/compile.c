@@ -1242,6 +1242,40 @@ static int lower_layernorm_c(struct lower *l, const struct ir_node *n)
     return cnt < 0 ? cnt : 0;
 }
 
+/* Clip: oneDNN eltwise when float32 with constant bounds, else a C kernel reading the bounds
+ * that are present (possibly computed at run time). */
+static int lower_clip(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    enum ir_act act;
+    float a, b;
+    if (x && x->dtype == ENGINE_F32 && ir_node_act(l->g, n, &act, &a, &b))
+        return lower_eltwise(l, n);
+    int64_t ins[3], params[2] = {0, 0};
+    uint32_t cnt = 1;
+    if (!x || (ins[0] = plain_operand(l, n, n->in[0])) < 0)
+        return lerr(l, n, -EINVAL, "missing input");
+    for (int i = 1; i <= 2; i++) {
+        if (i >= n->n_in || n->in[i] < 0)
+            continue;
+        if ((ins[cnt++] = plain_operand(l, n, n->in[i])) < 0)
+            return (int)ins[cnt - 1];
+        params[i - 1] = 1;
+    }
+    return emit_math(l, n, 0, PLAN_K_CLIP, ins, cnt, params, 2, 0, 0, 0);
+}
+
+static int lower_instnorm(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[3];
+    int cnt = math_operands(l, n, 3, ins);
+    if (cnt >= 0 && cnt != 3)
+        return lerr(l, n, -EINVAL, "needs input, scale and B");
+    return cnt < 0 ? cnt
+                   : emit_math(l, n, 0, PLAN_K_INSTNORM, ins, 3, NULL, 0, 0,
+                               ir_attr_float(n, "epsilon", 1e-5f), 0);
+}
+
 /* reduction, has_ignore, ignore_index of a loss op. */
 static void loss_params(const struct ir_node *n, int64_t *params)
 {
@@ -1628,6 +1662,7 @@ static const struct {
     {"Mean", lower_variadic},
     {"NegativeLogLikelihoodLoss", lower_nll},
     {"SoftmaxCrossEntropyLoss", lower_sce},
+    {"InstanceNormalization", lower_instnorm},
     {"Conv", lower_conv},
     {"Gemm", lower_gemm},
     {"MatMul", lower_matmul},
@@ -1637,7 +1672,7 @@ static const struct {
     {"GlobalMaxPool", lower_pool},
     {"Relu", lower_eltwise},
     {"LeakyRelu", lower_eltwise},
-    {"Clip", lower_eltwise},
+    {"Clip", lower_clip},
     {"Sigmoid", lower_eltwise},
     {"Tanh", lower_eltwise},
     {"HardSigmoid", lower_eltwise},

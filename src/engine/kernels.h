@@ -204,6 +204,15 @@ void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
 void k_layernorm(const float *x, const float *scale, const float *bias, size_t outer, size_t inner,
                  float eps, float *y, float *mean, float *inv_std);
 
+/* Instance normalisation of x viewed as [n, c, inner] with per-channel scale and bias. */
+void k_instancenorm(const float *x, const float *scale, const float *bias, size_t n, size_t c,
+                    size_t inner, float eps, float *y);
+
+/* 1 if Clip runs on dtype as a C kernel (float32 and the integers). */
+int k_clip_dtype_ok(int dtype);
+/* dst = min(max(x, *lo), *hi) of n elements; lo/hi: one element of dtype, or NULL (unbounded). */
+void k_clip(int dtype, const void *x, const void *lo, const void *hi, void *dst, size_t n);
+
 enum k_reduction { K_LOSS_NONE, K_LOSS_SUM, K_LOSS_MEAN };
 
 /* Negative log-likelihood of logp viewed as [n, c, inner] at target [n, inner] with optional

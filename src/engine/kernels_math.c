@@ -612,27 +612,68 @@ void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
     }
 }
 
-/* ---- layer normalisation ---- */
+/* ---- layer and instance normalisation ---- */
+
+/* Mean and 1/sqrt(variance + eps) of a row (population variance, as ONNX). */
+static void row_stats(const float *row, size_t len, float eps, double *mu, double *inv)
+{
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < len; i++)
+        sum += row[i];
+    *mu = len ? sum / (double)len : 0;
+    for (size_t i = 0; i < len; i++)
+        sq += (row[i] - *mu) * (row[i] - *mu);
+    *inv = 1.0 / sqrt((len ? sq / (double)len : 0) + eps);
+}
 
 void k_layernorm(const float *x, const float *scale, const float *bias, size_t outer, size_t inner,
                  float eps, float *y, float *mean, float *inv_std)
 {
     for (size_t o = 0; o < outer; o++) {
         const float *row = x + o * inner;
-        double sum = 0, sq = 0;
-        for (size_t i = 0; i < inner; i++)
-            sum += row[i];
-        double mu = inner ? sum / (double)inner : 0;
-        for (size_t i = 0; i < inner; i++)
-            sq += (row[i] - mu) * (row[i] - mu);
-        double var = inner ? sq / (double)inner : 0;
-        double inv = 1.0 / sqrt(var + eps);
+        double mu, inv;
+        row_stats(row, inner, eps, &mu, &inv);
         if (mean)
             mean[o] = (float)mu;
         if (inv_std)
             inv_std[o] = (float)inv;
         for (size_t i = 0; y && i < inner; i++)
             y[o * inner + i] = (float)((row[i] - mu) * inv * scale[i] + (bias ? bias[i] : 0.0f));
+    }
+}
+
+void k_instancenorm(const float *x, const float *scale, const float *bias, size_t n, size_t c,
+                    size_t inner, float eps, float *y)
+{
+    for (size_t b = 0; b < n; b++)
+        for (size_t ch = 0; ch < c; ch++) {
+            size_t row = (b * c + ch) * inner;
+            double mu, inv;
+            row_stats(x + row, inner, eps, &mu, &inv);
+            for (size_t i = 0; i < inner; i++)
+                y[row + i] = (float)((x[row + i] - mu) * inv * scale[ch] + bias[ch]);
+        }
+}
+
+/* ---- clip ---- */
+
+int k_clip_dtype_ok(int dtype)
+{
+    return dtype == ENGINE_F32 || is_int(dtype);
+}
+
+void k_clip(int dtype, const void *x, const void *lo, const void *hi, void *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (dtype == ENGINE_F32) {
+            float v = ((const float *)x)[i];
+            v = lo && v < *(const float *)lo ? *(const float *)lo : v;
+            ((float *)dst)[i] = hi && v > *(const float *)hi ? *(const float *)hi : v;
+        } else {
+            int64_t v = load_int(x, dtype, i);
+            v = lo && v < load_int(lo, dtype, 0) ? load_int(lo, dtype, 0) : v;
+            store_int(dst, dtype, i, hi && v > load_int(hi, dtype, 0) ? load_int(hi, dtype, 0) : v);
+        }
     }
 }
 

@@ -888,14 +888,44 @@ static int nll_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int clip_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
+        c->n->n_in != 1u + (uint32_t)p[0] + (uint32_t)p[1] || !k_clip_dtype_ok((int)x->dtype) ||
+        !plain_of_dtype(x, dst->dtype) || !dims_equal(dst, &xs))
+        return node_err(c, -EINVAL, "clip kernel bounds, dtypes or shapes do not fit");
+    for (uint32_t i = 1; i < c->n->n_in; i++)
+        if (!plain_of_dtype(operand(c, i), x->dtype) || numel_of(operand(c, i)) != 1)
+            return node_err(c, -EINVAL, "clip bounds must be one element of the input's dtype");
+    return 0;
+}
+
+static int instnorm_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    if (c->n->n_params || x->rank < 2 || !plain_of_dtype(x, ENGINE_F32) ||
+        dst->dtype != ENGINE_F32 || !dims_equal(dst, &xs) ||
+        !plain_of_dtype(operand(c, 1), ENGINE_F32) || numel_of(operand(c, 1)) != x->dims[1] ||
+        !plain_of_dtype(operand(c, 2), ENGINE_F32) || numel_of(operand(c, 2)) != x->dims[1])
+        return node_err(c, -EINVAL, "instance-norm shapes or dtypes do not fit");
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2}, max_in[] = {1, 1, 1, 1, 2, 8, 3, 3};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
-        n->n_params > c->v->n_index - n->params_first || n->n_params < 1 || n->n_post ||
-        n->sum_tensor != PLAN_NONE || dst_of(c)->layout != PLAN_LAYOUT_PLAIN)
+        n->n_params > c->v->n_index - n->params_first ||
+        (n->n_params < 1 && n->alg != PLAN_K_INSTNORM) || n->n_post || n->sum_tensor != PLAN_NONE ||
+        dst_of(c)->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
     const int32_t *p = c->v->index + n->params_first;
     switch (n->alg) {
@@ -913,6 +943,10 @@ static int math_kernel_check(const struct node_ctx *c)
         return variadic_check(c, p);
     case PLAN_K_LAYERNORM:
         return layernorm_k_check(c, p);
+    case PLAN_K_CLIP:
+        return clip_check(c, p);
+    case PLAN_K_INSTNORM:
+        return instnorm_check(c);
     default:
         return nll_check(c, p);
     }
@@ -1064,7 +1098,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_NLL)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_INSTNORM)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

@@ -218,6 +218,15 @@ static int run_math_kernel(const struct session_kernel *k)
         return 0;
     case PLAN_K_LAYERNORM:
         return run_layernorm(k);
+    case PLAN_K_CLIP:
+        k_clip(k->in_dtype[0], k->in[0], k->params[0] ? k->in[1] : NULL,
+               k->params[1] ? k->in[1 + k->params[0]] : NULL, k->dst,
+               (size_t)engine_shape_numel(&k->in_s[0]));
+        return 0;
+    case PLAN_K_INSTNORM:
+        split_at(&k->in_s[0], 1, 0, &outer, &len, &inner);
+        k_instancenorm(k->in[0], k->in[1], k->in[2], outer, len, inner, k->alpha, k->dst);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -234,6 +243,8 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_VARIADIC:
     case PLAN_K_LAYERNORM:
     case PLAN_K_NLL:
+    case PLAN_K_CLIP:
+    case PLAN_K_INSTNORM:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

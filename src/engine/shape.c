@@ -1483,6 +1483,64 @@ static int eval_variadic(struct ir_graph *g, struct ir_node *n, char *err, size_
     return set_data(g, n, 0, d);
 }
 
+/* Clip: the activation when float32 with constant bounds, else a C kernel whose bounds (one
+ * element of the input's type each) may be computed at run time. */
+static int clip_is_act(struct ir_graph *g, struct ir_node *n)
+{
+    enum ir_act act;
+    float a, b;
+    struct ir_tensor *x = in_t(g, n, 0);
+    return x && x->dtype == ENGINE_F32 && ir_node_act(g, n, &act, &a, &b);
+}
+
+static int infer_clip(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (clip_is_act(g, n))
+        return infer_act(g, n, err, errlen);
+    int rc = arity(g, n, 1, 3, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (!k_clip_dtype_ok(x->dtype))
+        return unsupported_type(g, n, x, err, errlen);
+    for (int i = 1; i <= 2; i++) {
+        struct ir_tensor *b = in_t(g, n, i);
+        if (b && (b->dtype != x->dtype || engine_shape_numel(&b->shape) != 1))
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "min and max must be one element of the input's type");
+    }
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+static int eval_clip(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (clip_is_act(g, n))
+        return eval_act(g, n, err, errlen);
+    struct ir_tensor *x = in_t(g, n, 0), *lo = in_t(g, n, 1), *hi = in_t(g, n, 2);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_clip(x->dtype, x->data, lo ? lo->data : NULL, hi ? hi->data : NULL, d,
+           (size_t)engine_shape_numel(&x->shape));
+    return set_data(g, n, 0, d);
+}
+
+/* InstanceNormalization: X [N, C, ...], scale and B [C]. */
+static int infer_instnorm(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 3, 3, err, errlen);
+    for (int i = 0; i < 3 && !rc; i++)
+        rc = want_dtype(g, n, i, ENGINE_F32, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if (x->shape.rank < 2 || engine_shape_numel(&in_t(g, n, 1)->shape) != x->shape.dims[1] ||
+        engine_shape_numel(&in_t(g, n, 2)->shape) != x->shape.dims[1])
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "input [N, C, ...] with scale and B of C values each expected");
+    return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
+}
+
 /* NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: input [N, C, d...], int64 target
  * [N, d...], optional weights [C]; loss per element (reduction none) or a scalar. */
 static int infer_loss(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
@@ -1942,12 +2000,13 @@ static const struct ir_op_def ops[] = {
     {"Mean", infer_variadic, eval_variadic},
     {"NegativeLogLikelihoodLoss", infer_loss, NULL},
     {"SoftmaxCrossEntropyLoss", infer_loss, NULL},
+    {"InstanceNormalization", infer_instnorm, NULL},
     {"Abs", infer_act, eval_act},
     {"Add", infer_binary, eval_binary},
     {"AveragePool", infer_pool, NULL},
     {"BatchNormalization", infer_batchnorm, NULL},
     {"Cast", infer_cast, eval_cast},
-    {"Clip", infer_act, eval_act},
+    {"Clip", infer_clip, eval_clip},
     {"Concat", infer_concat, eval_concat},
     {"ConstantOfShape", infer_constant_of_shape, eval_constant_of_shape},
     {"Conv", infer_conv, NULL},

@@ -110,6 +110,21 @@ static void test_nll_targets(void **state)
     assert_int_equal(k_nll(logp, t, NULL, 2, 3, 1, K_LOSS_SUM, 0, 0, d), -EINVAL);
 }
 
+static void test_clip_bounds(void **state)
+{
+    int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
+    k_clip(ENGINE_I8, x, &lo, &hi, d, 4);
+    int8_t want[4] = {-10, -5, 5, 10};
+    assert_memory_equal(d, want, sizeof(d));
+    k_clip(ENGINE_I8, x, NULL, &lo, d, 4); /* only a max */
+    assert_int_equal(d[0], -128);
+    assert_int_equal(d[3], -10);
+    float f[2] = {NAN, 3.0f}, flo = 5.0f, fhi = 1.0f, fd[2];
+    k_clip(ENGINE_F32, f, &flo, &fhi, fd, 2); /* min > max gives max, as numpy */
+    assert_true(isnan(fd[0]));
+    assert_true(fd[1] == 1.0f);
+}
+
 /* ---- plan_kernel_check on hand-built nodes ---- */
 
 static int64_t hostile_tensor(struct plan_builder *b, int dtype, struct engine_shape s)
@@ -197,6 +212,12 @@ static void test_hostile_params(void **state)
     assert_int_equal(check_node(PLAN_K_NLL, nll_big, 2, scalar, nll, 3, 0, &b), -EINVAL);
     nll[1] = 2;
     assert_int_equal(check_node(PLAN_K_NLL, nll_in, 2, scalar, nll, 3, 0, &b), -EINVAL);
+    int32_t clip[2] = {1, 0}, clip_bad[2] = {1, 1};
+    int64_t clip_in[2] = {x, scalar};
+    assert_int_equal(check_node(PLAN_K_CLIP, clip_in, 2, y, clip, 2, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_CLIP, clip_in, 2, y, clip_bad, 2, 0, &b), -EINVAL);
+    clip_in[1] = r; /* a bound of two elements */
+    assert_int_equal(check_node(PLAN_K_CLIP, clip_in, 2, y, clip, 2, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -241,13 +262,10 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),
-        cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),
-        cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),
-        cmocka_unit_test(test_hostile_params),
-        cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),    cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),   cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),    cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_hostile_params), cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
