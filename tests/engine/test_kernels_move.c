@@ -1,0 +1,282 @@
+/*
+ * test_kernels_move.c — the data-movement kernels (kernels_move.c) on edge cases the ONNX
+ * conformance data does not cover: negative and out-of-range indices, duplicate scatter targets
+ * with each reduction, batch dims, extreme Trilu k, DepthToSpace undoing SpaceToDepth, empty
+ * tiles; plan_kernel_check refusing hostile parameters and shapes; and an out-of-range index
+ * refused by a running session with an error rather than read out of bounds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+
+#include "engine/kernels.h"
+#include "test_backend_util.h"
+
+/* ---- kernels called directly ---- */
+
+static void test_gather_elements_indices(void **state)
+{
+    struct engine_shape ds = SHAPE(2, 2, 3), is = SHAPE(2, 2, 2);
+    float data[6] = {0, 1, 2, 3, 4, 5}, d[4];
+    int64_t idx[4] = {2, -3, -1, 0};
+    assert_int_equal(k_gather_elements(data, &ds, idx, ENGINE_I64, &is, 1, sizeof(float), d), 0);
+    float want[4] = {2, 0, 5, 3};
+    assert_memory_equal(d, want, sizeof(want));
+    int32_t bad[4] = {0, 3, 0, 0}; /* one past the end of axis 1 */
+    assert_int_equal(k_gather_elements(data, &ds, bad, ENGINE_I32, &is, 1, sizeof(float), d),
+                     -EINVAL);
+    int32_t low[4] = {0, -4, 0, 0};
+    assert_int_equal(k_gather_elements(data, &ds, low, ENGINE_I32, &is, 1, sizeof(float), d),
+                     -EINVAL);
+}
+
+static void test_scatter_reductions(void **state)
+{
+    struct engine_shape ds = SHAPE(1, 4), is = SHAPE(1, 3);
+    int32_t data[4] = {1, 2, 3, 4}, upd[3] = {10, 20, -5}, d[4];
+    int64_t idx[3] = {1, 1, -1};
+    assert_int_equal(
+        k_scatter_elements(data, &ds, idx, ENGINE_I64, &is, upd, 0, K_RED_ADD, ENGINE_I32, d), 0);
+    int32_t want_add[4] = {1, 32, 3, -1};
+    assert_memory_equal(d, want_add, sizeof(d));
+    assert_int_equal(
+        k_scatter_elements(data, &ds, idx, ENGINE_I64, &is, upd, 0, K_RED_MAX, ENGINE_I32, d), 0);
+    int32_t want_max[4] = {1, 20, 3, 4};
+    assert_memory_equal(d, want_max, sizeof(d));
+    assert_int_equal(
+        k_scatter_elements(data, &ds, idx, ENGINE_I64, &is, upd, 0, K_RED_NONE, ENGINE_I32, d), 0);
+    int32_t want_none[4] = {1, 20, 3, -5}; /* the last write wins */
+    assert_memory_equal(d, want_none, sizeof(d));
+    int64_t bad[3] = {0, 4, 0};
+    assert_int_equal(
+        k_scatter_elements(data, &ds, bad, ENGINE_I64, &is, upd, 0, K_RED_NONE, ENGINE_I32, d),
+        -EINVAL);
+    assert_true(k_reduction_ok(K_RED_NONE, ENGINE_BOOL));
+    assert_false(k_reduction_ok(K_RED_ADD, ENGINE_U8));
+    assert_false(k_reduction_ok((enum k_scatter_red)7, ENGINE_F32));
+}
+
+static void test_nd_indices(void **state)
+{
+    /* GatherND with one batch dim: data [2, 3], indices [2, 1] pick one element per row */
+    struct engine_shape ds = SHAPE(2, 2, 3), is = SHAPE(2, 2, 1);
+    float data[6] = {0, 1, 2, 3, 4, 5}, d[2];
+    int64_t idx[2] = {2, -3};
+    assert_int_equal(k_gather_nd(data, &ds, idx, ENGINE_I64, &is, 1, sizeof(float), d), 0);
+    assert_true(d[0] == 2 && d[1] == 3);
+    int64_t bad[2] = {0, 3};
+    assert_int_equal(k_gather_nd(data, &ds, bad, ENGINE_I64, &is, 1, sizeof(float), d), -EINVAL);
+    /* ScatterND multiplies whole rows; a duplicate row multiplies twice */
+    struct engine_shape rs = SHAPE(2, 2, 1);
+    float upd[6] = {2, 2, 2, 3, 3, 3}, o[6];
+    int64_t rows[2] = {1, 1};
+    assert_int_equal(k_scatter_nd(data, &ds, rows, ENGINE_I64, &rs, upd, K_RED_MUL, ENGINE_F32, o),
+                     0);
+    float want[6] = {0, 1, 2, 18, 24, 30};
+    assert_memory_equal(o, want, sizeof(want));
+    int64_t far[2] = {1, -3};
+    assert_int_equal(k_scatter_nd(data, &ds, far, ENGINE_I64, &rs, upd, K_RED_NONE, ENGINE_F32, o),
+                     -EINVAL);
+}
+
+static void test_trilu_extremes(void **state)
+{
+    struct engine_shape s = SHAPE(2, 2, 3);
+    int64_t x[6] = {1, 2, 3, 4, 5, 6}, d[6];
+    k_trilu(x, &s, INT64_MAX, 1, sizeof(int64_t), d);
+    int64_t zero[6] = {0};
+    assert_memory_equal(d, zero, sizeof(d));
+    k_trilu(x, &s, INT64_MIN, 1, sizeof(int64_t), d);
+    assert_memory_equal(d, x, sizeof(d));
+    k_trilu(x, &s, -1, 0, sizeof(int64_t), d);
+    int64_t want[6] = {0, 0, 0, 4, 0, 0};
+    assert_memory_equal(d, want, sizeof(d));
+    struct engine_shape empty = SHAPE(3, 3, 0, 5);
+    k_trilu(NULL, &empty, 0, 0, sizeof(int64_t), NULL); /* nothing to touch */
+}
+
+static void test_depth_space_round_trip(void **state)
+{
+    struct engine_shape s = SHAPE(4, 1, 2, 4, 6), depth = SHAPE(4, 1, 8, 2, 3);
+    float x[48], mid[48], back[48];
+    for (int i = 0; i < 48; i++)
+        x[i] = (float)i;
+    k_depth_space(x, &s, 2, K_SPACE_TO_DEPTH, sizeof(float), mid);
+    k_depth_space(mid, &depth, 2, K_DEPTH_DCR, sizeof(float), back);
+    assert_memory_equal(back, x, sizeof(x));
+    assert_true(mid[1] == 2.0f); /* channel 0 of the block (0, 0): every other column */
+    k_depth_space(mid, &depth, 2, K_DEPTH_CRD, sizeof(float), back);
+    assert_memory_not_equal(back, x, sizeof(x));
+}
+
+static void test_tile_shapes(void **state)
+{
+    struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
+    uint8_t x[2] = {7, 9}, d[12];
+    k_tile(x, &s, 1, d, &o);
+    uint8_t want[12] = {7, 9, 7, 9, 7, 9, 7, 9, 7, 9, 7, 9};
+    assert_memory_equal(d, want, sizeof(d));
+    struct engine_shape none = SHAPE(2, 0, 4);
+    k_tile(x, &s, 1, NULL, &none); /* zero repeats write nothing */
+}
+
+/* ---- plan_kernel_check on hand-built nodes ---- */
+
+static int64_t tensor(struct plan_builder *b, int dtype, struct engine_shape s)
+{
+    struct plan_tensor t = {.dtype = (uint32_t)dtype,
+                            .rank = (uint32_t)s.rank,
+                            .storage = PLAN_ST_ARENA,
+                            .name = (uint32_t)plan_add_string(b, "t")};
+    memcpy(t.dims, s.dims, sizeof(t.dims));
+    t.nbytes = (uint64_t)engine_shape_numel(&s) * engine_dtype_size(dtype);
+    return plan_add_tensor(b, &t);
+}
+
+static int check_node(uint32_t kind, const int64_t *ins, uint32_t n_in, int64_t out,
+                      const int32_t *params, uint32_t n_params, int64_t axis,
+                      struct plan_builder *b)
+{
+    struct plan_node n = {.op = PLAN_OP_KERNEL,
+                          .alg = kind,
+                          .out = (uint32_t)out,
+                          .sum_tensor = PLAN_NONE,
+                          .wmd = PLAN_NONE,
+                          .impl = PLAN_NONE,
+                          .axis = axis,
+                          .in_first = b->n_index,
+                          .n_in = n_in};
+    for (uint32_t i = 0; i < n_in; i++)
+        plan_add_index(b, (int32_t)ins[i]);
+    n.params_first = b->n_index;
+    n.n_params = n_params;
+    for (uint32_t i = 0; i < n_params; i++)
+        plan_add_index(b, params[i]);
+    plan_add_node(b, &n);
+    struct plan_view v;
+    plan_builder_view(b, &v);
+    char err[256];
+    return plan_kernel_check(&v, &v.nodes[v.n_nodes - 1], err, sizeof(err));
+}
+
+static void test_hostile_params(void **state)
+{
+    struct plan_builder b;
+    plan_builder_init(&b);
+    plan_add_string(&b, "model");
+    int64_t x = tensor(&b, ENGINE_F32, SHAPE(2, 2, 3));
+    int64_t y = tensor(&b, ENGINE_F32, SHAPE(2, 2, 3));
+    int64_t wide = tensor(&b, ENGINE_F32, SHAPE(2, 3, 3));
+    int64_t i2 = tensor(&b, ENGINE_I64, SHAPE(2, 2, 3));
+    int64_t i3 = tensor(&b, ENGINE_I64, SHAPE(2, 3, 3));
+    int64_t fidx = tensor(&b, ENGINE_F32, SHAPE(2, 2, 3));
+    int64_t k = tensor(&b, ENGINE_I64, SHAPE(0));
+    int64_t k2 = tensor(&b, ENGINE_I64, SHAPE(1, 2));
+    int64_t nd = tensor(&b, ENGINE_I64, SHAPE(2, 2, 1));
+    int64_t nd_deep = tensor(&b, ENGINE_I64, SHAPE(2, 2, 3));
+    int64_t row = tensor(&b, ENGINE_F32, SHAPE(1, 2));
+    int64_t img = tensor(&b, ENGINE_F32, SHAPE(4, 1, 8, 2, 3));
+    int64_t img2 = tensor(&b, ENGINE_F32, SHAPE(4, 1, 2, 4, 6));
+    int64_t ge[2] = {x, i2}, ge_wide[2] = {x, i3}, ge_f[2] = {x, fidx};
+    int32_t none[1] = {K_RED_NONE}, bad_red[1] = {9}, add[1] = {K_RED_ADD};
+    /* GatherElements / ScatterElements */
+    assert_int_equal(check_node(PLAN_K_GATHER_ELEMENTS, ge, 2, y, NULL, 0, 1, &b), 0);
+    assert_int_equal(check_node(PLAN_K_GATHER_ELEMENTS, ge, 2, y, NULL, 0, 2, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_GATHER_ELEMENTS, ge_wide, 2, wide, NULL, 0, 1, &b),
+                     -EINVAL); /* indices larger than data off the axis */
+    assert_int_equal(check_node(PLAN_K_GATHER_ELEMENTS, ge_f, 2, y, NULL, 0, 1, &b), -EINVAL);
+    int64_t se[3] = {x, i2, y}, se_short[2] = {x, i2};
+    assert_int_equal(check_node(PLAN_K_SCATTER_ELEMENTS, se, 3, y, add, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_SCATTER_ELEMENTS, se, 3, y, bad_red, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_SCATTER_ELEMENTS, se, 3, wide, none, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_SCATTER_ELEMENTS, se_short, 2, y, none, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_SCATTER_ELEMENTS, se, 3, y, NULL, 0, 0, &b), -EINVAL);
+    /* GatherND / ScatterND */
+    int64_t gn[2] = {x, nd}, gn_deep[2] = {x, nd_deep};
+    int32_t b0[1] = {0}, b1[1] = {1}, b2[1] = {2};
+    assert_int_equal(check_node(PLAN_K_GATHER_ND, gn, 2, x, b0, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_GATHER_ND, gn, 2, row, b1, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_GATHER_ND, gn, 2, row, b2, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_GATHER_ND, gn_deep, 2, row, b0, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_GATHER_ND, gn, 2, y, b1, 1, 0, &b), -EINVAL);
+    int64_t sn[3] = {x, nd, x}, sn_bad[3] = {x, nd, row};
+    assert_int_equal(check_node(PLAN_K_SCATTER_ND, sn, 3, y, none, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_SCATTER_ND, sn_bad, 3, y, none, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_SCATTER_ND, sn, 3, y, bad_red, 1, 0, &b), -EINVAL);
+    /* Trilu, DepthToSpace, Tile */
+    int64_t tr[2] = {x, k}, tr_bad[2] = {x, k2};
+    int32_t up[1] = {1}, up_bad[1] = {2};
+    assert_int_equal(check_node(PLAN_K_TRILU, tr, 2, y, up, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_TRILU, tr, 2, y, up_bad, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_TRILU, tr_bad, 2, y, up, 1, 0, &b), -EINVAL);
+    int64_t ds[1] = {img}, ss[1] = {img2};
+    int32_t dcr[2] = {2, K_DEPTH_DCR}, s2d[2] = {2, K_SPACE_TO_DEPTH};
+    int32_t b3[2] = {3, K_DEPTH_DCR}, mode9[2] = {2, 9}, b0p[2] = {0, K_DEPTH_DCR};
+    assert_int_equal(check_node(PLAN_K_DEPTH_SPACE, ds, 1, img2, dcr, 2, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_DEPTH_SPACE, ss, 1, img, s2d, 2, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_DEPTH_SPACE, ds, 1, img2, b3, 2, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_DEPTH_SPACE, ds, 1, img2, mode9, 2, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_DEPTH_SPACE, ds, 1, img2, b0p, 2, 0, &b), -EINVAL);
+    int64_t tl[1] = {x};
+    assert_int_equal(check_node(PLAN_K_TILE, tl, 1, y, NULL, 0, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_TILE, tl, 1, wide, NULL, 0, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_TILE, tl, 1, row, NULL, 0, 0, &b), -EINVAL);
+    assert_int_equal(check_node(99, tl, 1, y, NULL, 0, 0, &b), -EINVAL);
+    plan_builder_free(&b);
+}
+
+/* ---- a session refuses an out-of-range index ---- */
+
+static void test_run_index_out_of_range(void **state)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 2, 3));
+    int y = tb_act(g, "y", SHAPE(2, 2, 1));
+    struct engine_shape is = SHAPE(2, 2, 1);
+    int64_t *iv = malloc(2 * sizeof(int64_t));
+    iv[0] = -3;
+    iv[1] = 3; /* one past the last column */
+    int idx = ir_add_const(g, "idx", "", ENGINE_I64, &is, iv);
+    tb_input(g, x);
+    int ins[2] = {x, idx};
+    ir_attr_set_int(tb_node(g, "GatherElements", ins, 2, y), "axis", 1);
+    tb_output(g, y);
+    char err[512] = "";
+    void *img;
+    size_t len;
+    struct engine_model *m;
+    struct engine_session *s;
+    assert_int_equal(tb_compile(g, 1, &img, &len, err, sizeof(err)), 0);
+    assert_int_equal(engine_model_open(img, len, &m, err, sizeof(err)), 0);
+    assert_int_equal(engine_session_create(m, &s, err, sizeof(err)), 0);
+    float xv[6] = {0};
+    struct engine_tensor in = {.name = "x",
+                               .dtype = ENGINE_F32,
+                               .shape = SHAPE(2, 2, 3),
+                               .data = xv,
+                               .nbytes = sizeof(xv)};
+    struct engine_tensor out[1];
+    assert_int_equal(engine_session_run(s, &in, 1, out, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "out of range"));
+    engine_session_destroy(s);
+    engine_model_close(m);
+    engine_image_free(img);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gather_elements_indices),
+        cmocka_unit_test(test_scatter_reductions),
+        cmocka_unit_test(test_nd_indices),
+        cmocka_unit_test(test_trilu_extremes),
+        cmocka_unit_test(test_depth_space_round_trip),
+        cmocka_unit_test(test_tile_shapes),
+        cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_run_index_out_of_range),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
