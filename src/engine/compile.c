@@ -1242,6 +1242,23 @@ static int lower_layernorm_c(struct lower *l, const struct ir_node *n)
     return cnt < 0 ? cnt : 0;
 }
 
+/* Add, Sub, Mul, Div, Pow: int8/uint8 operands or a Pow exponent of another type than its base
+ * run on the arithmetic kernel, everything else as before. */
+static int lower_arith(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *a = ir_in(l, n, 0), *b = ir_in(l, n, 1);
+    if (n->n_in != 2 || !a || !b ||
+        (a->dtype == b->dtype && a->dtype != ENGINE_I8 && a->dtype != ENGINE_U8))
+        return lower_binary(l, n);
+    static const char *const ops[] = {
+        [K_ADD] = "Add", [K_SUB] = "Sub", [K_MUL] = "Mul", [K_DIV] = "Div", [K_POW] = "Pow"};
+    int64_t op = K_ADD, ins[2];
+    while (op < K_POW && strcmp(ops[op], n->op) != 0)
+        op++;
+    int rc = math_operands(l, n, 2, ins);
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_ARITH, ins, 2, &op, 1, 0, 0, 0);
+}
+
 /* Clip: oneDNN eltwise when float32 with constant bounds, else a C kernel reading the bounds
  * that are present (possibly computed at run time). */
 static int lower_clip(struct lower *l, const struct ir_node *n)
@@ -1681,10 +1698,10 @@ static const struct {
     {"Exp", lower_eltwise},
     {"Sqrt", lower_eltwise},
     {"Abs", lower_eltwise},
-    {"Add", lower_binary},
-    {"Mul", lower_binary},
-    {"Sub", lower_binary},
-    {"Div", lower_binary},
+    {"Add", lower_arith},
+    {"Mul", lower_arith},
+    {"Sub", lower_arith},
+    {"Div", lower_arith},
     {"Max", lower_variadic},
     {"Min", lower_variadic},
     {"Softmax", lower_softmax},
@@ -1700,7 +1717,7 @@ static const struct {
     {"Transpose", lower_transpose},
     {"Slice", lower_slice},
     {"Gather", lower_gather},
-    {"Pow", lower_binary},
+    {"Pow", lower_arith},
     {"Equal", lower_binary},
     {"Less", lower_binary},
     {"Greater", lower_binary},

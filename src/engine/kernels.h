@@ -204,6 +204,14 @@ void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
 void k_layernorm(const float *x, const float *scale, const float *bias, size_t outer, size_t inner,
                  float eps, float *y, float *mean, float *inv_std);
 
+/* 1 if k_arith runs op (K_ADD..K_POW) on these operand dtypes: int8/uint8 arithmetic of one
+ * dtype, and Pow with an exponent of another dtype (float32, int32, int64 each side). */
+int k_arith_dtypes_ok(enum k_binop op, int adtype, int bdtype);
+/* dst (a's dtype, shape ds) = a op b with numpy broadcasting; integers wrap through int64, a
+ * float result stored as an integer truncates toward zero. -EDOM on integer division by 0. */
+int k_arith(enum k_binop op, int adtype, const void *a, const struct engine_shape *as, int bdtype,
+            const void *b, const struct engine_shape *bs, void *dst, const struct engine_shape *ds);
+
 /* Instance normalisation of x viewed as [n, c, inner] with per-channel scale and bias. */
 void k_instancenorm(const float *x, const float *scale, const float *bias, size_t n, size_t c,
                     size_t inner, float eps, float *y);

@@ -555,6 +555,87 @@ int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape
     return 0;
 }
 
+/* ---- arithmetic on the dtypes kernels.c does not take ---- */
+
+int k_arith_dtypes_ok(enum k_binop op, int adtype, int bdtype)
+{
+    int wide_a = adtype == ENGINE_F32 || adtype == ENGINE_I32 || adtype == ENGINE_I64;
+    int wide_b = bdtype == ENGINE_F32 || bdtype == ENGINE_I32 || bdtype == ENGINE_I64;
+    if (op == K_POW)
+        return wide_a && wide_b;
+    return op >= K_ADD && op <= K_DIV && adtype == bdtype &&
+           (adtype == ENGINE_I8 || adtype == ENGINE_U8);
+}
+
+static double load_real(const void *p, int dtype, size_t i)
+{
+    return dtype == ENGINE_F32 ? ((const float *)p)[i] : (double)load_int(p, dtype, i);
+}
+
+/* A double as int64, truncated toward zero; NaN and out-of-range values saturate (no UB). */
+static int64_t real_to_int(double v)
+{
+    if (isnan(v))
+        return 0;
+    if (v >= 9.2233720368547758e18)
+        return INT64_MAX;
+    if (v <= -9.2233720368547758e18)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+/* Integer power by squaring, wrapping; a negative exponent gives 0 (numpy refuses it). */
+static int64_t int_pow(int64_t x, int64_t y)
+{
+    int64_t r = 1;
+    for (; y > 0; y >>= 1) {
+        if (y & 1)
+            r = wrap_mul(r, x);
+        x = wrap_mul(x, x);
+    }
+    return y < 0 ? 0 : r;
+}
+
+static int64_t arith_int(enum k_binop op, int64_t x, int64_t y)
+{
+    switch (op) {
+    case K_ADD:
+        return wrap_add(x, y);
+    case K_SUB:
+        return (int64_t)((uint64_t)x - (uint64_t)y);
+    case K_MUL:
+        return wrap_mul(x, y);
+    case K_DIV: /* y != 0 checked by the caller; INT64_MIN / -1 wraps */
+        return y == -1 ? (int64_t)(0 - (uint64_t)x) : x / y;
+    default:
+        return int_pow(x, y);
+    }
+}
+
+int k_arith(enum k_binop op, int adtype, const void *a, const struct engine_shape *as, int bdtype,
+            const void *b, const struct engine_shape *bs, void *dst, const struct engine_shape *ds)
+{
+    int64_t sa[ENGINE_MAX_RANK], sb[ENGINE_MAX_RANK];
+    bcast_strides(as, ds, sa);
+    bcast_strides(bs, ds, sb);
+    size_t n = (size_t)engine_shape_numel(ds), nb = (size_t)engine_shape_numel(bs);
+    for (size_t i = 0; op == K_DIV && i < nb; i++)
+        if (load_int(b, bdtype, i) == 0)
+            return -EDOM;
+    for (size_t i = 0; i < n; i++) {
+        size_t ia = bcast_offset(i, ds, sa), ib = bcast_offset(i, ds, sb);
+        if (adtype == ENGINE_F32)
+            ((float *)dst)[i] = (float)pow(load_real(a, adtype, ia), load_real(b, bdtype, ib));
+        else if (bdtype == ENGINE_F32)
+            store_int(dst, adtype, i,
+                      real_to_int(pow(load_real(a, adtype, ia), load_real(b, bdtype, ib))));
+        else
+            store_int(dst, adtype, i,
+                      arith_int(op, load_int(a, adtype, ia), load_int(b, bdtype, ib)));
+    }
+    return 0;
+}
+
 /* ---- variadic element-wise ---- */
 
 int k_variadic_dtype_ok(enum k_varop op, int dtype)

@@ -916,11 +916,26 @@ static int instnorm_check(const struct node_ctx *c)
     return 0;
 }
 
+static int arith_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *a = operand(c, 0), *b = operand(c, 1), *dst = dst_of(c);
+    struct engine_shape as, bs, ds;
+    shape_of(a, &as);
+    shape_of(b, &bs);
+    if (c->n->n_params != 1 || p[0] < K_ADD || p[0] > K_POW ||
+        !k_arith_dtypes_ok((enum k_binop)p[0], (int)a->dtype, (int)b->dtype) ||
+        !plain_of_dtype(a, dst->dtype) || !plain_of_dtype(b, b->dtype))
+        return node_err(c, -EINVAL, "arithmetic kernel op or dtypes do not fit");
+    if (k_broadcast_shape(&as, &bs, &ds) || !dims_equal(dst, &ds))
+        return node_err(c, -EINVAL, "arithmetic kernel output is not the operands' broadcast");
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -947,6 +962,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return clip_check(c, p);
     case PLAN_K_INSTNORM:
         return instnorm_check(c);
+    case PLAN_K_ARITH:
+        return arith_check(c, p);
     default:
         return nll_check(c, p);
     }
@@ -1098,7 +1115,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_INSTNORM)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_ARITH)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

@@ -227,6 +227,9 @@ static int run_math_kernel(const struct session_kernel *k)
         split_at(&k->in_s[0], 1, 0, &outer, &len, &inner);
         k_instancenorm(k->in[0], k->in[1], k->in[2], outer, len, inner, k->alpha, k->dst);
         return 0;
+    case PLAN_K_ARITH:
+        return k_arith((enum k_binop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0],
+                       k->in_dtype[1], k->in[1], &k->in_s[1], k->dst, &k->o);
     default:
         return run_nll(k);
     }
@@ -245,6 +248,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_NLL:
     case PLAN_K_CLIP:
     case PLAN_K_INSTNORM:
+    case PLAN_K_ARITH:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

@@ -1483,6 +1483,46 @@ static int eval_variadic(struct ir_graph *g, struct ir_node *n, char *err, size_
     return set_data(g, n, 0, d);
 }
 
+/* Add, Sub, Mul, Div, Pow on int8/uint8, and Pow whose exponent has another type than its base:
+ * the arithmetic kernel; every other case is an ordinary binary op. */
+static int is_arith(struct ir_graph *g, struct ir_node *n)
+{
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
+    return n->n_in == 2 && a && b &&
+           (a->dtype != b->dtype || a->dtype == ENGINE_I8 || a->dtype == ENGINE_U8);
+}
+
+static int infer_arith(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (!is_arith(g, n))
+        return infer_binary(g, n, err, errlen);
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
+    struct engine_shape o;
+    if (!k_arith_dtypes_ok(binop_of(n->op), a->dtype, b->dtype))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "input types %s and %s are unsupported",
+                           engine_dtype_name(a->dtype), engine_dtype_name(b->dtype));
+    if (k_broadcast_shape(&a->shape, &b->shape, &o))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "input shapes do not broadcast");
+    return set_out(g, n, 0, a->dtype, &o, err, errlen);
+}
+
+static int eval_arith(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    if (!is_arith(g, n))
+        return eval_binary(g, n, err, errlen);
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1), *o = &g->tensors[n->out[0]];
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    int rc = k_arith(binop_of(n->op), a->dtype, a->data, &a->shape, b->dtype, b->data, &b->shape, d,
+                     &o->shape);
+    if (rc) {
+        free(d);
+        return ir_node_err(g, n, err, errlen, rc, "integer division by zero in constants");
+    }
+    return set_data(g, n, 0, d);
+}
+
 /* Clip: the activation when float32 with constant bounds, else a C kernel whose bounds (one
  * element of the input's type each) may be computed at run time. */
 static int clip_is_act(struct ir_graph *g, struct ir_node *n)
@@ -2002,7 +2042,7 @@ static const struct ir_op_def ops[] = {
     {"SoftmaxCrossEntropyLoss", infer_loss, NULL},
     {"InstanceNormalization", infer_instnorm, NULL},
     {"Abs", infer_act, eval_act},
-    {"Add", infer_binary, eval_binary},
+    {"Add", infer_arith, eval_arith},
     {"AveragePool", infer_pool, NULL},
     {"BatchNormalization", infer_batchnorm, NULL},
     {"Cast", infer_cast, eval_cast},
@@ -2010,7 +2050,7 @@ static const struct ir_op_def ops[] = {
     {"Concat", infer_concat, eval_concat},
     {"ConstantOfShape", infer_constant_of_shape, eval_constant_of_shape},
     {"Conv", infer_conv, NULL},
-    {"Div", infer_binary, eval_binary},
+    {"Div", infer_arith, eval_arith},
     {"Dropout", infer_dropout, eval_copy},
     {"Elu", infer_act, eval_act},
     {"Equal", infer_binary, eval_binary},
@@ -2031,9 +2071,9 @@ static const struct ir_op_def ops[] = {
     {"Max", infer_variadic, eval_variadic},
     {"MaxPool", infer_pool, NULL},
     {"Min", infer_variadic, eval_variadic},
-    {"Mul", infer_binary, eval_binary},
+    {"Mul", infer_arith, eval_arith},
     {"Pad", infer_pad, eval_pad},
-    {"Pow", infer_binary, eval_binary},
+    {"Pow", infer_arith, eval_arith},
     {"Range", infer_range, eval_range},
     {"ReduceMean", infer_reduce, eval_reduce},
     {"Relu", infer_act, eval_act},
@@ -2046,7 +2086,7 @@ static const struct ir_op_def ops[] = {
     {"LayerNormalization", infer_layernorm, NULL},
     {"Sqrt", infer_act, eval_act},
     {"Squeeze", infer_squeeze, eval_copy},
-    {"Sub", infer_binary, eval_binary},
+    {"Sub", infer_arith, eval_arith},
     {"Tanh", infer_act, eval_act},
     {"Transpose", infer_transpose, eval_transpose},
     {"Unsqueeze", infer_unsqueeze, eval_copy},

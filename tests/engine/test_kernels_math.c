@@ -110,6 +110,30 @@ static void test_nll_targets(void **state)
     assert_int_equal(k_nll(logp, t, NULL, 2, 3, 1, K_LOSS_SUM, 0, 0, d), -EINVAL);
 }
 
+static void test_arith_wrap(void **state)
+{
+    struct engine_shape s = SHAPE(1, 3);
+    uint8_t a[3] = {250, 3, 7}, b[3] = {10, 5, 2}, d[3];
+    assert_int_equal(k_arith(K_ADD, ENGINE_U8, a, &s, ENGINE_U8, b, &s, d, &s), 0);
+    uint8_t want_add[3] = {4, 8, 9}; /* wraps modulo 256 */
+    assert_memory_equal(d, want_add, sizeof(d));
+    assert_int_equal(k_arith(K_SUB, ENGINE_U8, b, &s, ENGINE_U8, a, &s, d, &s), 0);
+    assert_int_equal(d[0], 16);
+    uint8_t zero[3] = {1, 0, 1};
+    assert_int_equal(k_arith(K_DIV, ENGINE_U8, a, &s, ENGINE_U8, zero, &s, d, &s), -EDOM);
+    int64_t base[3] = {INT64_MIN, 3, -2}, e[3] = {1, 40, -1}, o[3];
+    float fe[3] = {0.5f, 1e30f, NAN};
+    assert_int_equal(k_arith(K_POW, ENGINE_I64, base, &s, ENGINE_I64, e, &s, o, &s), 0);
+    assert_int_equal(o[0], INT64_MIN);
+    assert_int_equal(o[2], 0); /* negative integer exponent */
+    /* float exponents: results outside int64 saturate instead of converting with UB */
+    assert_int_equal(k_arith(K_POW, ENGINE_I64, base, &s, ENGINE_F32, fe, &s, o, &s), 0);
+    assert_int_equal(o[1], INT64_MAX);
+    assert_int_equal(o[2], 0);
+    assert_false(k_arith_dtypes_ok(K_ADD, ENGINE_I32, ENGINE_I32));
+    assert_false(k_arith_dtypes_ok(K_POW, ENGINE_U8, ENGINE_F32));
+}
+
 static void test_clip_bounds(void **state)
 {
     int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
@@ -262,10 +286,15 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),    cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),   cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),    cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_hostile_params), cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),
+        cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),
+        cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),
+        cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
