@@ -1619,6 +1619,46 @@ static int lower_split(struct lower *l, const struct ir_node *n)
     return rc;
 }
 
+/* ConvTranspose as a plain-C kernel; weights may be constant or computed. */
+static int lower_conv_transpose(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int has_bias = n->n_in > 2 && n->in[2] >= 0, sp = x ? x->shape.rank - 2 : 0;
+    int64_t ins[3], p[2 + 3 * PLAN_MAX_SPATIAL], pads[2 * PLAN_MAX_SPATIAL];
+    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", p + 2, sp, 1) ||
+        get_ints(n, "dilations", p + 2 + sp, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0))
+        return lerr(l, n, -EINVAL, "window was not resolved by shape inference");
+    p[0] = ir_attr_int(n, "group", 1);
+    p[1] = sp;
+    memcpy(p + 2 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
+    int rc = plain_inputs(l, n, 2 + has_bias, ins);
+    return rc ? rc
+              : emit_kernel(l, n, PLAN_K_CONV_TRANSPOSE, ins, (uint32_t)(2 + has_bias), p,
+                            (uint32_t)(2 + 3 * sp), 0);
+}
+
+static int lower_lrn(struct lower *l, const struct ir_node *n)
+{
+    float bias = ir_attr_float(n, "bias", 1.0f);
+    int32_t bits;
+    memcpy(&bits, &bias, sizeof(bits));
+    int64_t ins[1], p[2] = {ir_attr_int(n, "size", 1), bits};
+    int rc = plain_inputs(l, n, 1, ins);
+    if (rc)
+        return rc;
+    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+    pn.alg = PLAN_K_LRN;
+    pn.alpha = ir_attr_float(n, "alpha", 0.0001f);
+    pn.beta = ir_attr_float(n, "beta", 0.75f);
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    pn.out = (uint32_t)out;
+    if (set_inputs(l, &pn, ins, 1) || set_params(l, &pn, p, 2))
+        return lerr(l, n, -EINVAL, "kernel parameters out of range");
+    return emit(l, n, &pn, -1, NULL);
+}
+
 typedef int (*lower_fn)(struct lower *, const struct ir_node *);
 
 static const struct {
@@ -1734,6 +1774,8 @@ static const struct {
     {"SpaceToDepth", lower_depth_space},
     {"Tile", lower_tile},
     {"Split", lower_split},
+    {"ConvTranspose", lower_conv_transpose},
+    {"LRN", lower_lrn},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

@@ -266,4 +266,19 @@ void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enu
 void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *dst,
             const struct engine_shape *o);
 
+/* ConvTranspose geometry: x [N, C, in...], w [C, M/group, k...], y [N, M, out...]. */
+struct k_deconv {
+    int sp; /* spatial dims, 1 to 3 */
+    int64_t group;
+    int64_t stride[3], dil[3], pad[3]; /* pad: at the beginning (may be negative) */
+};
+
+/* y = ConvTranspose(x, w) + bias (bias may be NULL); taps outside y are dropped. */
+void k_conv_transpose(const float *x, const struct engine_shape *xs, const float *w,
+                      const struct engine_shape *ws, const float *bias, const struct k_deconv *p,
+                      float *y, const struct engine_shape *ys);
+/* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
+void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
+           float bias, float *y);
+
 #endif

@@ -10,6 +10,7 @@
 #include "engine/kernels.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- helpers ---- */
@@ -246,4 +247,84 @@ void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *d
             off += ix[d] % s->dims[d] * st[d];
         memcpy((char *)dst + (size_t)i * esize, (const char *)src + (size_t)off * esize, esize);
     }
+}
+
+/* ---- ConvTranspose and LRN (float32) ---- */
+
+/* Flat offset of multi-index ix in spatial dims d[0..sp). */
+static int64_t flat(const int64_t *ix, const int64_t *d, int sp)
+{
+    int64_t off = 0;
+    for (int i = 0; i < sp; i++)
+        off = off * d[i] + ix[i];
+    return off;
+}
+
+/* Output spatial offset of input position ip and kernel tap kp, or -1 outside the output. */
+static int64_t deconv_target(const int64_t *ip, const int64_t *kp, const struct k_deconv *p,
+                             const int64_t *od)
+{
+    int64_t o[3];
+    for (int i = 0; i < p->sp; i++) {
+        o[i] = ip[i] * p->stride[i] - p->pad[i] + kp[i] * p->dil[i];
+        if (o[i] < 0 || o[i] >= od[i])
+            return -1;
+    }
+    return flat(o, od, p->sp);
+}
+
+void k_conv_transpose(const float *x, const struct engine_shape *xs, const float *w,
+                      const struct engine_shape *ws, const float *bias, const struct k_deconv *p,
+                      float *y, const struct engine_shape *ys)
+{
+    int sp = p->sp;
+    struct engine_shape is = {.rank = sp}, ks = {.rank = sp};
+    memcpy(is.dims, xs->dims + 2, (size_t)sp * sizeof(int64_t));
+    memcpy(ks.dims, ws->dims + 2, (size_t)sp * sizeof(int64_t));
+    const int64_t *od = ys->dims + 2;
+    int64_t n_img = xs->dims[0], cg = xs->dims[1] / p->group, mg = ws->dims[1];
+    int64_t in_sp = engine_shape_numel(&is), k_sp = engine_shape_numel(&ks), out_sp = 1;
+    for (int i = 0; i < sp; i++)
+        out_sp *= od[i];
+    for (int64_t c = 0; c < n_img * ys->dims[1]; c++)
+        for (int64_t o = 0; o < out_sp; o++)
+            y[c * out_sp + o] = bias ? bias[c % ys->dims[1]] : 0.0f;
+    for (int64_t n = 0; n < n_img; n++)
+        for (int64_t ci = 0; ci < xs->dims[1]; ci++) {
+            int64_t g = ci / cg, ip[3] = {0};
+            const float *xc = x + (n * xs->dims[1] + ci) * in_sp;
+            for (int64_t i = 0; i < in_sp; i++, next_index(&is, ip)) {
+                int64_t kp[3] = {0};
+                for (int64_t k = 0; k < k_sp; k++, next_index(&ks, kp)) {
+                    int64_t t = deconv_target(ip, kp, p, od);
+                    if (t < 0)
+                        continue;
+                    for (int64_t m = 0; m < mg; m++)
+                        y[(n * ys->dims[1] + g * mg + m) * out_sp + t] +=
+                            xc[i] * w[(ci * mg + m) * k_sp + k];
+                }
+            }
+        }
+}
+
+void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
+           float bias, float *y)
+{
+    int64_t n = s->dims[0], c = s->dims[1], inner = 1;
+    for (int d = 2; d < s->rank; d++)
+        inner *= s->dims[d];
+    int64_t lo = (size - 1) / 2, hi = size / 2; /* floor and ceil of (size - 1) / 2 */
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t i = 0; i < inner; i++) {
+                double sq = 0;
+                for (int64_t k = ch - lo; k <= ch + hi; k++) {
+                    if (k < 0 || k >= c)
+                        continue;
+                    double v = x[(b * c + k) * inner + i];
+                    sq += v * v;
+                }
+                int64_t at = (b * c + ch) * inner + i;
+                y[at] = (float)(x[at] / pow(bias + alpha / (double)size * sq, beta));
+            }
 }

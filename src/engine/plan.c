@@ -1067,6 +1067,33 @@ static int tile_check(const struct node_ctx *c)
     return ok ? 0 : node_err(c, -EINVAL, "tile output is not a multiple of its input");
 }
 
+/* ConvTranspose: the kernel drops taps outside y, so only the operand shapes need to agree. */
+static int conv_transpose_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *w = operand(c, 1), *y = dst_of(c);
+    const struct plan_tensor *b = c->n->n_in > 2 ? operand(c, 2) : NULL;
+    uint32_t sp = x->rank - 2;
+    int ok = x->rank >= 3 && x->rank <= 5 && x->dtype == ENGINE_F32 &&
+             plain_of_dtype(w, ENGINE_F32) && w->rank == x->rank && y->rank == x->rank &&
+             c->n->n_params == 2 + 3 * sp && p[1] == (int32_t)sp && p[0] >= 1 &&
+             x->dims[1] % p[0] == 0 && w->dims[0] == x->dims[1] && y->dims[0] == x->dims[0] &&
+             y->dims[1] == w->dims[1] * p[0] &&
+             (!b || (plain_of_dtype(b, ENGINE_F32) && b->rank == 1 && b->dims[0] == y->dims[1]));
+    for (uint32_t i = 0; ok && i < sp; i++)
+        ok = p[2 + i] >= 1 && p[2 + sp + i] >= 1 && x->dims[2 + i] <= INT32_MAX &&
+             w->dims[2 + i] <= INT32_MAX && y->dims[2 + i] <= INT32_MAX;
+    return ok ? 0 : node_err(c, -EINVAL, "conv-transpose operands or parameters do not fit");
+}
+
+static int lrn_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *y = dst_of(c);
+    if (x->dtype != ENGINE_F32 || x->rank < 2 || !same_tensor_dims(x, y) || c->n->n_params != 2 ||
+        p[0] < 1)
+        return node_err(c, -EINVAL, "lrn operands or parameters do not fit");
+    return 0;
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1077,14 +1104,19 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_SCATTER_ND, 3},
                  {PLAN_K_TRILU, 2},
                  {PLAN_K_DEPTH_SPACE, 1},
-                 {PLAN_K_TILE, 1}};
+                 {PLAN_K_TILE, 1},
+                 {PLAN_K_CONV_TRANSPOSE, 3},
+                 {PLAN_K_LRN, 1}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
     while (i < ARRAY_LEN(arity) && arity[i].kind != n->alg)
         i++;
-    if (i == ARRAY_LEN(arity) || n->n_in != arity[i].n_in || n->params_first > v->n_index ||
-        n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE)
+    uint32_t min_in =
+        n->alg == PLAN_K_CONV_TRANSPOSE ? 2 : arity[i < ARRAY_LEN(arity) ? i : 0].n_in;
+    if (i == ARRAY_LEN(arity) || n->n_in < min_in || n->n_in > arity[i].n_in ||
+        n->params_first > v->n_index || n->n_params > v->n_index - n->params_first || n->n_post ||
+        n->sum_tensor != PLAN_NONE)
         return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
     for (uint32_t k = 0; k < n->n_in; k++)
         if (plan_input(v, n, k) < 0)
@@ -1106,6 +1138,10 @@ static int move_kernel_check(const struct node_ctx *c)
         return trilu_check(c, p);
     case PLAN_K_DEPTH_SPACE:
         return depth_space_check(c, p);
+    case PLAN_K_CONV_TRANSPOSE:
+        return conv_transpose_check(c, p);
+    case PLAN_K_LRN:
+        return lrn_check(c, p);
     default:
         return tile_check(c);
     }

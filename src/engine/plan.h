@@ -158,6 +158,10 @@ enum plan_kernel {
     PLAN_K_TRILU = 64,            /* in: src, k (int64 scalar); params: upper */
     PLAN_K_DEPTH_SPACE = 65,      /* in: src (NCHW); params: blocksize, enum k_depth_mode */
     PLAN_K_TILE = 66,             /* in: src; dst dims are multiples of src's */
+    PLAN_K_CONV_TRANSPOSE = 67,   /* in: x, w, [bias] (float32); params: group, sp, strides[sp],
+                                     dilations[sp], pads_begin[sp] */
+    PLAN_K_LRN = 68,              /* in: x (float32); params: size, bias (float bits); alpha,
+                                     beta */
 };
 
 enum plan_post_kind {

@@ -235,6 +235,19 @@ static int run_math_kernel(const struct session_kernel *k)
     }
 }
 
+/* params: group, sp, strides[sp], dilations[sp], pads_begin[sp] (checked on open) */
+static void run_conv_transpose(const struct session_kernel *k)
+{
+    struct k_deconv p = {.sp = k->params[1], .group = k->params[0]};
+    for (int i = 0; i < p.sp; i++) {
+        p.stride[i] = k->params[2 + i];
+        p.dil[i] = k->params[2 + p.sp + i];
+        p.pad[i] = k->params[2 + 2 * p.sp + i];
+    }
+    k_conv_transpose(k->in[0], &k->in_s[0], k->in[1], &k->in_s[1], k->n_in > 2 ? k->in[2] : NULL,
+                     &p, k->dst, &k->o);
+}
+
 static int run_kernel(const struct session_kernel *k)
 {
     switch (k->kind) {
@@ -298,6 +311,15 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_TILE:
         k_tile(k->in[0], &k->in_s[0], k->esize, k->dst, &k->o);
         return 0;
+    case PLAN_K_CONV_TRANSPOSE:
+        run_conv_transpose(k);
+        return 0;
+    case PLAN_K_LRN: {
+        float bias;
+        memcpy(&bias, &k->params[1], sizeof(bias));
+        k_lrn(k->in[0], &k->in_s[0], k->params[0], k->alpha, k->beta, bias, k->dst);
+        return 0;
+    }
     default:
         return -EINVAL;
     }

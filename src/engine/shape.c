@@ -1986,6 +1986,103 @@ static int eval_eyelike(struct ir_graph *g, struct ir_node *n, char *err, size_t
     return set_data(g, n, 0, d);
 }
 
+/* ConvTranspose: pads (begin..., end...) follow from the attributes or from output_shape;
+ * kept as explicit kernel_shape, strides, dilations, pads and group. */
+static int deconv_pads(struct ir_graph *g, struct ir_node *n, struct window *w, const int64_t *in,
+                       const int64_t *outpad, int64_t *out, char *err, size_t errlen)
+{
+    const struct ir_attr *os = ir_attr_get(n, "output_shape");
+    const char *ap = ir_attr_str(n, "auto_pad", "NOTSET");
+    int upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID") && !upper && !lower)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute auto_pad=%s", ap);
+    if (os && (os->type != IR_ATTR_INTS || (os->n != (size_t)w->k && os->n != (size_t)w->k + 2)))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "output_shape needs %d values", w->k);
+    if (os && (upper || lower))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "output_shape with auto_pad=%s", ap);
+    for (int i = 0; i < w->k; i++) {
+        int64_t full = w->stride[i] * (in[i] - 1) + outpad[i] + (w->kernel[i] - 1) * w->dil[i] + 1;
+        if (!os && !upper && !lower) {
+            if (strcmp(ap, "VALID") == 0)
+                w->pads[i] = w->pads[w->k + i] = 0;
+            out[i] = full - w->pads[i] - w->pads[w->k + i];
+            if (out[i] < 0)
+                return ir_node_err(g, n, err, errlen, -EINVAL, "pads exceed the output");
+            continue;
+        }
+        out[i] = os ? os->ints[os->n - (size_t)w->k + (size_t)i] : in[i] * w->stride[i];
+        int64_t total = full - out[i], fl = total >= 0 ? total / 2 : -((1 - total) / 2);
+        /* the spec's and ONNX Runtime's split of an odd total disagree unless it is negative
+         * (output_shape) or the auto_pad says where the extra goes */
+        if (out[i] < 0 || out[i] > (1 << 30) || (total % 2 && (upper || lower) && total < 0) ||
+            (total % 2 && !upper && !lower && total > 0))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "output size %lld on spatial axis %d needs an ambiguous padding",
+                               (long long)out[i], i);
+        w->pads[i] = upper ? fl : total - fl;
+        w->pads[w->k + i] = total - w->pads[i];
+    }
+    return 0;
+}
+
+static int infer_conv_transpose(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 1), *b = in_t(g, n, 2);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    struct window win = {.k = x->shape.rank - 2};
+    int64_t group = ir_attr_int(n, "group", 1), outpad[MAX_SPATIAL];
+    char s1[128], s2[128];
+    if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
+        x->shape.dims[1] % group != 0 || w->shape.dims[0] != x->shape.dims[1])
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "weights %s do not fit input %s with group=%lld", shape_s(&w->shape, s1),
+                           shape_s(&x->shape, s2), (long long)group);
+    struct engine_shape o = {.rank = x->shape.rank};
+    o.dims[0] = x->shape.dims[0];
+    o.dims[1] = w->shape.dims[1] * group;
+    if (b && (b->shape.rank != 1 || b->shape.dims[0] != o.dims[1]))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
+                           shape_s(&b->shape, s1), (long long)o.dims[1]);
+    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)) ||
+        (rc = attr_ints(g, n, "output_padding", outpad, win.k, 0, err, errlen)))
+        return rc;
+    for (int i = 0; i < win.k; i++) {
+        if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
+                               shape_s(&w->shape, s1));
+        win.kernel[i] = w->shape.dims[2 + i];
+    }
+    if ((rc = read_window(g, n, &win, err, errlen)))
+        return rc;
+    for (int i = 0; i < win.k; i++)
+        if (outpad[i] < 0 || (outpad[i] >= win.stride[i] && outpad[i] >= win.dil[i]))
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "output_padding must be below the stride or dilation");
+    if ((rc = deconv_pads(g, n, &win, x->shape.dims + 2, outpad, o.dims + 2, err, errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)) || (rc = ir_attr_set_int(n, "group", group)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int64_t size = ir_attr_int(n, "size", 0);
+    if (x->shape.rank < 2 || size < 1 || size > (1 << 20))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "needs a channel axis and a size >= 1");
+    return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
+}
+
 static const struct ir_op_def ops[] = {
     {"Neg", infer_unary_math, eval_unary_math},
     {"Reciprocal", infer_unary_math, eval_unary_math},
@@ -2102,6 +2199,8 @@ static const struct ir_op_def ops[] = {
     {"Tile", infer_tile, eval_tile},
     {"Split", infer_split, eval_split},
     {"EyeLike", infer_eyelike, eval_eyelike},
+    {"ConvTranspose", infer_conv_transpose, NULL},
+    {"LRN", infer_lrn, NULL},
 };
 
 const struct ir_op_def *ir_op_find(const char *op)

@@ -112,6 +112,17 @@ static void test_depth_space_round_trip(void **state)
     assert_memory_not_equal(back, x, sizeof(x));
 }
 
+static void test_conv_transpose_crops(void **state)
+{
+    /* x [1,1,2], w [1,1,3], stride 2, pad 1: full output 5 cropped to 3 from offset 1 */
+    struct engine_shape xs = SHAPE(3, 1, 1, 2), ws = SHAPE(3, 1, 1, 3), ys = SHAPE(3, 1, 1, 3);
+    float x[2] = {1, 10}, w[3] = {1, 2, 3}, bias[1] = {0.5f}, y[3];
+    struct k_deconv p = {.sp = 1, .group = 1, .stride = {2}, .dil = {1}, .pad = {1}};
+    k_conv_transpose(x, &xs, w, &ws, bias, &p, y, &ys);
+    float want[3] = {2.5f, 13.5f, 20.5f}; /* full: 1 2 13 20 30 */
+    assert_memory_equal(y, want, sizeof(want));
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -225,6 +236,23 @@ static void test_hostile_params(void **state)
     assert_int_equal(check_node(PLAN_K_TILE, tl, 1, wide, NULL, 0, 0, &b), -EINVAL);
     assert_int_equal(check_node(PLAN_K_TILE, tl, 1, row, NULL, 0, 0, &b), -EINVAL);
     assert_int_equal(check_node(99, tl, 1, y, NULL, 0, 0, &b), -EINVAL);
+    /* ConvTranspose [1,8,2,3] * [8,1,2,2] with group 2 -> [1,2,4,6]; LRN */
+    int64_t w = tensor(&b, ENGINE_F32, SHAPE(4, 8, 1, 2, 2));
+    int64_t bias = tensor(&b, ENGINE_F32, SHAPE(1, 2)), bias3 = tensor(&b, ENGINE_F32, SHAPE(1, 3));
+    int64_t dc[3] = {img, w, bias}, dc_bad[3] = {img, w, bias3};
+    int32_t geo[8] = {2, 2, 2, 2, 1, 1, 0, 0}, geo_g3[8] = {3, 2, 2, 2, 1, 1, 0, 0};
+    int32_t geo_s0[8] = {2, 2, 0, 2, 1, 1, 0, 0}, geo_sp[8] = {2, 3, 2, 2, 1, 1, 0, 0};
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc, 3, img2, geo, 8, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc, 2, img2, geo, 8, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc_bad, 3, img2, geo, 8, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc, 3, img2, geo_g3, 8, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc, 3, img2, geo_s0, 8, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc, 3, img2, geo_sp, 8, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_CONV_TRANSPOSE, dc, 3, img2, geo, 7, 0, &b), -EINVAL);
+    int32_t lrn[2] = {3, 0}, lrn0[2] = {0, 0};
+    assert_int_equal(check_node(PLAN_K_LRN, ds, 1, img, lrn, 2, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_LRN, ds, 1, img, lrn0, 2, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_LRN, ds, 1, img2, lrn, 2, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -274,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_nd_indices),
         cmocka_unit_test(test_trilu_extremes),
         cmocka_unit_test(test_depth_space_round_trip),
+        cmocka_unit_test(test_conv_transpose_crops),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
