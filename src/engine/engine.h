@@ -59,6 +59,15 @@ struct engine_compile_opts {
     int n_shapes;
 };
 
+/* Compile-option shapes as text, as shmfaas-run --shape, shmfaas-fn's input_shape and the store
+ * spell them: "[NAME=]DxDx..", several joined by ';' ("input=1x3x320x320", or "1x3x320x320" for
+ * a model's only input). text is copied into buf (buflen bytes); the names point into buf.
+ * Returns the number of shapes (1..max) or a negative errno with a message naming what is wrong. */
+int engine_shapes_parse(const char *text, char *buf, size_t buflen,
+                        struct engine_input_shape *shapes, int max, char *err, size_t errlen);
+/* The canonical text of n shapes into out (len bytes); its length, or -ENAMETOOLONG. */
+int engine_shapes_format(const struct engine_input_shape *shapes, int n, char *out, size_t len);
+
 /* ONNX bytes → plan image (malloc'd, 64-byte aligned; free with engine_image_free). */
 int engine_compile(const void *onnx, size_t len, const struct engine_compile_opts *opts,
                    void **image, size_t *image_len, char *err, size_t errlen);

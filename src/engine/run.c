@@ -2,7 +2,7 @@
  * shmfaas-run — compile an ONNX model (or map a plan image) and run it on JSON tensors.
  *
  *   shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json] [--threads N]
- *               [--shape [NAME=]DxDx..]... [--bench N] [--compare ref.json]
+ *               [--shape [NAME=]DxDx..[;..]]... [--bench N] [--compare ref.json]
  *               [--compile-only -o out.plan] [-v]
  *
  * An .onnx file is compiled in this process for concrete input shapes: an input's symbolic dims
@@ -51,8 +51,10 @@ struct run_config {
     const char *plan_out;
     int threads; /* 0: the engine's default (1) */
     int bench;
-    struct engine_input_shape shapes[MAX_SHAPE_OPTS]; /* --shape; names point into argv */
+    struct engine_input_shape shapes[MAX_SHAPE_OPTS]; /* --shape; names point into shape_text */
     int n_shapes;
+    char shape_text[4096];
+    size_t shape_used;
     bool compile_only;
     bool verbose;
 };
@@ -95,48 +97,20 @@ static int parse_count(const char *opt, const char *s, int max, int *out)
     return 0;
 }
 
-/* "NAME=1x3x224x224" or "1x3x224x224" (the model's only input); NAME points into arg. */
-static int parse_shape(char *arg, struct engine_input_shape *out)
+/* One --shape: "[NAME=]DxDx..[;..]" (engine_shapes_parse); names live in c->shape_text. */
+static int add_shape(struct run_config *c, const char *arg)
 {
-    char *eq = strrchr(arg, '='), *dims = eq ? eq + 1 : arg, *p = dims, *end;
+    char err[256];
+    size_t room = sizeof(c->shape_text) - c->shape_used;
+    int n = engine_shapes_parse(arg, c->shape_text + c->shape_used, room, c->shapes + c->n_shapes,
+                                MAX_SHAPE_OPTS - c->n_shapes, err, sizeof err);
 
-    out->name = NULL;
-    if (eq) {
-        *eq = '\0';
-        out->name = arg;
-    }
-    out->shape.rank = 0;
-    while (*p) {
-        long long v;
-        errno = 0;
-        v = strtoll(p, &end, 10);
-        if (errno || end == p || v < 1 || v > INT32_MAX || (*end && *end != 'x') ||
-            out->shape.rank == ENGINE_MAX_RANK || (*end == 'x' && end[1] == '\0')) {
-            fprintf(stderr,
-                    "shmfaas-run: --shape wants [NAME=]DxDx.. with 1 to %d dims of 1 to %d, "
-                    "got \"%s\"\n",
-                    ENGINE_MAX_RANK, INT32_MAX, dims);
-            return -EINVAL;
-        }
-        out->shape.dims[out->shape.rank++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (out->shape.rank == 0 || (out->name && !*out->name)) {
-        fprintf(stderr, "shmfaas-run: --shape wants [NAME=]DxDx.., e.g. input=1x3x224x224\n");
+    if (n < 0) {
+        fprintf(stderr, "shmfaas-run: --shape %s: %s\n", arg, err);
         return -EINVAL;
     }
-    return 0;
-}
-
-static int add_shape(struct run_config *c, char *arg)
-{
-    if (c->n_shapes == MAX_SHAPE_OPTS) {
-        fprintf(stderr, "shmfaas-run: at most %d --shape options\n", MAX_SHAPE_OPTS);
-        return -EINVAL;
-    }
-    if (parse_shape(arg, &c->shapes[c->n_shapes]) < 0)
-        return -EINVAL;
-    c->n_shapes++;
+    c->shape_used += strlen(arg) + 1;
+    c->n_shapes += n;
     return 0;
 }
 

@@ -72,7 +72,7 @@ expect 1 "rank|shape \[1,3,8\] given, model has" -- "$model" --shape input=1x3x8
 expect 1 "'nosuch', which is not an input of the model" -- \
     "$model" --shape nosuch=1x3x8x8 --compile-only -o "$tmp/c.plan"
 for bad in "input=" "1x" "x1" "1x0" "1x-3" "=1x3" "1,3" "1x2x3x4x5x6x7x8x9" "99999999999"; do
-    expect 2 "--shape wants" -- "$model" --shape "$bad" --compile-only -o "$tmp/c.plan"
+    expect 2 "--shape .*(want|empty|name)" -- "$model" --shape "$bad" --compile-only -o "$tmp/c.plan"
 done
 expect 2 "--shape is a compile option" -- "$tmp/b.plan" --shape 1x3x8x8
 
