@@ -153,6 +153,8 @@ static int load_env(struct fn_config *c, char *err, size_t errlen)
     if (lvl && *lvl && log_parse_level(lvl, &c->log_level) < 0)
         return seterr(err, errlen, -EINVAL,
                       "log_level=%s: expected debug, info, warn, error or off", lvl);
+    if (getenv("input_shape") && *getenv("input_shape"))
+        c->input_shape = getenv("input_shape");
     int rc = env_int("threads", 1, 1024, &c->threads, err, errlen);
     if (!rc)
         rc = env_int("max_inflight", 0, 1000000, &c->max_inflight, err, errlen);
@@ -176,9 +178,9 @@ static const char usage[] =
     "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen "
     "unix:PATH|HOST:PORT]\n"
     "                  [--threads N] [--labels FILE] [--log-level LEVEL]\n"
-    "env: PORT model store_socket threads input=json|image|raw output=json|topk image_size mean\n"
-    "     std max_pixels topk softmax=auto|true|false labels max_inflight exec_timeout\n"
-    "     read_timeout write_timeout idle_release max_body log_level";
+    "env: PORT model store_socket threads input_shape input=json|image|raw output=json|topk\n"
+    "     image_size mean std max_pixels topk softmax=auto|true|false labels max_inflight\n"
+    "     exec_timeout read_timeout write_timeout idle_release max_body log_level";
 
 static int load_flags(struct fn_config *c, int argc, char **argv, char *err, size_t errlen)
 {
@@ -233,6 +235,26 @@ static int load_flags(struct fn_config *c, int argc, char **argv, char *err, siz
     return rc;
 }
 
+/* input_shape: parsed here so a typo fails at start with the variable's name. */
+static int load_input_shape(struct fn_config *c, char *err, size_t errlen)
+{
+    char why[256];
+    size_t plen = c->private_path ? strlen(c->private_path) : 0;
+
+    if (!c->input_shape)
+        return 0;
+    if (plen > 5 && strcmp(c->private_path + plen - 5, ".plan") == 0)
+        return seterr(err, errlen, -EINVAL,
+                      "input_shape=%s: %s is a compiled plan; its shapes are fixed already",
+                      c->input_shape, c->private_path);
+    int n = engine_shapes_parse(c->input_shape, c->shape_text, sizeof(c->shape_text), c->shapes,
+                                (int)ARRAY_LEN(c->shapes), why, sizeof(why));
+    if (n < 0)
+        return seterr(err, errlen, n, "input_shape=%s: %s", c->input_shape, why);
+    c->n_shapes = n;
+    return 0;
+}
+
 static int load_labels(struct fn_config *c, char *err, size_t errlen)
 {
     if (!c->labels_path || !*c->labels_path)
@@ -255,6 +277,8 @@ int fn_config_load(struct fn_config *c, int argc, char **argv, char *err, size_t
     if (!rc)
         rc = load_flags(c, argc, argv, err, errlen);
     if (rc)
+        return rc;
+    if ((rc = load_input_shape(c, err, errlen)) < 0)
         return rc;
     if (c->private_path)
         c->model_ref = NULL; /* --private is the baseline run of a function otherwise attached */

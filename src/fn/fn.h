@@ -101,6 +101,11 @@ struct fn_config {
     const char *store_path; /* --store / env store_socket */
     const char *private_path;
     int threads;
+    /* env input_shape: the shapes a symbolic-dim model is compiled for ("input=1x3x320x320") */
+    const char *input_shape;
+    struct engine_input_shape shapes[16]; /* input_shape parsed; names point into shape_text */
+    int n_shapes;
+    char shape_text[256];
     struct fn_codec_config codec;
     const char *labels_path;
     int max_inflight; /* 0 = unlimited */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -78,13 +79,30 @@ static int compile_onnx(struct fn_source *s, const struct fn_config *c, char *er
         free(onnx);
         return seterr(err, errlen, -ENOMEM, "--private: out of memory");
     }
-    struct engine_compile_opts opts = {
-        .threads = c->threads, .base_dir = dirname(dir_copy), .model_name = c->private_path};
+    struct engine_compile_opts opts = {.threads = c->threads,
+                                       .base_dir = dirname(dir_copy),
+                                       .model_name = c->private_path,
+                                       .shapes = c->shapes,
+                                       .n_shapes = c->n_shapes};
     rc = engine_compile(onnx, len, &opts, &s->image, &s->len, err, errlen);
     free(onnx);
     free(dir_copy);
     s->kind = SOURCE_COMPILED;
     return rc;
+}
+
+/* The store compiles a symbolic-dim model for the shapes after '?' in its ref. */
+static int open_store(struct fn_source *s, const struct fn_config *c, char *err, size_t errlen)
+{
+    char ref[4352];
+
+    if ((size_t)snprintf(ref, sizeof(ref), "%s%s%s", c->model_ref, c->input_shape ? "?" : "",
+                         c->input_shape ? c->input_shape : "") >= sizeof(ref))
+        return seterr(err, errlen, -ENAMETOOLONG, "model %.80s: ref with input_shape too long",
+                      c->model_ref);
+    s->kind = SOURCE_STORE;
+    return fn_store_source_open(c->store_path, ref, c->threads, &s->store, &s->image, &s->len, err,
+                                errlen);
 }
 
 int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err, size_t errlen)
@@ -97,11 +115,8 @@ int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err,
         rc = read_plan(s, c->private_path, err, errlen);
     else if (c->private_path)
         rc = compile_onnx(s, c, err, errlen);
-    else {
-        s->kind = SOURCE_STORE;
-        rc = fn_store_source_open(c->store_path, c->model_ref, c->threads, &s->store, &s->image,
-                                  &s->len, err, errlen);
-    }
+    else
+        rc = open_store(s, c, err, errlen);
     if (rc < 0) {
         fn_source_close(s);
         return rc;

@@ -282,6 +282,7 @@ static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const stru
     job->conn_id = c->id;
     job->seq = seq;
     job->threads = threads;
+    snprintf(job->shapes, sizeof(job->shapes), "%s", ref->shapes);
     worker_submit(&d->hasher, job);
     return 0;
 }
@@ -304,7 +305,8 @@ static void start_compile(struct daemon *d, struct conn *c, struct job *job)
     d->n.misses++;
     d->stats_dirty = 1;
     add_waiter(d, c, m, job->seq, job->name);
-    log_info("model %s: compiling for %d thread(s) (%s)", job->name, job->threads, m->idhex);
+    log_info("model %s: compiling for %d thread(s)%s%s (%s)", job->name, job->threads,
+             job->shapes[0] ? ", input shapes " : "", job->shapes, m->idhex);
     job->kind = JOB_COMPILE;
     snprintf(job->base_dir, sizeof(job->base_dir), "%s", d->models_real);
     worker_submit(&d->compiler, job); /* the worker owns it now */
@@ -321,7 +323,7 @@ static void finish_hash(struct daemon *d, struct job *job)
         job_free(job);
         return;
     }
-    model_identity(job->source_sha, d->fingerprint, job->threads, job->identity);
+    model_identity(job->source_sha, d->fingerprint, job->threads, job->shapes, job->identity);
     struct model *m = catalog_find(&d->cat, job->identity);
     if (!m) {
         start_compile(d, c, job);
@@ -345,14 +347,45 @@ static int resolve(struct daemon *d, struct conn *c, const struct proto_msg *msg
     return 0;
 }
 
+/* ref->shapes in the engine's canonical spelling, so one set of shapes is one identity. */
+static int canonical_shapes(struct ref *ref, char *err, size_t errlen)
+{
+    struct engine_input_shape s[16];
+    char text[REF_MAX_SHAPES + 1], why[256];
+    int n;
+
+    if (!ref->shapes[0])
+        return 0;
+    n = engine_shapes_parse(ref->shapes, text, sizeof(text), s, (int)ARRAY_LEN(s), why,
+                            sizeof(why));
+    if (n < 0 || (n = engine_shapes_format(s, n, ref->shapes, sizeof(ref->shapes))) < 0)
+        return seterr(err, errlen, n, "input shapes after '?': %s",
+                      n == -ENAMETOOLONG ? "too long" : why);
+    return 0;
+}
+
+/* A sha256: ref: a resident model by identity or by (source sha, threads[, shapes]). */
+static struct model *find_by_hash(struct daemon *d, const struct ref *ref, int threads)
+{
+    uint8_t identity[SHA256_LEN];
+
+    if (!ref->shapes[0])
+        return catalog_find_hash(&d->cat, ref->hash, threads);
+    model_identity(ref->hash, d->fingerprint, threads, ref->shapes, identity);
+    return catalog_find(&d->cat, identity);
+}
+
 static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
     int threads = msg->u.ref.threads ? (int)msg->u.ref.threads : d->cfg->threads;
+    char err[PROTO_MAX_ERR - 128];
     struct ref ref;
     if (resolve(d, c, msg, &ref) < 0)
         return 0;
+    if (canonical_shapes(&ref, err, sizeof(err)) < 0)
+        return reply_error(c, msg->seq, -EINVAL, "model %.80s: %s", msg->u.ref.ref, err);
     if (ref.kind == REF_HASH) {
-        struct model *m = catalog_find_hash(&d->cat, ref.hash, threads);
+        struct model *m = find_by_hash(d, &ref, threads);
         if (!m)
             return reply_error(c, msg->seq, -ENOENT,
                                "model %s: no resident model has this hash; attach it by name "
@@ -364,7 +397,7 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     uint8_t src[SHA256_LEN], identity[SHA256_LEN];
     struct model *m = NULL;
     if (stat(ref.path, &st) == 0 && cached_source_sha(d, ref.path, &st, src) == 0) {
-        model_identity(src, d->fingerprint, threads, identity);
+        model_identity(src, d->fingerprint, threads, ref.shapes, identity);
         m = catalog_find(&d->cat, identity);
     }
     if (!m)

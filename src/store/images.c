@@ -19,17 +19,65 @@
 #include <unistd.h>
 
 void model_identity(const uint8_t source_sha[SHA256_LEN], const char *fingerprint, int threads,
-                    uint8_t out[SHA256_LEN])
+                    const char *shapes, uint8_t out[SHA256_LEN])
 {
-    size_t flen = strlen(fingerprint);
-    uint8_t buf[SHA256_LEN + 512 + 4];
+    size_t flen = strlen(fingerprint), slen = shapes ? strlen(shapes) : 0;
+    uint8_t buf[SHA256_LEN + 512 + 4 + 1 + REF_MAX_SHAPES];
     if (flen > 512)
         flen = 512;
+    if (slen > REF_MAX_SHAPES)
+        slen = REF_MAX_SHAPES;
     memcpy(buf, source_sha, SHA256_LEN);
     memcpy(buf + SHA256_LEN, fingerprint, flen);
+    size_t n = SHA256_LEN + flen;
     for (int i = 0; i < 4; i++)
-        buf[SHA256_LEN + flen + (size_t)i] = (uint8_t)((uint32_t)threads >> (8 * i));
-    sha256(buf, SHA256_LEN + flen + 4, out);
+        buf[n++] = (uint8_t)((uint32_t)threads >> (8 * i));
+    if (slen) {
+        buf[n++] = '?';
+        memcpy(buf + n, shapes, slen);
+        n += slen;
+    }
+    sha256(buf, n, out);
+}
+
+/* The shapes text an image compiled for input shapes was asked with: all its inputs, named, in
+ * order ("" when it does not fit); unnamed: a one-input image's shape without the name. */
+static void image_shapes(const struct engine_model *em, char *out, size_t len, char *unnamed,
+                         size_t unnamed_len)
+{
+    struct engine_input_shape s[16];
+    struct engine_tensor_info info;
+    int n = engine_model_n_inputs(em);
+
+    out[0] = unnamed[0] = '\0';
+    if (n < 1 || n > (int)ARRAY_LEN(s))
+        return;
+    for (int i = 0; i < n; i++) {
+        if (engine_model_input(em, i, &info) < 0)
+            return;
+        s[i] = (struct engine_input_shape){info.name, info.shape};
+    }
+    if (engine_shapes_format(s, n, out, len) < 0)
+        out[0] = '\0';
+    s[0].name = NULL;
+    if (n != 1 || engine_shapes_format(s, 1, unnamed, unnamed_len) < 0)
+        unnamed[0] = '\0';
+}
+
+/* Whether identity is that of the image compiled without shapes or for one of its spellings. */
+static int identity_matches(const struct model *tmpl, const char *const shapes[3],
+                            const uint8_t identity[SHA256_LEN])
+{
+    uint8_t want[SHA256_LEN];
+
+    for (int i = 0; i < 3; i++) {
+        if (i > 0 && !shapes[i][0])
+            continue;
+        model_identity(tmpl->source_sha, engine_fingerprint(), tmpl->threads, shapes[i], want);
+        if (memcmp(want, identity, SHA256_LEN) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 int image_path(const char *dir, const char *idhex, char *out, size_t len)
@@ -108,10 +156,11 @@ static int check_image(const void *p, size_t len, const uint8_t identity[SHA256_
         return rc;
     memcpy(tmpl->source_sha, engine_model_source_sha256(em), SHA256_LEN);
     tmpl->threads = engine_model_threads(em);
+    char named[REF_MAX_SHAPES + 1], unnamed[REF_MAX_SHAPES + 1];
+    image_shapes(em, named, sizeof(named), unnamed, sizeof(unnamed));
     engine_model_close(em);
-    uint8_t want[SHA256_LEN];
-    model_identity(tmpl->source_sha, engine_fingerprint(), tmpl->threads, want);
-    if (memcmp(want, identity, SHA256_LEN) != 0)
+    const char *const spellings[3] = {"", named, unnamed};
+    if (!identity_matches(tmpl, spellings, identity))
         return seterr(err, errlen, -EINVAL,
                       "image content does not match its name (built by "
                       "another engine, CPU or thread count)");

@@ -51,16 +51,40 @@ static int resolve_inside(const char *models_real, const char *ref, const char *
     return 0;
 }
 
-int ref_resolve(const char *models_real, const char *ref, struct ref *out, char *err, size_t errlen)
+/* Cuts "?SHAPES" off ref into out->shapes; the rest goes to base (PATH_MAX bytes). */
+static int split_shapes(const char *ref, char *base, struct ref *out, char *err, size_t errlen)
 {
+    const char *q = strchr(ref, '?');
+    size_t n = q ? (size_t)(q - ref) : strlen(ref);
+
+    if (n >= PATH_MAX)
+        return seterr(err, errlen, -ENAMETOOLONG, "model ref of %zu bytes is too long", n);
+    memcpy(base, ref, n);
+    base[n] = '\0';
+    if (!q)
+        return 0;
+    if (!q[1] || strlen(q + 1) > REF_MAX_SHAPES)
+        return seterr(err, errlen, -EINVAL,
+                      "model %.80s: the input shapes after '?' must be 1-%d bytes, e.g. "
+                      "?input=1x3x224x224",
+                      ref, REF_MAX_SHAPES);
+    snprintf(out->shapes, sizeof(out->shapes), "%s", q + 1);
+    return 0;
+}
+
+int ref_resolve(const char *models_real, const char *full_ref, struct ref *out, char *err,
+                size_t errlen)
+{
+    char ref[PATH_MAX];
+
     memset(out, 0, sizeof(*out));
-    if (!ref || !*ref)
+    int rc = full_ref ? split_shapes(full_ref, ref, out, err, errlen) : 0;
+    if (rc < 0)
+        return rc;
+    if (!full_ref || !*ref)
         return seterr(err, errlen, -EINVAL,
                       "empty model ref: give a name, an absolute path or "
                       "sha256:<hex>");
-    if (strlen(ref) >= PATH_MAX)
-        return seterr(err, errlen, -ENAMETOOLONG, "model ref of %zu bytes is too long",
-                      strlen(ref));
     if (strncmp(ref, "sha256:", 7) == 0) {
         out->kind = REF_HASH;
         if (strlen(ref + 7) != 64 || sha256_parse_hex(ref + 7, out->hash) < 0)
@@ -78,7 +102,7 @@ int ref_resolve(const char *models_real, const char *ref, struct ref *out, char 
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof(path), "%s/%s.onnx", models_real, ref) >= sizeof(path))
         return seterr(err, errlen, -ENAMETOOLONG, "model %s: path too long", ref);
-    int rc = resolve_inside(models_real, ref, path, out, err, errlen);
+    rc = resolve_inside(models_real, ref, path, out, err, errlen);
     if (rc == 0) /* a name ref keeps the name it was asked by, even through a symlink */
         snprintf(out->name, sizeof(out->name), "%s", ref);
     return rc;

@@ -15,6 +15,7 @@
 
 #include "store/catalog.h"
 #include "store/proto.h"
+#include "store/ref.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -56,6 +57,7 @@ struct job {
     uint64_t conn_id;    /* HASH: the attach waiting for it */
     uint32_t seq;
     int threads;
+    char shapes[REF_MAX_SHAPES + 1]; /* input shapes to compile for, canonical text; "" none */
     char name[PROTO_MAX_NAME + 1];
     char base_dir[PATH_MAX];      /* COMPILE: where external data files are */
     uint8_t identity[SHA256_LEN]; /* COMPILE */
@@ -103,9 +105,11 @@ int image_path(const char *dir, const char *idhex, char *out, size_t len);
 int image_adopt_dir(const char *dir, struct catalog *c, struct store_counters *n, char *err,
                     size_t errlen);
 
-/* Identity = SHA-256(source sha ‖ engine fingerprint ‖ threads as u32 LE). */
+/* Identity = SHA-256(source sha ‖ engine fingerprint ‖ threads as u32 LE [‖ '?' ‖ shapes]):
+ * shapes (canonical engine_shapes_format text) only when the image was compiled for given input
+ * shapes, so every image compiled without them keeps its identity. */
 void model_identity(const uint8_t source_sha[SHA256_LEN], const char *fingerprint, int threads,
-                    uint8_t out[SHA256_LEN]);
+                    const char *shapes, uint8_t out[SHA256_LEN]);
 
 /* ---- stats (stats.c) ---- */
 

@@ -33,14 +33,23 @@ static void hash_one(struct job *job)
 
 static void compile_one(struct job *job)
 {
+    struct engine_input_shape shapes[16];
+    char text[REF_MAX_SHAPES + 1];
     struct engine_compile_opts opts = {
         .threads = job->threads,
         .base_dir = job->base_dir,
         .model_name = job->name,
+        .shapes = shapes,
     };
     int64_t t0 = now_ns();
-    job->rc = engine_compile(job->onnx, job->onnx_len, &opts, &job->image, &job->image_len,
-                             job->err, sizeof(job->err));
+    job->rc = 0;
+    if (job->shapes[0]) /* the loop parsed the same text already */
+        job->rc = engine_shapes_parse(job->shapes, text, sizeof(text), shapes,
+                                      (int)ARRAY_LEN(shapes), job->err, sizeof(job->err));
+    opts.n_shapes = job->rc > 0 ? job->rc : 0;
+    if (job->rc >= 0)
+        job->rc = engine_compile(job->onnx, job->onnx_len, &opts, &job->image, &job->image_len,
+                                 job->err, sizeof(job->err));
     job->seconds = (double)(now_ns() - t0) / 1e9;
     free(job->onnx);
     job->onnx = NULL;

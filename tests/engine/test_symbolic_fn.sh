@@ -1,0 +1,127 @@
+#!/bin/sh
+# Symbolic input dims on the function path (issue 6): a shmfaas-fn instance with input_shape set
+# gets the symbolic-dim model compiled by the store for those shapes ("MODEL?SHAPES" ref), serves
+# requests of that shape with numpy's answer, refuses others naming the shape the plan expects;
+# one model at two shapes is two images; they survive a store restart; --private does the same;
+# without input_shape, or with a malformed one, the instance fails at start saying why.
+#   test_symbolic_fn.sh BUILD_DIR FIXTURE_DIR   (gen_symbolic_model.py writes FIXTURE_DIR)
+set -u
+
+build=$1
+fx=$2
+store_bin=$build/src/store/shmfaas-store
+fn_bin=$build/src/fn/shmfaas-fn
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-symfn-test.XXXXXX")
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+failed=0
+mkdir "$tmp/models" "$tmp/images"
+cp "$fx/symbolic_cnn.onnx" "$tmp/models/"
+
+fail() {
+    echo "FAIL: $*"
+    failed=1
+}
+
+start_store() {
+    "$store_bin" --socket "$tmp/store.sock" --dir "$tmp/images" --models "$tmp/models" \
+        --budget 64Mi >>"$tmp/store.log" 2>&1 &
+    store_pid=$!
+    pids="$pids $store_pid"
+    for _ in $(seq 100); do [ -S "$tmp/store.sock" ] && return 0; sleep 0.1; done
+    fail "store did not start: $(tail -n 5 "$tmp/store.log")"
+    exit 1
+}
+
+stop_store() {
+    kill "$store_pid" && wait "$store_pid"
+}
+
+# start_fn NAME ENV... -- FLAGS...: an instance on $tmp/NAME.sock; waits until /_/ready is 200.
+start_fn() {
+    name=$1
+    shift
+    env_args=""
+    while [ "$1" != "--" ]; do env_args="$env_args $1"; shift; done
+    shift
+    # shellcheck disable=SC2086
+    env store_socket="$tmp/store.sock" idle_release=0 $env_args \
+        "$fn_bin" --listen "unix:$tmp/$name.sock" "$@" >"$tmp/$name.log" 2>&1 &
+    fn_pid=$!
+    pids="$pids $fn_pid"
+    for _ in $(seq 300); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$tmp/$name.sock" \
+            http://fn/_/ready 2>/dev/null)
+        [ "$code" = 200 ] && return 0
+        kill -0 "$fn_pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# post NAME CASE: POST CASE's input to instance NAME; body in $tmp/reply, status in $code.
+post() {
+    code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/$1.sock" \
+        -H 'Content-Type: application/json' --data-binary "@$fx/$2_input.json" http://fn/)
+}
+
+# matches CASE: the reply is numpy's output for CASE within 1e-4 x max|ref|.
+matches() {
+    /usr/bin/python3 - "$tmp/reply" "$fx/$1_output.json" <<'PY'
+import json, sys
+out = json.load(open(sys.argv[1]))["outputs"]["output"]
+ref = json.load(open(sys.argv[2]))["outputs"]["output"]
+assert out["shape"] == ref["shape"], (out["shape"], ref["shape"])
+diff = max(abs(a - b) for a, b in zip(out["data"], ref["data"]))
+peak = max(abs(b) for b in ref["data"])
+assert diff <= 1e-4 * peak, (diff, peak)
+PY
+}
+
+start_store
+
+# ---- two instances of one model at two shapes: two images, each serves its own shape
+start_fn b input_shape=input=2x3x16x12 model=symbolic_cnn -- || fail "b did not start: $(cat "$tmp/b.log")"
+start_fn a input_shape=1x3x8x8 model=symbolic_cnn -- || fail "a did not start: $(cat "$tmp/a.log")"
+post b b
+[ "$code" = 200 ] && matches b && echo "ok: 2x3x16x12 served" || fail "b: $code $(head -c 300 "$tmp/reply")"
+post a a
+[ "$code" = 200 ] && matches a && echo "ok: 1x3x8x8 served" || fail "a: $code $(head -c 300 "$tmp/reply")"
+post b a
+[ "$code" = 400 ] && grep -q 'shape \[1,3,8,8\], the plan expects \[2,3,16,12\]' "$tmp/reply" &&
+    echo "ok: other shape refused" || fail "b given 1x3x8x8: $code $(head -c 300 "$tmp/reply")"
+[ "$("$store_bin" ls --socket "$tmp/store.sock" | grep -c symbolic_cnn)" = 2 ] ||
+    fail "not two images: $("$store_bin" ls --socket "$tmp/store.sock")"
+grep -q "input shapes input=2x3x16x12" "$tmp/store.log" || fail "store log lacks the shapes"
+
+# ---- the images survive a store restart (adopted, not discarded)
+for p in $pids; do [ "$p" = "$store_pid" ] || { kill "$p" && wait "$p"; }; done
+pids=$store_pid
+stop_store
+start_store
+[ "$("$store_bin" ls --socket "$tmp/store.sock" | grep -c symbolic_cnn)" = 2 ] ||
+    fail "after restart: $("$store_bin" ls --socket "$tmp/store.sock"; grep discard "$tmp/store.log")"
+grep -q discarded "$tmp/store.log" && fail "restart discarded: $(grep discard "$tmp/store.log")"
+
+# ---- --private compiles in the instance for input_shape
+start_fn p input_shape=input=1x3x8x8 -- --private "$tmp/models/symbolic_cnn.onnx" ||
+    fail "private did not start: $(cat "$tmp/p.log")"
+post p a
+[ "$code" = 200 ] && matches a && echo "ok: --private served" || fail "p: $code $(head -c 300 "$tmp/reply")"
+
+# ---- no input_shape, a malformed one, one on a compiled plan: the instance exits saying why
+start_fn n model=symbolic_cnn -- && fail "started without input_shape"
+grep -q "symbolic dim 0" "$tmp/n.log" || fail "no symbolic-dim error: $(cat "$tmp/n.log")"
+start_fn m input_shape=1x3xbad model=symbolic_cnn -- && fail "started with a malformed input_shape"
+grep -q "input_shape=1x3xbad" "$tmp/m.log" || fail "error does not name input_shape: $(cat "$tmp/m.log")"
+touch "$tmp/x.plan"
+start_fn q input_shape=1x3x8x8 -- --private "$tmp/x.plan" && fail "input_shape accepted for a plan"
+grep -q "compiled plan" "$tmp/q.log" || fail "plan error: $(cat "$tmp/q.log")"
+
+[ "$failed" = 0 ] && echo "symbolic fn: ok"
+exit $failed
