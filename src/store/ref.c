@@ -104,6 +104,6 @@ int ref_resolve(const char *models_real, const char *full_ref, struct ref *out, 
         return seterr(err, errlen, -ENAMETOOLONG, "model %s: path too long", ref);
     rc = resolve_inside(models_real, ref, path, out, err, errlen);
     if (rc == 0) /* a name ref keeps the name it was asked by, even through a symlink */
-        snprintf(out->name, sizeof(out->name), "%s", ref);
+        snprintf(out->name, sizeof(out->name), "%.*s", REF_MAX_NAME, ref);
     return rc;
 }
