@@ -19,7 +19,7 @@ static int parse_dims(const char *p, struct engine_shape *s, char *err, size_t e
         long long v;
         errno = 0;
         v = strtoll(p, &end, 10);
-        if (errno || end == p || *p == '+' || *p == ' ' || v < 1 || v > INT32_MAX ||
+        if (errno || end == p || *p < '0' || *p > '9' || v < 1 || v > INT32_MAX ||
             (*end && *end != 'x') || s->rank == ENGINE_MAX_RANK || (*end == 'x' && !end[1]))
             return seterr(err, errlen, -EINVAL,
                           "shape \"%s\": want DxDx.. with 1 to %d dims of 1 to %d, e.g. "
