@@ -1637,6 +1637,28 @@ static int lower_conv_transpose(struct lower *l, const struct ir_node *n)
                             (uint32_t)(2 + 3 * sp), 0);
 }
 
+static int lower_grid_sample(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], p[3] = {ir_attr_int(n, "grid_mode", 0), ir_attr_int(n, "grid_pad", 0),
+                            ir_attr_int(n, "align_corners", 0)};
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_GRID_SAMPLE, ins, 2, p, 3, 0);
+}
+
+static int lower_reverse_sequence(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], b = ir_attr_int(n, "batch_axis", 1);
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_REVERSE_SEQ, ins, 2, &b, 1, 0);
+}
+
+static int lower_max_unpool(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2];
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_MAX_UNPOOL, ins, 2, NULL, 0, 0);
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -1776,6 +1798,9 @@ static const struct {
     {"Split", lower_split},
     {"ConvTranspose", lower_conv_transpose},
     {"LRN", lower_lrn},
+    {"GridSample", lower_grid_sample},
+    {"ReverseSequence", lower_reverse_sequence},
+    {"MaxUnpool", lower_max_unpool},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

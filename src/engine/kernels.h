@@ -277,6 +277,26 @@ struct k_deconv {
 void k_conv_transpose(const float *x, const struct engine_shape *xs, const float *w,
                       const struct engine_shape *ws, const float *bias, const struct k_deconv *p,
                       float *y, const struct engine_shape *ys);
+enum k_grid_mode { K_GRID_BILINEAR, K_GRID_NEAREST, K_GRID_BICUBIC };
+enum k_grid_pad { K_GRID_ZEROS, K_GRID_BORDER, K_GRID_REFLECTION };
+
+struct k_grid {
+    enum k_grid_mode mode;
+    enum k_grid_pad pad;
+    int align_corners;
+};
+
+/* GridSample of x [N, C, H, W] at grid [N, Ho, Wo, 2] (normalised x, y) into y [N, C, Ho, Wo];
+ * a NaN coordinate gives NaN. */
+void k_grid_sample(const float *x, const struct engine_shape *xs, const float *grid,
+                   const struct k_grid *p, float *y, const struct engine_shape *ys);
+/* Reverses the first lens[b] steps of each batch entry; time and batch are axes 0 and 1 (in
+ * either order). -EINVAL when a length is outside [0, time steps]. */
+int k_reverse_sequence(const void *src, const struct engine_shape *s, const void *lens,
+                       int lens_dtype, int batch_axis, size_t esize, void *dst);
+/* dst (n_dst elements) = 0, then dst[idx[i]] = src[i]; -EINVAL for an index outside dst. */
+int k_max_unpool(const void *src, const int64_t *idx, size_t n, size_t esize, void *dst,
+                 size_t n_dst);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

@@ -328,3 +328,153 @@ void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alp
                 y[at] = (float)(x[at] / pow(bias + alpha / (double)size * sq, beta));
             }
 }
+
+/* ---- GridSample (float32, 4-D) ---- */
+
+/* Folds x into [lo, hi] by mirroring at the borders (as many times as needed). */
+static double reflect(double x, double lo, double hi)
+{
+    double rng = hi - lo;
+    if (rng <= 0)
+        return lo;
+    if (x >= lo && x <= hi)
+        return x;
+    double dx = x < lo ? lo - x : x - hi, n = floor(dx / rng), r = dx - n * rng;
+    int even = fmod(n, 2.0) == 0.0;
+    if (x < lo)
+        return even ? lo + r : hi - r;
+    return even ? hi - r : lo + r;
+}
+
+struct grid_img {
+    const float *p; /* one [H, W] plane */
+    int64_t h, w;
+    double lo[2], hi[2]; /* reflection borders for x, y */
+    enum k_grid_pad pad;
+};
+
+static int64_t clamp_i(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The pixel at integer (r, c) under the padding mode; c and r are small (coordinates were
+ * bounded before). */
+static double pixel(const struct grid_img *g, int64_t r, int64_t c)
+{
+    if (g->pad == K_GRID_ZEROS)
+        return r >= 0 && r < g->h && c >= 0 && c < g->w ? g->p[r * g->w + c] : 0.0;
+    if (g->pad == K_GRID_REFLECTION) {
+        c = (int64_t)reflect((double)c, g->lo[0], g->hi[0]);
+        r = (int64_t)reflect((double)r, g->lo[1], g->hi[1]);
+    }
+    return g->p[clamp_i(r, 0, g->h - 1) * g->w + clamp_i(c, 0, g->w - 1)];
+}
+
+static void cubic_coeffs(double t, double c[4])
+{
+    const double a = -0.75;
+    double x0 = t + 1, x1 = t, x2 = 1 - t, x3 = 2 - t;
+    c[0] = ((a * x0 - 5 * a) * x0 + 8 * a) * x0 - 4 * a;
+    c[1] = ((a + 2) * x1 - (a + 3)) * x1 * x1 + 1;
+    c[2] = ((a + 2) * x2 - (a + 3)) * x2 * x2 + 1;
+    c[3] = ((a * x3 - 5 * a) * x3 + 8 * a) * x3 - 4 * a;
+}
+
+static double grid_value(const struct grid_img *g, double x, double y, enum k_grid_mode mode)
+{
+    if (mode == K_GRID_NEAREST)
+        return pixel(g, (int64_t)y, (int64_t)x);
+    double fx = floor(x), fy = floor(y);
+    int64_t x1 = (int64_t)fx, y1 = (int64_t)fy;
+    if (mode == K_GRID_BILINEAR) {
+        double dx = x - fx, dy = y - fy;
+        return (1 - dy) * ((1 - dx) * pixel(g, y1, x1) + dx * pixel(g, y1, x1 + 1)) +
+               dy * ((1 - dx) * pixel(g, y1 + 1, x1) + dx * pixel(g, y1 + 1, x1 + 1));
+    }
+    double cx[4], cy[4], v = 0;
+    cubic_coeffs(x - fx, cx);
+    cubic_coeffs(y - fy, cy);
+    for (int i = 0; i < 4; i++) {
+        double row = 0;
+        for (int j = 0; j < 4; j++)
+            row += cx[j] * pixel(g, y1 - 1 + i, x1 - 1 + j);
+        v += cy[i] * row;
+    }
+    return v;
+}
+
+/* Denormalised, rounded (nearest) and padded coordinate along one axis of size len. */
+static double grid_coord(double n, int64_t len, const struct k_grid *p, double lo, double hi)
+{
+    double x = p->align_corners ? (n + 1) / 2 * (double)(len - 1) : ((n + 1) * (double)len - 1) / 2;
+    if (p->mode == K_GRID_NEAREST)
+        x = nearbyint(x);
+    if (x < lo || x > hi) {
+        if (p->pad == K_GRID_BORDER)
+            x = x < 0 ? 0 : x > (double)(len - 1) ? (double)(len - 1) : x;
+        else if (p->pad == K_GRID_REFLECTION)
+            x = reflect(x, lo, hi);
+    }
+    /* far outside, every tap reads padding zeros: keep integer conversions in range */
+    return x < -4 ? -4 : x > (double)len + 4 ? (double)len + 4 : x;
+}
+
+void k_grid_sample(const float *x, const struct engine_shape *xs, const float *grid,
+                   const struct k_grid *p, float *y, const struct engine_shape *ys)
+{
+    int64_t n_img = xs->dims[0], ch = xs->dims[1], ho = ys->dims[2], wo = ys->dims[3];
+    struct grid_img g = {.h = xs->dims[2], .w = xs->dims[3], .pad = p->pad};
+    for (int a = 0; a < 2; a++) {
+        int64_t len = a ? g.h : g.w;
+        g.lo[a] = p->align_corners ? 0.0 : -0.5;
+        g.hi[a] = p->align_corners ? (double)(len - 1) : (double)len - 0.5;
+    }
+    for (int64_t n = 0; n < n_img; n++)
+        for (int64_t i = 0; i < ho * wo; i++) {
+            const float *gp = grid + (n * ho * wo + i) * 2;
+            int bad = isnan(gp[0]) || isnan(gp[1]);
+            double cx = bad ? 0 : grid_coord(gp[0], g.w, p, g.lo[0], g.hi[0]);
+            double cy = bad ? 0 : grid_coord(gp[1], g.h, p, g.lo[1], g.hi[1]);
+            for (int64_t c = 0; c < ch; c++) {
+                g.p = x + (n * ch + c) * g.h * g.w;
+                y[(n * ch + c) * ho * wo + i] = bad ? NAN : (float)grid_value(&g, cx, cy, p->mode);
+            }
+        }
+}
+
+/* ---- ReverseSequence, MaxUnpool ---- */
+
+int k_reverse_sequence(const void *src, const struct engine_shape *s, const void *lens,
+                       int lens_dtype, int batch_axis, size_t esize, void *dst)
+{
+    int64_t tn = s->dims[1 - batch_axis], bn = s->dims[batch_axis], inner = 1;
+    for (int d = 2; d < s->rank; d++)
+        inner *= s->dims[d];
+    size_t block = (size_t)inner * esize;
+    for (int64_t b = 0; b < bn; b++) {
+        int64_t len =
+            lens_dtype == ENGINE_I32 ? ((const int32_t *)lens)[b] : ((const int64_t *)lens)[b];
+        if (len < 0 || len > tn)
+            return -EINVAL;
+        for (int64_t t = 0; t < tn; t++) {
+            int64_t from = t < len ? len - 1 - t : t;
+            int64_t o = batch_axis ? t * bn + b : b * tn + t;
+            int64_t i = batch_axis ? from * bn + b : b * tn + from;
+            memcpy((char *)dst + (size_t)o * block, (const char *)src + (size_t)i * block, block);
+        }
+    }
+    return 0;
+}
+
+int k_max_unpool(const void *src, const int64_t *idx, size_t n, size_t esize, void *dst,
+                 size_t n_dst)
+{
+    memset(dst, 0, n_dst * esize);
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] < 0 || (uint64_t)idx[i] >= n_dst)
+            return -EINVAL;
+        memcpy((char *)dst + (size_t)idx[i] * esize, (const char *)src + i * esize, esize);
+    }
+    return 0;
+}

@@ -1070,11 +1070,10 @@ static int legacy_node(struct importer *im, int i)
     case LEG_PRELU: {
         const struct ir_tensor *s =
             n->n_in == 2 && n->in[1] >= 0 ? &im->g->tensors[n->in[1]] : NULL;
-        return s && s->data && engine_shape_numel(&s->shape) == 1
+        return s && s->data && (engine_shape_numel(&s->shape) == 1 || s->shape.rank == 1)
                    ? 0
-                   : legacy_refuse(im, n,
-                                   "a slope of more than one element (broadcast per "
-                                   "channel) unsupported");
+                   : legacy_refuse(
+                         im, n, "the slope must be a constant of one element or one per channel");
     }
     }
     return 0;
@@ -1133,6 +1132,37 @@ static int legacy_bcast_infer(struct ir_graph *g, struct ir_node *n, char *err, 
     return 0;
 }
 
+/* PRelu before opset 7 (Caffe2's): a slope of C values applies along axis 1 of X; as an
+ * opset-7 operand it becomes a new constant of shape [C, 1, ...] (X's rank minus one). */
+static int legacy_prelu_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    const struct ir_tensor *x = &g->tensors[n->in[0]], *s = &g->tensors[n->in[1]];
+    int64_t c = engine_shape_numel(&s->shape);
+    if (c == 1)
+        return 0;
+    if (x->shape.rank < 2 || s->shape.rank != 1 || c != x->shape.dims[1])
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "at opset %lld: slope of %lld values for an input with %lld channels",
+                           (long long)g->opset, (long long)c,
+                           (long long)(x->shape.rank >= 2 ? x->shape.dims[1] : 0));
+    struct engine_shape cs = {.rank = x->shape.rank - 1};
+    cs.dims[0] = c;
+    for (int i = 1; i < cs.rank; i++)
+        cs.dims[i] = 1;
+    size_t bytes = (size_t)c * engine_dtype_size(s->dtype);
+    void *d = malloc(bytes ? bytes : 1);
+    if (!d)
+        return ir_node_err(g, n, err, errlen, -ENOMEM, "out of memory");
+    memcpy(d, s->data, bytes);
+    char base[300];
+    snprintf(base, sizeof(base), "%s::", n->name);
+    int t = ir_add_const(g, base, "channel_slope", s->dtype, &cs, d);
+    if (t < 0)
+        return ir_node_err(g, n, err, errlen, t, "out of memory");
+    n->in[1] = t;
+    return 0;
+}
+
 int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     if (g->opset >= MIN_MODERN_OPSET)
@@ -1140,6 +1170,8 @@ int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t err
     const struct ir_attr *ax = ir_attr_get(n, LEGACY_AXIS_ATTR);
     if (ax && strcmp(n->op, "Unsqueeze") == 0)
         return legacy_unsqueeze_infer(g, n, ax, err, errlen);
+    if (strcmp(n->op, "PRelu") == 0 && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0)
+        return legacy_prelu_infer(g, n, err, errlen);
     for (size_t k = 0; k < ARRAY_LEN(legacy_ops); k++)
         if (legacy_ops[k].kind == LEG_BCAST && strcmp(legacy_ops[k].op, n->op) == 0)
             return legacy_bcast_infer(g, n, err, errlen);

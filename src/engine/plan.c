@@ -1094,6 +1094,36 @@ static int lrn_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int grid_sample_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *g = operand(c, 1), *y = dst_of(c);
+    int ok = x->dtype == ENGINE_F32 && x->rank == 4 && plain_of_dtype(g, ENGINE_F32) &&
+             g->rank == 4 && y->rank == 4 && c->n->n_params == 3 && g->dims[0] == x->dims[0] &&
+             g->dims[3] == 2 && y->dims[0] == x->dims[0] && y->dims[1] == x->dims[1] &&
+             y->dims[2] == g->dims[1] && y->dims[3] == g->dims[2] && p[0] >= K_GRID_BILINEAR &&
+             p[0] <= K_GRID_BICUBIC && p[1] >= K_GRID_ZEROS && p[1] <= K_GRID_REFLECTION &&
+             (p[2] == 0 || p[2] == 1) && (x->dims[2] > 0 || !y->dims[2] || !y->dims[3]) &&
+             (x->dims[3] > 0 || !y->dims[2] || !y->dims[3]);
+    return ok ? 0 : node_err(c, -EINVAL, "grid-sample operands or parameters do not fit");
+}
+
+static int reverse_seq_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *len = operand(c, 1), *y = dst_of(c);
+    int ok = x->rank >= 2 && same_tensor_dims(x, y) && c->n->n_params == 1 &&
+             (p[0] == 0 || p[0] == 1) && is_index(len) && len->rank == 1 &&
+             len->dims[0] == x->dims[p[0]];
+    return ok ? 0 : node_err(c, -EINVAL, "reverse-sequence operands do not fit");
+}
+
+static int max_unpool_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *x = operand(c, 0), *idx = operand(c, 1);
+    if (!plain_of_dtype(idx, ENGINE_I64) || !same_tensor_dims(x, idx) || c->n->n_params)
+        return node_err(c, -EINVAL, "max-unpool operands do not fit");
+    return 0;
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1106,7 +1136,10 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_DEPTH_SPACE, 1},
                  {PLAN_K_TILE, 1},
                  {PLAN_K_CONV_TRANSPOSE, 3},
-                 {PLAN_K_LRN, 1}};
+                 {PLAN_K_LRN, 1},
+                 {PLAN_K_GRID_SAMPLE, 2},
+                 {PLAN_K_REVERSE_SEQ, 2},
+                 {PLAN_K_MAX_UNPOOL, 2}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
@@ -1142,6 +1175,12 @@ static int move_kernel_check(const struct node_ctx *c)
         return conv_transpose_check(c, p);
     case PLAN_K_LRN:
         return lrn_check(c, p);
+    case PLAN_K_GRID_SAMPLE:
+        return grid_sample_check(c, p);
+    case PLAN_K_REVERSE_SEQ:
+        return reverse_seq_check(c, p);
+    case PLAN_K_MAX_UNPOOL:
+        return max_unpool_check(c);
     default:
         return tile_check(c);
     }

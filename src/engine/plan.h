@@ -162,6 +162,11 @@ enum plan_kernel {
                                      dilations[sp], pads_begin[sp] */
     PLAN_K_LRN = 68,              /* in: x (float32); params: size, bias (float bits); alpha,
                                      beta */
+    PLAN_K_GRID_SAMPLE = 69,      /* in: x [N,C,H,W], grid [N,Ho,Wo,2] (float32); params: enum
+                                     k_grid_mode, enum k_grid_pad, align_corners */
+    PLAN_K_REVERSE_SEQ = 70,      /* in: x (rank >= 2), lengths (int32/int64); params: batch_axis
+                                     (0 or 1; the time axis is the other) */
+    PLAN_K_MAX_UNPOOL = 71,       /* in: x, indices (int64, x's shape, flat into dst) */
 };
 
 enum plan_post_kind {

@@ -314,6 +314,18 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_CONV_TRANSPOSE:
         run_conv_transpose(k);
         return 0;
+    case PLAN_K_GRID_SAMPLE: {
+        struct k_grid p = {(enum k_grid_mode)k->params[0], (enum k_grid_pad)k->params[1],
+                           k->params[2]};
+        k_grid_sample(k->in[0], &k->in_s[0], k->in[1], &p, k->dst, &k->o);
+        return 0;
+    }
+    case PLAN_K_REVERSE_SEQ:
+        return k_reverse_sequence(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], k->params[0],
+                                  k->esize, k->dst);
+    case PLAN_K_MAX_UNPOOL:
+        return k_max_unpool(k->in[0], k->in[1], (size_t)engine_shape_numel(&k->in_s[0]), k->esize,
+                            k->dst, (size_t)engine_shape_numel(&k->o));
     case PLAN_K_LRN: {
         float bias;
         memcpy(&bias, &k->params[1], sizeof(bias));

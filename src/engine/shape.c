@@ -2071,6 +2071,91 @@ static int infer_conv_transpose(struct ir_graph *g, struct ir_node *n, char *err
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
+/* GridSample (4-D): mode and padding_mode kept as "grid_mode" and "grid_pad". */
+static int infer_grid_sample(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    static const char *modes[] = {"bilinear", "nearest", "bicubic"};
+    static const char *pads[] = {"zeros", "border", "reflection"};
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *gr = in_t(g, n, 1);
+    const char *m = ir_attr_str(n, "mode", "bilinear"),
+               *pm = ir_attr_str(n, "padding_mode", "zeros");
+    int64_t mi = 0, pi = 0, ac = ir_attr_int(n, "align_corners", 0);
+    while (mi < 3 && strcmp(modes[mi], m))
+        mi++;
+    while (pi < 3 && strcmp(pads[pi], pm))
+        pi++;
+    if (mi == 3 || pi == 3 || (ac != 0 && ac != 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "unsupported mode=%s, padding_mode=%s or align_corners=%lld", m, pm,
+                           (long long)ac);
+    if (x->shape.rank != 4 || gr->shape.rank != 4 || gr->shape.dims[0] != x->shape.dims[0] ||
+        gr->shape.dims[3] != 2)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "needs X [N,C,H,W] and grid [N,Ho,Wo,2]");
+    if ((x->shape.dims[2] == 0 || x->shape.dims[3] == 0) && engine_shape_numel(&gr->shape))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "cannot sample an empty image");
+    struct engine_shape o = {
+        4, {x->shape.dims[0], x->shape.dims[1], gr->shape.dims[1], gr->shape.dims[2]}};
+    if (ir_attr_set_int(n, "grid_mode", mi) || ir_attr_set_int(n, "grid_pad", pi))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+static int infer_reverse_sequence(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc || (rc = index_input(g, n, 1, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *len = in_t(g, n, 1);
+    int64_t b = ir_attr_int(n, "batch_axis", 1), t = ir_attr_int(n, "time_axis", 0);
+    if (x->shape.rank < 2 || (b != 0 && b != 1) || t != 1 - b)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "batch_axis and time_axis must be 0 and 1 of a rank >= 2 input");
+    if (len->shape.rank != 1 || len->shape.dims[0] != x->shape.dims[b])
+        return ir_node_err(g, n, err, errlen, -EINVAL, "sequence_lens needs one value per batch");
+    if (ir_attr_set_int(n, "batch_axis", b))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+/* MaxUnpool: the output shape from kernel/strides/pads, or a constant output_shape. */
+static int infer_max_unpool(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen), k = 0;
+    if (rc || (rc = want_dtype(g, n, 1, ENGINE_I64, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *idx = in_t(g, n, 1);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    if (idx->shape.rank != x->shape.rank ||
+        memcmp(idx->shape.dims, x->shape.dims, (size_t)x->shape.rank * sizeof(int64_t)))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "indices must have X's shape");
+    struct window win = {.k = x->shape.rank - 2};
+    struct engine_shape o = x->shape;
+    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)) ||
+        (rc = read_window(g, n, &win, err, errlen)))
+        return rc;
+    if (in_t(g, n, 2)) {
+        int64_t v[ENGINE_MAX_RANK];
+        if ((rc = const_ints(g, n, 2, v, ENGINE_MAX_RANK, &k, err, errlen)))
+            return rc;
+        if (k != o.rank)
+            return ir_node_err(g, n, err, errlen, -EINVAL, "output_shape needs %d values", o.rank);
+        for (int i = 0; i < k; i++)
+            o.dims[i] = v[i];
+        if (o.dims[0] != x->shape.dims[0] || o.dims[1] != x->shape.dims[1])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "output_shape changes N or C");
+    } else {
+        for (int i = 0; i < win.k; i++)
+            o.dims[2 + i] = (x->shape.dims[2 + i] - 1) * win.stride[i] - win.pads[i] -
+                            win.pads[win.k + i] + win.kernel[i];
+    }
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
 static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2201,6 +2286,9 @@ static const struct ir_op_def ops[] = {
     {"EyeLike", infer_eyelike, eval_eyelike},
     {"ConvTranspose", infer_conv_transpose, NULL},
     {"LRN", infer_lrn, NULL},
+    {"GridSample", infer_grid_sample, NULL},
+    {"ReverseSequence", infer_reverse_sequence, NULL},
+    {"MaxUnpool", infer_max_unpool, NULL},
 };
 
 const struct ir_op_def *ir_op_find(const char *op)

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <math.h>
 
 #include "engine/kernels.h"
 #include "test_backend_util.h"
@@ -121,6 +122,38 @@ static void test_conv_transpose_crops(void **state)
     k_conv_transpose(x, &xs, w, &ws, bias, &p, y, &ys);
     float want[3] = {2.5f, 13.5f, 20.5f}; /* full: 1 2 13 20 30 */
     assert_memory_equal(y, want, sizeof(want));
+}
+
+static void test_sequence_and_unpool(void **state)
+{
+    struct engine_shape s = SHAPE(2, 2, 3); /* batch axis 0, time axis 1 */
+    int32_t x[6] = {1, 2, 3, 4, 5, 6}, d[6];
+    int64_t lens[2] = {3, 2}, bad[2] = {4, 0};
+    assert_int_equal(k_reverse_sequence(x, &s, lens, ENGINE_I64, 0, sizeof(int32_t), d), 0);
+    int32_t want[6] = {3, 2, 1, 5, 4, 6};
+    assert_memory_equal(d, want, sizeof(d));
+    assert_int_equal(k_reverse_sequence(x, &s, bad, ENGINE_I64, 0, sizeof(int32_t), d), -EINVAL);
+    float v[2] = {7, 8}, o[4];
+    int64_t at[2] = {3, 0}, past[2] = {3, 4};
+    assert_int_equal(k_max_unpool(v, at, 2, sizeof(float), o, 4), 0);
+    float want_o[4] = {8, 0, 0, 7};
+    assert_memory_equal(o, want_o, sizeof(o));
+    assert_int_equal(k_max_unpool(v, past, 2, sizeof(float), o, 4), -EINVAL);
+}
+
+static void test_grid_sample_odd_coordinates(void **state)
+{
+    struct engine_shape xs = SHAPE(4, 1, 1, 2, 2), ys = SHAPE(4, 1, 1, 1, 3);
+    float x[4] = {1, 2, 3, 4}, y[3];
+    float grid[6] = {NAN, 0, 1e30f, -1e30f, -1, -1}; /* NaN, far outside, a corner */
+    struct k_grid p = {K_GRID_BICUBIC, K_GRID_REFLECTION, 1};
+    k_grid_sample(x, &xs, grid, &p, y, &ys);
+    assert_true(isnan(y[0]));
+    assert_true(y[2] == 1.0f);
+    p.pad = K_GRID_ZEROS;
+    p.mode = K_GRID_BILINEAR;
+    k_grid_sample(x, &xs, grid, &p, y, &ys);
+    assert_true(y[1] == 0.0f);
 }
 
 static void test_tile_shapes(void **state)
@@ -253,6 +286,25 @@ static void test_hostile_params(void **state)
     assert_int_equal(check_node(PLAN_K_LRN, ds, 1, img, lrn, 2, 0, &b), 0);
     assert_int_equal(check_node(PLAN_K_LRN, ds, 1, img, lrn0, 2, 0, &b), -EINVAL);
     assert_int_equal(check_node(PLAN_K_LRN, ds, 1, img2, lrn, 2, 0, &b), -EINVAL);
+    /* GridSample [1,8,2,3] at grid [1,2,3,2] -> [1,8,2,3]; ReverseSequence; MaxUnpool */
+    int64_t grid = tensor(&b, ENGINE_F32, SHAPE(4, 1, 2, 3, 2));
+    int64_t gs[2] = {img, grid};
+    int32_t gp[3] = {K_GRID_BICUBIC, K_GRID_REFLECTION, 1}, gp_bad[3] = {3, 0, 0};
+    int32_t gp_ac[3] = {0, 0, 2};
+    assert_int_equal(check_node(PLAN_K_GRID_SAMPLE, gs, 2, img, gp, 3, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_GRID_SAMPLE, gs, 2, img, gp_bad, 3, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_GRID_SAMPLE, gs, 2, img, gp_ac, 3, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_GRID_SAMPLE, gs, 2, img2, gp, 3, 0, &b), -EINVAL);
+    int64_t lens2 = tensor(&b, ENGINE_I64, SHAPE(1, 2)),
+            lens3 = tensor(&b, ENGINE_I64, SHAPE(1, 3));
+    int64_t rs[2] = {x, lens2}, rs3[2] = {x, lens3};
+    int32_t b0a[1] = {0}, b1a[1] = {1};
+    assert_int_equal(check_node(PLAN_K_REVERSE_SEQ, rs, 2, y, b0a, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_REVERSE_SEQ, rs3, 2, y, b1a, 1, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_REVERSE_SEQ, rs, 2, y, b1a, 1, 0, &b), -EINVAL);
+    int64_t mu[2] = {x, i2}, mu_bad[2] = {x, nd};
+    assert_int_equal(check_node(PLAN_K_MAX_UNPOOL, mu, 2, wide, NULL, 0, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_MAX_UNPOOL, mu_bad, 2, wide, NULL, 0, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -303,6 +355,8 @@ int main(void)
         cmocka_unit_test(test_trilu_extremes),
         cmocka_unit_test(test_depth_space_round_trip),
         cmocka_unit_test(test_conv_transpose_crops),
+        cmocka_unit_test(test_sequence_and_unpool),
+        cmocka_unit_test(test_grid_sample_odd_coordinates),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
