@@ -1259,6 +1259,21 @@ static int lower_arith(struct lower *l, const struct ir_node *n)
     return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_ARITH, ins, 2, &op, 1, 0, 0, 0);
 }
 
+/* TopK: one kernel per output present (values, indices); k is the outputs' size along axis. */
+static int lower_topk(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[1], axis = ir_attr_int(n, "axis", -1);
+    if (!ir_in(l, n, 0) || axis < 0)
+        return lerr(l, n, -EINVAL, "axis was not resolved by shape inference");
+    int rc = math_operands(l, n, 1, ins);
+    for (int64_t k = 0; rc >= 0 && k < 2 && k < n->n_out; k++) {
+        int64_t params[2] = {ir_attr_int(n, "largest", 1) != 0, k};
+        if (n->out[k] >= 0)
+            rc = emit_math(l, n, (int)k, PLAN_K_TOPK, ins, 1, params, 2, axis, 0, 0);
+    }
+    return rc < 0 ? rc : 0;
+}
+
 /* Clip: oneDNN eltwise when float32 with constant bounds, else a C kernel reading the bounds
  * that are present (possibly computed at run time). */
 static int lower_clip(struct lower *l, const struct ir_node *n)
@@ -1742,6 +1757,7 @@ static const struct {
     {"NegativeLogLikelihoodLoss", lower_nll},
     {"SoftmaxCrossEntropyLoss", lower_sce},
     {"InstanceNormalization", lower_instnorm},
+    {"TopK", lower_topk},
     {"Conv", lower_conv},
     {"Gemm", lower_gemm},
     {"MatMul", lower_matmul},

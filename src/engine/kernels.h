@@ -162,6 +162,11 @@ void k_reduce(enum k_redop op, int dtype, const void *src, const struct engine_s
 void k_argext(int is_min, int select_last, const float *src, const struct engine_shape *s, int axis,
               int64_t *dst);
 
+/* The k largest (or smallest) of src viewed as [outer, len, inner] along len, best first; equal
+ * values keep their order and NaN ranks above every number. values/indices may be NULL. */
+void k_topk(const float *src, size_t outer, size_t len, size_t inner, size_t k, int largest,
+            float *values, int64_t *indices);
+
 enum k_smop { K_SM_SOFTMAX, K_SM_LOGSOFTMAX, K_SM_HARDMAX, K_SMOP_COUNT_ };
 
 /* Softmax, log-softmax or hardmax over src viewed as [outer, len, inner]. */

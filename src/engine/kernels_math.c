@@ -423,6 +423,42 @@ void k_argext(int is_min, int select_last, const float *src, const struct engine
         }
 }
 
+/* A strict total order for TopK: 1 if (a at ia) comes before (b at ib). */
+static int topk_before(float a, size_t ia, float b, size_t ib, int largest)
+{
+    int na = isnan(a) != 0, nb = isnan(b) != 0;
+    if (na || nb) {
+        if (na != nb)
+            return largest ? na : nb;
+        return ia < ib;
+    }
+    if (a != b)
+        return largest ? a > b : a < b;
+    return ia < ib;
+}
+
+void k_topk(const float *src, size_t outer, size_t len, size_t inner, size_t k, int largest,
+            float *values, int64_t *indices)
+{
+    /* each element's rank is how many come before it: a permutation, so all k slots are written */
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            const float *x = src + o * len * inner + i;
+            for (size_t j = 0; j < len; j++) {
+                size_t rank = 0;
+                for (size_t m = 0; m < len && rank < k; m++)
+                    rank += m != j && topk_before(x[m * inner], m, x[j * inner], j, largest);
+                if (rank >= k)
+                    continue;
+                size_t at = (o * k + rank) * inner + i;
+                if (values)
+                    values[at] = x[j * inner];
+                if (indices)
+                    indices[at] = (int64_t)j;
+            }
+        }
+}
+
 static void softmax_row(enum k_smop op, const float *x, float *y, size_t len, size_t inner)
 {
     float mx = -INFINITY;

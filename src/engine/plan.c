@@ -931,11 +931,25 @@ static int arith_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int topk_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    int64_t axis = c->n->axis;
+    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
+        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != (p[1] ? ENGINE_I64 : ENGINE_F32) ||
+        axis < 0 || axis >= x->rank || dst->rank != x->rank)
+        return node_err(c, -EINVAL, "top-k axis, dtypes or parameters do not fit");
+    for (uint32_t i = 0; i < x->rank; i++)
+        if (i == axis ? dst->dims[i] > x->dims[i] : dst->dims[i] != x->dims[i])
+            return node_err(c, -EINVAL, "top-k output shape does not follow from its input");
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -964,6 +978,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return instnorm_check(c);
     case PLAN_K_ARITH:
         return arith_check(c, p);
+    case PLAN_K_TOPK:
+        return topk_check(c, p);
     default:
         return nll_check(c, p);
     }
@@ -1190,7 +1206,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_ARITH)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_TOPK)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

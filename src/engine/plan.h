@@ -141,6 +141,8 @@ enum plan_kernel {
     PLAN_K_INSTNORM = 29,   /* in: x [N,C,...], scale [C], bias [C]; alpha = epsilon */
     PLAN_K_ARITH = 30,      /* in: a, b (numpy broadcast; int8/uint8, or Pow of mixed dtypes);
                                params: enum k_binop; dst has a's dtype */
+    PLAN_K_TOPK = 31,       /* in: x (float32); params: largest, output (0 values, 1 int64
+                               indices); axis; k = dst dims[axis] */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */

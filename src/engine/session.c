@@ -230,6 +230,11 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_ARITH:
         return k_arith((enum k_binop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0],
                        k->in_dtype[1], k->in[1], &k->in_s[1], k->dst, &k->o);
+    case PLAN_K_TOPK:
+        split_at(&k->in_s[0], k->attr, 0, &outer, &len, &inner);
+        k_topk(k->in[0], outer, len, inner, (size_t)k->o.dims[k->attr], k->params[0],
+               k->params[1] ? NULL : k->dst, k->params[1] ? k->dst : NULL);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -262,6 +267,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_CLIP:
     case PLAN_K_INSTNORM:
     case PLAN_K_ARITH:
+    case PLAN_K_TOPK:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

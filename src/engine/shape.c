@@ -1523,6 +1523,30 @@ static int eval_arith(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     return set_data(g, n, 0, d);
 }
 
+/* TopK: k from the constant input (opset 10 on) or attribute; values and int64 indices. */
+static int infer_topk(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen), axis, cnt = 1;
+    int64_t k = ir_attr_int(n, "k", -1);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    if (n->n_in > 1 && (rc = const_ints(g, n, 1, &k, 1, &cnt, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", -1), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    if (cnt != 1 || k < 0 || k > x->shape.dims[axis])
+        return ir_node_err(g, n, err, errlen, -EINVAL, "k must be one value in [0, %lld]",
+                           (long long)x->shape.dims[axis]);
+    if (!ir_attr_int(n, "sorted", 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute sorted=0");
+    struct engine_shape o = x->shape;
+    o.dims[axis] = k;
+    if (ir_attr_set_int(n, "axis", axis) || (rc = set_out(g, n, 0, ENGINE_F32, &o, err, errlen)))
+        return rc ? rc : oom(g, n, err, errlen);
+    return set_out(g, n, 1, ENGINE_I64, &o, err, errlen);
+}
+
 /* Clip: the activation when float32 with constant bounds, else a C kernel whose bounds (one
  * element of the input's type each) may be computed at run time. */
 static int clip_is_act(struct ir_graph *g, struct ir_node *n)
@@ -2223,6 +2247,7 @@ static const struct ir_op_def ops[] = {
     {"NegativeLogLikelihoodLoss", infer_loss, NULL},
     {"SoftmaxCrossEntropyLoss", infer_loss, NULL},
     {"InstanceNormalization", infer_instnorm, NULL},
+    {"TopK", infer_topk, NULL},
     {"Abs", infer_act, eval_act},
     {"Add", infer_arith, eval_arith},
     {"AveragePool", infer_pool, NULL},

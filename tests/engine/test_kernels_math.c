@@ -134,6 +134,18 @@ static void test_arith_wrap(void **state)
     assert_false(k_arith_dtypes_ok(K_POW, ENGINE_U8, ENGINE_F32));
 }
 
+static void test_topk_ties_and_nan(void **state)
+{
+    float x[5] = {1.0f, NAN, 3.0f, 1.0f, NAN}, v[5];
+    int64_t idx[5];
+    k_topk(x, 1, 5, 1, 5, 1, v, idx); /* every slot written: NaN first, ties by index */
+    int64_t want[5] = {1, 4, 2, 0, 3};
+    assert_memory_equal(idx, want, sizeof(want));
+    k_topk(x, 1, 5, 1, 2, 0, v, NULL);
+    assert_true(v[0] == 1.0f && v[1] == 1.0f);
+    k_topk(x, 1, 5, 1, 0, 1, v, idx); /* k = 0 writes nothing */
+}
+
 static void test_clip_bounds(void **state)
 {
     int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
@@ -242,6 +254,13 @@ static void test_hostile_params(void **state)
     assert_int_equal(check_node(PLAN_K_CLIP, clip_in, 2, y, clip_bad, 2, 0, &b), -EINVAL);
     clip_in[1] = r; /* a bound of two elements */
     assert_int_equal(check_node(PLAN_K_CLIP, clip_in, 2, y, clip, 2, 0, &b), -EINVAL);
+    int32_t topk[2] = {1, 1};
+    int64_t k2 = hostile_tensor(&b, ENGINE_I64, SHAPE(2, 2, 2)),
+            k4 = hostile_tensor(&b, ENGINE_I64, SHAPE(2, 2, 4));
+    assert_int_equal(check_node(PLAN_K_TOPK, in1, 1, k2, topk, 2, 1, &b), 0);
+    assert_int_equal(check_node(PLAN_K_TOPK, in1, 1, k4, topk, 2, 1, &b), -EINVAL);
+    topk[1] = 0; /* values must be float32 */
+    assert_int_equal(check_node(PLAN_K_TOPK, in1, 1, k2, topk, 2, 1, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -286,15 +305,11 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),
-        cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),
-        cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),
-        cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),
-        cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
