@@ -1274,6 +1274,60 @@ static int lower_topk(struct lower *l, const struct ir_node *n)
     return rc < 0 ? rc : 0;
 }
 
+static int lower_quant(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[3], deq = strcmp(n->op, "DequantizeLinear") == 0;
+    int cnt = math_operands(l, n, 3, ins);
+    return cnt < 0 ? cnt
+                   : emit_math(l, n, 0, PLAN_K_QUANTIZE, ins, (uint32_t)cnt, &deq, 1,
+                               ir_attr_int(n, "axis", 0), 0, 0);
+}
+
+/* DynamicQuantizeLinear: one kernel per output present. */
+static int lower_dynquant(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[1];
+    int rc = math_operands(l, n, 1, ins);
+    for (int64_t k = 0; rc >= 0 && k < 3 && k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            rc = emit_math(l, n, (int)k, PLAN_K_DYNQUANT, ins, 1, &k, 1, 0, 0, 0);
+    return rc < 0 ? rc : 0;
+}
+
+/* MatMulInteger: A, B and the zero points present; QLinearMatMul: its eight inputs. */
+static int lower_qmatmul(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[8], params[3] = {strcmp(n->op, "QLinearMatMul") == 0, 0, 0};
+    uint32_t cnt = 0;
+    for (int i = 0; i < n->n_in && i < 8; i++) {
+        if (n->in[i] < 0)
+            continue;
+        if ((ins[cnt++] = plain_operand(l, n, n->in[i])) < 0)
+            return (int)ins[cnt - 1];
+        if (!params[0] && i >= 2)
+            params[i - 1] = 1;
+    }
+    return emit_math(l, n, 0, PLAN_K_QMATMUL, ins, cnt, params, 3, 0, 0, 0);
+}
+
+static int lower_det(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[1];
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_DET, ins, 1, NULL, 0, 0, 0, 0);
+}
+
+static int lower_mvn(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
+    int64_t ins[1];
+    if (!x || !a || a->type != IR_ATTR_INTS || a->n != (size_t)x->shape.rank)
+        return lerr(l, n, -EINVAL, "axes were not resolved by shape inference");
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_MVN, ins, 1, a->ints, (uint32_t)a->n, 0, 0, 0);
+}
+
 /* Clip: oneDNN eltwise when float32 with constant bounds, else a C kernel reading the bounds
  * that are present (possibly computed at run time). */
 static int lower_clip(struct lower *l, const struct ir_node *n)
@@ -1758,6 +1812,13 @@ static const struct {
     {"SoftmaxCrossEntropyLoss", lower_sce},
     {"InstanceNormalization", lower_instnorm},
     {"TopK", lower_topk},
+    {"QuantizeLinear", lower_quant},
+    {"DequantizeLinear", lower_quant},
+    {"DynamicQuantizeLinear", lower_dynquant},
+    {"MatMulInteger", lower_qmatmul},
+    {"QLinearMatMul", lower_qmatmul},
+    {"Det", lower_det},
+    {"MeanVarianceNormalization", lower_mvn},
     {"Conv", lower_conv},
     {"Gemm", lower_gemm},
     {"MatMul", lower_matmul},

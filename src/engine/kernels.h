@@ -226,6 +226,38 @@ int k_clip_dtype_ok(int dtype);
 /* dst = min(max(x, *lo), *hi) of n elements; lo/hi: one element of dtype, or NULL (unbounded). */
 void k_clip(int dtype, const void *x, const void *lo, const void *hi, void *dst, size_t n);
 
+/* Quantisation. A scale/zero point applies per channel c = (i / inner) % len of element i, or to
+ * every element when nscale is 1; zp may be NULL (0). Quantize: float32 src to dtype (uint8 or
+ * int8), saturating, ties to even. Dequantize: uint8/int8/int32 src to float32. */
+void k_quantize(const float *src, const float *scale, const void *zp, size_t nscale, size_t len,
+                size_t inner, int dtype, void *dst, size_t n);
+void k_dequantize(const void *src, int dtype, const float *scale, const void *zp, size_t nscale,
+                  size_t len, size_t inner, float *dst, size_t n);
+/* DynamicQuantizeLinear to uint8: y, its scale and zero point (each may be NULL). */
+void k_dynquant(const float *x, size_t n, uint8_t *y, float *scale, uint8_t *zp);
+
+/* Integer matmul of uint8/int8 a [batch?, m, k] and b [batch or 1, k, n] less their zero points
+ * (one each, or azp per row of a / bzp per column of b when n_azp == m / n_bzp == n). With
+ * requant NULL the int32 sums go to dst; else requant[0] is the multiplier and dst gets
+ * saturate(rint(sum * multiplier) + requant_zp) in ydtype. */
+struct k_qmm {
+    int adt, bdt, ydt;
+    size_t batch, m, k, n;
+    int b_batched;
+    const void *azp, *bzp;
+    size_t n_azp, n_bzp;
+    const float *multiplier; /* NULL: int32 output */
+    const void *yzp;         /* requantised output's zero point (ydt), or NULL */
+};
+void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst);
+
+/* Determinant of each [m, m] matrix of x (LU with partial pivoting in double); m <= K_DET_MAX. */
+#define K_DET_MAX 64
+void k_det(const float *x, size_t batch, size_t m, float *dst);
+
+/* MeanVarianceNormalization over the axes with mask[axis] != 0: (x - mean) / (std + 1e-9). */
+void k_mvn(const float *x, const struct engine_shape *s, const int32_t *mask, float *dst);
+
 enum k_reduction { K_LOSS_NONE, K_LOSS_SUM, K_LOSS_MEAN };
 
 /* Negative log-likelihood of logp viewed as [n, c, inner] at target [n, inner] with optional

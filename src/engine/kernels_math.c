@@ -794,6 +794,139 @@ void k_clip(int dtype, const void *x, const void *lo, const void *hi, void *dst,
     }
 }
 
+/* ---- quantisation ---- */
+
+static int64_t saturate_q(double v, int dtype)
+{
+    int64_t lo = dtype == ENGINE_I8 ? -128 : 0, hi = dtype == ENGINE_I8 ? 127 : 255;
+    return isnan(v) ? 0 : v < (double)lo ? lo : v > (double)hi ? hi : (int64_t)v;
+}
+
+static size_t channel_of(size_t i, size_t nscale, size_t len, size_t inner)
+{
+    return nscale == 1 ? 0 : (i / inner) % len;
+}
+
+void k_quantize(const float *src, const float *scale, const void *zp, size_t nscale, size_t len,
+                size_t inner, int dtype, void *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t c = channel_of(i, nscale, len, inner);
+        int64_t z = zp ? load_int(zp, dtype, c) : 0;
+        store_int(dst, dtype, i, saturate_q((double)rintf(src[i] / scale[c]) + (double)z, dtype));
+    }
+}
+
+void k_dequantize(const void *src, int dtype, const float *scale, const void *zp, size_t nscale,
+                  size_t len, size_t inner, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t c = channel_of(i, nscale, len, inner);
+        int64_t z = zp ? load_int(zp, dtype, c) : 0;
+        dst[i] = (float)(load_int(src, dtype, i) - z) * scale[c];
+    }
+}
+
+void k_dynquant(const float *x, size_t n, uint8_t *y, float *scale, uint8_t *zp)
+{
+    float lo = 0.0f, hi = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    float s = (hi - lo) / 255.0f;
+    uint8_t z = s > 0 ? (uint8_t)saturate_q(rintf(0.0f - lo / s), ENGINE_U8) : 0;
+    if (scale)
+        *scale = s;
+    if (zp)
+        *zp = z;
+    for (size_t i = 0; y && i < n; i++)
+        y[i] = s > 0 ? (uint8_t)saturate_q((double)rintf(x[i] / s) + z, ENGINE_U8) : z;
+}
+
+void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst)
+{
+    for (size_t t = 0; t < q->batch; t++)
+        for (size_t i = 0; i < q->m; i++)
+            for (size_t j = 0; j < q->n; j++) {
+                int64_t az = q->azp ? load_int(q->azp, q->adt, q->n_azp == 1 ? 0 : i) : 0;
+                int64_t bz = q->bzp ? load_int(q->bzp, q->bdt, q->n_bzp == 1 ? 0 : j) : 0;
+                size_t ab = t * q->m * q->k, bb = q->b_batched ? t * q->k * q->n : 0;
+                int64_t acc = 0;
+                for (size_t p = 0; p < q->k; p++)
+                    acc += (load_int(a, q->adt, ab + i * q->k + p) - az) *
+                           (load_int(b, q->bdt, bb + p * q->n + j) - bz);
+                size_t o = (t * q->m + i) * q->n + j;
+                if (!q->multiplier) {
+                    ((int32_t *)dst)[o] = (int32_t)(uint32_t)(uint64_t)acc;
+                    continue;
+                }
+                int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
+                store_int(dst, q->ydt, o,
+                          saturate_q(rint((double)acc * *q->multiplier) + (double)yz, q->ydt));
+            }
+}
+
+/* ---- determinant, mean-variance normalisation ---- */
+
+static double det1(const float *x, size_t m, double *lu)
+{
+    for (size_t i = 0; i < m * m; i++)
+        lu[i] = x[i];
+    double det = 1.0;
+    for (size_t c = 0; c < m; c++) {
+        size_t piv = c;
+        for (size_t r = c + 1; r < m; r++)
+            piv = fabs(lu[r * m + c]) > fabs(lu[piv * m + c]) ? r : piv;
+        if (lu[piv * m + c] == 0.0)
+            return 0.0;
+        if (piv != c) {
+            det = -det;
+            for (size_t k = 0; k < m; k++) {
+                double t = lu[c * m + k];
+                lu[c * m + k] = lu[piv * m + k];
+                lu[piv * m + k] = t;
+            }
+        }
+        det *= lu[c * m + c];
+        for (size_t r = c + 1; r < m; r++) {
+            double f = lu[r * m + c] / lu[c * m + c];
+            for (size_t k = c; k < m; k++)
+                lu[r * m + k] -= f * lu[c * m + k];
+        }
+    }
+    return det;
+}
+
+void k_det(const float *x, size_t batch, size_t m, float *dst)
+{
+    double lu[K_DET_MAX * K_DET_MAX];
+    for (size_t b = 0; b < batch; b++)
+        dst[b] = (float)det1(x + b * m * m, m, lu);
+}
+
+void k_mvn(const float *x, const struct engine_shape *s, const int32_t *mask, float *dst)
+{
+    struct red_walk w;
+    red_walk_init(&w, s, mask);
+    for (size_t o = 0; o < w.kept; o++) {
+        size_t base = walk_offset(o, w.kdim, w.kst, w.nk);
+        double sum = 0, sq = 0;
+        for (size_t r = 0; r < w.count; r++) {
+            double v = x[base + walk_offset(r, w.rdim, w.rst, w.nr)];
+            sum += v;
+            sq += v * v;
+        }
+        double mean = w.count ? sum / (double)w.count : 0;
+        double var = w.count ? sq / (double)w.count - mean * mean : 0;
+        double den = sqrt(var > 0 ? var : 0) + 1e-9;
+        for (size_t r = 0; r < w.count; r++) {
+            size_t at = base + walk_offset(r, w.rdim, w.rst, w.nr);
+            dst[at] = (float)((x[at] - mean) / den);
+        }
+    }
+}
+
 /* ---- losses ---- */
 
 int k_nll(const float *logp, const int64_t *target, const float *weight, size_t n, size_t c,

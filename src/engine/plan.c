@@ -945,16 +945,118 @@ static int topk_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int is_q8(uint32_t dtype)
+{
+    return dtype == ENGINE_U8 || dtype == ENGINE_I8;
+}
+
+/* Optional input i of the node: plain, of dtype, with 1 or `count` elements. */
+static int small_operand_ok(const struct node_ctx *c, uint32_t i, uint32_t dtype, int64_t count)
+{
+    const struct plan_tensor *t = operand(c, i);
+    int64_t k = numel_of(t);
+    return plain_of_dtype(t, dtype) && t->rank <= 1 && (k == 1 || k == count);
+}
+
+static int quantize_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *scale = operand(c, 1), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    int64_t axis = c->n->axis, ns = numel_of(scale);
+    int deq = c->n->n_params == 1 && p[0] == 1;
+    uint32_t qdt = deq ? x->dtype : dst->dtype;
+    int ok = c->n->n_params == 1 && (p[0] == 0 || p[0] == 1) && dims_equal(dst, &xs) &&
+             (deq ? (is_q8(x->dtype) || x->dtype == ENGINE_I32) && dst->dtype == ENGINE_F32
+                  : x->dtype == ENGINE_F32 && is_q8(dst->dtype)) &&
+             plain_of_dtype(x, x->dtype) &&
+             (ns == 1 || (axis >= 0 && axis < x->rank && ns == x->dims[axis])) &&
+             small_operand_ok(c, 1, ENGINE_F32, ns) &&
+             (c->n->n_in < 3 || (small_operand_ok(c, 2, qdt, ns) && numel_of(operand(c, 2)) == ns));
+    return ok ? 0 : node_err(c, -EINVAL, "quantize kernel shapes, dtypes or parameters do not fit");
+}
+
+static int dynquant_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    int ok = c->n->n_params == 1 && p[0] >= 0 && p[0] <= 2 && plain_of_dtype(x, ENGINE_F32) &&
+             dst->dtype == (p[0] == 1 ? ENGINE_F32 : ENGINE_U8) &&
+             (p[0] == 0 ? dims_equal(dst, &xs) : numel_of(dst) == 1);
+    return ok ? 0 : node_err(c, -EINVAL, "dynamic-quantize output does not fit");
+}
+
+/* a [batch..., m, k] x b [k, n] or [batch..., k, n] -> dst [batch..., m, n]. */
+static int qmatmul_shapes_ok(const struct plan_tensor *a, const struct plan_tensor *b,
+                             const struct plan_tensor *dst)
+{
+    uint32_t r = a->rank;
+    if (r < 2 || (b->rank != 2 && b->rank != r) || dst->rank != r ||
+        b->dims[b->rank - 2] != a->dims[r - 1] || dst->dims[r - 2] != a->dims[r - 2] ||
+        dst->dims[r - 1] != b->dims[b->rank - 1])
+        return 0;
+    for (uint32_t i = 0; i + 2 < r; i++)
+        if (dst->dims[i] != a->dims[i] || (b->rank == r && b->dims[i] != a->dims[i]))
+            return 0;
+    return 1;
+}
+
+static int qmatmul_check(const struct node_ctx *c, const int32_t *p)
+{
+    if (c->n->n_params != 3 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
+        (p[2] != 0 && p[2] != 1) ||
+        c->n->n_in != (p[0] ? 8u : 2u + (uint32_t)p[1] + (uint32_t)p[2]))
+        return node_err(c, -EINVAL, "quantized matmul parameters do not fit");
+    uint32_t ib = p[0] ? 3 : 1;
+    const struct plan_tensor *a = operand(c, 0), *b = operand(c, ib), *dst = dst_of(c);
+    int64_t m = a->rank >= 2 ? a->dims[a->rank - 2] : 0,
+            n = b->rank >= 2 ? b->dims[b->rank - 1] : 0;
+    int ok = is_q8(a->dtype) && is_q8(b->dtype) && plain_of_dtype(a, a->dtype) &&
+             plain_of_dtype(b, b->dtype) && qmatmul_shapes_ok(a, b, dst);
+    if (ok && !p[0])
+        ok = dst->dtype == ENGINE_I32 && (!p[1] || small_operand_ok(c, 2, a->dtype, m)) &&
+             (!p[2] || small_operand_ok(c, 2 + (uint32_t)p[1], b->dtype, n));
+    else if (ok)
+        ok = is_q8(dst->dtype) && small_operand_ok(c, 1, ENGINE_F32, 1) &&
+             small_operand_ok(c, 2, a->dtype, 1) && small_operand_ok(c, 4, ENGINE_F32, 1) &&
+             small_operand_ok(c, 5, b->dtype, 1) && small_operand_ok(c, 6, ENGINE_F32, 1) &&
+             small_operand_ok(c, 7, dst->dtype, 1);
+    return ok ? 0 : node_err(c, -EINVAL, "quantized matmul shapes or dtypes do not fit");
+}
+
+static int det_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    if (c->n->n_params || !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 ||
+        x->rank < 2 || x->dims[x->rank - 1] != x->dims[x->rank - 2] ||
+        x->dims[x->rank - 1] > K_DET_MAX ||
+        numel_of(dst) * x->dims[x->rank - 1] * x->dims[x->rank - 1] != numel_of(x))
+        return node_err(c, -EINVAL, "determinant input or output shape does not fit");
+    return 0;
+}
+
+static int mvn_check(const struct node_ctx *c)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    if (c->n->n_params != x->rank || !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 ||
+        !dims_equal(dst, &xs))
+        return node_err(c, -EINVAL, "mean-variance normalization parameters do not fit");
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
-        (n->n_params < 1 && n->alg != PLAN_K_INSTNORM) || n->n_post || n->sum_tensor != PLAN_NONE ||
-        dst_of(c)->layout != PLAN_LAYOUT_PLAIN)
+        (n->n_params < 1 && n->alg != PLAN_K_INSTNORM && n->alg != PLAN_K_DET) || n->n_post ||
+        n->sum_tensor != PLAN_NONE || dst_of(c)->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
     const int32_t *p = c->v->index + n->params_first;
     switch (n->alg) {
@@ -980,6 +1082,16 @@ static int math_kernel_check(const struct node_ctx *c)
         return arith_check(c, p);
     case PLAN_K_TOPK:
         return topk_check(c, p);
+    case PLAN_K_QUANTIZE:
+        return quantize_check(c, p);
+    case PLAN_K_DYNQUANT:
+        return dynquant_check(c, p);
+    case PLAN_K_QMATMUL:
+        return qmatmul_check(c, p);
+    case PLAN_K_DET:
+        return det_check(c);
+    case PLAN_K_MVN:
+        return mvn_check(c);
     default:
         return nll_check(c, p);
     }
@@ -1206,7 +1318,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_TOPK)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_MVN)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

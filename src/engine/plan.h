@@ -143,6 +143,14 @@ enum plan_kernel {
                                params: enum k_binop; dst has a's dtype */
     PLAN_K_TOPK = 31,       /* in: x (float32); params: largest, output (0 values, 1 int64
                                indices); axis; k = dst dims[axis] */
+    PLAN_K_QUANTIZE = 32,   /* in: x, scale (1 or dims[axis] values), [zero point]; params:
+                               dequantize (0: float32 to uint8/int8, 1: back); axis */
+    PLAN_K_DYNQUANT = 33,   /* in: x (float32); params: output (0 y uint8, 1 scale, 2 zero point) */
+    PLAN_K_QMATMUL = 34,    /* params: qlinear, has_azp, has_bzp. qlinear 0 (MatMulInteger): in a,
+                               b, [azp], [bzp], dst int32; 1 (QLinearMatMul): in a, a_scale, a_zp,
+                               b, b_scale, b_zp, y_scale, y_zp */
+    PLAN_K_DET = 35,        /* in: x [..., m, m] (float32, m <= K_DET_MAX) */
+    PLAN_K_MVN = 36,        /* in: x (float32); params: a normalise flag per axis */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */

@@ -190,6 +190,54 @@ static int run_nll(const struct session_kernel *k)
                  (enum k_reduction)k->params[0], k->params[1], k->params[2], k->dst);
 }
 
+static void run_quantize(const struct session_kernel *k)
+{
+    size_t outer, len, inner, n = (size_t)engine_shape_numel(&k->in_s[0]);
+    size_t ns = (size_t)engine_shape_numel(&k->in_s[1]);
+    const void *zp = k->n_in > 2 ? k->in[2] : NULL;
+    split_at(&k->in_s[0], ns == 1 ? 0 : k->attr, 0, &outer, &len, &inner);
+    if (k->params[0])
+        k_dequantize(k->in[0], k->in_dtype[0], k->in[1], zp, ns, len, inner, k->dst, n);
+    else
+        k_quantize(k->in[0], k->in[1], zp, ns, len, inner, k->out_dtype, k->dst, n);
+}
+
+static void run_dynquant(const struct session_kernel *k)
+{
+    int which = k->params[0];
+    k_dynquant(k->in[0], (size_t)engine_shape_numel(&k->in_s[0]), which == 0 ? k->dst : NULL,
+               which == 1 ? k->dst : NULL, which == 2 ? k->dst : NULL);
+}
+
+/* MatMulInteger (a, b, [azp], [bzp]) or QLinearMatMul (a, as, azp, b, bs, bzp, ys, yzp). */
+static void run_qmatmul(const struct session_kernel *k)
+{
+    int ql = k->params[0];
+    uint32_t ib = ql ? 3 : 1, iaz = 2, ibz = ql ? 5 : 2 + (uint32_t)k->params[1];
+    const struct engine_shape *as = &k->in_s[0], *bs = &k->in_s[ib];
+    struct k_qmm q = {.adt = k->in_dtype[0],
+                      .bdt = k->in_dtype[ib],
+                      .ydt = k->out_dtype,
+                      .m = (size_t)as->dims[as->rank - 2],
+                      .k = (size_t)as->dims[as->rank - 1],
+                      .n = (size_t)bs->dims[bs->rank - 1],
+                      .b_batched = bs->rank > 2,
+                      .azp = ql || k->params[1] ? k->in[iaz] : NULL,
+                      .bzp = ql || k->params[2] ? k->in[ibz] : NULL,
+                      .yzp = ql ? k->in[7] : NULL};
+    q.batch = 1;
+    for (int d = 0; d + 2 < as->rank; d++)
+        q.batch *= (size_t)as->dims[d];
+    q.n_azp = q.azp ? (size_t)engine_shape_numel(&k->in_s[iaz]) : 0;
+    q.n_bzp = q.bzp ? (size_t)engine_shape_numel(&k->in_s[ibz]) : 0;
+    float mult = 0.0f;
+    if (ql) {
+        mult = *(const float *)k->in[1] * *(const float *)k->in[4] / *(const float *)k->in[6];
+        q.multiplier = &mult;
+    }
+    k_qmatmul(&q, k->in[0], k->in[ib], k->dst);
+}
+
 static int run_math_kernel(const struct session_kernel *k)
 {
     size_t outer, len, inner;
@@ -235,6 +283,22 @@ static int run_math_kernel(const struct session_kernel *k)
         k_topk(k->in[0], outer, len, inner, (size_t)k->o.dims[k->attr], k->params[0],
                k->params[1] ? NULL : k->dst, k->params[1] ? k->dst : NULL);
         return 0;
+    case PLAN_K_QUANTIZE:
+        run_quantize(k);
+        return 0;
+    case PLAN_K_DYNQUANT:
+        run_dynquant(k);
+        return 0;
+    case PLAN_K_QMATMUL:
+        run_qmatmul(k);
+        return 0;
+    case PLAN_K_DET:
+        len = (size_t)k->in_s[0].dims[k->in_s[0].rank - 1];
+        k_det(k->in[0], (size_t)engine_shape_numel(&k->o), len, k->dst);
+        return 0;
+    case PLAN_K_MVN:
+        k_mvn(k->in[0], &k->in_s[0], k->params, k->dst);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -268,6 +332,11 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_INSTNORM:
     case PLAN_K_ARITH:
     case PLAN_K_TOPK:
+    case PLAN_K_QUANTIZE:
+    case PLAN_K_DYNQUANT:
+    case PLAN_K_QMATMUL:
+    case PLAN_K_DET:
+    case PLAN_K_MVN:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

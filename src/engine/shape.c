@@ -1547,6 +1547,136 @@ static int infer_topk(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     return set_out(g, n, 1, ENGINE_I64, &o, err, errlen);
 }
 
+/* ---- quantisation, determinant, mean-variance normalisation ---- */
+
+static int is_q8(int dtype)
+{
+    return dtype == ENGINE_U8 || dtype == ENGINE_I8;
+}
+
+/* QuantizeLinear / DequantizeLinear: scale and zero point per tensor or per axis (normalised). */
+static int infer_quant(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen), axis = 0;
+    if (rc || (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *sc = in_t(g, n, 1), *zp = in_t(g, n, 2);
+    int deq = strcmp(n->op, "DequantizeLinear") == 0;
+    int qdt = zp ? zp->dtype : deq ? x->dtype : ENGINE_U8;
+    int64_t ns = engine_shape_numel(&sc->shape);
+    if (deq ? (!is_q8(x->dtype) && x->dtype != ENGINE_I32) || qdt != x->dtype
+            : x->dtype != ENGINE_F32 || !is_q8(qdt))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "input types %s and %s are unsupported",
+                           engine_dtype_name(x->dtype), engine_dtype_name(qdt));
+    if (ns != 1 &&
+        (rc = norm_axis(g, n, ir_attr_int(n, "axis", 1), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    if (sc->shape.rank > 1 || (ns != 1 && ns != x->shape.dims[axis]) ||
+        (zp && engine_shape_numel(&zp->shape) != ns))
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "scale and zero point need one value or one per axis element");
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, deq ? ENGINE_F32 : qdt, &x->shape, err, errlen);
+}
+
+static int infer_dynquant(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct engine_shape scalar = {.rank = 0};
+    if ((rc = set_out(g, n, 0, ENGINE_U8, &in_t(g, n, 0)->shape, err, errlen)) ||
+        (rc = set_out(g, n, 1, ENGINE_F32, &scalar, err, errlen)))
+        return rc;
+    return set_out(g, n, 2, ENGINE_U8, &scalar, err, errlen);
+}
+
+/* a [batch..., m, k] x b [k, n] or [batch..., k, n]: the output shape, or -EINVAL. */
+static int qmatmul_shape(const struct ir_tensor *a, const struct ir_tensor *b,
+                         struct engine_shape *o)
+{
+    int r = a->shape.rank;
+    if (r < 2 || (b->shape.rank != 2 && b->shape.rank != r) ||
+        b->shape.dims[b->shape.rank - 2] != a->shape.dims[r - 1] ||
+        (b->shape.rank == r &&
+         memcmp(a->shape.dims, b->shape.dims, (size_t)(r - 2) * sizeof(int64_t))))
+        return -EINVAL;
+    *o = a->shape;
+    o->dims[r - 1] = b->shape.dims[b->shape.rank - 1];
+    return 0;
+}
+
+/* MatMulInteger (A, B, [a_zero_point], [b_zero_point]) and QLinearMatMul (8 inputs). */
+static int infer_qmatmul(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int ql = strcmp(n->op, "QLinearMatMul") == 0;
+    int rc = arity(g, n, ql ? 8 : 2, ql ? 8 : 4, err, errlen);
+    if (rc)
+        return rc;
+    struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, ql ? 3 : 1);
+    struct engine_shape o;
+    if (!is_q8(a->dtype) || !is_q8(b->dtype) || qmatmul_shape(a, b, &o))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs uint8/int8 A [..., M, K] and B [K, N] or [..., K, N]");
+    int64_t m = a->shape.dims[a->shape.rank - 2], nn = o.dims[o.rank - 1];
+    for (int i = 2; i < n->n_in; i++) {
+        struct ir_tensor *t = ql && i == 3 ? NULL : in_t(g, n, i); /* 3 is B itself */
+        int64_t k = t ? engine_shape_numel(&t->shape) : 1;
+        int want = ql       ? (i == 4 || i == 6 ? ENGINE_F32
+                               : i == 5         ? b->dtype
+                               : i == 7         ? -1
+                                                : a->dtype)
+                   : i == 2 ? a->dtype
+                            : b->dtype;
+        int64_t per = ql ? 1 : i == 2 ? m : nn;
+        if (t && ((want >= 0 && t->dtype != want) || (want < 0 && !is_q8(t->dtype)) ||
+                  t->shape.rank > 1 || (k != 1 && k != per)))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "scales and zero points must be per tensor (or per row/column)");
+    }
+    if (ql &&
+        (in_t(g, n, 1)->dtype != ENGINE_F32 || engine_shape_numel(&in_t(g, n, 1)->shape) != 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "a_scale must be one float32");
+    return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
+}
+
+static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int r = x->shape.rank;
+    if (r < 2 || x->shape.dims[r - 1] != x->shape.dims[r - 2] || x->shape.dims[r - 1] > K_DET_MAX)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "needs square matrices of at most %d rows",
+                           K_DET_MAX);
+    struct engine_shape o = x->shape;
+    o.rank -= 2;
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+/* MeanVarianceNormalization: axes (default 0, 2, 3) become reduce_mask. */
+static int infer_mvn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), axis;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "axes");
+    int64_t def[3] = {0, 2, 3}, mask[ENGINE_MAX_RANK] = {0};
+    const int64_t *axes = a && a->type == IR_ATTR_INTS ? a->ints : def;
+    size_t na = a && a->type == IR_ATTR_INTS ? a->n : 3;
+    for (size_t i = 0; i < na; i++) {
+        if ((rc = norm_axis(g, n, axes[i], x->shape.rank, &axis, err, errlen)))
+            return rc;
+        mask[axis] = 1;
+    }
+    if (ir_attr_set_ints(n, "reduce_mask", mask, (size_t)x->shape.rank))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
+}
+
 /* Clip: the activation when float32 with constant bounds, else a C kernel whose bounds (one
  * element of the input's type each) may be computed at run time. */
 static int clip_is_act(struct ir_graph *g, struct ir_node *n)
@@ -2248,6 +2378,13 @@ static const struct ir_op_def ops[] = {
     {"SoftmaxCrossEntropyLoss", infer_loss, NULL},
     {"InstanceNormalization", infer_instnorm, NULL},
     {"TopK", infer_topk, NULL},
+    {"QuantizeLinear", infer_quant, NULL},
+    {"DequantizeLinear", infer_quant, NULL},
+    {"DynamicQuantizeLinear", infer_dynquant, NULL},
+    {"MatMulInteger", infer_qmatmul, NULL},
+    {"QLinearMatMul", infer_qmatmul, NULL},
+    {"Det", infer_det, NULL},
+    {"MeanVarianceNormalization", infer_mvn, NULL},
     {"Abs", infer_act, eval_act},
     {"Add", infer_arith, eval_arith},
     {"AveragePool", infer_pool, NULL},

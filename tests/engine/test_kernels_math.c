@@ -146,6 +146,29 @@ static void test_topk_ties_and_nan(void **state)
     k_topk(x, 1, 5, 1, 0, 1, v, idx); /* k = 0 writes nothing */
 }
 
+static void test_quantize_edges(void **state)
+{
+    float x[5] = {-1000.0f, 0.5f, 1.5f, 2.5f, 1000.0f}, scale = 1.0f;
+    uint8_t zp = 10, q[5];
+    k_quantize(x, &scale, &zp, 1, 1, 1, ENGINE_U8, q, 5);
+    uint8_t want[5] = {0, 10, 12, 12, 255}; /* saturating, ties to even */
+    assert_memory_equal(q, want, sizeof(want));
+    int8_t qi[5];
+    k_quantize(x, &scale, NULL, 1, 1, 1, ENGINE_I8, qi, 5);
+    assert_int_equal(qi[0], -128);
+    assert_int_equal(qi[4], 127);
+    float back[5];
+    k_dequantize(q, ENGINE_U8, &scale, &zp, 1, 1, 1, back, 5);
+    assert_true(back[0] == -10.0f && back[4] == 245.0f);
+    float zeros[3] = {0}, s;
+    uint8_t y[3] = {7, 7, 7}, z = 7;
+    k_dynquant(zeros, 3, y, &s, &z); /* no division by a zero scale */
+    assert_true(s == 0.0f && z == 0 && y[0] == 0);
+    float m[8] = {2, 0, 0, 3, 0, 1, 1, 0}, d[2];
+    k_det(m, 2, 2, d);
+    assert_true(d[0] == 6.0f && d[1] == -1.0f);
+}
+
 static void test_clip_bounds(void **state)
 {
     int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
@@ -261,6 +284,20 @@ static void test_hostile_params(void **state)
     assert_int_equal(check_node(PLAN_K_TOPK, in1, 1, k4, topk, 2, 1, &b), -EINVAL);
     topk[1] = 0; /* values must be float32 */
     assert_int_equal(check_node(PLAN_K_TOPK, in1, 1, k2, topk, 2, 1, &b), -EINVAL);
+    int64_t u8 = hostile_tensor(&b, ENGINE_U8, SHAPE(2, 2, 3)),
+            sc3 = hostile_tensor(&b, ENGINE_F32, SHAPE(1, 3));
+    int32_t quant[1] = {0};
+    int64_t q_in[2] = {x, sc3};
+    assert_int_equal(check_node(PLAN_K_QUANTIZE, q_in, 2, u8, quant, 1, 1, &b), 0);
+    assert_int_equal(check_node(PLAN_K_QUANTIZE, q_in, 2, u8, quant, 1, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_QUANTIZE, q_in, 2, y, quant, 1, 1, &b), -EINVAL);
+    int64_t sq = hostile_tensor(&b, ENGINE_F32, SHAPE(2, 3, 3)), det_in[1] = {sq};
+    assert_int_equal(check_node(PLAN_K_DET, det_in, 1, scalar, NULL, 0, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_DET, det_in, 1, r, NULL, 0, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_DET, in1, 1, r, NULL, 0, 0, &b), -EINVAL); /* 2x3 */
+    int32_t mm[3] = {0, 0, 0};
+    int64_t mm_in[2] = {u8, u8};
+    assert_int_equal(check_node(PLAN_K_QMATMUL, mm_in, 2, y, mm, 3, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -305,11 +342,17 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),
+        cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),
+        cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),
+        cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_topk_ties_and_nan),
+        cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
