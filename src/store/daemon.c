@@ -269,6 +269,14 @@ static int serve_known(struct daemon *d, struct conn *c, struct model *m, uint32
     return add_waiter(d, c, m, seq, name);
 }
 
+/* The name an image is listed by: "resnet50", or "resnet50?input=1x3x320x320" when it was
+ * compiled for given shapes, so `ls` tells one model's images apart. */
+static void shaped_name(const struct ref *ref, char *out, size_t len)
+{
+    snprintf(out, len, "%.*s%s%.*s", REF_MAX_NAME, ref->name, ref->shapes[0] ? "?" : "",
+             PROTO_MAX_NAME - REF_MAX_NAME - 1, ref->shapes);
+}
+
 /* Queues the read + hash of a model file whose SHA-256 is not cached; finish_hash() goes on. */
 static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const struct ref *ref,
                       int threads)
@@ -278,7 +286,7 @@ static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const stru
         return reply_error(c, seq, -ENOMEM, "store out of memory");
     job->kind = JOB_HASH;
     snprintf(job->path, sizeof(job->path), "%s", ref->path);
-    snprintf(job->name, sizeof(job->name), "%s", ref->name);
+    shaped_name(ref, job->name, sizeof(job->name));
     job->conn_id = c->id;
     job->seq = seq;
     job->threads = threads;
@@ -402,8 +410,10 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     }
     if (!m)
         return start_hash(d, c, msg->seq, &ref, threads);
-    catalog_add_name(m, ref.name);
-    return serve_known(d, c, m, msg->seq, ref.name);
+    char name[PROTO_MAX_NAME + 1];
+    shaped_name(&ref, name, sizeof(name));
+    catalog_add_name(m, name);
+    return serve_known(d, c, m, msg->seq, name);
 }
 
 static int on_detach(struct daemon *d, struct conn *c, const struct proto_msg *msg)

@@ -98,13 +98,16 @@ post b a
 [ "$("$store_bin" ls --socket "$tmp/store.sock" | grep -c symbolic_cnn)" = 2 ] ||
     fail "not two images: $("$store_bin" ls --socket "$tmp/store.sock")"
 grep -q "input shapes input=2x3x16x12" "$tmp/store.log" || fail "store log lacks the shapes"
+"$store_bin" ls --socket "$tmp/store.sock" >"$tmp/ls"
+grep -q '^symbolic_cnn?input=2x3x16x12 ' "$tmp/ls" && grep -q '^symbolic_cnn?1x3x8x8 ' "$tmp/ls" ||
+    fail "ls does not tell the images apart: $(cat "$tmp/ls")"
 
 # ---- the images survive a store restart (adopted, not discarded)
 for p in $pids; do [ "$p" = "$store_pid" ] || { kill "$p" && wait "$p"; }; done
 pids=$store_pid
 stop_store
 start_store
-[ "$("$store_bin" ls --socket "$tmp/store.sock" | grep -c symbolic_cnn)" = 2 ] ||
+[ "$("$store_bin" ls --socket "$tmp/store.sock" | grep -c 'symbolic_cnn?')" = 2 ] ||
     fail "after restart: $("$store_bin" ls --socket "$tmp/store.sock"; grep discard "$tmp/store.log")"
 grep -q discarded "$tmp/store.log" && fail "restart discarded: $(grep discard "$tmp/store.log")"
 
