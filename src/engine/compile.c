@@ -1878,6 +1878,7 @@ static const struct {
     {"GridSample", lower_grid_sample},
     {"ReverseSequence", lower_reverse_sequence},
     {"MaxUnpool", lower_max_unpool},
+    {"CastLike", lower_cast},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

@@ -13,8 +13,9 @@ struct dtype_def {
 };
 
 static const struct dtype_def dtypes[] = {
-    {ENGINE_F32, 4, "float32"}, {ENGINE_U8, 1, "uint8"},  {ENGINE_I8, 1, "int8"},
-    {ENGINE_I32, 4, "int32"},   {ENGINE_I64, 8, "int64"}, {ENGINE_BOOL, 1, "bool"},
+    {ENGINE_F32, 4, "float32"}, {ENGINE_U8, 1, "uint8"},    {ENGINE_I8, 1, "int8"},
+    {ENGINE_I32, 4, "int32"},   {ENGINE_I64, 8, "int64"},   {ENGINE_BOOL, 1, "bool"},
+    {ENGINE_F16, 2, "float16"}, {ENGINE_F64, 8, "float64"},
 };
 
 static const struct dtype_def *dtype_find(int dtype)

@@ -30,6 +30,8 @@ enum engine_dtype {
     ENGINE_I32 = 6,
     ENGINE_I64 = 7,
     ENGINE_BOOL = 9,
+    ENGINE_F16 = 10,  /* Cast and data movement only */
+    ENGINE_F64 = 11,  /* Cast and data movement only */
 };
 
 struct engine_shape {

@@ -289,6 +289,8 @@ int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n)
 {
     if (!engine_dtype_size(sdtype) || !engine_dtype_size(ddtype))
         return -ENOTSUP;
+    if (k_dtype_wide(sdtype) || k_dtype_wide(ddtype))
+        return k_cast_wide(src, sdtype, dst, ddtype, n);
     for (size_t i = 0; i < n; i++) {
         if (sdtype == ENGINE_I64)
             store_i64(dst, ddtype, i, ((const int64_t *)src)[i]);

@@ -334,6 +334,11 @@ int k_reverse_sequence(const void *src, const struct engine_shape *s, const void
 /* dst (n_dst elements) = 0, then dst[idx[i]] = src[i]; -EINVAL for an index outside dst. */
 int k_max_unpool(const void *src, const int64_t *idx, size_t n, size_t esize, void *dst,
                  size_t n_dst);
+/* 1 for float64 and float16: element types only Cast and data movement handle. */
+int k_dtype_wide(int dtype);
+/* Cast where either side is a wide type (k_cast calls it): float to integer truncates, NaN gives
+ * 0, out-of-range values saturate to int64 then wrap; float16 rounds to nearest even. */
+int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

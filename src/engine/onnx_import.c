@@ -50,7 +50,7 @@ static const char *onnx_dtype_name(int t)
 static int dtype_supported(int t)
 {
     return t == ENGINE_F32 || t == ENGINE_U8 || t == ENGINE_I8 || t == ENGINE_I32 ||
-           t == ENGINE_I64 || t == ENGINE_BOOL;
+           t == ENGINE_I64 || t == ENGINE_BOOL || t == ENGINE_F16 || t == ENGINE_F64;
 }
 
 /* Validates dims and computes the element count and byte size without overflow. */
@@ -102,6 +102,12 @@ static int from_int32_data(const Onnx__TensorProto *tp, struct payload *p, const
                 return seterr(err, errlen, -EINVAL, "%s: value %d out of range for int8", what, v);
             ((int8_t *)p->data)[i] = (int8_t)v;
             break;
+        case ENGINE_F16: /* the 16-bit patterns */
+            if (v < 0 || v > 0xffff)
+                return seterr(err, errlen, -EINVAL, "%s: value %d is not a 16-bit pattern", what,
+                              v);
+            ((uint16_t *)p->data)[i] = (uint16_t)v;
+            break;
         default:
             return seterr(err, errlen, -EINVAL, "%s: int32_data given for a %s tensor", what,
                           engine_dtype_name(p->dtype));
@@ -132,6 +138,10 @@ static int from_typed(const Onnx__TensorProto *tp, struct payload *p, size_t num
     }
     if (p->dtype == ENGINE_I64 && tp->n_int64_data == numel) {
         memcpy(p->data, tp->int64_data, numel * sizeof(int64_t));
+        return 0;
+    }
+    if (p->dtype == ENGINE_F64 && tp->n_double_data == numel) {
+        memcpy(p->data, tp->double_data, numel * sizeof(double));
         return 0;
     }
     if (tp->n_int32_data == numel)

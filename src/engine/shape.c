@@ -2310,6 +2310,18 @@ static int infer_max_unpool(struct ir_graph *g, struct ir_node *n, char *err, si
     return set_out(g, n, 0, x->dtype, &o, err, errlen);
 }
 
+/* CastLike: Cast to the second input's element type (kept as "to"; the second input is only
+ * looked at here). */
+static int infer_castlike(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc)
+        return rc;
+    if (ir_attr_set_int(n, "to", in_t(g, n, 1)->dtype))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, in_t(g, n, 1)->dtype, &in_t(g, n, 0)->shape, err, errlen);
+}
+
 static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2451,6 +2463,7 @@ static const struct ir_op_def ops[] = {
     {"GridSample", infer_grid_sample, NULL},
     {"ReverseSequence", infer_reverse_sequence, NULL},
     {"MaxUnpool", infer_max_unpool, NULL},
+    {"CastLike", infer_castlike, eval_cast},
 };
 
 const struct ir_op_def *ir_op_find(const char *op)

@@ -168,6 +168,14 @@ static int load_tensors(const char *dir, const char *prefix, struct tensors *ts,
     return 0;
 }
 
+/* IEEE binary16, decoded here independently of the engine's Cast. */
+static double half_value(uint16_t h)
+{
+    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    double v = e == 0 ? m * 0x1p-24 : e == 31 ? (m ? NAN : INFINITY) : (m + 1024) * pow(2, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
 static double elem(const struct engine_tensor *t, size_t i)
 {
     switch (t->dtype) {
@@ -179,6 +187,10 @@ static double elem(const struct engine_tensor *t, size_t i)
         return ((const int32_t *)t->data)[i];
     case ENGINE_I8:
         return ((const int8_t *)t->data)[i];
+    case ENGINE_F64:
+        return ((const double *)t->data)[i];
+    case ENGINE_F16:
+        return half_value(((const uint16_t *)t->data)[i]);
     default:
         return ((const uint8_t *)t->data)[i];
     }

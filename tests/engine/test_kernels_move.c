@@ -156,6 +156,30 @@ static void test_grid_sample_odd_coordinates(void **state)
     assert_true(y[1] == 0.0f);
 }
 
+static void test_cast_wide(void **state)
+{
+    /* float16 rounds to nearest even in one step: ties, the largest half, subnormals */
+    double d[8] = {65504.0,           65519.99, 65520.0,   1.0 + 0x1p-11,
+                   1.0 + 3 * 0x1p-11, 0x1p-25,  0x1.8p-25, -0.0};
+    uint16_t h[8];
+    assert_int_equal(k_cast(d, ENGINE_F64, h, ENGINE_F16, 8), 0);
+    uint16_t want[8] = {0x7bff, 0x7bff, 0x7c00, 0x3c00, 0x3c02, 0x0000, 0x0001, 0x8000};
+    assert_memory_equal(h, want, sizeof(h));
+    float back[8];
+    assert_int_equal(k_cast(h, ENGINE_F16, back, ENGINE_F32, 8), 0);
+    assert_true(back[0] == 65504.0f && isinf(back[2]) && back[6] == 0x1p-24f && signbit(back[7]));
+    /* float64 to integers: NaN is 0, out of range saturates to int64 then wraps, no UB */
+    double big[3] = {NAN, 1e300, -300.7};
+    int8_t i8[3];
+    int64_t i64[3];
+    assert_int_equal(k_cast(big, ENGINE_F64, i8, ENGINE_I8, 3), 0);
+    assert_int_equal(k_cast(big, ENGINE_F64, i64, ENGINE_I64, 3), 0);
+    assert_int_equal(i8[0], 0);
+    assert_int_equal(i64[1], INT64_MAX);
+    assert_int_equal(i8[2], (int8_t)(uint8_t)-300);
+    assert_true(k_dtype_wide(ENGINE_F16) && !k_dtype_wide(ENGINE_F32));
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -357,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_conv_transpose_crops),
         cmocka_unit_test(test_sequence_and_unpool),
         cmocka_unit_test(test_grid_sample_odd_coordinates),
+        cmocka_unit_test(test_cast_wide),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
