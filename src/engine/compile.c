@@ -1317,6 +1317,16 @@ static int lower_det(struct lower *l, const struct ir_node *n)
     return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_DET, ins, 1, NULL, 0, 0, 0, 0);
 }
 
+static int lower_dft(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[1],
+        params[2] = {ir_attr_int(n, "inverse", 0) != 0, ir_attr_int(n, "onesided", 0) != 0};
+    int rc = math_operands(l, n, 1, ins);
+    return rc < 0
+               ? rc
+               : emit_math(l, n, 0, PLAN_K_DFT, ins, 1, params, 2, ir_attr_int(n, "axis", 1), 0, 0);
+}
+
 static int lower_mvn(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
@@ -1819,6 +1829,7 @@ static const struct {
     {"QLinearMatMul", lower_qmatmul},
     {"Det", lower_det},
     {"MeanVarianceNormalization", lower_mvn},
+    {"DFT", lower_dft},
     {"Conv", lower_conv},
     {"Gemm", lower_gemm},
     {"MatMul", lower_matmul},

@@ -255,6 +255,11 @@ void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst);
 #define K_DET_MAX 64
 void k_det(const float *x, size_t batch, size_t m, float *dst);
 
+/* DFT of x viewed as [outer, n, inner, c] (c = 1 real or 2 complex) along n, into dst [outer,
+ * m, inner, 2] with m = n, or n / 2 + 1 when onesided; the inverse is scaled by 1 / n. */
+void k_dft(const float *x, size_t outer, size_t n, size_t inner, size_t c, int inverse,
+           int onesided, float *dst);
+
 /* MeanVarianceNormalization over the axes with mask[axis] != 0: (x - mean) / (std + 1e-9). */
 void k_mvn(const float *x, const struct engine_shape *s, const int32_t *mask, float *dst);
 

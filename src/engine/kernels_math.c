@@ -905,6 +905,29 @@ void k_det(const float *x, size_t batch, size_t m, float *dst)
         dst[b] = (float)det1(x + b * m * m, m, lu);
 }
 
+void k_dft(const float *x, size_t outer, size_t n, size_t inner, size_t c, int inverse,
+           int onesided, float *dst)
+{
+    size_t m = onesided ? n / 2 + 1 : n;
+    double sign = inverse ? 1.0 : -1.0, scale = inverse && n ? 1.0 / (double)n : 1.0;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t k = 0; k < m; k++)
+            for (size_t i = 0; i < inner; i++) {
+                double re = 0, im = 0;
+                for (size_t t = 0; t < n; t++) {
+                    const float *v = x + ((o * n + t) * inner + i) * c;
+                    /* the angle's index product is reduced mod n so it stays exact */
+                    double a = sign * 2.0 * M_PI * (double)((k * t) % n) / (double)n;
+                    double xr = v[0], xi = c == 2 ? v[1] : 0.0;
+                    re += xr * cos(a) - xi * sin(a);
+                    im += xr * sin(a) + xi * cos(a);
+                }
+                float *y = dst + ((o * m + k) * inner + i) * 2;
+                y[0] = (float)(re * scale);
+                y[1] = (float)(im * scale);
+            }
+}
+
 void k_mvn(const float *x, const struct engine_shape *s, const int32_t *mask, float *dst)
 {
     struct red_walk w;

@@ -1047,11 +1047,28 @@ static int mvn_check(const struct node_ctx *c)
     return 0;
 }
 
+static int dft_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    int64_t axis = c->n->axis, r = x->rank;
+    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
+        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 || r < 3 || dst->rank != r ||
+        axis < 1 || axis > r - 2 || (x->dims[r - 1] != 1 && x->dims[r - 1] != 2) ||
+        dst->dims[r - 1] != 2)
+        return node_err(c, -EINVAL, "DFT axis, dtypes or parameters do not fit");
+    for (int64_t i = 0; i < r - 1; i++) {
+        int64_t want = i != axis ? x->dims[i] : p[1] ? x->dims[i] / 2 + 1 : x->dims[i];
+        if (dst->dims[i] != want)
+            return node_err(c, -EINVAL, "DFT output shape does not follow from its input");
+    }
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -1092,6 +1109,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return det_check(c);
     case PLAN_K_MVN:
         return mvn_check(c);
+    case PLAN_K_DFT:
+        return dft_check(c, p);
     default:
         return nll_check(c, p);
     }
@@ -1318,7 +1337,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_MVN)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_DFT)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

@@ -151,6 +151,8 @@ enum plan_kernel {
                                b, b_scale, b_zp, y_scale, y_zp */
     PLAN_K_DET = 35,        /* in: x [..., m, m] (float32, m <= K_DET_MAX) */
     PLAN_K_MVN = 36,        /* in: x (float32); params: a normalise flag per axis */
+    PLAN_K_DFT = 37,        /* in: x [.., n at axis, .., 1 or 2] (float32); params: inverse,
+                               onesided; axis; dst [.., m, .., 2] */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */

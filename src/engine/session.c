@@ -299,6 +299,11 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_MVN:
         k_mvn(k->in[0], &k->in_s[0], k->params, k->dst);
         return 0;
+    case PLAN_K_DFT:
+        split_at(&k->in_s[0], k->attr, 0, &outer, &len, &inner);
+        k_dft(k->in[0], outer, len, inner / (size_t)k->in_s[0].dims[k->in_s[0].rank - 1],
+              (size_t)k->in_s[0].dims[k->in_s[0].rank - 1], k->params[0], k->params[1], k->dst);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -337,6 +342,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_QMATMUL:
     case PLAN_K_DET:
     case PLAN_K_MVN:
+    case PLAN_K_DFT:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

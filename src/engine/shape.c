@@ -1656,6 +1656,31 @@ static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t er
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
+/* DFT (opset 17): real or complex signal, the transform along axis; dft_length must be absent. */
+static int infer_dft(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen), axis;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int r = x->shape.rank;
+    if (in_t(g, n, 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported input dft_length");
+    if (r < 3 || (x->shape.dims[r - 1] != 1 && x->shape.dims[r - 1] != 2))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "needs [batch, signal..., 1 or 2]");
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", 1), r, &axis, err, errlen)))
+        return rc;
+    int onesided = ir_attr_int(n, "onesided", 0) != 0;
+    if (axis < 1 || axis > r - 2 || (onesided && ir_attr_int(n, "inverse", 0)))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported axis or onesided inverse");
+    struct engine_shape o = x->shape;
+    o.dims[r - 1] = 2;
+    o.dims[axis] = onesided ? o.dims[axis] / 2 + 1 : o.dims[axis];
+    if (ir_attr_set_int(n, "axis", axis))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
 /* MeanVarianceNormalization: axes (default 0, 2, 3) become reduce_mask. */
 static int infer_mvn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
@@ -2397,6 +2422,7 @@ static const struct ir_op_def ops[] = {
     {"QLinearMatMul", infer_qmatmul, NULL},
     {"Det", infer_det, NULL},
     {"MeanVarianceNormalization", infer_mvn, NULL},
+    {"DFT", infer_dft, NULL},
     {"Abs", infer_act, eval_act},
     {"Add", infer_arith, eval_arith},
     {"AveragePool", infer_pool, NULL},
