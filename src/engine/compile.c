@@ -1310,6 +1310,32 @@ static int lower_qmatmul(struct lower *l, const struct ir_node *n)
     return emit_math(l, n, 0, PLAN_K_QMATMUL, ins, cnt, params, 3, 0, 0, 0);
 }
 
+/* ConvInteger / QLinearConv: the window shape inference normalised, inputs as present. */
+static int lower_qconv(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int ql = strcmp(n->op, "QLinearConv") == 0;
+    int sp = x ? x->shape.rank - 2 : 0;
+    int64_t ins[8], params[5 + 3 * PLAN_MAX_SPATIAL] = {ql, 0, 0, ir_attr_int(n, "group", 1), sp};
+    uint32_t cnt = 0;
+    if (sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", params + 5, sp, 1) ||
+        get_ints(n, "dilations", params + 5 + sp, sp, 1))
+        return lerr(l, n, -EINVAL, "the window was not resolved by shape inference");
+    int64_t pads[2 * PLAN_MAX_SPATIAL];
+    if (get_ints(n, "pads", pads, 2 * sp, 0))
+        return lerr(l, n, -EINVAL, "pads were not resolved by shape inference");
+    memcpy(params + 5 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
+    for (int i = 0; i < n->n_in && i < 8; i++) {
+        if (n->in[i] < 0)
+            continue;
+        if ((ins[cnt++] = plain_operand(l, n, n->in[i])) < 0)
+            return (int)ins[cnt - 1];
+        if (!ql && i >= 2)
+            params[i - 1] = 1;
+    }
+    return emit_math(l, n, 0, PLAN_K_QCONV, ins, cnt, params, 5 + 3 * (uint32_t)sp, 0, 0, 0);
+}
+
 static int lower_det(struct lower *l, const struct ir_node *n)
 {
     int64_t ins[1];
@@ -1830,6 +1856,8 @@ static const struct {
     {"Det", lower_det},
     {"MeanVarianceNormalization", lower_mvn},
     {"DFT", lower_dft},
+    {"ConvInteger", lower_qconv},
+    {"QLinearConv", lower_qconv},
     {"Conv", lower_conv},
     {"Gemm", lower_gemm},
     {"MatMul", lower_matmul},

@@ -251,6 +251,23 @@ struct k_qmm {
 };
 void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst);
 
+/* Integer convolution of uint8/int8 x [n, c, in...] with w [m, c / group, k...] (1-3 spatial
+ * dims, unused ones 1) less their zero points, padded with the zero point. With xs NULL the
+ * int32 sums go to dst [n, m, out...] (ConvInteger); else dst (ydt) gets saturate(rint((sum +
+ * bias[m]) * xs * ws[m or 0] / ys) + yzp) (QLinearConv). Taps outside x are skipped. */
+struct k_qconv {
+    int xdt, wdt, ydt;
+    int64_t n, c, m, group;
+    int64_t in[3], k[3], out[3], stride[3], dil[3], pad[3];
+    const void *xzp, *wzp; /* one element, or wzp one per output channel when n_wzp == m */
+    int64_t n_wzp;
+    const int32_t *bias;       /* or NULL */
+    const float *xs, *ws, *ys; /* requantisation scales (ws: 1 or m values), or xs NULL */
+    int64_t n_ws;
+    const void *yzp;
+};
+void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst);
+
 /* Determinant of each [m, m] matrix of x (LU with partial pivoting in double); m <= K_DET_MAX. */
 #define K_DET_MAX 64
 void k_det(const float *x, size_t batch, size_t m, float *dst);

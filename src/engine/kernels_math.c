@@ -867,6 +867,57 @@ void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst)
             }
 }
 
+/* The integer sum of one output element of a quantized convolution. */
+static int64_t qconv_sum(const struct k_qconv *q, const void *x, const void *w, int64_t b,
+                         int64_t mo, const int64_t *o)
+{
+    int64_t cg = q->c / q->group, g = mo / (q->m / q->group), acc = 0;
+    int64_t xz = q->xzp ? load_int(q->xzp, q->xdt, 0) : 0;
+    int64_t wz = q->wzp ? load_int(q->wzp, q->wdt, q->n_wzp == 1 ? 0 : (size_t)mo) : 0;
+    for (int64_t ci = 0; ci < cg; ci++) {
+        int64_t ch = g * cg + ci;
+        for (int64_t k0 = 0; k0 < q->k[0]; k0++)
+            for (int64_t k1 = 0; k1 < q->k[1]; k1++)
+                for (int64_t k2 = 0; k2 < q->k[2]; k2++) {
+                    int64_t kk[3] = {k0, k1, k2}, pos[3], at = b * q->c + ch;
+                    int inside = 1;
+                    for (int d = 0; d < 3; d++) {
+                        pos[d] = o[d] * q->stride[d] - q->pad[d] + kk[d] * q->dil[d];
+                        inside &= pos[d] >= 0 && pos[d] < q->in[d];
+                    }
+                    for (int d = 0; inside && d < 3; d++)
+                        at = at * q->in[d] + pos[d];
+                    if (!inside)
+                        continue;
+                    size_t wi =
+                        (size_t)((((mo * cg + ci) * q->k[0] + k0) * q->k[1] + k1) * q->k[2] + k2);
+                    acc += (load_int(x, q->xdt, (size_t)at) - xz) * (load_int(w, q->wdt, wi) - wz);
+                }
+    }
+    return acc;
+}
+
+void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst)
+{
+    size_t i = 0;
+    for (int64_t b = 0; b < q->n; b++)
+        for (int64_t mo = 0; mo < q->m; mo++)
+            for (int64_t o0 = 0; o0 < q->out[0]; o0++)
+                for (int64_t o1 = 0; o1 < q->out[1]; o1++)
+                    for (int64_t o2 = 0; o2 < q->out[2]; o2++, i++) {
+                        int64_t o[3] = {o0, o1, o2}, acc = qconv_sum(q, x, w, b, mo, o);
+                        if (!q->xs) {
+                            ((int32_t *)dst)[i] = (int32_t)(uint32_t)(uint64_t)acc;
+                            continue;
+                        }
+                        acc += q->bias ? q->bias[mo] : 0;
+                        float mult = *q->xs * q->ws[q->n_ws == 1 ? 0 : mo] / *q->ys;
+                        int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
+                        store_int(dst, q->ydt, i,
+                                  saturate_q(rint((double)acc * mult) + (double)yz, q->ydt));
+                    }
+}
+
 /* ---- determinant, mean-variance normalisation ---- */
 
 static double det1(const float *x, size_t m, double *lu)

@@ -1064,11 +1064,49 @@ static int dft_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+/* Geometry of a quantized convolution: taps are bounds-checked by the kernel, so the parameters
+ * need only be sane and the tensors consistent. */
+static int qconv_geometry_ok(const struct plan_tensor *x, const struct plan_tensor *w,
+                             const struct plan_tensor *dst, const int32_t *p)
+{
+    int32_t group = p[3], sp = p[4];
+    if (x->rank != (uint32_t)sp + 2 || w->rank != x->rank || dst->rank != x->rank || group < 1 ||
+        x->dims[1] % group || w->dims[0] % group || w->dims[1] * group != x->dims[1] ||
+        dst->dims[0] != x->dims[0] || dst->dims[1] != w->dims[0])
+        return 0;
+    for (int32_t i = 0; i < 3 * sp; i++)
+        if (p[5 + i] < (i < 2 * sp ? 1 : 0) || p[5 + i] > (1 << 20))
+            return 0;
+    return 1;
+}
+
+static int qconv_check(const struct node_ctx *c, const int32_t *p)
+{
+    uint32_t np = c->n->n_params;
+    if (np < 5 || p[4] < 1 || p[4] > 3 || np != 5u + 3u * (uint32_t)p[4] ||
+        (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) || (p[2] != 0 && p[2] != 1) ||
+        c->n->n_in != (p[0] ? 8u : 2u + (uint32_t)p[1] + (uint32_t)p[2]))
+        return node_err(c, -EINVAL, "quantized convolution parameters do not fit");
+    const struct plan_tensor *x = operand(c, 0), *w = operand(c, p[0] ? 3 : 1), *dst = dst_of(c);
+    int64_t m = w->rank ? w->dims[0] : 0;
+    int ok = is_q8(x->dtype) && is_q8(w->dtype) && plain_of_dtype(x, x->dtype) &&
+             plain_of_dtype(w, w->dtype) && qconv_geometry_ok(x, w, dst, p);
+    if (ok && !p[0])
+        ok = dst->dtype == ENGINE_I32 && (!p[1] || small_operand_ok(c, 2, x->dtype, 1)) &&
+             (!p[2] || small_operand_ok(c, 2 + (uint32_t)p[1], w->dtype, m));
+    else if (ok)
+        ok = is_q8(dst->dtype) && small_operand_ok(c, 1, ENGINE_F32, 1) &&
+             small_operand_ok(c, 2, x->dtype, 1) && small_operand_ok(c, 4, ENGINE_F32, m) &&
+             small_operand_ok(c, 5, w->dtype, m) && small_operand_ok(c, 6, ENGINE_F32, 1) &&
+             small_operand_ok(c, 7, dst->dtype, 1);
+    return ok ? 0 : node_err(c, -EINVAL, "quantized convolution shapes or dtypes do not fit");
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1, 2},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1, 8};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -1111,6 +1149,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return mvn_check(c);
     case PLAN_K_DFT:
         return dft_check(c, p);
+    case PLAN_K_QCONV:
+        return qconv_check(c, p);
     default:
         return nll_check(c, p);
     }
@@ -1337,7 +1377,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_DFT)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_QCONV)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

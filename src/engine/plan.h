@@ -153,6 +153,9 @@ enum plan_kernel {
     PLAN_K_MVN = 36,        /* in: x (float32); params: a normalise flag per axis */
     PLAN_K_DFT = 37,        /* in: x [.., n at axis, .., 1 or 2] (float32); params: inverse,
                                onesided; axis; dst [.., m, .., 2] */
+    PLAN_K_QCONV = 38,      /* ConvInteger (x, w, [xzp], [wzp]; dst int32) or QLinearConv (x, xs,
+                               xzp, w, ws, wzp, ys, yzp); params: qlinear, has_xzp, has_wzp,
+                               group, sp, strides[sp], dilations[sp], pads_begin[sp] */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */

@@ -238,6 +238,40 @@ static void run_qmatmul(const struct session_kernel *k)
     k_qmatmul(&q, k->in[0], k->in[ib], k->dst);
 }
 
+/* ConvInteger (x, w, [xzp], [wzp]) or QLinearConv (x, xs, xzp, w, ws, wzp, ys, yzp). */
+static void run_qconv(const struct session_kernel *k)
+{
+    const int32_t *p = k->params;
+    int ql = p[0], sp = p[4];
+    uint32_t iw = ql ? 3 : 1, iwz = ql ? 5 : 2 + (uint32_t)p[1];
+    const struct engine_shape *xs = &k->in_s[0], *ws = &k->in_s[iw];
+    struct k_qconv q = {.xdt = k->in_dtype[0],
+                        .wdt = k->in_dtype[iw],
+                        .ydt = k->out_dtype,
+                        .n = xs->dims[0],
+                        .c = xs->dims[1],
+                        .m = ws->dims[0],
+                        .group = p[3],
+                        .xzp = ql || p[1] ? k->in[2] : NULL,
+                        .wzp = ql || p[2] ? k->in[iwz] : NULL,
+                        .xs = ql ? k->in[1] : NULL,
+                        .ws = ql ? k->in[4] : NULL,
+                        .ys = ql ? k->in[6] : NULL,
+                        .yzp = ql ? k->in[7] : NULL};
+    q.n_wzp = q.wzp ? engine_shape_numel(&k->in_s[iwz]) : 0;
+    q.n_ws = ql ? engine_shape_numel(&k->in_s[4]) : 0;
+    for (int d = 0; d < 3; d++) {
+        int on = d < sp;
+        q.in[d] = on ? xs->dims[2 + d] : 1;
+        q.k[d] = on ? ws->dims[2 + d] : 1;
+        q.out[d] = on ? k->o.dims[2 + d] : 1;
+        q.stride[d] = on ? p[5 + d] : 1;
+        q.dil[d] = on ? p[5 + sp + d] : 1;
+        q.pad[d] = on ? p[5 + 2 * sp + d] : 0;
+    }
+    k_qconv(&q, k->in[0], k->in[iw], k->dst);
+}
+
 static int run_math_kernel(const struct session_kernel *k)
 {
     size_t outer, len, inner;
@@ -304,6 +338,9 @@ static int run_math_kernel(const struct session_kernel *k)
         k_dft(k->in[0], outer, len, inner / (size_t)k->in_s[0].dims[k->in_s[0].rank - 1],
               (size_t)k->in_s[0].dims[k->in_s[0].rank - 1], k->params[0], k->params[1], k->dst);
         return 0;
+    case PLAN_K_QCONV:
+        run_qconv(k);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -343,6 +380,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_DET:
     case PLAN_K_MVN:
     case PLAN_K_DFT:
+    case PLAN_K_QCONV:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

@@ -1641,6 +1641,54 @@ static int infer_qmatmul(struct ir_graph *g, struct ir_node *n, char *err, size_
     return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
 }
 
+/* ConvInteger (x, w, [x_zero_point], [w_zero_point]) and QLinearConv without a bias: the window
+ * as Conv's, normalised the same way. */
+static int infer_qconv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int ql = strcmp(n->op, "QLinearConv") == 0;
+    int rc = arity(g, n, ql ? 8 : 2, ql ? 9 : 4, err, errlen);
+    if (rc)
+        return rc;
+    if (ql && in_t(g, n, 8))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported input B");
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, ql ? 3 : 1);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    int64_t group = ir_attr_int(n, "group", 1), m = w->shape.dims[0];
+    if (!is_q8(x->dtype) || !is_q8(w->dtype) || w->shape.rank != x->shape.rank || group < 1 ||
+        group > MAX_GROUP || m % group || w->shape.dims[1] * group != x->shape.dims[1])
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs uint8/int8 input and weights that fit it with group=%lld",
+                           (long long)group);
+    for (int i = 2; i < n->n_in && i < 8; i++) {
+        struct ir_tensor *t = ql && i == 3 ? NULL : in_t(g, n, i); /* 3 is W itself */
+        int want = !ql                          ? (i == 2 ? x->dtype : w->dtype)
+                   : i == 1 || i == 4 || i == 6 ? ENGINE_F32
+                   : i == 2                     ? x->dtype
+                   : i == 5                     ? w->dtype
+                                                : -1;
+        int64_t per = (!ql && i == 3) || (ql && (i == 4 || i == 5)) ? m : 1;
+        int64_t k = t ? engine_shape_numel(&t->shape) : 1;
+        if (t && ((want >= 0 && t->dtype != want) || (want < 0 && !is_q8(t->dtype)) ||
+                  t->shape.rank > 1 || (k != 1 && k != per)))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "scales and zero points must be per tensor (or per channel)");
+    }
+    if (ql &&
+        (in_t(g, n, 1)->dtype != ENGINE_F32 || engine_shape_numel(&in_t(g, n, 1)->shape) != 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "x_scale must be one float32");
+    struct window win = {.k = x->shape.rank - 2};
+    for (int i = 0; i < win.k; i++)
+        win.kernel[i] = w->shape.dims[2 + i];
+    struct engine_shape o = {.rank = x->shape.rank, .dims = {x->shape.dims[0], m}};
+    if ((rc = read_window(g, n, &win, err, errlen)) ||
+        (rc = window_out(g, n, &win, x->shape.dims + 2, 0, o.dims + 2, err, errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)) || (rc = ir_attr_set_int(n, "group", group)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
+}
+
 static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2423,6 +2471,8 @@ static const struct ir_op_def ops[] = {
     {"Det", infer_det, NULL},
     {"MeanVarianceNormalization", infer_mvn, NULL},
     {"DFT", infer_dft, NULL},
+    {"ConvInteger", infer_qconv, NULL},
+    {"QLinearConv", infer_qconv, NULL},
     {"Abs", infer_act, eval_act},
     {"Add", infer_arith, eval_arith},
     {"AveragePool", infer_pool, NULL},

@@ -169,6 +169,29 @@ static void test_quantize_edges(void **state)
     assert_true(d[0] == 6.0f && d[1] == -1.0f);
 }
 
+static void test_qconv_padding(void **state)
+{
+    /* 1x1x2x2 input, 1x1x2x2 weights, pads 1: every tap outside the input is skipped */
+    uint8_t x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 1}, xz = 1;
+    int32_t y[9];
+    struct k_qconv q = {.xdt = ENGINE_U8,
+                        .wdt = ENGINE_U8,
+                        .n = 1,
+                        .c = 1,
+                        .m = 1,
+                        .group = 1,
+                        .in = {2, 2, 1},
+                        .k = {2, 2, 1},
+                        .out = {3, 3, 1},
+                        .stride = {1, 1, 1},
+                        .dil = {1, 1, 1},
+                        .pad = {1, 1, 0},
+                        .xzp = &xz};
+    k_qconv(&q, x, w, y);
+    int32_t want[9] = {0, 1, 1, 2, 6, 4, 2, 5, 3};
+    assert_memory_equal(y, want, sizeof(want));
+}
+
 static void test_clip_bounds(void **state)
 {
     int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
@@ -298,6 +321,17 @@ static void test_hostile_params(void **state)
     int32_t mm[3] = {0, 0, 0};
     int64_t mm_in[2] = {u8, u8};
     assert_int_equal(check_node(PLAN_K_QMATMUL, mm_in, 2, y, mm, 3, 0, &b), -EINVAL);
+    int64_t xq = hostile_tensor(&b, ENGINE_U8, SHAPE(4, 1, 2, 3, 3)),
+            wq = hostile_tensor(&b, ENGINE_U8, SHAPE(4, 4, 1, 2, 2)),
+            yq = hostile_tensor(&b, ENGINE_I32, SHAPE(4, 1, 4, 2, 2));
+    int64_t qc_in[2] = {xq, wq};
+    int32_t qc[11] = {0, 0, 0, 2, 2, 1, 1, 1, 1, 0, 0};
+    assert_int_equal(check_node(PLAN_K_QCONV, qc_in, 2, yq, qc, 11, 0, &b), 0);
+    qc[3] = 3; /* a group that divides neither channel count */
+    assert_int_equal(check_node(PLAN_K_QCONV, qc_in, 2, yq, qc, 11, 0, &b), -EINVAL);
+    qc[3] = 2;
+    qc[5] = 0; /* stride 0 */
+    assert_int_equal(check_node(PLAN_K_QCONV, qc_in, 2, yq, qc, 11, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -342,17 +376,12 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),
-        cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),
-        cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),
-        cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_quantize_edges),
-        cmocka_unit_test(test_topk_ties_and_nan),
-        cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),
-        cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_qconv_padding),     cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
