@@ -1764,6 +1764,13 @@ static int lower_max_unpool(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit_kernel(l, n, PLAN_K_MAX_UNPOOL, ins, 2, NULL, 0, 0);
 }
 
+static int lower_cumsum(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], p[2] = {ir_attr_int(n, "exclusive", 0), ir_attr_int(n, "reverse", 0)};
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_CUMSUM, ins, 2, p, 2, 0);
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -1918,6 +1925,7 @@ static const struct {
     {"ReverseSequence", lower_reverse_sequence},
     {"MaxUnpool", lower_max_unpool},
     {"CastLike", lower_cast},
+    {"CumSum", lower_cumsum},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

@@ -129,6 +129,9 @@ int k_binary(enum k_binop op, int dtype, const void *a, const struct engine_shap
     case ENGINE_F32:
         BINARY_OPS(float, x / y, powf(x, y));
         return 0;
+    case ENGINE_F64:
+        BINARY_OPS(double, x / y, pow(x, y));
+        return 0;
     case ENGINE_I64:
         if (op == K_DIV && has_int_zero(dtype, b, bs))
             return -EDOM;

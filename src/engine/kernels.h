@@ -37,7 +37,7 @@ enum k_binop {
     K_GREATER,
 };
 
-/* dst (shape ds = broadcast of as and bs) = a op b, for dtype float32, int32 or int64.
+/* dst (shape ds = broadcast of as and bs) = a op b, for dtype float32, float64, int32 or int64.
  * Integer division by zero returns -EDOM; an unsupported dtype -ENOTSUP. */
 int k_binary(enum k_binop op, int dtype, const void *a, const struct engine_shape *as,
              const void *b, const struct engine_shape *bs, void *dst,
@@ -361,6 +361,12 @@ int k_dtype_wide(int dtype);
 /* Cast where either side is a wide type (k_cast calls it): float to integer truncates, NaN gives
  * 0, out-of-range values saturate to int64 then wrap; float16 rounds to nearest even. */
 int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n);
+/* 1 if CumSum runs on dtype (float32, float64, int32, int64). */
+int k_cumsum_ok(int dtype);
+/* Running sum along axis (negative counts from the end; -EINVAL when out of range), inclusive or
+ * exclusive, forward or reversed; integers wrap. */
+int k_cumsum(const void *src, const struct engine_shape *s, int64_t axis, int exclusive,
+             int reverse, int dtype, void *dst);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

@@ -587,3 +587,54 @@ int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n)
         wide_store(dst, ddtype, i, wide_load(src, sdtype, i));
     return 0;
 }
+
+/* ---- CumSum ---- */
+
+int k_cumsum_ok(int dtype)
+{
+    return dtype == ENGINE_F32 || dtype == ENGINE_F64 || dtype == ENGINE_I32 || dtype == ENGINE_I64;
+}
+
+#define CUMSUM_LOOP(T)                                                                             \
+    do {                                                                                           \
+        const T *in = src;                                                                         \
+        T *out = dst;                                                                              \
+        for (int64_t o = 0; o < outer; o++)                                                        \
+            for (int64_t i = 0; i < inner; i++) {                                                  \
+                T acc = 0;                                                                         \
+                for (int64_t k = 0; k < len; k++) {                                                \
+                    int64_t j = reverse ? len - 1 - k : k;                                         \
+                    size_t at = (size_t)((o * len + j) * inner + i);                               \
+                    T v = in[at];                                                                  \
+                    if (!exclusive)                                                                \
+                        acc += v;                                                                  \
+                    out[at] = acc;                                                                 \
+                    if (exclusive)                                                                 \
+                        acc += v;                                                                  \
+                }                                                                                  \
+            }                                                                                      \
+    } while (0)
+
+int k_cumsum(const void *src, const struct engine_shape *s, int64_t axis, int exclusive,
+             int reverse, int dtype, void *dst)
+{
+    if (axis < -s->rank || axis >= s->rank || !k_cumsum_ok(dtype))
+        return -EINVAL;
+    int a = (int)(axis < 0 ? axis + s->rank : axis);
+    int64_t outer = 1, inner = 1, len = s->dims[a];
+    for (int d = 0; d < a; d++)
+        outer *= s->dims[d];
+    for (int d = a + 1; d < s->rank; d++)
+        inner *= s->dims[d];
+    /* integers wrap as numpy's do: accumulate unsigned */
+    if (dtype == ENGINE_F32)
+        CUMSUM_LOOP(float);
+    else if (dtype == ENGINE_F64)
+        CUMSUM_LOOP(double);
+    else if (dtype == ENGINE_I32)
+        CUMSUM_LOOP(uint32_t);
+    else
+        CUMSUM_LOOP(uint64_t);
+    return 0;
+}
+#undef CUMSUM_LOOP

@@ -680,7 +680,8 @@ static int binary_kernel_check(const struct node_ctx *c, const int32_t *p)
     shape_of(b, &bs);
     int cmp = p[0] >= K_EQUAL;
     if (c->n->n_params != 1 || p[0] < K_ADD || p[0] > K_GREATER || !plain_of_dtype(b, a->dtype) ||
-        (a->dtype != ENGINE_F32 && a->dtype != ENGINE_I32 && a->dtype != ENGINE_I64) ||
+        (a->dtype != ENGINE_F32 && a->dtype != ENGINE_I32 && a->dtype != ENGINE_I64 &&
+         a->dtype != ENGINE_F64) ||
         dst->dtype != (cmp ? ENGINE_BOOL : a->dtype))
         return node_err(c, -EINVAL, "binary kernel op or dtypes do not fit");
     if (k_broadcast_shape(&as, &bs, &ds) || ds.rank != (int)dst->rank ||
@@ -1311,6 +1312,15 @@ static int max_unpool_check(const struct node_ctx *c)
     return 0;
 }
 
+static int cumsum_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *ax = operand(c, 1), *y = dst_of(c);
+    int ok = same_tensor_dims(x, y) && k_cumsum_ok((int)x->dtype) && is_index(ax) &&
+             ax->nbytes == engine_dtype_size((int)ax->dtype) && c->n->n_params == 2 &&
+             (p[0] == 0 || p[0] == 1) && (p[1] == 0 || p[1] == 1);
+    return ok ? 0 : node_err(c, -EINVAL, "cumsum operands or parameters do not fit");
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1326,7 +1336,8 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_LRN, 1},
                  {PLAN_K_GRID_SAMPLE, 2},
                  {PLAN_K_REVERSE_SEQ, 2},
-                 {PLAN_K_MAX_UNPOOL, 2}};
+                 {PLAN_K_MAX_UNPOOL, 2},
+                 {PLAN_K_CUMSUM, 2}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
@@ -1368,6 +1379,8 @@ static int move_kernel_check(const struct node_ctx *c)
         return reverse_seq_check(c, p);
     case PLAN_K_MAX_UNPOOL:
         return max_unpool_check(c);
+    case PLAN_K_CUMSUM:
+        return cumsum_check(c, p);
     default:
         return tile_check(c);
     }

@@ -182,6 +182,8 @@ enum plan_kernel {
     PLAN_K_REVERSE_SEQ = 70,      /* in: x (rank >= 2), lengths (int32/int64); params: batch_axis
                                      (0 or 1; the time axis is the other) */
     PLAN_K_MAX_UNPOOL = 71,       /* in: x, indices (int64, x's shape, flat into dst) */
+    PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
+                                     exclusive, reverse */
 };
 
 enum plan_post_kind {

@@ -445,6 +445,12 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_MAX_UNPOOL:
         return k_max_unpool(k->in[0], k->in[1], (size_t)engine_shape_numel(&k->in_s[0]), k->esize,
                             k->dst, (size_t)engine_shape_numel(&k->o));
+    case PLAN_K_CUMSUM: {
+        int64_t axis =
+            k->in_dtype[1] == ENGINE_I32 ? *(const int32_t *)k->in[1] : *(const int64_t *)k->in[1];
+        return k_cumsum(k->in[0], &k->in_s[0], axis, k->params[0], k->params[1], k->out_dtype,
+                        k->dst);
+    }
     case PLAN_K_LRN: {
         float bias;
         memcpy(&bias, &k->params[1], sizeof(bias));

@@ -347,7 +347,8 @@ static int eval_binary(struct ir_graph *g, struct ir_node *n, char *err, size_t 
 {
     struct ir_tensor *a = in_t(g, n, 0), *b = in_t(g, n, 1);
     struct ir_tensor *o = &g->tensors[n->out[0]];
-    if (a->dtype != ENGINE_F32 && a->dtype != ENGINE_I64 && a->dtype != ENGINE_I32)
+    if (a->dtype != ENGINE_F32 && a->dtype != ENGINE_I64 && a->dtype != ENGINE_I32 &&
+        a->dtype != ENGINE_F64)
         return 1;
     void *d = alloc_out(g, n, 0);
     if (!d)
@@ -2395,6 +2396,39 @@ static int infer_castlike(struct ir_graph *g, struct ir_node *n, char *err, size
     return set_out(g, n, 0, in_t(g, n, 1)->dtype, &in_t(g, n, 0)->shape, err, errlen);
 }
 
+/* CumSum: the axis may be computed at run time (the kernel checks it then). */
+static int infer_cumsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc || (rc = index_input(g, n, 1, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *ax = in_t(g, n, 1);
+    int64_t ex = ir_attr_int(n, "exclusive", 0), rev = ir_attr_int(n, "reverse", 0);
+    if (!k_cumsum_ok(x->dtype))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "input type %s is unsupported",
+                           engine_dtype_name(x->dtype));
+    if (engine_shape_numel(&ax->shape) != 1 || ax->shape.rank > 1 || (ex != 0 && ex != 1) ||
+        (rev != 0 && rev != 1) || x->shape.rank < 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "needs a one-value axis, exclusive and reverse 0 or 1");
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
+static int eval_cumsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x = in_t(g, n, 0), *ax = in_t(g, n, 1);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    int64_t axis = ax->dtype == ENGINE_I32 ? *(int32_t *)ax->data : *(int64_t *)ax->data;
+    if (k_cumsum(x->data, &x->shape, axis, (int)ir_attr_int(n, "exclusive", 0),
+                 (int)ir_attr_int(n, "reverse", 0), x->dtype, d)) {
+        free(d);
+        return ir_node_err(g, n, err, errlen, -EINVAL, "axis out of range");
+    }
+    return set_data(g, n, 0, d);
+}
+
 static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2540,6 +2574,7 @@ static const struct ir_op_def ops[] = {
     {"ReverseSequence", infer_reverse_sequence, NULL},
     {"MaxUnpool", infer_max_unpool, NULL},
     {"CastLike", infer_castlike, eval_cast},
+    {"CumSum", infer_cumsum, eval_cumsum},
 };
 
 const struct ir_op_def *ir_op_find(const char *op)

@@ -180,6 +180,20 @@ static void test_cast_wide(void **state)
     assert_true(k_dtype_wide(ENGINE_F16) && !k_dtype_wide(ENGINE_F32));
 }
 
+static void test_cumsum_modes(void **state)
+{
+    struct engine_shape s = SHAPE(2, 2, 3);
+    int32_t x[6] = {1, 2, 3, INT32_MAX, 1, 0}, d[6];
+    assert_int_equal(k_cumsum(x, &s, -1, 1, 1, ENGINE_I32, d), 0); /* exclusive, reversed */
+    int32_t want[6] = {5, 3, 0, 1, 0, 0};
+    assert_memory_equal(d, want, sizeof(d));
+    assert_int_equal(k_cumsum(x, &s, 1, 0, 0, ENGINE_I32, d), 0);
+    assert_int_equal(d[4], INT32_MIN); /* wraps, no signed overflow */
+    assert_int_equal(k_cumsum(x, &s, 2, 0, 0, ENGINE_I32, d), -EINVAL);
+    assert_int_equal(k_cumsum(x, &s, -3, 0, 0, ENGINE_I32, d), -EINVAL);
+    assert_int_equal(k_cumsum(x, &s, 0, 0, 0, ENGINE_U8, d), -EINVAL);
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -382,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_sequence_and_unpool),
         cmocka_unit_test(test_grid_sample_odd_coordinates),
         cmocka_unit_test(test_cast_wide),
+        cmocka_unit_test(test_cumsum_modes),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
