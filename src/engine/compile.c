@@ -1771,6 +1771,42 @@ static int lower_cumsum(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit_kernel(l, n, PLAN_K_CUMSUM, ins, 2, p, 2, 0);
 }
 
+/* RNN/GRU/LSTM: one kernel node per present output (each runs the recurrence). */
+static int lower_rnn(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[8], p[7] = {ir_attr_int(n, "rnn_kind", 0),
+                            ir_attr_int(n, "rnn_dir", 0),
+                            ir_attr_int(n, "layout", 0),
+                            ir_attr_int(n, "linear_before_reset", 0),
+                            ir_attr_int(n, "hidden_size", 1),
+                            0,
+                            0};
+    int rc = plain_inputs(l, n, 3, ins), k = 3;
+    for (int i = 3; !rc && i < n->n_in && i < 8; i++) {
+        if (n->in[i] < 0)
+            continue;
+        p[6] |= 1 << (i - 3);
+        ins[k] = plain_operand(l, n, n->in[i]);
+        if (ins[k++] < 0)
+            rc = lerr(l, n, -EINVAL, "unusable input");
+    }
+    for (int o = 0; !rc && o < n->n_out && o < 3; o++) {
+        if (n->out[o] < 0)
+            continue;
+        p[5] = o;
+        struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+        pn.alg = PLAN_K_RNN;
+        int64_t out = output_of(l, n, o);
+        if (out < 0)
+            return (int)out;
+        pn.out = (uint32_t)out;
+        if (set_inputs(l, &pn, ins, (uint32_t)k) || set_params(l, &pn, p, 7))
+            return lerr(l, n, -EINVAL, "kernel parameters out of range");
+        rc = emit(l, n, &pn, -1, NULL);
+    }
+    return rc;
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -1926,6 +1962,9 @@ static const struct {
     {"MaxUnpool", lower_max_unpool},
     {"CastLike", lower_cast},
     {"CumSum", lower_cumsum},
+    {"RNN", lower_rnn},
+    {"GRU", lower_rnn},
+    {"LSTM", lower_rnn},
 };
 
 static int lower_node(struct lower *l, const struct ir_node *n)

@@ -367,6 +367,28 @@ int k_cumsum_ok(int dtype);
  * exclusive, forward or reversed; integers wrap. */
 int k_cumsum(const void *src, const struct engine_shape *s, int64_t axis, int exclusive,
              int reverse, int dtype, void *dst);
+enum k_rnn_kind { K_RNN_SIMPLE, K_RNN_GRU, K_RNN_LSTM };
+enum k_rnn_dir { K_RNN_FORWARD, K_RNN_REVERSE, K_RNN_BIDIRECTIONAL };
+#define K_RNN_MAX_HIDDEN 1024 /* the state lives on the stack */
+
+/* RNN/GRU/LSTM geometry (ONNX layouts; gates zrh for GRU, iofc for LSTM, peepholes iof). */
+struct k_rnn {
+    enum k_rnn_kind kind;
+    enum k_rnn_dir direction;
+    int layout;              /* 0: [seq, batch, ...], 1: [batch, seq, ...] */
+    int linear_before_reset; /* GRU */
+    int64_t seq, batch, input, hidden, dirs, gates;
+};
+
+struct k_rnn_io {
+    const float *x, *w, *r;
+    const float *b, *h0, *c0, *p; /* optional: NULL */
+    const int32_t *lens;          /* optional: NULL */
+};
+
+/* Runs the recurrence with tanh/sigmoid activations and writes output `which` (0 Y, 1 Y_h,
+ * 2 Y_c) to dst; -EINVAL for a sequence length outside [0, seq]. */
+int k_rnn(const struct k_rnn *p, const struct k_rnn_io *io, int which, float *dst);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

@@ -638,3 +638,115 @@ int k_cumsum(const void *src, const struct engine_shape *s, int64_t axis, int ex
     return 0;
 }
 #undef CUMSUM_LOOP
+
+/* ---- RNN, GRU, LSTM (float32, default activations) ---- */
+
+static float sigmoidf_(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* gates[g*H + j] = x·W[g*H + j] + h·R[g*H + j] + Wb + Rb for every gate row (GRU's h gate is
+ * finished by the caller, which needs R's part separately). */
+static void rnn_gates(const struct k_rnn *p, const float *x, const float *h, const float *w,
+                      const float *r, const float *b, float *xw, float *hr)
+{
+    int64_t rows = p->gates * p->hidden;
+    for (int64_t g = 0; g < rows; g++) {
+        float sx = b ? b[g] : 0.0f, sh = b ? b[rows + g] : 0.0f;
+        for (int64_t k = 0; k < p->input; k++)
+            sx += x[k] * w[g * p->input + k];
+        for (int64_t k = 0; k < p->hidden; k++)
+            sh += h[k] * r[g * p->hidden + k];
+        xw[g] = sx;
+        hr[g] = sh;
+    }
+}
+
+/* One step for one batch entry: h (and c) updated in place. */
+static void rnn_cell(const struct k_rnn *p, const float *xw, const float *hr, const float *peep,
+                     float *h, float *c)
+{
+    int64_t H = p->hidden;
+    for (int64_t j = 0; j < H; j++) {
+        if (p->kind == K_RNN_SIMPLE) {
+            h[j] = tanhf(xw[j] + hr[j]);
+        } else if (p->kind == K_RNN_GRU) { /* z, r, h */
+            float z = sigmoidf_(xw[j] + hr[j]), rr = sigmoidf_(xw[H + j] + hr[H + j]);
+            float hh = tanhf(xw[2 * H + j] + rr * hr[2 * H + j]);
+            h[j] = (1 - z) * hh + z * h[j];
+        } else { /* i, o, f, c; peepholes i, o, f */
+            float pi = peep ? peep[j] : 0, po = peep ? peep[H + j] : 0,
+                  pf = peep ? peep[2 * H + j] : 0;
+            float i = sigmoidf_(xw[j] + hr[j] + pi * c[j]);
+            float f = sigmoidf_(xw[2 * H + j] + hr[2 * H + j] + pf * c[j]);
+            float cc = tanhf(xw[3 * H + j] + hr[3 * H + j]);
+            c[j] = f * c[j] + i * cc;
+            float o = sigmoidf_(xw[H + j] + hr[H + j] + po * c[j]);
+            h[j] = o * tanhf(c[j]);
+        }
+    }
+}
+
+/* GRU with linear_before_reset = 0 applies the reset gate before R: recompute that gate's h·R. */
+static void gru_reset_before(const struct k_rnn *p, const float *h, const float *r, const float *b,
+                             float *xw, float *hr)
+{
+    int64_t H = p->hidden, rows = 3 * H;
+    float rh[K_RNN_MAX_HIDDEN];
+    for (int64_t j = 0; j < H; j++)
+        rh[j] = sigmoidf_(xw[H + j] + hr[H + j]) * h[j];
+    for (int64_t j = 0; j < H; j++) {
+        float s = b ? b[rows + 2 * H + j] : 0.0f;
+        for (int64_t k = 0; k < H; k++)
+            s += rh[k] * r[(2 * H + j) * H + k];
+        /* rnn_cell computes tanh(xw + r * hr); with r folded in already, pass r = 1 */
+        xw[2 * H + j] += s;
+        hr[2 * H + j] = 0;
+    }
+}
+
+int k_rnn(const struct k_rnn *p, const struct k_rnn_io *io, int which, float *dst)
+{
+    int64_t S = p->seq, B = p->batch, H = p->hidden, D = p->dirs;
+    float h[K_RNN_MAX_HIDDEN], c[K_RNN_MAX_HIDDEN];
+    float xw[4 * K_RNN_MAX_HIDDEN], hr[4 * K_RNN_MAX_HIDDEN];
+    for (int64_t d = 0; d < D; d++) {
+        const float *w = io->w + d * p->gates * H * p->input, *r = io->r + d * p->gates * H * H;
+        const float *b = io->b ? io->b + d * 2 * p->gates * H : NULL;
+        const float *peep = io->p ? io->p + d * 3 * H : NULL;
+        int reverse = p->direction == K_RNN_REVERSE || d == 1;
+        for (int64_t n = 0; n < B; n++) {
+            int64_t len = io->lens ? io->lens[n] : S;
+            if (len < 0 || len > S)
+                return -EINVAL;
+            for (int64_t j = 0; j < H; j++) {
+                int64_t at = p->layout ? (n * D + d) * H + j : (d * B + n) * H + j;
+                h[j] = io->h0 ? io->h0[at] : 0.0f;
+                c[j] = io->c0 ? io->c0[at] : 0.0f;
+            }
+            for (int64_t k = 0; k < S; k++) {
+                int64_t t = reverse ? S - 1 - k : k;
+                int64_t yat = p->layout ? ((n * S + t) * D + d) * H : ((t * D + d) * B + n) * H;
+                if (t >= len) { /* past this entry's length: Y is zero, the state holds */
+                    if (which == 0)
+                        memset(dst + yat, 0, (size_t)H * sizeof(float));
+                    continue;
+                }
+                const float *x = io->x + (p->layout ? (n * S + t) : (t * B + n)) * p->input;
+                rnn_gates(p, x, h, w, r, b, xw, hr);
+                if (p->kind == K_RNN_GRU && !p->linear_before_reset)
+                    gru_reset_before(p, h, r, b, xw, hr);
+                rnn_cell(p, xw, hr, peep, h, c);
+                if (which == 0)
+                    memcpy(dst + yat, h, (size_t)H * sizeof(float));
+            }
+            int64_t at = p->layout ? (n * D + d) * H : (d * B + n) * H;
+            if (which == 1)
+                memcpy(dst + at, h, (size_t)H * sizeof(float));
+            if (which == 2)
+                memcpy(dst + at, c, (size_t)H * sizeof(float));
+        }
+    }
+    return 0;
+}

@@ -1321,6 +1321,54 @@ static int cumsum_check(const struct node_ctx *c, const int32_t *p)
     return ok ? 0 : node_err(c, -EINVAL, "cumsum operands or parameters do not fit");
 }
 
+static int dims_are(const struct plan_tensor *t, uint32_t rank, int64_t d0, int64_t d1, int64_t d2,
+                    int64_t d3)
+{
+    int64_t d[4] = {d0, d1, d2, d3};
+    if (t->rank != rank)
+        return 0;
+    for (uint32_t i = 0; i < rank; i++)
+        if (t->dims[i] != d[i])
+            return 0;
+    return 1;
+}
+
+/* RNN/GRU/LSTM: every operand's shape follows from x, w and the parameters. */
+static int rnn_check(const struct node_ctx *c, const int32_t *p)
+{
+    static const int gates[] = {1, 3, 4};
+    const struct plan_tensor *x = operand(c, 0), *w = operand(c, 1), *r = operand(c, 2);
+    const struct plan_tensor *y = dst_of(c);
+    if (c->n->n_params != 7 || p[0] < K_RNN_SIMPLE || p[0] > K_RNN_LSTM || p[1] < K_RNN_FORWARD ||
+        p[1] > K_RNN_BIDIRECTIONAL || (p[2] != 0 && p[2] != 1) || (p[3] != 0 && p[3] != 1) ||
+        p[4] < 1 || p[4] > K_RNN_MAX_HIDDEN || p[5] < 0 || p[5] > (p[0] == K_RNN_LSTM ? 2 : 1) ||
+        p[6] < 0 || p[6] > 31 || (p[0] != K_RNN_LSTM && (p[6] & 24)) || x->rank != 3 ||
+        x->dtype != ENGINE_F32 || y->dtype != ENGINE_F32)
+        return node_err(c, -EINVAL, "rnn parameters do not fit");
+    int64_t g = gates[p[0]], h = p[4], dirs = p[1] == K_RNN_BIDIRECTIONAL ? 2 : 1;
+    int64_t seq = x->dims[p[2] ? 1 : 0], batch = x->dims[p[2] ? 0 : 1], in = x->dims[2];
+    int64_t sb0 = p[2] ? batch : dirs, sb1 = p[2] ? dirs : batch;
+    int ok = plain_of_dtype(w, ENGINE_F32) && plain_of_dtype(r, ENGINE_F32) &&
+             dims_are(w, 3, dirs, g * h, in, 0) && dims_are(r, 3, dirs, g * h, h, 0) &&
+             (p[5]   ? dims_are(y, 3, sb0, sb1, h, 0)
+              : p[2] ? dims_are(y, 4, batch, seq, dirs, h)
+                     : dims_are(y, 4, seq, dirs, batch, h));
+    uint32_t k = 3;
+    for (int bit = 0; ok && bit < 5; bit++) {
+        if (!(p[6] & (1 << bit)))
+            continue;
+        if (k >= c->n->n_in)
+            return node_err(c, -EINVAL, "rnn inputs do not match the presence mask");
+        const struct plan_tensor *t = operand(c, k++);
+        ok = bit == 1 ? plain_of_dtype(t, ENGINE_I32) && dims_are(t, 1, batch, 0, 0, 0)
+                      : plain_of_dtype(t, ENGINE_F32) &&
+                            (bit == 0   ? dims_are(t, 2, dirs, 2 * g * h, 0, 0)
+                             : bit == 4 ? dims_are(t, 2, dirs, 3 * h, 0, 0)
+                                        : dims_are(t, 3, sb0, sb1, h, 0));
+    }
+    return ok && k == c->n->n_in ? 0 : node_err(c, -EINVAL, "rnn operands do not fit");
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1337,14 +1385,16 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_GRID_SAMPLE, 2},
                  {PLAN_K_REVERSE_SEQ, 2},
                  {PLAN_K_MAX_UNPOOL, 2},
-                 {PLAN_K_CUMSUM, 2}};
+                 {PLAN_K_CUMSUM, 2},
+                 {PLAN_K_RNN, 8}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
     while (i < ARRAY_LEN(arity) && arity[i].kind != n->alg)
         i++;
-    uint32_t min_in =
-        n->alg == PLAN_K_CONV_TRANSPOSE ? 2 : arity[i < ARRAY_LEN(arity) ? i : 0].n_in;
+    uint32_t min_in = n->alg == PLAN_K_CONV_TRANSPOSE ? 2
+                      : n->alg == PLAN_K_RNN          ? 3
+                                                      : arity[i < ARRAY_LEN(arity) ? i : 0].n_in;
     if (i == ARRAY_LEN(arity) || n->n_in < min_in || n->n_in > arity[i].n_in ||
         n->params_first > v->n_index || n->n_params > v->n_index - n->params_first || n->n_post ||
         n->sum_tensor != PLAN_NONE)
@@ -1381,6 +1431,8 @@ static int move_kernel_check(const struct node_ctx *c)
         return max_unpool_check(c);
     case PLAN_K_CUMSUM:
         return cumsum_check(c, p);
+    case PLAN_K_RNN:
+        return rnn_check(c, p);
     default:
         return tile_check(c);
     }

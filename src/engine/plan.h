@@ -182,6 +182,10 @@ enum plan_kernel {
     PLAN_K_REVERSE_SEQ = 70,      /* in: x (rank >= 2), lengths (int32/int64); params: batch_axis
                                      (0 or 1; the time axis is the other) */
     PLAN_K_MAX_UNPOOL = 71,       /* in: x, indices (int64, x's shape, flat into dst) */
+    PLAN_K_RNN = 73,              /* in: x, w, r, then the present ones of b, sequence_lens, h0,
+                                     c0, p; params: kind, direction, layout, linear_before_reset,
+                                     hidden, which output, presence mask (1 b, 2 lens, 4 h0, 8 c0,
+                                     16 p) */
     PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
                                      exclusive, reverse */
 };

@@ -359,6 +359,32 @@ static void run_conv_transpose(const struct session_kernel *k)
                      &p, k->dst, &k->o);
 }
 
+/* params: kind, direction, layout, linear_before_reset, hidden, which, presence mask */
+static int run_rnn(const struct session_kernel *k)
+{
+    const int32_t *p = k->params;
+    const struct engine_shape *xs = &k->in_s[0];
+    struct k_rnn r = {.kind = (enum k_rnn_kind)p[0],
+                      .direction = (enum k_rnn_dir)p[1],
+                      .layout = p[2],
+                      .linear_before_reset = p[3],
+                      .hidden = p[4],
+                      .seq = xs->dims[p[2] ? 1 : 0],
+                      .batch = xs->dims[p[2] ? 0 : 1],
+                      .input = xs->dims[2],
+                      .dirs = p[1] == K_RNN_BIDIRECTIONAL ? 2 : 1,
+                      .gates = p[0] == K_RNN_SIMPLE ? 1
+                               : p[0] == K_RNN_GRU  ? 3
+                                                    : 4};
+    struct k_rnn_io io = {.x = k->in[0], .w = k->in[1], .r = k->in[2]};
+    const void *opt[5] = {NULL};
+    for (int bit = 0, at = 3; bit < 5; bit++)
+        if (p[6] & (1 << bit))
+            opt[bit] = k->in[at++];
+    io.b = opt[0], io.lens = opt[1], io.h0 = opt[2], io.c0 = opt[3], io.p = opt[4];
+    return k_rnn(&r, &io, p[5], k->dst);
+}
+
 static int run_kernel(const struct session_kernel *k)
 {
     switch (k->kind) {
@@ -451,6 +477,8 @@ static int run_kernel(const struct session_kernel *k)
         return k_cumsum(k->in[0], &k->in_s[0], axis, k->params[0], k->params[1], k->out_dtype,
                         k->dst);
     }
+    case PLAN_K_RNN:
+        return run_rnn(k);
     case PLAN_K_LRN: {
         float bias;
         memcpy(&bias, &k->params[1], sizeof(bias));

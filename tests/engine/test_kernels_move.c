@@ -194,6 +194,20 @@ static void test_cumsum_modes(void **state)
     assert_int_equal(k_cumsum(x, &s, 0, 0, 0, ENGINE_U8, d), -EINVAL);
 }
 
+static void test_rnn_lengths(void **state)
+{
+    /* one step, batch 2, input 1, hidden 1: h = tanh(x * w + h0 * r) */
+    struct k_rnn p = {
+        .kind = K_RNN_SIMPLE, .seq = 1, .batch = 2, .input = 1, .hidden = 1, .dirs = 1, .gates = 1};
+    float x[2] = {1, 2}, w[1] = {0.5f}, r[1] = {0}, y[2];
+    int32_t lens[2] = {1, 0}, bad[2] = {1, 2};
+    struct k_rnn_io io = {.x = x, .w = w, .r = r, .lens = lens};
+    assert_int_equal(k_rnn(&p, &io, 0, y), 0);
+    assert_true(fabsf(y[0] - tanhf(0.5f)) < 1e-6f && y[1] == 0.0f); /* past its length: zero */
+    io.lens = bad;
+    assert_int_equal(k_rnn(&p, &io, 1, y), -EINVAL);
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -343,6 +357,19 @@ static void test_hostile_params(void **state)
     int64_t mu[2] = {x, i2}, mu_bad[2] = {x, nd};
     assert_int_equal(check_node(PLAN_K_MAX_UNPOOL, mu, 2, wide, NULL, 0, 0, &b), 0);
     assert_int_equal(check_node(PLAN_K_MAX_UNPOOL, mu_bad, 2, wide, NULL, 0, 0, &b), -EINVAL);
+    /* RNN: x [1,2,1] (seq, batch, input), w [1,1,1], r [1,1,1] -> Y [1,1,2,1] */
+    int64_t rx = tensor(&b, ENGINE_F32, SHAPE(3, 1, 2, 1)),
+            rw = tensor(&b, ENGINE_F32, SHAPE(3, 1, 1, 1));
+    int64_t ry = tensor(&b, ENGINE_F32, SHAPE(4, 1, 1, 2, 1)),
+            rl = tensor(&b, ENGINE_I32, SHAPE(1, 2));
+    int64_t rnn_in[4] = {rx, rw, rw, rl};
+    int32_t rp[7] = {K_RNN_SIMPLE, K_RNN_FORWARD, 0, 0, 1, 0, 2};
+    assert_int_equal(check_node(PLAN_K_RNN, rnn_in, 4, ry, rp, 7, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_RNN, rnn_in, 3, ry, rp, 7, 0, &b), -EINVAL);
+    rp[6] = 1; /* says a bias is there: the int32 lengths do not fit it */
+    assert_int_equal(check_node(PLAN_K_RNN, rnn_in, 4, ry, rp, 7, 0, &b), -EINVAL);
+    int32_t big[7] = {K_RNN_SIMPLE, K_RNN_FORWARD, 0, 0, K_RNN_MAX_HIDDEN + 1, 0, 0};
+    assert_int_equal(check_node(PLAN_K_RNN, rnn_in, 3, ry, big, 7, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -397,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_grid_sample_odd_coordinates),
         cmocka_unit_test(test_cast_wide),
         cmocka_unit_test(test_cumsum_modes),
+        cmocka_unit_test(test_rnn_lengths),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
