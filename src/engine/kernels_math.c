@@ -155,6 +155,28 @@ static int64_t wrap_mul(int64_t a, int64_t b)
     return (int64_t)((uint64_t)a * (uint64_t)b);
 }
 
+/* ---- floats (float32, float64) through double ---- */
+
+static int is_real(int dtype)
+{
+    return dtype == ENGINE_F32 || dtype == ENGINE_F64;
+}
+
+static double load_real(const void *p, int dtype, size_t i)
+{
+    return dtype == ENGINE_F32   ? ((const float *)p)[i]
+           : dtype == ENGINE_F64 ? ((const double *)p)[i]
+                                 : (double)load_int(p, dtype, i);
+}
+
+static void store_real(void *p, int dtype, size_t i, double v)
+{
+    if (dtype == ENGINE_F64)
+        ((double *)p)[i] = v;
+    else
+        ((float *)p)[i] = (float)v;
+}
+
 /* ---- unary ---- */
 
 int k_unary_dtype(enum k_unop op, int dtype)
@@ -267,7 +289,7 @@ int k_reduce_dtype_ok(enum k_redop op, int dtype)
 {
     if ((unsigned)op >= K_REDOP_COUNT_)
         return 0;
-    if (dtype == ENGINE_F32)
+    if (is_real(dtype))
         return 1;
     return (dtype == ENGINE_I32 || dtype == ENGINE_I64) && op <= K_RPROD;
 }
@@ -310,18 +332,19 @@ static size_t walk_offset(size_t i, const int64_t *dims, const int64_t *st, int 
     return off;
 }
 
-static float reduce_f32(enum k_redop op, const float *x, const struct red_walk *w, size_t base)
+static double reduce_real(enum k_redop op, int dtype, const void *x, const struct red_walk *w,
+                          size_t base)
 {
     double acc = op == K_RPROD ? 1.0 : op == K_RMAX ? -INFINITY : op == K_RMIN ? INFINITY : 0.0;
     double mx = -INFINITY;
     for (size_t r = 0; op == K_RLOGSUMEXP && r < w->count; r++) {
-        double v = x[base + walk_offset(r, w->rdim, w->rst, w->nr)];
+        double v = load_real(x, dtype, base + walk_offset(r, w->rdim, w->rst, w->nr));
         mx = v > mx || isnan(v) ? v : mx;
     }
     if (op == K_RLOGSUMEXP && (isinf(mx) || isnan(mx)))
-        return (float)mx; /* all -inf (or empty) stays -inf; +inf or nan propagate */
+        return mx; /* all -inf (or empty) stays -inf; +inf or nan propagate */
     for (size_t r = 0; r < w->count; r++) {
-        double v = x[base + walk_offset(r, w->rdim, w->rst, w->nr)];
+        double v = load_real(x, dtype, base + walk_offset(r, w->rdim, w->rst, w->nr));
         switch (op) {
         case K_RMAX:
             acc = v > acc || isnan(v) ? v : acc;
@@ -349,15 +372,15 @@ static float reduce_f32(enum k_redop op, const float *x, const struct red_walk *
     }
     switch (op) {
     case K_RMEAN:
-        return (float)(acc / (double)w->count);
+        return acc / (double)w->count;
     case K_RL2:
-        return (float)sqrt(acc);
+        return sqrt(acc);
     case K_RLOGSUM:
-        return (float)log(acc);
+        return log(acc);
     case K_RLOGSUMEXP:
-        return (float)(mx + log(acc));
+        return mx + log(acc);
     default:
-        return (float)acc;
+        return acc;
     }
 }
 
@@ -384,8 +407,8 @@ void k_reduce(enum k_redop op, int dtype, const void *src, const struct engine_s
     red_walk_init(&w, s, mask);
     for (size_t o = 0; o < w.kept; o++) {
         size_t base = walk_offset(o, w.kdim, w.kst, w.nk);
-        if (dtype == ENGINE_F32)
-            ((float *)dst)[o] = reduce_f32(op, src, &w, base);
+        if (is_real(dtype))
+            store_real(dst, dtype, o, reduce_real(op, dtype, src, &w, base));
         else
             store_int(dst, dtype, o, reduce_int(op, dtype, src, &w, base));
     }
@@ -501,12 +524,12 @@ int k_logic_dtype(enum k_logop op, int dtype)
         return dtype == ENGINE_BOOL ? ENGINE_BOOL : 0;
     case K_LESS_EQUAL:
     case K_GREATER_EQUAL:
-        return dtype == ENGINE_F32 || is_int(dtype) ? ENGINE_BOOL : 0;
+        return is_real(dtype) || is_int(dtype) ? ENGINE_BOOL : 0;
     case K_MOD:
     case K_FMOD:
-        return dtype == ENGINE_F32 || is_int(dtype) ? dtype : 0;
+        return is_real(dtype) || is_int(dtype) ? dtype : 0;
     case K_PRELU:
-        return dtype == ENGINE_F32 ? dtype : 0;
+        return is_real(dtype) ? dtype : 0;
     case K_SHIFT_LEFT:
     case K_SHIFT_RIGHT:
         return dtype == ENGINE_U8 ? dtype : 0;
@@ -515,15 +538,16 @@ int k_logic_dtype(enum k_logop op, int dtype)
     }
 }
 
-static float logic_f32(enum k_logop op, float x, float y)
+/* Float ops in double: exact for fmod, and one rounding to float32 for the rest, as in float. */
+static double logic_real(enum k_logop op, double x, double y)
 {
     switch (op) {
     case K_MOD: {
-        float r = fmodf(x, y);
+        double r = fmod(x, y);
         return r != 0 && (r < 0) != (y < 0) ? r + y : r;
     }
     case K_FMOD:
-        return fmodf(x, y);
+        return fmod(x, y);
     case K_LESS_EQUAL:
         return x <= y;
     case K_GREATER_EQUAL:
@@ -571,18 +595,18 @@ int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape
     bcast_strides(bs, ds, sb);
     size_t n = (size_t)engine_shape_numel(ds), nb = (size_t)engine_shape_numel(bs);
     int out = k_logic_dtype(op, dtype);
-    if ((op == K_MOD || op == K_FMOD) && dtype != ENGINE_F32)
+    if ((op == K_MOD || op == K_FMOD) && !is_real(dtype))
         for (size_t i = 0; i < nb; i++)
             if (load_int(b, dtype, i) == 0)
                 return -EDOM;
     for (size_t i = 0; i < n; i++) {
         size_t ia = bcast_offset(i, ds, sa), ib = bcast_offset(i, ds, sb);
-        if (dtype == ENGINE_F32) {
-            float v = logic_f32(op, ((const float *)a)[ia], ((const float *)b)[ib]);
+        if (is_real(dtype)) {
+            double v = logic_real(op, load_real(a, dtype, ia), load_real(b, dtype, ib));
             if (out == ENGINE_BOOL)
                 ((uint8_t *)dst)[i] = v != 0;
             else
-                ((float *)dst)[i] = v;
+                store_real(dst, dtype, i, v);
         } else {
             int64_t v = logic_int(op, load_int(a, dtype, ia), load_int(b, dtype, ib));
             store_int(dst, out == ENGINE_BOOL ? ENGINE_U8 : dtype, i, v);
@@ -601,11 +625,6 @@ int k_arith_dtypes_ok(enum k_binop op, int adtype, int bdtype)
         return wide_a && wide_b;
     return op >= K_ADD && op <= K_DIV && adtype == bdtype &&
            (adtype == ENGINE_I8 || adtype == ENGINE_U8);
-}
-
-static double load_real(const void *p, int dtype, size_t i)
-{
-    return dtype == ENGINE_F32 ? ((const float *)p)[i] : (double)load_int(p, dtype, i);
 }
 
 /* A double as int64, truncated toward zero; NaN and out-of-range values saturate (no UB). */
@@ -678,21 +697,23 @@ int k_variadic_dtype_ok(enum k_varop op, int dtype)
 {
     if ((unsigned)op >= K_VAROP_COUNT_)
         return 0;
-    return dtype == ENGINE_F32 || (op != K_VMEAN && is_int(dtype));
+    return is_real(dtype) || (op != K_VMEAN && is_int(dtype));
 }
 
-static void variadic_f32(enum k_varop op, const float *x, const struct engine_shape *xs, int first,
-                         float *dst, const struct engine_shape *ds)
+static void variadic_real(enum k_varop op, int dtype, const void *x, const struct engine_shape *xs,
+                          int first, void *dst, const struct engine_shape *ds)
 {
     int64_t st[ENGINE_MAX_RANK];
     bcast_strides(xs, ds, st);
     size_t n = (size_t)engine_shape_numel(ds);
     for (size_t i = 0; i < n; i++) {
-        float v = x[bcast_offset(i, ds, st)], d = dst[i];
-        dst[i] = first          ? v
-                 : op == K_VMAX ? (v > d || isnan(v) ? v : d)
-                 : op == K_VMIN ? (v < d || isnan(v) ? v : d)
-                                : d + v;
+        double v = load_real(x, dtype, bcast_offset(i, ds, st)),
+               d = first ? v : load_real(dst, dtype, i);
+        store_real(dst, dtype, i,
+                   first          ? v
+                   : op == K_VMAX ? (v > d || isnan(v) ? v : d)
+                   : op == K_VMIN ? (v < d || isnan(v) ? v : d)
+                                  : d + v);
     }
 }
 
@@ -717,15 +738,15 @@ void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
                 const struct engine_shape *shapes, int n, void *dst, const struct engine_shape *ds)
 {
     for (int k = 0; k < n; k++) {
-        if (dtype == ENGINE_F32)
-            variadic_f32(op, srcs[k], &shapes[k], k == 0, dst, ds);
+        if (is_real(dtype))
+            variadic_real(op, dtype, srcs[k], &shapes[k], k == 0, dst, ds);
         else
             variadic_int(op, dtype, srcs[k], &shapes[k], k == 0, dst, ds);
     }
-    if (op == K_VMEAN && dtype == ENGINE_F32) {
+    if (op == K_VMEAN && is_real(dtype)) {
         size_t m = (size_t)engine_shape_numel(ds);
         for (size_t i = 0; i < m; i++)
-            ((float *)dst)[i] /= (float)n;
+            store_real(dst, dtype, i, load_real(dst, dtype, i) / (double)n);
     }
 }
 

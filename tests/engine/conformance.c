@@ -212,7 +212,9 @@ static int compare(const struct engine_tensor *got, const struct engine_tensor *
         double a = elem(got, (size_t)i), b = elem(want, (size_t)i);
         if (isnan(a) && isnan(b))
             continue;
-        double tol = want->dtype == ENGINE_F32 ? ATOL + RTOL * fabs(b) : 0;
+        int real =
+            want->dtype == ENGINE_F32 || want->dtype == ENGINE_F64 || want->dtype == ENGINE_F16;
+        double tol = real ? ATOL + RTOL * fabs(b) : 0; /* every float type, not only float32 */
         if (!(fabs(a - b) <= tol) && !(a == b))
             return seterr(err, errlen, -EINVAL, "output %d element %lld: got %.9g, want %.9g", k,
                           (long long)i, a, b);
