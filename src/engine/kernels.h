@@ -268,6 +268,13 @@ struct k_qconv {
 };
 void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst);
 
+/* 1 if CumSum runs on dtype (float32, float64, int32, int64). */
+int k_cumsum_dtype_ok(int dtype);
+/* Running sums of x along axis (negative counts from the end), exclusive and/or reversed.
+ * Returns -EINVAL when axis is outside [-rank, rank): it may arrive at run time. */
+int k_cumsum(int dtype, const void *x, const struct engine_shape *s, int64_t axis, int exclusive,
+             int reverse, void *dst);
+
 /* Determinant of each [m, m] matrix of x (LU with partial pivoting in double); m <= K_DET_MAX. */
 #define K_DET_MAX 64
 void k_det(const float *x, size_t batch, size_t m, float *dst);

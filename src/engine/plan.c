@@ -1103,11 +1103,24 @@ static int qconv_check(const struct node_ctx *c, const int32_t *p)
     return ok ? 0 : node_err(c, -EINVAL, "quantized convolution shapes or dtypes do not fit");
 }
 
+static int cumsum_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *ax = operand(c, 1), *dst = dst_of(c);
+    struct engine_shape xs;
+    shape_of(x, &xs);
+    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
+        !k_cumsum_dtype_ok((int)x->dtype) || !plain_of_dtype(x, dst->dtype) ||
+        !dims_equal(dst, &xs) || numel_of(ax) != 1 ||
+        !(plain_of_dtype(ax, ENGINE_I32) || plain_of_dtype(ax, ENGINE_I64)))
+        return node_err(c, -EINVAL, "cumulative sum operands or parameters do not fit");
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1, 2},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1, 8};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1, 2, 2},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1, 8, 2};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -1152,6 +1165,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return dft_check(c, p);
     case PLAN_K_QCONV:
         return qconv_check(c, p);
+    case PLAN_K_CUMSUM:
+        return cumsum_check(c, p);
     default:
         return nll_check(c, p);
     }
@@ -1442,7 +1457,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_QCONV)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_CUMSUM)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

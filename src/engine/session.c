@@ -341,6 +341,11 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_QCONV:
         run_qconv(k);
         return 0;
+    case PLAN_K_CUMSUM:
+        return k_cumsum(k->in_dtype[0], k->in[0], &k->in_s[0],
+                        k->in_dtype[1] == ENGINE_I64 ? *(const int64_t *)k->in[1]
+                                                     : *(const int32_t *)k->in[1],
+                        k->params[0], k->params[1], k->dst);
     default:
         return run_nll(k);
     }
@@ -407,6 +412,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_MVN:
     case PLAN_K_DFT:
     case PLAN_K_QCONV:
+    case PLAN_K_CUMSUM:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);
@@ -660,7 +666,7 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
             return seterr(err, errlen, rc, "model %s: node %s: %s", plan_str(v, h->model_name),
                           plan_str(v, v->nodes[k].name),
                           rc == -EDOM ? "integer division by zero"
-                                      : "an index (gather, loss target) is out of range");
+                                      : "an index or axis given at run time is out of range");
         if (rc)
             return seterr(err, errlen, -EIO, "model %s: node %s failed to run",
                           plan_str(v, h->model_name), plan_str(v, v->nodes[k].name));

@@ -1690,6 +1690,26 @@ static int infer_qconv(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
 }
 
+/* CumSum: the axis may be computed at run time (the kernel checks it); a constant one is
+ * checked here. */
+static int infer_cumsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen), axis;
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *ax = in_t(g, n, 1);
+    if (!k_cumsum_dtype_ok(x->dtype))
+        return unsupported_type(g, n, x, err, errlen);
+    if ((ax->dtype != ENGINE_I32 && ax->dtype != ENGINE_I64) || engine_shape_numel(&ax->shape) != 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "axis must be one int32 or int64");
+    int64_t v = !ax->data                 ? 0
+                : ax->dtype == ENGINE_I64 ? *(const int64_t *)ax->data
+                                          : *(const int32_t *)ax->data;
+    if ((rc = norm_axis(g, n, v, x->shape.rank, &axis, err, errlen)))
+        return rc;
+    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
+}
+
 static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2577,6 +2597,7 @@ static const struct ir_op_def ops[] = {
     {"Det", infer_det, NULL},
     {"MeanVarianceNormalization", infer_mvn, NULL},
     {"DFT", infer_dft, NULL},
+    {"CumSum", infer_cumsum, NULL},
     {"ConvInteger", infer_qconv, NULL},
     {"QLinearConv", infer_qconv, NULL},
     {"Abs", infer_act, eval_act},
