@@ -1346,6 +1346,20 @@ static int lower_cumsum(struct lower *l, const struct ir_node *n)
     return cnt < 0 ? cnt : emit_math(l, n, 0, PLAN_K_CUMSUM, ins, 2, params, 2, 0, 0, 0);
 }
 
+static int lower_einsum(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_attr *a = ir_attr_get(n, "einsum_spec");
+    int64_t ins[K_EINSUM_MAX_IN];
+    if (!a || a->type != IR_ATTR_INTS)
+        return lerr(l, n, -EINVAL, "the equation was not resolved by shape inference");
+    int cnt = math_operands(l, n, K_EINSUM_MAX_IN, ins);
+    if (cnt >= 0 && cnt != n->n_in)
+        return lerr(l, n, -EINVAL, "an input is missing");
+    return cnt < 0 ? cnt
+                   : emit_math(l, n, 0, PLAN_K_EINSUM, ins, (uint32_t)cnt, a->ints, (uint32_t)a->n,
+                               0, 0, 0);
+}
+
 static int lower_det(struct lower *l, const struct ir_node *n)
 {
     int64_t ins[1];
@@ -1910,6 +1924,7 @@ static const struct {
     {"MeanVarianceNormalization", lower_mvn},
     {"DFT", lower_dft},
     {"CumSum", lower_cumsum},
+    {"Einsum", lower_einsum},
     {"ConvInteger", lower_qconv},
     {"QLinearConv", lower_qconv},
     {"Conv", lower_conv},

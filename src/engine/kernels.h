@@ -275,6 +275,21 @@ int k_cumsum_dtype_ok(int dtype);
 int k_cumsum(int dtype, const void *x, const struct engine_shape *s, int64_t axis, int exclusive,
              int reverse, void *dst);
 
+/* Einsum. A spec names every dim by a label id: [n_in, out_rank, out ids..., then per input its
+ * rank and ids...]; letters are ids 0-51, the dims an ellipsis covers 52 on. */
+#define K_EINSUM_LABELS 60
+#define K_EINSUM_MAX_IN 8
+/* Parses equation for inputs of these ranks into spec (cap values); the spec's length or
+ * -EINVAL. */
+int k_einsum_parse(const char *equation, int n_in, const int *ranks, int32_t *spec, int cap);
+/* 0 if spec (n values) fits the input shapes, every label has one extent, and out is the
+ * shape the output labels give; -EINVAL otherwise. */
+int k_einsum_check(const int32_t *spec, int n, const struct engine_shape *shapes, int n_in,
+                   struct engine_shape *out);
+/* dst = the einsum of srcs (one dtype: float32, float64, int32 or int64) under a checked spec. */
+void k_einsum(int dtype, const void *const *srcs, const struct engine_shape *shapes,
+              const int32_t *spec, void *dst, const struct engine_shape *ds);
+
 /* Determinant of each [m, m] matrix of x (LU with partial pivoting in double); m <= K_DET_MAX. */
 #define K_DET_MAX 64
 void k_det(const float *x, size_t batch, size_t m, float *dst);

@@ -973,6 +973,206 @@ int k_cumsum(int dtype, const void *x, const struct engine_shape *s, int64_t axi
     return 0;
 }
 
+/* ---- einsum ---- */
+
+static int einsum_letter(char ch)
+{
+    return ch >= 'a' && ch <= 'z' ? ch - 'a' : ch >= 'A' && ch <= 'Z' ? 26 + ch - 'A' : -1;
+}
+
+/* One term ("b...ij"): its ids into spec; *ell gets the ellipsis length (must agree). */
+static int einsum_term(const char **p, int rank, int32_t *ids, int *ell, int *count)
+{
+    int n = 0, letters = 0, has_ell = 0;
+    for (const char *q = *p; *q && *q != ',' && *q != '-'; q++)
+        letters += einsum_letter(*q) >= 0;
+    for (; **p && **p != ',' && **p != '-'; (*p)++) {
+        if (**p == ' ')
+            continue;
+        if (strncmp(*p, "...", 3) == 0 && !has_ell) {
+            int e = rank - letters;
+            if (e < 0 || (*ell >= 0 && *ell != e) || e > K_EINSUM_LABELS - 52)
+                return -EINVAL;
+            *ell = e;
+            has_ell = 1;
+            for (int j = 0; j < e; j++)
+                ids[n++] = 52 + j;
+            *p += 2;
+            continue;
+        }
+        int id = einsum_letter(**p);
+        if (id < 0)
+            return -EINVAL;
+        ids[n++] = id;
+        count[id]++;
+    }
+    return n == rank ? 0 : -EINVAL;
+}
+
+/* The output term after "->", or the implicit one: the ellipsis, then letters seen once in
+ * ASCII order. */
+static int einsum_output(const char *p, int ell, const int *count, int32_t *ids)
+{
+    int n = 0, seen[K_EINSUM_LABELS] = {0};
+    if (!p) {
+        for (int j = 0; j < ell; j++)
+            ids[n++] = 52 + j;
+        for (int id = 26; id < 52; id++)
+            if (count[id] == 1)
+                ids[n++] = id;
+        for (int id = 0; id < 26; id++)
+            if (count[id] == 1)
+                ids[n++] = id;
+        return n;
+    }
+    for (; *p; p++) {
+        if (*p == ' ')
+            continue;
+        if (strncmp(p, "...", 3) == 0) {
+            for (int j = 0; j < (ell > 0 ? ell : 0); j++)
+                ids[n++] = 52 + j;
+            p += 2;
+            continue;
+        }
+        int id = einsum_letter(*p);
+        if (id < 0 || !count[id] || seen[id]++ || n >= ENGINE_MAX_RANK)
+            return -EINVAL;
+        ids[n++] = id;
+    }
+    return n;
+}
+
+int k_einsum_parse(const char *equation, int n_in, const int *ranks, int32_t *spec, int cap)
+{
+    int count[K_EINSUM_LABELS] = {0}, ell = -1, len = 2 + ENGINE_MAX_RANK;
+    int32_t out[ENGINE_MAX_RANK + K_EINSUM_LABELS];
+    const char *p = equation, *arrow = strstr(equation, "->");
+    if (n_in < 1 || n_in > K_EINSUM_MAX_IN || cap < len + n_in * (1 + ENGINE_MAX_RANK))
+        return -EINVAL;
+    len = 2;
+    int32_t *terms = spec + 2 + ENGINE_MAX_RANK; /* written after the output, moved down below */
+    for (int k = 0; k < n_in; k++) {
+        terms[len - 2] = ranks[k];
+        if (ranks[k] > ENGINE_MAX_RANK || einsum_term(&p, ranks[k], terms + len - 1, &ell, count))
+            return -EINVAL;
+        len += 1 + ranks[k];
+        if (*p == ',')
+            p++;
+        else if (k + 1 < n_in)
+            return -EINVAL;
+    }
+    if (arrow ? p != arrow : *p != '\0')
+        return -EINVAL;
+    int out_rank = einsum_output(arrow ? arrow + 2 : NULL, ell, count, out);
+    if (out_rank < 0 || out_rank > ENGINE_MAX_RANK)
+        return -EINVAL;
+    memmove(spec + 2 + out_rank, terms, (size_t)(len - 2) * sizeof(int32_t));
+    spec[0] = n_in;
+    spec[1] = out_rank;
+    memcpy(spec + 2, out, (size_t)out_rank * sizeof(int32_t));
+    return len + out_rank;
+}
+
+/* The extent of every label; -EINVAL when a label's dims differ or the spec is malformed. */
+static int einsum_sizes(const int32_t *spec, int n, const struct engine_shape *shapes, int n_in,
+                        int64_t *sizes)
+{
+    for (int l = 0; l < K_EINSUM_LABELS; l++)
+        sizes[l] = -1;
+    if (n < 2 || spec[0] != n_in || n_in < 1 || n_in > K_EINSUM_MAX_IN || spec[1] < 0 ||
+        spec[1] > ENGINE_MAX_RANK)
+        return -EINVAL;
+    int at = 2 + spec[1];
+    for (int k = 0; k < n_in; k++) {
+        if (at >= n || spec[at] != shapes[k].rank || at + 1 + spec[at] > n)
+            return -EINVAL;
+        for (int d = 0; d < shapes[k].rank; d++) {
+            int32_t id = spec[at + 1 + d];
+            if (id < 0 || id >= K_EINSUM_LABELS ||
+                (sizes[id] >= 0 && sizes[id] != shapes[k].dims[d]))
+                return -EINVAL;
+            sizes[id] = shapes[k].dims[d];
+        }
+        at += 1 + spec[at];
+    }
+    return at == n ? 0 : -EINVAL;
+}
+
+int k_einsum_check(const int32_t *spec, int n, const struct engine_shape *shapes, int n_in,
+                   struct engine_shape *out)
+{
+    int64_t sizes[K_EINSUM_LABELS], work = 1;
+    if (einsum_sizes(spec, n, shapes, n_in, sizes))
+        return -EINVAL;
+    for (int l = 0; l < K_EINSUM_LABELS; l++) {
+        if (sizes[l] > 0 && work > ((int64_t)1 << 40) / sizes[l])
+            return -EINVAL; /* the enumeration would not finish (or its count overflow) */
+        work *= sizes[l] > 0 ? sizes[l] : 1;
+    }
+    out->rank = spec[1];
+    for (int d = 0; d < spec[1]; d++) {
+        int32_t id = spec[2 + d];
+        if (id < 0 || id >= K_EINSUM_LABELS || sizes[id] < 0)
+            return -EINVAL;
+        out->dims[d] = sizes[id];
+    }
+    return 0;
+}
+
+/* Element strides per label of a tensor (a repeated label, a diagonal, adds its strides). */
+static void einsum_strides(const int32_t *ids, const struct engine_shape *s, int64_t *lst)
+{
+    int64_t st = 1;
+    for (int l = 0; l < K_EINSUM_LABELS; l++)
+        lst[l] = 0;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        lst[ids[d]] += st;
+        st *= s->dims[d];
+    }
+}
+
+void k_einsum(int dtype, const void *const *srcs, const struct engine_shape *shapes,
+              const int32_t *spec, void *dst, const struct engine_shape *ds)
+{
+    int n_in = spec[0], used[K_EINSUM_LABELS], n_used = 0;
+    int64_t sizes[K_EINSUM_LABELS], lst[K_EINSUM_MAX_IN + 1][K_EINSUM_LABELS];
+    int64_t val[K_EINSUM_LABELS] = {0}, total = 1;
+    int at = 2 + spec[1];
+    for (int k = 0; k < n_in; k++) {
+        einsum_strides(spec + at + 1, &shapes[k], lst[k]);
+        at += 1 + spec[at];
+    }
+    einsum_strides(spec + 2, ds, lst[n_in]);
+    einsum_sizes(spec, at, shapes, n_in, sizes);
+    for (int l = 0; l < K_EINSUM_LABELS; l++)
+        if (sizes[l] >= 0) {
+            used[n_used++] = l;
+            total *= sizes[l];
+        }
+    size_t nd = (size_t)engine_shape_numel(ds);
+    for (size_t i = 0; i < nd; i++)
+        is_real(dtype) ? store_real(dst, dtype, i, 0) : store_int(dst, dtype, i, 0);
+    for (int64_t t = 0; t < total; t++) {
+        size_t off[K_EINSUM_MAX_IN + 1] = {0};
+        for (int k = 0; k <= n_in; k++)
+            for (int u = 0; u < n_used; u++)
+                off[k] += (size_t)(val[used[u]] * lst[k][used[u]]);
+        if (is_real(dtype)) {
+            double prod = 1;
+            for (int k = 0; k < n_in; k++)
+                prod *= load_real(srcs[k], dtype, off[k]);
+            store_real(dst, dtype, off[n_in], load_real(dst, dtype, off[n_in]) + prod);
+        } else {
+            int64_t prod = 1;
+            for (int k = 0; k < n_in; k++)
+                prod = wrap_mul(prod, load_int(srcs[k], dtype, off[k]));
+            store_int(dst, dtype, off[n_in], wrap_add(load_int(dst, dtype, off[n_in]), prod));
+        }
+        for (int u = n_used - 1; u >= 0 && ++val[used[u]] == sizes[used[u]]; u--)
+            val[used[u]] = 0; /* the odometer: innermost label first */
+    }
+}
+
 /* ---- determinant, mean-variance normalisation ---- */
 
 static double det1(const float *x, size_t m, double *lu)

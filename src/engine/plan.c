@@ -1116,11 +1116,26 @@ static int cumsum_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int einsum_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *dst = dst_of(c);
+    struct engine_shape shapes[K_EINSUM_MAX_IN], out;
+    int ok = k_cumsum_dtype_ok((int)dst->dtype) && c->n->n_in <= K_EINSUM_MAX_IN;
+    for (uint32_t i = 0; ok && i < c->n->n_in; i++) {
+        ok = plain_of_dtype(operand(c, i), dst->dtype);
+        shape_of(operand(c, i), &shapes[i]);
+    }
+    if (!ok || k_einsum_check(p, (int)c->n->n_params, shapes, (int)c->n->n_in, &out) ||
+        !dims_equal(dst, &out))
+        return node_err(c, -EINVAL, "einsum spec, shapes or dtypes do not fit");
+    return 0;
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1, 2, 2},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1, 8, 2};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1, 2, 2, 1},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1, 8, 2, 8};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -1167,6 +1182,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return qconv_check(c, p);
     case PLAN_K_CUMSUM:
         return cumsum_check(c, p);
+    case PLAN_K_EINSUM:
+        return einsum_check(c, p);
     default:
         return nll_check(c, p);
     }
@@ -1457,7 +1474,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_CUMSUM)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_EINSUM)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

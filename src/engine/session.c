@@ -346,6 +346,9 @@ static int run_math_kernel(const struct session_kernel *k)
                         k->in_dtype[1] == ENGINE_I64 ? *(const int64_t *)k->in[1]
                                                      : *(const int32_t *)k->in[1],
                         k->params[0], k->params[1], k->dst);
+    case PLAN_K_EINSUM:
+        k_einsum(k->out_dtype, k->in, k->in_s, k->params, k->dst, &k->o);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -413,6 +416,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_DFT:
     case PLAN_K_QCONV:
     case PLAN_K_CUMSUM:
+    case PLAN_K_EINSUM:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

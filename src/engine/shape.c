@@ -1710,6 +1710,37 @@ static int infer_cumsum(struct ir_graph *g, struct ir_node *n, char *err, size_t
     return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
 }
 
+/* Einsum: the equation becomes the normalised attribute einsum_spec (kernels.h). */
+static int infer_einsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, K_EINSUM_MAX_IN, err, errlen), ranks[K_EINSUM_MAX_IN];
+    if (rc)
+        return rc;
+    struct engine_shape shapes[K_EINSUM_MAX_IN], o;
+    for (int i = 0; i < n->n_in; i++) {
+        struct ir_tensor *t = in_t(g, n, i);
+        if (!t || t->dtype != in_t(g, n, 0)->dtype || !k_cumsum_dtype_ok(t->dtype))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "inputs must share one type of float32, float64, int32, int64");
+        ranks[i] = t->shape.rank;
+        shapes[i] = t->shape;
+    }
+    int32_t spec[2 + ENGINE_MAX_RANK + K_EINSUM_MAX_IN * (1 + ENGINE_MAX_RANK)];
+    int64_t wide[sizeof(spec) / sizeof(spec[0])];
+    const char *eq = ir_attr_str(n, "equation", "");
+    int len = k_einsum_parse(eq, n->n_in, ranks, spec, (int)(sizeof(spec) / sizeof(spec[0])));
+    if (len < 0 || k_einsum_check(spec, len, shapes, n->n_in, &o))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "equation '%s' is unsupported for these shapes (labels must agree in "
+                           "size, one ellipsis length)",
+                           eq);
+    for (int i = 0; i < len; i++)
+        wide[i] = spec[i];
+    if (ir_attr_set_ints(n, "einsum_spec", wide, (size_t)len))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, in_t(g, n, 0)->dtype, &o, err, errlen);
+}
+
 static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2598,6 +2629,7 @@ static const struct ir_op_def ops[] = {
     {"MeanVarianceNormalization", infer_mvn, NULL},
     {"DFT", infer_dft, NULL},
     {"CumSum", infer_cumsum, NULL},
+    {"Einsum", infer_einsum, NULL},
     {"ConvInteger", infer_qconv, NULL},
     {"QLinearConv", infer_qconv, NULL},
     {"Abs", infer_act, eval_act},

@@ -250,7 +250,7 @@ def hostile(outdir):
           N("Relu", ["X"], ["Y"])], [vi("X", [4])], [vi("Y", None), vi("a", None)])
     save(outdir, "bad_missing_init", [N("Conv", ["X", "W"], ["Y"], name="conv0")],
          [vi("X", [1, 3, 4, 4])], [vi("Y", None)])
-    save(outdir, "bad_unsupported_op", [N("Einsum", ["X"], ["Y"], name="e0", equation="ii")],
+    save(outdir, "bad_unsupported_op", [N("StringNormalizer", ["X"], ["Y"], name="e0")],
          [vi("X", [4, 4])], [vi("Y", None)])
     save(outdir, "bad_auto_pad", [N("Conv", ["X", "W"], ["Y"], name="conv0", auto_pad="FOO")],
          [vi("X", [1, 3, 4, 4])], [vi("Y", None)], [init("W", [2, 3, 3, 3])])

@@ -203,6 +203,30 @@ static void test_cumsum_axis(void **state)
     assert_int_equal(k_cumsum(ENGINE_I32, x, &s, -3, 0, 0, d), -EINVAL);
 }
 
+static void test_einsum_spec(void **state)
+{
+    int32_t spec[64];
+    int ranks[2] = {2, 2};
+    struct engine_shape sh[2] = {SHAPE(2, 2, 3), SHAPE(2, 3, 4)}, out;
+    int n = k_einsum_parse("ij,jk", 2, ranks, spec, 64); /* implicit output: ik */
+    assert_true(n > 0);
+    assert_int_equal(k_einsum_check(spec, n, sh, 2, &out), 0);
+    assert_int_equal(out.rank, 2);
+    assert_true(out.dims[0] == 2 && out.dims[1] == 4);
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[12] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0}, c[8];
+    const void *srcs[2] = {a, b};
+    k_einsum(ENGINE_F32, srcs, sh, spec, c, &out);
+    float want[8] = {1, 2, 3, 0, 4, 5, 6, 0};
+    assert_memory_equal(c, want, sizeof(want));
+    assert_true(k_einsum_parse("ij,jk->iz", 2, ranks, spec, 64) < 0); /* z is no input's */
+    assert_true(k_einsum_parse("ijk,jk", 2, ranks, spec, 64) < 0);    /* rank 3 vs 2 */
+    struct engine_shape bad[2] = {SHAPE(2, 2, 3), SHAPE(2, 4, 4)};
+    n = k_einsum_parse("ij,jk", 2, ranks, spec, 64);
+    assert_int_equal(k_einsum_check(spec, n, bad, 2, &out), -EINVAL); /* j: 3 vs 4 */
+    spec[n - 1] = 99;                                                 /* a label out of range */
+    assert_int_equal(k_einsum_check(spec, n, sh, 2, &out), -EINVAL);
+}
+
 static void test_clip_bounds(void **state)
 {
     int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
@@ -387,19 +411,13 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),
-        cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),
-        cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),
-        cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_cumsum_axis),
-        cmocka_unit_test(test_qconv_padding),
-        cmocka_unit_test(test_quantize_edges),
-        cmocka_unit_test(test_topk_ties_and_nan),
-        cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),
-        cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_einsum_spec),       cmocka_unit_test(test_cumsum_axis),
+        cmocka_unit_test(test_qconv_padding),     cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
