@@ -1336,16 +1336,6 @@ static int lower_qconv(struct lower *l, const struct ir_node *n)
     return emit_math(l, n, 0, PLAN_K_QCONV, ins, cnt, params, 5 + 3 * (uint32_t)sp, 0, 0, 0);
 }
 
-static int lower_cumsum(struct lower *l, const struct ir_node *n)
-{
-    int64_t ins[2],
-        params[2] = {ir_attr_int(n, "exclusive", 0) != 0, ir_attr_int(n, "reverse", 0) != 0};
-    int cnt = math_operands(l, n, 2, ins);
-    if (cnt >= 0 && cnt != 2)
-        return lerr(l, n, -EINVAL, "needs x and axis");
-    return cnt < 0 ? cnt : emit_math(l, n, 0, PLAN_K_CUMSUM, ins, 2, params, 2, 0, 0, 0);
-}
-
 static int lower_einsum(struct lower *l, const struct ir_node *n)
 {
     const struct ir_attr *a = ir_attr_get(n, "einsum_spec");
@@ -1923,7 +1913,6 @@ static const struct {
     {"Det", lower_det},
     {"MeanVarianceNormalization", lower_mvn},
     {"DFT", lower_dft},
-    {"CumSum", lower_cumsum},
     {"Einsum", lower_einsum},
     {"ConvInteger", lower_qconv},
     {"QLinearConv", lower_qconv},

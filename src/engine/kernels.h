@@ -268,13 +268,6 @@ struct k_qconv {
 };
 void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst);
 
-/* 1 if CumSum runs on dtype (float32, float64, int32, int64). */
-int k_cumsum_dtype_ok(int dtype);
-/* Running sums of x along axis (negative counts from the end), exclusive and/or reversed.
- * Returns -EINVAL when axis is outside [-rank, rank): it may arrive at run time. */
-int k_cumsum(int dtype, const void *x, const struct engine_shape *s, int64_t axis, int exclusive,
-             int reverse, void *dst);
-
 /* Einsum. A spec names every dim by a label id: [n_in, out_rank, out ids..., then per input its
  * rank and ids...]; letters are ids 0-51, the dims an ellipsis covers 52 on. */
 #define K_EINSUM_LABELS 60
@@ -286,6 +279,8 @@ int k_einsum_parse(const char *equation, int n_in, const int *ranks, int32_t *sp
  * shape the output labels give; -EINVAL otherwise. */
 int k_einsum_check(const int32_t *spec, int n, const struct engine_shape *shapes, int n_in,
                    struct engine_shape *out);
+/* 1 if Einsum runs on dtype (float32, float64, int32, int64). */
+int k_einsum_dtype_ok(int dtype);
 /* dst = the einsum of srcs (one dtype: float32, float64, int32 or int64) under a checked spec. */
 void k_einsum(int dtype, const void *const *srcs, const struct engine_shape *shapes,
               const int32_t *spec, void *dst, const struct engine_shape *ds);

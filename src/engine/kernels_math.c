@@ -939,41 +939,12 @@ void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst)
                     }
 }
 
-/* ---- cumulative sum ---- */
+/* ---- einsum ---- */
 
-int k_cumsum_dtype_ok(int dtype)
+int k_einsum_dtype_ok(int dtype)
 {
     return is_real(dtype) || dtype == ENGINE_I32 || dtype == ENGINE_I64;
 }
-
-int k_cumsum(int dtype, const void *x, const struct engine_shape *s, int64_t axis, int exclusive,
-             int reverse, void *dst)
-{
-    if (axis < -s->rank || axis >= s->rank)
-        return -EINVAL;
-    size_t outer, len, inner;
-    axis_split(s, (int)(axis < 0 ? axis + s->rank : axis), &outer, &len, &inner);
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
-            double acc = 0;
-            int64_t iacc = 0;
-            for (size_t t = 0; t < len; t++) {
-                size_t k = reverse ? len - 1 - t : t, at = (o * len + k) * inner + i;
-                if (is_real(dtype)) {
-                    double v = load_real(x, dtype, at);
-                    store_real(dst, dtype, at, exclusive ? acc : acc + v);
-                    acc += v;
-                } else {
-                    int64_t v = load_int(x, dtype, at);
-                    store_int(dst, dtype, at, exclusive ? iacc : wrap_add(iacc, v));
-                    iacc = wrap_add(iacc, v);
-                }
-            }
-        }
-    return 0;
-}
-
-/* ---- einsum ---- */
 
 static int einsum_letter(char ch)
 {

@@ -1103,24 +1103,11 @@ static int qconv_check(const struct node_ctx *c, const int32_t *p)
     return ok ? 0 : node_err(c, -EINVAL, "quantized convolution shapes or dtypes do not fit");
 }
 
-static int cumsum_check(const struct node_ctx *c, const int32_t *p)
-{
-    const struct plan_tensor *x = operand(c, 0), *ax = operand(c, 1), *dst = dst_of(c);
-    struct engine_shape xs;
-    shape_of(x, &xs);
-    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
-        !k_cumsum_dtype_ok((int)x->dtype) || !plain_of_dtype(x, dst->dtype) ||
-        !dims_equal(dst, &xs) || numel_of(ax) != 1 ||
-        !(plain_of_dtype(ax, ENGINE_I32) || plain_of_dtype(ax, ENGINE_I64)))
-        return node_err(c, -EINVAL, "cumulative sum operands or parameters do not fit");
-    return 0;
-}
-
 static int einsum_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *dst = dst_of(c);
     struct engine_shape shapes[K_EINSUM_MAX_IN], out;
-    int ok = k_cumsum_dtype_ok((int)dst->dtype) && c->n->n_in <= K_EINSUM_MAX_IN;
+    int ok = k_einsum_dtype_ok((int)dst->dtype) && c->n->n_in <= K_EINSUM_MAX_IN;
     for (uint32_t i = 0; ok && i < c->n->n_in; i++) {
         ok = plain_of_dtype(operand(c, i), dst->dtype);
         shape_of(operand(c, i), &shapes[i]);
@@ -1180,12 +1167,12 @@ static int math_kernel_check(const struct node_ctx *c)
         return dft_check(c, p);
     case PLAN_K_QCONV:
         return qconv_check(c, p);
-    case PLAN_K_CUMSUM:
-        return cumsum_check(c, p);
     case PLAN_K_EINSUM:
         return einsum_check(c, p);
-    default:
+    case PLAN_K_NLL:
         return nll_check(c, p);
+    default:
+        return node_err(c, -EINVAL, "unknown kernel");
     }
 }
 

@@ -156,8 +156,7 @@ enum plan_kernel {
     PLAN_K_QCONV = 38,      /* ConvInteger (x, w, [xzp], [wzp]; dst int32) or QLinearConv (x, xs,
                                xzp, w, ws, wzp, ys, yzp); params: qlinear, has_xzp, has_wzp,
                                group, sp, strides[sp], dilations[sp], pads_begin[sp] */
-    PLAN_K_CUMSUM = 39,     /* in: x, axis (one int32/int64, checked at run time); params:
-                               exclusive, reverse */
+    /* 39 is unused */
     PLAN_K_EINSUM = 40,     /* in: 1 to 8 operands of dst's dtype; params: the k_einsum spec */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */

@@ -341,11 +341,6 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_QCONV:
         run_qconv(k);
         return 0;
-    case PLAN_K_CUMSUM:
-        return k_cumsum(k->in_dtype[0], k->in[0], &k->in_s[0],
-                        k->in_dtype[1] == ENGINE_I64 ? *(const int64_t *)k->in[1]
-                                                     : *(const int32_t *)k->in[1],
-                        k->params[0], k->params[1], k->dst);
     case PLAN_K_EINSUM:
         k_einsum(k->out_dtype, k->in, k->in_s, k->params, k->dst, &k->o);
         return 0;
@@ -415,7 +410,6 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_MVN:
     case PLAN_K_DFT:
     case PLAN_K_QCONV:
-    case PLAN_K_CUMSUM:
     case PLAN_K_EINSUM:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:

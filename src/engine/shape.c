@@ -1690,26 +1690,6 @@ static int infer_qconv(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
 }
 
-/* CumSum: the axis may be computed at run time (the kernel checks it); a constant one is
- * checked here. */
-static int infer_cumsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
-{
-    int rc = arity(g, n, 2, 2, err, errlen), axis;
-    if (rc)
-        return rc;
-    struct ir_tensor *x = in_t(g, n, 0), *ax = in_t(g, n, 1);
-    if (!k_cumsum_dtype_ok(x->dtype))
-        return unsupported_type(g, n, x, err, errlen);
-    if ((ax->dtype != ENGINE_I32 && ax->dtype != ENGINE_I64) || engine_shape_numel(&ax->shape) != 1)
-        return ir_node_err(g, n, err, errlen, -EINVAL, "axis must be one int32 or int64");
-    int64_t v = !ax->data                 ? 0
-                : ax->dtype == ENGINE_I64 ? *(const int64_t *)ax->data
-                                          : *(const int32_t *)ax->data;
-    if ((rc = norm_axis(g, n, v, x->shape.rank, &axis, err, errlen)))
-        return rc;
-    return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
-}
-
 /* Einsum: the equation becomes the normalised attribute einsum_spec (kernels.h). */
 static int infer_einsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
@@ -1719,7 +1699,7 @@ static int infer_einsum(struct ir_graph *g, struct ir_node *n, char *err, size_t
     struct engine_shape shapes[K_EINSUM_MAX_IN], o;
     for (int i = 0; i < n->n_in; i++) {
         struct ir_tensor *t = in_t(g, n, i);
-        if (!t || t->dtype != in_t(g, n, 0)->dtype || !k_cumsum_dtype_ok(t->dtype))
+        if (!t || t->dtype != in_t(g, n, 0)->dtype || !k_einsum_dtype_ok(t->dtype))
             return ir_node_err(g, n, err, errlen, -ENOTSUP,
                                "inputs must share one type of float32, float64, int32, int64");
         ranks[i] = t->shape.rank;
@@ -2628,7 +2608,6 @@ static const struct ir_op_def ops[] = {
     {"Det", infer_det, NULL},
     {"MeanVarianceNormalization", infer_mvn, NULL},
     {"DFT", infer_dft, NULL},
-    {"CumSum", infer_cumsum, NULL},
     {"Einsum", infer_einsum, NULL},
     {"ConvInteger", infer_qconv, NULL},
     {"QLinearConv", infer_qconv, NULL},

@@ -192,17 +192,6 @@ static void test_qconv_padding(void **state)
     assert_memory_equal(y, want, sizeof(want));
 }
 
-static void test_cumsum_axis(void **state)
-{
-    int32_t x[6] = {1, 2, 3, 4, 5, 6}, d[6];
-    struct engine_shape s = SHAPE(2, 2, 3);
-    assert_int_equal(k_cumsum(ENGINE_I32, x, &s, -1, 1, 1, d), 0); /* exclusive, reversed */
-    int32_t want[6] = {5, 3, 0, 11, 6, 0};
-    assert_memory_equal(d, want, sizeof(want));
-    assert_int_equal(k_cumsum(ENGINE_I32, x, &s, 2, 0, 0, d), -EINVAL); /* axis given at run time */
-    assert_int_equal(k_cumsum(ENGINE_I32, x, &s, -3, 0, 0, d), -EINVAL);
-}
-
 static void test_einsum_spec(void **state)
 {
     int32_t spec[64];
@@ -411,13 +400,19 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_einsum_spec),       cmocka_unit_test(test_cumsum_axis),
-        cmocka_unit_test(test_qconv_padding),     cmocka_unit_test(test_quantize_edges),
-        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),
+        cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),
+        cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),
+        cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_einsum_spec),
+        cmocka_unit_test(test_qconv_padding),
+        cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_topk_ties_and_nan),
+        cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
