@@ -1821,6 +1821,16 @@ static int lower_rnn(struct lower *l, const struct ir_node *n)
     return rc;
 }
 
+static int lower_resize(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_attr *a = ir_attr_get(n, "resize_params");
+    int64_t ins[1];
+    if (!a || a->type != IR_ATTR_INTS)
+        return lerr(l, n, -EINVAL, "resize was not resolved by shape inference");
+    int rc = plain_inputs(l, n, 1, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_RESIZE, ins, 1, a->ints, (uint32_t)a->n, 0);
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -1978,6 +1988,8 @@ static const struct {
     {"CastLike", lower_cast},
     {"CumSum", lower_cumsum},
     {"RNN", lower_rnn},
+    {"Resize", lower_resize},
+    {"Upsample", lower_resize},
     {"GRU", lower_rnn},
     {"LSTM", lower_rnn},
 };

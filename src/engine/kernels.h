@@ -406,6 +406,37 @@ struct k_rnn_io {
 /* Runs the recurrence with tanh/sigmoid activations and writes output `which` (0 Y, 1 Y_h,
  * 2 Y_c) to dst; -EINVAL for a sequence length outside [0, seq]. */
 int k_rnn(const struct k_rnn *p, const struct k_rnn_io *io, int which, float *dst);
+enum k_resize_mode { K_RESIZE_NEAREST, K_RESIZE_LINEAR, K_RESIZE_CUBIC };
+enum k_resize_coord {
+    K_RESIZE_HALF_PIXEL,
+    K_RESIZE_PYTORCH_HALF_PIXEL,
+    K_RESIZE_ALIGN_CORNERS,
+    K_RESIZE_ASYMMETRIC,
+    K_RESIZE_TF_HALF_PIXEL_FOR_NN,
+    K_RESIZE_TF_CROP_AND_RESIZE,
+};
+enum k_resize_nearest {
+    K_NEAREST_ROUND_PREFER_FLOOR,
+    K_NEAREST_ROUND_PREFER_CEIL,
+    K_NEAREST_FLOOR,
+    K_NEAREST_CEIL,
+};
+
+struct k_resize {
+    enum k_resize_mode mode;
+    enum k_resize_coord coord;
+    enum k_resize_nearest nearest;
+    int exclude_outside;
+    float cubic_a, extrapolation;
+    float scale[ENGINE_MAX_RANK];                               /* per axis */
+    float roi_start[ENGINE_MAX_RANK], roi_end[ENGINE_MAX_RANK]; /* tf_crop_and_resize */
+};
+
+/* Resize x (any rank; every axis by its own scale) into y; samples are clamped to the input
+ * (edge padding), or take `extrapolation` outside the crop (tf_crop_and_resize). Axes with an
+ * empty input must have an empty output (the caller checks). */
+void k_resize(const float *x, const struct engine_shape *xs, const struct k_resize *p, float *y,
+              const struct engine_shape *ys);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

@@ -750,3 +750,125 @@ int k_rnn(const struct k_rnn *p, const struct k_rnn_io *io, int which, float *ds
     }
     return 0;
 }
+
+/* ---- Resize (float32, any rank) ---- */
+
+/* Where output index x of one axis samples the input (ONNX coordinate_transformation_mode). */
+static double resize_coord(const struct k_resize *p, int d, int64_t x, int64_t in, int64_t out)
+{
+    double s = p->scale[d], xr = (double)x;
+    switch (p->coord) {
+    case K_RESIZE_HALF_PIXEL:
+        return (xr + 0.5) / s - 0.5;
+    case K_RESIZE_PYTORCH_HALF_PIXEL:
+        return out > 1 ? (xr + 0.5) / s - 0.5 : 0.0;
+    case K_RESIZE_ALIGN_CORNERS: { /* the unrounded resized length, as the reference takes it */
+        double len = (double)in * s;
+        return out == 1 || len == 1 ? 0.0 : xr * (double)(in - 1) / (len - 1);
+    }
+    case K_RESIZE_ASYMMETRIC:
+        return xr / s;
+    case K_RESIZE_TF_HALF_PIXEL_FOR_NN:
+        return (xr + 0.5) / s;
+    default: /* tf_crop_and_resize */
+        return out > 1
+                   ? p->roi_start[d] * (double)(in - 1) + xr * (p->roi_end[d] - p->roi_start[d]) *
+                                                              (double)(in - 1) / (double)(out - 1)
+                   : 0.5 * (p->roi_start[d] + p->roi_end[d]) * (double)(in - 1);
+    }
+}
+
+static int64_t nearest_index(enum k_resize_nearest m, double x)
+{
+    double r = m == K_NEAREST_FLOOR               ? floor(x)
+               : m == K_NEAREST_CEIL              ? ceil(x)
+               : m == K_NEAREST_ROUND_PREFER_CEIL ? floor(x + 0.5)
+                                                  : ceil(x - 0.5);
+    return r < -1.0 ? -1 : r > 4e18 ? (int64_t)4e18 : (int64_t)r;
+}
+
+static void cubic_weights(double t, double a, double w[4])
+{
+    double x[4] = {1 + t, t, 1 - t, 2 - t};
+    for (int i = 0; i < 4; i++) {
+        double v = x[i];
+        w[i] = v <= 1 ? ((a + 2) * v - (a + 3)) * v * v + 1
+                      : ((a * v - 5 * a) * v + 8 * a) * v - 4 * a;
+    }
+}
+
+/* The taps (input indices and weights) output index x of axis d reads; returns their count, or
+ * -1 when the sample lies outside the input (tf_crop_and_resize extrapolates). */
+static int resize_taps(const struct k_resize *p, int d, int64_t x, int64_t in, int64_t out,
+                       int64_t idx[4], double w[4])
+{
+    double c = resize_coord(p, d, x, in, out);
+    if (p->coord == K_RESIZE_TF_CROP_AND_RESIZE && (c < 0 || c > (double)(in - 1)))
+        return -1;
+    if (!(c > -1e9 && c < 1e18)) /* NaN or absurd: clamp far outside, one edge tap */
+        c = c < 0 ? -1e9 : 1e18;
+    if (p->mode == K_RESIZE_NEAREST) {
+        idx[0] = clamp_i(nearest_index(p->nearest, c), 0, in - 1);
+        w[0] = 1;
+        return 1;
+    }
+    double f = floor(c), t = c - f;
+    int64_t i0 = (int64_t)f;
+    int n = p->mode == K_RESIZE_LINEAR ? 2 : 4;
+    if (n == 2) {
+        w[0] = 1 - t, w[1] = t;
+    } else {
+        cubic_weights(t, p->cubic_a, w);
+        i0 -= 1;
+    }
+    double sum = 0;
+    for (int k = 0; k < n; k++) {
+        int64_t at = i0 + k;
+        if (p->exclude_outside && (at < 0 || at >= in))
+            w[k] = 0;
+        sum += w[k];
+        idx[k] = clamp_i(at, 0, in - 1);
+    }
+    for (int k = 0; p->exclude_outside && sum != 0 && k < n; k++)
+        w[k] /= sum;
+    return n;
+}
+
+void k_resize(const float *x, const struct engine_shape *xs, const struct k_resize *p, float *y,
+              const struct engine_shape *ys)
+{
+    int r = xs->rank;
+    int64_t st[ENGINE_MAX_RANK], ox[ENGINE_MAX_RANK] = {0}, n = engine_shape_numel(ys);
+    strides_of(xs, st);
+    for (int64_t i = 0; i < n; i++, next_index(ys, ox)) {
+        int64_t idx[ENGINE_MAX_RANK][4], cnt[ENGINE_MAX_RANK], tap[ENGINE_MAX_RANK] = {0};
+        double w[ENGINE_MAX_RANK][4];
+        int outside = 0;
+        for (int d = 0; d < r; d++) {
+            int k = resize_taps(p, d, ox[d], xs->dims[d], ys->dims[d], idx[d], w[d]);
+            outside |= k < 0;
+            cnt[d] = k < 0 ? 1 : k;
+        }
+        if (outside) {
+            y[i] = p->extrapolation;
+            continue;
+        }
+        double acc = 0;
+        for (;;) {
+            double wt = 1;
+            int64_t off = 0;
+            for (int d = 0; d < r; d++) {
+                wt *= w[d][tap[d]];
+                off += idx[d][tap[d]] * st[d];
+            }
+            if (wt != 0)
+                acc += wt * x[off];
+            int d = r - 1;
+            while (d >= 0 && ++tap[d] == cnt[d])
+                tap[d--] = 0;
+            if (d < 0)
+                break;
+        }
+        y[i] = (float)acc;
+    }
+}

@@ -1388,6 +1388,19 @@ static int rnn_check(const struct node_ctx *c, const int32_t *p)
     return ok && k == c->n->n_in ? 0 : node_err(c, -EINVAL, "rnn operands do not fit");
 }
 
+/* Every sample is clamped into the input, so shapes need only agree in rank and emptiness. */
+static int resize_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *y = dst_of(c);
+    int ok = x->dtype == ENGINE_F32 && y->rank == x->rank && c->n->n_params == 6 + 3 * x->rank &&
+             p[0] >= K_RESIZE_NEAREST && p[0] <= K_RESIZE_CUBIC && p[1] >= K_RESIZE_HALF_PIXEL &&
+             p[1] <= K_RESIZE_TF_CROP_AND_RESIZE && p[2] >= K_NEAREST_ROUND_PREFER_FLOOR &&
+             p[2] <= K_NEAREST_CEIL && (p[3] == 0 || p[3] == 1);
+    for (uint32_t d = 0; ok && d < x->rank; d++)
+        ok = x->dims[d] > 0 || y->dims[d] == 0;
+    return ok ? 0 : node_err(c, -EINVAL, "resize operands or parameters do not fit");
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1405,7 +1418,8 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_REVERSE_SEQ, 2},
                  {PLAN_K_MAX_UNPOOL, 2},
                  {PLAN_K_CUMSUM, 2},
-                 {PLAN_K_RNN, 8}};
+                 {PLAN_K_RNN, 8},
+                 {PLAN_K_RESIZE, 1}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
@@ -1452,6 +1466,8 @@ static int move_kernel_check(const struct node_ctx *c)
         return cumsum_check(c, p);
     case PLAN_K_RNN:
         return rnn_check(c, p);
+    case PLAN_K_RESIZE:
+        return resize_check(c, p);
     default:
         return tile_check(c);
     }

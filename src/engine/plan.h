@@ -188,6 +188,10 @@ enum plan_kernel {
                                      c0, p; params: kind, direction, layout, linear_before_reset,
                                      hidden, which output, presence mask (1 b, 2 lens, 4 h0, 8 c0,
                                      16 p) */
+    PLAN_K_RESIZE = 75,           /* in: x (float32); params: enum k_resize_mode, k_resize_coord,
+                                     k_resize_nearest, exclude_outside, cubic_a and extrapolation
+                                     (float bits), then per axis scale, roi start, roi end (float
+                                     bits) */
     PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
                                      exclusive, reverse */
 };

@@ -388,6 +388,25 @@ static int run_rnn(const struct session_kernel *k)
     return k_rnn(&r, &io, p[5], k->dst);
 }
 
+/* params: modes, cubic_a, extrapolation, then per axis scale, roi start, roi end (checked) */
+static void run_resize(const struct session_kernel *k)
+{
+    const int32_t *p = k->params;
+    int r = k->in_s[0].rank;
+    struct k_resize z = {.mode = (enum k_resize_mode)p[0],
+                         .coord = (enum k_resize_coord)p[1],
+                         .nearest = (enum k_resize_nearest)p[2],
+                         .exclude_outside = p[3]};
+    memcpy(&z.cubic_a, &p[4], 4);
+    memcpy(&z.extrapolation, &p[5], 4);
+    for (int d = 0; d < r; d++) {
+        memcpy(&z.scale[d], &p[6 + d], 4);
+        memcpy(&z.roi_start[d], &p[6 + r + d], 4);
+        memcpy(&z.roi_end[d], &p[6 + 2 * r + d], 4);
+    }
+    k_resize(k->in[0], &k->in_s[0], &z, k->dst, &k->o);
+}
+
 static int run_kernel(const struct session_kernel *k)
 {
     switch (k->kind) {
@@ -483,6 +502,9 @@ static int run_kernel(const struct session_kernel *k)
     }
     case PLAN_K_RNN:
         return run_rnn(k);
+    case PLAN_K_RESIZE:
+        run_resize(k);
+        return 0;
     case PLAN_K_LRN: {
         float bias;
         memcpy(&bias, &k->params[1], sizeof(bias));

@@ -208,6 +208,26 @@ static void test_rnn_lengths(void **state)
     assert_int_equal(k_rnn(&p, &io, 1, y), -EINVAL);
 }
 
+static void test_resize_edges(void **state)
+{
+    /* 1-D linear upsampling x2 (half_pixel): samples clamp at the edges */
+    struct engine_shape xs = SHAPE(1, 2), ys = SHAPE(1, 4);
+    float x[2] = {0, 4}, y[4];
+    struct k_resize p = {.mode = K_RESIZE_LINEAR, .coord = K_RESIZE_HALF_PIXEL, .scale = {2}};
+    k_resize(x, &xs, &p, y, &ys);
+    float want[4] = {0, 1, 3, 4};
+    assert_memory_equal(y, want, sizeof(y));
+    /* tf_crop_and_resize outside the crop takes the extrapolation value */
+    struct k_resize c = {.mode = K_RESIZE_NEAREST,
+                         .coord = K_RESIZE_TF_CROP_AND_RESIZE,
+                         .extrapolation = -7,
+                         .scale = {2},
+                         .roi_start = {-1},
+                         .roi_end = {2}};
+    k_resize(x, &xs, &c, y, &ys);
+    assert_true(y[0] == -7.0f && y[3] == -7.0f);
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -370,6 +390,15 @@ static void test_hostile_params(void **state)
     assert_int_equal(check_node(PLAN_K_RNN, rnn_in, 4, ry, rp, 7, 0, &b), -EINVAL);
     int32_t big[7] = {K_RNN_SIMPLE, K_RNN_FORWARD, 0, 0, K_RNN_MAX_HIDDEN + 1, 0, 0};
     assert_int_equal(check_node(PLAN_K_RNN, rnn_in, 3, ry, big, 7, 0, &b), -EINVAL);
+    /* Resize [2,3] -> [2,3]: 6 + 3 * rank params; an empty input cannot feed a non-empty output */
+    int32_t rz[12] = {K_RESIZE_CUBIC, K_RESIZE_ALIGN_CORNERS, K_NEAREST_CEIL, 1};
+    assert_int_equal(check_node(PLAN_K_RESIZE, tl, 1, y, rz, 12, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_RESIZE, tl, 1, y, rz, 11, 0, &b), -EINVAL);
+    rz[1] = 6;
+    assert_int_equal(check_node(PLAN_K_RESIZE, tl, 1, y, rz, 12, 0, &b), -EINVAL);
+    rz[1] = 0;
+    int64_t zero_in = tensor(&b, ENGINE_F32, SHAPE(2, 0, 3)), zin[1] = {zero_in};
+    assert_int_equal(check_node(PLAN_K_RESIZE, zin, 1, y, rz, 12, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
@@ -425,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_cast_wide),
         cmocka_unit_test(test_cumsum_modes),
         cmocka_unit_test(test_rnn_lengths),
+        cmocka_unit_test(test_resize_edges),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
