@@ -285,6 +285,13 @@ int k_einsum_dtype_ok(int dtype);
 void k_einsum(int dtype, const void *const *srcs, const struct engine_shape *shapes,
               const int32_t *spec, void *dst, const struct engine_shape *ds);
 
+enum k_window { K_WIN_HANN, K_WIN_HAMMING, K_WIN_BLACKMAN, K_WINDOW_COUNT_ };
+
+/* The window an ONNX op name maps to, or -1. */
+int k_window_find(const char *onnx_op);
+/* n values of a window (float32 or float64), periodic or symmetric (then n >= 2). */
+void k_window(enum k_window w, int64_t n, int periodic, int dtype, void *dst);
+
 /* Determinant of each [m, m] matrix of x (LU with partial pivoting in double); m <= K_DET_MAX. */
 #define K_DET_MAX 64
 void k_det(const float *x, size_t batch, size_t m, float *dst);

@@ -1144,6 +1144,31 @@ void k_einsum(int dtype, const void *const *srcs, const struct engine_shape *sha
     }
 }
 
+/* ---- window functions ---- */
+
+int k_window_find(const char *onnx_op)
+{
+    static const char *const names[K_WINDOW_COUNT_] = {[K_WIN_HANN] = "HannWindow",
+                                                       [K_WIN_HAMMING] = "HammingWindow",
+                                                       [K_WIN_BLACKMAN] = "BlackmanWindow"};
+    return find_name(names, K_WINDOW_COUNT_, onnx_op);
+}
+
+void k_window(enum k_window w, int64_t n, int periodic, int dtype, void *dst)
+{
+    double len = (double)(periodic ? n : n - 1);
+    for (int64_t i = 0; i < n; i++) {
+        double a = 2.0 * M_PI * (double)i / len, v;
+        if (w == K_WIN_HANN)
+            v = 0.5 - 0.5 * cos(a);
+        else if (w == K_WIN_HAMMING)
+            v = 25.0 / 46.0 - (1.0 - 25.0 / 46.0) * cos(a);
+        else
+            v = 0.42 - 0.5 * cos(a) + 0.08 * cos(2.0 * a);
+        store_real(dst, dtype, (size_t)i, v);
+    }
+}
+
 /* ---- determinant, mean-variance normalisation ---- */
 
 static double det1(const float *x, size_t m, double *lu)

@@ -1721,6 +1721,37 @@ static int infer_einsum(struct ir_graph *g, struct ir_node *n, char *err, size_t
     return set_out(g, n, 0, in_t(g, n, 0)->dtype, &o, err, errlen);
 }
 
+/* HannWindow, HammingWindow, BlackmanWindow: a constant of the given size, folded here (a size
+ * computed at run time is refused: it decides the output's shape). */
+static int infer_window(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 1, err, errlen), cnt;
+    int64_t size;
+    if (rc || (rc = const_ints(g, n, 0, &size, 1, &cnt, err, errlen)))
+        return rc;
+    int dt = (int)ir_attr_int(n, "output_datatype", ENGINE_F32);
+    if (cnt != 1 || size < 0 || (size == 1 && !ir_attr_int(n, "periodic", 1)))
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "size must be one value >= 0 (2 or more "
+                           "for a symmetric window)");
+    if (dt != ENGINE_F32 && dt != ENGINE_F64)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute output_datatype=%d",
+                           dt);
+    struct engine_shape o = {.rank = 1, .dims = {size}};
+    return set_out(g, n, 0, dt, &o, err, errlen);
+}
+
+static int eval_window(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *o = &g->tensors[n->out[0]];
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    k_window((enum k_window)k_window_find(n->op), o->shape.dims[0],
+             ir_attr_int(n, "periodic", 1) != 0, o->dtype, d);
+    return set_data(g, n, 0, d);
+}
+
 static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2740,6 +2771,9 @@ static const struct ir_op_def ops[] = {
     {"MeanVarianceNormalization", infer_mvn, NULL},
     {"DFT", infer_dft, NULL},
     {"Einsum", infer_einsum, NULL},
+    {"HannWindow", infer_window, eval_window},
+    {"HammingWindow", infer_window, eval_window},
+    {"BlackmanWindow", infer_window, eval_window},
     {"ConvInteger", infer_qconv, NULL},
     {"QLinearConv", infer_qconv, NULL},
     {"Abs", infer_act, eval_act},
