@@ -292,6 +292,11 @@ int k_window_find(const char *onnx_op);
 /* n values of a window (float32 or float64), periodic or symmetric (then n >= 2). */
 void k_window(enum k_window w, int64_t n, int periodic, int dtype, void *dst);
 
+/* MelWeightMatrix [dft_length / 2 + 1, bins] (float32 or float64) of triangular filters on the
+ * mel scale; -EINVAL when a filter edge falls outside the spectrogram bins. */
+int k_mel_weights(int64_t bins, int64_t dft_length, int64_t sample_rate, double lo_hz, double hi_hz,
+                  int dtype, void *dst);
+
 /* Determinant of each [m, m] matrix of x (LU with partial pivoting in double); m <= K_DET_MAX. */
 #define K_DET_MAX 64
 void k_det(const float *x, size_t batch, size_t m, float *dst);

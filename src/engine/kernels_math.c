@@ -1169,6 +1169,39 @@ void k_window(enum k_window w, int64_t n, int periodic, int dtype, void *dst)
     }
 }
 
+/* Spectrogram bin of the i-th of bins + 2 points spaced evenly on the mel scale. */
+static int64_t mel_point(int64_t i, int64_t bins, int64_t dft_length, int64_t sample_rate,
+                         double lo_mel, double hi_mel)
+{
+    double mel = (double)i * (hi_mel - lo_mel) / (double)(bins + 2) + lo_mel;
+    double hz = 700.0 * (pow(10.0, mel / 2595.0) - 1.0);
+    return (int64_t)floor((double)(dft_length + 1) * hz / (double)sample_rate);
+}
+
+int k_mel_weights(int64_t bins, int64_t dft_length, int64_t sample_rate, double lo_hz, double hi_hz,
+                  int dtype, void *dst)
+{
+    int64_t rows = dft_length / 2 + 1, pt[3];
+    double lo_mel = 2595.0 * log10(1.0 + lo_hz / 700.0),
+           hi_mel = 2595.0 * log10(1.0 + hi_hz / 700.0);
+    for (int64_t k = 0; k < rows * bins; k++)
+        store_real(dst, dtype, (size_t)k, 0.0);
+    for (int64_t i = 0; i < bins; i++) {
+        for (int k = 0; k < 3; k++) {
+            pt[k] = mel_point(i + k, bins, dft_length, sample_rate, lo_mel, hi_mel);
+            if (pt[k] < 0 || pt[k] > rows || (k == 1 && pt[k] == rows))
+                return -EINVAL;
+        }
+        for (int64_t j = pt[0]; j <= pt[1]; j++) /* rising edge, peak 1 at the centre */
+            store_real(dst, dtype, (size_t)(j * bins + i),
+                       pt[1] == pt[0] ? 1.0 : (double)(j - pt[0]) / (double)(pt[1] - pt[0]));
+        for (int64_t j = pt[1]; j < pt[2]; j++) /* falling edge */
+            store_real(dst, dtype, (size_t)(j * bins + i),
+                       (double)(pt[2] - j) / (double)(pt[2] - pt[1]));
+    }
+    return 0;
+}
+
 /* ---- determinant, mean-variance normalisation ---- */
 
 static double det1(const float *x, size_t m, double *lu)

@@ -1752,6 +1752,47 @@ static int eval_window(struct ir_graph *g, struct ir_node *n, char *err, size_t 
     return set_data(g, n, 0, d);
 }
 
+/* MelWeightMatrix: every input must be constant (they decide the shape); folded here. */
+static int infer_mel(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 5, 5, err, errlen), cnt;
+    int64_t v[3];
+    for (int i = 0; i < 3 && !rc; i++)
+        if (!(rc = const_ints(g, n, i, &v[i], 1, &cnt, err, errlen)) && cnt != 1)
+            rc = ir_node_err(g, n, err, errlen, -EINVAL, "input %d must be one integer", i);
+    for (int i = 3; i < 5 && !rc; i++) {
+        struct ir_tensor *t = in_t(g, n, i);
+        if (!t->data || t->dtype != ENGINE_F32 || engine_shape_numel(&t->shape) != 1)
+            rc = ir_node_err(g, n, err, errlen, -ENOTSUP, "input %d must be a float32 constant", i);
+    }
+    int dt = (int)ir_attr_int(n, "output_datatype", ENGINE_F32);
+    if (rc)
+        return rc;
+    if (v[0] < 0 || v[1] < 0 || v[2] < 1 || (dt != ENGINE_F32 && dt != ENGINE_F64))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs bins >= 0, dft_length >= 0, sample_rate >= 1, float output");
+    struct engine_shape o = {.rank = 2, .dims = {v[1] / 2 + 1, v[0]}};
+    return set_out(g, n, 0, dt, &o, err, errlen);
+}
+
+static int eval_mel(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int64_t v[3];
+    int cnt;
+    for (int i = 0; i < 3; i++)
+        const_ints(g, n, i, &v[i], 1, &cnt, err, errlen);
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (k_mel_weights(v[0], v[1], v[2], *(const float *)in_t(g, n, 3)->data,
+                      *(const float *)in_t(g, n, 4)->data, g->tensors[n->out[0]].dtype, d)) {
+        free(d);
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "a filter edge falls outside the spectrogram bins");
+    }
+    return set_data(g, n, 0, d);
+}
+
 static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2774,6 +2815,7 @@ static const struct ir_op_def ops[] = {
     {"HannWindow", infer_window, eval_window},
     {"HammingWindow", infer_window, eval_window},
     {"BlackmanWindow", infer_window, eval_window},
+    {"MelWeightMatrix", infer_mel, eval_mel},
     {"ConvInteger", infer_qconv, NULL},
     {"QLinearConv", infer_qconv, NULL},
     {"Abs", infer_act, eval_act},
