@@ -1350,6 +1350,19 @@ static int lower_einsum(struct lower *l, const struct ir_node *n)
                                0, 0, 0);
 }
 
+/* STFT: the signal and the window, if any (the step and length were resolved as attributes). */
+static int lower_stft(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], params[3] = {ir_attr_int(n, "frame_step", 0), ir_attr_int(n, "frame_length", 0),
+                                 ir_attr_int(n, "onesided", 1) != 0};
+    uint32_t cnt = 1;
+    if ((ins[0] = plain_operand(l, n, n->in[0])) < 0)
+        return (int)ins[0];
+    if (n->n_in > 2 && n->in[2] >= 0 && (ins[cnt++] = plain_operand(l, n, n->in[2])) < 0)
+        return (int)ins[1];
+    return emit_math(l, n, 0, PLAN_K_STFT, ins, cnt, params, 3, 0, 0, 0);
+}
+
 static int lower_det(struct lower *l, const struct ir_node *n)
 {
     int64_t ins[1];
@@ -1924,6 +1937,7 @@ static const struct {
     {"MeanVarianceNormalization", lower_mvn},
     {"DFT", lower_dft},
     {"Einsum", lower_einsum},
+    {"STFT", lower_stft},
     {"ConvInteger", lower_qconv},
     {"QLinearConv", lower_qconv},
     {"Conv", lower_conv},

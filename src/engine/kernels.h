@@ -306,6 +306,12 @@ void k_det(const float *x, size_t batch, size_t m, float *dst);
 void k_dft(const float *x, size_t outer, size_t n, size_t inner, size_t c, int inverse,
            int onesided, float *dst);
 
+/* STFT of x [batch, len, c] (c = 1 real or 2 complex) in frames of fl samples every step,
+ * times window (fl values, or NULL), into dst [batch, frames, bins, 2] with frames =
+ * (len - fl) / step + 1 and bins = fl, or fl / 2 + 1 when onesided. */
+void k_stft(const float *x, size_t batch, size_t len, size_t c, const float *window, size_t step,
+            size_t fl, int onesided, float *dst);
+
 /* MeanVarianceNormalization over the axes with mask[axis] != 0: (x - mean) / (std + 1e-9). */
 void k_mvn(const float *x, const struct engine_shape *s, const int32_t *mask, float *dst);
 

@@ -1263,6 +1263,28 @@ void k_dft(const float *x, size_t outer, size_t n, size_t inner, size_t c, int i
             }
 }
 
+void k_stft(const float *x, size_t batch, size_t len, size_t c, const float *window, size_t step,
+            size_t fl, int onesided, float *dst)
+{
+    size_t frames = (len - fl) / step + 1, bins = onesided ? fl / 2 + 1 : fl;
+    for (size_t b = 0; b < batch; b++)
+        for (size_t f = 0; f < frames; f++)
+            for (size_t k = 0; k < bins; k++) {
+                double re = 0, im = 0;
+                for (size_t t = 0; t < fl; t++) {
+                    const float *v = x + (b * len + f * step + t) * c;
+                    double w = window ? window[t] : 1.0;
+                    double a = -2.0 * M_PI * (double)((k * t) % fl) / (double)fl;
+                    double xr = v[0] * w, xi = c == 2 ? v[1] * w : 0.0;
+                    re += xr * cos(a) - xi * sin(a);
+                    im += xr * sin(a) + xi * cos(a);
+                }
+                float *y = dst + ((b * frames + f) * bins + k) * 2;
+                y[0] = (float)re;
+                y[1] = (float)im;
+            }
+}
+
 void k_mvn(const float *x, const struct engine_shape *s, const int32_t *mask, float *dst)
 {
     struct red_walk w;

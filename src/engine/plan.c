@@ -1118,11 +1118,28 @@ static int einsum_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+static int stft_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    if (c->n->n_params != 3 || p[0] < 1 || p[1] < 1 || (p[2] != 0 && p[2] != 1) || x->rank != 3 ||
+        !plain_of_dtype(x, ENGINE_F32) || (x->dims[2] != 1 && x->dims[2] != 2) ||
+        (p[2] && x->dims[2] == 2) || p[1] > x->dims[1] || dst->dtype != ENGINE_F32 ||
+        (c->n->n_in == 2 &&
+         (!plain_of_dtype(operand(c, 1), ENGINE_F32) || numel_of(operand(c, 1)) != p[1])))
+        return node_err(c, -EINVAL, "STFT signal, window or parameters do not fit");
+    int64_t want[4] = {x->dims[0], (x->dims[1] - p[1]) / p[0] + 1, p[2] ? p[1] / 2 + 1 : p[1], 2};
+    struct engine_shape ws = {.rank = 4};
+    memcpy(ws.dims, want, sizeof(want));
+    return dims_equal(dst, &ws) ? 0 : node_err(c, -EINVAL, "STFT output shape is wrong");
+}
+
 static int math_kernel_check(const struct node_ctx *c)
 {
     const struct plan_node *n = c->n;
-    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2, 1, 2, 1, 2, 1, 1, 1, 2, 2, 1},
-                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2, 1, 3, 1, 8, 1, 1, 1, 8, 2, 8};
+    static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2,
+                                     1, 2, 1, 2, 1, 1, 1, 2, 2, 1, 1},
+                         max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2,
+                                     1, 3, 1, 8, 1, 1, 1, 8, 2, 8, 2};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
@@ -1169,6 +1186,8 @@ static int math_kernel_check(const struct node_ctx *c)
         return qconv_check(c, p);
     case PLAN_K_EINSUM:
         return einsum_check(c, p);
+    case PLAN_K_STFT:
+        return stft_check(c, p);
     case PLAN_K_NLL:
         return nll_check(c, p);
     default:
@@ -1477,7 +1496,7 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
-    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_EINSUM)
+    if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_STFT)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)
         return move_kernel_check(&c);

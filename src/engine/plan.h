@@ -158,6 +158,8 @@ enum plan_kernel {
                                group, sp, strides[sp], dilations[sp], pads_begin[sp] */
     /* 39 is unused */
     PLAN_K_EINSUM = 40,     /* in: 1 to 8 operands of dst's dtype; params: the k_einsum spec */
+    PLAN_K_STFT = 41,       /* in: signal [B, L, 1 or 2] (float32), [window]; params: frame_step,
+                               frame_length, onesided */
     PLAN_K_TRANSPOSE = 1,   /* in: src; params: perm[rank] */
     PLAN_K_SLICE = 2,       /* in: src; params: starts[rank], steps[rank] (normalised) */
     PLAN_K_GATHER = 3,      /* in: data, indices (int64); axis */

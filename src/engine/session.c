@@ -344,6 +344,11 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_EINSUM:
         k_einsum(k->out_dtype, k->in, k->in_s, k->params, k->dst, &k->o);
         return 0;
+    case PLAN_K_STFT:
+        k_stft(k->in[0], (size_t)k->in_s[0].dims[0], (size_t)k->in_s[0].dims[1],
+               (size_t)k->in_s[0].dims[2], k->n_in > 1 ? k->in[1] : NULL, (size_t)k->params[0],
+               (size_t)k->params[1], k->params[2], k->dst);
+        return 0;
     default:
         return run_nll(k);
     }
@@ -430,6 +435,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_DFT:
     case PLAN_K_QCONV:
     case PLAN_K_EINSUM:
+    case PLAN_K_STFT:
         return run_math_kernel(k);
     case PLAN_K_TRANSPOSE:
         k_transpose(k->src, &k->s, k->perm, k->esize, k->dst);

@@ -1793,6 +1793,34 @@ static int eval_mel(struct ir_graph *g, struct ir_node *n, char *err, size_t err
     return set_data(g, n, 0, d);
 }
 
+/* STFT (opset 17): frame_step and frame_length must be constant (they decide the shape). */
+static int infer_stft(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 4, err, errlen), cnt = 1;
+    int64_t step, fl = -1;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)) ||
+        (rc = const_ints(g, n, 1, &step, 1, &cnt, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 2);
+    if (cnt == 1 && in_t(g, n, 3) && (rc = const_ints(g, n, 3, &fl, 1, &cnt, err, errlen)))
+        return rc;
+    fl = fl < 0 && w ? engine_shape_numel(&w->shape) : fl;
+    int onesided = ir_attr_int(n, "onesided", 1) != 0;
+    if (cnt != 1 || x->shape.rank != 3 || (x->shape.dims[2] != 1 && x->shape.dims[2] != 2) ||
+        step < 1 || fl < 1 || fl > x->shape.dims[1] || (w && engine_shape_numel(&w->shape) != fl) ||
+        (onesided && x->shape.dims[2] == 2) || step > INT32_MAX || fl > INT32_MAX)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs a [batch, length, 1 or 2] signal, a constant frame_step and a "
+                           "frame length (input or window size) within the signal");
+    struct engine_shape o = {.rank = 4,
+                             .dims = {x->shape.dims[0], (x->shape.dims[1] - fl) / step + 1,
+                                      onesided ? fl / 2 + 1 : fl, 2}};
+    if (ir_attr_set_int(n, "frame_step", step) || ir_attr_set_int(n, "frame_length", fl))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
 static int infer_det(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2816,6 +2844,7 @@ static const struct ir_op_def ops[] = {
     {"HammingWindow", infer_window, eval_window},
     {"BlackmanWindow", infer_window, eval_window},
     {"MelWeightMatrix", infer_mel, eval_mel},
+    {"STFT", infer_stft, NULL},
     {"ConvInteger", infer_qconv, NULL},
     {"QLinearConv", infer_qconv, NULL},
     {"Abs", infer_act, eval_act},
