@@ -1844,6 +1844,25 @@ static int lower_resize(struct lower *l, const struct ir_node *n)
     return rc ? rc : emit_kernel(l, n, PLAN_K_RESIZE, ins, 1, a->ints, (uint32_t)a->n, 0);
 }
 
+static int lower_roi_align(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[3],
+        p[2] = {ir_attr_int(n, "sampling_ratio", 0), ir_attr_int(n, "roi_half_pixel", 1)};
+    int rc = plain_inputs(l, n, 3, ins);
+    if (rc)
+        return rc;
+    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+    pn.alg = PLAN_K_ROI_ALIGN;
+    pn.alpha = ir_attr_float(n, "spatial_scale", 1.0f);
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    pn.out = (uint32_t)out;
+    if (set_inputs(l, &pn, ins, 3) || set_params(l, &pn, p, 2))
+        return lerr(l, n, -EINVAL, "kernel parameters out of range");
+    return emit(l, n, &pn, -1, NULL);
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -2003,6 +2022,7 @@ static const struct {
     {"CumSum", lower_cumsum},
     {"RNN", lower_rnn},
     {"Resize", lower_resize},
+    {"RoiAlign", lower_roi_align},
     {"Upsample", lower_resize},
     {"GRU", lower_rnn},
     {"LSTM", lower_rnn},

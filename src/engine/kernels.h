@@ -455,6 +455,18 @@ struct k_resize {
  * empty input must have an empty output (the caller checks). */
 void k_resize(const float *x, const struct engine_shape *xs, const struct k_resize *p, float *y,
               const struct engine_shape *ys);
+struct k_roi {
+    float scale;        /* spatial_scale */
+    int sampling_ratio; /* 0: adaptive, ceil(bin size) */
+    int half_pixel;     /* coordinate_transformation_mode half_pixel (else output_half_pixel) */
+};
+
+/* RoiAlign (average) of x [N,C,H,W] over rois [R,4] (x1,y1,x2,y2) of images batch[R] into
+ * y [R,C,oh,ow]; -EINVAL for a batch index outside N, a non-finite roi or an adaptive sampling
+ * grid over 1024 per axis. */
+int k_roi_align(const float *x, const struct engine_shape *xs, const float *rois,
+                const int64_t *batch, const struct k_roi *p, float *y,
+                const struct engine_shape *ys);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

@@ -872,3 +872,63 @@ void k_resize(const float *x, const struct engine_shape *xs, const struct k_resi
         y[i] = (float)acc;
     }
 }
+
+/* ---- RoiAlign (float32, average) ---- */
+
+#define ROI_MAX_GRID 1024 /* adaptive samples per bin axis; beyond: -EINVAL, not a slow run */
+
+static double roi_sample(const float *img, int64_t h, int64_t w, double y, double x)
+{
+    if (!(y >= -1.0 && y <= (double)h && x >= -1.0 && x <= (double)w))
+        return 0;
+    y = y < 0 ? 0 : y, x = x < 0 ? 0 : x;
+    int64_t y0 = (int64_t)y, x0 = (int64_t)x, y1 = y0 + 1, x1 = x0 + 1;
+    if (y0 >= h - 1)
+        y0 = y1 = h - 1, y = (double)y0;
+    if (x0 >= w - 1)
+        x0 = x1 = w - 1, x = (double)x0;
+    double ly = y - (double)y0, lx = x - (double)x0, hy = 1 - ly, hx = 1 - lx;
+    return hy * hx * img[y0 * w + x0] + hy * lx * img[y0 * w + x1] + ly * hx * img[y1 * w + x0] +
+           ly * lx * img[y1 * w + x1];
+}
+
+int k_roi_align(const float *x, const struct engine_shape *xs, const float *rois,
+                const int64_t *batch, const struct k_roi *p, float *y,
+                const struct engine_shape *ys)
+{
+    int64_t n_rois = ys->dims[0], c = xs->dims[1], h = xs->dims[2], w = xs->dims[3];
+    int64_t oh = ys->dims[2], ow = ys->dims[3];
+    double off = p->half_pixel ? 0.5 : 0.0;
+    for (int64_t r = 0; r < n_rois; r++) {
+        const float *b = rois + r * 4;
+        if (batch[r] < 0 || batch[r] >= xs->dims[0])
+            return -EINVAL;
+        double sx = b[0] * p->scale - off, sy = b[1] * p->scale - off;
+        double rw = b[2] * p->scale - off - sx, rh = b[3] * p->scale - off - sy;
+        if (!p->half_pixel)
+            rw = rw > 1 ? rw : 1, rh = rh > 1 ? rh : 1;
+        if (!isfinite(sx) || !isfinite(sy) || !isfinite(rw) || !isfinite(rh))
+            return -EINVAL;
+        double bh = rh / (double)oh, bw = rw / (double)ow;
+        double gh = p->sampling_ratio > 0 ? p->sampling_ratio : ceil(bh);
+        double gw = p->sampling_ratio > 0 ? p->sampling_ratio : ceil(bw);
+        if (gh > ROI_MAX_GRID || gw > ROI_MAX_GRID)
+            return -EINVAL;
+        int64_t ngh = gh < 1 ? 0 : (int64_t)gh, ngw = gw < 1 ? 0 : (int64_t)gw;
+        double count = ngh * ngw > 1 ? (double)(ngh * ngw) : 1.0;
+        for (int64_t ch = 0; ch < c; ch++) {
+            const float *img = x + (batch[r] * c + ch) * h * w;
+            for (int64_t py = 0; py < oh; py++)
+                for (int64_t px = 0; px < ow; px++) {
+                    double acc = 0;
+                    for (int64_t iy = 0; iy < ngh; iy++)
+                        for (int64_t ix = 0; ix < ngw; ix++)
+                            acc += roi_sample(img, h, w,
+                                              sy + (double)py * bh + ((double)iy + 0.5) * bh / gh,
+                                              sx + (double)px * bw + ((double)ix + 0.5) * bw / gw);
+                    y[((r * c + ch) * oh + py) * ow + px] = (float)(acc / count);
+                }
+        }
+    }
+    return 0;
+}

@@ -1420,6 +1420,18 @@ static int resize_check(const struct node_ctx *c, const int32_t *p)
     return ok ? 0 : node_err(c, -EINVAL, "resize operands or parameters do not fit");
 }
 
+static int roi_align_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *r = operand(c, 1), *b = operand(c, 2);
+    const struct plan_tensor *y = dst_of(c);
+    int ok = x->dtype == ENGINE_F32 && x->rank == 4 && plain_of_dtype(r, ENGINE_F32) &&
+             dims_are(r, 2, y->dims[0], 4, 0, 0) && plain_of_dtype(b, ENGINE_I64) &&
+             dims_are(b, 1, y->dims[0], 0, 0, 0) && y->rank == 4 && y->dims[1] == x->dims[1] &&
+             y->dims[2] > 0 && y->dims[3] > 0 && c->n->n_params == 2 && p[0] >= 0 && p[0] <= 1024 &&
+             (p[1] == 0 || p[1] == 1) && (y->dims[0] == 0 || (x->dims[2] > 0 && x->dims[3] > 0));
+    return ok ? 0 : node_err(c, -EINVAL, "roi-align operands or parameters do not fit");
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1438,7 +1450,8 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_MAX_UNPOOL, 2},
                  {PLAN_K_CUMSUM, 2},
                  {PLAN_K_RNN, 8},
-                 {PLAN_K_RESIZE, 1}};
+                 {PLAN_K_RESIZE, 1},
+                 {PLAN_K_ROI_ALIGN, 3}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
@@ -1487,6 +1500,8 @@ static int move_kernel_check(const struct node_ctx *c)
         return rnn_check(c, p);
     case PLAN_K_RESIZE:
         return resize_check(c, p);
+    case PLAN_K_ROI_ALIGN:
+        return roi_align_check(c, p);
     default:
         return tile_check(c);
     }

@@ -194,6 +194,9 @@ enum plan_kernel {
                                      k_resize_nearest, exclude_outside, cubic_a and extrapolation
                                      (float bits), then per axis scale, roi start, roi end (float
                                      bits) */
+    PLAN_K_ROI_ALIGN = 76,        /* in: x [N,C,H,W], rois [R,4] (float32), batch_indices [R]
+                                     (int64, checked at run time); params: sampling_ratio,
+                                     half_pixel; alpha = spatial_scale */
     PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
                                      exclusive, reverse */
 };

@@ -511,6 +511,11 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_RESIZE:
         run_resize(k);
         return 0;
+    case PLAN_K_ROI_ALIGN: {
+        struct k_roi r = {
+            .scale = k->alpha, .sampling_ratio = k->params[0], .half_pixel = k->params[1]};
+        return k_roi_align(k->in[0], &k->in_s[0], k->in[1], k->in[2], &r, k->dst, &k->o);
+    }
     case PLAN_K_LRN: {
         float bias;
         memcpy(&bias, &k->params[1], sizeof(bias));

@@ -2763,6 +2763,36 @@ static int infer_resize(struct ir_graph *g, struct ir_node *n, char *err, size_t
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
+/* RoiAlign (average mode); the batch indices are checked at run time. */
+static int infer_roi_align(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 3, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_I64, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *r = in_t(g, n, 1), *b = in_t(g, n, 2);
+    const char *mode = ir_attr_str(n, "mode", "avg");
+    const char *ct = ir_attr_str(n, "coordinate_transformation_mode",
+                                 g->opset >= 16 ? "half_pixel" : "output_half_pixel");
+    int64_t oh = ir_attr_int(n, "output_height", 1), ow = ir_attr_int(n, "output_width", 1);
+    int64_t sr = ir_attr_int(n, "sampling_ratio", 0);
+    int half = strcmp(ct, "half_pixel") == 0;
+    if (strcmp(mode, "avg") || (!half && strcmp(ct, "output_half_pixel")))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "unsupported mode=%s or coordinate_transformation_mode=%s", mode, ct);
+    if (x->shape.rank != 4 || r->shape.rank != 2 || r->shape.dims[1] != 4 || b->shape.rank != 1 ||
+        b->shape.dims[0] != r->shape.dims[0] || oh < 1 || ow < 1 || oh > (1 << 20) ||
+        ow > (1 << 20) || sr < 0 || sr > 1024 ||
+        (r->shape.dims[0] && (x->shape.dims[2] == 0 || x->shape.dims[3] == 0)))
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "needs X [N,C,H,W], rois [R,4], batch_indices [R] and positive sizes");
+    struct engine_shape o = {4, {r->shape.dims[0], x->shape.dims[1], oh, ow}};
+    if (ir_attr_set_int(n, "roi_half_pixel", half))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
 static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2916,6 +2946,7 @@ static const struct ir_op_def ops[] = {
     {"CastLike", infer_castlike, eval_cast},
     {"CumSum", infer_cumsum, eval_cumsum},
     {"Resize", infer_resize, NULL},
+    {"RoiAlign", infer_roi_align, NULL},
     {"Upsample", infer_upsample, NULL},
     {"RNN", infer_rnn, NULL},
     {"GRU", infer_rnn, NULL},

@@ -228,6 +228,19 @@ static void test_resize_edges(void **state)
     assert_true(y[0] == -7.0f && y[3] == -7.0f);
 }
 
+static void test_roi_align_refusals(void **state)
+{
+    struct engine_shape xs = SHAPE(4, 1, 1, 2, 2), ys = SHAPE(4, 1, 1, 1, 1);
+    float x[4] = {1, 2, 3, 4}, y[1];
+    float roi[4] = {0, 0, 1, 1}, nan_roi[4] = {NAN, 0, 1, 1}, huge[4] = {0, 0, 1e9f, 1e9f};
+    int64_t b0[1] = {0}, b1[1] = {1};
+    struct k_roi p = {.scale = 1, .sampling_ratio = 0, .half_pixel = 0};
+    assert_int_equal(k_roi_align(x, &xs, roi, b0, &p, y, &ys), 0);
+    assert_int_equal(k_roi_align(x, &xs, roi, b1, &p, y, &ys), -EINVAL);
+    assert_int_equal(k_roi_align(x, &xs, nan_roi, b0, &p, y, &ys), -EINVAL);
+    assert_int_equal(k_roi_align(x, &xs, huge, b0, &p, y, &ys), -EINVAL); /* adaptive grid */
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -455,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_cumsum_modes),
         cmocka_unit_test(test_rnn_lengths),
         cmocka_unit_test(test_resize_edges),
+        cmocka_unit_test(test_roi_align_refusals),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
