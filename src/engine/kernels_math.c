@@ -1169,13 +1169,14 @@ void k_window(enum k_window w, int64_t n, int periodic, int dtype, void *dst)
     }
 }
 
-/* Spectrogram bin of the i-th of bins + 2 points spaced evenly on the mel scale. */
+/* Spectrogram bin of the i-th of bins + 2 points spaced evenly on the mel scale, or -1. */
 static int64_t mel_point(int64_t i, int64_t bins, int64_t dft_length, int64_t sample_rate,
                          double lo_mel, double hi_mel)
 {
     double mel = (double)i * (hi_mel - lo_mel) / (double)(bins + 2) + lo_mel;
     double hz = 700.0 * (pow(10.0, mel / 2595.0) - 1.0);
-    return (int64_t)floor((double)(dft_length + 1) * hz / (double)sample_rate);
+    double bin = floor((double)(dft_length + 1) * hz / (double)sample_rate);
+    return bin >= 0 && bin <= 1e15 ? (int64_t)bin : -1; /* NaN and far-off edges: refused */
 }
 
 int k_mel_weights(int64_t bins, int64_t dft_length, int64_t sample_rate, double lo_hz, double hi_hz,
