@@ -712,6 +712,8 @@ static int lower_matmul(struct lower *l, const struct ir_node *n)
     return lower_plain_matmul(l, n);
 }
 
+static int lower_maxpool_idx(struct lower *l, const struct ir_node *n);
+
 static int lower_pool(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
@@ -719,7 +721,7 @@ static int lower_pool(struct lower *l, const struct ir_node *n)
     if (!x || !y || x->dtype != ENGINE_F32)
         return lerr(l, n, -EINVAL, "pooling needs a float32 input");
     if (n->n_out > 1 && n->out[1] >= 0)
-        return lerr(l, n, -EINVAL, "MaxPool Indices output is not supported");
+        return lower_maxpool_idx(l, n);
     struct plan_node pn = node_init(l, n, PLAN_OP_POOL);
     int sp = x->shape.rank - 2;
     int64_t kernel[PLAN_MAX_SPATIAL];
@@ -1861,6 +1863,39 @@ static int lower_roi_align(struct lower *l, const struct ir_node *n)
     if (set_inputs(l, &pn, ins, 3) || set_params(l, &pn, p, 2))
         return lerr(l, n, -EINVAL, "kernel parameters out of range");
     return emit(l, n, &pn, -1, NULL);
+}
+
+/* MaxPool with its Indices output: the plain-C kernel, one node per output. */
+static int lower_maxpool_idx(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int sp = x ? x->shape.rank - 2 : 0;
+    int64_t p[3 + 4 * PLAN_MAX_SPATIAL], pads[2 * PLAN_MAX_SPATIAL], in[1];
+    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "kernel_shape", p + 3, sp, 1) ||
+        get_ints(n, "strides", p + 3 + sp, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0) ||
+        get_ints(n, "dilations", p + 3 + 3 * sp, sp, 1))
+        return lerr(l, n, -EINVAL, "window was not resolved by shape inference");
+    memcpy(p + 3 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
+    p[1] = ir_attr_int(n, "storage_order", 0), p[2] = sp;
+    if ((in[0] = plain_operand(l, n, n->in[0])) < 0)
+        return (int)in[0];
+    for (int o = 0; o < 2 && o < n->n_out; o++) {
+        if (n->out[o] < 0)
+            continue;
+        p[0] = o;
+        struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+        pn.alg = PLAN_K_MAXPOOL_IDX;
+        int64_t out = output_of(l, n, o);
+        if (out < 0)
+            return (int)out;
+        pn.out = (uint32_t)out;
+        if (set_inputs(l, &pn, in, 1) || set_params(l, &pn, p, (uint32_t)(3 + 4 * sp)))
+            return lerr(l, n, -EINVAL, "kernel parameters out of range");
+        int rc = emit(l, n, &pn, -1, NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 static int lower_lrn(struct lower *l, const struct ir_node *n)

@@ -467,6 +467,16 @@ struct k_roi {
 int k_roi_align(const float *x, const struct engine_shape *xs, const float *rois,
                 const int64_t *batch, const struct k_roi *p, float *y,
                 const struct engine_shape *ys);
+/* MaxPool geometry for the Indices kernel (1-3 spatial dims). */
+struct k_pool {
+    int sp, storage_order; /* storage_order 1: indices count the spatial dims column-major */
+    int64_t kernel[3], stride[3], pad[3], dil[3];
+};
+
+/* MaxPool of x [N, C, in...] into y [N, C, out...]: which 0 writes the maxima (float32), 1 their
+ * flat indices into x (int64; the first maximum wins; -1 for a window that misses the input). */
+void k_maxpool_idx(const float *x, const struct engine_shape *xs, const struct k_pool *p, int which,
+                   void *dst, const struct engine_shape *ys);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

@@ -932,3 +932,46 @@ int k_roi_align(const float *x, const struct engine_shape *xs, const float *rois
     }
     return 0;
 }
+
+/* ---- MaxPool with Indices (float32) ---- */
+
+void k_maxpool_idx(const float *x, const struct engine_shape *xs, const struct k_pool *p, int which,
+                   void *dst, const struct engine_shape *ys)
+{
+    int sp = p->sp;
+    struct engine_shape is = {.rank = sp}, os = {.rank = sp}, ks = {.rank = sp};
+    memcpy(is.dims, xs->dims + 2, (size_t)sp * sizeof(int64_t));
+    memcpy(os.dims, ys->dims + 2, (size_t)sp * sizeof(int64_t));
+    memcpy(ks.dims, p->kernel, (size_t)sp * sizeof(int64_t));
+    int64_t in_sp = engine_shape_numel(&is), out_sp = engine_shape_numel(&os);
+    int64_t k_sp = engine_shape_numel(&ks), planes = xs->dims[0] * xs->dims[1];
+    for (int64_t pl = 0; pl < planes; pl++) {
+        int64_t op[3] = {0};
+        for (int64_t o = 0; o < out_sp; o++, next_index(&os, op)) {
+            float best = -INFINITY;
+            int64_t at = -1, kp[3] = {0};
+            for (int64_t k = 0; k < k_sp; k++, next_index(&ks, kp)) {
+                int64_t c[3], row = 0, col = 0, inside = 1;
+                for (int d = 0; d < sp; d++) {
+                    c[d] = op[d] * p->stride[d] - p->pad[d] + kp[d] * p->dil[d];
+                    inside &= c[d] >= 0 && c[d] < is.dims[d];
+                }
+                if (!inside)
+                    continue;
+                int64_t mul = 1;
+                for (int d = 0; d < sp; d++) {
+                    row = row * is.dims[d] + c[d];
+                    col += c[d] * mul;
+                    mul *= is.dims[d];
+                }
+                float v = x[pl * in_sp + row];
+                if (at < 0 || v > best)
+                    best = v, at = pl * in_sp + (p->storage_order ? col : row);
+            }
+            if (which)
+                ((int64_t *)dst)[pl * out_sp + o] = at;
+            else
+                ((float *)dst)[pl * out_sp + o] = best;
+        }
+    }
+}

@@ -1432,6 +1432,20 @@ static int roi_align_check(const struct node_ctx *c, const int32_t *p)
     return ok ? 0 : node_err(c, -EINVAL, "roi-align operands or parameters do not fit");
 }
 
+/* MaxPool with Indices: taps outside x are skipped, so only shapes and counts matter. */
+static int maxpool_idx_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *x = operand(c, 0), *y = dst_of(c);
+    uint32_t sp = x->rank - 2;
+    int ok = x->dtype == ENGINE_F32 && x->rank >= 3 && x->rank <= 5 && y->rank == x->rank &&
+             c->n->n_params == 3 + 4 * sp && (p[0] == 0 || p[0] == 1) && (p[1] == 0 || p[1] == 1) &&
+             p[2] == (int32_t)sp && y->dtype == (p[0] ? ENGINE_I64 : ENGINE_F32) &&
+             y->dims[0] == x->dims[0] && y->dims[1] == x->dims[1];
+    for (uint32_t d = 0; ok && d < sp; d++)
+        ok = p[3 + d] >= 1 && p[3 + sp + d] >= 1 && p[3 + 3 * sp + d] >= 1;
+    return ok ? 0 : node_err(c, -EINVAL, "maxpool-indices operands or parameters do not fit");
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1451,7 +1465,8 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_CUMSUM, 2},
                  {PLAN_K_RNN, 8},
                  {PLAN_K_RESIZE, 1},
-                 {PLAN_K_ROI_ALIGN, 3}};
+                 {PLAN_K_ROI_ALIGN, 3},
+                 {PLAN_K_MAXPOOL_IDX, 1}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
@@ -1468,7 +1483,9 @@ static int move_kernel_check(const struct node_ctx *c)
         if (plan_input(v, n, k) < 0)
             return node_err(c, -EINVAL, "kernel input missing");
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
-    if (!plain_of_dtype(src, dst->dtype) || dst->layout != PLAN_LAYOUT_PLAIN)
+    if ((n->alg != PLAN_K_MAXPOOL_IDX && !plain_of_dtype(src, dst->dtype)) ||
+        src->storage == PLAN_ST_PACKED || src->layout != PLAN_LAYOUT_PLAIN ||
+        dst->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "kernel operands must be plain and of one dtype");
     const int32_t *p = v->index + n->params_first;
     switch (n->alg) {
@@ -1502,6 +1519,8 @@ static int move_kernel_check(const struct node_ctx *c)
         return resize_check(c, p);
     case PLAN_K_ROI_ALIGN:
         return roi_align_check(c, p);
+    case PLAN_K_MAXPOOL_IDX:
+        return maxpool_idx_check(c, p);
     default:
         return tile_check(c);
     }

@@ -197,6 +197,9 @@ enum plan_kernel {
     PLAN_K_ROI_ALIGN = 76,        /* in: x [N,C,H,W], rois [R,4] (float32), batch_indices [R]
                                      (int64, checked at run time); params: sampling_ratio,
                                      half_pixel; alpha = spatial_scale */
+    PLAN_K_MAXPOOL_IDX = 77,      /* in: x (float32, 1-3 spatial dims); params: which (0 Y, 1
+                                     Indices), storage_order, sp, kernel[sp], strides[sp],
+                                     pads_begin[sp], dilations[sp] */
     PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
                                      exclusive, reverse */
 };

@@ -412,6 +412,20 @@ static void run_resize(const struct session_kernel *k)
     k_resize(k->in[0], &k->in_s[0], &z, k->dst, &k->o);
 }
 
+/* params: which, storage_order, sp, kernel[sp], strides[sp], pads_begin[sp], dilations[sp] */
+static void run_maxpool_idx(const struct session_kernel *k)
+{
+    const int32_t *p = k->params;
+    struct k_pool q = {.sp = p[2], .storage_order = p[1]};
+    for (int d = 0; d < q.sp; d++) {
+        q.kernel[d] = p[3 + d];
+        q.stride[d] = p[3 + q.sp + d];
+        q.pad[d] = p[3 + 2 * q.sp + d];
+        q.dil[d] = p[3 + 3 * q.sp + d];
+    }
+    k_maxpool_idx(k->in[0], &k->in_s[0], &q, p[0], k->dst, &k->o);
+}
+
 static int run_kernel(const struct session_kernel *k)
 {
     switch (k->kind) {
@@ -510,6 +524,9 @@ static int run_kernel(const struct session_kernel *k)
         return run_rnn(k);
     case PLAN_K_RESIZE:
         run_resize(k);
+        return 0;
+    case PLAN_K_MAXPOOL_IDX:
+        run_maxpool_idx(k);
         return 0;
     case PLAN_K_ROI_ALIGN: {
         struct k_roi r = {

@@ -549,10 +549,9 @@ static int infer_pool(struct ir_graph *g, struct ir_node *n, char *err, size_t e
     if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
         return rc;
     int max = strcmp(n->op, "MaxPool") == 0;
-    if (max && n->n_out > 1 && n->out[1] >= 0)
-        return ir_node_err(g, n, err, errlen, -ENOTSUP, "the Indices output is unsupported");
-    if (ir_attr_int(n, "storage_order", 0) != 0)
-        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute storage_order=1");
+    int64_t order = ir_attr_int(n, "storage_order", 0); /* only Indices depend on it */
+    if (order != 0 && order != 1)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "storage_order must be 0 or 1");
     struct ir_tensor *x = in_t(g, n, 0);
     if ((rc = spatial_input(g, n, x, err, errlen)))
         return rc;
@@ -571,6 +570,8 @@ static int infer_pool(struct ir_graph *g, struct ir_node *n, char *err, size_t e
         return rc;
     if ((rc = write_window(n, &win)))
         return oom(g, n, err, errlen);
+    if (max && (rc = set_out(g, n, 1, ENGINE_I64, &o, err, errlen)))
+        return rc;
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
