@@ -199,7 +199,8 @@ int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape
 enum k_varop { K_VSUM, K_VMEAN, K_VMAX, K_VMIN, K_VAROP_COUNT_ };
 
 int k_varop_find(const char *onnx_op);
-/* 1 if the variadic op runs on dtype (float32; integers except for mean). */
+/* 1 if the variadic op runs on dtype (float32, float64; integers except for mean; float16 for
+ * Max and Min). */
 int k_variadic_dtype_ok(enum k_varop op, int dtype);
 /* dst (shape ds) = srcs[0] op srcs[1] op ..., every source broadcast to ds; n >= 1. */
 void k_variadic(enum k_varop op, int dtype, const void *const *srcs,

@@ -162,10 +162,20 @@ static int is_real(int dtype)
     return dtype == ENGINE_F32 || dtype == ENGINE_F64;
 }
 
+/* float16 too, for the ops whose result float16 represents exactly (Max, Min, Mod, compares). */
+static int is_float(int dtype)
+{
+    return is_real(dtype) || dtype == ENGINE_F16;
+}
+
 static double load_real(const void *p, int dtype, size_t i)
 {
+    double d = 0;
+    if (dtype == ENGINE_F16)
+        k_cast((const uint16_t *)p + i, ENGINE_F16, &d, ENGINE_F64, 1);
     return dtype == ENGINE_F32   ? ((const float *)p)[i]
            : dtype == ENGINE_F64 ? ((const double *)p)[i]
+           : dtype == ENGINE_F16 ? d
                                  : (double)load_int(p, dtype, i);
 }
 
@@ -173,6 +183,8 @@ static void store_real(void *p, int dtype, size_t i, double v)
 {
     if (dtype == ENGINE_F64)
         ((double *)p)[i] = v;
+    else if (dtype == ENGINE_F16)
+        k_cast(&v, ENGINE_F64, (uint16_t *)p + i, ENGINE_F16, 1); /* ties to even, once */
     else
         ((float *)p)[i] = (float)v;
 }
@@ -524,10 +536,10 @@ int k_logic_dtype(enum k_logop op, int dtype)
         return dtype == ENGINE_BOOL ? ENGINE_BOOL : 0;
     case K_LESS_EQUAL:
     case K_GREATER_EQUAL:
-        return is_real(dtype) || is_int(dtype) ? ENGINE_BOOL : 0;
+        return is_float(dtype) || is_int(dtype) ? ENGINE_BOOL : 0;
     case K_MOD:
     case K_FMOD:
-        return is_real(dtype) || is_int(dtype) ? dtype : 0;
+        return is_float(dtype) || is_int(dtype) ? dtype : 0;
     case K_PRELU:
         return is_real(dtype) ? dtype : 0;
     case K_SHIFT_LEFT:
@@ -595,13 +607,13 @@ int k_logic(enum k_logop op, int dtype, const void *a, const struct engine_shape
     bcast_strides(bs, ds, sb);
     size_t n = (size_t)engine_shape_numel(ds), nb = (size_t)engine_shape_numel(bs);
     int out = k_logic_dtype(op, dtype);
-    if ((op == K_MOD || op == K_FMOD) && !is_real(dtype))
+    if ((op == K_MOD || op == K_FMOD) && !is_float(dtype))
         for (size_t i = 0; i < nb; i++)
             if (load_int(b, dtype, i) == 0)
                 return -EDOM;
     for (size_t i = 0; i < n; i++) {
         size_t ia = bcast_offset(i, ds, sa), ib = bcast_offset(i, ds, sb);
-        if (is_real(dtype)) {
+        if (is_float(dtype)) {
             double v = logic_real(op, load_real(a, dtype, ia), load_real(b, dtype, ib));
             if (out == ENGINE_BOOL)
                 ((uint8_t *)dst)[i] = v != 0;
@@ -697,7 +709,8 @@ int k_variadic_dtype_ok(enum k_varop op, int dtype)
 {
     if ((unsigned)op >= K_VAROP_COUNT_)
         return 0;
-    return is_real(dtype) || (op != K_VMEAN && is_int(dtype));
+    return is_real(dtype) || (op != K_VMEAN && is_int(dtype)) ||
+           (dtype == ENGINE_F16 && (op == K_VMAX || op == K_VMIN));
 }
 
 static void variadic_real(enum k_varop op, int dtype, const void *x, const struct engine_shape *xs,
@@ -738,7 +751,7 @@ void k_variadic(enum k_varop op, int dtype, const void *const *srcs,
                 const struct engine_shape *shapes, int n, void *dst, const struct engine_shape *ds)
 {
     for (int k = 0; k < n; k++) {
-        if (is_real(dtype))
+        if (is_float(dtype))
             variadic_real(op, dtype, srcs[k], &shapes[k], k == 0, dst, ds);
         else
             variadic_int(op, dtype, srcs[k], &shapes[k], k == 0, dst, ds);

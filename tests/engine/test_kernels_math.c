@@ -216,6 +216,24 @@ static void test_einsum_spec(void **state)
     assert_int_equal(k_einsum_check(spec, n, sh, 2, &out), -EINVAL);
 }
 
+static void test_float16_max_mod(void **state)
+{
+    double a[3] = {-4.0, 0.5, 65504.0}, b[3] = {3.0, 0.25, -1.0}, got[3];
+    uint16_t ha[3], hb[3], hd[3];
+    struct engine_shape s = SHAPE(1, 3);
+    k_cast(a, ENGINE_F64, ha, ENGINE_F16, 3);
+    k_cast(b, ENGINE_F64, hb, ENGINE_F16, 3);
+    const void *srcs[2] = {ha, hb};
+    struct engine_shape shapes[2] = {s, s};
+    k_variadic(K_VMAX, ENGINE_F16, srcs, shapes, 2, hd, &s);
+    k_cast(hd, ENGINE_F16, got, ENGINE_F64, 3);
+    assert_true(got[0] == 3.0 && got[1] == 0.5 && got[2] == 65504.0);
+    assert_int_equal(k_logic(K_MOD, ENGINE_F16, ha, &s, hb, &s, hd, &s), 0);
+    k_cast(hd, ENGINE_F16, got, ENGINE_F64, 3);
+    assert_true(got[0] == 2.0 && got[1] == 0.0 && got[2] == 0.0);
+    assert_false(k_variadic_dtype_ok(K_VSUM, ENGINE_F16)); /* a float16 sum would round */
+}
+
 static void test_clip_bounds(void **state)
 {
     int8_t x[4] = {-128, -5, 5, 127}, lo = -10, hi = 10, d[4];
@@ -400,19 +418,13 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),
-        cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),
-        cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),
-        cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_einsum_spec),
-        cmocka_unit_test(test_qconv_padding),
-        cmocka_unit_test(test_quantize_edges),
-        cmocka_unit_test(test_topk_ties_and_nan),
-        cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),
-        cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_float16_max_mod),   cmocka_unit_test(test_einsum_spec),
+        cmocka_unit_test(test_qconv_padding),     cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
