@@ -1507,11 +1507,30 @@ static int const_ints(struct lower *l, const struct ir_node *n, int i, int64_t *
     return 0;
 }
 
+/* Slice before opset 10 (starts/ends/axes attributes): the per-axis starts and steps shape
+ * inference normalised, as constant folding uses them. */
+static int lower_slice_attrs(struct lower *l, const struct ir_node *n, const struct ir_tensor *x)
+{
+    const struct ir_attr *st = ir_attr_get(n, "norm_starts"), *sp = ir_attr_get(n, "norm_steps");
+    int r = x->shape.rank;
+    int64_t params[2 * ENGINE_MAX_RANK], in[1];
+    if (!st || !sp || st->type != IR_ATTR_INTS || sp->type != IR_ATTR_INTS || st->n != (size_t)r ||
+        sp->n != (size_t)r)
+        return lerr(l, n, -EINVAL, "slice was not resolved by shape inference");
+    memcpy(params, st->ints, (size_t)r * sizeof(int64_t));
+    memcpy(params + r, sp->ints, (size_t)r * sizeof(int64_t));
+    if ((in[0] = plain_operand(l, n, n->in[0])) < 0)
+        return (int)in[0];
+    return emit_kernel(l, n, PLAN_K_SLICE, in, 1, params, (uint32_t)(2 * r), 0);
+}
+
 static int lower_slice(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
-    if (!x || l->g->opset < 10)
-        return lerr(l, n, -EINVAL, "Slice before opset 10 is not supported");
+    if (!x)
+        return lerr(l, n, -EINVAL, "missing input");
+    if (l->g->opset < 10)
+        return lower_slice_attrs(l, n, x);
     int r = x->shape.rank, ns, ne, na, nst;
     int64_t starts[ENGINE_MAX_RANK], ends[ENGINE_MAX_RANK], axes[ENGINE_MAX_RANK];
     int64_t steps[ENGINE_MAX_RANK], params[2 * ENGINE_MAX_RANK];
