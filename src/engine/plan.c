@@ -1441,8 +1441,13 @@ static int maxpool_idx_check(const struct node_ctx *c, const int32_t *p)
              c->n->n_params == 3 + 4 * sp && (p[0] == 0 || p[0] == 1) && (p[1] == 0 || p[1] == 1) &&
              p[2] == (int32_t)sp && y->dtype == (p[0] ? ENGINE_I64 : ENGINE_F32) &&
              y->dims[0] == x->dims[0] && y->dims[1] == x->dims[1];
-    for (uint32_t d = 0; ok && d < sp; d++)
-        ok = p[3 + d] >= 1 && p[3 + sp + d] >= 1 && p[3 + 3 * sp + d] >= 1;
+    int64_t taps = 1; /* bounded, so a hostile window cannot stall a run */
+    for (uint32_t d = 0; ok && d < sp; d++) {
+        ok = p[3 + d] >= 1 && p[3 + d] <= (1 << 20) && p[3 + sp + d] >= 1 && p[3 + 3 * sp + d] >= 1;
+        taps *= ok ? p[3 + d] : 1;
+    }
+    if (taps > (1 << 24))
+        ok = 0;
     return ok ? 0 : node_err(c, -EINVAL, "maxpool-indices operands or parameters do not fit");
 }
 

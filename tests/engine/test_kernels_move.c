@@ -412,6 +412,15 @@ static void test_hostile_params(void **state)
     rz[1] = 0;
     int64_t zero_in = tensor(&b, ENGINE_F32, SHAPE(2, 0, 3)), zin[1] = {zero_in};
     assert_int_equal(check_node(PLAN_K_RESIZE, zin, 1, y, rz, 12, 0, &b), -EINVAL);
+    /* MaxPool with Indices on [1,8,2,3]: Y float32, Indices int64; windows bounded */
+    int64_t idx_out = tensor(&b, ENGINE_I64, SHAPE(4, 1, 8, 2, 3)), mp[1] = {img};
+    int32_t mpy[11] = {0, 0, 2, 1, 1, 1, 1, 0, 0, 1, 1},
+            mpi[11] = {1, 1, 2, 1, 1, 1, 1, 0, 0, 1, 1};
+    int32_t mp_big[11] = {1, 0, 2, 1 << 20, 1 << 20, 1, 1, 0, 0, 1, 1};
+    assert_int_equal(check_node(PLAN_K_MAXPOOL_IDX, mp, 1, img, mpy, 11, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_MAXPOOL_IDX, mp, 1, idx_out, mpi, 11, 0, &b), 0);
+    assert_int_equal(check_node(PLAN_K_MAXPOOL_IDX, mp, 1, img, mpi, 11, 0, &b), -EINVAL);
+    assert_int_equal(check_node(PLAN_K_MAXPOOL_IDX, mp, 1, idx_out, mp_big, 11, 0, &b), -EINVAL);
     plan_builder_free(&b);
 }
 
