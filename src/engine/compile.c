@@ -1917,6 +1917,18 @@ static int lower_maxpool_idx(struct lower *l, const struct ir_node *n)
     return 0;
 }
 
+static int lower_onehot(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], p[2] = {ir_attr_int(n, "onehot_depth", 1), ir_attr_int(n, "axis", 0)};
+    if (n->n_in != 3 || n->in[0] < 0 || n->in[2] < 0)
+        return lerr(l, n, -EINVAL, "missing input");
+    ins[0] = plain_operand(l, n, n->in[0]);
+    ins[1] = plain_operand(l, n, n->in[2]);
+    if (ins[0] < 0 || ins[1] < 0)
+        return lerr(l, n, -EINVAL, "unusable input");
+    return emit_kernel(l, n, PLAN_K_ONEHOT, ins, 2, p, 2, 0);
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -2076,6 +2088,7 @@ static const struct {
     {"CumSum", lower_cumsum},
     {"RNN", lower_rnn},
     {"Resize", lower_resize},
+    {"OneHot", lower_onehot},
     {"RoiAlign", lower_roi_align},
     {"Upsample", lower_resize},
     {"GRU", lower_rnn},

@@ -478,6 +478,10 @@ struct k_pool {
  * flat indices into x (int64; the first maximum wins; -1 for a window that misses the input). */
 void k_maxpool_idx(const float *x, const struct engine_shape *xs, const struct k_pool *p, int which,
                    void *dst, const struct engine_shape *ys);
+/* OneHot: dst (is with depth inserted at axis) = values[0], and values[1] where an index (int32,
+ * int64 or float32, truncated; negative ones count from depth) selects; others stay off. */
+int k_onehot(const void *idx, int idx_dtype, const struct engine_shape *is, int64_t depth, int axis,
+             const void *values, size_t esize, void *dst);
 /* Local response normalisation across channels (axis 1) of s, ONNX's window and formula. */
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);

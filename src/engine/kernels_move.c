@@ -975,3 +975,33 @@ void k_maxpool_idx(const float *x, const struct engine_shape *xs, const struct k
         }
     }
 }
+
+/* ---- OneHot ---- */
+
+int k_onehot(const void *idx, int idx_dtype, const struct engine_shape *is, int64_t depth, int axis,
+             const void *values, size_t esize, void *dst)
+{
+    int64_t outer = 1, inner = 1, n = engine_shape_numel(is);
+    for (int d = 0; d < axis; d++)
+        outer *= is->dims[d];
+    for (int d = axis; d < is->rank; d++)
+        inner *= is->dims[d];
+    for (int64_t i = 0; i < outer * depth * inner; i++)
+        memcpy((char *)dst + (size_t)i * esize, values, esize);
+    for (int64_t i = 0; i < n; i++) {
+        double v = idx_dtype == ENGINE_F32   ? ((const float *)idx)[i]
+                   : idx_dtype == ENGINE_I32 ? ((const int32_t *)idx)[i]
+                                             : (double)((const int64_t *)idx)[i];
+        if (!(v > -(double)depth - 1 && v < (double)depth)) /* NaN too: all off */
+            continue;
+        int64_t j = (int64_t)v; /* truncates toward zero, as a Cast to int64 would */
+        if (j < 0)
+            j += depth;
+        if (j < 0 || j >= depth)
+            continue;
+        int64_t o = i / inner, in = i % inner;
+        memcpy((char *)dst + (size_t)((o * depth + j) * inner + in) * esize,
+               (const char *)values + esize, esize);
+    }
+    return 0;
+}

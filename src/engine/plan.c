@@ -1451,6 +1451,19 @@ static int maxpool_idx_check(const struct node_ctx *c, const int32_t *p)
     return ok ? 0 : node_err(c, -EINVAL, "maxpool-indices operands or parameters do not fit");
 }
 
+static int onehot_check(const struct node_ctx *c, const int32_t *p)
+{
+    const struct plan_tensor *idx = operand(c, 0), *val = operand(c, 1), *y = dst_of(c);
+    int ok = c->n->n_params == 2 && p[0] >= 0 && p[1] >= 0 && (uint32_t)p[1] <= idx->rank &&
+             y->rank == idx->rank + 1 && plain_of_dtype(val, y->dtype) &&
+             val->nbytes == 2 * engine_dtype_size((int)y->dtype) &&
+             (plain_of_dtype(idx, ENGINE_I32) || plain_of_dtype(idx, ENGINE_I64) ||
+              plain_of_dtype(idx, ENGINE_F32));
+    for (uint32_t d = 0, k = 0; ok && d < y->rank; d++)
+        ok = d == (uint32_t)p[1] ? y->dims[d] == p[0] : y->dims[d] == idx->dims[k++];
+    return ok ? 0 : node_err(c, -EINVAL, "one-hot operands or parameters do not fit");
+}
+
 static int move_kernel_check(const struct node_ctx *c)
 {
     static const struct {
@@ -1471,7 +1484,8 @@ static int move_kernel_check(const struct node_ctx *c)
                  {PLAN_K_RNN, 8},
                  {PLAN_K_RESIZE, 1},
                  {PLAN_K_ROI_ALIGN, 3},
-                 {PLAN_K_MAXPOOL_IDX, 1}};
+                 {PLAN_K_MAXPOOL_IDX, 1},
+                 {PLAN_K_ONEHOT, 2}};
     const struct plan_node *n = c->n;
     const struct plan_view *v = c->v;
     size_t i = 0;
@@ -1488,7 +1502,8 @@ static int move_kernel_check(const struct node_ctx *c)
         if (plan_input(v, n, k) < 0)
             return node_err(c, -EINVAL, "kernel input missing");
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
-    if ((n->alg != PLAN_K_MAXPOOL_IDX && !plain_of_dtype(src, dst->dtype)) ||
+    if ((n->alg != PLAN_K_MAXPOOL_IDX && n->alg != PLAN_K_ONEHOT &&
+         !plain_of_dtype(src, dst->dtype)) ||
         src->storage == PLAN_ST_PACKED || src->layout != PLAN_LAYOUT_PLAIN ||
         dst->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "kernel operands must be plain and of one dtype");
@@ -1526,6 +1541,8 @@ static int move_kernel_check(const struct node_ctx *c)
         return roi_align_check(c, p);
     case PLAN_K_MAXPOOL_IDX:
         return maxpool_idx_check(c, p);
+    case PLAN_K_ONEHOT:
+        return onehot_check(c, p);
     default:
         return tile_check(c);
     }

@@ -200,6 +200,8 @@ enum plan_kernel {
     PLAN_K_MAXPOOL_IDX = 77,      /* in: x (float32, 1-3 spatial dims); params: which (0 Y, 1
                                      Indices), storage_order, sp, kernel[sp], strides[sp],
                                      pads_begin[sp], dilations[sp] */
+    PLAN_K_ONEHOT = 78,           /* in: indices (int32/int64/float32), values (2 elements of
+                                     dst's dtype); params: depth, axis (non-negative) */
     PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
                                      exclusive, reverse */
 };

@@ -528,6 +528,9 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_MAXPOOL_IDX:
         run_maxpool_idx(k);
         return 0;
+    case PLAN_K_ONEHOT:
+        return k_onehot(k->in[0], k->in_dtype[0], &k->in_s[0], k->params[0], k->params[1], k->in[1],
+                        engine_dtype_size(k->out_dtype), k->dst);
     case PLAN_K_ROI_ALIGN: {
         struct k_roi r = {
             .scale = k->alpha, .sampling_ratio = k->params[0], .half_pixel = k->params[1]};

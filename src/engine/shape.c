@@ -2794,6 +2794,36 @@ static int infer_roi_align(struct ir_graph *g, struct ir_node *n, char *err, siz
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
+/* OneHot with a constant depth; indices and values may be computed. */
+static int infer_onehot(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 3, 3, err, errlen), axis;
+    if (rc)
+        return rc;
+    struct ir_tensor *idx = in_t(g, n, 0), *dep = in_t(g, n, 1), *val = in_t(g, n, 2);
+    if (idx->dtype != ENGINE_I32 && idx->dtype != ENGINE_I64 && idx->dtype != ENGINE_F32)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "indices of type %s are unsupported",
+                           engine_dtype_name(idx->dtype));
+    if (!dep->data || engine_shape_numel(&dep->shape) != 1 || dep->shape.rank > 1)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "depth must be a constant scalar (computed at run time is unsupported)");
+    double depth = 0;
+    if (k_cast(dep->data, dep->dtype, &depth, ENGINE_F64, 1) || !(depth >= 1) ||
+        depth > (double)(1 << 24))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "depth must be in [1, %d]", 1 << 24);
+    if (engine_shape_numel(&val->shape) != 2 || val->shape.rank != 1 ||
+        idx->shape.rank >= ENGINE_MAX_RANK)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "values must hold [off, on]");
+    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", -1), idx->shape.rank + 1, &axis, err, errlen)))
+        return rc;
+    struct engine_shape o = {.rank = idx->shape.rank + 1};
+    for (int d = 0, k = 0; d < o.rank; d++)
+        o.dims[d] = d == axis ? (int64_t)depth : idx->shape.dims[k++];
+    if (ir_attr_set_int(n, "axis", axis) || ir_attr_set_int(n, "onehot_depth", (int64_t)depth))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, val->dtype, &o, err, errlen);
+}
+
 static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2947,6 +2977,7 @@ static const struct ir_op_def ops[] = {
     {"CastLike", infer_castlike, eval_cast},
     {"CumSum", infer_cumsum, eval_cumsum},
     {"Resize", infer_resize, NULL},
+    {"OneHot", infer_onehot, NULL},
     {"RoiAlign", infer_roi_align, NULL},
     {"Upsample", infer_upsample, NULL},
     {"RNN", infer_rnn, NULL},

@@ -241,6 +241,16 @@ static void test_roi_align_refusals(void **state)
     assert_int_equal(k_roi_align(x, &xs, huge, b0, &p, y, &ys), -EINVAL); /* adaptive grid */
 }
 
+static void test_onehot_indices(void **state)
+{
+    struct engine_shape is = SHAPE(1, 5);
+    float idx[5] = {1.9f, -1, 3, NAN, -3.5f}; /* truncated; -1 counts from depth; 3 and NaN off */
+    int64_t values[2] = {7, 9}, d[15];
+    assert_int_equal(k_onehot(idx, ENGINE_F32, &is, 3, 1, values, sizeof(int64_t), d), 0);
+    int64_t want[15] = {7, 9, 7, 7, 7, 9, 7, 7, 7, 7, 7, 7, 9, 7, 7};
+    assert_memory_equal(d, want, sizeof(d));
+}
+
 static void test_tile_shapes(void **state)
 {
     struct engine_shape s = SHAPE(2, 1, 2), o = SHAPE(2, 3, 4);
@@ -478,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_rnn_lengths),
         cmocka_unit_test(test_resize_edges),
         cmocka_unit_test(test_roi_align_refusals),
+        cmocka_unit_test(test_onehot_indices),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_run_index_out_of_range),
