@@ -1929,6 +1929,41 @@ static int lower_onehot(struct lower *l, const struct ir_node *n)
     return emit_kernel(l, n, PLAN_K_ONEHOT, ins, 2, p, 2, 0);
 }
 
+/* Compress: a gather with constant indices along the axis, or a GatherND of index tuples over
+ * the flattened input. */
+static int lower_compress(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    const struct ir_attr *a = ir_attr_get(n, "compress_idx");
+    int64_t axis = ir_attr_int(n, "compress_axis", -1);
+    if (!x || !a || a->type != IR_ATTR_INTS)
+        return lerr(l, n, -EINVAL, "compress was not resolved by shape inference");
+    int64_t count = (int64_t)a->n;
+    int r = axis >= 0 ? 1 : x->shape.rank;
+    struct ir_tensor it = {.name = "compress_indices", .dtype = ENGINE_I64, .shape_known = 1};
+    it.shape = axis >= 0 ? (struct engine_shape){1, {count}} : (struct engine_shape){2, {count, r}};
+    int64_t *v = malloc((size_t)(count * r + 1) * sizeof(int64_t));
+    if (!v)
+        return lerr(l, n, -ENOMEM, "out of memory");
+    for (int64_t i = 0; i < count; i++) {
+        int64_t flat = a->ints[i]; /* a flat position becomes the input's multi-index */
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t dim = axis >= 0 ? INT64_MAX : x->shape.dims[d];
+            v[i * r + d] = dim ? flat % dim : 0;
+            flat = dim ? flat / dim : 0;
+        }
+    }
+    it.data = v;
+    int64_t ins[2] = {plain_operand(l, n, n->in[0]), add_plan_tensor(l, &it, PLAN_ST_CONST)};
+    free(v);
+    if (ins[0] < 0 || ins[1] < 0)
+        return lerr(l, n, -EINVAL, "unusable input");
+    if (axis >= 0)
+        return emit_kernel(l, n, PLAN_K_GATHER, ins, 2, NULL, 0, axis);
+    int64_t batch = 0;
+    return emit_kernel(l, n, PLAN_K_GATHER_ND, ins, 2, &batch, 1, 0);
+}
+
 static int lower_lrn(struct lower *l, const struct ir_node *n)
 {
     float bias = ir_attr_float(n, "bias", 1.0f);
@@ -2089,6 +2124,7 @@ static const struct {
     {"RNN", lower_rnn},
     {"Resize", lower_resize},
     {"OneHot", lower_onehot},
+    {"Compress", lower_compress},
     {"RoiAlign", lower_roi_align},
     {"Upsample", lower_resize},
     {"GRU", lower_rnn},

@@ -2824,6 +2824,40 @@ static int infer_onehot(struct ir_graph *g, struct ir_node *n, char *err, size_t
     return set_out(g, n, 0, val->dtype, &o, err, errlen);
 }
 
+/* Compress with a constant condition: the selected positions (along axis, or of the flattened
+ * input) are kept as "compress_idx" for the backend's gather. */
+static int infer_compress(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 2, err, errlen), axis = -1;
+    if (rc)
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *c = in_t(g, n, 1);
+    if (!c->data || c->dtype != ENGINE_BOOL || c->shape.rank != 1)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "condition must be a constant 1-D bool (computed at run time is "
+                           "unsupported: it decides the output shape)");
+    int has_axis = ir_attr_get(n, "axis") != NULL;
+    if (has_axis &&
+        (rc = norm_axis(g, n, ir_attr_int(n, "axis", 0), x->shape.rank, &axis, err, errlen)))
+        return rc;
+    int64_t len = has_axis ? x->shape.dims[axis] : engine_shape_numel(&x->shape);
+    int64_t m = c->shape.dims[0] < len ? c->shape.dims[0] : len, count = 0;
+    int64_t *sel = malloc((size_t)(m > 0 ? m : 1) * sizeof(int64_t));
+    if (!sel)
+        return oom(g, n, err, errlen);
+    for (int64_t j = 0; j < m; j++)
+        if (((const uint8_t *)c->data)[j])
+            sel[count++] = j;
+    struct engine_shape o = has_axis ? x->shape : (struct engine_shape){.rank = 1};
+    o.dims[has_axis ? axis : 0] = count;
+    rc = ir_attr_set_ints(n, "compress_idx", sel, (size_t)count) ||
+         ir_attr_set_int(n, "compress_axis", axis);
+    free(sel);
+    if (rc)
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, x->dtype, &o, err, errlen);
+}
+
 static int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int rc = arity(g, n, 1, 1, err, errlen);
@@ -2978,6 +3012,7 @@ static const struct ir_op_def ops[] = {
     {"CumSum", infer_cumsum, eval_cumsum},
     {"Resize", infer_resize, NULL},
     {"OneHot", infer_onehot, NULL},
+    {"Compress", infer_compress, NULL},
     {"RoiAlign", infer_roi_align, NULL},
     {"Upsample", infer_upsample, NULL},
     {"RNN", infer_rnn, NULL},
