@@ -2149,11 +2149,12 @@ static int map_inputs(struct lower *l)
         if (!it->shape_known)
             return seterr(l->err, l->errlen, -EINVAL, "model %s: input %s has no concrete shape",
                           l->model, it->name);
-        int64_t pt = add_plan_tensor(l, it, PLAN_ST_ARENA);
+        /* a pinned input is a constant that runs must match: its values sit in the weights */
+        int64_t pt = add_plan_tensor(l, it, it->data ? PLAN_ST_CONST : PLAN_ST_ARENA);
         if (pt < 0)
             return seterr(l->err, l->errlen, (int)pt, "model %s: input %s: bad shape", l->model,
                           it->name);
-        l->b.tensors[pt].flags |= PLAN_TF_INPUT;
+        l->b.tensors[pt].flags |= PLAN_TF_INPUT | (it->data ? PLAN_TF_PINNED : 0);
         l->tmap[t] = (int32_t)pt;
     }
     return 0;
@@ -2294,6 +2295,8 @@ int engine_compile(const void *onnx, size_t len, const struct engine_compile_opt
     sha256(onnx, len, sha);
     struct ir_graph *g = NULL;
     int rc = ir_import_onnx(onnx, len, opts->base_dir, model, &g, err, errlen);
+    if (!rc)
+        rc = ir_pin_inputs(g, opts->pins, opts->n_pins, err, errlen);
     if (!rc)
         rc = ir_infer_shapes(g, opts->shapes, opts->n_shapes, err, errlen);
     if (!rc)

@@ -53,13 +53,23 @@ struct engine_input_shape {
     struct engine_shape shape;
 };
 
+struct engine_tensor;
+
 struct engine_compile_opts {
     int threads;                             /* intra-op threads of the sessions; 0 means 1 */
     const char *base_dir;                    /* directory of external-data files; NULL: refused */
     const char *model_name;                  /* used in error messages; NULL: "model" */
     const struct engine_input_shape *shapes; /* concrete shapes for symbolic input dims */
     int n_shapes;
+    /* Value-pinned inputs: each is compiled as a constant with these values (so an operand that
+     * decides a shape may come from a graph input), yet stays an input of the plan; a run whose
+     * value differs is refused. int32/int64 of up to ENGINE_MAX_PIN_ELEMS elements, or a float32
+     * scalar; name required; the engine copies the values. */
+    const struct engine_tensor *pins;
+    int n_pins;
 };
+
+#define ENGINE_MAX_PIN_ELEMS 4096
 
 /* Compile-option shapes as text, as shmfaas-run --shape, shmfaas-fn's input_shape and the store
  * spell them: "[NAME=]DxDx..", several joined by ';' ("input=1x3x320x320", or "1x3x320x320" for
@@ -101,6 +111,10 @@ int engine_model_n_inputs(const struct engine_model *m);
 int engine_model_n_outputs(const struct engine_model *m);
 int engine_model_input(const struct engine_model *m, int i, struct engine_tensor_info *out);
 int engine_model_output(const struct engine_model *m, int i, struct engine_tensor_info *out);
+/* 1 when input i is value-pinned (its values, nbytes long, into *data: inside the image), 0 when
+ * not, -EINVAL for a bad index. data and nbytes may be NULL. */
+int engine_model_input_pinned(const struct engine_model *m, int i, const void **data,
+                              size_t *nbytes);
 size_t engine_model_arena_size(const struct engine_model *m);   /* activation bytes/session */
 size_t engine_model_weights_size(const struct engine_model *m); /* bytes of weights in image */
 int engine_model_threads(const struct engine_model *m);

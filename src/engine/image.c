@@ -376,6 +376,29 @@ static int check_node(const struct plan_view *v, uint32_t i, char *err, size_t e
     return rc;
 }
 
+/* An input is an activation the session copies in, or (PLAN_TF_PINNED) a constant of the values
+ * every run must pass: int32/int64 of at most ENGINE_MAX_PIN_ELEMS elements or a float32 scalar.
+ * check_tensor has already bounded its bytes inside the weights. */
+static int check_input(const struct plan_view *v, int64_t t, uint32_t k, char *err, size_t errlen)
+{
+    int rc = check_tensor_ref(v, t, 0, "input", k, err, errlen);
+    if (rc)
+        return rc;
+    const struct plan_tensor *pt = &v->tensors[t];
+    int pinned = (pt->flags & PLAN_TF_PINNED) != 0;
+    size_t es = engine_dtype_size((int)pt->dtype);
+    uint64_t numel = es ? pt->nbytes / es : 0;
+    int integer = pt->dtype == ENGINE_I32 || pt->dtype == ENGINE_I64;
+    if (!pinned && pt->storage == PLAN_ST_ARENA)
+        return 0;
+    if (pinned && pt->storage == PLAN_ST_CONST && numel <= ENGINE_MAX_PIN_ELEMS &&
+        (integer || (pt->dtype == ENGINE_F32 && numel == 1)))
+        return 0;
+    return seterr(err, errlen, -EINVAL,
+                  "plan image: input %u (%s) is neither an activation nor a valid pinned input", k,
+                  v->strings + pt->name);
+}
+
 static int check_io(const struct plan_view *v, char *err, size_t errlen)
 {
     const struct plan_header *h = v->h;
@@ -383,7 +406,7 @@ static int check_io(const struct plan_view *v, char *err, size_t errlen)
     if (!rc)
         rc = check_slice(v, h->outputs_first, h->n_outputs, "graph outputs", 0, err, errlen);
     for (uint32_t k = 0; k < h->n_inputs && !rc; k++)
-        rc = check_tensor_ref(v, v->index[h->inputs_first + k], 1, "input", k, err, errlen);
+        rc = check_input(v, v->index[h->inputs_first + k], k, err, errlen);
     for (uint32_t k = 0; k < h->n_outputs && !rc; k++)
         rc = check_tensor_ref(v, v->index[h->outputs_first + k], 1, "output", k, err, errlen);
     return rc;

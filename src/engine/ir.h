@@ -130,6 +130,13 @@ int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const ch
 int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
                     char *err, size_t errlen);
 
+/* Value-pinned inputs (engine_compile_opts.pins): called before ir_infer_shapes; checks each pin
+ * names a graph input of its dtype and a shape the model allows (int32/int64 up to
+ * ENGINE_MAX_PIN_ELEMS elements, or a float32 scalar) and makes that input a constant with the
+ * pin's values. It keeps IR_T_INPUT: the plan compiler records it as a pinned input. */
+int ir_pin_inputs(struct ir_graph *g, const struct engine_tensor *pins, int n_pins, char *err,
+                  size_t errlen);
+
 /* Models below opset 7 (onnx_import.c): called by ir_infer_shapes before each node's inference;
  * checks legacy broadcasting against the now known shapes and completes rewrites that need them. */
 int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);

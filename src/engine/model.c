@@ -222,6 +222,21 @@ int engine_model_input(const struct engine_model *m, int i, struct engine_tensor
     return tensor_info(m, m->v.index[m->v.h->inputs_first + (uint32_t)i], out);
 }
 
+int engine_model_input_pinned(const struct engine_model *m, int i, const void **data,
+                              size_t *nbytes)
+{
+    if (i < 0 || (uint32_t)i >= m->v.h->n_inputs)
+        return -EINVAL;
+    const struct plan_tensor *pt = &m->v.tensors[m->v.index[m->v.h->inputs_first + (uint32_t)i]];
+    if (!(pt->flags & PLAN_TF_PINNED))
+        return 0;
+    if (data)
+        *data = m->v.weights + pt->offset;
+    if (nbytes)
+        *nbytes = (size_t)pt->nbytes;
+    return 1;
+}
+
 int engine_model_output(const struct engine_model *m, int i, struct engine_tensor_info *out)
 {
     if (i < 0 || (uint32_t)i >= m->v.h->n_outputs)

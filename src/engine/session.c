@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -651,6 +652,56 @@ static const struct engine_tensor *find_input(const struct engine_tensor *in, in
     return NULL;
 }
 
+/* One value of a pinned tensor (plan-checked: int32, int64 or float32) as text. */
+static int pinned_value(const uint8_t *p, uint32_t dtype, char *buf, size_t len)
+{
+    int32_t i32;
+    int64_t i64;
+    float f;
+    if (dtype == ENGINE_I64) {
+        memcpy(&i64, p, sizeof(i64));
+        return snprintf(buf, len, "%lld", (long long)i64);
+    }
+    if (dtype == ENGINE_I32) {
+        memcpy(&i32, p, sizeof(i32));
+        return snprintf(buf, len, "%d", i32);
+    }
+    memcpy(&f, p, sizeof(f));
+    return snprintf(buf, len, "%.9g", (double)f);
+}
+
+/* "[2, 3, 4]", cut short with "..." when it does not fit len (>= 64) bytes. */
+static void pinned_values(const struct plan_view *v, const struct plan_tensor *pt, char *buf,
+                          size_t len)
+{
+    const uint8_t *p = v->weights + pt->offset;
+    size_t es = engine_dtype_size((int)pt->dtype), used = 1;
+    uint64_t n = pt->nbytes / es;
+    buf[0] = '[';
+    for (uint64_t i = 0; i < n; i++) {
+        char one[40];
+        int w = pinned_value(p + i * es, pt->dtype, one, sizeof(one));
+        if (used + (size_t)w + 8 >= len) {
+            used += (size_t)snprintf(buf + used, len - used, "%s...", i ? ", " : "");
+            break;
+        }
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", one);
+    }
+    snprintf(buf + used, len - used, "]");
+}
+
+static int check_pinned(const struct plan_view *v, const struct plan_tensor *pt, const void *data,
+                        char *err, size_t errlen)
+{
+    char vals[256];
+    if (memcmp(data, v->weights + pt->offset, pt->nbytes) == 0)
+        return 0;
+    pinned_values(v, pt, vals, sizeof(vals));
+    return seterr(err, errlen, -EINVAL,
+                  "input '%s' must be %s (the plan was compiled for these values)",
+                  plan_str(v, pt->name), vals);
+}
+
 static int copy_input(struct engine_session *s, uint32_t t, const struct engine_tensor *inputs,
                       int n_inputs, char *err, size_t errlen)
 {
@@ -675,6 +726,8 @@ static int copy_input(struct engine_session *s, uint32_t t, const struct engine_
     if (!in->data || in->nbytes != pt->nbytes)
         return seterr(err, errlen, -EINVAL, "input %s: %zu bytes of data, the plan expects %llu",
                       name, in->nbytes, (unsigned long long)pt->nbytes);
+    if (pt->flags & PLAN_TF_PINNED)
+        return check_pinned(v, pt, in->data, err, errlen);
     memcpy(s->arena + pt->offset, in->data, in->nbytes);
     return 0;
 }

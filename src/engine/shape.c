@@ -2498,21 +2498,22 @@ static int infer_max_unpool(struct ir_graph *g, struct ir_node *n, char *err, si
     if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)) ||
         (rc = read_window(g, n, &win, err, errlen)))
         return rc;
+    int64_t v[ENGINE_MAX_RANK];
     if (in_t(g, n, 2)) {
-        int64_t v[ENGINE_MAX_RANK];
         if ((rc = const_ints(g, n, 2, v, ENGINE_MAX_RANK, &k, err, errlen)))
             return rc;
         if (k != o.rank)
             return ir_node_err(g, n, err, errlen, -EINVAL, "output_shape needs %d values", o.rank);
-        for (int i = 0; i < k; i++)
-            o.dims[i] = v[i];
-        if (o.dims[0] != x->shape.dims[0] || o.dims[1] != x->shape.dims[1])
+        if (o.dims[0] != v[0] || o.dims[1] != v[1])
             return ir_node_err(g, n, err, errlen, -EINVAL, "output_shape changes N or C");
-    } else {
-        for (int i = 0; i < win.k; i++)
-            o.dims[2 + i] = (x->shape.dims[2 + i] - 1) * win.stride[i] - win.pads[i] -
-                            win.pads[win.k + i] + win.kernel[i];
     }
+    for (int i = 0; i < win.k; i++)
+        o.dims[2 + i] = (x->shape.dims[2 + i] - 1) * win.stride[i] - win.pads[i] -
+                        win.pads[win.k + i] + win.kernel[i];
+    /* the indices address the default output; another output_shape moves every element */
+    if (k && memcmp(o.dims, v, (size_t)k * sizeof(int64_t)))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "an output_shape other than the default unpooled shape is unsupported");
     return set_out(g, n, 0, x->dtype, &o, err, errlen);
 }
 
@@ -3152,6 +3153,58 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
         int rc = infer_node(g, i, err, errlen);
         if (rc)
             return rc;
+    }
+    return 0;
+}
+
+static int check_pin(const struct ir_graph *g, const struct engine_tensor *p, char *err,
+                     size_t errlen)
+{
+    char s1[128], s2[128];
+    int t = p->name ? ir_find_tensor(g, p->name) : -1;
+    if (t < 0 || !(g->tensors[t].flags & IR_T_INPUT))
+        return seterr(err, errlen, -EINVAL, "model %s: cannot pin '%s': not an input of the model",
+                      g->name, p->name ? p->name : "(no name)");
+    const struct ir_tensor *x = &g->tensors[t];
+    int64_t numel = engine_shape_numel(&p->shape);
+    int integer = p->dtype == ENGINE_I32 || p->dtype == ENGINE_I64;
+    if (p->shape.rank < 0 || p->shape.rank > ENGINE_MAX_RANK || numel < 0 ||
+        !(integer || (p->dtype == ENGINE_F32 && numel == 1)) || numel > ENGINE_MAX_PIN_ELEMS)
+        return seterr(err, errlen, -EINVAL,
+                      "model %s: cannot pin '%s' (%s %s): only int32/int64 inputs of up to %d "
+                      "elements or a float32 scalar may be pinned",
+                      g->name, p->name, engine_dtype_name(p->dtype), shape_s(&p->shape, s1),
+                      ENGINE_MAX_PIN_ELEMS);
+    if (x->dtype != p->dtype)
+        return seterr(err, errlen, -EINVAL, "model %s: pin '%s' is %s, the input is %s", g->name,
+                      p->name, engine_dtype_name(p->dtype), engine_dtype_name(x->dtype));
+    int fits = x->shape.rank < 0 || x->shape.rank == p->shape.rank;
+    for (int i = 0; fits && x->shape.rank >= 0 && i < x->shape.rank; i++)
+        fits = x->shape.dims[i] < 0 || x->shape.dims[i] == p->shape.dims[i];
+    if (!fits)
+        return seterr(err, errlen, -EINVAL, "model %s: pin '%s' has shape %s, the model has %s",
+                      g->name, p->name, shape_s(&p->shape, s1), shape_s(&x->shape, s2));
+    if (!p->data || p->nbytes != (size_t)numel * engine_dtype_size(p->dtype))
+        return seterr(err, errlen, -EINVAL, "model %s: pin '%s': %zu bytes of data for %s %s",
+                      g->name, p->name, p->nbytes, engine_dtype_name(p->dtype),
+                      shape_s(&p->shape, s1));
+    return t;
+}
+
+int ir_pin_inputs(struct ir_graph *g, const struct engine_tensor *pins, int n_pins, char *err,
+                  size_t errlen)
+{
+    if (n_pins < 0 || (n_pins && !pins))
+        return seterr(err, errlen, -EINVAL, "model %s: bad pinned input list", g->name);
+    for (int i = 0; i < n_pins; i++) {
+        int t = check_pin(g, &pins[i], err, errlen);
+        if (t < 0)
+            return t;
+        void *copy = malloc(pins[i].nbytes ? pins[i].nbytes : 1);
+        if (!copy)
+            return seterr(err, errlen, -ENOMEM, "out of memory");
+        memcpy(copy, pins[i].data, pins[i].nbytes);
+        ir_set_const(g, t, pins[i].dtype, &pins[i].shape, copy);
     }
     return 0;
 }
