@@ -63,13 +63,14 @@ struct engine_compile_opts {
     int n_shapes;
     /* Value-pinned inputs: each is compiled as a constant with these values (so an operand that
      * decides a shape may come from a graph input), yet stays an input of the plan; a run whose
-     * value differs is refused. int32/int64 of up to ENGINE_MAX_PIN_ELEMS elements, or a float32
-     * scalar; name required; the engine copies the values. */
+     * value differs is refused. int32/int64 of up to ENGINE_MAX_PIN_ELEMS elements, or float32 of
+     * up to ENGINE_MAX_PIN_FLOATS (Resize scales, Range bounds); name required; values copied. */
     const struct engine_tensor *pins;
     int n_pins;
 };
 
-#define ENGINE_MAX_PIN_ELEMS 4096
+#define ENGINE_MAX_PIN_ELEMS  4096
+#define ENGINE_MAX_PIN_FLOATS 16
 
 /* Compile-option shapes as text, as shmfaas-run --shape, shmfaas-fn's input_shape and the store
  * spell them: "[NAME=]DxDx..", several joined by ';' ("input=1x3x320x320", or "1x3x320x320" for

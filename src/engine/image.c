@@ -377,7 +377,8 @@ static int check_node(const struct plan_view *v, uint32_t i, char *err, size_t e
 }
 
 /* An input is an activation the session copies in, or (PLAN_TF_PINNED) a constant of the values
- * every run must pass: int32/int64 of at most ENGINE_MAX_PIN_ELEMS elements or a float32 scalar.
+ * every run must pass: int32/int64 of at most ENGINE_MAX_PIN_ELEMS elements or float32 of at most
+ * ENGINE_MAX_PIN_FLOATS.
  * check_tensor has already bounded its bytes inside the weights. */
 static int check_input(const struct plan_view *v, int64_t t, uint32_t k, char *err, size_t errlen)
 {
@@ -392,7 +393,7 @@ static int check_input(const struct plan_view *v, int64_t t, uint32_t k, char *e
     if (!pinned && pt->storage == PLAN_ST_ARENA)
         return 0;
     if (pinned && pt->storage == PLAN_ST_CONST && numel <= ENGINE_MAX_PIN_ELEMS &&
-        (integer || (pt->dtype == ENGINE_F32 && numel == 1)))
+        (integer || (pt->dtype == ENGINE_F32 && numel <= ENGINE_MAX_PIN_FLOATS)))
         return 0;
     return seterr(err, errlen, -EINVAL,
                   "plan image: input %u (%s) is neither an activation nor a valid pinned input", k,

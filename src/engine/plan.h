@@ -84,7 +84,7 @@ enum plan_storage {
 enum plan_tensor_flags {
     PLAN_TF_INPUT = 1,          /* graph input: the session copies it in */
     PLAN_TF_OUTPUT = 2,         /* graph output: the session hands out a pointer to it */
-    PLAN_TF_PINNED = 4,         /* value-pinned input (format 2): CONST, the values runs must pass */
+    PLAN_TF_PINNED = 4,         /* value-pinned input (format 2): CONST, the values to pass */
     PLAN_TF_ALIAS = 0x40000000, /* compiler-internal: `offset` holds the alias root's id */
 };
 

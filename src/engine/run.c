@@ -3,17 +3,21 @@
  *
  *   shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json] [--threads N]
  *               [--shape [NAME=]DxDx..[;..]]... [--bench N] [--compare ref.json]
- *               [--compile-only -o out.plan] [-v]
+ *               [--pin NAME]... [--compile-only -o out.plan] [-v]
  *
  * An .onnx file is compiled in this process for concrete input shapes: an input's symbolic dims
  * (batch, height, width) take the shape of --shape NAME=1x3x224x224 (NAME may be left out when
  * the model has one input), else the input's shape in --input. The plan records those shapes (-v
  * prints them); a run with other shapes fails naming the shape the plan expects. A
  * .plan file is mapped PROT_READ, verified and opened zero-copy, as instances do. Without --input
- * the model runs on zeros of its input shapes. Outputs go to --output, or to stdout when neither
- * --bench nor --compare is given. --bench N runs N more times after the first run and prints
- * "p50 X ms  p99 Y ms". --compare checks the outputs against a reference file and fails when
- * max|diff| > 1e-4 x max|ref|. -v prints compile time, sizes and memory to stderr.
+ * the model runs on zeros of its input shapes. --pin NAME compiles input NAME as the constant
+ * --input gives it (an int32/int64 list or a short float32 one that decides a shape, e.g. Reshape's
+ * shape); the plan keeps it an input and refuses a run with other values. A compile refused
+ * because such an operand is computed at run time names the --pin that would make it compile.
+ * Outputs go to --output, or to stdout when neither --bench nor --compare is given. --bench N runs
+ * N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks the outputs
+ * against a reference file and fails when max|diff| > 1e-4 x max|ref|. -v prints compile time,
+ * sizes and memory to stderr.
  *
  * Exit status: 0 success, 1 error, 2 usage, 3 outputs differ from --compare's reference.
  */
@@ -42,6 +46,7 @@
 #define COMPARE_TOLERANCE 1e-4
 #define MAX_BENCH         1000000
 #define MAX_SHAPE_OPTS    64
+#define MAX_PIN_OPTS      64
 
 struct run_config {
     const char *model;   /* .onnx or .plan */
@@ -55,6 +60,8 @@ struct run_config {
     int n_shapes;
     char shape_text[4096];
     size_t shape_used;
+    const char *pins[MAX_PIN_OPTS]; /* --pin NAME */
+    int n_pins;
     bool compile_only;
     bool verbose;
 };
@@ -77,9 +84,11 @@ struct run_state {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json]\n"
-               "                   [--threads N] [--shape [NAME=]DxDx..]... [--bench N]\n"
-               "                   [--compare ref.json] [--compile-only -o out.plan] [-v]\n");
+    fprintf(f,
+            "usage: shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json]\n"
+            "                   [--threads N] [--shape [NAME=]DxDx..]... [--bench N]\n"
+            "                   [--compare ref.json] [--pin NAME]... [--compile-only -o out.plan]\n"
+            "                   [-v]\n");
 }
 
 static int parse_count(const char *opt, const char *s, int max, int *out)
@@ -136,6 +145,12 @@ static int check_config(const struct run_config *c)
                 c->model);
         return -EINVAL;
     }
+    if (c->n_pins && (is_plan_path(c->model) || c->input == NULL)) {
+        fprintf(stderr,
+                "shmfaas-run: --pin compiles an input of an ONNX model to the value --input "
+                "gives it: it needs an .onnx model and --input\n");
+        return -EINVAL;
+    }
     if (c->compile_only && is_plan_path(c->model)) {
         fprintf(stderr, "shmfaas-run: --compile-only compiles an ONNX model, %s is a plan\n",
                 c->model);
@@ -147,11 +162,17 @@ static int check_config(const struct run_config *c)
 static int parse_options(int argc, char **argv, struct run_config *c)
 {
     static const struct option longopts[] = {
-        {"input", required_argument, NULL, 'i'},   {"output", required_argument, NULL, 'O'},
-        {"threads", required_argument, NULL, 't'}, {"shape", required_argument, NULL, 's'},
-        {"bench", required_argument, NULL, 'b'},   {"compare", required_argument, NULL, 'c'},
-        {"compile-only", no_argument, NULL, 'C'},  {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"input", required_argument, NULL, 'i'},
+        {"output", required_argument, NULL, 'O'},
+        {"threads", required_argument, NULL, 't'},
+        {"shape", required_argument, NULL, 's'},
+        {"bench", required_argument, NULL, 'b'},
+        {"compare", required_argument, NULL, 'c'},
+        {"compile-only", no_argument, NULL, 'C'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"pin", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
 
@@ -182,6 +203,13 @@ static int parse_options(int argc, char **argv, struct run_config *c)
         case 's':
             if (add_shape(c, optarg) < 0)
                 return -EINVAL;
+            break;
+        case 'P':
+            if (c->n_pins == MAX_PIN_OPTS) {
+                fprintf(stderr, "shmfaas-run: more than %d --pin options\n", MAX_PIN_OPTS);
+                return -EINVAL;
+            }
+            c->pins[c->n_pins++] = optarg;
             break;
         case 'b':
             if (parse_count("--bench", optarg, MAX_BENCH, &c->bench) < 0)
@@ -237,8 +265,64 @@ static int compile_shapes(const struct run_config *c, const struct run_state *st
     return n;
 }
 
+static const struct engine_tensor *input_named(const struct run_state *st, const char *name)
+{
+    for (int i = 0; i < st->inputs.n; i++)
+        if (st->inputs.t[i].name && strcmp(st->inputs.t[i].name, name) == 0)
+            return &st->inputs.t[i];
+    return NULL;
+}
+
+/* --pin's inputs, with the values --input gives them. */
+static int compile_pins(const struct run_config *c, const struct run_state *st,
+                        struct engine_tensor *pins, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->n_pins; i++) {
+        const struct engine_tensor *t = input_named(st, c->pins[i]);
+        if (t == NULL)
+            return seterr(err, errlen, -EINVAL, "--pin %s: %s has no input named %s", c->pins[i],
+                          c->input, c->pins[i]);
+        pins[i] = *t;
+    }
+    return c->n_pins;
+}
+
+/* After a compile refused for an operand computed at run time: the --input tensors that, pinned
+ * as well, make the model compile, appended to err as "--pin NAME" advice. Pins nothing itself. */
+static void advise_pins(const void *onnx, size_t len, struct engine_compile_opts *opts,
+                        struct engine_tensor *pins, const struct run_state *st, char *err,
+                        size_t errlen)
+{
+    size_t used = strlen(err);
+    int base = opts->n_pins, found = 0;
+
+    for (int i = 0; i < st->inputs.n && base < MAX_PIN_OPTS; i++) {
+        const struct engine_tensor *t = &st->inputs.t[i];
+        void *image;
+        size_t image_len;
+        char e[512];
+        bool pinned = false;
+        for (int k = 0; k < base; k++)
+            pinned = pinned || (t->name && pins[k].name && !strcmp(t->name, pins[k].name));
+        if (pinned || t->name == NULL)
+            continue;
+        pins[base] = *t;
+        opts->n_pins = base + 1;
+        if (engine_compile(onnx, len, opts, &image, &image_len, e, sizeof e) < 0)
+            continue;
+        engine_image_free(image);
+        used +=
+            (size_t)snprintf(err + used, errlen > used ? errlen - used : 0, "%s--pin %s",
+                             found++ ? " or " : "; to compile for --input's value, add ", t->name);
+        if (used >= errlen)
+            break;
+    }
+    opts->n_pins = base;
+}
+
 static int compile_onnx(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
 {
+    struct engine_tensor pins[MAX_PIN_OPTS + 1];
     struct engine_input_shape shapes[MAX_SHAPE_OPTS + 256];
     struct engine_compile_opts opts = {.threads = c->threads};
     char *dir_copy = strdup(c->model), *name_copy = strdup(c->model);
@@ -256,6 +340,11 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
         goto out;
     opts.shapes = shapes;
     opts.n_shapes = compile_shapes(c, st, shapes, (int)ARRAY_LEN(shapes));
+    opts.pins = pins;
+    rc = compile_pins(c, st, pins, err, errlen);
+    if (rc < 0)
+        goto out;
+    opts.n_pins = rc;
     opts.base_dir = dirname(dir_copy);
     opts.model_name = basename(name_copy);
     t0 = now_ns();
@@ -265,6 +354,8 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
         size_t used = strlen(err);
         snprintf(err + used, errlen - used, " (--shape NAME=DxDx.. or --input)");
     }
+    if (rc < 0 && strstr(err, "must be a constant"))
+        advise_pins(onnx, len, &opts, pins, st, err, errlen);
 out:
     free(onnx);
     free(dir_copy);
@@ -526,8 +617,9 @@ static void report_inputs(const struct engine_model *m)
 
     for (int i = 0; i < engine_model_n_inputs(m); i++)
         if (engine_model_input(m, i, &info) == 0)
-            fprintf(stderr, "input %s %s %s\n", info.name, engine_dtype_name(info.dtype),
-                    engine_shape_str(&info.shape, s, sizeof s));
+            fprintf(stderr, "input %s %s %s%s\n", info.name, engine_dtype_name(info.dtype),
+                    engine_shape_str(&info.shape, s, sizeof s),
+                    engine_model_input_pinned(m, i, NULL, NULL) == 1 ? " pinned" : "");
 }
 
 static void report(const struct run_config *c, const struct run_state *st)

@@ -3169,12 +3169,13 @@ static int check_pin(const struct ir_graph *g, const struct engine_tensor *p, ch
     int64_t numel = engine_shape_numel(&p->shape);
     int integer = p->dtype == ENGINE_I32 || p->dtype == ENGINE_I64;
     if (p->shape.rank < 0 || p->shape.rank > ENGINE_MAX_RANK || numel < 0 ||
-        !(integer || (p->dtype == ENGINE_F32 && numel == 1)) || numel > ENGINE_MAX_PIN_ELEMS)
+        !(integer || (p->dtype == ENGINE_F32 && numel <= ENGINE_MAX_PIN_FLOATS)) ||
+        numel > ENGINE_MAX_PIN_ELEMS)
         return seterr(err, errlen, -EINVAL,
                       "model %s: cannot pin '%s' (%s %s): only int32/int64 inputs of up to %d "
-                      "elements or a float32 scalar may be pinned",
+                      "elements or float32 inputs of up to %d may be pinned",
                       g->name, p->name, engine_dtype_name(p->dtype), shape_s(&p->shape, s1),
-                      ENGINE_MAX_PIN_ELEMS);
+                      ENGINE_MAX_PIN_ELEMS, ENGINE_MAX_PIN_FLOATS);
     if (x->dtype != p->dtype)
         return seterr(err, errlen, -EINVAL, "model %s: pin '%s' is %s, the input is %s", g->name,
                       p->name, engine_dtype_name(p->dtype), engine_dtype_name(x->dtype));

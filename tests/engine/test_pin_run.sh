@@ -1,0 +1,52 @@
+#!/bin/sh
+# shmfaas-run --pin: a model whose Reshape takes its shape from a graph input is refused without
+# a pin, with advice naming the --pin that would compile it (nothing is pinned silently);
+# --pin shape compiles it for --input's value, -v says the input is pinned, and a plan compiled
+# that way refuses a run with another shape value, naming the pinned value.
+#   test_pin_run.sh SHMFAAS_RUN FIXTURE_DIR   (gen_pin_model.py writes FIXTURE_DIR)
+set -u
+
+run=$1
+fx=$2
+model=$fx/reshape_shape_input.onnx
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-pin-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+failed=0
+
+fail() {
+    echo "FAIL: $*"
+    failed=1
+}
+
+# expect STATUS PATTERN -- ARGS...: shmfaas-run's exit status, and PATTERN (grep -E) in its output.
+expect() {
+    want=$1 pattern=$2
+    shift 3
+    "$run" "$@" >"$tmp/out" 2>&1
+    got=$?
+    if [ "$got" != "$want" ]; then
+        fail "shmfaas-run $*: exit $got, want $want: $(head -c 400 "$tmp/out")"
+    elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" "$tmp/out"; then
+        fail "shmfaas-run $*: output lacks /$pattern/: $(head -c 400 "$tmp/out")"
+    else
+        echo "ok: shmfaas-run $* -> $got"
+    fi
+}
+
+expect 1 "input 1 must be a constant.*add --pin shape" -- \
+    "$model" --input "$fx/pin_input.json" --compile-only -o "$tmp/none.plan"
+[ ! -e "$tmp/none.plan" ] || fail "a refused compile left $tmp/none.plan"
+expect 0 '"shape": \[2,3,4\].*"data": \[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23\]' -- \
+    "$model" --input "$fx/pin_input.json" --pin shape
+expect 0 "input shape int64 \[3\] pinned" -- "$model" --input "$fx/pin_input.json" --pin shape -v
+expect 0 "" -- "$model" --input "$fx/pin_input.json" --pin shape --compile-only -o "$tmp/r.plan"
+expect 1 "input 'shape' must be \[2, 3, 4\] \(the plan was compiled for these values\)" -- \
+    "$tmp/r.plan" --input "$fx/pin_other.json"
+expect 0 '"shape": \[2,3,4\]' -- "$tmp/r.plan" --input "$fx/pin_input.json"
+expect 1 "has no input named nope" -- "$model" --input "$fx/pin_input.json" --pin nope
+expect 2 "needs an .onnx model and --input" -- "$model" --pin shape
+expect 1 "cannot pin 'x'.*only int32/int64.*or float32 inputs of up to 16" -- "$model" --input "$fx/pin_input.json" --pin x
+
+[ "$failed" = 0 ] && echo "pin_run: all passed"
+exit "$failed"
