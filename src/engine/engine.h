@@ -63,8 +63,9 @@ struct engine_compile_opts {
     int n_shapes;
     /* Value-pinned inputs: each is compiled as a constant with these values (so an operand that
      * decides a shape may come from a graph input), yet stays an input of the plan; a run whose
-     * value differs is refused. int32/int64 of up to ENGINE_MAX_PIN_ELEMS elements, or float32 of
-     * up to ENGINE_MAX_PIN_FLOATS (Resize scales, Range bounds); name required; values copied. */
+     * value differs is refused. int32/int64/bool of up to ENGINE_MAX_PIN_ELEMS elements, or
+     * float32 of up to ENGINE_MAX_PIN_FLOATS (Resize scales, Range bounds); name required; the
+     * values are copied. */
     const struct engine_tensor *pins;
     int n_pins;
 };

@@ -377,9 +377,8 @@ static int check_node(const struct plan_view *v, uint32_t i, char *err, size_t e
 }
 
 /* An input is an activation the session copies in, or (PLAN_TF_PINNED) a constant of the values
- * every run must pass: int32/int64 of at most ENGINE_MAX_PIN_ELEMS elements or float32 of at most
- * ENGINE_MAX_PIN_FLOATS.
- * check_tensor has already bounded its bytes inside the weights. */
+ * every run must pass: int32/int64/bool of at most ENGINE_MAX_PIN_ELEMS elements or float32 of at
+ * most ENGINE_MAX_PIN_FLOATS. check_tensor has already bounded its bytes inside the weights. */
 static int check_input(const struct plan_view *v, int64_t t, uint32_t k, char *err, size_t errlen)
 {
     int rc = check_tensor_ref(v, t, 0, "input", k, err, errlen);
@@ -389,7 +388,7 @@ static int check_input(const struct plan_view *v, int64_t t, uint32_t k, char *e
     int pinned = (pt->flags & PLAN_TF_PINNED) != 0;
     size_t es = engine_dtype_size((int)pt->dtype);
     uint64_t numel = es ? pt->nbytes / es : 0;
-    int integer = pt->dtype == ENGINE_I32 || pt->dtype == ENGINE_I64;
+    int integer = pt->dtype == ENGINE_I32 || pt->dtype == ENGINE_I64 || pt->dtype == ENGINE_BOOL;
     if (!pinned && pt->storage == PLAN_ST_ARENA)
         return 0;
     if (pinned && pt->storage == PLAN_ST_CONST && numel <= ENGINE_MAX_PIN_ELEMS &&

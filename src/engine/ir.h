@@ -131,9 +131,9 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
                     char *err, size_t errlen);
 
 /* Value-pinned inputs (engine_compile_opts.pins): called before ir_infer_shapes; checks each pin
- * names a graph input of its dtype and a shape the model allows (int32/int64 up to
- * ENGINE_MAX_PIN_ELEMS elements, or float32 up to ENGINE_MAX_PIN_FLOATS) and makes that input a constant with the
- * pin's values. It keeps IR_T_INPUT: the plan compiler records it as a pinned input. */
+ * names a graph input of its dtype and a shape the model allows (int32/int64/bool up to
+ * ENGINE_MAX_PIN_ELEMS elements, or float32 up to ENGINE_MAX_PIN_FLOATS) and makes that input a
+ * constant with the pin's values. It keeps IR_T_INPUT: the plan compiler records it as a pinned input. */
 int ir_pin_inputs(struct ir_graph *g, const struct engine_tensor *pins, int n_pins, char *err,
                   size_t errlen);
 

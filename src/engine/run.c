@@ -11,13 +11,13 @@
  * prints them); a run with other shapes fails naming the shape the plan expects. A
  * .plan file is mapped PROT_READ, verified and opened zero-copy, as instances do. Without --input
  * the model runs on zeros of its input shapes. --pin NAME compiles input NAME as the constant
- * --input gives it (an int32/int64 list or a short float32 one that decides a shape, e.g. Reshape's
- * shape); the plan keeps it an input and refuses a run with other values. A compile refused
- * because such an operand is computed at run time names the --pin that would make it compile.
- * Outputs go to --output, or to stdout when neither --bench nor --compare is given. --bench N runs
- * N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks the outputs
- * against a reference file and fails when max|diff| > 1e-4 x max|ref|. -v prints compile time,
- * sizes and memory to stderr.
+ * --input gives it (an int32/int64/bool list or a short float32 one that decides a shape, e.g.
+ * Reshape's shape); the plan keeps it an input and refuses a run with other values. A compile
+ * refused because such an operand is computed at run time names the --pin that would make it
+ * compile. Outputs go to --output, or to stdout when neither --bench nor --compare is given.
+ * --bench N runs N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks
+ * the outputs against a reference file and fails when max|diff| > 1e-4 x max|ref|. -v prints
+ * compile time, sizes and memory to stderr.
  *
  * Exit status: 0 success, 1 error, 2 usage, 3 outputs differ from --compare's reference.
  */

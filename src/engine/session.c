@@ -652,7 +652,7 @@ static const struct engine_tensor *find_input(const struct engine_tensor *in, in
     return NULL;
 }
 
-/* One value of a pinned tensor (plan-checked: int32, int64 or float32) as text. */
+/* One value of a pinned tensor (plan-checked: int32, int64, bool or float32) as text. */
 static int pinned_value(const uint8_t *p, uint32_t dtype, char *buf, size_t len)
 {
     int32_t i32;
@@ -666,6 +666,8 @@ static int pinned_value(const uint8_t *p, uint32_t dtype, char *buf, size_t len)
         memcpy(&i32, p, sizeof(i32));
         return snprintf(buf, len, "%d", i32);
     }
+    if (dtype == ENGINE_BOOL)
+        return snprintf(buf, len, "%s", *p ? "true" : "false");
     memcpy(&f, p, sizeof(f));
     return snprintf(buf, len, "%.9g", (double)f);
 }

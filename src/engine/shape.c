@@ -3167,12 +3167,12 @@ static int check_pin(const struct ir_graph *g, const struct engine_tensor *p, ch
                       g->name, p->name ? p->name : "(no name)");
     const struct ir_tensor *x = &g->tensors[t];
     int64_t numel = engine_shape_numel(&p->shape);
-    int integer = p->dtype == ENGINE_I32 || p->dtype == ENGINE_I64;
+    int integer = p->dtype == ENGINE_I32 || p->dtype == ENGINE_I64 || p->dtype == ENGINE_BOOL;
     if (p->shape.rank < 0 || p->shape.rank > ENGINE_MAX_RANK || numel < 0 ||
         !(integer || (p->dtype == ENGINE_F32 && numel <= ENGINE_MAX_PIN_FLOATS)) ||
         numel > ENGINE_MAX_PIN_ELEMS)
         return seterr(err, errlen, -EINVAL,
-                      "model %s: cannot pin '%s' (%s %s): only int32/int64 inputs of up to %d "
+                      "model %s: cannot pin '%s' (%s %s): only int32/int64/bool inputs of up to %d "
                       "elements or float32 inputs of up to %d may be pinned",
                       g->name, p->name, engine_dtype_name(p->dtype), shape_s(&p->shape, s1),
                       ENGINE_MAX_PIN_ELEMS, ENGINE_MAX_PIN_FLOATS);

@@ -258,7 +258,7 @@ static int is_data_set(const struct dirent *e)
     return strncmp(e->d_name, "test_data_set_", 14) == 0;
 }
 
-/* Inputs of a data set that may be pinned: named int32/int64 tensors of at most
+/* Inputs of a data set that may be pinned: named int32/int64/bool tensors of at most
  * ENGINE_MAX_PIN_ELEMS elements and float32 ones of at most ENGINE_MAX_PIN_FLOATS. */
 static int pin_candidates(const struct tensors *in, struct engine_tensor *pins)
 {
@@ -266,7 +266,8 @@ static int pin_candidates(const struct tensors *in, struct engine_tensor *pins)
     for (int i = 0; i < in->n; i++) {
         const struct engine_tensor *t = &in->t[i];
         int64_t k = engine_shape_numel(&t->shape);
-        int integer = t->dtype == ENGINE_I32 || t->dtype == ENGINE_I64;
+        int integer =
+            t->dtype == ENGINE_I32 || t->dtype == ENGINE_I64 || t->dtype == ENGINE_BOOL;
         if (t->name && (integer ? k <= ENGINE_MAX_PIN_ELEMS
                                 : t->dtype == ENGINE_F32 && k <= ENGINE_MAX_PIN_FLOATS))
             pins[n++] = *t;

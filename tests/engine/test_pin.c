@@ -172,6 +172,9 @@ static void test_bad_pins(void **state)
     t.data = (void *)narrow;
     t.nbytes = sizeof(narrow);
     expect_pin_refused(f, t, "is int32, the input is int64");
+    t.dtype = ENGINE_BOOL; /* bool may be pinned (Compress's condition), not as an int64 input */
+    t.nbytes = 3;
+    expect_pin_refused(f, t, "is bool, the input is int64");
     t = (struct engine_tensor){.name = "x",
                                .dtype = ENGINE_F32,
                                .shape = SHAPE(1, 24),

@@ -46,7 +46,7 @@ expect 1 "input 'shape' must be \[2, 3, 4\] \(the plan was compiled for these va
 expect 0 '"shape": \[2,3,4\]' -- "$tmp/r.plan" --input "$fx/pin_input.json"
 expect 1 "has no input named nope" -- "$model" --input "$fx/pin_input.json" --pin nope
 expect 2 "needs an .onnx model and --input" -- "$model" --pin shape
-expect 1 "cannot pin 'x'.*only int32/int64.*or float32 inputs of up to 16" -- "$model" --input "$fx/pin_input.json" --pin x
+expect 1 "cannot pin 'x'.*only int32/int64/bool.*or float32 inputs of up to 16" -- "$model" --input "$fx/pin_input.json" --pin x
 
 [ "$failed" = 0 ] && echo "pin_run: all passed"
 exit "$failed"
