@@ -287,36 +287,64 @@ static int compile_pins(const struct run_config *c, const struct run_state *st,
     return c->n_pins;
 }
 
+static bool compiles(const void *onnx, size_t len, const struct engine_compile_opts *opts)
+{
+    void *image;
+    size_t image_len;
+    char e[512];
+
+    if (engine_compile(onnx, len, opts, &image, &image_len, e, sizeof e) < 0)
+        return false;
+    engine_image_free(image);
+    return true;
+}
+
+/* The --input tensors not pinned yet, appended to pins[base..]; returns the new count. */
+static int unpinned_inputs(const struct run_state *st, struct engine_tensor *pins, int base)
+{
+    int n = base;
+
+    for (int i = 0; i < st->inputs.n && n < MAX_PIN_OPTS; i++) {
+        const struct engine_tensor *t = &st->inputs.t[i];
+        bool pinned = t->name == NULL;
+        for (int k = 0; k < base; k++)
+            pinned = pinned || (pins[k].name && !strcmp(t->name, pins[k].name));
+        if (!pinned)
+            pins[n++] = *t;
+    }
+    return n;
+}
+
+static size_t append(char *err, size_t errlen, size_t used, const char *lead, const char *name)
+{
+    if (used >= errlen)
+        return used;
+    return used + (size_t)snprintf(err + used, errlen - used, "%s--pin %s", lead, name);
+}
+
 /* After a compile refused for an operand computed at run time: the --input tensors that, pinned
- * as well, make the model compile, appended to err as "--pin NAME" advice. Pins nothing itself. */
+ * as well, make the model compile (each alone, else all of them together), appended to err as
+ * "--pin NAME" advice. Pins nothing itself. */
 static void advise_pins(const void *onnx, size_t len, struct engine_compile_opts *opts,
                         struct engine_tensor *pins, const struct run_state *st, char *err,
                         size_t errlen)
 {
+    static const char lead[] = "; to compile for --input's value, add ";
     size_t used = strlen(err);
-    int base = opts->n_pins, found = 0;
+    int base = opts->n_pins, n = unpinned_inputs(st, pins, base), found = 0;
 
-    for (int i = 0; i < st->inputs.n && base < MAX_PIN_OPTS; i++) {
-        const struct engine_tensor *t = &st->inputs.t[i];
-        void *image;
-        size_t image_len;
-        char e[512];
-        bool pinned = false;
-        for (int k = 0; k < base; k++)
-            pinned = pinned || (t->name && pins[k].name && !strcmp(t->name, pins[k].name));
-        if (pinned || t->name == NULL)
-            continue;
-        pins[base] = *t;
+    for (int i = base; i < n; i++) {
+        struct engine_tensor keep = pins[base];
+        pins[base] = pins[i];
         opts->n_pins = base + 1;
-        if (engine_compile(onnx, len, opts, &image, &image_len, e, sizeof e) < 0)
-            continue;
-        engine_image_free(image);
-        used +=
-            (size_t)snprintf(err + used, errlen > used ? errlen - used : 0, "%s--pin %s",
-                             found++ ? " or " : "; to compile for --input's value, add ", t->name);
-        if (used >= errlen)
-            break;
+        if (compiles(onnx, len, opts))
+            used = append(err, errlen, used, found++ ? " or " : lead, pins[base].name);
+        pins[base] = keep;
     }
+    opts->n_pins = n;
+    if (!found && n - base > 1 && compiles(onnx, len, opts))
+        for (int i = base; i < n; i++)
+            used = append(err, errlen, used, i > base ? " " : lead, pins[i].name);
     opts->n_pins = base;
 }
 
@@ -354,7 +382,7 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
         size_t used = strlen(err);
         snprintf(err + used, errlen - used, " (--shape NAME=DxDx.. or --input)");
     }
-    if (rc < 0 && strstr(err, "must be a constant"))
+    if (rc < 0 && strstr(err, "constant")) /* "must be a constant", "needs constant scales" */
         advise_pins(onnx, len, &opts, pins, st, err, errlen);
 out:
     free(onnx);
