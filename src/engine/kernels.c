@@ -253,7 +253,7 @@ static void store_elem(void *p, int dt, size_t i, double v)
     }
 }
 
-static int64_t clamp_i64(double v)
+int64_t k_saturate_i64(double v)
 {
     if (isnan(v))
         return 0;
@@ -298,7 +298,7 @@ int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n)
         if (sdtype == ENGINE_I64)
             store_i64(dst, ddtype, i, ((const int64_t *)src)[i]);
         else if (ddtype == ENGINE_I64)
-            ((int64_t *)dst)[i] = clamp_i64(load_elem(src, sdtype, i));
+            ((int64_t *)dst)[i] = k_saturate_i64(load_elem(src, sdtype, i));
         else
             store_elem(dst, ddtype, i, load_elem(src, sdtype, i));
     }

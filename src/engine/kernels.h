@@ -59,6 +59,10 @@ float k_act1(enum ir_act act, float alpha, float beta, float x);
 /* Element conversion between any two engine dtypes; float → int truncates toward zero. */
 int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n);
 
+/* A double as int64, truncated toward zero; NaN becomes 0 and the int64 range saturates, so that
+ * narrower integer types wrap from there and no float-to-int conversion is undefined. */
+int64_t k_saturate_i64(double v);
+
 /* dst = src with axes permuted: dst dim i = src dim perm[i]. */
 void k_transpose(const void *src, const struct engine_shape *s, const int *perm, size_t esize,
                  void *dst);

@@ -639,18 +639,6 @@ int k_arith_dtypes_ok(enum k_binop op, int adtype, int bdtype)
            (adtype == ENGINE_I8 || adtype == ENGINE_U8);
 }
 
-/* A double as int64, truncated toward zero; NaN and out-of-range values saturate (no UB). */
-static int64_t real_to_int(double v)
-{
-    if (isnan(v))
-        return 0;
-    if (v >= 9.2233720368547758e18)
-        return INT64_MAX;
-    if (v <= -9.2233720368547758e18)
-        return INT64_MIN;
-    return (int64_t)v;
-}
-
 /* Integer power by squaring, wrapping; a negative exponent gives 0 (numpy refuses it). */
 static int64_t int_pow(int64_t x, int64_t y)
 {
@@ -695,7 +683,7 @@ int k_arith(enum k_binop op, int adtype, const void *a, const struct engine_shap
             ((float *)dst)[i] = (float)pow(load_real(a, adtype, ia), load_real(b, bdtype, ib));
         else if (bdtype == ENGINE_F32)
             store_int(dst, adtype, i,
-                      real_to_int(pow(load_real(a, adtype, ia), load_real(b, bdtype, ib))));
+                      k_saturate_i64(pow(load_real(a, adtype, ia), load_real(b, bdtype, ib))));
         else
             store_int(dst, adtype, i,
                       arith_int(op, load_int(a, adtype, ia), load_int(b, bdtype, ib)));

@@ -534,19 +534,6 @@ static double wide_load(const void *p, int dt, size_t i)
     }
 }
 
-/* Float to integer truncates toward zero; NaN becomes 0 and the int64 range saturates before
- * narrower types wrap, so no conversion is undefined. */
-static int64_t to_i64(double v)
-{
-    if (isnan(v))
-        return 0;
-    if (v >= 9.2233720368547758e18)
-        return INT64_MAX;
-    if (v <= -9.2233720368547758e18)
-        return INT64_MIN;
-    return (int64_t)v;
-}
-
 static void wide_store(void *p, int dt, size_t i, double v)
 {
     switch (dt) {
@@ -560,19 +547,19 @@ static void wide_store(void *p, int dt, size_t i, double v)
         ((float *)p)[i] = (float)v;
         break;
     case ENGINE_I64:
-        ((int64_t *)p)[i] = to_i64(v);
+        ((int64_t *)p)[i] = k_saturate_i64(v);
         break;
     case ENGINE_I32:
-        ((int32_t *)p)[i] = (int32_t)(uint32_t)to_i64(v);
+        ((int32_t *)p)[i] = (int32_t)(uint32_t)k_saturate_i64(v);
         break;
     case ENGINE_I8:
-        ((int8_t *)p)[i] = (int8_t)(uint8_t)to_i64(v);
+        ((int8_t *)p)[i] = (int8_t)(uint8_t)k_saturate_i64(v);
         break;
     case ENGINE_BOOL:
         ((uint8_t *)p)[i] = v != 0;
         break;
     default: /* uint8 */
-        ((uint8_t *)p)[i] = (uint8_t)to_i64(v);
+        ((uint8_t *)p)[i] = (uint8_t)k_saturate_i64(v);
         break;
     }
 }
