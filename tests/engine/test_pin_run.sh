@@ -10,30 +10,8 @@ set -u
 run=$1
 fx=$2
 model=$fx/reshape_shape_input.onnx
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-pin-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-failed=0
-
-fail() {
-    echo "FAIL: $*"
-    failed=1
-}
-
-# expect STATUS PATTERN -- ARGS...: shmfaas-run's exit status, and PATTERN (grep -E) in its output.
-expect() {
-    want=$1 pattern=$2
-    shift 3
-    "$run" "$@" >"$tmp/out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        fail "shmfaas-run $*: exit $got, want $want: $(head -c 400 "$tmp/out")"
-    elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" "$tmp/out"; then
-        fail "shmfaas-run $*: output lacks /$pattern/: $(head -c 400 "$tmp/out")"
-    else
-        echo "ok: shmfaas-run $* -> $got"
-    fi
-}
+TEST_NAME=pin-test
+. "$(dirname "$0")/lib.sh"
 
 expect 1 "input 1 must be a constant.*add --pin shape" -- \
     "$model" --input "$fx/pin_input.json" --compile-only -o "$tmp/none.plan"

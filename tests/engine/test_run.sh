@@ -7,33 +7,8 @@ set -u
 run=$1
 zoo=${SHMFAAS_ZOO:-zoo}
 source_root=${SHMFAAS_SOURCE:-.}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-run-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-failed=0
-
-fail() {
-    echo "FAIL: $*"
-    failed=1
-}
-
-# expect STATUS PATTERN -- ARGS...: runs shmfaas-run, checks its exit status and that stdout or
-# stderr contains PATTERN (grep -E; "" matches anything).
-expect() {
-    want=$1 pattern=$2
-    shift 3
-    "$run" "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        fail "shmfaas-run $*: exit $got, want $want"
-        cat "$tmp/out" "$tmp/err" | head -c 400
-    elif [ -n "$pattern" ] && ! cat "$tmp/out" "$tmp/err" | grep -Eq -- "$pattern"; then
-        fail "shmfaas-run $*: output lacks /$pattern/"
-        cat "$tmp/out" "$tmp/err" | head -c 400
-    else
-        echo "ok: shmfaas-run $* -> $got"
-    fi
-}
+TEST_NAME=run-test
+. "$(dirname "$0")/lib.sh"
 
 # The known-answer model: from the zoo, else exported here (a second, no weights to speak of).
 ka=$zoo/known_answer

@@ -9,30 +9,8 @@ set -u
 run=$1
 fx=$2
 model=$fx/symbolic_cnn.onnx
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-symbolic-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-failed=0
-
-fail() {
-    echo "FAIL: $*"
-    failed=1
-}
-
-# expect STATUS PATTERN -- ARGS...: shmfaas-run's exit status, and PATTERN (grep -E) in its output.
-expect() {
-    want=$1 pattern=$2
-    shift 3
-    "$run" "$@" >"$tmp/out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        fail "shmfaas-run $*: exit $got, want $want: $(head -c 400 "$tmp/out")"
-    elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" "$tmp/out"; then
-        fail "shmfaas-run $*: output lacks /$pattern/: $(head -c 400 "$tmp/out")"
-    else
-        echo "ok: shmfaas-run $* -> $got"
-    fi
-}
+TEST_NAME=symbolic-test
+. "$(dirname "$0")/lib.sh"
 
 # ---- without concrete shapes the compile is refused, naming the dim and how to give it
 expect 1 "input 'input' has symbolic dim 0 in \[-1,3,-1,-1\].*--shape" -- \

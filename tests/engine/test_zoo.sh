@@ -5,15 +5,8 @@
 set -u
 
 zoo_tool=${SHMFAAS_SOURCE:-.}/tools/zoo
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-zoo-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-failed=0
-
-fail() {
-    echo "FAIL: $*"
-    failed=1
-}
+TEST_NAME=zoo-test
+. "$(dirname "$0")/lib.sh"
 
 /usr/bin/python3 "$zoo_tool" --out "$tmp" --models known_answer >"$tmp/first.log" 2>&1 ||
     { cat "$tmp/first.log"; exit 1; }
