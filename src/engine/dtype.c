@@ -55,14 +55,19 @@ int64_t engine_shape_numel(const struct engine_shape *s)
 {
     if (!s || s->rank < 0 || s->rank > ENGINE_MAX_RANK)
         return -1;
+    int zero = 0; /* zero elements, however large the other dims */
+    for (int i = 0; i < s->rank; i++) {
+        if (s->dims[i] < 0)
+            return -1;
+        zero |= s->dims[i] == 0;
+    }
+    if (zero)
+        return 0;
     int64_t n = 1;
     for (int i = 0; i < s->rank; i++) {
-        int64_t d = s->dims[i];
-        if (d < 0)
+        if (n > INT64_MAX / s->dims[i])
             return -1;
-        if (d != 0 && n > INT64_MAX / d)
-            return -1;
-        n *= d;
+        n *= s->dims[i];
     }
     return n;
 }

@@ -27,19 +27,31 @@ int k_broadcast_shape(const struct engine_shape *a, const struct engine_shape *b
     return 0;
 }
 
+/* Row-major element strides of s. Unsigned products: a shape with a zero dim may have other dims
+ * whose product overflows; its strides are never used (no elements), and for any shape with
+ * elements every product fits. */
+void k_strides(const struct engine_shape *s, int64_t *st)
+{
+    uint64_t acc = 1;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        st[d] = (int64_t)acc;
+        acc *= (uint64_t)s->dims[d];
+    }
+}
+
 /* Element strides of s as seen from out's coordinates: 0 on broadcast axes. */
 void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st)
 {
     int off = out->rank - s->rank;
-    int64_t acc = 1;
+    uint64_t acc = 1; /* unsigned, as in k_strides */
     for (int i = out->rank - 1; i >= 0; i--) {
         int j = i - off;
         if (j < 0) {
             st[i] = 0;
             continue;
         }
-        st[i] = s->dims[j] == 1 ? 0 : acc;
-        acc *= s->dims[j];
+        st[i] = s->dims[j] == 1 ? 0 : (int64_t)acc;
+        acc *= (uint64_t)s->dims[j];
     }
 }
 
@@ -312,11 +324,7 @@ void k_transpose(const void *src, const struct engine_shape *s, const int *perm,
 {
     int r = s->rank;
     int64_t sst[ENGINE_MAX_RANK], pst[ENGINE_MAX_RANK], odims[ENGINE_MAX_RANK];
-    int64_t acc = 1;
-    for (int i = r - 1; i >= 0; i--) {
-        sst[i] = acc;
-        acc *= s->dims[i];
-    }
+    k_strides(s, sst);
     for (int i = 0; i < r; i++) {
         pst[i] = sst[perm[i]];
         odims[i] = s->dims[perm[i]];
@@ -352,11 +360,8 @@ void k_concat(const void *const *srcs, const struct engine_shape *shapes, int n,
 void k_slice(const void *src, const struct engine_shape *s, const int64_t *starts,
              const int64_t *steps, const struct engine_shape *out, size_t esize, void *dst)
 {
-    int64_t sst[ENGINE_MAX_RANK], acc = 1;
-    for (int i = s->rank - 1; i >= 0; i--) {
-        sst[i] = acc;
-        acc *= s->dims[i];
-    }
+    int64_t sst[ENGINE_MAX_RANK];
+    k_strides(s, sst);
     size_t n = (size_t)engine_shape_numel(out);
     for (size_t i = 0; i < n; i++) {
         size_t rem = i;
@@ -410,11 +415,8 @@ void k_pad(const void *src, const struct engine_shape *s, const int64_t *pads_be
            enum k_pad_mode mode, const void *value, size_t esize, void *dst,
            const struct engine_shape *out)
 {
-    int64_t sst[ENGINE_MAX_RANK], acc = 1;
-    for (int i = s->rank - 1; i >= 0; i--) {
-        sst[i] = acc;
-        acc *= s->dims[i];
-    }
+    int64_t sst[ENGINE_MAX_RANK];
+    k_strides(s, sst);
     size_t n = (size_t)engine_shape_numel(out);
     for (size_t i = 0; i < n; i++) {
         size_t rem = i;

@@ -1094,12 +1094,12 @@ int k_einsum_check(const int32_t *spec, int n, const struct engine_shape *shapes
 /* Element strides per label of a tensor (a repeated label, a diagonal, adds its strides). */
 static void einsum_strides(const int32_t *ids, const struct engine_shape *s, int64_t *lst)
 {
-    int64_t st = 1;
+    uint64_t st = 1; /* unsigned, as in k_strides */
     for (int l = 0; l < K_EINSUM_LABELS; l++)
         lst[l] = 0;
     for (int d = s->rank - 1; d >= 0; d--) {
-        lst[ids[d]] += st;
-        st *= s->dims[d];
+        lst[ids[d]] = (int64_t)((uint64_t)lst[ids[d]] + st);
+        st *= (uint64_t)s->dims[d];
     }
 }
 

@@ -15,16 +15,6 @@
 
 /* ---- helpers ---- */
 
-/* Row-major strides of s, in elements. */
-static void strides_of(const struct engine_shape *s, int64_t *st)
-{
-    int64_t acc = 1;
-    for (int d = s->rank - 1; d >= 0; d--) {
-        st[d] = acc;
-        acc *= s->dims[d];
-    }
-}
-
 /* Advances a multi-index over shape s (last axis fastest). */
 static void next_index(const struct engine_shape *s, int64_t *ix)
 {
@@ -80,7 +70,7 @@ int k_gather_elements(const void *data, const struct engine_shape *ds, const voi
                       void *dst)
 {
     int64_t st[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0};
-    strides_of(ds, st);
+    k_strides(ds, st);
     int64_t n = engine_shape_numel(is);
     for (int64_t i = 0; i < n; i++, next_index(is, ix)) {
         int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
@@ -100,7 +90,7 @@ int k_scatter_elements(const void *data, const struct engine_shape *ds, const vo
 {
     size_t esize = engine_dtype_size(dtype);
     int64_t st[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0};
-    strides_of(ds, st);
+    k_strides(ds, st);
     if (dst != data)
         memcpy(dst, data, (size_t)engine_shape_numel(ds) * esize);
     int64_t n = engine_shape_numel(is);
@@ -139,7 +129,7 @@ int k_gather_nd(const void *data, const struct engine_shape *ds, const void *idx
 {
     int k = (int)is->dims[is->rank - 1];
     int64_t st[ENGINE_MAX_RANK], batches = 1, per_batch = 1, slice = 1;
-    strides_of(ds, st);
+    k_strides(ds, st);
     for (int d = 0; d < batch_dims; d++)
         batches *= ds->dims[d];
     for (int d = batch_dims; d < is->rank - 1; d++)
@@ -169,7 +159,7 @@ int k_scatter_nd(const void *data, const struct engine_shape *ds, const void *id
     size_t esize = engine_dtype_size(dtype);
     int k = (int)is->dims[is->rank - 1];
     int64_t st[ENGINE_MAX_RANK], tuples = 1, slice = 1;
-    strides_of(ds, st);
+    k_strides(ds, st);
     for (int d = 0; d < is->rank - 1; d++)
         tuples *= is->dims[d];
     for (int d = k; d < ds->rank; d++)
@@ -239,7 +229,7 @@ void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *d
             const struct engine_shape *o)
 {
     int64_t st[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0};
-    strides_of(s, st);
+    k_strides(s, st);
     int64_t n = engine_shape_numel(o);
     for (int64_t i = 0; i < n; i++, next_index(o, ix)) {
         int64_t off = 0;
@@ -310,6 +300,8 @@ void k_conv_transpose(const float *x, const struct engine_shape *xs, const float
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y)
 {
+    if (engine_shape_numel(s) == 0)
+        return;
     int64_t n = s->dims[0], c = s->dims[1], inner = 1;
     for (int d = 2; d < s->rank; d++)
         inner *= s->dims[d];
@@ -448,6 +440,8 @@ void k_grid_sample(const float *x, const struct engine_shape *xs, const float *g
 int k_reverse_sequence(const void *src, const struct engine_shape *s, const void *lens,
                        int lens_dtype, int batch_axis, size_t esize, void *dst)
 {
+    if (engine_shape_numel(s) == 0)
+        return 0;
     int64_t tn = s->dims[1 - batch_axis], bn = s->dims[batch_axis], inner = 1;
     for (int d = 2; d < s->rank; d++)
         inner *= s->dims[d];
@@ -608,6 +602,8 @@ int k_cumsum(const void *src, const struct engine_shape *s, int64_t axis, int ex
     if (axis < -s->rank || axis >= s->rank || !k_cumsum_ok(dtype))
         return -EINVAL;
     int a = (int)(axis < 0 ? axis + s->rank : axis);
+    if (engine_shape_numel(s) == 0)
+        return 0;
     int64_t outer = 1, inner = 1, len = s->dims[a];
     for (int d = 0; d < a; d++)
         outer *= s->dims[d];
@@ -826,7 +822,7 @@ void k_resize(const float *x, const struct engine_shape *xs, const struct k_resi
 {
     int r = xs->rank;
     int64_t st[ENGINE_MAX_RANK], ox[ENGINE_MAX_RANK] = {0}, n = engine_shape_numel(ys);
-    strides_of(xs, st);
+    k_strides(xs, st);
     for (int64_t i = 0; i < n; i++, next_index(ys, ox)) {
         int64_t idx[ENGINE_MAX_RANK][4], cnt[ENGINE_MAX_RANK], tap[ENGINE_MAX_RANK] = {0};
         double w[ENGINE_MAX_RANK][4];

@@ -972,6 +972,9 @@ static void test_dtype_shape(void **state)
     assert_int_equal(engine_shape_numel(&bad), -1);
     struct engine_shape huge = SHAPE(3, INT64_MAX / 2, 4, 1);
     assert_int_equal(engine_shape_numel(&huge), -1);
+    struct engine_shape empty = SHAPE(3, INT64_MAX / 2, 4, 0), empty_bad = SHAPE(2, 0, -1);
+    assert_int_equal(engine_shape_numel(&empty), 0); /* no elements, whatever the other dims */
+    assert_int_equal(engine_shape_numel(&empty_bad), -1);
     struct engine_shape scalar = {.rank = 0};
     assert_int_equal(engine_shape_numel(&scalar), 1);
     assert_string_equal(engine_shape_str(&s, buf, sizeof(buf)), "[1,3,224,224]");
