@@ -39,6 +39,15 @@ void k_strides(const struct engine_shape *s, int64_t *st)
     }
 }
 
+/* The product of dims [from, to) of s, unsigned for the same reason as k_strides. */
+int64_t k_dims_product(const struct engine_shape *s, int from, int to)
+{
+    uint64_t p = 1;
+    for (int d = from; d < to; d++)
+        p *= (uint64_t)s->dims[d];
+    return (int64_t)p;
+}
+
 /* Element strides of s as seen from out's coordinates: 0 on broadcast axes. */
 void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st)
 {
@@ -77,16 +86,18 @@ size_t bcast_offset(size_t i, const struct engine_shape *out, const int64_t *st)
         }                                                                                          \
     } while (0)
 
-#define BINARY_OPS(T, DIV_EXPR, POW_EXPR)                                                          \
+/* U is the type the sum, difference and product are taken in: T for floats, the unsigned type of
+ * T's width for integers, which wrap (as numpy's do) instead of overflowing. */
+#define BINARY_OPS(T, U, DIV_EXPR, POW_EXPR)                                                       \
     switch (op) {                                                                                  \
     case K_ADD:                                                                                    \
-        BINARY_LOOP(T, T, x + y);                                                                  \
+        BINARY_LOOP(T, T, (U)x + (U)y);                                                            \
         break;                                                                                     \
     case K_SUB:                                                                                    \
-        BINARY_LOOP(T, T, x - y);                                                                  \
+        BINARY_LOOP(T, T, (U)x - (U)y);                                                            \
         break;                                                                                     \
     case K_MUL:                                                                                    \
-        BINARY_LOOP(T, T, x *y);                                                                   \
+        BINARY_LOOP(T, T, (U)x * (U)y);                                                            \
         break;                                                                                     \
     case K_DIV:                                                                                    \
         BINARY_LOOP(T, T, DIV_EXPR);                                                               \
@@ -120,14 +131,14 @@ static int has_int_zero(int dtype, const void *b, const struct engine_shape *bs)
     return 0;
 }
 
-/* Integer Pow by repeated multiplication; negative exponents give 0 (as numpy's int would error).
- */
+/* Integer Pow by repeated multiplication, wrapping; negative exponents give 0 (as numpy's int
+ * would error). */
 static int64_t ipow(int64_t x, int64_t y)
 {
-    int64_t r = 1;
+    uint64_t r = 1;
     for (int64_t k = 0; k < y && k < 64; k++)
-        r *= x;
-    return y < 0 ? 0 : r;
+        r *= (uint64_t)x;
+    return y < 0 ? 0 : (int64_t)r;
 }
 
 int k_binary(enum k_binop op, int dtype, const void *a, const struct engine_shape *as,
@@ -139,20 +150,20 @@ int k_binary(enum k_binop op, int dtype, const void *a, const struct engine_shap
     size_t n = (size_t)engine_shape_numel(ds);
     switch (dtype) {
     case ENGINE_F32:
-        BINARY_OPS(float, x / y, powf(x, y));
+        BINARY_OPS(float, float, x / y, powf(x, y));
         return 0;
     case ENGINE_F64:
-        BINARY_OPS(double, x / y, pow(x, y));
+        BINARY_OPS(double, double, x / y, pow(x, y));
         return 0;
     case ENGINE_I64:
         if (op == K_DIV && has_int_zero(dtype, b, bs))
             return -EDOM;
-        BINARY_OPS(int64_t, x / y, ipow(x, y));
+        BINARY_OPS(int64_t, uint64_t, y == -1 ? 0 - (uint64_t)x : (uint64_t)(x / y), ipow(x, y));
         return 0;
     case ENGINE_I32:
         if (op == K_DIV && has_int_zero(dtype, b, bs))
             return -EDOM;
-        BINARY_OPS(int32_t, x / y, ipow(x, y));
+        BINARY_OPS(int32_t, uint32_t, y == -1 ? 0 - (uint32_t)x : (uint32_t)(x / y), ipow(x, y));
         return 0;
     }
     return -ENOTSUP;
@@ -447,10 +458,11 @@ void k_reduce_mean(const float *src, const struct engine_shape *s, const int *re
     size_t on = (size_t)engine_shape_numel(&o), n = (size_t)engine_shape_numel(s);
     for (size_t j = 0; j < on; j++)
         dst[j] = 0;
-    int64_t ost[ENGINE_MAX_RANK], acc = 1;
+    int64_t ost[ENGINE_MAX_RANK];
+    uint64_t acc = 1; /* unsigned, as in k_strides */
     for (int d = s->rank - 1; d >= 0; d--) {
-        ost[d] = reduce[d] ? 0 : acc;
-        acc *= o.dims[d];
+        ost[d] = reduce[d] ? 0 : (int64_t)acc;
+        acc *= (uint64_t)o.dims[d];
     }
     for (size_t i = 0; i < n; i++)
         dst[bcast_offset(i, s, ost)] += src[i];

@@ -22,6 +22,8 @@ int k_broadcast_shape(const struct engine_shape *a, const struct engine_shape *b
 /* Row-major element strides of s (defined even when a zero dim leaves the others' product
  * beyond int64). */
 void k_strides(const struct engine_shape *s, int64_t *st);
+/* The product of dims [from, to) of s, defined likewise. */
+int64_t k_dims_product(const struct engine_shape *s, int from, int to);
 /* Element strides of s seen from out's coordinates (0 on broadcast axes), and the offset in s
  * of out's flat index i under those strides. */
 void bcast_strides(const struct engine_shape *s, const struct engine_shape *out, int64_t *st);

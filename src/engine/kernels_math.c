@@ -316,20 +316,20 @@ struct red_walk {
 
 static void red_walk_init(struct red_walk *w, const struct engine_shape *s, const int32_t *mask)
 {
-    int64_t st = 1;
+    uint64_t st = 1; /* unsigned, as in k_strides */
     w->nk = w->nr = 0;
     w->kept = w->count = 1;
     for (int d = s->rank - 1; d >= 0; d--) {
         if (mask[d]) {
             w->rdim[w->nr] = s->dims[d];
-            w->rst[w->nr++] = st;
+            w->rst[w->nr++] = (int64_t)st;
             w->count *= (size_t)s->dims[d];
         } else {
             w->kdim[w->nk] = s->dims[d];
-            w->kst[w->nk++] = st;
+            w->kst[w->nk++] = (int64_t)st;
             w->kept *= (size_t)s->dims[d];
         }
-        st *= s->dims[d];
+        st *= (uint64_t)s->dims[d];
     }
 }
 

@@ -128,14 +128,11 @@ int k_gather_nd(const void *data, const struct engine_shape *ds, const void *idx
                 const struct engine_shape *is, int batch_dims, size_t esize, void *dst)
 {
     int k = (int)is->dims[is->rank - 1];
-    int64_t st[ENGINE_MAX_RANK], batches = 1, per_batch = 1, slice = 1;
+    int64_t st[ENGINE_MAX_RANK];
     k_strides(ds, st);
-    for (int d = 0; d < batch_dims; d++)
-        batches *= ds->dims[d];
-    for (int d = batch_dims; d < is->rank - 1; d++)
-        per_batch *= is->dims[d];
-    for (int d = batch_dims + k; d < ds->rank; d++)
-        slice *= ds->dims[d];
+    int64_t batches = k_dims_product(ds, 0, batch_dims);
+    int64_t per_batch = k_dims_product(is, batch_dims, is->rank - 1);
+    int64_t slice = k_dims_product(ds, batch_dims + k, ds->rank);
     int64_t batch_stride = batch_dims ? st[batch_dims - 1] : 0;
     char *out = dst;
     for (int64_t b = 0; b < batches; b++) {
@@ -158,12 +155,9 @@ int k_scatter_nd(const void *data, const struct engine_shape *ds, const void *id
 {
     size_t esize = engine_dtype_size(dtype);
     int k = (int)is->dims[is->rank - 1];
-    int64_t st[ENGINE_MAX_RANK], tuples = 1, slice = 1;
+    int64_t st[ENGINE_MAX_RANK];
     k_strides(ds, st);
-    for (int d = 0; d < is->rank - 1; d++)
-        tuples *= is->dims[d];
-    for (int d = k; d < ds->rank; d++)
-        slice *= ds->dims[d];
+    int64_t tuples = k_dims_product(is, 0, is->rank - 1), slice = k_dims_product(ds, k, ds->rank);
     if (dst != data)
         memcpy(dst, data, (size_t)engine_shape_numel(ds) * esize);
     for (int64_t t = 0; t < tuples; t++) {

@@ -489,6 +489,20 @@ static void test_kernels(void **state)
     int64_t ia[2] = {7, 8}, zero[1] = {0}, io[2];
     struct engine_shape is = {1, {2}}, zs = {1, {1}};
     assert_int_equal(k_binary(K_DIV, ENGINE_I64, ia, &is, zero, &zs, io, &is), -EDOM);
+    /* integers wrap as numpy's do (no signed overflow, which UBSan would flag) */
+    int32_t big[2] = {INT32_MAX, INT32_MIN}, two[1] = {2}, minus1[1] = {-1}, wo[2];
+    assert_int_equal(k_binary(K_MUL, ENGINE_I32, big, &is, two, &zs, wo, &is), 0);
+    assert_int_equal(wo[0], -2);
+    assert_int_equal(wo[1], 0);
+    assert_int_equal(k_binary(K_ADD, ENGINE_I32, big, &is, two, &zs, wo, &is), 0);
+    assert_int_equal(wo[0], INT32_MIN + 1);
+    assert_int_equal(k_binary(K_DIV, ENGINE_I32, big, &is, minus1, &zs, wo, &is), 0);
+    assert_int_equal(wo[0], -INT32_MAX);
+    assert_int_equal(wo[1], INT32_MIN);
+    int64_t lbig[2] = {INT64_MAX, 3}, lthree[1] = {3}, lo[2];
+    assert_int_equal(k_binary(K_POW, ENGINE_I64, lbig, &is, lthree, &zs, lo, &is), 0);
+    assert_true(lo[0] == INT64_MAX); /* (2^63 - 1)^3 mod 2^64 */
+    assert_true(lo[1] == 27);
 
     float t[6];
     int perm[2] = {1, 0};
