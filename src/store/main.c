@@ -11,6 +11,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,5 +172,12 @@ int main(int argc, char **argv)
     }
     if (cfg.threads == 0)
         cfg.threads = 1;
+#ifdef __GLIBC__
+    /* Compiles (on the worker thread) allocate and free buffers of many MiB. With glibc's
+     * default, the mmap threshold grows to their size, later ones come from the thread's arena,
+     * and its top is never trimmed: the daemon would keep the largest compile's peak resident.
+     * A fixed threshold sends them to mmap and back to the kernel at free. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     return store_run(&cfg);
 }
