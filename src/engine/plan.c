@@ -11,6 +11,7 @@
 #include "common/common.h"
 #include "engine/kernels.h"
 #include "engine/plan.h"
+#include "engine/winograd.h"
 
 #include <errno.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static const char *const op_names[PLAN_OP_COUNT_] = {
     [PLAN_OP_REORDER] = "reorder",
     [PLAN_OP_KERNEL] = "kernel",
     [PLAN_OP_LAYERNORM] = "layer_normalization",
+    [PLAN_OP_WINOGRAD] = "winograd_conv",
 };
 
 const char *plan_op_name(uint32_t op)
@@ -1594,6 +1596,95 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
     }
 }
 
+int plan_wino_post(const struct plan_node *n, struct wino_post *p)
+{
+    int sums = 0;
+    p->n = 0;
+    for (uint32_t i = 0; i < n->n_post; i++) {
+        const struct plan_post *q = &n->post[i];
+        enum wino_step kind;
+        if (q->kind == PLAN_POST_SUM && n->sum_tensor != PLAN_NONE)
+            kind = WINO_SUM;
+        else if (q->kind != PLAN_POST_ELTWISE)
+            return -EINVAL;
+        else if (q->alg == dnnl_eltwise_relu)
+            kind = WINO_RELU;
+        else if (q->alg == dnnl_eltwise_clip || q->alg == dnnl_eltwise_clip_v2)
+            kind = WINO_CLIP;
+        else if (q->alg == dnnl_eltwise_linear)
+            kind = WINO_LINEAR;
+        else
+            return -EINVAL;
+        if (p->n >= WINO_MAX_POST || (kind == WINO_SUM && sums++))
+            return -EINVAL;
+        p->step[p->n].kind = kind;
+        p->step[p->n].a = q->alpha;
+        p->step[p->n].b = q->beta;
+        p->n++;
+    }
+    return 0;
+}
+
+int plan_wino_shape(const struct plan_view *v, const struct plan_node *n, struct wino_shape *s)
+{
+    const struct plan_tensor *src = &v->tensors[plan_input(v, n, 0)], *dst = &v->tensors[n->out];
+    if (src->rank != 4 || dst->rank != 4 || src->layout != dnnl_aBcd8b ||
+        dst->layout != dnnl_aBcd8b)
+        return -EINVAL;
+    return wino_shape_init(s, src->dims, dst->dims, n->pad_l[0], n->pad_l[1], n->axis) ? -EINVAL
+                                                                                       : 0;
+}
+
+size_t plan_wino_scratch(size_t matmul_scratch, const struct wino_shape *s)
+{
+    return ALIGN_UP(matmul_scratch, 64) + (size_t)wino_v_bytes(s) + (size_t)wino_m_bytes(s);
+}
+
+/* The batched matmul of a Winograd node: [36, block, C] x [36, C, K] -> [36, block, K]. */
+static int wino_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 3, "AP*");
+    if (rc)
+        return rc;
+    const struct plan_node *n = c->n;
+    const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
+    struct wino_shape s;
+    struct wino_post post;
+    if (!wino_supported())
+        return node_err(c, -ENOTSUP, "Winograd convolution needs AVX2 and FMA");
+    if (plan_wino_shape(c->v, n, &s) || check_window(c, src, dst) || n->kernel[0] != 3 ||
+        n->kernel[1] != 3 || n->strides[0] != 1 || n->strides[1] != 1 || n->dilations[0] ||
+        n->dilations[1] || n->groups != 1)
+        return node_err(c, -EINVAL, "not a 3x3 stride-1 convolution over nChw8c tensors");
+    if (wino_v_bytes(&s) + wino_m_bytes(&s) > ((uint64_t)1 << 30))
+        return node_err(c, -EINVAL, "Winograd tile block too large");
+    if (plan_wino_post(n, &post))
+        return node_err(c, -EINVAL, "post-op not supported by the Winograd convolution");
+    if (n->sum_tensor != PLAN_NONE && !same_md(&c->v->tensors[n->sum_tensor], dst))
+        return node_err(c, -EINVAL, "sum post-op addend shape differs from the output");
+    if (w->rank != 3 || w->dims[0] != WINO_POINTS || w->dims[1] != s.c || w->dims[2] != s.k ||
+        w->layout != PLAN_LAYOUT_PLAIN)
+        return node_err(c, -EINVAL, "Winograd weights do not fit the channels");
+    dnnl_memory_desc_t bmd;
+    const dnnl_memory_desc_t *bp;
+    rc = bias_md(c, 2, s.k, &bmd, &bp);
+    if (rc)
+        return rc;
+    dnnl_memory_desc_t vmd, umd, mmd;
+    dnnl_dims_t vd = {WINO_POINTS, s.block, s.c}, ud = {WINO_POINTS, s.c, s.k},
+                md = {WINO_POINTS, s.block, s.k};
+    if (dnnl_memory_desc_init_by_tag(&vmd, 3, vd, dnnl_f32, dnnl_abc) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&umd, 3, ud, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&mmd, 3, md, dnnl_f32, dnnl_abc) != dnnl_success)
+        return node_err(c, -EINVAL, "bad Winograd matmul dims");
+    dnnl_matmul_desc_t d;
+    if (dnnl_matmul_desc_init(&d, &vmd, &umd, NULL, &mmd) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the Winograd matmul's shapes");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, n->n_post); /* post-ops run in the output transform */
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
                         dnnl_primitive_desc_t *pd, char *err, size_t errlen)
 {
@@ -1622,6 +1713,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return reorder_pd(&c, eng, pd);
     case PLAN_OP_LAYERNORM:
         return layernorm_pd(&c, eng, pd);
+    case PLAN_OP_WINOGRAD:
+        return wino_pd(&c, eng, pd);
     case PLAN_OP_KERNEL:
         return plan_kernel_check(v, n, err, errlen);
     default:
@@ -1640,6 +1733,7 @@ int plan_input_arg(uint32_t op, uint32_t i)
     case PLAN_OP_CONV:
     case PLAN_OP_INNER:
     case PLAN_OP_MATMUL:
+    case PLAN_OP_WINOGRAD:
         return i < 3 ? conv[i] : -1;
     case PLAN_OP_BINARY:
         return i < 2 ? bin[i] : -1;

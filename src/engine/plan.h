@@ -121,6 +121,9 @@ enum plan_op {
     PLAN_OP_REORDER,   /* in: src; dst: same dims in another layout */
     PLAN_OP_KERNEL,    /* a plain-C kernel (kernels.h); alg = enum plan_kernel */
     PLAN_OP_LAYERNORM, /* in: src (plain), scale, [shift]; over dims axis..; alpha = epsilon */
+    PLAN_OP_WINOGRAD,  /* 3x3 stride-1 conv as Winograd F(4x4,3x3) (winograd.h); in: src (nChw8c),
+                          weights (packed [36, C, K] for oneDNN's batched matmul), [bias]; dst
+                          nChw8c; axis = tiles per matmul; post-ops relu/clip/linear/sum */
     PLAN_OP_COUNT_
 };
 
@@ -295,6 +298,14 @@ int plan_layout_block(uint32_t layout);
 /* The allowed layout md equals for these dims, or PLAN_LAYOUT_PLAIN if none. */
 uint32_t plan_layout_of(const dnnl_memory_desc_t *md);
 const char *plan_op_name(uint32_t op);
+/* A WINOGRAD node's geometry and post-ops (winograd.h); -EINVAL if it has none the kernels run. */
+struct wino_shape;
+struct wino_post;
+int plan_wino_shape(const struct plan_view *v, const struct plan_node *n, struct wino_shape *s);
+int plan_wino_post(const struct plan_node *n, struct wino_post *p);
+/* Session scratchpad bytes of a Winograd node: [matmul scratchpad | transformed input | matmul
+ * output], each start 64-byte aligned. */
+size_t plan_wino_scratch(size_t matmul_scratch, const struct wino_shape *s);
 /* The DNNL_ARG_* that input position i of an op binds to; -1 if none. */
 int plan_input_arg(uint32_t op, uint32_t i);
 
@@ -343,6 +354,7 @@ int plan_memory(struct plan_builder *b);
 
 struct plan_compile_opts {
     int threads;
+    int winograd; /* ENGINE_WINOGRAD_* */
     const char *model_name;
     const uint8_t *source_sha256; /* 32 bytes, or NULL for zeros */
 };

@@ -3,7 +3,7 @@
  *
  *   shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json] [--threads N]
  *               [--shape [NAME=]DxDx..[;..]]... [--bench N] [--compare ref.json]
- *               [--pin NAME]... [--compile-only -o out.plan] [-v]
+ *               [--pin NAME]... [--compile-only -o out.plan] [--winograd auto|off|all] [-v]
  *
  * An .onnx file is compiled in this process for concrete input shapes: an input's symbolic dims
  * (batch, height, width) take the shape of --shape NAME=1x3x224x224 (NAME may be left out when
@@ -17,7 +17,8 @@
  * compile. Outputs go to --output, or to stdout when neither --bench nor --compare is given.
  * --bench N runs N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks
  * the outputs against a reference file and fails when max|diff| > 1e-4 x max|ref|. -v prints
- * compile time, sizes and memory to stderr.
+ * compile time, sizes and memory to stderr. --winograd picks where 3x3 convolutions run as
+ * Winograd F(4x4,3x3): auto (large outputs, see engine.h), off, or all that qualify.
  *
  * Exit status: 0 success, 1 error, 2 usage, 3 outputs differ from --compare's reference.
  */
@@ -54,7 +55,8 @@ struct run_config {
     const char *output;  /* JSON outputs; NULL: stdout unless bench/compare */
     const char *compare; /* reference outputs JSON */
     const char *plan_out;
-    int threads; /* 0: the engine's default (1) */
+    int threads;  /* 0: the engine's default (1) */
+    int winograd; /* ENGINE_WINOGRAD_* */
     int bench;
     struct engine_input_shape shapes[MAX_SHAPE_OPTS]; /* --shape; names point into shape_text */
     int n_shapes;
@@ -88,7 +90,7 @@ static void usage(FILE *f)
             "usage: shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json]\n"
             "                   [--threads N] [--shape [NAME=]DxDx..]... [--bench N]\n"
             "                   [--compare ref.json] [--pin NAME]... [--compile-only -o out.plan]\n"
-            "                   [-v]\n");
+            "                   [--winograd auto|off|all] [-v]\n");
 }
 
 static int parse_count(const char *opt, const char *s, int max, int *out)
@@ -171,6 +173,7 @@ static int parse_options(int argc, char **argv, struct run_config *c)
         {"compile-only", no_argument, NULL, 'C'},
         {"verbose", no_argument, NULL, 'v'},
         {"pin", required_argument, NULL, 'P'},
+        {"winograd", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -210,6 +213,16 @@ static int parse_options(int argc, char **argv, struct run_config *c)
                 return -EINVAL;
             }
             c->pins[c->n_pins++] = optarg;
+            break;
+        case 'W':
+            c->winograd = strcmp(optarg, "auto") == 0  ? ENGINE_WINOGRAD_AUTO
+                          : strcmp(optarg, "off") == 0 ? ENGINE_WINOGRAD_OFF
+                          : strcmp(optarg, "all") == 0 ? ENGINE_WINOGRAD_ALL
+                                                       : -1;
+            if (c->winograd < 0) {
+                fprintf(stderr, "shmfaas-run: --winograd takes auto, off or all\n");
+                return -EINVAL;
+            }
             break;
         case 'b':
             if (parse_count("--bench", optarg, MAX_BENCH, &c->bench) < 0)
@@ -352,7 +365,7 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
 {
     struct engine_tensor pins[MAX_PIN_OPTS + 1];
     struct engine_input_shape shapes[MAX_SHAPE_OPTS + 256];
-    struct engine_compile_opts opts = {.threads = c->threads};
+    struct engine_compile_opts opts = {.threads = c->threads, .winograd = c->winograd};
     char *dir_copy = strdup(c->model), *name_copy = strdup(c->model);
     uint8_t *onnx = NULL;
     size_t len = 0;

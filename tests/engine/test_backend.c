@@ -1,7 +1,8 @@
 /*
  * test_backend.c — op-level numerics of the plan compiler and sessions against tiny reference
  * implementations written here: convolution (plain, strided, padded, dilated, grouped,
- * depthwise, with fused activations and residual sums in place or copied), pooling (max with
+ * depthwise, with fused activations and residual sums in place or copied; 3x3 ones also as
+ * Winograd F(4x4,3x3) with odd sizes, padding, batches and post-ops), pooling (max with
  * ceil_mode, average with and without padding, global), Gemm/MatMul, Concat, broadcasting binary
  * ops, Softmax, activations, and shape-only aliases.
  */
@@ -13,9 +14,12 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "engine/winograd.h"
 #include "test_backend_util.h"
 
 /* ---- running a compiled graph ---- */
+
+static int wino_mode = ENGINE_WINOGRAD_AUTO; /* how run_graph compiles */
 
 struct run {
     void *img;
@@ -38,7 +42,7 @@ static void run_graph(struct ir_graph *g, const float *const *inputs, struct run
                                        .data = (void *)inputs[i],
                                        .nbytes = (size_t)engine_shape_numel(&t->shape) * 4};
     }
-    int rc = tb_compile(g, 1, &r->img, &r->len, err, sizeof(err));
+    int rc = tb_compile_wino(g, 1, wino_mode, &r->img, &r->len, err, sizeof(err));
     if (rc)
         fail_msg("compile: %s", err);
     rc = engine_model_open(r->img, r->len, &r->m, err, sizeof(err));
@@ -134,7 +138,9 @@ static float relu(float v)
 
 /* ---- convolution ---- */
 
-static void conv_case(const struct conv_geom *q, int with_bias, int fuse_relu)
+/* fuse_relu: 1 Relu, 2 Clip(-0.5, 0.5), as a fused post-op. Returns the image's Winograd node
+ * count. */
+static int conv_case(const struct conv_geom *q, int with_bias, int fuse_relu)
 {
     struct ir_graph *g = tb_graph();
     int x = tb_act(g, "x", SHAPE(4, q->n, q->c, q->h, q->w));
@@ -146,9 +152,8 @@ static void conv_case(const struct conv_geom *q, int with_bias, int fuse_relu)
     float *want = malloc(ny * sizeof(float));
     float *xin = tb_fill((size_t)(q->n * q->c * q->h * q->w), 3);
     ref_conv(q, xin, wv, bv, want);
-    if (fuse_relu)
-        for (size_t i = 0; i < ny; i++)
-            want[i] = relu(want[i]);
+    for (size_t i = 0; fuse_relu && i < ny; i++)
+        want[i] = fuse_relu == 1 ? relu(want[i]) : fminf(fmaxf(want[i], -0.5f), 0.5f);
     int ins[3] = {x, w, b};
     tb_input(g, x);
     struct ir_node *n = tb_node(g, "Conv", ins, with_bias ? 3 : 2, y);
@@ -156,17 +161,22 @@ static void conv_case(const struct conv_geom *q, int with_bias, int fuse_relu)
     tb_ints(n, "pads", 4, q->ph, q->pw, q->ph, q->pw);
     tb_ints(n, "dilations", 2, q->dh, q->dw);
     ir_attr_set_int(n, "group", q->groups);
-    if (fuse_relu)
+    if (fuse_relu == 1)
         n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    if (fuse_relu == 2)
+        n->post[n->n_post++] = (struct ir_post_op){
+            .kind = IR_POST_ACT, .act = IR_ACT_CLIP, .alpha = -0.5f, .beta = 0.5f};
     tb_output(g, y);
     struct run r;
     const float *inputs[] = {xin};
     run_graph(g, inputs, &r);
     assert_int_equal(r.out[0].nbytes, ny * sizeof(float));
     assert_close(r.out[0].data, want, ny);
+    int wino = tb_count_op(r.img, r.len, PLAN_OP_WINOGRAD);
     run_free(&r);
     free(want);
     free(xin);
+    return wino;
 }
 
 static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
@@ -276,7 +286,7 @@ static void residual_case(int addend_reused)
     assert_int_equal(plan_view_init(&v, r.img, r.len, err, sizeof(err)), 0);
     uint64_t off_x = 0, off_y = 1;
     for (uint32_t i = 0; i < v.n_nodes; i++) {
-        if (v.nodes[i].op != PLAN_OP_CONV)
+        if (v.nodes[i].op != PLAN_OP_CONV && v.nodes[i].op != PLAN_OP_WINOGRAD)
             continue;
         assert_int_not_equal(v.nodes[i].sum_tensor, PLAN_NONE);
         off_x = v.tensors[v.nodes[i].sum_tensor].offset;
@@ -294,6 +304,40 @@ static void test_conv_residual_sum(void **state)
 {
     residual_case(0);
     residual_case(1);
+}
+
+/* 3x3 stride-1 convolutions compiled as Winograd F(4x4,3x3) match the reference: outputs that
+ * are not multiples of the 4x4 tile, padding 0 to 2, a batch of 2, with and without bias, Relu
+ * and Clip, residual sums in place and copied; other convolutions stay direct; the automatic rule
+ * picks it only for large outputs. */
+static void test_conv_winograd(void **state)
+{
+    int want = wino_supported(); /* AVX2 and FMA, else every conv stays direct */
+    wino_mode = ENGINE_WINOGRAD_ALL;
+    struct conv_geom q = geom(8, 16, 9, 3, 1, 1, 1, 1); /* 9x10 */
+    assert_int_equal(conv_case(&q, 1, 1), want);
+    q = geom(16, 8, 13, 3, 1, 0, 1, 1); /* no padding: 11x12 */
+    assert_int_equal(conv_case(&q, 0, 0), want);
+    q = geom(8, 8, 5, 3, 1, 2, 1, 1); /* padding 2: 7x8 */
+    assert_int_equal(conv_case(&q, 1, 2), want);
+    q = geom(24, 8, 6, 3, 1, 1, 1, 1);
+    q.n = 2;
+    assert_int_equal(conv_case(&q, 1, 1), want);
+    q = geom(3, 8, 9, 3, 1, 1, 1, 1); /* 3 input channels */
+    assert_int_equal(conv_case(&q, 1, 0), 0);
+    q = geom(8, 8, 9, 3, 2, 1, 1, 1); /* stride 2 */
+    assert_int_equal(conv_case(&q, 1, 0), 0);
+    residual_case(0);
+    residual_case(1);
+    wino_mode = ENGINE_WINOGRAD_AUTO;
+    q = geom(8, 8, 28, 3, 1, 1, 1, 1); /* 28x29 */
+    assert_int_equal(conv_case(&q, 1, 1), want);
+    q = geom(8, 8, 12, 3, 1, 1, 1, 1); /* 12x13: small output, stays direct */
+    assert_int_equal(conv_case(&q, 1, 1), 0);
+    wino_mode = ENGINE_WINOGRAD_OFF;
+    q = geom(8, 8, 28, 3, 1, 1, 1, 1);
+    assert_int_equal(conv_case(&q, 1, 1), 0);
+    wino_mode = ENGINE_WINOGRAD_AUTO;
 }
 
 /* ---- pooling ---- */
@@ -1046,6 +1090,7 @@ int main(void)
         cmocka_unit_test(test_conv_grouped_depthwise),
         cmocka_unit_test(test_conv_residual_sum),
         cmocka_unit_test(test_conv_runtime_weights),
+        cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_gemm),

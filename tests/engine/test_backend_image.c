@@ -2,7 +2,8 @@
  * test_backend_image.c — the plan image as untrusted bytes: round trip through a copy, run-time
  * input checks, truncation, every flipped table byte, targeted hostile fields (offsets, counts,
  * indices, strings, magic, version, ISA), random mutations with the checksum recomputed (must
- * error or run, never crash), and an image compiled for another thread count.
+ * error or run, never crash) also of a Winograd convolution's fields, and an image compiled for
+ * another thread count.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "engine/winograd.h"
 #include "test_backend_util.h"
 
 /* x[1,3,8,8] → Conv 3x3 (+bias, relu) → MaxPool 2x2 → Flatten → Gemm → y[1,5] */
@@ -492,6 +494,114 @@ static void test_resealed_kernel_mutations(void **state)
     engine_image_free(img);
 }
 
+/* x[1,8,9,10] → Conv 3x3 pad 1 (+bias, relu) compiled as Winograd → y[1,8,9,10] */
+static struct ir_graph *wino_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, 8, 9, 10));
+    int w = tb_const(g, "w", SHAPE(4, 8, 8, 3, 3), NULL, 5);
+    int b = tb_const(g, "b", SHAPE(1, 8), NULL, 6);
+    int y = tb_act(g, "y", SHAPE(4, 1, 8, 9, 10));
+    tb_input(g, x);
+    int ci[3] = {x, w, b};
+    struct ir_node *n = tb_node(g, "Conv", ci, 3, y);
+    tb_ints(n, "pads", 4, 1, 1, 1, 1);
+    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    tb_output(g, y);
+    return g;
+}
+
+/* Opens, runs on x and closes an image of wino_net; 0 if it ran. */
+static int run_wino(const uint8_t *img, size_t len, const float *x, char *err, size_t errlen)
+{
+    struct engine_model *m;
+    struct engine_session *s;
+    int rc = engine_model_open(img, len, &m, err, errlen);
+    if (rc)
+        return rc;
+    rc = engine_session_create(m, &s, err, errlen);
+    if (!rc) {
+        struct engine_tensor in = {.name = NULL,
+                                   .dtype = ENGINE_F32,
+                                   .shape = SHAPE(4, 1, 8, 9, 10),
+                                   .data = (void *)x,
+                                   .nbytes = 720 * sizeof(float)};
+        struct engine_tensor out[4];
+        rc = engine_session_run(s, &in, 1, out, 4, err, errlen);
+        engine_session_destroy(s);
+    }
+    engine_model_close(m);
+    return rc;
+}
+
+/* A Winograd node's geometry, block, layouts and post-ops are checked before they are trusted;
+ * random resealed edits of its image error or run, never crash. */
+static void test_winograd_fields(void **state)
+{
+    (void)state;
+    if (!wino_supported())
+        skip(); /* no AVX2: the compiler keeps every convolution direct */
+    char err[512];
+    void *img;
+    size_t len;
+    if (tb_compile_wino(wino_net(), 1, ENGINE_WINOGRAD_ALL, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    assert_int_equal(tb_count_op(img, len, PLAN_OP_WINOGRAD), 1);
+    uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
+    const struct plan_header *h = img;
+    float x[720];
+    uint32_t seed = 4242;
+    for (int i = 0; i < 720; i++)
+        x[i] = tb_rand(&seed);
+    assert_int_equal(run_wino(img, len, x, err, sizeof(err)), 0);
+    struct plan_view v;
+    assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+    uint32_t k = 0;
+    while (v.nodes[k].op != PLAN_OP_WINOGRAD)
+        k++;
+    uint32_t src = (uint32_t)plan_input(&v, &v.nodes[k], 0);
+    struct plan_node *n = (struct plan_node *)(copy + h->sec[PLAN_SEC_NODES].offset) + k;
+    struct plan_tensor *t = (struct plan_tensor *)(copy + h->sec[PLAN_SEC_TENSORS].offset) + src;
+    for (int edit = 0; edit < 6; edit++) {
+        memcpy(copy, img, len);
+        switch (edit) {
+        case 0:
+            n->axis = 0;
+            break; /* no tiles per matmul */
+        case 1:
+            n->axis = 1 << 20;
+            break; /* a block past the limit */
+        case 2:
+            n->kernel[0] = 5;
+            break; /* not 3x3 */
+        case 3:
+            n->strides[1] = 2;
+            break; /* not stride 1 */
+        case 4:
+            n->post[0].alg = dnnl_eltwise_tanh;
+            break; /* a post-op it cannot apply */
+        case 5:
+            t->layout = PLAN_LAYOUT_PLAIN;
+            break; /* src not nChw8c */
+        }
+        reseal(copy, len);
+        if (run_wino(copy, len, x, err, sizeof(err)) == 0)
+            fail_msg("edit %d of the Winograd node opened and ran", edit);
+    }
+    uint64_t lo = PLAN_TABLES_HASHED_FROM, hi = h->sec[PLAN_SEC_WEIGHTS].offset;
+    for (int iter = 0; iter < 400; iter++) {
+        memcpy(copy, img, len);
+        for (int e = 0; e < 1 + iter % 3; e++) {
+            seed = seed * 1664525u + 1013904223u;
+            copy[lo + (seed >> 4) % (hi - lo)] ^= (uint8_t)(1u << (seed >> 29));
+        }
+        reseal(copy, len);
+        run_wino(copy, len, x, err, sizeof(err));
+    }
+    free(copy);
+    engine_image_free(img);
+}
+
 /* An image is compiled for a thread count; a process set to run another count refuses it. */
 static void test_thread_count(void **state)
 {
@@ -526,7 +636,7 @@ int main(void)
         cmocka_unit_test(test_flipped_bytes),      cmocka_unit_test(test_header_fields),
         cmocka_unit_test(test_section_fields),     cmocka_unit_test(test_table_fields),
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
-        cmocka_unit_test(test_thread_count),
+        cmocka_unit_test(test_thread_count),       cmocka_unit_test(test_winograd_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

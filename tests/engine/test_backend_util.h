@@ -126,13 +126,33 @@ static inline void tb_str(struct ir_node *n, const char *name, const char *value
 }
 
 /* Compiles g (then frees it); returns 0 and the image, or the error code with err filled. */
-static inline int tb_compile(struct ir_graph *g, int threads, void **img, size_t *len, char *err,
-                             size_t errlen)
+/* Compiles (and frees) g; winograd is an ENGINE_WINOGRAD_* setting. */
+static inline int tb_compile_wino(struct ir_graph *g, int threads, int winograd, void **img,
+                                  size_t *len, char *err, size_t errlen)
 {
-    struct plan_compile_opts o = {.threads = threads, .model_name = "test"};
+    struct plan_compile_opts o = {.threads = threads, .winograd = winograd, .model_name = "test"};
     int rc = plan_compile(g, &o, img, len, err, errlen);
     ir_free(g);
     return rc;
+}
+
+static inline int tb_compile(struct ir_graph *g, int threads, void **img, size_t *len, char *err,
+                             size_t errlen)
+{
+    return tb_compile_wino(g, threads, ENGINE_WINOGRAD_AUTO, img, len, err, errlen);
+}
+
+/* How many nodes of plan op `op` the image holds. */
+static inline int tb_count_op(const void *img, size_t len, uint32_t op)
+{
+    struct plan_view v;
+    char err[256];
+    int count = 0;
+    if (plan_view_init(&v, img, len, err, sizeof(err)))
+        return -1;
+    for (uint32_t i = 0; i < v.n_nodes; i++)
+        count += v.nodes[i].op == op;
+    return count;
 }
 
 #endif

@@ -1,0 +1,268 @@
+/*
+ * winograd.c — the transforms of Winograd F(4x4, 3x3) (see winograd.h).
+ *
+ * Y = A^T [ (G g G^T) . (B^T d B) ] A over 6x6 input patches d and 4x4 output tiles, with the
+ * usual points 0, +-1, +-2 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+ * 2016). The elementwise product summed over input channels is the batched matmul the session
+ * runs on oneDNN; here are only the transforms, vectorised over the 8 channels of an nChw8c
+ * block with the compiler's vector extension.
+ */
+#include "engine/winograd.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define WINO_TARGET __attribute__((target("avx2,fma")))
+#else
+#define WINO_TARGET
+#endif
+
+typedef float v8 __attribute__((vector_size(32)));
+
+int wino_supported(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+int wino_shape_init(struct wino_shape *s, const int64_t in[4], const int64_t out[4], int64_t pad_t,
+                    int64_t pad_l, int64_t block)
+{
+    const int64_t big = (int64_t)1 << 24;
+    for (int i = 0; i < 4; i++)
+        if (in[i] < 1 || in[i] > big || out[i] < 1 || out[i] > big)
+            return -1;
+    if (in[0] != out[0] || in[1] % 8 || out[1] % 8 || pad_t < 0 || pad_l < 0 || pad_t > big ||
+        pad_l > big || block < 1 || block > WINO_MAX_BLOCK)
+        return -1;
+    /* 3x3 at stride 1: out = in + pad_before + pad_after - 2, with pad_after >= 0 */
+    if (out[2] < in[2] + pad_t - 2 || out[3] < in[3] + pad_l - 2 || out[2] > in[2] + 2 * big ||
+        out[3] > in[3] + 2 * big)
+        return -1;
+    *s = (struct wino_shape){.n = in[0],
+                             .c = in[1],
+                             .h = in[2],
+                             .w = in[3],
+                             .k = out[1],
+                             .oh = out[2],
+                             .ow = out[3],
+                             .pad_t = pad_t,
+                             .pad_l = pad_l,
+                             .block = block};
+    s->tiles_h = (s->oh + WINO_TILE - 1) / WINO_TILE;
+    s->tiles_w = (s->ow + WINO_TILE - 1) / WINO_TILE;
+    s->tiles = s->n * s->tiles_h * s->tiles_w;
+    return 0;
+}
+
+int64_t wino_block_for(int64_t c, int64_t k, int64_t tiles)
+{
+    int64_t per_tile = WINO_POINTS * (c + k) * (int64_t)sizeof(float);
+    int64_t b = ((int64_t)2 << 20) / (per_tile > 0 ? per_tile : 1);
+    b = b < 16 ? 16 : b > 64 ? 64 : b;
+    return b < tiles ? b : tiles < 1 ? 1 : tiles;
+}
+
+uint64_t wino_v_bytes(const struct wino_shape *s)
+{
+    return (uint64_t)WINO_POINTS * (uint64_t)s->block * (uint64_t)s->c * sizeof(float);
+}
+
+uint64_t wino_m_bytes(const struct wino_shape *s)
+{
+    return (uint64_t)WINO_POINTS * (uint64_t)s->block * (uint64_t)s->k * sizeof(float);
+}
+
+void wino_weights(const float *w, int64_t k, int64_t c, float *u)
+{
+    static const double g[WINO_ALPHA][3] = {{1.0 / 4, 0, 0},
+                                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                            {0, 0, 1}};
+    for (int64_t ko = 0; ko < k; ko++)
+        for (int64_t ci = 0; ci < c; ci++) {
+            const float *f = w + ((size_t)ko * (size_t)c + (size_t)ci) * 9;
+            double t[WINO_ALPHA][3];
+            for (int i = 0; i < WINO_ALPHA; i++)
+                for (int j = 0; j < 3; j++)
+                    t[i][j] = g[i][0] * f[j] + g[i][1] * f[3 + j] + g[i][2] * f[6 + j];
+            for (int i = 0; i < WINO_ALPHA; i++)
+                for (int j = 0; j < WINO_ALPHA; j++) {
+                    double x = t[i][0] * g[j][0] + t[i][1] * g[j][1] + t[i][2] * g[j][2];
+                    u[((size_t)(i * WINO_ALPHA + j) * (size_t)c + (size_t)ci) * (size_t)k +
+                      (size_t)ko] = (float)x;
+                }
+        }
+}
+
+WINO_TARGET static inline v8 ld(const float *p)
+{
+    v8 v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+WINO_TARGET static inline void st(float *p, v8 v)
+{
+    memcpy(p, &v, sizeof(v));
+}
+
+WINO_TARGET static inline v8 splat(float f)
+{
+    return (v8){f, f, f, f, f, f, f, f};
+}
+
+WINO_TARGET static inline v8 vmax(v8 a, v8 b)
+{
+#if defined(__x86_64__)
+    return (v8)_mm256_max_ps((__m256)a, (__m256)b);
+#else
+    for (int i = 0; i < 8; i++)
+        a[i] = a[i] > b[i] ? a[i] : b[i];
+    return a;
+#endif
+}
+
+WINO_TARGET static inline v8 vmin(v8 a, v8 b)
+{
+#if defined(__x86_64__)
+    return (v8)_mm256_min_ps((__m256)a, (__m256)b);
+#else
+    for (int i = 0; i < 8; i++)
+        a[i] = a[i] < b[i] ? a[i] : b[i];
+    return a;
+#endif
+}
+
+/* r = B^T d for 6 values of d spaced s apart, written spaced rs apart. */
+WINO_TARGET static inline void input_1d(const v8 *d, int s, v8 *r, int rs)
+{
+    v8 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+    r[0] = 4 * d0 - 5 * d2 + d4;
+    r[rs] = d3 + d4 - 4 * (d1 + d2);
+    r[2 * rs] = 4 * (d1 - d2) + d4 - d3;
+    r[3 * rs] = 2 * (d3 - d1) + d4 - d2;
+    r[4 * rs] = 2 * (d1 - d3) + d4 - d2;
+    r[5 * rs] = 4 * d1 - 5 * d3 + d5;
+}
+
+/* o = A^T m for 6 values of m spaced s apart, 4 written spaced os apart. */
+WINO_TARGET static inline void output_1d(const v8 *m, int s, v8 *o, int os)
+{
+    v8 a = m[s] + m[2 * s], b = m[s] - m[2 * s], c = m[3 * s] + m[4 * s], d = m[3 * s] - m[4 * s];
+    o[0] = m[0] + a + c;
+    o[os] = b + 2 * d;
+    o[2 * os] = a + 4 * c;
+    o[3 * os] = b + 8 * d + m[5 * s];
+}
+
+/* The input transform of channel block cb (the OpenMP loops call these per block: an outlined
+ * parallel region does not inherit the AVX2 target, so vectors never cross into it). */
+WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, int64_t t0,
+                                    float *v, int64_t cb)
+{
+    const int64_t cbs = s->c / 8, per_img = s->tiles_h * s->tiles_w;
+    const size_t plane = (size_t)s->h * (size_t)s->w, point = (size_t)s->block * (size_t)s->c;
+    for (int64_t tt = 0; tt < s->block; tt++) {
+        float *out = v + (size_t)tt * (size_t)s->c + (size_t)cb * 8;
+        int64_t t = t0 + tt;
+        v8 d[WINO_POINTS], tmp[WINO_POINTS];
+        if (t >= s->tiles) {
+            for (int i = 0; i < WINO_POINTS; i++)
+                st(out + i * point, splat(0));
+            continue;
+        }
+        int64_t img = t / per_img, r = t % per_img;
+        int64_t h0 = (r / s->tiles_w) * WINO_TILE - s->pad_t;
+        int64_t w0 = (r % s->tiles_w) * WINO_TILE - s->pad_l;
+        const float *xc = x + ((size_t)img * (size_t)cbs + (size_t)cb) * plane * 8;
+        for (int i = 0; i < WINO_ALPHA; i++) {
+            int64_t h = h0 + i;
+            for (int j = 0; j < WINO_ALPHA; j++) {
+                int64_t w = w0 + j;
+                int inside = h >= 0 && h < s->h && w >= 0 && w < s->w;
+                d[i * WINO_ALPHA + j] =
+                    inside ? ld(xc + ((size_t)h * (size_t)s->w + (size_t)w) * 8) : splat(0);
+            }
+        }
+        for (int j = 0; j < WINO_ALPHA; j++)
+            input_1d(d + j, WINO_ALPHA, tmp + j, WINO_ALPHA);
+        for (int i = 0; i < WINO_ALPHA; i++)
+            input_1d(tmp + i * WINO_ALPHA, 1, d + i * WINO_ALPHA, 1);
+        for (int i = 0; i < WINO_POINTS; i++)
+            st(out + i * point, d[i]);
+    }
+}
+
+void wino_input(const struct wino_shape *s, const float *x, int64_t t0, float *v)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t cb = 0; cb < s->c / 8; cb++)
+        input_block(s, x, t0, v, cb);
+}
+
+WINO_TARGET static inline v8 post_ops(v8 x, const struct wino_post *p, const float *old)
+{
+    for (int i = 0; i < p->n; i++) {
+        float a = p->step[i].a, b = p->step[i].b;
+        switch (p->step[i].kind) {
+        case WINO_RELU:
+            x = vmax(x, splat(0)) + splat(a) * vmin(x, splat(0));
+            break;
+        case WINO_CLIP:
+            x = vmin(vmax(x, splat(a)), splat(b));
+            break;
+        case WINO_LINEAR:
+            x = splat(a) * x + splat(b);
+            break;
+        case WINO_SUM:
+            x += ld(old);
+            break;
+        }
+    }
+    return x;
+}
+
+WINO_TARGET static void output_block(const struct wino_shape *s, const float *m, int64_t t0,
+                                     const float *bias, const struct wino_post *post, float *y,
+                                     int64_t kb)
+{
+    const int64_t kbs = s->k / 8, per_img = s->tiles_h * s->tiles_w;
+    const size_t plane = (size_t)s->oh * (size_t)s->ow, point = (size_t)s->block * (size_t)s->k;
+    {
+        v8 b = bias ? ld(bias + kb * 8) : splat(0);
+        for (int64_t tt = 0; tt < s->block && t0 + tt < s->tiles; tt++) {
+            const float *in = m + (size_t)tt * (size_t)s->k + (size_t)kb * 8;
+            v8 mm[WINO_POINTS], tmp[WINO_TILE * WINO_ALPHA], o[WINO_TILE * WINO_TILE];
+            for (int i = 0; i < WINO_POINTS; i++)
+                mm[i] = ld(in + i * point);
+            for (int j = 0; j < WINO_ALPHA; j++)
+                output_1d(mm + j, WINO_ALPHA, tmp + j, WINO_ALPHA);
+            for (int i = 0; i < WINO_TILE; i++)
+                output_1d(tmp + i * WINO_ALPHA, 1, o + i * WINO_TILE, 1);
+            int64_t t = t0 + tt, img = t / per_img, r = t % per_img;
+            int64_t oh0 = (r / s->tiles_w) * WINO_TILE, ow0 = (r % s->tiles_w) * WINO_TILE;
+            float *yc = y + ((size_t)img * (size_t)kbs + (size_t)kb) * plane * 8;
+            for (int i = 0; i < WINO_TILE && oh0 + i < s->oh; i++)
+                for (int j = 0; j < WINO_TILE && ow0 + j < s->ow; j++) {
+                    float *p = yc + ((size_t)(oh0 + i) * (size_t)s->ow + (size_t)(ow0 + j)) * 8;
+                    st(p, post_ops(o[i * WINO_TILE + j] + b, post, p));
+                }
+        }
+    }
+}
+
+void wino_output(const struct wino_shape *s, const float *m, int64_t t0, const float *bias,
+                 const struct wino_post *post, float *y)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t kb = 0; kb < s->k / 8; kb++)
+        output_block(s, m, t0, bias, post, y, kb);
+}
