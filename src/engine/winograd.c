@@ -86,8 +86,9 @@ void wino_weights(const float *w, int64_t k, int64_t c, float *u)
                                             {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                             {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                             {0, 0, 1}};
-    for (int64_t ko = 0; ko < k; ko++)
-        for (int64_t ci = 0; ci < c; ci++) {
+    /* output channels innermost: each of the 36 planes of u is then written sequentially */
+    for (int64_t ci = 0; ci < c; ci++)
+        for (int64_t ko = 0; ko < k; ko++) {
             const float *f = w + ((size_t)ko * (size_t)c + (size_t)ci) * 9;
             double t[WINO_ALPHA][3];
             for (int i = 0; i < WINO_ALPHA; i++)
