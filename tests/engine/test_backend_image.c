@@ -21,8 +21,6 @@ static struct ir_graph *small_net(void)
 {
     struct ir_graph *g = tb_graph();
     int x = tb_act(g, "x", SHAPE(4, 1, 3, 8, 8));
-    int w = tb_const(g, "w", SHAPE(4, 4, 3, 3, 3), NULL, 1);
-    int b = tb_const(g, "b", SHAPE(1, 4), NULL, 2);
     int c = tb_act(g, "c", SHAPE(4, 1, 4, 8, 8));
     int p = tb_act(g, "p", SHAPE(4, 1, 4, 4, 4));
     int f = tb_act(g, "f", SHAPE(2, 1, 64));
@@ -30,11 +28,9 @@ static struct ir_graph *small_net(void)
     int gb = tb_const(g, "gb", SHAPE(1, 5), NULL, 4);
     int y = tb_act(g, "y", SHAPE(2, 1, 5));
     tb_input(g, x);
-    int ci[3] = {x, w, b}, pi[1] = {c}, fi[1] = {p}, gi[3] = {f, gw, gb};
-    struct ir_node *n = tb_node(g, "Conv", ci, 3, c);
-    tb_ints(n, "pads", 4, 1, 1, 1, 1);
-    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
-    n = tb_node(g, "MaxPool", pi, 1, p);
+    int pi[1] = {c}, fi[1] = {p}, gi[3] = {f, gw, gb};
+    tb_conv3x3_relu(g, x, c, 1);
+    struct ir_node *n = tb_node(g, "MaxPool", pi, 1, p);
     tb_ints(n, "kernel_shape", 2, 2, 2);
     tb_ints(n, "strides", 2, 2, 2);
     tb_node(g, "Flatten", fi, 1, f);
@@ -52,8 +48,10 @@ struct fixture {
     float y[5]; /* output of the pristine image */
 };
 
-static int run_image(const void *img, size_t len, const float *x, float *y, char *err,
-                     size_t errlen)
+/* Opens img, runs it once on x of the given shape (copying output 0 into y when it holds
+ * y_bytes) and closes it; 0 if it ran. */
+static int run_shaped(const void *img, size_t len, struct engine_shape shape, const float *x,
+                      float *y, size_t y_bytes, char *err, size_t errlen)
 {
     struct engine_model *m;
     struct engine_session *s;
@@ -64,17 +62,23 @@ static int run_image(const void *img, size_t len, const float *x, float *y, char
     if (!rc) {
         struct engine_tensor in = {.name = NULL,
                                    .dtype = ENGINE_F32,
-                                   .shape = SHAPE(4, 1, 3, 8, 8),
+                                   .shape = shape,
                                    .data = (void *)x,
-                                   .nbytes = 3 * 64 * sizeof(float)};
+                                   .nbytes = (size_t)engine_shape_numel(&shape) * sizeof(float)};
         struct engine_tensor out[4];
         rc = engine_session_run(s, &in, 1, out, 4, err, errlen);
-        if (!rc && y && out[0].nbytes == 5 * sizeof(float))
-            memcpy(y, out[0].data, 5 * sizeof(float));
+        if (!rc && y && out[0].nbytes == y_bytes)
+            memcpy(y, out[0].data, y_bytes);
         engine_session_destroy(s);
     }
     engine_model_close(m);
     return rc;
+}
+
+static int run_image(const void *img, size_t len, const float *x, float *y, char *err,
+                     size_t errlen)
+{
+    return run_shaped(img, len, SHAPE(4, 1, 3, 8, 8), x, y, 5 * sizeof(float), err, errlen);
 }
 
 static int setup(void **state)
@@ -118,6 +122,19 @@ static void reseal(uint8_t *img, size_t len)
         wo = len;
     sha256(img + PLAN_TABLES_HASHED_FROM, wo - PLAN_TABLES_HASHED_FROM, h->tables_sha256);
     sha256(img + PLAN_IMAGE_HASHED_FROM, len - PLAN_IMAGE_HASHED_FROM, h->image_sha256);
+}
+
+/* copy = img with `flips` random bits of its tables flipped, resealed. */
+static void flip_table_bits(uint8_t *copy, const void *img, size_t len, int flips, uint32_t *seed)
+{
+    const struct plan_header *h = img;
+    uint64_t lo = PLAN_TABLES_HASHED_FROM, hi = h->sec[PLAN_SEC_WEIGHTS].offset;
+    memcpy(copy, img, len);
+    for (int e = 0; e < flips; e++) {
+        *seed = *seed * 1664525u + 1013904223u;
+        copy[lo + (*seed >> 4) % (hi - lo)] ^= (uint8_t)(1u << (*seed >> 29));
+    }
+    reseal(copy, len);
 }
 
 static void expect_refused(struct fixture *f, size_t len, const char *needle)
@@ -458,18 +475,11 @@ static void test_resealed_kernel_mutations(void **state)
     if (tb_compile(kernel_net(), 1, &img, &len, err, sizeof(err)))
         fail_msg("compile: %s", err);
     uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
-    const struct plan_header *h = img;
-    uint64_t lo = PLAN_TABLES_HASHED_FROM, hi = h->sec[PLAN_SEC_WEIGHTS].offset;
     uint32_t seed = 777;
     float x[24], y[8];
     memcpy(x, f->x, sizeof(x));
     for (int iter = 0; iter < 400; iter++) {
-        memcpy(copy, img, len);
-        for (int e = 0; e < 1 + iter % 3; e++) {
-            seed = seed * 1664525u + 1013904223u;
-            copy[lo + (seed >> 4) % (hi - lo)] ^= (uint8_t)(1u << (seed >> 29));
-        }
-        reseal(copy, len);
+        flip_table_bits(copy, img, len, 1 + iter % 3, &seed);
         struct engine_model *m;
         struct engine_session *s;
         if (engine_model_open(copy, len, &m, err, sizeof(err)))
@@ -499,14 +509,9 @@ static struct ir_graph *wino_net(void)
 {
     struct ir_graph *g = tb_graph();
     int x = tb_act(g, "x", SHAPE(4, 1, 8, 9, 10));
-    int w = tb_const(g, "w", SHAPE(4, 8, 8, 3, 3), NULL, 5);
-    int b = tb_const(g, "b", SHAPE(1, 8), NULL, 6);
     int y = tb_act(g, "y", SHAPE(4, 1, 8, 9, 10));
     tb_input(g, x);
-    int ci[3] = {x, w, b};
-    struct ir_node *n = tb_node(g, "Conv", ci, 3, y);
-    tb_ints(n, "pads", 4, 1, 1, 1, 1);
-    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    tb_conv3x3_relu(g, x, y, 5);
     tb_output(g, y);
     return g;
 }
@@ -514,24 +519,7 @@ static struct ir_graph *wino_net(void)
 /* Opens, runs on x and closes an image of wino_net; 0 if it ran. */
 static int run_wino(const uint8_t *img, size_t len, const float *x, char *err, size_t errlen)
 {
-    struct engine_model *m;
-    struct engine_session *s;
-    int rc = engine_model_open(img, len, &m, err, errlen);
-    if (rc)
-        return rc;
-    rc = engine_session_create(m, &s, err, errlen);
-    if (!rc) {
-        struct engine_tensor in = {.name = NULL,
-                                   .dtype = ENGINE_F32,
-                                   .shape = SHAPE(4, 1, 8, 9, 10),
-                                   .data = (void *)x,
-                                   .nbytes = 720 * sizeof(float)};
-        struct engine_tensor out[4];
-        rc = engine_session_run(s, &in, 1, out, 4, err, errlen);
-        engine_session_destroy(s);
-    }
-    engine_model_close(m);
-    return rc;
+    return run_shaped(img, len, SHAPE(4, 1, 8, 9, 10), x, NULL, 0, err, errlen);
 }
 
 /* A Winograd node's geometry, block, layouts and post-ops are checked before they are trusted;
@@ -588,14 +576,8 @@ static void test_winograd_fields(void **state)
         if (run_wino(copy, len, x, err, sizeof(err)) == 0)
             fail_msg("edit %d of the Winograd node opened and ran", edit);
     }
-    uint64_t lo = PLAN_TABLES_HASHED_FROM, hi = h->sec[PLAN_SEC_WEIGHTS].offset;
     for (int iter = 0; iter < 400; iter++) {
-        memcpy(copy, img, len);
-        for (int e = 0; e < 1 + iter % 3; e++) {
-            seed = seed * 1664525u + 1013904223u;
-            copy[lo + (seed >> 4) % (hi - lo)] ^= (uint8_t)(1u << (seed >> 29));
-        }
-        reseal(copy, len);
+        flip_table_bits(copy, img, len, 1 + iter % 3, &seed);
         run_wino(copy, len, x, err, sizeof(err));
     }
     free(copy);

@@ -126,6 +126,20 @@ static inline void tb_str(struct ir_node *n, const char *name, const char *value
 }
 
 /* Compiles g (then frees it); returns 0 and the image, or the error code with err filled. */
+/* y = relu(Conv 3x3, pad 1, of x + bias) with random weights "w" (seed) and bias "b" (seed + 1),
+ * channels from the shapes of x and y. */
+static inline struct ir_node *tb_conv3x3_relu(struct ir_graph *g, int x, int y, uint32_t seed)
+{
+    int64_t c = g->tensors[x].shape.dims[1], k = g->tensors[y].shape.dims[1];
+    int w = tb_const(g, "w", SHAPE(4, k, c, 3, 3), NULL, seed);
+    int b = tb_const(g, "b", SHAPE(1, k), NULL, seed + 1);
+    int ins[3] = {x, w, b};
+    struct ir_node *n = tb_node(g, "Conv", ins, 3, y);
+    tb_ints(n, "pads", 4, 1, 1, 1, 1);
+    n->post[n->n_post++] = (struct ir_post_op){.kind = IR_POST_ACT, .act = IR_ACT_RELU};
+    return n;
+}
+
 /* Compiles (and frees) g; winograd is an ENGINE_WINOGRAD_* setting. */
 static inline int tb_compile_wino(struct ir_graph *g, int threads, int winograd, void **img,
                                   size_t *len, char *err, size_t errlen)

@@ -19,8 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const struct engine_input_shape shapes[] = {
         {.name = "x", .shape = {.rank = 2, .dims = {1, 4}}},
     };
-    struct engine_compile_opts opts = {
-        .threads = 1, .model_name = "fuzz", .shapes = shapes, .n_shapes = 1};
+    /* an odd-sized input compiles every eligible 3x3 convolution as Winograd, whatever its size */
+    struct engine_compile_opts opts = {.threads = 1,
+                                       .model_name = "fuzz",
+                                       .shapes = shapes,
+                                       .n_shapes = 1,
+                                       .winograd = (size & 1) ? ENGINE_WINOGRAD_ALL
+                                                              : ENGINE_WINOGRAD_AUTO};
     void *image = NULL;
     size_t len = 0;
     char err[512];

@@ -9,6 +9,9 @@
  *                corpus/onnx/conv_relu_pool.onnx, so the image carries this CPU's fingerprint and
  *                mutations get past the version/ISA checks;
  *   bit 1 set:   an accepted image is also run once;
+ *   bit 3 set:   the patched image is compiled instead from corpus/onnx/winograd_conv.onnx with
+ *                every 3x3 convolution as Winograd (needs AVX2, else its convolutions are
+ *                direct), so mutations reach the Winograd node's checks and kernels;
  *   bit 2 clear: the tables checksum in the header is recomputed after the patches or on the raw
  *                body (it detects corruption, it is no secret: a hostile image carries a valid
  *                one), so mutations reach the section and node checks behind it.
@@ -34,22 +37,28 @@ struct fresh_image {
     size_t len;
 };
 
-static const struct fresh_image *fresh_image(void)
+/* The image patches apply to: 0 from FUZZ_SEED_ONNX, 1 from FUZZ_SEED_WINO_ONNX (Winograd). */
+static const struct fresh_image *fresh_image(int which)
 {
-    static struct fresh_image fresh;
-    if (fresh.image)
-        return &fresh;
+    static struct fresh_image fresh[2];
+    struct fresh_image *f = &fresh[which];
+    if (f->image)
+        return f;
     uint8_t *onnx = NULL;
     size_t len = 0;
     char err[512];
-    struct engine_compile_opts opts = {.threads = 1, .model_name = "fuzz-seed"};
-    if (read_file(FUZZ_SEED_ONNX, 1u << 20, &onnx, &len, err, sizeof(err)) < 0 ||
-        engine_compile(onnx, len, &opts, &fresh.image, &fresh.len, err, sizeof(err)) < 0) {
+    struct engine_compile_opts opts = {
+        .threads = 1,
+        .model_name = "fuzz-seed",
+        .winograd = which ? ENGINE_WINOGRAD_ALL : ENGINE_WINOGRAD_AUTO};
+    if (read_file(which ? FUZZ_SEED_WINO_ONNX : FUZZ_SEED_ONNX, 1u << 20, &onnx, &len, err,
+                  sizeof(err)) < 0 ||
+        engine_compile(onnx, len, &opts, &f->image, &f->len, err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_plan: cannot build the seed image: %s\n", err);
         abort();
     }
     free(onnx);
-    return &fresh;
+    return f;
 }
 
 static void run_zero_inputs(struct engine_model *m)
@@ -120,9 +129,9 @@ static void open_image(const uint8_t *body, size_t len, int run, int rehash)
     free(image);
 }
 
-static void open_patched(const uint8_t *patches, size_t n, int run, int rehash)
+static void open_patched(int which, const uint8_t *patches, size_t n, int run, int rehash)
 {
-    const struct fresh_image *f = fresh_image();
+    const struct fresh_image *f = fresh_image(which);
     uint8_t *copy = malloc(f->len);
     if (!copy)
         return;
@@ -142,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int run = data[0] >> 1 & 1, rehash = !(data[0] >> 2 & 1);
     if (data[0] & 1)
-        open_patched(data + 1, size - 1, run, rehash);
+        open_patched(data[0] >> 3 & 1, data + 1, size - 1, run, rehash);
     else
         open_image(data + 1, size - 1, run, rehash);
     return 0;
