@@ -555,28 +555,31 @@ static int use_winograd(const struct lower *l, const struct plan_node *pn,
            (hw >= 14 * 14 && ck <= 256 * 256);
 }
 
-/* Turns conv node pn into a WINOGRAD node: the packed weights tensor wt becomes the transformed
- * [36, C, K] weights of its batched matmul. */
-static int emit_winograd(struct lower *l, const struct ir_node *n, struct plan_node *pn, int64_t wt,
-                         const struct ir_tensor *w, const struct ir_tensor *y)
+/* Turns conv node pn into a WINOGRAD node: the weights tensor wt (made for packing) becomes the
+ * constant transformed weights [36, K16/16, C, 16] its kernels read. */
+static int emit_winograd(struct lower *l, const struct ir_node *n, struct plan_node *pn,
+                         int64_t wt, const struct ir_tensor *w, const struct ir_tensor *y)
 {
     int64_t k = w->shape.dims[0], c = w->shape.dims[1];
     int64_t tiles = y->shape.dims[0] * ((y->shape.dims[2] + WINO_TILE - 1) / WINO_TILE) *
                     ((y->shape.dims[3] + WINO_TILE - 1) / WINO_TILE);
-    float *u = malloc((size_t)(WINO_POINTS * c * k) * sizeof(float));
-    if (!u)
-        return lerr(l, n, -ENOMEM, "out of memory");
-    wino_weights(w->data, k, c, u);
+    uint64_t bytes = wino_u_bytes(c, k);
+    int64_t off = plan_add_weights(&l->b, bytes);
+    if (off < 0)
+        return lerr(l, n, -ENOMEM, "out of memory for weights");
+    wino_weights(w->data, k, c, (float *)(l->b.weights + off));
     struct plan_tensor *t = &l->b.tensors[wt];
-    t->rank = 3;
+    t->storage = PLAN_ST_CONST;
+    t->rank = 4;
     t->dims[0] = WINO_POINTS;
-    t->dims[1] = c;
-    t->dims[2] = k;
+    t->dims[1] = (k + WINO_COLS - 1) / WINO_COLS;
+    t->dims[2] = c;
+    t->dims[3] = WINO_COLS;
+    t->offset = (uint64_t)off;
+    t->nbytes = bytes;
     pn->op = PLAN_OP_WINOGRAD;
     pn->axis = wino_block_for(c, k, tiles);
-    int rc = emit(l, n, pn, wt, u);
-    free(u);
-    return rc;
+    return emit(l, n, pn, -1, NULL);
 }
 
 static int lower_conv(struct lower *l, const struct ir_node *n)

@@ -80,7 +80,7 @@ static int refuse(const struct engine_model *m, const struct plan_node *n, const
 static int check_weights(const struct engine_model *m, const struct plan_node *n,
                          dnnl_primitive_desc_t pd, const char *impl, char *err, size_t errlen)
 {
-    int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER || n->op == PLAN_OP_WINOGRAD) &&
+    int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER) &&
                  m->v.tensors[plan_input(&m->v, n, 1)].storage == PLAN_ST_PACKED;
     if (!packed)
         return n->wmd == PLAN_NONE ? 0
@@ -104,29 +104,28 @@ static size_t md_size(dnnl_primitive_desc_t pd, int arg)
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
-/* A Winograd node's src/dst hold their nChw8c bytes exactly (the transforms index them by the
- * dims); its matmul's scratchpad, transformed input and output share the session scratchpad. */
-static int check_wino_sizes(struct engine_model *m, const struct plan_node *n,
-                            dnnl_primitive_desc_t pd, char *err, size_t errlen)
+/* A Winograd node (checked by plan_primitive_desc) runs our kernels: no oneDNN layout or
+ * implementation; its src/dst hold their nChw8c bytes exactly (the transforms index them by the
+ * dims); its transformed input and products live in the session scratchpad. */
+static int check_wino_node(struct engine_model *m, const struct plan_node *n, char *err,
+                           size_t errlen)
 {
     const struct plan_view *v = &m->v;
     const struct plan_tensor *src = &v->tensors[plan_input(v, n, 0)], *dst = &v->tensors[n->out];
     struct wino_shape s;
     dnnl_memory_desc_t smd, dmd;
+    if (n->wmd != PLAN_NONE || n->impl != PLAN_NONE)
+        return refuse(m, n, "Winograd node carries a oneDNN layout", "our kernels", err, errlen);
     int ok = plan_wino_shape(v, n, &s) == 0 && plan_tensor_md(src, 0, 0, &smd) == 0 &&
              plan_tensor_md(dst, 0, 0, &dmd) == 0 &&
              dnnl_memory_desc_get_size(&smd) == src->nbytes &&
-             dnnl_memory_desc_get_size(&dmd) == dst->nbytes &&
-             md_size(pd, DNNL_ARG_SRC) == wino_v_bytes(&s) &&
-             md_size(pd, DNNL_ARG_DST) == wino_m_bytes(&s);
-    if (ok && n->n_in > 2)
-        ok = v->tensors[plan_input(v, n, 2)].nbytes >= (uint64_t)s.k * sizeof(float);
+             dnnl_memory_desc_get_size(&dmd) == dst->nbytes;
     if (ok && n->sum_tensor != PLAN_NONE)
         ok = v->tensors[n->sum_tensor].nbytes == dst->nbytes;
     if (!ok)
         return seterr(err, errlen, -EINVAL, "model %s: node %s: operand sizes do not fit the plan",
                       plan_str(v, v->h->model_name), plan_str(v, n->name));
-    size_t scratch = plan_wino_scratch(md_size(pd, DNNL_ARG_SCRATCHPAD), &s);
+    size_t scratch = plan_wino_scratch(&s);
     if (scratch > m->scratch_size)
         m->scratch_size = scratch;
     return 0;
@@ -137,8 +136,6 @@ static int check_sizes(struct engine_model *m, const struct plan_node *n, dnnl_p
                        char *err, size_t errlen)
 {
     const struct plan_view *v = &m->v;
-    if (n->op == PLAN_OP_WINOGRAD)
-        return check_wino_sizes(m, n, pd, err, errlen);
     int ok = md_size(pd, DNNL_ARG_DST) == v->tensors[n->out].nbytes;
     for (uint32_t i = 0; i < n->n_in && ok; i++) {
         int arg = plan_input_arg(n->op, i);
@@ -170,6 +167,8 @@ static int resolve_node(struct engine_model *m, uint32_t k, char *err, size_t er
     int rc = plan_primitive_desc(&m->v, n, m->eng, &m->pds[k], err, errlen);
     if (rc || n->op == PLAN_OP_KERNEL)
         return rc ? rc : check_kernel_node(m, n, err, errlen);
+    if (n->op == PLAN_OP_WINOGRAD)
+        return check_wino_node(m, n, err, errlen);
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(m->pds[k], dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
         !impl)

@@ -1635,15 +1635,16 @@ int plan_wino_shape(const struct plan_view *v, const struct plan_node *n, struct
                                                                                        : 0;
 }
 
-size_t plan_wino_scratch(size_t matmul_scratch, const struct wino_shape *s)
+size_t plan_wino_scratch(const struct wino_shape *s)
 {
-    return ALIGN_UP(matmul_scratch, 64) + (size_t)wino_v_bytes(s) + (size_t)wino_m_bytes(s);
+    return ALIGN_UP((size_t)wino_v_bytes(s), 64) + (size_t)wino_m_bytes(s);
 }
 
-/* The batched matmul of a Winograd node: [36, block, C] x [36, C, K] -> [36, block, K]. */
-static int wino_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+/* A Winograd node runs our own kernels (no primitive): its geometry, layouts, weights and
+ * post-ops are all checked here. */
+static int wino_check(const struct node_ctx *c)
 {
-    int rc = check_operands(c, 2, 3, "AP*");
+    int rc = check_operands(c, 2, 3, "AC*");
     if (rc)
         return rc;
     const struct plan_node *n = c->n;
@@ -1656,33 +1657,19 @@ static int wino_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_d
         n->kernel[1] != 3 || n->strides[0] != 1 || n->strides[1] != 1 || n->dilations[0] ||
         n->dilations[1] || n->groups != 1)
         return node_err(c, -EINVAL, "not a 3x3 stride-1 convolution over nChw8c tensors");
-    if (wino_v_bytes(&s) + wino_m_bytes(&s) > ((uint64_t)1 << 30))
+    if (plan_wino_scratch(&s) > ((size_t)1 << 30))
         return node_err(c, -EINVAL, "Winograd tile block too large");
     if (plan_wino_post(n, &post))
         return node_err(c, -EINVAL, "post-op not supported by the Winograd convolution");
     if (n->sum_tensor != PLAN_NONE && !same_md(&c->v->tensors[n->sum_tensor], dst))
         return node_err(c, -EINVAL, "sum post-op addend shape differs from the output");
-    if (w->rank != 3 || w->dims[0] != WINO_POINTS || w->dims[1] != s.c || w->dims[2] != s.k ||
-        w->layout != PLAN_LAYOUT_PLAIN)
+    if (w->rank != 4 || w->dims[0] != WINO_POINTS || w->dims[1] != s.k16 / WINO_COLS ||
+        w->dims[2] != s.c || w->dims[3] != WINO_COLS || w->layout != PLAN_LAYOUT_PLAIN ||
+        w->nbytes != wino_u_bytes(s.c, s.k))
         return node_err(c, -EINVAL, "Winograd weights do not fit the channels");
     dnnl_memory_desc_t bmd;
     const dnnl_memory_desc_t *bp;
-    rc = bias_md(c, 2, s.k, &bmd, &bp);
-    if (rc)
-        return rc;
-    dnnl_memory_desc_t vmd, umd, mmd;
-    dnnl_dims_t vd = {WINO_POINTS, s.block, s.c}, ud = {WINO_POINTS, s.c, s.k},
-                md = {WINO_POINTS, s.block, s.k};
-    if (dnnl_memory_desc_init_by_tag(&vmd, 3, vd, dnnl_f32, dnnl_abc) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&umd, 3, ud, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&mmd, 3, md, dnnl_f32, dnnl_abc) != dnnl_success)
-        return node_err(c, -EINVAL, "bad Winograd matmul dims");
-    dnnl_matmul_desc_t d;
-    if (dnnl_matmul_desc_init(&d, &vmd, &umd, NULL, &mmd) != dnnl_success)
-        return node_err(c, -EINVAL, "oneDNN refuses the Winograd matmul's shapes");
-    dnnl_primitive_attr_t attr;
-    rc = make_attr(c, &attr, n->n_post); /* post-ops run in the output transform */
-    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+    return bias_md(c, 2, s.k, &bmd, &bp);
 }
 
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
@@ -1714,7 +1701,7 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
     case PLAN_OP_LAYERNORM:
         return layernorm_pd(&c, eng, pd);
     case PLAN_OP_WINOGRAD:
-        return wino_pd(&c, eng, pd);
+        return wino_check(&c);
     case PLAN_OP_KERNEL:
         return plan_kernel_check(v, n, err, errlen);
     default:
@@ -1733,7 +1720,6 @@ int plan_input_arg(uint32_t op, uint32_t i)
     case PLAN_OP_CONV:
     case PLAN_OP_INNER:
     case PLAN_OP_MATMUL:
-    case PLAN_OP_WINOGRAD:
         return i < 3 ? conv[i] : -1;
     case PLAN_OP_BINARY:
         return i < 2 ? bin[i] : -1;

@@ -121,9 +121,9 @@ enum plan_op {
     PLAN_OP_REORDER,   /* in: src; dst: same dims in another layout */
     PLAN_OP_KERNEL,    /* a plain-C kernel (kernels.h); alg = enum plan_kernel */
     PLAN_OP_LAYERNORM, /* in: src (plain), scale, [shift]; over dims axis..; alpha = epsilon */
-    PLAN_OP_WINOGRAD,  /* 3x3 stride-1 conv as Winograd F(4x4,3x3) (winograd.h); in: src (nChw8c),
-                          weights (packed [36, C, K] for oneDNN's batched matmul), [bias]; dst
-                          nChw8c; axis = tiles per matmul; post-ops relu/clip/linear/sum */
+    PLAN_OP_WINOGRAD,  /* 3x3 stride-1 conv as Winograd F(4x4,3x3) (winograd.h, no primitive);
+                          in: src (nChw8c), weights (const [36, K16/16, C, 16]), [bias]; dst
+                          nChw8c; axis = tiles per product; post-ops relu/clip/linear/sum */
     PLAN_OP_COUNT_
 };
 
@@ -303,9 +303,9 @@ struct wino_shape;
 struct wino_post;
 int plan_wino_shape(const struct plan_view *v, const struct plan_node *n, struct wino_shape *s);
 int plan_wino_post(const struct plan_node *n, struct wino_post *p);
-/* Session scratchpad bytes of a Winograd node: [matmul scratchpad | transformed input | matmul
- * output], each start 64-byte aligned. */
-size_t plan_wino_scratch(size_t matmul_scratch, const struct wino_shape *s);
+/* Session scratchpad bytes of a Winograd node: [transformed input | products], the second
+ * 64-byte aligned. */
+size_t plan_wino_scratch(const struct wino_shape *s);
 /* The DNNL_ARG_* that input position i of an op binds to; -1 if none. */
 int plan_input_arg(uint32_t op, uint32_t i);
 

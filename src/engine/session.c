@@ -51,12 +51,12 @@ struct session_kernel {
     float alpha, beta;
 };
 
-/* A Winograd convolution: transforms around a batched matmul over scratchpad buffers. */
+/* A Winograd convolution: input transform, products, output transform, over scratchpad buffers. */
 struct session_wino {
     struct wino_shape s;
     struct wino_post post;
-    const float *x, *bias;
-    float *y, *v, *m; /* v, m: in the scratchpad, bound to the matmul's src and dst */
+    const float *x, *u, *bias; /* input, transformed weights (in the image), bias */
+    float *y, *v, *m;          /* output; transformed input and products (in the scratchpad) */
 };
 
 struct session_node {
@@ -565,49 +565,32 @@ static int setup_wino(struct engine_session *s, uint32_t k)
 {
     const struct plan_view *v = &s->m->v;
     const struct plan_node *n = &v->nodes[k];
-    dnnl_primitive_desc_t pd = s->m->pds[k];
     struct session_node *sn = &s->nodes[k];
     struct session_wino *w = calloc(1, sizeof(*w));
     sn->wino = w;
-    sn->args = calloc(4, sizeof(*sn->args));
-    if (!w || !sn->args || plan_wino_shape(v, n, &w->s) || plan_wino_post(n, &w->post) ||
-        dnnl_primitive_create(&sn->prim, pd) != dnnl_success)
+    if (!w || plan_wino_shape(v, n, &w->s) || plan_wino_post(n, &w->post))
         return -ENOMEM;
-    const dnnl_memory_desc_t *smd =
-        dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_SCRATCHPAD);
-    size_t off = ALIGN_UP(smd ? dnnl_memory_desc_get_size(smd) : 0, 64);
-    w->v = (float *)(s->scratch + off);
-    w->m = (float *)(s->scratch + off + wino_v_bytes(&w->s));
+    w->v = (float *)s->scratch;
+    w->m = (float *)(s->scratch + ALIGN_UP((size_t)wino_v_bytes(&w->s), 64));
     w->x = tensor_ptr(s, (uint32_t)plan_input(v, n, 0));
+    w->u = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
     w->bias = n->n_in > 2 ? tensor_ptr(s, (uint32_t)plan_input(v, n, 2)) : NULL;
     w->y = tensor_ptr(s, n->out);
-    int rc = add_mem(s, pd, DNNL_ARG_SRC, w->v, &sn->args[sn->nargs++]);
-    if (!rc)
-        rc = add_mem(s, pd, DNNL_ARG_WEIGHTS, tensor_ptr(s, (uint32_t)plan_input(v, n, 1)),
-                     &sn->args[sn->nargs++]);
-    if (!rc)
-        rc = add_mem(s, pd, DNNL_ARG_DST, w->m, &sn->args[sn->nargs++]);
-    if (!rc)
-        rc = add_mem(s, pd, DNNL_ARG_SCRATCHPAD, s->scratch, &sn->args[sn->nargs++]);
-    if (!rc && n->sum_tensor != PLAN_NONE && tensor_ptr(s, n->sum_tensor) != w->y) {
+    if (n->sum_tensor != PLAN_NONE && tensor_ptr(s, n->sum_tensor) != w->y) {
         sn->sum_from = tensor_ptr(s, n->sum_tensor);
         sn->sum_to = (uint8_t *)w->y;
         sn->sum_bytes = (size_t)v->tensors[n->out].nbytes;
     }
-    return rc;
+    return 0;
 }
 
-static int run_wino(struct engine_session *s, const struct session_node *sn)
+static void run_wino(const struct session_wino *w)
 {
-    const struct session_wino *w = sn->wino;
     for (int64_t t0 = 0; t0 < w->s.tiles; t0 += w->s.block) {
         wino_input(&w->s, w->x, t0, w->v);
-        if (dnnl_primitive_execute(sn->prim, s->stream, sn->nargs, sn->args) != dnnl_success ||
-            dnnl_stream_wait(s->stream) != dnnl_success)
-            return -EIO;
+        wino_gemm(&w->s, w->v, w->u, w->m);
         wino_output(&w->s, w->m, t0, w->bias, &w->post, w->y);
     }
-    return 0;
 }
 
 static int setup_node(struct engine_session *s, uint32_t k)
@@ -835,8 +818,11 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
         struct session_node *sn = &s->nodes[k];
         if (sn->sum_from)
             memmove(sn->sum_to, sn->sum_from, sn->sum_bytes);
-        int rc = sn->wino     ? run_wino(s, sn)
-                 : sn->k.kind ? run_kernel(&sn->k)
+        if (sn->wino) {
+            run_wino(sn->wino);
+            continue;
+        }
+        int rc = sn->k.kind ? run_kernel(&sn->k)
                  : dnnl_primitive_execute(sn->prim, s->stream, sn->nargs, sn->args) == dnnl_success
                      ? 0
                      : -EIO;

@@ -3,9 +3,9 @@
  *
  * Y = A^T [ (G g G^T) . (B^T d B) ] A over 6x6 input patches d and 4x4 output tiles, with the
  * usual points 0, +-1, +-2 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
- * 2016). The elementwise product summed over input channels is the batched matmul the session
- * runs on oneDNN; here are only the transforms, vectorised over the 8 channels of an nChw8c
- * block with the compiler's vector extension.
+ * 2016). The transforms are vectorised over the 8 channels of an nChw8c block with the compiler's
+ * vector extension; the elementwise product summed over input channels is 36 matrix products,
+ * done by a 6x16 register-blocked FMA kernel over weights packed in 16-channel panels.
  */
 #include "engine/winograd.h"
 
@@ -38,7 +38,7 @@ int wino_shape_init(struct wino_shape *s, const int64_t in[4], const int64_t out
         if (in[i] < 1 || in[i] > big || out[i] < 1 || out[i] > big)
             return -1;
     if (in[0] != out[0] || in[1] % 8 || out[1] % 8 || pad_t < 0 || pad_l < 0 || pad_t > big ||
-        pad_l > big || block < 1 || block > WINO_MAX_BLOCK)
+        pad_l > big || block < WINO_ROWS || block > WINO_MAX_BLOCK || block % WINO_ROWS)
         return -1;
     /* 3x3 at stride 1: out = in + pad_before + pad_after - 2, with pad_after >= 0 */
     if (out[2] < in[2] + pad_t - 2 || out[3] < in[3] + pad_l - 2 || out[2] > in[2] + 2 * big ||
@@ -54,6 +54,7 @@ int wino_shape_init(struct wino_shape *s, const int64_t in[4], const int64_t out
                              .pad_t = pad_t,
                              .pad_l = pad_l,
                              .block = block};
+    s->k16 = (s->k + WINO_COLS - 1) / WINO_COLS * WINO_COLS;
     s->tiles_h = (s->oh + WINO_TILE - 1) / WINO_TILE;
     s->tiles_w = (s->ow + WINO_TILE - 1) / WINO_TILE;
     s->tiles = s->n * s->tiles_h * s->tiles_w;
@@ -64,8 +65,16 @@ int64_t wino_block_for(int64_t c, int64_t k, int64_t tiles)
 {
     int64_t per_tile = WINO_POINTS * (c + k) * (int64_t)sizeof(float);
     int64_t b = ((int64_t)2 << 20) / (per_tile > 0 ? per_tile : 1);
-    b = b < 16 ? 16 : b > 64 ? 64 : b;
-    return b < tiles ? b : tiles < 1 ? 1 : tiles;
+    b = b < 12 ? 12 : b > 64 ? 64 : b;
+    if (tiles < b)
+        b = tiles < 1 ? 1 : tiles;
+    return (b + WINO_ROWS - 1) / WINO_ROWS * WINO_ROWS;
+}
+
+uint64_t wino_u_bytes(int64_t c, int64_t k)
+{
+    uint64_t k16 = (uint64_t)(k + WINO_COLS - 1) / WINO_COLS * WINO_COLS;
+    return (uint64_t)WINO_POINTS * (uint64_t)c * k16 * sizeof(float);
 }
 
 uint64_t wino_v_bytes(const struct wino_shape *s)
@@ -75,7 +84,7 @@ uint64_t wino_v_bytes(const struct wino_shape *s)
 
 uint64_t wino_m_bytes(const struct wino_shape *s)
 {
-    return (uint64_t)WINO_POINTS * (uint64_t)s->block * (uint64_t)s->k * sizeof(float);
+    return (uint64_t)WINO_POINTS * (uint64_t)s->block * (uint64_t)s->k16 * sizeof(float);
 }
 
 void wino_weights(const float *w, int64_t k, int64_t c, float *u)
@@ -86,7 +95,9 @@ void wino_weights(const float *w, int64_t k, int64_t c, float *u)
                                             {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                             {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                             {0, 0, 1}};
-    /* output channels innermost: each of the 36 planes of u is then written sequentially */
+    size_t k16 = (size_t)(k + WINO_COLS - 1) / WINO_COLS * WINO_COLS;
+    memset(u, 0, wino_u_bytes(c, k));
+    /* output channels innermost: each 16-channel panel row of u is then written in order */
     for (int64_t ci = 0; ci < c; ci++)
         for (int64_t ko = 0; ko < k; ko++) {
             const float *f = w + ((size_t)ko * (size_t)c + (size_t)ci) * 9;
@@ -97,8 +108,10 @@ void wino_weights(const float *w, int64_t k, int64_t c, float *u)
             for (int i = 0; i < WINO_ALPHA; i++)
                 for (int j = 0; j < WINO_ALPHA; j++) {
                     double x = t[i][0] * g[j][0] + t[i][1] * g[j][1] + t[i][2] * g[j][2];
-                    u[((size_t)(i * WINO_ALPHA + j) * (size_t)c + (size_t)ci) * (size_t)k +
-                      (size_t)ko] = (float)x;
+                    size_t panel =
+                        (size_t)(i * WINO_ALPHA + j) * (k16 / WINO_COLS) + (size_t)ko / WINO_COLS;
+                    u[(panel * (size_t)c + (size_t)ci) * WINO_COLS + (size_t)ko % WINO_COLS] =
+                        (float)x;
                 }
         }
 }
@@ -202,6 +215,82 @@ WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, 
     }
 }
 
+#if defined(__x86_64__)
+/* m[6][16] (row stride ldm) = v[6][c] (row stride c) x the panel p [c][16]. */
+WINO_TARGET static void kernel_6x16(const float *v, int64_t c, const float *p, float *m, size_t ldm)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *a0 = v, *a1 = v + c, *a2 = v + 2 * c, *a3 = v + 3 * c, *a4 = v + 4 * c,
+                *a5 = v + 5 * c;
+    for (int64_t i = 0; i < c; i++, p += WINO_COLS) {
+        __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), x;
+        x = _mm256_broadcast_ss(a0 + i);
+        c00 = _mm256_fmadd_ps(x, b0, c00);
+        c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + i);
+        c10 = _mm256_fmadd_ps(x, b0, c10);
+        c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + i);
+        c20 = _mm256_fmadd_ps(x, b0, c20);
+        c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + i);
+        c30 = _mm256_fmadd_ps(x, b0, c30);
+        c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a4 + i);
+        c40 = _mm256_fmadd_ps(x, b0, c40);
+        c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a5 + i);
+        c50 = _mm256_fmadd_ps(x, b0, c50);
+        c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    _mm256_storeu_ps(m, c00);
+    _mm256_storeu_ps(m + 8, c01);
+    _mm256_storeu_ps(m + ldm, c10);
+    _mm256_storeu_ps(m + ldm + 8, c11);
+    _mm256_storeu_ps(m + 2 * ldm, c20);
+    _mm256_storeu_ps(m + 2 * ldm + 8, c21);
+    _mm256_storeu_ps(m + 3 * ldm, c30);
+    _mm256_storeu_ps(m + 3 * ldm + 8, c31);
+    _mm256_storeu_ps(m + 4 * ldm, c40);
+    _mm256_storeu_ps(m + 4 * ldm + 8, c41);
+    _mm256_storeu_ps(m + 5 * ldm, c50);
+    _mm256_storeu_ps(m + 5 * ldm + 8, c51);
+}
+#else
+static void kernel_6x16(const float *v, int64_t c, const float *p, float *m, size_t ldm)
+{
+    for (int r = 0; r < WINO_ROWS; r++)
+        for (int j = 0; j < WINO_COLS; j++) {
+            float acc = 0;
+            for (int64_t i = 0; i < c; i++)
+                acc += v[r * c + i] * p[i * WINO_COLS + j];
+            m[r * ldm + j] = acc;
+        }
+}
+#endif
+
+/* The product of one point: panel by panel, each against every 6-tile row group of the block
+ * (the panel, c x 16 floats, stays in cache while the block's rows stream past). */
+static void gemm_point(const struct wino_shape *s, const float *v, const float *u, float *m)
+{
+    for (int64_t kp = 0; kp < s->k16 / WINO_COLS; kp++) {
+        const float *panel = u + (size_t)kp * (size_t)s->c * WINO_COLS;
+        for (int64_t r = 0; r < s->block; r += WINO_ROWS)
+            kernel_6x16(v + (size_t)r * (size_t)s->c, s->c, panel,
+                        m + (size_t)r * (size_t)s->k16 + (size_t)kp * WINO_COLS, (size_t)s->k16);
+    }
+}
+
+void wino_gemm(const struct wino_shape *s, const float *v, const float *u, float *m)
+{
+    size_t vp = (size_t)s->block * (size_t)s->c, mp = (size_t)s->block * (size_t)s->k16;
+    size_t up = (size_t)s->c * (size_t)s->k16;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < WINO_POINTS; p++)
+        gemm_point(s, v + p * vp, u + p * up, m + p * mp);
+}
+
 void wino_input(const struct wino_shape *s, const float *x, int64_t t0, float *v)
 {
 #pragma omp parallel for schedule(static)
@@ -236,11 +325,11 @@ WINO_TARGET static void output_block(const struct wino_shape *s, const float *m,
                                      int64_t kb)
 {
     const int64_t kbs = s->k / 8, per_img = s->tiles_h * s->tiles_w;
-    const size_t plane = (size_t)s->oh * (size_t)s->ow, point = (size_t)s->block * (size_t)s->k;
+    const size_t plane = (size_t)s->oh * (size_t)s->ow, point = (size_t)s->block * (size_t)s->k16;
     {
         v8 b = bias ? ld(bias + kb * 8) : splat(0);
         for (int64_t tt = 0; tt < s->block && t0 + tt < s->tiles; tt++) {
-            const float *in = m + (size_t)tt * (size_t)s->k + (size_t)kb * 8;
+            const float *in = m + (size_t)tt * (size_t)s->k16 + (size_t)kb * 8;
             v8 mm[WINO_POINTS], tmp[WINO_TILE * WINO_ALPHA], o[WINO_TILE * WINO_TILE];
             for (int i = 0; i < WINO_POINTS; i++)
                 mm[i] = ld(in + i * point);
