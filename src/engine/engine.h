@@ -153,7 +153,7 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
 
 /* Gives the arena's pages back to the kernel (MADV_DONTNEED) and keeps the mapping, so an idle
  * session costs little; the next run pays only page faults. Also trims the process's malloc
- * arenas (glibc), where oneDNN's freed gemm buffers would otherwise stay resident. */
+ * arenas (glibc), where freed buffers would otherwise stay resident. */
 void engine_session_release_memory(struct engine_session *s);
 
 /* ---- the JSON tensor schema (shmfaas-run files, shmfaas-fn input=json/output=json) ----
