@@ -216,46 +216,28 @@ WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, 
 }
 
 #if defined(__x86_64__)
-/* m[6][16] (row stride ldm) = v[6][c] (row stride c) x the panel p [c][16]. */
+/* m[6][16] (row stride ldm) = v[6][c] (row stride c) x the panel p [c][16]. The loops over the
+ * 6 rows have constant bounds: the compiler unrolls them and keeps the 12 sums in registers. */
 WINO_TARGET static void kernel_6x16(const float *v, int64_t c, const float *p, float *m, size_t ldm)
 {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float *a0 = v, *a1 = v + c, *a2 = v + 2 * c, *a3 = v + 3 * c, *a4 = v + 4 * c,
-                *a5 = v + 5 * c;
+    __m256 acc[WINO_ROWS][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < WINO_ROWS; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t i = 0; i < c; i++, p += WINO_COLS) {
-        __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), x;
-        x = _mm256_broadcast_ss(a0 + i);
-        c00 = _mm256_fmadd_ps(x, b0, c00);
-        c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a1 + i);
-        c10 = _mm256_fmadd_ps(x, b0, c10);
-        c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a2 + i);
-        c20 = _mm256_fmadd_ps(x, b0, c20);
-        c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a3 + i);
-        c30 = _mm256_fmadd_ps(x, b0, c30);
-        c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a4 + i);
-        c40 = _mm256_fmadd_ps(x, b0, c40);
-        c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a5 + i);
-        c50 = _mm256_fmadd_ps(x, b0, c50);
-        c51 = _mm256_fmadd_ps(x, b1, c51);
+        __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < WINO_ROWS; r++) {
+            __m256 x = _mm256_broadcast_ss(v + r * c + i);
+            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+        }
     }
-    _mm256_storeu_ps(m, c00);
-    _mm256_storeu_ps(m + 8, c01);
-    _mm256_storeu_ps(m + ldm, c10);
-    _mm256_storeu_ps(m + ldm + 8, c11);
-    _mm256_storeu_ps(m + 2 * ldm, c20);
-    _mm256_storeu_ps(m + 2 * ldm + 8, c21);
-    _mm256_storeu_ps(m + 3 * ldm, c30);
-    _mm256_storeu_ps(m + 3 * ldm + 8, c31);
-    _mm256_storeu_ps(m + 4 * ldm, c40);
-    _mm256_storeu_ps(m + 4 * ldm + 8, c41);
-    _mm256_storeu_ps(m + 5 * ldm, c50);
-    _mm256_storeu_ps(m + 5 * ldm + 8, c51);
+#pragma GCC unroll 6
+    for (int r = 0; r < WINO_ROWS; r++) {
+        _mm256_storeu_ps(m + r * ldm, acc[r][0]);
+        _mm256_storeu_ps(m + r * ldm + 8, acc[r][1]);
+    }
 }
 #else
 static void kernel_6x16(const float *v, int64_t c, const float *p, float *m, size_t ldm)
