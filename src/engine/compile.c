@@ -44,7 +44,8 @@ struct lower {
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     const char *model;
-    int winograd; /* ENGINE_WINOGRAD_* */
+    int winograd;      /* ENGINE_WINOGRAD_* */
+    uint8_t *wino_pick; /* auto: 1 for each IR node picked for Winograd (pick_winograd) */
     char *err;
     size_t errlen;
 };
@@ -530,16 +531,81 @@ static void conv_layouts(struct lower *l, const struct ir_node *n, const struct 
     b->n_index = ni;
 }
 
-/* Whether a convolution, lowered into pn with constant weights w, runs as Winograd F(4x4,3x3):
- * 3x3, stride 1, dense, ungrouped, 8-multiple channels in nChw8c, post-ops the output transform
- * applies, and (unless asked for everywhere) an output of at least 28x28, or 14x14 with at most
- * 256x256 channels. Measured on an AVX2 core (docs/bench/engine.md): such layers run 1.5-3x
- * faster for 4x their weight bytes (ResNet-50 -17 % time, +40 % image; VGG-16 -40 %, +17 %);
- * VGG-16's 512-channel 14x14 layers would add 85 MB for no measurable gain, and 7x7 maps are
- * slower (a 4x4 tile wastes a quarter of an 8x8 cover). */
-static int use_winograd(const struct lower *l, const struct plan_node *pn,
-                        const struct ir_tensor *w, const struct ir_tensor *y, uint32_t src_layout,
-                        uint32_t dst_layout)
+/* A convolution auto may make Winograd: 3x3, stride 1, dense, ungrouped, constant float32 weights
+ * of 8-multiple channels, and an output of at least 28x28, or 14x14 with at most 256x256 channels
+ * (VGG-16's 512-channel 14x14 layers would add 85 MB for no measurable gain; 7x7 maps are slower:
+ * a 4x4 tile wastes a quarter of an 8x8 cover). Its output area, or 0. */
+static int64_t wino_candidate(const struct ir_graph *g, const struct ir_node *n)
+{
+    int64_t st[2], dil[2];
+    if (strcmp(n->op, "Conv") || n->n_in < 2 || n->in[1] < 0 || n->n_out < 1 ||
+        ir_attr_int(n, "group", 1) != 1 || get_ints(n, "strides", st, 2, 1) ||
+        get_ints(n, "dilations", dil, 2, 1) || st[0] != 1 || st[1] != 1 || dil[0] != 1 ||
+        dil[1] != 1)
+        return 0;
+    const struct ir_tensor *w = &g->tensors[n->in[1]], *y = &g->tensors[n->out[0]];
+    if (!w->data || w->dtype != ENGINE_F32 || w->shape.rank != 4 || w->shape.dims[2] != 3 ||
+        w->shape.dims[3] != 3 || w->shape.dims[0] % 8 || w->shape.dims[1] % 8 ||
+        y->shape.rank != 4)
+        return 0;
+    int64_t hw = y->shape.dims[2] * y->shape.dims[3], ck = w->shape.dims[0] * w->shape.dims[1];
+    return hw >= 28 * 28 || (hw >= 14 * 14 && ck <= 256 * 256) ? hw : 0;
+}
+
+/* Which candidates auto compiles as Winograd: the largest outputs first (the time saved per byte
+ * of transformed weights grows with the output area), while the transformed weights add at most
+ * half the model's constant bytes. Measured on an AVX2 core (docs/bench/engine.md): such layers
+ * run 1.5-3x faster for 4x their weight bytes; ResNet-50 -17 % time for +41 % image, VGG-16
+ * -40 % for +17 %, and GoogLeNet, whose weights are mostly such layers, keeps to +50 %. */
+static int pick_winograd(struct lower *l)
+{
+    const struct ir_graph *g = l->g;
+    l->wino_pick = calloc((size_t)g->n_nodes + 1, 1);
+    int *cand = malloc(((size_t)g->n_nodes + 1) * sizeof(*cand));
+    int64_t *area = malloc(((size_t)g->n_nodes + 1) * sizeof(*area));
+    int rc = l->wino_pick && cand && area ? 0 : lerr(l, NULL, -ENOMEM, "out of memory");
+    uint8_t *seen = calloc((size_t)g->n_tensors + 1, 1);
+    uint64_t total = 0, extra = 0; /* bytes of the constants live nodes read, once each */
+    int nc = 0;
+    rc = rc || !seen ? lerr(l, NULL, -ENOMEM, "out of memory") : 0;
+    for (int i = 0; !rc && i < g->n_nodes; i++)
+        for (int j = 0; !g->nodes[i].dead && j < g->nodes[i].n_in; j++) {
+            int t = g->nodes[i].in[j];
+            if (t >= 0 && g->tensors[t].data && !seen[t]) {
+                seen[t] = 1;
+                total += g->tensors[t].nbytes;
+            }
+        }
+    free(seen);
+    for (int i = 0; !rc && l->winograd == ENGINE_WINOGRAD_AUTO && i < g->n_nodes; i++) {
+        int64_t a = g->nodes[i].dead ? 0 : wino_candidate(g, &g->nodes[i]);
+        int j = nc++;
+        for (; j > 0 && area[j - 1] < a; j--) { /* insertion: by area, descending, stable */
+            cand[j] = cand[j - 1];
+            area[j] = area[j - 1];
+        }
+        cand[j] = i;
+        area[j] = a;
+        nc -= a == 0; /* not a candidate: it sorted last, drop it */
+    }
+    for (int j = 0; !rc && j < nc; j++) {
+        const struct ir_tensor *w = &g->tensors[g->nodes[cand[j]].in[1]];
+        uint64_t add = wino_u_bytes(w->shape.dims[1], w->shape.dims[0]) - w->nbytes;
+        if (extra + add <= total / 2) {
+            extra += add;
+            l->wino_pick[cand[j]] = 1;
+        }
+    }
+    free(cand);
+    free(area);
+    return rc;
+}
+
+/* Whether convolution n, lowered into pn with constant weights w, runs as Winograd F(4x4,3x3):
+ * a kernel, stride, dilation, group, channel count, layout (nChw8c) and post-ops it runs, and
+ * picked by pick_winograd unless asked for everywhere. */
+static int use_winograd(const struct lower *l, const struct ir_node *n, const struct plan_node *pn,
+                        const struct ir_tensor *w, uint32_t src_layout, uint32_t dst_layout)
 {
     struct wino_post post;
     if (l->winograd == ENGINE_WINOGRAD_OFF || !w->data || w->shape.rank != 4 || pn->groups != 1 ||
@@ -550,9 +616,7 @@ static int use_winograd(const struct lower *l, const struct plan_node *pn,
             return 0;
     if (w->shape.dims[0] % 8 || w->shape.dims[1] % 8 || plan_wino_post(pn, &post))
         return 0;
-    int64_t hw = y->shape.dims[2] * y->shape.dims[3], ck = w->shape.dims[0] * w->shape.dims[1];
-    return l->winograd == ENGINE_WINOGRAD_ALL || hw >= 28 * 28 ||
-           (hw >= 14 * 14 && ck <= 256 * 256);
+    return l->winograd == ENGINE_WINOGRAD_ALL || l->wino_pick[n - l->g->nodes];
 }
 
 /* Turns conv node pn into a WINOGRAD node: the weights tensor wt (made for packing) becomes the
@@ -612,7 +676,7 @@ static int lower_conv(struct lower *l, const struct ir_node *n)
     rc = set_inputs(l, &pn, ts, n_in);
     if (!rc)
         rc = lower_posts(l, n, &pn);
-    if (!rc && use_winograd(l, &pn, w, y, src_layout, dst_layout))
+    if (!rc && use_winograd(l, n, &pn, w, src_layout, dst_layout))
         return emit_winograd(l, n, &pn, ts[1], w, y);
     return rc ? rc : emit(l, n, &pn, w->data ? ts[1] : -1, w->data);
 }
@@ -2326,6 +2390,8 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
                  ? 0
                  : seterr(err, errlen, -EIO, "cannot create a oneDNN CPU engine");
     if (!rc)
+        rc = pick_winograd(&l);
+    if (!rc)
         rc = lower_graph(&l, opts);
     if (!rc)
         rc = plan_builder_finish(&l.b, image, image_len, err, errlen);
@@ -2336,6 +2402,7 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
     plan_builder_free(&l.b);
     free(l.tmap);
     free(l.relayouts);
+    free(l.wino_pick);
     return rc;
 }
 

@@ -70,8 +70,9 @@ struct engine_compile_opts {
     int n_pins;
     /* 3x3 stride-1 convolutions as Winograd F(4x4,3x3) (1.5-3x faster, 4x their weight bytes):
      * ENGINE_WINOGRAD_AUTO (0) where the output is at least 28x28, or 14x14 with at most 256x256
-     * channels, so deep layers with big weights stay direct; _OFF never; _ALL wherever it
-     * applies. Needs AVX2 and FMA (nChw8c activations); elsewhere every convolution is direct. */
+     * channels, largest outputs first while the image grows by at most half the model's weights;
+     * _OFF never; _ALL wherever it applies. Needs AVX2 and FMA (nChw8c activations); elsewhere
+     * every convolution is direct. */
     int winograd;
 };
 
