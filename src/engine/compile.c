@@ -563,11 +563,10 @@ static int pick_winograd(struct lower *l)
     l->wino_pick = calloc((size_t)g->n_nodes + 1, 1);
     int *cand = malloc(((size_t)g->n_nodes + 1) * sizeof(*cand));
     int64_t *area = malloc(((size_t)g->n_nodes + 1) * sizeof(*area));
-    int rc = l->wino_pick && cand && area ? 0 : lerr(l, NULL, -ENOMEM, "out of memory");
     uint8_t *seen = calloc((size_t)g->n_tensors + 1, 1);
+    int rc = l->wino_pick && cand && area && seen ? 0 : lerr(l, NULL, -ENOMEM, "out of memory");
     uint64_t total = 0, extra = 0; /* bytes of the constants live nodes read, once each */
     int nc = 0;
-    rc = rc || !seen ? lerr(l, NULL, -ENOMEM, "out of memory") : 0;
     for (int i = 0; !rc && i < g->n_nodes; i++)
         for (int j = 0; !g->nodes[i].dead && j < g->nodes[i].n_in; j++) {
             int t = g->nodes[i].in[j];

@@ -561,6 +561,16 @@ static int run_kernel(const struct session_kernel *k)
     }
 }
 
+/* A node whose sum post-op addend is not already in its output copies it there before it runs. */
+static void set_sum(struct engine_session *s, struct session_node *sn, const struct plan_node *n)
+{
+    if (n->sum_tensor == PLAN_NONE || tensor_ptr(s, n->sum_tensor) == tensor_ptr(s, n->out))
+        return;
+    sn->sum_from = tensor_ptr(s, n->sum_tensor);
+    sn->sum_to = tensor_ptr(s, n->out);
+    sn->sum_bytes = (size_t)s->m->v.tensors[n->out].nbytes;
+}
+
 static int setup_wino(struct engine_session *s, uint32_t k)
 {
     const struct plan_view *v = &s->m->v;
@@ -576,11 +586,7 @@ static int setup_wino(struct engine_session *s, uint32_t k)
     w->u = tensor_ptr(s, (uint32_t)plan_input(v, n, 1));
     w->bias = n->n_in > 2 ? tensor_ptr(s, (uint32_t)plan_input(v, n, 2)) : NULL;
     w->y = tensor_ptr(s, n->out);
-    if (n->sum_tensor != PLAN_NONE && tensor_ptr(s, n->sum_tensor) != w->y) {
-        sn->sum_from = tensor_ptr(s, n->sum_tensor);
-        sn->sum_to = (uint8_t *)w->y;
-        sn->sum_bytes = (size_t)v->tensors[n->out].nbytes;
-    }
+    set_sum(s, sn, n);
     return 0;
 }
 
@@ -616,12 +622,8 @@ static int setup_node(struct engine_session *s, uint32_t k)
         rc = add_mem(s, pd, DNNL_ARG_DST, tensor_ptr(s, n->out), &sn->args[sn->nargs++]);
     if (!rc)
         rc = add_mem(s, pd, DNNL_ARG_SCRATCHPAD, s->scratch, &sn->args[sn->nargs++]);
-    if (!rc && n->sum_tensor != PLAN_NONE &&
-        tensor_ptr(s, n->sum_tensor) != tensor_ptr(s, n->out)) {
-        sn->sum_from = tensor_ptr(s, n->sum_tensor);
-        sn->sum_to = tensor_ptr(s, n->out);
-        sn->sum_bytes = (size_t)v->tensors[n->out].nbytes;
-    }
+    if (!rc)
+        set_sum(s, sn, n);
     return rc;
 }
 
