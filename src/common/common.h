@@ -62,9 +62,28 @@ const char *format_size(uint64_t bytes, char *buf, size_t len);
  * one byte past len, for text). */
 int read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len, char *err,
               size_t errlen);
-/* Writes path atomically: temp file in the same directory, fsync, rename, fsync directory. */
+/* Writes a whole file without ever replacing or following what path names, by what path's last
+ * component is now (lstat):
+ *  - missing or a regular file: a new temp file ".NAME.tmp.<random>" is created beside it,
+ *    relative to an fd of its directory, O_CREAT|O_EXCL|O_NOFOLLOW with mode (less the umask),
+ *    written, fsync'd and renamed over NAME; the directory is fsync'd. A reader sees the old file
+ *    or the new one, never part of one; the new file has mode, not the old file's.
+ *  - a character device or FIFO (/dev/null, a pipe): written in place, opened O_WRONLY|O_NOFOLLOW
+ *    without O_CREAT or O_TRUNC; it stays what it was; mode is unused. A FIFO blocks until a
+ *    reader opens it, as a shell redirect does.
+ *  - a symlink: -ELOOP naming its target; neither the link nor its target is touched (the
+ *    caller names the file itself; "-" for stdout is the caller's business, e.g. shmfaas-run).
+ *  - a directory (-EISDIR), a block device or a socket (-EINVAL): refused, nothing written.
+ * Directories on the way to the last component are resolved as open(2) does: callers writing
+ * where others can write use write_file_atomic_at() with a directory fd they checked. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
                       size_t errlen);
+/* The same, for NAME (one component, no '/') in the directory open as dirfd (O_RDONLY, so that
+ * it can be fsync'd). */
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                         char *err, size_t errlen);
+/* write(2) until all of data is written; 0 or -errno. */
+int fd_write_all(int fd, const void *data, size_t len);
 /* Like mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
 

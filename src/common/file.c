@@ -1,4 +1,5 @@
-/* Whole-file IO with atomic replace, mkdir -p, monotonic time, smaps_rollup figures. */
+/* Whole-file IO with atomic replace (never through a symlink; in place for a device or FIFO),
+ * mkdir -p, monotonic time, smaps_rollup figures. */
 #include "common/common.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,55 +55,153 @@ int read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len, 
     return 0;
 }
 
+int fd_write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- write_file_atomic: replace a regular file, write a device or FIFO in place, refuse others */
+
+/* A device or FIFO (/dev/null, a pipe someone reads): opened without O_CREAT or O_TRUNC, so
+ * nothing is created or replaced, and checked again once open in case the name changed. */
+static int write_in_place(int dfd, const char *name, const char *shown, const void *data,
+                          size_t len, char *err, size_t errlen)
+{
+    int fd = openat(dfd, name, O_WRONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "%s: %s", shown, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !(S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+        close(fd);
+        return seterr(err, errlen, -EAGAIN, "%s: replaced while being opened; nothing written",
+                      shown);
+    }
+    int rc = fd_write_all(fd, data, len);
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0)
+        return seterr(err, errlen, rc, "%s: write: %s", shown, strerror(-rc));
+    return 0;
+}
+
+/* A fresh temp file next to name that nobody else can have opened: O_EXCL|O_NOFOLLOW with an
+ * unguessable suffix, so a planted file or symlink under that name is never opened. */
+static int create_temp(int dfd, const char *name, mode_t mode, char *tmp, size_t tmplen)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t r;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            return errno ? -errno : -EIO;
+        /* Fits NAME_MAX whatever the name's length: ".%.200s" + ".tmp." + 16 hex digits. */
+        snprintf(tmp, tmplen, ".%.200s.tmp.%016llx", name, (unsigned long long)r);
+        int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd >= 0 || errno != EEXIST)
+            return fd >= 0 ? fd : -errno;
+    }
+    return -EEXIST;
+}
+
+static int replace_regular(int dfd, const char *name, const char *shown, const void *data,
+                           size_t len, mode_t mode, char *err, size_t errlen)
+{
+    char tmp[NAME_MAX + 1];
+    int fd = create_temp(dfd, name, mode, tmp, sizeof tmp);
+    if (fd < 0)
+        return seterr(err, errlen, fd, "%s: cannot create a temporary file beside it: %s", shown,
+                      strerror(-fd));
+    int rc = fd_write_all(fd, data, len);
+    const char *step = "write";
+    if (rc == 0 && fsync(fd) < 0) {
+        rc = -errno;
+        step = "fsync";
+    }
+    if (close(fd) < 0 && rc == 0) {
+        rc = -errno;
+        step = "close";
+    }
+    /* renameat replaces whatever name is now, a symlink included, never what it points to. */
+    if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0) {
+        rc = -errno;
+        step = "rename";
+    }
+    if (rc < 0) {
+        unlinkat(dfd, tmp, 0);
+        return seterr(err, errlen, rc, "%s: %s: %s", shown, step, strerror(-rc));
+    }
+    fsync(dfd); /* make the rename itself durable */
+    return 0;
+}
+
+static int write_at(int dfd, const char *name, const char *shown, const void *data, size_t len,
+                    mode_t mode, char *err, size_t errlen)
+{
+    if (name[0] == '\0' || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return seterr(err, errlen, -EINVAL, "%s: not a file name", shown);
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno != ENOENT)
+            return seterr(err, errlen, -errno, "%s: %s", shown, strerror(errno));
+        return replace_regular(dfd, name, shown, data, len, mode, err, errlen);
+    }
+    if (S_ISREG(st.st_mode))
+        return replace_regular(dfd, name, shown, data, len, mode, err, errlen);
+    if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))
+        return write_in_place(dfd, name, shown, data, len, err, errlen);
+    if (S_ISLNK(st.st_mode)) {
+        char to[PATH_MAX];
+        ssize_t n = readlinkat(dfd, name, to, sizeof to - 1);
+        to[n > 0 ? n : 0] = '\0';
+        return seterr(err, errlen, -ELOOP,
+                      "%s: a symlink (to %s); files are never written through a symlink: name "
+                      "the file itself",
+                      shown, n > 0 ? to : "?");
+    }
+    return seterr(err, errlen, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+                  "%s: a %s; only a regular file, a character device or a FIFO is written", shown,
+                  S_ISDIR(st.st_mode)    ? "directory"
+                  : S_ISBLK(st.st_mode)  ? "block device"
+                  : S_ISSOCK(st.st_mode) ? "socket"
+                                         : "special file");
+}
+
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                         char *err, size_t errlen)
+{
+    return write_at(dirfd, name, name, data, len, mode, err, errlen);
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
                       size_t errlen)
 {
-    char tmp[PATH_MAX];
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
-        return seterr(err, errlen, -ENAMETOOLONG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return seterr(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
-    const uint8_t *p = data;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, p + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return seterr(err, errlen, -e, "%s: write: %s", tmp, strerror(e));
-        }
-        off += (size_t)n;
-    }
-    if (fsync(fd) < 0 || close(fd) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return seterr(err, errlen, -e, "%s: fsync: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return seterr(err, errlen, -e, "%s: rename: %s", path, strerror(e));
-    }
-    /* Make the rename itself durable. */
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
+    if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir)
+        return seterr(err, errlen, -ENAMETOOLONG, "%s: path too long", path);
     char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof(dir), ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+    const char *name = path;
+    if (slash) {
+        name = path + (slash - dir) + 1;
+        slash[slash == dir ? 1 : 0] = '\0';
+    } else {
+        snprintf(dir, sizeof dir, ".");
     }
-    return 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return seterr(err, errlen, -errno, "%s: directory %s: %s", path, dir, strerror(errno));
+    int rc = write_at(dfd, name, path, data, len, mode, err, errlen);
+    close(dfd);
+    return rc;
 }
 
 int mkdir_p(const char *path, mode_t mode)

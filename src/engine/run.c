@@ -15,6 +15,8 @@
  * Reshape's shape); the plan keeps it an input and refuses a run with other values. A compile
  * refused because such an operand is computed at run time names the --pin that would make it
  * compile. Outputs go to --output, or to stdout when neither --bench nor --compare is given.
+ * --output and -o take "-" for stdout; a character device or FIFO (/dev/null) is written in place,
+ * a regular file replaced atomically, a symlink refused (write_file_atomic in common.h).
  * --bench N runs N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks
  * the outputs against a reference file and fails when max|diff| > 1e-4 x max|ref|. -v prints
  * compile time, sizes and memory to stderr. --winograd picks where 3x3 convolutions run as
@@ -631,6 +633,17 @@ static int compare(struct run_state *st, const char *path, char *err, size_t err
 
 /* ================================================================ results */
 
+/* --output and -o: "-" is stdout; any other name goes through write_file_atomic(), which writes a
+ * device or FIFO (/dev/null) in place, replaces a regular file and refuses a symlink. */
+static int write_result(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+    if (strcmp(path, "-"))
+        return write_file_atomic(path, data, len, 0644, err, errlen);
+    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) == EOF)
+        return seterr(err, errlen, -EIO, "stdout: %s", strerror(errno));
+    return 0;
+}
+
 static int write_outputs(const struct run_config *c, const struct run_state *st, char *err,
                          size_t errlen)
 {
@@ -642,10 +655,7 @@ static int write_outputs(const struct run_config *c, const struct run_state *st,
     json = engine_tensors_to_json(st->outputs, st->n_outputs, "outputs");
     if (json == NULL)
         return seterr(err, errlen, -ENOMEM, "cannot write the outputs as JSON");
-    if (c->output)
-        rc = write_file_atomic(c->output, json, strlen(json), 0644, err, errlen);
-    else if (fputs(json, stdout) == EOF || fflush(stdout) == EOF)
-        rc = seterr(err, errlen, -EIO, "stdout: %s", strerror(errno));
+    rc = write_result(c->output ? c->output : "-", json, strlen(json), err, errlen);
     free(json);
     return rc;
 }
@@ -712,7 +722,7 @@ static int run(const struct run_config *c, struct run_state *st, char *err, size
     if ((rc = read_inputs(c, st, err, errlen)) < 0 || (rc = load_model(c, st, err, errlen)) < 0)
         return rc;
     if (c->compile_only)
-        return write_file_atomic(c->plan_out, st->image, st->image_len, 0644, err, errlen);
+        return write_result(c->plan_out, st->image, st->image_len, err, errlen);
     if ((rc = start_session(st, err, errlen)) < 0 || (rc = run_once(st, err, errlen)) < 0)
         return rc;
     if (c->bench && (rc = bench(st, c->bench, err, errlen)) < 0)
