@@ -8,6 +8,9 @@
 #include "common/common.h"
 #include "engine/ir.h"
 #include "engine/plan.h"
+#include "engine/winograd.h"
+
+#include <dnnl.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -167,6 +170,28 @@ static inline int tb_count_op(const void *img, size_t len, uint32_t op)
     for (uint32_t i = 0; i < v.n_nodes; i++)
         count += v.nodes[i].op == op;
     return count;
+}
+
+/* Index of the first node running op in img (-1 when there is none). */
+static inline int tb_first_op(const void *img, size_t len, uint32_t op)
+{
+    struct plan_view v;
+    char err[256];
+    if (plan_view_init(&v, img, len, err, sizeof(err)))
+        return -1;
+    for (uint32_t i = 0; i < v.n_nodes; i++)
+        if (v.nodes[i].op == op)
+            return (int)i;
+    return -1;
+}
+
+/* Whether the compiler can lower a 3x3 conv to Winograd here: our kernels need AVX2+FMA and work
+ * on nChw8c blocks, which oneDNN picks for the conv stack only below AVX-512 (an AVX-512 host gets
+ * nChw16c, and every convolution stays direct; docs/architecture.md). */
+static inline int tb_winograd_here(void)
+{
+    int isa = (int)dnnl_get_effective_cpu_isa();
+    return wino_supported() && !(isa & 0x28); /* 0x28: the avx512_core / avx512_mic bits */
 }
 
 #endif
