@@ -6,14 +6,17 @@
  *   shmfaas-fn --private resnet50.onnx --listen unix:/run/fn.sock
  *
  * main() reads the configuration, starts the instance and waits for SIGTERM/SIGINT in sigwait(),
- * outside signal context; then it drains in-flight requests and exits 0.
+ * outside signal context; then it drains in-flight requests and exits 0. It exits 75
+ * (EX_TEMPFAIL) when the store refused its model (budget, or the model does not compile).
  */
 #include "fn/fn.h"
+#include "fn/store_source.h"
 
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sysexits.h>
 
 int main(int argc, char **argv)
 {
@@ -38,10 +41,12 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     struct fn_instance *inst = NULL;
-    if (fn_instance_start(&cfg, t0, &inst, err, sizeof(err)) < 0) {
+    int rc = fn_instance_start(&cfg, t0, &inst, err, sizeof(err));
+    if (rc < 0) {
         log_error("%s", err);
         fn_config_free(&cfg);
-        return 1;
+        /* The store refused the model (store_source.h): a supervisor backs off, not restarts. */
+        return rc == FN_STORE_REFUSED_BUDGET || rc == FN_STORE_REFUSED_COMPILE ? EX_TEMPFAIL : 1;
     }
     int sig = 0;
     sigwait(&sigs, &sig);

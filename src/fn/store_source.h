@@ -9,9 +9,16 @@
 #ifndef SHMFAAS_FN_STORE_SOURCE_H
 #define SHMFAAS_FN_STORE_SOURCE_H
 
+#include <errno.h>
 #include <stddef.h>
 
 struct fn_store_source;
+
+/* The codes fn_store_source_open returns when the store refused the model and remembers the
+ * refusal for a backoff window (store/proto.h): the budget cannot hold the image, or the model
+ * does not compile. */
+#define FN_STORE_REFUSED_BUDGET  (-ENOSPC)
+#define FN_STORE_REFUSED_COMPILE (-ENOEXEC)
 
 int fn_store_source_open(const char *socket_path, const char *ref, int threads,
                          struct fn_store_source **out, void **image, size_t *len, char *err,

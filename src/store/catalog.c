@@ -94,17 +94,22 @@ static int has_name(const char *names, const char *name)
     return 0;
 }
 
-void catalog_add_name(struct model *m, const char *name)
+void catalog_names_add(char *names, size_t len, const char *name)
 {
     if (!*name || strncmp(name, "sha256:", 7) == 0 || strchr(name, ','))
         return;
-    if (has_name(m->names, name))
+    if (has_name(names, name))
         return;
-    size_t used = strlen(m->names);
+    size_t used = strlen(names);
     size_t need = strlen(name) + (used ? 1 : 0);
-    if (used + need >= sizeof(m->names))
+    if (used + need >= len)
         return;
-    snprintf(m->names + used, sizeof(m->names) - used, "%s%s", used ? "," : "", name);
+    snprintf(names + used, len - used, "%s%s", used ? "," : "", name);
+}
+
+void catalog_add_name(struct model *m, const char *name)
+{
+    catalog_names_add(m->names, sizeof(m->names), name);
 }
 
 void catalog_admit(struct catalog *c, struct model *m, uint64_t size)

@@ -60,6 +60,8 @@ struct model *catalog_find_hash(const struct catalog *c, const uint8_t sha[SHA25
                                 int threads);
 /* Adds name to m's names unless present or there is no room; sha256: refs are not names. */
 void catalog_add_name(struct model *m, const char *name);
+/* The same on any "a,b,c" list of len bytes. */
+void catalog_names_add(char *names, size_t len, const char *name);
 
 /* Marks m RESIDENT with its size; the caller has made room first (catalog_plan_room). */
 void catalog_admit(struct catalog *c, struct model *m, uint64_t size);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int call(int sock, int type, const char *model, int threads, uint8_t *buf,
@@ -141,4 +142,35 @@ int store_cmd(const char *cmd, const char *socket_path, const char *model, int t
     free(buf);
     close(sock);
     return status;
+}
+
+int store_purge(const char *socket_path, const char *dir)
+{
+    char err[512];
+    int probe = proto_connect(socket_path, NULL, 0);
+    if (probe >= 0) {
+        close(probe);
+        fprintf(stderr, "shmfaas-store purge: a store is serving on %s; stop it (SIGTERM removes "
+                        "its images) instead\n",
+                socket_path);
+        return 1;
+    }
+    struct stat st;
+    if (lstat(dir, &st) < 0 && errno == ENOENT) {
+        printf("%s: nothing to purge\n", dir);
+        return 0;
+    }
+    int fd = image_dir_open(dir, err, sizeof(err));
+    if (fd < 0) {
+        fprintf(stderr, "shmfaas-store purge: %s\n", err);
+        return 1;
+    }
+    image_remove_all(fd, dir);
+    close(fd);
+    if (rmdir(dir) < 0) {
+        fprintf(stderr, "shmfaas-store purge: %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    printf("%s: purged\n", dir);
+    return 0;
 }

@@ -5,6 +5,11 @@
  * goes to the hasher, and one of a model nobody has compiled parks a waiter that the compile's
  * completion answers. A client that sends anything malformed, or does not read its replies, loses
  * its connection and with it its leases; nobody else notices.
+ *
+ * Admission happens at accept: a uid that is not allowed, one past its connection cap, or any
+ * client beyond the total cap gets one ERROR datagram (seq 0) and is closed at once, holding no
+ * slot. Every complaint about a client goes through a rate limiter (one line per uid and kind per
+ * second, with the count of the lines dropped), so a flood cannot fill the log.
  */
 #include "store/store.h"
 
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +34,9 @@
 
 #define MAX_CONNS     4096
 #define SRC_CACHE_MAX 256
+
+/* Kinds of rate-limited log line (the key is the uid). */
+enum complaint { LOG_REFUSED_CONN, LOG_BAD_MSG, LOG_REPLY_ERROR, LOG_SEND_FAILED };
 
 struct lease {
     uint64_t id;
@@ -42,6 +51,7 @@ struct conn {
     struct lease *leases;
     size_t n_leases, cap_leases;
     int broken; /* a reply could not be sent: closed at the end of this loop turn */
+    struct loglimit *log; /* the daemon's, for complaints about this client */
 };
 
 /* A client waiting for a compile to finish. */
@@ -71,6 +81,7 @@ struct src_cache {
 
 struct daemon {
     const struct store_config *cfg;
+    int dir_fd; /* the image directory, checked at start; every file operation is relative */
     char models_real[PATH_MAX];
     char manifest_path[PATH_MAX];
     const char *fingerprint;
@@ -85,11 +96,40 @@ struct daemon {
     struct pending *pending;
     struct src_cache *cache;
     size_t n_cache;
+    struct refusals refusals;
+    struct loglimit log;
     uint8_t buf[PROTO_MAX_REQ];
     int manifest_dirty, stats_dirty, stop;
 };
 
 /* ---- replies ---- */
+
+static int64_t mono_ms(void)
+{
+    return now_ns() / 1000000;
+}
+
+/* A complaint about a client, through the rate limiter. */
+static void complain(struct loglimit *l, enum log_level level, uid_t uid, enum complaint kind,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void complain(struct loglimit *l, enum log_level level, uid_t uid, enum complaint kind,
+                     const char *fmt, ...)
+{
+    uint64_t dropped = 0;
+    if (level < log_get_level() || !loglimit_pass(l, (uint32_t)uid, (int)kind, mono_ms(), &dropped))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (dropped)
+        log_msg(level, "store", "%s (%llu more like it from uid %u in the last second(s))", line,
+                (unsigned long long)dropped, (unsigned)uid);
+    else
+        log_msg(level, "store", "%s", line);
+}
 
 static int send_msg(struct conn *c, struct proto_msg *m, int fd)
 {
@@ -97,7 +137,9 @@ static int send_msg(struct conn *c, struct proto_msg *m, int fd)
     int rc = proto_send(c->fd, m, fd, err, sizeof(err));
     c->broken |= rc < 0;
     if (rc < 0)
-        log_warn("client pid %d: %s; dropping the connection", (int)c->pid, err);
+        complain(c->log, LOG_WARN, c->uid, LOG_SEND_FAILED,
+                 "client pid %d uid %u: %s; dropping the connection", (int)c->pid,
+                 (unsigned)c->uid, err);
     return rc;
 }
 
@@ -112,7 +154,8 @@ static int reply_error(struct conn *c, uint32_t seq, int code, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(m.u.error.msg, sizeof(m.u.error.msg), fmt, ap);
     va_end(ap);
-    log_info("client pid %d: %s", (int)c->pid, m.u.error.msg);
+    complain(c->log, LOG_INFO, c->uid, LOG_REPLY_ERROR, "client pid %d uid %u: %s", (int)c->pid,
+             (unsigned)c->uid, m.u.error.msg);
     return send_msg(c, &m, -1);
 }
 
@@ -159,10 +202,11 @@ static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq
 
 static void evict(struct daemon *d, struct model *m)
 {
-    char path[PATH_MAX];
-    image_path(d->cfg->dir, m->idhex, path, sizeof(path));
-    if (unlink(path) < 0 && errno != ENOENT)
-        log_warn("%s: unlink: %s", path, strerror(errno));
+    char name[SHA256_HEX_LEN + 8];
+    snprintf(name, sizeof(name), "%s.plan", m->idhex);
+    int rc = image_unlink(d->dir_fd, name);
+    if (rc < 0)
+        log_warn("%s/%s: unlink: %s", d->cfg->dir, name, strerror(-rc));
     log_info("evicted %s (%s, %llu bytes)", m->names, m->idhex, (unsigned long long)m->size);
     close(m->fd);
     catalog_remove(&d->cat, m);
@@ -230,6 +274,50 @@ static void cache_source_sha(struct daemon *d, const char *path, const struct st
     e->next = d->cache;
     d->cache = e;
     d->n_cache++;
+}
+
+/* ---- remembered refusals ---- */
+
+/* Whether an image of need bytes could be admitted now (evicting lease-free images). */
+static int fits_now(struct daemon *d, uint64_t need)
+{
+    size_t cap = catalog_count(&d->cat, MODEL_RESIDENT) + 1, n = 0;
+    struct model **victims = calloc(cap, sizeof(*victims));
+    int rc = victims ? catalog_plan_room(&d->cat, need, NULL, victims, cap, &n, NULL, 0) : -ENOMEM;
+    free(victims);
+    return rc == 0;
+}
+
+/* Answers an attach of identity from a remembered refusal; returns 1 when it did. A budget
+ * refusal whose image would fit now lets the compile go ahead instead. */
+static int answer_refused(struct daemon *d, struct conn *c, uint32_t seq,
+                          const uint8_t identity[SHA256_LEN], const char *name)
+{
+    int64_t now = mono_ms();
+    struct refusal *f = refusal_active(&d->refusals, identity, now);
+    if (!f || (f->kind == REFUSAL_BUDGET && fits_now(d, f->need)))
+        return 0;
+    catalog_names_add(f->names, sizeof(f->names), name);
+    f->answered++;
+    d->n.refusals++;
+    d->n.refusals_remembered++;
+    d->stats_dirty = 1;
+    reply_error(c, seq, f->code, "%s (refused %llu time(s) without a new compile; retried after "
+                                 "%lld ms)",
+                f->reason, (unsigned long long)f->answered, (long long)(f->until_ms - now));
+    return 1;
+}
+
+static void remember_refusal(struct daemon *d, const struct model *m, const char *name,
+                             enum refusal_kind kind, uint64_t need, const char *reason)
+{
+    struct refusal *f = refusal_record(&d->refusals, m->identity, name, kind,
+                                       kind == REFUSAL_BUDGET ? -ENOSPC : -ENOEXEC, need, reason,
+                                       mono_ms(), d->cfg->refusal_backoff_ms,
+                                       d->cfg->refusal_backoff_max_ms);
+    if (f)
+        log_info("model %s (%s): refusal remembered for %lld ms", name, m->idhex,
+                 (long long)f->window_ms);
 }
 
 static struct pending *pending_of(struct daemon *d, const struct model *m)
@@ -333,6 +421,10 @@ static void finish_hash(struct daemon *d, struct job *job)
     }
     model_identity(job->source_sha, d->fingerprint, job->threads, job->shapes, job->identity);
     struct model *m = catalog_find(&d->cat, job->identity);
+    if (!m && answer_refused(d, c, job->seq, job->identity, job->name)) {
+        job_free(job);
+        return;
+    }
     if (!m) {
         start_compile(d, c, job);
         return;
@@ -388,6 +480,17 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     int threads = msg->u.ref.threads ? (int)msg->u.ref.threads : d->cfg->threads;
     char err[PROTO_MAX_ERR - 128];
     struct ref ref;
+    if (!store_threads_allowed(d->cfg, threads)) {
+        if (d->cfg->n_threads_allowed)
+            return reply_error(c, msg->seq, -EINVAL,
+                               "model %.80s: %d threads is not one of this store's thread counts "
+                               "(--threads-allowed)",
+                               msg->u.ref.ref, threads);
+        return reply_error(c, msg->seq, -EINVAL,
+                           "model %.80s: %d threads is outside 1..%d (this node's CPUs); each "
+                           "thread count is another image",
+                           msg->u.ref.ref, threads, d->cfg->max_threads);
+    }
     if (resolve(d, c, msg, &ref) < 0)
         return 0;
     if (canonical_shapes(&ref, err, sizeof(err)) < 0)
@@ -404,14 +507,16 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     struct stat st;
     uint8_t src[SHA256_LEN], identity[SHA256_LEN];
     struct model *m = NULL;
+    char name[PROTO_MAX_NAME + 1];
+    shaped_name(&ref, name, sizeof(name));
     if (stat(ref.path, &st) == 0 && cached_source_sha(d, ref.path, &st, src) == 0) {
         model_identity(src, d->fingerprint, threads, ref.shapes, identity);
         m = catalog_find(&d->cat, identity);
+        if (!m && answer_refused(d, c, msg->seq, identity, name))
+            return 0;
     }
     if (!m)
         return start_hash(d, c, msg->seq, &ref, threads);
-    char name[PROTO_MAX_NAME + 1];
-    shaped_name(&ref, name, sizeof(name));
     catalog_add_name(m, name);
     return serve_known(d, c, m, msg->seq, name);
 }
@@ -448,12 +553,12 @@ static int send_json(struct conn *c, uint32_t seq, char *text)
 
 static int on_stats(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
-    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, 1));
+    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, &d->refusals, mono_ms(), 1));
 }
 
 static int on_ls(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
-    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, 0));
+    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, &d->refusals, mono_ms(), 0));
 }
 
 /* Evicts every resident image of the model (any thread count) unless one is leased. */
@@ -509,7 +614,7 @@ static int allowed(const struct daemon *d, uid_t uid, enum access access)
     if (access == ACCESS_ADMIN)
         return 0;
     for (int i = 0; i < d->cfg->n_allow; i++)
-        if (d->cfg->allow[i] == uid)
+        if (uid >= d->cfg->allow[i].first && uid <= d->cfg->allow[i].last)
             return 1;
     return 0;
 }
@@ -529,12 +634,21 @@ static int dispatch(struct daemon *d, struct conn *c, const struct proto_msg *ms
         d->stats_dirty = 1;
         return h->fn(d, c, msg);
     }
-    log_warn("client pid %d: %s is not a request; dropping the connection", (int)c->pid,
-             proto_type_name(msg->type));
+    complain(c->log, LOG_WARN, c->uid, LOG_BAD_MSG,
+             "client pid %d uid %u: %s is not a request; dropping the connection", (int)c->pid,
+             (unsigned)c->uid, proto_type_name(msg->type));
     return -EBADMSG;
 }
 
 /* ---- compile completion ---- */
+
+static uint64_t pending_count(const struct pending *p)
+{
+    uint64_t n = 0;
+    for (const struct waiter *w = p->waiters; w; w = w->next)
+        n++;
+    return n;
+}
 
 static void answer_waiters(struct daemon *d, struct pending *p, int rc, const char *err)
 {
@@ -565,12 +679,14 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
     free(victims);
     if (rc < 0) {
         d->n.refused++;
+        remember_refusal(d, m, job->name, REFUSAL_BUDGET, job->image_len, err);
         return rc;
     }
-    rc = image_write(d->cfg->dir, m->idhex, job->image, job->image_len, m->image_sha, &m->fd, err,
-                     errlen);
+    rc = image_write(d->dir_fd, m->idhex, job->image, job->image_len, m->image_sha, &m->fd, &d->n,
+                     err, errlen);
     if (rc < 0)
         return rc;
+    refusal_forget(&d->refusals, m->identity);
     catalog_admit(&d->cat, m, job->image_len);
     m->compile_s = job->seconds;
     d->n.compiles++;
@@ -594,12 +710,17 @@ static void finish_compile(struct daemon *d, struct job *job)
     *pp = p->next;
     char err[PROTO_MAX_ERR + PROTO_MAX_NAME + 64];
     int rc = job->rc;
-    if (rc < 0)
+    if (rc < 0) {
         snprintf(err, sizeof(err), "model %s: compile failed: %s", job->name, job->err);
-    else
+        rc = -ENOEXEC; /* the refusal code: this model does not become an image */
+        remember_refusal(d, m, job->name, REFUSAL_COMPILE, 0, err);
+    } else {
         rc = admit(d, m, job, err, sizeof(err));
+    }
     if (rc < 0)
         log_warn("%s", err);
+    if (rc == -ENOSPC || rc == -ENOEXEC)
+        d->n.refusals += pending_count(p);
     answer_waiters(d, p, rc, err);
     if (rc < 0)
         catalog_remove(&d->cat, m);
@@ -624,28 +745,80 @@ static void conn_close(struct daemon *d, size_t i)
     d->conns[i] = d->conns[--d->n_conns];
 }
 
+static int conns_of(const struct daemon *d, uid_t uid)
+{
+    int n = 0;
+    for (size_t i = 0; i < d->n_conns; i++)
+        n += d->conns[i]->uid == uid;
+    return n;
+}
+
+/* Why a connection from uid may not be served, or NULL when it may. */
+static const char *admission(const struct daemon *d, uid_t uid, char *why, size_t len)
+{
+    if (!allowed(d, uid, ACCESS_CLIENT))
+        snprintf(why, len, "uid %u may not use this store (see --allow-uid)", (unsigned)uid);
+    else if (d->n_conns >= MAX_CONNS)
+        snprintf(why, len, "store has %d clients, its maximum", MAX_CONNS);
+    else if (conns_of(d, uid) >= d->cfg->max_conns_per_uid)
+        snprintf(why, len, "uid %u holds %d connections, its maximum (--max-conns-per-uid)",
+                 (unsigned)uid, d->cfg->max_conns_per_uid);
+    else
+        return NULL;
+    return why;
+}
+
+/* Closes a connection at accept, telling the client why in one ERROR datagram (seq 0) that it
+ * reads as the answer to its first request; a client that never reads it costs nothing. */
+static void refuse(struct daemon *d, int fd, const struct ucred *cred, const char *why)
+{
+    struct proto_msg m = {.type = PROTO_ERROR, .seq = 0};
+    m.u.error.code = -EACCES;
+    snprintf(m.u.error.msg, sizeof(m.u.error.msg), "%s", why);
+    uint8_t buf[PROTO_HDR_LEN + 8 + PROTO_MAX_ERR];
+    int len = proto_encode(&m, buf, sizeof(buf), NULL, 0);
+    if (len > 0 && send(fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        log_debug("refusal to pid %d: %s", (int)cred->pid, strerror(errno));
+    /* Closing with unread requests would reset the client ahead of the refusal: drop them. */
+    for (int i = 0; i < 8 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
+        ;
+    close(fd);
+    d->n.rejected_conns++;
+    d->stats_dirty = 1;
+    complain(&d->log, LOG_WARN, cred->uid, LOG_REFUSED_CONN, "connection from pid %d refused: %s",
+             (int)cred->pid, why);
+}
+
 static void accept_all(struct daemon *d)
 {
     for (;;) {
         int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE)
+                complain(&d->log, LOG_WARN, 0, LOG_REFUSED_CONN, "accept: %s", strerror(errno));
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
         struct ucred cred;
         socklen_t len = sizeof(cred);
-        struct conn *c = d->n_conns < MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
-        if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-            log_warn("refusing a connection: %s", c ? strerror(errno) : "too many clients");
-            free(c);
+        char why[256];
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            log_warn("refusing a connection: SO_PEERCRED: %s", strerror(errno));
             close(fd);
+            continue;
+        }
+        const char *no = admission(d, cred.uid, why, sizeof(why));
+        struct conn *c = no ? NULL : calloc(1, sizeof(*c));
+        if (!c) {
+            refuse(d, fd, &cred, no ? no : "store out of memory");
             continue;
         }
         c->fd = fd;
         c->id = ++d->next_conn_id;
         c->uid = cred.uid;
         c->pid = cred.pid;
+        c->log = &d->log;
         d->conns[d->n_conns++] = c;
     }
 }
@@ -661,8 +834,9 @@ static int conn_read(struct daemon *d, struct conn *c)
     if (rc == -ECONNRESET)
         return rc;
     if (rc < 0) {
-        log_warn("client pid %d uid %u: %s; dropping the connection", (int)c->pid, (unsigned)c->uid,
-                 err);
+        complain(c->log, LOG_WARN, c->uid, LOG_BAD_MSG,
+                 "client pid %d uid %u: %s; dropping the connection", (int)c->pid,
+                 (unsigned)c->uid, err);
         return rc;
     }
     return dispatch(d, c, &msg);
@@ -680,12 +854,25 @@ static int listen_on(const char *path, char *err, size_t errlen)
     char parent[sizeof(sa.sun_path)];
     strcpy(parent, path);
     char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) { /* e.g. /run/shmfaas on a fresh boot */
-        *slash = '\0';
+    if (slash) { /* e.g. /run/shmfaas on a fresh boot */
+        slash[slash == parent] = '\0';
         if (mkdir_p(parent, 0755) < 0)
             return seterr(err, errlen, -errno, "--socket %s: cannot create %s: %s", path, parent,
                           strerror(errno));
+    } else {
+        strcpy(parent, ".");
     }
+    /* Whoever can write the socket's directory can replace the socket and answer our clients. */
+    struct stat dst;
+    if (stat(parent, &dst) < 0)
+        return seterr(err, errlen, -errno, "--socket %s: %s: %s", path, parent, strerror(errno));
+    if (!S_ISDIR(dst.st_mode) || (dst.st_uid != geteuid() && dst.st_uid != 0) ||
+        (dst.st_mode & 022))
+        return seterr(err, errlen, -EPERM,
+                      "--socket %s: directory %s (owner %u, mode %04o) is not owned by root or "
+                      "uid %u, or others can write it: they could replace the socket; refused",
+                      path, parent, (unsigned)dst.st_uid, (unsigned)(dst.st_mode & 07777),
+                      (unsigned)geteuid());
     int probe = proto_connect(path, NULL, 0);
     if (probe >= 0) {
         close(probe);
@@ -723,28 +910,34 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     const struct store_config *cfg = d->cfg;
     if (!realpath(cfg->models, d->models_real))
         return seterr(err, errlen, -errno, "--models %s: %s", cfg->models, strerror(errno));
-    int rc = mkdir_p(cfg->dir, 0700);
-    struct stat st;
-    if (rc < 0 || stat(cfg->dir, &st) < 0)
-        return seterr(err, errlen, rc < 0 ? rc : -errno, "--dir %s: cannot create it: %s", cfg->dir,
-                      strerror(rc < 0 ? -rc : errno));
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
-        return seterr(err, errlen, -EPERM, "--dir %s: not a directory owned by uid %u", cfg->dir,
-                      (unsigned)geteuid());
-    if (st.st_mode & 022)
-        log_warn("--dir %s is writable by others (mode %04o): they could plant files; use a "
-                 "directory of its own (created 0700 when missing)",
-                 cfg->dir, (unsigned)(st.st_mode & 07777));
+    d->dir_fd = image_dir_open(cfg->dir, err, errlen);
+    if (d->dir_fd < 0)
+        return d->dir_fd;
     if ((size_t)snprintf(d->manifest_path, sizeof(d->manifest_path), "%s/manifest.json",
                          cfg->dir) >= sizeof(d->manifest_path))
         return seterr(err, errlen, -ENAMETOOLONG, "--dir %s: path too long", cfg->dir);
     return 0;
 }
 
+/* Enough fds for MAX_CONNS clients, within the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = MAX_CONNS + 256;
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("RLIMIT_NOFILE: %s", strerror(errno));
+}
+
 static int daemon_open(struct daemon *d, const struct store_config *cfg, char *err, size_t errlen)
 {
     d->cfg = cfg;
-    d->listen_fd = d->sig_fd = -1;
+    d->listen_fd = d->sig_fd = d->dir_fd = -1;
+    raise_fd_limit();
     d->fingerprint = engine_fingerprint();
     catalog_init(&d->cat, cfg->budget);
     d->conns = calloc(MAX_CONNS, sizeof(*d->conns));
@@ -754,7 +947,7 @@ static int daemon_open(struct daemon *d, const struct store_config *cfg, char *e
     if (rc == 0)
         rc = d->sig_fd = open_signals(err, errlen);
     if (rc >= 0)
-        rc = image_adopt_dir(cfg->dir, &d->cat, &d->n, err, errlen);
+        rc = image_adopt_dir(d->dir_fd, cfg->dir, &d->cat, &d->n, err, errlen);
     if (rc >= 0)
         rc = worker_start(&d->hasher, err, errlen);
     if (rc >= 0)
@@ -845,10 +1038,12 @@ static void daemon_close(struct daemon *d)
     metrics_stop(d->metrics);
     while (d->n_conns)
         conn_close(d, d->n_conns - 1);
-    if (d->listen_fd >= 0) { /* only a store that served may touch the socket and manifest */
+    int served = d->listen_fd >= 0; /* only a store that served may touch its socket and files */
+    if (served) {
         close(d->listen_fd);
         unlink(d->cfg->socket_path);
-        publish(d);
+        if (d->cfg->keep_images)
+            publish(d);
     }
     for (struct pending *p = d->pending, *next; p; p = next) {
         next = p->next;
@@ -858,7 +1053,15 @@ static void daemon_close(struct daemon *d)
     for (struct model *m = d->cat.models; m; m = m->next)
         if (m->fd >= 0)
             close(m->fd);
+    if (served && !d->cfg->keep_images) { /* a clean stop gives the memory back */
+        image_remove_all(d->dir_fd, d->cfg->dir);
+        if (rmdir(d->cfg->dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+            log_warn("%s: rmdir: %s", d->cfg->dir, strerror(errno));
+    }
+    if (d->dir_fd >= 0)
+        close(d->dir_fd);
     catalog_free(&d->cat);
+    refusals_free(&d->refusals);
     while (d->cache) {
         struct src_cache *next = d->cache->next;
         free(d->cache);

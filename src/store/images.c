@@ -1,7 +1,8 @@
 /*
  * Image files in the store's tmpfs directory: written once (temp file, fsync-free rename — tmpfs
- * has nothing to sync), mode 0600, never modified; re-adopted after a restart only when the
- * engine verifies them and their content matches the identity in their name.
+ * has nothing to sync), mode 0600, sealed immutable before any fd leaves the store (store.h says
+ * how), never modified; re-adopted after a restart only when the engine verifies them and their
+ * content matches the identity in their name.
  */
 #include "store/store.h"
 
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -80,9 +83,9 @@ static int identity_matches(const struct model *tmpl, const char *const shapes[3
     return 0;
 }
 
-int image_path(const char *dir, const char *idhex, char *out, size_t len)
+static int image_name(const char *idhex, char *out, size_t len)
 {
-    if ((size_t)snprintf(out, len, "%s/%s.plan", dir, idhex) >= len)
+    if ((size_t)snprintf(out, len, "%s.plan", idhex) >= len)
         return -ENAMETOOLONG;
     return 0;
 }
@@ -101,33 +104,182 @@ static int write_all(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
-int image_write(const char *dir, const char *idhex, const void *image, size_t len,
-                uint8_t sha[SHA256_LEN], int *fd, char *err, size_t errlen)
+/* ---- sealing ---- */
+
+static int set_immutable(int fd, int on)
 {
-    char path[PATH_MAX], tmp[PATH_MAX];
-    if (image_path(dir, idhex, path, sizeof(path)) < 0 ||
-        (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, idhex) >= sizeof(tmp))
-        return seterr(err, errlen, -ENAMETOOLONG, "image directory %s: path too long", dir);
-    int wfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int flags;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+        return -errno;
+    int want = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+    if (want != flags && ioctl(fd, FS_IOC_SETFLAGS, &want) < 0)
+        return -errno;
+    return 0;
+}
+
+/* 0 when no writable open file of fd's inode exists anywhere (a read lease is granted only
+ * then; a writable shared mapping holds its file open), -EBUSY when one does. Where leases are
+ * unavailable (fs.leases-enable = 0) there is nothing to ask; that is logged. */
+static int no_writers(int fd)
+{
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
+        if (errno == EAGAIN)
+            return -EBUSY;
+        log_debug("read lease: %s; cannot check for writers opened before the seal",
+                  strerror(errno));
+        return 0;
+    }
+    fcntl(fd, F_SETLEASE, F_UNLCK);
+    return 0;
+}
+
+/* No holes: every page is in the file, charged to the store that wrote it. */
+static int fully_written(const struct stat *st)
+{
+    return (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size;
+}
+
+/* Seals an image file (fd O_RDONLY): immutable, then no writer left. Returns 0 sealed, 1 when
+ * the flag is unavailable here (counted in n->unsealed, logged the first time), or -EBUSY. */
+static int seal(int fd, const char *what, struct store_counters *n)
+{
+    int rc = set_immutable(fd, 1);
+    if (rc < 0) {
+        if (n->unsealed++ == 0)
+            log_warn("%s: cannot set the immutable flag (%s): images are protected only by mode "
+                     "0600, O_RDONLY fds and the store's uid; root with CAP_DAC_OVERRIDE can write "
+                     "them (needs Linux >= 6.0 for tmpfs and CAP_LINUX_IMMUTABLE)",
+                     what, strerror(-rc));
+    }
+    int busy = no_writers(fd);
+    return busy < 0 ? busy : rc < 0 ? 1 : 0;
+}
+
+int image_unlink(int dir_fd, const char *name)
+{
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+        set_immutable(fd, 0);
+        close(fd);
+    }
+    if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
+                uint8_t sha[SHA256_LEN], int *fd, struct store_counters *n, char *err,
+                size_t errlen)
+{
+    char name[SHA256_HEX_LEN + 8], tmp[SHA256_HEX_LEN + 8];
+    struct stat wst, rst;
+    uint8_t file_sha[SHA256_LEN];
+    if (image_name(idhex, name, sizeof(name)) < 0 ||
+        (size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp", idhex) >= sizeof(tmp))
+        return seterr(err, errlen, -ENAMETOOLONG, "image %s: name too long", idhex);
+    image_unlink(dir_fd, tmp); /* an interrupted write of the same image */
+    int wfd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (wfd < 0)
-        return seterr(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+        return seterr(err, errlen, -errno, "image %s: %s", tmp, strerror(errno));
     int rc = fchmod(wfd, 0600) < 0 ? -errno : write_all(wfd, image, len);
+    if (rc == 0 && fstat(wfd, &wst) < 0)
+        rc = -errno;
+    if (rc == 0 && !fully_written(&wst))
+        rc = -EIO;
     if (close(wfd) < 0 && rc == 0)
         rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
+    if (rc == 0 && renameat(dir_fd, tmp, dir_fd, name) < 0)
         rc = -errno;
     if (rc < 0) {
-        unlink(tmp);
-        return seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
+        unlinkat(dir_fd, tmp, 0);
+        return seterr(err, errlen, rc, "image %s: %s", name,
+                      rc == -EIO ? "file has holes after writing every byte" : strerror(-rc));
     }
-    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (*fd < 0) {
-        rc = -errno;
-        unlink(path);
-        return seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
+    *fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    rc = *fd < 0 ? -errno : fstat(*fd, &rst) < 0 ? -errno : 0;
+    if (rc == 0 && (rst.st_dev != wst.st_dev || rst.st_ino != wst.st_ino))
+        rc = -ESTALE; /* someone else put a file under the name */
+    if (rc == 0)
+        rc = seal(*fd, name, n);
+    if (rc >= 0) {
+        /* The bytes the file holds once sealed are what clients map: they must be ours. */
+        void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, *fd, 0);
+        if (p == MAP_FAILED) {
+            rc = -errno;
+        } else {
+            sha256(p, len, file_sha);
+            munmap(p, len);
+            sha256(image, len, sha);
+            rc = memcmp(file_sha, sha, SHA256_LEN) ? -ESTALE : 0;
+        }
     }
-    sha256(image, len, sha);
+    if (rc < 0) {
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        image_unlink(dir_fd, name);
+        return seterr(err, errlen, rc, "image %s: %s", name,
+                      rc == -EBUSY    ? "another process opened it for writing before the seal"
+                      : rc == -ESTALE ? "replaced or modified by another process while written"
+                                      : strerror(-rc));
+    }
     return 0;
+}
+
+int image_dir_open(const char *dir, char *err, size_t errlen)
+{
+    int rc = mkdir_p(dir, 0700);
+    if (rc < 0)
+        return seterr(err, errlen, rc, "--dir %s: cannot create it: %s", dir, strerror(-rc));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "--dir %s: %s", dir,
+                      errno == ELOOP || errno == ENOTDIR ? "a symlink or not a directory; refused"
+                                                         : strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 022)) {
+        close(fd);
+        return seterr(err, errlen, -EPERM,
+                      "--dir %s: not a directory of uid %u that only it can write (owner %u, mode "
+                      "%04o); refused: another user could plant or swap files in it",
+                      dir, (unsigned)geteuid(), (unsigned)st.st_uid,
+                      (unsigned)(st.st_mode & 07777));
+    }
+    return fd;
+}
+
+/* Names the store writes in its directory: images, their temp files, the manifest. */
+static int is_store_file(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 5 && strcmp(name + n - 5, ".plan") == 0) ||
+           (name[0] == '.' && n > 4 && strcmp(name + n - 4, ".tmp") == 0) ||
+           strcmp(name, "manifest.json") == 0 || strncmp(name, ".manifest.json", 14) == 0;
+}
+
+void image_remove_all(int dir_fd, const char *dir)
+{
+    int dfd = dup(dir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        log_warn("%s: %s; images left behind", dir, strerror(errno));
+        return;
+    }
+    rewinddir(d); /* the dup shares the offset of every earlier listing */
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (is_store_file(de->d_name)) {
+            int rc = image_unlink(dir_fd, de->d_name);
+            if (rc < 0)
+                log_warn("%s/%s: %s", dir, de->d_name, strerror(-rc));
+            removed += rc == 0;
+        }
+    closedir(d);
+    log_info("%s: %d file(s) removed", dir, removed);
 }
 
 /* ---- re-adoption ---- */
@@ -168,19 +320,26 @@ static int check_image(const void *p, size_t len, const uint8_t identity[SHA256_
     return 0;
 }
 
-/* Opens, maps and checks one image; on success the model is added RESIDENT to c. */
-static int adopt_one(const char *dir, const char *name, const uint8_t identity[SHA256_LEN],
-                     struct catalog *c, const struct manifest *man, char *err, size_t errlen)
+/* Opens, seals, maps and checks one image; on success the model is added RESIDENT to c. */
+static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256_LEN],
+                     struct catalog *c, const struct manifest *man, struct store_counters *n,
+                     char *err, size_t errlen)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
         st.st_uid != geteuid()) {
         if (fd >= 0)
             close(fd);
         return seterr(err, errlen, -EINVAL, "not a regular, non-empty file of the store's user");
+    }
+    if (!fully_written(&st)) {
+        close(fd);
+        return seterr(err, errlen, -EINVAL, "has holes (not written by a store)");
+    }
+    if (seal(fd, name, n) < 0) {
+        close(fd);
+        return seterr(err, errlen, -EBUSY, "another process holds it open for writing");
     }
     size_t len = (size_t)st.st_size;
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
@@ -199,7 +358,6 @@ static int adopt_one(const char *dir, const char *name, const uint8_t identity[S
     }
     memcpy(m->image_sha, tmpl.image_sha, SHA256_LEN);
     m->fd = fd;
-    fchmod(fd, 0600);
     const struct manifest_entry *e = manifest_find(man, m->idhex);
     if (e) {
         snprintf(m->names, sizeof(m->names), "%s", e->names);
@@ -214,56 +372,60 @@ static int adopt_one(const char *dir, const char *name, const uint8_t identity[S
 }
 
 /* Evicts adopted images beyond the budget (a store restarted with a smaller one). */
-static void trim_to_budget(const char *dir, struct catalog *c, struct store_counters *n)
+static void trim_to_budget(int dir_fd, const char *dir, struct catalog *c,
+                           struct store_counters *n)
 {
     while (c->resident_bytes > c->budget) {
         struct model *victim = NULL;
         for (struct model *m = c->models; m; m = m->next)
             if (!victim || m->release_seq < victim->release_seq)
                 victim = m;
-        char path[PATH_MAX];
-        image_path(dir, victim->idhex, path, sizeof(path));
-        log_warn("image %s: over the budget after restart; evicted", path);
-        unlink(path);
+        char name[SHA256_HEX_LEN + 8];
+        image_name(victim->idhex, name, sizeof(name));
+        log_warn("image %s/%s: over the budget after restart; evicted", dir, name);
+        image_unlink(dir_fd, name);
         close(victim->fd);
         catalog_remove(c, victim);
         n->evictions++;
     }
 }
 
-static void discard(const char *dir, const char *name, const char *why)
+static void discard(int dir_fd, const char *dir, const char *name, const char *why)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    log_warn("%s: discarded: %s", path, why);
-    unlink(path);
+    log_warn("%s/%s: discarded: %s", dir, name, why);
+    image_unlink(dir_fd, name);
 }
 
-int image_adopt_dir(const char *dir, struct catalog *c, struct store_counters *n, char *err,
-                    size_t errlen)
+int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
+                    char *err, size_t errlen)
 {
     char mpath[PATH_MAX], merr[256];
     snprintf(mpath, sizeof(mpath), "%s/manifest.json", dir);
     struct manifest man;
     if (manifest_read(mpath, &man, merr, sizeof(merr)) < 0)
         log_warn("%s; model names and LRU order are lost", merr);
-    DIR *d = opendir(dir);
+    int dfd = dup(dir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
+        int e = errno;
+        if (dfd >= 0)
+            close(dfd);
         manifest_free(&man);
-        return seterr(err, errlen, -errno, "image directory %s: %s", dir, strerror(errno));
+        return seterr(err, errlen, -e, "image directory %s: %s", dir, strerror(e));
     }
+    rewinddir(d);
     struct dirent *de;
     while ((de = readdir(d))) {
         uint8_t identity[SHA256_LEN];
         char why[512];
-        if (strstr(de->d_name, ".tmp")) {
-            discard(dir, de->d_name, "temporary file of an interrupted write");
+        if (de->d_name[0] == '.' && strstr(de->d_name, ".tmp")) {
+            discard(dir_fd, dir, de->d_name, "temporary file of an interrupted write");
             continue;
         }
         if (!is_image_name(de->d_name, identity))
             continue;
-        if (adopt_one(dir, de->d_name, identity, c, &man, why, sizeof(why)) < 0) {
-            discard(dir, de->d_name, why);
+        if (adopt_one(dir_fd, de->d_name, identity, c, &man, n, why, sizeof(why)) < 0) {
+            discard(dir_fd, dir, de->d_name, why);
             n->discarded++;
             continue;
         }
@@ -272,6 +434,6 @@ int image_adopt_dir(const char *dir, struct catalog *c, struct store_counters *n
     }
     closedir(d);
     manifest_free(&man);
-    trim_to_budget(dir, c, n);
+    trim_to_budget(dir_fd, dir, c, n);
     return 0;
 }

@@ -3,9 +3,11 @@
  * tmpfs and hands every function instance a read-only fd of it. See docs/store.md.
  *
  *   shmfaas-store [--socket PATH] [--dir DIR] [--models DIR] [--budget SIZE] [--threads N]
- *                 [--allow-uid UID[,UID...]] [--metrics HOST:PORT] [--log-level LEVEL]
- *                 [--no-warm-cache]
+ *                 [--allow-uid UID[-UID][,...]] [--max-conns-per-uid N] [--threads-allowed LIST]
+ *                 [--refusal-backoff DUR] [--refusal-backoff-max DUR] [--keep-images]
+ *                 [--metrics HOST:PORT] [--log-level LEVEL] [--no-warm-cache]
  *   shmfaas-store ls | stats | evict MODEL | attach MODEL   [--socket PATH] [--threads N]
+ *   shmfaas-store purge [--dir DIR] [--socket PATH]
  */
 #include "store/store.h"
 
@@ -17,11 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/shmfaas/store.sock"
 #define DEFAULT_DIR    "/dev/shm/shmfaas"
 #define DEFAULT_MODELS "/var/lib/shmfaas/models"
 #define DEFAULT_BUDGET (1ull << 30)
+#define DEFAULT_CONNS_PER_UID 128 /* twice the gateway's replica cap: an instance holds one */
+#define DEFAULT_BACKOFF_MS    30000
+#define DEFAULT_BACKOFF_MAX   600000
 
 static void usage(FILE *f)
 {
@@ -31,13 +37,22 @@ static void usage(FILE *f)
             "       shmfaas-store evict MODEL [--socket PATH]\n"
             "       shmfaas-store attach MODEL [--socket PATH] [--threads N]  hold a lease until "
             "SIGINT\n"
+            "       shmfaas-store purge [--dir DIR] [--socket PATH]  remove a stopped store's "
+            "images\n"
             "options:\n"
             "  --socket PATH      unix socket (default " DEFAULT_SOCKET ")\n"
             "  --dir DIR          tmpfs directory for images (default " DEFAULT_DIR ")\n"
             "  --models DIR       where model names resolve (default " DEFAULT_MODELS ")\n"
             "  --budget SIZE      memory budget for images, e.g. 2GiB, 512Mi (default 1Gi)\n"
             "  --threads N        thread count to compile for when a client gives none (1)\n"
-            "  --allow-uid LIST   comma-separated uids that may attach (own uid and root always)\n"
+            "  --threads-allowed LIST  thread counts a client may ask for (default 1..nproc)\n"
+            "  --allow-uid LIST   uids and ranges that may attach, e.g. 1000,200000-265535\n"
+            "                     (own uid and root always); others are closed at accept\n"
+            "  --max-conns-per-uid N  connections one uid may hold (default 128)\n"
+            "  --refusal-backoff DUR  how long a refused model is answered from memory (30s;\n"
+            "                     doubles on each repeat up to --refusal-backoff-max, 10m)\n"
+            "  --keep-images      a clean stop leaves the images for the next start (default:\n"
+            "                     removed; a crash always leaves them for re-adoption)\n"
             "  --metrics ADDR     serve Prometheus text on HOST:PORT (e.g. 127.0.0.1:9101)\n"
             "  --log-level LEVEL  debug|info|warn|error|off (default info)\n"
             "  --no-warm-cache    evict an image when its last lease is released (no LRU cache;\n"
@@ -55,6 +70,7 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* "1000", "200000-265535", comma-separated; every range first <= last. */
 static int parse_allow(struct store_config *cfg, const char *list)
 {
     char buf[1024];
@@ -63,12 +79,41 @@ static int parse_allow(struct store_config *cfg, const char *list)
     strcpy(buf, list);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long uid;
-        if (parse_int(tok, 0, 0x7fffffff, &uid) < 0 || cfg->n_allow >= STORE_MAX_ALLOW)
+        long first, last;
+        char *dash = strchr(tok, '-');
+        if (dash)
+            *dash = '\0';
+        if (parse_int(tok, 0, 0x7fffffff, &first) < 0 ||
+            parse_int(dash ? dash + 1 : tok, 0, 0x7fffffff, &last) < 0 || last < first ||
+            cfg->n_allow >= STORE_MAX_ALLOW)
             return -EINVAL;
-        cfg->allow[cfg->n_allow++] = (uid_t)uid;
+        cfg->allow[cfg->n_allow++] = (struct uid_range){(uid_t)first, (uid_t)last};
     }
     return 0;
+}
+
+/* "1,2,4": the thread counts an ATTACH may ask for, each 1..PROTO_MAX_THREADS. */
+static int parse_threads_allowed(struct store_config *cfg, const char *list)
+{
+    char buf[256];
+    if (strlen(list) >= sizeof(buf))
+        return -EINVAL;
+    strcpy(buf, list);
+    char *save = NULL;
+    cfg->n_threads_allowed = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long v;
+        if (parse_int(tok, 1, PROTO_MAX_THREADS, &v) < 0 ||
+            cfg->n_threads_allowed >= STORE_MAX_THREADS)
+            return -EINVAL;
+        cfg->threads_allowed[cfg->n_threads_allowed++] = (int)v;
+    }
+    return cfg->n_threads_allowed ? 0 : -EINVAL;
+}
+
+static int parse_backoff(const char *arg, int64_t *out)
+{
+    return parse_duration_ms(arg, out) < 0 || *out < 0 ? -EINVAL : 0;
 }
 
 enum {
@@ -80,7 +125,12 @@ enum {
     OPT_ALLOW,
     OPT_METRICS,
     OPT_LOG,
-    OPT_NO_WARM
+    OPT_NO_WARM,
+    OPT_CONNS_PER_UID,
+    OPT_THREADS_ALLOWED,
+    OPT_BACKOFF,
+    OPT_BACKOFF_MAX,
+    OPT_KEEP_IMAGES
 };
 
 static int parse_opt(struct store_config *cfg, int opt, const char *arg)
@@ -114,6 +164,20 @@ static int parse_opt(struct store_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_ALLOW:
         return parse_allow(cfg, arg);
+    case OPT_CONNS_PER_UID:
+        if (parse_int(arg, 1, 4096, &v) < 0)
+            return -EINVAL;
+        cfg->max_conns_per_uid = (int)v;
+        return 0;
+    case OPT_THREADS_ALLOWED:
+        return parse_threads_allowed(cfg, arg);
+    case OPT_BACKOFF:
+        return parse_backoff(arg, &cfg->refusal_backoff_ms);
+    case OPT_BACKOFF_MAX:
+        return parse_backoff(arg, &cfg->refusal_backoff_max_ms);
+    case OPT_KEEP_IMAGES:
+        cfg->keep_images = 1;
+        return 0;
     case OPT_LOG:
         if (log_parse_level(arg, &level) < 0)
             return -EINVAL;
@@ -136,6 +200,11 @@ int main(int argc, char **argv)
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"no-warm-cache", no_argument, NULL, OPT_NO_WARM},
+        {"max-conns-per-uid", required_argument, NULL, OPT_CONNS_PER_UID},
+        {"threads-allowed", required_argument, NULL, OPT_THREADS_ALLOWED},
+        {"refusal-backoff", required_argument, NULL, OPT_BACKOFF},
+        {"refusal-backoff-max", required_argument, NULL, OPT_BACKOFF_MAX},
+        {"keep-images", no_argument, NULL, OPT_KEEP_IMAGES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -145,6 +214,9 @@ int main(int argc, char **argv)
         .models = DEFAULT_MODELS,
         .budget = DEFAULT_BUDGET,
         .threads = 0,
+        .max_conns_per_uid = DEFAULT_CONNS_PER_UID,
+        .refusal_backoff_ms = DEFAULT_BACKOFF_MS,
+        .refusal_backoff_max_ms = DEFAULT_BACKOFF_MAX,
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -168,10 +240,21 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+        if (!strcmp(cmd, "purge"))
+            return store_purge(cfg.socket_path, cfg.dir);
         return store_cmd(cmd, cfg.socket_path, model, cfg.threads);
     }
     if (cfg.threads == 0)
         cfg.threads = 1;
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.max_threads = nproc < 1 ? 1 : nproc > PROTO_MAX_THREADS ? PROTO_MAX_THREADS : (int)nproc;
+    if (cfg.refusal_backoff_max_ms < cfg.refusal_backoff_ms)
+        cfg.refusal_backoff_max_ms = cfg.refusal_backoff_ms;
+    if (!store_threads_allowed(&cfg, cfg.threads)) {
+        fprintf(stderr, "shmfaas-store: --threads %d is not an allowed thread count (%s)\n",
+                cfg.threads, cfg.n_threads_allowed ? "--threads-allowed" : "1..nproc");
+        return 2;
+    }
 #ifdef __GLIBC__
     /* Compiles (on the worker thread) allocate and free buffers of many MiB. With glibc's
      * default, the mmap threshold grows to their size, later ones come from the thread's arena,

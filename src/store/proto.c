@@ -396,18 +396,41 @@ int proto_recv(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd,
     return rc;
 }
 
+/* The ERROR (seq 0) a store sends when it refuses a connection at accept, if one is queued. */
+static int refused_at_accept(int sock, uint8_t *buf, char *err, size_t errlen)
+{
+    struct proto_msg m;
+    struct iovec iov = {.iov_base = buf, .iov_len = PROTO_MAX_MSG};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT);
+    if (n <= 0 || proto_decode(buf, (size_t)n, &m, NULL, 0) < 0 || m.type != PROTO_ERROR ||
+        m.seq != 0)
+        return 0;
+    return seterr(err, errlen, m.u.error.code, "store refused the connection: %s",
+                  m.u.error.msg);
+}
+
 int proto_call(int sock, const struct proto_msg *req, uint8_t *buf, struct proto_msg *reply,
                int *fd, char *err, size_t errlen)
 {
     int rc = proto_send(sock, req, -1, err, errlen);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) {
+        int why = refused_at_accept(sock, buf, err, errlen);
+        return why < 0 ? why : rc;
+    }
     rc = proto_recv(sock, buf, PROTO_MAX_MSG, reply, fd, err, errlen);
-    if (rc == -ECONNRESET)
-        return seterr(err, errlen, rc, "store closed the connection during %s",
-                      proto_type_name(req->type));
+    if (rc == -ECONNRESET) {
+        /* A reset is reported once, ahead of what is still queued: maybe the refusal. */
+        int why = refused_at_accept(sock, buf, err, errlen);
+        return why < 0 ? why
+                       : seterr(err, errlen, rc, "store closed the connection during %s",
+                                proto_type_name(req->type));
+    }
     if (rc < 0)
         return rc;
+    if (reply->seq == 0 && reply->type == PROTO_ERROR && req->seq != 0)
+        return seterr(err, errlen, reply->u.error.code, "store refused the connection: %s",
+                      reply->u.error.msg);
     int bad = reply->seq != req->seq;
     if (!bad && reply->type == PROTO_ERROR)
         return seterr(err, errlen, reply->u.error.code, "%s", reply->u.error.msg);

@@ -17,6 +17,11 @@
  *   LS     {}              → JSON {models}
  *   EVICT  {ref}           → OK
  *   any request            → ERROR {code, message} when it fails
+ * A connection the store does not admit (uid not allowed, per-uid or total cap) gets one ERROR
+ * with seq 0 and is closed; proto_call() returns it as the answer to the first request.
+ * ATTACH refusals a supervisor should not retry at once (the store remembers them for a backoff
+ * window, see STATS "refusals"): -ENOSPC (the budget cannot hold the image now) and -ENOEXEC (the
+ * model does not compile).
  * All integers are little-endian.
  */
 #ifndef SHMFAAS_STORE_PROTO_H

@@ -21,7 +21,7 @@ static json_t *model_json(const struct model *m)
 
 static json_t *totals_json(const struct catalog *c, const struct store_counters *n)
 {
-    return json_pack("{s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
+    json_t *t = json_pack("{s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
                      "resident_models", (json_int_t)catalog_count(c, MODEL_RESIDENT),
                      "resident_bytes", (json_int_t)c->resident_bytes, "budget_bytes",
                      (json_int_t)c->budget, "leases", catalog_total_leases(c), "hits",
@@ -29,16 +29,41 @@ static json_t *totals_json(const struct catalog *c, const struct store_counters 
                      (json_int_t)n->compiles, "compile_seconds", n->compile_s, "evictions",
                      (json_int_t)n->evictions, "refused", (json_int_t)n->refused, "adopted",
                      (json_int_t)n->adopted, "discarded", (json_int_t)n->discarded);
+    if (t)
+        json_object_update_new(
+            t, json_pack("{s:I, s:I, s:I, s:I}", "refusals", (json_int_t)n->refusals,
+                         "refusals_remembered", (json_int_t)n->refusals_remembered,
+                         "rejected_connections", (json_int_t)n->rejected_conns, "unsealed_images",
+                         (json_int_t)n->unsealed));
+    return t;
 }
 
-char *stats_json(const struct catalog *c, const struct store_counters *n, int with_totals)
+/* The refusals still in their window: what a supervisor shows instead of restarting. */
+static json_t *refusals_json(const struct refusals *r, int64_t now_ms)
+{
+    json_t *a = json_array();
+    for (const struct refusal *f = r->list; f; f = f->next)
+        if (now_ms < f->until_ms)
+            json_array_append_new(
+                a, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "names", f->names, "identity",
+                             f->idhex, "kind",
+                             f->kind == REFUSAL_BUDGET ? "budget" : "compile", "reason",
+                             f->reason, "retry_in_ms", (json_int_t)(f->until_ms - now_ms),
+                             "answered", (json_int_t)f->answered));
+    return a;
+}
+
+char *stats_json(const struct catalog *c, const struct store_counters *n,
+                 const struct refusals *r, int64_t now_ms, int with_totals)
 {
     json_t *models = json_array();
     for (const struct model *m = c->models; m; m = m->next)
         json_array_append_new(models, model_json(m));
     json_t *root = json_pack("{s:o}", "models", models);
-    if (root && with_totals)
+    if (root && with_totals) {
         json_object_set_new(root, "totals", totals_json(c, n));
+        json_object_set_new(root, "refusals", refusals_json(r, now_ms));
+    }
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return text;
@@ -121,6 +146,17 @@ char *stats_prometheus(const struct catalog *c, const struct store_counters *n)
     metric(&t, "refused_total", "counter", "Attaches refused for lack of budget.",
            (double)n->refused);
     metric(&t, "adopted_total", "counter", "Images re-adopted at start.", (double)n->adopted);
+    metric(&t, "refusals_total", "counter",
+           "Attaches refused because the budget cannot hold the image or it does not compile.",
+           (double)n->refusals);
+    metric(&t, "refusals_remembered_total", "counter",
+           "Refusals answered from memory, without a compile.", (double)n->refusals_remembered);
+    metric(&t, "rejected_connections_total", "counter",
+           "Connections closed at accept (uid not allowed, per-uid or total cap).",
+           (double)n->rejected_conns);
+    metric(&t, "unsealed_images_total", "counter",
+           "Images handed out without the immutable flag (unavailable on this host).",
+           (double)n->unsealed);
     model_metrics(&t, c);
     if (t.failed) {
         free(t.p);

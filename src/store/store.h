@@ -23,8 +23,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#define STORE_MAX_ALLOW 32
-#define STORE_MAX_ONNX  (4ull << 30) /* largest ONNX file the store reads */
+#define STORE_MAX_ALLOW   32
+#define STORE_MAX_THREADS 32           /* entries of --threads-allowed */
+#define STORE_MAX_ONNX    (4ull << 30) /* largest ONNX file the store reads */
+
+/* An inclusive uid range of --allow-uid ("1000" is 1000-1000). */
+struct uid_range {
+    uid_t first, last;
+};
 
 struct store_config {
     const char *socket_path;
@@ -34,15 +40,90 @@ struct store_config {
     uint64_t budget;
     int threads;       /* compile thread count when a client says 0 */
     int no_warm_cache; /* evict an image as soon as its last lease is released */
-    uid_t allow[STORE_MAX_ALLOW];
+    int keep_images;   /* a clean stop leaves images and manifest for the next start */
+    struct uid_range allow[STORE_MAX_ALLOW];
     int n_allow;
+    int max_conns_per_uid;               /* connections one uid may hold at once */
+    int threads_allowed[STORE_MAX_THREADS]; /* thread counts an ATTACH may ask for; */
+    int n_threads_allowed;                  /* 0: any of 1..max_threads */
+    int max_threads;                        /* nproc at start */
+    int64_t refusal_backoff_ms;             /* first window a refusal is remembered for */
+    int64_t refusal_backoff_max_ms;         /* the doubling stops here */
 };
 
-/* Counters since start; with the catalog they are the whole of STATS. */
+/* Whether an ATTACH may ask for this thread count (the budget holds one image per count). */
+int store_threads_allowed(const struct store_config *cfg, int threads);
+
+/* Counters since start; with the catalog they are the whole of STATS. refused: attaches refused
+ * for lack of budget; refusals: every refusal answered (fresh or remembered); refusals_remembered:
+ * those answered from memory without a compile. */
 struct store_counters {
     uint64_t hits, misses, compiles, evictions, refused, adopted, discarded;
+    uint64_t refusals, refusals_remembered, rejected_conns;
+    uint64_t unsealed; /* images handed out without the immutable flag (flag unavailable) */
     double compile_s;
 };
+
+/* ---- rate-limited logging of bad clients (daemon.c) ---- */
+
+/* One line per key (a uid and a kind of complaint) per second; the lines in between are counted
+ * and the count is reported with the next line let through, so a flood cannot fill the log. */
+#define LOGLIMIT_SLOTS 64
+
+struct loglimit {
+    struct {
+        uint32_t key;
+        int kind;
+        int64_t last_ms;
+        uint64_t suppressed;
+    } slot[LOGLIMIT_SLOTS];
+};
+
+/* Returns 1 (and *suppressed: lines dropped since the last one) when a line may be logged now. */
+int loglimit_pass(struct loglimit *l, uint32_t key, int kind, int64_t now_ms,
+                  uint64_t *suppressed);
+
+/* ---- remembered refusals (refusal.c) ---- */
+
+/* An ATTACH refused because the budget cannot hold the image or the model does not compile is
+ * remembered per model identity: attaches within the backoff window get the same answer without
+ * a compile. A budget refusal is re-checked against the room there is now (the image's size is
+ * known), so freeing room ends it early; a repeat after the window doubles the window. */
+enum refusal_kind { REFUSAL_BUDGET, REFUSAL_COMPILE };
+
+struct refusal {
+    uint8_t identity[SHA256_LEN];
+    char idhex[SHA256_HEX_LEN];
+    char names[CATALOG_NAMES_LEN];
+    enum refusal_kind kind;
+    int code;                 /* the ERROR code it is answered with: -ENOSPC or -ENOEXEC */
+    uint64_t need;            /* REFUSAL_BUDGET: image bytes */
+    char reason[PROTO_MAX_ERR];
+    int64_t until_ms;         /* monotonic: remembered until then */
+    int64_t window_ms;        /* the window it was last given */
+    int64_t forget_ms;        /* monotonic: dropped entirely after this (window reset) */
+    uint64_t answered;        /* attaches answered from memory */
+    struct refusal *next;
+};
+
+struct refusals {
+    struct refusal *list;
+    size_t n;
+};
+
+#define REFUSALS_MAX 256
+
+/* The refusal of identity still in its window at now_ms, or NULL. */
+struct refusal *refusal_active(struct refusals *r, const uint8_t identity[SHA256_LEN],
+                               int64_t now_ms);
+/* Records (or renews, doubling the window up to max) a refusal; returns it (NULL: no memory). */
+struct refusal *refusal_record(struct refusals *r, const uint8_t identity[SHA256_LEN],
+                               const char *name, enum refusal_kind kind, int code,
+                               uint64_t need, const char *reason, int64_t now_ms,
+                               int64_t first_ms, int64_t max_ms);
+/* Forgets the refusal of identity (the model was admitted after all). */
+void refusal_forget(struct refusals *r, const uint8_t identity[SHA256_LEN]);
+void refusals_free(struct refusals *r);
 
 /* ---- background work (worker.c) ---- */
 
@@ -94,16 +175,33 @@ void job_free(struct job *job);
 
 /* ---- image files (images.c) ---- */
 
-/* Writes <dir>/<idhex>.plan (temp file + rename, mode 0600), hashes it, and returns an O_RDONLY
- * fd of it. */
-int image_write(const char *dir, const char *idhex, const void *image, size_t len,
-                uint8_t sha[SHA256_LEN], int *fd, char *err, size_t errlen);
-int image_path(const char *dir, const char *idhex, char *out, size_t len);
-/* Re-adopts the images in dir into c (verify + open + identity check), deleting corrupt,
- * foreign and temp files; names and LRU order come from the manifest. Evicts what exceeds the
- * budget. Counts adopted/discarded. */
-int image_adopt_dir(const char *dir, struct catalog *c, struct store_counters *n, char *err,
-                    size_t errlen);
+/* Every file operation is relative to dir_fd, the store's own directory (opened O_NOFOLLOW and
+ * checked: a directory of the store's euid, not group/other-writable).
+ *
+ * An image is sealed before its fd leaves the store: every byte written (no holes, so no page is
+ * charged to whoever touches it first), FS_IMMUTABLE_FL set (nobody without CAP_LINUX_IMMUTABLE,
+ * root in a container included, can write, truncate, chmod, rename or unlink it), and then a read
+ * lease taken and dropped, which the kernel grants only when no writable open file of it exists
+ * anywhere, so no writer opened before the flag survives. Where the flag is unavailable (kernel
+ * before 6.0 on tmpfs, no CAP_LINUX_IMMUTABLE) this is logged once and mode 0600, O_RDONLY fds
+ * and the store's uid are what protect the image. */
+
+/* Writes <idhex>.plan in dir_fd (temp file O_EXCL|O_NOFOLLOW + renameat, mode 0600), seals it,
+ * hashes it, and returns an O_RDONLY fd of it. */
+int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
+                uint8_t sha[SHA256_LEN], int *fd, struct store_counters *n, char *err,
+                size_t errlen);
+/* Clears the immutable flag of name in dir_fd and unlinks it; ENOENT is success. */
+int image_unlink(int dir_fd, const char *name);
+/* Re-adopts the images in dir_fd into c (verify + open + identity check + seal), deleting
+ * corrupt, foreign and temp files; names and LRU order come from the manifest. Evicts what
+ * exceeds the budget. Counts adopted/discarded. dir is for messages. */
+int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
+                    char *err, size_t errlen);
+/* Removes every image, temp file and the manifest from dir_fd (a clean stop, or `purge`). */
+void image_remove_all(int dir_fd, const char *dir);
+/* Opens (creating 0700 if missing) the store's image directory and checks it. */
+int image_dir_open(const char *dir, char *err, size_t errlen);
 
 /* Identity = SHA-256(source sha ‖ engine fingerprint ‖ threads as u32 LE [‖ '?' ‖ shapes]):
  * shapes (canonical engine_shapes_format text) only when the image was compiled for given input
@@ -113,8 +211,9 @@ void model_identity(const uint8_t source_sha[SHA256_LEN], const char *fingerprin
 
 /* ---- stats (stats.c) ---- */
 
-/* The STATS (with_totals) or LS JSON; malloc'd. */
-char *stats_json(const struct catalog *c, const struct store_counters *n, int with_totals);
+/* The STATS (with_totals: also totals and refusals) or LS JSON; malloc'd. */
+char *stats_json(const struct catalog *c, const struct store_counters *n,
+                 const struct refusals *r, int64_t now_ms, int with_totals);
 /* Prometheus text exposition; malloc'd. */
 char *stats_prometheus(const struct catalog *c, const struct store_counters *n);
 
@@ -135,5 +234,7 @@ int store_run(const struct store_config *cfg);
 /* ---- operator subcommands (cmd.c) ---- */
 
 int store_cmd(const char *cmd, const char *socket_path, const char *model, int threads);
+/* `shmfaas-store purge`: removes a stopped store's images (and the directory when empty). */
+int store_purge(const char *socket_path, const char *dir);
 
 #endif

@@ -141,13 +141,13 @@ static void test_errors_say_what_is_wrong(void **state)
 static void test_reconnect_after_restart(void **state)
 {
     struct store_env *e = *state;
-    env_start(e, "1GiB", NULL);
+    env_start(e, "1GiB", (const char *[]){"--keep-images", NULL});
     struct store_client *c = connect_to(e);
     const struct store_image *img = attach(c, "cnn", 1);
     const void *addr = img->addr;
     char err[512];
 
-    env_stop(e, SIGTERM); /* clean stop: images and manifest stay */
+    env_stop(e, SIGTERM); /* clean stop with --keep-images: images and manifest stay */
     assert_true(store_reconnect(c, 100, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "is shmfaas-store running?"));
 

@@ -11,10 +11,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -114,11 +117,26 @@ void env_stop(struct store_env *e, int sig)
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Store images left by a SIGKILLed store are immutable: clear the flag so they can go. */
+static void clear_immutable(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), flags;
+    if (fd < 0)
+        return;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL)) {
+        flags &= ~FS_IMMUTABLE_FL;
+        ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+}
+
 static int rm_tree(const char *path)
 {
     DIR *d = opendir(path);
-    if (!d)
+    if (!d) {
+        clear_immutable(path);
         return unlink(path);
+    }
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -126,10 +144,13 @@ static int rm_tree(const char *path)
         char p[512];
         snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
         struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
             rm_tree(p);
-        else
+        } else {
+            if (S_ISREG(st.st_mode))
+                clear_immutable(p);
             unlink(p);
+        }
     }
     closedir(d);
     return rmdir(path);

@@ -242,7 +242,9 @@ static void test_hostile_input(void **state)
     FILE *f = fopen(secret, "w");
     fputs("outside", f);
     fclose(f);
-    env_start(e, "1GiB", (const char *[]){"--log-level", "error", NULL});
+    /* 200 concurrent clients of one uid: above the default per-uid cap, which is not tested here */
+    env_start(e, "1GiB",
+              (const char *[]){"--log-level", "error", "--max-conns-per-uid", "256", NULL});
     struct store_client *good;
     const struct store_image *img;
     char err[1024];

@@ -141,7 +141,7 @@ static void test_store_kill_readopts(void **state)
 static void test_restart_smaller_budget_keeps_lru_order(void **state)
 {
     struct store_env *e = *state;
-    env_start(e, "1GiB", NULL);
+    env_start(e, "1GiB", (const char *[]){"--keep-images", NULL}); /* SIGTERM keeps them */
     struct store_client *c;
     const struct store_image *img;
     char err[1024];
