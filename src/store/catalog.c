@@ -195,6 +195,11 @@ int catalog_plan_room(const struct catalog *c, uint64_t need, const char *name,
     char pinned[512], a[32], b[32], p[32];
     uint64_t pinned_bytes = 0;
     int leases = 0, models = 0;
+    if (need > c->budget) /* no eviction can help: say so rather than list what is pinned */
+        return seterr(err, errlen, -ENOSPC,
+                      "budget exhausted: %s needs %s, more than the whole budget of %s",
+                      name ? name : "model", format_size(need, a, sizeof(a)),
+                      format_size(c->budget, b, sizeof(b)));
     describe_pinned(c, pinned, sizeof(pinned), &pinned_bytes, &leases, &models);
     return seterr(err, errlen, -ENOSPC,
                   "budget exhausted: %s needs %s, budget %s, %s pinned by %d lease%s on %d "

@@ -399,6 +399,7 @@ static void start_compile(struct daemon *d, struct conn *c, struct job *job)
     p->next = d->pending;
     d->pending = p;
     d->n.misses++;
+    d->n.compiles_started++;
     d->stats_dirty = 1;
     add_waiter(d, c, m, job->seq, job->name);
     log_info("model %s: compiling for %d thread(s)%s%s (%s)", job->name, job->threads,

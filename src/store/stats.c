@@ -31,7 +31,8 @@ static json_t *totals_json(const struct catalog *c, const struct store_counters 
                      (json_int_t)n->adopted, "discarded", (json_int_t)n->discarded);
     if (t)
         json_object_update_new(
-            t, json_pack("{s:I, s:I, s:I, s:I}", "refusals", (json_int_t)n->refusals,
+            t, json_pack("{s:I, s:I, s:I, s:I, s:I}", "compiles_started",
+                         (json_int_t)n->compiles_started, "refusals", (json_int_t)n->refusals,
                          "refusals_remembered", (json_int_t)n->refusals_remembered,
                          "rejected_connections", (json_int_t)n->rejected_conns, "unsealed_images",
                          (json_int_t)n->unsealed));

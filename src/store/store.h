@@ -59,6 +59,7 @@ int store_threads_allowed(const struct store_config *cfg, int threads);
  * those answered from memory without a compile. */
 struct store_counters {
     uint64_t hits, misses, compiles, evictions, refused, adopted, discarded;
+    uint64_t compiles_started; /* compile jobs begun, successful or not */
     uint64_t refusals, refusals_remembered, rejected_conns;
     uint64_t unsealed; /* images handed out without the immutable flag (flag unavailable) */
     double compile_s;

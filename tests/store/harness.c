@@ -71,23 +71,72 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-void env_start(struct store_env *e, const char *budget, const char *const *extra)
+void env_binary(const char *rel, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", build_root(), rel);
+}
+
+void env_log_to_file(struct store_env *e)
+{
+    snprintf(e->log, sizeof(e->log), "%s/store.log", e->root);
+}
+
+int env_log_count(const struct store_env *e, const char *needle)
+{
+    FILE *f = fopen(e->log, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static pid_t spawn_store(const struct store_env *e, const char *dir, const char *budget,
+                         const char *const *extra)
 {
     char bin[512];
     snprintf(bin, sizeof(bin), "%s/src/store/shmfaas-store", build_root());
-    const char *argv[32] = {bin,        "--socket", e->sock,    "--dir", e->dir,
+    const char *argv[40] = {bin,        "--socket", e->sock,    "--dir", dir,
                             "--models", e->models,  "--budget", budget};
     int argc = 9;
-    for (int i = 0; extra && extra[i] && argc < 30; i++)
+    for (int i = 0; extra && extra[i] && argc < 38; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (e->log[0]) {
+            int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (fd < 0 || dup2(fd, 2) < 0)
+                _exit(126);
+        }
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+int env_start_refused(struct store_env *e, const char *dir, const char *const *extra)
+{
+    pid_t pid = spawn_store(e, dir, "1GiB", extra);
+    for (int i = 0; i < 400; i++) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        sleep_ms(25);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+void env_start(struct store_env *e, const char *budget, const char *const *extra)
+{
+    pid_t pid = spawn_store(e, e->dir, budget, extra);
     e->pid = pid;
     for (int i = 0; i < 400; i++) {
         struct store_client *c;

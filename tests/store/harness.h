@@ -17,6 +17,7 @@ struct store_env {
     char models[128];
     char dir[128];
     char sock[128];
+    char log[128]; /* set (env_log_to_file) to send the store's stderr there */
     pid_t pid;
 };
 
@@ -25,6 +26,15 @@ void env_create(struct store_env *e);
 /* Starts shmfaas-store with --budget budget and extra args (NULL-terminated, may be NULL), and
  * waits until it accepts connections. */
 void env_start(struct store_env *e, const char *budget, const char *const *extra);
+/* From now on the store's stderr goes to <root>/store.log (appended), for env_log_count. */
+void env_log_to_file(struct store_env *e);
+/* Lines of the store's log file containing needle. */
+int env_log_count(const struct store_env *e, const char *needle);
+/* Runs the store with --dir dir (not e->dir) and extra args, expecting it to refuse to start:
+ * returns its exit status (-1 if it was still running after 10 s: then it is killed). */
+int env_start_refused(struct store_env *e, const char *dir, const char *const *extra);
+/* Path of a program in the build tree, e.g. "src/fn/shmfaas-fn". */
+void env_binary(const char *rel, char *out, size_t len);
 /* Sends sig (SIGTERM: clean stop, SIGKILL: crash) and reaps the store. */
 void env_stop(struct store_env *e, int sig);
 /* Stops the store if running and removes the directory. */

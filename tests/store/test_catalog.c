@@ -74,6 +74,7 @@ static void test_budget_refuses_with_pinned_details(void **state)
     catalog_release(&c, b, 2);
     assert_int_equal(catalog_plan_room(&c, 11 * MiB, "huge", victims, 4, &n, err, sizeof(err)),
                      -ENOSPC);
+    assert_non_null(strstr(err, "huge needs 11.0 MiB, more than the whole budget of 10.0 MiB"));
     catalog_free(&c);
 }
 
