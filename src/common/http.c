@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -48,6 +49,13 @@ int http_listen_parse(const char *s, char *host, size_t hostlen, uint16_t *port,
     *unix_path = NULL;
     if (!s || !*s)
         return seterr(err, errlen, -EINVAL, "listen address is empty");
+    int fd;
+    int rc = http_listen_fd(s, &fd, err, errlen);
+    if (rc != 0) { /* "fd:N": nothing to bind; http_server_start takes the socket as it is */
+        host[0] = '\0';
+        *port = 0;
+        return rc < 0 ? rc : 0;
+    }
     if (strncmp(s, "unix:", 5) == 0) {
         if (!s[5])
             return seterr(err, errlen, -EINVAL, "listen address %s: no socket path", s);
@@ -80,6 +88,20 @@ int http_listen_parse(const char *s, char *host, size_t hostlen, uint16_t *port,
     }
     *port = (uint16_t)p;
     return 0;
+}
+
+int http_listen_fd(const char *s, int *fd, char *err, size_t errlen)
+{
+    if (!s || strncmp(s, "fd:", 3) != 0)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s + 3, &end, 10);
+    if (!s[3] || *end || errno || v < 3 || v > 65535)
+        return seterr(err, errlen, -EINVAL,
+                      "listen address %s: an inherited socket is fd:N with N >= 3", s);
+    *fd = (int)v;
+    return 1;
 }
 
 static int listen_unix(struct http_server *s, const char *path, char *err, size_t errlen)
@@ -116,6 +138,26 @@ static int bound_port(int fd, uint16_t *port)
         *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     else
         *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+/* An inherited socket (fd:N, e.g. bound by shmfaasd in a directory the instance cannot write):
+ * it must already be listening; it is ours from here (close-on-exec, closed at stop). */
+static int listen_inherited(struct http_server *s, int fd, char *err, size_t errlen)
+{
+    int on = 0;
+    socklen_t len = sizeof(on);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) < 0)
+        return seterr(err, errlen, -errno, "listen on fd:%d: %s", fd, strerror(errno));
+    if (!on)
+        return seterr(err, errlen, -EINVAL, "listen on fd:%d: not a listening socket", fd);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+        bound_port(fd, &s->port);
+    s->listen_fd = fd;
     return 0;
 }
 
@@ -260,7 +302,11 @@ static int open_listener(struct http_server *s, char *err, size_t errlen)
     char host[256];
     uint16_t port = 0;
     const char *unix_path = NULL;
-    int rc = http_listen_parse(s->opts.listen, host, sizeof(host), &port, &unix_path, err, errlen);
+    int fd = -1;
+    int rc = http_listen_fd(s->opts.listen, &fd, err, errlen);
+    if (rc != 0)
+        return rc < 0 ? rc : listen_inherited(s, fd, err, errlen);
+    rc = http_listen_parse(s->opts.listen, host, sizeof(host), &port, &unix_path, err, errlen);
     if (rc < 0)
         return rc;
     if (unix_path)

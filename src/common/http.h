@@ -1,7 +1,8 @@
 /*
  * http.h — the HTTP server pieces shmfaas-fn and shmfaasd share, on libmicrohttpd.
  *
- * Owns: the listening socket (TCP "host:port" or "unix:PATH", bound here and handed to MHD), the
+ * Owns: the listening socket (TCP "host:port" or "unix:PATH", bound here and handed to MHD, or
+ * "fd:N", one inherited already listening), the
  * accumulation of a request body up to a maximum size, and reply helpers (plain, JSON, and
  * `{"error": "..."}` with extra headers). Guarantees:
  *   - a handler is called once per request, after the whole body has arrived, with the body in one
@@ -44,7 +45,7 @@ struct http_request {
 typedef int (*http_handler)(struct http_request *req, void *user);
 
 struct http_server_opts {
-    const char *listen;       /* "unix:/path", "host:port", ":port" or "port" (0: any free port) */
+    const char *listen; /* "unix:/path", "host:port", ":port", "port" (0: any free port), "fd:N" */
     size_t max_body;          /* 0: 16 MiB */
     unsigned conn_timeout_s;  /* idle connection timeout (read/write); 0: none */
     unsigned thread_pool;     /* 0: one thread per connection; N: N polling threads */
@@ -62,6 +63,11 @@ struct http_server_opts {
  * Errors say what was wrong. */
 int http_listen_parse(const char *s, char *host, size_t hostlen, uint16_t *port,
                       const char **unix_path, char *err, size_t errlen);
+/* "fd:N" (N >= 3): a listening socket inherited from the parent, used as it is (shmfaasd binds an
+ * instance's socket in a directory only it can write and passes it as fd 3). Returns 1 and sets *fd
+ * for that form, 0 for any other form, -EINVAL when it is malformed. http_listen_parse accepts it
+ * too (host "", port 0, no unix path). */
+int http_listen_fd(const char *s, int *fd, char *err, size_t errlen);
 
 int http_server_start(const struct http_server_opts *opts, struct http_server **out, char *err,
                       size_t errlen);

@@ -3,7 +3,9 @@
  *
  * Owns: function specs (parsed from OpenFaaS FunctionDeployment JSON, validated, persisted
  * atomically under the state directory), the instance processes of every function (one shmfaas-fn
- * each, on a unix socket under <state>/run, with a pidfile so a restarted daemon reaps orphans),
+ * each, running as its function's own uid, serving on a unix socket that shmfaasd binds in
+ * <state>/run/<function>/ and passes as fd 3, with a pidfile in <state>/pids so a restarted daemon
+ * reaps orphans it can prove are its own),
  * the autoscaler, the request path (hold → pick an instance → proxy over keep-alive unix-socket
  * HTTP), and metrics.
  *
@@ -14,7 +16,10 @@
  *  - an instance whose process died is never handed a request; a request that got no response byte
  *    from a dying instance is retried once on another one, otherwise it is answered 502;
  *  - the daemon never forks after starting threads except to exec shmfaas-fn / shmfaas-store at
- * once (the child only makes async-signal-safe calls before execve).
+ * once (the child only makes async-signal-safe calls before execve);
+ *  - every directory the daemon writes in (state, functions, logs, pids, run, run/<function>) is
+ *    owned by its euid and writable by nobody else: no instance uid can plant a symlink, a pidfile
+ *    or a socket where the daemon creates, truncates or follows one.
  */
 #ifndef SHMFAAS_GATEWAY_H
 #define SHMFAAS_GATEWAY_H
@@ -143,8 +148,8 @@ struct instance {
     int64_t suspect_until_ms; /* a connect/send failed: not picked before this (it likely died) */
     bool stale; /* runs an older spec: serves only until a current instance is ready */
     char sock[108];
-    char pidfile[512];
     char cgroup[512]; /* "" when none */
+    char pidname[GW_NAME_MAX + 16]; /* "<function>-<id>.pid" in <state>/pids */
     void **curl_idle; /* keep-alive easy handles not in use */
     int curl_nidle, curl_cap;
 };
@@ -167,6 +172,10 @@ struct function {
     int64_t last_active_ms;
     int64_t backoff_until_ms; /* no new instance before this (start failures, crash loops) */
     int failures;             /* instances in a row that died before ready; 0 once one is */
+    uid_t uid;                /* its instances' uid = gid (from --uid-range), persisted */
+    bool refused;             /* the store refused its model: no instance before backoff_until_ms */
+    bool refusal_pending;     /* the reason is still to be fetched from the store's stats */
+    char refusal[512];        /* why, as the store said it */
     struct autoscale_state as;
     int desired;
     uint64_t invocations;
@@ -178,11 +187,10 @@ struct function {
 /* Isolation steps the host allows, probed once at start. */
 struct isolation {
     bool cgroup_v2, cgroup_v1;
-    char cgroup_root[512]; /* where instance cgroups are created */
+    char cgroup_root[512]; /* where instance cgroups are created: one per daemon (state dir) */
+    char cgroup_rel[512];  /* the same path as /proc/PID/cgroup names it */
     bool netns;
-    bool drop_uid;
-    uid_t uid;
-    gid_t gid;
+    bool drop_uid; /* root: each function's instances run as the function's own uid */
 };
 
 struct gateway {
@@ -202,6 +210,8 @@ struct gateway {
     size_t max_body;
     int threads;
     bool as_root; /* keep instances as root (no uid drop) */
+    uid_t uid_first, uid_last; /* --uid-range: one uid (= gid) per function */
+    bool keep_images;          /* --keep-images: our store keeps its images at a clean stop */
 
     /* runtime */
     char auth_user[256], auth_pass[256];
@@ -209,6 +219,7 @@ struct gateway {
     pid_t store_pid;        /* our store child, 0 when --store was given or it died */
     int64_t store_retry_ms; /* when our dead store may be restarted */
     struct isolation iso;
+    int state_fd, pids_fd, run_fd; /* O_DIRECTORY fds of the checked directories */
     pthread_mutex_t lock;
     pthread_cond_t changed; /* instance ready/free, function state changes */
     pthread_cond_t kick;    /* wakes the supervisor */
@@ -229,6 +240,13 @@ int registry_remove(struct gateway *g, const char *name, char *err, size_t errle
 int registry_save(struct gateway *g, struct function *fn, char *err, size_t errlen);
 /* Without the lock, before threads start: every persisted function. */
 int registry_load(struct gateway *g);
+/* Gives fn a uid of --uid-range no other function holds and no passwd/group entry names.
+ * -ENOSPC when the range is used up. */
+int registry_assign_uid(struct gateway *g, struct function *fn, char *err, size_t errlen);
+/* A refused function (fn->refused) with no instance to wait for: the reason and the seconds to
+ * a retry, for a 503 with Retry-After at once. False when requests should wait as usual. */
+bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size_t len,
+                      int *retry_s);
 void function_put_ref(struct gateway *g, struct function *fn);
 void function_count_code(struct function *fn, int code, double seconds);
 /* Does <models>/<ref>.onnx (or the path) exist? sha256: refs are the store's to judge. */
@@ -245,8 +263,12 @@ void instance_stop(struct gateway *g, struct instance *in);
 /* Drops one reference (a finished request); frees the instance if dead and unused. */
 void instance_release(struct gateway *g, struct instance *in);
 void instance_free(struct instance *in);
-/* Kills instances and the store that an earlier daemon left behind (pidfiles under <state>/run). */
+/* Kills instances and the store that an earlier daemon left behind: only processes named by a
+ * pidfile in <state>/pids whose start time, executable and cgroup prove them ours. Then removes
+ * the leftover sockets and the empty cgroups of that daemon. */
 void reap_orphans(struct gateway *g);
+/* Removes the cgroups under ours that no live instance uses (their processes killed first). */
+void cgroups_sweep(struct gateway *g);
 int store_start(struct gateway *g, char *err, size_t errlen);
 void store_stop(struct gateway *g);
 /* Supervisor thread body: reaps children, checks readiness, applies the autoscaler. */

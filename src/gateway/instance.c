@@ -2,9 +2,11 @@
  * Instances: shmfaas-fn processes (and our shmfaas-store child). Started with fork+exec where the
  * child makes only async-signal-safe calls (the daemon has threads by then, and never runs the
  * engine), each with the isolation the host allows: own cgroup with the memory limit, a new network
- * namespace, an unprivileged uid/gid when we are root, no_new_privs, no inherited fds. Every
- * instance has a pidfile "<pid> <starttime>" under <state>/run so a daemon restarted after SIGKILL
- * can reap what its predecessor left behind without killing a reused pid.
+ * namespace, its function's own uid/gid when we are root, no_new_privs, no inherited fds but its
+ * listening socket (fd 3), which we bind in <state>/run/<function>/, a directory only we can enter:
+ * no other process, of any uid, can unlink or rebind it. Every instance has a pidfile
+ * "<pid> <starttime>" in <state>/pids (ours alone) so a daemon restarted after SIGKILL can reap
+ * what its predecessor left behind, killing only what it proves to be its own.
  */
 #include "gateway/gateway.h"
 
@@ -55,64 +57,149 @@ static unsigned long long proc_starttime(pid_t pid)
     return v;
 }
 
-/* Written with rename() but without fsync: a pidfile only matters while the machine is up (its
- * processes die with it), and an fsync on every instance start would slow scale-from-zero. */
-static void write_pidfile(const char *path, pid_t pid)
+/* "<pid> <starttime>\n" as NAME in <state>/pids (ours alone): a temp file created there
+ * O_EXCL|O_NOFOLLOW, renamed over NAME. No fsync: a pidfile only matters while the machine is up
+ * (its processes die with it), and an fsync per instance start would slow scale-from-zero. */
+static void write_pidfile(struct gateway *g, const char *name, pid_t pid)
 {
-    char buf[64], tmp[600];
+    char buf[64], tmp[GW_NAME_MAX + 32];
     int n = snprintf(buf, sizeof buf, "%d %llu\n", (int)pid, proc_starttime(pid));
-    if (gw_pathf(tmp, sizeof tmp, "%s.tmp", path))
-        return;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+    unlinkat(g->pids_fd, tmp, 0); /* a leftover of a crash between create and rename */
+    int fd = openat(g->pids_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
     if (fd >= 0)
         close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        log_warn("pidfile %s: %s", path, strerror(errno));
-        unlink(tmp);
+    if (!ok || renameat(g->pids_fd, tmp, g->pids_fd, name) != 0) {
+        log_warn("pidfile %s/pids/%s: %s", g->state, name, strerror(errno));
+        unlinkat(g->pids_fd, tmp, 0);
     }
 }
 
-/* Kills the process a pidfile names if it is still the same process; removes the pidfile. */
-static void reap_pidfile(const char *path)
+static void remove_pidfile(struct gateway *g, const char *name)
 {
-    uint8_t *data;
-    size_t len;
-    char err[256];
-    int pid;
-    unsigned long long start;
-    if (read_file(path, 256, &data, &len, err, sizeof err))
-        return;
-    int ok = sscanf((const char *)data, "%d %llu", &pid, &start) == 2 && pid > 1;
-    free(data);
-    if (ok && start && proc_starttime(pid) == start) {
-        log_info("reaping orphan pid %d of an earlier shmfaasd (%s)", pid, path);
-        kill(pid, SIGKILL);
-        for (int i = 0; i < 200 && proc_starttime(pid) == start; i++)
-            usleep(10000);
+    if (unlinkat(g->pids_fd, name, 0) != 0 && errno != ENOENT)
+        log_warn("pidfile %s/pids/%s: %s", g->state, name, strerror(errno));
+}
+
+/* Is /proc/PID/exe the program at path (or that file, replaced since: "(deleted)")? */
+static bool proc_runs(pid_t pid, const char *path)
+{
+    char link[64], exe[PATH_MAX], want[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(link, exe, sizeof exe - 1);
+    if (n <= 0 || !path[0] || !realpath(path, want))
+        return false;
+    exe[n] = '\0';
+    size_t w = strlen(want);
+    return strncmp(exe, want, w) == 0 && (exe[w] == '\0' || strcmp(exe + w, " (deleted)") == 0);
+}
+
+/* Is the process in cgroup rel (as /proc/PID/cgroup names it, v2 or the v1 memory hierarchy)? */
+static bool proc_in_cgroup(const struct isolation *iso, pid_t pid, const char *rel)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool in = false;
+    while (!in && fgets(line, sizeof line, f)) {
+        char *a = strchr(line, ':');
+        char *b = a ? strchr(a + 1, ':') : NULL;
+        if (!b)
+            continue;
+        *b = '\0';
+        b[strcspn(b + 1, "\n") + 1] = '\0';
+        bool hier = iso->cgroup_v2 ? a[1] == '\0' : strstr(a + 1, "memory") != NULL;
+        in = hier && strcmp(b + 1, rel) == 0;
     }
-    unlink(path);
+    fclose(f);
+    return in;
+}
+
+/* SIGKILL through a pidfd taken before the checks, so a pid reused after them is never hit. */
+static int pidfd_open_pid(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static void kill_pidfd(int pidfd, pid_t pid)
+{
+#ifdef SYS_pidfd_send_signal
+    if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0)
+        return;
+#endif
+    if (pidfd < 0) /* no pidfds (Linux < 5.3): the start-time check is what we have */
+        kill(pid, SIGKILL);
+}
+
+/* Kills the process pidfile NAME names if it provably is the instance (or store) an earlier
+ * daemon started: same start time, our program, and (for an instance, with cgroups) our cgroup
+ * for it. Anything else is left alone and logged. The pidfile goes either way. */
+static void reap_pidfile(struct gateway *g, const char *name)
+{
+    char buf[128], cg[600] = "";
+    int pid, fd = openat(g->pids_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    unsigned long long start;
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    bool store = strcmp(name, "store.pid") == 0;
+    if (n > 0) {
+        buf[n] = '\0';
+        size_t len = strlen(name) - 4; /* "<function>-<id>" */
+        if (!store && (g->iso.cgroup_v2 || g->iso.cgroup_v1))
+            snprintf(cg, sizeof cg, "%s/%.*s", g->iso.cgroup_rel, (int)len, name);
+    }
+    if (n > 0 && sscanf(buf, "%d %llu", &pid, &start) == 2 && pid > 1 && start) {
+        int pidfd = pidfd_open_pid(pid);
+        const char *prog = store ? g->store_bin : g->fn_bin;
+        if (proc_starttime(pid) != start)
+            ; /* gone, or the pid was reused: nothing of ours */
+        else if (!proc_runs(pid, prog) || (cg[0] && !proc_in_cgroup(&g->iso, pid, cg)))
+            log_warn("pidfile %s names pid %d, which is not our %s%s: left alone", name, pid,
+                     prog[0] ? prog : "store", cg[0] ? " in our cgroup" : "");
+        else {
+            log_info("reaping orphan pid %d of an earlier shmfaasd (%s)", pid, name);
+            kill_pidfd(pidfd, pid);
+            for (int i = 0; i < 200 && proc_starttime(pid) == start; i++)
+                usleep(10000);
+        }
+        if (pidfd >= 0)
+            close(pidfd);
+    }
+    remove_pidfile(g, name);
 }
 
 void reap_orphans(struct gateway *g)
 {
-    char dir[1024], path[1536];
-    snprintf(dir, sizeof dir, "%s/run", g->state);
-    DIR *d = opendir(dir);
-    if (!d)
+    int dfd = dup(g->pids_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
         return;
+    }
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (e->d_name[0] == '.')
+        if (e->d_name[0] == '.') {
+            if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0)
+                unlinkat(g->pids_fd, e->d_name, 0);
             continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        }
         if (n > 4 && strcmp(e->d_name + n - 4, ".pid") == 0)
-            reap_pidfile(path);
-        else if (n > 5 && strcmp(e->d_name + n - 5, ".sock") == 0)
-            unlink(path);
+            reap_pidfile(g, e->d_name);
     }
     closedir(d);
+    cgroups_sweep(g);
 }
 
 /* ---- isolation ---- */
@@ -158,32 +245,69 @@ static int own_cgroup(const char *controller, char *out, size_t len)
     return rc;
 }
 
-static void probe_cgroup(struct isolation *iso)
+/* Enables the memory controller for the children of a v2 cgroup (best effort: without it the
+ * instance cgroups still group and kill, but memory.max is missing and a warning says so). */
+static void enable_memory(const char *cgroup)
 {
-    char own[512], path[1024];
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cgroup.subtree_control", cgroup);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && write(fd, "+memory", 7) != 7)
+        log_debug("%s: +memory: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+/* <own cgroup>/shmfaas/<daemon>: one subtree per state dir, so that daemons side by side never
+ * touch each other's instance cgroups and a restarted daemon finds its predecessor's. */
+static bool make_cgroup_root(struct isolation *iso, const char *mount, const char *own,
+                             const char *daemon)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s%s/shmfaas", mount, own);
+    if ((mkdir(path, 0755) != 0 && errno != EEXIST) || !writable_dir(path))
+        return false;
+    if (iso->cgroup_v2)
+        enable_memory(path);
+    snprintf(path, sizeof path, "%s%s/shmfaas/%s", mount, own, daemon);
+    if ((mkdir(path, 0755) != 0 && errno != EEXIST) || !writable_dir(path))
+        return false;
+    if (iso->cgroup_v2)
+        enable_memory(path);
+    gw_pathf(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
+    gw_pathf(iso->cgroup_rel, sizeof iso->cgroup_rel, "%s/shmfaas/%s", own, daemon);
+    return true;
+}
+
+static void probe_cgroup(struct gateway *g)
+{
+    struct isolation *iso = &g->iso;
+    char own[512], daemon[16];
+    uint8_t d[SHA256_LEN];
+    char hex[SHA256_HEX_LEN];
+    sha256(g->state, strlen(g->state), d);
+    sha256_hex(d, hex);
+    snprintf(daemon, sizeof daemon, "%.12s", hex);
     struct stat st;
     if (stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0 &&
         own_cgroup("", own, sizeof own) == 0) {
-        snprintf(path, sizeof path, "/sys/fs/cgroup%s/shmfaas", own);
-        if ((mkdir(path, 0755) == 0 || errno == EEXIST) && writable_dir(path)) {
-            iso->cgroup_v2 = true;
-            gw_pathf(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
+        iso->cgroup_v2 = true;
+        if (make_cgroup_root(iso, "/sys/fs/cgroup", own, daemon))
             return;
-        }
+        iso->cgroup_v2 = false;
     }
     if (own_cgroup("memory", own, sizeof own) == 0) {
-        snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/shmfaas", own);
-        if ((mkdir(path, 0755) == 0 || errno == EEXIST) && writable_dir(path)) {
-            iso->cgroup_v1 = true;
-            gw_pathf(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
-        }
+        iso->cgroup_v1 = true;
+        if (make_cgroup_root(iso, "/sys/fs/cgroup/memory", own, daemon))
+            return;
+        iso->cgroup_v1 = false;
     }
 }
 
 void isolation_probe(struct gateway *g)
 {
     struct isolation *iso = &g->iso;
-    probe_cgroup(iso);
+    probe_cgroup(g);
     if (iso->cgroup_v2 || iso->cgroup_v1)
         log_info("isolation: cgroup %s under %s", iso->cgroup_v2 ? "v2" : "v1 memory",
                  iso->cgroup_root);
@@ -193,19 +317,68 @@ void isolation_probe(struct gateway *g)
     if (!iso->netns)
         log_warn("isolation: cannot create network namespaces: instances share the host network");
     if (geteuid() == 0 && !g->as_root) {
-        struct passwd *pw = getpwnam("nobody");
-        struct group *gr = getgrnam("nogroup");
-        if (pw) {
-            iso->drop_uid = true;
-            iso->uid = pw->pw_uid;
-            iso->gid = gr ? gr->gr_gid : pw->pw_gid;
-            log_info("isolation: instances run as uid %d gid %d", (int)iso->uid, (int)iso->gid);
-        } else {
-            log_warn("isolation: no user nobody: instances run as root");
-        }
+        iso->drop_uid = true;
+        log_info("isolation: each function's instances run as its own uid from %u-%u",
+                 (unsigned)g->uid_first, (unsigned)g->uid_last);
     } else if (geteuid() != 0) {
-        log_info("isolation: not root: instances run as uid %d", (int)geteuid());
+        log_info("isolation: not root: instances run as uid %d (one uid per function needs root)",
+                 (int)geteuid());
+    } else {
+        log_warn("isolation: --run-as-root: instances run as root");
     }
+}
+
+/* Kills every process in an instance cgroup (each checked to be in it through a pidfd), then
+ * removes the cgroup. -EBUSY while some are still dying: the sweep tries again. */
+static int cgroup_remove(const struct isolation *iso, const char *path)
+{
+    if (rmdir(path) == 0 || errno == ENOENT)
+        return 0;
+    if (errno != EBUSY)
+        return -errno;
+    char procs[1100], rel[1100];
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", path);
+    snprintf(rel, sizeof rel, "%s%s", iso->cgroup_rel, path + strlen(iso->cgroup_root));
+    FILE *f = fopen(procs, "re");
+    int pid;
+    while (f && fscanf(f, "%d", &pid) == 1) {
+        int pidfd = pidfd_open_pid(pid);
+        if (pid > 1 && proc_in_cgroup(iso, pid, rel))
+            kill_pidfd(pidfd, pid);
+        if (pidfd >= 0)
+            close(pidfd);
+    }
+    if (f)
+        fclose(f);
+    return rmdir(path) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+static bool cgroup_in_use(struct gateway *g, const char *path)
+{
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        for (struct instance *in = fn->instances; in; in = in->next)
+            if (in->state != INST_DEAD && strcmp(in->cgroup, path) == 0)
+                return true;
+    return false;
+}
+
+void cgroups_sweep(struct gateway *g)
+{
+    if (!g->iso.cgroup_v2 && !g->iso.cgroup_v1)
+        return;
+    DIR *d = opendir(g->iso.cgroup_root);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[1100];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", g->iso.cgroup_root, e->d_name);
+        if (!cgroup_in_use(g, path) && cgroup_remove(&g->iso, path) == 0)
+            log_debug("cgroup %s removed", path);
+    }
+    closedir(d);
 }
 
 /* ---- cgroup of one instance ---- */
@@ -283,7 +456,7 @@ static void *log_reader_main(void *arg)
     struct log_reader *lr = arg;
     char buf[8192];
     size_t have = 0;
-    int out = open(lr->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int out = open(lr->path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     for (;;) {
         ssize_t r = read(lr->fd, buf + have, sizeof buf - have);
         if (r <= 0)
@@ -342,6 +515,7 @@ struct spawn {
     char *envp[MAX_ENV + 1];
     int out_fd;    /* becomes stdout+stderr; -1 = keep ours */
     int cgroup_fd; /* cgroup.procs to join; -1 = none */
+    int listen_fd; /* becomes fd 3 (shmfaas-fn --listen fd:3); -1 = none */
     bool netns, drop;
     uid_t uid;
     gid_t gid;
@@ -374,7 +548,13 @@ static void __attribute__((noreturn)) spawn_child(const struct spawn *sp)
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 && write(2, no_nnp, sizeof no_nnp - 1))
         (void)0;
-    syscall(SYS_close_range, 3U, ~0U, 0U);
+    if (sp->listen_fd >= 0) { /* dup2 clears close-on-exec, except onto itself */
+        if (sp->listen_fd == 3)
+            fcntl(3, F_SETFD, 0);
+        else if (dup2(sp->listen_fd, 3) != 3)
+            _exit(126);
+    }
+    syscall(SYS_close_range, sp->listen_fd >= 0 ? 4U : 3U, ~0U, 0U);
     execve(sp->path, sp->argv, sp->envp);
     _exit(127);
 }
@@ -439,6 +619,33 @@ static void model_args(struct gateway *g, const struct fn_spec *spec, char *path
     argv[a] = NULL;
 }
 
+/* <state>/run/<function>/: the function's sockets, in a directory only we can enter (run/ is ours
+ * alone, so whatever is found there is ours too). */
+static int function_sock_dir(struct gateway *g, struct function *fn, char *err, size_t errlen)
+{
+    if (mkdirat(g->run_fd, fn->spec.name, 0700) != 0 && errno != EEXIST)
+        return seterr(err, errlen, -errno, "cannot create %s/run/%s: %s", g->state,
+                      fn->spec.name, strerror(errno));
+    return 0;
+}
+
+/* A listening socket bound at path by us: the instance gets the fd, never the directory. */
+static int bind_instance_socket(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 128) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        unlink(path);
+        return seterr(err, errlen, -e, "cannot listen on %s: %s", path, strerror(e));
+    }
+    return fd;
+}
+
 static struct instance *instance_new(struct gateway *g, struct function *fn, char *err,
                                      size_t errlen)
 {
@@ -449,16 +656,19 @@ static struct instance *instance_new(struct gateway *g, struct function *fn, cha
     }
     in->fn = fn;
     in->id = ++g->next_instance_id;
-    int n =
-        snprintf(in->sock, sizeof in->sock, "%s/run/%s-%d.sock", g->state, fn->spec.name, in->id);
+    int n = snprintf(in->sock, sizeof in->sock, "%s/run/%s/%d.sock", g->state, fn->spec.name,
+                     in->id);
     if (n < 0 || (size_t)n >= sizeof in->sock) {
         seterr(err, errlen, -ENAMETOOLONG, "socket path under %s/run is too long for a unix socket",
                g->state);
         free(in);
         return NULL;
     }
-    gw_pathf(in->pidfile, sizeof in->pidfile, "%s/run/%s-%d.pid", g->state, fn->spec.name, in->id);
-    unlink(in->sock);
+    snprintf(in->pidname, sizeof in->pidname, "%s-%d.pid", fn->spec.name, in->id);
+    if (function_sock_dir(g, fn, err, errlen)) {
+        free(in);
+        return NULL;
+    }
     return in;
 }
 
@@ -470,13 +680,18 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     struct spawn sp = {.path = g->fn_bin,
                        .netns = g->iso.netns,
                        .drop = g->iso.drop_uid,
-                       .uid = g->iso.uid,
-                       .gid = g->iso.gid};
-    char listen[160], model_path[1024];
-    snprintf(listen, sizeof listen, "unix:%s", in->sock);
+                       .uid = fn->uid,
+                       .gid = (gid_t)fn->uid};
+    char model_path[1024];
+    sp.listen_fd = bind_instance_socket(in->sock, err, errlen);
+    if (sp.listen_fd < 0) {
+        int rc = sp.listen_fd;
+        free(in);
+        return rc;
+    }
     sp.argv[0] = g->fn_bin;
     sp.argv[1] = "--listen";
-    sp.argv[2] = listen;
+    sp.argv[2] = "fd:3";
     model_args(g, &fn->spec, model_path, sizeof model_path, sp.argv);
     build_env(&fn->spec, sp.envp);
     int pipefd[2] = {-1, -1};
@@ -487,6 +702,7 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     in->pid = spawn_run(&sp);
     int saved = errno;
     free_strv(sp.envp);
+    close(sp.listen_fd);
     if (sp.cgroup_fd >= 0)
         close(sp.cgroup_fd);
     if (pipefd[1] >= 0)
@@ -496,18 +712,20 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
             close(pipefd[0]);
         if (in->cgroup[0])
             rmdir(in->cgroup);
+        unlink(in->sock);
         free(in);
         return seterr(err, errlen, -saved, "fork: %s", strerror(saved));
     }
     if (pipefd[0] >= 0)
         start_log_reader(g, in, pipefd[0]);
-    write_pidfile(in->pidfile, in->pid);
+    write_pidfile(g, in->pidname, in->pid);
     in->state = INST_STARTING;
     in->started_ms = now_ns() / 1000000;
     in->next = fn->instances;
     fn->instances = in;
-    log_info("instance %s-%d: started pid %d (%s)", fn->spec.name, in->id, (int)in->pid,
-             fn->spec.private_model ? "private model" : "shared model");
+    log_info("instance %s-%d: started pid %d (%s, uid %d)", fn->spec.name, in->id, (int)in->pid,
+             fn->spec.private_model ? "private model" : "shared model",
+             g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
     return 0;
 }
 
@@ -557,12 +775,31 @@ static void backoff(struct function *fn)
     fn->backoff_until_ms = now_ns() / 1000000 + (ms < 30000 ? ms : 30000);
 }
 
+/* shmfaas-fn's exit status after the store refused its model (EX_TEMPFAIL). */
+#define FN_EXIT_REFUSED   75
+#define REFUSAL_RETRY_MS  30000 /* until the store's own retry_in_ms is known */
+
+/* The store refused fn's model: no new instance (no crash loop) until it may say otherwise. */
+static void function_refused(struct function *fn)
+{
+    if (!fn->refused)
+        snprintf(fn->refusal, sizeof fn->refusal, "the store refused the model %.400s",
+                 fn->spec.image);
+    fn->refused = true;
+    fn->refusal_pending = true;
+    fn->backoff_until_ms = now_ns() / 1000000 + REFUSAL_RETRY_MS;
+}
+
 /* The process of `in` has exited (status st). */
 static void instance_exited(struct gateway *g, struct instance *in, int st)
 {
     struct function *fn = in->fn;
     bool expected = in->state == INST_STOPPING;
-    if (!expected) {
+    if (!expected && WIFEXITED(st) && WEXITSTATUS(st) == FN_EXIT_REFUSED) {
+        log_warn("instance %s-%d: the store refused model %s; no new instance before a retry",
+                 fn->spec.name, in->id, fn->spec.image);
+        function_refused(fn);
+    } else if (!expected) {
         if (WIFSIGNALED(st))
             log_warn("instance %s-%d: pid %d killed by signal %d; replacing it", fn->spec.name,
                      in->id, (int)in->pid, WTERMSIG(st));
@@ -574,9 +811,9 @@ static void instance_exited(struct gateway *g, struct instance *in, int st)
     }
     in->state = INST_DEAD;
     unlink(in->sock);
-    unlink(in->pidfile);
-    if (in->cgroup[0])
-        rmdir(in->cgroup);
+    remove_pidfile(g, in->pidname);
+    if (in->cgroup[0] && cgroup_remove(&g->iso, in->cgroup) != 0)
+        log_debug("cgroup %s: still busy; the sweep removes it", in->cgroup);
     if (in->inflight == 0) {
         unlink_instance(fn, in);
         instance_free(in);
@@ -627,8 +864,8 @@ static int sock_connectable(const char *path)
 
 int store_start(struct gateway *g, char *err, size_t errlen)
 {
-    char pidfile[1024], uid[32];
-    struct spawn sp = {.path = g->store_bin, .out_fd = -1, .cgroup_fd = -1};
+    char uid[32];
+    struct spawn sp = {.path = g->store_bin, .out_fd = -1, .cgroup_fd = -1, .listen_fd = -1};
     int a = 0;
     sp.argv[a++] = g->store_bin;
     sp.argv[a++] = "--socket";
@@ -642,10 +879,12 @@ int store_start(struct gateway *g, char *err, size_t errlen)
         sp.argv[a++] = g->budget;
     }
     if (g->iso.drop_uid) {
-        snprintf(uid, sizeof uid, "%d", (int)g->iso.uid);
+        snprintf(uid, sizeof uid, "%u-%u", (unsigned)g->uid_first, (unsigned)g->uid_last);
         sp.argv[a++] = "--allow-uid";
         sp.argv[a++] = uid;
     }
+    if (g->keep_images)
+        sp.argv[a++] = "--keep-images";
     sp.argv[a] = NULL;
     build_env(&(struct fn_spec){0}, sp.envp);
     unlink(g->store_sock);
@@ -653,8 +892,7 @@ int store_start(struct gateway *g, char *err, size_t errlen)
     free_strv(sp.envp);
     if (g->store_pid < 0)
         return seterr(err, errlen, -errno, "cannot start %s: %s", g->store_bin, strerror(errno));
-    snprintf(pidfile, sizeof pidfile, "%s/run/store.pid", g->state);
-    write_pidfile(pidfile, g->store_pid);
+    write_pidfile(g, "store.pid", g->store_pid);
     for (int i = 0; i < 3000; i++) {
         int st;
         if (sock_connectable(g->store_sock) == 0) {
@@ -675,7 +913,6 @@ int store_start(struct gateway *g, char *err, size_t errlen)
 
 void store_stop(struct gateway *g)
 {
-    char pidfile[1024];
     if (g->store_pid <= 0)
         return;
     kill(g->store_pid, SIGTERM);
@@ -689,8 +926,7 @@ void store_stop(struct gateway *g)
         }
         usleep(10000);
     }
-    snprintf(pidfile, sizeof pidfile, "%s/run/store.pid", g->state);
-    unlink(pidfile);
+    remove_pidfile(g, "store.pid");
     g->store_pid = 0;
 }
 
@@ -738,6 +974,7 @@ static void check_ready(struct gateway *g)
         if (in == probes[i].in && in->state == INST_STARTING) {
             in->state = INST_READY;
             in->fn->failures = 0;
+            in->fn->refused = false;
             log_info("instance %s-%d: ready after %lld ms", in->fn->spec.name, in->id,
                      (long long)(now_ns() / 1000000 - in->started_ms));
             pthread_cond_broadcast(&g->changed);
@@ -819,6 +1056,8 @@ static void collect_deleted(struct gateway *g)
         struct function *fn = *p;
         if (fn->deleted && fn->refs == 0 && !fn->instances) {
             *p = fn->next;
+            if (!registry_find(g, fn->spec.name)) /* a re-created one keeps the directory */
+                unlinkat(g->run_fd, fn->spec.name, AT_REMOVEDIR);
             spec_free(&fn->spec);
             free(fn);
             continue;
@@ -845,12 +1084,72 @@ static void restart_store(struct gateway *g, int64_t now)
     }
 }
 
+/* Does the store's "names" list ("a, b" or "a") hold the model ref (without its "?SHAPES")? */
+static bool names_hold(const char *names, const char *ref)
+{
+    size_t n = strcspn(ref, "?");
+    for (const char *p = names; *p;) {
+        p += strspn(p, ", ");
+        size_t k = strcspn(p, ", ");
+        if (k == n && strncmp(p, ref, n) == 0)
+            return true;
+        p += k;
+    }
+    return false;
+}
+
+/* Refused functions learn the store's reason and retry time from its stats ("refusals": [{names,
+ * identity, reason, retry_in_ms}]); the stats query runs without the lock. */
+static void fetch_refusals(struct gateway *g, int64_t now)
+{
+    bool any = false;
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        any |= fn->refusal_pending;
+    if (!any)
+        return;
+    pthread_mutex_unlock(&g->lock);
+    json_t *stats = store_stats_json(g);
+    pthread_mutex_lock(&g->lock);
+    for (struct function *fn = g->functions; fn; fn = fn->next) {
+        if (!fn->refusal_pending)
+            continue;
+        fn->refusal_pending = false;
+        size_t i;
+        const json_t *r;
+        json_array_foreach(json_object_get(stats, "refusals"), i, r)
+        {
+            const char *names = json_string_value(json_object_get(r, "names"));
+            const char *id = json_string_value(json_object_get(r, "identity"));
+            const char *why = json_string_value(json_object_get(r, "reason"));
+            const json_t *retry = json_object_get(r, "retry_in_ms");
+            bool match = (names && names_hold(names, fn->spec.image)) ||
+                         (id && strncmp(fn->spec.image, "sha256:", 7) == 0 &&
+                          names_hold(id, fn->spec.image + 7));
+            if (!match || !why)
+                continue;
+            snprintf(fn->refusal, sizeof fn->refusal, "%s", why);
+            if (json_is_integer(retry) && json_integer_value(retry) >= 0)
+                fn->backoff_until_ms = now + json_integer_value(retry) + 100;
+            break;
+        }
+        log_warn("function %s: %s; next instance in %lld ms", fn->spec.name, fn->refusal,
+                 (long long)(fn->backoff_until_ms - now));
+    }
+    json_decref(stats);
+}
+
 /* Returns whether an instance is starting (the supervisor then looks again sooner). */
 static bool supervise_once(struct gateway *g)
 {
+    static int64_t swept_ms;
     int64_t now = now_ns() / 1000000;
     reap_children(g);
+    fetch_refusals(g, now);
     restart_store(g, now);
+    if (now - swept_ms >= 1000) { /* cgroups whose last process outlived its instance */
+        cgroups_sweep(g);
+        swept_ms = now;
+    }
     check_ready(g);
     for (struct function *fn = g->functions; fn; fn = fn->next) {
         if (!fn->deleted && !g->stopping) {
@@ -909,5 +1208,8 @@ void instances_shutdown(struct gateway *g)
         usleep(10000);
         pthread_mutex_lock(&g->lock);
     }
+    cgroups_sweep(g);
+    if (g->iso.cgroup_root[0] && rmdir(g->iso.cgroup_root) != 0 && errno != ENOENT)
+        log_warn("cgroup %s: %s", g->iso.cgroup_root, strerror(errno));
     pthread_mutex_unlock(&g->lock);
 }

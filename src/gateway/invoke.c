@@ -57,7 +57,7 @@ static struct instance *acquire(struct gateway *g, struct function *fn, pid_t av
     struct instance *in;
     bool counted = false;
     while (!(in = pick(fn, avoid))) {
-        if (fn->deleted || g->stopping || now_ns() / 1000000 >= deadline_ms)
+        if (fn->deleted || g->stopping || fn->refused || now_ns() / 1000000 >= deadline_ms)
             break;
         if (!counted) {
             fn->queued++;
@@ -219,6 +219,7 @@ struct invocation {
     struct gw_buf path;
     int64_t t0;
     int code;
+    int retry_s; /* > 0: a 503 for a refused model, with Retry-After */
 };
 
 /* Lets go of the instance the request used; a failed connection marks it suspect. */
@@ -253,7 +254,12 @@ static int forward(struct invocation *iv, char *err, size_t errlen)
         pthread_mutex_lock(&g->lock);
         iv->in = acquire(g, iv->fn, avoid, deadline);
         bool deleted = iv->fn->deleted;
+        /* the store refused the model: no instance will come before its retry, say why now */
+        bool refused = !iv->in && !deleted &&
+                       function_refusal(iv->fn, now_ns() / 1000000, err, errlen, &iv->retry_s);
         pthread_mutex_unlock(&g->lock);
+        if (refused)
+            return 503;
         if (!iv->in) {
             seterr(err, errlen, 0, "no instance of %s became ready within %lld ms",
                    iv->fn->spec.name, (long long)g->hold_ms);
@@ -386,7 +392,11 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
     iv->code = forward(iv, err, sizeof err);
     if (iv->stream)
         return reply_upstream(rq, iv);
-    int rc = http_reply_error(rq->conn, (unsigned)iv->code, err, internal_hdr, 1);
+    char retry[16];
+    snprintf(retry, sizeof retry, "%d", iv->retry_s);
+    const struct http_header refused_hdr[] = {internal_hdr[0], {"Retry-After", retry}};
+    int rc = http_reply_error(rq->conn, (unsigned)iv->code, err, refused_hdr,
+                              iv->retry_s > 0 ? 2 : 1);
     invocation_end(iv);
     return rc;
 }

@@ -16,7 +16,9 @@
 #include "config.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -43,7 +45,10 @@ static void usage(FILE *f)
            "  --down-delay DURATION pace of scaling down, one instance per (default 5s)\n"
            "  --ready-timeout DUR   an instance not ready by then is killed (default 60s)\n"
            "  --max-body SIZE       largest request body (default 256Mi)\n"
-           "  --run-as-root         do not drop instances to nobody when root\n"
+           "  --run-as-root         do not drop instances to their function's uid when root\n"
+           "  --uid-range FIRST-LAST  one uid (= gid) per function when root (default "
+           "200000-265535)\n"
+           "  --keep-images         our store keeps its images at a clean stop (default: removed)\n"
            "  --log-level LEVEL     debug|info|warn|error (default info)\n");
 }
 
@@ -111,8 +116,31 @@ enum {
     O_READY,
     O_MAXBODY,
     O_ROOT,
-    O_LOG
+    O_LOG,
+    O_UIDS,
+    O_KEEP
 };
+
+/* "FIRST-LAST": uids that no account of the host should use; neither end may be 0 or 65534. */
+static int set_uid_range(struct gateway *g, const char *v)
+{
+    unsigned long a, b;
+    char *end;
+    errno = 0;
+    a = strtoul(v, &end, 10);
+    if (*end == '-')
+        b = strtoul(end + 1, &end, 10);
+    else
+        b = (unsigned long)-1;
+    if (errno || *end || a == 0 || b < a || b >= 0x7fffffffUL || (a <= 65534 && b >= 65534)) {
+        fprintf(stderr, "shmfaasd: --uid-range: \"%s\" must be FIRST-LAST, 0 < FIRST <= LAST < "
+                        "2^31-1, not including 65534 (nobody)\n", v);
+        return -1;
+    }
+    g->uid_first = (uid_t)a;
+    g->uid_last = (uid_t)b;
+    return 0;
+}
 
 static int parse_flag(struct gateway *g, int c, const char *v)
 {
@@ -157,6 +185,11 @@ static int parse_flag(struct gateway *g, int c, const char *v)
     case O_ROOT:
         g->as_root = true;
         return 0;
+    case O_UIDS:
+        return set_uid_range(g, v);
+    case O_KEEP:
+        g->keep_images = true;
+        return 0;
     case O_LOG:
         if (log_parse_level(v, &lvl)) {
             fprintf(stderr, "shmfaasd: --log-level: use debug, info, warn or error\n");
@@ -185,6 +218,8 @@ static int parse_flags(struct gateway *g, int argc, char **argv)
                                          {"ready-timeout", required_argument, NULL, O_READY},
                                          {"max-body", required_argument, NULL, O_MAXBODY},
                                          {"run-as-root", no_argument, NULL, O_ROOT},
+                                         {"uid-range", required_argument, NULL, O_UIDS},
+                                         {"keep-images", no_argument, NULL, O_KEEP},
                                          {"log-level", required_argument, NULL, O_LOG},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -214,6 +249,9 @@ static void set_defaults(struct gateway *g)
     g->down_delay_ms = 5000;
     g->ready_timeout_ms = 60000;
     g->max_body = (size_t)256 << 20;
+    g->uid_first = 200000; /* above useradd's first subordinate range (100000-165535) */
+    g->uid_last = 265535;
+    g->state_fd = g->pids_fd = g->run_fd = -1;
 }
 
 /* ---- directories, auth, programs ---- */
@@ -229,24 +267,127 @@ static int make_dir(char *path, size_t len, mode_t mode, char *err, size_t errle
     return 0;
 }
 
+/* Empties a directory whose contents may have been planted by someone else: every entry is
+ * unlinked (a symlink itself, never its target), subdirectories through O_NOFOLLOW fds. */
+static void wipe_dir(int dfd, int depth)
+{
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dfd, e->d_name, 0) == 0 || errno != EISDIR || depth >= 8)
+            continue;
+        int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) {
+            wipe_dir(sub, depth + 1);
+            close(sub);
+        }
+        unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
+/* What a directory that is not safe (someone else owns it or may write in it) gets at start. */
+enum dir_policy {
+    DIR_REFUSE, /* specs, logs: the operator must look at what is in it */
+    DIR_WIPE,   /* sockets, pidfiles: taken back and emptied (what is in it is untrusted) */
+};
+
+static bool dir_safe(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & 022);
+}
+
+/* Opens NAME under dirfd (created with mode if missing) as a directory of ours that nobody else
+ * can write. Returns the O_DIRECTORY fd or -errno with err set. */
+static int open_own_dir(int dirfd, const char *parent, const char *name, mode_t mode,
+                        enum dir_policy policy, char *err, size_t errlen)
+{
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    struct stat st;
+    if (mkdirat(dirfd, name, mode) != 0 && errno != EEXIST)
+        return seterr(err, errlen, -errno, "cannot create %s/%s: %s", parent, name,
+                      strerror(errno));
+    int fd = openat(dirfd, name, flags);
+    if (fd < 0 && policy == DIR_WIPE && (errno == ELOOP || errno == ENOTDIR) &&
+        unlinkat(dirfd, name, 0) == 0 && mkdirat(dirfd, name, mode) == 0)
+        fd = openat(dirfd, name, flags);
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "%s/%s: %s (it must be a directory, not a symlink)",
+                      parent, name, strerror(errno));
+    if (fstat(fd, &st) == 0 && dir_safe(&st)) {
+        if ((st.st_mode & 07777) != mode)
+            fchmod(fd, mode);
+        return fd;
+    }
+    if (policy == DIR_REFUSE) {
+        close(fd);
+        return seterr(err, errlen, -EPERM,
+                      "%s/%s is owned by uid %d with mode %04o: it must belong to uid %d and be "
+                      "writable by no one else; check what is in it, then chown/chmod it",
+                      parent, name, (int)st.st_uid, (unsigned)(st.st_mode & 07777),
+                      (int)geteuid());
+    }
+    log_warn("%s/%s was owned by uid %d with mode %04o: taking it back and emptying it", parent,
+             name, (int)st.st_uid, (unsigned)(st.st_mode & 07777));
+    if (fchown(fd, geteuid(), getegid()) != 0 || fchmod(fd, mode) != 0) {
+        int e = errno;
+        close(fd);
+        return seterr(err, errlen, -e, "%s/%s: cannot take it back: %s", parent, name,
+                      strerror(e));
+    }
+    wipe_dir(fd, 0);
+    return fd;
+}
+
+/* The state directory and its subdirectories, all ours alone (issue 12): STATE 0711 (instances
+ * pass through to the store's socket), functions/ logs/ pids/ run/ 0700. run/ holds only sockets
+ * of the instances of this daemon's lifetime, so it is emptied at every start. */
 static int prepare_dirs(struct gateway *g, char *err, size_t errlen)
 {
-    char sub[1024];
+    struct stat st;
     int rc = make_dir(g->state, sizeof g->state, 0711, err, errlen);
     if (rc)
         return rc;
-    chmod(g->state, 0711); /* instances (another uid) reach their sockets and the store's */
+    g->state_fd = open(g->state, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (g->state_fd < 0 || fstat(g->state_fd, &st) != 0)
+        return seterr(err, errlen, -errno, "%s: %s", g->state, strerror(errno));
+    if (st.st_uid != geteuid())
+        return seterr(err, errlen, -EPERM,
+                      "state directory %s belongs to uid %d, not to us (uid %d): refusing it",
+                      g->state, (int)st.st_uid, (int)geteuid());
+    if ((st.st_mode & 07777) != 0711) {
+        if (st.st_mode & 022)
+            log_warn("state directory %s was writable by others (mode %04o): now 0711", g->state,
+                     (unsigned)(st.st_mode & 07777));
+        fchmod(g->state_fd, 0711); /* instances (other uids) pass through to the store's socket */
+    }
     if (!g->models[0] &&
         snprintf(g->models, sizeof g->models, "%s/models", g->state) >= (int)sizeof g->models)
         return seterr(err, errlen, -ENAMETOOLONG, "state path %s is too long", g->state);
     if ((rc = make_dir(g->models, sizeof g->models, 0755, err, errlen)))
         return rc;
-    static const char *const subs[] = {"functions", "logs", "run"};
-    for (size_t i = 0; i < ARRAY_LEN(subs); i++) {
-        snprintf(sub, sizeof sub, "%s/%s", g->state, subs[i]);
-        if (mkdir_p(sub, 0700) != 0)
-            return seterr(err, errlen, -errno, "cannot create %s: %s", sub, strerror(errno));
-    }
+    int fd = open_own_dir(g->state_fd, g->state, "functions", 0700, DIR_REFUSE, err, errlen);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    if ((fd = open_own_dir(g->state_fd, g->state, "logs", 0700, DIR_REFUSE, err, errlen)) < 0)
+        return fd;
+    close(fd);
+    g->pids_fd = open_own_dir(g->state_fd, g->state, "pids", 0700, DIR_WIPE, err, errlen);
+    if (g->pids_fd < 0)
+        return g->pids_fd;
+    g->run_fd = open_own_dir(g->state_fd, g->state, "run", 0700, DIR_WIPE, err, errlen);
+    if (g->run_fd < 0)
+        return g->run_fd;
+    wipe_dir(g->run_fd, 0); /* sockets of an earlier daemon (and, before issue 12, its pidfiles) */
     return 0;
 }
 
@@ -341,8 +482,8 @@ static void check_reachable(const char *dir)
         *slash = '\0';
         struct stat st;
         if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH))
-            log_warn("%s is not searchable by other users: instances (uid nobody) cannot reach "
-                     "their sockets or the store; chmod o+x it or use --run-as-root",
+            log_warn("%s is not searchable by other users: instances (their own uids) cannot reach "
+                     "the store's socket; chmod o+x it or use --run-as-root",
                      path);
     }
 }
@@ -353,15 +494,10 @@ static int start(struct gateway *g, pthread_t *sup, char *err, size_t errlen)
     if ((rc = prepare_dirs(g, err, errlen)) || (rc = load_auth(g, err, errlen)) ||
         (rc = find_programs(g, err, errlen)))
         return rc;
+    isolation_probe(g); /* before reaping: the reaper checks our cgroups */
     reap_orphans(g);
-    isolation_probe(g);
-    if (g->iso.drop_uid) {
-        char run[1024];
+    if (g->iso.drop_uid)
         check_reachable(g->state);
-        snprintf(run, sizeof run, "%s/run", g->state);
-        if (chown(run, g->iso.uid, g->iso.gid) != 0)
-            log_warn("cannot give %s to uid %d: %s", run, (int)g->iso.uid, strerror(errno));
-    }
     if (g->store_bin[0] && (rc = store_start(g, err, errlen)))
         return rc;
     registry_load(g);

@@ -10,6 +10,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +38,9 @@ int registry_save(struct gateway *g, struct function *fn, char *err, size_t errl
 {
     char path[1024];
     spec_path(g, fn->spec.name, path, sizeof path);
-    json_t *doc = json_pack("{sOsIsi}", "deployment", fn->spec.deployment, "createdAt",
-                            (json_int_t)fn->created_ms, "replicas", fn->floor);
+    json_t *doc = json_pack("{sOsIsisI}", "deployment", fn->spec.deployment, "createdAt",
+                            (json_int_t)fn->created_ms, "replicas", fn->floor, "uid",
+                            (json_int_t)fn->uid);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(doc);
     if (!text)
@@ -58,6 +61,73 @@ static struct function *function_new(struct fn_spec *spec, int64_t created_ms, i
     fn->floor = floor;
     fn->last_active_ms = now_ns() / 1000000;
     return fn;
+}
+
+/* ---- one uid per function ---- */
+
+/* Is uid inside a subordinate range of /etc/subuid or /etc/subgid ("name:first:count")? Those
+ * belong to some user's containers. */
+static bool subordinate(const char *file, uid_t uid)
+{
+    FILE *f = fopen(file, "re");
+    char line[512];
+    bool hit = false;
+    while (f && !hit && fgets(line, sizeof line, f)) {
+        unsigned long first, count;
+        char *c = strchr(line, ':');
+        if (c && sscanf(c + 1, "%lu:%lu", &first, &count) == 2)
+            hit = uid >= first && uid - first < count;
+    }
+    if (f)
+        fclose(f);
+    return hit;
+}
+
+/* Nobody on this host uses uid as a uid or gid: no passwd or group entry, no subordinate range. */
+static bool uid_unclaimed(uid_t uid)
+{
+    struct passwd pw, *pwp = NULL;
+    struct group gr, *grp = NULL;
+    char buf[4096];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &pwp) == 0 && pwp)
+        return false;
+    if (getgrgid_r((gid_t)uid, &gr, buf, sizeof buf, &grp) == 0 && grp)
+        return false;
+    return !subordinate("/etc/subuid", uid) && !subordinate("/etc/subgid", uid);
+}
+
+static bool uid_taken(struct gateway *g, const struct function *self, uid_t uid)
+{
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        if (fn != self && fn->uid == uid)
+            return true;
+    return false;
+}
+
+/* The lowest free uid: a function deleted and deployed again may get another one, and its
+ * successor the old one once every instance of it is gone (they leave g->functions then). */
+int registry_assign_uid(struct gateway *g, struct function *fn, char *err, size_t errlen)
+{
+    for (uid_t u = g->uid_first; u <= g->uid_last && u >= g->uid_first; u++) {
+        if (!uid_taken(g, fn, u) && uid_unclaimed(u)) {
+            fn->uid = u;
+            return 0;
+        }
+    }
+    return seterr(err, errlen, -ENOSPC,
+                  "no free uid left in --uid-range %u-%u for function %s: widen the range",
+                  (unsigned)g->uid_first, (unsigned)g->uid_last, fn->spec.name);
+}
+
+bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size_t len,
+                      int *retry_s)
+{
+    if (!fn->refused)
+        return false;
+    snprintf(why, len, "function %s: %s", fn->spec.name, fn->refusal);
+    int64_t wait = fn->backoff_until_ms - now_ms;
+    *retry_s = wait > 0 ? (int)((wait + 999) / 1000) : 1;
+    return true;
 }
 
 int registry_check_model(struct gateway *g, const char *ref, char *err, size_t errlen)
@@ -110,6 +180,8 @@ int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err
         }
         spec_free(&old);
         fn->floor = -1;
+        fn->refused = false; /* a new spec gets a new try at once */
+        fn->backoff_until_ms = 0;
         /* rolling: the old instances serve until new ones are ready (supervisor retires them) */
         for (struct instance *in = fn->instances; in; in = in->next)
             in->stale = true;
@@ -119,7 +191,9 @@ int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err
     fn = function_new(spec, wall_ms(), -1);
     if (!fn)
         return seterr(err, errlen, -ENOMEM, "out of memory");
-    int rc = registry_save(g, fn, err, errlen);
+    int rc = registry_assign_uid(g, fn, err, errlen);
+    if (!rc)
+        rc = registry_save(g, fn, err, errlen);
     if (rc) {
         *spec = fn->spec;
         free(fn);
@@ -194,15 +268,29 @@ static int load_one(struct gateway *g, const char *path)
     if (floor < -1 || floor > GW_MAX_REPLICAS)
         floor = -1;
     int64_t created = (int64_t)json_integer_value(json_object_get(doc, "createdAt"));
+    json_int_t uid = json_integer_value(json_object_get(doc, "uid"));
     json_decref(doc);
     struct function *fn = function_new(&spec, created ? created : wall_ms(), floor);
     if (!fn) {
         spec_free(&spec);
         return -ENOMEM;
     }
+    /* A uid outside today's range, held by another function or claimed by the host meanwhile
+     * (or none: a spec from before issue 12) gets a new one, saved at once. */
+    fn->uid = (uid_t)uid;
+    if (uid < g->uid_first || uid > g->uid_last || uid_taken(g, fn, fn->uid) ||
+        !uid_unclaimed(fn->uid)) {
+        if (registry_assign_uid(g, fn, err, sizeof err) || registry_save(g, fn, err, sizeof err)) {
+            log_error("%s: %s; function skipped", path, err);
+            spec_free(&fn->spec);
+            free(fn);
+            return -ENOSPC;
+        }
+    }
     fn->next = g->functions;
     g->functions = fn;
-    log_info("restored function %s (model %s)", fn->spec.name, fn->spec.image);
+    log_info("restored function %s (model %s, uid %u)", fn->spec.name, fn->spec.image,
+             (unsigned)fn->uid);
     return 0;
 }
 
@@ -297,6 +385,8 @@ json_t *function_status(struct gateway *g, struct function *fn, bool usage)
     json_object_set_new(o, "replicas", json_integer(function_live_count(fn)));
     json_object_set_new(o, "availableReplicas", json_integer(function_ready_count(fn)));
     json_object_set_new(o, "createdAt", rfc3339(fn->created_ms));
+    if (fn->refused) /* ours: why no instance runs (the store refused the model) */
+        json_object_set_new(o, "refusal", json_string(fn->refusal));
     if (usage)
         json_object_set_new(o, "usage", usage_of(fn));
     return o;

@@ -123,7 +123,7 @@ class Gateway:
         return self.invoke("scratch-b").body
 
     def instance_pids(self):
-        run = os.path.join(self.state, "run")
+        run = os.path.join(self.state, "pids")
         out = {}
         for f in os.listdir(run):
             if f.endswith(".pid"):
@@ -284,7 +284,8 @@ def check_isolation(gw, name):
     status = open("/proc/%d/status" % pid).read()
     check(re.search(r"NoNewPrivs:\s+1", status), "no_new_privs set")
     if os.geteuid() == 0:
-        check(re.search(r"Uid:\s+65534\s", status), "runs as nobody when the daemon is root")
+        uid = int(re.search(r"Uid:\s+(\d+)\s", status).group(1))
+        check(200000 <= uid <= 265535, "runs as its function's uid %d when the daemon is root" % uid)
     log = open(os.path.join(gw.tmp, "shmfaasd.log")).read()
     if "cannot create network namespaces" not in log:
         check(os.readlink("/proc/%d/ns/net" % pid) != os.readlink("/proc/self/ns/net"),

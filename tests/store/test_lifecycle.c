@@ -1,0 +1,210 @@
+/*
+ * Issue 12, memory given back and the store's own directories: a clean stop (SIGTERM) removes
+ * the images, the manifest and the directory unless --keep-images; a kill -9 leaves them sealed
+ * for re-adoption, and the next store adopts them without a compile (re-sealing one whose flag
+ * was cleared); `shmfaas-store purge` frees what a crashed store left. A --dir that is a planted
+ * symlink, owned by another uid or group-writable is refused, as is a socket directory others can
+ * write.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include "client/client.h"
+#include "common/common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void use_models(const struct store_env *e)
+{
+    struct store_client *c;
+    const struct store_image *img;
+    char err[1024];
+    assert_int_equal(store_connect(e->sock, &c, err, sizeof(err)), 0);
+    assert_int_equal(store_attach(c, "gemm_a", 1, &img, err, sizeof(err)), 0);
+    assert_int_equal(store_attach(c, "cnn", 1, &img, err, sizeof(err)), 0);
+    store_close(c);
+}
+
+/* Calls fn(path) for each *.plan in the image directory; returns how many. */
+static int each_image(const struct store_env *e, void (*fn)(const char *path))
+{
+    DIR *d = opendir(e->dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 5, ".plan") != 0)
+            continue;
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", e->dir, de->d_name);
+        if (fn)
+            fn(p);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int flags_of(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), flags = 0;
+    assert_true(fd >= 0);
+    assert_int_equal(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+    close(fd);
+    return flags;
+}
+
+static void assert_sealed(const char *path)
+{
+    assert_true(flags_of(path) & FS_IMMUTABLE_FL);
+}
+
+static void clear_seal(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), flags = flags_of(path) & ~FS_IMMUTABLE_FL;
+    assert_true(fd >= 0);
+    assert_int_equal(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+    close(fd);
+}
+
+static int cleared_one;
+
+static void clear_first(const char *path)
+{
+    if (!cleared_one++)
+        clear_seal(path);
+}
+
+static void test_clean_stop_removes_images(void **state)
+{
+    struct store_env *e = *state;
+    env_start(e, "1GiB", NULL);
+    use_models(e);
+    assert_int_equal(each_image(e, NULL), 2);
+    env_stop(e, SIGTERM);
+    printf("clean stop: %s %s\n", e->dir, access(e->dir, F_OK) == 0 ? "still there" : "removed");
+    assert_int_equal(access(e->dir, F_OK), -1);
+    assert_int_equal(errno, ENOENT);
+
+    env_start(e, "1GiB", (const char *[]){"--keep-images", NULL});
+    use_models(e);
+    env_stop(e, SIGTERM);
+    assert_int_equal(each_image(e, NULL), 2); /* --keep-images: kept for the next start */
+}
+
+static void test_kill9_keeps_sealed_images_for_readoption(void **state)
+{
+    struct store_env *e = *state;
+    if (geteuid() != 0) /* sealing needs CAP_LINUX_IMMUTABLE */
+        skip();
+    env_start(e, "1GiB", NULL);
+    use_models(e);
+    env_stop(e, SIGKILL);
+    assert_int_equal(each_image(e, assert_sealed), 2);
+    cleared_one = 0;
+    each_image(e, clear_first); /* as an older store would have left it */
+
+    env_start(e, "1GiB", NULL);
+    json_t *st = env_stats(e);
+    printf("after kill -9: adopted %lld, compiles %lld\n", (long long)stats_total(st, "adopted"),
+           (long long)stats_total(st, "compiles"));
+    assert_int_equal(stats_total(st, "adopted"), 2);
+    assert_int_equal(stats_total(st, "compiles"), 0);
+    json_decref(st);
+    assert_int_equal(each_image(e, assert_sealed), 2); /* re-sealed at adoption */
+    use_models(e);
+    st = env_stats(e);
+    assert_int_equal(stats_total(st, "compiles_started"), 0);
+    assert_int_equal(stats_total(st, "hits"), 2);
+    json_decref(st);
+    env_stop(e, SIGTERM);
+    assert_int_equal(access(e->dir, F_OK), -1);
+}
+
+static void test_purge_after_crash(void **state)
+{
+    struct store_env *e = *state;
+    char bin[512], cmd[1400];
+    env_binary("src/store/shmfaas-store", bin, sizeof(bin));
+    env_start(e, "1GiB", NULL);
+    use_models(e);
+    snprintf(cmd, sizeof(cmd), "%s purge --dir %s --socket %s", bin, e->dir, e->sock);
+    assert_int_not_equal(system(cmd), 0); /* refused while a store serves */
+    assert_int_equal(each_image(e, NULL), 2);
+    env_stop(e, SIGKILL);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(access(e->dir, F_OK), -1);
+}
+
+static void test_unsafe_dirs_refused(void **state)
+{
+    struct store_env *e = *state;
+    char victim[200], link[200], foreign[200], gw[200], pub[200], sock[240];
+    env_log_to_file(e);
+    snprintf(victim, sizeof(victim), "%s/victim", e->root);
+    snprintf(link, sizeof(link), "%s/link", e->root);
+    snprintf(foreign, sizeof(foreign), "%s/foreign", e->root);
+    snprintf(gw, sizeof(gw), "%s/groupw", e->root);
+    snprintf(pub, sizeof(pub), "%s/pub", e->root);
+    snprintf(sock, sizeof(sock), "%s/store.sock", pub);
+    assert_int_equal(mkdir(victim, 0700), 0);
+    assert_int_equal(symlink(victim, link), 0);
+    assert_int_equal(mkdir(foreign, 0700), 0);
+    int as_root = geteuid() == 0; /* only root can give a directory to another uid */
+    if (as_root)
+        assert_int_equal(chown(foreign, 65534, 65534), 0);
+    assert_int_equal(mkdir(gw, 0700), 0);
+    assert_int_equal(chmod(gw, 0770), 0);
+    assert_int_equal(mkdir(pub, 0700), 0);
+    assert_int_equal(chmod(pub, 01777), 0);
+
+    assert_int_not_equal(env_start_refused(e, link, NULL), 0);
+    assert_int_equal(env_log_count(e, "a symlink or not a directory; refused"), 1);
+    if (as_root)
+        assert_int_not_equal(env_start_refused(e, foreign, NULL), 0);
+    assert_int_not_equal(env_start_refused(e, gw, NULL), 0);
+    assert_int_equal(env_log_count(e, "that only it can write"), 1 + as_root);
+    assert_int_not_equal(env_start_refused(e, e->dir, (const char *[]){"--socket", sock, NULL}),
+                         0);
+    assert_int_equal(env_log_count(e, "they could replace the socket; refused"), 1);
+    /* nothing was created through the symlink, nor a socket in the public directory */
+    DIR *d = opendir(victim);
+    assert_non_null(d);
+    int entries = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        entries += de->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(entries, 0);
+    assert_int_equal(access(sock, F_OK), -1);
+    printf("refused: --dir through a symlink, owned by another uid, group-writable; --socket in a "
+           "world-writable directory\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_clean_stop_removes_images, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_keeps_sealed_images_for_readoption, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_purge_after_crash, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_unsafe_dirs_refused, env_setup, env_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
