@@ -1,5 +1,6 @@
-/* Unit tests for the store's bookkeeping: budget + LRU (catalog.h), model refs (ref.h) and the
- * manifest (manifest.h). No daemon: these pin the rules the integration tests rely on. */
+/* Unit tests for the store's bookkeeping: budget + LRU (catalog.h), model refs (ref.h), the
+ * manifest (manifest.h), remembered refusals, the log rate limiter and the thread-count rule
+ * (store.h). No daemon: these pin the rules the integration tests rely on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include "store/catalog.h"
 #include "store/manifest.h"
 #include "store/ref.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -229,9 +231,83 @@ static void test_manifest_roundtrip(void **state)
     catalog_free(&c);
 }
 
+static void test_refusals_window_doubles_and_forgets(void **state)
+{
+    struct refusals r = {0};
+    uint8_t id[SHA256_LEN] = {1}, other[SHA256_LEN] = {2};
+    struct refusal *f =
+        refusal_record(&r, id, "big", REFUSAL_BUDGET, -ENOSPC, 100, "needs 100", 0, 1000, 4000);
+    assert_non_null(f);
+    assert_ptr_equal(refusal_active(&r, id, 999), f);
+    assert_null(refusal_active(&r, id, 1000));
+    assert_null(refusal_active(&r, other, 10));
+    /* refused again after the window: twice as long, then capped */
+    f = refusal_record(&r, id, "alias", REFUSAL_BUDGET, -ENOSPC, 100, "needs 100", 1000, 1000, 4000);
+    assert_int_equal(f->window_ms, 2000);
+    assert_string_equal(f->names, "big,alias");
+    f = refusal_record(&r, id, "big", REFUSAL_BUDGET, -ENOSPC, 100, "x", 3000, 1000, 4000);
+    assert_int_equal(f->window_ms, 4000);
+    f = refusal_record(&r, id, "big", REFUSAL_BUDGET, -ENOSPC, 100, "x", 7000, 1000, 4000);
+    assert_int_equal(f->window_ms, 4000);
+    /* quiet for two windows after the last one: starts over */
+    f = refusal_record(&r, id, "big", REFUSAL_COMPILE, -ENOEXEC, 0, "bad", 7000 + 3 * 4000, 1000,
+                       4000);
+    assert_int_equal(f->window_ms, 1000);
+    assert_int_equal(f->code, -ENOEXEC);
+    refusal_forget(&r, id);
+    assert_null(refusal_active(&r, id, 0));
+    assert_int_equal(r.n, 0);
+    /* bounded: the oldest go first */
+    for (int i = 0; i < REFUSALS_MAX + 10; i++) {
+        uint8_t k[SHA256_LEN] = {0};
+        k[0] = (uint8_t)i;
+        k[1] = (uint8_t)(i >> 8);
+        assert_non_null(refusal_record(&r, k, "m", REFUSAL_BUDGET, -ENOSPC, 1, "r", i, 100000,
+                                       100000));
+    }
+    assert_true(r.n <= REFUSALS_MAX);
+    refusals_free(&r);
+}
+
+static void test_loglimit_one_line_per_second(void **state)
+{
+    static struct loglimit l;
+    uint64_t dropped = 7;
+    assert_true(loglimit_pass(&l, 1000, 0, 5000, &dropped));
+    assert_int_equal(dropped, 0);
+    for (int i = 0; i < 100; i++)
+        assert_false(loglimit_pass(&l, 1000, 0, 5000 + i, &dropped));
+    assert_true(loglimit_pass(&l, 1000, 1, 5100, &dropped)); /* another kind */
+    assert_true(loglimit_pass(&l, 1001, 0, 5100, &dropped)); /* another uid */
+    assert_true(loglimit_pass(&l, 1000, 0, 6000, &dropped));
+    assert_int_equal(dropped, 100);
+    /* a flood of distinct keys: at most one line per slot per second */
+    int passed = 0;
+    for (uint32_t k = 0; k < 10000; k++)
+        passed += loglimit_pass(&l, 20000 + k, 0, 7000, &dropped);
+    assert_true(passed <= LOGLIMIT_SLOTS);
+}
+
+static void test_thread_counts_allowed(void **state)
+{
+    struct store_config cfg = {.max_threads = 4};
+    assert_false(store_threads_allowed(&cfg, 0));
+    assert_true(store_threads_allowed(&cfg, 1));
+    assert_true(store_threads_allowed(&cfg, 4));
+    assert_false(store_threads_allowed(&cfg, 5));
+    cfg.threads_allowed[0] = 1;
+    cfg.threads_allowed[1] = 8;
+    cfg.n_threads_allowed = 2;
+    assert_true(store_threads_allowed(&cfg, 8));
+    assert_false(store_threads_allowed(&cfg, 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refusals_window_doubles_and_forgets),
+        cmocka_unit_test(test_loglimit_one_line_per_second),
+        cmocka_unit_test(test_thread_counts_allowed),
         cmocka_unit_test(test_budget_evicts_least_recently_released),
         cmocka_unit_test(test_budget_refuses_with_pinned_details),
         cmocka_unit_test(test_resident_bytes_follow_admit_and_remove),
