@@ -3,9 +3,9 @@
  *
  *   shmfaas [--gateway URL] COMMAND ...      (URL also from OPENFAAS_URL; default 127.0.0.1:8080)
  *
- * Commands: deploy, list, describe, invoke, remove, scale, logs, model push|ls|rm, stats.
- * Basic auth from OPENFAAS_USER / OPENFAAS_PASSWORD when set. Exit status: 0 ok, 1 the gateway
- * refused (its message is printed), 2 usage.
+ * Commands: login, deploy, list, describe, invoke, remove, scale, logs, model push|ls|rm, stats.
+ * Basic auth (on by default in shmfaasd): see "credentials" below. Exit status: 0 ok, 1 the
+ * gateway refused (its message is printed), 2 usage.
  */
 #include "cli/cli.h"
 
@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BODY_MAX ((size_t)1 << 30)
@@ -25,6 +26,7 @@
 struct cli {
     char gateway[512];
     const char *user, *password;
+    char user_buf[256], pass_buf[256]; /* found credentials (find_credentials) */
 };
 
 struct reply {
@@ -625,17 +627,173 @@ static int cmd_stats(struct cli *c)
     return 0;
 }
 
+/* ---- credentials ----
+ *
+ * Every verb sends basic auth, found in this order: OPENFAAS_USER/OPENFAAS_PASSWORD; what
+ * `shmfaas login` saved for this gateway (~/.shmfaas/credentials, 0600, or $SHMFAAS_CONFIG/
+ * credentials); as root, the password shmfaasd generated (STATE/secrets, STATE from --state,
+ * SHMFAAS_STATE or /var/lib/shmfaas). */
+
+static int config_dir(char *out, size_t len)
+{
+    const char *d = getenv("SHMFAAS_CONFIG");
+    const char *home = getenv("HOME");
+    int n = d && *d ? snprintf(out, len, "%s", d)
+            : home && *home ? snprintf(out, len, "%s/.shmfaas", home)
+                            : -1;
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The saved credentials file as JSON {"GATEWAY": {"user": U, "password": P}, ...}; an empty
+ * object when there is none. */
+static json_t *credentials_load(void)
+{
+    char dir[1024], path[1100], err[256];
+    uint8_t *data = NULL;
+    size_t n = 0;
+    json_t *j = NULL;
+    if (config_dir(dir, sizeof dir) == 0) {
+        snprintf(path, sizeof path, "%s/credentials", dir);
+        if (read_file(path, 1 << 20, &data, &n, err, sizeof err) == 0)
+            j = json_loadb((const char *)data, n, 0, NULL);
+        free(data);
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        j = json_object();
+    }
+    return j;
+}
+
+/* One line of a secret file, without its newline. */
+static int read_secret_line(const char *path, char *out, size_t len)
+{
+    char err[256];
+    uint8_t *data;
+    size_t n;
+    if (read_file(path, len - 1, &data, &n, err, sizeof err))
+        return -1;
+    while (n && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+        n--;
+    memcpy(out, data, n);
+    out[n] = '\0';
+    free(data);
+    return n && !memchr(out, '\0', n) ? 0 : -1;
+}
+
+static void find_credentials(struct cli *c, const char *state)
+{
+    if (c->user && c->password)
+        return;
+    json_t *all = credentials_load();
+    json_t *mine = json_object_get(all, c->gateway);
+    const char *u = json_string_value(json_object_get(mine, "user"));
+    const char *p = json_string_value(json_object_get(mine, "password"));
+    if (u && p && strlen(u) < sizeof c->user_buf && strlen(p) < sizeof c->pass_buf) {
+        snprintf(c->user_buf, sizeof c->user_buf, "%s", u);
+        snprintf(c->pass_buf, sizeof c->pass_buf, "%s", p);
+        c->user = c->user_buf;
+        c->password = c->pass_buf;
+    }
+    json_decref(all);
+    if (c->user && c->password)
+        return;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/secrets/basic-auth-password", state);
+    if (read_secret_line(path, c->pass_buf, sizeof c->pass_buf) == 0) { /* root, or its owner */
+        snprintf(path, sizeof path, "%s/secrets/basic-auth-user", state);
+        if (read_secret_line(path, c->user_buf, sizeof c->user_buf) != 0)
+            snprintf(c->user_buf, sizeof c->user_buf, "admin");
+        c->user = c->user_buf;
+        c->password = c->pass_buf;
+    }
+}
+
+/* shmfaas login [--username U] --password-stdin: checks the credentials with GET
+ * /system/functions (as faas-cli login does), then saves them for this gateway. */
+static int cmd_login(struct cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"username", required_argument, NULL, 'u'},
+                                         {"password-stdin", no_argument, NULL, 's'},
+                                         {NULL, 0, NULL, 0}};
+    const char *user = "admin";
+    bool from_stdin = false;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "u:s", opts, NULL)) != -1) {
+        if (o == 'u')
+            user = optarg;
+        else if (o == 's')
+            from_stdin = true;
+        else
+            return 2;
+    }
+    if (!from_stdin || optind < argc || !*user || strchr(user, ':')) {
+        fprintf(stderr, "usage: shmfaas login [--username U] --password-stdin  (user without ':')\n");
+        return 2;
+    }
+    char *pass = NULL;
+    size_t n = 0;
+    if (read_stdin(&pass, &n))
+        return 1;
+    while (n && (pass[n - 1] == '\n' || pass[n - 1] == '\r'))
+        n--;
+    pass[n] = '\0';
+    if (!n || n >= sizeof c->pass_buf || memchr(pass, '\0', n)) {
+        fprintf(stderr, "shmfaas login: the password on stdin is empty, too long or not text\n");
+        free(pass);
+        return 1;
+    }
+    c->user = user;
+    c->password = pass;
+    struct reply r;
+    int rc = http(c, "GET", "/system/functions", NULL, 0, NULL, &r);
+    if (!rc && r.status != 200) {
+        rc = report("login", &r);
+    } else if (!rc) {
+        reply_free(&r);
+        char dir[1024], path[1100], err[512];
+        json_t *all = credentials_load();
+        json_object_set_new(all, c->gateway, json_pack("{ssss}", "user", user, "password", pass));
+        char *text = json_dumps(all, JSON_INDENT(2));
+        json_decref(all);
+        rc = config_dir(dir, sizeof dir);
+        if (!rc && (mkdir_p(dir, 0700) != 0 || chmod(dir, 0700) != 0))
+            rc = -errno;
+        snprintf(path, sizeof path, "%s/credentials", dir);
+        if (!rc && text && write_file_atomic(path, text, strlen(text), 0600, err, sizeof err)) {
+            fprintf(stderr, "shmfaas login: %s\n", err);
+            rc = 1;
+        } else if (rc || !text) {
+            fprintf(stderr, "shmfaas login: cannot save credentials in %s: %s\n", dir,
+                    strerror(rc ? -rc : ENOMEM));
+            rc = 1;
+        } else {
+            printf("credentials for %s saved in %s\n", c->gateway, path);
+        }
+        free(text);
+    } else {
+        rc = 1;
+    }
+    explicit_bzero(pass, n);
+    free(pass);
+    return rc;
+}
+
 /* ---- main ---- */
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: shmfaas [--gateway URL] COMMAND\n"
+            "usage: shmfaas [--gateway URL] [--state DIR] COMMAND\n"
+            "  login [--username admin] --password-stdin\n"
             "  deploy -f stack.yml | deploy --name N --image MODEL [--env K=V] [--label K=V]\n"
             "         [--memory 256Mi] [--private]\n"
             "  list | describe NAME | invoke NAME < body | remove NAME | scale NAME N\n"
             "  logs NAME [--tail N] | model push NAME FILE | model ls | model rm NAME | stats\n"
-            "The gateway URL also comes from OPENFAAS_URL (default http://127.0.0.1:8080).\n");
+            "The gateway URL also comes from OPENFAAS_URL (default http://127.0.0.1:8080).\n"
+            "Credentials: OPENFAAS_USER/OPENFAAS_PASSWORD, else what 'login' saved, else (as root)\n"
+            "STATE/secrets of shmfaasd (STATE: --state, SHMFAAS_STATE or /var/lib/shmfaas).\n");
 }
 
 int main(int argc, char **argv)
@@ -643,10 +801,17 @@ int main(int argc, char **argv)
     struct cli c = {.user = getenv("OPENFAAS_USER"), .password = getenv("OPENFAAS_PASSWORD")};
     const char *url = getenv("OPENFAAS_URL");
     bool gw_set = url && *url;
+    const char *state = getenv("SHMFAAS_STATE");
     int i = 1;
-    if (i + 1 < argc && (strcmp(argv[i], "--gateway") == 0 || strcmp(argv[i], "-g") == 0)) {
-        url = argv[i + 1];
-        gw_set = true;
+    while (i + 1 < argc) {
+        if (strcmp(argv[i], "--gateway") == 0 || strcmp(argv[i], "-g") == 0) {
+            url = argv[i + 1];
+            gw_set = true;
+        } else if (strcmp(argv[i], "--state") == 0) {
+            state = argv[i + 1];
+        } else {
+            break;
+        }
         i += 2;
     }
     snprintf(c.gateway, sizeof c.gateway, "%s", url && *url ? url : "http://127.0.0.1:8080");
@@ -662,7 +827,11 @@ int main(int argc, char **argv)
     int sub_argc = argc - i;
     char **sub_argv = argv + i;
     int rc;
-    if (strcmp(cmd, "deploy") == 0)
+    if (strcmp(cmd, "login") != 0)
+        find_credentials(&c, state && *state ? state : "/var/lib/shmfaas");
+    if (strcmp(cmd, "login") == 0)
+        rc = cmd_login(&c, sub_argc, sub_argv);
+    else if (strcmp(cmd, "deploy") == 0)
         rc = cmd_deploy(&c, sub_argc, sub_argv, gw_set);
     else if (strcmp(cmd, "list") == 0 || strcmp(cmd, "ls") == 0)
         rc = cmd_list(&c, sub_argc, sub_argv);

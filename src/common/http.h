@@ -11,7 +11,14 @@
  *     the client gets 413 with the server's error headers (a Content-Length over the limit is
  *     refused before any byte is read);
  *   - a unix socket path is unlinked when the server stops; an existing non-socket file at the path
- *     is never removed.
+ *     is never removed;
+ *   - a connection reaches libmicrohttpd only once its first header block is complete and valid
+ *     (the gate): slow, malformed or over-cap clients get a JSON error from us, never MHD's HTML,
+ *     and hold no MHD thread; request-body bytes in flight are bounded in total
+ *     (max_body_inflight); every error reply is {"error": "..."}, valid JSON whatever bytes the
+ *     message holds.
+ * Documented exception: a later request on a kept-alive connection is parsed by MHD alone, so a
+ * malformed head there gets MHD's own (HTML) reply; its header deadline still holds.
  *
  * Threading: one thread per connection (thread_pool == 0) or a pool of polling threads. A handler
  * may block (it runs on its connection's thread); it must queue exactly one reply before returning
@@ -49,7 +56,15 @@ struct http_server_opts {
     size_t max_body;          /* 0: 16 MiB */
     unsigned conn_timeout_s;  /* idle connection timeout (read/write); 0: none */
     unsigned thread_pool;     /* 0: one thread per connection; N: N polling threads */
-    unsigned max_connections; /* 0: MHD's default */
+    unsigned max_connections; /* connections handed to MHD (requests being served); 0: 1024 */
+    /* Bounds (see "The gate" in http.c). A request's whole header block must arrive within
+     * header_timeout_ms of the connection's accept (or of the end of the previous reply on a
+     * kept-alive connection), however slowly it trickles in; 0: HTTP_DEFAULT_HEADER_TIMEOUT_MS. */
+    int64_t header_timeout_ms;
+    unsigned max_per_addr;    /* open connections per client address (TCP); 0: no cap */
+    unsigned max_pending;     /* connections whose header block is still arriving; 0: 4096 */
+    size_t max_body_inflight; /* request-body bytes buffered across all requests; beyond it a new
+                               * body gets 503 + Retry-After; 0: no cap */
     const struct http_header *error_headers; /* added to replies the server makes itself (413) */
     int n_error_headers;
     http_handler handler;
@@ -57,6 +72,14 @@ struct http_server_opts {
 };
 
 #define HTTP_DEFAULT_MAX_BODY ((size_t)16 << 20)
+#define HTTP_DEFAULT_HEADER_TIMEOUT_MS 10000
+#define HTTP_HEAD_MAX 16384 /* largest request header block (request line + headers) */
+
+/* Checks a complete request header block (up to and including its empty line) the way the gate
+ * does before libmicrohttpd sees it: request line, HTTP version, header syntax, Host,
+ * Content-Length, Transfer-Encoding. 0 when acceptable; otherwise the HTTP status to answer and a
+ * message for {"error": ...}. The fuzzable entry of the gate. */
+unsigned http_head_check(const char *head, size_t len, char *msg, size_t msglen);
 
 /* Parses a listen address as above into its parts. For "unix:PATH" *unix_path points into s and
  * host/port are untouched; for TCP host is "" when the address names no host (all interfaces).

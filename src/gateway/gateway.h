@@ -208,6 +208,13 @@ struct gateway {
     int64_t down_delay_ms; /* autoscaler scale-down pace */
     int64_t ready_timeout_ms;
     size_t max_body;
+    /* HTTP bounds (http_server_opts): --header-timeout, --max-conns-per-addr,
+     * --max-body-inflight, --max-connections */
+    int64_t header_timeout_ms;
+    unsigned max_per_addr, max_connections;
+    size_t max_body_inflight;
+    bool no_auth;        /* --no-auth: the /system routes open to anyone reaching --listen */
+    bool auth_functions; /* --auth-functions: invokes (/function/NAME) behind basic auth too */
     int threads;
     bool as_root; /* keep instances as root (no uid drop) */
     uid_t uid_first, uid_last; /* --uid-range: one uid (= gid) per function */
@@ -322,6 +329,9 @@ void metrics_render(struct gateway *g, struct gw_buf *out);
 /* invoke.c: ANY /function/NAME[.NS][/path] */
 struct http_request;
 int route_invoke(struct gateway *g, struct http_request *rq, const char *arg);
+/* -EINVAL (err says why) when `full` (NAME[.NAMESPACE] from a URL) holds a byte no function name
+ * can hold, e.g. invalid UTF-8: such a request is a 400, not a 404. */
+int gw_name_refusal(const char *full, char *err, size_t errlen);
 
 /* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
 json_t *store_stats_json(struct gateway *g);

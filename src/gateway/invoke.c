@@ -368,6 +368,8 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
     const char *slash = strchr(arg, '/');
     size_t n = slash ? (size_t)(slash - arg) : strlen(arg);
     snprintf(full, sizeof full, "%.*s", (int)(n < GW_NAME_MAX ? n : GW_NAME_MAX), arg);
+    if (gw_name_refusal(full, err, sizeof err))
+        return http_reply_error(rq->conn, 400, err, internal_hdr, 1);
     if (n >= GW_NAME_MAX || gw_split_name(full, name, err, sizeof err))
         return http_reply_error(rq->conn, 404, "function not found", internal_hdr, 1);
     int64_t t0 = now_ns();

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +37,14 @@ static void usage(FILE *f)
            "  --state DIR           specs, instance sockets, logs (default /var/lib/shmfaas)\n"
            "  --models DIR          where model names resolve (default STATE/models)\n"
            "  --budget SIZE         the store's memory budget, e.g. 2GiB\n"
-           "  --basic-auth DIR      enable basic auth on /system/* (basic-auth-user, -password)\n"
+           "  --basic-auth DIR      basic auth from these files (basic-auth-user, -password);\n"
+           "                        default: generated into STATE/secrets at the first start\n"
+           "  --no-auth             no basic auth: /system/* open to anyone reaching --listen\n"
+           "  --auth-functions      basic auth on /function/* too (default open, as OpenFaaS)\n"
+           "  --header-timeout DUR  a request's whole header block must arrive within (10s)\n"
+           "  --max-connections N   requests served at once (1024; more wait or get 503)\n"
+           "  --max-conns-per-addr N  open connections per client address (256; 0 = no cap)\n"
+           "  --max-body-inflight SIZE  request-body bytes buffered at once (1GiB; beyond: 503)\n"
            "  --store PATH          use a running shmfaas-store on this socket\n"
            "  --store-dir DIR       image directory of our own store (default /dev/shm/shmfaas-*)\n"
            "  --fn-bin PATH         shmfaas-fn binary (default: next to shmfaasd, then PATH)\n"
@@ -142,8 +150,61 @@ static int set_uid_range(struct gateway *g, const char *v)
     return 0;
 }
 
+/* The flags of auth and HTTP bounds (issue 12). */
+enum { O_NOAUTH = 512, O_AUTHFN, O_HDRTIMEOUT, O_MAXCONN, O_PERADDR, O_INFLIGHT };
+
+static int set_count(unsigned *dst, const char *v, unsigned lo, const char *flag)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno || !*v || *end || n < lo || n > 1000000) {
+        fprintf(stderr, "shmfaasd: %s: \"%s\" must be a number from %u to 1000000\n", flag, v, lo);
+        return -1;
+    }
+    *dst = (unsigned)n;
+    return 0;
+}
+
+static int parse_bound_flag(struct gateway *g, int c, const char *v)
+{
+    uint64_t size;
+    switch (c) {
+    case O_NOAUTH:
+        g->no_auth = true;
+        return 0;
+    case O_AUTHFN:
+        g->auth_functions = true;
+        return 0;
+    case O_HDRTIMEOUT:
+        if (set_duration(&g->header_timeout_ms, v, "--header-timeout"))
+            return -1;
+        if (g->header_timeout_ms < 100) {
+            fprintf(stderr, "shmfaasd: --header-timeout: at least 100ms\n");
+            return -1;
+        }
+        return 0;
+    case O_MAXCONN:
+        return set_count(&g->max_connections, v, 1, "--max-connections");
+    case O_PERADDR:
+        return set_count(&g->max_per_addr, v, 0, "--max-conns-per-addr");
+    case O_INFLIGHT:
+        if (parse_size(v, &size) || size < ((uint64_t)1 << 20) || size > ((uint64_t)1 << 40)) {
+            fprintf(stderr, "shmfaasd: --max-body-inflight: \"%s\" must be a size from 1MiB\n", v);
+            return -1;
+        }
+        g->max_body_inflight = (size_t)size;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 static int parse_flag(struct gateway *g, int c, const char *v)
 {
+    if (c >= O_NOAUTH)
+        return parse_bound_flag(g, c, v);
+
     uint64_t size;
     enum log_level lvl;
     switch (c) {
@@ -209,6 +270,12 @@ static int parse_flags(struct gateway *g, int argc, char **argv)
                                          {"models", required_argument, NULL, 'm'},
                                          {"budget", required_argument, NULL, 'b'},
                                          {"basic-auth", required_argument, NULL, 'a'},
+                                         {"no-auth", no_argument, NULL, O_NOAUTH},
+                                         {"auth-functions", no_argument, NULL, O_AUTHFN},
+                                         {"header-timeout", required_argument, NULL, O_HDRTIMEOUT},
+                                         {"max-connections", required_argument, NULL, O_MAXCONN},
+                                         {"max-conns-per-addr", required_argument, NULL, O_PERADDR},
+                                         {"max-body-inflight", required_argument, NULL, O_INFLIGHT},
                                          {"store", required_argument, NULL, 'S'},
                                          {"store-dir", required_argument, NULL, O_STORE_DIR},
                                          {"fn-bin", required_argument, NULL, O_FN_BIN},
@@ -249,6 +316,10 @@ static void set_defaults(struct gateway *g)
     g->down_delay_ms = 5000;
     g->ready_timeout_ms = 60000;
     g->max_body = (size_t)256 << 20;
+    g->header_timeout_ms = 10000;
+    g->max_connections = 1024;
+    g->max_per_addr = 256;
+    g->max_body_inflight = (size_t)1 << 30;
     g->uid_first = 200000; /* above useradd's first subordinate range (100000-165535) */
     g->uid_last = 265535;
     g->state_fd = g->pids_fd = g->run_fd = -1;
@@ -391,6 +462,11 @@ static int prepare_dirs(struct gateway *g, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- basic auth: on by default, as in OpenFaaS ---- */
+
+#define AUTH_SECRETS "secrets"
+#define AUTH_USER "admin"
+
 static int read_secret(const char *dir, const char *name, char *out, size_t len, char *err,
                        size_t errlen)
 {
@@ -403,23 +479,133 @@ static int read_secret(const char *dir, const char *name, char *out, size_t len,
         return rc;
     while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
         n--;
+    bool nul = memchr(data, '\0', n) != NULL;
     memcpy(out, data, n);
     out[n] = '\0';
     free(data);
-    if (n == 0)
-        return seterr(err, errlen, -EINVAL, "%s is empty", path);
+    if (n == 0 || nul)
+        return seterr(err, errlen, -EINVAL, "%s is %s", path, nul ? "not text" : "empty");
     return 0;
+}
+
+/* Writes NAME in the secrets dir once: temp file O_EXCL|O_NOFOLLOW 0600, then renamed, so a
+ * half-written secret is never read. -EEXIST when it already exists. */
+static int create_secret(int dfd, const char *name, const char *text, char *err, size_t errlen)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+    unlinkat(dfd, tmp, 0);
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return seterr(err, errlen, -errno, "secrets/%s: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    bool ok = write(fd, text, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (ok && renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    e = ok ? errno : e;
+    unlinkat(dfd, tmp, 0);
+    if (e == EEXIST)
+        return -EEXIST;
+    return seterr(err, errlen, -e, "secrets/%s: %s", name, strerror(e));
+}
+
+/* Reads NAME from the secrets dir: a regular file of ours, readable by us alone. */
+static int load_secret(int dfd, const char *dir, const char *name, char *out, size_t len,
+                       char *err, size_t errlen)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
+        return errno == ENOENT ? -ENOENT
+                               : seterr(err, errlen, -errno, "%s/%s: %s", dir, name,
+                                        strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077)) {
+        close(fd);
+        return seterr(err, errlen, -EPERM,
+                      "%s/%s must be a regular file of uid %d with mode 0600: check it, then fix "
+                      "or remove it",
+                      dir, name, (int)geteuid());
+    }
+    ssize_t n = read(fd, out, len - 1);
+    close(fd);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        n--;
+    if (n <= 0 || memchr(out, '\0', (size_t)n))
+        return seterr(err, errlen, -EINVAL, "%s/%s is empty or not text", dir, name);
+    out[n] = '\0';
+    return 0;
+}
+
+/* 32 characters of [A-Za-z0-9_-] from the kernel's CSPRNG (192 bits). */
+static int random_password(char *out, size_t len)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t r[32];
+    if (len < sizeof r + 1 || getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return -EIO;
+    for (size_t i = 0; i < sizeof r; i++)
+        out[i] = abc[r[i] & 63];
+    out[sizeof r] = '\0';
+    return 0;
+}
+
+/* STATE/secrets/basic-auth-{user,password}: generated at the first start, read afterwards. */
+static int load_generated_auth(struct gateway *g, char *err, size_t errlen)
+{
+    char dir[1024], pass[64];
+    snprintf(dir, sizeof dir, "%s/" AUTH_SECRETS, g->state);
+    int dfd = open_own_dir(g->state_fd, g->state, AUTH_SECRETS, 0700, DIR_REFUSE, err, errlen);
+    if (dfd < 0)
+        return dfd;
+    int rc = create_secret(dfd, "basic-auth-user", AUTH_USER, err, errlen);
+    if (rc == 0 || rc == -EEXIST)
+        rc = random_password(pass, sizeof pass) ? seterr(err, errlen, -EIO, "getrandom failed")
+                                                : 0;
+    bool made = false;
+    if (rc == 0) {
+        rc = create_secret(dfd, "basic-auth-password", pass, err, errlen);
+        made = rc == 0;
+        if (rc == -EEXIST)
+            rc = 0;
+    }
+    explicit_bzero(pass, sizeof pass);
+    if (!rc)
+        rc = load_secret(dfd, dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err,
+                         errlen);
+    if (!rc)
+        rc = load_secret(dfd, dir, "basic-auth-password", g->auth_pass, sizeof g->auth_pass, err,
+                         errlen);
+    close(dfd);
+    if (!rc)
+        log_info("basic auth on: user %s, password %s %s/basic-auth-password (readable by uid %d "
+                 "only; 'shmfaas login' or --no-auth)",
+                 g->auth_user, made ? "generated into" : "in", dir, (int)geteuid());
+    return rc;
 }
 
 static int load_auth(struct gateway *g, char *err, size_t errlen)
 {
-    if (!g->auth_dir[0])
+    int rc = 0;
+    if (g->no_auth && g->auth_dir[0])
+        return seterr(err, errlen, -EINVAL, "--no-auth and --basic-auth exclude each other");
+    if (g->no_auth) {
+        log_warn("--no-auth: every /system route (deploy, delete, logs, models) is open to anyone "
+                 "who can reach %s",
+                 g->listen);
         return 0;
-    int rc =
-        read_secret(g->auth_dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err, errlen);
-    if (!rc)
-        rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass, sizeof g->auth_pass, err,
+    }
+    if (g->auth_dir[0]) {
+        rc = read_secret(g->auth_dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err,
                          errlen);
+        if (!rc)
+            rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass,
+                             sizeof g->auth_pass, err, errlen);
+    } else {
+        rc = load_generated_auth(g, err, errlen);
+    }
     g->auth = rc == 0;
     return rc;
 }

@@ -59,15 +59,32 @@ static int reply_json_take(struct MHD_Connection *c, unsigned status, json_t *v)
 
 /* ---- auth ---- */
 
-static bool ct_equal(const char *a, const char *b)
+/* Equal bytes and length; the time depends on the lengths only, never on where they differ. */
+static bool ct_equal(const char *a, size_t la, const char *b, size_t lb)
 {
-    size_t la = strlen(a), lb = strlen(b);
+    size_t n = la > lb ? la : lb;
     unsigned diff = la != lb;
-    for (size_t i = 0; i < la; i++)
-        diff |= (unsigned char)a[i] ^ (unsigned char)(i < lb ? b[i] : 0);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(i < la ? a[i] : 0) ^ (unsigned char)(i < lb ? b[i] : 0);
     return diff == 0;
 }
 
+static bool b64_strict(const char *s, size_t n)
+{
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '=') {
+            pad++;
+        } else if (pad || !(isalnum(c) || c == '+' || c == '/')) {
+            return false; /* data after padding, or not base64 */
+        }
+    }
+    return n > 0 && n % 4 == 0 && pad <= 2;
+}
+
+/* "Authorization: Basic base64(user:password)", decoded strictly: a NUL anywhere, bad base64 or
+ * a different user or password fails. */
 static bool auth_ok(struct gateway *g, struct http_request *rq)
 {
     const char *h = http_request_header(rq, "Authorization");
@@ -75,7 +92,7 @@ static bool auth_ok(struct gateway *g, struct http_request *rq)
         return false;
     const char *b64 = h + 6;
     size_t n = strlen(b64);
-    if (n == 0 || n > 1024 || n % 4)
+    if (n > 1024 || !b64_strict(b64, n))
         return false;
     unsigned char dec[800];
     int len = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)n);
@@ -83,17 +100,24 @@ static bool auth_ok(struct gateway *g, struct http_request *rq)
         return false;
     while (len > 0 && n > 0 && b64[--n] == '=')
         len--;
-    dec[len] = '\0';
-    char want[520];
-    snprintf(want, sizeof want, "%s:%s", g->auth_user, g->auth_pass);
-    return ct_equal((const char *)dec, want);
+    const char *colon = memchr(dec, ':', (size_t)len);
+    if (!colon || memchr(dec, '\0', (size_t)len))
+        return false;
+    size_t ul = (size_t)(colon - (const char *)dec), pl = (size_t)len - ul - 1;
+    bool user = ct_equal((const char *)dec, ul, g->auth_user, strlen(g->auth_user));
+    bool pass = ct_equal(colon + 1, pl, g->auth_pass, strlen(g->auth_pass));
+    explicit_bzero(dec, sizeof dec);
+    return user & pass;
 }
 
 static int reply_unauthorized(struct MHD_Connection *c)
 {
     static const struct http_header h[] = {{"WWW-Authenticate", "Basic realm=\"Restricted\""},
                                            {"X-OpenFaaS-Internal", "gateway"}};
-    return http_reply_error(c, 401, "invalid credentials: check basic-auth-user/password", h, 2);
+    return http_reply_error(c, 401,
+                            "invalid or missing credentials: 'shmfaas login' or 'faas-cli login' "
+                            "(the password is in STATE/secrets/basic-auth-password)",
+                            h, 2);
 }
 
 /* ---- small routes ---- */
@@ -132,6 +156,17 @@ static int route_metrics(struct gateway *g, struct http_request *rq, const char 
 }
 
 /* ---- /system/functions ---- */
+
+int gw_name_refusal(const char *full, char *err, size_t errlen)
+{
+    for (const unsigned char *p = (const unsigned char *)full; *p; p++)
+        if (!isalnum(*p) && !strchr("-_.", *p))
+            return seterr(err, errlen, -EINVAL,
+                          "function name \"%.80s\" is not valid: names are letters, digits, '-' "
+                          "and '_', with an optional .NAMESPACE",
+                          full);
+    return 0;
+}
 
 static int check_query_ns(struct http_request *rq)
 {
@@ -241,6 +276,8 @@ static int route_describe(struct gateway *g, struct http_request *rq, const char
     int rc = check_query_ns(rq);
     if (rc != 1)
         return rc;
+    if (gw_name_refusal(arg, err, sizeof err))
+        return reply_err(rq->conn, 400, err);
     if (gw_split_name(arg, name, err, sizeof err))
         return reply_err(rq->conn, 404, err);
     const char *u = http_request_query(rq, "usage");
@@ -260,6 +297,8 @@ static int route_scale(struct gateway *g, struct http_request *rq, const char *a
 {
     char name[GW_NAME_MAX], err[300];
     int replied = 0;
+    if (gw_name_refusal(arg, err, sizeof err))
+        return reply_err(rq->conn, 400, err);
     if (gw_split_name(arg, name, err, sizeof err))
         return reply_err(rq->conn, 404, err);
     json_t *o = body_object(rq, &replied);
@@ -610,7 +649,8 @@ static int handle(struct http_request *rq, void *user)
         const char *arg = "";
         if (!path_match(r->path, rq->url, &arg))
             continue;
-        if (r->auth && g->auth && !auth_ok(g, rq))
+        bool protect = r->auth || (g->auth_functions && r->fn == route_invoke);
+        if (protect && g->auth && !auth_ok(g, rq))
             return reply_unauthorized(rq->conn);
         path_known = true;
         if (r->method && strcmp(r->method, rq->method) != 0)
@@ -628,7 +668,10 @@ int httpd_start(struct gateway *g, char *err, size_t errlen)
         .listen = g->listen,
         .max_body = g->max_body,
         .conn_timeout_s = 300,
-        .max_connections = 1024, /* one thread each: bounded */
+        .max_connections = g->max_connections, /* one thread each: bounded */
+        .header_timeout_ms = g->header_timeout_ms,
+        .max_per_addr = g->max_per_addr,
+        .max_body_inflight = g->max_body_inflight,
         .error_headers = internal_hdr,
         .n_error_headers = 1,
         .handler = handle,

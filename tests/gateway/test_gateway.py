@@ -68,10 +68,19 @@ class Gateway:
         for _ in range(300):
             if os.path.exists(listen_file):
                 self.url = open(listen_file).read().strip()
+                self.load_auth()
                 return self
             check(self.proc.poll() is None, "shmfaasd exited at start; see shmfaasd.log")
             time.sleep(0.05)
         fail("shmfaasd did not start listening")
+
+    def load_auth(self):
+        """Auth is on by default: the credentials shmfaasd generated, unless the flags say else."""
+        if self.auth is not None or "--no-auth" in self.extra or "--basic-auth" in self.extra:
+            return
+        secrets = os.path.join(self.state, "secrets")
+        self.auth = tuple(open(os.path.join(secrets, f)).read().strip()
+                          for f in ("basic-auth-user", "basic-auth-password"))
 
     def req(self, method, path, body=None, headers=None, auth=True, timeout=60):
         if isinstance(body, (dict, list)):
@@ -188,9 +197,6 @@ def case_api(gw):
     check(info["provider"]["provider"] == "shmfaasd" and info["provider"]["orchestration"] == "process",
           "system/info shape: %s" % info)
     check(gw.req("GET", "/system/namespaces").json() == ["openfaas-fn"], "namespaces")
-    # faas-cli without login sends an empty bearer token: ignored with auth off
-    r = gw.req("GET", "/system/functions", headers={"Authorization": "Bearer "})
-    check(r.status == 200, "empty bearer with auth off: %d" % r.status)
     # deploy: PUT first (404 as it does not exist), then POST
     bare = {"service": "echo", "image": "tiny_a", "labels": {}, "annotations": {},
             "envVars": {"input": "json", "output": "json"}}
@@ -345,14 +351,23 @@ def case_update(gw):
     check(gw.invoke("upd").body == gw.invoke_model_b(), "the new model answers")
 
 
-def case_auth(gw):
-    """Basic auth: /system/* needs it (401 + WWW-Authenticate), /function, /healthz, /metrics open."""
+def basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def check_auth_refusals(gw):
+    """What every auth mode refuses: no, wrong, NUL-padded or undecodable credentials."""
     r = gw.req("GET", "/system/functions", auth=False)
     check(r.status == 401, "no credentials: %d" % r.status)
     check(r.headers.get("WWW-Authenticate") == 'Basic realm="Restricted"', "WWW-Authenticate")
-    bad = base64.b64encode(b"admin:wrong").decode()
-    r = gw.req("GET", "/system/functions", headers={"Authorization": "Basic " + bad}, auth=False)
-    check(r.status == 401, "wrong password: %d" % r.status)
+    check("error" in r.json(), "401 is a JSON error: %s" % r.body)
+    user, password = gw.auth
+    for hdr in (basic(user, "wrong"), basic(user, password + "\0junk"),
+                basic(user + "\0", password), basic(user, password)[:-2] + "*=",
+                "Basic " + base64.b64encode(("%s:%s" % gw.auth).encode()).decode() + "AAAA=",
+                "Bearer "):
+        r = gw.req("GET", "/system/functions", headers={"Authorization": hdr}, auth=False)
+        check(r.status == 401, "refused credentials %r: %d" % (hdr, r.status))
     r = gw.req("POST", "/system/functions", {"service": "x", "image": "tiny_a"}, auth=False)
     check(r.status == 401, "deploy without auth: %d" % r.status)
     check(gw.req("GET", "/system/functions").status == 200, "right credentials")
@@ -360,6 +375,87 @@ def case_auth(gw):
     check(gw.req("GET", "/metrics", auth=False).status == 200, "metrics open")
     check(gw.req("POST", "/function/none", b"", auth=False).status == 404, "function route open")
     check(gw.functions() == {}, "the refused deploy changed nothing")
+
+
+def case_auth(gw):
+    """Basic auth on by default (issue 12): a generated password in STATE/secrets (0700/0600),
+    what faas-cli and the shmfaas CLI send; --basic-auth DIR; --no-auth; --auth-functions.
+    /function, /healthz and /metrics stay open unless --auth-functions."""
+    secrets = os.path.join(gw.state, "secrets")
+    st = os.stat(secrets)
+    check(st.st_uid == os.geteuid() and st.st_mode & 0o777 == 0o700, "secrets dir 0700 ours")
+    for f in ("basic-auth-user", "basic-auth-password"):
+        st = os.lstat(os.path.join(secrets, f))
+        check(st.st_mode & 0o777 == 0o600 and os.path.isfile(os.path.join(secrets, f)),
+              "%s is a 0600 file" % f)
+    user, password = gw.auth
+    check(user == "admin" and len(password) == 32 and re.fullmatch(r"[A-Za-z0-9_-]+", password),
+          "generated admin password: %r" % password)
+    log = open(os.path.join(gw.tmp, "shmfaasd.log"), errors="replace").read()
+    check(secrets in log and password not in log, "the log names the file, never the password")
+    check_auth_refusals(gw)
+    # faas-cli login --password-stdin -g URL: GET /system/functions with basic auth, then list
+    fc = {"User-Agent": "faas-cli/0.16.37", "Authorization": basic(user, password)}
+    check(gw.req("GET", "/system/functions", headers=fc, auth=False).status == 200, "faas-cli login")
+    # shmfaas login --password-stdin: saved 0600 for this gateway, used by every verb
+    home = os.path.join(gw.tmp, "home")
+    env = {"HOME": home, "SHMFAAS_STATE": os.path.join(gw.tmp, "none")}
+    rc, out, err = cli(gw, "login", "--password-stdin", stdin=b"wrong\n", env=env)
+    check(rc == 1 and "401" in err, "login with a wrong password fails: %s %s" % (out, err))
+    rc, out, err = cli(gw, "list", env=env)
+    check(rc == 1 and "401" in err, "no credentials, no list: %s" % err)
+    rc, out, err = cli(gw, "login", "--username", "admin", "--password-stdin",
+                       stdin=(password + "\n").encode(), env=env)
+    check(rc == 0, "login: %s %s" % (out, err))
+    cred = os.path.join(home, ".shmfaas", "credentials")
+    check(os.stat(cred).st_mode & 0o777 == 0o600, "credentials file 0600")
+    rc, out, err = cli(gw, "list", env=env)
+    check(rc == 0, "list after login: %s" % err)
+    # as root, the CLI reads the generated password from the state dir itself
+    rc, out, err = cli(gw, "--state", gw.state, "list", env={"HOME": os.path.join(gw.tmp, "h2")})
+    check(rc == 0, "list as root with --state: %s" % err)
+    # the password survives a restart
+    check(gw.stop() == 0, "clean stop")
+    gw.start()
+    check(gw.req("GET", "/system/functions").status == 200, "same password after a restart")
+    check(gw.stop() == 0, "clean stop")
+    # --basic-auth DIR (OpenFaaS secret files) instead of the generated password
+    sec = os.path.join(gw.tmp, "ofsecrets")
+    os.makedirs(sec)
+    open(os.path.join(sec, "basic-auth-user"), "w").write("admin\n")
+    open(os.path.join(sec, "basic-auth-password"), "w").write("s3cret\n")
+    other = Gateway(gw.tmp, ["--basic-auth", sec], ("admin", "s3cret")).start()
+    try:
+        check_auth_refusals(other)
+        r = other.req("GET", "/system/functions", headers={"Authorization": basic(user, password)},
+                      auth=False)
+        check(r.status == 401, "--basic-auth DIR replaces the generated password: %d" % r.status)
+        check(other.stop() == 0, "clean stop")
+    finally:
+        other.cleanup()
+    # --no-auth: open; faas-cli's empty bearer token (not logged in) is ignored
+    other = Gateway(gw.tmp, ["--no-auth"]).start()
+    try:
+        check(other.auth is None, "--no-auth: no credentials")
+        check(other.req("GET", "/system/functions").status == 200, "--no-auth: open")
+        r = other.req("GET", "/system/functions", headers={"Authorization": "Bearer "})
+        check(r.status == 200, "empty bearer with auth off: %d" % r.status)
+        check("--no-auth" in open(os.path.join(gw.tmp, "shmfaasd.log"), errors="replace").read(),
+              "--no-auth is logged as a warning")
+        check(other.stop() == 0, "clean stop")
+    finally:
+        other.cleanup()
+    # --auth-functions: invokes need the credentials too
+    other = Gateway(gw.tmp, ["--auth-functions"]).start()
+    try:
+        r = other.req("POST", "/function/none", b"", auth=False)
+        check(r.status == 401, "--auth-functions: invoke without credentials %d" % r.status)
+        check(other.req("POST", "/function/none", b"").status == 404, "with credentials: 404")
+        check(other.req("GET", "/healthz", auth=False).status == 200, "healthz still open")
+        check(other.stop() == 0, "clean stop")
+    finally:
+        other.cleanup()
+    gw.start()  # main() stops it
 
 
 def store_models(gw):
@@ -556,7 +652,8 @@ def case_bad(gw):
 
 
 def cli(gw, *args, stdin=None, env=None):
-    e = dict(os.environ, OPENFAAS_URL=gw.url, **(env or {}))
+    e = dict(os.environ, OPENFAAS_URL=gw.url, HOME=gw.tmp, SHMFAAS_STATE=gw.state)
+    e.update(env or {})
     p = subprocess.run([CLI] + list(args), input=stdin, capture_output=True, env=e, timeout=60)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
@@ -620,14 +717,7 @@ def main():
     case = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="shmfaas-gw-")
     os.chmod(tmp, 0o711)  # instances run as nobody and must reach their sockets
-    extra, auth = [], None
-    if case == "auth":
-        secrets = os.path.join(tmp, "secrets")
-        os.makedirs(secrets)
-        open(os.path.join(secrets, "basic-auth-user"), "w").write("admin\n")
-        open(os.path.join(secrets, "basic-auth-password"), "w").write("s3cret\n")
-        extra, auth = ["--basic-auth", secrets], ("admin", "s3cret")
-    gw = Gateway(tmp, extra, auth)
+    gw = Gateway(tmp)  # auth on by default: Gateway reads the generated password
     ok = False
     try:
         gw.start()
