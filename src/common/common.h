@@ -38,6 +38,9 @@ void log_msg(enum log_level level, const char *func, const char *fmt, ...)
 /* Formats a message into err (if err != NULL and errlen > 0) and returns code. */
 int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Untrusted bytes for a message (a JSON error body must be valid UTF-8): s[0..n) into buf with
+ * printable ASCII kept and every other byte as '?', cut with "..." to fit buflen; returns buf. */
+const char *str_printable(const char *s, size_t n, char *buf, size_t buflen);
 
 /* ---- SHA-256 ---- */
 #define SHA256_LEN 32

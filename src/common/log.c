@@ -59,3 +59,16 @@ int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
     }
     return code;
 }
+
+const char *str_printable(const char *s, size_t n, char *buf, size_t buflen)
+{
+    size_t i = 0;
+    if (buflen == 0)
+        return buf;
+    for (; i < n && i + 1 < buflen; i++)
+        buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    if (i < n && buflen >= 4)
+        memcpy(buf + buflen - 4, "...", 4), i = buflen - 1;
+    buf[i] = '\0';
+    return buf;
+}

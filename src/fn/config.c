@@ -4,18 +4,33 @@
  */
 #include "fn/fn.h"
 
+#include "common/confine.h"
+#include "common/fnenv.h"
+#include "common/modelref.h"
+
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_LABELS_FILE ((size_t)64 << 20)
+
+/* Every variable read here is a row of the envVars allow-list (common/fnenv.h): a new setting
+ * without its row fails the first test that runs an instance. */
+static const char *env(const char *name)
+{
+    assert(fn_env_key_known(name));
+    return getenv(name);
+}
 
 static int env_choice(const char *name, const char *const *choices, int n, int *out, char *err,
                       size_t errlen)
 {
-    const char *v = getenv(name);
+    const char *v = env(name);
     if (!v || !*v)
         return 0;
     for (int i = 0; i < n; i++) {
@@ -44,13 +59,13 @@ static int parse_int(const char *what, const char *v, long min, long max, int *o
 
 static int env_int(const char *name, long min, long max, int *out, char *err, size_t errlen)
 {
-    const char *v = getenv(name);
+    const char *v = env(name);
     return v && *v ? parse_int(name, v, min, max, out, err, errlen) : 0;
 }
 
 static int env_duration(const char *name, int64_t *out, char *err, size_t errlen)
 {
-    const char *v = getenv(name);
+    const char *v = env(name);
     if (!v || !*v)
         return 0;
     if (parse_duration_ms(v, out) < 0 || *out < 0)
@@ -62,7 +77,7 @@ static int env_duration(const char *name, int64_t *out, char *err, size_t errlen
 
 static int env_floats3(const char *name, float out[3], char *err, size_t errlen)
 {
-    const char *v = getenv(name);
+    const char *v = env(name);
     if (!v || !*v)
         return 0;
     float f[3];
@@ -76,7 +91,7 @@ static int env_floats3(const char *name, float out[3], char *err, size_t errlen)
 
 static int env_size(const char *name, uint64_t *out, char *err, size_t errlen)
 {
-    const char *v = getenv(name);
+    const char *v = env(name);
     if (v && *v && (parse_size(v, out) < 0 || *out == 0))
         return seterr(err, errlen, -EINVAL, "%s=%s: expected a size such as 16Mi, 1G or 4096", name,
                       v);
@@ -130,13 +145,13 @@ static int load_codec_env(struct fn_config *c, char *err, size_t errlen)
     c->codec.output = (enum fn_output)out;
     c->codec.softmax = (enum fn_softmax)sm;
     c->codec.image.max_pixels = max_pixels;
-    c->labels_path = getenv("labels");
+    c->labels_path = env("labels");
     return rc;
 }
 
 static int load_env(struct fn_config *c, char *err, size_t errlen)
 {
-    const char *port = getenv("PORT");
+    const char *port = env("PORT");
     if (port && *port) {
         int p = 0;
         int rc = parse_int("PORT", port, 0, 65535, &p, err, errlen);
@@ -144,17 +159,17 @@ static int load_env(struct fn_config *c, char *err, size_t errlen)
             return rc;
         snprintf(c->listen, sizeof(c->listen), ":%d", p);
     }
-    if (getenv("model") && *getenv("model"))
-        c->model_ref = getenv("model");
-    if (getenv("store_socket") && *getenv("store_socket"))
-        c->store_path = getenv("store_socket");
+    if (env("model") && *env("model"))
+        c->model_ref = env("model");
+    if (env("store_socket") && *env("store_socket"))
+        c->store_path = env("store_socket");
     uint64_t max_body = c->max_body;
-    const char *lvl = getenv("log_level");
+    const char *lvl = env("log_level");
     if (lvl && *lvl && log_parse_level(lvl, &c->log_level) < 0)
         return seterr(err, errlen, -EINVAL,
                       "log_level=%s: expected debug, info, warn, error or off", lvl);
-    if (getenv("input_shape") && *getenv("input_shape"))
-        c->input_shape = getenv("input_shape");
+    if (env("input_shape") && *env("input_shape"))
+        c->input_shape = env("input_shape");
     int rc = env_int("threads", 1, 1024, &c->threads, err, errlen);
     if (!rc)
         rc = env_int("max_inflight", 0, 1000000, &c->max_inflight, err, errlen);
@@ -177,7 +192,7 @@ static int load_env(struct fn_config *c, char *err, size_t errlen)
 static const char usage[] =
     "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen "
     "unix:PATH|HOST:PORT]\n"
-    "                  [--threads N] [--labels FILE] [--log-level LEVEL]\n"
+    "                  [--threads N] [--labels FILE] [--models DIR] [--log-level LEVEL]\n"
     "env: PORT model store_socket threads input_shape input=json|image|raw output=json|topk\n"
     "     image_size mean std max_pixels topk softmax=auto|true|false labels max_inflight\n"
     "     exec_timeout read_timeout write_timeout idle_release max_body log_level";
@@ -191,6 +206,7 @@ static int load_flags(struct fn_config *c, int argc, char **argv, char *err, siz
         {"listen", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'},
         {"labels", required_argument, NULL, 'L'},
+        {"models", required_argument, NULL, 'M'},
         {"log-level", required_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -210,6 +226,9 @@ static int load_flags(struct fn_config *c, int argc, char **argv, char *err, siz
             break;
         case 'L':
             c->labels_path = optarg;
+            break;
+        case 'M':
+            c->models_dir = optarg;
             break;
         case 'l':
             if (strlen(optarg) >= sizeof(c->listen))
@@ -255,14 +274,44 @@ static int load_input_shape(struct fn_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* With --models, --private names a model ref (a name or an absolute path) that must resolve to a
+ * regular file inside the models directory, by the rules the store applies to an attach. */
+static int resolve_private(struct fn_config *c, char *err, size_t errlen)
+{
+    struct model_ref r;
+    char file[MODEL_REF_MAX + 8], why[512];
+
+    if (!c->private_path || !c->models_dir)
+        return 0;
+    int rc = model_ref_parse(c->private_path, strlen(c->private_path), &r, why, sizeof(why));
+    if (rc == 0 && (r.kind == MODEL_REF_HASH || r.shapes[0]))
+        rc = seterr(why, sizeof(why), -EINVAL,
+                    "a private model is a file: a model name or a path, without '?' shapes "
+                    "(use input_shape)");
+    if (rc == 0 && (rc = model_ref_file(&r, file, sizeof(file))) < 0)
+        snprintf(why, sizeof(why), "too long");
+    if (rc < 0)
+        return seterr(err, errlen, rc, "--private: %s", why);
+    int fd = confine_open(c->models_dir, "models", file, O_RDONLY, c->private_real,
+                          sizeof(c->private_real), why, sizeof(why));
+    if (fd < 0)
+        return seterr(err, errlen, fd, "--private: %s", why);
+    close(fd);
+    c->private_path = c->private_real;
+    return 0;
+}
+
 static int load_labels(struct fn_config *c, char *err, size_t errlen)
 {
     if (!c->labels_path || !*c->labels_path)
         return 0;
     uint8_t *buf = NULL;
     size_t len = 0;
-    char why[256];
-    int rc = read_file(c->labels_path, MAX_LABELS_FILE, &buf, &len, why, sizeof(why));
+    char why[512];
+    int rc = c->models_dir ? confine_read_file(c->models_dir, "models", c->labels_path,
+                                               MAX_LABELS_FILE, &buf, &len, why, sizeof(why))
+                           : read_file(c->labels_path, MAX_LABELS_FILE, &buf, &len, why,
+                                       sizeof(why));
     if (rc < 0)
         return seterr(err, errlen, rc, "labels: %s", why);
     rc = fn_labels_parse(buf, len, &c->codec.labels, why, sizeof(why));
@@ -277,6 +326,8 @@ int fn_config_load(struct fn_config *c, int argc, char **argv, char *err, size_t
     if (!rc)
         rc = load_flags(c, argc, argv, err, errlen);
     if (rc)
+        return rc;
+    if ((rc = resolve_private(c, err, errlen)) < 0)
         return rc;
     if ((rc = load_input_shape(c, err, errlen)) < 0)
         return rc;

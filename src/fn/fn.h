@@ -108,6 +108,10 @@ struct fn_config {
     char shape_text[256];
     struct fn_codec_config codec;
     const char *labels_path;
+    /* --models DIR: --private REF and labels must resolve inside DIR (common/confine.h); unset,
+     * they are paths taken as given (the operator's own command line or pod spec) */
+    const char *models_dir;
+    char private_real[4096]; /* --private resolved inside models_dir */
     int max_inflight; /* 0 = unlimited */
     int64_t exec_timeout_ms, read_timeout_ms, write_timeout_ms, idle_release_ms;
     size_t max_body;

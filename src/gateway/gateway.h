@@ -31,9 +31,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/modelref.h"
+
 #define GW_NAMESPACE    "openfaas-fn"
 #define GW_NAME_MAX     64  /* function names: DNS label length */
-#define GW_REF_MAX      512 /* model refs */
+#define GW_REF_MAX      (MODEL_REF_MAX + 1) /* model refs: common/modelref.h's limit */
 #define GW_MAX_REPLICAS 64
 
 /* ======================= function specs (spec.c) ======================= */
@@ -64,9 +66,6 @@ int gw_split_name(const char *full, char name[GW_NAME_MAX], char *err, size_t er
 bool gw_valid_name(const char *name);
 /* Only GW_NAMESPACE exists; NULL and "" mean it. */
 int gw_check_namespace(const char *ns, char *err, size_t errlen);
-/* A model ref as the store accepts it: a name ([A-Za-z0-9_][A-Za-z0-9._-]*, no ".."),
- * "sha256:<64 hex>", or an absolute path without ".." components. */
-bool gw_valid_model_ref(const char *ref);
 /* Scaling labels of a labels object (may be NULL). */
 int gw_parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t errlen);
 /* Parses and validates a FunctionDeployment body. On success *out owns a normalised copy. */
@@ -256,8 +255,12 @@ bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size
                       int *retry_s);
 void function_put_ref(struct gateway *g, struct function *fn);
 void function_count_code(struct function *fn, int code, double seconds);
-/* Does <models>/<ref>.onnx (or the path) exist? sha256: refs are the store's to judge. */
-int registry_check_model(struct gateway *g, const char *ref, char *err, size_t errlen);
+/* The deploy-time checks of what a spec names on disk, by the rules the store and the instance
+ * apply later (common/confine.h): the model (<models>/<name>.onnx or the path) and envVars.labels
+ * (relative to the models directory, or absolute inside it) must be regular files reached inside
+ * the models directory without leaving it. sha256: refs are the store's to judge, except that a
+ * private function needs a file. -EINVAL (a 400) with the reason otherwise. */
+int registry_check_model(struct gateway *g, const struct fn_spec *spec, char *err, size_t errlen);
 /* FunctionStatus JSON. */
 json_t *function_status(struct gateway *g, struct function *fn, bool usage);
 int function_ready_count(const struct function *fn);

@@ -11,6 +11,7 @@
 #include "gateway/gateway.h"
 
 #include "common/common.h"
+#include "common/fnenv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -584,7 +585,7 @@ static int build_env(const struct fn_spec *spec, char **envp)
     json_t *v;
     json_object_foreach(json_object_get(spec->deployment, "envVars"), k, v)
     {
-        if (n >= MAX_ENV || !*k || strchr(k, '='))
+        if (n >= MAX_ENV || !fn_env_key_allowed(k)) /* the allow-list, also for old specs */
             continue;
         if (asprintf(&envp[n], "%s=%s", k, json_string_value(v)) >= 0)
             n++;
@@ -603,19 +604,17 @@ static void model_args(struct gateway *g, const struct fn_spec *spec, char *path
                        char **argv)
 {
     int a = 3;
-    if (spec->private_model) {
-        if (spec->image[0] == '/')
-            snprintf(path, len, "%s", spec->image);
-        else
-            gw_pathf(path, len, "%s/%s.onnx", g->models, spec->image);
+    if (spec->private_model) { /* a ref: shmfaas-fn opens it confined to --models itself */
         argv[a++] = "--private";
-        argv[a++] = path;
+        argv[a++] = (char *)spec->image;
     } else {
         argv[a++] = "--model";
         argv[a++] = (char *)spec->image;
         argv[a++] = "--store";
         argv[a++] = g->store_sock;
     }
+    argv[a++] = "--models"; /* where --private and envVars.labels must resolve */
+    argv[a++] = g->models;
     argv[a] = NULL;
 }
 

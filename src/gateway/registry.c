@@ -7,9 +7,12 @@
 #include "gateway/gateway.h"
 
 #include "common/common.h"
+#include "common/confine.h"
+#include "common/modelref.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -130,25 +133,51 @@ bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size
     return true;
 }
 
-int registry_check_model(struct gateway *g, const char *ref, char *err, size_t errlen)
+/* path (a model file or a labels file) must be a regular file inside the models directory. */
+static int check_confined(struct gateway *g, const char *what, const char *shown, const char *path,
+                          char *err, size_t errlen)
 {
-    char path[1024];
-    struct stat st;
-    if (strncmp(ref, "sha256:", 7) == 0)
+    char why[512];
+    int fd = confine_open(g->models, "models", path, O_RDONLY, NULL, 0, why, sizeof why);
+    if (fd >= 0) {
+        close(fd);
         return 0;
-    if (ref[0] == '/') {
-        size_t n = strlen(g->models);
-        if (strncmp(ref, g->models, n) != 0 || ref[n] != '/')
-            return seterr(err, errlen, -EINVAL,
-                          "model path %.200s is outside the models directory %s", ref, g->models);
-        snprintf(path, sizeof path, "%s", ref);
-    } else {
-        snprintf(path, sizeof path, "%s/%s.onnx", g->models, ref);
     }
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return seterr(err, errlen, -ENOENT,
-                      "unknown model \"%.200s\": no %s (push it with `shmfaas model push`)", ref,
-                      path);
+    if (fd == -ENOENT && strcmp(what, "model") == 0)
+        return seterr(err, errlen, -EINVAL,
+                      "unknown model \"%s\": %s (push it with `shmfaas model push`)", shown, why);
+    return seterr(err, errlen, -EINVAL, "%s \"%s\": %s", what, shown, why);
+}
+
+int registry_check_model(struct gateway *g, const struct fn_spec *spec, char *err, size_t errlen)
+{
+    struct model_ref r;
+    char file[MODEL_REF_MAX + 8], q[160];
+    int rc = model_ref_parse(spec->image, strlen(spec->image), &r, err, errlen);
+    if (rc < 0)
+        return -EINVAL;
+    str_printable(spec->image, strlen(spec->image), q, sizeof q);
+    if (spec->private_model && r.kind == MODEL_REF_HASH)
+        return seterr(err, errlen, -EINVAL,
+                      "model \"%s\": a private function (com.shmfaas.private) loads a file: name "
+                      "the model, not its sha256",
+                      q);
+    if (spec->private_model && r.shapes[0])
+        return seterr(err, errlen, -EINVAL,
+                      "model \"%s\": a private function takes its input shapes from "
+                      "envVars.input_shape, not from '?' in the model ref",
+                      q);
+    if (r.kind != MODEL_REF_HASH) {
+        if (model_ref_file(&r, file, sizeof file) < 0)
+            return seterr(err, errlen, -EINVAL, "model \"%s\": too long", q);
+        if ((rc = check_confined(g, "model", q, file, err, errlen)) < 0)
+            return rc;
+    }
+    const char *labels =
+        json_string_value(json_object_get(json_object_get(spec->deployment, "envVars"), "labels"));
+    if (labels && *labels)
+        return check_confined(g, "envVars.labels", str_printable(labels, strlen(labels), q, sizeof q),
+                              labels, err, errlen);
     return 0;
 }
 

@@ -207,7 +207,7 @@ static int deploy(struct gateway *g, struct http_request *rq, bool create)
         snprintf(err, sizeof err, "function %s not found: deploy it with POST", spec.name);
         rc = -ENOENT;
     } else {
-        rc = registry_check_model(g, spec.image, err, sizeof err);
+        rc = registry_check_model(g, &spec, err, sizeof err);
         if (rc == -ENOENT)
             rc = -EINVAL; /* an unknown model is a bad request, not a missing route */
     }
@@ -511,7 +511,9 @@ static int model_name_arg(const char *arg, char *name, size_t len, char *err, si
         return seterr(err, errlen, -EINVAL, "model name is empty or too long");
     memcpy(name, arg, n);
     name[n] = '\0';
-    if (!gw_valid_model_ref(name) || name[0] == '/' || strncmp(name, "sha256:", 7) == 0)
+    struct model_ref r;
+    if (model_ref_parse(name, n, &r, err, errlen) < 0 || r.kind != MODEL_REF_NAME || r.tag[0] ||
+        r.shapes[0])
         return seterr(err, errlen, -EINVAL,
                       "model name \"%s\" may only contain letters, digits, '.', '-' and '_'", name);
     return 0;

@@ -2,6 +2,8 @@
 #include "gateway/gateway.h"
 
 #include "common/common.h"
+#include "common/fnenv.h"
+#include "common/modelref.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,40 +47,6 @@ int gw_split_name(const char *full, char name[GW_NAME_MAX], char *err, size_t er
                       "function name \"%.80s\" may only contain letters, digits, '-' and '_'",
                       name);
     return dot ? gw_check_namespace(dot + 1, err, errlen) : 0;
-}
-
-static bool valid_model_name(const char *ref)
-{
-    if (!isalnum((unsigned char)ref[0]) && ref[0] != '_')
-        return false;
-    if (strstr(ref, ".."))
-        return false;
-    for (const char *p = ref; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
-            return false;
-    return true;
-}
-
-static bool valid_abs_path(const char *ref)
-{
-    for (const char *p = ref; *p; p++)
-        if (*p == '/' && p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0'))
-            return false;
-    return true;
-}
-
-bool gw_valid_model_ref(const char *ref)
-{
-    size_t n = strlen(ref);
-    if (n == 0 || n >= GW_REF_MAX)
-        return false;
-    if (strncmp(ref, "sha256:", 7) == 0) {
-        uint8_t d[SHA256_LEN];
-        return n == 7 + 64 && sha256_parse_hex(ref + 7, d) == 0;
-    }
-    if (ref[0] == '/')
-        return valid_abs_path(ref);
-    return valid_model_name(ref);
 }
 
 /* ---- scaling labels ---- */
@@ -206,6 +174,28 @@ static int check_resources(json_t *dep, const char *key, uint64_t *mem, char *er
     return 0;
 }
 
+/* envVars may set only shmfaas-fn's own settings (common/fnenv.h): never LD_PRELOAD and friends. */
+static int check_env_keys(const json_t *env, char *err, size_t errlen)
+{
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)env, k, x)
+    {
+        if (fn_env_key_allowed(k))
+            continue;
+        char q[80], keys[512];
+        str_printable(k, strlen(k), q, sizeof q);
+        fn_env_keys_list(keys, sizeof keys);
+        if (fn_env_key_known(k))
+            return seterr(err, errlen, -EINVAL,
+                          "envVars.%s is set by shmfaasd itself, not by a deployment", q);
+        return seterr(err, errlen, -EINVAL,
+                      "envVars.%s is not a setting of shmfaas-fn; envVars may set only %s", q,
+                      keys);
+    }
+    return 0;
+}
+
 static int instance_cap_of(const json_t *env)
 {
     const char *s = json_string_value(json_object_get(env, "max_inflight"));
@@ -228,11 +218,10 @@ static int check_fields(json_t *dep, struct fn_spec *out, char *err, size_t errl
                       "service \"%.80s\" must be 1-63 letters, digits, '-' or '_'", svc);
     if (!img || !*img)
         return seterr(err, errlen, -EINVAL, "image is required: the model to serve");
-    if (!gw_valid_model_ref(img))
-        return seterr(err, errlen, -EINVAL,
-                      "image \"%.128s\" is not a model ref: use a model name, sha256:<hex> or an "
-                      "absolute path inside the models directory",
-                      img);
+    struct model_ref ref;
+    char why[400];
+    if (model_ref_parse(img, strlen(img), &ref, why, sizeof why) < 0)
+        return seterr(err, errlen, -EINVAL, "image: %s", why);
     json_t *ns = json_object_get(dep, "namespace");
     if (ns && !json_is_null(ns) && !json_is_string(ns))
         return seterr(err, errlen, -EINVAL, "namespace must be a string");
@@ -259,6 +248,8 @@ int spec_from_json(const json_t *src, struct fn_spec *out, char *err, size_t err
     int rc = check_fields(dep, out, err, errlen);
     if (!rc)
         rc = check_string_map(dep, "envVars", err, errlen);
+    if (!rc)
+        rc = check_env_keys(json_object_get(dep, "envVars"), err, errlen);
     if (!rc)
         rc = check_string_map(dep, "labels", err, errlen);
     if (!rc)

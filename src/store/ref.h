@@ -1,35 +1,41 @@
 /*
  * ref.h — how a model ref from a client becomes a file or a hash (internal to the store).
  *
- * Owns: the rules for model refs. Guarantees: a REF_PATH result is a realpath()ed regular file
- * strictly inside the models directory (no "..", no symlink out, no NUL, not empty, not too long);
- * anything else is refused with a message saying which rule it broke.
- *   "resnet18"                 → <models>/resnet18.onnx
- *   "/srv/models/resnet18.onnx" → itself, if it resolves inside <models>
- *   "sha256:<64 hex>"          → a resident model's identity or source hash
- * Any of them may end in "?SHAPES": the input shapes to compile a symbolic-dim model for
- * ("resnet50?input=1x3x320x320", the engine's [NAME=]DxDx..;.. text), returned raw in `shapes`
- * (the daemon parses it with the engine); one model compiled for other shapes is another image.
+ * A thin user of the common code: the syntax is model_ref_parse's (common/modelref.h, the same
+ * parser the gateway runs at deploy), the file lookup confine_open's (common/confine.h, the same
+ * resolver the gateway and the instance use). Guarantees: a REF_PATH result is the canonical path
+ * of a regular file reached inside the models directory without leaving it (no ".." above it, no
+ * symlink out; symlinks that stay inside are followed); anything else is refused with a message
+ * saying which rule it broke: -EINVAL syntax or not a regular file, -EPERM outside the models
+ * directory, -ENOENT missing.
+ *   "resnet18" (or "resnet18:latest")  → <models>/resnet18.onnx
+ *   "/srv/models/resnet18.onnx"       → itself, if it resolves inside <models>
+ *   "sha256:<64 hex>"                 → a resident model's identity or source hash
+ * Any of them may end in "?SHAPES", returned raw in `shapes` (the daemon parses it with the
+ * engine); one model compiled for other shapes is another image.
+ * The path is looked up again by the hash worker: the models directory is the operator's (and
+ * the gateway's model push, which writes it with write_file_atomic), not a client's.
  */
 #ifndef SHMFAAS_STORE_REF_H
 #define SHMFAAS_STORE_REF_H
 
 #include "common/common.h"
+#include "common/modelref.h"
 
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define REF_MAX_NAME   128
-#define REF_MAX_SHAPES 255 /* bytes of the "?SHAPES" suffix */
+#define REF_MAX_NAME   MODEL_REF_NAME_MAX
+#define REF_MAX_SHAPES MODEL_REF_SHAPES_MAX /* bytes of the "?SHAPES" suffix */
 
 enum ref_kind { REF_PATH, REF_HASH };
 
 struct ref {
     enum ref_kind kind;
-    char path[PATH_MAX];             /* REF_PATH: resolved file */
-    char name[REF_MAX_NAME + 1];     /* REF_PATH: file name without ".onnx" */
-    uint8_t hash[SHA256_LEN];        /* REF_HASH */
+    char path[PATH_MAX];         /* REF_PATH: resolved file */
+    char name[REF_MAX_NAME + 1]; /* REF_PATH: the name asked by, or the file name without ".onnx" */
+    uint8_t hash[SHA256_LEN];    /* REF_HASH */
     char shapes[REF_MAX_SHAPES + 1]; /* after '?'; "" when none */
 };
 

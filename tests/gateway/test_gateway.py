@@ -485,13 +485,15 @@ def case_sharing(gw):
     check(all(n in out for n in ("fa", "fb", "fc")), "stats lists the functions")
     check("2 models in use" in out and "3 instances" in out, "stats shows the sharing")
     check("saved by sharing" in out, "stats compares with private copies")
-    # the baseline: com.shmfaas.private runs instances with --private <models>/<image>.onnx
+    # the baseline: com.shmfaas.private runs instances with --private <image> --models <models>
+    # (the instance opens the file itself, confined to the models directory)
     gw.deploy("fp", "tiny_a", labels={"com.shmfaas.private": "true"})
     gw.wait_ready("fp")
     check(gw.invoke("fp").body == gw.invoke("fa").body, "private copy answers alike")
     pid = [p for k, p in gw.instance_pids().items() if k.startswith("fp-")][0]
     argv = open("/proc/%d/cmdline" % pid).read().split("\0")
-    check("--private" in argv and argv[argv.index("--private") + 1].endswith("/tiny_a.onnx"),
+    check("--private" in argv and argv[argv.index("--private") + 1] == "tiny_a" and
+          argv[argv.index("--models") + 1] == gw.models,
           "private instance argv: %s" % argv)
     leases = sorted(m["leases"] for m in store_models(gw)["models"] if m["state"] == "resident")
     check(leases == [1, 2], "a private instance takes no lease: %s" % leases)
