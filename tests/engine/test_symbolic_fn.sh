@@ -28,9 +28,10 @@ fail() {
     failed=1
 }
 
+# --keep-images: the restart below re-adopts what the clean stop left (a clean stop removes them).
 start_store() {
     "$store_bin" --socket "$tmp/store.sock" --dir "$tmp/images" --models "$tmp/models" \
-        --budget 64Mi >>"$tmp/store.log" 2>&1 &
+        --budget 64Mi --keep-images >>"$tmp/store.log" 2>&1 &
     store_pid=$!
     pids="$pids $store_pid"
     for _ in $(seq 100); do [ -S "$tmp/store.sock" ] && return 0; sleep 0.1; done

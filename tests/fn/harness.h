@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,6 +53,14 @@ static inline const char *h_zoo(const char *rel, char *out, size_t len)
 
 static inline int h_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
 {
+    /* A SIGKILLed store leaves its images sealed immutable (docs/store.md): unseal, then remove. */
+    int fd = flag == FTW_F ? open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) : -1, fl;
+    if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &fl) == 0 && (fl & FS_IMMUTABLE_FL)) {
+        fl &= ~FS_IMMUTABLE_FL;
+        ioctl(fd, FS_IOC_SETFLAGS, &fl);
+    }
+    if (fd >= 0)
+        close(fd);
     return remove(path);
 }
 
