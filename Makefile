@@ -48,6 +48,9 @@ run: build
 	@for m in zoo/*/model.onnx; do [ -f "$$m" ] || continue; n=$$(basename $$(dirname $$m)); \
 	  ln -f "$$m" var/shmfaasd/models/$$n.onnx 2>/dev/null || cp "$$m" var/shmfaasd/models/$$n.onnx; done
 	@echo "shmfaasd on http://$(RUN_LISTEN): try 'shmfaas deploy --name r18 --image resnet18' or faas-cli"
+	@echo "basic auth is on: log in with the generated admin password, e.g."
+	@echo "  shmfaas login --password-stdin < var/shmfaasd/secrets/basic-auth-password"
+	@echo "  faas-cli login -g http://$(RUN_LISTEN) --password-stdin < var/shmfaasd/secrets/basic-auth-password"
 	@exec $(BUILD)/src/gateway/shmfaasd --state var/shmfaasd --models var/shmfaasd/models \
 	  --budget $(RUN_BUDGET) --listen $(RUN_LISTEN)
 

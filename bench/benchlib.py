@@ -232,6 +232,20 @@ def tmpfs_unmapped(pids, d):
 # ---- shmfaasd in a temp dir ----
 
 
+def auth_header(state):
+    """Basic auth with the admin password shmfaasd generated into STATE/secrets (auth is on by
+    default; /function/* stays open, so what the benchmarks time is unchanged)."""
+    sec = os.path.join(state, "secrets")
+    try:
+        user, pw = (open(os.path.join(sec, f)).read().strip()
+                    for f in ("basic-auth-user", "basic-auth-password"))
+    except OSError:
+        return {}
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+
+
+
 class Gateway:
     """shmfaasd with its own state dir, models dir (hard links of zoo models), store dir, port."""
 
@@ -294,7 +308,8 @@ class Gateway:
     def request(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
         r = urllib.request.Request(self.url + path, data=data, method=method,
-                                   headers={"Content-Type": "application/json"})
+                                   headers=dict(auth_header(self.state),
+                                                **{"Content-Type": "application/json"}))
         try:
             with urllib.request.urlopen(r, timeout=60) as resp:
                 return resp.read()

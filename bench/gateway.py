@@ -11,6 +11,7 @@ Prints figures and the exact hey commands.
 usage: bench/gateway.py [--build build] [-n 5000] [-c 8]
 """
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -47,9 +48,17 @@ def wait_http(url, timeout=30):
     sys.exit("bench: %s not ready" % url)
 
 
-def req(url, method="GET", body=None):
+def req(url, method="GET", body=None, state=None):
+    """A /system call with the admin password shmfaasd generated in STATE/secrets (auth is on by
+    default; the timed /function calls stay open)."""
+    h = {}
+    if state:
+        sec = os.path.join(state, "secrets")
+        user, pw = (open(os.path.join(sec, f)).read().strip()
+                    for f in ("basic-auth-user", "basic-auth-password"))
+        h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
     r = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
-                               method=method)
+                               method=method, headers=h)
     with urllib.request.urlopen(r, timeout=30) as resp:
         return resp.read()
 
@@ -122,11 +131,12 @@ def main():
         one = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "1"}
         env = {"input": "json", "output": "json"}
         req(url + "/system/functions", "POST",
-            {"service": "one", "image": "tiny_a", "envVars": env, "labels": one})
+            {"service": "one", "image": "tiny_a", "envVars": env, "labels": one}, state)
         cores = str(os.cpu_count() or 2)
         req(url + "/system/functions", "POST",
             {"service": "many", "image": "tiny_a", "envVars": env,
-             "labels": {"com.openfaas.scale.min": cores, "com.openfaas.scale.max": cores}})
+             "labels": {"com.openfaas.scale.min": cores, "com.openfaas.scale.max": cores}},
+            state)
         port = free_port()
         fn = subprocess.Popen([os.path.join(a.build, "src/fn/shmfaas-fn"), "--listen",
                                "127.0.0.1:%d" % port, "--model", "tiny_a", "--store",
@@ -135,7 +145,7 @@ def main():
         direct = "http://127.0.0.1:%d/" % port
         wait_http(direct + "_/ready")
         for _ in range(200):
-            fs = {f["name"]: f for f in json.loads(req(url + "/system/functions"))}
+            fs = {f["name"]: f for f in json.loads(req(url + "/system/functions", state=state))}
             if fs["one"]["availableReplicas"] == 1 and fs["many"]["availableReplicas"] == int(cores):
                 break
             time.sleep(0.05)
