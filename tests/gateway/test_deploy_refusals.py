@@ -17,7 +17,8 @@ CASE: env | labels | model | private | store
            name:latest is the name; a refused update leaves the old spec
   private  com.shmfaas.private with a symlink out, or a sha256 ref → 400; a good one serves; the
            instance itself refuses --private through a symlink out
-  store    shmfaas-store refuses the same refs when a client attaches directly
+  store    shmfaas-store refuses the same refs when a client (an unprivileged uid the store admits,
+           as an instance is) attaches directly
 """
 import json
 import os
@@ -32,6 +33,7 @@ import test_gateway as tg  # noqa: E402  (same argv: CASE BUILD_DIR MODELS_DIR)
 check, fail = tg.check, tg.fail
 FN_BIN = os.path.join(tg.BUILD, "src/fn/shmfaas-fn")
 STORE_BIN = os.path.join(tg.BUILD, "src/store/shmfaas-store")
+ATTACKER = 200500  # inside shmfaasd's default --uid-range 200000-265535, which its store admits
 
 
 def dep(name, image, env=None, labels=None):
@@ -68,15 +70,17 @@ def plant_tree(gw):
 
 
 def run_fn(args, env):
-    """shmfaas-fn as the instance would run, until it fails at start (or 20 s)."""
+    """shmfaas-fn as an instance runs (an unprivileged uid), until it fails at start (or 20 s)."""
     e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "input": "json", "output": "json"}
     e.update(env)
     for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
         if k in os.environ:
             e[k] = os.environ[k]
     sock = os.path.join(tempfile.mkdtemp(prefix="shmfaas-refs-fn-"), "fn.sock")
+    os.chown(os.path.dirname(sock), ATTACKER, ATTACKER)
+    who = ["setpriv", "--reuid=%d" % ATTACKER, "--regid=%d" % ATTACKER, "--clear-groups"]
     try:
-        p = subprocess.run([FN_BIN, "--listen", "unix:" + sock] + args, env=e,
+        p = subprocess.run(who + [FN_BIN, "--listen", "unix:" + sock] + args, env=e,
                            capture_output=True, timeout=20)
         return p.returncode, p.stderr.decode(errors="replace")
     finally:
@@ -214,9 +218,12 @@ def case_store(gw):
     sock = os.path.join(gw.state, "store.sock")
     check(os.path.exists(sock), "the store child's socket")
 
+    # as an unprivileged uid the store admits (one of the function uid range, as an instance)
+    who = ["setpriv", "--reuid=%d" % ATTACKER, "--regid=%d" % ATTACKER, "--clear-groups"]
+
     def attach(ref):
-        p = subprocess.Popen([STORE_BIN, "attach", ref, "--socket", sock], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+        p = subprocess.Popen(who + [STORE_BIN, "attach", ref, "--socket", sock],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = p.communicate(timeout=30)
         except subprocess.TimeoutExpired:  # attached: it holds the lease until SIGINT
@@ -235,7 +242,7 @@ def case_store(gw):
         rc, out = attach(ref)
         check(rc != 0 and needle in out, "store attach %s: %d %s" % (ref, rc, out))
     # the same parser as the gateway: name:latest is the name (one image for both spellings)
-    p = subprocess.Popen([STORE_BIN, "attach", "tiny_a:latest", "--socket", sock],
+    p = subprocess.Popen(who + [STORE_BIN, "attach", "tiny_a:latest", "--socket", sock],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = p.stdout.readline().decode(errors="replace")
