@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -144,17 +145,9 @@ int store_cmd(const char *cmd, const char *socket_path, const char *model, int t
     return status;
 }
 
-int store_purge(const char *socket_path, const char *dir)
+int store_purge(const char *dir)
 {
     char err[512];
-    int probe = proto_connect(socket_path, NULL, 0);
-    if (probe >= 0) {
-        close(probe);
-        fprintf(stderr, "shmfaas-store purge: a store is serving on %s; stop it (SIGTERM removes "
-                        "its images) instead\n",
-                socket_path);
-        return 1;
-    }
     struct stat st;
     if (lstat(dir, &st) < 0 && errno == ENOENT) {
         printf("%s: nothing to purge\n", dir);
@@ -163,6 +156,13 @@ int store_purge(const char *socket_path, const char *dir)
     int fd = image_dir_open(dir, err, sizeof(err));
     if (fd < 0) {
         fprintf(stderr, "shmfaas-store purge: %s\n", err);
+        return 1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) { /* a running store holds it */
+        fprintf(stderr, "shmfaas-store purge: %s: a running store uses it; stop that store "
+                        "(SIGTERM removes its images) instead\n",
+                dir);
+        close(fd);
         return 1;
     }
     image_remove_all(fd, dir);

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -914,6 +915,11 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     d->dir_fd = image_dir_open(cfg->dir, err, errlen);
     if (d->dir_fd < 0)
         return d->dir_fd;
+    /* Held while the store runs (the kernel drops it if the store dies): two stores on one
+     * directory would adopt, evict and remove each other's images. */
+    if (flock(d->dir_fd, LOCK_EX | LOCK_NB) < 0)
+        return seterr(err, errlen, -errno, "--dir %s: %s", cfg->dir,
+                      errno == EWOULDBLOCK ? "another store is using it" : strerror(errno));
     if ((size_t)snprintf(d->manifest_path, sizeof(d->manifest_path), "%s/manifest.json",
                          cfg->dir) >= sizeof(d->manifest_path))
         return seterr(err, errlen, -ENAMETOOLONG, "--dir %s: path too long", cfg->dir);

@@ -7,7 +7,7 @@
  *                 [--refusal-backoff DUR] [--refusal-backoff-max DUR] [--keep-images]
  *                 [--metrics HOST:PORT] [--log-level LEVEL] [--no-warm-cache]
  *   shmfaas-store ls | stats | evict MODEL | attach MODEL   [--socket PATH] [--threads N]
- *   shmfaas-store purge [--dir DIR] [--socket PATH]
+ *   shmfaas-store purge [--dir DIR]
  */
 #include "store/store.h"
 
@@ -37,8 +37,7 @@ static void usage(FILE *f)
             "       shmfaas-store evict MODEL [--socket PATH]\n"
             "       shmfaas-store attach MODEL [--socket PATH] [--threads N]  hold a lease until "
             "SIGINT\n"
-            "       shmfaas-store purge [--dir DIR] [--socket PATH]  remove a stopped store's "
-            "images\n"
+            "       shmfaas-store purge [--dir DIR]   remove what a stopped or crashed store left\n"
             "options:\n"
             "  --socket PATH      unix socket (default " DEFAULT_SOCKET ")\n"
             "  --dir DIR          tmpfs directory for images (default " DEFAULT_DIR ")\n"
@@ -241,7 +240,7 @@ int main(int argc, char **argv)
             return 2;
         }
         if (!strcmp(cmd, "purge"))
-            return store_purge(cfg.socket_path, cfg.dir);
+            return store_purge(cfg.dir);
         return store_cmd(cmd, cfg.socket_path, model, cfg.threads);
     }
     if (cfg.threads == 0)

@@ -235,7 +235,9 @@ int store_run(const struct store_config *cfg);
 /* ---- operator subcommands (cmd.c) ---- */
 
 int store_cmd(const char *cmd, const char *socket_path, const char *model, int threads);
-/* `shmfaas-store purge`: removes a stopped store's images (and the directory when empty). */
-int store_purge(const char *socket_path, const char *dir);
+/* `shmfaas-store purge`: removes the images (unsealed), temp files and manifest a stopped or
+ * crashed store left in dir, and the directory when empty; refused while a store uses dir (it
+ * holds an flock on the directory while it runs). */
+int store_purge(const char *dir);
 
 #endif

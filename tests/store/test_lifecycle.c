@@ -145,9 +145,16 @@ static void test_purge_after_crash(void **state)
     env_binary("src/store/shmfaas-store", bin, sizeof(bin));
     env_start(e, "1GiB", NULL);
     use_models(e);
-    snprintf(cmd, sizeof(cmd), "%s purge --dir %s --socket %s", bin, e->dir, e->sock);
+    snprintf(cmd, sizeof(cmd), "%s purge --dir %s", bin, e->dir);
     assert_int_not_equal(system(cmd), 0); /* refused while a store serves */
     assert_int_equal(each_image(e, NULL), 2);
+    /* a second store on the same directory is refused too */
+    char other[200];
+    snprintf(other, sizeof(other), "%s/other.sock", e->root);
+    env_log_to_file(e);
+    assert_int_not_equal(env_start_refused(e, e->dir, (const char *[]){"--socket", other, NULL}),
+                         0);
+    assert_int_equal(env_log_count(e, "another store is using it"), 1);
     env_stop(e, SIGKILL);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(access(e->dir, F_OK), -1);
