@@ -1083,14 +1083,14 @@ static void restart_store(struct gateway *g, int64_t now)
     }
 }
 
-/* Does the store's "names" list ("a, b" or "a") hold the model ref (without its "?SHAPES")? */
+/* Does the store's "names" list ("a, b" or "a") hold the model ref? Both without "?SHAPES". */
 static bool names_hold(const char *names, const char *ref)
 {
     size_t n = strcspn(ref, "?");
     for (const char *p = names; *p;) {
         p += strspn(p, ", ");
         size_t k = strcspn(p, ", ");
-        if (k == n && strncmp(p, ref, n) == 0)
+        if (strcspn(p, "?, ") == n && strncmp(p, ref, n) == 0)
             return true;
         p += k;
     }

@@ -57,7 +57,8 @@ static struct instance *acquire(struct gateway *g, struct function *fn, pid_t av
     struct instance *in;
     bool counted = false;
     while (!(in = pick(fn, avoid))) {
-        if (fn->deleted || g->stopping || fn->refused || now_ns() / 1000000 >= deadline_ms)
+        bool refused = fn->refused && function_live_count(fn) == 0; /* none will come */
+        if (fn->deleted || g->stopping || refused || now_ns() / 1000000 >= deadline_ms)
             break;
         if (!counted) {
             fn->queued++;

@@ -125,7 +125,7 @@ int registry_assign_uid(struct gateway *g, struct function *fn, char *err, size_
 bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size_t len,
                       int *retry_s)
 {
-    if (!fn->refused)
+    if (!fn->refused || function_live_count(fn) > 0)
         return false;
     snprintf(why, len, "function %s: %s", fn->spec.name, fn->refusal);
     int64_t wait = fn->backoff_until_ms - now_ms;
