@@ -479,8 +479,7 @@ def case_sharing(gw):
     check(len(resident) == 2, "one image per model: %s" % st["models"])
     by_leases = sorted(m["leases"] for m in resident)
     check(by_leases == [1, 2], "leases per image (tiny_b 1, tiny_a 2): %s" % by_leases)
-    out = subprocess.run([CLI, "--gateway", gw.url, "stats"], capture_output=True, text=True,
-                         env=dict(os.environ)).stdout
+    out = cli(gw, "--gateway", gw.url, "stats")[1]
     print(out)
     check(all(n in out for n in ("fa", "fb", "fc")), "stats lists the functions")
     check("2 models in use" in out and "3 instances" in out, "stats shows the sharing")
