@@ -160,7 +160,9 @@ static int walk_expand(struct walk *w, const char *comp, const char *link, char 
                           str_printable(link, strlen(link), ql, sizeof(ql)));
         walk_pop_to(w, 0);
     }
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/%s", from, *rest) >= todolen)
+    const char *r = *rest;
+    bool slash = *r || r[-1] == '/'; /* more to come, or the link was named with a trailing '/' */
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s%s%s", from, slash ? "/" : "", r) >= todolen)
         return seterr(err, errlen, -ENAMETOOLONG, "%s: path too long after symlinks", w->t->q);
     memcpy(todo, tmp, strlen(tmp) + 1);
     *rest = todo;
@@ -280,10 +282,8 @@ static int walk(const struct target *t, int flags, char *real, size_t reallen, c
             rc = seterr(err, errlen, rc, "%s: a component is longer than %d bytes", t->q, NAME_MAX);
             break;
         }
-        const char *after = rest;
-        while (*after == '/')
-            after++;
-        rc = walk_step(&w, comp, !*after, flags, todo, sizeof(todo), &rest, &links, err, errlen);
+        bool last = !*rest && rest[-1] != '/'; /* "x/" names a directory, as in the kernel */
+        rc = walk_step(&w, comp, last, flags, todo, sizeof(todo), &rest, &links, err, errlen);
         if (rc != 0)
             break;
     }

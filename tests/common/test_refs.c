@@ -249,6 +249,9 @@ static void confine_rules(open_fn f)
         expect_refused(f, "null", -EINVAL, "character device");
     expect_refused(f, "missing", -ENOENT, NULL);
     expect_refused(f, "a.onnx/x", -ENOENT, NULL);
+    expect_refused(f, "a.onnx/", -ENOENT, NULL); /* a trailing '/' asks for a directory */
+    expect_refused(f, "rel/", -ENOENT, NULL);
+    expect_refused(f, "sub/", -EINVAL, "directory");
     expect_refused(f, "loop", -ELOOP, NULL);
     expect_refused(f, "", -EINVAL, NULL);
 }
