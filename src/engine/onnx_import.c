@@ -3,14 +3,15 @@
  *
  * Nothing read from the file is trusted: counts, ranks, dims (negative, huge, overflowing
  * products), payload lengths against dims × element size, raw_data against the typed fields,
- * external-data locations (relative, no "..", inside base_dir after realpath) and offsets against
- * the file's size are all checked before use. Constant nodes become constant tensors, nodes are
+ * external-data locations (relative, no "..", opened inside base_dir by confine_open) and offsets
+ * against the file's size are all checked before use. Constant nodes become constant tensors, nodes are
  * sorted topologically, and cycles, undefined inputs, duplicate producers and foreign domains are
  * refused with the model, node and op named.
  */
 #include "engine/ir.h"
 
 #include "common/common.h"
+#include "common/confine.h"
 #include "onnx.pb-c.h"
 
 #include <errno.h>
@@ -163,10 +164,11 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-/* Refuses absolute locations, ".." components and anything realpath puts outside base_dir. */
-/* path must hold PATH_MAX bytes (realpath's contract). */
-static int external_path(const char *base_dir, const char *loc, char path[PATH_MAX],
-                         const char *what, char *err, size_t errlen)
+/* Opens an external data file: a relative location without ".." components, resolved inside
+ * base_dir by confine_open (common/confine.h: no symlink out, regular files only) — the same
+ * resolver the gateway, the store and the instance use for the files a deployer names. */
+static int external_open(const char *base_dir, const char *loc, const char *what, char *err,
+                         size_t errlen)
 {
     if (!base_dir)
         return seterr(err, errlen, -EINVAL,
@@ -183,28 +185,21 @@ static int external_path(const char *base_dir, const char *loc, char path[PATH_M
             return seterr(err, errlen, -EPERM, "%s: external data location '%s' contains '..'",
                           what, loc);
     }
-    char base_real[PATH_MAX], joined[PATH_MAX];
-    if (!realpath(base_dir, base_real))
-        return seterr(err, errlen, -errno, "%s: base directory %s: %s", what, base_dir,
-                      strerror(errno));
-    if ((size_t)snprintf(joined, sizeof(joined), "%s/%s", base_real, loc) >= sizeof(joined))
-        return seterr(err, errlen, -ENAMETOOLONG, "%s: external data path too long", what);
-    if (!realpath(joined, path))
-        return seterr(err, errlen, -errno, "%s: external data %s: %s", what, joined,
-                      strerror(errno));
-    size_t bl = strlen(base_real);
-    if (strncmp(path, base_real, bl) != 0 || (path[bl] != '/' && strcmp(base_real, "/") != 0))
+    char why[512];
+    int fd = confine_open(base_dir, "model's", loc, O_RDONLY, NULL, 0, why, sizeof(why));
+    if (fd == -EPERM)
         return seterr(err, errlen, -EPERM, "%s: external data location '%s' resolves outside %s",
-                      what, loc, base_real);
-    return 0;
+                      what, loc, base_dir);
+    if (fd < 0)
+        return seterr(err, errlen, fd, "%s: external data: %s", what, why);
+    return fd;
 }
 
-static int read_external_range(const char *path, uint64_t offset, int has_length, uint64_t length,
-                               struct payload *p, const char *what, char *err, size_t errlen)
+/* Reads [offset, offset + length) of the open external data file fd (named path in messages). */
+static int read_external_range(int fd, const char *path, uint64_t offset, int has_length,
+                               uint64_t length, struct payload *p, const char *what, char *err,
+                               size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return seterr(err, errlen, -errno, "%s: external data %s: %s", what, path, strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -262,11 +257,10 @@ static int from_external(const Onnx__TensorProto *tp, const char *base_dir, stru
     }
     if (!loc || !*loc)
         return seterr(err, errlen, -EINVAL, "%s: external data without a location", what);
-    char path[PATH_MAX];
-    int rc = external_path(base_dir, loc, path, what, err, errlen);
-    if (rc)
-        return rc;
-    return read_external_range(path, offset, has_length, length, p, what, err, errlen);
+    int fd = external_open(base_dir, loc, what, err, errlen);
+    if (fd < 0)
+        return fd;
+    return read_external_range(fd, loc, offset, has_length, length, p, what, err, errlen);
 }
 
 /* Takes over a raw_data buffer of exactly the right size instead of copying it: a model's
