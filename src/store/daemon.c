@@ -84,7 +84,6 @@ struct daemon {
     const struct store_config *cfg;
     int dir_fd; /* the image directory, checked at start; every file operation is relative */
     char models_real[PATH_MAX];
-    char manifest_path[PATH_MAX];
     const char *fingerprint;
     struct catalog cat;
     struct store_counters n;
@@ -920,9 +919,6 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     if (flock(d->dir_fd, LOCK_EX | LOCK_NB) < 0)
         return seterr(err, errlen, -errno, "--dir %s: %s", cfg->dir,
                       errno == EWOULDBLOCK ? "another store is using it" : strerror(errno));
-    if ((size_t)snprintf(d->manifest_path, sizeof(d->manifest_path), "%s/manifest.json",
-                         cfg->dir) >= sizeof(d->manifest_path))
-        return seterr(err, errlen, -ENAMETOOLONG, "--dir %s: path too long", cfg->dir);
     return 0;
 }
 
@@ -971,7 +967,8 @@ static void publish(struct daemon *d)
 {
     if (d->manifest_dirty) {
         char err[512];
-        if (manifest_write(d->manifest_path, &d->cat, d->fingerprint, err, sizeof(err)) < 0)
+        if (manifest_write(d->dir_fd, MANIFEST_NAME, &d->cat, d->fingerprint, err, sizeof(err)) <
+            0)
             log_error("%s", err);
         d->manifest_dirty = 0;
     }

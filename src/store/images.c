@@ -90,20 +90,6 @@ static int image_name(const char *idhex, char *out, size_t len)
     return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* ---- sealing ---- */
 
 static int set_immutable(int fd, int on)
@@ -181,7 +167,7 @@ int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
     int wfd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (wfd < 0)
         return seterr(err, errlen, -errno, "image %s: %s", tmp, strerror(errno));
-    int rc = fchmod(wfd, 0600) < 0 ? -errno : write_all(wfd, image, len);
+    int rc = fchmod(wfd, 0600) < 0 ? -errno : fd_write_all(wfd, image, len);
     if (rc == 0 && fstat(wfd, &wst) < 0)
         rc = -errno;
     if (rc == 0 && !fully_written(&wst))
@@ -399,10 +385,9 @@ static void discard(int dir_fd, const char *dir, const char *name, const char *w
 int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
                     char *err, size_t errlen)
 {
-    char mpath[PATH_MAX], merr[256];
-    snprintf(mpath, sizeof(mpath), "%s/manifest.json", dir);
+    char merr[256];
     struct manifest man;
-    if (manifest_read(mpath, &man, merr, sizeof(merr)) < 0)
+    if (manifest_read(dir_fd, MANIFEST_NAME, &man, merr, sizeof(merr)) < 0)
         log_warn("%s; model names and LRU order are lost", merr);
     int dfd = dup(dir_fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;

@@ -1,11 +1,15 @@
-/* The store manifest as JSON (jansson), written with write_file_atomic(). */
+/* The store manifest as JSON (jansson), written with write_file_atomic_at() and read with
+ * O_NOFOLLOW, both relative to the store's checked directory fd. */
 #include "store/manifest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MANIFEST_MAX_BYTES (16u << 20)
 
@@ -20,8 +24,8 @@ static json_t *model_json(const struct model *m)
                      "release_seq", (json_int_t)m->release_seq, "compile_seconds", m->compile_s);
 }
 
-int manifest_write(const char *path, const struct catalog *c, const char *fingerprint, char *err,
-                   size_t errlen)
+int manifest_write(int dir_fd, const char *name, const struct catalog *c, const char *fingerprint,
+                   char *err, size_t errlen)
 {
     json_t *models = json_array();
     for (const struct model *m = c->models; m; m = m->next)
@@ -32,8 +36,8 @@ int manifest_write(const char *path, const struct catalog *c, const char *finger
     char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!text)
-        return seterr(err, errlen, -ENOMEM, "manifest %s: out of memory", path);
-    int rc = write_file_atomic(path, text, strlen(text), 0600, err, errlen);
+        return seterr(err, errlen, -ENOMEM, "manifest %s: out of memory", name);
+    int rc = write_file_atomic_at(dir_fd, name, text, strlen(text), 0600, err, errlen);
     free(text);
     return rc;
 }
@@ -58,18 +62,56 @@ static int entry_from_json(json_t *j, struct manifest_entry *e)
     return 0;
 }
 
-int manifest_read(const char *path, struct manifest *out, char *err, size_t errlen)
+/* The whole of name in dir_fd, a regular file of at most MANIFEST_MAX_BYTES; malloc'd. */
+static int read_at(int dir_fd, const char *name, char **out, size_t *len, char *err,
+                   size_t errlen)
+{
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return errno == ENOENT ? -ENOENT : seterr(err, errlen, -errno, "manifest %s: %s", name,
+                                                  strerror(errno));
+    int rc = fstat(fd, &st) < 0 ? -errno : 0;
+    if (rc == 0 && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MANIFEST_MAX_BYTES))
+        rc = -EINVAL;
+    char *text = rc == 0 ? malloc((size_t)st.st_size + 1) : NULL;
+    size_t got = 0;
+    if (rc == 0 && !text)
+        rc = -ENOMEM;
+    while (rc == 0 && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, text + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = n < 0 ? -errno : -EIO;
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (rc < 0) {
+        free(text);
+        return seterr(err, errlen, rc, "manifest %s: %s", name,
+                      rc == -EINVAL ? "not a regular file of at most 16 MiB" : strerror(-rc));
+    }
+    text[got] = '\0';
+    *out = text;
+    *len = got;
+    return 0;
+}
+
+int manifest_read(int dir_fd, const char *name, struct manifest *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    uint8_t *text;
-    size_t len;
-    int rc = read_file(path, MANIFEST_MAX_BYTES, &text, &len, err, errlen);
+    const char *path = name; /* for messages */
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_at(dir_fd, name, &text, &len, err, errlen);
     if (rc == -ENOENT)
         return 0;
     if (rc < 0)
         return rc;
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)text, len, 0, &jerr);
+    json_t *root = json_loadb(text, len, 0, &jerr);
     free(text);
     json_t *models = root ? json_object_get(root, "models") : NULL;
     if (!json_is_array(models)) {

@@ -24,11 +24,14 @@ struct manifest {
     size_t n;
 };
 
-/* Writes every RESIDENT model of c to path. */
-int manifest_write(const char *path, const struct catalog *c, const char *fingerprint, char *err,
-                   size_t errlen);
-/* Reads path; a missing file is an empty manifest. Malformed entries are skipped with a warning. */
-int manifest_read(const char *path, struct manifest *out, char *err, size_t errlen);
+#define MANIFEST_NAME "manifest.json"
+
+/* Writes every RESIDENT model of c to name in the directory dir_fd (write_file_atomic_at). */
+int manifest_write(int dir_fd, const char *name, const struct catalog *c, const char *fingerprint,
+                   char *err, size_t errlen);
+/* Reads name in dir_fd (O_NOFOLLOW, a regular file); a missing file is an empty manifest.
+ * Malformed entries are skipped with a warning. */
+int manifest_read(int dir_fd, const char *name, struct manifest *out, char *err, size_t errlen);
 const struct manifest_entry *manifest_find(const struct manifest *m, const char *idhex);
 void manifest_free(struct manifest *m);
 

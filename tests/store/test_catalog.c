@@ -205,11 +205,12 @@ static void test_manifest_roundtrip(void **state)
     a->compile_s = 2.5;
     struct model *compiling = catalog_add(&c, (uint8_t[SHA256_LEN]){9}, a->source_sha, 1, "x");
     assert_non_null(compiling);
-    char path[128], err[512];
-    snprintf(path, sizeof(path), "%s/manifest.json", root);
-    assert_int_equal(manifest_write(path, &c, "engine-test", err, sizeof(err)), 0);
+    char err[512];
+    int dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dir >= 0);
+    assert_int_equal(manifest_write(dir, "manifest.json", &c, "engine-test", err, sizeof(err)), 0);
     struct manifest m;
-    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), 0);
+    assert_int_equal(manifest_read(dir, "manifest.json", &m, err, sizeof(err)), 0);
     assert_int_equal(m.n, 1); /* only resident models */
     const struct manifest_entry *e = manifest_find(&m, a->idhex);
     assert_non_null(e);
@@ -218,16 +219,18 @@ static void test_manifest_roundtrip(void **state)
     assert_true(e->release_seq == a->release_seq);
     manifest_free(&m);
     /* Missing: empty. Garbage: an error, not a crash. */
-    snprintf(path, sizeof(path), "%s/none.json", root);
-    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), 0);
+    assert_int_equal(manifest_read(dir, "none.json", &m, err, sizeof(err)), 0);
     assert_int_equal(m.n, 0);
     put("bad.json", "{\"models\": [1, {\"identity\": \"zz\"}, {}]");
-    snprintf(path, sizeof(path), "%s/bad.json", root);
-    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), -EINVAL);
+    assert_int_equal(manifest_read(dir, "bad.json", &m, err, sizeof(err)), -EINVAL);
     put("bad.json", "{\"models\": [1, {\"identity\": \"zz\"}, {}]}");
-    assert_int_equal(manifest_read(path, &m, err, sizeof(err)), 0);
+    assert_int_equal(manifest_read(dir, "bad.json", &m, err, sizeof(err)), 0);
     assert_int_equal(m.n, 0);
     manifest_free(&m);
+    /* A planted symlink is not followed. */
+    assert_int_equal(symlinkat("bad.json", dir, "link.json"), 0);
+    assert_true(manifest_read(dir, "link.json", &m, err, sizeof(err)) < 0);
+    close(dir);
     catalog_free(&c);
 }
 
