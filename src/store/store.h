@@ -6,9 +6,13 @@
  * server (metrics.c) sees only a text snapshot the loop publishes under a mutex. Nothing else is
  * shared, so nothing else is locked.
  *
- * Guarantees the daemon keeps: image files are mode 0600 and owned by the store's user; every fd
+ * Guarantees the daemon keeps: image files are mode 0600, owned by the store's user, fully
+ * written and sealed (immutable, no writer open) before any fd of them leaves the store; every fd
  * handed to a client is O_RDONLY; the resident total never exceeds the budget (an image is
- * admitted only after room is made for it); leases die with their connection.
+ * admitted only after room is made for it); leases die with their connection; a connection from
+ * a uid that may not use the store, or past its cap, is closed at accept; a refused model is not
+ * compiled again within its backoff window; a clean stop leaves no image behind (unless
+ * --keep-images), a crash leaves them for re-adoption.
  */
 #ifndef SHMFAAS_STORE_STORE_H
 #define SHMFAAS_STORE_STORE_H
