@@ -1,6 +1,6 @@
 /* Unit tests of src/common/http.c (shared by shmfaas-fn and shmfaasd): listen address parsing, one
  * handler call per request with the whole body, 413 over max_body (declared or chunked) with the
- * error headers, unix sockets cleaned up, error replies escaped. An in-process server and libcurl.
+ * error headers, unix sockets cleaned up, error replies escaped, the gate's header-block check. An in-process server and libcurl.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,12 +173,58 @@ static void unix_socket_served_and_removed(void **state)
     h_cleanup(&h);
 }
 
+/* The gate's check of a header block: what passes to MHD, and the status of everything else. */
+static void heads_checked_before_mhd(void **state)
+{
+    static const struct {
+        const char *head;
+        unsigned status;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0},
+        {"\r\nPOST /a?b=c HTTP/1.0\r\nContent-Length:  12 \r\n\r\n", 0},
+        {"POST / HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n", 0},
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1234567890123456789\r\n\r\n", 413},
+        {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+         400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+        {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400},
+        {"GET / HTTP/2\r\nHost: x\r\n\r\n", 505},
+        {"GET / http/1.1\r\nHost: x\r\n\r\n", 400},
+        {"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"GET /a\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\n continued\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\nX: a\x7f\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\n", 400}, /* no empty line */
+    };
+    char msg[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned st = http_head_check(cases[i].head, strlen(cases[i].head), msg, sizeof(msg));
+        if (st != cases[i].status)
+            fail_msg("%s: %u, want %u (%s)", cases[i].head, st, cases[i].status, st ? msg : "");
+    }
+    char big[HTTP_HEAD_MAX + 64];
+    int n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: x\r\nX: ");
+    memset(big + n, 'a', sizeof(big) - (size_t)n - 5);
+    memcpy(big + sizeof(big) - 5, "\r\n\r\n", 5);
+    assert_int_equal(http_head_check(big, sizeof(big) - 1, msg, sizeof(msg)), 431);
+    const char nul[] = "GET / HTTP/1.1\r\nHost: x\0\r\n\r\n";
+    assert_int_equal(http_head_check(nul, sizeof(nul) - 1, msg, sizeof(msg)), 400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(listen_addresses_parse),
         cmocka_unit_test(bodies_arrive_whole_and_limits_hold),
         cmocka_unit_test(unix_socket_served_and_removed),
+        cmocka_unit_test(heads_checked_before_mhd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
