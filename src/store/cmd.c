@@ -159,8 +159,9 @@ int store_purge(const char *dir)
         return 1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) { /* a running store holds it */
-        fprintf(stderr, "shmfaas-store purge: %s: a running store uses it; stop that store "
-                        "(SIGTERM removes its images) instead\n",
+        fprintf(stderr,
+                "shmfaas-store purge: %s: a running store uses it; stop that store "
+                "(SIGTERM removes its images) instead\n",
                 dir);
         close(fd);
         return 1;

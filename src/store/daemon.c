@@ -51,7 +51,7 @@ struct conn {
     pid_t pid;
     struct lease *leases;
     size_t n_leases, cap_leases;
-    int broken; /* a reply could not be sent: closed at the end of this loop turn */
+    int broken;           /* a reply could not be sent: closed at the end of this loop turn */
     struct loglimit *log; /* the daemon's, for complaints about this client */
 };
 
@@ -138,8 +138,8 @@ static int send_msg(struct conn *c, struct proto_msg *m, int fd)
     c->broken |= rc < 0;
     if (rc < 0)
         complain(c->log, LOG_WARN, c->uid, LOG_SEND_FAILED,
-                 "client pid %d uid %u: %s; dropping the connection", (int)c->pid,
-                 (unsigned)c->uid, err);
+                 "client pid %d uid %u: %s; dropping the connection", (int)c->pid, (unsigned)c->uid,
+                 err);
     return rc;
 }
 
@@ -302,8 +302,9 @@ static int answer_refused(struct daemon *d, struct conn *c, uint32_t seq,
     d->n.refusals++;
     d->n.refusals_remembered++;
     d->stats_dirty = 1;
-    reply_error(c, seq, f->code, "%s (refused %llu time(s) without a new compile; retried after "
-                                 "%lld ms)",
+    reply_error(c, seq, f->code,
+                "%s (refused %llu time(s) without a new compile; retried after "
+                "%lld ms)",
                 f->reason, (unsigned long long)f->answered, (long long)(f->until_ms - now));
     return 1;
 }
@@ -311,10 +312,9 @@ static int answer_refused(struct daemon *d, struct conn *c, uint32_t seq,
 static void remember_refusal(struct daemon *d, const struct model *m, const char *name,
                              enum refusal_kind kind, uint64_t need, const char *reason)
 {
-    struct refusal *f = refusal_record(&d->refusals, m->identity, name, kind,
-                                       kind == REFUSAL_BUDGET ? -ENOSPC : -ENOEXEC, need, reason,
-                                       mono_ms(), d->cfg->refusal_backoff_ms,
-                                       d->cfg->refusal_backoff_max_ms);
+    struct refusal *f = refusal_record(
+        &d->refusals, m->identity, name, kind, kind == REFUSAL_BUDGET ? -ENOSPC : -ENOEXEC, need,
+        reason, mono_ms(), d->cfg->refusal_backoff_ms, d->cfg->refusal_backoff_max_ms);
     if (f)
         log_info("model %s (%s): refusal remembered for %lld ms", name, m->idhex,
                  (long long)f->window_ms);
@@ -836,8 +836,8 @@ static int conn_read(struct daemon *d, struct conn *c)
         return rc;
     if (rc < 0) {
         complain(c->log, LOG_WARN, c->uid, LOG_BAD_MSG,
-                 "client pid %d uid %u: %s; dropping the connection", (int)c->pid,
-                 (unsigned)c->uid, err);
+                 "client pid %d uid %u: %s; dropping the connection", (int)c->pid, (unsigned)c->uid,
+                 err);
         return rc;
     }
     return dispatch(d, c, &msg);
@@ -967,8 +967,7 @@ static void publish(struct daemon *d)
 {
     if (d->manifest_dirty) {
         char err[512];
-        if (manifest_write(d->dir_fd, MANIFEST_NAME, &d->cat, d->fingerprint, err, sizeof(err)) <
-            0)
+        if (manifest_write(d->dir_fd, MANIFEST_NAME, &d->cat, d->fingerprint, err, sizeof(err)) < 0)
             log_error("%s", err);
         d->manifest_dirty = 0;
     }

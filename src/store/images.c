@@ -358,8 +358,7 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
 }
 
 /* Evicts adopted images beyond the budget (a store restarted with a smaller one). */
-static void trim_to_budget(int dir_fd, const char *dir, struct catalog *c,
-                           struct store_counters *n)
+static void trim_to_budget(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n)
 {
     while (c->resident_bytes > c->budget) {
         struct model *victim = NULL;

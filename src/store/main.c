@@ -21,10 +21,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/run/shmfaas/store.sock"
-#define DEFAULT_DIR    "/dev/shm/shmfaas"
-#define DEFAULT_MODELS "/var/lib/shmfaas/models"
-#define DEFAULT_BUDGET (1ull << 30)
+#define DEFAULT_SOCKET        "/run/shmfaas/store.sock"
+#define DEFAULT_DIR           "/dev/shm/shmfaas"
+#define DEFAULT_MODELS        "/var/lib/shmfaas/models"
+#define DEFAULT_BUDGET        (1ull << 30)
 #define DEFAULT_CONNS_PER_UID 128 /* twice the gateway's replica cap: an instance holds one */
 #define DEFAULT_BACKOFF_MS    30000
 #define DEFAULT_BACKOFF_MAX   600000

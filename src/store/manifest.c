@@ -63,14 +63,14 @@ static int entry_from_json(json_t *j, struct manifest_entry *e)
 }
 
 /* The whole of name in dir_fd, a regular file of at most MANIFEST_MAX_BYTES; malloc'd. */
-static int read_at(int dir_fd, const char *name, char **out, size_t *len, char *err,
-                   size_t errlen)
+static int read_at(int dir_fd, const char *name, char **out, size_t *len, char *err, size_t errlen)
 {
     int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd < 0)
-        return errno == ENOENT ? -ENOENT : seterr(err, errlen, -errno, "manifest %s: %s", name,
-                                                  strerror(errno));
+        return errno == ENOENT
+                   ? -ENOENT
+                   : seterr(err, errlen, -errno, "manifest %s: %s", name, strerror(errno));
     int rc = fstat(fd, &st) < 0 ? -errno : 0;
     if (rc == 0 && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MANIFEST_MAX_BYTES))
         rc = -EINVAL;

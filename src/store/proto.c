@@ -406,8 +406,7 @@ static int refused_at_accept(int sock, uint8_t *buf, char *err, size_t errlen)
     if (n <= 0 || proto_decode(buf, (size_t)n, &m, NULL, 0) < 0 || m.type != PROTO_ERROR ||
         m.seq != 0)
         return 0;
-    return seterr(err, errlen, m.u.error.code, "store refused the connection: %s",
-                  m.u.error.msg);
+    return seterr(err, errlen, m.u.error.code, "store refused the connection: %s", m.u.error.msg);
 }
 
 int proto_call(int sock, const struct proto_msg *req, uint8_t *buf, struct proto_msg *reply,

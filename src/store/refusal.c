@@ -52,9 +52,8 @@ static void trim(struct refusals *r, int64_t now_ms)
 }
 
 struct refusal *refusal_record(struct refusals *r, const uint8_t identity[SHA256_LEN],
-                               const char *name, enum refusal_kind kind, int code,
-                               uint64_t need, const char *reason, int64_t now_ms,
-                               int64_t first_ms, int64_t max_ms)
+                               const char *name, enum refusal_kind kind, int code, uint64_t need,
+                               const char *reason, int64_t now_ms, int64_t first_ms, int64_t max_ms)
 {
     struct refusal *f = *find(r, identity);
     if (f && now_ms >= f->forget_ms) {

@@ -22,20 +22,20 @@ static json_t *model_json(const struct model *m)
 static json_t *totals_json(const struct catalog *c, const struct store_counters *n)
 {
     json_t *t = json_pack("{s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
-                     "resident_models", (json_int_t)catalog_count(c, MODEL_RESIDENT),
-                     "resident_bytes", (json_int_t)c->resident_bytes, "budget_bytes",
-                     (json_int_t)c->budget, "leases", catalog_total_leases(c), "hits",
-                     (json_int_t)n->hits, "misses", (json_int_t)n->misses, "compiles",
-                     (json_int_t)n->compiles, "compile_seconds", n->compile_s, "evictions",
-                     (json_int_t)n->evictions, "refused", (json_int_t)n->refused, "adopted",
-                     (json_int_t)n->adopted, "discarded", (json_int_t)n->discarded);
+                          "resident_models", (json_int_t)catalog_count(c, MODEL_RESIDENT),
+                          "resident_bytes", (json_int_t)c->resident_bytes, "budget_bytes",
+                          (json_int_t)c->budget, "leases", catalog_total_leases(c), "hits",
+                          (json_int_t)n->hits, "misses", (json_int_t)n->misses, "compiles",
+                          (json_int_t)n->compiles, "compile_seconds", n->compile_s, "evictions",
+                          (json_int_t)n->evictions, "refused", (json_int_t)n->refused, "adopted",
+                          (json_int_t)n->adopted, "discarded", (json_int_t)n->discarded);
     if (t)
-        json_object_update_new(
-            t, json_pack("{s:I, s:I, s:I, s:I, s:I}", "compiles_started",
-                         (json_int_t)n->compiles_started, "refusals", (json_int_t)n->refusals,
-                         "refusals_remembered", (json_int_t)n->refusals_remembered,
-                         "rejected_connections", (json_int_t)n->rejected_conns, "unsealed_images",
-                         (json_int_t)n->unsealed));
+        json_object_update_new(t, json_pack("{s:I, s:I, s:I, s:I, s:I}", "compiles_started",
+                                            (json_int_t)n->compiles_started, "refusals",
+                                            (json_int_t)n->refusals, "refusals_remembered",
+                                            (json_int_t)n->refusals_remembered,
+                                            "rejected_connections", (json_int_t)n->rejected_conns,
+                                            "unsealed_images", (json_int_t)n->unsealed));
     return t;
 }
 
@@ -47,15 +47,14 @@ static json_t *refusals_json(const struct refusals *r, int64_t now_ms)
         if (now_ms < f->until_ms)
             json_array_append_new(
                 a, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "names", f->names, "identity",
-                             f->idhex, "kind",
-                             f->kind == REFUSAL_BUDGET ? "budget" : "compile", "reason",
-                             f->reason, "retry_in_ms", (json_int_t)(f->until_ms - now_ms),
+                             f->idhex, "kind", f->kind == REFUSAL_BUDGET ? "budget" : "compile",
+                             "reason", f->reason, "retry_in_ms", (json_int_t)(f->until_ms - now_ms),
                              "answered", (json_int_t)f->answered));
     return a;
 }
 
-char *stats_json(const struct catalog *c, const struct store_counters *n,
-                 const struct refusals *r, int64_t now_ms, int with_totals)
+char *stats_json(const struct catalog *c, const struct store_counters *n, const struct refusals *r,
+                 int64_t now_ms, int with_totals)
 {
     json_t *models = json_array();
     for (const struct model *m = c->models; m; m = m->next)

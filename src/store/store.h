@@ -47,7 +47,7 @@ struct store_config {
     int keep_images;   /* a clean stop leaves images and manifest for the next start */
     struct uid_range allow[STORE_MAX_ALLOW];
     int n_allow;
-    int max_conns_per_uid;               /* connections one uid may hold at once */
+    int max_conns_per_uid;                  /* connections one uid may hold at once */
     int threads_allowed[STORE_MAX_THREADS]; /* thread counts an ATTACH may ask for; */
     int n_threads_allowed;                  /* 0: any of 1..max_threads */
     int max_threads;                        /* nproc at start */
@@ -85,8 +85,7 @@ struct loglimit {
 };
 
 /* Returns 1 (and *suppressed: lines dropped since the last one) when a line may be logged now. */
-int loglimit_pass(struct loglimit *l, uint32_t key, int kind, int64_t now_ms,
-                  uint64_t *suppressed);
+int loglimit_pass(struct loglimit *l, uint32_t key, int kind, int64_t now_ms, uint64_t *suppressed);
 
 /* ---- remembered refusals (refusal.c) ---- */
 
@@ -101,13 +100,13 @@ struct refusal {
     char idhex[SHA256_HEX_LEN];
     char names[CATALOG_NAMES_LEN];
     enum refusal_kind kind;
-    int code;                 /* the ERROR code it is answered with: -ENOSPC or -ENOEXEC */
-    uint64_t need;            /* REFUSAL_BUDGET: image bytes */
+    int code;      /* the ERROR code it is answered with: -ENOSPC or -ENOEXEC */
+    uint64_t need; /* REFUSAL_BUDGET: image bytes */
     char reason[PROTO_MAX_ERR];
-    int64_t until_ms;         /* monotonic: remembered until then */
-    int64_t window_ms;        /* the window it was last given */
-    int64_t forget_ms;        /* monotonic: dropped entirely after this (window reset) */
-    uint64_t answered;        /* attaches answered from memory */
+    int64_t until_ms;  /* monotonic: remembered until then */
+    int64_t window_ms; /* the window it was last given */
+    int64_t forget_ms; /* monotonic: dropped entirely after this (window reset) */
+    uint64_t answered; /* attaches answered from memory */
     struct refusal *next;
 };
 
@@ -123,9 +122,9 @@ struct refusal *refusal_active(struct refusals *r, const uint8_t identity[SHA256
                                int64_t now_ms);
 /* Records (or renews, doubling the window up to max) a refusal; returns it (NULL: no memory). */
 struct refusal *refusal_record(struct refusals *r, const uint8_t identity[SHA256_LEN],
-                               const char *name, enum refusal_kind kind, int code,
-                               uint64_t need, const char *reason, int64_t now_ms,
-                               int64_t first_ms, int64_t max_ms);
+                               const char *name, enum refusal_kind kind, int code, uint64_t need,
+                               const char *reason, int64_t now_ms, int64_t first_ms,
+                               int64_t max_ms);
 /* Forgets the refusal of identity (the model was admitted after all). */
 void refusal_forget(struct refusals *r, const uint8_t identity[SHA256_LEN]);
 void refusals_free(struct refusals *r);
@@ -217,8 +216,8 @@ void model_identity(const uint8_t source_sha[SHA256_LEN], const char *fingerprin
 /* ---- stats (stats.c) ---- */
 
 /* The STATS (with_totals: also totals and refusals) or LS JSON; malloc'd. */
-char *stats_json(const struct catalog *c, const struct store_counters *n,
-                 const struct refusals *r, int64_t now_ms, int with_totals);
+char *stats_json(const struct catalog *c, const struct store_counters *n, const struct refusals *r,
+                 int64_t now_ms, int with_totals);
 /* Prometheus text exposition; malloc'd. */
 char *stats_prometheus(const struct catalog *c, const struct store_counters *n);
 

@@ -139,8 +139,8 @@ static void test_flood_from_disallowed_uid(void **state)
     int lines = env_log_count(e, "uid 65531 may not use this store");
     printf("admission: %d connections from uid %d held open in %.2f s, %lld rejected at accept, "
            "store fds %d before / %d during, %d allowed attaches meanwhile, %d log lines\n",
-           opened, DISALLOWED_UID, flood_s, (long long)rejected, fds_before, fds_during,
-           attaches, lines);
+           opened, DISALLOWED_UID, flood_s, (long long)rejected, fds_before, fds_during, attaches,
+           lines);
     assert_int_equal(opened, FLOOD);
     assert_true(refused); /* the client was told why */
     assert_true(rejected >= FLOOD);

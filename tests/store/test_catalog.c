@@ -245,7 +245,8 @@ static void test_refusals_window_doubles_and_forgets(void **state)
     assert_null(refusal_active(&r, id, 1000));
     assert_null(refusal_active(&r, other, 10));
     /* refused again after the window: twice as long, then capped */
-    f = refusal_record(&r, id, "alias", REFUSAL_BUDGET, -ENOSPC, 100, "needs 100", 1000, 1000, 4000);
+    f = refusal_record(&r, id, "alias", REFUSAL_BUDGET, -ENOSPC, 100, "needs 100", 1000, 1000,
+                       4000);
     assert_int_equal(f->window_ms, 2000);
     assert_string_equal(f->names, "big,alias");
     f = refusal_record(&r, id, "big", REFUSAL_BUDGET, -ENOSPC, 100, "x", 3000, 1000, 4000);
@@ -265,8 +266,8 @@ static void test_refusals_window_doubles_and_forgets(void **state)
         uint8_t k[SHA256_LEN] = {0};
         k[0] = (uint8_t)i;
         k[1] = (uint8_t)(i >> 8);
-        assert_non_null(refusal_record(&r, k, "m", REFUSAL_BUDGET, -ENOSPC, 1, "r", i, 100000,
-                                       100000));
+        assert_non_null(
+            refusal_record(&r, k, "m", REFUSAL_BUDGET, -ENOSPC, 1, "r", i, 100000, 100000));
     }
     assert_true(r.n <= REFUSALS_MAX);
     refusals_free(&r);

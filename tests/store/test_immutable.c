@@ -35,9 +35,9 @@
 
 /* docker's default capabilities (podman's are these minus MKNOD, NET_RAW, AUDIT_WRITE). */
 static const int container_caps[] = {
-    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER,     CAP_FSETID,    CAP_KILL,
-    CAP_SETGID, CAP_SETUID,       CAP_SETPCAP,    CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
-    CAP_SETFCAP, CAP_MKNOD,       CAP_NET_RAW,    CAP_AUDIT_WRITE,
+    CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FOWNER,  CAP_FSETID,           CAP_KILL,
+    CAP_SETGID,  CAP_SETUID,       CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+    CAP_SETFCAP, CAP_MKNOD,        CAP_NET_RAW, CAP_AUDIT_WRITE,
 };
 
 static int in_container_set(int cap)
@@ -173,8 +173,7 @@ static int a_fallocate_grow(struct target *t)
 
 static int a_fallocate_punch(struct target *t)
 {
-    return refused(
-        fallocate(t->img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+    return refused(fallocate(t->img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
 }
 
 static int a_fchmod(struct target *t)
@@ -407,8 +406,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_image_sealed_without_holes, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_container_root_cannot_write, env_setup,
-                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_container_root_cannot_write, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,9 +2,10 @@
  * Issue 12, memory given back and the store's own directories: a clean stop (SIGTERM) removes
  * the images, the manifest and the directory unless --keep-images; a kill -9 leaves them sealed
  * for re-adoption, and the next store adopts them without a compile (re-sealing one whose flag
- * was cleared); `shmfaas-store purge` frees what a crashed store left. A --dir that is a planted
- * symlink, owned by another uid or group-writable is refused, as is a socket directory others can
- * write.
+ * was cleared, discarding one that a process holds open for writing); `shmfaas-store purge` frees
+ * what a crashed store left, and a second store on the same directory is refused. A --dir that is
+ * a planted symlink, owned by another uid or group-writable is refused, as is a socket directory
+ * others can write.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,6 +139,42 @@ static void test_kill9_keeps_sealed_images_for_readoption(void **state)
     assert_int_equal(access(e->dir, F_OK), -1);
 }
 
+static char held_path[512];
+
+static void remember_first(const char *path)
+{
+    if (!held_path[0])
+        snprintf(held_path, sizeof(held_path), "%s", path);
+}
+
+/* A writer that got in while an image was not sealed (here: root clears the flag and opens it
+ * for writing) must not survive into a served image: adoption sees the writer and discards it. */
+static void test_adoption_refuses_an_image_open_for_writing(void **state)
+{
+    struct store_env *e = *state;
+    if (geteuid() != 0)
+        skip();
+    env_start(e, "1GiB", NULL);
+    use_models(e);
+    env_stop(e, SIGKILL);
+    held_path[0] = '\0';
+    each_image(e, remember_first);
+    clear_seal(held_path);
+    int wfd = open(held_path, O_RDWR | O_CLOEXEC);
+    assert_true(wfd >= 0);
+    env_log_to_file(e);
+    env_start(e, "1GiB", NULL);
+    json_t *st = env_stats(e);
+    printf("adoption with a writer open: adopted %lld, discarded %lld\n",
+           (long long)stats_total(st, "adopted"), (long long)stats_total(st, "discarded"));
+    assert_int_equal(stats_total(st, "adopted"), 1);
+    assert_int_equal(stats_total(st, "discarded"), 1);
+    json_decref(st);
+    assert_int_equal(env_log_count(e, "another process holds it open for writing"), 1);
+    assert_int_equal(access(held_path, F_OK), -1); /* unlinked; our fd keeps only our copy */
+    close(wfd);
+}
+
 static void test_purge_after_crash(void **state)
 {
     struct store_env *e = *state;
@@ -188,8 +225,7 @@ static void test_unsafe_dirs_refused(void **state)
         assert_int_not_equal(env_start_refused(e, foreign, NULL), 0);
     assert_int_not_equal(env_start_refused(e, gw, NULL), 0);
     assert_int_equal(env_log_count(e, "that only it can write"), 1 + as_root);
-    assert_int_not_equal(env_start_refused(e, e->dir, (const char *[]){"--socket", sock, NULL}),
-                         0);
+    assert_int_not_equal(env_start_refused(e, e->dir, (const char *[]){"--socket", sock, NULL}), 0);
     assert_int_equal(env_log_count(e, "they could replace the socket; refused"), 1);
     /* nothing was created through the symlink, nor a socket in the public directory */
     DIR *d = opendir(victim);
@@ -209,6 +245,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_clean_stop_removes_images, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_keeps_sealed_images_for_readoption, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_adoption_refuses_an_image_open_for_writing, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_purge_after_crash, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_unsafe_dirs_refused, env_setup, env_teardown),
