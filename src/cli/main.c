@@ -715,21 +715,29 @@ static int cmd_login(struct cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"username", required_argument, NULL, 'u'},
                                          {"password-stdin", no_argument, NULL, 's'},
+                                         {"gateway", required_argument, NULL, 'g'},
                                          {NULL, 0, NULL, 0}};
     const char *user = "admin";
     bool from_stdin = false;
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "u:s", opts, NULL)) != -1) {
-        if (o == 'u')
+    while ((o = getopt_long(argc, argv, "u:sg:", opts, NULL)) != -1) {
+        if (o == 'u') {
             user = optarg;
-        else if (o == 's')
+        } else if (o == 's') {
             from_stdin = true;
-        else
+        } else if (o == 'g' && strlen(optarg) < sizeof c->gateway) {
+            snprintf(c->gateway, sizeof c->gateway, "%s", optarg);
+            size_t gl = strlen(c->gateway);
+            if (gl && c->gateway[gl - 1] == '/')
+                c->gateway[gl - 1] = '\0';
+        } else {
             return 2;
+        }
     }
     if (!from_stdin || optind < argc || !*user || strchr(user, ':')) {
-        fprintf(stderr, "usage: shmfaas login [--username U] --password-stdin  (user without ':')\n");
+        fprintf(stderr, "usage: shmfaas login [--gateway URL] [--username U] --password-stdin "
+                        "(user without ':')\n");
         return 2;
     }
     char *pass = NULL;
@@ -786,7 +794,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: shmfaas [--gateway URL] [--state DIR] COMMAND\n"
-            "  login [--username admin] --password-stdin\n"
+            "  login [--gateway URL] [--username admin] --password-stdin\n"
             "  deploy -f stack.yml | deploy --name N --image MODEL [--env K=V] [--label K=V]\n"
             "         [--memory 256Mi] [--private]\n"
             "  list | describe NAME | invoke NAME < body | remove NAME | scale NAME N\n"

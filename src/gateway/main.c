@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -462,6 +463,22 @@ static int prepare_dirs(struct gateway *g, char *err, size_t errlen)
     return 0;
 }
 
+/* The HTTP gate holds up to 4096 connections still sending their heads plus --max-connections
+ * being served, each an fd: raise the soft limit towards that (within the hard limit). */
+static void raise_fd_limit(const struct gateway *g)
+{
+    struct rlimit rl;
+    rlim_t want = 4096 + (rlim_t)g->max_connections * 3 + 256; /* client, upstream, log/spare */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        log_warn("open files limited to %llu (want %llu for the HTTP bounds): slow clients are "
+                 "dropped sooner", (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
 /* ---- basic auth: on by default, as in OpenFaaS ---- */
 
 #define AUTH_SECRETS "secrets"
@@ -687,6 +704,7 @@ static int start(struct gateway *g, pthread_t *sup, char *err, size_t errlen)
     if (g->store_bin[0] && (rc = store_start(g, err, errlen)))
         return rc;
     registry_load(g);
+    raise_fd_limit(g);
     if ((rc = httpd_start(g, err, errlen)))
         return rc;
     write_listen_file(g);
