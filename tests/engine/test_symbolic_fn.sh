@@ -15,6 +15,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmfaas-symfn-test.XXXXXX")
 pids=""
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    "$store_bin" purge --dir "$tmp/images" >/dev/null 2>&1 # a killed store's images are sealed
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -28,10 +29,11 @@ fail() {
     failed=1
 }
 
-# --keep-images: the restart below re-adopts what the clean stop left (a clean stop removes them).
+# start_store [--keep-images]: the first store keeps its images at its clean stop, so that the
+# restart below re-adopts them (a clean stop removes them otherwise).
 start_store() {
     "$store_bin" --socket "$tmp/store.sock" --dir "$tmp/images" --models "$tmp/models" \
-        --budget 64Mi --keep-images >>"$tmp/store.log" 2>&1 &
+        --budget 64Mi "$@" >>"$tmp/store.log" 2>&1 &
     store_pid=$!
     pids="$pids $store_pid"
     for _ in $(seq 100); do [ -S "$tmp/store.sock" ] && return 0; sleep 0.1; done
@@ -84,7 +86,7 @@ assert diff <= 1e-4 * peak, (diff, peak)
 PY
 }
 
-start_store
+start_store --keep-images
 
 # ---- two instances of one model at two shapes: two images, each serves its own shape
 start_fn b input_shape=input=2x3x16x12 model=symbolic_cnn -- || fail "b did not start: $(cat "$tmp/b.log")"
