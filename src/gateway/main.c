@@ -3,7 +3,7 @@
  * "Gateway/provider").
  *
  *   shmfaasd --state DIR [--listen 127.0.0.1:8080] [--models DIR] [--budget SIZE]
- *            [--basic-auth DIR] [--store SOCKET] [--fn-bin PATH] [--store-bin PATH]
+ *            [--basic-auth DIR | --no-auth] [--store SOCKET] [--fn-bin PATH] [--store-bin PATH]
  *
  * Process table: this daemon (HTTP threads, one supervisor thread, one log reader per instance),
  * its shmfaas-store child (unless --store names a running store) and one shmfaas-fn per instance.
@@ -43,7 +43,7 @@ static void usage(FILE *f)
            "  --no-auth             no basic auth: /system/* open to anyone reaching --listen\n"
            "  --auth-functions      basic auth on /function/* too (default open, as OpenFaaS)\n"
            "  --header-timeout DUR  a request's whole header block must arrive within (10s)\n"
-           "  --max-connections N   requests served at once (1024; more wait or get 503)\n"
+           "  --max-connections N   requests served at once (1024; beyond: 503)\n"
            "  --max-conns-per-addr N  open connections per client address (256; 0 = no cap)\n"
            "  --max-body-inflight SIZE  request-body bytes buffered at once (1GiB; beyond: 503)\n"
            "  --store PATH          use a running shmfaas-store on this socket\n"
