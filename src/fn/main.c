@@ -7,7 +7,8 @@
  *
  * main() reads the configuration, starts the instance and waits for SIGTERM/SIGINT in sigwait(),
  * outside signal context; then it drains in-flight requests and exits 0. It exits 75
- * (EX_TEMPFAIL) when the store refused its model (budget, or the model does not compile).
+ * (EX_TEMPFAIL) when the store refused its model (budget, the model does not compile, or a thread
+ * count the store does not compile for).
  */
 #include "fn/fn.h"
 #include "fn/store_source.h"
@@ -17,6 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sysexits.h>
+
+/* Whether rc is the store refusing the model (store_source.h): restarting at once cannot help, so
+ * the exit status tells a supervisor to back off rather than restart. */
+static int store_refused(int rc)
+{
+    return rc == FN_STORE_REFUSED_BUDGET || rc == FN_STORE_REFUSED_COMPILE ||
+           rc == FN_STORE_REFUSED_THREADS;
+}
 
 int main(int argc, char **argv)
 {
@@ -45,8 +54,7 @@ int main(int argc, char **argv)
     if (rc < 0) {
         log_error("%s", err);
         fn_config_free(&cfg);
-        /* The store refused the model (store_source.h): a supervisor backs off, not restarts. */
-        return rc == FN_STORE_REFUSED_BUDGET || rc == FN_STORE_REFUSED_COMPILE ? EX_TEMPFAIL : 1;
+        return store_refused(rc) ? EX_TEMPFAIL : 1;
     }
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -14,11 +14,13 @@
 
 struct fn_store_source;
 
-/* The codes fn_store_source_open returns when the store refused the model and remembers the
- * refusal for a backoff window (store/proto.h): the budget cannot hold the image, or the model
- * does not compile. */
+/* The codes fn_store_source_open returns when the store refused the model (store/proto.h): the
+ * budget cannot hold the image, or the model does not compile (both remembered by the store for
+ * a backoff window), or the store does not compile for the instance's thread count. Restarting
+ * the instance at once cannot help. */
 #define FN_STORE_REFUSED_BUDGET  (-ENOSPC)
 #define FN_STORE_REFUSED_COMPILE (-ENOEXEC)
+#define FN_STORE_REFUSED_THREADS (-ERANGE)
 
 int fn_store_source_open(const char *socket_path, const char *ref, int threads,
                          struct fn_store_source **out, void **image, size_t *len, char *err,

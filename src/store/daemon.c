@@ -483,11 +483,11 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     struct ref ref;
     if (!store_threads_allowed(d->cfg, threads)) {
         if (d->cfg->n_threads_allowed)
-            return reply_error(c, msg->seq, -EINVAL,
+            return reply_error(c, msg->seq, -ERANGE,
                                "model %.80s: %d threads is not one of this store's thread counts "
                                "(--threads-allowed)",
                                msg->u.ref.ref, threads);
-        return reply_error(c, msg->seq, -EINVAL,
+        return reply_error(c, msg->seq, -ERANGE,
                            "model %.80s: %d threads is outside 1..%d (this node's CPUs); each "
                            "thread count is another image",
                            msg->u.ref.ref, threads, d->cfg->max_threads);

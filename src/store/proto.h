@@ -21,7 +21,7 @@
  * with seq 0 and is closed; proto_call() returns it as the answer to the first request.
  * ATTACH refusals a supervisor should not retry at once (the store remembers them for a backoff
  * window, see STATS "refusals"): -ENOSPC (the budget cannot hold the image now) and -ENOEXEC (the
- * model does not compile).
+ * model does not compile); and -ERANGE, a thread count this store does not compile for.
  * All integers are little-endian.
  */
 #ifndef SHMFAAS_STORE_PROTO_H

@@ -230,10 +230,10 @@ static void test_thread_counts(void **state)
     env_start(e, "1GiB", NULL);
     assert_int_equal(attach_threads(e, 1, err, sizeof(err)), 0);
     assert_int_equal(attach_threads(e, (int)nproc, err, sizeof(err)), 0);
-    assert_int_equal(attach_threads(e, (int)nproc + 1, err, sizeof(err)), -EINVAL);
+    assert_int_equal(attach_threads(e, (int)nproc + 1, err, sizeof(err)), -ERANGE);
     printf("threads: %s\n", err);
     assert_non_null(strstr(err, "outside 1.."));
-    assert_int_equal(attach_threads(e, PROTO_MAX_THREADS, err, sizeof(err)), -EINVAL);
+    assert_int_equal(attach_threads(e, PROTO_MAX_THREADS, err, sizeof(err)), -ERANGE);
     json_t *st = env_stats(e);
     assert_int_equal(stats_total(st, "compiles_started"), nproc > 1 ? 2 : 1);
     json_decref(st);
@@ -241,9 +241,26 @@ static void test_thread_counts(void **state)
 
     env_start(e, "1GiB", (const char *[]){"--threads-allowed", "1,2", NULL});
     assert_int_equal(attach_threads(e, 2, err, sizeof(err)), 0);
-    assert_int_equal(attach_threads(e, 3, err, sizeof(err)), -EINVAL);
+    assert_int_equal(attach_threads(e, 3, err, sizeof(err)), -ERANGE);
     assert_non_null(strstr(err, "--threads-allowed"));
     printf("threads: %s\n", err);
+
+    /* An instance asking for a refused count exits 75, not 1: its supervisor backs off. */
+    char bin[512], listen[200];
+    env_binary("src/fn/shmfaas-fn", bin, sizeof(bin));
+    snprintf(listen, sizeof(listen), "unix:%s/fn.sock", e->root);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("threads", "3", 1);
+        execl(bin, bin, "--model", "gemm_a", "--store", e->sock, "--listen", listen,
+              (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 75);
 }
 
 int main(void)
