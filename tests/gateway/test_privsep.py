@@ -13,7 +13,7 @@ CASE: layout | plant | sockets | uids | cleanup | refusal
   cleanup  cgroups of stopped and reaped instances go; a clean stop leaves no image behind
   refusal  a model the budget can never hold: no crash loop, describe says why, invoke is 503
 """
-import errno
+import hashlib
 import json
 import os
 import re
@@ -380,7 +380,44 @@ def main():
         gw.cleanup()
         if not ok:
             sys.stdout.write(log_text(gw)[-8000:])
+        purge_leftovers(gw)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def purge_leftovers(gw):
+    """What a failed case may leave: this daemon's cgroups (<own>/shmfaas/<hash of STATE>) and
+    sealed (immutable) images that rmtree cannot remove."""
+    h = hashlib.sha256(os.path.realpath(gw.state).encode()).hexdigest()[:12]
+    for line in open("/proc/self/cgroup"):
+        _, ctrl, path = line.rstrip("\n").split(":", 2)
+        mount = "/sys/fs/cgroup" if ctrl == "" else "/sys/fs/cgroup/memory"
+        if ctrl != "" and "memory" not in ctrl.split(","):
+            continue
+        root = os.path.join(mount + (path if path != "/" else ""), "shmfaas", h)
+        if not os.path.isdir(root):
+            continue
+        for sub in [os.path.join(root, d) for d in os.listdir(root)]:
+            if os.path.isdir(sub):
+                for pid in open(os.path.join(sub, "cgroup.procs")).read().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except OSError:
+                        pass
+        for _ in range(50):
+            subs = [os.path.join(root, d) for d in os.listdir(root)
+                    if os.path.isdir(os.path.join(root, d))]
+            for d in subs + [root]:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            if not os.path.exists(root):
+                break
+            time.sleep(0.1)
+    if os.path.isdir(gw.store_dir):
+        for f in os.listdir(gw.store_dir):
+            subprocess.run(["chattr", "-i", os.path.join(gw.store_dir, f)], capture_output=True)
+        shutil.rmtree(gw.store_dir, ignore_errors=True)
 
 
 def tg_has_no_auth():
