@@ -234,15 +234,17 @@ struct conn_slot {
     uint8_t state;        /* enum slot_state */
     bool nul_in_url;      /* the unescaper decoded a %00 in the current request */
     bool in_request;      /* MHD: the current request's head is in; no header deadline */
+    bool started;         /* MHD: it notified STARTED, so CLOSED will come before the close */
     sa_family_t family;   /* AF_INET, AF_INET6 or AF_UNIX */
     uint8_t addr[16];     /* client address (v4 in the first 4 bytes) */
-    int64_t since_ms;     /* accepted (pending) */
+    int64_t since_ms;     /* accepted (pending); handed to MHD (until started) */
     int64_t deadline_ms;  /* header block due; 0: none */
 };
 
 #define GATE_DEFAULT_MAX_PENDING 4096
 #define GATE_DEFAULT_MAX_CONNECTIONS 1024
 #define GATE_TICK_MS 100
+#define GATE_LOST_MS 5000
 
 static int64_t mono_ms(void)
 {
@@ -602,8 +604,9 @@ static void gate_check(struct http_server *s, int fd)
     bool over = n > 0 && !status && s->n_active >= s->opts.max_connections;
     if (n > 0 && !status && !over) {
         c.state = SLOT_MHD;
-        c.in_request = false;
-        c.deadline_ms = mono_ms() + s->opts.header_timeout_ms;
+        c.in_request = c.started = false;
+        c.since_ms = mono_ms();
+        c.deadline_ms = c.since_ms + s->opts.header_timeout_ms;
         s->slots[fd] = c;
         s->n_active++;
     }
@@ -628,7 +631,9 @@ static void gate_check(struct http_server *s, int fd)
 }
 
 /* Pending connections past their deadline get 408; MHD connections whose next header block is
- * overdue are shut down (MHD then closes them). */
+ * overdue are shut down (MHD then closes them). A connection MHD never notified as STARTED within
+ * GATE_LOST_MS of the hand-off was refused by MHD itself (which closed it without a CLOSED): its
+ * slot is freed, never acted on, since the fd number may belong to something else by now. */
 static void gate_reap(struct http_server *s)
 {
     int64_t now = mono_ms();
@@ -636,9 +641,14 @@ static void gate_reap(struct http_server *s)
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->n_slots; i++) {
         struct conn_slot *sl = &s->slots[i];
+        if (sl->state == SLOT_MHD && !sl->started && now >= sl->since_ms + GATE_LOST_MS) {
+            sl->state = SLOT_FREE;
+            s->n_active--;
+            continue;
+        }
         if (!sl->deadline_ms || now < sl->deadline_ms)
             continue;
-        if (sl->state == SLOT_MHD && !sl->in_request) {
+        if (sl->state == SLOT_MHD && sl->started && !sl->in_request) {
             shutdown((int)i, SHUT_RDWR);
             sl->deadline_ms = 0;
         } else if (sl->state == SLOT_PENDING && n_late < (int)ARRAY_LEN(late)) {
@@ -739,16 +749,16 @@ static void gate_stop(struct http_server *s)
     s->epoll_fd = s->wake_fd = -1;
 }
 
-/* MHD's connection life: CLOSED comes before MHD closes the fd. */
+/* MHD's connection life: STARTED when it takes the socket, CLOSED before it closes the fd. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
-        return;
     pthread_mutex_lock(&s->lock);
     struct conn_slot *sl = conn_slot(s, conn);
-    if (sl) {
+    if (sl && toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        sl->started = true;
+    } else if (sl && toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         sl->state = SLOT_FREE;
         s->n_active--;
     }
