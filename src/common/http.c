@@ -1,7 +1,9 @@
 /*
- * HTTP server helpers on libmicrohttpd: we bind the listening socket ourselves (TCP or unix) and
- * hand it to MHD, so both kinds behave alike and a unix path can be cleaned up; MHD's access
- * handler is turned into one call per request with the whole body, bounded by max_body.
+ * HTTP server helpers on libmicrohttpd: we bind the listening socket ourselves (TCP, unix, or an
+ * inherited fd) and accept on it ourselves (the gate, below), handing MHD each connection once its
+ * header block is complete and valid, so both kinds behave alike, a unix path can be cleaned up
+ * and slow or malformed clients never reach MHD; MHD's access handler is turned into one call per
+ * request with the whole body, bounded by max_body and, over all requests, max_body_inflight.
  */
 #include "common/http.h"
 #include "common/common.h"
