@@ -638,7 +638,7 @@ static int config_dir(char *out, size_t len)
 {
     const char *d = getenv("SHMFAAS_CONFIG");
     const char *home = getenv("HOME");
-    int n = d && *d ? snprintf(out, len, "%s", d)
+    int n = d && *d         ? snprintf(out, len, "%s", d)
             : home && *home ? snprintf(out, len, "%s/.shmfaas", home)
                             : -1;
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
@@ -792,16 +792,17 @@ static int cmd_login(struct cli *c, int argc, char **argv)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: shmfaas [--gateway URL] [--state DIR] COMMAND\n"
-            "  login [--gateway URL] [--username admin] --password-stdin\n"
-            "  deploy -f stack.yml | deploy --name N --image MODEL [--env K=V] [--label K=V]\n"
-            "         [--memory 256Mi] [--private]\n"
-            "  list | describe NAME | invoke NAME < body | remove NAME | scale NAME N\n"
-            "  logs NAME [--tail N] | model push NAME FILE | model ls | model rm NAME | stats\n"
-            "The gateway URL also comes from OPENFAAS_URL (default http://127.0.0.1:8080).\n"
-            "Credentials: OPENFAAS_USER/OPENFAAS_PASSWORD, else what 'login' saved, else (as root)\n"
-            "STATE/secrets of shmfaasd (STATE: --state, SHMFAAS_STATE or /var/lib/shmfaas).\n");
+    fprintf(
+        stderr,
+        "usage: shmfaas [--gateway URL] [--state DIR] COMMAND\n"
+        "  login [--gateway URL] [--username admin] --password-stdin\n"
+        "  deploy -f stack.yml | deploy --name N --image MODEL [--env K=V] [--label K=V]\n"
+        "         [--memory 256Mi] [--private]\n"
+        "  list | describe NAME | invoke NAME < body | remove NAME | scale NAME N\n"
+        "  logs NAME [--tail N] | model push NAME FILE | model ls | model rm NAME | stats\n"
+        "The gateway URL also comes from OPENFAAS_URL (default http://127.0.0.1:8080).\n"
+        "Credentials: OPENFAAS_USER/OPENFAAS_PASSWORD, else what 'login' saved, else (as root)\n"
+        "STATE/secrets of shmfaasd (STATE: --state, SHMFAAS_STATE or /var/lib/shmfaas).\n");
 }
 
 int main(int argc, char **argv)

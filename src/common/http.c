@@ -233,20 +233,20 @@ static int listen_tcp(struct http_server *s, const char *host, uint16_t port, ch
 enum slot_state { SLOT_FREE, SLOT_PENDING, SLOT_MHD };
 
 struct conn_slot {
-    uint8_t state;        /* enum slot_state */
-    bool nul_in_url;      /* the unescaper decoded a %00 in the current request */
-    bool in_request;      /* MHD: the current request's head is in; no header deadline */
-    bool started;         /* MHD: it notified STARTED, so CLOSED will come before the close */
-    sa_family_t family;   /* AF_INET, AF_INET6 or AF_UNIX */
-    uint8_t addr[16];     /* client address (v4 in the first 4 bytes) */
-    int64_t since_ms;     /* accepted (pending); handed to MHD (until started) */
-    int64_t deadline_ms;  /* header block due; 0: none */
+    uint8_t state;       /* enum slot_state */
+    bool nul_in_url;     /* the unescaper decoded a %00 in the current request */
+    bool in_request;     /* MHD: the current request's head is in; no header deadline */
+    bool started;        /* MHD: it notified STARTED, so CLOSED will come before the close */
+    sa_family_t family;  /* AF_INET, AF_INET6 or AF_UNIX */
+    uint8_t addr[16];    /* client address (v4 in the first 4 bytes) */
+    int64_t since_ms;    /* accepted (pending); handed to MHD (until started) */
+    int64_t deadline_ms; /* header block due; 0: none */
 };
 
-#define GATE_DEFAULT_MAX_PENDING 4096
+#define GATE_DEFAULT_MAX_PENDING     4096
 #define GATE_DEFAULT_MAX_CONNECTIONS 1024
-#define GATE_TICK_MS 100
-#define GATE_LOST_MS 5000
+#define GATE_TICK_MS                 100
+#define GATE_LOST_MS                 5000
 
 static int64_t mono_ms(void)
 {
@@ -347,8 +347,7 @@ struct head_seen {
     bool chunked;
 };
 
-static unsigned check_header(const char *p, size_t n, struct head_seen *h, char *msg,
-                             size_t msglen)
+static unsigned check_header(const char *p, size_t n, struct head_seen *h, char *msg, size_t msglen)
 {
     if (p[0] == ' ' || p[0] == '\t')
         HEAD_FAIL(400, "malformed header: folded (obsolete line folding is not accepted)");
@@ -452,22 +451,30 @@ static char *error_json(const char *msg);
 static const char *reason(unsigned status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    case 400:
+        return "Bad Request";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
     }
 }
 
 /* Best effort on a non-blocking socket, then closed; reads what the client sent first so the
  * close does not reset the connection before the client can read the reply. */
-static void gate_refuse(struct http_server *s, int fd, unsigned status, const char *msg,
-                        bool retry)
+static void gate_refuse(struct http_server *s, int fd, unsigned status, const char *msg, bool retry)
 {
     char head[1024];
     char *body = error_json(msg);
@@ -931,8 +938,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (!st)
         return request_begin(s, conn, con_cls);
     if (*upload_data_size > 0) {
-        enum MHD_Result r = st->refused ? MHD_YES
-                                        : request_append(s, st, upload_data, *upload_data_size);
+        enum MHD_Result r =
+            st->refused ? MHD_YES : request_append(s, st, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return r;
     }
@@ -1038,8 +1045,7 @@ int http_server_start(const struct http_server_opts *opts, struct http_server **
     s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, items,
                               MHD_OPTION_END);
     if (!s->mhd)
-        rc = seterr(err, errlen, -EIO, "listen on %s: libmicrohttpd failed to start",
-                    opts->listen);
+        rc = seterr(err, errlen, -EIO, "listen on %s: libmicrohttpd failed to start", opts->listen);
     else
         rc = gate_start(s, err, errlen);
     if (rc) {
@@ -1153,8 +1159,11 @@ int http_reply_json(struct MHD_Connection *conn, unsigned status, const char *js
 /* Length of the valid UTF-8 sequence at p (n bytes left), 0 if it is not one. */
 static size_t utf8_len(const unsigned char *p, size_t n)
 {
-    size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
-                 : p[0] >= 0xf0 && p[0] < 0xf5 ? 4 : 0;
+    size_t len = p[0] < 0x80                   ? 1
+                 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2
+                 : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
+                 : p[0] >= 0xf0 && p[0] < 0xf5 ? 4
+                                               : 0;
     if (!len || len > n)
         return 0;
     for (size_t i = 1; i < len; i++)

@@ -53,7 +53,7 @@ typedef int (*http_handler)(struct http_request *req, void *user);
 
 struct http_server_opts {
     const char *listen; /* "unix:/path", "host:port", ":port", "port" (0: any free port), "fd:N" */
-    size_t max_body;          /* 0: 16 MiB */
+    size_t max_body;    /* 0: 16 MiB */
     unsigned conn_timeout_s;  /* idle connection timeout (read/write); 0: none */
     unsigned thread_pool;     /* 0: one thread per connection; N: N polling threads */
     unsigned max_connections; /* connections handed to MHD (requests being served); 0: 1024 */
@@ -71,9 +71,9 @@ struct http_server_opts {
     void *user;
 };
 
-#define HTTP_DEFAULT_MAX_BODY ((size_t)16 << 20)
+#define HTTP_DEFAULT_MAX_BODY          ((size_t)16 << 20)
 #define HTTP_DEFAULT_HEADER_TIMEOUT_MS 10000
-#define HTTP_HEAD_MAX 16384 /* largest request header block (request line + headers) */
+#define HTTP_HEAD_MAX                  16384 /* largest request header block (request line + headers) */
 
 /* Checks a complete request header block (up to and including its empty line) the way the gate
  * does before libmicrohttpd sees it: request line, HTTP version, header syntax, Host,

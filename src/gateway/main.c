@@ -476,13 +476,14 @@ static void raise_fd_limit(const struct gateway *g)
         getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < want)
         log_warn("open files limited to %llu (want %llu for the HTTP bounds): slow clients are "
-                 "dropped sooner", (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+                 "dropped sooner",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 /* ---- basic auth: on by default, as in OpenFaaS ---- */
 
 #define AUTH_SECRETS "secrets"
-#define AUTH_USER "admin"
+#define AUTH_USER    "admin"
 
 static int read_secret(const char *dir, const char *name, char *out, size_t len, char *err,
                        size_t errlen)
@@ -529,15 +530,15 @@ static int create_secret(int dfd, const char *name, const char *text, char *err,
 }
 
 /* Reads NAME from the secrets dir: a regular file of ours, readable by us alone. */
-static int load_secret(int dfd, const char *dir, const char *name, char *out, size_t len,
-                       char *err, size_t errlen)
+static int load_secret(int dfd, const char *dir, const char *name, char *out, size_t len, char *err,
+                       size_t errlen)
 {
     int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0)
-        return errno == ENOENT ? -ENOENT
-                               : seterr(err, errlen, -errno, "%s/%s: %s", dir, name,
-                                        strerror(errno));
+        return errno == ENOENT
+                   ? -ENOENT
+                   : seterr(err, errlen, -errno, "%s/%s: %s", dir, name, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
         (st.st_mode & 077)) {
         close(fd);
@@ -579,8 +580,7 @@ static int load_generated_auth(struct gateway *g, char *err, size_t errlen)
         return dfd;
     int rc = create_secret(dfd, "basic-auth-user", AUTH_USER, err, errlen);
     if (rc == 0 || rc == -EEXIST)
-        rc = random_password(pass, sizeof pass) ? seterr(err, errlen, -EIO, "getrandom failed")
-                                                : 0;
+        rc = random_password(pass, sizeof pass) ? seterr(err, errlen, -EIO, "getrandom failed") : 0;
     bool made = false;
     if (rc == 0) {
         rc = create_secret(dfd, "basic-auth-password", pass, err, errlen);
@@ -618,8 +618,8 @@ static int load_auth(struct gateway *g, char *err, size_t errlen)
         rc = read_secret(g->auth_dir, "basic-auth-user", g->auth_user, sizeof g->auth_user, err,
                          errlen);
         if (!rc)
-            rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass,
-                             sizeof g->auth_pass, err, errlen);
+            rc = read_secret(g->auth_dir, "basic-auth-password", g->auth_pass, sizeof g->auth_pass,
+                             err, errlen);
     } else {
         rc = load_generated_auth(g, err, errlen);
     }

@@ -1,6 +1,7 @@
 /* Unit tests of src/common/http.c (shared by shmfaas-fn and shmfaasd): listen address parsing, one
  * handler call per request with the whole body, 413 over max_body (declared or chunked) with the
- * error headers, unix sockets cleaned up, error replies escaped, the gate's header-block check. An in-process server and libcurl.
+ * error headers, unix sockets cleaned up, error replies escaped, the gate's header-block check. An
+ * in-process server and libcurl.
  */
 #include <setjmp.h>
 #include <stdarg.h>

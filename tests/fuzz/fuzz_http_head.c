@@ -30,7 +30,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size > HTTP_HEAD_MAX || memchr(head, '\0', size))
             abort();
         break;
-    case 400: case 413: case 431: case 501: case 505:
+    case 400:
+    case 413:
+    case 431:
+    case 501:
+    case 505:
         if (!memchr(msg, '\0', sizeof(msg)))
             abort();
         break;
