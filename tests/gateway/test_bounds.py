@@ -21,10 +21,8 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 
@@ -367,25 +365,5 @@ FLAGS = {"slowloris": ["--header-timeout", "5s", "--max-connections", "64",
          "uploads": [], "heads": []}
 
 
-def main():
-    case = sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix="shmfaas-bounds-")
-    os.chmod(tmp, 0o711)
-    gw = tg.Gateway(tmp, FLAGS[case])
-    ok = False
-    try:
-        gw.start()
-        CASES[case](gw)
-        rc = gw.cleanup()
-        check(rc == 0, "shmfaasd exit status on SIGTERM: %s" % rc)
-        ok = True
-        print("ok:", case)
-    finally:
-        gw.cleanup()
-        if not ok:
-            sys.stdout.write(open(os.path.join(tmp, "shmfaasd.log"), errors="replace").read()[-6000:])
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    main()
+    tg.run_main(CASES, "shmfaas-bounds-", lambda case: FLAGS[case])

@@ -256,24 +256,6 @@ CASES = {"env": case_env, "labels": case_labels, "model": case_model, "private":
          "store": case_store}
 
 
-def main():
-    case = sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix="shmfaas-refs-")
-    os.chmod(tmp, 0o711)  # instances run as their function's uid and must reach the models
-    gw = tg.Gateway(tmp)
-    ok = False
-    try:
-        gw.start()
-        CASES[case](gw)
-        check(gw.cleanup() == 0, "shmfaasd exit status on SIGTERM")
-        ok = True
-        print("ok:", case)
-    finally:
-        gw.cleanup()
-        if not ok:
-            sys.stdout.write(open(os.path.join(tmp, "shmfaasd.log"), errors="replace").read()[-6000:])
-        shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
-    main()
+    tg.run_main(CASES, "shmfaas-refs-")

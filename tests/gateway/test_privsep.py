@@ -13,15 +13,11 @@ CASE: layout | plant | sockets | uids | cleanup | refusal
   cleanup  cgroups of stopped and reaped instances go; a clean stop leaves no image behind
   refusal  a model the budget can never hold: no crash loop, describe says why, invoke is 503
 """
-import hashlib
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -362,68 +358,6 @@ CASES = {"layout": case_layout, "plant": case_plant, "sockets": case_sockets, "u
          "cleanup": case_cleanup, "refusal": case_refusal}
 
 
-def main():
-    check(os.geteuid() == 0, "these tests attack a root shmfaasd: run them as root")
-    case = sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix="shmfaas-privsep-")
-    os.chmod(tmp, 0o711)  # instances (their own uids) pass through to the store's socket
-    gw = tg.Gateway(tmp, ["--no-auth"] if tg_has_no_auth() else [])
-    ok = False
-    try:
-        gw.start()
-        CASES[case](gw)
-        rc = gw.cleanup()
-        check(rc == 0, "shmfaasd exit status on SIGTERM: %s" % rc)
-        ok = True
-        print("ok:", case)
-    finally:
-        gw.cleanup()
-        if not ok:
-            sys.stdout.write(log_text(gw)[-8000:])
-        purge_leftovers(gw)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def purge_leftovers(gw):
-    """What a failed case may leave: this daemon's cgroups (<own>/shmfaas/<hash of STATE>) and
-    sealed (immutable) images that rmtree cannot remove."""
-    h = hashlib.sha256(os.path.realpath(gw.state).encode()).hexdigest()[:12]
-    for line in open("/proc/self/cgroup"):
-        _, ctrl, path = line.rstrip("\n").split(":", 2)
-        mount = "/sys/fs/cgroup" if ctrl == "" else "/sys/fs/cgroup/memory"
-        if ctrl != "" and "memory" not in ctrl.split(","):
-            continue
-        root = os.path.join(mount + (path if path != "/" else ""), "shmfaas", h)
-        if not os.path.isdir(root):
-            continue
-        for sub in [os.path.join(root, d) for d in os.listdir(root)]:
-            if os.path.isdir(sub):
-                for pid in open(os.path.join(sub, "cgroup.procs")).read().split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except OSError:
-                        pass
-        for _ in range(50):
-            subs = [os.path.join(root, d) for d in os.listdir(root)
-                    if os.path.isdir(os.path.join(root, d))]
-            for d in subs + [root]:
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
-            if not os.path.exists(root):
-                break
-            time.sleep(0.1)
-    if os.path.isdir(gw.store_dir):
-        for f in os.listdir(gw.store_dir):
-            subprocess.run(["chattr", "-i", os.path.join(gw.store_dir, f)], capture_output=True)
-        shutil.rmtree(gw.store_dir, ignore_errors=True)
-
-
-def tg_has_no_auth():
-    out = subprocess.run([tg.SHMFAASD, "--help"], capture_output=True, text=True).stdout
-    return "--no-auth" in out
-
-
 if __name__ == "__main__":
-    main()
+    check(os.geteuid() == 0, "these tests attack a root shmfaasd: run them as root")
+    tg.run_main(CASES, "shmfaas-privsep-", lambda case: ["--no-auth"], tail=8000)
