@@ -47,6 +47,8 @@ const char *str_printable(const char *s, size_t n, char *buf, size_t buflen);
 #define SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
 
 void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
+/* The SHA-256 of what fd reads from its offset to the end, in 1 MiB chunks: 0 or -errno. */
+int sha256_fd(int fd, uint8_t out[SHA256_LEN]);
 void sha256_hex(const uint8_t digest[SHA256_LEN], char out[SHA256_HEX_LEN]);
 /* Parses 64 hex digits; returns -EINVAL otherwise. */
 int sha256_parse_hex(const char *hex, uint8_t out[SHA256_LEN]);

@@ -8,22 +8,28 @@
  * naming the rule that was broken. It never touches the file system: whether a name or a path
  * exists inside the models directory is confine_open's question (common/confine.h).
  *
- *   resnet18                     MODEL_REF_NAME  <models>/resnet18.onnx
- *   resnet18:latest              the same (faas-cli appends ":latest"); any other tag is refused
+ *   resnet18                     MODEL_REF_NAME  <models>/resnet18.onnx (the current model)
+ *   resnet18:latest              the same (faas-cli appends ":latest" to an image without a tag)
+ *   resnet18:v2                  <models>/resnet18/v2.onnx (a tagged version: no ':' in file names)
+ *   reg.io:5000/team/resnet18:v2 the same: the registry/path before the name is checked and ignored
+ *   resnet18@sha256:<64 hex>     <models>/resnet18.onnx, pinned: whoever reads the file (the
+ *   resnet18:v2@sha256:<64 hex>  gateway at deploy, the store at attach) refuses it when its SHA-256
+ *                                differs (model_ref_check_digest)
  *   /srv/models/resnet18.onnx    MODEL_REF_PATH  must resolve inside <models> (confine_open)
  *   sha256:<64 hex>              MODEL_REF_HASH  a resident image's identity or source hash
  *
  * Each may end in "?SHAPES": the input shapes to compile a symbolic-dim model for
  * ("resnet50?input=1x3x320x320", the engine's [NAME=]DxDx..;.. text), returned raw in `shapes`; its
- * callers parse it with the engine. A name is [A-Za-z0-9_][A-Za-z0-9._-]* without "..". No ref
- * holds a NUL or another control byte. The struct leaves room for OCI forms
- * (registry/path/name:tag, name@sha256:<hex>): they are refused today with a message saying so.
+ * callers parse it with the engine. A name (and each registry/path component) is
+ * [A-Za-z0-9_][A-Za-z0-9._-]* without ".."; a tag is OCI's [A-Za-z0-9_][A-Za-z0-9._-]{0,127}. No
+ * ref holds a NUL or another control byte.
  */
 #ifndef SHMFAAS_COMMON_MODELREF_H
 #define SHMFAAS_COMMON_MODELREF_H
 
 #include "common/common.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,13 +37,16 @@
 #define MODEL_REF_NAME_MAX   128  /* bytes of a name (without tag) */
 #define MODEL_REF_TAG_MAX    128
 #define MODEL_REF_SHAPES_MAX 255 /* bytes after '?' */
+#define MODEL_REF_CANON_MAX  (MODEL_REF_NAME_MAX + 1 + MODEL_REF_TAG_MAX) /* "name:tag" */
 
 enum model_ref_kind { MODEL_REF_NAME, MODEL_REF_PATH, MODEL_REF_HASH };
 
 struct model_ref {
     enum model_ref_kind kind;
     char name[MODEL_REF_NAME_MAX + 1];     /* NAME: the model name, no tag */
-    char tag[MODEL_REF_TAG_MAX + 1];       /* NAME: "" or "latest" */
+    char tag[MODEL_REF_TAG_MAX + 1];       /* NAME: as written; "" when none */
+    bool pinned;                           /* NAME: an @sha256: digest was given */
+    uint8_t digest[SHA256_LEN];            /* NAME, when pinned: the ONNX file's SHA-256 */
     char path[MODEL_REF_MAX + 1];          /* PATH: the absolute path as written */
     uint8_t hash[SHA256_LEN];              /* HASH */
     char shapes[MODEL_REF_SHAPES_MAX + 1]; /* after '?', raw; "" when none */
@@ -47,7 +56,19 @@ struct model_ref {
 int model_ref_parse(const char *text, size_t len, struct model_ref *out, char *err, size_t errlen);
 
 /* The file a NAME or PATH ref names, relative to the models directory or absolute:
- * "<name>.onnx" or the path. -EINVAL for a HASH ref (no file). */
+ * "<name>.onnx" (no tag or "latest"), "<name>/<tag>.onnx" or the path. -EINVAL for a HASH ref. */
 int model_ref_file(const struct model_ref *r, char *out, size_t len);
+
+/* No tag, or ":latest": the current model of that name. */
+bool model_ref_is_latest(const struct model_ref *r);
+
+/* A NAME ref as models are listed: "name" (latest) or "name:tag"; no registry, digest or shapes.
+ * -EINVAL for other kinds, -ENAMETOOLONG when len is short (MODEL_REF_CANON_MAX + 1 suffices). */
+int model_ref_canonical(const struct model_ref *r, char *out, size_t len);
+
+/* A pinned ref's check, for whoever hashed the file: 0 when pin is NULL (not pinned) or sha (the
+ * file's SHA-256) equals it; else -EBADMSG with a message naming the model and both hashes. */
+int model_ref_check_digest(const char *name, const uint8_t *pin, const uint8_t sha[SHA256_LEN],
+                           char *err, size_t errlen);
 
 #endif

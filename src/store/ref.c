@@ -48,9 +48,15 @@ int ref_resolve(const char *models_real, const char *text, struct ref *out, char
         return seterr(err, errlen, fd, "model %s: %s", str_printable(text, strlen(text), q, 96),
                       why);
     close(fd);
-    if (r.kind == MODEL_REF_NAME) /* a name keeps the name it was asked by, even through a link */
-        snprintf(out->name, sizeof(out->name), "%s", r.name);
-    else
+    if (r.kind == MODEL_REF_NAME) { /* a name keeps the name it was asked by, even via a link */
+        char canon[MODEL_REF_CANON_MAX + 1];
+        model_ref_canonical(&r, canon, sizeof(canon));
+        size_t n = strnlen(canon, REF_MAX_NAME);
+        memcpy(out->name, canon, n);
+        out->name[n] = '\0';
+        out->pinned = r.pinned;
+        memcpy(out->pin, r.digest, SHA256_LEN);
+    } else
         name_of_path(out->path, out->name, sizeof(out->name));
     return 0;
 }

@@ -73,12 +73,117 @@ static void refs_good(void **state)
     assert_string_equal(r.shapes, "input=1x3");
 }
 
+/* The OCI image-reference forms faas-cli and users write (issue 14). */
+static void refs_oci(void **state)
+{
+    struct model_ref r;
+    char file[512], canon[MODEL_REF_CANON_MAX + 1], err[512];
+    static const struct {
+        const char *ref, *name, *tag, *file, *canon;
+        bool pinned;
+    } good[] = {
+        {"squeezenet1_1", "squeezenet1_1", "", "squeezenet1_1.onnx", "squeezenet1_1", false},
+        {"squeezenet1_1:latest", "squeezenet1_1", "latest", "squeezenet1_1.onnx", "squeezenet1_1",
+         false},
+        {"resnet18:v2", "resnet18", "v2", "resnet18/v2.onnx", "resnet18:v2", false},
+        {"resnet18:V2.1_rc-3", "resnet18", "V2.1_rc-3", "resnet18/V2.1_rc-3.onnx",
+         "resnet18:V2.1_rc-3", false},
+        {"x:_", "x", "_", "x/_.onnx", "x:_", false},
+        {"ghcr.io/team/resnet18:v2", "resnet18", "v2", "resnet18/v2.onnx", "resnet18:v2", false},
+        {"localhost:5000/resnet18", "resnet18", "", "resnet18.onnx", "resnet18", false},
+        {"reg/a/b/c/resnet18:latest", "resnet18", "latest", "resnet18.onnx", "resnet18", false},
+        {"resnet18@sha256:abababababababababababababababababababababababababababababababab",
+         "resnet18", "", "resnet18.onnx", "resnet18", true},
+        {"resnet18:v2@sha256:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB"
+         "?input=1x3x8x8",
+         "resnet18", "v2", "resnet18/v2.onnx", "resnet18:v2", true},
+        {"r/resnet18:v2@sha256:abababababababababababababababababababababababababababababababab",
+         "resnet18", "v2", "resnet18/v2.onnx", "resnet18:v2", true},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        if (model_ref_parse(good[i].ref, strlen(good[i].ref), &r, err, sizeof(err)) != 0)
+            fail_msg("ref \"%s\": %s", good[i].ref, err);
+        assert_int_equal(r.kind, MODEL_REF_NAME);
+        assert_string_equal(r.name, good[i].name);
+        assert_string_equal(r.tag, good[i].tag);
+        assert_int_equal(model_ref_file(&r, file, sizeof(file)), 0);
+        assert_string_equal(file, good[i].file);
+        assert_int_equal(model_ref_canonical(&r, canon, sizeof(canon)), 0);
+        assert_string_equal(canon, good[i].canon);
+        assert_int_equal(r.pinned, good[i].pinned);
+        if (r.pinned)
+            assert_int_equal(r.digest[0], 0xab);
+    }
+    /* a tag of 128 bytes is OCI's limit */
+    char buf[300] = "m:";
+    memset(buf + 2, 't', MODEL_REF_TAG_MAX + 1);
+    assert_int_equal(model_ref_parse(buf, 2 + MODEL_REF_TAG_MAX, &r, err, sizeof(err)), 0);
+    assert_int_equal(model_ref_parse(buf, 3 + MODEL_REF_TAG_MAX, &r, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "a tag is 1-128"));
+    /* the digest check names the model and both hashes */
+    uint8_t sha[SHA256_LEN];
+    memset(sha, 0xab, sizeof(sha));
+    assert_int_equal(parse(good[9].ref, &r), 0);
+    assert_int_equal(model_ref_check_digest("resnet18:v2", r.digest, sha, err, sizeof(err)), 0);
+    assert_int_equal(model_ref_check_digest("resnet18:v2", NULL, sha, err, sizeof(err)), 0);
+    sha[31] = 0;
+    assert_int_equal(model_ref_check_digest("resnet18:v2", r.digest, sha, err, sizeof(err)),
+                     -EBADMSG);
+    assert_non_null(strstr(err, "resnet18:v2"));
+    assert_non_null(strstr(err, "pinned @sha256:abab"));
+    assert_non_null(strstr(err, "is abab"));
+}
+
+/* Each malformed OCI form is refused with a message naming the rule it broke. */
+static void refs_oci_malformed(void **state)
+{
+#define HEX64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    static const struct {
+        const char *ref, *why;
+    } bad[] = {
+        {"x:", "a tag is"},
+        {"x:.v1", "a tag is"},
+        {"x:-v1", "a tag is"},
+        {"x:v/1", "registry/path"},
+        {"x:v 1", "a tag is"},
+        {"x:a:b", "a tag is"},
+        {"x::v1", "a tag is"},
+        {":latest", "a model name"},
+        {"reg/:v1", "a model name"},
+        {"reg//x", "registry/path"},
+        {"../x:v1", "registry/path"},
+        {"reg/../x", "registry/path"},
+        {"reg:abc/x", "registry/path"},
+        {"reg:123456/x", "registry/path"},
+        {"a/reg:5000/x", "registry/path"},
+        {"x@sha256:aa", "64 hex digits"},
+        {"x@sha512:aa", "no other algorithm"},
+        {"x@", "no other algorithm"},
+        {"x@sha256:zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+         "64 hex digits"},
+        {"x@sha256:" HEX64 "@sha256:" HEX64, "64 hex digits"},
+        {"@sha256:" HEX64, "a model name"},
+        {"x:@sha256:" HEX64, "a tag is"},
+        {"x@sha256:" HEX64 ":v1", "64 hex digits"},
+        {"reg/sha256:v1", "cannot carry a tag"},
+    };
+#undef HEX64
+    struct model_ref r;
+    char err[512];
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        int rc = model_ref_parse(bad[i].ref, strlen(bad[i].ref), &r, err, sizeof(err));
+        if (rc != -EINVAL || !strstr(err, bad[i].why))
+            fail_msg("ref \"%s\": %d \"%s\", expected -EINVAL naming \"%s\"", bad[i].ref, rc, err,
+                     bad[i].why);
+    }
+}
+
 static void refs_malformed(void **state)
 {
-    static const char *bad[] = {"",        "..",         "../secret", "a/b",          ".hidden",
-                                "-x",      "a b",        "a\\b",      "a..b",         "x:v2",
-                                "x:",      ":latest",    "x:LATEST",  "reg/x:latest", "x@sha256:aa",
-                                "sha256:", "sha256:xyz", "?x",        "a?",           "a\n",
+    static const char *bad[] = {"",        "..",         "../secret", "a/",      ".hidden",
+                                "-x",      "a b",        "a\\b",      "a..b",    "x:v:2",
+                                "x:",      ":latest",    "x:-v",      "reg/x:",  "x@sha256:aa",
+                                "sha256:", "sha256:xyz", "?x",        "a?",      "a\n",
                                 "a\tb",    "\x7f",       "é"};
     struct model_ref r;
     char err[512];
@@ -89,7 +194,7 @@ static void refs_malformed(void **state)
         for (const char *p = err; *p; p++) /* messages are printable: they end up in JSON */
             assert_true(*p >= 0x20 && *p < 0x7f);
     }
-    assert_non_null(strstr((model_ref_parse("x:v2", 4, &r, err, sizeof(err)), err), ":latest"));
+    assert_non_null(strstr((model_ref_parse("x:v:2", 5, &r, err, sizeof(err)), err), "a tag is"));
     /* a NUL inside the length is a control byte, not the end */
     assert_int_equal(model_ref_parse("fr\0xyz", 6, &r, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "control byte"));
@@ -333,6 +438,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(refs_good),
         cmocka_unit_test(refs_malformed),
+        cmocka_unit_test(refs_oci),
+        cmocka_unit_test(refs_oci_malformed),
         cmocka_unit_test(refs_limits),
         cmocka_unit_test_setup_teardown(confine_openat2, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(confine_walk, setup_tree, teardown_tree),

@@ -1,8 +1,10 @@
 /*
  * fuzz_model_ref — drives model_ref_parse (common/modelref.h: the one model-ref syntax of the
  * gateway, the store and the instance) with arbitrary bytes. A ref that parses must hold only
- * what the rules allow (limits, charset, kind-specific fields) and, spelled again from the
- * struct, parse into the same struct (abort otherwise, so the fuzzer reports it).
+ * what the rules allow (limits, charset, kind-specific fields; a NAME's file is "name.onnx" or
+ * "name/tag.onnx", never above the models directory) and, spelled again from the struct (the
+ * registry/path prefix is dropped: it means nothing), parse into the same struct (abort
+ * otherwise, so the fuzzer reports it).
  *
  * libFuzzer (clang): tests/fuzz/run-fuzz model_ref SECONDS. Replay (gcc): fuzz-model-ref-replay
  * [FILE...]; with no file it replays tests/fuzz/corpus/model_ref (see fuzz_replay.h).
@@ -28,6 +30,7 @@ static void check_printable(const char *s, size_t max)
 
 static void check_fields(const struct model_ref *r, size_t size)
 {
+    char file[MODEL_REF_CANON_MAX + 16];
     check_printable(r->shapes, MODEL_REF_SHAPES_MAX);
     check_printable(r->name, MODEL_REF_NAME_MAX);
     check_printable(r->path, MODEL_REF_MAX);
@@ -36,8 +39,14 @@ static void check_fields(const struct model_ref *r, size_t size)
     switch (r->kind) {
     case MODEL_REF_NAME:
         if (!r->name[0] || r->name[0] == '.' || r->name[0] == '-' || strstr(r->name, "..") ||
-            strchr(r->name, '/') || strchr(r->name, ':') || (r->tag[0] && strcmp(r->tag, "latest")))
+            strchr(r->name, '/') || strchr(r->name, ':'))
             abort();
+        check_printable(r->tag, MODEL_REF_TAG_MAX);
+        if (r->tag[0] == '.' || r->tag[0] == '-' || strpbrk(r->tag, "/:@?"))
+            abort();
+        if (model_ref_file(r, file, sizeof(file)) < 0 || file[0] == '.' || strstr(file, "/.") ||
+            file[0] == '/' || strchr(file, '/') != strrchr(file, '/'))
+            abort(); /* a file name, or one directory (the model's) and a file: never above */
         break;
     case MODEL_REF_PATH:
         if (r->path[0] != '/' || strchr(r->path, '?'))
@@ -58,6 +67,10 @@ static void check_round_trip(const struct model_ref *r)
     switch (r->kind) {
     case MODEL_REF_NAME:
         n = snprintf(text, sizeof(text), "%s%s%s", r->name, r->tag[0] ? ":" : "", r->tag);
+        if (r->pinned) {
+            sha256_hex(r->digest, hex);
+            n += snprintf(text + n, sizeof(text) - (size_t)n, "@sha256:%s", hex);
+        }
         break;
     case MODEL_REF_PATH:
         n = snprintf(text, sizeof(text), "%s", r->path);
@@ -74,7 +87,8 @@ static void check_round_trip(const struct model_ref *r)
         abort();
     if (again.kind != r->kind || strcmp(again.name, r->name) || strcmp(again.tag, r->tag) ||
         strcmp(again.path, r->path) || strcmp(again.shapes, r->shapes) ||
-        memcmp(again.hash, r->hash, SHA256_LEN))
+        memcmp(again.hash, r->hash, SHA256_LEN) || again.pinned != r->pinned ||
+        memcmp(again.digest, r->digest, SHA256_LEN))
         abort();
 }
 
