@@ -379,6 +379,8 @@ static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const stru
     job->seq = seq;
     job->threads = threads;
     snprintf(job->shapes, sizeof(job->shapes), "%s", ref->shapes);
+    job->pinned = ref->pinned;
+    memcpy(job->pin, ref->pin, SHA256_LEN);
     worker_submit(&d->hasher, job);
     return 0;
 }
@@ -414,6 +416,9 @@ static void finish_hash(struct daemon *d, struct job *job)
     struct conn *c = conn_by_id(d, job->conn_id);
     if (job->rc == 0)
         cache_source_sha(d, job->path, &job->st, job->source_sha);
+    if (c && job->rc == 0) /* a pinned ref whose file changed is refused, not compiled */
+        job->rc = model_ref_check_digest(job->name, job->pinned ? job->pin : NULL,
+                                         job->source_sha, job->err, sizeof(job->err));
     if (!c || job->rc < 0) { /* nobody waits any more, or the file could not be read */
         if (c)
             reply_error(c, job->seq, job->rc, "%s", job->err);
@@ -511,6 +516,9 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
     char name[PROTO_MAX_NAME + 1];
     shaped_name(&ref, name, sizeof(name));
     if (stat(ref.path, &st) == 0 && cached_source_sha(d, ref.path, &st, src) == 0) {
+        int rc = model_ref_check_digest(name, ref.pinned ? ref.pin : NULL, src, err, sizeof(err));
+        if (rc < 0)
+            return reply_error(c, msg->seq, rc, "%s", err);
         model_identity(src, d->fingerprint, threads, ref.shapes, identity);
         m = catalog_find(&d->cat, identity);
         if (!m && answer_refused(d, c, msg->seq, identity, name))

@@ -144,6 +144,8 @@ struct job {
     int threads;
     char shapes[REF_MAX_SHAPES + 1]; /* input shapes to compile for, canonical text; "" none */
     char name[PROTO_MAX_NAME + 1];
+    bool pinned;             /* HASH: the ref pinned the file's SHA-256 (@sha256:) ... */
+    uint8_t pin[SHA256_LEN]; /* ... to this */
     char base_dir[PATH_MAX];      /* COMPILE: where external data files are */
     uint8_t identity[SHA256_LEN]; /* COMPILE */
     /* set by the worker */
