@@ -3,14 +3,17 @@
  * against a running shmfaas-store through the client library, one connection per instance, and
  * prints one CSV line per operation with the store's figures right after it.
  *
- *   build/bench/eviction-replay --store SOCKET OPS_FILE
+ *   build/bench/eviction-replay --store SOCKET [--totals KEY,...] OPS_FILE
  *
- * OPS_FILE lines: `T_MS start|stop INSTANCE MODEL` (virtual trace time in ms, instance id
+ * OPS_FILE lines: `T_MS start|stop|evict INSTANCE MODEL` (virtual trace time in ms, instance id
  * 0..4095, model name), in time order; bench/eviction writes it from its seeded trace. A start
  * connects and attaches MODEL for 1 thread (timed: the cold-start cost of the store, a hit or a
- * compile); a stop detaches and closes. A refused attach (budget exhausted) is reported and the
- * instance counts as not started. Output columns:
+ * compile); a stop detaches and closes; an evict asks the store to evict MODEL (calibration:
+ * the next start misses). A refused attach (budget exhausted) is reported and the instance
+ * counts as not started. Output columns:
  *   t_ms,op,instance,model,attach_ms,ok,resident_bytes,leases,hits,misses,compiles,evictions,refused
+ * then one column per --totals KEY: that integer of the store's STATS totals (0 when the store
+ * has no such figure), e.g. the disk tier's counters.
  */
 #include "client/client.h"
 #include "common/common.h"
@@ -24,10 +27,11 @@
 
 #define MAX_INSTANCES 4096
 #define MAX_MODEL     128
+#define MAX_EXTRA     16
 
 struct op {
     long long t_ms;
-    int start; /* 1 start, 0 stop */
+    int start; /* 1 start, 0 stop, 2 evict */
     int instance;
     char model[MAX_MODEL + 1];
 };
@@ -37,6 +41,8 @@ struct replay {
     struct store_client *monitor;                   /* for STATS */
     struct store_client *inst[MAX_INSTANCES];       /* one connection per live instance */
     const struct store_image *image[MAX_INSTANCES]; /* its attached image */
+    char *extra[MAX_EXTRA];                         /* --totals keys, in column order */
+    int n_extra;
 };
 
 static double now_ms(void)
@@ -54,13 +60,13 @@ static int parse_op(const char *line, int lineno, struct op *op, char *err, size
     if (n != 4)
         return seterr(err, errlen, -EINVAL, "line %d: want `T_MS start|stop INSTANCE MODEL`",
                       lineno);
-    if (strcmp(kind, "start") != 0 && strcmp(kind, "stop") != 0)
-        return seterr(err, errlen, -EINVAL, "line %d: op %s is neither start nor stop", lineno,
+    if (strcmp(kind, "start") != 0 && strcmp(kind, "stop") != 0 && strcmp(kind, "evict") != 0)
+        return seterr(err, errlen, -EINVAL, "line %d: op %s is not start, stop or evict", lineno,
                       kind);
     if (op->instance < 0 || op->instance >= MAX_INSTANCES || op->t_ms < 0)
         return seterr(err, errlen, -ERANGE, "line %d: instance must be 0..%d, time >= 0", lineno,
                       MAX_INSTANCES - 1);
-    op->start = kind[2] == 'a';
+    op->start = kind[0] == 'e' ? 2 : kind[2] == 'a';
     return 0;
 }
 
@@ -84,12 +90,15 @@ static int print_line(struct replay *r, const struct op *op, double attach_ms, i
         json_decref(root);
         return seterr(err, errlen, -EPROTO, "store STATS reply has no totals object");
     }
-    printf("%lld,%s,%d,%s,%.3f,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", op->t_ms,
-           op->start ? "start" : "stop", op->instance, op->model, attach_ms, ok,
+    printf("%lld,%s,%d,%s,%.3f,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld", op->t_ms,
+           op->start == 2 ? "evict" : op->start ? "start" : "stop", op->instance, op->model, attach_ms, ok,
            (long long)total(t, "resident_bytes"), (long long)total(t, "leases"),
            (long long)total(t, "hits"), (long long)total(t, "misses"),
            (long long)total(t, "compiles"), (long long)total(t, "evictions"),
            (long long)total(t, "refused"));
+    for (int i = 0; i < r->n_extra; i++)
+        printf(",%lld", (long long)total(t, r->extra[i]));
+    printf("\n");
     json_decref(root);
     return 0;
 }
@@ -127,12 +136,24 @@ static int do_stop(struct replay *r, const struct op *op, char *err, size_t errl
     return print_line(r, op, 0, c != NULL, err, errlen);
 }
 
+static int do_evict(struct replay *r, const struct op *op, char *err, size_t errlen)
+{
+    char eerr[1024];
+    int ok = store_evict_model(r->monitor, op->model, eerr, sizeof(eerr)) == 0;
+    if (!ok)
+        fprintf(stderr, "eviction-replay: t=%lld evict %s: %s\n", op->t_ms, op->model, eerr);
+    return print_line(r, op, 0, ok, err, errlen);
+}
+
 static int replay_file(struct replay *r, FILE *f, char *err, size_t errlen)
 {
     char line[512];
     int lineno = 0;
     printf("t_ms,op,instance,model,attach_ms,ok,resident_bytes,leases,hits,misses,compiles,"
-           "evictions,refused\n");
+           "evictions,refused");
+    for (int i = 0; i < r->n_extra; i++)
+        printf(",%s", r->extra[i]);
+    printf("\n");
     while (fgets(line, sizeof(line), f)) {
         lineno++;
         struct op op;
@@ -140,36 +161,76 @@ static int replay_file(struct replay *r, FILE *f, char *err, size_t errlen)
             continue;
         int rc = parse_op(line, lineno, &op, err, errlen);
         if (rc == 0)
-            rc = op.start ? do_start(r, &op, err, errlen) : do_stop(r, &op, err, errlen);
+            rc = op.start == 2 ? do_evict(r, &op, err, errlen)
+                 : op.start    ? do_start(r, &op, err, errlen)
+                               : do_stop(r, &op, err, errlen);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
+/* Splits "a,b,c" into r->extra (in place); every key a plain name, at most MAX_EXTRA. */
+static int parse_totals(struct replay *r, char *list, char *err, size_t errlen)
+{
+    for (char *save = NULL, *k = strtok_r(list, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+        if (r->n_extra == MAX_EXTRA)
+            return seterr(err, errlen, -E2BIG, "--totals: at most %d keys", MAX_EXTRA);
+        if (strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(k))
+            return seterr(err, errlen, -EINVAL, "--totals: key %s is not [a-z0-9_]+", k);
+        r->extra[r->n_extra++] = k;
+    }
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: eviction-replay --store SOCKET [--totals KEY,...] OPS_FILE\n"
+                    "  OPS_FILE lines: T_MS start|stop|evict INSTANCE MODEL (see bench/eviction)\n");
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4 || strcmp(argv[1], "--store") != 0) {
-        fprintf(stderr, "usage: eviction-replay --store SOCKET OPS_FILE\n");
-        return 2;
-    }
     char err[1024];
     struct replay *r = calloc(1, sizeof(*r));
-    FILE *f = fopen(argv[3], "r");
-    if (!r || !f) {
-        fprintf(stderr, "eviction-replay: %s: %s\n", argv[3], strerror(errno));
-        free(r);
-        return 1;
+    const char *ops = NULL;
+    int rc = r ? 0 : -ENOMEM;
+    snprintf(err, sizeof(err), "out of memory");
+    for (int i = 1; i < argc && rc == 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage();
+            free(r);
+            return 0;
+        } else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+            r->sock = argv[++i];
+        } else if (strcmp(argv[i], "--totals") == 0 && i + 1 < argc) {
+            rc = parse_totals(r, argv[++i], err, sizeof(err));
+        } else if (!ops && argv[i][0] != '-') {
+            ops = argv[i];
+        } else {
+            usage();
+            free(r);
+            return 2;
+        }
     }
-    r->sock = argv[2];
-    int rc = store_connect(r->sock, &r->monitor, err, sizeof(err));
+    if (rc == 0 && (!r->sock || !ops)) {
+        usage();
+        free(r);
+        return 2;
+    }
+    FILE *f = rc == 0 ? fopen(ops, "r") : NULL;
+    if (rc == 0 && !f)
+        rc = seterr(err, sizeof(err), -errno, "%s: %s", ops, strerror(errno));
+    if (rc == 0)
+        rc = store_connect(r->sock, &r->monitor, err, sizeof(err));
     if (rc == 0)
         rc = replay_file(r, f, err, sizeof(err));
-    fclose(f);
-    for (int i = 0; i < MAX_INSTANCES; i++)
+    if (f)
+        fclose(f);
+    for (int i = 0; r && i < MAX_INSTANCES; i++)
         if (r->inst[i])
             store_close(r->inst[i]);
-    if (r->monitor)
+    if (r && r->monitor)
         store_close(r->monitor);
     free(r);
     if (rc < 0) {

@@ -218,6 +218,11 @@ struct gateway {
     bool as_root; /* keep instances as root (no uid drop) */
     uid_t uid_first, uid_last; /* --uid-range: one uid (= gid) per function */
     bool keep_images;          /* --keep-images: our store keeps its images at a clean stop */
+    /* async invocations (async.c): --async-workers, --async-retries, --async-max-queue,
+     * --async-max-bytes, --callback-allow */
+    int async_workers, async_retries;
+    uint64_t async_max_queue, async_max_bytes;
+    char callback_allow[1024];
 
     /* runtime */
     char auth_user[256], auth_pass[256];
@@ -236,6 +241,7 @@ struct gateway {
     int64_t started_ms;
     void *httpd;
     int port;
+    struct async *async; /* the async dispatcher, NULL until async_start */
 };
 
 /* registry.c — functions, persistence; call with g->lock held unless noted. */
@@ -337,6 +343,77 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg);
 int gw_name_refusal(const char *full, char *err, size_t errlen);
 
 /* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
+/* invoke.c, for async.c: the same path as /function/NAME for a request that is not an HTTP
+ * connection's. invoke_target splits "NAME[.NS][/path]" (*rest: the "/path" or NULL) and returns
+ * the HTTP status to refuse it with (400 bad bytes, 404 no such name) or 0. invoke_headers
+ * builds the headers sent upstream (X-Call-Id: the caller's when gw_valid_call_id, else a new
+ * one, written into call_id; X-Forwarded-*, X-Start-Time); invoke_path "/path?query".
+ * invoke_run holds, scales from zero, proxies (retry once) and reads the whole reply (at most
+ * max_reply bytes) into *rs: returns the function's status or the gateway's own with err. */
+#define GW_CALL_ID_MAX 65
+bool gw_valid_call_id(const char *id);
+int invoke_target(const char *arg, char name[GW_NAME_MAX], const char **rest, char *err,
+                  size_t errlen);
+struct curl_slist *invoke_headers(struct http_request *rq, char call_id[GW_CALL_ID_MAX]);
+void invoke_path(struct http_request *rq, const char *rest, struct gw_buf *out);
+int invoke_run(struct gateway *g, const char *name, const struct proxy_req *prq,
+               struct proxy_resp *rs, size_t max_reply, char *err, size_t errlen);
+
+/* ======================= async invocations (queue.c, async.c) =======================
+ * POST /async-function/NAME[.NS][/path] → 202 + X-Call-Id once the call is durable in
+ * STATE/queue.db; workers run it through invoke_run and POST the result to its X-Callback-Url
+ * (only hosts of --callback-allow), retrying 5xx/429/connection failures with backoff.
+ * At-least-once: a call interrupted by a crash is run (and called back) again after restart. */
+#define ASYNC_MAX_WORKERS 64
+
+struct queue_call {
+    int64_t row;
+    char call_id[GW_CALL_ID_MAX];
+    char function[GW_NAME_MAX];
+    char *method, *path, *headers; /* headers: "Name: value" lines joined by '\n' */
+    uint8_t *body;
+    size_t body_len;
+    char *callback; /* NULL: none */
+    int64_t enqueued_ms; /* wall clock */
+    int attempts;        /* runs (before a result) or callbacks (after) that failed so far */
+    bool has_result;     /* run: status, result_headers, result, duration_s are set */
+    int status;
+    char *result_headers;
+    uint8_t *result;
+    size_t result_len;
+    double duration_s;
+};
+
+struct queue_stats {
+    uint64_t calls, bytes, running;
+    int64_t oldest_ms; /* wall clock enqueue time of the oldest call, -1 when empty */
+};
+
+/* queue.c; the caller serialises all calls. queue_put: -ENOSPC (err says which bound) when full.
+ * queue_claim: 1 with *out filled (a due, unclaimed row), 0 when none is due (*next_ms: when
+ * the next one is, -1 none). Every claimed row is handed back by set_result, retry, release
+ * (left as it is) or done (deleted). */
+struct queue;
+int queue_open(int state_fd, const char *state, uint64_t max_calls, uint64_t max_bytes,
+               struct queue **out, char *err, size_t errlen);
+void queue_close(struct queue *q);
+int queue_put(struct queue *q, const struct queue_call *c, char *err, size_t errlen);
+int queue_claim(struct queue *q, int64_t now_ms, struct queue_call *out, int64_t *next_ms);
+int queue_set_result(struct queue *q, const struct queue_call *c, int64_t now_ms);
+int queue_retry(struct queue *q, int64_t row, int attempts, int64_t next_ms);
+void queue_release(struct queue *q, int64_t row);
+int queue_done(struct queue *q, const struct queue_call *c);
+void queue_stats(struct queue *q, struct queue_stats *out);
+void queue_call_free(struct queue_call *c);
+
+/* async.c. async_start: opens the queue, parses --callback-allow, starts the workers.
+ * async_stop asks them to stop (a call they hold stays queued); async_join waits and frees. */
+int async_start(struct gateway *g, char *err, size_t errlen);
+void async_stop(struct gateway *g);
+void async_join(struct gateway *g);
+int route_async(struct gateway *g, struct http_request *rq, const char *arg);
+void async_metrics(struct gateway *g, struct gw_buf *b);
+
 json_t *store_stats_json(struct gateway *g);
 void store_evict(struct gateway *g, const char *model);
 void store_metrics(const json_t *stats, struct gw_buf *b);

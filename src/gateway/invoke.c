@@ -9,6 +9,7 @@
 #include "common/common.h"
 #include "common/http.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -147,25 +148,35 @@ static void add(struct curl_slist **list, const char *fmt, const char *a, const 
         *list = l;
 }
 
-static struct curl_slist *request_headers(struct http_request *rq)
+/* OpenFaaS call ids are UUIDs; any caller's id of 1-64 [A-Za-z0-9._-] is kept. */
+bool gw_valid_call_id(const char *id)
+{
+    size_t n = 0;
+    for (const char *p = id; *p; p++, n++)
+        if (n >= GW_CALL_ID_MAX - 1 || !(isalnum((unsigned char)*p) || strchr("._-", *p)))
+            return false;
+    return n > 0;
+}
+
+struct curl_slist *invoke_headers(struct http_request *rq, char id[GW_CALL_ID_MAX])
 {
     struct hdr_ctx h = {0};
-    char ip[64], id[40], start[32];
+    char ip[64], start[32];
     MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, collect_header, &h);
     client_ip(rq->conn, ip, sizeof ip);
-    if (h.call_id && *h.call_id) {
-        snprintf(id, sizeof id, "%.36s", h.call_id);
+    if (h.call_id && gw_valid_call_id(h.call_id)) {
+        snprintf(id, GW_CALL_ID_MAX, "%s", h.call_id);
     } else {
         uint8_t r[16] = {0};
         if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
             memset(r, 0, sizeof r);
-        snprintf(id, sizeof id,
+        snprintf(id, GW_CALL_ID_MAX,
                  "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
                  r[2], r[3], r[4], r[5], (r[6] & 0x0f) | 0x40, r[7], (r[8] & 0x3f) | 0x80, r[9],
                  r[10], r[11], r[12], r[13], r[14], r[15]);
     }
     snprintf(start, sizeof start, "%lld", (long long)wall_ms() * 1000000LL);
-    add(&h.list, "X-Call-Id: %s%s", h.call_id && *h.call_id ? h.call_id : id, "");
+    add(&h.list, "X-Call-Id: %s%s", id, "");
     add(&h.list, "X-Start-Time: %s%s", start, "");
     if (h.xff && *h.xff)
         add(&h.list, "X-Forwarded-For: %s, %s", h.xff, ip);
@@ -202,7 +213,7 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-static void build_path(struct http_request *rq, const char *rest, struct gw_buf *b)
+void invoke_path(struct http_request *rq, const char *rest, struct gw_buf *b)
 {
     gw_buf_printf(b, "%s", rest && *rest ? rest : "/");
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_arg, b);
@@ -354,26 +365,36 @@ static struct invocation *invocation_new(struct gateway *g, struct function *fn,
     iv->g = g;
     iv->fn = fn;
     iv->t0 = t0;
-    build_path(rq, rest, &iv->path);
+    char call_id[GW_CALL_ID_MAX];
+    invoke_path(rq, rest, &iv->path);
     iv->prq = (struct proxy_req){.method = rq->method,
                                  .path_query = iv->path.data ? iv->path.data : "/",
                                  .body = (const char *)rq->body,
                                  .body_len = rq->body_len,
-                                 .headers = request_headers(rq)};
+                                 .headers = invoke_headers(rq, call_id)};
     return iv;
 }
 
-int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
+int invoke_target(const char *arg, char name[GW_NAME_MAX], const char **rest, char *err,
+                  size_t errlen)
 {
-    char name[GW_NAME_MAX], err[512], full[GW_NAME_MAX + 1];
+    char full[GW_NAME_MAX + 1];
     const char *slash = strchr(arg, '/');
     size_t n = slash ? (size_t)(slash - arg) : strlen(arg);
+    *rest = slash;
     snprintf(full, sizeof full, "%.*s", (int)(n < GW_NAME_MAX ? n : GW_NAME_MAX), arg);
-    if (gw_name_refusal(full, err, sizeof err))
-        return http_reply_error(rq->conn, 400, err, internal_hdr, 1);
-    if (n >= GW_NAME_MAX || gw_split_name(full, name, err, sizeof err))
-        return http_reply_error(rq->conn, 404, "function not found", internal_hdr, 1);
-    int64_t t0 = now_ns();
+    if (gw_name_refusal(full, err, errlen))
+        return 400;
+    if (n >= GW_NAME_MAX || gw_split_name(full, name, err, errlen)) {
+        seterr(err, errlen, 0, "function not found");
+        return 404;
+    }
+    return 0;
+}
+
+/* Takes a reference on NAME (put it back with function_put_ref), NULL when there is none. */
+static struct function *function_get(struct gateway *g, const char *name, int64_t t0)
+{
     pthread_mutex_lock(&g->lock);
     struct function *fn = registry_find(g, name);
     if (fn) {
@@ -381,6 +402,18 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
         fn->last_active_ms = t0 / 1000000;
     }
     pthread_mutex_unlock(&g->lock);
+    return fn;
+}
+
+int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
+{
+    char name[GW_NAME_MAX], err[512];
+    const char *slash;
+    int status = invoke_target(arg, name, &slash, err, sizeof err);
+    if (status)
+        return http_reply_error(rq->conn, (unsigned)status, err, internal_hdr, 1);
+    int64_t t0 = now_ns();
+    struct function *fn = function_get(g, name, t0);
     if (!fn) {
         snprintf(err, sizeof err, "function %s not found", name);
         return http_reply_error(rq->conn, 404, err, internal_hdr, 1);
@@ -402,4 +435,69 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
                               iv->retry_s > 0 ? 2 : 1);
     invocation_end(iv);
     return rc;
+}
+
+/* ---- a whole invocation for the async workers ---- */
+
+/* The rest of a streamed reply into rs->body, at most max bytes; -1 when cut or too long. */
+static int read_rest(struct invocation *iv, size_t max)
+{
+    struct gw_buf all = {0};
+    char buf[65536];
+    ssize_t n;
+    while ((n = proxy_read(iv->stream, buf, sizeof buf)) > 0) {
+        if (all.len + (size_t)n > max || all.len + (size_t)n + 1 > all.cap) {
+            size_t cap = all.cap ? all.cap * 2 : sizeof buf;
+            while (cap < all.len + (size_t)n + 1)
+                cap *= 2;
+            char *p = all.len + (size_t)n > max ? NULL : realloc(all.data, cap);
+            if (!p)
+                break;
+            all.data = p;
+            all.cap = cap;
+        }
+        memcpy(all.data + all.len, buf, (size_t)n);
+        all.len += (size_t)n;
+        all.data[all.len] = '\0';
+    }
+    bool ok = n == 0;
+    gw_buf_free(&iv->rs.body);
+    iv->rs.body = all;
+    return ok ? 0 : -1;
+}
+
+int invoke_run(struct gateway *g, const char *name, const struct proxy_req *prq,
+               struct proxy_resp *rs, size_t max_reply, char *err, size_t errlen)
+{
+    int64_t t0 = now_ns();
+    memset(rs, 0, sizeof *rs);
+    struct function *fn = function_get(g, name, t0);
+    if (!fn) {
+        seterr(err, errlen, 0, "function %s not found", name);
+        return 404;
+    }
+    struct invocation *iv = calloc(1, sizeof *iv);
+    if (!iv) {
+        pthread_mutex_lock(&g->lock);
+        function_put_ref(g, fn);
+        pthread_mutex_unlock(&g->lock);
+        seterr(err, errlen, 0, "out of memory");
+        return 500;
+    }
+    *iv = (struct invocation){.g = g, .fn = fn, .t0 = t0, .prq = *prq};
+    iv->code = forward(iv, err, errlen);
+    if (iv->stream && read_rest(iv, max_reply) != 0) {
+        seterr(err, errlen, 0, "%s: the reply was cut or longer than %zu bytes",
+               iv->rs.err[0] ? iv->rs.err : name, max_reply);
+        iv->code = 502;
+        drop_instance(iv, false);
+    }
+    int code = iv->code;
+    if (iv->stream) {
+        *rs = iv->rs;
+        memset(&iv->rs, 0, sizeof iv->rs);
+    }
+    iv->prq.headers = NULL; /* the caller's: invocation_end must not free them */
+    invocation_end(iv);
+    return code;
 }

@@ -58,6 +58,12 @@ static void usage(FILE *f)
            "  --uid-range FIRST-LAST  one uid (= gid) per function when root (default "
            "200000-265535)\n"
            "  --keep-images         our store keeps its images at a clean stop (default: removed)\n"
+           "  --async-workers N     threads running queued async calls (default 4, at most 64)\n"
+           "  --async-retries N     more attempts for a failed run or callback (default 5)\n"
+           "  --async-max-queue N   unfinished async calls at most (default 10000; then 429)\n"
+           "  --async-max-bytes SIZE  bytes of queued calls at most (default 1GiB; then 429)\n"
+           "  --callback-allow LIST hosts, addresses or ranges callbacks may go to, besides\n"
+           "                        loopback (127.0.0.0/8, ::1, localhost): e.g. hooks.lan,10.0.0.0/8\n"
            "  --log-level LEVEL     debug|info|warn|error (default info)\n");
 }
 
@@ -151,6 +157,50 @@ static int set_uid_range(struct gateway *g, const char *v)
     return 0;
 }
 
+/* The flags of async invocations (issue 14). */
+enum { O_ASYNC_WORKERS = 768, O_ASYNC_RETRIES, O_ASYNC_QUEUE, O_ASYNC_BYTES, O_CALLBACK_ALLOW };
+
+static int set_int(int *dst, const char *v, int lo, int hi, const char *flag)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || !*v || *end || n < lo || n > hi) {
+        fprintf(stderr, "shmfaasd: %s: \"%s\" must be a number from %d to %d\n", flag, v, lo, hi);
+        return -1;
+    }
+    *dst = (int)n;
+    return 0;
+}
+
+static int parse_async_flag(struct gateway *g, int c, const char *v)
+{
+    int n;
+    uint64_t size;
+    switch (c) {
+    case O_ASYNC_WORKERS:
+        return set_int(&g->async_workers, v, 1, ASYNC_MAX_WORKERS, "--async-workers");
+    case O_ASYNC_RETRIES:
+        return set_int(&g->async_retries, v, 0, 100, "--async-retries");
+    case O_ASYNC_QUEUE:
+        if (set_int(&n, v, 1, 10000000, "--async-max-queue"))
+            return -1;
+        g->async_max_queue = (uint64_t)n;
+        return 0;
+    case O_ASYNC_BYTES:
+        if (parse_size(v, &size) || size < ((uint64_t)1 << 20)) {
+            fprintf(stderr, "shmfaasd: --async-max-bytes: \"%s\" must be a size from 1MiB\n", v);
+            return -1;
+        }
+        g->async_max_bytes = size;
+        return 0;
+    case O_CALLBACK_ALLOW:
+        return set_str(g->callback_allow, sizeof g->callback_allow, v, "--callback-allow");
+    default:
+        return -1;
+    }
+}
+
 /* The flags of auth and HTTP bounds (issue 12). */
 enum { O_NOAUTH = 512, O_AUTHFN, O_HDRTIMEOUT, O_MAXCONN, O_PERADDR, O_INFLIGHT };
 
@@ -203,6 +253,8 @@ static int parse_bound_flag(struct gateway *g, int c, const char *v)
 
 static int parse_flag(struct gateway *g, int c, const char *v)
 {
+    if (c >= O_ASYNC_WORKERS)
+        return parse_async_flag(g, c, v);
     if (c >= O_NOAUTH)
         return parse_bound_flag(g, c, v);
 
@@ -289,6 +341,12 @@ static int parse_flags(struct gateway *g, int argc, char **argv)
                                          {"uid-range", required_argument, NULL, O_UIDS},
                                          {"keep-images", no_argument, NULL, O_KEEP},
                                          {"log-level", required_argument, NULL, O_LOG},
+                                         {"async-workers", required_argument, NULL, O_ASYNC_WORKERS},
+                                         {"async-retries", required_argument, NULL, O_ASYNC_RETRIES},
+                                         {"async-max-queue", required_argument, NULL, O_ASYNC_QUEUE},
+                                         {"async-max-bytes", required_argument, NULL, O_ASYNC_BYTES},
+                                         {"callback-allow", required_argument, NULL,
+                                          O_CALLBACK_ALLOW},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -324,6 +382,10 @@ static void set_defaults(struct gateway *g)
     g->uid_first = 200000; /* above useradd's first subordinate range (100000-165535) */
     g->uid_last = 265535;
     g->state_fd = g->pids_fd = g->run_fd = -1;
+    g->async_workers = 4;
+    g->async_retries = 5;
+    g->async_max_queue = 10000;
+    g->async_max_bytes = (uint64_t)1 << 30;
 }
 
 /* ---- directories, auth, programs ---- */
@@ -705,7 +767,7 @@ static int start(struct gateway *g, pthread_t *sup, char *err, size_t errlen)
         return rc;
     registry_load(g);
     raise_fd_limit(g);
-    if ((rc = httpd_start(g, err, errlen)))
+    if ((rc = async_start(g, err, errlen)) || (rc = httpd_start(g, err, errlen)))
         return rc;
     write_listen_file(g);
     if (pthread_create(sup, NULL, supervisor_main, g) != 0)
@@ -750,9 +812,11 @@ int main(int argc, char **argv)
     pthread_cond_broadcast(&g.kick);
     pthread_cond_broadcast(&g.changed);
     pthread_mutex_unlock(&g.lock);
+    async_stop(&g); /* a call a worker holds stays queued for the next start */
     pthread_join(sup, NULL);
     httpd_stop(&g);
     instances_shutdown(&g);
+    async_join(&g);
     store_stop(&g);
     for (struct function *fn = g.functions, *next; fn; fn = next) {
         next = fn->next;

@@ -94,4 +94,5 @@ void metrics_render(struct gateway *g, struct gw_buf *out)
     pthread_mutex_unlock(&g->lock);
     store_metrics(store, out);
     json_decref(store);
+    async_metrics(g, out);
 }

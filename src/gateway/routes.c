@@ -651,7 +651,8 @@ static int handle(struct http_request *rq, void *user)
         const char *arg = "";
         if (!path_match(r->path, rq->url, &arg))
             continue;
-        bool protect = r->auth || (g->auth_functions && r->fn == route_invoke);
+        bool protect =
+            r->auth || (g->auth_functions && (r->fn == route_invoke || r->fn == route_async));
         if (protect && g->auth && !auth_ok(g, rq))
             return reply_unauthorized(rq->conn);
         path_known = true;
@@ -693,3 +694,4 @@ void httpd_stop(struct gateway *g)
     http_server_stop(g->httpd);
     g->httpd = NULL;
 }
+    {"POST", "/async-function/", false, route_async},
