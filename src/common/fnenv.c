@@ -15,6 +15,16 @@ const struct fn_env_key fn_env_keys[] = {
     {"max_pixels", true},
     {"labels", true}, /* a path: confined to the models directory (common/confine.h) */
     {"input_shape", true},
+    {"image_layout", true},
+    /* output=boxes (src/fn/boxes.c) */
+    {"boxes_format", true},
+    {"anchors", true},
+    {"box_scale", true},
+    {"score_threshold", true},
+    {"iou_threshold", true},
+    {"max_boxes", true},
+    {"nms", true},
+    {"score_sigmoid", true},
     /* limits and timeouts */
     {"threads", true},
     {"max_inflight", true},

@@ -89,6 +89,20 @@ static int env_floats3(const char *name, float out[3], char *err, size_t errlen)
     return 0;
 }
 
+static int env_float(const char *name, double min, double max, float *out, char *err, size_t errlen)
+{
+    const char *v = env(name);
+    if (!v || !*v)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (*end || errno || !(d >= min && d <= max))
+        return seterr(err, errlen, -EINVAL, "%s=%s: expected a number %g-%g", name, v, min, max);
+    *out = (float)d;
+    return 0;
+}
+
 static int env_size(const char *name, uint64_t *out, char *err, size_t errlen)
 {
     const char *v = env(name);
@@ -113,19 +127,58 @@ static void set_defaults(struct fn_config *c)
     };
     c->codec.topk = 5;
     fn_image_opts_default(&c->codec.image);
+    fn_boxes_opts_default(&c->codec.boxes);
     snprintf(c->listen, sizeof(c->listen), ":8080");
+}
+
+/* output=boxes (boxes.c) and the image layout it usually comes with. */
+static int load_boxes_env(struct fn_config *c, char *err, size_t errlen)
+{
+    static const char *const layouts[] = {"nchw", "nhwc"};
+    static const char *const formats[] = {"ssd", "corners"};
+    static const char *const nms[] = {"hard", "weighted"};
+    static const char *const bools[] = {"true", "false"};
+    struct fn_boxes_opts *b = &c->codec.boxes;
+    int layout = c->codec.image.nhwc, format = (int)b->format, kind = (int)b->nms,
+        sig = !b->sigmoid;
+    int rc = env_choice("image_layout", layouts, 2, &layout, err, errlen);
+    if (!rc)
+        rc = env_choice("boxes_format", formats, 2, &format, err, errlen);
+    if (!rc)
+        rc = env_choice("nms", nms, 2, &kind, err, errlen);
+    if (!rc)
+        rc = env_choice("score_sigmoid", bools, 2, &sig, err, errlen);
+    if (!rc)
+        rc = env_float("score_threshold", 0, 1, &b->score_threshold, err, errlen);
+    if (!rc)
+        rc = env_float("iou_threshold", 0, 1, &b->iou_threshold, err, errlen);
+    if (!rc)
+        rc = env_float("box_scale", 0, 1e6, &b->box_scale, err, errlen);
+    if (!rc)
+        rc = env_int("max_boxes", 1, FN_BOXES_MAX, &b->max_boxes, err, errlen);
+    if (!rc && env("anchors") && *env("anchors"))
+        rc = fn_boxes_parse_anchors(env("anchors"), b, err, errlen);
+    c->codec.image.nhwc = layout == 1;
+    b->format = (enum fn_boxes_format)format;
+    b->nms = (enum fn_boxes_nms)kind;
+    b->sigmoid = sig == 0;
+    if (!rc && c->codec.output == FN_OUT_BOXES && b->format == FN_BOXES_SSD && b->n_layers == 0)
+        rc = seterr(err, errlen, -EINVAL,
+                    "output=boxes with boxes_format=ssd needs anchors (BlazeFace: "
+                    "anchors=16x16x2,8x8x6)");
+    return rc;
 }
 
 static int load_codec_env(struct fn_config *c, char *err, size_t errlen)
 {
     static const char *const inputs[] = {"json", "image", "raw"};
-    static const char *const outputs[] = {"json", "topk"};
+    static const char *const outputs[] = {"json", "topk", "boxes"};
     static const char *const softmax[] = {"auto", "true", "false"};
     int in = (int)c->codec.input, out = (int)c->codec.output, sm = (int)c->codec.softmax;
     uint64_t max_pixels = c->codec.image.max_pixels;
     int rc = env_choice("input", inputs, 3, &in, err, errlen);
     if (!rc)
-        rc = env_choice("output", outputs, 2, &out, err, errlen);
+        rc = env_choice("output", outputs, 3, &out, err, errlen);
     if (!rc)
         rc = env_choice("softmax", softmax, 3, &sm, err, errlen);
     if (!rc)
@@ -146,7 +199,7 @@ static int load_codec_env(struct fn_config *c, char *err, size_t errlen)
     c->codec.softmax = (enum fn_softmax)sm;
     c->codec.image.max_pixels = max_pixels;
     c->labels_path = env("labels");
-    return rc;
+    return rc ? rc : load_boxes_env(c, err, errlen);
 }
 
 static int load_env(struct fn_config *c, char *err, size_t errlen)
@@ -193,8 +246,10 @@ static const char usage[] =
     "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen "
     "unix:PATH|HOST:PORT]\n"
     "                  [--threads N] [--labels FILE] [--models DIR] [--log-level LEVEL]\n"
-    "env: PORT model store_socket threads input_shape input=json|image|raw output=json|topk\n"
-    "     image_size mean std max_pixels topk softmax=auto|true|false labels max_inflight\n"
+    "env: PORT model store_socket threads input_shape input=json|image|raw\n"
+    "     output=json|topk|boxes image_size image_layout=nchw|nhwc mean std max_pixels topk\n"
+    "     softmax=auto|true|false labels boxes_format=ssd|corners anchors box_scale\n"
+    "     score_threshold iou_threshold max_boxes nms=hard|weighted score_sigmoid max_inflight\n"
     "     exec_timeout read_timeout write_timeout idle_release max_body log_level";
 
 static int load_flags(struct fn_config *c, int argc, char **argv, char *err, size_t errlen)
@@ -308,10 +363,10 @@ static int load_labels(struct fn_config *c, char *err, size_t errlen)
     uint8_t *buf = NULL;
     size_t len = 0;
     char why[512];
-    int rc = c->models_dir ? confine_read_file(c->models_dir, "models", c->labels_path,
-                                               MAX_LABELS_FILE, &buf, &len, why, sizeof(why))
-                           : read_file(c->labels_path, MAX_LABELS_FILE, &buf, &len, why,
-                                       sizeof(why));
+    int rc = c->models_dir
+                 ? confine_read_file(c->models_dir, "models", c->labels_path, MAX_LABELS_FILE, &buf,
+                                     &len, why, sizeof(why))
+                 : read_file(c->labels_path, MAX_LABELS_FILE, &buf, &len, why, sizeof(why));
     if (rc < 0)
         return seterr(err, errlen, rc, "labels: %s", why);
     rc = fn_labels_parse(buf, len, &c->codec.labels, why, sizeof(why));

@@ -26,7 +26,7 @@
 /* ---- codecs ---- */
 
 enum fn_input { FN_IN_JSON, FN_IN_IMAGE, FN_IN_RAW };
-enum fn_output { FN_OUT_JSON, FN_OUT_TOPK };
+enum fn_output { FN_OUT_JSON, FN_OUT_TOPK, FN_OUT_BOXES };
 /* auto: apply softmax unless the scores already are a distribution (all in [0,1], sum 1 ± 1e-3) */
 enum fn_softmax { FN_SOFTMAX_AUTO, FN_SOFTMAX_ON, FN_SOFTMAX_OFF };
 
@@ -39,6 +39,44 @@ struct fn_image_opts {
     float mean[3];       /* per channel, on [0,1] values */
     float std[3];        /* per channel, > 0 */
     uint64_t max_pixels; /* width * height a decoded image may have */
+    bool nhwc;           /* image_layout=nhwc: [1,size,size,3] (TensorFlow-born models) */
+};
+
+/* Where an input=image tensor's pixels came from, so an output codec can map model-input
+ * coordinates back onto the photo: source x = (u + off_x) / scale_x for a model-input x u in
+ * [0,size] (likewise y). width == 0: the tensor was not made from an image. */
+struct fn_image_geom {
+    uint32_t width, height; /* the decoded image */
+    int size;               /* the model input's side */
+    double scale_x, scale_y;
+    double off_x, off_y;
+};
+
+/* output=boxes (boxes.c): detector outputs → boxes on the photo. */
+enum fn_boxes_format {
+    FN_BOXES_SSD,    /* scores + regressors on a grid of anchors (MediaPipe BlazeFace / SSD) */
+    FN_BOXES_CORNERS /* already decoded: scores + [x1,y1,x2,y2] in [0,1] of the model input */
+};
+enum fn_boxes_nms { FN_NMS_HARD, FN_NMS_WEIGHTED };
+#define FN_BOXES_MAX_LAYERS  8
+#define FN_BOXES_MAX         1000    /* max_boxes may be at most this */
+#define FN_BOXES_MAX_ANCHORS 1000000 /* anchors a grid may describe */
+
+struct fn_boxes_opts {
+    enum fn_boxes_format format;
+    float score_threshold; /* on the sigmoid of the score when sigmoid is set; default 0.5 */
+    float iou_threshold;   /* overlapping boxes above this are suppressed; default 0.3 */
+    int max_boxes;         /* 1..FN_BOXES_MAX; default 100 */
+    bool sigmoid;          /* scores are logits; default true */
+    enum fn_boxes_nms nms;
+    /* ssd: anchor grids in the model's output order, each cols x rows cells (row-major) of
+     * per_cell anchors; every anchor is centred on its cell with size 1 (MediaPipe's
+     * fixed_anchor_size) */
+    int n_layers;
+    struct {
+        int cols, rows, per_cell;
+    } layers[FN_BOXES_MAX_LAYERS];
+    float box_scale; /* ssd: regressors are in pixels of this side; 0 = the model input's size */
 };
 
 struct fn_labels {
@@ -53,6 +91,7 @@ struct fn_codec_config {
     int topk;
     enum fn_softmax softmax;
     struct fn_labels labels; /* n == 0: predictions carry the index only */
+    struct fn_boxes_opts boxes;
 };
 
 /* An input tensor a codec made: float32 data (malloc'd, free with free()) in NCHW order. */
@@ -60,6 +99,7 @@ struct fn_tensor {
     struct engine_shape shape;
     float *data;
     size_t nbytes;
+    struct fn_image_geom geom; /* input=image only */
 };
 
 /* An RGB image, 3 bytes per pixel, rows without padding. */
@@ -73,7 +113,8 @@ void fn_image_opts_default(struct fn_image_opts *o);
 int fn_image_decode(const uint8_t *buf, size_t len, uint64_t max_pixels, struct fn_rgb *out,
                     char *err, size_t errlen);
 /* Resize (bilinear, shorter side to o->size), centre crop, scale to [0,1], normalise → NCHW
- * [1,3,size,size] float32. */
+ * [1,3,size,size] float32 (NHWC [1,size,size,3] with o->nhwc); out->geom says where it came from.
+ */
 int fn_image_preprocess(const struct fn_rgb *img, const struct fn_image_opts *o,
                         struct fn_tensor *out, char *err, size_t errlen);
 /* input=image: decode + preprocess. */
@@ -86,6 +127,22 @@ int fn_codec_raw(const uint8_t *buf, size_t len, const struct engine_shape *shap
  */
 int fn_codec_topk(const float *scores, size_t n, const struct fn_codec_config *c, char **json,
                   char *err, size_t errlen);
+void fn_boxes_opts_default(struct fn_boxes_opts *o);
+/* Parses an anchors setting, "16x16x2,8x8x6": per grid cols x rows x anchors per cell. */
+int fn_boxes_parse_anchors(const char *s, struct fn_boxes_opts *o, char *err, size_t errlen);
+/* output=boxes on flat arrays: n scores (one per anchor) and n * stride regressors (ssd: dx, dy,
+ * w, h first, in box_scale pixels; corners: x1, y1, x2, y2 in [0,1]). model_size: the model
+ * input's side. Threshold, non-maximum suppression, then boxes in g's image pixels:
+ * `{"boxes":[{"x":..,"y":..,"w":..,"h":..,"score":..}],"image":{"width":..,"height":..}}`, best
+ * first; malloc'd. Every count is checked against the arrays; no input makes it crash. */
+int fn_codec_boxes(const float *scores, size_t n, const float *regs, size_t nregs, size_t stride,
+                   int model_size, const struct fn_boxes_opts *o, const struct fn_image_geom *g,
+                   char **json, char *err, size_t errlen);
+/* output=boxes on a model's outputs: the outputs whose last dimension is 1 are the scores, the
+ * others the regressors, each concatenated in output order (BlazeFace has one pair per grid). */
+int fn_codec_boxes_outputs(const struct engine_tensor *outs, int n_outs, int model_size,
+                           const struct fn_boxes_opts *o, const struct fn_image_geom *g,
+                           char **json, char *err, size_t errlen);
 /* Splits a labels file's bytes into names; an empty last line is not a label. */
 int fn_labels_parse(const uint8_t *buf, size_t len, struct fn_labels *out, char *err,
                     size_t errlen);

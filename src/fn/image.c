@@ -263,15 +263,25 @@ int fn_image_preprocess(const struct fn_rgb *img, const struct fn_image_opts *o,
     for (int c = 0; c < 3; c++) {
         float inv = 1.0f / o->std[c], mean = o->mean[c];
         for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x++)
-                data[c * plane + (size_t)y * n + x] =
-                    (sample(img, &tx[x], &ty[y], c) / 255.0f - mean) * inv;
+            for (int x = 0; x < n; x++) {
+                size_t at = o->nhwc ? ((size_t)y * n + x) * 3 + c : c * plane + (size_t)y * n + x;
+                data[at] = (sample(img, &tx[x], &ty[y], c) / 255.0f - mean) * inv;
+            }
     }
     free(tx);
     free(ty);
     *out = (struct fn_tensor){.shape = {.rank = 4, .dims = {1, 3, n, n}},
                               .data = data,
-                              .nbytes = plane * 3 * sizeof(float)};
+                              .nbytes = plane * 3 * sizeof(float),
+                              .geom = {.width = img->width,
+                                       .height = img->height,
+                                       .size = n,
+                                       .scale_x = (double)rw / img->width,
+                                       .scale_y = (double)rh / img->height,
+                                       .off_x = (double)((rw - n) / 2),
+                                       .off_y = (double)((rh - n) / 2)}};
+    if (o->nhwc)
+        out->shape = (struct engine_shape){.rank = 4, .dims = {1, n, n, 3}};
     return 0;
 }
 

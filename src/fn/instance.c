@@ -102,6 +102,16 @@ static void job_fail(struct job *j, unsigned status, const char *msg)
 
 /* ---- the worker ---- */
 
+/* The side of a square image input, [1,3,S,S] or [1,S,S,3]: what output=boxes scales by. */
+static int model_side(const struct fn_instance *in)
+{
+    const struct engine_shape *s = &in->in_info.shape;
+    if (s->rank != 4)
+        return 0;
+    int64_t side = s->dims[1] == 3 ? s->dims[2] : s->dims[1];
+    return side > 0 && side <= 8192 ? (int)side : 0;
+}
+
 static int encode_output(struct fn_instance *in, struct engine_tensor *outs, struct job *j)
 {
     char err[512];
@@ -114,8 +124,12 @@ static int encode_output(struct fn_instance *in, struct engine_tensor *outs, str
         j->status = 200;
         return 0;
     }
-    int rc = fn_codec_topk(outs[0].data, outs[0].nbytes / sizeof(float), &in->cfg->codec, &j->body,
-                           err, sizeof(err));
+    int rc =
+        in->cfg->codec.output == FN_OUT_BOXES
+            ? fn_codec_boxes_outputs(outs, in->n_outputs, model_side(in), &in->cfg->codec.boxes,
+                                     &j->tensor_in.geom, &j->body, err, sizeof(err))
+            : fn_codec_topk(outs[0].data, outs[0].nbytes / sizeof(float), &in->cfg->codec, &j->body,
+                            err, sizeof(err));
     if (rc < 0) {
         job_fail(j, 500, err);
         return rc;
@@ -401,13 +415,16 @@ static int check_codecs(struct fn_instance *in, char *err, size_t errlen)
                           c->input == FN_IN_IMAGE ? "image" : "raw", n_in,
                           engine_dtype_name(in->in_info.dtype));
         const int64_t *d = in->in_info.shape.dims;
-        int64_t s = c->image.size;
+        int64_t s = c->image.size, want[4] = {1, 3, s, s};
+        if (c->image.nhwc)
+            want[1] = s, want[3] = 3;
         if (c->input == FN_IN_IMAGE &&
-            (in->in_info.shape.rank != 4 || d[0] != 1 || d[1] != 3 || d[2] != s || d[3] != s))
+            (in->in_info.shape.rank != 4 || memcmp(d, want, sizeof(want)) != 0))
             return seterr(err, errlen, -EINVAL,
-                          "input=image makes [1,3,%d,%d] tensors but the model input %s is %s; "
-                          "set image_size",
-                          c->image.size, c->image.size, in->in_info.name,
+                          "input=image makes [%lld,%lld,%lld,%lld] tensors but the model input %s "
+                          "is %s; set image_size (and image_layout=nhwc for [1,S,S,3])",
+                          (long long)want[0], (long long)want[1], (long long)want[2],
+                          (long long)want[3], in->in_info.name,
                           engine_shape_str(&in->in_info.shape, shape, sizeof(shape)));
     }
     if (c->output == FN_OUT_TOPK && in->out_info.dtype != ENGINE_F32)
@@ -441,6 +458,14 @@ static int warm_up(struct fn_instance *in, char *err, size_t errlen)
     }
     if (rc == 0)
         rc = engine_session_run(in->session, ins, n, outs, in->n_outputs, err, errlen);
+    /* output=boxes checks its settings (anchors against the outputs) on the warm-up outputs, so a
+     * mismatch stops the instance at start instead of failing every request. */
+    if (rc == 0 && in->cfg->codec.output == FN_OUT_BOXES) {
+        char *json = NULL;
+        rc = fn_codec_boxes_outputs(outs, in->n_outputs, model_side(in), &in->cfg->codec.boxes,
+                                    NULL, &json, err, errlen);
+        free(json);
+    }
     for (int i = 0; i < n; i++)
         free(ins[i].data);
     return rc;

@@ -1,6 +1,7 @@
 /*
- * fuzz_codecs — drives shmfaas-fn's request codecs (image decode + preprocess, raw, labels + top-k)
- * with arbitrary bytes. The first byte picks the codec, the rest is the body.
+ * fuzz_codecs — drives shmfaas-fn's request codecs (image decode + preprocess, raw, labels + top-k,
+ * output=boxes with its anchors setting) with arbitrary bytes. The first byte picks the codec, the
+ * rest is the body.
  *
  * With clang it is a libFuzzer target (SHMFAAS_LIBFUZZER defined, -fsanitize=fuzzer):
  *     build-clang/tests/fuzz/fuzz-codecs -max_total_time=60
@@ -63,11 +64,54 @@ static void fuzz_topk(const uint8_t *data, size_t size)
     fn_labels_free(&c.labels);
 }
 
+/* output=boxes: 4 setting bytes (format/nms/sigmoid/scale/geometry, max_boxes, regressor stride,
+ * thresholds), an anchors setting up to a 0 byte, then float32 values: scores, then regressors,
+ * split as if stride were right, so truncations give counts that match the anchors or not. */
+static void fuzz_boxes(const uint8_t *data, size_t size)
+{
+    if (size < 4)
+        return;
+    struct fn_boxes_opts o;
+    fn_boxes_opts_default(&o);
+    o.format = data[0] & 1 ? FN_BOXES_CORNERS : FN_BOXES_SSD;
+    o.nms = data[0] & 2 ? FN_NMS_WEIGHTED : FN_NMS_HARD;
+    o.sigmoid = !(data[0] & 4);
+    o.box_scale = data[0] & 8 ? 0 : (float)(data[0] >> 4);
+    o.max_boxes = data[1] % 16; /* 0 is refused */
+    size_t stride = data[2] % 20;
+    o.score_threshold = (float)(data[3] & 15) / 15, o.iou_threshold = (float)(data[3] >> 4) / 15;
+    const uint8_t *p = data + 4, *nul = memchr(p, 0, size - 4);
+    size_t text = nul ? (size_t)(nul - p) : size - 4;
+    char anchors[64], err[256];
+    if (text < sizeof(anchors)) {
+        memcpy(anchors, p, text);
+        anchors[text] = '\0';
+        fn_boxes_parse_anchors(anchors, &o, err, sizeof(err));
+    }
+    size_t rest = nul ? size - 4 - text - 1 : 0, n = rest / sizeof(float);
+    float *v = malloc(n ? n * sizeof(float) : 1);
+    if (!v)
+        return;
+    if (n)
+        memcpy(v, nul + 1, n * sizeof(float));
+    size_t ns = n / (1 + (stride ? stride : 1));
+    struct fn_image_geom g = {
+        .width = 640, .height = 480, .size = 64, .scale_x = 0.1, .scale_y = 0.1, .off_x = 8};
+    char *json = NULL;
+    if (fn_codec_boxes(v, ns, v + ns, n - ns, stride, 64, &o, data[0] & 16 ? &g : NULL, &json, err,
+                       sizeof(err)) == 0)
+        free(json);
+    free(v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
+    case 3:
+        fuzz_boxes(data + 1, size - 1);
+        break;
     case 0:
         fuzz_image(data + 1, size - 1);
         break;
@@ -152,6 +196,13 @@ static size_t builtin_corpus(void)
     runs += mutate_all(1, raw, sizeof(raw), &rng);
     uint8_t topk[] = "a\nb\r\nc\0\0\0\x80?\0\0\0@\0\0\0\0";
     runs += mutate_all(2, topk, sizeof(topk) - 1, &rng);
+    /* boxes: 2 scores + 2 x 4 regressors, as ssd on "2x1x1" (logits) and as corners */
+    static const float vals[10] = {3, 0.9f, 0.5f, 0.1f, 2, 3, 0.2f, 0.3f, 0.4f, 0.5f};
+    uint8_t boxes[4 + 6 + sizeof(vals)] = {16, 5, 4, 0x35, '2', 'x', '1', 'x', '1', 0};
+    memcpy(boxes + 10, vals, sizeof(vals));
+    runs += mutate_all(3, boxes, sizeof(boxes), &rng);
+    boxes[0] = 1 | 2 | 4 | 16;
+    runs += mutate_all(3, boxes, sizeof(boxes), &rng);
     return runs;
 }
 

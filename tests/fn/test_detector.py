@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+"""tests/fn/test_detector.py — the pretrained BlazeFace detector on a real photograph (issue 14,
+acceptance 3). Python stdlib + Debian's numpy.
+
+  raw      the tensor input=image makes of scikit-image's astronaut.png (tests/fn/image_tensor.c)
+           through shmfaas-run and through ONNX Runtime (bench/ort/ort_run.js): every output
+           within 1e-3 (max |shmfaas - ONNX Runtime| <= 1e-3, absolute, on every output)
+  decoded  shmfaas-fn with output=boxes (the settings tools/pretrained records) answers the photo;
+           a reference decoder written here in numpy decodes shmfaas-run's raw outputs of that
+           tensor: the same boxes within 1e-3 relative, and the same from ONNX Runtime's outputs;
+           exactly one face, on the astronaut's face (a generous region of the photo)
+
+The model (zoo/blazeface, from its npm package) and ONNX Runtime (bench/ort/node_modules) are
+installed by scripts/bootstrap; photo from Debian's python3-skimage.
+    tests/fn/test_detector.py CASE BUILD_DIR
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+
+SOURCE = os.environ.get("SHMFAAS_SOURCE", os.path.dirname(os.path.abspath(__file__)) + "/../..")
+ZOO = os.environ.get("SHMFAAS_ZOO", os.path.join(SOURCE, "zoo"))
+MODEL = os.path.join(ZOO, "blazeface", "model.onnx")
+PHOTO = "/usr/lib/python3/dist-packages/skimage/data/astronaut.png"
+ORT_RUN = os.path.join(SOURCE, "bench", "ort", "ort_run.js")
+# The astronaut's face in the 512x512 photo (eyes ~ (205,115)-(250,115), chin ~ y 175): generous.
+FACE_REGION = (150, 50, 300, 200)  # x1, y1, x2, y2
+
+
+def need(path, what):
+    if not os.path.exists(path):
+        sys.exit(f"missing {what}: {path} (scripts/bootstrap installs it)")
+
+
+def settings():
+    with open(os.path.join(ZOO, "blazeface", "meta.json")) as f:
+        return json.load(f)["env"]
+
+
+def image_tensor(build, tmp, env):
+    out = os.path.join(tmp, "tensor.json")
+    with open(out, "w") as f:
+        subprocess.run([os.path.join(build, "tests", "fn", "image-tensor"), PHOTO,
+                        env["image_size"], env["image_layout"], env["mean"], env["std"],
+                        "input:0"], stdout=f, check=True, timeout=60)
+    with open(out) as f:
+        geom = json.load(f)["geom"]
+    return out, geom
+
+
+def load_outputs(path):
+    with open(path) as f:
+        outs = json.load(f)["outputs"]
+    return {k: np.array(v["data"], dtype=np.float64).reshape(v["shape"]) for k, v in outs.items()}
+
+
+def engine_outputs(build, tmp, tensor):
+    out = os.path.join(tmp, "engine.json")
+    subprocess.run([os.path.join(build, "src", "engine", "shmfaas-run"), MODEL, "--input", tensor,
+                    "--output", out], check=True, timeout=120, stdout=subprocess.DEVNULL)
+    return load_outputs(out)
+
+
+def ort_outputs(tmp, tensor):
+    out = os.path.join(tmp, "ort.json")
+    subprocess.run(["node", ORT_RUN, MODEL, tensor, out], check=True, timeout=120)
+    return load_outputs(out)
+
+
+# ---- the reference decoder: MediaPipe's SSD anchors, sigmoid, threshold, NMS, back to pixels ----
+
+def anchors(spec):
+    centres = []
+    for layer in spec.split(","):
+        cols, rows, k = (int(v) for v in layer.split("x"))
+        for r in range(rows):
+            for c in range(cols):
+                centres += [((c + 0.5) / cols, (r + 0.5) / rows)] * k
+    return np.array(centres)
+
+
+def iou(a, b):
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def reference_boxes(outs, env, geom):
+    names = list(outs)  # the model's output order, as both runners write them
+    scores = np.concatenate([outs[n].reshape(-1) for n in names if outs[n].shape[-1] == 1])
+    regs = np.concatenate([outs[n].reshape(-1, outs[n].shape[-1]) for n in names
+                           if outs[n].shape[-1] != 1])
+    size = int(env["image_size"])
+    a = anchors(env["anchors"])
+    p = 1 / (1 + np.exp(-scores))
+    cx = a[:, 0] + regs[:, 0] / size
+    cy = a[:, 1] + regs[:, 1] / size
+    w, h = regs[:, 2] / size, regs[:, 3] / size
+    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    order = [i for i in np.argsort(-p, kind="stable") if p[i] >= float(env["score_threshold"])]
+    alive = {i: True for i in order}
+    thr = float(env["iou_threshold"])
+    kept = []
+    for i in order:
+        if not alive[i]:
+            continue
+        group = [j for j in order if alive[j] and (j == i or iou(corners[i], corners[j]) > thr)]
+        for j in group:
+            alive[j] = False
+        box = corners[i]
+        if env.get("nms") == "weighted":
+            wts = p[group]
+            box = (corners[group] * wts[:, None]).sum(axis=0) / wts.sum()
+        kept.append((box, p[i]))
+    result = []
+    for box, score in kept:
+        x1 = (box[0] * size + geom["off_x"]) / geom["scale_x"]
+        y1 = (box[1] * size + geom["off_y"]) / geom["scale_y"]
+        x2 = (box[2] * size + geom["off_x"]) / geom["scale_x"]
+        y2 = (box[3] * size + geom["off_y"]) / geom["scale_y"]
+        x1, x2 = np.clip([x1, x2], 0, geom["width"])
+        y1, y2 = np.clip([y1, y2], 0, geom["height"])
+        result.append({"x": x1, "y": y1, "w": x2 - x1, "h": y2 - y1, "score": score})
+    return result
+
+
+# ---- shmfaas-fn, the codec as users run it ----
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fn_answer(build, tmp, env):
+    port = free_port()
+    e = dict(os.environ, **env)
+    log = open(os.path.join(tmp, "fn.log"), "w")
+    proc = subprocess.Popen([os.path.join(build, "src", "fn", "shmfaas-fn"), "--private", MODEL,
+                             "--listen", f"127.0.0.1:{port}"], env=e, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_/ready", timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    sys.exit("shmfaas-fn did not get ready: " + open(log.name).read()[-2000:])
+                time.sleep(0.1)
+        with open(PHOTO, "rb") as f:
+            body = f.read()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def same_boxes(got, want, what):
+    assert len(got) == len(want), f"{what}: {len(got)} boxes, reference {len(want)}: {got} {want}"
+    for g, w in zip(got, want):
+        for k in ("x", "y", "w", "h", "score"):
+            assert abs(g[k] - w[k]) <= 1e-3 * max(1.0, abs(w[k])), \
+                f"{what}: {k} {g[k]} vs reference {w[k]}"
+
+
+def case_raw(build, tmp):
+    env = settings()
+    tensor, _ = image_tensor(build, tmp, env)
+    mine, ref = engine_outputs(build, tmp, tensor), ort_outputs(tmp, tensor)
+    assert sorted(mine) == sorted(ref), f"outputs {sorted(mine)} vs ONNX Runtime {sorted(ref)}"
+    for name in sorted(ref):
+        assert mine[name].shape == ref[name].shape, f"{name}: {mine[name].shape} vs {ref[name].shape}"
+        diff = float(np.max(np.abs(mine[name] - ref[name])))
+        bound = 1e-3
+        print(f"{name} {list(ref[name].shape)}: max |shmfaas - onnxruntime| = {diff:.3g} "
+              f"(bound {bound:.3g})")
+        assert diff <= bound, f"{name}: max diff {diff} > {bound}"
+
+
+def case_decoded(build, tmp):
+    env = settings()
+    tensor, geom = image_tensor(build, tmp, env)
+    answer = fn_answer(build, tmp, env)
+    print("shmfaas-fn:", json.dumps(answer))
+    assert answer["image"] == {"width": 512, "height": 512}, answer["image"]
+    same_boxes(answer["boxes"], reference_boxes(engine_outputs(build, tmp, tensor), env, geom),
+               "codec vs reference decoding of shmfaas-run's outputs")
+    same_boxes(answer["boxes"], reference_boxes(ort_outputs(tmp, tensor), env, geom),
+               "codec vs reference decoding of ONNX Runtime's outputs")
+    assert len(answer["boxes"]) == 1, f"expected one face: {answer['boxes']}"
+    b = answer["boxes"][0]
+    cx, cy = b["x"] + b["w"] / 2, b["y"] + b["h"] / 2
+    x1, y1, x2, y2 = FACE_REGION
+    assert x1 <= cx <= x2 and y1 <= cy <= y2 and 40 <= b["w"] <= 200, f"not on the face: {b}"
+    assert b["score"] >= 0.75, b
+
+
+CASES = {"raw": case_raw, "decoded": case_decoded}
+
+
+def main():
+    case, build = sys.argv[1], sys.argv[2]
+    need(MODEL, "the pretrained BlazeFace model")
+    need(PHOTO, "the photograph (python3-skimage)")
+    need(os.path.join(SOURCE, "bench", "ort", "node_modules", "onnxruntime-node"), "ONNX Runtime")
+    with tempfile.TemporaryDirectory(prefix="shmfaas-detector-") as tmp:
+        CASES[case](build, tmp)
+    print(f"detector-{case}: ok")
+
+
+if __name__ == "__main__":
+    main()
