@@ -177,7 +177,7 @@ static int callback_check(const struct async *a, const char *url, struct target 
     uint8_t addr[16];
     int family = inet_pton(AF_INET, t->host, addr) == 1    ? AF_INET
                  : inet_pton(AF_INET6, t->host, addr) == 1 ? AF_INET6
-                                                            : 0;
+                                                           : 0;
     t->literal = family != 0;
     for (int i = 0; i < a->nallow; i++)
         if (family ? in_range(&a->allow[i], family, addr)
@@ -247,8 +247,10 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
         pthread_mutex_unlock(&a->mu);
         return reply_refusal(rq, 400, err);
     }
-    struct queue_call c = {.body = (uint8_t *)rq->body, .body_len = rq->body_len,
-                           .callback = (char *)callback, .method = (char *)rq->method,
+    struct queue_call c = {.body = (uint8_t *)rq->body,
+                           .body_len = rq->body_len,
+                           .callback = (char *)callback,
+                           .method = (char *)rq->method,
                            .enqueued_ms = wall_ms()};
     struct gw_buf path = {0};
     struct curl_slist *hdrs = invoke_headers(rq, c.call_id);
@@ -257,8 +259,8 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
     c.headers = headers_text(hdrs);
     c.path = path.data;
     curl_slist_free_all(hdrs);
-    int rc = c.headers && c.path && !path.failed ? 0 : seterr(err, sizeof err, -ENOMEM,
-                                                              "out of memory");
+    int rc =
+        c.headers && c.path && !path.failed ? 0 : seterr(err, sizeof err, -ENOMEM, "out of memory");
     if (rc == 0) {
         pthread_mutex_lock(&a->mu);
         rc = queue_put(a->q, &c, err, sizeof err);
@@ -354,8 +356,10 @@ static void run_call(struct async *a, struct queue_call *c)
     char err[512] = "";
     struct proxy_resp rs;
     struct curl_slist *hdrs = lines_to_list(c->headers, NULL);
-    struct proxy_req prq = {.method = c->method, .path_query = c->path,
-                            .body = (const char *)c->body, .body_len = c->body_len,
+    struct proxy_req prq = {.method = c->method,
+                            .path_query = c->path,
+                            .body = (const char *)c->body,
+                            .body_len = c->body_len,
                             .headers = hdrs};
     int64_t t0 = now_ns();
     int status = invoke_run(g, c->function, &prq, &rs, g->max_body, err, sizeof err);
@@ -378,8 +382,7 @@ static void run_call(struct async *a, struct queue_call *c)
         } else {
             take_result(c, status, &rs, err);
             if (queue_set_result(a->q, c, wall_ms()))
-                log_warn("async call %s: cannot store its result; it will run again",
-                         c->call_id);
+                log_warn("async call %s: cannot store its result; it will run again", c->call_id);
             pthread_cond_signal(&a->wake);
         }
     }
@@ -634,8 +637,8 @@ void async_metrics(struct gateway *g, struct gw_buf *b)
          (double)a->runs},
         {"gateway_async_invocation_retries_total", "counter",
          "Async runs retried (no instance could take them).", (double)a->run_retries},
-        {"gateway_async_callbacks_delivered_total", "counter", "Callbacks answered by the receiver.",
-         (double)a->delivered},
+        {"gateway_async_callbacks_delivered_total", "counter",
+         "Callbacks answered by the receiver.", (double)a->delivered},
         {"gateway_async_callback_retries_total", "counter",
          "Callbacks retried (5xx, 429 or not reached).", (double)a->callback_retries},
         {"gateway_async_callback_failures_total", "counter",

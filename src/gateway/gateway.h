@@ -342,7 +342,6 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg);
  * can hold, e.g. invalid UTF-8: such a request is a 400, not a 404. */
 int gw_name_refusal(const char *full, char *err, size_t errlen);
 
-/* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
 /* invoke.c, for async.c: the same path as /function/NAME for a request that is not an HTTP
  * connection's. invoke_target splits "NAME[.NS][/path]" (*rest: the "/path" or NULL) and returns
  * the HTTP status to refuse it with (400 bad bytes, 404 no such name) or 0. invoke_headers
@@ -414,6 +413,7 @@ void async_join(struct gateway *g);
 int route_async(struct gateway *g, struct http_request *rq, const char *arg);
 void async_metrics(struct gateway *g, struct gw_buf *b);
 
+/* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
 json_t *store_stats_json(struct gateway *g);
 void store_evict(struct gateway *g, const char *model);
 void store_metrics(const json_t *stats, struct gw_buf *b);

@@ -63,7 +63,7 @@ static void usage(FILE *f)
            "  --async-max-queue N   unfinished async calls at most (default 10000; then 429)\n"
            "  --async-max-bytes SIZE  bytes of queued calls at most (default 1GiB; then 429)\n"
            "  --callback-allow LIST hosts, addresses or ranges callbacks may go to, besides\n"
-           "                        loopback (127.0.0.0/8, ::1, localhost): e.g. hooks.lan,10.0.0.0/8\n"
+           "                        loopback (127.0.0.0/8, ::1, localhost): e.g. h.lan,10.0.0.0/8\n"
            "  --log-level LEVEL     debug|info|warn|error (default info)\n");
 }
 
@@ -158,7 +158,7 @@ static int set_uid_range(struct gateway *g, const char *v)
 }
 
 /* The flags of async invocations (issue 14). */
-enum { O_ASYNC_WORKERS = 768, O_ASYNC_RETRIES, O_ASYNC_QUEUE, O_ASYNC_BYTES, O_CALLBACK_ALLOW };
+enum { O_AWORKERS = 768, O_ARETRIES, O_AQUEUE, O_ABYTES, O_CBALLOW };
 
 static int set_int(int *dst, const char *v, int lo, int hi, const char *flag)
 {
@@ -178,23 +178,23 @@ static int parse_async_flag(struct gateway *g, int c, const char *v)
     int n;
     uint64_t size;
     switch (c) {
-    case O_ASYNC_WORKERS:
+    case O_AWORKERS:
         return set_int(&g->async_workers, v, 1, ASYNC_MAX_WORKERS, "--async-workers");
-    case O_ASYNC_RETRIES:
+    case O_ARETRIES:
         return set_int(&g->async_retries, v, 0, 100, "--async-retries");
-    case O_ASYNC_QUEUE:
+    case O_AQUEUE:
         if (set_int(&n, v, 1, 10000000, "--async-max-queue"))
             return -1;
         g->async_max_queue = (uint64_t)n;
         return 0;
-    case O_ASYNC_BYTES:
+    case O_ABYTES:
         if (parse_size(v, &size) || size < ((uint64_t)1 << 20)) {
             fprintf(stderr, "shmfaasd: --async-max-bytes: \"%s\" must be a size from 1MiB\n", v);
             return -1;
         }
         g->async_max_bytes = size;
         return 0;
-    case O_CALLBACK_ALLOW:
+    case O_CBALLOW:
         return set_str(g->callback_allow, sizeof g->callback_allow, v, "--callback-allow");
     default:
         return -1;
@@ -253,7 +253,7 @@ static int parse_bound_flag(struct gateway *g, int c, const char *v)
 
 static int parse_flag(struct gateway *g, int c, const char *v)
 {
-    if (c >= O_ASYNC_WORKERS)
+    if (c >= O_AWORKERS)
         return parse_async_flag(g, c, v);
     if (c >= O_NOAUTH)
         return parse_bound_flag(g, c, v);
@@ -341,12 +341,11 @@ static int parse_flags(struct gateway *g, int argc, char **argv)
                                          {"uid-range", required_argument, NULL, O_UIDS},
                                          {"keep-images", no_argument, NULL, O_KEEP},
                                          {"log-level", required_argument, NULL, O_LOG},
-                                         {"async-workers", required_argument, NULL, O_ASYNC_WORKERS},
-                                         {"async-retries", required_argument, NULL, O_ASYNC_RETRIES},
-                                         {"async-max-queue", required_argument, NULL, O_ASYNC_QUEUE},
-                                         {"async-max-bytes", required_argument, NULL, O_ASYNC_BYTES},
-                                         {"callback-allow", required_argument, NULL,
-                                          O_CALLBACK_ALLOW},
+                                         {"async-workers", required_argument, NULL, O_AWORKERS},
+                                         {"async-retries", required_argument, NULL, O_ARETRIES},
+                                         {"async-max-queue", required_argument, NULL, O_AQUEUE},
+                                         {"async-max-bytes", required_argument, NULL, O_ABYTES},
+                                         {"callback-allow", required_argument, NULL, O_CBALLOW},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;

@@ -50,7 +50,8 @@ static int db_err(struct queue *q, char *err, size_t errlen, const char *what)
 
 static uint64_t call_bytes(const struct queue_call *c)
 {
-    return strlen(c->path) + strlen(c->headers) + c->body_len + (c->callback ? strlen(c->callback) : 0) +
+    return strlen(c->path) + strlen(c->headers) + c->body_len +
+           (c->callback ? strlen(c->callback) : 0) +
            (c->result_headers ? strlen(c->result_headers) : 0) + c->result_len;
 }
 
@@ -133,11 +134,15 @@ int queue_put(struct queue *q, const struct queue_call *c, char *err, size_t err
 {
     uint64_t n = call_bytes(c);
     if (q->calls >= q->max_calls)
-        return seterr(err, errlen, -ENOSPC, "the async queue is full (%llu calls, "
-                      "--async-max-queue)", (unsigned long long)q->calls);
+        return seterr(err, errlen, -ENOSPC,
+                      "the async queue is full (%llu calls, "
+                      "--async-max-queue)",
+                      (unsigned long long)q->calls);
     if (q->bytes + n > q->max_bytes)
-        return seterr(err, errlen, -ENOSPC, "the async queue is full (%llu bytes queued, "
-                      "--async-max-bytes)", (unsigned long long)q->bytes);
+        return seterr(err, errlen, -ENOSPC,
+                      "the async queue is full (%llu bytes queued, "
+                      "--async-max-bytes)",
+                      (unsigned long long)q->bytes);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(q->db,
                            "INSERT INTO calls(call_id, function, method, path, headers, body, "
@@ -303,8 +308,8 @@ int queue_retry(struct queue *q, int64_t row, int attempts, int64_t next_ms)
 {
     sqlite3_stmt *st;
     int rc = -EIO;
-    if (sqlite3_prepare_v2(q->db, "UPDATE calls SET attempts = ?2, next_ms = ?3 WHERE id = ?1",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(q->db, "UPDATE calls SET attempts = ?2, next_ms = ?3 WHERE id = ?1", -1,
+                           &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, row);
         sqlite3_bind_int(st, 2, attempts);
         sqlite3_bind_int64(st, 3, next_ms);
@@ -339,8 +344,7 @@ void queue_stats(struct queue *q, struct queue_stats *out)
     out->bytes = q->bytes;
     out->running = (uint64_t)q->nclaimed;
     out->oldest_ms = -1;
-    if (sqlite3_prepare_v2(q->db, "SELECT min(enqueued_ms) FROM calls", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(q->db, "SELECT min(enqueued_ms) FROM calls", -1, &st, NULL) != SQLITE_OK)
         return;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         out->oldest_ms = sqlite3_column_int64(st, 0);

@@ -627,6 +627,7 @@ static const struct route routes[] = {
     {"PUT", "/system/models/", true, route_model_push},
     {"DELETE", "/system/models/", true, route_model_delete},
     {NULL, "/function/", false, route_invoke},
+    {"POST", "/async-function/", false, route_async},
 };
 
 /* Matches url against a route path; *arg gets the rest for prefix routes (non-empty). */
@@ -694,4 +695,3 @@ void httpd_stop(struct gateway *g)
     http_server_stop(g->httpd);
     g->httpd = NULL;
 }
-    {"POST", "/async-function/", false, route_async},
