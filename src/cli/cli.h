@@ -30,6 +30,11 @@ struct stack {
 };
 int stack_parse(const char *text, size_t len, env_lookup lookup, void *user, struct stack *out,
                 char *err, size_t errlen);
+/* Keeps the functions whose name matches filter (a shell glob, fnmatch: faas-cli's --filter) or
+ * regex (POSIX extended, matching anywhere in the name, as Go's regexp.MatchString in faas-cli's
+ * --regex); both NULL keeps all. -EINVAL for both given or a bad regex, -ENOENT when nothing
+ * matches; each with a message. */
+int stack_select(struct stack *s, const char *filter, const char *regex, char *err, size_t errlen);
 void stack_free(struct stack *s);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@ struct cli {
 
 struct reply {
     long status;
+    char call_id[128]; /* the X-Call-Id header of the reply, "" when none */
     struct {
         char *data;
         size_t len, cap;
@@ -59,26 +61,65 @@ static size_t on_data(char *data, size_t size, size_t n, void *user)
     return len;
 }
 
+/* Keeps X-Call-Id (what an async invoke answers with). */
+static size_t on_header(char *data, size_t size, size_t n, void *user)
+{
+    struct reply *r = user;
+    size_t len = size * n;
+    static const char key[] = "x-call-id:";
+    if (len > sizeof key - 1 && strncasecmp(data, key, sizeof key - 1) == 0) {
+        const char *v = data + sizeof key - 1;
+        size_t vlen = len - (sizeof key - 1);
+        while (vlen && (*v == ' ' || *v == '\t'))
+            v++, vlen--;
+        while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+            vlen--;
+        if (vlen < sizeof r->call_id) {
+            memcpy(r->call_id, v, vlen);
+            r->call_id[vlen] = '\0';
+        }
+    }
+    return len;
+}
+
+static int http_headers(const struct cli *c, const char *method, const char *path, const void *body,
+                        size_t len, struct curl_slist *extra, struct reply *r);
+
 static int http(const struct cli *c, const char *method, const char *path, const void *body,
                 size_t len, const char *content_type, struct reply *r)
 {
-    char url[2048], ct[256];
+    char ct[256];
+    struct curl_slist *hdrs = NULL;
+    if (content_type) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+        hdrs = curl_slist_append(hdrs, ct);
+    }
+    int rc = http_headers(c, method, path, body, len, hdrs, r);
+    curl_slist_free_all(hdrs);
+    return rc;
+}
+
+/* One request with the headers in extra (the caller's to free) and "Expect:" off. */
+static int http_headers(const struct cli *c, const char *method, const char *path, const void *body,
+                        size_t len, struct curl_slist *extra, struct reply *r)
+{
+    char url[2048];
     memset(r, 0, sizeof *r);
     snprintf(url, sizeof url, "%s%s", c->gateway, path);
     CURL *h = curl_easy_init();
     if (!h)
         return -ENOMEM;
     struct curl_slist *hdrs = NULL;
-    if (content_type) {
-        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
-        hdrs = curl_slist_append(hdrs, ct);
-    }
+    for (const struct curl_slist *e = extra; e; e = e->next)
+        hdrs = curl_slist_append(hdrs, e->data);
     hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     if (body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -178,7 +219,12 @@ static const char *env_lookup_fn(const char *name, void *user)
     return getenv(name);
 }
 
-static int deploy_stack(struct cli *c, const char *file, const char *filter, bool gw_set)
+static int remove_one(struct cli *c, const char *name, const char *ns);
+
+/* deploy -f / remove -f: the stack file's functions that --filter or --regex select, each
+ * deployed (PUT, then POST on 404) or removed; the provider's gateway unless one was given. */
+static int each_in_stack(struct cli *c, const char *file, const char *filter, const char *regex,
+                         bool gw_set, bool remove)
 {
     uint8_t *text;
     size_t len;
@@ -190,6 +236,8 @@ static int deploy_stack(struct cli *c, const char *file, const char *filter, boo
     }
     int rc = stack_parse((const char *)text, len, env_lookup_fn, NULL, &st, err, sizeof err);
     free(text);
+    if (!rc && (rc = stack_select(&st, filter, regex, err, sizeof err)))
+        stack_free(&st);
     if (rc) {
         fprintf(stderr, "shmfaas: %s: %s\n", file, err);
         return 1;
@@ -198,34 +246,26 @@ static int deploy_stack(struct cli *c, const char *file, const char *filter, boo
         snprintf(c->gateway, sizeof c->gateway, "%s", st.gateway);
     const char *name;
     json_t *dep;
-    int failed = 0, n = 0;
+    int failed = 0;
     json_object_foreach(st.deployments, name, dep)
     {
-        if (filter && strcmp(filter, name) != 0)
-            continue;
-        failed |= deploy_one(c, name, dep);
-        n++;
+        const char *ns = json_string_value(json_object_get(dep, "namespace"));
+        failed |= remove ? remove_one(c, name, ns) : deploy_one(c, name, dep);
     }
     stack_free(&st);
-    if (n == 0) {
-        fprintf(stderr, "shmfaas: no function %s in %s\n", filter ? filter : "", file);
-        return 1;
-    }
     return failed;
 }
 
 static int cmd_deploy(struct cli *c, int argc, char **argv, bool gw_set)
 {
-    static const struct option opts[] = {{"yaml", required_argument, NULL, 'f'},
-                                         {"name", required_argument, NULL, 'n'},
-                                         {"image", required_argument, NULL, 'i'},
-                                         {"env", required_argument, NULL, 'e'},
-                                         {"label", required_argument, NULL, 'l'},
-                                         {"memory", required_argument, NULL, 'm'},
-                                         {"private", no_argument, NULL, 'p'},
-                                         {"filter", required_argument, NULL, 'F'},
-                                         {NULL, 0, NULL, 0}};
-    const char *file = NULL, *name = NULL, *image = NULL, *memory = NULL, *filter = NULL;
+    static const struct option opts[] = {
+        {"yaml", required_argument, NULL, 'f'},  {"name", required_argument, NULL, 'n'},
+        {"image", required_argument, NULL, 'i'}, {"env", required_argument, NULL, 'e'},
+        {"label", required_argument, NULL, 'l'}, {"memory", required_argument, NULL, 'm'},
+        {"private", no_argument, NULL, 'p'},     {"filter", required_argument, NULL, 'F'},
+        {"regex", required_argument, NULL, 'R'}, {NULL, 0, NULL, 0}};
+    const char *file = NULL, *name = NULL, *image = NULL, *memory = NULL, *filter = NULL,
+               *regex = NULL;
     json_t *env = json_object(), *labels = json_object();
     int o, bad = 0;
     optind = 1;
@@ -255,6 +295,9 @@ static int cmd_deploy(struct cli *c, int argc, char **argv, bool gw_set)
         case 'F':
             filter = optarg;
             break;
+        case 'R':
+            regex = optarg;
+            break;
         default:
             bad = 1;
         }
@@ -262,10 +305,10 @@ static int cmd_deploy(struct cli *c, int argc, char **argv, bool gw_set)
     if (!bad && file) {
         json_decref(env);
         json_decref(labels);
-        return deploy_stack(c, file, filter, gw_set);
+        return each_in_stack(c, file, filter, regex, gw_set, false);
     }
     if (bad || !name || !image) {
-        fprintf(stderr, "usage: shmfaas deploy -f stack.yml [--filter NAME]\n"
+        fprintf(stderr, "usage: shmfaas deploy -f stack.yml [--filter GLOB | --regex RE]\n"
                         "       shmfaas deploy --name NAME --image MODEL [--env K=V]... "
                         "[--label K=V]... [--memory 256Mi] [--private]\n");
         json_decref(env);
@@ -360,13 +403,44 @@ static int simple(struct cli *c, const char *method, const char *path, json_t *b
     return 0;
 }
 
-static int cmd_remove(struct cli *c, int argc, char **argv)
+static int remove_one(struct cli *c, const char *name, const char *ns)
 {
-    if (!need_name(argc, argv, "remove NAME"))
-        return 2;
+    printf("Deleting: %s.\n", name);
     return simple(c, "DELETE", "/system/functions",
-                  json_pack("{ssss}", "functionName", argv[1], "namespace", "openfaas-fn"), argv[1],
-                  "Removed.");
+                  json_pack("{ssss}", "functionName", name, "namespace", ns ? ns : "openfaas-fn"),
+                  name, "Removed.");
+}
+
+/* remove NAME... | remove -f stack.yml [--filter GLOB | --regex RE] */
+static int cmd_remove(struct cli *c, int argc, char **argv, bool gw_set)
+{
+    static const struct option opts[] = {{"yaml", required_argument, NULL, 'f'},
+                                         {"filter", required_argument, NULL, 'F'},
+                                         {"regex", required_argument, NULL, 'R'},
+                                         {NULL, 0, NULL, 0}};
+    const char *file = NULL, *filter = NULL, *regex = NULL;
+    int o, failed = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
+        if (o == 'f')
+            file = optarg;
+        else if (o == 'F')
+            filter = optarg;
+        else if (o == 'R')
+            regex = optarg;
+        else
+            return 2;
+    }
+    if (file)
+        return each_in_stack(c, file, filter, regex, gw_set, true);
+    if (optind >= argc) {
+        fprintf(stderr, "usage: shmfaas remove NAME... | remove -f stack.yml [--filter GLOB | "
+                        "--regex RE]\n");
+        return 2;
+    }
+    for (int i = optind; i < argc; i++)
+        failed |= remove_one(c, argv[i], NULL);
+    return failed;
 }
 
 static int cmd_scale(struct cli *c, int argc, char **argv)
@@ -414,29 +488,69 @@ static int read_stdin(char **out, size_t *len)
     return 0;
 }
 
+/* invoke NAME [--content-type T] [--header K=V]... [--async [--callback-url URL]] < body:
+ * POST /function/NAME (the reply body to stdout) or /async-function/NAME (202: the call id). */
 static int cmd_invoke(struct cli *c, int argc, char **argv)
 {
-    char path[512];
-    const char *ct = "application/octet-stream";
-    if (!need_name(argc, argv, "invoke NAME [--content-type TYPE] < body"))
+    static const struct option opts[] = {{"content-type", required_argument, NULL, 't'},
+                                         {"header", required_argument, NULL, 'H'},
+                                         {"async", no_argument, NULL, 'a'},
+                                         {"callback-url", required_argument, NULL, 'c'},
+                                         {NULL, 0, NULL, 0}};
+    char path[512], line[1024];
+    const char *ct = "application/octet-stream", *callback = NULL;
+    bool async = false;
+    struct curl_slist *hdrs = NULL;
+    int o, bad = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "H:a", opts, NULL)) != -1) {
+        const char *eq = o == 'H' ? strchr(optarg, '=') : NULL;
+        if (o == 't')
+            ct = optarg;
+        else if (o == 'a')
+            async = true;
+        else if (o == 'c')
+            callback = optarg;
+        else if (o == 'H' && eq && eq != optarg && strpbrk(optarg, "\r\n") == NULL) {
+            snprintf(line, sizeof line, "%.*s: %s", (int)(eq - optarg), optarg, eq + 1);
+            hdrs = curl_slist_append(hdrs, line);
+        } else
+            bad = 1;
+    }
+    if (bad || optind + 1 != argc || (callback && !async) ||
+        (callback && strpbrk(callback, "\r\n"))) {
+        fprintf(stderr, "usage: shmfaas invoke NAME [--content-type TYPE] [--header K=V]... "
+                        "[--async [--callback-url URL]] < body\n");
+        curl_slist_free_all(hdrs);
         return 2;
-    if (argc >= 4 && strcmp(argv[2], "--content-type") == 0)
-        ct = argv[3];
+    }
+    const char *name = argv[optind];
+    snprintf(line, sizeof line, "Content-Type: %s", ct);
+    hdrs = curl_slist_append(hdrs, line);
+    if (callback) {
+        snprintf(line, sizeof line, "X-Callback-Url: %s", callback);
+        hdrs = curl_slist_append(hdrs, line);
+    }
     char *body;
     size_t len;
     if (read_stdin(&body, &len)) {
         fprintf(stderr, "shmfaas: cannot read the request body from stdin\n");
+        curl_slist_free_all(hdrs);
         return 1;
     }
-    snprintf(path, sizeof path, "/function/%s", argv[1]);
+    snprintf(path, sizeof path, "/%s/%s", async ? "async-function" : "function", name);
     struct reply r;
-    int rc = http(c, "POST", path, body, len, ct, &r);
+    int rc = http_headers(c, "POST", path, body, len, hdrs, &r);
     free(body);
+    curl_slist_free_all(hdrs);
     if (rc)
         return 1;
     if (r.status >= 400)
-        return report(argv[1], &r);
-    if (r.body.len)
+        return report(name, &r);
+    if (async)
+        printf("Function queued for asynchronous processing (HTTP %ld).\nX-Call-Id: %s\n", r.status,
+               r.call_id);
+    else if (r.body.len)
         fwrite(r.body.data, 1, r.body.len, stdout);
     reply_free(&r);
     return 0;
@@ -476,7 +590,7 @@ static int model_push(struct cli *c, int argc, char **argv)
     uint8_t *data;
     size_t len;
     if (argc < 4) {
-        fprintf(stderr, "usage: shmfaas model push NAME FILE.onnx\n");
+        fprintf(stderr, "usage: shmfaas model push NAME[:TAG] FILE.onnx\n");
         return 2;
     }
     if (read_file(argv[3], BODY_MAX, &data, &len, err, sizeof err)) {
@@ -491,7 +605,14 @@ static int model_push(struct cli *c, int argc, char **argv)
         return 1;
     if (r.status < 200 || r.status > 202)
         return report(argv[2], &r);
-    printf("Pushed model %s (%zu bytes).\n", argv[2], len);
+    json_t *j = json_loads(r.body.data ? r.body.data : "", 0, NULL);
+    const char *digest = json_string_value(json_object_get(j, "digest"));
+    const char *name = json_string_value(json_object_get(j, "name"));
+    printf("Pushed model %s (%zu bytes).\n", name ? name : argv[2], len);
+    if (digest) /* what a deployment pins the exact bytes with */
+        printf("Digest: %s (deploy %s@%s to pin these bytes)\n", digest, name ? name : argv[2],
+               digest);
+    json_decref(j);
     reply_free(&r);
     return 0;
 }
@@ -502,13 +623,13 @@ static int model_ls(struct cli *c)
     json_t *j = get_json(c, "/system/models");
     if (!j)
         return 1;
-    printf("%-28s %-12s %s\n", "Model", "ONNX size", "Functions");
+    printf("%-36s %-12s %s\n", "Model", "ONNX size", "Functions");
     size_t i;
     json_t *m;
     json_array_foreach(json_object_get(j, "models"), i, m)
     {
         char *fns = json_dumps(json_object_get(m, "functions"), JSON_COMPACT);
-        printf("%-28s %-12s %s\n", json_string_value(json_object_get(m, "name")),
+        printf("%-36s %-12s %s\n", json_string_value(json_object_get(m, "name")),
                format_size((uint64_t)json_integer_value(json_object_get(m, "bytes")), size,
                            sizeof size),
                fns ? fns : "[]");
@@ -529,7 +650,7 @@ static int cmd_model(struct cli *c, int argc, char **argv)
         snprintf(path, sizeof path, "/system/models/%s", argv[2]);
         return simple(c, "DELETE", path, NULL, argv[2], "Removed.");
     }
-    fprintf(stderr, "usage: shmfaas model push NAME FILE | ls | rm NAME\n");
+    fprintf(stderr, "usage: shmfaas model push NAME[:TAG] FILE | ls | rm NAME[:TAG]\n");
     return 2;
 }
 
@@ -796,10 +917,13 @@ static void usage(void)
         stderr,
         "usage: shmfaas [--gateway URL] [--state DIR] COMMAND\n"
         "  login [--gateway URL] [--username admin] --password-stdin\n"
-        "  deploy -f stack.yml | deploy --name N --image MODEL [--env K=V] [--label K=V]\n"
+        "  deploy -f stack.yml [--filter GLOB | --regex RE]\n"
+        "  deploy --name N --image MODEL[:TAG][@sha256:HEX] [--env K=V] [--label K=V]\n"
         "         [--memory 256Mi] [--private]\n"
-        "  list | describe NAME | invoke NAME < body | remove NAME | scale NAME N\n"
-        "  logs NAME [--tail N] | model push NAME FILE | model ls | model rm NAME | stats\n"
+        "  list | describe NAME | scale NAME N | logs NAME [--tail N]\n"
+        "  invoke NAME [--content-type T] [--header K=V] [--async [--callback-url URL]] < body\n"
+        "  remove NAME... | remove -f stack.yml [--filter GLOB | --regex RE]\n"
+        "  model push NAME[:TAG] FILE | model ls | model rm NAME[:TAG] | stats\n"
         "The gateway URL also comes from OPENFAAS_URL (default http://127.0.0.1:8080).\n"
         "Credentials: OPENFAAS_USER/OPENFAAS_PASSWORD, else what 'login' saved, else (as root)\n"
         "STATE/secrets of shmfaasd (STATE: --state, SHMFAAS_STATE or /var/lib/shmfaas).\n");
@@ -849,7 +973,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "invoke") == 0)
         rc = cmd_invoke(&c, sub_argc, sub_argv);
     else if (strcmp(cmd, "remove") == 0 || strcmp(cmd, "rm") == 0)
-        rc = cmd_remove(&c, sub_argc, sub_argv);
+        rc = cmd_remove(&c, sub_argc, sub_argv, gw_set);
     else if (strcmp(cmd, "scale") == 0)
         rc = cmd_scale(&c, sub_argc, sub_argv);
     else if (strcmp(cmd, "logs") == 0)

@@ -4,6 +4,8 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,6 +333,38 @@ int stack_parse(const char *text, size_t len, env_lookup lookup, void *user, str
     if (rc)
         stack_free(out);
     return rc;
+}
+
+int stack_select(struct stack *s, const char *filter, const char *regex, char *err, size_t errlen)
+{
+    regex_t re;
+    char why[256];
+    if (filter && regex)
+        return seterr(err, errlen, -EINVAL, "give --filter or --regex, not both");
+    if (!filter && !regex)
+        return 0;
+    if (regex) {
+        int rc = regcomp(&re, regex, REG_EXTENDED | REG_NOSUB);
+        if (rc) {
+            regerror(rc, &re, why, sizeof why);
+            return seterr(err, errlen, -EINVAL, "--regex \"%s\": %s", regex, why);
+        }
+    }
+    const char *name;
+    json_t *dep;
+    void *tmp;
+    json_object_foreach_safe(s->deployments, tmp, name, dep)
+    {
+        bool keep = regex ? regexec(&re, name, 0, NULL, 0) == 0 : fnmatch(filter, name, 0) == 0;
+        if (!keep)
+            json_object_del(s->deployments, name);
+    }
+    if (regex)
+        regfree(&re);
+    if (json_object_size(s->deployments) == 0)
+        return seterr(err, errlen, -ENOENT, "no function in the stack file matches %s \"%s\"",
+                      regex ? "--regex" : "--filter", regex ? regex : filter);
+    return 0;
 }
 
 void stack_free(struct stack *s)

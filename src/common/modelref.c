@@ -57,8 +57,8 @@ static int parse_sha256(const char *s, size_t n, const char *q, const char *what
     char hex[SHA256_HEX_LEN];
     if (n < 7 || memcmp(s, "sha256:", 7) != 0)
         return seterr(err, errlen, -EINVAL,
-                      "model ref \"%s\": %s must be sha256:<64 hex digits> (no other algorithm)",
-                      q, what);
+                      "model ref \"%s\": %s must be sha256:<64 hex digits> (no other algorithm)", q,
+                      what);
     if (n != 7 + 64)
         goto bad;
     memcpy(hex, s + 7, 64);
@@ -66,8 +66,8 @@ static int parse_sha256(const char *s, size_t n, const char *q, const char *what
     if (sha256_parse_hex(hex, hash) == 0)
         return 0;
 bad:
-    return seterr(err, errlen, -EINVAL, "model ref \"%s\": %s needs 64 hex digits after sha256:",
-                  q, what);
+    return seterr(err, errlen, -EINVAL, "model ref \"%s\": %s needs 64 hex digits after sha256:", q,
+                  what);
 }
 
 /* The registry/path part before the name, accepted and ignored: components of the name rule, the
@@ -224,7 +224,7 @@ int model_ref_check_digest(const char *name, const uint8_t *pin, const uint8_t s
     sha256_hex(pin, want);
     sha256_hex(sha, got);
     return seterr(err, errlen, -EBADMSG,
-                  "model %s: the file's sha256 is %s, not the pinned @sha256:%s (the file was "
-                  "replaced: push the pinned bytes again or deploy with the new digest)",
+                  "model %s: the file's sha256 is %s, not the pinned @sha256:%s (push the pinned "
+                  "bytes, or deploy with the file's digest)",
                   name, got, want);
 }

@@ -13,8 +13,8 @@
  *   resnet18:v2                  <models>/resnet18/v2.onnx (a tagged version: no ':' in file names)
  *   reg.io:5000/team/resnet18:v2 the same: the registry/path before the name is checked and ignored
  *   resnet18@sha256:<64 hex>     <models>/resnet18.onnx, pinned: whoever reads the file (the
- *   resnet18:v2@sha256:<64 hex>  gateway at deploy, the store at attach) refuses it when its SHA-256
- *                                differs (model_ref_check_digest)
+ *   resnet18:v2@sha256:<64 hex>  gateway at deploy, the store at attach) refuses it when its
+ *                                SHA-256 differs (model_ref_check_digest)
  *   /srv/models/resnet18.onnx    MODEL_REF_PATH  must resolve inside <models> (confine_open)
  *   sha256:<64 hex>              MODEL_REF_HASH  a resident image's identity or source hash
  *
@@ -37,7 +37,8 @@
 #define MODEL_REF_NAME_MAX   128  /* bytes of a name (without tag) */
 #define MODEL_REF_TAG_MAX    128
 #define MODEL_REF_SHAPES_MAX 255 /* bytes after '?' */
-#define MODEL_REF_CANON_MAX  (MODEL_REF_NAME_MAX + 1 + MODEL_REF_TAG_MAX) /* "name:tag" */
+/* bytes of "name:tag" (model_ref_canonical) */
+#define MODEL_REF_CANON_MAX (MODEL_REF_NAME_MAX + 1 + MODEL_REF_TAG_MAX)
 
 enum model_ref_kind { MODEL_REF_NAME, MODEL_REF_PATH, MODEL_REF_HASH };
 

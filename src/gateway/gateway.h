@@ -262,10 +262,11 @@ bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size
 void function_put_ref(struct gateway *g, struct function *fn);
 void function_count_code(struct function *fn, int code, double seconds);
 /* The deploy-time checks of what a spec names on disk, by the rules the store and the instance
- * apply later (common/confine.h): the model (<models>/<name>.onnx or the path) and envVars.labels
- * (relative to the models directory, or absolute inside it) must be regular files reached inside
- * the models directory without leaving it. sha256: refs are the store's to judge, except that a
- * private function needs a file. -EINVAL (a 400) with the reason otherwise. */
+ * apply later (common/confine.h): the model (<models>/<name>.onnx, <name>/<tag>.onnx or the path)
+ * and envVars.labels (relative to the models directory, or absolute inside it) must be regular
+ * files reached inside the models directory without leaving it; a pinned ref's (@sha256:) file
+ * must have that SHA-256. sha256: refs are the store's to judge, except that a private function
+ * needs a file. -EINVAL (a 400) with the reason otherwise. */
 int registry_check_model(struct gateway *g, const struct fn_spec *spec, char *err, size_t errlen);
 /* FunctionStatus JSON. */
 json_t *function_status(struct gateway *g, struct function *fn, bool usage);

@@ -133,14 +133,23 @@ bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size
     return true;
 }
 
-/* path (a model file or a labels file) must be a regular file inside the models directory. */
+/* path (a model file or a labels file) must be a regular file inside the models directory; with
+ * pin, a model file's SHA-256 must be the pinned digest (the file is read once: its size is the
+ * operator's bound, as the store reads it whole anyway). */
 static int check_confined(struct gateway *g, const char *what, const char *shown, const char *path,
-                          char *err, size_t errlen)
+                          const uint8_t *pin, char *err, size_t errlen)
 {
     char why[512];
+    uint8_t sha[SHA256_LEN];
     int fd = confine_open(g->models, "models", path, O_RDONLY, NULL, 0, why, sizeof why);
     if (fd >= 0) {
+        int rc = pin ? sha256_fd(fd, sha) : 0;
         close(fd);
+        if (rc < 0)
+            return seterr(err, errlen, -EINVAL, "%s \"%s\": cannot read it: %s", what, shown,
+                          strerror(-rc));
+        if (pin && model_ref_check_digest(shown, pin, sha, err, errlen) < 0)
+            return -EINVAL;
         return 0;
     }
     if (fd == -ENOENT && strcmp(what, "model") == 0)
@@ -170,14 +179,15 @@ int registry_check_model(struct gateway *g, const struct fn_spec *spec, char *er
     if (r.kind != MODEL_REF_HASH) {
         if (model_ref_file(&r, file, sizeof file) < 0)
             return seterr(err, errlen, -EINVAL, "model \"%s\": too long", q);
-        if ((rc = check_confined(g, "model", q, file, err, errlen)) < 0)
+        if ((rc = check_confined(g, "model", q, file, r.pinned ? r.digest : NULL, err, errlen)) < 0)
             return rc;
     }
     const char *labels =
         json_string_value(json_object_get(json_object_get(spec->deployment, "envVars"), "labels"));
     if (labels && *labels)
-        return check_confined(g, "envVars.labels", str_printable(labels, strlen(labels), q, sizeof q),
-                              labels, err, errlen);
+        return check_confined(g, "envVars.labels",
+                              str_printable(labels, strlen(labels), q, sizeof q), labels, NULL, err,
+                              errlen);
     return 0;
 }
 

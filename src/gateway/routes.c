@@ -502,72 +502,154 @@ static int route_logs(struct gateway *g, struct http_request *rq, const char *ar
 
 /* ---- /system/models ---- */
 
-static int model_name_arg(const char *arg, char *name, size_t len, char *err, size_t errlen)
+/* NAME[:TAG] of a model route ("NAME.onnx" is NAME): parsed by the one model-ref parser; a
+ * registry path, a digest or input shapes have no meaning here. canon gets "name" (latest) or
+ * "name:tag", file the path below the models directory. */
+static int model_arg(const char *arg, struct model_ref *r, char *canon, size_t canon_len,
+                     char *file, size_t file_len, char *err, size_t errlen)
 {
     size_t n = strlen(arg);
+    char q[96];
     if (n > 5 && strcmp(arg + n - 5, ".onnx") == 0)
         n -= 5;
-    if (n == 0 || n >= len)
-        return seterr(err, errlen, -EINVAL, "model name is empty or too long");
-    memcpy(name, arg, n);
-    name[n] = '\0';
-    struct model_ref r;
-    if (model_ref_parse(name, n, &r, err, errlen) < 0 || r.kind != MODEL_REF_NAME || r.tag[0] ||
-        r.shapes[0])
+    str_printable(arg, n, q, sizeof q);
+    if (n == 0 || n > MODEL_REF_CANON_MAX)
+        return seterr(err, errlen, -EINVAL, "model name is empty or too long: give NAME[:TAG]");
+    if (model_ref_parse(arg, n, r, err, errlen) < 0)
+        return -EINVAL;
+    if (r->kind != MODEL_REF_NAME || r->pinned || r->shapes[0] || memchr(arg, '/', n))
         return seterr(err, errlen, -EINVAL,
-                      "model name \"%s\" may only contain letters, digits, '.', '-' and '_'", name);
+                      "model name \"%s\": a model route takes NAME[:TAG] (letters, digits, '.', "
+                      "'-' and '_'), without a registry path, digest or '?'",
+                      q);
+    if (model_ref_canonical(r, canon, canon_len) < 0 || model_ref_file(r, file, file_len) < 0)
+        return seterr(err, errlen, -EINVAL, "model name \"%s\" is too long", q);
     return 0;
+}
+
+/* Writes a pushed model: <models>/name.onnx, or <models>/name/tag.onnx (the directory created
+ * 0755 when missing, opened O_NOFOLLOW: a tag is written into a real directory, never through a
+ * link). path gets the file's path, for the reply. */
+static int model_write(struct gateway *g, const struct model_ref *r, const char *file,
+                       const void *data, size_t len, char *path, size_t path_len, char *err,
+                       size_t errlen)
+{
+    char dir[1024];
+    snprintf(path, path_len, "%s/%s", g->models, file);
+    if (model_ref_is_latest(r))
+        return write_file_atomic(path, data, len, 0644, err, errlen);
+    snprintf(dir, sizeof dir, "%s/%s", g->models, r->name);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return seterr(err, errlen, -errno, "model %s: cannot create %s: %s", r->name, dir,
+                      strerror(errno));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return seterr(err, errlen, -errno, "model %s: %s is not a directory of tags: %s", r->name,
+                      dir, strerror(errno));
+    char name[MODEL_REF_TAG_MAX + 8];
+    snprintf(name, sizeof name, "%s.onnx", r->tag);
+    int rc = write_file_atomic_at(dfd, name, data, len, 0644, err, errlen);
+    close(dfd);
+    return rc;
 }
 
 static int route_model_push(struct gateway *g, struct http_request *rq, const char *arg)
 {
-    char name[256], err[600], path[1024];
-    if (model_name_arg(arg, name, sizeof name, err, sizeof err))
+    char canon[MODEL_REF_CANON_MAX + 1], file[MODEL_REF_CANON_MAX + 8], err[600], path[1200];
+    char hex[SHA256_HEX_LEN], digest[SHA256_HEX_LEN + 8];
+    uint8_t sha[SHA256_LEN];
+    struct model_ref r;
+    if (model_arg(arg, &r, canon, sizeof canon, file, sizeof file, err, sizeof err))
         return reply_err(rq->conn, 400, err);
     if (rq->body_len == 0)
         return reply_err(rq->conn, 400, "empty body: send the ONNX file as the request body");
-    snprintf(path, sizeof path, "%s/%s.onnx", g->models, name);
-    if (write_file_atomic(path, rq->body, rq->body_len, 0644, err, sizeof err))
-        return reply_err(rq->conn, 500, err);
-    log_info("model %s: %zu bytes stored in %s", name, rq->body_len, path);
-    json_t *o =
-        json_pack("{sssIss}", "name", name, "bytes", (json_int_t)rq->body_len, "path", path);
+    int rc = model_write(g, &r, file, rq->body, rq->body_len, path, sizeof path, err, sizeof err);
+    if (rc) /* a link or a non-directory where the tags go is the request's problem */
+        return reply_err(rq->conn, rc == -ELOOP || rc == -ENOTDIR ? 400 : 500, err);
+    sha256(rq->body, rq->body_len, sha);
+    sha256_hex(sha, hex);
+    snprintf(digest, sizeof digest, "sha256:%s", hex);
+    log_info("model %s: %zu bytes stored in %s (%s)", canon, rq->body_len, path, digest);
+    json_t *o = json_pack("{sssssssIssss}", "name", canon, "model", r.name, "tag",
+                          model_ref_is_latest(&r) ? "latest" : r.tag, "bytes",
+                          (json_int_t)rq->body_len, "path", path, "digest", digest);
     return reply_json_take(rq->conn, 201, o);
 }
 
-static json_t *model_users(struct gateway *g, const char *name)
+/* The functions whose image names the model canon ("name" or "name:tag"), whatever registry
+ * path or digest their ref carries. */
+static json_t *model_users(struct gateway *g, const char *canon)
 {
     json_t *arr = json_array();
+    struct model_ref r;
+    char err[256], c[MODEL_REF_CANON_MAX + 1];
     for (struct function *fn = g->functions; fn; fn = fn->next)
-        if (!fn->deleted && strcmp(fn->spec.image, name) == 0)
+        if (!fn->deleted &&
+            model_ref_parse(fn->spec.image, strlen(fn->spec.image), &r, err, sizeof err) == 0 &&
+            model_ref_canonical(&r, c, sizeof c) == 0 && strcmp(c, canon) == 0)
             json_array_append_new(arr, json_string(fn->spec.name));
     return arr;
 }
 
+/* Adds the entry of dir/entry (NAME.onnx in dfd) when it is a regular file and NAME[:TAG] is a
+ * ref the parser accepts. */
+static void model_list_add(struct gateway *g, json_t *arr, int dfd, const char *entry,
+                           const char *model)
+{
+    char text[MODEL_REF_CANON_MAX + 2], canon[MODEL_REF_CANON_MAX + 1], err[256];
+    struct model_ref r;
+    struct stat st;
+    size_t n = strlen(entry);
+    if (n <= 5 || strcmp(entry + n - 5, ".onnx") != 0)
+        return;
+    int len = model ? snprintf(text, sizeof text, "%s:%.*s", model, (int)(n - 5), entry)
+                    : snprintf(text, sizeof text, "%.*s", (int)(n - 5), entry);
+    if (len < 0 || (size_t)len >= sizeof text ||
+        model_ref_parse(text, (size_t)len, &r, err, sizeof err) < 0 || r.kind != MODEL_REF_NAME ||
+        strchr(text, '/') || model_ref_canonical(&r, canon, sizeof canon) < 0 ||
+        fstatat(dfd, entry, &st, 0) != 0 || !S_ISREG(st.st_mode))
+        return;
+    if (model && model_ref_is_latest(&r))
+        return; /* name/latest.onnx is not what name:latest means */
+    pthread_mutex_lock(&g->lock);
+    json_t *users = model_users(g, canon);
+    pthread_mutex_unlock(&g->lock);
+    json_array_append_new(arr, json_pack("{sssssssIsIso}", "name", canon, "model", r.name, "tag",
+                                         model_ref_is_latest(&r) ? "latest" : r.tag, "bytes",
+                                         (json_int_t)st.st_size, "modified",
+                                         (json_int_t)st.st_mtime, "functions", users));
+}
+
+/* <models>/NAME.onnx is NAME:latest; <models>/NAME/TAG.onnx is NAME:TAG. */
 static int route_model_list(struct gateway *g, struct http_request *rq, const char *arg)
 {
     json_t *arr = json_array();
-    DIR *d = opendir(g->models);
+    int mfd = open(g->models, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = mfd >= 0 ? fdopendir(mfd) : NULL;
     struct dirent *e;
-    char path[1536], name[256];
     while (d && (e = readdir(d))) {
-        size_t n = strlen(e->d_name);
         struct stat st;
-        if (n <= 5 || n - 5 >= sizeof name || strcmp(e->d_name + n - 5, ".onnx") != 0)
+        if (e->d_name[0] == '.')
             continue;
-        snprintf(path, sizeof path, "%s/%s", g->models, e->d_name);
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        snprintf(name, sizeof name, "%.*s", (int)(n - 5), e->d_name);
-        pthread_mutex_lock(&g->lock);
-        json_t *users = model_users(g, name);
-        pthread_mutex_unlock(&g->lock);
-        json_array_append_new(arr,
-                              json_pack("{sssIsIso}", "name", name, "bytes", (json_int_t)st.st_size,
-                                        "modified", (json_int_t)st.st_mtime, "functions", users));
+        if (fstatat(mfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+            int tfd = openat(mfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            DIR *td = tfd >= 0 ? fdopendir(tfd) : NULL;
+            struct dirent *t;
+            while (td && (t = readdir(td)))
+                if (t->d_name[0] != '.')
+                    model_list_add(g, arr, tfd, t->d_name, e->d_name);
+            if (td)
+                closedir(td);
+            else if (tfd >= 0)
+                close(tfd);
+        } else {
+            model_list_add(g, arr, mfd, e->d_name, NULL);
+        }
     }
     if (d)
         closedir(d);
+    else if (mfd >= 0)
+        close(mfd);
     json_t *store = store_stats_json(g);
     json_t *o = json_pack("{soso}", "models", arr, "store", store ? store : json_null());
     return reply_json_take(rq->conn, 200, o);
@@ -575,26 +657,31 @@ static int route_model_list(struct gateway *g, struct http_request *rq, const ch
 
 static int route_model_delete(struct gateway *g, struct http_request *rq, const char *arg)
 {
-    char name[256], err[600], path[1024];
-    if (model_name_arg(arg, name, sizeof name, err, sizeof err))
+    char canon[MODEL_REF_CANON_MAX + 1], file[MODEL_REF_CANON_MAX + 8], err[600], path[1200];
+    struct model_ref r;
+    if (model_arg(arg, &r, canon, sizeof canon, file, sizeof file, err, sizeof err))
         return reply_err(rq->conn, 400, err);
     pthread_mutex_lock(&g->lock);
-    json_t *users = model_users(g, name);
+    json_t *users = model_users(g, canon);
     pthread_mutex_unlock(&g->lock);
     size_t n = json_array_size(users);
     json_decref(users);
     if (n > 0) {
-        snprintf(err, sizeof err, "model %s is used by %zu function(s): remove them first", name,
+        snprintf(err, sizeof err, "model %s is used by %zu function(s): remove them first", canon,
                  n);
         return reply_err(rq->conn, 409, err);
     }
-    snprintf(path, sizeof path, "%s/%s.onnx", g->models, name);
+    snprintf(path, sizeof path, "%s/%s", g->models, file);
     if (access(path, F_OK) == 0)
-        store_evict(g, name);
+        store_evict(g, canon);
     if (unlink(path) != 0) {
-        snprintf(err, sizeof err, "model %s: %s", name,
+        snprintf(err, sizeof err, "model %s: %s", canon,
                  errno == ENOENT ? "not found" : strerror(errno));
         return reply_err(rq->conn, errno == ENOENT ? 404 : 500, err);
+    }
+    if (!model_ref_is_latest(&r)) { /* the last tag takes its directory along */
+        snprintf(path, sizeof path, "%s/%s", g->models, r.name);
+        rmdir(path);
     }
     return http_reply(rq->conn, 200, "text/plain", "", 0, NULL, 0);
 }

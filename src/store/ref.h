@@ -10,8 +10,9 @@
  * directory, -ENOENT missing.
  *   "resnet18" (or "resnet18:latest")  → <models>/resnet18.onnx
  *   "resnet18:v2" (any registry/ before) → <models>/resnet18/v2.onnx, listed as "resnet18:v2"
- *   "resnet18[:v2]@sha256:<hex>"      → the same file, pinned: the attach is refused (-EBADMSG,
- *                                       model_ref_check_digest) when the file's SHA-256 is not <hex>
+ *   "resnet18[:v2]@sha256:<hex>"      → the same file, pinned: the attach is refused
+ *                                       (-EBADMSG, model_ref_check_digest) when the file's
+ *                                       SHA-256 is not <hex>
  *   "/srv/models/resnet18.onnx"       → itself, if it resolves inside <models>
  *   "sha256:<64 hex>"                 → a resident model's identity or source hash
  * Any of them may end in "?SHAPES", returned raw in `shapes` (the daemon parses it with the
@@ -37,12 +38,12 @@ enum ref_kind { REF_PATH, REF_HASH };
 
 struct ref {
     enum ref_kind kind;
-    char path[PATH_MAX];         /* REF_PATH: resolved file */
-    char name[REF_MAX_NAME + 1]; /* REF_PATH: the name asked by ("name" or "name:tag", cut to
-                                    REF_MAX_NAME), or the file name without ".onnx" */
-    bool pinned;                 /* REF_PATH: an @sha256: digest was given ... */
-    uint8_t pin[SHA256_LEN];     /* ... the SHA-256 the file must have */
-    uint8_t hash[SHA256_LEN];    /* REF_HASH */
+    char path[PATH_MAX];             /* REF_PATH: resolved file */
+    char name[REF_MAX_NAME + 1];     /* REF_PATH: the name asked by ("name" or "name:tag", cut
+                                        to REF_MAX_NAME), or the file name without ".onnx" */
+    bool pinned;                     /* REF_PATH: an @sha256: digest was given ... */
+    uint8_t pin[SHA256_LEN];         /* ... the SHA-256 the file must have */
+    uint8_t hash[SHA256_LEN];        /* REF_HASH */
     char shapes[REF_MAX_SHAPES + 1]; /* after '?'; "" when none */
 };
 

@@ -144,14 +144,50 @@ static void example_stack(void **state)
     stack_free(&st);
 }
 
+/* --filter (a glob) and --regex (anywhere in the name) pick functions as faas-cli does. */
+static void select_functions(void **state)
+{
+    static const char *y = "functions:\n"
+                           "  resnet-a: {image: resnet50}\n"
+                           "  resnet-b: {image: resnet50}\n"
+                           "  squeeze: {image: squeezenet1_1}\n";
+    static const struct {
+        const char *filter, *regex;
+        int rc;
+        size_t n;
+    } cases[] = {
+        {NULL, NULL, 0, 3},
+        {"resnet-*", NULL, 0, 2},
+        {"squeeze", NULL, 0, 1},
+        {"resnet", NULL, -ENOENT, 0},
+        {NULL, "^resnet-[ab]$", 0, 2},
+        {NULL, "eez", 0, 1},
+        {NULL, "b$|^sq", 0, 2},
+        {NULL, "(", -EINVAL, 0},
+        {"x", "y", -EINVAL, 0},
+        {NULL, "^nothing", -ENOENT, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct stack st;
+        char err[256] = "";
+        assert_int_equal(stack_parse(y, strlen(y), fake_env, NULL, &st, err, sizeof err), 0);
+        int rc = stack_select(&st, cases[i].filter, cases[i].regex, err, sizeof err);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: %d (%s), expected %d", i, rc, err, cases[i].rc);
+        if (rc == 0)
+            assert_int_equal(json_object_size(st.deployments), cases[i].n);
+        else
+            assert_true(err[0] != '\0');
+        stack_free(&st);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(substitution),
-        cmocka_unit_test(yaml_tree),
-        cmocka_unit_test(stack_to_deployments),
-        cmocka_unit_test(stack_errors),
-        cmocka_unit_test(example_stack),
+        cmocka_unit_test(substitution),         cmocka_unit_test(yaml_tree),
+        cmocka_unit_test(stack_to_deployments), cmocka_unit_test(stack_errors),
+        cmocka_unit_test(example_stack),        cmocka_unit_test(select_functions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

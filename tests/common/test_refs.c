@@ -180,11 +180,10 @@ static void refs_oci_malformed(void **state)
 
 static void refs_malformed(void **state)
 {
-    static const char *bad[] = {"",        "..",         "../secret", "a/",      ".hidden",
-                                "-x",      "a b",        "a\\b",      "a..b",    "x:v:2",
-                                "x:",      ":latest",    "x:-v",      "reg/x:",  "x@sha256:aa",
-                                "sha256:", "sha256:xyz", "?x",        "a?",      "a\n",
-                                "a\tb",    "\x7f",       "é"};
+    static const char *bad[] = {"",     "..",     "../secret",   "a/",      ".hidden",    "-x",
+                                "a b",  "a\\b",   "a..b",        "x:v:2",   "x:",         ":latest",
+                                "x:-v", "reg/x:", "x@sha256:aa", "sha256:", "sha256:xyz", "?x",
+                                "a?",   "a\n",    "a\tb",        "\x7f",    "é"};
     struct model_ref r;
     char err[512];
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {

@@ -13,7 +13,8 @@ CASE: env | labels | model | private | store
            a FIFO, a missing file → 400; one inside is read by the instance (topk labels); the
            instance itself refuses an escaping labels path
   model    a model symlink out of the models directory, an absolute path outside, '..' out, a
-           directory, a FIFO, a missing model, a bad tag → 400 (an escaping symlink was 202);
+           directory, a FIFO, a missing model, a tag nobody pushed, a tag directory symlinked
+           out → 400 (an escaping symlink was 202);
            name:latest is the name; a refused update leaves the old spec
   private  com.shmfaas.private with a symlink out, or a sha256 ref → 400; a good one serves; the
            instance itself refuses --private through a symlink out
@@ -61,6 +62,7 @@ def plant_tree(gw):
     os.symlink(os.path.join(outside, "stolen.onnx"), os.path.join(m, "evil.onnx"))
     os.symlink("../outside/stolen.onnx", os.path.join(m, "evil_rel.onnx"))
     os.symlink("tiny_a.onnx", os.path.join(m, "alias.onnx"))  # stays inside: allowed
+    os.symlink(outside, os.path.join(m, "evildir"))  # a model's tag directory leading out
     os.makedirs(os.path.join(m, "adir.onnx"), exist_ok=True)
     os.mkfifo(os.path.join(m, "fifo.onnx"))
     open(os.path.join(m, "labels.txt"), "w").write("alpha\nbeta\ngamma\n")
@@ -172,10 +174,11 @@ def case_model(gw):
                           ("adir", "directory"),
                           ("fifo", "FIFO"),
                           ("missing", "shmfaas model push"),
-                          ("tiny_a:v2", ":latest"),
-                          ("reg.io/team/tiny_a:latest", "'/'"),
+                          ("tiny_a:v2", "tiny_a/v2.onnx"),  # a tag no one pushed
+                          ("reg.io//tiny_a:latest", "registry/path"),
                           ("tiny_a@sha256:" + "0" * 64, "digest"),
-                          ("../tiny_a", "model name"),
+                          ("../tiny_a", "registry/path"),
+                          ("evildir:stolen", "outside the models directory"),  # a tag dir out
                           ("sha256:123", "64 hex")):
         msg = refused(gw, dep("mod", image), needle)
         check("model" in msg, "the error talks about the model: %s" % msg)
@@ -237,7 +240,8 @@ def case_store(gw):
                         (os.path.join(outside, "stolen.onnx"), "outside the models directory"),
                         (os.path.join(gw.models, "..", "outside", "stolen.onnx"), "outside"),
                         ("adir", "directory"), ("fifo", "FIFO"), ("missing", "No such file"),
-                        ("tiny_a:v2", ":latest"), ("../tiny_a", "model name"),
+                        ("tiny_a:v2", "tiny_a/v2.onnx"), ("../tiny_a", "registry/path"),
+                        ("evildir:stolen", "outside the models directory"),
                         ("tiny_a@sha256:" + "0" * 64, "digest")):
         rc, out = attach(ref)
         check(rc != 0 and needle in out, "store attach %s: %d %s" % (ref, rc, out))
