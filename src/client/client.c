@@ -194,6 +194,20 @@ int store_evict_model(struct store_client *c, const char *ref, char *err, size_t
     return rc;
 }
 
+int store_prepare(struct store_client *c, const char *ref, int threads, char *err, size_t errlen)
+{
+    struct proto_msg req = {.type = PROTO_PREPARE}, reply;
+    if (strlen(ref) > PROTO_MAX_REF)
+        return seterr(err, errlen, -ENAMETOOLONG, "model ref longer than %d bytes", PROTO_MAX_REF);
+    req.u.ref.threads = threads > 0 ? (uint32_t)threads : 0;
+    snprintf(req.u.ref.ref, sizeof(req.u.ref.ref), "%s", ref);
+    int rc = call(c, &req, &reply, NULL, err, errlen);
+    if (rc == 0 && reply.type != PROTO_OK)
+        return seterr(err, errlen, -EBADMSG, "store at %s: %s reply to PREPARE", c->path,
+                      proto_type_name(reply.type));
+    return rc;
+}
+
 /* Connects again, retrying every 50 ms until timeout_ms. */
 static int redial(struct store_client *c, int timeout_ms, char *err, size_t errlen)
 {

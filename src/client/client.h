@@ -52,6 +52,10 @@ int store_stats(struct store_client *c, char **json, char *err, size_t errlen);
  * is leased, and for anyone but root and the store's own user. */
 int store_evict_model(struct store_client *c, const char *ref, char *err, size_t errlen);
 
+/* Has the store make ref's image resident for `threads` (compile it, or read it back from its
+ * disk tier) without taking a lease: compile ahead of the first attach. Blocks until it is. */
+int store_prepare(struct store_client *c, const char *ref, int threads, char *err, size_t errlen);
+
 /* Reconnects (retrying for up to timeout_ms while the store restarts) and re-attaches every held
  * lease. An image whose bytes changed gets a new mapping; pointers into the old one stay valid
  * until store_detach/store_close. */

@@ -1,6 +1,6 @@
 /*
  * The store's catalog: a singly linked list of models (a node holds tens of models, so linear
- * scans are cheaper than any index), the budget counter, and LRU victim selection.
+ * scans are cheaper than any index), the budget counter, and victim selection by LRU or GDSF.
  */
 #include "store/catalog.h"
 
@@ -13,6 +13,22 @@ void catalog_init(struct catalog *c, uint64_t budget)
 {
     memset(c, 0, sizeof(*c));
     c->budget = budget;
+}
+
+int catalog_policy_parse(const char *s, enum catalog_policy *out)
+{
+    if (strcmp(s, "gdsf") == 0)
+        *out = CATALOG_GDSF;
+    else if (strcmp(s, "lru") == 0)
+        *out = CATALOG_LRU;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *catalog_policy_name(enum catalog_policy p)
+{
+    return p == CATALOG_LRU ? "lru" : "gdsf";
 }
 
 void catalog_free(struct catalog *c)
@@ -119,11 +135,38 @@ void catalog_admit(struct catalog *c, struct model *m, uint64_t size)
     c->resident_bytes += size;
 }
 
-void catalog_lease(struct catalog *c, struct model *m, int64_t now_ms)
+/* freq × cost / size: seconds of reload per byte kept, the value of keeping m per byte. */
+static double value_per_byte(const struct model *m)
+{
+    return m->size ? (double)m->freq * m->cost_s / (double)m->size : 0;
+}
+
+void catalog_touch(struct catalog *c, struct model *m)
+{
+    m->freq++;
+    m->priority = c->clock + value_per_byte(m);
+}
+
+void catalog_set_cost(struct catalog *c, struct model *m, double cost_s)
 {
     (void)c;
+    double base = m->priority - value_per_byte(m);
+    m->cost_s = cost_s;
+    m->priority = base + value_per_byte(m);
+}
+
+void catalog_evict(struct catalog *c, struct model *m)
+{
+    if (c->policy == CATALOG_GDSF && m->priority > c->clock)
+        c->clock = m->priority;
+    catalog_remove(c, m);
+}
+
+void catalog_lease(struct catalog *c, struct model *m, int64_t now_ms)
+{
     m->leases++;
     m->last_use_ms = now_ms;
+    catalog_touch(c, m);
 }
 
 void catalog_release(struct catalog *c, struct model *m, int64_t now_ms)
@@ -134,7 +177,15 @@ void catalog_release(struct catalog *c, struct model *m, int64_t now_ms)
     m->release_seq = ++c->seq;
 }
 
-/* The lease-free resident model with the smallest release_seq that is not yet in victims. */
+/* Whether a goes before b: the lower priority under GDSF, else (and on a tie) the LRU one. */
+static int evicts_before(const struct catalog *c, const struct model *a, const struct model *b)
+{
+    if (c->policy == CATALOG_GDSF && a->priority != b->priority)
+        return a->priority < b->priority;
+    return a->release_seq < b->release_seq;
+}
+
+/* The lease-free resident model that goes first and is not yet in victims. */
 static struct model *next_victim(const struct catalog *c, struct model **victims, size_t n)
 {
     struct model *best = NULL;
@@ -144,7 +195,7 @@ static struct model *next_victim(const struct catalog *c, struct model **victims
         int taken = 0;
         for (size_t i = 0; i < n && !taken; i++)
             taken = victims[i] == m;
-        if (!taken && (!best || m->release_seq < best->release_seq))
+        if (!taken && (!best || evicts_before(c, m, best)))
             best = m;
     }
     return best;

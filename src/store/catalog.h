@@ -1,12 +1,18 @@
 /*
- * catalog.h — the store's models, their leases, the memory budget and the LRU order (internal).
+ * catalog.h — the store's models, their leases, a budget and the eviction order (internal).
  *
- * Owns: the in-memory list of models the store knows (compiling or resident) and the budget
- * arithmetic. Pure bookkeeping: no files, no sockets, so it is unit-tested on its own.
- * Invariants:
+ * Owns: a list of models (compiling or resident) and the budget arithmetic of one tier. The store
+ * keeps two catalogs: the RAM tier (images in tmpfs) and, with --disk-dir, the disk tier (the
+ * same images on local disk). Pure bookkeeping: no files, no sockets, so it is unit-tested on
+ * its own. Invariants:
  *   - resident_bytes is the sum of the sizes of RESIDENT models and never exceeds budget;
- *   - a model with leases > 0 is never chosen for eviction;
- *   - eviction order is ascending release_seq: the least recently released (or adopted) first.
+ *   - a model with leases > 0 is never chosen for eviction (the disk tier pins an image while
+ *     it is written or read back the same way);
+ *   - eviction order: CATALOG_LRU ascending release_seq (least recently released or adopted
+ *     first); CATALOG_GDSF ascending priority, ties by release_seq. Greedy-Dual-Size-Frequency:
+ *     on each use priority = clock + frequency × reload cost / size; an eviction sets the clock
+ *     to the victim's priority, so what stays idle ages against what is used, and an image that
+ *     is cheap to reload per byte goes before one that is expensive.
  */
 #ifndef SHMFAAS_STORE_CATALOG_H
 #define SHMFAAS_STORE_CATALOG_H
@@ -19,6 +25,8 @@
 #define CATALOG_NAMES_LEN 256
 
 enum model_state { MODEL_COMPILING, MODEL_RESIDENT };
+
+enum catalog_policy { CATALOG_GDSF, CATALOG_LRU };
 
 struct model {
     uint8_t identity[SHA256_LEN];
@@ -33,6 +41,11 @@ struct model {
     uint64_t release_seq; /* LRU key: bigger = released more recently */
     int64_t last_use_ms;  /* wall clock of the last attach or release */
     double compile_s;     /* seconds its compile took */
+    double read_s;        /* seconds its last read back from the disk tier took; 0 never */
+    uint64_t freq;        /* GDSF: uses (attaches, reads back) */
+    double cost_s;        /* GDSF: reload cost, seconds (compile, or disk read when on disk) */
+    double priority;      /* GDSF: clock + freq × cost_s / size at the last use */
+    int writing;          /* disk tier: the file is being written (pinned, not readable yet) */
     int fd;               /* O_RDONLY fd of the image file (RESIDENT), else -1 */
     struct model *next;
 };
@@ -42,9 +55,15 @@ struct catalog {
     uint64_t budget;
     uint64_t resident_bytes;
     uint64_t seq; /* source of release_seq values */
+    enum catalog_policy policy;
+    double clock; /* GDSF: the priority of the last victim */
 };
 
+/* policy CATALOG_GDSF (0) after init; set c->policy to change it. */
 void catalog_init(struct catalog *c, uint64_t budget);
+/* "gdsf" or "lru" → policy; -EINVAL otherwise. */
+int catalog_policy_parse(const char *s, enum catalog_policy *out);
+const char *catalog_policy_name(enum catalog_policy p);
 /* Frees every model (does not close fds: the owner does). */
 void catalog_free(struct catalog *c);
 
@@ -65,10 +84,17 @@ void catalog_names_add(char *names, size_t len, const char *name);
 
 /* Marks m RESIDENT with its size; the caller has made room first (catalog_plan_room). */
 void catalog_admit(struct catalog *c, struct model *m, uint64_t size);
+/* A lease is a use: catalog_touch() too. */
 void catalog_lease(struct catalog *c, struct model *m, int64_t now_ms);
 void catalog_release(struct catalog *c, struct model *m, int64_t now_ms);
+/* One more use of m: frequency + 1, priority = clock + frequency × cost_s / size. */
+void catalog_touch(struct catalog *c, struct model *m);
+/* A new reload cost for m (e.g. a disk copy now exists): its priority keeps its base clock. */
+void catalog_set_cost(struct catalog *c, struct model *m, double cost_s);
+/* Unlinks and frees a victim catalog_plan_room chose; GDSF: the clock rises to its priority. */
+void catalog_evict(struct catalog *c, struct model *m);
 
-/* Chooses the lease-free resident models to evict, in LRU order, so that `need` more bytes fit
+/* Chooses the lease-free resident models to evict, in policy order, so that `need` more bytes fit
  * the budget. Fills victims (cap entries) and *n_victims. When they cannot, returns -ENOSPC with
  * "budget exhausted: need X, budget Y, Z pinned by N leases on M models (a: ..., 3 leases; ...)".
  * `name` is the model being admitted, for the message. */

@@ -1,4 +1,4 @@
-/* Operator subcommands: ls, stats, evict, attach — thin clients over proto.h. */
+/* Operator subcommands: ls, stats, evict, attach, prepare — thin clients over proto.h. */
 #include "store/store.h"
 
 #include <errno.h>
@@ -106,14 +106,18 @@ int store_cmd(const char *cmd, const char *socket_path, const char *model, int t
     static const struct {
         const char *name;
         int type;
-    } cmds[] = {
-        {"ls", PROTO_LS}, {"stats", PROTO_STATS}, {"evict", PROTO_EVICT}, {"attach", PROTO_ATTACH}};
+    } cmds[] = {{"ls", PROTO_LS},
+                {"stats", PROTO_STATS},
+                {"evict", PROTO_EVICT},
+                {"attach", PROTO_ATTACH},
+                {"prepare", PROTO_PREPARE}};
     int type = 0;
     for (size_t i = 0; i < ARRAY_LEN(cmds); i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             type = cmds[i].type;
     if (!type) {
-        fprintf(stderr, "shmfaas-store: unknown command %s (ls, stats, evict, attach)\n", cmd);
+        fprintf(stderr, "shmfaas-store: unknown command %s (ls, stats, evict, attach, prepare)\n",
+                cmd);
         return 2;
     }
     sigset_t set; /* blocked before connecting, so a quick SIGINT still detaches cleanly */
@@ -138,6 +142,8 @@ int store_cmd(const char *cmd, const char *socket_path, const char *model, int t
         status = print_stats(&reply);
     else if (rc == 0 && type == PROTO_EVICT)
         printf("evicted %s\n", model);
+    else if (rc == 0 && type == PROTO_PREPARE)
+        printf("prepared %s: its image is resident\n", model);
     else if (rc == 0 && type == PROTO_ATTACH)
         status = hold_lease(&reply.u.attached, fd);
     free(buf);
@@ -153,7 +159,7 @@ int store_purge(const char *dir)
         printf("%s: nothing to purge\n", dir);
         return 0;
     }
-    int fd = image_dir_open(dir, err, sizeof(err));
+    int fd = image_dir_open(dir, "--dir", err, sizeof(err));
     if (fd < 0) {
         fprintf(stderr, "shmfaas-store purge: %s\n", err);
         return 1;

@@ -1,10 +1,13 @@
 /*
- * The shmfaas-store event loop: one poll() over the signalfd, the listening socket, the two
+ * The shmfaas-store event loop: one poll() over the signalfd, the listening socket, the three
  * workers' pipes and every client connection. Message handlers are a table by type. A handler
  * either replies at once or hands the work to a worker: an ATTACH whose file hash is not cached
- * goes to the hasher, and one of a model nobody has compiled parks a waiter that the compile's
- * completion answers. A client that sends anything malformed, or does not read its replies, loses
- * its connection and with it its leases; nobody else notices.
+ * goes to the hasher, and one of a model that is not in RAM parks a waiter that the load answers:
+ * a read back from the disk tier when it holds the image (verified; a file that fails is deleted
+ * and the model compiled instead), else a compile. Once the waiters have their answer, a compiled
+ * image is written to the disk tier on the writer thread. A PREPARE loads the same way and is
+ * answered OK, holding no lease (compile ahead). A client that sends anything malformed, or does
+ * not read its replies, loses its connection and with it its leases; nobody else notices.
  *
  * Admission happens at accept: a uid that is not allowed, one past its connection cap, or any
  * client beyond the total cap gets one ERROR datagram (seq 0) and is closed at once, holding no
@@ -59,6 +62,7 @@ struct conn {
 struct waiter {
     uint64_t conn_id;
     uint32_t seq;
+    int prepare; /* answered OK, without a lease */
     char name[PROTO_MAX_NAME + 1];
     struct waiter *next;
 };
@@ -86,8 +90,11 @@ struct daemon {
     char models_real[PATH_MAX];
     const char *fingerprint;
     struct catalog cat;
+    int disk_fd;         /* the disk tier's directory, -1 without one */
+    struct catalog disk; /* the disk tier's index (no fds; leases = pins while written/read) */
+    double disk_rate;    /* bytes/s of the last read back, to price images never read yet */
     struct store_counters n;
-    struct worker hasher, compiler;
+    struct worker hasher, compiler, writer;
     struct metrics *metrics;
     int listen_fd, sig_fd;
     struct conn **conns;
@@ -99,7 +106,7 @@ struct daemon {
     struct refusals refusals;
     struct loglimit log;
     uint8_t buf[PROTO_MAX_REQ];
-    int manifest_dirty, stats_dirty, stop;
+    int manifest_dirty, disk_manifest_dirty, stats_dirty, stop;
 };
 
 /* ---- replies ---- */
@@ -173,6 +180,104 @@ static struct conn *conn_by_id(struct daemon *d, uint64_t id)
     return NULL;
 }
 
+/* ---- the disk tier ---- */
+
+/* The copy of identity the disk tier can read back now (written, not being written), or NULL. */
+static struct model *disk_ready(struct daemon *d, const uint8_t identity[SHA256_LEN])
+{
+    struct model *dm = d->disk_fd >= 0 ? catalog_find(&d->disk, identity) : NULL;
+    return dm && !dm->writing ? dm : NULL;
+}
+
+/* GDSF's reload cost of a RAM image: a read back when the disk tier has it (measured, or priced
+ * at the last read's rate until it is), else its compile. */
+static double ram_cost(struct daemon *d, const struct model *m)
+{
+    const struct model *dm = d->disk_fd >= 0 ? catalog_find(&d->disk, m->identity) : NULL;
+    if (!dm)
+        return m->compile_s;
+    if (dm->read_s > 0)
+        return dm->read_s;
+    return d->disk_rate > 0 ? (double)m->size / d->disk_rate : m->compile_s;
+}
+
+static void disk_evict(struct daemon *d, struct model *dm)
+{
+    int rc = disk_unlink(d->disk_fd, dm->idhex);
+    if (rc < 0)
+        log_warn("%s/%s.plan: unlink: %s", d->cfg->disk_dir, dm->idhex, strerror(-rc));
+    log_info("disk tier: evicted %s (%s, %llu bytes)", dm->names, dm->idhex,
+             (unsigned long long)dm->size);
+    catalog_evict(&d->disk, dm);
+    d->n.disk_evictions++;
+    d->disk_manifest_dirty = d->stats_dirty = 1;
+}
+
+/* Queues the write of resident image m to the disk tier (room made there first, by the same
+ * policy), unless it is there already or cannot fit. Called after m's waiters were answered. */
+static void disk_store(struct daemon *d, struct model *m)
+{
+    if (d->disk_fd < 0 || catalog_find(&d->disk, m->identity))
+        return;
+    size_t cap = catalog_count(&d->disk, MODEL_RESIDENT) + 1, n = 0;
+    struct model **victims = calloc(cap, sizeof(*victims));
+    struct job *job = calloc(1, sizeof(*job));
+    char err[512];
+    int rc = victims && job ? catalog_plan_room(&d->disk, m->size, m->names, victims, cap, &n, err,
+                                                sizeof(err))
+                            : seterr(err, sizeof(err), -ENOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        disk_evict(d, victims[i]);
+    free(victims);
+    struct model *dm =
+        rc == 0 ? catalog_add(&d->disk, m->identity, m->source_sha, m->threads, NULL) : NULL;
+    int fd = dm ? fcntl(m->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (!dm || fd < 0) {
+        log_info("disk tier: %s not written: %s", m->names[0] ? m->names : m->idhex,
+                 rc < 0 ? err : strerror(errno));
+        if (dm)
+            catalog_remove(&d->disk, dm);
+        free(job);
+        return;
+    }
+    snprintf(dm->names, sizeof(dm->names), "%s", m->names);
+    dm->compile_s = dm->cost_s = m->compile_s; /* a miss in this tier costs a compile */
+    dm->freq = m->freq ? m->freq - 1 : 0;
+    catalog_admit(&d->disk, dm, m->size); /* reserved now: the budget holds while it is written */
+    catalog_touch(&d->disk, dm);
+    dm->writing = 1;
+    dm->leases = 1; /* pinned until written */
+    job->kind = JOB_DISK_WRITE;
+    memcpy(job->identity, m->identity, SHA256_LEN);
+    snprintf(job->name, sizeof(job->name), "%s", m->names);
+    job->disk_fd = d->disk_fd;
+    job->image_fd = fd;
+    job->disk_len = m->size;
+    worker_submit(&d->writer, job);
+    catalog_set_cost(&d->cat, m, ram_cost(d, m));
+    d->disk_manifest_dirty = d->stats_dirty = 1;
+}
+
+static void finish_disk_write(struct daemon *d, struct job *job)
+{
+    struct model *dm = catalog_find(&d->disk, job->identity);
+    if (!dm)
+        return;
+    dm->writing = 0;
+    dm->leases = 0;
+    if (job->rc < 0) {
+        log_warn("disk tier %s: %s not written: %s", d->cfg->disk_dir, dm->idhex, job->err);
+        d->n.disk_write_failures++;
+        disk_unlink(d->disk_fd, dm->idhex);
+        catalog_remove(&d->disk, dm);
+    } else {
+        d->n.disk_writes++;
+        d->n.disk_write_s += job->seconds;
+        log_debug("disk tier: %s written in %.3f s", dm->idhex, job->seconds);
+    }
+    d->disk_manifest_dirty = d->stats_dirty = 1;
+}
+
 /* Gives c a lease on resident model m and sends it the image fd. */
 static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq, const char *name)
 {
@@ -193,6 +298,7 @@ static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq
     a->threads = (uint32_t)m->threads;
     snprintf(a->name, sizeof(a->name), "%s", name);
     c->leases[c->n_leases++] = (struct lease){a->lease, m};
+    catalog_set_cost(&d->cat, m, ram_cost(d, m));
     catalog_lease(&d->cat, m, wall_ms());
     d->stats_dirty = 1;
     return send_msg(c, &r, m->fd);
@@ -209,7 +315,7 @@ static void evict(struct daemon *d, struct model *m)
         log_warn("%s/%s: unlink: %s", d->cfg->dir, name, strerror(-rc));
     log_info("evicted %s (%s, %llu bytes)", m->names, m->idhex, (unsigned long long)m->size);
     close(m->fd);
-    catalog_remove(&d->cat, m);
+    catalog_evict(&d->cat, m);
     d->n.evictions++;
     d->manifest_dirty = d->stats_dirty = 1;
 }
@@ -329,7 +435,7 @@ static struct pending *pending_of(struct daemon *d, const struct model *m)
 }
 
 static int add_waiter(struct daemon *d, struct conn *c, struct model *m, uint32_t seq,
-                      const char *name)
+                      const char *name, int prepare)
 {
     struct pending *p = pending_of(d, m);
     struct waiter *w = calloc(1, sizeof(*w));
@@ -339,22 +445,27 @@ static int add_waiter(struct daemon *d, struct conn *c, struct model *m, uint32_
     }
     w->conn_id = c->id;
     w->seq = seq;
+    w->prepare = prepare;
     snprintf(w->name, sizeof(w->name), "%s", name);
     w->next = p->waiters;
     p->waiters = w;
     return 0;
 }
 
-/* A resident model answers at once; one being compiled takes another waiter. */
+/* A resident model answers at once; one being loaded takes another waiter. A PREPARE is no use
+ * of the image: no lease, no hit or miss. */
 static int serve_known(struct daemon *d, struct conn *c, struct model *m, uint32_t seq,
-                       const char *name)
+                       const char *name, int prepare)
 {
+    if (m->state == MODEL_RESIDENT && prepare)
+        return reply_ok(c, seq);
     if (m->state == MODEL_RESIDENT) {
         d->n.hits++;
         return grant(d, c, m, seq, name);
     }
-    d->n.misses++;
-    return add_waiter(d, c, m, seq, name);
+    if (!prepare)
+        d->n.misses++;
+    return add_waiter(d, c, m, seq, name, prepare);
 }
 
 /* The name an image is listed by: "resnet50", or "resnet50?input=1x3x320x320" when it was
@@ -365,28 +476,42 @@ static void shaped_name(const struct ref *ref, char *out, size_t len)
              PROTO_MAX_NAME - REF_MAX_NAME - 1, ref->shapes);
 }
 
-/* Queues the read + hash of a model file whose SHA-256 is not cached; finish_hash() goes on. */
-static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const struct ref *ref,
-                      int threads)
+/* A job for c's request of ref (an ATTACH, or a PREPARE), or NULL (answered: no memory). */
+static struct job *new_job(struct conn *c, uint32_t seq, const struct ref *ref, int threads,
+                           int prepare)
 {
     struct job *job = calloc(1, sizeof(*job));
-    if (!job)
-        return reply_error(c, seq, -ENOMEM, "store out of memory");
-    job->kind = JOB_HASH;
+    if (!job) {
+        reply_error(c, seq, -ENOMEM, "store out of memory");
+        return NULL;
+    }
     snprintf(job->path, sizeof(job->path), "%s", ref->path);
     shaped_name(ref, job->name, sizeof(job->name));
     job->conn_id = c->id;
     job->seq = seq;
+    job->prepare = prepare;
     job->threads = threads;
     snprintf(job->shapes, sizeof(job->shapes), "%s", ref->shapes);
     job->pinned = ref->pinned;
     memcpy(job->pin, ref->pin, SHA256_LEN);
-    worker_submit(&d->hasher, job);
+    return job;
+}
+
+/* Queues the read + hash of a model file whose SHA-256 is not cached; finish_hash() goes on. */
+static int start_hash(struct daemon *d, struct conn *c, uint32_t seq, const struct ref *ref,
+                      int threads, int prepare)
+{
+    struct job *job = new_job(c, seq, ref, threads, prepare);
+    if (job) {
+        job->kind = JOB_HASH;
+        worker_submit(&d->hasher, job);
+    }
     return 0;
 }
 
-/* Turns a hash job for bytes nobody has compiled into their compile job. */
-static void start_compile(struct daemon *d, struct conn *c, struct job *job)
+/* A new RAM model for job->identity, being loaded, with c's request waiting for it; NULL (the
+ * request answered, the job freed) when out of memory. */
+static struct model *start_load(struct daemon *d, struct conn *c, struct job *job)
 {
     struct pending *p = calloc(1, sizeof(*p));
     struct model *m =
@@ -395,20 +520,56 @@ static void start_compile(struct daemon *d, struct conn *c, struct job *job)
         reply_error(c, job->seq, -ENOMEM, "store out of memory");
         free(p);
         job_free(job);
-        return;
+        return NULL;
     }
     p->model = m;
     p->next = d->pending;
     d->pending = p;
-    d->n.misses++;
+    if (!job->prepare)
+        d->n.misses++;
+    d->stats_dirty = 1;
+    add_waiter(d, c, m, job->seq, job->name, job->prepare);
+    return m;
+}
+
+/* Hands a load job (its model's bytes read) to the compiler. */
+static void start_compile(struct daemon *d, struct job *job)
+{
+    char idhex[SHA256_HEX_LEN];
+    sha256_hex(job->identity, idhex);
     d->n.compiles_started++;
     d->stats_dirty = 1;
-    add_waiter(d, c, m, job->seq, job->name);
     log_info("model %s: compiling for %d thread(s)%s%s (%s)", job->name, job->threads,
-             job->shapes[0] ? ", input shapes " : "", job->shapes, m->idhex);
+             job->shapes[0] ? ", input shapes " : "", job->shapes, idhex);
     job->kind = JOB_COMPILE;
     snprintf(job->base_dir, sizeof(job->base_dir), "%s", d->models_real);
     worker_submit(&d->compiler, job); /* the worker owns it now */
+}
+
+/* Hands a load job to the hasher thread to read the image back from the disk tier (dm, pinned
+ * meanwhile). */
+static void start_disk_read(struct daemon *d, struct job *job, struct model *dm)
+{
+    dm->leases++;
+    d->n.disk_reads++;
+    d->stats_dirty = 1;
+    log_debug("model %s: reading its image back from the disk tier (%s)", job->name, dm->idhex);
+    job->kind = JOB_DISK_READ;
+    job->disk_fd = d->disk_fd;
+    job->disk_len = dm->size;
+    worker_submit(&d->hasher, job);
+}
+
+/* A model not in RAM: read back from the disk tier when it has the image, else compiled. */
+static void start_miss(struct daemon *d, struct conn *c, struct job *job)
+{
+    if (!start_load(d, c, job))
+        return;
+    struct model *dm = disk_ready(d, job->identity);
+    if (dm)
+        start_disk_read(d, job, dm);
+    else
+        start_compile(d, job);
 }
 
 static void finish_hash(struct daemon *d, struct job *job)
@@ -417,8 +578,8 @@ static void finish_hash(struct daemon *d, struct job *job)
     if (job->rc == 0)
         cache_source_sha(d, job->path, &job->st, job->source_sha);
     if (c && job->rc == 0) /* a pinned ref whose file changed is refused, not compiled */
-        job->rc = model_ref_check_digest(job->name, job->pinned ? job->pin : NULL,
-                                         job->source_sha, job->err, sizeof(job->err));
+        job->rc = model_ref_check_digest(job->name, job->pinned ? job->pin : NULL, job->source_sha,
+                                         job->err, sizeof(job->err));
     if (!c || job->rc < 0) { /* nobody waits any more, or the file could not be read */
         if (c)
             reply_error(c, job->seq, job->rc, "%s", job->err);
@@ -432,11 +593,11 @@ static void finish_hash(struct daemon *d, struct job *job)
         return;
     }
     if (!m) {
-        start_compile(d, c, job);
+        start_miss(d, c, job);
         return;
     }
     catalog_add_name(m, job->name); /* another name for known bytes */
-    serve_known(d, c, m, job->seq, job->name);
+    serve_known(d, c, m, job->seq, job->name, job->prepare);
     job_free(job);
 }
 
@@ -481,7 +642,9 @@ static struct model *find_by_hash(struct daemon *d, const struct ref *ref, int t
     return catalog_find(&d->cat, identity);
 }
 
-static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+/* ATTACH, or PREPARE (prepare = 1): the same resolution and load, a different answer. */
+static int attach_or_prepare(struct daemon *d, struct conn *c, const struct proto_msg *msg,
+                             int prepare)
 {
     int threads = msg->u.ref.threads ? (int)msg->u.ref.threads : d->cfg->threads;
     char err[PROTO_MAX_ERR - 128];
@@ -508,7 +671,7 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
                                "model %s: no resident model has this hash; attach it by name "
                                "first",
                                msg->u.ref.ref);
-        return serve_known(d, c, m, msg->seq, m->names[0] ? m->names : m->idhex);
+        return serve_known(d, c, m, msg->seq, m->names[0] ? m->names : m->idhex, prepare);
     }
     struct stat st;
     uint8_t src[SHA256_LEN], identity[SHA256_LEN];
@@ -523,11 +686,31 @@ static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *m
         m = catalog_find(&d->cat, identity);
         if (!m && answer_refused(d, c, msg->seq, identity, name))
             return 0;
+        if (!m && disk_ready(d, identity)) { /* no need to read the model file at all */
+            struct job *job = new_job(c, msg->seq, &ref, threads, prepare);
+            if (job) {
+                memcpy(job->source_sha, src, SHA256_LEN);
+                memcpy(job->identity, identity, SHA256_LEN);
+                start_miss(d, c, job);
+            }
+            return 0;
+        }
     }
     if (!m)
-        return start_hash(d, c, msg->seq, &ref, threads);
+        return start_hash(d, c, msg->seq, &ref, threads, prepare);
     catalog_add_name(m, name);
-    return serve_known(d, c, m, msg->seq, name);
+    return serve_known(d, c, m, msg->seq, name, prepare);
+}
+
+static int on_attach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    return attach_or_prepare(d, c, msg, 0);
+}
+
+static int on_prepare(struct daemon *d, struct conn *c, const struct proto_msg *msg)
+{
+    d->n.prepares++;
+    return attach_or_prepare(d, c, msg, 1);
 }
 
 static int on_detach(struct daemon *d, struct conn *c, const struct proto_msg *msg)
@@ -562,15 +745,26 @@ static int send_json(struct conn *c, uint32_t seq, char *text)
 
 static int on_stats(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
-    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, &d->refusals, mono_ms(), 1));
+    return send_json(
+        c, msg->seq,
+        stats_json(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n, &d->refusals, mono_ms(), 1));
 }
 
 static int on_ls(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
-    return send_json(c, msg->seq, stats_json(&d->cat, &d->n, &d->refusals, mono_ms(), 0));
+    return send_json(
+        c, msg->seq,
+        stats_json(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n, &d->refusals, mono_ms(), 0));
 }
 
-/* Evicts every resident image of the model (any thread count) unless one is leased. */
+/* Whether m is an image of the model whose ONNX (or image identity) hash is sha. */
+static int image_of(const struct model *m, const uint8_t sha[SHA256_LEN])
+{
+    return !memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha, SHA256_LEN);
+}
+
+/* Evicts every resident image of the model (any thread count) unless one is leased, and its
+ * copies in the disk tier (a removed model's image has no use left). */
 static int on_evict(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
     struct ref ref;
@@ -586,20 +780,25 @@ static int on_evict(struct daemon *d, struct conn *c, const struct proto_msg *ms
     }
     int found = 0;
     for (struct model *m = d->cat.models; m; m = m->next) {
-        int match =
-            !memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha, SHA256_LEN);
+        int match = image_of(m, sha);
         if (match && m->state == MODEL_RESIDENT && m->leases > 0)
             return reply_error(c, msg->seq, -EBUSY, "model %s: %d lease(s) held; not evicted",
                                msg->u.ref.ref, m->leases);
         found += match && m->state == MODEL_RESIDENT;
     }
+    for (struct model *m = d->disk_fd >= 0 ? d->disk.models : NULL; m; m = m->next)
+        found += image_of(m, sha) && m->leases == 0;
     if (!found)
         return reply_error(c, msg->seq, -ENOENT, "model %s is not resident", msg->u.ref.ref);
     for (struct model *m = d->cat.models, *next; m; m = next) {
         next = m->next;
-        if (m->state == MODEL_RESIDENT &&
-            (!memcmp(m->identity, sha, SHA256_LEN) || !memcmp(m->source_sha, sha, SHA256_LEN)))
+        if (m->state == MODEL_RESIDENT && image_of(m, sha))
             evict(d, m);
+    }
+    for (struct model *m = d->disk_fd >= 0 ? d->disk.models : NULL, *next; m; m = next) {
+        next = m->next;
+        if (m->leases == 0 && image_of(m, sha)) /* one being written or read stays */
+            disk_evict(d, m);
     }
     return reply_ok(c, msg->seq);
 }
@@ -613,7 +812,7 @@ static const struct handler {
 } handlers[] = {
     {PROTO_ATTACH, ACCESS_CLIENT, on_attach}, {PROTO_DETACH, ACCESS_CLIENT, on_detach},
     {PROTO_STATS, ACCESS_CLIENT, on_stats},   {PROTO_LS, ACCESS_CLIENT, on_ls},
-    {PROTO_EVICT, ACCESS_ADMIN, on_evict},
+    {PROTO_EVICT, ACCESS_ADMIN, on_evict},    {PROTO_PREPARE, ACCESS_CLIENT, on_prepare},
 };
 
 static int allowed(const struct daemon *d, uid_t uid, enum access access)
@@ -664,7 +863,9 @@ static void answer_waiters(struct daemon *d, struct pending *p, int rc, const ch
     for (struct waiter *w = p->waiters, *next; w; w = next) {
         next = w->next;
         struct conn *c = conn_by_id(d, w->conn_id);
-        if (c && rc == 0)
+        if (c && rc == 0 && w->prepare)
+            reply_ok(c, w->seq);
+        else if (c && rc == 0)
             grant(d, c, p->model, w->seq, w->name);
         else if (c)
             reply_error(c, w->seq, rc, "%s", err);
@@ -691,35 +892,94 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
         remember_refusal(d, m, job->name, REFUSAL_BUDGET, job->image_len, err);
         return rc;
     }
-    rc = image_write(d->dir_fd, m->idhex, job->image, job->image_len, m->image_sha, &m->fd, &d->n,
-                     err, errlen);
+    rc = image_write(d->dir_fd, m->idhex, job->image, job->image_len,
+                     job->kind == JOB_DISK_READ ? job->image_sha : NULL, m->image_sha, &m->fd,
+                     &d->n, err, errlen);
     if (rc < 0)
         return rc;
     refusal_forget(&d->refusals, m->identity);
     catalog_admit(&d->cat, m, job->image_len);
+    d->manifest_dirty = d->stats_dirty = 1;
+    if (job->kind == JOB_DISK_READ) {
+        struct model *dm = catalog_find(&d->disk, m->identity);
+        m->compile_s = dm ? dm->compile_s : 0;
+        m->read_s = job->seconds;
+        d->n.disk_hits++;
+        d->n.disk_read_s += job->seconds;
+        if (job->seconds > 0)
+            d->disk_rate = (double)job->image_len / job->seconds;
+        if (dm) {
+            dm->read_s = job->seconds;
+            catalog_touch(&d->disk, dm);
+        }
+        log_info("model %s: read back from the disk tier in %.3f s, %zu bytes (its compile took "
+                 "%.2f s)",
+                 job->name, job->seconds, job->image_len, m->compile_s);
+        return 0;
+    }
     m->compile_s = job->seconds;
     d->n.compiles++;
     d->n.compile_s += job->seconds;
-    d->manifest_dirty = d->stats_dirty = 1;
     log_info("model %s: compiled in %.2f s, %zu bytes", job->name, job->seconds, job->image_len);
     return 0;
 }
 
-static void finish_compile(struct daemon *d, struct job *job)
+/* A read back that failed verification (or found the file gone): the file is deleted and the
+ * model compiled from the bytes the worker read instead. Returns 1 when the job went on to the
+ * compiler, 0 when the load fails with job->rc. */
+static int disk_read_failed(struct daemon *d, struct job *job)
 {
+    struct model *dm = catalog_find(&d->disk, job->identity);
+    char idhex[SHA256_HEX_LEN];
+    sha256_hex(job->identity, idhex);
+    log_warn("disk tier %s/%s.plan (%s): dropped: %s; compiling instead", d->cfg->disk_dir, idhex,
+             job->name, job->err);
+    d->n.disk_dropped++;
+    if (dm && dm->leases == 0) {
+        disk_unlink(d->disk_fd, dm->idhex);
+        catalog_remove(&d->disk, dm);
+        d->disk_manifest_dirty = 1;
+    }
+    if (job->rc < 0) /* the model file could not be read either: job->err says why */
+        return 0;
+    uint8_t identity[SHA256_LEN];
+    model_identity(job->source_sha, d->fingerprint, job->threads, job->shapes, identity);
+    if (memcmp(identity, job->identity, SHA256_LEN) != 0) {
+        job->rc = seterr(job->err, sizeof(job->err), -ESTALE,
+                         "model %s: its file changed while its image was read back; attach again",
+                         job->name);
+        return 0;
+    }
+    start_compile(d, job);
+    return 1;
+}
+
+/* A compile or a read back finished: admit the image and answer the waiters, then (a compile)
+ * write it to the disk tier. Returns 1 when the job lives on (handed to the compiler). */
+static int finish_load(struct daemon *d, struct job *job)
+{
+    if (job->kind == JOB_DISK_READ) {
+        struct model *dm = catalog_find(&d->disk, job->identity);
+        if (dm && dm->leases > 0)
+            dm->leases--; /* the pin of the read */
+        if (job->disk_rc < 0 && disk_read_failed(d, job))
+            return 1;
+    }
     struct model *m = catalog_find(&d->cat, job->identity);
     struct pending **pp = &d->pending;
     while (*pp && (*pp)->model != m)
         pp = &(*pp)->next;
     struct pending *p = *pp;
     if (!m || !p) {
-        log_error("compile of %s finished for a model the store forgot", job->name);
-        return;
+        log_error("load of %s finished for a model the store forgot", job->name);
+        return 0;
     }
     *pp = p->next;
     char err[PROTO_MAX_ERR + PROTO_MAX_NAME + 64];
     int rc = job->rc;
-    if (rc < 0) {
+    if (rc < 0 && job->kind == JOB_DISK_READ) {
+        snprintf(err, sizeof(err), "%s", job->err);
+    } else if (rc < 0) {
         snprintf(err, sizeof(err), "model %s: compile failed: %s", job->name, job->err);
         rc = -ENOEXEC; /* the refusal code: this model does not become an image */
         remember_refusal(d, m, job->name, REFUSAL_COMPILE, 0, err);
@@ -733,8 +993,11 @@ static void finish_compile(struct daemon *d, struct job *job)
     answer_waiters(d, p, rc, err);
     if (rc < 0)
         catalog_remove(&d->cat, m);
+    else if (job->kind == JOB_COMPILE)
+        disk_store(d, m); /* after the answers: a disk write never delays an attach */
     free(p);
     d->stats_dirty = 1;
+    return 0;
 }
 
 /* ---- connections ---- */
@@ -919,7 +1182,7 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     const struct store_config *cfg = d->cfg;
     if (!realpath(cfg->models, d->models_real))
         return seterr(err, errlen, -errno, "--models %s: %s", cfg->models, strerror(errno));
-    d->dir_fd = image_dir_open(cfg->dir, err, errlen);
+    d->dir_fd = image_dir_open(cfg->dir, "--dir", err, errlen);
     if (d->dir_fd < 0)
         return d->dir_fd;
     /* Held while the store runs (the kernel drops it if the store dies): two stores on one
@@ -928,6 +1191,25 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
         return seterr(err, errlen, -errno, "--dir %s: %s", cfg->dir,
                       errno == EWOULDBLOCK ? "another store is using it" : strerror(errno));
     return 0;
+}
+
+/* The disk tier's directory, checked and locked like --dir, and its index. */
+static int open_disk(struct daemon *d, char *err, size_t errlen)
+{
+    const struct store_config *cfg = d->cfg;
+    catalog_init(&d->disk, cfg->disk_budget);
+    d->disk.policy = cfg->policy;
+    if (!cfg->disk_dir)
+        return 0;
+    int fd = image_dir_open(cfg->disk_dir, "--disk-dir", err, errlen);
+    if (fd < 0)
+        return fd;
+    d->disk_fd = fd;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        return seterr(err, errlen, -errno, "--disk-dir %s: %s", cfg->disk_dir,
+                      errno == EWOULDBLOCK ? "another store (or this one's --dir) is using it"
+                                           : strerror(errno));
+    return disk_adopt_dir(fd, cfg->disk_dir, &d->disk, &d->n, err, errlen);
 }
 
 /* Enough fds for MAX_CONNS clients, within the hard limit. */
@@ -947,10 +1229,11 @@ static void raise_fd_limit(void)
 static int daemon_open(struct daemon *d, const struct store_config *cfg, char *err, size_t errlen)
 {
     d->cfg = cfg;
-    d->listen_fd = d->sig_fd = d->dir_fd = -1;
+    d->listen_fd = d->sig_fd = d->dir_fd = d->disk_fd = -1;
     raise_fd_limit();
     d->fingerprint = engine_fingerprint();
     catalog_init(&d->cat, cfg->budget);
+    d->cat.policy = cfg->policy;
     d->conns = calloc(MAX_CONNS, sizeof(*d->conns));
     if (!d->conns)
         return seterr(err, errlen, -ENOMEM, "out of memory");
@@ -960,9 +1243,15 @@ static int daemon_open(struct daemon *d, const struct store_config *cfg, char *e
     if (rc >= 0)
         rc = image_adopt_dir(d->dir_fd, cfg->dir, &d->cat, &d->n, err, errlen);
     if (rc >= 0)
+        rc = open_disk(d, err, errlen);
+    if (rc >= 0)
         rc = worker_start(&d->hasher, err, errlen);
     if (rc >= 0)
         rc = worker_start(&d->compiler, err, errlen);
+    if (rc >= 0)
+        rc = worker_start(&d->writer, err, errlen);
+    for (struct model *m = d->cat.models; rc >= 0 && m; m = m->next)
+        disk_store(d, m); /* adopted images the disk tier lacks */
     if (rc >= 0 && cfg->metrics)
         rc = metrics_start(cfg->metrics, &d->metrics, err, errlen);
     if (rc >= 0)
@@ -973,14 +1262,22 @@ static int daemon_open(struct daemon *d, const struct store_config *cfg, char *e
 
 static void publish(struct daemon *d)
 {
+    char err[512];
     if (d->manifest_dirty) {
-        char err[512];
         if (manifest_write(d->dir_fd, MANIFEST_NAME, &d->cat, d->fingerprint, err, sizeof(err)) < 0)
             log_error("%s", err);
         d->manifest_dirty = 0;
     }
+    /* Only when images come or go (and at stop): uses alone would fsync it on every read back. */
+    if (d->disk_manifest_dirty && d->disk_fd >= 0) {
+        if (manifest_write(d->disk_fd, MANIFEST_NAME, &d->disk, d->fingerprint, err, sizeof(err)) <
+            0)
+            log_error("--disk-dir %s: %s", d->cfg->disk_dir, err);
+        d->disk_manifest_dirty = 0;
+    }
     if (d->stats_dirty && d->metrics)
-        metrics_publish(d->metrics, stats_prometheus(&d->cat, &d->n));
+        metrics_publish(d->metrics,
+                        stats_prometheus(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n));
     d->stats_dirty = 0;
 }
 
@@ -993,17 +1290,25 @@ static void handle_signal(struct daemon *d)
     }
 }
 
-#define POLL_FIXED 4 /* signalfd, listening socket, hasher pipe, compiler pipe */
+#define POLL_FIXED 5 /* signalfd, listening socket, hasher, compiler and writer pipes */
 
 static void take_finished(struct daemon *d, struct worker *w)
 {
     for (struct job *job = worker_take_done(w), *next; job; job = next) {
         next = job->next;
-        if (job->kind == JOB_HASH) {
-            finish_hash(d, job); /* frees it or hands it on to the compiler */
-        } else {
-            finish_compile(d, job);
+        switch (job->kind) {
+        case JOB_HASH:
+            finish_hash(d, job); /* frees it or hands it on */
+            break;
+        case JOB_DISK_WRITE:
+            finish_disk_write(d, job);
             job_free(job);
+            break;
+        case JOB_COMPILE:
+        case JOB_DISK_READ:
+            if (!finish_load(d, job))
+                job_free(job);
+            break;
         }
     }
 }
@@ -1015,6 +1320,7 @@ static void loop_once(struct daemon *d, struct pollfd *pfd)
     pfd[1] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
     pfd[2] = (struct pollfd){.fd = d->hasher.notify[0], .events = POLLIN};
     pfd[3] = (struct pollfd){.fd = d->compiler.notify[0], .events = POLLIN};
+    pfd[4] = (struct pollfd){.fd = d->writer.notify[0], .events = POLLIN};
     for (size_t i = 0; i < n; i++)
         pfd[POLL_FIXED + i] = (struct pollfd){.fd = d->conns[i]->fd, .events = POLLIN};
     if (poll(pfd, n + POLL_FIXED, -1) < 0) {
@@ -1034,6 +1340,8 @@ static void loop_once(struct daemon *d, struct pollfd *pfd)
         take_finished(d, &d->hasher);
     if (pfd[3].revents)
         take_finished(d, &d->compiler);
+    if (pfd[4].revents)
+        take_finished(d, &d->writer);
     for (size_t i = d->n_conns; i-- > 0;)
         if (d->conns[i]->broken)
             conn_close(d, i);
@@ -1046,6 +1354,7 @@ static void daemon_close(struct daemon *d)
 {
     worker_stop(&d->hasher);
     worker_stop(&d->compiler);
+    worker_stop(&d->writer);
     metrics_stop(d->metrics);
     while (d->n_conns)
         conn_close(d, d->n_conns - 1);
@@ -1055,6 +1364,8 @@ static void daemon_close(struct daemon *d)
         unlink(d->cfg->socket_path);
         if (d->cfg->keep_images)
             publish(d);
+        d->disk_manifest_dirty = 1; /* the disk tier always stays: its uses and priorities too */
+        publish(d);
     }
     for (struct pending *p = d->pending, *next; p; p = next) {
         next = p->next;
@@ -1071,7 +1382,10 @@ static void daemon_close(struct daemon *d)
     }
     if (d->dir_fd >= 0)
         close(d->dir_fd);
+    if (d->disk_fd >= 0)
+        close(d->disk_fd);
     catalog_free(&d->cat);
+    catalog_free(&d->disk);
     refusals_free(&d->refusals);
     while (d->cache) {
         struct src_cache *next = d->cache->next;

@@ -154,12 +154,11 @@ int image_unlink(int dir_fd, const char *name)
 }
 
 int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
-                uint8_t sha[SHA256_LEN], int *fd, struct store_counters *n, char *err,
-                size_t errlen)
+                const uint8_t *known_sha, uint8_t sha[SHA256_LEN], int *fd,
+                struct store_counters *n, char *err, size_t errlen)
 {
     char name[SHA256_HEX_LEN + 8], tmp[SHA256_HEX_LEN + 8];
     struct stat wst, rst;
-    uint8_t file_sha[SHA256_LEN];
     if (image_name(idhex, name, sizeof(name)) < 0 ||
         (size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp", idhex) >= sizeof(tmp))
         return seterr(err, errlen, -ENAMETOOLONG, "image %s: name too long", idhex);
@@ -188,15 +187,18 @@ int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
     if (rc == 0)
         rc = seal(*fd, name, n);
     if (rc >= 0) {
-        /* The bytes the file holds once sealed are what clients map: they must be ours. */
+        /* The bytes the file holds once sealed are what clients map: they must be ours (a
+         * compare, not a second hash: the same answer at memory speed). */
         void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, *fd, 0);
         if (p == MAP_FAILED) {
             rc = -errno;
         } else {
-            sha256(p, len, file_sha);
+            rc = memcmp(p, image, len) ? -ESTALE : 0;
             munmap(p, len);
-            sha256(image, len, sha);
-            rc = memcmp(file_sha, sha, SHA256_LEN) ? -ESTALE : 0;
+            if (known_sha)
+                memcpy(sha, known_sha, SHA256_LEN);
+            else
+                sha256(image, len, sha);
         }
     }
     if (rc < 0) {
@@ -212,14 +214,14 @@ int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
     return 0;
 }
 
-int image_dir_open(const char *dir, char *err, size_t errlen)
+int image_dir_open(const char *dir, const char *flag, char *err, size_t errlen)
 {
     int rc = mkdir_p(dir, 0700);
     if (rc < 0)
-        return seterr(err, errlen, rc, "--dir %s: cannot create it: %s", dir, strerror(-rc));
+        return seterr(err, errlen, rc, "%s %s: cannot create it: %s", flag, dir, strerror(-rc));
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return seterr(err, errlen, -errno, "--dir %s: %s", dir,
+        return seterr(err, errlen, -errno, "%s %s: %s", flag, dir,
                       errno == ELOOP || errno == ENOTDIR ? "a symlink or not a directory; refused"
                                                          : strerror(errno));
     struct stat st;
@@ -227,9 +229,9 @@ int image_dir_open(const char *dir, char *err, size_t errlen)
         (st.st_mode & 022)) {
         close(fd);
         return seterr(err, errlen, -EPERM,
-                      "--dir %s: not a directory of uid %u that only it can write (owner %u, mode "
+                      "%s %s: not a directory of uid %u that only it can write (owner %u, mode "
                       "%04o); refused: another user could plant or swap files in it",
-                      dir, (unsigned)geteuid(), (unsigned)st.st_uid,
+                      flag, dir, (unsigned)geteuid(), (unsigned)st.st_uid,
                       (unsigned)(st.st_mode & 07777));
     }
     return fd;
@@ -281,9 +283,8 @@ static int is_image_name(const char *name, uint8_t identity[SHA256_LEN])
     return sha256_parse_hex(hex, identity) == 0;
 }
 
-/* Verifies the mapped image and checks that it is what its name says. */
-static int check_image(const void *p, size_t len, const uint8_t identity[SHA256_LEN],
-                       struct model *tmpl, char *err, size_t errlen)
+int image_check(const void *p, size_t len, const uint8_t identity[SHA256_LEN], struct model *tmpl,
+                char *err, size_t errlen)
 {
     int rc = engine_image_verify(p, len, err, errlen);
     if (rc < 0)
@@ -302,7 +303,6 @@ static int check_image(const void *p, size_t len, const uint8_t identity[SHA256_
         return seterr(err, errlen, -EINVAL,
                       "image content does not match its name (built by "
                       "another engine, CPU or thread count)");
-    sha256(p, len, tmpl->image_sha);
     return 0;
 }
 
@@ -334,7 +334,9 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
         return seterr(err, errlen, -errno, "mmap: %s", strerror(errno));
     }
     struct model tmpl = {0};
-    int rc = check_image(p, len, identity, &tmpl, err, errlen);
+    int rc = image_check(p, len, identity, &tmpl, err, errlen);
+    if (rc == 0)
+        sha256(p, len, tmpl.image_sha);
     munmap(p, len);
     struct model *m =
         rc == 0 ? catalog_add(c, identity, tmpl.source_sha, tmpl.threads, NULL) : NULL;
@@ -350,29 +352,36 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
         m->last_use_ms = e->last_use_ms;
         m->release_seq = e->release_seq;
         m->compile_s = e->compile_s;
+        m->read_s = e->read_s;
+        m->freq = e->freq;
+        m->priority = e->priority;
     }
+    m->cost_s = m->compile_s;
     if (m->release_seq > c->seq)
         c->seq = m->release_seq;
     catalog_admit(c, m, len);
     return 0;
 }
 
-/* Evicts adopted images beyond the budget (a store restarted with a smaller one). */
-static void trim_to_budget(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n)
+int image_trim(int dir_fd, const char *dir, struct catalog *c, uint64_t *evictions)
 {
-    while (c->resident_bytes > c->budget) {
-        struct model *victim = NULL;
-        for (struct model *m = c->models; m; m = m->next)
-            if (!victim || m->release_seq < victim->release_seq)
-                victim = m;
+    size_t cap = catalog_count(c, MODEL_RESIDENT) + 1, n = 0;
+    struct model **victims = calloc(cap, sizeof(*victims));
+    if (!victims)
+        return -ENOMEM;
+    catalog_plan_room(c, 0, NULL, victims, cap, &n, NULL, 0); /* nothing is leased yet */
+    for (size_t i = 0; i < n; i++) {
         char name[SHA256_HEX_LEN + 8];
-        image_name(victim->idhex, name, sizeof(name));
+        image_name(victims[i]->idhex, name, sizeof(name));
         log_warn("image %s/%s: over the budget after restart; evicted", dir, name);
         image_unlink(dir_fd, name);
-        close(victim->fd);
-        catalog_remove(c, victim);
-        n->evictions++;
+        if (victims[i]->fd >= 0)
+            close(victims[i]->fd);
+        catalog_evict(c, victims[i]);
+        (*evictions)++;
     }
+    free(victims);
+    return 0;
 }
 
 static void discard(int dir_fd, const char *dir, const char *name, const char *why)
@@ -388,6 +397,7 @@ int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store
     struct manifest man;
     if (manifest_read(dir_fd, MANIFEST_NAME, &man, merr, sizeof(merr)) < 0)
         log_warn("%s; model names and LRU order are lost", merr);
+    c->clock = man.clock;
     int dfd = dup(dir_fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
@@ -418,6 +428,5 @@ int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store
     }
     closedir(d);
     manifest_free(&man);
-    trim_to_budget(dir_fd, dir, c, n);
-    return 0;
+    return image_trim(dir_fd, dir, c, &n->evictions);
 }

@@ -6,7 +6,9 @@
  *                 [--allow-uid UID[-UID][,...]] [--max-conns-per-uid N] [--threads-allowed LIST]
  *                 [--refusal-backoff DUR] [--refusal-backoff-max DUR] [--keep-images]
  *                 [--metrics HOST:PORT] [--log-level LEVEL] [--no-warm-cache]
- *   shmfaas-store ls | stats | evict MODEL | attach MODEL   [--socket PATH] [--threads N]
+ *                 [--disk-dir DIR] [--disk-budget SIZE] [--policy gdsf|lru]
+ *   shmfaas-store ls | stats | evict MODEL | attach MODEL | prepare MODEL
+ *                 [--socket PATH] [--threads N]
  *   shmfaas-store purge [--dir DIR]
  */
 #include "store/store.h"
@@ -37,12 +39,20 @@ static void usage(FILE *f)
             "       shmfaas-store evict MODEL [--socket PATH]\n"
             "       shmfaas-store attach MODEL [--socket PATH] [--threads N]  hold a lease until "
             "SIGINT\n"
+            "       shmfaas-store prepare MODEL [--socket PATH] [--threads N]  compile ahead: "
+            "returns\n"
+            "                     once the image is resident, holding no lease\n"
             "       shmfaas-store purge [--dir DIR]   remove what a stopped or crashed store left\n"
             "options:\n"
             "  --socket PATH      unix socket (default " DEFAULT_SOCKET ")\n"
             "  --dir DIR          tmpfs directory for images (default " DEFAULT_DIR ")\n"
             "  --models DIR       where model names resolve (default " DEFAULT_MODELS ")\n"
             "  --budget SIZE      memory budget for images, e.g. 2GiB, 512Mi (default 1Gi)\n"
+            "  --disk-dir DIR     disk tier: compiled images also kept here (local disk), so a\n"
+            "                     miss in RAM reads the image back instead of compiling (off)\n"
+            "  --disk-budget SIZE bytes of the disk tier (default 4 x --budget)\n"
+            "  --policy P         eviction in both tiers: gdsf (Greedy-Dual-Size-Frequency:\n"
+            "                     clock + uses x reload seconds / size, default) or lru\n"
             "  --threads N        thread count to compile for when a client gives none (1)\n"
             "  --threads-allowed LIST  thread counts a client may ask for (default 1..nproc)\n"
             "  --allow-uid LIST   uids and ranges that may attach, e.g. 1000,200000-265535\n"
@@ -129,7 +139,10 @@ enum {
     OPT_THREADS_ALLOWED,
     OPT_BACKOFF,
     OPT_BACKOFF_MAX,
-    OPT_KEEP_IMAGES
+    OPT_KEEP_IMAGES,
+    OPT_DISK_DIR,
+    OPT_DISK_BUDGET,
+    OPT_POLICY
 };
 
 static int parse_opt(struct store_config *cfg, int opt, const char *arg)
@@ -177,6 +190,13 @@ static int parse_opt(struct store_config *cfg, int opt, const char *arg)
     case OPT_KEEP_IMAGES:
         cfg->keep_images = 1;
         return 0;
+    case OPT_DISK_DIR:
+        cfg->disk_dir = arg;
+        return 0;
+    case OPT_DISK_BUDGET:
+        return parse_size(arg, &cfg->disk_budget) < 0 || cfg->disk_budget == 0 ? -EINVAL : 0;
+    case OPT_POLICY:
+        return catalog_policy_parse(arg, &cfg->policy);
     case OPT_LOG:
         if (log_parse_level(arg, &level) < 0)
             return -EINVAL;
@@ -204,6 +224,9 @@ int main(int argc, char **argv)
         {"refusal-backoff", required_argument, NULL, OPT_BACKOFF},
         {"refusal-backoff-max", required_argument, NULL, OPT_BACKOFF_MAX},
         {"keep-images", no_argument, NULL, OPT_KEEP_IMAGES},
+        {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
+        {"disk-budget", required_argument, NULL, OPT_DISK_BUDGET},
+        {"policy", required_argument, NULL, OPT_POLICY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -234,7 +257,8 @@ int main(int argc, char **argv)
     if (optind < argc) {
         const char *cmd = argv[optind];
         const char *model = optind + 1 < argc ? argv[optind + 1] : NULL;
-        int needs_model = !strcmp(cmd, "evict") || !strcmp(cmd, "attach");
+        int needs_model =
+            !strcmp(cmd, "evict") || !strcmp(cmd, "attach") || !strcmp(cmd, "prepare");
         if (argc - optind != 1 + needs_model) {
             usage(stderr);
             return 2;
@@ -245,6 +269,8 @@ int main(int argc, char **argv)
     }
     if (cfg.threads == 0)
         cfg.threads = 1;
+    if (cfg.disk_budget == 0)
+        cfg.disk_budget = cfg.budget > UINT64_MAX / 4 ? UINT64_MAX : cfg.budget * 4;
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.max_threads = nproc < 1 ? 1 : nproc > PROTO_MAX_THREADS ? PROTO_MAX_THREADS : (int)nproc;
     if (cfg.refusal_backoff_max_ms < cfg.refusal_backoff_ms)

@@ -18,10 +18,16 @@ static json_t *model_json(const struct model *m)
     char src[SHA256_HEX_LEN], img[SHA256_HEX_LEN];
     sha256_hex(m->source_sha, src);
     sha256_hex(m->image_sha, img);
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f}", "identity", m->idhex, "names",
-                     m->names, "source_sha256", src, "image_sha256", img, "threads", m->threads,
-                     "size", (json_int_t)m->size, "last_use_ms", (json_int_t)m->last_use_ms,
-                     "release_seq", (json_int_t)m->release_seq, "compile_seconds", m->compile_s);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f}", "identity", m->idhex, "names",
+                  m->names, "source_sha256", src, "image_sha256", img, "threads", m->threads,
+                  "size", (json_int_t)m->size, "last_use_ms", (json_int_t)m->last_use_ms,
+                  "release_seq", (json_int_t)m->release_seq, "compile_seconds", m->compile_s);
+    if (j)
+        json_object_update_new(j,
+                               json_pack("{s:f, s:I, s:f}", "read_seconds", m->read_s, "frequency",
+                                         (json_int_t)m->freq, "priority", m->priority));
+    return j;
 }
 
 int manifest_write(int dir_fd, const char *name, const struct catalog *c, const char *fingerprint,
@@ -31,8 +37,8 @@ int manifest_write(int dir_fd, const char *name, const struct catalog *c, const 
     for (const struct model *m = c->models; m; m = m->next)
         if (m->state == MODEL_RESIDENT)
             json_array_append_new(models, model_json(m));
-    json_t *root =
-        json_pack("{s:i, s:s, s:o}", "version", 1, "fingerprint", fingerprint, "models", models);
+    json_t *root = json_pack("{s:i, s:s, s:f, s:o}", "version", 1, "fingerprint", fingerprint,
+                             "clock", c->clock, "models", models);
     char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!text)
@@ -45,10 +51,11 @@ int manifest_write(int dir_fd, const char *name, const struct catalog *c, const 
 static int entry_from_json(json_t *j, struct manifest_entry *e)
 {
     const char *id = NULL, *names = "";
-    json_int_t last = 0, seq = 0;
-    double compile_s = 0;
-    if (json_unpack(j, "{s:s, s?s, s?I, s?I, s?F}", "identity", &id, "names", &names, "last_use_ms",
-                    &last, "release_seq", &seq, "compile_seconds", &compile_s) < 0)
+    json_int_t last = 0, seq = 0, freq = 0;
+    double compile_s = 0, read_s = 0, priority = 0;
+    if (json_unpack(j, "{s:s, s?s, s?I, s?I, s?F, s?F, s?I, s?F}", "identity", &id, "names", &names,
+                    "last_use_ms", &last, "release_seq", &seq, "compile_seconds", &compile_s,
+                    "read_seconds", &read_s, "frequency", &freq, "priority", &priority) < 0)
         return -1;
     uint8_t digest[SHA256_LEN];
     if (strlen(id) != 64 || sha256_parse_hex(id, digest) < 0 || strlen(names) >= sizeof(e->names))
@@ -58,7 +65,10 @@ static int entry_from_json(json_t *j, struct manifest_entry *e)
     snprintf(e->names, sizeof(e->names), "%s", names);
     e->last_use_ms = last;
     e->release_seq = seq > 0 ? (uint64_t)seq : 0;
-    e->compile_s = compile_s;
+    e->compile_s = compile_s >= 0 && compile_s < 1e9 ? compile_s : 0;
+    e->read_s = read_s >= 0 && read_s < 1e9 ? read_s : 0;
+    e->freq = freq > 0 ? (uint64_t)freq : 0;
+    e->priority = priority >= 0 && priority < 1e300 ? priority : 0;
     return 0;
 }
 
@@ -114,6 +124,9 @@ int manifest_read(int dir_fd, const char *name, struct manifest *out, char *err,
     json_t *root = json_loadb(text, len, 0, &jerr);
     free(text);
     json_t *models = root ? json_object_get(root, "models") : NULL;
+    json_t *clock = root ? json_object_get(root, "clock") : NULL;
+    if (json_is_number(clock) && json_number_value(clock) >= 0 && json_number_value(clock) < 1e300)
+        out->clock = json_number_value(clock);
     if (!json_is_array(models)) {
         json_decref(root);
         return seterr(err, errlen, -EINVAL, "manifest %s: not a store manifest (%s)", path,

@@ -3,8 +3,10 @@
  *
  * Owns: the manifest's JSON form. The image files are the truth (a restarted store adopts what
  * verifies); the manifest only carries what a file cannot: the names a model was attached by, its
- * last use (the LRU order survives a restart) and its compile time. Written atomically after
- * every change, so a SIGKILL leaves either the old or the new one.
+ * last use (the LRU order survives a restart), its compile and disk-read times, its use count
+ * and GDSF priority with the catalog's clock (the GDSF order survives too). The disk tier keeps
+ * one of its own in its directory. Written atomically after every change, so a SIGKILL leaves
+ * either the old or the new one.
  */
 #ifndef SHMFAAS_STORE_MANIFEST_H
 #define SHMFAAS_STORE_MANIFEST_H
@@ -17,11 +19,15 @@ struct manifest_entry {
     int64_t last_use_ms;
     uint64_t release_seq;
     double compile_s;
+    double read_s;
+    uint64_t freq;
+    double priority;
 };
 
 struct manifest {
     struct manifest_entry *e;
     size_t n;
+    double clock; /* the catalog's GDSF clock */
 };
 
 #define MANIFEST_NAME "manifest.json"

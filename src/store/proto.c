@@ -227,6 +227,7 @@ static const struct proto_kind kinds[] = {
     {PROTO_STATS, "STATS", enc_empty, dec_empty},
     {PROTO_LS, "LS", enc_empty, dec_empty},
     {PROTO_EVICT, "EVICT", enc_ref, dec_ref},
+    {PROTO_PREPARE, "PREPARE", enc_ref, dec_ref},
     {PROTO_OK, "OK", enc_empty, dec_empty},
     {PROTO_ATTACHED, "ATTACHED", enc_attached, dec_attached},
     {PROTO_JSON, "JSON", enc_json, dec_json},

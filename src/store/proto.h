@@ -16,6 +16,8 @@
  *   STATS  {}              → JSON {totals, models}
  *   LS     {}              → JSON {models}
  *   EVICT  {ref}           → OK
+ *   PREPARE {threads, ref} → OK once the image is resident (compiled or read back from the disk
+ *                            tier); no lease: compile ahead of the first attach
  *   any request            → ERROR {code, message} when it fails
  * A connection the store does not admit (uid not allowed, per-uid or total cap) gets one ERROR
  * with seq 0 and is closed; proto_call() returns it as the answer to the first request.
@@ -47,6 +49,7 @@ enum proto_type {
     PROTO_STATS = 3,
     PROTO_LS = 4,
     PROTO_EVICT = 5,
+    PROTO_PREPARE = 6,
     PROTO_OK = 64,
     PROTO_ATTACHED = 65,
     PROTO_JSON = 66,

@@ -7,19 +7,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-static json_t *model_json(const struct model *m)
+/* A model of the RAM tier; on_disk: whether the disk tier has its image too. */
+static json_t *model_json(const struct model *m, int on_disk)
 {
     char src[SHA256_HEX_LEN], img[SHA256_HEX_LEN];
     sha256_hex(m->source_sha, src);
     sha256_hex(m->image_sha, img);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:I, s:f}", "names", m->names,
-                     "identity", m->idhex, "source_sha256", src, "image_sha256", img, "state",
-                     m->state == MODEL_RESIDENT ? "resident" : "compiling", "threads", m->threads,
-                     "bytes", (json_int_t)m->size, "leases", m->leases, "last_use_ms",
-                     (json_int_t)m->last_use_ms, "compile_seconds", m->compile_s);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:I, s:f}", "names", m->names,
+                  "identity", m->idhex, "source_sha256", src, "image_sha256", img, "state",
+                  m->state == MODEL_RESIDENT ? "resident" : "compiling", "threads", m->threads,
+                  "bytes", (json_int_t)m->size, "leases", m->leases, "last_use_ms",
+                  (json_int_t)m->last_use_ms, "compile_seconds", m->compile_s);
+    if (j)
+        json_object_update_new(j, json_pack("{s:I, s:f, s:f, s:f, s:b}", "frequency",
+                                            (json_int_t)m->freq, "reload_seconds", m->cost_s,
+                                            "priority", m->priority, "read_seconds", m->read_s,
+                                            "on_disk", on_disk));
+    return j;
 }
 
-static json_t *totals_json(const struct catalog *c, const struct store_counters *n)
+/* A model of the disk tier. */
+static json_t *disk_model_json(const struct model *m)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f}", "names", m->names, "identity",
+                     m->idhex, "state", m->writing ? "writing" : "stored", "bytes",
+                     (json_int_t)m->size, "frequency", (json_int_t)m->freq, "compile_seconds",
+                     m->compile_s, "read_seconds", m->read_s, "priority", m->priority);
+}
+
+static json_t *disk_totals_json(const struct catalog *disk, const struct store_counters *n)
+{
+    return json_pack(
+        "{s:b, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:f}", "disk_tier",
+        disk != NULL, "disk_models", (json_int_t)(disk ? catalog_count(disk, MODEL_RESIDENT) : 0),
+        "disk_bytes", (json_int_t)(disk ? disk->resident_bytes : 0), "disk_budget_bytes",
+        (json_int_t)(disk ? disk->budget : 0), "disk_hits", (json_int_t)n->disk_hits, "disk_reads",
+        (json_int_t)n->disk_reads, "disk_read_seconds", n->disk_read_s, "disk_writes",
+        (json_int_t)n->disk_writes, "disk_write_failures", (json_int_t)n->disk_write_failures,
+        "disk_write_seconds", n->disk_write_s, "disk_evictions", (json_int_t)n->disk_evictions,
+        "disk_dropped", (json_int_t)n->disk_dropped, "disk_adopted", (json_int_t)n->disk_adopted,
+        "disk_clock", disk ? disk->clock : 0.0);
+}
+
+static json_t *totals_json(const struct catalog *c, const struct catalog *disk,
+                           const struct store_counters *n)
 {
     json_t *t = json_pack("{s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
                           "resident_models", (json_int_t)catalog_count(c, MODEL_RESIDENT),
@@ -36,6 +68,12 @@ static json_t *totals_json(const struct catalog *c, const struct store_counters 
                                             (json_int_t)n->refusals_remembered,
                                             "rejected_connections", (json_int_t)n->rejected_conns,
                                             "unsealed_images", (json_int_t)n->unsealed));
+    if (t) {
+        json_object_update_new(t, json_pack("{s:s, s:f, s:I}", "policy",
+                                            catalog_policy_name(c->policy), "clock", c->clock,
+                                            "prepares", (json_int_t)n->prepares));
+        json_object_update_new(t, disk_totals_json(disk, n));
+    }
     return t;
 }
 
@@ -53,16 +91,22 @@ static json_t *refusals_json(const struct refusals *r, int64_t now_ms)
     return a;
 }
 
-char *stats_json(const struct catalog *c, const struct store_counters *n, const struct refusals *r,
-                 int64_t now_ms, int with_totals)
+char *stats_json(const struct catalog *c, const struct catalog *disk,
+                 const struct store_counters *n, const struct refusals *r, int64_t now_ms,
+                 int with_totals)
 {
     json_t *models = json_array();
     for (const struct model *m = c->models; m; m = m->next)
-        json_array_append_new(models, model_json(m));
+        json_array_append_new(models,
+                              model_json(m, disk && catalog_find(disk, m->identity) != NULL));
     json_t *root = json_pack("{s:o}", "models", models);
     if (root && with_totals) {
-        json_object_set_new(root, "totals", totals_json(c, n));
+        json_t *stored = json_array();
+        for (const struct model *m = disk ? disk->models : NULL; m; m = m->next)
+            json_array_append_new(stored, disk_model_json(m));
+        json_object_set_new(root, "totals", totals_json(c, disk, n));
         json_object_set_new(root, "refusals", refusals_json(r, now_ms));
+        json_object_set_new(root, "disk", stored);
     }
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
@@ -127,7 +171,8 @@ static void model_metrics(struct text *t, const struct catalog *c)
                  m->leases);
 }
 
-char *stats_prometheus(const struct catalog *c, const struct store_counters *n)
+char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
+                       const struct store_counters *n)
 {
     struct text t = {.p = malloc(4096), .cap = 4096};
     if (!t.p)
@@ -157,6 +202,31 @@ char *stats_prometheus(const struct catalog *c, const struct store_counters *n)
     metric(&t, "unsealed_images_total", "counter",
            "Images handed out without the immutable flag (unavailable on this host).",
            (double)n->unsealed);
+    metric(&t, "prepares_total", "counter", "PREPARE requests (compile ahead).",
+           (double)n->prepares);
+    metric(&t, "disk_models", "gauge", "Images in the disk tier.",
+           (double)(disk ? catalog_count(disk, MODEL_RESIDENT) : 0));
+    metric(&t, "disk_bytes", "gauge", "Bytes of the disk tier's images.",
+           (double)(disk ? disk->resident_bytes : 0));
+    metric(&t, "disk_budget_bytes", "gauge", "The disk tier's budget.",
+           (double)(disk ? disk->budget : 0));
+    metric(&t, "disk_hits_total", "counter", "RAM misses served by a read back, no compile.",
+           (double)n->disk_hits);
+    metric(&t, "disk_reads_total", "counter", "Read backs from the disk tier begun.",
+           (double)n->disk_reads);
+    metric(&t, "disk_read_seconds_total", "counter", "Seconds spent reading images back.",
+           n->disk_read_s);
+    metric(&t, "disk_writes_total", "counter", "Images written to the disk tier.",
+           (double)n->disk_writes);
+    metric(&t, "disk_evictions_total", "counter", "Images evicted from the disk tier.",
+           (double)n->disk_evictions);
+    metric(&t, "disk_dropped_total", "counter",
+           "Disk tier files that failed verification (deleted, compiled again).",
+           (double)n->disk_dropped);
+    emit(&t,
+         "# HELP shmfaas_store_policy The eviction policy in use (label).\n"
+         "# TYPE shmfaas_store_policy gauge\nshmfaas_store_policy{policy=\"%s\"} 1\n",
+         catalog_policy_name(c->policy));
     model_metrics(&t, c);
     if (t.failed) {
         free(t.p);

@@ -1,8 +1,9 @@
 /*
  * store.h — the shmfaas-store daemon's pieces and how they fit (internal).
  *
- * Threads: the event loop (daemon.c) owns every piece of state below; the two workers (worker.c:
- * one reads and hashes model files, one compiles) see only the jobs handed to them; the metrics
+ * Threads: the event loop (daemon.c) owns every piece of state below; the three workers
+ * (worker.c: one reads and hashes model files and reads images back from the disk tier, one
+ * compiles, one writes images to the disk tier) see only the jobs handed to them; the metrics
  * server (metrics.c) sees only a text snapshot the loop publishes under a mutex. Nothing else is
  * shared, so nothing else is locked.
  *
@@ -12,7 +13,10 @@
  * admitted only after room is made for it); leases die with their connection; a connection from
  * a uid that may not use the store, or past its cap, is closed at accept; a refused model is not
  * compiled again within its backoff window; a clean stop leaves no image behind (unless
- * --keep-images), a crash leaves them for re-adoption.
+ * --keep-images), a crash leaves them for re-adoption. The disk tier (--disk-dir) never exceeds
+ * --disk-budget; an image read back from it is verified (engine_image_verify + identity) before
+ * it is written into the RAM tier, and one that fails is deleted and compiled again; a disk
+ * write runs after the attach it follows was answered, on its own thread.
  */
 #ifndef SHMFAAS_STORE_STORE_H
 #define SHMFAAS_STORE_STORE_H
@@ -42,9 +46,12 @@ struct store_config {
     const char *models;
     const char *metrics; /* "HOST:PORT" or NULL */
     uint64_t budget;
-    int threads;       /* compile thread count when a client says 0 */
-    int no_warm_cache; /* evict an image as soon as its last lease is released */
-    int keep_images;   /* a clean stop leaves images and manifest for the next start */
+    const char *disk_dir;       /* the disk tier, or NULL: none */
+    uint64_t disk_budget;       /* its bytes */
+    enum catalog_policy policy; /* both tiers */
+    int threads;                /* compile thread count when a client says 0 */
+    int no_warm_cache;          /* evict an image as soon as its last lease is released */
+    int keep_images;            /* a clean stop leaves images and manifest for the next start */
     struct uid_range allow[STORE_MAX_ALLOW];
     int n_allow;
     int max_conns_per_uid;                  /* connections one uid may hold at once */
@@ -67,6 +74,12 @@ struct store_counters {
     uint64_t refusals, refusals_remembered, rejected_conns;
     uint64_t unsealed; /* images handed out without the immutable flag (flag unavailable) */
     double compile_s;
+    uint64_t prepares; /* PREPARE requests (compile ahead) */
+    /* disk tier: hits = RAM misses served by a disk read (no compile); reads = reads begun;
+     * dropped = files that failed verification (deleted, compiled again) */
+    uint64_t disk_hits, disk_reads, disk_writes, disk_write_failures, disk_evictions, disk_dropped;
+    uint64_t disk_adopted;
+    double disk_read_s, disk_write_s;
 };
 
 /* ---- rate-limited logging of bad clients (daemon.c) ---- */
@@ -132,8 +145,10 @@ void refusals_free(struct refusals *r);
 /* ---- background work (worker.c) ---- */
 
 /* Anything that takes long enough to stall the loop runs on a worker thread: reading and hashing
- * a model file (one worker), compiling it (another, so a compile never delays a hash). */
-enum job_kind { JOB_HASH, JOB_COMPILE };
+ * a model file or reading an image back from the disk tier (one worker), compiling (another, so
+ * a compile never delays a hash), writing an image to the disk tier (a third, so a write never
+ * delays an attach). */
+enum job_kind { JOB_HASH, JOB_COMPILE, JOB_DISK_READ, JOB_DISK_WRITE };
 
 struct job {
     enum job_kind kind;
@@ -141,21 +156,27 @@ struct job {
     char path[PATH_MAX]; /* the model file */
     uint64_t conn_id;    /* HASH: the attach waiting for it */
     uint32_t seq;
+    int prepare; /* HASH: a PREPARE (answered OK, no lease) rather than an ATTACH */
     int threads;
     char shapes[REF_MAX_SHAPES + 1]; /* input shapes to compile for, canonical text; "" none */
     char name[PROTO_MAX_NAME + 1];
-    bool pinned;             /* HASH: the ref pinned the file's SHA-256 (@sha256:) ... */
-    uint8_t pin[SHA256_LEN]; /* ... to this */
+    bool pinned;                  /* HASH: the ref pinned the file's SHA-256 (@sha256:) ... */
+    uint8_t pin[SHA256_LEN];      /* ... to this */
     char base_dir[PATH_MAX];      /* COMPILE: where external data files are */
-    uint8_t identity[SHA256_LEN]; /* COMPILE */
+    uint8_t identity[SHA256_LEN]; /* COMPILE, DISK_* */
+    int disk_fd;                  /* DISK_*: the disk tier's directory */
+    int image_fd;                 /* DISK_WRITE: O_RDONLY fd of the RAM image (the job owns it) */
+    uint64_t disk_len;            /* DISK_*: the image's size */
     /* set by the worker */
     uint8_t *onnx; /* HASH: the bytes read, kept for the compile */
     size_t onnx_len;
     struct stat st;                 /* HASH: the file as it was read */
     uint8_t source_sha[SHA256_LEN]; /* HASH */
     int rc;
-    void *image; /* COMPILE */
+    void *image; /* COMPILE, DISK_READ */
     size_t image_len;
+    int disk_rc; /* DISK_READ: < 0 when the file failed (then HASH fields are filled: compile) */
+    uint8_t image_sha[SHA256_LEN]; /* DISK_READ: of the bytes read back */
     double seconds;
     char err[PROTO_MAX_ERR];
     struct job *next;
@@ -192,11 +213,19 @@ void job_free(struct job *job);
  * before 6.0 on tmpfs, no CAP_LINUX_IMMUTABLE) this is logged once and mode 0600, O_RDONLY fds
  * and the store's uid are what protect the image. */
 
+/* Verifies an image in memory (engine_image_verify) and that its content is what identity says;
+ * fills tmpl's source_sha and threads (not image_sha: the caller hashes the bytes if needed). */
+int image_check(const void *p, size_t len, const uint8_t identity[SHA256_LEN], struct model *tmpl,
+                char *err, size_t errlen);
+/* Evicts (policy order) what exceeds c's budget, unlinking the files; counts in *evictions. */
+int image_trim(int dir_fd, const char *dir, struct catalog *c, uint64_t *evictions);
+
 /* Writes <idhex>.plan in dir_fd (temp file O_EXCL|O_NOFOLLOW + renameat, mode 0600), seals it,
- * hashes it, and returns an O_RDONLY fd of it. */
+ * checks that the sealed file holds exactly image's bytes, and returns an O_RDONLY fd of it;
+ * sha = SHA-256 of the bytes (known_sha when the caller hashed them already, else computed). */
 int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
-                uint8_t sha[SHA256_LEN], int *fd, struct store_counters *n, char *err,
-                size_t errlen);
+                const uint8_t *known_sha, uint8_t sha[SHA256_LEN], int *fd,
+                struct store_counters *n, char *err, size_t errlen);
 /* Clears the immutable flag of name in dir_fd and unlinks it; ENOENT is success. */
 int image_unlink(int dir_fd, const char *name);
 /* Re-adopts the images in dir_fd into c (verify + open + identity check + seal), deleting
@@ -206,8 +235,29 @@ int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store
                     char *err, size_t errlen);
 /* Removes every image, temp file and the manifest from dir_fd (a clean stop, or `purge`). */
 void image_remove_all(int dir_fd, const char *dir);
-/* Opens (creating 0700 if missing) the store's image directory and checks it. */
-int image_dir_open(const char *dir, char *err, size_t errlen);
+/* Opens (creating 0700 if missing) an image directory and checks it; flag names it in errors. */
+int image_dir_open(const char *dir, const char *flag, char *err, size_t errlen);
+
+/* ---- the disk tier (disk.c) ---- */
+
+/* <disk-dir>/<idhex>.plan: the same bytes as the RAM image, not sealed (never handed out),
+ * written with write_file_atomic_at (O_EXCL|O_NOFOLLOW temp, fsync, renameat, fsync of the
+ * directory) and read back with read() into memory, where it is verified before anything maps
+ * it; plus <disk-dir>/manifest.json. */
+
+/* Indexes the files of the disk tier into c (by name and size; the content is verified when it
+ * is read back), deleting temp files and anything that is not a regular file of the store's
+ * user; names, frequencies and priorities from its manifest. Trims to c's budget. */
+int disk_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
+                   char *err, size_t errlen);
+/* Worker side: reads job->identity's file (DISK_READ) into job->image and verifies it; on
+ * success fills job->source_sha and threads from the image; on failure disk_rc < 0, the buffer
+ * is freed (never mapped) and the worker reads and hashes job->path instead, for the compile. */
+void disk_read_job(struct job *job);
+/* Worker side: writes the image behind job->image_fd to the disk tier (DISK_WRITE). */
+void disk_write_job(struct job *job);
+/* Unlinks <idhex>.plan of the disk tier. */
+int disk_unlink(int dir_fd, const char *idhex);
 
 /* Identity = SHA-256(source sha ‖ engine fingerprint ‖ threads as u32 LE [‖ '?' ‖ shapes]):
  * shapes (canonical engine_shapes_format text) only when the image was compiled for given input
@@ -217,11 +267,14 @@ void model_identity(const uint8_t source_sha[SHA256_LEN], const char *fingerprin
 
 /* ---- stats (stats.c) ---- */
 
-/* The STATS (with_totals: also totals and refusals) or LS JSON; malloc'd. */
-char *stats_json(const struct catalog *c, const struct store_counters *n, const struct refusals *r,
-                 int64_t now_ms, int with_totals);
+/* The STATS (with_totals: also totals, refusals and the disk tier) or LS JSON; malloc'd. disk is
+ * NULL without a disk tier. */
+char *stats_json(const struct catalog *c, const struct catalog *disk,
+                 const struct store_counters *n, const struct refusals *r, int64_t now_ms,
+                 int with_totals);
 /* Prometheus text exposition; malloc'd. */
-char *stats_prometheus(const struct catalog *c, const struct store_counters *n);
+char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
+                       const struct store_counters *n);
 
 /* ---- metrics server (metrics.c) ---- */
 
@@ -239,6 +292,7 @@ int store_run(const struct store_config *cfg);
 
 /* ---- operator subcommands (cmd.c) ---- */
 
+/* ls, stats, evict MODEL, attach MODEL, prepare MODEL (compile ahead: returns when resident). */
 int store_cmd(const char *cmd, const char *socket_path, const char *model, int threads);
 /* `shmfaas-store purge`: removes the images (unsealed), temp files and manifest a stopped or
  * crashed store left in dir, and the directory when empty; refused while a store uses dir (it

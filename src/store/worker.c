@@ -1,7 +1,8 @@
 /*
- * A worker: one thread that runs queued jobs in order — reading + hashing a model file, or
- * compiling ONNX bytes into a plan image (one at a time: a compile already uses the machine; two
- * would only fight for it). The loop learns of a finished job through a pipe, so it never blocks.
+ * A worker: one thread that runs queued jobs in order — reading + hashing a model file, reading
+ * an image back from the disk tier, compiling ONNX bytes into a plan image (one at a time: a
+ * compile already uses the machine; two would only fight for it), or writing an image to the
+ * disk tier. The loop learns of a finished job through a pipe, so it never blocks.
  */
 #include "store/store.h"
 
@@ -75,10 +76,22 @@ static void *worker_main(void *arg)
         struct job *job = w->todo;
         w->todo = job->next;
         pthread_mutex_unlock(&w->lock);
-        if (job->kind == JOB_HASH)
+        switch (job->kind) {
+        case JOB_HASH:
             hash_one(job);
-        else
+            break;
+        case JOB_COMPILE:
             compile_one(job);
+            break;
+        case JOB_DISK_READ:
+            disk_read_job(job);
+            if (job->disk_rc < 0 && !job->onnx) /* the compile needs the model's bytes */
+                hash_one(job);
+            break;
+        case JOB_DISK_WRITE:
+            disk_write_job(job);
+            break;
+        }
         pthread_mutex_lock(&w->lock);
         push_back(&w->done, job);
         char byte = 1;
@@ -133,6 +146,8 @@ void job_free(struct job *job)
     free(job->onnx);
     if (job->image)
         engine_image_free(job->image);
+    if (job->kind == JOB_DISK_WRITE && job->image_fd >= 0)
+        close(job->image_fd);
     free(job);
 }
 

@@ -88,7 +88,7 @@ static void test_lru_eviction_and_refusal(void **state)
     budget = size * 2 + size / 2; /* two fit, three do not */
     char b[32];
     snprintf(b, sizeof(b), "%llu", (unsigned long long)budget);
-    env_start(e, b, NULL);
+    env_start(e, b, (const char *[]){"--policy", "lru", NULL}); /* this pins LRU; GDSF: tiers */
     struct store_client *c;
     char err[1024];
     assert_int_equal(store_connect(e->sock, &c, err, sizeof(err)), 0);

@@ -1,5 +1,5 @@
-/* Unit tests for the store's bookkeeping: budget + LRU (catalog.h), model refs (ref.h), the
- * manifest (manifest.h), remembered refusals, the log rate limiter and the thread-count rule
+/* Unit tests for the store's bookkeeping: budget + LRU and GDSF (catalog.h), model refs (ref.h),
+ * the manifest (manifest.h), remembered refusals, the log rate limiter and the thread-count rule
  * (store.h). No daemon: these pin the rules the integration tests rely on. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +36,7 @@ static void test_budget_evicts_least_recently_released(void **state)
 {
     struct catalog c;
     catalog_init(&c, 10 * MiB);
+    c.policy = CATALOG_LRU;
     struct model *a = add(&c, 1, "a", 4 * MiB), *b = add(&c, 2, "b", 4 * MiB);
     catalog_lease(&c, a, 1);
     catalog_lease(&c, b, 2);
@@ -51,6 +52,97 @@ static void test_budget_evicts_least_recently_released(void **state)
     assert_int_equal(catalog_plan_room(&c, 2 * MiB, "c", victims, 4, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     catalog_free(&c);
+}
+
+/* A model used `uses` times (leased and released), with a reload cost of cost_s seconds. */
+static void use(struct catalog *c, struct model *m, double cost_s, int uses)
+{
+    for (int i = 0; i < uses; i++) {
+        catalog_set_cost(c, m, cost_s);
+        catalog_lease(c, m, 1);
+        catalog_release(c, m, 2);
+    }
+}
+
+/* The victim plan_room picks to fit need bytes (exactly one expected). */
+static struct model *victim(struct catalog *c, uint64_t need)
+{
+    struct model *v[4];
+    size_t n;
+    char err[512];
+    assert_int_equal(catalog_plan_room(c, need, "new", v, 4, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    return v[0];
+}
+
+/* A constructed sequence where LRU and GDSF disagree: GDSF keeps what is expensive to reload
+ * per byte, or often used, even when it was released longer ago; its clock then ages the rest. */
+static void test_gdsf_evicts_by_priority_where_lru_would_not(void **state)
+{
+    struct catalog lru, gdsf;
+    struct model *la, *lb, *ga, *gb;
+    catalog_init(&lru, 10 * MiB);
+    catalog_init(&gdsf, 10 * MiB);
+    lru.policy = CATALOG_LRU;
+    assert_int_equal(gdsf.policy, CATALOG_GDSF); /* the default */
+    /* b: 4 MiB, 9 s to compile, used first; a: 4 MiB, 1 s, used after. */
+    lb = add(&lru, 2, "b", 4 * MiB);
+    la = add(&lru, 1, "a", 4 * MiB);
+    gb = add(&gdsf, 2, "b", 4 * MiB);
+    ga = add(&gdsf, 1, "a", 4 * MiB);
+    use(&lru, lb, 9, 1);
+    use(&lru, la, 1, 1);
+    use(&gdsf, gb, 9, 1);
+    use(&gdsf, ga, 1, 1);
+    assert_ptr_equal(victim(&lru, 4 * MiB), lb);  /* least recently released */
+    assert_ptr_equal(victim(&gdsf, 4 * MiB), ga); /* 1 s / 4 MiB < 9 s / 4 MiB */
+    double pa = ga->priority;
+    assert_true(pa > 0 && gb->priority > pa);
+    catalog_evict(&gdsf, ga);
+    assert_true(gdsf.clock == pa); /* the clock rises to the victim's priority */
+
+    /* Frequency: c (1 s, used 5 times) outlives b (2 s, used once) of the same size, though b
+     * is the one used last. A new use is priced from the new clock. */
+    struct model *gc = add(&gdsf, 3, "c", 4 * MiB);
+    use(&gdsf, gc, 1, 5);
+    use(&gdsf, gb, 2, 1); /* b's second use, at 2 s: priority = clock + 2 × 2 s / 4 MiB */
+    assert_true(gb->freq == 2 && gc->freq == 5);
+    assert_true(gb->priority == pa + 2.0 * 2 / (4.0 * MiB));
+    assert_ptr_equal(victim(&gdsf, 4 * MiB), gb);
+
+    /* Size: per byte, a big cheap image goes before a small expensive one. */
+    struct catalog s;
+    catalog_init(&s, 700 * MiB);
+    struct model *big = add(&s, 4, "big", 600 * MiB), *small = add(&s, 5, "small", 50 * MiB);
+    use(&s, small, 1, 1); /* small released first: LRU would evict it */
+    use(&s, big, 3, 1);   /* 3 s / 600 MiB < 1 s / 50 MiB */
+    assert_ptr_equal(victim(&s, 100 * MiB), big);
+
+    /* A lease still pins: the lowest priority is skipped while leased. */
+    catalog_lease(&s, big, 3);
+    assert_ptr_equal(victim(&s, 100 * MiB), small);
+    catalog_release(&s, big, 4);
+
+    /* A cheaper reload (a disk copy appeared) lowers the priority from the same base. */
+    double before = small->priority;
+    catalog_set_cost(&s, small, 0.5);
+    assert_true(small->priority < before);
+    assert_true(small->priority == before - 0.5 / (50.0 * MiB));
+    catalog_free(&lru);
+    catalog_free(&gdsf);
+    catalog_free(&s);
+}
+
+static void test_policy_names(void **state)
+{
+    enum catalog_policy p;
+    assert_int_equal(catalog_policy_parse("lru", &p), 0);
+    assert_int_equal(p, CATALOG_LRU);
+    assert_string_equal(catalog_policy_name(p), "lru");
+    assert_int_equal(catalog_policy_parse("gdsf", &p), 0);
+    assert_int_equal(p, CATALOG_GDSF);
+    assert_string_equal(catalog_policy_name(p), "gdsf");
+    assert_int_equal(catalog_policy_parse("LFU", &p), -EINVAL);
 }
 
 static void test_budget_refuses_with_pinned_details(void **state)
@@ -203,6 +295,10 @@ static void test_manifest_roundtrip(void **state)
     struct model *a = add(&c, 1, "resnet18", 3 * MiB);
     a->last_use_ms = 1234;
     a->compile_s = 2.5;
+    a->read_s = 0.125;
+    a->freq = 7;
+    a->priority = 3.5e-6;
+    c.clock = 1.5e-6;
     struct model *compiling = catalog_add(&c, (uint8_t[SHA256_LEN]){9}, a->source_sha, 1, "x");
     assert_non_null(compiling);
     char err[512];
@@ -217,6 +313,8 @@ static void test_manifest_roundtrip(void **state)
     assert_string_equal(e->names, "resnet18");
     assert_int_equal(e->last_use_ms, 1234);
     assert_true(e->release_seq == a->release_seq);
+    assert_true(e->compile_s == 2.5 && e->read_s == 0.125); /* GDSF's inputs survive a restart */
+    assert_true(e->freq == 7 && e->priority == 3.5e-6 && m.clock == 1.5e-6);
     manifest_free(&m);
     /* Missing: empty. Garbage: an error, not a crash. */
     assert_int_equal(manifest_read(dir, "none.json", &m, err, sizeof(err)), 0);
@@ -313,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_loglimit_one_line_per_second),
         cmocka_unit_test(test_thread_counts_allowed),
         cmocka_unit_test(test_budget_evicts_least_recently_released),
+        cmocka_unit_test(test_gdsf_evicts_by_priority_where_lru_would_not),
+        cmocka_unit_test(test_policy_names),
         cmocka_unit_test(test_budget_refuses_with_pinned_details),
         cmocka_unit_test(test_resident_bytes_follow_admit_and_remove),
         cmocka_unit_test(test_names_and_hash_lookup),
