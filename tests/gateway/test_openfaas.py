@@ -18,6 +18,8 @@ CASE:
            remove -f, model push NAME:TAG and model ls.
   rolling  a rolling update from m:v1 to m:v2 (PUT, as faas-cli sends it) under load from 4
            clients for 5 s: no request fails, the old instances are retired, m:v2 answers.
+  refusal  a model the store's budget refuses, deployed as big:latest and big:v1: list and
+           describe show the store's reason for both refs.
 """
 import hashlib
 import json
@@ -340,7 +342,45 @@ def case_rolling(gw):
     check(gw.invoke("roll").body == b_body, "m:v2 (tiny_b) answers")
 
 
-CASES = {"refs": case_refs, "faascli": case_faascli, "rolling": case_rolling}
+# ---------------------------------------------------------------- refusals by ref
+
+def case_refusal(gw):
+    """A model the budget can never hold, deployed as faas-cli names it (big:latest) and by a tag
+    (big:v1): list and describe show the store's own reason for both (the store lists them as
+    "big" and "big:v1")."""
+    import test_privsep as tp
+    gw.stop()
+    gw.extra += ["--budget", "1Mi"]
+    tp.big_model(os.path.join(gw.models, "big.onnx"))
+    os.makedirs(os.path.join(gw.models, "big"))
+    v1 = os.path.join(gw.models, "big", "v1.onnx")
+    tp.big_model(v1)
+    import onnx
+    m = onnx.load(v1)
+    m.graph.name = "big version 1"  # other bytes: another identity, its own refusal
+    onnx.save(m, v1)
+    gw.start()
+    fc = FaasCli(gw)
+    fc.deploy({"functions": {"big-latest": {"image": "big", "environment": ENV},
+                             "big-v1": {"image": "big:v1", "environment": ENV}}})
+    deadline = time.time() + 30
+    reasons = {}
+    while time.time() < deadline:
+        fns = gw.functions()
+        reasons = {n: (fns.get(n) or {}).get("refusal") for n in ("big-latest", "big-v1")}
+        if all(r and "refused the model" not in r for r in reasons.values()):
+            break
+        time.sleep(0.2)
+    print("refusals:", reasons)
+    for n, r in reasons.items():
+        check(r and "budget" in r and "refused the model" not in r,
+              "%s shows the store's reason: %s" % (n, r))
+    check(gw.req("GET", "/system/function/big-latest").json().get("refusal") ==
+          reasons["big-latest"], "describe shows it too")
+
+
+CASES = {"refs": case_refs, "faascli": case_faascli, "rolling": case_rolling,
+         "refusal": case_refusal}
 
 if __name__ == "__main__":
     tg.run_main(CASES, "shmfaas-of-")
