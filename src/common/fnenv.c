@@ -16,6 +16,7 @@ const struct fn_env_key fn_env_keys[] = {
     {"labels", true}, /* a path: confined to the models directory (common/confine.h) */
     {"input_shape", true},
     {"image_layout", true},
+    {"image_fit", true},
     /* output=boxes (src/fn/boxes.c) */
     {"boxes_format", true},
     {"anchors", true},

@@ -131,17 +131,21 @@ static void set_defaults(struct fn_config *c)
     snprintf(c->listen, sizeof(c->listen), ":8080");
 }
 
-/* output=boxes (boxes.c) and the image layout it usually comes with. */
+/* output=boxes (boxes.c) and the image layout and fit it usually comes with. */
 static int load_boxes_env(struct fn_config *c, char *err, size_t errlen)
 {
     static const char *const layouts[] = {"nchw", "nhwc"};
+    static const char *const fits[] = {"crop", "letterbox"};
     static const char *const formats[] = {"ssd", "corners"};
     static const char *const nms[] = {"hard", "weighted"};
     static const char *const bools[] = {"true", "false"};
     struct fn_boxes_opts *b = &c->codec.boxes;
     int layout = c->codec.image.nhwc, format = (int)b->format, kind = (int)b->nms,
         sig = !b->sigmoid;
+    int fit = c->codec.image.letterbox;
     int rc = env_choice("image_layout", layouts, 2, &layout, err, errlen);
+    if (!rc)
+        rc = env_choice("image_fit", fits, 2, &fit, err, errlen);
     if (!rc)
         rc = env_choice("boxes_format", formats, 2, &format, err, errlen);
     if (!rc)
@@ -159,6 +163,7 @@ static int load_boxes_env(struct fn_config *c, char *err, size_t errlen)
     if (!rc && env("anchors") && *env("anchors"))
         rc = fn_boxes_parse_anchors(env("anchors"), b, err, errlen);
     c->codec.image.nhwc = layout == 1;
+    c->codec.image.letterbox = fit == 1;
     b->format = (enum fn_boxes_format)format;
     b->nms = (enum fn_boxes_nms)kind;
     b->sigmoid = sig == 0;
@@ -247,7 +252,8 @@ static const char usage[] =
     "unix:PATH|HOST:PORT]\n"
     "                  [--threads N] [--labels FILE] [--models DIR] [--log-level LEVEL]\n"
     "env: PORT model store_socket threads input_shape input=json|image|raw\n"
-    "     output=json|topk|boxes image_size image_layout=nchw|nhwc mean std max_pixels topk\n"
+    "     output=json|topk|boxes image_size image_layout=nchw|nhwc image_fit=crop|letterbox\n"
+    "     mean std max_pixels topk\n"
     "     softmax=auto|true|false labels boxes_format=ssd|corners anchors box_scale\n"
     "     score_threshold iou_threshold max_boxes nms=hard|weighted score_sigmoid max_inflight\n"
     "     exec_timeout read_timeout write_timeout idle_release max_body log_level";

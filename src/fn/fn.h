@@ -36,6 +36,7 @@ enum fn_softmax { FN_SOFTMAX_AUTO, FN_SOFTMAX_ON, FN_SOFTMAX_OFF };
 
 struct fn_image_opts {
     int size;            /* shorter side resized to size, then centre crop size x size */
+    bool letterbox;      /* image_fit=letterbox: longer side to size, centred, black padding */
     float mean[3];       /* per channel, on [0,1] values */
     float std[3];        /* per channel, > 0 */
     uint64_t max_pixels; /* width * height a decoded image may have */
@@ -112,7 +113,8 @@ void fn_image_opts_default(struct fn_image_opts *o);
 /* JPEG or PNG (sniffed by magic bytes) → 8-bit RGB; gray, alpha, palette, 16-bit converted. */
 int fn_image_decode(const uint8_t *buf, size_t len, uint64_t max_pixels, struct fn_rgb *out,
                     char *err, size_t errlen);
-/* Resize (bilinear, shorter side to o->size), centre crop, scale to [0,1], normalise → NCHW
+/* Resize (bilinear, shorter side to o->size), centre crop (or letterbox: longer side to o->size,
+ * black padding), scale to [0,1], normalise → NCHW
  * [1,3,size,size] float32 (NHWC [1,size,size,3] with o->nhwc); out->geom says where it came from.
  */
 int fn_image_preprocess(const struct fn_rgb *img, const struct fn_image_opts *o,

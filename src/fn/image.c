@@ -200,11 +200,15 @@ int fn_image_decode(const uint8_t *buf, size_t len, uint64_t max_pixels, struct 
 struct tap {
     uint32_t i0, i1;
     float w1;
+    bool pad; /* letterbox: outside the resized image */
 };
 
-static void axis_taps(struct tap *taps, int n, int offset, double scale, uint32_t src_len)
+/* resized: the resized axis' length; outputs past it (letterbox) are padding. */
+static void axis_taps(struct tap *taps, int n, int offset, double scale, uint32_t src_len,
+                      long resized)
 {
     for (int o = 0; o < n; o++) {
+        taps[o].pad = o + offset < 0 || o + offset >= resized;
         double s = (o + offset + 0.5) / scale - 0.5;
         if (s < 0)
             s = 0;
@@ -244,13 +248,15 @@ int fn_image_preprocess(const struct fn_rgb *img, const struct fn_image_opts *o,
     if (rc < 0)
         return rc;
     int n = o->size;
-    uint32_t short_side = img->width < img->height ? img->width : img->height;
-    double scale = (double)n / short_side;
+    /* crop: the shorter side to n, the middle n x n kept; letterbox: the longer side to n, the
+     * rest padded with black, centred */
+    bool lb = o->letterbox;
+    uint32_t side = (img->width < img->height) != lb ? img->width : img->height;
+    double scale = (double)n / side;
     long rw = lround(img->width * scale), rh = lround(img->height * scale);
-    if (rw < n)
-        rw = n;
-    if (rh < n)
-        rh = n;
+    rw = lb ? (rw > n ? n : rw < 1 ? 1 : rw) : (rw < n ? n : rw);
+    rh = lb ? (rh > n ? n : rh < 1 ? 1 : rh) : (rh < n ? n : rh);
+    int ox = (int)((rw - n) / 2), oy = (int)((rh - n) / 2); /* letterbox: <= 0 */
     struct tap *tx = malloc(sizeof(*tx) * (size_t)n), *ty = malloc(sizeof(*ty) * (size_t)n);
     size_t plane = (size_t)n * n;
     float *data = malloc(plane * 3 * sizeof(float));
@@ -258,14 +264,15 @@ int fn_image_preprocess(const struct fn_rgb *img, const struct fn_image_opts *o,
         free(tx), free(ty), free(data);
         return seterr(err, errlen, -ENOMEM, "image preprocess: out of memory");
     }
-    axis_taps(tx, n, (int)((rw - n) / 2), (double)rw / img->width, img->width);
-    axis_taps(ty, n, (int)((rh - n) / 2), (double)rh / img->height, img->height);
+    axis_taps(tx, n, ox, (double)rw / img->width, img->width, rw);
+    axis_taps(ty, n, oy, (double)rh / img->height, img->height, rh);
     for (int c = 0; c < 3; c++) {
         float inv = 1.0f / o->std[c], mean = o->mean[c];
         for (int y = 0; y < n; y++)
             for (int x = 0; x < n; x++) {
                 size_t at = o->nhwc ? ((size_t)y * n + x) * 3 + c : c * plane + (size_t)y * n + x;
-                data[at] = (sample(img, &tx[x], &ty[y], c) / 255.0f - mean) * inv;
+                float v = tx[x].pad || ty[y].pad ? 0 : sample(img, &tx[x], &ty[y], c);
+                data[at] = (v / 255.0f - mean) * inv;
             }
     }
     free(tx);
@@ -278,8 +285,8 @@ int fn_image_preprocess(const struct fn_rgb *img, const struct fn_image_opts *o,
                                        .size = n,
                                        .scale_x = (double)rw / img->width,
                                        .scale_y = (double)rh / img->height,
-                                       .off_x = (double)((rw - n) / 2),
-                                       .off_y = (double)((rh - n) / 2)}};
+                                       .off_x = ox,
+                                       .off_y = oy}};
     if (o->nhwc)
         out->shape = (struct engine_shape){.rank = 4, .dims = {1, n, n, 3}};
     return 0;

@@ -1,6 +1,7 @@
 /* Unit tests of output=boxes (src/fn/boxes.c): the anchors setting, SSD and corner decoding,
  * hard and weighted non-maximum suppression, the map back through the image codec's resize and
- * crop (and its NHWC layout), and hostile outputs or settings refused or skipped, never a crash. */
+ * crop or letterbox (and its NHWC layout), and hostile outputs or settings refused or skipped,
+ * never a crash. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +127,43 @@ static void boxes_map_back_through_resize_and_crop(void **state)
     assert_float_equal(field(boxes, 0, "w"), 100, 1e-6);
     assert_float_equal(field(boxes, 0, "y"), 0, 1e-6);
     assert_float_equal(field(boxes, 0, "h"), 100, 1e-6);
+    json_decref(root);
+    free(json);
+    fn_tensor_free(&t);
+    fn_rgb_free(&img);
+}
+
+/* The same photo letterboxed: resized to 50x25, padded 12 rows above (black), 13 below; a box
+ * over the image rows 12..37 of the model input covers the whole photo. */
+static void boxes_map_back_through_letterbox(void **state)
+{
+    struct fn_rgb img = {.width = 200, .height = 100, .pixels = malloc(200 * 100 * 3)};
+    assert_non_null(img.pixels);
+    memset(img.pixels, 255, 200 * 100 * 3);
+    struct fn_image_opts io;
+    fn_image_opts_default(&io);
+    io.size = 50;
+    io.letterbox = true;
+    io.mean[0] = io.mean[1] = io.mean[2] = 0;
+    io.std[0] = io.std[1] = io.std[2] = 1;
+    struct fn_tensor t;
+    char err[256], *json = NULL;
+    assert_int_equal(fn_image_preprocess(&img, &io, &t, err, sizeof(err)), 0);
+    assert_float_equal(t.geom.scale_y, 0.25, 1e-12);
+    assert_float_equal(t.geom.off_y, -12, 1e-12);
+    assert_float_equal(t.data[0], 0, 0);              /* padding: black */
+    assert_float_equal(t.data[12 * 50 + 7], 1, 1e-6); /* the photo: white */
+    assert_float_equal(t.data[37 * 50 + 7], 0, 0);
+    struct fn_boxes_opts o = corners_opts();
+    float scores[1] = {0.9f}, regs[4] = {0, 0.24f, 1, 0.74f};
+    assert_int_equal(
+        fn_codec_boxes(scores, 1, regs, 4, 4, 50, &o, &t.geom, &json, err, sizeof(err)), 0);
+    json_t *root, *boxes = parse(json, &root);
+    assert_int_equal(json_array_size(boxes), 1);
+    assert_float_equal(field(boxes, 0, "x"), 0, 1e-4);
+    assert_float_equal(field(boxes, 0, "w"), 200, 1e-4);
+    assert_float_equal(field(boxes, 0, "y"), 0, 1e-4);
+    assert_float_equal(field(boxes, 0, "h"), 100, 1e-4);
     json_decref(root);
     free(json);
     fn_tensor_free(&t);
@@ -298,6 +336,7 @@ int main(void)
         cmocka_unit_test(anchors_setting),
         cmocka_unit_test(ssd_decodes_on_the_anchor_grid),
         cmocka_unit_test(boxes_map_back_through_resize_and_crop),
+        cmocka_unit_test(boxes_map_back_through_letterbox),
         cmocka_unit_test(nhwc_layout_is_the_transpose),
         cmocka_unit_test(hard_nms_keeps_the_best_of_each_cluster),
         cmocka_unit_test(weighted_nms_blends_the_cluster),

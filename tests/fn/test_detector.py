@@ -9,6 +9,9 @@ acceptance 3). Python stdlib + Debian's numpy.
            a reference decoder written here in numpy decodes shmfaas-run's raw outputs of that
            tensor: the same boxes within 1e-3 relative, and the same from ONNX Runtime's outputs;
            exactly one face, on the astronaut's face (a generous region of the photo)
+  wide     the top 512x300 of the photo, with image_fit=letterbox and crop: the same checks, and
+           the face where it is in the whole photo (the resize, pad and crop are undone right):
+           centre within 6 pixels, size within 15 %
 
 The model (zoo/blazeface, from its npm package) and ONNX Runtime (bench/ort/node_modules) are
 installed by scripts/bootstrap; photo from Debian's python3-skimage.
@@ -44,12 +47,13 @@ def settings():
         return json.load(f)["env"]
 
 
-def image_tensor(build, tmp, env):
+def image_tensor(build, tmp, env, photo):
     out = os.path.join(tmp, "tensor.json")
+    keys = ("image_size", "image_layout", "image_fit", "mean", "std")
     with open(out, "w") as f:
-        subprocess.run([os.path.join(build, "tests", "fn", "image-tensor"), PHOTO,
-                        env["image_size"], env["image_layout"], env["mean"], env["std"],
-                        "input:0"], stdout=f, check=True, timeout=60)
+        subprocess.run([os.path.join(build, "tests", "fn", "image-tensor"), photo, "input:0"] +
+                       [f"{k}={env[k]}" for k in keys if k in env], stdout=f, check=True,
+                       timeout=60)
     with open(out) as f:
         geom = json.load(f)["geom"]
     return out, geom
@@ -142,7 +146,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def fn_answer(build, tmp, env):
+def fn_answer(build, tmp, env, photo):
     port = free_port()
     e = dict(os.environ, **env)
     log = open(os.path.join(tmp, "fn.log"), "w")
@@ -159,7 +163,7 @@ def fn_answer(build, tmp, env):
                     log.close()
                     sys.exit("shmfaas-fn did not get ready: " + open(log.name).read()[-2000:])
                 time.sleep(0.1)
-        with open(PHOTO, "rb") as f:
+        with open(photo, "rb") as f:
             body = f.read()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -184,28 +188,34 @@ def same_boxes(got, want, what):
 
 def case_raw(build, tmp):
     env = settings()
-    tensor, _ = image_tensor(build, tmp, env)
+    tensor, _ = image_tensor(build, tmp, env, PHOTO)
     mine, ref = engine_outputs(build, tmp, tensor), ort_outputs(tmp, tensor)
-    assert sorted(mine) == sorted(ref), f"outputs {sorted(mine)} vs ONNX Runtime {sorted(ref)}"
-    for name in sorted(ref):
+    assert list(mine) == list(ref), f"outputs {list(mine)} vs ONNX Runtime {list(ref)}"
+    for name in ref:
         assert mine[name].shape == ref[name].shape, f"{name}: {mine[name].shape} vs {ref[name].shape}"
         diff = float(np.max(np.abs(mine[name] - ref[name])))
-        bound = 1e-3
         print(f"{name} {list(ref[name].shape)}: max |shmfaas - onnxruntime| = {diff:.3g} "
-              f"(bound {bound:.3g})")
-        assert diff <= bound, f"{name}: max diff {diff} > {bound}"
+              f"(bound 1e-3)")
+        assert diff <= 1e-3, f"{name}: max diff {diff} > 1e-3"
 
 
-def case_decoded(build, tmp):
-    env = settings()
-    tensor, geom = image_tensor(build, tmp, env)
-    answer = fn_answer(build, tmp, env)
-    print("shmfaas-fn:", json.dumps(answer))
-    assert answer["image"] == {"width": 512, "height": 512}, answer["image"]
+def checked_answer(build, tmp, env, photo):
+    """shmfaas-fn's answer for photo, checked against the reference decoding of shmfaas-run's and
+    of ONNX Runtime's outputs on the tensor the image codec makes of it."""
+    tensor, geom = image_tensor(build, tmp, env, photo)
+    answer = fn_answer(build, tmp, env, photo)
+    print(f"shmfaas-fn ({env.get('image_fit', 'crop')}):", json.dumps(answer))
     same_boxes(answer["boxes"], reference_boxes(engine_outputs(build, tmp, tensor), env, geom),
                "codec vs reference decoding of shmfaas-run's outputs")
     same_boxes(answer["boxes"], reference_boxes(ort_outputs(tmp, tensor), env, geom),
                "codec vs reference decoding of ONNX Runtime's outputs")
+    return answer
+
+
+def case_decoded(build, tmp):
+    env = settings()
+    answer = checked_answer(build, tmp, env, PHOTO)
+    assert answer["image"] == {"width": 512, "height": 512}, answer["image"]
     assert len(answer["boxes"]) == 1, f"expected one face: {answer['boxes']}"
     b = answer["boxes"][0]
     cx, cy = b["x"] + b["w"] / 2, b["y"] + b["h"] / 2
@@ -214,7 +224,28 @@ def case_decoded(build, tmp):
     assert b["score"] >= 0.75, b
 
 
-CASES = {"raw": case_raw, "decoded": case_decoded}
+def case_wide(build, tmp):
+    """The top 512x300 of the photo: letterboxed and centre-cropped, the face must come back at
+    the place it has in the whole photo (the crop starts at 0,0): centre within 6 pixels, size
+    within 15 %."""
+    from PIL import Image  # python3-pil (scripts/bootstrap)
+    wide = os.path.join(tmp, "wide.png")
+    Image.open(PHOTO).convert("RGB").crop((0, 0, 512, 300)).save(wide)
+    env = settings()
+    whole = checked_answer(build, tmp, env, PHOTO)["boxes"]
+    for fit in ("letterbox", "crop"):
+        answer = checked_answer(build, tmp, dict(env, image_fit=fit), wide)
+        assert answer["image"] == {"width": 512, "height": 300}, answer["image"]
+        assert len(answer["boxes"]) == 1, f"{fit}: expected one face: {answer['boxes']}"
+        b, w = answer["boxes"][0], whole[0]
+        for c, k in (("x", "w"), ("y", "h")):
+            centre, want = b[c] + b[k] / 2, w[c] + w[k] / 2
+            assert abs(centre - want) <= 6, f"{fit}: centre {c} {centre} vs {want} in the whole photo"
+            # the crop shows the face 1.7x larger to the model, whose box then differs a little
+            assert abs(b[k] - w[k]) <= 0.15 * w[k], f"{fit}: {k} {b[k]} vs {w[k]} in the whole photo"
+
+
+CASES = {"raw": case_raw, "decoded": case_decoded, "wide": case_wide}
 
 
 def main():

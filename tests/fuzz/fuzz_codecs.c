@@ -19,11 +19,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void fuzz_image(const uint8_t *data, size_t size)
+/* fit: the selector byte's bits 2 and 3, letterbox and NHWC. */
+static void fuzz_image(const uint8_t *data, size_t size, uint8_t fit)
 {
     struct fn_image_opts o;
     fn_image_opts_default(&o);
     o.size = 16;
+    o.letterbox = fit & 4;
+    o.nhwc = fit & 8;
     o.max_pixels = 1 << 20;
     struct fn_tensor t;
     char err[256];
@@ -113,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_boxes(data + 1, size - 1);
         break;
     case 0:
-        fuzz_image(data + 1, size - 1);
+        fuzz_image(data + 1, size - 1, data[0]);
         break;
     case 1:
         fuzz_raw(data + 1, size - 1);
@@ -186,6 +189,7 @@ static size_t builtin_corpus(void)
     uint8_t *png =
         test_png_encode(rgb, 24 * 16 * 3, 24, 16, SPNG_COLOR_TYPE_TRUECOLOR, 8, NULL, 0, &len);
     runs += mutate_all(0, png, len, &rng);
+    runs += mutate_all(4 | 8, png, len, &rng); /* letterbox, NHWC */
     free(png);
     uint8_t idx[12] = {0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1}, plte[6] = {1, 2, 3, 4, 5, 6};
     png = test_png_encode(idx, 12, 4, 3, SPNG_COLOR_TYPE_INDEXED, 8, plte, 2, &len);
