@@ -278,9 +278,11 @@ int fn_codec_boxes(const float *scores, size_t n, const float *regs, size_t nreg
 static bool append(float **buf, size_t *len, const struct engine_tensor *t)
 {
     size_t k = t->nbytes / sizeof(float);
+    if (k == 0)
+        return true;
     if (k > SIZE_MAX / sizeof(float) - *len)
         return false;
-    float *p = realloc(*buf, (*len + k ? *len + k : 1) * sizeof(float));
+    float *p = realloc(*buf, (*len + k) * sizeof(float));
     if (!p)
         return false;
     memcpy(p + *len, t->data, k * sizeof(float));
