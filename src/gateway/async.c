@@ -12,11 +12,10 @@
  * a run the gateway itself could not place (502/503/504: no instance, instance died), and a
  * callback answered 5xx or 429 or not reached. Other callback answers (2xx-4xx) end the call.
  *
- * Callbacks go only to the hosts of the allow-list (loopback and --callback-allow): the URL is
- * parsed by libcurl's own parser (the host checked is the host connected to), an IP literal must
- * fall in a listed address range, a name must be listed as it is; a name is resolved once per
- * attempt and the connection pinned to that address (CURLOPT_RESOLVE), so DNS cannot move it;
- * no redirects, no proxy, bounded time. A URL outside the list is refused at enqueue time (400).
+ * Callbacks go only to the hosts of the allow-list (loopback and --callback-allow; the rules in
+ * callback.c), checked at enqueue (400) and again before each attempt; a name is resolved once
+ * per attempt and curl pinned to those addresses (CURLOPT_RESOLVE), so DNS cannot move it
+ * between the check and the connect; no redirects, no proxy, bounded time.
  */
 #include "gateway/gateway.h"
 
@@ -24,7 +23,6 @@
 #include "common/http.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
@@ -36,8 +34,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#define ALLOW_MAX           64
-#define CALLBACK_URL_MAX    2048
 #define CALLBACK_TIMEOUT_MS 10000
 #define BACKOFF_FIRST_MS    500
 #define BACKOFF_MAX_MS      60000
@@ -45,19 +41,10 @@
 
 static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gateway"}};
 
-/* One allow-list entry: an address range (family AF_INET/AF_INET6) or a host name (family 0). */
-struct allow {
-    int family;
-    uint8_t addr[16];
-    int prefix;
-    char name[256];
-};
-
 struct async {
     struct gateway *g;
     struct queue *q;
-    struct allow allow[ALLOW_MAX];
-    int nallow;
+    struct callback_allow allow;
     pthread_mutex_t mu; /* the queue and the counters */
     pthread_cond_t wake;
     bool stop;
@@ -66,134 +53,6 @@ struct async {
     uint64_t enqueued, refused_full, refused_callback, runs, run_retries, delivered,
         callback_retries, callback_failures;
 };
-
-/* ---- the allow-list ---- */
-
-static int allow_add(struct async *a, const char *item, char *err, size_t errlen)
-{
-    char buf[256];
-    if (a->nallow >= ALLOW_MAX)
-        return seterr(err, errlen, -EINVAL, "--callback-allow: more than %d entries", ALLOW_MAX);
-    if (strlen(item) >= sizeof buf || !*item)
-        return seterr(err, errlen, -EINVAL, "--callback-allow: \"%.80s\" is not a host", item);
-    snprintf(buf, sizeof buf, "%s", item);
-    struct allow *e = &a->allow[a->nallow];
-    memset(e, 0, sizeof *e);
-    char *slash = strchr(buf, '/');
-    if (slash)
-        *slash = '\0';
-    if (inet_pton(AF_INET, buf, e->addr) == 1)
-        e->family = AF_INET;
-    else if (inet_pton(AF_INET6, buf, e->addr) == 1)
-        e->family = AF_INET6;
-    int bits = e->family == AF_INET ? 32 : 128;
-    e->prefix = bits;
-    if (slash) {
-        char *end;
-        long p = strtol(slash + 1, &end, 10);
-        if (!e->family || *end || end == slash + 1 || p < 0 || p > bits)
-            return seterr(err, errlen, -EINVAL, "--callback-allow: \"%s\" is not ADDRESS/BITS",
-                          item);
-        e->prefix = (int)p;
-    }
-    if (!e->family) {
-        for (const char *p = buf; *p; p++)
-            if (!isalnum((unsigned char)*p) && !strchr("-.", *p))
-                return seterr(err, errlen, -EINVAL,
-                              "--callback-allow: \"%s\" is not a host name, address or range",
-                              item);
-        for (size_t i = 0; buf[i]; i++)
-            e->name[i] = (char)tolower((unsigned char)buf[i]);
-    }
-    a->nallow++;
-    return 0;
-}
-
-static int allow_parse(struct async *a, const char *list, char *err, size_t errlen)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        while (*t == ' ')
-            t++;
-        int rc = allow_add(a, t, err, errlen);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static bool in_range(const struct allow *e, int family, const uint8_t *addr)
-{
-    if (e->family != family)
-        return false;
-    int full = e->prefix / 8, rest = e->prefix % 8;
-    if (memcmp(e->addr, addr, (size_t)full) != 0)
-        return false;
-    uint8_t mask = (uint8_t)(0xff << (8 - rest));
-    return rest == 0 || (e->addr[full] & mask) == (addr[full] & mask);
-}
-
-/* The callback's target as libcurl will connect to it. */
-struct target {
-    char host[256]; /* as in the URL, IPv6 without brackets */
-    long port;
-    bool literal; /* an IP address: nothing to resolve */
-};
-
-static int callback_check(const struct async *a, const char *url, struct target *t, char *err,
-                          size_t errlen)
-{
-    char shown[128];
-    str_printable(url, strlen(url), shown, sizeof shown);
-    if (strlen(url) > CALLBACK_URL_MAX)
-        return seterr(err, errlen, -EINVAL, "X-Callback-Url is longer than %d bytes",
-                      CALLBACK_URL_MAX);
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL;
-    int rc = 0;
-    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
-        rc = seterr(err, errlen, -EINVAL, "X-Callback-Url \"%s\" is not a URL", shown);
-        goto out;
-    }
-    if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-        rc = seterr(err, errlen, -EINVAL, "X-Callback-Url \"%s\": only http and https", shown);
-        goto out;
-    }
-    size_t n = strlen(host);
-    const char *h = host;
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        h = host + 1, n -= 2;
-    if (n == 0 || n >= sizeof t->host) {
-        rc = seterr(err, errlen, -EINVAL, "X-Callback-Url \"%s\": no host", shown);
-        goto out;
-    }
-    memset(t, 0, sizeof *t);
-    memcpy(t->host, h, n);
-    t->port = strtol(port, NULL, 10);
-    uint8_t addr[16];
-    int family = inet_pton(AF_INET, t->host, addr) == 1    ? AF_INET
-                 : inet_pton(AF_INET6, t->host, addr) == 1 ? AF_INET6
-                                                           : 0;
-    t->literal = family != 0;
-    for (int i = 0; i < a->nallow; i++)
-        if (family ? in_range(&a->allow[i], family, addr)
-                   : !a->allow[i].family && strcasecmp(a->allow[i].name, t->host) == 0)
-            goto out;
-    rc = seterr(err, errlen, -EPERM,
-                "X-Callback-Url host \"%.100s\" is not allowed: callbacks go to loopback and the "
-                "hosts of --callback-allow only",
-                str_printable(t->host, strlen(t->host), shown, sizeof shown));
-out:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return rc;
-}
 
 /* ---- enqueue: POST /async-function/NAME[.NS][/path] ---- */
 
@@ -232,7 +91,7 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
     struct async *a = g->async;
     char name[GW_NAME_MAX], err[512];
     const char *rest;
-    struct target t;
+    struct callback_target t;
     int status = invoke_target(arg, name, &rest, err, sizeof err);
     if (status)
         return reply_refusal(rq, (unsigned)status, err);
@@ -241,7 +100,7 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
         return reply_refusal(rq, 404, err);
     }
     const char *callback = http_request_header(rq, "X-Callback-Url");
-    if (callback && callback_check(a, callback, &t, err, sizeof err)) {
+    if (callback && callback_check(&a->allow, callback, &t, err, sizeof err)) {
         pthread_mutex_lock(&a->mu);
         a->refused_callback++;
         pthread_mutex_unlock(&a->mu);
@@ -402,7 +261,8 @@ static size_t discard(char *data, size_t size, size_t n, void *user)
 /* CURLOPT_RESOLVE "host:port:addr[,addr...]" for a name: resolved here, once per attempt, so
  * curl connects to the addresses looked up now and never asks DNS itself; an IP literal needs
  * none. */
-static int pin_target(const struct target *t, struct curl_slist **pin, char *err, size_t errlen)
+static int pin_target(const struct callback_target *t, struct curl_slist **pin, char *err,
+                      size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     struct gw_buf line = {0};
@@ -435,11 +295,11 @@ static int pin_target(const struct target *t, struct curl_slist **pin, char *err
 static int post_callback(struct async *a, const struct queue_call *c, long *code, char *err,
                          size_t errlen)
 {
-    struct target t;
+    struct callback_target t;
     struct curl_slist *pin = NULL, *hdrs = NULL;
     char line[256];
     *code = 0;
-    int rc = callback_check(a, c->callback, &t, err, errlen);
+    int rc = callback_check(&a->allow, c->callback, &t, err, errlen);
     if (rc == 0)
         rc = pin_target(&t, &pin, err, errlen) == 0 ? 0 : 1;
     if (rc)
@@ -550,9 +410,9 @@ int async_start(struct gateway *g, char *err, size_t errlen)
     if (!a)
         return seterr(err, errlen, -ENOMEM, "out of memory");
     a->g = g;
-    int rc = allow_parse(a, LOOPBACK_ALLOW, err, errlen);
+    int rc = callback_allow_parse(&a->allow, LOOPBACK_ALLOW, err, errlen);
     if (!rc)
-        rc = allow_parse(a, g->callback_allow, err, errlen);
+        rc = callback_allow_parse(&a->allow, g->callback_allow, err, errlen);
     if (!rc)
         rc = queue_open(g->state_fd, g->state, g->async_max_queue, g->async_max_bytes, &a->q, err,
                         errlen);

@@ -366,6 +366,31 @@ int invoke_run(struct gateway *g, const char *name, const struct proxy_req *prq,
  * At-least-once: a call interrupted by a crash is run (and called back) again after restart. */
 #define ASYNC_MAX_WORKERS 64
 
+/* callback.c: the callback allow-list and the X-Callback-Url check (pure; the fuzz target
+ * fuzz_callback_url drives it). callback_allow_parse appends "HOST|ADDR|ADDR/BITS[,...]";
+ * callback_check fills *t (host without brackets, port, literal: an IP address) when url may be
+ * called back: 0, -EINVAL (not an http(s) URL with a host), -EPERM (host not allowed). */
+#define CALLBACK_ALLOW_MAX 64
+#define CALLBACK_URL_MAX   2048
+struct callback_allow_entry {
+    int family; /* AF_INET, AF_INET6: addr/prefix; 0: name */
+    uint8_t addr[16];
+    int prefix;
+    char name[256];
+};
+struct callback_allow {
+    struct callback_allow_entry e[CALLBACK_ALLOW_MAX];
+    int n;
+};
+struct callback_target {
+    char host[256];
+    long port;
+    bool literal;
+};
+int callback_allow_parse(struct callback_allow *a, const char *list, char *err, size_t errlen);
+int callback_check(const struct callback_allow *a, const char *url, struct callback_target *t,
+                   char *err, size_t errlen);
+
 struct queue_call {
     int64_t row;
     char call_id[GW_CALL_ID_MAX];

@@ -208,10 +208,15 @@ def case_callbacks(gw):
     for f in ("queue.db", "queue.db-wal"):
         p = os.path.join(gw.state, f)
         if os.path.exists(p):
+            before = open(p, "rb").read()
             r = subprocess.run(["setpriv", "--reuid=200777", "--regid=200777", "--clear-groups",
                                 "cat", p], capture_output=True)
             check(r.returncode != 0 and b"Permission denied" in r.stderr,
                   "uid 200777 cannot read %s: %r" % (f, r.stderr))
+            r = subprocess.run(["setpriv", "--reuid=200777", "--regid=200777", "--clear-groups",
+                                "sh", "-c", "echo junk >> " + p], capture_output=True)
+            check(r.returncode != 0 and open(p, "rb").read() == before,
+                  "uid 200777 cannot append to %s" % f)
 
 
 def case_restart(gw):
@@ -284,7 +289,16 @@ def case_allow(gw):
             if url in ("http://10.1.2.3/cb", "http://example.com/"):
                 host = url.split("/")[2]
                 check(host in msg and "not allowed" in msg, "400 names the host: %s" % msg)
-        check(metrics(gw)["gateway_async_rejected_callback_total"] == len(refused),
+        # the same attack from an unprivileged local uid (an instance's, say): refused alike
+        host, port = gw.url.rsplit("/", 1)[1].split(":")
+        r = subprocess.run(["setpriv", "--reuid=200777", "--regid=200777", "--clear-groups",
+                            "curl", "-s", "-w", "\n%{http_code}", "-X", "POST", "--data", "{}",
+                            "-H", "X-Callback-Url: http://10.0.0.1:80/probe",
+                            "http://%s:%s/async-function/aq" % (host, port)],
+                           capture_output=True, text=True, timeout=30)
+        check(r.stdout.endswith("\n400") and "10.0.0.1" in r.stdout,
+              "as uid 200777: %r %r" % (r.stdout, r.stderr))
+        check(metrics(gw)["gateway_async_rejected_callback_total"] == len(refused) + 1,
               "refusals counted")
         check(metrics(gw)["gateway_async_queue_length"] == 0, "nothing refused was queued")
         ok = ["http://127.0.0.1:%d/a" % p, "http://127.7.7.7:%d/b" % p,
