@@ -369,6 +369,9 @@ static int cmd_describe(struct cli *c, int argc, char **argv)
     long long avail = (long long)json_integer_value(json_object_get(f, "availableReplicas"));
     printf("Name:        %s\n", json_string_value(json_object_get(f, "name")));
     printf("Status:      %s\n", avail > 0 ? "Ready" : "Not Ready");
+    const char *image = json_string_value(json_object_get(f, "imageStatus"));
+    if (image) /* "compiling" while the store compiles its image ahead of the first request */
+        printf("Image:       %s\n", image);
     printf("Replicas:    %lld (%lld ready)\n",
            (long long)json_integer_value(json_object_get(f, "replicas")), avail);
     printf("Model:       %s\n", json_string_value(json_object_get(f, "image")));

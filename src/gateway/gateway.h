@@ -173,6 +173,7 @@ struct function {
     int failures;             /* instances in a row that died before ready; 0 once one is */
     uid_t uid;                /* its instances' uid = gid (from --uid-range), persisted */
     bool refused;             /* the store refused its model: no instance before backoff_until_ms */
+    int compiling;            /* compile-ahead requests (store PREPARE) running for it */
     bool refusal_pending;     /* the reason is still to be fetched from the store's stats */
     char refusal[512];        /* why, as the store said it */
     struct autoscale_state as;
@@ -198,6 +199,7 @@ struct gateway {
     char state[512];
     char models[512];
     char budget[32];
+    char disk_budget[32]; /* --disk-budget: our store's disk tier (STATE/images); "0" = none */
     char auth_dir[512];
     char store_sock[512];
     char store_bin[512];
@@ -229,6 +231,7 @@ struct gateway {
     bool auth;
     pid_t store_pid;        /* our store child, 0 when --store was given or it died */
     int64_t store_retry_ms; /* when our dead store may be restarted */
+    int preparing;          /* compile-ahead threads running (store.c) */
     struct isolation iso;
     int state_fd, pids_fd, run_fd; /* O_DIRECTORY fds of the checked directories */
     pthread_mutex_t lock;
@@ -442,6 +445,12 @@ void async_metrics(struct gateway *g, struct gw_buf *b);
 /* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
 json_t *store_stats_json(struct gateway *g);
 void store_evict(struct gateway *g, const char *model);
+/* Compile ahead: has the store make the image of function name's model resident now, on a thread
+ * of its own (fn->compiling meanwhile: "imageStatus": "compiling"), so its first request does not
+ * pay for the compile. Call without g->lock. */
+void store_prepare_async(struct gateway *g, const char *name);
+/* Waits (bounded) for the compile-ahead threads, once the store is stopped. */
+void store_prepare_drain(struct gateway *g);
 void store_metrics(const json_t *stats, struct gw_buf *b);
 
 /* logs (instance.c): NDJSON log file of a function */

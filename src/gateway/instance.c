@@ -512,7 +512,7 @@ static void start_log_reader(struct gateway *g, struct instance *in, int fd)
 
 struct spawn {
     const char *path;
-    char *argv[12];
+    char *argv[20]; /* the store's: up to 17 with every option */
     char *envp[MAX_ENV + 1];
     int out_fd;    /* becomes stdout+stderr; -1 = keep ours */
     int cgroup_fd; /* cgroup.procs to join; -1 = none */
@@ -863,7 +863,7 @@ static int sock_connectable(const char *path)
 
 int store_start(struct gateway *g, char *err, size_t errlen)
 {
-    char uid[32];
+    char uid[32], disk_dir[600];
     struct spawn sp = {.path = g->store_bin, .out_fd = -1, .cgroup_fd = -1, .listen_fd = -1};
     int a = 0;
     sp.argv[a++] = g->store_bin;
@@ -884,6 +884,16 @@ int store_start(struct gateway *g, char *err, size_t errlen)
     }
     if (g->keep_images)
         sp.argv[a++] = "--keep-images";
+    /* The disk tier: compiled images survive eviction and reboots in STATE/images. */
+    if (strcmp(g->disk_budget, "0") != 0 &&
+        gw_pathf(disk_dir, sizeof disk_dir, "%s/images", g->state) == 0) {
+        sp.argv[a++] = "--disk-dir";
+        sp.argv[a++] = disk_dir;
+        if (g->disk_budget[0]) {
+            sp.argv[a++] = "--disk-budget";
+            sp.argv[a++] = g->disk_budget;
+        }
+    }
     sp.argv[a] = NULL;
     build_env(&(struct fn_spec){0}, sp.envp);
     unlink(g->store_sock);
@@ -912,8 +922,10 @@ int store_start(struct gateway *g, char *err, size_t errlen)
 
 void store_stop(struct gateway *g)
 {
-    if (g->store_pid <= 0)
+    if (g->store_pid <= 0) {
+        store_prepare_drain(g);
         return;
+    }
     kill(g->store_pid, SIGTERM);
     int st;
     for (int i = 0; i < 500; i++) {
@@ -927,6 +939,7 @@ void store_stop(struct gateway *g)
     }
     remove_pidfile(g, "store.pid");
     g->store_pid = 0;
+    store_prepare_drain(g); /* their PREPAREs ended with the store */
 }
 
 /* ---- the supervisor ---- */

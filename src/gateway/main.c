@@ -58,6 +58,9 @@ static void usage(FILE *f)
            "  --uid-range FIRST-LAST  one uid (= gid) per function when root (default "
            "200000-265535)\n"
            "  --keep-images         our store keeps its images at a clean stop (default: removed)\n"
+           "  --disk-budget SIZE    our store's disk tier in STATE/images: compiled images kept on\n"
+           "                        disk, read back instead of recompiled (default 4 x --budget;\n"
+           "                        0 = none)\n"
            "  --async-workers N     threads running queued async calls (default 4, at most 64)\n"
            "  --async-retries N     more attempts for a failed run or callback (default 5)\n"
            "  --async-max-queue N   unfinished async calls at most (default 10000; then 429)\n"
@@ -133,7 +136,8 @@ enum {
     O_ROOT,
     O_LOG,
     O_UIDS,
-    O_KEEP
+    O_KEEP,
+    O_DISK_BUDGET
 };
 
 /* "FIRST-LAST": uids that no account of the host should use; neither end may be 0 or 65534. */
@@ -304,6 +308,14 @@ static int parse_flag(struct gateway *g, int c, const char *v)
     case O_KEEP:
         g->keep_images = true;
         return 0;
+    case O_DISK_BUDGET:
+        if (strcmp(v, "0") != 0 && (parse_size(v, &size) || size == 0)) {
+            fprintf(stderr, "shmfaasd: --disk-budget: \"%s\" is not a size (e.g. 8GiB; 0 = no "
+                            "disk tier)\n",
+                    v);
+            return -1;
+        }
+        return set_str(g->disk_budget, sizeof g->disk_budget, v, "--disk-budget");
     case O_LOG:
         if (log_parse_level(v, &lvl)) {
             fprintf(stderr, "shmfaasd: --log-level: use debug, info, warn or error\n");
@@ -340,6 +352,7 @@ static int parse_flags(struct gateway *g, int argc, char **argv)
                                          {"run-as-root", no_argument, NULL, O_ROOT},
                                          {"uid-range", required_argument, NULL, O_UIDS},
                                          {"keep-images", no_argument, NULL, O_KEEP},
+                                         {"disk-budget", required_argument, NULL, O_DISK_BUDGET},
                                          {"log-level", required_argument, NULL, O_LOG},
                                          {"async-workers", required_argument, NULL, O_AWORKERS},
                                          {"async-retries", required_argument, NULL, O_ARETRIES},

@@ -424,6 +424,8 @@ json_t *function_status(struct gateway *g, struct function *fn, bool usage)
     json_object_set_new(o, "replicas", json_integer(function_live_count(fn)));
     json_object_set_new(o, "availableReplicas", json_integer(function_ready_count(fn)));
     json_object_set_new(o, "createdAt", rfc3339(fn->created_ms));
+    /* ours: "compiling" while the store compiles its image ahead of the first request */
+    json_object_set_new(o, "imageStatus", json_string(fn->compiling ? "compiling" : "ready"));
     if (fn->refused) /* ours: why no instance runs (the store refused the model) */
         json_object_set_new(o, "refusal", json_string(fn->refusal));
     if (usage)

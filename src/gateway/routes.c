@@ -220,6 +220,7 @@ static int deploy(struct gateway *g, struct http_request *rq, bool create)
     if (rc)
         return reply_err(rq->conn, status_of(rc), err);
     log_info("%s function %s (model %s)", create ? "deployed" : "updated", name, image);
+    store_prepare_async(g, name); /* compile ahead: the first request does not pay for it */
     return http_reply(rq->conn, 202, "text/plain", "", 0, NULL, 0);
 }
 

@@ -1,14 +1,19 @@
 /*
- * The gateway's view of the store: stats for /metrics, /system/models and `shmfaas stats`, and
- * eviction of a removed model. Goes through the store client library when it is built in
- * (SHMFAAS_HAVE_CLIENT); without it these report "unknown" and the rest of shmfaasd works.
+ * The gateway's view of the store: stats for /metrics, /system/models and `shmfaas stats`,
+ * eviction of a removed model, and compile ahead of a deployed one. Goes through the store client
+ * library when it is built in (SHMFAAS_HAVE_CLIENT); without it these report "unknown", compile
+ * ahead does nothing, and the rest of shmfaasd works.
  */
 #include "gateway/gateway.h"
 
 #include "common/common.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef SHMFAAS_HAVE_CLIENT
 #include "client/client.h"
@@ -97,4 +102,111 @@ void store_metrics(const json_t *stats, struct gw_buf *b)
         const char *name = json_string_value(json_object_get(m, "names"));
         prom_sample(b, "shmfaas_model_image_bytes", "model", name ? name : "?", num(m, "bytes"));
     }
+}
+
+/* ---- compile ahead ---- */
+
+struct prepare {
+    struct gateway *g;
+    char name[GW_NAME_MAX];
+    char ref[GW_REF_MAX + 256]; /* the ref shmfaas-fn attaches: image[?input_shape] */
+    int threads;
+};
+
+/* The ref and thread count an instance of spec attaches with (see src/fn/source.c). */
+static int prepare_ref(const struct fn_spec *spec, struct prepare *p)
+{
+    const json_t *env = json_object_get(spec->deployment, "envVars");
+    const char *shape = json_string_value(json_object_get(env, "input_shape"));
+    const char *threads = json_string_value(json_object_get(env, "threads"));
+    char *end = NULL;
+    long t = threads ? strtol(threads, &end, 10) : 1;
+    p->threads = threads && (*end || t < 1 || t > 1024) ? 1 : (int)t;
+    int n = snprintf(p->ref, sizeof p->ref, "%s%s%s", spec->image, shape && *shape ? "?" : "",
+                     shape && *shape ? shape : "");
+    return n < 0 || (size_t)n >= sizeof p->ref ? -ENAMETOOLONG : 0;
+}
+
+#ifdef SHMFAAS_HAVE_CLIENT
+static void *prepare_main(void *arg)
+{
+    struct prepare *p = arg;
+    struct gateway *g = p->g;
+    struct store_client *c;
+    char err[1024];
+    int64_t t0 = now_ns();
+    int rc = store_connect(g->store_sock, &c, err, sizeof err);
+    if (rc == 0) {
+        rc = store_prepare(c, p->ref, p->threads, err, sizeof err);
+        store_close(c);
+    }
+    if (rc)
+        log_info("function %s: compile ahead of %s: %s", p->name, p->ref, err);
+    else
+        log_info("function %s: image of %s resident in %.2f s (compiled ahead)", p->name, p->ref,
+                 (double)(now_ns() - t0) / 1e9);
+    pthread_mutex_lock(&g->lock);
+    struct function *fn = g->stopping ? NULL : registry_find(g, p->name);
+    if (fn && fn->compiling > 0)
+        fn->compiling--;
+    g->preparing--;
+    pthread_cond_broadcast(&g->changed);
+    pthread_mutex_unlock(&g->lock);
+    free(p);
+    return NULL;
+}
+#endif
+
+void store_prepare_async(struct gateway *g, const char *name)
+{
+#ifdef SHMFAAS_HAVE_CLIENT
+    struct prepare *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    p->g = g;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    pthread_mutex_lock(&g->lock);
+    struct function *fn = registry_find(g, name);
+    /* A private model is compiled by its instances, not the store. */
+    bool go = fn && !fn->spec.private_model && !g->stopping && prepare_ref(&fn->spec, p) == 0;
+    if (go) {
+        fn->compiling++;
+        g->preparing++;
+    }
+    pthread_mutex_unlock(&g->lock);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (go && pthread_create(&t, &attr, prepare_main, p) == 0) {
+        pthread_attr_destroy(&attr);
+        return;
+    }
+    pthread_attr_destroy(&attr);
+    if (go) {
+        pthread_mutex_lock(&g->lock);
+        if ((fn = registry_find(g, name)) && fn->compiling > 0)
+            fn->compiling--;
+        g->preparing--;
+        pthread_mutex_unlock(&g->lock);
+        log_warn("function %s: no compile ahead (thread: %s)", name, strerror(errno));
+    }
+    free(p);
+#else
+    (void)g;
+    (void)name;
+#endif
+}
+
+void store_prepare_drain(struct gateway *g)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 5; /* a store we did not start may still be compiling: not waited for longer */
+    pthread_mutex_lock(&g->lock);
+    while (g->preparing > 0 && pthread_cond_timedwait(&g->changed, &g->lock, &until) != ETIMEDOUT)
+        ;
+    if (g->preparing > 0)
+        log_info("%d compile-ahead request(s) still running at exit", g->preparing);
+    pthread_mutex_unlock(&g->lock);
 }
