@@ -9,13 +9,15 @@ acceptance 3). Python stdlib + Debian's numpy.
            a reference decoder written here in numpy decodes shmfaas-run's raw outputs of that
            tensor: the same boxes within 1e-3 relative, and the same from ONNX Runtime's outputs;
            exactly one face, on the astronaut's face (a generous region of the photo)
+  gateway  the demo's path: shmfaasd (auth on) deploys blazeface with those envVars; the photo
+           through /function/faces gets the answer shmfaas-fn gives directly
   wide     the top 512x300 of the photo, with image_fit=letterbox and crop: the same checks, and
            the face where it is in the whole photo (the resize, pad and crop are undone right):
            centre within 6 pixels, size within 15 %
 
 The model (zoo/blazeface, from its npm package) and ONNX Runtime (bench/ort/node_modules) are
 installed by scripts/bootstrap; photo from Debian's python3-skimage.
-    tests/fn/test_detector.py CASE BUILD_DIR
+    tests/fn/test_detector.py CASE BUILD_DIR [GATEWAY_TEST_MODELS (case gateway)]
 """
 import json
 import os
@@ -245,11 +247,34 @@ def case_wide(build, tmp):
             assert abs(b[k] - w[k]) <= 0.15 * w[k], f"{fit}: {k} {b[k]} vs {w[k]} in the whole photo"
 
 
+def case_gateway(gw, build, tmp):
+    """The demo's path: shmfaasd (auth on) deploys blazeface with the recorded envVars, the photo
+    goes through /function/faces, and the answer is the one shmfaas-fn gives directly."""
+    import shutil
+    shutil.copy(MODEL, os.path.join(gw.models, "blazeface.onnx"))
+    env = settings()
+    gw.deploy("faces", "blazeface", env=env)
+    gw.wait_ready("faces", 1, timeout=60)
+    with open(PHOTO, "rb") as f:
+        r = gw.req("POST", "/function/faces", f.read(), {"Content-Type": "image/png"}, auth=False)
+    assert r.status == 200, f"invoke faces: {r.status} {r.body[:500]}"
+    print("through shmfaasd:", r.body.decode())
+    same_boxes(r.json()["boxes"], fn_answer(build, tmp, env, PHOTO)["boxes"],
+               "through shmfaasd vs shmfaas-fn directly")
+
+
 CASES = {"raw": case_raw, "decoded": case_decoded, "wide": case_wide}
 
 
 def main():
     case, build = sys.argv[1], sys.argv[2]
+    if case == "gateway":  # argv: gateway BUILD GATEWAY_TEST_MODELS, test_gateway.py's layout
+        sys.path.insert(0, os.path.join(SOURCE, "tests", "gateway"))
+        import test_gateway as tg
+        need(MODEL, "the pretrained BlazeFace model")
+        with tempfile.TemporaryDirectory(prefix="shmfaas-detector-") as tmp:
+            tg.run_main({"gateway": lambda gw: case_gateway(gw, build, tmp)}, "shmfaas-det-")
+        return
     need(MODEL, "the pretrained BlazeFace model")
     need(PHOTO, "the photograph (python3-skimage)")
     need(os.path.join(SOURCE, "bench", "ort", "node_modules", "onnxruntime-node"), "ONNX Runtime")
