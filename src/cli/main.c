@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 
 #include "common/common.h"
+#include "common/modelref.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -704,7 +705,10 @@ static void stats_row(const struct cli *c, const json_t *f, const json_t *models
     uint64_t pss = (uint64_t)json_integer_value(json_object_get(u, "totalMemoryBytes"));
     uint64_t uss = (uint64_t)json_integer_value(json_object_get(u, "ussBytes"));
     int from_store = 0;
-    uint64_t img = image_bytes(models, model, &from_store);
+    char listed[MODEL_REF_CANON_MAX + 1]; /* "name:latest" is listed as "name" */
+    if (model)
+        model = model_ref_listed(model, listed, sizeof listed);
+    uint64_t img = model ? image_bytes(models, model, &from_store) : 0;
     printf("%-20s %-20s %9d %12s %12s %12s%s\n", name, model, n, format_size(pss, a, sizeof a),
            format_size(uss, b, sizeof b), format_size(img, d, sizeof d), from_store ? "" : "*");
     t->functions++;

@@ -215,6 +215,16 @@ int model_ref_canonical(const struct model_ref *r, char *out, size_t len)
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+const char *model_ref_listed(const char *image, char *buf, size_t len)
+{
+    struct model_ref r;
+    char err[8];
+    if (model_ref_parse(image, strlen(image), &r, err, sizeof(err)) == 0 &&
+        model_ref_canonical(&r, buf, len) == 0)
+        return buf;
+    return image;
+}
+
 int model_ref_check_digest(const char *name, const uint8_t *pin, const uint8_t sha[SHA256_LEN],
                            char *err, size_t errlen)
 {

@@ -67,6 +67,11 @@ bool model_ref_is_latest(const struct model_ref *r);
  * -EINVAL for other kinds, -ENAMETOOLONG when len is short (MODEL_REF_CANON_MAX + 1 suffices). */
 int model_ref_canonical(const struct model_ref *r, char *out, size_t len);
 
+/* How a deployed image is listed by the store and /system/models: model_ref_canonical of a NAME
+ * ref ("name" or "name:tag", into buf), else image itself (a path, a hash, or text that is no
+ * ref). */
+const char *model_ref_listed(const char *image, char *buf, size_t len);
+
 /* A pinned ref's check, for whoever hashed the file: 0 when pin is NULL (not pinned) or sha (the
  * file's SHA-256) equals it; else -EBADMSG with a message naming the model and both hashes. */
 int model_ref_check_digest(const char *name, const uint8_t *pin, const uint8_t sha[SHA256_LEN],

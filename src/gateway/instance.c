@@ -1129,12 +1129,8 @@ static void fetch_refusals(struct gateway *g, int64_t now)
         size_t i;
         const json_t *r;
         /* the store lists a named model as "name" or "name:tag" (no registry, digest, :latest) */
-        char listed[MODEL_REF_CANON_MAX + 1], perr[256];
-        struct model_ref mr;
-        const char *image = fn->spec.image;
-        if (model_ref_parse(image, strlen(image), &mr, perr, sizeof perr) == 0 &&
-            model_ref_canonical(&mr, listed, sizeof listed) == 0)
-            image = listed;
+        char listed[MODEL_REF_CANON_MAX + 1];
+        const char *image = model_ref_listed(fn->spec.image, listed, sizeof listed);
         json_array_foreach(json_object_get(stats, "refusals"), i, r)
         {
             const char *names = json_string_value(json_object_get(r, "names"));

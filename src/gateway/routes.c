@@ -582,12 +582,9 @@ static int route_model_push(struct gateway *g, struct http_request *rq, const ch
 static json_t *model_users(struct gateway *g, const char *canon)
 {
     json_t *arr = json_array();
-    struct model_ref r;
-    char err[256], c[MODEL_REF_CANON_MAX + 1];
+    char c[MODEL_REF_CANON_MAX + 1];
     for (struct function *fn = g->functions; fn; fn = fn->next)
-        if (!fn->deleted &&
-            model_ref_parse(fn->spec.image, strlen(fn->spec.image), &r, err, sizeof err) == 0 &&
-            model_ref_canonical(&r, c, sizeof c) == 0 && strcmp(c, canon) == 0)
+        if (!fn->deleted && strcmp(model_ref_listed(fn->spec.image, c, sizeof c), canon) == 0)
             json_array_append_new(arr, json_string(fn->spec.name));
     return arr;
 }

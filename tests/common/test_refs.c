@@ -73,6 +73,8 @@ static void refs_good(void **state)
     assert_string_equal(r.shapes, "input=1x3");
 }
 
+#define HEXAB "abababababababababababababababababababababababababababababababab"
+
 /* The OCI image-reference forms faas-cli and users write (issue 14). */
 static void refs_oci(void **state)
 {
@@ -114,6 +116,12 @@ static void refs_oci(void **state)
         if (r.pinned)
             assert_int_equal(r.digest[0], 0xab);
     }
+    /* how deployed images are listed: named refs by name[:tag], anything else as it is */
+    assert_string_equal(model_ref_listed("ghcr.io/t/m:latest@sha256:" HEXAB, canon, sizeof(canon)),
+                        "m");
+    assert_string_equal(model_ref_listed("m:v2?input=1x3", canon, sizeof(canon)), "m:v2");
+    assert_string_equal(model_ref_listed("/srv/m.onnx", canon, sizeof(canon)), "/srv/m.onnx");
+    assert_string_equal(model_ref_listed("m:", canon, sizeof(canon)), "m:");
     /* a tag of 128 bytes is OCI's limit */
     char buf[300] = "m:";
     memset(buf + 2, 't', MODEL_REF_TAG_MAX + 1);
