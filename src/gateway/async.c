@@ -133,7 +133,7 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
     free(c.headers);
     gw_buf_free(&path);
     if (rc)
-        return reply_refusal(rq, rc == -ENOSPC ? 429 : 500, err);
+        return reply_refusal(rq, rc == -ENOSPC ? 429 : rc == -E2BIG ? 413 : 500, err);
     const struct http_header h[] = {internal_hdr[0], {"X-Call-Id", c.call_id}};
     return http_reply(rq->conn, 202, "text/plain", "", 0, h, 2);
 }
@@ -221,28 +221,40 @@ static void run_call(struct async *a, struct queue_call *c)
                             .body_len = c->body_len,
                             .headers = hdrs};
     int64_t t0 = now_ns();
-    int status = invoke_run(g, c->function, &prq, &rs, g->max_body, err, sizeof err);
+    size_t max_reply = g->max_body < QUEUE_BLOB_MAX ? g->max_body : QUEUE_BLOB_MAX;
+    int status = invoke_run(g, c->function, &prq, &rs, max_reply, err, sizeof err);
     c->duration_s = (double)(now_ns() - t0) / 1e9;
     curl_slist_free_all(hdrs);
     bool placed = rs.status != 0; /* an instance answered */
     bool retry = !placed && (status == 502 || status == 503 || status == 504);
     if (!placed)
         log_warn("async call %s to %s: %d %s", c->call_id, c->function, status, err);
+    bool stopping = gateway_stopping(g);
     pthread_mutex_lock(&a->mu);
-    if (retry && gateway_stopping(g)) {
+    if (retry && stopping) {
         queue_release(a->q, c->row); /* run again after the restart */
     } else if (retry && c->attempts < g->async_retries) {
         a->run_retries++;
         queue_retry(a->q, c->row, c->attempts + 1, wall_ms() + backoff_ms(c->attempts));
-    } else {
+    } else if (!c->callback) {
         a->runs++;
-        if (!c->callback) {
-            queue_done(a->q, c);
-        } else {
-            take_result(c, status, &rs, err);
-            if (queue_set_result(a->q, c, wall_ms()))
-                log_warn("async call %s: cannot store its result; it will run again", c->call_id);
+        queue_done(a->q, c);
+    } else {
+        take_result(c, status, &rs, err);
+        if (queue_set_result(a->q, c, wall_ms()) == 0) {
+            a->runs++;
             pthread_cond_signal(&a->wake);
+        } else if (c->attempts < g->async_retries) {
+            log_warn("async call %s: cannot store its result; it runs again", c->call_id);
+            a->run_retries++;
+            queue_retry(a->q, c->row, c->attempts + 1, wall_ms() + backoff_ms(c->attempts));
+        } else {
+            log_warn("async call %s: cannot store its result; given up", c->call_id);
+            a->callback_failures++;
+            c->result_len = 0; /* never counted in the queue's bytes */
+            free(c->result_headers);
+            c->result_headers = NULL;
+            queue_done(a->q, c);
         }
     }
     pthread_mutex_unlock(&a->mu);
@@ -356,11 +368,12 @@ static void deliver_call(struct async *a, struct queue_call *c)
     char err[512] = "";
     long code;
     int rc = post_callback(a, c, &code, err, sizeof err);
+    bool stopping = gateway_stopping(a->g);
     pthread_mutex_lock(&a->mu);
     if (rc == 0) {
         a->delivered++;
         queue_done(a->q, c);
-    } else if (rc == 1 && gateway_stopping(a->g)) {
+    } else if (rc == 1 && stopping) {
         queue_release(a->q, c->row);
     } else if (rc == 1 && c->attempts < a->g->async_retries) {
         a->callback_retries++;

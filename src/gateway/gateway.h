@@ -368,6 +368,7 @@ int invoke_run(struct gateway *g, const char *name, const struct proxy_req *prq,
  * (only hosts of --callback-allow), retrying 5xx/429/connection failures with backoff.
  * At-least-once: a call interrupted by a crash is run (and called back) again after restart. */
 #define ASYNC_MAX_WORKERS 64
+#define QUEUE_BLOB_MAX    ((size_t)512 << 20) /* a body or result the queue stores (SQLite: 1e9) */
 
 /* callback.c: the callback allow-list and the X-Callback-Url check (pure; the fuzz target
  * fuzz_callback_url drives it). callback_allow_parse appends "HOST|ADDR|ADDR/BITS[,...]";

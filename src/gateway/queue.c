@@ -133,6 +133,9 @@ void queue_close(struct queue *q)
 int queue_put(struct queue *q, const struct queue_call *c, char *err, size_t errlen)
 {
     uint64_t n = call_bytes(c);
+    if (c->body_len > QUEUE_BLOB_MAX)
+        return seterr(err, errlen, -E2BIG, "an async body is at most %zu MiB",
+                      QUEUE_BLOB_MAX >> 20);
     if (q->calls >= q->max_calls)
         return seterr(err, errlen, -ENOSPC,
                       "the async queue is full (%llu calls, "
