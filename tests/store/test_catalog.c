@@ -265,9 +265,11 @@ static void test_refs(void **state)
     assert_int_equal(ref_resolve(models, p, &r, err, sizeof(err)), -EPERM);
     assert_int_equal(ref_resolve(models, "/etc/passwd", &r, err, sizeof(err)), -EPERM);
     assert_int_equal(ref_resolve(models, models, &r, err, sizeof(err)), -EPERM);
-    static const char *bad[] = {"", "..", "../secret", "a/b", ".hidden", "-x", "a b", "a\\b"};
+    static const char *bad[] = {"", "..", "../secret", ".hidden", "-x", "a b", "a\\b"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(ref_resolve(models, bad[i], &r, err, sizeof(err)), -EINVAL);
+    /* "registry/path/name" (an OCI image ref): the path is ignored, name "b" is looked up. */
+    assert_int_equal(ref_resolve(models, "a/b", &r, err, sizeof(err)), -ENOENT);
     char longname[300];
     memset(longname, 'a', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';

@@ -7,6 +7,8 @@
  *     compiling;
  *   - PREPARE compiles ahead without a lease; the attach after it is a hit;
  *   - GDSF evicts by priority (often used beats recently used) where LRU evicts the other one;
+ *   - a disk dir others can write, or a symlink, is refused at start; a uid the store does not
+ *     admit cannot PREPARE (closed at accept, as for ATTACH);
  *   - with the zoo's resnet50: the read back of its evicted image vs its compile (printed).
  */
 #include <setjmp.h>
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -293,6 +296,43 @@ static void test_prepare_compiles_ahead(void **state)
     assert_int_equal(total(e, "compiles"), 2);
 }
 
+static void test_disk_dir_checked_and_prepare_admitted(void **state)
+{
+    struct store_env *e = *state;
+    char open_dir[256], link[256];
+    snprintf(open_dir, sizeof(open_dir), "%s/open", e->root);
+    snprintf(link, sizeof(link), "%s/link", e->root);
+    assert_int_equal(mkdir(open_dir, 0777), 0);
+    assert_int_equal(chmod(open_dir, 0777), 0); /* others could plant or swap images in it */
+    assert_int_equal(symlink(open_dir, link), 0);
+    const char *bad[] = {open_dir, link, e->dir};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        const char *extra[] = {"--disk-dir", bad[i], NULL};
+        int rc = env_start_refused(e, e->dir, extra);
+        printf("--disk-dir %s: store exit status %d\n", bad[i], rc);
+        assert_true(rc > 0); /* refused at start, not served */
+    }
+    /* An uid outside --allow-uid may not even PREPARE (compile ahead costs the node a compile). */
+    start(e, "64MiB", "64MiB", "gdsf");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct store_client *c;
+        char err[1024];
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(3);
+        int rc = store_connect(e->sock, &c, err, sizeof(err));
+        if (rc == 0)
+            rc = store_prepare(c, "gemm_a", 1, err, sizeof(err));
+        printf("uid 65534 PREPARE: %s\n", rc ? err : "accepted");
+        _exit(rc == -EACCES ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(total(e, "compiles_started"), 0);
+}
+
 /* gemm_a used 10 times, then gemm_b once; gemm_c needs the room of one. LRU evicts gemm_a (the
  * least recently released), GDSF gemm_b (10 uses × its compile time vs 1 × about the same). */
 static const char *evicted_for_c(struct store_env *e, const char *policy)
@@ -397,6 +437,8 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_prepare_compiles_ahead, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_gdsf_evicts_by_priority, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_disk_dir_checked_and_prepare_admitted, env_setup,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_resnet50_disk_vs_compile, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
