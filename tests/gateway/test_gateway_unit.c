@@ -115,7 +115,7 @@ static void rejected_deployments(void **state)
                "envVars.LD_PRELOAD is not a setting");
     expect_bad("{\"service\":\"y\",\"image\":\"x\",\"envVars\":{\"model\":\"x\"}}",
                "set by shmfaasd");
-    expect_bad("{\"service\":\"y\",\"image\":\"x:v2\"}", ":latest");
+    expect_bad("{\"service\":\"y\",\"image\":\"x:-v2\"}", "tag");
     expect_bad("{\"service\":\"y\",\"image\":\"x\\u0001y\"}", "control byte");
     expect_bad("{\"service\":\"y\",\"image\":\"x\",\"labels\":[]}", "labels");
     expect_bad("{\"service\":\"y\",\"image\":\"x\",\"labels\":{\"com.openfaas.scale.max\":\"x\"}}",
