@@ -241,7 +241,8 @@ static void disk_store(struct daemon *d, struct model *m)
         return;
     }
     snprintf(dm->names, sizeof(dm->names), "%s", m->names);
-    dm->compile_s = dm->cost_s = m->compile_s; /* a miss in this tier costs a compile */
+    memcpy(dm->image_sha, m->image_sha, SHA256_LEN); /* the bytes written: a read must match */
+    dm->compile_s = dm->cost_s = m->compile_s;       /* a miss in this tier costs a compile */
     dm->freq = m->freq ? m->freq - 1 : 0;
     catalog_admit(&d->disk, dm, m->size); /* reserved now: the budget holds while it is written */
     catalog_touch(&d->disk, dm);
@@ -557,6 +558,10 @@ static void start_disk_read(struct daemon *d, struct job *job, struct model *dm)
     job->kind = JOB_DISK_READ;
     job->disk_fd = d->disk_fd;
     job->disk_len = dm->size;
+    /* Only this process sets a disk entry's image_sha: the SHA-256 of the bytes it wrote or
+     * verified (entries indexed at start have none, so their files get the full verification). */
+    job->have_expect = memcmp(dm->image_sha, (uint8_t[SHA256_LEN]){0}, SHA256_LEN) != 0;
+    memcpy(job->expect_sha, dm->image_sha, SHA256_LEN);
     worker_submit(&d->hasher, job);
 }
 
@@ -910,6 +915,8 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
             d->disk_rate = (double)job->image_len / job->seconds;
         if (dm) {
             dm->read_s = job->seconds;
+            /* verified: the next read back only has to match these bytes */
+            memcpy(dm->image_sha, job->image_sha, SHA256_LEN);
             catalog_touch(&d->disk, dm);
         }
         log_info("model %s: read back from the disk tier in %.3f s, %zu bytes (its compile took "

@@ -99,6 +99,12 @@ void disk_read_job(struct job *job)
     struct model tmpl = {0};
     pthread_t t;
     int rc = read_image(job, why, sizeof(why));
+    if (rc == 0 && job->have_expect) { /* written by this store: the same bytes or nothing */
+        hash_thread(job);
+        if (memcmp(job->image_sha, job->expect_sha, SHA256_LEN) != 0)
+            rc = seterr(why, sizeof(why), -EBADMSG, "not the bytes the store wrote (SHA-256)");
+        goto done;
+    }
     int threaded = rc == 0 && pthread_create(&t, NULL, hash_thread, job) == 0;
     if (rc == 0)
         rc = image_check(job->image, job->image_len, job->identity, &tmpl, why, sizeof(why));
@@ -106,13 +112,15 @@ void disk_read_job(struct job *job)
         pthread_join(t, NULL);
     else if (rc == 0)
         hash_thread(job);
-    job->seconds = (double)(now_ns() - t0) / 1e9;
-    job->disk_rc = rc;
     if (rc == 0) {
         memcpy(job->source_sha, tmpl.source_sha, SHA256_LEN);
         job->threads = tmpl.threads;
-        return;
     }
+done:
+    job->seconds = (double)(now_ns() - t0) / 1e9;
+    job->disk_rc = rc;
+    if (rc == 0)
+        return;
     free(job->image); /* never mapped by anyone */
     job->image = NULL;
     job->image_len = 0;

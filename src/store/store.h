@@ -160,13 +160,15 @@ struct job {
     int threads;
     char shapes[REF_MAX_SHAPES + 1]; /* input shapes to compile for, canonical text; "" none */
     char name[PROTO_MAX_NAME + 1];
-    bool pinned;                  /* HASH: the ref pinned the file's SHA-256 (@sha256:) ... */
-    uint8_t pin[SHA256_LEN];      /* ... to this */
-    char base_dir[PATH_MAX];      /* COMPILE: where external data files are */
-    uint8_t identity[SHA256_LEN]; /* COMPILE, DISK_* */
-    int disk_fd;                  /* DISK_*: the disk tier's directory */
-    int image_fd;                 /* DISK_WRITE: O_RDONLY fd of the RAM image (the job owns it) */
-    uint64_t disk_len;            /* DISK_*: the image's size */
+    bool pinned;                    /* HASH: the ref pinned the file's SHA-256 (@sha256:) ... */
+    uint8_t pin[SHA256_LEN];        /* ... to this */
+    char base_dir[PATH_MAX];        /* COMPILE: where external data files are */
+    uint8_t identity[SHA256_LEN];   /* COMPILE, DISK_* */
+    int disk_fd;                    /* DISK_*: the disk tier's directory */
+    int image_fd;                   /* DISK_WRITE: O_RDONLY fd of the RAM image (the job owns it) */
+    uint64_t disk_len;              /* DISK_*: the image's size */
+    int have_expect;                /* DISK_READ: the store wrote this file in this run ... */
+    uint8_t expect_sha[SHA256_LEN]; /* ... and these are the bytes' SHA-256 it wrote */
     /* set by the worker */
     uint8_t *onnx; /* HASH: the bytes read, kept for the compile */
     size_t onnx_len;
@@ -250,9 +252,11 @@ int image_dir_open(const char *dir, const char *flag, char *err, size_t errlen);
  * user; names, frequencies and priorities from its manifest. Trims to c's budget. */
 int disk_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
                    char *err, size_t errlen);
-/* Worker side: reads job->identity's file (DISK_READ) into job->image and verifies it; on
- * success fills job->source_sha and threads from the image; on failure disk_rc < 0, the buffer
- * is freed (never mapped) and the worker reads and hashes job->path instead, for the compile. */
+/* Worker side: reads job->identity's file (DISK_READ) into job->image and verifies it: against
+ * expect_sha when the store wrote the file in this run (one hash: the bytes must be the very bytes
+ * it wrote), else engine_image_verify + the identity check (then source_sha and threads are filled
+ * from the image). On failure disk_rc < 0, the buffer is freed (never mapped) and the worker reads
+ * and hashes job->path instead, for the compile. */
 void disk_read_job(struct job *job);
 /* Worker side: writes the image behind job->image_fd to the disk tier (DISK_WRITE). */
 void disk_write_job(struct job *job);
