@@ -106,6 +106,10 @@ void store_metrics(const json_t *stats, struct gw_buf *b)
 
 /* ---- compile ahead ---- */
 
+/* Threads (and store connections) compile ahead may hold at once; a deploy past them is compiled
+ * by its first request, as without compile ahead. */
+#define PREPARE_MAX 16
+
 struct prepare {
     struct gateway *g;
     char name[GW_NAME_MAX];
@@ -168,7 +172,10 @@ void store_prepare_async(struct gateway *g, const char *name)
     pthread_mutex_lock(&g->lock);
     struct function *fn = registry_find(g, name);
     /* A private model is compiled by its instances, not the store. */
-    bool go = fn && !fn->spec.private_model && !g->stopping && prepare_ref(&fn->spec, p) == 0;
+    bool go = fn && !fn->spec.private_model && !g->stopping && g->preparing < PREPARE_MAX &&
+              prepare_ref(&fn->spec, p) == 0;
+    if (fn && !go && g->preparing >= PREPARE_MAX)
+        log_info("function %s: no compile ahead (%d running already)", name, g->preparing);
     if (go) {
         fn->compiling++;
         g->preparing++;
