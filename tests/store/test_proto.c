@@ -34,6 +34,12 @@ static void test_attach_roundtrip(void **state)
     assert_int_equal(out.seq, 7);
     assert_int_equal(out.u.ref.threads, 4);
     assert_string_equal(out.u.ref.ref, "resnet18");
+    in.type = PROTO_PREPARE; /* compile ahead: the same payload */
+    assert_int_equal(roundtrip(&in, &out), 0);
+    assert_int_equal(out.type, PROTO_PREPARE);
+    assert_string_equal(proto_type_name(out.type), "PREPARE");
+    assert_int_equal(out.u.ref.threads, 4);
+    assert_string_equal(out.u.ref.ref, "resnet18");
 }
 
 static void test_attached_roundtrip(void **state)
@@ -136,13 +142,14 @@ static void test_random_payloads(void **state)
     struct proto_msg out;
     char err[256];
     unsigned seed = 12345;
-    static const int types[] = {PROTO_ATTACH,   PROTO_DETACH, PROTO_EVICT,
-                                PROTO_ATTACHED, PROTO_JSON,   PROTO_ERROR};
+    static const int types[] = {PROTO_ATTACH, PROTO_DETACH, PROTO_EVICT,  PROTO_ATTACHED,
+                                PROTO_JSON,   PROTO_ERROR,  PROTO_PREPARE};
     for (int i = 0; i < 20000; i++) {
         size_t len = PROTO_HDR_LEN + (size_t)(rand_r(&seed) % 200);
         for (size_t k = 0; k < len; k++)
             buf[k] = (uint8_t)rand_r(&seed);
-        struct proto_msg hdr = {.type = (uint16_t)types[i % 6], .seq = 1};
+        struct proto_msg hdr = {.type = (uint16_t)types[i % (sizeof(types) / sizeof(types[0]))],
+                                .seq = 1};
         proto_encode(&hdr, buf, PROTO_HDR_LEN + 4096, err, sizeof(err));
         uint32_t payload = (uint32_t)(len - PROTO_HDR_LEN);
         memcpy(buf + 8, &payload, 4);
