@@ -149,22 +149,6 @@ void disk_write_job(struct job *job)
 
 /* ---- the index at start ---- */
 
-static int is_temp(const char *name)
-{
-    return name[0] == '.' && strstr(name, ".tmp") != NULL;
-}
-
-/* <64 hex>.plan → identity. */
-static int parse_image_name(const char *name, uint8_t identity[SHA256_LEN])
-{
-    char hex[SHA256_HEX_LEN];
-    if (strlen(name) != 64 + 5 || strcmp(name + 64, ".plan") != 0)
-        return -1;
-    memcpy(hex, name, 64);
-    hex[64] = '\0';
-    return sha256_parse_hex(hex, identity);
-}
-
 static void index_one(int dir_fd, const char *dir, const char *name,
                       const uint8_t identity[SHA256_LEN], struct catalog *c,
                       const struct manifest *man, struct store_counters *n)
@@ -181,52 +165,13 @@ static void index_one(int dir_fd, const char *dir, const char *name,
     struct model *m = catalog_add(c, identity, zero, 0, NULL);
     if (!m)
         return;
-    const struct manifest_entry *e = manifest_find(man, m->idhex);
-    if (e) {
-        snprintf(m->names, sizeof(m->names), "%s", e->names);
-        m->last_use_ms = e->last_use_ms;
-        m->release_seq = e->release_seq;
-        m->compile_s = e->compile_s;
-        m->read_s = e->read_s;
-        m->freq = e->freq;
-        m->priority = e->priority;
-    }
-    m->cost_s = m->compile_s; /* what a miss in this tier costs */
-    if (m->release_seq > c->seq)
-        c->seq = m->release_seq;
-    catalog_admit(c, m, (uint64_t)st.st_size);
+    image_restore(c, m, man, (uint64_t)st.st_size);
     n->disk_adopted++;
 }
 
 int disk_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
                    char *err, size_t errlen)
 {
-    char merr[256];
-    struct manifest man;
-    if (manifest_read(dir_fd, MANIFEST_NAME, &man, merr, sizeof(merr)) < 0)
-        log_warn("%s; disk tier names and priorities are lost", merr);
-    c->clock = man.clock;
-    int dfd = dup(dir_fd);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        int e = errno;
-        if (dfd >= 0)
-            close(dfd);
-        manifest_free(&man);
-        return seterr(err, errlen, -e, "--disk-dir %s: %s", dir, strerror(e));
-    }
-    rewinddir(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        uint8_t identity[SHA256_LEN];
-        if (is_temp(de->d_name)) {
-            log_warn("%s/%s: discarded: temporary file of an interrupted write", dir, de->d_name);
-            unlinkat(dir_fd, de->d_name, 0);
-        } else if (parse_image_name(de->d_name, identity) == 0) {
-            index_one(dir_fd, dir, de->d_name, identity, c, &man, n);
-        }
-    }
-    closedir(d);
-    manifest_free(&man);
-    return image_trim(dir_fd, dir, c, &n->disk_evictions);
+    return image_dir_walk(dir_fd, dir, "disk tier names and priorities", c, n, index_one,
+                          &n->disk_evictions, err, errlen);
 }

@@ -306,6 +306,24 @@ int image_check(const void *p, size_t len, const uint8_t identity[SHA256_LEN], s
     return 0;
 }
 
+void image_restore(struct catalog *c, struct model *m, const struct manifest *man, uint64_t bytes)
+{
+    const struct manifest_entry *e = manifest_find(man, m->idhex);
+    if (e) {
+        snprintf(m->names, sizeof(m->names), "%s", e->names);
+        m->last_use_ms = e->last_use_ms;
+        m->release_seq = e->release_seq;
+        m->compile_s = e->compile_s;
+        m->read_s = e->read_s;
+        m->freq = e->freq;
+        m->priority = e->priority;
+    }
+    m->cost_s = m->compile_s; /* what a miss costs until a disk copy is measured */
+    if (m->release_seq > c->seq)
+        c->seq = m->release_seq;
+    catalog_admit(c, m, bytes);
+}
+
 /* Opens, seals, maps and checks one image; on success the model is added RESIDENT to c. */
 static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256_LEN],
                      struct catalog *c, const struct manifest *man, struct store_counters *n,
@@ -346,20 +364,7 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
     }
     memcpy(m->image_sha, tmpl.image_sha, SHA256_LEN);
     m->fd = fd;
-    const struct manifest_entry *e = manifest_find(man, m->idhex);
-    if (e) {
-        snprintf(m->names, sizeof(m->names), "%s", e->names);
-        m->last_use_ms = e->last_use_ms;
-        m->release_seq = e->release_seq;
-        m->compile_s = e->compile_s;
-        m->read_s = e->read_s;
-        m->freq = e->freq;
-        m->priority = e->priority;
-    }
-    m->cost_s = m->compile_s;
-    if (m->release_seq > c->seq)
-        c->seq = m->release_seq;
-    catalog_admit(c, m, len);
+    image_restore(c, m, man, len);
     return 0;
 }
 
@@ -390,13 +395,14 @@ static void discard(int dir_fd, const char *dir, const char *name, const char *w
     image_unlink(dir_fd, name);
 }
 
-int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
-                    char *err, size_t errlen)
+int image_dir_walk(int dir_fd, const char *dir, const char *lost, struct catalog *c,
+                   struct store_counters *n, image_dir_fn *one, uint64_t *evictions, char *err,
+                   size_t errlen)
 {
     char merr[256];
     struct manifest man;
     if (manifest_read(dir_fd, MANIFEST_NAME, &man, merr, sizeof(merr)) < 0)
-        log_warn("%s; model names and LRU order are lost", merr);
+        log_warn("%s; %s are lost", merr, lost);
     c->clock = man.clock;
     int dfd = dup(dir_fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -411,22 +417,36 @@ int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store
     struct dirent *de;
     while ((de = readdir(d))) {
         uint8_t identity[SHA256_LEN];
-        char why[512];
         if (de->d_name[0] == '.' && strstr(de->d_name, ".tmp")) {
-            discard(dir_fd, dir, de->d_name, "temporary file of an interrupted write");
-            continue;
+            log_warn("%s/%s: discarded: temporary file of an interrupted write", dir, de->d_name);
+            image_unlink(dir_fd, de->d_name);
+        } else if (is_image_name(de->d_name, identity)) {
+            one(dir_fd, dir, de->d_name, identity, c, &man, n);
         }
-        if (!is_image_name(de->d_name, identity))
-            continue;
-        if (adopt_one(dir_fd, de->d_name, identity, c, &man, n, why, sizeof(why)) < 0) {
-            discard(dir_fd, dir, de->d_name, why);
-            n->discarded++;
-            continue;
-        }
-        n->adopted++;
-        log_info("%s/%s: adopted", dir, de->d_name);
     }
     closedir(d);
     manifest_free(&man);
-    return image_trim(dir_fd, dir, c, &n->evictions);
+    return image_trim(dir_fd, dir, c, evictions);
+}
+
+/* image_dir_fn of the RAM tier: adopt, or discard with the reason. */
+static void adopt_entry(int dir_fd, const char *dir, const char *name,
+                        const uint8_t identity[SHA256_LEN], struct catalog *c,
+                        const struct manifest *man, struct store_counters *n)
+{
+    char why[512];
+    if (adopt_one(dir_fd, name, identity, c, man, n, why, sizeof(why)) < 0) {
+        discard(dir_fd, dir, name, why);
+        n->discarded++;
+        return;
+    }
+    n->adopted++;
+    log_info("%s/%s: adopted", dir, name);
+}
+
+int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
+                    char *err, size_t errlen)
+{
+    return image_dir_walk(dir_fd, dir, "model names and LRU order", c, n, adopt_entry,
+                          &n->evictions, err, errlen);
 }

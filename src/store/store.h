@@ -235,6 +235,20 @@ int image_unlink(int dir_fd, const char *name);
  * exceeds the budget. Counts adopted/discarded. dir is for messages. */
 int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
                     char *err, size_t errlen);
+/* One <identity>.plan of an image directory, handed over by image_dir_walk. */
+struct manifest;
+typedef void image_dir_fn(int dir_fd, const char *dir, const char *name,
+                          const uint8_t identity[SHA256_LEN], struct catalog *c,
+                          const struct manifest *man, struct store_counters *n);
+/* Reads dir_fd's manifest (lost: what is lost without it, for the log), removes temp files of an
+ * interrupted write, calls one() for every image file, then trims c to its budget (counting in
+ * *evictions). The walk both tiers use at start. */
+int image_dir_walk(int dir_fd, const char *dir, const char *lost, struct catalog *c,
+                   struct store_counters *n, image_dir_fn *one, uint64_t *evictions, char *err,
+                   size_t errlen);
+/* Takes what the manifest kept of m (names, LRU order, costs, GDSF state) and admits m to c with
+ * bytes. */
+void image_restore(struct catalog *c, struct model *m, const struct manifest *man, uint64_t bytes);
 /* Removes every image, temp file and the manifest from dir_fd (a clean stop, or `purge`). */
 void image_remove_all(int dir_fd, const char *dir);
 /* Opens (creating 0700 if missing) an image directory and checks it; flag names it in errors. */
