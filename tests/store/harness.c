@@ -258,12 +258,12 @@ json_t *stats_model(json_t *stats, const char *name)
     return NULL;
 }
 
-int env_count_images(const struct store_env *e, uint64_t *bytes)
+int env_each_image(const struct store_env *e, void (*fn)(const char *path, void *ctx), void *ctx)
 {
     DIR *d = opendir(e->dir);
-    assert_non_null(d);
+    if (!d)
+        return -1;
     int n = 0;
-    *bytes = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
@@ -271,13 +271,26 @@ int env_count_images(const struct store_env *e, uint64_t *bytes)
             continue;
         char p[512];
         snprintf(p, sizeof(p), "%s/%s", e->dir, de->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0) {
-            n++;
-            *bytes += (uint64_t)st.st_size;
-        }
+        if (fn)
+            fn(p, ctx);
+        n++;
     }
     closedir(d);
+    return n;
+}
+
+static void add_size(const char *path, void *ctx)
+{
+    struct stat st;
+    if (stat(path, &st) == 0)
+        *(uint64_t *)ctx += (uint64_t)st.st_size;
+}
+
+int env_count_images(const struct store_env *e, uint64_t *bytes)
+{
+    *bytes = 0;
+    int n = env_each_image(e, add_size, bytes);
+    assert_true(n >= 0);
     return n;
 }
 

@@ -53,6 +53,9 @@ json_t *stats_model(json_t *stats, const char *name);
 
 /* Files named *.plan in the image directory, and their total size. */
 int env_count_images(const struct store_env *e, uint64_t *bytes);
+/* Calls fn(path, ctx) (may be NULL) for each *.plan in the image directory; returns how many, -1
+ * when the directory is gone. */
+int env_each_image(const struct store_env *e, void (*fn)(const char *path, void *ctx), void *ctx);
 /* Open fds of a process (/proc/PID/fd entries). */
 int proc_fd_count(pid_t pid);
 /* Path of a generated test model in the build tree. */

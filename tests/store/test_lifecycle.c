@@ -41,28 +41,6 @@ static void use_models(const struct store_env *e)
     store_close(c);
 }
 
-/* Calls fn(path) for each *.plan in the image directory; returns how many. */
-static int each_image(const struct store_env *e, void (*fn)(const char *path))
-{
-    DIR *d = opendir(e->dir);
-    if (!d)
-        return 0;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len < 5 || strcmp(de->d_name + len - 5, ".plan") != 0)
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", e->dir, de->d_name);
-        if (fn)
-            fn(p);
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 static int flags_of(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC), flags = 0;
@@ -72,8 +50,9 @@ static int flags_of(const char *path)
     return flags;
 }
 
-static void assert_sealed(const char *path)
+static void assert_sealed(const char *path, void *ctx)
 {
+    (void)ctx;
     assert_true(flags_of(path) & FS_IMMUTABLE_FL);
 }
 
@@ -87,8 +66,9 @@ static void clear_seal(const char *path)
 
 static int cleared_one;
 
-static void clear_first(const char *path)
+static void clear_first(const char *path, void *ctx)
 {
+    (void)ctx;
     if (!cleared_one++)
         clear_seal(path);
 }
@@ -98,7 +78,7 @@ static void test_clean_stop_removes_images(void **state)
     struct store_env *e = *state;
     env_start(e, "1GiB", NULL);
     use_models(e);
-    assert_int_equal(each_image(e, NULL), 2);
+    assert_int_equal(env_each_image(e, NULL, NULL), 2);
     env_stop(e, SIGTERM);
     printf("clean stop: %s %s\n", e->dir, access(e->dir, F_OK) == 0 ? "still there" : "removed");
     assert_int_equal(access(e->dir, F_OK), -1);
@@ -107,7 +87,7 @@ static void test_clean_stop_removes_images(void **state)
     env_start(e, "1GiB", (const char *[]){"--keep-images", NULL});
     use_models(e);
     env_stop(e, SIGTERM);
-    assert_int_equal(each_image(e, NULL), 2); /* --keep-images: kept for the next start */
+    assert_int_equal(env_each_image(e, NULL, NULL), 2); /* --keep-images: kept for the next start */
 }
 
 static void test_kill9_keeps_sealed_images_for_readoption(void **state)
@@ -118,9 +98,9 @@ static void test_kill9_keeps_sealed_images_for_readoption(void **state)
     env_start(e, "1GiB", NULL);
     use_models(e);
     env_stop(e, SIGKILL);
-    assert_int_equal(each_image(e, assert_sealed), 2);
+    assert_int_equal(env_each_image(e, assert_sealed, NULL), 2);
     cleared_one = 0;
-    each_image(e, clear_first); /* as an older store would have left it */
+    env_each_image(e, clear_first, NULL); /* as an older store would have left it */
 
     env_start(e, "1GiB", NULL);
     json_t *st = env_stats(e);
@@ -129,7 +109,7 @@ static void test_kill9_keeps_sealed_images_for_readoption(void **state)
     assert_int_equal(stats_total(st, "adopted"), 2);
     assert_int_equal(stats_total(st, "compiles"), 0);
     json_decref(st);
-    assert_int_equal(each_image(e, assert_sealed), 2); /* re-sealed at adoption */
+    assert_int_equal(env_each_image(e, assert_sealed, NULL), 2); /* re-sealed at adoption */
     use_models(e);
     st = env_stats(e);
     assert_int_equal(stats_total(st, "compiles_started"), 0);
@@ -141,8 +121,9 @@ static void test_kill9_keeps_sealed_images_for_readoption(void **state)
 
 static char held_path[512];
 
-static void remember_first(const char *path)
+static void remember_first(const char *path, void *ctx)
 {
+    (void)ctx;
     if (!held_path[0])
         snprintf(held_path, sizeof(held_path), "%s", path);
 }
@@ -158,7 +139,7 @@ static void test_adoption_refuses_an_image_open_for_writing(void **state)
     use_models(e);
     env_stop(e, SIGKILL);
     held_path[0] = '\0';
-    each_image(e, remember_first);
+    env_each_image(e, remember_first, NULL);
     clear_seal(held_path);
     int wfd = open(held_path, O_RDWR | O_CLOEXEC);
     assert_true(wfd >= 0);
@@ -184,7 +165,7 @@ static void test_purge_after_crash(void **state)
     use_models(e);
     snprintf(cmd, sizeof(cmd), "%s purge --dir %s", bin, e->dir);
     assert_int_not_equal(system(cmd), 0); /* refused while a store serves */
-    assert_int_equal(each_image(e, NULL), 2);
+    assert_int_equal(env_each_image(e, NULL, NULL), 2);
     /* a second store on the same directory is refused too */
     char other[200];
     snprintf(other, sizeof(other), "%s/other.sock", e->root);
