@@ -12,8 +12,8 @@
  * the next start misses). A refused attach (budget exhausted) is reported and the instance
  * counts as not started. Output columns:
  *   t_ms,op,instance,model,attach_ms,ok,resident_bytes,leases,hits,misses,compiles,evictions,refused
- * then one column per --totals KEY: that integer of the store's STATS totals (0 when the store
- * has no such figure), e.g. the disk tier's counters.
+ * then one column per --totals KEY: that number of the store's STATS totals (0 when the store
+ * has no such figure), e.g. the disk tier's counters and seconds.
  */
 #include "client/client.h"
 #include "common/common.h"
@@ -29,9 +29,13 @@
 #define MAX_MODEL     128
 #define MAX_EXTRA     16
 
+enum op_kind { OP_STOP, OP_START, OP_EVICT };
+static const char *const op_names[] = {"stop", "start", "evict"}; /* by enum op_kind */
+_Static_assert(sizeof(op_names) / sizeof(op_names[0]) == OP_EVICT + 1, "a name per op kind");
+
 struct op {
     long long t_ms;
-    int start; /* 1 start, 0 stop, 2 evict */
+    enum op_kind kind;
     int instance;
     char model[MAX_MODEL + 1];
 };
@@ -60,13 +64,16 @@ static int parse_op(const char *line, int lineno, struct op *op, char *err, size
     if (n != 4)
         return seterr(err, errlen, -EINVAL, "line %d: want `T_MS start|stop INSTANCE MODEL`",
                       lineno);
-    if (strcmp(kind, "start") != 0 && strcmp(kind, "stop") != 0 && strcmp(kind, "evict") != 0)
+    size_t k = 0;
+    while (k < ARRAY_LEN(op_names) && strcmp(kind, op_names[k]) != 0)
+        k++;
+    if (k == ARRAY_LEN(op_names))
         return seterr(err, errlen, -EINVAL, "line %d: op %s is not start, stop or evict", lineno,
                       kind);
     if (op->instance < 0 || op->instance >= MAX_INSTANCES || op->t_ms < 0)
         return seterr(err, errlen, -ERANGE, "line %d: instance must be 0..%d, time >= 0", lineno,
                       MAX_INSTANCES - 1);
-    op->start = kind[0] == 'e' ? 2 : kind[2] == 'a';
+    op->kind = (enum op_kind)k;
     return 0;
 }
 
@@ -90,14 +97,18 @@ static int print_line(struct replay *r, const struct op *op, double attach_ms, i
         json_decref(root);
         return seterr(err, errlen, -EPROTO, "store STATS reply has no totals object");
     }
-    printf("%lld,%s,%d,%s,%.3f,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld", op->t_ms,
-           op->start == 2 ? "evict" : op->start ? "start" : "stop", op->instance, op->model, attach_ms, ok,
-           (long long)total(t, "resident_bytes"), (long long)total(t, "leases"),
-           (long long)total(t, "hits"), (long long)total(t, "misses"),
-           (long long)total(t, "compiles"), (long long)total(t, "evictions"),
-           (long long)total(t, "refused"));
-    for (int i = 0; i < r->n_extra; i++)
-        printf(",%lld", (long long)total(t, r->extra[i]));
+    printf("%lld,%s,%d,%s,%.3f,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld", op->t_ms, op_names[op->kind],
+           op->instance, op->model, attach_ms, ok, (long long)total(t, "resident_bytes"),
+           (long long)total(t, "leases"), (long long)total(t, "hits"),
+           (long long)total(t, "misses"), (long long)total(t, "compiles"),
+           (long long)total(t, "evictions"), (long long)total(t, "refused"));
+    for (int i = 0; i < r->n_extra; i++) {
+        json_t *v = json_object_get(t, r->extra[i]);
+        if (json_is_real(v))
+            printf(",%.6f", json_real_value(v));
+        else
+            printf(",%lld", (long long)json_integer_value(v));
+    }
     printf("\n");
     json_decref(root);
     return 0;
@@ -161,9 +172,9 @@ static int replay_file(struct replay *r, FILE *f, char *err, size_t errlen)
             continue;
         int rc = parse_op(line, lineno, &op, err, errlen);
         if (rc == 0)
-            rc = op.start == 2 ? do_evict(r, &op, err, errlen)
-                 : op.start    ? do_start(r, &op, err, errlen)
-                               : do_stop(r, &op, err, errlen);
+            rc = op.kind == OP_EVICT   ? do_evict(r, &op, err, errlen)
+                 : op.kind == OP_START ? do_start(r, &op, err, errlen)
+                                       : do_stop(r, &op, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -183,10 +194,10 @@ static int parse_totals(struct replay *r, char *list, char *err, size_t errlen)
     return 0;
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: eviction-replay --store SOCKET [--totals KEY,...] OPS_FILE\n"
-                    "  OPS_FILE lines: T_MS start|stop|evict INSTANCE MODEL (see bench/eviction)\n");
+    fprintf(f, "usage: eviction-replay --store SOCKET [--totals KEY,...] OPS_FILE\n"
+               "  OPS_FILE lines: T_MS start|stop|evict INSTANCE MODEL (see bench/eviction)\n");
 }
 
 int main(int argc, char **argv)
@@ -198,7 +209,7 @@ int main(int argc, char **argv)
     snprintf(err, sizeof(err), "out of memory");
     for (int i = 1; i < argc && rc == 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
+            usage(stdout);
             free(r);
             return 0;
         } else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
@@ -208,13 +219,13 @@ int main(int argc, char **argv)
         } else if (!ops && argv[i][0] != '-') {
             ops = argv[i];
         } else {
-            usage();
+            usage(stderr);
             free(r);
             return 2;
         }
     }
     if (rc == 0 && (!r->sock || !ops)) {
-        usage();
+        usage(stderr);
         free(r);
         return 2;
     }
