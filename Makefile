@@ -21,8 +21,8 @@ bootstrap:
 	@scripts/bootstrap
 
 build: bootstrap
-	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) >/dev/null
-	@ninja -C $(BUILD) >/dev/null
+	@[ -f $(BUILD)/build.ninja ] || out=$$(meson setup $(BUILD) 2>&1) || { echo "$$out"; exit 1; }
+	@cd $(BUILD) && ninja --quiet
 
 zoo: bootstrap
 	@$(PYTHON) tools/zoo --out zoo --models $(ZOO_MODELS)
