@@ -379,12 +379,18 @@ static int serve_probe(struct fn_instance *in, struct http_request *req, int64_t
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
         return reply_error(req, 405, "probes accept GET only", t0);
     pthread_mutex_lock(&in->lock);
-    bool serving = in->ready && !in->draining;
+    bool serving = in->ready && !in->draining, draining = in->draining;
     bool full = in->cfg->max_inflight > 0 && in->inflight >= in->cfg->max_inflight;
     pthread_mutex_unlock(&in->lock);
+    /* Liveness (/_/health) is 200 from the moment HTTP is served, while the model is still being
+     * attached, compiled by the store or warmed up: a long first compile must not make a platform's
+     * liveness probe (faas-netes: 3 failures 2 s apart) restart the instance in a loop. Readiness
+     * (/_/ready) is 200 only once the model is attached and warm. */
+    if (health && !draining)
+        return reply(req, 200, strdup("{\"status\":\"ok\"}"), t0);
     if (!serving)
-        return reply_error(req, 503, in->draining ? "shutting down" : "not ready", t0);
-    if (!health && full)
+        return reply_error(req, 503, draining ? "shutting down" : "not ready", t0);
+    if (full)
         return reply_error(req, 429, "busy: max_inflight requests in flight", t0);
     return reply(req, 200, strdup("{\"status\":\"ok\"}"), t0);
 }

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define RECONNECT_TRY_MS 1000
+#define STORE_WAIT_TRY_MS 100
 
 struct fn_store_source {
     struct store_client *client;
@@ -83,6 +85,34 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
+/* True when SIGTERM or SIGINT waits for main()'s sigwait (every thread blocks them). */
+static bool stop_pending(void)
+{
+    sigset_t p;
+    return sigpending(&p) == 0 && (sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1);
+}
+
+/*
+ * Connects to the store, waiting while its socket is not there yet (a node whose store pod has not
+ * started or is being replaced): /_/health answers meanwhile and /_/ready says 503, so the instance
+ * becomes ready when the store arrives instead of crash-looping. Bounded by whoever waits for
+ * readiness (shmfaasd's --ready-timeout, a pod's probes) and by SIGTERM/SIGINT.
+ */
+static int connect_waiting(const char *socket_path, struct store_client **c, char *err,
+                           size_t errlen)
+{
+    for (int tries = 1;; tries++) {
+        int rc = store_connect(socket_path, c, err, errlen);
+        if (rc == 0 || (rc != -ENOENT && rc != -ECONNREFUSED))
+            return rc;
+        if (tries == 1 || tries % 300 == 0)
+            log_warn("%s; waiting for it (try %d)", err, tries);
+        if (stop_pending())
+            return rc;
+        usleep(STORE_WAIT_TRY_MS * 1000);
+    }
+}
+
 int fn_store_source_open(const char *socket_path, const char *ref, int threads,
                          struct fn_store_source **out, void **image, size_t *len, char *err,
                          size_t errlen)
@@ -92,7 +122,7 @@ int fn_store_source_open(const char *socket_path, const char *ref, int threads,
     if (!s)
         return seterr(err, errlen, -ENOMEM, "out of memory");
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
-    int rc = store_connect(socket_path, &s->client, err, errlen);
+    int rc = connect_waiting(socket_path, &s->client, err, errlen);
     if (rc == 0)
         rc = store_attach(s->client, ref, threads, &s->img, err, errlen);
     if (rc == 0 && pipe2(s->stop_pipe, O_CLOEXEC) < 0)

@@ -307,7 +307,7 @@ def check_doc(doc, path, errs):
 
 FUNCTION_LABEL = "com.shmfaas.model"
 SOCKET_DIR = "/run/shmfaas"
-STORE_OVERHEAD = 256 << 20  # daemon + one compile + the largest model's ONNX bytes (docs/kubernetes.md)
+STORE_OVERHEAD = 512 << 20  # the daemon + one compile of a ResNet-50-sized model (docs/kubernetes.md)
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?|iB)?$")
 
 
