@@ -14,14 +14,20 @@ memory limit of at least its budget + overhead, references (volumes, ConfigMap k
 
 usage: check_manifests.py [--root DIR] [--self-test-only] [FILE...]
 With no FILE: deploy/kubernetes/*.yaml, examples/kubernetes/*.yaml and examples/kubernetes/stack.yml
-under --root. Always runs the self-test first (broken manifests that must be caught).
+under --root, then deploy/kubernetes/make-cert on a copy (its output checked the same way and its
+certificate verified with openssl). Always runs the self-test first (broken manifests that must be
+caught).
 """
 import argparse
+import base64
 import copy
 import glob
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import yaml
 import kubernetes.client as k8s
@@ -678,6 +684,41 @@ def self_test_sets(root):
     return failures
 
 
+def check_make_cert(root):
+    """deploy/kubernetes/make-cert on a copy: the filled-in manifests still pass, and the Secret's
+    certificate verifies against the caBundle for the webhook Service's name."""
+    if shutil.which("openssl") is None:
+        print("make-cert: skipped (no openssl)")
+        return []
+    tmp = tempfile.mkdtemp(prefix="shmfaas-k8s-schema.")
+    try:
+        d = os.path.join(tmp, "kubernetes")
+        shutil.copytree(os.path.join(root, "deploy/kubernetes"), d)
+        r = subprocess.run([os.path.join(d, "make-cert"), d], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return ["make-cert failed: %s" % r.stderr.strip()]
+        errs = check_set(sorted(glob.glob(os.path.join(d, "*.yaml"))), root)
+        with open(os.path.join(d, "webhook.yaml")) as f:
+            hook = [x for x in yaml.load_all(f, Loader=StrictLoader) if x and x["kind"] ==
+                    "MutatingWebhookConfiguration"][0]
+        with open(os.path.join(d, "webhook-secret.yaml")) as f:
+            secret = yaml.load(f, Loader=StrictLoader)
+        svc = hook["webhooks"][0]["clientConfig"]["service"]
+        with open(os.path.join(tmp, "ca.crt"), "wb") as f:
+            f.write(base64.b64decode(hook["webhooks"][0]["clientConfig"]["caBundle"]))
+        with open(os.path.join(tmp, "tls.crt"), "wb") as f:
+            f.write(base64.b64decode(secret["data"]["tls.crt"]))
+        host = "%s.%s.svc" % (svc["name"], svc["namespace"])
+        r = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-verify_hostname", host,
+                            "-CAfile", os.path.join(tmp, "ca.crt"), os.path.join(tmp, "tls.crt")],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            errs.append("make-cert: certificate does not verify for %s: %s" % (host, r.stdout + r.stderr))
+        return errs
+    finally:
+        shutil.rmtree(tmp)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
@@ -704,6 +745,12 @@ def main():
             print("ERROR", e)
         failures.extend(errs)
         total += len(files)
+    if not a.files:
+        errs = check_make_cert(root)
+        for e in errs:
+            print("ERROR", e)
+        failures.extend(errs)
+        print("make-cert: the filled-in manifests pass and the certificate verifies" if not errs else "")
     print("%d files checked, %d errors" % (total, len(failures)))
     return 1 if failures else 0
 
