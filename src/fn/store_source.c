@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RECONNECT_TRY_MS 1000
+#define RECONNECT_TRY_MS  1000
 #define STORE_WAIT_TRY_MS 100
 
 struct fn_store_source {

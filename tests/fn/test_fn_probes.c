@@ -16,7 +16,7 @@
 
 /* Generous bounds, never timing assertions: a loaded 2-core machine may compile slowly. */
 #define READY_BOUND_MS 120000
-#define PROBE_TRIES 20
+#define PROBE_TRIES    20
 
 struct world {
     struct harness h;
