@@ -22,6 +22,7 @@ Exit 77 (skip) without root, podman or zoo/resnet50.
 """
 import base64
 import copy
+import hashlib
 import json
 import os
 import re
@@ -369,30 +370,43 @@ def case_node(build, node):
 def case_store_late(build, node):
     dt = node.play([function_manifest(node, PREFIX + "-late", 1)])
     log("function pod played with no store in %.1f s" % dt)
-    time.sleep(3)
-    fns = pod_containers(PREFIX + "-late")
-    assert len(fns) == 1, "the function container is not running without a store: %s" % fns
-    pid = next(iter(fns.values()))
-    code, _ = in_netns(pid, "http://127.0.0.1:8080/_/ready", timeout=5)
-    assert code != 200, "ready without a store"
-    play_store(node, PREFIX + "-store")
-    wait_store(build, node)
+    # While the node has no store the instance stays up (a kubelet would back off a container
+    # that exits, for minutes): /_/health 200 (liveness passes), /_/ready 503 (no traffic).
     t0 = time.monotonic()
-    deadline = t0 + READY_BOUND_S
-    while time.monotonic() < deadline:
-        # A restarted container (restartPolicy Always) has a new pid: look it up each time.
+    health = 0
+    while time.monotonic() - t0 < 30:
         fns = pod_containers(PREFIX + "-late")
         if fns:
             pid = next(iter(fns.values()))
-            code, _ = in_netns(pid, "http://127.0.0.1:8080/_/ready", timeout=5)
-            if code == 200:
+            health, _ = in_netns(pid, "http://127.0.0.1:8080/_/health", timeout=5)
+            if health == 200:
                 break
         time.sleep(0.5)
-    else:
-        raise RuntimeError("the function never became ready after the store arrived")
-    log("ready %.1f s after the store arrived" % (time.monotonic() - t0))
+    name = PREFIX + "-late-pod-0-resnet50"
+    restarts = podman("inspect", "--format", "{{.RestartCount}}", name).stdout.strip()
+    assert health == 200, "/_/health %d without a store (container restarts: %s)" % (health, restarts)
+    time.sleep(3)
+    ready, _ = in_netns(pid, "http://127.0.0.1:8080/_/ready", timeout=5)
+    restarts = podman("inspect", "--format", "{{.RestartCount}}", name).stdout.strip()
+    assert ready == 503 and restarts == "0", "no store: /_/ready %d, restarts %s" % (ready, restarts)
+    log("no store: /_/health 200, /_/ready 503, no restart")
+    play_store(node, PREFIX + "-store")
+    wait_store(build, node)
+    t0 = time.monotonic()
+    log("ready %.1f s after the store arrived" % wait_ready(pid))
+    restarts = podman("inspect", "--format", "{{.RestartCount}}", name).stdout.strip()
+    assert restarts == "0", "the instance restarted %s times" % restarts
     code, body = infer(pid, zoo_input())
     assert code == 200 and top1(json.loads(body)) == expected_top1(), "%d %s" % (code, body[:200])
+
+
+def image_digests(node):
+    out = {}
+    for f in sorted(os.listdir(node.images)):
+        st = os.stat(os.path.join(node.images, f))
+        with open(os.path.join(node.images, f), "rb") as fh:
+            out[f] = (st.st_mode, st.st_uid, hashlib.sha256(fh.read()).hexdigest())
+    return out
 
 
 def case_root(build, node):
@@ -414,14 +428,16 @@ def case_root(build, node):
     node.play([dep])
     name, pid = next(iter(pod_containers(PREFIX + "-root").items()))
     wait_ready(pid)
-    caps = [l for l in open("/proc/%d/status" % pid) if l.startswith("CapEff")]
-    log("%s runs as uid %s, %s" % (name, open("/proc/%d/status" % pid).read().split("Uid:")[1].split()[0],
-                                   caps[0].strip()))
-    before = {f: os.path.getsize(os.path.join(node.images, f)) for f in os.listdir(node.images)}
+    status = dict(l.split(":", 1) for l in open("/proc/%d/status" % pid))
+    uid, capeff = int(status["Uid"].split()[0]), int(status["CapEff"], 16)
+    log("%s runs as uid %d, CapEff %#x" % (name, uid, capeff))
+    # Root with DAC_OVERRIDE and FOWNER (podman's defaults) but not LINUX_IMMUTABLE (bit 9).
+    assert uid == 0 and capeff & (1 << 1) and capeff & (1 << 3) and not capeff & (1 << 9), status["CapEff"]
+    before = image_digests(node)
     r = podman("exec", name, "/attack-image", "/images", check=False)
     log(r.stdout + r.stderr)
     assert r.returncode == 0, "attack-image rc %d" % r.returncode
-    after = {f: os.path.getsize(os.path.join(node.images, f)) for f in os.listdir(node.images)}
+    after = image_digests(node)
     assert before == after, "image dir changed: %s -> %s" % (before, after)
     code, body = infer(pid, zoo_input())
     assert code == 200 and top1(json.loads(body)) == expected_top1(), "after the attack: %d" % code
