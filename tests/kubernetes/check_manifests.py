@@ -44,6 +44,9 @@ def _mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (dict, list)):
+            raise yaml.constructor.ConstructorError(None, None, "a map or list as a key",
+                                                    key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, "duplicate key %r" % (key,), key_node.start_mark)
@@ -287,6 +290,11 @@ def check_fields(value, fields, path, errs):
 # ---------------------------------------------------------------------------------------------
 # One Kubernetes document
 
+def meta_name(doc):
+    meta = doc.get("metadata")
+    return meta.get("name", "?") if isinstance(meta, dict) else "?"
+
+
 def check_doc(doc, path, errs):
     if not isinstance(doc, dict):
         errs.append("%s: a document must be an object" % path)
@@ -295,7 +303,7 @@ def check_doc(doc, path, errs):
     if not isinstance(av, str) or not isinstance(kind, str):
         errs.append("%s: apiVersion and kind are required strings" % path)
         return
-    path = "%s(%s %s)" % (path, kind, (doc.get("metadata") or {}).get("name", "?"))
+    path = "%s(%s %s)" % (path, kind, meta_name(doc))
     if (av, kind) == ("serving.knative.dev/v1", "Service"):
         check_knative_service(doc, path, errs)
     elif (av, kind) in KINDS:
@@ -363,10 +371,10 @@ def check_rules(docs, root, errs):
                   for _, d in docs if d.get("kind") == "ConfigMap"}
     allowed_env = env_allow_list(root)
     for path, doc in docs:
-        name = "%s(%s %s)" % (path, doc.get("kind"), (doc.get("metadata") or {}).get("name"))
+        name = "%s(%s %s)" % (path, doc.get("kind"), meta_name(doc))
         if doc.get("kind") in ("Deployment", "DaemonSet"):
             sel = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            labels = ((doc["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+            labels = (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
             for k, v in sel.items():
                 if labels.get(k) != v:
                     errs.append("%s: selector %s=%s does not match the template's labels" % (name, k, v))
@@ -478,11 +486,13 @@ def check_kustomization(doc, path, errs):
             walk(v, KUSTOMIZATION[k], "%s.%s" % (path, k), errs)
     if doc.get("apiVersion") != "kustomize.config.k8s.io/v1beta1" or doc.get("kind") != "Kustomization":
         errs.append("%s: apiVersion kustomize.config.k8s.io/v1beta1, kind Kustomization" % path)
-    for i, img in enumerate(doc.get("images") or []):
+    images = doc.get("images") if isinstance(doc.get("images"), list) else []
+    for i, img in enumerate(images):
         if isinstance(img, dict):
             check_fields(img, {"name": "str", "newName": "str", "newTag": "str", "digest": "str"},
                          "%s.images[%d]" % (path, i), errs)
-    return [r for r in doc.get("resources") or [] if isinstance(r, str)]
+    resources = doc.get("resources") if isinstance(doc.get("resources"), list) else []
+    return [r for r in resources if isinstance(r, str)]
 
 
 STACK_FUNCTION = {"image": "str", "lang": "str", "handler": "str", "fprocess": "str",
@@ -521,13 +531,14 @@ def check_stack(doc, path, root, errs):
                 for r, q in fn[k].items():
                     if isinstance(q, str) and not QUANTITY.match(q):
                         errs.append("%s.%s.%s: %r is not a quantity" % (p, k, r, q))
-        if FUNCTION_LABEL not in (fn.get("labels") or {}):
+        labels = fn.get("labels") if isinstance(fn.get("labels"), dict) else {}
+        if FUNCTION_LABEL not in labels:
             errs.append("%s: label %s is what makes shmfaas-webhook inject the socket" % (p, FUNCTION_LABEL))
-        env = fn.get("environment") or {}
-        for k in env if isinstance(env, dict) else []:
+        env = fn.get("environment") if isinstance(fn.get("environment"), dict) else {}
+        for k in env:
             if k not in allowed_env:
                 errs.append("%s.environment.%s: not a key shmfaas-fn reads" % (p, k))
-        if isinstance(env, dict) and "model" not in env:
+        if "model" not in env:
             errs.append("%s.environment: model is required (the store resolves it)" % p)
 
 
