@@ -13,7 +13,7 @@ comma      := ,
 ZOO_MODELS ?= known_answer,$(subst $(empty) $(empty),$(comma),$(ZOO_ALL_LIST))
 export ZOO_MODELS
 
-.PHONY: all bootstrap build zoo zoo-all test test-models demo run clean format
+.PHONY: all bootstrap build zoo zoo-all test test-models demo run clean format images
 
 all: build
 
@@ -38,6 +38,11 @@ test-models: build zoo
 
 demo: build
 	@scripts/demo
+
+# The container image localhost/shmfaas:<version> (and :latest) with podman and no registry: FROM
+# scratch, the programs plus their ldd closure, non-root user 12000 (deploy/images, docs/kubernetes.md).
+images: build
+	@CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/tests/kubernetes/containers.conf} deploy/images --build $(BUILD)
 
 # shmfaasd in the foreground, embedded defaults: state + models under var/shmfaasd (zoo models
 # linked in by name), a quarter of the machine's memory as the store's budget. Ctrl-C stops it all.
