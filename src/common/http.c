@@ -45,6 +45,7 @@ struct http_server {
     size_t n_slots;
     unsigned n_pending, n_active;
     size_t body_inflight; /* bytes reserved by request bodies being received or handled */
+    char *tls_cert, *tls_key; /* PEM text for MHD (HTTPS only), freed at stop */
 };
 
 /* Per-request state, MHD's con_cls. */
@@ -247,6 +248,7 @@ struct conn_slot {
 #define GATE_DEFAULT_MAX_CONNECTIONS 1024
 #define GATE_TICK_MS                 100
 #define GATE_LOST_MS                 5000
+#define HTTP_TLS_PEM_MAX             ((size_t)1 << 20) /* a certificate chain or a key file */
 
 static int64_t mono_ms(void)
 {
@@ -476,6 +478,10 @@ static const char *reason(unsigned status)
  * close does not reset the connection before the client can read the reply. */
 static void gate_refuse(struct http_server *s, int fd, unsigned status, const char *msg, bool retry)
 {
+    if (s->tls_cert) { /* a plaintext reply means nothing inside a TLS handshake */
+        close(fd);
+        return;
+    }
     char head[1024];
     char *body = error_json(msg);
     int n = snprintf(head, sizeof(head),
@@ -595,11 +601,11 @@ static void gate_check(struct http_server *s, int fd)
     ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    size_t end = n > 0 ? head_end(buf, (size_t)n) : 0;
+    size_t end = n > 0 && !s->tls_cert ? head_end(buf, (size_t)n) : 0;
     unsigned status = 0;
-    if (n > 0 && !end && (size_t)n <= HTTP_HEAD_MAX)
+    if (n > 0 && !end && (size_t)n <= HTTP_HEAD_MAX && !s->tls_cert)
         return; /* more to come */
-    if (n > 0)
+    if (n > 0 && !s->tls_cert)
         status = end ? http_head_check(buf, end, msg, sizeof(msg))
                      : http_head_check(buf, (size_t)n, msg, sizeof(msg));
     pthread_mutex_lock(&s->lock);
@@ -979,6 +985,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- server lifetime ---- */
 
+/* HTTPS: both PEM files or neither; MHD must have been built with TLS. */
+static int tls_load(struct http_server *s, char *err, size_t errlen)
+{
+    const struct http_server_opts *o = &s->opts;
+    if (!o->tls_cert && !o->tls_key)
+        return 0;
+    if (!o->tls_cert || !o->tls_key)
+        return seterr(err, errlen, -EINVAL, "https: need both a certificate and a key file");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return seterr(err, errlen, -ENOTSUP, "https: this libmicrohttpd has no TLS support");
+    size_t n;
+    int rc = read_file(o->tls_cert, HTTP_TLS_PEM_MAX, (uint8_t **)&s->tls_cert, &n, err, errlen);
+    if (!rc)
+        rc = read_file(o->tls_key, HTTP_TLS_PEM_MAX, (uint8_t **)&s->tls_key, &n, err, errlen);
+    return rc;
+}
+
 static int open_listener(struct http_server *s, char *err, size_t errlen)
 {
     char host[256];
@@ -1017,8 +1040,12 @@ int http_server_start(const struct http_server_opts *opts, struct http_server **
     if (!s->opts.max_connections)
         s->opts.max_connections = GATE_DEFAULT_MAX_CONNECTIONS;
     s->epoll_fd = s->wake_fd = -1;
-    int rc = open_listener(s, err, errlen);
+    int rc = tls_load(s, err, errlen);
+    if (!rc)
+        rc = open_listener(s, err, errlen);
     if (rc < 0) {
+        free(s->tls_cert);
+        free(s->tls_key);
         free(s);
         return rc;
     }
@@ -1031,7 +1058,15 @@ int http_server_start(const struct http_server_opts *opts, struct http_server **
         flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     else
         flags |= MHD_USE_EPOLL;
+    if (s->tls_cert)
+        flags |= MHD_USE_TLS;
+    /* Repeating CONNECTION_TIMEOUT is a no-op: an END there would cut the list short. */
+    enum MHD_OPTION timeout_opt = MHD_OPTION_CONNECTION_TIMEOUT;
     struct MHD_OptionItem items[] = {
+        {s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : timeout_opt,
+         s->tls_cert ? 0 : (intptr_t)opts->conn_timeout_s, s->tls_cert},
+        {s->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : timeout_opt,
+         s->tls_cert ? 0 : (intptr_t)opts->conn_timeout_s, s->tls_key},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, s},
@@ -1056,6 +1091,8 @@ int http_server_start(const struct http_server_opts *opts, struct http_server **
         if (s->unix_path[0])
             unlink(s->unix_path);
         free(s->slots);
+        free(s->tls_cert);
+        free(s->tls_key);
         free(s);
         return rc;
     }
@@ -1112,6 +1149,8 @@ void http_server_stop(struct http_server *s)
     gate_stop(s);
     MHD_stop_daemon(s->mhd);
     free(s->slots);
+    free(s->tls_cert);
+    free(s->tls_key);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->lock);
     free(s);

@@ -65,6 +65,11 @@ struct http_server_opts {
     unsigned max_pending;     /* connections whose header block is still arriving; 0: 4096 */
     size_t max_body_inflight; /* request-body bytes buffered across all requests; beyond it a new
                                * body gets 503 + Retry-After; 0: no cap */
+    /* HTTPS (opt-in): PEM files read at start. MHD does the handshake, so the gate cannot peek at
+     * a plaintext head: a TLS connection goes to MHD at its first bytes (its pending deadline and
+     * the per-address cap still hold; refusals are a close, not a JSON reply), and MHD checks the
+     * head, within the header deadline and MHD's connection timeout and memory limit. */
+    const char *tls_cert, *tls_key;
     const struct http_header *error_headers; /* added to replies the server makes itself (413) */
     int n_error_headers;
     http_handler handler;
