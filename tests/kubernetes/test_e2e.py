@@ -502,10 +502,17 @@ def case_webhook(build, node):
     cert, key = os.path.join(node.tmp, "tls.crt"), os.path.join(node.tmp, "tls.key")
     sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert)
-    port = 20000 + os.getpid() % 20000
-    proc = subprocess.Popen([hook, "--listen", "127.0.0.1:%d" % port, "--tls-cert", cert, "--tls-key", key,
-                             "--socket-dir", node.run], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    logpath = os.path.join(node.tmp, "webhook.log")
+    logf = open(logpath, "w+")
+    proc = subprocess.Popen([hook, "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key,
+                             "--socket-dir", node.run], stdout=logf, stderr=subprocess.STDOUT)
     try:
+        port, t0 = None, time.monotonic()
+        while port is None and time.monotonic() - t0 < 20 and proc.poll() is None:
+            m = re.search(r"\(port (\d+)\)", open(logpath).read())
+            port = int(m.group(1)) if m else None
+            time.sleep(0.1)
+        assert port, "shmfaas-webhook did not start: %s" % open(logpath).read()
         ctx = ssl.create_default_context(cafile=cert)
         dep = faas_netes_deployment(PREFIX + "-fn")
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": dep["spec"]["template"]["metadata"],
@@ -514,20 +521,23 @@ def case_webhook(build, node):
                   "request": {"uid": "e2e-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
                               "resource": {"group": "", "version": "v1", "resource": "pods"},
                               "operation": "CREATE", "namespace": "openfaas-fn", "object": pod}}
-        t0 = time.monotonic()
-        while True:
-            try:
-                req = urllib.request.Request("https://127.0.0.1:%d/mutate" % port, json.dumps(review).encode(),
-                                             {"Content-Type": "application/json"})
-                resp = json.load(urllib.request.urlopen(req, context=ctx, timeout=10))
-                break
-            except OSError:
-                if time.monotonic() - t0 > 20 or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        def mutate(rv):
+            req = urllib.request.Request("https://127.0.0.1:%d/mutate" % port, json.dumps(rv).encode(),
+                                         {"Content-Type": "application/json"})
+            return json.load(urllib.request.urlopen(req, context=ctx, timeout=10))
+        resp = mutate(review)
+        # The same pod asking for root is refused: it could map images as root.
+        rooted = copy.deepcopy(review)
+        rooted["request"]["uid"] = "e2e-root"
+        rooted["request"]["object"]["spec"]["securityContext"] = {"runAsUser": 0}
+        refused = mutate(rooted)["response"]
+        assert refused["allowed"] is False and "patch" not in refused, refused
+        log("root pod refused: %s" % refused.get("status", {}).get("message"))
     finally:
         proc.terminate()
-        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+        proc.wait(timeout=30)
+        logf.close()
+        out = open(logpath).read()
     r = resp["response"]
     assert r["uid"] == "e2e-1" and r["allowed"] is True and r.get("patchType") == "JSONPatch", r
     ops = json.loads(base64.b64decode(r["patch"]))
@@ -544,6 +554,11 @@ def case_webhook(build, node):
     node.play([dep])
     name, pid = next(iter(pod_containers(PREFIX + "-fn").items()))
     log("patched faas-netes pod ready after %.1f s" % wait_ready(pid))
+    status = dict(l.split(":", 1) for l in open("/proc/%d/status" % pid))
+    mounts = [l.split() for l in open("/proc/%d/mountinfo" % pid)]
+    sock = [m for m in mounts if m[4] == "/run/shmfaas"]
+    assert int(status["Uid"].split()[0]) == uid, status["Uid"]
+    assert sock and "ro" in sock[0][5].split(","), "socket dir not mounted read-only: %s" % sock
     code, body = infer(pid, zoo_input())
     assert code == 200 and top1(json.loads(body)) == expected_top1(), "%d %s" % (code, body[:200])
     log("the patched faas-netes pod (uid %s) answered; webhook log tail: %s" % (uid, out[-300:]))
