@@ -4,6 +4,7 @@ deploy/kubernetes and examples/kubernetes in real containers with real cgroups (
 be installed here; docs/kubernetes.md says what that leaves untested).
 
     test_e2e.py CASE BUILD_DIR
+      image       every program starts in localhost/shmfaas (ldd closure complete), user 12000, no shell
       node        the store DaemonSet's pod template as a one-replica Deployment and the ResNet-50
                   example with 4 replicas at 64 MiB each: all 4 answer through their own network
                   namespace, the store's cgroup holds the image, each function cgroup peaks under its
@@ -564,7 +565,30 @@ def case_webhook(build, node):
     log("the patched faas-netes pod (uid %s) answered; webhook log tail: %s" % (uid, out[-300:]))
 
 
-CASES = {"node": case_node, "store-late": case_store_late, "root": case_root, "webhook": case_webhook}
+def case_image(build, node):
+    """Every program in the image starts (its ldd closure is complete), as user 12000 by default."""
+    user = podman("image", "inspect", "--format", "{{.Config.User}}", IMAGE).stdout.strip()
+    assert user == "12000:12000", "default USER %r" % user
+    progs = podman("run", "--rm", "--network", "none", "--entrypoint", "/usr/bin/shmfaas-store", IMAGE,
+                   "--help", check=False)
+    assert "usage" in progs.stdout + progs.stderr, progs
+    names = ["shmfaas-store", "shmfaas-fn", "shmfaasd", "shmfaas"]
+    if os.access(os.path.join(build, "src", "webhook", "shmfaas-webhook"), os.X_OK):
+        names.append("shmfaas-webhook")
+    for n in names:
+        r = podman("run", "--rm", "--network", "none", "--entrypoint", "/usr/bin/" + n, IMAGE, "--help",
+                   check=False)
+        out = r.stdout + r.stderr
+        assert r.returncode not in (126, 127) and "error while loading shared libraries" not in out, (n, out)
+        assert "usage" in out.lower(), (n, out[:300])
+        log("%s starts in the image (rc %d)" % (n, r.returncode))
+    r = podman("run", "--rm", "--network", "none", "--entrypoint", "/usr/bin/sh", IMAGE, "-c", "true",
+               check=False)
+    assert r.returncode != 0, "a shell in the image"
+    log("no shell in the image; default user %s" % user)
+
+
+CASES = {"image": case_image, "node": case_node, "store-late": case_store_late, "root": case_root, "webhook": case_webhook}
 
 
 def main():
