@@ -43,10 +43,13 @@ static int refuse(struct verdict *v, int code, const char *fmt, ...)
 
 /* ---- reading ---- */
 
-/* Deepest [ / { nesting outside strings, stopping early past max. */
-static bool depth_ok(const uint8_t *p, size_t n, int max)
+/* Bounds the parse before jansson runs: nesting (it recurses per level) and the number of
+ * values (each costs it ~100 bytes: 2 MiB of "[]," would be ~90 MB of tree). Counts [ { and ,
+ * outside strings, a bound on the values; a message in msg when over. */
+static bool scan_ok(const uint8_t *p, size_t n, char *msg, size_t msglen)
 {
     int depth = 0;
+    size_t values = 1;
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {
         if (in_str) {
@@ -57,10 +60,16 @@ static bool depth_ok(const uint8_t *p, size_t n, int max)
         } else if (p[i] == '"') {
             in_str = true;
         } else if (p[i] == '[' || p[i] == '{') {
-            if (++depth > max)
+            if (++depth > ADMISSION_MAX_DEPTH) {
+                snprintf(msg, msglen, "review nested deeper than %d levels", ADMISSION_MAX_DEPTH);
                 return false;
+            }
+            values++;
         } else if (p[i] == ']' || p[i] == '}') {
             depth--;
+        } else if (p[i] == ',' && ++values > ADMISSION_MAX_VALUES) {
+            snprintf(msg, msglen, "review holds more than %d values", ADMISSION_MAX_VALUES);
+            return false;
         }
     }
     return true;
@@ -367,14 +376,6 @@ static int decide(json_t *req, const struct admission_opts *o, struct verdict *v
 
 /* ---- the answer ---- */
 
-/* Messages quote bytes from the review: ASCII printable only, so they are valid JSON strings. */
-static void printable(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
-            *s = '?';
-}
-
 static char *base64(const char *s)
 {
     size_t n = strlen(s);
@@ -384,10 +385,11 @@ static char *base64(const char *s)
     return out;
 }
 
-static char *http_error(char *msg)
+/* Messages quote bytes from the review: printable ASCII only, so they are valid JSON strings. */
+static char *http_error(const char *msg)
 {
-    printable(msg);
-    json_t *j = json_pack("{s:s}", "error", msg);
+    char q[MSG_MAX];
+    json_t *j = json_pack("{s:s}", "error", str_printable(msg, strlen(msg), q, sizeof(q)));
     char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return out;
@@ -399,9 +401,10 @@ static char *answer(const char *uid, struct verdict *v)
     if (!resp)
         return NULL;
     if (v->code) {
-        printable(v->msg);
-        json_object_set_new(resp, "status", json_pack("{s:i,s:s}", "code", v->code, "message",
-                                                      v->msg));
+        char q[MSG_MAX];
+        json_object_set_new(resp, "status",
+                            json_pack("{s:i,s:s}", "code", v->code, "message",
+                                      str_printable(v->msg, strlen(v->msg), q, sizeof(q))));
     } else if (json_array_size(v->patch)) {
         char *p = json_dumps(v->patch, JSON_COMPACT);
         char *b = p ? base64(p) : NULL;
@@ -431,8 +434,8 @@ int admission_review(const struct admission_opts *o, const uint8_t *body, size_t
     if (len > ADMISSION_MAX_BODY)
         snprintf(msg, sizeof(msg), "review of %zu bytes: over the %zu-byte limit", len,
                  ADMISSION_MAX_BODY);
-    else if (!depth_ok(body, len, ADMISSION_MAX_DEPTH))
-        snprintf(msg, sizeof(msg), "review nested deeper than %d levels", ADMISSION_MAX_DEPTH);
+    else
+        scan_ok(body, len, msg, sizeof(msg)); /* sets msg when over a bound */
     if (!msg[0]) {
         json_error_t je;
         root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);

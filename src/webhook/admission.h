@@ -5,8 +5,9 @@
  * Owns: the parse of the review and the JSON Patch (RFC 6902) that injects the store's socket into
  * a pod that names a model (label or annotation `selector`). Guarantees:
  *   - a review the webhook cannot read (not JSON, over ADMISSION_MAX_BODY, nested deeper than
- *     ADMISSION_MAX_DEPTH, wrong apiVersion/kind, no request or uid) gets HTTP 400 and
- *     {"error": "..."}; any other problem with a readable uid is a review with allowed false and a
+ *     ADMISSION_MAX_DEPTH, over ADMISSION_MAX_VALUES values, wrong apiVersion/kind, no request
+ *     or uid) gets HTTP 400 and {"error": "..."}; so the parse tree stays a few times the body;
+ *     any other problem with a readable uid is a review with allowed false and a
  *     status message saying what was wrong; the function never crashes on any bytes (fuzzed);
  *   - a pod without the selector, a non-Pod object or an operation other than CREATE is allowed
  *     unchanged (no patch);
@@ -26,6 +27,7 @@
 
 #define ADMISSION_MAX_BODY  ((size_t)2 << 20) /* kube-apiserver's own limit is 3 MiB per object */
 #define ADMISSION_MAX_DEPTH 64                /* a pod is ~10 deep; jansson recurses per level */
+#define ADMISSION_MAX_VALUES 100000           /* JSON values; a large pod has a few thousand */
 #define ADMISSION_VOLUME    "shmfaas-socket"
 #define ADMISSION_MARK      "webhook.shmfaas.com/injected" /* annotation the patch sets */
 

