@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import ssl
 import subprocess
@@ -591,6 +592,25 @@ def case_image(build, node):
 CASES = {"image": case_image, "node": case_node, "store-late": case_store_late, "root": case_root, "webhook": case_webhook}
 
 
+def containers_conf():
+    """tests/kubernetes/containers.conf, or a copy with lower ulimits where the hard limits are lower."""
+    text = open(CONF).read()
+    hard = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+            "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[1]}
+
+    def fit(m):
+        lim = hard[m.group(1)]
+        v = int(m.group(2)) if lim == resource.RLIM_INFINITY else min(int(m.group(2)), lim)
+        return "%s=%d:%d" % (m.group(1), v, v)
+    fitted = re.sub(r"(nofile|nproc)=(\d+):\d+", fit, text)
+    if fitted == text:
+        return CONF
+    path = os.path.join(tempfile.gettempdir(), "%s-containers.conf" % PREFIX)
+    with open(path, "w") as f:
+        f.write(fitted)
+    return path
+
+
 def main():
     case, build = sys.argv[1], os.path.abspath(sys.argv[2])
     zoo = os.environ.get("SHMFAAS_ZOO", os.path.join(SRC, "zoo"))
@@ -600,11 +620,12 @@ def main():
     if not os.path.isfile(os.path.join(zoo, "resnet50", "model.onnx")):
         log("SKIP: no zoo/resnet50 (make zoo)")
         return 77
-    os.environ["CONTAINERS_CONF"] = CONF
-    r = sh(os.path.join(SRC, "deploy", "images"), "--build", build, timeout=300)
-    log(r.stdout.strip())
-    node = Node()
+    os.environ["CONTAINERS_CONF"] = containers_conf()
+    node = None
     try:
+        r = sh(os.path.join(SRC, "deploy", "images"), "--build", build, timeout=300)
+        log(r.stdout.strip())
+        node = Node()
         rc = CASES[case](build, node)
     except Exception:
         for pod in podman("pod", "ps", "--format", "{{.Name}}", check=False).stdout.split():
@@ -614,7 +635,10 @@ def main():
                     log("--- %s ---\n%s%s" % (c, lg.stdout[-1500:], lg.stderr[-1500:]))
         raise
     finally:
-        node.cleanup(build)
+        if node:
+            node.cleanup(build)
+        if os.environ["CONTAINERS_CONF"] != CONF:
+            os.unlink(os.environ["CONTAINERS_CONF"])
     return rc or 0
 
 
