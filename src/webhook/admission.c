@@ -233,7 +233,7 @@ static int inject_container(json_t *c, size_t i, const char *volname,
     if (opt_field(c, "volumeMounts", JSON_ARRAY, where, v, &mounts) < 0 ||
         opt_field(c, "env", JSON_ARRAY, where, v, &env) < 0)
         return -1;
-    bool mounted = false;
+    const char *at = NULL; /* where this container sees the socket directory */
     size_t k;
     json_array_foreach(mounts, k, m) {
         const char *mname = json_string_value(json_object_get(m, "name"));
@@ -250,13 +250,14 @@ static int inject_container(json_t *c, size_t i, const char *volname,
                 patch_op(v, f ? "replace" : "add", ptr(path, sizeof(path), "/spec/containers", t, 4),
                          json_true());
             }
-            mounted = true;
+            at = mpath;
         } else if (!strcmp(mpath, o->mount_path)) {
             return refuse(v, 400, "%s mounts volume %s at %s, where the store's socket goes",
                           where, mname, o->mount_path);
         }
     }
-    if (!mounted) {
+    if (!at) {
+        at = o->mount_path;
         json_t *add = json_pack("{s:s,s:s,s:b}", "name", volname, "mountPath", o->mount_path,
                                 "readOnly", 1);
         const char *t[] = {idx, "volumeMounts", "-"};
@@ -274,7 +275,7 @@ static int inject_container(json_t *c, size_t i, const char *volname,
             return 0; /* the deployer's choice stands */
     }
     char sock[512];
-    if (snprintf(sock, sizeof(sock), "%s/store.sock", o->mount_path) >= (int)sizeof(sock))
+    if (snprintf(sock, sizeof(sock), "%s/store.sock", at) >= (int)sizeof(sock))
         return refuse(v, 400, "mount path too long");
     json_t *add = json_pack("{s:s,s:s}", "name", "store_socket", "value", sock);
     const char *t[] = {idx, "env", "-"};

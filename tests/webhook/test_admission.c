@@ -287,6 +287,18 @@ static void already_injected(void **state)
     assert_null(json_object_get(json_object_get(spec, "securityContext"), "runAsUser"));
     json_decref(pod);
 
+    /* mounted elsewhere without store_socket: the env names the socket where it is mounted */
+    pod = mutate("{\"metadata\":{\"labels\":{\"com.shmfaas.model\":\"m\"}},\"spec\":{"
+                 "\"volumes\":[{\"name\":\"s\",\"hostPath\":{\"path\":\"/run/shmfaas\"}}],"
+                 "\"containers\":[{\"name\":\"a\",\"volumeMounts\":[{\"name\":\"s\","
+                 "\"mountPath\":\"/sock\",\"readOnly\":false}]}]}}");
+    assert_injected(pod, "s", "/sock");
+    c = json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            find_named(json_object_get(c, "env"), "store_socket"), "value")),
+                        "/sock/store.sock");
+    json_decref(pod);
+
     /* runAsNonRoot false at pod level: fixed to true, the uid kept */
     pod = mutate("{\"metadata\":{\"labels\":{\"com.shmfaas.model\":\"m\"}},\"spec\":{"
                  "\"securityContext\":{\"runAsNonRoot\":false,\"runAsUser\":4242},"
