@@ -12,11 +12,12 @@
 #ifndef SHMFAAS_COMMON_H
 #define SHMFAAS_COMMON_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_LEN(a)   (sizeof(a) / sizeof((a)[0]))
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
 
 /* ---- logging: one line per event on stderr, "level func: message" ---- */
@@ -30,8 +31,8 @@ void log_msg(enum log_level level, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __func__, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __func__, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __func__, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __func__, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __func__, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __func__, __VA_ARGS__)
 
 /* ---- errors ---- */
@@ -43,7 +44,7 @@ int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
 const char *str_printable(const char *s, size_t n, char *buf, size_t buflen);
 
 /* ---- SHA-256 ---- */
-#define SHA256_LEN 32
+#define SHA256_LEN     32
 #define SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
 
 void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
@@ -91,6 +92,12 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t l
 int fd_write_all(int fd, const void *data, size_t len);
 /* Like mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
+
+/* ---- signals ---- */
+/* The daemons' stop signals: fills set with SIGTERM and SIGINT and blocks them in the calling
+ * thread (call before starting threads: they inherit the mask, so sigwait/signalfd get them),
+ * and ignores SIGPIPE (a peer that went away is an error return, not a death). */
+void signals_block_stop(sigset_t *set);
 
 /* ---- time ---- */
 int64_t now_ns(void); /* CLOCK_MONOTONIC */

@@ -34,12 +34,7 @@ int main(int argc, char **argv)
      * extra arena keeps ~1 MiB of an idle instance resident for nothing. */
     mallopt(M_ARENA_MAX, 1);
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    /* Blocked before any thread starts, so every thread inherits the mask and sigwait gets them. */
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    signals_block_stop(&sigs); /* before any thread starts */
 
     struct fn_config cfg;
     char err[1024];

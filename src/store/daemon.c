@@ -1173,11 +1173,7 @@ static int listen_on(const char *path, char *err, size_t errlen)
 static int open_signals(char *err, size_t errlen)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    signals_block_stop(&set);
     int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (fd < 0)
         return seterr(err, errlen, -errno, "signalfd: %s", strerror(errno));
