@@ -49,13 +49,6 @@ struct replay {
     int n_extra;
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* Parses one OPS_FILE line; every field is checked. */
 static int parse_op(const char *line, int lineno, struct op *op, char *err, size_t errlen)
 {
@@ -120,11 +113,11 @@ static int do_start(struct replay *r, const struct op *op, char *err, size_t err
         return seterr(err, errlen, -EEXIST, "t=%lld: instance %d started twice", op->t_ms,
                       op->instance);
     char aerr[1024];
-    double t0 = now_ms();
+    double t0 = now_s();
     int ok = store_connect(r->sock, &r->inst[op->instance], aerr, sizeof(aerr)) == 0 &&
              store_attach(r->inst[op->instance], op->model, 1, &r->image[op->instance], aerr,
                           sizeof(aerr)) == 0;
-    double dt = now_ms() - t0;
+    double dt = (now_s() - t0) * 1e3;
     if (!ok) {
         fprintf(stderr, "eviction-replay: t=%lld %s: %s\n", op->t_ms, op->model, aerr);
         if (r->inst[op->instance])

@@ -34,10 +34,7 @@ struct cli {
 struct reply {
     long status;
     char call_id[128]; /* the X-Call-Id header of the reply, "" when none */
-    struct {
-        char *data;
-        size_t len, cap;
-    } body;
+    struct buf body;
 };
 
 /* ---- HTTP ---- */
@@ -46,20 +43,7 @@ static size_t on_data(char *data, size_t size, size_t n, void *user)
 {
     struct reply *r = user;
     size_t len = size * n;
-    if (r->body.len + len + 1 > r->body.cap) {
-        size_t cap = r->body.cap ? r->body.cap * 2 : 4096;
-        while (cap < r->body.len + len + 1)
-            cap *= 2;
-        char *p = realloc(r->body.data, cap);
-        if (!p)
-            return 0;
-        r->body.data = p;
-        r->body.cap = cap;
-    }
-    memcpy(r->body.data + r->body.len, data, len);
-    r->body.len += len;
-    r->body.data[r->body.len] = '\0';
-    return len;
+    return buf_append(&r->body, data, len) == 0 ? len : 0;
 }
 
 /* Keeps X-Call-Id (what an async invoke answers with). */
@@ -470,25 +454,17 @@ static int cmd_scale(struct cli *c, int argc, char **argv)
 
 static int read_stdin(char **out, size_t *len)
 {
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    ssize_t r;
-    while (buf && (r = read(0, buf + n, cap - n)) > 0) {
-        n += (size_t)r;
-        if (n == cap) {
-            char *p = cap < BODY_MAX ? realloc(buf, cap * 2) : NULL;
-            if (!p) {
-                free(buf);
-                return -ENOMEM;
-            }
-            buf = p;
-            cap *= 2;
-        }
-    }
-    if (!buf)
+    struct buf b = {0};
+    ssize_t r = 0;
+    while (b.len <= BODY_MAX && buf_reserve(&b, 65536) == 0 &&
+           (r = read(0, b.data + b.len, b.cap - b.len - 1)) > 0)
+        b.len += (size_t)r;
+    if (b.failed || b.len > BODY_MAX) {
+        buf_free(&b);
         return -ENOMEM;
-    *out = buf;
-    *len = n;
+    }
+    *out = b.data;
+    *len = b.len;
     return 0;
 }
 

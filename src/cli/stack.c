@@ -17,31 +17,8 @@
 
 /* ---- ${VAR} substitution ---- */
 
-struct sbuf {
-    char *data;
-    size_t len, cap;
-};
-
-static int sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-            return -ENOMEM;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
 /* Expands one "${...}" whose body is body[0..n). */
-static int expand_var(struct sbuf *b, const char *body, size_t n, env_lookup lookup, void *user,
+static int expand_var(struct buf *b, const char *body, size_t n, env_lookup lookup, void *user,
                       char *err, size_t errlen)
 {
     char name[VAR_MAX];
@@ -65,9 +42,9 @@ static int expand_var(struct sbuf *b, const char *body, size_t n, env_lookup loo
     name[name_len] = '\0';
     const char *v = lookup(name, user);
     if (v && *v)
-        return sb_put(b, v, strlen(v));
+        return buf_append(b, v, strlen(v));
     if (def)
-        return sb_put(b, def, def_len);
+        return buf_append(b, def, def_len);
     if (v)
         return 0;
     return seterr(err, errlen, -EINVAL, "variable %s is not set (use ${%s:-default})", name, name);
@@ -76,18 +53,18 @@ static int expand_var(struct sbuf *b, const char *body, size_t n, env_lookup loo
 int stack_substitute(const char *text, size_t len, env_lookup lookup, void *user, char **out,
                      char *err, size_t errlen)
 {
-    struct sbuf b = {0};
+    struct buf b = {0};
     size_t i = 0;
-    int rc = sb_put(&b, "", 0);
+    int rc = buf_append(&b, "", 0);
     while (!rc && i < len) {
         const char *dollar = memchr(text + i, '$', len - i);
         size_t upto = dollar ? (size_t)(dollar - text) : len;
-        rc = sb_put(&b, text + i, upto - i);
+        rc = buf_append(&b, text + i, upto - i);
         i = upto;
         if (rc || i >= len)
             break;
         if (i + 1 < len && text[i + 1] == '$') {
-            rc = sb_put(&b, "$", 1);
+            rc = buf_append(&b, "$", 1);
             i += 2;
         } else if (i + 1 < len && text[i + 1] == '{') {
             const char *close = memchr(text + i + 2, '}', len - i - 2);
@@ -99,7 +76,7 @@ int stack_substitute(const char *text, size_t len, env_lookup lookup, void *user
                             errlen);
             i = (size_t)(close - text) + 1;
         } else {
-            rc = sb_put(&b, "$", 1);
+            rc = buf_append(&b, "$", 1);
             i++;
         }
     }

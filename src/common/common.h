@@ -1,9 +1,10 @@
 /*
  * common.h — the small pieces every shmfaas program shares.
  *
- * Owns: logging, the error convention, SHA-256 (OpenSSL), parsing of sizes and durations as users
- * write them (Kubernetes quantities, Go durations), whole-file IO with atomic replace, monotonic
- * time, and per-process memory figures from /proc/PID/smaps_rollup.
+ * Owns: logging, the error convention, the growable byte buffer, SHA-256 (OpenSSL), parsing of
+ * sizes and durations as users write them (Kubernetes quantities, Go durations), whole-file IO with
+ * atomic replace, monotonic and wall time, and per-process memory figures from
+ * /proc/PID/smaps_rollup.
  *
  * Error convention (DESIGN.md): functions return 0 or a negative errno-style code and, where a
  * human will read it, fill a caller-provided message buffer. seterr() does both in one line:
@@ -13,9 +14,11 @@
 #define SHMFAAS_COMMON_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define ARRAY_LEN(a)   (sizeof(a) / sizeof((a)[0]))
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
@@ -42,6 +45,27 @@ int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
 /* Untrusted bytes for a message (a JSON error body must be valid UTF-8): s[0..n) into buf with
  * printable ASCII kept and every other byte as '?', cut with "..." to fit buflen; returns buf. */
 const char *str_printable(const char *s, size_t n, char *buf, size_t buflen);
+
+/* snprintf that says whether it fit: 0, or -ENAMETOOLONG when out was too short (out is then
+ * truncated, still NUL-terminated) or the format failed. */
+int str_fmt(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- the growable byte buffer ----
+ * data[0..len) is what was appended, always followed by a NUL once anything was (text can be used
+ * as a C string). Capacity doubles. On an allocation failure the buffer is marked failed, keeps
+ * what it had, and every later append returns -ENOMEM and does nothing: a writer of many pieces
+ * checks `failed` once at the end. A zeroed struct is an empty buffer; buf_free() makes it one
+ * again. Bounds are the caller's: check len before appending what an outsider sends. */
+struct buf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+};
+/* Room for n more bytes plus the NUL: 0 or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t n);
+int buf_append(struct buf *b, const void *data, size_t n);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(struct buf *b);
 
 /* ---- SHA-256 ---- */
 #define SHA256_LEN     32
@@ -100,9 +124,15 @@ int mkdir_p(const char *path, mode_t mode);
 void signals_block_stop(sigset_t *set);
 
 /* ---- time ---- */
-int64_t now_ns(void); /* CLOCK_MONOTONIC */
-double now_s(void);
+/* Durations and deadlines use the monotonic clock (CLOCK_MONOTONIC, any origin); only times
+ * that are stored or shown use the wall clock. */
+int64_t now_ns(void);  /* CLOCK_MONOTONIC, ns */
+int64_t now_ms(void);  /* CLOCK_MONOTONIC, ms */
+double now_s(void);    /* CLOCK_MONOTONIC, s */
 int64_t wall_ms(void); /* CLOCK_REALTIME, ms since the epoch */
+/* The CLOCK_MONOTONIC instant at_ns (a now_ns() value) as the absolute timespec that
+ * pthread_cond_timedwait wants of a cond made with pthread_condattr_setclock(CLOCK_MONOTONIC). */
+struct timespec mono_timespec(int64_t at_ns);
 
 /* ---- memory figures of a process (bytes), from /proc/PID/smaps_rollup ---- */
 struct proc_mem {

@@ -240,6 +240,17 @@ int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int64_t now_ms(void)
+{
+    return now_ns() / 1000000;
+}
+
+struct timespec mono_timespec(int64_t at_ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(at_ns / 1000000000LL),
+                             .tv_nsec = (long)(at_ns % 1000000000LL)};
+}
+
 double now_s(void)
 {
     return (double)now_ns() / 1e9;

@@ -250,13 +250,6 @@ struct conn_slot {
 #define GATE_LOST_MS                 5000
 #define HTTP_TLS_PEM_MAX             ((size_t)1 << 20) /* a certificate chain or a key file */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Under s->lock. NULL when fd is out of the table. */
 static struct conn_slot *slot_get(struct http_server *s, int fd)
 {
@@ -567,7 +560,7 @@ static void gate_accept(struct http_server *s)
             }
             return;
         }
-        struct conn_slot c = {.state = SLOT_PENDING, .since_ms = mono_ms()};
+        struct conn_slot c = {.state = SLOT_PENDING, .since_ms = now_ms()};
         addr_of(&ss, &c);
         c.deadline_ms = c.since_ms + s->opts.header_timeout_ms;
         bool busy = false, full = false;
@@ -620,7 +613,7 @@ static void gate_check(struct http_server *s, int fd)
     if (n > 0 && !status && !over) {
         c.state = SLOT_MHD;
         c.in_request = c.started = false;
-        c.since_ms = mono_ms();
+        c.since_ms = now_ms();
         c.deadline_ms = c.since_ms + s->opts.header_timeout_ms;
         s->slots[fd] = c;
         s->n_active++;
@@ -651,7 +644,7 @@ static void gate_check(struct http_server *s, int fd)
  * slot is freed, never acted on, since the fd number may belong to something else by now. */
 static void gate_reap(struct http_server *s)
 {
-    int64_t now = mono_ms();
+    int64_t now = now_ms();
     int late[64], n_late = 0;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->n_slots; i++) {
@@ -709,9 +702,9 @@ static void *gate_main(void *arg)
         pthread_mutex_unlock(&s->lock);
         if (stop)
             return NULL;
-        if (mono_ms() >= next_reap) {
+        if (now_ms() >= next_reap) {
             gate_reap(s);
-            next_reap = mono_ms() + GATE_TICK_MS;
+            next_reap = now_ms() + GATE_TICK_MS;
         }
     }
 }
@@ -974,7 +967,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct conn_slot *sl = conn_slot(s, conn);
         if (sl) { /* a kept-alive connection: its next header block is due in header_timeout */
             sl->in_request = false;
-            sl->deadline_ms = mono_ms() + s->opts.header_timeout_ms;
+            sl->deadline_ms = now_ms() + s->opts.header_timeout_ms;
         }
         if (--s->open_requests == 0)
             pthread_cond_broadcast(&s->idle);

@@ -72,3 +72,12 @@ const char *str_printable(const char *s, size_t n, char *buf, size_t buflen)
     buf[i] = '\0';
     return buf;
 }
+
+int str_fmt(char *out, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}

@@ -62,12 +62,7 @@ static const struct http_header error_headers[] = {{"X-OpenFaaS-Internal", "shmf
 /* CLOCK_MONOTONIC time `ns` from now, for pthread_cond_timedwait on our conds. */
 static struct timespec deadline_in(int64_t ns)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t at = ts.tv_sec * 1000000000LL + ts.tv_nsec + ns;
-    ts.tv_sec = at / 1000000000LL;
-    ts.tv_nsec = at % 1000000000LL;
-    return ts;
+    return mono_timespec(now_ns() + ns);
 }
 
 /* ---- jobs ---- */

@@ -60,13 +60,13 @@ struct async {
  * credentials are never written to the queue). */
 static char *headers_text(struct curl_slist *list)
 {
-    struct gw_buf b = {0};
+    struct buf b = {0};
     for (struct curl_slist *l = list; l; l = l->next)
         if (strncasecmp(l->data, "authorization:", 14) != 0)
-            gw_buf_printf(&b, "%s%s", b.len ? "\n" : "", l->data);
-    gw_buf_printf(&b, "%s", "");
+            buf_printf(&b, "%s%s", b.len ? "\n" : "", l->data);
+    buf_printf(&b, "%s", "");
     if (b.failed) {
-        gw_buf_free(&b);
+        buf_free(&b);
         return NULL;
     }
     return b.data;
@@ -111,7 +111,7 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
                            .callback = (char *)callback,
                            .method = (char *)rq->method,
                            .enqueued_ms = wall_ms()};
-    struct gw_buf path = {0};
+    struct buf path = {0};
     struct curl_slist *hdrs = invoke_headers(rq, c.call_id);
     invoke_path(rq, rest, &path);
     snprintf(c.function, sizeof c.function, "%s", name);
@@ -131,7 +131,7 @@ int route_async(struct gateway *g, struct http_request *rq, const char *arg)
         pthread_mutex_unlock(&a->mu);
     }
     free(c.headers);
-    gw_buf_free(&path);
+    buf_free(&path);
     if (rc)
         return reply_refusal(rq, rc == -ENOSPC ? 429 : rc == -E2BIG ? 413 : 500, err);
     const struct http_header h[] = {internal_hdr[0], {"X-Call-Id", c.call_id}};
@@ -177,26 +177,26 @@ static bool is_own_header(const char *line)
 /* The result a callback carries: the function's reply, or the gateway's own error. */
 static void take_result(struct queue_call *c, int status, struct proxy_resp *rs, const char *err)
 {
-    struct gw_buf h = {0};
+    struct buf h = {0};
     c->status = status;
     if (rs->status) {
         if (rs->content_type[0])
-            gw_buf_printf(&h, "Content-Type: %s", rs->content_type);
+            buf_printf(&h, "Content-Type: %s", rs->content_type);
         for (struct curl_slist *l = rs->headers; l; l = l->next)
             if (!is_own_header(l->data))
-                gw_buf_printf(&h, "%s%s", h.len ? "\n" : "", l->data);
+                buf_printf(&h, "%s%s", h.len ? "\n" : "", l->data);
         c->result = (uint8_t *)rs->body.data;
         c->result_len = rs->body.len;
-        rs->body = (struct gw_buf){0};
+        rs->body = (struct buf){0};
     } else {
         json_t *j = json_pack("{s:s}", "error", err);
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
-        gw_buf_printf(&h, "Content-Type: application/json");
+        buf_printf(&h, "Content-Type: application/json");
         c->result = (uint8_t *)s;
         c->result_len = s ? strlen(s) : 0;
     }
-    gw_buf_printf(&h, "%s", "");
+    buf_printf(&h, "%s", "");
     c->result_headers = h.data;
     c->has_result = true;
 }
@@ -277,14 +277,14 @@ static int pin_target(const struct callback_target *t, struct curl_slist **pin, 
                       size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    struct gw_buf line = {0};
+    struct buf line = {0};
     if (t->literal)
         return 0;
     int e = getaddrinfo(t->host, NULL, &hints, &res);
     if (e || !res)
         return seterr(err, errlen, -EHOSTUNREACH, "cannot resolve %s: %s", t->host,
                       gai_strerror(e));
-    gw_buf_printf(&line, "%s:%ld:", t->host, t->port);
+    buf_printf(&line, "%s:%ld:", t->host, t->port);
     int n = 0;
     for (struct addrinfo *ai = res; ai && n < 8; ai = ai->ai_next) {
         char addr[INET6_ADDRSTRLEN];
@@ -294,12 +294,12 @@ static int pin_target(const struct callback_target *t, struct curl_slist **pin, 
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
             !inet_ntop(ai->ai_family, src, addr, sizeof addr))
             continue;
-        gw_buf_printf(&line, ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s", n ? "," : "", addr);
+        buf_printf(&line, ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s", n ? "," : "", addr);
         n++;
     }
     freeaddrinfo(res);
     *pin = n && !line.failed ? curl_slist_append(NULL, line.data) : NULL;
-    gw_buf_free(&line);
+    buf_free(&line);
     return *pin ? 0 : seterr(err, errlen, -EHOSTUNREACH, "cannot resolve %s", t->host);
 }
 
@@ -409,8 +409,7 @@ static void *worker_main(void *arg)
         }
         int64_t wait = next < 0 ? 1000 : next - wall_ms();
         wait = wait < 5 ? 5 : wait > 1000 ? 1000 : wait;
-        int64_t until = now_ns() / 1000000 + wait;
-        struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000};
+        struct timespec ts = mono_timespec((now_ms() + wait) * 1000000);
         pthread_cond_timedwait(&a->wake, &a->mu, &ts);
     }
     pthread_mutex_unlock(&a->mu);
@@ -479,7 +478,7 @@ void async_join(struct gateway *g)
 
 /* ---- /metrics ---- */
 
-void async_metrics(struct gateway *g, struct gw_buf *b)
+void async_metrics(struct gateway *g, struct buf *b)
 {
     struct async *a = g->async;
     if (!a)

@@ -31,7 +31,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/common.h"
 #include "common/modelref.h"
+#include "common/prom.h"
 
 #define GW_NAMESPACE    "openfaas-fn"
 #define GW_NAME_MAX     64  /* function names: DNS label length */
@@ -96,41 +98,6 @@ struct autoscale_state {
  * scale.zero is set, nothing is in flight or queued, and the function was idle for zero_ms. */
 int autoscale_decide(const struct autoscale_in *in, struct autoscale_state *st);
 
-/* ======================= metrics text (metrics.c) ======================= */
-
-#define GW_HIST_BUCKETS 11
-extern const double gw_hist_bounds[GW_HIST_BUCKETS];
-
-struct gw_hist {
-    uint64_t buckets[GW_HIST_BUCKETS]; /* non-cumulative counts per bucket */
-    uint64_t count;
-    double sum;
-};
-
-void gw_hist_observe(struct gw_hist *h, double seconds);
-
-/* A growable text buffer; on allocation failure it stays marked failed and further appends no-op.
- */
-struct gw_buf {
-    char *data;
-    size_t len, cap;
-    bool failed;
-};
-void gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void gw_buf_free(struct gw_buf *b);
-/* snprintf for paths: -ENAMETOOLONG when the result did not fit (out is then truncated). */
-int gw_pathf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* Prometheus text pieces: "# HELP/# TYPE" header, one sample, a histogram's samples. Label values
- * are escaped as the exposition format requires. */
-void prom_header(struct gw_buf *b, const char *name, const char *type, const char *help);
-void prom_sample(struct gw_buf *b, const char *name, const char *label, const char *value,
-                 double v);
-void prom_sample2(struct gw_buf *b, const char *name, const char *l1, const char *v1,
-                  const char *l2, const char *v2, double v);
-void prom_hist(struct gw_buf *b, const char *name, const char *label, const char *value,
-               const struct gw_hist *h);
-
 /* ======================= the daemon (main.c, registry.c, instance.c, proxy.c, routes.c) =========
  */
 
@@ -181,7 +148,7 @@ struct function {
     uint64_t invocations;
     struct code_count codes[GW_MAX_CODES];
     int ncodes;
-    struct gw_hist hist;
+    struct prom_hist hist;
 };
 
 /* Isolation steps the host allows, probed once at start. */
@@ -308,7 +275,7 @@ struct proxy_resp {
     int status;
     char content_type[256];
     void *headers; /* struct curl_slist * of response headers to pass on */
-    struct gw_buf body;
+    struct buf body;
     bool got_bytes;   /* any byte of a response arrived */
     bool conn_failed; /* the instance could not be reached or went away */
     bool timed_out;
@@ -337,7 +304,7 @@ int httpd_start(struct gateway *g, char *err, size_t errlen);
 void httpd_stop(struct gateway *g);
 
 /* metrics.c */
-void metrics_render(struct gateway *g, struct gw_buf *out);
+void metrics_render(struct gateway *g, struct buf *out);
 
 /* invoke.c: ANY /function/NAME[.NS][/path] */
 struct http_request;
@@ -358,7 +325,7 @@ bool gw_valid_call_id(const char *id);
 int invoke_target(const char *arg, char name[GW_NAME_MAX], const char **rest, char *err,
                   size_t errlen);
 struct curl_slist *invoke_headers(struct http_request *rq, char call_id[GW_CALL_ID_MAX]);
-void invoke_path(struct http_request *rq, const char *rest, struct gw_buf *out);
+void invoke_path(struct http_request *rq, const char *rest, struct buf *out);
 int invoke_run(struct gateway *g, const char *name, const struct proxy_req *prq,
                struct proxy_resp *rs, size_t max_reply, char *err, size_t errlen);
 
@@ -441,7 +408,7 @@ int async_start(struct gateway *g, char *err, size_t errlen);
 void async_stop(struct gateway *g);
 void async_join(struct gateway *g);
 int route_async(struct gateway *g, struct http_request *rq, const char *arg);
-void async_metrics(struct gateway *g, struct gw_buf *b);
+void async_metrics(struct gateway *g, struct buf *b);
 
 /* store.c: the store's stats JSON ({"totals","models"}) or NULL when unreachable. */
 json_t *store_stats_json(struct gateway *g);
@@ -452,7 +419,7 @@ void store_evict(struct gateway *g, const char *model);
 void store_prepare_async(struct gateway *g, const char *name);
 /* Waits (bounded) for the compile-ahead threads, once the store is stopped. */
 void store_prepare_drain(struct gateway *g);
-void store_metrics(const json_t *stats, struct gw_buf *b);
+void store_metrics(const json_t *stats, struct buf *b);
 
 /* logs (instance.c): NDJSON log file of a function */
 void function_log_path(struct gateway *g, const char *name, char *out, size_t len);

@@ -275,8 +275,8 @@ static bool make_cgroup_root(struct isolation *iso, const char *mount, const cha
         return false;
     if (iso->cgroup_v2)
         enable_memory(path);
-    gw_pathf(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
-    gw_pathf(iso->cgroup_rel, sizeof iso->cgroup_rel, "%s/shmfaas/%s", own, daemon);
+    str_fmt(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
+    str_fmt(iso->cgroup_rel, sizeof iso->cgroup_rel, "%s/shmfaas/%s", own, daemon);
     return true;
 }
 
@@ -389,8 +389,7 @@ static int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit)
     const struct isolation *iso = &g->iso;
     if (!iso->cgroup_v2 && !iso->cgroup_v1)
         return -1;
-    gw_pathf(in->cgroup, sizeof in->cgroup, "%s/%s-%d", iso->cgroup_root, in->fn->spec.name,
-             in->id);
+    str_fmt(in->cgroup, sizeof in->cgroup, "%s/%s-%d", iso->cgroup_root, in->fn->spec.name, in->id);
     if (mkdir(in->cgroup, 0755) != 0 && errno != EEXIST) {
         log_warn("instance %s-%d: cgroup %s: %s", in->fn->spec.name, in->id, in->cgroup,
                  strerror(errno));
@@ -719,7 +718,7 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
         start_log_reader(g, in, pipefd[0]);
     write_pidfile(g, in->pidname, in->pid);
     in->state = INST_STARTING;
-    in->started_ms = now_ns() / 1000000;
+    in->started_ms = now_ms();
     in->next = fn->instances;
     fn->instances = in;
     log_info("instance %s-%d: started pid %d (%s, uid %d)", fn->spec.name, in->id, (int)in->pid,
@@ -734,7 +733,7 @@ void instance_stop(struct gateway *g, struct instance *in)
         return;
     kill(in->pid, SIGTERM);
     in->state = INST_STOPPING;
-    in->stop_ms = now_ns() / 1000000;
+    in->stop_ms = now_ms();
     log_info("instance %s-%d: stopping pid %d", in->fn->spec.name, in->id, (int)in->pid);
 }
 
@@ -771,7 +770,7 @@ static void backoff(struct function *fn)
 {
     int64_t ms = 250LL << (fn->failures < 7 ? fn->failures : 7);
     fn->failures++;
-    fn->backoff_until_ms = now_ns() / 1000000 + (ms < 30000 ? ms : 30000);
+    fn->backoff_until_ms = now_ms() + (ms < 30000 ? ms : 30000);
 }
 
 /* shmfaas-fn's exit status after the store refused its model (EX_TEMPFAIL). */
@@ -786,7 +785,7 @@ static void function_refused(struct function *fn)
                  fn->spec.image);
     fn->refused = true;
     fn->refusal_pending = true;
-    fn->backoff_until_ms = now_ns() / 1000000 + REFUSAL_RETRY_MS;
+    fn->backoff_until_ms = now_ms() + REFUSAL_RETRY_MS;
 }
 
 /* The process of `in` has exited (status st). */
@@ -851,7 +850,7 @@ static void reap_children(struct gateway *g)
 static int sock_connectable(const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (gw_pathf(sa.sun_path, sizeof sa.sun_path, "%s", path))
+    if (str_fmt(sa.sun_path, sizeof sa.sun_path, "%s", path))
         return -ENAMETOOLONG;
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -886,7 +885,7 @@ int store_start(struct gateway *g, char *err, size_t errlen)
         sp.argv[a++] = "--keep-images";
     /* The disk tier: compiled images survive eviction and reboots in STATE/images. */
     if (strcmp(g->disk_budget, "0") != 0 &&
-        gw_pathf(disk_dir, sizeof disk_dir, "%s/images", g->state) == 0) {
+        str_fmt(disk_dir, sizeof disk_dir, "%s/images", g->state) == 0) {
         sp.argv[a++] = "--disk-dir";
         sp.argv[a++] = disk_dir;
         if (g->disk_budget[0]) {
@@ -955,7 +954,7 @@ static void check_ready(struct gateway *g)
 {
     struct probe probes[256];
     int n = 0;
-    int64_t now = now_ns() / 1000000;
+    int64_t now = now_ms();
     for (struct function *fn = g->functions; fn; fn = fn->next) {
         for (struct instance *in = fn->instances; in && n < 256; in = in->next) {
             if (in->state != INST_STARTING)
@@ -988,7 +987,7 @@ static void check_ready(struct gateway *g)
             in->fn->failures = 0;
             in->fn->refused = false;
             log_info("instance %s-%d: ready after %lld ms", in->fn->spec.name, in->id,
-                     (long long)(now_ns() / 1000000 - in->started_ms));
+                     (long long)(now_ms() - in->started_ms));
             pthread_cond_broadcast(&g->changed);
         }
     }
@@ -1157,7 +1156,7 @@ static void fetch_refusals(struct gateway *g, int64_t now)
 static bool supervise_once(struct gateway *g)
 {
     static int64_t swept_ms;
-    int64_t now = now_ns() / 1000000;
+    int64_t now = now_ms();
     reap_children(g);
     fetch_refusals(g, now);
     restart_store(g, now);
@@ -1187,13 +1186,7 @@ void *supervisor_main(void *arg)
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
         bool starting = supervise_once(g);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (starting ? 2 : 20) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = mono_timespec(now_ns() + (starting ? 2 : 20) * 1000000);
         pthread_cond_timedwait(&g->kick, &g->lock, &ts);
     }
     pthread_mutex_unlock(&g->lock);

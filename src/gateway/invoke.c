@@ -32,7 +32,7 @@ static const struct http_header internal_hdr[] = {{"X-OpenFaaS-Internal", "gatew
 static struct instance *pick(struct function *fn, pid_t avoid)
 {
     struct instance *best = NULL;
-    int64_t now = now_ns() / 1000000;
+    int64_t now = now_ms();
     bool current_ready = function_ready_count(fn) > 0;
     for (struct instance *in = fn->instances; in; in = in->next) {
         if (in->state != INST_READY || in->inflight >= fn->spec.instance_cap || in->pid == avoid ||
@@ -44,12 +44,6 @@ static struct instance *pick(struct function *fn, pid_t avoid)
     return best;
 }
 
-static void deadline_ts(int64_t deadline_ms, struct timespec *ts)
-{
-    ts->tv_sec = deadline_ms / 1000;
-    ts->tv_nsec = (deadline_ms % 1000) * 1000000;
-}
-
 /* Under the lock: waits for an instance with room until deadline (CLOCK_MONOTONIC ms).
  * Returns it with its in-flight count taken, or NULL (timed out or function deleted). */
 static struct instance *acquire(struct gateway *g, struct function *fn, pid_t avoid,
@@ -59,15 +53,14 @@ static struct instance *acquire(struct gateway *g, struct function *fn, pid_t av
     bool counted = false;
     while (!(in = pick(fn, avoid))) {
         bool refused = fn->refused && function_live_count(fn) == 0; /* none will come */
-        if (fn->deleted || g->stopping || refused || now_ns() / 1000000 >= deadline_ms)
+        if (fn->deleted || g->stopping || refused || now_ms() >= deadline_ms)
             break;
         if (!counted) {
             fn->queued++;
             counted = true;
             pthread_cond_broadcast(&g->kick);
         }
-        struct timespec ts;
-        deadline_ts(deadline_ms, &ts);
+        struct timespec ts = mono_timespec(deadline_ms * 1000000);
         pthread_cond_timedwait(&g->changed, &g->lock, &ts);
     }
     if (counted)
@@ -75,7 +68,7 @@ static struct instance *acquire(struct gateway *g, struct function *fn, pid_t av
     if (in) {
         in->inflight++;
         fn->inflight++;
-        fn->last_active_ms = now_ns() / 1000000;
+        fn->last_active_ms = now_ms();
     }
     return in;
 }
@@ -189,33 +182,33 @@ struct curl_slist *invoke_headers(struct http_request *rq, char id[GW_CALL_ID_MA
 
 /* ---- the query string, rebuilt from MHD's parsed arguments ---- */
 
-static void put_escaped(struct gw_buf *b, const char *s)
+static void put_escaped(struct buf *b, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
             strchr("-._~", *p))
-            gw_buf_printf(b, "%c", *p);
+            buf_printf(b, "%c", *p);
         else
-            gw_buf_printf(b, "%%%02X", *p);
+            buf_printf(b, "%%%02X", *p);
     }
 }
 
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value)
 {
-    struct gw_buf *b = cls;
-    gw_buf_printf(b, "%c", b->len && strchr(b->data, '?') ? '&' : '?');
+    struct buf *b = cls;
+    buf_printf(b, "%c", b->len && strchr(b->data, '?') ? '&' : '?');
     put_escaped(b, key);
     if (value) {
-        gw_buf_printf(b, "=");
+        buf_printf(b, "=");
         put_escaped(b, value);
     }
     return MHD_YES;
 }
 
-void invoke_path(struct http_request *rq, const char *rest, struct gw_buf *b)
+void invoke_path(struct http_request *rq, const char *rest, struct buf *b)
 {
-    gw_buf_printf(b, "%s", rest && *rest ? rest : "/");
+    buf_printf(b, "%s", rest && *rest ? rest : "/");
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_arg, b);
 }
 
@@ -228,7 +221,7 @@ struct invocation {
     struct proxy_stream *stream;
     struct proxy_resp rs;
     struct proxy_req prq;
-    struct gw_buf path;
+    struct buf path;
     int64_t t0;
     int code;
     int retry_s; /* > 0: a 503 for a refused model, with Retry-After */
@@ -242,10 +235,10 @@ static void drop_instance(struct invocation *iv, bool failed)
     iv->stream = NULL;
     pthread_mutex_lock(&g->lock);
     iv->fn->inflight--;
-    iv->fn->last_active_ms = now_ns() / 1000000;
+    iv->fn->last_active_ms = now_ms();
     if (failed) {
         /* most likely dead: keep others off it until the supervisor has reaped it */
-        iv->in->suspect_until_ms = now_ns() / 1000000 + 1000;
+        iv->in->suspect_until_ms = now_ms() + 1000;
         pthread_cond_broadcast(&g->kick);
     }
     instance_release(g, iv->in);
@@ -260,15 +253,15 @@ static int forward(struct invocation *iv, char *err, size_t errlen)
 {
     struct gateway *g = iv->g;
     struct proxy_resp *rs = &iv->rs;
-    int64_t deadline = now_ns() / 1000000 + g->hold_ms;
+    int64_t deadline = now_ms() + g->hold_ms;
     pid_t avoid = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&g->lock);
         iv->in = acquire(g, iv->fn, avoid, deadline);
         bool deleted = iv->fn->deleted;
         /* the store refused the model: no instance will come before its retry, say why now */
-        bool refused = !iv->in && !deleted &&
-                       function_refusal(iv->fn, now_ns() / 1000000, err, errlen, &iv->retry_s);
+        bool refused =
+            !iv->in && !deleted && function_refusal(iv->fn, now_ms(), err, errlen, &iv->retry_s);
         pthread_mutex_unlock(&g->lock);
         if (refused)
             return 503;
@@ -308,7 +301,7 @@ static void invocation_end(void *cls)
     pthread_mutex_unlock(&g->lock);
     proxy_resp_free(&iv->rs);
     curl_slist_free_all(iv->prq.headers);
-    gw_buf_free(&iv->path);
+    buf_free(&iv->path);
     free(iv);
 }
 
@@ -442,26 +435,14 @@ int route_invoke(struct gateway *g, struct http_request *rq, const char *arg)
 /* The rest of a streamed reply into rs->body, at most max bytes; -1 when cut or too long. */
 static int read_rest(struct invocation *iv, size_t max)
 {
-    struct gw_buf all = {0};
+    struct buf all = {0};
     char buf[65536];
     ssize_t n;
-    while ((n = proxy_read(iv->stream, buf, sizeof buf)) > 0) {
-        if (all.len + (size_t)n > max || all.len + (size_t)n + 1 > all.cap) {
-            size_t cap = all.cap ? all.cap * 2 : sizeof buf;
-            while (cap < all.len + (size_t)n + 1)
-                cap *= 2;
-            char *p = all.len + (size_t)n > max ? NULL : realloc(all.data, cap);
-            if (!p)
-                break;
-            all.data = p;
-            all.cap = cap;
-        }
-        memcpy(all.data + all.len, buf, (size_t)n);
-        all.len += (size_t)n;
-        all.data[all.len] = '\0';
-    }
+    while ((n = proxy_read(iv->stream, buf, sizeof buf)) > 0)
+        if (all.len + (size_t)n > max || buf_append(&all, buf, (size_t)n) < 0)
+            break;
     bool ok = n == 0;
-    gw_buf_free(&iv->rs.body);
+    buf_free(&iv->rs.body);
     iv->rs.body = all;
     return ok ? 0 : -1;
 }

@@ -808,7 +808,7 @@ int main(int argc, char **argv)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&g.kick, &ca);
     pthread_cond_init(&g.changed, &ca);
-    g.started_ms = now_ns() / 1000000;
+    g.started_ms = now_ms();
     int rc = start(&g, &sup, err, sizeof err);
     if (rc) {
         log_error("%s", err);

@@ -15,7 +15,7 @@ static void fn_label(const struct function *fn, char *out, size_t len)
     snprintf(out, len, "%s.%s", fn->spec.name, GW_NAMESPACE);
 }
 
-static void render_invocations(struct gateway *g, struct gw_buf *b)
+static void render_invocations(struct gateway *g, struct buf *b)
 {
     char label[GW_NAME_MAX + 16], code[16];
     prom_header(b, "gateway_function_invocation_total", "counter", "Function invocations.");
@@ -30,7 +30,7 @@ static void render_invocations(struct gateway *g, struct gw_buf *b)
     prom_header(b, "gateway_functions_seconds", "histogram", "Function invocation time taken.");
     for (struct function *fn = g->functions; fn; fn = fn->next) {
         fn_label(fn, label, sizeof label);
-        prom_hist(b, "gateway_functions_seconds", "function_name", label, &fn->hist);
+        prom_write_hist(b, "gateway_functions_seconds", "function_name", label, &fn->hist);
     }
 }
 
@@ -52,7 +52,7 @@ static struct fn_mem function_mem(const struct function *fn)
     return m;
 }
 
-static void render_functions(struct gateway *g, struct gw_buf *b)
+static void render_functions(struct gateway *g, struct buf *b)
 {
     char label[GW_NAME_MAX + 16];
     static const struct {
@@ -85,7 +85,7 @@ static void render_functions(struct gateway *g, struct gw_buf *b)
     }
 }
 
-void metrics_render(struct gateway *g, struct gw_buf *out)
+void metrics_render(struct gateway *g, struct buf *out)
 {
     json_t *store = store_stats_json(g);
     pthread_mutex_lock(&g->lock);

@@ -88,20 +88,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *user)
     rs->got_bytes = true;
     if (st->off == rs->body.len)
         st->off = rs->body.len = 0; /* everything read: reuse the buffer from its start */
-    if (rs->body.cap - rs->body.len < len + 1) {
-        size_t cap = rs->body.cap ? rs->body.cap : 16384;
-        while (cap - rs->body.len < len + 1)
-            cap *= 2;
-        char *p = realloc(rs->body.data, cap);
-        if (!p)
-            return 0;
-        rs->body.data = p;
-        rs->body.cap = cap;
-    }
-    memcpy(rs->body.data + rs->body.len, data, len);
-    rs->body.len += len;
-    rs->body.data[rs->body.len] = '\0';
-    return len;
+    return buf_append(&rs->body, data, len) == 0 ? len : 0;
 }
 
 static const char *const hop_headers[] = {
@@ -295,7 +282,7 @@ void proxy_resp_free(struct proxy_resp *rs)
 {
     curl_slist_free_all(rs->headers);
     rs->headers = NULL;
-    gw_buf_free(&rs->body);
+    buf_free(&rs->body);
 }
 
 static size_t discard(char *data, size_t size, size_t n, void *user)

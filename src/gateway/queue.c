@@ -80,7 +80,7 @@ int queue_open(int state_fd, const char *state, uint64_t max_calls, uint64_t max
     int rc = create_file(state_fd, state, err, errlen);
     if (rc)
         return rc;
-    if (gw_pathf(path, sizeof path, "%s/" QUEUE_FILE, state))
+    if (str_fmt(path, sizeof path, "%s/" QUEUE_FILE, state))
         return seterr(err, errlen, -ENAMETOOLONG, "state path %s is too long", state);
     struct queue *q = calloc(1, sizeof *q);
     if (!q)

@@ -62,7 +62,7 @@ static struct function *function_new(struct fn_spec *spec, int64_t created_ms, i
     *spec = (struct fn_spec){0};
     fn->created_ms = created_ms;
     fn->floor = floor;
-    fn->last_active_ms = now_ns() / 1000000;
+    fn->last_active_ms = now_ms();
     return fn;
 }
 
@@ -272,7 +272,7 @@ void function_put_ref(struct gateway *g, struct function *fn)
 void function_count_code(struct function *fn, int code, double seconds)
 {
     fn->invocations++;
-    gw_hist_observe(&fn->hist, seconds);
+    prom_hist_observe(&fn->hist, seconds);
     for (int i = 0; i < fn->ncodes; i++) {
         if (fn->codes[i].code == code) {
             fn->codes[i].n++;

@@ -145,13 +145,13 @@ static int route_namespaces(struct gateway *g, struct http_request *rq, const ch
 
 static int route_metrics(struct gateway *g, struct http_request *rq, const char *arg)
 {
-    struct gw_buf b = {0};
+    struct buf b = {0};
     metrics_render(g, &b);
     if (b.failed) {
-        gw_buf_free(&b);
+        buf_free(&b);
         return reply_err(rq->conn, 500, "out of memory");
     }
-    return http_reply_take(rq->conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len,
+    return http_reply_take(rq->conn, 200, PROM_CONTENT_TYPE "; charset=utf-8", b.data, b.len,
                            NULL, 0);
 }
 

@@ -69,7 +69,7 @@ static double num(const json_t *o, const char *key)
 }
 
 /* shmfaas_store_* from the store's stats JSON: {"totals": {...}, "models": [...]}. */
-void store_metrics(const json_t *stats, struct gw_buf *b)
+void store_metrics(const json_t *stats, struct buf *b)
 {
     static const struct {
         const char *key, *name, *type, *help;
@@ -207,9 +207,8 @@ void store_prepare_async(struct gateway *g, const char *name)
 
 void store_prepare_drain(struct gateway *g)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += 5; /* a store we did not start may still be compiling: not waited for longer */
+    /* a store we did not start may still be compiling: not waited for longer */
+    struct timespec until = mono_timespec(now_ns() + 5000000000LL);
     pthread_mutex_lock(&g->lock);
     while (g->preparing > 0 && pthread_cond_timedwait(&g->changed, &g->lock, &until) != ETIMEDOUT)
         ;

@@ -111,11 +111,6 @@ struct daemon {
 
 /* ---- replies ---- */
 
-static int64_t mono_ms(void)
-{
-    return now_ns() / 1000000;
-}
-
 /* A complaint about a client, through the rate limiter. */
 static void complain(struct loglimit *l, enum log_level level, uid_t uid, enum complaint kind,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -124,7 +119,7 @@ static void complain(struct loglimit *l, enum log_level level, uid_t uid, enum c
                      const char *fmt, ...)
 {
     uint64_t dropped = 0;
-    if (level < log_get_level() || !loglimit_pass(l, (uint32_t)uid, (int)kind, mono_ms(), &dropped))
+    if (level < log_get_level() || !loglimit_pass(l, (uint32_t)uid, (int)kind, now_ms(), &dropped))
         return;
     char line[1024];
     va_list ap;
@@ -400,7 +395,7 @@ static int fits_now(struct daemon *d, uint64_t need)
 static int answer_refused(struct daemon *d, struct conn *c, uint32_t seq,
                           const uint8_t identity[SHA256_LEN], const char *name)
 {
-    int64_t now = mono_ms();
+    int64_t now = now_ms();
     struct refusal *f = refusal_active(&d->refusals, identity, now);
     if (!f || (f->kind == REFUSAL_BUDGET && fits_now(d, f->need)))
         return 0;
@@ -421,7 +416,7 @@ static void remember_refusal(struct daemon *d, const struct model *m, const char
 {
     struct refusal *f = refusal_record(
         &d->refusals, m->identity, name, kind, kind == REFUSAL_BUDGET ? -ENOSPC : -ENOEXEC, need,
-        reason, mono_ms(), d->cfg->refusal_backoff_ms, d->cfg->refusal_backoff_max_ms);
+        reason, now_ms(), d->cfg->refusal_backoff_ms, d->cfg->refusal_backoff_max_ms);
     if (f)
         log_info("model %s (%s): refusal remembered for %lld ms", name, m->idhex,
                  (long long)f->window_ms);
@@ -752,14 +747,14 @@ static int on_stats(struct daemon *d, struct conn *c, const struct proto_msg *ms
 {
     return send_json(
         c, msg->seq,
-        stats_json(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n, &d->refusals, mono_ms(), 1));
+        stats_json(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n, &d->refusals, now_ms(), 1));
 }
 
 static int on_ls(struct daemon *d, struct conn *c, const struct proto_msg *msg)
 {
     return send_json(
         c, msg->seq,
-        stats_json(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n, &d->refusals, mono_ms(), 0));
+        stats_json(&d->cat, d->disk_fd >= 0 ? &d->disk : NULL, &d->n, &d->refusals, now_ms(), 0));
 }
 
 /* Whether m is an image of the model whose ONNX (or image identity) hash is sha. */

@@ -2,6 +2,7 @@
 #include "store/store.h"
 
 #include "common/http.h"
+#include "common/prom.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@ static int handle(struct http_request *req, void *user)
     pthread_mutex_unlock(&m->lock);
     if (!body)
         return -ENOMEM;
-    return http_reply_take(req->conn, 200, "text/plain; version=0.0.4", body, strlen(body), NULL,
+    return http_reply_take(req->conn, 200, PROM_CONTENT_TYPE, body, strlen(body), NULL,
                            0);
 }
 

@@ -1,8 +1,9 @@
 /* The store's figures, rendered as the STATS/LS JSON and as Prometheus text. */
 #include "store/store.h"
 
+#include "common/prom.h"
+
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,70 +114,34 @@ char *stats_json(const struct catalog *c, const struct catalog *disk,
     return text;
 }
 
-/* ---- Prometheus text ---- */
+/* ---- Prometheus text (common/prom.h) ---- */
 
-struct text {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void emit(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void emit(struct text *t, const char *fmt, ...)
-{
-    for (;;) {
-        if (t->failed)
-            return;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap * 2 + (n > 0 ? (size_t)n : 0);
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->failed = 1;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-}
-
-static void metric(struct text *t, const char *name, const char *type, const char *help,
+static void metric(struct buf *b, const char *name, const char *type, const char *help,
                    double value)
 {
-    emit(t, "# HELP shmfaas_store_%s %s\n# TYPE shmfaas_store_%s %s\nshmfaas_store_%s %.17g\n",
-         name, help, name, type, name, value);
+    char full[96];
+    snprintf(full, sizeof full, "shmfaas_store_%s", name);
+    prom_metric(b, full, type, help, value);
 }
 
-/* Label values: names are [A-Za-z0-9._-,] by construction, hashes hex; nothing to escape. */
-static void model_metrics(struct text *t, const struct catalog *c)
+static void model_metrics(struct buf *b, const struct catalog *c)
 {
-    emit(t, "# HELP shmfaas_store_model_bytes Image bytes of a resident model.\n"
-            "# TYPE shmfaas_store_model_bytes gauge\n");
+    prom_header(b, "shmfaas_store_model_bytes", "gauge", "Image bytes of a resident model.");
     for (const struct model *m = c->models; m; m = m->next)
         if (m->state == MODEL_RESIDENT)
-            emit(t, "shmfaas_store_model_bytes{name=\"%s\",hash=\"%s\"} %llu\n", m->names, m->idhex,
-                 (unsigned long long)m->size);
-    emit(t, "# HELP shmfaas_store_model_leases Live leases on a resident model.\n"
-            "# TYPE shmfaas_store_model_leases gauge\n");
+            prom_sample2(b, "shmfaas_store_model_bytes", "name", m->names, "hash", m->idhex,
+                         (double)m->size);
+    prom_header(b, "shmfaas_store_model_leases", "gauge", "Live leases on a resident model.");
     for (const struct model *m = c->models; m; m = m->next)
         if (m->state == MODEL_RESIDENT)
-            emit(t, "shmfaas_store_model_leases{name=\"%s\",hash=\"%s\"} %d\n", m->names, m->idhex,
-                 m->leases);
+            prom_sample2(b, "shmfaas_store_model_leases", "name", m->names, "hash", m->idhex,
+                         m->leases);
 }
 
 char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
                        const struct store_counters *n)
 {
-    struct text t = {.p = malloc(4096), .cap = 4096};
-    if (!t.p)
-        return NULL;
+    struct buf t = {0};
     metric(&t, "resident_models", "gauge", "Models resident in the store.",
            (double)catalog_count(c, MODEL_RESIDENT));
     metric(&t, "resident_bytes", "gauge", "Sum of resident image sizes.",
@@ -223,14 +188,12 @@ char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
     metric(&t, "disk_dropped_total", "counter",
            "Disk tier files that failed verification (deleted, compiled again).",
            (double)n->disk_dropped);
-    emit(&t,
-         "# HELP shmfaas_store_policy The eviction policy in use (label).\n"
-         "# TYPE shmfaas_store_policy gauge\nshmfaas_store_policy{policy=\"%s\"} 1\n",
-         catalog_policy_name(c->policy));
+    prom_header(&t, "shmfaas_store_policy", "gauge", "The eviction policy in use (label).");
+    prom_sample(&t, "shmfaas_store_policy", "policy", catalog_policy_name(c->policy), 1);
     model_metrics(&t, c);
     if (t.failed) {
-        free(t.p);
+        buf_free(&t);
         return NULL;
     }
-    return t.p;
+    return t.data;
 }

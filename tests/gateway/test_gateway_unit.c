@@ -207,43 +207,6 @@ static void autoscale_manual_floor(void **state)
     assert_int_equal(autoscale_decide(&in, &st), 0);
 }
 
-/* ---- metrics text ---- */
-
-static void metrics_text_format(void **state)
-{
-    struct gw_buf b = {0};
-    struct gw_hist h = {0};
-    gw_hist_observe(&h, 0.003);
-    gw_hist_observe(&h, 0.2);
-    gw_hist_observe(&h, 99);
-    prom_header(&b, "m_total", "counter", "Things.");
-    prom_sample2(&b, "m_total", "function_name", "a\"b\\c\nd", "code", "200", 3);
-    prom_hist(&b, "lat_seconds", "function_name", "f", &h);
-    assert_false(b.failed);
-    assert_non_null(strstr(b.data, "# HELP m_total Things.\n# TYPE m_total counter\n"));
-    assert_non_null(strstr(b.data, "m_total{function_name=\"a\\\"b\\\\c\\nd\",code=\"200\"} 3\n"));
-    assert_non_null(strstr(b.data, "lat_seconds_bucket{function_name=\"f\",le=\"0.005\"} 1\n"));
-    assert_non_null(strstr(b.data, "lat_seconds_bucket{function_name=\"f\",le=\"0.25\"} 2\n"));
-    assert_non_null(strstr(b.data, "lat_seconds_bucket{function_name=\"f\",le=\"10\"} 2\n"));
-    assert_non_null(strstr(b.data, "lat_seconds_bucket{function_name=\"f\",le=\"+Inf\"} 3\n"));
-    assert_non_null(strstr(b.data, "lat_seconds_count{function_name=\"f\"} 3\n"));
-    gw_buf_free(&b);
-}
-
-static void buf_grows(void **state)
-{
-    struct gw_buf b = {0};
-    for (int i = 0; i < 10000; i++)
-        gw_buf_printf(&b, "%d,", i);
-    assert_false(b.failed);
-    assert_int_equal(strlen(b.data), b.len);
-    assert_memory_equal(b.data + b.len - 5, "9999,", 5);
-    gw_buf_free(&b);
-    char p[8];
-    assert_int_equal(gw_pathf(p, sizeof p, "%s", "1234567"), 0);
-    assert_int_equal(gw_pathf(p, sizeof p, "%s", "12345678"), -ENAMETOOLONG);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,8 +219,6 @@ int main(void)
         cmocka_unit_test(autoscale_down_slowly),
         cmocka_unit_test(autoscale_min_floor_and_zero),
         cmocka_unit_test(autoscale_manual_floor),
-        cmocka_unit_test(metrics_text_format),
-        cmocka_unit_test(buf_grows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
