@@ -39,7 +39,7 @@ struct ir_attr {
     char *s; /* NUL-terminated copy */
     int64_t *ints;
     float *floats;
-    size_t n; /* length of ints / floats */
+    size_t n;   /* length of ints / floats */
     int tensor; /* IR_ATTR_TENSOR: index into graph tensors (a constant) */
 };
 
@@ -53,7 +53,7 @@ struct ir_tensor {
     int dtype;                 /* enum engine_dtype; 0 = not yet known */
     struct engine_shape shape; /* valid when shape_known */
     int shape_known;
-    void *data;    /* constant payload (initializer, Constant, folded) in plain row-major, or NULL */
+    void *data; /* constant payload (initializer, Constant, folded) in plain row-major, or NULL */
     size_t nbytes; /* of data */
     int producer;  /* producing live node, or -1 */
     unsigned flags;
@@ -62,13 +62,13 @@ struct ir_tensor {
 /* Element-wise activations the plan compiler can run as oneDNN eltwise (alone or as post-op). */
 enum ir_act {
     IR_ACT_NONE,
-    IR_ACT_RELU,       /* alpha: negative slope (LeakyRelu) */
-    IR_ACT_CLIP,       /* [alpha, beta] */
+    IR_ACT_RELU, /* alpha: negative slope (LeakyRelu) */
+    IR_ACT_CLIP, /* [alpha, beta] */
     IR_ACT_SIGMOID,
     IR_ACT_TANH,
     IR_ACT_HARDSIGMOID, /* alpha*x+beta clipped to [0,1] */
     IR_ACT_HARDSWISH,
-    IR_ACT_ELU,        /* alpha */
+    IR_ACT_ELU, /* alpha */
     IR_ACT_GELU_ERF,
     IR_ACT_EXP,
     IR_ACT_SQRT,
@@ -104,7 +104,7 @@ struct ir_node {
 };
 
 struct ir_graph {
-    char *name;   /* model name for messages */
+    char *name;    /* model name for messages */
     int64_t opset; /* default-domain opset version */
     struct ir_tensor *tensors;
     int n_tensors, cap_tensors;
@@ -133,7 +133,8 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
 /* Value-pinned inputs (engine_compile_opts.pins): called before ir_infer_shapes; checks each pin
  * names a graph input of its dtype and a shape the model allows (int32/int64/bool up to
  * ENGINE_MAX_PIN_ELEMS elements, or float32 up to ENGINE_MAX_PIN_FLOATS) and makes that input a
- * constant with the pin's values. It keeps IR_T_INPUT: the plan compiler records it as a pinned input. */
+ * constant with the pin's values. It keeps IR_T_INPUT: the plan compiler records it as a pinned
+ * input. */
 int ir_pin_inputs(struct ir_graph *g, const struct engine_tensor *pins, int n_pins, char *err,
                   size_t errlen);
 
@@ -151,7 +152,7 @@ int ir_optimize(struct ir_graph *g, char *err, size_t errlen);
 void ir_free(struct ir_graph *g);
 
 /* ---- helpers ---- */
-int ir_add_tensor(struct ir_graph *g, const char *name); /* returns index or -ENOMEM */
+int ir_add_tensor(struct ir_graph *g, const char *name);        /* returns index or -ENOMEM */
 int ir_find_tensor(const struct ir_graph *g, const char *name); /* index or -1 */
 const struct ir_attr *ir_attr_get(const struct ir_node *n, const char *name);
 int64_t ir_attr_int(const struct ir_node *n, const char *name, int64_t def);
@@ -162,20 +163,41 @@ int ir_consumers(const struct ir_graph *g, int t);
 /* 1 when t is read by a live node or is a graph output. */
 int ir_tensor_used(const struct ir_graph *g, int t);
 
-/* ---- frontend internals (additive; shared by shape.c, fold.c, optimize.c, usable by the backend) ----
- * A tensor is a constant exactly when data != NULL (a zero-element constant still has a 1-byte
+/* ---- frontend internals (additive; shared by shape.c, fold.c, optimize.c, usable by the backend)
+ * ---- A tensor is a constant exactly when data != NULL (a zero-element constant still has a 1-byte
  * allocation). After ir_infer_shapes, Conv/MaxPool/AveragePool nodes carry explicit kernel_shape,
  * strides, pads (begin..., end...) and dilations with auto_pad resolved, Softmax an explicit
- * non-negative axis, Gemm explicit alpha/beta/transA/transB; an omitted optional OUTPUT is -1 in out[]. */
+ * non-negative axis, Gemm explicit alpha/beta/transA/transB; an omitted optional OUTPUT is -1 in
+ * out[]. */
 
-/* The per-op table: one entry per supported ONNX op. */
+/* What a node below opset 7 needs before it means what the engine's (opset-7 and later) version
+ * of its op computes (onnx_import.c rewrites or refuses it). */
+enum ir_legacy {
+    IR_LEGACY_SAME,    /* nothing: unchanged from `since` to opset 7 */
+    IR_LEGACY_BCAST,   /* binary op with the legacy broadcast/axis attributes */
+    IR_LEGACY_TEST,    /* BatchNormalization, Dropout: only is_test=1 (inference) */
+    IR_LEGACY_CAST,    /* opset 1-5: `to` is a type name */
+    IR_LEGACY_CONCAT,  /* opset 1-3: axis defaults to 1 */
+    IR_LEGACY_RESHAPE, /* opset 1-4: the target shape is an attribute */
+    IR_LEGACY_PAD,     /* opset 1: pads are called paddings */
+    IR_LEGACY_SPLIT,   /* opset 1: split may be a second input */
+    IR_LEGACY_PRELU,   /* opset 1-6: slope broadcast per channel; only a one-element slope agrees */
+};
+
+struct lower; /* the compiler's lowering state (ops/op.h) */
+
+/* The per-op table (ops/ops.def, expanded in ops/ops.c): one entry per supported ONNX op. */
 struct ir_op_def {
     const char *op;
+    int since;             /* lowest opset accepted (MAX_OPSET the highest, for every op) */
+    enum ir_legacy legacy; /* the rewrite a node below opset 7 needs */
     /* Checks attributes and input dtypes/shapes, sets output dtypes/shapes. */
     int (*infer)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
-    /* Computes the outputs' data from constant inputs (kernels.h); NULL: never folded.
+    /* Computes the outputs' data from constant inputs (kernels.h); no_eval: never folded.
      * Returns 0, -errno, or 1 when these inputs cannot be evaluated (the node stays live). */
     int (*eval)(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+    /* Emits the node's plan nodes (compile.c); no_lower: the op is always folded away. */
+    int (*lower)(struct lower *l, const struct ir_node *n);
 };
 const struct ir_op_def *ir_op_find(const char *op); /* NULL if unsupported */
 /* 1 if n can be evaluated now: it has an eval and all inputs are constant (Shape and Size:
@@ -183,8 +205,8 @@ const struct ir_op_def *ir_op_find(const char *op); /* NULL if unsupported */
 int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n);
 /* 1 if n is a pure activation (Relu, LeakyRelu, Clip with constant bounds, Sigmoid, Tanh,
  * HardSigmoid, HardSwish, Elu, Exp, Sqrt, Abs) and fills its ir_act with alpha/beta. */
-int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *act,
-                float *alpha, float *beta);
+int ir_node_act(const struct ir_graph *g, const struct ir_node *n, enum ir_act *act, float *alpha,
+                float *beta);
 
 /* Formats "model M: node N (Op): <fmt>" into err and returns code. */
 int ir_node_err(const struct ir_graph *g, const struct ir_node *n, char *err, size_t errlen,

@@ -4,9 +4,9 @@
  * Nothing read from the file is trusted: counts, ranks, dims (negative, huge, overflowing
  * products), payload lengths against dims × element size, raw_data against the typed fields,
  * external-data locations (relative, no "..", opened inside base_dir by confine_open) and offsets
- * against the file's size are all checked before use. Constant nodes become constant tensors, nodes are
- * sorted topologically, and cycles, undefined inputs, duplicate producers and foreign domains are
- * refused with the model, node and op named.
+ * against the file's size are all checked before use. Constant nodes become constant tensors, nodes
+ * are sorted topologically, and cycles, undefined inputs, duplicate producers and foreign domains
+ * are refused with the model, node and op named.
  */
 #include "engine/ir.h"
 
@@ -828,109 +828,8 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
  * opset means what the engine's (opset 7) implementation computes passes, possibly rewritten
  * into its opset-7 form here or, where that needs shapes, by ir_legacy_infer; any other is
  * refused with the op, opset and reason named. consumed_inputs (opset 1) was an in-place hint
- * without effect on the result and is ignored. */
-
-enum legacy_kind {
-    LEG_SAME,    /* unchanged from `from` to opset 7 */
-    LEG_BCAST,   /* binary op with the legacy broadcast/axis attributes */
-    LEG_TEST,    /* BatchNormalization, Dropout: only is_test=1 (inference) */
-    LEG_CAST,    /* opset 1-5: `to` is a type name */
-    LEG_CONCAT,  /* opset 1-3: axis defaults to 1 */
-    LEG_RESHAPE, /* opset 1-4: the target shape is an attribute */
-    LEG_PAD,     /* opset 1: pads are called paddings */
-    LEG_SPLIT,   /* opset 1: split may be a second input */
-    LEG_PRELU,   /* opset 1-6: slope broadcast per channel; only a one-element slope agrees */
-};
-
-static const struct {
-    const char *op;
-    int from; /* lowest opset at which this op (after its rewrite) means what opset 7 does */
-    enum legacy_kind kind;
-} legacy_ops[] = {
-    {"Abs", 1, LEG_SAME},
-    {"Add", 1, LEG_BCAST},
-    {"And", 1, LEG_BCAST},
-    {"ArgMax", 1, LEG_SAME},
-    {"ArgMin", 1, LEG_SAME},
-    {"AveragePool", 1, LEG_SAME}, /* opset 7 added count_include_pad, default 0 as before */
-    {"BatchNormalization", 1, LEG_TEST},
-    {"Cast", 1, LEG_CAST},
-    {"Ceil", 1, LEG_SAME},
-    {"Clip", 1, LEG_SAME},
-    {"Concat", 1, LEG_CONCAT},
-    {"Conv", 1, LEG_SAME},
-    {"ConvTranspose", 1, LEG_SAME},
-    {"DepthToSpace", 1, LEG_SAME},
-    {"Div", 1, LEG_BCAST},
-    {"Dropout", 1, LEG_TEST},
-    {"Elu", 1, LEG_SAME},
-    {"Equal", 1, LEG_BCAST},
-    {"Exp", 1, LEG_SAME},
-    {"Flatten", 1, LEG_SAME},
-    {"Floor", 1, LEG_SAME},
-    {"Gather", 1, LEG_SAME},
-    {"Gemm", 1, LEG_SAME}, /* broadcast of C: opset 7's unidirectional broadcast agrees */
-    {"GlobalAveragePool", 1, LEG_SAME},
-    {"GlobalLpPool", 2, LEG_SAME},
-    {"GlobalMaxPool", 1, LEG_SAME},
-    {"Greater", 1, LEG_BCAST},
-    {"HardSigmoid", 1, LEG_SAME},
-    {"Hardmax", 1, LEG_SAME},
-    {"Identity", 1, LEG_SAME},
-    {"InstanceNormalization", 1, LEG_SAME},
-    {"LRN", 1, LEG_SAME},
-    {"LeakyRelu", 1, LEG_SAME},
-    {"Less", 1, LEG_BCAST},
-    {"Log", 1, LEG_SAME},
-    {"LogSoftmax", 1, LEG_SAME},
-    {"LpNormalization", 1, LEG_SAME},
-    {"LpPool", 2, LEG_SAME},
-    {"MatMul", 1, LEG_SAME},
-    {"Max", 1, LEG_SAME},
-    {"MaxPool", 1, LEG_SAME},
-    {"Mean", 1, LEG_SAME},
-    {"Min", 1, LEG_SAME},
-    {"Mul", 1, LEG_BCAST},
-    {"Neg", 1, LEG_SAME},
-    {"Not", 1, LEG_SAME},
-    {"Or", 1, LEG_BCAST},
-    {"PRelu", 1, LEG_PRELU},
-    {"Pad", 1, LEG_PAD},
-    {"Pow", 1, LEG_BCAST},
-    {"Reciprocal", 1, LEG_SAME},
-    {"ReduceL1", 1, LEG_SAME},
-    {"ReduceL2", 1, LEG_SAME},
-    {"ReduceLogSum", 1, LEG_SAME},
-    {"ReduceLogSumExp", 1, LEG_SAME},
-    {"ReduceMax", 1, LEG_SAME},
-    {"ReduceMean", 1, LEG_SAME},
-    {"ReduceMin", 1, LEG_SAME},
-    {"ReduceProd", 1, LEG_SAME},
-    {"ReduceSum", 1, LEG_SAME},
-    {"ReduceSumSquare", 1, LEG_SAME},
-    {"Relu", 1, LEG_SAME},
-    {"Reshape", 1, LEG_RESHAPE},
-    {"Selu", 1, LEG_SAME},
-    {"Shape", 1, LEG_SAME},
-    {"Sigmoid", 1, LEG_SAME},
-    {"Size", 1, LEG_SAME},
-    {"Slice", 1, LEG_SAME},
-    {"Softmax", 1, LEG_SAME},
-    {"Softplus", 1, LEG_SAME},
-    {"Softsign", 1, LEG_SAME},
-    {"SpaceToDepth", 1, LEG_SAME},
-    {"Split", 1, LEG_SPLIT},
-    {"Sqrt", 1, LEG_SAME},
-    {"Squeeze", 1, LEG_SAME},
-    {"Sub", 1, LEG_BCAST},
-    {"Sum", 1, LEG_SAME},
-    {"Tanh", 1, LEG_SAME},
-    {"Tile", 6, LEG_SAME}, /* Tile-1 took (input, tiles, axis) */
-    {"TopK", 1, LEG_SAME},
-    {"Transpose", 1, LEG_SAME},
-    {"Unsqueeze", 1, LEG_SAME},
-    {"Xor", 1, LEG_BCAST},
-};
+ * without effect on the result and is ignored. Which op needs what: the since and legacy columns
+ * of ops/ops.def. */
 
 #define LEGACY_AXIS_ATTR "legacy_broadcast_axis" /* marks an Unsqueeze inserted for Add(axis) */
 
@@ -1035,28 +934,26 @@ static int legacy_node(struct importer *im, int i)
 {
     struct ir_node *n = &im->g->nodes[i];
     int64_t opset = im->g->opset;
-    size_t k = 0;
-    while (k < ARRAY_LEN(legacy_ops) && strcmp(legacy_ops[k].op, n->op) != 0)
-        k++;
-    if (k == ARRAY_LEN(legacy_ops) || opset < legacy_ops[k].from)
+    const struct ir_op_def *d = ir_op_find(n->op);
+    if (!d || opset < d->since)
         return legacy_refuse(im, n, "this op's semantics at this opset are not implemented");
-    switch (legacy_ops[k].kind) {
-    case LEG_SAME:
+    switch (d->legacy) {
+    case IR_LEGACY_SAME:
         return 0;
-    case LEG_BCAST:
+    case IR_LEGACY_BCAST:
         return legacy_bcast(im, i);
-    case LEG_TEST:
+    case IR_LEGACY_TEST:
         return ir_attr_int(n, "is_test", 0) != 0 && ir_attr_int(n, "spatial", 1) == 1
                    ? 0
                    : legacy_refuse(im, n,
                                    "attribute is_test=0 (training) or spatial=0 unsupported");
-    case LEG_CAST:
+    case IR_LEGACY_CAST:
         return opset < 6 ? legacy_cast(im, n) : 0;
-    case LEG_CONCAT:
+    case IR_LEGACY_CONCAT:
         return opset < 4 && !ir_attr_get(n, "axis") ? ir_attr_set_int(n, "axis", 1) : 0;
-    case LEG_RESHAPE:
+    case IR_LEGACY_RESHAPE:
         return opset < 5 ? legacy_reshape(im, n) : 0;
-    case LEG_PAD: {
+    case IR_LEGACY_PAD: {
         struct ir_attr *a = (struct ir_attr *)ir_attr_get(n, "paddings");
         if (opset >= 2 || !a)
             return 0;
@@ -1067,11 +964,11 @@ static int legacy_node(struct importer *im, int i)
         a->name = pads;
         return 0;
     }
-    case LEG_SPLIT:
+    case IR_LEGACY_SPLIT:
         return opset < 2 && n->n_in > 1
                    ? legacy_refuse(im, n, "split as a second input unsupported")
                    : 0;
-    case LEG_PRELU: {
+    case IR_LEGACY_PRELU: {
         const struct ir_tensor *s =
             n->n_in == 2 && n->in[1] >= 0 ? &im->g->tensors[n->in[1]] : NULL;
         return s && s->data && (engine_shape_numel(&s->shape) == 1 || s->shape.rank == 1)
@@ -1176,10 +1073,8 @@ int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t err
         return legacy_unsqueeze_infer(g, n, ax, err, errlen);
     if (strcmp(n->op, "PRelu") == 0 && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0)
         return legacy_prelu_infer(g, n, err, errlen);
-    for (size_t k = 0; k < ARRAY_LEN(legacy_ops); k++)
-        if (legacy_ops[k].kind == LEG_BCAST && strcmp(legacy_ops[k].op, n->op) == 0)
-            return legacy_bcast_infer(g, n, err, errlen);
-    return 0;
+    const struct ir_op_def *d = ir_op_find(n->op);
+    return d && d->legacy == IR_LEGACY_BCAST ? legacy_bcast_infer(g, n, err, errlen) : 0;
 }
 
 static int model_opset(struct importer *im, const Onnx__ModelProto *m)

@@ -1,0 +1,431 @@
+/*
+ * ops/conv.c — convolutions: Conv (oneDNN, or Winograd F(4x4,3x3) in winograd.c, chosen here),
+ * ConvTranspose (kernels_move.c), ConvInteger and QLinearConv (kernels_math.c).
+ *
+ * Ops (shape rule, constant evaluation, lowering):
+ *   Conv           infer_conv, lower_conv
+ *   ConvTranspose  infer_conv_transpose, lower_conv_transpose
+ *   ConvInteger    infer_qconv, lower_qconv
+ *   QLinearConv    infer_qconv, lower_qconv
+ */
+#include "engine/ops/op.h"
+
+/* ---- Conv ---- */
+
+#define MAX_GROUP ((int64_t)1 << 24)
+
+int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 1), *b = in_t(g, n, 2);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    struct window win = {.k = x->shape.rank - 2};
+    int64_t group = ir_attr_int(n, "group", 1);
+    char s1[128], s2[128];
+    if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
+        w->shape.dims[0] % group != 0 || x->shape.dims[1] != w->shape.dims[1] * group)
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "weights %s do not fit input %s with group=%lld", shape_s(&w->shape, s1),
+                           shape_s(&x->shape, s2), (long long)group);
+    if (b && (b->shape.rank != 1 || b->shape.dims[0] != w->shape.dims[0]))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
+                           shape_s(&b->shape, s1), (long long)w->shape.dims[0]);
+    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)))
+        return rc;
+    for (int i = 0; i < win.k; i++) {
+        if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
+                               shape_s(&w->shape, s1));
+        win.kernel[i] = w->shape.dims[2 + i];
+    }
+    struct engine_shape o = {.rank = x->shape.rank};
+    o.dims[0] = x->shape.dims[0];
+    o.dims[1] = w->shape.dims[0];
+    if ((rc = read_window(g, n, &win, err, errlen)) ||
+        (rc = window_out(g, n, &win, x->shape.dims + 2, 0, o.dims + 2, err, errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)) || (rc = ir_attr_set_int(n, "group", group)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+/* The activation part of a post-op, for layout trials (a sum needs its addend placed first). */
+static void lower_posts_act_only(struct plan_node *pn, const struct ir_post_op *p)
+{
+    struct step s[2];
+    int k = act_steps(p->act, p->alpha, p->beta, s);
+    for (int j = 0; j < k; j++)
+        push_post(pn, PLAN_POST_ELTWISE, &s[j]);
+}
+
+/* Asks oneDNN which src/dst layouts it prefers for this convolution (format `any`), using
+ * throw-away tensors that are rolled back afterwards. */
+static void conv_layouts(struct lower *l, const struct ir_node *n, const struct plan_node *pn,
+                         const int64_t *ts, uint32_t n_in, uint32_t *src_layout,
+                         uint32_t *dst_layout)
+{
+    struct plan_builder *b = &l->b;
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
+    uint32_t nt = b->n_tensors, ni = b->n_index;
+    struct plan_tensor s = b->tensors[ts[0]], d = s;
+    s.layout = d.layout = PLAN_LAYOUT_ANY;
+    d.rank = (uint32_t)y->shape.rank;
+    memcpy(d.dims, y->shape.dims, sizeof(d.dims));
+    int64_t ins[3] = {plan_add_tensor(b, &s), ts[1], ts[2]};
+    int64_t out = plan_add_tensor(b, &d);
+    struct plan_node trial = *pn; /* fused activations count; a sum needs its addend placed */
+    for (int i = 0; i < n->n_post; i++)
+        if (n->post[i].kind == IR_POST_ACT)
+            lower_posts_act_only(&trial, &n->post[i]);
+    *src_layout = *dst_layout = PLAN_LAYOUT_PLAIN;
+    if (ins[0] >= 0 && out >= 0 && set_inputs(l, &trial, ins, n_in) == 0) {
+        trial.out = (uint32_t)out;
+        struct plan_view v;
+        dnnl_primitive_desc_t pd;
+        char scratch[8];
+        plan_builder_view(b, &v);
+        if (plan_primitive_desc(&v, &trial, l->eng, &pd, scratch, sizeof(scratch)) == 0) {
+            *src_layout = plan_layout_of(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
+            *dst_layout = plan_layout_of(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
+            dnnl_primitive_desc_destroy(pd);
+        }
+    }
+    b->n_tensors = nt;
+    b->n_index = ni;
+}
+
+/* Whether convolution n, lowered into pn with constant weights w, runs as Winograd F(4x4,3x3):
+ * a kernel, stride, dilation, group, channel count, layout (nChw8c) and post-ops it runs, and
+ * picked by pick_winograd unless asked for everywhere. */
+static int use_winograd(const struct lower *l, const struct ir_node *n, const struct plan_node *pn,
+                        const struct ir_tensor *w, uint32_t src_layout, uint32_t dst_layout)
+{
+    struct wino_post post;
+    if (l->winograd == ENGINE_WINOGRAD_OFF || !w->data || w->shape.rank != 4 || pn->groups != 1 ||
+        src_layout != dnnl_aBcd8b || dst_layout != dnnl_aBcd8b || !wino_supported())
+        return 0;
+    for (int i = 0; i < 2; i++)
+        if (pn->kernel[i] != 3 || pn->strides[i] != 1 || pn->dilations[i] != 0)
+            return 0;
+    if (w->shape.dims[0] % 8 || w->shape.dims[1] % 8 || plan_wino_post(pn, &post))
+        return 0;
+    return l->winograd == ENGINE_WINOGRAD_ALL || l->wino_pick[n - l->g->nodes];
+}
+
+/* Turns conv node pn into a WINOGRAD node: the weights tensor wt (made for packing) becomes the
+ * constant transformed weights [36, K16/16, C, 16] its kernels read. */
+static int emit_winograd(struct lower *l, const struct ir_node *n, struct plan_node *pn, int64_t wt,
+                         const struct ir_tensor *w, const struct ir_tensor *y)
+{
+    int64_t k = w->shape.dims[0], c = w->shape.dims[1];
+    int64_t tiles = y->shape.dims[0] * ((y->shape.dims[2] + WINO_TILE - 1) / WINO_TILE) *
+                    ((y->shape.dims[3] + WINO_TILE - 1) / WINO_TILE);
+    uint64_t bytes = wino_u_bytes(c, k);
+    int64_t off = plan_add_weights(&l->b, bytes);
+    if (off < 0)
+        return lerr(l, n, -ENOMEM, "out of memory for weights");
+    wino_weights(w->data, k, c, (float *)(l->b.weights + off));
+    struct plan_tensor *t = &l->b.tensors[wt];
+    t->storage = PLAN_ST_CONST;
+    t->rank = 4;
+    t->dims[0] = WINO_POINTS;
+    t->dims[1] = (k + WINO_COLS - 1) / WINO_COLS;
+    t->dims[2] = c;
+    t->dims[3] = WINO_COLS;
+    t->offset = (uint64_t)off;
+    t->nbytes = bytes;
+    pn->op = PLAN_OP_WINOGRAD;
+    pn->axis = wino_block_for(c, k, tiles);
+    return emit(l, n, pn, -1, NULL);
+}
+
+int lower_conv(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *w = ir_in(l, n, 1), *b = ir_in(l, n, 2);
+    if (!x || !w || w->dtype != ENGINE_F32 || w->shape.rank != x->shape.rank ||
+        (b && b->dtype != ENGINE_F32))
+        return lerr(l, n, -EINVAL, "weights (and bias) must be float32 of the input's rank");
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
+    struct plan_node pn = node_init(l, n, PLAN_OP_CONV); /* post-ops: added once placed */
+    pn.groups = ir_attr_int(n, "group", 1);
+    int64_t ts[3];
+    uint32_t n_in = b ? 3 : 2, src_layout, dst_layout;
+    int rc = node_window(l, n, x, y, w->shape.dims + 2, &pn);
+    if (rc)
+        return rc;
+    ts[0] = act_operand(l, n, n->in[0]);
+    /* constant weights are pre-packed into the image; computed ones are read plain */
+    ts[1] =
+        w->data ? packed_tensor(l, w, w->shape.rank, w->shape.dims) : plain_operand(l, n, n->in[1]);
+    ts[2] = b ? plain_operand(l, n, n->in[2]) : 0;
+    if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0)
+        return lerr(l, n, -EINVAL, "bad operands");
+    conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout);
+    ts[0] = in_layout(l, n, ts[0], src_layout);
+    int64_t out = output_of(l, n, 0);
+    if (ts[0] < 0 || out < 0 || set_layout(l, out, dst_layout))
+        return lerr(l, n, -EINVAL, "bad operands");
+    pn.out = (uint32_t)out;
+    rc = set_inputs(l, &pn, ts, n_in);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    if (!rc && use_winograd(l, n, &pn, w, src_layout, dst_layout))
+        return emit_winograd(l, n, &pn, ts[1], w, y);
+    return rc ? rc : emit(l, n, &pn, w->data ? ts[1] : -1, w->data);
+}
+
+/* ---- ConvTranspose ---- */
+
+/* ConvTranspose: pads (begin..., end...) follow from the attributes or from output_shape;
+ * kept as explicit kernel_shape, strides, dilations, pads and group. */
+static int deconv_pads(struct ir_graph *g, struct ir_node *n, struct window *w, const int64_t *in,
+                       const int64_t *outpad, int64_t *out, char *err, size_t errlen)
+{
+    const struct ir_attr *os = ir_attr_get(n, "output_shape");
+    const char *ap = ir_attr_str(n, "auto_pad", "NOTSET");
+    int upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID") && !upper && !lower)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported attribute auto_pad=%s", ap);
+    if (os && (os->type != IR_ATTR_INTS || (os->n != (size_t)w->k && os->n != (size_t)w->k + 2)))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "output_shape needs %d values", w->k);
+    if (os && (upper || lower))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "output_shape with auto_pad=%s", ap);
+    for (int i = 0; i < w->k; i++) {
+        int64_t full = w->stride[i] * (in[i] - 1) + outpad[i] + (w->kernel[i] - 1) * w->dil[i] + 1;
+        if (!os && !upper && !lower) {
+            if (strcmp(ap, "VALID") == 0)
+                w->pads[i] = w->pads[w->k + i] = 0;
+            out[i] = full - w->pads[i] - w->pads[w->k + i];
+            if (out[i] < 0)
+                return ir_node_err(g, n, err, errlen, -EINVAL, "pads exceed the output");
+            continue;
+        }
+        out[i] = os ? os->ints[os->n - (size_t)w->k + (size_t)i] : in[i] * w->stride[i];
+        int64_t total = full - out[i], fl = total >= 0 ? total / 2 : -((1 - total) / 2);
+        /* the spec's and ONNX Runtime's split of an odd total disagree unless it is negative
+         * (output_shape) or the auto_pad says where the extra goes */
+        if (out[i] < 0 || out[i] > (1 << 30) || (total % 2 && (upper || lower) && total < 0) ||
+            (total % 2 && !upper && !lower && total > 0))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "output size %lld on spatial axis %d needs an ambiguous padding",
+                               (long long)out[i], i);
+        w->pads[i] = upper ? fl : total - fl;
+        w->pads[w->k + i] = total - w->pads[i];
+    }
+    return 0;
+}
+
+int infer_conv_transpose(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 2, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 1), *b = in_t(g, n, 2);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    struct window win = {.k = x->shape.rank - 2};
+    int64_t group = ir_attr_int(n, "group", 1), outpad[MAX_SPATIAL];
+    char s1[128], s2[128];
+    if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
+        x->shape.dims[1] % group != 0 || w->shape.dims[0] != x->shape.dims[1])
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "weights %s do not fit input %s with group=%lld", shape_s(&w->shape, s1),
+                           shape_s(&x->shape, s2), (long long)group);
+    struct engine_shape o = {.rank = x->shape.rank};
+    o.dims[0] = x->shape.dims[0];
+    o.dims[1] = w->shape.dims[1] * group;
+    if (b && (b->shape.rank != 1 || b->shape.dims[0] != o.dims[1]))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
+                           shape_s(&b->shape, s1), (long long)o.dims[1]);
+    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)) ||
+        (rc = attr_ints(g, n, "output_padding", outpad, win.k, 0, err, errlen)))
+        return rc;
+    for (int i = 0; i < win.k; i++) {
+        if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
+                               shape_s(&w->shape, s1));
+        win.kernel[i] = w->shape.dims[2 + i];
+    }
+    if ((rc = read_window(g, n, &win, err, errlen)))
+        return rc;
+    for (int i = 0; i < win.k; i++)
+        if (outpad[i] < 0 || (outpad[i] >= win.stride[i] && outpad[i] >= win.dil[i]))
+            return ir_node_err(g, n, err, errlen, -EINVAL,
+                               "output_padding must be below the stride or dilation");
+    if ((rc = deconv_pads(g, n, &win, x->shape.dims + 2, outpad, o.dims + 2, err, errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)) || (rc = ir_attr_set_int(n, "group", group)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+/* ConvTranspose as a plain-C kernel; weights may be constant or computed. */
+int lower_conv_transpose(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int has_bias = n->n_in > 2 && n->in[2] >= 0, sp = x ? x->shape.rank - 2 : 0;
+    int64_t ins[3], p[2 + 3 * PLAN_MAX_SPATIAL], pads[2 * PLAN_MAX_SPATIAL];
+    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", p + 2, sp, 1) ||
+        get_ints(n, "dilations", p + 2 + sp, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0))
+        return lerr(l, n, -EINVAL, "window was not resolved by shape inference");
+    p[0] = ir_attr_int(n, "group", 1);
+    p[1] = sp;
+    memcpy(p + 2 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
+    int rc = plain_inputs(l, n, 2 + has_bias, ins);
+    return rc ? rc
+              : emit_kernel(l, n, PLAN_K_CONV_TRANSPOSE, ins, (uint32_t)(2 + has_bias), p,
+                            (uint32_t)(2 + 3 * sp), 0);
+}
+
+/* ---- ConvInteger, QLinearConv ---- */
+
+/* ConvInteger (x, w, [x_zero_point], [w_zero_point]) and QLinearConv without a bias: the window
+ * as Conv's, normalised the same way. */
+int infer_qconv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int ql = strcmp(n->op, "QLinearConv") == 0;
+    int rc = arity(g, n, ql ? 8 : 2, ql ? 9 : 4, err, errlen);
+    if (rc)
+        return rc;
+    if (ql && in_t(g, n, 8))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported input B");
+    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, ql ? 3 : 1);
+    if ((rc = spatial_input(g, n, x, err, errlen)))
+        return rc;
+    int64_t group = ir_attr_int(n, "group", 1), m = w->shape.dims[0];
+    if (!is_q8(x->dtype) || !is_q8(w->dtype) || w->shape.rank != x->shape.rank || group < 1 ||
+        group > MAX_GROUP || m % group || w->shape.dims[1] * group != x->shape.dims[1])
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs uint8/int8 input and weights that fit it with group=%lld",
+                           (long long)group);
+    for (int i = 2; i < n->n_in && i < 8; i++) {
+        struct ir_tensor *t = ql && i == 3 ? NULL : in_t(g, n, i); /* 3 is W itself */
+        int want = !ql                          ? (i == 2 ? x->dtype : w->dtype)
+                   : i == 1 || i == 4 || i == 6 ? ENGINE_F32
+                   : i == 2                     ? x->dtype
+                   : i == 5                     ? w->dtype
+                                                : -1;
+        int64_t per = (!ql && i == 3) || (ql && (i == 4 || i == 5)) ? m : 1;
+        int64_t k = t ? engine_shape_numel(&t->shape) : 1;
+        if (t && ((want >= 0 && t->dtype != want) || (want < 0 && !is_q8(t->dtype)) ||
+                  t->shape.rank > 1 || (k != 1 && k != per)))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "scales and zero points must be per tensor (or per channel)");
+    }
+    if (ql &&
+        (in_t(g, n, 1)->dtype != ENGINE_F32 || engine_shape_numel(&in_t(g, n, 1)->shape) != 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "x_scale must be one float32");
+    struct window win = {.k = x->shape.rank - 2};
+    for (int i = 0; i < win.k; i++)
+        win.kernel[i] = w->shape.dims[2 + i];
+    struct engine_shape o = {.rank = x->shape.rank, .dims = {x->shape.dims[0], m}};
+    if ((rc = read_window(g, n, &win, err, errlen)) ||
+        (rc = window_out(g, n, &win, x->shape.dims + 2, 0, o.dims + 2, err, errlen)))
+        return rc;
+    if ((rc = write_window(n, &win)) || (rc = ir_attr_set_int(n, "group", group)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
+}
+
+/* ConvInteger / QLinearConv: the window shape inference normalised, inputs as present. */
+int lower_qconv(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0);
+    int ql = strcmp(n->op, "QLinearConv") == 0;
+    int sp = x ? x->shape.rank - 2 : 0;
+    int64_t ins[8], params[5 + 3 * PLAN_MAX_SPATIAL] = {ql, 0, 0, ir_attr_int(n, "group", 1), sp};
+    uint32_t cnt = 0;
+    if (sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", params + 5, sp, 1) ||
+        get_ints(n, "dilations", params + 5 + sp, sp, 1))
+        return lerr(l, n, -EINVAL, "the window was not resolved by shape inference");
+    int64_t pads[2 * PLAN_MAX_SPATIAL];
+    if (get_ints(n, "pads", pads, 2 * sp, 0))
+        return lerr(l, n, -EINVAL, "pads were not resolved by shape inference");
+    memcpy(params + 5 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
+    for (int i = 0; i < n->n_in && i < 8; i++) {
+        if (n->in[i] < 0)
+            continue;
+        if ((ins[cnt++] = plain_operand(l, n, n->in[i])) < 0)
+            return (int)ins[cnt - 1];
+        if (!ql && i >= 2)
+            params[i - 1] = 1;
+    }
+    return emit_math(l, n, 0, PLAN_K_QCONV, ins, cnt, params, 5 + 3 * (uint32_t)sp, 0, 0, 0);
+}
+
+/* ---- which convolutions run as Winograd (ENGINE_WINOGRAD_AUTO) ---- */
+
+/* A convolution auto may make Winograd: 3x3, stride 1, dense, ungrouped, constant float32 weights
+ * of 8-multiple channels, and an output of at least 28x28, or 14x14 with at most 256x256 channels
+ * (VGG-16's 512-channel 14x14 layers would add 85 MB for no measurable gain; 7x7 maps are slower:
+ * a 4x4 tile wastes a quarter of an 8x8 cover). Its output area, or 0. */
+static int64_t wino_candidate(const struct ir_graph *g, const struct ir_node *n)
+{
+    int64_t st[2], dil[2];
+    if (strcmp(n->op, "Conv") || n->n_in < 2 || n->in[1] < 0 || n->n_out < 1 ||
+        ir_attr_int(n, "group", 1) != 1 || get_ints(n, "strides", st, 2, 1) ||
+        get_ints(n, "dilations", dil, 2, 1) || st[0] != 1 || st[1] != 1 || dil[0] != 1 ||
+        dil[1] != 1)
+        return 0;
+    const struct ir_tensor *w = &g->tensors[n->in[1]], *y = &g->tensors[n->out[0]];
+    if (!w->data || w->dtype != ENGINE_F32 || w->shape.rank != 4 || w->shape.dims[2] != 3 ||
+        w->shape.dims[3] != 3 || w->shape.dims[0] % 8 || w->shape.dims[1] % 8 || y->shape.rank != 4)
+        return 0;
+    int64_t hw = y->shape.dims[2] * y->shape.dims[3], ck = w->shape.dims[0] * w->shape.dims[1];
+    return hw >= 28 * 28 || (hw >= 14 * 14 && ck <= 256 * 256) ? hw : 0;
+}
+
+/* Which candidates auto compiles as Winograd: the largest outputs first (the time saved per byte
+ * of transformed weights grows with the output area), while the transformed weights add at most
+ * half the model's constant bytes. Measured on an AVX2 core (docs/bench/engine.md): such layers
+ * run 1.5-3x faster for 4x their weight bytes; ResNet-50 -17 % time for +41 % image, VGG-16
+ * -40 % for +17 %, and GoogLeNet, whose weights are mostly such layers, keeps to +50 %. */
+int pick_winograd(struct lower *l)
+{
+    const struct ir_graph *g = l->g;
+    l->wino_pick = calloc((size_t)g->n_nodes + 1, 1);
+    int *cand = malloc(((size_t)g->n_nodes + 1) * sizeof(*cand));
+    int64_t *area = malloc(((size_t)g->n_nodes + 1) * sizeof(*area));
+    uint8_t *seen = calloc((size_t)g->n_tensors + 1, 1);
+    int rc = l->wino_pick && cand && area && seen ? 0 : lerr(l, NULL, -ENOMEM, "out of memory");
+    uint64_t total = 0, extra = 0; /* bytes of the constants live nodes read, once each */
+    int nc = 0;
+    for (int i = 0; !rc && i < g->n_nodes; i++)
+        for (int j = 0; !g->nodes[i].dead && j < g->nodes[i].n_in; j++) {
+            int t = g->nodes[i].in[j];
+            if (t >= 0 && g->tensors[t].data && !seen[t]) {
+                seen[t] = 1;
+                total += g->tensors[t].nbytes;
+            }
+        }
+    free(seen);
+    for (int i = 0; !rc && l->winograd == ENGINE_WINOGRAD_AUTO && i < g->n_nodes; i++) {
+        int64_t a = g->nodes[i].dead ? 0 : wino_candidate(g, &g->nodes[i]);
+        int j = nc++;
+        for (; j > 0 && area[j - 1] < a; j--) { /* insertion: by area, descending, stable */
+            cand[j] = cand[j - 1];
+            area[j] = area[j - 1];
+        }
+        cand[j] = i;
+        area[j] = a;
+        nc -= a == 0; /* not a candidate: it sorted last, drop it */
+    }
+    for (int j = 0; !rc && j < nc; j++) {
+        const struct ir_tensor *w = &g->tensors[g->nodes[cand[j]].in[1]];
+        uint64_t add = wino_u_bytes(w->shape.dims[1], w->shape.dims[0]) - w->nbytes;
+        if (extra + add <= total / 2) {
+            extra += add;
+            l->wino_pick[cand[j]] = 1;
+        }
+    }
+    free(cand);
+    free(area);
+    return rc;
+}

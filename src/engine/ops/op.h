@@ -1,0 +1,160 @@
+/*
+ * ops/op.h — what every op family file (src/engine/ops/) shares. Engine-internal.
+ *
+ * An ONNX op (or a family of ops sharing a kernel) lives in one file under src/engine/ops/: its
+ * shape rule (infer: checks attributes, input dtypes and shapes, sets the outputs'), its
+ * constant evaluation (eval, kernels.h; no_eval if it is never folded) and its lowering to plan
+ * nodes (lower; no_lower if it is always folded away). ops.def lists every op once with the
+ * lowest opset the engine accepts it at; this header declares every function a row names, so
+ * adding an op is one row there plus its functions in its family file (docs/architecture.md,
+ * "Adding an operator").
+ *
+ * The helpers below are the toolkit those functions use: shape-rule helpers (op_util.c) and the
+ * lowering toolkit over struct lower (lower.c: plan tensors, layouts, emitting nodes).
+ */
+#ifndef SHMFAAS_ENGINE_OPS_OP_H
+#define SHMFAAS_ENGINE_OPS_OP_H
+
+#include "common/common.h"
+#include "engine/ir.h"
+#include "engine/kernels.h"
+#include "engine/plan.h"
+#include "engine/winograd.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the functions every row of ops.def names ---- */
+
+#define OP(name_, since_, legacy_, infer_, eval_, lower_)                                          \
+    int infer_(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);                   \
+    int eval_(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);                    \
+    int lower_(struct lower *l, const struct ir_node *n);
+#include "engine/ops/ops.def"
+#undef OP
+
+/* Returns 1: the node cannot be evaluated at compile time and stays live (never folded). */
+int no_eval(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+/* Refuses the node: its op is always folded to a constant and has no kernel. */
+int no_lower(struct lower *l, const struct ir_node *n);
+
+/* ---- shape-rule helpers (op_util.c) ---- */
+
+#define MAX_INFERRED_BYTES ((uint64_t)16 << 30)
+
+#define MAX_SPATIAL 3
+
+struct window {
+    int k; /* spatial rank */
+    int64_t kernel[MAX_SPATIAL], stride[MAX_SPATIAL], dil[MAX_SPATIAL];
+    int64_t pads[2 * MAX_SPATIAL]; /* begins, then ends */
+};
+
+struct ir_tensor *in_t(struct ir_graph *g, const struct ir_node *n, int i);
+const char *shape_s(const struct engine_shape *s, char *buf);
+int arity(struct ir_graph *g, struct ir_node *n, int min_in, int max_in, char *err, size_t errlen);
+int want_dtype(struct ir_graph *g, struct ir_node *n, int i, int dtype, char *err, size_t errlen);
+int set_out(struct ir_graph *g, struct ir_node *n, int i, int dtype, const struct engine_shape *s,
+            char *err, size_t errlen);
+int norm_axis(struct ir_graph *g, struct ir_node *n, int64_t axis, int rank, int *out, char *err,
+              size_t errlen);
+int const_ints(struct ir_graph *g, struct ir_node *n, int i, int64_t *v, int max, int *count,
+               char *err, size_t errlen);
+int attr_ints(struct ir_graph *g, struct ir_node *n, const char *name, int64_t *v, int expect,
+              int64_t def, char *err, size_t errlen);
+void *alloc_out(struct ir_graph *g, struct ir_node *n, int i);
+int set_data(struct ir_graph *g, struct ir_node *n, int i, void *data);
+int oom(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+int read_window(struct ir_graph *g, struct ir_node *n, struct window *w, char *err, size_t errlen);
+int window_out(struct ir_graph *g, struct ir_node *n, struct window *w, const int64_t *in,
+               int ceil_mode, int64_t *out, char *err, size_t errlen);
+int write_window(struct ir_node *n, const struct window *w);
+int spatial_input(struct ir_graph *g, struct ir_node *n, struct ir_tensor *x, char *err,
+                  size_t errlen);
+int read_axes(struct ir_graph *g, struct ir_node *n, int64_t *v, int *k, char *err, size_t errlen);
+int unsupported_type(struct ir_graph *g, struct ir_node *n, const struct ir_tensor *x, char *err,
+                     size_t errlen);
+int is_q8(int dtype);
+int index_input(struct ir_graph *g, struct ir_node *n, int i, char *err, size_t errlen);
+
+/* ---- the lowering toolkit (lower.c) ---- */
+
+struct relayout {
+    int64_t from;
+    uint32_t layout;
+    int64_t to;
+};
+
+struct lower {
+    const struct ir_graph *g;
+    struct plan_builder b;
+    int32_t *tmap;              /* IR tensor → plan tensor, -1 */
+    struct relayout *relayouts; /* activations already reordered into another layout */
+    size_t n_relayouts, cap_relayouts;
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    const char *model;
+    int winograd;       /* ENGINE_WINOGRAD_* */
+    uint8_t *wino_pick; /* auto: 1 for each IR node picked for Winograd (pick_winograd) */
+    char *err;
+    size_t errlen;
+};
+
+/* Pseudo layout of the relayout cache: a constant's copy in the arena. */
+#define PLAN_LAYOUT_ARENA_COPY 0xfffffffeu
+
+struct step {
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+};
+
+int lerr(struct lower *l, const struct ir_node *n, int code, const char *what);
+int64_t add_plan_tensor(struct lower *l, const struct ir_tensor *it, uint32_t storage);
+int64_t operand_of(struct lower *l, const struct ir_node *n, int t);
+int64_t output_of(struct lower *l, const struct ir_node *n, int k);
+int set_layout(struct lower *l, int64_t pt, uint32_t layout);
+int remember(struct lower *l, int64_t from, uint32_t layout, int64_t to);
+int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, uint32_t layout);
+int64_t act_operand(struct lower *l, const struct ir_node *n, int t);
+int64_t plain_operand(struct lower *l, const struct ir_node *n, int t);
+int64_t plain_act_operand(struct lower *l, const struct ir_node *n, int t);
+uint32_t layout_of(const struct lower *l, int64_t pt);
+const struct ir_tensor *ir_in(const struct lower *l, const struct ir_node *n, int i);
+int act_steps(enum ir_act act, float alpha, float beta, struct step s[2]);
+int push_post(struct plan_node *pn, uint32_t kind, const struct step *s);
+int lower_posts(struct lower *l, const struct ir_node *n, struct plan_node *pn);
+struct plan_node node_init(struct lower *l, const struct ir_node *n, uint32_t op);
+int set_inputs(struct lower *l, struct plan_node *pn, const int64_t *ts, uint32_t count);
+int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd, uint32_t wt,
+                 const void *plain);
+int emit(struct lower *l, const struct ir_node *n, const struct plan_node *pn, int64_t wt,
+         const void *plain_weights);
+int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
+int64_t emit_copy(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
+int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int rank, const int64_t *dims);
+int get_ints(const struct ir_node *n, const char *name, int64_t *out, int count, int64_t def);
+int node_window(struct lower *l, const struct ir_node *n, const struct ir_tensor *x,
+                const struct ir_tensor *y, const int64_t *kernel, struct plan_node *pn);
+int set_params(struct lower *l, struct plan_node *pn, const int64_t *vals, uint32_t count);
+int emit_kernel(struct lower *l, const struct ir_node *n, uint32_t kind, const int64_t *ins,
+                uint32_t n_in, const int64_t *params, uint32_t n_params, int64_t axis);
+int emit_math_to(struct lower *l, const struct ir_node *n, int64_t out, uint32_t kind,
+                 const int64_t *ins, uint32_t n_in, const int64_t *params, uint32_t n_params,
+                 int64_t axis, float alpha, float beta);
+int emit_math(struct lower *l, const struct ir_node *n, int k, uint32_t kind, const int64_t *ins,
+              uint32_t n_in, const int64_t *params, uint32_t n_params, int64_t axis, float alpha,
+              float beta);
+int math_operands(struct lower *l, const struct ir_node *n, int count, int64_t *ins);
+int const_input_ints(struct lower *l, const struct ir_node *n, int i, int64_t *out, int *count);
+int plain_inputs(struct lower *l, const struct ir_node *n, int count, int64_t *ins);
+
+/* ---- family helpers the driver uses ---- */
+
+/* ops/conv.c: marks in l->wino_pick the convolutions ENGINE_WINOGRAD_AUTO runs as Winograd. */
+int pick_winograd(struct lower *l);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+ * ops/resize.c — resampling: Resize, Upsample, GridSample, RoiAlign (kernels_move.c).
+ *
+ * Ops (shape rule, constant evaluation, lowering):
+ *   Resize      infer_resize, lower_resize
+ *   Upsample    infer_upsample, lower_resize
+ *   GridSample  infer_grid_sample, lower_grid_sample
+ *   RoiAlign    infer_roi_align, lower_roi_align
+ */
+#include "engine/ops/op.h"
+
+/* ---- Resize ---- */
+
+/* A constant float input as up to `max` floats; 0 values when absent or empty. */
+static int const_floats(struct ir_tensor *t, float *v, int max)
+{
+    if (!t)
+        return 0;
+    int64_t k = engine_shape_numel(&t->shape);
+    if (!t->data || t->dtype != ENGINE_F32 || t->shape.rank > 1 || k > max)
+        return -1;
+    memcpy(v, t->data, (size_t)k * sizeof(float));
+    return (int)k;
+}
+
+/* Resize (opset 11 on) with constant scales or sizes; kept as "resize_params" (see plan.h). */
+static int resize_enum(const char *v, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int resize_modes(struct ir_graph *g, struct ir_node *n, int64_t *p, char *err, size_t errlen)
+{
+    static const char *modes[] = {"nearest", "linear", "cubic"};
+    static const char *coords[] = {"half_pixel", "pytorch_half_pixel",   "align_corners",
+                                   "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"};
+    static const char *nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+    const char *m = ir_attr_str(n, "mode", "nearest");
+    const char *c = ir_attr_str(n, "coordinate_transformation_mode", "half_pixel");
+    const char *nm = ir_attr_str(n, "nearest_mode", "round_prefer_floor");
+    p[0] = resize_enum(m, modes, 3), p[1] = resize_enum(c, coords, 6);
+    p[2] = resize_enum(nm, nearest, 4), p[3] = ir_attr_int(n, "exclude_outside", 0);
+    float a = ir_attr_float(n, "cubic_coeff_a", -0.75f),
+          e = ir_attr_float(n, "extrapolation_value", 0);
+    int32_t bits;
+    memcpy(&bits, &a, 4), p[4] = bits;
+    memcpy(&bits, &e, 4), p[5] = bits;
+    if (p[0] < 0 || p[1] < 0 || p[2] < 0 || (p[3] != 0 && p[3] != 1) || g->opset < 11 ||
+        ir_attr_int(n, "antialias", 0) != 0 || ir_attr_get(n, "axes") ||
+        strcmp(ir_attr_str(n, "keep_aspect_ratio_policy", "stretch"), "stretch") != 0)
+        return ir_node_err(
+            g, n, err, errlen, -ENOTSUP,
+            "unsupported mode=%s, coordinate_transformation_mode=%s, nearest_mode=%s, "
+            "antialias, axes or keep_aspect_ratio_policy (or opset < 11)",
+            m, c, nm);
+    return 0;
+}
+
+int infer_resize(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 4, err, errlen), k = 0;
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    int r = x->shape.rank;
+    int64_t p[6 + 3 * ENGINE_MAX_RANK], sizes[ENGINE_MAX_RANK];
+    float scales[ENGINE_MAX_RANK], roi[2 * ENGINE_MAX_RANK] = {0};
+    if ((rc = resize_modes(g, n, p, err, errlen)))
+        return rc;
+    int ns = const_floats(in_t(g, n, 2), scales, ENGINE_MAX_RANK);
+    int nr = const_floats(in_t(g, n, 1), roi, 2 * ENGINE_MAX_RANK);
+    if (in_t(g, n, 3) && (rc = const_ints(g, n, 3, sizes, ENGINE_MAX_RANK, &k, err, errlen)))
+        return rc;
+    if (ns < 0 || nr < 0 || (ns != 0) == (k != 0) || (ns && ns != r) || (k && k != r) ||
+        (p[1] == K_RESIZE_TF_CROP_AND_RESIZE && nr != 2 * r))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs constant scales or sizes (one of them, %d values) and for "
+                           "tf_crop_and_resize a constant roi",
+                           r);
+    struct engine_shape o = x->shape;
+    for (int d = 0; d < r; d++) {
+        double sc = ns                 ? scales[d]
+                    : x->shape.dims[d] ? (double)sizes[d] / (double)x->shape.dims[d]
+                                       : 0;
+        double out = ns ? floor((double)x->shape.dims[d] * sc) : (double)sizes[d];
+        if (!(sc > 0) || !(out >= 0) || out > (double)(1 << 30) ||
+            (x->shape.dims[d] == 0 && out > 0))
+            return ir_node_err(g, n, err, errlen, -EINVAL, "scale or size out of range on axis %d",
+                               d);
+        o.dims[d] = (int64_t)out;
+        float f = (float)sc, rs = roi[d], re = roi[r + d];
+        int32_t bits;
+        memcpy(&bits, &f, 4), p[6 + d] = bits;
+        memcpy(&bits, &rs, 4), p[6 + r + d] = bits;
+        memcpy(&bits, &re, 4), p[6 + 2 * r + d] = bits;
+    }
+    if (ir_attr_set_ints(n, "resize_params", p, (size_t)(6 + 3 * r)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+int lower_resize(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_attr *a = ir_attr_get(n, "resize_params");
+    int64_t ins[1];
+    if (!a || a->type != IR_ATTR_INTS)
+        return lerr(l, n, -EINVAL, "resize was not resolved by shape inference");
+    int rc = plain_inputs(l, n, 1, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_RESIZE, ins, 1, a->ints, (uint32_t)a->n, 0);
+}
+
+/* ---- Upsample ---- */
+
+/* Upsample (opsets 7-9): asymmetric coordinates, floor for nearest; scales as an attribute
+ * (before 9) or a constant input. */
+int infer_upsample(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 1, 2, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
+    const char *m = ir_attr_str(n, "mode", "nearest");
+    const struct ir_attr *sa = ir_attr_get(n, "scales");
+    float scales[ENGINE_MAX_RANK];
+    int r = x->shape.rank, ns = -1;
+    if (g->opset < 9 && sa && sa->type == IR_ATTR_FLOATS && sa->n == (size_t)r) {
+        memcpy(scales, sa->floats, (size_t)r * sizeof(float));
+        ns = r;
+    } else if (g->opset >= 9) {
+        ns = const_floats(in_t(g, n, 1), scales, ENGINE_MAX_RANK);
+    }
+    int mode = strcmp(m, "nearest") == 0  ? K_RESIZE_NEAREST
+               : strcmp(m, "linear") == 0 ? K_RESIZE_LINEAR
+                                          : -1;
+    if (ns != r || mode < 0)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "needs mode nearest or linear and %d constant scales", r);
+    int64_t p[6 + 3 * ENGINE_MAX_RANK] = {mode, K_RESIZE_ASYMMETRIC, K_NEAREST_FLOOR, 0, 0, 0};
+    struct engine_shape o = x->shape;
+    for (int d = 0; d < r; d++) {
+        double out = floor((double)x->shape.dims[d] * scales[d]);
+        if (!(scales[d] > 0) || out > (double)(1 << 30) || (x->shape.dims[d] == 0 && out > 0))
+            return ir_node_err(g, n, err, errlen, -EINVAL, "scale out of range on axis %d", d);
+        o.dims[d] = (int64_t)out;
+        int32_t bits;
+        memcpy(&bits, &scales[d], 4);
+        p[6 + d] = bits, p[6 + r + d] = 0, p[6 + 2 * r + d] = 0;
+    }
+    if (ir_attr_set_ints(n, "resize_params", p, (size_t)(6 + 3 * r)))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+/* ---- GridSample ---- */
+
+/* GridSample (4-D): mode and padding_mode kept as "grid_mode" and "grid_pad". */
+int infer_grid_sample(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    static const char *modes[] = {"bilinear", "nearest", "bicubic"};
+    static const char *pads[] = {"zeros", "border", "reflection"};
+    int rc = arity(g, n, 2, 2, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *gr = in_t(g, n, 1);
+    const char *m = ir_attr_str(n, "mode", "bilinear"),
+               *pm = ir_attr_str(n, "padding_mode", "zeros");
+    int64_t mi = 0, pi = 0, ac = ir_attr_int(n, "align_corners", 0);
+    while (mi < 3 && strcmp(modes[mi], m))
+        mi++;
+    while (pi < 3 && strcmp(pads[pi], pm))
+        pi++;
+    if (mi == 3 || pi == 3 || (ac != 0 && ac != 1))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "unsupported mode=%s, padding_mode=%s or align_corners=%lld", m, pm,
+                           (long long)ac);
+    if (x->shape.rank != 4 || gr->shape.rank != 4 || gr->shape.dims[0] != x->shape.dims[0] ||
+        gr->shape.dims[3] != 2)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP, "needs X [N,C,H,W] and grid [N,Ho,Wo,2]");
+    if ((x->shape.dims[2] == 0 || x->shape.dims[3] == 0) && engine_shape_numel(&gr->shape))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "cannot sample an empty image");
+    struct engine_shape o = {
+        4, {x->shape.dims[0], x->shape.dims[1], gr->shape.dims[1], gr->shape.dims[2]}};
+    if (ir_attr_set_int(n, "grid_mode", mi) || ir_attr_set_int(n, "grid_pad", pi))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+int lower_grid_sample(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[2], p[3] = {ir_attr_int(n, "grid_mode", 0), ir_attr_int(n, "grid_pad", 0),
+                            ir_attr_int(n, "align_corners", 0)};
+    int rc = plain_inputs(l, n, 2, ins);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_GRID_SAMPLE, ins, 2, p, 3, 0);
+}
+
+/* ---- RoiAlign ---- */
+
+/* RoiAlign (average mode); the batch indices are checked at run time. */
+int infer_roi_align(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int rc = arity(g, n, 3, 3, err, errlen);
+    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
+        (rc = want_dtype(g, n, 2, ENGINE_I64, err, errlen)))
+        return rc;
+    struct ir_tensor *x = in_t(g, n, 0), *r = in_t(g, n, 1), *b = in_t(g, n, 2);
+    const char *mode = ir_attr_str(n, "mode", "avg");
+    const char *ct = ir_attr_str(n, "coordinate_transformation_mode",
+                                 g->opset >= 16 ? "half_pixel" : "output_half_pixel");
+    int64_t oh = ir_attr_int(n, "output_height", 1), ow = ir_attr_int(n, "output_width", 1);
+    int64_t sr = ir_attr_int(n, "sampling_ratio", 0);
+    int half = strcmp(ct, "half_pixel") == 0;
+    if (strcmp(mode, "avg") || (!half && strcmp(ct, "output_half_pixel")))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "unsupported mode=%s or coordinate_transformation_mode=%s", mode, ct);
+    if (x->shape.rank != 4 || r->shape.rank != 2 || r->shape.dims[1] != 4 || b->shape.rank != 1 ||
+        b->shape.dims[0] != r->shape.dims[0] || oh < 1 || ow < 1 || oh > (1 << 20) ||
+        ow > (1 << 20) || sr < 0 || sr > 1024 ||
+        (r->shape.dims[0] && (x->shape.dims[2] == 0 || x->shape.dims[3] == 0)))
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "needs X [N,C,H,W], rois [R,4], batch_indices [R] and positive sizes");
+    struct engine_shape o = {4, {r->shape.dims[0], x->shape.dims[1], oh, ow}};
+    if (ir_attr_set_int(n, "roi_half_pixel", half))
+        return oom(g, n, err, errlen);
+    return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
+}
+
+int lower_roi_align(struct lower *l, const struct ir_node *n)
+{
+    int64_t ins[3],
+        p[2] = {ir_attr_int(n, "sampling_ratio", 0), ir_attr_int(n, "roi_half_pixel", 1)};
+    int rc = plain_inputs(l, n, 3, ins);
+    if (rc)
+        return rc;
+    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
+    pn.alg = PLAN_K_ROI_ALIGN;
+    pn.alpha = ir_attr_float(n, "spatial_scale", 1.0f);
+    int64_t out = output_of(l, n, 0);
+    if (out < 0)
+        return (int)out;
+    pn.out = (uint32_t)out;
+    if (set_inputs(l, &pn, ins, 3) || set_params(l, &pn, p, 2))
+        return lerr(l, n, -EINVAL, "kernel parameters out of range");
+    return emit(l, n, &pn, -1, NULL);
+}
