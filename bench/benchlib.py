@@ -249,7 +249,10 @@ def auth_header(state):
 class Gateway:
     """shmfaasd with its own state dir, models dir (hard links of zoo models), store dir, port."""
 
-    def __init__(self, build, models, fn_bin=None, budget="8GiB", tag="bench"):
+    def __init__(self, build, models, fn_bin=None, budget="8GiB", tag="bench", log_level="warn",
+                 args=(), cgroup=None):
+        """args: more shmfaasd options; cgroup: a MemCgroup that shmfaasd (and so its store and
+        every instance cgroup it makes under its own) is started in."""
         self.proc = None
         self.tmp = tempfile.mkdtemp(prefix=f"shmfaas-{tag}-")
         os.chmod(self.tmp, 0o755)
@@ -270,13 +273,15 @@ class Gateway:
         if not os.access(exe, os.X_OK):
             raise BenchError(f"{exe} not built (meson setup {build} && ninja -C {build})")
         cmd = [exe, "--listen", "127.0.0.1:0", "--state", self.state, "--models", self.models,
-               "--store-dir", self.store_dir, "--budget", budget, "--log-level", "warn"]
+               "--store-dir", self.store_dir, "--budget", budget, "--log-level", log_level]
         if fn_bin:
             cmd += ["--fn-bin", fn_bin]
+        cmd += list(args)
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         self.log = open(os.path.join(self.tmp, "shmfaasd.log"), "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=cgroup.join_self if cgroup else None)
         self.url = self._wait_listen()
 
     def _wait_listen(self):
@@ -316,8 +321,9 @@ class Gateway:
         except urllib.error.HTTPError as e:
             raise BenchError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
 
-    def deploy(self, name, image, env, private=False, max_replicas=16):
-        labels = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": str(max_replicas)}
+    def deploy(self, name, image, env, private=False, max_replicas=16, labels=None):
+        labels = dict({"com.openfaas.scale.min": "1", "com.openfaas.scale.max": str(max_replicas)},
+                      **(labels or {}))
         if private:
             labels["com.shmfaas.private"] = "true"
         self.request("POST", "/system/functions",
@@ -353,9 +359,16 @@ class Gateway:
             return "(no log)"
 
     def sockets(self, name):
+        """The instance sockets of function name: STATE/run/NAME/ID.sock (STATE/run/NAME-ID.sock
+        before shmfaasd gave each function its own directory)."""
         run = os.path.join(self.state, "run")
-        socks = [f for f in os.listdir(run) if f.startswith(name + "-") and f.endswith(".sock")]
-        return sorted((os.path.join(run, f) for f in socks), key=lambda p: int(p[:-5].rsplit("-", 1)[1]))
+        d = os.path.join(run, name)
+        if os.path.isdir(d):
+            socks = [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".sock")]
+        else:
+            socks = [os.path.join(run, f) for f in os.listdir(run)
+                     if f.startswith(name + "-") and f.endswith(".sock")]
+        return sorted(socks, key=lambda p: int(os.path.basename(p)[:-5].rsplit("-", 1)[-1]))
 
     def pids(self):
         return tree(self.proc.pid) if self.proc and self.proc.poll() is None else []
@@ -396,3 +409,149 @@ class Gateway:
             self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
         shutil.rmtree(self.store_dir, ignore_errors=True)
+
+
+# ---- one memory cgroup that holds a whole deployment ----
+
+
+def _own_cgroup(controller):
+    """Our cgroup path for a v1 controller ("memory") or v2 ("")."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if ctrls == controller or controller in ctrls.split(","):
+                return "" if path == "/" else path
+    return None
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_stat(path):
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                k, v = line.split()[:2]
+                out[k] = int(v)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class MemCgroup:
+    """A fresh memory cgroup below our own (v2, or the v1 memory hierarchy), to start shmfaasd in:
+    its store, any template and every instance cgroup shmfaasd makes below its own cgroup are then
+    in this one's subtree and counted in it. remove() kills whatever is left in the subtree (all of
+    it was started here) and removes the cgroups, bottom up."""
+
+    def __init__(self, tag="bench"):
+        name = f"shmfaas-{tag}-{os.getpid()}"
+        self.path = None
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers") and _own_cgroup("") is not None:
+            self.v2 = True
+            self.path = f"/sys/fs/cgroup{_own_cgroup('')}/{name}"
+        elif _own_cgroup("memory") is not None:
+            self.v2 = False
+            self.path = f"/sys/fs/cgroup/memory{_own_cgroup('memory')}/{name}"
+        else:
+            raise BenchError("no memory cgroup (v2 or v1 memory hierarchy) to measure in")
+        try:
+            os.mkdir(self.path)
+        except OSError as e:
+            self.path = None
+            raise BenchError(f"cannot create a memory cgroup: {e}") from None
+        if self.v2 and not os.path.exists(os.path.join(self.path, "memory.current")):
+            self.remove()
+            raise BenchError("cgroup v2 without the memory controller in our cgroup's "
+                             "subtree_control: nothing to read the deployment's memory from")
+        if not self.v2 and _read_int(os.path.join(self.path, "memory.use_hierarchy")) != 1:
+            self.remove()
+            raise BenchError("cgroup v1 memory.use_hierarchy is 0: nested instance cgroups "
+                             "would not be counted in the parent")
+        self.kind = "v2" if self.v2 else "v1 memory (use_hierarchy=1)"
+
+    def join_self(self):
+        """preexec_fn: moves the calling (child) process into this cgroup."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def _dirs(self):
+        """This cgroup and every cgroup below it, deepest first."""
+        out = []
+        for root, dirs, _ in os.walk(self.path):
+            out.append(root)
+        return sorted(out, key=lambda p: p.count("/"), reverse=True)
+
+    def pids(self):
+        out = []
+        for d in self._dirs() if self.path else []:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    out.extend(int(x) for x in f.read().split())
+            except OSError:
+                pass
+        return out
+
+    def read(self):
+        """Bytes: total (usage as the kernel charges it), anon, shmem, file (page cache, less
+        shmem), kernel (page tables, slab, stacks...), and deployment = anon + shmem + kernel."""
+        p = self.path
+        if self.v2:
+            st = _read_stat(os.path.join(p, "memory.stat"))
+            kernel = st.get("kernel")
+            if kernel is None:
+                kernel = sum(st.get(k, 0) for k in ("kernel_stack", "pagetables", "sec_pagetables",
+                                                   "percpu", "sock", "slab", "vmalloc"))
+            r = {"total": _read_int(os.path.join(p, "memory.current")) or 0,
+                 "anon": st.get("anon", 0), "shmem": st.get("shmem", 0),
+                 "file": st.get("file", 0) - st.get("shmem", 0), "kernel": kernel,
+                 "pagetables": st.get("pagetables")}
+        else:
+            st = _read_stat(os.path.join(p, "memory.stat"))
+            r = {"total": _read_int(os.path.join(p, "memory.usage_in_bytes")) or 0,
+                 "anon": st.get("total_rss", 0), "shmem": st.get("total_shmem", 0),
+                 "file": st.get("total_cache", 0) - st.get("total_shmem", 0),
+                 "kernel": _read_int(os.path.join(p, "memory.kmem.usage_in_bytes")) or 0,
+                 "pagetables": None}
+        r["deployment"] = r["anon"] + r["shmem"] + r["kernel"]
+        return r
+
+    def remove(self):
+        if not self.path:
+            return
+        for _ in range(100):
+            pids = self.pids()
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            for d in self._dirs():
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            if not os.path.exists(self.path):
+                break
+            time.sleep(0.05)
+        if os.path.exists(self.path):
+            print(f"warning: cgroup {self.path} could not be removed", file=sys.stderr)
+        self.path = None
+
+
+def vm_pte(pid):
+    """VmPTE of pid in bytes (its page tables)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmPTE:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -7,11 +7,15 @@
  *   ONNX Runtime  session create + first run in node (onnxruntime-node), same model, 1 thread;
  * and what idle_release costs: the first request after the arena was given back vs a warm one.
  *
- *   build/bench/coldstart [--model resnet50] [--runs 5] [--out docs/bench/coldstart.md]
+ *   build/bench/coldstart [--model resnet50] [--runs 5] [--out FILE.md] [--json FILE.json]
+ *
+ * bench/coldstart-gateway runs it per model (--json) for the single-process table of
+ * docs/bench/coldstart.md, next to the cold start through the gateway.
  *
  * Runs the programs of the build tree it belongs to; needs zoo/<model>/model.onnx
  * (tools/zoo --models resnet50) and, for the ONNX Runtime column,
- * `npm install --ignore-scripts` in bench/coldstart-ort (skipped with a note otherwise).
+ * `npm install --ignore-scripts` in bench/coldstart-ort or bench/ort (NODE_PATH falls back to
+ * bench/ort/node_modules; skipped with a note otherwise).
  * Prints a Markdown report (also written to --out) with the command that produced it.
  */
 #include <jansson.h>
@@ -203,8 +207,9 @@ static int ort_once(const struct bench *b, double *create, double *create_run, d
 {
     char cmd[1200], line[1024] = "";
     snprintf(cmd, sizeof(cmd),
-             "cd '%s/bench/coldstart-ort' 2>/dev/null && node ort_coldstart.js '%s' 2>/dev/null",
-             SHMFAAS_SOURCE_ROOT, b->onnx);
+             "cd '%s/bench/coldstart-ort' 2>/dev/null && NODE_PATH='%s/bench/ort/node_modules' "
+             "node ort_coldstart.js '%s' 2>/dev/null",
+             SHMFAAS_SOURCE_ROOT, SHMFAAS_SOURCE_ROOT, b->onnx);
     FILE *p = popen(cmd, "r");
     bool got = p && fgets(line, sizeof(line), p);
     if (p)
@@ -348,7 +353,30 @@ static void report(FILE *f, const struct bench *b, const struct row *rows, int n
                "time inflate every column alike.\n");
 }
 
-static int parse_args(struct bench *b, int argc, char **argv, const char **out)
+/* The figures as one JSON object (for bench/coldstart-gateway). */
+static int write_json(const char *path, const struct bench *b, const struct row *rows, int n,
+                      const struct ort *ort, double warm, double idle)
+{
+    json_t *j = json_pack("{sssisfsf}", "model", b->model, "runs", b->runs, "warm_ms", warm,
+                          "after_idle_ms", idle);
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{sssfsfss}", "name", rows[i].name, "ready_ms",
+                                             rows[i].ready, "answer_ms", rows[i].answer, "split",
+                                             rows[i].split));
+    json_object_set_new(j, "rows", arr);
+    json_object_set_new(j, "ort",
+                        ort ? json_pack("{sssfsfsf}", "version", ort->version, "create_ms",
+                                        ort->create, "create_and_run_ms", ort->create_run,
+                                        "from_process_start_ms", ort->from_start)
+                            : json_null());
+    int rc = json_dump_file(j, path, JSON_INDENT(1));
+    json_decref(j);
+    return rc;
+}
+
+static int parse_args(struct bench *b, int argc, char **argv, const char **out,
+                      const char **json_out)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
@@ -357,8 +385,11 @@ static int parse_args(struct bench *b, int argc, char **argv, const char **out)
             b->runs = atoi(argv[++i]);
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             *out = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
+            *json_out = argv[++i];
         else {
-            fprintf(stderr, "usage: coldstart [--model NAME] [--runs N] [--out FILE.md]\n");
+            fprintf(stderr, "usage: coldstart [--model NAME] [--runs N] [--out FILE.md] "
+                            "[--json FILE.json]\n");
             return -1;
         }
     }
@@ -372,10 +403,10 @@ static int parse_args(struct bench *b, int argc, char **argv, const char **out)
 int main(int argc, char **argv)
 {
     static struct bench b = {.model = "resnet50", .runs = 5};
-    const char *out = NULL;
+    const char *out = NULL, *json_out = NULL;
     setenv("SHMFAAS_BUILD", SHMFAAS_BUILD_ROOT, 0);
     setenv("SHMFAAS_ZOO", SHMFAAS_SOURCE_ROOT "/zoo", 0);
-    if (parse_args(&b, argc, argv, &out) < 0)
+    if (parse_args(&b, argc, argv, &out, &json_out) < 0)
         return 2;
     char rel[128], cmdline[1024] = "";
     for (int i = 0; i < argc; i++)
@@ -402,6 +433,10 @@ int main(int argc, char **argv)
     if (rc < 0)
         return 1;
     report(stdout, &b, rows, 3, have_ort ? &ort : NULL, warm, idle, cmdline);
+    if (json_out && write_json(json_out, &b, rows, 3, have_ort ? &ort : NULL, warm, idle) != 0) {
+        fprintf(stderr, "coldstart: cannot write %s\n", json_out);
+        return 1;
+    }
     FILE *f = out ? fopen(out, "w") : NULL;
     if (f) {
         report(f, &b, rows, 3, have_ort ? &ort : NULL, warm, idle, cmdline);
