@@ -3,7 +3,7 @@
  * engine: compile, open, session, run, and compare with the expected outputs.
  *
  *   shmfaas-conformance [--root DIR] [--suite NAME]... [--filter SUBSTR] [--verbose]
- *                       [--no-fork] [--decode-only] [--reasons] [--floor FILE]
+ *                       [--no-fork] [--decode-only] [--reasons] [--floor FILE] [--no-pin]
  *
  * For each case directory ROOT/SUITE/<case>/ (suites: node, pytorch-converted,
  * pytorch-operator, simple) it loads model.onnx and every test_data_set_N/input_K.pb and
@@ -17,7 +17,10 @@
  * unsupported element type. --reasons ends with the most common reasons for "unsupported" (which
  * ops and attributes to add next). --floor FILE reads lines "SUITE MIN_PASSED" ('#' starts a
  * comment) and fails the run when a suite passes fewer cases than its floor (the regression
- * check `make test` runs; the floors are the counts recorded in docs/conformance.md).
+ * check `make test` runs; the floors are the counts recorded in docs/conformance.md). --no-pin
+ * never retries a compile with value-pinned inputs: every test input is fed as an input and
+ * nothing is compiled as a constant, as ONNX Runtime's runner does (the floors of
+ * conformance-floor-unpinned.txt).
  *
  * Exit status: 0 when nothing failed, 1 when some case failed or a floor was missed, 2 usage
  * (or an unreadable floor file).
@@ -53,7 +56,7 @@ struct config {
     const char *suites[8];
     int n_suites;
     const char *filter;
-    int verbose, fork, decode_only, reasons;
+    int verbose, fork, decode_only, reasons, no_pin;
     const char *floor_file;
 };
 
@@ -322,7 +325,8 @@ static int compile_with_pins(const uint8_t *onnx, size_t len, const char *dir,
     return rc;
 }
 
-static enum verdict run_case(const char *dir, const char *name, char *why, size_t whylen)
+static enum verdict run_case(const char *dir, const char *name, int no_pin, char *why,
+                             size_t whylen)
 {
     char path[4096];
     uint8_t *onnx;
@@ -336,7 +340,8 @@ static enum verdict run_case(const char *dir, const char *name, char *why, size_
     size_t image_len = 0;
     int rc = engine_compile(onnx, len, &opts, &image, &image_len, why, whylen);
     int pinned = 0;
-    if (rc && strstr(why, "constant")) /* "must be a constant", "needs constant scales", ... */
+    /* "must be a constant", "needs constant scales", ...: retry pinned, unless --no-pin */
+    if (rc && !no_pin && strstr(why, "constant"))
         pinned =
             (rc = compile_with_pins(onnx, len, dir, &opts, &image, &image_len, why, whylen)) == 0;
     free(onnx);
@@ -438,7 +443,7 @@ static enum verdict run_isolated(const struct config *c, const char *dir, const 
                                  char *why, size_t whylen)
 {
     if (!c->fork)
-        return run_case(dir, name, why, whylen);
+        return run_case(dir, name, c->no_pin, why, whylen);
     int fds[2];
     if (pipe(fds) != 0) {
         snprintf(why, whylen, "pipe: %s", strerror(errno));
@@ -455,7 +460,7 @@ static enum verdict run_isolated(const struct config *c, const char *dir, const 
     if (pid == 0) {
         close(fds[0]);
         alarm(CASE_TIMEOUT_S);
-        enum verdict v = run_case(dir, name, why, whylen);
+        enum verdict v = run_case(dir, name, c->no_pin, why, whylen);
         ssize_t w = write(fds[1], why, strnlen(why, whylen));
         (void)w;
         _exit((int)v);
@@ -545,7 +550,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: shmfaas-conformance [--root DIR] [--suite NAME]... "
                     "[--filter SUBSTR] [--verbose] [--no-fork] [--decode-only] [--reasons] "
-                    "[--floor FILE]\n");
+                    "[--floor FILE] [--no-pin]\n");
 }
 
 static int floors_parse_line(struct floors *f, const char *line, char *err, size_t errlen)
@@ -607,6 +612,7 @@ int main(int argc, char **argv)
         {"decode-only", no_argument, NULL, 'd'},
         {"reasons", no_argument, NULL, 'R'},
         {"floor", required_argument, NULL, 'F'},
+        {"no-pin", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -640,6 +646,9 @@ int main(int argc, char **argv)
             break;
         case 'F':
             c.floor_file = optarg;
+            break;
+        case 'P':
+            c.no_pin = 1;
             break;
         default:
             usage();
