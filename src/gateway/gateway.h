@@ -68,6 +68,9 @@ int gw_split_name(const char *full, char name[GW_NAME_MAX], char *err, size_t er
 bool gw_valid_name(const char *name);
 /* Only GW_NAMESPACE exists; NULL and "" mean it. */
 int gw_check_namespace(const char *ns, char *err, size_t errlen);
+/* -EINVAL (err says why) when `full` (NAME[.NAMESPACE] from a URL) holds a byte no function name
+ * can hold, e.g. invalid UTF-8: such a request is a 400, not a 404. */
+int gw_name_refusal(const char *full, char *err, size_t errlen);
 /* Scaling labels of a labels object (may be NULL). */
 int gw_parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t errlen);
 /* Parses and validates a FunctionDeployment body. On success *out owns a normalised copy. */
@@ -218,6 +221,8 @@ struct gateway {
 struct function *registry_find(struct gateway *g, const char *name);
 /* Adds (create) or replaces the spec of (update) a function and persists it. Takes spec. */
 int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err, size_t errlen);
+/* Marks the function deleted and removes its spec and log files; its instances are the
+ * caller's to stop (registry.c sits below instance.c). */
 int registry_remove(struct gateway *g, const char *name, char *err, size_t errlen);
 int registry_save(struct gateway *g, struct function *fn, char *err, size_t errlen);
 /* Without the lock, before threads start: every persisted function. */
@@ -242,6 +247,8 @@ int registry_check_model(struct gateway *g, const struct fn_spec *spec, char *er
 json_t *function_status(struct gateway *g, struct function *fn, bool usage);
 int function_ready_count(const struct function *fn);
 int function_live_count(const struct function *fn);
+/* The NDJSON log file of a function. */
+void function_log_path(struct gateway *g, const char *name, char *out, size_t len);
 
 /* instance.c */
 void isolation_probe(struct gateway *g);
@@ -309,9 +316,6 @@ void metrics_render(struct gateway *g, struct buf *out);
 /* invoke.c: ANY /function/NAME[.NS][/path] */
 struct http_request;
 int route_invoke(struct gateway *g, struct http_request *rq, const char *arg);
-/* -EINVAL (err says why) when `full` (NAME[.NAMESPACE] from a URL) holds a byte no function name
- * can hold, e.g. invalid UTF-8: such a request is a 400, not a 404. */
-int gw_name_refusal(const char *full, char *err, size_t errlen);
 
 /* invoke.c, for async.c: the same path as /function/NAME for a request that is not an HTTP
  * connection's. invoke_target splits "NAME[.NS][/path]" (*rest: the "/path" or NULL) and returns
@@ -420,8 +424,5 @@ void store_prepare_async(struct gateway *g, const char *name);
 /* Waits (bounded) for the compile-ahead threads, once the store is stopped. */
 void store_prepare_drain(struct gateway *g);
 void store_metrics(const json_t *stats, struct buf *b);
-
-/* logs (instance.c): NDJSON log file of a function */
-void function_log_path(struct gateway *g, const char *name, char *out, size_t len);
 
 #endif

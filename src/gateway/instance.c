@@ -424,11 +424,6 @@ struct log_reader {
     char path[1024];
 };
 
-void function_log_path(struct gateway *g, const char *name, char *out, size_t len)
-{
-    snprintf(out, len, "%s/logs/%s.log", g->state, name);
-}
-
 static void log_line(const struct log_reader *lr, int out, const char *text, size_t len)
 {
     char ts[64];

@@ -32,6 +32,11 @@ struct function *registry_find(struct gateway *g, const char *name)
     return NULL;
 }
 
+void function_log_path(struct gateway *g, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/logs/%s.log", g->state, name);
+}
+
 static void spec_path(struct gateway *g, const char *name, char *out, size_t len)
 {
     snprintf(out, len, "%s/functions/%s.json", g->state, name);
@@ -191,14 +196,6 @@ int registry_check_model(struct gateway *g, const struct fn_spec *spec, char *er
     return 0;
 }
 
-/* A removed function's instances all stop at once. */
-static void stop_all(struct gateway *g, struct function *fn)
-{
-    for (struct instance *in = fn->instances; in; in = in->next)
-        if (in->state == INST_STARTING || in->state == INST_READY)
-            instance_stop(g, in);
-}
-
 int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err, size_t errlen)
 {
     struct function *fn = registry_find(g, spec->name);
@@ -256,7 +253,6 @@ int registry_remove(struct gateway *g, const char *name, char *err, size_t errle
     function_log_path(g, name, path, sizeof path);
     unlink(path);
     fn->deleted = true;
-    stop_all(g, fn);
     pthread_cond_broadcast(&g->changed);
     pthread_cond_broadcast(&g->kick);
     return 0;

@@ -157,17 +157,6 @@ static int route_metrics(struct gateway *g, struct http_request *rq, const char 
 
 /* ---- /system/functions ---- */
 
-int gw_name_refusal(const char *full, char *err, size_t errlen)
-{
-    for (const unsigned char *p = (const unsigned char *)full; *p; p++)
-        if (!isalnum(*p) && !strchr("-_.", *p))
-            return seterr(err, errlen, -EINVAL,
-                          "function name \"%.80s\" is not valid: names are letters, digits, '-' "
-                          "and '_', with an optional .NAMESPACE",
-                          full);
-    return 0;
-}
-
 static int check_query_ns(struct http_request *rq)
 {
     char err[256];
@@ -262,7 +251,11 @@ static int route_delete(struct gateway *g, struct http_request *rq, const char *
                                                   err, sizeof err);
     if (!rc) {
         pthread_mutex_lock(&g->lock);
+        struct function *fn = registry_find(g, name);
         rc = registry_remove(g, name, err, sizeof err);
+        for (struct instance *in = rc ? NULL : fn->instances; in; in = in->next)
+            if (in->state == INST_STARTING || in->state == INST_READY)
+                instance_stop(g, in); /* a removed function's instances all stop at once */
         pthread_mutex_unlock(&g->lock);
     }
     json_decref(o);

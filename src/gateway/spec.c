@@ -34,6 +34,17 @@ int gw_check_namespace(const char *ns, char *err, size_t errlen)
                   GW_NAMESPACE);
 }
 
+int gw_name_refusal(const char *full, char *err, size_t errlen)
+{
+    for (const unsigned char *p = (const unsigned char *)full; *p; p++)
+        if (!isalnum(*p) && !strchr("-_.", *p))
+            return seterr(err, errlen, -EINVAL,
+                          "function name \"%.80s\" is not valid: names are letters, digits, '-' "
+                          "and '_', with an optional .NAMESPACE",
+                          full);
+    return 0;
+}
+
 int gw_split_name(const char *full, char name[GW_NAME_MAX], char *err, size_t errlen)
 {
     const char *dot = strrchr(full, '.');
