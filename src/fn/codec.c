@@ -1,6 +1,6 @@
 /*
  * The small codecs: input=raw (little-endian float32 bytes), output=topk (softmax + best k with
- * labels), and the labels file. input=image lives in image.c; JSON tensors are the engine's codec.
+ * labels), and the labels file. input=image lives in picture.c; JSON tensors are the engine's codec.
  */
 #include "fn/fn.h"
 

@@ -310,7 +310,7 @@ int probe_ready(const char *sock, int64_t timeout_ms);
 int httpd_start(struct gateway *g, char *err, size_t errlen);
 void httpd_stop(struct gateway *g);
 
-/* metrics.c */
+/* metrics_page.c */
 void metrics_render(struct gateway *g, struct buf *out);
 
 /* invoke.c: ANY /function/NAME[.NS][/path] */

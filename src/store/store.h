@@ -4,7 +4,7 @@
  * Threads: the event loop (daemon.c) owns every piece of state below; the three workers
  * (worker.c: one reads and hashes model files and reads images back from the disk tier, one
  * compiles, one writes images to the disk tier) see only the jobs handed to them; the metrics
- * server (metrics.c) sees only a text snapshot the loop publishes under a mutex. Nothing else is
+ * server (metrics_server.c) sees only a text snapshot the loop publishes under a mutex. Nothing else is
  * shared, so nothing else is locked.
  *
  * Guarantees the daemon keeps: image files are mode 0600, owned by the store's user, fully
@@ -294,7 +294,7 @@ char *stats_json(const struct catalog *c, const struct catalog *disk,
 char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
                        const struct store_counters *n);
 
-/* ---- metrics server (metrics.c) ---- */
+/* ---- metrics server (metrics_server.c) ---- */
 
 struct metrics;
 /* Serves GET /metrics on addr ("127.0.0.1:9101", ":9101" = loopback, "0.0.0.0:9101"). */
