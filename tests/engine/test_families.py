@@ -18,11 +18,15 @@ Verdicts: pass; refused (shmfaas-run exit 1 with an error: its last line is the 
 NAME@fn lines check the function path for a dynamic-shape model: one shmfaas-fn --private
 instance, started without input_shape, must serve every request shape of the model correctly.
 
-The test fails when a model gives a WRONG answer or CRASHes (always), when a model the status
-file marks "pass" does not pass, when a model marked "refused: ..." passes (update the file: it
-must stay true), or when a model has no line (or a line names no model). A refusal whose reason
-changed is printed, not failed. --print-status prints the status lines this run saw.
-Stdlib only.
+The status file describes the engine with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the
+ISA every x86-64 host here has; what oneDNN offers a jit kernel for differs by ISA, e.g. 1-input-
+channel convolutions get only a reference kernel below AVX-512). The test fails when a model
+gives a WRONG answer or CRASHes (always), when a model the status file marks "pass" does not
+pass, when a model marked "refused: ..." passes (update the file: it must stay true), or when a
+model has no line (or a line names no model). A refusal whose reason changed is printed, not
+failed. Then everything runs again at the host's own ISA: there only a WRONG answer or a CRASH
+fails; what passes or is refused differently is printed. --print-status prints the status lines
+the AVX2 run saw. Stdlib only.
 """
 import http.client
 import json
@@ -34,6 +38,7 @@ import tempfile
 import time
 
 RUN_TIMEOUT_S = 120
+MODES = [("avx2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}), ("native", {})]
 
 
 def load_status(path):
@@ -106,7 +111,7 @@ def with_state(inp_path, prev_out, meta, tmp):
     return path
 
 
-def run_model(run_exe, d, meta, tmp):
+def run_model(run_exe, d, meta, tmp, env):
     """(verdict, detail): verdict one of pass, refused, WRONG, CRASH."""
     prev = None
     shapes = []
@@ -120,7 +125,7 @@ def run_model(run_exe, d, meta, tmp):
         try:
             p = subprocess.run([run_exe, os.path.join(d, "model.onnx"), "--input", inp,
                                 "--output", out], capture_output=True, text=True,
-                               timeout=RUN_TIMEOUT_S)
+                               timeout=RUN_TIMEOUT_S, env=env)
         except subprocess.TimeoutExpired:
             return "CRASH", f"request {k}: timeout after {RUN_TIMEOUT_S} s"
         last = (p.stderr.strip().splitlines() or [""])[-1]
@@ -162,11 +167,11 @@ def http(sock, method, path, body=None):
         c.close()
 
 
-def run_fn(build, d, meta, tmp):
+def run_fn(build, d, meta, tmp, env):
     """One shmfaas-fn --private instance, no input_shape, serving every request shape."""
     fn_exe = os.path.join(build, "src", "fn", "shmfaas-fn")
     sock, log = os.path.join(tmp, "fn.sock"), os.path.join(tmp, "fn.log")
-    env = dict(os.environ, idle_release="0")
+    env = dict(env, idle_release="0")
     with open(log, "w") as logf:
         proc = subprocess.Popen([fn_exe, "--private", os.path.join(d, "model.onnx"),
                                  "--listen", "unix:" + sock], stdout=logf, stderr=logf, env=env)
@@ -228,31 +233,39 @@ def main():
         if base not in names:
             failed.append(f"{key}: in {status_file} but no such model in {models}")
     with tempfile.TemporaryDirectory(prefix="shmfaas-families-") as tmp:
-        for name in names:
-            d = os.path.join(models, name)
-            meta = json.load(open(os.path.join(d, "meta.json")))
-            checks = [(name, run_model)] + ([(name + "@fn", run_fn)] if meta["dynamic"] else [])
-            for key, fn in checks:
-                if only and key not in only and key.split("@")[0] not in only:
-                    continue
-                if fn is run_model:
-                    verdict, detail = fn(run_exe, d, meta, tmp)
-                else:
-                    verdict, detail = fn(build, d, meta, tmp)
-                seen[key] = "pass" if verdict == "pass" else f"refused: {detail}"
-                want = status.get(key)
-                line = f"{key:28s} {verdict:8s} {detail}"
-                if verdict in ("WRONG", "CRASH"):
-                    failed.append(f"{key}: {verdict}: {detail} (never acceptable)")
-                elif want is None:
-                    failed.append(f"{key}: no line in {status_file} (it gave: {seen[key]})")
-                elif want == "pass" and verdict != "pass":
-                    failed.append(f"{key}: marked pass, now {verdict}: {detail}")
-                elif want != "pass" and verdict == "pass":
-                    failed.append(f"{key}: marked '{want}' but passes: update {status_file}")
-                elif want != "pass" and want != seen[key]:
-                    line += f"   (status file says '{want}')"
-                print(line, flush=True)
+        for mode, extra in MODES:
+            env = dict(os.environ, **extra)
+            print(f"-- {mode}: {extra or 'the host ISA'}", flush=True)
+            for name in names:
+                d = os.path.join(models, name)
+                meta = json.load(open(os.path.join(d, "meta.json")))
+                checks = [(name, run_model)] + ([(name + "@fn", run_fn)] if meta["dynamic"]
+                                                 else [])
+                for key, fn in checks:
+                    if only and key not in only and key.split("@")[0] not in only:
+                        continue
+                    verdict, detail = fn(run_exe if fn is run_model else build, d, meta, tmp,
+                                         env)
+                    got = "pass" if verdict == "pass" else f"refused: {detail}"
+                    line = f"{key:28s} {verdict:8s} {detail}"
+                    if verdict in ("WRONG", "CRASH"):
+                        failed.append(f"{key} ({mode}): {verdict}: {detail} (never acceptable)")
+                    elif mode != "avx2":
+                        if got != seen.get(key):
+                            line += f"   (differs from AVX2: '{seen.get(key)}')"
+                    else:
+                        seen[key] = got
+                        want = status.get(key)
+                        if want is None:
+                            failed.append(f"{key}: no line in {status_file} (it gave: {got})")
+                        elif want == "pass" and verdict != "pass":
+                            failed.append(f"{key}: marked pass, now {verdict}: {detail}")
+                        elif want != "pass" and verdict == "pass":
+                            failed.append(f"{key}: marked '{want}' but passes: update "
+                                          f"{status_file}")
+                        elif want != "pass" and want != got:
+                            line += f"   (status file says '{want}')"
+                    print(line, flush=True)
     if print_status:
         for key, v in seen.items():
             print(f"{key} {v}")
