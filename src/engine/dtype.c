@@ -1,7 +1,9 @@
 /*
  * dtype.c — element types and shapes: sizes, names, element counts, printing.
  */
+#include "common/common.h"
 #include "engine/engine.h"
+#include "engine/ir.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -90,4 +92,13 @@ const char *engine_shape_str(const struct engine_shape *s, char *buf, size_t len
     if (used < len)
         snprintf(buf + used, len - used, "]");
     return buf;
+}
+
+const char *onnx_dtype_name(int t)
+{
+    static const char *names[] = {"undefined",  "float32", "uint8",  "int8",   "uint16",
+                                  "int16",      "int32",   "int64",  "string", "bool",
+                                  "float16",    "double",  "uint32", "uint64", "complex64",
+                                  "complex128", "bfloat16"};
+    return t >= 0 && (size_t)t < ARRAY_LEN(names) ? names[t] : "unknown";
 }

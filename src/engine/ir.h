@@ -138,9 +138,14 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
 int ir_pin_inputs(struct ir_graph *g, const struct engine_tensor *pins, int n_pins, char *err,
                   size_t errlen);
 
-/* Models below opset 7 (onnx_import.c): called by ir_infer_shapes before each node's inference;
+/* Models below opset 7 (legacy.c): called by ir_infer_shapes before each node's inference;
  * checks legacy broadcasting against the now known shapes and completes rewrites that need them. */
 int ir_legacy_infer(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
+/* Below opset 7: rewrites each node into its opset-7 form or refuses it, naming op, opset and
+ * reason (legacy.c; ops/ops.def's since and legacy columns say which op needs what). */
+int ir_legacy_nodes(struct ir_graph *g, char *err, size_t errlen);
+/* The ONNX name of an ONNX TensorProto data type ("float32", "bfloat16"), "unknown" (dtype.c). */
+const char *onnx_dtype_name(int t);
 
 /* Evaluates nodes whose inputs are all constant (shape subgraphs etc.) with kernels.h. */
 int ir_fold_constants(struct ir_graph *g, char *err, size_t errlen);

@@ -97,7 +97,7 @@ size_t bcast_offset(size_t i, const struct engine_shape *out, const int64_t *st)
         BINARY_LOOP(T, T, (U)x - (U)y);                                                            \
         break;                                                                                     \
     case K_MUL:                                                                                    \
-        BINARY_LOOP(T, T, (U)x * (U)y);                                                            \
+        BINARY_LOOP(T, T, (U)x *(U)y);                                                             \
         break;                                                                                     \
     case K_DIV:                                                                                    \
         BINARY_LOOP(T, T, DIV_EXPR);                                                               \
@@ -309,6 +309,102 @@ static void store_i64(void *p, int dt, size_t i, int64_t v)
         ((uint8_t *)p)[i] = (uint8_t)v;
         break;
     }
+}
+
+/* ---- Cast to and from float64 and float16 ---- */
+
+int k_dtype_wide(int dtype)
+{
+    return dtype == ENGINE_F64 || dtype == ENGINE_F16;
+}
+
+static double half_to_double(uint16_t h)
+{
+    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 0x400, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* Round to nearest even in one step from double (so float32 sources round once, too). */
+static uint16_t double_to_half(double d)
+{
+    uint16_t sign = signbit(d) ? 0x8000 : 0;
+    double a = fabs(d);
+    if (isnan(d))
+        return sign | 0x7e00;
+    if (a >= 65520.0) /* halfway past the largest half, 65504: rounds to infinity */
+        return sign | 0x7c00;
+    int e;
+    frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
+    if (a == 0 || e - 1 < -14) {
+        double q = nearbyint(ldexp(a, 24)); /* subnormal steps of 2^-24; 1024 is the min normal */
+        return sign | (uint16_t)q;
+    }
+    double q = nearbyint(ldexp(a, 11 - e)); /* in [1024, 2048] */
+    if (q == 2048)
+        q = 1024, e++;
+    return sign | (uint16_t)((e - 1 + 15) << 10 | ((int)q - 1024));
+}
+
+static double wide_load(const void *p, int dt, size_t i)
+{
+    switch (dt) {
+    case ENGINE_F64:
+        return ((const double *)p)[i];
+    case ENGINE_F16:
+        return half_to_double(((const uint16_t *)p)[i]);
+    case ENGINE_F32:
+        return ((const float *)p)[i];
+    case ENGINE_I64:
+        return (double)((const int64_t *)p)[i];
+    case ENGINE_I32:
+        return ((const int32_t *)p)[i];
+    case ENGINE_I8:
+        return ((const int8_t *)p)[i];
+    default: /* uint8, bool */
+        return ((const uint8_t *)p)[i];
+    }
+}
+
+static void wide_store(void *p, int dt, size_t i, double v)
+{
+    switch (dt) {
+    case ENGINE_F64:
+        ((double *)p)[i] = v;
+        break;
+    case ENGINE_F16:
+        ((uint16_t *)p)[i] = double_to_half(v);
+        break;
+    case ENGINE_F32:
+        ((float *)p)[i] = (float)v;
+        break;
+    case ENGINE_I64:
+        ((int64_t *)p)[i] = k_saturate_i64(v);
+        break;
+    case ENGINE_I32:
+        ((int32_t *)p)[i] = (int32_t)(uint32_t)k_saturate_i64(v);
+        break;
+    case ENGINE_I8:
+        ((int8_t *)p)[i] = (int8_t)(uint8_t)k_saturate_i64(v);
+        break;
+    case ENGINE_BOOL:
+        ((uint8_t *)p)[i] = v != 0;
+        break;
+    default: /* uint8 */
+        ((uint8_t *)p)[i] = (uint8_t)k_saturate_i64(v);
+        break;
+    }
+}
+
+int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n)
+{
+    if (sdtype == ddtype) {
+        memcpy(dst, src, n * engine_dtype_size(sdtype));
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        wide_store(dst, ddtype, i, wide_load(src, sdtype, i));
+    return 0;
 }
 
 int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n)

@@ -1,7 +1,7 @@
 /*
  * model.c — engine_model_open: wrap a (mapped, read-only) plan image without copying it.
  *
- * Open validates the tables (image.c), then checks that this build and CPU are the ones the image
+ * Open validates the tables (plan_image.c), then checks that this build and CPU are the ones the image
  * was compiled for, then re-resolves every primitive in this process with the image's thread
  * count. A primitive whose implementation or chosen weight layout differs from what the image
  * recorded would run, silently, on oneDNN's reference kernels — so such an image is refused and

@@ -1,6 +1,7 @@
 /*
- * image.c — the plan image as bytes: the builder the compiler fills, the final layout with both
- * hashes, and the validating view model open lays over an untrusted image.
+ * plan_image.c — the plan image as bytes: the builder the compiler fills, the final layout with
+ * both hashes, the validating view model open lays over an untrusted image, and the activation
+ * layouts an image may name.
  *
  * Layout (docs/plan-format.md): header, then the sections tensors, nodes, index, strings, mds,
  * weights, in that order, each starting on a 64-byte boundary. Two SHA-256s live at the front of
@@ -9,11 +10,92 @@
  * (engine_image_verify, run by the store when it adopts a file).
  */
 #include "common/common.h"
-#include "engine/plan.h"
+#include "engine/plan_image.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- layouts and memory descs of plan tensors ---- */
+
+struct layout_def {
+    dnnl_format_tag_t tag;
+    uint32_t rank;
+    int block;
+};
+
+static const struct layout_def layouts[] = {
+    {dnnl_aBc8b, 3, 8},   {dnnl_aBcd8b, 4, 8},   {dnnl_aBcde8b, 5, 8},
+    {dnnl_aBc16b, 3, 16}, {dnnl_aBcd16b, 4, 16}, {dnnl_aBcde16b, 5, 16},
+    {dnnl_acb, 3, 1},     {dnnl_acdb, 4, 1},     {dnnl_acdeb, 5, 1},
+};
+
+static const struct layout_def *layout_find(uint32_t layout)
+{
+    for (size_t i = 0; i < ARRAY_LEN(layouts); i++)
+        if ((uint32_t)layouts[i].tag == layout)
+            return &layouts[i];
+    return NULL;
+}
+
+int plan_layout_valid(uint32_t layout, uint32_t rank)
+{
+    const struct layout_def *d = layout_find(layout);
+    return layout == PLAN_LAYOUT_PLAIN || (d && d->rank == rank);
+}
+
+int plan_layout_block(uint32_t layout)
+{
+    const struct layout_def *d = layout_find(layout);
+    return d ? d->block : 1;
+}
+
+uint32_t plan_layout_of(const dnnl_memory_desc_t *md)
+{
+    dnnl_memory_desc_t cand;
+    if (md->ndims < 1 || md->ndims > ENGINE_MAX_RANK)
+        return PLAN_LAYOUT_PLAIN;
+    for (size_t i = 0; i < ARRAY_LEN(layouts); i++)
+        if (layouts[i].rank == (uint32_t)md->ndims &&
+            dnnl_memory_desc_init_by_tag(&cand, md->ndims, md->dims, dnnl_f32, layouts[i].tag) ==
+                dnnl_success &&
+            dnnl_memory_desc_equal(&cand, md))
+            return (uint32_t)layouts[i].tag;
+    return PLAN_LAYOUT_PLAIN;
+}
+
+int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims;
+    int nd;
+    dnnl_data_type_t dt = t->dtype == ENGINE_F32 ? dnnl_f32 : dnnl_data_type_undef;
+    if (dt == dnnl_data_type_undef || t->rank > ENGINE_MAX_RANK)
+        return -EINVAL;
+    if (t->layout != PLAN_LAYOUT_PLAIN) {
+        if (collapse || rank > (int)t->rank || t->rank == 0 ||
+            (t->layout != PLAN_LAYOUT_ANY && !plan_layout_valid(t->layout, t->rank)))
+            return -EINVAL;
+        memcpy(dims, t->dims, t->rank * sizeof(dims[0]));
+        return dnnl_memory_desc_init_by_tag(md, (int)t->rank, dims, dt,
+                                            (dnnl_format_tag_t)t->layout) == dnnl_success
+                   ? 0
+                   : -EINVAL;
+    }
+    if (collapse > 0 && collapse < t->rank) {
+        dims[0] = dims[1] = 1;
+        for (uint32_t i = 0; i < t->rank; i++)
+            dims[i < collapse ? 0 : 1] *= t->dims[i];
+        nd = 2;
+    } else {
+        nd = rank > (int)t->rank ? rank : (int)t->rank;
+        if (nd == 0)
+            nd = 1;
+        int pad = nd - (int)t->rank;
+        for (int i = 0; i < nd; i++)
+            dims[i] = i < pad ? 1 : t->dims[i - pad];
+    }
+    return dnnl_memory_desc_init_by_strides(md, nd, dims, dt, NULL) == dnnl_success ? 0 : -EINVAL;
+}
 
 /* ---- builder ---- */
 
