@@ -13,7 +13,7 @@ comma      := ,
 ZOO_MODELS ?= known_answer,$(subst $(empty) $(empty),$(comma),$(ZOO_ALL_LIST))
 export ZOO_MODELS
 
-.PHONY: all bootstrap build zoo zoo-all test test-models demo run clean format images
+.PHONY: all bootstrap build zoo zoo-all test unit test-models demo run clean format images
 
 all: build
 
@@ -31,6 +31,10 @@ zoo-all: zoo
 
 test: build zoo
 	@BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) scripts/run-tests
+
+# Only the unit tests (suite 'unit'), in the normal build and under ASan+UBSan: seconds, no zoo.
+unit: build
+	@BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) scripts/run-tests --unit
 
 # Every zoo model (issue 6 acceptance 1) through shmfaas-run against PyTorch: one table.
 test-models: build zoo
