@@ -196,7 +196,5 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
 /* SIGTERM: stop accepting, wait up to write_timeout for in-flight requests, then free everything.
  */
 void fn_instance_drain_and_stop(struct fn_instance *inst);
-/* True while the instance serves (ready and not draining). */
-bool fn_instance_ready(struct fn_instance *inst);
 
 #endif

@@ -584,14 +584,6 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
     return 0;
 }
 
-bool fn_instance_ready(struct fn_instance *in)
-{
-    pthread_mutex_lock(&in->lock);
-    bool r = in->ready && !in->draining;
-    pthread_mutex_unlock(&in->lock);
-    return r;
-}
-
 void fn_instance_drain_and_stop(struct fn_instance *in)
 {
     pthread_mutex_lock(&in->lock);

@@ -71,8 +71,6 @@ int gw_check_namespace(const char *ns, char *err, size_t errlen);
 /* -EINVAL (err says why) when `full` (NAME[.NAMESPACE] from a URL) holds a byte no function name
  * can hold, e.g. invalid UTF-8: such a request is a 400, not a 404. */
 int gw_name_refusal(const char *full, char *err, size_t errlen);
-/* Scaling labels of a labels object (may be NULL). */
-int gw_parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t errlen);
 /* Parses and validates a FunctionDeployment body. On success *out owns a normalised copy. */
 int spec_parse(const char *body, size_t len, struct fn_spec *out, char *err, size_t errlen);
 /* Same, from an already parsed object (persisted state). */
@@ -227,9 +225,6 @@ int registry_remove(struct gateway *g, const char *name, char *err, size_t errle
 int registry_save(struct gateway *g, struct function *fn, char *err, size_t errlen);
 /* Without the lock, before threads start: every persisted function. */
 int registry_load(struct gateway *g);
-/* Gives fn a uid of --uid-range no other function holds and no passwd/group entry names.
- * -ENOSPC when the range is used up. */
-int registry_assign_uid(struct gateway *g, struct function *fn, char *err, size_t errlen);
 /* A refused function (fn->refused) with no instance to wait for: the reason and the seconds to
  * a retry, for a 503 with Retry-After at once. False when requests should wait as usual. */
 bool function_refusal(const struct function *fn, int64_t now_ms, char *why, size_t len,

@@ -112,9 +112,11 @@ static bool uid_taken(struct gateway *g, const struct function *self, uid_t uid)
     return false;
 }
 
-/* The lowest free uid: a function deleted and deployed again may get another one, and its
- * successor the old one once every instance of it is gone (they leave g->functions then). */
-int registry_assign_uid(struct gateway *g, struct function *fn, char *err, size_t errlen)
+/* Gives fn the lowest uid of --uid-range no other function holds and no passwd/group entry
+ * names; -ENOSPC when the range is used up. A function deleted and deployed again may get another
+ * one, and its successor the old one once every instance of it is gone (they leave g->functions
+ * then). */
+static int assign_uid(struct gateway *g, struct function *fn, char *err, size_t errlen)
 {
     for (uid_t u = g->uid_first; u <= g->uid_last && u >= g->uid_first; u++) {
         if (!uid_taken(g, fn, u) && uid_unclaimed(u)) {
@@ -227,7 +229,7 @@ int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err
     fn = function_new(spec, wall_ms(), -1);
     if (!fn)
         return seterr(err, errlen, -ENOMEM, "out of memory");
-    int rc = registry_assign_uid(g, fn, err, errlen);
+    int rc = assign_uid(g, fn, err, errlen);
     if (!rc)
         rc = registry_save(g, fn, err, errlen);
     if (rc) {
@@ -315,7 +317,7 @@ static int load_one(struct gateway *g, const char *path)
     fn->uid = (uid_t)uid;
     if (uid < g->uid_first || uid > g->uid_last || uid_taken(g, fn, fn->uid) ||
         !uid_unclaimed(fn->uid)) {
-        if (registry_assign_uid(g, fn, err, sizeof err) || registry_save(g, fn, err, sizeof err)) {
+        if (assign_uid(g, fn, err, sizeof err) || registry_save(g, fn, err, sizeof err)) {
             log_error("%s: %s; function skipped", path, err);
             spec_free(&fn->spec);
             free(fn);

@@ -94,7 +94,8 @@ static int label_bool(const json_t *labels, const char *key, bool *out, char *er
     return 0;
 }
 
-int gw_parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t errlen)
+/* Scaling labels of a labels object (may be NULL). */
+static int parse_scale(const json_t *labels, struct fn_scale *out, char *err, size_t errlen)
 {
     *out = (struct fn_scale){.min = 1, .max = DEFAULT_MAX, .target = 1, .zero_ms = DEFAULT_ZERO_MS};
     if (!labels)
@@ -274,7 +275,7 @@ int spec_from_json(const json_t *src, struct fn_spec *out, char *err, size_t err
     if (!rc)
         rc = check_resources(dep, "requests", &req_mem, err, errlen);
     if (!rc)
-        rc = gw_parse_scale(json_object_get(dep, "labels"), &out->scale, err, errlen);
+        rc = parse_scale(json_object_get(dep, "labels"), &out->scale, err, errlen);
     if (rc) {
         json_decref(dep);
         return rc;

@@ -1,8 +1,7 @@
 /*
  * The gateway's view of the store: stats for /metrics, /system/models and `shmfaas stats`,
- * eviction of a removed model, and compile ahead of a deployed one. Goes through the store client
- * library when it is built in (SHMFAAS_HAVE_CLIENT); without it these report "unknown", compile
- * ahead does nothing, and the rest of shmfaasd works.
+ * eviction of a removed model, and compile ahead of a deployed one, through the store client
+ * library (client.h).
  */
 #include "gateway/gateway.h"
 
@@ -15,13 +14,10 @@
 #include <string.h>
 #include <time.h>
 
-#ifdef SHMFAAS_HAVE_CLIENT
 #include "client/client.h"
-#endif
 
 json_t *store_stats_json(struct gateway *g)
 {
-#ifdef SHMFAAS_HAVE_CLIENT
     struct store_client *c;
     char err[512], *text = NULL;
     if (store_connect(g->store_sock, &c, err, sizeof err)) {
@@ -37,17 +33,12 @@ json_t *store_stats_json(struct gateway *g)
     json_t *v = json_loads(text, 0, NULL);
     free(text);
     return v;
-#else
-    (void)g;
-    return NULL;
-#endif
 }
 
 /* Called before the model file goes: the store resolves the name through that file. An image still
  * leased by someone outside this gateway stays until its LRU turn; that is logged, not an error. */
 void store_evict(struct gateway *g, const char *model)
 {
-#ifdef SHMFAAS_HAVE_CLIENT
     struct store_client *c;
     char err[512];
     if (store_connect(g->store_sock, &c, err, sizeof err)) {
@@ -57,9 +48,6 @@ void store_evict(struct gateway *g, const char *model)
     if (store_evict_model(c, model, err, sizeof err))
         log_info("model %s: image not evicted: %s", model, err);
     store_close(c);
-#else
-    log_info("model %s removed: its image (if resident) goes when the store needs room", model);
-#endif
 }
 
 static double num(const json_t *o, const char *key)
@@ -131,7 +119,6 @@ static int prepare_ref(const struct fn_spec *spec, struct prepare *p)
     return n < 0 || (size_t)n >= sizeof p->ref ? -ENAMETOOLONG : 0;
 }
 
-#ifdef SHMFAAS_HAVE_CLIENT
 static void *prepare_main(void *arg)
 {
     struct prepare *p = arg;
@@ -159,11 +146,9 @@ static void *prepare_main(void *arg)
     free(p);
     return NULL;
 }
-#endif
 
 void store_prepare_async(struct gateway *g, const char *name)
 {
-#ifdef SHMFAAS_HAVE_CLIENT
     struct prepare *p = calloc(1, sizeof *p);
     if (!p)
         return;
@@ -199,10 +184,6 @@ void store_prepare_async(struct gateway *g, const char *name)
         log_warn("function %s: no compile ahead (thread: %s)", name, strerror(errno));
     }
     free(p);
-#else
-    (void)g;
-    (void)name;
-#endif
 }
 
 void store_prepare_drain(struct gateway *g)
