@@ -12,6 +12,16 @@ struct unit {
     double factor;
 };
 
+/* The number s starts with: unsigned (no sign written), finite, not negative; *end past it. */
+static int leading_number(const char *s, double *v, char **end)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -EINVAL;
+    errno = 0;
+    *v = strtod(s, end);
+    return *end == s || errno || !isfinite(*v) || *v < 0 ? -EINVAL : 0;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
     static const struct unit units[] = {
@@ -34,14 +44,9 @@ int parse_size(const char *s, uint64_t *out)
         {"MB", 1e6},
         {"GB", 1e9},
     };
-    if (!s || !*s)
-        return -EINVAL;
-    if (*s == '-' || *s == '+')
-        return -EINVAL;
     char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v < 0)
+    double v;
+    if (leading_number(s, &v, &end))
         return -EINVAL;
     for (size_t i = 0; i < ARRAY_LEN(units); i++) {
         if (strcmp(end, units[i].suffix) == 0) {
@@ -60,12 +65,9 @@ int parse_duration_ms(const char *s, int64_t *out_ms)
     static const struct unit units[] = {
         {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"us", 0.001}, {"ns", 1e-6},
     };
-    if (!s || !*s || *s == '-' || *s == '+')
-        return -EINVAL;
     char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v < 0)
+    double v;
+    if (leading_number(s, &v, &end))
         return -EINVAL;
     if (*end == '\0') { /* bare number: seconds */
         if (v * 1000 > 9e15)

@@ -341,17 +341,23 @@ static int cached_source_sha(struct daemon *d, const char *path, const struct st
     return -ENOENT;
 }
 
+static void cache_entry_set(struct src_cache *e, const struct stat *st,
+                            const uint8_t sha[SHA256_LEN])
+{
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    e->ctime = st->st_ctim;
+    memcpy(e->sha, sha, SHA256_LEN);
+}
+
 static void cache_source_sha(struct daemon *d, const char *path, const struct stat *st,
                              const uint8_t sha[SHA256_LEN])
 {
     for (struct src_cache *e = d->cache; e; e = e->next) {
         if (strcmp(e->path, path) == 0) { /* the file changed: this entry was stale */
-            e->dev = st->st_dev;
-            e->ino = st->st_ino;
-            e->size = st->st_size;
-            e->mtime = st->st_mtim;
-            e->ctime = st->st_ctim;
-            memcpy(e->sha, sha, SHA256_LEN);
+            cache_entry_set(e, st, sha);
             return;
         }
     }
@@ -367,12 +373,7 @@ static void cache_source_sha(struct daemon *d, const char *path, const struct st
     if (!e)
         return;
     snprintf(e->path, sizeof(e->path), "%s", path);
-    e->dev = st->st_dev;
-    e->ino = st->st_ino;
-    e->size = st->st_size;
-    e->mtime = st->st_mtim;
-    e->ctime = st->st_ctim;
-    memcpy(e->sha, sha, SHA256_LEN);
+    cache_entry_set(e, st, sha);
     e->next = d->cache;
     d->cache = e;
     d->n_cache++;
