@@ -16,7 +16,9 @@ Verdicts: pass; refused (shmfaas-run exit 1 with an error: its last line is the 
 (ran but differs); CRASH (a signal, a timeout or another exit status).
 
 NAME@fn lines check the function path for a dynamic-shape model: one shmfaas-fn --private
-instance, started without input_shape, must serve every request shape of the model correctly.
+instance, started without input_shape, must serve every request shape of the model correctly;
+NAME@gateway lines the same through shmfaasd: one deployed function (tests/gateway's Gateway:
+real daemon, store, instances running as the function's uid, auth on), every request shape.
 
 The status file describes the engine with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the
 ISA every x86-64 host here has; what oneDNN offers a jit kernel for differs by ISA, e.g. 1-input-
@@ -31,6 +33,7 @@ the AVX2 run saw. Stdlib only.
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -213,6 +216,68 @@ def run_fn(build, d, meta, tmp, env):
             return "CRASH", f"instance exit status {proc.returncode}"
 
 
+def run_gateway(build, d, meta, tmp, env):
+    """One function deployed through shmfaasd (tests/gateway/test_gateway.py's Gateway: real
+    daemon, store, instances, auth) serving every request shape of the model."""
+    # Gateway() copies the gateway tests' tiny models from MODELS and test_gateway reads
+    # MODELS/input.json when imported: stand-ins here keep this test free of their build order.
+    gw_models = os.path.join(tmp, "gateway-models")
+    os.makedirs(gw_models, exist_ok=True)
+    for f in ("tiny_a.onnx", "tiny_b.onnx", "wide.onnx"):
+        shutil.copy(os.path.join(d, "model.onnx"), os.path.join(gw_models, f))
+    shutil.copy(os.path.join(d, "req0_input.json"), os.path.join(gw_models, "input.json"))
+    argv, sys.argv = sys.argv, [sys.argv[0], "families", build, gw_models]
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
+    try:
+        import test_gateway as tg
+    finally:
+        sys.argv = argv
+    gtmp = tempfile.mkdtemp(prefix="shmfaas-families-gw-")
+    os.chmod(gtmp, 0o711)  # instances run as their function's uid
+    gw = tg.Gateway(gtmp)
+    name = os.path.basename(d).replace("_", "-")
+    try:
+        shutil.copy(os.path.join(d, "model.onnx"), os.path.join(gw.models, name + ".onnx"))
+        os.chmod(os.path.join(gw.models, name + ".onnx"), 0o644)
+        gw.start()
+        gw.deploy(name, name)
+        log = os.path.join(gtmp, "shmfaasd.log")
+        for _ in range(200):
+            f = gw.functions().get(name)
+            if f and f["availableReplicas"] >= 1:
+                break
+            text = open(log, errors="replace").read()
+            if "symbolic dim" in text or "refused" in text:
+                time.sleep(0.5)  # the whole line
+                lines = [x for x in open(log, errors="replace").read().splitlines()
+                         if "symbolic dim" in x or "refused" in x]
+                why = lines[0] if lines else "?"
+                return "refused", "no instance starts: " + why[why.find("input '"):] \
+                    if "input '" in why else why
+            time.sleep(0.1)
+        else:
+            return "refused", "no instance ready after 20 s"
+        for k in range(meta["requests"]):
+            body = open(os.path.join(d, f"req{k}_input.json"), "rb").read()
+            r = gw.req("POST", f"/function/{name}.openfaas-fn", body,
+                       {"Content-Type": "application/json"}, auth=False, timeout=RUN_TIMEOUT_S)
+            if r.status != 200:
+                return "refused", f"request {k}: HTTP {r.status}: " \
+                    f"{r.body[:200].decode(errors='replace')}"
+            why = compare(json.loads(r.body)["outputs"],
+                          json.load(open(os.path.join(d, f"req{k}_output.json")))["outputs"],
+                          meta)
+            if why:
+                return "WRONG", f"request {k}: {why}"
+        return "pass", f"{meta['requests']} request shapes served by one function"
+    finally:
+        rc = gw.cleanup()
+        tg.purge_leftovers(gw)
+        shutil.rmtree(gtmp, ignore_errors=True)
+        if rc not in (0, None):
+            print(f"shmfaasd exit status on SIGTERM: {rc}")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     only = []
@@ -239,13 +304,17 @@ def main():
             for name in names:
                 d = os.path.join(models, name)
                 meta = json.load(open(os.path.join(d, "meta.json")))
-                checks = [(name, run_model)] + ([(name + "@fn", run_fn)] if meta["dynamic"]
-                                                 else [])
+                checks = [(name, run_model)]
+                if meta["dynamic"]:
+                    checks.append((name + "@fn", run_fn))
+                if meta["dynamic"] and mode == "avx2":  # the slow one: once
+                    checks.append((name + "@gateway", run_gateway))
                 for key, fn in checks:
                     if only and key not in only and key.split("@")[0] not in only:
                         continue
                     verdict, detail = fn(run_exe if fn is run_model else build, d, meta, tmp,
                                          env)
+                    detail = detail.replace(d + "/", "")
                     got = "pass" if verdict == "pass" else f"refused: {detail}"
                     line = f"{key:28s} {verdict:8s} {detail}"
                     if verdict in ("WRONG", "CRASH"):
