@@ -197,7 +197,8 @@ def run_fn(build, d, meta, tmp, env):
             body = open(os.path.join(d, f"req{k}_input.json"), "rb").read()
             code, reply = http(sock, "POST", "/", body)
             if code != 200:
-                return "refused", f"request {k}: HTTP {code}: {reply[:200].decode(errors='replace')}"
+                text = reply[:200].decode(errors="replace")
+                return "refused", f"request {k}: HTTP {code}: {text}"
             why = compare(json.loads(reply)["outputs"],
                           json.load(open(os.path.join(d, f"req{k}_output.json")))["outputs"],
                           meta)
