@@ -124,6 +124,7 @@ static void set_defaults(struct fn_config *c)
         .idle_release_ms = 1000,
         .max_body = (size_t)16 << 20,
         .log_level = LOG_WARN,
+        .ready_fd = -1,
     };
     c->codec.topk = 5;
     fn_image_opts_default(&c->codec.image);
@@ -251,6 +252,7 @@ static const char usage[] =
     "usage: shmfaas-fn [--model REF | --private FILE] [--store PATH] [--listen "
     "unix:PATH|HOST:PORT]\n"
     "                  [--threads N] [--labels FILE] [--models DIR] [--log-level LEVEL]\n"
+    "                  [--ready-fd N] [--template]\n"
     "env: PORT model store_socket threads input_shape input=json|image|raw\n"
     "     output=json|topk|boxes image_size image_layout=nchw|nhwc image_fit=crop|letterbox\n"
     "     mean std max_pixels topk\n"
@@ -269,6 +271,8 @@ static int load_flags(struct fn_config *c, int argc, char **argv, char *err, siz
         {"labels", required_argument, NULL, 'L'},
         {"models", required_argument, NULL, 'M'},
         {"log-level", required_argument, NULL, 'v'},
+        {"ready-fd", required_argument, NULL, 'r'},
+        {"template", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -298,6 +302,12 @@ static int load_flags(struct fn_config *c, int argc, char **argv, char *err, siz
             break;
         case 't':
             rc = parse_int("--threads", optarg, 1, 1024, &c->threads, err, errlen);
+            break;
+        case 'r':
+            rc = parse_int("--ready-fd", optarg, 3, 1 << 20, &c->ready_fd, err, errlen);
+            break;
+        case 'T':
+            c->template_mode = true;
             break;
         case 'v':
             if (log_parse_level(optarg, &c->log_level) < 0)
@@ -392,6 +402,8 @@ int fn_config_load(struct fn_config *c, int argc, char **argv, char *err, size_t
         return rc;
     if ((rc = load_input_shape(c, err, errlen)) < 0)
         return rc;
+    if (c->template_mode && c->private_path)
+        return seterr(err, errlen, -EINVAL, "--template: a --private model has no template");
     if (c->private_path)
         c->model_ref = NULL; /* --private is the baseline run of a function otherwise attached */
     else if (!c->model_ref)

@@ -175,9 +175,19 @@ struct fn_config {
     int64_t exec_timeout_ms, read_timeout_ms, write_timeout_ms, idle_release_ms;
     size_t max_body;
     enum log_level log_level;
+    /* --ready-fd N: written one byte ("R") and closed once the instance is ready, so that
+     * shmfaasd learns it without polling /_/ready; -1: none (Kubernetes polls /_/ready) */
+    int ready_fd;
+    /* --template: fd 3 is shmfaasd's control socket (common/tmplproto.h), not a listener; the
+     * process warms up and forks instances on request (template.c) */
+    bool template_mode;
 };
 
 #define FN_DEFAULT_STORE "/run/shmfaas/store.sock"
+
+/* Exit statuses shmfaasd tells apart (gateway/instance.c has the same numbers). */
+#define FN_EXIT_REFUSED        75 /* EX_TEMPFAIL: the store refused the model */
+#define FN_EXIT_TEMPLATE_STALE 76 /* a forked instance found the store hands another image */
 
 /* Fills c from the environment and argv; loads the labels file. Errors name the variable or flag.
  */
@@ -196,5 +206,28 @@ int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instan
 /* SIGTERM: stop accepting, wait up to write_timeout for in-flight requests, then free everything.
  */
 void fn_instance_drain_and_stop(struct fn_instance *inst);
+
+/* ---- templates (template.c) ---- */
+
+/* A template's half of fn_instance_start: the model mapped (without a lease), opened, the
+ * session created, the codecs checked and, for threads = 1, one warm-up run; then the arena is
+ * released. Nothing is listening and no thread runs, so the process may fork. */
+int fn_instance_prepare(const struct fn_config *c, struct fn_instance **out, char *err,
+                        size_t errlen);
+/* In an instance forked from a prepared template: its own lease, then listen, warm up if the
+ * template could not, and serve (the rest of fn_instance_start). */
+int fn_instance_start_forked(struct fn_instance *in, int64_t t0_ns, char *err, size_t errlen);
+/* The prepared image's fd (the template watches its link count; a forked instance closes it
+ * first thing), or -1. */
+int fn_instance_image_fd(const struct fn_instance *in);
+/* Frees a prepared instance that never served (the template stopping). */
+void fn_instance_free_prepared(struct fn_instance *in);
+
+/* --template: runs the template on the control socket at fd 3 until shmfaasd closes it or
+ * SIGTERM/SIGINT (blocked in every thread, as in main()). Returns 0 when the template is done,
+ * 1 in a forked instance (*out: the instance, serving; main() waits for its stop signal as for
+ * any instance), or < 0 when it could not become a template (err says why; shmfaasd starts
+ * instances by exec then). */
+int fn_template_run(struct fn_config *c, struct fn_instance **out, char *err, size_t errlen);
 
 #endif

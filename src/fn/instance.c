@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct job {
     struct job *next;
@@ -54,6 +55,7 @@ struct fn_instance {
     struct job *head, *tail;
     int inflight;
     bool ready, draining, stop, released;
+    bool warmed; /* the warm-up run is done (a template with threads > 1 leaves it to the fork) */
     int64_t last_run_ns;
 };
 
@@ -477,10 +479,14 @@ struct startup {
     double source_ms, open_ms, session_ms, warmup_ms;
 };
 
-static int load_model(struct fn_instance *in, struct startup *st, char *err, size_t errlen)
+/* The model from its source (a template's: mapped without a lease), opened, its session, the
+ * codecs checked and, with warm, one warm-up run. */
+static int load_model(struct fn_instance *in, struct startup *st, bool template, bool warm,
+                      char *err, size_t errlen)
 {
     int64_t t = now_ns();
-    int rc = fn_source_open(in->cfg, &in->source, err, errlen);
+    int rc = template ? fn_source_open_template(in->cfg, &in->source, err, errlen)
+                      : fn_source_open(in->cfg, &in->source, err, errlen);
     st->source_ms = (double)(now_ns() - t) / 1e6;
     t = now_ns();
     if (rc == 0)
@@ -498,8 +504,10 @@ static int load_model(struct fn_instance *in, struct startup *st, char *err, siz
     engine_model_output(in->model, 0, &in->out_info);
     rc = check_codecs(in, err, errlen);
     t = now_ns();
-    if (rc == 0)
+    if (rc == 0 && warm) {
         rc = warm_up(in, err, errlen);
+        in->warmed = rc == 0;
+    }
     st->warmup_ms = (double)(now_ns() - t) / 1e6;
     return rc;
 }
@@ -551,37 +559,120 @@ static int init_sync(struct fn_instance *in)
     return 0;
 }
 
-int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instance **out, char *err,
-                      size_t errlen)
+static struct fn_instance *instance_alloc(const struct fn_config *c)
 {
     struct fn_instance *in = calloc(1, sizeof(*in));
     if (!in)
-        return seterr(err, errlen, -ENOMEM, "out of memory");
+        return NULL;
     in->cfg = c;
     init_sync(in);
-    /* Listen first, so a platform polling /_/ready gets 503 rather than a refused connection. */
-    struct startup st = {0};
-    int rc = start_http(in, err, errlen);
-    if (rc == 0)
-        rc = load_model(in, &st, err, errlen);
-    if (rc == 0)
-        rc = -pthread_create(&in->worker, NULL, worker_main, in);
-    if (rc < 0) {
-        instance_free(in);
-        return rc;
-    }
+    return in;
+}
+
+/* The model is loaded and warm, HTTP listening: start the worker, become ready, tell shmfaasd
+ * (--ready-fd) and log how long each step took. On failure the caller frees in. */
+static int instance_go(struct fn_instance *in, int64_t t0_ns, const struct startup *st, char *err,
+                       size_t errlen)
+{
+    const struct fn_config *c = in->cfg;
+    int rc = -pthread_create(&in->worker, NULL, worker_main, in);
+    if (rc < 0)
+        return seterr(err, errlen, rc, "worker thread: %s", strerror(-rc));
     in->worker_started = true;
     pthread_mutex_lock(&in->lock);
     in->last_run_ns = now_ns();
     in->ready = true;
     pthread_mutex_unlock(&in->lock);
-    log_info("ready in %.1f ms since main() (%s %.1f ms, open %.1f ms, session %.1f ms, "
+    if (c->ready_fd >= 0) { /* pushed: no poll interval between ready and the first request */
+        ssize_t n = write(c->ready_fd, "R", 1);
+        if (n != 1)
+            log_warn("--ready-fd %d: %s", c->ready_fd, strerror(errno));
+        close(c->ready_fd);
+    }
+    log_info("ready in %.1f ms since %s (%s %.1f ms, open %.1f ms, session %.1f ms, "
              "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
-             (double)(now_ns() - t0_ns) / 1e6, fn_source_kind(in->source), st.source_ms, st.open_ms,
-             st.session_ms, st.warmup_ms, c->private_path ? c->private_path : c->model_ref,
-             fn_source_len(in->source), c->listen);
+             (double)(now_ns() - t0_ns) / 1e6, c->template_mode ? "the fork" : "main()",
+             fn_source_kind(in->source), st->source_ms, st->open_ms, st->session_ms, st->warmup_ms,
+             c->private_path ? c->private_path : c->model_ref, fn_source_len(in->source),
+             c->listen);
+    return 0;
+}
+
+int fn_instance_start(const struct fn_config *c, int64_t t0_ns, struct fn_instance **out, char *err,
+                      size_t errlen)
+{
+    struct fn_instance *in = instance_alloc(c);
+    if (!in)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    /* Listen first, so a platform polling /_/ready gets 503 rather than a refused connection. */
+    struct startup st = {0};
+    int rc = start_http(in, err, errlen);
+    if (rc == 0)
+        rc = load_model(in, &st, false, true, err, errlen);
+    if (rc == 0)
+        rc = instance_go(in, t0_ns, &st, err, errlen);
+    if (rc < 0) {
+        instance_free(in);
+        return rc;
+    }
     *out = in;
     return 0;
+}
+
+/* libgomp does not survive fork once a parallel region ran with more than one thread (the
+ * child waits for pool threads it does not have), so a template for threads > 1 never runs the
+ * session: its instances run the warm-up themselves. With one thread every parallel region runs
+ * inline in the calling thread and the warm-up is the template's. */
+int fn_instance_prepare(const struct fn_config *c, struct fn_instance **out, char *err,
+                        size_t errlen)
+{
+    struct fn_instance *in = instance_alloc(c);
+    if (!in)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    struct startup st = {0};
+    int rc = load_model(in, &st, true, c->threads == 1, err, errlen);
+    if (rc < 0) {
+        instance_free(in);
+        return rc;
+    }
+    /* The arena's pages are the instance's own: a fork would copy each on first write. */
+    engine_session_release_memory(in->session);
+    in->released = true;
+    log_info("template: model %s prepared (attach %.1f ms, open %.1f ms, session %.1f ms, "
+             "warm-up %.1f ms%s)",
+             c->model_ref, st.source_ms, st.open_ms, st.session_ms, st.warmup_ms,
+             in->warmed ? "" : ", left to each instance: threads > 1");
+    *out = in;
+    return 0;
+}
+
+int fn_instance_start_forked(struct fn_instance *in, int64_t t0_ns, char *err, size_t errlen)
+{
+    struct startup st = {0};
+    int64_t t = now_ns();
+    int rc = fn_source_take_lease(in->source, in->cfg, err, errlen);
+    st.source_ms = (double)(now_ns() - t) / 1e6;
+    if (rc == 0)
+        rc = start_http(in, err, errlen);
+    t = now_ns();
+    if (rc == 0 && !in->warmed) {
+        rc = warm_up(in, err, errlen);
+        in->warmed = rc == 0;
+    }
+    st.warmup_ms = (double)(now_ns() - t) / 1e6;
+    if (rc == 0)
+        rc = instance_go(in, t0_ns, &st, err, errlen);
+    return rc;
+}
+
+int fn_instance_image_fd(const struct fn_instance *in)
+{
+    return fn_source_fd(in->source);
+}
+
+void fn_instance_free_prepared(struct fn_instance *in)
+{
+    instance_free(in);
 }
 
 void fn_instance_drain_and_stop(struct fn_instance *in)

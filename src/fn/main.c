@@ -6,9 +6,10 @@
  *   shmfaas-fn --private resnet50.onnx --listen unix:/run/fn.sock
  *
  * main() reads the configuration, starts the instance and waits for SIGTERM/SIGINT in sigwait(),
- * outside signal context; then it drains in-flight requests and exits 0. It exits 75
- * (EX_TEMPFAIL) when the store refused its model (budget, the model does not compile, or a thread
- * count the store does not compile for).
+ * outside signal context; then it drains in-flight requests and exits 0. With --template it is a
+ * template (template.c) that forks instances for shmfaasd; each fork continues here as an
+ * instance. It exits 75 (EX_TEMPFAIL) when the store refused its model (budget, the model does not
+ * compile, or a thread count the store does not compile for).
  */
 #include "fn/fn.h"
 #include "fn/store_source.h"
@@ -17,7 +18,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sysexits.h>
 
 /* Whether rc is the store refusing the model (store_source.h): restarting at once cannot help, so
  * the exit status tells a supervisor to back off rather than restart. */
@@ -45,11 +45,16 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     struct fn_instance *inst = NULL;
-    int rc = fn_instance_start(&cfg, t0, &inst, err, sizeof(err));
+    int rc = cfg.template_mode ? fn_template_run(&cfg, &inst, err, sizeof(err))
+                               : fn_instance_start(&cfg, t0, &inst, err, sizeof(err));
     if (rc < 0) {
         log_error("%s", err);
         fn_config_free(&cfg);
-        return store_refused(rc) ? EX_TEMPFAIL : 1;
+        return store_refused(rc) ? FN_EXIT_REFUSED : 1;
+    }
+    if (rc == 0 && cfg.template_mode) { /* the template is done; its instances run on */
+        fn_config_free(&cfg);
+        return 0;
     }
     int sig = 0;
     sigwait(&sigs, &sig);

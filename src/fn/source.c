@@ -16,13 +16,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum source_kind { SOURCE_COMPILED, SOURCE_PLAN_COPY, SOURCE_STORE };
+enum source_kind { SOURCE_COMPILED, SOURCE_PLAN_COPY, SOURCE_STORE, SOURCE_TEMPLATE };
 
 struct fn_source {
     enum source_kind kind;
     void *image;
     size_t len;
     struct fn_store_source *store;
+    /* SOURCE_TEMPLATE: our own mapping of the image, its fd (-1 once closed) and identity; the
+     * lease (store) is taken only in a forked instance */
+    int fd;
+    struct fn_image_id id;
 };
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -92,17 +96,25 @@ static int compile_onnx(struct fn_source *s, const struct fn_config *c, char *er
 }
 
 /* The store compiles a symbolic-dim model for the shapes after '?' in its ref. */
-static int open_store(struct fn_source *s, const struct fn_config *c, char *err, size_t errlen)
+static int store_ref(const struct fn_config *c, char *ref, size_t len, char *err, size_t errlen)
 {
-    char ref[4352];
-
-    if ((size_t)snprintf(ref, sizeof(ref), "%s%s%s", c->model_ref, c->input_shape ? "?" : "",
-                         c->input_shape ? c->input_shape : "") >= sizeof(ref))
+    if ((size_t)snprintf(ref, len, "%s%s%s", c->model_ref, c->input_shape ? "?" : "",
+                         c->input_shape ? c->input_shape : "") >= len)
         return seterr(err, errlen, -ENAMETOOLONG, "model %.80s: ref with input_shape too long",
                       c->model_ref);
+    return 0;
+}
+
+#define REF_MAX 4352
+
+static int open_store(struct fn_source *s, const struct fn_config *c, char *err, size_t errlen)
+{
+    char ref[REF_MAX];
+    int rc = store_ref(c, ref, sizeof ref, err, errlen);
     s->kind = SOURCE_STORE;
-    return fn_store_source_open(c->store_path, ref, c->threads, &s->store, &s->image, &s->len, err,
-                                errlen);
+    return rc < 0 ? rc
+                  : fn_store_source_open(c->store_path, ref, c->threads, &s->store, &s->image,
+                                         &s->len, err, errlen);
 }
 
 int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err, size_t errlen)
@@ -110,6 +122,7 @@ int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err,
     struct fn_source *s = calloc(1, sizeof(*s));
     if (!s)
         return seterr(err, errlen, -ENOMEM, "out of memory");
+    s->fd = -1;
     int rc;
     if (c->private_path && has_suffix(c->private_path, ".plan"))
         rc = read_plan(s, c->private_path, err, errlen);
@@ -125,6 +138,60 @@ int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err,
     return 0;
 }
 
+int fn_source_open_template(const struct fn_config *c, struct fn_source **out, char *err,
+                            size_t errlen)
+{
+    char ref[REF_MAX];
+    if (c->private_path)
+        return seterr(err, errlen, -EINVAL, "--template: a --private model has no template");
+    struct fn_source *s = calloc(1, sizeof(*s));
+    if (!s)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    s->kind = SOURCE_TEMPLATE;
+    s->fd = -1;
+    int rc = store_ref(c, ref, sizeof ref, err, errlen);
+    if (rc == 0)
+        rc = fn_store_map_unleased(c->store_path, ref, c->threads, &s->image, &s->len, &s->fd,
+                                   &s->id, err, errlen);
+    if (rc < 0) {
+        fn_source_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int fn_source_fd(const struct fn_source *s)
+{
+    return s->fd;
+}
+
+int fn_source_take_lease(struct fn_source *s, const struct fn_config *c, char *err, size_t errlen)
+{
+    char ref[REF_MAX];
+    void *image;
+    size_t len;
+    struct fn_image_id id;
+    if (s->kind != SOURCE_TEMPLATE || s->store)
+        return seterr(err, errlen, -EINVAL, "not a template's image");
+    s->fd = -1; /* the forked instance closed it before taking its fds (source.h) */
+    int rc = store_ref(c, ref, sizeof ref, err, errlen);
+    if (rc == 0)
+        rc = fn_store_source_open(c->store_path, ref, c->threads, &s->store, &image, &len, err,
+                                  errlen);
+    if (rc == 0 && (rc = fn_store_source_id(s->store, &id)) < 0)
+        seterr(err, errlen, rc, "image of %s: fstat: %s", ref, strerror(-rc));
+    if (rc == 0 && (id.dev != s->id.dev || id.ino != s->id.ino || id.size != s->id.size ||
+                    memcmp(id.sha256, s->id.sha256, sizeof id.sha256) != 0))
+        rc = seterr(err, errlen, -ESTALE,
+                    "the store now hands another image of %s than the template mapped (evicted "
+                    "and made again since)",
+                    ref);
+    /* The session keeps using the template's mapping (same file): the lease's own mapping is
+     * never touched, so it costs a VMA and no page. */
+    return rc;
+}
+
 const void *fn_source_image(const struct fn_source *s)
 {
     return s->image;
@@ -137,7 +204,7 @@ size_t fn_source_len(const struct fn_source *s)
 
 const char *fn_source_kind(const struct fn_source *s)
 {
-    return s->kind == SOURCE_STORE ? "store" : "private";
+    return s->kind == SOURCE_STORE ? "store" : s->kind == SOURCE_TEMPLATE ? "template" : "private";
 }
 
 void fn_source_close(struct fn_source *s)
@@ -153,6 +220,13 @@ void fn_source_close(struct fn_source *s)
             munmap(s->image, s->len ? s->len : 1);
         break;
     case SOURCE_STORE:
+        fn_store_source_close(s->store);
+        break;
+    case SOURCE_TEMPLATE:
+        if (s->image)
+            munmap(s->image, s->len);
+        if (s->fd >= 0)
+            close(s->fd);
         fn_store_source_close(s->store);
         break;
     }

@@ -15,7 +15,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define RECONNECT_TRY_MS  1000
@@ -159,4 +161,49 @@ void fn_store_source_close(struct fn_store_source *s)
     if (s->client)
         store_close(s->client);
     free(s);
+}
+
+static int image_id(const struct store_image *img, struct fn_image_id *id)
+{
+    struct stat st;
+    if (fstat(img->fd, &st) < 0)
+        return -errno;
+    *id = (struct fn_image_id){.dev = st.st_dev, .ino = st.st_ino, .size = img->size};
+    memcpy(id->sha256, img->sha256, sizeof id->sha256);
+    return 0;
+}
+
+int fn_store_source_id(const struct fn_store_source *s, struct fn_image_id *id)
+{
+    return image_id(s->img, id);
+}
+
+int fn_store_map_unleased(const char *socket_path, const char *ref, int threads, void **image,
+                          size_t *len, int *fd, struct fn_image_id *id, char *err, size_t errlen)
+{
+    struct store_client *c = NULL;
+    const struct store_image *img = NULL;
+    *fd = -1;
+    int rc = store_connect(socket_path, &c, err, errlen);
+    if (rc == 0)
+        rc = store_attach(c, ref, threads, &img, err, errlen);
+    if (rc == 0 && (rc = image_id(img, id)) < 0)
+        seterr(err, errlen, rc, "image of %s: fstat: %s", ref, strerror(-rc));
+    if (rc == 0 && (*fd = fcntl(img->fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        rc = seterr(err, errlen, -errno, "image of %s: dup: %s", ref, strerror(errno));
+    if (rc == 0) {
+        *len = (size_t)img->size;
+        *image = mmap(NULL, *len, PROT_READ, MAP_SHARED, *fd, 0);
+        if (*image == MAP_FAILED) {
+            *image = NULL;
+            rc = seterr(err, errlen, -errno, "image of %s: mmap: %s", ref, strerror(errno));
+        }
+    }
+    if (rc < 0 && *fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    if (c)
+        store_close(c); /* the lease ends; the mapping is ours */
+    return rc;
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct fn_store_source;
 
@@ -27,5 +28,21 @@ int fn_store_source_open(const char *socket_path, const char *ref, int threads,
                          size_t errlen);
 /* NULL is a no-op. */
 void fn_store_source_close(struct fn_store_source *s);
+
+/* What proves two mappings are of the same image: the file (device, inode) and its bytes. */
+struct fn_image_id {
+    uint64_t dev, ino, size;
+    uint8_t sha256[32];
+};
+
+/* The leased image's identity. */
+int fn_store_source_id(const struct fn_store_source *s, struct fn_image_id *id);
+
+/* For a template: attaches ref, maps the image itself (PROT_READ, MAP_SHARED, from its own fd)
+ * and drops the lease and the connection, so that a template never pins a model (the store may
+ * evict it; its instances take leases of their own). *fd stays open: its link count falls to 0
+ * when the store evicts the image. */
+int fn_store_map_unleased(const char *socket_path, const char *ref, int threads, void **image,
+                          size_t *len, int *fd, struct fn_image_id *id, char *err, size_t errlen);
 
 #endif

@@ -16,7 +16,8 @@
  *  - an instance whose process died is never handed a request; a request that got no response byte
  *    from a dying instance is retried once on another one, otherwise it is answered 502;
  *  - the daemon never forks after starting threads except to exec shmfaas-fn / shmfaas-store at
- * once (the child only makes async-signal-safe calls before execve);
+ * once (the child only makes async-signal-safe calls before execve); instances forked by a
+ * template are re-parented to it (PR_SET_CHILD_SUBREAPER) and waited for like the others;
  *  - every directory the daemon writes in (state, functions, logs, pids, run, run/<function>) is
  *    owned by its euid and writable by nobody else: no instance uid can plant a symlink, a pidfile
  *    or a socket where the daemon creates, truncates or follows one.
@@ -117,8 +118,25 @@ struct instance {
     char sock[108];
     char cgroup[512]; /* "" when none */
     char pidname[GW_NAME_MAX + 16]; /* "<function>-<id>.pid" in <state>/pids */
+    bool pushed;    /* tells its readiness over a pipe (--ready-fd): never probed */
+    bool templated; /* forked from its function's template */
     void **curl_idle; /* keep-alive easy handles not in use */
     int curl_nidle, curl_cap;
+};
+
+/* A function's template (instance.c): a warm `shmfaas-fn --template` that forks its instances
+ * (docs/architecture.md "An instance start"). Root, no lease, its own cgroup "<function>.t<id>"
+ * and pidfile "<function>.t<id>.pid" (a '.' no instance name has), retired with its model. */
+enum template_state { TEMPLATE_STARTING, TEMPLATE_READY };
+struct template {
+    pid_t pid;
+    int id;
+    int ctl; /* our end of its control socketpair (common/tmplproto.h) */
+    enum template_state state;
+    int64_t started_ms;
+    char key[65]; /* SHA-256 (hex) of the model ref and envVars it was made for */
+    char cgroup[512];
+    char pidname[GW_NAME_MAX + 16];
 };
 
 #define GW_MAX_CODES 16
@@ -144,6 +162,8 @@ struct function {
     int compiling;            /* compile-ahead requests (store PREPARE) running for it */
     bool refusal_pending;     /* the reason is still to be fetched from the store's stats */
     char refusal[512];        /* why, as the store said it */
+    struct template *tmpl;    /* NULL: none (yet, or --no-templates, or --private) */
+    int64_t tmpl_retry_ms;    /* a template that failed: no new one before this */
     struct autoscale_state as;
     int desired;
     uint64_t invocations;
@@ -151,6 +171,12 @@ struct function {
     int ncodes;
     struct prom_hist hist;
 };
+
+/* The pid of fn's template (for the memory tables), 0 when it has none. */
+static inline pid_t function_template_pid(const struct function *fn)
+{
+    return fn->tmpl ? fn->tmpl->pid : 0;
+}
 
 /* Isolation steps the host allows, probed once at start. */
 struct isolation {
@@ -188,6 +214,7 @@ struct gateway {
     bool as_root; /* keep instances as root (no uid drop) */
     uid_t uid_first, uid_last; /* --uid-range: one uid (= gid) per function */
     bool keep_images;          /* --keep-images: our store keeps its images at a clean stop */
+    bool no_templates;         /* --no-templates: every instance by fork+exec */
     /* async invocations (async.c): --async-workers, --async-retries, --async-max-queue,
      * --async-max-bytes, --callback-allow */
     int async_workers, async_retries;

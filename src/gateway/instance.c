@@ -12,6 +12,7 @@
 
 #include "common/common.h"
 #include "common/fnenv.h"
+#include "common/tmplproto.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +34,10 @@
 
 #define MAX_ENV       128
 #define STOP_GRACE_MS 10000
+
+/* shmfaas-fn's exit statuses (fn/fn.h: FN_EXIT_*). */
+#define FN_EXIT_REFUSED        75 /* the store refused the model */
+#define FN_EXIT_TEMPLATE_STALE 76 /* forked, it found the store hands another image */
 
 /* ---- pidfiles ---- */
 
@@ -308,6 +313,11 @@ static void probe_cgroup(struct gateway *g)
 void isolation_probe(struct gateway *g)
 {
     struct isolation *iso = &g->iso;
+    /* Instances forked by a template are re-parented to us when its middle process exits. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+        log_warn("PR_SET_CHILD_SUBREAPER: %s; templates off", strerror(errno));
+        g->no_templates = true;
+    }
     probe_cgroup(g);
     if (iso->cgroup_v2 || iso->cgroup_v1)
         log_info("isolation: cgroup %s under %s", iso->cgroup_v2 ? "v2" : "v1 memory",
@@ -356,10 +366,13 @@ static int cgroup_remove(const struct isolation *iso, const char *path)
 
 static bool cgroup_in_use(struct gateway *g, const char *path)
 {
-    for (struct function *fn = g->functions; fn; fn = fn->next)
+    for (struct function *fn = g->functions; fn; fn = fn->next) {
+        if (fn->tmpl && strcmp(fn->tmpl->cgroup, path) == 0)
+            return true;
         for (struct instance *in = fn->instances; in; in = in->next)
             if (in->state != INST_DEAD && strcmp(in->cgroup, path) == 0)
                 return true;
+    }
     return false;
 }
 
@@ -384,35 +397,44 @@ void cgroups_sweep(struct gateway *g)
 
 /* ---- cgroup of one instance ---- */
 
-static int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit)
+/* <cgroup root>/<name> with memory limit `limit` (0: none), its path in path; returns an fd of
+ * its cgroup.procs to join (-1: none, path ""). */
+static int cgroup_create_named(struct gateway *g, const char *name, uint64_t limit, char *path_out,
+                               size_t len)
 {
     const struct isolation *iso = &g->iso;
+    path_out[0] = '\0';
     if (!iso->cgroup_v2 && !iso->cgroup_v1)
         return -1;
-    str_fmt(in->cgroup, sizeof in->cgroup, "%s/%s-%d", iso->cgroup_root, in->fn->spec.name, in->id);
-    if (mkdir(in->cgroup, 0755) != 0 && errno != EEXIST) {
-        log_warn("instance %s-%d: cgroup %s: %s", in->fn->spec.name, in->id, in->cgroup,
-                 strerror(errno));
-        in->cgroup[0] = '\0';
+    str_fmt(path_out, len, "%s/%s", iso->cgroup_root, name);
+    if (mkdir(path_out, 0755) != 0 && errno != EEXIST) {
+        log_warn("%s: cgroup %s: %s", name, path_out, strerror(errno));
+        path_out[0] = '\0';
         return -1;
     }
     char path[600], val[32];
     if (limit) {
-        snprintf(path, sizeof path, "%s/%s", in->cgroup,
+        snprintf(path, sizeof path, "%s/%s", path_out,
                  iso->cgroup_v2 ? "memory.max" : "memory.limit_in_bytes");
         int n = snprintf(val, sizeof val, "%llu", (unsigned long long)limit);
         int fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, val, (size_t)n) != n)
-            log_warn("instance %s-%d: cannot set memory limit in %s: %s", in->fn->spec.name, in->id,
-                     path, strerror(errno));
+            log_warn("%s: cannot set memory limit in %s: %s", name, path, strerror(errno));
         if (fd >= 0)
             close(fd);
     }
-    snprintf(path, sizeof path, "%s/cgroup.procs", in->cgroup);
+    snprintf(path, sizeof path, "%s/cgroup.procs", path_out);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        log_warn("instance %s-%d: %s: %s", in->fn->spec.name, in->id, path, strerror(errno));
+        log_warn("%s: %s: %s", name, path, strerror(errno));
     return fd;
+}
+
+static int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit)
+{
+    char name[GW_NAME_MAX + 16];
+    snprintf(name, sizeof name, "%s-%d", in->fn->spec.name, in->id);
+    return cgroup_create_named(g, name, limit, in->cgroup, sizeof in->cgroup);
 }
 
 /* ---- logs: one reader thread per instance turns its output into NDJSON lines ---- */
@@ -480,7 +502,9 @@ static void *log_reader_main(void *arg)
     return NULL;
 }
 
-static void start_log_reader(struct gateway *g, struct instance *in, int fd)
+/* label: the "instance" field of its lines ("<function>-<id>", or "<function>.t<id>" for a
+ * template). */
+static void start_log_reader(struct gateway *g, const char *fn_name, const char *label, int fd)
 {
     struct log_reader *lr = calloc(1, sizeof *lr);
     pthread_t t;
@@ -489,9 +513,9 @@ static void start_log_reader(struct gateway *g, struct instance *in, int fd)
         return;
     }
     lr->fd = fd;
-    snprintf(lr->name, sizeof lr->name, "%s", in->fn->spec.name);
-    snprintf(lr->instance, sizeof lr->instance, "%s-%d", in->fn->spec.name, in->id);
-    function_log_path(g, in->fn->spec.name, lr->path, sizeof lr->path);
+    snprintf(lr->name, sizeof lr->name, "%s", fn_name);
+    snprintf(lr->instance, sizeof lr->instance, "%s", label);
+    function_log_path(g, fn_name, lr->path, sizeof lr->path);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -511,6 +535,7 @@ struct spawn {
     int out_fd;    /* becomes stdout+stderr; -1 = keep ours */
     int cgroup_fd; /* cgroup.procs to join; -1 = none */
     int listen_fd; /* becomes fd 3 (shmfaas-fn --listen fd:3); -1 = none */
+    int ready_fd;  /* becomes fd 4 (shmfaas-fn --ready-fd 4); -1 = none */
     bool netns, drop;
     uid_t uid;
     gid_t gid;
@@ -543,13 +568,14 @@ static void __attribute__((noreturn)) spawn_child(const struct spawn *sp)
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 && write(2, no_nnp, sizeof no_nnp - 1))
         (void)0;
-    if (sp->listen_fd >= 0) { /* dup2 clears close-on-exec, except onto itself */
-        if (sp->listen_fd == 3)
-            fcntl(3, F_SETFD, 0);
-        else if (dup2(sp->listen_fd, 3) != 3)
-            _exit(126);
-    }
-    syscall(SYS_close_range, sp->listen_fd >= 0 ? 4U : 3U, ~0U, 0U);
+    /* Moved above 10 first, so that neither dup2 below can land on the other's fd (dup2 clears
+     * close-on-exec on the copy). */
+    int lfd = sp->listen_fd >= 0 ? fcntl(sp->listen_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    int rfd = sp->ready_fd >= 0 ? fcntl(sp->ready_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    if ((sp->listen_fd >= 0 && (lfd < 0 || dup2(lfd, 3) != 3)) ||
+        (sp->ready_fd >= 0 && (rfd < 0 || dup2(rfd, 4) != 4)))
+        _exit(126);
+    syscall(SYS_close_range, sp->ready_fd >= 0 ? 5U : sp->listen_fd >= 0 ? 4U : 3U, ~0U, 0U);
     execve(sp->path, sp->argv, sp->envp);
     _exit(127);
 }
@@ -594,8 +620,8 @@ static void free_strv(char **v)
         free(*v);
 }
 
-static void model_args(struct gateway *g, const struct fn_spec *spec, char *path, size_t len,
-                       char **argv)
+/* argv[3...]: the model flags; returns the index of the NULL that ends them. */
+static int model_args(struct gateway *g, const struct fn_spec *spec, char **argv)
 {
     int a = 3;
     if (spec->private_model) { /* a ref: shmfaas-fn opens it confined to --models itself */
@@ -610,6 +636,7 @@ static void model_args(struct gateway *g, const struct fn_spec *spec, char *path
     argv[a++] = "--models"; /* where --private and envVars.labels must resolve */
     argv[a++] = g->models;
     argv[a] = NULL;
+    return a;
 }
 
 /* <state>/run/<function>/: the function's sockets, in a directory only we can enter (run/ is ours
@@ -665,6 +692,315 @@ static struct instance *instance_new(struct gateway *g, struct function *fn, cha
     return in;
 }
 
+/* ---- readiness, pushed ---- */
+
+/* An instance starting with --ready-fd 4: one thread blocks on the pipe's read end until the
+ * instance writes "R" (ready) or the pipe closes (it died; waitpid tells the rest). The instance
+ * is found again by pid and id under the lock: it may be gone by then. */
+struct ready_wait {
+    struct gateway *g;
+    int fd;
+    pid_t pid;
+    int id;
+};
+
+static void mark_ready(struct gateway *g, struct instance *in, const char *how)
+{
+    in->state = INST_READY;
+    in->fn->failures = 0;
+    in->fn->refused = false;
+    log_info("instance %s-%d: ready after %lld ms (%s)", in->fn->spec.name, in->id,
+             (long long)(now_ms() - in->started_ms), how);
+    pthread_cond_broadcast(&g->changed);
+}
+
+static struct instance *instance_by_pid(struct gateway *g, pid_t pid);
+
+static void *ready_wait_main(void *arg)
+{
+    struct ready_wait *rw = arg;
+    char b = 0;
+    ssize_t n;
+    do
+        n = read(rw->fd, &b, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && b == 'R') {
+        pthread_mutex_lock(&rw->g->lock);
+        struct instance *in = instance_by_pid(rw->g, rw->pid);
+        if (in && in->id == rw->id && in->state == INST_STARTING)
+            mark_ready(rw->g, in, in->templated ? "forked, pushed" : "pushed");
+        pthread_mutex_unlock(&rw->g->lock);
+    }
+    close(rw->fd);
+    free(rw);
+    return NULL;
+}
+
+/* Takes fd (closed on failure: the instance is then probed over HTTP). */
+static int ready_wait_start(struct gateway *g, struct instance *in, int fd)
+{
+    struct ready_wait *rw = malloc(sizeof *rw);
+    pthread_t t;
+    pthread_attr_t attr;
+    int rc = rw ? 0 : -ENOMEM;
+    if (rw) {
+        *rw = (struct ready_wait){.g = g, .fd = fd, .pid = in->pid, .id = in->id};
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = -pthread_create(&t, &attr, ready_wait_main, rw);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc < 0) {
+        free(rw);
+        close(fd);
+    }
+    return rc;
+}
+
+/* ---- templates ---- */
+
+#define TEMPLATE_FORK_TIMEOUT_MS 5000
+#define TEMPLATE_RETRY_MS        60000 /* after a failed template: instances by exec meanwhile */
+
+/* What a template is made for: the model ref and the envVars (codec settings, threads). */
+static void template_key(const struct fn_spec *spec, char key[SHA256_HEX_LEN])
+{
+    json_t *o = json_pack("{sssOsb}", "image", spec->image, "envVars",
+                          json_object_get(spec->deployment, "envVars") ?: json_null(), "private",
+                          spec->private_model);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    uint8_t d[SHA256_LEN];
+    sha256(text ? text : "", text ? strlen(text) : 0, d);
+    sha256_hex(d, key);
+    free(text);
+    json_decref(o);
+}
+
+static unsigned long long proc_ppid(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long v = 0;
+    return p && sscanf(p + 1, " %*c %llu", &v) == 1 ? v : 0;
+}
+
+static void template_free(struct gateway *g, struct template *t)
+{
+    if (t->ctl >= 0)
+        close(t->ctl);
+    remove_pidfile(g, t->pidname);
+    if (t->cgroup[0] && cgroup_remove(&g->iso, t->cgroup) != 0)
+        log_debug("cgroup %s: still busy; the sweep removes it", t->cgroup);
+    free(t);
+}
+
+/* Retires fn's template: SIGKILL, since it holds nothing worth a goodbye (no lease, no request;
+ * its instances are not its children and have their own process groups and cgroups). Its exit
+ * is then reaped like any child we no longer know; wait: at shutdown, reap it here. */
+static void template_retire(struct gateway *g, struct function *fn, const char *why, bool wait)
+{
+    struct template *t = fn->tmpl;
+    if (!t)
+        return;
+    fn->tmpl = NULL;
+    log_info("function %s: template pid %d retired: %s", fn->spec.name, (int)t->pid, why);
+    kill(t->pid, SIGKILL);
+    int st;
+    if (wait)
+        waitpid(t->pid, &st, 0);
+    template_free(g, t);
+}
+
+static void templates_retire_all(struct gateway *g, const char *why, bool wait)
+{
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        template_retire(g, fn, why, wait);
+}
+
+/* A template that could not become one: exec for its function's instances until the retry. */
+static void template_failed(struct gateway *g, struct function *fn, const char *why)
+{
+    log_warn("function %s: template pid %d failed: %s; its instances start by exec (next "
+             "template in %d s)",
+             fn->spec.name, (int)fn->tmpl->pid, why, TEMPLATE_RETRY_MS / 1000);
+    fn->tmpl_retry_ms = now_ms() + TEMPLATE_RETRY_MS;
+    template_retire(g, fn, "failed", false);
+}
+
+/* On fn's first scale-up (and after one was retired): start its template, exec'd like an
+ * instance but as root (it must set its instances' uid), no_new_privs, in its own netns and
+ * cgroup (the function's memory limit), with a socketpair as fd 3 instead of a listener. */
+static void template_start(struct gateway *g, struct function *fn)
+{
+    int64_t now = now_ms();
+    if (g->no_templates || fn->spec.private_model || fn->tmpl || fn->deleted || g->stopping ||
+        now < fn->tmpl_retry_ms)
+        return;
+    struct template *t = calloc(1, sizeof *t);
+    int sv[2] = {-1, -1}, pipefd[2] = {-1, -1};
+    if (!t || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        log_warn("function %s: no template: %s", fn->spec.name, strerror(t ? errno : ENOMEM));
+        free(t);
+        fn->tmpl_retry_ms = now + TEMPLATE_RETRY_MS;
+        return;
+    }
+    t->ctl = sv[0];
+    t->id = ++g->next_instance_id;
+    template_key(&fn->spec, t->key);
+    char label[GW_NAME_MAX + 16];
+    snprintf(label, sizeof label, "%s.t%d", fn->spec.name, t->id);
+    snprintf(t->pidname, sizeof t->pidname, "%s.t%d.pid", fn->spec.name, t->id);
+    struct spawn sp = {
+        .path = g->fn_bin, .netns = g->iso.netns, .listen_fd = sv[1], .ready_fd = -1};
+    sp.argv[0] = g->fn_bin;
+    sp.argv[1] = "--listen";
+    sp.argv[2] = "fd:3";
+    int a = model_args(g, &fn->spec, sp.argv);
+    sp.argv[a++] = "--template";
+    sp.argv[a] = NULL;
+    int n = build_env(&fn->spec, sp.envp);
+    /* test-only (tests/gateway/test_template.py): ours, passed to templates alone */
+    const char *knob = getenv("SHMFAAS_TEST_TEMPLATE_FAIL");
+    if (knob && n < MAX_ENV && asprintf(&sp.envp[n], "SHMFAAS_TEST_TEMPLATE_FAIL=%s", knob) >= 0)
+        sp.envp[++n] = NULL;
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        log_warn("function %s: template: no log pipe: %s", fn->spec.name, strerror(errno));
+    sp.out_fd = pipefd[1];
+    sp.cgroup_fd = cgroup_create_named(g, label, fn->spec.mem_limit, t->cgroup, sizeof t->cgroup);
+    t->pid = spawn_run(&sp);
+    int saved = errno;
+    free_strv(sp.envp);
+    close(sv[1]);
+    if (sp.cgroup_fd >= 0)
+        close(sp.cgroup_fd);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    if (t->pid < 0) {
+        log_warn("function %s: template: fork: %s", fn->spec.name, strerror(saved));
+        if (pipefd[0] >= 0)
+            close(pipefd[0]);
+        fn->tmpl_retry_ms = now + TEMPLATE_RETRY_MS;
+        t->pidname[0] = '\0';
+        template_free(g, t);
+        return;
+    }
+    if (pipefd[0] >= 0)
+        start_log_reader(g, fn->spec.name, label, pipefd[0]);
+    write_pidfile(g, t->pidname, t->pid);
+    t->state = TEMPLATE_STARTING;
+    t->started_ms = now;
+    fn->tmpl = t;
+    log_info("function %s: template pid %d starting", fn->spec.name, (int)t->pid);
+}
+
+/* A starting template's first word: ready, or why not. Under the lock, never blocking. */
+static void template_poll(struct gateway *g, struct function *fn)
+{
+    struct template *t = fn->tmpl;
+    if (!t || t->state != TEMPLATE_STARTING)
+        return;
+    struct tmpl_msg m;
+    int fds[TMPL_MAX_FDS];
+    char why[256];
+    int rc = tmpl_recv(t->ctl, &m, fds, 1u << TMPL_READY | 1u << TMPL_FAILED, 0, why, sizeof why);
+    int64_t now = now_ms();
+    if (rc == -ETIMEDOUT) {
+        if (now - t->started_ms > g->ready_timeout_ms)
+            template_failed(g, fn, "not ready within --ready-timeout");
+        return;
+    }
+    if (rc == 0 && m.type == TMPL_READY) {
+        t->state = TEMPLATE_READY;
+        log_info("function %s: template pid %d ready after %lld ms", fn->spec.name, (int)t->pid,
+                 (long long)(now - t->started_ms));
+        return;
+    }
+    template_failed(g, fn, rc == 0 ? m.text : why);
+}
+
+static struct function *template_by_pid(struct gateway *g, pid_t pid)
+{
+    for (struct function *fn = g->functions; fn; fn = fn->next)
+        if (fn->tmpl && fn->tmpl->pid == pid)
+            return fn;
+    return NULL;
+}
+
+/* fn's template exited by itself: its model was evicted (it retires then), or it failed. */
+static void template_exited(struct gateway *g, struct function *fn, int st)
+{
+    struct template *t = fn->tmpl;
+    char why[300];
+    if (t->state == TEMPLATE_STARTING) {
+        struct tmpl_msg m;
+        int fds[TMPL_MAX_FDS];
+        char e[256];
+        if (tmpl_recv(t->ctl, &m, fds, 1u << TMPL_FAILED, 0, e, sizeof e) == 0)
+            snprintf(why, sizeof why, "%s", m.text);
+        else
+            snprintf(why, sizeof why, "exited with status %d before it was ready", st);
+        template_failed(g, fn, why);
+        return;
+    }
+    log_info("function %s: template pid %d exited (status %d: its model was evicted, or it "
+             "stopped); the next scale-up makes a new one",
+             fn->spec.name, (int)t->pid, st);
+    fn->tmpl = NULL;
+    template_free(g, t);
+}
+
+/* Asks fn's ready template for an instance with sp's identity and fds. Returns its pid (our
+ * child now: re-parented to us), or 0 when there is no template to ask or it failed, which
+ * retires it: the caller then execs. */
+static pid_t template_fork(struct gateway *g, struct function *fn, const struct spawn *sp)
+{
+    struct template *t = fn->tmpl;
+    if (!t || t->state != TEMPLATE_READY || sp->out_fd < 0 || sp->ready_fd < 0)
+        return 0;
+    char key[SHA256_HEX_LEN], why[300] = "";
+    template_key(&fn->spec, key);
+    if (strcmp(key, t->key) != 0) {
+        template_retire(g, fn, "the function's model or settings changed", false);
+        return 0;
+    }
+    struct tmpl_msg m;
+    tmpl_msg_init(&m, TMPL_FORK);
+    m.flags = (sp->netns ? TMPL_F_NETNS : 0) | (sp->drop ? TMPL_F_DROP : 0) |
+              (sp->cgroup_fd >= 0 ? TMPL_F_CGROUP : 0);
+    m.uid = sp->uid;
+    m.gid = sp->gid;
+    int fds[TMPL_MAX_FDS] = {sp->listen_fd, sp->ready_fd, sp->out_fd, sp->cgroup_fd},
+        got[TMPL_MAX_FDS];
+    int rc = tmpl_send(t->ctl, &m, fds, tmpl_fork_nfds(m.flags));
+    if (rc < 0)
+        snprintf(why, sizeof why, "send: %s", strerror(-rc));
+    else
+        rc = tmpl_recv(t->ctl, &m, got, 1u << TMPL_FORKED | 1u << TMPL_FAILED,
+                       TEMPLATE_FORK_TIMEOUT_MS, why, sizeof why);
+    if (rc == 0 && m.type == TMPL_FAILED) {
+        rc = -EIO;
+        snprintf(why, sizeof why, "%s", m.text);
+    }
+    if (rc == 0 && (m.pid <= 1 || proc_ppid(m.pid) != (unsigned long long)getpid())) {
+        rc = -EPROTO;
+        snprintf(why, sizeof why, "it named pid %d, which is not our child", (int)m.pid);
+    }
+    if (rc < 0) {
+        log_warn("function %s: template pid %d could not fork an instance: %s; starting it by "
+                 "exec",
+                 fn->spec.name, (int)t->pid, why);
+        template_retire(g, fn, "a fork failed", false);
+        return 0;
+    }
+    return m.pid;
+}
+
 int instance_start(struct gateway *g, struct function *fn, char *err, size_t errlen)
 {
     struct instance *in = instance_new(g, fn, err, errlen);
@@ -675,7 +1011,6 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
                        .drop = g->iso.drop_uid,
                        .uid = fn->uid,
                        .gid = (gid_t)fn->uid};
-    char model_path[1024];
     sp.listen_fd = bind_instance_socket(in->sock, err, errlen);
     if (sp.listen_fd < 0) {
         int rc = sp.listen_fd;
@@ -685,40 +1020,68 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     sp.argv[0] = g->fn_bin;
     sp.argv[1] = "--listen";
     sp.argv[2] = "fd:3";
-    model_args(g, &fn->spec, model_path, sizeof model_path, sp.argv);
-    build_env(&fn->spec, sp.envp);
-    int pipefd[2] = {-1, -1};
+    int a = model_args(g, &fn->spec, sp.argv);
+    int pipefd[2] = {-1, -1}, ready[2] = {-1, -1};
     if (pipe2(pipefd, O_CLOEXEC) != 0)
         log_warn("instance %s-%d: no log pipe: %s", fn->spec.name, in->id, strerror(errno));
+    if (pipe2(ready, O_CLOEXEC) != 0)
+        log_warn("instance %s-%d: no readiness pipe (%s): probing /_/ready instead", fn->spec.name,
+                 in->id, strerror(errno));
+    sp.ready_fd = ready[1];
+    if (ready[1] >= 0) {
+        sp.argv[a++] = "--ready-fd";
+        sp.argv[a++] = "4";
+        sp.argv[a] = NULL;
+    }
     sp.out_fd = pipefd[1];
     sp.cgroup_fd = cgroup_create(g, in, fn->spec.mem_limit);
-    in->pid = spawn_run(&sp);
-    int saved = errno;
-    free_strv(sp.envp);
+    pid_t tmpl = fn->tmpl ? fn->tmpl->pid : 0;
+    in->pid = template_fork(g, fn, &sp);
+    in->templated = in->pid > 0;
+    int saved = 0;
+    if (!in->templated) {
+        build_env(&fn->spec, sp.envp);
+        in->pid = spawn_run(&sp);
+        saved = errno;
+        free_strv(sp.envp);
+    }
     close(sp.listen_fd);
     if (sp.cgroup_fd >= 0)
         close(sp.cgroup_fd);
     if (pipefd[1] >= 0)
         close(pipefd[1]);
+    if (ready[1] >= 0)
+        close(ready[1]);
     if (in->pid < 0) {
         if (pipefd[0] >= 0)
             close(pipefd[0]);
+        if (ready[0] >= 0)
+            close(ready[0]);
         if (in->cgroup[0])
             rmdir(in->cgroup);
         unlink(in->sock);
         free(in);
         return seterr(err, errlen, -saved, "fork: %s", strerror(saved));
     }
-    if (pipefd[0] >= 0)
-        start_log_reader(g, in, pipefd[0]);
+    if (pipefd[0] >= 0) {
+        char label[GW_NAME_MAX + 16];
+        snprintf(label, sizeof label, "%s-%d", fn->spec.name, in->id);
+        start_log_reader(g, fn->spec.name, label, pipefd[0]);
+    }
     write_pidfile(g, in->pidname, in->pid);
     in->state = INST_STARTING;
     in->started_ms = now_ms();
     in->next = fn->instances;
     fn->instances = in;
-    log_info("instance %s-%d: started pid %d (%s, uid %d)", fn->spec.name, in->id, (int)in->pid,
-             fn->spec.private_model ? "private model" : "shared model",
-             g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
+    if (ready[0] >= 0)
+        in->pushed = ready_wait_start(g, in, ready[0]) == 0;
+    if (in->templated)
+        log_info("instance %s-%d: forked pid %d from template pid %d (uid %d)", fn->spec.name,
+                 in->id, (int)in->pid, (int)tmpl, g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
+    else
+        log_info("instance %s-%d: started pid %d (%s, uid %d)", fn->spec.name, in->id, (int)in->pid,
+                 fn->spec.private_model ? "private model" : "shared model",
+                 g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
     return 0;
 }
 
@@ -768,9 +1131,7 @@ static void backoff(struct function *fn)
     fn->backoff_until_ms = now_ms() + (ms < 30000 ? ms : 30000);
 }
 
-/* shmfaas-fn's exit status after the store refused its model (EX_TEMPFAIL). */
-#define FN_EXIT_REFUSED   75
-#define REFUSAL_RETRY_MS  30000 /* until the store's own retry_in_ms is known */
+#define REFUSAL_RETRY_MS 30000 /* until the store's own retry_in_ms is known */
 
 /* The store refused fn's model: no new instance (no crash loop) until it may say otherwise. */
 static void function_refused(struct function *fn)
@@ -788,7 +1149,12 @@ static void instance_exited(struct gateway *g, struct instance *in, int st)
 {
     struct function *fn = in->fn;
     bool expected = in->state == INST_STOPPING;
-    if (!expected && WIFEXITED(st) && WEXITSTATUS(st) == FN_EXIT_REFUSED) {
+    if (!expected && in->templated && WIFEXITED(st) && WEXITSTATUS(st) == FN_EXIT_TEMPLATE_STALE) {
+        log_warn("instance %s-%d: the store now hands another image of %s than its template "
+                 "mapped; the next instance starts by exec",
+                 fn->spec.name, in->id, fn->spec.image);
+        template_retire(g, fn, "its image is no longer the store's", false);
+    } else if (!expected && WIFEXITED(st) && WEXITSTATUS(st) == FN_EXIT_REFUSED) {
         log_warn("instance %s-%d: the store refused model %s; no new instance before a retry",
                  fn->spec.name, in->id, fn->spec.image);
         function_refused(fn);
@@ -832,6 +1198,12 @@ static void reap_children(struct gateway *g)
         if (pid == g->store_pid) {
             log_error("shmfaas-store (pid %d) exited with status %d; restarting it", (int)pid, st);
             g->store_pid = 0;
+            templates_retire_all(g, "the store restarts", false); /* re-made at the next scale-up */
+            continue;
+        }
+        struct function *tf = template_by_pid(g, pid);
+        if (tf) {
+            template_exited(g, tf, st);
             continue;
         }
         struct instance *in = instance_by_pid(g, pid);
@@ -858,7 +1230,8 @@ static int sock_connectable(const char *path)
 int store_start(struct gateway *g, char *err, size_t errlen)
 {
     char uid[32], disk_dir[600];
-    struct spawn sp = {.path = g->store_bin, .out_fd = -1, .cgroup_fd = -1, .listen_fd = -1};
+    struct spawn sp = {
+        .path = g->store_bin, .out_fd = -1, .cgroup_fd = -1, .listen_fd = -1, .ready_fd = -1};
     int a = 0;
     sp.argv[a++] = g->store_bin;
     sp.argv[a++] = "--socket";
@@ -962,6 +1335,8 @@ static void check_ready(struct gateway *g)
                 in->stop_ms = now;
                 continue;
             }
+            if (in->pushed) /* it says so itself */
+                continue;
             probes[n].in = in;
             probes[n].pid = in->pid;
             snprintf(probes[n].sock, sizeof probes[n].sock, "%s", in->sock);
@@ -977,14 +1352,8 @@ static void check_ready(struct gateway *g)
         if (!ready[i])
             continue;
         struct instance *in = instance_by_pid(g, probes[i].pid);
-        if (in == probes[i].in && in->state == INST_STARTING) {
-            in->state = INST_READY;
-            in->fn->failures = 0;
-            in->fn->refused = false;
-            log_info("instance %s-%d: ready after %lld ms", in->fn->spec.name, in->id,
-                     (long long)(now_ms() - in->started_ms));
-            pthread_cond_broadcast(&g->changed);
-        }
+        if (in == probes[i].in && in->state == INST_STARTING)
+            mark_ready(g, in, "probed");
     }
 }
 
@@ -1026,6 +1395,8 @@ static void scale_function(struct gateway *g, struct function *fn, int64_t now)
             backoff(fn);
         }
     }
+    if (want > 0) /* after the first instance: it need not wait for the template's spawn */
+        template_start(g, fn);
     for (int live = ai.current; live > want; live--) {
         struct instance *in = pick_victim(fn);
         if (!in)
@@ -1060,6 +1431,8 @@ static void collect_deleted(struct gateway *g)
 {
     for (struct function **p = &g->functions; *p;) {
         struct function *fn = *p;
+        if (fn->deleted)
+            template_retire(g, fn, "its function was removed", false);
         if (fn->deleted && fn->refs == 0 && !fn->instances) {
             *p = fn->next;
             if (!registry_find(g, fn->spec.name)) /* a re-created one keeps the directory */
@@ -1161,6 +1534,7 @@ static bool supervise_once(struct gateway *g)
     }
     check_ready(g);
     for (struct function *fn = g->functions; fn; fn = fn->next) {
+        template_poll(g, fn);
         if (!fn->deleted && !g->stopping) {
             scale_function(g, fn, now);
             retire_stale(g, fn);
@@ -1168,10 +1542,13 @@ static bool supervise_once(struct gateway *g)
         kill_overdue(fn, now);
     }
     collect_deleted(g);
-    for (struct function *fn = g->functions; fn; fn = fn->next)
+    for (struct function *fn = g->functions; fn; fn = fn->next) {
+        if (fn->tmpl && fn->tmpl->state == TEMPLATE_STARTING)
+            return true;
         for (struct instance *in = fn->instances; in; in = in->next)
-            if (in->state == INST_STARTING)
+            if (in->state == INST_STARTING && !in->pushed)
                 return true;
+    }
     return false;
 }
 
@@ -1191,6 +1568,7 @@ void *supervisor_main(void *arg)
 void instances_shutdown(struct gateway *g)
 {
     pthread_mutex_lock(&g->lock);
+    templates_retire_all(g, "shmfaasd stops", true);
     for (struct function *fn = g->functions; fn; fn = fn->next)
         for (struct instance *in = fn->instances; in; in = in->next)
             instance_stop(g, in);

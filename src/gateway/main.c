@@ -58,6 +58,8 @@ static void usage(FILE *f)
            "  --uid-range FIRST-LAST  one uid (= gid) per function when root (default "
            "200000-265535)\n"
            "  --keep-images         our store keeps its images at a clean stop (default: removed)\n"
+           "  --no-templates        start every instance by exec, never forked from a warm\n"
+           "                        template of its function (default: templates on)\n"
            "  --disk-budget SIZE    our store's disk tier in STATE/images: compiled images kept on\n"
            "                        disk, read back instead of recompiled (default 4 x --budget;\n"
            "                        0 = none)\n"
@@ -163,6 +165,8 @@ static int set_uid_range(struct gateway *g, const char *v)
 
 /* The flags of async invocations (issue 14). */
 enum { O_AWORKERS = 768, O_ARETRIES, O_AQUEUE, O_ABYTES, O_CBALLOW };
+/* Instances forked from templates (issue 15). */
+enum { O_NOTEMPLATES = 1024 };
 
 static int set_int(int *dst, const char *v, int lo, int hi, const char *flag)
 {
@@ -257,6 +261,10 @@ static int parse_bound_flag(struct gateway *g, int c, const char *v)
 
 static int parse_flag(struct gateway *g, int c, const char *v)
 {
+    if (c == O_NOTEMPLATES) {
+        g->no_templates = true;
+        return 0;
+    }
     if (c >= O_AWORKERS)
         return parse_async_flag(g, c, v);
     if (c >= O_NOAUTH)
@@ -359,6 +367,7 @@ static int parse_flags(struct gateway *g, int argc, char **argv)
                                          {"async-max-queue", required_argument, NULL, O_AQUEUE},
                                          {"async-max-bytes", required_argument, NULL, O_ABYTES},
                                          {"callback-allow", required_argument, NULL, O_CBALLOW},
+                                         {"no-templates", no_argument, NULL, O_NOTEMPLATES},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;

@@ -35,19 +35,26 @@ static void render_invocations(struct gateway *g, struct buf *b)
 }
 
 struct fn_mem {
-    uint64_t pss, uss, rss;
+    uint64_t pss, uss, rss, tmpl_pss;
 };
 
+/* A function's instances and its template (whose pages its instances share). */
 static struct fn_mem function_mem(const struct function *fn)
 {
     struct fn_mem m = {0};
+    struct proc_mem pm;
     for (const struct instance *in = fn->instances; in; in = in->next) {
-        struct proc_mem pm;
         if (in->state != INST_DEAD && proc_mem_read(in->pid, &pm) == 0) {
             m.pss += pm.pss;
             m.uss += proc_mem_uss(&pm);
             m.rss += pm.rss;
         }
+    }
+    if (function_template_pid(fn) > 0 && proc_mem_read(function_template_pid(fn), &pm) == 0) {
+        m.tmpl_pss = pm.pss;
+        m.pss += pm.pss;
+        m.uss += proc_mem_uss(&pm);
+        m.rss += pm.rss;
     }
     return m;
 }
@@ -63,10 +70,14 @@ static void render_functions(struct gateway *g, struct buf *b)
         {"shmfaas_function_instances_ready", "gauge", "Ready instances of a function."},
         {"shmfaas_function_inflight", "gauge", "Requests being served by a function."},
         {"shmfaas_function_queued", "gauge", "Requests held waiting for an instance."},
-        {"shmfaas_function_pss_bytes", "gauge", "Summed PSS of a function's instances."},
+        {"shmfaas_function_pss_bytes", "gauge",
+         "Summed PSS of a function's instances and template."},
         {"shmfaas_function_uss_bytes", "gauge",
-         "Summed USS (private memory) of a function's instances."},
-        {"shmfaas_function_rss_bytes", "gauge", "Summed RSS of a function's instances."},
+         "Summed USS (private memory) of a function's instances and template."},
+        {"shmfaas_function_rss_bytes", "gauge",
+         "Summed RSS of a function's instances and template."},
+        {"shmfaas_function_template_pss_bytes", "gauge",
+         "PSS of a function's template (0: none), included in shmfaas_function_pss_bytes."},
     };
     struct fn_mem mems[256];
     int nf = 0;
@@ -76,9 +87,14 @@ static void render_functions(struct gateway *g, struct buf *b)
         prom_header(b, series[s].name, series[s].type, series[s].help);
         int i = 0;
         for (struct function *fn = g->functions; fn && i < nf; fn = fn->next, i++) {
-            double v[] = {
-                function_live_count(fn), function_ready_count(fn), fn->inflight,       fn->queued,
-                (double)mems[i].pss,     (double)mems[i].uss,      (double)mems[i].rss};
+            double v[] = {function_live_count(fn),
+                          function_ready_count(fn),
+                          fn->inflight,
+                          fn->queued,
+                          (double)mems[i].pss,
+                          (double)mems[i].uss,
+                          (double)mems[i].rss,
+                          (double)mems[i].tmpl_pss};
             fn_label(fn, label, sizeof label);
             prom_sample(b, series[s].name, "function_name", label, v[s]);
         }

@@ -381,7 +381,7 @@ static json_t *rfc3339(int64_t ms)
 
 static json_t *usage_of(const struct function *fn)
 {
-    uint64_t pss = 0, uss = 0;
+    uint64_t pss = 0, uss = 0, tmpl = 0;
     for (const struct instance *in = fn->instances; in; in = in->next) {
         struct proc_mem m;
         if (in->state != INST_DEAD && proc_mem_read(in->pid, &m) == 0) {
@@ -389,9 +389,16 @@ static json_t *usage_of(const struct function *fn)
             uss += proc_mem_uss(&m);
         }
     }
-    /* totalMemoryBytes is OpenFaaS's field (PSS: shared pages split fairly); ussBytes is ours */
-    return json_pack("{sfsIsI}", "cpu", 0.0, "totalMemoryBytes", (json_int_t)pss, "ussBytes",
-                     (json_int_t)uss);
+    struct proc_mem m; /* the template's share counts too: its pages are its instances' */
+    if (function_template_pid(fn) > 0 && proc_mem_read(function_template_pid(fn), &m) == 0) {
+        tmpl = m.pss;
+        pss += m.pss;
+        uss += proc_mem_uss(&m);
+    }
+    /* totalMemoryBytes is OpenFaaS's field (PSS: shared pages split fairly); ussBytes and
+     * templateMemoryBytes (the template's PSS, in the total) are ours */
+    return json_pack("{sfsIsIsI}", "cpu", 0.0, "totalMemoryBytes", (json_int_t)pss, "ussBytes",
+                     (json_int_t)uss, "templateMemoryBytes", (json_int_t)tmpl);
 }
 
 static json_t *field_or_null(const json_t *dep, const char *key)
@@ -426,6 +433,10 @@ json_t *function_status(struct gateway *g, struct function *fn, bool usage)
     json_object_set_new(o, "imageStatus", json_string(fn->compiling ? "compiling" : "ready"));
     if (fn->refused) /* ours: why no instance runs (the store refused the model) */
         json_object_set_new(o, "refusal", json_string(fn->refusal));
+    if (fn->tmpl) /* ours: the warm template its instances are forked from */
+        json_object_set_new(o, "template",
+                            json_pack("{sIss}", "pid", (json_int_t)fn->tmpl->pid, "state",
+                                      fn->tmpl->state == TEMPLATE_READY ? "ready" : "starting"));
     if (usage)
         json_object_set_new(o, "usage", usage_of(fn));
     return o;

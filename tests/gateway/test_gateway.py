@@ -572,7 +572,9 @@ def case_restart(gw):
     old = gw.instance_pids()
     check(len(old) >= 4, "instances + store have pidfiles: %s" % old)
     gw.kill9()
-    check(all(alive(p) for p in old.values()), "instances outlive a SIGKILLed daemon")
+    # templates ("NAME.tID") exit with their daemon (their control socket closes); instances stay
+    check(all(alive(p) for k, p in old.items() if ".t" not in k),
+          "instances outlive a SIGKILLed daemon")
     gw.start()
     for p in old.values():
         check(not alive(p), "orphan pid %d reaped" % p)
