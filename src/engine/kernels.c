@@ -396,7 +396,9 @@ static void wide_store(void *p, int dt, size_t i, double v)
     }
 }
 
-int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n)
+/* Cast where either side is a wide type: float to integer truncates, NaN gives 0, out-of-range
+ * values saturate to int64 then wrap; float16 rounds to nearest even. */
+static int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n)
 {
     if (sdtype == ddtype) {
         memcpy(dst, src, n * engine_dtype_size(sdtype));
@@ -585,13 +587,3 @@ void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t in
         }
 }
 
-void k_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n)
-{
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) {
-            double acc = 0;
-            for (size_t p = 0; p < k; p++)
-                acc += (double)a[i * k + p] * b[p * n + j];
-            c[i * n + j] = (float)acc;
-        }
-}

@@ -99,9 +99,6 @@ void k_reduce_mean(const float *src, const struct engine_shape *s, const int *re
 /* Softmax over one axis: src viewed as [outer, len, inner]. */
 void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t inner);
 
-/* c[M,N] = a[M,K] × b[K,N], plain loops (folding and reference checks only). */
-void k_matmul(const float *a, const float *b, float *c, size_t m, size_t k, size_t n);
-
 /* ---- kernels_math.c: math operators (unary, reductions, arg-extrema, softmax family, logic and
  * variadic element-wise ops, layer-norm statistics, losses) ---- */
 
@@ -403,9 +400,6 @@ int k_max_unpool(const void *src, const int64_t *idx, size_t n, size_t esize, vo
                  size_t n_dst);
 /* 1 for float64 and float16: element types only Cast and data movement handle. */
 int k_dtype_wide(int dtype);
-/* Cast where either side is a wide type (k_cast calls it): float to integer truncates, NaN gives
- * 0, out-of-range values saturate to int64 then wrap; float16 rounds to nearest even. */
-int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_t n);
 /* 1 if CumSum runs on dtype (float32, float64, int32, int64). */
 int k_cumsum_ok(int dtype);
 /* Running sum along axis (negative counts from the end; -EINVAL when out of range), inclusive or

@@ -65,6 +65,21 @@ int k_reduction_ok(enum k_scatter_red r, int dtype)
 
 /* ---- GatherElements / ScatterElements ---- */
 
+/* GatherElements/ScatterElements: the offset in data (strides st) of element i of the indices
+ * (at position ix of shape is), its index replacing the coordinate at axis; -1 if out of range. */
+static int64_t element_offset(const void *idx, int idx_dtype, int64_t i,
+                              const struct engine_shape *ds, const struct engine_shape *is, int axis,
+                              const int64_t *ix, const int64_t *st)
+{
+    int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
+    if (j < 0)
+        return -1;
+    int64_t off = 0;
+    for (int d = 0; d < is->rank; d++)
+        off += (d == axis ? j : ix[d]) * st[d];
+    return off;
+}
+
 int k_gather_elements(const void *data, const struct engine_shape *ds, const void *idx,
                       int idx_dtype, const struct engine_shape *is, int axis, size_t esize,
                       void *dst)
@@ -73,12 +88,9 @@ int k_gather_elements(const void *data, const struct engine_shape *ds, const voi
     k_strides(ds, st);
     int64_t n = engine_shape_numel(is);
     for (int64_t i = 0; i < n; i++, next_index(is, ix)) {
-        int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
-        if (j < 0)
+        int64_t off = element_offset(idx, idx_dtype, i, ds, is, axis, ix, st);
+        if (off < 0)
             return -EINVAL;
-        int64_t off = 0;
-        for (int d = 0; d < is->rank; d++)
-            off += (d == axis ? j : ix[d]) * st[d];
         memcpy((char *)dst + (size_t)i * esize, (const char *)data + (size_t)off * esize, esize);
     }
     return 0;
@@ -95,12 +107,9 @@ int k_scatter_elements(const void *data, const struct engine_shape *ds, const vo
         memcpy(dst, data, (size_t)engine_shape_numel(ds) * esize);
     int64_t n = engine_shape_numel(is);
     for (int64_t i = 0; i < n; i++, next_index(is, ix)) {
-        int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
-        if (j < 0)
+        int64_t off = element_offset(idx, idx_dtype, i, ds, is, axis, ix, st);
+        if (off < 0)
             return -EINVAL;
-        int64_t off = 0;
-        for (int d = 0; d < is->rank; d++)
-            off += (d == axis ? j : ix[d]) * st[d];
         reduce_one(r, dtype, (char *)dst + (size_t)off * esize,
                    (const char *)updates + (size_t)i * esize, esize);
     }

@@ -83,7 +83,7 @@ int set_layout(struct lower *l, int64_t pt, uint32_t layout)
 }
 
 /* Records that `to` holds `from` in `layout`, so later consumers share it. */
-int remember(struct lower *l, int64_t from, uint32_t layout, int64_t to)
+static int remember(struct lower *l, int64_t from, uint32_t layout, int64_t to)
 {
     if (l->n_relayouts == l->cap_relayouts) {
         size_t cap = l->cap_relayouts ? 2 * l->cap_relayouts : 16;
@@ -96,6 +96,8 @@ int remember(struct lower *l, int64_t from, uint32_t layout, int64_t to)
     l->relayouts[l->n_relayouts++] = (struct relayout){from, layout, to};
     return 0;
 }
+
+static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
 
 /* Activation pt in the given layout: itself, or the output of a (shared) reorder node. */
 int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, uint32_t layout)
@@ -262,7 +264,7 @@ int set_inputs(struct lower *l, struct plan_node *pn, const int64_t *ts, uint32_
 }
 
 /* Reorders plain f32 weights (dims as the pd's weights md) into the chosen layout in the image. */
-int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd, uint32_t wt,
+static int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd, uint32_t wt,
                  const void *plain)
 {
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -333,7 +335,7 @@ int emit(struct lower *l, const struct ir_node *n, const struct plan_node *pn, i
     return rc;
 }
 
-int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
+static int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
 {
     struct plan_node pn = {.op = PLAN_OP_REORDER,
                            .sum_tensor = PLAN_NONE,
@@ -515,6 +517,16 @@ int plain_inputs(struct lower *l, const struct ir_node *n, int count, int64_t *i
             return lerr(l, n, -EINVAL, "missing or unusable input");
     }
     return 0;
+}
+
+int emit_with_posts(struct lower *l, const struct ir_node *n, struct plan_node *pn, int64_t out,
+                    const int64_t *ins, uint32_t n_in)
+{
+    pn->out = (uint32_t)out;
+    int rc = set_inputs(l, pn, ins, n_in);
+    if (!rc)
+        rc = lower_posts(l, n, pn);
+    return rc ? rc : emit(l, n, pn, -1, NULL);
 }
 
 int no_lower(struct lower *l, const struct ir_node *n)

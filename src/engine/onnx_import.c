@@ -495,6 +495,15 @@ static int import_inputs(struct importer *im, const Onnx__GraphProto *gp)
     return 0;
 }
 
+/* A malloc'd copy of n elements (at least one byte, so an empty list is not NULL). */
+static void *dup_array(const void *src, size_t n, size_t esize)
+{
+    void *p = malloc(n ? n * esize : 1);
+    if (p && n)
+        memcpy(p, src, n * esize);
+    return p;
+}
+
 static int copy_attr(struct importer *im, const char *node, const Onnx__AttributeProto *ap,
                      struct ir_attr *a)
 {
@@ -520,20 +529,10 @@ static int copy_attr(struct importer *im, const char *node, const Onnx__Attribut
         return 0;
     case IR_ATTR_FLOATS:
         a->n = ap->n_floats;
-        a->floats = malloc((a->n ? a->n : 1) * sizeof(float));
-        if (!a->floats)
-            return -ENOMEM;
-        if (a->n)
-            memcpy(a->floats, ap->floats, a->n * sizeof(float));
-        return 0;
+        return (a->floats = dup_array(ap->floats, a->n, sizeof(float))) ? 0 : -ENOMEM;
     case IR_ATTR_INTS:
         a->n = ap->n_ints;
-        a->ints = malloc((a->n ? a->n : 1) * sizeof(int64_t));
-        if (!a->ints)
-            return -ENOMEM;
-        if (a->n)
-            memcpy(a->ints, ap->ints, a->n * sizeof(int64_t));
-        return 0;
+        return (a->ints = dup_array(ap->ints, a->n, sizeof(int64_t))) ? 0 : -ENOMEM;
     case IR_ATTR_TENSOR: {
         if (!ap->t)
             break;
@@ -721,7 +720,8 @@ static int topo_sort(struct importer *im)
         edges += g->nodes[i].n_in;
     int *adj = calloc((size_t)edges + 1, sizeof(int));
     struct ir_node *sorted = calloc((size_t)n + 1, sizeof(*sorted));
-    if (!indeg || !order || !start || !adj || !sorted) {
+    int *fill = calloc((size_t)n + 1, sizeof(int));
+    if (!indeg || !order || !start || !adj || !sorted || !fill) {
         rc = seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
         goto out;
     }
@@ -735,11 +735,6 @@ static int topo_sort(struct importer *im)
         }
     for (int i = 0; i < n; i++)
         start[i + 1] += start[i];
-    int *fill = calloc((size_t)n + 1, sizeof(int));
-    if (!fill) {
-        rc = seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
-        goto out;
-    }
     for (int i = 0; i < n; i++)
         for (int k = 0; k < g->nodes[i].n_in; k++) {
             int t = g->nodes[i].in[k];
@@ -748,7 +743,6 @@ static int topo_sort(struct importer *im)
                 adj[start[p] + fill[p]++] = i;
             }
         }
-    free(fill);
     int head = 0, tail = 0;
     for (int i = 0; i < n; i++)
         if (indeg[i] == 0)
@@ -783,6 +777,7 @@ out:
     free(start);
     free(adj);
     free(sorted);
+    free(fill);
     return rc;
 }
 

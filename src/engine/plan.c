@@ -17,27 +17,6 @@
 #include <errno.h>
 #include <string.h>
 
-static const char *const op_names[PLAN_OP_COUNT_] = {
-    [PLAN_OP_CONV] = "conv",
-    [PLAN_OP_INNER] = "inner_product",
-    [PLAN_OP_MATMUL] = "matmul",
-    [PLAN_OP_POOL] = "pooling",
-    [PLAN_OP_ELTWISE] = "eltwise",
-    [PLAN_OP_BINARY] = "binary",
-    [PLAN_OP_SOFTMAX] = "softmax",
-    [PLAN_OP_CONCAT] = "concat",
-    [PLAN_OP_BATCHNORM] = "batch_normalization",
-    [PLAN_OP_REORDER] = "reorder",
-    [PLAN_OP_KERNEL] = "kernel",
-    [PLAN_OP_LAYERNORM] = "layer_normalization",
-    [PLAN_OP_WINOGRAD] = "winograd_conv",
-};
-
-const char *plan_op_name(uint32_t op)
-{
-    return op > 0 && op < PLAN_OP_COUNT_ ? op_names[op] : "?";
-}
-
 /* ---- operand checks ---- */
 
 /* Every operand f32, count within [lo, hi], role storage as given ("A" arena, "C" const,

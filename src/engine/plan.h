@@ -25,7 +25,6 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
  * user-managed scratchpad. Errors name the node. */
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
                         dnnl_primitive_desc_t *pd, char *err, size_t errlen);
-const char *plan_op_name(uint32_t op);
 /* A WINOGRAD node's geometry and post-ops (winograd.h); -EINVAL if it has none the kernels run. */
 struct wino_shape;
 struct wino_post;

@@ -12,6 +12,7 @@
 #include "common/common.h"
 #include "engine/plan_image.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,8 @@ static const struct layout_def *layout_find(uint32_t layout)
     return NULL;
 }
 
-int plan_layout_valid(uint32_t layout, uint32_t rank)
+/* 1 if layout is plain or one of the blocked/channels-last tags allowed for this rank. */
+static int plan_layout_valid(uint32_t layout, uint32_t rank)
 {
     const struct layout_def *d = layout_find(layout);
     return layout == PLAN_LAYOUT_PLAIN || (d && d->rank == rank);
@@ -199,6 +201,7 @@ int64_t plan_add_weights(struct plan_builder *b, uint64_t nbytes)
     if (grow((void **)&b->weights, &b->cap_weights, off + nbytes, 1) < 0)
         return -ENOMEM;
     b->weights_size = off + nbytes;
+    assert(off % PLAN_ALIGN == 0); /* every weight blob starts on a 64-byte boundary */
     return (int64_t)off;
 }
 
@@ -556,10 +559,13 @@ const char *plan_str(const struct plan_view *v, uint32_t off)
 
 int32_t plan_input(const struct plan_view *v, const struct plan_node *n, uint32_t i)
 {
+    assert(i < n->n_in && n->in_first + i < v->n_index); /* plan_view_init checked the slice */
     return v->index[n->in_first + i];
 }
 
 const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor *t)
 {
+    assert(t->storage == PLAN_ST_CONST || t->storage == PLAN_ST_PACKED);
+    assert(t->offset <= v->weights_size && t->nbytes <= v->weights_size - t->offset);
     return v->weights + t->offset;
 }

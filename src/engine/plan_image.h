@@ -280,8 +280,6 @@ const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor
  * MATMUL). */
 int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse,
                    dnnl_memory_desc_t *md);
-/* 1 if layout is plain or one of the blocked/channels-last tags allowed for this rank. */
-int plan_layout_valid(uint32_t layout, uint32_t rank);
 /* Channel block of a blocked layout (8, 16), 1 otherwise. */
 int plan_layout_block(uint32_t layout);
 /* The allowed layout md equals for these dims, or PLAN_LAYOUT_PLAIN if none. */

@@ -12,6 +12,7 @@
 #include "engine/plan.h"
 #include "engine/winograd.h"
 
+#include <assert.h>
 #include <errno.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -145,6 +146,9 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
     shape_of(src, &k->s);
     shape_of(&v->tensors[n->out], &k->o);
     /* counts were checked by plan_kernel_check: rank (transpose, reduce) or 2 x rank (slice) */
+    assert(n->alg != PLAN_K_SLICE || n->n_params == 2 * src->rank);
+    assert(n->alg != PLAN_K_PAD || n->n_params == src->rank + 1);
+    assert(n->alg != PLAN_K_TRANSPOSE || n->n_params == src->rank);
     for (uint32_t i = 0; i < n->n_params && i < ENGINE_MAX_RANK; i++)
         k->perm[i] = p[i];
     for (uint32_t i = 0; n->alg == PLAN_K_SLICE && i < src->rank && i < ENGINE_MAX_RANK; i++) {

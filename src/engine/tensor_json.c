@@ -415,82 +415,20 @@ void engine_tensor_set_free(struct engine_tensor_set *set)
 
 /* ================================================================ writer */
 
-/* A growable string; on allocation failure it sets failed and stops writing. */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void sb_reserve(struct sbuf *b, size_t more)
-{
-    size_t cap = b->cap ? b->cap : 4096;
-    char *p;
-
-    if (b->failed || b->len + more + 1 <= b->cap)
-        return;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->failed = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    sb_reserve(b, 64);
-    if (b->failed)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = true;
-        return;
-    }
-    if ((size_t)n >= b->cap - b->len) {
-        sb_reserve(b, (size_t)n);
-        if (b->failed)
-            return;
-        va_start(ap, fmt);
-        vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-    }
-    b->len += (size_t)n;
-}
-
 /* A JSON string literal; bytes below 0x20, '"' and '\\' escaped, the rest copied. */
-static void sb_string(struct sbuf *b, const char *s)
+static void sb_string(struct buf *b, const char *s)
 {
-    sb_printf(b, "\"");
+    buf_printf(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
-            sb_printf(b, "\\%c", c);
+            buf_printf(b, "\\%c", c);
         else if (c < 0x20)
-            sb_printf(b, "\\u%04x", c);
+            buf_printf(b, "\\u%04x", c);
         else
-            sb_printf(b, "%c", c);
+            buf_printf(b, "%c", c);
     }
-    sb_printf(b, "\"");
-}
-
-static void sb_append(struct sbuf *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->failed)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    buf_printf(b, "\"");
 }
 
 /* One element as JSON text into out (32 bytes); returns its length, or -1 for an unknown dtype.
@@ -536,7 +474,7 @@ static bool tensor_writable(const struct engine_tensor *t)
     return t->nbytes >= (size_t)numel * esize;
 }
 
-static void sb_tensor(struct sbuf *b, const struct engine_tensor *t, int index)
+static void sb_tensor(struct buf *b, const struct engine_tensor *t, int index)
 {
     char fallback[32];
     int64_t numel = engine_shape_numel(&t->shape);
@@ -544,10 +482,10 @@ static void sb_tensor(struct sbuf *b, const struct engine_tensor *t, int index)
     if (t->name == NULL)
         snprintf(fallback, sizeof fallback, "output%d", index);
     sb_string(b, t->name ? t->name : fallback);
-    sb_printf(b, ": {\"shape\": [");
+    buf_printf(b, ": {\"shape\": [");
     for (int d = 0; d < t->shape.rank; d++)
-        sb_printf(b, "%s%" PRId64, d ? "," : "", t->shape.dims[d]);
-    sb_printf(b, "], \"dtype\": \"%s\", \"data\": [", engine_dtype_name(t->dtype));
+        buf_printf(b, "%s%" PRId64, d ? "," : "", t->shape.dims[d]);
+    buf_printf(b, "], \"dtype\": \"%s\", \"data\": [", engine_dtype_name(t->dtype));
     for (int64_t i = 0; i < numel && !b->failed; i++) {
         char num[33] = ",";
         int len = format_element(num + 1, t, (size_t)i);
@@ -555,32 +493,32 @@ static void sb_tensor(struct sbuf *b, const struct engine_tensor *t, int index)
             b->failed = true;
             break;
         }
-        sb_append(b, i ? num : num + 1, (size_t)len + (i ? 1 : 0));
+        buf_append(b, i ? num : num + 1, (size_t)len + (i ? 1 : 0));
     }
-    sb_printf(b, "]}");
+    buf_printf(b, "]}");
 }
 
 char *engine_tensors_to_json(const struct engine_tensor *t, int n, const char *key)
 {
-    struct sbuf b = {0};
+    struct buf b = {0};
 
     if (key == NULL || n < 0 || (n > 0 && t == NULL))
         return NULL;
     for (int i = 0; i < n; i++)
         if (!tensor_writable(&t[i]))
             return NULL;
-    sb_printf(&b, "{");
+    buf_printf(&b, "{");
     sb_string(&b, key);
-    sb_printf(&b, ": {");
+    buf_printf(&b, ": {");
     for (int i = 0; i < n; i++) {
         if (i)
-            sb_printf(&b, ", ");
+            buf_printf(&b, ", ");
         sb_tensor(&b, &t[i], i);
     }
-    sb_printf(&b, "}}\n");
+    buf_printf(&b, "}}\n");
     if (b.failed) {
-        free(b.p);
+        buf_free(&b);
         return NULL;
     }
-    return b.p;
+    return b.data;
 }

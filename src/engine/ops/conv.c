@@ -14,17 +14,30 @@
 
 #define MAX_GROUP ((int64_t)1 << 24)
 
-int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+/* Conv, ConvTranspose: float32 x (with spatial dims), w, optional bias. */
+static int conv_operands(struct ir_graph *g, struct ir_node *n, struct ir_tensor **x,
+                         struct ir_tensor **w, struct ir_tensor **b, struct window *win, char *err,
+                         size_t errlen)
 {
     int rc = arity(g, n, 2, 3, err, errlen);
     if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
         (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
         (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
         return rc;
-    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 1), *b = in_t(g, n, 2);
-    if ((rc = spatial_input(g, n, x, err, errlen)))
+    *x = in_t(g, n, 0);
+    *w = in_t(g, n, 1);
+    *b = in_t(g, n, 2);
+    *win = (struct window){.k = (*x)->shape.rank - 2};
+    return spatial_input(g, n, *x, err, errlen);
+}
+
+int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    struct ir_tensor *x, *w, *b;
+    struct window win;
+    int rc = conv_operands(g, n, &x, &w, &b, &win, err, errlen);
+    if (rc)
         return rc;
-    struct window win = {.k = x->shape.rank - 2};
     int64_t group = ir_attr_int(n, "group", 1);
     char s1[128], s2[128];
     if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
@@ -222,15 +235,11 @@ static int deconv_pads(struct ir_graph *g, struct ir_node *n, struct window *w, 
 
 int infer_conv_transpose(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
-    int rc = arity(g, n, 2, 3, err, errlen);
-    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
-        (rc = want_dtype(g, n, 1, ENGINE_F32, err, errlen)) ||
-        (rc = want_dtype(g, n, 2, ENGINE_F32, err, errlen)))
+    struct ir_tensor *x, *w, *b;
+    struct window win;
+    int rc = conv_operands(g, n, &x, &w, &b, &win, err, errlen);
+    if (rc)
         return rc;
-    struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, 1), *b = in_t(g, n, 2);
-    if ((rc = spatial_input(g, n, x, err, errlen)))
-        return rc;
-    struct window win = {.k = x->shape.rank - 2};
     int64_t group = ir_attr_int(n, "group", 1), outpad[MAX_SPATIAL];
     char s1[128], s2[128];
     if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||

@@ -191,7 +191,8 @@ int infer_binary(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
     if (k_broadcast_shape(&a->shape, &b->shape, &o))
         return ir_node_err(g, n, err, errlen, -EINVAL, "shapes %s and %s do not broadcast",
                            shape_s(&a->shape, s1), shape_s(&b->shape, s2));
-    enum k_binop k = binop_of(n->op);
+    int k = binop_of(n->op);
+    assert(k >= 0); /* only ops with a k_binop route here (ops.def) */
     int cmp = k == K_EQUAL || k == K_LESS || k == K_GREATER;
     return set_out(g, n, 0, cmp ? ENGINE_BOOL : a->dtype, &o, err, errlen);
 }
@@ -322,11 +323,7 @@ int lower_binary(struct lower *l, const struct ir_node *n)
     ts[1] = in_layout(l, n, ts[1], layout);
     if (ts[0] < 0 || ts[1] < 0 || set_layout(l, out, layout))
         return -EINVAL;
-    pn.out = (uint32_t)out;
-    int rc = set_inputs(l, &pn, ts, 2);
-    if (!rc)
-        rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, -1, NULL);
+    return emit_with_posts(l, n, &pn, out, ts, 2);
 }
 
 /* Sum, Mean, Max, Min over 1 to 8 inputs; two-input Max/Min stay binary (oneDNN when it can). */
@@ -483,11 +480,7 @@ int lower_eltwise(struct lower *l, const struct ir_node *n)
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return -EINVAL;
-    pn.out = (uint32_t)out;
-    int rc = set_inputs(l, &pn, ts, 1);
-    if (!rc)
-        rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, -1, NULL);
+    return emit_with_posts(l, n, &pn, out, ts, 1);
 }
 
 /* ---- Add, Sub, Mul, Div, Pow ---- */

@@ -211,11 +211,7 @@ static int lower_plain_matmul(struct lower *l, const struct ir_node *n)
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || ts[1] < 0 || out < 0)
         return -EINVAL;
-    pn.out = (uint32_t)out;
-    int rc = set_inputs(l, &pn, ts, 2);
-    if (!rc)
-        rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, -1, NULL);
+    return emit_with_posts(l, n, &pn, out, ts, 2);
 }
 
 int lower_matmul(struct lower *l, const struct ir_node *n)

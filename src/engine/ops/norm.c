@@ -16,15 +16,23 @@
 
 /* ---- Softmax ---- */
 
-int infer_softmax(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+/* The one float32 input's axis, normalised; the default is -1 from opset 13 on, 1 before. */
+static int softmax_axis(struct ir_graph *g, struct ir_node *n, int *axis, char *err, size_t errlen)
 {
-    int rc = arity(g, n, 1, 1, err, errlen), axis;
+    int rc = arity(g, n, 1, 1, err, errlen);
     if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
         return rc;
-    struct ir_tensor *x = in_t(g, n, 0);
     int64_t def = g->opset >= 13 ? -1 : 1;
-    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", def), x->shape.rank, &axis, err, errlen)))
+    return norm_axis(g, n, ir_attr_int(n, "axis", def), in_t(g, n, 0)->shape.rank, axis, err,
+                     errlen);
+}
+
+int infer_softmax(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int axis, rc = softmax_axis(g, n, &axis, err, errlen);
+    if (rc)
         return rc;
+    struct ir_tensor *x = in_t(g, n, 0);
     if (g->opset < 13) {
         /* before opset 13 Softmax flattens to 2-D at axis: per-axis only when nothing follows */
         for (int i = axis + 1; i < x->shape.rank; i++)
@@ -76,11 +84,7 @@ int lower_softmax(struct lower *l, const struct ir_node *n)
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0)
         return -EINVAL;
-    pn.out = (uint32_t)out;
-    int rc = set_inputs(l, &pn, ts, 1);
-    if (!rc)
-        rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, -1, NULL);
+    return emit_with_posts(l, n, &pn, out, ts, 1);
 }
 
 /* ---- LogSoftmax, Hardmax ---- */
@@ -88,13 +92,10 @@ int lower_softmax(struct lower *l, const struct ir_node *n)
 /* LogSoftmax, Hardmax: axis normalised; before opset 13 the kernel coerces to 2-D at axis. */
 int infer_softmax_f(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
-    int rc = arity(g, n, 1, 1, err, errlen), axis;
-    if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)))
+    int axis, rc = softmax_axis(g, n, &axis, err, errlen);
+    if (rc)
         return rc;
     struct ir_tensor *x = in_t(g, n, 0);
-    int64_t def = g->opset >= 13 ? -1 : 1;
-    if ((rc = norm_axis(g, n, ir_attr_int(n, "axis", def), x->shape.rank, &axis, err, errlen)))
-        return rc;
     if (ir_attr_set_int(n, "axis", axis))
         return oom(g, n, err, errlen);
     return set_out(g, n, 0, ENGINE_F32, &x->shape, err, errlen);
@@ -153,11 +154,7 @@ int lower_batchnorm(struct lower *l, const struct ir_node *n)
     int64_t out = output_of(l, n, 0);
     if (out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return lerr(l, n, -EINVAL, "cannot lay out the output");
-    pn.out = (uint32_t)out;
-    int rc = set_inputs(l, &pn, ts, 5);
-    if (!rc)
-        rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, -1, NULL);
+    return emit_with_posts(l, n, &pn, out, ts, 5);
 }
 
 /* ---- LayerNormalization ---- */

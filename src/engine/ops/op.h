@@ -21,6 +21,7 @@
 #include "engine/plan.h"
 #include "engine/winograd.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -117,7 +118,6 @@ int64_t add_plan_tensor(struct lower *l, const struct ir_tensor *it, uint32_t st
 int64_t operand_of(struct lower *l, const struct ir_node *n, int t);
 int64_t output_of(struct lower *l, const struct ir_node *n, int k);
 int set_layout(struct lower *l, int64_t pt, uint32_t layout);
-int remember(struct lower *l, int64_t from, uint32_t layout, int64_t to);
 int64_t in_layout(struct lower *l, const struct ir_node *n, int64_t pt, uint32_t layout);
 int64_t act_operand(struct lower *l, const struct ir_node *n, int t);
 int64_t plain_operand(struct lower *l, const struct ir_node *n, int t);
@@ -127,13 +127,13 @@ const struct ir_tensor *ir_in(const struct lower *l, const struct ir_node *n, in
 int act_steps(enum ir_act act, float alpha, float beta, struct step s[2]);
 int push_post(struct plan_node *pn, uint32_t kind, const struct step *s);
 int lower_posts(struct lower *l, const struct ir_node *n, struct plan_node *pn);
+/* Emits a primitive node without packed weights: output out, inputs ins, the node's post-ops. */
+int emit_with_posts(struct lower *l, const struct ir_node *n, struct plan_node *pn, int64_t out,
+                    const int64_t *ins, uint32_t n_in);
 struct plan_node node_init(struct lower *l, const struct ir_node *n, uint32_t op);
 int set_inputs(struct lower *l, struct plan_node *pn, const int64_t *ts, uint32_t count);
-int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd, uint32_t wt,
-                 const void *plain);
 int emit(struct lower *l, const struct ir_node *n, const struct plan_node *pn, int64_t wt,
          const void *plain_weights);
-int64_t emit_reorder(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
 int64_t emit_copy(struct lower *l, const struct ir_node *n, int64_t from, int64_t to);
 int64_t packed_tensor(struct lower *l, const struct ir_tensor *w, int rank, const int64_t *dims);
 int get_ints(const struct ir_node *n, const char *name, int64_t *out, int count, int64_t def);

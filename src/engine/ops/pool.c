@@ -114,11 +114,7 @@ int lower_pool(struct lower *l, const struct ir_node *n)
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0 || set_layout(l, out, layout_of(l, ts[0])))
         return -EINVAL;
-    pn.out = (uint32_t)out;
-    int rc = set_inputs(l, &pn, ts, 1);
-    if (!rc)
-        rc = lower_posts(l, n, &pn);
-    return rc ? rc : emit(l, n, &pn, -1, NULL);
+    return emit_with_posts(l, n, &pn, out, ts, 1);
 }
 
 /* ---- GlobalAveragePool, GlobalMaxPool ---- */
