@@ -15,8 +15,8 @@ state. Each N step scales the functions up, waits until every instance is ready,
 to each new instance on its own socket, waits --settle seconds (shmfaas-fn gives its arena back
 after 1 s idle) and samples. The marginal cost of an instance is the slope between two N points.
 """
-import math
 import os
+import re
 import time
 
 import benchlib as bl
@@ -45,12 +45,12 @@ def plan(n):
     return out
 
 
-def instance_pids(gw):
-    """The instances' pids, from shmfaasd's pidfiles STATE/pids/FUNCTION-ID.pid."""
+def pidfiles(gw, pattern):
+    """The pids of shmfaasd's pidfiles STATE/pids/NAME whose name matches pattern."""
     d = os.path.join(gw.state, "pids")
     out = set()
     for f in os.listdir(d) if os.path.isdir(d) else []:
-        if f.endswith(".pid") and f != "store.pid" and not f.startswith("."):
+        if re.fullmatch(pattern, f):
             try:
                 with open(os.path.join(d, f)) as fh:
                     out.add(int(fh.read().split()[0]))
@@ -59,23 +59,35 @@ def instance_pids(gw):
     return out
 
 
-def role(pid, gw, inst):
-    """'instance', 'shmfaasd', 'store' or 'other' (templates, anything else it runs)."""
+def instance_pids(gw):
+    """The instances' pids (pidfiles FUNCTION-ID.pid)."""
+    return pidfiles(gw, r"[^.].*-\d+\.pid")
+
+
+def template_pids(gw):
+    """The templates' pids (pidfiles FUNCTION.tID.pid)."""
+    return pidfiles(gw, r"[^.].*\.t\d+\.pid")
+
+
+def role(pid, gw, inst, tmpl):
+    """'instance', 'template', 'shmfaasd', 'store' or 'other'."""
     if pid == gw.proc.pid:
         return "shmfaasd"
     if pid in inst:
         return "instance"
+    if pid in tmpl:
+        return "template"
     return "store" if bl.comm(pid) == "shmfaas-store" else "other"
 
 
 def sample(gw, cg):
     pids = cg.pids()
-    parts = {"shmfaasd": 0, "store": 0, "other": 0, "instance": 0}
+    parts = {"shmfaasd": 0, "store": 0, "template": 0, "other": 0, "instance": 0}
     count = {k: 0 for k in parts}
     pte = 0
-    inst = instance_pids(gw)
+    inst, tmpl = instance_pids(gw), template_pids(gw)
     for p in pids:
-        r = role(p, gw, inst)
+        r = role(p, gw, inst, tmpl)
         parts[r] += bl.pss_bytes(p)
         count[r] += 1
         pte += bl.vm_pte(p)
@@ -234,8 +246,8 @@ def slope_table(data):
 
 
 def parts_table(data):
-    lines = ["| model | templates | N | shmfaasd | store | templates and other | instances "
-             "(each) | processes |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | templates | N | shmfaasd | store | templates | other | instances "
+             "(each) | processes |", "|---|---|---|---|---|---|---|---|---|"]
     for model, by_t in data["results"].items():
         for t, r in by_t.items():
             if not r["rows"]:
@@ -243,7 +255,8 @@ def parts_table(data):
             row = r["rows"][-1]
             p, c = row["parts"], row["count"]
             lines.append(f"| {model} | {t} | {row['n']} | {mib(p['shmfaasd'])} | {mib(p['store'])} "
-                         f"| {mib(p['other'])} ({c['other']} processes) | {mib(p['instance'])} "
+                         f"| {mib(p.get('template', 0))} ({c.get('template', 0)}) | "
+                         f"{mib(p['other'])} ({c['other']}) | {mib(p['instance'])} "
                          f"({mib(p['instance'] / max(1, c['instance']))}) | {row['procs']} |")
     return "\n".join(lines)
 
