@@ -3,8 +3,8 @@
  * Engine-internal: nothing outside src/engine includes it.
  *
  * Pipeline (engine_compile): ir_import_onnx → ir_infer_shapes → ir_fold_constants → ir_optimize
- * → plan compiler (plan.c) → image. After ir_import_onnx the node array is in topological order
- * and every node input names a tensor that exists; after ir_infer_shapes every live tensor has a
+ * → plan compiler (compile.c, ops/) → image. After ir_import_onnx the node array is in
+ * topological order and every node input names a tensor that exists; after ir_infer_shapes every live tensor has a
  * known dtype and concrete shape; after ir_fold_constants no live node has only constant inputs
  * (except ops the table gives no eval: Conv, Gemm, MatMul, pooling, BatchNormalization);
  * ir_optimize marks nodes dead, rewires their consumers (and graph outputs) to the surviving
@@ -176,7 +176,7 @@ int ir_tensor_used(const struct ir_graph *g, int t);
  * out[]. */
 
 /* What a node below opset 7 needs before it means what the engine's (opset-7 and later) version
- * of its op computes (onnx_import.c rewrites or refuses it). */
+ * of its op computes (legacy.c rewrites or refuses it). */
 enum ir_legacy {
     IR_LEGACY_SAME,    /* nothing: unchanged from `since` to opset 7 */
     IR_LEGACY_BCAST,   /* binary op with the legacy broadcast/axis attributes */

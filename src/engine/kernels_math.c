@@ -3,7 +3,7 @@
  *
  * These ops are rare in CNN inference, so the kernels favour exact ONNX semantics over speed:
  * float math in float (double accumulators for sums), integers through int64, broadcasting by
- * the same flat-index decomposition as kernels.c. Every kernel trusts its shapes (plan.c checks
+ * the same flat-index decomposition as kernels.c. Every kernel trusts its shapes (kernel_check.c checks
  * them against the buffers) and checks the run-time values it indexes with.
  */
 #include "engine/kernels.h"
