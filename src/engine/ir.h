@@ -4,12 +4,13 @@
  *
  * Pipeline (engine_compile): ir_import_onnx → ir_infer_shapes → ir_fold_constants → ir_optimize
  * → plan compiler (compile.c, ops/) → image. After ir_import_onnx the node array is in
- * topological order and every node input names a tensor that exists; after ir_infer_shapes every live tensor has a
- * known dtype and concrete shape; after ir_fold_constants no live node has only constant inputs
- * (except ops the table gives no eval: Conv, Gemm, MatMul, pooling, BatchNormalization);
- * ir_optimize marks nodes dead, rewires their consumers (and graph outputs) to the surviving
- * tensors, gives BN-folded Conv/Gemm new weight/bias constants, turns x·HardSigmoid(x) into a
- * HardSwish node, and records fusions (post-ops) on the surviving nodes; it never adds nodes.
+ * topological order and every node input names a tensor that exists; after ir_infer_shapes every
+ * live tensor has a known dtype and concrete shape; after ir_fold_constants no live node has only
+ * constant inputs (except ops the table gives no eval: Conv, Gemm, MatMul, pooling,
+ * BatchNormalization); ir_optimize marks nodes dead, rewires their consumers (and graph outputs) to
+ * the surviving tensors, gives BN-folded Conv/Gemm new weight/bias constants, turns
+ * x·HardSigmoid(x) into a HardSwish node, and records fusions (post-ops) on the surviving nodes; it
+ * never adds nodes.
  *
  * Ownership: the graph owns every string, array and tensor payload it points to (ir_free).
  */
