@@ -639,8 +639,13 @@ static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t id
     g->n_nodes++; /* owned by the graph from here on, so ir_free releases it on error */
     if (!n->name || !n->op || !n->in || !n->out || !n->attrs)
         return seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
-    if (!ir_op_find(op))
+    const struct ir_op_def *d = ir_op_find(op);
+    if (!d)
         return ir_node_err(g, n, im->err, im->errlen, -ENOTSUP, "unsupported op");
+    if (d->since > 7 && g->opset < d->since) /* below 7: legacy.c says what each op needs */
+        return ir_node_err(g, n, im->err, im->errlen, -ENOTSUP,
+                           "at opset %lld: the op exists from opset %d on", (long long)g->opset,
+                           d->since);
     for (size_t i = 0; i < np->n_attribute; i++) {
         int rc = copy_attr(im, name, np->attribute[i], &n->attrs[i]);
         n->n_attrs++;
