@@ -655,6 +655,10 @@ int fn_instance_start_forked(struct fn_instance *in, int64_t t0_ns, char *err, s
     if (rc == 0)
         rc = start_http(in, err, errlen);
     t = now_ns();
+    /* The template released its arena: fill it in one call rather than one zero-fill fault per
+     * page in the first request (a warm-up run below touches it anyway). */
+    if (rc == 0 && in->warmed && engine_session_prefault(in->session) < 0)
+        log_debug("arena prefault: %s", strerror(errno));
     if (rc == 0 && !in->warmed) {
         rc = warm_up(in, err, errlen);
         in->warmed = rc == 0;

@@ -120,6 +120,7 @@ struct instance {
     char pidname[GW_NAME_MAX + 16]; /* "<function>-<id>.pid" in <state>/pids */
     bool pushed;    /* tells its readiness over a pipe (--ready-fd): never probed */
     bool templated; /* forked from its function's template */
+    int64_t spawn_ns; /* now_ns() before its fork (request): what "ready after" is counted from */
     void **curl_idle; /* keep-alive easy handles not in use */
     int curl_nidle, curl_cap;
 };

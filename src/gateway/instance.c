@@ -709,8 +709,8 @@ static void mark_ready(struct gateway *g, struct instance *in, const char *how)
     in->state = INST_READY;
     in->fn->failures = 0;
     in->fn->refused = false;
-    log_info("instance %s-%d: ready after %lld ms (%s)", in->fn->spec.name, in->id,
-             (long long)(now_ms() - in->started_ms), how);
+    log_info("instance %s-%d: ready after %.1f ms (%s)", in->fn->spec.name, in->id,
+             (double)(now_ns() - in->spawn_ns) / 1e6, how);
     pthread_cond_broadcast(&g->changed);
 }
 
@@ -1036,6 +1036,7 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     sp.out_fd = pipefd[1];
     sp.cgroup_fd = cgroup_create(g, in, fn->spec.mem_limit);
     pid_t tmpl = fn->tmpl ? fn->tmpl->pid : 0;
+    in->spawn_ns = now_ns();
     in->pid = template_fork(g, fn, &sp);
     in->templated = in->pid > 0;
     int saved = 0;
