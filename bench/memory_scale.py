@@ -96,6 +96,49 @@ def sample(gw, cg):
             "parts": parts, "count": count, "procs": len(pids)}
 
 
+def log_lines(gw, pattern):
+    """shmfaasd's log lines that match pattern (a compiled regex): [match]."""
+    try:
+        with open(os.path.join(gw.tmp, "shmfaasd.log")) as f:
+            return [m for m in (pattern.search(line) for line in f) if m]
+    except OSError:
+        return []
+
+
+STARTED_RE = re.compile(r"instance \S+: (forked|started) pid ")
+
+
+def started(gw):
+    """How many instances shmfaasd has forked from a template and started by exec so far."""
+    kinds = [m.group(1) for m in log_lines(gw, STARTED_RE)]
+    return {"forked": kinds.count("forked"), "exec": kinds.count("started")}
+
+
+def prewarm(gw, name, template, timeout=120):
+    """One instance of name, ready (and with templates, its template ready), then none: the
+    template stays while its model is resident, and the first instance of N = 1 is forked."""
+    gw.scale(name, 1)
+    gw.wait_ready(name, 1, timeout=timeout)
+    pat = re.compile(rf"function {re.escape(name)}: template pid \d+ (ready|failed)")
+    deadline = time.time() + timeout
+    while template and time.time() < deadline:
+        got = log_lines(gw, pat)
+        if got:
+            if got[-1].group(1) == "failed":
+                raise bl.BenchError(f"{name}: its template failed: {gw.log_tail(600)}")
+            break
+        time.sleep(0.1)
+    else:
+        if template:
+            raise bl.BenchError(f"{name}: no template ready after {timeout} s")
+    gw.scale(name, 0)
+    deadline = time.time() + timeout
+    while gw.ready(name) or len(gw.sockets(name)):
+        if time.time() > deadline:
+            raise bl.BenchError(f"{name}: instances left {timeout} s after scaling to 0")
+        time.sleep(0.1)
+
+
 def wait_all_ready(gw, names, want, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -130,6 +173,8 @@ def measure(args, model, largest, templates, body, build, flag):
         names = [f"m{i}" for i in range(len(plan(ns[-1])))]
         for f in names:
             gw.deploy(f, model, ENV, max_replicas=PER_FN, labels={"com.openfaas.scale.min": "0"})
+        for f in names:  # a template starts at a function's first scale-up: let it get ready
+            prewarm(gw, f, templates == "on" and flag)
         time.sleep(args.settle)
         base = sample(gw, cg)
         served, cur = set(), [0] * len(names)
@@ -158,13 +203,13 @@ def measure(args, model, largest, templates, body, build, flag):
             serve_once([s for s in socks if s not in served], body)
             served.update(socks)
             time.sleep(args.settle)
-            row = dict(sample(gw, cg), n=n, ready_s=ready_s)
+            row = dict(sample(gw, cg), n=n, ready_s=ready_s, started=started(gw))
             rows.append(row)
             print(f"  {model:13s} templates {templates:3s} N={n:<3d} cgroup "
                   f"{row['cgroup']['deployment'] / bl.MIB:7.1f} MiB  PSS+unmapped "
                   f"{(row['pss'] + row['unmapped']) / bl.MIB:7.1f} MiB  VmPTE "
                   f"{row['pte'] / bl.MIB:6.1f} MiB  ({row['procs']} processes, ready in "
-                  f"{ready_s:.1f} s)", flush=True)
+                  f"{ready_s:.1f} s; forked/exec so far {row['started']['forked']}/{row['started']['exec']})", flush=True)
     finally:
         if gw is not None:
             gw.stop()
@@ -217,7 +262,7 @@ def slopes(rows):
 def table(data):
     lines = ["| model | templates | N | cgroup: anon + shmem + kernel | of it kernel | file cache "
              "(not counted) | PSS | image nobody maps | VmPTE | PSS + unmapped + VmPTE | "
-             "PSS per instance | ready (s) |", "|" + "---|" * 12]
+             "PSS per instance | forked / exec'd so far | ready (s) |", "|" + "---|" * 13]
     for model, by_t in data["results"].items():
         for t, r in by_t.items():
             for row in r["rows"]:
@@ -226,7 +271,9 @@ def table(data):
                 lines.append(f"| {model} | {t} | {row['n']} | {mib(c['deployment'])} | "
                              f"{mib(c['kernel'])} | {mib(c['file'])} | {mib(row['pss'])} | "
                              f"{mib(row['unmapped'])} | {mib(row['pte'])} | "
-                             f"{mib(figures(row)[1])} | {mib(each)} | {row['ready_s']:.1f} |")
+                             f"{mib(figures(row)[1])} | {mib(each)} | "
+                             f"{row.get('started', {}).get('forked', '?')} / "
+                             f"{row.get('started', {}).get('exec', '?')} | {row['ready_s']:.1f} |")
     return "\n".join(lines)
 
 
