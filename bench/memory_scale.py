@@ -248,21 +248,26 @@ def figures(row):
     return row["cgroup"]["deployment"], row["pss"] + row["unmapped"] + row["pte"]
 
 
-def slopes(rows):
-    """[(n0, n1, cgroup MiB per instance, PSS+PTE MiB per instance, VmPTE MiB per instance)]."""
+def slopes(rows, parts=False):
+    """[(n0, n1, cgroup MiB per instance, PSS+PTE MiB per instance, VmPTE MiB per instance)],
+    with parts: + the cgroup's anon, shmem and kernel MiB per instance."""
     out = []
     for a, b in zip(rows, rows[1:]):
         dn = b["n"] - a["n"]
         (ca, pa), (cb, pb) = figures(a), figures(b)
-        out.append((a["n"], b["n"], (cb - ca) / dn / bl.MIB, (pb - pa) / dn / bl.MIB,
-                    (b["pte"] - a["pte"]) / dn / bl.MIB))
+        s = (a["n"], b["n"], (cb - ca) / dn / bl.MIB, (pb - pa) / dn / bl.MIB,
+             (b["pte"] - a["pte"]) / dn / bl.MIB)
+        if parts:
+            s += tuple((b["cgroup"][k] - a["cgroup"][k]) / dn / bl.MIB
+                       for k in ("anon", "shmem", "kernel"))
+        out.append(s)
     return out
 
 
 def table(data):
     lines = ["| model | templates | N | cgroup: anon + shmem + kernel | of it kernel | file cache "
              "(not counted) | PSS | image nobody maps | VmPTE | PSS + unmapped + VmPTE | "
-             "PSS per instance | forked / exec'd so far | ready (s) |", "|" + "---|" * 13]
+             "PSS per instance | forked / exec'd so far (with each function's first) | ready (s) |", "|" + "---|" * 13]
     for model, by_t in data["results"].items():
         for t, r in by_t.items():
             for row in r["rows"]:
@@ -278,17 +283,17 @@ def table(data):
 
 
 def slope_table(data):
-    lines = ["| model | templates | N | one more idle instance, cgroup (MiB) | PSS + unmapped + "
-             "VmPTE (MiB) | of it VmPTE (MiB) | goal ≤ 1 MiB (both figures) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | templates | N | one more idle instance, cgroup (MiB) | of it anon / shmem "
+             "/ kernel | PSS + unmapped + VmPTE (MiB) | of it VmPTE (MiB) | goal ≤ 1 MiB (both "
+             "figures) |", "|---|---|---|---|---|---|---|---|"]
     for model, by_t in data["results"].items():
         for t, r in by_t.items():
-            for n0, n1, c, p, pte in slopes(r["rows"]):
+            for n0, n1, c, p, pte, an, sh, ke in slopes(r["rows"], parts=True):
                 goal = "—"
                 if n1 in (64, 256):
                     goal = "met" if max(c, p) <= GOAL_MIB else "**not met**"
-                lines.append(f"| {model} | {t} | {n0} → {n1} | {c:.2f} | {p:.2f} | {pte:.2f} | "
-                             f"{goal} |")
+                lines.append(f"| {model} | {t} | {n0} → {n1} | {c:.2f} | {an:.2f} / {sh:.2f} / "
+                             f"{ke:.2f} | {p:.2f} | {pte:.2f} | {goal} |")
     return "\n".join(lines)
 
 
@@ -306,6 +311,23 @@ def parts_table(data):
                          f"{mib(p['other'])} ({c['other']}) | {mib(p['instance'])} "
                          f"({mib(p['instance'] / max(1, c['instance']))}) | {row['procs']} |")
     return "\n".join(lines)
+
+
+def breakdown(data):
+    """Where one more instance's memory goes, per model and setting, at the last slope."""
+    out = []
+    for model, by_t in data["results"].items():
+        for t, r in by_t.items():
+            s = slopes(r["rows"], parts=True)
+            if not s:
+                continue
+            n0, n1, c, _, pte, an, sh, ke = s[-1]
+            out.append(f"- {model}, templates {t} (N = {n0} → {n1}): of {c:.2f} MiB, {an:.2f} anon "
+                       f"(the instance's own pages: copy-on-write copies, heap, stacks), "
+                       f"{sh:.2f} shmem and {ke:.2f} kernel memory, of which {pte:.2f} page tables "
+                       f"(VmPTE); the rest of the kernel share is the instance's process, "
+                       f"cgroup, network namespace and sockets.")
+    return "\n".join(out)
 
 
 def headline(data):
@@ -388,6 +410,8 @@ tables at N = 64 and 256):
 {lines}
 
 {slope_table(data)}
+
+{breakdown(data)}
 
 {img}{table(data)}
 
