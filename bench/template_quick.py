@@ -59,6 +59,18 @@ def pss_kib(pid):
     return 0
 
 
+def uss_pte_kib(pid):
+    """Private memory (what only this process holds) and its page tables, KiB."""
+    uss = pte = 0
+    for line in open("/proc/%d/smaps_rollup" % pid):
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            uss += int(line.split()[1])
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmPTE:"):
+            pte = int(line.split()[1])
+    return uss, pte
+
+
 def cgroup_bytes(pid):
     for line in open("/proc/%d/cgroup" % pid):
         _, ctrl, path = line.rstrip("\n").split(":", 2)
@@ -133,7 +145,7 @@ def main():
                 pids[int(m.group(1))] = int(open(os.path.join(state, "pids", f)).read().split()[0])
         forked = {int(i) for i in re.findall(r"instance r-(\d+): forked pid", log)}
         first = min(pids)
-        mem = {i: (pss_kib(p), cgroup_bytes(p)) for i, p in pids.items()}
+        mem = {i: (pss_kib(p), cgroup_bytes(p)) + uss_pte_kib(p) for i, p in pids.items()}
         tpid = (fn().get("template") or {}).get("pid")
         # first answer from zero: scaled to zero by hand, each request starts one instance
         req(url + "/system/scale-function/r", "POST", {"serviceName": "r", "replicas": 0})
@@ -153,6 +165,9 @@ def main():
         print("idle instance (after one answer) PSS KiB: first (exec'd) %d; each %s one: p50 %d, all %s"
               % (mem[first][0], "exec'd" if NO_TEMPLATES else "forked",
                  p50([mem[i][0] for i in others]), [mem[i][0] for i in others]))
+        print("idle instance USS + page tables KiB: first %d + %d; others p50 %d + %d"
+              % (mem[first][2], mem[first][3], p50([mem[i][2] for i in others]),
+                 p50([mem[i][3] for i in others])))
         cg = [mem[i][1] for i in others if mem[i][1] is not None]
         if cg:
             print("idle instance cgroup memory KiB: first %s; others p50 %d, all %s"

@@ -759,8 +759,9 @@ static int ready_wait_start(struct gateway *g, struct instance *in, int fd)
 
 /* ---- templates ---- */
 
-#define TEMPLATE_FORK_TIMEOUT_MS 5000
+#define TEMPLATE_FORK_TIMEOUT_MS 2000  /* under g->lock: a fork takes ~1 ms */
 #define TEMPLATE_RETRY_MS        60000 /* after a failed template: instances by exec meanwhile */
+#define TEMPLATE_REDO_MS         1000  /* after a ready one died or failed a fork */
 
 /* What a template is made for: the model ref and the envVars (codec settings, threads). */
 static void template_key(const struct fn_spec *spec, char key[SHA256_HEX_LEN])
@@ -948,9 +949,13 @@ static void template_exited(struct gateway *g, struct function *fn, int st)
         template_failed(g, fn, why);
         return;
     }
-    log_info("function %s: template pid %d exited (status %d: its model was evicted, or it "
-             "stopped); the next scale-up makes a new one",
-             fn->spec.name, (int)t->pid, st);
+    bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0; /* its model was evicted */
+    log_info("function %s: template pid %d exited (status %d%s); the next scale-up makes a new "
+             "one",
+             fn->spec.name, (int)t->pid, st,
+             clean ? ": its model was evicted, or a stop signal" : "");
+    if (!clean) /* a template that keeps dying is not re-made more than once a second */
+        fn->tmpl_retry_ms = now_ms() + TEMPLATE_REDO_MS;
     fn->tmpl = NULL;
     template_free(g, t);
 }
@@ -995,6 +1000,7 @@ static pid_t template_fork(struct gateway *g, struct function *fn, const struct 
         log_warn("function %s: template pid %d could not fork an instance: %s; starting it by "
                  "exec",
                  fn->spec.name, (int)t->pid, why);
+        fn->tmpl_retry_ms = now_ms() + TEMPLATE_REDO_MS;
         template_retire(g, fn, "a fork failed", false);
         return 0;
     }
