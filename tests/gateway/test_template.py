@@ -214,7 +214,8 @@ def case_killtemplate(gw):
     for i in ids:
         check(tg.alive(ids[i]), "tk-%d (pid %d) survived its template" % (i, ids[i]))
         check(ask_instance(gw, "tk", i)[0] == 200, "tk-%d still serves" % i)
-    check(template(gw, "tk") is None or template(gw, "tk")["pid"] != tpid, "the dead one is gone")
+    wait_for("shmfaasd reaped the dead template", lambda: (template(gw, "tk") or {}).get("pid")
+             != tpid)
     scale(gw, "tk", 3)
     gw.wait_ready("tk", 3)
     check(gw.invoke("tk").status == 200, "scaled up after the template died")
