@@ -52,11 +52,28 @@ int plan_layout_block(uint32_t layout)
     return d ? d->block : 1;
 }
 
+/* md is plain row-major, stride for stride: oneDNN's equality ignores the strides of size-1 dims,
+ * so with one channel plain also "equals" channels-last. */
+static int md_exactly_plain(const dnnl_memory_desc_t *md)
+{
+    const dnnl_blocking_desc_t *bd = &md->format_desc.blocking;
+    if (md->format_kind != dnnl_blocked || bd->inner_nblks != 0 || md->offset0 != 0)
+        return 0;
+    dnnl_dim_t stride = 1;
+    for (int i = md->ndims - 1; i >= 0; i--) {
+        if (md->padded_dims[i] != md->dims[i] || bd->strides[i] != stride)
+            return 0;
+        stride *= md->dims[i];
+    }
+    return 1;
+}
+
 uint32_t plan_layout_of(const dnnl_memory_desc_t *md)
 {
     dnnl_memory_desc_t cand;
-    if (md->ndims < 1 || md->ndims > ENGINE_MAX_RANK)
-        return PLAN_LAYOUT_PLAIN;
+    if (md->ndims < 1 || md->ndims > ENGINE_MAX_RANK || md_exactly_plain(md))
+        return PLAN_LAYOUT_PLAIN; /* the layout oneDNN chose is plain, not its channels-last twin
+                                     (a 1-input-channel Conv keeps its jit kernel) */
     for (size_t i = 0; i < ARRAY_LEN(layouts); i++)
         if (layouts[i].rank == (uint32_t)md->ndims &&
             dnnl_memory_desc_init_by_tag(&cand, md->ndims, md->dims, dnnl_f32, layouts[i].tag) ==

@@ -21,9 +21,8 @@ NAME@gateway lines the same through shmfaasd: one deployed function (tests/gatew
 real daemon, store, instances running as the function's uid, auth on), every request shape.
 
 The status file describes the engine with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the
-ISA every x86-64 host here has; what oneDNN offers a jit kernel for differs by ISA, e.g. 1-input-
-channel convolutions get only a reference kernel below AVX-512). The test fails when a model
-gives a WRONG answer or CRASHes (always), when a model the status file marks "pass" does not
+ISA every x86-64 host here has; what oneDNN offers a jit kernel for differs by ISA). The test
+fails when a model gives a WRONG answer or CRASHes (always), when a model the status file marks "pass" does not
 pass, when a model marked "refused: ..." passes (update the file: it must stay true), or when a
 model has no line (or a line names no model). A refusal whose reason changed is printed, not
 failed. Then everything runs again at the host's own ISA: there only a WRONG answer or a CRASH
