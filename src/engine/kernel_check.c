@@ -5,6 +5,7 @@
  * plan_kernel_check), so a hostile image cannot make a kernel index past a tensor's bytes.
  */
 #include "common/common.h"
+#include "engine/kernel_params.h"
 #include "engine/kernels.h"
 #include "engine/plan.h"
 #include "engine/plan_node.h"
@@ -700,24 +701,26 @@ static int conv_transpose_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *w = operand(c, 1), *y = dst_of(c);
     const struct plan_tensor *b = c->n->n_in > 2 ? operand(c, 2) : NULL;
+    struct k_deconv d;
     uint32_t sp = x->rank - 2;
-    int ok = x->rank >= 3 && x->rank <= 5 && x->dtype == ENGINE_F32 &&
-             plain_of_dtype(w, ENGINE_F32) && w->rank == x->rank && y->rank == x->rank &&
-             c->n->n_params == 2 + 3 * sp && p[1] == (int32_t)sp && p[0] >= 1 &&
-             x->dims[1] % p[0] == 0 && w->dims[0] == x->dims[1] && y->dims[0] == x->dims[0] &&
-             y->dims[1] == w->dims[1] * p[0] &&
+    int ok = kp_decode_deconv(p, c->n->n_params, &d) == 0 && x->rank >= 3 && x->rank <= 5 &&
+             x->dtype == ENGINE_F32 && plain_of_dtype(w, ENGINE_F32) && w->rank == x->rank &&
+             y->rank == x->rank && d.sp == (int)sp && x->dims[1] % d.group == 0 &&
+             w->dims[0] == x->dims[1] && y->dims[0] == x->dims[0] &&
+             y->dims[1] == w->dims[1] * d.group &&
              (!b || (plain_of_dtype(b, ENGINE_F32) && b->rank == 1 && b->dims[0] == y->dims[1]));
     for (uint32_t i = 0; ok && i < sp; i++)
-        ok = p[2 + i] >= 1 && p[2 + sp + i] >= 1 && x->dims[2 + i] <= INT32_MAX &&
-             w->dims[2 + i] <= INT32_MAX && y->dims[2 + i] <= INT32_MAX;
+        ok = x->dims[2 + i] <= INT32_MAX && w->dims[2 + i] <= INT32_MAX &&
+             y->dims[2 + i] <= INT32_MAX;
     return ok ? 0 : node_err(c, -EINVAL, "conv-transpose operands or parameters do not fit");
 }
 
 static int lrn_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *y = dst_of(c);
-    if (x->dtype != ENGINE_F32 || x->rank < 2 || !same_tensor_dims(x, y) || c->n->n_params != 2 ||
-        p[0] < 1)
+    struct kp_lrn r;
+    if (x->dtype != ENGINE_F32 || x->rank < 2 || !same_tensor_dims(x, y) ||
+        kp_decode_lrn(p, c->n->n_params, &r))
         return node_err(c, -EINVAL, "lrn operands or parameters do not fit");
     return 0;
 }
@@ -725,12 +728,12 @@ static int lrn_check(const struct node_ctx *c, const int32_t *p)
 static int grid_sample_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *g = operand(c, 1), *y = dst_of(c);
-    int ok = x->dtype == ENGINE_F32 && x->rank == 4 && plain_of_dtype(g, ENGINE_F32) &&
-             g->rank == 4 && y->rank == 4 && c->n->n_params == 3 && g->dims[0] == x->dims[0] &&
-             g->dims[3] == 2 && y->dims[0] == x->dims[0] && y->dims[1] == x->dims[1] &&
-             y->dims[2] == g->dims[1] && y->dims[3] == g->dims[2] && p[0] >= K_GRID_BILINEAR &&
-             p[0] <= K_GRID_BICUBIC && p[1] >= K_GRID_ZEROS && p[1] <= K_GRID_REFLECTION &&
-             (p[2] == 0 || p[2] == 1) && (x->dims[2] > 0 || !y->dims[2] || !y->dims[3]) &&
+    struct k_grid kp;
+    int ok = kp_decode_grid(p, c->n->n_params, &kp) == 0 && x->dtype == ENGINE_F32 &&
+             x->rank == 4 && plain_of_dtype(g, ENGINE_F32) && g->rank == 4 && y->rank == 4 &&
+             g->dims[0] == x->dims[0] && g->dims[3] == 2 && y->dims[0] == x->dims[0] &&
+             y->dims[1] == x->dims[1] && y->dims[2] == g->dims[1] && y->dims[3] == g->dims[2] &&
+             (x->dims[2] > 0 || !y->dims[2] || !y->dims[3]) &&
              (x->dims[3] > 0 || !y->dims[2] || !y->dims[3]);
     return ok ? 0 : node_err(c, -EINVAL, "grid-sample operands or parameters do not fit");
 }
@@ -826,11 +829,12 @@ static int roi_align_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *r = operand(c, 1), *b = operand(c, 2);
     const struct plan_tensor *y = dst_of(c);
-    int ok = x->dtype == ENGINE_F32 && x->rank == 4 && plain_of_dtype(r, ENGINE_F32) &&
-             dims_are(r, 2, y->dims[0], 4, 0, 0) && plain_of_dtype(b, ENGINE_I64) &&
-             dims_are(b, 1, y->dims[0], 0, 0, 0) && y->rank == 4 && y->dims[1] == x->dims[1] &&
-             y->dims[2] > 0 && y->dims[3] > 0 && c->n->n_params == 2 && p[0] >= 0 && p[0] <= 1024 &&
-             (p[1] == 0 || p[1] == 1) && (y->dims[0] == 0 || (x->dims[2] > 0 && x->dims[3] > 0));
+    struct k_roi kp;
+    int ok = kp_decode_roi(p, c->n->n_params, c->n->alpha, &kp) == 0 && x->dtype == ENGINE_F32 &&
+             x->rank == 4 && plain_of_dtype(r, ENGINE_F32) && dims_are(r, 2, y->dims[0], 4, 0, 0) &&
+             plain_of_dtype(b, ENGINE_I64) && dims_are(b, 1, y->dims[0], 0, 0, 0) && y->rank == 4 &&
+             y->dims[1] == x->dims[1] && y->dims[2] > 0 && y->dims[3] > 0 &&
+             (y->dims[0] == 0 || (x->dims[2] > 0 && x->dims[3] > 0));
     return ok ? 0 : node_err(c, -EINVAL, "roi-align operands or parameters do not fit");
 }
 
@@ -838,18 +842,11 @@ static int roi_align_check(const struct node_ctx *c, const int32_t *p)
 static int maxpool_idx_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *y = dst_of(c);
-    uint32_t sp = x->rank - 2;
-    int ok = x->dtype == ENGINE_F32 && x->rank >= 3 && x->rank <= 5 && y->rank == x->rank &&
-             c->n->n_params == 3 + 4 * sp && (p[0] == 0 || p[0] == 1) && (p[1] == 0 || p[1] == 1) &&
-             p[2] == (int32_t)sp && y->dtype == (p[0] ? ENGINE_I64 : ENGINE_F32) &&
-             y->dims[0] == x->dims[0] && y->dims[1] == x->dims[1];
-    int64_t taps = 1; /* bounded, so a hostile window cannot stall a run */
-    for (uint32_t d = 0; ok && d < sp; d++) {
-        ok = p[3 + d] >= 1 && p[3 + d] <= (1 << 20) && p[3 + sp + d] >= 1 && p[3 + 3 * sp + d] >= 1;
-        taps *= ok ? p[3 + d] : 1;
-    }
-    if (taps > (1 << 24))
-        ok = 0;
+    struct kp_maxpool_idx m;
+    int ok = kp_decode_maxpool_idx(p, c->n->n_params, &m) == 0 && x->dtype == ENGINE_F32 &&
+             x->rank >= 3 && x->rank <= 5 && y->rank == x->rank && m.pool.sp == (int)x->rank - 2 &&
+             y->dtype == (m.which ? ENGINE_I64 : ENGINE_F32) && y->dims[0] == x->dims[0] &&
+             y->dims[1] == x->dims[1];
     return ok ? 0 : node_err(c, -EINVAL, "maxpool-indices operands or parameters do not fit");
 }
 

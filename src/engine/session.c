@@ -8,6 +8,7 @@
  * inputs in and executes the primitives in order.
  */
 #include "common/common.h"
+#include "engine/kernel_params.h"
 #include "engine/kernels.h"
 #include "engine/plan.h"
 #include "engine/winograd.h"
@@ -48,6 +49,13 @@ struct session_kernel {
     int in_dtype[SESSION_KERNEL_MAX_IN];
     const int32_t *params; /* the node's int32 parameters (checked by plan_kernel_check) */
     uint32_t n_params;
+    union { /* the parameters decoded (kernel_params.h), for the kinds that have a contract */
+        struct k_deconv deconv;
+        struct kp_maxpool_idx maxpool_idx;
+        struct k_grid grid;
+        struct kp_lrn lrn;
+        struct k_roi roi;
+    } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
 };
@@ -118,6 +126,32 @@ static void shape_of(const struct plan_tensor *t, struct engine_shape *s)
     memcpy(s->dims, t->dims, sizeof(s->dims));
 }
 
+/* The kernels with a parameter contract get it decoded once, here; model open ran the same
+ * decoding (plan_kernel_check), so it cannot fail now. */
+static void decode_params(const struct plan_node *n, struct session_kernel *k)
+{
+    int rc = 0;
+    switch (n->alg) {
+    case PLAN_K_CONV_TRANSPOSE:
+        rc = kp_decode_deconv(k->params, k->n_params, &k->kp.deconv);
+        break;
+    case PLAN_K_MAXPOOL_IDX:
+        rc = kp_decode_maxpool_idx(k->params, k->n_params, &k->kp.maxpool_idx);
+        break;
+    case PLAN_K_GRID_SAMPLE:
+        rc = kp_decode_grid(k->params, k->n_params, &k->kp.grid);
+        break;
+    case PLAN_K_LRN:
+        rc = kp_decode_lrn(k->params, k->n_params, &k->kp.lrn);
+        break;
+    case PLAN_K_ROI_ALIGN:
+        rc = kp_decode_roi(k->params, k->n_params, n->alpha, &k->kp.roi);
+        break;
+    }
+    assert(rc == 0);
+    (void)rc;
+}
+
 static void setup_kernel(struct engine_session *s, const struct plan_node *n,
                          struct session_kernel *k)
 {
@@ -136,6 +170,7 @@ static void setup_kernel(struct engine_session *s, const struct plan_node *n,
     }
     k->params = p;
     k->n_params = n->n_params;
+    decode_params(n, k);
     k->attr = n->axis;
     k->alpha = n->alpha;
     k->beta = n->beta;
@@ -372,19 +407,6 @@ static int run_math_kernel(const struct session_kernel *k)
     }
 }
 
-/* params: group, sp, strides[sp], dilations[sp], pads_begin[sp] (checked on open) */
-static void run_conv_transpose(const struct session_kernel *k)
-{
-    struct k_deconv p = {.sp = k->params[1], .group = k->params[0]};
-    for (int i = 0; i < p.sp; i++) {
-        p.stride[i] = k->params[2 + i];
-        p.dil[i] = k->params[2 + p.sp + i];
-        p.pad[i] = k->params[2 + 2 * p.sp + i];
-    }
-    k_conv_transpose(k->in[0], &k->in_s[0], k->in[1], &k->in_s[1], k->n_in > 2 ? k->in[2] : NULL,
-                     &p, k->dst, &k->o);
-}
-
 /* params: kind, direction, layout, linear_before_reset, hidden, which, presence mask */
 static int run_rnn(const struct session_kernel *k)
 {
@@ -428,20 +450,6 @@ static void run_resize(const struct session_kernel *k)
         memcpy(&z.roi_end[d], &p[6 + 2 * r + d], 4);
     }
     k_resize(k->in[0], &k->in_s[0], &z, k->dst, &k->o);
-}
-
-/* params: which, storage_order, sp, kernel[sp], strides[sp], pads_begin[sp], dilations[sp] */
-static void run_maxpool_idx(const struct session_kernel *k)
-{
-    const int32_t *p = k->params;
-    struct k_pool q = {.sp = p[2], .storage_order = p[1]};
-    for (int d = 0; d < q.sp; d++) {
-        q.kernel[d] = p[3 + d];
-        q.stride[d] = p[3 + q.sp + d];
-        q.pad[d] = p[3 + 2 * q.sp + d];
-        q.dil[d] = p[3 + 3 * q.sp + d];
-    }
-    k_maxpool_idx(k->in[0], &k->in_s[0], &q, p[0], k->dst, &k->o);
 }
 
 static int run_kernel(const struct session_kernel *k)
@@ -518,14 +526,12 @@ static int run_kernel(const struct session_kernel *k)
         k_tile(k->in[0], &k->in_s[0], k->esize, k->dst, &k->o);
         return 0;
     case PLAN_K_CONV_TRANSPOSE:
-        run_conv_transpose(k);
+        k_conv_transpose(k->in[0], &k->in_s[0], k->in[1], &k->in_s[1],
+                         k->n_in > 2 ? k->in[2] : NULL, &k->kp.deconv, k->dst, &k->o);
         return 0;
-    case PLAN_K_GRID_SAMPLE: {
-        struct k_grid p = {(enum k_grid_mode)k->params[0], (enum k_grid_pad)k->params[1],
-                           k->params[2]};
-        k_grid_sample(k->in[0], &k->in_s[0], k->in[1], &p, k->dst, &k->o);
+    case PLAN_K_GRID_SAMPLE:
+        k_grid_sample(k->in[0], &k->in_s[0], k->in[1], &k->kp.grid, k->dst, &k->o);
         return 0;
-    }
     case PLAN_K_REVERSE_SEQ:
         return k_reverse_sequence(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], k->params[0],
                                   k->esize, k->dst);
@@ -544,22 +550,17 @@ static int run_kernel(const struct session_kernel *k)
         run_resize(k);
         return 0;
     case PLAN_K_MAXPOOL_IDX:
-        run_maxpool_idx(k);
+        k_maxpool_idx(k->in[0], &k->in_s[0], &k->kp.maxpool_idx.pool, k->kp.maxpool_idx.which,
+                      k->dst, &k->o);
         return 0;
     case PLAN_K_ONEHOT:
         return k_onehot(k->in[0], k->in_dtype[0], &k->in_s[0], k->params[0], k->params[1], k->in[1],
                         engine_dtype_size(k->out_dtype), k->dst);
-    case PLAN_K_ROI_ALIGN: {
-        struct k_roi r = {
-            .scale = k->alpha, .sampling_ratio = k->params[0], .half_pixel = k->params[1]};
-        return k_roi_align(k->in[0], &k->in_s[0], k->in[1], k->in[2], &r, k->dst, &k->o);
-    }
-    case PLAN_K_LRN: {
-        float bias;
-        memcpy(&bias, &k->params[1], sizeof(bias));
-        k_lrn(k->in[0], &k->in_s[0], k->params[0], k->alpha, k->beta, bias, k->dst);
+    case PLAN_K_ROI_ALIGN:
+        return k_roi_align(k->in[0], &k->in_s[0], k->in[1], k->in[2], &k->kp.roi, k->dst, &k->o);
+    case PLAN_K_LRN:
+        k_lrn(k->in[0], &k->in_s[0], k->kp.lrn.size, k->alpha, k->beta, k->kp.lrn.bias, k->dst);
         return 0;
-    }
     default:
         return -EINVAL;
     }

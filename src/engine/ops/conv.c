@@ -280,17 +280,16 @@ int lower_conv_transpose(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
     int has_bias = n->n_in > 2 && n->in[2] >= 0, sp = x ? x->shape.rank - 2 : 0;
-    int64_t ins[3], p[2 + 3 * PLAN_MAX_SPATIAL], pads[2 * PLAN_MAX_SPATIAL];
-    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", p + 2, sp, 1) ||
-        get_ints(n, "dilations", p + 2 + sp, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0))
+    int64_t ins[3], p[KP_MAX_PARAMS], pads[2 * PLAN_MAX_SPATIAL];
+    struct k_deconv d = {.sp = sp, .group = ir_attr_int(n, "group", 1)};
+    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", d.stride, sp, 1) ||
+        get_ints(n, "dilations", d.dil, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0))
         return lerr(l, n, -EINVAL, "window was not resolved by shape inference");
-    p[0] = ir_attr_int(n, "group", 1);
-    p[1] = sp;
-    memcpy(p + 2 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
+    memcpy(d.pad, pads, (size_t)sp * sizeof(int64_t));
+    uint32_t np = kp_encode_deconv(&d, p);
     int rc = plain_inputs(l, n, 2 + has_bias, ins);
     return rc ? rc
-              : emit_kernel(l, n, PLAN_K_CONV_TRANSPOSE, ins, (uint32_t)(2 + has_bias), p,
-                            (uint32_t)(2 + 3 * sp), 0);
+              : emit_kernel(l, n, PLAN_K_CONV_TRANSPOSE, ins, (uint32_t)(2 + has_bias), p, np, 0);
 }
 
 /* ---- ConvInteger, QLinearConv ---- */

@@ -322,10 +322,9 @@ int infer_lrn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 
 int lower_lrn(struct lower *l, const struct ir_node *n)
 {
-    float bias = ir_attr_float(n, "bias", 1.0f);
-    int32_t bits;
-    memcpy(&bits, &bias, sizeof(bits));
-    int64_t ins[1], p[2] = {ir_attr_int(n, "size", 1), bits};
+    struct kp_lrn r = {(int)ir_attr_int(n, "size", 1), ir_attr_float(n, "bias", 1.0f)};
+    int64_t ins[1], p[KP_MAX_PARAMS];
+    uint32_t np = kp_encode_lrn(&r, p);
     int rc = plain_inputs(l, n, 1, ins);
     if (rc)
         return rc;
@@ -337,7 +336,7 @@ int lower_lrn(struct lower *l, const struct ir_node *n)
     if (out < 0)
         return (int)out;
     pn.out = (uint32_t)out;
-    if (set_inputs(l, &pn, ins, 1) || set_params(l, &pn, p, 2))
+    if (set_inputs(l, &pn, ins, 1) || set_params(l, &pn, p, np))
         return lerr(l, n, -EINVAL, "kernel parameters out of range");
     return emit(l, n, &pn, -1, NULL);
 }

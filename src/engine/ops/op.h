@@ -17,6 +17,7 @@
 
 #include "common/common.h"
 #include "engine/ir.h"
+#include "engine/kernel_params.h"
 #include "engine/kernels.h"
 #include "engine/plan.h"
 #include "engine/winograd.h"

@@ -50,26 +50,29 @@ static int lower_maxpool_idx(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
     int sp = x ? x->shape.rank - 2 : 0;
-    int64_t p[3 + 4 * PLAN_MAX_SPATIAL], pads[2 * PLAN_MAX_SPATIAL], in[1];
-    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "kernel_shape", p + 3, sp, 1) ||
-        get_ints(n, "strides", p + 3 + sp, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0) ||
-        get_ints(n, "dilations", p + 3 + 3 * sp, sp, 1))
+    int64_t p[KP_MAX_PARAMS], pads[2 * PLAN_MAX_SPATIAL], in[1];
+    struct kp_maxpool_idx m = {
+        .pool = {.sp = sp, .storage_order = (int)ir_attr_int(n, "storage_order", 0)}};
+    struct k_pool *q = &m.pool;
+    if (!x || sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "kernel_shape", q->kernel, sp, 1) ||
+        get_ints(n, "strides", q->stride, sp, 1) || get_ints(n, "pads", pads, 2 * sp, 0) ||
+        get_ints(n, "dilations", q->dil, sp, 1))
         return lerr(l, n, -EINVAL, "window was not resolved by shape inference");
-    memcpy(p + 3 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
-    p[1] = ir_attr_int(n, "storage_order", 0), p[2] = sp;
+    memcpy(q->pad, pads, (size_t)sp * sizeof(int64_t));
     if ((in[0] = plain_operand(l, n, n->in[0])) < 0)
         return (int)in[0];
     for (int o = 0; o < 2 && o < n->n_out; o++) {
         if (n->out[o] < 0)
             continue;
-        p[0] = o;
+        m.which = o;
+        uint32_t np = kp_encode_maxpool_idx(&m, p);
         struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
         pn.alg = PLAN_K_MAXPOOL_IDX;
         int64_t out = output_of(l, n, o);
         if (out < 0)
             return (int)out;
         pn.out = (uint32_t)out;
-        if (set_inputs(l, &pn, in, 1) || set_params(l, &pn, p, (uint32_t)(3 + 4 * sp)))
+        if (set_inputs(l, &pn, in, 1) || set_params(l, &pn, p, np))
             return lerr(l, n, -EINVAL, "kernel parameters out of range");
         int rc = emit(l, n, &pn, -1, NULL);
         if (rc)

@@ -191,10 +191,13 @@ int infer_grid_sample(struct ir_graph *g, struct ir_node *n, char *err, size_t e
 
 int lower_grid_sample(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], p[3] = {ir_attr_int(n, "grid_mode", 0), ir_attr_int(n, "grid_pad", 0),
-                            ir_attr_int(n, "align_corners", 0)};
+    struct k_grid g = {(enum k_grid_mode)ir_attr_int(n, "grid_mode", 0),
+                       (enum k_grid_pad)ir_attr_int(n, "grid_pad", 0),
+                       (int)ir_attr_int(n, "align_corners", 0)};
+    int64_t ins[2], p[KP_MAX_PARAMS];
+    uint32_t np = kp_encode_grid(&g, p);
     int rc = plain_inputs(l, n, 2, ins);
-    return rc ? rc : emit_kernel(l, n, PLAN_K_GRID_SAMPLE, ins, 2, p, 3, 0);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_GRID_SAMPLE, ins, 2, p, np, 0);
 }
 
 /* ---- RoiAlign ---- */
@@ -231,8 +234,10 @@ int infer_roi_align(struct ir_graph *g, struct ir_node *n, char *err, size_t err
 
 int lower_roi_align(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[3],
-        p[2] = {ir_attr_int(n, "sampling_ratio", 0), ir_attr_int(n, "roi_half_pixel", 1)};
+    struct k_roi r = {.sampling_ratio = (int)ir_attr_int(n, "sampling_ratio", 0),
+                      .half_pixel = (int)ir_attr_int(n, "roi_half_pixel", 1)};
+    int64_t ins[3], p[KP_MAX_PARAMS];
+    uint32_t np = kp_encode_roi(&r, p);
     int rc = plain_inputs(l, n, 3, ins);
     if (rc)
         return rc;
@@ -243,7 +248,7 @@ int lower_roi_align(struct lower *l, const struct ir_node *n)
     if (out < 0)
         return (int)out;
     pn.out = (uint32_t)out;
-    if (set_inputs(l, &pn, ins, 3) || set_params(l, &pn, p, 2))
+    if (set_inputs(l, &pn, ins, 3) || set_params(l, &pn, p, np))
         return lerr(l, n, -EINVAL, "kernel parameters out of range");
     return emit(l, n, &pn, -1, NULL);
 }

@@ -1,0 +1,136 @@
+/*
+ * kernel_params.c — encoding and decoding of the kernel parameter contracts (kernel_params.h).
+ *
+ * Decoding trusts nothing: counts, enums, flags and window sizes are checked here; what ties the
+ * values to the node's tensors is checked by kernel_check.c with the decoded struct.
+ */
+#include "engine/kernel_params.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int flag(int32_t v)
+{
+    return v == 0 || v == 1;
+}
+
+/* sp from p[at] with the count n it implies (fixed + per * sp); -1 if they disagree. */
+static int spatial(const int32_t *p, uint32_t n, uint32_t at, uint32_t fixed, uint32_t per)
+{
+    if (n <= at || p[at] < 1 || p[at] > 3 || n != fixed + per * (uint32_t)p[at])
+        return -1;
+    return p[at];
+}
+
+uint32_t kp_encode_deconv(const struct k_deconv *d, int64_t *out)
+{
+    out[0] = d->group;
+    out[1] = d->sp;
+    for (int i = 0; i < d->sp; i++) {
+        out[2 + i] = d->stride[i];
+        out[2 + d->sp + i] = d->dil[i];
+        out[2 + 2 * d->sp + i] = d->pad[i];
+    }
+    return (uint32_t)(2 + 3 * d->sp);
+}
+
+int kp_decode_deconv(const int32_t *p, uint32_t n, struct k_deconv *d)
+{
+    int sp = spatial(p, n, 1, 2, 3);
+    if (sp < 0 || p[0] < 1)
+        return -EINVAL;
+    *d = (struct k_deconv){.sp = sp, .group = p[0]};
+    for (int i = 0; i < sp; i++) {
+        d->stride[i] = p[2 + i];
+        d->dil[i] = p[2 + sp + i];
+        d->pad[i] = p[2 + 2 * sp + i];
+        if (d->stride[i] < 1 || d->dil[i] < 1)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+uint32_t kp_encode_maxpool_idx(const struct kp_maxpool_idx *m, int64_t *out)
+{
+    const struct k_pool *q = &m->pool;
+    out[0] = m->which;
+    out[1] = q->storage_order;
+    out[2] = q->sp;
+    for (int d = 0; d < q->sp; d++) {
+        out[3 + d] = q->kernel[d];
+        out[3 + q->sp + d] = q->stride[d];
+        out[3 + 2 * q->sp + d] = q->pad[d];
+        out[3 + 3 * q->sp + d] = q->dil[d];
+    }
+    return (uint32_t)(3 + 4 * q->sp);
+}
+
+int kp_decode_maxpool_idx(const int32_t *p, uint32_t n, struct kp_maxpool_idx *m)
+{
+    int sp = spatial(p, n, 2, 3, 4);
+    if (sp < 0 || !flag(p[0]) || !flag(p[1]))
+        return -EINVAL;
+    *m = (struct kp_maxpool_idx){.which = p[0], .pool = {.sp = sp, .storage_order = p[1]}};
+    int64_t taps = 1; /* bounded, so a hostile window cannot stall a run */
+    for (int d = 0; d < sp; d++) {
+        struct k_pool *q = &m->pool;
+        q->kernel[d] = p[3 + d];
+        q->stride[d] = p[3 + sp + d];
+        q->pad[d] = p[3 + 2 * sp + d];
+        q->dil[d] = p[3 + 3 * sp + d];
+        if (q->kernel[d] < 1 || q->kernel[d] > (1 << 20) || q->stride[d] < 1 || q->dil[d] < 1)
+            return -EINVAL;
+        taps *= q->kernel[d];
+    }
+    return taps > (1 << 24) ? -EINVAL : 0;
+}
+
+uint32_t kp_encode_grid(const struct k_grid *g, int64_t *out)
+{
+    out[0] = g->mode;
+    out[1] = g->pad;
+    out[2] = g->align_corners;
+    return 3;
+}
+
+int kp_decode_grid(const int32_t *p, uint32_t n, struct k_grid *g)
+{
+    if (n != 3 || p[0] < K_GRID_BILINEAR || p[0] > K_GRID_BICUBIC || p[1] < K_GRID_ZEROS ||
+        p[1] > K_GRID_REFLECTION || !flag(p[2]))
+        return -EINVAL;
+    *g = (struct k_grid){(enum k_grid_mode)p[0], (enum k_grid_pad)p[1], p[2]};
+    return 0;
+}
+
+uint32_t kp_encode_lrn(const struct kp_lrn *r, int64_t *out)
+{
+    int32_t bits;
+    memcpy(&bits, &r->bias, sizeof(bits));
+    out[0] = r->size;
+    out[1] = bits;
+    return 2;
+}
+
+int kp_decode_lrn(const int32_t *p, uint32_t n, struct kp_lrn *r)
+{
+    if (n != 2 || p[0] < 1)
+        return -EINVAL;
+    r->size = p[0];
+    memcpy(&r->bias, &p[1], sizeof(r->bias));
+    return 0;
+}
+
+uint32_t kp_encode_roi(const struct k_roi *r, int64_t *out)
+{
+    out[0] = r->sampling_ratio;
+    out[1] = r->half_pixel;
+    return 2;
+}
+
+int kp_decode_roi(const int32_t *p, uint32_t n, float scale, struct k_roi *r)
+{
+    if (n != 2 || p[0] < 0 || p[0] > 1024 || !flag(p[1]))
+        return -EINVAL;
+    *r = (struct k_roi){.scale = scale, .sampling_ratio = p[0], .half_pixel = p[1]};
+    return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * kernel_params.h — the parameters of a plain-C kernel node, one contract per kernel kind.
+ * Engine-internal.
+ *
+ * A KERNEL node's parameters are int32 values in the image's index section (docs/plan-format.md).
+ * For each kernel below, the struct its kernel takes (kernels.h) or one defined here is the
+ * contract: the compiler writes it with kp_encode_<kind> (ops/), and kp_decode_<kind> reads it
+ * back — range-checking every value that does not depend on the node's tensors — for both the
+ * image validator (kernel_check.c, at compile time and model open) and the run (session.c), so
+ * the layout of the values is written down once. Kinds not listed here still read their few
+ * values positionally (their layout is in enum plan_kernel's comments, plan_image.h).
+ */
+#ifndef SHMFAAS_ENGINE_KERNEL_PARAMS_H
+#define SHMFAAS_ENGINE_KERNEL_PARAMS_H
+
+#include "engine/kernels.h"
+
+#include <stdint.h>
+
+#define KP_MAX_PARAMS (3 + 4 * 3) /* the longest layout below: maxpool-indices in 3-D */
+
+/* PLAN_K_CONV_TRANSPOSE: group, sp, strides[sp], dilations[sp], pads_begin[sp]. */
+uint32_t kp_encode_deconv(const struct k_deconv *d, int64_t *out);
+int kp_decode_deconv(const int32_t *p, uint32_t n, struct k_deconv *d);
+
+/* PLAN_K_MAXPOOL_IDX: which, storage_order, sp, kernel[sp], strides[sp], pads_begin[sp],
+ * dilations[sp]. which 0 writes the maxima, 1 their indices. */
+struct kp_maxpool_idx {
+    int which;
+    struct k_pool pool;
+};
+uint32_t kp_encode_maxpool_idx(const struct kp_maxpool_idx *m, int64_t *out);
+int kp_decode_maxpool_idx(const int32_t *p, uint32_t n, struct kp_maxpool_idx *m);
+
+/* PLAN_K_GRID_SAMPLE: mode, padding mode, align_corners. */
+uint32_t kp_encode_grid(const struct k_grid *g, int64_t *out);
+int kp_decode_grid(const int32_t *p, uint32_t n, struct k_grid *g);
+
+/* PLAN_K_LRN: size, bias (float bits); alpha and beta are the node's. */
+struct kp_lrn {
+    int size;
+    float bias;
+};
+uint32_t kp_encode_lrn(const struct kp_lrn *r, int64_t *out);
+int kp_decode_lrn(const int32_t *p, uint32_t n, struct kp_lrn *r);
+
+/* PLAN_K_ROI_ALIGN: sampling_ratio, half_pixel; the scale is the node's alpha. */
+uint32_t kp_encode_roi(const struct k_roi *r, int64_t *out);
+int kp_decode_roi(const int32_t *p, uint32_t n, float scale, struct k_roi *r);
+
+#endif
