@@ -161,6 +161,67 @@ void engine_session_release_memory(struct engine_session *s);
  * during the run. 0 or -errno. */
 int engine_session_prefault(struct engine_session *s);
 
+/* ---- run-time shapes: one model, a plan per request signature (dynamic.c) ---- */
+
+/* engine_compile, and when the compile is refused because an operand that decides a shape is
+ * computed at run time ("must be a constant", "needs constant scales", ...): compiles again with
+ * the values a run will feed pinned as well (values[i] eligible when named and pinnable: int32/
+ * int64/bool of up to ENGINE_MAX_PIN_ELEMS elements, float32 of up to ENGINE_MAX_PIN_FLOATS; not
+ * already in opts->pins), then drops every pin the model compiles without, so only the shape
+ * operands stay pinned. pinned (n_values ints) gets 1 for each value left pinned. A refusal keeps
+ * the first compile's reason in err. Costs one compile, or 2 + (eligible values) when pinning. */
+int engine_compile_pinning(const void *onnx, size_t len, const struct engine_compile_opts *opts,
+                           const struct engine_tensor *values, int n_values, int *pinned,
+                           void **image, size_t *image_len, char *err, size_t errlen);
+
+/* A specialising model: holds the ONNX bytes and compile options, and for each request forms a
+ * key from the concrete input shapes and the values of the inputs that decide a shape (found once
+ * per model, on its first compile: engine_compile_pinning); a miss compiles a plan for exactly
+ * that key, opens it and creates a session; plans are cached in an LRU bounded by count and by
+ * bytes (image + activation arena). Each cached plan holds its own copy of the weights. One
+ * thread at a time. */
+struct engine_dynamic;
+
+struct engine_dynamic_opts {
+    struct engine_compile_opts compile; /* threads, base_dir, model_name, winograd; its shapes
+                                           and pins must be empty (the requests decide) */
+    int max_plans;      /* cached specialisations; 0: ENGINE_DYNAMIC_PLANS */
+    uint64_t max_bytes; /* their images + arenas together; 0: ENGINE_DYNAMIC_BYTES */
+};
+
+#define ENGINE_DYNAMIC_PLANS    8
+#define ENGINE_DYNAMIC_BYTES    (UINT64_C(1) << 30)
+#define ENGINE_DYNAMIC_MAX_PLANS 1024
+
+struct engine_dynamic_stats {
+    /* compiles: plans compiled (the first also searched for the shape operands: a few compiles
+     * more when the model has some); refused: keys the compiler refused */
+    uint64_t runs, hits, misses, compiles, evictions, refused;
+    int plans;              /* cached now */
+    uint64_t bytes;         /* their images + arenas */
+    int pinned_inputs;      /* inputs whose values are part of the key; -1 before the first plan */
+    double last_compile_ms; /* compile + open + session of the last miss */
+    int last_refused;       /* 1 when the last run failed because the compiler refused its key
+                               (an unsupported shape or value), 0 otherwise */
+};
+
+/* Copies onnx (len bytes) and imports it once to learn its inputs and outputs. */
+int engine_dynamic_open(const void *onnx, size_t len, const struct engine_dynamic_opts *opts,
+                        struct engine_dynamic **out, char *err, size_t errlen);
+void engine_dynamic_close(struct engine_dynamic *d);
+/* The model's declared inputs and outputs (a symbolic dim is -1, an unknown shape rank -1). */
+int engine_dynamic_n_inputs(const struct engine_dynamic *d);
+int engine_dynamic_n_outputs(const struct engine_dynamic *d);
+int engine_dynamic_input(const struct engine_dynamic *d, int i, struct engine_tensor_info *out);
+int engine_dynamic_output(const struct engine_dynamic *d, int i, struct engine_tensor_info *out);
+/* engine_session_run on the plan for these inputs' shapes (and shape-deciding values), compiled
+ * on a miss. Outputs are valid until the next run or close. */
+int engine_dynamic_run(struct engine_dynamic *d, const struct engine_tensor *inputs, int n_inputs,
+                       struct engine_tensor *outputs, int n_outputs, char *err, size_t errlen);
+void engine_dynamic_stats(const struct engine_dynamic *d, struct engine_dynamic_stats *out);
+/* engine_session_release_memory on every cached plan's session. */
+void engine_dynamic_release_memory(struct engine_dynamic *d);
+
 /* ---- the JSON tensor schema (shmfaas-run files, shmfaas-fn input=json/output=json) ----
  *   {"inputs":  {"NAME": {"shape": [..], "data": [..], "dtype": "float32"}}}   ("dtype" optional)
  *   {"outputs": {"NAME": {"shape": [..], "data": [..]}}}

@@ -10,11 +10,12 @@
  * the model has one input), else the input's shape in --input. The plan records those shapes (-v
  * prints them); a run with other shapes fails naming the shape the plan expects. A
  * .plan file is mapped PROT_READ, verified and opened zero-copy, as instances do. Without --input
- * the model runs on zeros of its input shapes. --pin NAME compiles input NAME as the constant
- * --input gives it (an int32/int64/bool list or a short float32 one that decides a shape, e.g.
- * Reshape's shape); the plan keeps it an input and refuses a run with other values. A compile
- * refused because such an operand is computed at run time names the --pin that would make it
- * compile. Outputs go to --output, or to stdout when neither --bench nor --compare is given.
+ * the model runs on zeros of its input shapes. An input that decides a shape (Reshape's shape,
+ * Slice's starts, Resize's sizes, Range's bounds, ...) is, for a run, compiled as the constant
+ * --input gives it (engine_compile_pinning finds which: -v says "pinned"), as a function resolves
+ * it per request. --pin NAME pins input NAME so explicitly, which --compile-only needs: the plan
+ * keeps it an input and refuses a run with other values, and a --compile-only refused because
+ * such an operand is computed at run time names the --pin that would make it compile. Outputs go to --output, or to stdout when neither --bench nor --compare is given.
  * --output and -o take "-" for stdout; a character device or FIFO (/dev/null) is written in place,
  * a regular file replaced atomically, a symlink refused (write_file_atomic in common.h).
  * --bench N runs N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks
@@ -391,7 +392,16 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
     opts.base_dir = dirname(dir_copy);
     opts.model_name = basename(name_copy);
     t0 = now_ns();
-    rc = engine_compile(onnx, len, &opts, &st->image, &st->image_len, err, errlen);
+    if (c->compile_only || st->inputs.n == 0) {
+        rc = engine_compile(onnx, len, &opts, &st->image, &st->image_len, err, errlen);
+    } else {
+        /* a run: the request's values decide its shape operands, as they do for a function */
+        int *flags = calloc((size_t)st->inputs.n, sizeof(int));
+        rc = flags ? engine_compile_pinning(onnx, len, &opts, st->inputs.t, st->inputs.n, flags,
+                                            &st->image, &st->image_len, err, errlen)
+                   : seterr(err, errlen, -ENOMEM, "out of memory");
+        free(flags);
+    }
     st->compile_ms = (double)(now_ns() - t0) / 1e6;
     if (rc < 0 && strstr(err, "symbolic dim") && opts.n_shapes == 0) {
         size_t used = strlen(err);

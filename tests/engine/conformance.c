@@ -17,10 +17,13 @@
  * unsupported element type. --reasons ends with the most common reasons for "unsupported" (which
  * ops and attributes to add next). --floor FILE reads lines "SUITE MIN_PASSED" ('#' starts a
  * comment) and fails the run when a suite passes fewer cases than its floor (the regression
- * check `make test` runs; the floors are the counts recorded in docs/conformance.md). --no-pin
- * never retries a compile with value-pinned inputs: every test input is fed as an input and
- * nothing is compiled as a constant, as ONNX Runtime's runner does (the floors of
- * conformance-floor-unpinned.txt).
+ * check `make test` runs; the floors are the counts recorded in docs/conformance.md). By default a
+ * compile refused for a shape operand that is a graph input is retried with the first data set's
+ * values pinned (engine_compile_pinning); --no-pin pins nothing: every test input is fed as an
+ * input of a specialising model (engine_dynamic_open), which resolves shapes per data set as it
+ * would per request, as ONNX Runtime's runner does (the floors of
+ * conformance-floor-unpinned.txt). "with pinned inputs" counts, with --no-pin, the cases whose
+ * shape operands the engine resolved per data set.
  *
  * Exit status: 0 when nothing failed, 1 when some case failed or a floor was missed, 2 usage
  * (or an unreadable floor file).
@@ -226,29 +229,55 @@ static int compare(const struct engine_tensor *got, const struct engine_tensor *
     return 0;
 }
 
-/* Runs one test_data_set directory against an open session. */
-static int run_set(struct engine_model *m, struct engine_session *s, const char *dir, char *err,
-                   size_t errlen)
+/* What runs a case's data sets: one plan and session, or (--no-pin) a specialising model that
+ * compiles a plan per request signature. */
+struct runner {
+    struct engine_model *m;
+    struct engine_session *s;
+    struct engine_dynamic *d;
+};
+
+static int runner_n_inputs(const struct runner *r)
+{
+    return r->d ? engine_dynamic_n_inputs(r->d) : engine_model_n_inputs(r->m);
+}
+
+static int runner_n_outputs(const struct runner *r)
+{
+    return r->d ? engine_dynamic_n_outputs(r->d) : engine_model_n_outputs(r->m);
+}
+
+static int runner_input(const struct runner *r, int i, struct engine_tensor_info *info)
+{
+    return r->d ? engine_dynamic_input(r->d, i, info) : engine_model_input(r->m, i, info);
+}
+
+/* Runs one test_data_set directory (the expected outputs are read after the run: with --no-pin
+ * the compile happens in the run, and its refusal is the case's reason). */
+static int run_set(const struct runner *r, const char *dir, char *err, size_t errlen)
 {
     struct tensors in = {0}, want = {0};
     struct engine_tensor got[MAX_TENSORS];
     int rc = load_tensors(dir, "input", &in, err, errlen);
-    if (rc == 0)
-        rc = load_tensors(dir, "output", &want, err, errlen);
-    int n_out = engine_model_n_outputs(m);
-    if (rc == 0 && (in.n != engine_model_n_inputs(m) || want.n != n_out || n_out > MAX_TENSORS))
-        rc = seterr(err, errlen, -EINVAL, "%d inputs / %d outputs in %s, model has %d / %d", in.n,
-                    want.n, dir, engine_model_n_inputs(m), n_out);
+    int n_out = runner_n_outputs(r);
+    if (rc == 0 && (in.n != runner_n_inputs(r) || n_out > MAX_TENSORS))
+        rc = seterr(err, errlen, -EINVAL, "%d inputs in %s, model has %d / %d", in.n, dir,
+                    runner_n_inputs(r), n_out);
     for (int i = 0; rc == 0 && i < in.n; i++) {
         struct engine_tensor_info info;
-        if (in.t[i].name || engine_model_input(m, i, &info) != 0)
+        if (in.t[i].name || runner_input(r, i, &info) != 0)
             continue;
         in.t[i].name = strdup(info.name);
     }
     if (rc == 0) {
         memset(got, 0, sizeof(got));
-        rc = engine_session_run(s, in.t, in.n, got, n_out, err, errlen);
+        rc = r->d ? engine_dynamic_run(r->d, in.t, in.n, got, n_out, err, errlen)
+                  : engine_session_run(r->s, in.t, in.n, got, n_out, err, errlen);
     }
+    if (rc == 0)
+        rc = load_tensors(dir, "output", &want, err, errlen);
+    if (rc == 0 && want.n != n_out)
+        rc = seterr(err, errlen, -EINVAL, "%d outputs in %s, model has %d", want.n, dir, n_out);
     for (int k = 0; rc == 0 && k < n_out; k++)
         rc = compare(&got[k], &want.t[k], k, err, errlen);
     tensors_free(&in);
@@ -261,68 +290,63 @@ static int is_data_set(const struct dirent *e)
     return strncmp(e->d_name, "test_data_set_", 14) == 0;
 }
 
-/* Inputs of a data set that may be pinned: named int32/int64/bool tensors of at most
- * ENGINE_MAX_PIN_ELEMS elements and float32 ones of at most ENGINE_MAX_PIN_FLOATS. */
-static int pin_candidates(const struct tensors *in, struct engine_tensor *pins)
-{
-    int n = 0;
-    for (int i = 0; i < in->n; i++) {
-        const struct engine_tensor *t = &in->t[i];
-        int64_t k = engine_shape_numel(&t->shape);
-        int integer =
-            t->dtype == ENGINE_I32 || t->dtype == ENGINE_I64 || t->dtype == ENGINE_BOOL;
-        if (t->name && (integer ? k <= ENGINE_MAX_PIN_ELEMS
-                                : t->dtype == ENGINE_F32 && k <= ENGINE_MAX_PIN_FLOATS))
-            pins[n++] = *t;
-    }
-    return n;
-}
-
-/* Compiles with all candidate pins, then drops each pin the model still compiles without, so
- * only the inputs that decide a shape stay pinned. */
-static int compile_pinned(const uint8_t *onnx, size_t len, struct engine_compile_opts *o,
-                          struct engine_tensor *pins, void **image, size_t *image_len, char *why,
-                          size_t whylen)
-{
-    int rc = engine_compile(onnx, len, o, image, image_len, why, whylen);
-    for (int i = 0; rc == 0 && i < o->n_pins;) {
-        struct engine_tensor keep = pins[i];
-        void *fewer;
-        size_t fewer_len;
-        char tmp[512];
-        pins[i] = pins[--o->n_pins];
-        if (engine_compile(onnx, len, o, &fewer, &fewer_len, tmp, sizeof(tmp)) == 0) {
-            engine_image_free(*image);
-            *image = fewer;
-            *image_len = fewer_len;
-            continue;
-        }
-        pins[o->n_pins++] = pins[i];
-        pins[i++] = keep;
-    }
-    return rc;
-}
-
-/* A compile refused for an operand computed at run time: recompile with the first data set's
- * inputs pinned. Returns 0 with *image set, or the compile error (why keeps the first reason
- * when nothing can be pinned). */
-static int compile_with_pins(const uint8_t *onnx, size_t len, const char *dir,
-                             struct engine_compile_opts *o, void **image, size_t *image_len,
-                             char *why, size_t whylen)
+/* Compiles a case; a refusal for an operand computed at run time is retried with the inputs of
+ * the case's first data set pinned, keeping only the pins it needs (engine_compile_pinning).
+ * *pinned: some input was pinned. */
+static int compile_case(const uint8_t *onnx, size_t len, const char *dir,
+                        struct engine_compile_opts *o, void **image, size_t *image_len, int *pinned,
+                        char *why, size_t whylen)
 {
     char set[4096], tmp[512];
     struct tensors first = {0};
-    struct engine_tensor pins[MAX_TENSORS];
-    int rc = -ENOTSUP;
-    if (snprintf(set, sizeof(set), "%s/test_data_set_0", dir) < (int)sizeof(set) &&
-        load_tensors(set, "input", &first, tmp, sizeof(tmp)) == 0) {
-        o->pins = pins;
-        o->n_pins = pin_candidates(&first, pins);
-        if (o->n_pins > 0)
-            rc = compile_pinned(onnx, len, o, pins, image, image_len, why, whylen);
-    }
+    int flags[MAX_TENSORS];
+    if (snprintf(set, sizeof(set), "%s/test_data_set_0", dir) >= (int)sizeof(set) ||
+        load_tensors(set, "input", &first, tmp, sizeof(tmp)) != 0)
+        tensors_free(&first);
+    int rc = engine_compile_pinning(onnx, len, o, first.t, first.n, flags, image, image_len, why,
+                                    whylen);
+    *pinned = 0;
+    for (int i = 0; rc == 0 && i < first.n; i++)
+        *pinned |= flags[i];
     tensors_free(&first);
     return rc;
+}
+
+/* Runs every data set of dir through r. */
+static int run_sets(const struct runner *r, const char *dir, char *why, size_t whylen)
+{
+    char path[4096];
+    struct dirent **sets = NULL;
+    int n = scandir(dir, &sets, is_data_set, alphasort), rc = 0;
+    if (n <= 0)
+        rc = seterr(why, whylen, -ENOENT, "no test_data_set_* in %s", dir);
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 &&
+            snprintf(path, sizeof(path), "%s/%s", dir, sets[i]->d_name) >= (int)sizeof(path))
+            rc = seterr(why, whylen, -ENAMETOOLONG, "path too long in %s", dir);
+        if (rc == 0)
+            rc = run_set(r, path, why, whylen);
+        free(sets[i]);
+    }
+    free(sets);
+    return rc;
+}
+
+/* --no-pin: every input is fed as an input; the engine resolves shapes per data set. */
+static enum verdict run_case_dynamic(const uint8_t *onnx, size_t len, const char *dir,
+                                     const struct engine_compile_opts *o, char *why, size_t whylen)
+{
+    struct engine_dynamic_opts dopts = {.compile = *o};
+    struct runner r = {0};
+    if (engine_dynamic_open(onnx, len, &dopts, &r.d, why, whylen) != 0)
+        return UNSUPPORTED; /* the import refused it */
+    int rc = run_sets(&r, dir, why, whylen);
+    struct engine_dynamic_stats st;
+    engine_dynamic_stats(r.d, &st);
+    engine_dynamic_close(r.d);
+    if (rc)
+        return st.last_refused ? UNSUPPORTED : FAIL;
+    return st.pinned_inputs > 0 ? PASS_PINNED : PASS;
 }
 
 static enum verdict run_case(const char *dir, const char *name, int no_pin, char *why,
@@ -336,37 +360,26 @@ static enum verdict run_case(const char *dir, const char *name, int no_pin, char
     if (read_file(path, MAX_FILE_BYTES, &onnx, &len, why, whylen))
         return FAIL;
     struct engine_compile_opts opts = {.threads = 1, .base_dir = dir, .model_name = name};
+    if (no_pin) {
+        enum verdict v = run_case_dynamic(onnx, len, dir, &opts, why, whylen);
+        free(onnx);
+        return v;
+    }
     void *image = NULL;
     size_t image_len = 0;
-    int rc = engine_compile(onnx, len, &opts, &image, &image_len, why, whylen);
     int pinned = 0;
-    /* "must be a constant", "needs constant scales", ...: retry pinned, unless --no-pin */
-    if (rc && !no_pin && strstr(why, "constant"))
-        pinned =
-            (rc = compile_with_pins(onnx, len, dir, &opts, &image, &image_len, why, whylen)) == 0;
+    int rc = compile_case(onnx, len, dir, &opts, &image, &image_len, &pinned, why, whylen);
     free(onnx);
     if (rc)
         return UNSUPPORTED;
-    struct engine_model *m = NULL;
-    struct engine_session *s = NULL;
-    rc = engine_model_open(image, image_len, &m, why, whylen);
+    struct runner r = {0};
+    rc = engine_model_open(image, image_len, &r.m, why, whylen);
     if (rc == 0)
-        rc = engine_session_create(m, &s, why, whylen);
-    struct dirent **sets = NULL;
-    int n = rc == 0 ? scandir(dir, &sets, is_data_set, alphasort) : 0;
-    if (rc == 0 && n <= 0)
-        rc = seterr(why, whylen, -ENOENT, "no test_data_set_* in %s", dir);
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 &&
-            snprintf(path, sizeof(path), "%s/%s", dir, sets[i]->d_name) >= (int)sizeof(path))
-            rc = seterr(why, whylen, -ENAMETOOLONG, "path too long in %s", dir);
-        if (rc == 0)
-            rc = run_set(m, s, path, why, whylen);
-        free(sets[i]);
-    }
-    free(sets);
-    engine_session_destroy(s);
-    engine_model_close(m);
+        rc = engine_session_create(r.m, &r.s, why, whylen);
+    if (rc == 0)
+        rc = run_sets(&r, dir, why, whylen);
+    engine_session_destroy(r.s);
+    engine_model_close(r.m);
     engine_image_free(image);
     if (rc && pinned && strstr(why, "(the plan was compiled for these values)"))
         return UNSUPPORTED; /* a later data set has other values for a pinned input */

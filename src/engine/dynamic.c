@@ -1,0 +1,475 @@
+/*
+ * dynamic.c — run-time shapes: a model whose dims vary per request, or whose shape operands
+ * (Reshape's shape, Slice's starts, Resize's sizes, Range's bounds, TopK's k, ...) arrive as
+ * inputs, runs on a plan specialised to each request.
+ *
+ * Plans are compiled for concrete shapes, and an operand that decides a shape must be a constant
+ * when the plan is compiled. So a request's key is its inputs' dtypes and shapes plus the values
+ * of the inputs that decide a shape; a miss compiles the model with those shapes and those
+ * inputs pinned (engine_compile_opts.shapes and .pins), opens the image and creates a session.
+ * Which inputs decide a shape is found once per model, on its first successful compile
+ * (engine_compile_pinning: pin every candidate, then drop each the model compiles without), and
+ * kept: later misses compile once. The cache is an LRU bounded by count and by bytes (image +
+ * arena), so a stream of ever-new shapes evicts instead of growing; a key whose plan alone is
+ * over the byte bound is refused. Each plan holds its own weights (one copy per shape).
+ */
+#include "common/common.h"
+#include "engine/ir.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- compile with the shape operands pinned ---- */
+
+static bool pinnable(const struct engine_tensor *t)
+{
+    int64_t k = engine_shape_numel(&t->shape);
+    bool integer = t->dtype == ENGINE_I32 || t->dtype == ENGINE_I64 || t->dtype == ENGINE_BOOL;
+    return t->name && t->data && k >= 0 &&
+           (integer ? k <= ENGINE_MAX_PIN_ELEMS
+                    : t->dtype == ENGINE_F32 && k <= ENGINE_MAX_PIN_FLOATS);
+}
+
+static bool pinned_by(const struct engine_compile_opts *o, const char *name)
+{
+    for (int i = 0; i < o->n_pins; i++)
+        if (o->pins[i].name && strcmp(o->pins[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+int engine_compile_pinning(const void *onnx, size_t len, const struct engine_compile_opts *opts,
+                           const struct engine_tensor *values, int n_values, int *pinned,
+                           void **image, size_t *image_len, char *err, size_t errlen)
+{
+    for (int i = 0; i < n_values; i++)
+        pinned[i] = 0;
+    int rc = engine_compile(onnx, len, opts, image, image_len, err, errlen);
+    /* "input N must be a constant", "needs constant scales or sizes", ...: the compiler's
+     * refusals of an operand computed at run time all say "constant" */
+    if (rc == 0 || n_values <= 0 || !err || !strstr(err, "constant"))
+        return rc;
+    int base = opts->n_pins, n = base;
+    struct engine_tensor *pins = calloc((size_t)(base + n_values), sizeof(*pins));
+    int *which = calloc((size_t)(base + n_values), sizeof(*which));
+    if (!pins || !which) {
+        free(pins);
+        free(which);
+        return rc;
+    }
+    for (int i = 0; i < base; i++)
+        pins[i] = opts->pins[i];
+    for (int i = 0; i < n_values; i++)
+        if (pinnable(&values[i]) && !pinned_by(opts, values[i].name)) {
+            which[n] = i;
+            pins[n++] = values[i];
+        }
+    struct engine_compile_opts o = *opts;
+    o.pins = pins;
+    o.n_pins = n;
+    char tmp[512];
+    if (n == base || engine_compile(onnx, len, &o, image, image_len, tmp, sizeof(tmp)) != 0)
+        goto out; /* pinning does not help: the first reason stands */
+    rc = 0;
+    /* drop each pin the model compiles without (swap it out of the list, keep the smaller image) */
+    for (int i = base; i < o.n_pins;) {
+        struct engine_tensor keep = pins[i];
+        int keep_which = which[i];
+        void *fewer;
+        size_t fewer_len;
+        o.n_pins--;
+        pins[i] = pins[o.n_pins];
+        which[i] = which[o.n_pins];
+        if (engine_compile(onnx, len, &o, &fewer, &fewer_len, tmp, sizeof(tmp)) == 0) {
+            engine_image_free(*image);
+            *image = fewer;
+            *image_len = fewer_len;
+            continue;
+        }
+        pins[o.n_pins] = pins[i];
+        which[o.n_pins] = which[i];
+        o.n_pins++;
+        pins[i] = keep;
+        which[i] = keep_which;
+        i++;
+    }
+    for (int i = base; i < o.n_pins; i++)
+        pinned[which[i]] = 1;
+out:
+    free(pins);
+    free(which);
+    return rc;
+}
+
+/* ---- the specialising model ---- */
+
+struct dyn_plan {
+    uint8_t *key;
+    size_t key_len;
+    void *image;
+    size_t image_len;
+    struct engine_model *model;
+    struct engine_session *session;
+    uint64_t bytes; /* image + arena */
+    uint64_t used;  /* LRU clock of its last run */
+};
+
+struct dyn_io {
+    char *name;
+    int dtype;
+    struct engine_shape shape; /* rank -1: not declared */
+};
+
+struct engine_dynamic {
+    uint8_t *onnx;
+    size_t len;
+    struct engine_compile_opts copts;
+    char *base_dir, *model_name;
+    struct dyn_io *in, *out;
+    int n_in, n_out;
+    int *pinned;  /* per input: its values are part of the key */
+    bool decided; /* pinned is known (after the first successful compile) */
+    struct dyn_plan *plans;
+    int n_plans, max_plans;
+    uint64_t max_bytes, clock;
+    struct engine_tensor *req; /* n_in: the request's inputs in model order, named */
+    struct engine_input_shape *shapes;
+    struct engine_tensor *pins;
+    int *pin_flags;
+    struct engine_dynamic_stats st;
+};
+
+static int copy_io(const struct ir_graph *g, const int *idx, int n, struct dyn_io **out)
+{
+    *out = calloc((size_t)n + 1, sizeof(**out));
+    if (!*out)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        const struct ir_tensor *t = &g->tensors[idx[i]];
+        (*out)[i].name = strdup(t->name ? t->name : "");
+        (*out)[i].dtype = t->dtype;
+        (*out)[i].shape = t->shape;
+        if (!(*out)[i].name)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static void free_plan(struct dyn_plan *p)
+{
+    engine_session_destroy(p->session);
+    engine_model_close(p->model);
+    engine_image_free(p->image);
+    free(p->key);
+}
+
+void engine_dynamic_close(struct engine_dynamic *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < d->n_plans; i++)
+        free_plan(&d->plans[i]);
+    for (int i = 0; d->in && i < d->n_in; i++)
+        free(d->in[i].name);
+    for (int i = 0; d->out && i < d->n_out; i++)
+        free(d->out[i].name);
+    free(d->in);
+    free(d->out);
+    free(d->plans);
+    free(d->pinned);
+    free(d->req);
+    free(d->shapes);
+    free(d->pins);
+    free(d->pin_flags);
+    free(d->onnx);
+    free(d->base_dir);
+    free(d->model_name);
+    free(d);
+}
+
+int engine_dynamic_open(const void *onnx, size_t len, const struct engine_dynamic_opts *opts,
+                        struct engine_dynamic **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const struct engine_compile_opts *co = &opts->compile;
+    const char *model = co->model_name ? co->model_name : "model";
+    if (co->n_shapes || co->n_pins)
+        return seterr(err, errlen, -EINVAL,
+                      "model %s: a dynamic model takes its shapes and pins from each request",
+                      model);
+    if (opts->max_plans < 0 || opts->max_plans > ENGINE_DYNAMIC_MAX_PLANS)
+        return seterr(err, errlen, -EINVAL, "model %s: plan cache of %d out of range (0..%d)",
+                      model, opts->max_plans, ENGINE_DYNAMIC_MAX_PLANS);
+    struct engine_dynamic *d = calloc(1, sizeof(*d));
+    if (!d)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    d->copts = *co;
+    d->max_plans = opts->max_plans ? opts->max_plans : ENGINE_DYNAMIC_PLANS;
+    d->max_bytes = opts->max_bytes ? opts->max_bytes : ENGINE_DYNAMIC_BYTES;
+    d->st.pinned_inputs = -1;
+    d->onnx = malloc(len ? len : 1);
+    d->model_name = strdup(model);
+    d->base_dir = co->base_dir ? strdup(co->base_dir) : NULL;
+    d->plans = calloc((size_t)d->max_plans, sizeof(*d->plans));
+    int rc = d->onnx && d->model_name && d->plans && (d->base_dir || !co->base_dir)
+                 ? 0
+                 : seterr(err, errlen, -ENOMEM, "out of memory");
+    struct ir_graph *g = NULL;
+    if (!rc) {
+        memcpy(d->onnx, onnx, len);
+        d->len = len;
+        d->copts.model_name = d->model_name;
+        d->copts.base_dir = d->base_dir;
+        rc = ir_import_onnx(onnx, len, d->base_dir, d->model_name, &g, err, errlen);
+    }
+    if (!rc) {
+        d->n_in = g->n_inputs;
+        d->n_out = g->n_outputs;
+        if (copy_io(g, g->inputs, g->n_inputs, &d->in) ||
+            copy_io(g, g->outputs, g->n_outputs, &d->out))
+            rc = seterr(err, errlen, -ENOMEM, "out of memory");
+    }
+    ir_free(g);
+    size_t n = (size_t)d->n_in + 1;
+    if (!rc &&
+        (!(d->pinned = calloc(n, sizeof(int))) || !(d->req = calloc(n, sizeof(*d->req))) ||
+         !(d->shapes = calloc(n, sizeof(*d->shapes))) || !(d->pins = calloc(n, sizeof(*d->pins))) ||
+         !(d->pin_flags = calloc(n, sizeof(int)))))
+        rc = seterr(err, errlen, -ENOMEM, "out of memory");
+    if (rc) {
+        engine_dynamic_close(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+int engine_dynamic_n_inputs(const struct engine_dynamic *d)
+{
+    return d->n_in;
+}
+
+int engine_dynamic_n_outputs(const struct engine_dynamic *d)
+{
+    return d->n_out;
+}
+
+static int io_info(const struct dyn_io *io, int n, int i, struct engine_tensor_info *out)
+{
+    if (i < 0 || i >= n)
+        return -EINVAL;
+    *out =
+        (struct engine_tensor_info){.name = io[i].name, .dtype = io[i].dtype, .shape = io[i].shape};
+    return 0;
+}
+
+int engine_dynamic_input(const struct engine_dynamic *d, int i, struct engine_tensor_info *out)
+{
+    return io_info(d->in, d->n_in, i, out);
+}
+
+int engine_dynamic_output(const struct engine_dynamic *d, int i, struct engine_tensor_info *out)
+{
+    return io_info(d->out, d->n_out, i, out);
+}
+
+void engine_dynamic_stats(const struct engine_dynamic *d, struct engine_dynamic_stats *out)
+{
+    *out = d->st;
+}
+
+void engine_dynamic_release_memory(struct engine_dynamic *d)
+{
+    for (int i = 0; i < d->n_plans; i++)
+        engine_session_release_memory(d->plans[i].session);
+}
+
+/* The request's inputs in model order (d->req, named as the model names them), each checked
+ * against what the model declares: dtype, rank, fixed dims, byte count. */
+static int match_inputs(struct engine_dynamic *d, const struct engine_tensor *in, int n, char *err,
+                        size_t errlen)
+{
+    char s1[128], s2[128];
+    if (n != d->n_in)
+        return seterr(err, errlen, -EINVAL, "model %s: %d inputs given, it has %d", d->model_name,
+                      n, d->n_in);
+    for (int i = 0; i < d->n_in; i++) {
+        const struct dyn_io *io = &d->in[i];
+        const struct engine_tensor *t = NULL;
+        for (int k = 0; k < n && !t; k++)
+            if ((in[k].name && strcmp(in[k].name, io->name) == 0) || (!in[k].name && n == 1))
+                t = &in[k];
+        if (!t)
+            return seterr(err, errlen, -EINVAL, "model %s: input '%s' missing", d->model_name,
+                          io->name);
+        int64_t numel = engine_shape_numel(&t->shape);
+        bool fits = t->shape.rank >= 0 && t->shape.rank <= ENGINE_MAX_RANK &&
+                    (io->shape.rank < 0 || io->shape.rank == t->shape.rank);
+        for (int k = 0; fits && io->shape.rank >= 0 && k < io->shape.rank; k++)
+            fits = t->shape.dims[k] >= 0 &&
+                   (io->shape.dims[k] < 0 || io->shape.dims[k] == t->shape.dims[k]);
+        if (!fits)
+            return seterr(err, errlen, -EINVAL, "model %s: input '%s' has shape %s, the model %s",
+                          d->model_name, io->name, engine_shape_str(&t->shape, s1, sizeof(s1)),
+                          engine_shape_str(&io->shape, s2, sizeof(s2)));
+        if (t->dtype != io->dtype)
+            return seterr(err, errlen, -EINVAL, "model %s: input '%s' is %s, the model wants %s",
+                          d->model_name, io->name, engine_dtype_name(t->dtype),
+                          engine_dtype_name(io->dtype));
+        if (numel < 0 || !t->data || t->nbytes != (size_t)numel * engine_dtype_size(t->dtype))
+            return seterr(err, errlen, -EINVAL, "model %s: input '%s': %zu bytes for %s",
+                          d->model_name, io->name, t->nbytes,
+                          engine_shape_str(&t->shape, s1, sizeof(s1)));
+        d->req[i] = *t;
+        d->req[i].name = io->name;
+    }
+    return 0;
+}
+
+/* dtype, rank and dims of every input, and the values of the pinned ones. */
+static uint8_t *make_key(const struct engine_dynamic *d, size_t *len)
+{
+    size_t n = 0;
+    for (int i = 0; i < d->n_in; i++)
+        n += 2 * sizeof(int32_t) + (size_t)d->req[i].shape.rank * sizeof(int64_t) +
+             (d->pinned[i] ? sizeof(uint64_t) + d->req[i].nbytes : 0);
+    uint8_t *k = malloc(n ? n : 1), *p = k;
+    if (!k)
+        return NULL;
+    for (int i = 0; i < d->n_in; i++) {
+        const struct engine_tensor *t = &d->req[i];
+        int32_t head[2] = {t->dtype, t->shape.rank};
+        memcpy(p, head, sizeof(head));
+        p += sizeof(head);
+        memcpy(p, t->shape.dims, (size_t)t->shape.rank * sizeof(int64_t));
+        p += (size_t)t->shape.rank * sizeof(int64_t);
+        if (d->pinned[i]) {
+            uint64_t nb = t->nbytes;
+            memcpy(p, &nb, sizeof(nb));
+            memcpy(p + sizeof(nb), t->data, t->nbytes);
+            p += sizeof(nb) + t->nbytes;
+        }
+    }
+    *len = n;
+    return k;
+}
+
+static void evict(struct engine_dynamic *d, int i)
+{
+    d->st.bytes -= d->plans[i].bytes;
+    free_plan(&d->plans[i]);
+    d->plans[i] = d->plans[--d->n_plans];
+    d->st.plans = d->n_plans;
+    d->st.evictions++;
+}
+
+static int lru(const struct engine_dynamic *d)
+{
+    int best = 0;
+    for (int i = 1; i < d->n_plans; i++)
+        if (d->plans[i].used < d->plans[best].used)
+            best = i;
+    return best;
+}
+
+/* Compiles, opens and caches the plan of the current request (key is taken over). */
+static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, struct dyn_plan **out,
+                      char *err, size_t errlen)
+{
+    struct dyn_plan p = {.key = key, .key_len = key_len};
+    struct engine_compile_opts o = d->copts;
+    int n_pins = 0;
+    for (int i = 0; i < d->n_in; i++) {
+        d->shapes[i] = (struct engine_input_shape){d->req[i].name, d->req[i].shape};
+        if (d->decided && d->pinned[i])
+            d->pins[n_pins++] = d->req[i];
+    }
+    o.shapes = d->shapes;
+    o.n_shapes = d->n_in;
+    o.pins = d->pins;
+    o.n_pins = n_pins;
+    int64_t t0 = now_ns();
+    int rc;
+    if (d->decided) {
+        rc = engine_compile(d->onnx, d->len, &o, &p.image, &p.image_len, err, errlen);
+    } else {
+        rc = engine_compile_pinning(d->onnx, d->len, &o, d->req, d->n_in, d->pin_flags, &p.image,
+                                    &p.image_len, err, errlen);
+        if (rc == 0) {
+            int k = 0;
+            for (int i = 0; i < d->n_in; i++)
+                k += (d->pinned[i] = d->pin_flags[i]);
+            d->decided = true;
+            d->st.pinned_inputs = k;
+            /* the key was made before the pinned set was known: remake it */
+            free(p.key);
+            if (!(p.key = make_key(d, &p.key_len)))
+                rc = seterr(err, errlen, -ENOMEM, "out of memory");
+        }
+    }
+    d->st.compiles++;
+    if (rc) {
+        d->st.refused++;
+        d->st.last_refused = 1;
+        free_plan(&p);
+        return rc;
+    }
+    rc = engine_model_open(p.image, p.image_len, &p.model, err, errlen);
+    if (!rc) {
+        p.bytes = p.image_len + engine_model_arena_size(p.model);
+        if (p.bytes > d->max_bytes) {
+            char a[32], b[32];
+            rc = seterr(err, errlen, -E2BIG,
+                        "model %s: the plan for these input shapes needs %s, over the bound of %s",
+                        d->model_name, format_size(p.bytes, a, sizeof(a)),
+                        format_size(d->max_bytes, b, sizeof(b)));
+            d->st.last_refused = 1;
+        }
+    }
+    while (!rc && d->n_plans > 0 &&
+           (d->n_plans >= d->max_plans || d->st.bytes + p.bytes > d->max_bytes))
+        evict(d, lru(d));
+    if (!rc)
+        rc = engine_session_create(p.model, &p.session, err, errlen);
+    if (rc) {
+        free_plan(&p);
+        return rc;
+    }
+    d->st.last_compile_ms = (double)(now_ns() - t0) / 1e6;
+    d->st.bytes += p.bytes;
+    d->plans[d->n_plans] = p;
+    *out = &d->plans[d->n_plans++];
+    d->st.plans = d->n_plans;
+    return 0;
+}
+
+int engine_dynamic_run(struct engine_dynamic *d, const struct engine_tensor *inputs, int n_inputs,
+                       struct engine_tensor *outputs, int n_outputs, char *err, size_t errlen)
+{
+    d->st.runs++;
+    d->st.last_refused = 0;
+    int rc = match_inputs(d, inputs, n_inputs, err, errlen);
+    if (rc)
+        return rc;
+    size_t key_len;
+    uint8_t *key = make_key(d, &key_len);
+    if (!key)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    struct dyn_plan *p = NULL;
+    for (int i = 0; i < d->n_plans && !p; i++)
+        if (d->plans[i].key_len == key_len && memcmp(d->plans[i].key, key, key_len) == 0)
+            p = &d->plans[i];
+    if (p) {
+        d->st.hits++;
+        free(key);
+    } else {
+        d->st.misses++;
+        rc = specialise(d, key, key_len, &p, err, errlen);
+        if (rc)
+            return rc;
+    }
+    p->used = ++d->clock;
+    return engine_session_run(p->session, d->req, d->n_in, outputs, n_outputs, err, errlen);
+}
