@@ -782,23 +782,21 @@ static int rnn_check(const struct node_ctx *c, const int32_t *p)
     static const int gates[] = {1, 3, 4};
     const struct plan_tensor *x = operand(c, 0), *w = operand(c, 1), *r = operand(c, 2);
     const struct plan_tensor *y = dst_of(c);
-    if (c->n->n_params != 7 || p[0] < K_RNN_SIMPLE || p[0] > K_RNN_LSTM || p[1] < K_RNN_FORWARD ||
-        p[1] > K_RNN_BIDIRECTIONAL || (p[2] != 0 && p[2] != 1) || (p[3] != 0 && p[3] != 1) ||
-        p[4] < 1 || p[4] > K_RNN_MAX_HIDDEN || p[5] < 0 || p[5] > (p[0] == K_RNN_LSTM ? 2 : 1) ||
-        p[6] < 0 || p[6] > 31 || (p[0] != K_RNN_LSTM && (p[6] & 24)) || x->rank != 3 ||
-        x->dtype != ENGINE_F32 || y->dtype != ENGINE_F32)
+    struct kp_rnn q;
+    if (kp_decode_rnn(p, c->n->n_params, &q) || x->rank != 3 || x->dtype != ENGINE_F32 ||
+        y->dtype != ENGINE_F32)
         return node_err(c, -EINVAL, "rnn parameters do not fit");
-    int64_t g = gates[p[0]], h = p[4], dirs = p[1] == K_RNN_BIDIRECTIONAL ? 2 : 1;
-    int64_t seq = x->dims[p[2] ? 1 : 0], batch = x->dims[p[2] ? 0 : 1], in = x->dims[2];
-    int64_t sb0 = p[2] ? batch : dirs, sb1 = p[2] ? dirs : batch;
+    int64_t g = gates[q.kind], h = q.hidden, dirs = q.direction == K_RNN_BIDIRECTIONAL ? 2 : 1;
+    int64_t seq = x->dims[q.layout ? 1 : 0], batch = x->dims[q.layout ? 0 : 1], in = x->dims[2];
+    int64_t sb0 = q.layout ? batch : dirs, sb1 = q.layout ? dirs : batch;
     int ok = plain_of_dtype(w, ENGINE_F32) && plain_of_dtype(r, ENGINE_F32) &&
              dims_are(w, 3, dirs, g * h, in, 0) && dims_are(r, 3, dirs, g * h, h, 0) &&
-             (p[5]   ? dims_are(y, 3, sb0, sb1, h, 0)
-              : p[2] ? dims_are(y, 4, batch, seq, dirs, h)
-                     : dims_are(y, 4, seq, dirs, batch, h));
+             (q.which    ? dims_are(y, 3, sb0, sb1, h, 0)
+              : q.layout ? dims_are(y, 4, batch, seq, dirs, h)
+                         : dims_are(y, 4, seq, dirs, batch, h));
     uint32_t k = 3;
     for (int bit = 0; ok && bit < 5; bit++) {
-        if (!(p[6] & (1 << bit)))
+        if (!(q.present & (1 << bit)))
             continue;
         if (k >= c->n->n_in)
             return node_err(c, -EINVAL, "rnn inputs do not match the presence mask");

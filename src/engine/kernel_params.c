@@ -120,6 +120,29 @@ int kp_decode_lrn(const int32_t *p, uint32_t n, struct kp_lrn *r)
     return 0;
 }
 
+uint32_t kp_encode_rnn(const struct kp_rnn *r, int64_t *out)
+{
+    out[0] = r->kind;
+    out[1] = r->direction;
+    out[2] = r->layout;
+    out[3] = r->linear_before_reset;
+    out[4] = r->hidden;
+    out[5] = r->which;
+    out[6] = r->present;
+    return 7;
+}
+
+int kp_decode_rnn(const int32_t *p, uint32_t n, struct kp_rnn *r)
+{
+    if (n != 7 || p[0] < K_RNN_SIMPLE || p[0] > K_RNN_LSTM || p[1] < K_RNN_FORWARD ||
+        p[1] > K_RNN_BIDIRECTIONAL || !flag(p[2]) || !flag(p[3]) || p[4] < 1 ||
+        p[4] > K_RNN_MAX_HIDDEN || p[5] < 0 || p[5] > (p[0] == K_RNN_LSTM ? 2 : 1) || p[6] < 0 ||
+        p[6] > 31 || (p[0] != K_RNN_LSTM && (p[6] & 24)))
+        return -EINVAL;
+    *r = (struct kp_rnn){(enum k_rnn_kind)p[0], (enum k_rnn_dir)p[1], p[2], p[3], p[4], p[5], p[6]};
+    return 0;
+}
+
 uint32_t kp_encode_roi(const struct k_roi *r, int64_t *out)
 {
     out[0] = r->sampling_ratio;

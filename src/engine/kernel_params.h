@@ -48,4 +48,14 @@ int kp_decode_lrn(const int32_t *p, uint32_t n, struct kp_lrn *r);
 uint32_t kp_encode_roi(const struct k_roi *r, int64_t *out);
 int kp_decode_roi(const int32_t *p, uint32_t n, float scale, struct k_roi *r);
 
+/* PLAN_K_RNN: kind, direction, layout, linear_before_reset, hidden, which output (0 Y, 1 Y_h,
+ * 2 Y_c), the presence mask of the optional inputs (1 b, 2 sequence_lens, 4 h0, 8 c0, 16 p). */
+struct kp_rnn {
+    enum k_rnn_kind kind;
+    enum k_rnn_dir direction;
+    int layout, linear_before_reset, hidden, which, present;
+};
+uint32_t kp_encode_rnn(const struct kp_rnn *r, int64_t *out);
+int kp_decode_rnn(const int32_t *p, uint32_t n, struct kp_rnn *r);
+
 #endif

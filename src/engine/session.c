@@ -55,6 +55,7 @@ struct session_kernel {
         struct k_grid grid;
         struct kp_lrn lrn;
         struct k_roi roi;
+        struct kp_rnn rnn;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -143,6 +144,9 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_LRN:
         rc = kp_decode_lrn(k->params, k->n_params, &k->kp.lrn);
+        break;
+    case PLAN_K_RNN:
+        rc = kp_decode_rnn(k->params, k->n_params, &k->kp.rnn);
         break;
     case PLAN_K_ROI_ALIGN:
         rc = kp_decode_roi(k->params, k->n_params, n->alpha, &k->kp.roi);
@@ -407,30 +411,29 @@ static int run_math_kernel(const struct session_kernel *k)
     }
 }
 
-/* params: kind, direction, layout, linear_before_reset, hidden, which, presence mask */
 static int run_rnn(const struct session_kernel *k)
 {
-    const int32_t *p = k->params;
+    const struct kp_rnn *q = &k->kp.rnn;
     const struct engine_shape *xs = &k->in_s[0];
-    struct k_rnn r = {.kind = (enum k_rnn_kind)p[0],
-                      .direction = (enum k_rnn_dir)p[1],
-                      .layout = p[2],
-                      .linear_before_reset = p[3],
-                      .hidden = p[4],
-                      .seq = xs->dims[p[2] ? 1 : 0],
-                      .batch = xs->dims[p[2] ? 0 : 1],
+    struct k_rnn r = {.kind = q->kind,
+                      .direction = q->direction,
+                      .layout = q->layout,
+                      .linear_before_reset = q->linear_before_reset,
+                      .hidden = q->hidden,
+                      .seq = xs->dims[q->layout ? 1 : 0],
+                      .batch = xs->dims[q->layout ? 0 : 1],
                       .input = xs->dims[2],
-                      .dirs = p[1] == K_RNN_BIDIRECTIONAL ? 2 : 1,
-                      .gates = p[0] == K_RNN_SIMPLE ? 1
-                               : p[0] == K_RNN_GRU  ? 3
-                                                    : 4};
+                      .dirs = q->direction == K_RNN_BIDIRECTIONAL ? 2 : 1,
+                      .gates = q->kind == K_RNN_SIMPLE ? 1
+                               : q->kind == K_RNN_GRU  ? 3
+                                                       : 4};
     struct k_rnn_io io = {.x = k->in[0], .w = k->in[1], .r = k->in[2]};
     const void *opt[5] = {NULL};
     for (int bit = 0, at = 3; bit < 5; bit++)
-        if (p[6] & (1 << bit))
+        if (q->present & (1 << bit))
             opt[bit] = k->in[at++];
     io.b = opt[0], io.lens = opt[1], io.h0 = opt[2], io.c0 = opt[3], io.p = opt[4];
-    return k_rnn(&r, &io, p[5], k->dst);
+    return k_rnn(&r, &io, q->which, k->dst);
 }
 
 /* params: modes, cubic_a, extrapolation, then per axis scale, roi start, roi end (checked) */

@@ -85,18 +85,17 @@ int infer_rnn(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 /* RNN/GRU/LSTM: one kernel node per present output (each runs the recurrence). */
 int lower_rnn(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[8], p[7] = {ir_attr_int(n, "rnn_kind", 0),
-                            ir_attr_int(n, "rnn_dir", 0),
-                            ir_attr_int(n, "layout", 0),
-                            ir_attr_int(n, "linear_before_reset", 0),
-                            ir_attr_int(n, "hidden_size", 1),
-                            0,
-                            0};
+    struct kp_rnn q = {.kind = (enum k_rnn_kind)ir_attr_int(n, "rnn_kind", 0),
+                       .direction = (enum k_rnn_dir)ir_attr_int(n, "rnn_dir", 0),
+                       .layout = (int)ir_attr_int(n, "layout", 0),
+                       .linear_before_reset = (int)ir_attr_int(n, "linear_before_reset", 0),
+                       .hidden = (int)ir_attr_int(n, "hidden_size", 1)};
+    int64_t ins[8], p[KP_MAX_PARAMS];
     int rc = plain_inputs(l, n, 3, ins), k = 3;
     for (int i = 3; !rc && i < n->n_in && i < 8; i++) {
         if (n->in[i] < 0)
             continue;
-        p[6] |= 1 << (i - 3);
+        q.present |= 1 << (i - 3);
         ins[k] = plain_operand(l, n, n->in[i]);
         if (ins[k++] < 0)
             rc = lerr(l, n, -EINVAL, "unusable input");
@@ -104,14 +103,15 @@ int lower_rnn(struct lower *l, const struct ir_node *n)
     for (int o = 0; !rc && o < n->n_out && o < 3; o++) {
         if (n->out[o] < 0)
             continue;
-        p[5] = o;
+        q.which = o;
+        uint32_t np = kp_encode_rnn(&q, p);
         struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
         pn.alg = PLAN_K_RNN;
         int64_t out = output_of(l, n, o);
         if (out < 0)
             return (int)out;
         pn.out = (uint32_t)out;
-        if (set_inputs(l, &pn, ins, (uint32_t)k) || set_params(l, &pn, p, 7))
+        if (set_inputs(l, &pn, ins, (uint32_t)k) || set_params(l, &pn, p, np))
             return lerr(l, n, -EINVAL, "kernel parameters out of range");
         rc = emit(l, n, &pn, -1, NULL);
     }
