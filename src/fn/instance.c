@@ -8,6 +8,7 @@
  * pages back to the kernel. All shared state is under one mutex.
  */
 #include "fn/fn.h"
+#include "fn/shapes.h"
 #include "fn/source.h"
 #include "common/http.h"
 
@@ -42,6 +43,7 @@ struct fn_instance {
     struct fn_source *source;
     struct engine_model *model;
     struct engine_session *session;
+    struct fn_shapes *shapes;           /* instead of model and session: a plan per request shape */
     struct engine_tensor_info in_info;  /* input 0 */
     struct engine_tensor_info out_info; /* output 0 */
     int n_outputs;
@@ -141,13 +143,24 @@ static void run_job(struct fn_instance *in, struct job *j)
     char err[512];
     const struct engine_tensor *ins = j->json_in.n ? j->json_in.t : &j->single;
     int n_ins = j->json_in.n ? j->json_in.n : 1;
-    int rc = engine_session_run(in->session, ins, n_ins, outs, in->n_outputs, err, sizeof(err));
+    int rc = in->shapes ? fn_shapes_run(in->shapes, ins, n_ins, outs, (int)ARRAY_LEN(outs),
+                                        &in->n_outputs, err, sizeof(err))
+                        : engine_session_run(in->session, ins, n_ins, outs, in->n_outputs, err,
+                                             sizeof(err));
     if (rc < 0) {
         /* The engine refuses inputs that do not match the plan with -EINVAL: the caller's fault. */
         job_fail(j, rc == -EINVAL ? 400 : 500, err);
         return;
     }
     encode_output(in, outs, j);
+}
+
+static void release_memory(struct fn_instance *in)
+{
+    if (in->shapes)
+        fn_shapes_release_memory(in->shapes);
+    else
+        engine_session_release_memory(in->session);
 }
 
 static int64_t idle_deadline_ns(const struct fn_instance *in)
@@ -164,7 +177,7 @@ static void wait_for_work(struct fn_instance *in)
     }
     int64_t left = idle_deadline_ns(in) - now_ns();
     if (left <= 0) {
-        engine_session_release_memory(in->session);
+        release_memory(in);
         /* Freed request and reply buffers stay in malloc's arenas otherwise: a few MiB per
          * instance that an idle instance should not hold. */
         malloc_trim(0);
@@ -242,7 +255,9 @@ static int decode_input(struct fn_instance *in, const struct http_request *req, 
     case FN_IN_JSON:
         rc = engine_tensors_from_json((const char *)req->body, req->body_len, "inputs", &j->json_in,
                                       err, errlen);
-        return rc < 0 ? rc : check_input_names(in, &j->json_in, err, errlen);
+        if (rc < 0 || in->shapes) /* per request shape: the plan checks the names */
+            return rc;
+        return check_input_names(in, &j->json_in, err, errlen);
     case FN_IN_IMAGE:
         rc = fn_codec_image(req->body, req->body_len, &c->image, &j->tensor_in, err, errlen);
         break;
@@ -488,6 +503,14 @@ static int load_model(struct fn_instance *in, struct startup *st, bool template,
     int rc = template ? fn_source_open_template(in->cfg, &in->source, err, errlen)
                       : fn_source_open(in->cfg, &in->source, err, errlen);
     st->source_ms = (double)(now_ns() - t) / 1e6;
+    if (rc < 0 && fn_shapes_needed(in->cfg, err)) {
+        fn_source_close(in->source);
+        in->source = NULL;
+        log_info("model %s: its input shapes vary per request: a plan per request shape",
+                 in->cfg->private_path ? in->cfg->private_path : in->cfg->model_ref);
+        in->warmed = true; /* nothing to warm before the first request's shape is known */
+        return fn_shapes_open(in->cfg, &in->shapes, err, errlen);
+    }
     t = now_ns();
     if (rc == 0)
         rc = engine_model_open(fn_source_image(in->source), fn_source_len(in->source), &in->model,
@@ -538,6 +561,7 @@ static void instance_free(struct fn_instance *in)
         pthread_join(in->worker, NULL);
     }
     http_server_stop(in->http);
+    fn_shapes_close(in->shapes);
     engine_session_destroy(in->session);
     engine_model_close(in->model);
     fn_source_close(in->source);
@@ -589,12 +613,15 @@ static int instance_go(struct fn_instance *in, int64_t t0_ns, const struct start
             log_warn("--ready-fd %d: %s", c->ready_fd, strerror(errno));
         close(c->ready_fd);
     }
+    char shapes[128];
     log_info("ready in %.1f ms since %s (%s %.1f ms, open %.1f ms, session %.1f ms, "
              "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
              (double)(now_ns() - t0_ns) / 1e6, c->template_mode ? "the fork" : "main()",
-             fn_source_kind(in->source), st->source_ms, st->open_ms, st->session_ms, st->warmup_ms,
-             c->private_path ? c->private_path : c->model_ref, fn_source_len(in->source),
-             c->listen);
+             in->shapes ? fn_shapes_describe(in->shapes, shapes, sizeof(shapes))
+                        : fn_source_kind(in->source),
+             st->source_ms, st->open_ms, st->session_ms, st->warmup_ms,
+             c->private_path ? c->private_path : c->model_ref,
+             in->source ? fn_source_len(in->source) : 0, c->listen);
     return 0;
 }
 
@@ -636,7 +663,7 @@ int fn_instance_prepare(const struct fn_config *c, struct fn_instance **out, cha
         return rc;
     }
     /* The arena's pages are the instance's own: a fork would copy each on first write. */
-    engine_session_release_memory(in->session);
+    release_memory(in);
     in->released = true;
     log_info("template: model %s prepared (attach %.1f ms, open %.1f ms, session %.1f ms, "
              "warm-up %.1f ms%s)",
@@ -650,7 +677,7 @@ int fn_instance_start_forked(struct fn_instance *in, int64_t t0_ns, char *err, s
 {
     struct startup st = {0};
     int64_t t = now_ns();
-    int rc = fn_source_take_lease(in->source, in->cfg, err, errlen);
+    int rc = in->shapes ? 0 : fn_source_take_lease(in->source, in->cfg, err, errlen);
     st.source_ms = (double)(now_ns() - t) / 1e6;
     if (rc == 0)
         rc = start_http(in, err, errlen);
@@ -671,7 +698,7 @@ int fn_instance_start_forked(struct fn_instance *in, int64_t t0_ns, char *err, s
 
 int fn_instance_image_fd(const struct fn_instance *in)
 {
-    return fn_source_fd(in->source);
+    return in->source ? fn_source_fd(in->source) : -1;
 }
 
 void fn_instance_free_prepared(struct fn_instance *in)

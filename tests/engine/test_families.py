@@ -247,7 +247,9 @@ def run_gateway(build, d, meta, tmp, env):
             if f and f["availableReplicas"] >= 1:
                 break
             text = open(log, errors="replace").read()
-            if "symbolic dim" in text or "refused" in text:
+            # the store refusing the model at one fixed shape is how an instance learns that it
+            # serves a plan per request shape: only an instance that exited is a refusal
+            if "exited with status" in text and ("symbolic dim" in text or "refused" in text):
                 time.sleep(0.5)  # the whole line
                 lines = [x for x in open(log, errors="replace").read().splitlines()
                          if "symbolic dim" in x or "refused" in x]

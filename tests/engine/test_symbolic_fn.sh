@@ -3,7 +3,8 @@
 # gets the symbolic-dim model compiled by the store for those shapes ("MODEL?SHAPES" ref), serves
 # requests of that shape with numpy's answer, refuses others naming the shape the plan expects;
 # one model at two shapes is two images; they survive a store restart; --private does the same;
-# without input_shape, or with a malformed one, the instance fails at start saying why.
+# without input_shape one instance serves every shape (a plan per request shape, issue 17); with
+# a malformed one the instance fails at start saying why.
 #   test_symbolic_fn.sh BUILD_DIR FIXTURE_DIR   (gen_symbolic_model.py writes FIXTURE_DIR)
 set -u
 
@@ -120,9 +121,42 @@ start_fn p input_shape=input=1x3x8x8 -- --private "$tmp/models/symbolic_cnn.onnx
 post p a
 [ "$code" = 200 ] && matches a && echo "ok: --private served" || fail "p: $code $(head -c 300 "$tmp/reply")"
 
-# ---- no input_shape, a malformed one, one on a compiled plan: the instance exits saying why
-start_fn n model=symbolic_cnn -- && fail "started without input_shape"
-grep -q "symbolic dim 0" "$tmp/n.log" || fail "no symbolic-dim error: $(cat "$tmp/n.log")"
+# ---- no input_shape (issue 17): one instance serves every request shape, attaching the store's
+# image of each shape (MODEL?SHAPES) on its first request; a shape the model does not take is a
+# 400; at most 8 shapes stay attached (LRU): the leases of dropped ones are released
+start_fn n model=symbolic_cnn -- || fail "no input_shape: did not start: $(cat "$tmp/n.log")"
+post n a
+[ "$code" = 200 ] && matches a && echo "ok: per-request shape a" || fail "n a: $code $(head -c 300 "$tmp/reply")"
+post n b
+[ "$code" = 200 ] && matches b && echo "ok: per-request shape b" || fail "n b: $code $(head -c 300 "$tmp/reply")"
+post n a
+[ "$code" = 200 ] && matches a || fail "n a again: $code $(head -c 300 "$tmp/reply")"
+"$store_bin" ls --socket "$tmp/store.sock" >"$tmp/ls"
+grep -q '^symbolic_cnn?input=1x3x8x8 ' "$tmp/ls" && grep -q '^symbolic_cnn?input=2x3x16x12 ' "$tmp/ls" ||
+    fail "per-shape images not in the store: $(cat "$tmp/ls")"
+/usr/bin/python3 -c 'import json; print(json.dumps({"inputs": {"input": {"shape": [1, 4, 8, 8], "data": [1.0] * 256}}}))' >"$tmp/c_input.json"
+code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/n.sock" \
+    -H 'Content-Type: application/json' --data-binary "@$tmp/c_input.json" http://fn/)
+[ "$code" = 400 ] && echo "ok: a shape the model does not take is a 400" || fail "n 1x4x8x8: $code $(head -c 300 "$tmp/reply")"
+for w in 1 2 3 4 5 6 7 8 9; do
+    /usr/bin/python3 -c "import json; print(json.dumps({'inputs': {'input': {'shape': [1, 3, 4, $w], 'data': [1.0] * (12 * $w)}}}))" >"$tmp/w_input.json"
+    code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/n.sock" \
+        -H 'Content-Type: application/json' --data-binary "@$tmp/w_input.json" http://fn/)
+    [ "$code" = 200 ] || fail "n 1x3x4x$w: $code $(head -c 300 "$tmp/reply")"
+done
+leases=$("$store_bin" ls --socket "$tmp/store.sock" | awk '$1 ~ /^symbolic_cnn\?input=/ {n += $5} END {print n + 0}')
+[ "$leases" -le 8 ] && echo "ok: $leases shape leases held after 11 shapes" || fail "$leases leases held: $("$store_bin" ls --socket "$tmp/store.sock")"
+kill "$fn_pid" && wait "$fn_pid"
+
+# ---- --private without input_shape: the engine's specialising model, a plan per shape
+start_fn pn -- --private "$tmp/models/symbolic_cnn.onnx" || fail "private, no input_shape: $(cat "$tmp/pn.log")"
+post pn a
+[ "$code" = 200 ] && matches a || fail "pn a: $code $(head -c 300 "$tmp/reply")"
+post pn b
+[ "$code" = 200 ] && matches b && echo "ok: --private per-request shapes" || fail "pn b: $code $(head -c 300 "$tmp/reply")"
+kill "$fn_pid" && wait "$fn_pid"
+
+# ---- a malformed input_shape, one on a compiled plan: the instance exits saying why
 start_fn m input_shape=1x3xbad model=symbolic_cnn -- && fail "started with a malformed input_shape"
 grep -q "input_shape=1x3xbad" "$tmp/m.log" || fail "error does not name input_shape: $(cat "$tmp/m.log")"
 touch "$tmp/x.plan"
