@@ -264,8 +264,8 @@ int set_inputs(struct lower *l, struct plan_node *pn, const int64_t *ts, uint32_
 }
 
 /* Reorders plain f32 weights (dims as the pd's weights md) into the chosen layout in the image. */
-static int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd, uint32_t wt,
-                 const void *plain)
+static int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd,
+                        uint32_t wt, const void *plain)
 {
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_memory_desc_t src_md;
@@ -437,18 +437,7 @@ int set_params(struct lower *l, struct plan_node *pn, const int64_t *vals, uint3
 int emit_kernel(struct lower *l, const struct ir_node *n, uint32_t kind, const int64_t *ins,
                 uint32_t n_in, const int64_t *params, uint32_t n_params, int64_t axis)
 {
-    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
-    pn.alg = kind;
-    pn.axis = axis;
-    int64_t out = output_of(l, n, 0);
-    if (out < 0)
-        return (int)out;
-    pn.out = (uint32_t)out;
-    if (set_inputs(l, &pn, ins, n_in) || set_params(l, &pn, params, n_params))
-        return lerr(l, n, -EINVAL, "kernel parameters out of range");
-    if (n->n_post)
-        return lerr(l, n, -EINVAL, "fused post-ops on a data-movement op");
-    return emit(l, n, &pn, -1, NULL);
+    return emit_math(l, n, 0, kind, ins, n_in, params, n_params, axis, 0, 0);
 }
 
 /* Emits a math kernel from plain operands ins into plan tensor out. */
@@ -463,7 +452,7 @@ int emit_math_to(struct lower *l, const struct ir_node *n, int64_t out, uint32_t
     pn.beta = beta;
     pn.out = (uint32_t)out;
     if (n->n_post)
-        return lerr(l, n, -EINVAL, "fused post-ops on a math kernel");
+        return lerr(l, n, -EINVAL, "fused post-ops on a plain-C kernel");
     if (set_inputs(l, &pn, ins, n_in) || set_params(l, &pn, params, n_params))
         return lerr(l, n, -EINVAL, "kernel parameters out of range");
     return emit(l, n, &pn, -1, NULL);

@@ -326,17 +326,7 @@ int lower_lrn(struct lower *l, const struct ir_node *n)
     int64_t ins[1], p[KP_MAX_PARAMS];
     uint32_t np = kp_encode_lrn(&r, p);
     int rc = plain_inputs(l, n, 1, ins);
-    if (rc)
-        return rc;
-    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
-    pn.alg = PLAN_K_LRN;
-    pn.alpha = ir_attr_float(n, "alpha", 0.0001f);
-    pn.beta = ir_attr_float(n, "beta", 0.75f);
-    int64_t out = output_of(l, n, 0);
-    if (out < 0)
-        return (int)out;
-    pn.out = (uint32_t)out;
-    if (set_inputs(l, &pn, ins, 1) || set_params(l, &pn, p, np))
-        return lerr(l, n, -EINVAL, "kernel parameters out of range");
-    return emit(l, n, &pn, -1, NULL);
+    return rc ? rc
+              : emit_math(l, n, 0, PLAN_K_LRN, ins, 1, p, np, 0, ir_attr_float(n, "alpha", 0.0001f),
+                          ir_attr_float(n, "beta", 0.75f));
 }

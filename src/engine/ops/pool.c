@@ -66,15 +66,7 @@ static int lower_maxpool_idx(struct lower *l, const struct ir_node *n)
             continue;
         m.which = o;
         uint32_t np = kp_encode_maxpool_idx(&m, p);
-        struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
-        pn.alg = PLAN_K_MAXPOOL_IDX;
-        int64_t out = output_of(l, n, o);
-        if (out < 0)
-            return (int)out;
-        pn.out = (uint32_t)out;
-        if (set_inputs(l, &pn, in, 1) || set_params(l, &pn, p, np))
-            return lerr(l, n, -EINVAL, "kernel parameters out of range");
-        int rc = emit(l, n, &pn, -1, NULL);
+        int rc = emit_math(l, n, o, PLAN_K_MAXPOOL_IDX, in, 1, p, np, 0, 0, 0);
         if (rc)
             return rc;
     }

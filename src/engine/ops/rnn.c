@@ -105,15 +105,7 @@ int lower_rnn(struct lower *l, const struct ir_node *n)
             continue;
         q.which = o;
         uint32_t np = kp_encode_rnn(&q, p);
-        struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
-        pn.alg = PLAN_K_RNN;
-        int64_t out = output_of(l, n, o);
-        if (out < 0)
-            return (int)out;
-        pn.out = (uint32_t)out;
-        if (set_inputs(l, &pn, ins, (uint32_t)k) || set_params(l, &pn, p, np))
-            return lerr(l, n, -EINVAL, "kernel parameters out of range");
-        rc = emit(l, n, &pn, -1, NULL);
+        rc = emit_math(l, n, o, PLAN_K_RNN, ins, (uint32_t)k, p, np, 0, 0, 0);
     }
     return rc;
 }
