@@ -156,6 +156,18 @@ post pn b
 [ "$code" = 200 ] && matches b && echo "ok: --private per-request shapes" || fail "pn b: $code $(head -c 300 "$tmp/reply")"
 kill "$fn_pid" && wait "$fn_pid"
 
+# ---- --private, a shape operand that is an input (Reshape's shape): resolved per request
+pin_fx=$(dirname "$fx")/pin-model
+start_fn pr -- --private "$pin_fx/reshape_shape_input.onnx" || fail "private reshape: $(cat "$tmp/pr.log")"
+for v in pin_input:2,3,4 pin_other:4,3,2; do
+    code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/pr.sock" \
+        -H 'Content-Type: application/json' --data-binary "@$pin_fx/${v%%:*}.json" http://fn/)
+    [ "$code" = 200 ] && grep -q "\"shape\": \[${v#*:}\]" "$tmp/reply" ||
+        fail "private reshape ${v#*:}: $code $(head -c 300 "$tmp/reply")"
+done
+[ "$failed" = 0 ] && echo "ok: --private resolves a shape operand per request"
+kill "$fn_pid" && wait "$fn_pid"
+
 # ---- a malformed input_shape, one on a compiled plan: the instance exits saying why
 start_fn m input_shape=1x3xbad model=symbolic_cnn -- && fail "started with a malformed input_shape"
 grep -q "input_shape=1x3xbad" "$tmp/m.log" || fail "error does not name input_shape: $(cat "$tmp/m.log")"
