@@ -15,7 +15,8 @@
  * --input gives it (engine_compile_pinning finds which: -v says "pinned"), as a function resolves
  * it per request. --pin NAME pins input NAME so explicitly, which --compile-only needs: the plan
  * keeps it an input and refuses a run with other values, and a --compile-only refused because
- * such an operand is computed at run time names the --pin that would make it compile. Outputs go to --output, or to stdout when neither --bench nor --compare is given.
+ * such an operand is computed at run time names the --pin that would make it compile. Outputs go to
+ * --output, or to stdout when neither --bench nor --compare is given.
  * --output and -o take "-" for stdout; a character device or FIFO (/dev/null) is written in place,
  * a regular file replaced atomically, a symlink refused (write_file_atomic in common.h).
  * --bench N runs N more times after the first run and prints "p50 X ms  p99 Y ms". --compare checks
@@ -303,65 +304,27 @@ static int compile_pins(const struct run_config *c, const struct run_state *st,
     return c->n_pins;
 }
 
-static bool compiles(const void *onnx, size_t len, const struct engine_compile_opts *opts)
+/* After a --compile-only refused for an operand computed at run time: the --input tensors that,
+ * pinned as well, make the model compile (engine_compile_pinning's smallest set), appended to err
+ * as "--pin NAME" advice. Pins nothing itself. */
+static void advise_pins(const void *onnx, size_t len, const struct engine_compile_opts *opts,
+                        const struct run_state *st, char *err, size_t errlen)
 {
+    int *flags = calloc((size_t)st->inputs.n + 1, sizeof(int));
     void *image;
-    size_t image_len;
+    size_t image_len, used = strlen(err);
     char e[512];
 
-    if (engine_compile(onnx, len, opts, &image, &image_len, e, sizeof e) < 0)
-        return false;
-    engine_image_free(image);
-    return true;
-}
-
-/* The --input tensors not pinned yet, appended to pins[base..]; returns the new count. */
-static int unpinned_inputs(const struct run_state *st, struct engine_tensor *pins, int base)
-{
-    int n = base;
-
-    for (int i = 0; i < st->inputs.n && n < MAX_PIN_OPTS; i++) {
-        const struct engine_tensor *t = &st->inputs.t[i];
-        bool pinned = t->name == NULL;
-        for (int k = 0; k < base; k++)
-            pinned = pinned || (pins[k].name && !strcmp(t->name, pins[k].name));
-        if (!pinned)
-            pins[n++] = *t;
+    if (flags && engine_compile_pinning(onnx, len, opts, st->inputs.t, st->inputs.n, flags, &image,
+                                        &image_len, e, sizeof e) == 0) {
+        engine_image_free(image);
+        for (int i = 0, n = 0; i < st->inputs.n && used < errlen; i++)
+            if (flags[i])
+                used += (size_t)snprintf(err + used, errlen - used, "%s--pin %s",
+                                         n++ ? " " : "; to compile for --input's value, add ",
+                                         st->inputs.t[i].name);
     }
-    return n;
-}
-
-static size_t append(char *err, size_t errlen, size_t used, const char *lead, const char *name)
-{
-    if (used >= errlen)
-        return used;
-    return used + (size_t)snprintf(err + used, errlen - used, "%s--pin %s", lead, name);
-}
-
-/* After a compile refused for an operand computed at run time: the --input tensors that, pinned
- * as well, make the model compile (each alone, else all of them together), appended to err as
- * "--pin NAME" advice. Pins nothing itself. */
-static void advise_pins(const void *onnx, size_t len, struct engine_compile_opts *opts,
-                        struct engine_tensor *pins, const struct run_state *st, char *err,
-                        size_t errlen)
-{
-    static const char lead[] = "; to compile for --input's value, add ";
-    size_t used = strlen(err);
-    int base = opts->n_pins, n = unpinned_inputs(st, pins, base), found = 0;
-
-    for (int i = base; i < n; i++) {
-        struct engine_tensor keep = pins[base];
-        pins[base] = pins[i];
-        opts->n_pins = base + 1;
-        if (compiles(onnx, len, opts))
-            used = append(err, errlen, used, found++ ? " or " : lead, pins[base].name);
-        pins[base] = keep;
-    }
-    opts->n_pins = n;
-    if (!found && n - base > 1 && compiles(onnx, len, opts))
-        for (int i = base; i < n; i++)
-            used = append(err, errlen, used, i > base ? " " : lead, pins[i].name);
-    opts->n_pins = base;
+    free(flags);
 }
 
 static int compile_onnx(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
@@ -407,8 +370,8 @@ static int compile_onnx(const struct run_config *c, struct run_state *st, char *
         size_t used = strlen(err);
         snprintf(err + used, errlen - used, " (--shape NAME=DxDx.. or --input)");
     }
-    if (rc < 0 && strstr(err, "constant")) /* "must be a constant", "needs constant scales" */
-        advise_pins(onnx, len, &opts, pins, st, err, errlen);
+    if (rc < 0 && c->compile_only && strstr(err, "constant")) /* "must be a constant", ... */
+        advise_pins(onnx, len, &opts, st, err, errlen);
 out:
     free(onnx);
     free(dir_copy);
