@@ -250,9 +250,10 @@ class Gateway:
     """shmfaasd with its own state dir, models dir (hard links of zoo models), store dir, port."""
 
     def __init__(self, build, models, fn_bin=None, budget="8GiB", tag="bench", log_level="warn",
-                 args=(), cgroup=None):
+                 args=(), cgroup=None, wait_policy="PASSIVE"):
         """args: more shmfaasd options; cgroup: a MemCgroup that shmfaasd (and so its store and
-        every instance cgroup it makes under its own) is started in."""
+        every instance cgroup it makes under its own) is started in; wait_policy: the
+        OMP_WAIT_POLICY shmfaasd passes on to its instances (None: their own, src/engine/omp.c)."""
         self.proc = None
         self.tmp = tempfile.mkdtemp(prefix=f"shmfaas-{tag}-")
         os.chmod(self.tmp, 0o755)
@@ -277,7 +278,10 @@ class Gateway:
         if fn_bin:
             cmd += ["--fn-bin", fn_bin]
         cmd += list(args)
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+        env = dict(os.environ)
+        env.pop("OMP_WAIT_POLICY", None)
+        if wait_policy:
+            env["OMP_WAIT_POLICY"] = wait_policy
         self.log = open(os.path.join(self.tmp, "shmfaasd.log"), "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True,

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // bench/ort/ort_fn.js — an ONNX Runtime function instance for the benchmarks (bench/memory,
-// bench/latency): one process per instance, one model, 1 intra-op and 1 inter-op thread, speaking
+// bench/latency, bench/colocate): one process per instance, one model, `threads` intra-op threads
+// (environment, default 1; bench/colocate sets it like shmfaas-fn's) and 1 inter-op thread, speaking
 // what shmfaasd expects of shmfaas-fn, so that shmfaasd can start it with --fn-bin and front it:
-//   ort_fn.js --listen unix:PATH|HOST:PORT --private MODEL.onnx
+//   ort_fn.js --listen unix:PATH|fd:N|HOST:PORT --private MODEL.onnx|NAME [--models DIR]
 // GET /_/ready and /_/health answer 200 once the session exists; any other request runs the model
 // on its body. Environment (the subset of shmfaas-fn's codec settings the benchmarks use):
 //   input=raw     body = little-endian float32 values of the model's one input (the only input kind)
 //   output=topk   reply {"predictions":[{"index","score"}]} (softmax, best `topk`, default 5);
 //   output=json   reply {"outputs":{NAME:{"shape","data"}}}
+//   threads=K     intraOpNumThreads K (default 1)
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -18,19 +20,32 @@ function fail(msg) {
   process.exit(2);
 }
 
+// shmfaasd passes a model reference (NAME or NAME:TAG) and --models DIR, as to shmfaas-fn.
+function resolveModel(ref, dir) {
+  if (!dir || ref.includes('/')) return ref;
+  const name = ref.replace(/:latest$/, '');
+  for (const f of [name, `${name}.onnx`]) {
+    const p = `${dir}/${f}`;
+    if (fs.existsSync(p)) return p;
+  }
+  return ref;
+}
+
 function parseArgs(argv) {
-  const a = { listen: null, model: null };
+  const a = { listen: null, model: null, models: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
     if (k === '--listen' && v) a.listen = v;
     else if (k === '--private' && v) a.model = v;
+    else if (k === '--models' && v) a.models = v;
     else if (k === '--model' || k === '--store')
       fail('only --private MODEL.onnx is supported (deploy with label com.shmfaas.private=true)');
     else fail(`unknown argument ${k}; usage: ort_fn.js --listen unix:PATH|HOST:PORT --private MODEL.onnx`);
     i++;
   }
   if (!a.listen || !a.model) fail('usage: ort_fn.js --listen unix:PATH|HOST:PORT --private MODEL.onnx');
+  a.model = resolveModel(a.model, a.models);
   return a;
 }
 
@@ -38,10 +53,12 @@ function codecConfig(env) {
   const input = env.input || 'raw';
   const output = env.output || 'json';
   const topk = Number(env.topk || 5);
+  const threads = Number(env.threads || 1);
   if (input !== 'raw') fail(`input=${input}: ort_fn only takes input=raw (float32 bytes)`);
   if (output !== 'topk' && output !== 'json') fail(`output=${output}: use topk or json`);
   if (!Number.isInteger(topk) || topk < 1) fail(`topk=${env.topk}: must be an integer >= 1`);
-  return { output, topk };
+  if (!Number.isInteger(threads) || threads < 1) fail(`threads=${env.threads}: must be an integer >= 1`);
+  return { output, topk, threads };
 }
 
 function inputDims(session) {
@@ -108,7 +125,9 @@ function serve(args, cfg) {
   server.keepAliveTimeout = 120000;
   server.headersTimeout = 121000;
   const listen = args.listen.startsWith('unix:') ? args.listen.slice(5) : null;
-  if (listen) {
+  if (args.listen.startsWith('fd:')) { // a socket shmfaasd bound and listens on (fd 3)
+    server.listen({ fd: Number(args.listen.slice(3)) });
+  } else if (listen) {
     try { fs.unlinkSync(listen); } catch (e) { /* not there */ }
     server.listen(listen);
   } else {
@@ -117,7 +136,7 @@ function serve(args, cfg) {
   }
   const t0 = process.hrtime.bigint();
   ort.InferenceSession.create(args.model, {
-    intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'],
+    intraOpNumThreads: cfg.threads, interOpNumThreads: 1, executionProviders: ['cpu'],
   }).then((s) => {
     session = s;
     dims = inputDims(s);

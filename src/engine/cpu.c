@@ -1,11 +1,11 @@
 /*
  * cpu.c — what this build on this CPU compiles for: oneDNN's effective ISA, oneDNN's version,
- * the engine fingerprint the store folds into a model's identity, and the intra-op thread count.
+ * and the engine fingerprint the store folds into a model's identity (thread count and wait policy:
+ * omp.c).
  */
 #include "config.h"
 #include "engine/plan.h"
 
-#include <omp.h>
 #include <stdio.h>
 
 #define STR_(x) #x
@@ -63,9 +63,4 @@ void cpu_dnnl_version(char *buf, size_t len)
 {
     const dnnl_version_t *v = dnnl_version();
     snprintf(buf, len, "%d.%d.%d", v->major, v->minor, v->patch);
-}
-
-void cpu_set_threads(int threads)
-{
-    omp_set_num_threads(threads > 0 ? threads : 1);
 }

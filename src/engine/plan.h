@@ -66,6 +66,6 @@ struct engine_model {
 /* ---- CPU / build identity ---- */
 const char *cpu_isa_name(void);               /* oneDNN's effective ISA, "avx2" */
 void cpu_dnnl_version(char *buf, size_t len); /* runtime oneDNN version, "2.6.3" */
-void cpu_set_threads(int threads);            /* omp_set_num_threads for this thread */
+void cpu_set_threads(int threads);            /* omp_set_num_threads for this thread (omp.c) */
 
 #endif
