@@ -173,6 +173,11 @@ int store_purge(const char *dir)
         return 1;
     }
     image_remove_all(fd, dir);
+    if (image_dir_is_huge(fd) && image_dir_unmount(fd, dir) < 0) {
+        fprintf(stderr, "shmfaas-store purge: %s: cannot unmount its tmpfs\n", dir);
+        close(fd);
+        return 1;
+    }
     close(fd);
     if (rmdir(dir) < 0) {
         fprintf(stderr, "shmfaas-store purge: %s: %s\n", dir, strerror(errno));

@@ -87,6 +87,7 @@ struct src_cache {
 struct daemon {
     const struct store_config *cfg;
     int dir_fd; /* the image directory, checked at start; every file operation is relative */
+    int huge;   /* dir_fd is the root of our huge=within_size tmpfs (image_dir_huge) */
     char models_real[PATH_MAX];
     const char *fingerprint;
     struct catalog cat;
@@ -1189,6 +1190,12 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
     if (flock(d->dir_fd, LOCK_EX | LOCK_NB) < 0)
         return seterr(err, errlen, -errno, "--dir %s: %s", cfg->dir,
                       errno == EWOULDBLOCK ? "another store is using it" : strerror(errno));
+    /* Twice the budget: what is resident plus an image being written, with room to spare. */
+    uint64_t size = cfg->budget > UINT64_MAX / 4 ? UINT64_MAX / 2 : 2 * cfg->budget + (64 << 20);
+    int rc = image_dir_huge(&d->dir_fd, cfg->dir, cfg->huge_pages, size, err, errlen);
+    if (rc < 0)
+        return rc;
+    d->huge = rc;
     return 0;
 }
 
@@ -1376,6 +1383,8 @@ static void daemon_close(struct daemon *d)
             close(m->fd);
     if (served && !d->cfg->keep_images) { /* a clean stop gives the memory back */
         image_remove_all(d->dir_fd, d->cfg->dir);
+        if (d->huge)
+            image_dir_unmount(d->dir_fd, d->cfg->dir);
         if (rmdir(d->cfg->dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
             log_warn("%s: rmdir: %s", d->cfg->dir, strerror(errno));
     }

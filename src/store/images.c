@@ -16,9 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 void model_identity(const uint8_t source_sha[SHA256_LEN], const char *fingerprint, int threads,
@@ -235,6 +239,147 @@ int image_dir_open(const char *dir, const char *flag, char *err, size_t errlen)
                       (unsigned)(st.st_mode & 07777));
     }
     return fd;
+}
+
+/* ---- huge pages: the image directory as a tmpfs of its own (store.h) ---- */
+
+#define HUGE_MARKER "._shmfaas-huge-tmpfs" /* in the mount's root: it is ours */
+#define HUGE_SOURCE "shmfaas-images"        /* the mount's source, for /proc/mounts readers */
+
+int huge_pages_parse(const char *s, enum huge_pages *out)
+{
+    static const char *const names[] = {"auto", "on", "off"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum huge_pages)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* Whether dir_fd is the root of a tmpfs mount (its parent is on another device). */
+static int is_tmpfs_root(int dir_fd)
+{
+    struct statfs sf;
+    struct stat st, up;
+    return fstatfs(dir_fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC && fstat(dir_fd, &st) == 0 &&
+           fstatat(dir_fd, "..", &up, 0) == 0 && st.st_dev != up.st_dev;
+}
+
+int image_dir_is_huge(int dir_fd)
+{
+    struct stat m;
+    return is_tmpfs_root(dir_fd) && fstatat(dir_fd, HUGE_MARKER, &m, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(m.st_mode) && m.st_uid == geteuid();
+}
+
+static int dir_is_empty(int dir_fd)
+{
+    int dfd = dup(dir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return 0;
+    }
+    rewinddir(d);
+    int empty = 1;
+    for (struct dirent *de; empty && (de = readdir(d));)
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
+/* Why shmem huge pages cannot be had here, or NULL: the host denies them to every tmpfs. */
+static const char *shmem_denied(void)
+{
+    char buf[128];
+    int fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return "the kernel has no transparent huge pages";
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return strstr(buf, "[deny]") ? "shmem_enabled is deny" : NULL;
+}
+
+/* Mounts the tmpfs on the directory dir_fd is (through /proc/self/fd: the directory that was
+ * checked, never a path an attacker could swap for a symlink), opens its root and marks it. */
+static int huge_mount(int dir_fd, const char *dir, uint64_t size, int *root_fd, char *why,
+                      size_t len)
+{
+    char target[64], opts[128];
+    snprintf(target, sizeof(target), "/proc/self/fd/%d", dir_fd);
+    snprintf(opts, sizeof(opts), "huge=within_size,mode=0700,uid=%u,gid=%u,size=%llu",
+             (unsigned)geteuid(), (unsigned)getegid(), (unsigned long long)size);
+    if (mount(HUGE_SOURCE, target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return seterr(why, len, -errno, "mount tmpfs huge=within_size: %s", strerror(errno));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int rc = fd < 0 ? -errno : is_tmpfs_root(fd) ? 0 : -ESTALE;
+    if (rc == 0) {
+        int m = openat(fd, HUGE_MARKER, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        rc = m < 0 ? -errno : 0;
+        if (m >= 0)
+            close(m);
+    }
+    if (rc < 0) {
+        if (fd >= 0)
+            close(fd);
+        umount2(target, MNT_DETACH);
+        return seterr(why, len, rc, "the new mount: %s", strerror(-rc));
+    }
+    *root_fd = fd;
+    return 0;
+}
+
+int image_dir_huge(int *dir_fd, const char *dir, enum huge_pages mode, uint64_t size, char *err,
+                   size_t errlen)
+{
+    char why[256] = "";
+    int root = -1, rc = 0;
+    if (image_dir_is_huge(*dir_fd))
+        return 1; /* left by the store before this one (even with off now): adopt it as is */
+    if (mode == HUGE_PAGES_OFF)
+        return 0;
+    const char *denied = shmem_denied();
+    if (denied)
+        rc = seterr(why, sizeof(why), -EOPNOTSUPP, "%s", denied);
+    else if (geteuid() != 0)
+        rc = seterr(why, sizeof(why), -EPERM, "not root");
+    else if (!dir_is_empty(*dir_fd))
+        rc = seterr(why, sizeof(why), -ENOTEMPTY, "it holds files from before (purge it)");
+    else
+        rc = huge_mount(*dir_fd, dir, size, &root, why, sizeof(why));
+    if (rc == 0 && flock(root, LOCK_EX | LOCK_NB) < 0)
+        rc = seterr(why, sizeof(why), -errno, "lock: %s", strerror(errno));
+    if (rc < 0) {
+        if (root >= 0) {
+            image_dir_unmount(root, dir);
+            close(root);
+        }
+        if (mode == HUGE_PAGES_ON)
+            return seterr(err, errlen, rc, "--huge-pages on: %s: %s", dir, why);
+        log_info("%s: images in small pages (%s)", dir, why);
+        return 0;
+    }
+    close(*dir_fd); /* the directory under the mount; its lock goes, the root's holds */
+    *dir_fd = root;
+    log_info("%s: images in huge pages (tmpfs huge=within_size mounted there)", dir);
+    return 1;
+}
+
+int image_dir_unmount(int dir_fd, const char *dir)
+{
+    char target[64];
+    if (unlinkat(dir_fd, HUGE_MARKER, 0) < 0 && errno != ENOENT)
+        log_warn("%s/%s: %s", dir, HUGE_MARKER, strerror(errno));
+    snprintf(target, sizeof(target), "/proc/self/fd/%d", dir_fd);
+    if (umount2(target, MNT_DETACH) < 0) {
+        int e = errno;
+        log_warn("%s: umount: %s", dir, strerror(e));
+        return -e;
+    }
+    return 0;
 }
 
 /* Names the store writes in its directory: images, their temp files, the manifest. */

@@ -7,6 +7,7 @@
  *                 [--refusal-backoff DUR] [--refusal-backoff-max DUR] [--keep-images]
  *                 [--metrics HOST:PORT] [--log-level LEVEL] [--no-warm-cache]
  *                 [--disk-dir DIR] [--disk-budget SIZE] [--policy gdsf|lru]
+ *                 [--huge-pages auto|on|off]
  *   shmfaas-store ls | stats | evict MODEL | attach MODEL | prepare MODEL
  *                 [--socket PATH] [--threads N]
  *   shmfaas-store purge [--dir DIR]
@@ -60,6 +61,9 @@ static void usage(FILE *f)
             "  --max-conns-per-uid N  connections one uid may hold (default 128)\n"
             "  --refusal-backoff DUR  how long a refused model is answered from memory (30s;\n"
             "                     doubles on each repeat up to --refusal-backoff-max, 10m)\n"
+            "  --huge-pages MODE  auto|on|off: images in 2 MiB pages, on a tmpfs the store\n"
+            "                     mounts at --dir with huge=within_size (root only; auto falls\n"
+            "                     back to small pages, saying why once; default auto)\n"
             "  --keep-images      a clean stop leaves the images for the next start (default:\n"
             "                     removed; a crash always leaves them for re-adoption)\n"
             "  --metrics ADDR     serve Prometheus text on HOST:PORT (e.g. 127.0.0.1:9101)\n"
@@ -142,7 +146,8 @@ enum {
     OPT_KEEP_IMAGES,
     OPT_DISK_DIR,
     OPT_DISK_BUDGET,
-    OPT_POLICY
+    OPT_POLICY,
+    OPT_HUGE_PAGES
 };
 
 static int parse_opt(struct store_config *cfg, int opt, const char *arg)
@@ -190,6 +195,8 @@ static int parse_opt(struct store_config *cfg, int opt, const char *arg)
     case OPT_KEEP_IMAGES:
         cfg->keep_images = 1;
         return 0;
+    case OPT_HUGE_PAGES:
+        return huge_pages_parse(arg, &cfg->huge_pages);
     case OPT_DISK_DIR:
         cfg->disk_dir = arg;
         return 0;
@@ -227,6 +234,7 @@ int main(int argc, char **argv)
         {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
         {"disk-budget", required_argument, NULL, OPT_DISK_BUDGET},
         {"policy", required_argument, NULL, OPT_POLICY},
+        {"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };

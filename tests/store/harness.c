@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -202,7 +203,12 @@ static int rm_tree(const char *path)
         }
     }
     closedir(d);
-    return rmdir(path);
+    int rc = rmdir(path);
+    if (rc < 0 && errno == EBUSY) { /* the huge-page tmpfs of a killed store */
+        umount2(path, MNT_DETACH);
+        rc = rmdir(path);
+    }
+    return rc;
 }
 
 void env_destroy(struct store_env *e)
