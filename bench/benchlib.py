@@ -412,6 +412,8 @@ class Gateway:
             self.proc = None
             self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if os.path.ismount(self.store_dir):  # a killed store's huge-page tmpfs (--huge-pages)
+            subprocess.run(["umount", "-l", self.store_dir], capture_output=True)
         shutil.rmtree(self.store_dir, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,7 +62,12 @@ static inline int h_rm_entry(const char *path, const struct stat *st, int flag, 
     }
     if (fd >= 0)
         close(fd);
-    return remove(path);
+    int rc = remove(path);
+    if (rc < 0 && errno == EBUSY && flag == FTW_DP) { /* a killed store's huge-page tmpfs */
+        umount2(path, MNT_DETACH);
+        rc = remove(path);
+    }
+    return rc;
 }
 
 static inline int h_init(struct harness *h)

@@ -747,6 +747,8 @@ def purge_leftovers(gw):
             if not os.path.exists(root):
                 break
             time.sleep(0.1)
+    if os.path.ismount(gw.store_dir):  # a killed store's huge-page tmpfs (--huge-pages)
+        subprocess.run(["umount", "-l", gw.store_dir], capture_output=True)
     if os.path.isdir(gw.store_dir):
         for f in os.listdir(gw.store_dir):
             subprocess.run(["chattr", "-i", os.path.join(gw.store_dir, f)], capture_output=True)
