@@ -156,10 +156,6 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
  * session costs little; the next run pays only page faults. Also trims the process's malloc
  * arenas (glibc), where freed buffers would otherwise stay resident. */
 void engine_session_release_memory(struct engine_session *s);
-/* The opposite, ahead of a run: fills the arena's and scratchpad's pages at once
- * (MADV_POPULATE_WRITE, Linux >= 5.14; a no-op elsewhere), cheaper than one page fault each
- * during the run. 0 or -errno. */
-int engine_session_prefault(struct engine_session *s);
 
 /* ---- run-time shapes: one model, a plan per request signature (dynamic.c) ---- */
 

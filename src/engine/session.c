@@ -693,18 +693,6 @@ void engine_session_destroy(struct engine_session *s)
     free(s);
 }
 
-int engine_session_prefault(struct engine_session *s)
-{
-#ifdef MADV_POPULATE_WRITE
-    if (madvise(s->arena, s->arena_len, MADV_POPULATE_WRITE) != 0 ||
-        madvise(s->scratch, s->scratch_len, MADV_POPULATE_WRITE) != 0)
-        return -errno;
-#else
-    (void)s;
-#endif
-    return 0;
-}
-
 void engine_session_release_memory(struct engine_session *s)
 {
     madvise(s->arena, s->arena_len, MADV_DONTNEED);

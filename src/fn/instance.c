@@ -492,6 +492,7 @@ static int warm_up(struct fn_instance *in, char *err, size_t errlen)
 /* Milliseconds each startup step took, for the ready log line. */
 struct startup {
     double source_ms, open_ms, session_ms, warmup_ms;
+    double identity_ms, listen_ms; /* a forked instance: its identity, its HTTP server */
 };
 
 /* The model from its source (a template's: mapped without a lease), opened, its session, the
@@ -614,14 +615,20 @@ static int instance_go(struct fn_instance *in, int64_t t0_ns, const struct start
         close(c->ready_fd);
     }
     char shapes[128];
-    log_info("ready in %.1f ms since %s (%s %.1f ms, open %.1f ms, session %.1f ms, "
-             "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
-             (double)(now_ns() - t0_ns) / 1e6, c->template_mode ? "the fork" : "main()",
-             in->shapes ? fn_shapes_describe(in->shapes, shapes, sizeof(shapes))
-                        : fn_source_kind(in->source),
-             st->source_ms, st->open_ms, st->session_ms, st->warmup_ms,
-             c->private_path ? c->private_path : c->model_ref,
-             in->source ? fn_source_len(in->source) : 0, c->listen);
+    const char *kind = in->shapes ? fn_shapes_describe(in->shapes, shapes, sizeof(shapes))
+                                  : fn_source_kind(in->source);
+    size_t len = in->source ? fn_source_len(in->source) : 0;
+    if (c->template_mode)
+        log_info("ready in %.1f ms since the fork (identity %.1f ms, lease %.1f ms, listen %.1f "
+                 "ms, warm-up %.1f ms): model %s (%s), %zu bytes of image, listening on %s",
+                 (double)(now_ns() - t0_ns) / 1e6, st->identity_ms, st->source_ms, st->listen_ms,
+                 st->warmup_ms, c->model_ref, kind, len, c->listen);
+    else
+        log_info("ready in %.1f ms since main() (%s %.1f ms, open %.1f ms, session %.1f ms, "
+                 "warm-up %.1f ms): model %s, %zu bytes of image, listening on %s",
+                 (double)(now_ns() - t0_ns) / 1e6, kind, st->source_ms, st->open_ms,
+                 st->session_ms, st->warmup_ms, c->private_path ? c->private_path : c->model_ref,
+                 len, c->listen);
     return 0;
 }
 
@@ -677,15 +684,14 @@ int fn_instance_start_forked(struct fn_instance *in, int64_t t0_ns, char *err, s
 {
     struct startup st = {0};
     int64_t t = now_ns();
+    st.identity_ms = (double)(t - t0_ns) / 1e6;
     int rc = in->shapes ? 0 : fn_source_take_lease(in->source, in->cfg, err, errlen);
     st.source_ms = (double)(now_ns() - t) / 1e6;
+    t = now_ns();
     if (rc == 0)
         rc = start_http(in, err, errlen);
+    st.listen_ms = (double)(now_ns() - t) / 1e6;
     t = now_ns();
-    /* The template released its arena: fill it in one call rather than one zero-fill fault per
-     * page in the first request (a warm-up run below touches it anyway). */
-    if (rc == 0 && in->warmed && engine_session_prefault(in->session) < 0)
-        log_debug("arena prefault: %s", strerror(errno));
     if (rc == 0 && !in->warmed) {
         rc = warm_up(in, err, errlen);
         in->warmed = rc == 0;
