@@ -119,8 +119,8 @@ static int lower_graph(struct lower *l, const struct plan_compile_opts *opts)
     int rc = fill_header(l, opts);
     if (!rc)
         rc = map_inputs(l);
-    for (int i = 0; !rc && i < l->g->n_nodes; i++)
-        if (!l->g->nodes[i].dead)
+    for (int i = 0; !rc && i < l->g->n_nodes; i++) /* an If lowers its branches' nodes */
+        if (!l->g->nodes[i].dead && ir_node_scope(l->g, &l->g->nodes[i]) == 0)
             rc = lower_node(l, &l->g->nodes[i]);
     if (!rc)
         rc = list_io(l);

@@ -199,6 +199,24 @@ int ir_consumers(const struct ir_graph *g, int t)
     return count;
 }
 
+int ir_node_scope(const struct ir_graph *g, const struct ir_node *n)
+{
+    int s = n->scope;
+    while (s > 0 && g->scopes[s].inlined)
+        s = g->scopes[s].parent;
+    return s;
+}
+
+int ir_node_dropped(const struct ir_graph *g, const struct ir_node *n)
+{
+    for (int s = n->scope; s > 0; s = g->scopes[s].parent) {
+        const struct ir_tensor *c = &g->tensors[g->scopes[s].cond];
+        if (c->data && (*(const uint8_t *)c->data != 0) != g->scopes[s].then)
+            return 1;
+    }
+    return 0;
+}
+
 int ir_tensor_used(const struct ir_graph *g, int t)
 {
     for (int i = 0; i < g->n_outputs; i++)
@@ -236,6 +254,9 @@ void ir_free(struct ir_graph *g)
     free(g->nodes);
     free(g->inputs);
     free(g->outputs);
+    for (int i = 0; i < g->n_scopes; i++)
+        free(g->scopes[i].prefix);
+    free(g->scopes);
     free(g->name);
     free(g);
 }

@@ -28,6 +28,7 @@ enum ir_attr_type {
     IR_ATTR_INT = 2,
     IR_ATTR_STRING = 3,
     IR_ATTR_TENSOR = 4,
+    IR_ATTR_GRAPH = 5, /* an If branch, flattened at import: i is its scope (struct ir_scope) */
     IR_ATTR_FLOATS = 6,
     IR_ATTR_INTS = 7,
 };
@@ -101,7 +102,22 @@ struct ir_node {
     int n_attrs;
     struct ir_post_op post[IR_MAX_POST]; /* fused by ir_optimize, in application order */
     int n_post;
-    int dead; /* removed by folding/optimisation: skip */
+    int dead;  /* removed by folding/optimisation: skip */
+    int scope; /* 0: the main graph; else the index of the If branch it belongs to (g->scopes) */
+};
+
+/* A branch (then_branch / else_branch subgraph) of an If, flattened into the graph at import:
+ * its initializers and node outputs are tensors named "<prefix><name>", its nodes carry its index
+ * as their scope and come before their If in the topological order, which also puts every node
+ * after the conditions of all the branches it is in. The If node reads [cond, then outputs...,
+ * else outputs...] (ops/control.c). scopes[0] is the main graph. */
+struct ir_scope {
+    int parent;   /* enclosing scope (0: the main graph) */
+    int cond;     /* the If's condition tensor */
+    int then;     /* 1: then_branch, 0: else_branch */
+    int inlined;  /* the condition is constant and selects this branch: its nodes run
+                     unconditionally, as members of the parent scope */
+    char *prefix; /* of its tensors' names */
 };
 
 struct ir_graph {
@@ -115,6 +131,8 @@ struct ir_graph {
     int n_inputs;
     int *outputs;
     int n_outputs;
+    struct ir_scope *scopes; /* NULL without If; else scopes[0] is the main graph */
+    int n_scopes, cap_scopes;
 };
 
 /* ---- import & passes (each returns 0 or -errno with a message naming model/node/op) ---- */
@@ -164,6 +182,10 @@ const struct ir_attr *ir_attr_get(const struct ir_node *n, const char *name);
 int64_t ir_attr_int(const struct ir_node *n, const char *name, int64_t def);
 float ir_attr_float(const struct ir_node *n, const char *name, float def);
 const char *ir_attr_str(const struct ir_node *n, const char *name, const char *def);
+/* The scope node n runs in: its own, or the nearest enclosing one that is not inlined. */
+int ir_node_scope(const struct ir_graph *g, const struct ir_node *n);
+/* 1 when a constant condition of a scope enclosing n selects the other branch: n never runs. */
+int ir_node_dropped(const struct ir_graph *g, const struct ir_node *n);
 /* Number of live nodes that read tensor t (post-op addends included). */
 int ir_consumers(const struct ir_graph *g, int t);
 /* 1 when t is read by a live node or is a graph output. */

@@ -945,10 +945,34 @@ static int move_kernel_check(const struct node_ctx *c)
     }
 }
 
+/* A BRANCH node (ops/control.c) reads one bool, writes nothing (out names the condition) and
+ * jumps only forward, to a node of this plan or just past its last: a run always ends. */
+static int branch_check(const struct node_ctx *c)
+{
+    const struct plan_view *v = c->v;
+    const struct plan_node *n = c->n;
+    if (n->n_in != 1 || n->n_params != 2 || n->params_first > v->n_index ||
+        n->n_params > v->n_index - n->params_first || n->n_post || n->sum_tensor != PLAN_NONE ||
+        plan_input(v, n, 0) < 0 || (uint32_t)plan_input(v, n, 0) != n->out)
+        return node_err(c, -EINVAL, "branch operands or parameters out of range");
+    const struct plan_tensor *cond = operand(c, 0);
+    if (!plain_of_dtype(cond, ENGINE_BOOL) || cond->nbytes != 1)
+        return node_err(c, -EINVAL, "a branch condition is one bool");
+    const int32_t *p = v->index + n->params_first;
+    if (n < v->nodes || n >= v->nodes + v->n_nodes)
+        return node_err(c, -EINVAL, "branch node outside the node table");
+    int64_t k = n - v->nodes;
+    if (p[0] <= k || (int64_t)p[0] > (int64_t)v->n_nodes || (p[1] != 0 && p[1] != 1))
+        return node_err(c, -EINVAL, "branch target must be a later node of the plan");
+    return 0;
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
+    if (n->alg == PLAN_K_BRANCH)
+        return branch_check(&c);
     if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_STFT)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)

@@ -101,6 +101,7 @@ static int legacy_axis_unsqueeze(struct legacy *im, int i, int64_t axis)
     u->in = calloc(3, sizeof(int));
     u->out = calloc(2, sizeof(int));
     u->attrs = calloc(1, sizeof(struct ir_attr));
+    u->scope = g->nodes[i].scope;
     g->n_nodes++;
     if (!u->name || !u->op || !u->in || !u->out || !u->attrs)
         return -ENOMEM;

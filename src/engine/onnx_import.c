@@ -6,7 +6,9 @@
  * external-data locations (relative, no "..", opened inside base_dir by confine_open) and offsets
  * against the file's size are all checked before use. Constant nodes become constant tensors, nodes
  * are sorted topologically, and cycles, undefined inputs, duplicate producers and foreign domains
- * are refused with the model, node and op named.
+ * are refused with the model, node and op named. The branches of an If are flattened into the
+ * graph (struct ir_scope in ir.h): a name inside a branch is looked up in the branch first, then
+ * in each enclosing scope (outer-scope references), so a branch may shadow an outer name.
  */
 #include "engine/ir.h"
 
@@ -28,6 +30,7 @@
 #define MAX_ITEMS        (1 << 24)            /* nodes, initializers, inputs, outputs */
 #define MIN_OPSET        1
 #define MAX_OPSET        18
+#define MAX_SCOPE_DEPTH  16 /* If branches nested in If branches */
 
 /* ---- tensor payloads ---- */
 
@@ -378,29 +381,83 @@ static int index_find(const struct name_index *ix, const struct ir_graph *g, con
 
 /* ---- graph building ---- */
 
+/* A node whose inputs are resolved once every node of every scope exists. */
+struct pending {
+    const Onnx__NodeProto *np;
+    int node;
+    int scope;
+    const Onnx__GraphProto *branch[2]; /* If: then_branch, else_branch */
+};
+
 struct importer {
     struct ir_graph *g;
     const char *base_dir;
     struct name_index ix;
+    int scope; /* the scope being imported (0: the main graph) */
+    struct pending *pend;
+    size_t n_pend, cap_pend;
     char *err;
     size_t errlen;
 };
 
-/* Adds a named tensor; a name already present is a duplicate producer (`what` says which). */
-static int add_named(struct importer *im, const char *name, const char *what)
+static const char *scope_prefix(const struct importer *im, int scope)
+{
+    return scope > 0 ? im->g->scopes[scope].prefix : "";
+}
+
+/* "<prefix of scope><name>", malloc'd (NULL: out of memory). */
+static char *scoped_name(const struct importer *im, int scope, const char *name)
+{
+    const char *p = scope_prefix(im, scope);
+    size_t lp = strlen(p), ln = strlen(name);
+    char *s = malloc(lp + ln + 1);
+    if (s) {
+        memcpy(s, p, lp);
+        memcpy(s + lp, name, ln + 1);
+    }
+    return s;
+}
+
+/* The tensor `name` names inside scope: its own, else an enclosing scope's; -1 if none,
+ * -ENOMEM. */
+static int find_scoped(const struct importer *im, int scope, const char *name)
 {
     size_t pos;
+    for (int s = scope; s > 0; s = im->g->scopes[s].parent) {
+        char *full = scoped_name(im, s, name);
+        if (!full)
+            return -ENOMEM;
+        int t = index_find(&im->ix, im->g, full, &pos);
+        free(full);
+        if (t >= 0)
+            return t;
+    }
+    return index_find(&im->ix, im->g, name, &pos);
+}
+
+/* Adds a tensor named `local` in the current scope; a name already present there is a duplicate
+ * producer (`what` says which). */
+static int add_named(struct importer *im, const char *local, const char *what)
+{
+    size_t pos;
+    char *full = im->scope > 0 ? scoped_name(im, im->scope, local) : NULL;
+    if (im->scope > 0 && !full)
+        return seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", im->g->name);
+    const char *name = full ? full : local;
     int t = index_find(&im->ix, im->g, name, &pos);
     if (t >= 0) {
         const struct ir_tensor *x = &im->g->tensors[t];
         const char *prev = x->producer >= 0 ? "a node output"
                            : x->data        ? "an initializer or Constant"
                                             : "a graph input";
-        return seterr(im->err, im->errlen, -EINVAL,
-                      "model %s: %s '%s' is already defined as %s (duplicate producer)",
-                      im->g->name, what, name, prev);
+        t = seterr(im->err, im->errlen, -EINVAL,
+                   "model %s: %s '%s' is already defined as %s (duplicate producer)", im->g->name,
+                   what, name, prev);
+        free(full);
+        return t;
     }
     t = ir_add_tensor(im->g, name);
+    free(full);
     if (t < 0)
         return seterr(im->err, im->errlen, t, "model %s: out of memory", im->g->name);
     im->ix.slot[pos] = t;
@@ -542,11 +599,13 @@ static int copy_attr(struct importer *im, const char *node, const Onnx__Attribut
         int rc = decode_payload(ap->t, im->base_dir, &p, what, im->err, im->errlen);
         if (rc)
             return rc;
-        char base[300];
+        char base[600];
         snprintf(base, sizeof(base), "%s::", node);
         a->tensor = ir_add_const(im->g, base, a->name, p.dtype, &p.shape, p.data);
         return a->tensor < 0 ? a->tensor : 0;
     }
+    case IR_ATTR_GRAPH:
+        break; /* If branches: import_node */
     }
     return seterr(im->err, im->errlen, -ENOTSUP,
                   "model %s: node %s: attribute %s has an unsupported type (%d)", im->g->name, node,
@@ -565,7 +624,7 @@ static int import_constant(struct importer *im, const Onnx__NodeProto *np, const
     struct payload p = {0};
     int rc = 0;
     if (strcmp(an, "value") == 0 && ap->t) {
-        char what[300];
+        char what[900];
         snprintf(what, sizeof(what), "model %s: node %s (Constant)", im->g->name, name);
         rc = decode_payload(ap->t, im->base_dir, &p, what, im->err, im->errlen);
     } else if (strcmp(an, "value_float") == 0 || strcmp(an, "value_int") == 0) {
@@ -610,16 +669,68 @@ static int is_default_domain(const char *d)
     return !d || !*d || strcmp(d, "ai.onnx") == 0;
 }
 
+static int add_pending(struct importer *im, const Onnx__NodeProto *np, int node)
+{
+    if (im->n_pend == im->cap_pend) {
+        size_t cap = im->cap_pend ? im->cap_pend * 2 : 64;
+        struct pending *p = realloc(im->pend, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        im->pend = p;
+        im->cap_pend = cap;
+    }
+    im->pend[im->n_pend++] = (struct pending){.np = np, .node = node, .scope = im->scope};
+    return 0;
+}
+
+/* Room for one more node (subgraphs and legacy rewrites grow the array). */
+static int node_room(struct ir_graph *g)
+{
+    if (g->n_nodes < g->cap_nodes)
+        return 0;
+    int cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
+    struct ir_node *nn = realloc(g->nodes, (size_t)cap * sizeof(*nn));
+    if (!nn)
+        return -ENOMEM;
+    g->nodes = nn;
+    g->cap_nodes = cap;
+    return 0;
+}
+
+/* An If's then_branch / else_branch attribute: kept as the branch's scope, imported after the
+ * node (import_branch); any other graph-valued attribute is refused. */
+static int branch_attr(struct importer *im, struct ir_node *n, const Onnx__AttributeProto *ap,
+                       struct ir_attr *a)
+{
+    a->tensor = -1;
+    if (!(a->name = strdup(ap->name ? ap->name : "")))
+        return -ENOMEM;
+    int which = strcmp(a->name, "then_branch") == 0   ? 0
+                : strcmp(a->name, "else_branch") == 0 ? 1
+                                                      : -1;
+    if (strcmp(n->op, "If") != 0 || which < 0 || !ap->g)
+        return ir_node_err(im->g, n, im->err, im->errlen, -ENOTSUP,
+                           "graph attribute %s is not supported", a->name);
+    if (im->pend[im->n_pend - 1].branch[which])
+        return ir_node_err(im->g, n, im->err, im->errlen, -EINVAL, "attribute %s given twice",
+                           a->name);
+    im->pend[im->n_pend - 1].branch[which] = ap->g;
+    a->type = IR_ATTR_GRAPH;
+    a->i = -1; /* the scope, once imported */
+    return 0;
+}
+
 /* Creates the node with its attributes and output tensors; inputs are resolved later. */
 static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t idx)
 {
     struct ir_graph *g = im->g;
     const char *op = np->op_type ? np->op_type : "";
-    char name[256];
+    char name[512];
     if (np->name && *np->name)
-        snprintf(name, sizeof(name), "%s", np->name);
+        snprintf(name, sizeof(name), "%s%s", scope_prefix(im, im->scope), np->name);
     else
-        snprintf(name, sizeof(name), "%s_%zu", *op ? op : "node", idx);
+        snprintf(name, sizeof(name), "%s%s_%zu", scope_prefix(im, im->scope), *op ? op : "node",
+                 idx);
     if (!*op)
         return seterr(im->err, im->errlen, -EINVAL, "model %s: node %s has no op_type", g->name,
                       name);
@@ -629,8 +740,11 @@ static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t id
                       np->domain);
     if (strcmp(op, "Constant") == 0)
         return import_constant(im, np, name);
+    if (node_room(g) || add_pending(im, np, g->n_nodes))
+        return seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
     struct ir_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof(*n));
+    n->scope = im->scope;
     n->name = strdup(name);
     n->op = strdup(op);
     n->in = calloc(np->n_input + 1, sizeof(int));
@@ -647,7 +761,10 @@ static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t id
                            "at opset %lld: the op exists from opset %d on", (long long)g->opset,
                            d->since);
     for (size_t i = 0; i < np->n_attribute; i++) {
-        int rc = copy_attr(im, name, np->attribute[i], &n->attrs[i]);
+        const Onnx__AttributeProto *ap = np->attribute[i];
+        int rc = ap->has_type && ap->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH
+                     ? branch_attr(im, n, ap, &n->attrs[i])
+                     : copy_attr(im, name, ap, &n->attrs[i]);
         n->n_attrs++;
         if (rc)
             return rc == -ENOMEM ? seterr(im->err, im->errlen, rc, "out of memory") : rc;
@@ -669,47 +786,171 @@ static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t id
     return 0;
 }
 
-static int resolve_inputs(struct importer *im, const Onnx__NodeProto *np, struct ir_node *n)
+static int import_scope(struct importer *im, const Onnx__GraphProto *gp, int depth);
+
+/* Imports branch `which` of the If node pending at p (its nodes, initializers and Constants)
+ * as a new scope. */
+static int import_branch(struct importer *im, size_t p, int which, int depth)
 {
-    for (size_t i = 0; i < np->n_input; i++) {
-        n->in[i] = -1;
-        n->n_in++;
-        const char *in = np->input[i];
-        if (!in || !*in)
+    struct ir_graph *g = im->g;
+    int node = im->pend[p].node;
+    const Onnx__GraphProto *gp = im->pend[p].branch[which];
+    const char *an = which ? "else_branch" : "then_branch";
+    if (!gp)
+        return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -EINVAL, "no %s", an);
+    if (depth >= MAX_SCOPE_DEPTH)
+        return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -ENOTSUP,
+                           "If nested more than %d deep", MAX_SCOPE_DEPTH);
+    if (gp->n_input)
+        return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -EINVAL,
+                           "%s has inputs (an If branch takes none)", an);
+    if (g->n_scopes == g->cap_scopes) {
+        int cap = g->cap_scopes ? g->cap_scopes * 2 : 8;
+        struct ir_scope *sc = realloc(g->scopes, (size_t)cap * sizeof(*sc));
+        if (!sc)
+            return -ENOMEM;
+        g->scopes = sc;
+        g->cap_scopes = cap;
+        if (g->n_scopes == 0)
+            g->scopes[g->n_scopes++] = (struct ir_scope){.cond = -1}; /* the main graph */
+    }
+    int s = g->n_scopes;
+    size_t len = strlen(g->nodes[node].name) + strlen(an) + 4;
+    char *prefix = malloc(len);
+    if (!prefix)
+        return -ENOMEM;
+    snprintf(prefix, len, "%s/%s/", g->nodes[node].name, an);
+    g->scopes[s] =
+        (struct ir_scope){.parent = im->scope, .cond = -1, .then = !which, .prefix = prefix};
+    g->n_scopes++;
+    struct ir_node *n = &g->nodes[node];
+    for (int i = 0; i < n->n_attrs; i++)
+        if (n->attrs[i].type == IR_ATTR_GRAPH && strcmp(n->attrs[i].name, an) == 0)
+            n->attrs[i].i = s;
+    int outer = im->scope;
+    im->scope = s;
+    int rc = import_scope(im, gp, depth + 1);
+    im->scope = outer;
+    return rc;
+}
+
+/* Imports one graph's initializers (subgraphs only: the main graph's come first) and nodes, then
+ * the branches of its If nodes, each a scope of its own. */
+static int import_scope(struct importer *im, const Onnx__GraphProto *gp, int depth)
+{
+    if (im->scope > 0) {
+        int rc = import_initializers(im, gp);
+        if (rc)
+            return rc;
+    }
+    size_t first = im->n_pend;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        int rc = import_node(im, gp->node[i], i);
+        if (rc)
+            return rc;
+    }
+    for (size_t p = first, end = im->n_pend; p < end; p++) {
+        if (im->pend[p].scope != im->scope || strcmp(im->g->nodes[im->pend[p].node].op, "If"))
             continue;
-        size_t pos;
-        int t = index_find(&im->ix, im->g, in, &pos);
-        if (t < 0)
+        int rc = import_branch(im, p, 0, depth);
+        if (!rc)
+            rc = import_branch(im, p, 1, depth);
+        if (rc)
+            return rc == -ENOMEM ? seterr(im->err, im->errlen, rc, "out of memory") : rc;
+    }
+    return 0;
+}
+
+static int resolve_name(struct importer *im, struct ir_node *n, int scope, const char *in, int *t)
+{
+    *t = -1;
+    if (!in || !*in)
+        return 0;
+    *t = find_scoped(im, scope, in);
+    if (*t == -ENOMEM)
+        return seterr(im->err, im->errlen, -ENOMEM, "out of memory");
+    if (*t < 0)
+        return ir_node_err(im->g, n, im->err, im->errlen, -EINVAL,
+                           "input '%s' is not defined (no initializer, graph input or node "
+                           "output has that name)",
+                           in);
+    return 0;
+}
+
+/* An If reads its condition, then every output of then_branch and of else_branch. */
+static int resolve_if(struct importer *im, const struct pending *p, struct ir_node *n)
+{
+    size_t k = p->np->n_output;
+    if (p->np->n_input != 1 || k == 0)
+        return ir_node_err(im->g, n, im->err, im->errlen, -EINVAL,
+                           "needs one input (the condition) and at least one output");
+    for (int b = 0; b < 2; b++)
+        if (p->branch[b]->n_output != k)
             return ir_node_err(im->g, n, im->err, im->errlen, -EINVAL,
-                               "input '%s' is not defined (no initializer, graph input or node "
-                               "output has that name)",
-                               in);
-        n->in[i] = t;
+                               "%s has %zu outputs, the node %zu",
+                               b ? "else_branch" : "then_branch", p->branch[b]->n_output, k);
+    int *in = realloc(n->in, (2 * k + 2) * sizeof(int));
+    if (!in)
+        return seterr(im->err, im->errlen, -ENOMEM, "out of memory");
+    n->in = in;
+    n->n_in = 1 + 2 * (int)k;
+    int rc = resolve_name(im, n, p->scope, p->np->input[0], &n->in[0]);
+    for (int b = 0; b < 2 && !rc; b++) {
+        int s = (int)ir_attr_get(n, b ? "else_branch" : "then_branch")->i;
+        im->g->scopes[s].cond = n->in[0];
+        for (size_t i = 0; i < k && !rc; i++) {
+            const char *name = p->branch[b]->output[i]->name;
+            rc = resolve_name(im, n, s, name, &n->in[1 + b * k + i]);
+            if (!rc && n->in[1 + b * k + i] < 0)
+                rc = ir_node_err(im->g, n, im->err, im->errlen, -EINVAL,
+                                 "%s output %zu has no name", b ? "else_branch" : "then_branch", i);
+        }
+    }
+    if (!rc && n->in[0] < 0)
+        rc = ir_node_err(im->g, n, im->err, im->errlen, -EINVAL, "no condition");
+    return rc;
+}
+
+static int resolve_inputs(struct importer *im, const struct pending *p)
+{
+    struct ir_node *n = &im->g->nodes[p->node];
+    if (strcmp(n->op, "If") == 0)
+        return resolve_if(im, p, n);
+    for (size_t i = 0; i < p->np->n_input; i++) {
+        int rc = resolve_name(im, n, p->scope, p->np->input[i], &n->in[i]);
+        n->n_in++;
+        if (rc)
+            return rc;
     }
     return 0;
 }
 
 static int import_nodes(struct importer *im, const Onnx__GraphProto *gp)
 {
-    struct ir_graph *g = im->g;
-    g->nodes = calloc(gp->n_node + 1, sizeof(struct ir_node));
-    int *map = calloc(gp->n_node + 1, sizeof(int)); /* proto index → node index or -1 */
-    if (!g->nodes || !map) {
-        free(map);
-        return seterr(im->err, im->errlen, -ENOMEM, "model %s: out of memory", g->name);
-    }
-    g->cap_nodes = (int)gp->n_node + 1;
-    int rc = 0;
-    for (size_t i = 0; i < gp->n_node && rc == 0; i++) {
-        int before = g->n_nodes;
-        rc = import_node(im, gp->node[i], i);
-        map[i] = g->n_nodes > before ? before : -1;
-    }
-    for (size_t i = 0; i < gp->n_node && rc == 0; i++)
-        if (map[i] >= 0)
-            rc = resolve_inputs(im, gp->node[i], &g->nodes[map[i]]);
-    free(map);
+    int rc = import_scope(im, gp, 0);
+    for (size_t i = 0; i < im->n_pend && rc == 0; i++)
+        rc = resolve_inputs(im, &im->pend[i]);
     return rc;
+}
+
+/* What node n waits for: its inputs, then the condition of every branch it is in (so a branch
+ * node comes after the condition that may drop it). */
+static int n_deps(const struct ir_graph *g, const struct ir_node *n)
+{
+    int d = n->n_in;
+    for (int s = n->scope; s > 0; s = g->scopes[s].parent)
+        d++;
+    return d;
+}
+
+static int dep(const struct ir_graph *g, const struct ir_node *n, int k)
+{
+    if (k < n->n_in)
+        return n->in[k];
+    int s = n->scope;
+    for (k -= n->n_in; k > 0; k--)
+        s = g->scopes[s].parent;
+    return g->scopes[s].cond;
 }
 
 /* Kahn's algorithm; ready nodes keep the model's order. */
@@ -722,7 +963,7 @@ static int topo_sort(struct importer *im)
     int *start = calloc((size_t)n + 2, sizeof(int));
     int edges = 0;
     for (int i = 0; i < n; i++)
-        edges += g->nodes[i].n_in;
+        edges += n_deps(g, &g->nodes[i]);
     int *adj = calloc((size_t)edges + 1, sizeof(int));
     struct ir_node *sorted = calloc((size_t)n + 1, sizeof(*sorted));
     int *fill = calloc((size_t)n + 1, sizeof(int));
@@ -731,8 +972,8 @@ static int topo_sort(struct importer *im)
         goto out;
     }
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < g->nodes[i].n_in; k++) {
-            int t = g->nodes[i].in[k];
+        for (int k = 0; k < n_deps(g, &g->nodes[i]); k++) {
+            int t = dep(g, &g->nodes[i], k);
             if (t >= 0 && g->tensors[t].producer >= 0) {
                 start[g->tensors[t].producer + 1]++;
                 indeg[i]++;
@@ -741,8 +982,8 @@ static int topo_sort(struct importer *im)
     for (int i = 0; i < n; i++)
         start[i + 1] += start[i];
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < g->nodes[i].n_in; k++) {
-            int t = g->nodes[i].in[k];
+        for (int k = 0; k < n_deps(g, &g->nodes[i]); k++) {
+            int t = dep(g, &g->nodes[i], k);
             if (t >= 0 && g->tensors[t].producer >= 0) {
                 int p = g->tensors[t].producer;
                 adj[start[p] + fill[p]++] = i;
@@ -775,6 +1016,7 @@ static int topo_sort(struct importer *im)
     }
     free(g->nodes);
     g->nodes = sorted;
+    g->cap_nodes = n + 1;
     sorted = NULL;
 out:
     free(indeg);
@@ -830,6 +1072,33 @@ static int model_opset(struct importer *im, const Onnx__ModelProto *m)
     return 0;
 }
 
+/* Adds the names graph gp and the branches of its nodes define to *expect (the name index is
+ * sized once); refuses counts over MAX_ITEMS and branches nested deeper than MAX_SCOPE_DEPTH. */
+static int count_names(struct importer *im, const Onnx__GraphProto *gp, int depth, size_t *expect)
+{
+    if (depth > MAX_SCOPE_DEPTH)
+        return seterr(im->err, im->errlen, -ENOTSUP, "model %s: subgraphs nested more than %d deep",
+                      im->g->name, MAX_SCOPE_DEPTH);
+    if (gp->n_node > MAX_ITEMS || gp->n_initializer > MAX_ITEMS || gp->n_input > MAX_ITEMS ||
+        gp->n_output > MAX_ITEMS)
+        return seterr(im->err, im->errlen, -EFBIG, "model %s: too many nodes or tensors",
+                      im->g->name);
+    *expect += gp->n_initializer + gp->n_input + gp->n_output;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        const Onnx__NodeProto *np = gp->node[i];
+        if (np->n_output > MAX_ITEMS || *expect > MAX_ITEMS * (size_t)4)
+            return seterr(im->err, im->errlen, -EFBIG, "model %s: too many tensors", im->g->name);
+        *expect += np->n_output;
+        for (size_t a = 0; a < np->n_attribute; a++) {
+            const Onnx__AttributeProto *ap = np->attribute[a];
+            int rc = ap->g ? count_names(im, ap->g, depth + 1, expect) : 0;
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 static int import_graph(struct importer *im, const Onnx__ModelProto *m)
 {
     const Onnx__GraphProto *gp = m->graph;
@@ -838,16 +1107,9 @@ static int import_graph(struct importer *im, const Onnx__ModelProto *m)
     int rc = model_opset(im, m);
     if (rc)
         return rc;
-    if (gp->n_node > MAX_ITEMS || gp->n_initializer > MAX_ITEMS || gp->n_input > MAX_ITEMS ||
-        gp->n_output > MAX_ITEMS)
-        return seterr(im->err, im->errlen, -EFBIG, "model %s: too many nodes or tensors",
-                      im->g->name);
-    size_t expect = gp->n_initializer + gp->n_input + gp->n_output;
-    for (size_t i = 0; i < gp->n_node; i++) {
-        if (gp->node[i]->n_output > MAX_ITEMS || expect > MAX_ITEMS * (size_t)4)
-            return seterr(im->err, im->errlen, -EFBIG, "model %s: too many tensors", im->g->name);
-        expect += gp->node[i]->n_output;
-    }
+    size_t expect = 0;
+    if ((rc = count_names(im, gp, 0, &expect)) != 0)
+        return rc;
     if ((rc = index_init(&im->ix, expect)) != 0)
         return seterr(im->err, im->errlen, rc, "model %s: out of memory", im->g->name);
     if ((rc = import_initializers(im, gp)) || (rc = import_inputs(im, gp)) ||
@@ -882,6 +1144,7 @@ int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const ch
     else
         seterr(err, errlen, rc, "model %s: out of memory", mname);
     free(im.ix.slot);
+    free(im.pend);
     onnx__model_proto__free_unpacked(m, NULL);
     if (rc) {
         ir_free(im.g);

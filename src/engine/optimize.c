@@ -12,6 +12,7 @@
  *     tensors, so shared weights stay intact), an activation becomes an IR_POST_ACT, and a
  *     residual Add of an equal-shaped operand that is already computed becomes an IR_POST_SUM
  *     on a Conv. The fused node takes over the last node's output tensor.
+ *     An If with a constant condition is inlined the same way (inline_if).
  *  3. Nodes whose outputs nobody reads (and that are no graph output) die, last to first.
  */
 #include "engine/ir.h"
@@ -155,6 +156,42 @@ static int drop_passthrough(struct ir_graph *g, int i)
     g->tensors[x].producer = -1;
     replace_uses(g, x, y);
     return 0;
+}
+
+/* An If whose condition is constant (its taken branch's nodes already run as the enclosing
+ * scope's): a consumer of an output reads the taken branch's tensor instead, and a graph output
+ * is written by that tensor's producer directly. Only an output that cannot be (the taken tensor
+ * is a graph input, a constant or another graph output) keeps the If, which then copies. */
+static void inline_if(struct ir_graph *g, int i)
+{
+    struct ir_node *n = &g->nodes[i];
+    int base = *(const uint8_t *)g->tensors[n->in[0]].data ? 1 : 1 + n->n_out, live = 0;
+    for (int k = 0; k < n->n_out; k++) {
+        int x = n->in[base + k], y = n->out[k];
+        if (y < 0)
+            continue;
+        int p = g->tensors[x].producer;
+        if (g->tensors[y].flags & IR_T_OUTPUT &&
+            (p < 0 || g->tensors[x].flags & (IR_T_OUTPUT | IR_T_INPUT))) {
+            live = 1;
+            continue;
+        }
+        n->out[k] = -1;
+        g->tensors[y].producer = -1;
+        if (!(g->tensors[y].flags & IR_T_OUTPUT)) {
+            replace_uses(g, y, x);
+            continue;
+        }
+        struct ir_node *pn = &g->nodes[p];
+        for (int j = 0; j < pn->n_out; j++)
+            if (pn->out[j] == x)
+                pn->out[j] = y;
+        g->tensors[y].producer = p;
+        g->tensors[x].producer = -1;
+        replace_uses(g, x, y);
+    }
+    if (!live)
+        kill_node(g, n);
 }
 
 /* ---- 2a. BatchNormalization folding ---- */
@@ -338,6 +375,9 @@ static int fuse_chain(struct ir_graph *g, int pi)
         const char *op = g->nodes[qi].op;
         if (g->nodes[qi].out[0] < 0) /* an absent output ("") has no tensor to take over */
             return 0;
+        /* a node of an If branch runs only when its branch is taken: never fused across */
+        if (ir_node_scope(g, &g->nodes[qi]) != ir_node_scope(g, &g->nodes[pi]))
+            return 0;
         int rc = 0;
         if (strcmp(op, "BatchNormalization") == 0)
             rc = fold_bn(g, pi, qi);
@@ -393,6 +433,8 @@ int ir_optimize(struct ir_graph *g, char *err, size_t errlen)
             continue;
         if (is_passthrough(g, &g->nodes[i]))
             drop_passthrough(g, i);
+        else if (strcmp(g->nodes[i].op, "If") == 0 && g->tensors[g->nodes[i].in[0]].data)
+            inline_if(g, i);
         else if (fuse_hardswish(g, i) < 0)
             return ir_node_err(g, &g->nodes[i], err, errlen, -ENOMEM, "out of memory");
     }

@@ -207,6 +207,10 @@ enum plan_kernel {
                                      dst's dtype); params: depth, axis (non-negative) */
     PLAN_K_CUMSUM = 72,           /* in: x, axis (one int32/int64, checked at run time); params:
                                      exclusive, reverse */
+    /* control flow (ops/control.c) */
+    PLAN_K_BRANCH = 80, /* in: cond (one bool); out: cond (nothing is written); params: target,
+                           when: the run goes on at node `target` (> this node, <= the node
+                           count: jumps only go forward) when cond is `when` (0 or 1) */
 };
 
 enum plan_post_kind {

@@ -20,6 +20,8 @@ int ir_node_foldable(const struct ir_graph *g, const struct ir_node *n)
         return 0;
     if (strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0 || strcmp(n->op, "EyeLike") == 0)
         return 1; /* need only the input's shape */
+    if (strcmp(n->op, "If") == 0)
+        return 1; /* needs only its condition and the taken branch's outputs: eval decides */
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i] >= 0 && !g->tensors[n->in[i]].data)
             return 0;
@@ -87,7 +89,8 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
     const struct ir_op_def *d = ir_op_find(n->op);
     if (!d)
         return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported op");
-    for (int k = 0; k < n->n_in; k++)
+    /* an If checks its own: the branch a constant condition drops has no shapes */
+    for (int k = 0; strcmp(n->op, "If") != 0 && k < n->n_in; k++)
         if (n->in[k] >= 0 && !g->tensors[n->in[k]].shape_known)
             return ir_node_err(g, n, err, errlen, -EINVAL, "input '%s' has no known shape",
                                g->tensors[n->in[k]].name);
@@ -132,6 +135,13 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].dead)
             continue;
+        if (ir_node_dropped(g, &g->nodes[i])) { /* a constant condition skips its branch */
+            g->nodes[i].dead = 1;
+            for (int k = 0; k < g->nodes[i].n_out; k++)
+                if (g->nodes[i].out[k] >= 0)
+                    g->tensors[g->nodes[i].out[k]].producer = -1;
+            continue;
+        }
         int rc = infer_node(g, i, err, errlen);
         if (rc)
             return rc;

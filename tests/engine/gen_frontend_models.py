@@ -267,6 +267,41 @@ def hostile(outdir):
     save_external(outdir, "bad_ext_range", "ext_ok.bin", 16, 64)
 
 
+def ifs(outdir):
+    """If (ops/control.c): a constant condition drops a branch unseen; hostile branches."""
+    N = helper.make_node
+    B = TensorProto.BOOL
+
+    def br(name, nodes, outs, inits=()):
+        return helper.make_graph(nodes, name, [], [vi(o, None) for o in outs], list(inits))
+
+    def model(name, node, inputs=(vi("X", [2, 3]), vi("c", [1], B)), inits=()):
+        save(outdir, name, [node], list(inputs), [vi("Y", None)], inits)
+
+    relu = br("then", [N("Relu", ["X"], ["t"], name="relu")], ["t"])
+    # the else branch could not even be shape-inferred: a constant condition drops it unseen
+    never = br("else", [N("Reshape", ["X", "s"], ["e"], name="never")], ["e"], [ints("s", [7, -1])])
+    model("if_const", N("If", ["c"], ["Y"], name="if0", then_branch=relu, else_branch=never),
+          [vi("X", [2, 3])], [numpy_helper.from_array(np.array([True]), "c")])
+    transpose = br("else", [N("Transpose", ["X"], ["e"])], ["e"])
+    model("bad_if_shapes", N("If", ["c"], ["Y"], name="if0", then_branch=relu,
+                             else_branch=transpose))
+    model("bad_if_no_else", N("If", ["c"], ["Y"], name="if0", then_branch=relu))
+    lost = br("else", [N("Relu", ["nowhere"], ["e"], name="lost")], ["e"])
+    model("bad_if_undefined", N("If", ["c"], ["Y"], name="if0", then_branch=relu,
+                                else_branch=lost))
+    loop = br("else", [N("Relu", ["Y"], ["e"])], ["e"])  # reads the If's own output
+    model("bad_if_cycle", N("If", ["c"], ["Y"], name="if0", then_branch=relu, else_branch=loop))
+    model("bad_graph_attr", N("Relu", ["X"], ["Y"], name="r0", body=relu))
+    two = br("then", [N("Relu", ["X"], ["t"])], ["t", "X"])
+    model("bad_if_outputs", N("If", ["c"], ["Y"], name="if0", then_branch=two, else_branch=relu))
+    deep = relu
+    for i in range(17):
+        deep = br("level%d" % i, [N("If", ["c"], ["t"], then_branch=deep, else_branch=relu)],
+                  ["t"])
+    model("bad_if_deep", N("If", ["c"], ["Y"], name="if0", then_branch=deep, else_branch=relu))
+
+
 # Every op of the engine's table (src/engine/shape.c), each fed no inputs and then one empty one.
 # Every op of the engine's table (src/engine/ops/ops.def), so a new row is tested too.
 OPS_DEF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "engine",
@@ -297,6 +332,7 @@ def main():
     external_ok(outdir)
     typed_initializers(outdir)
     hostile(outdir)
+    ifs(outdir)
     missing_inputs(outdir)
     with open(sys.argv[2], "w") as f:
         f.write("ok\n")

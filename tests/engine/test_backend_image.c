@@ -2,8 +2,8 @@
  * test_backend_image.c — the plan image as untrusted bytes: round trip through a copy, run-time
  * input checks, truncation, every flipped table byte, targeted hostile fields (offsets, counts,
  * indices, strings, magic, version, ISA), random mutations with the checksum recomputed (must
- * error or run, never crash) also of a Winograd convolution's fields, and an image compiled for
- * another thread count.
+ * error or run, never crash) also of a Winograd convolution's fields and of an If's branch
+ * nodes, and an image compiled for another thread count.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "engine/winograd.h"
@@ -588,6 +589,129 @@ static void test_winograd_fields(void **state)
 }
 
 /* An image is compiled for a thread count; a process set to run another count refuses it. */
+/* x[8], c bool[1] → If(c: Relu(x), else: Sigmoid(x)) → y[8]: a run-time condition, so the plan
+ * holds both branches between two BRANCH nodes (ops/control.c). */
+static struct ir_graph *if_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(1, 8));
+    int c = tb_act(g, "c", SHAPE(1, 1));
+    int a = tb_act(g, "a", SHAPE(1, 8));
+    int b = tb_act(g, "b", SHAPE(1, 8));
+    int y = tb_act(g, "y", SHAPE(1, 8));
+    g->tensors[c].dtype = ENGINE_BOOL;
+    tb_input(g, x);
+    tb_input(g, c);
+    g->scopes = calloc(3, sizeof(*g->scopes));
+    g->n_scopes = g->cap_scopes = 3;
+    g->scopes[1] = (struct ir_scope){.parent = 0, .cond = c, .then = 1};
+    g->scopes[2] = (struct ir_scope){.parent = 0, .cond = c, .then = 0};
+    int xi[1] = {x}, ii[3] = {c, a, b};
+    tb_node(g, "Relu", xi, 1, a)->scope = 1;
+    tb_node(g, "Sigmoid", xi, 1, b)->scope = 2;
+    struct ir_node *n = tb_node(g, "If", ii, 3, y);
+    ir_attr_set_int(n, "then_branch", 1);
+    ir_attr_set_int(n, "else_branch", 2);
+    for (int i = 0; i < n->n_attrs; i++)
+        n->attrs[i].type = IR_ATTR_GRAPH;
+    tb_output(g, y);
+    return g;
+}
+
+/* Runs an if_net image on x with condition c; 0 if it ran (y filled). */
+static int run_if(const void *img, size_t len, const float *x, int c, float *y, char *err,
+                  size_t errlen)
+{
+    struct engine_model *m;
+    struct engine_session *s;
+    int rc = engine_model_open(img, len, &m, err, errlen);
+    if (rc)
+        return rc;
+    rc = engine_session_create(m, &s, err, errlen);
+    if (!rc) {
+        uint8_t cv = (uint8_t)c;
+        struct engine_tensor in[2] = {
+            {.name = "x",
+             .dtype = ENGINE_F32,
+             .shape = SHAPE(1, 8),
+             .data = (void *)x,
+             .nbytes = 8 * sizeof(float)},
+            {.name = "c", .dtype = ENGINE_BOOL, .shape = SHAPE(1, 1), .data = &cv, .nbytes = 1}};
+        struct engine_tensor out[2];
+        rc = engine_session_run(s, in, 2, out, 2, err, errlen);
+        if (!rc && out[0].nbytes == 8 * sizeof(float))
+            memcpy(y, out[0].data, out[0].nbytes);
+        engine_session_destroy(s);
+    }
+    engine_model_close(m);
+    return rc;
+}
+
+/* The BRANCH nodes pick the branch the condition names; a branch target that jumps backwards,
+ * onto itself or past the end, a bad `when` or a missing condition is refused at open, and
+ * random resealed edits error or run, never crash or hang. */
+static void test_branch_fields(void **state)
+{
+    (void)state;
+    char err[512];
+    void *img;
+    size_t len;
+    if (tb_compile(if_net(), 1, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    float x[8], y[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (float)i - 3.5f;
+    for (int c = 0; c < 2; c++) {
+        if (run_if(img, len, x, c, y, err, sizeof(err)))
+            fail_msg("run: %s", err);
+        for (int i = 0; i < 8; i++)
+            assert_float_equal(y[i], c ? fmaxf(x[i], 0.0f) : 1.0f / (1.0f + expf(-x[i])), 1e-6);
+    }
+    struct plan_view v;
+    assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+    int branches[2], nb = 0;
+    for (uint32_t k = 0; k < v.n_nodes; k++)
+        if (v.nodes[k].op == PLAN_OP_KERNEL && v.nodes[k].alg == PLAN_K_BRANCH && nb < 2)
+            branches[nb++] = (int)k;
+    assert_int_equal(nb, 2);
+    uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
+    struct fixture f = {.copy = copy};
+    for (int b = 0; b < 2; b++) {
+        int k = branches[b];
+        size_t node_off = (size_t)((const uint8_t *)&v.nodes[k] - (const uint8_t *)img);
+        size_t param_off =
+            (size_t)((const uint8_t *)&v.index[v.nodes[k].params_first] - (const uint8_t *)img);
+        const int32_t bad_targets[] = {k, k - 1, 0, (int32_t)v.n_nodes + 1, -1, INT32_MAX};
+        for (size_t i = 0; i < ARRAY_LEN(bad_targets); i++) {
+            memcpy(copy, img, len);
+            memcpy(copy + param_off, &bad_targets[i], sizeof(int32_t));
+            reseal(copy, len);
+            expect_refused(&f, len, "branch target must be a later node");
+        }
+        memcpy(copy, img, len);
+        int32_t when = 2;
+        memcpy(copy + param_off + sizeof(int32_t), &when, sizeof(when));
+        reseal(copy, len);
+        expect_refused(&f, len, "branch");
+        memcpy(copy, img, len);
+        ((struct plan_node *)(copy + node_off))->n_in = 0;
+        reseal(copy, len);
+        expect_refused(&f, len, "branch operands");
+        memcpy(copy, img, len);
+        /* it names another tensor than its condition */
+        ((struct plan_node *)(copy + node_off))->out = (uint32_t)v.index[v.h->outputs_first];
+        reseal(copy, len);
+        expect_refused(&f, len, "branch operands");
+    }
+    uint32_t seed = 1717;
+    for (int iter = 0; iter < 300; iter++) {
+        flip_table_bits(copy, img, len, 1 + iter % 3, &seed);
+        (void)run_if(copy, len, x, iter & 1, y, err, sizeof(err));
+    }
+    free(copy);
+    engine_image_free(img);
+}
+
 static void test_thread_count(void **state)
 {
     struct fixture *f = *state;
@@ -622,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_section_fields),     cmocka_unit_test(test_table_fields),
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
         cmocka_unit_test(test_thread_count),       cmocka_unit_test(test_winograd_fields),
+        cmocka_unit_test(test_branch_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

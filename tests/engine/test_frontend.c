@@ -390,6 +390,27 @@ static void test_hostile_models(void **state)
     expect_error("bad_ext_range", models_dir, "exceeds");
 }
 
+/* If: a constant condition drops the other branch before its shapes are inferred and inlines
+ * the taken one; a run-time If needs branches of equal shapes; hostile branches are refused. */
+static void test_if(void **state)
+{
+    struct ir_graph *g = graph_of("if_const", 4);
+    assert_int_equal(live_nodes(g), 1);
+    assert_string_equal(producer(g, "Y")->name, "if0/then_branch/relu");
+    assert_dims(g, "Y", 2, 2, 3);
+    ir_free(g);
+    expect_error("bad_if_shapes", NULL,
+                 "node if0 (If): output 0: then_branch gives float32 [2,3], else_branch float32 "
+                 "[3,2]; branches of different shapes or types are not supported");
+    expect_error("bad_if_no_else", NULL, "node if0 (If): no else_branch");
+    expect_error("bad_if_undefined", NULL,
+                 "node if0/else_branch/lost (Relu): input 'nowhere' is not defined");
+    expect_error("bad_if_cycle", NULL, "cycle");
+    expect_error("bad_graph_attr", NULL, "node r0 (Relu): graph attribute body is not supported");
+    expect_error("bad_if_outputs", NULL, "node if0 (If): then_branch has 2 outputs, the node 1");
+    expect_error("bad_if_deep", NULL, "subgraphs nested more than 16 deep");
+}
+
 /* Each op of the table refuses a node without its inputs instead of reading past them. */
 static void test_every_op_checks_its_inputs(void **state)
 {
@@ -566,6 +587,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_typed_initializers_and_constants),
         cmocka_unit_test(test_hostile_models),
+        cmocka_unit_test(test_if),
         cmocka_unit_test(test_every_op_checks_its_inputs),
         cmocka_unit_test(test_external_symlink_escape),
         cmocka_unit_test(test_garbage_never_crashes),

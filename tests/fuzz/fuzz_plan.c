@@ -12,6 +12,8 @@
  *   bit 3 set:   the patched image is compiled instead from corpus/onnx/winograd_conv.onnx with
  *                every 3x3 convolution as Winograd (needs AVX2, else its convolutions are
  *                direct), so mutations reach the Winograd node's checks and kernels;
+ *   bit 4 set:   (over bit 3) it is compiled from corpus/onnx/if_branch.onnx, an If on a run-time
+ *                condition, so mutations reach the BRANCH nodes' checks and jumps;
  *   bit 2 clear: the tables checksum in the header is recomputed after the patches or on the raw
  *                body (it detects corruption, it is no secret: a hostile image carries a valid
  *                one), so mutations reach the section and node checks behind it.
@@ -37,22 +39,23 @@ struct fresh_image {
     size_t len;
 };
 
-/* The image patches apply to: 0 from FUZZ_SEED_ONNX, 1 from FUZZ_SEED_WINO_ONNX (Winograd). */
+/* The image patches apply to: 0 from FUZZ_SEED_ONNX, 1 from FUZZ_SEED_WINO_ONNX (Winograd),
+ * 2 from FUZZ_SEED_IF_ONNX (If). */
 static const struct fresh_image *fresh_image(int which)
 {
-    static struct fresh_image fresh[2];
+    static const char *const seeds[3] = {FUZZ_SEED_ONNX, FUZZ_SEED_WINO_ONNX, FUZZ_SEED_IF_ONNX};
+    static struct fresh_image fresh[3];
     struct fresh_image *f = &fresh[which];
     if (f->image)
         return f;
     uint8_t *onnx = NULL;
     size_t len = 0;
     char err[512];
-    struct engine_compile_opts opts = {
-        .threads = 1,
-        .model_name = "fuzz-seed",
-        .winograd = which ? ENGINE_WINOGRAD_ALL : ENGINE_WINOGRAD_AUTO};
-    if (read_file(which ? FUZZ_SEED_WINO_ONNX : FUZZ_SEED_ONNX, 1u << 20, &onnx, &len, err,
-                  sizeof(err)) < 0 ||
+    struct engine_compile_opts opts = {.threads = 1,
+                                       .model_name = "fuzz-seed",
+                                       .winograd =
+                                           which == 1 ? ENGINE_WINOGRAD_ALL : ENGINE_WINOGRAD_AUTO};
+    if (read_file(seeds[which], 1u << 20, &onnx, &len, err, sizeof(err)) < 0 ||
         engine_compile(onnx, len, &opts, &f->image, &f->len, err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_plan: cannot build the seed image: %s\n", err);
         abort();
@@ -151,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int run = data[0] >> 1 & 1, rehash = !(data[0] >> 2 & 1);
     if (data[0] & 1)
-        open_patched(data[0] >> 3 & 1, data + 1, size - 1, run, rehash);
+        open_patched(data[0] >> 4 & 1 ? 2 : data[0] >> 3 & 1, data + 1, size - 1, run, rehash);
     else
         open_image(data + 1, size - 1, run, rehash);
     return 0;
