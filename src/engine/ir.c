@@ -257,6 +257,7 @@ void ir_free(struct ir_graph *g)
     for (int i = 0; i < g->n_scopes; i++)
         free(g->scopes[i].prefix);
     free(g->scopes);
+    free(g->output_dtypes);
     free(g->name);
     free(g);
 }

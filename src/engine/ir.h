@@ -133,6 +133,7 @@ struct ir_graph {
     int n_outputs;
     struct ir_scope *scopes; /* NULL without If; else scopes[0] is the main graph */
     int n_scopes, cap_scopes;
+    int *output_dtypes; /* each output's declared element type (0: not declared) */
 };
 
 /* ---- import & passes (each returns 0 or -errno with a message naming model/node/op) ---- */
@@ -168,6 +169,12 @@ const char *onnx_dtype_name(int t);
 
 /* Evaluates nodes whose inputs are all constant (shape subgraphs etc.) with kernels.h. */
 int ir_fold_constants(struct ir_graph *g, char *err, size_t errlen);
+
+/* Makes a float16 model compute in float32 (fp16.c): float16 constants become float32, Casts and
+ * EyeLikes to float16 cast to float32, float16 graph inputs are cast to float32 first and graph
+ * outputs declared float16 are cast from float32 last. Called before ir_infer_shapes; adds nodes.
+ */
+int ir_widen_fp16(struct ir_graph *g, char *err, size_t errlen);
 
 /* Drops Identity/Dropout, folds BatchNormalization into the preceding Conv/Gemm weights, fuses
  * activations and residual Adds as post-ops. Never changes what the graph computes. */

@@ -1034,7 +1034,8 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
     if (gp->n_output == 0)
         return seterr(im->err, im->errlen, -EINVAL, "model %s: the graph has no outputs", g->name);
     g->outputs = calloc(gp->n_output, sizeof(int));
-    if (!g->outputs)
+    g->output_dtypes = calloc(gp->n_output, sizeof(int));
+    if (!g->outputs || !g->output_dtypes)
         return -ENOMEM;
     for (size_t i = 0; i < gp->n_output; i++) {
         const char *name = gp->output[i]->name ? gp->output[i]->name : "";
@@ -1047,6 +1048,10 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
             return seterr(im->err, im->errlen, -EINVAL,
                           "model %s: graph output '%s' is listed twice", g->name, name);
         g->tensors[t].flags |= IR_T_OUTPUT;
+        const Onnx__TypeProto *tp = gp->output[i]->type;
+        if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
+            tp->tensor_type->has_elem_type)
+            g->output_dtypes[g->n_outputs] = tp->tensor_type->elem_type;
         g->outputs[g->n_outputs++] = t;
     }
     return 0;

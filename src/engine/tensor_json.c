@@ -7,9 +7,11 @@
  * The reader is an entry point for untrusted bytes (HTTP bodies): it bounds the number of tensors
  * and elements, accepts "data" flat or nested exactly as "shape" says, and checks that every number
  * fits the dtype before it converts anything. Every error names the tensor. The writer prints
- * floats with %.9g, enough digits for any float32 to round-trip, and integers exactly.
+ * floats with %.9g, enough digits for any float32 to round-trip, and integers exactly; float16
+ * elements are read and written as numbers too (rounded to nearest even once, on reading).
  */
 #include "engine/engine.h"
+#include "engine/kernels.h"
 
 #include "common/common.h"
 
@@ -142,6 +144,14 @@ static int read_element(struct tensor_reader *r, const json_t *v, char *err, siz
                       r->numel);
     if (r->t->dtype == ENGINE_F32) {
         rc = json_to_float(v, &((float *)r->t->data)[i]);
+    } else if (r->t->dtype == ENGINE_F16) {
+        float f = 0;
+        rc = json_to_float(v, &f);
+        double d = json_is_real(v) ? json_real_value(v) : f; /* round once, from the number */
+        if (rc == 0 && fabs(d) >= 65520.0)                   /* rounds to infinity */
+            rc = -ERANGE;
+        if (rc == 0)
+            k_cast(&d, ENGINE_F64, (uint16_t *)r->t->data + i, ENGINE_F16, 1);
     } else {
         int64_t x = 0;
         rc = json_to_integer(v, r->t->dtype, &x);
@@ -288,9 +298,10 @@ static int parse_dtype(const char *name, const json_t *jd, int *dtype, char *err
         return seterr(err, errlen, -EINVAL, "'%s': \"dtype\" must be a string", name);
     *dtype = engine_dtype_parse(json_string_value(jd));
     if (*dtype < 0 || engine_dtype_size(*dtype) == 0)
-        return seterr(err, errlen, -EINVAL,
-                      "'%s': unknown dtype \"%.32s\" (float32, int64, int32, uint8, int8, bool)",
-                      name, json_string_value(jd));
+        return seterr(
+            err, errlen, -EINVAL,
+            "'%s': unknown dtype \"%.32s\" (float32, float16, int64, int32, uint8, int8, bool)",
+            name, json_string_value(jd));
     return 0;
 }
 
@@ -438,8 +449,13 @@ static int format_element(char *out, const struct engine_tensor *t, size_t i)
     const size_t n = 32;
 
     switch (t->dtype) {
-    case ENGINE_F32: {
-        float f = ((const float *)t->data)[i];
+    case ENGINE_F32:
+    case ENGINE_F16: {
+        float f;
+        if (t->dtype == ENGINE_F16)
+            k_cast((const uint16_t *)t->data + i, ENGINE_F16, &f, ENGINE_F32, 1);
+        else
+            f = ((const float *)t->data)[i];
         if (f == 0.0f && signbit(f))
             return snprintf(out, n, "-0.0"); /* "-0" would read back as the integer 0 */
         if (!isfinite(f))

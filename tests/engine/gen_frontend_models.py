@@ -213,6 +213,20 @@ def typed_initializers(outdir):
               typed_tensor("W", TensorProto.UINT8, [4], "int32_data", [0, 1, 256, 3]))
 
 
+def fp16_model(outdir):
+    """float16 in, float16 out, float16 weights (ir_widen_fp16): Y = Relu(X @ W + B), Xs = X as
+    float32, and W itself as a (float16 constant) output."""
+    N = helper.make_node
+    H = TensorProto.FLOAT16
+    w = numpy_helper.from_array(np.array([[1.5, -2.0, 0.25], [0.5, 1.0, -1.0],
+                                          [2.0, 0.0, 1.0], [-0.5, 3.0, 0.125]], np.float16), "W")
+    b = numpy_helper.from_array(np.array([0.5, -0.25, 1.0], np.float16), "B")
+    nodes = [N("MatMul", ["X", "W"], ["mm"]), N("Add", ["mm", "B"], ["add"]),
+             N("Relu", ["add"], ["Y"]), N("Cast", ["X"], ["Xs"], to=F)]
+    save(outdir, "fp16", nodes, [vi("X", [2, 4], H)],
+         [vi("Y", [2, 3], H), vi("Xs", [2, 4], F), vi("W", [4, 3], H)], [w, b])
+
+
 def raw_tensor(name, dims, raw, dtype=F):
     t = TensorProto()
     t.name = name
@@ -331,6 +345,7 @@ def main():
     symbolic(outdir)
     external_ok(outdir)
     typed_initializers(outdir)
+    fp16_model(outdir)
     hostile(outdir)
     ifs(outdir)
     missing_inputs(outdir)

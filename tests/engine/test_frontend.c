@@ -46,6 +46,8 @@ static int run_passes(const void *bytes, size_t len, const char *base_dir, int p
     struct ir_graph *g = NULL;
     int rc = ir_import_onnx(bytes, len, base_dir, "test.onnx", &g, err, errlen);
     if (rc == 0 && passes >= 2)
+        rc = ir_widen_fp16(g, err, errlen);
+    if (rc == 0 && passes >= 2)
         rc = ir_infer_shapes(g, shapes, n_shapes, err, errlen);
     if (rc == 0 && passes >= 3)
         rc = ir_fold_constants(g, err, errlen);
@@ -350,6 +352,34 @@ static void test_typed_initializers_and_constants(void **state)
     ir_free(g);
 }
 
+/* A float16 model computes in float32: its constants widened (a constant graph output keeps its
+ * float16 bytes, its readers get a float32 copy), a Cast from the float16 input first, a Cast to
+ * the float16 output last; the interface stays float16. */
+static void test_fp16_widened(void **state)
+{
+    struct ir_graph *g = graph_of("fp16", 2);
+    const float b[] = {0.5f, -0.25f, 1.0f}, w00 = 1.5f;
+    assert_int_equal(tensor(g, "X")->dtype, ENGINE_F16);
+    assert_int_equal(tensor(g, "X/f32")->dtype, ENGINE_F32);
+    assert_int_equal(tensor(g, "Y")->dtype, ENGINE_F16);
+    assert_int_equal(tensor(g, "Y/f32")->dtype, ENGINE_F32);
+    assert_int_equal(tensor(g, "Xs")->dtype, ENGINE_F32);
+    assert_int_equal(tensor(g, "B")->dtype, ENGINE_F32);
+    assert_memory_equal(tensor(g, "B")->data, b, sizeof(b));
+    assert_int_equal(tensor(g, "W")->dtype, ENGINE_F16);
+    assert_int_equal(tensor(g, "W")->nbytes, 12 * 2);
+    assert_int_equal(tensor(g, "W/f32")->dtype, ENGINE_F32);
+    assert_true(((float *)tensor(g, "W/f32")->data)[0] == w00);
+    const struct ir_node *last = producer(g, "Y"), *first = producer(g, "X/f32");
+    assert_string_equal(last->op, "Cast");
+    assert_int_equal(ir_attr_int(last, "to", 0), ENGINE_F16);
+    assert_string_equal(first->op, "Cast");
+    assert_int_equal(first - g->nodes, 0);
+    assert_dims(g, "Y", 2, 2, 3);
+    ir_free(g);
+    ir_free(graph_of("fp16", 4)); /* the optimiser's rewrites keep it sound */
+}
+
 /* ---- hostile input ---- */
 
 static void expect_error(const char *name, const char *base_dir, const char *want)
@@ -586,6 +616,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hardswish_pattern_and_noops),
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_typed_initializers_and_constants),
+        cmocka_unit_test(test_fp16_widened),
         cmocka_unit_test(test_hostile_models),
         cmocka_unit_test(test_if),
         cmocka_unit_test(test_every_op_checks_its_inputs),

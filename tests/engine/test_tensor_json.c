@@ -103,6 +103,41 @@ static void test_dtypes(void **state)
     engine_tensor_set_free(&set);
 }
 
+/* float16: read as numbers rounded to nearest even once, written back exactly (every float16
+ * bit pattern that is finite, -0 included, round-trips); beyond 65504 (rounding) is an error. */
+static void test_float16(void **state)
+{
+    (void)state;
+    struct engine_tensor_set set =
+        parse_ok("{\"inputs\": {\"h\": {\"shape\": [6], \"dtype\": \"float16\", \"data\": "
+                 "[1.5, 65504, 65519.9, 1e-8, -0.0, 0.1]}}}");
+    const uint16_t want[] = {0x3e00, 0x7bff, 0x7bff, 0x0000, 0x8000, 0x2e66};
+    assert_int_equal(set.t[0].dtype, ENGINE_F16);
+    assert_int_equal(set.t[0].nbytes, sizeof want);
+    assert_memory_equal(set.t[0].data, want, sizeof want);
+    engine_tensor_set_free(&set);
+    expect_error("{\"inputs\": {\"h\": {\"shape\": [1], \"dtype\": \"float16\", \"data\": "
+                 "[65520]}}}",
+                 "does not fit float16");
+    enum { N = 0x7c00 }; /* every finite positive pattern, and its negative */
+    static uint16_t bits[2 * N];
+    for (int i = 0; i < N; i++)
+        bits[i] = (uint16_t)i, bits[N + i] = (uint16_t)(0x8000 | i);
+    struct engine_tensor t = {.name = "y",
+                              .dtype = ENGINE_F16,
+                              .shape = {.rank = 1, .dims = {2 * N}},
+                              .data = bits,
+                              .nbytes = sizeof bits};
+    char *json = engine_tensors_to_json(&t, 1, "outputs");
+    assert_non_null(json);
+    char err[256];
+    assert_int_equal(engine_tensors_from_json(json, strlen(json), "outputs", &set, err, sizeof err),
+                     0);
+    assert_memory_equal(set.t[0].data, bits, sizeof bits);
+    engine_tensor_set_free(&set);
+    free(json);
+}
+
 static void test_scalar_and_empty(void **state)
 {
     (void)state;
@@ -377,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_flat_float),
         cmocka_unit_test(test_nested_equals_flat),
         cmocka_unit_test(test_dtypes),
+        cmocka_unit_test(test_float16),
         cmocka_unit_test(test_scalar_and_empty),
         cmocka_unit_test(test_outputs_key),
         cmocka_unit_test(test_count_mismatch),
