@@ -148,8 +148,9 @@ static void run_job(struct fn_instance *in, struct job *j)
                         : engine_session_run(in->session, ins, n_ins, outs, in->n_outputs, err,
                                              sizeof(err));
     if (rc < 0) {
-        /* The engine refuses inputs that do not match the plan with -EINVAL: the caller's fault. */
-        job_fail(j, rc == -EINVAL ? 400 : 500, err);
+        /* The engine refuses inputs that do not match the plan with -EINVAL: the caller's fault;
+         * -EAGAIN: too many new input shapes this minute (shapes.h). */
+        job_fail(j, rc == -EINVAL ? 400 : rc == -EAGAIN ? 429 : 500, err);
         return;
     }
     encode_output(in, outs, j);

@@ -13,6 +13,7 @@
 
 #define MAX_INPUTS 16
 #define REF_MAX    4352
+#define MINUTE_NS  (INT64_C(60) * 1000000000)
 
 /* One request shape's image from the store, under its own lease. */
 struct shape_plan {
@@ -20,7 +21,8 @@ struct shape_plan {
     struct fn_store_source *src;
     struct engine_model *model;
     struct engine_session *session;
-    uint64_t used; /* LRU clock */
+    uint64_t arena; /* activation bytes of its session */
+    uint64_t used;  /* LRU clock */
 };
 
 struct fn_shapes {
@@ -29,6 +31,9 @@ struct fn_shapes {
     struct shape_plan plans[FN_SHAPES_MAX];
     int n_plans;
     uint64_t clock, attaches, evictions;
+    uint64_t arenas;   /* of the cached plans: at most ENGINE_DYNAMIC_BYTES */
+    int64_t window_ns; /* start of the current minute of new shapes ... */
+    int new_in_window; /* ... and how many it attached (FN_SHAPES_NEW_PER_MIN) */
 };
 
 bool fn_shapes_needed(const struct fn_config *c, const char *err)
@@ -87,6 +92,7 @@ static void drop_plan(struct fn_shapes *s, int i)
     engine_model_close(p->model);
     fn_store_source_close(p->src); /* the lease goes with the connection */
     free(p->ref);
+    s->arenas -= p->arena;
     s->plans[i] = s->plans[--s->n_plans];
 }
 
@@ -139,18 +145,53 @@ static int shape_ref(const struct fn_shapes *s, const struct engine_tensor *in, 
     return 0;
 }
 
+/* A new shape makes the store compile an image that takes budget other functions' idle images
+ * had: a requester may ask for at most FN_SHAPES_NEW_PER_MIN new shapes a minute. */
+static int admit_new_shape(struct fn_shapes *s, char *err, size_t errlen)
+{
+    int64_t now = now_ns();
+    if (now - s->window_ns >= MINUTE_NS) {
+        s->window_ns = now;
+        s->new_in_window = 0;
+    }
+    if (s->new_in_window >= FN_SHAPES_NEW_PER_MIN)
+        return seterr(err, errlen, -EAGAIN,
+                      "more than %d new input shapes in a minute: retry later, or reuse a shape",
+                      FN_SHAPES_NEW_PER_MIN);
+    s->new_in_window++;
+    return 0;
+}
+
 static int attach_shape(struct fn_shapes *s, char *ref, struct shape_plan **out, char *err,
                         size_t errlen)
 {
     struct shape_plan p = {0};
     void *image;
     size_t len;
-    int rc = fn_store_source_open(s->cfg->store_path, ref, s->cfg->threads, &p.src, &image, &len,
-                                  err, errlen);
+    int rc = admit_new_shape(s, err, errlen);
+    if (rc)
+        return rc;
+    rc = fn_store_source_open(s->cfg->store_path, ref, s->cfg->threads, &p.src, &image, &len, err,
+                              errlen);
     if (rc == FN_STORE_REFUSED_COMPILE)
         rc = -EINVAL; /* these shapes do not fit the model: the request's fault */
     if (rc == 0)
         rc = engine_model_open(image, len, &p.model, err, errlen);
+    if (rc == 0 && (p.arena = engine_model_arena_size(p.model)) > ENGINE_DYNAMIC_BYTES) {
+        char a[32], b[32];
+        rc = seterr(
+            err, errlen, -EINVAL, "these input shapes need %s of activations, over the bound of %s",
+            format_size(p.arena, a, sizeof(a)), format_size(ENGINE_DYNAMIC_BYTES, b, sizeof(b)));
+    }
+    while (rc == 0 && s->n_plans > 0 &&
+           (s->n_plans == FN_SHAPES_MAX || s->arenas + p.arena > ENGINE_DYNAMIC_BYTES)) {
+        int old = 0;
+        for (int i = 1; i < s->n_plans; i++)
+            if (s->plans[i].used < s->plans[old].used)
+                old = i;
+        drop_plan(s, old);
+        s->evictions++;
+    }
     if (rc == 0)
         rc = engine_session_create(p.model, &p.session, err, errlen);
     if (rc == 0 && !(p.ref = strdup(ref)))
@@ -161,15 +202,8 @@ static int attach_shape(struct fn_shapes *s, char *ref, struct shape_plan **out,
         fn_store_source_close(p.src);
         return rc;
     }
-    if (s->n_plans == FN_SHAPES_MAX) {
-        int old = 0;
-        for (int i = 1; i < s->n_plans; i++)
-            if (s->plans[i].used < s->plans[old].used)
-                old = i;
-        drop_plan(s, old);
-        s->evictions++;
-    }
     s->attaches++;
+    s->arenas += p.arena;
     s->plans[s->n_plans] = p;
     *out = &s->plans[s->n_plans++];
     log_info("attached %s (%d shape(s) cached, %llu evicted)", ref, s->n_plans,

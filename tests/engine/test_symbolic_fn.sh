@@ -123,7 +123,8 @@ post p a
 
 # ---- no input_shape (issue 17): one instance serves every request shape, attaching the store's
 # image of each shape (MODEL?SHAPES) on its first request; a shape the model does not take is a
-# 400; at most 8 shapes stay attached (LRU): the leases of dropped ones are released
+# 400; at most 8 shapes stay attached (LRU): the leases of dropped ones are released; at most 60
+# new shapes a minute
 start_fn n model=symbolic_cnn -- || fail "no input_shape: did not start: $(cat "$tmp/n.log")"
 post n a
 [ "$code" = 200 ] && matches a && echo "ok: per-request shape a" || fail "n a: $code $(head -c 300 "$tmp/reply")"
@@ -146,6 +147,23 @@ for w in 1 2 3 4 5 6 7 8 9; do
 done
 leases=$("$store_bin" ls --socket "$tmp/store.sock" | awk '$1 ~ /^symbolic_cnn\?input=/ {n += $5} END {print n + 0}')
 [ "$leases" -le 8 ] && echo "ok: $leases shape leases held after 11 shapes" || fail "$leases leases held: $("$store_bin" ls --socket "$tmp/store.sock")"
+# at most 60 new shapes a minute (each makes the store compile an image): then 429; no timing
+# assumed: 130 new shapes cannot all fit in the windows they span
+got429=0
+for w in $(seq 10 139); do
+    /usr/bin/python3 -c "import json; print(json.dumps({'inputs': {'input': {'shape': [1, 3, 2, $w], 'data': [1.0] * (6 * $w)}}}))" >"$tmp/w_input.json"
+    code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/n.sock" \
+        -H 'Content-Type: application/json' --data-binary "@$tmp/w_input.json" http://fn/)
+    if [ "$code" = 429 ]; then got429=1; break; fi
+    [ "$code" = 200 ] || { fail "n 1x3x2x$w: $code $(head -c 300 "$tmp/reply")"; break; }
+done
+[ "$got429" = 1 ] && grep -q "new input shapes in a minute" "$tmp/reply" &&
+    echo "ok: new shapes per minute bounded (429 at 1x3x2x$w)" || fail "no 429 after 130 new shapes"
+w=$((w - 1)) # the last shape attached is still cached: served
+/usr/bin/python3 -c "import json; print(json.dumps({'inputs': {'input': {'shape': [1, 3, 2, $w], 'data': [1.0] * (6 * $w)}}}))" >"$tmp/w_input.json"
+code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/n.sock" \
+    -H 'Content-Type: application/json' --data-binary "@$tmp/w_input.json" http://fn/)
+[ "$code" = 200 ] || fail "a cached shape after the 429: $code $(head -c 300 "$tmp/reply")"
 kill "$fn_pid" && wait "$fn_pid"
 
 # ---- --private without input_shape: the engine's specialising model, a plan per shape
