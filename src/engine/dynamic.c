@@ -207,7 +207,8 @@ int engine_dynamic_open(const void *onnx, size_t len, const struct engine_dynami
         return seterr(err, errlen, -ENOMEM, "out of memory");
     d->copts = *co;
     d->max_plans = opts->max_plans ? opts->max_plans : ENGINE_DYNAMIC_PLANS;
-    d->max_bytes = opts->max_bytes ? opts->max_bytes : ENGINE_DYNAMIC_BYTES;
+    /* default: a model's own images fit however large its weights (each a copy of them) */
+    d->max_bytes = opts->max_bytes ? opts->max_bytes : ENGINE_DYNAMIC_BYTES + 4 * (uint64_t)len;
     d->st.pinned_inputs = -1;
     d->onnx = malloc(len ? len : 1);
     d->model_name = strdup(model);

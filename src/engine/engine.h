@@ -182,7 +182,8 @@ struct engine_dynamic_opts {
     struct engine_compile_opts compile; /* threads, base_dir, model_name, winograd; its shapes
                                            and pins must be empty (the requests decide) */
     int max_plans;      /* cached specialisations; 0: ENGINE_DYNAMIC_PLANS */
-    uint64_t max_bytes; /* their images + arenas together; 0: ENGINE_DYNAMIC_BYTES */
+    uint64_t max_bytes; /* their images + arenas together; 0: ENGINE_DYNAMIC_BYTES plus four
+                           times the ONNX bytes (room for the images' weight copies) */
 };
 
 #define ENGINE_DYNAMIC_PLANS    8
