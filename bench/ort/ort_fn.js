@@ -4,6 +4,7 @@
 // (environment, default 1; bench/colocate sets it like shmfaas-fn's) and 1 inter-op thread, speaking
 // what shmfaasd expects of shmfaas-fn, so that shmfaasd can start it with --fn-bin and front it:
 //   ort_fn.js --listen unix:PATH|fd:N|HOST:PORT --private MODEL.onnx|NAME [--models DIR]
+//             [--ready-fd N]   (writes "R" there once the session exists, then closes it)
 // GET /_/ready and /_/health answer 200 once the session exists; any other request runs the model
 // on its body. Environment (the subset of shmfaas-fn's codec settings the benchmarks use):
 //   input=raw     body = little-endian float32 values of the model's one input (the only input kind)
@@ -32,16 +33,17 @@ function resolveModel(ref, dir) {
 }
 
 function parseArgs(argv) {
-  const a = { listen: null, model: null, models: null };
+  const a = { listen: null, model: null, models: null, readyFd: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
     if (k === '--listen' && v) a.listen = v;
     else if (k === '--private' && v) a.model = v;
     else if (k === '--models' && v) a.models = v;
+    else if (k === '--ready-fd' && v) a.readyFd = Number(v);
     else if (k === '--model' || k === '--store')
       fail('only --private MODEL.onnx is supported (deploy with label com.shmfaas.private=true)');
-    else fail(`unknown argument ${k}; usage: ort_fn.js --listen unix:PATH|HOST:PORT --private MODEL.onnx`);
+    else fail(`unknown argument ${k}; usage: ort_fn.js --listen unix:PATH|fd:N|HOST:PORT --private MODEL.onnx|NAME [--models DIR] [--ready-fd N]`);
     i++;
   }
   if (!a.listen || !a.model) fail('usage: ort_fn.js --listen unix:PATH|HOST:PORT --private MODEL.onnx');
@@ -141,6 +143,9 @@ function serve(args, cfg) {
     session = s;
     dims = inputDims(s);
     count = dims.reduce((a, b) => a * b, 1);
+    if (args.readyFd !== null) { // readiness pushed, as shmfaas-fn does: one byte, then close
+      try { fs.writeSync(args.readyFd, 'R'); fs.closeSync(args.readyFd); } catch (e) { /* gone */ }
+    }
     console.error(`ort_fn: ready in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1)} ms ` +
       `(${args.model}, onnxruntime-node ${require('onnxruntime-node/package.json').version})`);
   }, (e) => fail(`cannot load ${args.model}: ${e.message}`));
