@@ -1,8 +1,8 @@
 /*
  * model.c — engine_model_open: wrap a (mapped, read-only) plan image without copying it.
  *
- * Open validates the tables (plan_image.c), then checks that this build and CPU are the ones the image
- * was compiled for, then re-resolves every primitive in this process with the image's thread
+ * Open validates the tables (plan_image.c), then checks that this build and CPU are the ones the
+ * image was compiled for, then re-resolves every primitive in this process with the image's thread
  * count. A primitive whose implementation or chosen weight layout differs from what the image
  * recorded would run, silently, on oneDNN's reference kernels — so such an image is refused and
  * the caller recompiles. The model keeps the primitive descriptors; sessions create primitives.
@@ -80,7 +80,7 @@ static int refuse(const struct engine_model *m, const struct plan_node *n, const
 static int check_weights(const struct engine_model *m, const struct plan_node *n,
                          dnnl_primitive_desc_t pd, const char *impl, char *err, size_t errlen)
 {
-    int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER) &&
+    int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER || n->op == PLAN_OP_PRELU) &&
                  m->v.tensors[plan_input(&m->v, n, 1)].storage == PLAN_ST_PACKED;
     if (!packed)
         return n->wmd == PLAN_NONE ? 0

@@ -563,6 +563,34 @@ static int wino_check(const struct node_ctx *c)
     return bias_md(c, 2, s.k, &bmd, &bp);
 }
 
+/* PRelu: the slope broadcast to src (oneDNN's prelu primitive); dst as src. */
+static int prelu_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 2, 2, "AP");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
+    dnnl_memory_desc_t smd, wmd;
+    if (!same_md(src, dst) || w->rank != src->rank || w->layout != PLAN_LAYOUT_PLAIN ||
+        plan_tensor_md(src, 0, 0, &smd))
+        return node_err(c, -EINVAL, "PRelu operands do not fit the output");
+    dnnl_dims_t wd;
+    for (uint32_t i = 0; i < w->rank; i++) {
+        if (w->dims[i] != 1 && w->dims[i] != src->dims[i])
+            return node_err(c, -EINVAL, "slope does not broadcast to the input");
+        wd[i] = w->dims[i];
+    }
+    if (dnnl_memory_desc_init_by_tag(&wmd, (int)w->rank, wd, dnnl_f32, dnnl_format_tag_any) !=
+        dnnl_success)
+        return node_err(c, -EINVAL, "bad slope dims");
+    dnnl_prelu_desc_t d;
+    if (dnnl_prelu_forward_desc_init(&d, dnnl_forward_inference, &smd, &wmd) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the PRelu");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
                         dnnl_primitive_desc_t *pd, char *err, size_t errlen)
 {
@@ -593,6 +621,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return layernorm_pd(&c, eng, pd);
     case PLAN_OP_WINOGRAD:
         return wino_check(&c);
+    case PLAN_OP_PRELU:
+        return prelu_pd(&c, eng, pd);
     case PLAN_OP_KERNEL:
         return plan_kernel_check(v, n, err, errlen);
     default:
@@ -612,6 +642,8 @@ int plan_input_arg(uint32_t op, uint32_t i)
     case PLAN_OP_INNER:
     case PLAN_OP_MATMUL:
         return i < 3 ? conv[i] : -1;
+    case PLAN_OP_PRELU:
+        return i < 2 ? conv[i] : -1;
     case PLAN_OP_BINARY:
         return i < 2 ? bin[i] : -1;
     case PLAN_OP_CONCAT:

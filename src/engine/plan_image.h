@@ -123,6 +123,7 @@ enum plan_op {
     PLAN_OP_WINOGRAD,  /* 3x3 stride-1 conv as Winograd F(4x4,3x3) (winograd.h, no primitive);
                           in: src (nChw8c), weights (const [36, K16/16, C, 16]), [bias]; dst
                           nChw8c; axis = tiles per product; post-ops relu/clip/linear/sum */
+    PLAN_OP_PRELU,     /* in: src (any layout), slope (packed, src's rank, each dim 1 or src's) */
     PLAN_OP_COUNT_
 };
 

@@ -594,6 +594,62 @@ static void test_binary_broadcast(void **state)
     }
 }
 
+/* PRelu with a constant slope runs on oneDNN's prelu primitive, on a convolution's output in the
+ * layout the convolution left it (blocked: no reorder around it); a one-value slope is a
+ * LeakyRelu; negative, zero and > 1 slopes; its output matches x < 0 ? slope * x : x. */
+static void prelu_case(int after_conv)
+{
+    enum { C = 12, HW = 25, N = C * HW };
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, C, 5, 5)), c = tb_act(g, "c", SHAPE(4, 1, C, 5, 5));
+    int y = tb_act(g, "y", SHAPE(4, 1, C, 5, 5));
+    float slope[C];
+    for (int i = 0; i < C; i++)
+        slope[i] = (float)(i - 4) * 0.375f; /* -1.5 .. 2.625, 0 included */
+    int s = after_conv ? tb_const(g, "s", SHAPE(3, C, 1, 1), slope, 0)
+                       : tb_const(g, "s", SHAPE(1, 1), slope, 0);
+    tb_input(g, x);
+    if (after_conv) {
+        int w = tb_const(g, "w", SHAPE(4, C, C, 3, 3), NULL, 5);
+        int ci[2] = {x, w};
+        tb_ints(tb_node(g, "Conv", ci, 2, c), "pads", 4, 1, 1, 1, 1);
+        tb_output(g, c);
+    }
+    int pi[2] = {after_conv ? c : x, s};
+    tb_node(g, "PRelu", pi, 2, y);
+    tb_output(g, y);
+    float *xv = tb_fill(N, 43), want[N];
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    const float *src = after_conv ? r.out[0].data : xv;
+    for (int i = 0; i < N; i++) {
+        float k = after_conv ? slope[i / HW] : slope[0];
+        want[i] = src[i] < 0 ? k * src[i] : src[i];
+    }
+    assert_close(r.out[after_conv].data, want, N);
+    /* one slope: a LeakyRelu (eltwise); per channel: the prelu primitive; never the C kernel */
+    assert_int_equal(tb_count_op(r.img, r.len, PLAN_OP_PRELU), after_conv);
+    assert_int_equal(tb_count_op(r.img, r.len, PLAN_OP_ELTWISE), !after_conv);
+    assert_int_equal(tb_count_op(r.img, r.len, PLAN_OP_KERNEL), 0);
+    /* no reorder between the convolution and the PRelu: it reads the convolution's output */
+    struct plan_view v;
+    char err[256];
+    assert_int_equal(plan_view_init(&v, r.img, r.len, err, sizeof(err)), 0);
+    const struct plan_node *pr = &v.nodes[tb_first_op(r.img, r.len, PLAN_OP_PRELU)];
+    if (after_conv)
+        assert_int_equal(plan_input(&v, pr, 0),
+                         v.nodes[tb_first_op(r.img, r.len, PLAN_OP_CONV)].out);
+    run_free(&r);
+    free(xv);
+}
+
+static void test_prelu(void **state)
+{
+    prelu_case(1);
+    prelu_case(0);
+}
+
 static void test_softmax(void **state)
 {
     struct ir_graph *g = tb_graph();
@@ -1124,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_gemm_general),
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_binary_broadcast),
+        cmocka_unit_test(test_prelu),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_memory_plan),

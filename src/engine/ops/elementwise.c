@@ -149,8 +149,75 @@ int eval_logic(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return set_data(g, n, 0, d);
 }
 
+/* PRelu of float32 x with a constant slope on oneDNN's prelu primitive, x in the layout it has
+ * (a convolution's blocked one: no reorders around it), the slope packed into the image in the
+ * layout oneDNN picks for it. 0 when emitted, 1 when oneDNN has only a reference kernel for it
+ * (the caller runs the C kernel), or -errno. */
+static int lower_prelu(struct lower *l, const struct ir_node *n)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *s = ir_in(l, n, 1);
+    if (!x || !s || !s->data || x->dtype != ENGINE_F32 || s->dtype != ENGINE_F32 || n->n_post ||
+        s->shape.rank > x->shape.rank || x->shape.rank < 1)
+        return 1;
+    int64_t dims[ENGINE_MAX_RANK];
+    int lead = x->shape.rank - s->shape.rank; /* numpy broadcasting: the slope right-aligned */
+    for (int i = 0; i < x->shape.rank; i++)
+        dims[i] = i < lead ? 1 : s->shape.dims[i - lead];
+    int64_t ts[2] = {operand_of(l, n, n->in[0]), 0};
+    if (ts[0] < 0 || l->b.tensors[ts[0]].storage != PLAN_ST_ARENA)
+        return 1;
+    uint32_t layout = layout_of(l, ts[0]);
+    if (engine_shape_numel(&s->shape) == 1) { /* one slope: a LeakyRelu (oneDNN's prelu has
+                                                 only a reference kernel for it) */
+        struct plan_node pn = node_init(l, n, PLAN_OP_ELTWISE);
+        pn.alg = dnnl_eltwise_relu;
+        pn.alpha = *(const float *)s->data;
+        int64_t out = output_of(l, n, 0);
+        if (out < 0 || set_layout(l, out, layout))
+            return -EINVAL;
+        return emit_with_posts(l, n, &pn, out, ts, 1);
+    }
+    struct plan_builder *b = &l->b;
+    uint32_t nt = b->n_tensors, ni = b->n_index;
+    struct plan_node pn = node_init(l, n, PLAN_OP_PRELU);
+    /* a trial on throw-away tensors first: a reference kernel would be refused at emit */
+    struct plan_tensor d = b->tensors[ts[0]];
+    int64_t wt = packed_tensor(l, s, x->shape.rank, dims), out = plan_add_tensor(b, &d);
+    int ref = 1;
+    ts[1] = wt;
+    if (wt >= 0 && out >= 0 && set_inputs(l, &pn, ts, 2) == 0) {
+        struct plan_view v;
+        dnnl_primitive_desc_t pd;
+        const char *impl = NULL;
+        char scratch[8];
+        pn.out = (uint32_t)out;
+        plan_builder_view(b, &v);
+        if (plan_primitive_desc(&v, &pn, l->eng, &pd, scratch, sizeof(scratch)) == 0) {
+            ref =
+                dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+                !impl || strncmp(impl, "ref", 3) == 0;
+            dnnl_primitive_desc_destroy(pd);
+        }
+    }
+    b->n_tensors = nt;
+    b->n_index = ni;
+    if (ref)
+        return 1;
+    ts[1] = packed_tensor(l, s, x->shape.rank, dims);
+    out = output_of(l, n, 0);
+    if (ts[1] < 0 || out < 0 || set_layout(l, out, layout) || set_inputs(l, &pn, ts, 2))
+        return lerr(l, n, -EINVAL, "bad operands");
+    pn.out = (uint32_t)out;
+    return emit(l, n, &pn, ts[1], s->data);
+}
+
 int lower_logic(struct lower *l, const struct ir_node *n)
 {
+    if (strcmp(n->op, "PRelu") == 0) {
+        int rc = lower_prelu(l, n);
+        if (rc <= 0)
+            return rc;
+    }
     int64_t op = k_logop_of(n), ins[2];
     int rc = math_operands(l, n, 2, ins);
     if (rc >= 0 && rc != 2)
