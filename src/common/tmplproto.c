@@ -37,7 +37,7 @@ int tmpl_msg_check(const void *buf, size_t len, int nfds, int truncated, unsigne
     if (m.magic != TMPL_MAGIC || m.version != TMPL_VERSION)
         return seterr(err, errlen, -EPROTO, "template message: bad magic or version %u",
                       (unsigned)m.version);
-    if (m.type < TMPL_READY || m.type > TMPL_FAILED || !(want & (1u << m.type)))
+    if (m.type < TMPL_READY || m.type > TMPL_PREPARE || !(want & (1u << m.type)))
         return seterr(err, errlen, -EPROTO, "template message: unexpected type %u",
                       (unsigned)m.type);
     if (truncated)
@@ -50,6 +50,12 @@ int tmpl_msg_check(const void *buf, size_t len, int nfds, int truncated, unsigne
         if ((m.flags & TMPL_F_DROP) && (m.uid == 0 || m.gid == 0))
             return seterr(err, errlen, -EPROTO, "fork request: uid/gid 0 is not a drop");
         want_fds = tmpl_fork_nfds(m.flags);
+    }
+    if (m.type == TMPL_PREPARE) {
+        if (m.flags & ~(TMPL_F_NETNS | TMPL_F_CGROUP))
+            return seterr(err, errlen, -EPROTO, "prepare request: unknown flags 0x%x",
+                          (unsigned)m.flags);
+        want_fds = m.flags & TMPL_F_CGROUP ? 1 : 0;
     }
     if (nfds != want_fds)
         return seterr(err, errlen, -EPROTO, "template message type %u with %d fds, expected %d",

@@ -9,6 +9,9 @@
  *   template → shmfaasd: TMPL_READY once warm; TMPL_FAILED (text: why) before it exits.
  *   shmfaasd → template: TMPL_FORK {uid, gid, flags} + fds; answered TMPL_FORKED {pid} or
  *                        TMPL_FAILED {err, text}.
+ *   shmfaasd → template: TMPL_PREPARE {flags} + the next instance's cgroup.procs: fork a spare
+ *                        ahead, already in that cgroup and a new netns; the next TMPL_FORK whose
+ *                        cgroup.procs is the same file is handed to it (no answer).
  * Guarantees: tmpl_msg_check() is the one parser of what arrives (a fuzz entry point): it reads
  * only the bytes received, checks magic, version, type, flags and the fd count against the
  * flags, and NUL-terminates the text.
@@ -22,12 +25,12 @@
 #define TMPL_MAGIC   0x4c504d54u /* "TMPL" */
 #define TMPL_VERSION 1
 
-enum tmpl_type { TMPL_READY = 1, TMPL_FORK, TMPL_FORKED, TMPL_FAILED };
+enum tmpl_type { TMPL_READY = 1, TMPL_FORK, TMPL_FORKED, TMPL_FAILED, TMPL_PREPARE };
 
 /* TMPL_FORK flags: which isolation steps the forked instance takes (what the host allows). */
 #define TMPL_F_NETNS  0x1u /* unshare(CLONE_NEWNET) */
 #define TMPL_F_DROP   0x2u /* setgroups(0) + setgid(gid) + setuid(uid) */
-#define TMPL_F_CGROUP 0x4u /* a 4th fd: cgroup.procs of the instance's cgroup, to join */
+#define TMPL_F_CGROUP 0x4u /* a 4th fd (TMPL_PREPARE: the only one): cgroup.procs to join */
 #define TMPL_F_ALL    (TMPL_F_NETNS | TMPL_F_DROP | TMPL_F_CGROUP)
 
 /* The fds of a TMPL_FORK, in order. */
@@ -55,7 +58,7 @@ void tmpl_msg_init(struct tmpl_msg *m, enum tmpl_type t);
 int tmpl_msg_check(const void *buf, size_t len, int nfds, int truncated, unsigned want,
                    struct tmpl_msg *out, char *err, size_t errlen);
 
-/* The fds a TMPL_FORK with these flags carries. */
+/* The fds a TMPL_FORK with these flags carries (TMPL_PREPARE: 1 with TMPL_F_CGROUP, else 0). */
 int tmpl_fork_nfds(uint32_t flags);
 
 /* Sends m with nfds fds (SCM_RIGHTS); MSG_NOSIGNAL. 0 or -errno. */

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -92,10 +93,22 @@ static void child_fail(const char *what)
     _exit(126);
 }
 
+/* The cgroup (joined while root) and a new netns: the slow part of an identity (a cgroup v1
+ * migration waits for an RCU grace period, ms), which a spare does ahead of its request. */
+static void join_isolation(uint32_t flags, int cgroup_fd)
+{
+    if ((flags & TMPL_F_CGROUP) && write(cgroup_fd, "0", 1) != 1)
+        log_warn("isolation: could not join cgroup: %s", strerror(errno));
+    if ((flags & TMPL_F_NETNS) && unshare(CLONE_NEWNET) != 0)
+        log_warn("isolation: unshare(CLONE_NEWNET) failed: %s", strerror(errno));
+}
+
 /* Runs first in the forked instance, in the order the exec path (gateway/instance.c) uses:
- * cgroup while root, netns, uid, no_new_privs, then the fds. A step the host does not allow is
- * reported on the log and skipped, as there; failing to drop the uid is fatal. */
-static void take_identity(const struct tmpl_msg *m, int fds[TMPL_MAX_FDS], int image_fd, int sig_fd)
+ * cgroup while root, netns (both done already in a spare: joined), uid, no_new_privs, then the
+ * fds. A step the host does not allow is reported on the log and skipped, as there; failing to
+ * drop the uid is fatal. */
+static void take_identity(const struct tmpl_msg *m, int fds[TMPL_MAX_FDS], int image_fd, int sig_fd,
+                          bool joined)
 {
     if (image_fd >= 0)
         close(image_fd);
@@ -109,10 +122,8 @@ static void take_identity(const struct tmpl_msg *m, int fds[TMPL_MAX_FDS], int i
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull >= 0 && dup2(devnull, 0) < 0)
         child_fail("dup2 stdin");
-    if ((m->flags & TMPL_F_CGROUP) && write(fds[TMPL_FD_CGROUP], "0", 1) != 1)
-        log_warn("isolation: could not join cgroup: %s", strerror(errno));
-    if ((m->flags & TMPL_F_NETNS) && unshare(CLONE_NEWNET) != 0)
-        log_warn("isolation: unshare(CLONE_NEWNET) failed: %s", strerror(errno));
+    if (!joined)
+        join_isolation(m->flags, fds[TMPL_FD_CGROUP]);
     if (m->flags & TMPL_F_DROP) {
         if (setgroups(0, NULL) || setgid((gid_t)m->gid) || setuid((uid_t)m->uid))
             child_fail("could not drop to the unprivileged user");
@@ -163,15 +174,166 @@ static pid_t double_fork(char *err, size_t errlen)
     return rc < 0 ? rc : pid;
 }
 
+/* ---- the spare: the next instance, forked ahead into its cgroup and netns ---- */
+
+/* A spare is forked (double) on TMPL_PREPARE: the middle process stays its parent until the
+ * hand-over, so a spare that dies early is the middle's to reap, never a pid shmfaasd could
+ * mistake; both die with the template (PR_SET_PDEATHSIG). On the TMPL_FORK for its cgroup the
+ * template sends it the request and the instance's fds, the spare answers with its pid, the
+ * middle exits and the spare, re-parented to shmfaasd, takes the rest of its identity. */
+struct spare {
+    pid_t mid;               /* 0: no spare */
+    int sock;                /* socketpair with the spare */
+    int go;                  /* the middle's pipe: a byte = exit (hand over); EOF = kill it */
+    uint64_t cg_dev, cg_ino; /* the cgroup.procs file it joined */
+};
+
+static void spare_discard(struct spare *sp)
+{
+    if (!sp->mid)
+        return;
+    close(sp->go); /* EOF: the middle kills the spare and exits */
+    close(sp->sock);
+    int st;
+    while (waitpid(sp->mid, &st, 0) < 0 && errno == EINTR)
+        ;
+    *sp = (struct spare){0};
+}
+
+/* In the spare: joins, then waits for its request; returns 1 handed over, serving. */
+static int spare_main(struct fn_instance *in, struct fn_config *c, int sock, uint32_t flags,
+                      int cgroup_fd, int sig_fd)
+{
+    close(CTL_FD);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    join_isolation(flags, cgroup_fd);
+    close(cgroup_fd);
+    struct tmpl_msg m, a;
+    int fds[TMPL_MAX_FDS];
+    char err[512];
+    if (tmpl_recv(sock, &m, fds, 1u << TMPL_FORK, -1, err, sizeof err) < 0)
+        _exit(0); /* discarded */
+    int64_t t0 = now_ns();
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0); /* its parent, the middle, exits now */
+    tmpl_msg_init(&a, TMPL_FORKED);
+    a.pid = getpid();
+    if (tmpl_send(sock, &a, NULL, 0) < 0)
+        _exit(1);
+    close(sock);
+    take_identity(&m, fds, fn_instance_image_fd(in), sig_fd, true);
+    c->ready_fd = 4;
+    int rc = fn_instance_start_forked(in, t0, err, sizeof err);
+    if (rc < 0) {
+        log_error("%s", err);
+        _exit(rc == -ESTALE ? FN_EXIT_TEMPLATE_STALE : 1);
+    }
+    return 1;
+}
+
+/* TMPL_PREPARE: a new spare in cgroup_fd's cgroup (the old one discarded). Returns 1 in the
+ * spare once handed over, 0 in the template. */
+static int spare_prepare(struct spare *sp, struct fn_instance *in, struct fn_config *c,
+                         const struct tmpl_msg *m, int cgroup_fd, int sig_fd)
+{
+    spare_discard(sp);
+    struct stat st;
+    int so[2] = {-1, -1}, go[2] = {-1, -1};
+    if (cgroup_fd < 0 || fstat(cgroup_fd, &st) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, so) < 0 || pipe2(go, O_CLOEXEC) < 0) {
+        log_warn("template: no spare: %s", strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            if (so[i] >= 0)
+                close(so[i]);
+            if (go[i] >= 0)
+                close(go[i]);
+        }
+        return 0;
+    }
+    pid_t mid = fork();
+    if (mid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        close(so[0]);
+        close(go[1]);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(go[0]);
+            return spare_main(in, c, so[1], m->flags, cgroup_fd, sig_fd);
+        }
+        close(so[1]);
+        char b;
+        int status;
+        ssize_t n = read(go[0], &b, 1);
+        if (n == 1 && pid > 0 && waitpid(pid, &status, WNOHANG) == 0)
+            _exit(0); /* handed over: the spare goes to shmfaasd */
+        if (pid > 0)
+            kill(pid, SIGKILL);
+        _exit(1);
+    }
+    close(so[1]);
+    close(go[0]);
+    if (mid < 0) {
+        log_warn("template: no spare: fork: %s", strerror(errno));
+        close(so[0]);
+        close(go[1]);
+        return 0;
+    }
+    *sp = (struct spare){
+        .mid = mid, .sock = so[0], .go = go[1], .cg_dev = st.st_dev, .cg_ino = st.st_ino};
+    return 0;
+}
+
+/* Is the spare the one prepared for this request's cgroup? */
+static bool spare_fits(const struct spare *sp, const struct tmpl_msg *m, int fds[TMPL_MAX_FDS])
+{
+    struct stat st;
+    return sp->mid && (m->flags & TMPL_F_CGROUP) && fstat(fds[TMPL_FD_CGROUP], &st) == 0 &&
+           st.st_dev == sp->cg_dev && st.st_ino == sp->cg_ino;
+}
+
+/* Hands the request to the spare: its pid, or < 0 (the spare is gone either way). */
+static pid_t spare_hand_over(struct spare *sp, const struct tmpl_msg *m, int fds[TMPL_MAX_FDS],
+                             char *err, size_t errlen)
+{
+    struct tmpl_msg h = *m, a;
+    h.flags &= ~TMPL_F_CGROUP; /* joined already */
+    int send[3] = {fds[TMPL_FD_LISTEN], fds[TMPL_FD_READY], fds[TMPL_FD_LOG]}, got[TMPL_MAX_FDS];
+    int rc = tmpl_send(sp->sock, &h, send, 3);
+    if (rc < 0)
+        seterr(err, errlen, rc, "spare: send: %s", strerror(-rc));
+    else
+        rc = tmpl_recv(sp->sock, &a, got, 1u << TMPL_FORKED, 2000, err, errlen);
+    int st = 0;
+    if (rc == 0 && write(sp->go, "G", 1) != 1)
+        rc = seterr(err, errlen, -errno, "spare: %s", strerror(errno));
+    if (rc == 0) {
+        while (waitpid(sp->mid, &st, 0) < 0 && errno == EINTR)
+            ;
+        sp->mid = 0;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || a.pid <= 1)
+            rc = seterr(err, errlen, -ECHILD, "the spare died before its hand-over");
+    }
+    if (sp->mid)
+        spare_discard(sp);
+    else {
+        close(sp->go);
+        close(sp->sock);
+        *sp = (struct spare){0};
+    }
+    return rc < 0 ? rc : a.pid;
+}
+
 /* One fork request. Returns 1 in the forked instance (serving), 0 in the template. */
-static int serve_fork(struct fn_instance *in, struct fn_config *c, const struct tmpl_msg *m,
-                      int fds[TMPL_MAX_FDS], int sig_fd)
+static int serve_fork(struct fn_instance *in, struct fn_config *c, struct spare *sp,
+                      const struct tmpl_msg *m, int fds[TMPL_MAX_FDS], int sig_fd)
 {
     char err[512];
-    pid_t pid = double_fork(err, sizeof err);
+    /* A spare that took the request's fds and then failed is not retried by a fork of its own:
+     * shmfaasd aborts that instance (killing whatever joined its cgroup) and tries again. */
+    pid_t pid = spare_fits(sp, m, fds) ? spare_hand_over(sp, m, fds, err, sizeof err)
+                                       : double_fork(err, sizeof err);
     if (pid == 0) {
         int64_t t0 = now_ns();
-        take_identity(m, fds, fn_instance_image_fd(in), sig_fd);
+        take_identity(m, fds, fn_instance_image_fd(in), sig_fd, false);
         c->ready_fd = 4;
         int rc = fn_instance_start_forked(in, t0, err, sizeof err);
         if (rc < 0) {
@@ -248,6 +410,7 @@ int fn_template_run(struct fn_config *c, struct fn_instance **out, char *err, si
         log_warn("template: shmfaasd is gone");
     log_info("template pid %d ready: model %s, %d thread(s)", (int)getpid(), c->model_ref,
              c->threads);
+    struct spare sp = {0};
     for (;;) {
         struct pollfd p[2] = {{.fd = CTL_FD, .events = POLLIN}, {.fd = sig_fd, .events = POLLIN}};
         int n = poll(p, 2, EVICT_CHECK_MS);
@@ -265,7 +428,7 @@ int fn_template_run(struct fn_config *c, struct fn_instance **out, char *err, si
             continue;
         int fds[TMPL_MAX_FDS];
         char why[256];
-        rc = tmpl_recv(CTL_FD, &m, fds, 1u << TMPL_FORK, 0, why, sizeof why);
+        rc = tmpl_recv(CTL_FD, &m, fds, 1u << TMPL_FORK | 1u << TMPL_PREPARE, 0, why, sizeof why);
         if (rc == -EPIPE)
             break; /* shmfaasd closed the socket: retired */
         if (rc < 0) {
@@ -274,11 +437,16 @@ int fn_template_run(struct fn_config *c, struct fn_instance **out, char *err, si
                 break;
             continue;
         }
-        if (serve_fork(in, c, &m, fds, sig_fd) == 1) {
+        int child = m.type == TMPL_PREPARE ? spare_prepare(&sp, in, c, &m, fds[0], sig_fd)
+                                           : serve_fork(in, c, &sp, &m, fds, sig_fd);
+        if (child == 1) {
             *out = in;
             return 1;
         }
+        if (m.type == TMPL_PREPARE && fds[0] >= 0)
+            close(fds[0]);
     }
+    spare_discard(&sp);
     close(sig_fd);
     fn_instance_free_prepared(in);
     return 0;

@@ -136,6 +136,9 @@ struct template {
     enum template_state state;
     int64_t started_ms;
     char key[65]; /* SHA-256 (hex) of the model ref and envVars it was made for */
+    int spare_id; /* the next instance's id, forked ahead into spare_cgroup (TMPL_PREPARE); 0: none
+                   */
+    char spare_cgroup[512];
     char cgroup[512];
     char pidname[GW_NAME_MAX + 16];
 };

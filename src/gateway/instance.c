@@ -367,7 +367,8 @@ static int cgroup_remove(const struct isolation *iso, const char *path)
 static bool cgroup_in_use(struct gateway *g, const char *path)
 {
     for (struct function *fn = g->functions; fn; fn = fn->next) {
-        if (fn->tmpl && strcmp(fn->tmpl->cgroup, path) == 0)
+        if (fn->tmpl &&
+            (strcmp(fn->tmpl->cgroup, path) == 0 || strcmp(fn->tmpl->spare_cgroup, path) == 0))
             return true;
         for (struct instance *in = fn->instances; in; in = in->next)
             if (in->state != INST_DEAD && strcmp(in->cgroup, path) == 0)
@@ -666,7 +667,8 @@ static int bind_instance_socket(const char *path, char *err, size_t errlen)
     return fd;
 }
 
-static struct instance *instance_new(struct gateway *g, struct function *fn, char *err,
+/* id: the instance's number (a template's spare was made for it), 0 = the next one. */
+static struct instance *instance_new(struct gateway *g, struct function *fn, int id, char *err,
                                      size_t errlen)
 {
     struct instance *in = calloc(1, sizeof *in);
@@ -675,7 +677,7 @@ static struct instance *instance_new(struct gateway *g, struct function *fn, cha
         return NULL;
     }
     in->fn = fn;
-    in->id = ++g->next_instance_id;
+    in->id = id ? id : ++g->next_instance_id;
     int n = snprintf(in->sock, sizeof in->sock, "%s/run/%s/%d.sock", g->state, fn->spec.name,
                      in->id);
     if (n < 0 || (size_t)n >= sizeof in->sock) {
@@ -798,6 +800,8 @@ static void template_free(struct gateway *g, struct template *t)
     remove_pidfile(g, t->pidname);
     if (t->cgroup[0] && cgroup_remove(&g->iso, t->cgroup) != 0)
         log_debug("cgroup %s: still busy; the sweep removes it", t->cgroup);
+    if (t->spare_cgroup[0] && cgroup_remove(&g->iso, t->spare_cgroup) != 0) /* kills its spare */
+        log_debug("cgroup %s: still busy; the sweep removes it", t->spare_cgroup);
     free(t);
 }
 
@@ -900,6 +904,34 @@ static void template_start(struct gateway *g, struct function *fn)
     log_info("function %s: template pid %d starting", fn->spec.name, (int)t->pid);
 }
 
+/* Has fn's ready template fork its next instance ahead (TMPL_PREPARE): into that instance's
+ * cgroup, created now with its id, and a new netns, the slow steps of an identity (a cgroup v1
+ * migration waits for an RCU grace period: several ms on a busy host). Without cgroups there is
+ * nothing worth preparing. */
+static void template_prepare(struct gateway *g, struct function *fn)
+{
+    struct template *t = fn->tmpl;
+    if (!t || t->state != TEMPLATE_READY || t->spare_id || (!g->iso.cgroup_v2 && !g->iso.cgroup_v1))
+        return;
+    int id = ++g->next_instance_id;
+    char name[GW_NAME_MAX + 16];
+    snprintf(name, sizeof name, "%s-%d", fn->spec.name, id);
+    int fd =
+        cgroup_create_named(g, name, fn->spec.mem_limit, t->spare_cgroup, sizeof t->spare_cgroup);
+    if (fd < 0)
+        return;
+    struct tmpl_msg m;
+    tmpl_msg_init(&m, TMPL_PREPARE);
+    m.flags = (g->iso.netns ? TMPL_F_NETNS : 0) | TMPL_F_CGROUP;
+    int rc = tmpl_send(t->ctl, &m, &fd, 1);
+    close(fd);
+    if (rc < 0) {
+        template_retire(g, fn, "its control socket failed", false);
+        return;
+    }
+    t->spare_id = id;
+}
+
 /* A starting template's first word: ready, or why not. Under the lock, never blocking. */
 static void template_poll(struct gateway *g, struct function *fn)
 {
@@ -920,6 +952,7 @@ static void template_poll(struct gateway *g, struct function *fn)
         t->state = TEMPLATE_READY;
         log_info("function %s: template pid %d ready after %lld ms", fn->spec.name, (int)t->pid,
                  (long long)(now - t->started_ms));
+        template_prepare(g, fn);
         return;
     }
     template_failed(g, fn, rc == 0 ? m.text : why);
@@ -961,8 +994,10 @@ static void template_exited(struct gateway *g, struct function *fn, int st)
 }
 
 /* Asks fn's ready template for an instance with sp's identity and fds. Returns its pid (our
- * child now: re-parented to us), or 0 when there is no template to ask or it failed, which
- * retires it: the caller then execs. */
+ * child now: re-parented to us); 0 when there is no template to ask (the caller execs); -1 when
+ * the request went out and failed, which retires the template: something may hold the fds and
+ * sit in the instance's cgroup, so the caller gives up this instance (killing what is in its
+ * cgroup) and the next one is exec'd. */
 static pid_t template_fork(struct gateway *g, struct function *fn, const struct spawn *sp)
 {
     struct template *t = fn->tmpl;
@@ -983,6 +1018,7 @@ static pid_t template_fork(struct gateway *g, struct function *fn, const struct 
     int fds[TMPL_MAX_FDS] = {sp->listen_fd, sp->ready_fd, sp->out_fd, sp->cgroup_fd},
         got[TMPL_MAX_FDS];
     int rc = tmpl_send(t->ctl, &m, fds, tmpl_fork_nfds(m.flags));
+    bool sent = rc == 0;
     if (rc < 0)
         snprintf(why, sizeof why, "send: %s", strerror(-rc));
     else
@@ -1002,14 +1038,20 @@ static pid_t template_fork(struct gateway *g, struct function *fn, const struct 
                  fn->spec.name, (int)t->pid, why);
         fn->tmpl_retry_ms = now_ms() + TEMPLATE_REDO_MS;
         template_retire(g, fn, "a fork failed", false);
-        return 0;
+        return sent ? -1 : 0;
     }
     return m.pid;
 }
 
 int instance_start(struct gateway *g, struct function *fn, char *err, size_t errlen)
 {
-    struct instance *in = instance_new(g, fn, err, errlen);
+    /* the instance the template's spare was forked ahead for, into this cgroup */
+    int spare = fn->tmpl && fn->tmpl->state == TEMPLATE_READY ? fn->tmpl->spare_id : 0;
+    if (spare) {
+        fn->tmpl->spare_id = 0;
+        fn->tmpl->spare_cgroup[0] = '\0';
+    }
+    struct instance *in = instance_new(g, fn, spare, err, errlen);
     if (!in)
         return -ENOMEM;
     struct spawn sp = {.path = g->fn_bin,
@@ -1046,7 +1088,7 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     in->pid = template_fork(g, fn, &sp);
     in->templated = in->pid > 0;
     int saved = 0;
-    if (!in->templated) {
+    if (in->pid == 0) {
         build_env(&fn->spec, sp.envp);
         in->pid = spawn_run(&sp);
         saved = errno;
@@ -1064,10 +1106,14 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
             close(pipefd[0]);
         if (ready[0] >= 0)
             close(ready[0]);
-        if (in->cgroup[0])
-            rmdir(in->cgroup);
+        if (in->cgroup[0]) /* whatever took the fds (a failed template fork) dies with it */
+            cgroup_remove(&g->iso, in->cgroup);
         unlink(in->sock);
+        int id = in->id;
         free(in);
+        if (!saved)
+            return seterr(err, errlen, -EAGAIN,
+                          "the template failed to fork instance %d; the next one is exec'd", id);
         return seterr(err, errlen, -saved, "fork: %s", strerror(saved));
     }
     if (pipefd[0] >= 0) {
@@ -1082,13 +1128,16 @@ int instance_start(struct gateway *g, struct function *fn, char *err, size_t err
     fn->instances = in;
     if (ready[0] >= 0)
         in->pushed = ready_wait_start(g, in, ready[0]) == 0;
-    if (in->templated)
-        log_info("instance %s-%d: forked pid %d from template pid %d (uid %d)", fn->spec.name,
-                 in->id, (int)in->pid, (int)tmpl, g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
-    else
+    if (in->templated) {
+        log_info("instance %s-%d: forked pid %d from template pid %d%s (uid %d)", fn->spec.name,
+                 in->id, (int)in->pid, (int)tmpl, spare ? ", its spare" : "",
+                 g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
+    } else
         log_info("instance %s-%d: started pid %d (%s, uid %d)", fn->spec.name, in->id, (int)in->pid,
                  fn->spec.private_model ? "private model" : "shared model",
                  g->iso.drop_uid ? (int)fn->uid : (int)geteuid());
+    /* the next spare (an unused one, whose cgroup this exec'd instance took, is replaced) */
+    template_prepare(g, fn);
     return 0;
 }
 

@@ -35,7 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (m.type == TMPL_FORK && ((m.flags & ~TMPL_F_ALL) || nfds != tmpl_fork_nfds(m.flags) ||
                                 ((m.flags & TMPL_F_DROP) && (m.uid == 0 || m.gid == 0))))
         abort();
-    if (m.type != TMPL_FORK && nfds != 0)
+    if (m.type == TMPL_PREPARE &&
+        ((m.flags & ~(TMPL_F_NETNS | TMPL_F_CGROUP)) || nfds != (m.flags & TMPL_F_CGROUP ? 1 : 0)))
+        abort();
+    if (m.type != TMPL_FORK && m.type != TMPL_PREPARE && nfds != 0)
         abort();
     return 0;
 }

@@ -99,6 +99,16 @@ def forked_ids(gw, name):
     return {int(i) for i in re.findall(r"instance %s-(\d+): forked pid" % re.escape(name), log(gw))}
 
 
+def spare_ids(gw, name):
+    """Instances handed to the template's spare (forked ahead into their cgroup and netns)."""
+    return {int(i) for i in re.findall(r"instance %s-(\d+): forked pid \d+ from template pid \d+, "
+                                       r"its spare" % re.escape(name), log(gw))}
+
+
+def cgroups_on(gw):
+    return "no writable cgroup" not in log(gw)
+
+
 def scale(gw, name, n):
     r = gw.req("POST", "/system/scale-function/" + name, {"serviceName": name, "replicas": n})
     check(r.status in (200, 202), "scale %s to %d: %d %s" % (name, n, r.status, r.body))
@@ -117,6 +127,17 @@ def deploy_with_template(gw, name, n, env=None, **kw):
     forked = forked_ids(gw, name) & set(ids)
     check(forked, "some instances of %s forked from its template: %s" % (name, log(gw)[-3000:]))
     return ids, forked
+
+
+def tp_proc_of(pid, name):
+    """Is pid a shmfaas-fn in one of NAME's instance cgroups (not a pidfile's)?"""
+    try:
+        cg = open("/proc/%d/cgroup" % pid).read()
+        exe = os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return False
+    return exe.endswith("shmfaas-fn") and re.search(r"/shmfaas/[0-9a-f]+/%s-\d+$" % re.escape(name),
+                                                    cg, re.M) is not None
 
 
 def status_field(pid, field):
@@ -146,6 +167,8 @@ def case_same(gw):
     for i in forked:
         check(re.search(r"instance ts-%d: ready after [\d.]+ ms \(forked, pushed\)" % i, log(gw)),
               "ts-%d said it was ready itself" % i)
+    if cgroups_on(gw):
+        check(spare_ids(gw, "ts") & forked, "forked instances handed to spares: %s" % log(gw)[-2000:])
     r = gw.invoke("ts")
     check(r.status == 200 and r.body == fresh[0], "through the gateway: %d" % r.status)
     usage = gw.req("GET", "/system/function/ts?usage=1").json().get("usage", {})
@@ -157,7 +180,9 @@ def case_same(gw):
 
 def case_identity(gw):
     ids, forked = deploy_with_template(gw, "ti", 2, limits={"memory": "256Mi"})
-    i = sorted(forked)[0]
+    spares = spare_ids(gw, "ti") & forked
+    check(spares or not cgroups_on(gw), "a spare took the request")
+    i = sorted(spares or forked)[0]  # a spare's identity: joined ahead, dropped at hand-over
     pid = ids[i]
     sibling = [p for k, p in ids.items() if k != i][0]
     tpid = template(gw, "ti")["pid"]
@@ -209,8 +234,15 @@ def case_threads2(gw):
 def case_killtemplate(gw):
     ids, forked = deploy_with_template(gw, "tk", 2)
     tpid = template(gw, "tk")["pid"]
+    # the next spare (a grandchild of the template, in the next instance's cgroup) waits
+    spare = wait_for("a spare forked ahead", lambda: [
+        p for p in (int(d) for d in os.listdir("/proc") if d.isdigit()) if p not in ids.values() and p != tpid and
+        tg.alive(p) and tp_proc_of(p, "tk")] if cgroups_on(gw) else [0])
     os.kill(tpid, signal.SIGKILL)
     wait_for("the killed template reaped", lambda: not tg.alive(tpid))
+    for p in spare:
+        if p:
+            wait_for("its spare (pid %d) died with it" % p, lambda: not tg.alive(p))
     for i in ids:
         check(tg.alive(ids[i]), "tk-%d (pid %d) survived its template" % (i, ids[i]))
         check(ask_instance(gw, "tk", i)[0] == 200, "tk-%d still serves" % i)
