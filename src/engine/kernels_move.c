@@ -68,8 +68,8 @@ int k_reduction_ok(enum k_scatter_red r, int dtype)
 /* GatherElements/ScatterElements: the offset in data (strides st) of element i of the indices
  * (at position ix of shape is), its index replacing the coordinate at axis; -1 if out of range. */
 static int64_t element_offset(const void *idx, int idx_dtype, int64_t i,
-                              const struct engine_shape *ds, const struct engine_shape *is, int axis,
-                              const int64_t *ix, const int64_t *st)
+                              const struct engine_shape *ds, const struct engine_shape *is,
+                              int axis, const int64_t *ix, const int64_t *st)
 {
     int64_t j = index_at(idx, idx_dtype, (size_t)i, ds->dims[axis]);
     if (j < 0)
@@ -724,8 +724,9 @@ static int resize_taps(const struct k_resize *p, int d, int64_t x, int64_t in, i
     return n;
 }
 
-void k_resize(const float *x, const struct engine_shape *xs, const struct k_resize *p, float *y,
-              const struct engine_shape *ys)
+/* Every output element's taps found on its own: rank 0, or when the tap tables cannot be had. */
+static void resize_each(const float *x, const struct engine_shape *xs, const struct k_resize *p,
+                        float *y, const struct engine_shape *ys)
 {
     int r = xs->rank;
     int64_t st[ENGINE_MAX_RANK], ox[ENGINE_MAX_RANK] = {0}, n = engine_shape_numel(ys);
@@ -760,6 +761,81 @@ void k_resize(const float *x, const struct engine_shape *xs, const struct k_resi
                 break;
         }
         y[i] = (float)acc;
+    }
+}
+
+#define RESIZE_CHUNK  256 /* last-axis outputs whose taps are found at a time (on the stack) */
+#define RESIZE_COMBOS 64  /* outer-axis tap combinations per row: 3 cubic axes */
+
+/* The taps of the last axis found once per chunk of its outputs, those of the outer axes once
+ * per row, instead of every axis' for every element; no allocation. The sums run in
+ * resize_each's order with its weights, so the results are the same bits. */
+void k_resize(const float *x, const struct engine_shape *xs, const struct k_resize *p, float *y,
+              const struct engine_shape *ys)
+{
+    int r = xs->rank, last = r - 1,
+        per = p->mode == K_RESIZE_CUBIC    ? 4
+              : p->mode == K_RESIZE_LINEAR ? 2
+                                           : 1;
+    int64_t combos = 1, st[ENGINE_MAX_RANK], n = engine_shape_numel(ys);
+    for (int d = 0; d < last && combos <= RESIZE_COMBOS; d++)
+        combos *= per;
+    if (r == 0 || combos > RESIZE_COMBOS) {
+        resize_each(x, xs, p, y, ys);
+        return;
+    }
+    if (n == 0)
+        return;
+    k_strides(xs, st);
+    int64_t ow = ys->dims[last], rows = n / ow;
+    for (int64_t x0 = 0; x0 < ow; x0 += RESIZE_CHUNK) {
+        int64_t nx = ow - x0 < RESIZE_CHUNK ? ow - x0 : RESIZE_CHUNK;
+        int64_t li[RESIZE_CHUNK][4], ox[ENGINE_MAX_RANK] = {0};
+        double lw[RESIZE_CHUNK][4];
+        int lc[RESIZE_CHUNK];
+        for (int64_t i = 0; i < nx; i++)
+            lc[i] = resize_taps(p, last, x0 + i, xs->dims[last], ow, li[i], lw[i]);
+        for (int64_t row = 0; row < rows; row++) {
+            float *yr = y + row * ow + x0;
+            int64_t idx[ENGINE_MAX_RANK][4], coff[RESIZE_COMBOS], nc = 0;
+            double w[ENGINE_MAX_RANK][4], cw[RESIZE_COMBOS];
+            int cnt[ENGINE_MAX_RANK], tap[ENGINE_MAX_RANK] = {0}, outside = 0;
+            for (int d = 0; d < last; d++) {
+                cnt[d] = resize_taps(p, d, ox[d], xs->dims[d], ys->dims[d], idx[d], w[d]);
+                outside |= cnt[d] < 0;
+            }
+            while (!outside) { /* outer tap combinations, innermost fastest (<= combos) */
+                double wt = 1;
+                int64_t off = 0;
+                for (int d = 0; d < last; d++) {
+                    wt *= w[d][tap[d]];
+                    off += idx[d][tap[d]] * st[d];
+                }
+                if (wt != 0) /* its terms would all be skipped */
+                    coff[nc] = off, cw[nc++] = wt;
+                int d = last - 1;
+                while (d >= 0 && ++tap[d] == cnt[d])
+                    tap[d--] = 0;
+                if (d < 0)
+                    break;
+            }
+            for (int64_t i = 0; i < nx; i++) {
+                if (outside || lc[i] < 0) {
+                    yr[i] = p->extrapolation;
+                    continue;
+                }
+                double acc = 0;
+                for (int64_t c = 0; c < nc; c++)
+                    for (int t = 0; t < lc[i]; t++) {
+                        double wt = cw[c] * lw[i][t];
+                        if (wt != 0)
+                            acc += wt * x[coff[c] + li[i][t] * st[last]];
+                    }
+                yr[i] = (float)acc;
+            }
+            for (int d = last - 1; d >= 0 && ++ox[d] == ys->dims[d]; d--)
+                ox[d] = 0;
+        }
     }
 }
 

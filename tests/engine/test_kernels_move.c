@@ -228,6 +228,64 @@ static void test_resize_edges(void **state)
     assert_true(y[0] == -7.0f && y[3] == -7.0f);
 }
 
+/* One axis of half_pixel linear x2 upsampling: sample i of n2 from a row of n. */
+static double lin2(const float *row, int64_t n, int64_t step, int64_t i)
+{
+    double c = (i + 0.5) / 2 - 0.5, f = floor(c), t = c - f;
+    int64_t a = (int64_t)f < 0 ? 0 : (int64_t)f,
+            b = (int64_t)f + 1 > n - 1 ? n - 1 : (int64_t)f + 1;
+    return (1 - t) * row[a * step] + t * row[b * step];
+}
+
+/* The tap tables (last axis in chunks of 256, outer axes per row): 4-D bilinear x2 on H and W
+ * with a last axis over two chunks matches the separable formula; an outer-axis crop outside
+ * the input fills whole rows with the extrapolation; a 5-D cubic (more outer tap combinations
+ * than the tables hold) keeps a constant constant. */
+static void test_resize_tables(void **state)
+{
+    enum { C = 2, H = 3, W = 300 };
+    struct engine_shape xs = SHAPE(4, 1, C, H, W), ys = SHAPE(4, 1, C, 2 * H, 2 * W);
+    static float x[C * H * W], y[C * 4 * H * W];
+    for (int i = 0; i < C * H * W; i++)
+        x[i] = (float)((i * 37) % 101) / 7.0f;
+    struct k_resize p = {
+        .mode = K_RESIZE_LINEAR, .coord = K_RESIZE_HALF_PIXEL, .scale = {1, 1, 2, 2}};
+    k_resize(x, &xs, &p, y, &ys);
+    double worst = 0;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < 2 * H; i++)
+            for (int j = 0; j < 2 * W; j++) {
+                double ci = (i + 0.5) / 2 - 0.5, f = floor(ci), t = ci - f;
+                int64_t a = f < 0 ? 0 : (int64_t)f,
+                        b = (int64_t)f + 1 > H - 1 ? H - 1 : (int64_t)f + 1;
+                const float *plane = x + c * H * W;
+                double want =
+                    (1 - t) * lin2(plane + a * W, W, 1, j) + t * lin2(plane + b * W, W, 1, j);
+                worst = fmax(worst, fabs(y[(c * 2 * H + i) * 2 * W + j] - want));
+            }
+    assert_true(worst < 1e-5);
+    struct k_resize crop = {.mode = K_RESIZE_NEAREST,
+                            .coord = K_RESIZE_TF_CROP_AND_RESIZE,
+                            .extrapolation = -7,
+                            .scale = {1, 1, 2, 2},
+                            .roi_start = {0, 0, -1, 0},
+                            .roi_end = {1, 1, 2, 1}};
+    k_resize(x, &xs, &crop, y, &ys);
+    /* rows 0 and 1 sample H at -2 and -0.8: outside; row 2 at 0.4 */
+    assert_true(y[0] == -7.0f && y[4 * W - 1] == -7.0f && y[4 * W] != -7.0f);
+    struct engine_shape s5 = SHAPE(5, 1, 2, 3, 3, 3), o5 = SHAPE(5, 1, 2, 6, 6, 6);
+    float k5[54], q5[432];
+    for (int i = 0; i < 54; i++)
+        k5[i] = 2.5f;
+    struct k_resize cubic = {.mode = K_RESIZE_CUBIC,
+                             .coord = K_RESIZE_HALF_PIXEL,
+                             .cubic_a = -0.75f,
+                             .scale = {1, 1, 2, 2, 2}};
+    k_resize(k5, &s5, &cubic, q5, &o5);
+    for (int i = 0; i < 432; i++)
+        assert_true(fabsf(q5[i] - 2.5f) < 1e-5f);
+}
+
 static void test_roi_align_refusals(void **state)
 {
     struct engine_shape xs = SHAPE(4, 1, 1, 2, 2), ys = SHAPE(4, 1, 1, 1, 1);
@@ -487,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_cumsum_modes),
         cmocka_unit_test(test_rnn_lengths),
         cmocka_unit_test(test_resize_edges),
+        cmocka_unit_test(test_resize_tables),
         cmocka_unit_test(test_roi_align_refusals),
         cmocka_unit_test(test_onehot_indices),
         cmocka_unit_test(test_tile_shapes),
