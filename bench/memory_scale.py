@@ -209,7 +209,8 @@ def measure(args, model, largest, templates, body, build, flag):
                   f"{row['cgroup']['deployment'] / bl.MIB:7.1f} MiB  PSS+unmapped "
                   f"{(row['pss'] + row['unmapped']) / bl.MIB:7.1f} MiB  VmPTE "
                   f"{row['pte'] / bl.MIB:6.1f} MiB  ({row['procs']} processes, ready in "
-                  f"{ready_s:.1f} s; forked/exec so far {row['started']['forked']}/{row['started']['exec']})", flush=True)
+                  f"{ready_s:.1f} s; forked/exec so far {row['started']['forked']}/"
+                  f"{row['started']['exec']})", flush=True)
     finally:
         if gw is not None:
             gw.stop()
@@ -267,7 +268,8 @@ def slopes(rows, parts=False):
 def table(data):
     lines = ["| model | templates | N | cgroup: anon + shmem + kernel | of it kernel | file cache "
              "(not counted) | PSS | image nobody maps | VmPTE | PSS + unmapped + VmPTE | "
-             "PSS per instance | forked / exec'd so far (with each function's first) | ready (s) |", "|" + "---|" * 13]
+             "PSS per instance | forked / exec'd so far (with each function's first) | "
+             "ready (s) |", "|" + "---|" * 13]
     for model, by_t in data["results"].items():
         for t, r in by_t.items():
             for row in r["rows"]:
@@ -322,7 +324,8 @@ def breakdown(data):
             if not s:
                 continue
             n0, n1, c, _, pte, an, sh, ke = s[-1]
-            out.append(f"- {model}, templates {t} (N = {n0} → {n1}): of {c:.2f} MiB, {an:.2f} anon "
+            out.append(f"- {model}, templates {t} (N = {n0} → {n1}): of {c:.2f} MiB, {an:.2f} "
+                       f"anon "
                        f"(the instance's own pages: copy-on-write copies, heap, stacks), "
                        f"{sh:.2f} shmem and {ke:.2f} kernel memory, of which {pte:.2f} page tables "
                        f"(VmPTE); the rest of the kernel share is the instance's process, "
