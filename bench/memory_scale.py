@@ -300,7 +300,7 @@ def slope_table(data):
 
 
 def parts_table(data):
-    lines = ["| model | templates | N | shmfaasd | store | templates | other | instances "
+    lines = ["| model | templates | N | shmfaasd | store | templates | other (spares) | instances "
              "(each) | processes |", "|---|---|---|---|---|---|---|---|---|"]
     for model, by_t in data["results"].items():
         for t, r in by_t.items():
