@@ -32,9 +32,17 @@ int infer_flatten(struct ir_graph *g, struct ir_node *n, char *err, size_t errle
         axis = (int)a;
     else if ((rc = norm_axis(g, n, a, x->shape.rank, &axis, err, errlen)))
         return rc;
+    /* each side's product: 0 if it has a 0 dim, else refused once it would overflow (a 0 on the
+     * other side keeps the input empty however large these dims are) */
     struct engine_shape o = {.rank = 2, .dims = {1, 1}};
     for (int i = 0; i < x->shape.rank; i++)
-        o.dims[i < axis ? 0 : 1] *= x->shape.dims[i];
+        if (x->shape.dims[i] == 0)
+            o.dims[i < axis ? 0 : 1] = 0;
+    for (int i = 0; i < x->shape.rank; i++) {
+        int64_t *d = &o.dims[i < axis ? 0 : 1];
+        if (*d && __builtin_mul_overflow(*d, x->shape.dims[i], d))
+            return ir_node_err(g, n, err, errlen, -EFBIG, "output dims overflow");
+    }
     if (ir_attr_set_int(n, "axis", axis))
         return oom(g, n, err, errlen);
     return set_out(g, n, 0, x->dtype, &o, err, errlen);
