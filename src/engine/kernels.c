@@ -428,24 +428,37 @@ int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n)
 
 /* ---- data movement ---- */
 
+/* Transpose in runs: the trailing axes perm keeps in place (and, inside them, whole) are one
+ * contiguous block in both tensors, copied at once; the outer output index advances as an
+ * odometer, its source offset updated by strides (no division per element). */
 void k_transpose(const void *src, const struct engine_shape *s, const int *perm, size_t esize,
                  void *dst)
 {
-    int r = s->rank;
+    int r = s->rank, k = r;
     int64_t sst[ENGINE_MAX_RANK], pst[ENGINE_MAX_RANK], odims[ENGINE_MAX_RANK];
     k_strides(s, sst);
-    for (int i = 0; i < r; i++) {
+    size_t block = esize;
+    while (k > 0 && perm[k - 1] == k - 1) /* trailing identity axes: contiguous on both sides */
+        block *= (size_t)s->dims[--k];
+    for (int i = 0; i < k; i++) {
         pst[i] = sst[perm[i]];
         odims[i] = s->dims[perm[i]];
     }
     size_t n = (size_t)engine_shape_numel(s);
-    for (size_t i = 0; i < n; i++) {
-        size_t rem = i, off = 0;
-        for (int d = r - 1; d >= 0; d--) {
-            off += (rem % (size_t)odims[d]) * (size_t)pst[d];
-            rem /= (size_t)odims[d];
+    if (n == 0)
+        return;
+    int64_t ix[ENGINE_MAX_RANK] = {0}, off = 0;
+    size_t blocks = n * esize / block;
+    char *o = dst;
+    for (size_t i = 0; i < blocks; i++, o += block) {
+        memcpy(o, (const char *)src + (size_t)off * esize, block);
+        for (int d = k - 1; d >= 0; d--) {
+            off += pst[d];
+            if (++ix[d] < odims[d])
+                break;
+            off -= pst[d] * odims[d];
+            ix[d] = 0;
         }
-        memcpy((char *)dst + i * esize, (const char *)src + off * esize, esize);
     }
 }
 
@@ -466,21 +479,31 @@ void k_concat(const void *const *srcs, const struct engine_shape *shapes, int n,
         }
 }
 
+/* Slice in runs: with step 1 on the last axis its selected elements are one contiguous run,
+ * copied at once; the outer index advances as an odometer (no division per element). */
 void k_slice(const void *src, const struct engine_shape *s, const int64_t *starts,
              const int64_t *steps, const struct engine_shape *out, size_t esize, void *dst)
 {
-    int64_t sst[ENGINE_MAX_RANK];
+    int64_t sst[ENGINE_MAX_RANK], ix[ENGINE_MAX_RANK] = {0}, off = 0;
+    int r = out->rank;
     k_strides(s, sst);
     size_t n = (size_t)engine_shape_numel(out);
-    for (size_t i = 0; i < n; i++) {
-        size_t rem = i;
-        int64_t off = 0;
-        for (int d = out->rank - 1; d >= 0; d--) {
-            int64_t o = (int64_t)(rem % (size_t)out->dims[d]);
-            rem /= (size_t)out->dims[d];
-            off += (starts[d] + o * steps[d]) * sst[d];
+    if (n == 0)
+        return;
+    for (int d = 0; d < r; d++)
+        off += starts[d] * sst[d];
+    int k = r > 0 && steps[r - 1] == 1 ? r - 1 : r; /* axes walked by the odometer */
+    size_t run = k < r ? (size_t)out->dims[r - 1] : 1;
+    char *o = dst;
+    for (size_t i = 0; i < n; i += run, o += run * esize) {
+        memcpy(o, (const char *)src + (size_t)off * esize, run * esize);
+        for (int d = k - 1; d >= 0; d--) {
+            off += steps[d] * sst[d];
+            if (++ix[d] < out->dims[d])
+                break;
+            off -= steps[d] * sst[d] * out->dims[d];
+            ix[d] = 0;
         }
-        memcpy((char *)dst + i * esize, (const char *)src + (size_t)off * esize, esize);
     }
 }
 
@@ -586,4 +609,3 @@ void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t in
                 y[k * inner] = (float)(y[k * inner] / sum);
         }
 }
-

@@ -352,6 +352,57 @@ static void test_typed_initializers_and_constants(void **state)
     ir_free(g);
 }
 
+/* k_transpose and k_slice copy in runs (trailing in-place axes, a step-1 last axis) with an
+ * odometer: every permutation of a [2,3,4,5] tensor and slices with steps of both signs on
+ * every axis match the element-by-element definition. */
+static void test_kernels_runs(void **state)
+{
+    enum { N = 2 * 3 * 4 * 5 };
+    const struct engine_shape s = {4, {2, 3, 4, 5}};
+    const int64_t st[4] = {60, 20, 5, 1};
+    float a[N], t[N];
+    for (int i = 0; i < N; i++)
+        a[i] = (float)i;
+    int perm[4];
+    for (int p = 0; p < 256; p++) {
+        int used = 0;
+        for (int d = 0; d < 4; d++) {
+            perm[d] = (p >> (2 * d)) & 3;
+            used |= 1 << perm[d];
+        }
+        if (used != 15)
+            continue;
+        k_transpose(a, &s, perm, sizeof(float), t);
+        int64_t o[4];
+        for (int i = 0; i < N; i++) {
+            int64_t rem = i, off = 0;
+            for (int d = 3; d >= 0; d--) {
+                o[d] = rem % s.dims[perm[d]];
+                rem /= s.dims[perm[d]];
+                off += o[d] * st[perm[d]];
+            }
+            if (t[i] != a[off])
+                fail_msg("perm %d%d%d%d: element %d", perm[0], perm[1], perm[2], perm[3], i);
+        }
+    }
+    const int64_t starts[3][4] = {{0, 0, 0, 0}, {1, 2, 3, 4}, {0, 1, 1, 2}};
+    const int64_t steps[3][4] = {{1, 1, 1, 1}, {-1, -2, -1, -2}, {2, 1, 2, 1}};
+    const struct engine_shape outs[3] = {{4, {2, 3, 4, 5}}, {4, {2, 2, 4, 3}}, {4, {1, 2, 2, 3}}};
+    for (int c = 0; c < 3; c++) {
+        k_slice(a, &s, starts[c], steps[c], &outs[c], sizeof(float), t);
+        int64_t n = engine_shape_numel(&outs[c]);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t rem = i, off = 0;
+            for (int d = 3; d >= 0; d--) {
+                off += (starts[c][d] + rem % outs[c].dims[d] * steps[c][d]) * st[d];
+                rem /= outs[c].dims[d];
+            }
+            if (t[i] != a[off])
+                fail_msg("slice %d: element %lld", c, (long long)i);
+        }
+    }
+}
+
 /* A float16 model computes in float32: its constants widened (a constant graph output keeps its
  * float16 bytes, its readers get a float32 copy), a Cast from the float16 input first, a Cast to
  * the float16 output last; the interface stays float16. */
@@ -617,6 +668,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_typed_initializers_and_constants),
         cmocka_unit_test(test_fp16_widened),
+        cmocka_unit_test(test_kernels_runs),
         cmocka_unit_test(test_hostile_models),
         cmocka_unit_test(test_if),
         cmocka_unit_test(test_every_op_checks_its_inputs),
