@@ -137,7 +137,8 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
                       .model = opts->model_name ? opts->model_name : "model",
                       .winograd = opts->winograd,
                       .err = err,
-                      .errlen = errlen};
+                      .errlen = errlen,
+                      .lower_node = lower_node};
     if (err && errlen)
         err[0] = '\0';
     plan_builder_init(&l.b);

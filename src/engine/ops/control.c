@@ -152,7 +152,7 @@ static int lower_branch(struct lower *l, const struct ir_node *n, int then)
     for (int i = 0; !rc && i < l->g->n_nodes; i++) {
         const struct ir_node *b = &l->g->nodes[i];
         if (!b->dead && ir_node_scope(l->g, b) == scope)
-            rc = ir_op_find(b->op)->lower(l, b);
+            rc = l->lower_node(l, b);
     }
     if (!rc)
         rc = copy_outputs(l, n, then);

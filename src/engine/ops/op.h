@@ -123,6 +123,9 @@ struct lower {
     uint8_t *wino_pick; /* auto: 1 for each IR node picked for Winograd (pick_winograd) */
     char *err;
     size_t errlen;
+    /* Lowers one node by its ops.def row: set by compile.c, so an op that lowers nodes of its
+     * own subgraphs (If) dispatches through the table without depending on it (no circle). */
+    int (*lower_node)(struct lower *l, const struct ir_node *n);
 };
 
 /* Pseudo layout of the relayout cache: a constant's copy in the arena. */
