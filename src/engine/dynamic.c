@@ -11,10 +11,15 @@
  * (engine_compile_pinning: pin every candidate, then drop each the model compiles without), and
  * kept: later misses compile once. The cache is an LRU bounded by count and by bytes (image +
  * arena), so a stream of ever-new shapes evicts instead of growing; a key whose plan alone is
- * over the byte bound is refused. Each plan holds its own weights (one copy per shape).
+ * over the byte bound is refused. Weights: a new plan whose weights section is byte for byte a
+ * cached plan's (the common case: the same layouts at another shape) keeps only its tables and
+ * runs on that one copy (model_open_weights), refcounted past the eviction of the plan that
+ * brought it; a plan whose packing differs (another layout, Winograd at a larger size, folded
+ * shape-dependent constants) holds its own.
  */
 #include "common/common.h"
 #include "engine/ir.h"
+#include "engine/plan.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -105,14 +110,22 @@ out:
 
 /* ---- the specialising model ---- */
 
+/* A compiled image whose weights section one or more plans run on. */
+struct dyn_weights {
+    void *image; /* engine_image_free */
+    size_t len;
+    int refs;
+};
+
 struct dyn_plan {
     uint8_t *key;
     size_t key_len;
-    void *image;
+    struct dyn_weights *w; /* its weights (and, without tables, its whole image) */
+    void *tables;          /* its own tables when it shares another image's weights, else NULL */
     size_t image_len;
     struct engine_model *model;
     struct engine_session *session;
-    uint64_t bytes; /* image + arena */
+    uint64_t bytes; /* arena + own tables (the weights' image is counted once, by itself) */
     uint64_t used;  /* LRU clock of its last run */
 };
 
@@ -157,11 +170,14 @@ static int copy_io(const struct ir_graph *g, const int *idx, int n, struct dyn_i
     return 0;
 }
 
-static void free_plan(struct dyn_plan *p)
+static void weights_unref(struct engine_dynamic *d, struct dyn_weights *w);
+
+static void free_plan(struct engine_dynamic *d, struct dyn_plan *p)
 {
     engine_session_destroy(p->session);
     engine_model_close(p->model);
-    engine_image_free(p->image);
+    free(p->tables);
+    weights_unref(d, p->w);
     free(p->key);
 }
 
@@ -170,7 +186,7 @@ void engine_dynamic_close(struct engine_dynamic *d)
     if (!d)
         return;
     for (int i = 0; i < d->n_plans; i++)
-        free_plan(&d->plans[i]);
+        free_plan(d, &d->plans[i]);
     for (int i = 0; d->in && i < d->n_in; i++)
         free(d->in[i].name);
     for (int i = 0; d->out && i < d->n_out; i++)
@@ -357,10 +373,69 @@ static uint8_t *make_key(const struct engine_dynamic *d, size_t *len)
     return k;
 }
 
+static void weights_unref(struct engine_dynamic *d, struct dyn_weights *w)
+{
+    if (!w || --w->refs > 0)
+        return;
+    d->st.bytes -= w->len;
+    engine_image_free(w->image);
+    free(w);
+}
+
+static const struct plan_section *weights_section(const void *image)
+{
+    return &((const struct plan_header *)image)->sec[PLAN_SEC_WEIGHTS];
+}
+
+/* A cached plan's weights equal to those of image (len bytes), or NULL. */
+static struct dyn_weights *same_weights(const struct engine_dynamic *d, const void *image)
+{
+    const struct plan_section *ws = weights_section(image);
+    for (int i = 0; i < d->n_plans; i++) {
+        struct dyn_weights *w = d->plans[i].w;
+        const struct plan_section *cs = weights_section(w->image);
+        if (cs->size == ws->size && ws->size > 0 &&
+            memcmp((const uint8_t *)w->image + cs->offset, (const uint8_t *)image + ws->offset,
+                   ws->size) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+/* Opens a freshly compiled image as p: on a cached plan's weights when they are the same (the
+ * image is then cut to its tables), else on its own. Takes the image over. */
+static int open_plan(struct engine_dynamic *d, struct dyn_plan *p, void *image, size_t len,
+                     char *err, size_t errlen)
+{
+    p->image_len = len;
+    struct dyn_weights *w = len >= sizeof(struct plan_header) ? same_weights(d, image) : NULL;
+    if (w) {
+        size_t tables = weights_section(image)->offset;
+        p->tables = aligned_alloc(PLAN_ALIGN, ALIGN_UP(tables, PLAN_ALIGN));
+        if (p->tables) {
+            memcpy(p->tables, image, tables);
+            engine_image_free(image);
+            w->refs++;
+            p->w = w;
+            d->st.weights_shared++;
+            const struct plan_section *cs = weights_section(w->image);
+            return model_open_weights(p->tables, len, (const uint8_t *)w->image + cs->offset,
+                                      &p->model, err, errlen);
+        }
+    }
+    if (!(p->w = calloc(1, sizeof(*p->w)))) {
+        engine_image_free(image);
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    }
+    *p->w = (struct dyn_weights){.image = image, .len = len, .refs = 1};
+    d->st.bytes += len;
+    return engine_model_open(image, len, &p->model, err, errlen);
+}
+
 static void evict(struct engine_dynamic *d, int i)
 {
     d->st.bytes -= d->plans[i].bytes;
-    free_plan(&d->plans[i]);
+    free_plan(d, &d->plans[i]);
     d->plans[i] = d->plans[--d->n_plans];
     d->st.plans = d->n_plans;
     d->st.evictions++;
@@ -380,6 +455,8 @@ static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, st
                       char *err, size_t errlen)
 {
     struct dyn_plan p = {.key = key, .key_len = key_len};
+    void *image = NULL;
+    size_t image_len = 0;
     struct engine_compile_opts o = d->copts;
     int n_pins = 0;
     for (int i = 0; i < d->n_in; i++) {
@@ -394,10 +471,10 @@ static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, st
     int64_t t0 = now_ns();
     int rc;
     if (d->decided) {
-        rc = engine_compile(d->onnx, d->len, &o, &p.image, &p.image_len, err, errlen);
+        rc = engine_compile(d->onnx, d->len, &o, &image, &image_len, err, errlen);
     } else {
-        rc = engine_compile_pinning(d->onnx, d->len, &o, d->req, d->n_in, d->pin_flags, &p.image,
-                                    &p.image_len, err, errlen);
+        rc = engine_compile_pinning(d->onnx, d->len, &o, d->req, d->n_in, d->pin_flags, &image,
+                                    &image_len, err, errlen);
         if (rc == 0) {
             int k = 0;
             for (int i = 0; i < d->n_in; i++)
@@ -406,25 +483,29 @@ static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, st
             d->st.pinned_inputs = k;
             /* the key was made before the pinned set was known: remake it */
             free(p.key);
-            if (!(p.key = make_key(d, &p.key_len)))
+            if (!(p.key = make_key(d, &p.key_len))) {
+                engine_image_free(image);
                 rc = seterr(err, errlen, -ENOMEM, "out of memory");
+            }
         }
     }
     d->st.compiles++;
     if (rc) {
         d->st.refused++;
         d->st.last_refused = 1;
-        free_plan(&p);
+        free_plan(d, &p);
         return rc;
     }
-    rc = engine_model_open(p.image, p.image_len, &p.model, err, errlen);
+    rc = open_plan(d, &p, image, image_len, err, errlen);
     if (!rc) {
-        p.bytes = p.image_len + engine_model_arena_size(p.model);
-        if (p.bytes > d->max_bytes) {
+        p.bytes =
+            engine_model_arena_size(p.model) + (p.tables ? weights_section(p.tables)->offset : 0);
+        if (p.bytes + (p.w->refs == 1 ? p.w->len : 0) > d->max_bytes) {
             char a[32], b[32];
             rc = seterr(err, errlen, -E2BIG,
                         "model %s: the plan for these input shapes needs %s, over the bound of %s",
-                        d->model_name, format_size(p.bytes, a, sizeof(a)),
+                        d->model_name,
+                        format_size(p.bytes + (p.w->refs == 1 ? p.w->len : 0), a, sizeof(a)),
                         format_size(d->max_bytes, b, sizeof(b)));
             d->st.last_refused = 1;
         }
@@ -435,7 +516,7 @@ static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, st
     if (!rc)
         rc = engine_session_create(p.model, &p.session, err, errlen);
     if (rc) {
-        free_plan(&p);
+        free_plan(d, &p);
         return rc;
     }
     d->st.last_compile_ms = (double)(now_ns() - t0) / 1e6;

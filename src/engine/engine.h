@@ -174,8 +174,9 @@ int engine_compile_pinning(const void *onnx, size_t len, const struct engine_com
  * key from the concrete input shapes and the values of the inputs that decide a shape (found once
  * per model, on its first compile: engine_compile_pinning); a miss compiles a plan for exactly
  * that key, opens it and creates a session; plans are cached in an LRU bounded by count and by
- * bytes (image + activation arena). Each cached plan holds its own copy of the weights. One
- * thread at a time. */
+ * bytes (images + activation arenas). A plan whose packed weights are byte for byte a cached
+ * plan's shares that one copy (only its tables are its own); one whose packing differs (another
+ * layout at that shape) holds its own. One thread at a time. */
 struct engine_dynamic;
 
 struct engine_dynamic_opts {
@@ -195,7 +196,9 @@ struct engine_dynamic_stats {
      * more when the model has some); refused: keys the compiler refused */
     uint64_t runs, hits, misses, compiles, evictions, refused;
     int plans;              /* cached now */
-    uint64_t bytes;         /* their images + arenas */
+    uint64_t bytes;         /* their images (one copy of weights each shares) + arenas */
+    uint64_t weights_shared; /* plans compiled whose weights equalled a cached plan's: they run
+                                on that one copy and keep only their own tables */
     int pinned_inputs;      /* inputs whose values are part of the key; -1 before the first plan */
     double last_compile_ms; /* compile + open + session of the last miss */
     int last_refused;       /* 1 when the last run failed because the compiler refused its key

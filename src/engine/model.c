@@ -182,11 +182,17 @@ static int resolve_node(struct engine_model *m, uint32_t k, char *err, size_t er
 int engine_model_open(const void *image, size_t len, struct engine_model **out, char *err,
                       size_t errlen)
 {
+    return model_open_weights(image, len, NULL, out, err, errlen);
+}
+
+int model_open_weights(const void *image, size_t len, const void *weights,
+                       struct engine_model **out, char *err, size_t errlen)
+{
     *out = NULL;
     struct engine_model *m = calloc(1, sizeof(*m));
     if (!m)
         return seterr(err, errlen, -ENOMEM, "out of memory");
-    int rc = plan_view_init(&m->v, image, len, err, errlen);
+    int rc = plan_view_init_weights(&m->v, image, len, weights, err, errlen);
     if (!rc)
         rc = check_build(&m->v, err, errlen);
     if (!rc)

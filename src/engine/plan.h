@@ -63,6 +63,11 @@ struct engine_model {
     int threads;
 };
 
+/* engine_model_open with the weights section elsewhere (plan_view_init_weights); NULL: in the
+ * image. */
+int model_open_weights(const void *image, size_t len, const void *weights,
+                       struct engine_model **out, char *err, size_t errlen);
+
 /* ---- CPU / build identity ---- */
 const char *cpu_isa_name(void);               /* oneDNN's effective ISA, "avx2" */
 void cpu_dnnl_version(char *buf, size_t len); /* runtime oneDNN version, "2.6.3" */

@@ -530,6 +530,12 @@ static int check_tables(struct plan_view *v, char *err, size_t errlen)
 
 int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err, size_t errlen)
 {
+    return plan_view_init_weights(v, image, len, NULL, err, errlen);
+}
+
+int plan_view_init_weights(struct plan_view *v, const void *image, size_t len, const void *weights,
+                           char *err, size_t errlen)
+{
     memset(v, 0, sizeof(*v));
     const uint8_t *p = image;
     int rc = check_header(p, len, err, errlen);
@@ -550,6 +556,8 @@ int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err
     v->len = len;
     v->h = h;
     view_tables(v);
+    if (weights)
+        v->weights = weights;
     return check_tables(v, err, errlen);
 }
 

@@ -273,6 +273,12 @@ struct plan_view {
 /* Checks magic, versions, hashes of the tables, then every section, offset, index and string.
  * Does not look at CPU/threads or oneDNN (model.c does). */
 int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err, size_t errlen);
+/* The same over an image whose weights section lies elsewhere: image holds at least the bytes
+ * before its weights section, len is the whole image's length and weights points to bytes equal
+ * to its weights section (another image's, byte for byte: dynamic.c shares one copy of the
+ * weights between plans of one model it compiled itself). */
+int plan_view_init_weights(struct plan_view *v, const void *image, size_t len, const void *weights,
+                           char *err, size_t errlen);
 const char *plan_str(const struct plan_view *v, uint32_t off); /* "" for PLAN_NONE */
 int32_t plan_input(const struct plan_view *v, const struct plan_node *n, uint32_t i);
 /* Pointer into the image for a CONST/PACKED tensor. */

@@ -4,8 +4,9 @@
  * are symbolic for any input shape, compiling a plan per request signature and reusing it on the
  * next request of that signature; the shape operand is found once (the first compile); the plan
  * cache stays within its count and byte bounds under a stream of ever-new shapes (it evicts);
- * a request that does not fit the model is refused before any compile; engine_compile_pinning
- * keeps only the pins the model needs.
+ * a request that does not fit the model is refused before any compile; plans at other shapes
+ * share one copy of identical weights, past the eviction of the plan that brought them;
+ * engine_compile_pinning keeps only the pins the model needs.
  *   test-dynamic PIN_DIR SYMBOLIC_DIR   (gen_pin_model.py, gen_symbolic_model.py)
  */
 #include <setjmp.h>
@@ -189,6 +190,45 @@ static void test_symbolic_dims(void **state)
     engine_dynamic_close(d);
 }
 
+/* Plans of one model at other shapes run on one copy of the weights when the packing is the same,
+ * also after the plan that brought them is evicted, and compute what a plan with its own does. */
+static void test_shared_weights(void **state)
+{
+    (void)state;
+    struct engine_dynamic *d = open_dyn(sym_dir, "symbolic_cnn.onnx", 2, 0);
+    static const int64_t sh[3][3] = {{1, 8, 8}, {2, 16, 12}, {3, 5, 7}};
+    struct engine_tensor out[1];
+    char err[512];
+    float *got[3];
+    size_t got_len[3];
+    for (int i = 0; i < 3; i++) { /* the third evicts the first, whose image holds the weights */
+        if (run_cnn(d, sh[i][0], 3, sh[i][1], sh[i][2], out, err, sizeof(err)))
+            fail_msg("run: %s", err);
+        got_len[i] = out[0].nbytes;
+        got[i] = malloc(got_len[i]);
+        memcpy(got[i], out[0].data, got_len[i]);
+    }
+    struct engine_dynamic_stats st;
+    engine_dynamic_stats(d, &st);
+    assert_int_equal(st.weights_shared, 2);
+    assert_int_equal(st.evictions, 1);
+    if (run_cnn(d, sh[1][0], 3, sh[1][1], sh[1][2], out, err, sizeof(err))) /* a hit */
+        fail_msg("run: %s", err);
+    assert_memory_equal(out[0].data, got[1], got_len[1]);
+    engine_dynamic_close(d);
+    for (int i = 0; i < 3; i++) { /* each shape alone: its own weights, the same answer */
+        d = open_dyn(sym_dir, "symbolic_cnn.onnx", 0, 0);
+        if (run_cnn(d, sh[i][0], 3, sh[i][1], sh[i][2], out, err, sizeof(err)))
+            fail_msg("run: %s", err);
+        assert_int_equal(out[0].nbytes, got_len[i]);
+        assert_memory_equal(out[0].data, got[i], got_len[i]);
+        engine_dynamic_stats(d, &st);
+        assert_int_equal(st.weights_shared, 0);
+        engine_dynamic_close(d);
+        free(got[i]);
+    }
+}
+
 static void test_compile_pinning(void **state)
 {
     (void)state;
@@ -226,9 +266,8 @@ int main(int argc, char **argv)
     pin_dir = argv[1];
     sym_dir = argv[2];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shape_operand),
-        cmocka_unit_test(test_bounds_evict),
-        cmocka_unit_test(test_symbolic_dims),
+        cmocka_unit_test(test_shape_operand),   cmocka_unit_test(test_bounds_evict),
+        cmocka_unit_test(test_symbolic_dims),   cmocka_unit_test(test_shared_weights),
         cmocka_unit_test(test_compile_pinning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
