@@ -136,6 +136,7 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
     struct lower l = {.g = g,
                       .model = opts->model_name ? opts->model_name : "model",
                       .winograd = opts->winograd,
+                      .lower_node = lower_node,
                       .err = err,
                       .errlen = errlen,
                       .lower_node = lower_node};

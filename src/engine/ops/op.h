@@ -121,6 +121,9 @@ struct lower {
     const char *model;
     int winograd;       /* ENGINE_WINOGRAD_* */
     uint8_t *wino_pick; /* auto: 1 for each IR node picked for Winograd (pick_winograd) */
+    /* Lowers one node by its op's row (compile.c): how an op that holds other nodes (If) lowers
+     * them without its file and the op table referring to each other. */
+    int (*lower_node)(struct lower *l, const struct ir_node *n);
     char *err;
     size_t errlen;
     /* Lowers one node by its ops.def row: set by compile.c, so an op that lowers nodes of its
