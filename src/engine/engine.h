@@ -148,7 +148,9 @@ void engine_session_destroy(struct engine_session *s);
 
 /* Runs one inference. Inputs must match the plan's names, dtypes and shapes (the error says
  * which shape the plan expects). outputs has engine_model_n_outputs() slots; the engine fills
- * them with pointers into session memory, valid until the next run or release. */
+ * them with pointers into session memory, valid until the next run or release. An output whose
+ * size depends on the data (NonMaxSuppression, NonZero) gets this run's shape and nbytes;
+ * engine_model_output() gives its upper bound. */
 int engine_session_run(struct engine_session *s, const struct engine_tensor *inputs, int n_inputs,
                        struct engine_tensor *outputs, int n_outputs, char *err, size_t errlen);
 

@@ -48,6 +48,8 @@ struct ir_attr {
 enum ir_tensor_flags {
     IR_T_INPUT = 1,  /* graph input fed at run time */
     IR_T_OUTPUT = 2, /* graph output */
+    IR_T_BOUND0 = 4, /* dim 0 is an upper bound: how much of it a run fills depends on the data */
+    IR_T_BOUND1 = 8, /* the same for dim 1 (ops/detect.c); only a graph output may be bounded */
 };
 
 struct ir_tensor {

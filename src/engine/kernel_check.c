@@ -967,12 +967,51 @@ static int branch_check(const struct node_ctx *c)
     return 0;
 }
 
+/* The selection kernels (kernels_select.c): dst is the bound's int64 matrix they fill. */
+static int select_check(const struct node_ctx *c)
+{
+    const struct plan_view *v = c->v;
+    const struct plan_node *n = c->n;
+    struct kp_nms q = {0};
+    int nms = n->alg == PLAN_K_NMS;
+    if (n->params_first > v->n_index || n->n_params > v->n_index - n->params_first ||
+        (nms && kp_decode_nms(v->index + n->params_first, n->n_params, &q)) ||
+        (!nms && n->n_params) || n->n_in != (nms ? 2u + (uint32_t)(q.has_iou + q.has_score) : 1u) ||
+        n->n_post || n->sum_tensor != PLAN_NONE)
+        return node_err(c, -EINVAL, "selection kernel inputs or parameters out of range");
+    for (uint32_t k = 0; k < n->n_in; k++)
+        if (plan_input(v, n, k) < 0 || operand(c, k)->layout != PLAN_LAYOUT_PLAIN ||
+            operand(c, k)->storage == PLAN_ST_PACKED)
+            return node_err(c, -EINVAL, "selection kernel input missing or not plain");
+    const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
+    if (dst->dtype != ENGINE_I64 || dst->rank != 2 || dst->storage != PLAN_ST_ARENA)
+        return node_err(c, -EINVAL, "a selection kernel writes an int64 matrix");
+    if (!nms) {
+        int64_t numel = 1;
+        for (uint32_t d = 0; d < x->rank; d++)
+            numel *= x->dims[d];
+        return x->rank >= 1 && dst->dims[0] == x->rank && dst->dims[1] == numel
+                   ? 0
+                   : node_err(c, -EINVAL, "NonZero output is not [rank, numel]");
+    }
+    const struct plan_tensor *sc = operand(c, 1);
+    int ok = x->dtype == ENGINE_F32 && sc->dtype == ENGINE_F32 && x->rank == 3 && x->dims[2] == 4 &&
+             sc->rank == 3 && sc->dims[0] == x->dims[0] && sc->dims[2] == x->dims[1] &&
+             q.max_per_class <= x->dims[1] && dst->dims[1] == 3 &&
+             dst->dims[0] == x->dims[0] * sc->dims[1] * q.max_per_class;
+    for (uint32_t k = 2; ok && k < n->n_in; k++)
+        ok = operand(c, k)->dtype == ENGINE_F32 && operand(c, k)->nbytes == sizeof(float);
+    return ok ? 0 : node_err(c, -EINVAL, "NonMaxSuppression operands do not fit");
+}
+
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen)
 {
     struct node_ctx c = {v, n, err, errlen};
     if (n->alg == PLAN_K_BRANCH)
         return branch_check(&c);
+    if (n->alg == PLAN_K_NMS || n->alg == PLAN_K_NONZERO)
+        return select_check(&c);
     if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_STFT)
         return math_kernel_check(&c);
     if (n->alg >= PLAN_K_GATHER_ELEMENTS)

@@ -157,3 +157,20 @@ int kp_decode_roi(const int32_t *p, uint32_t n, float scale, struct k_roi *r)
     *r = (struct k_roi){.scale = scale, .sampling_ratio = p[0], .half_pixel = p[1]};
     return 0;
 }
+
+uint32_t kp_encode_nms(const struct kp_nms *q, int64_t *out)
+{
+    out[0] = q->center;
+    out[1] = q->max_per_class;
+    out[2] = q->has_iou;
+    out[3] = q->has_score;
+    return 4;
+}
+
+int kp_decode_nms(const int32_t *p, uint32_t n, struct kp_nms *q)
+{
+    if (n != 4 || !flag(p[0]) || p[1] < 0 || !flag(p[2]) || !flag(p[3]))
+        return -EINVAL;
+    *q = (struct kp_nms){.center = p[0], .max_per_class = p[1], .has_iou = p[2], .has_score = p[3]};
+    return 0;
+}

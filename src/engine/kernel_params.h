@@ -58,4 +58,13 @@ struct kp_rnn {
 uint32_t kp_encode_rnn(const struct kp_rnn *r, int64_t *out);
 int kp_decode_rnn(const int32_t *p, uint32_t n, struct kp_rnn *r);
 
+/* PLAN_K_NMS: center_point_box, max_output_boxes_per_class, has_iou, has_score (the thresholds
+ * are the node's inputs 2 and 3 when present, read at run time). */
+struct kp_nms {
+    int center, has_iou, has_score;
+    int64_t max_per_class;
+};
+uint32_t kp_encode_nms(const struct kp_nms *q, int64_t *out);
+int kp_decode_nms(const int32_t *p, uint32_t n, struct kp_nms *q);
+
 #endif

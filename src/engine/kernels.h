@@ -489,4 +489,28 @@ int k_onehot(const void *idx, int idx_dtype, const struct engine_shape *is, int6
 void k_lrn(const float *x, const struct engine_shape *s, int64_t size, float alpha, float beta,
            float bias, float *y);
 
+/* ---- data-dependent selections (kernels_select.c): an output sized for the most the data can
+ * select, filled compactly from its start; when fewer were selected its last int64 holds
+ * -(count + 1) ---- */
+
+/* The extent along the bounded axis of such an output of n int64 elements (bound at most). */
+int64_t k_bounded_count(const int64_t *data, size_t n, int64_t bound);
+
+struct k_nms {
+    int64_t batches, classes, boxes; /* boxes [B, boxes, 4], scores [B, classes, boxes] */
+    int64_t max_per_class;           /* selected boxes per batch and class, at most */
+    int center;                      /* center_point_box: [x, y, w, h]; else [y1, x1, y2, x2] */
+    int has_iou, has_score;          /* thresholds given (else IoU 0, no score threshold) */
+    float iou, score;
+};
+
+/* NonMaxSuppression as ONNX Runtime computes it (candidates by score, then the lower box index;
+ * a box is dropped when its IoU with a kept one exceeds iou; only scores above `score` are
+ * candidates; NaN scores never): sel [bound, 3] int64 rows (batch, class, box). -ENOMEM. */
+int k_nms(const struct k_nms *p, const float *boxes, const float *scores, int64_t *sel,
+          int64_t bound);
+/* NonZero: the indices of x's non-zero elements (row-major order) into out [rank, numel(x)] as a
+ * compact [rank, count]; returns count. */
+int64_t k_nonzero(const void *x, int dtype, const struct engine_shape *s, int64_t *out);
+
 #endif

@@ -501,6 +501,23 @@ static int check_input(const struct plan_view *v, int64_t t, uint32_t k, char *e
                   v->strings + pt->name);
 }
 
+/* An output is an activation; a bounded one (its run fills a data-dependent part of dim 0 or 1,
+ * PLAN_TF_BOUND0/1) is an int64 matrix, bounded along one axis, and no input. */
+static int check_output(const struct plan_view *v, int64_t t, uint32_t k, char *err, size_t errlen)
+{
+    int rc = check_tensor_ref(v, t, 1, "output", k, err, errlen);
+    if (rc)
+        return rc;
+    const struct plan_tensor *pt = &v->tensors[t];
+    uint32_t bound = pt->flags & (PLAN_TF_BOUND0 | PLAN_TF_BOUND1);
+    if (!bound || (bound != (PLAN_TF_BOUND0 | PLAN_TF_BOUND1) && pt->dtype == ENGINE_I64 &&
+                   pt->rank == 2 && !(pt->flags & PLAN_TF_INPUT)))
+        return 0;
+    return seterr(err, errlen, -EINVAL,
+                  "plan image: output %u (%s) is bounded but not an int64 matrix output", k,
+                  v->strings + pt->name);
+}
+
 static int check_io(const struct plan_view *v, char *err, size_t errlen)
 {
     const struct plan_header *h = v->h;
@@ -510,7 +527,7 @@ static int check_io(const struct plan_view *v, char *err, size_t errlen)
     for (uint32_t k = 0; k < h->n_inputs && !rc; k++)
         rc = check_input(v, v->index[h->inputs_first + k], k, err, errlen);
     for (uint32_t k = 0; k < h->n_outputs && !rc; k++)
-        rc = check_tensor_ref(v, v->index[h->outputs_first + k], 1, "output", k, err, errlen);
+        rc = check_output(v, v->index[h->outputs_first + k], k, err, errlen);
     return rc;
 }
 

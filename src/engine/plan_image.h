@@ -84,6 +84,9 @@ enum plan_tensor_flags {
     PLAN_TF_INPUT = 1,          /* graph input: the session copies it in */
     PLAN_TF_OUTPUT = 2,         /* graph output: the session hands out a pointer to it */
     PLAN_TF_PINNED = 4,         /* value-pinned input (format 2): CONST, the values to pass */
+    PLAN_TF_BOUND0 = 8,         /* graph output whose dim 0 (BOUND1: dim 1) is an upper bound: */
+    PLAN_TF_BOUND1 = 16,        /* int64, filled by a selection kernel (kernels.h); the run
+                                   reports the extent k_bounded_count reads */
     PLAN_TF_ALIAS = 0x40000000, /* compiler-internal: `offset` holds the alias root's id */
 };
 
@@ -212,6 +215,10 @@ enum plan_kernel {
     PLAN_K_BRANCH = 80, /* in: cond (one bool); out: cond (nothing is written); params: target,
                            when: the run goes on at node `target` (> this node, <= the node
                            count: jumps only go forward) when cond is `when` (0 or 1) */
+    /* data-dependent selections (kernels_select.c, ops/detect.c): dst is a bounded output */
+    PLAN_K_NMS = 81,     /* in: boxes [B,N,4], scores [B,C,N] (float32), [iou], [score] (one
+                            float32 each, per kp_nms's flags); dst [bound, 3] int64 */
+    PLAN_K_NONZERO = 82, /* in: x (any dtype, rank >= 1); dst [rank, numel(x)] int64 */
 };
 
 enum plan_post_kind {

@@ -56,6 +56,7 @@ struct session_kernel {
         struct kp_lrn lrn;
         struct k_roi roi;
         struct kp_rnn rnn;
+        struct kp_nms nms;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -150,6 +151,9 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_ROI_ALIGN:
         rc = kp_decode_roi(k->params, k->n_params, n->alpha, &k->kp.roi);
+        break;
+    case PLAN_K_NMS:
+        rc = kp_decode_nms(k->params, k->n_params, &k->kp.nms);
         break;
     }
     assert(rc == 0);
@@ -455,6 +459,26 @@ static void run_resize(const struct session_kernel *k)
     k_resize(k->in[0], &k->in_s[0], &z, k->dst, &k->o);
 }
 
+/* NonMaxSuppression: the thresholds present are inputs 2 and 3, read now. */
+static int run_nms(const struct session_kernel *k)
+{
+    const struct kp_nms *q = &k->kp.nms;
+    const struct engine_shape *bs = &k->in_s[0];
+    struct k_nms p = {.batches = bs->dims[0],
+                      .classes = k->in_s[1].dims[1],
+                      .boxes = bs->dims[1],
+                      .max_per_class = q->max_per_class,
+                      .center = q->center,
+                      .has_iou = q->has_iou,
+                      .has_score = q->has_score};
+    uint32_t at = 2;
+    if (q->has_iou)
+        p.iou = *(const float *)k->in[at++];
+    if (q->has_score)
+        p.score = *(const float *)k->in[at];
+    return k_nms(&p, k->in[0], k->in[1], k->dst, k->o.dims[0]);
+}
+
 static int run_kernel(const struct session_kernel *k)
 {
     switch (k->kind) {
@@ -563,6 +587,11 @@ static int run_kernel(const struct session_kernel *k)
         return k_roi_align(k->in[0], &k->in_s[0], k->in[1], k->in[2], &k->kp.roi, k->dst, &k->o);
     case PLAN_K_LRN:
         k_lrn(k->in[0], &k->in_s[0], k->kp.lrn.size, k->alpha, k->beta, k->kp.lrn.bias, k->dst);
+        return 0;
+    case PLAN_K_NMS:
+        return run_nms(k);
+    case PLAN_K_NONZERO:
+        k_nonzero(k->in[0], k->in_dtype[0], &k->in_s[0], k->dst);
         return 0;
     default:
         return -EINVAL;
@@ -797,6 +826,8 @@ static int copy_input(struct engine_session *s, uint32_t t, const struct engine_
     return 0;
 }
 
+/* A bounded output (PLAN_TF_BOUND0/1, checked at open: int64, rank 2) reports the extent its
+ * kernel filled this run. */
 static void fill_output(struct engine_session *s, uint32_t t, struct engine_tensor *out)
 {
     const struct plan_tensor *pt = &s->m->v.tensors[t];
@@ -806,6 +837,12 @@ static void fill_output(struct engine_session *s, uint32_t t, struct engine_tens
     memcpy(out->shape.dims, pt->dims, sizeof(out->shape.dims));
     out->data = s->arena + pt->offset;
     out->nbytes = (size_t)pt->nbytes;
+    if (pt->flags & (PLAN_TF_BOUND0 | PLAN_TF_BOUND1)) {
+        int axis = pt->flags & PLAN_TF_BOUND0 ? 0 : 1;
+        out->shape.dims[axis] =
+            k_bounded_count(out->data, out->nbytes / sizeof(int64_t), pt->dims[axis]);
+        out->nbytes = (size_t)engine_shape_numel(&out->shape) * sizeof(int64_t);
+    }
 }
 
 int engine_session_run(struct engine_session *s, const struct engine_tensor *inputs, int n_inputs,

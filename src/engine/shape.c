@@ -94,6 +94,15 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
         if (n->in[k] >= 0 && !g->tensors[n->in[k]].shape_known)
             return ir_node_err(g, n, err, errlen, -EINVAL, "input '%s' has no known shape",
                                g->tensors[n->in[k]].name);
+    for (int k = 0; k < n->n_in; k++) {
+        const struct ir_tensor *x = n->in[k] >= 0 ? &g->tensors[n->in[k]] : NULL;
+        if (x && !x->data && x->flags & (IR_T_BOUND0 | IR_T_BOUND1))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "input '%s' has a data-dependent size (at most %lld along dim %d, "
+                               "known only at run time): it can only be a graph output",
+                               x->name, (long long)x->shape.dims[x->flags & IR_T_BOUND0 ? 0 : 1],
+                               x->flags & IR_T_BOUND0 ? 0 : 1);
+    }
     int rc = ir_legacy_infer(g, n, err, errlen);
     if (rc || (rc = d->infer(g, n, err, errlen)))
         return rc;

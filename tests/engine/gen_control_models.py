@@ -11,6 +11,7 @@ them as run-time branches, or folds them when the test pins them (--pin c).
              is an outer tensor or a constant handed on unchanged;
   if_nested  an If inside the then_branch, whose branches read the outermost scope and shadow an
              outer name with one of their own;
+  select     NonZero and NonMaxSuppression on run-time inputs, a different count per request;
   if_layout  a convolution's blocked-layout output read in plain layout inside one branch and by a
              node after the If (the layout copy made inside a branch must not be reused after it:
              the node after the If reads it exactly when the branch did not run).
@@ -133,12 +134,64 @@ def if_layout(outdir):
          [arr(w1, "w1"), arr(np.array([1, 8, 8, 8], np.int64), "shape")], reqs)
 
 
+def nms_reference(boxes, scores, max_per_class, iou, score):
+    """NonMaxSuppression of ONNX (corner boxes [y1, x1, y2, x2]) the way ONNX Runtime orders it."""
+    def corners(b):
+        return min(b[1], b[3]), min(b[0], b[2]), max(b[1], b[3]), max(b[0], b[2])
+
+    def overlap(a, b):
+        ax0, ay0, ax1, ay1 = corners(a)
+        bx0, by0, bx1, by1 = corners(b)
+        iw, ih = min(ax1, bx1) - max(ax0, bx0), min(ay1, by1) - max(ay0, by0)
+        if iw <= 0 or ih <= 0:
+            return False
+        inter = iw * ih
+        union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+        return union > 0 and inter / union > iou
+
+    rows = []
+    for b in range(scores.shape[0]):
+        for c in range(scores.shape[1]):
+            cand = sorted((i for i in range(scores.shape[2]) if scores[b, c, i] > score),
+                          key=lambda i: (-scores[b, c, i], i))
+            kept = []
+            for i in cand:
+                if len(kept) == max_per_class:
+                    break
+                if not any(overlap(boxes[b, j], boxes[b, i]) for j in kept):
+                    kept.append(i)
+                    rows.append([b, c, i])
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def select(outdir):
+    """NonZero and NonMaxSuppression on run-time inputs: every request selects another count
+    (none, some, all up to the bound), which the run reports as the outputs' shapes."""
+    boxes = np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 5, 1, 6], [0, 5.5, 1, 6.5]]],
+                     np.float32)
+    nodes = [N("NonZero", ["x"], ["nz"]),
+             N("NonMaxSuppression", ["boxes", "scores", "max", "iou", "st"], ["sel"])]
+    reqs = []
+    xs = [np.zeros((2, 3), np.float32), np.array([[0, 1, 0], [2, 0, 3]], np.float32),
+          np.ones((2, 3), np.float32)]
+    for k, st in enumerate((2.0, 0.6, 0.0)):
+        scores = rng.uniform(0.1, 1.0, (1, 2, 4)).astype(np.float32)
+        feeds = {"x": xs[k], "boxes": boxes, "scores": scores, "st": np.array([st], np.float32)}
+        sel = nms_reference(boxes, scores, 3, 0.5, st)
+        reqs.append((feeds, {"nz": np.array(np.nonzero(xs[k]), np.int64), "sel": sel}))
+    save(outdir, "select", nodes,
+         [vi("x", [2, 3]), vi("boxes", [1, 4, 4]), vi("scores", [1, 2, 4]), vi("st", [1])],
+         [vi("nz", None, I64), vi("sel", None, I64)],
+         [arr(np.array([3], np.int64), "max"), arr(np.array([0.5], np.float32), "iou")], reqs)
+
+
 def main():
     outdir, stamp = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
     if_outer(outdir)
     if_nested(outdir)
     if_layout(outdir)
+    select(outdir)
     with open(stamp, "w") as f:
         f.write("ok\n")
 

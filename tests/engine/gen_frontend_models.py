@@ -316,7 +316,35 @@ def ifs(outdir):
     model("bad_if_deep", N("If", ["c"], ["Y"], name="if0", then_branch=deep, else_branch=relu))
 
 
+def selections(outdir):
+    """NonZero / NonMaxSuppression (ops/detect.c): constant inputs fold to the exact shape; a
+    node reading a run-time (bounded) output is refused."""
+    N = helper.make_node
+    nz = numpy_helper.from_array(np.array([[0, 3], [4, 0], [0, 5]], np.int64), "C")
+    save(outdir, "nonzero_const", [N("NonZero", ["C"], ["Y"], name="nz0")], [], [vi("Y", None)],
+         [nz])
+    save(outdir, "bad_bounded_consumer",
+         [N("NonZero", ["X"], ["idx"], name="nz0"), N("Transpose", ["idx"], ["Y"], name="t0")],
+         [vi("X", [2, 3])], [vi("Y", None)])
+    save(outdir, "bad_nms_max", [N("NonMaxSuppression", ["B", "S", "M"], ["Y"], name="nms0")],
+         [vi("B", [1, 4, 4]), vi("S", [1, 1, 4]), vi("M", [1], I64)], [vi("Y", None)])
+
+
 # Every op of the engine's table (src/engine/shape.c), each fed no inputs and then one empty one.
+def selections(outdir):
+    """NonZero / NonMaxSuppression (ops/detect.c): constant inputs fold to the exact shape; a
+    node reading a run-time (bounded) output is refused."""
+    N = helper.make_node
+    nz = numpy_helper.from_array(np.array([[0, 3], [4, 0], [0, 5]], np.int64), "C")
+    save(outdir, "nonzero_const", [N("NonZero", ["C"], ["Y"], name="nz0")], [], [vi("Y", None)],
+         [nz])
+    save(outdir, "bad_bounded_consumer",
+         [N("NonZero", ["X"], ["idx"], name="nz0"), N("Transpose", ["idx"], ["Y"], name="t0")],
+         [vi("X", [2, 3])], [vi("Y", None)])
+    save(outdir, "bad_nms_max", [N("NonMaxSuppression", ["B", "S", "M"], ["Y"], name="nms0")],
+         [vi("B", [1, 4, 4]), vi("S", [1, 1, 4]), vi("M", [1], I64)], [vi("Y", None)])
+
+
 # Every op of the engine's table (src/engine/ops/ops.def), so a new row is tested too.
 OPS_DEF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "engine",
                        "ops", "ops.def")
@@ -348,6 +376,7 @@ def main():
     fp16_model(outdir)
     hostile(outdir)
     ifs(outdir)
+    selections(outdir)
     missing_inputs(outdir)
     with open(sys.argv[2], "w") as f:
         f.write("ok\n")

@@ -1,8 +1,9 @@
 #!/bin/sh
-# Control flow through shmfaas-run (ops/control.c): every request of the models
-# gen_control_models.py wrote matches its numpy reference with the If conditions fed at run time
-# (both branches in the plan, a BRANCH node picks one) and with them pinned (the taken branch
-# inlined, the other dropped); a pinned plan refuses a request whose condition differs.
+# Control flow and data-dependent outputs through shmfaas-run (ops/control.c, ops/detect.c):
+# every request of the models gen_control_models.py wrote matches its numpy reference with the
+# If conditions fed at run time (both branches in the plan, a BRANCH node picks one) and with them
+# pinned (the taken branch inlined, the other dropped); a pinned plan refuses a request whose
+# condition differs; NonZero and NonMaxSuppression outputs come back with each request's count.
 #   test_control.sh SHMFAAS_RUN MODELS_DIR
 set -u
 
@@ -11,12 +12,14 @@ dir=$2
 TEST_NAME=control-test
 . "$(dirname "$0")/lib.sh"
 
-for model in if_outer if_nested if_layout; do
+for model in if_outer if_nested if_layout select; do
     pins=--pin\ c
     [ "$model" = if_nested ] && pins="--pin c --pin d"
     k=0
     while [ -f "$dir/${model}_in$k.json" ]; do
-        for mode in run-time pinned; do
+        modes="run-time pinned"
+        [ "$model" = select ] && modes=run-time
+        for mode in $modes; do
             set -- "$dir/$model.onnx" --input "$dir/${model}_in$k.json" \
                 --compare "$dir/${model}_out$k.json"
             # shellcheck disable=SC2086 # $pins is two or four words on purpose

@@ -492,6 +492,22 @@ static void test_if(void **state)
     expect_error("bad_if_deep", NULL, "subgraphs nested more than 16 deep");
 }
 
+/* A selection of constants folds to its exact shape; one computed at run time has a bounded
+ * size that no node may read, and NonMaxSuppression needs a constant per-class limit. */
+static void test_selections(void **state)
+{
+    struct ir_graph *g = graph_of("nonzero_const", 4);
+    assert_int_equal(live_nodes(g), 0);
+    assert_dims(g, "Y", 2, 2, 3);
+    const int64_t *y = tensor(g, "Y")->data, want[6] = {0, 1, 2, 1, 0, 1};
+    assert_memory_equal(y, want, sizeof(want));
+    ir_free(g);
+    expect_error("bad_bounded_consumer", NULL,
+                 "node t0 (Transpose): input 'idx' has a data-dependent size (at most 6 along dim "
+                 "1, known only at run time): it can only be a graph output");
+    expect_error("bad_nms_max", NULL, "node nms0 (NonMaxSuppression): input 2 must be a constant");
+}
+
 /* Each op of the table refuses a node without its inputs instead of reading past them. */
 static void test_every_op_checks_its_inputs(void **state)
 {
@@ -671,6 +687,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kernels_runs),
         cmocka_unit_test(test_hostile_models),
         cmocka_unit_test(test_if),
+        cmocka_unit_test(test_selections),
         cmocka_unit_test(test_every_op_checks_its_inputs),
         cmocka_unit_test(test_external_symlink_escape),
         cmocka_unit_test(test_garbage_never_crashes),
