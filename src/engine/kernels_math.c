@@ -3,8 +3,8 @@
  *
  * These ops are rare in CNN inference, so the kernels favour exact ONNX semantics over speed:
  * float math in float (double accumulators for sums), integers through int64, broadcasting by
- * the same flat-index decomposition as kernels.c. Every kernel trusts its shapes (kernel_check.c checks
- * them against the buffers) and checks the run-time values it indexes with.
+ * the same flat-index decomposition as kernels.c. Every kernel trusts its shapes (kernel_check.c
+ * checks them against the buffers) and checks the run-time values it indexes with.
  */
 #include "engine/kernels.h"
 
@@ -919,24 +919,117 @@ static int64_t qconv_sum(const struct k_qconv *q, const void *x, const void *w, 
     return acc;
 }
 
-void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst)
+/* Output element i of the output channel mo from its integer sum (int32, or requantised). */
+static void qconv_store(const struct k_qconv *q, int64_t mo, int64_t acc, void *dst, size_t i)
 {
+    if (!q->xs) {
+        ((int32_t *)dst)[i] = (int32_t)(uint32_t)(uint64_t)acc;
+        return;
+    }
+    acc += q->bias ? q->bias[mo] : 0;
+    float mult = *q->xs * q->ws[q->n_ws == 1 ? 0 : mo] / *q->ys;
+    int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
+    store_int(dst, q->ydt, i, saturate_q(rint((double)acc * mult) + (double)yz, q->ydt));
+}
+
+#define QCONV_ROW 2048 /* the row-wise path's stack rows (input and output last-axis lengths) */
+#define QCONV_ACC 4096 /* its sums on the stack: output channels of a group x the row */
+
+/* One output row (fixed b, o0, o1) of every output channel of group g: per input row a tap
+ * reaches (ci, k0, k1), the row less its zero point once, then each output channel's k2 taps over
+ * the outputs they reach. The same integer terms as qconv_sum, so the same sums. */
+static void qconv_rows(const struct k_qconv *q, const void *x, const void *w, int64_t b, int64_t g,
+                       int64_t o0, int64_t o1, int64_t *acc)
+{
+    int64_t cg = q->c / q->group, mg = q->m / q->group, n2 = q->out[2], in2 = q->in[2];
+    int64_t xz = q->xzp ? load_int(q->xzp, q->xdt, 0) : 0, s = q->stride[2];
+    int32_t xr[QCONV_ROW];
+    memset(acc, 0, (size_t)(mg * n2) * sizeof(*acc));
+    for (int64_t ci = 0; ci < cg; ci++)
+        for (int64_t k0 = 0; k0 < q->k[0]; k0++) {
+            int64_t p0 = o0 * q->stride[0] - q->pad[0] + k0 * q->dil[0];
+            for (int64_t k1 = 0; p0 >= 0 && p0 < q->in[0] && k1 < q->k[1]; k1++) {
+                int64_t p1 = o1 * q->stride[1] - q->pad[1] + k1 * q->dil[1];
+                if (p1 < 0 || p1 >= q->in[1])
+                    continue;
+                size_t at =
+                    (size_t)((((b * q->c + g * cg + ci) * q->in[0] + p0) * q->in[1] + p1) * in2);
+                if (q->xdt == ENGINE_U8)
+                    for (int64_t j = 0; j < in2; j++)
+                        xr[j] = (int32_t)(((const uint8_t *)x)[at + (size_t)j] - xz);
+                else
+                    for (int64_t j = 0; j < in2; j++)
+                        xr[j] = (int32_t)(((const int8_t *)x)[at + (size_t)j] - xz);
+                for (int64_t k2 = 0; k2 < q->k[2]; k2++) {
+                    int64_t off = k2 * q->dil[2] - q->pad[2];
+                    /* the outputs o2 whose input o2 * s + off lies in [0, in2) */
+                    int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+                    int64_t hi = in2 - 1 - off < 0 ? -1 : (in2 - 1 - off) / s;
+                    hi = hi > n2 - 1 ? n2 - 1 : hi;
+                    for (int64_t j = 0; j < mg; j++) {
+                        int64_t mo = g * mg + j;
+                        int64_t wz =
+                            q->wzp ? load_int(q->wzp, q->wdt, q->n_wzp == 1 ? 0 : (size_t)mo) : 0;
+                        size_t wi =
+                            (size_t)((((mo * cg + ci) * q->k[0] + k0) * q->k[1] + k1) * q->k[2] +
+                                     k2);
+                        int32_t wv = (int32_t)(load_int(w, q->wdt, wi) - wz);
+                        int64_t *ar = acc + j * n2;
+                        if (wv == 0)
+                            continue;
+                        if (s == 1)
+                            for (int64_t o2 = lo; o2 <= hi; o2++)
+                                ar[o2] += wv * xr[o2 + off];
+                        else
+                            for (int64_t o2 = lo; o2 <= hi; o2++)
+                                ar[o2] += wv * xr[o2 * s + off];
+                    }
+                }
+            }
+        }
+}
+
+void k_qconv(const struct k_qconv *qa, const void *x, const void *w, void *dst)
+{
+    /* a unit last axis (a 1-D or 2-D convolution) moved to the front: the same element order,
+     * and the rows run along a real axis */
+    struct k_qconv r = *qa, *q = &r;
+    for (int turn = 0; turn < 2 && q->in[2] == 1 && q->k[2] == 1 && q->out[2] == 1 && !q->pad[2];
+         turn++) {
+        int64_t *axes[] = {q->in, q->k, q->out, q->stride, q->dil, q->pad};
+        for (size_t a = 0; a < sizeof(axes) / sizeof(axes[0]); a++) {
+            int64_t v = axes[a][2];
+            axes[a][2] = axes[a][1], axes[a][1] = axes[a][0], axes[a][0] = v;
+        }
+    }
+    int64_t mg = q->m / q->group;
+    if (q->in[2] <= QCONV_ROW && mg * q->out[2] <= QCONV_ACC &&
+        (q->xdt == ENGINE_U8 || q->xdt == ENGINE_I8)) {
+        int64_t acc[QCONV_ACC], n2 = q->out[2];
+        for (int64_t b = 0; b < q->n; b++)
+            for (int64_t g = 0; g < q->group; g++)
+                for (int64_t o0 = 0; o0 < q->out[0]; o0++)
+                    for (int64_t o1 = 0; o1 < q->out[1]; o1++) {
+                        qconv_rows(q, x, w, b, g, o0, o1, acc);
+                        for (int64_t j = 0; j < mg; j++) {
+                            int64_t mo = g * mg + j;
+                            size_t at =
+                                (size_t)((((b * q->m + mo) * q->out[0] + o0) * q->out[1] + o1) *
+                                         n2);
+                            for (int64_t o2 = 0; o2 < n2; o2++)
+                                qconv_store(q, mo, acc[j * n2 + o2], dst, at + (size_t)o2);
+                        }
+                    }
+        return;
+    }
     size_t i = 0;
     for (int64_t b = 0; b < q->n; b++)
         for (int64_t mo = 0; mo < q->m; mo++)
             for (int64_t o0 = 0; o0 < q->out[0]; o0++)
                 for (int64_t o1 = 0; o1 < q->out[1]; o1++)
                     for (int64_t o2 = 0; o2 < q->out[2]; o2++, i++) {
-                        int64_t o[3] = {o0, o1, o2}, acc = qconv_sum(q, x, w, b, mo, o);
-                        if (!q->xs) {
-                            ((int32_t *)dst)[i] = (int32_t)(uint32_t)(uint64_t)acc;
-                            continue;
-                        }
-                        acc += q->bias ? q->bias[mo] : 0;
-                        float mult = *q->xs * q->ws[q->n_ws == 1 ? 0 : mo] / *q->ys;
-                        int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
-                        store_int(dst, q->ydt, i,
-                                  saturate_q(rint((double)acc * mult) + (double)yz, q->ydt));
+                        int64_t o[3] = {o0, o1, o2};
+                        qconv_store(q, mo, qconv_sum(q, x, w, b, mo, o), dst, i);
                     }
 }
 

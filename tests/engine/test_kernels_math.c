@@ -192,6 +192,93 @@ static void test_qconv_padding(void **state)
     assert_memory_equal(y, want, sizeof(want));
 }
 
+/* The integer sum of one output by the definition (the row-wise kernel must agree exactly). */
+static int64_t qconv_ref(const struct k_qconv *q, const uint8_t *xu, const int8_t *xi,
+                         const int8_t *w, const int8_t *wz, int64_t b, int64_t mo, const int64_t *o)
+{
+    int64_t cg = q->c / q->group, g = mo / (q->m / q->group), acc = 0, xz = 3;
+    for (int64_t ci = 0; ci < cg; ci++)
+        for (int64_t t = 0; t < q->k[0] * q->k[1] * q->k[2]; t++) {
+            int64_t kk[3] = {t / (q->k[1] * q->k[2]), t / q->k[2] % q->k[1], t % q->k[2]};
+            int64_t at = b * q->c + g * cg + ci;
+            int inside = 1;
+            for (int d = 0; d < 3; d++) {
+                int64_t p = o[d] * q->stride[d] - q->pad[d] + kk[d] * q->dil[d];
+                inside &= p >= 0 && p < q->in[d];
+                at = at * q->in[d] + p;
+            }
+            if (inside)
+                acc += ((xu ? xu[at] : xi[at]) - xz) *
+                       (w[((mo * cg + ci) * q->k[0] + kk[0]) * q->k[1] * q->k[2] + kk[1] * q->k[2] +
+                          kk[2]] -
+                        wz[mo]);
+        }
+    return acc;
+}
+
+/* ConvInteger's row-wise path (rows along the last real axis, unit axes moved first): 1-D, 2-D
+ * and 3-D windows, strides 1-3, dilations, pads, groups, uint8 and int8 inputs, per-channel
+ * weight zero points; every sum equals the definition's. */
+static void test_qconv_rows(void **state)
+{
+    static const struct {
+        int sp, c, m, group, in, k, stride, dil, pad, u8;
+    } cases[] = {{2, 3, 4, 1, 9, 3, 1, 1, 1, 1},
+                 {2, 4, 6, 2, 8, 3, 2, 1, 1, 0},
+                 {1, 2, 3, 1, 17, 5, 3, 2, 4, 1},
+                 {3, 2, 2, 2, 5, 2, 1, 2, 1, 0},
+                 {2, 1, 2, 1, 7, 1, 1, 1, 0, 1}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct k_qconv q = {.xdt = cases[c].u8 ? ENGINE_U8 : ENGINE_I8,
+                            .wdt = ENGINE_I8,
+                            .n = 2,
+                            .c = cases[c].c,
+                            .m = cases[c].m,
+                            .group = cases[c].group};
+        int64_t nx = q.n * q.c, no = q.n * q.m, nw = q.m * (q.c / q.group);
+        for (int d = 0; d < 3; d++) {
+            int on = d < cases[c].sp;
+            q.in[d] = on ? cases[c].in + d : 1;
+            q.k[d] = on ? cases[c].k : 1;
+            q.stride[d] = on ? cases[c].stride : 1;
+            q.dil[d] = on ? cases[c].dil : 1;
+            q.pad[d] = on ? cases[c].pad : 0;
+            q.out[d] = (q.in[d] + 2 * q.pad[d] - (q.k[d] - 1) * q.dil[d] - 1) / q.stride[d] + 1;
+            nx *= q.in[d], no *= q.out[d], nw *= q.k[d];
+        }
+        uint8_t xz = 3, *xu = malloc((size_t)nx);
+        int8_t *xi = malloc((size_t)nx), *w = malloc((size_t)nw), wz[8];
+        int32_t *y = malloc((size_t)no * sizeof(int32_t));
+        uint32_t seed = 17 + (uint32_t)c;
+        for (int64_t i = 0; i < nx; i++)
+            xu[i] = (uint8_t)(tb_rand(&seed) * 127 + 128), xi[i] = (int8_t)(xu[i] - 128);
+        for (int64_t i = 0; i < nw; i++)
+            w[i] = (int8_t)(tb_rand(&seed) * 127);
+        for (int i = 0; i < 8; i++)
+            wz[i] = (int8_t)(i - 3);
+        q.xzp = &xz;
+        q.wzp = wz;
+        q.n_wzp = q.m;
+        int8_t xz8 = 3;
+        if (!cases[c].u8)
+            q.xzp = &xz8;
+        k_qconv(&q, cases[c].u8 ? (const void *)xu : (const void *)xi, w, y);
+        int64_t i = 0;
+        for (int64_t b = 0; b < q.n; b++)
+            for (int64_t mo = 0; mo < q.m; mo++)
+                for (int64_t t = 0; t < q.out[0] * q.out[1] * q.out[2]; t++, i++) {
+                    int64_t o[3] = {t / (q.out[1] * q.out[2]), t / q.out[2] % q.out[1],
+                                    t % q.out[2]};
+                    int64_t want = qconv_ref(&q, cases[c].u8 ? xu : NULL, cases[c].u8 ? NULL : xi,
+                                             w, wz, b, mo, o);
+                    if (y[i] != (int32_t)want)
+                        fail_msg("case %zu: output %lld is %d, want %lld", c, (long long)i, y[i],
+                                 (long long)want);
+                }
+        free(xu), free(xi), free(w), free(y);
+    }
+}
+
 static void test_einsum_spec(void **state)
 {
     int32_t spec[64];
@@ -418,13 +505,21 @@ static void test_run_target_out_of_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary_edges),       cmocka_unit_test(test_mod_signs),
-        cmocka_unit_test(test_reduce_edges),      cmocka_unit_test(test_argext_ties),
-        cmocka_unit_test(test_nll_targets),       cmocka_unit_test(test_clip_bounds),
-        cmocka_unit_test(test_float16_max_mod),   cmocka_unit_test(test_einsum_spec),
-        cmocka_unit_test(test_qconv_padding),     cmocka_unit_test(test_quantize_edges),
-        cmocka_unit_test(test_topk_ties_and_nan), cmocka_unit_test(test_arith_wrap),
-        cmocka_unit_test(test_hostile_params),    cmocka_unit_test(test_run_target_out_of_range),
+        cmocka_unit_test(test_unary_edges),
+        cmocka_unit_test(test_mod_signs),
+        cmocka_unit_test(test_reduce_edges),
+        cmocka_unit_test(test_argext_ties),
+        cmocka_unit_test(test_nll_targets),
+        cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_float16_max_mod),
+        cmocka_unit_test(test_einsum_spec),
+        cmocka_unit_test(test_qconv_padding),
+        cmocka_unit_test(test_qconv_rows),
+        cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_topk_ties_and_nan),
+        cmocka_unit_test(test_arith_wrap),
+        cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_run_target_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
