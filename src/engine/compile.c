@@ -138,8 +138,7 @@ int plan_compile(const struct ir_graph *g, const struct plan_compile_opts *opts,
                       .winograd = opts->winograd,
                       .lower_node = lower_node,
                       .err = err,
-                      .errlen = errlen,
-                      .lower_node = lower_node};
+                      .errlen = errlen};
     if (err && errlen)
         err[0] = '\0';
     plan_builder_init(&l.b);

@@ -126,9 +126,6 @@ struct lower {
     int (*lower_node)(struct lower *l, const struct ir_node *n);
     char *err;
     size_t errlen;
-    /* Lowers one node by its ops.def row: set by compile.c, so an op that lowers nodes of its
-     * own subgraphs (If) dispatches through the table without depending on it (no circle). */
-    int (*lower_node)(struct lower *l, const struct ir_node *n);
 };
 
 /* Pseudo layout of the relayout cache: a constant's copy in the arena. */
