@@ -793,8 +793,11 @@ void k_resize(const float *x, const struct engine_shape *xs, const struct k_resi
         int64_t li[RESIZE_CHUNK][4], ox[ENGINE_MAX_RANK] = {0};
         double lw[RESIZE_CHUNK][4];
         int lc[RESIZE_CHUNK];
-        for (int64_t i = 0; i < nx; i++)
+        int unit = 1; /* every output of the chunk copies one input element (nearest) */
+        for (int64_t i = 0; i < nx; i++) {
             lc[i] = resize_taps(p, last, x0 + i, xs->dims[last], ow, li[i], lw[i]);
+            unit &= lc[i] == 1 && lw[i][0] == 1;
+        }
         for (int64_t row = 0; row < rows; row++) {
             float *yr = y + row * ow + x0;
             int64_t idx[ENGINE_MAX_RANK][4], coff[RESIZE_COMBOS], nc = 0;
@@ -819,6 +822,11 @@ void k_resize(const float *x, const struct engine_shape *xs, const struct k_resi
                 if (d < 0)
                     break;
             }
+            if (!outside && unit && nc == 1 && cw[0] == 1) {
+                for (int64_t i = 0; i < nx; i++) /* + 0: -0 becomes +0, as the sum makes it */
+                    yr[i] = x[coff[0] + li[i][0] * st[last]] + 0.0f;
+                goto next_row;
+            }
             for (int64_t i = 0; i < nx; i++) {
                 if (outside || lc[i] < 0) {
                     yr[i] = p->extrapolation;
@@ -833,6 +841,7 @@ void k_resize(const float *x, const struct engine_shape *xs, const struct k_resi
                     }
                 yr[i] = (float)acc;
             }
+        next_row:
             for (int d = last - 1; d >= 0 && ++ox[d] == ys->dims[d]; d--)
                 ox[d] = 0;
         }
