@@ -100,7 +100,7 @@ struct autoscale_state {
  * scale.zero is set, nothing is in flight or queued, and the function was idle for zero_ms. */
 int autoscale_decide(const struct autoscale_in *in, struct autoscale_state *st);
 
-/* ======================= the daemon (main.c, registry.c, instance.c, proxy.c, routes.c) =========
+/* ===== the daemon (main.c, registry.c, isolation.c, spawn.c, supervise.c, proxy.c, routes.c) =====
  */
 
 enum instance_state { INST_STARTING, INST_READY, INST_STOPPING, INST_DEAD };
@@ -125,7 +125,7 @@ struct instance {
     int curl_nidle, curl_cap;
 };
 
-/* A function's template (instance.c): a warm `shmfaas-fn --template` that forks its instances
+/* A function's template (spawn.c): a warm `shmfaas-fn --template` that forks its instances
  * (docs/architecture.md "An instance start"). Root, no lease, its own cgroup "<function>.t<id>"
  * and pidfile "<function>.t<id>.pid" (a '.' no instance name has), retired with its model. */
 enum template_state { TEMPLATE_STARTING, TEMPLATE_READY };
@@ -251,7 +251,7 @@ struct function *registry_find(struct gateway *g, const char *name);
 /* Adds (create) or replaces the spec of (update) a function and persists it. Takes spec. */
 int registry_put(struct gateway *g, struct fn_spec *spec, bool create, char *err, size_t errlen);
 /* Marks the function deleted and removes its spec and log files; its instances are the
- * caller's to stop (registry.c sits below instance.c). */
+ * caller's to stop (registry.c sits below spawn.c). */
 int registry_remove(struct gateway *g, const char *name, char *err, size_t errlen);
 int registry_save(struct gateway *g, struct function *fn, char *err, size_t errlen);
 /* Without the lock, before threads start: every persisted function. */
@@ -276,13 +276,34 @@ int function_live_count(const struct function *fn);
 /* The NDJSON log file of a function. */
 void function_log_path(struct gateway *g, const char *name, char *out, size_t len);
 
-/* instance.c */
+/* isolation.c: what the host allows, cgroups, pidfiles and orphans */
 void isolation_probe(struct gateway *g);
+/* "<pid> <starttime>" as NAME in <state>/pids; removed when the process is reaped. */
+void write_pidfile(struct gateway *g, const char *name, pid_t pid);
+void remove_pidfile(struct gateway *g, const char *name);
+/* A cgroup NAME under ours with memory limit LIMIT (0 = none); its path in path_out. */
+int cgroup_create_named(struct gateway *g, const char *name, uint64_t limit, char *path_out,
+                        size_t len);
+int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit);
+int cgroup_remove(const struct isolation *iso, const char *path);
+
+/* spawn.c: instances (fork+exec, or forked from their function's template) and the store child */
+#define STOP_GRACE_MS 10000 /* SIGTERM to SIGKILL */
 int instance_start(struct gateway *g, struct function *fn, char *err, size_t errlen);
 void instance_stop(struct gateway *g, struct instance *in);
 /* Drops one reference (a finished request); frees the instance if dead and unused. */
 void instance_release(struct gateway *g, struct instance *in);
 void instance_free(struct instance *in);
+struct instance *instance_by_pid(struct gateway *g, pid_t pid);
+void mark_ready(struct gateway *g, struct instance *in, const char *how);
+/* After a failed start: the function waits longer before the next (exponential, bounded). */
+void function_backoff(struct function *fn);
+/* waitpid for every exited instance, template and the store child. */
+void reap_children(struct gateway *g);
+void template_start(struct gateway *g, struct function *fn);
+void template_poll(struct gateway *g, struct function *fn);
+void template_retire(struct gateway *g, struct function *fn, const char *why, bool wait);
+void templates_retire_all(struct gateway *g, const char *why, bool wait);
 /* Kills instances and the store that an earlier daemon left behind: only processes named by a
  * pidfile in <state>/pids whose start time, executable and cgroup prove them ours. Then removes
  * the leftover sockets and the empty cgroups of that daemon. */
@@ -291,6 +312,8 @@ void reap_orphans(struct gateway *g);
 void cgroups_sweep(struct gateway *g);
 int store_start(struct gateway *g, char *err, size_t errlen);
 void store_stop(struct gateway *g);
+
+/* supervise.c */
 /* Supervisor thread body: reaps children, checks readiness, applies the autoscaler. */
 void *supervisor_main(void *arg);
 /* At exit: SIGTERM every instance, wait (bounded), SIGKILL what is left. */

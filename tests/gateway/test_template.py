@@ -36,7 +36,7 @@ import test_privsep as tp  # noqa: E402
 check, fail = tg.check, tg.fail
 STORE_BIN = os.path.join(tg.BUILD, "src/store/shmfaas-store")
 
-if sys.argv[1] == "fallback":  # ours, passed by shmfaasd to templates alone (instance.c)
+if sys.argv[1] == "fallback":  # ours, passed by shmfaasd to templates alone (spawn.c)
     os.environ["SHMFAAS_TEST_TEMPLATE_FAIL"] = "1"
 
 

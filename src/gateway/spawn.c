@@ -1,12 +1,12 @@
 /*
- * Instances: shmfaas-fn processes (and our shmfaas-store child). Started with fork+exec where the
- * child makes only async-signal-safe calls (the daemon has threads by then, and never runs the
- * engine), each with the isolation the host allows: own cgroup with the memory limit, a new network
- * namespace, its function's own uid/gid when we are root, no_new_privs, no inherited fds but its
- * listening socket (fd 3), which we bind in <state>/run/<function>/, a directory only we can enter:
- * no other process, of any uid, can unlink or rebind it. Every instance has a pidfile
- * "<pid> <starttime>" in <state>/pids (ours alone) so a daemon restarted after SIGKILL can reap
- * what its predecessor left behind, killing only what it proves to be its own.
+ * Spawning instances: shmfaas-fn processes (and our shmfaas-store child). Started with
+ * fork+exec where the child makes only async-signal-safe calls (the daemon has threads by then,
+ * and never runs the engine), or forked from their function's warm template; each with the
+ * isolation the host allows: own cgroup with the memory limit, a new network namespace, its
+ * function's own uid/gid when we are root, no_new_privs, no inherited fds but its listening
+ * socket (fd 3), which we bind in <state>/run/<function>/, a directory only we can enter: no
+ * other process, of any uid, can unlink or rebind it, and its readiness pipe (fd 4). Pidfiles,
+ * cgroups and orphan reaping: isolation.c; the supervisor that decides when: supervise.c.
  */
 #include "gateway/gateway.h"
 
@@ -32,411 +32,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ENV       128
-#define STOP_GRACE_MS 10000
+#define MAX_ENV 128
 
 /* shmfaas-fn's exit statuses (fn/fn.h: FN_EXIT_*). */
 #define FN_EXIT_REFUSED        75 /* the store refused the model */
 #define FN_EXIT_TEMPLATE_STALE 76 /* forked, it found the store hands another image */
-
-/* ---- pidfiles ---- */
-
-static unsigned long long proc_starttime(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || p[2] == 'Z')
-        return 0; /* gone, or a zombie: nothing to kill */
-    unsigned long long v = 0;
-    p += 2;
-    for (int field = 3; field < 22 && p; field++)
-        p = strchr(p + 1, ' ');
-    if (!p || sscanf(p + 1, "%llu", &v) != 1)
-        return 0;
-    return v;
-}
-
-/* "<pid> <starttime>\n" as NAME in <state>/pids (ours alone): a temp file created there
- * O_EXCL|O_NOFOLLOW, renamed over NAME. No fsync: a pidfile only matters while the machine is up
- * (its processes die with it), and an fsync per instance start would slow scale-from-zero. */
-static void write_pidfile(struct gateway *g, const char *name, pid_t pid)
-{
-    char buf[64], tmp[GW_NAME_MAX + 32];
-    int n = snprintf(buf, sizeof buf, "%d %llu\n", (int)pid, proc_starttime(pid));
-    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
-    unlinkat(g->pids_fd, tmp, 0); /* a leftover of a crash between create and rename */
-    int fd = openat(g->pids_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
-    if (fd >= 0)
-        close(fd);
-    if (!ok || renameat(g->pids_fd, tmp, g->pids_fd, name) != 0) {
-        log_warn("pidfile %s/pids/%s: %s", g->state, name, strerror(errno));
-        unlinkat(g->pids_fd, tmp, 0);
-    }
-}
-
-static void remove_pidfile(struct gateway *g, const char *name)
-{
-    if (unlinkat(g->pids_fd, name, 0) != 0 && errno != ENOENT)
-        log_warn("pidfile %s/pids/%s: %s", g->state, name, strerror(errno));
-}
-
-/* Is /proc/PID/exe the program at path (or that file, replaced since: "(deleted)")? */
-static bool proc_runs(pid_t pid, const char *path)
-{
-    char link[64], exe[PATH_MAX], want[PATH_MAX];
-    snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
-    ssize_t n = readlink(link, exe, sizeof exe - 1);
-    if (n <= 0 || !path[0] || !realpath(path, want))
-        return false;
-    exe[n] = '\0';
-    size_t w = strlen(want);
-    return strncmp(exe, want, w) == 0 && (exe[w] == '\0' || strcmp(exe + w, " (deleted)") == 0);
-}
-
-/* Is the process in cgroup rel (as /proc/PID/cgroup names it, v2 or the v1 memory hierarchy)? */
-static bool proc_in_cgroup(const struct isolation *iso, pid_t pid, const char *rel)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    bool in = false;
-    while (!in && fgets(line, sizeof line, f)) {
-        char *a = strchr(line, ':');
-        char *b = a ? strchr(a + 1, ':') : NULL;
-        if (!b)
-            continue;
-        *b = '\0';
-        b[strcspn(b + 1, "\n") + 1] = '\0';
-        bool hier = iso->cgroup_v2 ? a[1] == '\0' : strstr(a + 1, "memory") != NULL;
-        in = hier && strcmp(b + 1, rel) == 0;
-    }
-    fclose(f);
-    return in;
-}
-
-/* SIGKILL through a pidfd taken before the checks, so a pid reused after them is never hit. */
-static int pidfd_open_pid(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-static void kill_pidfd(int pidfd, pid_t pid)
-{
-#ifdef SYS_pidfd_send_signal
-    if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0)
-        return;
-#endif
-    if (pidfd < 0) /* no pidfds (Linux < 5.3): the start-time check is what we have */
-        kill(pid, SIGKILL);
-}
-
-/* Kills the process pidfile NAME names if it provably is the instance (or store) an earlier
- * daemon started: same start time, our program, and (for an instance, with cgroups) our cgroup
- * for it. Anything else is left alone and logged. The pidfile goes either way. */
-static void reap_pidfile(struct gateway *g, const char *name)
-{
-    char buf[128], cg[600] = "";
-    int pid, fd = openat(g->pids_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    unsigned long long start;
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    bool store = strcmp(name, "store.pid") == 0;
-    if (n > 0) {
-        buf[n] = '\0';
-        size_t len = strlen(name) - 4; /* "<function>-<id>" */
-        if (!store && (g->iso.cgroup_v2 || g->iso.cgroup_v1))
-            snprintf(cg, sizeof cg, "%s/%.*s", g->iso.cgroup_rel, (int)len, name);
-    }
-    if (n > 0 && sscanf(buf, "%d %llu", &pid, &start) == 2 && pid > 1 && start) {
-        int pidfd = pidfd_open_pid(pid);
-        const char *prog = store ? g->store_bin : g->fn_bin;
-        if (proc_starttime(pid) != start)
-            ; /* gone, or the pid was reused: nothing of ours */
-        else if (!proc_runs(pid, prog) || (cg[0] && !proc_in_cgroup(&g->iso, pid, cg)))
-            log_warn("pidfile %s names pid %d, which is not our %s%s: left alone", name, pid,
-                     prog[0] ? prog : "store", cg[0] ? " in our cgroup" : "");
-        else {
-            log_info("reaping orphan pid %d of an earlier shmfaasd (%s)", pid, name);
-            kill_pidfd(pidfd, pid);
-            for (int i = 0; i < 200 && proc_starttime(pid) == start; i++)
-                usleep(10000);
-        }
-        if (pidfd >= 0)
-            close(pidfd);
-    }
-    remove_pidfile(g, name);
-}
-
-void reap_orphans(struct gateway *g)
-{
-    int dfd = dup(g->pids_fd);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (e->d_name[0] == '.') {
-            if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0)
-                unlinkat(g->pids_fd, e->d_name, 0);
-            continue;
-        }
-        if (n > 4 && strcmp(e->d_name + n - 4, ".pid") == 0)
-            reap_pidfile(g, e->d_name);
-    }
-    closedir(d);
-    cgroups_sweep(g);
-}
-
-/* ---- isolation ---- */
-
-/* Forks a child that tries unshare(CLONE_NEWNET): the only sure way to know it is allowed. */
-static bool probe_netns(void)
-{
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(unshare(CLONE_NEWNET) == 0 ? 0 : 1);
-    int st;
-    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-static bool writable_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK) == 0;
-}
-
-/* Our own cgroup path from /proc/self/cgroup ("0::/x" for v2, "N:memory:/x" for v1). */
-static int own_cgroup(const char *controller, char *out, size_t len)
-{
-    char line[1024];
-    FILE *f = fopen("/proc/self/cgroup", "r");
-    if (!f)
-        return -errno;
-    int rc = -ENOENT;
-    while (fgets(line, sizeof line, f)) {
-        char *a = strchr(line, ':');
-        char *b = a ? strchr(a + 1, ':') : NULL;
-        if (!b)
-            continue;
-        *b = '\0';
-        b[strcspn(b + 1, "\n") + 1] = '\0';
-        if (strcmp(a + 1, controller) == 0) {
-            snprintf(out, len, "%s", strcmp(b + 1, "/") == 0 ? "" : b + 1);
-            rc = 0;
-            break;
-        }
-    }
-    fclose(f);
-    return rc;
-}
-
-/* Enables the memory controller for the children of a v2 cgroup (best effort: without it the
- * instance cgroups still group and kill, but memory.max is missing and a warning says so). */
-static void enable_memory(const char *cgroup)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/cgroup.subtree_control", cgroup);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd >= 0 && write(fd, "+memory", 7) != 7)
-        log_debug("%s: +memory: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-}
-
-/* <own cgroup>/shmfaas/<daemon>: one subtree per state dir, so that daemons side by side never
- * touch each other's instance cgroups and a restarted daemon finds its predecessor's. */
-static bool make_cgroup_root(struct isolation *iso, const char *mount, const char *own,
-                             const char *daemon)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s%s/shmfaas", mount, own);
-    if ((mkdir(path, 0755) != 0 && errno != EEXIST) || !writable_dir(path))
-        return false;
-    if (iso->cgroup_v2)
-        enable_memory(path);
-    snprintf(path, sizeof path, "%s%s/shmfaas/%s", mount, own, daemon);
-    if ((mkdir(path, 0755) != 0 && errno != EEXIST) || !writable_dir(path))
-        return false;
-    if (iso->cgroup_v2)
-        enable_memory(path);
-    str_fmt(iso->cgroup_root, sizeof iso->cgroup_root, "%s", path);
-    str_fmt(iso->cgroup_rel, sizeof iso->cgroup_rel, "%s/shmfaas/%s", own, daemon);
-    return true;
-}
-
-static void probe_cgroup(struct gateway *g)
-{
-    struct isolation *iso = &g->iso;
-    char own[512], daemon[16];
-    uint8_t d[SHA256_LEN];
-    char hex[SHA256_HEX_LEN];
-    sha256(g->state, strlen(g->state), d);
-    sha256_hex(d, hex);
-    snprintf(daemon, sizeof daemon, "%.12s", hex);
-    struct stat st;
-    if (stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0 &&
-        own_cgroup("", own, sizeof own) == 0) {
-        iso->cgroup_v2 = true;
-        if (make_cgroup_root(iso, "/sys/fs/cgroup", own, daemon))
-            return;
-        iso->cgroup_v2 = false;
-    }
-    if (own_cgroup("memory", own, sizeof own) == 0) {
-        iso->cgroup_v1 = true;
-        if (make_cgroup_root(iso, "/sys/fs/cgroup/memory", own, daemon))
-            return;
-        iso->cgroup_v1 = false;
-    }
-}
-
-void isolation_probe(struct gateway *g)
-{
-    struct isolation *iso = &g->iso;
-    /* Instances forked by a template are re-parented to us when its middle process exits. */
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
-        log_warn("PR_SET_CHILD_SUBREAPER: %s; templates off", strerror(errno));
-        g->no_templates = true;
-    }
-    probe_cgroup(g);
-    if (iso->cgroup_v2 || iso->cgroup_v1)
-        log_info("isolation: cgroup %s under %s", iso->cgroup_v2 ? "v2" : "v1 memory",
-                 iso->cgroup_root);
-    else
-        log_warn("isolation: no writable cgroup (v2 or v1 memory): memory limits not enforced");
-    iso->netns = probe_netns();
-    if (!iso->netns)
-        log_warn("isolation: cannot create network namespaces: instances share the host network");
-    if (geteuid() == 0 && !g->as_root) {
-        iso->drop_uid = true;
-        log_info("isolation: each function's instances run as its own uid from %u-%u",
-                 (unsigned)g->uid_first, (unsigned)g->uid_last);
-    } else if (geteuid() != 0) {
-        log_info("isolation: not root: instances run as uid %d (one uid per function needs root)",
-                 (int)geteuid());
-    } else {
-        log_warn("isolation: --run-as-root: instances run as root");
-    }
-}
-
-/* Kills every process in an instance cgroup (each checked to be in it through a pidfd), then
- * removes the cgroup. -EBUSY while some are still dying: the sweep tries again. */
-static int cgroup_remove(const struct isolation *iso, const char *path)
-{
-    if (rmdir(path) == 0 || errno == ENOENT)
-        return 0;
-    if (errno != EBUSY)
-        return -errno;
-    char procs[1100], rel[1100];
-    snprintf(procs, sizeof procs, "%s/cgroup.procs", path);
-    snprintf(rel, sizeof rel, "%s%s", iso->cgroup_rel, path + strlen(iso->cgroup_root));
-    FILE *f = fopen(procs, "re");
-    int pid;
-    while (f && fscanf(f, "%d", &pid) == 1) {
-        int pidfd = pidfd_open_pid(pid);
-        if (pid > 1 && proc_in_cgroup(iso, pid, rel))
-            kill_pidfd(pidfd, pid);
-        if (pidfd >= 0)
-            close(pidfd);
-    }
-    if (f)
-        fclose(f);
-    return rmdir(path) == 0 || errno == ENOENT ? 0 : -errno;
-}
-
-static bool cgroup_in_use(struct gateway *g, const char *path)
-{
-    for (struct function *fn = g->functions; fn; fn = fn->next) {
-        if (fn->tmpl &&
-            (strcmp(fn->tmpl->cgroup, path) == 0 || strcmp(fn->tmpl->spare_cgroup, path) == 0))
-            return true;
-        for (struct instance *in = fn->instances; in; in = in->next)
-            if (in->state != INST_DEAD && strcmp(in->cgroup, path) == 0)
-                return true;
-    }
-    return false;
-}
-
-void cgroups_sweep(struct gateway *g)
-{
-    if (!g->iso.cgroup_v2 && !g->iso.cgroup_v1)
-        return;
-    DIR *d = opendir(g->iso.cgroup_root);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[1100];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || e->d_type != DT_DIR)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", g->iso.cgroup_root, e->d_name);
-        if (!cgroup_in_use(g, path) && cgroup_remove(&g->iso, path) == 0)
-            log_debug("cgroup %s removed", path);
-    }
-    closedir(d);
-}
-
-/* ---- cgroup of one instance ---- */
-
-/* <cgroup root>/<name> with memory limit `limit` (0: none), its path in path; returns an fd of
- * its cgroup.procs to join (-1: none, path ""). */
-static int cgroup_create_named(struct gateway *g, const char *name, uint64_t limit, char *path_out,
-                               size_t len)
-{
-    const struct isolation *iso = &g->iso;
-    path_out[0] = '\0';
-    if (!iso->cgroup_v2 && !iso->cgroup_v1)
-        return -1;
-    str_fmt(path_out, len, "%s/%s", iso->cgroup_root, name);
-    if (mkdir(path_out, 0755) != 0 && errno != EEXIST) {
-        log_warn("%s: cgroup %s: %s", name, path_out, strerror(errno));
-        path_out[0] = '\0';
-        return -1;
-    }
-    char path[600], val[32];
-    if (limit) {
-        snprintf(path, sizeof path, "%s/%s", path_out,
-                 iso->cgroup_v2 ? "memory.max" : "memory.limit_in_bytes");
-        int n = snprintf(val, sizeof val, "%llu", (unsigned long long)limit);
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, val, (size_t)n) != n)
-            log_warn("%s: cannot set memory limit in %s: %s", name, path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-    }
-    snprintf(path, sizeof path, "%s/cgroup.procs", path_out);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        log_warn("%s: %s: %s", name, path, strerror(errno));
-    return fd;
-}
-
-static int cgroup_create(struct gateway *g, struct instance *in, uint64_t limit)
-{
-    char name[GW_NAME_MAX + 16];
-    snprintf(name, sizeof name, "%s-%d", in->fn->spec.name, in->id);
-    return cgroup_create_named(g, name, limit, in->cgroup, sizeof in->cgroup);
-}
 
 /* ---- logs: one reader thread per instance turns its output into NDJSON lines ---- */
 
@@ -645,8 +245,8 @@ static int model_args(struct gateway *g, const struct fn_spec *spec, char **argv
 static int function_sock_dir(struct gateway *g, struct function *fn, char *err, size_t errlen)
 {
     if (mkdirat(g->run_fd, fn->spec.name, 0700) != 0 && errno != EEXIST)
-        return seterr(err, errlen, -errno, "cannot create %s/run/%s: %s", g->state,
-                      fn->spec.name, strerror(errno));
+        return seterr(err, errlen, -errno, "cannot create %s/run/%s: %s", g->state, fn->spec.name,
+                      strerror(errno));
     return 0;
 }
 
@@ -678,8 +278,8 @@ static struct instance *instance_new(struct gateway *g, struct function *fn, int
     }
     in->fn = fn;
     in->id = id ? id : ++g->next_instance_id;
-    int n = snprintf(in->sock, sizeof in->sock, "%s/run/%s/%d.sock", g->state, fn->spec.name,
-                     in->id);
+    int n =
+        snprintf(in->sock, sizeof in->sock, "%s/run/%s/%d.sock", g->state, fn->spec.name, in->id);
     if (n < 0 || (size_t)n >= sizeof in->sock) {
         seterr(err, errlen, -ENAMETOOLONG, "socket path under %s/run is too long for a unix socket",
                g->state);
@@ -706,7 +306,7 @@ struct ready_wait {
     int id;
 };
 
-static void mark_ready(struct gateway *g, struct instance *in, const char *how)
+void mark_ready(struct gateway *g, struct instance *in, const char *how)
 {
     in->state = INST_READY;
     in->fn->failures = 0;
@@ -715,8 +315,6 @@ static void mark_ready(struct gateway *g, struct instance *in, const char *how)
              (double)(now_ns() - in->spawn_ns) / 1e6, how);
     pthread_cond_broadcast(&g->changed);
 }
-
-static struct instance *instance_by_pid(struct gateway *g, pid_t pid);
 
 static void *ready_wait_main(void *arg)
 {
@@ -808,7 +406,7 @@ static void template_free(struct gateway *g, struct template *t)
 /* Retires fn's template: SIGKILL, since it holds nothing worth a goodbye (no lease, no request;
  * its instances are not its children and have their own process groups and cgroups). Its exit
  * is then reaped like any child we no longer know; wait: at shutdown, reap it here. */
-static void template_retire(struct gateway *g, struct function *fn, const char *why, bool wait)
+void template_retire(struct gateway *g, struct function *fn, const char *why, bool wait)
 {
     struct template *t = fn->tmpl;
     if (!t)
@@ -822,7 +420,7 @@ static void template_retire(struct gateway *g, struct function *fn, const char *
     template_free(g, t);
 }
 
-static void templates_retire_all(struct gateway *g, const char *why, bool wait)
+void templates_retire_all(struct gateway *g, const char *why, bool wait)
 {
     for (struct function *fn = g->functions; fn; fn = fn->next)
         template_retire(g, fn, why, wait);
@@ -841,7 +439,7 @@ static void template_failed(struct gateway *g, struct function *fn, const char *
 /* On fn's first scale-up (and after one was retired): start its template, exec'd like an
  * instance but as root (it must set its instances' uid), no_new_privs, in its own netns and
  * cgroup (the function's memory limit), with a socketpair as fd 3 instead of a listener. */
-static void template_start(struct gateway *g, struct function *fn)
+void template_start(struct gateway *g, struct function *fn)
 {
     int64_t now = now_ms();
     if (g->no_templates || fn->spec.private_model || fn->tmpl || fn->deleted || g->stopping ||
@@ -933,7 +531,7 @@ static void template_prepare(struct gateway *g, struct function *fn)
 }
 
 /* A starting template's first word: ready, or why not. Under the lock, never blocking. */
-static void template_poll(struct gateway *g, struct function *fn)
+void template_poll(struct gateway *g, struct function *fn)
 {
     struct template *t = fn->tmpl;
     if (!t || t->state != TEMPLATE_STARTING)
@@ -1180,7 +778,7 @@ void instance_release(struct gateway *g, struct instance *in)
 }
 
 /* Crash loops back off: 0.25 s doubling per failure up to 30 s. */
-static void backoff(struct function *fn)
+void function_backoff(struct function *fn)
 {
     int64_t ms = 250LL << (fn->failures < 7 ? fn->failures : 7);
     fn->failures++;
@@ -1222,7 +820,7 @@ static void instance_exited(struct gateway *g, struct instance *in, int st)
             log_warn("instance %s-%d: pid %d exited with status %d; replacing it", fn->spec.name,
                      in->id, (int)in->pid, WEXITSTATUS(st));
         if (in->state == INST_STARTING)
-            backoff(fn);
+            function_backoff(fn);
     }
     in->state = INST_DEAD;
     unlink(in->sock);
@@ -1236,7 +834,7 @@ static void instance_exited(struct gateway *g, struct instance *in, int st)
     pthread_cond_broadcast(&g->changed);
 }
 
-static struct instance *instance_by_pid(struct gateway *g, pid_t pid)
+struct instance *instance_by_pid(struct gateway *g, pid_t pid)
 {
     for (struct function *fn = g->functions; fn; fn = fn->next)
         for (struct instance *in = fn->instances; in; in = in->next)
@@ -1246,7 +844,7 @@ static struct instance *instance_by_pid(struct gateway *g, pid_t pid)
 }
 
 /* Under the lock: collect exited children. */
-static void reap_children(struct gateway *g)
+void reap_children(struct gateway *g)
 {
     int st;
     pid_t pid;
@@ -1363,290 +961,4 @@ void store_stop(struct gateway *g)
     remove_pidfile(g, "store.pid");
     g->store_pid = 0;
     store_prepare_drain(g); /* their PREPAREs ended with the store */
-}
-
-/* ---- the supervisor ---- */
-
-struct probe {
-    struct instance *in;
-    pid_t pid;
-    char sock[108];
-};
-
-/* Probes starting instances without the lock held; marks the ready ones. */
-static void check_ready(struct gateway *g)
-{
-    struct probe probes[256];
-    int n = 0;
-    int64_t now = now_ms();
-    for (struct function *fn = g->functions; fn; fn = fn->next) {
-        for (struct instance *in = fn->instances; in && n < 256; in = in->next) {
-            if (in->state != INST_STARTING)
-                continue;
-            if (now - in->started_ms > g->ready_timeout_ms) {
-                log_error("instance %s-%d: not ready after %lld ms; killing it", fn->spec.name,
-                          in->id, (long long)g->ready_timeout_ms);
-                kill(in->pid, SIGKILL);
-                in->state = INST_STOPPING;
-                in->stop_ms = now;
-                continue;
-            }
-            if (in->pushed) /* it says so itself */
-                continue;
-            probes[n].in = in;
-            probes[n].pid = in->pid;
-            snprintf(probes[n].sock, sizeof probes[n].sock, "%s", in->sock);
-            n++;
-        }
-    }
-    int ready[256];
-    pthread_mutex_unlock(&g->lock);
-    for (int i = 0; i < n; i++)
-        ready[i] = probe_ready(probes[i].sock, 200) == 1;
-    pthread_mutex_lock(&g->lock);
-    for (int i = 0; i < n; i++) {
-        if (!ready[i])
-            continue;
-        struct instance *in = instance_by_pid(g, probes[i].pid);
-        if (in == probes[i].in && in->state == INST_STARTING)
-            mark_ready(g, in, "probed");
-    }
-}
-
-/* Picks the instance to remove when scaling down: an idle one, newest first; else a starting one.
- */
-static struct instance *pick_victim(struct function *fn)
-{
-    struct instance *starting = NULL;
-    for (struct instance *in = fn->instances; in; in = in->next) {
-        if (in->stale)
-            continue;
-        if (in->state == INST_READY && in->inflight == 0)
-            return in;
-        if (in->state == INST_STARTING && !starting)
-            starting = in;
-    }
-    return starting;
-}
-
-static void scale_function(struct gateway *g, struct function *fn, int64_t now)
-{
-    struct autoscale_in ai = {.scale = fn->spec.scale,
-                              .floor = fn->floor,
-                              .current = function_live_count(fn),
-                              .inflight = fn->inflight,
-                              .queued = fn->queued,
-                              .now_ms = now,
-                              .last_active_ms = fn->last_active_ms,
-                              .down_delay_ms = g->down_delay_ms};
-    int want = autoscale_decide(&ai, &fn->as);
-    if (want != fn->desired)
-        log_info("function %s: %d → %d instances (in flight %d, held %d)", fn->spec.name,
-                 ai.current, want, fn->inflight, fn->queued);
-    fn->desired = want;
-    char err[512];
-    for (int live = ai.current; live < want && now >= fn->backoff_until_ms; live++) {
-        if (instance_start(g, fn, err, sizeof err)) {
-            log_error("function %s: %s", fn->spec.name, err);
-            backoff(fn);
-        }
-    }
-    if (want > 0) /* after the first instance: it need not wait for the template's spawn */
-        template_start(g, fn);
-    for (int live = ai.current; live > want; live--) {
-        struct instance *in = pick_victim(fn);
-        if (!in)
-            break;
-        instance_stop(g, in);
-    }
-}
-
-/* Rolling update: an instance of the old spec goes once a current one is ready (or none is
- * wanted) and it has nothing in flight. */
-static void retire_stale(struct gateway *g, struct function *fn)
-{
-    if (function_ready_count(fn) == 0 && fn->desired > 0)
-        return;
-    for (struct instance *in = fn->instances; in; in = in->next)
-        if (in->stale && in->inflight == 0)
-            instance_stop(g, in);
-}
-
-static void kill_overdue(struct function *fn, int64_t now)
-{
-    for (struct instance *in = fn->instances; in; in = in->next) {
-        if (in->state == INST_STOPPING && now - in->stop_ms > STOP_GRACE_MS) {
-            kill(in->pid, SIGKILL);
-            in->stop_ms = now;
-        }
-    }
-}
-
-/* Deleted functions leave once no request holds them and their instances are gone. */
-static void collect_deleted(struct gateway *g)
-{
-    for (struct function **p = &g->functions; *p;) {
-        struct function *fn = *p;
-        if (fn->deleted)
-            template_retire(g, fn, "its function was removed", false);
-        if (fn->deleted && fn->refs == 0 && !fn->instances) {
-            *p = fn->next;
-            if (!registry_find(g, fn->spec.name)) /* a re-created one keeps the directory */
-                unlinkat(g->run_fd, fn->spec.name, AT_REMOVEDIR);
-            spec_free(&fn->spec);
-            free(fn);
-            continue;
-        }
-        p = &fn->next;
-    }
-}
-
-/* Our store died: start a new one (it re-adopts the images; instances re-attach by themselves).
- * Runs without the lock: the store takes a moment to open its socket. */
-static void restart_store(struct gateway *g, int64_t now)
-{
-    char err[512];
-    if (!g->store_bin[0] || g->store_pid != 0 || g->stopping || now < g->store_retry_ms)
-        return;
-    pthread_mutex_unlock(&g->lock);
-    int rc = store_start(g, err, sizeof err);
-    pthread_mutex_lock(&g->lock);
-    if (rc) {
-        log_error("%s; retrying in 5 s", err);
-        if (g->store_pid > 0)
-            kill(g->store_pid, SIGKILL);
-        g->store_retry_ms = now + 5000;
-    }
-}
-
-/* Does the store's "names" list ("a, b" or "a") hold the model ref? Both without "?SHAPES". */
-static bool names_hold(const char *names, const char *ref)
-{
-    size_t n = strcspn(ref, "?");
-    for (const char *p = names; *p;) {
-        p += strspn(p, ", ");
-        size_t k = strcspn(p, ", ");
-        if (strcspn(p, "?, ") == n && strncmp(p, ref, n) == 0)
-            return true;
-        p += k;
-    }
-    return false;
-}
-
-/* Refused functions learn the store's reason and retry time from its stats ("refusals": [{names,
- * identity, reason, retry_in_ms}]); the stats query runs without the lock. */
-static void fetch_refusals(struct gateway *g, int64_t now)
-{
-    bool any = false;
-    for (struct function *fn = g->functions; fn; fn = fn->next)
-        any |= fn->refusal_pending;
-    if (!any)
-        return;
-    pthread_mutex_unlock(&g->lock);
-    json_t *stats = store_stats_json(g);
-    pthread_mutex_lock(&g->lock);
-    for (struct function *fn = g->functions; fn; fn = fn->next) {
-        if (!fn->refusal_pending)
-            continue;
-        fn->refusal_pending = false;
-        size_t i;
-        const json_t *r;
-        /* the store lists a named model as "name" or "name:tag" (no registry, digest, :latest) */
-        char listed[MODEL_REF_CANON_MAX + 1];
-        const char *image = model_ref_listed(fn->spec.image, listed, sizeof listed);
-        json_array_foreach(json_object_get(stats, "refusals"), i, r)
-        {
-            const char *names = json_string_value(json_object_get(r, "names"));
-            const char *id = json_string_value(json_object_get(r, "identity"));
-            const char *why = json_string_value(json_object_get(r, "reason"));
-            const json_t *retry = json_object_get(r, "retry_in_ms");
-            bool match = (names && names_hold(names, image)) ||
-                         (id && strncmp(fn->spec.image, "sha256:", 7) == 0 &&
-                          names_hold(id, fn->spec.image + 7));
-            if (!match || !why)
-                continue;
-            snprintf(fn->refusal, sizeof fn->refusal, "%s", why);
-            if (json_is_integer(retry) && json_integer_value(retry) >= 0)
-                fn->backoff_until_ms = now + json_integer_value(retry) + 100;
-            break;
-        }
-        log_warn("function %s: %s; next instance in %lld ms", fn->spec.name, fn->refusal,
-                 (long long)(fn->backoff_until_ms - now));
-    }
-    json_decref(stats);
-}
-
-/* Returns whether an instance is starting (the supervisor then looks again sooner). */
-static bool supervise_once(struct gateway *g)
-{
-    static int64_t swept_ms;
-    int64_t now = now_ms();
-    reap_children(g);
-    fetch_refusals(g, now);
-    restart_store(g, now);
-    if (now - swept_ms >= 1000) { /* cgroups whose last process outlived its instance */
-        cgroups_sweep(g);
-        swept_ms = now;
-    }
-    check_ready(g);
-    for (struct function *fn = g->functions; fn; fn = fn->next) {
-        template_poll(g, fn);
-        if (!fn->deleted && !g->stopping) {
-            scale_function(g, fn, now);
-            retire_stale(g, fn);
-        }
-        kill_overdue(fn, now);
-    }
-    collect_deleted(g);
-    for (struct function *fn = g->functions; fn; fn = fn->next) {
-        if (fn->tmpl && fn->tmpl->state == TEMPLATE_STARTING)
-            return true;
-        for (struct instance *in = fn->instances; in; in = in->next)
-            if (in->state == INST_STARTING && !in->pushed)
-                return true;
-    }
-    return false;
-}
-
-void *supervisor_main(void *arg)
-{
-    struct gateway *g = arg;
-    pthread_mutex_lock(&g->lock);
-    while (!g->stopping) {
-        bool starting = supervise_once(g);
-        struct timespec ts = mono_timespec(now_ns() + (starting ? 2 : 20) * 1000000);
-        pthread_cond_timedwait(&g->kick, &g->lock, &ts);
-    }
-    pthread_mutex_unlock(&g->lock);
-    return NULL;
-}
-
-void instances_shutdown(struct gateway *g)
-{
-    pthread_mutex_lock(&g->lock);
-    templates_retire_all(g, "shmfaasd stops", true);
-    for (struct function *fn = g->functions; fn; fn = fn->next)
-        for (struct instance *in = fn->instances; in; in = in->next)
-            instance_stop(g, in);
-    for (int i = 0; i < 500; i++) {
-        reap_children(g);
-        bool any = false;
-        for (struct function *fn = g->functions; fn; fn = fn->next)
-            for (struct instance *in = fn->instances; in; in = in->next)
-                any |= in->state != INST_DEAD;
-        if (!any)
-            break;
-        if (i == 300)
-            for (struct function *fn = g->functions; fn; fn = fn->next)
-                for (struct instance *in = fn->instances; in; in = in->next)
-                    if (in->state != INST_DEAD)
-                        kill(in->pid, SIGKILL);
-        pthread_mutex_unlock(&g->lock);
-        usleep(10000);
-        pthread_mutex_lock(&g->lock);
-    }
-    cgroups_sweep(g);
-    if (g->iso.cgroup_root[0] && rmdir(g->iso.cgroup_root) != 0 && errno != ENOENT)
-        log_warn("cgroup %s: %s", g->iso.cgroup_root, strerror(errno));
-    pthread_mutex_unlock(&g->lock);
 }
