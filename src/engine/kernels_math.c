@@ -829,9 +829,28 @@ static size_t channel_of(size_t i, size_t nscale, size_t len, size_t inner)
     return nscale == 1 ? 0 : (i / inner) % len;
 }
 
+/* rintf(v) for the values that can quantize inside int8/uint8 (round half to even with the
+ * 1.5 * 2^23 trick, no libm call); larger magnitudes and NaN pass through to saturate_q, which
+ * gives the same result for them as for rintf(v). */
+static float round_q(float v)
+{
+    return fabsf(v) < 0x1p22f ? (v + 0x1.8p23f) - 0x1.8p23f : v;
+}
+
 void k_quantize(const float *src, const float *scale, const void *zp, size_t nscale, size_t len,
                 size_t inner, int dtype, void *dst, size_t n)
 {
+    if (nscale == 1 && (dtype == ENGINE_U8 || dtype == ENGINE_I8)) { /* per tensor: hoisted */
+        float s = scale[0];
+        double z = zp ? (double)load_int(zp, dtype, 0) : 0;
+        if (dtype == ENGINE_U8)
+            for (size_t i = 0; i < n; i++)
+                ((uint8_t *)dst)[i] = (uint8_t)saturate_q((double)round_q(src[i] / s) + z, dtype);
+        else
+            for (size_t i = 0; i < n; i++)
+                ((int8_t *)dst)[i] = (int8_t)saturate_q((double)round_q(src[i] / s) + z, dtype);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t c = channel_of(i, nscale, len, inner);
         int64_t z = zp ? load_int(zp, dtype, c) : 0;
@@ -842,6 +861,17 @@ void k_quantize(const float *src, const float *scale, const void *zp, size_t nsc
 void k_dequantize(const void *src, int dtype, const float *scale, const void *zp, size_t nscale,
                   size_t len, size_t inner, float *dst, size_t n)
 {
+    if (nscale == 1 && (dtype == ENGINE_U8 || dtype == ENGINE_I8)) { /* per tensor: hoisted */
+        float s = scale[0];
+        int32_t z = zp ? (int32_t)load_int(zp, dtype, 0) : 0;
+        if (dtype == ENGINE_U8)
+            for (size_t i = 0; i < n; i++)
+                dst[i] = (float)(((const uint8_t *)src)[i] - z) * s;
+        else
+            for (size_t i = 0; i < n; i++)
+                dst[i] = (float)(((const int8_t *)src)[i] - z) * s;
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t c = channel_of(i, nscale, len, inner);
         int64_t z = zp ? load_int(zp, dtype, c) : 0;

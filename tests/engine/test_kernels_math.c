@@ -157,6 +157,11 @@ static void test_quantize_edges(void **state)
     k_quantize(x, &scale, NULL, 1, 1, 1, ENGINE_I8, qi, 5);
     assert_int_equal(qi[0], -128);
     assert_int_equal(qi[4], 127);
+    /* NaN quantizes to 0; negative ties to even; magnitudes past 2^22 saturate */
+    float x2[5] = {NAN, -0.5f, -1.5f, 5000000.5f, -2.5f};
+    uint8_t z2 = 128, q2[5], want2[5] = {0, 128, 126, 255, 126};
+    k_quantize(x2, &scale, &z2, 1, 1, 1, ENGINE_U8, q2, 5);
+    assert_memory_equal(q2, want2, sizeof(want2));
     float back[5];
     k_dequantize(q, ENGINE_U8, &scale, &zp, 1, 1, 1, back, 5);
     assert_true(back[0] == -10.0f && back[4] == 245.0f);
