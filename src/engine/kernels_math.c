@@ -962,61 +962,71 @@ static void qconv_store(const struct k_qconv *q, int64_t mo, int64_t acc, void *
     store_int(dst, q->ydt, i, saturate_q(rint((double)acc * mult) + (double)yz, q->ydt));
 }
 
-#define QCONV_ROW 2048 /* the row-wise path's stack rows (input and output last-axis lengths) */
-#define QCONV_ACC 4096 /* its sums on the stack: output channels of a group x the row */
+#define QCONV_PATCH 8192 /* the row-wise path's stack patch: taps x outputs of one row */
+#define QCONV_ACC   4096 /* and its sums: output channels of a group x the row */
 
-/* One output row (fixed b, o0, o1) of every output channel of group g: per input row a tap
- * reaches (ci, k0, k1), the row less its zero point once, then each output channel's k2 taps over
- * the outputs they reach. The same integer terms as qconv_sum, so the same sums. */
-static void qconv_rows(const struct k_qconv *q, const void *x, const void *w, int64_t b, int64_t g,
-                       int64_t o0, int64_t o1, int64_t *acc)
+/* The patch of one output row (fixed b, group g, o0, o1): for each tap t (the weights' order:
+ * ci, k0, k1, k2) the input each output o2 of the row reads, less the zero point, or 0 where it
+ * lies outside the input (the term qconv_sum skips). */
+static void qconv_patch(const struct k_qconv *q, const void *x, int64_t b, int64_t g, int64_t o0,
+                        int64_t o1, int32_t *pt)
 {
-    int64_t cg = q->c / q->group, mg = q->m / q->group, n2 = q->out[2], in2 = q->in[2];
-    int64_t xz = q->xzp ? load_int(q->xzp, q->xdt, 0) : 0, s = q->stride[2];
-    int32_t xr[QCONV_ROW];
-    memset(acc, 0, (size_t)(mg * n2) * sizeof(*acc));
+    int64_t cg = q->c / q->group, n2 = q->out[2], in2 = q->in[2], s = q->stride[2];
+    int32_t xz = q->xzp ? (int32_t)load_int(q->xzp, q->xdt, 0) : 0;
     for (int64_t ci = 0; ci < cg; ci++)
-        for (int64_t k0 = 0; k0 < q->k[0]; k0++) {
-            int64_t p0 = o0 * q->stride[0] - q->pad[0] + k0 * q->dil[0];
-            for (int64_t k1 = 0; p0 >= 0 && p0 < q->in[0] && k1 < q->k[1]; k1++) {
-                int64_t p1 = o1 * q->stride[1] - q->pad[1] + k1 * q->dil[1];
-                if (p1 < 0 || p1 >= q->in[1])
-                    continue;
-                size_t at =
-                    (size_t)((((b * q->c + g * cg + ci) * q->in[0] + p0) * q->in[1] + p1) * in2);
-                if (q->xdt == ENGINE_U8)
-                    for (int64_t j = 0; j < in2; j++)
-                        xr[j] = (int32_t)(((const uint8_t *)x)[at + (size_t)j] - xz);
-                else
-                    for (int64_t j = 0; j < in2; j++)
-                        xr[j] = (int32_t)(((const int8_t *)x)[at + (size_t)j] - xz);
-                for (int64_t k2 = 0; k2 < q->k[2]; k2++) {
+        for (int64_t k0 = 0; k0 < q->k[0]; k0++)
+            for (int64_t k1 = 0; k1 < q->k[1]; k1++)
+                for (int64_t k2 = 0; k2 < q->k[2]; k2++, pt += n2) {
+                    int64_t p0 = o0 * q->stride[0] - q->pad[0] + k0 * q->dil[0];
+                    int64_t p1 = o1 * q->stride[1] - q->pad[1] + k1 * q->dil[1];
                     int64_t off = k2 * q->dil[2] - q->pad[2];
+                    memset(pt, 0, (size_t)n2 * sizeof(*pt));
+                    if (p0 < 0 || p0 >= q->in[0] || p1 < 0 || p1 >= q->in[1])
+                        continue;
                     /* the outputs o2 whose input o2 * s + off lies in [0, in2) */
                     int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
                     int64_t hi = in2 - 1 - off < 0 ? -1 : (in2 - 1 - off) / s;
                     hi = hi > n2 - 1 ? n2 - 1 : hi;
-                    for (int64_t j = 0; j < mg; j++) {
-                        int64_t mo = g * mg + j;
-                        int64_t wz =
-                            q->wzp ? load_int(q->wzp, q->wdt, q->n_wzp == 1 ? 0 : (size_t)mo) : 0;
-                        size_t wi =
-                            (size_t)((((mo * cg + ci) * q->k[0] + k0) * q->k[1] + k1) * q->k[2] +
-                                     k2);
-                        int32_t wv = (int32_t)(load_int(w, q->wdt, wi) - wz);
-                        int64_t *ar = acc + j * n2;
-                        if (wv == 0)
-                            continue;
-                        if (s == 1)
-                            for (int64_t o2 = lo; o2 <= hi; o2++)
-                                ar[o2] += wv * xr[o2 + off];
-                        else
-                            for (int64_t o2 = lo; o2 <= hi; o2++)
-                                ar[o2] += wv * xr[o2 * s + off];
-                    }
+                    size_t at =
+                        (size_t)((((b * q->c + g * cg + ci) * q->in[0] + p0) * q->in[1] + p1) *
+                                     in2 +
+                                 off);
+                    if (q->xdt == ENGINE_U8)
+                        for (int64_t o2 = lo; o2 <= hi; o2++)
+                            pt[o2] = ((const uint8_t *)x)[at + (size_t)(o2 * s)] - xz;
+                    else
+                        for (int64_t o2 = lo; o2 <= hi; o2++)
+                            pt[o2] = ((const int8_t *)x)[at + (size_t)(o2 * s)] - xz;
                 }
-            }
+}
+
+/* acc[j][o2] = sum over taps t of (w[mo][t] - wz[mo]) * patch[t][o2] for the output channels
+ * mo = g * mg + j: the same integer terms as qconv_sum, so the same sums; int32 (the caller
+ * bounds the taps so that no sum can overflow it), vectorised where the CPU has AVX2. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* an AVX2 clone picked at load time, vectorised (-O2 leaves this loop scalar) */
+#define QCONV_VECTOR __attribute__((target_clones("avx2", "default"), optimize("O3")))
+#else
+#define QCONV_VECTOR
+#endif
+
+QCONV_VECTOR static void qconv_sums(const struct k_qconv *q, const void *w, int64_t g, int64_t taps,
+                                    const int32_t *restrict pt, int32_t *restrict acc)
+{
+    int64_t mg = q->m / q->group, n2 = q->out[2];
+    for (int64_t j = 0; j < mg; j++) {
+        int64_t mo = g * mg + j;
+        int32_t wz = q->wzp ? (int32_t)load_int(q->wzp, q->wdt, q->n_wzp == 1 ? 0 : (size_t)mo) : 0;
+        int32_t *restrict ar = acc + j * n2;
+        memset(ar, 0, (size_t)n2 * sizeof(*ar));
+        for (int64_t t = 0; t < taps; t++) {
+            int32_t wv = (int32_t)load_int(w, q->wdt, (size_t)(mo * taps + t)) - wz;
+            const int32_t *restrict pr = pt + t * n2;
+            if (wv != 0)
+                for (int64_t o2 = 0; o2 < n2; o2++)
+                    ar[o2] += wv * pr[o2];
         }
+    }
 }
 
 void k_qconv(const struct k_qconv *qa, const void *x, const void *w, void *dst)
@@ -1032,15 +1042,18 @@ void k_qconv(const struct k_qconv *qa, const void *x, const void *w, void *dst)
             axes[a][2] = axes[a][1], axes[a][1] = axes[a][0], axes[a][0] = v;
         }
     }
-    int64_t mg = q->m / q->group;
-    if (q->in[2] <= QCONV_ROW && mg * q->out[2] <= QCONV_ACC &&
+    int64_t mg = q->m / q->group, taps = q->c / q->group * q->k[0] * q->k[1] * q->k[2];
+    int64_t n2 = q->out[2];
+    /* each term is at most 255 * 255 in magnitude: int32 sums while taps * 65025 fits */
+    if (taps * n2 <= QCONV_PATCH && mg * n2 <= QCONV_ACC && taps <= INT32_MAX / 65025 &&
         (q->xdt == ENGINE_U8 || q->xdt == ENGINE_I8)) {
-        int64_t acc[QCONV_ACC], n2 = q->out[2];
+        int32_t acc[QCONV_ACC], pt[QCONV_PATCH];
         for (int64_t b = 0; b < q->n; b++)
             for (int64_t g = 0; g < q->group; g++)
                 for (int64_t o0 = 0; o0 < q->out[0]; o0++)
                     for (int64_t o1 = 0; o1 < q->out[1]; o1++) {
-                        qconv_rows(q, x, w, b, g, o0, o1, acc);
+                        qconv_patch(q, x, b, g, o0, o1, pt);
+                        qconv_sums(q, w, g, taps, pt, acc);
                         for (int64_t j = 0; j < mg; j++) {
                             int64_t mo = g * mg + j;
                             size_t at =

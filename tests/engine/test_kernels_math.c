@@ -221,18 +221,17 @@ static int64_t qconv_ref(const struct k_qconv *q, const uint8_t *xu, const int8_
     return acc;
 }
 
-/* ConvInteger's row-wise path (rows along the last real axis, unit axes moved first): 1-D, 2-D
- * and 3-D windows, strides 1-3, dilations, pads, groups, uint8 and int8 inputs, per-channel
- * weight zero points; every sum equals the definition's. */
+/* ConvInteger's row-wise path (rows along the last real axis, unit axes moved first; a patch of
+ * taps x outputs per row, then every output channel's sums): 1-D, 2-D and 3-D windows, strides
+ * 1-3, dilations, pads, groups, uint8 and int8 inputs, per-channel weight zero points, and a row
+ * too long for the patch (the per-element path); every sum equals the definition's. */
 static void test_qconv_rows(void **state)
 {
     static const struct {
         int sp, c, m, group, in, k, stride, dil, pad, u8;
-    } cases[] = {{2, 3, 4, 1, 9, 3, 1, 1, 1, 1},
-                 {2, 4, 6, 2, 8, 3, 2, 1, 1, 0},
-                 {1, 2, 3, 1, 17, 5, 3, 2, 4, 1},
-                 {3, 2, 2, 2, 5, 2, 1, 2, 1, 0},
-                 {2, 1, 2, 1, 7, 1, 1, 1, 0, 1}};
+    } cases[] = {{2, 3, 4, 1, 9, 3, 1, 1, 1, 1},  {2, 4, 6, 2, 8, 3, 2, 1, 1, 0},
+                 {1, 2, 3, 1, 17, 5, 3, 2, 4, 1}, {3, 2, 2, 2, 5, 2, 1, 2, 1, 0},
+                 {2, 1, 2, 1, 7, 1, 1, 1, 0, 1},  {1, 1, 2, 1, 5000, 3, 1, 1, 1, 1}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         struct k_qconv q = {.xdt = cases[c].u8 ? ENGINE_U8 : ENGINE_I8,
                             .wdt = ENGINE_I8,
