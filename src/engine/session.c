@@ -518,8 +518,8 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_REDUCE_MEAN:
         k_reduce_mean(k->src, &k->s, k->perm, k->dst);
         return 0;
-    case PLAN_K_COPY:
-        memcpy(k->dst, k->src, k->n_bytes);
+    case PLAN_K_COPY: /* a hostile image may overlap the two: memmove, never undefined */
+        memmove(k->dst, k->src, k->n_bytes);
         return 0;
     case PLAN_K_CAST:
         return k_cast(k->src, k->dtype, k->dst, k->out_dtype, k->n_bytes / k->esize);
