@@ -244,7 +244,7 @@ int image_dir_open(const char *dir, const char *flag, char *err, size_t errlen)
 /* ---- huge pages: the image directory as a tmpfs of its own (store.h) ---- */
 
 #define HUGE_MARKER "._shmfaas-huge-tmpfs" /* in the mount's root: it is ours */
-#define HUGE_SOURCE "shmfaas-images"        /* the mount's source, for /proc/mounts readers */
+#define HUGE_SOURCE "shmfaas-images"       /* the mount's source, for /proc/mounts readers */
 
 int huge_pages_parse(const char *s, enum huge_pages *out)
 {

@@ -142,8 +142,7 @@ static void test_off_and_fallback(void **state)
     int fd = open(junk, O_WRONLY | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_not_equal(env_start_refused(e, e->dir, (const char *[]){"--huge-pages", "on",
-                                                                        NULL}),
+    assert_int_not_equal(env_start_refused(e, e->dir, (const char *[]){"--huge-pages", "on", NULL}),
                          0);
     assert_int_equal(env_log_count(e, "--huge-pages on"), 1);
     env_start(e, "256MiB", NULL);
