@@ -258,6 +258,14 @@ struct k_qmm {
 };
 void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst);
 
+/* A kernel loop GCC vectorises in an AVX2 clone picked at load time (target_clones; -O2 leaves
+ * such loops scalar); a plain function elsewhere. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define K_VECTOR __attribute__((target_clones("avx2", "default"), optimize("O3")))
+#else
+#define K_VECTOR
+#endif
+
 /* Integer convolution of uint8/int8 x [n, c, in...] with w [m, c / group, k...] (1-3 spatial
  * dims, unused ones 1) less their zero points, padded with the zero point. With xs NULL the
  * int32 sums go to dst [n, m, out...] (ConvInteger); else dst (ydt) gets saturate(rint((sum +

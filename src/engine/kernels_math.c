@@ -1003,15 +1003,8 @@ static void qconv_patch(const struct k_qconv *q, const void *x, int64_t b, int64
 /* acc[j][o2] = sum over taps t of (w[mo][t] - wz[mo]) * patch[t][o2] for the output channels
  * mo = g * mg + j: the same integer terms as qconv_sum, so the same sums; int32 (the caller
  * bounds the taps so that no sum can overflow it), vectorised where the CPU has AVX2. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-/* an AVX2 clone picked at load time, vectorised (-O2 leaves this loop scalar) */
-#define QCONV_VECTOR __attribute__((target_clones("avx2", "default"), optimize("O3")))
-#else
-#define QCONV_VECTOR
-#endif
-
-QCONV_VECTOR static void qconv_sums(const struct k_qconv *q, const void *w, int64_t g, int64_t taps,
-                                    const int32_t *restrict pt, int32_t *restrict acc)
+K_VECTOR static void qconv_sums(const struct k_qconv *q, const void *w, int64_t g, int64_t taps,
+                                const int32_t *restrict pt, int32_t *restrict acc)
 {
     int64_t mg = q->m / q->group, n2 = q->out[2];
     for (int64_t j = 0; j < mg; j++) {
