@@ -829,26 +829,42 @@ static size_t channel_of(size_t i, size_t nscale, size_t len, size_t inner)
     return nscale == 1 ? 0 : (i / inner) % len;
 }
 
-/* rintf(v) for the values that can quantize inside int8/uint8 (round half to even with the
- * 1.5 * 2^23 trick, no libm call); larger magnitudes and NaN pass through to saturate_q, which
- * gives the same result for them as for rintf(v). */
-static float round_q(float v)
+/* Per-tensor quantization to [lo, hi] in float arithmetic, branch-free (vectorised): rintf by
+ * the 1.5 * 2^23 trick (round half to even, no libm call) where |v| < 2^22, larger magnitudes
+ * saturate either way; r + z is exact below that, so the result is saturate_q(rintf + z)'s. */
+K_VECTOR static void quantize_tensor(const float *restrict src, float s, float z, float lo,
+                                     float hi, int is_u8, void *restrict dst, size_t n)
 {
-    return fabsf(v) < 0x1p22f ? (v + 0x1.8p23f) - 0x1.8p23f : v;
+    for (size_t i = 0; i < n; i++) {
+        float v = src[i] / s;
+        float t = (fabsf(v) < 0x1p22f ? (v + 0x1.8p23f) - 0x1.8p23f : v) + z;
+        t = t < lo ? lo : t > hi ? hi : t;
+        int q = t == t ? (int)t : 0; /* NaN: 0 */
+        if (is_u8)
+            ((uint8_t *)dst)[i] = (uint8_t)q;
+        else
+            ((int8_t *)dst)[i] = (int8_t)q;
+    }
+}
+
+K_VECTOR static void dequantize_tensor(const void *restrict src, int is_u8, int32_t z, float s,
+                                       float *restrict dst, size_t n)
+{
+    if (is_u8)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)(((const uint8_t *)src)[i] - z) * s;
+    else
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)(((const int8_t *)src)[i] - z) * s;
 }
 
 void k_quantize(const float *src, const float *scale, const void *zp, size_t nscale, size_t len,
                 size_t inner, int dtype, void *dst, size_t n)
 {
     if (nscale == 1 && (dtype == ENGINE_U8 || dtype == ENGINE_I8)) { /* per tensor: hoisted */
-        float s = scale[0];
-        double z = zp ? (double)load_int(zp, dtype, 0) : 0;
-        if (dtype == ENGINE_U8)
-            for (size_t i = 0; i < n; i++)
-                ((uint8_t *)dst)[i] = (uint8_t)saturate_q((double)round_q(src[i] / s) + z, dtype);
-        else
-            for (size_t i = 0; i < n; i++)
-                ((int8_t *)dst)[i] = (int8_t)saturate_q((double)round_q(src[i] / s) + z, dtype);
+        float z = zp ? (float)load_int(zp, dtype, 0) : 0;
+        int u8 = dtype == ENGINE_U8;
+        quantize_tensor(src, scale[0], z, u8 ? 0.0f : -128.0f, u8 ? 255.0f : 127.0f, u8, dst, n);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -862,14 +878,8 @@ void k_dequantize(const void *src, int dtype, const float *scale, const void *zp
                   size_t len, size_t inner, float *dst, size_t n)
 {
     if (nscale == 1 && (dtype == ENGINE_U8 || dtype == ENGINE_I8)) { /* per tensor: hoisted */
-        float s = scale[0];
         int32_t z = zp ? (int32_t)load_int(zp, dtype, 0) : 0;
-        if (dtype == ENGINE_U8)
-            for (size_t i = 0; i < n; i++)
-                dst[i] = (float)(((const uint8_t *)src)[i] - z) * s;
-        else
-            for (size_t i = 0; i < n; i++)
-                dst[i] = (float)(((const int8_t *)src)[i] - z) * s;
+        dequantize_tensor(src, dtype == ENGINE_U8, z, scale[0], dst, n);
         return;
     }
     for (size_t i = 0; i < n; i++) {
