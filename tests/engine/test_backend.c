@@ -650,6 +650,50 @@ static void test_prelu(void **state)
     prelu_case(0);
 }
 
+/* A ReduceMean over every spatial axis with keepdims (a squeeze-excite's squeeze) runs as
+ * oneDNN's global average pooling on the convolution's layout; over other axes, or without
+ * keepdims, the C reduce kernel. Both match the mean. */
+static void reduce_mean_case(int spatial)
+{
+    enum { C = 8, HW = 36 };
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, C, 6, 6)), c = tb_act(g, "c", SHAPE(4, 1, C, 6, 6));
+    int y = spatial ? tb_act(g, "y", SHAPE(4, 1, C, 1, 1)) : tb_act(g, "y", SHAPE(4, 1, 1, 6, 6));
+    int w = tb_const(g, "w", SHAPE(4, C, C, 3, 3), NULL, 9);
+    tb_input(g, x);
+    int ci[2] = {x, w}, ri[1] = {c};
+    tb_ints(tb_node(g, "Conv", ci, 2, c), "pads", 4, 1, 1, 1, 1);
+    tb_output(g, c);
+    struct ir_node *r = tb_node(g, "ReduceMean", ri, 1, y);
+    if (spatial)
+        tb_ints(r, "axes", 2, 2, 3);
+    else
+        tb_ints(r, "axes", 1, 1);
+    tb_output(g, y);
+    float *xv = tb_fill(C * HW, 47);
+    struct run rr;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &rr);
+    const float *cv = rr.out[0].data;
+    float want[HW];
+    for (int i = 0; i < (spatial ? C : HW); i++) {
+        double s = 0;
+        for (int k = 0; k < (spatial ? HW : C); k++)
+            s += spatial ? cv[i * HW + k] : cv[k * HW + i];
+        want[i] = (float)(s / (spatial ? HW : C));
+    }
+    assert_close(rr.out[1].data, want, spatial ? C : HW);
+    assert_int_equal(tb_count_op(rr.img, rr.len, PLAN_OP_POOL), spatial);
+    run_free(&rr);
+    free(xv);
+}
+
+static void test_reduce_mean_pool(void **state)
+{
+    reduce_mean_case(1);
+    reduce_mean_case(0);
+}
+
 static void test_softmax(void **state)
 {
     struct ir_graph *g = tb_graph();
@@ -1181,6 +1225,7 @@ int main(void)
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_prelu),
+        cmocka_unit_test(test_reduce_mean_pool),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_memory_plan),

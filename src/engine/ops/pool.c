@@ -84,7 +84,8 @@ int lower_pool(struct lower *l, const struct ir_node *n)
     struct plan_node pn = node_init(l, n, PLAN_OP_POOL);
     int sp = x->shape.rank - 2;
     int64_t kernel[PLAN_MAX_SPATIAL];
-    int global = strncmp(n->op, "Global", 6) == 0;
+    /* a ReduceMean over every spatial axis, kept (lower_reduce checks): a global average */
+    int global = strncmp(n->op, "Global", 6) == 0 || strcmp(n->op, "ReduceMean") == 0;
     if (sp < 1 || sp > PLAN_MAX_SPATIAL)
         return lerr(l, n, -EINVAL, "only 1-3 spatial dims are supported");
     if (global) {

@@ -106,6 +106,16 @@ int lower_reduce(struct lower *l, const struct ir_node *n)
         return lerr(l, n, -EINVAL, "missing input");
     params[0] = k_redop_find(n->op);
     int rc = reduce_flags(l, n, x->shape.rank, params + 1);
+    /* a float32 ReduceMean over every spatial axis with keepdims (a squeeze-excite's squeeze) is
+     * a global average pooling: oneDNN's, in the input's (blocked) layout, no reorders */
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
+    int spatial = !rc && strcmp(n->op, "ReduceMean") == 0 && x->dtype == ENGINE_F32 &&
+                  x->shape.rank >= 3 && x->shape.rank <= 2 + PLAN_MAX_SPATIAL &&
+                  y->shape.rank == x->shape.rank && !params[1] && !params[2];
+    for (int i = 2; spatial && i < x->shape.rank; i++)
+        spatial = params[1 + i] != 0;
+    if (spatial)
+        return lower_pool(l, n);
     if (!rc)
         rc = math_operands(l, n, 1, ins);
     return rc < 0 ? rc
