@@ -200,6 +200,22 @@ static void spare_discard(struct spare *sp)
     *sp = (struct spare){0};
 }
 
+/* In a forked instance (a spare handed its request, or a fresh fork): its own identity, then
+ * it serves. Returns 1 (serving) or exits. */
+static int become_instance(struct fn_instance *in, struct fn_config *c, const struct tmpl_msg *m,
+                           int fds[TMPL_MAX_FDS], int sig_fd, bool joined, int64_t t0)
+{
+    char err[512];
+    take_identity(m, fds, fn_instance_image_fd(in), sig_fd, joined);
+    c->ready_fd = 4;
+    int rc = fn_instance_start_forked(in, t0, err, sizeof err);
+    if (rc < 0) {
+        log_error("%s", err);
+        _exit(rc == -ESTALE ? FN_EXIT_TEMPLATE_STALE : 1);
+    }
+    return 1;
+}
+
 /* In the spare: joins, then waits for its request; returns 1 handed over, serving. */
 static int spare_main(struct fn_instance *in, struct fn_config *c, int sock, uint32_t flags,
                       int cgroup_fd, int sig_fd)
@@ -220,14 +236,7 @@ static int spare_main(struct fn_instance *in, struct fn_config *c, int sock, uin
     if (tmpl_send(sock, &a, NULL, 0) < 0)
         _exit(1);
     close(sock);
-    take_identity(&m, fds, fn_instance_image_fd(in), sig_fd, true);
-    c->ready_fd = 4;
-    int rc = fn_instance_start_forked(in, t0, err, sizeof err);
-    if (rc < 0) {
-        log_error("%s", err);
-        _exit(rc == -ESTALE ? FN_EXIT_TEMPLATE_STALE : 1);
-    }
-    return 1;
+    return become_instance(in, c, &m, fds, sig_fd, true, t0);
 }
 
 /* TMPL_PREPARE: a new spare in cgroup_fd's cgroup (the old one discarded). Returns 1 in the
@@ -331,17 +340,8 @@ static int serve_fork(struct fn_instance *in, struct fn_config *c, struct spare 
      * shmfaasd aborts that instance (killing whatever joined its cgroup) and tries again. */
     pid_t pid = spare_fits(sp, m, fds) ? spare_hand_over(sp, m, fds, err, sizeof err)
                                        : double_fork(err, sizeof err);
-    if (pid == 0) {
-        int64_t t0 = now_ns();
-        take_identity(m, fds, fn_instance_image_fd(in), sig_fd, false);
-        c->ready_fd = 4;
-        int rc = fn_instance_start_forked(in, t0, err, sizeof err);
-        if (rc < 0) {
-            log_error("%s", err);
-            _exit(rc == -ESTALE ? FN_EXIT_TEMPLATE_STALE : 1);
-        }
-        return 1;
-    }
+    if (pid == 0)
+        return become_instance(in, c, m, fds, sig_fd, false, now_ns());
     for (int i = 0; i < TMPL_MAX_FDS; i++)
         if (fds[i] >= 0)
             close(fds[i]);
