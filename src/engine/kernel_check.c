@@ -814,10 +814,9 @@ static int rnn_check(const struct node_ctx *c, const int32_t *p)
 static int resize_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *y = dst_of(c);
-    int ok = x->dtype == ENGINE_F32 && y->rank == x->rank && c->n->n_params == 6 + 3 * x->rank &&
-             p[0] >= K_RESIZE_NEAREST && p[0] <= K_RESIZE_CUBIC && p[1] >= K_RESIZE_HALF_PIXEL &&
-             p[1] <= K_RESIZE_TF_CROP_AND_RESIZE && p[2] >= K_NEAREST_ROUND_PREFER_FLOOR &&
-             p[2] <= K_NEAREST_CEIL && (p[3] == 0 || p[3] == 1);
+    struct k_resize z;
+    int ok = x->dtype == ENGINE_F32 && y->rank == x->rank &&
+             kp_decode_resize(p, c->n->n_params, (int)x->rank, &z) == 0;
     for (uint32_t d = 0; ok && d < x->rank; d++)
         ok = x->dims[d] > 0 || y->dims[d] == 0;
     return ok ? 0 : node_err(c, -EINVAL, "resize operands or parameters do not fit");

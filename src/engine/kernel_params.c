@@ -22,6 +22,20 @@ static int spatial(const int32_t *p, uint32_t n, uint32_t at, uint32_t fixed, ui
     return p[at];
 }
 
+static int32_t float_bits(float f)
+{
+    int32_t b;
+    memcpy(&b, &f, sizeof(b));
+    return b;
+}
+
+static float bits_float(int32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof(f));
+    return f;
+}
+
 uint32_t kp_encode_deconv(const struct k_deconv *d, int64_t *out)
 {
     out[0] = d->group;
@@ -104,10 +118,8 @@ int kp_decode_grid(const int32_t *p, uint32_t n, struct k_grid *g)
 
 uint32_t kp_encode_lrn(const struct kp_lrn *r, int64_t *out)
 {
-    int32_t bits;
-    memcpy(&bits, &r->bias, sizeof(bits));
     out[0] = r->size;
-    out[1] = bits;
+    out[1] = float_bits(r->bias);
     return 2;
 }
 
@@ -116,7 +128,44 @@ int kp_decode_lrn(const int32_t *p, uint32_t n, struct kp_lrn *r)
     if (n != 2 || p[0] < 1)
         return -EINVAL;
     r->size = p[0];
-    memcpy(&r->bias, &p[1], sizeof(r->bias));
+    r->bias = bits_float(p[1]);
+    return 0;
+}
+
+uint32_t kp_encode_resize(const struct k_resize *z, int rank, int64_t *out)
+{
+    out[0] = z->mode;
+    out[1] = z->coord;
+    out[2] = z->nearest;
+    out[3] = z->exclude_outside;
+    out[4] = float_bits(z->cubic_a);
+    out[5] = float_bits(z->extrapolation);
+    for (int d = 0; d < rank; d++) {
+        out[6 + d] = float_bits(z->scale[d]);
+        out[6 + rank + d] = float_bits(z->roi_start[d]);
+        out[6 + 2 * rank + d] = float_bits(z->roi_end[d]);
+    }
+    return (uint32_t)(6 + 3 * rank);
+}
+
+int kp_decode_resize(const int32_t *p, uint32_t n, int rank, struct k_resize *z)
+{
+    if (rank < 0 || rank > ENGINE_MAX_RANK || n != (uint32_t)(6 + 3 * rank) ||
+        p[0] < K_RESIZE_NEAREST || p[0] > K_RESIZE_CUBIC || p[1] < K_RESIZE_HALF_PIXEL ||
+        p[1] > K_RESIZE_TF_CROP_AND_RESIZE || p[2] < K_NEAREST_ROUND_PREFER_FLOOR ||
+        p[2] > K_NEAREST_CEIL || !flag(p[3]))
+        return -EINVAL;
+    *z = (struct k_resize){.mode = (enum k_resize_mode)p[0],
+                           .coord = (enum k_resize_coord)p[1],
+                           .nearest = (enum k_resize_nearest)p[2],
+                           .exclude_outside = p[3],
+                           .cubic_a = bits_float(p[4]),
+                           .extrapolation = bits_float(p[5])};
+    for (int d = 0; d < rank; d++) {
+        z->scale[d] = bits_float(p[6 + d]);
+        z->roi_start[d] = bits_float(p[6 + rank + d]);
+        z->roi_end[d] = bits_float(p[6 + 2 * rank + d]);
+    }
     return 0;
 }
 

@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#define KP_MAX_PARAMS (3 + 4 * 3) /* the longest layout below: maxpool-indices in 3-D */
+#define KP_MAX_PARAMS (6 + 3 * ENGINE_MAX_RANK) /* the longest layout below: resize */
 
 /* PLAN_K_CONV_TRANSPOSE: group, sp, strides[sp], dilations[sp], pads_begin[sp]. */
 uint32_t kp_encode_deconv(const struct k_deconv *d, int64_t *out);
@@ -47,6 +47,12 @@ int kp_decode_lrn(const int32_t *p, uint32_t n, struct kp_lrn *r);
 /* PLAN_K_ROI_ALIGN: sampling_ratio, half_pixel; the scale is the node's alpha. */
 uint32_t kp_encode_roi(const struct k_roi *r, int64_t *out);
 int kp_decode_roi(const int32_t *p, uint32_t n, float scale, struct k_roi *r);
+
+/* PLAN_K_RESIZE: mode, coordinate transformation, nearest mode, exclude_outside, cubic_a and
+ * extrapolation (float bits), then per axis of x (rank values each): scale, roi start, roi end
+ * (float bits). Written by the shape rule (attribute resize_params), which knows the scales. */
+uint32_t kp_encode_resize(const struct k_resize *z, int rank, int64_t *out);
+int kp_decode_resize(const int32_t *p, uint32_t n, int rank, struct k_resize *z);
 
 /* PLAN_K_RNN: kind, direction, layout, linear_before_reset, hidden, which output (0 Y, 1 Y_h,
  * 2 Y_c), the presence mask of the optional inputs (1 b, 2 sequence_lens, 4 h0, 8 c0, 16 p). */

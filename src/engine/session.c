@@ -57,6 +57,7 @@ struct session_kernel {
         struct k_roi roi;
         struct kp_rnn rnn;
         struct kp_nms nms;
+        struct k_resize resize;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -145,6 +146,9 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_LRN:
         rc = kp_decode_lrn(k->params, k->n_params, &k->kp.lrn);
+        break;
+    case PLAN_K_RESIZE:
+        rc = kp_decode_resize(k->params, k->n_params, k->in_s[0].rank, &k->kp.resize);
         break;
     case PLAN_K_RNN:
         rc = kp_decode_rnn(k->params, k->n_params, &k->kp.rnn);
@@ -441,24 +445,6 @@ static int run_rnn(const struct session_kernel *k)
 }
 
 /* params: modes, cubic_a, extrapolation, then per axis scale, roi start, roi end (checked) */
-static void run_resize(const struct session_kernel *k)
-{
-    const int32_t *p = k->params;
-    int r = k->in_s[0].rank;
-    struct k_resize z = {.mode = (enum k_resize_mode)p[0],
-                         .coord = (enum k_resize_coord)p[1],
-                         .nearest = (enum k_resize_nearest)p[2],
-                         .exclude_outside = p[3]};
-    memcpy(&z.cubic_a, &p[4], 4);
-    memcpy(&z.extrapolation, &p[5], 4);
-    for (int d = 0; d < r; d++) {
-        memcpy(&z.scale[d], &p[6 + d], 4);
-        memcpy(&z.roi_start[d], &p[6 + r + d], 4);
-        memcpy(&z.roi_end[d], &p[6 + 2 * r + d], 4);
-    }
-    k_resize(k->in[0], &k->in_s[0], &z, k->dst, &k->o);
-}
-
 /* NonMaxSuppression: the thresholds present are inputs 2 and 3, read now. */
 static int run_nms(const struct session_kernel *k)
 {
@@ -574,7 +560,7 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_RNN:
         return run_rnn(k);
     case PLAN_K_RESIZE:
-        run_resize(k);
+        k_resize(k->in[0], &k->in_s[0], &k->kp.resize, k->dst, &k->o);
         return 0;
     case PLAN_K_MAXPOOL_IDX:
         k_maxpool_idx(k->in[0], &k->in_s[0], &k->kp.maxpool_idx.pool, k->kp.maxpool_idx.which,

@@ -23,7 +23,8 @@ static int const_floats(struct ir_tensor *t, float *v, int max)
     return (int)k;
 }
 
-/* Resize (opset 11 on) with constant scales or sizes; kept as "resize_params" (see plan.h). */
+/* Resize (opset 11 on) with constant scales or sizes; kept as "resize_params" (kp_encode_resize).
+ */
 static int resize_enum(const char *v, const char *const *names, int count)
 {
     for (int i = 0; i < count; i++)
@@ -32,7 +33,8 @@ static int resize_enum(const char *v, const char *const *names, int count)
     return -1;
 }
 
-static int resize_modes(struct ir_graph *g, struct ir_node *n, int64_t *p, char *err, size_t errlen)
+static int resize_modes(struct ir_graph *g, struct ir_node *n, struct k_resize *z, char *err,
+                        size_t errlen)
 {
     static const char *modes[] = {"nearest", "linear", "cubic"};
     static const char *coords[] = {"half_pixel", "pytorch_half_pixel",   "align_corners",
@@ -41,14 +43,10 @@ static int resize_modes(struct ir_graph *g, struct ir_node *n, int64_t *p, char 
     const char *m = ir_attr_str(n, "mode", "nearest");
     const char *c = ir_attr_str(n, "coordinate_transformation_mode", "half_pixel");
     const char *nm = ir_attr_str(n, "nearest_mode", "round_prefer_floor");
-    p[0] = resize_enum(m, modes, 3), p[1] = resize_enum(c, coords, 6);
-    p[2] = resize_enum(nm, nearest, 4), p[3] = ir_attr_int(n, "exclude_outside", 0);
-    float a = ir_attr_float(n, "cubic_coeff_a", -0.75f),
-          e = ir_attr_float(n, "extrapolation_value", 0);
-    int32_t bits;
-    memcpy(&bits, &a, 4), p[4] = bits;
-    memcpy(&bits, &e, 4), p[5] = bits;
-    if (p[0] < 0 || p[1] < 0 || p[2] < 0 || (p[3] != 0 && p[3] != 1) || g->opset < 11 ||
+    int mode = resize_enum(m, modes, 3), coord = resize_enum(c, coords, 6),
+        near = resize_enum(nm, nearest, 4);
+    int64_t excl = ir_attr_int(n, "exclude_outside", 0);
+    if (mode < 0 || coord < 0 || near < 0 || (excl != 0 && excl != 1) || g->opset < 11 ||
         ir_attr_int(n, "antialias", 0) != 0 || ir_attr_get(n, "axes") ||
         strcmp(ir_attr_str(n, "keep_aspect_ratio_policy", "stretch"), "stretch") != 0)
         return ir_node_err(
@@ -56,6 +54,12 @@ static int resize_modes(struct ir_graph *g, struct ir_node *n, int64_t *p, char 
             "unsupported mode=%s, coordinate_transformation_mode=%s, nearest_mode=%s, "
             "antialias, axes or keep_aspect_ratio_policy (or opset < 11)",
             m, c, nm);
+    *z = (struct k_resize){.mode = (enum k_resize_mode)mode,
+                           .coord = (enum k_resize_coord)coord,
+                           .nearest = (enum k_resize_nearest)near,
+                           .exclude_outside = (int)excl,
+                           .cubic_a = ir_attr_float(n, "cubic_coeff_a", -0.75f),
+                           .extrapolation = ir_attr_float(n, "extrapolation_value", 0)};
     return 0;
 }
 
@@ -66,16 +70,17 @@ int infer_resize(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
         return rc;
     struct ir_tensor *x = in_t(g, n, 0);
     int r = x->shape.rank;
-    int64_t p[6 + 3 * ENGINE_MAX_RANK], sizes[ENGINE_MAX_RANK];
+    int64_t p[KP_MAX_PARAMS], sizes[ENGINE_MAX_RANK];
     float scales[ENGINE_MAX_RANK], roi[2 * ENGINE_MAX_RANK] = {0};
-    if ((rc = resize_modes(g, n, p, err, errlen)))
+    struct k_resize z;
+    if ((rc = resize_modes(g, n, &z, err, errlen)))
         return rc;
     int ns = const_floats(in_t(g, n, 2), scales, ENGINE_MAX_RANK);
     int nr = const_floats(in_t(g, n, 1), roi, 2 * ENGINE_MAX_RANK);
     if (in_t(g, n, 3) && (rc = const_ints(g, n, 3, sizes, ENGINE_MAX_RANK, &k, err, errlen)))
         return rc;
     if (ns < 0 || nr < 0 || (ns != 0) == (k != 0) || (ns && ns != r) || (k && k != r) ||
-        (p[1] == K_RESIZE_TF_CROP_AND_RESIZE && nr != 2 * r))
+        (z.coord == K_RESIZE_TF_CROP_AND_RESIZE && nr != 2 * r))
         return ir_node_err(g, n, err, errlen, -ENOTSUP,
                            "needs constant scales or sizes (one of them, %d values) and for "
                            "tf_crop_and_resize a constant roi",
@@ -91,13 +96,11 @@ int infer_resize(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
             return ir_node_err(g, n, err, errlen, -EINVAL, "scale or size out of range on axis %d",
                                d);
         o.dims[d] = (int64_t)out;
-        float f = (float)sc, rs = roi[d], re = roi[r + d];
-        int32_t bits;
-        memcpy(&bits, &f, 4), p[6 + d] = bits;
-        memcpy(&bits, &rs, 4), p[6 + r + d] = bits;
-        memcpy(&bits, &re, 4), p[6 + 2 * r + d] = bits;
+        z.scale[d] = (float)sc;
+        z.roi_start[d] = roi[d];
+        z.roi_end[d] = roi[r + d];
     }
-    if (ir_attr_set_ints(n, "resize_params", p, (size_t)(6 + 3 * r)))
+    if (ir_attr_set_ints(n, "resize_params", p, kp_encode_resize(&z, r, p)))
         return oom(g, n, err, errlen);
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
@@ -138,18 +141,18 @@ int infer_upsample(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
     if (ns != r || mode < 0)
         return ir_node_err(g, n, err, errlen, -ENOTSUP,
                            "needs mode nearest or linear and %d constant scales", r);
-    int64_t p[6 + 3 * ENGINE_MAX_RANK] = {mode, K_RESIZE_ASYMMETRIC, K_NEAREST_FLOOR, 0, 0, 0};
+    int64_t p[KP_MAX_PARAMS];
+    struct k_resize z = {
+        .mode = (enum k_resize_mode)mode, .coord = K_RESIZE_ASYMMETRIC, .nearest = K_NEAREST_FLOOR};
     struct engine_shape o = x->shape;
     for (int d = 0; d < r; d++) {
         double out = floor((double)x->shape.dims[d] * scales[d]);
         if (!(scales[d] > 0) || out > (double)(1 << 30) || (x->shape.dims[d] == 0 && out > 0))
             return ir_node_err(g, n, err, errlen, -EINVAL, "scale out of range on axis %d", d);
         o.dims[d] = (int64_t)out;
-        int32_t bits;
-        memcpy(&bits, &scales[d], 4);
-        p[6 + d] = bits, p[6 + r + d] = 0, p[6 + 2 * r + d] = 0;
+        z.scale[d] = scales[d]; /* roi unused (zero) */
     }
-    if (ir_attr_set_ints(n, "resize_params", p, (size_t)(6 + 3 * r)))
+    if (ir_attr_set_ints(n, "resize_params", p, kp_encode_resize(&z, r, p)))
         return oom(g, n, err, errlen);
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
