@@ -2,9 +2,12 @@
  * winograd.c — the transforms of Winograd F(4x4, 3x3) (see winograd.h).
  *
  * Y = A^T [ (G g G^T) . (B^T d B) ] A over 6x6 input patches d and 4x4 output tiles, with the
- * usual points 0, +-1, +-2 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
- * 2016). The transforms are vectorised over the 8 channels of an nChw8c block with the compiler's
- * vector extension; the elementwise product summed over input channels is 36 matrix products,
+ * points 0, 1, -1, 2, -1/2 (and infinity): Lavin & Gray's construction ("Fast Algorithms for
+ * Convolutional Neural Networks", 2016) at the points Barabasz et al. found better conditioned
+ * than the usual 0, +-1, +-2 ("Error analysis and improving the accuracy of Winograd
+ * convolution", 2020): about half the fp32 error (issue 17, docs/bench/accuracy.md). The
+ * transforms are vectorised over the 8 channels of an nChw8c block with the compiler's vector
+ * extension; the elementwise product summed over input channels is 36 matrix products,
  * done by a 6x16 register-blocked FMA kernel over weights packed in 16-channel panels.
  */
 #include "engine/winograd.h"
@@ -89,11 +92,11 @@ uint64_t wino_m_bytes(const struct wino_shape *s)
 
 void wino_weights(const float *w, int64_t k, int64_t c, float *u)
 {
-    static const double g[WINO_ALPHA][3] = {{1.0 / 4, 0, 0},
-                                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
+    static const double g[WINO_ALPHA][3] = {{1, 0, 0},
+                                            {-1.0 / 3, -1.0 / 3, -1.0 / 3},
+                                            {1.0 / 3, -1.0 / 3, 1.0 / 3},
+                                            {1.0 / 15, 2.0 / 15, 4.0 / 15},
+                                            {-16.0 / 15, 8.0 / 15, -4.0 / 15},
                                             {0, 0, 1}};
     size_t k16 = (size_t)(k + WINO_COLS - 1) / WINO_COLS * WINO_COLS;
     memset(u, 0, wino_u_bytes(c, k));
@@ -159,22 +162,22 @@ WINO_TARGET static inline v8 vmin(v8 a, v8 b)
 WINO_TARGET static inline void input_1d(const v8 *d, int s, v8 *r, int rs)
 {
     v8 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
-    r[0] = 4 * d0 - 5 * d2 + d4;
-    r[rs] = d3 + d4 - 4 * (d1 + d2);
-    r[2 * rs] = 4 * (d1 - d2) + d4 - d3;
-    r[3 * rs] = 2 * (d3 - d1) + d4 - d2;
-    r[4 * rs] = 2 * (d1 - d3) + d4 - d2;
-    r[5 * rs] = 4 * d1 - 5 * d3 + d5;
+    r[0] = d0 + d4 + 1.5f * (d1 - d3) - 2 * d2;
+    r[rs] = d4 - d1 - 2.5f * d2 - 0.5f * d3;
+    r[2 * rs] = d1 + d4 + 0.5f * d2 - 2.5f * d3;
+    r[3 * rs] = d4 - d2 + 0.5f * (d3 - d1);
+    r[4 * rs] = d4 - d2 + 2 * (d1 - d3);
+    r[5 * rs] = d1 + d5 + 1.5f * (d2 - d4) - 2 * d3;
 }
 
 /* o = A^T m for 6 values of m spaced s apart, 4 written spaced os apart. */
 WINO_TARGET static inline void output_1d(const v8 *m, int s, v8 *o, int os)
 {
-    v8 a = m[s] + m[2 * s], b = m[s] - m[2 * s], c = m[3 * s] + m[4 * s], d = m[3 * s] - m[4 * s];
-    o[0] = m[0] + a + c;
-    o[os] = b + 2 * d;
-    o[2 * os] = a + 4 * c;
-    o[3 * os] = b + 8 * d + m[5 * s];
+    v8 a = m[s] + m[2 * s], b = m[s] - m[2 * s], m3 = m[3 * s], m4 = m[4 * s];
+    o[0] = m[0] + a + m3 + m4;
+    o[os] = b + 2 * m3 - 0.5f * m4;
+    o[2 * os] = a + 4 * m3 + 0.25f * m4;
+    o[3 * os] = b + 8 * m3 - 0.125f * m4 + m[5 * s];
 }
 
 /* The input transform of channel block cb (the OpenMP loops call these per block: an outlined
@@ -216,51 +219,68 @@ WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, 
 }
 
 #if defined(__x86_64__)
-/* m[6][16] (row stride ldm) = v[6][c] (row stride c) x the panel p [c][16]. The loops over the
- * 6 rows have constant bounds: the compiler unrolls them and keeps the 12 sums in registers. */
-WINO_TARGET static void kernel_6x16(const float *v, int64_t c, const float *p, float *m, size_t ldm)
+/* m[6][16] (row stride ldm) = v[6][n] (row stride ldv) x the panel p [n][16], or += when add.
+ * The loops over the 6 rows have constant bounds: the compiler unrolls them and keeps the 12
+ * sums in registers. */
+WINO_TARGET static void kernel_6x16(const float *v, size_t ldv, int64_t n, const float *p,
+                                    float *m, size_t ldm, int add)
 {
     __m256 acc[WINO_ROWS][2];
 #pragma GCC unroll 6
     for (int r = 0; r < WINO_ROWS; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < c; i++, p += WINO_COLS) {
+    for (int64_t i = 0; i < n; i++, p += WINO_COLS) {
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < WINO_ROWS; r++) {
-            __m256 x = _mm256_broadcast_ss(v + r * c + i);
+            __m256 x = _mm256_broadcast_ss(v + r * ldv + i);
             acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
         }
     }
 #pragma GCC unroll 6
     for (int r = 0; r < WINO_ROWS; r++) {
+        if (add) {
+            acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(m + r * ldm));
+            acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(m + r * ldm + 8));
+        }
         _mm256_storeu_ps(m + r * ldm, acc[r][0]);
         _mm256_storeu_ps(m + r * ldm + 8, acc[r][1]);
     }
 }
 #else
-static void kernel_6x16(const float *v, int64_t c, const float *p, float *m, size_t ldm)
+static void kernel_6x16(const float *v, size_t ldv, int64_t n, const float *p, float *m,
+                        size_t ldm, int add)
 {
     for (int r = 0; r < WINO_ROWS; r++)
         for (int j = 0; j < WINO_COLS; j++) {
             float acc = 0;
-            for (int64_t i = 0; i < c; i++)
-                acc += v[r * c + i] * p[i * WINO_COLS + j];
-            m[r * ldm + j] = acc;
+            for (int64_t i = 0; i < n; i++)
+                acc += v[r * ldv + i] * p[i * WINO_COLS + j];
+            m[r * ldm + j] = add ? m[r * ldm + j] + acc : acc;
         }
 }
 #endif
 
 /* The product of one point: panel by panel, each against every 6-tile row group of the block
- * (the panel, c x 16 floats, stays in cache while the block's rows stream past). */
+ * (the panel, c x 16 floats, stays in cache while the block's rows stream past). The sum over
+ * input channels runs in chunks of WINO_SUM_CHUNK, each from zero in registers, then added to m:
+ * a rounding error then grows with the chunk's partial sums, not the whole running sum (issue
+ * 17: 2-4x less fp32 error on C >= 256 layers, docs/bench/accuracy.md), for one load and add of
+ * the 12 sums per chunk. */
+#define WINO_SUM_CHUNK 32
 static void gemm_point(const struct wino_shape *s, const float *v, const float *u, float *m)
 {
     for (int64_t kp = 0; kp < s->k16 / WINO_COLS; kp++) {
         const float *panel = u + (size_t)kp * (size_t)s->c * WINO_COLS;
         for (int64_t r = 0; r < s->block; r += WINO_ROWS)
-            kernel_6x16(v + (size_t)r * (size_t)s->c, s->c, panel,
-                        m + (size_t)r * (size_t)s->k16 + (size_t)kp * WINO_COLS, (size_t)s->k16);
+            for (int64_t c0 = 0; c0 < s->c; c0 += WINO_SUM_CHUNK) {
+                int64_t n = s->c - c0 < WINO_SUM_CHUNK ? s->c - c0 : WINO_SUM_CHUNK;
+                kernel_6x16(v + (size_t)r * (size_t)s->c + (size_t)c0, (size_t)s->c, n,
+                            panel + (size_t)c0 * WINO_COLS,
+                            m + (size_t)r * (size_t)s->k16 + (size_t)kp * WINO_COLS,
+                            (size_t)s->k16, c0 > 0);
+            }
     }
 }
 
