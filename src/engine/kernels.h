@@ -283,6 +283,22 @@ struct k_qconv {
 };
 void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst);
 
+/* The integer GEMM under both (kernels_int8.c): c[j * ldc + p] = the int32 (wrapping) sum over
+ * kp of a[j * kp + i] * t[p * kp + i], operands in [-255, 255], kp a multiple of 16; AVX2
+ * vpmaddwd where the CPU has it. K_QDOT_MAX_K: the longest sum that cannot wrap. */
+#define K_QDOT_MAX_K 33025
+void k_qdot(const int16_t *a, int64_t nj, const int16_t *t, int64_t np, int64_t kp, int32_t *c,
+            int64_t ldc);
+void k_qdot_force_plain(int plain); /* tests: the portable path (1) or the CPU's (0) */
+/* rows x k uint8/int8 values (element (r, i) at r * row_stride + i * col_stride) less their zero
+ * point (zp NULL, one, or one per row when n_zp == rows) into int16 rows of kp (zero filled). */
+void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows, int64_t k,
+                  int64_t row_stride, int64_t col_stride, int64_t kp, int16_t *dst);
+/* Output positions p0 .. p0 + np - 1 of batch b, group g as rows of kp: the taps (ci, k0, k1,
+ * k2) in the weights' order, x less its zero point, 0 outside x. */
+void k_qconv_im2row(const struct k_qconv *q, const void *x, int64_t b, int64_t g, int64_t p0,
+                    int64_t np, int64_t kp, int16_t *t);
+
 /* Einsum. A spec names every dim by a label id: [n_in, out_rank, out ids..., then per input its
  * rank and ids...]; letters are ids 0-51, the dims an ellipsis covers 52 on. */
 #define K_EINSUM_LABELS 60

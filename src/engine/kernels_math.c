@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- name tables ---- */
@@ -906,8 +907,47 @@ void k_dynquant(const float *x, size_t n, uint8_t *y, float *scale, uint8_t *zp)
         y[i] = s > 0 ? (uint8_t)saturate_q((double)rintf(x[i] / s) + z, ENGINE_U8) : z;
 }
 
+static int is_q8dt(int dt)
+{
+    return dt == ENGINE_U8 || dt == ENGINE_I8;
+}
+
+/* MatMulInteger / QLinearMatMul on k_qdot: A and B (transposed) less their zero points as int16
+ * rows, once per batch (B once if shared); requantised the reference's way. -1: not taken (a
+ * type it does not cover, a sum that could wrap before requantising, no memory). */
+static int qmatmul_gemm(const struct k_qmm *q, const void *a, const void *b, void *dst)
+{
+    if (!is_q8dt(q->adt) || !is_q8dt(q->bdt) || (q->multiplier && q->k > K_QDOT_MAX_K) ||
+        !q->m || !q->n || !q->k)
+        return -1;
+    size_t kp = (q->k + 15) / 16 * 16;
+    int16_t *pa = malloc(q->m * kp * sizeof(int16_t)), *pb = malloc(q->n * kp * sizeof(int16_t));
+    int32_t *c = q->multiplier ? malloc(q->m * q->n * sizeof(int32_t)) : NULL;
+    int rc = pa && pb && (c || !q->multiplier) ? 0 : -1;
+    for (size_t t = 0; !rc && t < q->batch; t++) {
+        int32_t *out = c ? c : (int32_t *)dst + t * q->m * q->n;
+        k_qpack_rows((const uint8_t *)a + t * q->m * q->k, q->adt, q->azp, (int64_t)q->n_azp,
+                     (int64_t)q->m, (int64_t)q->k, (int64_t)q->k, 1, (int64_t)kp, pa);
+        if (t == 0 || q->b_batched)
+            k_qpack_rows((const uint8_t *)b + (q->b_batched ? t * q->k * q->n : 0), q->bdt,
+                         q->bzp, (int64_t)q->n_bzp, (int64_t)q->n, (int64_t)q->k, 1,
+                         (int64_t)q->n, (int64_t)kp, pb);
+        k_qdot(pa, (int64_t)q->m, pb, (int64_t)q->n, (int64_t)kp, out, (int64_t)q->n);
+        if (!c)
+            continue;
+        int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
+        for (size_t i = 0; i < q->m * q->n; i++)
+            store_int(dst, q->ydt, t * q->m * q->n + i,
+                      saturate_q(rint((double)c[i] * *q->multiplier) + (double)yz, q->ydt));
+    }
+    free(pa), free(pb), free(c);
+    return rc;
+}
+
 void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst)
 {
+    if (qmatmul_gemm(q, a, b, dst) == 0)
+        return;
     for (size_t t = 0; t < q->batch; t++)
         for (size_t i = 0; i < q->m; i++)
             for (size_t j = 0; j < q->n; j++) {
@@ -970,6 +1010,42 @@ static void qconv_store(const struct k_qconv *q, int64_t mo, int64_t acc, void *
     float mult = *q->xs * q->ws[q->n_ws == 1 ? 0 : mo] / *q->ys;
     int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
     store_int(dst, q->ydt, i, saturate_q(rint((double)acc * mult) + (double)yz, q->ydt));
+}
+
+#define QCONV_TILE 64 /* output positions per im2row tile of qconv_gemm */
+
+/* ConvInteger / QLinearConv as im2row + k_qdot: the weights less their zero points packed once
+ * per call, then per (batch, group, tile of QCONV_TILE output positions) the tile's taps and
+ * the group's output channels against them. The same integer sums as qconv_sum. -1: not taken
+ * (a type it does not cover, a requantised sum that could wrap, no memory). */
+static int qconv_gemm(const struct k_qconv *q, const void *x, const void *w, void *dst)
+{
+    int64_t cg = q->c / q->group, mg = q->m / q->group, kk = cg * q->k[0] * q->k[1] * q->k[2];
+    int64_t kp = (kk + 15) / 16 * 16, np = q->out[0] * q->out[1] * q->out[2];
+    if (!is_q8dt(q->xdt) || !is_q8dt(q->wdt) || (q->xs && kk > K_QDOT_MAX_K) || kk < 1 ||
+        mg < 1 || np < 1)
+        return -1;
+    int16_t *a = malloc((size_t)(q->m * kp) * sizeof(int16_t));
+    int16_t *t = malloc((size_t)(QCONV_TILE * kp) * sizeof(int16_t));
+    int32_t *c = malloc((size_t)(mg * QCONV_TILE) * sizeof(int32_t));
+    int rc = a && t && c ? 0 : -1;
+    if (!rc)
+        k_qpack_rows(w, q->wdt, q->wzp, q->n_wzp, q->m, kk, kk, 1, kp, a);
+    for (int64_t b = 0; !rc && b < q->n; b++)
+        for (int64_t g = 0; g < q->group; g++)
+            for (int64_t p0 = 0; p0 < np; p0 += QCONV_TILE) {
+                int64_t n = np - p0 < QCONV_TILE ? np - p0 : QCONV_TILE;
+                k_qconv_im2row(q, x, b, g, p0, n, kp, t);
+                k_qdot(a + g * mg * kp, mg, t, n, kp, c, QCONV_TILE);
+                for (int64_t j = 0; j < mg; j++) {
+                    int64_t mo = g * mg + j;
+                    size_t at = (size_t)((b * q->m + mo) * np + p0);
+                    for (int64_t p = 0; p < n; p++)
+                        qconv_store(q, mo, c[j * QCONV_TILE + p], dst, at + (size_t)p);
+                }
+            }
+    free(a), free(t), free(c);
+    return rc;
 }
 
 #define QCONV_PATCH 8192 /* the row-wise path's stack patch: taps x outputs of one row */
@@ -1036,6 +1112,8 @@ void k_qconv(const struct k_qconv *qa, const void *x, const void *w, void *dst)
 {
     /* a unit last axis (a 1-D or 2-D convolution) moved to the front: the same element order,
      * and the rows run along a real axis */
+    if (qconv_gemm(qa, x, w, dst) == 0)
+        return;
     struct k_qconv r = *qa, *q = &r;
     for (int turn = 0; turn < 2 && q->in[2] == 1 && q->k[2] == 1 && q->out[2] == 1 && !q->pad[2];
          turn++) {

@@ -224,15 +224,21 @@ static int64_t qconv_ref(const struct k_qconv *q, const uint8_t *xu, const int8_
 /* ConvInteger's row-wise path (rows along the last real axis, unit axes moved first; a patch of
  * taps x outputs per row, then every output channel's sums): 1-D, 2-D and 3-D windows, strides
  * 1-3, dilations, pads, groups, uint8 and int8 inputs, per-channel weight zero points, and a row
- * too long for the patch (the per-element path); every sum equals the definition's. */
+ * too long for the patch, each on k_qdot's AVX2 and portable paths (qconv_gemm, which runs
+ * first); every sum equals the definition's. */
 static void test_qconv_rows(void **state)
 {
     static const struct {
         int sp, c, m, group, in, k, stride, dil, pad, u8;
     } cases[] = {{2, 3, 4, 1, 9, 3, 1, 1, 1, 1},  {2, 4, 6, 2, 8, 3, 2, 1, 1, 0},
                  {1, 2, 3, 1, 17, 5, 3, 2, 4, 1}, {3, 2, 2, 2, 5, 2, 1, 2, 1, 0},
-                 {2, 1, 2, 1, 7, 1, 1, 1, 0, 1},  {1, 1, 2, 1, 5000, 3, 1, 1, 1, 1}};
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+                 {2, 1, 2, 1, 7, 1, 1, 1, 0, 1},  {1, 1, 2, 1, 5000, 3, 1, 1, 1, 1},
+                 {1, 3, 5, 1, 2100, 3, 1, 1, 1, 1}};
+    for (size_t c = 0; c < 2 * sizeof(cases) / sizeof(cases[0]); c++) {
+        int plain = c >= sizeof(cases) / sizeof(cases[0]); /* each case on k_qdot's two paths */
+        k_qdot_force_plain(plain);
+        if (plain)
+            c -= sizeof(cases) / sizeof(cases[0]);
         struct k_qconv q = {.xdt = cases[c].u8 ? ENGINE_U8 : ENGINE_I8,
                             .wdt = ENGINE_I8,
                             .n = 2,
@@ -280,7 +286,86 @@ static void test_qconv_rows(void **state)
                                  (long long)want);
                 }
         free(xu), free(xi), free(w), free(y);
+        if (plain)
+            c += sizeof(cases) / sizeof(cases[0]);
     }
+    k_qdot_force_plain(0);
+}
+
+/* The extremes: every product -255 * 255 over a sum longer than K_QDOT_MAX_K wraps in int32
+ * exactly as ConvInteger's int32 output does (the definition modulo 2^32), on both paths. */
+static void test_qconv_wrap(void **state)
+{
+    enum { C = 4000, K = C * 9 };
+    uint8_t *x = malloc(K), xz = 0;
+    int8_t *w = malloc(K), wz = 127;
+    memset(x, 255, K);
+    memset(w, 0x80, K); /* -128 - 127 = -255 */
+    struct k_qconv q = {.xdt = ENGINE_U8,
+                        .wdt = ENGINE_I8,
+                        .n = 1,
+                        .c = C,
+                        .m = 1,
+                        .group = 1,
+                        .in = {3, 3, 1},
+                        .k = {3, 3, 1},
+                        .out = {1, 1, 1},
+                        .stride = {1, 1, 1},
+                        .dil = {1, 1, 1},
+                        .xzp = &xz,
+                        .wzp = &wz,
+                        .n_wzp = 1};
+    int32_t want = (int32_t)(uint32_t)(uint64_t)((int64_t)K * -255 * 255);
+    for (int plain = 0; plain < 2; plain++) {
+        int32_t y = 0;
+        k_qdot_force_plain(plain);
+        k_qconv(&q, x, w, &y);
+        assert_int_equal(y, want);
+    }
+    k_qdot_force_plain(0);
+    free(x), free(w);
+}
+
+/* MatMulInteger (int32 sums) and QLinearMatMul (requantised) against the definition: batched
+ * B, a zero point per row of A and per column of B, k not a multiple of 16. */
+static void test_qmatmul_gemm(void **state)
+{
+    enum { BT = 2, M = 5, KK = 37, N = 7 };
+    uint8_t a[BT * M * KK], azp[M], yz = 9, y8[BT * M * N];
+    int8_t b[BT * KK * N], bzp[N];
+    int32_t y[BT * M * N];
+    uint32_t seed = 5;
+    for (int i = 0; i < BT * M * KK; i++)
+        a[i] = (uint8_t)(tb_rand(&seed) * 127 + 128);
+    for (int i = 0; i < BT * KK * N; i++)
+        b[i] = (int8_t)(tb_rand(&seed) * 127);
+    for (int i = 0; i < M; i++)
+        azp[i] = (uint8_t)(100 + i);
+    for (int i = 0; i < N; i++)
+        bzp[i] = (int8_t)(i - 3);
+    float mult = 0.001f;
+    for (int plain = 0; plain < 2; plain++) {
+        k_qdot_force_plain(plain);
+        struct k_qmm q = {.adt = ENGINE_U8, .bdt = ENGINE_I8, .ydt = ENGINE_I32, .batch = BT,
+                          .m = M, .k = KK, .n = N, .b_batched = 1, .azp = azp, .bzp = bzp,
+                          .n_azp = M, .n_bzp = N};
+        k_qmatmul(&q, a, b, y);
+        q.ydt = ENGINE_U8, q.multiplier = &mult, q.yzp = &yz;
+        k_qmatmul(&q, a, b, y8);
+        for (int t = 0; t < BT; t++)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    int64_t acc = 0;
+                    for (int p = 0; p < KK; p++)
+                        acc += (int64_t)(a[(t * M + i) * KK + p] - azp[i]) *
+                               (b[(t * KK + p) * N + j] - bzp[j]);
+                    double r = rint((double)acc * mult) + yz;
+                    int o = (t * M + i) * N + j;
+                    assert_int_equal(y[o], (int32_t)acc);
+                    assert_int_equal(y8[o], r < 0 ? 0 : r > 255 ? 255 : (int)r);
+                }
+    }
+    k_qdot_force_plain(0);
 }
 
 static void test_einsum_spec(void **state)
@@ -519,6 +604,8 @@ int main(void)
         cmocka_unit_test(test_einsum_spec),
         cmocka_unit_test(test_qconv_padding),
         cmocka_unit_test(test_qconv_rows),
+        cmocka_unit_test(test_qconv_wrap),
+        cmocka_unit_test(test_qmatmul_gemm),
         cmocka_unit_test(test_quantize_edges),
         cmocka_unit_test(test_topk_ties_and_nan),
         cmocka_unit_test(test_arith_wrap),

@@ -1,0 +1,171 @@
+/*
+ * kernels_int8.c — the integer GEMM under ConvInteger, QLinearConv, MatMulInteger and
+ * QLinearMatMul (kernels_math.c): operands less their zero points as int16 rows (a uint8/int8
+ * value less a uint8/int8 zero point lies in [-255, 255]), dot products of rows in int32.
+ *
+ * Exactness: a product is at most 255 * 255 in magnitude and vpmaddwd adds two of them
+ * (<= 130050, no saturation), so each int32 lane holds the exact partial sum modulo 2^32 and so
+ * does the total: ConvInteger's int32 output bit for bit. Callers that requantise use this path
+ * only while k * 255 * 255 fits int32 (K_QDOT_MAX_K), where the sum is exact.
+ */
+#include "engine/kernels.h"
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+__attribute__((target("avx2"))) static inline int32_t hsum8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+#define LD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define MAC(c, a, t) c = _mm256_add_epi32(c, _mm256_madd_epi16(a, t))
+
+/* Rows of a in blocks of 4 against rows of t in pairs: 8 sums in registers, each a and t load
+ * used twice or four times. */
+__attribute__((target("avx2"))) static void qdot_avx2(const int16_t *a, int64_t nj,
+                                                      const int16_t *t, int64_t np, int64_t kp,
+                                                      int32_t *c, int64_t ldc)
+{
+    int64_t j = 0;
+    for (; j + 4 <= nj; j += 4) {
+        const int16_t *a0 = a + j * kp, *a1 = a0 + kp, *a2 = a1 + kp, *a3 = a2 + kp;
+        int64_t p = 0;
+        for (; p + 2 <= np; p += 2) {
+            const int16_t *t0 = t + p * kp, *t1 = t0 + kp;
+            __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+                    c21 = c00, c30 = c00, c31 = c00;
+            for (int64_t k = 0; k < kp; k += 16) {
+                __m256i v0 = LD(t0 + k), v1 = LD(t1 + k), w = LD(a0 + k);
+                MAC(c00, w, v0), MAC(c01, w, v1);
+                w = LD(a1 + k), MAC(c10, w, v0), MAC(c11, w, v1);
+                w = LD(a2 + k), MAC(c20, w, v0), MAC(c21, w, v1);
+                w = LD(a3 + k), MAC(c30, w, v0), MAC(c31, w, v1);
+            }
+            int32_t *o = c + j * ldc + p;
+            o[0] = hsum8(c00), o[1] = hsum8(c01);
+            o[ldc] = hsum8(c10), o[ldc + 1] = hsum8(c11);
+            o[2 * ldc] = hsum8(c20), o[2 * ldc + 1] = hsum8(c21);
+            o[3 * ldc] = hsum8(c30), o[3 * ldc + 1] = hsum8(c31);
+        }
+        for (; p < np; p++) {
+            const int16_t *t0 = t + p * kp;
+            __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+            for (int64_t k = 0; k < kp; k += 16) {
+                __m256i v0 = LD(t0 + k);
+                MAC(c0, LD(a0 + k), v0), MAC(c1, LD(a1 + k), v0);
+                MAC(c2, LD(a2 + k), v0), MAC(c3, LD(a3 + k), v0);
+            }
+            int32_t *o = c + j * ldc + p;
+            o[0] = hsum8(c0), o[ldc] = hsum8(c1), o[2 * ldc] = hsum8(c2), o[3 * ldc] = hsum8(c3);
+        }
+    }
+    for (; j < nj; j++)
+        for (int64_t p = 0; p < np; p++) {
+            __m256i c0 = _mm256_setzero_si256();
+            for (int64_t k = 0; k < kp; k += 16)
+                MAC(c0, LD(a + j * kp + k), LD(t + p * kp + k));
+            c[j * ldc + p] = hsum8(c0);
+        }
+}
+#undef LD
+#undef MAC
+#define HAVE_QDOT_AVX2 1
+#endif
+
+/* The portable path: the same sums in uint32 (wrapping, as the vector lanes do). */
+static void qdot_plain(const int16_t *a, int64_t nj, const int16_t *t, int64_t np, int64_t kp,
+                       int32_t *c, int64_t ldc)
+{
+    for (int64_t j = 0; j < nj; j++)
+        for (int64_t p = 0; p < np; p++) {
+            uint32_t s = 0;
+            for (int64_t k = 0; k < kp; k++)
+                s += (uint32_t)((int32_t)a[j * kp + k] * t[p * kp + k]);
+            c[j * ldc + p] = (int32_t)s;
+        }
+}
+
+static int qdot_isa = -1; /* 1: AVX2, 0: plain; chosen once (a race writes the same value) */
+
+void k_qdot_force_plain(int plain)
+{
+    qdot_isa = plain ? 0 : -1;
+}
+
+void k_qdot(const int16_t *a, int64_t nj, const int16_t *t, int64_t np, int64_t kp, int32_t *c,
+            int64_t ldc)
+{
+#ifdef HAVE_QDOT_AVX2
+    if (qdot_isa < 0)
+        qdot_isa = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (qdot_isa == 1) {
+        qdot_avx2(a, nj, t, np, kp, c, ldc);
+        return;
+    }
+#endif
+    qdot_plain(a, nj, t, np, kp, c, ldc);
+}
+
+/* One uint8/int8 value as an int. */
+static inline int32_t q8_at(const void *p, int dt, size_t i)
+{
+    return dt == ENGINE_U8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
+}
+
+void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows, int64_t k,
+                  int64_t row_stride, int64_t col_stride, int64_t kp, int16_t *dst)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t z = zp ? q8_at(zp, dt, n_zp == 1 ? 0 : (size_t)r) : 0;
+        int16_t *o = dst + r * kp;
+        if (col_stride == 1 && dt == ENGINE_U8) {
+            const uint8_t *s = (const uint8_t *)src + r * row_stride;
+            for (int64_t i = 0; i < k; i++)
+                o[i] = (int16_t)(s[i] - z);
+        } else if (col_stride == 1) {
+            const int8_t *s = (const int8_t *)src + r * row_stride;
+            for (int64_t i = 0; i < k; i++)
+                o[i] = (int16_t)(s[i] - z);
+        } else
+            for (int64_t i = 0; i < k; i++)
+                o[i] = (int16_t)(q8_at(src, dt, (size_t)(r * row_stride + i * col_stride)) - z);
+        memset(o + k, 0, (size_t)(kp - k) * sizeof(*o));
+    }
+}
+
+void k_qconv_im2row(const struct k_qconv *q, const void *x, int64_t b, int64_t g, int64_t p0,
+                    int64_t np, int64_t kp, int16_t *t)
+{
+    int64_t cg = q->c / q->group, kk = q->k[0] * q->k[1] * q->k[2];
+    int32_t xz = q->xzp ? q8_at(q->xzp, q->xdt, 0) : 0;
+    size_t plane = (size_t)(q->in[0] * q->in[1] * q->in[2]);
+    for (int64_t p = p0; p < p0 + np; p++) {
+        int64_t o2 = p % q->out[2], o1 = p / q->out[2] % q->out[1],
+                o0 = p / (q->out[2] * q->out[1]);
+        int16_t *row = t + (p - p0) * kp;
+        for (int64_t ci = 0; ci < cg; ci++) {
+            size_t base = (size_t)(b * q->c + g * cg + ci) * plane;
+            int16_t *r = row + ci * kk;
+            for (int64_t k0 = 0; k0 < q->k[0]; k0++) {
+                int64_t i0 = o0 * q->stride[0] - q->pad[0] + k0 * q->dil[0];
+                for (int64_t k1 = 0; k1 < q->k[1]; k1++) {
+                    int64_t i1 = o1 * q->stride[1] - q->pad[1] + k1 * q->dil[1];
+                    int in01 = i0 >= 0 && i0 < q->in[0] && i1 >= 0 && i1 < q->in[1];
+                    size_t at = base + (size_t)((i0 * q->in[1] + i1) * q->in[2]);
+                    for (int64_t k2 = 0; k2 < q->k[2]; k2++, r++) {
+                        int64_t i2 = o2 * q->stride[2] - q->pad[2] + k2 * q->dil[2];
+                        *r = in01 && i2 >= 0 && i2 < q->in[2]
+                                 ? (int16_t)(q8_at(x, q->xdt, at + (size_t)i2) - xz)
+                                 : 0;
+                    }
+                }
+            }
+        }
+        memset(row + cg * kk, 0, (size_t)(kp - cg * kk) * sizeof(*row));
+    }
+}
