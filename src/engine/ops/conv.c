@@ -14,10 +14,11 @@
 
 #define MAX_GROUP ((int64_t)1 << 24)
 
-/* Conv, ConvTranspose: float32 x (with spatial dims), w, optional bias. */
-static int conv_operands(struct ir_graph *g, struct ir_node *n, struct ir_tensor **x,
-                         struct ir_tensor **w, struct ir_tensor **b, struct window *win, char *err,
-                         size_t errlen)
+/* Conv, ConvTranspose (transpose 1): float32 x (with spatial dims), w, optional bias; the group
+ * and the weights' shape checked against x, the window's kernel taken from the weights. */
+static int conv_operands(struct ir_graph *g, struct ir_node *n, int transpose, struct ir_tensor **x,
+                         struct ir_tensor **w, struct ir_tensor **b, struct window *win,
+                         int64_t *group, char *err, size_t errlen)
 {
     int rc = arity(g, n, 2, 3, err, errlen);
     if (rc || (rc = want_dtype(g, n, 0, ENGINE_F32, err, errlen)) ||
@@ -28,34 +29,40 @@ static int conv_operands(struct ir_graph *g, struct ir_node *n, struct ir_tensor
     *w = in_t(g, n, 1);
     *b = in_t(g, n, 2);
     *win = (struct window){.k = (*x)->shape.rank - 2};
-    return spatial_input(g, n, *x, err, errlen);
+    if ((rc = spatial_input(g, n, *x, err, errlen)))
+        return rc;
+    const struct engine_shape *xs = &(*x)->shape, *ws = &(*w)->shape;
+    int64_t gr = *group = ir_attr_int(n, "group", 1);
+    char s1[128], s2[128];
+    if (ws->rank != xs->rank || gr < 1 || gr > MAX_GROUP ||
+        (transpose ? xs->dims[1] % gr != 0 || ws->dims[0] != xs->dims[1]
+                   : ws->dims[0] % gr != 0 || xs->dims[1] != ws->dims[1] * gr))
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "weights %s do not fit input %s with group=%lld", shape_s(ws, s1),
+                           shape_s(xs, s2), (long long)gr);
+    if ((rc = attr_ints(g, n, "kernel_shape", win->kernel, win->k, 0, err, errlen)))
+        return rc;
+    for (int i = 0; i < win->k; i++) {
+        if (ir_attr_get(n, "kernel_shape") && win->kernel[i] != ws->dims[2 + i])
+            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
+                               shape_s(ws, s1));
+        win->kernel[i] = ws->dims[2 + i];
+    }
+    return 0;
 }
 
 int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     struct ir_tensor *x, *w, *b;
     struct window win;
-    int rc = conv_operands(g, n, &x, &w, &b, &win, err, errlen);
+    int64_t group;
+    int rc = conv_operands(g, n, 0, &x, &w, &b, &win, &group, err, errlen);
     if (rc)
         return rc;
-    int64_t group = ir_attr_int(n, "group", 1);
-    char s1[128], s2[128];
-    if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
-        w->shape.dims[0] % group != 0 || x->shape.dims[1] != w->shape.dims[1] * group)
-        return ir_node_err(g, n, err, errlen, -EINVAL,
-                           "weights %s do not fit input %s with group=%lld", shape_s(&w->shape, s1),
-                           shape_s(&x->shape, s2), (long long)group);
+    char s1[128];
     if (b && (b->shape.rank != 1 || b->shape.dims[0] != w->shape.dims[0]))
         return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
                            shape_s(&b->shape, s1), (long long)w->shape.dims[0]);
-    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)))
-        return rc;
-    for (int i = 0; i < win.k; i++) {
-        if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
-            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
-                               shape_s(&w->shape, s1));
-        win.kernel[i] = w->shape.dims[2 + i];
-    }
     struct engine_shape o = {.rank = x->shape.rank};
     o.dims[0] = x->shape.dims[0];
     o.dims[1] = w->shape.dims[0];
@@ -237,32 +244,19 @@ int infer_conv_transpose(struct ir_graph *g, struct ir_node *n, char *err, size_
 {
     struct ir_tensor *x, *w, *b;
     struct window win;
-    int rc = conv_operands(g, n, &x, &w, &b, &win, err, errlen);
+    int64_t group, outpad[MAX_SPATIAL];
+    int rc = conv_operands(g, n, 1, &x, &w, &b, &win, &group, err, errlen);
     if (rc)
         return rc;
-    int64_t group = ir_attr_int(n, "group", 1), outpad[MAX_SPATIAL];
-    char s1[128], s2[128];
-    if (w->shape.rank != x->shape.rank || group < 1 || group > MAX_GROUP ||
-        x->shape.dims[1] % group != 0 || w->shape.dims[0] != x->shape.dims[1])
-        return ir_node_err(g, n, err, errlen, -EINVAL,
-                           "weights %s do not fit input %s with group=%lld", shape_s(&w->shape, s1),
-                           shape_s(&x->shape, s2), (long long)group);
+    char s1[128];
     struct engine_shape o = {.rank = x->shape.rank};
     o.dims[0] = x->shape.dims[0];
     o.dims[1] = w->shape.dims[1] * group;
     if (b && (b->shape.rank != 1 || b->shape.dims[0] != o.dims[1]))
         return ir_node_err(g, n, err, errlen, -EINVAL, "bias %s must be [%lld]",
                            shape_s(&b->shape, s1), (long long)o.dims[1]);
-    if ((rc = attr_ints(g, n, "kernel_shape", win.kernel, win.k, 0, err, errlen)) ||
-        (rc = attr_ints(g, n, "output_padding", outpad, win.k, 0, err, errlen)))
-        return rc;
-    for (int i = 0; i < win.k; i++) {
-        if (ir_attr_get(n, "kernel_shape") && win.kernel[i] != w->shape.dims[2 + i])
-            return ir_node_err(g, n, err, errlen, -EINVAL, "kernel_shape disagrees with weights %s",
-                               shape_s(&w->shape, s1));
-        win.kernel[i] = w->shape.dims[2 + i];
-    }
-    if ((rc = read_window(g, n, &win, err, errlen)))
+    if ((rc = attr_ints(g, n, "output_padding", outpad, win.k, 0, err, errlen)) ||
+        (rc = read_window(g, n, &win, err, errlen)))
         return rc;
     for (int i = 0; i < win.k; i++)
         if (outpad[i] < 0 || (outpad[i] >= win.stride[i] && outpad[i] >= win.dil[i]))
