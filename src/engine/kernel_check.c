@@ -667,8 +667,9 @@ static int scatter_nd_check(const struct node_ctx *c, const int32_t *p)
 static int trilu_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *src = operand(c, 0), *k = operand(c, 1), *dst = dst_of(c);
+    struct kp_trilu t;
     if (src->rank < 2 || !same_tensor_dims(src, dst) || !plain_of_dtype(k, ENGINE_I64) ||
-        k->nbytes != sizeof(int64_t) || c->n->n_params != 1 || (p[0] != 0 && p[0] != 1))
+        k->nbytes != sizeof(int64_t) || kp_decode_trilu(p, c->n->n_params, &t))
         return node_err(c, -EINVAL, "trilu operands do not fit");
     return 0;
 }
@@ -676,12 +677,12 @@ static int trilu_check(const struct node_ctx *c, const int32_t *p)
 static int depth_space_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
-    if (c->n->n_params != 2 || src->rank != 4 || dst->rank != 4 || p[0] < 1 || p[1] < K_DEPTH_DCR ||
-        p[1] > K_SPACE_TO_DEPTH)
+    struct kp_depth_space d;
+    if (kp_decode_depth_space(p, c->n->n_params, &d) || src->rank != 4 || dst->rank != 4)
         return node_err(c, -EINVAL, "depth/space parameters do not fit");
-    int64_t b = p[0], bb = b * b;
-    const struct plan_tensor *depth = p[1] == K_SPACE_TO_DEPTH ? dst : src;
-    const struct plan_tensor *space = p[1] == K_SPACE_TO_DEPTH ? src : dst;
+    int64_t b = d.block, bb = b * b;
+    const struct plan_tensor *depth = d.mode == K_SPACE_TO_DEPTH ? dst : src;
+    const struct plan_tensor *space = d.mode == K_SPACE_TO_DEPTH ? src : dst;
     int ok = depth->dims[0] == space->dims[0] && depth->dims[1] == space->dims[1] * bb &&
              space->dims[2] == depth->dims[2] * b && space->dims[3] == depth->dims[3] * b;
     return ok ? 0 : node_err(c, -EINVAL, "depth/space shapes do not follow from the block size");
@@ -758,9 +759,10 @@ static int max_unpool_check(const struct node_ctx *c)
 static int cumsum_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *ax = operand(c, 1), *y = dst_of(c);
+    struct kp_cumsum q;
     int ok = same_tensor_dims(x, y) && k_cumsum_ok((int)x->dtype) && is_index(ax) &&
-             ax->nbytes == engine_dtype_size((int)ax->dtype) && c->n->n_params == 2 &&
-             (p[0] == 0 || p[0] == 1) && (p[1] == 0 || p[1] == 1);
+             ax->nbytes == engine_dtype_size((int)ax->dtype) &&
+             kp_decode_cumsum(p, c->n->n_params, &q) == 0;
     return ok ? 0 : node_err(c, -EINVAL, "cumsum operands or parameters do not fit");
 }
 

@@ -223,3 +223,47 @@ int kp_decode_nms(const int32_t *p, uint32_t n, struct kp_nms *q)
     *q = (struct kp_nms){.center = p[0], .max_per_class = p[1], .has_iou = p[2], .has_score = p[3]};
     return 0;
 }
+
+uint32_t kp_encode_trilu(const struct kp_trilu *t, int64_t *out)
+{
+    out[0] = t->upper;
+    return 1;
+}
+
+int kp_decode_trilu(const int32_t *p, uint32_t n, struct kp_trilu *t)
+{
+    if (n != 1 || !flag(p[0]))
+        return -EINVAL;
+    t->upper = p[0];
+    return 0;
+}
+
+uint32_t kp_encode_depth_space(const struct kp_depth_space *d, int64_t *out)
+{
+    out[0] = d->block;
+    out[1] = d->mode;
+    return 2;
+}
+
+int kp_decode_depth_space(const int32_t *p, uint32_t n, struct kp_depth_space *d)
+{
+    if (n != 2 || p[0] < 1 || p[1] < K_DEPTH_DCR || p[1] > K_SPACE_TO_DEPTH)
+        return -EINVAL;
+    *d = (struct kp_depth_space){p[0], (enum k_depth_mode)p[1]};
+    return 0;
+}
+
+uint32_t kp_encode_cumsum(const struct kp_cumsum *q, int64_t *out)
+{
+    out[0] = q->exclusive;
+    out[1] = q->reverse;
+    return 2;
+}
+
+int kp_decode_cumsum(const int32_t *p, uint32_t n, struct kp_cumsum *q)
+{
+    if (n != 2 || !flag(p[0]) || !flag(p[1]))
+        return -EINVAL;
+    *q = (struct kp_cumsum){p[0], p[1]};
+    return 0;
+}

@@ -73,4 +73,26 @@ struct kp_nms {
 uint32_t kp_encode_nms(const struct kp_nms *q, int64_t *out);
 int kp_decode_nms(const int32_t *p, uint32_t n, struct kp_nms *q);
 
+/* PLAN_K_TRILU: upper (the diagonal offset k is the node's input 1). */
+struct kp_trilu {
+    int upper;
+};
+uint32_t kp_encode_trilu(const struct kp_trilu *t, int64_t *out);
+int kp_decode_trilu(const int32_t *p, uint32_t n, struct kp_trilu *t);
+
+/* PLAN_K_DEPTH_SPACE: blocksize, mode (enum k_depth_mode). */
+struct kp_depth_space {
+    int64_t block;
+    enum k_depth_mode mode;
+};
+uint32_t kp_encode_depth_space(const struct kp_depth_space *d, int64_t *out);
+int kp_decode_depth_space(const int32_t *p, uint32_t n, struct kp_depth_space *d);
+
+/* PLAN_K_CUMSUM: exclusive, reverse (the axis is the node's input 1). */
+struct kp_cumsum {
+    int exclusive, reverse;
+};
+uint32_t kp_encode_cumsum(const struct kp_cumsum *q, int64_t *out);
+int kp_decode_cumsum(const int32_t *p, uint32_t n, struct kp_cumsum *q);
+
 #endif

@@ -58,6 +58,9 @@ struct session_kernel {
         struct kp_rnn rnn;
         struct kp_nms nms;
         struct k_resize resize;
+        struct kp_trilu trilu;
+        struct kp_depth_space depth_space;
+        struct kp_cumsum cumsum;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -158,6 +161,15 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_NMS:
         rc = kp_decode_nms(k->params, k->n_params, &k->kp.nms);
+        break;
+    case PLAN_K_TRILU:
+        rc = kp_decode_trilu(k->params, k->n_params, &k->kp.trilu);
+        break;
+    case PLAN_K_DEPTH_SPACE:
+        rc = kp_decode_depth_space(k->params, k->n_params, &k->kp.depth_space);
+        break;
+    case PLAN_K_CUMSUM:
+        rc = kp_decode_cumsum(k->params, k->n_params, &k->kp.cumsum);
         break;
     }
     assert(rc == 0);
@@ -529,10 +541,11 @@ static int run_kernel(const struct session_kernel *k)
         return k_scatter_nd(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1], k->in[2],
                             (enum k_scatter_red)k->params[0], k->out_dtype, k->dst);
     case PLAN_K_TRILU:
-        k_trilu(k->in[0], &k->in_s[0], *(const int64_t *)k->in[1], k->params[0], k->esize, k->dst);
+        k_trilu(k->in[0], &k->in_s[0], *(const int64_t *)k->in[1], k->kp.trilu.upper, k->esize,
+                k->dst);
         return 0;
     case PLAN_K_DEPTH_SPACE:
-        k_depth_space(k->in[0], &k->in_s[0], k->params[0], (enum k_depth_mode)k->params[1],
+        k_depth_space(k->in[0], &k->in_s[0], k->kp.depth_space.block, k->kp.depth_space.mode,
                       k->esize, k->dst);
         return 0;
     case PLAN_K_TILE:
@@ -554,8 +567,8 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_CUMSUM: {
         int64_t axis =
             k->in_dtype[1] == ENGINE_I32 ? *(const int32_t *)k->in[1] : *(const int64_t *)k->in[1];
-        return k_cumsum(k->in[0], &k->in_s[0], axis, k->params[0], k->params[1], k->out_dtype,
-                        k->dst);
+        return k_cumsum(k->in[0], &k->in_s[0], axis, k->kp.cumsum.exclusive, k->kp.cumsum.reverse,
+                        k->out_dtype, k->dst);
     }
     case PLAN_K_RNN:
         return run_rnn(k);

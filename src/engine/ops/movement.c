@@ -864,7 +864,8 @@ int eval_trilu(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 /* Trilu: k is an operand (a constant 0 when absent), so a run-time k works too. */
 int lower_trilu(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], upper = ir_attr_int(n, "upper", 1);
+    int64_t ins[2], p[1];
+    uint32_t np = kp_encode_trilu(&(struct kp_trilu){(int)ir_attr_int(n, "upper", 1)}, p);
     int rc = plain_inputs(l, n, 1, ins);
     if (rc)
         return rc;
@@ -881,7 +882,7 @@ int lower_trilu(struct lower *l, const struct ir_node *n)
     }
     if (ins[1] < 0)
         return lerr(l, n, -EINVAL, "cannot store k");
-    return emit_kernel(l, n, PLAN_K_TRILU, ins, 2, &upper, 1, 0);
+    return emit_kernel(l, n, PLAN_K_TRILU, ins, 2, p, np, 0);
 }
 
 /* ---- DepthToSpace, SpaceToDepth ---- */
@@ -932,9 +933,12 @@ int eval_depth_space(struct ir_graph *g, struct ir_node *n, char *err, size_t er
 
 int lower_depth_space(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[1], p[2] = {ir_attr_int(n, "blocksize", 1), ir_attr_int(n, "depth_mode", 0)};
+    int64_t ins[1], p[2];
+    struct kp_depth_space d = {ir_attr_int(n, "blocksize", 1),
+                               (enum k_depth_mode)ir_attr_int(n, "depth_mode", 0)};
+    uint32_t np = kp_encode_depth_space(&d, p);
     int rc = plain_inputs(l, n, 1, ins);
-    return rc ? rc : emit_kernel(l, n, PLAN_K_DEPTH_SPACE, ins, 1, p, 2, 0);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_DEPTH_SPACE, ins, 1, p, np, 0);
 }
 
 /* ---- ReverseSequence ---- */

@@ -234,9 +234,11 @@ int eval_cumsum(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 
 int lower_cumsum(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], p[2] = {ir_attr_int(n, "exclusive", 0), ir_attr_int(n, "reverse", 0)};
+    int64_t ins[2], p[2];
+    struct kp_cumsum q = {(int)ir_attr_int(n, "exclusive", 0), (int)ir_attr_int(n, "reverse", 0)};
+    uint32_t np = kp_encode_cumsum(&q, p);
     int rc = plain_inputs(l, n, 2, ins);
-    return rc ? rc : emit_kernel(l, n, PLAN_K_CUMSUM, ins, 2, p, 2, 0);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_CUMSUM, ins, 2, p, np, 0);
 }
 
 /* ---- NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss ---- */
