@@ -617,10 +617,13 @@ static int elements_check(const struct node_ctx *c, const int32_t *p, int scatte
     const struct plan_tensor *data = operand(c, 0), *idx = operand(c, 1), *dst = dst_of(c);
     const struct plan_tensor *upd = scatter ? operand(c, 2) : NULL;
     int64_t axis = c->n->axis;
+    struct kp_scatter q;
     int ok = is_index(idx) && idx->rank == data->rank && axis >= 0 && axis < data->rank &&
-             c->n->n_params == (uint32_t)scatter && same_tensor_dims(dst, scatter ? data : idx) &&
-             (!scatter || (plain_of_dtype(upd, dst->dtype) && same_tensor_dims(upd, idx) &&
-                           k_reduction_ok((enum k_scatter_red)p[0], (int)dst->dtype)));
+             same_tensor_dims(dst, scatter ? data : idx) &&
+             (scatter ? kp_decode_scatter(p, c->n->n_params, &q) == 0 &&
+                            plain_of_dtype(upd, dst->dtype) && same_tensor_dims(upd, idx) &&
+                            k_reduction_ok(q.red, (int)dst->dtype)
+                      : c->n->n_params == 0);
     for (uint32_t d = 0; ok && d < idx->rank; d++)
         ok = d == axis || idx->dims[d] <= data->dims[d];
     return ok ? 0 : node_err(c, -EINVAL, "element gather/scatter operands do not fit");
@@ -630,7 +633,8 @@ static int elements_check(const struct node_ctx *c, const int32_t *p, int scatte
 static int gather_nd_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *data = operand(c, 0), *idx = operand(c, 1), *dst = dst_of(c);
-    int64_t b = c->n->n_params == 1 ? p[0] : -1;
+    struct kp_gather_nd q;
+    int64_t b = kp_decode_gather_nd(p, c->n->n_params, &q) ? -1 : q.batch_dims;
     int64_t k = idx->rank ? idx->dims[idx->rank - 1] : 0;
     if (!is_index(idx) || b < 0 || b >= idx->rank || k < 1 || b + k > data->rank ||
         dst->rank != idx->rank - 1 + data->rank - b - k)
@@ -652,9 +656,10 @@ static int scatter_nd_check(const struct node_ctx *c, const int32_t *p)
     const struct plan_tensor *data = operand(c, 0), *idx = operand(c, 1), *upd = operand(c, 2);
     const struct plan_tensor *dst = dst_of(c);
     int64_t k = idx->rank ? idx->dims[idx->rank - 1] : 0;
-    int ok = is_index(idx) && c->n->n_params == 1 &&
-             k_reduction_ok((enum k_scatter_red)p[0], (int)dst->dtype) && k >= 1 &&
-             k <= data->rank && plain_of_dtype(upd, dst->dtype) && same_tensor_dims(dst, data) &&
+    struct kp_scatter q;
+    int ok = is_index(idx) && kp_decode_scatter(p, c->n->n_params, &q) == 0 &&
+             k_reduction_ok(q.red, (int)dst->dtype) && k >= 1 && k <= data->rank &&
+             plain_of_dtype(upd, dst->dtype) && same_tensor_dims(dst, data) &&
              upd->rank == idx->rank - 1 + data->rank - k;
     uint32_t o = 0;
     for (uint32_t d = 0; ok && d + 1 < idx->rank; d++)
@@ -742,9 +747,10 @@ static int grid_sample_check(const struct node_ctx *c, const int32_t *p)
 static int reverse_seq_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *len = operand(c, 1), *y = dst_of(c);
-    int ok = x->rank >= 2 && same_tensor_dims(x, y) && c->n->n_params == 1 &&
-             (p[0] == 0 || p[0] == 1) && is_index(len) && len->rank == 1 &&
-             len->dims[0] == x->dims[p[0]];
+    struct kp_reverse_seq q;
+    int ok = x->rank >= 2 && same_tensor_dims(x, y) &&
+             kp_decode_reverse_seq(p, c->n->n_params, &q) == 0 && is_index(len) && len->rank == 1 &&
+             len->dims[0] == x->dims[q.batch_axis];
     return ok ? 0 : node_err(c, -EINVAL, "reverse-sequence operands do not fit");
 }
 
@@ -852,13 +858,14 @@ static int maxpool_idx_check(const struct node_ctx *c, const int32_t *p)
 static int onehot_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *idx = operand(c, 0), *val = operand(c, 1), *y = dst_of(c);
-    int ok = c->n->n_params == 2 && p[0] >= 0 && p[1] >= 0 && (uint32_t)p[1] <= idx->rank &&
+    struct kp_onehot q;
+    int ok = kp_decode_onehot(p, c->n->n_params, &q) == 0 && (uint32_t)q.axis <= idx->rank &&
              y->rank == idx->rank + 1 && plain_of_dtype(val, y->dtype) &&
              val->nbytes == 2 * engine_dtype_size((int)y->dtype) &&
              (plain_of_dtype(idx, ENGINE_I32) || plain_of_dtype(idx, ENGINE_I64) ||
               plain_of_dtype(idx, ENGINE_F32));
     for (uint32_t d = 0, k = 0; ok && d < y->rank; d++)
-        ok = d == (uint32_t)p[1] ? y->dims[d] == p[0] : y->dims[d] == idx->dims[k++];
+        ok = d == (uint32_t)q.axis ? y->dims[d] == q.depth : y->dims[d] == idx->dims[k++];
     return ok ? 0 : node_err(c, -EINVAL, "one-hot operands or parameters do not fit");
 }
 

@@ -267,3 +267,60 @@ int kp_decode_cumsum(const int32_t *p, uint32_t n, struct kp_cumsum *q)
     *q = (struct kp_cumsum){p[0], p[1]};
     return 0;
 }
+
+uint32_t kp_encode_gather_nd(const struct kp_gather_nd *q, int64_t *out)
+{
+    out[0] = q->batch_dims;
+    return 1;
+}
+
+int kp_decode_gather_nd(const int32_t *p, uint32_t n, struct kp_gather_nd *q)
+{
+    if (n != 1 || p[0] < 0 || p[0] >= ENGINE_MAX_RANK)
+        return -EINVAL;
+    q->batch_dims = p[0];
+    return 0;
+}
+
+uint32_t kp_encode_scatter(const struct kp_scatter *q, int64_t *out)
+{
+    out[0] = q->red;
+    return 1;
+}
+
+int kp_decode_scatter(const int32_t *p, uint32_t n, struct kp_scatter *q)
+{
+    if (n != 1 || p[0] < K_RED_NONE || p[0] > K_RED_MIN)
+        return -EINVAL;
+    q->red = (enum k_scatter_red)p[0];
+    return 0;
+}
+
+uint32_t kp_encode_reverse_seq(const struct kp_reverse_seq *q, int64_t *out)
+{
+    out[0] = q->batch_axis;
+    return 1;
+}
+
+int kp_decode_reverse_seq(const int32_t *p, uint32_t n, struct kp_reverse_seq *q)
+{
+    if (n != 1 || !flag(p[0]))
+        return -EINVAL;
+    q->batch_axis = p[0];
+    return 0;
+}
+
+uint32_t kp_encode_onehot(const struct kp_onehot *q, int64_t *out)
+{
+    out[0] = q->depth;
+    out[1] = q->axis;
+    return 2;
+}
+
+int kp_decode_onehot(const int32_t *p, uint32_t n, struct kp_onehot *q)
+{
+    if (n != 2 || p[0] < 0 || p[1] < 0 || p[1] > ENGINE_MAX_RANK)
+        return -EINVAL;
+    *q = (struct kp_onehot){p[0], p[1]};
+    return 0;
+}

@@ -95,4 +95,34 @@ struct kp_cumsum {
 uint32_t kp_encode_cumsum(const struct kp_cumsum *q, int64_t *out);
 int kp_decode_cumsum(const int32_t *p, uint32_t n, struct kp_cumsum *q);
 
+/* PLAN_K_GATHER_ND: batch_dims. */
+struct kp_gather_nd {
+    int batch_dims;
+};
+uint32_t kp_encode_gather_nd(const struct kp_gather_nd *q, int64_t *out);
+int kp_decode_gather_nd(const int32_t *p, uint32_t n, struct kp_gather_nd *q);
+
+/* PLAN_K_SCATTER_ELEMENTS, PLAN_K_SCATTER_ND: reduction (enum k_scatter_red; whether it is
+ * defined for the data's dtype is the validator's check, k_reduction_ok). */
+struct kp_scatter {
+    enum k_scatter_red red;
+};
+uint32_t kp_encode_scatter(const struct kp_scatter *q, int64_t *out);
+int kp_decode_scatter(const int32_t *p, uint32_t n, struct kp_scatter *q);
+
+/* PLAN_K_REVERSE_SEQ: batch_axis (0 or 1; the time axis is the other). */
+struct kp_reverse_seq {
+    int batch_axis;
+};
+uint32_t kp_encode_reverse_seq(const struct kp_reverse_seq *q, int64_t *out);
+int kp_decode_reverse_seq(const int32_t *p, uint32_t n, struct kp_reverse_seq *q);
+
+/* PLAN_K_ONEHOT: depth, axis (non-negative; at most the indices' rank, the validator's check). */
+struct kp_onehot {
+    int64_t depth;
+    int axis;
+};
+uint32_t kp_encode_onehot(const struct kp_onehot *q, int64_t *out);
+int kp_decode_onehot(const int32_t *p, uint32_t n, struct kp_onehot *q);
+
 #endif

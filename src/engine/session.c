@@ -61,6 +61,10 @@ struct session_kernel {
         struct kp_trilu trilu;
         struct kp_depth_space depth_space;
         struct kp_cumsum cumsum;
+        struct kp_gather_nd gather_nd;
+        struct kp_scatter scatter;
+        struct kp_reverse_seq reverse_seq;
+        struct kp_onehot onehot;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -170,6 +174,19 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_CUMSUM:
         rc = kp_decode_cumsum(k->params, k->n_params, &k->kp.cumsum);
+        break;
+    case PLAN_K_GATHER_ND:
+        rc = kp_decode_gather_nd(k->params, k->n_params, &k->kp.gather_nd);
+        break;
+    case PLAN_K_SCATTER_ELEMENTS:
+    case PLAN_K_SCATTER_ND:
+        rc = kp_decode_scatter(k->params, k->n_params, &k->kp.scatter);
+        break;
+    case PLAN_K_REVERSE_SEQ:
+        rc = kp_decode_reverse_seq(k->params, k->n_params, &k->kp.reverse_seq);
+        break;
+    case PLAN_K_ONEHOT:
+        rc = kp_decode_onehot(k->params, k->n_params, &k->kp.onehot);
         break;
     }
     assert(rc == 0);
@@ -532,14 +549,13 @@ static int run_kernel(const struct session_kernel *k)
                                  (int)k->attr, k->esize, k->dst);
     case PLAN_K_SCATTER_ELEMENTS:
         return k_scatter_elements(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1],
-                                  k->in[2], (int)k->attr, (enum k_scatter_red)k->params[0],
-                                  k->out_dtype, k->dst);
+                                  k->in[2], (int)k->attr, k->kp.scatter.red, k->out_dtype, k->dst);
     case PLAN_K_GATHER_ND:
         return k_gather_nd(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1],
-                           k->params[0], k->esize, k->dst);
+                           k->kp.gather_nd.batch_dims, k->esize, k->dst);
     case PLAN_K_SCATTER_ND:
         return k_scatter_nd(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1], k->in[2],
-                            (enum k_scatter_red)k->params[0], k->out_dtype, k->dst);
+                            k->kp.scatter.red, k->out_dtype, k->dst);
     case PLAN_K_TRILU:
         k_trilu(k->in[0], &k->in_s[0], *(const int64_t *)k->in[1], k->kp.trilu.upper, k->esize,
                 k->dst);
@@ -559,8 +575,8 @@ static int run_kernel(const struct session_kernel *k)
         k_grid_sample(k->in[0], &k->in_s[0], k->in[1], &k->kp.grid, k->dst, &k->o);
         return 0;
     case PLAN_K_REVERSE_SEQ:
-        return k_reverse_sequence(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], k->params[0],
-                                  k->esize, k->dst);
+        return k_reverse_sequence(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1],
+                                  k->kp.reverse_seq.batch_axis, k->esize, k->dst);
     case PLAN_K_MAX_UNPOOL:
         return k_max_unpool(k->in[0], k->in[1], (size_t)engine_shape_numel(&k->in_s[0]), k->esize,
                             k->dst, (size_t)engine_shape_numel(&k->o));
@@ -580,8 +596,8 @@ static int run_kernel(const struct session_kernel *k)
                       k->dst, &k->o);
         return 0;
     case PLAN_K_ONEHOT:
-        return k_onehot(k->in[0], k->in_dtype[0], &k->in_s[0], k->params[0], k->params[1], k->in[1],
-                        engine_dtype_size(k->out_dtype), k->dst);
+        return k_onehot(k->in[0], k->in_dtype[0], &k->in_s[0], k->kp.onehot.depth,
+                        k->kp.onehot.axis, k->in[1], engine_dtype_size(k->out_dtype), k->dst);
     case PLAN_K_ROI_ALIGN:
         return k_roi_align(k->in[0], &k->in_s[0], k->in[1], k->in[2], &k->kp.roi, k->dst, &k->o);
     case PLAN_K_LRN:

@@ -737,12 +737,20 @@ int eval_scatter_elements(struct ir_graph *g, struct ir_node *n, char *err, size
     return set_data(g, n, 0, d);
 }
 
+/* ScatterElements', ScatterND's kernel parameters: the reduction the shape rule resolved. */
+static uint32_t scatter_params(const struct ir_node *n, int64_t *p)
+{
+    struct kp_scatter q = {(enum k_scatter_red)ir_attr_int(n, "reduction_code", 0)};
+    return kp_encode_scatter(&q, p);
+}
+
 int lower_scatter_elements(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[3], red = ir_attr_int(n, "reduction_code", 0);
+    int64_t ins[3], p[1];
+    uint32_t np = scatter_params(n, p);
     int rc = plain_inputs(l, n, 3, ins);
     return rc ? rc
-              : emit_kernel(l, n, PLAN_K_SCATTER_ELEMENTS, ins, 3, &red, 1,
+              : emit_kernel(l, n, PLAN_K_SCATTER_ELEMENTS, ins, 3, p, np,
                             ir_attr_int(n, "axis", 0));
 }
 
@@ -801,9 +809,11 @@ int eval_gather_nd(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
 
 int lower_gather_nd(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], b = ir_attr_int(n, "batch_dims", 0);
+    int64_t ins[2], p[1];
+    uint32_t np =
+        kp_encode_gather_nd(&(struct kp_gather_nd){(int)ir_attr_int(n, "batch_dims", 0)}, p);
     int rc = plain_inputs(l, n, 2, ins);
-    return rc ? rc : emit_kernel(l, n, PLAN_K_GATHER_ND, ins, 2, &b, 1, 0);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_GATHER_ND, ins, 2, p, np, 0);
 }
 
 /* ---- ScatterND ---- */
@@ -827,9 +837,10 @@ int eval_scatter_nd(struct ir_graph *g, struct ir_node *n, char *err, size_t err
 
 int lower_scatter_nd(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[3], red = ir_attr_int(n, "reduction_code", 0);
+    int64_t ins[3], p[1];
+    uint32_t np = scatter_params(n, p);
     int rc = plain_inputs(l, n, 3, ins);
-    return rc ? rc : emit_kernel(l, n, PLAN_K_SCATTER_ND, ins, 3, &red, 1, 0);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_SCATTER_ND, ins, 3, p, np, 0);
 }
 
 /* ---- Trilu ---- */
@@ -962,9 +973,11 @@ int infer_reverse_sequence(struct ir_graph *g, struct ir_node *n, char *err, siz
 
 int lower_reverse_sequence(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], b = ir_attr_int(n, "batch_axis", 1);
+    int64_t ins[2], p[1];
+    struct kp_reverse_seq q = {(int)ir_attr_int(n, "batch_axis", 1)};
+    uint32_t np = kp_encode_reverse_seq(&q, p);
     int rc = plain_inputs(l, n, 2, ins);
-    return rc ? rc : emit_kernel(l, n, PLAN_K_REVERSE_SEQ, ins, 2, &b, 1, 0);
+    return rc ? rc : emit_kernel(l, n, PLAN_K_REVERSE_SEQ, ins, 2, p, np, 0);
 }
 
 /* ---- OneHot ---- */
@@ -1001,14 +1014,16 @@ int infer_onehot(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
 
 int lower_onehot(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], p[2] = {ir_attr_int(n, "onehot_depth", 1), ir_attr_int(n, "axis", 0)};
+    int64_t ins[2], p[2];
+    struct kp_onehot q = {ir_attr_int(n, "onehot_depth", 1), (int)ir_attr_int(n, "axis", 0)};
+    uint32_t np = kp_encode_onehot(&q, p);
     if (n->n_in != 3 || n->in[0] < 0 || n->in[2] < 0)
         return lerr(l, n, -EINVAL, "missing input");
     ins[0] = plain_operand(l, n, n->in[0]);
     ins[1] = plain_operand(l, n, n->in[2]);
     if (ins[0] < 0 || ins[1] < 0)
         return lerr(l, n, -EINVAL, "unusable input");
-    return emit_kernel(l, n, PLAN_K_ONEHOT, ins, 2, p, 2, 0);
+    return emit_kernel(l, n, PLAN_K_ONEHOT, ins, 2, p, np, 0);
 }
 
 /* ---- Compress ---- */
@@ -1078,6 +1093,7 @@ int lower_compress(struct lower *l, const struct ir_node *n)
         return lerr(l, n, -EINVAL, "unusable input");
     if (axis >= 0)
         return emit_kernel(l, n, PLAN_K_GATHER, ins, 2, NULL, 0, axis);
-    int64_t batch = 0;
-    return emit_kernel(l, n, PLAN_K_GATHER_ND, ins, 2, &batch, 1, 0);
+    int64_t p[1];
+    uint32_t np = kp_encode_gather_nd(&(struct kp_gather_nd){0}, p);
+    return emit_kernel(l, n, PLAN_K_GATHER_ND, ins, 2, p, np, 0);
 }
