@@ -455,13 +455,13 @@ static int dft_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     int64_t axis = c->n->axis, r = x->rank;
-    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
-        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 || r < 3 || dst->rank != r ||
-        axis < 1 || axis > r - 2 || (x->dims[r - 1] != 1 && x->dims[r - 1] != 2) ||
-        dst->dims[r - 1] != 2)
+    struct kp_dft q;
+    if (kp_decode_dft(p, c->n->n_params, &q) || !plain_of_dtype(x, ENGINE_F32) ||
+        dst->dtype != ENGINE_F32 || r < 3 || dst->rank != r || axis < 1 || axis > r - 2 ||
+        (x->dims[r - 1] != 1 && x->dims[r - 1] != 2) || dst->dims[r - 1] != 2)
         return node_err(c, -EINVAL, "DFT axis, dtypes or parameters do not fit");
     for (int64_t i = 0; i < r - 1; i++) {
-        int64_t want = i != axis ? x->dims[i] : p[1] ? x->dims[i] / 2 + 1 : x->dims[i];
+        int64_t want = i != axis ? x->dims[i] : q.onesided ? x->dims[i] / 2 + 1 : x->dims[i];
         if (dst->dims[i] != want)
             return node_err(c, -EINVAL, "DFT output shape does not follow from its input");
     }
@@ -524,13 +524,15 @@ static int einsum_check(const struct node_ctx *c, const int32_t *p)
 static int stft_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
-    if (c->n->n_params != 3 || p[0] < 1 || p[1] < 1 || (p[2] != 0 && p[2] != 1) || x->rank != 3 ||
-        !plain_of_dtype(x, ENGINE_F32) || (x->dims[2] != 1 && x->dims[2] != 2) ||
-        (p[2] && x->dims[2] == 2) || p[1] > x->dims[1] || dst->dtype != ENGINE_F32 ||
+    struct kp_stft q;
+    if (kp_decode_stft(p, c->n->n_params, &q) || x->rank != 3 || !plain_of_dtype(x, ENGINE_F32) ||
+        (x->dims[2] != 1 && x->dims[2] != 2) || (q.onesided && x->dims[2] == 2) ||
+        q.length > x->dims[1] || dst->dtype != ENGINE_F32 ||
         (c->n->n_in == 2 &&
-         (!plain_of_dtype(operand(c, 1), ENGINE_F32) || numel_of(operand(c, 1)) != p[1])))
+         (!plain_of_dtype(operand(c, 1), ENGINE_F32) || numel_of(operand(c, 1)) != q.length)))
         return node_err(c, -EINVAL, "STFT signal, window or parameters do not fit");
-    int64_t want[4] = {x->dims[0], (x->dims[1] - p[1]) / p[0] + 1, p[2] ? p[1] / 2 + 1 : p[1], 2};
+    int64_t want[4] = {x->dims[0], (x->dims[1] - q.length) / q.step + 1,
+                       q.onesided ? q.length / 2 + 1 : q.length, 2};
     struct engine_shape ws = {.rank = 4};
     memcpy(ws.dims, want, sizeof(want));
     return dims_equal(dst, &ws) ? 0 : node_err(c, -EINVAL, "STFT output shape is wrong");

@@ -324,3 +324,34 @@ int kp_decode_onehot(const int32_t *p, uint32_t n, struct kp_onehot *q)
     *q = (struct kp_onehot){p[0], p[1]};
     return 0;
 }
+
+uint32_t kp_encode_dft(const struct kp_dft *q, int64_t *out)
+{
+    out[0] = q->inverse;
+    out[1] = q->onesided;
+    return 2;
+}
+
+int kp_decode_dft(const int32_t *p, uint32_t n, struct kp_dft *q)
+{
+    if (n != 2 || !flag(p[0]) || !flag(p[1]))
+        return -EINVAL;
+    *q = (struct kp_dft){p[0], p[1]};
+    return 0;
+}
+
+uint32_t kp_encode_stft(const struct kp_stft *q, int64_t *out)
+{
+    out[0] = q->step;
+    out[1] = q->length;
+    out[2] = q->onesided;
+    return 3;
+}
+
+int kp_decode_stft(const int32_t *p, uint32_t n, struct kp_stft *q)
+{
+    if (n != 3 || p[0] < 1 || p[1] < 1 || !flag(p[2]))
+        return -EINVAL;
+    *q = (struct kp_stft){p[0], p[1], p[2]};
+    return 0;
+}

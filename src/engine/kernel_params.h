@@ -125,4 +125,19 @@ struct kp_onehot {
 uint32_t kp_encode_onehot(const struct kp_onehot *q, int64_t *out);
 int kp_decode_onehot(const int32_t *p, uint32_t n, struct kp_onehot *q);
 
+/* PLAN_K_DFT: inverse, onesided (the axis is the node's). */
+struct kp_dft {
+    int inverse, onesided;
+};
+uint32_t kp_encode_dft(const struct kp_dft *q, int64_t *out);
+int kp_decode_dft(const int32_t *p, uint32_t n, struct kp_dft *q);
+
+/* PLAN_K_STFT: frame_step, frame_length (both >= 1), onesided. */
+struct kp_stft {
+    int64_t step, length;
+    int onesided;
+};
+uint32_t kp_encode_stft(const struct kp_stft *q, int64_t *out);
+int kp_decode_stft(const int32_t *p, uint32_t n, struct kp_stft *q);
+
 #endif

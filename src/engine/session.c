@@ -65,6 +65,8 @@ struct session_kernel {
         struct kp_scatter scatter;
         struct kp_reverse_seq reverse_seq;
         struct kp_onehot onehot;
+        struct kp_dft dft;
+        struct kp_stft stft;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -187,6 +189,12 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_ONEHOT:
         rc = kp_decode_onehot(k->params, k->n_params, &k->kp.onehot);
+        break;
+    case PLAN_K_DFT:
+        rc = kp_decode_dft(k->params, k->n_params, &k->kp.dft);
+        break;
+    case PLAN_K_STFT:
+        rc = kp_decode_stft(k->params, k->n_params, &k->kp.stft);
         break;
     }
     assert(rc == 0);
@@ -430,7 +438,8 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_DFT:
         split_at(&k->in_s[0], k->attr, 0, &outer, &len, &inner);
         k_dft(k->in[0], outer, len, inner / (size_t)k->in_s[0].dims[k->in_s[0].rank - 1],
-              (size_t)k->in_s[0].dims[k->in_s[0].rank - 1], k->params[0], k->params[1], k->dst);
+              (size_t)k->in_s[0].dims[k->in_s[0].rank - 1], k->kp.dft.inverse, k->kp.dft.onesided,
+              k->dst);
         return 0;
     case PLAN_K_QCONV:
         run_qconv(k);
@@ -440,8 +449,8 @@ static int run_math_kernel(const struct session_kernel *k)
         return 0;
     case PLAN_K_STFT:
         k_stft(k->in[0], (size_t)k->in_s[0].dims[0], (size_t)k->in_s[0].dims[1],
-               (size_t)k->in_s[0].dims[2], k->n_in > 1 ? k->in[1] : NULL, (size_t)k->params[0],
-               (size_t)k->params[1], k->params[2], k->dst);
+               (size_t)k->in_s[0].dims[2], k->n_in > 1 ? k->in[1] : NULL, (size_t)k->kp.stft.step,
+               (size_t)k->kp.stft.length, k->kp.stft.onesided, k->dst);
         return 0;
     default:
         return run_nll(k);

@@ -41,12 +41,12 @@ int infer_dft(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 
 int lower_dft(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[1],
-        params[2] = {ir_attr_int(n, "inverse", 0) != 0, ir_attr_int(n, "onesided", 0) != 0};
+    int64_t ins[1], p[2];
+    struct kp_dft q = {ir_attr_int(n, "inverse", 0) != 0, ir_attr_int(n, "onesided", 0) != 0};
+    uint32_t np = kp_encode_dft(&q, p);
     int rc = math_operands(l, n, 1, ins);
-    return rc < 0
-               ? rc
-               : emit_math(l, n, 0, PLAN_K_DFT, ins, 1, params, 2, ir_attr_int(n, "axis", 1), 0, 0);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_DFT, ins, 1, p, np, ir_attr_int(n, "axis", 1), 0, 0);
 }
 
 /* ---- STFT ---- */
@@ -82,14 +82,15 @@ int infer_stft(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 /* STFT: the signal and the window, if any (the step and length were resolved as attributes). */
 int lower_stft(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[2], params[3] = {ir_attr_int(n, "frame_step", 0), ir_attr_int(n, "frame_length", 0),
-                                 ir_attr_int(n, "onesided", 1) != 0};
-    uint32_t cnt = 1;
+    int64_t ins[2], p[3];
+    struct kp_stft q = {ir_attr_int(n, "frame_step", 0), ir_attr_int(n, "frame_length", 0),
+                        ir_attr_int(n, "onesided", 1) != 0};
+    uint32_t np = kp_encode_stft(&q, p), cnt = 1;
     if ((ins[0] = plain_operand(l, n, n->in[0])) < 0)
         return (int)ins[0];
     if (n->n_in > 2 && n->in[2] >= 0 && (ins[cnt++] = plain_operand(l, n, n->in[2])) < 0)
         return (int)ins[1];
-    return emit_math(l, n, 0, PLAN_K_STFT, ins, cnt, params, 3, 0, 0, 0);
+    return emit_math(l, n, 0, PLAN_K_STFT, ins, cnt, p, np, 0, 0, 0);
 }
 
 /* ---- HannWindow, HammingWindow, BlackmanWindow ---- */
