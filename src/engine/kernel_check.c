@@ -190,12 +190,13 @@ static int math_reduce_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
-static int argext_check(const struct node_ctx *c)
+static int argext_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     int64_t axis = c->n->axis, rest = 1;
-    if (c->n->n_params != 2 || !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_I64 ||
-        axis < 0 || axis >= x->rank || x->dims[axis] < 1)
+    struct kp_argext q;
+    if (kp_decode_argext(p, c->n->n_params, &q) || !plain_of_dtype(x, ENGINE_F32) ||
+        dst->dtype != ENGINE_I64 || axis < 0 || axis >= x->rank || x->dims[axis] < 1)
         return node_err(c, -EINVAL, "arg-extremum axis, dtypes or parameters do not fit");
     for (uint32_t i = 0; i < x->rank; i++)
         rest *= i == axis ? 1 : x->dims[i];
@@ -297,9 +298,10 @@ static int clip_check(const struct node_ctx *c, const int32_t *p)
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     struct engine_shape xs;
     shape_of(x, &xs);
-    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
-        c->n->n_in != 1u + (uint32_t)p[0] + (uint32_t)p[1] || !k_clip_dtype_ok((int)x->dtype) ||
-        !plain_of_dtype(x, dst->dtype) || !dims_equal(dst, &xs))
+    struct kp_clip q;
+    if (kp_decode_clip(p, c->n->n_params, &q) ||
+        c->n->n_in != 1u + (uint32_t)q.has_min + (uint32_t)q.has_max ||
+        !k_clip_dtype_ok((int)x->dtype) || !plain_of_dtype(x, dst->dtype) || !dims_equal(dst, &xs))
         return node_err(c, -EINVAL, "clip kernel bounds, dtypes or shapes do not fit");
     for (uint32_t i = 1; i < c->n->n_in; i++)
         if (!plain_of_dtype(operand(c, i), x->dtype) || numel_of(operand(c, i)) != 1)
@@ -339,9 +341,10 @@ static int topk_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     int64_t axis = c->n->axis;
-    if (c->n->n_params != 2 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
-        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != (p[1] ? ENGINE_I64 : ENGINE_F32) ||
-        axis < 0 || axis >= x->rank || dst->rank != x->rank)
+    struct kp_topk q;
+    if (kp_decode_topk(p, c->n->n_params, &q) || !plain_of_dtype(x, ENGINE_F32) ||
+        dst->dtype != (q.indices ? ENGINE_I64 : ENGINE_F32) || axis < 0 || axis >= x->rank ||
+        dst->rank != x->rank)
         return node_err(c, -EINVAL, "top-k axis, dtypes or parameters do not fit");
     for (uint32_t i = 0; i < x->rank; i++)
         if (i == axis ? dst->dims[i] > x->dims[i] : dst->dims[i] != x->dims[i])
@@ -558,7 +561,7 @@ static int math_kernel_check(const struct node_ctx *c)
     case PLAN_K_REDUCE:
         return math_reduce_check(c, p);
     case PLAN_K_ARGEXT:
-        return argext_check(c);
+        return argext_check(c, p);
     case PLAN_K_SOFTMAX_F:
         return softmax_f_check(c, p);
     case PLAN_K_LOGIC:

@@ -355,3 +355,50 @@ int kp_decode_stft(const int32_t *p, uint32_t n, struct kp_stft *q)
     *q = (struct kp_stft){p[0], p[1], p[2]};
     return 0;
 }
+
+/* The kinds whose two parameters are flags. */
+static uint32_t encode_flags2(int a, int b, int64_t *out)
+{
+    out[0] = a;
+    out[1] = b;
+    return 2;
+}
+
+static int decode_flags2(const int32_t *p, uint32_t n, int *a, int *b)
+{
+    if (n != 2 || !flag(p[0]) || !flag(p[1]))
+        return -EINVAL;
+    *a = p[0];
+    *b = p[1];
+    return 0;
+}
+
+uint32_t kp_encode_argext(const struct kp_argext *q, int64_t *out)
+{
+    return encode_flags2(q->is_min, q->select_last, out);
+}
+
+int kp_decode_argext(const int32_t *p, uint32_t n, struct kp_argext *q)
+{
+    return decode_flags2(p, n, &q->is_min, &q->select_last);
+}
+
+uint32_t kp_encode_topk(const struct kp_topk *q, int64_t *out)
+{
+    return encode_flags2(q->largest, q->indices, out);
+}
+
+int kp_decode_topk(const int32_t *p, uint32_t n, struct kp_topk *q)
+{
+    return decode_flags2(p, n, &q->largest, &q->indices);
+}
+
+uint32_t kp_encode_clip(const struct kp_clip *q, int64_t *out)
+{
+    return encode_flags2(q->has_min, q->has_max, out);
+}
+
+int kp_decode_clip(const int32_t *p, uint32_t n, struct kp_clip *q)
+{
+    return decode_flags2(p, n, &q->has_min, &q->has_max);
+}

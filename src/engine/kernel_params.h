@@ -140,4 +140,25 @@ struct kp_stft {
 uint32_t kp_encode_stft(const struct kp_stft *q, int64_t *out);
 int kp_decode_stft(const int32_t *p, uint32_t n, struct kp_stft *q);
 
+/* PLAN_K_ARGEXT: is_min, select_last (the axis is the node's). */
+struct kp_argext {
+    int is_min, select_last;
+};
+uint32_t kp_encode_argext(const struct kp_argext *q, int64_t *out);
+int kp_decode_argext(const int32_t *p, uint32_t n, struct kp_argext *q);
+
+/* PLAN_K_TOPK: largest, indices (the output: 0 the values, 1 their int64 indices). */
+struct kp_topk {
+    int largest, indices;
+};
+uint32_t kp_encode_topk(const struct kp_topk *q, int64_t *out);
+int kp_decode_topk(const int32_t *p, uint32_t n, struct kp_topk *q);
+
+/* PLAN_K_CLIP: has_min, has_max (the bounds present follow x as the node's inputs). */
+struct kp_clip {
+    int has_min, has_max;
+};
+uint32_t kp_encode_clip(const struct kp_clip *q, int64_t *out);
+int kp_decode_clip(const int32_t *p, uint32_t n, struct kp_clip *q);
+
 #endif

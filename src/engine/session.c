@@ -67,6 +67,9 @@ struct session_kernel {
         struct kp_onehot onehot;
         struct kp_dft dft;
         struct kp_stft stft;
+        struct kp_argext argext;
+        struct kp_topk topk;
+        struct kp_clip clip;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -195,6 +198,15 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_STFT:
         rc = kp_decode_stft(k->params, k->n_params, &k->kp.stft);
+        break;
+    case PLAN_K_ARGEXT:
+        rc = kp_decode_argext(k->params, k->n_params, &k->kp.argext);
+        break;
+    case PLAN_K_TOPK:
+        rc = kp_decode_topk(k->params, k->n_params, &k->kp.topk);
+        break;
+    case PLAN_K_CLIP:
+        rc = kp_decode_clip(k->params, k->n_params, &k->kp.clip);
         break;
     }
     assert(rc == 0);
@@ -387,7 +399,8 @@ static int run_math_kernel(const struct session_kernel *k)
                  k->dst);
         return 0;
     case PLAN_K_ARGEXT:
-        k_argext(k->params[0], k->params[1], k->in[0], &k->in_s[0], (int)k->attr, k->dst);
+        k_argext(k->kp.argext.is_min, k->kp.argext.select_last, k->in[0], &k->in_s[0], (int)k->attr,
+                 k->dst);
         return 0;
     case PLAN_K_SOFTMAX_F:
         split_at(&k->in_s[0], k->attr, k->params[1], &outer, &len, &inner);
@@ -403,8 +416,8 @@ static int run_math_kernel(const struct session_kernel *k)
     case PLAN_K_LAYERNORM:
         return run_layernorm(k);
     case PLAN_K_CLIP:
-        k_clip(k->in_dtype[0], k->in[0], k->params[0] ? k->in[1] : NULL,
-               k->params[1] ? k->in[1 + k->params[0]] : NULL, k->dst,
+        k_clip(k->in_dtype[0], k->in[0], k->kp.clip.has_min ? k->in[1] : NULL,
+               k->kp.clip.has_max ? k->in[1 + k->kp.clip.has_min] : NULL, k->dst,
                (size_t)engine_shape_numel(&k->in_s[0]));
         return 0;
     case PLAN_K_INSTNORM:
@@ -416,8 +429,8 @@ static int run_math_kernel(const struct session_kernel *k)
                        k->in_dtype[1], k->in[1], &k->in_s[1], k->dst, &k->o);
     case PLAN_K_TOPK:
         split_at(&k->in_s[0], k->attr, 0, &outer, &len, &inner);
-        k_topk(k->in[0], outer, len, inner, (size_t)k->o.dims[k->attr], k->params[0],
-               k->params[1] ? NULL : k->dst, k->params[1] ? k->dst : NULL);
+        k_topk(k->in[0], outer, len, inner, (size_t)k->o.dims[k->attr], k->kp.topk.largest,
+               k->kp.topk.indices ? NULL : k->dst, k->kp.topk.indices ? k->dst : NULL);
         return 0;
     case PLAN_K_QUANTIZE:
         run_quantize(k);

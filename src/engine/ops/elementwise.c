@@ -660,7 +660,8 @@ int lower_clip(struct lower *l, const struct ir_node *n)
     float a, b;
     if (x && x->dtype == ENGINE_F32 && ir_node_act(l->g, n, &act, &a, &b))
         return lower_eltwise(l, n);
-    int64_t ins[3], params[2] = {0, 0};
+    int64_t ins[3], params[2];
+    int has[2] = {0, 0};
     uint32_t cnt = 1;
     if (!x || (ins[0] = plain_operand(l, n, n->in[0])) < 0)
         return lerr(l, n, -EINVAL, "missing input");
@@ -669,9 +670,10 @@ int lower_clip(struct lower *l, const struct ir_node *n)
             continue;
         if ((ins[cnt++] = plain_operand(l, n, n->in[i])) < 0)
             return (int)ins[cnt - 1];
-        params[i - 1] = 1;
+        has[i - 1] = 1;
     }
-    return emit_math(l, n, 0, PLAN_K_CLIP, ins, cnt, params, 2, 0, 0, 0);
+    uint32_t np = kp_encode_clip(&(struct kp_clip){has[0], has[1]}, params);
+    return emit_math(l, n, 0, PLAN_K_CLIP, ins, cnt, params, np, 0, 0, 0);
 }
 
 /* ---- Where ---- */

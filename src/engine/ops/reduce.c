@@ -148,11 +148,13 @@ int infer_argext(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
 
 int lower_argext(struct lower *l, const struct ir_node *n)
 {
-    int64_t params[2] = {strcmp(n->op, "ArgMin") == 0, ir_attr_int(n, "select_last_index", 0) != 0};
-    int64_t ins[1];
+    struct kp_argext q = {strcmp(n->op, "ArgMin") == 0,
+                          ir_attr_int(n, "select_last_index", 0) != 0};
+    int64_t ins[1], params[2];
+    uint32_t np = kp_encode_argext(&q, params);
     int rc = math_operands(l, n, 1, ins);
     return rc < 0 ? rc
-                  : emit_math(l, n, 0, PLAN_K_ARGEXT, ins, 1, params, 2, ir_attr_int(n, "axis", 0),
+                  : emit_math(l, n, 0, PLAN_K_ARGEXT, ins, 1, params, np, ir_attr_int(n, "axis", 0),
                               0, 0);
 }
 
@@ -190,9 +192,11 @@ int lower_topk(struct lower *l, const struct ir_node *n)
         return lerr(l, n, -EINVAL, "axis was not resolved by shape inference");
     int rc = math_operands(l, n, 1, ins);
     for (int64_t k = 0; rc >= 0 && k < 2 && k < n->n_out; k++) {
-        int64_t params[2] = {ir_attr_int(n, "largest", 1) != 0, k};
+        int64_t params[2];
+        uint32_t np =
+            kp_encode_topk(&(struct kp_topk){ir_attr_int(n, "largest", 1) != 0, (int)k}, params);
         if (n->out[k] >= 0)
-            rc = emit_math(l, n, (int)k, PLAN_K_TOPK, ins, 1, params, 2, axis, 0, 0);
+            rc = emit_math(l, n, (int)k, PLAN_K_TOPK, ins, 1, params, np, axis, 0, 0);
     }
     return rc < 0 ? rc : 0;
 }
