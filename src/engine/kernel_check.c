@@ -208,9 +208,10 @@ static int softmax_f_check(const struct node_ctx *c, const int32_t *p)
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     struct engine_shape xs;
     shape_of(x, &xs);
-    if (c->n->n_params != 2 || p[0] < 0 || p[0] >= K_SMOP_COUNT_ || (p[1] != 0 && p[1] != 1) ||
-        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 || !dims_equal(dst, &xs) ||
-        c->n->axis < 0 || c->n->axis >= x->rank)
+    struct kp_softmax q;
+    if (kp_decode_softmax(p, c->n->n_params, &q) || !plain_of_dtype(x, ENGINE_F32) ||
+        dst->dtype != ENGINE_F32 || !dims_equal(dst, &xs) || c->n->axis < 0 ||
+        c->n->axis >= x->rank)
         return node_err(c, -EINVAL, "softmax-family axis, shapes or parameters do not fit");
     return 0;
 }
@@ -263,7 +264,8 @@ static int layernorm_k_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     int64_t axis = c->n->axis, outer = 1, inner = 1;
-    if (c->n->n_params != 1 || p[0] < 0 || p[0] > 2 || axis < 0 || axis >= x->rank ||
+    struct kp_layernorm q;
+    if (kp_decode_layernorm(p, c->n->n_params, &q) || axis < 0 || axis >= x->rank ||
         !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32)
         return node_err(c, -EINVAL, "layer-norm kernel axis, dtypes or parameters do not fit");
     for (uint32_t i = 0; i < x->rank; i++)
@@ -271,7 +273,7 @@ static int layernorm_k_check(const struct node_ctx *c, const int32_t *p)
     for (uint32_t i = 1; i < c->n->n_in; i++)
         if (!plain_of_dtype(operand(c, i), ENGINE_F32) || numel_of(operand(c, i)) != inner)
             return node_err(c, -EINVAL, "layer-norm scale or bias size differs from the row's");
-    if (numel_of(dst) != (p[0] ? outer : outer * inner))
+    if (numel_of(dst) != (q.which ? outer : outer * inner))
         return node_err(c, -EINVAL, "layer-norm output size does not follow from its input");
     return 0;
 }
@@ -279,8 +281,8 @@ static int layernorm_k_check(const struct node_ctx *c, const int32_t *p)
 static int nll_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *t = operand(c, 1), *dst = dst_of(c);
-    if (c->n->n_params != 3 || p[0] < K_LOSS_NONE || p[0] > K_LOSS_MEAN ||
-        (p[1] != 0 && p[1] != 1) || !plain_of_dtype(x, ENGINE_F32) ||
+    struct kp_nll q;
+    if (kp_decode_nll(p, c->n->n_params, &q) || !plain_of_dtype(x, ENGINE_F32) ||
         !plain_of_dtype(t, ENGINE_I64) || dst->dtype != ENGINE_F32 || x->rank < 2 ||
         t->rank != x->rank - 1 || t->dims[0] != x->dims[0] ||
         memcmp(t->dims + 1, x->dims + 2, (t->rank - 1) * sizeof(int64_t)))
@@ -288,7 +290,7 @@ static int nll_check(const struct node_ctx *c, const int32_t *p)
     if (c->n->n_in == 3 &&
         (!plain_of_dtype(operand(c, 2), ENGINE_F32) || numel_of(operand(c, 2)) != x->dims[1]))
         return node_err(c, -EINVAL, "loss weights must hold one float32 per class");
-    if (numel_of(dst) != (p[0] == K_LOSS_NONE ? numel_of(t) : 1))
+    if (numel_of(dst) != (q.red == K_LOSS_NONE ? numel_of(t) : 1))
         return node_err(c, -EINVAL, "loss output size does not follow from its inputs");
     return 0;
 }

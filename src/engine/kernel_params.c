@@ -402,3 +402,46 @@ int kp_decode_clip(const int32_t *p, uint32_t n, struct kp_clip *q)
 {
     return decode_flags2(p, n, &q->has_min, &q->has_max);
 }
+
+uint32_t kp_encode_softmax(const struct kp_softmax *q, int64_t *out)
+{
+    return encode_flags2(q->op, q->coerce, out);
+}
+
+int kp_decode_softmax(const int32_t *p, uint32_t n, struct kp_softmax *q)
+{
+    if (n != 2 || p[0] < 0 || p[0] >= K_SMOP_COUNT_ || !flag(p[1]))
+        return -EINVAL;
+    *q = (struct kp_softmax){(enum k_smop)p[0], p[1]};
+    return 0;
+}
+
+uint32_t kp_encode_layernorm(const struct kp_layernorm *q, int64_t *out)
+{
+    out[0] = q->which;
+    return 1;
+}
+
+int kp_decode_layernorm(const int32_t *p, uint32_t n, struct kp_layernorm *q)
+{
+    if (n != 1 || p[0] < 0 || p[0] > 2)
+        return -EINVAL;
+    q->which = p[0];
+    return 0;
+}
+
+uint32_t kp_encode_nll(const struct kp_nll *q, int64_t *out)
+{
+    out[0] = q->red;
+    out[1] = q->has_ignore;
+    out[2] = q->ignore_index;
+    return 3;
+}
+
+int kp_decode_nll(const int32_t *p, uint32_t n, struct kp_nll *q)
+{
+    if (n != 3 || p[0] < K_LOSS_NONE || p[0] > K_LOSS_MEAN || !flag(p[1]))
+        return -EINVAL;
+    *q = (struct kp_nll){(enum k_reduction)p[0], p[1], p[2]};
+    return 0;
+}

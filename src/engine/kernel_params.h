@@ -161,4 +161,28 @@ struct kp_clip {
 uint32_t kp_encode_clip(const struct kp_clip *q, int64_t *out);
 int kp_decode_clip(const int32_t *p, uint32_t n, struct kp_clip *q);
 
+/* PLAN_K_SOFTMAX_F: op (enum k_smop), coerce (1: over every dim from the node's axis on). */
+struct kp_softmax {
+    enum k_smop op;
+    int coerce;
+};
+uint32_t kp_encode_softmax(const struct kp_softmax *q, int64_t *out);
+int kp_decode_softmax(const int32_t *p, uint32_t n, struct kp_softmax *q);
+
+/* PLAN_K_LAYERNORM: which output (0 Y, 1 Mean, 2 InvStdDev); axis and epsilon are the node's. */
+struct kp_layernorm {
+    int which;
+};
+uint32_t kp_encode_layernorm(const struct kp_layernorm *q, int64_t *out);
+int kp_decode_layernorm(const int32_t *p, uint32_t n, struct kp_layernorm *q);
+
+/* PLAN_K_NLL: reduction (enum k_reduction), has_ignore, ignore_index. */
+struct kp_nll {
+    enum k_reduction red;
+    int has_ignore;
+    int64_t ignore_index;
+};
+uint32_t kp_encode_nll(const struct kp_nll *q, int64_t *out);
+int kp_decode_nll(const int32_t *p, uint32_t n, struct kp_nll *q);
+
 #endif

@@ -70,6 +70,9 @@ struct session_kernel {
         struct kp_argext argext;
         struct kp_topk topk;
         struct kp_clip clip;
+        struct kp_softmax softmax;
+        struct kp_layernorm layernorm;
+        struct kp_nll nll;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -208,6 +211,15 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
     case PLAN_K_CLIP:
         rc = kp_decode_clip(k->params, k->n_params, &k->kp.clip);
         break;
+    case PLAN_K_SOFTMAX_F:
+        rc = kp_decode_softmax(k->params, k->n_params, &k->kp.softmax);
+        break;
+    case PLAN_K_LAYERNORM:
+        rc = kp_decode_layernorm(k->params, k->n_params, &k->kp.layernorm);
+        break;
+    case PLAN_K_NLL:
+        rc = kp_decode_nll(k->params, k->n_params, &k->kp.nll);
+        break;
     }
     assert(rc == 0);
     (void)rc;
@@ -290,7 +302,7 @@ static int run_layernorm(const struct session_kernel *k)
 {
     size_t outer, len, inner;
     split_at(&k->in_s[0], k->attr, 1, &outer, &len, &inner);
-    int which = k->params[0];
+    int which = k->kp.layernorm.which;
     k_layernorm(k->in[0], k->in[1], k->n_in > 2 ? k->in[2] : NULL, outer, len, k->alpha,
                 which == 0 ? k->dst : NULL, which == 1 ? k->dst : NULL, which == 2 ? k->dst : NULL);
     return 0;
@@ -300,8 +312,8 @@ static int run_nll(const struct session_kernel *k)
 {
     size_t n, c, inner;
     split_at(&k->in_s[0], 1, 0, &n, &c, &inner);
-    return k_nll(k->in[0], k->in[1], k->n_in > 2 ? k->in[2] : NULL, n, c, inner,
-                 (enum k_reduction)k->params[0], k->params[1], k->params[2], k->dst);
+    return k_nll(k->in[0], k->in[1], k->n_in > 2 ? k->in[2] : NULL, n, c, inner, k->kp.nll.red,
+                 k->kp.nll.has_ignore, k->kp.nll.ignore_index, k->dst);
 }
 
 static void run_quantize(const struct session_kernel *k)
@@ -403,8 +415,8 @@ static int run_math_kernel(const struct session_kernel *k)
                  k->dst);
         return 0;
     case PLAN_K_SOFTMAX_F:
-        split_at(&k->in_s[0], k->attr, k->params[1], &outer, &len, &inner);
-        k_softmax_family((enum k_smop)k->params[0], k->in[0], k->dst, outer, len, inner);
+        split_at(&k->in_s[0], k->attr, k->kp.softmax.coerce, &outer, &len, &inner);
+        k_softmax_family(k->kp.softmax.op, k->in[0], k->dst, outer, len, inner);
         return 0;
     case PLAN_K_LOGIC:
         return k_logic((enum k_logop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0], k->in[1],

@@ -103,12 +103,13 @@ int infer_softmax_f(struct ir_graph *g, struct ir_node *n, char *err, size_t err
 
 int lower_softmax_f(struct lower *l, const struct ir_node *n)
 {
-    int64_t params[2] = {strcmp(n->op, "Hardmax") == 0 ? K_SM_HARDMAX : K_SM_LOGSOFTMAX,
-                         l->g->opset < 13};
-    int64_t ins[1];
+    struct kp_softmax q = {strcmp(n->op, "Hardmax") == 0 ? K_SM_HARDMAX : K_SM_LOGSOFTMAX,
+                           l->g->opset < 13};
+    int64_t ins[1], params[2];
+    uint32_t np = kp_encode_softmax(&q, params);
     int rc = math_operands(l, n, 1, ins);
     return rc < 0 ? rc
-                  : emit_math(l, n, 0, PLAN_K_SOFTMAX_F, ins, 1, params, 2,
+                  : emit_math(l, n, 0, PLAN_K_SOFTMAX_F, ins, 1, params, np,
                               ir_attr_int(n, "axis", 0), 0, 0);
 }
 
@@ -195,7 +196,9 @@ static int lower_layernorm_c(struct lower *l, const struct ir_node *n)
     for (int64_t k = 0; cnt > 0 && k < 3 && k < n->n_out; k++) {
         if (n->out[k] < 0 || (k > 0 && !ir_tensor_used(l->g, n->out[k])))
             continue;
-        int rc = emit_math(l, n, (int)k, PLAN_K_LAYERNORM, ins, (uint32_t)cnt, &k, 1, axis,
+        int64_t p[1];
+        uint32_t np = kp_encode_layernorm(&(struct kp_layernorm){(int)k}, p);
+        int rc = emit_math(l, n, (int)k, PLAN_K_LAYERNORM, ins, (uint32_t)cnt, p, np, axis,
                            ir_attr_float(n, "epsilon", 1e-5f), 0);
         if (rc)
             return rc;

@@ -275,31 +275,32 @@ int infer_loss(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return rc;
 }
 
-/* reduction, has_ignore, ignore_index of a loss op. */
-static void loss_params(const struct ir_node *n, int64_t *params)
+/* A loss op's kernel parameters (struct kp_nll) into params; returns their count. */
+static uint32_t loss_params(const struct ir_node *n, int64_t *params)
 {
     const char *red = ir_attr_str(n, "reduction", "mean");
-    params[0] = strcmp(red, "none") == 0  ? K_LOSS_NONE
-                : strcmp(red, "sum") == 0 ? K_LOSS_SUM
-                                          : K_LOSS_MEAN;
-    params[1] = ir_attr_get(n, "ignore_index") != NULL;
-    params[2] = ir_attr_int(n, "ignore_index", 0);
+    struct kp_nll q = {strcmp(red, "none") == 0  ? K_LOSS_NONE
+                       : strcmp(red, "sum") == 0 ? K_LOSS_SUM
+                                                 : K_LOSS_MEAN,
+                       ir_attr_get(n, "ignore_index") != NULL, ir_attr_int(n, "ignore_index", 0)};
+    return kp_encode_nll(&q, params);
 }
 
 int lower_nll(struct lower *l, const struct ir_node *n)
 {
     int64_t params[3], ins[3];
-    loss_params(n, params);
+    uint32_t np = loss_params(n, params);
     int cnt = math_operands(l, n, 3, ins);
-    return cnt < 0 ? cnt : emit_math(l, n, 0, PLAN_K_NLL, ins, (uint32_t)cnt, params, 3, 0, 0, 0);
+    return cnt < 0 ? cnt : emit_math(l, n, 0, PLAN_K_NLL, ins, (uint32_t)cnt, params, np, 0, 0, 0);
 }
 
 /* SoftmaxCrossEntropyLoss = NegativeLogLikelihoodLoss of LogSoftmax over axis 1; the
  * log-probabilities go to the log_prob output when there is one, else to a scratch tensor. */
 int lower_sce(struct lower *l, const struct ir_node *n)
 {
-    int64_t params[3], ins[3], sm[2] = {K_SM_LOGSOFTMAX, 0};
-    loss_params(n, params);
+    int64_t params[3], ins[3], sm[2];
+    uint32_t np = loss_params(n, params),
+             nsm = kp_encode_softmax(&(struct kp_softmax){K_SM_LOGSOFTMAX, 0}, sm);
     int cnt = math_operands(l, n, 3, ins);
     if (cnt < 2)
         return cnt < 0 ? cnt : lerr(l, n, -EINVAL, "needs scores and labels");
@@ -315,7 +316,7 @@ int lower_sce(struct lower *l, const struct ir_node *n)
     }
     if (logp < 0)
         return lerr(l, n, (int)logp, "cannot add the log-probabilities");
-    int rc = emit_math_to(l, n, logp, PLAN_K_SOFTMAX_F, ins, 1, sm, 2, 1, 0, 0);
+    int rc = emit_math_to(l, n, logp, PLAN_K_SOFTMAX_F, ins, 1, sm, nsm, 1, 0, 0);
     ins[0] = logp;
-    return rc ? rc : emit_math(l, n, 0, PLAN_K_NLL, ins, (uint32_t)cnt, params, 3, 0, 0, 0);
+    return rc ? rc : emit_math(l, n, 0, PLAN_K_NLL, ins, (uint32_t)cnt, params, np, 0, 0, 0);
 }
