@@ -169,7 +169,10 @@ static int unary_check(const struct node_ctx *c, const int32_t *p)
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     struct engine_shape xs;
     shape_of(x, &xs);
-    int out = c->n->n_params == 1 ? k_unary_dtype((enum k_unop)p[0], (int)x->dtype) : 0;
+    struct kp_op q;
+    int out = kp_decode_op(PLAN_K_UNARY, p, c->n->n_params, &q) == 0
+                  ? k_unary_dtype((enum k_unop)q.op, (int)x->dtype)
+                  : 0;
     if (!out || !plain_of_dtype(x, x->dtype) || dst->dtype != (uint32_t)out ||
         !dims_equal(dst, &xs))
         return node_err(c, -EINVAL, "unary kernel op, dtypes or shapes do not fit");
@@ -235,8 +238,9 @@ static int logic_check(const struct node_ctx *c, const int32_t *p)
     struct engine_shape as, bs, ds;
     shape_of(a, &as);
     shape_of(b, &bs);
-    int out = c->n->n_params == 1 && p[0] >= 0 && p[0] < K_LOGOP_COUNT_
-                  ? k_logic_dtype((enum k_logop)p[0], (int)a->dtype)
+    struct kp_op q;
+    int out = kp_decode_op(PLAN_K_LOGIC, p, c->n->n_params, &q) == 0
+                  ? k_logic_dtype((enum k_logop)q.op, (int)a->dtype)
                   : 0;
     if (!out || !plain_of_dtype(a, a->dtype) || !plain_of_dtype(b, a->dtype) ||
         dst->dtype != (uint32_t)out)
@@ -249,8 +253,9 @@ static int logic_check(const struct node_ctx *c, const int32_t *p)
 static int variadic_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *dst = dst_of(c);
-    if (c->n->n_params != 1 || c->n->n_in > 8 ||
-        !k_variadic_dtype_ok((enum k_varop)p[0], (int)dst->dtype))
+    struct kp_op q;
+    if (kp_decode_op(PLAN_K_VARIADIC, p, c->n->n_params, &q) || c->n->n_in > 8 ||
+        !k_variadic_dtype_ok((enum k_varop)q.op, (int)dst->dtype))
         return node_err(c, -EINVAL, "variadic kernel op, input count or dtype do not fit");
     for (uint32_t i = 0; i < c->n->n_in; i++)
         if (!plain_of_dtype(operand(c, i), dst->dtype))
@@ -330,8 +335,9 @@ static int arith_check(const struct node_ctx *c, const int32_t *p)
     struct engine_shape as, bs, ds;
     shape_of(a, &as);
     shape_of(b, &bs);
-    if (c->n->n_params != 1 || p[0] < K_ADD || p[0] > K_POW ||
-        !k_arith_dtypes_ok((enum k_binop)p[0], (int)a->dtype, (int)b->dtype) ||
+    struct kp_op q;
+    if (kp_decode_op(PLAN_K_ARITH, p, c->n->n_params, &q) ||
+        !k_arith_dtypes_ok((enum k_binop)q.op, (int)a->dtype, (int)b->dtype) ||
         !plain_of_dtype(a, dst->dtype) || !plain_of_dtype(b, b->dtype))
         return node_err(c, -EINVAL, "arithmetic kernel op or dtypes do not fit");
     if (k_broadcast_shape(&as, &bs, &ds) || !dims_equal(dst, &ds))

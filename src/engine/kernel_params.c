@@ -5,6 +5,7 @@
  * values to the node's tensors is checked by kernel_check.c with the decoded struct.
  */
 #include "engine/kernel_params.h"
+#include "engine/plan_image.h"
 
 #include <errno.h>
 #include <string.h>
@@ -443,5 +444,27 @@ int kp_decode_nll(const int32_t *p, uint32_t n, struct kp_nll *q)
     if (n != 3 || p[0] < K_LOSS_NONE || p[0] > K_LOSS_MEAN || !flag(p[1]))
         return -EINVAL;
     *q = (struct kp_nll){(enum k_reduction)p[0], p[1], p[2]};
+    return 0;
+}
+
+uint32_t kp_encode_op(const struct kp_op *q, int64_t *out)
+{
+    out[0] = q->op;
+    return 1;
+}
+
+int kp_decode_op(uint32_t kind, const int32_t *p, uint32_t n, struct kp_op *q)
+{
+    int lo = 0, hi = kind == PLAN_K_UNARY      ? K_UNOP_COUNT_ - 1
+                     : kind == PLAN_K_LOGIC    ? K_LOGOP_COUNT_ - 1
+                     : kind == PLAN_K_VARIADIC ? K_VAROP_COUNT_ - 1
+                                               : K_POW;
+    if (kind == PLAN_K_ARITH)
+        lo = K_ADD;
+    else if (kind != PLAN_K_UNARY && kind != PLAN_K_LOGIC && kind != PLAN_K_VARIADIC)
+        return -EINVAL;
+    if (n != 1 || p[0] < lo || p[0] > hi)
+        return -EINVAL;
+    q->op = p[0];
     return 0;
 }

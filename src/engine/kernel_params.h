@@ -185,4 +185,13 @@ struct kp_nll {
 uint32_t kp_encode_nll(const struct kp_nll *q, int64_t *out);
 int kp_decode_nll(const int32_t *p, uint32_t n, struct kp_nll *q);
 
+/* PLAN_K_UNARY (enum k_unop), PLAN_K_LOGIC (enum k_logop), PLAN_K_VARIADIC (enum k_varop),
+ * PLAN_K_ARITH (enum k_binop, Add..Pow): the family's op, range-checked for that kind (whether
+ * it is defined for the operands' dtypes is the validator's check). */
+struct kp_op {
+    int op;
+};
+uint32_t kp_encode_op(const struct kp_op *q, int64_t *out);
+int kp_decode_op(uint32_t kind, const int32_t *p, uint32_t n, struct kp_op *q);
+
 #endif

@@ -73,6 +73,7 @@ struct session_kernel {
         struct kp_softmax softmax;
         struct kp_layernorm layernorm;
         struct kp_nll nll;
+        struct kp_op op;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -219,6 +220,12 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_NLL:
         rc = kp_decode_nll(k->params, k->n_params, &k->kp.nll);
+        break;
+    case PLAN_K_UNARY:
+    case PLAN_K_LOGIC:
+    case PLAN_K_VARIADIC:
+    case PLAN_K_ARITH:
+        rc = kp_decode_op(n->alg, k->params, k->n_params, &k->kp.op);
         break;
     }
     assert(rc == 0);
@@ -403,7 +410,7 @@ static int run_math_kernel(const struct session_kernel *k)
     size_t outer, len, inner;
     switch (k->kind) {
     case PLAN_K_UNARY:
-        k_unary((enum k_unop)k->params[0], k->in_dtype[0], k->alpha, k->beta, k->in[0], k->dst,
+        k_unary((enum k_unop)k->kp.op.op, k->in_dtype[0], k->alpha, k->beta, k->in[0], k->dst,
                 (size_t)engine_shape_numel(&k->in_s[0]));
         return 0;
     case PLAN_K_REDUCE:
@@ -419,10 +426,10 @@ static int run_math_kernel(const struct session_kernel *k)
         k_softmax_family(k->kp.softmax.op, k->in[0], k->dst, outer, len, inner);
         return 0;
     case PLAN_K_LOGIC:
-        return k_logic((enum k_logop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0], k->in[1],
+        return k_logic((enum k_logop)k->kp.op.op, k->in_dtype[0], k->in[0], &k->in_s[0], k->in[1],
                        &k->in_s[1], k->dst, &k->o);
     case PLAN_K_VARIADIC:
-        k_variadic((enum k_varop)k->params[0], k->out_dtype, k->in, k->in_s, (int)k->n_in, k->dst,
+        k_variadic((enum k_varop)k->kp.op.op, k->out_dtype, k->in, k->in_s, (int)k->n_in, k->dst,
                    &k->o);
         return 0;
     case PLAN_K_LAYERNORM:
@@ -437,7 +444,7 @@ static int run_math_kernel(const struct session_kernel *k)
         k_instancenorm(k->in[0], k->in[1], k->in[2], outer, len, inner, k->alpha, k->dst);
         return 0;
     case PLAN_K_ARITH:
-        return k_arith((enum k_binop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0],
+        return k_arith((enum k_binop)k->kp.op.op, k->in_dtype[0], k->in[0], &k->in_s[0],
                        k->in_dtype[1], k->in[1], &k->in_s[1], k->dst, &k->o);
     case PLAN_K_TOPK:
         split_at(&k->in_s[0], k->attr, 0, &outer, &len, &inner);

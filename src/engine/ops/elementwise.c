@@ -100,11 +100,13 @@ int eval_unary_math(struct ir_graph *g, struct ir_node *n, char *err, size_t err
 
 int lower_unary_math(struct lower *l, const struct ir_node *n)
 {
-    int64_t op = k_unop_find(n->op), ins[1];
+    int64_t op = k_unop_find(n->op), ins[1], p[1];
     float alpha, beta;
     k_unary_attrs(n, &alpha, &beta);
     int rc = math_operands(l, n, 1, ins);
-    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_UNARY, ins, 1, &op, 1, 0, alpha, beta);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_UNARY, ins, 1, p,
+                              kp_encode_op(&(struct kp_op){(int)op}, p), 0, alpha, beta);
 }
 
 /* ---- And, Or, Xor, Mod, LessOrEqual, GreaterOrEqual, PRelu, BitShift ---- */
@@ -218,11 +220,13 @@ int lower_logic(struct lower *l, const struct ir_node *n)
         if (rc <= 0)
             return rc;
     }
-    int64_t op = k_logop_of(n), ins[2];
+    int64_t op = k_logop_of(n), ins[2], p[1];
     int rc = math_operands(l, n, 2, ins);
     if (rc >= 0 && rc != 2)
         return lerr(l, n, -EINVAL, "needs two inputs");
-    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_LOGIC, ins, 2, &op, 1, 0, 0, 0);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_LOGIC, ins, 2, p,
+                              kp_encode_op(&(struct kp_op){(int)op}, p), 0, 0, 0);
 }
 
 /* ---- Sum, Mean, Max, Min ---- */
@@ -400,13 +404,15 @@ int lower_variadic(struct lower *l, const struct ir_node *n)
     if (n->n_in == 2 && (strcmp(n->op, "Max") == 0 || strcmp(n->op, "Min") == 0) && a &&
         (a->dtype == ENGINE_F32 || a->dtype == ENGINE_I32 || a->dtype == ENGINE_I64))
         return lower_binary(l, n);
-    int64_t op = k_varop_find(n->op), ins[8];
+    int64_t op = k_varop_find(n->op), ins[8], p[1];
     if (n->n_in < 1 || n->n_in > 8)
         return lerr(l, n, -EINVAL, "takes 1 to 8 inputs here");
     int rc = math_operands(l, n, n->n_in, ins);
     if (rc >= 0 && rc != n->n_in)
         return lerr(l, n, -EINVAL, "an input is missing");
-    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_VARIADIC, ins, (uint32_t)rc, &op, 1, 0, 0, 0);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_VARIADIC, ins, (uint32_t)rc, p,
+                              kp_encode_op(&(struct kp_op){(int)op}, p), 0, 0, 0);
 }
 
 /* ---- Abs, Elu, Exp, HardSigmoid, HardSwish, LeakyRelu, Relu, Sigmoid, Sqrt, Tanh ---- */
@@ -600,9 +606,11 @@ int lower_arith(struct lower *l, const struct ir_node *n)
     if (n->n_in != 2 || !a || !b ||
         (a->dtype == b->dtype && a->dtype != ENGINE_I8 && a->dtype != ENGINE_U8))
         return lower_binary(l, n);
-    int64_t op = binop_of(n->op), ins[2];
+    int64_t op = binop_of(n->op), ins[2], p[1];
     int rc = math_operands(l, n, 2, ins);
-    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_ARITH, ins, 2, &op, 1, 0, 0, 0);
+    return rc < 0 ? rc
+                  : emit_math(l, n, 0, PLAN_K_ARITH, ins, 2, p,
+                              kp_encode_op(&(struct kp_op){(int)op}, p), 0, 0, 0);
 }
 
 /* ---- Equal, Greater, Less ---- */
