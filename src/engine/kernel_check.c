@@ -183,11 +183,12 @@ static int math_reduce_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     int64_t kept = 1;
-    if (c->n->n_params != x->rank + 1 || !k_reduce_dtype_ok((enum k_redop)p[0], (int)x->dtype) ||
-        !plain_of_dtype(x, dst->dtype))
+    struct kp_reduce q;
+    if (kp_decode_reduce(p, c->n->n_params, (int)x->rank, 1, &q) ||
+        !k_reduce_dtype_ok(q.op, (int)x->dtype) || !plain_of_dtype(x, dst->dtype))
         return node_err(c, -EINVAL, "reduce kernel op, dtypes or parameters do not fit");
     for (uint32_t i = 0; i < x->rank; i++)
-        kept *= p[1 + i] ? 1 : x->dims[i];
+        kept *= q.mask[i] ? 1 : x->dims[i];
     if (numel_of(dst) != kept)
         return node_err(c, -EINVAL, "reduce output size does not follow from its input");
     return 0;
@@ -451,13 +452,14 @@ static int det_check(const struct node_ctx *c)
     return 0;
 }
 
-static int mvn_check(const struct node_ctx *c)
+static int mvn_check(const struct node_ctx *c, const int32_t *p)
 {
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     struct engine_shape xs;
+    struct kp_reduce q;
     shape_of(x, &xs);
-    if (c->n->n_params != x->rank || !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 ||
-        !dims_equal(dst, &xs))
+    if (kp_decode_reduce(p, c->n->n_params, (int)x->rank, 0, &q) ||
+        !plain_of_dtype(x, ENGINE_F32) || dst->dtype != ENGINE_F32 || !dims_equal(dst, &xs))
         return node_err(c, -EINVAL, "mean-variance normalization parameters do not fit");
     return 0;
 }
@@ -595,7 +597,7 @@ static int math_kernel_check(const struct node_ctx *c)
     case PLAN_K_DET:
         return det_check(c);
     case PLAN_K_MVN:
-        return mvn_check(c);
+        return mvn_check(c, p);
     case PLAN_K_DFT:
         return dft_check(c, p);
     case PLAN_K_QCONV:

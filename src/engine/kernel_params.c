@@ -468,3 +468,23 @@ int kp_decode_op(uint32_t kind, const int32_t *p, uint32_t n, struct kp_op *q)
     q->op = p[0];
     return 0;
 }
+
+uint32_t kp_encode_reduce(const struct kp_reduce *q, int rank, int with_op, int64_t *out)
+{
+    if (with_op)
+        out[0] = q->op;
+    for (int d = 0; d < rank; d++)
+        out[with_op + d] = q->mask[d];
+    return (uint32_t)(with_op + rank);
+}
+
+int kp_decode_reduce(const int32_t *p, uint32_t n, int rank, int with_op, struct kp_reduce *q)
+{
+    if (rank < 0 || rank > ENGINE_MAX_RANK || n != (uint32_t)(with_op + rank) ||
+        (with_op && (p[0] < 0 || p[0] >= K_REDOP_COUNT_)))
+        return -EINVAL;
+    *q = (struct kp_reduce){.op = with_op ? (enum k_redop)p[0] : (enum k_redop)0};
+    for (int d = 0; d < rank; d++)
+        q->mask[d] = p[with_op + d] != 0;
+    return 0;
+}

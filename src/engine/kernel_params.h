@@ -194,4 +194,13 @@ struct kp_op {
 uint32_t kp_encode_op(const struct kp_op *q, int64_t *out);
 int kp_decode_op(uint32_t kind, const int32_t *p, uint32_t n, struct kp_op *q);
 
+/* PLAN_K_REDUCE: op (enum k_redop), then a reduce flag per axis of x (rank of them; any
+ * non-zero word reduces). PLAN_K_MVN: the flags alone (op is unused, 0). */
+struct kp_reduce {
+    enum k_redop op;
+    int32_t mask[ENGINE_MAX_RANK];
+};
+uint32_t kp_encode_reduce(const struct kp_reduce *q, int rank, int with_op, int64_t *out);
+int kp_decode_reduce(const int32_t *p, uint32_t n, int rank, int with_op, struct kp_reduce *q);
+
 #endif

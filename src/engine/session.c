@@ -74,6 +74,7 @@ struct session_kernel {
         struct kp_layernorm layernorm;
         struct kp_nll nll;
         struct kp_op op;
+        struct kp_reduce reduce;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -226,6 +227,11 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
     case PLAN_K_VARIADIC:
     case PLAN_K_ARITH:
         rc = kp_decode_op(n->alg, k->params, k->n_params, &k->kp.op);
+        break;
+    case PLAN_K_REDUCE:
+    case PLAN_K_MVN:
+        rc = kp_decode_reduce(k->params, k->n_params, k->in_s[0].rank, n->alg == PLAN_K_REDUCE,
+                              &k->kp.reduce);
         break;
     }
     assert(rc == 0);
@@ -414,8 +420,7 @@ static int run_math_kernel(const struct session_kernel *k)
                 (size_t)engine_shape_numel(&k->in_s[0]));
         return 0;
     case PLAN_K_REDUCE:
-        k_reduce((enum k_redop)k->params[0], k->in_dtype[0], k->in[0], &k->in_s[0], k->params + 1,
-                 k->dst);
+        k_reduce(k->kp.reduce.op, k->in_dtype[0], k->in[0], &k->in_s[0], k->kp.reduce.mask, k->dst);
         return 0;
     case PLAN_K_ARGEXT:
         k_argext(k->kp.argext.is_min, k->kp.argext.select_last, k->in[0], &k->in_s[0], (int)k->attr,
@@ -465,7 +470,7 @@ static int run_math_kernel(const struct session_kernel *k)
         k_det(k->in[0], (size_t)engine_shape_numel(&k->o), len, k->dst);
         return 0;
     case PLAN_K_MVN:
-        k_mvn(k->in[0], &k->in_s[0], k->params, k->dst);
+        k_mvn(k->in[0], &k->in_s[0], k->kp.reduce.mask, k->dst);
         return 0;
     case PLAN_K_DFT:
         split_at(&k->in_s[0], k->attr, 0, &outer, &len, &inner);

@@ -302,11 +302,15 @@ int lower_mvn(struct lower *l, const struct ir_node *n)
 {
     const struct ir_tensor *x = ir_in(l, n, 0);
     const struct ir_attr *a = ir_attr_get(n, "reduce_mask");
-    int64_t ins[1];
+    int64_t ins[1], p[ENGINE_MAX_RANK];
     if (!x || !a || a->type != IR_ATTR_INTS || a->n != (size_t)x->shape.rank)
         return lerr(l, n, -EINVAL, "axes were not resolved by shape inference");
+    struct kp_reduce q = {0};
+    for (int i = 0; i < x->shape.rank; i++)
+        q.mask[i] = a->ints[i] != 0;
+    uint32_t np = kp_encode_reduce(&q, x->shape.rank, 0, p);
     int rc = math_operands(l, n, 1, ins);
-    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_MVN, ins, 1, a->ints, (uint32_t)a->n, 0, 0, 0);
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_MVN, ins, 1, p, np, 0, 0, 0);
 }
 
 /* ---- LRN ---- */

@@ -116,11 +116,14 @@ int lower_reduce(struct lower *l, const struct ir_node *n)
         spatial = params[1 + i] != 0;
     if (spatial)
         return lower_pool(l, n);
-    if (!rc)
-        rc = math_operands(l, n, 1, ins);
-    return rc < 0 ? rc
-                  : emit_math(l, n, 0, PLAN_K_REDUCE, ins, 1, params, (uint32_t)x->shape.rank + 1,
-                              0, 0, 0);
+    if (rc)
+        return rc;
+    struct kp_reduce q = {.op = (enum k_redop)params[0]};
+    for (int i = 0; i < x->shape.rank; i++)
+        q.mask[i] = params[1 + i] != 0;
+    uint32_t np = kp_encode_reduce(&q, x->shape.rank, 1, params);
+    rc = math_operands(l, n, 1, ins);
+    return rc < 0 ? rc : emit_math(l, n, 0, PLAN_K_REDUCE, ins, 1, params, np, 0, 0, 0);
 }
 
 /* ---- ArgMax, ArgMin ---- */
