@@ -294,9 +294,14 @@ void k_qdot_force_plain(int plain); /* tests: the portable path (1) or the CPU's
  * point (zp NULL, one, or one per row when n_zp == rows) into int16 rows of kp (zero filled). */
 void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows, int64_t k,
                   int64_t row_stride, int64_t col_stride, int64_t kp, int16_t *dst);
-/* Output positions p0 .. p0 + np - 1 of batch b, group g as rows of kp: the taps (ci, k0, k1,
- * k2) in the weights' order, x less its zero point, 0 outside x. */
-void k_qconv_im2row(const struct k_qconv *q, const void *x, int64_t b, int64_t g, int64_t p0,
+/* im2row in two steps: k_qconv_pad copies the input channels of batch b, group g less the zero
+ * point into int16 planes of ext (k_qconv_extent: every tap's reach; returns the plane size)
+ * with 0 around them; k_qconv_im2row writes output positions p0 .. p0 + np - 1 as rows of kp:
+ * the taps (ci, k0, k1, k2) in the weights' order, zero filled to kp. */
+int64_t k_qconv_extent(const struct k_qconv *q, int64_t ext[3]);
+void k_qconv_pad(const struct k_qconv *q, const void *x, int64_t b, int64_t g,
+                 const int64_t ext[3], int16_t *xp);
+void k_qconv_im2row(const struct k_qconv *q, const int16_t *xp, const int64_t ext[3], int64_t p0,
                     int64_t np, int64_t kp, int16_t *t);
 
 /* Einsum. A spec names every dim by a label id: [n_in, out_rank, out ids..., then per input its

@@ -138,34 +138,61 @@ void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t
     }
 }
 
-void k_qconv_im2row(const struct k_qconv *q, const void *x, int64_t b, int64_t g, int64_t p0,
+int64_t k_qconv_extent(const struct k_qconv *q, int64_t ext[3])
+{
+    for (int d = 0; d < 3; d++) {
+        int64_t need = (q->out[d] - 1) * q->stride[d] + (q->k[d] - 1) * q->dil[d] + 1;
+        ext[d] = q->in[d] + q->pad[d] > need ? q->in[d] + q->pad[d] : need;
+    }
+    return ext[0] * ext[1] * ext[2];
+}
+
+void k_qconv_pad(const struct k_qconv *q, const void *x, int64_t b, int64_t g,
+                 const int64_t ext[3], int16_t *xp)
+{
+    int64_t cg = q->c / q->group, plane = ext[0] * ext[1] * ext[2];
+    int32_t xz = q->xzp ? q8_at(q->xzp, q->xdt, 0) : 0;
+    memset(xp, 0, (size_t)(cg * plane) * sizeof(*xp));
+    for (int64_t ci = 0; ci < cg; ci++)
+        for (int64_t i0 = 0; i0 < q->in[0]; i0++)
+            for (int64_t i1 = 0; i1 < q->in[1]; i1++) {
+                size_t at = (size_t)((((b * q->c + g * cg + ci) * q->in[0] + i0) * q->in[1] + i1) *
+                                     q->in[2]);
+                int16_t *o = xp + ci * plane +
+                             ((i0 + q->pad[0]) * ext[1] + i1 + q->pad[1]) * ext[2] + q->pad[2];
+                if (q->xdt == ENGINE_U8)
+                    for (int64_t i2 = 0; i2 < q->in[2]; i2++)
+                        o[i2] = (int16_t)(((const uint8_t *)x)[at + (size_t)i2] - xz);
+                else
+                    for (int64_t i2 = 0; i2 < q->in[2]; i2++)
+                        o[i2] = (int16_t)(((const int8_t *)x)[at + (size_t)i2] - xz);
+            }
+}
+
+void k_qconv_im2row(const struct k_qconv *q, const int16_t *xp, const int64_t ext[3], int64_t p0,
                     int64_t np, int64_t kp, int16_t *t)
 {
     int64_t cg = q->c / q->group, kk = q->k[0] * q->k[1] * q->k[2];
-    int32_t xz = q->xzp ? q8_at(q->xzp, q->xdt, 0) : 0;
-    size_t plane = (size_t)(q->in[0] * q->in[1] * q->in[2]);
+    int64_t plane = ext[0] * ext[1] * ext[2], k2n = q->k[2], d2 = q->dil[2];
     for (int64_t p = p0; p < p0 + np; p++) {
         int64_t o2 = p % q->out[2], o1 = p / q->out[2] % q->out[1],
                 o0 = p / (q->out[2] * q->out[1]);
-        int16_t *row = t + (p - p0) * kp;
-        for (int64_t ci = 0; ci < cg; ci++) {
-            size_t base = (size_t)(b * q->c + g * cg + ci) * plane;
-            int16_t *r = row + ci * kk;
+        int16_t *r = t + (p - p0) * kp;
+        for (int64_t ci = 0; ci < cg; ci++)
             for (int64_t k0 = 0; k0 < q->k[0]; k0++) {
-                int64_t i0 = o0 * q->stride[0] - q->pad[0] + k0 * q->dil[0];
+                int64_t r0 = o0 * q->stride[0] + k0 * q->dil[0];
                 for (int64_t k1 = 0; k1 < q->k[1]; k1++) {
-                    int64_t i1 = o1 * q->stride[1] - q->pad[1] + k1 * q->dil[1];
-                    int in01 = i0 >= 0 && i0 < q->in[0] && i1 >= 0 && i1 < q->in[1];
-                    size_t at = base + (size_t)((i0 * q->in[1] + i1) * q->in[2]);
-                    for (int64_t k2 = 0; k2 < q->k[2]; k2++, r++) {
-                        int64_t i2 = o2 * q->stride[2] - q->pad[2] + k2 * q->dil[2];
-                        *r = in01 && i2 >= 0 && i2 < q->in[2]
-                                 ? (int16_t)(q8_at(x, q->xdt, at + (size_t)i2) - xz)
-                                 : 0;
-                    }
+                    int64_t r1 = o1 * q->stride[1] + k1 * q->dil[1];
+                    const int16_t *src =
+                        xp + ci * plane + (r0 * ext[1] + r1) * ext[2] + o2 * q->stride[2];
+                    if (k2n == 3 && d2 == 1) /* the common 3-tap row: no call, no loop */
+                        r[0] = src[0], r[1] = src[1], r[2] = src[2];
+                    else
+                        for (int64_t k2 = 0; k2 < k2n; k2++)
+                            r[k2] = src[k2 * d2];
+                    r += k2n;
                 }
             }
-        }
-        memset(row + cg * kk, 0, (size_t)(kp - cg * kk) * sizeof(*row));
+        memset(r, 0, (size_t)(kp - cg * kk) * sizeof(*r));
     }
 }

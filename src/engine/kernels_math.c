@@ -1028,14 +1028,17 @@ static int qconv_gemm(const struct k_qconv *q, const void *x, const void *w, voi
     int16_t *a = malloc((size_t)(q->m * kp) * sizeof(int16_t));
     int16_t *t = malloc((size_t)(QCONV_TILE * kp) * sizeof(int16_t));
     int32_t *c = malloc((size_t)(mg * QCONV_TILE) * sizeof(int32_t));
-    int rc = a && t && c ? 0 : -1;
+    int64_t ext[3], plane = k_qconv_extent(q, ext);
+    int16_t *xp = malloc((size_t)(cg * plane) * sizeof(int16_t));
+    int rc = a && t && c && xp ? 0 : -1;
     if (!rc)
         k_qpack_rows(w, q->wdt, q->wzp, q->n_wzp, q->m, kk, kk, 1, kp, a);
     for (int64_t b = 0; !rc && b < q->n; b++)
-        for (int64_t g = 0; g < q->group; g++)
+        for (int64_t g = 0; g < q->group; g++) {
+            k_qconv_pad(q, x, b, g, ext, xp);
             for (int64_t p0 = 0; p0 < np; p0 += QCONV_TILE) {
                 int64_t n = np - p0 < QCONV_TILE ? np - p0 : QCONV_TILE;
-                k_qconv_im2row(q, x, b, g, p0, n, kp, t);
+                k_qconv_im2row(q, xp, ext, p0, n, kp, t);
                 k_qdot(a + g * mg * kp, mg, t, n, kp, c, QCONV_TILE);
                 for (int64_t j = 0; j < mg; j++) {
                     int64_t mo = g * mg + j;
@@ -1044,7 +1047,8 @@ static int qconv_gemm(const struct k_qconv *q, const void *x, const void *w, voi
                         qconv_store(q, mo, c[j * QCONV_TILE + p], dst, at + (size_t)p);
                 }
             }
-    free(a), free(t), free(c);
+        }
+    free(a), free(t), free(c), free(xp);
     return rc;
 }
 
