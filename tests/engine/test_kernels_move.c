@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 
+#include "engine/kernel_params.h"
 #include "engine/kernels.h"
 #include "test_backend_util.h"
 
@@ -530,6 +531,44 @@ static void test_run_index_out_of_range(void **state)
     engine_image_free(img);
 }
 
+/* The parameter contracts (kernel_params.h): what the compiler encodes decodes back to the same
+ * struct, and a wrong count or an out-of-range word is refused by the one decoder. */
+static void test_param_contracts(void **state)
+{
+    (void)state;
+    int64_t w[KP_MAX_PARAMS];
+    int32_t p[KP_MAX_PARAMS];
+    struct kp_onehot oh = {7, 2}, oh2;
+    uint32_t n = kp_encode_onehot(&oh, w);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = (int32_t)w[i];
+    assert_int_equal(kp_decode_onehot(p, n, &oh2), 0);
+    assert_true(oh2.depth == 7 && oh2.axis == 2);
+    assert_int_equal(kp_decode_onehot(p, n - 1, &oh2), -EINVAL);
+    struct kp_reduce r = {.op = (enum k_redop)1, .mask = {1, 0, 1}}, r2;
+    n = kp_encode_reduce(&r, 3, 1, w);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = (int32_t)w[i];
+    assert_int_equal(kp_decode_reduce(p, n, 3, 1, &r2), 0);
+    assert_true(r2.op == 1 && r2.mask[0] && !r2.mask[1] && r2.mask[2]);
+    assert_int_equal(kp_decode_reduce(p, n, 2, 1, &r2), -EINVAL); /* count from another rank */
+    p[0] = K_REDOP_COUNT_;
+    assert_int_equal(kp_decode_reduce(p, n, 3, 1, &r2), -EINVAL);
+    struct kp_op o;
+    int32_t pow[1] = {K_POW}, neg[1] = {-1}, big[1] = {K_UNOP_COUNT_};
+    assert_int_equal(kp_decode_op(PLAN_K_ARITH, pow, 1, &o), 0);
+    assert_int_equal(kp_decode_op(PLAN_K_ARITH, neg, 1, &o), -EINVAL);
+    assert_int_equal(kp_decode_op(PLAN_K_UNARY, big, 1, &o), -EINVAL);
+    assert_int_equal(kp_decode_op(PLAN_K_TOPK, pow, 1, &o), -EINVAL); /* not an op-word kind */
+    int32_t two[2] = {1, 2};
+    struct kp_topk t;
+    struct kp_stft st;
+    struct kp_scatter sc;
+    assert_int_equal(kp_decode_topk(two, 2, &t), -EINVAL); /* 2 is not a flag */
+    assert_int_equal(kp_decode_stft(two, 2, &st), -EINVAL);
+    assert_int_equal(kp_decode_scatter(neg, 1, &sc), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_onehot_indices),
         cmocka_unit_test(test_tile_shapes),
         cmocka_unit_test(test_hostile_params),
+        cmocka_unit_test(test_param_contracts),
         cmocka_unit_test(test_run_index_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
