@@ -398,7 +398,9 @@ def section(data, png):
   another process read first are charged to that process's cgroup, not here. **PSS** =
   `/proc/PID/smaps_rollup` summed over every process in the cgroup + image bytes in the store's
   tmpfs that nobody maps; **VmPTE** = page tables of those processes, which PSS leaves out.
-- **templates on**: instances are forks of a warm template process; **off**: `shmfaasd
+- **templates on**: instances are forks of their function's warm template process, which keeps
+  one spare (its next instance, forked ahead into its own cgroup and network namespace: listed
+  under "other (spares)" below, and in every N's figures alike); **off**: `shmfaasd
   --no-templates`, every instance is exec'ed and loads, attaches and warms up by itself.
 - idle = every instance is ready, has answered one request on its own socket, then
   {m.get('settle', 2):.0f} s without requests (the arena is given back after 1 s idle). MobileNetV2
