@@ -591,6 +591,31 @@ static int prelu_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
 }
 
+/* Resize as oneDNN's resampling: src and dst of one layout, N and C kept, factors dst/src. */
+static int resample_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    int rc = check_operands(c, 1, 1, "A");
+    if (rc)
+        return rc;
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    dnnl_memory_desc_t smd, dmd;
+    if (src->rank < 3 || src->rank > 5 || dst->rank != src->rank || dst->layout != src->layout ||
+        dst->dims[0] != src->dims[0] || dst->dims[1] != src->dims[1] ||
+        (c->n->alg != dnnl_resampling_nearest && c->n->alg != dnnl_resampling_linear) ||
+        plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
+        return node_err(c, -EINVAL, "resampling operands do not fit");
+    for (uint32_t i = 2; i < src->rank; i++)
+        if (src->dims[i] < 1 || dst->dims[i] < 1)
+            return node_err(c, -EINVAL, "resampling of an empty axis");
+    dnnl_resampling_desc_t d;
+    if (dnnl_resampling_forward_desc_init(&d, dnnl_forward_inference, (dnnl_alg_kind_t)c->n->alg,
+                                          NULL, &smd, &dmd) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the resampling");
+    dnnl_primitive_attr_t attr;
+    rc = make_attr(c, &attr, 0);
+    return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
 int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dnnl_engine_t eng,
                         dnnl_primitive_desc_t *pd, char *err, size_t errlen)
 {
@@ -623,6 +648,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return wino_check(&c);
     case PLAN_OP_PRELU:
         return prelu_pd(&c, eng, pd);
+    case PLAN_OP_RESAMPLE:
+        return resample_pd(&c, eng, pd);
     case PLAN_OP_KERNEL:
         return plan_kernel_check(v, n, err, errlen);
     default:

@@ -127,6 +127,9 @@ enum plan_op {
                           in: src (nChw8c), weights (const [36, K16/16, C, 16]), [bias]; dst
                           nChw8c; axis = tiles per product; post-ops relu/clip/linear/sum */
     PLAN_OP_PRELU,     /* in: src (any layout), slope (packed, src's rank, each dim 1 or src's) */
+    PLAN_OP_RESAMPLE,  /* in: src (any layout), rank 3-5; dst: same N and C and layout, the
+                          spatial dims resampled; alg = dnnl resampling nearest/linear (the
+                          factors are dst/src, oneDNN's half-pixel sample positions) */
     PLAN_OP_COUNT_
 };
 

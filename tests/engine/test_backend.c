@@ -650,6 +650,112 @@ static void test_prelu(void **state)
     prelu_case(0);
 }
 
+/* ONNX Resize of one axis: where output i samples (half_pixel, pytorch_half_pixel,
+ * align_corners or asymmetric), written from the operator's definition for the test. */
+static double resize_ref_coord(const char *coord, int64_t i, int64_t in, int64_t out)
+{
+    double s = (double)out / (double)in;
+    if (strcmp(coord, "asymmetric") == 0)
+        return (double)i / s;
+    if (strcmp(coord, "align_corners") == 0)
+        return out == 1 ? 0 : (double)i * (double)(in - 1) / (double)(out - 1);
+    if (strcmp(coord, "pytorch_half_pixel") == 0 && out == 1)
+        return 0;
+    return ((double)i + 0.5) / s - 0.5;
+}
+
+static int64_t resize_ref_clamp(double v, int64_t in)
+{
+    return v < 0 ? 0 : v > (double)(in - 1) ? in - 1 : (int64_t)v;
+}
+
+/* One plane's output element (oy, ox): nearest (with nearest_mode) or bilinear, edge-clamped. */
+static float resize_ref(const float *x, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
+                        const char *mode, const char *coord, const char *nearest, int64_t oy,
+                        int64_t ox)
+{
+    double cy = resize_ref_coord(coord, oy, ih, oh), cx = resize_ref_coord(coord, ox, iw, ow);
+    if (strcmp(mode, "nearest") == 0) {
+        double ry, rx;
+        if (strcmp(nearest, "floor") == 0)
+            ry = floor(cy), rx = floor(cx);
+        else if (strcmp(nearest, "ceil") == 0)
+            ry = ceil(cy), rx = ceil(cx);
+        else /* round_prefer_floor */
+            ry = ceil(cy - 0.5), rx = ceil(cx - 0.5);
+        return x[resize_ref_clamp(ry, ih) * iw + resize_ref_clamp(rx, iw)];
+    }
+    double fy = floor(cy), fx = floor(cx), ty = cy - fy, tx = cx - fx, acc = 0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            int64_t y = resize_ref_clamp(fy + a, ih), xx = resize_ref_clamp(fx + b, iw);
+            acc += (a ? ty : 1 - ty) * (b ? tx : 1 - tx) * x[y * iw + xx];
+        }
+    return (float)acc;
+}
+
+/* Resize after a convolution: the cases oneDNN's resampling samples exactly as ONNX does run on
+ * it in the convolution's layout (no reorder, no C kernel); the others (nearest_mode ceil, a
+ * non-integer nearest factor) on the C kernel; every output matches the definition. */
+static void resize_case(const char *mode, const char *coord, const char *nearest, int64_t oh,
+                        int64_t ow, int want_onednn)
+{
+    enum { C = 16, IH = 6, IW = 5 };
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, C, IH, IW)), c = tb_act(g, "c", SHAPE(4, 1, C, IH, IW));
+    int y = tb_act(g, "y", SHAPE(4, 1, C, oh, ow));
+    float scales[4] = {1, 1, (float)oh / IH, (float)ow / IW};
+    int sc = tb_const(g, "scales", SHAPE(1, 4), scales, 0);
+    tb_input(g, x);
+    int w = tb_const(g, "w", SHAPE(4, C, C, 3, 3), NULL, 7);
+    int ci[2] = {x, w};
+    tb_ints(tb_node(g, "Conv", ci, 2, c), "pads", 4, 1, 1, 1, 1);
+    tb_output(g, c);
+    int ri[3] = {c, -1, sc};
+    struct ir_node *rn = tb_node(g, "Resize", ri, 3, y);
+    tb_str(rn, "mode", mode);
+    tb_str(rn, "coordinate_transformation_mode", coord);
+    tb_str(rn, "nearest_mode", nearest);
+    tb_output(g, y);
+    char err[256];
+    assert_int_equal(ir_infer_shapes(g, NULL, 0, err, sizeof(err)), 0); /* resolves the Resize */
+    float *xv = tb_fill(C * IH * IW, 44), *want = malloc(sizeof(float) * C * oh * ow);
+    struct run r;
+    const float *inputs[] = {xv};
+    run_graph(g, inputs, &r);
+    const float *conv = r.out[0].data;
+    for (int64_t ch = 0; ch < C; ch++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++)
+                want[(ch * oh + oy) * ow + ox] =
+                    resize_ref(conv + ch * IH * IW, IH, IW, oh, ow, mode, coord, nearest, oy, ox);
+    assert_close(r.out[1].data, want, (size_t)(C * oh * ow));
+    assert_int_equal(tb_count_op(r.img, r.len, PLAN_OP_RESAMPLE), want_onednn);
+    assert_int_equal(tb_count_op(r.img, r.len, PLAN_OP_KERNEL), !want_onednn);
+    if (want_onednn) {
+        struct plan_view v;
+        assert_int_equal(plan_view_init(&v, r.img, r.len, err, sizeof(err)), 0);
+        const struct plan_node *rs = &v.nodes[tb_first_op(r.img, r.len, PLAN_OP_RESAMPLE)];
+        assert_int_equal(plan_input(&v, rs, 0),
+                         v.nodes[tb_first_op(r.img, r.len, PLAN_OP_CONV)].out);
+    }
+    run_free(&r);
+    free(xv);
+    free(want);
+}
+
+static void test_resize_onednn(void **state)
+{
+    (void)state;
+    resize_case("linear", "half_pixel", "round_prefer_floor", 12, 10, 1);
+    resize_case("linear", "pytorch_half_pixel", "round_prefer_floor", 3, 5, 1); /* down, keep */
+    resize_case("nearest", "asymmetric", "floor", 12, 15, 1);
+    resize_case("nearest", "half_pixel", "round_prefer_floor", 18, 10, 1);
+    resize_case("nearest", "half_pixel", "ceil", 12, 10, 0); /* not rounding: C kernel */
+    resize_case("nearest", "asymmetric", "floor", 9, 10, 0); /* x1.5: C kernel */
+    resize_case("linear", "align_corners", "round_prefer_floor", 12, 10, 0);
+}
+
 /* A ReduceMean over every spatial axis with keepdims (a squeeze-excite's squeeze) runs as
  * oneDNN's global average pooling on the convolution's layout; over other axes, or without
  * keepdims, the C reduce kernel. Both match the mean. */
@@ -1225,6 +1331,7 @@ int main(void)
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_prelu),
+        cmocka_unit_test(test_resize_onednn),
         cmocka_unit_test(test_reduce_mean_pool),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),

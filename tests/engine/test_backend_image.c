@@ -406,7 +406,8 @@ static void test_table_fields(void **state)
     reseal(f->copy, f->len);
     expect_refused(f, f->len, "output spatial size");
     fresh_copy(f);
-    node_at(f, (uint32_t)conv)->impl = node_at(f, (uint32_t)conv)->name; /* implementation differs */
+    node_at(f, (uint32_t)conv)->impl =
+        node_at(f, (uint32_t)conv)->name; /* implementation differs */
     reseal(f->copy, f->len);
     expect_refused(f, f->len, "recompile");
     fresh_copy(f);
@@ -588,6 +589,80 @@ static void test_winograd_fields(void **state)
     engine_image_free(img);
 }
 
+/* x[1,16,4,5] → Conv 3x3 → Resize linear x2 (oneDNN's resampling on the blocked output). */
+static struct ir_graph *resample_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(4, 1, 16, 4, 5)), c = tb_act(g, "c", SHAPE(4, 1, 16, 4, 5));
+    int y = tb_act(g, "y", SHAPE(4, 1, 16, 8, 10));
+    float scales[4] = {1, 1, 2, 2};
+    int sc = tb_const(g, "scales", SHAPE(1, 4), scales, 0);
+    tb_input(g, x);
+    tb_conv3x3_relu(g, x, c, 9);
+    int ri[3] = {c, -1, sc};
+    tb_str(tb_node(g, "Resize", ri, 3, y), "mode", "linear");
+    tb_output(g, y);
+    char err[256];
+    assert_int_equal(ir_infer_shapes(g, NULL, 0, err, sizeof(err)), 0);
+    return g;
+}
+
+/* A resampling node's algorithm, ranks, channels and layouts are checked before oneDNN sees
+ * them; random resealed edits of its image error or run, never crash. */
+static void test_resample_fields(void **state)
+{
+    (void)state;
+    char err[512];
+    void *img;
+    size_t len;
+    if (tb_compile(resample_net(), 1, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    if (tb_count_op(img, len, PLAN_OP_RESAMPLE) != 1) {
+        engine_image_free(img);
+        skip(); /* oneDNN has only a reference resampling here: the C kernel runs it */
+    }
+    uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
+    const struct plan_header *h = img;
+    float x[320];
+    uint32_t seed = 777;
+    for (int i = 0; i < 320; i++)
+        x[i] = tb_rand(&seed);
+    const struct engine_shape xs = SHAPE(4, 1, 16, 4, 5);
+    assert_int_equal(run_shaped(img, len, xs, x, NULL, 0, err, sizeof(err)), 0);
+    struct plan_view v;
+    assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+    uint32_t k = (uint32_t)tb_first_op(img, len, PLAN_OP_RESAMPLE);
+    uint32_t dst = v.nodes[k].out;
+    struct plan_node *n = (struct plan_node *)(copy + h->sec[PLAN_SEC_NODES].offset) + k;
+    struct plan_tensor *t = (struct plan_tensor *)(copy + h->sec[PLAN_SEC_TENSORS].offset) + dst;
+    for (int edit = 0; edit < 4; edit++) {
+        memcpy(copy, img, len);
+        switch (edit) {
+        case 0:
+            n->alg = dnnl_pooling_max;
+            break; /* not a resampling algorithm */
+        case 1:
+            t->dims[1] = 32;
+            break; /* changes the channel count */
+        case 2:
+            t->layout = PLAN_LAYOUT_PLAIN;
+            break; /* dst in another layout than src */
+        case 3:
+            n->n_in = 2;
+            break; /* an operand too many */
+        }
+        reseal(copy, len);
+        if (run_shaped(copy, len, xs, x, NULL, 0, err, sizeof(err)) == 0)
+            fail_msg("edit %d of the resampling node opened and ran", edit);
+    }
+    for (int iter = 0; iter < 400; iter++) {
+        flip_table_bits(copy, img, len, 1 + iter % 3, &seed);
+        run_shaped(copy, len, xs, x, NULL, 0, err, sizeof(err));
+    }
+    free(copy);
+    engine_image_free(img);
+}
+
 /* An image is compiled for a thread count; a process set to run another count refuses it. */
 /* x[8], c bool[1] → If(c: Relu(x), else: Sigmoid(x)) → y[8]: a run-time condition, so the plan
  * holds both branches between two BRANCH nodes (ops/control.c). */
@@ -746,7 +821,7 @@ int main(void)
         cmocka_unit_test(test_section_fields),     cmocka_unit_test(test_table_fields),
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
         cmocka_unit_test(test_thread_count),       cmocka_unit_test(test_winograd_fields),
-        cmocka_unit_test(test_branch_fields),
+        cmocka_unit_test(test_resample_fields),    cmocka_unit_test(test_branch_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

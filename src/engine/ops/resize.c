@@ -105,13 +105,90 @@ int infer_resize(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
+/* The oneDNN resampling algorithm that samples exactly where this Resize does, or 0. oneDNN
+ * keeps N and C and samples spatial output i at (i + 0.5) * in / out - 0.5 with factors out / in:
+ * ONNX's half_pixel (pytorch_half_pixel when every output axis is longer than 1) when the scale
+ * is exactly out / in; its nearest rounds that position half away from zero, which for an
+ * integer upscale factor k never meets a tie (the fraction is (r + 0.5) / k - 0.5 + an integer)
+ * and picks floor(i / k): both round_prefer modes then agree, and so do asymmetric coordinates
+ * with nearest_mode floor. */
+static dnnl_alg_kind_t resample_alg(const struct k_resize *z, const struct engine_shape *xs,
+                                    const struct engine_shape *ys)
+{
+    int r = xs->rank, nearest = z->mode == K_RESIZE_NEAREST, upscale = 1, longer = 1;
+    if (r < 3 || r > 5 || z->exclude_outside || z->mode == K_RESIZE_CUBIC)
+        return (dnnl_alg_kind_t)0;
+    for (int d = 0; d < r; d++) {
+        int64_t in = xs->dims[d], out = ys->dims[d];
+        if (in < 1 || (double)in * (double)z->scale[d] != (double)out || (d < 2 && out != in))
+            return (dnnl_alg_kind_t)0;
+        upscale &= out % in == 0;
+        longer &= d < 2 || out > 1;
+    }
+    int half =
+        z->coord == K_RESIZE_HALF_PIXEL || (z->coord == K_RESIZE_PYTORCH_HALF_PIXEL && longer);
+    if (!nearest)
+        return half ? dnnl_resampling_linear : (dnnl_alg_kind_t)0;
+    int rounds =
+        z->nearest == K_NEAREST_ROUND_PREFER_FLOOR || z->nearest == K_NEAREST_ROUND_PREFER_CEIL;
+    if (upscale &&
+        ((half && rounds) || (z->coord == K_RESIZE_ASYMMETRIC && z->nearest == K_NEAREST_FLOOR)))
+        return dnnl_resampling_nearest;
+    return (dnnl_alg_kind_t)0;
+}
+
+/* oneDNN's resampling in the input's own layout when it has a kernel better than its reference
+ * one for it (no reorders around the resize); 1 when it does not apply. */
+static int lower_resample(struct lower *l, const struct ir_node *n, const int64_t *params,
+                          uint32_t np)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *y = &l->g->tensors[n->out[0]];
+    int32_t p32[KP_MAX_PARAMS];
+    struct k_resize z;
+    if (!x || x->dtype != ENGINE_F32 || np > KP_MAX_PARAMS || n->n_post)
+        return 1;
+    for (uint32_t i = 0; i < np; i++)
+        p32[i] = (int32_t)params[i];
+    if (kp_decode_resize(p32, np, x->shape.rank, &z))
+        return 1;
+    dnnl_alg_kind_t alg = resample_alg(&z, &x->shape, &y->shape);
+    int64_t src = alg ? act_operand(l, n, n->in[0]) : -1;
+    if (src < 0)
+        return 1;
+    struct plan_tensor d = l->b.tensors[src];
+    dnnl_memory_desc_t smd, dmd;
+    dnnl_resampling_desc_t rd;
+    dnnl_primitive_desc_t pd = NULL;
+    const char *impl = NULL;
+    memcpy(d.dims, y->shape.dims, sizeof(d.dims));
+    int ref = plan_tensor_md(&l->b.tensors[src], 0, 0, &smd) || plan_tensor_md(&d, 0, 0, &dmd) ||
+              dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference, alg, NULL, &smd,
+                                                &dmd) != dnnl_success ||
+              dnnl_primitive_desc_create(&pd, &rd, NULL, l->eng, NULL) != dnnl_success ||
+              dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+              !impl || strncmp(impl, "ref", 3) == 0;
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (ref)
+        return 1;
+    struct plan_node pn = node_init(l, n, PLAN_OP_RESAMPLE);
+    pn.alg = (uint32_t)alg;
+    int64_t out = output_of(l, n, 0);
+    if (out < 0 || set_layout(l, out, layout_of(l, src)))
+        return -EINVAL;
+    return emit_with_posts(l, n, &pn, out, &src, 1);
+}
+
 int lower_resize(struct lower *l, const struct ir_node *n)
 {
     const struct ir_attr *a = ir_attr_get(n, "resize_params");
     int64_t ins[1];
     if (!a || a->type != IR_ATTR_INTS)
         return lerr(l, n, -EINVAL, "resize was not resolved by shape inference");
-    int rc = plain_inputs(l, n, 1, ins);
+    int rc = lower_resample(l, n, a->ints, (uint32_t)a->n);
+    if (rc != 1)
+        return rc;
+    rc = plain_inputs(l, n, 1, ins);
     return rc ? rc : emit_kernel(l, n, PLAN_K_RESIZE, ins, 1, a->ints, (uint32_t)a->n, 0);
 }
 
