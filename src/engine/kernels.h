@@ -262,8 +262,14 @@ void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst);
  * such loops scalar); a plain function elsewhere. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define K_VECTOR __attribute__((target_clones("avx2", "default"), optimize("O3")))
+/* The same for loops whose float comparisons (clamps, selects) must become blends: that needs
+ * comparisons that may not trap, as none do here (no floating-point exception is ever unmasked).
+ * One optimize attribute: a second one would drop the clone's vector types. */
+#define K_VECTOR_SELECTS                                                                           \
+    __attribute__((target_clones("avx2", "default"), optimize("O3", "no-trapping-math")))
 #else
 #define K_VECTOR
+#define K_VECTOR_SELECTS
 #endif
 
 /* Integer convolution of uint8/int8 x [n, c, in...] with w [m, c / group, k...] (1-3 spatial
@@ -299,8 +305,8 @@ void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t
  * with 0 around them; k_qconv_im2row writes output positions p0 .. p0 + np - 1 as rows of kp:
  * the taps (ci, k0, k1, k2) in the weights' order, zero filled to kp. */
 int64_t k_qconv_extent(const struct k_qconv *q, int64_t ext[3]);
-void k_qconv_pad(const struct k_qconv *q, const void *x, int64_t b, int64_t g,
-                 const int64_t ext[3], int16_t *xp);
+void k_qconv_pad(const struct k_qconv *q, const void *x, int64_t b, int64_t g, const int64_t ext[3],
+                 int16_t *xp);
 void k_qconv_im2row(const struct k_qconv *q, const int16_t *xp, const int64_t ext[3], int64_t p0,
                     int64_t np, int64_t kp, int16_t *t);
 

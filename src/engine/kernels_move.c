@@ -531,9 +531,42 @@ int k_cumsum(const void *src, const struct engine_shape *s, int64_t axis, int ex
 
 /* ---- RNN, GRU, LSTM (float32, default activations) ---- */
 
-static float sigmoidf_(float x)
+/* e^x in float32 without a libm call, so that the activation loops below vectorise: x = n·ln 2
+ * + r with |r| <= ln 2 / 2 (n rounded by the 1.5 * 2^23 trick), e^r by its Taylor polynomial to
+ * r^6 (relative error under 2e-7), 2^n from the exponent bits. x is clamped to [-87, 88], where
+ * 2^n stays a normal float (NaN becomes -87: the callers restore it). */
+__attribute__((always_inline)) static inline float rnn_exp(float x)
 {
-    return 1.0f / (1.0f + expf(-x));
+    float xc = x > 88.0f ? 88.0f : x;
+    xc = xc > -87.0f ? xc : -87.0f;
+    float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;
+    float e =
+        1.0f +
+        r * (1.0f +
+             r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof(scale));
+    return e * scale;
+}
+
+/* v = sigmoid(v) and v = tanh(v) over n floats (tanh as 1 - 2 / (e^2x + 1): absolute error
+ * about 1e-7); NaN stays NaN. */
+K_VECTOR_SELECTS static void rnn_sigmoid(float *restrict v, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float x = v[j], y = 1.0f / (1.0f + rnn_exp(-x));
+        v[j] = x != x ? x : y;
+    }
+}
+
+K_VECTOR_SELECTS static void rnn_tanh(float *restrict v, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float x = v[j], y = 1.0f - 2.0f / (rnn_exp(2.0f * x) + 1.0f);
+        v[j] = x != x ? x : y;
+    }
 }
 
 /* a·b over n floats in eight running sums (vectorised; not the sequential order) */
@@ -561,28 +594,46 @@ static void rnn_gates(const struct k_rnn *p, const float *x, const float *h, con
     }
 }
 
-/* One step for one batch entry: h (and c) updated in place. */
+/* One step for one batch entry: h (and c) updated in place; each gate's pre-activations first,
+ * then the activations over whole rows (vectorised). */
 static void rnn_cell(const struct k_rnn *p, const float *xw, const float *hr, const float *peep,
                      float *h, float *c)
 {
     int64_t H = p->hidden;
-    for (int64_t j = 0; j < H; j++) {
-        if (p->kind == K_RNN_SIMPLE) {
-            h[j] = tanhf(xw[j] + hr[j]);
-        } else if (p->kind == K_RNN_GRU) { /* z, r, h */
-            float z = sigmoidf_(xw[j] + hr[j]), rr = sigmoidf_(xw[H + j] + hr[H + j]);
-            float hh = tanhf(xw[2 * H + j] + rr * hr[2 * H + j]);
-            h[j] = (1 - z) * hh + z * h[j];
-        } else { /* i, o, f, c; peepholes i, o, f */
-            float pi = peep ? peep[j] : 0, po = peep ? peep[H + j] : 0,
-                  pf = peep ? peep[2 * H + j] : 0;
-            float i = sigmoidf_(xw[j] + hr[j] + pi * c[j]);
-            float f = sigmoidf_(xw[2 * H + j] + hr[2 * H + j] + pf * c[j]);
-            float cc = tanhf(xw[3 * H + j] + hr[3 * H + j]);
-            c[j] = f * c[j] + i * cc;
-            float o = sigmoidf_(xw[H + j] + hr[H + j] + po * c[j]);
-            h[j] = o * tanhf(c[j]);
+    float a[K_RNN_MAX_HIDDEN], b[K_RNN_MAX_HIDDEN], g[K_RNN_MAX_HIDDEN], o[K_RNN_MAX_HIDDEN];
+    if (p->kind == K_RNN_SIMPLE) {
+        for (int64_t j = 0; j < H; j++)
+            h[j] = xw[j] + hr[j];
+        rnn_tanh(h, H);
+    } else if (p->kind == K_RNN_GRU) { /* z, r, h */
+        for (int64_t j = 0; j < H; j++)
+            a[j] = xw[j] + hr[j], b[j] = xw[H + j] + hr[H + j];
+        rnn_sigmoid(a, H);
+        rnn_sigmoid(b, H);
+        for (int64_t j = 0; j < H; j++)
+            g[j] = xw[2 * H + j] + b[j] * hr[2 * H + j];
+        rnn_tanh(g, H);
+        for (int64_t j = 0; j < H; j++)
+            h[j] = (1 - a[j]) * g[j] + a[j] * h[j];
+    } else { /* i, o, f, c; peepholes i, o, f */
+        for (int64_t j = 0; j < H; j++) {
+            float pi = peep ? peep[j] : 0, pf = peep ? peep[2 * H + j] : 0;
+            a[j] = xw[j] + hr[j] + pi * c[j];
+            b[j] = xw[2 * H + j] + hr[2 * H + j] + pf * c[j];
+            g[j] = xw[3 * H + j] + hr[3 * H + j];
         }
+        rnn_sigmoid(a, H);
+        rnn_sigmoid(b, H);
+        rnn_tanh(g, H);
+        for (int64_t j = 0; j < H; j++) {
+            c[j] = b[j] * c[j] + a[j] * g[j];
+            o[j] = xw[H + j] + hr[H + j] + (peep ? peep[H + j] : 0) * c[j];
+            h[j] = c[j];
+        }
+        rnn_sigmoid(o, H);
+        rnn_tanh(h, H);
+        for (int64_t j = 0; j < H; j++)
+            h[j] *= o[j];
     }
 }
 
@@ -593,7 +644,10 @@ static void gru_reset_before(const struct k_rnn *p, const float *h, const float 
     int64_t H = p->hidden, rows = 3 * H;
     float rh[K_RNN_MAX_HIDDEN];
     for (int64_t j = 0; j < H; j++)
-        rh[j] = sigmoidf_(xw[H + j] + hr[H + j]) * h[j];
+        rh[j] = xw[H + j] + hr[H + j];
+    rnn_sigmoid(rh, H);
+    for (int64_t j = 0; j < H; j++)
+        rh[j] *= h[j];
     for (int64_t j = 0; j < H; j++) {
         float s = b ? b[rows + 2 * H + j] : 0.0f;
         for (int64_t k = 0; k < H; k++)
