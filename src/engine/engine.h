@@ -79,6 +79,9 @@ struct engine_compile_opts {
 enum { ENGINE_WINOGRAD_AUTO = 0, ENGINE_WINOGRAD_OFF = 1, ENGINE_WINOGRAD_ALL = 2 };
 
 #define ENGINE_MAX_PIN_ELEMS  4096
+/* The most iterations one Loop or Scan runs per entry (ops/loop.c): a trip count over it is refused
+ * at compile time when known, else at run time ("Loop: trip count N over the bound of ..."). */
+#define ENGINE_LOOP_MAX_ITER (1 << 20)
 #define ENGINE_MAX_PIN_FLOATS 16
 
 /* Compile-option shapes as text, as shmfaas-run --shape, shmfaas-fn's input_shape and the store

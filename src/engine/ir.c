@@ -210,6 +210,8 @@ int ir_node_scope(const struct ir_graph *g, const struct ir_node *n)
 int ir_node_dropped(const struct ir_graph *g, const struct ir_node *n)
 {
     for (int s = n->scope; s > 0; s = g->scopes[s].parent) {
+        if (g->scopes[s].cond < 0) /* a Loop/Scan body: not conditional */
+            continue;
         const struct ir_tensor *c = &g->tensors[g->scopes[s].cond];
         if (c->data && (*(const uint8_t *)c->data != 0) != g->scopes[s].then)
             return 1;
@@ -254,8 +256,11 @@ void ir_free(struct ir_graph *g)
     free(g->nodes);
     free(g->inputs);
     free(g->outputs);
-    for (int i = 0; i < g->n_scopes; i++)
+    for (int i = 0; i < g->n_scopes; i++) {
         free(g->scopes[i].prefix);
+        free(g->scopes[i].vars);
+        free(g->scopes[i].deps);
+    }
     free(g->scopes);
     free(g->output_dtypes);
     free(g->name);

@@ -28,7 +28,8 @@ enum ir_attr_type {
     IR_ATTR_INT = 2,
     IR_ATTR_STRING = 3,
     IR_ATTR_TENSOR = 4,
-    IR_ATTR_GRAPH = 5, /* an If branch, flattened at import: i is its scope (struct ir_scope) */
+    IR_ATTR_GRAPH = 5, /* an If branch or a Loop/Scan body, flattened at import: i is its scope
+                          (struct ir_scope) */
     IR_ATTR_FLOATS = 6,
     IR_ATTR_INTS = 7,
 };
@@ -115,11 +116,19 @@ struct ir_node {
  * else outputs...] (ops/control.c). scopes[0] is the main graph. */
 struct ir_scope {
     int parent;   /* enclosing scope (0: the main graph) */
-    int cond;     /* the If's condition tensor */
+    int cond;     /* the If's condition tensor; -1 for a Loop/Scan body */
     int then;     /* 1: then_branch, 0: else_branch */
     int inlined;  /* the condition is constant and selects this branch: its nodes run
                      unconditionally, as members of the parent scope */
     char *prefix; /* of its tensors' names */
+    /* A Loop or Scan body (ops/loop.c): its graph inputs are the tensors vars[] (no producer,
+     * set by the loop each iteration); its nodes come after every input of the Loop/Scan node
+     * (deps[], -1 for an absent one) and before the node, which reads [its own inputs...,
+     * the body's outputs...]. n_deps is the count of its own inputs. */
+    int body;    /* 1: a Loop/Scan body */
+    int entered; /* the vars have their dtypes and shapes (shape.c, loop_enter) */
+    int *vars, n_vars;
+    int *deps, n_deps;
 };
 
 struct ir_graph {

@@ -11,6 +11,7 @@
 #include "engine/plan_node.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- plain-C kernel nodes ---- */
@@ -990,6 +991,141 @@ static int branch_check(const struct node_ctx *c)
     return 0;
 }
 
+/* ---- loops (ops/loop.c): the node-local part; plan_loops_check the structure ---- */
+
+/* One element of dtype, plain, not packed. */
+static int one_of(const struct plan_tensor *t, uint32_t dtype)
+{
+    return plain_of_dtype(t, dtype) && t->nbytes == engine_dtype_size((int)dtype);
+}
+
+/* LOOP, LOOP_END and SCAN_SLICE: operands and parameters (the jumps are plan_loops_check's). */
+static int loop_node_check(const struct node_ctx *c)
+{
+    const struct plan_view *v = c->v;
+    const struct plan_node *n = c->n;
+    if (n->params_first > v->n_index || n->n_params > v->n_index - n->params_first || n->n_post ||
+        n->sum_tensor != PLAN_NONE || n < v->nodes || n >= v->nodes + v->n_nodes)
+        return node_err(c, -EINVAL, "loop node operands or parameters out of range");
+    const int32_t *p = v->index + n->params_first;
+    int64_t k = n - v->nodes;
+    for (uint32_t i = 0; i < n->n_in; i++)
+        if (plan_input(v, n, i) < 0)
+            return node_err(c, -EINVAL, "loop node input missing");
+    const struct plan_tensor *dst = dst_of(c);
+    if (n->alg == PLAN_K_SCAN_SLICE) {
+        struct kp_scan_slice q;
+        if (kp_decode_scan_slice(p, n->n_params, &q) || n->n_in != 1 || q.begin >= k)
+            return node_err(c, -EINVAL, "scan slice parameters out of range");
+        const struct plan_tensor *src = operand(c, 0);
+        const struct plan_tensor *full = q.write ? dst : src, *slice = q.write ? src : dst;
+        uint64_t part = (uint64_t)q.outer * (uint64_t)q.inner; /* < 2^62: no overflow */
+        if (!plain_of_dtype(src, dst->dtype) || dst->storage != PLAN_ST_ARENA ||
+            slice->nbytes != part || full->nbytes / (uint64_t)q.len != part ||
+            full->nbytes % (uint64_t)q.len)
+            return node_err(c, -EINVAL, "scan slice sizes do not fit its tensors");
+        return 0;
+    }
+    int end = n->alg == PLAN_K_LOOP_END;
+    struct kp_loop q = {0};
+    struct kp_loop_end e = {0};
+    if (end ? kp_decode_loop_end(p, n->n_params, &e) : kp_decode_loop(p, n->n_params, &q))
+        return node_err(c, -EINVAL, "loop parameters out of range");
+    uint32_t want = end ? 1u + (uint32_t)e.has_cond : 1u + (uint32_t)(q.has_trip + q.has_cond);
+    if (n->n_in != want || (uint32_t)plan_input(v, n, 0) != n->out || !one_of(dst, ENGINE_I64) ||
+        dst->storage != PLAN_ST_ARENA || (end ? e.begin >= k : q.end <= k))
+        return node_err(c, -EINVAL, "loop operands out of range");
+    if (!end && q.has_trip && !one_of(operand(c, 1), ENGINE_I64))
+        return node_err(c, -EINVAL, "a loop trip count is one int64");
+    if ((end ? e.has_cond : q.has_cond) && !one_of(operand(c, n->n_in - 1), ENGINE_BOOL))
+        return node_err(c, -EINVAL, "a loop condition is one bool");
+    return 0;
+}
+
+static int loop_err(char *err, size_t errlen, uint32_t k, const char *what)
+{
+    return seterr(err, errlen, -EINVAL, "plan image: node %u: %s", k, what);
+}
+
+static int is_kernel(const struct plan_node *n, uint32_t kind)
+{
+    return n->op == PLAN_OP_KERNEL && n->alg == kind;
+}
+
+/* A bounded scan output (PLAN_TF_LOOP_BOUND) is written along dim 0 by one SCAN_SLICE. */
+static int bound_output_check(const struct plan_view *v, char *err, size_t errlen)
+{
+    for (uint32_t t = 0; t < v->n_tensors; t++) {
+        const struct plan_tensor *pt = &v->tensors[t];
+        if (!(pt->flags & PLAN_TF_LOOP_BOUND))
+            continue;
+        int writers = 0;
+        for (uint32_t k = 0; k < v->n_nodes; k++) {
+            const struct plan_node *n = &v->nodes[k];
+            struct kp_scan_slice q;
+            if (!is_kernel(n, PLAN_K_SCAN_SLICE) || n->out != t)
+                continue;
+            kp_decode_scan_slice(v->index + n->params_first, n->n_params, &q);
+            if (!q.write || q.outer != 1 || pt->rank < 1 || pt->dims[0] != q.len ||
+                (pt->flags & PLAN_TF_INPUT) || ++writers > 1) {
+                writers = -1;
+                break;
+            }
+        }
+        if (writers != 1)
+            return seterr(err, errlen, -EINVAL,
+                          "plan image: bounded scan output %s is not written along dim 0 by one "
+                          "scan slice",
+                          v->strings + pt->name);
+    }
+    return 0;
+}
+
+int plan_loops_check(const struct plan_view *v, char *err, size_t errlen)
+{
+    uint32_t nn = v->n_nodes;
+    int32_t *reg = malloc(((size_t)nn + 1) * sizeof(*reg)); /* innermost loop: b < k <= end */
+    int32_t *stack = malloc(((size_t)nn + 1) * sizeof(*stack));
+    int rc = reg && stack ? 0 : seterr(err, errlen, -ENOMEM, "out of memory");
+    uint32_t depth = 0;
+    for (uint32_t k = 0; !rc && k < nn; k++) {
+        const struct plan_node *n = &v->nodes[k];
+        const int32_t *p = v->index + n->params_first; /* checked per node */
+        reg[k] = depth ? stack[depth - 1] : -1;
+        if (is_kernel(n, PLAN_K_LOOP)) {
+            uint32_t e = (uint32_t)p[0];
+            if (e >= nn || !is_kernel(&v->nodes[e], PLAN_K_LOOP_END) ||
+                v->index[v->nodes[e].params_first] != (int32_t)k ||
+                (depth && e >= (uint32_t)v->index[v->nodes[stack[depth - 1]].params_first]))
+                rc = loop_err(err, errlen, k, "loop region not closed by its own, well nested end");
+            stack[depth++] = (int32_t)k;
+        } else if (is_kernel(n, PLAN_K_LOOP_END)) {
+            if (!depth || stack[depth - 1] != p[0])
+                rc = loop_err(err, errlen, k, "loop end without its loop");
+            depth--;
+        } else if (is_kernel(n, PLAN_K_SCAN_SLICE)) {
+            const struct plan_node *b = &v->nodes[p[0]];
+            if (reg[k] != p[0] || !is_kernel(b, PLAN_K_LOOP) ||
+                v->index[b->params_first + 1] > p[2])
+                rc = loop_err(err, errlen, k, "scan slice outside its loop or shorter than its "
+                                              "iterations");
+        }
+    }
+    if (!rc && depth)
+        rc = loop_err(err, errlen, nn, "loop region not closed");
+    if (!rc)
+        reg[nn] = -1;
+    for (uint32_t k = 0; !rc && k < nn; k++) /* a branch stays inside its loop region */
+        if (is_kernel(&v->nodes[k], PLAN_K_BRANCH) &&
+            reg[v->index[v->nodes[k].params_first]] != reg[k])
+            rc = loop_err(err, errlen, k, "branch jumps into or out of a loop region");
+    if (!rc)
+        rc = bound_output_check(v, err, errlen);
+    free(reg);
+    free(stack);
+    return rc;
+}
+
 /* The selection kernels (kernels_select.c): dst is the bound's int64 matrix they fill. */
 static int select_check(const struct node_ctx *c)
 {
@@ -1033,6 +1169,8 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
     struct node_ctx c = {v, n, err, errlen};
     if (n->alg == PLAN_K_BRANCH)
         return branch_check(&c);
+    if (n->alg == PLAN_K_LOOP || n->alg == PLAN_K_LOOP_END || n->alg == PLAN_K_SCAN_SLICE)
+        return loop_node_check(&c);
     if (n->alg == PLAN_K_NMS || n->alg == PLAN_K_NONZERO)
         return select_check(&c);
     if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_STFT)

@@ -269,6 +269,57 @@ int kp_decode_cumsum(const int32_t *p, uint32_t n, struct kp_cumsum *q)
     return 0;
 }
 
+uint32_t kp_encode_loop(const struct kp_loop *q, int64_t *out)
+{
+    out[0] = q->end;
+    out[1] = q->max;
+    out[2] = q->has_trip;
+    out[3] = q->has_cond;
+    return 4;
+}
+
+int kp_decode_loop(const int32_t *p, uint32_t n, struct kp_loop *q)
+{
+    if (n != 4 || p[0] < 0 || p[1] < 0 || p[1] > ENGINE_LOOP_MAX_ITER || !flag(p[2]) || !flag(p[3]))
+        return -EINVAL;
+    *q = (struct kp_loop){p[0], p[1], p[2], p[3]};
+    return 0;
+}
+
+uint32_t kp_encode_loop_end(const struct kp_loop_end *q, int64_t *out)
+{
+    out[0] = q->begin;
+    out[1] = q->has_cond;
+    return 2;
+}
+
+int kp_decode_loop_end(const int32_t *p, uint32_t n, struct kp_loop_end *q)
+{
+    if (n != 2 || p[0] < 0 || !flag(p[1]))
+        return -EINVAL;
+    *q = (struct kp_loop_end){p[0], p[1]};
+    return 0;
+}
+
+uint32_t kp_encode_scan_slice(const struct kp_scan_slice *q, int64_t *out)
+{
+    out[0] = q->begin;
+    out[1] = q->outer;
+    out[2] = q->len;
+    out[3] = q->inner;
+    out[4] = q->reverse;
+    out[5] = q->write;
+    return 6;
+}
+
+int kp_decode_scan_slice(const int32_t *p, uint32_t n, struct kp_scan_slice *q)
+{
+    if (n != 6 || p[0] < 0 || p[1] < 1 || p[2] < 1 || p[3] < 1 || !flag(p[4]) || !flag(p[5]))
+        return -EINVAL;
+    *q = (struct kp_scan_slice){p[0], p[1], p[2], p[3], p[4], p[5]};
+    return 0;
+}
+
 uint32_t kp_encode_gather_nd(const struct kp_gather_nd *q, int64_t *out)
 {
     out[0] = q->batch_dims;

@@ -95,6 +95,28 @@ struct kp_cumsum {
 uint32_t kp_encode_cumsum(const struct kp_cumsum *q, int64_t *out);
 int kp_decode_cumsum(const int32_t *p, uint32_t n, struct kp_cumsum *q);
 
+/* PLAN_K_LOOP: end (the LOOP_END node), max (iterations, 0..ENGINE_LOOP_MAX_ITER), has_trip,
+ * has_cond (which inputs the node has). */
+struct kp_loop {
+    int end, max, has_trip, has_cond;
+};
+uint32_t kp_encode_loop(const struct kp_loop *q, int64_t *out);
+int kp_decode_loop(const int32_t *p, uint32_t n, struct kp_loop *q);
+
+/* PLAN_K_LOOP_END: begin (the LOOP node), has_cond. */
+struct kp_loop_end {
+    int begin, has_cond;
+};
+uint32_t kp_encode_loop_end(const struct kp_loop_end *q, int64_t *out);
+int kp_decode_loop_end(const int32_t *p, uint32_t n, struct kp_loop_end *q);
+
+/* PLAN_K_SCAN_SLICE: begin (the LOOP node), outer, len, inner (bytes; all >= 1), reverse, write. */
+struct kp_scan_slice {
+    int begin, outer, len, inner, reverse, write;
+};
+uint32_t kp_encode_scan_slice(const struct kp_scan_slice *q, int64_t *out);
+int kp_decode_scan_slice(const int32_t *p, uint32_t n, struct kp_scan_slice *q);
+
 /* PLAN_K_GATHER_ND: batch_dims. */
 struct kp_gather_nd {
     int batch_dims;

@@ -399,6 +399,10 @@ enum k_depth_mode { K_DEPTH_DCR, K_DEPTH_CRD, K_SPACE_TO_DEPTH };
 void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enum k_depth_mode mode,
                    size_t esize, void *dst);
 /* dst (shape o, each dim a multiple of s's) repeats src. */
+/* Slice `index` of the middle axis of a [outer, len, inner bytes] tensor (Scan, Loop scan
+ * outputs): write 0 copies it from full into slice, write 1 from slice into full. */
+void k_scan_slice(void *full, void *slice, size_t outer, size_t len, size_t inner, size_t index,
+                  int write);
 void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *dst,
             const struct engine_shape *o);
 

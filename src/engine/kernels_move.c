@@ -228,6 +228,16 @@ void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enu
                 }
 }
 
+void k_scan_slice(void *full, void *slice, size_t outer, size_t len, size_t inner, size_t index,
+                  int write)
+{
+    for (size_t o = 0; o < outer; o++) {
+        uint8_t *f = (uint8_t *)full + (o * len + index) * inner;
+        uint8_t *x = (uint8_t *)slice + o * inner;
+        memmove(write ? f : x, write ? x : f, inner);
+    }
+}
+
 void k_tile(const void *src, const struct engine_shape *s, size_t esize, void *dst,
             const struct engine_shape *o)
 {

@@ -3,7 +3,8 @@
  *
  * Liveness over the node order: a buffer lives from the node that defines it (graph inputs:
  * before the first node) to its last reader (graph outputs: to the end, post-op addends
- * included). Shape-only aliases share their root's buffer. A residual sum's output joins its
+ * included), through the whole of a loop region it is touched in and outside of. Shape-only
+ * aliases share their root's buffer. A residual sum's output joins its
  * addend's buffer when the addend dies at that node and the node reads it nowhere else, so the
  * convolution accumulates in place. Buffers are then placed largest first, each into the
  * smallest gap left between the already placed buffers whose lifetimes overlap it (best fit), or
@@ -63,6 +64,29 @@ static void compute_lifetimes(struct plan_builder *b, const uint32_t *parent, st
                 touch(bufs, parent, (uint32_t)b->index[n->in_first + i], k);
         if (n->sum_tensor != PLAN_NONE)
             touch(bufs, parent, n->sum_tensor, k);
+    }
+}
+
+/* A loop region (LOOP .. LOOP_END, ops/loop.c) runs again from its start: a buffer it touches
+ * that also lives outside it (carried values, outer tensors the body reads, scan inputs and
+ * outputs) lives through the whole region. One only the region touches is written before it is
+ * read in every iteration, so the usual lifetime holds. Inner regions end first: an outer one
+ * then sees their extended buffers. */
+static void extend_loops(const struct plan_builder *b, const uint32_t *parent, struct buffer *bufs)
+{
+    for (uint32_t k = 0; k < b->n_nodes; k++) {
+        const struct plan_node *n = &b->nodes[k];
+        if (n->op != PLAN_OP_KERNEL || n->alg != PLAN_K_LOOP_END)
+            continue;
+        int64_t lo = b->index[n->params_first], hi = k;
+        for (uint32_t i = 0; i < b->n_tensors; i++) {
+            struct buffer *r = &bufs[i];
+            if (find_root(parent, i) != i || r->def > hi || r->last < lo ||
+                (r->def >= lo && r->last <= hi))
+                continue;
+            r->def = r->def < lo ? r->def : lo;
+            r->last = r->last > hi ? r->last : hi;
+        }
     }
 }
 
@@ -172,6 +196,7 @@ int plan_memory(struct plan_builder *b)
     }
     if (!rc) {
         compute_lifetimes(b, parent, bufs);
+        extend_loops(b, parent, bufs);
         for (uint32_t i = 0; i < b->n_tensors; i++)
             if (bufs[i].def == INT64_MAX)
                 bufs[i].def = bufs[i].last = 0;

@@ -208,6 +208,8 @@ int model_open_weights(const void *image, size_t len, const void *weights,
         cpu_set_threads(m->threads);
     for (uint32_t k = 0; !rc && k < m->v.n_nodes; k++)
         rc = resolve_node(m, k, err, errlen);
+    if (!rc)
+        rc = plan_loops_check(&m->v, err, errlen);
     if (rc) {
         engine_model_close(m);
         return rc;

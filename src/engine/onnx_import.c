@@ -386,7 +386,7 @@ struct pending {
     const Onnx__NodeProto *np;
     int node;
     int scope;
-    const Onnx__GraphProto *branch[2]; /* If: then_branch, else_branch */
+    const Onnx__GraphProto *branch[2]; /* If: then_branch, else_branch; Loop/Scan: body */
 };
 
 struct importer {
@@ -683,6 +683,12 @@ static int add_pending(struct importer *im, const Onnx__NodeProto *np, int node)
     return 0;
 }
 
+/* Loop and Scan hold a body run once per iteration (ops/loop.c). */
+static int is_loop_op(const char *op)
+{
+    return strcmp(op, "Loop") == 0 || strcmp(op, "Scan") == 0;
+}
+
 /* Room for one more node (subgraphs and legacy rewrites grow the array). */
 static int node_room(struct ir_graph *g)
 {
@@ -697,18 +703,21 @@ static int node_room(struct ir_graph *g)
     return 0;
 }
 
-/* An If's then_branch / else_branch attribute: kept as the branch's scope, imported after the
- * node (import_branch); any other graph-valued attribute is refused. */
+/* An If's then_branch / else_branch attribute or a Loop's / Scan's body: kept as the subgraph's
+ * scope, imported after the node (import_branch, import_body); any other graph-valued attribute
+ * is refused. */
 static int branch_attr(struct importer *im, struct ir_node *n, const Onnx__AttributeProto *ap,
                        struct ir_attr *a)
 {
     a->tensor = -1;
     if (!(a->name = strdup(ap->name ? ap->name : "")))
         return -ENOMEM;
-    int which = strcmp(a->name, "then_branch") == 0   ? 0
+    int loop = is_loop_op(n->op);
+    int which = loop ? (strcmp(a->name, "body") == 0 ? 0 : -1)
+                : strcmp(a->name, "then_branch") == 0 ? 0
                 : strcmp(a->name, "else_branch") == 0 ? 1
                                                       : -1;
-    if (strcmp(n->op, "If") != 0 || which < 0 || !ap->g)
+    if ((!loop && strcmp(n->op, "If") != 0) || which < 0 || !ap->g)
         return ir_node_err(im->g, n, im->err, im->errlen, -ENOTSUP,
                            "graph attribute %s is not supported", a->name);
     if (im->pend[im->n_pend - 1].branch[which])
@@ -787,6 +796,8 @@ static int import_node(struct importer *im, const Onnx__NodeProto *np, size_t id
 }
 
 static int import_scope(struct importer *im, const Onnx__GraphProto *gp, int depth);
+static int new_scope(struct importer *im, int node, const char *an, int then);
+static int enter_scope(struct importer *im, int s, const Onnx__GraphProto *gp, int depth);
 
 /* Imports branch `which` of the If node pending at p (its nodes, initializers and Constants)
  * as a new scope. */
@@ -804,6 +815,15 @@ static int import_branch(struct importer *im, size_t p, int which, int depth)
     if (gp->n_input)
         return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -EINVAL,
                            "%s has inputs (an If branch takes none)", an);
+    int s = new_scope(im, node, an, !which);
+    return s < 0 ? s : enter_scope(im, s, gp, depth);
+}
+
+/* A new scope for subgraph attribute `an` of node `node`, a child of the scope being imported;
+ * returns its index or -ENOMEM. */
+static int new_scope(struct importer *im, int node, const char *an, int then)
+{
+    struct ir_graph *g = im->g;
     if (g->n_scopes == g->cap_scopes) {
         int cap = g->cap_scopes ? g->cap_scopes * 2 : 8;
         struct ir_scope *sc = realloc(g->scopes, (size_t)cap * sizeof(*sc));
@@ -821,12 +841,18 @@ static int import_branch(struct importer *im, size_t p, int which, int depth)
         return -ENOMEM;
     snprintf(prefix, len, "%s/%s/", g->nodes[node].name, an);
     g->scopes[s] =
-        (struct ir_scope){.parent = im->scope, .cond = -1, .then = !which, .prefix = prefix};
+        (struct ir_scope){.parent = im->scope, .cond = -1, .then = then, .prefix = prefix};
     g->n_scopes++;
     struct ir_node *n = &g->nodes[node];
     for (int i = 0; i < n->n_attrs; i++)
         if (n->attrs[i].type == IR_ATTR_GRAPH && strcmp(n->attrs[i].name, an) == 0)
             n->attrs[i].i = s;
+    return s;
+}
+
+/* Imports subgraph gp as scope s (its initializers, nodes and their subgraphs). */
+static int enter_scope(struct importer *im, int s, const Onnx__GraphProto *gp, int depth)
+{
     int outer = im->scope;
     im->scope = s;
     int rc = import_scope(im, gp, depth + 1);
@@ -834,8 +860,58 @@ static int import_branch(struct importer *im, size_t p, int which, int depth)
     return rc;
 }
 
+/* A Loop's or Scan's body (pending at p) as a new scope: its graph inputs become the scope's
+ * vars, tensors without a producer the loop sets each iteration (their dtypes and shapes follow
+ * from the node's inputs, ops/loop.c). */
+static int import_body(struct importer *im, size_t p, int depth)
+{
+    struct ir_graph *g = im->g;
+    int node = im->pend[p].node;
+    const Onnx__GraphProto *gp = im->pend[p].branch[0];
+    if (!gp)
+        return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -EINVAL, "no body");
+    if (depth >= MAX_SCOPE_DEPTH)
+        return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -ENOTSUP,
+                           "subgraphs nested more than %d deep", MAX_SCOPE_DEPTH);
+    int s = new_scope(im, node, "body", 0);
+    if (s < 0)
+        return s;
+    struct ir_scope *sc = &g->scopes[s];
+    sc->body = 1;
+    if (!(sc->vars = calloc(gp->n_input + 1, sizeof(int))))
+        return -ENOMEM;
+    int outer = im->scope;
+    im->scope = s;
+    for (size_t i = 0; i < gp->n_input; i++) {
+        const Onnx__ValueInfoProto *vi = gp->input[i];
+        const Onnx__TypeProto *tp = vi->type;
+        if (!vi->name || !*vi->name) {
+            im->scope = outer;
+            return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -EINVAL,
+                               "body input %zu has no name", i);
+        }
+        if (tp && tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
+            im->scope = outer;
+            return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -ENOTSUP,
+                               "body input '%s' is not a tensor (a sequence or optional: values "
+                               "of those types exist only at run time, which the engine does "
+                               "not support)",
+                               vi->name);
+        }
+        int t = add_named(im, vi->name, "body input");
+        if (t < 0) {
+            im->scope = outer;
+            return t;
+        }
+        g->scopes[s].vars[g->scopes[s].n_vars++] = t;
+    }
+    im->scope = outer;
+    return enter_scope(im, s, gp, depth);
+}
+
 /* Imports one graph's initializers (subgraphs only: the main graph's come first) and nodes, then
- * the branches of its If nodes, each a scope of its own. */
+ * the branches of its If nodes and the bodies of its Loop and Scan nodes, each a scope of its
+ * own. */
 static int import_scope(struct importer *im, const Onnx__GraphProto *gp, int depth)
 {
     if (im->scope > 0) {
@@ -850,10 +926,11 @@ static int import_scope(struct importer *im, const Onnx__GraphProto *gp, int dep
             return rc;
     }
     for (size_t p = first, end = im->n_pend; p < end; p++) {
-        if (im->pend[p].scope != im->scope || strcmp(im->g->nodes[im->pend[p].node].op, "If"))
+        const char *op = im->g->nodes[im->pend[p].node].op;
+        if (im->pend[p].scope != im->scope || (strcmp(op, "If") && !is_loop_op(op)))
             continue;
-        int rc = import_branch(im, p, 0, depth);
-        if (!rc)
+        int rc = is_loop_op(op) ? import_body(im, p, depth) : import_branch(im, p, 0, depth);
+        if (!rc && !is_loop_op(op))
             rc = import_branch(im, p, 1, depth);
         if (rc)
             return rc == -ENOMEM ? seterr(im->err, im->errlen, rc, "out of memory") : rc;
@@ -911,11 +988,46 @@ static int resolve_if(struct importer *im, const struct pending *p, struct ir_no
     return rc;
 }
 
+/* A Loop or Scan reads its own inputs, then every output of its body; the body's nodes wait
+ * for its own inputs (scope deps, topo_sort). */
+static int resolve_body(struct importer *im, const struct pending *p, struct ir_node *n)
+{
+    size_t k = p->np->n_input, nb = p->branch[0]->n_output;
+    int s = (int)ir_attr_get(n, "body")->i;
+    int *in = realloc(n->in, (k + nb + 1) * sizeof(int));
+    int *deps = calloc(k + 1, sizeof(int));
+    if (!in || !deps) {
+        free(deps);
+        if (in)
+            n->in = in;
+        return seterr(im->err, im->errlen, -ENOMEM, "out of memory");
+    }
+    n->in = in;
+    im->g->scopes[s].deps = deps;
+    int rc = 0;
+    for (size_t i = 0; i < k && !rc; i++) {
+        rc = resolve_name(im, n, p->scope, p->np->input[i], &n->in[i]);
+        deps[i] = n->in[i];
+        n->n_in++;
+        im->g->scopes[s].n_deps++;
+    }
+    for (size_t i = 0; i < nb && !rc; i++) {
+        rc = resolve_name(im, n, s, p->branch[0]->output[i]->name, &n->in[k + i]);
+        n->n_in++;
+        if (!rc && n->in[k + i] < 0)
+            rc = ir_node_err(im->g, n, im->err, im->errlen, -EINVAL, "body output %zu has no name",
+                             i);
+    }
+    return rc;
+}
+
 static int resolve_inputs(struct importer *im, const struct pending *p)
 {
     struct ir_node *n = &im->g->nodes[p->node];
     if (strcmp(n->op, "If") == 0)
         return resolve_if(im, p, n);
+    if (is_loop_op(n->op))
+        return resolve_body(im, p, n);
     for (size_t i = 0; i < p->np->n_input; i++) {
         int rc = resolve_name(im, n, p->scope, p->np->input[i], &n->in[i]);
         n->n_in++;
@@ -934,12 +1046,18 @@ static int import_nodes(struct importer *im, const Onnx__GraphProto *gp)
 }
 
 /* What node n waits for: its inputs, then the condition of every branch it is in (so a branch
- * node comes after the condition that may drop it). */
+ * node comes after the condition that may drop it) and the inputs of every Loop/Scan whose body
+ * it is in (so the body's vars can take their shapes from them). */
+static int scope_deps(const struct ir_scope *sc)
+{
+    return sc->body ? sc->n_deps : 1;
+}
+
 static int n_deps(const struct ir_graph *g, const struct ir_node *n)
 {
     int d = n->n_in;
     for (int s = n->scope; s > 0; s = g->scopes[s].parent)
-        d++;
+        d += scope_deps(&g->scopes[s]);
     return d;
 }
 
@@ -947,10 +1065,13 @@ static int dep(const struct ir_graph *g, const struct ir_node *n, int k)
 {
     if (k < n->n_in)
         return n->in[k];
+    k -= n->n_in;
     int s = n->scope;
-    for (k -= n->n_in; k > 0; k--)
+    while (k >= scope_deps(&g->scopes[s])) {
+        k -= scope_deps(&g->scopes[s]);
         s = g->scopes[s].parent;
-    return g->scopes[s].cond;
+    }
+    return g->scopes[s].body ? g->scopes[s].deps[k] : g->scopes[s].cond;
 }
 
 /* Kahn's algorithm; ready nodes keep the model's order. */

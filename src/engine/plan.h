@@ -19,6 +19,13 @@
 int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char *err,
                       size_t errlen);
 
+/* The loop structure of a plan whose nodes passed plan_kernel_check (model open): every LOOP
+ * region closed by its own LOOP_END and well nested, every SCAN_SLICE inside its loop's region
+ * and at least as long as the loop's max, every BRANCH jumping within its loop region (so a run
+ * ends: each loop region runs at most its max iterations per entry), every bounded scan output
+ * written along dim 0 by one SCAN_SLICE. */
+int plan_loops_check(const struct plan_view *v, char *err, size_t errlen);
+
 /* Creates the primitive descriptor a plan node describes (NULL for a KERNEL node, after
  * plan_kernel_check). Packed weights are requested in
  * format `any` so the caller sees which layout this process would pick. The descriptor uses a

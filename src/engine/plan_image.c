@@ -510,6 +510,12 @@ static int check_output(const struct plan_view *v, int64_t t, uint32_t k, char *
         return rc;
     const struct plan_tensor *pt = &v->tensors[t];
     uint32_t bound = pt->flags & (PLAN_TF_BOUND0 | PLAN_TF_BOUND1);
+    if (pt->flags & PLAN_TF_LOOP_BOUND) /* its writer: plan_loops_check */
+        return bound || (pt->flags & PLAN_TF_INPUT)
+                   ? seterr(err, errlen, -EINVAL,
+                            "plan image: output %u (%s) is bounded twice or an input", k,
+                            v->strings + pt->name)
+                   : 0;
     if (!bound || (bound != (PLAN_TF_BOUND0 | PLAN_TF_BOUND1) && pt->dtype == ENGINE_I64 &&
                    pt->rank == 2 && !(pt->flags & PLAN_TF_INPUT)))
         return 0;

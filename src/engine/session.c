@@ -97,6 +97,7 @@ struct session_node {
     const uint8_t *sum_from; /* residual addend copied into dst first, or NULL */
     uint8_t *sum_to;
     size_t sum_bytes;
+    int64_t loop_iter, loop_trip; /* a LOOP node: this entry's iteration number, trip count */
 };
 
 struct engine_session {
@@ -887,8 +888,64 @@ static int copy_input(struct engine_session *s, uint32_t t, const struct engine_
     return 0;
 }
 
+/* LOOP, LOOP_END, SCAN_SLICE (ops/loop.c): the count lives here, never in the arena, and
+ * plan_loops_check made every region well nested, so each entry of a loop runs at most its max
+ * iterations. *k becomes the node before the next to run. */
+static int run_loop_node(struct engine_session *s, uint32_t *k, char *err, size_t errlen)
+{
+    const struct plan_view *v = &s->m->v;
+    struct session_node *sn = &s->nodes[*k];
+    const int32_t *p = sn->k.params;
+    if (sn->k.kind == PLAN_K_SCAN_SLICE) {
+        const struct session_node *b = &s->nodes[p[0]];
+        size_t i = (size_t)b->loop_iter; /* < the loop's max <= len (plan_loops_check) */
+        k_scan_slice(p[5] ? sn->k.dst : (void *)sn->k.in[0], p[5] ? (void *)sn->k.in[0] : sn->k.dst,
+                     (size_t)p[1], (size_t)p[2], (size_t)p[3], p[4] ? (size_t)p[2] - 1 - i : i,
+                     p[5]);
+        return 0;
+    }
+    int begin = sn->k.kind == PLAN_K_LOOP;
+    struct session_node *b = begin ? sn : &s->nodes[p[0]];
+    const int32_t *bp = b->k.params; /* kp_loop: end, max, has_trip, has_cond */
+    int go;
+    if (begin) {
+        b->loop_iter = 0;
+        b->loop_trip = bp[2] ? *(const int64_t *)sn->k.in[1] : INT64_MAX;
+        go = bp[3] ? *(const uint8_t *)sn->k.in[sn->k.n_in - 1] != 0 : 1;
+    } else {
+        b->loop_iter++;
+        go = p[1] ? *(const uint8_t *)sn->k.in[1] != 0 : 1;
+    }
+    if (!go || b->loop_iter >= b->loop_trip) {
+        if (begin)
+            *k = (uint32_t)bp[0]; /* past LOOP_END */
+        return 0;
+    }
+    if (b->loop_iter >= bp[1]) {
+        char trip[32] = "unbounded";
+        if (b->loop_trip != INT64_MAX)
+            snprintf(trip, sizeof(trip), "%lld", (long long)b->loop_trip);
+        return seterr(err, errlen, -ERANGE,
+                      "model %s: node %s: Loop: trip count %s over the bound of %d iterations",
+                      plan_str(v, v->h->model_name), plan_str(v, v->nodes[*k].name), trip, bp[1]);
+    }
+    *(int64_t *)sn->k.dst = b->loop_iter;
+    if (!begin)
+        *k = (uint32_t)p[0]; /* the node after LOOP runs next */
+    return 0;
+}
+
+/* The iterations a bounded scan output's loop ran (its one writer: plan_loops_check). */
+static int64_t loop_count(const struct engine_session *s, uint32_t t)
+{
+    for (uint32_t k = 0; k < s->m->v.n_nodes; k++)
+        if (s->nodes[k].k.kind == PLAN_K_SCAN_SLICE && s->m->v.nodes[k].out == t)
+            return s->nodes[s->nodes[k].k.params[0]].loop_iter;
+    return 0;
+}
+
 /* A bounded output (PLAN_TF_BOUND0/1, checked at open: int64, rank 2) reports the extent its
- * kernel filled this run. */
+ * kernel filled this run; a bounded scan output (PLAN_TF_LOOP_BOUND) its loop's iterations. */
 static void fill_output(struct engine_session *s, uint32_t t, struct engine_tensor *out)
 {
     const struct plan_tensor *pt = &s->m->v.tensors[t];
@@ -903,6 +960,11 @@ static void fill_output(struct engine_session *s, uint32_t t, struct engine_tens
         out->shape.dims[axis] =
             k_bounded_count(out->data, out->nbytes / sizeof(int64_t), pt->dims[axis]);
         out->nbytes = (size_t)engine_shape_numel(&out->shape) * sizeof(int64_t);
+    }
+    if ((pt->flags & PLAN_TF_LOOP_BOUND) && pt->dims[0] > 0) { /* dims[0] == len */
+        size_t row = out->nbytes / (size_t)pt->dims[0];
+        out->shape.dims[0] = loop_count(s, t);
+        out->nbytes = (size_t)out->shape.dims[0] * row;
     }
 }
 
@@ -927,6 +989,13 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
             memmove(sn->sum_to, sn->sum_from, sn->sum_bytes);
         if (sn->wino) {
             run_wino(sn->wino);
+            continue;
+        }
+        if (sn->k.kind == PLAN_K_LOOP || sn->k.kind == PLAN_K_LOOP_END ||
+            sn->k.kind == PLAN_K_SCAN_SLICE) {
+            int rc = run_loop_node(s, &k, err, errlen);
+            if (rc)
+                return rc;
             continue;
         }
         if (sn->k.kind == PLAN_K_BRANCH) { /* target > k, checked at open: runs always end */

@@ -151,7 +151,9 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
                     g->tensors[g->nodes[i].out[k]].producer = -1;
             continue;
         }
-        int rc = infer_node(g, i, err, errlen);
+        int rc = loop_enter(g, g->nodes[i].scope, err, errlen); /* a body's vars first */
+        if (!rc)
+            rc = infer_node(g, i, err, errlen);
         if (rc)
             return rc;
     }

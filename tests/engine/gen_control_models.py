@@ -15,6 +15,19 @@ them as run-time branches, or folds them when the test pins them (--pin c).
   if_layout  a convolution's blocked-layout output read in plain layout inside one branch and by a
              node after the If (the layout copy made inside a branch must not be reused after it:
              the node after the If reads it exactly when the branch did not run).
+Loops (ops/loop.c), run as a LOOP region of the plan, never unrolled:
+  loop_while  a while loop: the body computes the condition (halve y until max(y) <= t, at most
+              64 times), carries y and a counter, and scans y: a different iteration count per
+              request, reported as the scan output's length;
+  loop_scan   the trip count n an input (the specialising model pins it per value), scan outputs
+              of the carried sum and of a table row gathered at the iteration number;
+  loop_outer  the body reads outer tensors (an input, a tensor computed before the Loop), nests
+              an If on a condition computed from the iteration number and an inner Loop, and
+              swaps two carried values (a parallel assignment);
+  scan_rnn    a simple RNN cell h = tanh(W x_t + U h) written as a Scan over the sequence axis,
+              and a reversed cumulative sum along axis 1 (scan_input_axes, directions);
+  loop_big    a constant trip count over ENGINE_LOOP_MAX_ITER with a scan output: refused;
+  loop_bound  a trip count fed at run time over ENGINE_LOOP_MAX_ITER: refused at run time.
 """
 import json
 import os
@@ -185,6 +198,143 @@ def select(outdir):
          [arr(np.array([3], np.int64), "max"), arr(np.array([0.5], np.float32), "iou")], reqs)
 
 
+def body(name, inputs, nodes, outputs, inits=()):
+    """A Loop/Scan body: inputs [(name, dtype, shape)], outputs names."""
+    return helper.make_graph(nodes, name, [vi(n, sh, dt) for n, dt, sh in inputs],
+                             [vi(o, None) for o in outputs], list(inits))
+
+
+def loop_while(outdir):
+    b = body("while", [("i", I64, []), ("c", B, []), ("y", F, [3]), ("k", F, [1])],
+             [N("Mul", ["y", "half"], ["y2"]), N("Add", ["k", "one"], ["k2"]),
+              N("ReduceMax", ["y2"], ["m"], keepdims=0), N("Greater", ["m", "t"], ["c2"]),
+              N("Identity", ["y2"], ["trace"])],
+             ["c2", "y2", "k2", "trace"],
+             [arr(np.array([0.5], np.float32), "half"), arr(np.array([1], np.float32), "one")])
+    nodes = [N("Loop", ["M", "", "x", "k0"], ["y", "k", "trace"], name="loop0", body=b)]
+    reqs = []
+    for x, t in ((np.array([1, 2, 3], np.float32), 0.5), (np.array([0.1, 0.2, 0.3], np.float32),
+                                                          1.0), (np.array([40, 8, 3], np.float32), 0.01)):
+        y, k, trace = x.copy(), np.zeros(1, np.float32), []
+        for _ in range(64):
+            y = y * np.float32(0.5)
+            k = k + 1
+            trace.append(y)
+            if not y.max() > t:
+                break
+        reqs.append(({"x": x, "t": np.array([t], np.float32)},
+                     {"y": y, "k": k, "trace": np.array(trace, np.float32).reshape(-1, 3)}))
+    save(outdir, "loop_while", nodes, [vi("x", [3]), vi("t", [1])],
+         [vi("y", [3]), vi("k", [1]), vi("trace", None)],
+         [arr(np.array(64, np.int64), "M"), arr(np.zeros(1, np.float32), "k0")], reqs)
+
+
+def loop_scan(outdir):
+    table = rng.standard_normal((8, 2)).astype(np.float32)
+    b = body("scanbody", [("i", I64, []), ("c", B, []), ("s", F, [2])],
+             [N("Cast", ["i"], ["fi"], to=F), N("Mul", ["x", "fi"], ["xi"]),
+              N("Add", ["s", "xi"], ["s2"]), N("Gather", ["table", "i"], ["row"], axis=0),
+              N("Identity", ["c"], ["c2"])],
+             ["c2", "s2", "s2", "row"])
+    nodes = [N("Loop", ["n", "go", "s0"], ["s", "sums", "rows"], name="loop0", body=b)]
+    reqs = []
+    for n in (3, 5, 3, 8):
+        x = rng.standard_normal(2).astype(np.float32)
+        s, sums = np.zeros(2, np.float32), []
+        for i in range(n):
+            s = s + x * np.float32(i)
+            sums.append(s)
+        reqs.append(({"x": x, "n": np.array(n, np.int64)},
+                     {"s": s, "sums": np.array(sums), "rows": table[:n]}))
+    save(outdir, "loop_scan", nodes, [vi("x", [2]), vi("n", [], I64)],
+         [vi("s", [2]), vi("sums", None), vi("rows", None)],
+         [arr(table, "table"), arr(np.array(True), "go"), arr(np.zeros(2, np.float32), "s0")],
+         reqs)
+
+
+def loop_outer(outdir):
+    inner = body("inner", [("j", I64, []), ("ci", B, []), ("z", F, [2, 2])],
+                 [N("Mul", ["sq", "tenth"], ["d"]), N("Add", ["z", "d"], ["z2"]),
+                  N("Identity", ["ci"], ["ci2"])], ["ci2", "z2"],
+                 [arr(np.array([0.1], np.float32), "tenth")])
+    then = branch("even", [N("Add", ["a", "sq"], ["a_then"])], ["a_then"])
+    els = branch("odd", [N("Mul", ["a", "half"], ["a_else"])], ["a_else"],
+                 [arr(np.array([0.5], np.float32), "half")])
+    b = body("outer", [("i", I64, []), ("c", B, []), ("a", F, [2, 2]), ("b", F, [2, 2])],
+             [N("Mod", ["i", "two"], ["r"]), N("Equal", ["r", "zero"], ["even"]),
+              N("If", ["even"], ["a1"], name="if0", then_branch=then, else_branch=els),
+              N("Loop", ["two", "", "a1"], ["a2"], name="inner0", body=inner),
+              N("Add", ["a2", "x"], ["a3"]), N("Identity", ["c"], ["c2"])],
+             ["c2", "b", "a3"],
+             [arr(np.array(2, np.int64), "two"), arr(np.array(0, np.int64), "zero")])
+    nodes = [N("Mul", ["x", "x"], ["sq"]),
+             N("Loop", ["M", "", "x", "w"], ["p", "q"], name="loop0", body=b)]
+    w = rng.standard_normal((2, 2)).astype(np.float32)
+    reqs = []
+    for _ in range(3):
+        x = rng.standard_normal((2, 2)).astype(np.float32)
+        sq = x * x
+        a, bb = x.copy(), w.copy()
+        for i in range(5):
+            a1 = a + sq if i % 2 == 0 else a * np.float32(0.5)
+            for _j in range(2):
+                a1 = a1 + sq * np.float32(0.1)
+            a, bb = bb, a1 + x  # the body returns (b, a3): the carried values swap
+        reqs.append(({"x": x}, {"p": a, "q": bb}))
+    save(outdir, "loop_outer", nodes, [vi("x", [2, 2])], [vi("p", [2, 2]), vi("q", [2, 2])],
+         [arr(np.array(5, np.int64), "M"), arr(w, "w")], reqs)
+
+
+def scan_rnn(outdir):
+    W = (rng.standard_normal((4, 3)) * 0.5).astype(np.float32)
+    U = (rng.standard_normal((3, 3)) * 0.5).astype(np.float32)
+    cell = body("cell", [("h", F, [1, 3]), ("xt", F, [1, 4])],
+                [N("MatMul", ["xt", "W"], ["wx"]), N("MatMul", ["h", "U"], ["uh"]),
+                 N("Add", ["wx", "uh"], ["pre"]), N("Tanh", ["pre"], ["h2"]),
+                 N("Identity", ["h2"], ["hs"])], ["h2", "hs"])
+    cum = body("cum", [("acc", F, [2]), ("col", F, [2])],
+               [N("Add", ["acc", "col"], ["acc2"])], ["acc2", "acc2"])
+    nodes = [N("Scan", ["h0", "x"], ["h", "hs"], name="rnn", body=cell, num_scan_inputs=1),
+             N("Scan", ["z", "m"], ["tot", "cums"], name="cum", body=cum, num_scan_inputs=1,
+               scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[1])]
+    reqs = []
+    for _ in range(3):
+        x = rng.standard_normal((5, 1, 4)).astype(np.float32)
+        m = rng.standard_normal((2, 6)).astype(np.float32)
+        h, hs = np.zeros((1, 3), np.float32), []
+        for t in range(5):
+            h = np.tanh(x[t] @ W + h @ U).astype(np.float32)
+            hs.append(h)
+        acc, cums = np.zeros(2, np.float32), []
+        for t in reversed(range(6)):
+            acc = acc + m[:, t]
+            cums.append(acc)
+        reqs.append(({"x": x, "m": m}, {"h": h, "hs": np.array(hs), "tot": acc,
+                                        "cums": np.array(cums).T}))
+    save(outdir, "scan_rnn", nodes, [vi("x", [5, 1, 4]), vi("m", [2, 6])],
+         [vi("h", [1, 3]), vi("hs", [5, 1, 3]), vi("tot", [2]), vi("cums", [2, 6])],
+         [arr(W, "W"), arr(U, "U"), arr(np.zeros((1, 3), np.float32), "h0"),
+          arr(np.zeros(2, np.float32), "z")], reqs)
+
+
+def loop_limits(outdir):
+    b = body("count", [("i", I64, []), ("c", B, []), ("s", F, [1])],
+             [N("Add", ["s", "one"], ["s2"]), N("Identity", ["c"], ["c2"])], ["c2", "s2", "s2"],
+             [arr(np.array([1], np.float32), "one")])
+    nodes = [N("Loop", ["M", "", "s0"], ["s", "trace"], name="loop0", body=b)]
+    big = 1 << 21
+    save(outdir, "loop_big", nodes, [vi("s0", [1])], [vi("s", [1]), vi("trace", None)],
+         [arr(np.array(big, np.int64), "M")], [({"s0": np.zeros(1, np.float32)}, {})])
+    b2 = body("count", [("i", I64, []), ("c", B, []), ("s", F, [1])],
+              [N("Add", ["s", "one"], ["s2"]), N("Identity", ["c"], ["c2"])], ["c2", "s2"],
+              [arr(np.array([1], np.float32), "one")])
+    nodes = [N("Loop", ["M", "", "s0"], ["s"], name="loop0", body=b2)]
+    save(outdir, "loop_bound", nodes, [vi("s0", [1]), vi("M", [], I64)], [vi("s", [1])], [],
+         [({"s0": np.zeros(1, np.float32), "M": np.array(big, np.int64)}, {}),
+          ({"s0": np.zeros(1, np.float32), "M": np.array(1000, np.int64)},
+           {"s": np.array([1000], np.float32)})])
+
+
 def main():
     outdir, stamp = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
@@ -192,6 +342,11 @@ def main():
     if_nested(outdir)
     if_layout(outdir)
     select(outdir)
+    loop_while(outdir)
+    loop_scan(outdir)
+    loop_outer(outdir)
+    scan_rnn(outdir)
+    loop_limits(outdir)
     with open(stamp, "w") as f:
         f.write("ok\n")
 

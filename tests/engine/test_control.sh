@@ -4,6 +4,9 @@
 # If conditions fed at run time (both branches in the plan, a BRANCH node picks one) and with them
 # pinned (the taken branch inlined, the other dropped); a pinned plan refuses a request whose
 # condition differs; NonZero and NonMaxSuppression outputs come back with each request's count.
+# Loops (ops/loop.c): a while loop whose scan output has each request's iteration count, a trip
+# count fed per request, outer-scope reads with a nested If and Loop, Scans; a constant trip count
+# over ENGINE_LOOP_MAX_ITER is refused at compile time, one fed at run time when the run gets there.
 #   test_control.sh SHMFAAS_RUN MODELS_DIR
 set -u
 
@@ -12,13 +15,13 @@ dir=$2
 TEST_NAME=control-test
 . "$(dirname "$0")/lib.sh"
 
-for model in if_outer if_nested if_layout select; do
+for model in if_outer if_nested if_layout select loop_while loop_scan loop_outer scan_rnn; do
     pins=--pin\ c
     [ "$model" = if_nested ] && pins="--pin c --pin d"
     k=0
     while [ -f "$dir/${model}_in$k.json" ]; do
         modes="run-time pinned"
-        [ "$model" = select ] && modes=run-time
+        case $model in select | loop* | scan*) modes=run-time ;; esac
         for mode in $modes; do
             set -- "$dir/$model.onnx" --input "$dir/${model}_in$k.json" \
                 --compare "$dir/${model}_out$k.json"
@@ -35,4 +38,12 @@ done
 expect 0 "" -- "$dir/if_outer.onnx" --input "$dir/if_outer_in0.json" --pin c --compile-only \
     -o "$tmp/pinned.plan"
 expect 1 "input 'c' must be \[true\]" -- "$tmp/pinned.plan" --input "$dir/if_outer_in1.json"
+# the while loop's scan output has as many rows as the request iterated (1 here)
+expect 0 '"trace": \{"shape": \[1,3\]' -- "$dir/loop_while.onnx" --input "$dir/loop_while_in1.json"
+expect 1 "Loop: trip count 2097152 over the bound of 1048576 \(ENGINE_LOOP_MAX_ITER\)" -- \
+    "$dir/loop_big.onnx" --input "$dir/loop_big_in0.json"
+expect 1 "Loop: trip count 2097152 over the bound of 1048576 iterations" -- \
+    "$dir/loop_bound.onnx" --input "$dir/loop_bound_in0.json"
+expect 0 "max\|diff\|" -- "$dir/loop_bound.onnx" --input "$dir/loop_bound_in1.json" \
+    --compare "$dir/loop_bound_out1.json"
 exit $failed

@@ -197,6 +197,10 @@ int plain_inputs(struct lower *l, const struct ir_node *n, int count, int64_t *i
 
 /* ---- family helpers the driver uses ---- */
 
+/* ops/loop.c: gives the vars of the Loop/Scan body `scope` and of every body enclosing it their
+ * dtypes and shapes, from the node's inputs (shape.c, before the body's first node). */
+int loop_enter(struct ir_graph *g, int scope, char *err, size_t errlen);
+
 /* ops/conv.c: marks in l->wino_pick the convolutions ENGINE_WINOGRAD_AUTO runs as Winograd. */
 int pick_winograd(struct lower *l);
 
