@@ -787,6 +787,164 @@ static void test_branch_fields(void **state)
     engine_image_free(img);
 }
 
+/* x[3,4], h0[1,4] → Scan(h = h + x_t) → h[1,4], ys[3,4] (a running sum): the plan holds the body
+ * once between a LOOP and a LOOP_END node, with a SCAN_SLICE reading x_t and one writing ys
+ * (ops/loop.c). */
+static struct ir_graph *scan_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 3, 4));
+    int h0 = tb_act(g, "h0", SHAPE(2, 1, 4));
+    int hv = tb_act(g, "hv", SHAPE(2, 1, 4));
+    int xt = tb_act(g, "xt", SHAPE(1, 4));
+    int h2 = tb_act(g, "h2", SHAPE(2, 1, 4));
+    int hf = tb_act(g, "hf", SHAPE(2, 1, 4));
+    int ys = tb_act(g, "ys", SHAPE(3, 3, 1, 4));
+    tb_input(g, x);
+    tb_input(g, h0);
+    g->scopes = calloc(2, sizeof(*g->scopes));
+    g->n_scopes = g->cap_scopes = 2;
+    int *vars = calloc(2, sizeof(int)), *deps = calloc(2, sizeof(int));
+    vars[0] = hv;
+    vars[1] = xt;
+    deps[0] = h0;
+    deps[1] = x;
+    g->scopes[0].cond = -1;
+    g->scopes[1] = (struct ir_scope){
+        .cond = -1, .body = 1, .entered = 1, .vars = vars, .n_vars = 2, .deps = deps, .n_deps = 2};
+    int ai[2] = {hv, xt}, si[4] = {h0, x, h2, h2};
+    tb_node(g, "Add", ai, 2, h2)->scope = 1;
+    struct ir_node *n = tb_node(g, "Scan", si, 4, hf);
+    n->out = realloc(n->out, 2 * sizeof(int));
+    n->out[1] = ys;
+    n->n_out = 2;
+    g->tensors[ys].producer = n - g->nodes;
+    ir_attr_set_int(n, "body", 1);
+    n->attrs[n->n_attrs - 1].type = IR_ATTR_GRAPH;
+    ir_attr_set_int(n, "num_scan_inputs", 1);
+    tb_output(g, hf);
+    tb_output(g, ys);
+    return g;
+}
+
+/* Runs a scan_net image; 0 if it ran (h and ys filled). */
+static int run_scan(const void *img, size_t len, const float *x, float *h, float *ys, char *err,
+                    size_t errlen)
+{
+    struct engine_model *m;
+    struct engine_session *s;
+    int rc = engine_model_open(img, len, &m, err, errlen);
+    if (rc)
+        return rc;
+    rc = engine_session_create(m, &s, err, errlen);
+    if (!rc) {
+        float h0[4] = {1, 2, 3, 4};
+        struct engine_tensor in[2] = {
+            {.name = "x", .dtype = ENGINE_F32, .shape = SHAPE(2, 3, 4), .data = (void *)x,
+             .nbytes = 12 * sizeof(float)},
+            {.name = "h0", .dtype = ENGINE_F32, .shape = SHAPE(2, 1, 4), .data = h0,
+             .nbytes = sizeof(h0)}};
+        struct engine_tensor out[2];
+        rc = engine_session_run(s, in, 2, out, 2, err, errlen);
+        if (!rc && out[0].nbytes == 4 * sizeof(float) && out[1].nbytes == 12 * sizeof(float)) {
+            memcpy(h, out[0].data, out[0].nbytes);
+            memcpy(ys, out[1].data, out[1].nbytes);
+        }
+        engine_session_destroy(s);
+    }
+    engine_model_close(m);
+    return rc;
+}
+
+/* Patches int32 parameter `i` of node k of the image (a copy of img) to v and reseals it. */
+static void patch_param(uint8_t *copy, const void *img, size_t len, const struct plan_view *v,
+                        int k, int i, int32_t val)
+{
+    size_t off = (size_t)((const uint8_t *)&v->index[v->nodes[k].params_first + (uint32_t)i] -
+                          (const uint8_t *)img);
+    memcpy(copy, img, len);
+    memcpy(copy + off, &val, sizeof(val));
+    reseal(copy, len);
+}
+
+/* The loop region runs the body once per scan step; a loop node whose end, begin, max, trip
+ * flags or scan slice geometry is patched (a bad jump target, a region not closed by its own
+ * end or overlapping another, more iterations than the scan output holds) is refused at open,
+ * and random resealed edits error or run, never crash or hang. */
+static void test_loop_fields(void **state)
+{
+    (void)state;
+    char err[512];
+    void *img;
+    size_t len;
+    if (tb_compile(scan_net(), 1, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    float x[12], h[4], ys[12];
+    for (int i = 0; i < 12; i++)
+        x[i] = (float)i * 0.5f - 2.0f;
+    if (run_scan(img, len, x, h, ys, err, sizeof(err)))
+        fail_msg("run: %s", err);
+    for (int c = 0; c < 4; c++) {
+        float acc = (float)(c + 1);
+        for (int t = 0; t < 3; t++) {
+            acc += x[t * 4 + c];
+            assert_float_equal(ys[t * 4 + c], acc, 1e-6);
+        }
+        assert_float_equal(h[c], acc, 1e-6);
+    }
+    struct plan_view v;
+    assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+    int begin = -1, end = -1, slice[2], ns = 0;
+    for (uint32_t k = 0; k < v.n_nodes; k++) {
+        if (v.nodes[k].op != PLAN_OP_KERNEL)
+            continue;
+        if (v.nodes[k].alg == PLAN_K_LOOP)
+            begin = (int)k;
+        if (v.nodes[k].alg == PLAN_K_LOOP_END)
+            end = (int)k;
+        if (v.nodes[k].alg == PLAN_K_SCAN_SLICE && ns < 2)
+            slice[ns++] = (int)k;
+    }
+    assert_true(begin >= 0 && end > begin && ns == 2);
+    uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
+    struct fixture f = {.copy = copy};
+    /* LOOP's end: itself, before it, past the plan, a node that is no LOOP_END */
+    const int32_t bad_ends[] = {begin, begin - 1, (int32_t)v.n_nodes, end - 1, -1, INT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad_ends); i++) {
+        patch_param(copy, img, len, &v, begin, 0, bad_ends[i]);
+        expect_refused(&f, len, "loop");
+    }
+    /* LOOP's max: over ENGINE_LOOP_MAX_ITER, negative, more than the scan slices hold */
+    const int32_t bad_max[] = {ENGINE_LOOP_MAX_ITER + 1, -1, 4};
+    for (size_t i = 0; i < ARRAY_LEN(bad_max); i++) {
+        patch_param(copy, img, len, &v, begin, 1, bad_max[i]);
+        expect_refused(&f, len, i < 2 ? "loop parameters out of range" : "shorter than its");
+    }
+    patch_param(copy, img, len, &v, begin, 2, 0); /* no trip count, yet the input is there */
+    expect_refused(&f, len, "loop operands");
+    /* LOOP_END's begin: itself, after it, a node that is no LOOP */
+    const int32_t bad_begins[] = {end, end + 1, begin + 1, -1};
+    for (size_t i = 0; i < ARRAY_LEN(bad_begins); i++) {
+        patch_param(copy, img, len, &v, end, 0, bad_begins[i]);
+        expect_refused(&f, len, "loop");
+    }
+    /* a SCAN_SLICE: another loop, a longer or shorter axis, more bytes per slice */
+    for (int s = 0; s < 2; s++) {
+        const int32_t bad[][2] = {{0, begin + 1}, {2, 4}, {2, 2}, {3, 32}, {1, 2}, {4, 2}, {5, 3}};
+        for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+            patch_param(copy, img, len, &v, slice[s], bad[i][0], bad[i][1]);
+            expect_refused(&f, len, "scan slice");
+        }
+    }
+    uint32_t seed = 1718;
+    for (int iter = 0; iter < 300; iter++) {
+        flip_table_bits(copy, img, len, 1 + iter % 3, &seed);
+        (void)run_scan(copy, len, x, h, ys, err, sizeof(err));
+    }
+    free(copy);
+    engine_image_free(img);
+}
+
 static void test_thread_count(void **state)
 {
     struct fixture *f = *state;
@@ -822,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
         cmocka_unit_test(test_thread_count),       cmocka_unit_test(test_winograd_fields),
         cmocka_unit_test(test_resample_fields),    cmocka_unit_test(test_branch_fields),
+        cmocka_unit_test(test_loop_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
