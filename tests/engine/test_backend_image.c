@@ -694,8 +694,10 @@ static struct ir_graph *if_net(void)
 }
 
 /* Runs an if_net image on x with condition c; 0 if it ran (y filled). */
-static int run_if(const void *img, size_t len, const float *x, int c, float *y, char *err,
-                  size_t errlen)
+/* Opens img, runs it once on in[0..1] and copies its two outputs into y0/y1 when they hold
+ * n0/n1 bytes; 0 if it ran. */
+static int open_run2(const void *img, size_t len, const struct engine_tensor *in, void *y0,
+                     size_t n0, void *y1, size_t n1, char *err, size_t errlen)
 {
     struct engine_model *m;
     struct engine_session *s;
@@ -704,22 +706,31 @@ static int run_if(const void *img, size_t len, const float *x, int c, float *y, 
         return rc;
     rc = engine_session_create(m, &s, err, errlen);
     if (!rc) {
-        uint8_t cv = (uint8_t)c;
-        struct engine_tensor in[2] = {
-            {.name = "x",
-             .dtype = ENGINE_F32,
-             .shape = SHAPE(1, 8),
-             .data = (void *)x,
-             .nbytes = 8 * sizeof(float)},
-            {.name = "c", .dtype = ENGINE_BOOL, .shape = SHAPE(1, 1), .data = &cv, .nbytes = 1}};
         struct engine_tensor out[2];
         rc = engine_session_run(s, in, 2, out, 2, err, errlen);
-        if (!rc && out[0].nbytes == 8 * sizeof(float))
-            memcpy(y, out[0].data, out[0].nbytes);
+        if (!rc && out[0].nbytes == n0 && (!y1 || out[1].nbytes == n1)) {
+            memcpy(y0, out[0].data, n0);
+            if (y1)
+                memcpy(y1, out[1].data, n1);
+        }
         engine_session_destroy(s);
     }
     engine_model_close(m);
     return rc;
+}
+
+static int run_if(const void *img, size_t len, const float *x, int c, float *y, char *err,
+                  size_t errlen)
+{
+    uint8_t cv = (uint8_t)c;
+    struct engine_tensor in[2] = {
+        {.name = "x",
+         .dtype = ENGINE_F32,
+         .shape = SHAPE(1, 8),
+         .data = (void *)x,
+         .nbytes = 8 * sizeof(float)},
+        {.name = "c", .dtype = ENGINE_BOOL, .shape = SHAPE(1, 1), .data = &cv, .nbytes = 1}};
+    return open_run2(img, len, in, y, 8 * sizeof(float), NULL, 0, err, errlen);
 }
 
 /* The BRANCH nodes pick the branch the condition names; a branch target that jumps backwards,
@@ -831,29 +842,13 @@ static struct ir_graph *scan_net(void)
 static int run_scan(const void *img, size_t len, const float *x, float *h, float *ys, char *err,
                     size_t errlen)
 {
-    struct engine_model *m;
-    struct engine_session *s;
-    int rc = engine_model_open(img, len, &m, err, errlen);
-    if (rc)
-        return rc;
-    rc = engine_session_create(m, &s, err, errlen);
-    if (!rc) {
-        float h0[4] = {1, 2, 3, 4};
-        struct engine_tensor in[2] = {
-            {.name = "x", .dtype = ENGINE_F32, .shape = SHAPE(2, 3, 4), .data = (void *)x,
-             .nbytes = 12 * sizeof(float)},
-            {.name = "h0", .dtype = ENGINE_F32, .shape = SHAPE(2, 1, 4), .data = h0,
-             .nbytes = sizeof(h0)}};
-        struct engine_tensor out[2];
-        rc = engine_session_run(s, in, 2, out, 2, err, errlen);
-        if (!rc && out[0].nbytes == 4 * sizeof(float) && out[1].nbytes == 12 * sizeof(float)) {
-            memcpy(h, out[0].data, out[0].nbytes);
-            memcpy(ys, out[1].data, out[1].nbytes);
-        }
-        engine_session_destroy(s);
-    }
-    engine_model_close(m);
-    return rc;
+    float h0[4] = {1, 2, 3, 4};
+    struct engine_tensor in[2] = {
+        {.name = "x", .dtype = ENGINE_F32, .shape = SHAPE(2, 3, 4), .data = (void *)x,
+         .nbytes = 12 * sizeof(float)},
+        {.name = "h0", .dtype = ENGINE_F32, .shape = SHAPE(2, 1, 4), .data = h0,
+         .nbytes = sizeof(h0)}};
+    return open_run2(img, len, in, h, 4 * sizeof(float), ys, 12 * sizeof(float), err, errlen);
 }
 
 /* Patches int32 parameter `i` of node k of the image (a copy of img) to v and reseals it. */

@@ -362,16 +362,6 @@ static int64_t var_tensor(struct lower *l, const struct ir_node *n, int t)
     return pt;
 }
 
-static int copy_to(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
-{
-    struct plan_node pn = node_init(l, n, PLAN_OP_KERNEL);
-    pn.alg = PLAN_K_COPY;
-    pn.out = (uint32_t)to;
-    if (set_inputs(l, &pn, &from, 1))
-        return lerr(l, n, -ENOMEM, "out of memory");
-    return emit(l, n, &pn, -1, NULL);
-}
-
 /* A kernel node of n with inputs ins, output out and parameters p; returns its index. */
 static int64_t control_node(struct lower *l, const struct ir_node *n, uint32_t kind,
                             const int64_t *ins, uint32_t n_in, int64_t out, const int64_t *p,
@@ -384,6 +374,12 @@ static int64_t control_node(struct lower *l, const struct ir_node *n, uint32_t k
         return lerr(l, n, -ENOMEM, "out of memory");
     int rc = emit(l, n, &pn, -1, NULL);
     return rc ? rc : (int64_t)l->b.n_nodes - 1;
+}
+
+static int copy_to(struct lower *l, const struct ir_node *n, int64_t from, int64_t to)
+{
+    int64_t k = control_node(l, n, PLAN_K_COPY, &from, 1, to, NULL, 0);
+    return k < 0 ? (int)k : 0;
 }
 
 /* One SCAN_SLICE node between the whole tensor `full` (its axis `axis` scanned) and `slice`. */
