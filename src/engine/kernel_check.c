@@ -1052,6 +1052,17 @@ static int is_kernel(const struct plan_node *n, uint32_t kind)
     return n->op == PLAN_OP_KERNEL && n->alg == kind;
 }
 
+/* The parameters of node k, a LOOP (LOOP_END) that passed plan_kernel_check. */
+static void loop_params(const struct plan_view *v, uint32_t k, struct kp_loop *q)
+{
+    kp_decode_loop(v->index + v->nodes[k].params_first, v->nodes[k].n_params, q);
+}
+
+static void loop_end_params(const struct plan_view *v, uint32_t k, struct kp_loop_end *e)
+{
+    kp_decode_loop_end(v->index + v->nodes[k].params_first, v->nodes[k].n_params, e);
+}
+
 /* A bounded scan output (PLAN_TF_LOOP_BOUND) is written along dim 0 by one SCAN_SLICE. */
 static int bound_output_check(const struct plan_view *v, char *err, size_t errlen)
 {
@@ -1088,25 +1099,29 @@ int plan_loops_check(const struct plan_view *v, char *err, size_t errlen)
     int32_t *stack = malloc(((size_t)nn + 1) * sizeof(*stack));
     int rc = reg && stack ? 0 : seterr(err, errlen, -ENOMEM, "out of memory");
     uint32_t depth = 0;
-    for (uint32_t k = 0; !rc && k < nn; k++) {
+    for (uint32_t k = 0; !rc && k < nn; k++) { /* every node passed plan_kernel_check */
         const struct plan_node *n = &v->nodes[k];
-        const int32_t *p = v->index + n->params_first; /* checked per node */
+        struct kp_loop q, outer;
+        struct kp_loop_end e;
+        struct kp_scan_slice sl;
         reg[k] = depth ? stack[depth - 1] : -1;
         if (is_kernel(n, PLAN_K_LOOP)) {
-            uint32_t e = (uint32_t)p[0];
-            if (e >= nn || !is_kernel(&v->nodes[e], PLAN_K_LOOP_END) ||
-                v->index[v->nodes[e].params_first] != (int32_t)k ||
-                (depth && e >= (uint32_t)v->index[v->nodes[stack[depth - 1]].params_first]))
+            kp_decode_loop(v->index + n->params_first, n->n_params, &q);
+            if (depth)
+                loop_params(v, (uint32_t)stack[depth - 1], &outer);
+            if ((uint32_t)q.end >= nn || !is_kernel(&v->nodes[q.end], PLAN_K_LOOP_END) ||
+                (loop_end_params(v, (uint32_t)q.end, &e), e.begin != (int)k) ||
+                (depth && q.end >= outer.end))
                 rc = loop_err(err, errlen, k, "loop region not closed by its own, well nested end");
             stack[depth++] = (int32_t)k;
         } else if (is_kernel(n, PLAN_K_LOOP_END)) {
-            if (!depth || stack[depth - 1] != p[0])
+            loop_end_params(v, k, &e);
+            if (!depth || stack[depth - 1] != e.begin)
                 rc = loop_err(err, errlen, k, "loop end without its loop");
             depth--;
         } else if (is_kernel(n, PLAN_K_SCAN_SLICE)) {
-            const struct plan_node *b = &v->nodes[p[0]];
-            if (reg[k] != p[0] || !is_kernel(b, PLAN_K_LOOP) ||
-                v->index[b->params_first + 1] > p[2])
+            kp_decode_scan_slice(v->index + n->params_first, n->n_params, &sl);
+            if (reg[k] != sl.begin || (loop_params(v, (uint32_t)sl.begin, &q), q.max > sl.len))
                 rc = loop_err(err, errlen, k, "scan slice outside its loop or shorter than its "
                                               "iterations");
         }
@@ -1117,7 +1132,7 @@ int plan_loops_check(const struct plan_view *v, char *err, size_t errlen)
         reg[nn] = -1;
     for (uint32_t k = 0; !rc && k < nn; k++) /* a branch stays inside its loop region */
         if (is_kernel(&v->nodes[k], PLAN_K_BRANCH) &&
-            reg[v->index[v->nodes[k].params_first]] != reg[k])
+            reg[v->index[v->nodes[k].params_first]] != reg[k]) /* target: branch_check's */
             rc = loop_err(err, errlen, k, "branch jumps into or out of a loop region");
     if (!rc)
         rc = bound_output_check(v, err, errlen);

@@ -75,6 +75,9 @@ struct session_kernel {
         struct kp_nll nll;
         struct kp_op op;
         struct kp_reduce reduce;
+        struct kp_loop loop;
+        struct kp_loop_end loop_end;
+        struct kp_scan_slice scan;
     } kp;
     int64_t attr; /* the node's axis field */
     float alpha, beta;
@@ -188,6 +191,15 @@ static void decode_params(const struct plan_node *n, struct session_kernel *k)
         break;
     case PLAN_K_GATHER_ND:
         rc = kp_decode_gather_nd(k->params, k->n_params, &k->kp.gather_nd);
+        break;
+    case PLAN_K_LOOP:
+        rc = kp_decode_loop(k->params, k->n_params, &k->kp.loop);
+        break;
+    case PLAN_K_LOOP_END:
+        rc = kp_decode_loop_end(k->params, k->n_params, &k->kp.loop_end);
+        break;
+    case PLAN_K_SCAN_SLICE:
+        rc = kp_decode_scan_slice(k->params, k->n_params, &k->kp.scan);
         break;
     case PLAN_K_SCATTER_ELEMENTS:
     case PLAN_K_SCATTER_ND:
@@ -895,43 +907,43 @@ static int run_loop_node(struct engine_session *s, uint32_t *k, char *err, size_
 {
     const struct plan_view *v = &s->m->v;
     struct session_node *sn = &s->nodes[*k];
-    const int32_t *p = sn->k.params;
     if (sn->k.kind == PLAN_K_SCAN_SLICE) {
-        const struct session_node *b = &s->nodes[p[0]];
-        size_t i = (size_t)b->loop_iter; /* < the loop's max <= len (plan_loops_check) */
-        k_scan_slice(p[5] ? sn->k.dst : (void *)sn->k.in[0], p[5] ? (void *)sn->k.in[0] : sn->k.dst,
-                     (size_t)p[1], (size_t)p[2], (size_t)p[3], p[4] ? (size_t)p[2] - 1 - i : i,
-                     p[5]);
+        const struct kp_scan_slice *q = &sn->k.kp.scan;
+        size_t i = (size_t)s->nodes[q->begin].loop_iter; /* < its max <= len: plan_loops_check */
+        void *src = (void *)sn->k.in[0];
+        k_scan_slice(q->write ? sn->k.dst : src, q->write ? src : sn->k.dst, (size_t)q->outer,
+                     (size_t)q->len, (size_t)q->inner, q->reverse ? (size_t)q->len - 1 - i : i,
+                     q->write);
         return 0;
     }
     int begin = sn->k.kind == PLAN_K_LOOP;
-    struct session_node *b = begin ? sn : &s->nodes[p[0]];
-    const int32_t *bp = b->k.params; /* kp_loop: end, max, has_trip, has_cond */
+    struct session_node *b = begin ? sn : &s->nodes[sn->k.kp.loop_end.begin];
+    const struct kp_loop *q = &b->k.kp.loop;
     int go;
     if (begin) {
         b->loop_iter = 0;
-        b->loop_trip = bp[2] ? *(const int64_t *)sn->k.in[1] : INT64_MAX;
-        go = bp[3] ? *(const uint8_t *)sn->k.in[sn->k.n_in - 1] != 0 : 1;
+        b->loop_trip = q->has_trip ? *(const int64_t *)sn->k.in[1] : INT64_MAX;
+        go = q->has_cond ? *(const uint8_t *)sn->k.in[sn->k.n_in - 1] != 0 : 1;
     } else {
         b->loop_iter++;
-        go = p[1] ? *(const uint8_t *)sn->k.in[1] != 0 : 1;
+        go = sn->k.kp.loop_end.has_cond ? *(const uint8_t *)sn->k.in[1] != 0 : 1;
     }
     if (!go || b->loop_iter >= b->loop_trip) {
         if (begin)
-            *k = (uint32_t)bp[0]; /* past LOOP_END */
+            *k = (uint32_t)q->end; /* past LOOP_END */
         return 0;
     }
-    if (b->loop_iter >= bp[1]) {
+    if (b->loop_iter >= q->max) {
         char trip[32] = "unbounded";
         if (b->loop_trip != INT64_MAX)
             snprintf(trip, sizeof(trip), "%lld", (long long)b->loop_trip);
         return seterr(err, errlen, -ERANGE,
                       "model %s: node %s: Loop: trip count %s over the bound of %d iterations",
-                      plan_str(v, v->h->model_name), plan_str(v, v->nodes[*k].name), trip, bp[1]);
+                      plan_str(v, v->h->model_name), plan_str(v, v->nodes[*k].name), trip, q->max);
     }
     *(int64_t *)sn->k.dst = b->loop_iter;
     if (!begin)
-        *k = (uint32_t)p[0]; /* the node after LOOP runs next */
+        *k = (uint32_t)sn->k.kp.loop_end.begin; /* the node after LOOP runs next */
     return 0;
 }
 
@@ -940,7 +952,7 @@ static int64_t loop_count(const struct engine_session *s, uint32_t t)
 {
     for (uint32_t k = 0; k < s->m->v.n_nodes; k++)
         if (s->nodes[k].k.kind == PLAN_K_SCAN_SLICE && s->m->v.nodes[k].out == t)
-            return s->nodes[s->nodes[k].k.params[0]].loop_iter;
+            return s->nodes[s->nodes[k].k.kp.scan.begin].loop_iter;
     return 0;
 }
 

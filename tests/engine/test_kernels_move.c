@@ -569,6 +569,43 @@ static void test_param_contracts(void **state)
     assert_int_equal(kp_decode_scatter(neg, 1, &sc), -EINVAL);
 }
 
+/* k_scan_slice reads and writes slice i of the middle axis of [outer, len, inner]; the loop
+ * kinds' parameter contracts round-trip and refuse what the validator relies on. */
+static void test_scan_slice(void **state)
+{
+    (void)state;
+    float full[2 * 3 * 2], slice[2 * 2];
+    for (int i = 0; i < 12; i++)
+        full[i] = (float)i;
+    k_scan_slice(full, slice, 2, 3, 2 * sizeof(float), 1, 0); /* [o][1][:] */
+    assert_true(slice[0] == 2 && slice[1] == 3 && slice[2] == 8 && slice[3] == 9);
+    float row[4] = {-1, -2, -3, -4};
+    k_scan_slice(full, row, 2, 3, 2 * sizeof(float), 2, 1);
+    assert_true(full[4] == -1 && full[5] == -2 && full[10] == -3 && full[11] == -4);
+    assert_true(full[3] == 3 && full[9] == 9); /* the other slices untouched */
+    int64_t w[KP_MAX_PARAMS];
+    int32_t p[KP_MAX_PARAMS];
+    struct kp_scan_slice q = {3, 2, 3, 8, 1, 0}, q2;
+    uint32_t n = kp_encode_scan_slice(&q, w);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = (int32_t)w[i];
+    assert_int_equal(kp_decode_scan_slice(p, n, &q2), 0);
+    assert_true(q2.begin == 3 && q2.outer == 2 && q2.len == 3 && q2.inner == 8 && q2.reverse);
+    p[2] = 0; /* an empty axis is never a slice */
+    assert_int_equal(kp_decode_scan_slice(p, n, &q2), -EINVAL);
+    struct kp_loop l = {9, ENGINE_LOOP_MAX_ITER, 1, 0}, l2;
+    n = kp_encode_loop(&l, w);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = (int32_t)w[i];
+    assert_int_equal(kp_decode_loop(p, n, &l2), 0);
+    assert_true(l2.end == 9 && l2.max == ENGINE_LOOP_MAX_ITER && l2.has_trip && !l2.has_cond);
+    p[1] = ENGINE_LOOP_MAX_ITER + 1;
+    assert_int_equal(kp_decode_loop(p, n, &l2), -EINVAL);
+    struct kp_loop_end e;
+    int32_t bad_end[2] = {4, 2};
+    assert_int_equal(kp_decode_loop_end(bad_end, 2, &e), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_hostile_params),
         cmocka_unit_test(test_param_contracts),
         cmocka_unit_test(test_run_index_out_of_range),
+        cmocka_unit_test(test_scan_slice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
