@@ -14,6 +14,9 @@
  *                direct), so mutations reach the Winograd node's checks and kernels;
  *   bit 4 set:   (over bit 3) it is compiled from corpus/onnx/if_branch.onnx, an If on a run-time
  *                condition, so mutations reach the BRANCH nodes' checks and jumps;
+ *   bit 5 set:   (over bits 3 and 4) it is compiled from corpus/onnx/loop_scan.onnx, a while
+ *                Loop with a bounded scan output and a Scan, so mutations reach the LOOP,
+ *                LOOP_END and SCAN_SLICE checks, the back jumps and the slice offsets;
  *   bit 2 clear: the tables checksum in the header is recomputed after the patches or on the raw
  *                body (it detects corruption, it is no secret: a hostile image carries a valid
  *                one), so mutations reach the section and node checks behind it.
@@ -40,11 +43,12 @@ struct fresh_image {
 };
 
 /* The image patches apply to: 0 from FUZZ_SEED_ONNX, 1 from FUZZ_SEED_WINO_ONNX (Winograd),
- * 2 from FUZZ_SEED_IF_ONNX (If). */
+ * 2 from FUZZ_SEED_IF_ONNX (If), 3 from FUZZ_SEED_LOOP_ONNX (Loop, Scan). */
 static const struct fresh_image *fresh_image(int which)
 {
-    static const char *const seeds[3] = {FUZZ_SEED_ONNX, FUZZ_SEED_WINO_ONNX, FUZZ_SEED_IF_ONNX};
-    static struct fresh_image fresh[3];
+    static const char *const seeds[4] = {FUZZ_SEED_ONNX, FUZZ_SEED_WINO_ONNX, FUZZ_SEED_IF_ONNX,
+                                         FUZZ_SEED_LOOP_ONNX};
+    static struct fresh_image fresh[4];
     struct fresh_image *f = &fresh[which];
     if (f->image)
         return f;
@@ -154,7 +158,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int run = data[0] >> 1 & 1, rehash = !(data[0] >> 2 & 1);
     if (data[0] & 1)
-        open_patched(data[0] >> 4 & 1 ? 2 : data[0] >> 3 & 1, data + 1, size - 1, run, rehash);
+        open_patched(data[0] >> 5 & 1   ? 3
+                     : data[0] >> 4 & 1 ? 2
+                                        : data[0] >> 3 & 1,
+                     data + 1, size - 1, run, rehash);
     else
         open_image(data + 1, size - 1, run, rehash);
     return 0;
