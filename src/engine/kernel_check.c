@@ -423,7 +423,8 @@ static int qmatmul_check(const struct node_ctx *c, const int32_t *p)
 {
     if (c->n->n_params != 3 || (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) ||
         (p[2] != 0 && p[2] != 1) ||
-        c->n->n_in != (p[0] ? 8u : 2u + (uint32_t)p[1] + (uint32_t)p[2]))
+        (p[0] ? c->n->n_in != 8u && c->n->n_in != 9u
+              : c->n->n_in != 2u + (uint32_t)p[1] + (uint32_t)p[2]))
         return node_err(c, -EINVAL, "quantized matmul parameters do not fit");
     uint32_t ib = p[0] ? 3 : 1;
     const struct plan_tensor *a = operand(c, 0), *b = operand(c, ib), *dst = dst_of(c);
@@ -502,8 +503,9 @@ static int qconv_check(const struct node_ctx *c, const int32_t *p)
 {
     uint32_t np = c->n->n_params;
     if (np < 5 || p[4] < 1 || p[4] > 3 || np != 5u + 3u * (uint32_t)p[4] ||
-        (p[0] != 0 && p[0] != 1) || (p[1] != 0 && p[1] != 1) || (p[2] != 0 && p[2] != 1) ||
-        c->n->n_in != (p[0] ? 8u : 2u + (uint32_t)p[1] + (uint32_t)p[2]))
+        p[0] < 0 || p[0] > 2 || (p[1] != 0 && p[1] != 1) || (p[2] != 0 && p[2] != 1) ||
+        (p[0] ? c->n->n_in != 8u && c->n->n_in != 9u
+              : c->n->n_in != 2u + (uint32_t)p[1] + (uint32_t)p[2]))
         return node_err(c, -EINVAL, "quantized convolution parameters do not fit");
     const struct plan_tensor *x = operand(c, 0), *w = operand(c, p[0] ? 3 : 1), *dst = dst_of(c);
     int64_t m = w->rank ? w->dims[0] : 0;
@@ -516,7 +518,9 @@ static int qconv_check(const struct node_ctx *c, const int32_t *p)
         ok = is_q8(dst->dtype) && small_operand_ok(c, 1, ENGINE_F32, 1) &&
              small_operand_ok(c, 2, x->dtype, 1) && small_operand_ok(c, 4, ENGINE_F32, m) &&
              small_operand_ok(c, 5, w->dtype, m) && small_operand_ok(c, 6, ENGINE_F32, 1) &&
-             small_operand_ok(c, 7, dst->dtype, 1);
+             small_operand_ok(c, 7, dst->dtype, 1) &&
+             (c->n->n_in == 8 || (small_operand_ok(c, 8, ENGINE_I32, m) &&
+                                  numel_of(operand(c, 8)) == m)); /* B: one per channel */
     return ok ? 0 : node_err(c, -EINVAL, "quantized convolution shapes or dtypes do not fit");
 }
 
@@ -558,7 +562,7 @@ static int math_kernel_check(const struct node_ctx *c)
     static const uint8_t min_in[] = {1, 1, 1, 1, 2, 1, 2, 2, 1, 3, 2,
                                      1, 2, 1, 2, 1, 1, 1, 2, 2, 1, 1},
                          max_in[] = {1, 1, 1, 1, 2, 8, 3, 3, 3, 3, 2,
-                                     1, 3, 1, 8, 1, 1, 1, 8, 2, 8, 2};
+                                     1, 3, 1, 8, 1, 1, 1, 9, 2, 8, 2};
     uint32_t k = n->alg - PLAN_K_UNARY;
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||

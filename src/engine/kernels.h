@@ -286,6 +286,7 @@ struct k_qconv {
     const float *xs, *ws, *ys; /* requantisation scales (ws: 1 or m values), or xs NULL */
     int64_t n_ws;
     const void *yzp;
+    int relu; /* QLinearConv with a fused ReLU: outputs below the y zero point become it */
 };
 void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst);
 

@@ -1009,7 +1009,8 @@ static void qconv_store(const struct k_qconv *q, int64_t mo, int64_t acc, void *
     acc += q->bias ? q->bias[mo] : 0;
     float mult = *q->xs * q->ws[q->n_ws == 1 ? 0 : mo] / *q->ys;
     int64_t yz = q->yzp ? load_int(q->yzp, q->ydt, 0) : 0;
-    store_int(dst, q->ydt, i, saturate_q(rint((double)acc * mult) + (double)yz, q->ydt));
+    double v = rint((double)acc * mult);
+    store_int(dst, q->ydt, i, saturate_q((q->relu && v < 0 ? 0 : v) + (double)yz, q->ydt));
 }
 
 #define QCONV_TILE 64 /* output positions per im2row tile of qconv_gemm */

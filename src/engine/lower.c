@@ -263,14 +263,14 @@ int set_inputs(struct lower *l, struct plan_node *pn, const int64_t *ts, uint32_
     return 0;
 }
 
-/* Reorders plain f32 weights (dims as the pd's weights md) into the chosen layout in the image. */
+/* Reorders plain weights (float32, or int8; dims as the pd's weights md) into the chosen layout in the image. */
 static int pack_weights(struct lower *l, const struct ir_node *n, dnnl_primitive_desc_t pd,
                         uint32_t wt, const void *plain)
 {
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_memory_desc_t src_md;
-    if (!want || dnnl_memory_desc_init_by_strides(&src_md, want->ndims, want->dims, dnnl_f32,
-                                                  NULL) != dnnl_success)
+    if (!want || dnnl_memory_desc_init_by_strides(&src_md, want->ndims, want->dims,
+                                                  want->data_type, NULL) != dnnl_success)
         return lerr(l, n, -EINVAL, "cannot describe the weights");
     size_t size = dnnl_memory_desc_get_size(want);
     int64_t off = plan_add_weights(&l->b, size);

@@ -80,7 +80,8 @@ static int refuse(const struct engine_model *m, const struct plan_node *n, const
 static int check_weights(const struct engine_model *m, const struct plan_node *n,
                          dnnl_primitive_desc_t pd, const char *impl, char *err, size_t errlen)
 {
-    int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER || n->op == PLAN_OP_PRELU) &&
+    int packed = (n->op == PLAN_OP_CONV || n->op == PLAN_OP_INNER || n->op == PLAN_OP_PRELU ||
+                  n->op == PLAN_OP_QCONV) &&
                  m->v.tensors[plan_input(&m->v, n, 1)].storage == PLAN_ST_PACKED;
     if (!packed)
         return n->wmd == PLAN_NONE ? 0

@@ -149,7 +149,7 @@ static void geometry_of(const struct plan_node *n, struct geometry *g)
 
 static int conv_weights_md(const struct node_ctx *c, const struct plan_tensor *src,
                            const struct plan_tensor *w, const struct plan_tensor *dst,
-                           dnnl_memory_desc_t *md)
+                           dnnl_data_type_t dt, dnnl_memory_desc_t *md)
 {
     int64_t g = c->n->groups;
     if (w->rank != src->rank || g < 1 || g > (1 << 24) || w->dims[1] > (1ll << 32) ||
@@ -168,8 +168,8 @@ static int conv_weights_md(const struct node_ctx *c, const struct plan_tensor *s
     /* pre-packed weights: oneDNN's choice; weights computed at run time: plain (g)oihw */
     dnnl_status_t st =
         w->storage == PLAN_ST_PACKED
-            ? dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32, dnnl_format_tag_any)
-            : dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, NULL);
+            ? dnnl_memory_desc_init_by_tag(md, nd, dims, dt, dnnl_format_tag_any)
+            : dnnl_memory_desc_init_by_strides(md, nd, dims, dt, NULL);
     if (st != dnnl_success || w->layout != PLAN_LAYOUT_PLAIN)
         return node_err(c, -EINVAL, "bad weights dims");
     return 0;
@@ -188,33 +188,113 @@ static int bias_md(const struct node_ctx *c, uint32_t idx, int64_t channels, dnn
     return 0;
 }
 
+/* The forward convolution of src by weights md wmd (+ bias) into dst, the node's window. */
+static int conv_desc(const struct node_ctx *c, const struct plan_tensor *src,
+                     const dnnl_memory_desc_t *wmd, const dnnl_memory_desc_t *bp,
+                     const struct plan_tensor *dst, dnnl_convolution_desc_t *d)
+{
+    dnnl_memory_desc_t smd, dmd;
+    if (plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
+        return node_err(c, -EINVAL, "bad tensor dims");
+    struct geometry g;
+    geometry_of(c->n, &g);
+    if (dnnl_dilated_convolution_forward_desc_init(d, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, &smd, wmd, bp, &dmd,
+                                                   g.strides, g.dilations, g.pad_l,
+                                                   g.pad_r) != dnnl_success)
+        return node_err(c, -EINVAL, "oneDNN refuses the convolution's shapes");
+    return 0;
+}
+
 static int conv_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
     int rc = check_operands(c, 2, 3, "A?*");
     if (rc)
         return rc;
     const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
-    dnnl_memory_desc_t smd, wmd, bmd, dmd;
+    dnnl_memory_desc_t wmd, bmd;
     const dnnl_memory_desc_t *bp;
     rc = check_window(c, src, dst);
     if (!rc)
-        rc = conv_weights_md(c, src, w, dst, &wmd);
+        rc = conv_weights_md(c, src, w, dst, dnnl_f32, &wmd);
     if (!rc)
         rc = bias_md(c, 2, w->dims[0], &bmd, &bp);
     if (rc)
         return rc;
-    if (plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
-        return node_err(c, -EINVAL, "bad tensor dims");
     dnnl_convolution_desc_t d;
-    struct geometry g;
-    geometry_of(c->n, &g);
-    if (dnnl_dilated_convolution_forward_desc_init(
-            &d, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd, bp, &dmd, g.strides,
-            g.dilations, g.pad_l, g.pad_r) != dnnl_success)
-        return node_err(c, -EINVAL, "oneDNN refuses the convolution's shapes");
+    rc = conv_desc(c, src, &wmd, bp, dst, &d);
     dnnl_primitive_attr_t attr;
-    rc = make_attr(c, &attr, 0);
+    if (!rc)
+        rc = make_attr(c, &attr, 0);
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
+}
+
+/* One value (a zero point) or one per channel (output scales) of the given dtype, plain. */
+static int check_vector(const struct node_ctx *c, uint32_t i, uint32_t dtype, int64_t per,
+                        int want_const)
+{
+    const struct plan_tensor *t = operand(c, i);
+    int64_t k = t->rank == 0 ? 1 : t->rank == 1 ? t->dims[0] : -1;
+    if (t->dtype != dtype || t->layout != PLAN_LAYOUT_PLAIN || (k != 1 && k != per) ||
+        t->storage == PLAN_ST_PACKED || (want_const && t->storage != PLAN_ST_CONST))
+        return node_err(c, -EINVAL, "scales, zero points or bias do not fit the int8 op");
+    return 0;
+}
+
+/* The int8 convolution (PLAN_OP_QCONV): runtime zero points, the image's output scales. */
+static int qconv_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
+{
+    const struct plan_node *n = c->n;
+    if (n->n_in != 4 && n->n_in != 6)
+        return node_err(c, -EINVAL, "wrong number of inputs in plan");
+    const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
+    int q8 = dst->dtype != ENGINE_I32;
+    if ((src->dtype != ENGINE_U8 && src->dtype != ENGINE_I8) || src->storage != PLAN_ST_ARENA ||
+        w->dtype != ENGINE_I8 || w->storage != PLAN_ST_PACKED ||
+        (q8 && dst->dtype != ENGINE_U8 && dst->dtype != ENGINE_I8) || q8 != (n->n_in == 6) ||
+        n->sum_tensor != PLAN_NONE)
+        return node_err(c, -EINVAL, "operand storage or dtype does not fit the op");
+    int64_t oc = w->dims[0];
+    dnnl_memory_desc_t wmd, bmd;
+    const dnnl_memory_desc_t *bp;
+    int rc = check_window(c, src, dst);
+    if (!rc)
+        rc = conv_weights_md(c, src, w, dst, dnnl_s8, &wmd);
+    if (!rc)
+        rc = check_vector(c, 2, ENGINE_I32, oc, 1);
+    if (!rc)
+        rc = bias_md(c, 2, oc, &bmd, &bp);
+    if (!rc)
+        rc = check_vector(c, 3, ENGINE_I32, 1, 0);
+    if (!rc && q8)
+        rc = operand(c, 4)->nbytes == (uint64_t)oc * sizeof(float)
+                 ? check_vector(c, 4, ENGINE_F32, oc, 1)
+                 : node_err(c, -EINVAL, "output scales must be one per channel");
+    if (!rc && q8)
+        rc = check_vector(c, 5, ENGINE_I32, 1, 1);
+    if (rc)
+        return rc;
+    dnnl_convolution_desc_t d;
+    dnnl_primitive_attr_t attr;
+    if ((rc = conv_desc(c, src, &wmd, bp, dst, &d)) || (rc = make_attr(c, &attr, 0)))
+        return rc;
+    const int32_t zp_rt = DNNL_RUNTIME_S32_VAL;
+    /* oneDNN 2.6's int8 convolutions take constant output scales only: the image's */
+    const float *scales = q8 ? plan_weights_ptr(c->v, operand(c, 4)) : NULL;
+    for (int64_t i = 0; scales && i < oc; i++)
+        if (!(scales[i] > 0 && scales[i] < 1e30f)) {
+            dnnl_primitive_attr_destroy(attr);
+            return node_err(c, -EINVAL, "output scales must be positive and finite");
+        }
+    if (dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &zp_rt) != dnnl_success ||
+        (q8 && (dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &zp_rt) !=
+                    dnnl_success ||
+                dnnl_primitive_attr_set_output_scales(attr, oc, oc > 1 ? 2 : 0, scales) !=
+                    dnnl_success))) {
+        dnnl_primitive_attr_destroy(attr);
+        return node_err(c, -EINVAL, "oneDNN refuses the int8 scales or zero points");
+    }
+    return finish_pd(c, &d, attr, eng, pd);
 }
 
 static int inner_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
@@ -469,12 +549,15 @@ static int layernorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primit
     return rc ? rc : finish_pd(c, &d, attr, eng, pd);
 }
 
+/* A layout change of one activation: float32, or uint8/int8/int32 (int8 convolutions). */
 static int reorder_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
-    int rc = check_operands(c, 1, 1, "A");
+    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    int rc = src->dtype == ENGINE_F32 ? check_operands(c, 1, 1, "A") : 0;
     if (rc)
         return rc;
-    const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
+    if (c->n->n_in != 1 || src->storage != PLAN_ST_ARENA || src->dtype != dst->dtype)
+        return node_err(c, -EINVAL, "operand storage or dtype does not fit the op");
     dnnl_memory_desc_t smd, dmd;
     if (!same_dims(src, dst) || plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
         return node_err(c, -EINVAL, "reorder input and output shapes differ");
@@ -650,6 +733,8 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
         return prelu_pd(&c, eng, pd);
     case PLAN_OP_RESAMPLE:
         return resample_pd(&c, eng, pd);
+    case PLAN_OP_QCONV:
+        return qconv_pd(&c, eng, pd);
     case PLAN_OP_KERNEL:
         return plan_kernel_check(v, n, err, errlen);
     default:
@@ -664,6 +749,12 @@ int plan_input_arg(uint32_t op, uint32_t i)
     static const int bin[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1};
     static const int bn[] = {DNNL_ARG_SRC, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_SCALE,
                              DNNL_ARG_SHIFT};
+    static const int qconv[] = {DNNL_ARG_SRC,
+                                DNNL_ARG_WEIGHTS,
+                                DNNL_ARG_BIAS,
+                                DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC,
+                                DNNL_ARG_ATTR_OUTPUT_SCALES,
+                                DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST};
     switch (op) {
     case PLAN_OP_CONV:
     case PLAN_OP_INNER:
@@ -671,6 +762,8 @@ int plan_input_arg(uint32_t op, uint32_t i)
         return i < 3 ? conv[i] : -1;
     case PLAN_OP_PRELU:
         return i < 2 ? conv[i] : -1;
+    case PLAN_OP_QCONV:
+        return i < 6 ? qconv[i] : -1;
     case PLAN_OP_BINARY:
         return i < 2 ? bin[i] : -1;
     case PLAN_OP_CONCAT:

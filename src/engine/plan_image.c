@@ -68,6 +68,22 @@ static int md_exactly_plain(const dnnl_memory_desc_t *md)
     return 1;
 }
 
+dnnl_data_type_t plan_dnnl_dtype(uint32_t dtype)
+{
+    switch (dtype) {
+    case ENGINE_F32:
+        return dnnl_f32;
+    case ENGINE_U8:
+        return dnnl_u8;
+    case ENGINE_I8:
+        return dnnl_s8;
+    case ENGINE_I32:
+        return dnnl_s32;
+    default:
+        return dnnl_data_type_undef;
+    }
+}
+
 uint32_t plan_layout_of(const dnnl_memory_desc_t *md)
 {
     dnnl_memory_desc_t cand;
@@ -76,7 +92,8 @@ uint32_t plan_layout_of(const dnnl_memory_desc_t *md)
                                      (a 1-input-channel Conv keeps its jit kernel) */
     for (size_t i = 0; i < ARRAY_LEN(layouts); i++)
         if (layouts[i].rank == (uint32_t)md->ndims &&
-            dnnl_memory_desc_init_by_tag(&cand, md->ndims, md->dims, dnnl_f32, layouts[i].tag) ==
+            dnnl_memory_desc_init_by_tag(&cand, md->ndims, md->dims, md->data_type,
+                                         layouts[i].tag) ==
                 dnnl_success &&
             dnnl_memory_desc_equal(&cand, md))
             return (uint32_t)layouts[i].tag;
@@ -87,7 +104,7 @@ int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse, dnn
 {
     dnnl_dims_t dims;
     int nd;
-    dnnl_data_type_t dt = t->dtype == ENGINE_F32 ? dnnl_f32 : dnnl_data_type_undef;
+    dnnl_data_type_t dt = plan_dnnl_dtype(t->dtype);
     if (dt == dnnl_data_type_undef || t->rank > ENGINE_MAX_RANK)
         return -EINVAL;
     if (t->layout != PLAN_LAYOUT_PLAIN) {
@@ -398,7 +415,8 @@ static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t
     const char *name = v->strings + t->name;
     size_t esize = engine_dtype_size((int)t->dtype);
     if (!esize || t->rank > ENGINE_MAX_RANK || !plan_layout_valid(t->layout, t->rank) ||
-        (t->layout != PLAN_LAYOUT_PLAIN && (t->storage != PLAN_ST_ARENA || t->dtype != ENGINE_F32)))
+        (t->layout != PLAN_LAYOUT_PLAIN &&
+         (t->storage != PLAN_ST_ARENA || plan_dnnl_dtype(t->dtype) == dnnl_data_type_undef)))
         return seterr(err, errlen, -EINVAL,
                       "plan image: tensor %s: bad dtype %u, rank %u or layout", name, t->dtype,
                       t->rank);

@@ -132,6 +132,12 @@ enum plan_op {
     PLAN_OP_RESAMPLE,  /* in: src (any layout), rank 3-5; dst: same N and C and layout, the
                           spatial dims resampled; alg = dnnl resampling nearest/linear (the
                           factors are dst/src, oneDNN's half-pixel sample positions) */
+    PLAN_OP_QCONV,     /* int8 convolution (oneDNN); in: src (uint8/int8), weights (packed int8,
+                          zero point 0), bias (const int32 [OC]), src zero point (int32, one);
+                          for a uint8/int8 dst also output scales (const float32 [OC], read
+                          when the primitive is made; bound but unused at run time) and
+                          the dst zero point (const int32, one); dst int32 or uint8/int8:
+                          dst = sat(round(scale * (sum (src - zp) * w + bias) [post-ops]) + dst zp) */
     PLAN_OP_COUNT_
 };
 
@@ -166,7 +172,8 @@ enum plan_kernel {
     PLAN_K_DFT = 37,       /* in: x [.., n at axis, .., 1 or 2] (float32); params: inverse,
                               onesided; axis; dst [.., m, .., 2] */
     PLAN_K_QCONV = 38,     /* ConvInteger (x, w, [xzp], [wzp]; dst int32) or QLinearConv (x, xs,
-                              xzp, w, ws, wzp, ys, yzp); params: qlinear, has_xzp, has_wzp,
+                              xzp, w, ws, wzp, ys, yzp, [B int32]); params: qlinear (2: with a
+                              fused ReLU), has_xzp, has_wzp,
                               group, sp, strides[sp], dilations[sp], pads_begin[sp] */
     /* 39 is unused */
     PLAN_K_EINSUM = 40,     /* in: 1 to 8 operands of dst's dtype; params: the k_einsum spec */
@@ -317,6 +324,9 @@ const void *plan_weights_ptr(const struct plan_view *v, const struct plan_tensor
  * MATMUL). */
 int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse,
                    dnnl_memory_desc_t *md);
+/* The oneDNN data type of an engine dtype oneDNN primitives take (float32, uint8, int8, int32;
+ * blocked and channels-last layouts exist for these only), dnnl_data_type_undef otherwise. */
+dnnl_data_type_t plan_dnnl_dtype(uint32_t dtype);
 /* Channel block of a blocked layout (8, 16), 1 otherwise. */
 int plan_layout_block(uint32_t layout);
 /* The allowed layout md equals for these dims, or PLAN_LAYOUT_PLAIN if none. */

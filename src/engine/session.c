@@ -24,7 +24,7 @@
 #include <sys/mman.h>
 
 /* A plain-C kernel node, its pointers and parameters resolved at session create. */
-#define SESSION_KERNEL_MAX_IN 8
+#define SESSION_KERNEL_MAX_IN 9 /* QLinearConv with B */
 
 struct session_kernel {
     uint32_t kind;                /* enum plan_kernel; 0 for a oneDNN node */
@@ -132,10 +132,16 @@ static void *tensor_ptr(struct engine_session *s, uint32_t t)
     return (void *)plan_weights_ptr(&s->m->v, pt);
 }
 
-static int add_mem(struct engine_session *s, dnnl_primitive_desc_t pd, int arg, void *ptr,
-                   dnnl_exec_arg_t *slot)
+/* Binds arg to ptr; runtime scales and zero points (which oneDNN 2.6 has no md for) as the
+ * plain vector plan tensor t holds. */
+static int add_mem(struct engine_session *s, dnnl_primitive_desc_t pd, int arg,
+                   const struct plan_tensor *t, void *ptr, dnnl_exec_arg_t *slot)
 {
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
+    dnnl_memory_desc_t vec;
+    const dnnl_memory_desc_t *md =
+        (arg & DNNL_ARG_ATTR_ZERO_POINTS) || arg == DNNL_ARG_ATTR_OUTPUT_SCALES
+            ? (t && plan_tensor_md(t, 1, 0, &vec) == 0 ? &vec : NULL)
+            : dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
     dnnl_memory_t mem;
     if (!md || dnnl_memory_create(&mem, md, s->m->eng, ptr) != dnnl_success)
         return -ENOMEM;
@@ -394,7 +400,7 @@ static void run_qmatmul(const struct session_kernel *k)
 static void run_qconv(const struct session_kernel *k)
 {
     const int32_t *p = k->params;
-    int ql = p[0], sp = p[4];
+    int ql = p[0] != 0, sp = p[4];
     uint32_t iw = ql ? 3 : 1, iwz = ql ? 5 : 2 + (uint32_t)p[1];
     const struct engine_shape *xs = &k->in_s[0], *ws = &k->in_s[iw];
     struct k_qconv q = {.xdt = k->in_dtype[0],
@@ -409,7 +415,9 @@ static void run_qconv(const struct session_kernel *k)
                         .xs = ql ? k->in[1] : NULL,
                         .ws = ql ? k->in[4] : NULL,
                         .ys = ql ? k->in[6] : NULL,
-                        .yzp = ql ? k->in[7] : NULL};
+                        .yzp = ql ? k->in[7] : NULL,
+                        .bias = ql && k->n_in > 8 ? k->in[8] : NULL,
+                        .relu = p[0] == 2};
     q.n_wzp = q.wzp ? engine_shape_numel(&k->in_s[iwz]) : 0;
     q.n_ws = ql ? engine_shape_numel(&k->in_s[4]) : 0;
     for (int d = 0; d < 3; d++) {
@@ -726,13 +734,15 @@ static int setup_node(struct engine_session *s, uint32_t k)
     if (!sn->args || dnnl_primitive_create(&sn->prim, pd) != dnnl_success)
         return -ENOMEM;
     int rc = 0;
-    for (uint32_t i = 0; i < n->n_in && !rc; i++)
-        rc = add_mem(s, pd, plan_input_arg(n->op, i), tensor_ptr(s, (uint32_t)plan_input(v, n, i)),
+    for (uint32_t i = 0; i < n->n_in && !rc; i++) {
+        uint32_t t = (uint32_t)plan_input(v, n, i);
+        rc = add_mem(s, pd, plan_input_arg(n->op, i), &v->tensors[t], tensor_ptr(s, t),
                      &sn->args[sn->nargs++]);
+    }
     if (!rc)
-        rc = add_mem(s, pd, DNNL_ARG_DST, tensor_ptr(s, n->out), &sn->args[sn->nargs++]);
+        rc = add_mem(s, pd, DNNL_ARG_DST, NULL, tensor_ptr(s, n->out), &sn->args[sn->nargs++]);
     if (!rc)
-        rc = add_mem(s, pd, DNNL_ARG_SCRATCHPAD, s->scratch, &sn->args[sn->nargs++]);
+        rc = add_mem(s, pd, DNNL_ARG_SCRATCHPAD, NULL, s->scratch, &sn->args[sn->nargs++]);
     if (!rc)
         set_sum(s, sn, n);
     return rc;

@@ -74,6 +74,8 @@ int infer_conv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return set_out(g, n, 0, ENGINE_F32, &o, err, errlen);
 }
 
+#define QCONV_IN 6 /* the most inputs of a convolution plan node (PLAN_OP_QCONV's) */
+
 /* The activation part of a post-op, for layout trials (a sum needs its addend placed first). */
 static void lower_posts_act_only(struct plan_node *pn, const struct ir_post_op *p)
 {
@@ -84,8 +86,9 @@ static void lower_posts_act_only(struct plan_node *pn, const struct ir_post_op *
 }
 
 /* Asks oneDNN which src/dst layouts it prefers for this convolution (format `any`), using
- * throw-away tensors that are rolled back afterwards. */
-static void conv_layouts(struct lower *l, const struct ir_node *n, const struct plan_node *pn,
+ * throw-away tensors that are rolled back afterwards; 1 if it has a kernel better than its
+ * reference one for them. */
+static int conv_layouts(struct lower *l, const struct ir_node *n, const struct plan_node *pn,
                          const int64_t *ts, uint32_t n_in, uint32_t *src_layout,
                          uint32_t *dst_layout)
 {
@@ -95,14 +98,18 @@ static void conv_layouts(struct lower *l, const struct ir_node *n, const struct 
     struct plan_tensor s = b->tensors[ts[0]], d = s;
     s.layout = d.layout = PLAN_LAYOUT_ANY;
     d.rank = (uint32_t)y->shape.rank;
+    d.dtype = (uint32_t)y->dtype;
     memcpy(d.dims, y->shape.dims, sizeof(d.dims));
-    int64_t ins[3] = {plan_add_tensor(b, &s), ts[1], ts[2]};
+    int64_t ins[QCONV_IN];
+    memcpy(ins, ts, n_in * sizeof(ins[0]));
+    ins[0] = plan_add_tensor(b, &s);
     int64_t out = plan_add_tensor(b, &d);
     struct plan_node trial = *pn; /* fused activations count; a sum needs its addend placed */
     for (int i = 0; i < n->n_post; i++)
         if (n->post[i].kind == IR_POST_ACT)
             lower_posts_act_only(&trial, &n->post[i]);
     *src_layout = *dst_layout = PLAN_LAYOUT_PLAIN;
+    int fast = 0;
     if (ins[0] >= 0 && out >= 0 && set_inputs(l, &trial, ins, n_in) == 0) {
         trial.out = (uint32_t)out;
         struct plan_view v;
@@ -112,11 +119,16 @@ static void conv_layouts(struct lower *l, const struct ir_node *n, const struct 
         if (plan_primitive_desc(&v, &trial, l->eng, &pd, scratch, sizeof(scratch)) == 0) {
             *src_layout = plan_layout_of(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
             *dst_layout = plan_layout_of(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
+            const char *impl = NULL;
+            fast = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
+                       dnnl_success &&
+                   impl && strncmp(impl, "ref", 3) != 0;
             dnnl_primitive_desc_destroy(pd);
         }
     }
     b->n_tensors = nt;
     b->n_index = ni;
+    return fast;
 }
 
 /* Whether convolution n, lowered into pn with constant weights w, runs as Winograd F(4x4,3x3):
@@ -185,7 +197,7 @@ int lower_conv(struct lower *l, const struct ir_node *n)
     ts[2] = b ? plain_operand(l, n, n->in[2]) : 0;
     if (ts[0] < 0 || ts[1] < 0 || ts[2] < 0)
         return lerr(l, n, -EINVAL, "bad operands");
-    conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout);
+    (void)conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout);
     ts[0] = in_layout(l, n, ts[0], src_layout);
     int64_t out = output_of(l, n, 0);
     if (ts[0] < 0 || out < 0 || set_layout(l, out, dst_layout))
@@ -296,8 +308,10 @@ int infer_qconv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     int rc = arity(g, n, ql ? 8 : 2, ql ? 9 : 4, err, errlen);
     if (rc)
         return rc;
-    if (ql && in_t(g, n, 8))
-        return ir_node_err(g, n, err, errlen, -ENOTSUP, "unsupported input B");
+    struct ir_tensor *bias = ql ? in_t(g, n, 8) : NULL;
+    if (bias && (bias->dtype != ENGINE_I32 || bias->shape.rank != 1 ||
+                 bias->shape.dims[0] != in_t(g, n, 3)->shape.dims[0]))
+        return ir_node_err(g, n, err, errlen, -EINVAL, "B must be int32, one per output channel");
     struct ir_tensor *x = in_t(g, n, 0), *w = in_t(g, n, ql ? 3 : 1);
     if ((rc = spatial_input(g, n, x, err, errlen)))
         return rc;
@@ -336,13 +350,205 @@ int infer_qconv(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return set_out(g, n, 0, ql ? in_t(g, n, 7)->dtype : ENGINE_I32, &o, err, errlen);
 }
 
-/* ConvInteger / QLinearConv: the window shape inference normalised, inputs as present. */
+/* ---- ConvInteger, QLinearConv on oneDNN's int8 convolution ---- */
+
+/* Value i of a constant uint8/int8/int32 tensor of one or more values (one: every i). */
+static int64_t const_int(const struct ir_tensor *t, int64_t i)
+{
+    size_t k = engine_shape_numel(&t->shape) == 1 ? 0 : (size_t)i;
+    return t->dtype == ENGINE_U8   ? ((const uint8_t *)t->data)[k]
+           : t->dtype == ENGINE_I8 ? ((const int8_t *)t->data)[k]
+                                   : ((const int32_t *)t->data)[k];
+}
+
+/* A constant plan tensor of the given dtype holding count values (rank 1, or 0 for one). */
+static int64_t const_vector(struct lower *l, const char *name, int dtype, int64_t count,
+                            const void *vals)
+{
+    struct plan_tensor t = {.dtype = (uint32_t)dtype,
+                            .rank = count == 1 ? 0 : 1,
+                            .storage = PLAN_ST_CONST,
+                            .dims = {count},
+                            .nbytes = (uint64_t)count * engine_dtype_size(dtype)};
+    int64_t nm = plan_add_string(&l->b, name), off = plan_add_weights(&l->b, t.nbytes);
+    if (nm < 0 || off < 0)
+        return -ENOMEM;
+    memcpy(l->b.weights + off, vals, t.nbytes);
+    t.name = (uint32_t)nm;
+    t.offset = (uint64_t)off;
+    return plan_add_tensor(&l->b, &t);
+}
+
+/* Whether oneDNN's int8 kernels sum u8 x s8 products exactly on this CPU: with VNNI each
+ * product goes into int32; without (AVX2, AVX-512 core), vpmaddubsw adds two products in int16,
+ * saturating, unless every weight is within +-64 (2 * 255 * 64 <= 32767); only uint8 x there. */
+static int dnnl_int8_exact(const int8_t *w, int64_t count, int xdt)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (isa == dnnl_cpu_isa_avx2_vnni || isa == dnnl_cpu_isa_avx512_core_vnni ||
+        isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx)
+        return 1;
+    if (xdt != ENGINE_U8) /* int8 x with a zero point came out wrong at AVX2 (oneDNN 2.6) */
+        return 0;
+    for (int64_t i = 0; i < count; i++)
+        if (w[i] < -64 || w[i] > 64)
+            return 0;
+    return 1;
+}
+
+/* The weights as int8 with zero point 0, when that is exact: int8 weights with zero point 0, or
+ * uint8 ones with zero point 128 (w - 128). NULL otherwise (our kernel runs them). */
+static int8_t *qconv_weights(const struct ir_tensor *w, const struct ir_tensor *wzp, int xdt)
+{
+    int64_t count = engine_shape_numel(&w->shape), m = w->shape.dims[0];
+    int64_t want = w->dtype == ENGINE_U8 ? 128 : 0;
+    if (!w->data || (wzp && !wzp->data) || (!wzp && want))
+        return NULL;
+    for (int64_t i = 0; wzp && i < m; i++)
+        if (const_int(wzp, i) != want)
+            return NULL;
+    int8_t *q = malloc((size_t)count + 1);
+    for (int64_t i = 0; q && i < count; i++)
+        q[i] = (int8_t)(w->dtype == ENGINE_U8 ? ((const uint8_t *)w->data)[i] - 128
+                                              : ((const int8_t *)w->data)[i]);
+    if (q && !dnnl_int8_exact(q, count, xdt)) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* The int8 convolution's constant inputs: bias (QLinearConv's B or zeros), output scales
+ * x_scale * w_scale / y_scale and the y zero point; ts[2], ts[4], ts[5]. */
+static int qconv_consts(struct lower *l, const struct ir_node *n, int ql, int64_t m, int64_t *ts)
+{
+    const struct ir_tensor *b = ql ? ir_in(l, n, 8) : NULL;
+    int32_t *bias = calloc((size_t)m, sizeof(*bias));
+    float *sc = calloc((size_t)m, sizeof(*sc));
+    int rc = bias && sc ? 0 : -ENOMEM;
+    for (int64_t i = 0; !rc && b && i < m; i++)
+        bias[i] = ((const int32_t *)b->data)[i];
+    if (!rc && (ts[2] = const_vector(l, "qconv.bias", ENGINE_I32, m, bias)) < 0)
+        rc = (int)ts[2];
+    if (!rc && ql) {
+        const struct ir_tensor *xs = ir_in(l, n, 1), *ws = ir_in(l, n, 4), *ys = ir_in(l, n, 6);
+        int64_t nw = engine_shape_numel(&ws->shape);
+        const float *wv = ws->data;
+        for (int64_t i = 0; i < m; i++)
+            sc[i] = *(const float *)xs->data * wv[nw == 1 ? 0 : i] / *(const float *)ys->data;
+        int32_t yz = ir_in(l, n, 7) ? (int32_t)const_int(ir_in(l, n, 7), 0) : 0;
+        if ((ts[4] = const_vector(l, "qconv.scales", ENGINE_F32, m, sc)) < 0 ||
+            (ts[5] = const_vector(l, "qconv.y_zero_point", ENGINE_I32, 1, &yz)) < 0)
+            rc = -ENOMEM;
+    }
+    free(bias);
+    free(sc);
+    return rc;
+}
+
+/* The x zero point as int32 (ts[3]): a constant, or a fresh arena tensor that qconv_cast_xzp
+ * fills from the one computed (DynamicQuantizeLinear's). */
+static int qconv_xzp(struct lower *l, const struct ir_node *n, int64_t *ts)
+{
+    const struct ir_tensor *z = ir_in(l, n, 2);
+    int32_t v = z && z->data ? (int32_t)const_int(z, 0) : 0;
+    struct plan_tensor t = {.dtype = ENGINE_I32, .storage = PLAN_ST_ARENA, .nbytes = 4};
+    if (!z || z->data)
+        ts[3] = const_vector(l, "qconv.x_zero_point", ENGINE_I32, 1, &v);
+    else if ((ts[3] = plan_add_string(&l->b, z->name)) >= 0) {
+        t.name = (uint32_t)ts[3];
+        ts[3] = plan_add_tensor(&l->b, &t);
+    }
+    return ts[3] < 0 ? (int)ts[3] : 0;
+}
+
+/* A computed x zero point cast into int32 arena tensor zp by a kernel node. */
+static int qconv_cast_xzp(struct lower *l, const struct ir_node *n, int64_t zp)
+{
+    const struct ir_tensor *z = ir_in(l, n, 2);
+    if (!z || z->data)
+        return 0;
+    int64_t from = plain_operand(l, n, n->in[2]);
+    return from < 0 ? (int)from : emit_math_to(l, n, zp, PLAN_K_CAST, &from, 1, NULL, 0, 0, 0, 0);
+}
+
+/* Whether n runs as PLAN_OP_QCONV: constant weights oneDNN takes exactly (qconv_weights), an x
+ * zero point of one value, QLinearConv's scales and y zero point constant, B constant. */
+static int qconv_dnnl_fits(const struct lower *l, const struct ir_node *n, int ql)
+{
+    const struct ir_tensor *x = ir_in(l, n, 0), *z = ir_in(l, n, 2);
+    if (!x || x->shape.rank < 3 || l->tmap[n->in[0]] < 0 ||
+        (z && engine_shape_numel(&z->shape) != 1))
+        return 0;
+    for (int i = 4; ql && i < 9; i++)
+        if (i != 5 && ir_in(l, n, i) && !ir_in(l, n, i)->data)
+            return 0;
+    return !ql || (ir_in(l, n, 1)->data && ir_in(l, n, 6) && ir_in(l, n, 6)->data);
+}
+
+/* ConvInteger / QLinearConv as a oneDNN int8 convolution; 1 if it does not fit (nothing
+ * emitted), 0 once emitted, or an error. */
+static int lower_qconv_dnnl(struct lower *l, const struct ir_node *n)
+{
+    int ql = strcmp(n->op, "QLinearConv") == 0;
+    const struct ir_tensor *x = ir_in(l, n, 0), *w = ir_in(l, n, ql ? 3 : 1);
+    const struct ir_tensor *y = &l->g->tensors[n->out[0]];
+    if (!qconv_dnnl_fits(l, n, ql))
+        return 1;
+    int8_t *wq = qconv_weights(w, ir_in(l, n, ql ? 5 : 3), x->dtype);
+    if (!wq)
+        return 1;
+    struct plan_node pn = node_init(l, n, PLAN_OP_QCONV);
+    pn.groups = ir_attr_int(n, "group", 1);
+    int64_t ts[QCONV_IN] = {l->tmap[n->in[0]]};
+    uint32_t n_in = ql ? 6 : 4, src_layout, dst_layout;
+    uint32_t nt = l->b.n_tensors, ni = l->b.n_index;
+    uint64_t nw = l->b.weights_size;
+    int rc = node_window(l, n, x, y, w->shape.dims + 2, &pn);
+    if (!rc && (ts[1] = packed_tensor(l, w, w->shape.rank, w->shape.dims)) < 0)
+        rc = (int)ts[1];
+    if (!rc) {
+        l->b.tensors[ts[1]].dtype = ENGINE_I8;
+        rc = qconv_consts(l, n, ql, w->shape.dims[0], ts);
+    }
+    if (!rc)
+        rc = qconv_xzp(l, n, ts);
+    if (!rc && !conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout)) {
+        l->b.n_tensors = nt; /* no fast int8 kernel: forget its operands, run ours */
+        l->b.n_index = ni;
+        memset(l->b.weights + nw, 0, (size_t)(l->b.weights_size - nw));
+        l->b.weights_size = nw;
+        free(wq);
+        return 1;
+    }
+    int64_t out = -1;
+    if (!rc)
+        rc = qconv_cast_xzp(l, n, ts[3]);
+    if (!rc && ((ts[0] = in_layout(l, n, ts[0], src_layout)) < 0 ||
+                (out = output_of(l, n, 0)) < 0 || set_layout(l, out, dst_layout)))
+        rc = lerr(l, n, -EINVAL, "bad operands");
+    pn.out = (uint32_t)out;
+    if (!rc)
+        rc = set_inputs(l, &pn, ts, n_in);
+    if (!rc)
+        rc = lower_posts(l, n, &pn);
+    if (!rc)
+        rc = emit(l, n, &pn, ts[1], wq);
+    free(wq);
+    return rc;
+}
+
+/* ConvInteger / QLinearConv: oneDNN's int8 convolution where it is exact, else our kernel (the
+ * window shape inference normalised, inputs as present). */
 int lower_qconv(struct lower *l, const struct ir_node *n)
 {
+    int drc = lower_qconv_dnnl(l, n);
+    if (drc <= 0)
+        return drc;
     const struct ir_tensor *x = ir_in(l, n, 0);
     int ql = strcmp(n->op, "QLinearConv") == 0;
     int sp = x ? x->shape.rank - 2 : 0;
-    int64_t ins[8], params[5 + 3 * PLAN_MAX_SPATIAL] = {ql, 0, 0, ir_attr_int(n, "group", 1), sp};
+    int64_t ins[9], params[5 + 3 * PLAN_MAX_SPATIAL] = {ql, 0, 0, ir_attr_int(n, "group", 1), sp};
     uint32_t cnt = 0;
     if (sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", params + 5, sp, 1) ||
         get_ints(n, "dilations", params + 5 + sp, sp, 1))
@@ -351,7 +557,7 @@ int lower_qconv(struct lower *l, const struct ir_node *n)
     if (get_ints(n, "pads", pads, 2 * sp, 0))
         return lerr(l, n, -EINVAL, "pads were not resolved by shape inference");
     memcpy(params + 5 + 2 * sp, pads, (size_t)sp * sizeof(int64_t));
-    for (int i = 0; i < n->n_in && i < 8; i++) {
+    for (int i = 0; i < n->n_in && i < 9; i++) {
         if (n->in[i] < 0)
             continue;
         if ((ins[cnt++] = plain_operand(l, n, n->in[i])) < 0)
@@ -359,7 +565,14 @@ int lower_qconv(struct lower *l, const struct ir_node *n)
         if (!ql && i >= 2)
             params[i - 1] = 1;
     }
-    return emit_math(l, n, 0, PLAN_K_QCONV, ins, cnt, params, 5 + 3 * (uint32_t)sp, 0, 0, 0);
+    /* a fused ReLU (QDQ lowering, qdq.c) is the kernel's qlinear 2 */
+    struct ir_node plain = *n;
+    if (ql && n->n_post == 1 && n->post[0].kind == IR_POST_ACT && n->post[0].act == IR_ACT_RELU &&
+        n->post[0].alpha == 0) {
+        params[0] = 2;
+        plain.n_post = 0;
+    }
+    return emit_math(l, &plain, 0, PLAN_K_QCONV, ins, cnt, params, 5 + 3 * (uint32_t)sp, 0, 0, 0);
 }
 
 /* ---- which convolutions run as Winograd (ENGINE_WINOGRAD_AUTO) ---- */
