@@ -190,6 +190,9 @@ int ir_widen_fp16(struct ir_graph *g, char *err, size_t errlen);
 /* Drops Identity/Dropout, folds BatchNormalization into the preceding Conv/Gemm weights, fuses
  * activations and residual Adds as post-ops. Never changes what the graph computes. */
 int ir_optimize(struct ir_graph *g, char *err, size_t errlen);
+/* QDQ lowering (qdq.c, run by ir_optimize after its fusions): DequantizeLinear → Conv [ReLU] →
+ * QuantizeLinear with constant int8 weights becomes one QLinearConv. 0 or -ENOMEM. */
+int ir_lower_qdq(struct ir_graph *g);
 
 void ir_free(struct ir_graph *g);
 

@@ -13,7 +13,9 @@
  *     residual Add of an equal-shaped operand that is already computed becomes an IR_POST_SUM
  *     on a Conv. The fused node takes over the last node's output tensor.
  *     An If with a constant condition is inlined the same way (inline_if).
- *  3. Nodes whose outputs nobody reads (and that are no graph output) die, last to first.
+ *  3. QDQ lowering (qdq.c): a Conv between DequantizeLinear and QuantizeLinear becomes a
+ *     QLinearConv.
+ *  4. Nodes whose outputs nobody reads (and that are no graph output) die, last to first.
  */
 #include "engine/ir.h"
 
@@ -447,7 +449,7 @@ int ir_optimize(struct ir_graph *g, char *err, size_t errlen)
         if (rc < 0)
             return ir_node_err(g, &g->nodes[i], err, errlen, rc, "out of memory while fusing");
     }
-    if (drop_dead(g))
+    if (ir_lower_qdq(g) || drop_dead(g))
         return seterr(err, errlen, -ENOMEM, "model %s: out of memory", g->name);
     return 0;
 }

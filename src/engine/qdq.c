@@ -1,0 +1,239 @@
+/*
+ * qdq.c — QDQ lowering (ir_optimize's last rewrite): the float Conv between quantize/dequantize
+ * pairs that a statically quantized ("QDQ") model spells out becomes the one int8 convolution it
+ * stands for, a QLinearConv.
+ *
+ *   DequantizeLinear(x_q, xs, xzp) ─┐
+ *   DequantizeLinear(w_q const, ws, wzp, axis 0) ── Conv [fused ReLU] ── QuantizeLinear(ys, yzp)
+ *   [DequantizeLinear(b int32 const, xs·ws) or a float32 constant bias] ─┘
+ *
+ * becomes QLinearConv(x_q, xs, xzp, w_q, ws, wzp, ys, yzp, B) [ReLU], writing the
+ * QuantizeLinear's output. B is the int32 bias as written (its scale must be xs·ws), or a float
+ * bias quantized with that scale (round to nearest even). A fused ReLU stays a post-op: before
+ * the output zero point is added it is max(y, y_zp) after quantization, which is what
+ * quantizing ReLU's output gives. Everything but the rewritten Conv stays (the dead DQ/Q nodes go
+ * with drop_dead), so a pattern that does not match exactly keeps today's float path.
+ *
+ * Then every DequantizeLinear left with constant inputs (the weights of a Gemm/MatMul, of a Conv
+ * that did not match) is evaluated once here: its consumers read float32 weights from the image
+ * instead of dequantizing them on every request.
+ *
+ * Rounding: the int8 result rounds once (the scaled integer sum), the float path twice (the
+ * float Conv, then the quantization), so the two may differ by one quantum at a tie; ONNX
+ * Runtime runs QDQ models through the same integer kernels.
+ */
+#include "engine/ir.h"
+#include "engine/kernels.h"
+
+#include "common/common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The live producer of t if it is the given op, else NULL. */
+static const struct ir_node *producer_op(const struct ir_graph *g, int t, const char *op)
+{
+    if (t < 0 || g->tensors[t].producer < 0)
+        return NULL;
+    const struct ir_node *p = &g->nodes[g->tensors[t].producer];
+    return !p->dead && strcmp(p->op, op) == 0 ? p : NULL;
+}
+
+static const struct ir_tensor *in_of(const struct ir_graph *g, const struct ir_node *n, int i)
+{
+    return i < n->n_in && n->in[i] >= 0 ? &g->tensors[n->in[i]] : NULL;
+}
+
+static int64_t numel(const struct ir_tensor *t)
+{
+    return engine_shape_numel(&t->shape);
+}
+
+/* A constant float32 scale of `count` values (or one), positive and finite. */
+static int scale_ok(const struct ir_tensor *s, int64_t count)
+{
+    if (!s || !s->data || s->dtype != ENGINE_F32 || s->shape.rank > 1 ||
+        (numel(s) != 1 && numel(s) != count))
+        return 0;
+    for (int64_t i = 0; i < numel(s); i++)
+        if (!(((const float *)s->data)[i] > 0) || !isfinite(((const float *)s->data)[i]))
+            return 0;
+    return 1;
+}
+
+/* A constant zero point of `count` values (or one) of an 8-bit dtype, or absent (nonconst 0). */
+static int zp_ok(const struct ir_tensor *z, int64_t count)
+{
+    return !z || (z->data && (z->dtype == ENGINE_U8 || z->dtype == ENGINE_I8) &&
+                  z->shape.rank <= 1 && (numel(z) == 1 || numel(z) == count));
+}
+
+static float at(const struct ir_tensor *s, int64_t i)
+{
+    return ((const float *)s->data)[numel(s) == 1 ? 0 : i];
+}
+
+/* The int32 bias of a QLinearConv with m output channels and scales xs, ws: from
+ * DequantizeLinear(int32 const, xs·ws), or a float32 constant quantized; -1 if none fits, -2 if
+ * absent, else a new constant tensor. */
+static int qdq_bias(struct ir_graph *g, const struct ir_node *conv, float xs,
+                    const struct ir_tensor *ws, int64_t m)
+{
+    int bt = conv->n_in > 2 ? conv->in[2] : -1;
+    if (bt < 0)
+        return -2;
+    const struct ir_node *d = producer_op(g, bt, "DequantizeLinear");
+    const struct ir_tensor *b = d ? in_of(g, d, 0) : &g->tensors[bt];
+    if (!b->data || b->shape.rank != 1 || b->shape.dims[0] != m ||
+        b->dtype != (d ? ENGINE_I32 : ENGINE_F32))
+        return -1;
+    int32_t *q = malloc((size_t)m * sizeof(*q) + 1);
+    if (!q)
+        return -ENOMEM;
+    const struct ir_tensor *bs = d ? in_of(g, d, 1) : NULL, *bz = d ? in_of(g, d, 2) : NULL;
+    int ok = !d || (scale_ok(bs, m) && (!bz || (bz->data && bz->dtype == ENGINE_I32 &&
+                                                 (numel(bz) == 1 || numel(bz) == m))));
+    for (int64_t i = 0; ok && i < m; i++) {
+        double s = (double)xs * at(ws, i);
+        if (d) {
+            ok = fabs(at(bs, i) - s) <= 1e-6 * s &&
+                 (!bz || ((const int32_t *)bz->data)[numel(bz) == 1 ? 0 : i] == 0);
+            q[i] = ((const int32_t *)b->data)[i];
+        } else {
+            double v = nearbyint(((const float *)b->data)[i] / s);
+            ok = fabs(v) < 2147483647.0;
+            q[i] = (int32_t)v;
+        }
+    }
+    if (!ok) {
+        free(q);
+        return -1;
+    }
+    struct engine_shape shape = {.rank = 1, .dims = {m}};
+    return ir_add_const(g, g->tensors[bt].name, "::qbias", ENGINE_I32, &shape, q);
+}
+
+/* A zero point tensor (for an absent one): 0 of dtype dt. */
+static int zero_zp(struct ir_graph *g, int like, int dt)
+{
+    uint8_t *z = calloc(1, 1);
+    struct engine_shape scalar = {.rank = 0};
+    return ir_add_const(g, g->tensors[like].name, "::zp", dt, &scalar, z);
+}
+
+/* The rewrite of Conv node ci when it matches; 0 when it does not, 1 done, -errno. */
+static int lower_qdq_conv(struct ir_graph *g, int ci)
+{
+    struct ir_node *conv = &g->nodes[ci];
+    if (conv->n_in < 2 || conv->n_out < 1 || conv->out[0] < 0 || conv->n_post > 1 ||
+        (conv->n_post == 1 &&
+         (conv->post[0].kind != IR_POST_ACT || conv->post[0].act != IR_ACT_RELU ||
+          conv->post[0].alpha != 0)))
+        return 0;
+    const struct ir_node *dx = producer_op(g, conv->in[0], "DequantizeLinear");
+    const struct ir_node *dw = producer_op(g, conv->in[1], "DequantizeLinear");
+    int y = conv->out[0], qi = -1;
+    if (!dx || !dw || g->tensors[y].flags & IR_T_OUTPUT || ir_consumers(g, y) != 1)
+        return 0;
+    for (int i = ci + 1; i < g->n_nodes && qi < 0; i++)
+        if (!g->nodes[i].dead && g->nodes[i].n_in > 0 && g->nodes[i].in[0] == y)
+            qi = i;
+    if (qi < 0 || strcmp(g->nodes[qi].op, "QuantizeLinear") ||
+        ir_node_scope(g, &g->nodes[qi]) != ir_node_scope(g, conv) || g->nodes[qi].out[0] < 0)
+        return 0;
+    const struct ir_node *q = &g->nodes[qi];
+    const struct ir_tensor *xq = in_of(g, dx, 0), *xs = in_of(g, dx, 1), *xz = in_of(g, dx, 2);
+    const struct ir_tensor *wq = in_of(g, dw, 0), *ws = in_of(g, dw, 1), *wz = in_of(g, dw, 2);
+    const struct ir_tensor *ys = in_of(g, q, 1), *yz = in_of(g, q, 2);
+    int64_t m = wq->shape.dims[0];
+    if ((xq->dtype != ENGINE_U8 && xq->dtype != ENGINE_I8) || !scale_ok(xs, 1) || !zp_ok(xz, 1) ||
+        (xz && xz->dtype != xq->dtype) || !wq->data ||
+        (wq->dtype != ENGINE_U8 && wq->dtype != ENGINE_I8) || wq->shape.rank < 3 ||
+        !scale_ok(ws, m) || !zp_ok(wz, m) || (wz && wz->dtype != wq->dtype) ||
+        (numel(ws) != 1 && ir_attr_int(dw, "axis", 1) != 0) ||
+        (wz && numel(wz) != 1 && ir_attr_int(dw, "axis", 1) != 0) || !scale_ok(ys, 1) ||
+        !zp_ok(yz, 1) || in_of(g, q, 1)->shape.rank > 1)
+        return 0;
+    float xsv = at(xs, 0);
+    int in[9] = {dx->in[0], dx->in[1], xz ? dx->in[2] : -1, dw->in[0], dw->in[1],
+                 wz ? dw->in[2] : -1, q->in[1], yz ? q->in[2] : -1, -1};
+    int qout = q->out[0], xdt = xq->dtype, wdt = wq->dtype, ydt = yz ? yz->dtype : ENGINE_U8;
+    int b = qdq_bias(g, conv, xsv, ws, m); /* may move g->tensors */
+    if (b == -1 || b == -ENOMEM)
+        return b == -1 ? 0 : b;
+    in[8] = b;
+    int zs[3][2] = {{2, xdt}, {5, wdt}, {7, ydt}};
+    for (int k = 0; k < 3; k++)
+        if (in[zs[k][0]] < 0 && (in[zs[k][0]] = zero_zp(g, in[0], zs[k][1])) < 0)
+            return in[zs[k][0]];
+    int *nin = malloc(9 * sizeof(int));
+    char *op = strdup("QLinearConv");
+    if (!nin || !op) {
+        free(nin), free(op);
+        return -ENOMEM;
+    }
+    conv = &g->nodes[ci];
+    memcpy(nin, in, sizeof(in));
+    nin[8] = b >= 0 ? b : -1;
+    free(conv->in);
+    free(conv->op);
+    conv->in = nin;
+    conv->n_in = b >= 0 ? 9 : 8;
+    conv->op = op;
+    g->nodes[qi].dead = 1; /* the Conv writes the QuantizeLinear's output now */
+    conv->out[0] = qout;
+    g->tensors[qout].producer = ci;
+    g->tensors[y].producer = -1;
+    return 1;
+}
+
+/* A DequantizeLinear of constants (x, scale, zero point) becomes its float32 result; 0 or
+ * -ENOMEM. */
+static int fold_dq(struct ir_graph *g, struct ir_node *n)
+{
+    const struct ir_tensor *x = in_of(g, n, 0), *s = in_of(g, n, 1), *z = in_of(g, n, 2);
+    int y = n->out[0];
+    if (!x->data || !s->data || (z && !z->data) ||
+        (x->dtype != ENGINE_U8 && x->dtype != ENGINE_I8 && x->dtype != ENGINE_I32) ||
+        y < 0 || g->tensors[y].flags & IR_T_OUTPUT || ir_node_scope(g, n) != 0)
+        return 0;
+    int64_t count = numel(x), axis = ir_attr_int(n, "axis", 1), inner = 1, len = 1;
+    if (numel(s) != 1) {
+        if (axis < 0 || axis >= x->shape.rank)
+            return 0;
+        len = x->shape.dims[axis];
+        for (int d = (int)axis + 1; d < x->shape.rank; d++)
+            inner *= x->shape.dims[d];
+    }
+    float *f = malloc((size_t)count * sizeof(float) + 1);
+    if (!f)
+        return -ENOMEM;
+    k_dequantize(x->data, x->dtype, s->data, z ? z->data : NULL, (size_t)numel(s), (size_t)len,
+                 (size_t)inner, f, (size_t)count);
+    struct engine_shape shape = x->shape;
+    n->dead = 1;
+    g->tensors[y].producer = -1;
+    ir_set_const(g, y, ENGINE_F32, &shape, f);
+    return 0;
+}
+
+int ir_lower_qdq(struct ir_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].dead || strcmp(g->nodes[i].op, "Conv"))
+            continue;
+        int rc = lower_qdq_conv(g, i);
+        if (rc < 0)
+            return rc;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        int rc = g->nodes[i].dead || strcmp(g->nodes[i].op, "DequantizeLinear")
+                     ? 0
+                     : fold_dq(g, &g->nodes[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
