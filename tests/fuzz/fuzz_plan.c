@@ -17,6 +17,10 @@
  *   bit 5 set:   (over bits 3 and 4) it is compiled from corpus/onnx/loop_scan.onnx, a while
  *                Loop with a bounded scan output and a Scan, so mutations reach the LOOP,
  *                LOOP_END and SCAN_SLICE checks, the back jumps and the slice offsets;
+ *   bit 6 set:   (over bits 3 to 5) it is compiled from corpus/onnx/qconv_qdq.onnx, a QDQ
+ *                convolution (QDQ-lowered to oneDNN's int8 convolution) and a ConvInteger on
+ *                DynamicQuantizeLinear's output, so mutations reach the int8 convolution's
+ *                checks (scales, zero points, int8 layouts, the zero point cast);
  *   bit 2 clear: the tables checksum in the header is recomputed after the patches or on the raw
  *                body (it detects corruption, it is no secret: a hostile image carries a valid
  *                one), so mutations reach the section and node checks behind it.
@@ -43,12 +47,13 @@ struct fresh_image {
 };
 
 /* The image patches apply to: 0 from FUZZ_SEED_ONNX, 1 from FUZZ_SEED_WINO_ONNX (Winograd),
- * 2 from FUZZ_SEED_IF_ONNX (If), 3 from FUZZ_SEED_LOOP_ONNX (Loop, Scan). */
+ * 2 from FUZZ_SEED_IF_ONNX (If), 3 from FUZZ_SEED_LOOP_ONNX (Loop, Scan), 4 from
+ * FUZZ_SEED_QCONV_ONNX (int8). */
 static const struct fresh_image *fresh_image(int which)
 {
-    static const char *const seeds[4] = {FUZZ_SEED_ONNX, FUZZ_SEED_WINO_ONNX, FUZZ_SEED_IF_ONNX,
-                                         FUZZ_SEED_LOOP_ONNX};
-    static struct fresh_image fresh[4];
+    static const char *const seeds[5] = {FUZZ_SEED_ONNX, FUZZ_SEED_WINO_ONNX, FUZZ_SEED_IF_ONNX,
+                                         FUZZ_SEED_LOOP_ONNX, FUZZ_SEED_QCONV_ONNX};
+    static struct fresh_image fresh[5];
     struct fresh_image *f = &fresh[which];
     if (f->image)
         return f;
@@ -158,7 +163,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int run = data[0] >> 1 & 1, rehash = !(data[0] >> 2 & 1);
     if (data[0] & 1)
-        open_patched(data[0] >> 5 & 1   ? 3
+        open_patched(data[0] >> 6 & 1   ? 4
+                     : data[0] >> 5 & 1 ? 3
                      : data[0] >> 4 & 1 ? 2
                                         : data[0] >> 3 & 1,
                      data + 1, size - 1, run, rehash);
