@@ -83,6 +83,9 @@ enum { ENGINE_WINOGRAD_AUTO = 0, ENGINE_WINOGRAD_OFF = 1, ENGINE_WINOGRAD_ALL = 
  * at compile time when known, else at run time ("Loop: trip count N over the bound of ..."). */
 #define ENGINE_LOOP_MAX_ITER (1 << 20)
 #define ENGINE_MAX_PIN_FLOATS 16
+/* Most elements of one sequence value (a graph input or output of ONNX sequence type, or one a
+ * sequence op makes): sequences are resolved at compile time into that many tensors. */
+#define ENGINE_MAX_SEQ 1024
 
 /* Compile-option shapes as text, as shmfaas-run --shape, shmfaas-fn's input_shape and the store
  * spell them: "[NAME=]DxDx..", several joined by ';' ("input=1x3x320x320", or "1x3x320x320" for

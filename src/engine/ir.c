@@ -227,6 +227,27 @@ int ir_tensor_used(const struct ir_graph *g, int t)
     return ir_consumers(g, t) > 0;
 }
 
+int ir_insert_nodes(struct ir_graph *g, int at, int count)
+{
+    if (count <= 0 || at < 0 || at > g->n_nodes)
+        return count == 0 ? 0 : -EINVAL;
+    if (g->n_nodes + count > g->cap_nodes) {
+        int cap = g->n_nodes + count + 16;
+        struct ir_node *p = realloc(g->nodes, (size_t)cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        g->nodes = p;
+        g->cap_nodes = cap;
+    }
+    memmove(g->nodes + at + count, g->nodes + at, (size_t)(g->n_nodes - at) * sizeof(*g->nodes));
+    memset(g->nodes + at, 0, (size_t)count * sizeof(*g->nodes));
+    g->n_nodes += count;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].producer >= at)
+            g->tensors[t].producer += count;
+    return 0;
+}
+
 /* ---- freeing ---- */
 
 static void node_free(struct ir_node *n)
@@ -249,6 +270,7 @@ void ir_free(struct ir_graph *g)
     for (int i = 0; i < g->n_tensors; i++) {
         free(g->tensors[i].name);
         free(g->tensors[i].data);
+        free(g->tensors[i].seq);
     }
     for (int i = 0; i < g->n_nodes; i++)
         node_free(&g->nodes[i]);

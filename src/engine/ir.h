@@ -51,6 +51,11 @@ enum ir_tensor_flags {
     IR_T_OUTPUT = 2, /* graph output */
     IR_T_BOUND0 = 4, /* dim 0 is an upper bound: how much of it a run fills depends on the data */
     IR_T_BOUND1 = 8, /* the same for dim 1 (ops/detect.c); only a graph output may be bounded */
+    IR_T_SEQ = 16,   /* a sequence value, resolved at compile time (ops/sequence.c): seq[] lists
+                        its element tensors; dtype is theirs, shape unused (a graph input's: the
+                        declared element shape) */
+    IR_T_OPTIONAL = 32, /* with IR_T_SEQ: an optional, at most one element (itself maybe a
+                           sequence) */
 };
 
 struct ir_tensor {
@@ -62,6 +67,8 @@ struct ir_tensor {
     size_t nbytes; /* of data */
     int producer;  /* producing live node, or -1 */
     unsigned flags;
+    int *seq;    /* IR_T_SEQ: the element tensors, seq_len of them (malloc'd; NULL when empty) */
+    int seq_len;
 };
 
 /* Element-wise activations the plan compiler can run as oneDNN eltwise (alone or as post-op). */
@@ -161,6 +168,11 @@ int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const ch
 int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
                     char *err, size_t errlen);
 
+/* Expands each graph output of sequence (or optional) type into one output per element, named
+ * "NAME[k]" (an Identity of the element each); an empty one is refused (ops/sequence.c). Called
+ * at the end of ir_infer_shapes. */
+int ir_seq_outputs(struct ir_graph *g, char *err, size_t errlen);
+
 /* Value-pinned inputs (engine_compile_opts.pins): called before ir_infer_shapes; checks each pin
  * names a graph input of its dtype and a shape the model allows (int32/int64/bool up to
  * ENGINE_MAX_PIN_ELEMS elements, or float32 up to ENGINE_MAX_PIN_FLOATS) and makes that input a
@@ -195,6 +207,10 @@ int ir_optimize(struct ir_graph *g, char *err, size_t errlen);
 int ir_lower_qdq(struct ir_graph *g);
 
 void ir_free(struct ir_graph *g);
+
+/* Makes room for count zeroed nodes at index at (the nodes from at on move up; tensor producers
+ * follow). Node pointers into g->nodes are invalid afterwards. Returns 0 or -ENOMEM. */
+int ir_insert_nodes(struct ir_graph *g, int at, int count);
 
 /* ---- helpers ---- */
 int ir_add_tensor(struct ir_graph *g, const char *name);        /* returns index or -ENOMEM */

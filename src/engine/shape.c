@@ -96,6 +96,11 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
                                g->tensors[n->in[k]].name);
     for (int k = 0; k < n->n_in; k++) {
         const struct ir_tensor *x = n->in[k] >= 0 ? &g->tensors[n->in[k]] : NULL;
+        if (x && (x->flags & IR_T_SEQ) && !seq_op(n))
+            return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                               "input '%s' is a%s: this op takes tensors (sequences are "
+                               "resolved at compile time, ops/sequence.c)",
+                               x->name, x->flags & IR_T_OPTIONAL ? "n optional" : " sequence");
         if (x && !x->data && x->flags & (IR_T_BOUND0 | IR_T_BOUND1))
             return ir_node_err(g, n, err, errlen, -ENOTSUP,
                                "input '%s' has a data-dependent size (at most %lld along dim %d, "
@@ -107,6 +112,11 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
     if (rc || (rc = d->infer(g, n, err, errlen)))
         return rc;
     n = &g->nodes[i];
+    if (n->dead)
+        return 0; /* resolved at compile time (a sequence op) */
+    d = ir_op_find(n->op); /* a sequence op may have become another (ops/sequence.c) */
+    if (!d)
+        return ir_node_err(g, n, err, errlen, -EINVAL, "unsupported op");
     /* a node whose first output is absent ("") computes nothing anyone can read: never evaluated */
     if (n->n_out > 0 && n->out[0] >= 0 && ir_node_foldable(g, n)) {
         for (int k = 0; k < n->n_out; k++) {
@@ -157,7 +167,7 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
         if (rc)
             return rc;
     }
-    return 0;
+    return ir_seq_outputs(g, err, errlen);
 }
 
 static int check_pin(const struct ir_graph *g, const struct engine_tensor *p, char *err,

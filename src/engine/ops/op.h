@@ -43,6 +43,11 @@
 int no_eval(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
 /* Refuses the node: its op is always folded to a constant and has no kernel. */
 int no_lower(struct lower *l, const struct ir_node *n);
+/* ops/sequence.c: makes n's output a copy of sequence (or optional) x and retires n (Identity of
+ * a sequence). */
+int seq_forward(struct ir_graph *g, struct ir_node *n, int x, char *err, size_t errlen);
+/* 1 when op n takes sequence inputs (its shape rule resolves them); other ops refuse them. */
+int seq_op(const struct ir_node *n);
 
 /* ---- shape-rule helpers (op_util.c) ---- */
 

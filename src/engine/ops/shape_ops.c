@@ -204,6 +204,8 @@ int infer_identity(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
     if (rc)
         return rc;
     struct ir_tensor *x = in_t(g, n, 0);
+    if (x->flags & IR_T_SEQ)
+        return seq_forward(g, n, n->in[0], err, errlen);
     return set_out(g, n, 0, x->dtype, &x->shape, err, errlen);
 }
 
