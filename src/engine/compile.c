@@ -192,6 +192,8 @@ int engine_compile(const void *onnx, size_t len, const struct engine_compile_opt
     struct ir_graph *g = NULL;
     int rc = ir_import_onnx(onnx, len, opts->base_dir, model, &g, err, errlen);
     if (!rc)
+        rc = ir_seq_inputs(g, opts->shapes, opts->n_shapes, err, errlen);
+    if (!rc)
         rc = ir_widen_fp16(g, err, errlen);
     if (!rc)
         rc = ir_pin_inputs(g, opts->pins, opts->n_pins, err, errlen);

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,7 +133,8 @@ struct dyn_plan {
 struct dyn_io {
     char *name;
     int dtype;
-    struct engine_shape shape; /* rank -1: not declared */
+    struct engine_shape shape; /* rank -1: not declared; a sequence's: its elements' */
+    int seq;                   /* a sequence (2: an optional) input: fed as NAME[0], NAME[1], ... */
 };
 
 struct engine_dynamic {
@@ -142,12 +144,17 @@ struct engine_dynamic {
     char *base_dir, *model_name;
     struct dyn_io *in, *out;
     int n_in, n_out;
-    int *pinned;  /* per input: its values are part of the key */
-    bool decided; /* pinned is known (after the first successful compile) */
+    int *pinned;        /* per input: its values are part of the key */
+    bool decided;       /* pinned is known (after the first successful compile) */
+    int n_req, cap_req; /* the request's tensors: one per input, one per sequence element */
+    int *req_of;        /* the model input each request tensor feeds */
+    int *seq_len;       /* per input: the request's sequence length (0 for a tensor) */
+    char *names;        /* the "NAME[k]" names of request sequence elements (cap_req * 16 + ...) */
+    size_t names_cap;
     struct dyn_plan *plans;
     int n_plans, max_plans;
     uint64_t max_bytes, clock;
-    struct engine_tensor *req; /* n_in: the request's inputs in model order, named */
+    struct engine_tensor *req; /* n_req: the request's inputs in model order, named */
     struct engine_input_shape *shapes;
     struct engine_tensor *pins;
     int *pin_flags;
@@ -164,6 +171,7 @@ static int copy_io(const struct ir_graph *g, const int *idx, int n, struct dyn_i
         (*out)[i].name = strdup(t->name ? t->name : "");
         (*out)[i].dtype = t->dtype;
         (*out)[i].shape = t->shape;
+        (*out)[i].seq = t->flags & IR_T_SEQ ? (t->flags & IR_T_OPTIONAL ? 2 : 1) : 0;
         if (!(*out)[i].name)
             return -ENOMEM;
     }
@@ -196,6 +204,9 @@ void engine_dynamic_close(struct engine_dynamic *d)
     free(d->plans);
     free(d->pinned);
     free(d->req);
+    free(d->req_of);
+    free(d->seq_len);
+    free(d->names);
     free(d->shapes);
     free(d->pins);
     free(d->pin_flags);
@@ -247,13 +258,12 @@ int engine_dynamic_open(const void *onnx, size_t len, const struct engine_dynami
         if (copy_io(g, g->inputs, g->n_inputs, &d->in) ||
             copy_io(g, g->outputs, g->n_outputs, &d->out))
             rc = seterr(err, errlen, -ENOMEM, "out of memory");
+        for (int i = 0; !rc && g->output_seq && i < d->n_out; i++)
+            d->out[i].seq = g->output_seq[i]; /* declared: an op makes it a sequence later */
     }
     ir_free(g);
     size_t n = (size_t)d->n_in + 1;
-    if (!rc &&
-        (!(d->pinned = calloc(n, sizeof(int))) || !(d->req = calloc(n, sizeof(*d->req))) ||
-         !(d->shapes = calloc(n, sizeof(*d->shapes))) || !(d->pins = calloc(n, sizeof(*d->pins))) ||
-         !(d->pin_flags = calloc(n, sizeof(int)))))
+    if (!rc && (!(d->pinned = calloc(n, sizeof(int))) || !(d->seq_len = calloc(n, sizeof(int)))))
         rc = seterr(err, errlen, -ENOMEM, "out of memory");
     if (rc) {
         engine_dynamic_close(d);
@@ -277,8 +287,8 @@ static int io_info(const struct dyn_io *io, int n, int i, struct engine_tensor_i
 {
     if (i < 0 || i >= n)
         return -EINVAL;
-    *out =
-        (struct engine_tensor_info){.name = io[i].name, .dtype = io[i].dtype, .shape = io[i].shape};
+    *out = (struct engine_tensor_info){
+        .name = io[i].name, .dtype = io[i].dtype, .shape = io[i].shape, .seq = io[i].seq};
     return 0;
 }
 
@@ -303,66 +313,168 @@ void engine_dynamic_release_memory(struct engine_dynamic *d)
         engine_session_release_memory(d->plans[i].session);
 }
 
-/* The request's inputs in model order (d->req, named as the model names them), each checked
- * against what the model declares: dtype, rank, fixed dims, byte count. */
+/* Room for n request tensors (and the shapes: one more per sequence input). */
+static int req_room(struct engine_dynamic *d, int n)
+{
+    if (d->req && n <= d->cap_req)
+        return 0;
+    int cap = n + 8;
+    size_t m = (size_t)cap + (size_t)d->n_in + 1;
+    struct engine_tensor *req = realloc(d->req, m * sizeof(*req)), *pins;
+    if (req)
+        d->req = req;
+    struct engine_input_shape *sh = realloc(d->shapes, m * sizeof(*sh));
+    if (sh)
+        d->shapes = sh;
+    int *of = realloc(d->req_of, m * sizeof(int)), *fl;
+    if (of)
+        d->req_of = of;
+    if (!req || !sh || !of || !(pins = realloc(d->pins, m * sizeof(*pins))))
+        return -ENOMEM;
+    d->pins = pins;
+    if (!(fl = realloc(d->pin_flags, m * sizeof(int))))
+        return -ENOMEM;
+    d->pin_flags = fl;
+    d->cap_req = cap;
+    return 0;
+}
+
+/* The request tensor named name (NULL: the only one, when the model has one plain input). */
+static const struct engine_tensor *
+find_named(const struct engine_dynamic *d, const struct engine_tensor *in, int n, const char *name)
+{
+    for (int k = 0; k < n; k++)
+        if ((in[k].name && strcmp(in[k].name, name) == 0) ||
+            (!in[k].name && n == 1 && d->n_in == 1 && !d->in[0].seq))
+            return &in[k];
+    return NULL;
+}
+
+/* Checks request tensor t against what the model declares for io (dtype, rank, fixed dims, byte
+ * count); what names it in messages. */
+static int check_input(const struct engine_dynamic *d, const struct dyn_io *io,
+                       const struct engine_tensor *t, const char *what, char *err, size_t errlen)
+{
+    char s1[128], s2[128];
+    int64_t numel = engine_shape_numel(&t->shape);
+    bool fits = t->shape.rank >= 0 && t->shape.rank <= ENGINE_MAX_RANK &&
+                (io->shape.rank < 0 || io->shape.rank == t->shape.rank);
+    for (int k = 0; fits && io->shape.rank >= 0 && k < io->shape.rank; k++)
+        fits = t->shape.dims[k] >= 0 &&
+               (io->shape.dims[k] < 0 || io->shape.dims[k] == t->shape.dims[k]);
+    if (!fits)
+        return seterr(err, errlen, -EINVAL, "model %s: input '%s' has shape %s, the model %s",
+                      d->model_name, what, engine_shape_str(&t->shape, s1, sizeof(s1)),
+                      engine_shape_str(&io->shape, s2, sizeof(s2)));
+    if (t->dtype != io->dtype)
+        return seterr(err, errlen, -EINVAL, "model %s: input '%s' is %s, the model wants %s",
+                      d->model_name, what, engine_dtype_name(t->dtype),
+                      engine_dtype_name(io->dtype));
+    if (numel < 0 || !t->data || t->nbytes != (size_t)numel * engine_dtype_size(t->dtype))
+        return seterr(err, errlen, -EINVAL, "model %s: input '%s': %zu bytes for %s", d->model_name,
+                      what, t->nbytes, engine_shape_str(&t->shape, s1, sizeof(s1)));
+    return 0;
+}
+
+/* Room for the "NAME[k]" names of the request's sequence elements. */
+static int names_room(struct engine_dynamic *d, size_t need)
+{
+    if (need <= d->names_cap)
+        return 0;
+    char *p = realloc(d->names, need);
+    if (!p)
+        return -ENOMEM;
+    d->names = p;
+    d->names_cap = need;
+    return 0;
+}
+
+/* The request's inputs in model order (d->req, named as the model names them, a sequence input
+ * by its elements "NAME[0]", "NAME[1]", ... up to ENGINE_MAX_SEQ), each checked against what
+ * the model declares. */
 static int match_inputs(struct engine_dynamic *d, const struct engine_tensor *in, int n, char *err,
                         size_t errlen)
 {
-    char s1[128], s2[128];
-    if (n != d->n_in)
-        return seterr(err, errlen, -EINVAL, "model %s: %d inputs given, it has %d", d->model_name,
-                      n, d->n_in);
+    if (n < 0 || n > ENGINE_MAX_SEQ * 4 || (n && !in))
+        return seterr(err, errlen, -EINVAL, "model %s: %d inputs given", d->model_name, n);
+    if (req_room(d, n) != 0)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    size_t need = 0;
+    for (int i = 0; i < d->n_in; i++)
+        need += d->in[i].seq ? (size_t)n * (strlen(d->in[i].name) + 16) : 0;
+    if (names_room(d, need + 1) != 0)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    int m = 0;
+    size_t used = 0;
     for (int i = 0; i < d->n_in; i++) {
         const struct dyn_io *io = &d->in[i];
-        const struct engine_tensor *t = NULL;
-        for (int k = 0; k < n && !t; k++)
-            if ((in[k].name && strcmp(in[k].name, io->name) == 0) || (!in[k].name && n == 1))
-                t = &in[k];
-        if (!t)
-            return seterr(err, errlen, -EINVAL, "model %s: input '%s' missing", d->model_name,
-                          io->name);
-        int64_t numel = engine_shape_numel(&t->shape);
-        bool fits = t->shape.rank >= 0 && t->shape.rank <= ENGINE_MAX_RANK &&
-                    (io->shape.rank < 0 || io->shape.rank == t->shape.rank);
-        for (int k = 0; fits && io->shape.rank >= 0 && k < io->shape.rank; k++)
-            fits = t->shape.dims[k] >= 0 &&
-                   (io->shape.dims[k] < 0 || io->shape.dims[k] == t->shape.dims[k]);
-        if (!fits)
-            return seterr(err, errlen, -EINVAL, "model %s: input '%s' has shape %s, the model %s",
-                          d->model_name, io->name, engine_shape_str(&t->shape, s1, sizeof(s1)),
-                          engine_shape_str(&io->shape, s2, sizeof(s2)));
-        if (t->dtype != io->dtype)
-            return seterr(err, errlen, -EINVAL, "model %s: input '%s' is %s, the model wants %s",
-                          d->model_name, io->name, engine_dtype_name(t->dtype),
-                          engine_dtype_name(io->dtype));
-        if (numel < 0 || !t->data || t->nbytes != (size_t)numel * engine_dtype_size(t->dtype))
-            return seterr(err, errlen, -EINVAL, "model %s: input '%s': %zu bytes for %s",
-                          d->model_name, io->name, t->nbytes,
-                          engine_shape_str(&t->shape, s1, sizeof(s1)));
-        d->req[i] = *t;
-        d->req[i].name = io->name;
+        d->seq_len[i] = 0;
+        if (!io->seq) {
+            const struct engine_tensor *t = find_named(d, in, n, io->name);
+            if (!t)
+                return seterr(err, errlen, -EINVAL, "model %s: input '%s' missing", d->model_name,
+                              io->name);
+            int rc = check_input(d, io, t, io->name, err, errlen);
+            if (rc)
+                return rc;
+            d->req_of[m] = i;
+            d->req[m] = *t;
+            d->req[m++].name = io->name;
+            continue;
+        }
+        for (int k = 0; k <= (io->seq == 2 ? 1 : ENGINE_MAX_SEQ) && m < n; k++) {
+            char *name = d->names + used;
+            size_t room = d->names_cap - used;
+            if ((size_t)snprintf(name, room, "%s[%d]", io->name, k) >= room)
+                break;
+            const struct engine_tensor *t = find_named(d, in, n, name);
+            if (!t)
+                break;
+            if (k == (io->seq == 2 ? 1 : ENGINE_MAX_SEQ))
+                return seterr(err, errlen, -E2BIG, "model %s: input '%s' has more than %d elements",
+                              d->model_name, io->name, io->seq == 2 ? 1 : ENGINE_MAX_SEQ);
+            int rc = check_input(d, io, t, name, err, errlen);
+            if (rc)
+                return rc;
+            used += strlen(name) + 1;
+            d->req_of[m] = i;
+            d->req[m] = *t;
+            d->req[m++].name = name;
+            d->seq_len[i]++;
+        }
     }
+    if (m != n)
+        return seterr(err, errlen, -EINVAL,
+                      "model %s: %d inputs given, the model takes %d of them (a sequence input "
+                      "NAME is fed as NAME[0], NAME[1], ...; the others are not its inputs)",
+                      d->model_name, n, m);
+    d->n_req = m;
     return 0;
 }
 
 /* dtype, rank and dims of every input, and the values of the pinned ones. */
 static uint8_t *make_key(const struct engine_dynamic *d, size_t *len)
 {
-    size_t n = 0;
-    for (int i = 0; i < d->n_in; i++)
+    size_t n = (size_t)d->n_in * sizeof(int32_t);
+    for (int i = 0; i < d->n_req; i++)
         n += 2 * sizeof(int32_t) + (size_t)d->req[i].shape.rank * sizeof(int64_t) +
-             (d->pinned[i] ? sizeof(uint64_t) + d->req[i].nbytes : 0);
+             (d->pinned[d->req_of[i]] ? sizeof(uint64_t) + d->req[i].nbytes : 0);
     uint8_t *k = malloc(n ? n : 1), *p = k;
     if (!k)
         return NULL;
-    for (int i = 0; i < d->n_in; i++) {
+    for (int i = 0; i < d->n_in; i++) { /* sequence lengths: the flat list alone is ambiguous */
+        int32_t sl = d->seq_len[i];
+        memcpy(p, &sl, sizeof(sl));
+        p += sizeof(sl);
+    }
+    for (int i = 0; i < d->n_req; i++) {
         const struct engine_tensor *t = &d->req[i];
         int32_t head[2] = {t->dtype, t->shape.rank};
         memcpy(p, head, sizeof(head));
         p += sizeof(head);
         memcpy(p, t->shape.dims, (size_t)t->shape.rank * sizeof(int64_t));
         p += (size_t)t->shape.rank * sizeof(int64_t);
-        if (d->pinned[i]) {
+        if (d->pinned[d->req_of[i]]) {
             uint64_t nb = t->nbytes;
             memcpy(p, &nb, sizeof(nb));
             memcpy(p + sizeof(nb), t->data, t->nbytes);
@@ -458,14 +570,18 @@ static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, st
     void *image = NULL;
     size_t image_len = 0;
     struct engine_compile_opts o = d->copts;
-    int n_pins = 0;
-    for (int i = 0; i < d->n_in; i++) {
-        d->shapes[i] = (struct engine_input_shape){d->req[i].name, d->req[i].shape};
-        if (d->decided && d->pinned[i])
+    int n_pins = 0, n_shapes = 0;
+    for (int i = 0; i < d->n_req; i++) {
+        d->shapes[n_shapes++] = (struct engine_input_shape){d->req[i].name, d->req[i].shape};
+        if (d->decided && d->pinned[d->req_of[i]])
             d->pins[n_pins++] = d->req[i];
     }
+    for (int i = 0; i < d->n_in; i++) /* a sequence's length: a shape "NAME=[L]" */
+        if (d->in[i].seq)
+            d->shapes[n_shapes++] =
+                (struct engine_input_shape){d->in[i].name, {.rank = 1, .dims = {d->seq_len[i]}}};
     o.shapes = d->shapes;
-    o.n_shapes = d->n_in;
+    o.n_shapes = n_shapes;
     o.pins = d->pins;
     o.n_pins = n_pins;
     int64_t t0 = now_ns();
@@ -473,12 +589,14 @@ static int specialise(struct engine_dynamic *d, uint8_t *key, size_t key_len, st
     if (d->decided) {
         rc = engine_compile(d->onnx, d->len, &o, &image, &image_len, err, errlen);
     } else {
-        rc = engine_compile_pinning(d->onnx, d->len, &o, d->req, d->n_in, d->pin_flags, &image,
+        rc = engine_compile_pinning(d->onnx, d->len, &o, d->req, d->n_req, d->pin_flags, &image,
                                     &image_len, err, errlen);
         if (rc == 0) {
             int k = 0;
+            for (int i = 0; i < d->n_req; i++)
+                d->pinned[d->req_of[i]] |= d->pin_flags[i];
             for (int i = 0; i < d->n_in; i++)
-                k += (d->pinned[i] = d->pin_flags[i]);
+                k += d->pinned[i];
             d->decided = true;
             d->st.pinned_inputs = k;
             /* the key was made before the pinned set was known: remake it */
@@ -553,5 +671,9 @@ int engine_dynamic_run(struct engine_dynamic *d, const struct engine_tensor *inp
             return rc;
     }
     p->used = ++d->clock;
-    return engine_session_run(p->session, d->req, d->n_in, outputs, n_outputs, err, errlen);
+    rc = engine_session_run(p->session, d->req, d->n_req, outputs, n_outputs, err, errlen);
+    d->st.outputs = rc ? 0 : engine_model_n_outputs(p->model);
+    for (int i = d->st.outputs; rc == 0 && i < n_outputs; i++)
+        outputs[i] = (struct engine_tensor){0};
+    return rc;
 }

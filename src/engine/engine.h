@@ -30,8 +30,8 @@ enum engine_dtype {
     ENGINE_I32 = 6,
     ENGINE_I64 = 7,
     ENGINE_BOOL = 9,
-    ENGINE_F16 = 10,  /* Cast and data movement only */
-    ENGINE_F64 = 11,  /* Cast and data movement only */
+    ENGINE_F16 = 10, /* Cast and data movement only */
+    ENGINE_F64 = 11, /* Cast and data movement only */
 };
 
 struct engine_shape {
@@ -39,9 +39,9 @@ struct engine_shape {
     int64_t dims[ENGINE_MAX_RANK];
 };
 
-size_t engine_dtype_size(int dtype);        /* 0 for an unknown dtype */
-const char *engine_dtype_name(int dtype);   /* "float32", "int64", ...; "?" if unknown */
-int engine_dtype_parse(const char *name);   /* inverse; -1 if unknown */
+size_t engine_dtype_size(int dtype);      /* 0 for an unknown dtype */
+const char *engine_dtype_name(int dtype); /* "float32", "int64", ...; "?" if unknown */
+int engine_dtype_parse(const char *name); /* inverse; -1 if unknown */
 int64_t engine_shape_numel(const struct engine_shape *s);
 /* "[1,3,224,224]" */
 const char *engine_shape_str(const struct engine_shape *s, char *buf, size_t len);
@@ -121,6 +121,12 @@ struct engine_tensor_info {
     const char *name; /* points into the image */
     int dtype;
     struct engine_shape shape;
+    /* engine_dynamic_input/output: 1 for a value of ONNX sequence type, 2 for an optional; dtype
+     * and shape are then its elements'. A plan has only tensors: a sequence input NAME of L
+     * elements is compiled (engine_compile_opts.shapes gives L as "NAME=L") into the inputs
+     * "NAME[0]" ... "NAME[L-1]", a sequence output into the outputs "NAME[0]" ... (one sequence
+     * to the JSON codec), an optional as a sequence of at most one element. */
+    int seq;
 };
 
 int engine_model_n_inputs(const struct engine_model *m);
@@ -190,27 +196,30 @@ struct engine_dynamic;
 struct engine_dynamic_opts {
     struct engine_compile_opts compile; /* threads, base_dir, model_name, winograd; its shapes
                                            and pins must be empty (the requests decide) */
-    int max_plans;      /* cached specialisations; 0: ENGINE_DYNAMIC_PLANS */
+    int max_plans;                      /* cached specialisations; 0: ENGINE_DYNAMIC_PLANS */
     uint64_t max_bytes; /* their images + arenas together; 0: ENGINE_DYNAMIC_BYTES plus four
                            times the ONNX bytes (room for the images' weight copies) */
 };
 
-#define ENGINE_DYNAMIC_PLANS    8
-#define ENGINE_DYNAMIC_BYTES    (UINT64_C(1) << 30)
+#define ENGINE_DYNAMIC_PLANS     8
+#define ENGINE_DYNAMIC_BYTES     (UINT64_C(1) << 30)
 #define ENGINE_DYNAMIC_MAX_PLANS 1024
 
 struct engine_dynamic_stats {
     /* compiles: plans compiled (the first also searched for the shape operands: a few compiles
      * more when the model has some); refused: keys the compiler refused */
     uint64_t runs, hits, misses, compiles, evictions, refused;
-    int plans;              /* cached now */
-    uint64_t bytes;         /* their images (one copy of weights each shares) + arenas */
+    int plans;               /* cached now */
+    uint64_t bytes;          /* their images (one copy of weights each shares) + arenas */
     uint64_t weights_shared; /* plans compiled whose weights equalled a cached plan's: they run
                                 on that one copy and keep only their own tables */
-    int pinned_inputs;      /* inputs whose values are part of the key; -1 before the first plan */
-    double last_compile_ms; /* compile + open + session of the last miss */
-    int last_refused;       /* 1 when the last run failed because the compiler refused its key
-                               (an unsupported shape or value), 0 otherwise */
+    int pinned_inputs;       /* inputs whose values are part of the key; -1 before the first plan */
+    int outputs;             /* outputs the last run filled: a sequence output fills one per
+                                element, so a model with one may fill more than
+                                engine_dynamic_n_outputs() */
+    double last_compile_ms;  /* compile + open + session of the last miss */
+    int last_refused;        /* 1 when the last run failed because the compiler refused its key
+                                (an unsupported shape or value), 0 otherwise */
 };
 
 /* Copies onnx (len bytes) and imports it once to learn its inputs and outputs. */
@@ -223,7 +232,11 @@ int engine_dynamic_n_outputs(const struct engine_dynamic *d);
 int engine_dynamic_input(const struct engine_dynamic *d, int i, struct engine_tensor_info *out);
 int engine_dynamic_output(const struct engine_dynamic *d, int i, struct engine_tensor_info *out);
 /* engine_session_run on the plan for these inputs' shapes (and shape-deciding values), compiled
- * on a miss. Outputs are valid until the next run or close. */
+ * on a miss. Outputs are valid until the next run or close. A sequence input NAME is fed as
+ * tensors named "NAME[0]", "NAME[1]", ... (its length is part of the key; an optional: none or
+ * "NAME[0]"); a sequence output fills consecutive slots named the same way: outputs needs as
+ * many slots as the plan has outputs (stats.outputs says how many were filled; the rest are
+ * zeroed). */
 int engine_dynamic_run(struct engine_dynamic *d, const struct engine_tensor *inputs, int n_inputs,
                        struct engine_tensor *outputs, int n_outputs, char *err, size_t errlen);
 void engine_dynamic_stats(const struct engine_dynamic *d, struct engine_dynamic_stats *out);
@@ -233,6 +246,9 @@ void engine_dynamic_release_memory(struct engine_dynamic *d);
 /* ---- the JSON tensor schema (shmfaas-run files, shmfaas-fn input=json/output=json) ----
  *   {"inputs":  {"NAME": {"shape": [..], "data": [..], "dtype": "float32"}}}   ("dtype" optional)
  *   {"outputs": {"NAME": {"shape": [..], "data": [..]}}}
+ * A sequence value is {"NAME": {"sequence": [tensor, ...]}} (at most ENGINE_MAX_SEQ), an optional
+ * {"NAME": {"optional": tensor | null}}: in a set they are the tensors "NAME[0]", "NAME[1]", ...
+ * (engine_tensor_info.seq); the writer groups outputs so named into one sequence.
  * A set owns its names and data. */
 struct engine_tensor_set {
     struct engine_tensor *t;

@@ -285,6 +285,7 @@ void ir_free(struct ir_graph *g)
     }
     free(g->scopes);
     free(g->output_dtypes);
+    free(g->output_seq);
     free(g->name);
     free(g);
 }

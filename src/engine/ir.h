@@ -67,7 +67,7 @@ struct ir_tensor {
     size_t nbytes; /* of data */
     int producer;  /* producing live node, or -1 */
     unsigned flags;
-    int *seq;    /* IR_T_SEQ: the element tensors, seq_len of them (malloc'd; NULL when empty) */
+    int *seq; /* IR_T_SEQ: the element tensors, seq_len of them (malloc'd; NULL when empty) */
     int seq_len;
 };
 
@@ -152,6 +152,8 @@ struct ir_graph {
     struct ir_scope *scopes; /* NULL without If; else scopes[0] is the main graph */
     int n_scopes, cap_scopes;
     int *output_dtypes; /* each output's declared element type (0: not declared) */
+    int *output_seq;    /* each output's declared kind: 0 tensor, 1 sequence, 2 optional (import);
+                           ir_seq_outputs expands sequences, after which this is NULL */
 };
 
 /* ---- import & passes (each returns 0 or -errno with a message naming model/node/op) ---- */
@@ -168,6 +170,13 @@ int ir_import_onnx(const void *bytes, size_t len, const char *base_dir, const ch
 int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
                     char *err, size_t errlen);
 
+/* Expands each graph input of sequence (or optional) type into its elements, inputs named
+ * "NAME[k]" (of the declared element type; their shapes are given like any input's): the
+ * length comes from a shape entry named NAME of rank 1 ([L]; 0 or 1 for an optional), else from
+ * the number of entries "NAME[0]", "NAME[1]", ... given; bounded by ENGINE_MAX_SEQ. Called before
+ * ir_pin_inputs and ir_infer_shapes (ops/sequence.c). */
+int ir_seq_inputs(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
+                  char *err, size_t errlen);
 /* Expands each graph output of sequence (or optional) type into one output per element, named
  * "NAME[k]" (an Identity of the element each); an empty one is refused (ops/sequence.c). Called
  * at the end of ir_infer_shapes. */

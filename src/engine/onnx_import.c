@@ -490,12 +490,31 @@ static int import_initializers(struct importer *im, const Onnx__GraphProto *gp)
     return 0;
 }
 
-/* Reads a graph input's declared type: dims with dim_param (or nothing) become -1. */
+/* A sequence or optional input: its element type (a tensor type) after the IR_T_SEQ flags. */
+static const Onnx__TypeProto *value_type(struct importer *im, struct ir_tensor *x,
+                                         const Onnx__TypeProto *tp)
+{
+    if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE && tp->sequence_type) {
+        x->flags |= IR_T_SEQ;
+        return tp->sequence_type->elem_type;
+    }
+    if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE && tp->optional_type) {
+        x->flags |= IR_T_SEQ | IR_T_OPTIONAL;
+        return tp->optional_type->elem_type;
+    }
+    (void)im;
+    return tp;
+}
+
+/* Reads a graph input's declared type: dims with dim_param (or nothing) become -1. A sequence
+ * (or optional) of tensors is flagged IR_T_SEQ with its element's type and shape. */
 static int input_type(struct importer *im, struct ir_tensor *x, const Onnx__TypeProto *tp)
 {
+    tp = value_type(im, x, tp);
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
-        return seterr(im->err, im->errlen, -ENOTSUP, "model %s: input '%s' is not a tensor",
-                      im->g->name, x->name);
+        return seterr(im->err, im->errlen, -ENOTSUP, "model %s: input '%s' is not a tensor%s",
+                      im->g->name, x->name,
+                      x->flags & IR_T_SEQ ? " or a sequence or optional of tensors" : "");
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     int dt = tt->has_elem_type ? tt->elem_type : 0;
     if (!dtype_supported(dt))
@@ -1156,7 +1175,8 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
         return seterr(im->err, im->errlen, -EINVAL, "model %s: the graph has no outputs", g->name);
     g->outputs = calloc(gp->n_output, sizeof(int));
     g->output_dtypes = calloc(gp->n_output, sizeof(int));
-    if (!g->outputs || !g->output_dtypes)
+    g->output_seq = calloc(gp->n_output, sizeof(int));
+    if (!g->outputs || !g->output_dtypes || !g->output_seq)
         return -ENOMEM;
     for (size_t i = 0; i < gp->n_output; i++) {
         const char *name = gp->output[i]->name ? gp->output[i]->name : "";
@@ -1170,6 +1190,9 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
                           "model %s: graph output '%s' is listed twice", g->name, name);
         g->tensors[t].flags |= IR_T_OUTPUT;
         const Onnx__TypeProto *tp = gp->output[i]->type;
+        struct ir_tensor kind = {0};
+        tp = value_type(im, &kind, tp);
+        g->output_seq[g->n_outputs] = kind.flags & IR_T_OPTIONAL ? 2 : kind.flags ? 1 : 0;
         if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
             tp->tensor_type->has_elem_type)
             g->output_dtypes[g->n_outputs] = tp->tensor_type->elem_type;

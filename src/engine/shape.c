@@ -139,7 +139,7 @@ int ir_infer_shapes(struct ir_graph *g, const struct engine_input_shape *shapes,
 {
     for (int i = 0; i < n_shapes; i++) {
         int t = shapes[i].name ? ir_find_tensor(g, shapes[i].name) : -1;
-        if (shapes[i].name && (t < 0 || !(g->tensors[t].flags & IR_T_INPUT)))
+        if (shapes[i].name && (t < 0 || !(g->tensors[t].flags & (IR_T_INPUT | IR_T_SEQ))))
             return seterr(err, errlen, -EINVAL,
                           "model %s: a shape is given for '%s', which "
                           "is not an input of the model",

@@ -4,11 +4,18 @@
  *   {"inputs":  {"NAME": {"shape": [1,3], "data": [[1,2,3]], "dtype": "float32"}}}
  *   {"outputs": {"NAME": {"shape": [1,3], "dtype": "float32", "data": [1,2,3]}}}
  *
+ *   {"inputs":  {"NAME": {"sequence": [tensor, ...]}, "OPT": {"optional": tensor | null}}}
+ *
+ * A sequence (or optional) value is read as the tensors "NAME[0]", "NAME[1]", ... that the
+ * engine compiles a sequence input into (engine.h), and the writer groups consecutive tensors so
+ * named (a sequence output's elements) back into one {"sequence": [...]}; an optional output is
+ * written as a sequence of one.
  * The reader is an entry point for untrusted bytes (HTTP bodies): it bounds the number of tensors
- * and elements, accepts "data" flat or nested exactly as "shape" says, and checks that every number
- * fits the dtype before it converts anything. Every error names the tensor. The writer prints
- * floats with %.9g, enough digits for any float32 to round-trip, and integers exactly; float16
- * elements are read and written as numbers too (rounded to nearest even once, on reading).
+ * (JSON_MAX_TENSORS names, ENGINE_MAX_SEQ per sequence, JSON_MAX_SLOTS in all) and elements,
+ * accepts "data" flat or nested exactly as "shape" says, and checks that every number fits the
+ * dtype before it converts anything. Every error names the tensor. The writer prints floats with
+ * %.9g, enough digits for any float32 to round-trip, and integers exactly; float16 elements are
+ * read and written as numbers too (rounded to nearest even once, on reading).
  */
 #include "engine/engine.h"
 #include "engine/kernels.h"
@@ -29,6 +36,7 @@
 #define JSON_MAX_TENSORS  256
 #define JSON_MAX_ELEMENTS (INT64_C(1) << 28) /* 1 GiB of float32: far beyond any input we take */
 #define JSON_NAME_MAX     256
+#define JSON_MAX_SLOTS    4096 /* tensors after expanding sequences (each at most ENGINE_MAX_SEQ) */
 
 /* What the reader needs to know about one tensor while it fills it. */
 struct tensor_reader {
@@ -326,7 +334,7 @@ static int parse_tensor(const char *name, const json_t *obj, struct engine_tenso
     size_t esize;
     int rc;
 
-    if (strlen(name) == 0 || strlen(name) > JSON_NAME_MAX)
+    if (strlen(name) == 0 || strlen(name) > JSON_NAME_MAX + 8) /* + "[1023]" of an element */
         return seterr(err, errlen, -EINVAL, "tensor name must be 1 to %d bytes", JSON_NAME_MAX);
     if (!json_is_object(obj))
         return seterr(err, errlen, -EINVAL, "'%s': must be an object with shape and data", name);
@@ -360,14 +368,66 @@ static int singular_len(const char *key)
     return (int)(n > 1 && key[n - 1] == 's' ? n - 1 : n);
 }
 
+/* A sequence {"sequence": [tensor, ...]} or optional {"optional": tensor | null}: the number of
+ * tensors it holds (*elems: its array, or the optional's value), 1 for a tensor, or -errno. */
+static int value_count(const char *name, const json_t *v, const json_t **elems, char *err,
+                       size_t errlen)
+{
+    const json_t *seq = json_is_object(v) ? json_object_get(v, "sequence") : NULL;
+    const json_t *opt = json_is_object(v) ? json_object_get(v, "optional") : NULL;
+    *elems = NULL;
+    if (!seq && !opt)
+        return 1;
+    if (json_object_size(v) != 1)
+        return seterr(err, errlen, -EINVAL,
+                      "'%s': a sequence or optional has only the field \"%s\"", name,
+                      seq ? "sequence" : "optional");
+    if (opt) {
+        *elems = opt;
+        return json_is_null(opt) ? 0 : 1;
+    }
+    if (!json_is_array(seq))
+        return seterr(err, errlen, -EINVAL, "'%s': \"sequence\" must be an array of tensors", name);
+    if (json_array_size(seq) > ENGINE_MAX_SEQ)
+        return seterr(err, errlen, -E2BIG, "'%s': a sequence of %zu tensors, at most %d", name,
+                      json_array_size(seq), ENGINE_MAX_SEQ);
+    *elems = seq;
+    return (int)json_array_size(seq);
+}
+
+/* Parses one named value into out's next slots: a tensor, or a sequence's / optional's elements
+ * as "NAME[0]", "NAME[1]", ... (what the engine compiles a sequence input into). */
+static int parse_value(const json_t *set, const char *name, const json_t *v, int count,
+                       const json_t *elems, struct engine_tensor_set *out, char *err, size_t errlen)
+{
+    if (!elems)
+        return parse_tensor(name, v, &out->t[out->n++], err, errlen);
+    if (strlen(name) == 0 || strlen(name) > JSON_NAME_MAX)
+        return seterr(err, errlen, -EINVAL, "tensor name must be 1 to %d bytes", JSON_NAME_MAX);
+    for (int k = 0; k < count; k++) {
+        char elem[JSON_NAME_MAX + 16];
+        snprintf(elem, sizeof(elem), "%s[%d]", name, k);
+        if (json_object_get(set, elem))
+            return seterr(err, errlen, -EINVAL,
+                          "'%s': element %d would be named '%s', which is also given", name, k,
+                          elem);
+        /* Count the slot first so that free releases whatever parse_tensor allocated. */
+        int rc = parse_tensor(elem, json_is_array(elems) ? json_array_get(elems, (size_t)k) : elems,
+                              &out->t[out->n++], err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int parse_set(const json_t *root, const char *key, struct engine_tensor_set *out, char *err,
                      size_t errlen)
 {
     const json_t *set = json_is_object(root) ? json_object_get(root, key) : NULL;
     const char *name;
-    const json_t *v;
+    const json_t *v, *elems;
     char e[512];
-    int rc;
+    int rc, total = 0;
 
     if (set == NULL || !json_is_object(set))
         return seterr(err, errlen, -EINVAL, "expected a JSON object {\"%s\": {NAME: tensor, ...}}",
@@ -375,14 +435,24 @@ static int parse_set(const json_t *root, const char *key, struct engine_tensor_s
     if (json_object_size(set) > JSON_MAX_TENSORS)
         return seterr(err, errlen, -E2BIG, "%s: %zu tensors, at most %d", key,
                       json_object_size(set), JSON_MAX_TENSORS);
-    out->t = calloc(json_object_size(set) ? json_object_size(set) : 1, sizeof(*out->t));
+    json_object_foreach((json_t *)set, name, v)
+    {
+        rc = value_count(name, v, &elems, e, sizeof e);
+        if (rc < 0)
+            return seterr(err, errlen, rc, "%.*s %s", singular_len(key), key, e);
+        total += rc;
+    }
+    if (total > JSON_MAX_SLOTS)
+        return seterr(err, errlen, -E2BIG,
+                      "%s: %d tensors with the sequences' elements, at most %d", key, total,
+                      JSON_MAX_SLOTS);
+    out->t = calloc(total ? (size_t)total : 1, sizeof(*out->t));
     if (out->t == NULL)
         return seterr(err, errlen, -ENOMEM, "%s: out of memory", key);
     json_object_foreach((json_t *)set, name, v)
     {
-        /* Count the slot first so that free releases whatever parse_tensor allocated. */
-        out->n++;
-        rc = parse_tensor(name, v, &out->t[out->n - 1], e, sizeof e);
+        int count = value_count(name, v, &elems, e, sizeof e);
+        rc = parse_value(set, name, v, count, elems, out, e, sizeof e);
         if (rc < 0)
             return seterr(err, errlen, rc, "%.*s %s", singular_len(key), key, e);
     }
@@ -490,15 +560,12 @@ static bool tensor_writable(const struct engine_tensor *t)
     return t->nbytes >= (size_t)numel * esize;
 }
 
-static void sb_tensor(struct buf *b, const struct engine_tensor *t, int index)
+/* The tensor's object {"shape": .., "dtype": .., "data": ..}. */
+static void sb_tensor(struct buf *b, const struct engine_tensor *t)
 {
-    char fallback[32];
     int64_t numel = engine_shape_numel(&t->shape);
 
-    if (t->name == NULL)
-        snprintf(fallback, sizeof fallback, "output%d", index);
-    sb_string(b, t->name ? t->name : fallback);
-    buf_printf(b, ": {\"shape\": [");
+    buf_printf(b, "{\"shape\": [");
     for (int d = 0; d < t->shape.rank; d++)
         buf_printf(b, "%s%" PRId64, d ? "," : "", t->shape.dims[d]);
     buf_printf(b, "], \"dtype\": \"%s\", \"data\": [", engine_dtype_name(t->dtype));
@@ -514,6 +581,29 @@ static void sb_tensor(struct buf *b, const struct engine_tensor *t, int index)
     buf_printf(b, "]}");
 }
 
+/* How many tensors from t[i] on are named "X[0]", "X[1]", ...: a sequence the engine expanded
+ * (0 when t[i] is not "X[0]"). */
+static int seq_run(const struct engine_tensor *t, int n, int i)
+{
+    const char *name = t[i].name;
+    size_t len = name ? strlen(name) : 0;
+    if (len < 4 || strcmp(name + len - 3, "[0]") != 0)
+        return 0;
+    for (int j = 0; j < n; j++) /* a tensor named X too: keep the names as they are */
+        if (t[j].name && strlen(t[j].name) == len - 3 && strncmp(t[j].name, name, len - 3) == 0)
+            return 0;
+    int k = 1;
+    for (; i + k < n && k < ENGINE_MAX_SEQ; k++) {
+        const char *o = t[i + k].name;
+        char idx[16];
+        int w = snprintf(idx, sizeof idx, "[%d]", k);
+        if (!o || strlen(o) != len - 3 + (size_t)w || strncmp(o, name, len - 3) != 0 ||
+            strcmp(o + len - 3, idx) != 0)
+            break;
+    }
+    return k;
+}
+
 char *engine_tensors_to_json(const struct engine_tensor *t, int n, const char *key)
 {
     struct buf b = {0};
@@ -526,10 +616,31 @@ char *engine_tensors_to_json(const struct engine_tensor *t, int n, const char *k
     buf_printf(&b, "{");
     sb_string(&b, key);
     buf_printf(&b, ": {");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n;) {
+        char fallback[32];
         if (i)
             buf_printf(&b, ", ");
-        sb_tensor(&b, &t[i], i);
+        int len = seq_run(t, n, i);
+        if (len) {
+            char *base = strndup(t[i].name, strlen(t[i].name) - 3);
+            if (!base)
+                b.failed = true;
+            else
+                sb_string(&b, base);
+            free(base);
+            buf_printf(&b, ": {\"sequence\": [");
+            for (int k = 0; k < len; k++) {
+                buf_printf(&b, k ? ", " : "");
+                sb_tensor(&b, &t[i + k]);
+            }
+            buf_printf(&b, "]}");
+            i += len;
+            continue;
+        }
+        snprintf(fallback, sizeof fallback, "output%d", i);
+        sb_string(&b, t[i].name ? t[i].name : fallback);
+        buf_printf(&b, ": ");
+        sb_tensor(&b, &t[i++]);
     }
     buf_printf(&b, "}}\n");
     if (b.failed) {

@@ -136,9 +136,73 @@ struct tally {
 
 /* ---- one case ---- */
 
+/* What a graph input or output is: a tensor, or a sequence / optional of tensors, whose test
+ * data files hold a SequenceProto / OptionalProto; anything else (maps, nested values) is not
+ * decoded. */
+enum value_kind { VAL_TENSOR, VAL_SEQ, VAL_OPT, VAL_OTHER };
+
+/* A case's graph inputs (initializers excluded) and outputs, from its model.onnx. */
+struct case_io {
+    int n_in, n_out;
+    char in_name[MAX_TENSORS][256];
+    enum value_kind in_kind[MAX_TENSORS], out_kind[MAX_TENSORS];
+};
+
+static enum value_kind value_kind(const Onnx__TypeProto *tp)
+{
+    const Onnx__TypeProto *e = NULL;
+    enum value_kind k = VAL_OTHER;
+    if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+        return VAL_TENSOR;
+    if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE && tp->sequence_type)
+        e = tp->sequence_type->elem_type, k = VAL_SEQ;
+    if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE && tp->optional_type)
+        e = tp->optional_type->elem_type, k = VAL_OPT;
+    return e && e->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ? k : VAL_OTHER;
+}
+
+static int is_initializer(const Onnx__GraphProto *gp, const char *name)
+{
+    for (size_t i = 0; i < gp->n_initializer; i++)
+        if (gp->initializer[i]->name && strcmp(gp->initializer[i]->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int case_io_load(const uint8_t *onnx, size_t len, struct case_io *io, char *err,
+                        size_t errlen)
+{
+    memset(io, 0, sizeof(*io));
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, onnx);
+    int rc = m && m->graph ? 0 : seterr(err, errlen, -EINVAL, "model.onnx does not parse");
+    for (size_t i = 0; rc == 0 && i < m->graph->n_input; i++) {
+        const Onnx__ValueInfoProto *v = m->graph->input[i];
+        if (v->name && is_initializer(m->graph, v->name))
+            continue;
+        if (io->n_in == MAX_TENSORS)
+            rc = seterr(err, errlen, -E2BIG, "more than %d inputs", MAX_TENSORS);
+        else {
+            snprintf(io->in_name[io->n_in], sizeof(io->in_name[0]), "%s", v->name ? v->name : "");
+            io->in_kind[io->n_in++] = value_kind(v->type);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < m->graph->n_output; i++) {
+        if (io->n_out == MAX_TENSORS)
+            rc = seterr(err, errlen, -E2BIG, "more than %d outputs", MAX_TENSORS);
+        else
+            io->out_kind[io->n_out++] = value_kind(m->graph->output[i]->type);
+    }
+    if (m)
+        onnx__model_proto__free_unpacked(m, NULL);
+    return rc;
+}
+
 struct tensors {
     struct engine_tensor t[MAX_TENSORS];
     int n;
+    int files;              /* .pb files read */
+    int len[MAX_TENSORS];   /* per file: the tensors it gave (a sequence: its length) */
+    int first[MAX_TENSORS]; /* per file: the index of its first tensor */
 };
 
 static void tensors_free(struct tensors *ts)
@@ -150,11 +214,112 @@ static void tensors_free(struct tensors *ts)
     ts->n = 0;
 }
 
-/* Loads PREFIX_0.pb, PREFIX_1.pb, ... from dir until one is missing. */
-static int load_tensors(const char *dir, const char *prefix, struct tensors *ts, char *err,
-                        size_t errlen)
+/* ---- SequenceProto / OptionalProto (onnx-data.proto, which protobuf-c's onnx.proto lacks):
+ * read from the wire format here, every length checked; their tensors are TensorProtos ---- */
+
+struct pbuf {
+    const uint8_t *p, *end;
+};
+
+static int pb_varint(struct pbuf *b, uint64_t *v)
 {
-    ts->n = 0;
+    *v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        if (b->p >= b->end)
+            return -EINVAL;
+        uint8_t c = *b->p++;
+        *v |= (uint64_t)(c & 0x7f) << sh;
+        if (!(c & 0x80))
+            return 0;
+    }
+    return -EINVAL;
+}
+
+/* The next field: its number, and for a length-delimited one its bytes (others are skipped). */
+static int pb_field(struct pbuf *b, int *field, const uint8_t **data, size_t *len)
+{
+    uint64_t key, v;
+    if (pb_varint(b, &key) || key >> 3 == 0 || key >> 3 > 1000)
+        return -EINVAL;
+    *field = (int)(key >> 3);
+    *data = NULL;
+    *len = 0;
+    switch (key & 7) {
+    case 0:
+        return pb_varint(b, &v);
+    case 1:
+    case 5: {
+        size_t skip = (key & 7) == 1 ? 8 : 4;
+        if ((size_t)(b->end - b->p) < skip)
+            return -EINVAL;
+        b->p += skip;
+        return 0;
+    }
+    case 2:
+        if (pb_varint(b, &v) || v > (uint64_t)(b->end - b->p))
+            return -EINVAL;
+        *data = b->p;
+        *len = (size_t)v;
+        b->p += v;
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* Appends one TensorProto's tensor to ts, named name. */
+static int add_tensor(struct tensors *ts, const uint8_t *data, size_t len, const char *name,
+                      char *err, size_t errlen)
+{
+    if (ts->n == MAX_TENSORS)
+        return seterr(err, errlen, -E2BIG, "more than %d tensors", MAX_TENSORS);
+    struct engine_tensor *t = &ts->t[ts->n];
+    int rc = ir_decode_tensor_proto(data, len, t, err, errlen);
+    if (rc)
+        return rc;
+    free((char *)t->name);
+    t->name = strdup(name);
+    ts->n++;
+    return t->name ? 0 : -ENOMEM;
+}
+
+/* A SequenceProto (kind VAL_SEQ: field 3 is a tensor) or OptionalProto (VAL_OPT: field 3 its
+ * tensor): its tensors appended to ts as "NAME[0]", "NAME[1]", ...; nested values refused. */
+static int decode_value(const uint8_t *buf, size_t len, enum value_kind kind, const char *name,
+                        struct tensors *ts, char *err, size_t errlen)
+{
+    struct pbuf b = {buf, buf + len};
+    int k = 0;
+    while (b.p < b.end) {
+        int field;
+        const uint8_t *data;
+        size_t n;
+        if (pb_field(&b, &field, &data, &n))
+            return seterr(err, errlen, -EINVAL, "malformed %s",
+                          kind == VAL_SEQ ? "SequenceProto" : "OptionalProto");
+        if (field >= 4 && data)
+            return seterr(err, errlen, -ENOTSUP, "a nested sequence, map or optional");
+        if (field != 3)
+            continue;
+        if (kind == VAL_OPT && k == 1)
+            return seterr(err, errlen, -EINVAL, "an OptionalProto with two values");
+        char elem[300];
+        snprintf(elem, sizeof(elem), "%s[%d]", name, k++);
+        int rc = add_tensor(ts, data, n, elem, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Loads PREFIX_0.pb, PREFIX_1.pb, ... from dir until one is missing. io (NULL: every file is a
+ * tensor) says what each file holds and, for inputs, names it (a sequence's elements are
+ * "NAME[k]", as the engine expands them). */
+static int load_tensors(const char *dir, const char *prefix, const struct case_io *io,
+                        struct tensors *ts, char *err, size_t errlen)
+{
+    ts->n = ts->files = 0;
+    int inputs = strcmp(prefix, "input") == 0;
     for (int i = 0; i < MAX_TENSORS; i++) {
         char path[4096];
         if (snprintf(path, sizeof(path), "%s/%s_%d.pb", dir, prefix, i) >= (int)sizeof(path) ||
@@ -166,11 +331,27 @@ static int load_tensors(const char *dir, const char *prefix, struct tensors *ts,
         if (rc)
             return rc;
         char msg[512];
-        rc = ir_decode_tensor_proto(buf, len, &ts->t[i], msg, sizeof(msg));
+        enum value_kind kind = !io      ? VAL_TENSOR
+                               : inputs ? (i < io->n_in ? io->in_kind[i] : VAL_TENSOR)
+                                        : (i < io->n_out ? io->out_kind[i] : VAL_TENSOR);
+        const char *name = io && inputs && i < io->n_in ? io->in_name[i] : "";
+        int before = ts->n;
+        if (kind == VAL_OTHER)
+            rc = seterr(msg, sizeof(msg), -ENOTSUP, "a map or nested value (not decoded)");
+        else if (kind != VAL_TENSOR)
+            rc = decode_value(buf, len, kind, name, ts, msg, sizeof(msg));
+        else if (ts->n == MAX_TENSORS)
+            rc = seterr(msg, sizeof(msg), -E2BIG, "more than %d tensors", MAX_TENSORS);
+        else if ((rc = ir_decode_tensor_proto(buf, len, &ts->t[ts->n], msg, sizeof(msg))) == 0) {
+            struct engine_tensor *t = &ts->t[ts->n++];
+            if (!t->name && *name && !(t->name = strdup(name)))
+                rc = -ENOMEM;
+        }
         free(buf);
         if (rc)
             return seterr(err, errlen, rc, "%s: %s", path, msg);
-        ts->n++;
+        ts->first[ts->files] = before;
+        ts->len[ts->files++] = ts->n - before;
     }
     return 0;
 }
@@ -235,49 +416,38 @@ struct runner {
     struct engine_model *m;
     struct engine_session *s;
     struct engine_dynamic *d;
+    const struct case_io *io;
 };
 
-static int runner_n_inputs(const struct runner *r)
-{
-    return r->d ? engine_dynamic_n_inputs(r->d) : engine_model_n_inputs(r->m);
-}
-
-static int runner_n_outputs(const struct runner *r)
-{
-    return r->d ? engine_dynamic_n_outputs(r->d) : engine_model_n_outputs(r->m);
-}
-
-static int runner_input(const struct runner *r, int i, struct engine_tensor_info *info)
-{
-    return r->d ? engine_dynamic_input(r->d, i, info) : engine_model_input(r->m, i, info);
-}
-
 /* Runs one test_data_set directory (the expected outputs are read after the run: with --no-pin
- * the compile happens in the run, and its refusal is the case's reason). */
+ * the compile happens in the run, and its refusal is the case's reason). A sequence input or
+ * output is its elements, in order, on both sides. */
 static int run_set(const struct runner *r, const char *dir, char *err, size_t errlen)
 {
     struct tensors in = {0}, want = {0};
     struct engine_tensor got[MAX_TENSORS];
-    int rc = load_tensors(dir, "input", &in, err, errlen);
-    int n_out = runner_n_outputs(r);
-    if (rc == 0 && (in.n != runner_n_inputs(r) || n_out > MAX_TENSORS))
-        rc = seterr(err, errlen, -EINVAL, "%d inputs in %s, model has %d / %d", in.n, dir,
-                    runner_n_inputs(r), n_out);
-    for (int i = 0; rc == 0 && i < in.n; i++) {
-        struct engine_tensor_info info;
-        if (in.t[i].name || runner_input(r, i, &info) != 0)
-            continue;
-        in.t[i].name = strdup(info.name);
-    }
+    int rc = load_tensors(dir, "input", r->io, &in, err, errlen);
+    int n_out = r->d ? MAX_TENSORS : engine_model_n_outputs(r->m);
+    if (rc == 0 && (in.files != r->io->n_in || n_out > MAX_TENSORS))
+        rc = seterr(err, errlen, -EINVAL, "%d inputs in %s, model has %d / %d", in.files, dir,
+                    r->io->n_in, n_out);
     if (rc == 0) {
         memset(got, 0, sizeof(got));
         rc = r->d ? engine_dynamic_run(r->d, in.t, in.n, got, n_out, err, errlen)
                   : engine_session_run(r->s, in.t, in.n, got, n_out, err, errlen);
     }
+    if (rc == 0 && r->d) {
+        struct engine_dynamic_stats st;
+        engine_dynamic_stats(r->d, &st);
+        n_out = st.outputs;
+    }
     if (rc == 0)
-        rc = load_tensors(dir, "output", &want, err, errlen);
+        rc = load_tensors(dir, "output", r->io, &want, err, errlen);
     if (rc == 0 && want.n != n_out)
-        rc = seterr(err, errlen, -EINVAL, "%d outputs in %s, model has %d", want.n, dir, n_out);
+        rc = seterr(err, errlen, -EINVAL,
+                    "%d outputs in %s (sequences: their elements), model "
+                    "has %d",
+                    want.n, dir, n_out);
     for (int k = 0; rc == 0 && k < n_out; k++)
         rc = compare(&got[k], &want.t[k], k, err, errlen);
     tensors_free(&in);
@@ -292,19 +462,36 @@ static int is_data_set(const struct dirent *e)
 
 /* Compiles a case; a refusal for an operand computed at run time is retried with the inputs of
  * the case's first data set pinned, keeping only the pins it needs (engine_compile_pinning).
- * *pinned: some input was pinned. */
-static int compile_case(const uint8_t *onnx, size_t len, const char *dir,
+ * A sequence input's length and element shapes come from that data set too. *pinned: some input
+ * was pinned. */
+static int compile_case(const uint8_t *onnx, size_t len, const char *dir, const struct case_io *io,
                         struct engine_compile_opts *o, void **image, size_t *image_len, int *pinned,
                         char *why, size_t whylen)
 {
     char set[4096], tmp[512];
     struct tensors first = {0};
     int flags[MAX_TENSORS];
+    struct engine_input_shape shapes[2 * MAX_TENSORS];
     if (snprintf(set, sizeof(set), "%s/test_data_set_0", dir) >= (int)sizeof(set) ||
-        load_tensors(set, "input", &first, tmp, sizeof(tmp)) != 0)
+        load_tensors(set, "input", io, &first, tmp, sizeof(tmp)) != 0)
         tensors_free(&first);
+    int n_shapes = 0;
+    for (int f = 0; f < first.files && f < io->n_in; f++) {
+        if (io->in_kind[f] != VAL_SEQ && io->in_kind[f] != VAL_OPT)
+            continue;
+        shapes[n_shapes++] =
+            (struct engine_input_shape){io->in_name[f], {.rank = 1, .dims = {first.len[f]}}};
+        for (int k = 0; k < first.len[f]; k++) {
+            const struct engine_tensor *t = &first.t[first.first[f] + k];
+            shapes[n_shapes++] = (struct engine_input_shape){t->name, t->shape};
+        }
+    }
+    o->shapes = shapes;
+    o->n_shapes = n_shapes;
     int rc = engine_compile_pinning(onnx, len, o, first.t, first.n, flags, image, image_len, why,
                                     whylen);
+    o->shapes = NULL;
+    o->n_shapes = 0;
     *pinned = 0;
     for (int i = 0; rc == 0 && i < first.n; i++)
         *pinned |= flags[i];
@@ -334,10 +521,11 @@ static int run_sets(const struct runner *r, const char *dir, char *why, size_t w
 
 /* --no-pin: every input is fed as an input; the engine resolves shapes per data set. */
 static enum verdict run_case_dynamic(const uint8_t *onnx, size_t len, const char *dir,
-                                     const struct engine_compile_opts *o, char *why, size_t whylen)
+                                     const struct case_io *io, const struct engine_compile_opts *o,
+                                     char *why, size_t whylen)
 {
     struct engine_dynamic_opts dopts = {.compile = *o};
-    struct runner r = {0};
+    struct runner r = {.io = io};
     if (engine_dynamic_open(onnx, len, &dopts, &r.d, why, whylen) != 0)
         return UNSUPPORTED; /* the import refused it */
     int rc = run_sets(&r, dir, why, whylen);
@@ -360,19 +548,24 @@ static enum verdict run_case(const char *dir, const char *name, int no_pin, char
     if (read_file(path, MAX_FILE_BYTES, &onnx, &len, why, whylen))
         return FAIL;
     struct engine_compile_opts opts = {.threads = 1, .base_dir = dir, .model_name = name};
+    static struct case_io io; /* large: not on the stack */
+    if (case_io_load(onnx, len, &io, why, whylen) != 0) {
+        free(onnx);
+        return UNSUPPORTED;
+    }
     if (no_pin) {
-        enum verdict v = run_case_dynamic(onnx, len, dir, &opts, why, whylen);
+        enum verdict v = run_case_dynamic(onnx, len, dir, &io, &opts, why, whylen);
         free(onnx);
         return v;
     }
     void *image = NULL;
     size_t image_len = 0;
     int pinned = 0;
-    int rc = compile_case(onnx, len, dir, &opts, &image, &image_len, &pinned, why, whylen);
+    int rc = compile_case(onnx, len, dir, &io, &opts, &image, &image_len, &pinned, why, whylen);
     free(onnx);
     if (rc)
         return UNSUPPORTED;
-    struct runner r = {0};
+    struct runner r = {.io = &io};
     rc = engine_model_open(image, image_len, &r.m, why, whylen);
     if (rc == 0)
         rc = engine_session_create(r.m, &r.s, why, whylen);
@@ -386,39 +579,31 @@ static enum verdict run_case(const char *dir, const char *name, int no_pin, char
     return rc ? FAIL : pinned ? PASS_PINNED : PASS;
 }
 
-static int all_tensors(Onnx__ValueInfoProto **v, size_t n)
+/* The case's inputs and outputs (NULL: model.onnx unreadable or with maps / nested values,
+ * whose files are not decoded). */
+static int case_io_of(const char *dir, struct case_io *io)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!v[i]->type || v[i]->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
-            return 0;
-    return 1;
-}
-
-/* 1 if the case's model reads and writes only tensors: sequence, map and optional values are
- * stored as other protobuf messages, not TensorProtos. */
-static int tensor_only_case(const char *dir)
-{
-    char path[4096];
+    char path[4096], err[256];
     uint8_t *buf;
     size_t len;
-    char err[256];
     if (snprintf(path, sizeof(path), "%s/model.onnx", dir) >= (int)sizeof(path) ||
         read_file(path, MAX_FILE_BYTES, &buf, &len, err, sizeof(err)) != 0)
-        return 0;
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+        return -1;
+    int rc = case_io_load(buf, len, io, err, sizeof(err));
     free(buf);
-    int ok = m && m->graph && all_tensors(m->graph->input, m->graph->n_input) &&
-             all_tensors(m->graph->output, m->graph->n_output);
-    if (m)
-        onnx__model_proto__free_unpacked(m, NULL);
-    return ok;
+    for (int i = 0; rc == 0 && i < io->n_in; i++)
+        rc = io->in_kind[i] == VAL_OTHER ? -1 : 0;
+    for (int i = 0; rc == 0 && i < io->n_out; i++)
+        rc = io->out_kind[i] == VAL_OTHER ? -1 : 0;
+    return rc;
 }
 
 /* Decodes every .pb of a case; returns the number that failed for a reason other than an
  * unsupported element type. */
 static int decode_case(const char *dir, struct tally *t, int verbose)
 {
-    if (!tensor_only_case(dir)) {
+    static struct case_io io;
+    if (case_io_of(dir, &io) != 0) {
         t->undecodable++;
         return 0;
     }
@@ -432,7 +617,7 @@ static int decode_case(const char *dir, struct tally *t, int verbose)
         }
         for (int k = 0; k < 2; k++) {
             struct tensors ts = {0};
-            int rc = load_tensors(sub, k ? "output" : "input", &ts, err, sizeof(err));
+            int rc = load_tensors(sub, k ? "output" : "input", &io, &ts, err, sizeof(err));
             t->decoded += ts.n;
             tensors_free(&ts);
             if (rc == -ENOTSUP) {

@@ -6,8 +6,10 @@
  * cache stays within its count and byte bounds under a stream of ever-new shapes (it evicts);
  * a request that does not fit the model is refused before any compile; plans at other shapes
  * share one copy of identical weights, past the eviction of the plan that brought them;
- * engine_compile_pinning keeps only the pins the model needs.
- *   test-dynamic PIN_DIR SYMBOLIC_DIR   (gen_pin_model.py, gen_symbolic_model.py)
+ * engine_compile_pinning keeps only the pins the model needs; a sequence input and output
+ * (ops/sequence.c) are fed and filled as their elements, their length part of the key.
+ *   test-dynamic PIN_DIR SYMBOLIC_DIR SEQ_DIR   (gen_pin_model.py, gen_symbolic_model.py,
+ *                                                gen_seq_model.py)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +24,7 @@
 #include "common/common.h"
 #include "engine/engine.h"
 
-static const char *pin_dir, *sym_dir;
+static const char *pin_dir, *sym_dir, *seq_dir;
 
 static uint8_t *load(const char *dir, const char *name, size_t *len)
 {
@@ -257,18 +259,96 @@ static void test_compile_pinning(void **state)
     free(onnx);
 }
 
+/* Runs seq_io.onnx on a sequence of n [k+1, 3] tensors (k = 0..n-1, values counting up) with
+ * pos 0; checks the output sequence ys (extra first, then the elements) and cat. */
+static void seq_run(struct engine_dynamic *d, int n)
+{
+    float data[4][12];
+    char names[4][16];
+    int64_t pos = 0;
+    struct engine_tensor in[5] = {
+        {.name = "pos", .dtype = ENGINE_I64, .shape = {0, {0}}, .data = &pos, .nbytes = 8}};
+    for (int k = 0; k < n; k++) {
+        for (int i = 0; i < 12; i++)
+            data[k][i] = (float)(10 * k + i);
+        snprintf(names[k], sizeof(names[k]), "xs[%d]", k);
+        in[1 + k] = (struct engine_tensor){.name = names[k],
+                                           .dtype = ENGINE_F32,
+                                           .shape = {2, {k + 1, 3}},
+                                           .data = data[k],
+                                           .nbytes = (size_t)(k + 1) * 3 * sizeof(float)};
+    }
+    struct engine_tensor out[8];
+    char err[512];
+    if (engine_dynamic_run(d, in, 1 + n, out, 8, err, sizeof(err)))
+        fail_msg("run: %s", err);
+    struct engine_dynamic_stats st;
+    engine_dynamic_stats(d, &st);
+    assert_int_equal(st.outputs, n + 2); /* ys[0..n], cat */
+    assert_string_equal(out[0].name, "ys[0]");
+    assert_true(((float *)out[0].data)[0] == 9.0f && out[0].shape.dims[0] == 1);
+    int64_t rows = 0;
+    for (int k = 0; k < n; k++) {
+        char want[16];
+        snprintf(want, sizeof(want), "ys[%d]", k + 1);
+        assert_string_equal(out[1 + k].name, want);
+        assert_int_equal(out[1 + k].shape.dims[0], k + 1);
+        assert_true(((float *)out[1 + k].data)[2] == (float)(10 * k + 2));
+        rows += k + 1;
+    }
+    assert_string_equal(out[n + 1].name, "cat");
+    assert_int_equal(out[n + 1].shape.dims[0], rows);
+    assert_null(out[n + 2].data); /* slots past the plan's outputs are zeroed */
+}
+
+/* A sequence input is fed as its elements "xs[0]", "xs[1]", ...: its length and their shapes
+ * are the key (two lengths: two plans, the same again: a hit); a sequence output fills one slot
+ * per element; a gap in the elements or too few output slots is refused. */
+static void test_sequences(void **state)
+{
+    (void)state;
+    struct engine_dynamic *d = open_dyn(seq_dir, "seq_io.onnx", 0, 0);
+    struct engine_tensor_info info;
+    assert_int_equal(engine_dynamic_input(d, 0, &info), 0);
+    assert_string_equal(info.name, "xs");
+    assert_int_equal(info.seq, 1);
+    assert_int_equal(info.dtype, ENGINE_F32);
+    assert_int_equal(engine_dynamic_output(d, 0, &info), 0);
+    assert_int_equal(info.seq, 1);
+    seq_run(d, 2);
+    seq_run(d, 3);
+    seq_run(d, 2);
+    struct engine_dynamic_stats st;
+    engine_dynamic_stats(d, &st);
+    assert_int_equal(st.misses, 2);
+    assert_int_equal(st.hits, 1);
+    float x[3] = {0};
+    int64_t pos = 0;
+    struct engine_tensor in[2] = {
+        {.name = "pos", .dtype = ENGINE_I64, .shape = {0, {0}}, .data = &pos, .nbytes = 8},
+        {.name = "xs[1]", .dtype = ENGINE_F32, .shape = {2, {1, 3}}, .data = x, .nbytes = 12}};
+    struct engine_tensor out[8];
+    char err[512];
+    assert_int_equal(engine_dynamic_run(d, in, 2, out, 8, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "a sequence input NAME is fed as NAME[0], NAME[1]"));
+    in[1].name = "xs[0]";
+    assert_true(engine_dynamic_run(d, in, 2, out, 2, err, sizeof(err)) < 0); /* 3 outputs */
+    engine_dynamic_close(d);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: test-dynamic PIN_DIR SYMBOLIC_DIR\n");
+    if (argc != 4) {
+        fprintf(stderr, "usage: test-dynamic PIN_DIR SYMBOLIC_DIR SEQ_DIR\n");
         return 2;
     }
     pin_dir = argv[1];
     sym_dir = argv[2];
+    seq_dir = argv[3];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_operand),   cmocka_unit_test(test_bounds_evict),
         cmocka_unit_test(test_symbolic_dims),   cmocka_unit_test(test_shared_weights),
-        cmocka_unit_test(test_compile_pinning),
+        cmocka_unit_test(test_compile_pinning), cmocka_unit_test(test_sequences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

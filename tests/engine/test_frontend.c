@@ -518,6 +518,10 @@ static void test_every_op_checks_its_inputs(void **state)
     int count = 0;
     while (fscanf(f, "%63s", op) == 1) {
         assert_non_null(ir_op_find(op));
+        /* ops whose every input is optional: none is a valid node (ops/sequence.c) */
+        if (strcmp(op, "SequenceEmpty") == 0 || strcmp(op, "Optional") == 0 ||
+            strcmp(op, "OptionalHasElement") == 0)
+            continue;
         snprintf(want, sizeof(want), "node bad0 (%s): ", op);
         snprintf(name, sizeof(name), "bad_noin_%s", op);
         expect_error(name, NULL, want);

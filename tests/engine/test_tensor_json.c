@@ -1,5 +1,6 @@
 /* Unit tests for the JSON tensor schema (src/engine/tensor_json.c): round trips of every dtype,
- * flat and nested data, and every error the reader reports on bad or hostile JSON. */
+ * flat and nested data, sequences and optionals, and every error the reader reports on bad or
+ * hostile JSON. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -261,6 +262,69 @@ static void test_bad_documents(void **state)
                  "input 'b'");
 }
 
+/* {"sequence": [...]} and {"optional": ...}: the elements "NAME[0]", "NAME[1]", ... (what the
+ * engine compiles a sequence input into); the writer groups such outputs back into a sequence;
+ * every bound and malformation refused naming the input. */
+static void test_sequences(void **state)
+{
+    (void)state;
+    struct engine_tensor_set set = parse_ok(
+        "{\"inputs\": {\"xs\": {\"sequence\": [{\"shape\": [1], \"data\": [1]}, "
+        "{\"shape\": [2], \"data\": [2, 3], \"dtype\": \"int64\"}]}, "
+        "\"none\": {\"optional\": null}, \"some\": {\"optional\": {\"shape\": [], \"data\": [4]}},"
+        " \"empty\": {\"sequence\": []}}}");
+    assert_int_equal(set.n, 3);
+    assert_string_equal(set.t[0].name, "xs[0]");
+    assert_string_equal(set.t[1].name, "xs[1]");
+    assert_int_equal(set.t[1].dtype, ENGINE_I64);
+    assert_int_equal(((int64_t *)set.t[1].data)[1], 3);
+    assert_string_equal(set.t[2].name, "some[0]");
+    char *json = engine_tensors_to_json(set.t, set.n, "outputs");
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"xs\": {\"sequence\": [{\"shape\": [1], \"dtype\": "
+                                 "\"float32\", \"data\": [1]}, {\"shape\": [2]"));
+    assert_non_null(strstr(json, "\"some\": {\"sequence\": [{\"shape\": []"));
+    free(json);
+    /* a tensor named like the sequence's base: names kept as they are */
+    free((char *)set.t[2].name);
+    set.t[2].name = strdup("xs");
+    json = engine_tensors_to_json(set.t, set.n, "outputs");
+    assert_non_null(strstr(json, "\"xs[0]\": {"));
+    free(json);
+    engine_tensor_set_free(&set);
+
+    expect_error("{\"inputs\": {\"xs\": {\"sequence\": {\"shape\": [1], \"data\": [1]}}}}",
+                 "input 'xs': \"sequence\" must be an array of tensors");
+    expect_error("{\"inputs\": {\"xs\": {\"sequence\": [], \"data\": [1]}}}",
+                 "input 'xs': a sequence or optional has only the field \"sequence\"");
+    expect_error("{\"inputs\": {\"xs\": {\"sequence\": [3]}}}", "input 'xs[0]': must be an object");
+    expect_error("{\"inputs\": {\"xs\": {\"sequence\": [{\"shape\": [1], \"data\": [1]}]}, "
+                 "\"xs[0]\": {\"shape\": [1], \"data\": [1]}}}",
+                 "'xs': element 0 would be named 'xs[0]', which is also given");
+    /* 1025 elements: over ENGINE_MAX_SEQ; 5 x 1000: over the 4096 tensors of a set */
+    size_t cap = 6 * 1100 * 40 + 256, len = 0;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    len += (size_t)snprintf(big + len, cap - len, "{\"inputs\": {\"xs\": {\"sequence\": [");
+    for (int i = 0; i < 1025; i++)
+        len += (size_t)snprintf(big + len, cap - len, "%s{\"shape\": [], \"data\": [0]}",
+                                i ? "," : "");
+    snprintf(big + len, cap - len, "]}}}");
+    expect_error(big, "input 'xs': a sequence of 1025 tensors, at most 1024");
+    len = (size_t)snprintf(big, cap, "{\"inputs\": {");
+    for (int s = 0; s < 5; s++) {
+        len +=
+            (size_t)snprintf(big + len, cap - len, "%s\"s%d\": {\"sequence\": [", s ? "," : "", s);
+        for (int i = 0; i < 1000; i++)
+            len += (size_t)snprintf(big + len, cap - len, "%s{\"shape\": [], \"data\": [0]}",
+                                    i ? "," : "");
+        len += (size_t)snprintf(big + len, cap - len, "]}");
+    }
+    snprintf(big + len, cap - len, "}}");
+    expect_error(big, "inputs: 5000 tensors with the sequences' elements, at most 4096");
+    free(big);
+}
+
 static void test_deep_nesting(void **state)
 {
     (void)state;
@@ -420,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_bad_documents),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_truncations_never_crash),
         cmocka_unit_test(test_round_trip_floats),
         cmocka_unit_test(test_round_trip_random_floats),

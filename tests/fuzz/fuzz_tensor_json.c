@@ -1,8 +1,9 @@
 /*
  * fuzz_tensor_json — drives engine_tensors_from_json (the JSON tensor schema of shmfaas-run and
- * shmfaas-fn) with arbitrary bytes, under both keys. A set that parses is written back with
- * engine_tensors_to_json and must parse again into the same names, dtypes, shapes and bytes
- * (abort otherwise, so the fuzzer reports it).
+ * shmfaas-fn) with arbitrary bytes, under both keys, sequences and optionals included (their
+ * elements "NAME[k]" are grouped back into a sequence by the writer). A set that parses is written
+ * back with engine_tensors_to_json and must parse again into the same names, dtypes, shapes and
+ * bytes (abort otherwise, so the fuzzer reports it).
  *
  * libFuzzer (clang): tests/fuzz/run-fuzz tensor_json SECONDS. Replay (gcc): fuzz-tensor-json-replay
  * [FILE...]; with no file it replays tests/fuzz/corpus/tensor_json (see fuzz_replay.h).

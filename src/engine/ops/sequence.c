@@ -151,10 +151,13 @@ int infer_seq_list(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
                                    "input %d is a sequence: sequences of sequences are not "
                                    "supported",
                                    i);
-        return (rc = set_seq(g, n, n->out[0], dt, n->in, n->n_in, 0, err, errlen)) ? rc : (retire(g, n), 0);
+        return (rc = set_seq(g, n, n->out[0], dt, n->in, n->n_in, 0, err, errlen))
+                   ? rc
+                   : (retire(g, n), 0);
     }
     if (!insert && !erase)
-        return (rc = set_seq(g, n, n->out[0], dt, NULL, 0, 0, err, errlen)) ? rc : (retire(g, n), 0);
+        return (rc = set_seq(g, n, n->out[0], dt, NULL, 0, 0, err, errlen)) ? rc
+                                                                            : (retire(g, n), 0);
     if (erase && len == 0)
         return ir_node_err(g, n, err, errlen, -EINVAL, "the sequence is empty");
     if (erase)
@@ -189,7 +192,7 @@ static int become_identity(struct ir_graph *g, struct ir_node *n, int x, char *e
     n->op = op;
     n->in[0] = x;
     n->n_in = 1;
-    return infer_identity(g, n, err, errlen);
+    return set_out(g, n, 0, g->tensors[x].dtype, &g->tensors[x].shape, err, errlen);
 }
 
 int infer_seq_at(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
@@ -205,23 +208,34 @@ int infer_seq_at(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen
     return become_identity(g, n, s->seq[pos], err, errlen);
 }
 
+/* Makes n's output the scalar constant v (int64 or bool) and retires n. */
+static int const_scalar(struct ir_graph *g, struct ir_node *n, int dtype, int64_t v, char *err,
+                        size_t errlen)
+{
+    struct engine_shape scalar = {0};
+    int rc = set_out(g, n, 0, dtype, &scalar, err, errlen);
+    if (rc)
+        return rc;
+    void *d = alloc_out(g, n, 0);
+    if (!d)
+        return oom(g, n, err, errlen);
+    if (dtype == ENGINE_BOOL)
+        *(uint8_t *)d = v != 0;
+    else
+        *(int64_t *)d = v;
+    if ((rc = set_data(g, n, 0, d)))
+        return rc;
+    retire(g, n);
+    return 0;
+}
+
 int infer_seq_length(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     struct ir_tensor *s;
     int rc = arity(g, n, 1, 1, err, errlen);
     if (rc || (rc = seq_in(g, n, 0, &s, err, errlen)))
         return rc;
-    struct engine_shape scalar = {0};
-    if ((rc = set_out(g, n, 0, ENGINE_I64, &scalar, err, errlen)))
-        return rc;
-    int64_t *v = alloc_out(g, n, 0);
-    if (!v)
-        return oom(g, n, err, errlen);
-    *v = s->seq_len;
-    if ((rc = set_data(g, n, 0, v)))
-        return rc;
-    retire(g, n);
-    return 0;
+    return const_scalar(g, n, ENGINE_I64, s->seq_len, err, errlen);
 }
 
 /* ---- nodes a rewrite adds ---- */
@@ -480,8 +494,8 @@ int infer_concat_from_seq(struct ir_graph *g, struct ir_node *n, char *err, size
 int seq_forward(struct ir_graph *g, struct ir_node *n, int x, char *err, size_t errlen)
 {
     const struct ir_tensor *s = &g->tensors[x];
-    int rc = set_seq(g, n, n->out[0], s->dtype, s->seq, s->seq_len, s->flags & IR_T_OPTIONAL,
-                     err, errlen);
+    int rc = set_seq(g, n, n->out[0], s->dtype, s->seq, s->seq_len, s->flags & IR_T_OPTIONAL, err,
+                     errlen);
     if (!rc)
         retire(g, n);
     return rc;
@@ -498,23 +512,11 @@ int infer_optional(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
         if (x && opt)
             return ir_node_err(g, n, err, errlen, -ENOTSUP, "optionals of optionals");
         int e = x ? n->in[0] : -1;
-        rc = set_seq(g, n, n->out[0], x ? x->dtype : 0, &e, x ? 1 : 0, IR_T_OPTIONAL, err,
-                     errlen);
+        rc = set_seq(g, n, n->out[0], x ? x->dtype : 0, &e, x ? 1 : 0, IR_T_OPTIONAL, err, errlen);
         return rc ? rc : (retire(g, n), 0);
     }
-    if (strcmp(n->op, "OptionalHasElement") == 0) {
-        struct engine_shape scalar = {0};
-        if ((rc = set_out(g, n, 0, ENGINE_BOOL, &scalar, err, errlen)))
-            return rc;
-        uint8_t *v = alloc_out(g, n, 0);
-        if (!v)
-            return oom(g, n, err, errlen);
-        *v = x && (!opt || x->seq_len > 0);
-        if ((rc = set_data(g, n, 0, v)))
-            return rc;
-        retire(g, n);
-        return 0;
-    }
+    if (strcmp(n->op, "OptionalHasElement") == 0)
+        return const_scalar(g, n, ENGINE_BOOL, x && (!opt || x->seq_len > 0), err, errlen);
     if (!x)
         return ir_node_err(g, n, err, errlen, -EINVAL, "required input 0 is missing");
     if (opt && x->seq_len == 0)
@@ -527,10 +529,16 @@ int infer_optional(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
 
 int seq_op(const struct ir_node *n)
 {
-    const struct ir_op_def *d = ir_op_find(n->op);
-    return d && (d->infer == infer_seq_list || d->infer == infer_seq_at ||
-                 d->infer == infer_seq_length || d->infer == infer_concat_from_seq ||
-                 d->infer == infer_optional || d->infer == infer_identity);
+    /* the rows of ops.def naming this file's functions, and Identity (seq_forward) */
+    static const char *const ops[] = {
+        "SequenceEmpty",      "SequenceConstruct", "SequenceInsert",
+        "SequenceErase",      "SequenceAt",        "SequenceLength",
+        "ConcatFromSequence", "Optional",          "OptionalHasElement",
+        "OptionalGetElement", "Identity"};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(n->op, ops[i]) == 0)
+            return 1;
+    return 0;
 }
 
 /* ---- graph outputs ---- */
@@ -544,10 +552,12 @@ static int add_output_copy(struct ir_graph *g, int x, const char *name, char *er
                       "model already uses",
                       g->name, name);
     int y = ir_add_tensor(g, name);
-    if (y < 0 || ir_insert_nodes(g, g->n_nodes, 1) || fill_node(g, g->n_nodes - 1, "Identity", &x, 1, y, 0))
+    if (y < 0 || ir_insert_nodes(g, g->n_nodes, 1) ||
+        fill_node(g, g->n_nodes - 1, "Identity", &x, 1, y, 0))
         return seterr(err, errlen, -ENOMEM, "out of memory");
     g->tensors[y].flags |= IR_T_OUTPUT;
-    int rc = infer_identity(g, &g->nodes[g->n_nodes - 1], err, errlen);
+    int rc = set_out(g, &g->nodes[g->n_nodes - 1], 0, g->tensors[x].dtype, &g->tensors[x].shape,
+                     err, errlen);
     return rc ? rc : y;
 }
 
@@ -606,8 +616,120 @@ int ir_seq_outputs(struct ir_graph *g, char *err, size_t errlen)
     }
     free(g->outputs);
     free(g->output_dtypes);
+    free(g->output_seq);
+    g->output_seq = NULL;
     g->outputs = outs;
     g->output_dtypes = dts;
     g->n_outputs = total;
+    return 0;
+}
+
+/* ---- graph inputs ---- */
+
+/* The length given for sequence input t (a shape "NAME=L": rank 1; else the number of shapes
+ * "NAME[k]" given), or -errno. */
+static int seq_length(const struct ir_graph *g, int t, const struct engine_input_shape *shapes,
+                      int n_shapes, char *err, size_t errlen)
+{
+    const struct ir_tensor *x = &g->tensors[t];
+    int max = x->flags & IR_T_OPTIONAL ? 1 : ENGINE_MAX_SEQ;
+    for (int i = 0; i < n_shapes; i++) {
+        if (!shapes[i].name || strcmp(shapes[i].name, x->name) != 0)
+            continue;
+        if (shapes[i].shape.rank != 1 || shapes[i].shape.dims[0] < 0 ||
+            shapes[i].shape.dims[0] > max)
+            return seterr(err, errlen, -EINVAL,
+                          "model %s: input '%s' is a%s: its length must be one number from 0 to "
+                          "%d",
+                          g->name, x->name, max == 1 ? "n optional" : " sequence", max);
+        return (int)shapes[i].shape.dims[0];
+    }
+    int len = 0; /* no "NAME=L": as many as shapes "NAME[0]", "NAME[1]", ... are given */
+    for (int found = 1; found && len <= max;) {
+        char name[512];
+        snprintf(name, sizeof(name), "%s[%d]", x->name, len);
+        found = 0;
+        for (int i = 0; i < n_shapes && !found; i++)
+            found = shapes[i].name && strcmp(shapes[i].name, name) == 0;
+        len += found;
+    }
+    if (len > max)
+        return seterr(err, errlen, -E2BIG, "model %s: input '%s' has more than %d elements",
+                      g->name, x->name, max);
+    if (len > 0)
+        return len;
+    return seterr(err, errlen, -EINVAL,
+                  "model %s: input '%s' is a%s: give its length as a shape '%s=L' (elements are "
+                  "inputs '%s[0]' ... '%s[L-1]')",
+                  g->name, x->name, max == 1 ? "n optional" : " sequence", x->name, x->name,
+                  x->name);
+}
+
+int ir_seq_inputs(struct ir_graph *g, const struct engine_input_shape *shapes, int n_shapes,
+                  char *err, size_t errlen)
+{
+    int total = 0, lens[64], n_seq = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        int t = g->inputs[i];
+        if (!(g->tensors[t].flags & IR_T_SEQ)) {
+            total++;
+            continue;
+        }
+        if (n_seq == (int)(sizeof(lens) / sizeof(lens[0])))
+            return seterr(err, errlen, -E2BIG, "model %s: more than %d sequence inputs", g->name,
+                          n_seq);
+        int len = seq_length(g, t, shapes, n_shapes, err, errlen);
+        if (len < 0)
+            return len;
+        lens[n_seq++] = len;
+        total += len;
+    }
+    if (n_seq == 0)
+        return 0;
+    if (total > ENGINE_MAX_SEQ * 4)
+        return seterr(err, errlen, -E2BIG, "model %s: %d inputs after expanding sequences", g->name,
+                      total);
+    int *ins = calloc((size_t)total + 1, sizeof(int)), k = 0, q = 0;
+    if (!ins)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    for (int i = 0; i < g->n_inputs; i++) {
+        int s = g->inputs[i];
+        if (!(g->tensors[s].flags & IR_T_SEQ)) {
+            ins[k++] = s;
+            continue;
+        }
+        int len = lens[q++], *elems = len ? malloc((size_t)len * sizeof(int)) : NULL;
+        if (len && !elems) {
+            free(ins);
+            return seterr(err, errlen, -ENOMEM, "out of memory");
+        }
+        for (int e = 0; e < len; e++) {
+            char name[512];
+            snprintf(name, sizeof(name), "%s[%d]", g->tensors[s].name, e);
+            int y = ir_find_tensor(g, name) >= 0 ? -EEXIST : ir_add_tensor(g, name);
+            if (y < 0) {
+                free(elems);
+                free(ins);
+                return seterr(err, errlen, y, "model %s: cannot add input '%s'%s", g->name, name,
+                              y == -EEXIST ? ": the model already has a tensor of that name" : "");
+            }
+            struct ir_tensor *x = &g->tensors[s], *t = &g->tensors[y];
+            t->dtype = x->dtype;
+            t->shape = x->shape;
+            t->shape_known = x->shape_known;
+            t->flags = IR_T_INPUT;
+            ins[k++] = elems[e] = y;
+        }
+        struct ir_tensor *x = &g->tensors[s];
+        free(x->seq);
+        x->seq = elems;
+        x->seq_len = len;
+        x->flags &= ~(unsigned)IR_T_INPUT;
+        x->shape = (struct engine_shape){0};
+        x->shape_known = 1;
+    }
+    free(g->inputs);
+    g->inputs = ins;
+    g->n_inputs = total;
     return 0;
 }
