@@ -602,11 +602,12 @@ int plan_wino_post(const struct plan_node *n, struct wino_post *p)
 int plan_wino_shape(const struct plan_view *v, const struct plan_node *n, struct wino_shape *s)
 {
     const struct plan_tensor *src = &v->tensors[plan_input(v, n, 0)], *dst = &v->tensors[n->out];
-    if (src->rank != 4 || dst->rank != 4 || src->layout != dnnl_aBcd8b ||
-        dst->layout != dnnl_aBcd8b)
+    int64_t blk = wino_layout_block(src->layout);
+    if (src->rank != 4 || dst->rank != 4 || blk < 0 || dst->layout != src->layout)
         return -EINVAL;
-    return wino_shape_init(s, src->dims, dst->dims, n->pad_l[0], n->pad_l[1], n->axis) ? -EINVAL
-                                                                                       : 0;
+    return wino_shape_init(s, src->dims, dst->dims, n->pad_l[0], n->pad_l[1], n->axis, blk)
+               ? -EINVAL
+               : 0;
 }
 
 size_t plan_wino_scratch(const struct wino_shape *s)
@@ -630,7 +631,8 @@ static int wino_check(const struct node_ctx *c)
     if (plan_wino_shape(c->v, n, &s) || check_window(c, src, dst) || n->kernel[0] != 3 ||
         n->kernel[1] != 3 || n->strides[0] != 1 || n->strides[1] != 1 || n->dilations[0] ||
         n->dilations[1] || n->groups != 1)
-        return node_err(c, -EINVAL, "not a 3x3 stride-1 convolution over nChw8c tensors");
+        return node_err(c, -EINVAL,
+                        "not a 3x3 stride-1 convolution over nChw8c, nChw16c or nhwc tensors");
     if (plan_wino_scratch(&s) > ((size_t)1 << 30))
         return node_err(c, -EINVAL, "Winograd tile block too large");
     if (plan_wino_post(n, &post))

@@ -6,12 +6,13 @@
  * Convolutional Neural Networks", 2016) at the points Barabasz et al. found better conditioned
  * than the usual 0, +-1, +-2 ("Error analysis and improving the accuracy of Winograd
  * convolution", 2020): about half the fp32 error (issue 17, docs/bench/accuracy.md). The
- * transforms are vectorised over the 8 channels of an nChw8c block with the compiler's vector
- * extension; the elementwise product summed over input channels is 36 matrix products,
- * done by a 6x16 register-blocked FMA kernel over weights packed in 16-channel panels.
+ * transforms are vectorised over 8 channels (an nChw8c block, or half of an nChw16c one) with
+ * the compiler's vector extension; the elementwise product summed over input channels is 36 matrix
+ * products, done by a 6x16 register-blocked FMA kernel over weights packed in 16-channel panels.
  */
 #include "engine/winograd.h"
 
+#include <oneapi/dnnl/dnnl_types.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -34,20 +35,23 @@ int wino_supported(void)
 }
 
 int wino_shape_init(struct wino_shape *s, const int64_t in[4], const int64_t out[4], int64_t pad_t,
-                    int64_t pad_l, int64_t block)
+                    int64_t pad_l, int64_t block, int64_t blk)
 {
     const int64_t big = (int64_t)1 << 24;
     for (int i = 0; i < 4; i++)
         if (in[i] < 1 || in[i] > big || out[i] < 1 || out[i] > big)
             return -1;
-    if (in[0] != out[0] || in[1] % 8 || out[1] % 8 || pad_t < 0 || pad_l < 0 || pad_t > big ||
-        pad_l > big || block < WINO_ROWS || block > WINO_MAX_BLOCK || block % WINO_ROWS)
+    int64_t cm = blk ? blk : 8; /* channels come in groups of 8, whole blocks of blk */
+    if ((blk != 8 && blk != 16 && blk != 0) || in[0] != out[0] || in[1] % cm || out[1] % cm ||
+        pad_t < 0 || pad_l < 0 || pad_t > big || pad_l > big || block < WINO_ROWS ||
+        block > WINO_MAX_BLOCK || block % WINO_ROWS)
         return -1;
     /* 3x3 at stride 1: out = in + pad_before + pad_after - 2, with pad_after >= 0 */
     if (out[2] < in[2] + pad_t - 2 || out[3] < in[3] + pad_l - 2 || out[2] > in[2] + 2 * big ||
         out[3] > in[3] + 2 * big)
         return -1;
-    *s = (struct wino_shape){.n = in[0],
+    *s = (struct wino_shape){.blk = blk,
+                             .n = in[0],
                              .c = in[1],
                              .h = in[2],
                              .w = in[3],
@@ -180,12 +184,34 @@ WINO_TARGET static inline void output_1d(const v8 *m, int s, v8 *o, int os)
     o[3 * os] = b + 8 * m3 - 0.125f * m4 + m[5 * s];
 }
 
-/* The input transform of channel block cb (the OpenMP loops call these per block: an outlined
- * parallel region does not inherit the AVX2 target, so vectors never cross into it). */
+int64_t wino_layout_block(uint32_t layout)
+{
+    return layout == dnnl_aBcd8b ? 8 : layout == dnnl_aBcd16b ? 16 : layout == dnnl_acdb ? 0 : -1;
+}
+
+/* Floats between two neighbouring pixels' values of one channel in a tensor of `ch` channels. */
+static inline size_t pixel_stride(const struct wino_shape *s, int64_t ch)
+{
+    return (size_t)(s->blk ? s->blk : ch);
+}
+
+/* Where channels 8 cb .. 8 cb + 7 of image img start in a tensor of `ch` channels and `plane`
+ * pixels: in block 8 cb / blk, at 8 cb % blk within it (nhwc: one block of all channels). */
+static inline size_t group_at(const struct wino_shape *s, int64_t img, int64_t ch, size_t plane,
+                              int64_t cb)
+{
+    int64_t blk = s->blk ? s->blk : ch, lb = cb * 8 / blk, at = cb * 8 % blk;
+    return ((size_t)img * (size_t)(ch / blk) + (size_t)lb) * plane * (size_t)blk + (size_t)at;
+}
+
+/* The input transform of channel group cb, 8 channels (the OpenMP loops call these per group:
+ * an outlined parallel region does not inherit the AVX2 target, so vectors never cross into
+ * it). */
 WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, int64_t t0,
                                     float *v, int64_t cb)
 {
-    const int64_t cbs = s->c / 8, per_img = s->tiles_h * s->tiles_w;
+    const int64_t per_img = s->tiles_h * s->tiles_w;
+    const size_t px = pixel_stride(s, s->c);
     const size_t plane = (size_t)s->h * (size_t)s->w, point = (size_t)s->block * (size_t)s->c;
     for (int64_t tt = 0; tt < s->block; tt++) {
         float *out = v + (size_t)tt * (size_t)s->c + (size_t)cb * 8;
@@ -199,14 +225,14 @@ WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, 
         int64_t img = t / per_img, r = t % per_img;
         int64_t h0 = (r / s->tiles_w) * WINO_TILE - s->pad_t;
         int64_t w0 = (r % s->tiles_w) * WINO_TILE - s->pad_l;
-        const float *xc = x + ((size_t)img * (size_t)cbs + (size_t)cb) * plane * 8;
+        const float *xc = x + group_at(s, img, s->c, plane, cb);
         for (int i = 0; i < WINO_ALPHA; i++) {
             int64_t h = h0 + i;
             for (int j = 0; j < WINO_ALPHA; j++) {
                 int64_t w = w0 + j;
                 int inside = h >= 0 && h < s->h && w >= 0 && w < s->w;
                 d[i * WINO_ALPHA + j] =
-                    inside ? ld(xc + ((size_t)h * (size_t)s->w + (size_t)w) * 8) : splat(0);
+                    inside ? ld(xc + ((size_t)h * (size_t)s->w + (size_t)w) * px) : splat(0);
             }
         }
         for (int j = 0; j < WINO_ALPHA; j++)
@@ -222,8 +248,8 @@ WINO_TARGET static void input_block(const struct wino_shape *s, const float *x, 
 /* m[6][16] (row stride ldm) = v[6][n] (row stride ldv) x the panel p [n][16], or += when add.
  * The loops over the 6 rows have constant bounds: the compiler unrolls them and keeps the 12
  * sums in registers. */
-WINO_TARGET static void kernel_6x16(const float *v, size_t ldv, int64_t n, const float *p,
-                                    float *m, size_t ldm, int add)
+WINO_TARGET static void kernel_6x16(const float *v, size_t ldv, int64_t n, const float *p, float *m,
+                                    size_t ldm, int add)
 {
     __m256 acc[WINO_ROWS][2];
 #pragma GCC unroll 6
@@ -249,8 +275,8 @@ WINO_TARGET static void kernel_6x16(const float *v, size_t ldv, int64_t n, const
     }
 }
 #else
-static void kernel_6x16(const float *v, size_t ldv, int64_t n, const float *p, float *m,
-                        size_t ldm, int add)
+static void kernel_6x16(const float *v, size_t ldv, int64_t n, const float *p, float *m, size_t ldm,
+                        int add)
 {
     for (int r = 0; r < WINO_ROWS; r++)
         for (int j = 0; j < WINO_COLS; j++) {
@@ -278,8 +304,8 @@ static void gemm_point(const struct wino_shape *s, const float *v, const float *
                 int64_t n = s->c - c0 < WINO_SUM_CHUNK ? s->c - c0 : WINO_SUM_CHUNK;
                 kernel_6x16(v + (size_t)r * (size_t)s->c + (size_t)c0, (size_t)s->c, n,
                             panel + (size_t)c0 * WINO_COLS,
-                            m + (size_t)r * (size_t)s->k16 + (size_t)kp * WINO_COLS,
-                            (size_t)s->k16, c0 > 0);
+                            m + (size_t)r * (size_t)s->k16 + (size_t)kp * WINO_COLS, (size_t)s->k16,
+                            c0 > 0);
             }
     }
 }
@@ -326,8 +352,9 @@ WINO_TARGET static void output_block(const struct wino_shape *s, const float *m,
                                      const float *bias, const struct wino_post *post, float *y,
                                      int64_t kb)
 {
-    const int64_t kbs = s->k / 8, per_img = s->tiles_h * s->tiles_w;
+    const int64_t per_img = s->tiles_h * s->tiles_w;
     const size_t plane = (size_t)s->oh * (size_t)s->ow, point = (size_t)s->block * (size_t)s->k16;
+    const size_t px = pixel_stride(s, s->k);
     {
         v8 b = bias ? ld(bias + kb * 8) : splat(0);
         for (int64_t tt = 0; tt < s->block && t0 + tt < s->tiles; tt++) {
@@ -341,10 +368,10 @@ WINO_TARGET static void output_block(const struct wino_shape *s, const float *m,
                 output_1d(tmp + i * WINO_ALPHA, 1, o + i * WINO_TILE, 1);
             int64_t t = t0 + tt, img = t / per_img, r = t % per_img;
             int64_t oh0 = (r / s->tiles_w) * WINO_TILE, ow0 = (r % s->tiles_w) * WINO_TILE;
-            float *yc = y + ((size_t)img * (size_t)kbs + (size_t)kb) * plane * 8;
+            float *yc = y + group_at(s, img, s->k, plane, kb);
             for (int i = 0; i < WINO_TILE && oh0 + i < s->oh; i++)
                 for (int j = 0; j < WINO_TILE && ow0 + j < s->ow; j++) {
-                    float *p = yc + ((size_t)(oh0 + i) * (size_t)s->ow + (size_t)(ow0 + j)) * 8;
+                    float *p = yc + ((size_t)(oh0 + i) * (size_t)s->ow + (size_t)(ow0 + j)) * px;
                     st(p, post_ops(o[i * WINO_TILE + j] + b, post, p));
                 }
         }

@@ -185,13 +185,11 @@ static inline int tb_first_op(const void *img, size_t len, uint32_t op)
     return -1;
 }
 
-/* Whether the compiler can lower a 3x3 conv to Winograd here: our kernels need AVX2+FMA and work
- * on nChw8c blocks, which oneDNN picks for the conv stack only below AVX-512 (an AVX-512 host gets
- * nChw16c, and every convolution stays direct; docs/architecture.md). */
+/* Whether the compiler can lower a 3x3 conv to Winograd here: our kernels need AVX2+FMA (they
+ * run on the nChw8c, nChw16c or nhwc layout oneDNN picks for the conv stack). */
 static inline int tb_winograd_here(void)
 {
-    int isa = (int)dnnl_get_effective_cpu_isa();
-    return wino_supported() && !(isa & 0x28); /* 0x28: the avx512_core / avx512_mic bits */
+    return wino_supported();
 }
 
 #endif

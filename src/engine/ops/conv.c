@@ -132,19 +132,22 @@ static int conv_layouts(struct lower *l, const struct ir_node *n, const struct p
 }
 
 /* Whether convolution n, lowered into pn with constant weights w, runs as Winograd F(4x4,3x3):
- * a kernel, stride, dilation, group, channel count, layout (nChw8c) and post-ops it runs, and
+ * a kernel, stride, dilation, group, channel count, layout (nChw8c, nChw16c or nhwc) and
+ * post-ops it runs, and
  * picked by pick_winograd unless asked for everywhere. */
 static int use_winograd(const struct lower *l, const struct ir_node *n, const struct plan_node *pn,
                         const struct ir_tensor *w, uint32_t src_layout, uint32_t dst_layout)
 {
     struct wino_post post;
+    int64_t blk = wino_layout_block(src_layout);
     if (l->winograd == ENGINE_WINOGRAD_OFF || !w->data || w->shape.rank != 4 || pn->groups != 1 ||
-        src_layout != dnnl_aBcd8b || dst_layout != dnnl_aBcd8b || !wino_supported())
+        blk < 0 || dst_layout != src_layout || !wino_supported())
         return 0;
     for (int i = 0; i < 2; i++)
         if (pn->kernel[i] != 3 || pn->strides[i] != 1 || pn->dilations[i] != 0)
             return 0;
-    if (w->shape.dims[0] % 8 || w->shape.dims[1] % 8 || plan_wino_post(pn, &post))
+    if (w->shape.dims[0] % (blk ? blk : 8) || w->shape.dims[1] % (blk ? blk : 8) ||
+        plan_wino_post(pn, &post))
         return 0;
     return l->winograd == ENGINE_WINOGRAD_ALL || l->wino_pick[n - l->g->nodes];
 }
