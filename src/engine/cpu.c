@@ -15,7 +15,7 @@
 #define FINGERPRINT(isa)                                                                           \
     "shmfaas-engine " SHMFAAS_VERSION                                                              \
     " plan/" STR(PLAN_FORMAT_VERSION_NUM) " onednn/" DNNL_VERSION_STR " isa/" isa
-#define PLAN_FORMAT_VERSION_NUM 2
+#define PLAN_FORMAT_VERSION_NUM 3
 
 _Static_assert(PLAN_FORMAT_VERSION_NUM == PLAN_FORMAT_VERSION, "fingerprint names the format");
 

@@ -105,6 +105,31 @@ void engine_image_free(void *image);
  * over the weights, so the store runs it when it adopts a file, not every instance on open. */
 int engine_image_verify(const void *image, size_t len, char *err, size_t errlen);
 
+/* ---- plan parts and weights blobs (format 3; docs/plan-format.md "Plan parts") ----
+ * A whole image can be split into a plan part (header + tables, small) and its weights blob
+ * (exactly the weights section's bytes, named by their SHA-256, which the part records): parts
+ * of every shape of one model share one blob. */
+struct engine_weights_ref {
+    int external;      /* the image is a plan part: its weights are a separate blob */
+    uint64_t offset;   /* of the weights section in the whole image (= a part's length) */
+    uint64_t size;     /* the weights' bytes */
+    uint8_t sha256[32]; /* their SHA-256 */
+};
+/* Reads the header's weights record (after checking the header and section table). */
+int engine_image_weights(const void *image, size_t len, struct engine_weights_ref *out, char *err,
+                         size_t errlen);
+/* Whole image → plan part (malloc'd, engine_image_free); its blob is the image's bytes at
+ * [ref.offset, ref.offset + ref.size) (engine_image_weights). */
+int engine_image_split(const void *image, size_t len, void **part, size_t *part_len, char *err,
+                       size_t errlen);
+/* Plan part + blob → the whole image, byte for byte what the compiler made (malloc'd). */
+int engine_image_join(const void *part, size_t part_len, const void *weights, size_t weights_len,
+                      void **image, size_t *image_len, char *err, size_t errlen);
+/* Checks that weights (weights_len bytes) are the blob part records (size and SHA-256: one pass
+ * over the blob, which the store runs when it adopts one; open checks only the size). */
+int engine_weights_verify(const void *part, size_t part_len, const void *weights,
+                          size_t weights_len, char *err, size_t errlen);
+
 /* What this build on this CPU compiles for: engine + format version, oneDNN version, ISA.
  * The store folds it into a model's identity. Static string. */
 const char *engine_fingerprint(void);
@@ -115,6 +140,11 @@ struct engine_model;
 
 int engine_model_open(const void *image, size_t len, struct engine_model **out, char *err,
                       size_t errlen);
+/* The same over a plan part and its weights blob (a separate mapping, 64-byte aligned); with
+ * weights NULL it is engine_model_open. Every weight offset is checked against weights_len. */
+int engine_model_open_parts(const void *part, size_t part_len, const void *weights,
+                            size_t weights_len, struct engine_model **out, char *err,
+                            size_t errlen);
 void engine_model_close(struct engine_model *m);
 
 struct engine_tensor_info {

@@ -186,6 +186,9 @@ int engine_model_open(const void *image, size_t len, struct engine_model **out, 
     return model_open_weights(image, len, NULL, out, err, errlen);
 }
 
+static int model_open_view(struct engine_model *m, int rc, struct engine_model **out, char *err,
+                           size_t errlen);
+
 int model_open_weights(const void *image, size_t len, const void *weights,
                        struct engine_model **out, char *err, size_t errlen)
 {
@@ -193,7 +196,27 @@ int model_open_weights(const void *image, size_t len, const void *weights,
     struct engine_model *m = calloc(1, sizeof(*m));
     if (!m)
         return seterr(err, errlen, -ENOMEM, "out of memory");
-    int rc = plan_view_init_weights(&m->v, image, len, weights, err, errlen);
+    int rc = weights ? plan_view_init_weights(&m->v, image, len, weights, err, errlen)
+                     : plan_view_init_parts(&m->v, image, len, NULL, 0, err, errlen);
+    return model_open_view(m, rc, out, err, errlen);
+}
+
+int engine_model_open_parts(const void *part, size_t part_len, const void *weights,
+                            size_t weights_len, struct engine_model **out, char *err,
+                            size_t errlen)
+{
+    *out = NULL;
+    struct engine_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    int rc = plan_view_init_parts(&m->v, part, part_len, weights, weights_len, err, errlen);
+    return model_open_view(m, rc, out, err, errlen);
+}
+
+/* The checks after the view: build, threads, every primitive. Takes m (freed on failure). */
+static int model_open_view(struct engine_model *m, int rc, struct engine_model **out, char *err,
+                           size_t errlen)
+{
     if (!rc)
         rc = check_build(&m->v, err, errlen);
     if (!rc)

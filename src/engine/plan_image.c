@@ -274,6 +274,15 @@ static void copy_section(uint8_t *img, const struct plan_header *h, enum plan_se
         memcpy(img + h->sec[id].offset, src, h->sec[id].size);
 }
 
+/* Recomputes both hashes of an image (or plan part) of len bytes after its header changed. */
+static void reseal(uint8_t *img, uint64_t len)
+{
+    struct plan_header *h = (struct plan_header *)img;
+    uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
+    sha256(img + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM, h->tables_sha256);
+    sha256(img + PLAN_IMAGE_HASHED_FROM, len - PLAN_IMAGE_HASHED_FROM, h->image_sha256);
+}
+
 int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char *err, size_t errlen)
 {
     struct plan_header *h = &b->h;
@@ -302,9 +311,8 @@ int plan_builder_finish(struct plan_builder *b, void **image, size_t *len, char 
     copy_section(img, h, PLAN_SEC_WEIGHTS, b->weights);
     struct plan_header *out = (struct plan_header *)img;
     memcpy(out, h, sizeof(*h));
-    uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
-    sha256(img + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM, out->tables_sha256);
-    sha256(img + PLAN_IMAGE_HASHED_FROM, total - PLAN_IMAGE_HASHED_FROM, out->image_sha256);
+    sha256(b->weights, b->weights_size, out->weights_sha256);
+    reseal(img, total);
     *image = img;
     *len = total;
     return 0;
@@ -340,6 +348,9 @@ static int check_header(const uint8_t *p, size_t len, char *err, size_t errlen)
         return seterr(err, errlen, -EINVAL,
                       "plan image truncated or padded: header says %llu bytes, got %zu",
                       (unsigned long long)h->image_size, len);
+    if (h->flags & ~(uint32_t)PLAN_HF_KNOWN)
+        return seterr(err, errlen, -EPROTO, "plan image has unknown header flags 0x%x; recompile",
+                      h->flags & ~(uint32_t)PLAN_HF_KNOWN);
     return 0;
 }
 
@@ -358,8 +369,19 @@ static const char *const sec_name[PLAN_SEC_COUNT] = {"tensors", "nodes", "index"
 static int check_sections(const struct plan_header *h, size_t len, char *err, size_t errlen)
 {
     uint64_t prev_end = sizeof(*h);
+    int external = (h->flags & PLAN_HF_EXTERNAL_WEIGHTS) != 0;
     for (int i = 0; i < PLAN_SEC_COUNT; i++) {
         const struct plan_section *s = &h->sec[i];
+        if (i == PLAN_SEC_WEIGHTS && external) {
+            /* a plan part ends where its weights would begin; the blob is bounded on its own */
+            if (s->offset != len || s->offset < prev_end || s->size > PLAN_MAX_WEIGHTS_BYTES ||
+                s->count != 0)
+                return seterr(err, errlen, -EINVAL,
+                              "plan part: external weights section (offset %llu, %llu bytes) must "
+                              "start at the part's end (%zu bytes) and hold at most 2^40 bytes",
+                              (unsigned long long)s->offset, (unsigned long long)s->size, len);
+            continue;
+        }
         if (s->offset % PLAN_ALIGN || s->offset < prev_end || s->offset > len ||
             s->size > len - s->offset)
             return seterr(err, errlen, -EINVAL,
@@ -574,8 +596,42 @@ int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err
     return plan_view_init_weights(v, image, len, NULL, err, errlen);
 }
 
+/* missing: 1 lets a plan part be viewed without its blob (v->weights NULL: structure only, for
+ * engine_image_verify); 0 refuses that. */
+static int view_init(struct plan_view *v, const void *image, size_t len, const void *weights,
+                     int missing, char *err, size_t errlen);
+
 int plan_view_init_weights(struct plan_view *v, const void *image, size_t len, const void *weights,
                            char *err, size_t errlen)
+{
+    if (len >= sizeof(struct plan_header) &&
+        (((const struct plan_header *)image)->flags & PLAN_HF_EXTERNAL_WEIGHTS))
+        return seterr(err, errlen, -EINVAL, "plan part: its weights are a separate blob");
+    return view_init(v, image, len, weights, 0, err, errlen);
+}
+
+int plan_view_init_parts(struct plan_view *v, const void *image, size_t len, const void *weights,
+                         size_t weights_len, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof(*v));
+    if (len >= sizeof(struct plan_header) && ((uintptr_t)image % PLAN_ALIGN) == 0) {
+        const struct plan_header *h = image;
+        int external = (h->flags & PLAN_HF_EXTERNAL_WEIGHTS) != 0;
+        if (weights && !external)
+            return seterr(err, errlen, -EINVAL,
+                          "plan image holds its own weights; no weights blob may be given");
+        if (weights && ((uintptr_t)weights % PLAN_ALIGN ||
+                        weights_len != h->sec[PLAN_SEC_WEIGHTS].size))
+            return seterr(err, errlen, -EINVAL,
+                          "weights blob of %zu bytes (or misaligned) for a plan part that needs "
+                          "%llu bytes",
+                          weights_len, (unsigned long long)h->sec[PLAN_SEC_WEIGHTS].size);
+    }
+    return view_init(v, image, len, weights, 0, err, errlen);
+}
+
+static int view_init(struct plan_view *v, const void *image, size_t len, const void *weights,
+                     int missing, char *err, size_t errlen)
 {
     memset(v, 0, sizeof(*v));
     const uint8_t *p = image;
@@ -597,8 +653,21 @@ int plan_view_init_weights(struct plan_view *v, const void *image, size_t len, c
     v->len = len;
     v->h = h;
     view_tables(v);
-    if (weights)
+    if (h->flags & PLAN_HF_EXTERNAL_WEIGHTS) {
+        char hex[SHA256_HEX_LEN];
+        sha256_hex(h->weights_sha256, hex);
+        if (!weights && !missing)
+            return seterr(err, errlen, -ENOENT,
+                          "model %s: plan part without its weights blob (sha256:%s, %llu bytes); "
+                          "open it with the blob (shmfaas-run --weights, or attach through the "
+                          "store)",
+                          h->model_name < h->sec[PLAN_SEC_STRINGS].size ? plan_str(v, h->model_name)
+                                                                         : "?",
+                          hex, (unsigned long long)h->sec[PLAN_SEC_WEIGHTS].size);
+        v->weights = weights; /* NULL (missing): structure only; plan_weights_ptr never runs */
+    } else if (weights) {
         v->weights = weights;
+    }
     return check_tables(v, err, errlen);
 }
 
@@ -615,7 +684,99 @@ int engine_image_verify(const void *image, size_t len, char *err, size_t errlen)
         return seterr(err, errlen, -EBADMSG,
                       "plan image fails its SHA-256: the image is corrupt or was tampered with");
     struct plan_view v;
-    return plan_view_init(&v, image, len, err, errlen);
+    return view_init(&v, image, len, NULL, 1, err, errlen);
+}
+
+/* ---- plan parts and weights blobs ---- */
+
+int engine_image_weights(const void *image, size_t len, struct engine_weights_ref *out, char *err,
+                         size_t errlen)
+{
+    const uint8_t *p = image;
+    int rc = check_header(p, len, err, errlen);
+    if (rc)
+        return rc;
+    const struct plan_header *h = (const struct plan_header *)p;
+    rc = check_sections(h, len, err, errlen);
+    if (rc)
+        return rc;
+    out->external = (h->flags & PLAN_HF_EXTERNAL_WEIGHTS) != 0;
+    out->offset = h->sec[PLAN_SEC_WEIGHTS].offset;
+    out->size = h->sec[PLAN_SEC_WEIGHTS].size;
+    memcpy(out->sha256, h->weights_sha256, SHA256_LEN);
+    return 0;
+}
+
+/* A copy of the header and tables of image (a whole image's first off bytes, or a part), with
+ * the external flag and the image size set for `total` bytes and `wbytes` more copied in at off,
+ * resealed. */
+static int rebuild(const uint8_t *image, uint64_t off, const void *weights, uint64_t wsize,
+                   int external, void **out, size_t *out_len, char *err, size_t errlen)
+{
+    uint64_t total = external ? off : ALIGN_UP(off + wsize, PLAN_ALIGN);
+    uint8_t *img = aligned_alloc(PLAN_ALIGN, total);
+    if (!img)
+        return seterr(err, errlen, -ENOMEM, "out of memory for a %llu-byte plan image",
+                      (unsigned long long)total);
+    memcpy(img, image, off);
+    if (!external) {
+        memcpy(img + off, weights, wsize);
+        memset(img + off + wsize, 0, total - off - wsize);
+    }
+    struct plan_header *h = (struct plan_header *)img;
+    h->flags = external ? h->flags | PLAN_HF_EXTERNAL_WEIGHTS
+                        : h->flags & ~(uint32_t)PLAN_HF_EXTERNAL_WEIGHTS;
+    h->image_size = total;
+    reseal(img, total);
+    *out = img;
+    *out_len = total;
+    return 0;
+}
+
+int engine_image_split(const void *image, size_t len, void **part, size_t *part_len, char *err,
+                       size_t errlen)
+{
+    struct engine_weights_ref w;
+    int rc = engine_image_weights(image, len, &w, err, errlen);
+    if (rc)
+        return rc;
+    if (w.external)
+        return seterr(err, errlen, -EINVAL, "plan image is a plan part already");
+    return rebuild(image, w.offset, NULL, w.size, 1, part, part_len, err, errlen);
+}
+
+int engine_image_join(const void *part, size_t part_len, const void *weights, size_t weights_len,
+                      void **image, size_t *image_len, char *err, size_t errlen)
+{
+    struct engine_weights_ref w;
+    int rc = engine_image_weights(part, part_len, &w, err, errlen);
+    if (rc)
+        return rc;
+    if (!w.external || w.size != weights_len)
+        return seterr(err, errlen, -EINVAL,
+                      "not a plan part, or a %zu-byte weights blob for one that needs %llu bytes",
+                      weights_len, (unsigned long long)w.size);
+    return rebuild(part, w.offset, weights, w.size, 0, image, image_len, err, errlen);
+}
+
+int engine_weights_verify(const void *part, size_t part_len, const void *weights,
+                          size_t weights_len, char *err, size_t errlen)
+{
+    struct engine_weights_ref w;
+    int rc = engine_image_weights(part, part_len, &w, err, errlen);
+    if (rc)
+        return rc;
+    if (!w.external || w.size != weights_len)
+        return seterr(err, errlen, -EINVAL,
+                      "weights blob of %zu bytes for a plan part that needs %llu bytes",
+                      weights_len, (unsigned long long)w.size);
+    uint8_t digest[SHA256_LEN];
+    sha256(weights, weights_len, digest);
+    if (memcmp(digest, w.sha256, SHA256_LEN) != 0)
+        return seterr(err, errlen, -EBADMSG,
+                      "weights blob fails the SHA-256 its plan part records: corrupt or "
+                      "tampered with");
+    return 0;
 }
 
 const char *plan_str(const struct plan_view *v, uint32_t off)

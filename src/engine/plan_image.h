@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define PLAN_MAGIC          "SHMFPLAN"
-#define PLAN_FORMAT_VERSION 2u
+#define PLAN_FORMAT_VERSION 3u
 #define PLAN_ALIGN          64u
 #define PLAN_MAX_POST       IR_MAX_POST
 #define PLAN_MAX_SPATIAL    3
@@ -68,8 +68,19 @@ struct plan_header {
     uint32_t inputs_first, n_inputs;   /* graph inputs: index-section slice of tensor ids */
     uint32_t outputs_first, n_outputs; /* graph outputs */
     struct plan_section sec[PLAN_SEC_COUNT];
-    uint8_t reserved[64];
+    uint8_t weights_sha256[32]; /* of the weights section's bytes (format 3) */
+    uint32_t flags;             /* PLAN_HF_* (format 3) */
+    uint8_t reserved[28];
 };
+
+/* Header flags. A plan part (PLAN_HF_EXTERNAL_WEIGHTS) ends where its weights section begins:
+ * sec[WEIGHTS] = {offset = image_size, size = the weights blob's bytes}, and the blob (exactly
+ * the weights section's bytes, SHA-256 weights_sha256) is handed to open separately. */
+enum plan_header_flags {
+    PLAN_HF_EXTERNAL_WEIGHTS = 1,
+};
+#define PLAN_HF_KNOWN           PLAN_HF_EXTERNAL_WEIGHTS
+#define PLAN_MAX_WEIGHTS_BYTES  (1ull << 40) /* an external weights section's bound */
 
 #define PLAN_IMAGE_HASHED_FROM  ((uint64_t)offsetof(struct plan_header, tables_sha256))
 #define PLAN_TABLES_HASHED_FROM ((uint64_t)offsetof(struct plan_header, image_size))
@@ -312,6 +323,11 @@ int plan_view_init(struct plan_view *v, const void *image, size_t len, char *err
  * weights between plans of one model it compiled itself). */
 int plan_view_init_weights(struct plan_view *v, const void *image, size_t len, const void *weights,
                            char *err, size_t errlen);
+/* The same over a plan part (PLAN_HF_EXTERNAL_WEIGHTS) and its weights blob (weights_len bytes,
+ * which must be the section's size; the blob's SHA-256 is engine_weights_verify's business), or,
+ * with weights NULL, over a whole image (a part without its blob is refused). */
+int plan_view_init_parts(struct plan_view *v, const void *image, size_t len, const void *weights,
+                         size_t weights_len, char *err, size_t errlen);
 const char *plan_str(const struct plan_view *v, uint32_t off); /* "" for PLAN_NONE */
 int32_t plan_input(const struct plan_view *v, const struct plan_node *n, uint32_t i);
 /* Pointer into the image for a CONST/PACKED tensor. */

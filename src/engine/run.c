@@ -3,7 +3,8 @@
  *
  *   shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json] [--threads N]
  *               [--shape [NAME=]DxDx..[;..]]... [--bench N] [--compare ref.json]
- *               [--pin NAME]... [--compile-only -o out.plan] [--winograd auto|off|all] [-v]
+ *               [--pin NAME]... [--compile-only -o out.plan [--weights-out out.weights]]
+ *               [--weights FILE] [--winograd auto|off|all] [-v]
  *
  * An .onnx file is compiled in this process for concrete input shapes: an input's symbolic dims
  * (batch, height, width) take the shape of --shape NAME=1x3x224x224 (NAME may be left out when
@@ -23,6 +24,10 @@
  * the outputs against a reference file and fails when max|diff| > 1e-4 x max|ref|. -v prints
  * compile time, sizes and memory to stderr. --winograd picks where 3x3 convolutions run as
  * Winograd F(4x4,3x3): auto (large outputs, see engine.h), off, or all that qualify.
+ *
+ * --weights-out splits the compiled image: -o gets the plan part (header and tables), FILE its
+ * weights blob (docs/plan-format.md "Plan parts"); --weights FILE runs such a pair (the part is
+ * the .plan, the blob is checked against the size and SHA-256 the part records).
  *
  * Exit status: 0 success, 1 error, 2 usage, 3 outputs differ from --compare's reference.
  */
@@ -59,6 +64,8 @@ struct run_config {
     const char *output;  /* JSON outputs; NULL: stdout unless bench/compare */
     const char *compare; /* reference outputs JSON */
     const char *plan_out;
+    const char *weights_out; /* --weights-out: -o gets the plan part, this the blob */
+    const char *weights;     /* --weights: the blob of the .plan part */
     int threads;  /* 0: the engine's default (1) */
     int winograd; /* ENGINE_WINOGRAD_* */
     int bench;
@@ -77,6 +84,8 @@ struct run_state {
     void *image; /* compiled here (engine_image_free) ... */
     void *map;   /* ... or mapped from a .plan file (munmap) */
     size_t image_len;
+    void *wmap; /* --weights: the blob, mapped (munmap) */
+    size_t wlen;
     double compile_ms;
     struct engine_model *model;
     struct engine_session *session;
@@ -93,7 +102,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: shmfaas-run MODEL.onnx|IMAGE.plan [--input in.json] [--output out.json]\n"
             "                   [--threads N] [--shape [NAME=]DxDx..]... [--bench N]\n"
-            "                   [--compare ref.json] [--pin NAME]... [--compile-only -o out.plan]\n"
+            "                   [--compare ref.json] [--pin NAME]... [--compile-only -o out.plan\n"
+            "                   [--weights-out out.weights]] [--weights FILE]\n"
             "                   [--winograd auto|off|all] [-v]\n");
 }
 
@@ -142,6 +152,14 @@ static int check_config(const struct run_config *c)
         fprintf(stderr, "shmfaas-run: --compile-only needs -o out.plan\n");
         return -EINVAL;
     }
+    if (c->weights_out && !c->compile_only) {
+        fprintf(stderr, "shmfaas-run: --weights-out splits the image of --compile-only\n");
+        return -EINVAL;
+    }
+    if (c->weights && !is_plan_path(c->model)) {
+        fprintf(stderr, "shmfaas-run: --weights is the blob of a .plan part\n");
+        return -EINVAL;
+    }
     if (c->plan_out && !c->compile_only) {
         fprintf(stderr, "shmfaas-run: -o is the image file of --compile-only\n");
         return -EINVAL;
@@ -178,6 +196,8 @@ static int parse_options(int argc, char **argv, struct run_config *c)
         {"verbose", no_argument, NULL, 'v'},
         {"pin", required_argument, NULL, 'P'},
         {"winograd", required_argument, NULL, 'W'},
+        {"weights", required_argument, NULL, 'w'},
+        {"weights-out", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -199,6 +219,12 @@ static int parse_options(int argc, char **argv, struct run_config *c)
             break;
         case 'C':
             c->compile_only = true;
+            break;
+        case 'w':
+            c->weights = optarg;
+            break;
+        case 'X':
+            c->weights_out = optarg;
             break;
         case 'v':
             c->verbose = true;
@@ -379,8 +405,8 @@ out:
     return rc;
 }
 
-/* A .plan file mapped exactly as instances map it: read-only, shared, never written. */
-static int map_plan(const char *path, struct run_state *st, char *err, size_t errlen)
+/* A file mapped exactly as instances map images: read-only, shared, never written. */
+static int map_file(const char *path, void **map, size_t *len, char *err, size_t errlen)
 {
     struct stat sb;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -392,16 +418,52 @@ static int map_plan(const char *path, struct run_state *st, char *err, size_t er
         rc = seterr(err, errlen, -EINVAL, "%s: not a non-empty regular file", path);
         goto out;
     }
-    st->image_len = (size_t)sb.st_size;
-    st->map = mmap(NULL, st->image_len, PROT_READ, MAP_SHARED, fd, 0);
-    if (st->map == MAP_FAILED) {
-        st->map = NULL;
+    *len = (size_t)sb.st_size;
+    *map = mmap(NULL, *len, PROT_READ, MAP_SHARED, fd, 0);
+    if (*map == MAP_FAILED) {
+        *map = NULL;
         rc = seterr(err, errlen, -errno, "%s: mmap: %s", path, strerror(errno));
-        goto out;
     }
-    rc = engine_image_verify(st->map, st->image_len, err, errlen);
 out:
     close(fd);
+    return rc;
+}
+
+/* The .plan (and its --weights blob), verified as the store verifies what it adopts. */
+static int map_plan(const struct run_config *c, struct run_state *st, char *err, size_t errlen)
+{
+    int rc = map_file(c->model, &st->map, &st->image_len, err, errlen);
+    if (rc == 0)
+        rc = engine_image_verify(st->map, st->image_len, err, errlen);
+    if (rc == 0 && c->weights) {
+        rc = map_file(c->weights, &st->wmap, &st->wlen, err, errlen);
+        if (rc == 0)
+            rc = engine_weights_verify(st->map, st->image_len, st->wmap, st->wlen, err, errlen);
+    }
+    return rc;
+}
+
+static int write_result(const char *path, const void *data, size_t len, char *err,
+                        size_t errlen);
+
+/* --compile-only: the image, or with --weights-out its plan part to -o and its blob. */
+static int write_plan(const struct run_config *c, const struct run_state *st, char *err,
+                      size_t errlen)
+{
+    struct engine_weights_ref w;
+    void *part = NULL;
+    size_t part_len = 0;
+    if (!c->weights_out)
+        return write_result(c->plan_out, st->image, st->image_len, err, errlen);
+    int rc = engine_image_weights(st->image, st->image_len, &w, err, errlen);
+    if (rc == 0)
+        rc = engine_image_split(st->image, st->image_len, &part, &part_len, err, errlen);
+    if (rc == 0)
+        rc = write_result(c->weights_out, (const uint8_t *)st->image + w.offset, w.size, err,
+                          errlen);
+    if (rc == 0)
+        rc = write_result(c->plan_out, part, part_len, err, errlen);
+    engine_image_free(part);
     return rc;
 }
 
@@ -410,14 +472,15 @@ static int load_model(const struct run_config *c, struct run_state *st, char *er
     const void *image;
     int rc;
 
-    rc = is_plan_path(c->model) ? map_plan(c->model, st, err, errlen)
+    rc = is_plan_path(c->model) ? map_plan(c, st, err, errlen)
                                 : compile_onnx(c, st, err, errlen);
     if (rc < 0)
         return rc;
     if (c->compile_only)
         return 0;
     image = st->map ? st->map : st->image;
-    rc = engine_model_open(image, st->image_len, &st->model, err, errlen);
+    rc = engine_model_open_parts(image, st->image_len, st->wmap, st->wlen, &st->model, err,
+                                 errlen);
     if (rc < 0)
         return rc;
     if (c->threads && engine_model_threads(st->model) != c->threads)
@@ -680,6 +743,8 @@ static void release(struct run_state *st)
         engine_model_close(st->model);
     if (st->map)
         munmap(st->map, st->image_len);
+    if (st->wmap)
+        munmap(st->wmap, st->wlen);
     if (st->image)
         engine_image_free(st->image);
     engine_tensor_set_free(&st->inputs);
@@ -695,7 +760,7 @@ static int run(const struct run_config *c, struct run_state *st, char *err, size
     if ((rc = read_inputs(c, st, err, errlen)) < 0 || (rc = load_model(c, st, err, errlen)) < 0)
         return rc;
     if (c->compile_only)
-        return write_result(c->plan_out, st->image, st->image_len, err, errlen);
+        return write_plan(c, st, err, errlen);
     if ((rc = start_session(st, err, errlen)) < 0 || (rc = run_once(st, err, errlen)) < 0)
         return rc;
     if (c->bench && (rc = bench(st, c->bench, err, errlen)) < 0)

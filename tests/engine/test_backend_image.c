@@ -965,6 +965,90 @@ static void test_thread_count(void **state)
     engine_image_free(img2);
 }
 
+/* ---- plan parts: the weights as a separate blob (format 3) ---- */
+
+static void test_plan_parts(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    struct engine_weights_ref w;
+    void *part, *whole;
+    size_t part_len, whole_len;
+    assert_int_equal(engine_image_weights(f->img, f->len, &w, err, sizeof(err)), 0);
+    assert_false(w.external);
+    assert_int_equal(engine_image_split(f->img, f->len, &part, &part_len, err, sizeof(err)), 0);
+    assert_int_equal(part_len, w.offset);
+    uint8_t *blob = aligned_alloc(64, ALIGN_UP(w.size, 64) + 64);
+    memcpy(blob, (const uint8_t *)f->img + w.offset, w.size);
+    /* split then join gives the compiler's bytes back */
+    assert_int_equal(engine_image_join(part, part_len, blob, w.size, &whole, &whole_len, err,
+                                       sizeof(err)),
+                     0);
+    assert_int_equal(whole_len, f->len);
+    assert_memory_equal(whole, f->img, f->len);
+    engine_image_free(whole);
+    assert_int_equal(engine_image_verify(part, part_len, err, sizeof(err)), 0);
+    assert_int_equal(engine_weights_verify(part, part_len, blob, w.size, err, sizeof(err)), 0);
+    /* the pair runs as the whole image does */
+    struct engine_model *m;
+    assert_int_equal(engine_model_open_parts(part, part_len, blob, w.size, &m, err, sizeof(err)),
+                     0);
+    struct engine_session *s;
+    assert_int_equal(engine_session_create(m, &s, err, sizeof(err)), 0);
+    struct engine_tensor in = {.dtype = ENGINE_F32,
+                               .shape = SHAPE(4, 1, 3, 8, 8),
+                               .data = f->x,
+                               .nbytes = sizeof(f->x)},
+                         out[4];
+    assert_int_equal(engine_session_run(s, &in, 1, out, 4, err, sizeof(err)), 0);
+    assert_memory_equal(out[0].data, f->y, sizeof(f->y));
+    engine_session_destroy(s);
+    engine_model_close(m);
+    /* refused: the part alone, a blob of another size or misaligned, a blob for a whole image */
+    assert_int_equal(engine_model_open(part, part_len, &m, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, "without its weights blob"));
+    assert_int_not_equal(
+        engine_model_open_parts(part, part_len, blob, w.size - 64, &m, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "weights blob of"));
+    memmove(blob + 8, blob, w.size);
+    assert_int_not_equal(
+        engine_model_open_parts(part, part_len, blob + 8, w.size, &m, err, sizeof(err)), 0);
+    memmove(blob, blob + 8, w.size);
+    assert_int_not_equal(
+        engine_model_open_parts(f->img, f->len, blob, w.size, &m, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "holds its own weights"));
+    /* a flipped blob byte fails the recorded SHA-256 */
+    blob[w.size / 2] ^= 1;
+    assert_int_equal(engine_weights_verify(part, part_len, blob, w.size, err, sizeof(err)),
+                     -EBADMSG);
+    blob[w.size / 2] ^= 1;
+    /* a forged part: a constant placed past the blob's end, resealed */
+    uint8_t *forged = aligned_alloc(64, part_len);
+    memcpy(forged, part, part_len);
+    struct plan_header *h = (struct plan_header *)forged;
+    struct plan_tensor *t = (struct plan_tensor *)(forged + h->sec[PLAN_SEC_TENSORS].offset);
+    int found = 0;
+    for (uint64_t i = 0; i < h->sec[PLAN_SEC_TENSORS].count && !found; i++)
+        if (t[i].storage == PLAN_ST_CONST || t[i].storage == PLAN_ST_PACKED) {
+            t[i].offset = w.size;
+            found = 1;
+        }
+    assert_true(found);
+    reseal(forged, part_len);
+    assert_int_not_equal(
+        engine_model_open_parts(forged, part_len, blob, w.size, &m, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "weights"));
+    /* a part whose external section does not start at its end */
+    memcpy(forged, part, part_len);
+    h->sec[PLAN_SEC_WEIGHTS].offset -= 64;
+    reseal(forged, part_len);
+    assert_int_not_equal(
+        engine_model_open_parts(forged, part_len, blob, w.size, &m, err, sizeof(err)), 0);
+    free(forged);
+    free(blob);
+    engine_image_free(part);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -975,7 +1059,7 @@ int main(void)
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
         cmocka_unit_test(test_thread_count),       cmocka_unit_test(test_winograd_fields),
         cmocka_unit_test(test_resample_fields),    cmocka_unit_test(test_branch_fields),
-        cmocka_unit_test(test_loop_fields),
+        cmocka_unit_test(test_loop_fields),        cmocka_unit_test(test_plan_parts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

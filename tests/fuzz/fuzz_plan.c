@@ -21,6 +21,10 @@
  *                convolution (QDQ-lowered to oneDNN's int8 convolution) and a ConvInteger on
  *                DynamicQuantizeLinear's output, so mutations reach the int8 convolution's
  *                checks (scales, zero points, int8 layouts, the zero point cast);
+ *   bit 7 set:   plan parts (format 3): patched, the seed is split into a plan part and its
+ *                weights blob (engine_image_split), the patches apply to the part, and the part
+ *                is opened over the blob (engine_model_open_parts); raw, the body is a u32 LE
+ *                part length, the part, then the blob;
  *   bit 2 clear: the tables checksum in the header is recomputed after the patches or on the raw
  *                body (it detects corruption, it is no secret: a hostile image carries a valid
  *                one), so mutations reach the section and node checks behind it.
@@ -122,23 +126,81 @@ static void rehash_tables(uint8_t *img, size_t len)
     sha256(img + PLAN_TABLES_HASHED_FROM, end - PLAN_TABLES_HASHED_FROM, h->tables_sha256);
 }
 
-static void open_image(const uint8_t *body, size_t len, int run, int rehash)
+/* A 64-byte aligned copy of len bytes (NULL when out of memory). */
+static void *aligned_copy(const uint8_t *p, size_t len)
 {
     size_t cap = (len + 63) / 64 * 64;
-    void *image = aligned_alloc(64, cap ? cap : 64);
-    if (!image)
+    void *copy = aligned_alloc(64, cap ? cap : 64);
+    if (copy)
+        memcpy(copy, p, len);
+    return copy;
+}
+
+/* Opens image (or, weights non-NULL, the plan part image over that blob). */
+static void open_image_weights(const uint8_t *body, size_t len, const uint8_t *weights,
+                               size_t wlen, int run, int rehash)
+{
+    void *image = aligned_copy(body, len), *blob = weights ? aligned_copy(weights, wlen) : NULL;
+    if (!image || (weights && !blob)) {
+        free(image);
+        free(blob);
         return;
-    memcpy(image, body, len);
+    }
     if (rehash)
         rehash_tables(image, len);
     struct engine_model *m = NULL;
     char err[512];
-    if (engine_model_open(image, len, &m, err, sizeof(err)) == 0) {
+    if (engine_model_open_parts(image, len, blob, wlen, &m, err, sizeof(err)) == 0) {
         if (run)
             run_zero_inputs(m);
         engine_model_close(m);
     }
     free(image);
+    free(blob);
+}
+
+static void open_image(const uint8_t *body, size_t len, int run, int rehash)
+{
+    open_image_weights(body, len, NULL, 0, run, rehash);
+}
+
+/* Raw bit-5 body: u32 LE part length, the part, the blob. */
+static void open_raw_parts(const uint8_t *body, size_t len, int run, int rehash)
+{
+    if (len < 4)
+        return;
+    size_t part = (size_t)body[0] | (size_t)body[1] << 8 | (size_t)body[2] << 16 |
+                  (size_t)body[3] << 24;
+    if (part > len - 4)
+        return;
+    open_image_weights(body + 4, part, body + 4 + part, len - 4 - part, run, rehash);
+}
+
+static void patch(uint8_t *copy, size_t len, const uint8_t *patches, size_t n)
+{
+    for (size_t i = 0; i + 5 <= n; i += 5) {
+        uint32_t off = (uint32_t)patches[i] | (uint32_t)patches[i + 1] << 8 |
+                       (uint32_t)patches[i + 2] << 16 | (uint32_t)patches[i + 3] << 24;
+        copy[off % len] ^= patches[i + 4];
+    }
+}
+
+/* The seed split into a plan part (patched) and its blob, opened together. */
+static void open_patched_parts(int which, const uint8_t *patches, size_t n, int run, int rehash)
+{
+    const struct fresh_image *f = fresh_image(which);
+    struct engine_weights_ref w;
+    void *part = NULL;
+    size_t part_len = 0;
+    char err[512];
+    if (engine_image_weights(f->image, f->len, &w, err, sizeof(err)) < 0 ||
+        engine_image_split(f->image, f->len, &part, &part_len, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz_plan: cannot split the seed image: %s\n", err);
+        abort();
+    }
+    patch(part, part_len, patches, n);
+    open_image_weights(part, part_len, (const uint8_t *)f->image + w.offset, w.size, run, rehash);
+    engine_image_free(part);
 }
 
 static void open_patched(int which, const uint8_t *patches, size_t n, int run, int rehash)
@@ -148,11 +210,7 @@ static void open_patched(int which, const uint8_t *patches, size_t n, int run, i
     if (!copy)
         return;
     memcpy(copy, f->image, f->len);
-    for (size_t i = 0; i + 5 <= n; i += 5) {
-        uint32_t off = (uint32_t)patches[i] | (uint32_t)patches[i + 1] << 8 |
-                       (uint32_t)patches[i + 2] << 16 | (uint32_t)patches[i + 3] << 24;
-        copy[off % f->len] ^= patches[i + 4];
-    }
+    patch(copy, f->len, patches, n);
     open_image(copy, f->len, run, rehash);
     free(copy);
 }
@@ -162,12 +220,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     int run = data[0] >> 1 & 1, rehash = !(data[0] >> 2 & 1);
-    if (data[0] & 1)
-        open_patched(data[0] >> 6 & 1   ? 4
-                     : data[0] >> 5 & 1 ? 3
-                     : data[0] >> 4 & 1 ? 2
-                                        : data[0] >> 3 & 1,
-                     data + 1, size - 1, run, rehash);
+    int which = data[0] >> 6 & 1   ? 4
+                : data[0] >> 5 & 1 ? 3
+                : data[0] >> 4 & 1 ? 2
+                                   : data[0] >> 3 & 1;
+    if (data[0] & 0x80) {
+        if (data[0] & 1)
+            open_patched_parts(which, data + 1, size - 1, run, rehash);
+        else
+            open_raw_parts(data + 1, size - 1, run, rehash);
+    } else if (data[0] & 1)
+        open_patched(which, data + 1, size - 1, run, rehash);
     else
         open_image(data + 1, size - 1, run, rehash);
     return 0;
