@@ -6,6 +6,10 @@
  *     library never asks for write access, and the kernel would refuse it;
  *   - a lease lives until store_detach(), store_close() or the process dies (the store sees the
  *     connection close) — nothing can leak a lease in the store;
+ *   - a plan part's weights blob (the store sends its fd beside the part's) is mapped once per
+ *     process however many attached images share it, over any number of connections (the shape
+ *     variants of one model): each image's `weights` points at that one mapping, unmapped with
+ *     the last image using it;
  *   - after the store restarts, store_reconnect() re-attaches every lease the client held and
  *     keeps the existing mappings when the image is the same (same SHA-256), so a running
  *     instance keeps serving through the restart.
@@ -29,6 +33,12 @@ struct store_image {
     uint8_t identity[32]; /* model identity (ONNX sha + engine fingerprint + threads) */
     const void *addr;     /* PROT_READ mapping of the whole image */
     int threads;          /* thread count the image was compiled for */
+    const void *weights;  /* a plan part's weights blob (PROT_READ, one mapping shared by
+                             every image of this process with the same blob), or NULL: a whole
+                             image */
+    int weights_fd;       /* O_RDONLY fd of the blob (the shared mapping's), or -1 */
+    uint64_t weights_size;
+    uint8_t weights_sha256[32];
     uint64_t lease;       /* lease id in the store */
     char name[256];       /* the name the store knows it by */
     char ref[4097];       /* the ref it was attached with (re-attached on reconnect) */

@@ -514,9 +514,12 @@ static int load_model(struct fn_instance *in, struct startup *st, bool template,
         return fn_shapes_open(in->cfg, &in->shapes, err, errlen);
     }
     t = now_ns();
-    if (rc == 0)
-        rc = engine_model_open(fn_source_image(in->source), fn_source_len(in->source), &in->model,
-                               err, errlen);
+    if (rc == 0) {
+        size_t wlen;
+        const void *w = fn_source_weights(in->source, &wlen);
+        rc = engine_model_open_parts(fn_source_image(in->source), fn_source_len(in->source), w,
+                                     wlen, &in->model, err, errlen);
+    }
     st->open_ms = (double)(now_ns() - t) / 1e6;
     t = now_ns();
     if (rc == 0)

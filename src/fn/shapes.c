@@ -167,16 +167,17 @@ static int attach_shape(struct fn_shapes *s, char *ref, struct shape_plan **out,
 {
     struct shape_plan p = {0};
     void *image;
-    size_t len;
+    const void *weights;
+    size_t len, wlen;
     int rc = admit_new_shape(s, err, errlen);
     if (rc)
         return rc;
-    rc = fn_store_source_open(s->cfg->store_path, ref, s->cfg->threads, &p.src, &image, &len, err,
-                              errlen);
+    rc = fn_store_source_open(s->cfg->store_path, ref, s->cfg->threads, &p.src, &image, &len,
+                              &weights, &wlen, err, errlen);
     if (rc == FN_STORE_REFUSED_COMPILE)
         rc = -EINVAL; /* these shapes do not fit the model: the request's fault */
     if (rc == 0)
-        rc = engine_model_open(image, len, &p.model, err, errlen);
+        rc = engine_model_open_parts(image, len, weights, wlen, &p.model, err, errlen);
     if (rc == 0 && (p.arena = engine_model_arena_size(p.model)) > ENGINE_DYNAMIC_BYTES) {
         char a[32], b[32];
         rc = seterr(

@@ -22,6 +22,8 @@ struct fn_source {
     enum source_kind kind;
     void *image;
     size_t len;
+    const void *weights; /* a plan part's weights blob (store, template), or NULL */
+    size_t weights_len;
     struct fn_store_source *store;
     /* SOURCE_TEMPLATE: our own mapping of the image, its fd (-1 once closed) and identity; the
      * lease (store) is taken only in a forked instance */
@@ -114,7 +116,7 @@ static int open_store(struct fn_source *s, const struct fn_config *c, char *err,
     s->kind = SOURCE_STORE;
     return rc < 0 ? rc
                   : fn_store_source_open(c->store_path, ref, c->threads, &s->store, &s->image,
-                                         &s->len, err, errlen);
+                                         &s->len, &s->weights, &s->weights_len, err, errlen);
 }
 
 int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err, size_t errlen)
@@ -150,9 +152,11 @@ int fn_source_open_template(const struct fn_config *c, struct fn_source **out, c
     s->kind = SOURCE_TEMPLATE;
     s->fd = -1;
     int rc = store_ref(c, ref, sizeof ref, err, errlen);
+    void *weights = NULL;
     if (rc == 0)
-        rc = fn_store_map_unleased(c->store_path, ref, c->threads, &s->image, &s->len, &s->fd,
-                                   &s->id, err, errlen);
+        rc = fn_store_map_unleased(c->store_path, ref, c->threads, &s->image, &s->len, &weights,
+                                   &s->weights_len, &s->fd, &s->id, err, errlen);
+    s->weights = weights;
     if (rc < 0) {
         fn_source_close(s);
         return rc;
@@ -170,15 +174,16 @@ int fn_source_take_lease(struct fn_source *s, const struct fn_config *c, char *e
 {
     char ref[REF_MAX];
     void *image;
-    size_t len;
+    size_t len, wlen;
+    const void *weights;
     struct fn_image_id id;
     if (s->kind != SOURCE_TEMPLATE || s->store)
         return seterr(err, errlen, -EINVAL, "not a template's image");
     s->fd = -1; /* the forked instance closed it before taking its fds (source.h) */
     int rc = store_ref(c, ref, sizeof ref, err, errlen);
     if (rc == 0)
-        rc = fn_store_source_open(c->store_path, ref, c->threads, &s->store, &image, &len, err,
-                                  errlen);
+        rc = fn_store_source_open(c->store_path, ref, c->threads, &s->store, &image, &len,
+                                  &weights, &wlen, err, errlen);
     if (rc == 0 && (rc = fn_store_source_id(s->store, &id)) < 0)
         seterr(err, errlen, rc, "image of %s: fstat: %s", ref, strerror(-rc));
     if (rc == 0 && (id.dev != s->id.dev || id.ino != s->id.ino || id.size != s->id.size ||
@@ -204,6 +209,12 @@ size_t fn_source_len(const struct fn_source *s)
     return s->len;
 }
 
+const void *fn_source_weights(const struct fn_source *s, size_t *len)
+{
+    *len = s->weights_len;
+    return s->weights;
+}
+
 const char *fn_source_kind(const struct fn_source *s)
 {
     return s->kind == SOURCE_STORE ? "store" : s->kind == SOURCE_TEMPLATE ? "template" : "private";
@@ -227,6 +238,8 @@ void fn_source_close(struct fn_source *s)
     case SOURCE_TEMPLATE:
         if (s->image)
             munmap(s->image, s->len);
+        if (s->weights)
+            munmap((void *)s->weights, s->weights_len);
         if (s->fd >= 0)
             close(s->fd);
         fn_store_source_close(s->store);

@@ -15,6 +15,8 @@ struct fn_source;
 int fn_source_open(const struct fn_config *c, struct fn_source **out, char *err, size_t errlen);
 const void *fn_source_image(const struct fn_source *s);
 size_t fn_source_len(const struct fn_source *s);
+/* The image's weights blob when it is a plan part (*len its bytes), else NULL. */
+const void *fn_source_weights(const struct fn_source *s, size_t *len);
 /* "store" or "private", for logs. */
 const char *fn_source_kind(const struct fn_source *s);
 void fn_source_close(struct fn_source *s);

@@ -116,8 +116,8 @@ static int connect_waiting(const char *socket_path, struct store_client **c, cha
 }
 
 int fn_store_source_open(const char *socket_path, const char *ref, int threads,
-                         struct fn_store_source **out, void **image, size_t *len, char *err,
-                         size_t errlen)
+                         struct fn_store_source **out, void **image, size_t *len,
+                         const void **weights, size_t *weights_len, char *err, size_t errlen)
 {
     *out = NULL;
     struct fn_store_source *s = calloc(1, sizeof(*s));
@@ -141,6 +141,8 @@ int fn_store_source_open(const char *socket_path, const char *ref, int threads,
     s->watcher_started = true;
     *image = (void *)s->img->addr;
     *len = (size_t)s->img->size;
+    *weights = s->img->weights;
+    *weights_len = (size_t)s->img->weights_size;
     *out = s;
     return 0;
 }
@@ -178,8 +180,25 @@ int fn_store_source_id(const struct fn_store_source *s, struct fn_image_id *id)
     return image_id(s->img, id);
 }
 
+/* A mapping of its own of img's blob (*weights NULL for a whole image). */
+static int map_blob(const struct store_image *img, void **weights, size_t *weights_len,
+                    char *err, size_t errlen)
+{
+    *weights = NULL;
+    *weights_len = 0;
+    if (!img->weights)
+        return 0;
+    void *p = mmap(NULL, (size_t)img->weights_size, PROT_READ, MAP_SHARED, img->weights_fd, 0);
+    if (p == MAP_FAILED)
+        return seterr(err, errlen, -errno, "weights of %s: mmap: %s", img->name, strerror(errno));
+    *weights = p;
+    *weights_len = (size_t)img->weights_size;
+    return 0;
+}
+
 int fn_store_map_unleased(const char *socket_path, const char *ref, int threads, void **image,
-                          size_t *len, int *fd, struct fn_image_id *id, char *err, size_t errlen)
+                          size_t *len, void **weights, size_t *weights_len, int *fd,
+                          struct fn_image_id *id, char *err, size_t errlen)
 {
     struct store_client *c = NULL;
     const struct store_image *img = NULL;
@@ -199,11 +218,13 @@ int fn_store_map_unleased(const char *socket_path, const char *ref, int threads,
             rc = seterr(err, errlen, -errno, "image of %s: mmap: %s", ref, strerror(errno));
         }
     }
+    if (rc == 0 && (rc = map_blob(img, weights, weights_len, err, errlen)) < 0)
+        munmap(*image, *len);
     if (rc < 0 && *fd >= 0) {
         close(*fd);
         *fd = -1;
     }
     if (c)
-        store_close(c); /* the lease ends; the mapping is ours */
+        store_close(c); /* the lease ends; the mappings are ours */
     return rc;
 }

@@ -24,8 +24,8 @@ struct fn_store_source;
 #define FN_STORE_REFUSED_THREADS (-ERANGE)
 
 int fn_store_source_open(const char *socket_path, const char *ref, int threads,
-                         struct fn_store_source **out, void **image, size_t *len, char *err,
-                         size_t errlen);
+                         struct fn_store_source **out, void **image, size_t *len,
+                         const void **weights, size_t *weights_len, char *err, size_t errlen);
 /* NULL is a no-op. */
 void fn_store_source_close(struct fn_store_source *s);
 
@@ -43,6 +43,7 @@ int fn_store_source_id(const struct fn_store_source *s, struct fn_image_id *id);
  * evict it; its instances take leases of their own). *fd stays open: its link count falls to 0
  * when the store evicts the image. */
 int fn_store_map_unleased(const char *socket_path, const char *ref, int threads, void **image,
-                          size_t *len, int *fd, struct fn_image_id *id, char *err, size_t errlen);
+                          size_t *len, void **weights, size_t *weights_len, int *fd,
+                          struct fn_image_id *id, char *err, size_t errlen);
 
 #endif

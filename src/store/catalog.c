@@ -40,6 +40,11 @@ void catalog_free(struct catalog *c)
         m = next;
     }
     c->models = NULL;
+    for (struct blob *b = c->blobs, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    c->blobs = NULL;
     c->resident_bytes = 0;
 }
 
@@ -71,6 +76,8 @@ void catalog_remove(struct catalog *c, struct model *m)
         *p = m->next;
         if (m->state == MODEL_RESIDENT)
             c->resident_bytes -= m->size;
+        if (m->blob)
+            m->blob->refs--;
         free(m);
         return;
     }
@@ -135,10 +142,18 @@ void catalog_admit(struct catalog *c, struct model *m, uint64_t size)
     c->resident_bytes += size;
 }
 
-/* freq × cost / size: seconds of reload per byte kept, the value of keeping m per byte. */
+uint64_t catalog_model_bytes(const struct model *m)
+{
+    return m->size + (m->blob ? m->blob->size : 0);
+}
+
+/* freq × cost / size: seconds of reload per byte kept, the value of keeping m per byte (its blob
+ * included: a part alone is small, but a miss loads its weights too when nothing else holds
+ * them). */
 static double value_per_byte(const struct model *m)
 {
-    return m->size ? (double)m->freq * m->cost_s / (double)m->size : 0;
+    uint64_t bytes = catalog_model_bytes(m);
+    return bytes ? (double)m->freq * m->cost_s / (double)bytes : 0;
 }
 
 void catalog_touch(struct catalog *c, struct model *m)
@@ -225,6 +240,19 @@ static void describe_pinned(const struct catalog *c, char *buf, size_t len, uint
     }
 }
 
+/* The bytes evicting victims[n - 1] frees: its own, and its blob's when it is the blob's last
+ * reference among what stays. */
+static uint64_t victim_frees(struct model *const *victims, size_t n)
+{
+    const struct model *v = victims[n - 1];
+    if (!v->blob)
+        return v->size;
+    int going = 0;
+    for (size_t i = 0; i < n; i++)
+        going += victims[i]->blob == v->blob;
+    return v->size + (going == v->blob->refs ? v->blob->size : 0);
+}
+
 int catalog_plan_room(const struct catalog *c, uint64_t need, const char *name,
                       struct model **victims, size_t cap, size_t *n_victims, char *err,
                       size_t errlen)
@@ -237,7 +265,7 @@ int catalog_plan_room(const struct catalog *c, uint64_t need, const char *name,
         if (!v)
             break;
         victims[n++] = v;
-        freed += v->size;
+        freed += victim_frees(victims, n);
     }
     if (need <= c->budget && c->resident_bytes - freed + need <= c->budget) {
         *n_victims = n;
@@ -259,6 +287,65 @@ int catalog_plan_room(const struct catalog *c, uint64_t need, const char *name,
                   format_size(c->budget, b, sizeof(b)), format_size(pinned_bytes, p, sizeof(p)),
                   leases, leases == 1 ? "" : "s", models, models == 1 ? "" : "s",
                   models ? " (" : "", pinned, models ? ")" : "");
+}
+
+/* ---- weights blobs ---- */
+
+struct blob *catalog_blob_find(const struct catalog *c, const uint8_t sha[SHA256_LEN])
+{
+    for (struct blob *b = c->blobs; b; b = b->next)
+        if (!memcmp(b->sha, sha, SHA256_LEN))
+            return b;
+    return NULL;
+}
+
+struct blob *catalog_blob_add(struct catalog *c, const uint8_t sha[SHA256_LEN], uint64_t size,
+                              int fd)
+{
+    struct blob *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    memcpy(b->sha, sha, SHA256_LEN);
+    sha256_hex(sha, b->hex);
+    b->size = size;
+    b->fd = fd;
+    b->next = c->blobs;
+    c->blobs = b;
+    c->resident_bytes += size;
+    return b;
+}
+
+void catalog_blob_link(struct model *m, struct blob *b)
+{
+    m->blob = b;
+    b->refs++;
+}
+
+struct blob *catalog_blob_orphan(const struct catalog *c)
+{
+    for (struct blob *b = c->blobs; b; b = b->next)
+        if (b->refs <= 0)
+            return b;
+    return NULL;
+}
+
+void catalog_blob_drop(struct catalog *c, struct blob *b)
+{
+    for (struct blob **p = &c->blobs; *p; p = &(*p)->next)
+        if (*p == b) {
+            *p = b->next;
+            c->resident_bytes -= b->size;
+            free(b);
+            return;
+        }
+}
+
+size_t catalog_blob_count(const struct catalog *c)
+{
+    size_t n = 0;
+    for (const struct blob *b = c->blobs; b; b = b->next)
+        n++;
+    return n;
 }
 
 size_t catalog_count(const struct catalog *c, enum model_state state)

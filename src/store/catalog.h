@@ -5,7 +5,10 @@
  * keeps two catalogs: the RAM tier (images in tmpfs) and, with --disk-dir, the disk tier (the
  * same images on local disk). Pure bookkeeping: no files, no sockets, so it is unit-tested on
  * its own. Invariants:
- *   - resident_bytes is the sum of the sizes of RESIDENT models and never exceeds budget;
+ *   - resident_bytes is the sum of the sizes of RESIDENT models plus the sizes of the weights
+ *     blobs they share (each blob counted once, however many models refer to it) and never
+ *     exceeds budget; a blob lives while a model refers to it (refs), and evicting the last
+ *     model that refers to it frees its bytes too (catalog_plan_room counts them);
  *   - a model with leases > 0 is never chosen for eviction (the disk tier pins an image while
  *     it is written or read back the same way);
  *   - eviction order: CATALOG_LRU ascending release_seq (least recently released or adopted
@@ -28,6 +31,17 @@ enum model_state { MODEL_COMPILING, MODEL_RESIDENT };
 
 enum catalog_policy { CATALOG_GDSF, CATALOG_LRU };
 
+/* A weights blob (issue 17): one copy of a packed weights section, shared by every plan part
+ * whose weights are those bytes (the shape variants of one model). */
+struct blob {
+    uint8_t sha[SHA256_LEN];  /* of its bytes: its name */
+    char hex[SHA256_HEX_LEN]; /* file name stem: <dir>/<hex>.weights */
+    uint64_t size;            /* bytes */
+    int refs;                 /* models linked to it, in any state */
+    int fd;                   /* O_RDONLY fd of the file, or -1 (the owner closes it) */
+    struct blob *next;
+};
+
 struct model {
     uint8_t identity[SHA256_LEN];
     char idhex[SHA256_HEX_LEN];     /* file name stem: <dir>/<idhex>.plan */
@@ -47,11 +61,13 @@ struct model {
     double priority;      /* GDSF: clock + freq × cost_s / size at the last use */
     int writing;          /* disk tier: the file is being written (pinned, not readable yet) */
     int fd;               /* O_RDONLY fd of the image file (RESIDENT), else -1 */
+    struct blob *blob;    /* the plan part's weights blob, or NULL (a whole image) */
     struct model *next;
 };
 
 struct catalog {
     struct model *models;
+    struct blob *blobs;
     uint64_t budget;
     uint64_t resident_bytes;
     uint64_t seq; /* source of release_seq values */
@@ -64,13 +80,14 @@ void catalog_init(struct catalog *c, uint64_t budget);
 /* "gdsf" or "lru" → policy; -EINVAL otherwise. */
 int catalog_policy_parse(const char *s, enum catalog_policy *out);
 const char *catalog_policy_name(enum catalog_policy p);
-/* Frees every model (does not close fds: the owner does). */
+/* Frees every model and blob (does not close fds: the owner does). */
 void catalog_free(struct catalog *c);
 
 /* A new COMPILING model, linked in; NULL when out of memory. */
 struct model *catalog_add(struct catalog *c, const uint8_t identity[SHA256_LEN],
                           const uint8_t source_sha[SHA256_LEN], int threads, const char *name);
-/* Unlinks and frees m (subtracting its size if it was resident). */
+/* Unlinks and frees m (subtracting its size if it was resident); its blob loses a ref but stays
+ * (catalog_blob_orphan finds it when that was the last). */
 void catalog_remove(struct catalog *c, struct model *m);
 
 struct model *catalog_find(const struct catalog *c, const uint8_t identity[SHA256_LEN]);
@@ -101,6 +118,23 @@ void catalog_evict(struct catalog *c, struct model *m);
 int catalog_plan_room(const struct catalog *c, uint64_t need, const char *name,
                       struct model **victims, size_t cap, size_t *n_victims, char *err,
                       size_t errlen);
+
+/* ---- weights blobs ---- */
+struct blob *catalog_blob_find(const struct catalog *c, const uint8_t sha[SHA256_LEN]);
+/* A new blob of size bytes (counted in resident_bytes now: room was made for it), no refs;
+ * NULL when out of memory. */
+struct blob *catalog_blob_add(struct catalog *c, const uint8_t sha[SHA256_LEN], uint64_t size,
+                              int fd);
+/* m refers to b from now on (b->refs + 1). */
+void catalog_blob_link(struct model *m, struct blob *b);
+/* A blob no model refers to any more, or NULL; the caller closes its fd, removes its file and
+ * drops it. */
+struct blob *catalog_blob_orphan(const struct catalog *c);
+/* Unlinks and frees b, subtracting its size. */
+void catalog_blob_drop(struct catalog *c, struct blob *b);
+size_t catalog_blob_count(const struct catalog *c);
+/* m's bytes with its whole blob: what a miss of m costs to load again (GDSF's size). */
+uint64_t catalog_model_bytes(const struct model *m);
 
 size_t catalog_count(const struct catalog *c, enum model_state state);
 int catalog_total_leases(const struct catalog *c);

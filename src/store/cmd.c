@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 static int call(int sock, int type, const char *model, int threads, uint8_t *buf,
-                struct proto_msg *reply, int *fd)
+                struct proto_msg *reply, int *fd, int *fd2)
 {
     struct proto_msg req = {.type = (uint16_t)type, .seq = 1};
     if (model) {
@@ -25,7 +25,7 @@ static int call(int sock, int type, const char *model, int threads, uint8_t *buf
         req.u.ref.threads = (uint32_t)threads;
     }
     char err[PROTO_MAX_ERR + 64];
-    int rc = proto_call(sock, &req, buf, reply, fd, err, sizeof(err));
+    int rc = proto_call2(sock, &req, buf, reply, fd, fd2, err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "shmfaas-store %s: %s\n", proto_type_name(type), err);
     return rc;
@@ -45,19 +45,32 @@ static int print_ls(const struct proto_msg *m)
     json_t *root = load_json(m);
     if (!root)
         return 1;
-    printf("%-24s %-16s %-10s %12s %6s %8s\n", "NAME", "IDENTITY", "STATE", "BYTES", "LEASES",
-           "THREADS");
+    printf("%-24s %-16s %-10s %12s %6s %8s  %s\n", "NAME", "IDENTITY", "STATE", "BYTES",
+           "LEASES", "THREADS", "WEIGHTS");
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(root, "models"), i, e)
     {
         const char *names = json_string_value(json_object_get(e, "names"));
         const char *id = json_string_value(json_object_get(e, "identity"));
-        printf("%-24s %-16.16s %-10s %12lld %6lld %8lld\n", names && *names ? names : "-",
+        const char *w = json_string_value(json_object_get(e, "weights_sha256"));
+        printf("%-24s %-16.16s %-10s %12lld %6lld %8lld  %.16s\n", names && *names ? names : "-",
                id ? id : "?", json_string_value(json_object_get(e, "state")),
                (long long)json_integer_value(json_object_get(e, "bytes")),
                (long long)json_integer_value(json_object_get(e, "leases")),
-               (long long)json_integer_value(json_object_get(e, "threads")));
+               (long long)json_integer_value(json_object_get(e, "threads")), w ? w : "-");
+    }
+    json_array_foreach(json_object_get(root, "blobs"), i, e)
+    {
+        if (i == 0)
+            printf("\n%-16s %12s %5s  %s\n", "WEIGHTS", "BYTES", "REFS", "SHARED BY");
+        json_t *names = json_object_get(e, "models"), *n;
+        size_t k;
+        printf("%-16.16s %12lld %5lld  ", json_string_value(json_object_get(e, "sha256")),
+               (long long)json_integer_value(json_object_get(e, "bytes")),
+               (long long)json_integer_value(json_object_get(e, "refs")));
+        json_array_foreach(names, k, n) printf("%s%s", k ? ", " : "", json_string_value(n));
+        printf("\n");
     }
     json_decref(root);
     return 0;
@@ -77,17 +90,25 @@ static int print_stats(const struct proto_msg *m)
     return 0;
 }
 
-static int hold_lease(const struct proto_attached *a, int fd)
+static int hold_lease(const struct proto_attached *a, int fd, int wfd)
 {
-    char sha[SHA256_HEX_LEN], id[SHA256_HEX_LEN], sz[32];
+    char sha[SHA256_HEX_LEN], id[SHA256_HEX_LEN], wsha[SHA256_HEX_LEN], sz[32], wsz[32];
     sha256_hex(a->sha256, sha);
     sha256_hex(a->identity, id);
+    sha256_hex(a->weights_sha256, wsha);
     void *p = mmap(NULL, a->size, PROT_READ, MAP_SHARED, fd, 0);
+    void *w = wfd >= 0 ? mmap(NULL, a->weights_size, PROT_READ, MAP_SHARED, wfd, 0) : NULL;
     printf("attached %s: lease %llu, %s (%llu bytes), %u thread(s)\n  image sha256 %s\n"
-           "  identity     %s\n  mapped       %s\nholding the lease until SIGINT/SIGTERM\n",
+           "  identity     %s\n  mapped       %s\n",
            a->name, (unsigned long long)a->lease, format_size(a->size, sz, sizeof(sz)),
            (unsigned long long)a->size, a->threads, sha, id,
            p == MAP_FAILED ? strerror(errno) : "read-only");
+    if (wfd >= 0)
+        printf("  weights      sha256 %s, %s (%llu bytes), %s\n", wsha,
+               format_size(a->weights_size, wsz, sizeof(wsz)),
+               (unsigned long long)a->weights_size,
+               w == MAP_FAILED ? strerror(errno) : "mapped read-only");
+    printf("holding the lease until SIGINT/SIGTERM\n");
     fflush(stdout);
     sigset_t set;
     sigemptyset(&set);
@@ -97,7 +118,11 @@ static int hold_lease(const struct proto_attached *a, int fd)
     sigwait(&set, &sig);
     if (p != MAP_FAILED)
         munmap(p, a->size);
+    if (w && w != MAP_FAILED)
+        munmap(w, a->weights_size);
     close(fd);
+    if (wfd >= 0)
+        close(wfd);
     return 0;
 }
 
@@ -134,7 +159,8 @@ int store_cmd(const char *cmd, const char *socket_path, const char *model, int t
     }
     uint8_t *buf = malloc(PROTO_MAX_MSG);
     struct proto_msg reply;
-    int fd = -1, rc = buf ? call(sock, type, model, threads, buf, &reply, &fd) : -ENOMEM;
+    int fd = -1, wfd = -1,
+        rc = buf ? call(sock, type, model, threads, buf, &reply, &fd, &wfd) : -ENOMEM;
     int status = rc < 0;
     if (rc == 0 && type == PROTO_LS)
         status = print_ls(&reply);
@@ -145,7 +171,7 @@ int store_cmd(const char *cmd, const char *socket_path, const char *model, int t
     else if (rc == 0 && type == PROTO_PREPARE)
         printf("prepared %s: its image is resident\n", model);
     else if (rc == 0 && type == PROTO_ATTACH)
-        status = hold_lease(&reply.u.attached, fd);
+        status = hold_lease(&reply.u.attached, fd, wfd);
     free(buf);
     close(sock);
     return status;

@@ -134,10 +134,11 @@ static void complain(struct loglimit *l, enum log_level level, uid_t uid, enum c
         log_msg(level, "store", "%s", line);
 }
 
-static int send_msg(struct conn *c, struct proto_msg *m, int fd)
+static int send_msg(struct conn *c, struct proto_msg *m, int fd, int fd2)
 {
     char err[256];
-    int rc = proto_send(c->fd, m, fd, err, sizeof(err));
+    int fds[2] = {fd, fd2};
+    int rc = proto_send_fds(c->fd, m, fds, fd < 0 ? 0 : fd2 < 0 ? 1 : 2, err, sizeof(err));
     c->broken |= rc < 0;
     if (rc < 0)
         complain(c->log, LOG_WARN, c->uid, LOG_SEND_FAILED,
@@ -159,13 +160,13 @@ static int reply_error(struct conn *c, uint32_t seq, int code, const char *fmt, 
     va_end(ap);
     complain(c->log, LOG_INFO, c->uid, LOG_REPLY_ERROR, "client pid %d uid %u: %s", (int)c->pid,
              (unsigned)c->uid, m.u.error.msg);
-    return send_msg(c, &m, -1);
+    return send_msg(c, &m, -1, -1);
 }
 
 static int reply_ok(struct conn *c, uint32_t seq)
 {
     struct proto_msg m = {.type = PROTO_OK, .seq = seq};
-    return send_msg(c, &m, -1);
+    return send_msg(c, &m, -1, -1);
 }
 
 static struct conn *conn_by_id(struct daemon *d, uint64_t id)
@@ -219,7 +220,9 @@ static void disk_store(struct daemon *d, struct model *m)
     struct model **victims = calloc(cap, sizeof(*victims));
     struct job *job = calloc(1, sizeof(*job));
     char err[512];
-    int rc = victims && job ? catalog_plan_room(&d->disk, m->size, m->names, victims, cap, &n, err,
+    /* the disk tier keeps whole images: the part and its blob joined again */
+    uint64_t whole = m->blob ? m->size + ALIGN_UP(m->blob->size, 64) : m->size;
+    int rc = victims && job ? catalog_plan_room(&d->disk, whole, m->names, victims, cap, &n, err,
                                                 sizeof(err))
                             : seterr(err, sizeof(err), -ENOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -228,6 +231,11 @@ static void disk_store(struct daemon *d, struct model *m)
     struct model *dm =
         rc == 0 ? catalog_add(&d->disk, m->identity, m->source_sha, m->threads, NULL) : NULL;
     int fd = dm ? fcntl(m->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    int wfd = fd >= 0 && m->blob ? fcntl(m->blob->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd >= 0 && m->blob && wfd < 0) {
+        close(fd);
+        fd = -1;
+    }
     if (!dm || fd < 0) {
         log_info("disk tier: %s not written: %s", m->names[0] ? m->names : m->idhex,
                  rc < 0 ? err : strerror(errno));
@@ -237,10 +245,10 @@ static void disk_store(struct daemon *d, struct model *m)
         return;
     }
     snprintf(dm->names, sizeof(dm->names), "%s", m->names);
-    memcpy(dm->image_sha, m->image_sha, SHA256_LEN); /* the bytes written: a read must match */
+    /* the SHA-256 of the bytes written (a read must match) comes back with the written job */
     dm->compile_s = dm->cost_s = m->compile_s;       /* a miss in this tier costs a compile */
     dm->freq = m->freq ? m->freq - 1 : 0;
-    catalog_admit(&d->disk, dm, m->size); /* reserved now: the budget holds while it is written */
+    catalog_admit(&d->disk, dm, whole); /* reserved now: the budget holds while it is written */
     catalog_touch(&d->disk, dm);
     dm->writing = 1;
     dm->leases = 1; /* pinned until written */
@@ -249,7 +257,10 @@ static void disk_store(struct daemon *d, struct model *m)
     snprintf(job->name, sizeof(job->name), "%s", m->names);
     job->disk_fd = d->disk_fd;
     job->image_fd = fd;
-    job->disk_len = m->size;
+    job->weights_fd = wfd;
+    job->part_len = m->size;
+    job->weights_len = m->blob ? m->blob->size : 0;
+    job->disk_len = whole;
     worker_submit(&d->writer, job);
     catalog_set_cost(&d->cat, m, ram_cost(d, m));
     d->disk_manifest_dirty = d->stats_dirty = 1;
@@ -270,6 +281,7 @@ static void finish_disk_write(struct daemon *d, struct job *job)
     } else {
         d->n.disk_writes++;
         d->n.disk_write_s += job->seconds;
+        memcpy(dm->image_sha, job->image_sha, SHA256_LEN); /* the bytes written */
         log_debug("disk tier: %s written in %.3f s", dm->idhex, job->seconds);
     }
     d->disk_manifest_dirty = d->stats_dirty = 1;
@@ -294,11 +306,15 @@ static int grant(struct daemon *d, struct conn *c, struct model *m, uint32_t seq
     memcpy(a->identity, m->identity, SHA256_LEN);
     a->threads = (uint32_t)m->threads;
     snprintf(a->name, sizeof(a->name), "%s", name);
+    if (m->blob) {
+        a->weights_size = m->blob->size;
+        memcpy(a->weights_sha256, m->blob->sha, SHA256_LEN);
+    }
     c->leases[c->n_leases++] = (struct lease){a->lease, m};
     catalog_set_cost(&d->cat, m, ram_cost(d, m));
     catalog_lease(&d->cat, m, wall_ms());
     d->stats_dirty = 1;
-    return send_msg(c, &r, m->fd);
+    return send_msg(c, &r, m->fd, m->blob ? m->blob->fd : -1);
 }
 
 /* ---- model lifecycle ---- */
@@ -313,6 +329,7 @@ static void evict(struct daemon *d, struct model *m)
     log_info("evicted %s (%s, %llu bytes)", m->names, m->idhex, (unsigned long long)m->size);
     close(m->fd);
     catalog_evict(&d->cat, m);
+    image_reap_blobs(d->dir_fd, d->cfg->dir, &d->cat); /* its blob, when it was the last */
     d->n.evictions++;
     d->manifest_dirty = d->stats_dirty = 1;
 }
@@ -740,7 +757,7 @@ static int send_json(struct conn *c, uint32_t seq, char *text)
     if (m.u.json.len > PROTO_MAX_MSG - PROTO_HDR_LEN - 4)
         rc = reply_error(c, seq, -EMSGSIZE, "stats of %zu bytes exceed one message", m.u.json.len);
     else
-        rc = send_msg(c, &m, -1);
+        rc = send_msg(c, &m, -1, -1);
     free(text);
     return rc;
 }
@@ -881,26 +898,31 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
 {
     size_t cap = catalog_count(&d->cat, MODEL_RESIDENT) + 1, n_victims = 0;
     struct model **victims = calloc(cap, sizeof(*victims));
+    struct image_parts parts;
     if (!victims)
         return seterr(err, errlen, -ENOMEM, "store out of memory");
-    int rc = catalog_plan_room(&d->cat, job->image_len, job->name, victims, cap, &n_victims, err,
+    int rc = image_parts_prepare(&d->cat, m, job->image, job->image_len, &parts, err, errlen);
+    if (rc == 0)
+        rc = catalog_plan_room(&d->cat, parts.need, job->name, victims, cap, &n_victims, err,
                                errlen);
     if (rc == 0)
         for (size_t i = 0; i < n_victims; i++)
             evict(d, victims[i]);
     free(victims);
-    if (rc < 0) {
+    if (rc == -ENOSPC) {
         d->n.refused++;
-        remember_refusal(d, m, job->name, REFUSAL_BUDGET, job->image_len, err);
-        return rc;
+        remember_refusal(d, m, job->name, REFUSAL_BUDGET, parts.need, err);
     }
-    rc = image_write(d->dir_fd, m->idhex, job->image, job->image_len,
-                     job->kind == JOB_DISK_READ ? job->image_sha : NULL, m->image_sha, &m->fd,
-                     &d->n, err, errlen);
+    if (rc == 0)
+        rc = image_parts_write(d->dir_fd, &d->cat, m, &parts,
+                               job->kind == JOB_DISK_READ ? job->image_sha : NULL, &d->n, err,
+                               errlen);
+    uint64_t bytes = parts.part ? parts.part_len : job->image_len;
+    image_parts_free(&parts);
     if (rc < 0)
-        return rc;
+        return rc; /* finish_load removes m, and with it its hold on a blob */
     refusal_forget(&d->refusals, m->identity);
-    catalog_admit(&d->cat, m, job->image_len);
+    catalog_admit(&d->cat, m, bytes);
     d->manifest_dirty = d->stats_dirty = 1;
     if (job->kind == JOB_DISK_READ) {
         struct model *dm = catalog_find(&d->disk, m->identity);
@@ -924,7 +946,8 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
     m->compile_s = job->seconds;
     d->n.compiles++;
     d->n.compile_s += job->seconds;
-    log_info("model %s: compiled in %.2f s, %zu bytes", job->name, job->seconds, job->image_len);
+    log_info("model %s: compiled in %.2f s, %zu bytes%s", job->name, job->seconds, job->image_len,
+             m->blob ? " (a plan part and its weights blob)" : "");
     return 0;
 }
 
@@ -995,8 +1018,10 @@ static int finish_load(struct daemon *d, struct job *job)
     if (rc == -ENOSPC || rc == -ENOEXEC)
         d->n.refusals += pending_count(p);
     answer_waiters(d, p, rc, err);
-    if (rc < 0)
+    if (rc < 0) {
         catalog_remove(&d->cat, m);
+        image_reap_blobs(d->dir_fd, d->cfg->dir, &d->cat);
+    }
     else if (job->kind == JOB_COMPILE)
         disk_store(d, m); /* after the answers: a disk write never delays an attach */
     free(p);
@@ -1381,6 +1406,9 @@ static void daemon_close(struct daemon *d)
     for (struct model *m = d->cat.models; m; m = m->next)
         if (m->fd >= 0)
             close(m->fd);
+    for (struct blob *b = d->cat.blobs; b; b = b->next)
+        if (b->fd >= 0)
+            close(b->fd);
     if (served && !d->cfg->keep_images) { /* a clean stop gives the memory back */
         image_remove_all(d->dir_fd, d->cfg->dir);
         if (d->huge)

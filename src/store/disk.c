@@ -8,6 +8,8 @@
  */
 #include "store/store.h"
 
+#include "engine/engine.h"
+
 #include "store/manifest.h"
 
 #include <dirent.h>
@@ -107,7 +109,8 @@ void disk_read_job(struct job *job)
     }
     int threaded = rc == 0 && pthread_create(&t, NULL, hash_thread, job) == 0;
     if (rc == 0)
-        rc = image_check(job->image, job->image_len, job->identity, &tmpl, why, sizeof(why));
+        rc = image_check(job->image, job->image_len, NULL, 0, job->identity, &tmpl, why,
+                         sizeof(why));
     if (threaded)
         pthread_join(t, NULL);
     else if (rc == 0)
@@ -127,23 +130,56 @@ done:
     snprintf(job->err, sizeof(job->err), "%s", why);
 }
 
+/* A plan part and its blob (RAM tier files) joined into the whole image the compiler made. */
+static int join_parts(struct job *job, void **image, size_t *len)
+{
+    size_t plen = (size_t)job->part_len, wlen = (size_t)job->weights_len;
+    void *p = mmap(NULL, plen, PROT_READ, MAP_SHARED, job->image_fd, 0);
+    void *w = mmap(NULL, wlen, PROT_READ, MAP_SHARED, job->weights_fd, 0);
+    int rc = p == MAP_FAILED || w == MAP_FAILED
+                 ? seterr(job->err, sizeof(job->err), -errno, "mmap of the RAM image: %s",
+                          strerror(errno))
+                 : engine_image_join(p, plen, w, wlen, image, len, job->err, sizeof(job->err));
+    if (rc == 0 && *len != job->disk_len)
+        rc = seterr(job->err, sizeof(job->err), -EINVAL, "joined image of %zu bytes, %llu expected",
+                    *len, (unsigned long long)job->disk_len);
+    if (p != MAP_FAILED)
+        munmap(p, plen);
+    if (w != MAP_FAILED)
+        munmap(w, wlen);
+    return rc;
+}
+
 void disk_write_job(struct job *job)
 {
     int64_t t0 = now_ns();
     char name[SHA256_HEX_LEN + 8];
     job_file_name(job, name);
     size_t len = (size_t)job->disk_len;
-    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, job->image_fd, 0);
-    if (p == MAP_FAILED) {
-        job->rc = seterr(job->err, sizeof(job->err), -errno, "mmap of the RAM image: %s",
-                         strerror(errno));
+    void *whole = NULL, *p = MAP_FAILED;
+    if (job->weights_fd >= 0) {
+        job->rc = join_parts(job, &whole, &len);
     } else {
-        job->rc =
-            write_file_atomic_at(job->disk_fd, name, p, len, 0600, job->err, sizeof(job->err));
-        munmap(p, len);
+        p = mmap(NULL, len, PROT_READ, MAP_SHARED, job->image_fd, 0);
+        job->rc = p == MAP_FAILED ? seterr(job->err, sizeof(job->err), -errno,
+                                           "mmap of the RAM image: %s", strerror(errno))
+                                  : 0;
     }
+    const void *bytes = whole ? whole : p;
+    if (job->rc == 0) {
+        job->rc =
+            write_file_atomic_at(job->disk_fd, name, bytes, len, 0600, job->err, sizeof(job->err));
+        if (job->rc == 0)
+            sha256(bytes, len, job->image_sha); /* what a read back in this run must find */
+    }
+    if (p != MAP_FAILED)
+        munmap(p, len);
+    engine_image_free(whole);
     close(job->image_fd);
     job->image_fd = -1;
+    if (job->weights_fd >= 0)
+        close(job->weights_fd);
+    job->weights_fd = -1;
     job->seconds = (double)(now_ns() - t0) / 1e9;
 }
 

@@ -157,15 +157,11 @@ int image_unlink(int dir_fd, const char *name)
     return 0;
 }
 
-int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
-                const uint8_t *known_sha, uint8_t sha[SHA256_LEN], int *fd,
-                struct store_counters *n, char *err, size_t errlen)
+/* Writes name (through the temp file tmp), seals it, checks the sealed bytes; *fd O_RDONLY. */
+static int write_sealed(int dir_fd, const char *name, const char *tmp, const void *image,
+                        size_t len, int *fd, struct store_counters *n, char *err, size_t errlen)
 {
-    char name[SHA256_HEX_LEN + 8], tmp[SHA256_HEX_LEN + 8];
     struct stat wst, rst;
-    if (image_name(idhex, name, sizeof(name)) < 0 ||
-        (size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp", idhex) >= sizeof(tmp))
-        return seterr(err, errlen, -ENAMETOOLONG, "image %s: name too long", idhex);
     image_unlink(dir_fd, tmp); /* an interrupted write of the same image */
     int wfd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (wfd < 0)
@@ -199,10 +195,6 @@ int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
         } else {
             rc = memcmp(p, image, len) ? -ESTALE : 0;
             munmap(p, len);
-            if (known_sha)
-                memcpy(sha, known_sha, SHA256_LEN);
-            else
-                sha256(image, len, sha);
         }
     }
     if (rc < 0) {
@@ -216,6 +208,112 @@ int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
                                       : strerror(-rc));
     }
     return 0;
+}
+
+int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
+                const uint8_t *known_sha, uint8_t sha[SHA256_LEN], int *fd,
+                struct store_counters *n, char *err, size_t errlen)
+{
+    char name[SHA256_HEX_LEN + 8], tmp[SHA256_HEX_LEN + 8];
+    if (image_name(idhex, name, sizeof(name)) < 0 ||
+        (size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp", idhex) >= sizeof(tmp))
+        return seterr(err, errlen, -ENAMETOOLONG, "image %s: name too long", idhex);
+    int rc = write_sealed(dir_fd, name, tmp, image, len, fd, n, err, errlen);
+    if (rc == 0 && known_sha)
+        memcpy(sha, known_sha, SHA256_LEN);
+    else if (rc == 0)
+        sha256(image, len, sha);
+    return rc;
+}
+
+static int blob_name(const char *hex, char *out, size_t len)
+{
+    return (size_t)snprintf(out, len, "%s.weights", hex) >= len ? -ENAMETOOLONG : 0;
+}
+
+int blob_write(int dir_fd, const char *hex, const void *weights, size_t len, int *fd,
+               struct store_counters *n, char *err, size_t errlen)
+{
+    char name[SHA256_HEX_LEN + 16], tmp[SHA256_HEX_LEN + 20];
+    if (blob_name(hex, name, sizeof(name)) < 0 ||
+        (size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= sizeof(tmp))
+        return seterr(err, errlen, -ENAMETOOLONG, "weights %s: name too long", hex);
+    return write_sealed(dir_fd, name, tmp, weights, len, fd, n, err, errlen);
+}
+
+void image_reap_blobs(int dir_fd, const char *dir, struct catalog *c)
+{
+    for (struct blob *b; (b = catalog_blob_orphan(c));) {
+        char name[SHA256_HEX_LEN + 16];
+        blob_name(b->hex, name, sizeof(name));
+        int rc = image_unlink(dir_fd, name);
+        if (rc < 0)
+            log_warn("%s/%s: unlink: %s", dir, name, strerror(-rc));
+        log_info("weights %s freed (%llu bytes): no image refers to them any more", b->hex,
+                 (unsigned long long)b->size);
+        if (b->fd >= 0)
+            close(b->fd);
+        catalog_blob_drop(c, b);
+    }
+}
+
+int image_parts_prepare(struct catalog *c, struct model *m, const void *image, size_t len,
+                        struct image_parts *out, char *err, size_t errlen)
+{
+    struct engine_weights_ref w;
+    memset(out, 0, sizeof(*out));
+    out->image = image;
+    out->len = len;
+    int rc = engine_image_weights(image, len, &w, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (w.external)
+        return seterr(err, errlen, -EINVAL, "a plan part where a whole image was expected");
+    if (w.size == 0) { /* nothing to share: one file as before */
+        out->need = len;
+        return 0;
+    }
+    rc = engine_image_split(image, len, &out->part, &out->part_len, err, errlen);
+    if (rc < 0)
+        return rc;
+    out->weights = (const uint8_t *)image + w.offset;
+    out->weights_len = w.size;
+    memcpy(out->weights_sha, w.sha256, SHA256_LEN);
+    struct blob *b = catalog_blob_find(c, w.sha256);
+    if (b && b->size == w.size)
+        catalog_blob_link(m, b); /* referred to from now on: no eviction frees it meanwhile */
+    out->need = out->part_len + (m->blob ? 0 : w.size);
+    return 0;
+}
+
+int image_parts_write(int dir_fd, struct catalog *c, struct model *m, struct image_parts *p,
+                      const uint8_t *known_sha, struct store_counters *n, char *err,
+                      size_t errlen)
+{
+    if (!p->part)
+        return image_write(dir_fd, m->idhex, p->image, p->len, known_sha, m->image_sha, &m->fd,
+                           n, err, errlen);
+    if (!m->blob) {
+        char hex[SHA256_HEX_LEN];
+        int fd = -1;
+        sha256_hex(p->weights_sha, hex);
+        int rc = blob_write(dir_fd, hex, p->weights, p->weights_len, &fd, n, err, errlen);
+        struct blob *b = rc == 0 ? catalog_blob_add(c, p->weights_sha, p->weights_len, fd) : NULL;
+        if (!b) {
+            if (fd >= 0)
+                close(fd);
+            return rc < 0 ? rc : seterr(err, errlen, -ENOMEM, "store out of memory");
+        }
+        catalog_blob_link(m, b);
+    }
+    return image_write(dir_fd, m->idhex, p->part, p->part_len, NULL, m->image_sha, &m->fd, n,
+                       err, errlen);
+}
+
+void image_parts_free(struct image_parts *p)
+{
+    engine_image_free(p->part);
+    p->part = NULL;
 }
 
 int image_dir_open(const char *dir, const char *flag, char *err, size_t errlen)
@@ -387,6 +485,7 @@ static int is_store_file(const char *name)
 {
     size_t n = strlen(name);
     return (n > 5 && strcmp(name + n - 5, ".plan") == 0) ||
+           (n > 8 && strcmp(name + n - 8, ".weights") == 0) ||
            (name[0] == '.' && n > 4 && strcmp(name + n - 4, ".tmp") == 0) ||
            strcmp(name, "manifest.json") == 0 || strncmp(name, ".manifest.json", 14) == 0;
 }
@@ -428,14 +527,14 @@ static int is_image_name(const char *name, uint8_t identity[SHA256_LEN])
     return sha256_parse_hex(hex, identity) == 0;
 }
 
-int image_check(const void *p, size_t len, const uint8_t identity[SHA256_LEN], struct model *tmpl,
-                char *err, size_t errlen)
+int image_check(const void *p, size_t len, const void *weights, size_t weights_len,
+                const uint8_t identity[SHA256_LEN], struct model *tmpl, char *err, size_t errlen)
 {
     int rc = engine_image_verify(p, len, err, errlen);
     if (rc < 0)
         return rc;
     struct engine_model *em;
-    rc = engine_model_open(p, len, &em, err, errlen);
+    rc = engine_model_open_parts(p, len, weights, weights_len, &em, err, errlen);
     if (rc < 0)
         return rc;
     memcpy(tmpl->source_sha, engine_model_source_sha256(em), SHA256_LEN);
@@ -469,20 +568,19 @@ void image_restore(struct catalog *c, struct model *m, const struct manifest *ma
     catalog_admit(c, m, bytes);
 }
 
-/* Opens, seals, maps and checks one image; on success the model is added RESIDENT to c. */
-static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256_LEN],
-                     struct catalog *c, const struct manifest *man, struct store_counters *n,
-                     char *err, size_t errlen)
+/* Opens name read-only and seals it: a regular, non-empty, hole-free file of the store's user
+ * that nobody holds open for writing. The fd, or a negative errno with err saying why. */
+static int open_sealed(int dir_fd, const char *name, struct stat *st, struct store_counters *n,
+                       char *err, size_t errlen)
 {
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-        st.st_uid != geteuid()) {
+    if (fd < 0 || fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || st->st_size <= 0 ||
+        st->st_uid != geteuid()) {
         if (fd >= 0)
             close(fd);
         return seterr(err, errlen, -EINVAL, "not a regular, non-empty file of the store's user");
     }
-    if (!fully_written(&st)) {
+    if (!fully_written(st)) {
         close(fd);
         return seterr(err, errlen, -EINVAL, "has holes (not written by a store)");
     }
@@ -490,6 +588,68 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
         close(fd);
         return seterr(err, errlen, -EBUSY, "another process holds it open for writing");
     }
+    return fd;
+}
+
+/* The blob a re-adopted plan part refers to: already adopted, or <hex>.weights opened, sealed
+ * and hashed now (its bytes must have the SHA-256 and size the part records). A blob that fails
+ * is deleted (counted discarded) and the part with it. */
+static struct blob *adopt_blob(int dir_fd, const struct engine_weights_ref *w, struct catalog *c,
+                               struct store_counters *n, char *err, size_t errlen)
+{
+    struct blob *b = catalog_blob_find(c, w->sha256);
+    if (b)
+        return b;
+    char hex[SHA256_HEX_LEN], name[SHA256_HEX_LEN + 16], why[256];
+    sha256_hex(w->sha256, hex);
+    blob_name(hex, name, sizeof(name));
+    struct stat st;
+    int fd = open_sealed(dir_fd, name, &st, n, why, sizeof(why));
+    if (fd == -ENOENT || (fd < 0 && faccessat(dir_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)) {
+        seterr(err, errlen, -ENOENT, "its weights %s are missing", name);
+        return NULL;
+    }
+    int rc = fd < 0 ? fd : (uint64_t)st.st_size != w->size ? -EINVAL : 0;
+    if (rc == 0) {
+        void *p = mmap(NULL, w->size, PROT_READ, MAP_SHARED, fd, 0);
+        uint8_t digest[SHA256_LEN];
+        if (p == MAP_FAILED) {
+            rc = -errno;
+        } else {
+            sha256(p, w->size, digest);
+            munmap(p, w->size);
+            rc = memcmp(digest, w->sha256, SHA256_LEN) ? -EBADMSG : 0;
+        }
+        snprintf(why, sizeof(why), "%s", rc == -EBADMSG ? "fails its SHA-256 (tampered with)"
+                                         : rc < 0       ? strerror(-rc)
+                                                        : "");
+    } else if (rc == -EINVAL) {
+        snprintf(why, sizeof(why), "%lld bytes, its plan parts need %llu", (long long)st.st_size,
+                 (unsigned long long)w->size);
+    }
+    b = rc == 0 ? catalog_blob_add(c, w->sha256, w->size, fd) : NULL;
+    if (!b) {
+        if (fd >= 0)
+            close(fd);
+        log_warn("%s: discarded: %s", name, rc < 0 ? why : "out of memory");
+        image_unlink(dir_fd, name);
+        n->discarded++;
+        seterr(err, errlen, rc < 0 ? rc : -ENOMEM, "its weights %s %s", name,
+               rc < 0 ? why : "could not be adopted (out of memory)");
+    }
+    return b;
+}
+
+/* Opens, seals, maps and checks one image (a plan part: over its blob, adopted first); on
+ * success the model is added RESIDENT to c. */
+static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256_LEN],
+                     struct catalog *c, const struct manifest *man, struct store_counters *n,
+                     char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = open_sealed(dir_fd, name, &st, n, err, errlen);
+    if (fd < 0)
+        return fd;
     size_t len = (size_t)st.st_size;
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
@@ -497,10 +657,22 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
         return seterr(err, errlen, -errno, "mmap: %s", strerror(errno));
     }
     struct model tmpl = {0};
-    int rc = image_check(p, len, identity, &tmpl, err, errlen);
+    struct engine_weights_ref w;
+    struct blob *b = NULL;
+    void *wp = NULL;
+    int rc = engine_image_weights(p, len, &w, err, errlen);
+    if (rc == 0 && w.external) {
+        b = adopt_blob(dir_fd, &w, c, n, err, errlen);
+        wp = b ? mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0) : MAP_FAILED;
+        rc = !b ? -ENOENT : wp == MAP_FAILED ? seterr(err, errlen, -errno, "mmap: %s", strerror(errno)) : 0;
+    }
+    if (rc == 0)
+        rc = image_check(p, len, b ? wp : NULL, b ? b->size : 0, identity, &tmpl, err, errlen);
     if (rc == 0)
         sha256(p, len, tmpl.image_sha);
     munmap(p, len);
+    if (b && wp != MAP_FAILED)
+        munmap(wp, b->size);
     struct model *m =
         rc == 0 ? catalog_add(c, identity, tmpl.source_sha, tmpl.threads, NULL) : NULL;
     if (!m) {
@@ -509,6 +681,8 @@ static int adopt_one(int dir_fd, const char *name, const uint8_t identity[SHA256
     }
     memcpy(m->image_sha, tmpl.image_sha, SHA256_LEN);
     m->fd = fd;
+    if (b)
+        catalog_blob_link(m, b);
     image_restore(c, m, man, len);
     return 0;
 }
@@ -531,6 +705,7 @@ int image_trim(int dir_fd, const char *dir, struct catalog *c, uint64_t *evictio
         (*evictions)++;
     }
     free(victims);
+    image_reap_blobs(dir_fd, dir, c);
     return 0;
 }
 
@@ -589,9 +764,40 @@ static void adopt_entry(int dir_fd, const char *dir, const char *name,
     log_info("%s/%s: adopted", dir, name);
 }
 
+/* After the walk: a .weights file no adopted part refers to is removed (not counted: the part
+ * that failed was; a blob that failed its own check was counted by adopt_blob). */
+static void sweep_blobs(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n)
+{
+    image_reap_blobs(dir_fd, dir, c);
+    int dfd = dup(dir_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    rewinddir(d);
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t len = strlen(de->d_name);
+        uint8_t sha[SHA256_LEN];
+        char hex[SHA256_HEX_LEN];
+        if (len != 64 + 8 || strcmp(de->d_name + 64, ".weights") != 0)
+            continue;
+        memcpy(hex, de->d_name, 64);
+        hex[64] = '\0';
+        if (sha256_parse_hex(hex, sha) == 0 && catalog_blob_find(c, sha))
+            continue;
+        discard(dir_fd, dir, de->d_name, "weights no adopted image refers to");
+    }
+    closedir(d);
+}
+
 int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
                     char *err, size_t errlen)
 {
-    return image_dir_walk(dir_fd, dir, "model names and LRU order", c, n, adopt_entry,
-                          &n->evictions, err, errlen);
+    int rc = image_dir_walk(dir_fd, dir, "model names and LRU order", c, n, adopt_entry,
+                            &n->evictions, err, errlen);
+    if (rc == 0)
+        sweep_blobs(dir_fd, dir, c, n);
+    return rc;
 }

@@ -164,6 +164,8 @@ static void enc_attached(struct wcur *w, const struct proto_msg *m)
     put_bytes(w, a->identity, PROTO_SHA_LEN);
     put_u32(w, a->threads);
     put_str(w, a->name);
+    put_u64(w, a->weights_size);
+    put_bytes(w, a->weights_sha256, PROTO_SHA_LEN);
 }
 
 static int dec_attached(struct rcur *r, struct proto_msg *m)
@@ -171,9 +173,11 @@ static int dec_attached(struct rcur *r, struct proto_msg *m)
     struct proto_attached *a = &m->u.attached;
     if (get_u64(r, &a->lease) < 0 || get_u64(r, &a->size) < 0 ||
         get_bytes(r, a->sha256, PROTO_SHA_LEN) < 0 ||
-        get_bytes(r, a->identity, PROTO_SHA_LEN) < 0 || get_u32(r, &a->threads) < 0)
+        get_bytes(r, a->identity, PROTO_SHA_LEN) < 0 || get_u32(r, &a->threads) < 0 ||
+        get_str(r, a->name, PROTO_MAX_NAME) < 0)
         return -1;
-    return get_str(r, a->name, PROTO_MAX_NAME);
+    return get_u64(r, &a->weights_size) < 0 ? -1
+                                            : get_bytes(r, a->weights_sha256, PROTO_SHA_LEN);
 }
 
 static void enc_json(struct wcur *w, const struct proto_msg *m)
@@ -300,6 +304,14 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *m, char *err,
 
 int proto_send(int sock, const struct proto_msg *m, int fd, char *err, size_t errlen)
 {
+    return proto_send_fds(sock, m, &fd, fd >= 0 ? 1 : 0, err, errlen);
+}
+
+int proto_send_fds(int sock, const struct proto_msg *m, const int *fds, int nfds, char *err,
+                   size_t errlen)
+{
+    if (nfds < 0 || nfds > 2)
+        return seterr(err, errlen, -EINVAL, "%d fds: at most 2 go with a message", nfds);
     size_t cap = m->type == PROTO_JSON ? PROTO_MAX_MSG : PROTO_MAX_REQ + PROTO_MAX_ERR + 128;
     uint8_t *buf = malloc(cap);
     if (!buf)
@@ -312,18 +324,18 @@ int proto_send(int sock, const struct proto_msg *m, int fd, char *err, size_t er
     struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
     union {
         struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
+        char space[CMSG_SPACE(2 * sizeof(int))];
     } ctl;
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
+    if (nfds > 0) {
         memset(&ctl, 0, sizeof(ctl));
         mh.msg_control = ctl.space;
-        mh.msg_controllen = sizeof(ctl.space);
+        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     }
     ssize_t sent;
     do
@@ -336,9 +348,9 @@ int proto_send(int sock, const struct proto_msg *m, int fd, char *err, size_t er
     return 0;
 }
 
-/* Takes every fd out of the control data: the first one into *fd if wanted, the rest closed.
- * Returns how many fds arrived. */
-static int take_fds(struct msghdr *mh, int *fd)
+/* Takes every fd out of the control data: the first one into *fd if wanted, the second into
+ * *fd2 if wanted, the rest closed. Returns how many fds arrived. */
+static int take_fds(struct msghdr *mh, int *fd, int *fd2)
 {
     int count = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
@@ -350,6 +362,8 @@ static int take_fds(struct msghdr *mh, int *fd)
             memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
             if (fd && *fd < 0)
                 *fd = got;
+            else if (fd && fd2 && *fd2 < 0)
+                *fd2 = got;
             else
                 close(got);
             count++;
@@ -360,6 +374,12 @@ static int take_fds(struct msghdr *mh, int *fd)
 
 int proto_recv(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd, char *err,
                size_t errlen)
+{
+    return proto_recv2(sock, buf, cap, m, fd, NULL, err, errlen);
+}
+
+int proto_recv2(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd, int *fd2,
+                char *err, size_t errlen)
 {
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
     union {
@@ -372,13 +392,15 @@ int proto_recv(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd,
                         .msg_controllen = sizeof(ctl.space)};
     if (fd)
         *fd = -1;
+    if (fd2)
+        *fd2 = -1;
     ssize_t n;
     do
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return seterr(err, errlen, -errno, "receive: %s", strerror(errno));
-    int nfds = take_fds(&mh, fd);
+    int nfds = take_fds(&mh, fd, fd2);
     int rc = 0;
     if (n == 0)
         rc = seterr(err, errlen, -ECONNRESET, "peer closed the connection");
@@ -393,6 +415,10 @@ int proto_recv(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd,
     if (rc < 0 && fd && *fd >= 0) {
         close(*fd);
         *fd = -1;
+    }
+    if (rc < 0 && fd2 && *fd2 >= 0) {
+        close(*fd2);
+        *fd2 = -1;
     }
     return rc;
 }
@@ -413,12 +439,42 @@ static int refused_at_accept(int sock, uint8_t *buf, char *err, size_t errlen)
 int proto_call(int sock, const struct proto_msg *req, uint8_t *buf, struct proto_msg *reply,
                int *fd, char *err, size_t errlen)
 {
+    int fd2 = -1;
+    int rc = proto_call2(sock, req, buf, reply, fd, fd ? &fd2 : NULL, err, errlen);
+    if (rc == 0 && fd2 >= 0) { /* a caller that takes one fd cannot hold a plan part */
+        close(fd2);
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        return seterr(err, errlen, -EBADMSG,
+                      "store sent a plan part with its weights blob; this client maps whole "
+                      "images only");
+    }
+    return rc;
+}
+
+/* Closes *fd and *fd2 (either may be NULL or -1). */
+static void close_fds(int *fd, int *fd2)
+{
+    if (fd && *fd >= 0)
+        close(*fd);
+    if (fd2 && *fd2 >= 0)
+        close(*fd2);
+    if (fd)
+        *fd = -1;
+    if (fd2)
+        *fd2 = -1;
+}
+
+int proto_call2(int sock, const struct proto_msg *req, uint8_t *buf, struct proto_msg *reply,
+                int *fd, int *fd2, char *err, size_t errlen)
+{
     int rc = proto_send(sock, req, -1, err, errlen);
     if (rc < 0) {
         int why = refused_at_accept(sock, buf, err, errlen);
         return why < 0 ? why : rc;
     }
-    rc = proto_recv(sock, buf, PROTO_MAX_MSG, reply, fd, err, errlen);
+    rc = proto_recv2(sock, buf, PROTO_MAX_MSG, reply, fd, fd2, err, errlen);
     if (rc == -ECONNRESET) {
         /* A reset is reported once, ahead of what is still queued: maybe the refusal. */
         int why = refused_at_accept(sock, buf, err, errlen);
@@ -432,15 +488,22 @@ int proto_call(int sock, const struct proto_msg *req, uint8_t *buf, struct proto
         return seterr(err, errlen, reply->u.error.code, "store refused the connection: %s",
                       reply->u.error.msg);
     int bad = reply->seq != req->seq;
-    if (!bad && reply->type == PROTO_ERROR)
+    if (!bad && reply->type == PROTO_ERROR) {
+        close_fds(fd, fd2);
         return seterr(err, errlen, reply->u.error.code, "%s", reply->u.error.msg);
+    }
     if (bad || (fd && *fd < 0 && reply->type == PROTO_ATTACHED)) {
-        if (fd && *fd >= 0) {
-            close(*fd);
-            *fd = -1;
-        }
+        close_fds(fd, fd2);
         return seterr(err, errlen, -EBADMSG, "store sent an unexpected %s reply to %s",
                       proto_type_name(reply->type), proto_type_name(req->type));
+    }
+    if (fd2 && reply->type == PROTO_ATTACHED &&
+        (reply->u.attached.weights_size > 0) != (*fd2 >= 0)) {
+        close_fds(fd, fd2);
+        return seterr(err, errlen, -EBADMSG,
+                      "store sent an image %s its weights blob (weights_size %llu)",
+                      reply->u.attached.weights_size ? "without" : "with an fd beyond",
+                      (unsigned long long)reply->u.attached.weights_size);
     }
     return 0;
 }

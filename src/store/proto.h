@@ -7,11 +7,14 @@
  *     exactly `length` payload bytes; anything else is malformed;
  *   - proto_decode() checks the header, the type, and every field's length against the bytes that
  *     are there before reading it; strings carry no NUL and never exceed their limit;
- *   - the only file descriptor ever passed is the image fd in an ATTACHED reply, and it is always
- *     opened O_RDONLY by the store; a store never accepts fds from clients.
+ *   - the only file descriptors ever passed are the image fd (and, for a plan part, its weights
+ *     blob's fd) in an ATTACHED reply, always opened O_RDONLY by the store; a store never accepts
+ *     fds from clients; an ATTACHED with another number of fds than it announces is malformed.
  *
  * Requests and their replies (seq of the reply = seq of the request):
- *   ATTACH {threads, ref}  → ATTACHED {lease, size, sha256, identity, threads, name} + image fd
+ *   ATTACH {threads, ref}  → ATTACHED {lease, size, sha256, identity, threads, name,
+ *                            weights_size, weights_sha256} + image fd [+ weights blob fd when
+ *                            weights_size > 0: the image is a plan part]
  *   DETACH {lease}         → OK
  *   STATS  {}              → JSON {totals, models}
  *   LS     {}              → JSON {models}
@@ -68,6 +71,10 @@ struct proto_attached {
     uint8_t identity[PROTO_SHA_LEN]; /* SHA-256(ONNX sha, engine fingerprint, threads) */
     uint32_t threads;
     char name[PROTO_MAX_NAME + 1];
+    /* issue 17: the image is a plan part whose weights blob comes as a second fd (weights_size
+     * > 0), or a whole image (0, one fd) */
+    uint64_t weights_size;
+    uint8_t weights_sha256[PROTO_SHA_LEN];
 };
 
 struct proto_error {
@@ -101,6 +108,9 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *m, char *err,
 
 /* Sends one message, passing fd (≥ 0) with SCM_RIGHTS. Never raises SIGPIPE. */
 int proto_send(int sock, const struct proto_msg *m, int fd, char *err, size_t errlen);
+/* The same with n (0..2) fds. */
+int proto_send_fds(int sock, const struct proto_msg *m, const int *fds, int n, char *err,
+                   size_t errlen);
 
 /* Receives and decodes one message into buf (cap bytes; m's JSON points into it). fd: where a
  * passed fd goes, or NULL when none is acceptable (then any fd received is closed and the message
@@ -109,10 +119,18 @@ int proto_send(int sock, const struct proto_msg *m, int fd, char *err, size_t er
 int proto_recv(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd, char *err,
                size_t errlen);
 
+/* The same taking up to two fds: fd2 (may be NULL) gets the second. */
+int proto_recv2(int sock, uint8_t *buf, size_t cap, struct proto_msg *m, int *fd, int *fd2,
+                char *err, size_t errlen);
+
 /* One request/reply round trip on a blocking socket. buf must hold PROTO_MAX_MSG bytes. An ERROR
  * reply becomes its code and message. */
 int proto_call(int sock, const struct proto_msg *req, uint8_t *buf, struct proto_msg *reply,
                int *fd, char *err, size_t errlen);
+/* The same where an ATTACHED may bring a plan part's weights fd (*fd2, -1 for a whole image):
+ * one fd for weights_size 0, two otherwise, else -EBADMSG (every fd closed). */
+int proto_call2(int sock, const struct proto_msg *req, uint8_t *buf, struct proto_msg *reply,
+                int *fd, int *fd2, char *err, size_t errlen);
 
 /* Connects to the store's socket; errors say what to check ("is shmfaas-store running?"). */
 int proto_connect(const char *path, char *err, size_t errlen);

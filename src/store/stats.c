@@ -20,12 +20,38 @@ static json_t *model_json(const struct model *m, int on_disk)
                   m->state == MODEL_RESIDENT ? "resident" : "compiling", "threads", m->threads,
                   "bytes", (json_int_t)m->size, "leases", m->leases, "last_use_ms",
                   (json_int_t)m->last_use_ms, "compile_seconds", m->compile_s);
+    if (j && m->blob)
+        json_object_set_new(j, "weights_sha256", json_string(m->blob->hex));
     if (j)
         json_object_update_new(j, json_pack("{s:I, s:f, s:f, s:f, s:b}", "frequency",
                                             (json_int_t)m->freq, "reload_seconds", m->cost_s,
                                             "priority", m->priority, "read_seconds", m->read_s,
                                             "on_disk", on_disk));
     return j;
+}
+
+/* The weights blobs and the resident models sharing each. */
+static json_t *blobs_json(const struct catalog *c)
+{
+    json_t *a = json_array();
+    for (const struct blob *b = c->blobs; b; b = b->next) {
+        json_t *names = json_array();
+        for (const struct model *m = c->models; m; m = m->next)
+            if (m->blob == b)
+                json_array_append_new(names, json_string(m->names[0] ? m->names : m->idhex));
+        json_array_append_new(a, json_pack("{s:s, s:I, s:i, s:o}", "sha256", b->hex, "bytes",
+                                           (json_int_t)b->size, "refs", b->refs, "models",
+                                           names));
+    }
+    return a;
+}
+
+static uint64_t blob_bytes(const struct catalog *c)
+{
+    uint64_t n = 0;
+    for (const struct blob *b = c->blobs; b; b = b->next)
+        n += b->size;
+    return n;
 }
 
 /* A model of the disk tier. */
@@ -73,6 +99,9 @@ static json_t *totals_json(const struct catalog *c, const struct catalog *disk,
         json_object_update_new(t, json_pack("{s:s, s:f, s:I}", "policy",
                                             catalog_policy_name(c->policy), "clock", c->clock,
                                             "prepares", (json_int_t)n->prepares));
+        json_object_update_new(t, json_pack("{s:I, s:I}", "blobs",
+                                            (json_int_t)catalog_blob_count(c), "blob_bytes",
+                                            (json_int_t)blob_bytes(c)));
         json_object_update_new(t, disk_totals_json(disk, n));
     }
     return t;
@@ -100,7 +129,7 @@ char *stats_json(const struct catalog *c, const struct catalog *disk,
     for (const struct model *m = c->models; m; m = m->next)
         json_array_append_new(models,
                               model_json(m, disk && catalog_find(disk, m->identity) != NULL));
-    json_t *root = json_pack("{s:o}", "models", models);
+    json_t *root = json_pack("{s:o, s:o}", "models", models, "blobs", blobs_json(c));
     if (root && with_totals) {
         json_t *stored = json_array();
         for (const struct model *m = disk ? disk->models : NULL; m; m = m->next)
@@ -147,6 +176,10 @@ char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
     metric(&t, "resident_bytes", "gauge", "Sum of resident image sizes.",
            (double)c->resident_bytes);
     metric(&t, "budget_bytes", "gauge", "Memory budget for resident images.", (double)c->budget);
+    metric(&t, "blobs", "gauge", "Weights blobs resident (each shared by the plan parts of one "
+           "model's shapes).", (double)catalog_blob_count(c));
+    metric(&t, "blob_bytes", "gauge", "Bytes of the resident weights blobs (counted once).",
+           (double)blob_bytes(c));
     metric(&t, "leases", "gauge", "Live leases over all models.", catalog_total_leases(c));
     metric(&t, "hits_total", "counter", "Attaches served by a resident image.", (double)n->hits);
     metric(&t, "misses_total", "counter", "Attaches that needed a compile.", (double)n->misses);

@@ -169,7 +169,9 @@ struct job {
     uint8_t identity[SHA256_LEN];   /* COMPILE, DISK_* */
     int disk_fd;                    /* DISK_*: the disk tier's directory */
     int image_fd;                   /* DISK_WRITE: O_RDONLY fd of the RAM image (the job owns it) */
-    uint64_t disk_len;              /* DISK_*: the image's size */
+    int weights_fd;                 /* DISK_WRITE: ... and of its weights blob, or -1 (owned) */
+    uint64_t part_len, weights_len; /* DISK_WRITE: their sizes (the part joined with the blob) */
+    uint64_t disk_len;              /* DISK_*: the (whole) image's size */
     int have_expect;                /* DISK_READ: the store wrote this file in this run ... */
     uint8_t expect_sha[SHA256_LEN]; /* ... and these are the bytes' SHA-256 it wrote */
     /* set by the worker */
@@ -181,7 +183,7 @@ struct job {
     void *image; /* COMPILE, DISK_READ */
     size_t image_len;
     int disk_rc; /* DISK_READ: < 0 when the file failed (then HASH fields are filled: compile) */
-    uint8_t image_sha[SHA256_LEN]; /* DISK_READ: of the bytes read back */
+    uint8_t image_sha[SHA256_LEN]; /* DISK_READ: of the bytes read back; DISK_WRITE: written */
     double seconds;
     char err[PROTO_MAX_ERR];
     struct job *next;
@@ -220,8 +222,8 @@ void job_free(struct job *job);
 
 /* Verifies an image in memory (engine_image_verify) and that its content is what identity says;
  * fills tmpl's source_sha and threads (not image_sha: the caller hashes the bytes if needed). */
-int image_check(const void *p, size_t len, const uint8_t identity[SHA256_LEN], struct model *tmpl,
-                char *err, size_t errlen);
+int image_check(const void *p, size_t len, const void *weights, size_t weights_len,
+                const uint8_t identity[SHA256_LEN], struct model *tmpl, char *err, size_t errlen);
 /* Evicts (policy order) what exceeds c's budget, unlinking the files; counts in *evictions. */
 int image_trim(int dir_fd, const char *dir, struct catalog *c, uint64_t *evictions);
 
@@ -231,6 +233,35 @@ int image_trim(int dir_fd, const char *dir, struct catalog *c, uint64_t *evictio
 int image_write(int dir_fd, const char *idhex, const void *image, size_t len,
                 const uint8_t *known_sha, uint8_t sha[SHA256_LEN], int *fd,
                 struct store_counters *n, char *err, size_t errlen);
+/* Writes the weights blob <hex>.weights the same way (its SHA-256 is its name: the caller knows
+ * it from the plan it came with); *fd O_RDONLY. */
+int blob_write(int dir_fd, const char *hex, const void *weights, size_t len, int *fd,
+               struct store_counters *n, char *err, size_t errlen);
+/* A whole image about to enter the RAM tier, as the files it becomes: a plan part plus its
+ * weights blob (unless it has no weights: then the image itself). */
+struct image_parts {
+    const void *image; /* the whole image (the caller's) */
+    size_t len;
+    void *part; /* the plan part (engine_image_split), or NULL: the image is written whole */
+    size_t part_len;
+    const void *weights; /* into image */
+    size_t weights_len;
+    uint8_t weights_sha[SHA256_LEN];
+    uint64_t need; /* bytes the tier grows by: the part, and the blob unless c has it */
+};
+/* Splits image and links m to the blob c already holds for its weights, if any (so that making
+ * room cannot free it); p->need is what to make room for. */
+int image_parts_prepare(struct catalog *c, struct model *m, const void *image, size_t len,
+                        struct image_parts *p, char *err, size_t errlen);
+/* Writes the blob (when c lacks it: added to c, linked to m) and the plan part (or the whole
+ * image) as m's file: m->fd, m->image_sha. known_sha: the whole image's SHA-256 when the
+ * caller has it (used only when the image is written whole). */
+int image_parts_write(int dir_fd, struct catalog *c, struct model *m, struct image_parts *p,
+                      const uint8_t *known_sha, struct store_counters *n, char *err,
+                      size_t errlen);
+void image_parts_free(struct image_parts *p);
+/* Removes every blob no model of c refers to any more: file, fd, entry. dir is for messages. */
+void image_reap_blobs(int dir_fd, const char *dir, struct catalog *c);
 /* Clears the immutable flag of name in dir_fd and unlinks it; ENOENT is success. */
 int image_unlink(int dir_fd, const char *name);
 /* Re-adopts the images in dir_fd into c (verify + open + identity check + seal), deleting

@@ -148,6 +148,8 @@ void job_free(struct job *job)
         engine_image_free(job->image);
     if (job->kind == JOB_DISK_WRITE && job->image_fd >= 0)
         close(job->image_fd);
+    if (job->kind == JOB_DISK_WRITE && job->weights_fd >= 0)
+        close(job->weights_fd);
     free(job);
 }
 

@@ -45,7 +45,8 @@ static int model_sizes(struct world *w)
     if (rc == 0)
         rc = store_attach(c, "resnet18", 1, &img, err, sizeof(err));
     if (rc == 0)
-        rc = engine_model_open(img->addr, img->size, &m, err, sizeof(err));
+        rc = engine_model_open_parts(img->addr, img->size, img->weights, img->weights_size, &m,
+                                     err, sizeof(err));
     if (rc == 0) {
         w->weights = engine_model_weights_size(m);
         w->arena = engine_model_arena_size(m);

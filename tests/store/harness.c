@@ -297,7 +297,30 @@ int env_count_images(const struct store_env *e, uint64_t *bytes)
     *bytes = 0;
     int n = env_each_image(e, add_size, bytes);
     assert_true(n >= 0);
+    *bytes += env_blob_bytes(e, NULL);
     return n;
+}
+
+uint64_t env_blob_bytes(const struct store_env *e, int *count)
+{
+    DIR *d = opendir(e->dir);
+    uint64_t bytes = 0;
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 8 || strcmp(de->d_name + len - 8, ".weights") != 0)
+            continue;
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", e->dir, de->d_name);
+        add_size(p, &bytes);
+        n++;
+    }
+    if (d)
+        closedir(d);
+    if (count)
+        *count = n;
+    return bytes;
 }
 
 int proc_fd_count(pid_t pid)

@@ -53,6 +53,9 @@ json_t *stats_model(json_t *stats, const char *name);
 
 /* Files named *.plan in the image directory, and their total size. */
 int env_count_images(const struct store_env *e, uint64_t *bytes);
+/* Bytes of the weights blobs (<hex>.weights) in the image directory; *count (may be NULL) how
+ * many. env_count_images counts plan parts and whole images, its bytes include the blobs. */
+uint64_t env_blob_bytes(const struct store_env *e, int *count);
 /* Calls fn(path, ctx) (may be NULL) for each *.plan in the image directory; returns how many, -1
  * when the directory is gone. */
 int env_each_image(const struct store_env *e, void (*fn)(const char *path, void *ctx), void *ctx);

@@ -71,7 +71,8 @@ static uint64_t learn_sizes(struct store_env *e)
     static const char *names[] = {"gemm_a", "gemm_b", "gemm_c"};
     for (int i = 0; i < 3; i++) {
         const struct store_image *img = attach(c, names[i]);
-        max = img->size > max ? img->size : max;
+        uint64_t bytes = img->size + img->weights_size; /* plan part + weights */
+        max = bytes > max ? bytes : max;
     }
     store_close(c);
     env_stop(e, SIGTERM);

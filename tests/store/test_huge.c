@@ -70,17 +70,20 @@ static long attach_pmd_kb(const struct store_env *e)
     if (store_connect(e->sock, &c, err, sizeof(err)) < 0 ||
         store_attach(c, "gemm_a", 1, &img, err, sizeof(err)) < 0)
         fail_msg("%s", err);
+    /* the 4 MiB are the plan part's weights blob: a mapping of their own */
+    const void *addr = img->weights ? img->weights : img->addr;
+    uint64_t size = img->weights ? img->weights_size : img->size;
     volatile unsigned sum = 0;
-    for (uint64_t off = 0; off < img->size; off += 4096)
-        sum += ((const unsigned char *)img->addr)[off];
+    for (uint64_t off = 0; off < size; off += 4096)
+        sum += ((const unsigned char *)addr)[off];
     (void)sum;
     int flags = 0;
     assert_int_equal(ioctl(img->fd, FS_IOC_GETFLAGS, &flags), 0);
     assert_true(flags & FS_IMMUTABLE_FL); /* still sealed on the huge tmpfs */
-    long kb = smaps_kb(img->addr, "ShmemPmdMapped");
-    long file_kb = smaps_kb(img->addr, "FilePmdMapped");
-    print_message("image %llu bytes: ShmemPmdMapped %ld kB, FilePmdMapped %ld kB\n",
-                  (unsigned long long)img->size, kb, file_kb);
+    long kb = smaps_kb(addr, "ShmemPmdMapped");
+    long file_kb = smaps_kb(addr, "FilePmdMapped");
+    print_message("weights %llu bytes: ShmemPmdMapped %ld kB, FilePmdMapped %ld kB\n",
+                  (unsigned long long)size, kb, file_kb);
     store_close(c);
     return kb > 0 ? kb : file_kb;
 }

@@ -150,7 +150,7 @@ static void test_restart_smaller_budget_keeps_lru_order(void **state)
     static const char *order[] = {"gemm_b", "gemm_a", "gemm_b"}; /* a is the LRU one */
     for (size_t i = 0; i < ARRAY_LEN(order); i++) {
         assert_int_equal(store_attach(c, order[i], 1, &img, err, sizeof(err)), 0);
-        size = img->size;
+        size = img->size + img->weights_size;
         assert_int_equal(store_detach(c, img, err, sizeof(err)), 0);
     }
     store_close(c);

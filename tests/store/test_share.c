@@ -39,15 +39,18 @@ static void client_main(const char *sock, int go_fd, int ready_fd)
     uint8_t sum = 0; /* touch every page so it counts in this client's PSS */
     for (uint64_t off = 0; off < img->size; off += 4096)
         sum += ((const volatile uint8_t *)img->addr)[off];
+    for (uint64_t off = 0; off < img->weights_size; off += 4096) /* a plan part's weights */
+        sum += ((const volatile uint8_t *)img->weights)[off];
     (void)sum;
-    uint64_t size = img->size;
+    uint64_t size = img->size + img->weights_size;
     if (write(ready_fd, &size, sizeof(size)) != sizeof(size))
         _exit(3);
     pause();
     _exit(0);
 }
 
-/* PSS of the process's mappings of *.plan files (the image), from /proc/PID/smaps. */
+/* PSS of the process's mappings of *.plan and *.weights files (the image: a plan part and its
+ * weights blob), from /proc/PID/smaps. */
 static uint64_t image_pss(pid_t pid)
 {
     char path[64], line[512];
@@ -59,7 +62,7 @@ static uint64_t image_pss(pid_t pid)
     while (fgets(line, sizeof(line), f)) {
         unsigned long long kb, lo, hi;
         if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2) /* a mapping's header line */
-            in_image = strstr(line, ".plan\n") != NULL;
+            in_image = strstr(line, ".plan\n") || strstr(line, ".weights\n");
         else if (in_image && sscanf(line, "Pss: %llu kB", &kb) == 1)
             sum += kb * 1024;
     }

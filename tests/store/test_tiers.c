@@ -60,7 +60,7 @@ static uint64_t use(struct store_client *c, const char *name, uint8_t sha[32])
     char err[1024];
     if (store_attach(c, name, 1, &img, err, sizeof(err)) < 0)
         fail_msg("attach %s: %s", name, err);
-    uint64_t size = img->size;
+    uint64_t size = img->size + img->weights_size; /* plan part + weights blob */
     if (sha)
         memcpy(sha, img->sha256, 32);
     assert_int_equal(store_detach(c, img, err, sizeof(err)), 0);
