@@ -57,11 +57,40 @@ def cnn_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
+def dyn_cnn_model():
+    """A CNN with symbolic batch and spatial dims (issue 17: attached at several shapes, every
+    shape's plan part shares one weights blob): about 1.2 MiB of weights."""
+    rng = np.random.default_rng(17)
+    w1 = numpy_helper.from_array(rng.standard_normal((64, 3, 3, 3)).astype(np.float32) * 0.1, "w1")
+    b1 = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32) * 0.1, "b1")
+    w2 = numpy_helper.from_array(rng.standard_normal((128, 64, 3, 3)).astype(np.float32) * 0.05,
+                                 "w2")
+    b2 = numpy_helper.from_array(rng.standard_normal(128).astype(np.float32) * 0.1, "b2")
+    fw = numpy_helper.from_array(rng.standard_normal((1024, 128)).astype(np.float32) * 0.05, "fw")
+    fb = numpy_helper.from_array(rng.standard_normal(1024).astype(np.float32) * 0.1, "fb")
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "dyn_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1024])],
+        initializer=[w1, b1, w2, b2, fw, fb])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
 def main():
     out = sys.argv[1]
     for i, name in enumerate(["gemm_a", "gemm_b", "gemm_c"]):
         save(gemm_model(i + 1), f"{out}/{name}.onnx")
     save(cnn_model(), f"{out}/cnn.onnx")
+    save(dyn_cnn_model(), f"{out}/dyn_cnn.onnx")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ void env_create(struct store_env *e)
     snprintf(e->dir, sizeof(e->dir), "%s/images", e->root);
     snprintf(e->sock, sizeof(e->sock), "%s/store.sock", e->root);
     assert_int_equal(mkdir(e->models, 0755), 0);
-    static const char *names[] = {"gemm_a", "gemm_b", "gemm_c", "cnn"};
+    static const char *names[] = {"gemm_a", "gemm_b", "gemm_c", "cnn", "dyn_cnn"};
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
         char from[512], to[256];
         model_source(names[i], from, sizeof(from));
