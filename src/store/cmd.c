@@ -60,16 +60,24 @@ static int print_ls(const struct proto_msg *m)
                (long long)json_integer_value(json_object_get(e, "leases")),
                (long long)json_integer_value(json_object_get(e, "threads")), w ? w : "-");
     }
+    /* the weights blobs, and the identities of the images sharing each (names are above) */
     json_array_foreach(json_object_get(root, "blobs"), i, e)
     {
         if (i == 0)
-            printf("\n%-16s %12s %5s  %s\n", "WEIGHTS", "BYTES", "REFS", "SHARED BY");
-        json_t *names = json_object_get(e, "models"), *n;
-        size_t k;
-        printf("%-16.16s %12lld %5lld  ", json_string_value(json_object_get(e, "sha256")),
+            printf("\n%-16s %12s %5s  %s\n", "WEIGHTS", "BYTES", "REFS", "SHARED BY (IDENTITY)");
+        const char *sha = json_string_value(json_object_get(e, "sha256"));
+        printf("%-16.16s %12lld %5lld ", sha ? sha : "?",
                (long long)json_integer_value(json_object_get(e, "bytes")),
                (long long)json_integer_value(json_object_get(e, "refs")));
-        json_array_foreach(names, k, n) printf("%s%s", k ? ", " : "", json_string_value(n));
+        size_t k;
+        json_t *mj;
+        json_array_foreach(json_object_get(root, "models"), k, mj)
+        {
+            const char *w = json_string_value(json_object_get(mj, "weights_sha256"));
+            const char *id = json_string_value(json_object_get(mj, "identity"));
+            if (w && sha && !strcmp(w, sha))
+                printf(" %.16s", id ? id : "?");
+        }
         printf("\n");
     }
     json_decref(root);
