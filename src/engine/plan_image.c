@@ -402,6 +402,13 @@ static int check_sections(const struct plan_header *h, size_t len, char *err, si
     return 0;
 }
 
+/* The header, then the section table against len. */
+static int check_layout(const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+    int rc = check_header(p, len, err, errlen);
+    return rc ? rc : check_sections((const struct plan_header *)p, len, err, errlen);
+}
+
 static void view_tables(struct plan_view *v)
 {
     const struct plan_header *h = v->h;
@@ -635,13 +642,10 @@ static int view_init(struct plan_view *v, const void *image, size_t len, const v
 {
     memset(v, 0, sizeof(*v));
     const uint8_t *p = image;
-    int rc = check_header(p, len, err, errlen);
+    int rc = check_layout(p, len, err, errlen);
     if (rc)
         return rc;
     const struct plan_header *h = (const struct plan_header *)p;
-    rc = check_sections(h, len, err, errlen);
-    if (rc)
-        return rc;
     uint8_t digest[SHA256_LEN];
     uint64_t tables_end = h->sec[PLAN_SEC_WEIGHTS].offset;
     sha256(p + PLAN_TABLES_HASHED_FROM, tables_end - PLAN_TABLES_HASHED_FROM, digest);
@@ -692,14 +696,10 @@ int engine_image_verify(const void *image, size_t len, char *err, size_t errlen)
 int engine_image_weights(const void *image, size_t len, struct engine_weights_ref *out, char *err,
                          size_t errlen)
 {
-    const uint8_t *p = image;
-    int rc = check_header(p, len, err, errlen);
+    int rc = check_layout(image, len, err, errlen);
     if (rc)
         return rc;
-    const struct plan_header *h = (const struct plan_header *)p;
-    rc = check_sections(h, len, err, errlen);
-    if (rc)
-        return rc;
+    const struct plan_header *h = image;
     out->external = (h->flags & PLAN_HF_EXTERNAL_WEIGHTS) != 0;
     out->offset = h->sec[PLAN_SEC_WEIGHTS].offset;
     out->size = h->sec[PLAN_SEC_WEIGHTS].size;
@@ -710,14 +710,9 @@ int engine_image_weights(const void *image, size_t len, struct engine_weights_re
 /* A copy of the header and tables of image (a whole image's first off bytes, or a part), with
  * the external flag and the image size set for `total` bytes and `wbytes` more copied in at off,
  * resealed. */
-static int rebuild(const uint8_t *image, uint64_t off, const void *weights, uint64_t wsize,
-                   int external, void **out, size_t *out_len, char *err, size_t errlen)
+static void rebuild_into(const uint8_t *image, uint64_t off, const void *weights, uint64_t wsize,
+                         int external, uint8_t *img, uint64_t total)
 {
-    uint64_t total = external ? off : ALIGN_UP(off + wsize, PLAN_ALIGN);
-    uint8_t *img = aligned_alloc(PLAN_ALIGN, total);
-    if (!img)
-        return seterr(err, errlen, -ENOMEM, "out of memory for a %llu-byte plan image",
-                      (unsigned long long)total);
     memcpy(img, image, off);
     if (!external) {
         memcpy(img + off, weights, wsize);
@@ -728,6 +723,17 @@ static int rebuild(const uint8_t *image, uint64_t off, const void *weights, uint
                         : h->flags & ~(uint32_t)PLAN_HF_EXTERNAL_WEIGHTS;
     h->image_size = total;
     reseal(img, total);
+}
+
+static int rebuild(const uint8_t *image, uint64_t off, const void *weights, uint64_t wsize,
+                   int external, void **out, size_t *out_len, char *err, size_t errlen)
+{
+    uint64_t total = external ? off : ALIGN_UP(off + wsize, PLAN_ALIGN);
+    uint8_t *img = aligned_alloc(PLAN_ALIGN, total);
+    if (!img)
+        return seterr(err, errlen, -ENOMEM, "out of memory for a %llu-byte plan image",
+                      (unsigned long long)total);
+    rebuild_into(image, off, weights, wsize, external, img, total);
     *out = img;
     *out_len = total;
     return 0;
@@ -745,31 +751,50 @@ int engine_image_split(const void *image, size_t len, void **part, size_t *part_
     return rebuild(image, w.offset, NULL, w.size, 1, part, part_len, err, errlen);
 }
 
+/* The weights record of a plan part that weights_len bytes of blob complete, or an error. */
+static int part_ref(const void *part, size_t part_len, size_t weights_len,
+                    struct engine_weights_ref *w, char *err, size_t errlen)
+{
+    int rc = engine_image_weights(part, part_len, w, err, errlen);
+    if (rc)
+        return rc;
+    if (!w->external || w->size != weights_len)
+        return seterr(err, errlen, -EINVAL,
+                      "not a plan part, or a %zu-byte weights blob for one that needs %llu bytes",
+                      weights_len, (unsigned long long)w->size);
+    return 0;
+}
+
 int engine_image_join(const void *part, size_t part_len, const void *weights, size_t weights_len,
                       void **image, size_t *image_len, char *err, size_t errlen)
 {
     struct engine_weights_ref w;
-    int rc = engine_image_weights(part, part_len, &w, err, errlen);
+    int rc = part_ref(part, part_len, weights_len, &w, err, errlen);
+    return rc ? rc : rebuild(part, w.offset, weights, w.size, 0, image, image_len, err, errlen);
+}
+
+int engine_image_join_into(const void *part, size_t part_len, const void *weights,
+                           size_t weights_len, void *image, size_t image_len, char *err,
+                           size_t errlen)
+{
+    struct engine_weights_ref w;
+    int rc = part_ref(part, part_len, weights_len, &w, err, errlen);
     if (rc)
         return rc;
-    if (!w.external || w.size != weights_len)
-        return seterr(err, errlen, -EINVAL,
-                      "not a plan part, or a %zu-byte weights blob for one that needs %llu bytes",
-                      weights_len, (unsigned long long)w.size);
-    return rebuild(part, w.offset, weights, w.size, 0, image, image_len, err, errlen);
+    if (image_len != ALIGN_UP(w.offset + w.size, PLAN_ALIGN) || (uintptr_t)image % PLAN_ALIGN)
+        return seterr(err, errlen, -EINVAL, "a %zu-byte buffer for a %llu-byte image", image_len,
+                      (unsigned long long)ALIGN_UP(w.offset + w.size, PLAN_ALIGN));
+    rebuild_into(part, w.offset, weights, w.size, 0, image, image_len);
+    return 0;
 }
 
 int engine_weights_verify(const void *part, size_t part_len, const void *weights,
                           size_t weights_len, char *err, size_t errlen)
 {
     struct engine_weights_ref w;
-    int rc = engine_image_weights(part, part_len, &w, err, errlen);
+    int rc = part_ref(part, part_len, weights_len, &w, err, errlen);
     if (rc)
         return rc;
-    if (!w.external || w.size != weights_len)
-        return seterr(err, errlen, -EINVAL,
-                      "weights blob of %zu bytes for a plan part that needs %llu bytes",
-                      weights_len, (unsigned long long)w.size);
     uint8_t digest[SHA256_LEN];
     sha256(weights, weights_len, digest);
     if (memcmp(digest, w.sha256, SHA256_LEN) != 0)

@@ -130,23 +130,28 @@ done:
     snprintf(job->err, sizeof(job->err), "%s", why);
 }
 
-/* A plan part and its blob (RAM tier files) joined into the whole image the compiler made. */
-static int join_parts(struct job *job, void **image, size_t *len)
+/* A plan part and its blob (RAM tier files) joined into the whole image the compiler made, in
+ * anonymous memory mapped for it (unmapped after the write: a heap buffer this size would stay
+ * in the writer thread's arena). */
+static int join_parts(struct job *job, void **image)
 {
     size_t plen = (size_t)job->part_len, wlen = (size_t)job->weights_len;
+    size_t len = (size_t)job->disk_len;
     void *p = mmap(NULL, plen, PROT_READ, MAP_SHARED, job->image_fd, 0);
     void *w = mmap(NULL, wlen, PROT_READ, MAP_SHARED, job->weights_fd, 0);
-    int rc = p == MAP_FAILED || w == MAP_FAILED
+    void *out = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int rc = p == MAP_FAILED || w == MAP_FAILED || out == MAP_FAILED
                  ? seterr(job->err, sizeof(job->err), -errno, "mmap of the RAM image: %s",
                           strerror(errno))
-                 : engine_image_join(p, plen, w, wlen, image, len, job->err, sizeof(job->err));
-    if (rc == 0 && *len != job->disk_len)
-        rc = seterr(job->err, sizeof(job->err), -EINVAL, "joined image of %zu bytes, %llu expected",
-                    *len, (unsigned long long)job->disk_len);
+                 : engine_image_join_into(p, plen, w, wlen, out, len, job->err,
+                                          sizeof(job->err));
     if (p != MAP_FAILED)
         munmap(p, plen);
     if (w != MAP_FAILED)
         munmap(w, wlen);
+    if (rc < 0 && out != MAP_FAILED)
+        munmap(out, len);
+    *image = rc < 0 ? NULL : out;
     return rc;
 }
 
@@ -158,7 +163,7 @@ void disk_write_job(struct job *job)
     size_t len = (size_t)job->disk_len;
     void *whole = NULL, *p = MAP_FAILED;
     if (job->weights_fd >= 0) {
-        job->rc = join_parts(job, &whole, &len);
+        job->rc = join_parts(job, &whole);
     } else {
         p = mmap(NULL, len, PROT_READ, MAP_SHARED, job->image_fd, 0);
         job->rc = p == MAP_FAILED ? seterr(job->err, sizeof(job->err), -errno,
@@ -174,7 +179,8 @@ void disk_write_job(struct job *job)
     }
     if (p != MAP_FAILED)
         munmap(p, len);
-    engine_image_free(whole);
+    if (whole)
+        munmap(whole, len);
     close(job->image_fd);
     job->image_fd = -1;
     if (job->weights_fd >= 0)
