@@ -126,6 +126,7 @@ post p a
 # 400; at most 8 shapes stay attached (LRU): the leases of dropped ones are released; at most 60
 # new shapes a minute
 start_fn n model=symbolic_cnn -- || fail "no input_shape: did not start: $(cat "$tmp/n.log")"
+n_pid=$fn_pid
 post n a
 [ "$code" = 200 ] && matches a && echo "ok: per-request shape a" || fail "n a: $code $(head -c 300 "$tmp/reply")"
 post n b
@@ -147,6 +148,12 @@ for w in 1 2 3 4 5 6 7 8 9; do
 done
 leases=$("$store_bin" ls --socket "$tmp/store.sock" | awk '$1 ~ /^symbolic_cnn\?input=/ {n += $5} END {print n + 0}')
 [ "$leases" -le 8 ] && echo "ok: $leases shape leases held after 11 shapes" || fail "$leases leases held: $("$store_bin" ls --socket "$tmp/store.sock")"
+# issue 17: the shapes' plan parts share one weights blob, which the instance maps once
+blobs=$("$store_bin" stats --socket "$tmp/store.sock" |
+    /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["totals"]["blobs"])')
+maps=$(grep -c '\.weights$' "/proc/$n_pid/maps")
+[ "$blobs" = 1 ] && [ "$maps" = 1 ] && echo "ok: $leases shapes held, 1 weights blob in the store, mapped once by the instance" ||
+    fail "weights blobs: $blobs in the store, $maps mapping(s) in the instance: $(grep weights "/proc/$n_pid/maps")"
 # at most 60 new shapes a minute (each makes the store compile an image): then 429; no timing
 # assumed: 130 new shapes cannot all fit in the windows they span
 got429=0
