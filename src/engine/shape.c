@@ -96,7 +96,7 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
                                g->tensors[n->in[k]].name);
     for (int k = 0; k < n->n_in; k++) {
         const struct ir_tensor *x = n->in[k] >= 0 ? &g->tensors[n->in[k]] : NULL;
-        if (x && (x->flags & IR_T_SEQ) && !seq_op(n))
+        if (x && (x->flags & IR_T_SEQ) && !seq_op(n) && strcmp(n->op, "If") != 0)
             return ir_node_err(g, n, err, errlen, -ENOTSUP,
                                "input '%s' is a%s: this op takes tensors (sequences are "
                                "resolved at compile time, ops/sequence.c)",
@@ -108,8 +108,9 @@ static int infer_node(struct ir_graph *g, int i, char *err, size_t errlen)
                                x->name, (long long)x->shape.dims[x->flags & IR_T_BOUND0 ? 0 : 1],
                                x->flags & IR_T_BOUND0 ? 0 : 1);
     }
-    int rc = ir_legacy_infer(g, n, err, errlen);
-    if (rc || (rc = d->infer(g, n, err, errlen)))
+    int rc = strcmp(n->op, "If") == 0 ? seq_if(g, n, err, errlen) : 0;
+    n = &g->nodes[i];
+    if (rc || (rc = ir_legacy_infer(g, n, err, errlen)) || (rc = d->infer(g, n, err, errlen)))
         return rc;
     n = &g->nodes[i];
     if (n->dead)

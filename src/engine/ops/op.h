@@ -48,6 +48,10 @@ int no_lower(struct lower *l, const struct ir_node *n);
 int seq_forward(struct ir_graph *g, struct ir_node *n, int x, char *err, size_t errlen);
 /* 1 when op n takes sequence inputs (its shape rule resolves them); other ops refuse them. */
 int seq_op(const struct ir_node *n);
+/* ops/sequence.c: an If whose branches give sequences (of equal lengths) as an output gets one
+ * output per element instead (then/else inputs likewise), its sequence output listing them;
+ * called before infer_if. */
+int seq_if(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen);
 
 /* ---- shape-rule helpers (op_util.c) ---- */
 

@@ -19,7 +19,8 @@
  * must be constants (an initializer, a folded subgraph, or a pinned input: the specialising
  * model pins them per request value, dynamic.c); a position known only at run time is refused
  * with "must be a constant". Graph inputs and outputs of sequence type are expanded into their
- * element tensors (shape.c, ir_seq_inputs / ir_seq_outputs). A sequence whose length depends on
+ * element tensors (shape.c, ir_seq_inputs / ir_seq_outputs); an If whose branches give
+ * sequences of one length gets one output per element (seq_if). A sequence whose length depends on
  * the data (built inside a Loop body) is out of reach of this model and refused by the op that
  * would need it.
  */
@@ -731,5 +732,94 @@ int ir_seq_inputs(struct ir_graph *g, const struct engine_input_shape *shapes, i
     free(g->inputs);
     g->inputs = ins;
     g->n_inputs = total;
+    return 0;
+}
+
+/* ---- If with sequence outputs ---- */
+
+/* The input of If n giving its output k in branch `then` (1) or else (0); with a constant
+ * condition the taken branch's for both (the other is dropped, its tensors never inferred). */
+static int if_input(const struct ir_graph *g, const struct ir_node *n, int k, int then)
+{
+    const struct ir_tensor *c = &g->tensors[n->in[0]];
+    if (c->data)
+        then = *(const uint8_t *)c->data != 0;
+    return n->in[1 + (then ? 0 : n->n_out) + k];
+}
+
+/* The If's output k as then/else tensors: 1 when both branches give sequences (their lengths
+ * into *len, refused when they differ), 0 when both give tensors. */
+static int if_pair(struct ir_graph *g, struct ir_node *n, int k, int *len, char *err, size_t errlen)
+{
+    const struct ir_tensor *a = &g->tensors[if_input(g, n, k, 1)];
+    const struct ir_tensor *b = &g->tensors[if_input(g, n, k, 0)];
+    int sa = (a->flags & IR_T_SEQ) != 0, sb = (b->flags & IR_T_SEQ) != 0;
+    if (sa != sb || (a->flags & IR_T_OPTIONAL) != (b->flags & IR_T_OPTIONAL))
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "output %d: one branch gives a sequence or optional, the other not", k);
+    if (sa && a->seq_len != b->seq_len)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "output %d: then_branch gives a sequence of %d, else_branch of %d "
+                           "(sequences are resolved at compile time: their lengths must agree)",
+                           k, a->seq_len, b->seq_len);
+    *len = sa ? a->seq_len : 1;
+    return sa;
+}
+
+int seq_if(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
+{
+    int n_out = n->n_out, total = 0, len, rc;
+    if (n->n_in != 1 + 2 * n_out)
+        return 0; /* infer_if refuses it */
+    for (int k = 0; k < n_out; k++) {
+        if ((rc = if_pair(g, n, k, &len, err, errlen)) < 0)
+            return rc;
+        total += len;
+    }
+    if (total > ENGINE_MAX_SEQ)
+        return ir_node_err(g, n, err, errlen, -E2BIG, "%d outputs", total);
+    int *in = malloc((size_t)(1 + 2 * total) * sizeof(int)),
+        *out = malloc((size_t)total * sizeof(int));
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return oom(g, n, err, errlen);
+    }
+    in[0] = n->in[0];
+    int q = 0, i = (int)(n - g->nodes);
+    rc = 0;
+    for (int k = 0; k < n_out; k++) {
+        int ta = if_input(g, &g->nodes[i], k, 1), tb = if_input(g, &g->nodes[i], k, 0);
+        int y = g->nodes[i].out[k], seq = if_pair(g, &g->nodes[i], k, &len, err, errlen);
+        for (int e = 0; e < len; e++) {
+            in[1 + q + e] = seq ? g->tensors[ta].seq[e] : g->nodes[i].in[1 + k];
+            in[1 + total + q + e] = seq ? g->tensors[tb].seq[e] : g->nodes[i].in[1 + n_out + k];
+            int t = y < 0 || !seq ? y : new_tensor(g, g->tensors[y].name, "/if[", e);
+            if (t < -1) {
+                free(in);
+                free(out);
+                return oom(g, &g->nodes[i], err, errlen);
+            }
+            out[q + e] = t;
+            if (t >= 0)
+                g->tensors[t].producer = i;
+        }
+        if (seq && y >= 0)
+            rc = set_seq(g, &g->nodes[i], y, g->tensors[ta].dtype, out + q, len,
+                         g->tensors[ta].flags & IR_T_OPTIONAL, err, errlen);
+        if (rc) {
+            free(in);
+            free(out);
+            return rc;
+        }
+        q += len;
+    }
+    n = &g->nodes[i];
+    free(n->in);
+    free(n->out);
+    n->in = in;
+    n->n_in = 1 + 2 * total;
+    n->out = out;
+    n->n_out = total;
     return 0;
 }
