@@ -149,8 +149,7 @@ struct engine_dynamic {
     int n_req, cap_req; /* the request's tensors: one per input, one per sequence element */
     int *req_of;        /* the model input each request tensor feeds */
     int *seq_len;       /* per input: the request's sequence length (0 for a tensor) */
-    char *names;        /* the "NAME[k]" names of request sequence elements (cap_req * 16 + ...) */
-    size_t names_cap;
+    const struct engine_tensor **slots; /* ENGINE_MAX_SEQ + 1: a request's elements by index */
     struct dyn_plan *plans;
     int n_plans, max_plans;
     uint64_t max_bytes, clock;
@@ -206,7 +205,7 @@ void engine_dynamic_close(struct engine_dynamic *d)
     free(d->req);
     free(d->req_of);
     free(d->seq_len);
-    free(d->names);
+    free(d->slots);
     free(d->shapes);
     free(d->pins);
     free(d->pin_flags);
@@ -376,17 +375,45 @@ static int check_input(const struct engine_dynamic *d, const struct dyn_io *io,
     return 0;
 }
 
-/* Room for the "NAME[k]" names of the request's sequence elements. */
-static int names_room(struct engine_dynamic *d, size_t need)
+/* k when name is "<base>[k]" (k in 0..ENGINE_MAX_SEQ, decimal, no sign or leading zero), else
+ * -1. */
+static int elem_index(const char *name, const char *base)
 {
-    if (need <= d->names_cap)
-        return 0;
-    char *p = realloc(d->names, need);
-    if (!p)
-        return -ENOMEM;
-    d->names = p;
-    d->names_cap = need;
-    return 0;
+    size_t len = strlen(base);
+    if (!name || strncmp(name, base, len) != 0 || name[len] != '[')
+        return -1;
+    const char *p = name + len + 1;
+    int k = 0, digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 5; p++, digits++)
+        k = k * 10 + (*p - '0');
+    if (digits == 0 || (digits > 1 && name[len + 1] == '0') || strcmp(p, "]") != 0 ||
+        k > ENGINE_MAX_SEQ)
+        return -1;
+    return k;
+}
+
+/* Sequence input io's elements among the request's tensors, by index, into d->slots; returns
+ * the length (the elements 0, 1, ... present without a gap; a later or repeated one stays
+ * unmatched) or -errno. */
+static int find_elems(struct engine_dynamic *d, const struct dyn_io *io,
+                      const struct engine_tensor *in, int n, char *err, size_t errlen)
+{
+    int max = io->seq == 2 ? 1 : ENGINE_MAX_SEQ;
+    if (!d->slots && !(d->slots = malloc((ENGINE_MAX_SEQ + 1) * sizeof(*d->slots))))
+        return seterr(err, errlen, -ENOMEM, "out of memory");
+    memset(d->slots, 0, (size_t)(max + 1) * sizeof(*d->slots));
+    for (int j = 0; j < n; j++) {
+        int k = elem_index(in[j].name, io->name);
+        if (k >= 0 && k <= max && !d->slots[k])
+            d->slots[k] = &in[j];
+    }
+    int len = 0;
+    while (len <= max && d->slots[len])
+        len++;
+    if (len > max)
+        return seterr(err, errlen, -E2BIG, "model %s: input '%s' has more than %d elements",
+                      d->model_name, io->name, max);
+    return len;
 }
 
 /* The request's inputs in model order (d->req, named as the model names them, a sequence input
@@ -399,13 +426,7 @@ static int match_inputs(struct engine_dynamic *d, const struct engine_tensor *in
         return seterr(err, errlen, -EINVAL, "model %s: %d inputs given", d->model_name, n);
     if (req_room(d, n) != 0)
         return seterr(err, errlen, -ENOMEM, "out of memory");
-    size_t need = 0;
-    for (int i = 0; i < d->n_in; i++)
-        need += d->in[i].seq ? (size_t)n * (strlen(d->in[i].name) + 16) : 0;
-    if (names_room(d, need + 1) != 0)
-        return seterr(err, errlen, -ENOMEM, "out of memory");
     int m = 0;
-    size_t used = 0;
     for (int i = 0; i < d->n_in; i++) {
         const struct dyn_io *io = &d->in[i];
         d->seq_len[i] = 0;
@@ -422,24 +443,16 @@ static int match_inputs(struct engine_dynamic *d, const struct engine_tensor *in
             d->req[m++].name = io->name;
             continue;
         }
-        for (int k = 0; k <= (io->seq == 2 ? 1 : ENGINE_MAX_SEQ) && m < n; k++) {
-            char *name = d->names + used;
-            size_t room = d->names_cap - used;
-            if ((size_t)snprintf(name, room, "%s[%d]", io->name, k) >= room)
-                break;
-            const struct engine_tensor *t = find_named(d, in, n, name);
-            if (!t)
-                break;
-            if (k == (io->seq == 2 ? 1 : ENGINE_MAX_SEQ))
-                return seterr(err, errlen, -E2BIG, "model %s: input '%s' has more than %d elements",
-                              d->model_name, io->name, io->seq == 2 ? 1 : ENGINE_MAX_SEQ);
-            int rc = check_input(d, io, t, name, err, errlen);
+        int len = find_elems(d, io, in, n, err, errlen);
+        if (len < 0)
+            return len;
+        for (int k = 0; k < len && m < n; k++) {
+            const struct engine_tensor *t = d->slots[k];
+            int rc = check_input(d, io, t, t->name, err, errlen);
             if (rc)
                 return rc;
-            used += strlen(name) + 1;
             d->req_of[m] = i;
-            d->req[m] = *t;
-            d->req[m++].name = name;
+            d->req[m++] = *t; /* named "NAME[k]" by the caller, valid through the run */
             d->seq_len[i]++;
         }
     }

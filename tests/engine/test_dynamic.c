@@ -333,6 +333,26 @@ static void test_sequences(void **state)
     assert_non_null(strstr(err, "a sequence input NAME is fed as NAME[0], NAME[1]"));
     in[1].name = "xs[0]";
     assert_true(engine_dynamic_run(d, in, 2, out, 2, err, sizeof(err)) < 0); /* 3 outputs */
+    /* 1025 elements: over ENGINE_MAX_SEQ, refused before any compile */
+    enum { N = ENGINE_MAX_SEQ + 1 };
+    struct engine_tensor *many = calloc(N + 1, sizeof(*many));
+    char(*names)[16] = calloc(N, sizeof(*names));
+    assert_non_null(many);
+    assert_non_null(names);
+    many[N] = in[0];
+    for (int k = 0; k < N; k++) {
+        snprintf(names[k], sizeof(names[k]), "xs[%d]", k);
+        many[k] = in[1];
+        many[k].name = names[k];
+    }
+    engine_dynamic_stats(d, &st);
+    uint64_t compiles = st.compiles;
+    assert_int_equal(engine_dynamic_run(d, many, N + 1, out, 8, err, sizeof(err)), -E2BIG);
+    assert_non_null(strstr(err, "input 'xs' has more than 1024 elements"));
+    engine_dynamic_stats(d, &st);
+    assert_int_equal(st.compiles, compiles);
+    free(many);
+    free(names);
     engine_dynamic_close(d);
 }
 
