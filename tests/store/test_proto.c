@@ -57,6 +57,20 @@ static void test_attached_roundtrip(void **state)
     assert_memory_equal(out.u.attached.sha256, in.u.attached.sha256, 32);
     assert_memory_equal(out.u.attached.identity, in.u.attached.identity, 32);
     assert_string_equal(out.u.attached.name, "mobilenet_v2");
+    assert_true(out.u.attached.weights_size == 0); /* a whole image */
+    in.u.attached.weights_size = 46804416;
+    memset(in.u.attached.weights_sha256, 0xef, 32);
+    assert_int_equal(roundtrip(&in, &out), 0);
+    assert_true(out.u.attached.weights_size == 46804416);
+    assert_memory_equal(out.u.attached.weights_sha256, in.u.attached.weights_sha256, 32);
+    /* every field is length-checked: any shorter payload is malformed */
+    int n = proto_encode(&in, buf, sizeof(buf), NULL, 0);
+    assert_true(n > PROTO_HDR_LEN);
+    for (int cut = 1; cut <= 40; cut++) {
+        uint32_t payload = (uint32_t)(n - PROTO_HDR_LEN - cut);
+        memcpy(buf + 8, &payload, 4);
+        assert_int_equal(proto_decode(buf, (size_t)(n - cut), &out, NULL, 0), -EBADMSG);
+    }
 }
 
 static void test_error_and_json_roundtrip(void **state)
@@ -192,6 +206,57 @@ static void test_socket_fds(void **state)
     close(devnull);
 }
 
+/* An ATTACHED reply (queued ahead of the request on a socketpair) with fds for it: proto_call2
+ * takes the image fd and the weights blob's; a reply announcing a blob without its fd, or a
+ * whole image with a second fd, is refused with every fd closed; proto_call (one fd) refuses a
+ * plan part. */
+static int call_with(int nfds, uint64_t weights_size, int *fd, int *fd2, int two)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    int fds[2] = {open("/dev/null", O_RDONLY), open("/dev/null", O_RDONLY)};
+    struct proto_msg r = {.type = PROTO_ATTACHED, .seq = 3}, req = {.type = PROTO_ATTACH, .seq = 3},
+                     reply;
+    strcpy(r.u.attached.name, "m");
+    r.u.attached.size = 4096;
+    r.u.attached.weights_size = weights_size;
+    strcpy(req.u.ref.ref, "m");
+    char err[256];
+    assert_int_equal(proto_send_fds(sv[1], &r, fds, nfds, err, sizeof(err)), 0);
+    close(fds[0]);
+    close(fds[1]);
+    int rc = two ? proto_call2(sv[0], &req, buf, &reply, fd, fd2, err, sizeof(err))
+                 : proto_call(sv[0], &req, buf, &reply, fd, err, sizeof(err));
+    close(sv[0]);
+    close(sv[1]);
+    return rc;
+}
+
+static void test_attached_weights_fds(void **state)
+{
+    int fd = -1, fd2 = -1;
+    assert_int_equal(call_with(2, 8192, &fd, &fd2, 1), 0);
+    assert_true(fd >= 0 && fd2 >= 0);
+    close(fd);
+    close(fd2);
+    assert_int_equal(call_with(1, 0, &fd, &fd2, 1), 0); /* a whole image: one fd */
+    assert_true(fd >= 0 && fd2 < 0);
+    close(fd);
+    assert_int_equal(call_with(1, 8192, &fd, &fd2, 1), -EBADMSG); /* blob announced, no fd */
+    assert_true(fd < 0 && fd2 < 0);
+    assert_int_equal(call_with(2, 0, &fd, &fd2, 1), -EBADMSG); /* an fd beyond the image's */
+    assert_true(fd < 0 && fd2 < 0);
+    assert_int_equal(call_with(2, 8192, &fd, NULL, 0), -EBADMSG); /* one-fd caller, plan part */
+    assert_true(fd < 0);
+    int before = open("/dev/null", O_RDONLY); /* no fd leaked by any refusal */
+    close(before);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(call_with(2, 0, &fd, &fd2, 1), -EBADMSG);
+    int after = open("/dev/null", O_RDONLY);
+    assert_int_equal(after, before);
+    close(after);
+}
+
 static void test_connect_error_says_what_to_check(void **state)
 {
     char err[512];
@@ -212,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_field_limits),
         cmocka_unit_test(test_random_payloads),
         cmocka_unit_test(test_socket_fds),
+        cmocka_unit_test(test_attached_weights_fds),
         cmocka_unit_test(test_connect_error_says_what_to_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
