@@ -186,6 +186,53 @@ static void test_resident_bytes_follow_admit_and_remove(void **state)
     catalog_free(&c);
 }
 
+/* Issue 17: three plan parts share one blob; it is counted once, freed only with its last part,
+ * and the room a victim frees includes the blob only when no part that stays refers to it. */
+static void test_blob_counted_once_and_freed_with_last_part(void **state)
+{
+    struct catalog c;
+    catalog_init(&c, 12 * MiB);
+    catalog_policy_parse("lru", &c.policy);
+    uint8_t sha[SHA256_LEN] = {7};
+    struct blob *b = catalog_blob_add(&c, sha, 8 * MiB, -1);
+    assert_non_null(b);
+    assert_ptr_equal(catalog_blob_find(&c, sha), b);
+    struct model *p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = add(&c, 10 + i, "shape", 1 * MiB);
+        catalog_blob_link(p[i], b);
+    }
+    assert_true(c.resident_bytes == 11 * MiB); /* 8 + 3 x 1, not 3 x 9 */
+    assert_int_equal(b->refs, 3);
+    assert_true(catalog_model_bytes(p[0]) == 9 * MiB);
+    /* 5 MiB more: evicting two parts frees 2 MiB (the blob stays for the third): not enough;
+     * all three free 11 MiB */
+    struct model *victims[4];
+    size_t n;
+    char err[512];
+    assert_int_equal(catalog_plan_room(&c, 5 * MiB, "new", victims, 4, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    /* 2 MiB more: two parts are enough (1 + 1 free 2 MiB, leaving 9 + 2 = 11 <= 12) */
+    assert_int_equal(catalog_plan_room(&c, 2 * MiB, "new", victims, 4, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    /* a part being admitted that refers to the blob keeps it from being freed */
+    struct model *incoming = catalog_add(&c, (uint8_t[SHA256_LEN]){99}, sha, 1, "incoming");
+    catalog_blob_link(incoming, b);
+    assert_int_equal(catalog_plan_room(&c, 5 * MiB, "new", victims, 4, &n, err, sizeof(err)),
+                     -ENOSPC);
+    catalog_remove(&c, incoming);
+    catalog_evict(&c, p[0]);
+    catalog_evict(&c, p[1]);
+    assert_null(catalog_blob_orphan(&c));
+    assert_true(c.resident_bytes == 9 * MiB);
+    catalog_evict(&c, p[2]);
+    assert_ptr_equal(catalog_blob_orphan(&c), b);
+    catalog_blob_drop(&c, b);
+    assert_true(c.resident_bytes == 0);
+    assert_int_equal(catalog_blob_count(&c), 0);
+    catalog_free(&c);
+}
+
 static void test_names_and_hash_lookup(void **state)
 {
     struct catalog c;
@@ -417,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_policy_names),
         cmocka_unit_test(test_budget_refuses_with_pinned_details),
         cmocka_unit_test(test_resident_bytes_follow_admit_and_remove),
+        cmocka_unit_test(test_blob_counted_once_and_freed_with_last_part),
         cmocka_unit_test(test_names_and_hash_lookup),
         cmocka_unit_test(test_refs),
         cmocka_unit_test(test_manifest_roundtrip),

@@ -5,8 +5,8 @@
  * plan parts, the blob counted once in resident_bytes, the answers those of whole images compiled
  * here; one mapping of the blob in this process however many shapes it holds (over one
  * connection per shape, as shmfaas-fn's shapes.c does); evicting two shapes keeps the blob,
- * evicting the last frees it; a restart re-adopts parts and blob; a tampered blob is discarded
- * with its parts at re-adoption.
+ * evicting the last frees it; a restart re-adopts parts and blob; a tampered or missing blob is
+ * discarded with its parts at re-adoption.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -238,6 +238,19 @@ static void flip_blob_byte(const char *path, void *ctx)
     close(fd);
 }
 
+static void remove_blob(const char *path, void *ctx)
+{
+    (void)ctx;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), flags = 0;
+    assert_true(fd >= 0);
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+        flags &= ~FS_IMMUTABLE_FL;
+        ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+    assert_int_equal(unlink(path), 0);
+}
+
 /* Calls fn for each *.weights file of the image directory. */
 static int each_blob(const struct store_env *e, void (*fn)(const char *path, void *ctx))
 {
@@ -303,6 +316,20 @@ static void test_restart_readopts_and_tamper(void **state)
     st = env_stats(e);
     assert_int_equal(stats_total(st, "compiles"), 1);
     json_decref(st);
+
+    /* a missing blob: every part that refers to it is discarded */
+    make_shapes(e);
+    env_stop(e, SIGKILL);
+    assert_int_equal(each_blob(e, remove_blob), 1);
+    env_start(e, "1GiB", NULL);
+    st = env_stats(e);
+    printf("issue 17: missing blob: adopted %lld, discarded %lld\n",
+           (long long)stats_total(st, "adopted"), (long long)stats_total(st, "discarded"));
+    assert_int_equal(stats_total(st, "adopted"), 0);
+    assert_int_equal(stats_total(st, "discarded"), N_SHAPES);
+    assert_int_equal(stats_total(st, "resident_bytes"), 0);
+    json_decref(st);
+    assert_int_equal(env_count_images(e, &bytes), 0);
 }
 
 int main(void)
