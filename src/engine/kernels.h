@@ -297,6 +297,10 @@ void k_qconv(const struct k_qconv *q, const void *x, const void *w, void *dst);
 void k_qdot(const int16_t *a, int64_t nj, const int16_t *t, int64_t np, int64_t kp, int32_t *c,
             int64_t ldc);
 void k_qdot_force_plain(int plain); /* tests: the portable path (1) or the CPU's (0) */
+/* Per-tensor quantization (QuantizeLinear's, scale s, zero point z, to uint8 or int8) of a
+ * leading part of src, 8 values at a time where the CPU has AVX2; returns how many it wrote
+ * (the caller does the rest). */
+size_t k_quantize_bulk(const float *src, float s, float z, int is_u8, void *dst, size_t n);
 /* rows x k uint8/int8 values (element (r, i) at r * row_stride + i * col_stride) less their zero
  * point (zp NULL, one, or one per row when n_zp == rows) into int16 rows of kp (zero filled). */
 void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows, int64_t k,

@@ -7,9 +7,13 @@
  * (<= 130050, no saturation), so each int32 lane holds the exact partial sum modulo 2^32 and so
  * does the total: ConvInteger's int32 output bit for bit. Callers that requantise use this path
  * only while k * 255 * 255 fits int32 (K_QDOT_MAX_K), where the sum is exact.
+ *
+ * Also the AVX2 bulk of per-tensor QuantizeLinear (k_quantize_bulk): the scalar loop's bits.
  */
 #include "engine/kernels.h"
 #include <string.h>
+
+static int qdot_isa = -1; /* 1: AVX2, 0: plain; chosen once (a race writes the same value) */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -75,7 +79,41 @@ __attribute__((target("avx2"))) static void qdot_avx2(const int16_t *a, int64_t 
 #undef LD
 #undef MAC
 #define HAVE_QDOT_AVX2 1
+
+/* Per-tensor quantization of the first n - n % 8 values, 8 at a time: x / s rounded to nearest
+ * even (vroundps, as rintf), + z, clamped to the type's range, NaN to 0; the bits of the scalar
+ * loop's (quantize_tensor). Returns how many it did. */
+__attribute__((target("avx2"))) static size_t quantize_avx2(const float *src, float s, float z,
+                                                            int is_u8, void *dst, size_t n)
+{
+    __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(z), zero = _mm256_setzero_ps();
+    __m256 lo = _mm256_set1_ps(is_u8 ? 0.0f : -128.0f), hi = _mm256_set1_ps(is_u8 ? 255.0f : 127.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_div_ps(_mm256_loadu_ps(src + i), vs);
+        __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        v = _mm256_add_ps(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+        __m256i q = _mm256_cvtps_epi32(_mm256_blendv_ps(v, zero, nan));
+        __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        w = is_u8 ? _mm_packus_epi16(w, w) : _mm_packs_epi16(w, w);
+        _mm_storel_epi64((__m128i *)(void *)((uint8_t *)dst + i), w);
+    }
+    return i;
+}
 #endif
+
+size_t k_quantize_bulk(const float *src, float s, float z, int is_u8, void *dst, size_t n)
+{
+#ifdef HAVE_QDOT_AVX2
+    if (qdot_isa < 0)
+        qdot_isa = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (qdot_isa == 1)
+        return quantize_avx2(src, s, z, is_u8, dst, n);
+#endif
+    (void)src, (void)s, (void)z, (void)is_u8, (void)dst, (void)n;
+    return 0;
+}
 
 /* The portable path: the same sums in uint32 (wrapping, as the vector lanes do). */
 static void qdot_plain(const int16_t *a, int64_t nj, const int16_t *t, int64_t np, int64_t kp,
@@ -90,7 +128,6 @@ static void qdot_plain(const int16_t *a, int64_t nj, const int16_t *t, int64_t n
         }
 }
 
-static int qdot_isa = -1; /* 1: AVX2, 0: plain; chosen once (a race writes the same value) */
 
 void k_qdot_force_plain(int plain)
 {

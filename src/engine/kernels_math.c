@@ -833,18 +833,27 @@ static size_t channel_of(size_t i, size_t nscale, size_t len, size_t inner)
 /* Per-tensor quantization to [lo, hi] in float arithmetic, branch-free (vectorised): rintf by
  * the 1.5 * 2^23 trick (round half to even, no libm call) where |v| < 2^22, larger magnitudes
  * saturate either way; r + z is exact below that, so the result is saturate_q(rintf + z)'s. */
-K_VECTOR static void quantize_tensor(const float *restrict src, float s, float z, float lo,
+static inline float quantize_one(float x, float s, float z, float lo, float hi)
+{
+    float v = x / s;
+    float t = (fabsf(v) < 0x1p22f ? (v + 0x1.8p23f) - 0x1.8p23f : v) + z;
+    t = t < lo ? lo : t > hi ? hi : t;
+    return t == t ? t : 0; /* NaN: 0 */
+}
+
+/* The AVX2 bulk (kernels_int8.c), then the scalar loop. */
+static void quantize_tensor(const float *restrict src, float s, float z, float lo,
                                      float hi, int is_u8, void *restrict dst, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        float v = src[i] / s;
-        float t = (fabsf(v) < 0x1p22f ? (v + 0x1.8p23f) - 0x1.8p23f : v) + z;
-        t = t < lo ? lo : t > hi ? hi : t;
-        int q = t == t ? (int)t : 0; /* NaN: 0 */
-        if (is_u8)
-            ((uint8_t *)dst)[i] = (uint8_t)q;
-        else
-            ((int8_t *)dst)[i] = (int8_t)q;
+    size_t i0 = k_quantize_bulk(src, s, z, is_u8, dst, n);
+    if (is_u8) {
+        uint8_t *restrict d = dst;
+        for (size_t i = i0; i < n; i++)
+            d[i] = (uint8_t)(int)quantize_one(src[i], s, z, lo, hi);
+    } else {
+        int8_t *restrict d = dst;
+        for (size_t i = i0; i < n; i++)
+            d[i] = (int8_t)(int)quantize_one(src[i], s, z, lo, hi);
     }
 }
 

@@ -162,6 +162,22 @@ static void test_quantize_edges(void **state)
     uint8_t z2 = 128, q2[5], want2[5] = {0, 128, 126, 255, 126};
     k_quantize(x2, &scale, &z2, 1, 1, 1, ENGINE_U8, q2, 5);
     assert_memory_equal(q2, want2, sizeof(want2));
+    /* the same values 8 at a time (the AVX2 bulk, kernels_int8.c) and the tail after it */
+    float x3[21];
+    uint8_t q3[21], want3[21], want128[5] = {0, 128, 130, 130, 255}; /* x with zero point 128 */
+    int8_t q3i[21];
+    for (int i = 0; i < 21; i++) {
+        x3[i] = i % 10 < 5 ? x[i % 5] : x2[i % 5];
+        want3[i] = i % 10 < 5 ? want128[i % 5] : want2[i % 5];
+    }
+    k_quantize(x3, &scale, &z2, 1, 1, 1, ENGINE_U8, q3, 21);
+    assert_memory_equal(q3, want3, sizeof(want3));
+    k_quantize(x3, &scale, NULL, 1, 1, 1, ENGINE_I8, q3i, 21);
+    for (int i = 0; i < 21; i++) {
+        int8_t one;
+        k_quantize(&x3[i], &scale, NULL, 1, 1, 1, ENGINE_I8, &one, 1); /* scalar */
+        assert_int_equal(q3i[i], one);
+    }
     float back[5];
     k_dequantize(q, ENGINE_U8, &scale, &zp, 1, 1, 1, back, 5);
     assert_true(back[0] == -10.0f && back[4] == 245.0f);
