@@ -8,7 +8,9 @@
  *   [DequantizeLinear(b int32 const, xs·ws) or a float32 constant bias] ─┘
  *
  * becomes QLinearConv(x_q, xs, xzp, w_q, ws, wzp, ys, yzp, B) [ReLU], writing the
- * QuantizeLinear's output. B is the int32 bias as written (its scale must be xs·ws), or a float
+ * QuantizeLinear's output. A Gemm (transB, A = Flatten(DequantizeLinear(x_q [B, K, 1, 1])) as
+ * after global pooling) becomes the same as a 1x1 QLinearConv of weights [N, K, 1, 1], and its
+ * QuantizeLinear the Flatten of the result to [B, N]. B is the int32 bias as written (its scale must be xs·ws), or a float
  * bias quantized with that scale (round to nearest even). A fused ReLU stays a post-op: before
  * the output zero point is added it is max(y, y_zp) after quantization, which is what
  * quantizing ReLU's output gives. Everything but the rewritten Conv stays (the dead DQ/Q nodes go
@@ -123,8 +125,36 @@ static int zero_zp(struct ir_graph *g, int like, int dt)
     return ir_add_const(g, g->tensors[like].name, "::zp", dt, &scalar, z);
 }
 
-/* The rewrite of Conv node ci when it matches; 0 when it does not, 1 done, -errno. */
-static int lower_qdq_conv(struct ir_graph *g, int ci)
+/* The uint8/int8 x a Gemm's A is (Flatten(DequantizeLinear(x)), x [B, K, 1, 1] as global
+ * pooling leaves it): its DequantizeLinear, or NULL. */
+static const struct ir_node *gemm_x(const struct ir_graph *g, const struct ir_node *gemm)
+{
+    const struct ir_node *fl = producer_op(g, gemm->in[0], "Flatten"), *dx;
+    if (!fl || ir_attr_int(fl, "axis", 1) != 1 || !(dx = producer_op(g, fl->in[0], "DequantizeLinear")))
+        return NULL;
+    const struct ir_tensor *x = in_of(g, dx, 0);
+    if (x->shape.rank != 4 || x->shape.dims[2] != 1 || x->shape.dims[3] != 1 ||
+        ir_attr_int(gemm, "transA", 0) != 0 || ir_attr_int(gemm, "transB", 0) != 1 ||
+        ir_attr_float(gemm, "alpha", 1) != 1 || ir_attr_float(gemm, "beta", 1) != 1)
+        return NULL;
+    return dx;
+}
+
+/* A Gemm's int8 weights [N, K] as the [N, K, 1, 1] of a 1x1 convolution: a new constant. */
+static int gemm_weights(struct ir_graph *g, int w)
+{
+    const struct ir_tensor *t = &g->tensors[w];
+    struct engine_shape s = {.rank = 4, .dims = {t->shape.dims[0], t->shape.dims[1], 1, 1}};
+    void *d = malloc(t->nbytes + 1);
+    if (!d)
+        return -ENOMEM;
+    memcpy(d, t->data, t->nbytes);
+    return ir_add_const(g, t->name, "::1x1", t->dtype, &s, d);
+}
+
+/* The rewrite of Conv (or Gemm: a 1x1 QLinearConv, then the QuantizeLinear node becomes the
+ * Flatten back to [B, N]) node ci when it matches; 0 when it does not, 1 done, -errno. */
+static int lower_qdq_conv(struct ir_graph *g, int ci, int gemm)
 {
     struct ir_node *conv = &g->nodes[ci];
     if (conv->n_in < 2 || conv->n_out < 1 || conv->out[0] < 0 || conv->n_post > 1 ||
@@ -132,7 +162,8 @@ static int lower_qdq_conv(struct ir_graph *g, int ci)
          (conv->post[0].kind != IR_POST_ACT || conv->post[0].act != IR_ACT_RELU ||
           conv->post[0].alpha != 0)))
         return 0;
-    const struct ir_node *dx = producer_op(g, conv->in[0], "DequantizeLinear");
+    const struct ir_node *dx = gemm ? gemm_x(g, conv)
+                                    : producer_op(g, conv->in[0], "DequantizeLinear");
     const struct ir_node *dw = producer_op(g, conv->in[1], "DequantizeLinear");
     int y = conv->out[0], qi = -1;
     if (!dx || !dw || g->tensors[y].flags & IR_T_OUTPUT || ir_consumers(g, y) != 1)
@@ -150,7 +181,8 @@ static int lower_qdq_conv(struct ir_graph *g, int ci)
     int64_t m = wq->shape.dims[0];
     if ((xq->dtype != ENGINE_U8 && xq->dtype != ENGINE_I8) || !scale_ok(xs, 1) || !zp_ok(xz, 1) ||
         (xz && xz->dtype != xq->dtype) || !wq->data ||
-        (wq->dtype != ENGINE_U8 && wq->dtype != ENGINE_I8) || wq->shape.rank < 3 ||
+        (wq->dtype != ENGINE_U8 && wq->dtype != ENGINE_I8) || wq->shape.rank != (gemm ? 2 : xq->shape.rank) ||
+        (gemm && wq->shape.dims[1] != xq->shape.dims[1]) ||
         !scale_ok(ws, m) || !zp_ok(wz, m) || (wz && wz->dtype != wq->dtype) ||
         (numel(ws) != 1 && ir_attr_int(dw, "axis", 1) != 0) ||
         (wz && numel(wz) != 1 && ir_attr_int(dw, "axis", 1) != 0) || !scale_ok(ys, 1) ||
@@ -160,18 +192,29 @@ static int lower_qdq_conv(struct ir_graph *g, int ci)
     int in[9] = {dx->in[0], dx->in[1], xz ? dx->in[2] : -1, dw->in[0], dw->in[1],
                  wz ? dw->in[2] : -1, q->in[1], yz ? q->in[2] : -1, -1};
     int qout = q->out[0], xdt = xq->dtype, wdt = wq->dtype, ydt = yz ? yz->dtype : ENGINE_U8;
-    int b = qdq_bias(g, conv, xsv, ws, m); /* may move g->tensors */
+    int64_t batch = xq->shape.dims[0];
+    int b = qdq_bias(g, conv, xsv, ws, m); /* these may move g->tensors */
     if (b == -1 || b == -ENOMEM)
         return b == -1 ? 0 : b;
-    in[8] = b;
+    if (gemm && (in[3] = gemm_weights(g, in[3])) < 0)
+        return in[3];
     int zs[3][2] = {{2, xdt}, {5, wdt}, {7, ydt}};
     for (int k = 0; k < 3; k++)
         if (in[zs[k][0]] < 0 && (in[zs[k][0]] = zero_zp(g, in[0], zs[k][1])) < 0)
             return in[zs[k][0]];
+    int out = qout;
+    if (gemm) { /* the 1x1 convolution writes [B, N, 1, 1]; the Flatten makes it [B, N] */
+        if ((out = ir_add_tensor(g, g->tensors[qout].name)) < 0)
+            return out;
+        struct ir_tensor *t = &g->tensors[out];
+        t->dtype = ydt;
+        t->shape = (struct engine_shape){.rank = 4, .dims = {batch, m, 1, 1}};
+        t->shape_known = 1;
+    }
     int *nin = malloc(9 * sizeof(int));
-    char *op = strdup("QLinearConv");
-    if (!nin || !op) {
-        free(nin), free(op);
+    char *op = strdup("QLinearConv"), *fop = gemm ? strdup("Flatten") : NULL;
+    if (!nin || !op || (gemm && (!fop || ir_attr_set_int(&g->nodes[qi], "axis", 1)))) {
+        free(nin), free(op), free(fop);
         return -ENOMEM;
     }
     conv = &g->nodes[ci];
@@ -182,10 +225,19 @@ static int lower_qdq_conv(struct ir_graph *g, int ci)
     conv->in = nin;
     conv->n_in = b >= 0 ? 9 : 8;
     conv->op = op;
-    g->nodes[qi].dead = 1; /* the Conv writes the QuantizeLinear's output now */
-    conv->out[0] = qout;
-    g->tensors[qout].producer = ci;
+    conv->out[0] = out;
+    g->tensors[out].producer = ci;
     g->tensors[y].producer = -1;
+    struct ir_node *qn = &g->nodes[qi];
+    if (gemm) {
+        free(qn->op);
+        qn->op = fop;
+        qn->in[0] = out;
+        qn->n_in = 1;
+    } else {
+        qn->dead = 1; /* the Conv writes the QuantizeLinear's output now */
+        g->tensors[qout].producer = ci;
+    }
     return 1;
 }
 
@@ -222,9 +274,10 @@ static int fold_dq(struct ir_graph *g, struct ir_node *n)
 int ir_lower_qdq(struct ir_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].dead || strcmp(g->nodes[i].op, "Conv"))
+        int gemm = strcmp(g->nodes[i].op, "Gemm") == 0;
+        if (g->nodes[i].dead || (strcmp(g->nodes[i].op, "Conv") && !gemm))
             continue;
-        int rc = lower_qdq_conv(g, i);
+        int rc = lower_qdq_conv(g, i, gemm);
         if (rc < 0)
             return rc;
     }
