@@ -409,10 +409,31 @@ static int k_cast_wide(const void *src, int sdtype, void *dst, int ddtype, size_
     return 0;
 }
 
+/* int32/uint8/int8 to float32, vectorised (an int32 above 2^24 rounds to nearest even, as
+ * through double); 0 when it did, -1 for other dtypes. */
+K_VECTOR static int cast_to_f32(const void *restrict src, int sdtype, float *restrict dst,
+                                size_t n)
+{
+    if (sdtype == ENGINE_I32)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)((const int32_t *)src)[i];
+    else if (sdtype == ENGINE_U8)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)((const uint8_t *)src)[i];
+    else if (sdtype == ENGINE_I8)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)((const int8_t *)src)[i];
+    else
+        return -1;
+    return 0;
+}
+
 int k_cast(const void *src, int sdtype, void *dst, int ddtype, size_t n)
 {
     if (!engine_dtype_size(sdtype) || !engine_dtype_size(ddtype))
         return -ENOTSUP;
+    if (ddtype == ENGINE_F32 && cast_to_f32(src, sdtype, dst, n) == 0)
+        return 0;
     if (k_dtype_wide(sdtype) || k_dtype_wide(ddtype))
         return k_cast_wide(src, sdtype, dst, ddtype, n);
     for (size_t i = 0; i < n; i++) {

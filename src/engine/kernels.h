@@ -301,6 +301,9 @@ void k_qdot_force_plain(int plain); /* tests: the portable path (1) or the CPU's
  * leading part of src, 8 values at a time where the CPU has AVX2; returns how many it wrote
  * (the caller does the rest). */
 size_t k_quantize_bulk(const float *src, float s, float z, int is_u8, void *dst, size_t n);
+/* The same for DynamicQuantizeLinear's range: folds the min and max of a leading part of x into
+ * *lo and *hi (NaN never chosen); returns how many values it read. */
+size_t k_minmax_bulk(const float *x, size_t n, float *lo, float *hi);
 /* rows x k uint8/int8 values (element (r, i) at r * row_stride + i * col_stride) less their zero
  * point (zp NULL, one, or one per row when n_zp == rows) into int16 rows of kp (zero filled). */
 void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows, int64_t k,

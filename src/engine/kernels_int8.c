@@ -101,7 +101,41 @@ __attribute__((target("avx2"))) static size_t quantize_avx2(const float *src, fl
     }
     return i;
 }
+
+/* min and max of the first n - n % 8 values, folded into *lo and *hi; a NaN is never chosen
+ * (vminps/vmaxps keep the other operand), as in the scalar loop. */
+__attribute__((target("avx2"))) static size_t minmax_avx2(const float *x, size_t n, float *lo,
+                                                          float *hi)
+{
+    __m256 l = _mm256_set1_ps(*lo), h = _mm256_set1_ps(*hi);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        l = _mm256_min_ps(v, l);
+        h = _mm256_max_ps(v, h);
+    }
+    float ls[8], hs[8];
+    _mm256_storeu_ps(ls, l);
+    _mm256_storeu_ps(hs, h);
+    for (int k = 0; k < 8; k++) {
+        *lo = ls[k] < *lo ? ls[k] : *lo;
+        *hi = hs[k] > *hi ? hs[k] : *hi;
+    }
+    return i;
+}
 #endif
+
+size_t k_minmax_bulk(const float *x, size_t n, float *lo, float *hi)
+{
+#ifdef HAVE_QDOT_AVX2
+    if (qdot_isa < 0)
+        qdot_isa = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (qdot_isa == 1)
+        return minmax_avx2(x, n, lo, hi);
+#endif
+    (void)x, (void)n, (void)lo, (void)hi;
+    return 0;
+}
 
 size_t k_quantize_bulk(const float *src, float s, float z, int is_u8, void *dst, size_t n)
 {

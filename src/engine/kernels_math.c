@@ -902,7 +902,7 @@ void k_dequantize(const void *src, int dtype, const float *scale, const void *zp
 void k_dynquant(const float *x, size_t n, uint8_t *y, float *scale, uint8_t *zp)
 {
     float lo = 0.0f, hi = 0.0f;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = k_minmax_bulk(x, n, &lo, &hi); i < n; i++) {
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
     }
@@ -912,8 +912,10 @@ void k_dynquant(const float *x, size_t n, uint8_t *y, float *scale, uint8_t *zp)
         *scale = s;
     if (zp)
         *zp = z;
-    for (size_t i = 0; y && i < n; i++)
-        y[i] = s > 0 ? (uint8_t)saturate_q((double)rintf(x[i] / s) + z, ENGINE_U8) : z;
+    if (y && s > 0)
+        quantize_tensor(x, s, (float)z, 0.0f, 255.0f, 1, y, n); /* the same rounding */
+    else if (y)
+        memset(y, z, n);
 }
 
 static int is_q8dt(int dt)
