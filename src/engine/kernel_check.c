@@ -1046,6 +1046,23 @@ static int loop_node_check(const struct node_ctx *c)
     return 0;
 }
 
+/* SLICE_DYN: dst is src with a shorter (or equal) axis; the start is checked per run. */
+static int slice_dyn_check(const struct node_ctx *c)
+{
+    const struct plan_view *v = c->v;
+    const struct plan_node *n = c->n;
+    if (n->n_in != 2 || n->n_params || n->n_post || n->sum_tensor != PLAN_NONE ||
+        plan_input(v, n, 0) < 0 || plan_input(v, n, 1) < 0)
+        return node_err(c, -EINVAL, "dynamic slice operands out of range");
+    const struct plan_tensor *src = operand(c, 0), *st = operand(c, 1), *dst = dst_of(c);
+    int ok = plain_of_dtype(src, dst->dtype) && dst->layout == PLAN_LAYOUT_PLAIN &&
+             (one_of(st, ENGINE_I64) || one_of(st, ENGINE_I32)) && n->axis >= 0 &&
+             n->axis < src->rank && dst->rank == src->rank;
+    for (uint32_t i = 0; ok && i < src->rank; i++)
+        ok = i == (uint32_t)n->axis ? dst->dims[i] <= src->dims[i] : dst->dims[i] == src->dims[i];
+    return ok ? 0 : node_err(c, -EINVAL, "dynamic slice shapes do not fit");
+}
+
 static int loop_err(char *err, size_t errlen, uint32_t k, const char *what)
 {
     return seterr(err, errlen, -EINVAL, "plan image: node %u: %s", k, what);
@@ -1190,6 +1207,8 @@ int plan_kernel_check(const struct plan_view *v, const struct plan_node *n, char
         return branch_check(&c);
     if (n->alg == PLAN_K_LOOP || n->alg == PLAN_K_LOOP_END || n->alg == PLAN_K_SCAN_SLICE)
         return loop_node_check(&c);
+    if (n->alg == PLAN_K_SLICE_DYN)
+        return slice_dyn_check(&c);
     if (n->alg == PLAN_K_NMS || n->alg == PLAN_K_NONZERO)
         return select_check(&c);
     if (n->alg >= PLAN_K_UNARY && n->alg <= PLAN_K_STFT)

@@ -407,6 +407,10 @@ enum k_depth_mode { K_DEPTH_DCR, K_DEPTH_CRD, K_SPACE_TO_DEPTH };
 void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enum k_depth_mode mode,
                    size_t esize, void *dst);
 /* dst (shape o, each dim a multiple of s's) repeats src. */
+/* Slice of src (shape s) along axis from start, out's extent there (step 1): -EINVAL unless
+ * 0 <= start and start + out dims[axis] <= s dims[axis]. */
+int k_slice_from(const void *src, const struct engine_shape *s, int axis, int64_t start,
+                 const struct engine_shape *out, size_t esize, void *dst);
 /* Slice `index` of the middle axis of a [outer, len, inner bytes] tensor (Scan, Loop scan
  * outputs): write 0 copies it from full into slice, write 1 from slice into full. */
 void k_scan_slice(void *full, void *slice, size_t outer, size_t len, size_t inner, size_t index,

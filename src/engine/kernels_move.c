@@ -228,6 +228,19 @@ void k_depth_space(const void *src, const struct engine_shape *s, int64_t b, enu
                 }
 }
 
+int k_slice_from(const void *src, const struct engine_shape *s, int axis, int64_t start,
+                 const struct engine_shape *out, size_t esize, void *dst)
+{
+    if (start < 0 || start > s->dims[axis] - out->dims[axis])
+        return -EINVAL;
+    int64_t starts[ENGINE_MAX_RANK] = {0}, steps[ENGINE_MAX_RANK];
+    for (int i = 0; i < ENGINE_MAX_RANK; i++)
+        steps[i] = 1;
+    starts[axis] = start;
+    k_slice(src, s, starts, steps, out, esize, dst);
+    return 0;
+}
+
 void k_scan_slice(void *full, void *slice, size_t outer, size_t len, size_t inner, size_t index,
                   int write)
 {

@@ -98,7 +98,7 @@ enum plan_tensor_flags {
     PLAN_TF_BOUND0 = 8,         /* graph output whose dim 0 (BOUND1: dim 1) is an upper bound: */
     PLAN_TF_BOUND1 = 16,        /* int64, filled by a selection kernel (kernels.h); the run
                                    reports the extent k_bounded_count reads */
-    PLAN_TF_LOOP_BOUND = 32,    /* graph output written by a SCAN_SLICE (format 3): dim 0 is an
+    PLAN_TF_LOOP_BOUND = 32,    /* graph output written by a SCAN_SLICE: dim 0 is an
                                    upper bound, the run reports as many as its loop iterated */
     PLAN_TF_ALIAS = 0x40000000, /* compiler-internal: `offset` holds the alias root's id */
 };
@@ -242,20 +242,24 @@ enum plan_kernel {
     PLAN_K_NMS = 81,     /* in: boxes [B,N,4], scores [B,C,N] (float32), [iou], [score] (one
                             float32 each, per kp_nms's flags); dst [bound, 3] int64 */
     PLAN_K_NONZERO = 82, /* in: x (any dtype, rank >= 1); dst [rank, numel(x)] int64 */
-    /* loops (ops/loop.c, format 3): a region LOOP .. LOOP_END, well nested, runs again from the
+    /* loops (ops/loop.c): a region LOOP .. LOOP_END, well nested, runs again from the
      * node after LOOP while the iteration count is under the trip count and the condition
      * holds; the count lives in the session, never in the arena (plan_loops_check) */
-    PLAN_K_LOOP = 90,       /* in: [trip count (one int64)], [cond (one bool)]; out: the
-                               iteration number (one int64, set to 0); params: kp_loop (end:
+    PLAN_K_LOOP = 90,       /* in: the iteration number (= out: one int64, set to 0), [trip
+                               count (one int64)], [cond (one bool)]; params: kp_loop (end:
                                the LOOP_END node; max: the most iterations, at most
                                ENGINE_LOOP_MAX_ITER); no iteration when the count or cond says so:
                                the run goes on after LOOP_END */
-    PLAN_K_LOOP_END = 91,   /* in: [cond (one bool)]; out: the iteration number (the LOOP's);
+    PLAN_K_LOOP_END = 91,   /* in: the iteration number (= out, the LOOP's), [cond (one bool)];
                                params: kp_loop_end (begin: the LOOP node) */
     PLAN_K_SCAN_SLICE = 92, /* in: src; params: kp_scan_slice: slice i (the loop's iteration
                                number, or len-1-i reversed) along the middle axis of [outer, len,
                                inner bytes]: read copies it from src into dst, write from src
                                into dst; inside its loop's region, len >= the loop's max */
+    /* a slice whose start is read per run (ops/movement.c): x[i:i+c] in a loop body */
+    PLAN_K_SLICE_DYN = 93,  /* in: src, start (one int32/int64, read per run; negative or
+                               start + dst dims[axis] > src dims[axis] is a run-time error);
+                               axis; dst: src's dims but dims[axis] (ops/movement.c) */
 };
 
 enum plan_post_kind {

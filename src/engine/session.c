@@ -611,6 +611,11 @@ static int run_kernel(const struct session_kernel *k)
     case PLAN_K_WHERE:
         k_where(k->src, &k->s, k->idx, &k->bs, k->third, &k->ts, k->esize, k->dst, &k->o);
         return 0;
+    case PLAN_K_SLICE_DYN:
+        return k_slice_from(k->in[0], &k->in_s[0], (int)k->attr,
+                            k->in_dtype[1] == ENGINE_I32 ? *(const int32_t *)k->in[1]
+                                                         : *(const int64_t *)k->in[1],
+                            &k->o, k->esize, k->dst);
     case PLAN_K_GATHER_ELEMENTS:
         return k_gather_elements(k->in[0], &k->in_s[0], k->in[1], k->in_dtype[1], &k->in_s[1],
                                  (int)k->attr, k->esize, k->dst);

@@ -26,6 +26,8 @@ Loops (ops/loop.c), run as a LOOP region of the plan, never unrolled:
               swaps two carried values (a parallel assignment);
   scan_rnn    a simple RNN cell h = tanh(W x_t + U h) written as a Scan over the sequence axis,
               and a reversed cumulative sum along axis 1 (scan_input_axes, directions);
+  loop_slice  the body slices x[i:i+2] of an outer tensor at the iteration number (the start read
+              per run), the trip count fed per request; one request runs past x's end: refused;
   loop_big    a constant trip count over ENGINE_LOOP_MAX_ITER with a scan output: refused;
   loop_bound  a trip count fed at run time over ENGINE_LOOP_MAX_ITER: refused at run time.
 """
@@ -317,6 +319,24 @@ def scan_rnn(outdir):
           arr(np.zeros(2, np.float32), "z")], reqs)
 
 
+def loop_slice(outdir):
+    b = body("window", [("i", I64, []), ("c", B, []), ("acc", F, [2])],
+             [N("Add", ["i", "two"], ["e"]), N("Unsqueeze", ["i", "ax"], ["s0"]),
+              N("Unsqueeze", ["e", "ax"], ["e0"]), N("Slice", ["x", "s0", "e0"], ["w"]),
+              N("Add", ["acc", "w"], ["acc2"]), N("Identity", ["c"], ["c2"])], ["c2", "acc2"],
+             [arr(np.array(2, np.int64), "two"), arr(np.array([0], np.int64), "ax")])
+    nodes = [N("Loop", ["n", "", "z"], ["acc"], name="loop0", body=b)]
+    reqs = []
+    for n in (3, 5, 6):
+        x = rng.standard_normal(6).astype(np.float32)
+        acc = np.zeros(2, np.float32)
+        for i in range(n):
+            acc = acc + x[i:i + 2] if i + 2 <= 6 else None
+        reqs.append(({"x": x, "n": np.array(n, np.int64)}, {"acc": acc} if n < 6 else {}))
+    save(outdir, "loop_slice", nodes, [vi("x", [6]), vi("n", [], I64)], [vi("acc", [2])],
+         [arr(np.zeros(2, np.float32), "z")], reqs)
+
+
 def loop_limits(outdir):
     b = body("count", [("i", I64, []), ("c", B, []), ("s", F, [1])],
              [N("Add", ["s", "one"], ["s2"]), N("Identity", ["c"], ["c2"])], ["c2", "s2", "s2"],
@@ -346,6 +366,7 @@ def main():
     loop_scan(outdir)
     loop_outer(outdir)
     scan_rnn(outdir)
+    loop_slice(outdir)
     loop_limits(outdir)
     with open(stamp, "w") as f:
         f.write("ok\n")

@@ -5,7 +5,8 @@
 # pinned (the taken branch inlined, the other dropped); a pinned plan refuses a request whose
 # condition differs; NonZero and NonMaxSuppression outputs come back with each request's count.
 # Loops (ops/loop.c): a while loop whose scan output has each request's iteration count, a trip
-# count fed per request, outer-scope reads with a nested If and Loop, Scans; a constant trip count
+# count fed per request, outer-scope reads with a nested If and Loop, Scans, a Slice at the
+# iteration number (refused at run time past the end of its input); a constant trip count
 # over ENGINE_LOOP_MAX_ITER is refused at compile time, one fed at run time when the run gets there.
 #   test_control.sh SHMFAAS_RUN MODELS_DIR
 set -u
@@ -33,6 +34,13 @@ for model in if_outer if_nested if_layout select loop_while loop_scan loop_outer
     done
     [ $k -ge 3 ] || fail "$model: only $k requests"
 done
+
+# a slice at the iteration number: within x for 5 iterations, past its end at the sixth
+for k in 0 1; do
+    expect 0 "max\|diff\|" -- "$dir/loop_slice.onnx" --input "$dir/loop_slice_in$k.json" \
+        --compare "$dir/loop_slice_out$k.json"
+done
+expect 1 "Slice.*out of range" -- "$dir/loop_slice.onnx" --input "$dir/loop_slice_in2.json"
 
 # a plan compiled with c pinned to true runs only that branch: c = false is refused, by name
 expect 0 "" -- "$dir/if_outer.onnx" --input "$dir/if_outer_in0.json" --pin c --compile-only \

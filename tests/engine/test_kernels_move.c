@@ -570,7 +570,8 @@ static void test_param_contracts(void **state)
 }
 
 /* k_scan_slice reads and writes slice i of the middle axis of [outer, len, inner]; the loop
- * kinds' parameter contracts round-trip and refuse what the validator relies on. */
+ * kinds' parameter contracts round-trip and refuse what the validator relies on; k_slice_from
+ * takes its window at a run-time start and refuses one that does not fit. */
 static void test_scan_slice(void **state)
 {
     (void)state;
@@ -604,6 +605,16 @@ static void test_scan_slice(void **state)
     struct kp_loop_end e;
     int32_t bad_end[2] = {4, 2};
     assert_int_equal(kp_decode_loop_end(bad_end, 2, &e), -EINVAL);
+    /* SLICE_DYN: a window at a start read per run, refused past either end */
+    struct engine_shape s6 = {.rank = 2, .dims = {2, 6}}, s2 = {.rank = 2, .dims = {2, 2}};
+    float x[12], win[4];
+    for (int i = 0; i < 12; i++)
+        x[i] = (float)i;
+    assert_int_equal(k_slice_from(x, &s6, 1, 4, &s2, sizeof(float), win), 0);
+    assert_true(win[0] == 4 && win[1] == 5 && win[2] == 10 && win[3] == 11);
+    assert_int_equal(k_slice_from(x, &s6, 1, 5, &s2, sizeof(float), win), -EINVAL);
+    assert_int_equal(k_slice_from(x, &s6, 1, -1, &s2, sizeof(float), win), -EINVAL);
+    assert_int_equal(k_slice_from(x, &s6, 1, INT64_MAX, &s2, sizeof(float), win), -EINVAL);
 }
 
 int main(void)

@@ -15,8 +15,9 @@
  *   bit 4 set:   (over bit 3) it is compiled from corpus/onnx/if_branch.onnx, an If on a run-time
  *                condition, so mutations reach the BRANCH nodes' checks and jumps;
  *   bit 5 set:   (over bits 3 and 4) it is compiled from corpus/onnx/loop_scan.onnx, a while
- *                Loop with a bounded scan output and a Scan, so mutations reach the LOOP,
- *                LOOP_END and SCAN_SLICE checks, the back jumps and the slice offsets;
+ *                Loop with a bounded scan output and a window sliced at the iteration number,
+ *                and a Scan, so mutations reach the LOOP, LOOP_END, SCAN_SLICE and SLICE_DYN
+ *                checks, the back jumps and the slice offsets;
  *   bit 6 set:   (over bits 3 to 5) it is compiled from corpus/onnx/qconv_qdq.onnx, a QDQ
  *                convolution (QDQ-lowered to oneDNN's int8 convolution) and a ConvInteger on
  *                DynamicQuantizeLinear's output, so mutations reach the int8 convolution's

@@ -6,7 +6,8 @@
  * Ops (shape rule, constant evaluation, lowering):
  *   Concat           infer_concat, eval_concat, lower_concat
  *   Split            infer_split, eval_split, lower_split
- *   Slice            infer_slice, eval_slice, lower_slice
+ *   Slice            infer_slice, eval_slice, lower_slice (a start computed at run time with
+ *                    ends = starts + c: SLICE_DYN)
  *   Transpose        infer_transpose, eval_transpose, lower_transpose
  *   Gather           infer_gather, eval_gather, lower_gather
  *   Pad              infer_pad, eval_pad, lower_pad
@@ -286,10 +287,91 @@ static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int6
     return 0;
 }
 
+/* Tensor t as base + off: a one-element integer computed from base through Identity, Cast,
+ * Reshape, Unsqueeze, Squeeze, Flatten and Add/Sub of one-element integer constants (base -1: t
+ * is the constant off). */
+static void affine_of(const struct ir_graph *g, int t, int *base, int64_t *off)
+{
+    static const char *const same[] = {"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze",
+                                       "Flatten"};
+    *off = 0;
+    for (int steps = 0; steps < 64; steps++) {
+        const struct ir_tensor *x = &g->tensors[t];
+        int64_t c;
+        if (engine_shape_numel(&x->shape) != 1 || (x->dtype != ENGINE_I64 && x->dtype != ENGINE_I32))
+            break;
+        if (x->data) {
+            *base = -1;
+            *off += x->dtype == ENGINE_I64 ? *(const int64_t *)x->data : *(const int32_t *)x->data;
+            return;
+        }
+        const struct ir_node *p = x->producer >= 0 ? &g->nodes[x->producer] : NULL;
+        int known = 0;
+        for (size_t i = 0; p && i < ARRAY_LEN(same); i++)
+            known |= strcmp(p->op, same[i]) == 0;
+        if (known && p->n_in >= 1 && p->in[0] >= 0) {
+            t = p->in[0];
+            continue;
+        }
+        int add = p && strcmp(p->op, "Add") == 0, sub = p && strcmp(p->op, "Sub") == 0;
+        if (!(add || sub) || p->n_in != 2 || p->in[0] < 0 || p->in[1] < 0)
+            break;
+        const struct ir_tensor *b = &g->tensors[p->in[1]], *a = &g->tensors[p->in[0]];
+        int const_b = b->data != NULL, const_a = add && a->data != NULL;
+        if (!(const_b || const_a) || (const_a && const_b))
+            break;
+        const struct ir_tensor *k = const_b ? b : a;
+        if (engine_shape_numel(&k->shape) != 1 || (k->dtype != ENGINE_I64 && k->dtype != ENGINE_I32))
+            break;
+        c = k->dtype == ENGINE_I64 ? *(const int64_t *)k->data : *(const int32_t *)k->data;
+        *off += sub ? -c : c;
+        t = const_b ? p->in[0] : p->in[1];
+    }
+    *base = t;
+}
+
+/* A Slice (opset 10 on) of one axis, step 1, whose start is computed at run time and whose end
+ * is that start plus a constant (x[i:i+c] in a loop body): the output's extent is c, the kernel
+ * reads the start per run and refuses one that does not fit (SLICE_DYN). Returns 1 when n is one
+ * (the dyn_axis attribute set), 0 when not, or -errno. */
+static int dynamic_slice(struct ir_graph *g, struct ir_node *n, struct engine_shape *o, char *err,
+                         size_t errlen)
+{
+    const struct ir_tensor *x = in_t(g, n, 0), *st = in_t(g, n, 1), *en = in_t(g, n, 2);
+    const struct ir_tensor *ax = in_t(g, n, 3), *sp = in_t(g, n, 4);
+    if (g->opset < 10 || !st || !en || (st->data && en->data) || (ax && !ax->data) ||
+        (sp && !sp->data) || engine_shape_numel(&st->shape) != 1 ||
+        engine_shape_numel(&en->shape) != 1)
+        return 0;
+    int64_t axis = 0, step = 1, off_s, off_e;
+    int k, base_s, base_e, a;
+    if ((ax && const_ints(g, n, 3, &axis, 1, &k, err, errlen)) ||
+        (sp && const_ints(g, n, 4, &step, 1, &k, err, errlen)) || step != 1)
+        return 0;
+    affine_of(g, n->in[1], &base_s, &off_s);
+    affine_of(g, n->in[2], &base_e, &off_e);
+    if (base_s < 0 || base_s != base_e || (st->dtype != ENGINE_I64 && st->dtype != ENGINE_I32))
+        return 0;
+    int rc = norm_axis(g, n, axis, x->shape.rank, &a, err, errlen);
+    if (rc)
+        return rc;
+    if (off_e - off_s < 0 || off_e - off_s > x->shape.dims[a])
+        return ir_node_err(g, n, err, errlen, -EINVAL,
+                           "ends is starts + %lld, outside axis %d of %lld",
+                           (long long)(off_e - off_s), a, (long long)x->shape.dims[a]);
+    *o = x->shape;
+    o->dims[a] = off_e - off_s;
+    return ir_attr_set_int(n, "dyn_axis", a) ? oom(g, n, err, errlen) : 1;
+}
+
 int infer_slice(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     int64_t st[ENGINE_MAX_RANK], e[ENGINE_MAX_RANK], ax[ENGINE_MAX_RANK], sp[ENGINE_MAX_RANK];
     int k, rc = arity(g, n, 1, 5, err, errlen), axis, seen[ENGINE_MAX_RANK] = {0};
+    struct engine_shape dyn;
+    int d = rc ? 0 : dynamic_slice(g, n, &dyn, err, errlen);
+    if (d)
+        return d < 0 ? d : set_out(g, n, 0, in_t(g, n, 0)->dtype, &dyn, err, errlen);
     if (rc || (rc = slice_params(g, n, st, e, ax, sp, &k, err, errlen)))
         return rc;
     struct ir_tensor *x = in_t(g, n, 0);
@@ -348,6 +430,12 @@ int lower_slice(struct lower *l, const struct ir_node *n)
         return lerr(l, n, -EINVAL, "missing input");
     if (l->g->opset < 10)
         return lower_slice_attrs(l, n, x);
+    if (ir_attr_get(n, "dyn_axis")) { /* the start read per run: dynamic_slice */
+        int64_t in[2] = {plain_operand(l, n, n->in[0]), plain_operand(l, n, n->in[1])};
+        if (in[0] < 0 || in[1] < 0)
+            return (int)(in[0] < 0 ? in[0] : in[1]);
+        return emit_kernel(l, n, PLAN_K_SLICE_DYN, in, 2, NULL, 0, ir_attr_int(n, "dyn_axis", 0));
+    }
     int r = x->shape.rank, ns, ne, na, nst;
     int64_t starts[ENGINE_MAX_RANK], ends[ENGINE_MAX_RANK], axes[ENGINE_MAX_RANK];
     int64_t steps[ENGINE_MAX_RANK], params[2 * ENGINE_MAX_RANK];
