@@ -1143,8 +1143,8 @@ int plan_loops_check(const struct plan_view *v, char *err, size_t errlen)
         } else if (is_kernel(n, PLAN_K_SCAN_SLICE)) {
             kp_decode_scan_slice(v->index + n->params_first, n->n_params, &sl);
             if (reg[k] != sl.begin || (loop_params(v, (uint32_t)sl.begin, &q), q.max > sl.len))
-                rc = loop_err(err, errlen, k, "scan slice outside its loop or shorter than its "
-                                              "iterations");
+                rc = loop_err(err, errlen, k,
+                              "scan slice outside its loop or shorter than its iterations");
         }
     }
     if (!rc && depth)

@@ -732,7 +732,7 @@ static int branch_attr(struct importer *im, struct ir_node *n, const Onnx__Attri
     if (!(a->name = strdup(ap->name ? ap->name : "")))
         return -ENOMEM;
     int loop = is_loop_op(n->op);
-    int which = loop ? (strcmp(a->name, "body") == 0 ? 0 : -1)
+    int which = loop                                  ? (strcmp(a->name, "body") == 0 ? 0 : -1)
                 : strcmp(a->name, "then_branch") == 0 ? 0
                 : strcmp(a->name, "else_branch") == 0 ? 1
                                                       : -1;

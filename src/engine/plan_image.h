@@ -257,9 +257,9 @@ enum plan_kernel {
                                inner bytes]: read copies it from src into dst, write from src
                                into dst; inside its loop's region, len >= the loop's max */
     /* a slice whose start is read per run (ops/movement.c): x[i:i+c] in a loop body */
-    PLAN_K_SLICE_DYN = 93,  /* in: src, start (one int32/int64, read per run; negative or
-                               start + dst dims[axis] > src dims[axis] is a run-time error);
-                               axis; dst: src's dims but dims[axis] (ops/movement.c) */
+    PLAN_K_SLICE_DYN = 93, /* in: src, start (one int32/int64, read per run; negative or
+                              start + dst dims[axis] > src dims[axis] is a run-time error);
+                              axis; dst: src's dims but dims[axis] (ops/movement.c) */
 };
 
 enum plan_post_kind {

@@ -843,11 +843,16 @@ static int run_scan(const void *img, size_t len, const float *x, float *h, float
                     size_t errlen)
 {
     float h0[4] = {1, 2, 3, 4};
-    struct engine_tensor in[2] = {
-        {.name = "x", .dtype = ENGINE_F32, .shape = SHAPE(2, 3, 4), .data = (void *)x,
-         .nbytes = 12 * sizeof(float)},
-        {.name = "h0", .dtype = ENGINE_F32, .shape = SHAPE(2, 1, 4), .data = h0,
-         .nbytes = sizeof(h0)}};
+    struct engine_tensor in[2] = {{.name = "x",
+                                   .dtype = ENGINE_F32,
+                                   .shape = SHAPE(2, 3, 4),
+                                   .data = (void *)x,
+                                   .nbytes = 12 * sizeof(float)},
+                                  {.name = "h0",
+                                   .dtype = ENGINE_F32,
+                                   .shape = SHAPE(2, 1, 4),
+                                   .data = h0,
+                                   .nbytes = sizeof(h0)}};
     return open_run2(img, len, in, h, 4 * sizeof(float), ys, 12 * sizeof(float), err, errlen);
 }
 

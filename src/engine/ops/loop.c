@@ -121,9 +121,9 @@ static int scan_axis(struct ir_graph *g, const struct ir_node *n, const struct l
 static int scan_direction(const struct ir_graph *g, const struct ir_node *n,
                           const struct loop_desc *d, int output, int i)
 {
-    const struct ir_attr *a =
-        ir_attr_get(n, d->batch ? "directions" : output ? "scan_output_directions"
-                                                        : "scan_input_directions");
+    const struct ir_attr *a = ir_attr_get(n, d->batch ? "directions"
+                                             : output ? "scan_output_directions"
+                                                      : "scan_input_directions");
     if (d->batch && output)
         return 0;
     (void)g;
@@ -226,7 +226,8 @@ int loop_enter(struct ir_graph *g, int scope, char *err, size_t errlen)
     for (int i = 0; !rc && i < g->n_nodes; i++)
         if (!g->nodes[i].dead && body_scope(&g->nodes[i]) == scope)
             return enter_node(g, &g->nodes[i], err, errlen);
-    return rc ? rc : seterr(err, errlen, -EINVAL, "model %s: a loop body without its node", g->name);
+    return rc ? rc
+              : seterr(err, errlen, -EINVAL, "model %s: a loop body without its node", g->name);
 }
 
 /* 1 when tensor t is the constant true. */
@@ -397,8 +398,8 @@ static int scan_slice(struct lower *l, const struct ir_node *n, int64_t begin, i
         return lerr(l, n, -ENOTSUP, "a scanned tensor too large for a scan slice");
     if (!outer || !inner || !f->dims[axis])
         return 0; /* nothing to copy */
-    struct kp_scan_slice q = {(int)begin,    (int)outer, (int)f->dims[axis], (int)inner, reverse,
-                              write};
+    struct kp_scan_slice q = {(int)begin, (int)outer, (int)f->dims[axis],
+                              (int)inner, reverse,    write};
     int64_t p[6];
     uint32_t np = kp_encode_scan_slice(&q, p);
     int64_t k = control_node(l, n, PLAN_K_SCAN_SLICE, write ? &slice : &full, 1,
@@ -427,7 +428,8 @@ static int carry(struct lower *l, const struct ir_node *n, const struct loop_des
             if (j == k || root_of(l, src[k]) != root_of(l, var))
                 continue;
             int64_t tmp = add_plan_tensor(l, &l->g->tensors[t], PLAN_ST_ARENA);
-            rc = tmp < 0 ? lerr(l, n, (int)tmp, "cannot add a temporary") : copy_to(l, n, src[k], tmp);
+            rc = tmp < 0 ? lerr(l, n, (int)tmp, "cannot add a temporary")
+                         : copy_to(l, n, src[k], tmp);
             src[k] = tmp;
             break;
         }
@@ -454,8 +456,8 @@ static int lower_body(struct lower *l, const struct ir_node *n, const struct loo
         int64_t v = x < 0 ? x : var_tensor(l, n, sc->vars[d->n_state + k]);
         if (v < 0)
             return (int)v;
-        scan_axis((struct ir_graph *)l->g, n, d, "scan_input_axes", k,
-                  l->g->tensors[t].shape.rank, &axis, l->err, l->errlen);
+        scan_axis((struct ir_graph *)l->g, n, d, "scan_input_axes", k, l->g->tensors[t].shape.rank,
+                  &axis, l->err, l->errlen);
         rc = scan_slice(l, n, begin, x, axis, scan_direction(l->g, n, d, 0, k), v, 0);
     }
     for (int i = 0; !rc && i < l->g->n_nodes; i++) {
@@ -540,7 +542,7 @@ int lower_loop(struct lower *l, const struct ir_node *n)
     int64_t begin = control_node(l, n, PLAN_K_LOOP, ins, n_in, iter, p, np);
     if (begin < 0)
         return (int)begin;
-    size_t relayouts = l->n_relayouts; /* layout copies made in the body: gone after it */
+    size_t relayouts = l->n_relayouts;     /* layout copies made in the body: gone after it */
     for (int k = 0; k < d.n_scan_out; k++) /* the whole scan outputs, written slice by slice */
         if (n->out[d.n_state + k] >= 0) {
             int64_t y = output_of(l, n, d.n_state + k);

@@ -292,13 +292,14 @@ static int slice_params(struct ir_graph *g, struct ir_node *n, int64_t *st, int6
  * is the constant off). */
 static void affine_of(const struct ir_graph *g, int t, int *base, int64_t *off)
 {
-    static const char *const same[] = {"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze",
-                                       "Flatten"};
+    static const char *const same[] = {"Identity",  "Cast",    "Reshape",
+                                       "Unsqueeze", "Squeeze", "Flatten"};
     *off = 0;
     for (int steps = 0; steps < 64; steps++) {
         const struct ir_tensor *x = &g->tensors[t];
         int64_t c;
-        if (engine_shape_numel(&x->shape) != 1 || (x->dtype != ENGINE_I64 && x->dtype != ENGINE_I32))
+        if (engine_shape_numel(&x->shape) != 1 ||
+            (x->dtype != ENGINE_I64 && x->dtype != ENGINE_I32))
             break;
         if (x->data) {
             *base = -1;
@@ -321,7 +322,8 @@ static void affine_of(const struct ir_graph *g, int t, int *base, int64_t *off)
         if (!(const_b || const_a) || (const_a && const_b))
             break;
         const struct ir_tensor *k = const_b ? b : a;
-        if (engine_shape_numel(&k->shape) != 1 || (k->dtype != ENGINE_I64 && k->dtype != ENGINE_I32))
+        if (engine_shape_numel(&k->shape) != 1 ||
+            (k->dtype != ENGINE_I64 && k->dtype != ENGINE_I32))
             break;
         c = k->dtype == ENGINE_I64 ? *(const int64_t *)k->data : *(const int32_t *)k->data;
         *off += sub ? -c : c;
