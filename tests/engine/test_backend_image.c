@@ -694,10 +694,10 @@ static struct ir_graph *if_net(void)
 }
 
 /* Runs an if_net image on x with condition c; 0 if it ran (y filled). */
-/* Opens img, runs it once on in[0..1] and copies its two outputs into y0/y1 when they hold
+/* Opens img, runs it once on in[0..n_in) and copies its two outputs into y0/y1 when they hold
  * n0/n1 bytes; 0 if it ran. */
-static int open_run2(const void *img, size_t len, const struct engine_tensor *in, void *y0,
-                     size_t n0, void *y1, size_t n1, char *err, size_t errlen)
+static int open_run(const void *img, size_t len, const struct engine_tensor *in, int n_in, void *y0,
+                    size_t n0, void *y1, size_t n1, char *err, size_t errlen)
 {
     struct engine_model *m;
     struct engine_session *s;
@@ -707,7 +707,7 @@ static int open_run2(const void *img, size_t len, const struct engine_tensor *in
     rc = engine_session_create(m, &s, err, errlen);
     if (!rc) {
         struct engine_tensor out[2];
-        rc = engine_session_run(s, in, 2, out, 2, err, errlen);
+        rc = engine_session_run(s, in, n_in, out, 2, err, errlen);
         if (!rc && out[0].nbytes == n0 && (!y1 || out[1].nbytes == n1)) {
             memcpy(y0, out[0].data, n0);
             if (y1)
@@ -730,7 +730,7 @@ static int run_if(const void *img, size_t len, const float *x, int c, float *y, 
          .data = (void *)x,
          .nbytes = 8 * sizeof(float)},
         {.name = "c", .dtype = ENGINE_BOOL, .shape = SHAPE(1, 1), .data = &cv, .nbytes = 1}};
-    return open_run2(img, len, in, y, 8 * sizeof(float), NULL, 0, err, errlen);
+    return open_run(img, len, in, 2, y, 8 * sizeof(float), NULL, 0, err, errlen);
 }
 
 /* The BRANCH nodes pick the branch the condition names; a branch target that jumps backwards,
@@ -853,7 +853,7 @@ static int run_scan(const void *img, size_t len, const float *x, float *h, float
                                    .shape = SHAPE(2, 1, 4),
                                    .data = h0,
                                    .nbytes = sizeof(h0)}};
-    return open_run2(img, len, in, h, 4 * sizeof(float), ys, 12 * sizeof(float), err, errlen);
+    return open_run(img, len, in, 2, h, 4 * sizeof(float), ys, 12 * sizeof(float), err, errlen);
 }
 
 /* Patches int32 parameter `i` of node k of the image (a copy of img) to v and reseals it. */
@@ -941,6 +941,128 @@ static void test_loop_fields(void **state)
         flip_table_bits(copy, img, len, 1 + iter % 3, &seed);
         (void)run_scan(copy, len, x, h, ys, err, sizeof(err));
     }
+    free(copy);
+    engine_image_free(img);
+}
+
+/* x[3,4], h0[1,4], c bool → Scan(h = h + (c ? Relu(x_t) : Neg(x_t))): an If on a run-time
+ * condition inside the loop body, so the plan has BRANCH nodes inside the LOOP region. */
+static struct ir_graph *scan_if_net(void)
+{
+    struct ir_graph *g = tb_graph();
+    int x = tb_act(g, "x", SHAPE(2, 3, 4));
+    int h0 = tb_act(g, "h0", SHAPE(2, 1, 4));
+    int c = tb_act(g, "c", SHAPE(1, 1));
+    int hv = tb_act(g, "hv", SHAPE(2, 1, 4));
+    int xt = tb_act(g, "xt", SHAPE(1, 4));
+    int a = tb_act(g, "a", SHAPE(1, 4));
+    int b = tb_act(g, "b", SHAPE(1, 4));
+    int y = tb_act(g, "y", SHAPE(1, 4));
+    int h2 = tb_act(g, "h2", SHAPE(2, 1, 4));
+    int hf = tb_act(g, "hf", SHAPE(2, 1, 4));
+    int ys = tb_act(g, "ys", SHAPE(3, 3, 1, 4));
+    g->tensors[c].dtype = ENGINE_BOOL;
+    tb_input(g, x);
+    tb_input(g, h0);
+    tb_input(g, c);
+    g->scopes = calloc(4, sizeof(*g->scopes));
+    g->n_scopes = g->cap_scopes = 4;
+    int *vars = calloc(2, sizeof(int)), *deps = calloc(2, sizeof(int));
+    vars[0] = hv;
+    vars[1] = xt;
+    deps[0] = h0;
+    deps[1] = x;
+    g->scopes[0].cond = -1;
+    g->scopes[1] = (struct ir_scope){
+        .cond = -1, .body = 1, .entered = 1, .vars = vars, .n_vars = 2, .deps = deps, .n_deps = 2};
+    g->scopes[2] = (struct ir_scope){.parent = 1, .cond = c, .then = 1};
+    g->scopes[3] = (struct ir_scope){.parent = 1, .cond = c, .then = 0};
+    int xi[1] = {xt}, ii[3] = {c, a, b}, ai[2] = {hv, y}, si[4] = {h0, x, h2, h2};
+    tb_node(g, "Relu", xi, 1, a)->scope = 2;
+    tb_node(g, "Neg", xi, 1, b)->scope = 3;
+    struct ir_node *n = tb_node(g, "If", ii, 3, y);
+    n->scope = 1;
+    ir_attr_set_int(n, "then_branch", 2);
+    ir_attr_set_int(n, "else_branch", 3);
+    for (int i = 0; i < n->n_attrs; i++)
+        n->attrs[i].type = IR_ATTR_GRAPH;
+    tb_node(g, "Add", ai, 2, h2)->scope = 1;
+    n = tb_node(g, "Scan", si, 4, hf);
+    n->out = realloc(n->out, 2 * sizeof(int));
+    n->out[1] = ys;
+    n->n_out = 2;
+    g->tensors[ys].producer = n - g->nodes;
+    ir_attr_set_int(n, "body", 1);
+    n->attrs[n->n_attrs - 1].type = IR_ATTR_GRAPH;
+    ir_attr_set_int(n, "num_scan_inputs", 1);
+    tb_output(g, hf);
+    tb_output(g, ys);
+    return g;
+}
+
+/* The branches inside a loop body pick their branch per run; a branch patched to jump out of
+ * its loop region (past its LOOP_END, or to the end of the plan) is refused at open, one onto
+ * its own LOOP_END stays inside and opens. */
+static void test_loop_branch_fields(void **state)
+{
+    (void)state;
+    char err[512];
+    void *img;
+    size_t len;
+    if (tb_compile(scan_if_net(), 1, &img, &len, err, sizeof(err)))
+        fail_msg("compile: %s", err);
+    float x[12], h0[4] = {1, 2, 3, 4}, h[4], ys[12];
+    for (int i = 0; i < 12; i++)
+        x[i] = (float)i * 0.5f - 2.0f;
+    for (int cv = 0; cv < 2; cv++) {
+        uint8_t cb = (uint8_t)cv;
+        struct engine_tensor in[3] = {
+            {.name = "x",
+             .dtype = ENGINE_F32,
+             .shape = SHAPE(2, 3, 4),
+             .data = x,
+             .nbytes = sizeof(x)},
+            {.name = "h0",
+             .dtype = ENGINE_F32,
+             .shape = SHAPE(2, 1, 4),
+             .data = h0,
+             .nbytes = sizeof(h0)},
+            {.name = "c", .dtype = ENGINE_BOOL, .shape = SHAPE(1, 1), .data = &cb, .nbytes = 1}};
+        if (open_run(img, len, in, 3, h, sizeof(h), ys, sizeof(ys), err, sizeof(err)))
+            fail_msg("run: %s", err);
+        for (int k = 0; k < 4; k++) {
+            float acc = h0[k];
+            for (int t = 0; t < 3; t++) {
+                float v = x[t * 4 + k];
+                acc += cv ? fmaxf(v, 0.0f) : -v;
+                assert_float_equal(ys[t * 4 + k], acc, 1e-6);
+            }
+            assert_float_equal(h[k], acc, 1e-6);
+        }
+    }
+    struct plan_view v;
+    assert_int_equal(plan_view_init(&v, img, len, err, sizeof(err)), 0);
+    int branch = -1, end = -1;
+    for (uint32_t k = 0; k < v.n_nodes; k++) {
+        if (v.nodes[k].op == PLAN_OP_KERNEL && v.nodes[k].alg == PLAN_K_BRANCH && branch < 0)
+            branch = (int)k;
+        if (v.nodes[k].op == PLAN_OP_KERNEL && v.nodes[k].alg == PLAN_K_LOOP_END)
+            end = (int)k;
+    }
+    assert_true(branch >= 0 && end > branch);
+    uint8_t *copy = aligned_alloc(64, ALIGN_UP(len, 64));
+    struct fixture f = {.copy = copy};
+    const int32_t out_of_region[] = {end + 1, (int32_t)v.n_nodes};
+    for (size_t i = 0; i < ARRAY_LEN(out_of_region); i++) {
+        if (out_of_region[i] > (int32_t)v.n_nodes)
+            continue;
+        patch_param(copy, img, len, &v, branch, 0, out_of_region[i]);
+        expect_refused(&f, len, "branch jumps into or out of a loop region");
+    }
+    patch_param(copy, img, len, &v, branch, 0, end); /* onto its own LOOP_END: stays inside */
+    struct engine_model *m = NULL;
+    assert_int_equal(engine_model_open(copy, len, &m, err, sizeof(err)), 0);
+    engine_model_close(m);
     free(copy);
     engine_image_free(img);
 }
@@ -1064,7 +1186,8 @@ int main(void)
         cmocka_unit_test(test_resealed_mutations), cmocka_unit_test(test_resealed_kernel_mutations),
         cmocka_unit_test(test_thread_count),       cmocka_unit_test(test_winograd_fields),
         cmocka_unit_test(test_resample_fields),    cmocka_unit_test(test_branch_fields),
-        cmocka_unit_test(test_loop_fields),        cmocka_unit_test(test_plan_parts),
+        cmocka_unit_test(test_loop_fields),        cmocka_unit_test(test_loop_branch_fields),
+        cmocka_unit_test(test_plan_parts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
