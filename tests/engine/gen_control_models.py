@@ -18,7 +18,8 @@ them as run-time branches, or folds them when the test pins them (--pin c).
 Loops (ops/loop.c), run as a LOOP region of the plan, never unrolled:
   loop_while  a while loop: the body computes the condition (halve y until max(y) <= t, at most
               64 times), carries y and a counter, and scans y: a different iteration count per
-              request, reported as the scan output's length;
+              request, reported as the scan output's length (loop_zero: the same with a trip
+              count of 0, no iteration at all);
   loop_scan   the trip count n an input (the specialising model pins it per value), scan outputs
               of the carried sum and of a table row gathered at the iteration number;
   loop_outer  the body reads outer tensors (an input, a tensor computed before the Loop), nests
@@ -229,6 +230,12 @@ def loop_while(outdir):
     save(outdir, "loop_while", nodes, [vi("x", [3]), vi("t", [1])],
          [vi("y", [3]), vi("k", [1]), vi("trace", None)],
          [arr(np.array(64, np.int64), "M"), arr(np.zeros(1, np.float32), "k0")], reqs)
+    # the same with a trip count of 0: no iteration, the initial values out, an empty scan output
+    zero = [({"x": f["x"], "t": f["t"]}, {"y": f["x"], "k": np.zeros(1, np.float32),
+                                          "trace": np.zeros((0, 3), np.float32)}) for f, _ in reqs]
+    save(outdir, "loop_zero", nodes, [vi("x", [3]), vi("t", [1])],
+         [vi("y", [3]), vi("k", [1]), vi("trace", None)],
+         [arr(np.array(0, np.int64), "M"), arr(np.zeros(1, np.float32), "k0")], zero)
 
 
 def loop_scan(outdir):

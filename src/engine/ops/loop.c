@@ -548,7 +548,9 @@ int lower_loop(struct lower *l, const struct ir_node *n)
             int64_t y = output_of(l, n, d.n_state + k);
             if (y < 0)
                 return (int)y;
-            if (l->g->tensors[n->out[d.n_state + k]].flags & IR_T_BOUND0)
+            /* an empty one has no SCAN_SLICE writing it and nothing to report */
+            if ((l->g->tensors[n->out[d.n_state + k]].flags & IR_T_BOUND0) &&
+                l->b.tensors[y].nbytes > 0)
                 l->b.tensors[y].flags |= PLAN_TF_LOOP_BOUND;
         }
     rc = lower_body(l, n, &d, begin);
