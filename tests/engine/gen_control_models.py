@@ -19,7 +19,8 @@ Loops (ops/loop.c), run as a LOOP region of the plan, never unrolled:
   loop_while  a while loop: the body computes the condition (halve y until max(y) <= t, at most
               64 times), carries y and a counter, and scans y: a different iteration count per
               request, reported as the scan output's length (loop_zero: the same with a trip
-              count of 0, no iteration at all);
+              count of 0, no iteration at all; loop_forever: M = INT64_MAX and no scan output, as
+              PyTorch exports a while loop);
   loop_scan   the trip count n an input (the specialising model pins it per value), scan outputs
               of the carried sum and of a table row gathered at the iteration number;
   loop_outer  the body reads outer tensors (an input, a tensor computed before the Loop), nests
@@ -236,6 +237,16 @@ def loop_while(outdir):
     save(outdir, "loop_zero", nodes, [vi("x", [3]), vi("t", [1])],
          [vi("y", [3]), vi("k", [1]), vi("trace", None)],
          [arr(np.array(0, np.int64), "M"), arr(np.zeros(1, np.float32), "k0")], zero)
+    # as PyTorch exports a while loop: M = INT64_MAX, no scan output, the condition decides
+    b2 = body("while", [("i", I64, []), ("c", B, []), ("y", F, [3]), ("k", F, [1])],
+              [N("Mul", ["y", "half"], ["y2"]), N("Add", ["k", "one"], ["k2"]),
+               N("ReduceMax", ["y2"], ["m"], keepdims=0), N("Greater", ["m", "t"], ["c2"])],
+              ["c2", "y2", "k2"],
+              [arr(np.array([0.5], np.float32), "half"), arr(np.array([1], np.float32), "one")])
+    forever = [(f, {"y": o["y"], "k": o["k"]}) for f, o in reqs]
+    save(outdir, "loop_forever", [N("Loop", ["M", "", "x", "k0"], ["y", "k"], name="loop0", body=b2)],
+         [vi("x", [3]), vi("t", [1])], [vi("y", [3]), vi("k", [1])],
+         [arr(np.array(2**63 - 1, np.int64), "M"), arr(np.zeros(1, np.float32), "k0")], forever)
 
 
 def loop_scan(outdir):

@@ -16,7 +16,7 @@ dir=$2
 TEST_NAME=control-test
 . "$(dirname "$0")/lib.sh"
 
-for model in if_outer if_nested if_layout select loop_while loop_zero loop_scan loop_outer scan_rnn; do
+for model in if_outer if_nested if_layout select loop_while loop_zero loop_forever loop_scan loop_outer scan_rnn; do
     pins=--pin\ c
     [ "$model" = if_nested ] && pins="--pin c --pin d"
     k=0

@@ -256,7 +256,9 @@ static int same_type(const struct ir_tensor *a, const struct ir_tensor *b)
 }
 
 /* The Loop's trip count bound for its scan outputs: the constant M (0 when the entry condition is
- * the constant false). */
+ * the constant false). A constant M over ENGINE_LOOP_MAX_ITER is refused only as scan outputs'
+ * length: a while loop exported with M = INT64_MAX (PyTorch) runs until its condition stops it
+ * or the run reaches the bound. */
 static int loop_trips(struct ir_graph *g, const struct ir_node *n, const struct loop_desc *d,
                       int64_t *trips, char *err, size_t errlen)
 {
@@ -266,7 +268,7 @@ static int loop_trips(struct ir_graph *g, const struct ir_node *n, const struct 
     if (c && (c->dtype != ENGINE_BOOL || engine_shape_numel(&c->shape) != 1))
         return ir_node_err(g, n, err, errlen, -EINVAL, "the condition must be one bool");
     *trips = m && m->data ? *(const int64_t *)m->data : -1;
-    if (*trips > ENGINE_LOOP_MAX_ITER)
+    if (*trips > ENGINE_LOOP_MAX_ITER && d->n_scan_out > 0)
         return ir_node_err(g, n, err, errlen, -ENOTSUP,
                            "Loop: trip count %lld over the bound of %d (ENGINE_LOOP_MAX_ITER)",
                            (long long)*trips, ENGINE_LOOP_MAX_ITER);
@@ -511,8 +513,8 @@ int lower_loop(struct lower *l, const struct ir_node *n)
         rc = ins[0] < 0 || ins[1] < 0 ? lerr(l, n, -ENOMEM, "out of memory") : 0;
     } else if (!rc) {
         const struct ir_tensor *m = ir_in(l, n, 0);
-        if (m && m->data)
-            q.max = (int)(*(const int64_t *)m->data < 0 ? 0 : *(const int64_t *)m->data);
+        int64_t mv = m && m->data ? *(const int64_t *)m->data : ENGINE_LOOP_MAX_ITER;
+        q.max = (int)(mv < 0 ? 0 : mv > ENGINE_LOOP_MAX_ITER ? ENGINE_LOOP_MAX_ITER : mv);
         if ((q.has_trip = m != NULL))
             ins[n_in++] = plain_operand(l, n, n->in[0]);
         if ((q.has_cond = n->in[1] >= 0))
