@@ -109,12 +109,23 @@ static int reduce_check(const struct node_ctx *c, const int32_t *p)
     return 0;
 }
 
+/* An element-wise kernel's src and dst: both plain, or both in one channels-last layout (no
+ * padding: the kernel walks them as flat arrays) with the same dims. */
+static int flat_pair_ok(const struct plan_tensor *src, const struct plan_tensor *dst)
+{
+    if (src->layout == PLAN_LAYOUT_PLAIN && dst->layout == PLAN_LAYOUT_PLAIN)
+        return 1;
+    return src->layout == dst->layout && plan_layout_channels_last(src->layout) &&
+           src->rank == dst->rank &&
+           memcmp(src->dims, dst->dims, src->rank * sizeof(src->dims[0])) == 0;
+}
+
 static int cast_check(const struct node_ctx *c)
 {
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
     size_t ss = engine_dtype_size((int)src->dtype), ds = engine_dtype_size((int)dst->dtype);
-    if (c->n->n_params || src->layout != PLAN_LAYOUT_PLAIN || src->storage == PLAN_ST_PACKED ||
-        dst->layout != PLAN_LAYOUT_PLAIN || !ss || !ds || src->nbytes / ss != dst->nbytes / ds)
+    if (c->n->n_params || !flat_pair_ok(src, dst) || src->storage == PLAN_ST_PACKED || !ss ||
+        !ds || src->nbytes / ss != dst->nbytes / ds)
         return node_err(c, -EINVAL, "cast element counts or layouts differ");
     return 0;
 }
@@ -398,7 +409,12 @@ static int dynquant_check(const struct node_ctx *c, const int32_t *p)
     const struct plan_tensor *x = operand(c, 0), *dst = dst_of(c);
     struct engine_shape xs;
     shape_of(x, &xs);
-    int ok = c->n->n_params == 1 && p[0] >= 0 && p[0] <= 2 && plain_of_dtype(x, ENGINE_F32) &&
+    /* y may share x's channels-last layout (element-wise); the scale and zero point are plain */
+    int ok = c->n->n_params == 1 && p[0] >= 0 && p[0] <= 2 && x->dtype == ENGINE_F32 &&
+             x->storage != PLAN_ST_PACKED &&
+             (p[0] == 0 ? flat_pair_ok(x, dst)
+                        : (x->layout == PLAN_LAYOUT_PLAIN || plan_layout_channels_last(x->layout)) &&
+                              dst->layout == PLAN_LAYOUT_PLAIN) &&
              dst->dtype == (p[0] == 1 ? ENGINE_F32 : ENGINE_U8) &&
              (p[0] == 0 ? dims_equal(dst, &xs) : numel_of(dst) == 1);
     return ok ? 0 : node_err(c, -EINVAL, "dynamic-quantize output does not fit");
@@ -567,7 +583,8 @@ static int math_kernel_check(const struct node_ctx *c)
     if (n->n_in < min_in[k] || n->n_in > max_in[k] || n->params_first > c->v->n_index ||
         n->n_params > c->v->n_index - n->params_first ||
         (n->n_params < 1 && n->alg != PLAN_K_INSTNORM && n->alg != PLAN_K_DET) || n->n_post ||
-        n->sum_tensor != PLAN_NONE || dst_of(c)->layout != PLAN_LAYOUT_PLAIN)
+        n->sum_tensor != PLAN_NONE ||
+        (dst_of(c)->layout != PLAN_LAYOUT_PLAIN && n->alg != PLAN_K_DYNQUANT))
         return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
     const int32_t *p = c->v->index + n->params_first;
     switch (n->alg) {

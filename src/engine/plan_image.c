@@ -46,6 +46,11 @@ static int plan_layout_valid(uint32_t layout, uint32_t rank)
     return layout == PLAN_LAYOUT_PLAIN || (d && d->rank == rank);
 }
 
+int plan_layout_channels_last(uint32_t layout)
+{
+    return layout == dnnl_acb || layout == dnnl_acdb || layout == dnnl_acdeb;
+}
+
 int plan_layout_block(uint32_t layout)
 {
     const struct layout_def *d = layout_find(layout);

@@ -347,6 +347,9 @@ int plan_tensor_md(const struct plan_tensor *t, int rank, uint32_t collapse,
 /* The oneDNN data type of an engine dtype oneDNN primitives take (float32, uint8, int8, int32;
  * blocked and channels-last layouts exist for these only), dnnl_data_type_undef otherwise. */
 dnnl_data_type_t plan_dnnl_dtype(uint32_t dtype);
+/* 1 for the channels-last layouts (acb, acdb, acdeb): no padding, so an element-wise kernel
+ * may read and write them as flat arrays when its operands share the layout and dims. */
+int plan_layout_channels_last(uint32_t layout);
 /* Channel block of a blocked layout (8, 16), 1 otherwise. */
 int plan_layout_block(uint32_t layout);
 /* The allowed layout md equals for these dims, or PLAN_LAYOUT_PLAIN if none. */

@@ -388,10 +388,13 @@ int lower_binary(struct lower *l, const struct ir_node *n)
     if (ts[0] < 0 || ts[1] < 0 || out < 0)
         return -EINVAL;
     /* Same-shape operands keep the first one's layout; a broadcast runs plain (oneDNN has only a
-     * reference kernel for a blocked src0 with a plain broadcast src1). */
-    uint32_t layout = same_shape(&a->shape, &b->shape) ? layout_of(l, ts[0]) : PLAN_LAYOUT_PLAIN;
+     * reference kernel for a blocked src0 with a plain broadcast src1), or channels last with
+     * src1 plain (its jit kernel takes that). */
+    int same = same_shape(&a->shape, &b->shape);
+    uint32_t layout = same || plan_layout_channels_last(layout_of(l, ts[0])) ? layout_of(l, ts[0])
+                                                                            : PLAN_LAYOUT_PLAIN;
     ts[0] = in_layout(l, n, ts[0], layout);
-    ts[1] = in_layout(l, n, ts[1], layout);
+    ts[1] = in_layout(l, n, ts[1], same ? layout : PLAN_LAYOUT_PLAIN);
     if (ts[0] < 0 || ts[1] < 0 || set_layout(l, out, layout))
         return -EINVAL;
     return emit_with_posts(l, n, &pn, out, ts, 2);
@@ -748,12 +751,18 @@ int eval_cast(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return set_data(g, n, 0, d);
 }
 
+/* Cast: element-wise, so a channels-last input (an int8 convolution's) is cast in place of
+ * layout, the output in the same layout. */
 int lower_cast(struct lower *l, const struct ir_node *n)
 {
-    int64_t in[1] = {plain_operand(l, n, n->in[0])};
-    if (in[0] < 0)
-        return (int)in[0];
-    return emit_kernel(l, n, PLAN_K_CAST, in, 1, NULL, 0, 0);
+    int64_t in[1] = {operand_of(l, n, n->in[0])}, out;
+    uint32_t layout = layout_of(l, in[0]);
+    if (in[0] >= 0 && !plan_layout_channels_last(layout))
+        in[0] = in_layout(l, n, in[0], layout = PLAN_LAYOUT_PLAIN);
+    if (in[0] < 0 || (out = output_of(l, n, 0)) < 0 ||
+        (layout != PLAN_LAYOUT_PLAIN && set_layout(l, out, layout)))
+        return in[0] < 0 ? (int)in[0] : lerr(l, n, -EINVAL, "bad cast output");
+    return emit_math_to(l, n, out, PLAN_K_CAST, in, 1, NULL, 0, 0, 0, 0);
 }
 
 /* ---- CastLike ---- */

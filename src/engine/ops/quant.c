@@ -61,12 +61,21 @@ int infer_dynquant(struct ir_graph *g, struct ir_node *n, char *err, size_t errl
 }
 
 /* DynamicQuantizeLinear: one kernel per output present. */
+/* x stays channels last when it is (an int8 convolution's input then needs no reorder): y takes
+ * its layout, the scale and zero point are plain scalars. */
 int lower_dynquant(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[1];
-    int rc = math_operands(l, n, 1, ins);
+    int64_t ins[1] = {operand_of(l, n, n->in[0])}, out;
+    uint32_t layout = layout_of(l, ins[0]);
+    if (ins[0] >= 0 && !plan_layout_channels_last(layout))
+        ins[0] = in_layout(l, n, ins[0], layout = PLAN_LAYOUT_PLAIN);
+    int rc = ins[0] < 0 ? (int)ins[0] : 0;
     for (int64_t k = 0; rc >= 0 && k < 3 && k < n->n_out; k++)
-        if (n->out[k] >= 0)
-            rc = emit_math(l, n, (int)k, PLAN_K_DYNQUANT, ins, 1, &k, 1, 0, 0, 0);
+        if (n->out[k] >= 0) {
+            if ((out = output_of(l, n, (int)k)) < 0 ||
+                (k == 0 && layout != PLAN_LAYOUT_PLAIN && set_layout(l, out, layout)))
+                return out < 0 ? (int)out : lerr(l, n, -EINVAL, "bad output layout");
+            rc = emit_math_to(l, n, out, PLAN_K_DYNQUANT, ins, 1, &k, 1, 0, 0, 0);
+        }
     return rc < 0 ? rc : 0;
 }
