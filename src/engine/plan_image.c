@@ -478,6 +478,12 @@ static int check_tensor(const struct plan_view *v, uint32_t i, char *err, size_t
                       "plan image: tensor %s: %llu bytes at %llu outside its %s (%llu bytes)", name,
                       (unsigned long long)t->nbytes, (unsigned long long)t->offset,
                       t->storage == PLAN_ST_ARENA ? "arena" : "weights", (unsigned long long)limit);
+    /* kernels read and write elements through typed pointers into the 64-aligned arena */
+    if (t->storage == PLAN_ST_ARENA && t->offset % esize)
+        return seterr(err, errlen, -EINVAL,
+                      "plan image: tensor %s: arena offset %llu is not a multiple of its %zu-byte "
+                      "elements",
+                      name, (unsigned long long)t->offset, esize);
     return 0;
 }
 

@@ -371,6 +371,10 @@ static void test_table_fields(void **state)
     reseal(f->copy, f->len);
     expect_refused(f, f->len, "outside its");
     fresh_copy(f);
+    tensor_at(f, 0)->offset += 2; /* inside the arena, but floats would be misaligned */
+    reseal(f->copy, f->len);
+    expect_refused(f, f->len, "not a multiple of its 4-byte elements");
+    fresh_copy(f);
     tensor_at(f, 1)->dims[0] = INT64_MAX / 2;
     reseal(f->copy, f->len);
     expect_refused(f, f->len, "tensor");
