@@ -909,12 +909,12 @@ static int import_body(struct importer *im, size_t p, int depth)
             return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -EINVAL,
                                "body input %zu has no name", i);
         }
-        if (tp && tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
+        int seq = tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE;
+        if (tp && tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && !seq) {
             im->scope = outer;
             return ir_node_err(g, &g->nodes[node], im->err, im->errlen, -ENOTSUP,
-                               "body input '%s' is not a tensor (a sequence or optional: values "
-                               "of those types exist only at run time, which the engine does "
-                               "not support)",
+                               "body input '%s' is not a tensor or a sequence (an optional "
+                               "carried by a loop is not supported)",
                                vi->name);
         }
         int t = add_named(im, vi->name, "body input");
@@ -922,6 +922,8 @@ static int import_body(struct importer *im, size_t p, int depth)
             im->scope = outer;
             return t;
         }
+        if (seq) /* a carried sequence: ops/loop.c takes one appended to per iteration */
+            g->tensors[t].flags |= IR_T_SEQ;
         g->scopes[s].vars[g->scopes[s].n_vars++] = t;
     }
     im->scope = outer;

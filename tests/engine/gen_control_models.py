@@ -30,6 +30,9 @@ Loops (ops/loop.c), run as a LOOP region of the plan, never unrolled:
               and a reversed cumulative sum along axis 1 (scan_input_axes, directions);
   loop_slice  the body slices x[i:i+2] of an outer tensor at the iteration number (the start read
               per run), the trip count fed per request; one request runs past x's end: refused;
+  loop_append an RNN loop as torch.jit.script exports a Python list append: a carried sequence
+              that starts empty (SequenceEmpty), one SequenceInsert per iteration, stacked after
+              the loop by ConcatFromSequence(axis 0, new_axis 1): run as a scan output;
   loop_big    a constant trip count over ENGINE_LOOP_MAX_ITER with a scan output: refused;
   loop_bound  a trip count fed at run time over ENGINE_LOOP_MAX_ITER: refused at run time.
 """
@@ -355,6 +358,34 @@ def loop_slice(outdir):
          [arr(np.zeros(2, np.float32), "z")], reqs)
 
 
+def loop_append(outdir):
+    W = (rng.standard_normal((3, 4)) * 0.5).astype(np.float32)
+    U = (rng.standard_normal((3, 3)) * 0.5).astype(np.float32)
+    b = body("step", [("t", I64, []), ("c", B, []), ("h", F, [1, 3]),
+                      ("outs", B, None)],
+             [N("Gather", ["x", "t"], ["xt"], axis=0),
+              N("Gemm", ["xt", "W"], ["wx"], transB=1), N("Gemm", ["h", "U"], ["uh"], transB=1),
+              N("Add", ["wx", "uh"], ["pre"]), N("Tanh", ["pre"], ["h2"]),
+              N("SequenceInsert", ["outs", "h2"], ["outs2"]), N("Identity", ["yes"], ["c2"])],
+             ["c2", "h2", "outs2"])
+    b.input[3].CopyFrom(helper.make_tensor_sequence_value_info("outs", F, None))
+    b.output[2].CopyFrom(helper.make_tensor_sequence_value_info("outs2", F, None))
+    nodes = [N("SequenceEmpty", [], ["empty"], dtype=F),
+             N("Loop", ["T", "yes", "h0", "empty"], ["h", "seq"], name="loop0", body=b),
+             N("ConcatFromSequence", ["seq"], ["hs"], axis=0, new_axis=1)]
+    reqs = []
+    for _ in range(3):
+        x = rng.standard_normal((5, 1, 4)).astype(np.float32)
+        h, hs = np.zeros((1, 3), np.float32), []
+        for t in range(5):
+            h = np.tanh(x[t] @ W.T + h @ U.T).astype(np.float32)
+            hs.append(h)
+        reqs.append(({"x": x}, {"h": h, "hs": np.array(hs)}))
+    save(outdir, "loop_append", nodes, [vi("x", [5, 1, 4])], [vi("h", [1, 3]), vi("hs", [5, 1, 3])],
+         [arr(W, "W"), arr(U, "U"), arr(np.zeros((1, 3), np.float32), "h0"),
+          arr(np.array(5, np.int64), "T"), arr(np.array(True), "yes")], reqs)
+
+
 def loop_limits(outdir):
     b = body("count", [("i", I64, []), ("c", B, []), ("s", F, [1])],
              [N("Add", ["s", "one"], ["s2"]), N("Identity", ["c"], ["c2"])], ["c2", "s2", "s2"],
@@ -385,6 +416,7 @@ def main():
     loop_outer(outdir)
     scan_rnn(outdir)
     loop_slice(outdir)
+    loop_append(outdir)
     loop_limits(outdir)
     with open(stamp, "w") as f:
         f.write("ok\n")

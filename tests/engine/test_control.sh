@@ -5,7 +5,8 @@
 # pinned (the taken branch inlined, the other dropped); a pinned plan refuses a request whose
 # condition differs; NonZero and NonMaxSuppression outputs come back with each request's count.
 # Loops (ops/loop.c): a while loop whose scan output has each request's iteration count, a trip
-# count fed per request, outer-scope reads with a nested If and Loop, Scans, a Slice at the
+# count fed per request, outer-scope reads with a nested If and Loop, Scans, a list appended to
+# per iteration (PyTorch's export: a carried sequence, run as a scan output), a Slice at the
 # iteration number (refused at run time past the end of its input); a constant trip count
 # over ENGINE_LOOP_MAX_ITER is refused at compile time, one fed at run time when the run gets there.
 #   test_control.sh SHMFAAS_RUN MODELS_DIR
@@ -16,7 +17,7 @@ dir=$2
 TEST_NAME=control-test
 . "$(dirname "$0")/lib.sh"
 
-for model in if_outer if_nested if_layout select loop_while loop_zero loop_forever loop_scan loop_outer scan_rnn; do
+for model in if_outer if_nested if_layout select loop_while loop_zero loop_forever loop_scan loop_outer scan_rnn loop_append; do
     pins=--pin\ c
     [ "$model" = if_nested ] && pins="--pin c --pin d"
     k=0

@@ -177,11 +177,80 @@ static struct engine_shape drop_axis(const struct engine_shape *s, int axis)
     return r;
 }
 
+/* Removes entry i of the n-element array a. */
+static void drop_at(int *a, int *n, int i)
+{
+    memmove(a + i, a + i + 1, (size_t)(*n - i - 1) * sizeof(int));
+    (*n)--;
+}
+
+/* The one live node reading tensor t, or NULL. */
+static struct ir_node *sole_reader(struct ir_graph *g, int t)
+{
+    struct ir_node *r = NULL;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; !g->nodes[i].dead && k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] == t) {
+                if (r)
+                    return NULL;
+                r = &g->nodes[i];
+            }
+    return r;
+}
+
+/* Loop-carried value k is a sequence (PyTorch's list append in a scripted loop): it starts
+ * empty, the body appends one tensor (SequenceInsert without a position) and the loop's final
+ * sequence is stacked by ConcatFromSequence(axis=0, new_axis=1). That is a scan output: the
+ * carried value goes, the appended tensor becomes a scan output and the stacked tensor the
+ * Loop's output (the SequenceInsert and the ConcatFromSequence die). Anything else is refused:
+ * the sequence's length would depend on the iterations. */
+static int appended_to_scan(struct ir_graph *g, struct ir_node *n, const struct loop_desc *d, int k,
+                            char *err, size_t errlen)
+{
+    struct ir_scope *sc = &g->scopes[d->scope];
+    int var = sc->vars[d->state_var + k], init = n->in[d->state_in + k];
+    int out = n->in[d->body_out + d->state_out + k], fin = n->out[k];
+    struct ir_node *ins =
+        out >= 0 && g->tensors[out].producer >= 0 ? &g->nodes[g->tensors[out].producer] : NULL;
+    struct ir_node *cat = fin >= 0 ? sole_reader(g, fin) : NULL;
+    if (init < 0 || !(g->tensors[init].flags & IR_T_SEQ) || g->tensors[init].seq_len != 0 || !ins ||
+        strcmp(ins->op, "SequenceInsert") || (ins->n_in > 2 && ins->in[2] >= 0) ||
+        ins->in[0] != var || sole_reader(g, var) != ins || sole_reader(g, out) != n || !cat ||
+        strcmp(cat->op, "ConcatFromSequence") || ir_attr_int(cat, "axis", 0) != 0 ||
+        ir_attr_int(cat, "new_axis", 0) != 1 || (g->tensors[fin].flags & IR_T_OUTPUT) ||
+        cat->n_out != 1 || cat->out[0] < 0)
+        return ir_node_err(g, n, err, errlen, -ENOTSUP,
+                           "loop-carried value %d is a sequence: only one that starts empty, is "
+                           "appended to once per iteration (SequenceInsert) and is stacked after "
+                           "the loop (ConcatFromSequence axis 0, new_axis 1) is supported, as a "
+                           "scan output (a sequence's length is fixed when the plan is compiled)",
+                           k);
+    int elem = ins->in[1], stacked = cat->out[0], nn = n - g->nodes;
+    ins->dead = cat->dead = 1;
+    g->tensors[out].producer = -1;
+    g->tensors[fin].producer = -1;
+    drop_at(n->in, &n->n_in, d->body_out + d->state_out + k); /* the body's output for k */
+    n->in[n->n_in++] = elem;                                  /* now a scan output */
+    drop_at(n->in, &n->n_in, d->state_in + k);                /* the initial value */
+    drop_at(sc->deps, &sc->n_deps, d->state_in + k);
+    drop_at(sc->vars, &sc->n_vars, d->state_var + k);
+    drop_at(n->out, &n->n_out, k);
+    n->out[n->n_out++] = stacked;
+    g->tensors[stacked].producer = nn;
+    return 0;
+}
+
 /* Gives the body vars of the Loop/Scan node n their dtypes and shapes (once). */
-static int enter_node(struct ir_graph *g, const struct ir_node *n, char *err, size_t errlen)
+static int enter_node(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
 {
     struct loop_desc d;
     int rc = describe(g, n, &d, err, errlen);
+    for (int k = d.n_state - 1; !rc && !d.scan && k >= 0; k--)
+        if (g->tensors[g->scopes[d.scope].vars[d.state_var + k]].flags & IR_T_SEQ) {
+            rc = appended_to_scan(g, n, &d, k, err, errlen);
+            if (!rc)
+                rc = describe(g, n, &d, err, errlen);
+        }
     if (rc)
         return rc;
     struct ir_scope *sc = &g->scopes[d.scope];
