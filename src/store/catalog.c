@@ -315,6 +315,14 @@ struct blob *catalog_blob_add(struct catalog *c, const uint8_t sha[SHA256_LEN], 
     return b;
 }
 
+struct blob *catalog_blob_add_link(struct catalog *c, struct model *m, const struct blob *like)
+{
+    struct blob *b = catalog_blob_add(c, like->sha, like->size, -1);
+    if (b)
+        catalog_blob_link(m, b);
+    return b;
+}
+
 void catalog_blob_link(struct model *m, struct blob *b)
 {
     m->blob = b;

@@ -125,6 +125,9 @@ struct blob *catalog_blob_find(const struct catalog *c, const uint8_t sha[SHA256
  * NULL when out of memory. */
 struct blob *catalog_blob_add(struct catalog *c, const uint8_t sha[SHA256_LEN], uint64_t size,
                               int fd);
+/* A blob of this catalog like `like` (another tier's: same SHA-256 and size, no fd), linked to
+ * m; NULL when out of memory. */
+struct blob *catalog_blob_add_link(struct catalog *c, struct model *m, const struct blob *like);
 /* m refers to b from now on (b->refs + 1). */
 void catalog_blob_link(struct model *m, struct blob *b);
 /* A blob no model refers to any more, or NULL; the caller closes its fd, removes its file and

@@ -195,17 +195,14 @@ static double ram_cost(struct daemon *d, const struct model *m)
         return m->compile_s;
     if (dm->read_s > 0)
         return dm->read_s;
-    return d->disk_rate > 0 ? (double)m->size / d->disk_rate : m->compile_s;
+    return d->disk_rate > 0 ? (double)catalog_model_bytes(m) / d->disk_rate : m->compile_s;
 }
 
 static void disk_evict(struct daemon *d, struct model *dm)
 {
-    int rc = disk_unlink(d->disk_fd, dm->idhex);
-    if (rc < 0)
-        log_warn("%s/%s.plan: unlink: %s", d->cfg->disk_dir, dm->idhex, strerror(-rc));
     log_info("disk tier: evicted %s (%s, %llu bytes)", dm->names, dm->idhex,
              (unsigned long long)dm->size);
-    catalog_evict(&d->disk, dm);
+    disk_remove(d->disk_fd, d->cfg->disk_dir, &d->disk, dm, 1);
     d->n.disk_evictions++;
     d->disk_manifest_dirty = d->stats_dirty = 1;
 }
@@ -220,27 +217,31 @@ static void disk_store(struct daemon *d, struct model *m)
     struct model **victims = calloc(cap, sizeof(*victims));
     struct job *job = calloc(1, sizeof(*job));
     char err[512];
-    /* the disk tier keeps whole images: the part and its blob joined again */
-    uint64_t whole = m->blob ? m->size + ALIGN_UP(m->blob->size, 64) : m->size;
-    int rc = victims && job ? catalog_plan_room(&d->disk, whole, m->names, victims, cap, &n, err,
-                                                sizeof(err))
-                            : seterr(err, sizeof(err), -ENOMEM, "out of memory");
+    /* the entry first: linked to a blob the disk tier has, it keeps that blob through the
+     * evictions that make room (a part and, unless the tier has it, its blob) */
+    struct model *dm = victims && job ? catalog_add(&d->disk, m->identity, m->source_sha,
+                                                    m->threads, NULL)
+                                      : NULL;
+    int write_blob = 0;
+    uint64_t need = dm ? disk_link_blob(&d->disk, dm, m->blob, &write_blob, m->size) : 0;
+    int rc = dm ? catalog_plan_room(&d->disk, need, m->names, victims, cap, &n, err, sizeof(err))
+                : seterr(err, sizeof(err), -ENOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++)
         disk_evict(d, victims[i]);
     free(victims);
-    struct model *dm =
-        rc == 0 ? catalog_add(&d->disk, m->identity, m->source_sha, m->threads, NULL) : NULL;
-    int fd = dm ? fcntl(m->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (rc == 0 && write_blob && !catalog_blob_add_link(&d->disk, dm, m->blob))
+        rc = seterr(err, sizeof(err), -ENOMEM, "out of memory");
+    int fd = rc == 0 ? fcntl(m->fd, F_DUPFD_CLOEXEC, 0) : -1;
     int wfd = fd >= 0 && m->blob ? fcntl(m->blob->fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (fd >= 0 && m->blob && wfd < 0) {
         close(fd);
         fd = -1;
     }
-    if (!dm || fd < 0) {
+    if (fd < 0) {
         log_info("disk tier: %s not written: %s", m->names[0] ? m->names : m->idhex,
                  rc < 0 ? err : strerror(errno));
         if (dm)
-            catalog_remove(&d->disk, dm);
+            disk_remove(d->disk_fd, d->cfg->disk_dir, &d->disk, dm, 0);
         free(job);
         return;
     }
@@ -248,7 +249,7 @@ static void disk_store(struct daemon *d, struct model *m)
     /* the SHA-256 of the bytes written (a read must match) comes back with the written job */
     dm->compile_s = dm->cost_s = m->compile_s;       /* a miss in this tier costs a compile */
     dm->freq = m->freq ? m->freq - 1 : 0;
-    catalog_admit(&d->disk, dm, whole); /* reserved now: the budget holds while it is written */
+    catalog_admit(&d->disk, dm, m->size); /* reserved now: the budget holds while written */
     catalog_touch(&d->disk, dm);
     dm->writing = 1;
     dm->leases = 1; /* pinned until written */
@@ -257,10 +258,14 @@ static void disk_store(struct daemon *d, struct model *m)
     snprintf(job->name, sizeof(job->name), "%s", m->names);
     job->disk_fd = d->disk_fd;
     job->image_fd = fd;
-    job->weights_fd = wfd;
+    job->weights_fd = write_blob ? wfd : -1; /* the blob goes with the first part needing it */
+    if (!write_blob && wfd >= 0)
+        close(wfd);
     job->part_len = m->size;
     job->weights_len = m->blob ? m->blob->size : 0;
-    job->disk_len = whole;
+    if (m->blob)
+        memcpy(job->weights_sha, m->blob->sha, SHA256_LEN);
+    job->disk_len = m->size;
     worker_submit(&d->writer, job);
     catalog_set_cost(&d->cat, m, ram_cost(d, m));
     d->disk_manifest_dirty = d->stats_dirty = 1;
@@ -276,8 +281,7 @@ static void finish_disk_write(struct daemon *d, struct job *job)
     if (job->rc < 0) {
         log_warn("disk tier %s: %s not written: %s", d->cfg->disk_dir, dm->idhex, job->err);
         d->n.disk_write_failures++;
-        disk_unlink(d->disk_fd, dm->idhex);
-        catalog_remove(&d->disk, dm);
+        disk_remove(d->disk_fd, d->cfg->disk_dir, &d->disk, dm, 0);
     } else {
         d->n.disk_writes++;
         d->n.disk_write_s += job->seconds;
@@ -572,6 +576,9 @@ static void start_disk_read(struct daemon *d, struct job *job, struct model *dm)
     job->kind = JOB_DISK_READ;
     job->disk_fd = d->disk_fd;
     job->disk_len = dm->size;
+    job->weights_len = dm->blob ? dm->blob->size : 0;
+    if (dm->blob)
+        memcpy(job->weights_sha, dm->blob->sha, SHA256_LEN);
     /* Only this process sets a disk entry's image_sha: the SHA-256 of the bytes it wrote or
      * verified (entries indexed at start have none, so their files get the full verification). */
     job->have_expect = memcmp(dm->image_sha, (uint8_t[SHA256_LEN]){0}, SHA256_LEN) != 0;
@@ -963,8 +970,7 @@ static int disk_read_failed(struct daemon *d, struct job *job)
              job->name, job->err);
     d->n.disk_dropped++;
     if (dm && dm->leases == 0) {
-        disk_unlink(d->disk_fd, dm->idhex);
-        catalog_remove(&d->disk, dm);
+        disk_remove(d->disk_fd, d->cfg->disk_dir, &d->disk, dm, 0);
         d->disk_manifest_dirty = 1;
     }
     if (job->rc < 0) /* the model file could not be read either: job->err says why */

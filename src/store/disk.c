@@ -46,23 +46,23 @@ int disk_unlink(int dir_fd, const char *idhex)
 
 /* ---- worker side ---- */
 
-/* The whole file into a 64-byte aligned buffer, checked against what the index says. */
-static int read_image(struct job *job, char *err, size_t errlen)
+/* A file of the tier into a 64-byte aligned buffer (*out, *got), checked against the size the
+ * index says it has. */
+static int read_at(int dir_fd, const char *name, uint64_t want, void **out, size_t *got_len,
+                   char *err, size_t errlen)
 {
-    char name[SHA256_HEX_LEN + 8];
-    job_file_name(job, name);
-    int fd = openat(job->disk_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd < 0)
-        return seterr(err, errlen, -errno, "%s", strerror(errno));
+        return seterr(err, errlen, -errno, "%s: %s", name, strerror(errno));
     int rc = fstat(fd, &st) < 0 ? -errno : 0;
     if (rc == 0 && (!S_ISREG(st.st_mode) || st.st_uid != geteuid()))
-        rc = seterr(err, errlen, -EINVAL, "not a regular file of the store's user");
-    else if (rc == 0 && (uint64_t)st.st_size != job->disk_len)
-        rc = seterr(err, errlen, -EINVAL, "%lld bytes, %llu when written (truncated or replaced)",
-                    (long long)st.st_size, (unsigned long long)job->disk_len);
+        rc = seterr(err, errlen, -EINVAL, "%s: not a regular file of the store's user", name);
+    else if (rc == 0 && (uint64_t)st.st_size != want)
+        rc = seterr(err, errlen, -EINVAL, "%s: %lld bytes, %llu when written (truncated or replaced)",
+                    name, (long long)st.st_size, (unsigned long long)want);
     void *buf = NULL;
-    if (rc == 0 && posix_memalign(&buf, IMAGE_ALIGN, (size_t)st.st_size) != 0)
+    if (rc == 0 && posix_memalign(&buf, IMAGE_ALIGN, st.st_size ? (size_t)st.st_size : 1) != 0)
         rc = seterr(err, errlen, -ENOMEM, "out of memory for %lld bytes", (long long)st.st_size);
     size_t got = 0;
     while (rc == 0 && got < (size_t)st.st_size) {
@@ -70,7 +70,7 @@ static int read_image(struct job *job, char *err, size_t errlen)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            rc = seterr(err, errlen, n < 0 ? -errno : -EIO, "read: %s",
+            rc = seterr(err, errlen, n < 0 ? -errno : -EIO, "%s: read: %s", name,
                         n < 0 ? strerror(errno) : "file shrank while read");
         else
             got += (size_t)n;
@@ -80,46 +80,73 @@ static int read_image(struct job *job, char *err, size_t errlen)
         free(buf);
         return rc;
     }
-    job->image = buf;
-    job->image_len = got;
+    *out = buf;
+    *got_len = got;
     return 0;
 }
 
-/* The SHA-256 of the whole image (what clients are told), computed beside the verification's
- * own pass over it: two passes, one core each. */
-static void *hash_thread(void *arg)
+static int blob_file(const uint8_t sha[SHA256_LEN], char out[SHA256_HEX_LEN + 16])
 {
-    struct job *job = arg;
-    sha256(job->image, job->image_len, job->image_sha);
-    return NULL;
+    char hex[SHA256_HEX_LEN];
+    sha256_hex(sha, hex);
+    return (size_t)snprintf(out, SHA256_HEX_LEN + 16, "%s.weights", hex) >= SHA256_HEX_LEN + 16
+               ? -ENAMETOOLONG
+               : 0;
+}
+
+/* A plan part read back with its blob: the blob's bytes must have the SHA-256 the part records
+ * (one pass), the part must be the bytes this store wrote (expect) or pass the verification and
+ * identity check; then both are joined into the whole image the RAM tier splits again. */
+static int read_parts(struct job *job, struct model *tmpl, char *why, size_t len)
+{
+    char name[SHA256_HEX_LEN + 16];
+    void *blob = NULL, *whole = NULL;
+    size_t blob_len = 0, whole_len = 0;
+    int rc = blob_file(job->weights_sha, name);
+    if (rc == 0)
+        rc = read_at(job->disk_fd, name, job->weights_len, &blob, &blob_len, why, len);
+    if (rc == 0)
+        rc = engine_weights_verify(job->image, job->image_len, blob, blob_len, why, len);
+    if (rc == 0 && job->have_expect && memcmp(job->image_sha, job->expect_sha, SHA256_LEN))
+        rc = seterr(why, len, -EBADMSG, "not the bytes the store wrote (SHA-256)");
+    else if (rc == 0 && !job->have_expect)
+        rc = image_check(job->image, job->image_len, blob, blob_len, job->identity, tmpl, why,
+                         len);
+    if (rc == 0)
+        rc = engine_image_join(job->image, job->image_len, blob, blob_len, &whole, &whole_len,
+                               why, len);
+    free(blob);
+    if (rc == 0) {
+        free(job->image);
+        job->image = whole;
+        job->image_len = whole_len;
+    }
+    return rc;
 }
 
 void disk_read_job(struct job *job)
 {
     int64_t t0 = now_ns();
-    char why[PROTO_MAX_ERR / 2];
+    char why[PROTO_MAX_ERR / 2], name[SHA256_HEX_LEN + 8];
     struct model tmpl = {0};
-    pthread_t t;
-    int rc = read_image(job, why, sizeof(why));
-    if (rc == 0 && job->have_expect) { /* written by this store: the same bytes or nothing */
-        hash_thread(job);
+    job_file_name(job, name);
+    int rc = read_at(job->disk_fd, name, job->disk_len, &job->image, &job->image_len, why,
+                     sizeof(why));
+    if (rc == 0) /* the file's SHA-256: what a later read back must find (part or image) */
+        sha256(job->image, job->image_len, job->image_sha);
+    if (rc == 0 && job->weights_len > 0) {
+        rc = read_parts(job, &tmpl, why, sizeof(why));
+    } else if (rc == 0 && job->have_expect) { /* written by this store: the same bytes */
         if (memcmp(job->image_sha, job->expect_sha, SHA256_LEN) != 0)
             rc = seterr(why, sizeof(why), -EBADMSG, "not the bytes the store wrote (SHA-256)");
-        goto done;
-    }
-    int threaded = rc == 0 && pthread_create(&t, NULL, hash_thread, job) == 0;
-    if (rc == 0)
+    } else if (rc == 0) {
         rc = image_check(job->image, job->image_len, NULL, 0, job->identity, &tmpl, why,
                          sizeof(why));
-    if (threaded)
-        pthread_join(t, NULL);
-    else if (rc == 0)
-        hash_thread(job);
-    if (rc == 0) {
+    }
+    if (rc == 0 && !job->have_expect) {
         memcpy(job->source_sha, tmpl.source_sha, SHA256_LEN);
         job->threads = tmpl.threads;
     }
-done:
     job->seconds = (double)(now_ns() - t0) / 1e9;
     job->disk_rc = rc;
     if (rc == 0)
@@ -130,57 +157,34 @@ done:
     snprintf(job->err, sizeof(job->err), "%s", why);
 }
 
-/* A plan part and its blob (RAM tier files) joined into the whole image the compiler made, in
- * anonymous memory mapped for it (unmapped after the write: a heap buffer this size would stay
- * in the writer thread's arena). */
-static int join_parts(struct job *job, void **image)
+/* Writes len bytes of fd (a RAM tier file) as name; *sha (may be NULL) their SHA-256. */
+static int write_from(struct job *job, int fd, size_t len, const char *name, uint8_t *sha)
 {
-    size_t plen = (size_t)job->part_len, wlen = (size_t)job->weights_len;
-    size_t len = (size_t)job->disk_len;
-    void *p = mmap(NULL, plen, PROT_READ, MAP_SHARED, job->image_fd, 0);
-    void *w = mmap(NULL, wlen, PROT_READ, MAP_SHARED, job->weights_fd, 0);
-    void *out = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    int rc = p == MAP_FAILED || w == MAP_FAILED || out == MAP_FAILED
-                 ? seterr(job->err, sizeof(job->err), -errno, "mmap of the RAM image: %s",
-                          strerror(errno))
-                 : engine_image_join_into(p, plen, w, wlen, out, len, job->err,
-                                          sizeof(job->err));
-    if (p != MAP_FAILED)
-        munmap(p, plen);
-    if (w != MAP_FAILED)
-        munmap(w, wlen);
-    if (rc < 0 && out != MAP_FAILED)
-        munmap(out, len);
-    *image = rc < 0 ? NULL : out;
+    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return seterr(job->err, sizeof(job->err), -errno, "mmap of the RAM image: %s",
+                      strerror(errno));
+    int rc = write_file_atomic_at(job->disk_fd, name, p, len, 0600, job->err, sizeof(job->err));
+    if (rc == 0 && sha)
+        sha256(p, len, sha); /* what a read back in this run must find */
+    munmap(p, len);
     return rc;
 }
 
 void disk_write_job(struct job *job)
 {
     int64_t t0 = now_ns();
-    char name[SHA256_HEX_LEN + 8];
-    job_file_name(job, name);
-    size_t len = (size_t)job->disk_len;
-    void *whole = NULL, *p = MAP_FAILED;
+    char name[SHA256_HEX_LEN + 16];
+    /* the blob first (when this part brings it): a part on disk finds its blob there */
+    job->rc = 0;
     if (job->weights_fd >= 0) {
-        job->rc = join_parts(job, &whole);
-    } else {
-        p = mmap(NULL, len, PROT_READ, MAP_SHARED, job->image_fd, 0);
-        job->rc = p == MAP_FAILED ? seterr(job->err, sizeof(job->err), -errno,
-                                           "mmap of the RAM image: %s", strerror(errno))
-                                  : 0;
-    }
-    const void *bytes = whole ? whole : p;
-    if (job->rc == 0) {
-        job->rc =
-            write_file_atomic_at(job->disk_fd, name, bytes, len, 0600, job->err, sizeof(job->err));
+        job->rc = blob_file(job->weights_sha, name);
         if (job->rc == 0)
-            sha256(bytes, len, job->image_sha); /* what a read back in this run must find */
+            job->rc = write_from(job, job->weights_fd, (size_t)job->weights_len, name, NULL);
     }
-    if (p != MAP_FAILED)
-        munmap(p, len);
-    if (whole)
-        munmap(whole, len);
+    job_file_name(job, name);
+    if (job->rc == 0)
+        job->rc = write_from(job, job->image_fd, (size_t)job->disk_len, name, job->image_sha);
     close(job->image_fd);
     job->image_fd = -1;
     if (job->weights_fd >= 0)
@@ -189,7 +193,51 @@ void disk_write_job(struct job *job)
     job->seconds = (double)(now_ns() - t0) / 1e9;
 }
 
+void disk_remove(int dir_fd, const char *dir, struct catalog *c, struct model *dm, int evicted)
+{
+    int rc = disk_unlink(dir_fd, dm->idhex);
+    if (rc < 0)
+        log_warn("%s/%s.plan: unlink: %s", dir, dm->idhex, strerror(-rc));
+    if (evicted)
+        catalog_evict(c, dm);
+    else
+        catalog_remove(c, dm);
+    image_reap_blobs(dir_fd, dir, c); /* its blob, when it was the last part on disk */
+}
+
+uint64_t disk_link_blob(struct catalog *c, struct model *dm, const struct blob *blob,
+                        int *write_blob, uint64_t part_len)
+{
+    *write_blob = 0;
+    if (!blob)
+        return part_len;
+    struct blob *have = catalog_blob_find(c, blob->sha);
+    if (have && have->size == blob->size) {
+        catalog_blob_link(dm, have);
+        return part_len;
+    }
+    *write_blob = 1;
+    return part_len + blob->size;
+}
+
 /* ---- the index at start ---- */
+
+/* The weights record in the header of name (len bytes): the first bytes read, not the file. */
+static int part_header(int dir_fd, const char *name, uint64_t len, struct engine_weights_ref *w,
+                       char *err, size_t errlen)
+{
+    static _Alignas(64) uint8_t head[1024];
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? pread(fd, head, sizeof(head), 0) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got < 0)
+        return seterr(err, errlen, -errno, "%s", strerror(errno));
+    /* engine_image_weights reads the header only: the section table is checked against len */
+    if ((size_t)got < sizeof(head) && (uint64_t)got != len)
+        return seterr(err, errlen, -EINVAL, "short read");
+    return engine_image_weights(head, (size_t)len, w, err, errlen);
+}
 
 static void index_one(int dir_fd, const char *dir, const char *name,
                       const uint8_t identity[SHA256_LEN], struct catalog *c,
@@ -203,10 +251,32 @@ static void index_one(int dir_fd, const char *dir, const char *name,
         n->disk_dropped++;
         return;
     }
+    /* a plan part: its header names its blob, which must be there at its size (the content is
+     * verified when read back) */
+    struct engine_weights_ref w = {0};
+    char why[256] = "", bname[SHA256_HEX_LEN + 16];
+    struct stat bst;
+    int rc = part_header(dir_fd, name, (uint64_t)st.st_size, &w, why, sizeof(why));
+    if (rc == 0 && w.external && (blob_file(w.sha256, bname) < 0 ||
+                                  fstatat(dir_fd, bname, &bst, AT_SYMLINK_NOFOLLOW) < 0 ||
+                                  !S_ISREG(bst.st_mode) || (uint64_t)bst.st_size != w.size))
+        rc = seterr(why, sizeof(why), -ENOENT, "its weights %s are missing or of another size",
+                    bname);
     uint8_t zero[SHA256_LEN] = {0};
-    struct model *m = catalog_add(c, identity, zero, 0, NULL);
-    if (!m)
+    struct model *m = rc == 0 ? catalog_add(c, identity, zero, 0, NULL) : NULL;
+    struct blob *b = m && w.external ? catalog_blob_find(c, w.sha256) : NULL;
+    if (m && w.external && !b)
+        b = catalog_blob_add(c, w.sha256, w.size, -1);
+    if (!m || (w.external && !b)) {
+        if (m)
+            catalog_remove(c, m);
+        log_warn("%s/%s: discarded: %s", dir, name, rc < 0 ? why : "out of memory");
+        unlinkat(dir_fd, name, 0);
+        n->disk_dropped++;
         return;
+    }
+    if (b)
+        catalog_blob_link(m, b);
     image_restore(c, m, man, (uint64_t)st.st_size);
     n->disk_adopted++;
 }
@@ -214,6 +284,9 @@ static void index_one(int dir_fd, const char *dir, const char *name,
 int disk_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n,
                    char *err, size_t errlen)
 {
-    return image_dir_walk(dir_fd, dir, "disk tier names and priorities", c, n, index_one,
-                          &n->disk_evictions, err, errlen);
+    int rc = image_dir_walk(dir_fd, dir, "disk tier names and priorities", c, n, index_one,
+                            &n->disk_evictions, err, errlen);
+    if (rc == 0)
+        image_sweep_blobs(dir_fd, dir, c);
+    return rc;
 }

@@ -766,7 +766,7 @@ static void adopt_entry(int dir_fd, const char *dir, const char *name,
 
 /* After the walk: a .weights file no adopted part refers to is removed (not counted: the part
  * that failed was; a blob that failed its own check was counted by adopt_blob). */
-static void sweep_blobs(int dir_fd, const char *dir, struct catalog *c, struct store_counters *n)
+void image_sweep_blobs(int dir_fd, const char *dir, struct catalog *c)
 {
     image_reap_blobs(dir_fd, dir, c);
     int dfd = dup(dir_fd);
@@ -798,6 +798,6 @@ int image_adopt_dir(int dir_fd, const char *dir, struct catalog *c, struct store
     int rc = image_dir_walk(dir_fd, dir, "model names and LRU order", c, n, adopt_entry,
                             &n->evictions, err, errlen);
     if (rc == 0)
-        sweep_blobs(dir_fd, dir, c, n);
+        image_sweep_blobs(dir_fd, dir, c);
     return rc;
 }

@@ -57,10 +57,14 @@ static uint64_t blob_bytes(const struct catalog *c)
 /* A model of the disk tier. */
 static json_t *disk_model_json(const struct model *m)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f}", "names", m->names, "identity",
-                     m->idhex, "state", m->writing ? "writing" : "stored", "bytes",
-                     (json_int_t)m->size, "frequency", (json_int_t)m->freq, "compile_seconds",
-                     m->compile_s, "read_seconds", m->read_s, "priority", m->priority);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f}", "names", m->names,
+                          "identity", m->idhex, "state", m->writing ? "writing" : "stored",
+                          "bytes", (json_int_t)m->size, "frequency", (json_int_t)m->freq,
+                          "compile_seconds", m->compile_s, "read_seconds", m->read_s,
+                          "priority", m->priority);
+    if (j && m->blob)
+        json_object_set_new(j, "weights_sha256", json_string(m->blob->hex));
+    return j;
 }
 
 static json_t *disk_totals_json(const struct catalog *disk, const struct store_counters *n)
@@ -99,9 +103,10 @@ static json_t *totals_json(const struct catalog *c, const struct catalog *disk,
         json_object_update_new(t, json_pack("{s:s, s:f, s:I}", "policy",
                                             catalog_policy_name(c->policy), "clock", c->clock,
                                             "prepares", (json_int_t)n->prepares));
-        json_object_update_new(t, json_pack("{s:I, s:I}", "blobs",
+        json_object_update_new(t, json_pack("{s:I, s:I, s:I}", "blobs",
                                             (json_int_t)catalog_blob_count(c), "blob_bytes",
-                                            (json_int_t)blob_bytes(c)));
+                                            (json_int_t)blob_bytes(c), "disk_blobs",
+                                            (json_int_t)(disk ? catalog_blob_count(disk) : 0)));
         json_object_update_new(t, disk_totals_json(disk, n));
     }
     return t;

@@ -170,8 +170,9 @@ struct job {
     int disk_fd;                    /* DISK_*: the disk tier's directory */
     int image_fd;                   /* DISK_WRITE: O_RDONLY fd of the RAM image (the job owns it) */
     int weights_fd;                 /* DISK_WRITE: ... and of its weights blob, or -1 (owned) */
-    uint64_t part_len, weights_len; /* DISK_WRITE: their sizes (the part joined with the blob) */
-    uint64_t disk_len;              /* DISK_*: the (whole) image's size */
+    uint64_t part_len, weights_len; /* DISK_*: the part's and its blob's sizes */
+    uint8_t weights_sha[SHA256_LEN]; /* DISK_*: the blob's SHA-256 (weights_len > 0) */
+    uint64_t disk_len;              /* DISK_*: the file's size (a plan part's, or the image's) */
     int have_expect;                /* DISK_READ: the store wrote this file in this run ... */
     uint8_t expect_sha[SHA256_LEN]; /* ... and these are the bytes' SHA-256 it wrote */
     /* set by the worker */
@@ -262,6 +263,9 @@ int image_parts_write(int dir_fd, struct catalog *c, struct model *m, struct ima
 void image_parts_free(struct image_parts *p);
 /* Removes every blob no model of c refers to any more: file, fd, entry. dir is for messages. */
 void image_reap_blobs(int dir_fd, const char *dir, struct catalog *c);
+/* After a start's walk: reaps, then removes every <hex>.weights file of dir_fd c has no blob
+ * for. */
+void image_sweep_blobs(int dir_fd, const char *dir, struct catalog *c);
 /* Clears the immutable flag of name in dir_fd and unlinks it; ENOENT is success. */
 int image_unlink(int dir_fd, const char *name);
 /* Re-adopts the images in dir_fd into c (verify + open + identity check + seal), deleting
@@ -309,7 +313,8 @@ int image_dir_unmount(int dir_fd, const char *dir);
 
 /* ---- the disk tier (disk.c) ---- */
 
-/* <disk-dir>/<idhex>.plan: the same bytes as the RAM image, not sealed (never handed out),
+/* <disk-dir>/<idhex>.plan and <sha256>.weights: the same plan parts and blobs as the RAM tier's
+ * (a blob counted once, removed with its last part), not sealed (never handed out),
  * written with write_file_atomic_at (O_EXCL|O_NOFOLLOW temp, fsync, renameat, fsync of the
  * directory) and read back with read() into memory, where it is verified before anything maps
  * it; plus <disk-dir>/manifest.json. */
@@ -329,6 +334,14 @@ void disk_read_job(struct job *job);
 void disk_write_job(struct job *job);
 /* Unlinks <idhex>.plan of the disk tier. */
 int disk_unlink(int dir_fd, const char *idhex);
+/* Removes dm from the disk tier: its file, its entry (evicted: catalog_evict, the GDSF clock
+ * rises), and its blob's file and entry when it was the last part referring to it. */
+void disk_remove(int dir_fd, const char *dir, struct catalog *c, struct model *dm, int evicted);
+/* Links the new disk entry dm to the disk tier's copy of blob (a RAM blob, or NULL for a whole
+ * image) if the tier has it; else *write_blob = 1 (the write brings it: catalog_blob_add_link
+ * once room is made). Returns the bytes the tier grows by: part_len, plus the blob's if new. */
+uint64_t disk_link_blob(struct catalog *c, struct model *dm, const struct blob *blob,
+                        int *write_blob, uint64_t part_len);
 
 /* Identity = SHA-256(source sha ‖ engine fingerprint ‖ threads as u32 LE [‖ '?' ‖ shapes]):
  * shapes (canonical engine_shapes_format text) only when the image was compiled for given input

@@ -332,12 +332,64 @@ static void test_restart_readopts_and_tamper(void **state)
     assert_int_equal(env_count_images(e, &bytes), 0);
 }
 
+/* With a disk tier: the three parts go to disk with one blob; after a clean stop (the RAM tier
+ * removed) the three shapes are read back, not compiled, and share one blob in RAM again. */
+static void test_disk_tier_one_blob(void **state)
+{
+    struct store_env *e = *state;
+    char disk[256];
+    snprintf(disk, sizeof(disk), "%s/disk", e->root);
+    const char *extra[] = {"--disk-dir", disk, NULL};
+    env_start(e, "1GiB", extra);
+    uint64_t blob = make_shapes(e);
+    json_t *st = NULL;
+    for (int i = 0; i < 1000; i++) {
+        json_decref(st);
+        st = env_stats(e);
+        if (stats_total(st, "disk_writes") >= N_SHAPES)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(stats_total(st, "disk_writes"), N_SHAPES);
+    assert_int_equal(stats_total(st, "disk_blobs"), 1);
+    int64_t disk_bytes = stats_total(st, "disk_bytes");
+    json_decref(st);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "test $(ls %s/*.weights | wc -l) = 1 && test $(ls %s/*.plan | wc -l) = 3", disk,
+             disk);
+    assert_int_equal(system(cmd), 0);
+    env_stop(e, SIGTERM);
+    env_start(e, "1GiB", extra);
+    st = env_stats(e);
+    assert_int_equal(stats_total(st, "disk_blobs"), 1);
+    assert_int_equal(stats_total(st, "disk_bytes"), disk_bytes);
+    json_decref(st);
+    struct store_client *c;
+    char err[1024];
+    assert_int_equal(store_connect(e->sock, &c, err, sizeof(err)), 0);
+    for (int i = 0; i < N_SHAPES; i++)
+        check_answer(attach(c, i), i);
+    st = env_stats(e);
+    printf("issue 17: disk tier: %lld bytes for 3 shapes (blob %llu once), after a restart: "
+           "disk hits %lld, compiles %lld, RAM blobs %lld\n",
+           (long long)disk_bytes, (unsigned long long)blob, (long long)stats_total(st, "disk_hits"),
+           (long long)stats_total(st, "compiles"), (long long)stats_total(st, "blobs"));
+    assert_int_equal(stats_total(st, "disk_hits"), N_SHAPES);
+    assert_int_equal(stats_total(st, "compiles"), 0);
+    assert_int_equal(stats_total(st, "blobs"), 1);
+    assert_true((uint64_t)disk_bytes < blob + N_SHAPES * (blob / 16));
+    json_decref(st);
+    store_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_three_shapes_one_blob, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_restart_readopts_and_tamper, env_setup,
                                         env_teardown),
+        cmocka_unit_test_setup_teardown(test_disk_tier_one_blob, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
