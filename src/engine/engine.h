@@ -125,11 +125,6 @@ int engine_image_split(const void *image, size_t len, void **part, size_t *part_
 /* Plan part + blob → the whole image, byte for byte what the compiler made (malloc'd). */
 int engine_image_join(const void *part, size_t part_len, const void *weights, size_t weights_len,
                       void **image, size_t *image_len, char *err, size_t errlen);
-/* The same into image (image_len bytes: the part's length + the blob's rounded up to 64, 64-byte
- * aligned), e.g. memory the caller maps and unmaps itself. */
-int engine_image_join_into(const void *part, size_t part_len, const void *weights,
-                           size_t weights_len, void *image, size_t image_len, char *err,
-                           size_t errlen);
 /* Checks that weights (weights_len bytes) are the blob part records (size and SHA-256: one pass
  * over the blob, which the store runs when it adopts one; open checks only the size). */
 int engine_weights_verify(const void *part, size_t part_len, const void *weights,

@@ -784,20 +784,7 @@ int engine_image_join(const void *part, size_t part_len, const void *weights, si
     return rc ? rc : rebuild(part, w.offset, weights, w.size, 0, image, image_len, err, errlen);
 }
 
-int engine_image_join_into(const void *part, size_t part_len, const void *weights,
-                           size_t weights_len, void *image, size_t image_len, char *err,
-                           size_t errlen)
-{
-    struct engine_weights_ref w;
-    int rc = part_ref(part, part_len, weights_len, &w, err, errlen);
-    if (rc)
-        return rc;
-    if (image_len != ALIGN_UP(w.offset + w.size, PLAN_ALIGN) || (uintptr_t)image % PLAN_ALIGN)
-        return seterr(err, errlen, -EINVAL, "a %zu-byte buffer for a %llu-byte image", image_len,
-                      (unsigned long long)ALIGN_UP(w.offset + w.size, PLAN_ALIGN));
-    rebuild_into(part, w.offset, weights, w.size, 0, image, image_len);
-    return 0;
-}
+
 
 int engine_weights_verify(const void *part, size_t part_len, const void *weights,
                           size_t weights_len, char *err, size_t errlen)

@@ -908,7 +908,11 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
     struct image_parts parts;
     if (!victims)
         return seterr(err, errlen, -ENOMEM, "store out of memory");
-    int rc = image_parts_prepare(&d->cat, m, job->image, job->image_len, &parts, err, errlen);
+    int rc = job->weights_buf ? image_parts_given(&d->cat, m, job->image, job->image_len,
+                                                  job->weights_buf, job->weights_buf_len, &parts,
+                                                  err, errlen)
+                              : image_parts_prepare(&d->cat, m, job->image, job->image_len,
+                                                    &parts, err, errlen);
     if (rc == 0)
         rc = catalog_plan_room(&d->cat, parts.need, job->name, victims, cap, &n_victims, err,
                                errlen);
@@ -925,6 +929,7 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
                                job->kind == JOB_DISK_READ ? job->image_sha : NULL, &d->n, err,
                                errlen);
     uint64_t bytes = parts.part ? parts.part_len : job->image_len;
+    size_t loaded = job->image_len + job->weights_buf_len; /* part (or image) + blob */
     image_parts_free(&parts);
     if (rc < 0)
         return rc; /* finish_load removes m, and with it its hold on a blob */
@@ -938,7 +943,7 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
         d->n.disk_hits++;
         d->n.disk_read_s += job->seconds;
         if (job->seconds > 0)
-            d->disk_rate = (double)job->image_len / job->seconds;
+            d->disk_rate = (double)loaded / job->seconds;
         if (dm) {
             dm->read_s = job->seconds;
             /* verified: the next read back only has to match these bytes */
@@ -947,7 +952,7 @@ static int admit(struct daemon *d, struct model *m, struct job *job, char *err, 
         }
         log_info("model %s: read back from the disk tier in %.3f s, %zu bytes (its compile took "
                  "%.2f s)",
-                 job->name, job->seconds, job->image_len, m->compile_s);
+                 job->name, job->seconds, loaded, m->compile_s);
         return 0;
     }
     m->compile_s = job->seconds;

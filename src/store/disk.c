@@ -96,12 +96,12 @@ static int blob_file(const uint8_t sha[SHA256_LEN], char out[SHA256_HEX_LEN + 16
 
 /* A plan part read back with its blob: the blob's bytes must have the SHA-256 the part records
  * (one pass), the part must be the bytes this store wrote (expect) or pass the verification and
- * identity check; then both are joined into the whole image the RAM tier splits again. */
+ * identity check; the RAM tier takes both as they are (job->weights_buf). */
 static int read_parts(struct job *job, struct model *tmpl, char *why, size_t len)
 {
     char name[SHA256_HEX_LEN + 16];
-    void *blob = NULL, *whole = NULL;
-    size_t blob_len = 0, whole_len = 0;
+    void *blob = NULL;
+    size_t blob_len = 0;
     int rc = blob_file(job->weights_sha, name);
     if (rc == 0)
         rc = read_at(job->disk_fd, name, job->weights_len, &blob, &blob_len, why, len);
@@ -112,14 +112,11 @@ static int read_parts(struct job *job, struct model *tmpl, char *why, size_t len
     else if (rc == 0 && !job->have_expect)
         rc = image_check(job->image, job->image_len, blob, blob_len, job->identity, tmpl, why,
                          len);
-    if (rc == 0)
-        rc = engine_image_join(job->image, job->image_len, blob, blob_len, &whole, &whole_len,
-                               why, len);
-    free(blob);
     if (rc == 0) {
-        free(job->image);
-        job->image = whole;
-        job->image_len = whole_len;
+        job->weights_buf = blob;
+        job->weights_buf_len = blob_len;
+    } else {
+        free(blob);
     }
     return rc;
 }

@@ -310,9 +310,36 @@ int image_parts_write(int dir_fd, struct catalog *c, struct model *m, struct ima
                        err, errlen);
 }
 
+int image_parts_given(struct catalog *c, struct model *m, const void *part, size_t part_len,
+                      const void *weights, size_t weights_len, struct image_parts *p, char *err,
+                      size_t errlen)
+{
+    struct engine_weights_ref w;
+    memset(p, 0, sizeof(*p));
+    int rc = engine_image_weights(part, part_len, &w, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (!w.external || w.size != weights_len)
+        return seterr(err, errlen, -EINVAL, "a plan part and a blob that do not belong together");
+    p->image = part;
+    p->len = part_len;
+    p->part = (void *)part;
+    p->part_len = part_len;
+    p->part_given = 1;
+    p->weights = weights;
+    p->weights_len = weights_len;
+    memcpy(p->weights_sha, w.sha256, SHA256_LEN);
+    struct blob *b = catalog_blob_find(c, w.sha256);
+    if (b && b->size == w.size)
+        catalog_blob_link(m, b);
+    p->need = part_len + (m->blob ? 0 : w.size);
+    return 0;
+}
+
 void image_parts_free(struct image_parts *p)
 {
-    engine_image_free(p->part);
+    if (!p->part_given)
+        engine_image_free(p->part);
     p->part = NULL;
 }
 

@@ -181,8 +181,10 @@ struct job {
     struct stat st;                 /* HASH: the file as it was read */
     uint8_t source_sha[SHA256_LEN]; /* HASH */
     int rc;
-    void *image; /* COMPILE, DISK_READ */
+    void *image; /* COMPILE, DISK_READ (a plan part read back: its blob in weights_buf) */
     size_t image_len;
+    void *weights_buf; /* DISK_READ: the part's weights blob, read and verified, or NULL */
+    size_t weights_buf_len;
     int disk_rc; /* DISK_READ: < 0 when the file failed (then HASH fields are filled: compile) */
     uint8_t image_sha[SHA256_LEN]; /* DISK_READ: of the bytes read back; DISK_WRITE: written */
     double seconds;
@@ -245,6 +247,7 @@ struct image_parts {
     size_t len;
     void *part; /* the plan part (engine_image_split), or NULL: the image is written whole */
     size_t part_len;
+    int part_given; /* part is the caller's (image_parts_given) */
     const void *weights; /* into image */
     size_t weights_len;
     uint8_t weights_sha[SHA256_LEN];
@@ -254,6 +257,11 @@ struct image_parts {
  * room cannot free it); p->need is what to make room for. */
 int image_parts_prepare(struct catalog *c, struct model *m, const void *image, size_t len,
                         struct image_parts *p, char *err, size_t errlen);
+/* The same for a plan part and its blob given apart (read back from the disk tier, verified):
+ * p->part is the caller's (image_parts_free leaves it). */
+int image_parts_given(struct catalog *c, struct model *m, const void *part, size_t part_len,
+                      const void *weights, size_t weights_len, struct image_parts *p, char *err,
+                      size_t errlen);
 /* Writes the blob (when c lacks it: added to c, linked to m) and the plan part (or the whole
  * image) as m's file: m->fd, m->image_sha. known_sha: the whole image's SHA-256 when the
  * caller has it (used only when the image is written whole). */

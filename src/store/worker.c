@@ -146,6 +146,7 @@ void job_free(struct job *job)
     free(job->onnx);
     if (job->image)
         engine_image_free(job->image);
+    free(job->weights_buf);
     if (job->kind == JOB_DISK_WRITE && job->image_fd >= 0)
         close(job->image_fd);
     if (job->kind == JOB_DISK_WRITE && job->weights_fd >= 0)
