@@ -397,7 +397,9 @@ static int quantize_check(const struct node_ctx *c, const int32_t *p)
     int ok = c->n->n_params == 1 && (p[0] == 0 || p[0] == 1) && dims_equal(dst, &xs) &&
              (deq ? (is_q8(x->dtype) || x->dtype == ENGINE_I32) && dst->dtype == ENGINE_F32
                   : x->dtype == ENGINE_F32 && is_q8(dst->dtype)) &&
-             plain_of_dtype(x, x->dtype) &&
+             x->storage != PLAN_ST_PACKED &&
+             (ns == 1 ? flat_pair_ok(x, dst) /* per tensor: element-wise */
+                      : plain_of_dtype(x, x->dtype) && dst->layout == PLAN_LAYOUT_PLAIN) &&
              (ns == 1 || (axis >= 0 && axis < x->rank && ns == x->dims[axis])) &&
              small_operand_ok(c, 1, ENGINE_F32, ns) &&
              (c->n->n_in < 3 || (small_operand_ok(c, 2, qdt, ns) && numel_of(operand(c, 2)) == ns));
@@ -584,7 +586,8 @@ static int math_kernel_check(const struct node_ctx *c)
         n->n_params > c->v->n_index - n->params_first ||
         (n->n_params < 1 && n->alg != PLAN_K_INSTNORM && n->alg != PLAN_K_DET) || n->n_post ||
         n->sum_tensor != PLAN_NONE ||
-        (dst_of(c)->layout != PLAN_LAYOUT_PLAIN && n->alg != PLAN_K_DYNQUANT))
+        (dst_of(c)->layout != PLAN_LAYOUT_PLAIN && n->alg != PLAN_K_DYNQUANT &&
+         n->alg != PLAN_K_QUANTIZE))
         return node_err(c, -EINVAL, "kernel inputs or parameters out of range");
     const int32_t *p = c->v->index + n->params_first;
     switch (n->alg) {

@@ -37,13 +37,28 @@ int infer_quant(struct ir_graph *g, struct ir_node *n, char *err, size_t errlen)
     return set_out(g, n, 0, deq ? ENGINE_F32 : qdt, &x->shape, err, errlen);
 }
 
+/* Per tensor the op is element-wise: a channels-last x (an int8 convolution's output, a QDQ
+ * residual's operand) is read in place and y written in that layout, with no reorder. */
 int lower_quant(struct lower *l, const struct ir_node *n)
 {
-    int64_t ins[3], deq = strcmp(n->op, "DequantizeLinear") == 0;
-    int cnt = math_operands(l, n, 3, ins);
-    return cnt < 0 ? cnt
-                   : emit_math(l, n, 0, PLAN_K_QUANTIZE, ins, (uint32_t)cnt, &deq, 1,
-                               ir_attr_int(n, "axis", 0), 0, 0);
+    int64_t ins[3], deq = strcmp(n->op, "DequantizeLinear") == 0, out;
+    const struct ir_tensor *sc = ir_in(l, n, 1);
+    int64_t x = n->n_in > 0 && n->in[0] >= 0 ? operand_of(l, n, n->in[0]) : -1;
+    uint32_t layout = x >= 0 && sc && engine_shape_numel(&sc->shape) == 1 ? layout_of(l, x) : 0;
+    if (!plan_layout_channels_last(layout))
+        layout = PLAN_LAYOUT_PLAIN;
+    int cnt = 0;
+    for (; cnt < 3 && cnt < n->n_in && n->in[cnt] >= 0; cnt++)
+        if ((ins[cnt] = cnt == 0 && layout != PLAN_LAYOUT_PLAIN ? x
+                                                                : plain_operand(l, n, n->in[cnt])) < 0)
+            return (int)ins[cnt];
+    if (cnt == 0)
+        return lerr(l, n, -EINVAL, "missing input");
+    if ((out = output_of(l, n, 0)) < 0 ||
+        (layout != PLAN_LAYOUT_PLAIN && set_layout(l, out, layout)))
+        return out < 0 ? (int)out : lerr(l, n, -EINVAL, "bad quantize output");
+    return emit_math_to(l, n, out, PLAN_K_QUANTIZE, ins, (uint32_t)cnt, &deq, 1,
+                        ir_attr_int(n, "axis", 0), 0, 0);
 }
 
 /* ---- DynamicQuantizeLinear ---- */
