@@ -78,10 +78,10 @@ struct engine_compile_opts {
 
 enum { ENGINE_WINOGRAD_AUTO = 0, ENGINE_WINOGRAD_OFF = 1, ENGINE_WINOGRAD_ALL = 2 };
 
-#define ENGINE_MAX_PIN_ELEMS  4096
+#define ENGINE_MAX_PIN_ELEMS 4096
 /* The most iterations one Loop or Scan runs per entry (ops/loop.c): a trip count over it is refused
  * at compile time when known, else at run time ("Loop: trip count N over the bound of ..."). */
-#define ENGINE_LOOP_MAX_ITER (1 << 20)
+#define ENGINE_LOOP_MAX_ITER  (1 << 20)
 #define ENGINE_MAX_PIN_FLOATS 16
 /* Most elements of one sequence value (a graph input or output of ONNX sequence type, or one a
  * sequence op makes): sequences are resolved at compile time into that many tensors. */
@@ -110,9 +110,9 @@ int engine_image_verify(const void *image, size_t len, char *err, size_t errlen)
  * (exactly the weights section's bytes, named by their SHA-256, which the part records): parts
  * of every shape of one model share one blob. */
 struct engine_weights_ref {
-    int external;      /* the image is a plan part: its weights are a separate blob */
-    uint64_t offset;   /* of the weights section in the whole image (= a part's length) */
-    uint64_t size;     /* the weights' bytes */
+    int external;       /* the image is a plan part: its weights are a separate blob */
+    uint64_t offset;    /* of the weights section in the whole image (= a part's length) */
+    uint64_t size;      /* the weights' bytes */
     uint8_t sha256[32]; /* their SHA-256 */
 };
 /* Reads the header's weights record (after checking the header and section table). */
@@ -155,7 +155,8 @@ struct engine_tensor_info {
      * and shape are then its elements'. A plan has only tensors: a sequence input NAME of L
      * elements is compiled (engine_compile_opts.shapes gives L as "NAME=L") into the inputs
      * "NAME[0]" ... "NAME[L-1]", a sequence output into the outputs "NAME[0]" ... (one sequence
-     * to the JSON codec), an optional as a sequence of at most one element. */
+     * to the JSON codec), an optional as a sequence of at most one element, an optional of a
+     * sequence (seq 1) as that sequence, always present. */
     int seq;
 };
 

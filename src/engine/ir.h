@@ -56,6 +56,8 @@ enum ir_tensor_flags {
                         declared element shape) */
     IR_T_OPTIONAL = 32, /* with IR_T_SEQ: an optional, at most one element (itself maybe a
                            sequence) */
+    IR_T_OPTSEQ = 64,   /* a graph input or output declared an optional of a sequence: as an
+                           input always present, its sequence's elements fed as NAME[k] */
 };
 
 struct ir_tensor {

@@ -499,8 +499,13 @@ static const Onnx__TypeProto *value_type(struct importer *im, struct ir_tensor *
         return tp->sequence_type->elem_type;
     }
     if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE && tp->optional_type) {
+        const Onnx__TypeProto *e = tp->optional_type->elem_type;
+        if (e && e->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE && e->sequence_type) {
+            x->flags |= IR_T_SEQ | IR_T_OPTSEQ; /* an optional of a sequence */
+            return e->sequence_type->elem_type;
+        }
         x->flags |= IR_T_SEQ | IR_T_OPTIONAL;
-        return tp->optional_type->elem_type;
+        return e;
     }
     (void)im;
     return tp;
@@ -1195,6 +1200,7 @@ static int import_outputs(struct importer *im, const Onnx__GraphProto *gp)
         struct ir_tensor kind = {0};
         tp = value_type(im, &kind, tp);
         g->output_seq[g->n_outputs] = kind.flags & IR_T_OPTIONAL ? 2 : kind.flags ? 1 : 0;
+        /* an optional of a sequence is returned as its sequence (1) */
         if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
             tp->tensor_type->has_elem_type)
             g->output_dtypes[g->n_outputs] = tp->tensor_type->elem_type;

@@ -139,7 +139,13 @@ struct tally {
 /* What a graph input or output is: a tensor, or a sequence / optional of tensors, whose test
  * data files hold a SequenceProto / OptionalProto; anything else (maps, nested values) is not
  * decoded. */
-enum value_kind { VAL_TENSOR, VAL_SEQ, VAL_OPT, VAL_OTHER };
+enum value_kind {
+    VAL_TENSOR,
+    VAL_SEQ,
+    VAL_OPT,
+    VAL_OPTSEQ /* optional of a sequence */,
+    VAL_OTHER
+};
 
 /* A case's graph inputs (initializers excluded) and outputs, from its model.onnx. */
 struct case_io {
@@ -158,6 +164,9 @@ static enum value_kind value_kind(const Onnx__TypeProto *tp)
         e = tp->sequence_type->elem_type, k = VAL_SEQ;
     if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE && tp->optional_type)
         e = tp->optional_type->elem_type, k = VAL_OPT;
+    if (k == VAL_OPT && e && e->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE &&
+        e->sequence_type)
+        e = e->sequence_type->elem_type, k = VAL_OPTSEQ;
     return e && e->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ? k : VAL_OTHER;
 }
 
@@ -284,7 +293,9 @@ static int add_tensor(struct tensors *ts, const uint8_t *data, size_t len, const
 }
 
 /* A SequenceProto (kind VAL_SEQ: field 3 is a tensor) or OptionalProto (VAL_OPT: field 3 its
- * tensor): its tensors appended to ts as "NAME[0]", "NAME[1]", ...; nested values refused. */
+ * tensor; VAL_OPTSEQ: field 5 its SequenceProto): its tensors appended to ts as "NAME[0]",
+ * "NAME[1]", ... (the engine feeds an optional of a sequence as that sequence); other nested
+ * values refused. */
 static int decode_value(const uint8_t *buf, size_t len, enum value_kind kind, const char *name,
                         struct tensors *ts, char *err, size_t errlen)
 {
@@ -297,6 +308,8 @@ static int decode_value(const uint8_t *buf, size_t len, enum value_kind kind, co
         if (pb_field(&b, &field, &data, &n))
             return seterr(err, errlen, -EINVAL, "malformed %s",
                           kind == VAL_SEQ ? "SequenceProto" : "OptionalProto");
+        if (kind == VAL_OPTSEQ && field == 5 && data)
+            return decode_value(data, n, VAL_SEQ, name, ts, err, errlen);
         if (field >= 4 && data)
             return seterr(err, errlen, -ENOTSUP, "a nested sequence, map or optional");
         if (field != 3)
@@ -477,7 +490,7 @@ static int compile_case(const uint8_t *onnx, size_t len, const char *dir, const 
         tensors_free(&first);
     int n_shapes = 0;
     for (int f = 0; f < first.files && f < io->n_in; f++) {
-        if (io->in_kind[f] != VAL_SEQ && io->in_kind[f] != VAL_OPT)
+        if (io->in_kind[f] == VAL_TENSOR || io->in_kind[f] == VAL_OTHER)
             continue;
         shapes[n_shapes++] =
             (struct engine_input_shape){io->in_name[f], {.rank = 1, .dims = {first.len[f]}}};

@@ -562,11 +562,21 @@ static int add_output_copy(struct ir_graph *g, int x, const char *name, char *er
     return rc ? rc : y;
 }
 
+/* The list a sequence graph output returns: its own, or for an optional holding a sequence that
+ * sequence's (t itself when it holds a tensor). */
+static int output_list(const struct ir_graph *g, int t)
+{
+    const struct ir_tensor *x = &g->tensors[t];
+    if ((x->flags & IR_T_OPTIONAL) && x->seq_len == 1 && (g->tensors[x->seq[0]].flags & IR_T_SEQ))
+        return x->seq[0];
+    return t;
+}
+
 int ir_seq_outputs(struct ir_graph *g, char *err, size_t errlen)
 {
     int total = 0, any = 0;
     for (int i = 0; i < g->n_outputs; i++) {
-        const struct ir_tensor *t = &g->tensors[g->outputs[i]];
+        const struct ir_tensor *t = &g->tensors[output_list(g, g->outputs[i])];
         if (!(t->flags & IR_T_SEQ)) {
             total++;
             continue;
@@ -601,10 +611,12 @@ int ir_seq_outputs(struct ir_graph *g, char *err, size_t errlen)
             continue;
         }
         g->tensors[s].flags &= ~(unsigned)IR_T_OUTPUT;
-        char name[512];
+        char base[400], name[512];
+        snprintf(base, sizeof(base), "%s", g->tensors[s].name); /* tensors move as outputs grow */
+        s = output_list(g, s);
         for (int e = 0; e < g->tensors[s].seq_len && !rc; e++) {
             /* "NAME[e]": the API reports consecutive outputs so named as one sequence */
-            snprintf(name, sizeof(name), "%s[%d]", g->tensors[s].name, e);
+            snprintf(name, sizeof(name), "%s[%d]", base, e);
             int y = add_output_copy(g, g->tensors[s].seq[e], name, err, errlen);
             rc = y < 0 ? y : 0;
             outs[k++] = y;
@@ -721,13 +733,36 @@ int ir_seq_inputs(struct ir_graph *g, const struct engine_input_shape *shapes, i
             t->flags = IR_T_INPUT;
             ins[k++] = elems[e] = y;
         }
-        struct ir_tensor *x = &g->tensors[s];
+        int holder = s; /* an optional of a sequence: that sequence, the optional holding it */
+        int inner =
+            g->tensors[s].flags & IR_T_OPTSEQ ? new_tensor(g, g->tensors[s].name, "/seq", -1) : s;
+        if (inner < 0) {
+            free(elems);
+            free(ins);
+            return seterr(err, errlen, -ENOMEM, "out of memory");
+        }
+        struct ir_tensor *x = &g->tensors[inner];
+        x->dtype = g->tensors[s].dtype;
         free(x->seq);
         x->seq = elems;
         x->seq_len = len;
-        x->flags &= ~(unsigned)IR_T_INPUT;
+        x->flags = (g->tensors[s].flags & ~(unsigned)(IR_T_INPUT | IR_T_OPTSEQ)) | IR_T_SEQ;
         x->shape = (struct engine_shape){0};
         x->shape_known = 1;
+        if (inner != holder) {
+            struct ir_tensor *o = &g->tensors[holder];
+            o->seq = malloc(sizeof(int));
+            if (!o->seq) {
+                free(ins);
+                return seterr(err, errlen, -ENOMEM, "out of memory");
+            }
+            o->seq[0] = inner;
+            o->seq_len = 1;
+            o->flags =
+                (o->flags & ~(unsigned)(IR_T_INPUT | IR_T_OPTSEQ)) | IR_T_SEQ | IR_T_OPTIONAL;
+            o->shape = (struct engine_shape){0};
+            o->shape_known = 1;
+        }
     }
     free(g->inputs);
     g->inputs = ins;
