@@ -917,8 +917,10 @@ static int copy_input(struct engine_session *s, uint32_t t, const struct engine_
 
 /* LOOP, LOOP_END, SCAN_SLICE (ops/loop.c): the count lives here, never in the arena, and
  * plan_loops_check made every region well nested, so each entry of a loop runs at most its max
- * iterations. *k becomes the node before the next to run. */
-static int run_loop_node(struct engine_session *s, uint32_t *k, char *err, size_t errlen)
+ * iterations, and all of them together at most ENGINE_LOOP_MAX_RUN per run (*iters counts them).
+ * *k becomes the node before the next to run. */
+static int run_loop_node(struct engine_session *s, uint32_t *k, int64_t *iters, char *err,
+                         size_t errlen)
 {
     const struct plan_view *v = &s->m->v;
     struct session_node *sn = &s->nodes[*k];
@@ -956,6 +958,11 @@ static int run_loop_node(struct engine_session *s, uint32_t *k, char *err, size_
                       "model %s: node %s: Loop: trip count %s over the bound of %d iterations",
                       plan_str(v, v->h->model_name), plan_str(v, v->nodes[*k].name), trip, q->max);
     }
+    if (++*iters > ENGINE_LOOP_MAX_RUN) /* nested loops multiply: one bound for the run */
+        return seterr(err, errlen, -ERANGE,
+                      "model %s: node %s: Loop: more than %d loop iterations in one run",
+                      plan_str(v, v->h->model_name), plan_str(v, v->nodes[*k].name),
+                      ENGINE_LOOP_MAX_RUN);
     *(int64_t *)sn->k.dst = b->loop_iter;
     if (!begin)
         *k = (uint32_t)sn->k.kp.loop_end.begin; /* the node after LOOP runs next */
@@ -1010,6 +1017,7 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
             return rc;
     }
     cpu_set_threads(s->m->threads);
+    int64_t iters = 0; /* loop iterations this run */
     for (uint32_t k = 0; k < v->n_nodes; k++) {
         struct session_node *sn = &s->nodes[k];
         if (sn->sum_from)
@@ -1020,7 +1028,7 @@ int engine_session_run(struct engine_session *s, const struct engine_tensor *inp
         }
         if (sn->k.kind == PLAN_K_LOOP || sn->k.kind == PLAN_K_LOOP_END ||
             sn->k.kind == PLAN_K_SCAN_SLICE) {
-            int rc = run_loop_node(s, &k, err, errlen);
+            int rc = run_loop_node(s, &k, &iters, err, errlen);
             if (rc)
                 return rc;
             continue;

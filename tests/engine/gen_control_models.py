@@ -34,7 +34,9 @@ Loops (ops/loop.c), run as a LOOP region of the plan, never unrolled:
               that starts empty (SequenceEmpty), one SequenceInsert per iteration, stacked after
               the loop by ConcatFromSequence(axis 0, new_axis 1): run as a scan output;
   loop_big    a constant trip count over ENGINE_LOOP_MAX_ITER with a scan output: refused;
-  loop_bound  a trip count fed at run time over ENGINE_LOOP_MAX_ITER: refused at run time.
+  loop_bound  a trip count fed at run time over ENGINE_LOOP_MAX_ITER: refused at run time;
+  loop_nested 4096 x 32768 iterations of nested loops, each under ENGINE_LOOP_MAX_ITER, together
+              over ENGINE_LOOP_MAX_RUN: refused at run time.
 """
 import json
 import os
@@ -404,6 +406,18 @@ def loop_limits(outdir):
            {"s": np.array([1000], np.float32)})])
 
 
+def loop_nested(outdir):
+    inner = body("inner", [("j", I64, []), ("c", B, []), ("z", F, [1])],
+                 [N("Identity", ["c"], ["c2"]), N("Identity", ["z"], ["z2"])], ["c2", "z2"])
+    outer = body("outer", [("i", I64, []), ("c", B, []), ("y", F, [1])],
+                 [N("Loop", ["Mi", "", "y"], ["y2"], name="inner0", body=inner),
+                  N("Identity", ["c"], ["c2"])], ["c2", "y2"])
+    save(outdir, "loop_nested", [N("Loop", ["Mo", "", "x"], ["y"], name="outer0", body=outer)],
+         [vi("x", [1])], [vi("y", [1])],
+         [arr(np.array(4096, np.int64), "Mo"), arr(np.array(32768, np.int64), "Mi")],
+         [({"x": np.ones(1, np.float32)}, {})])
+
+
 def main():
     outdir, stamp = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
@@ -418,6 +432,7 @@ def main():
     loop_slice(outdir)
     loop_append(outdir)
     loop_limits(outdir)
+    loop_nested(outdir)
     with open(stamp, "w") as f:
         f.write("ok\n")
 

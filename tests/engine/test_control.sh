@@ -55,4 +55,7 @@ expect 1 "Loop: trip count 2097152 over the bound of 1048576 iterations" -- \
     "$dir/loop_bound.onnx" --input "$dir/loop_bound_in0.json"
 expect 0 "max\|diff\|" -- "$dir/loop_bound.onnx" --input "$dir/loop_bound_in1.json" \
     --compare "$dir/loop_bound_out1.json"
+# nested loops multiply: one bound for all the iterations of a run
+expect 1 "Loop: more than 67108864 loop iterations in one run" -- "$dir/loop_nested.onnx" \
+    --input "$dir/loop_nested_in0.json"
 exit $failed
