@@ -81,7 +81,7 @@ enum { ENGINE_WINOGRAD_AUTO = 0, ENGINE_WINOGRAD_OFF = 1, ENGINE_WINOGRAD_ALL = 
 #define ENGINE_MAX_PIN_ELEMS 4096
 /* The most iterations one Loop or Scan runs per entry (ops/loop.c): a trip count over it is refused
  * at compile time when known, else at run time ("Loop: trip count N over the bound of ..."). */
-#define ENGINE_LOOP_MAX_ITER  (1 << 20)
+#define ENGINE_LOOP_MAX_ITER (1 << 20)
 /* The most loop iterations of all loops together in one run (nested loops multiply): a run
  * that would go over fails ("more than ... loop iterations in one run"). */
 #define ENGINE_LOOP_MAX_RUN   (1 << 26)
