@@ -475,6 +475,33 @@ static int qconv_cast_xzp(struct lower *l, const struct ir_node *n, int64_t zp)
     return from < 0 ? (int)from : emit_math_to(l, n, zp, PLAN_K_CAST, &from, 1, NULL, 0, 0, 0, 0);
 }
 
+/* oneDNN's int8 convolution takes its int32 sums through float32 before writing an int32 dst,
+ * so ConvInteger's exact int32 output comes out of it only while every sum is within 2^24:
+ * each output channel's sum of |w| times 255 (the most |x - x_zero_point|) is, or the output's
+ * one reader is a Cast to float32, which rounds it that way anyway. */
+static int qconv_int32_exact(const struct lower *l, const struct ir_node *n, const int8_t *w,
+                             int64_t m, int64_t per)
+{
+    int y = n->out[0], reader = -1;
+    const struct ir_graph *g = l->g;
+    if (!(g->tensors[y].flags & IR_T_OUTPUT) && ir_consumers(g, y) == 1)
+        for (int i = 0; i < g->n_nodes && reader < 0; i++)
+            for (int k = 0; !g->nodes[i].dead && k < g->nodes[i].n_in; k++)
+                if (g->nodes[i].in[k] == y)
+                    reader = i;
+    if (reader >= 0 && strcmp(g->nodes[reader].op, "Cast") == 0 &&
+        g->tensors[g->nodes[reader].out[0]].dtype == ENGINE_F32)
+        return 1;
+    for (int64_t o = 0; o < m; o++) {
+        int64_t sum = 0;
+        for (int64_t i = 0; i < per; i++)
+            sum += w[o * per + i] < 0 ? -w[o * per + i] : w[o * per + i];
+        if (sum * 255 > (1 << 24))
+            return 0;
+    }
+    return 1;
+}
+
 /* Whether n runs as PLAN_OP_QCONV: constant weights oneDNN takes exactly (qconv_weights), an x
  * zero point of one value, QLinearConv's scales and y zero point constant, B constant. */
 static int qconv_dnnl_fits(const struct lower *l, const struct ir_node *n, int ql)
@@ -499,6 +526,11 @@ static int lower_qconv_dnnl(struct lower *l, const struct ir_node *n)
     if (!qconv_dnnl_fits(l, n, ql))
         return 1;
     int8_t *wq = qconv_weights(w, ir_in(l, n, ql ? 5 : 3), x->dtype);
+    int64_t m = w->shape.dims[0];
+    if (wq && !ql && !qconv_int32_exact(l, n, wq, m, engine_shape_numel(&w->shape) / m)) {
+        free(wq);
+        wq = NULL;
+    }
     if (!wq)
         return 1;
     struct plan_node pn = node_init(l, n, PLAN_OP_QCONV);
