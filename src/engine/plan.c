@@ -552,11 +552,13 @@ static int layernorm_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primit
 /* A layout change of one activation: float32, or uint8/int8/int32 (int8 convolutions). */
 static int reorder_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
+    if (c->n->n_in != 1) /* before operand(c, 0) reads the index */
+        return node_err(c, -EINVAL, "wrong number of inputs in plan");
     const struct plan_tensor *src = operand(c, 0), *dst = dst_of(c);
     int rc = src->dtype == ENGINE_F32 ? check_operands(c, 1, 1, "A") : 0;
     if (rc)
         return rc;
-    if (c->n->n_in != 1 || src->storage != PLAN_ST_ARENA || src->dtype != dst->dtype)
+    if (src->storage != PLAN_ST_ARENA || src->dtype != dst->dtype)
         return node_err(c, -EINVAL, "operand storage or dtype does not fit the op");
     dnnl_memory_desc_t smd, dmd;
     if (!same_dims(src, dst) || plan_tensor_md(src, 0, 0, &smd) || plan_tensor_md(dst, 0, 0, &dmd))
