@@ -188,9 +188,45 @@ static inline int32_t q8_at(const void *p, int dt, size_t i)
     return dt == ENGINE_U8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
 }
 
+#define QPACK_ROWS 8 /* rows packed together from a source whose rows are its columns */
+#define QPACK_COLS 64 /* and the columns of one tile */
+
+/* The rows of a source laid out column by column (row_stride 1: MatMul's B, k by rows): in
+ * tiles of QPACK_ROWS x QPACK_COLS whose source lines stay in L1 while each output row of the
+ * tile is written in one run (B [1280, 1000]: 1.64 -> 0.75 ms per pack). */
+static void qpack_columns(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows,
+                          int64_t k, int64_t col_stride, int64_t kp, int16_t *dst)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += QPACK_ROWS) {
+        int64_t nr = rows - r0 < QPACK_ROWS ? rows - r0 : QPACK_ROWS;
+        int32_t z[QPACK_ROWS];
+        for (int64_t j = 0; j < nr; j++)
+            z[j] = zp ? q8_at(zp, dt, n_zp == 1 ? 0 : (size_t)(r0 + j)) : 0;
+        for (int64_t i0 = 0; i0 < k; i0 += QPACK_COLS) {
+            int64_t ni = k - i0 < QPACK_COLS ? k - i0 : QPACK_COLS;
+            for (int64_t j = 0; j < nr; j++) { /* the tile's source lines stay in L1 */
+                int16_t *o = dst + (r0 + j) * kp;
+                const size_t at = (size_t)(i0 * col_stride + r0 + j), cs = (size_t)col_stride;
+                if (dt == ENGINE_U8)
+                    for (int64_t i = 0; i < ni; i++)
+                        o[i0 + i] = (int16_t)(((const uint8_t *)src)[at + (size_t)i * cs] - z[j]);
+                else
+                    for (int64_t i = 0; i < ni; i++)
+                        o[i0 + i] = (int16_t)(((const int8_t *)src)[at + (size_t)i * cs] - z[j]);
+            }
+        }
+        for (int64_t j = 0; j < nr; j++)
+            memset(dst + (r0 + j) * kp + k, 0, (size_t)(kp - k) * sizeof(*dst));
+    }
+}
+
 void k_qpack_rows(const void *src, int dt, const void *zp, int64_t n_zp, int64_t rows, int64_t k,
                   int64_t row_stride, int64_t col_stride, int64_t kp, int16_t *dst)
 {
+    if (row_stride == 1 && col_stride != 1) {
+        qpack_columns(src, dt, zp, n_zp, rows, k, col_stride, kp, dst);
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
         int32_t z = zp ? q8_at(zp, dt, n_zp == 1 ? 0 : (size_t)r) : 0;
         int16_t *o = dst + r * kp;
