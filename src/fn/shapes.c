@@ -40,8 +40,10 @@ bool fn_shapes_needed(const struct fn_config *c, const char *err)
 {
     if (c->input_shape || (c->private_path && strstr(c->private_path, ".plan")))
         return false;
+    /* --private: shape operands ("must be a constant", ...) and sequence lengths are resolved
+     * per request by the engine's specialising model */
     return strstr(err, "symbolic dim") ||
-           (c->private_path && strstr(err, "constant")); /* "must be a constant", ... */
+           (c->private_path && (strstr(err, "constant") || strstr(err, "is a sequence")));
 }
 
 static int open_private(struct fn_shapes *s, const struct fn_config *c, char *err, size_t errlen)
@@ -216,14 +218,15 @@ int fn_shapes_run(struct fn_shapes *s, const struct engine_tensor *in, int n_in,
                   struct engine_tensor *out, int max_outputs, int *n_outputs, char *err,
                   size_t errlen)
 {
-    if (s->dyn) {
-        *n_outputs = engine_dynamic_n_outputs(s->dyn);
-        if (*n_outputs > max_outputs)
+    if (s->dyn) { /* a sequence output fills one slot per element: offer every slot */
+        int declared = engine_dynamic_n_outputs(s->dyn);
+        if (declared > max_outputs)
             return seterr(err, errlen, -EINVAL, "the model has %d outputs; at most %d served",
-                          *n_outputs, max_outputs);
-        int rc = engine_dynamic_run(s->dyn, in, n_in, out, *n_outputs, err, errlen);
+                          declared, max_outputs);
+        int rc = engine_dynamic_run(s->dyn, in, n_in, out, max_outputs, err, errlen);
         struct engine_dynamic_stats st;
         engine_dynamic_stats(s->dyn, &st);
+        *n_outputs = rc ? 0 : st.outputs;
         return rc && st.last_refused ? -EINVAL : rc;
     }
     char ref[REF_MAX];

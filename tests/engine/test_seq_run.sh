@@ -4,12 +4,15 @@
 # shape decide the plan; the SequenceInsert position is pinned from --input) and writes the
 # sequence output back as one {"sequence": [...]}; other lengths compile other plans; a
 # sequence of 1025 tensors, a malformed sequence and a plan fed too few elements are refused
-# with errors naming the input.
-#   test_seq_run.sh SHMFAAS_RUN FIXTURE_DIR   (gen_seq_model.py writes FIXTURE_DIR)
+# with errors naming the input. Then the same model as a function (shmfaas-fn --private, the
+# engine's specialising model): the JSON reply carries the sequence output, and the hostile
+# sequence is a 400 naming the input.
+#   test_seq_run.sh SHMFAAS_RUN FIXTURE_DIR [SHMFAAS_FN]   (gen_seq_model.py writes FIXTURE_DIR)
 set -u
 
 run=$1
 fx=$2
+fn_bin=${3:-}
 model=$fx/seq_io.onnx
 TEST_NAME=seq-test
 . "$(dirname "$0")/lib.sh"
@@ -44,6 +47,52 @@ expect 1 "input xs\[0\]: shape \[2,3\], the plan expects \[1,3\]" -- "$tmp/two.p
 # without a length the compile says how to give one
 expect 1 "input 'xs' is a sequence: give its length as a shape 'xs=L'" -- "$model" --compile-only \
     -o "$tmp/none.plan"
+
+# ---- the function path: one instance, two sequence lengths, the hostile body refused
+if [ -n "$fn_bin" ]; then
+    idle_release=0 "$fn_bin" --listen "unix:$tmp/fn.sock" --private "$model" >"$tmp/fn.log" 2>&1 &
+    fn_pid=$!
+    ready=""
+    for _ in $(seq 300); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$tmp/fn.sock" \
+            http://fn/_/ready 2>/dev/null)
+        [ "$code" = 200 ] && { ready=1; break; }
+        kill -0 "$fn_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    post() { # BODY-FILE: status in $code, body in $tmp/reply
+        code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/fn.sock" \
+            -H 'Content-Type: application/json' --data-binary "@$1" http://fn/)
+    }
+    if [ -z "$ready" ]; then
+        echo "FAIL: shmfaas-fn did not become ready: $(tail -n 5 "$tmp/fn.log")"
+        failed=$((failed + 1))
+    else
+        post "$fx/seq_input.json"
+        if [ "$code" = 200 ] && grep -q "\"ys\": {\"sequence\": \[${t}\[0,1,2\]}, ${t}\[9,9,9\]}" "$tmp/reply"; then
+            echo "ok: function replies with the sequence output"
+        else
+            echo "FAIL: function, 2 elements: $code $(head -c 300 "$tmp/reply")"
+            failed=$((failed + 1))
+        fi
+        post "$tmp/one.json"
+        if [ "$code" = 200 ] && grep -q "\"ys\": {\"sequence\": \[${t}\[9,9,9\]}, {\"shape\": \[2,3\]" "$tmp/reply"; then
+            echo "ok: function serves another sequence length"
+        else
+            echo "FAIL: function, 1 element: $code $(head -c 300 "$tmp/reply")"
+            failed=$((failed + 1))
+        fi
+        post "$fx/seq_hostile.json"
+        if [ "$code" = 400 ] && grep -q "a sequence of 1025 tensors, at most 1024" "$tmp/reply"; then
+            echo "ok: function refuses 1025 elements with a 400"
+        else
+            echo "FAIL: function, hostile: $code $(head -c 300 "$tmp/reply")"
+            failed=$((failed + 1))
+        fi
+    fi
+    kill "$fn_pid" 2>/dev/null
+    wait "$fn_pid" 2>/dev/null
+fi
 
 [ "$failed" = 0 ] && echo "seq_run: all passed"
 exit "$failed"
