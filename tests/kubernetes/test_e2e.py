@@ -309,8 +309,9 @@ def case_node(build, node):
     shmem = scg.get("shmem", scg.get("total_shmem", 0))
     log("store cgroup: shmem %.1f MiB, cache %.1f MiB, usage %.1f MiB" % (
         shmem / 2**20, scg["cache"] / 2**20, int(cg_read(mem_cgroup(spid), "memory.usage_in_bytes")) / 2**20))
+    # the image is a plan part and its weights blob (docs/store.md "Weights blobs")
     image_bytes = sum(os.path.getsize(os.path.join(node.images, f)) for f in os.listdir(node.images)
-                      if f.endswith(".plan"))
+                      if f.endswith(".plan") or f.endswith(".weights"))
     assert image_bytes > MEM_LIMIT, "the image (%d bytes) is larger than a function's limit" % image_bytes
     assert shmem >= image_bytes * 0.95, "store cgroup shmem %d < image %d" % (shmem, image_bytes)
     log("image %.1f MiB on the node tmpfs, charged to the store's cgroup" % (image_bytes / 2**20))
