@@ -116,6 +116,11 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t l
 int fd_write_all(int fd, const void *data, size_t len);
 /* Like mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
+/* Sends len bytes of buf on a unix socket with nfds (0..SEND_MAX_FDS) descriptors as SCM_RIGHTS,
+ * in one sendmsg (retried on EINTR, MSG_NOSIGNAL): the bytes sent, or -errno (-EINVAL for an
+ * fd count out of range). */
+#define SEND_MAX_FDS 8
+ssize_t send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
 
 /* ---- signals ---- */
 /* The daemons' stop signals: fills set with SIGTERM and SIGINT and blocks them in the calling

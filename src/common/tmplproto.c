@@ -67,30 +67,11 @@ int tmpl_msg_check(const void *buf, size_t len, int nfds, int truncated, unsigne
 
 int tmpl_send(int sock, const struct tmpl_msg *m, const int *fds, int nfds)
 {
-    union {
-        char buf[CMSG_SPACE(TMPL_MAX_FDS * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     if (nfds < 0 || nfds > TMPL_MAX_FDS)
         return -EINVAL;
-    if (nfds > 0) {
-        memset(&u, 0, sizeof u);
-        mh.msg_control = u.buf;
-        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-    }
-    ssize_t n;
-    do
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = send_with_fds(sock, m, sizeof *m, fds, nfds);
     if (n < 0)
-        return errno == ECONNRESET ? -EPIPE : -errno;
+        return n == -ECONNRESET ? -EPIPE : (int)n;
     return n == (ssize_t)sizeof *m ? 0 : -EIO;
 }
 

@@ -100,7 +100,8 @@ void k_reduce_mean(const float *src, const struct engine_shape *s, const int *re
 void k_softmax(const float *src, float *dst, size_t outer, size_t len, size_t inner);
 
 /* ---- kernels_math.c: math operators (unary, reductions, arg-extrema, softmax family, logic and
- * variadic element-wise ops, layer-norm statistics, losses) ---- */
+ * variadic element-wise ops, layer-norm statistics, losses); kernels_quant.c: the quantisation
+ * kernels declared below (k_quantize, k_dequantize, k_dynquant, k_qmatmul, k_qconv) ---- */
 
 enum k_unop {
     K_NEG,
@@ -257,6 +258,40 @@ struct k_qmm {
     const void *yzp;         /* requantised output's zero point (ydt), or NULL */
 };
 void k_qmatmul(const struct k_qmm *q, const void *a, const void *b, void *dst);
+
+/* Element i of an int64/int32/int8/uint8 buffer as int64 (kernels_math.c, kernels_quant.c). */
+static inline int64_t k_load_int(const void *p, int dtype, size_t i)
+{
+    switch (dtype) {
+    case ENGINE_I64:
+        return ((const int64_t *)p)[i];
+    case ENGINE_I32:
+        return ((const int32_t *)p)[i];
+    case ENGINE_I8:
+        return ((const int8_t *)p)[i];
+    default:
+        return ((const uint8_t *)p)[i];
+    }
+}
+
+/* Stores v wrapped to the dtype's width (two's complement, as numpy does). */
+static inline void k_store_int(void *p, int dtype, size_t i, int64_t v)
+{
+    switch (dtype) {
+    case ENGINE_I64:
+        ((int64_t *)p)[i] = v;
+        break;
+    case ENGINE_I32:
+        ((int32_t *)p)[i] = (int32_t)(uint32_t)(uint64_t)v;
+        break;
+    case ENGINE_I8:
+        ((int8_t *)p)[i] = (int8_t)(uint8_t)(uint64_t)v;
+        break;
+    default:
+        ((uint8_t *)p)[i] = (uint8_t)(uint64_t)v;
+        break;
+    }
+}
 
 /* A kernel loop GCC vectorises in an AVX2 clone picked at load time (target_clones; -O2 leaves
  * such loops scalar); a plain function elsewhere. */

@@ -176,8 +176,7 @@ static int dec_attached(struct rcur *r, struct proto_msg *m)
         get_bytes(r, a->identity, PROTO_SHA_LEN) < 0 || get_u32(r, &a->threads) < 0 ||
         get_str(r, a->name, PROTO_MAX_NAME) < 0)
         return -1;
-    return get_u64(r, &a->weights_size) < 0 ? -1
-                                            : get_bytes(r, a->weights_sha256, PROTO_SHA_LEN);
+    return get_u64(r, &a->weights_size) < 0 ? -1 : get_bytes(r, a->weights_sha256, PROTO_SHA_LEN);
 }
 
 static void enc_json(struct wcur *w, const struct proto_msg *m)
@@ -321,30 +320,11 @@ int proto_send_fds(int sock, const struct proto_msg *m, const int *fds, int nfds
         free(buf);
         return n;
     }
-    struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(2 * sizeof(int))];
-    } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.space;
-        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-    }
-    ssize_t sent;
-    do
-        sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    while (sent < 0 && errno == EINTR);
-    int e = errno;
+    ssize_t sent = send_with_fds(sock, buf, (size_t)n, fds, nfds);
     free(buf);
     if (sent < 0)
-        return seterr(err, errlen, -e, "send %s: %s", proto_type_name(m->type), strerror(e));
+        return seterr(err, errlen, (int)sent, "send %s: %s", proto_type_name(m->type),
+                      strerror((int)-sent));
     return 0;
 }
 
