@@ -8,6 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* "bytes" is what the model's image costs as a whole (its plan part and its weights blob, the
+ * size one instance maps); a part's split is in "plan_bytes", "weights_bytes" and
+ * "weights_sha256" (a blob shared by several shapes' parts counts once in the totals). */
+static void model_weights_json(json_t *j, const struct model *m)
+{
+    if (!j || !m->blob)
+        return;
+    json_object_update_new(j, json_pack("{s:I, s:I, s:I, s:s}", "bytes",
+                                        (json_int_t)(m->size + m->blob->size), "plan_bytes",
+                                        (json_int_t)m->size, "weights_bytes",
+                                        (json_int_t)m->blob->size, "weights_sha256", m->blob->hex));
+}
+
 /* A model of the RAM tier; on_disk: whether the disk tier has its image too. */
 static json_t *model_json(const struct model *m, int on_disk)
 {
@@ -20,8 +33,7 @@ static json_t *model_json(const struct model *m, int on_disk)
                   m->state == MODEL_RESIDENT ? "resident" : "compiling", "threads", m->threads,
                   "bytes", (json_int_t)m->size, "leases", m->leases, "last_use_ms",
                   (json_int_t)m->last_use_ms, "compile_seconds", m->compile_s);
-    if (j && m->blob)
-        json_object_set_new(j, "weights_sha256", json_string(m->blob->hex));
+    model_weights_json(j, m);
     if (j)
         json_object_update_new(j, json_pack("{s:I, s:f, s:f, s:f, s:b}", "frequency",
                                             (json_int_t)m->freq, "reload_seconds", m->cost_s,
@@ -40,8 +52,7 @@ static json_t *blobs_json(const struct catalog *c)
             if (m->blob == b)
                 json_array_append_new(names, json_string(m->names[0] ? m->names : m->idhex));
         json_array_append_new(a, json_pack("{s:s, s:I, s:i, s:o}", "sha256", b->hex, "bytes",
-                                           (json_int_t)b->size, "refs", b->refs, "models",
-                                           names));
+                                           (json_int_t)b->size, "refs", b->refs, "models", names));
     }
     return a;
 }
@@ -57,13 +68,11 @@ static uint64_t blob_bytes(const struct catalog *c)
 /* A model of the disk tier. */
 static json_t *disk_model_json(const struct model *m)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f}", "names", m->names,
-                          "identity", m->idhex, "state", m->writing ? "writing" : "stored",
-                          "bytes", (json_int_t)m->size, "frequency", (json_int_t)m->freq,
-                          "compile_seconds", m->compile_s, "read_seconds", m->read_s,
-                          "priority", m->priority);
-    if (j && m->blob)
-        json_object_set_new(j, "weights_sha256", json_string(m->blob->hex));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f}", "names", m->names, "identity",
+                          m->idhex, "state", m->writing ? "writing" : "stored", "bytes",
+                          (json_int_t)m->size, "frequency", (json_int_t)m->freq, "compile_seconds",
+                          m->compile_s, "read_seconds", m->read_s, "priority", m->priority);
+    model_weights_json(j, m);
     return j;
 }
 
@@ -181,8 +190,10 @@ char *stats_prometheus(const struct catalog *c, const struct catalog *disk,
     metric(&t, "resident_bytes", "gauge", "Sum of resident image sizes.",
            (double)c->resident_bytes);
     metric(&t, "budget_bytes", "gauge", "Memory budget for resident images.", (double)c->budget);
-    metric(&t, "blobs", "gauge", "Weights blobs resident (each shared by the plan parts of one "
-           "model's shapes).", (double)catalog_blob_count(c));
+    metric(&t, "blobs", "gauge",
+           "Weights blobs resident (each shared by the plan parts of one "
+           "model's shapes).",
+           (double)catalog_blob_count(c));
     metric(&t, "blob_bytes", "gauge", "Bytes of the resident weights blobs (counted once).",
            (double)blob_bytes(c));
     metric(&t, "leases", "gauge", "Live leases over all models.", catalog_total_leases(c));

@@ -169,6 +169,17 @@ static void test_three_shapes_one_blob(void **state)
     assert_non_null(b);
     assert_int_equal(json_integer_value(json_object_get(b, "refs")), N_SHAPES);
     assert_int_equal(json_array_size(json_object_get(b, "models")), N_SHAPES);
+    /* each model's "bytes" is its whole image (what an instance maps): its part and the blob */
+    size_t mi;
+    json_t *m;
+    assert_int_equal(json_array_size(json_object_get(st, "models")), N_SHAPES);
+    json_array_foreach(json_object_get(st, "models"), mi, m)
+    {
+        json_int_t part = json_integer_value(json_object_get(m, "plan_bytes"));
+        assert_true(part > 0 && (uint64_t)part * 16 < blob);
+        assert_int_equal(json_integer_value(json_object_get(m, "weights_bytes")), (int64_t)blob);
+        assert_int_equal(json_integer_value(json_object_get(m, "bytes")), part + (int64_t)blob);
+    }
     json_decref(st);
     int nblobs;
     uint64_t bytes;
@@ -356,8 +367,7 @@ static void test_disk_tier_one_blob(void **state)
     json_decref(st);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
-             "test $(ls %s/*.weights | wc -l) = 1 && test $(ls %s/*.plan | wc -l) = 3", disk,
-             disk);
+             "test $(ls %s/*.weights | wc -l) = 1 && test $(ls %s/*.plan | wc -l) = 3", disk, disk);
     assert_int_equal(system(cmd), 0);
     env_stop(e, SIGTERM);
     env_start(e, "1GiB", extra);
@@ -387,8 +397,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_three_shapes_one_blob, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_restart_readopts_and_tamper, env_setup,
-                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_readopts_and_tamper, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_disk_tier_one_blob, env_setup, env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
