@@ -216,6 +216,9 @@ int ir_optimize(struct ir_graph *g, char *err, size_t errlen);
 /* QDQ lowering (qdq.c, run by ir_optimize after its fusions): DequantizeLinear → Conv [ReLU] →
  * QuantizeLinear with constant int8 weights becomes one QLinearConv. 0 or -ENOMEM. */
 int ir_lower_qdq(struct ir_graph *g);
+/* Whether oneDNN's int8 convolution sums x (ENGINE_U8/I8) times these int8 weights exactly on
+ * this CPU (ops/conv.c; qdq.c fuses a dynamic ConvInteger's tail only where oneDNN runs it). */
+int dnnl_int8_exact(const int8_t *w, int64_t count, int xdt);
 
 void ir_free(struct ir_graph *g);
 

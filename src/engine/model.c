@@ -139,7 +139,7 @@ static int check_sizes(struct engine_model *m, const struct plan_node *n, dnnl_p
     const struct plan_view *v = &m->v;
     int ok = md_size(pd, DNNL_ARG_DST) == v->tensors[n->out].nbytes;
     for (uint32_t i = 0; i < n->n_in && ok; i++) {
-        int arg = plan_input_arg(n->op, i);
+        int arg = plan_input_arg(n, i);
         ok = arg >= 0 && md_size(pd, arg) <= v->tensors[plan_input(v, n, i)].nbytes;
     }
     if (ok && n->sum_tensor != PLAN_NONE)

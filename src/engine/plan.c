@@ -75,6 +75,38 @@ static int check_window(const struct node_ctx *c, const struct plan_tensor *src,
 
 /* ---- attributes ---- */
 
+/* The src1 of binary post-op i (PLAN_POST_BINARY): only PLAN_OP_QCONV with a float32 dst takes
+ * them, as its leading posts, the i-th reading input 4 + i: one float32 (or one per output
+ * channel, along the dst's axis 1), plain, in the arena or the image. */
+static int binary_src1_md(const struct node_ctx *c, uint32_t i, dnnl_memory_desc_t *md)
+{
+    const struct plan_node *n = c->n;
+    const struct plan_tensor *dst = dst_of(c);
+    for (uint32_t k = 0; k < i; k++)
+        if (n->post[k].kind != PLAN_POST_BINARY)
+            return -EINVAL;
+    if (n->op != PLAN_OP_QCONV || dst->dtype != ENGINE_F32 || 4 + i >= n->n_in ||
+        dst->rank < 3 || dst->rank > DNNL_MAX_NDIMS || dst->dims[1] < 1 ||
+        (n->post[i].alg != dnnl_binary_mul && n->post[i].alg != dnnl_binary_add))
+        return -EINVAL;
+    const struct plan_tensor *t = operand(c, 4 + i);
+    int64_t k = 1;
+    for (uint32_t d = 0; d < t->rank && k > 0; d++)
+        k = t->dims[d] > 0 && t->dims[d] <= dst->dims[1] / k ? k * t->dims[d] : 0;
+    if (t->dtype != ENGINE_F32 || t->layout != PLAN_LAYOUT_PLAIN || t->storage == PLAN_ST_PACKED ||
+        (k != 1 && k != dst->dims[1]) || t->nbytes != (uint64_t)k * sizeof(float))
+        return -EINVAL;
+    dnnl_dims_t dims, strides;
+    for (uint32_t d = 0; d < dst->rank; d++)
+        dims[d] = d == 1 ? (dnnl_dim_t)k : 1;
+    for (int d = (int)dst->rank - 1; d >= 0; d--)
+        strides[d] = d == (int)dst->rank - 1 ? 1 : strides[d + 1] * dims[d + 1];
+    return dnnl_memory_desc_init_by_strides(md, (int)dst->rank, dims, dnnl_f32, strides) ==
+                   dnnl_success
+               ? 0
+               : -EINVAL;
+}
+
 static int make_attr(const struct node_ctx *c, dnnl_primitive_attr_t *attr, uint32_t first_post)
 {
     const struct plan_node *n = c->n;
@@ -97,10 +129,13 @@ static int make_attr(const struct node_ctx *c, dnnl_primitive_attr_t *attr, uint
     for (uint32_t i = first_post; i < n->n_post && !rc; i++) {
         const struct plan_post *p = &n->post[i];
         dnnl_status_t st = dnnl_invalid_arguments;
+        dnnl_memory_desc_t md;
         if (p->kind == PLAN_POST_ELTWISE)
             st = dnnl_post_ops_append_eltwise(po, 1.0f, (dnnl_alg_kind_t)p->alg, p->alpha, p->beta);
         else if (p->kind == PLAN_POST_SUM && n->sum_tensor != PLAN_NONE && !sums++)
             st = dnnl_post_ops_append_sum(po, 1.0f);
+        else if (p->kind == PLAN_POST_BINARY && first_post == 0 && binary_src1_md(c, i, &md) == 0)
+            st = dnnl_post_ops_append_binary(po, (dnnl_alg_kind_t)p->alg, &md);
         if (st != dnnl_success)
             rc = node_err(c, -EINVAL, "post-op not supported");
     }
@@ -245,14 +280,17 @@ static int check_vector(const struct node_ctx *c, uint32_t i, uint32_t dtype, in
 static int qconv_pd(const struct node_ctx *c, dnnl_engine_t eng, dnnl_primitive_desc_t *pd)
 {
     const struct plan_node *n = c->n;
-    if (n->n_in != 4 && n->n_in != 6)
+    if (n->n_in < 4 || n->n_in > 6)
         return node_err(c, -EINVAL, "wrong number of inputs in plan");
     const struct plan_tensor *src = operand(c, 0), *w = operand(c, 1), *dst = dst_of(c);
-    int q8 = dst->dtype != ENGINE_I32;
+    int f32 = dst->dtype == ENGINE_F32, q8 = !f32 && dst->dtype != ENGINE_I32;
+    uint32_t nb = 0; /* a float32 dst: the leading binary posts, one per input after the 4th */
+    while (nb < n->n_post && n->post[nb].kind == PLAN_POST_BINARY)
+        nb++;
     if ((src->dtype != ENGINE_U8 && src->dtype != ENGINE_I8) || src->storage != PLAN_ST_ARENA ||
         w->dtype != ENGINE_I8 || w->storage != PLAN_ST_PACKED ||
-        (q8 && dst->dtype != ENGINE_U8 && dst->dtype != ENGINE_I8) || q8 != (n->n_in == 6) ||
-        n->sum_tensor != PLAN_NONE)
+        (q8 && dst->dtype != ENGINE_U8 && dst->dtype != ENGINE_I8) ||
+        n->n_in != (q8 ? 6 : f32 ? 4 + nb : 4) || (f32 && nb < 1) || n->sum_tensor != PLAN_NONE)
         return node_err(c, -EINVAL, "operand storage or dtype does not fit the op");
     int64_t oc = w->dims[0];
     dnnl_memory_desc_t wmd, bmd;
@@ -747,8 +785,9 @@ int plan_primitive_desc(const struct plan_view *v, const struct plan_node *n, dn
 }
 
 /* The execution argument each input position binds to. */
-int plan_input_arg(uint32_t op, uint32_t i)
+int plan_input_arg(const struct plan_node *n, uint32_t i)
 {
+    uint32_t op = n->op;
     static const int conv[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS};
     static const int bin[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1};
     static const int bn[] = {DNNL_ARG_SRC, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_SCALE,
@@ -766,7 +805,9 @@ int plan_input_arg(uint32_t op, uint32_t i)
         return i < 3 ? conv[i] : -1;
     case PLAN_OP_PRELU:
         return i < 2 ? conv[i] : -1;
-    case PLAN_OP_QCONV:
+    case PLAN_OP_QCONV: /* a float32 dst's inputs 4... are its binary posts' src1 */
+        if (i >= 4 && n->n_post > i - 4 && n->post[i - 4].kind == PLAN_POST_BINARY)
+            return DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)i - 4) | DNNL_ARG_SRC_1;
         return i < 6 ? qconv[i] : -1;
     case PLAN_OP_BINARY:
         return i < 2 ? bin[i] : -1;

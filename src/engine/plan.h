@@ -41,7 +41,7 @@ int plan_wino_post(const struct plan_node *n, struct wino_post *p);
  * 64-byte aligned. */
 size_t plan_wino_scratch(const struct wino_shape *s);
 /* The DNNL_ARG_* that input position i of an op binds to; -1 if none. */
-int plan_input_arg(uint32_t op, uint32_t i);
+int plan_input_arg(const struct plan_node *n, uint32_t i);
 
 /* Assigns every ARENA tensor its offset and sets the header's arena_size (memplan.c). Tensors
  * flagged PLAN_TF_ALIAS share the buffer of the tensor their offset names; the flag is cleared. */

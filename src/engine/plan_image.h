@@ -265,6 +265,9 @@ enum plan_kernel {
 enum plan_post_kind {
     PLAN_POST_ELTWISE = 1, /* alg/alpha/beta */
     PLAN_POST_SUM = 2,     /* dst += node.sum_tensor (dst initialised from it) */
+    PLAN_POST_BINARY = 3,  /* dst = dst alg src1 (alg dnnl_binary_mul/add); PLAN_OP_QCONV with a
+                              float32 dst only, its leading posts: the k-th reads input 4 + k,
+                              one float32 or one per output channel (plan.c make_attr) */
 };
 
 struct plan_post {

@@ -271,8 +271,133 @@ static int fold_dq(struct ir_graph *g, struct ir_node *n)
     return 0;
 }
 
+/* ---- dynamic quantization's dequantising tail ---- */
+
+/* The one live node reading t (t no graph output, read once), else -1. */
+static int sole_reader(const struct ir_graph *g, int t)
+{
+    if (t < 0 || g->tensors[t].flags & IR_T_OUTPUT || ir_consumers(g, t) != 1)
+        return -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; !g->nodes[i].dead && k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] == t)
+                return ir_node_scope(g, &g->nodes[i]) == 0 ? i : -1;
+    return -1;
+}
+
+/* The other operand of binary node b (op) reading t, when it is one float32 or one per output
+ * channel (m of them along axis 1 of the rank-r output) and b's output has t's shape; else -1. */
+static int channel_operand(const struct ir_graph *g, int bi, const char *op, int t, int64_t m,
+                           int r)
+{
+    const struct ir_node *b = &g->nodes[bi];
+    if (strcmp(b->op, op) || b->n_in != 2 || b->n_out != 1 || b->out[0] < 0 || b->n_post)
+        return -1;
+    int o = b->in[0] == t ? b->in[1] : b->in[0];
+    const struct ir_tensor *v = &g->tensors[o], *y = &g->tensors[b->out[0]];
+    if (o < 0 || o == t || v->dtype != ENGINE_F32 || y->dtype != ENGINE_F32 ||
+        y->shape.rank != r || memcmp(y->shape.dims, g->tensors[t].shape.dims,
+                                     (size_t)r * sizeof(y->shape.dims[0])))
+        return -1;
+    if (numel(v) == 1)
+        return v->shape.rank <= r ? o : -1;
+    int c = v->shape.rank == r ? 1 : 0; /* [1, m, 1...] or [m, 1...] */
+    if (numel(v) != m || v->shape.rank < r - 1 || v->shape.rank > r || v->shape.dims[c] != m)
+        return -1;
+    for (int d = 0; d < c; d++)
+        if (v->shape.dims[d] != 1)
+            return -1;
+    return o;
+}
+
+/* ConvInteger(x, w const int8, [xzp one value], [wzp 0]) -> Cast(float32) -> Mul(one scale or
+ * one per channel) [-> Add(bias: one or one per channel)] [-> an activation], the tail dynamic
+ * quantization writes per convolution, becomes that ConvInteger with inputs 4 and 5 the scale
+ * and the bias (-1) and the activation as its post-op, writing the last node's output: oneDNN's
+ * int8 convolution with a float32 dst and binary post-ops (ops/conv.c), which converts the
+ * int32 sums to float32 as the Cast does and then multiplies and adds in float32 as the graph.
+ * Only where oneDNN sums these weights exactly (our int8 kernel has no float32 dst). 0 or
+ * -ENOMEM. */
+static int fuse_dyn_tail(struct ir_graph *g, int ci)
+{
+    struct ir_node *conv = &g->nodes[ci];
+    const struct ir_tensor *x = in_of(g, conv, 0), *w = in_of(g, conv, 1);
+    const struct ir_tensor *xz = in_of(g, conv, 2), *wz = in_of(g, conv, 3);
+    if (conv->n_in < 2 || conv->n_in > 4 || conv->n_out != 1 || conv->out[0] < 0 ||
+        conv->n_post || ir_node_scope(g, conv) || !x || !w ||
+        (x->dtype != ENGINE_U8 && x->dtype != ENGINE_I8) || w->dtype != ENGINE_I8 || !w->data ||
+        x->shape.rank < 3 || w->shape.rank != x->shape.rank || (xz && numel(xz) != 1) ||
+        (wz && (!wz->data || wz->dtype != ENGINE_I8)))
+        return 0;
+    for (int64_t i = 0; wz && i < numel(wz); i++)
+        if (((const int8_t *)wz->data)[i] != 0)
+            return 0;
+    if (!dnnl_int8_exact(w->data, numel(w), x->dtype))
+        return 0;
+    int r = x->shape.rank, t = conv->out[0], chain[4], n = 0, in4[2] = {-1, -1};
+    int64_t m = w->shape.dims[0];
+    int cast = sole_reader(g, t);
+    if (cast < 0 || strcmp(g->nodes[cast].op, "Cast") || g->nodes[cast].n_out != 1 ||
+        g->nodes[cast].out[0] < 0 || g->tensors[g->nodes[cast].out[0]].dtype != ENGINE_F32)
+        return 0;
+    chain[n++] = cast;
+    t = g->nodes[cast].out[0];
+    for (int k = 0; k < 2; k++) {
+        int bi = sole_reader(g, t);
+        if (bi < 0 || (in4[k] = channel_operand(g, bi, k ? "Add" : "Mul", t, m, r)) < 0)
+            break;
+        chain[n++] = bi;
+        t = g->nodes[bi].out[0];
+    }
+    if (in4[0] < 0)
+        return 0;
+    struct ir_post_op post = {.kind = IR_POST_ACT, .tensor = -1};
+    int ai = sole_reader(g, t), act = ai >= 0 && g->nodes[ai].n_out == 1 &&
+                                      g->nodes[ai].out[0] >= 0 && g->nodes[ai].in[0] == t &&
+                                      ir_node_act(g, &g->nodes[ai], &post.act, &post.alpha,
+                                                  &post.beta);
+    if (act) {
+        chain[n++] = ai;
+        t = g->nodes[ai].out[0];
+    }
+    int *nin = malloc(6 * sizeof(int));
+    if (!nin)
+        return -ENOMEM;
+    for (int k = 0; k < 4; k++)
+        nin[k] = k < conv->n_in ? conv->in[k] : -1;
+    nin[4] = in4[0], nin[5] = in4[1];
+    int last = chain[n - 1], y = conv->out[0];
+    for (int k = 0; k < n; k++) {
+        struct ir_node *c = &g->nodes[chain[k]];
+        c->dead = 1;
+        if (c->out[0] >= 0 && g->tensors[c->out[0]].producer == chain[k])
+            g->tensors[c->out[0]].producer = -1;
+    }
+    /* the fused node runs where the last node of the tail ran: after its scale and bias */
+    struct ir_node fused = *conv;
+    g->nodes[ci] = g->nodes[last];
+    g->nodes[last] = fused;
+    conv = &g->nodes[last];
+    free(conv->in);
+    conv->in = nin;
+    conv->n_in = 6;
+    conv->out[0] = t;
+    if (act)
+        conv->post[conv->n_post++] = post;
+    g->tensors[t].producer = last;
+    g->tensors[y].producer = -1;
+    return 0;
+}
+
 int ir_lower_qdq(struct ir_graph *g)
 {
+    for (int i = 0; i < g->n_nodes; i++) {
+        int rc = g->nodes[i].dead || strcmp(g->nodes[i].op, "ConvInteger")
+                     ? 0
+                     : fuse_dyn_tail(g, i);
+        if (rc < 0)
+            return rc;
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         int gemm = strcmp(g->nodes[i].op, "Gemm") == 0;
         if (g->nodes[i].dead || (strcmp(g->nodes[i].op, "Conv") && !gemm))

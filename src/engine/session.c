@@ -741,7 +741,7 @@ static int setup_node(struct engine_session *s, uint32_t k)
     int rc = 0;
     for (uint32_t i = 0; i < n->n_in && !rc; i++) {
         uint32_t t = (uint32_t)plan_input(v, n, i);
-        rc = add_mem(s, pd, plan_input_arg(n->op, i), &v->tensors[t], tensor_ptr(s, t),
+        rc = add_mem(s, pd, plan_input_arg(n, i), &v->tensors[t], tensor_ptr(s, t),
                      &sn->args[sn->nargs++]);
     }
     if (!rc)

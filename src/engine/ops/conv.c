@@ -385,7 +385,7 @@ static int64_t const_vector(struct lower *l, const char *name, int dtype, int64_
 /* Whether oneDNN's int8 kernels sum u8 x s8 products exactly on this CPU: with VNNI each
  * product goes into int32; without (AVX2, AVX-512 core), vpmaddubsw adds two products in int16,
  * saturating, unless every weight is within +-64 (2 * 255 * 64 <= 32767); only uint8 x there. */
-static int dnnl_int8_exact(const int8_t *w, int64_t count, int xdt)
+int dnnl_int8_exact(const int8_t *w, int64_t count, int xdt)
 {
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     if (isa == dnnl_cpu_isa_avx2_vnni || isa == dnnl_cpu_isa_avx512_core_vnni ||
@@ -472,7 +472,10 @@ static int qconv_cast_xzp(struct lower *l, const struct ir_node *n, int64_t zp)
     if (!z || z->data)
         return 0;
     int64_t from = plain_operand(l, n, n->in[2]);
-    return from < 0 ? (int)from : emit_math_to(l, n, zp, PLAN_K_CAST, &from, 1, NULL, 0, 0, 0, 0);
+    struct ir_node plain = *n; /* the convolution's post-ops are not the cast's */
+    plain.n_post = 0;
+    return from < 0 ? (int)from
+                    : emit_math_to(l, &plain, zp, PLAN_K_CAST, &from, 1, NULL, 0, 0, 0, 0);
 }
 
 /* oneDNN's int8 convolution takes its int32 sums through float32 before writing an int32 dst,
@@ -502,6 +505,21 @@ static int qconv_int32_exact(const struct lower *l, const struct ir_node *n, con
     return 1;
 }
 
+/* The fused dequantising tail of a dynamic ConvInteger (qdq.c: inputs 4 and 5 the scale and
+ * the bias or -1): binary posts multiplying by input 4 and adding input 5, as ts[4], ts[5]. */
+static int qconv_tail(struct lower *l, const struct ir_node *n, struct plan_node *pn, int64_t *ts,
+                      uint32_t *n_in)
+{
+    static const uint32_t alg[2] = {dnnl_binary_mul, dnnl_binary_add};
+    for (int k = 0; k < 2 && n->in[4 + k] >= 0; k++) {
+        if ((ts[4 + k] = plain_operand(l, n, n->in[4 + k])) < 0)
+            return (int)ts[4 + k];
+        pn->post[pn->n_post++] = (struct plan_post){PLAN_POST_BINARY, alg[k], 0, 0};
+        (*n_in)++;
+    }
+    return 0;
+}
+
 /* Whether n runs as PLAN_OP_QCONV: constant weights oneDNN takes exactly (qconv_weights), an x
  * zero point of one value, QLinearConv's scales and y zero point constant, B constant. */
 static int qconv_dnnl_fits(const struct lower *l, const struct ir_node *n, int ql)
@@ -527,12 +545,13 @@ static int lower_qconv_dnnl(struct lower *l, const struct ir_node *n)
         return 1;
     int8_t *wq = qconv_weights(w, ir_in(l, n, ql ? 5 : 3), x->dtype);
     int64_t m = w->shape.dims[0];
-    if (wq && !ql && !qconv_int32_exact(l, n, wq, m, engine_shape_numel(&w->shape) / m)) {
+    int tail = !ql && n->n_in == 6; /* the dequantising tail fused (qdq.c): a float32 dst */
+    if (wq && !ql && !tail && !qconv_int32_exact(l, n, wq, m, engine_shape_numel(&w->shape) / m)) {
         free(wq);
         wq = NULL;
     }
     if (!wq)
-        return 1;
+        return tail ? lerr(l, n, -EINVAL, "fused int8 convolution that oneDNN cannot run") : 1;
     struct plan_node pn = node_init(l, n, PLAN_OP_QCONV);
     pn.groups = ir_attr_int(n, "group", 1);
     int64_t ts[QCONV_IN] = {l->tmap[n->in[0]]};
@@ -540,6 +559,8 @@ static int lower_qconv_dnnl(struct lower *l, const struct ir_node *n)
     uint32_t nt = l->b.n_tensors, ni = l->b.n_index;
     uint64_t nw = l->b.weights_size;
     int rc = node_window(l, n, x, y, w->shape.dims + 2, &pn);
+    if (!rc && tail)
+        rc = qconv_tail(l, n, &pn, ts, &n_in);
     if (!rc && (ts[1] = packed_tensor(l, w, w->shape.rank, w->shape.dims)) < 0)
         rc = (int)ts[1];
     if (!rc) {
@@ -548,7 +569,10 @@ static int lower_qconv_dnnl(struct lower *l, const struct ir_node *n)
     }
     if (!rc)
         rc = qconv_xzp(l, n, ts);
-    if (!rc && !conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout)) {
+    int fast = !rc && conv_layouts(l, n, &pn, ts, n_in, &src_layout, &dst_layout);
+    if (!rc && !fast && tail)
+        rc = lerr(l, n, -EINVAL, "oneDNN has no int8 convolution for the fused dequantisation");
+    else if (!rc && !fast) {
         l->b.n_tensors = nt; /* no fast int8 kernel: forget its operands, run ours */
         l->b.n_index = ni;
         memset(l->b.weights + nw, 0, (size_t)(l->b.weights_size - nw));
@@ -583,6 +607,8 @@ int lower_qconv(struct lower *l, const struct ir_node *n)
     const struct ir_tensor *x = ir_in(l, n, 0);
     int ql = strcmp(n->op, "QLinearConv") == 0;
     int sp = x ? x->shape.rank - 2 : 0;
+    if (!ql && n->n_in > 4)
+        return lerr(l, n, -EINVAL, "ConvInteger takes at most 4 inputs");
     int64_t ins[9], params[5 + 3 * PLAN_MAX_SPATIAL] = {ql, 0, 0, ir_attr_int(n, "group", 1), sp};
     uint32_t cnt = 0;
     if (sp < 1 || sp > PLAN_MAX_SPATIAL || get_ints(n, "strides", params + 5, sp, 1) ||
