@@ -19,9 +19,11 @@
  *                and a Scan, so mutations reach the LOOP, LOOP_END, SCAN_SLICE and SLICE_DYN
  *                checks, the back jumps and the slice offsets;
  *   bit 6 set:   (over bits 3 to 5) it is compiled from corpus/onnx/qconv_qdq.onnx, a QDQ
- *                convolution (QDQ-lowered to oneDNN's int8 convolution) and a ConvInteger on
- *                DynamicQuantizeLinear's output, so mutations reach the int8 convolution's
- *                checks (scales, zero points, int8 layouts, the zero point cast);
+ *                convolution (QDQ-lowered to oneDNN's int8 convolution), a ConvInteger on
+ *                DynamicQuantizeLinear's output and one with its dequantising tail (Cast, Mul,
+ *                Add, Relu) fused (a float32 dst, binary post-ops), so mutations reach the int8
+ *                convolution's checks (scales, zero points, int8 layouts, the zero point cast,
+ *                the binary posts' src1);
  *   bit 7 set:   plan parts (format 3): patched, the seed is split into a plan part and its
  *                weights blob (engine_image_split), the patches apply to the part, and the part
  *                is opened over the blob (engine_model_open_parts); raw, the body is a u32 LE
