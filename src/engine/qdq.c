@@ -310,49 +310,138 @@ static int channel_operand(const struct ir_graph *g, int bi, const char *op, int
     return o;
 }
 
+/* A MatMulInteger's A as global pooling leaves it: DynamicQuantizeLinear(Flatten(x [B, K, 1,
+ * 1])), read only here, B [K, N]: the DynamicQuantizeLinear's node index, else -1. */
+static int classifier_dq(const struct ir_graph *g, const struct ir_node *mm)
+{
+    const struct ir_node *dq = producer_op(g, mm->in[0], "DynamicQuantizeLinear");
+    const struct ir_node *fl = dq ? producer_op(g, dq->in[0], "Flatten") : NULL;
+    const struct ir_tensor *w = in_of(g, mm, 1), *x = fl ? in_of(g, fl, 0) : NULL;
+    if (!x || ir_attr_int(fl, "axis", 1) != 1 || ir_node_scope(g, dq) || dq->out[0] != mm->in[0] ||
+        !w || w->shape.rank != 2 || g->tensors[mm->in[0]].flags & IR_T_OUTPUT ||
+        ir_consumers(g, mm->in[0]) != 1 || x->dtype != ENGINE_F32 || x->shape.rank != 4 ||
+        x->shape.dims[2] != 1 || x->shape.dims[3] != 1 || x->shape.dims[1] != w->shape.dims[0])
+        return -1;
+    return g->tensors[mm->in[0]].producer;
+}
+
+/* The classifier's MatMulInteger as a 1x1 ConvInteger: its DynamicQuantizeLinear (node di)
+ * quantizes the pooled [B, K, 1, 1] itself, B [K, N] becomes the weights [N, K, 1, 1] (a new
+ * constant: *w), and the convolution writes a new [B, N, 1, 1] (*y) that node fi, the tail's
+ * last, becomes the Flatten of. 0 or -ENOMEM. */
+static int classifier_conv(struct ir_graph *g, int mi, int di, int fi, int *w, int *y)
+{
+    const struct ir_tensor *b = &g->tensors[g->nodes[mi].in[1]];
+    int64_t k = b->shape.dims[0], n = b->shape.dims[1], batch = g->tensors[g->nodes[mi].in[0]].shape.dims[0];
+    struct engine_shape s = {.rank = 4, .dims = {n, k, 1, 1}};
+    int8_t *d = malloc((size_t)(n * k) + 1);
+    char *op = strdup("Flatten");
+    if (!d || !op || ir_attr_set_int(&g->nodes[fi], "axis", 1)) {
+        free(d), free(op);
+        return -ENOMEM;
+    }
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < n; j++)
+            d[j * k + i] = ((const int8_t *)b->data)[i * n + j];
+    int xq = g->nodes[mi].in[0], x4 = g->nodes[g->tensors[g->nodes[di].in[0]].producer].in[0];
+    if ((*w = ir_add_const(g, b->name, "::1x1", ENGINE_I8, &s, d)) < 0 ||
+        (*y = ir_add_tensor(g, g->tensors[g->nodes[fi].out[0]].name)) < 0) {
+        free(op);
+        return -ENOMEM;
+    }
+    g->nodes[di].in[0] = x4;
+    g->tensors[xq].shape = (struct engine_shape){.rank = 4, .dims = {batch, k, 1, 1}};
+    struct ir_tensor *t = &g->tensors[*y];
+    t->dtype = ENGINE_F32;
+    t->shape = (struct engine_shape){.rank = 4, .dims = {batch, n, 1, 1}};
+    t->shape_known = 1;
+    struct ir_node *f = &g->nodes[fi];
+    free(f->op);
+    f->op = op;
+    f->in[0] = *y;
+    f->n_in = 1;
+    f->n_post = 0;
+    f->dead = 0;
+    g->tensors[f->out[0]].producer = fi;
+    return 0;
+}
+
+/* A classifier's tail is Cast (slot chain[0]) -> Mul (chain[1]); its 1x1 convolution writes
+ * [B, N, 1, 1], so the Mul's slot becomes the Flatten to [B, N] and the convolution runs in the
+ * Cast's, after the scale: the scale's producer, when it comes between them (tools/quantize's
+ * order), trades slots with the Cast if its inputs exist before the Cast. 1 when placed so
+ * (chain[0] then the slot for the convolution), else 0. A bias Add stays after the Flatten:
+ * at batch 1 a per-channel src1 [1, N, 1, 1] is the whole dst, which oneDNN 2.6's int8
+ * convolutions take only in their reference kernel. */
+static int classifier_slots(struct ir_graph *g, int *chain)
+{
+    const struct ir_node *mul = &g->nodes[chain[1]];
+    int c = chain[0], s = mul->in[0] == g->nodes[c].out[0] ? mul->in[1] : mul->in[0];
+    int p = g->tensors[s].producer;
+    if (p < c)
+        return 1;
+    if (ir_node_scope(g, &g->nodes[p]))
+        return 0;
+    for (int k = 0; k < g->nodes[p].n_in; k++) {
+        int t = g->nodes[p].in[k];
+        if (t >= 0 && g->tensors[t].producer >= c)
+            return 0;
+    }
+    struct ir_node tmp = g->nodes[c];
+    g->nodes[c] = g->nodes[p];
+    g->nodes[p] = tmp;
+    for (int k = 0; k < g->nodes[c].n_out; k++)
+        if (g->nodes[c].out[k] >= 0)
+            g->tensors[g->nodes[c].out[k]].producer = c;
+    for (int k = 0; k < g->nodes[p].n_out; k++)
+        if (g->nodes[p].out[k] >= 0)
+            g->tensors[g->nodes[p].out[k]].producer = p;
+    chain[0] = p;
+    return 1;
+}
+
 /* ConvInteger(x, w const int8, [xzp one value], [wzp 0]) -> Cast(float32) -> Mul(one scale or
  * one per channel) [-> Add(bias: one or one per channel)] [-> an activation], the tail dynamic
  * quantization writes per convolution, becomes that ConvInteger with inputs 4 and 5 the scale
  * and the bias (-1) and the activation as its post-op, writing the last node's output: oneDNN's
  * int8 convolution with a float32 dst and binary post-ops (ops/conv.c), which converts the
  * int32 sums to float32 as the Cast does and then multiplies and adds in float32 as the graph.
- * Only where oneDNN sums these weights exactly (our int8 kernel has no float32 dst). 0 or
- * -ENOMEM. */
+ * The classifier's MatMulInteger after global pooling (classifier_dq) becomes a 1x1 one with
+ * the Mul fused, and the Mul the Flatten of its result (classifier_slots). Only where oneDNN sums these
+ * weights exactly (our int8 kernel has no float32 dst). 0 or -ENOMEM. */
 static int fuse_dyn_tail(struct ir_graph *g, int ci)
 {
     struct ir_node *conv = &g->nodes[ci];
+    int mm = strcmp(conv->op, "MatMulInteger") == 0, di = mm ? classifier_dq(g, conv) : -1;
     const struct ir_tensor *x = in_of(g, conv, 0), *w = in_of(g, conv, 1);
     const struct ir_tensor *xz = in_of(g, conv, 2), *wz = in_of(g, conv, 3);
     if (conv->n_in < 2 || conv->n_in > 4 || conv->n_out != 1 || conv->out[0] < 0 ||
-        conv->n_post || ir_node_scope(g, conv) || !x || !w ||
+        conv->n_post || ir_node_scope(g, conv) || !x || !w || (mm && di < 0) ||
         (x->dtype != ENGINE_U8 && x->dtype != ENGINE_I8) || w->dtype != ENGINE_I8 || !w->data ||
-        x->shape.rank < 3 || w->shape.rank != x->shape.rank || (xz && numel(xz) != 1) ||
-        (wz && (!wz->data || wz->dtype != ENGINE_I8)))
+        x->shape.rank < (mm ? 2 : 3) || w->shape.rank != x->shape.rank || (xz && numel(xz) != 1) ||
+        (wz && (!wz->data || wz->dtype != ENGINE_I8 || numel(wz) != 1)))
         return 0;
-    for (int64_t i = 0; wz && i < numel(wz); i++)
-        if (((const int8_t *)wz->data)[i] != 0)
-            return 0;
-    if (!dnnl_int8_exact(w->data, numel(w), x->dtype))
+    if ((wz && ((const int8_t *)wz->data)[0] != 0) || !dnnl_int8_exact(w->data, numel(w), x->dtype))
         return 0;
     int r = x->shape.rank, t = conv->out[0], chain[4], n = 0, in4[2] = {-1, -1};
-    int64_t m = w->shape.dims[0];
+    int64_t m = w->shape.dims[mm ? 1 : 0];
     int cast = sole_reader(g, t);
     if (cast < 0 || strcmp(g->nodes[cast].op, "Cast") || g->nodes[cast].n_out != 1 ||
         g->nodes[cast].out[0] < 0 || g->tensors[g->nodes[cast].out[0]].dtype != ENGINE_F32)
         return 0;
     chain[n++] = cast;
     t = g->nodes[cast].out[0];
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 - mm; k++) { /* a classifier: the Mul only (see below) */
         int bi = sole_reader(g, t);
         if (bi < 0 || (in4[k] = channel_operand(g, bi, k ? "Add" : "Mul", t, m, r)) < 0)
             break;
         chain[n++] = bi;
         t = g->nodes[bi].out[0];
     }
-    if (in4[0] < 0)
+    if (in4[0] < 0 || (mm && (numel(&g->tensors[in4[0]]) != 1 || !classifier_slots(g, chain))))
         return 0;
     struct ir_post_op post = {.kind = IR_POST_ACT, .tensor = -1};
-    int ai = sole_reader(g, t), act = ai >= 0 && g->nodes[ai].n_out == 1 &&
+    int ai = mm ? -1 : sole_reader(g, t), act = ai >= 0 && g->nodes[ai].n_out == 1 &&
                                       g->nodes[ai].out[0] >= 0 && g->nodes[ai].in[0] == t &&
                                       ir_node_act(g, &g->nodes[ai], &post.act, &post.alpha,
                                                   &post.beta);
@@ -360,25 +449,34 @@ static int fuse_dyn_tail(struct ir_graph *g, int ci)
         chain[n++] = ai;
         t = g->nodes[ai].out[0];
     }
-    int *nin = malloc(6 * sizeof(int));
-    if (!nin)
-        return -ENOMEM;
-    for (int k = 0; k < 4; k++)
-        nin[k] = k < conv->n_in ? conv->in[k] : -1;
-    nin[4] = in4[0], nin[5] = in4[1];
-    int last = chain[n - 1], y = conv->out[0];
+    /* the fused node runs where the last node of the tail ran (a classifier's: the one before,
+     * the last becomes the Flatten), after its scale and bias */
+    int last = chain[n - 1 - mm], fi = chain[n - 1], y = conv->out[0];
+    for (int k = 0; k < 2; k++)
+        if (in4[k] >= 0 && g->tensors[in4[k]].producer >= last)
+            return 0;
     for (int k = 0; k < n; k++) {
         struct ir_node *c = &g->nodes[chain[k]];
         c->dead = 1;
         if (c->out[0] >= 0 && g->tensors[c->out[0]].producer == chain[k])
             g->tensors[c->out[0]].producer = -1;
     }
-    /* the fused node runs where the last node of the tail ran: after its scale and bias */
+    int *nin = malloc(6 * sizeof(int)), w4 = conv->in[1], rc = nin ? 0 : -ENOMEM;
+    if (!rc && mm && (rc = classifier_conv(g, ci, di, fi, &w4, &t)) < 0)
+        free(nin);
+    if (rc)
+        return rc;
+    conv = &g->nodes[ci];
+    for (int k = 0; k < 4; k++)
+        nin[k] = k == 1 ? w4 : k < conv->n_in ? conv->in[k] : -1;
+    nin[4] = in4[0], nin[5] = in4[1];
     struct ir_node fused = *conv;
     g->nodes[ci] = g->nodes[last];
     g->nodes[last] = fused;
     conv = &g->nodes[last];
     free(conv->in);
+    free(conv->op);
+    conv->op = strdup("ConvInteger");
     conv->in = nin;
     conv->n_in = 6;
     conv->out[0] = t;
@@ -386,13 +484,14 @@ static int fuse_dyn_tail(struct ir_graph *g, int ci)
         conv->post[conv->n_post++] = post;
     g->tensors[t].producer = last;
     g->tensors[y].producer = -1;
-    return 0;
+    return conv->op ? 0 : -ENOMEM;
 }
 
 int ir_lower_qdq(struct ir_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
-        int rc = g->nodes[i].dead || strcmp(g->nodes[i].op, "ConvInteger")
+        int rc = g->nodes[i].dead || (strcmp(g->nodes[i].op, "ConvInteger") &&
+                                      strcmp(g->nodes[i].op, "MatMulInteger"))
                      ? 0
                      : fuse_dyn_tail(g, i);
         if (rc < 0)
