@@ -60,35 +60,27 @@ if [ -n "$fn_bin" ]; then
         kill -0 "$fn_pid" 2>/dev/null || break
         sleep 0.1
     done
-    post() { # BODY-FILE: status in $code, body in $tmp/reply
+    # post BODY-FILE STATUS PATTERN WHAT: the reply must have STATUS and match PATTERN (grep)
+    post() {
         code=$(curl -s -o "$tmp/reply" -w '%{http_code}' --unix-socket "$tmp/fn.sock" \
             -H 'Content-Type: application/json' --data-binary "@$1" http://fn/)
+        if [ "$code" = "$2" ] && grep -q "$3" "$tmp/reply"; then
+            echo "ok: function $4"
+        else
+            echo "FAIL: function $4: $code $(head -c 300 "$tmp/reply")"
+            failed=$((failed + 1))
+        fi
     }
     if [ -z "$ready" ]; then
         echo "FAIL: shmfaas-fn did not become ready: $(tail -n 5 "$tmp/fn.log")"
         failed=$((failed + 1))
     else
-        post "$fx/seq_input.json"
-        if [ "$code" = 200 ] && grep -q "\"ys\": {\"sequence\": \[${t}\[0,1,2\]}, ${t}\[9,9,9\]}" "$tmp/reply"; then
-            echo "ok: function replies with the sequence output"
-        else
-            echo "FAIL: function, 2 elements: $code $(head -c 300 "$tmp/reply")"
-            failed=$((failed + 1))
-        fi
-        post "$tmp/one.json"
-        if [ "$code" = 200 ] && grep -q "\"ys\": {\"sequence\": \[${t}\[9,9,9\]}, {\"shape\": \[2,3\]" "$tmp/reply"; then
-            echo "ok: function serves another sequence length"
-        else
-            echo "FAIL: function, 1 element: $code $(head -c 300 "$tmp/reply")"
-            failed=$((failed + 1))
-        fi
-        post "$fx/seq_hostile.json"
-        if [ "$code" = 400 ] && grep -q "a sequence of 1025 tensors, at most 1024" "$tmp/reply"; then
-            echo "ok: function refuses 1025 elements with a 400"
-        else
-            echo "FAIL: function, hostile: $code $(head -c 300 "$tmp/reply")"
-            failed=$((failed + 1))
-        fi
+        post "$fx/seq_input.json" 200 "\"ys\": {\"sequence\": \[${t}\[0,1,2\]}, ${t}\[9,9,9\]}" \
+            "replies with the sequence output"
+        post "$tmp/one.json" 200 "\"ys\": {\"sequence\": \[${t}\[9,9,9\]}, {\"shape\": \[2,3\]" \
+            "serves another sequence length"
+        post "$fx/seq_hostile.json" 400 "a sequence of 1025 tensors, at most 1024" \
+            "refuses 1025 elements with a 400"
     fi
     kill "$fn_pid" 2>/dev/null
     wait "$fn_pid" 2>/dev/null
