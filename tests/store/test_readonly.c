@@ -1,5 +1,6 @@
 /*
- * Issue 3, criterion 4: a client cannot write an image. The fd it receives is O_RDONLY, so a
+ * Issue 3, criterion 4: a client cannot write an image — its plan part nor its weights blob
+ * (plan format 3 keeps the weights in their own file). The fds it receives are O_RDONLY, so a
  * writable shared mapping and mprotect(PROT_WRITE) both fail; the file is 0600 and owned by the
  * store's user, so another user can open it for writing neither by path nor via /proc/self/fd.
  * A uid not in --allow-uid cannot attach at all.
@@ -28,15 +29,35 @@
 #define ALLOWED_UID 65534
 #define OTHER_UID   65533
 
+/* fd (its mapping at addr, size bytes) cannot be written through. */
+static void check_readonly(int fd, const void *addr, uint64_t size)
+{
+    assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(p == MAP_FAILED && errno == EACCES);
+    assert_int_equal(mprotect((void *)addr, 4096, PROT_READ | PROT_WRITE), -1);
+    assert_int_equal(errno, EACCES);
+    assert_int_equal(write(fd, "x", 1), -1);
+    assert_int_equal(errno, EBADF);
+}
+
+/* The plan part and its weights blob (plan format 3: the weights are their own file). */
 static void check_fd_readonly(const struct store_image *img)
 {
-    assert_int_equal(fcntl(img->fd, F_GETFL) & O_ACCMODE, O_RDONLY);
-    void *p = mmap(NULL, img->size, PROT_READ | PROT_WRITE, MAP_SHARED, img->fd, 0);
-    assert_true(p == MAP_FAILED && errno == EACCES);
-    assert_int_equal(mprotect((void *)img->addr, 4096, PROT_READ | PROT_WRITE), -1);
-    assert_int_equal(errno, EACCES);
-    assert_int_equal(write(img->fd, "x", 1), -1);
-    assert_int_equal(errno, EBADF);
+    check_readonly(img->fd, img->addr, img->size);
+    assert_non_null(img->weights);
+    check_readonly(img->weights_fd, img->weights, img->weights_size);
+}
+
+/* Neither the file of fd nor <dir>/<name> opens for writing as this process. */
+static int cannot_write(int fd, const char *dir, const char *name)
+{
+    char self[64], path[512];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+    if (open(self, O_RDWR) >= 0 || (errno != EACCES && errno != EPERM)) /* EPERM: sealed */
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return open(path, O_WRONLY) < 0 && (errno == EACCES || errno == EPERM);
 }
 
 static void test_fd_is_read_only(void **state)
@@ -91,18 +112,20 @@ static int other_user(const struct store_env *e, uid_t uid, int expect_attach)
             _exit(rc == -EACCES && strstr(err, "--allow-uid") ? 0 : 12);
         if (rc < 0)
             _exit(13);
-        if (fcntl(img->fd, F_GETFL) & O_ACCMODE)
+        if (fcntl(img->fd, F_GETFL) & O_ACCMODE || img->weights_fd < 0 ||
+            fcntl(img->weights_fd, F_GETFL) & O_ACCMODE)
             _exit(14);
-        char self[64], path[512];
-        snprintf(self, sizeof(self), "/proc/self/fd/%d", img->fd);
-        if (open(self, O_RDWR) >= 0 || (errno != EACCES && errno != EPERM)) /* EPERM: sealed */
-            _exit(15);
-        char id[SHA256_HEX_LEN];
+        char id[SHA256_HEX_LEN], name[SHA256_HEX_LEN + 16];
         sha256_hex(img->identity, id);
-        snprintf(path, sizeof(path), "%s/%s.plan", e->dir, id);
-        if (open(path, O_WRONLY) >= 0 || (errno != EACCES && errno != EPERM))
+        snprintf(name, sizeof(name), "%s.plan", id);
+        if (!cannot_write(img->fd, e->dir, name))
+            _exit(15);
+        sha256_hex(img->weights_sha256, id);
+        snprintf(name, sizeof(name), "%s.weights", id);
+        if (!cannot_write(img->weights_fd, e->dir, name))
             _exit(16);
-        if (mmap(NULL, img->size, PROT_WRITE, MAP_SHARED, img->fd, 0) != MAP_FAILED)
+        if (mmap(NULL, img->size, PROT_WRITE, MAP_SHARED, img->fd, 0) != MAP_FAILED ||
+            mmap(NULL, img->weights_size, PROT_WRITE, MAP_SHARED, img->weights_fd, 0) != MAP_FAILED)
             _exit(17);
         if (evict_refused(e) != 0)
             _exit(18);
@@ -125,8 +148,9 @@ static void test_other_users(void **state)
     env_start(e, "1GiB", extra);
     assert_int_equal(other_user(e, ALLOWED_UID, 1), 0);
     assert_int_equal(other_user(e, OTHER_UID, 0), 0);
-    printf("criterion 4: uid %d (allowed) attached but could not open the image for writing by "
-           "path or /proc/self/fd, nor evict it; uid %d (not allowed) was refused\n",
+    printf("criterion 4: uid %d (allowed) attached but could not open the plan part or its "
+           "weights blob for writing by path or /proc/self/fd, nor evict it; uid %d (not "
+           "allowed) was refused\n",
            ALLOWED_UID, OTHER_UID);
 }
 
